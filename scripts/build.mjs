@@ -1,0 +1,69 @@
+// Builds what the programs run: one bundled file per program (fast start-up when a foreign
+// tcpserver spawns us) and the small native addon (accept loop and posix_spawn).
+import { build } from "esbuild";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readdirSync, existsSync, statSync, realpathSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const programs = readdirSync(join(root, "src"))
+  .filter((name) => existsSync(join(root, "src", name, "cli.ts")))
+  .sort();
+
+await build({
+  absWorkingDir: root,
+  entryPoints: Object.fromEntries(programs.map((p) => [p, `src/${p}/cli.ts`])),
+  outdir: "dist",
+  outExtension: { ".js": ".mjs" },
+  bundle: true,
+  splitting: true,
+  format: "esm",
+  platform: "node",
+  target: "node24",
+  chunkNames: "chunks/[name]-[hash]",
+  // Bundled CommonJS dependencies (pino) need a require of their own inside ESM.
+  banner: {
+    js: "import { createRequire as __ucspiCreateRequire } from 'node:module'; const require = __ucspiCreateRequire(import.meta.url);",
+  },
+  logLevel: "warning",
+});
+
+const source = join(root, "src/native/ucspi_native.c");
+const output = join(root, "build/ucspi_native.node");
+const stale = !existsSync(output) || statSync(output).mtimeMs < statSync(source).mtimeMs;
+if (stale) {
+  mkdirSync(join(root, "build"), { recursive: true });
+  const headers = nodeHeaders();
+  const cc = process.env.CC ?? "cc";
+  execFileSync(
+    cc,
+    [
+      "-O2",
+      "-Wall",
+      "-Werror",
+      "-shared",
+      "-fPIC",
+      "-D_GNU_SOURCE",
+      "-DNAPI_VERSION=8",
+      `-I${headers}`,
+      source,
+      "-o",
+      output,
+    ],
+    { stdio: "inherit" },
+  );
+}
+
+// The official Node binary (the npm "node" package carries it) ships its headers beside it:
+// node_api.h for the addon interface and uv.h for the poll handles, stable across libuv 1.x.
+function nodeHeaders() {
+  const candidates = [
+    join(dirname(realpathSync(process.execPath)), "..", "include", "node"),
+    "/usr/include/node",
+    "/usr/local/include/node",
+  ];
+  const found = candidates.find((dir) => existsSync(join(dir, "uv.h")));
+  if (!found) throw new Error(`build: no Node headers (uv.h) in ${candidates.join(", ")}`);
+  return found;
+}

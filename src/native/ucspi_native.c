@@ -1,0 +1,535 @@
+/* ucspi_native: the few system calls the spawn path needs that Node does not offer.
+ *
+ * - listen + an accept loop on a uv_poll, so tcpserver can stop accepting at its -c limit and
+ *   leave connections in the kernel backlog (djb behaviour), and hand raw fds to JavaScript
+ *   without building a net.Socket for connections that go straight to a spawned program;
+ * - posix_spawn (glibc: clone(CLONE_VM|CLONE_VFORK)), whose cost does not grow with the
+ *   parent's memory as libuv's fork-like spawn does (DESIGN.md section 3), with exact control
+ *   of the child's fds, signal mask and dispositions;
+ * - a pidfd on a uv_poll to learn of each child's exit with its raw wait status, without
+ *   disturbing libuv's own SIGCHLD handling (libuv only waits for its own pids).
+ *
+ * Written against Node-API only, so one build serves every Node version.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/tcp.h>
+#include <node_api.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define CHECK(call)                                                                                \
+  do {                                                                                             \
+    if ((call) != napi_ok) return NULL;                                                            \
+  } while (0)
+
+static napi_value throw_errno(napi_env env, int err, const char *syscall) {
+  napi_value msg, code, error, errnum, sc;
+  const char *name = NULL;
+  switch (err) {
+#define E(x)                                                                                       \
+  case x:                                                                                          \
+    name = #x;                                                                                     \
+    break;
+    E(ENOENT) E(EACCES) E(EPERM) E(EADDRINUSE) E(EADDRNOTAVAIL) E(EAFNOSUPPORT) E(EINVAL)
+    E(EMFILE) E(ENFILE) E(ENOMEM) E(ENOEXEC) E(ENOTDIR) E(ELOOP) E(ENAMETOOLONG) E(E2BIG)
+    E(ETXTBSY) E(EBADF) E(ENOSYS) E(EAGAIN) E(EISDIR) E(ENOBUFS)
+#undef E
+  default:
+    name = "EUNKNOWN";
+  }
+  napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
+  napi_create_error(env, code, msg, &error);
+  napi_create_int32(env, -err, &errnum);
+  napi_set_named_property(env, error, "errno", errnum);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sc);
+  napi_set_named_property(env, error, "syscall", sc);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static int get_int(napi_env env, napi_value v, int32_t *out) {
+  return napi_get_value_int32(env, v, out) == napi_ok ? 0 : -1;
+}
+
+static char *get_string(napi_env env, napi_value v) {
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
+  char *s = malloc(len + 1);
+  if (!s) return NULL;
+  napi_get_value_string_utf8(env, v, s, len + 1, &len);
+  return s;
+}
+
+/* A NULL-terminated char* array from a JS array of strings. */
+static char **get_string_array(napi_env env, napi_value arr) {
+  uint32_t n;
+  if (napi_get_array_length(env, arr, &n) != napi_ok) return NULL;
+  char **out = calloc(n + 1, sizeof(char *));
+  if (!out) return NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value el;
+    napi_get_element(env, arr, i, &el);
+    out[i] = get_string(env, el);
+    if (!out[i]) {
+      for (uint32_t j = 0; j < i; j++) free(out[j]);
+      free(out);
+      return NULL;
+    }
+  }
+  return out;
+}
+
+static void free_string_array(char **a) {
+  if (!a) return;
+  for (char **p = a; *p; p++) free(*p);
+  free(a);
+}
+
+/* ---------------------------------------------------------------- children */
+
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref callback;
+  napi_async_context context;
+  pid_t pid;
+  int pidfd;
+} child_t;
+
+static void child_closed(uv_handle_t *h) { free(h->data); }
+
+static void child_ready(uv_poll_t *poll, int status, int events) {
+  child_t *c = poll->data;
+  int wstatus = 0;
+  pid_t r;
+  (void)status;
+  (void)events;
+  do r = waitpid(c->pid, &wstatus, WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r == 0) return; /* not yet: a spurious wake-up */
+  if (r < 0) wstatus = 111 << 8;
+  uv_poll_stop(&c->poll);
+  close(c->pidfd);
+  napi_env env = c->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value cb, recv, arg, result;
+  napi_get_reference_value(env, c->callback, &cb);
+  napi_get_undefined(env, &recv);
+  napi_create_int32(env, wstatus, &arg);
+  napi_make_callback(env, c->context, recv, cb, 1, &arg, &result);
+  napi_delete_reference(env, c->callback);
+  napi_async_destroy(env, c->context);
+  napi_close_handle_scope(env, scope);
+  uv_close((uv_handle_t *)&c->poll, child_closed);
+}
+
+/* spawn(file, argv, envp, fdPairs, closeFrom, onExit) -> pid
+ * fdPairs is a flat list [from, to, from, to, ...] applied with dup2 in order; when closeFrom
+ * is >= 0 every fd from there up that no pair targets is closed in the child. */
+static napi_value spawn(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value args[6];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  if (argc < 6) {
+    napi_throw_type_error(env, NULL, "spawn: six arguments expected");
+    return NULL;
+  }
+  char *file = get_string(env, args[0]);
+  char **argv = get_string_array(env, args[1]);
+  char **envp = get_string_array(env, args[2]);
+  uint32_t npairs = 0;
+  napi_get_array_length(env, args[3], &npairs);
+  int32_t close_from = -1;
+  get_int(env, args[4], &close_from);
+  if (!file || !argv || !envp) {
+    free(file);
+    free_string_array(argv);
+    free_string_array(envp);
+    return throw_errno(env, ENOMEM, "spawn");
+  }
+
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  int highest_target = -1;
+  int targets[64];
+  int ntargets = 0;
+  for (uint32_t i = 0; i + 1 < npairs && ntargets < 64; i += 2) {
+    napi_value a, b;
+    int32_t from, to;
+    napi_get_element(env, args[3], i, &a);
+    napi_get_element(env, args[3], i + 1, &b);
+    get_int(env, a, &from);
+    get_int(env, b, &to);
+    posix_spawn_file_actions_adddup2(&fa, from, to);
+    targets[ntargets++] = to;
+    if (to > highest_target) highest_target = to;
+  }
+  if (close_from >= 0) {
+    for (int fd = close_from; fd <= highest_target; fd++) {
+      int kept = 0;
+      for (int k = 0; k < ntargets; k++) kept |= targets[k] == fd;
+      if (!kept) posix_spawn_file_actions_addclose(&fa, fd);
+    }
+    int from = highest_target + 1 > close_from ? highest_target + 1 : close_from;
+    posix_spawn_file_actions_addclosefrom_np(&fa, from);
+  }
+  /* The child starts with an empty signal mask and every signal at its default action:
+   * Node ignores SIGPIPE, and an ignored disposition would survive the exec. */
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  sigdelset(&all, SIGKILL);
+  sigdelset(&all, SIGSTOP);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  pid_t pid;
+  int err = posix_spawn(&pid, file, &fa, &attr, argv, envp);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  free(file);
+  free_string_array(argv);
+  free_string_array(envp);
+  if (err) return throw_errno(env, err, "posix_spawn");
+
+  child_t *c = calloc(1, sizeof(child_t));
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  uv_loop_t *loop;
+  if (!c || pidfd < 0 || napi_get_uv_event_loop(env, &loop) != napi_ok) {
+    /* Cannot watch it: reap it in a blocking wait rather than leave a zombie behind. */
+    int e = pidfd < 0 ? errno : ENOMEM;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    free(c);
+    return throw_errno(env, e, "pidfd_open");
+  }
+  fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+  c->env = env;
+  c->pid = pid;
+  c->pidfd = pidfd;
+  napi_value resource_name;
+  napi_create_string_utf8(env, "ucspi.child", NAPI_AUTO_LENGTH, &resource_name);
+  napi_async_init(env, NULL, resource_name, &c->context);
+  napi_create_reference(env, args[5], 1, &c->callback);
+  uv_poll_init(loop, &c->poll, pidfd);
+  c->poll.data = c;
+  uv_poll_start(&c->poll, UV_READABLE, child_ready);
+
+  napi_value result;
+  napi_create_int32(env, pid, &result);
+  return result;
+}
+
+/* ---------------------------------------------------------------- sockets */
+
+static int format_address(const struct sockaddr_storage *sa, char *ip, size_t iplen, int *port) {
+  if (sa->ss_family == AF_INET) {
+    const struct sockaddr_in *s = (const struct sockaddr_in *)sa;
+    inet_ntop(AF_INET, &s->sin_addr, ip, iplen);
+    *port = ntohs(s->sin_port);
+    return 4;
+  }
+  const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)sa;
+  inet_ntop(AF_INET6, &s->sin6_addr, ip, iplen);
+  *port = ntohs(s->sin6_port);
+  return 6;
+}
+
+/* listen(address, port, backlog, reusePort) -> fd. The address is a literal; an IPv6 wildcard
+ * listens for IPv4 too (dual stack), as Debian's ucspi-tcp-ipv6 does. */
+static napi_value listen_tcp(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value args[4];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  char *address = get_string(env, args[0]);
+  int32_t port = 0, backlog = 20;
+  bool reuse_port = false;
+  get_int(env, args[1], &port);
+  get_int(env, args[2], &backlog);
+  napi_get_value_bool(env, args[3], &reuse_port);
+  struct sockaddr_storage ss;
+  socklen_t sslen;
+  memset(&ss, 0, sizeof ss);
+  int family;
+  struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+  if (address && inet_pton(AF_INET, address, &s4->sin_addr) == 1) {
+    family = AF_INET;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    sslen = sizeof *s4;
+  } else if (address && inet_pton(AF_INET6, address, &s6->sin6_addr) == 1) {
+    family = AF_INET6;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    sslen = sizeof *s6;
+  } else {
+    free(address);
+    return throw_errno(env, EINVAL, "inet_pton");
+  }
+  free(address);
+  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket");
+  int one = 1, zero = 0;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+  if (bind(fd, (struct sockaddr *)&ss, sslen) < 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, e, "bind");
+  }
+  if (listen(fd, backlog) < 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, e, "listen");
+  }
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+/* localAddress(fd) -> [ip, port, family] */
+static napi_value local_address(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value args[1];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t fd;
+  get_int(env, args[0], &fd);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return throw_errno(env, errno, "getsockname");
+  char ip[INET6_ADDRSTRLEN];
+  int port;
+  int fam = format_address(&ss, ip, sizeof ip, &port);
+  napi_value arr, v;
+  napi_create_array_with_length(env, 3, &arr);
+  napi_create_string_utf8(env, ip, NAPI_AUTO_LENGTH, &v);
+  napi_set_element(env, arr, 0, v);
+  napi_create_int32(env, port, &v);
+  napi_set_element(env, arr, 1, v);
+  napi_create_int32(env, fam, &v);
+  napi_set_element(env, arr, 2, v);
+  return arr;
+}
+
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref callback;
+  napi_ref self;
+  napi_async_context context;
+  int fd;
+  int flags; /* 1: TCP_NODELAY, 2: drop IP options */
+  int paused;
+  int closed;
+} acceptor_t;
+
+static void acceptor_closed(uv_handle_t *h) {
+  acceptor_t *a = h->data;
+  napi_delete_reference(a->env, a->callback);
+  napi_async_destroy(a->env, a->context);
+  free(a);
+}
+
+static void call_js(acceptor_t *a, int argc, napi_value *argv) {
+  napi_value cb, recv, result;
+  napi_get_reference_value(a->env, a->callback, &cb);
+  napi_get_undefined(a->env, &recv);
+  napi_make_callback(a->env, a->context, recv, cb, (size_t)argc, argv, &result);
+}
+
+static void acceptor_ready(uv_poll_t *poll, int status, int events) {
+  acceptor_t *a = poll->data;
+  (void)status;
+  (void)events;
+  /* A bounded batch per wake-up keeps one busy listener from starving the rest of the loop. */
+  for (int i = 0; i < 64 && !a->paused && !a->closed; i++) {
+    struct sockaddr_storage remote, local;
+    socklen_t rlen = sizeof remote, llen = sizeof local;
+    int fd = accept4(a->fd, (struct sockaddr *)&remote, &rlen, SOCK_CLOEXEC);
+    napi_handle_scope scope;
+    napi_open_handle_scope(a->env, &scope);
+    if (fd < 0) {
+      int e = errno;
+      if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED) {
+        napi_close_handle_scope(a->env, scope);
+        if (e == EAGAIN || e == EWOULDBLOCK) break;
+        continue;
+      }
+      /* EMFILE and friends: tell JavaScript, which pauses and retries later. */
+      napi_value argv[1];
+      napi_create_int32(a->env, -e, &argv[0]);
+      call_js(a, 1, argv);
+      napi_close_handle_scope(a->env, scope);
+      break;
+    }
+    getsockname(fd, (struct sockaddr *)&local, &llen);
+    if (a->flags & 1) {
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    if ((a->flags & 2) && local.ss_family == AF_INET) setsockopt(fd, IPPROTO_IP, IP_OPTIONS, NULL, 0);
+    char lip[INET6_ADDRSTRLEN], rip[INET6_ADDRSTRLEN];
+    int lport, rport;
+    format_address(&local, lip, sizeof lip, &lport);
+    format_address(&remote, rip, sizeof rip, &rport);
+    napi_value argv[5];
+    napi_create_int32(a->env, fd, &argv[0]);
+    napi_create_string_utf8(a->env, lip, NAPI_AUTO_LENGTH, &argv[1]);
+    napi_create_int32(a->env, lport, &argv[2]);
+    napi_create_string_utf8(a->env, rip, NAPI_AUTO_LENGTH, &argv[3]);
+    napi_create_int32(a->env, rport, &argv[4]);
+    call_js(a, 5, argv);
+    napi_close_handle_scope(a->env, scope);
+  }
+}
+
+static acceptor_t *unwrap_acceptor(napi_env env, napi_callback_info info) {
+  napi_value self;
+  void *data;
+  if (napi_get_cb_info(env, info, NULL, NULL, &self, NULL) != napi_ok) return NULL;
+  if (napi_unwrap(env, self, &data) != napi_ok) return NULL;
+  return data;
+}
+
+static napi_value acceptor_pause(napi_env env, napi_callback_info info) {
+  acceptor_t *a = unwrap_acceptor(env, info);
+  if (a && !a->closed && !a->paused) {
+    a->paused = 1;
+    uv_poll_stop(&a->poll);
+  }
+  return NULL;
+}
+
+static napi_value acceptor_resume(napi_env env, napi_callback_info info) {
+  acceptor_t *a = unwrap_acceptor(env, info);
+  if (a && !a->closed && a->paused) {
+    a->paused = 0;
+    uv_poll_start(&a->poll, UV_READABLE, acceptor_ready);
+  }
+  return NULL;
+}
+
+static napi_value acceptor_close(napi_env env, napi_callback_info info) {
+  napi_value self;
+  void *data;
+  if (napi_get_cb_info(env, info, NULL, NULL, &self, NULL) != napi_ok) return NULL;
+  if (napi_remove_wrap(env, self, &data) != napi_ok || !data) return NULL;
+  acceptor_t *a = data;
+  a->closed = 1;
+  uv_poll_stop(&a->poll);
+  close(a->fd);
+  uv_close((uv_handle_t *)&a->poll, acceptor_closed);
+  return NULL;
+}
+
+/* accept(listenFd, flags, onConnection) -> { pause(), resume(), close() }
+ * onConnection(fd, localIp, localPort, remoteIp, remotePort), or onConnection(-errno). */
+static napi_value accept_loop(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value args[3];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t fd, flags;
+  get_int(env, args[0], &fd);
+  get_int(env, args[1], &flags);
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return throw_errno(env, errno, "fcntl");
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  acceptor_t *a = calloc(1, sizeof(acceptor_t));
+  if (!a) return throw_errno(env, ENOMEM, "accept");
+  a->env = env;
+  a->fd = fd;
+  a->flags = flags;
+  napi_value obj, fn, resource_name;
+  napi_create_object(env, &obj);
+  napi_create_function(env, "pause", NAPI_AUTO_LENGTH, acceptor_pause, NULL, &fn);
+  napi_set_named_property(env, obj, "pause", fn);
+  napi_create_function(env, "resume", NAPI_AUTO_LENGTH, acceptor_resume, NULL, &fn);
+  napi_set_named_property(env, obj, "resume", fn);
+  napi_create_function(env, "close", NAPI_AUTO_LENGTH, acceptor_close, NULL, &fn);
+  napi_set_named_property(env, obj, "close", fn);
+  napi_wrap(env, obj, a, NULL, NULL, NULL);
+  napi_create_reference(env, args[2], 1, &a->callback);
+  napi_create_string_utf8(env, "ucspi.accept", NAPI_AUTO_LENGTH, &resource_name);
+  napi_async_init(env, NULL, resource_name, &a->context);
+  uv_poll_init(loop, &a->poll, fd);
+  a->poll.data = a;
+  uv_poll_start(&a->poll, UV_READABLE, acceptor_ready);
+  return obj;
+}
+
+/* ---------------------------------------------------------------- plain fd calls */
+
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value args[1];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t fd;
+  get_int(env, args[0], &fd);
+  close(fd);
+  return NULL;
+}
+
+/* devNull(fd): reopen fd on /dev/null, so that a closed stdio fd is never reused by a socket. */
+static napi_value dev_null(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value args[1];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t fd;
+  get_int(env, args[0], &fd);
+  int n = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (n < 0) return throw_errno(env, errno, "open");
+  if (n != fd) {
+    if (dup2(n, fd) < 0) {
+      int e = errno;
+      close(n);
+      return throw_errno(env, e, "dup2");
+    }
+    close(n);
+  }
+  return NULL;
+}
+
+/* shutdownWrite(fd): half-close a socket. */
+static napi_value shutdown_write(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value args[1];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t fd;
+  get_int(env, args[0], &fd);
+  shutdown(fd, SHUT_WR);
+  return NULL;
+}
+
+NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
+  napi_property_descriptor props[] = {
+      {"spawn", NULL, spawn, NULL, NULL, NULL, napi_default, NULL},
+      {"listen", NULL, listen_tcp, NULL, NULL, NULL, napi_default, NULL},
+      {"localAddress", NULL, local_address, NULL, NULL, NULL, napi_default, NULL},
+      {"accept", NULL, accept_loop, NULL, NULL, NULL, napi_default, NULL},
+      {"close", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"devNull", NULL, dev_null, NULL, NULL, NULL, napi_default, NULL},
+      {"shutdownWrite", NULL, shutdown_write, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}

@@ -1,0 +1,59 @@
+// Paths and runners for the real programs under test: ours (bin/) and djb's (ucspi-tcp).
+import { spawn } from "node:child_process";
+import type { SpawnOptions } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const BIN = join(ROOT, "bin");
+
+/** Our program, by name: bin/NAME. */
+export function ours(name: string): string {
+  return join(BIN, name);
+}
+
+/** djb's program from Debian's ucspi-tcp package. */
+export function djb(name: string): string {
+  return join("/usr/bin", name);
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion, feeding `input` on stdin; kills it after `timeoutMs`. */
+export function run(
+  file: string,
+  args: readonly string[],
+  options: SpawnOptions & { input?: string | Buffer; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  const { input, timeoutMs = 20_000, ...spawnOptions } = options;
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"], ...spawnOptions });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout?.on("data", (b: Buffer) => out.push(b));
+    child.stderr?.on("data", (b: Buffer) => err.push(b));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({
+        code,
+        signal,
+        stdout: Buffer.concat(out).toString("latin1"),
+        stderr: Buffer.concat(err).toString("latin1"),
+      });
+    });
+    if (child.stdin) {
+      child.stdin.on("error", () => {});
+      child.stdin.end(input ?? "");
+    }
+  });
+}
