@@ -31,7 +31,10 @@ await build({
 
 const source = join(root, "src/native/ucspi_native.c");
 const output = join(root, "build/ucspi_native.node");
-const stale = !existsSync(output) || statSync(output).mtimeMs < statSync(source).mtimeMs;
+const stale =
+  process.env.UCSPI_REBUILD === "1" ||
+  !existsSync(output) ||
+  statSync(output).mtimeMs < statSync(source).mtimeMs;
 if (stale) {
   mkdirSync(join(root, "build"), { recursive: true });
   const headers = nodeHeaders();
@@ -58,8 +61,11 @@ if (stale) {
 // The official Node binary (the npm "node" package carries it) ships its headers beside it:
 // node_api.h for the addon interface and uv.h for the poll handles, stable across libuv 1.x.
 function nodeHeaders() {
+  const binary = `node-${process.platform}-${process.arch}`;
   const candidates = [
     join(dirname(realpathSync(process.execPath)), "..", "include", "node"),
+    join(root, "node_modules", "node", "node_modules", binary, "include", "node"),
+    join(root, "node_modules", binary, "include", "node"),
     "/usr/include/node",
     "/usr/local/include/node",
   ];

@@ -127,7 +127,7 @@ static void child_ready(uv_poll_t *poll, int status, int events) {
   napi_open_handle_scope(env, &scope);
   napi_value cb, recv, arg, result;
   napi_get_reference_value(env, c->callback, &cb);
-  napi_get_undefined(env, &recv);
+  napi_get_global(env, &recv);
   napi_create_int32(env, wstatus, &arg);
   napi_make_callback(env, c->context, recv, cb, 1, &arg, &result);
   napi_delete_reference(env, c->callback);
@@ -175,9 +175,20 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
     napi_get_element(env, args[3], i + 1, &b);
     get_int(env, a, &from);
     get_int(env, b, &to);
+    /* UCSPI programs expect blocking fds; Node made this one non-blocking. The flag lives in
+     * the open file description, which the child shares, so it is cleared here. */
+    int fl = fcntl(from, F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(from, F_SETFL, fl & ~O_NONBLOCK);
     posix_spawn_file_actions_adddup2(&fa, from, to);
     targets[ntargets++] = to;
     if (to > highest_target) highest_target = to;
+  }
+  /* Node marks fds 0-2 close-on-exec; a dup2 onto itself clears the flag in the child, so the
+   * program inherits them as UCSPI says (and as execve without Node would). */
+  for (int fd = 0; fd <= 2; fd++) {
+    int kept = 0;
+    for (int k = 0; k < ntargets; k++) kept |= targets[k] == fd;
+    if (!kept && fcntl(fd, F_GETFD) >= 0) posix_spawn_file_actions_adddup2(&fa, fd, fd);
   }
   if (close_from >= 0) {
     for (int fd = close_from; fd <= highest_target; fd++) {
@@ -351,7 +362,8 @@ static void acceptor_closed(uv_handle_t *h) {
 static void call_js(acceptor_t *a, int argc, napi_value *argv) {
   napi_value cb, recv, result;
   napi_get_reference_value(a->env, a->callback, &cb);
-  napi_get_undefined(a->env, &recv);
+  /* napi_make_callback wants an object as receiver: undefined fails with object_expected. */
+  napi_get_global(a->env, &recv);
   napi_make_callback(a->env, a->context, recv, cb, (size_t)argc, argv, &result);
 }
 

@@ -1,0 +1,147 @@
+// tcpclient: connect, then run the program with the socket on fds 6 and 7. The only file of
+// tcpclient that touches process globals.
+import { writeSync } from "node:fs";
+import { isIP } from "node:net";
+import { connectionEnv, parseClientHost, parsePort } from "../ucspi/address.ts";
+import { runChain } from "../ucspi/chain.ts";
+import { resolveHostAddresses, reverseName } from "../ucspi/dns.ts";
+import { applyEnv, copyEnv } from "../ucspi/env.ts";
+import type { Env } from "../ucspi/env.ts";
+import { FatalError, causeText } from "../ucspi/errors.ts";
+import { identQuery } from "../ucspi/ident.ts";
+import { reportError } from "../ucspi/main.ts";
+import { connectInTurn, socketFd } from "./connect.ts";
+import { USAGE, parseClientArgs } from "./options.ts";
+import type { ClientOptions } from "./options.ts";
+
+const DNS_TIMEOUT_MS = 30_000;
+const FORWARDED: NodeJS.Signals[] = ["SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGALRM"];
+
+const writeStderr = (line: string) => {
+  try {
+    writeSync(2, line);
+  } catch {
+    // stderr gone.
+  }
+};
+
+async function main(): Promise<number> {
+  const options = parseClientArgs(process.argv.slice(2));
+  const addresses = await addressesOf(options);
+  const port = portNumber(options.port);
+  const socket = await connectInTurn(
+    {
+      addresses,
+      port,
+      localIp: options.localIp,
+      localPort: options.localPort === undefined ? undefined : portNumber(options.localPort),
+      timeoutsMs: options.connectTimeoutsMs,
+      noDelay: options.noDelay,
+    },
+    (message) => {
+      if (options.verbosity >= 1) writeStderr(`tcpclient: ${message}\n`);
+    },
+  );
+  if (!socket) return 111;
+  const local = { ip: socket.localAddress ?? "", port: socket.localPort ?? 0 };
+  const remote = { ip: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
+  if (options.verbosity >= 2)
+    writeStderr(`tcpclient: connected to ${remote.ip} port ${remote.port}\n`);
+
+  const [localHost, remoteHost, remoteInfo] = await Promise.all([
+    options.localName ?? reverseName(local.ip, DNS_TIMEOUT_MS).then((n) => n ?? ""),
+    options.remoteHostLookup
+      ? reverseName(remote.ip, DNS_TIMEOUT_MS).then((n) => n ?? "")
+      : undefined,
+    options.ident
+      ? identQuery({
+          localIp: local.ip,
+          localPort: local.port,
+          remoteIp: remote.ip,
+          remotePort: remote.port,
+          timeoutMs: options.identTimeoutMs,
+          djbCompat: true,
+        })
+      : undefined,
+  ]);
+  const env = copyEnv(process.env as Env);
+  applyEnv(
+    env,
+    connectionEnv({
+      localIp: local.ip,
+      localPort: local.port,
+      remoteIp: remote.ip,
+      remotePort: remote.port,
+      localHost,
+      remoteHost,
+      remoteInfo,
+      listenerIsV6: false,
+      role: "client",
+    }),
+  );
+
+  const fd = socketFd(socket);
+  let child = 0;
+  for (const signal of FORWARDED) process.on(signal, () => child && process.kill(child, signal));
+  let status: number;
+  try {
+    status = await runChain(
+      options.program,
+      env,
+      { fd, stream: socket },
+      {
+        side: "client",
+        log: writeStderr,
+        closeOthers: false,
+        onSpawn: (pid) => {
+          child = pid;
+          // The program has its own copy of the socket now.
+          socket.destroy();
+        },
+      },
+    );
+  } catch (error) {
+    throw new FatalError(`unable to run ${options.program[0]}: ${causeText(error)}`);
+  }
+  socket.destroy();
+  return passOn(status);
+}
+
+async function addressesOf(options: ClientOptions): Promise<string[]> {
+  const parsed = parseClientHost(options.host);
+  let all: string[];
+  if (typeof parsed === "string") all = [parsed];
+  else {
+    try {
+      all = await resolveHostAddresses(parsed.name);
+    } catch {
+      all = [];
+    }
+  }
+  const wanted =
+    options.family === undefined ? all : all.filter((ip) => isIP(ip) === options.family);
+  if (wanted.length === 0) throw new FatalError(`no IP address for ${options.host}`);
+  return wanted;
+}
+
+function portNumber(text: string): number {
+  return parsePort(text);
+}
+
+/** The program's wait status as ours: its exit code, or death by the same signal. */
+function passOn(status: number): number {
+  const signal = status & 0x7f;
+  if (signal === 0) return (status >> 8) & 0xff;
+  for (const s of FORWARDED) process.removeAllListeners(s);
+  process.kill(process.pid, signal);
+  return 128 + signal;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.exitCode = reportError("tcpclient", error, writeStderr, USAGE);
+  },
+);

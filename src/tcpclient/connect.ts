@@ -1,0 +1,75 @@
+// Tries each address in turn, as djb's tcpclient does: a first pass with a short timeout per
+// address, then a second pass with the long one over the addresses that timed out.
+import { Socket } from "node:net";
+import { causeText } from "../ucspi/errors.ts";
+
+export interface ConnectPlan {
+  addresses: readonly string[];
+  port: number;
+  localIp?: string | undefined;
+  localPort?: number | undefined;
+  timeoutsMs: readonly [number, number];
+  noDelay: boolean;
+}
+
+/** Connected, and paused: no byte is read here, the program reads the socket itself. */
+export async function connectInTurn(
+  plan: ConnectPlan,
+  warn: (message: string) => void,
+): Promise<Socket | undefined> {
+  const timedOut: string[] = [];
+  for (const [pass, timeoutMs] of plan.timeoutsMs.entries()) {
+    const candidates = pass === 0 ? plan.addresses : timedOut.splice(0);
+    if (timeoutMs === 0 && pass > 0) break;
+    for (const ip of candidates) {
+      try {
+        return await connectOne(ip, plan, timeoutMs);
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (code === "ETIMEDOUT" && pass === 0) timedOut.push(ip);
+        warn(`unable to connect to ${ip} port ${plan.port}: ${causeText(error)}`);
+      }
+    }
+  }
+  return undefined;
+}
+
+function connectOne(ip: string, plan: ConnectPlan, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = new Socket();
+    // Paused before it connects, so that Node never starts reading the program's bytes.
+    socket.pause();
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(() => {
+            socket.destroy();
+            reject(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" }));
+          }, timeoutMs)
+        : undefined;
+    socket.once("error", (error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(error);
+    });
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      if (plan.noDelay) socket.setNoDelay(true);
+      resolve(socket);
+    });
+    socket.connect({
+      host: ip,
+      port: plan.port,
+      ...(plan.localIp !== undefined ? { localAddress: plan.localIp } : {}),
+      ...(plan.localPort !== undefined ? { localPort: plan.localPort } : {}),
+    });
+  });
+}
+
+/** The fd under a connected socket. Node keeps it on the private handle: there is no public
+ * accessor, and UCSPI needs the fd itself to hand it to the program as fds 6/7. */
+export function socketFd(socket: Socket): number {
+  const handle = (socket as unknown as { _handle?: { fd?: number } })._handle;
+  const fd = handle?.fd;
+  if (typeof fd !== "number" || fd < 0) throw new Error("connected socket has no fd");
+  return fd;
+}

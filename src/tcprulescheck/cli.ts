@@ -1,0 +1,70 @@
+// tcprulescheck rules.cdb: say what tcpserver -x rules.cdb would do with a client described by
+// TCPREMOTEIP (default 0.0.0.0), TCPREMOTEHOST and TCPREMOTEINFO, in djb's words.
+import { writeSync } from "node:fs";
+import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
+import { reportError } from "../ucspi/main.ts";
+import { findRule, readRulesFile, ruleItems } from "../ucspi/rules.ts";
+import type { RuleMatch } from "../ucspi/rules.ts";
+
+const USAGE = "tcprulescheck rules.cdb";
+
+const writeStderr = (line: string) => {
+  try {
+    writeSync(2, line);
+  } catch {
+    // stderr gone.
+  }
+};
+
+/** djb's report: the rule, its variables in order, then allow, or deny at the first `D` item. */
+function report(match: RuleMatch | undefined): Buffer {
+  if (match === undefined) return Buffer.from("default:\nallow connection\n", "latin1");
+  const lines: Buffer[] = [Buffer.from(`rule ${match.key}:\n`, "utf8")];
+  for (const item of ruleItems(match.data)) {
+    if (item[0] === 0x44 /* D */) {
+      lines.push(Buffer.from("deny connection\n", "latin1"));
+      return Buffer.concat(lines);
+    }
+    if (item[0] === 0x2b /* + */) {
+      const prefix = Buffer.from("set environment variable ", "latin1");
+      lines.push(prefix, item.subarray(1), Buffer.from("\n", "latin1"));
+    }
+  }
+  lines.push(Buffer.from("allow connection\n", "latin1"));
+  return Buffer.concat(lines);
+}
+
+function main(args: readonly string[]): number {
+  const file = args[0];
+  if (file === undefined) throw new UsageError("");
+  const env = process.env;
+  let match: RuleMatch | undefined;
+  try {
+    match = findRule(readRulesFile(file), {
+      ip: env["TCPREMOTEIP"] ?? "0.0.0.0",
+      host: env["TCPREMOTEHOST"],
+      info: env["TCPREMOTEINFO"],
+    });
+  } catch (error) {
+    throw new FatalError(`unable to read ${file}: ${causeText(error)}`, 111, { cause: error });
+  }
+  writeOut(report(match));
+  return 0;
+}
+
+/** All of `bytes` to stdout; like djb's buffer_flush, a failed write is not an error. */
+function writeOut(bytes: Buffer): void {
+  for (let done = 0; done < bytes.length;) {
+    try {
+      done += writeSync(1, bytes, done);
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== "EAGAIN") return;
+    }
+  }
+}
+
+try {
+  process.exitCode = main(process.argv.slice(2));
+} catch (error) {
+  process.exitCode = reportError("tcprulescheck", error, writeStderr, USAGE);
+}

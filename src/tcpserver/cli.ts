@@ -1,0 +1,139 @@
+// tcpserver: argv and env → a listening socket and the accept loop. The only file of
+// tcpserver that touches process globals.
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { writeSync } from "node:fs";
+import { parsePort, parseServerHost } from "../ucspi/address.ts";
+import { resolveHostAddresses } from "../ucspi/dns.ts";
+import { FatalError, causeText } from "../ucspi/errors.ts";
+import type { Env } from "../ucspi/env.ts";
+import { reportError } from "../ucspi/main.ts";
+import { native } from "../ucspi/native.ts";
+import { jsonLog, textLog } from "./log.ts";
+import { USAGE, parseServerArgs, workerLimit } from "./options.ts";
+import type { ServerOptions } from "./options.ts";
+import { serve } from "./server.ts";
+
+const writeStderr = (line: string) => {
+  try {
+    writeSync(2, line);
+  } catch {
+    // stderr gone: nothing better to do with the line.
+  }
+};
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const options = parseServerArgs(args);
+  const env = process.env as Env;
+  const listenFd =
+    socketActivated(env) ??
+    listenOn(await bindAddress(options.host), portNumber(options.port), options);
+  const [, boundPort, family] = native().localAddress(listenFd);
+  const workers = options.workerIndex === 0 ? startWorkers(args, options, boundPort) : [];
+  options.limit = workerLimit(options.limit, options.workers, options.workerIndex);
+  if (options.printPort && options.workerIndex === 0) writeSync(1, `${boundPort}\n`);
+  // djb closes stdin and stdout once started; /dev/null keeps fds 0/1 from being reused.
+  native().devNull(0);
+  native().devNull(1);
+  dropPrivileges(options, env);
+  const log =
+    options.logFormat === "json"
+      ? await jsonLog(options.verbosity, 2)
+      : textLog(options.verbosity, writeStderr);
+  const server = serve(listenFd, {
+    options,
+    log,
+    env,
+    stderr: writeStderr,
+    listenerIsV6: family === 6,
+  });
+  process.on("SIGTERM", () => {
+    // djb: exit 0 at once, children keep running. Connections served in this process finish.
+    for (const worker of workers) worker.kill("SIGTERM");
+    server.close().then(
+      () => process.exit(0),
+      () => process.exit(0),
+    );
+  });
+  // A worker goes when the first process goes, whatever killed it.
+  if (options.workerIndex > 0) process.on("disconnect", () => process.kill(process.pid, "SIGTERM"));
+}
+
+/** systemd socket activation: the listening socket is fd 3, and the variables are ours only. */
+function socketActivated(env: Env): number | undefined {
+  const count = Number(env["LISTEN_FDS"] ?? "0");
+  const pid = Number(env["LISTEN_PID"] ?? "0");
+  for (const name of ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"]) delete env[name];
+  return count >= 1 && pid === process.pid ? 3 : undefined;
+}
+
+/** --workers N: N-1 more processes of this program, bound to the same port (SO_REUSEPORT). */
+function startWorkers(args: string[], options: ServerOptions, port: number): ChildProcess[] {
+  const workers: ChildProcess[] = [];
+  const program = options.program.length;
+  const head = args.slice(0, args.length - program - 2);
+  const tail = [options.host, String(port), ...options.program];
+  for (let index = 1; index < options.workers; index++) {
+    workers.push(
+      spawn(process.execPath, [process.argv[1] ?? "", `--worker=${index}`, ...head, ...tail], {
+        stdio: ["ignore", "ignore", "inherit", "ipc"],
+      }),
+    );
+  }
+  return workers;
+}
+
+async function bindAddress(host: string): Promise<string> {
+  const parsed = parseServerHost(host);
+  if (typeof parsed === "string") return parsed;
+  let addresses: string[] = [];
+  try {
+    addresses = await resolveHostAddresses(parsed.name);
+  } catch {
+    addresses = [];
+  }
+  // djb binds an IPv4 address; prefer one where the name has both.
+  const first = addresses.find((a) => !a.includes(":")) ?? addresses[0];
+  if (first === undefined) throw new FatalError(`no IP address for ${parsed.name}`);
+  return first;
+}
+
+function portNumber(text: string): number {
+  return parsePort(text);
+}
+
+function listenOn(address: string, port: number, options: ServerOptions): number {
+  try {
+    return native().listen(address, port, options.backlog, options.workers > 1);
+  } catch (error) {
+    throw new FatalError(`unable to bind: ${causeText(error)}`, 111, { cause: error });
+  }
+}
+
+function dropPrivileges(options: ServerOptions, env: Env) {
+  let gid = options.gid;
+  let uid = options.uid;
+  if (options.envUidGid) {
+    if (env["GID"] !== undefined) gid = Number.parseInt(env["GID"], 10) || 0;
+    if (env["UID"] !== undefined) uid = Number.parseInt(env["UID"], 10) || 0;
+  }
+  try {
+    if (gid !== undefined) {
+      process.setgroups?.([gid]);
+      process.setgid?.(gid);
+    }
+  } catch (error) {
+    throw new FatalError(`unable to set gid: ${causeText(error)}`);
+  }
+  try {
+    if (uid !== undefined) process.setuid?.(uid);
+  } catch (error) {
+    throw new FatalError(`unable to set uid: ${causeText(error)}`);
+  }
+}
+
+main().catch((error: unknown) => {
+  process.exitCode = reportError("tcpserver", error, writeStderr, USAGE);
+  process.exit();
+});

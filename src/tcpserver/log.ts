@@ -1,0 +1,86 @@
+// tcpserver's events, in djb's exact text lines (multilog and s6-log take them as they are)
+// or as JSON objects (pino) for log collectors. One function per event, as s6 does.
+import { unmapIPv4 } from "../ucspi/address.ts";
+
+export interface Endpoints {
+  localHost: string | undefined;
+  localIp: string;
+  localPort: number;
+  remoteHost: string | undefined;
+  remoteIp: string;
+  remoteInfo: string | undefined;
+  remotePort: number;
+}
+
+export interface ServerLog {
+  status(active: number, limit: number): void;
+  accepted(id: number, remoteIp: string): void;
+  verdict(kind: "ok" | "deny", id: number, ends: Endpoints): void;
+  end(id: number, wstatus: number): void;
+  /** A connection over the per-IP limit (-C): closed at once. */
+  reject(remoteIp: string, count: number, limit: number): void;
+  warning(message: string): void;
+}
+
+/** Verbosity as djb's -q / -Q / -v give it. */
+export type Verbosity = 0 | 1 | 2;
+
+/** djb's field sanitising of names and ident answers: bytes outside 33..126, '%' and ':'
+ * become '?', and a field is cut at 100 bytes plus "...". Addresses are printed as they are. */
+export function safeField(text: string | undefined): string {
+  if (text === undefined) return "";
+  const bytes = Buffer.from(text, "latin1");
+  let out = "";
+  const n = Math.min(bytes.length, 100);
+  for (let i = 0; i < n; i++) {
+    const c = bytes[i] ?? 0;
+    out += c < 33 || c > 126 || c === 37 || c === 58 ? "?" : String.fromCharCode(c);
+  }
+  return bytes.length > 100 ? `${out}...` : out;
+}
+
+/** djb's text lines, written through `write` (one whole line per call). */
+export function textLog(verbosity: Verbosity, write: (line: string) => void): ServerLog {
+  const info = (line: string) => {
+    if (verbosity >= 2) write(`tcpserver: ${line}\n`);
+  };
+  return {
+    status: (active, limit) => info(`status: ${active}/${limit}`),
+    accepted: (id, remoteIp) => info(`pid ${id} from ${unmapIPv4(remoteIp)}`),
+    verdict: (kind, id, e) =>
+      info(
+        `${kind} ${id} ${safeField(e.localHost)}:${e.localIp}:${e.localPort} ` +
+          `${safeField(e.remoteHost)}:${e.remoteIp}:${safeField(e.remoteInfo)}:${e.remotePort}`,
+      ),
+    end: (id, wstatus) => info(`end ${id} status ${wstatus}`),
+    reject: (remoteIp, count, limit) =>
+      info(`reject ${unmapIPv4(remoteIp)} count ${count}/${limit}`),
+    warning: (message) => {
+      if (verbosity >= 1) write(`tcpserver: warning: ${message}\n`);
+    },
+  };
+}
+
+/** The same events as JSON lines, one object per event, through pino. */
+export async function jsonLog(verbosity: Verbosity, fd: number): Promise<ServerLog> {
+  const { pino } = await import("pino");
+  const logger = pino(
+    {
+      base: { program: "tcpserver" },
+      level: verbosity >= 2 ? "info" : verbosity ? "warn" : "silent",
+    },
+    pino.destination({ fd, sync: true }),
+  );
+  return {
+    status: (active, limit) => logger.info({ event: "status", active, limit }),
+    accepted: (id, remoteIp) => logger.info({ event: "accept", pid: id, remoteIp }),
+    verdict: (kind, id, e) => logger.info({ event: kind, pid: id, ...e }),
+    end: (id, wstatus) => {
+      const fields =
+        (wstatus & 0x7f) === 0 ? { exitCode: (wstatus >> 8) & 0xff } : { signal: wstatus & 0x7f };
+      logger.info({ event: "end", pid: id, status: wstatus, ...fields });
+    },
+    reject: (remoteIp, count, limit) => logger.info({ event: "reject", remoteIp, count, limit }),
+    warning: (message) => logger.warn({ event: "warning" }, message),
+  };
+}

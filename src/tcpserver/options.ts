@@ -1,0 +1,191 @@
+// tcpserver's argv → options: djb's letters and defaults, plus our long-named extensions.
+import { UsageError } from "../ucspi/errors.ts";
+import { getopt, scanUnsigned } from "../ucspi/getopt.ts";
+import type { Verbosity } from "./log.ts";
+
+export const USAGE =
+  "tcpserver [ -1UXpPhHrRoOdDqQv ] [ -c limit ] [ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] host port program";
+
+export interface ServerOptions {
+  verbosity: Verbosity;
+  limit: number;
+  perIpLimit: number | undefined;
+  rulesFile: string | undefined;
+  missingRulesAllow: boolean;
+  banner: string | undefined;
+  gid: number | undefined;
+  uid: number | undefined;
+  envUidGid: boolean;
+  printPort: boolean;
+  backlog: number;
+  localName: string | undefined;
+  identTimeoutMs: number;
+  ident: boolean;
+  remoteHostLookup: boolean;
+  paranoid: boolean;
+  killIpOptions: boolean;
+  noDelay: boolean;
+  proxy: boolean;
+  proxyFrom: string[];
+  logFormat: "text" | "json";
+  workers: number;
+  /** Set in the extra processes of --workers: this one's index (1..workers-1). */
+  workerIndex: number;
+  host: string;
+  port: string;
+  program: string[];
+}
+
+const LONG = ["proxy", "proxy-from=", "log=", "workers=", "per-ip-limit=", "worker="];
+
+export function parseServerArgs(args: readonly string[]): ServerOptions {
+  const { options, rest } = getopt(args, {
+    flags: "1UXpPhHrRoOdDqQv",
+    values: "cxBgubltC",
+    long: LONG,
+  });
+  const o: ServerOptions = {
+    verbosity: 1,
+    limit: 40,
+    perIpLimit: undefined,
+    rulesFile: undefined,
+    missingRulesAllow: false,
+    banner: undefined,
+    gid: undefined,
+    uid: undefined,
+    envUidGid: false,
+    printPort: false,
+    backlog: 20,
+    localName: undefined,
+    identTimeoutMs: 26_000,
+    ident: true,
+    remoteHostLookup: true,
+    paranoid: false,
+    killIpOptions: true,
+    noDelay: false,
+    proxy: false,
+    proxyFrom: ["127.0.0.0/8", "::1/128"],
+    logFormat: "text",
+    workers: 1,
+    workerIndex: 0,
+    host: "",
+    port: "",
+    program: [],
+  };
+  for (const { name, value } of options) {
+    switch (name) {
+      case "q":
+        o.verbosity = 0;
+        break;
+      case "Q":
+        o.verbosity = 1;
+        break;
+      case "v":
+        o.verbosity = 2;
+        break;
+      case "c":
+        o.limit = scanUnsigned(value);
+        break;
+      case "C":
+      case "per-ip-limit":
+        o.perIpLimit = positive(value, name);
+        break;
+      case "x":
+        o.rulesFile = value;
+        break;
+      case "X":
+        o.missingRulesAllow = true;
+        break;
+      case "B":
+        o.banner = value;
+        break;
+      case "g":
+        o.gid = scanUnsigned(value);
+        break;
+      case "u":
+        o.uid = scanUnsigned(value);
+        break;
+      case "U":
+        o.envUidGid = true;
+        break;
+      case "1":
+        o.printPort = true;
+        break;
+      case "b":
+        o.backlog = scanUnsigned(value);
+        break;
+      case "l":
+        o.localName = value;
+        break;
+      case "t":
+        o.identTimeoutMs = scanUnsigned(value) * 1000;
+        break;
+      case "r":
+        o.ident = true;
+        break;
+      case "R":
+        o.ident = false;
+        break;
+      case "h":
+        o.remoteHostLookup = true;
+        break;
+      case "H":
+        o.remoteHostLookup = false;
+        break;
+      case "p":
+        o.paranoid = true;
+        break;
+      case "P":
+        o.paranoid = false;
+        break;
+      case "o":
+        o.killIpOptions = false;
+        break;
+      case "O":
+        o.killIpOptions = true;
+        break;
+      case "d":
+        o.noDelay = false;
+        break;
+      case "D":
+        o.noDelay = true;
+        break;
+      case "proxy":
+        o.proxy = true;
+        break;
+      case "proxy-from":
+        o.proxyFrom = value.split(",").filter(Boolean);
+        break;
+      case "log":
+        if (value !== "text" && value !== "json")
+          throw new UsageError(`--log must be text or json, not ${value}`);
+        o.logFormat = value;
+        break;
+      case "workers":
+        o.workers = positive(value, name);
+        break;
+      case "worker":
+        o.workerIndex = positive(value, name);
+        break;
+    }
+  }
+  if (rest.length < 3) throw new UsageError("");
+  o.host = rest[0] ?? "";
+  o.port = rest[1] ?? "";
+  o.program = rest.slice(2);
+  return o;
+}
+
+function positive(value: string, option: string): number {
+  if (!/^[1-9][0-9]{0,8}$/.test(value))
+    throw new UsageError(
+      `${option.length > 1 ? "--" : "-"}${option} needs a positive number, not '${value}'`,
+    );
+  return Number(value);
+}
+
+/** The share of -c that worker `index` of `workers` gets; the first ones take the remainder. */
+export function workerLimit(limit: number, workers: number, index: number): number {
+  const share = Math.floor(limit / workers);
+  return share + (index < limit % workers ? 1 : 0);
+}

@@ -1,0 +1,305 @@
+// The accept loop and what tcpserver does for each connection, in djb's order: banner,
+// host names and ident, rules, then the program (spawned on the socket, or in-process).
+import { writeSync } from "node:fs";
+import { connectionEnv, unmapIPv4 } from "../ucspi/address.ts";
+import { exitStatus, runChain } from "../ucspi/chain.ts";
+import { forwardConfirms, reverseName } from "../ucspi/dns.ts";
+import { applyEnv, copyEnv } from "../ucspi/env.ts";
+import type { Env } from "../ucspi/env.ts";
+import { causeText } from "../ucspi/errors.ts";
+import { identQuery } from "../ucspi/ident.ts";
+import { ACCEPT_KILL_IP_OPTIONS, ACCEPT_NODELAY, native } from "../ucspi/native.ts";
+import type { Acceptor } from "../ucspi/native.ts";
+import { lookupRules, readRulesFile } from "../ucspi/rules.ts";
+import type { Connection } from "../ucspi/stage.ts";
+import type { Endpoints, ServerLog } from "./log.ts";
+import type { ServerOptions } from "./options.ts";
+
+/** Connections that never get a process of their own (denied, dropped, served in-process) are
+ * logged with ids above Linux's largest pid_max (2^22), so they never collide with a real pid. */
+const FIRST_CONNECTION_ID = 4_194_305;
+
+const DENY_STATUS = exitStatus(100);
+const DROP_STATUS = exitStatus(111);
+
+export interface ServerDeps {
+  options: ServerOptions;
+  log: ServerLog;
+  /** tcpserver's own environment, the base of every child's. */
+  env: Readonly<Env>;
+  /** Raw writes to fd 2, for warnings from in-process stages. */
+  stderr: (line: string) => void;
+  /** Whether the listener is IPv6 (Debian's ucspi-tcp-ipv6 environment then). */
+  listenerIsV6: boolean;
+}
+
+export interface Server {
+  /** Stops accepting; resolves once no connection is served in this process any more. */
+  close(): Promise<void>;
+  /** Connections currently served (spawned children and in-process ones). */
+  readonly active: number;
+}
+
+interface Accepted {
+  fd: number;
+  localIp: string;
+  localPort: number;
+  remoteIp: string;
+  remotePort: number;
+}
+
+export function serve(listenFd: number, deps: ServerDeps): Server {
+  const { options, log } = deps;
+  const perIp = new Map<string, number>();
+  let active = 0;
+  let inProcess = 0;
+  let nextId = FIRST_CONNECTION_ID;
+  let paused = false;
+  let closing = false;
+  let drained: (() => void) | undefined;
+
+  const flags =
+    (options.noDelay ? ACCEPT_NODELAY : 0) | (options.killIpOptions ? ACCEPT_KILL_IP_OPTIONS : 0);
+  const acceptor: Acceptor = native().accept(listenFd, flags, onAccept);
+
+  log.status(0, options.limit);
+  updatePause();
+
+  function updatePause() {
+    const full = active >= options.limit;
+    if (full && !paused) acceptor.pause();
+    if (!full && paused && !closing) acceptor.resume();
+    paused = full;
+  }
+
+  function onAccept(
+    fd: number,
+    localIp?: string,
+    localPort?: number,
+    remoteIp?: string,
+    remotePort?: number,
+  ) {
+    if (fd < 0) {
+      // Out of fds or similar: djb's loop would simply retry; wait a little instead of spinning.
+      acceptor.pause();
+      setTimeout(() => {
+        if (!closing && active < options.limit) acceptor.resume();
+      }, 100).unref();
+      return;
+    }
+    const c: Accepted = {
+      fd,
+      localIp: localIp ?? "",
+      localPort: localPort ?? 0,
+      remoteIp: remoteIp ?? "",
+      remotePort: remotePort ?? 0,
+    };
+    if (options.perIpLimit !== undefined) {
+      const count = perIp.get(c.remoteIp) ?? 0;
+      if (count >= options.perIpLimit) {
+        log.reject(c.remoteIp, count, options.perIpLimit);
+        native().close(fd);
+        return;
+      }
+      perIp.set(c.remoteIp, count + 1);
+    }
+    active++;
+    log.status(active, options.limit);
+    updatePause();
+    if (options.banner !== undefined) writeBanner(fd, options.banner);
+    if (needsLookups()) {
+      lookUp(c).then(
+        (ends) => decide(c, ends),
+        () => decide(c, plainEndpoints(c)),
+      );
+    } else {
+      decide(c, plainEndpoints(c));
+    }
+  }
+
+  function needsLookups(): boolean {
+    return options.localName === undefined || options.remoteHostLookup || options.ident;
+  }
+
+  function plainEndpoints(c: Accepted): Endpoints {
+    return {
+      localHost: options.localName,
+      localIp: c.localIp,
+      localPort: c.localPort,
+      remoteHost: undefined,
+      remoteIp: c.remoteIp,
+      remoteInfo: undefined,
+      remotePort: c.remotePort,
+    };
+  }
+
+  async function lookUp(c: Accepted): Promise<Endpoints> {
+    const dnsTimeout = 30_000;
+    const [localHost, remoteHost, remoteInfo] = await Promise.all([
+      options.localName ?? reverseName(c.localIp, dnsTimeout),
+      options.remoteHostLookup ? remoteName(c, dnsTimeout) : undefined,
+      options.ident
+        ? identQuery({
+            localIp: c.localIp,
+            localPort: c.localPort,
+            remoteIp: c.remoteIp,
+            remotePort: c.remotePort,
+            timeoutMs: options.identTimeoutMs,
+            djbCompat: true,
+          })
+        : undefined,
+    ]);
+    return { ...plainEndpoints(c), localHost, remoteHost, remoteInfo };
+  }
+
+  async function remoteName(c: Accepted, timeoutMs: number): Promise<string | undefined> {
+    const name = await reverseName(c.remoteIp, timeoutMs);
+    if (name === undefined || !options.paranoid) return name;
+    return (await forwardConfirms(name, c.remoteIp, timeoutMs)) ? name : undefined;
+  }
+
+  function decide(c: Accepted, ends: Endpoints) {
+    const env = copyEnv(deps.env);
+    applyEnv(
+      env,
+      connectionEnv({
+        localIp: ends.localIp,
+        localPort: ends.localPort,
+        remoteIp: ends.remoteIp,
+        remotePort: ends.remotePort,
+        localHost: ends.localHost,
+        remoteHost: ends.remoteHost,
+        remoteInfo: ends.remoteInfo,
+        listenerIsV6: deps.listenerIsV6,
+      }),
+    );
+    if (options.rulesFile !== undefined) {
+      let rules: Buffer | undefined;
+      try {
+        rules = readRulesFile(options.rulesFile);
+      } catch (error) {
+        const missing = (error as { code?: string }).code === "ENOENT";
+        if (!(missing && options.missingRulesAllow)) {
+          const id = nextId++;
+          log.accepted(id, ends.remoteIp);
+          log.warning(
+            `dropping connection, unable to read ${options.rulesFile}: ${causeText(error)}`,
+          );
+          return finish(c, id, DROP_STATUS);
+        }
+      }
+      if (rules) {
+        let verdict;
+        try {
+          verdict = lookupRules(rules, {
+            ip: unmapIPv4(ends.remoteIp),
+            host: ends.remoteHost,
+            info: ends.remoteInfo,
+          });
+        } catch (error) {
+          const id = nextId++;
+          log.accepted(id, ends.remoteIp);
+          log.warning(
+            `dropping connection, unable to read ${options.rulesFile}: ${causeText(error)}`,
+          );
+          return finish(c, id, DROP_STATUS);
+        }
+        if (verdict.deny) {
+          const id = nextId++;
+          log.accepted(id, ends.remoteIp);
+          log.verdict("deny", id, ends);
+          return finish(c, id, DENY_STATUS);
+        }
+        for (const [name, value] of verdict.env) env[name] = value;
+      }
+    }
+    start(c, ends, env);
+  }
+
+  function start(c: Accepted, ends: Endpoints, env: Env) {
+    const connection: Connection = { fd: c.fd };
+    let id = -1;
+    let spawned = false;
+    const announce = (pid: number) => {
+      id = pid;
+      spawned = true;
+      log.accepted(id, ends.remoteIp);
+      log.verdict("ok", id, ends);
+      // The child has its own copy of the socket now.
+      native().close(c.fd);
+    };
+    let running: Promise<number>;
+    try {
+      running = runChain(options.program, env, connection, {
+        side: "server",
+        log: deps.stderr,
+        closeOthers: true,
+        onSpawn: announce,
+      });
+    } catch (error) {
+      running = Promise.reject(error);
+    }
+    if (!spawned) {
+      // Not spawned synchronously: one of our stages runs here, or the program failed to run.
+      inProcess++;
+      id = nextId++;
+      log.accepted(id, ends.remoteIp);
+      log.verdict("ok", id, ends);
+    }
+    running.then(
+      (status) => {
+        if (!spawned) releaseInProcess(connection);
+        finish(c, id, status, false);
+      },
+      (error: unknown) => {
+        if (!spawned) releaseInProcess(connection);
+        log.warning(
+          `dropping connection, unable to run ${options.program[0]}: ${causeText(error)}`,
+        );
+        finish(c, id, DROP_STATUS, false);
+      },
+    );
+  }
+
+  function releaseInProcess(connection: Connection) {
+    inProcess--;
+    if (connection.stream) connection.stream.destroy();
+    else if (connection.fd !== undefined) native().close(connection.fd);
+  }
+
+  function finish(c: Accepted, id: number, status: number, closeFd = true) {
+    if (closeFd) native().close(c.fd);
+    log.end(id, status);
+    active--;
+    if (options.perIpLimit !== undefined) {
+      const left = (perIp.get(c.remoteIp) ?? 1) - 1;
+      if (left > 0) perIp.set(c.remoteIp, left);
+      else perIp.delete(c.remoteIp);
+    }
+    log.status(active, options.limit);
+    updatePause();
+    if (closing && inProcess === 0) drained?.();
+  }
+
+  return {
+    get active() {
+      return active;
+    },
+    close() {
+      closing = true;
+      acceptor.close();
+      if (inProcess === 0) return Promise.resolve();
+      return new Promise((resolve) => {
+        drained = resolve;
+      });
+    },
+  };
+}
+
+function writeBanner(fd: number, banner: string) {
+  try {
+    writeSync(fd, Buffer.from(banner, "latin1"));
+  } catch {
+    // The client went away already: the program will see that too.
+  }
+}

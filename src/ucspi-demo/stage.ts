@@ -1,0 +1,24 @@
+// ucspi-demo: a tiny line service for trying the toolkit. It greets the client with what the
+// chain told it (address, TLS details when there are any) and echoes lines until "quit".
+import { createInterface } from "node:readline";
+import { connectionStream } from "../ucspi/chain.ts";
+import type { Stage } from "../ucspi/stage.ts";
+
+export const demoStage: Stage = {
+  async run(ctx) {
+    const stream = connectionStream(ctx.connection);
+    const env = ctx.env;
+    const who = `${env["TCPREMOTEIP"] ?? "unknown"} port ${env["TCPREMOTEPORT"] ?? "?"}`;
+    const tls = env["SSL_PROTOCOL"]
+      ? ` over ${env["SSL_PROTOCOL"]} ${env["SSL_CIPHER"] ?? ""}`
+      : "";
+    stream.write(`hello ${who}${tls}; this is ucspi-tls. Type a line, or quit.\r\n`);
+    const lines = createInterface({ input: stream, crlfDelay: Infinity });
+    for await (const line of lines) {
+      if (line.trim().toLowerCase() === "quit") break;
+      stream.write(`echo: ${line}\r\n`);
+    }
+    await new Promise<void>((resolve) => stream.end(resolve));
+    return 0;
+  },
+};

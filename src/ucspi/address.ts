@@ -1,0 +1,274 @@
+// Host and port arguments, IPv4-mapped addresses, and the PROTO/TCP*/TCP6* variables of a connection.
+//
+// Host/port rules follow djb's ucspi-tcp 0.88 (reference section 2.3); the IPv6 environment follows
+// Debian's ucspi-tcp-ipv6 (1:0.88-7), observed by running its tcpserver and tcpclient (see
+// connectionEnv below for what was seen).
+
+import { readFileSync } from "node:fs";
+import { isIPv4, isIPv6 } from "node:net";
+import { FatalError } from "./errors.ts";
+
+/** A host argument: an IP literal to use as is, or a name still to be resolved. */
+export type HostSpec = string | { name: string };
+
+/** Text that is exactly four decimal components 0..255 ("127.0.0.1", "010.0.0.1"), normalised. */
+function dottedQuad(text: string): string | undefined {
+  const parts = text.split(".");
+  if (parts.length !== 4) return undefined;
+  const bytes: number[] = [];
+  for (const part of parts) {
+    if (!/^[0-9]{1,3}$/.test(part)) return undefined;
+    const value = Number(part);
+    if (value > 255) return undefined;
+    bytes.push(value);
+  }
+  return bytes.join(".");
+}
+
+function stripBrackets(text: string): string {
+  return text.length >= 2 && text.startsWith("[") && text.endsWith("]") ? text.slice(1, -1) : text;
+}
+
+/** An IP literal (IPv4 dotted quad, or IPv6, optionally in brackets), else undefined. */
+function ipLiteral(text: string): string | undefined {
+  const inner = stripBrackets(text);
+  const quad = dottedQuad(inner);
+  if (quad !== undefined) return quad;
+  if (isIPv6(inner)) return inner;
+  return undefined;
+}
+
+/**
+ * tcpserver's `host`: `0` or `''` is 0.0.0.0; a dotted quad (also `[a.b.c.d]`) is that address;
+ * an IPv6 literal (`::`, `::1`, full forms, `[::1]`, `fe80::1%eth0`) is itself without brackets.
+ * Anything else, including abbreviations such as `127.1`, is `{ name }` for resolveHostAddresses
+ * (which, like djb, gives no address at all for `127.1`).
+ */
+export function parseServerHost(text: string): HostSpec {
+  if (text === "0" || text === "") return "0.0.0.0";
+  return ipLiteral(text) ?? { name: text };
+}
+
+/** tcpclient's `host`: as parseServerHost, but `0` and `''` mean 127.0.0.1. */
+export function parseClientHost(text: string): HostSpec {
+  if (text === "0" || text === "") return "127.0.0.1";
+  return ipLiteral(text) ?? { name: text };
+}
+
+/** Thrown for a port that is neither decimal nor a tcp service name. */
+export class UnknownPortError extends FatalError {
+  readonly portName: string;
+  override name = "UnknownPortError";
+  constructor(portName: string) {
+    super(`unable to figure out port number for ${portName}`, 111);
+    this.portName = portName;
+  }
+}
+
+/**
+ * The tcp entries of an /etc/services text: each name and alias to its port. As with
+ * getservbyname(), names are case-sensitive and the first line that mentions a name wins.
+ */
+export function loadServices(text: string): Map<string, number> {
+  const services = new Map<string, number>();
+  for (const rawLine of text.split("\n")) {
+    const hash = rawLine.indexOf("#");
+    const line = hash === -1 ? rawLine : rawLine.slice(0, hash);
+    const fields = line.split(/[ \t\r\f\v]+/).filter((field) => field !== "");
+    const [name, portProto, ...aliases] = fields;
+    if (name === undefined || portProto === undefined) continue;
+    const match = /^([0-9]+)\/([^/]+)$/.exec(portProto);
+    if (!match || match[2] !== "tcp") continue;
+    const port = Number(match[1]);
+    if (port > 65535) continue;
+    for (const key of [name, ...aliases]) if (!services.has(key)) services.set(key, port);
+  }
+  return services;
+}
+
+const servicesCache = new Map<string, Map<string, number>>();
+
+/** /etc/services (or `path`), read once on first use; a missing or unreadable file gives no names. */
+export function readServices(path = "/etc/services"): ReadonlyMap<string, number> {
+  let services = servicesCache.get(path);
+  if (services === undefined) {
+    let text = "";
+    try {
+      text = readFileSync(path, "latin1");
+    } catch {
+      text = "";
+    }
+    services = loadServices(text);
+    servicesCache.set(path, services);
+  }
+  return services;
+}
+
+/**
+ * A `port` argument. All-decimal text (also `''`, which djb reads as 0) is taken modulo 65536
+ * (`65536` is 0, `65561` is 25); anything else is a tcp service name looked up in `services`
+ * (default: /etc/services, read lazily). Throws UnknownPortError (a FatalError, exit 111:
+ * `unable to figure out port number for NAME`) for an unknown name.
+ */
+export function parsePort(text: string, services?: ReadonlyMap<string, number>): number {
+  if (/^[0-9]*$/.test(text)) return text === "" ? 0 : Number(BigInt(text) % 65536n);
+  const port = (services ?? readServices()).get(text);
+  if (port === undefined) throw new UnknownPortError(text);
+  return port;
+}
+
+/** The eight 16-bit groups of an IPv6 literal (zone id ignored), else undefined. */
+export function ipv6Groups(ip: string): number[] | undefined {
+  const text = ip.split("%")[0] ?? "";
+  if (!isIPv6(text)) return undefined;
+  let body = text;
+  const tail: number[] = [];
+  const lastColon = body.lastIndexOf(":");
+  const last = body.slice(lastColon + 1);
+  if (last.includes(".")) {
+    const bytes = last.split(".").map(Number);
+    tail.push(((bytes[0] ?? 0) << 8) | (bytes[1] ?? 0), ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0));
+    body = body.slice(0, lastColon + 1) + "0:0";
+  }
+  const toGroups = (part: string): number[] =>
+    part === "" ? [] : part.split(":").map((group) => parseInt(group, 16));
+  const doubleColon = body.indexOf("::");
+  let groups: number[];
+  if (doubleColon === -1) {
+    groups = toGroups(body);
+  } else {
+    const head = toGroups(body.slice(0, doubleColon));
+    const rest = toGroups(body.slice(doubleColon + 2));
+    groups = [...head, ...new Array<number>(8 - head.length - rest.length).fill(0), ...rest];
+  }
+  if (tail.length > 0) groups = [...groups.slice(0, groups.length - 2), ...tail];
+  return groups.length === 8 ? groups : undefined;
+}
+
+/** True for an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`, `::ffff:7f00:1`, any spelling). */
+export function isIPv4Mapped(ip: string): boolean {
+  const groups = ipv6Groups(ip);
+  if (groups === undefined) return false;
+  return groups.slice(0, 5).every((group) => group === 0) && groups[5] === 0xffff;
+}
+
+/** `::ffff:127.0.0.1` → `127.0.0.1`; any other text is returned unchanged. */
+export function unmapIPv4(ip: string): string {
+  if (!isIPv4Mapped(ip)) return ip;
+  const groups = ipv6Groups(ip) ?? [];
+  const high = groups[6] ?? 0;
+  const low = groups[7] ?? 0;
+  return [high >> 8, high & 0xff, low >> 8, low & 0xff].join(".");
+}
+
+/** The IPv4-mapped IPv6 spelling of an IPv4 address (`127.0.0.1` → `::ffff:127.0.0.1`). */
+function mapIPv4(ip: string): string {
+  return `::ffff:${ip}`;
+}
+
+/** Split `fe80::1%eth0` into address and zone; the zone is undefined when absent. */
+function splitZone(ip: string): { ip: string; zone: string | undefined } {
+  const percent = ip.indexOf("%");
+  if (percent === -1) return { ip, zone: undefined };
+  return { ip: ip.slice(0, percent), zone: ip.slice(percent + 1) || undefined };
+}
+
+export interface ConnectionInfo {
+  localIp: string;
+  localPort: number;
+  remoteIp: string;
+  remotePort: number;
+  /** `-l` value or reverse name; undefined unsets TCPLOCALHOST (an empty string sets it empty). */
+  localHost?: string | undefined;
+  /** Reverse name (after any -p check); undefined unsets TCPREMOTEHOST. */
+  remoteHost?: string | undefined;
+  /** Ident answer; undefined unsets TCPREMOTEINFO. */
+  remoteInfo?: string | undefined;
+  /** The listening socket is IPv6 (Debian ucspi-tcp-ipv6 rules) rather than IPv4 (djb rules). */
+  listenerIsV6: boolean;
+  /**
+   * `server` (default) or `client`. tcpclient sets only the seven TCP* variables, with
+   * PROTO=TCP6 for an IPv6 peer (Debian tcpclient), and never touches TCP6*; listenerIsV6 is
+   * then ignored.
+   */
+  role?: "server" | "client";
+  /** Interface name for TCP6INTERFACE; default: the `%zone` of the remote (or local) address. */
+  interfaceName?: string | undefined;
+}
+
+export interface ConnectionEnv {
+  set: [string, string][];
+  unset: string[];
+}
+
+/**
+ * The environment changes for one connection.
+ *
+ * IPv4 listener (djb 0.88): PROTO=TCP and exactly the seven TCP* variables, each set or unset
+ * (so inherited values never leak); TCP6* variables are not touched.
+ *
+ * IPv6 listener (Debian ucspi-tcp-ipv6 1:0.88-7 tcpserver, observed):
+ *   - IPv6 client (`::1`, `fd00::2`, link-local): PROTO=TCP6; TCPLOCALIP, TCPLOCALPORT,
+ *     TCPLOCALHOST, TCPREMOTEIP, TCPREMOTEPORT, TCPREMOTEHOST, TCPREMOTEINFO and the same seven
+ *     as TCP6LOCALIP ... TCP6REMOTEINFO with identical values (compact IPv6 text such as `::1`);
+ *     TCP6INTERFACE=eth0 only for a scoped (link-local) peer.
+ *   - IPv4 client on a dual-stack listener (or a `::ffff:127.0.0.1` one): PROTO=TCP; TCP*IP are
+ *     dotted quads (127.0.0.1) while TCP6LOCALIP/TCP6REMOTEIP are the mapped form
+ *     (::ffff:127.0.0.1); ports, hosts and info are the same in both sets.
+ *   - HOST/INFO variables of both sets are set or unset together.
+ * Deliberate difference: Debian leaves an inherited TCP6INTERFACE alone when the peer has no
+ * zone; here it is unset, in keeping with djb's "set or unset" rule for the other variables.
+ */
+export function connectionEnv(info: ConnectionInfo): ConnectionEnv {
+  const local = splitZone(info.localIp);
+  const remote = splitZone(info.remoteIp);
+  const localPort = String(info.localPort);
+  const remotePort = String(info.remotePort);
+  const set: [string, string][] = [];
+  const unset: string[] = [];
+  const put = (name: string, value: string | undefined): void => {
+    if (value === undefined) unset.push(name);
+    else set.push([name, value]);
+  };
+
+  const remoteIsV4 = isIPv4(remote.ip) || isIPv4Mapped(remote.ip);
+  const localV4 = unmapIPv4(local.ip);
+  const remoteV4 = unmapIPv4(remote.ip);
+
+  if (info.role === "client" || !info.listenerIsV6) {
+    const v6Client = info.role === "client" && !remoteIsV4;
+    put("PROTO", v6Client ? "TCP6" : "TCP");
+    put("TCPLOCALIP", v6Client ? local.ip : localV4);
+    put("TCPLOCALPORT", localPort);
+    put("TCPLOCALHOST", info.localHost);
+    put("TCPREMOTEIP", v6Client ? remote.ip : remoteV4);
+    put("TCPREMOTEPORT", remotePort);
+    put("TCPREMOTEHOST", info.remoteHost);
+    put("TCPREMOTEINFO", info.remoteInfo);
+    return { set, unset };
+  }
+
+  const localIp = remoteIsV4 ? localV4 : local.ip;
+  const remoteIp = remoteIsV4 ? remoteV4 : remote.ip;
+  const local6 = remoteIsV4 ? mapIPv4(localV4) : local.ip;
+  const remote6 = remoteIsV4 ? mapIPv4(remoteV4) : remote.ip;
+  const zone = remoteIsV4 ? undefined : (info.interfaceName ?? remote.zone ?? local.zone);
+
+  put("PROTO", remoteIsV4 ? "TCP" : "TCP6");
+  put("TCPLOCALIP", localIp);
+  put("TCP6LOCALIP", local6);
+  put("TCPLOCALPORT", localPort);
+  put("TCP6LOCALPORT", localPort);
+  put("TCPLOCALHOST", info.localHost);
+  put("TCP6LOCALHOST", info.localHost);
+  put("TCP6INTERFACE", zone);
+  put("TCPREMOTEIP", remoteIp);
+  put("TCP6REMOTEIP", remote6);
+  put("TCPREMOTEPORT", remotePort);
+  put("TCP6REMOTEPORT", remotePort);
+  put("TCPREMOTEHOST", info.remoteHost);
+  put("TCP6REMOTEHOST", info.remoteHost);
+  put("TCPREMOTEINFO", info.remoteInfo);
+  put("TCP6REMOTEINFO", info.remoteInfo);
+  return { set, unset };
+}

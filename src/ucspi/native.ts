@@ -1,0 +1,55 @@
+// The native addon (src/native/ucspi_native.c), typed. Built by scripts/build.mjs into build/.
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export interface Acceptor {
+  pause(): void;
+  resume(): void;
+  close(): void;
+}
+
+/** fd, local ip, local port, remote ip, remote port; or a negative errno alone. */
+export type OnConnection = (
+  fd: number,
+  localIp?: string,
+  localPort?: number,
+  remoteIp?: string,
+  remotePort?: number,
+) => void;
+
+export interface Native {
+  spawn(
+    file: string,
+    argv: readonly string[],
+    envp: readonly string[],
+    fdPairs: readonly number[],
+    closeFrom: number,
+    onExit: (wstatus: number) => void,
+  ): number;
+  listen(address: string, port: number, backlog: number, reusePort: boolean): number;
+  localAddress(fd: number): [string, number, 4 | 6];
+  accept(listenFd: number, flags: number, onConnection: OnConnection): Acceptor;
+  close(fd: number): void;
+  devNull(fd: number): void;
+  shutdownWrite(fd: number): void;
+}
+
+export const ACCEPT_NODELAY = 1;
+export const ACCEPT_KILL_IP_OPTIONS = 2;
+
+let loaded: Native | undefined;
+
+/** The addon, loaded once; sources run from src/ucspi/, bundles from dist/ or dist/chunks/. */
+export function native(): Native {
+  if (loaded) return loaded;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [1, 2, 3].map((up) =>
+    join(here, ...Array<string>(up).fill(".."), "build", "ucspi_native.node"),
+  );
+  const path = candidates.find((p) => existsSync(p));
+  if (!path) throw new Error(`native addon not built (run npm run build): ${candidates[0]}`);
+  loaded = createRequire(import.meta.url)(path) as Native;
+  return loaded;
+}

@@ -1,0 +1,30 @@
+// execvp's search of PATH, done up front so that posix_spawn gets a full path and a failure
+// can be named the way djb names it (the last interesting errno wins, as in pathexec_run).
+import { accessSync, constants, statSync } from "node:fs";
+import { join } from "node:path";
+
+export class ProgramNotFound extends Error {
+  readonly code: string;
+  constructor(program: string, code: string) {
+    super(`unable to run ${program}`);
+    this.code = code;
+  }
+}
+
+/** The file that `execvp(name)` would run with this PATH. */
+export function findProgram(name: string, path: string | undefined): string {
+  if (name.includes("/")) return name;
+  let code = "ENOENT";
+  for (const dir of (path ?? "/bin:/usr/bin").split(":")) {
+    const file = join(dir === "" ? "." : dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      if (statSync(file).isFile()) return file;
+      code = "EACCES";
+    } catch (error) {
+      const c = (error as { code?: string }).code;
+      if (c && c !== "ENOENT" && c !== "ENOTDIR") code = c;
+    }
+  }
+  throw new ProgramNotFound(name, code);
+}

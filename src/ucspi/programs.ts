@@ -1,0 +1,53 @@
+// Which programs are ours, and how to load each one's stage for the in-process chain.
+import { realpathSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Stage } from "./stage.ts";
+
+type StageLoader = () => Promise<Stage>;
+
+// Only programs that work on a connection are stages; tcprules and friends are not.
+const STAGES: Record<string, StageLoader> = {
+  "ucspi-demo": async () => (await import("../ucspi-demo/stage.ts")).demoStage,
+};
+
+let binDir: string | undefined;
+
+/** The real path of this package's bin/ folder (the bundle sits in dist/ or dist/chunks/). */
+export function ourBinDir(): string {
+  if (binDir) return binDir;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    try {
+      binDir = realpathSync(join(dir, "bin"));
+      return binDir;
+    } catch {
+      dir = dirname(dir);
+    }
+  }
+  binDir = "";
+  return binDir;
+}
+
+const cache = new Map<string, Promise<Stage>>();
+
+/** The stage of `file` (a resolved path) when it is one of our bins, else undefined. */
+export function ourStage(file: string): Promise<Stage> | undefined {
+  let real: string;
+  try {
+    real = realpathSync(file);
+  } catch {
+    return undefined;
+  }
+  const bin = ourBinDir();
+  if (!bin || dirname(real) !== bin) return undefined;
+  const name = real.slice(bin.length + 1);
+  const load = STAGES[name];
+  if (!load) return undefined;
+  let stage = cache.get(name);
+  if (!stage) {
+    stage = load();
+    cache.set(name, stage);
+  }
+  return stage;
+}

@@ -1,0 +1,36 @@
+// The Stage interface: how one of our programs runs inside another one's process.
+//
+// A stage gets its network side as a Connection, its environment and argv, does its one job
+// and hands the rest of argv to `next`, which either runs another of our stages in the same
+// process or spawns the user's program. Stages never touch process globals.
+import type { Duplex } from "node:stream";
+import type { Env } from "./env.ts";
+
+/** The network side of a stage: a raw socket fd (server fds 0/1, client 6/7), a stream, or both. */
+export interface Connection {
+  /** A socket or pipe fd that a spawned program can take over as it is. */
+  fd?: number;
+  /** The bytes to and from the peer, once a stage has needed them as a stream. */
+  stream?: Duplex;
+}
+
+/** Which UCSPI side the connection is on: server programs use fds 0/1, clients fds 6/7. */
+export type Side = "server" | "client";
+
+export interface StageContext {
+  /** argv of this program; argv[0] is its name. */
+  argv: string[];
+  /** Its environment: its own copy, to change and pass on. */
+  env: Env;
+  connection: Connection;
+  side: Side;
+  /** Where `prog: warning: ...` lines go (fd 2). */
+  log: (line: string) => void;
+  /** Runs the rest of the chain; resolves with its raw wait status. */
+  next(argv: string[], env: Env, connection: Connection): Promise<number>;
+}
+
+export interface Stage {
+  /** Resolves with the program's exit code. */
+  run(ctx: StageContext): Promise<number>;
+}

@@ -1,0 +1,119 @@
+// Starts a tcpserver (ours or djb's) with -1 and gives back its port, its log and a stop().
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { connect } from "node:net";
+
+export interface RunningServer {
+  port: number;
+  child: ChildProcess;
+  /** Everything written to stderr so far. */
+  log(): string;
+  /** Waits until the log has at least `count` lines matching `pattern`. */
+  waitForLog(pattern: RegExp, count?: number, timeoutMs?: number): Promise<string[]>;
+  /** SIGTERM, then waits for the exit; resolves with the exit code and signal. */
+  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export function startServer(
+  file: string,
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<RunningServer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, ["-1", ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+    });
+    let stderr = "";
+    let stdout = "";
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
+      child.on("exit", (code, signal) => res({ code, signal })),
+    );
+    child.stderr.setEncoding("latin1");
+    child.stderr.on("data", (s: string) => (stderr += s));
+    child.stdout.setEncoding("latin1");
+    const failTimer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`server did not start: ${stderr}`));
+    }, 15_000);
+    child.on("exit", () => {
+      clearTimeout(failTimer);
+      if (!/\n/.test(stdout)) reject(new Error(`server exited before listening: ${stderr}`));
+    });
+    child.stdout.on("data", (s: string) => {
+      stdout += s;
+      const m = /^(\d+)\n/.exec(stdout);
+      if (!m) return;
+      clearTimeout(failTimer);
+      resolve({
+        port: Number(m[1]),
+        child,
+        log: () => stderr,
+        waitForLog: (pattern, count = 1, timeoutMs = 15_000) =>
+          waitFor(
+            () => {
+              const lines = stderr.split("\n").filter((l) => pattern.test(l));
+              return lines.length >= count ? lines : undefined;
+            },
+            timeoutMs,
+            () => `log never matched ${pattern} x${count}:\n${stderr}`,
+          ),
+        stop: async () => {
+          if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+          return exited;
+        },
+      });
+    });
+  });
+}
+
+/** Polls `check` until it returns a value; fails with `describe()` after the timeout. */
+export async function waitFor<T>(
+  check: () => T | undefined,
+  timeoutMs = 15_000,
+  describe: () => string = () => "condition never held",
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(describe());
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Connects, writes `input` (then half-closes), and reads until EOF. */
+export function talk(
+  port: number,
+  input = "",
+  host = "127.0.0.1",
+  options: { localAddress?: string; halfClose?: boolean } = {},
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({
+      port,
+      host,
+      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+    });
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no EOF from ${host}:${port}`));
+    }, 15_000);
+    socket.on("data", (b: Buffer) => chunks.push(b));
+    socket.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    socket.on("end", () => {
+      clearTimeout(timer);
+      socket.end();
+      resolve(Buffer.concat(chunks).toString("latin1"));
+    });
+    socket.on("connect", () => {
+      if (input) socket.write(input);
+      if (options.halfClose !== false) socket.end();
+    });
+  });
+}

@@ -1,0 +1,176 @@
+// Our tcpclient beside djb's: same environment, messages and exit codes; and each one talking
+// to the other's tcpserver.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ROOT, djb, ours, run } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+import { hidePortVars } from "../helpers/normalize.ts";
+
+const PRINT_ENV = join(ROOT, "test/fixtures/print-env");
+const CLIENT_ENV = { PATH: "/usr/bin:/bin", TCPREMOTEINFO: "bogus", X: "inherited" };
+
+async function withServer<T>(
+  server: string,
+  program: string[],
+  body: (port: number) => Promise<T>,
+) {
+  const s = await startServer(server, ["-RHl0", "127.0.0.1", "0", ...program]);
+  try {
+    return await body(s.port);
+  } finally {
+    await s.stop();
+  }
+}
+
+for (const server of [djb("tcpserver"), ours("tcpserver")]) {
+  const peer = server.startsWith("/usr") ? "djb's" : "our";
+  for (const client of [djb("tcpclient"), ours("tcpclient")]) {
+    const who = client.startsWith("/usr") ? "djb's" : "our";
+    test(`${who} tcpclient talks to ${peer} tcpserver both ways`, async () => {
+      await withServer(
+        server,
+        ["/bin/sh", "-c", "read x; echo got $x; read y; echo and $y"],
+        async (port) => {
+          const r = await run(
+            client,
+            [
+              "-RH",
+              "127.0.0.1",
+              String(port),
+              "/bin/sh",
+              "-c",
+              "echo hello >&7; echo more >&7; cat <&6",
+            ],
+            { env: CLIENT_ENV },
+          );
+          assert.equal(r.stderr, "");
+          assert.equal(r.stdout, "got hello\nand more\n");
+          assert.equal(r.code, 0);
+        },
+      );
+    });
+  }
+}
+
+for (const args of [
+  ["-RH", "-l0"],
+  ["-R", "-H", "-l", "here"],
+]) {
+  test(`the program's environment matches djb's with ${args.join(" ")}`, async () => {
+    await withServer(djb("tcpserver"), ["/bin/echo", "hi"], async (port) => {
+      const argv = [...args, "127.0.0.1", String(port), PRINT_ENV, "x"];
+      const a = await run(djb("tcpclient"), argv, { env: CLIENT_ENV });
+      const b = await run(ours("tcpclient"), argv, { env: CLIENT_ENV });
+      assert.equal(b.code, 0);
+      assert.equal(hidePortVars(b.stdout), hidePortVars(a.stdout));
+      assert.match(b.stdout, /^TCPREMOTEINFO unset$/m);
+    });
+  });
+}
+
+test("the program gets the socket on fds 6 and 7, and fds 0-2 as tcpclient had them", async () => {
+  await withServer(djb("tcpserver"), ["/bin/echo", "hi"], async (port) => {
+    const script =
+      "for n in 0 1 2 3 4 5 6 7 8 9; do [ -e /proc/$$/fd/$n ] && echo $n; done; readlink /proc/$$/fd/6 /proc/$$/fd/7";
+    const a = await run(djb("tcpclient"), [
+      "-RH",
+      "127.0.0.1",
+      String(port),
+      "/bin/sh",
+      "-c",
+      script,
+    ]);
+    const b = await run(ours("tcpclient"), [
+      "-RH",
+      "127.0.0.1",
+      String(port),
+      "/bin/sh",
+      "-c",
+      script,
+    ]);
+    const fds = (out: string) =>
+      out
+        .split("\n")
+        .filter((l) => /^\d$/.test(l))
+        .join(",");
+    assert.equal(fds(b.stdout), fds(a.stdout));
+    assert.equal(fds(b.stdout), "0,1,2,6,7");
+    const links = b.stdout.split("\n").filter((l) => l.startsWith("socket:"));
+    assert.equal(links.length, 2);
+    assert.equal(links[0], links[1]);
+  });
+});
+
+test("exit status: the program's code, and death by the program's signal", async () => {
+  await withServer(djb("tcpserver"), ["/bin/echo", "hi"], async (port) => {
+    for (const [script, code, signal] of [
+      ["exit 3", 3, null],
+      ["kill -TERM $$", null, "SIGTERM"],
+    ] as const) {
+      const a = await run(djb("tcpclient"), [
+        "-RH",
+        "127.0.0.1",
+        String(port),
+        "/bin/sh",
+        "-c",
+        script,
+      ]);
+      const b = await run(ours("tcpclient"), [
+        "-RH",
+        "127.0.0.1",
+        String(port),
+        "/bin/sh",
+        "-c",
+        script,
+      ]);
+      assert.equal(b.code, code);
+      assert.equal(b.signal, signal);
+      assert.deepEqual([b.code, b.signal], [a.code, a.signal]);
+    }
+  });
+});
+
+test("messages and exit codes match djb's: refused, no address, cannot run, usage, -v", async () => {
+  await withServer(djb("tcpserver"), ["/bin/echo", "hi"], async (port) => {
+    const cases: string[][] = [
+      ["-RH", "127.0.0.1", "1", "true"],
+      ["-q", "-RH", "127.0.0.1", "1", "true"],
+      ["-RH", "no-such-host.invalid", "1", "true"],
+      ["-RH", "127.0.0.1", String(port), "/no/such/program"],
+      ["-RH", "127.0.0.1", "nosuchservice", "true"],
+      ["-Z", "127.0.0.1", "1", "true"],
+      ["-RH", "127.0.0.1"],
+      ["-v", "-RH", "127.0.0.1", String(port), "true"],
+    ];
+    for (const argv of cases) {
+      const a = await run(djb("tcpclient"), argv);
+      const b = await run(ours("tcpclient"), argv);
+      assert.equal(b.stderr, a.stderr, `stderr for ${argv.join(" ")}`);
+      assert.equal(b.code, a.code, `exit code for ${argv.join(" ")}`);
+    }
+  });
+});
+
+test("IPv6: our tcpclient reaches our tcpserver on ::1 with PROTO=TCP6", async () => {
+  const s = await startServer(ours("tcpserver"), ["-RHl0", "::1", "0", PRINT_ENV]);
+  try {
+    const r = await run(ours("tcpclient"), [
+      "-RH",
+      "-l0",
+      "::1",
+      String(s.port),
+      "/bin/sh",
+      "-c",
+      `cat <&6; ${PRINT_ENV}`,
+    ]);
+    assert.equal(r.code, 0);
+    // The server's program (first) and the client's program (second) both see TCP6.
+    const protos = r.stdout.split("\n").filter((l) => l.startsWith("PROTO="));
+    assert.deepEqual(protos, ["PROTO=TCP6", "PROTO=TCP6"]);
+    assert.match(r.stdout, /^TCP6REMOTEIP=::1$/m);
+    assert.match(r.stdout, /^TCPREMOTEIP=::1$/m);
+  } finally {
+    await s.stop();
+  }
+});

@@ -1,0 +1,77 @@
+// Bad input: the same one line and exit code as djb's tcpserver, no hang.
+import assert from "node:assert/strict";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
+import { test } from "node:test";
+import { djb, ours, run } from "../helpers/programs.ts";
+import { startServer, talk } from "../helpers/server.ts";
+import { normalizeLog } from "../helpers/normalize.ts";
+
+async function both(args: string[]) {
+  const a = await run(djb("tcpserver"), args);
+  const b = await run(ours("tcpserver"), args);
+  return { a, b };
+}
+
+const USAGE_CASES: [string, string[]][] = [
+  ["an unknown option", ["-Z", "0", "0", "true"]],
+  ["an option without its value", ["-c"]],
+  ["no arguments", []],
+  ["no program", ["0", "0"]],
+];
+
+for (const [what, args] of USAGE_CASES) {
+  test(`usage error: ${what}`, async () => {
+    const { a, b } = await both(args);
+    assert.equal(b.code, 100);
+    assert.equal(b.stderr, a.stderr);
+    assert.equal(b.stdout, "");
+  });
+}
+
+test("an unknown port name: fatal line, exit 111", async () => {
+  const { a, b } = await both(["-RH", "127.0.0.1", "nosuchservice", "true"]);
+  assert.equal(b.code, 111);
+  assert.equal(b.stderr, "tcpserver: fatal: unable to figure out port number for nosuchservice\n");
+  assert.equal(b.stderr, a.stderr);
+});
+
+test("a port in use: fatal line, exit 111", async () => {
+  const holder = createServer();
+  await new Promise<void>((r) => holder.listen(0, "127.0.0.1", r));
+  const port = String((holder.address() as AddressInfo).port);
+  try {
+    const { a, b } = await both(["-RH", "127.0.0.1", port, "true"]);
+    assert.equal(b.code, 111);
+    assert.equal(b.stderr, "tcpserver: fatal: unable to bind: address already used\n");
+    assert.equal(b.stderr, a.stderr);
+  } finally {
+    holder.close();
+  }
+});
+
+test("a host name with no address: fatal line, exit 111", async () => {
+  const b = await run(ours("tcpserver"), ["-RH", "no-such-host.invalid", "0", "true"]);
+  assert.equal(b.code, 111);
+  assert.equal(b.stderr, "tcpserver: fatal: no IP address for no-such-host.invalid\n");
+});
+
+test("a program that cannot be run: warning, connection dropped, status 28416", async () => {
+  const logs: string[] = [];
+  for (const server of [djb("tcpserver"), ours("tcpserver")]) {
+    const s = await startServer(server, ["-v", "-RHl0", "127.0.0.1", "0", "/no/such/program"]);
+    try {
+      assert.equal(await talk(s.port), "");
+      await s.waitForLog(/ end /);
+      logs.push(normalizeLog(s.log()));
+    } finally {
+      await s.stop();
+    }
+  }
+  assert.match(
+    logs[1] ?? "",
+    /^tcpserver: warning: dropping connection, unable to run \/no\/such\/program: file does not exist$/m,
+  );
+  assert.match(logs[1] ?? "", /^tcpserver: end PID status 28416$/m);
+  assert.equal(logs[1], logs[0]);
+});

@@ -1,0 +1,161 @@
+// Limits, signals and churn: -c, SIGTERM, resets; no leaked fd, no zombie.
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { connect } from "node:net";
+import type { Socket } from "node:net";
+import { test } from "node:test";
+import { ours, djb } from "../helpers/programs.ts";
+import { startServer, talk, waitFor } from "../helpers/server.ts";
+
+function openSocket(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ port, host: "127.0.0.1" }, () => resolve(s));
+    s.on("error", reject);
+  });
+}
+
+function readLine(socket: Socket): Promise<string> {
+  return new Promise((resolve) => {
+    let text = "";
+    const onData = (b: Buffer) => {
+      text += b.toString("latin1");
+      if (text.includes("\n")) {
+        socket.off("data", onData);
+        resolve(text);
+      }
+    };
+    socket.on("data", onData);
+  });
+}
+
+/** Children of pid, from /proc. */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "latin1");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) out.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+for (const server of [djb("tcpserver"), ours("tcpserver")]) {
+  const who = server.startsWith("/usr") ? "djb" : "ours";
+
+  test(`${who}: -c 1 holds the second client in the backlog until the first ends`, async () => {
+    const s = await startServer(server, [
+      "-v",
+      "-c",
+      "1",
+      "-RHl0",
+      "127.0.0.1",
+      "0",
+      "/bin/sh",
+      "-c",
+      "echo go; read x; echo got $x",
+    ]);
+    try {
+      const first = await openSocket(s.port);
+      assert.equal(await readLine(first), "go\n");
+      const second = await openSocket(s.port);
+      await s.waitForLog(/status: 1\/1/);
+      // The second connection is in the kernel's backlog: no process of its own yet.
+      assert.equal(
+        s
+          .log()
+          .split("\n")
+          .filter((l) => / pid \d+ from /.test(l)).length,
+        1,
+      );
+      const secondGreeting = readLine(second);
+      first.end("one\n");
+      assert.equal(await secondGreeting, "go\n");
+      second.end("two\n");
+      await s.waitForLog(/ end /, 2);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  test(`${who}: SIGTERM exits 0 at once and leaves the children running`, async () => {
+    const s = await startServer(server, [
+      "-RHl0",
+      "127.0.0.1",
+      "0",
+      "/bin/sh",
+      "-c",
+      "echo go; read x; echo still here $x",
+    ]);
+    const client = await openSocket(s.port);
+    assert.equal(await readLine(client), "go\n");
+    const { code, signal } = await s.stop();
+    assert.equal(code, 0);
+    assert.equal(signal, null);
+    const reply = readLine(client);
+    client.write("after\n");
+    assert.equal(await reply, "still here after\n");
+    client.destroy();
+  });
+}
+
+test("a client that resets mid-stream: the server goes on serving", async () => {
+  const s = await startServer(ours("tcpserver"), ["-v", "-RHl0", "127.0.0.1", "0", "/bin/cat"]);
+  try {
+    const c = await openSocket(s.port);
+    c.write("partial data");
+    c.resetAndDestroy();
+    await s.waitForLog(/ end /);
+    assert.equal(await talk(s.port, "hello"), "hello");
+    await s.waitForLog(/ end /, 2);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("churn: thousands of connections, then no more fds and no more children than before", async () => {
+  const s = await startServer(ours("tcpserver"), [
+    "-c",
+    "100",
+    "-RHl0",
+    "127.0.0.1",
+    "0",
+    "/bin/echo",
+    "hi",
+  ]);
+  try {
+    const pid = s.child.pid ?? 0;
+    assert.equal(await talk(s.port), "hi\n");
+    // The baseline is an idle server: the first child reaped, its pidfd closed.
+    await waitFor(() => (childrenOf(pid).length === 0 ? true : undefined), 20_000);
+    const fdsBefore = fdCount(pid);
+    const total = 2000;
+    const parallel = 20;
+    let done = 0;
+    await Promise.all(
+      Array.from({ length: parallel }, async () => {
+        while (done < total) {
+          done++;
+          assert.equal(await talk(s.port), "hi\n");
+        }
+      }),
+    );
+    // Children exit on their own; wait for the server to have reaped every one.
+    await waitFor(() => (childrenOf(pid).length === 0 ? true : undefined), 20_000);
+    await waitFor(
+      () => (fdCount(pid) === fdsBefore ? true : undefined),
+      5_000,
+      () => `fds: ${fdCount(pid)}, before: ${fdsBefore}`,
+    );
+  } finally {
+    await s.stop();
+  }
+});
