@@ -199,15 +199,19 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
     int from = highest_target + 1 > close_from ? highest_target + 1 : close_from;
     posix_spawn_file_actions_addclosefrom_np(&fa, from);
   }
-  /* The child starts with an empty signal mask and every signal at its default action:
-   * Node ignores SIGPIPE, and an ignored disposition would survive the exec. */
-  sigset_t none, all;
+  /* The child starts with an empty signal mask and every signal at its default action. Caught
+   * signals are reset by execve itself; only ignored ones (Node ignores SIGPIPE) would survive
+   * it, so only those are reset, which spares the child a sigaction call per signal. */
+  sigset_t none, ignored;
   sigemptyset(&none);
-  sigfillset(&all);
-  sigdelset(&all, SIGKILL);
-  sigdelset(&all, SIGSTOP);
+  sigemptyset(&ignored);
+  for (int sig = 1; sig < NSIG; sig++) {
+    struct sigaction sa;
+    if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+      sigaddset(&ignored, sig);
+  }
   posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setsigdefault(&attr, &ignored);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
   pid_t pid;
@@ -532,6 +536,121 @@ static napi_value shutdown_write(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* recvPeek(fd, max, consume) -> Buffer | undefined (nothing there yet) | null (EOF).
+ * Reads without blocking; with consume false the bytes stay in the socket (MSG_PEEK), so a
+ * PROXY header can be parsed and then removed without touching the application's bytes. */
+static napi_value recv_peek(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value args[3];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t fd, max;
+  bool consume = false;
+  get_int(env, args[0], &fd);
+  get_int(env, args[1], &max);
+  napi_get_value_bool(env, args[2], &consume);
+  if (max <= 0 || max > 1 << 20) return throw_errno(env, EINVAL, "recv");
+  void *data;
+  napi_value buffer, result;
+  char *tmp = malloc((size_t)max);
+  if (!tmp) return throw_errno(env, ENOMEM, "recv");
+  ssize_t n;
+  do n = recv(fd, tmp, (size_t)max, MSG_DONTWAIT | (consume ? 0 : MSG_PEEK));
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    int e = errno;
+    free(tmp);
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+      napi_get_undefined(env, &result);
+      return result;
+    }
+    return throw_errno(env, e, "recv");
+  }
+  if (n == 0) {
+    free(tmp);
+    napi_get_null(env, &result);
+    return result;
+  }
+  napi_create_buffer_copy(env, (size_t)n, tmp, &data, &buffer);
+  free(tmp);
+  return buffer;
+}
+
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref callback;
+  napi_async_context context;
+  int done;
+} waiter_t;
+
+static void waiter_closed(uv_handle_t *h) {
+  waiter_t *w = h->data;
+  napi_delete_reference(w->env, w->callback);
+  napi_async_destroy(w->env, w->context);
+  free(w);
+}
+
+static void waiter_ready(uv_poll_t *poll, int status, int events) {
+  waiter_t *w = poll->data;
+  (void)events;
+  if (w->done) return;
+  w->done = 1;
+  uv_poll_stop(&w->poll);
+  napi_handle_scope scope;
+  napi_open_handle_scope(w->env, &scope);
+  napi_value cb, recv, arg, result;
+  napi_get_reference_value(w->env, w->callback, &cb);
+  napi_get_global(w->env, &recv);
+  napi_create_int32(w->env, status, &arg);
+  napi_make_callback(w->env, w->context, recv, cb, 1, &arg, &result);
+  napi_close_handle_scope(w->env, scope);
+  uv_close((uv_handle_t *)&w->poll, waiter_closed);
+}
+
+static napi_value waiter_cancel(napi_env env, napi_callback_info info) {
+  napi_value self;
+  void *data;
+  if (napi_get_cb_info(env, info, NULL, NULL, &self, NULL) != napi_ok) return NULL;
+  if (napi_remove_wrap(env, self, &data) != napi_ok || !data) return NULL;
+  waiter_t *w = data;
+  if (!w->done) {
+    w->done = 1;
+    uv_poll_stop(&w->poll);
+    uv_close((uv_handle_t *)&w->poll, waiter_closed);
+  }
+  return NULL;
+}
+
+/* whenReadable(fd, cb) -> { cancel() }: cb(status) once, when fd has bytes (or EOF). */
+static napi_value when_readable(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t fd;
+  get_int(env, args[0], &fd);
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  waiter_t *w = calloc(1, sizeof(waiter_t));
+  if (!w) return throw_errno(env, ENOMEM, "poll");
+  w->env = env;
+  /* uv_poll_init makes the fd non-blocking; the spawn path makes it blocking again. */
+  if (uv_poll_init(loop, &w->poll, fd) != 0) {
+    free(w);
+    return throw_errno(env, EBADF, "poll");
+  }
+  w->poll.data = w;
+  napi_value obj, fn, resource_name;
+  napi_create_object(env, &obj);
+  napi_create_function(env, "cancel", NAPI_AUTO_LENGTH, waiter_cancel, NULL, &fn);
+  napi_set_named_property(env, obj, "cancel", fn);
+  napi_wrap(env, obj, w, NULL, NULL, NULL);
+  napi_create_reference(env, args[1], 1, &w->callback);
+  napi_create_string_utf8(env, "ucspi.readable", NAPI_AUTO_LENGTH, &resource_name);
+  napi_async_init(env, NULL, resource_name, &w->context);
+  uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT, waiter_ready);
+  return obj;
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor props[] = {
       {"spawn", NULL, spawn, NULL, NULL, NULL, napi_default, NULL},
@@ -541,6 +660,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"close", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
       {"devNull", NULL, dev_null, NULL, NULL, NULL, napi_default, NULL},
       {"shutdownWrite", NULL, shutdown_write, NULL, NULL, NULL, napi_default, NULL},
+      {"recv", NULL, recv_peek, NULL, NULL, NULL, napi_default, NULL},
+      {"whenReadable", NULL, when_readable, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -41,9 +41,15 @@ export function safeField(text: string | undefined): string {
 
 /** djb's text lines, written through `write` (one whole line per call). */
 export function textLog(verbosity: Verbosity, write: (line: string) => void): ServerLog {
-  const info = (line: string) => {
-    if (verbosity >= 2) write(`tcpserver: ${line}\n`);
+  const info = (line: string) => write(`tcpserver: ${line}\n`);
+  const warning = (message: string) => {
+    if (verbosity >= 1) write(`tcpserver: warning: ${message}\n`);
   };
+  // Quiet servers do not even format the lines they would not print.
+  if (verbosity < 2) {
+    const none = () => {};
+    return { status: none, accepted: none, verdict: none, end: none, reject: none, warning };
+  }
   return {
     status: (active, limit) => info(`status: ${active}/${limit}`),
     accepted: (id, remoteIp) => info(`pid ${id} from ${unmapIPv4(remoteIp)}`),
@@ -55,9 +61,7 @@ export function textLog(verbosity: Verbosity, write: (line: string) => void): Se
     end: (id, wstatus) => info(`end ${id} status ${wstatus}`),
     reject: (remoteIp, count, limit) =>
       info(`reject ${unmapIPv4(remoteIp)} count ${count}/${limit}`),
-    warning: (message) => {
-      if (verbosity >= 1) write(`tcpserver: warning: ${message}\n`);
-    },
+    warning,
   };
 }
 

@@ -14,6 +14,8 @@ import { lookupRules, readRulesFile } from "../ucspi/rules.ts";
 import type { Connection } from "../ucspi/stage.ts";
 import type { Endpoints, ServerLog } from "./log.ts";
 import type { ServerOptions } from "./options.ts";
+import { isTrusted, readProxyHeader, trustedProxies } from "./proxy-header.ts";
+import type { ProxyHeader } from "../proxy/index.ts";
 
 /** Connections that never get a process of their own (denied, dropped, served in-process) are
  * logged with ids above Linux's largest pid_max (2^22), so they never collide with a real pid. */
@@ -46,7 +48,12 @@ interface Accepted {
   localPort: number;
   remoteIp: string;
   remotePort: number;
+  /** The transport peer, which per-IP limits count (the proxy itself, with --proxy). */
+  peerIp: string;
+  proxy?: ProxyHeader;
 }
+
+const PROXY_HEADER_TIMEOUT_MS = 10_000;
 
 export function serve(listenFd: number, deps: ServerDeps): Server {
   const { options, log } = deps;
@@ -60,6 +67,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
 
   const flags =
     (options.noDelay ? ACCEPT_NODELAY : 0) | (options.killIpOptions ? ACCEPT_KILL_IP_OPTIONS : 0);
+  const trusted = options.proxy ? trustedProxies(options.proxyFrom) : undefined;
   const acceptor: Acceptor = native().accept(listenFd, flags, onAccept);
 
   log.status(0, options.limit);
@@ -93,20 +101,45 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       localPort: localPort ?? 0,
       remoteIp: remoteIp ?? "",
       remotePort: remotePort ?? 0,
+      peerIp: remoteIp ?? "",
     };
     if (options.perIpLimit !== undefined) {
-      const count = perIp.get(c.remoteIp) ?? 0;
+      const count = perIp.get(c.peerIp) ?? 0;
       if (count >= options.perIpLimit) {
         log.reject(c.remoteIp, count, options.perIpLimit);
         native().close(fd);
         return;
       }
-      perIp.set(c.remoteIp, count + 1);
+      perIp.set(c.peerIp, count + 1);
     }
     active++;
     log.status(active, options.limit);
     updatePause();
-    if (options.banner !== undefined) writeBanner(fd, options.banner);
+    if (trusted && isTrusted(trusted, c.peerIp)) {
+      readProxyHeader(fd, PROXY_HEADER_TIMEOUT_MS).then((result) => {
+        if ("error" in result) {
+          const id = nextId++;
+          log.accepted(id, c.remoteIp);
+          log.warning(`dropping connection from ${unmapIPv4(c.remoteIp)}: ${result.error}`);
+          return finish(c, id, DROP_STATUS);
+        }
+        const { header } = result;
+        c.proxy = header;
+        if (header.command === "proxy" && header.source && header.destination) {
+          c.remoteIp = header.source.ip;
+          c.remotePort = header.source.port;
+          c.localIp = header.destination.ip;
+          c.localPort = header.destination.port;
+        }
+        greetAndLookUp(c);
+      });
+      return;
+    }
+    greetAndLookUp(c);
+  }
+
+  function greetAndLookUp(c: Accepted) {
+    if (options.banner !== undefined) writeBanner(c.fd, options.banner);
     if (needsLookups()) {
       lookUp(c).then(
         (ends) => decide(c, ends),
@@ -170,7 +203,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
         localHost: ends.localHost,
         remoteHost: ends.remoteHost,
         remoteInfo: ends.remoteInfo,
-        listenerIsV6: deps.listenerIsV6,
+        listenerIsV6: deps.listenerIsV6 || c.proxy?.family === "tcp6",
       }),
     );
     if (options.rulesFile !== undefined) {
@@ -217,7 +250,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
   }
 
   function start(c: Accepted, ends: Endpoints, env: Env) {
-    const connection: Connection = { fd: c.fd };
+    const connection: Connection = c.proxy ? { fd: c.fd, proxy: c.proxy } : { fd: c.fd };
     let id = -1;
     let spawned = false;
     const announce = (pid: number) => {
@@ -272,9 +305,9 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
     log.end(id, status);
     active--;
     if (options.perIpLimit !== undefined) {
-      const left = (perIp.get(c.remoteIp) ?? 1) - 1;
-      if (left > 0) perIp.set(c.remoteIp, left);
-      else perIp.delete(c.remoteIp);
+      const left = (perIp.get(c.peerIp) ?? 1) - 1;
+      if (left > 0) perIp.set(c.peerIp, left);
+      else perIp.delete(c.peerIp);
     }
     log.status(active, options.limit);
     updatePause();

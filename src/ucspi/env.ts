@@ -4,9 +4,7 @@ export type Env = Record<string, string>;
 
 /** A copy that the next stage may change freely. */
 export function copyEnv(env: Readonly<Env>): Env {
-  const out: Env = Object.create(null) as Env;
-  for (const key of Object.keys(env)) out[key] = env[key] ?? "";
-  return out;
+  return Object.assign(Object.create(null) as Env, env);
 }
 
 /** Sets and unsets, in that order, as djb's tcpserver does before it execs. */
@@ -17,5 +15,7 @@ export function applyEnv(env: Env, change: { set: [string, string][]; unset: str
 
 /** `NAME=value` strings for execve. */
 export function envList(env: Readonly<Env>): string[] {
-  return Object.keys(env).map((key) => `${key}=${env[key] ?? ""}`);
+  const list: string[] = [];
+  for (const key in env) list.push(`${key}=${env[key] ?? ""}`);
+  return list;
 }

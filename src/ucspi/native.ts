@@ -34,6 +34,11 @@ export interface Native {
   close(fd: number): void;
   devNull(fd: number): void;
   shutdownWrite(fd: number): void;
+  /** Up to `max` bytes without blocking: undefined when none are there yet, null at EOF.
+   * With `consume` false the bytes stay in the socket (MSG_PEEK). */
+  recv(fd: number, max: number, consume: boolean): Buffer | undefined | null;
+  /** Calls back once when fd is readable (or at EOF or error). */
+  whenReadable(fd: number, callback: (status: number) => void): { cancel(): void };
 }
 
 export const ACCEPT_NODELAY = 1;

@@ -19,7 +19,7 @@ export function ourBinDir(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 4; i++) {
     try {
-      binDir = realpathSync(join(dir, "bin"));
+      binDir = realpathSync.native(join(dir, "bin"));
       return binDir;
     } catch {
       dir = dirname(dir);
@@ -29,25 +29,37 @@ export function ourBinDir(): string {
   return binDir;
 }
 
-const cache = new Map<string, Promise<Stage>>();
+const stages = new Map<string, Promise<Stage>>();
+// Which of our stages a path resolves to ("" for none): a server asks for every connection,
+// and the answer for a given path only changes if someone re-links it under a running server.
+const byPath = new Map<string, string>();
 
 /** The stage of `file` (a resolved path) when it is one of our bins, else undefined. */
 export function ourStage(file: string): Promise<Stage> | undefined {
-  let real: string;
-  try {
-    real = realpathSync(file);
-  } catch {
-    return undefined;
+  let name = byPath.get(file);
+  if (name === undefined) {
+    name = stageName(file);
+    byPath.set(file, name);
   }
-  const bin = ourBinDir();
-  if (!bin || dirname(real) !== bin) return undefined;
-  const name = real.slice(bin.length + 1);
-  const load = STAGES[name];
-  if (!load) return undefined;
-  let stage = cache.get(name);
+  const load = name ? STAGES[name] : undefined;
+  if (!name || !load) return undefined;
+  let stage = stages.get(name);
   if (!stage) {
     stage = load();
-    cache.set(name, stage);
+    stages.set(name, stage);
   }
   return stage;
+}
+
+function stageName(file: string): string {
+  let real: string;
+  try {
+    real = realpathSync.native(file);
+  } catch {
+    return "";
+  }
+  const bin = ourBinDir();
+  if (!bin || dirname(real) !== bin) return "";
+  const name = real.slice(bin.length + 1);
+  return STAGES[name] ? name : "";
 }

@@ -5,6 +5,7 @@
 // process or spawns the user's program. Stages never touch process globals.
 import type { Duplex } from "node:stream";
 import type { Env } from "./env.ts";
+import type { ProxyHeader } from "../proxy/index.ts";
 
 /** The network side of a stage: a raw socket fd (server fds 0/1, client 6/7), a stream, or both. */
 export interface Connection {
@@ -12,6 +13,8 @@ export interface Connection {
   fd?: number;
   /** The bytes to and from the peer, once a stage has needed them as a stream. */
   stream?: Duplex;
+  /** The PROXY header tcpserver --proxy read (real addresses, and our resume record TLV). */
+  proxy?: ProxyHeader;
 }
 
 /** Which UCSPI side the connection is on: server programs use fds 0/1, clients fds 6/7. */

@@ -1,0 +1,20 @@
+#!/bin/sh
+# The real peers the tests compare us with: djb's ucspi-tcp (installed from Debian) and Debian's
+# ucspi-tcp-ipv6, which conflicts with it and is therefore unpacked into build/peers/.
+set -e
+cd "$(dirname "$0")/.."
+for p in tcpserver tcpclient tcprules tcprulescheck; do
+  if [ ! -x "/usr/bin/$p" ]; then
+    echo "test-peers: fatal: /usr/bin/$p is missing: apt-get install ucspi-tcp" >&2
+    exit 111
+  fi
+done
+v6=build/peers/ucspi-tcp-ipv6
+if [ ! -x "$v6/usr/bin/tcpserver" ]; then
+  mkdir -p build/peers
+  (cd build/peers && rm -f ucspi-tcp-ipv6_*.deb && apt-get download ucspi-tcp-ipv6 >/dev/null) || {
+    echo "test-peers: fatal: unable to download Debian's ucspi-tcp-ipv6 (apt-get download)" >&2
+    exit 111
+  }
+  dpkg-deb -x build/peers/ucspi-tcp-ipv6_*.deb "$v6"
+fi
