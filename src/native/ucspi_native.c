@@ -72,8 +72,18 @@ static char *get_string(napi_env env, napi_value v) {
   return s;
 }
 
+/* A byte string (one JavaScript character per byte, as latin1 codes it): environment entries. */
+static char *get_bytes(napi_env env, napi_value v) {
+  size_t len;
+  if (napi_get_value_string_latin1(env, v, NULL, 0, &len) != napi_ok) return NULL;
+  char *s = malloc(len + 1);
+  if (!s) return NULL;
+  napi_get_value_string_latin1(env, v, s, len + 1, &len);
+  return s;
+}
+
 /* A NULL-terminated char* array from a JS array of strings. */
-static char **get_string_array(napi_env env, napi_value arr) {
+static char **get_string_array(napi_env env, napi_value arr, char *(*get)(napi_env, napi_value)) {
   uint32_t n;
   if (napi_get_array_length(env, arr, &n) != napi_ok) return NULL;
   char **out = calloc(n + 1, sizeof(char *));
@@ -81,7 +91,7 @@ static char **get_string_array(napi_env env, napi_value arr) {
   for (uint32_t i = 0; i < n; i++) {
     napi_value el;
     napi_get_element(env, arr, i, &el);
-    out[i] = get_string(env, el);
+    out[i] = get(env, el);
     if (!out[i]) {
       for (uint32_t j = 0; j < i; j++) free(out[j]);
       free(out);
@@ -148,8 +158,8 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
     return NULL;
   }
   char *file = get_string(env, args[0]);
-  char **argv = get_string_array(env, args[1]);
-  char **envp = get_string_array(env, args[2]);
+  char **argv = get_string_array(env, args[1], get_string);
+  char **envp = get_string_array(env, args[2], get_bytes);
   uint32_t npairs = 0;
   napi_get_array_length(env, args[3], &npairs);
   int32_t close_from = -1;

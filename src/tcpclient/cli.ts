@@ -5,8 +5,7 @@ import { isIP } from "node:net";
 import { connectionEnv, parseClientHost, parsePort } from "../ucspi/address.ts";
 import { runChain } from "../ucspi/chain.ts";
 import { resolveHostAddresses, reverseName } from "../ucspi/dns.ts";
-import { applyEnv, copyEnv } from "../ucspi/env.ts";
-import type { Env } from "../ucspi/env.ts";
+import { applyEnv, startEnv } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { identQuery } from "../ucspi/ident.ts";
 import { reportError } from "../ucspi/main.ts";
@@ -64,7 +63,7 @@ async function main(): Promise<number> {
         })
       : undefined,
   ]);
-  const env = copyEnv(process.env as Env);
+  const env = startEnv(process.env);
   applyEnv(
     env,
     connectionEnv({

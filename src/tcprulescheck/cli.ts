@@ -2,6 +2,7 @@
 // TCPREMOTEIP (default 0.0.0.0), TCPREMOTEHOST and TCPREMOTEINFO, in djb's words.
 import { writeSync } from "node:fs";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
+import { startEnv } from "../ucspi/env.ts";
 import { reportError } from "../ucspi/main.ts";
 import { findRule, readRulesFile, ruleItems } from "../ucspi/rules.ts";
 import type { RuleMatch } from "../ucspi/rules.ts";
@@ -19,7 +20,7 @@ const writeStderr = (line: string) => {
 /** djb's report: the rule, its variables in order, then allow, or deny at the first `D` item. */
 function report(match: RuleMatch | undefined): Buffer {
   if (match === undefined) return Buffer.from("default:\nallow connection\n", "latin1");
-  const lines: Buffer[] = [Buffer.from(`rule ${match.key}:\n`, "utf8")];
+  const lines: Buffer[] = [Buffer.from(`rule ${match.key}:\n`, "latin1")];
   for (const item of ruleItems(match.data)) {
     if (item[0] === 0x44 /* D */) {
       lines.push(Buffer.from("deny connection\n", "latin1"));
@@ -37,7 +38,7 @@ function report(match: RuleMatch | undefined): Buffer {
 function main(args: readonly string[]): number {
   const file = args[0];
   if (file === undefined) throw new UsageError("");
-  const env = process.env;
+  const env = startEnv(process.env);
   let match: RuleMatch | undefined;
   try {
     match = findRule(readRulesFile(file), {

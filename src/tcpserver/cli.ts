@@ -6,6 +6,7 @@ import { writeSync } from "node:fs";
 import { parsePort, parseServerHost } from "../ucspi/address.ts";
 import { resolveHostAddresses } from "../ucspi/dns.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
+import { startEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { reportError } from "../ucspi/main.ts";
 import { native } from "../ucspi/native.ts";
@@ -24,8 +25,8 @@ const writeStderr = (line: string) => {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const options = parseServerArgs(args);
-  const env = process.env as Env;
+  const options = parseServerArgs(args, process.env);
+  const env = startEnv(process.env);
   const listenFd =
     socketActivated(env) ??
     listenOn(await bindAddress(options.host), portNumber(options.port), options);
@@ -36,7 +37,7 @@ async function main(): Promise<void> {
   // djb closes stdin and stdout once started; /dev/null keeps fds 0/1 from being reused.
   native().devNull(0);
   native().devNull(1);
-  dropPrivileges(options, env);
+  dropPrivileges(options);
   const log =
     options.logFormat === "json"
       ? await jsonLog(options.verbosity, 2)
@@ -111,15 +112,11 @@ function listenOn(address: string, port: number, options: ServerOptions): number
   }
 }
 
-function dropPrivileges(options: ServerOptions, env: Env) {
-  let gid = options.gid;
-  let uid = options.uid;
-  if (options.envUidGid) {
-    if (env["GID"] !== undefined) gid = Number.parseInt(env["GID"], 10) || 0;
-    if (env["UID"] !== undefined) uid = Number.parseInt(env["UID"], 10) || 0;
-  }
+/** After binding, as djb does: only non-zero ids are acted on (-g 0 and -u 0 change nothing). */
+function dropPrivileges(options: ServerOptions) {
+  const { gid, uid } = options;
   try {
-    if (gid !== undefined) {
+    if (gid) {
       process.setgroups?.([gid]);
       process.setgid?.(gid);
     }
@@ -127,7 +124,7 @@ function dropPrivileges(options: ServerOptions, env: Env) {
     throw new FatalError(`unable to set gid: ${causeText(error)}`);
   }
   try {
-    if (uid !== undefined) process.setuid?.(uid);
+    if (uid) process.setuid?.(uid);
   } catch (error) {
     throw new FatalError(`unable to set uid: ${causeText(error)}`);
   }

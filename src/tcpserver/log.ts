@@ -67,7 +67,8 @@ export function textLog(verbosity: Verbosity, write: (line: string) => void): Se
 
 /** The same events as JSON lines, one object per event, through pino. */
 export async function jsonLog(verbosity: Verbosity, fd: number): Promise<ServerLog> {
-  const { pino } = await import("pino");
+  // pino is CommonJS: its function is the default export once bundled.
+  const { default: pino } = await import("pino");
   const logger = pino(
     {
       base: { program: "tcpserver" },

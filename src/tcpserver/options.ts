@@ -15,7 +15,6 @@ export interface ServerOptions {
   banner: string | undefined;
   gid: number | undefined;
   uid: number | undefined;
-  envUidGid: boolean;
   printPort: boolean;
   backlog: number;
   localName: string | undefined;
@@ -38,7 +37,11 @@ export interface ServerOptions {
 
 const LONG = ["proxy", "proxy-from=", "log=", "workers=", "per-ip-limit=", "worker="];
 
-export function parseServerArgs(args: readonly string[]): ServerOptions {
+/** `env` is read only for -U, at the point where -U stands, as djb's getopt loop does. */
+export function parseServerArgs(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = {},
+): ServerOptions {
   const { options, rest } = getopt(args, {
     flags: "1UXpPhHrRoOdDqQv",
     values: "cxBgubltC",
@@ -53,7 +56,6 @@ export function parseServerArgs(args: readonly string[]): ServerOptions {
     banner: undefined,
     gid: undefined,
     uid: undefined,
-    envUidGid: false,
     printPort: false,
     backlog: 20,
     localName: undefined,
@@ -106,7 +108,8 @@ export function parseServerArgs(args: readonly string[]): ServerOptions {
         o.uid = scanUnsigned(value);
         break;
       case "U":
-        o.envUidGid = true;
+        o.gid = scanUnsigned(env["GID"] ?? "");
+        o.uid = scanUnsigned(env["UID"] ?? "");
         break;
       case "1":
         o.printPort = true;

@@ -1,13 +1,13 @@
 // ucspi-demo as a program of its own (under djb's tcpserver, say).
 import { writeSync } from "node:fs";
 import { runChain } from "../ucspi/chain.ts";
-import type { Env } from "../ucspi/env.ts";
+import { startEnv } from "../ucspi/env.ts";
 import { reportError } from "../ucspi/main.ts";
 import { stdioConnection } from "../ucspi/stdio-connection.ts";
 import { demoStage } from "./stage.ts";
 
 const log = (line: string) => writeSync(2, line);
-const env = process.env as Env;
+const env = startEnv(process.env);
 demoStage
   .run({
     argv: process.argv.slice(1),

@@ -45,7 +45,7 @@ const LF = 0x0a;
 const COLON = 0x3a;
 
 function decodeUserId(bytes: number[]): string {
-  const text = Buffer.from(bytes).toString("utf8");
+  const text = Buffer.from(bytes).toString("latin1"); // a byte string, as env values are
   const nul = text.indexOf("\0");
   return nul === -1 ? text : text.slice(0, nul); // a C string (djb's env) ends at NUL
 }

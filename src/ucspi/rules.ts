@@ -58,7 +58,7 @@ export function ruleKeys(who: RulesClient): string[] {
 /** The first rule present for this client, or undefined. Throws CdbFormatError on a bad cdb. */
 export function findRule(cdb: Buffer, who: RulesClient): RuleMatch | undefined {
   for (const key of ruleKeys(who)) {
-    const data = cdbFind(cdb, Buffer.from(key, "utf8"));
+    const data = cdbFind(cdb, Buffer.from(key, "latin1"));
     if (data !== undefined) return { key, data };
   }
   return undefined;
@@ -92,7 +92,8 @@ export function lookupRules(cdb: Buffer, who: RulesClient): RulesVerdict {
     if (item[0] !== 0x2b /* + */) continue;
     const eq = item.indexOf(0x3d /* = */, 1);
     if (eq === -1) continue;
-    env.push([item.subarray(1, eq).toString("utf8"), item.subarray(eq + 1).toString("utf8")]);
+    // Byte strings, as env values are (src/ucspi/env.ts).
+    env.push([item.subarray(1, eq).toString("latin1"), item.subarray(eq + 1).toString("latin1")]);
   }
   return { key: match.key, deny, env };
 }
