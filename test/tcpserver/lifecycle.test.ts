@@ -63,10 +63,15 @@ for (const server of [djb("tcpserver"), ours("tcpserver")]) {
       "-c",
       "echo go; read x; echo got $x",
     ]);
+    const sockets: Socket[] = [];
     try {
       const first = await openSocket(s.port);
+      sockets.push(first);
       assert.equal(await readLine(first), "go\n");
       const second = await openSocket(s.port);
+      sockets.push(second);
+      // The log comes through another pipe than the greeting: wait for it to arrive.
+      await s.waitForLog(/ ok \d+ /);
       await s.waitForLog(/status: 1\/1/);
       // The second connection is in the kernel's backlog: no process of its own yet.
       assert.equal(
@@ -82,6 +87,7 @@ for (const server of [djb("tcpserver"), ours("tcpserver")]) {
       second.end("two\n");
       await s.waitForLog(/ end /, 2);
     } finally {
+      for (const socket of sockets) socket.destroy();
       await s.stop();
     }
   });
