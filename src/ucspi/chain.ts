@@ -98,7 +98,14 @@ function spawnOnConnection(
 export function connectionStream(connection: Connection): NonNullable<Connection["stream"]> {
   if (!connection.stream) {
     if (connection.fd === undefined) throw new Error("connection has neither fd nor stream");
-    connection.stream = new Socket({ fd: connection.fd, readable: true, writable: true });
+    // allowHalfOpen: the peer's FIN ends only our reading side; the stage still writes its
+    // answers and half-closes when it is done, so half-close travels both ways.
+    connection.stream = new Socket({
+      fd: connection.fd,
+      readable: true,
+      writable: true,
+      allowHalfOpen: true,
+    });
   }
   return connection.stream;
 }

@@ -10,7 +10,7 @@ export function stdioConnection(side: Side): Connection {
   const r = fstatSync(read);
   const w = fstatSync(write);
   if (r.ino === w.ino && r.dev === w.dev && r.isSocket()) return { fd: read };
-  const input = new Socket({ fd: read, readable: true, writable: false });
-  const output = new Socket({ fd: write, readable: false, writable: true });
+  const input = new Socket({ fd: read, readable: true, writable: false, allowHalfOpen: true });
+  const output = new Socket({ fd: write, readable: false, writable: true, allowHalfOpen: true });
   return { stream: Duplex.from({ readable: input, writable: output }) };
 }

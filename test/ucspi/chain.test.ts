@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { test } from "node:test";
 import { djb, ours, BIN } from "../helpers/programs.ts";
-import { startServer } from "../helpers/server.ts";
+import { startServer, talk } from "../helpers/server.ts";
 
 function session(port: number, lines: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -44,6 +44,21 @@ for (const server of [ours("tcpserver"), djb("tcpserver")]) {
       // In-process connections carry ids above any real pid (2^22).
       if (server === ours("tcpserver")) assert.ok(id > 4_194_304, `in-process id ${id}`);
       else assert.ok(id <= 4_194_304, `djb's child pid ${id}`);
+    } finally {
+      await s.stop();
+    }
+  });
+}
+
+for (const server of [ours("tcpserver"), djb("tcpserver")]) {
+  const who = server.startsWith("/usr") ? "djb's tcpserver" : "our tcpserver (in-process)";
+  test(`half-close: a client that sends its lines and FIN still gets every answer, ${who}`, async () => {
+    const s = await startServer(server, ["-RHl0", "127.0.0.1", "0", "ucspi-demo"], {
+      env: { PATH },
+    });
+    try {
+      const text = await talk(s.port, "one\r\ntwo\r\n");
+      assert.match(text, /\r\necho: one\r\necho: two\r\n$/);
     } finally {
       await s.stop();
     }
