@@ -107,13 +107,42 @@ static void free_string_array(char **a) {
   free(a);
 }
 
+/* ---------------------------------------------------------------- callbacks into JavaScript */
+
+/* A JavaScript function kept alive for a libuv callback, with its async context. */
+typedef struct {
+  napi_env env;
+  napi_ref fn;
+  napi_async_context context;
+} js_callback_t;
+
+static void js_callback_init(js_callback_t *cb, napi_env env, napi_value fn, const char *name) {
+  napi_value resource_name;
+  cb->env = env;
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name);
+  napi_async_init(env, NULL, resource_name, &cb->context);
+  napi_create_reference(env, fn, 1, &cb->fn);
+}
+
+/* Calls it from a libuv callback; argv must have been made inside the caller's handle scope.
+ * napi_make_callback wants an object as receiver: undefined fails with object_expected. */
+static void js_callback_call(js_callback_t *cb, size_t argc, napi_value *argv) {
+  napi_value fn, recv, result;
+  napi_get_reference_value(cb->env, cb->fn, &fn);
+  napi_get_global(cb->env, &recv);
+  napi_make_callback(cb->env, cb->context, recv, fn, argc, argv, &result);
+}
+
+static void js_callback_free(js_callback_t *cb) {
+  napi_delete_reference(cb->env, cb->fn);
+  napi_async_destroy(cb->env, cb->context);
+}
+
 /* ---------------------------------------------------------------- children */
 
 typedef struct {
   uv_poll_t poll;
-  napi_env env;
-  napi_ref callback;
-  napi_async_context context;
+  js_callback_t on_exit;
   pid_t pid;
   int pidfd;
 } child_t;
@@ -132,16 +161,13 @@ static void child_ready(uv_poll_t *poll, int status, int events) {
   if (r < 0) wstatus = 111 << 8;
   uv_poll_stop(&c->poll);
   close(c->pidfd);
-  napi_env env = c->env;
+  napi_env env = c->on_exit.env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  napi_value cb, recv, arg, result;
-  napi_get_reference_value(env, c->callback, &cb);
-  napi_get_global(env, &recv);
+  napi_value arg;
   napi_create_int32(env, wstatus, &arg);
-  napi_make_callback(env, c->context, recv, cb, 1, &arg, &result);
-  napi_delete_reference(env, c->callback);
-  napi_async_destroy(env, c->context);
+  js_callback_call(&c->on_exit, 1, &arg);
+  js_callback_free(&c->on_exit);
   napi_close_handle_scope(env, scope);
   uv_close((uv_handle_t *)&c->poll, child_closed);
 }
@@ -245,13 +271,9 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
     return throw_errno(env, e, "pidfd_open");
   }
   fcntl(pidfd, F_SETFD, FD_CLOEXEC);
-  c->env = env;
   c->pid = pid;
   c->pidfd = pidfd;
-  napi_value resource_name;
-  napi_create_string_utf8(env, "ucspi.child", NAPI_AUTO_LENGTH, &resource_name);
-  napi_async_init(env, NULL, resource_name, &c->context);
-  napi_create_reference(env, args[5], 1, &c->callback);
+  js_callback_init(&c->on_exit, env, args[5], "ucspi.child");
   uv_poll_init(loop, &c->poll, pidfd);
   c->poll.data = c;
   uv_poll_start(&c->poll, UV_READABLE, child_ready);
@@ -357,9 +379,7 @@ static napi_value local_address(napi_env env, napi_callback_info info) {
 typedef struct {
   uv_poll_t poll;
   napi_env env;
-  napi_ref callback;
-  napi_ref self;
-  napi_async_context context;
+  js_callback_t on_connection;
   int fd;
   int flags; /* 1: TCP_NODELAY, 2: drop IP options */
   int paused;
@@ -368,17 +388,8 @@ typedef struct {
 
 static void acceptor_closed(uv_handle_t *h) {
   acceptor_t *a = h->data;
-  napi_delete_reference(a->env, a->callback);
-  napi_async_destroy(a->env, a->context);
+  js_callback_free(&a->on_connection);
   free(a);
-}
-
-static void call_js(acceptor_t *a, int argc, napi_value *argv) {
-  napi_value cb, recv, result;
-  napi_get_reference_value(a->env, a->callback, &cb);
-  /* napi_make_callback wants an object as receiver: undefined fails with object_expected. */
-  napi_get_global(a->env, &recv);
-  napi_make_callback(a->env, a->context, recv, cb, (size_t)argc, argv, &result);
 }
 
 static void acceptor_ready(uv_poll_t *poll, int status, int events) {
@@ -402,7 +413,7 @@ static void acceptor_ready(uv_poll_t *poll, int status, int events) {
       /* EMFILE and friends: tell JavaScript, which pauses and retries later. */
       napi_value argv[1];
       napi_create_int32(a->env, -e, &argv[0]);
-      call_js(a, 1, argv);
+      js_callback_call(&a->on_connection, 1, argv);
       napi_close_handle_scope(a->env, scope);
       break;
     }
@@ -422,7 +433,7 @@ static void acceptor_ready(uv_poll_t *poll, int status, int events) {
     napi_create_int32(a->env, lport, &argv[2]);
     napi_create_string_utf8(a->env, rip, NAPI_AUTO_LENGTH, &argv[3]);
     napi_create_int32(a->env, rport, &argv[4]);
-    call_js(a, 5, argv);
+    js_callback_call(&a->on_connection, 5, argv);
     napi_close_handle_scope(a->env, scope);
   }
 }
@@ -485,7 +496,7 @@ static napi_value accept_loop(napi_env env, napi_callback_info info) {
   a->env = env;
   a->fd = fd;
   a->flags = flags;
-  napi_value obj, fn, resource_name;
+  napi_value obj, fn;
   napi_create_object(env, &obj);
   napi_create_function(env, "pause", NAPI_AUTO_LENGTH, acceptor_pause, NULL, &fn);
   napi_set_named_property(env, obj, "pause", fn);
@@ -494,9 +505,7 @@ static napi_value accept_loop(napi_env env, napi_callback_info info) {
   napi_create_function(env, "close", NAPI_AUTO_LENGTH, acceptor_close, NULL, &fn);
   napi_set_named_property(env, obj, "close", fn);
   napi_wrap(env, obj, a, NULL, NULL, NULL);
-  napi_create_reference(env, args[2], 1, &a->callback);
-  napi_create_string_utf8(env, "ucspi.accept", NAPI_AUTO_LENGTH, &resource_name);
-  napi_async_init(env, NULL, resource_name, &a->context);
+  js_callback_init(&a->on_connection, env, args[2], "ucspi.accept");
   uv_poll_init(loop, &a->poll, fd);
   a->poll.data = a;
   uv_poll_start(&a->poll, UV_READABLE, acceptor_ready);
@@ -587,16 +596,13 @@ static napi_value recv_peek(napi_env env, napi_callback_info info) {
 
 typedef struct {
   uv_poll_t poll;
-  napi_env env;
-  napi_ref callback;
-  napi_async_context context;
+  js_callback_t on_readable;
   int done;
 } waiter_t;
 
 static void waiter_closed(uv_handle_t *h) {
   waiter_t *w = h->data;
-  napi_delete_reference(w->env, w->callback);
-  napi_async_destroy(w->env, w->context);
+  js_callback_free(&w->on_readable);
   free(w);
 }
 
@@ -606,14 +612,13 @@ static void waiter_ready(uv_poll_t *poll, int status, int events) {
   if (w->done) return;
   w->done = 1;
   uv_poll_stop(&w->poll);
+  napi_env env = w->on_readable.env;
   napi_handle_scope scope;
-  napi_open_handle_scope(w->env, &scope);
-  napi_value cb, recv, arg, result;
-  napi_get_reference_value(w->env, w->callback, &cb);
-  napi_get_global(w->env, &recv);
-  napi_create_int32(w->env, status, &arg);
-  napi_make_callback(w->env, w->context, recv, cb, 1, &arg, &result);
-  napi_close_handle_scope(w->env, scope);
+  napi_open_handle_scope(env, &scope);
+  napi_value arg;
+  napi_create_int32(env, status, &arg);
+  js_callback_call(&w->on_readable, 1, &arg);
+  napi_close_handle_scope(env, scope);
   uv_close((uv_handle_t *)&w->poll, waiter_closed);
 }
 
@@ -642,21 +647,18 @@ static napi_value when_readable(napi_env env, napi_callback_info info) {
   CHECK(napi_get_uv_event_loop(env, &loop));
   waiter_t *w = calloc(1, sizeof(waiter_t));
   if (!w) return throw_errno(env, ENOMEM, "poll");
-  w->env = env;
   /* uv_poll_init makes the fd non-blocking; the spawn path makes it blocking again. */
   if (uv_poll_init(loop, &w->poll, fd) != 0) {
     free(w);
     return throw_errno(env, EBADF, "poll");
   }
   w->poll.data = w;
-  napi_value obj, fn, resource_name;
+  napi_value obj, fn;
   napi_create_object(env, &obj);
   napi_create_function(env, "cancel", NAPI_AUTO_LENGTH, waiter_cancel, NULL, &fn);
   napi_set_named_property(env, obj, "cancel", fn);
   napi_wrap(env, obj, w, NULL, NULL, NULL);
-  napi_create_reference(env, args[1], 1, &w->callback);
-  napi_create_string_utf8(env, "ucspi.readable", NAPI_AUTO_LENGTH, &resource_name);
-  napi_async_init(env, NULL, resource_name, &w->context);
+  js_callback_init(&w->on_readable, env, args[1], "ucspi.readable");
   uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT, waiter_ready);
   return obj;
 }

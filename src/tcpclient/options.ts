@@ -1,22 +1,18 @@
 // tcpclient's argv → options: djb's letters and defaults, plus -4/-6.
 import { UsageError } from "../ucspi/errors.ts";
 import { getopt, scanUnsigned } from "../ucspi/getopt.ts";
+import { applyCommonOption } from "../ucspi/tcp-options.ts";
+import type { CommonTcpOptions } from "../ucspi/tcp-options.ts";
 
 export const USAGE =
   "tcpclient [ -hHrRdDqQv ] [ -i localip ] [ -p localport ] [ -T timeoutconn ] [ -l localname ] [ -t timeoutinfo ] host port program";
 
-export interface ClientOptions {
-  verbosity: 0 | 1 | 2;
+export interface ClientOptions extends CommonTcpOptions {
   family: 4 | 6 | undefined;
   localIp: string | undefined;
   localPort: string | undefined;
   /** Per-address connect timeouts: the first pass, then a second pass over those that timed out. */
   connectTimeoutsMs: [number, number];
-  localName: string | undefined;
-  identTimeoutMs: number;
-  remoteHostLookup: boolean;
-  ident: boolean;
-  noDelay: boolean;
   host: string;
   port: string;
   program: string[];
@@ -40,16 +36,8 @@ export function parseClientArgs(args: readonly string[]): ClientOptions {
     program: [],
   };
   for (const { name, value } of options) {
+    if (applyCommonOption(o, name, value)) continue;
     switch (name) {
-      case "q":
-        o.verbosity = 0;
-        break;
-      case "Q":
-        o.verbosity = 1;
-        break;
-      case "v":
-        o.verbosity = 2;
-        break;
       case "4":
         o.family = 4;
         break;
@@ -64,30 +52,6 @@ export function parseClientArgs(args: readonly string[]): ClientOptions {
         break;
       case "T":
         o.connectTimeoutsMs = parseTimeouts(value);
-        break;
-      case "l":
-        o.localName = value;
-        break;
-      case "t":
-        o.identTimeoutMs = scanUnsigned(value) * 1000;
-        break;
-      case "h":
-        o.remoteHostLookup = true;
-        break;
-      case "H":
-        o.remoteHostLookup = false;
-        break;
-      case "r":
-        o.ident = true;
-        break;
-      case "R":
-        o.ident = false;
-        break;
-      case "d":
-        o.noDelay = false;
-        break;
-      case "D":
-        o.noDelay = true;
         break;
     }
   }

@@ -1,13 +1,13 @@
 // tcpserver's argv → options: djb's letters and defaults, plus our long-named extensions.
 import { UsageError } from "../ucspi/errors.ts";
 import { getopt, scanUnsigned } from "../ucspi/getopt.ts";
-import type { Verbosity } from "./log.ts";
+import { applyCommonOption } from "../ucspi/tcp-options.ts";
+import type { CommonTcpOptions } from "../ucspi/tcp-options.ts";
 
 export const USAGE =
   "tcpserver [ -1UXpPhHrRoOdDqQv ] [ -c limit ] [ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] host port program";
 
-export interface ServerOptions {
-  verbosity: Verbosity;
+export interface ServerOptions extends CommonTcpOptions {
   limit: number;
   perIpLimit: number | undefined;
   rulesFile: string | undefined;
@@ -17,13 +17,8 @@ export interface ServerOptions {
   uid: number | undefined;
   printPort: boolean;
   backlog: number;
-  localName: string | undefined;
-  identTimeoutMs: number;
-  ident: boolean;
-  remoteHostLookup: boolean;
   paranoid: boolean;
   killIpOptions: boolean;
-  noDelay: boolean;
   proxy: boolean;
   proxyFrom: string[];
   logFormat: "text" | "json";
@@ -75,16 +70,8 @@ export function parseServerArgs(
     program: [],
   };
   for (const { name, value } of options) {
+    if (applyCommonOption(o, name, value)) continue;
     switch (name) {
-      case "q":
-        o.verbosity = 0;
-        break;
-      case "Q":
-        o.verbosity = 1;
-        break;
-      case "v":
-        o.verbosity = 2;
-        break;
       case "c":
         o.limit = scanUnsigned(value);
         break;
@@ -117,24 +104,6 @@ export function parseServerArgs(
       case "b":
         o.backlog = scanUnsigned(value);
         break;
-      case "l":
-        o.localName = value;
-        break;
-      case "t":
-        o.identTimeoutMs = scanUnsigned(value) * 1000;
-        break;
-      case "r":
-        o.ident = true;
-        break;
-      case "R":
-        o.ident = false;
-        break;
-      case "h":
-        o.remoteHostLookup = true;
-        break;
-      case "H":
-        o.remoteHostLookup = false;
-        break;
       case "p":
         o.paranoid = true;
         break;
@@ -146,12 +115,6 @@ export function parseServerArgs(
         break;
       case "O":
         o.killIpOptions = true;
-        break;
-      case "d":
-        o.noDelay = false;
-        break;
-      case "D":
-        o.noDelay = true;
         break;
       case "proxy":
         o.proxy = true;
