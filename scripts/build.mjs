@@ -73,3 +73,21 @@ function nodeHeaders() {
   if (!found) throw new Error(`build: no Node headers (uv.h) in ${candidates.join(", ")}`);
   return found;
 }
+
+// Every bin/ program is a symlink to this launcher (see src/native/launcher.c for why).
+const launcherSource = join(root, "src/native/launcher.c");
+const launcher = join(root, "build/ucspi-launch");
+if (
+  process.env.UCSPI_REBUILD === "1" ||
+  !existsSync(launcher) ||
+  statSync(launcher).mtimeMs < statSync(launcherSource).mtimeMs
+) {
+  mkdirSync(join(root, "build"), { recursive: true });
+  execFileSync(
+    process.env.CC ?? "cc",
+    ["-O2", "-Wall", "-Werror", launcherSource, "-o", launcher],
+    {
+      stdio: "inherit",
+    },
+  );
+}

@@ -663,6 +663,23 @@ static napi_value when_readable(napi_env env, napi_callback_info info) {
   return obj;
 }
 
+/* socketPair() -> [fd, fd]: a connected AF_UNIX stream pair, close-on-exec. A program on a
+ * transformed connection (TLS) gets one end as its fds 0/1 (or 6/7): like a TCP socket it
+ * carries both directions and a half-close (shutdown), which a pair of pipes would not. */
+static napi_value socket_pair(napi_env env, napi_callback_info info) {
+  (void)info;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+    return throw_errno(env, errno, "socketpair");
+  napi_value arr, v;
+  napi_create_array_with_length(env, 2, &arr);
+  napi_create_int32(env, sv[0], &v);
+  napi_set_element(env, arr, 0, v);
+  napi_create_int32(env, sv[1], &v);
+  napi_set_element(env, arr, 1, v);
+  return arr;
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor props[] = {
       {"spawn", NULL, spawn, NULL, NULL, NULL, napi_default, NULL},
@@ -673,6 +690,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"devNull", NULL, dev_null, NULL, NULL, NULL, napi_default, NULL},
       {"shutdownWrite", NULL, shutdown_write, NULL, NULL, NULL, napi_default, NULL},
       {"recv", NULL, recv_peek, NULL, NULL, NULL, napi_default, NULL},
+      {"socketPair", NULL, socket_pair, NULL, NULL, NULL, napi_default, NULL},
       {"whenReadable", NULL, when_readable, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -8,7 +8,7 @@ import { resolveHostAddresses, reverseName } from "../ucspi/dns.ts";
 import { applyEnv, startEnv } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { identQuery } from "../ucspi/ident.ts";
-import { reportError } from "../ucspi/main.ts";
+import { passOnStatus, reportError } from "../ucspi/main.ts";
 import { connectInTurn, socketFd } from "./connect.ts";
 import { USAGE, parseClientArgs } from "./options.ts";
 import type { ClientOptions } from "./options.ts";
@@ -103,7 +103,7 @@ async function main(): Promise<number> {
     throw new FatalError(`unable to run ${options.program[0]}: ${causeText(error)}`);
   }
   socket.destroy();
-  return passOn(status);
+  return passOnStatus(status);
 }
 
 async function addressesOf(options: ClientOptions): Promise<string[]> {
@@ -125,15 +125,6 @@ async function addressesOf(options: ClientOptions): Promise<string[]> {
 
 function portNumber(text: string): number {
   return parsePort(text);
-}
-
-/** The program's wait status as ours: its exit code, or death by the same signal. */
-function passOn(status: number): number {
-  const signal = status & 0x7f;
-  if (signal === 0) return (status >> 8) & 0xff;
-  for (const s of FORWARDED) process.removeAllListeners(s);
-  process.kill(process.pid, signal);
-  return 128 + signal;
 }
 
 main().then(

@@ -2,7 +2,7 @@
 import { writeSync } from "node:fs";
 import { runChain } from "../ucspi/chain.ts";
 import { startEnv } from "../ucspi/env.ts";
-import { reportError } from "../ucspi/main.ts";
+import { passOnStatus, reportError } from "../ucspi/main.ts";
 import { stdioConnection } from "../ucspi/stdio-connection.ts";
 import { demoStage } from "./stage.ts";
 
@@ -19,8 +19,8 @@ demoStage
       runChain(argv, nextEnv, connection, { side: "server", log, closeOthers: false }),
   })
   .then(
-    (code) => {
-      process.exitCode = code;
+    (status) => {
+      process.exitCode = passOnStatus(status);
     },
     (error: unknown) => {
       process.exitCode = reportError("ucspi-demo", error, log);

@@ -1,7 +1,7 @@
 // ucspi-demo: a tiny line service for trying the toolkit. It greets the client with what the
 // chain told it (address, TLS details when there are any) and echoes lines until "quit".
 import { createInterface } from "node:readline";
-import { connectionStream } from "../ucspi/chain.ts";
+import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import type { Stage } from "../ucspi/stage.ts";
 
 export const demoStage: Stage = {
@@ -19,6 +19,6 @@ export const demoStage: Stage = {
       stream.write(`echo: ${line}\r\n`);
     }
     await new Promise<void>((resolve) => stream.end(resolve));
-    return 0;
+    return exitStatus(0);
   },
 };

@@ -7,6 +7,7 @@ import { reportError } from "./main.ts";
 import { native } from "./native.ts";
 import { findProgram } from "./path-search.ts";
 import { ourStage } from "./programs.ts";
+import { relay } from "./relay.ts";
 import type { Connection, Side, StageContext } from "./stage.ts";
 
 export interface ChainOptions {
@@ -36,7 +37,7 @@ export async function runChain(
   const name = argv[0] ?? "";
   const file = findProgram(name, env["PATH"]);
   const stage = ourStage(file);
-  if (stage) return exitStatus(await runStage(await stage, [...argv], env, connection, options));
+  if (stage) return runStage(await stage, [...argv], env, connection, options);
   return spawnOnConnection(file, argv, env, connection, options);
 }
 
@@ -63,7 +64,7 @@ async function runStage(
   try {
     return await stage.run(ctx);
   } catch (error) {
-    return reportError(argv[0] ?? "", error, options.log);
+    return exitStatus(reportError(argv[0] ?? "", error, options.log));
   }
 }
 
@@ -74,24 +75,55 @@ function spawnOnConnection(
   connection: Connection,
   options: ChainOptions,
 ): Promise<number> {
-  const fd = connection.fd;
-  if (fd === undefined) {
-    // A transformed stream (TLS) reaches a spawned program through pipes: that relay comes
-    // with the first stage that transforms streams.
-    return Promise.reject(new Error("spawning on a stream connection is not supported yet"));
-  }
   const [read, write] = options.side === "server" ? [0, 1] : [6, 7];
-  return new Promise((resolve) => {
+  const spawn = (fd: number, onExit: (status: number) => void) => {
     const pid = native().spawn(
       file,
       argv,
       envList(env),
       [fd, read, fd, write],
       options.closeOthers ? 3 : -1,
-      resolve,
+      onExit,
     );
     options.onSpawn?.(pid);
+  };
+  if (connection.fd !== undefined) {
+    // The raw socket itself: no relay, no copy.
+    const fd = connection.fd;
+    return new Promise((resolve) => spawn(fd, resolve));
+  }
+  return spawnOnStream(connection, spawn);
+}
+
+/** A transformed connection (TLS) reaches the program through a socketpair and a relay. */
+async function spawnOnStream(
+  connection: Connection,
+  spawn: (fd: number, onExit: (status: number) => void) => void,
+): Promise<number> {
+  const stream = connectionStream(connection);
+  const [ours, theirs] = native().socketPair();
+  let onExit: (status: number) => void = () => {};
+  const exited = new Promise<number>((resolve) => (onExit = resolve));
+  try {
+    spawn(theirs, onExit);
+  } catch (error) {
+    native().close(ours);
+    throw error;
+  } finally {
+    native().close(theirs);
+  }
+  const program = new Socket({ fd: ours, readable: true, writable: true, allowHalfOpen: true });
+  const programDone = new Promise<void>((resolve) => {
+    program.once("end", resolve);
+    program.once("close", resolve);
   });
+  const relayed = relay(stream, program);
+  const status = await exited;
+  // As with a program on the socket itself: once it has exited and its output is all out, the
+  // connection is over, whatever the peer still sends.
+  await Promise.race([relayed, programDone]);
+  program.destroy();
+  return status;
 }
 
 /** The connection as a stream, made from its fd the first time a stage needs one. */

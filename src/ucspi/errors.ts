@@ -4,6 +4,12 @@
 export class UsageError extends Error {
   readonly exitCode = 100;
   override name = "UsageError";
+  /** The program's usage line, when the error is reported away from its cli.ts. */
+  readonly usage: string | undefined;
+  constructor(message: string, usage?: string) {
+    super(message);
+    this.usage = usage;
+  }
 }
 
 /** A failure that ends the program: one `prog: fatal: message` line, then `exitCode`. */

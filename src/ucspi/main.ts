@@ -1,5 +1,9 @@
-// What every cli.ts shares: turn a thrown error into one stderr line and an exit code.
+// What every cli.ts shares: turn a thrown error into one stderr line and an exit code, and end
+// the process the way the program it ran ended.
+import { constants } from "node:os";
 import { FatalError, UsageError } from "./errors.ts";
+
+const osConstants = constants;
 
 /** Writes `prog: fatal: message` (or the usage line) and returns the exit code. */
 export function reportError(
@@ -11,7 +15,8 @@ export function reportError(
   const name = program.slice(program.lastIndexOf("/") + 1);
   if (error instanceof UsageError) {
     if (error.message) log(`${name}: ${error.message}\n`);
-    if (usage) log(`${name}: usage: ${usage}\n`);
+    const line = usage ?? error.usage;
+    if (line) log(`${name}: usage: ${line}\n`);
     return 100;
   }
   if (error instanceof FatalError) {
@@ -21,4 +26,22 @@ export function reportError(
   const message = error instanceof Error ? error.message : String(error);
   log(`${name}: fatal: internal error: ${message}\n`);
   return 111;
+}
+
+/**
+ * Ends this process as the chain's last program ended: with its exit code, or killed by the
+ * same signal (as if it had been exec'd). Returns the exit code to set if the signal is one
+ * that does not kill (SIGPIPE is ignored by Node): 128 + the signal, as shells report it.
+ */
+export function passOnStatus(status: number): number {
+  const signal = status & 0x7f;
+  if (signal === 0) return (status >> 8) & 0xff;
+  process.removeAllListeners(signalName(signal));
+  process.kill(process.pid, signal);
+  return 128 + signal;
+}
+
+function signalName(signal: number): NodeJS.Signals {
+  const found = Object.entries(osConstants.signals).find(([, n]) => n === signal);
+  return (found?.[0] ?? "SIGTERM") as NodeJS.Signals;
 }

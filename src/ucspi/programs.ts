@@ -1,6 +1,6 @@
 // Which programs are ours, and how to load each one's stage for the in-process chain.
 import { realpathSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Stage } from "./stage.ts";
 
@@ -9,24 +9,25 @@ type StageLoader = () => Promise<Stage>;
 // Only programs that work on a connection are stages; tcprules and friends are not.
 const STAGES: Record<string, StageLoader> = {
   "ucspi-demo": async () => (await import("../ucspi-demo/stage.ts")).demoStage,
+  tlsd: async () => (await import("../tlsd/stage.ts")).tlsdStage,
 };
 
-let binDir: string | undefined;
+let launcher: string | undefined;
 
-/** The real path of this package's bin/ folder (the bundle sits in dist/ or dist/chunks/). */
-export function ourBinDir(): string {
-  if (binDir) return binDir;
+/** The real path of build/ucspi-launch, which every bin/ program is a symlink to. */
+export function ourLauncher(): string {
+  if (launcher !== undefined) return launcher;
   let dir = dirname(fileURLToPath(import.meta.url));
+  launcher = "";
   for (let i = 0; i < 4; i++) {
     try {
-      binDir = realpathSync.native(join(dir, "bin"));
-      return binDir;
+      launcher = realpathSync.native(join(dir, "build", "ucspi-launch"));
+      break;
     } catch {
       dir = dirname(dir);
     }
   }
-  binDir = "";
-  return binDir;
+  return launcher;
 }
 
 const stages = new Map<string, Promise<Stage>>();
@@ -58,8 +59,9 @@ function stageName(file: string): string {
   } catch {
     return "";
   }
-  const bin = ourBinDir();
-  if (!bin || dirname(real) !== bin) return "";
-  const name = real.slice(bin.length + 1);
+  // Which program a launcher symlink runs is its name, as for the launcher itself (argv[0]).
+  const own = ourLauncher();
+  if (!own || real !== own) return "";
+  const name = basename(file);
   return STAGES[name] ? name : "";
 }

@@ -9,7 +9,9 @@ import type { ProxyHeader } from "../proxy/index.ts";
 
 /** The network side of a stage: a raw socket fd (server fds 0/1, client 6/7), a stream, or both. */
 export interface Connection {
-  /** A socket or pipe fd that a spawned program can take over as it is. */
+  /** A socket or pipe fd that a spawned program can take over as it is. When it is set, a
+   * program is spawned on it directly, so a stage that transforms the bytes, or has read some
+   * of them, passes on a new Connection with only `stream`. */
   fd?: number;
   /** The bytes to and from the peer, once a stage has needed them as a stream. */
   stream?: Duplex;
@@ -34,6 +36,7 @@ export interface StageContext {
 }
 
 export interface Stage {
-  /** Resolves with the program's exit code. */
+  /** Resolves with a raw wait status, as wait() reports a process's end: exit code × 256, or
+   * the number of the signal that ended the program that ran last in the chain. */
   run(ctx: StageContext): Promise<number>;
 }

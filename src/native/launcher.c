@@ -1,0 +1,49 @@
+/* ucspi-launch: what every bin/ program is (a symlink to this file's build). It runs the
+ * bundled program named by argv[0] on the project's Node (24 or newer).
+ *
+ * A shell script would be simpler, but dash drops environment variables whose names are not
+ * shell identifiers, and s6-tlsd's CERTFILE:name / KEYFILE:name must reach tlsd; an exec from
+ * C also starts faster than a shell. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void up(char *path) {
+  char *slash = strrchr(path, '/');
+  if (slash) *slash = '\0';
+}
+
+int main(int argc, char **argv) {
+  char root[PATH_MAX], script[PATH_MAX + 64], node[PATH_MAX + 64];
+  const char *name = argc > 0 && argv[0] ? argv[0] : "ucspi-launch";
+  const char *slash = strrchr(name, '/');
+  if (slash) name = slash + 1;
+  ssize_t n = readlink("/proc/self/exe", root, sizeof root - 1);
+  if (n < 0) {
+    fprintf(stderr, "%s: fatal: unable to find myself: %s\n", name, strerror(errno));
+    return 111;
+  }
+  root[n] = '\0';
+  up(root); /* build/ */
+  up(root); /* the package */
+  snprintf(script, sizeof script, "%s/dist/%s.mjs", root, name);
+  char **args = calloc((size_t)argc + 2, sizeof(char *));
+  if (!args) return 111;
+  args[1] = script;
+  for (int i = 1; i < argc; i++) args[i + 1] = argv[i];
+  const char *candidates[] = {"%s/node_modules/node/bin/node", "%s/../node/bin/node"};
+  for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
+    snprintf(node, sizeof node, candidates[i], root);
+    if (access(node, X_OK) == 0) {
+      args[0] = node;
+      execv(node, args);
+    }
+  }
+  args[0] = "node";
+  execvp("node", args);
+  fprintf(stderr, "%s: fatal: unable to run node: %s\n", name, strerror(errno));
+  return 111;
+}

@@ -1,0 +1,186 @@
+// The server's certificates, as s6-tlsd takes them from the environment: CERTFILE/KEYFILE for
+// the default pair, CERTFILE:name/KEYFILE:name per SNI name (with a one-label wildcard), and
+// CADIR/CAFILE for client certificates. Files are re-read when they change on disk.
+import { readFileSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { createSecureContext } from "node:tls";
+import type { SecureContext } from "node:tls";
+import type { Env } from "../ucspi/env.ts";
+import { FatalError, causeText } from "../ucspi/errors.ts";
+
+/** TLS 1.3 groups, the post-quantum hybrid first where the peer offers it. */
+export const GROUPS = "X25519MLKEM768:X25519:P-256:P-384";
+
+/** Exit codes of s6-tlsd for what goes wrong with the configuration. */
+export const EXIT_CONFIG = 96;
+export const EXIT_MISSING = 100;
+
+interface Pair {
+  cert: string;
+  key: string;
+}
+
+export interface StoreConfig {
+  /** undefined when snilevel >= 2: only named pairs. */
+  fallback: Pair | undefined;
+  named: Map<string, Pair>;
+  /** Trust anchors for client certificates (CADIR wins over CAFILE), when asked for. */
+  ca: { dir: string } | { file: string } | undefined;
+}
+
+/** Env values are byte strings (src/ucspi/env.ts); file names as the system sees them. */
+const path = (value: string) => Buffer.from(value, "latin1").toString();
+
+/** Reads the pairs and trust anchors named in env, as s6-tlsd does for its snilevel. */
+export function storeConfig(env: Readonly<Env>, sniLevel: number, wantCa: boolean): StoreConfig {
+  const named = new Map<string, Pair>();
+  if (sniLevel >= 1) {
+    for (const name of Object.keys(env)) {
+      if (!name.startsWith("KEYFILE:") && !name.startsWith("CERTFILE:")) continue;
+      const suffix = name.slice(name.indexOf(":") + 1);
+      const host = suffix.toLowerCase();
+      const cert = env[`CERTFILE:${suffix}`];
+      const key = env[`KEYFILE:${suffix}`];
+      if (cert === undefined || key === undefined) {
+        const missing = cert === undefined ? "CERTFILE" : "KEYFILE";
+        throw new FatalError(`${name} has no ${missing}:${suffix} twin`, EXIT_CONFIG);
+      }
+      named.set(host, { cert: path(cert), key: path(key) });
+    }
+  }
+  let fallback: Pair | undefined;
+  if (sniLevel < 2) {
+    const cert = env["CERTFILE"];
+    const key = env["KEYFILE"];
+    if (cert === undefined) throw new FatalError("CERTFILE not set", EXIT_MISSING);
+    if (key === undefined) throw new FatalError("KEYFILE not set", EXIT_MISSING);
+    fallback = { cert: path(cert), key: path(key) };
+  } else if (named.size === 0) {
+    throw new FatalError("no CERTFILE:name and KEYFILE:name pair set", EXIT_MISSING);
+  }
+  let ca: StoreConfig["ca"];
+  if (wantCa) {
+    if (env["CADIR"] !== undefined) ca = { dir: path(env["CADIR"]) };
+    else if (env["CAFILE"] !== undefined) ca = { file: path(env["CAFILE"]) };
+    else throw new FatalError("CADIR or CAFILE must be set for client certificates", EXIT_MISSING);
+  }
+  return { fallback, named, ca };
+}
+
+interface Loaded {
+  context: SecureContext;
+  files: string[];
+  stamps: string;
+}
+
+/** Secure contexts for a configuration, rebuilt when one of their files changes. */
+export class CertStore {
+  private readonly config: StoreConfig;
+  private readonly contexts = new Map<string, Loaded>();
+  private checkedAt = 0;
+  private readonly recheckMs: number;
+
+  /** Files are looked at again (one stat each) at most every `recheckMs`. */
+  constructor(config: StoreConfig, recheckMs = 1000) {
+    this.config = config;
+    this.recheckMs = recheckMs;
+  }
+
+  /** Loads every pair once, so that a bad file is reported before any client comes. */
+  check(): void {
+    if (this.config.fallback) this.load("", this.config.fallback);
+    for (const [name, pair] of this.config.named) this.load(name, pair);
+  }
+
+  /** The context for an SNI name (or none): exact, then `*.` + parent, then the default. */
+  contextFor(servername: string | undefined): SecureContext | undefined {
+    this.recheck();
+    const name = servername?.toLowerCase();
+    if (name) {
+      const exact = this.config.named.get(name);
+      if (exact) return this.load(name, exact);
+      const dot = name.indexOf(".");
+      const parent = name.slice(dot + 1);
+      if (dot > 0 && parent.includes(".")) {
+        const wildcard = this.config.named.get(`*.${parent}`);
+        if (wildcard) return this.load(`*.${parent}`, wildcard);
+      }
+    }
+    return this.config.fallback ? this.load("", this.config.fallback) : undefined;
+  }
+
+  private recheck() {
+    const now = Date.now();
+    if (now - this.checkedAt < this.recheckMs) return;
+    this.checkedAt = now;
+    for (const [name, loaded] of this.contexts) {
+      if (stampOf(loaded.files) !== loaded.stamps) this.contexts.delete(name);
+    }
+  }
+
+  private load(name: string, pair: Pair): SecureContext {
+    const cached = this.contexts.get(name);
+    if (cached) return cached.context;
+    const files = [pair.cert, pair.key];
+    const ca = this.config.ca;
+    let caCerts: Buffer[] | undefined;
+    if (ca && "dir" in ca) {
+      files.push(ca.dir);
+      caCerts = readAll(ca.dir).map((f) => readOrFail(f, "trust anchor"));
+    } else if (ca) {
+      files.push(ca.file);
+      caCerts = [readOrFail(ca.file, "trust anchors")];
+    }
+    const stamps = stampOf(files);
+    let context: SecureContext;
+    try {
+      context = createSecureContext({
+        cert: readOrFail(pair.cert, "certificate"),
+        key: readOrFail(pair.key, "key"),
+        minVersion: "TLSv1.2",
+        ecdhCurve: GROUPS,
+        ...(caCerts ? { ca: caCerts } : {}),
+      });
+    } catch (error) {
+      if (error instanceof FatalError) throw error;
+      throw new FatalError(
+        `unable to use certificate ${pair.cert} with key ${pair.key}: ${causeText(error)}`,
+        EXIT_CONFIG,
+      );
+    }
+    this.contexts.set(name, { context, files, stamps });
+    return context;
+  }
+}
+
+function readOrFail(file: string, what: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    throw new FatalError(`unable to read ${what} ${file}: ${causeText(error)}`, 111);
+  }
+}
+
+function readAll(dir: string): string[] {
+  try {
+    return readdirSync(dir)
+      .filter((f) => !f.startsWith("."))
+      .map((f) => join(dir, f))
+      .filter((f) => statSync(f).isFile());
+  } catch (error) {
+    throw new FatalError(`unable to read CADIR ${dir}: ${causeText(error)}`, 111);
+  }
+}
+
+function stampOf(files: readonly string[]): string {
+  return files
+    .map((f) => {
+      try {
+        const s = statSync(f);
+        return `${s.ino}:${s.size}:${s.mtimeMs}`;
+      } catch {
+        return "-";
+      }
+    })
+    .join("|");
+}

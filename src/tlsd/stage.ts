@@ -1,0 +1,153 @@
+// tlsd: TLS on the connection, plaintext to the program it runs, the session in its env.
+import type { Socket } from "node:net";
+import { TLSSocket } from "node:tls";
+import { CertStore, storeConfig } from "../tls/cert-store.ts";
+import { sessionEnv } from "../tls/peer-env.ts";
+import { connectionStream, exitStatus } from "../ucspi/chain.ts";
+import { copyEnv } from "../ucspi/env.ts";
+import type { Env } from "../ucspi/env.ts";
+import { UsageError } from "../ucspi/errors.ts";
+import type { Stage } from "../ucspi/stage.ts";
+import { USAGE, parseTlsdArgs } from "./options.ts";
+import type { TlsdOptions } from "./options.ts";
+
+/** s6-tlsd's code for a TLS failure at run time (handshake, timeout). */
+export const EXIT_TLS = 98;
+
+/** How long a finished connection may take to say goodbye (close_notify, FIN) to its peer. */
+const CLOSE_GRACE_MS = 5000;
+
+// One store per configuration, shared by every connection of this process: contexts (and
+// their session ticket keys) are made once and reloaded when their files change.
+const stores = new Map<string, CertStore>();
+
+function storeFor(env: Readonly<Env>, options: TlsdOptions): CertStore {
+  const config = storeConfig(env, options.sniLevel, options.clientCert !== "none");
+  const key = JSON.stringify([config.fallback, [...config.named], config.ca]);
+  let store = stores.get(key);
+  if (!store) {
+    store = new CertStore(config);
+    store.check();
+    stores.set(key, store);
+  }
+  return store;
+}
+
+/** The TLS configuration variables, which the program never sees unless -Z. */
+export function stripTlsConfig(env: Env): void {
+  for (const name of Object.keys(env)) {
+    if (
+      /^(CADIR|CAFILE|CERTFILE|KEYFILE|TLS_UID|TLS_GID)$/.test(name) ||
+      name.startsWith("CERTFILE:") ||
+      name.startsWith("KEYFILE:")
+    )
+      delete env[name];
+  }
+}
+
+export const tlsdStage: Stage = {
+  async run(ctx) {
+    let options: TlsdOptions;
+    try {
+      options = parseTlsdArgs(ctx.argv.slice(1));
+    } catch (error) {
+      if (error instanceof UsageError) throw new UsageError(error.message, USAGE);
+      throw error;
+    }
+    const store = storeFor(ctx.env, options);
+    const transport = connectionStream(ctx.connection);
+    const tls = new TLSSocket(transport as Socket, {
+      isServer: true,
+      secureContext: store.contextFor(undefined),
+      SNICallback: (name, done) => {
+        const context = store.contextFor(name);
+        if (context) done(null, context);
+        else done(new Error(`no certificate for ${name}`));
+      },
+      requestCert: options.clientCert !== "none",
+      rejectUnauthorized: options.clientCert === "mandatory",
+      ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
+    });
+    try {
+      await handshake(tls, options);
+    } catch (error) {
+      tls.destroy();
+      if (options.verbosity >= 1) ctx.log(`tlsd: fatal: ${(error as Error).message}\n`);
+      return exitStatus(EXIT_TLS);
+    }
+    const env = copyEnv(ctx.env);
+    if (!options.keepEnv) stripTlsConfig(env);
+    for (const [name, value] of sessionEnv(tls)) {
+      if (value === undefined) delete env[name];
+      else env[name] = value;
+    }
+    if (options.alpn) {
+      const chosen = tls.alpnProtocol;
+      if (chosen) env["SSL_ALPN_PROTOCOL"] = chosen;
+      else delete env["SSL_ALPN_PROTOCOL"];
+    }
+    const status = await ctx.next(options.program, env, { stream: tls });
+    await goodbye(tls);
+    return status;
+  },
+};
+
+function handshake(tls: TLSSocket, options: TlsdOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer =
+      options.handshakeTimeoutMs > 0
+        ? setTimeout(() => reject(new Error("handshake timed out")), options.handshakeTimeoutMs)
+        : undefined;
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      reject(new Error(`TLS handshake failed: ${error.message}`));
+    };
+    tls.once("error", fail);
+    tls.once("close", () => fail(new Error("connection closed")));
+    tls.once("secure", () => {
+      clearTimeout(timer);
+      tls.off("error", fail);
+      tls.removeAllListeners("close");
+      // A TLSSocket made outside tls.Server does not refuse unverified peers by itself:
+      // -y wants a certificate that verifies, -Y one that verifies if one was sent.
+      if (options.clientCert !== "none") {
+        const sent = Boolean(tls.getPeerCertificate()?.raw);
+        const error = verifyError(tls);
+        if (sent && error) {
+          reject(new Error(`client certificate refused: ${error.message}`));
+          return;
+        }
+        if (!sent && options.clientCert === "mandatory") {
+          reject(new Error("client certificate required, none sent"));
+          return;
+        }
+      }
+      resolve();
+    });
+  });
+}
+
+/** Ends the TLS session (close_notify, then FIN) and waits a little for the peer. */
+function goodbye(tls: TLSSocket): Promise<void> {
+  return new Promise((resolve) => {
+    if (tls.destroyed) return resolve();
+    const timer = setTimeout(() => {
+      tls.destroy();
+      resolve();
+    }, CLOSE_GRACE_MS);
+    tls.once("close", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    tls.on("error", () => tls.destroy());
+    tls.end();
+    tls.resume();
+  });
+}
+
+/** OpenSSL's verdict on the peer's chain. tls.Server reads it from the same private handle to
+ * set `authorized`; a TLSSocket made on its own has no public way to it. */
+function verifyError(tls: TLSSocket): Error | null {
+  const handle = (tls as unknown as { _handle?: { verifyError(): Error | null } })._handle;
+  return handle ? handle.verifyError() : new Error("no TLS handle");
+}

@@ -1,0 +1,114 @@
+// Test certificates made with the real openssl: a CA, server certificates it signs (one per
+// name list), client certificates, and a self-signed one nobody trusts.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface Pair {
+  cert: string;
+  key: string;
+}
+
+export interface TestPki {
+  dir: string;
+  ca: Pair;
+  /** A leaf signed by the CA for these SANs (DNS names or IP addresses). */
+  server(name: string, sans: string[]): Pair;
+  /** A client certificate signed by the CA, subject CN=cn. */
+  client(cn: string): Pair;
+  /** A self-signed pair (CN=name), trusted by nobody. */
+  selfSigned(name: string): Pair;
+}
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync("openssl", args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
+}
+
+export function makePki(): TestPki {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-pki-"));
+  const ca = { cert: join(dir, "ca.pem"), key: join(dir, "ca.key") };
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  openssl(
+    [
+      "req",
+      "-x509",
+      ...ec,
+      "-keyout",
+      ca.key,
+      "-out",
+      ca.cert,
+      "-days",
+      "2",
+      "-subj",
+      "/CN=Test CA",
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
+    ],
+    dir,
+  );
+  const leaf = (name: string, subject: string, ext: string): Pair => {
+    const pair = { cert: join(dir, `${name}.pem`), key: join(dir, `${name}.key`) };
+    const csr = join(dir, `${name}.csr`);
+    const extFile = join(dir, `${name}.ext`);
+    writeFileSync(extFile, ext);
+    openssl(["req", "-new", ...ec, "-keyout", pair.key, "-out", csr, "-subj", subject], dir);
+    openssl(
+      [
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca.cert,
+        "-CAkey",
+        ca.key,
+        "-CAcreateserial",
+        "-out",
+        pair.cert,
+        "-days",
+        "2",
+        "-extfile",
+        extFile,
+      ],
+      dir,
+    );
+    return pair;
+  };
+  return {
+    dir,
+    ca,
+    server: (name, sans) =>
+      leaf(
+        name,
+        `/CN=${sans[0] ?? name}`,
+        `subjectAltName=${sans.map((s) => (/^[0-9.:]+$/.test(s) ? `IP:${s}` : `DNS:${s}`)).join(",")}\nextendedKeyUsage=serverAuth\n`,
+      ),
+    client: (cn) =>
+      leaf(`client-${cn}`, `/C=FR/O=Test Org/CN=${cn}`, "extendedKeyUsage=clientAuth\n"),
+    selfSigned: (name) => {
+      const pair = { cert: join(dir, `self-${name}.pem`), key: join(dir, `self-${name}.key`) };
+      openssl(
+        [
+          "req",
+          "-x509",
+          ...ec,
+          "-keyout",
+          pair.key,
+          "-out",
+          pair.cert,
+          "-days",
+          "2",
+          "-subj",
+          `/CN=${name}`,
+          "-addext",
+          `subjectAltName=DNS:${name}`,
+        ],
+        dir,
+      );
+      return pair;
+    },
+  };
+}

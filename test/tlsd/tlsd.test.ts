@@ -1,0 +1,273 @@
+// tlsd with real peers: openssl s_client, curl, python3 ssl; in-process under our tcpserver and
+// as a process of its own under djb's tcpserver.
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readFileSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { after, test } from "node:test";
+import { X509Certificate } from "node:crypto";
+import { BIN, djb, ours, run } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+import { makePki } from "../helpers/certs.ts";
+
+const pki = makePki();
+after(() => rmSync(pki.dir, { recursive: true, force: true }));
+const server = pki.server("localhost", ["localhost", "127.0.0.1"]);
+const PATH = `${BIN}:/usr/bin:/bin`;
+const ENV_DUMP = [
+  "/bin/sh",
+  "-c",
+  'env | grep -E "^(SSL_|CERTFILE|KEYFILE|CAFILE|PROTO|TCPREMOTEIP)" | sort; cat',
+];
+
+function serverEnv(extra: Record<string, string> = {}) {
+  return { PATH, CERTFILE: server.cert, KEYFILE: server.key, ...extra };
+}
+
+/** python3's ssl client: sends `input`, reads until EOF; prints what it read. */
+function pythonClient(
+  port: number,
+  options: { sni?: string; ca?: string; cert?: string; key?: string; input?: string } = {},
+) {
+  const script = `
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=${JSON.stringify(options.ca ?? pki.ca.cert)})
+ctx.check_hostname = ${options.sni ? "True" : "False"}
+${options.cert ? `ctx.load_cert_chain(${JSON.stringify(options.cert)}, ${JSON.stringify(options.key)})` : ""}
+raw = socket.create_connection(("127.0.0.1", ${port}))
+s = ctx.wrap_socket(raw, server_hostname=${options.sni ? JSON.stringify(options.sni) : "None"})
+s.sendall(${JSON.stringify(options.input ?? "")}.encode())
+out = b""
+while True:
+    try:
+        chunk = s.recv(65536)
+    except ssl.SSLZeroReturnError:
+        break
+    if not chunk:
+        break
+    out += chunk
+    if b"END" in out:
+        break
+sys.stdout.write(out.decode("latin1"))
+`;
+  return run("python3", ["-c", script]);
+}
+
+for (const [who, tcpserver] of [
+  ["our tcpserver, tlsd in-process", ours("tcpserver")],
+  ["djb's tcpserver spawning our tlsd", djb("tcpserver")],
+] as const) {
+  test(`${who}: python3 ssl gets the program's answer and the program gets the session`, async () => {
+    const s = await startServer(tcpserver, ["-v", "-RHl0", "127.0.0.1", "0", "tlsd", ...ENV_DUMP], {
+      env: serverEnv(),
+    });
+    try {
+      const r = await pythonClient(s.port, { sni: "localhost", input: "hello END\n" });
+      assert.equal(r.stderr, "");
+      assert.match(r.stdout, /^PROTO=TCP$/m);
+      assert.match(r.stdout, /^SSL_PROTOCOL=TLSv1\.3$/m);
+      assert.match(r.stdout, /^SSL_CIPHER=TLS_AES_(128|256)_GCM_SHA(256|384)$/m);
+      assert.match(r.stdout, /^SSL_TLS_SNI_SERVERNAME=localhost$/m);
+      assert.match(r.stdout, /^TCPREMOTEIP=127\.0\.0\.1$/m);
+      assert.doesNotMatch(r.stdout, /CERTFILE|KEYFILE/, "key paths never reach the program");
+      assert.doesNotMatch(r.stdout, /SSL_PEER_CERT/);
+      assert.match(r.stdout, /hello END\n$/);
+    } finally {
+      await s.stop();
+    }
+  });
+}
+
+test("openssl s_client and curl --cacert, TLS 1.2 and 1.3", async () => {
+  const http = [
+    "/bin/sh",
+    "-c",
+    'read line; printf "HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\nhi from $SSL_PROTOCOL\\n"',
+  ];
+  const s = await startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "tlsd", ...http], {
+    env: serverEnv(),
+  });
+  try {
+    for (const version of ["1.2", "1.3"]) {
+      const r = await run(
+        "curl",
+        [
+          "-sS",
+          "--cacert",
+          pki.ca.cert,
+          `--tlsv${version}`,
+          "--tls-max",
+          version,
+          `https://localhost:${s.port}/`,
+        ],
+        {
+          env: { PATH: "/usr/bin:/bin" },
+        },
+      );
+      assert.equal(r.stderr, "");
+      assert.equal(r.stdout, `hi from TLSv${version}\n`);
+    }
+    const o = await run(
+      "openssl",
+      [
+        "s_client",
+        "-connect",
+        `127.0.0.1:${s.port}`,
+        "-servername",
+        "localhost",
+        "-CAfile",
+        pki.ca.cert,
+        "-verify_return_error",
+        "-quiet",
+        "-ign_eof",
+      ],
+      { input: "GET / HTTP/1.0\r\n\r\n" },
+    );
+    assert.match(o.stdout, /hi from TLSv1\.3/);
+    // TLS 1.1 and below are refused.
+    const old = await run(
+      "openssl",
+      ["s_client", "-connect", `127.0.0.1:${s.port}`, "-tls1_1", "-quiet"],
+      { input: "" },
+    );
+    assert.notEqual(old.code, 0);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("certificates by SNI: exact name, one-label wildcard, default; -k 2 refuses unknown names", async () => {
+  const a = pki.server("a", ["a.test"]);
+  const wild = pki.server("wild", ["*.b.test"]);
+  const env = serverEnv({
+    "CERTFILE:a.test": a.cert,
+    "KEYFILE:a.test": a.key,
+    "CERTFILE:*.b.test": wild.cert,
+    "KEYFILE:*.b.test": wild.key,
+  });
+  const subjectOf = (pem: string) => new X509Certificate(readFileSync(pem)).subject.trim();
+  for (const level of ["1", "2"]) {
+    const s = await startServer(
+      ours("tcpserver"),
+      ["-RHl0", "127.0.0.1", "0", "tlsd", "-k", level, "/bin/echo", "END"],
+      { env },
+    );
+    try {
+      for (const [sni, cert] of [
+        ["a.test", a.cert],
+        ["x.b.test", wild.cert],
+      ] as const) {
+        const r = await run(
+          "openssl",
+          ["s_client", "-connect", `127.0.0.1:${s.port}`, "-servername", sni, "-showcerts"],
+          { input: "" },
+        );
+        const shown =
+          /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(r.stdout)?.[0] ?? "";
+        assert.equal(
+          new X509Certificate(shown).subject.trim(),
+          subjectOf(cert),
+          `SNI ${sni} at -k ${level}`,
+        );
+      }
+      const unknown = await run(
+        "openssl",
+        ["s_client", "-connect", `127.0.0.1:${s.port}`, "-servername", "other.test"],
+        { input: "" },
+      );
+      if (level === "1") assert.match(unknown.stdout, /CN ?= ?localhost/);
+      else assert.notEqual(unknown.code, 0);
+    } finally {
+      await s.stop();
+    }
+  }
+});
+
+test("client certificates: -y requires one from CAFILE, exports its hash and subject", async () => {
+  const alice = pki.client("alice");
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-v", "-RHl0", "127.0.0.1", "0", "tlsd", "-y", ...ENV_DUMP],
+    {
+      env: serverEnv({ CAFILE: pki.ca.cert }),
+    },
+  );
+  try {
+    const r = await pythonClient(s.port, { cert: alice.cert, key: alice.key, input: "END\n" });
+    const der = new X509Certificate(readFileSync(alice.cert)).raw;
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `^SSL_PEER_CERT_HASH=SHA256:${createHash("sha256").update(der).digest("hex")}$`,
+        "m",
+      ),
+    );
+    assert.match(r.stdout, /^SSL_PEER_CERT_SUBJECT=C=FR, O=Test Org, CN=alice$/m);
+    assert.doesNotMatch(r.stdout, /CAFILE/);
+    const refused = await pythonClient(s.port, { input: "END\n" });
+    assert.doesNotMatch(refused.stdout, /END/);
+    const stranger = pki.selfSigned("mallory");
+    const refused2 = await pythonClient(s.port, {
+      cert: stranger.cert,
+      key: stranger.key,
+      input: "END\n",
+    });
+    assert.doesNotMatch(refused2.stdout, /END/);
+    await s.waitForLog(/ end \d+ status 25088$/, 2);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("garbage and plaintext clients: the handshake fails, status 98, the server goes on", async () => {
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-v", "-RHl0", "127.0.0.1", "0", "tlsd", "-K", "2000", "/bin/echo", "END"],
+    { env: serverEnv() },
+  );
+  try {
+    for (const bytes of [
+      Buffer.from("EHLO example.org\r\n"),
+      Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]),
+      Buffer.alloc(0),
+    ]) {
+      await new Promise<void>((resolve) => {
+        const c = connect({ port: s.port, host: "127.0.0.1" }, () => c.write(bytes));
+        c.on("close", () => resolve());
+        c.on("error", () => {});
+        c.resume();
+      });
+    }
+    await s.waitForLog(/ end \d+ status 25088$/, 3);
+    assert.match(s.log(), /tlsd: fatal: (TLS handshake failed|handshake timed out)/);
+    const ok = await pythonClient(s.port, { sni: "localhost" });
+    assert.equal(ok.stdout, "END\n");
+  } finally {
+    await s.stop();
+  }
+});
+
+test("configuration errors: one line and the documented exit code", async () => {
+  const cases: [Record<string, string>, number, RegExp][] = [
+    [{}, 100, /^tlsd: fatal: CERTFILE not set\n$/],
+    [{ CERTFILE: server.cert }, 100, /^tlsd: fatal: KEYFILE not set\n$/],
+    [
+      { CERTFILE: "/no/such.pem", KEYFILE: server.key },
+      111,
+      /^tlsd: fatal: unable to read certificate \/no\/such\.pem: file does not exist\n$/,
+    ],
+    [
+      { CERTFILE: server.cert, KEYFILE: pki.ca.key },
+      96,
+      /^tlsd: fatal: unable to use certificate .* with key .*\n$/,
+    ],
+  ];
+  for (const [env, code, message] of cases) {
+    const r = await run(ours("tlsd"), ["/bin/true"], { env: { PATH, ...env } });
+    assert.equal(r.code, code, r.stderr);
+    assert.match(r.stderr, message);
+  }
+  const usage = await run(ours("tlsd"), ["-Q", "x"], { env: { PATH } });
+  assert.equal(usage.code, 100);
+  assert.match(usage.stderr, /^tlsd: illegal option -- Q\ntlsd: usage: tlsd /);
+});
