@@ -84,10 +84,32 @@ bench([
   "held",
 ]);
 
+// 3. TLS: full handshakes through our tcpserver + tlsd (in-process) beside stunnel, one per
+// connection under djb's tcpserver (the closest peer) and as a daemon.
+if (process.env.BENCH_TLS !== "0") {
+  bench([
+    "tls",
+    "--anchors",
+    "tcpserver+stunnel,stunnel-exec",
+    "--tls",
+    `ts-tcpserver+tlsd=CERTFILE=$CERT KEYFILE=$KEY PATH=${bin}:$PATH exec ${bin}/tcpserver ${common} tlsd $PROG`,
+    "--ref",
+    "stunnel-exec",
+    "--keys",
+    "ecdsa",
+    "--rounds",
+    process.env.BENCH_TLS_ROUNDS ?? "3",
+    "-c",
+    "1,16",
+    "--tag",
+    "tls",
+  ]);
+}
+
 for (const file of readdirSync(out)
   .filter((f) => f.endsWith(".md"))
   .sort()
-  .slice(-2)) {
+  .slice(-3)) {
   console.log(`\n## ${file}\n`);
   console.log(readFileSync(join(out, file), "utf8"));
 }
