@@ -5,6 +5,7 @@
  * shell identifiers, and s6-tlsd's CERTFILE:name / KEYFILE:name must reach tlsd; an exec from
  * C also starts faster than a shell. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +17,31 @@ static void up(char *path) {
   if (slash) *slash = '\0';
 }
 
+/* A client program's network fds must be there before Node starts: Node opens its own
+ * descriptors at the lowest free numbers, and would take 6 and 7 if they were missing. */
+static int check_client_fds(const char *name, int argc, char **argv) {
+  if (strcmp(name, "tlsc") != 0) return 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0 || argv[i][0] != '-') break;
+    if (strncmp(argv[i], "-6", 2) == 0 || strncmp(argv[i], "-7", 2) == 0 ||
+        strncmp(argv[i], "--read-fd", 9) == 0 || strncmp(argv[i], "--write-fd", 10) == 0)
+      return 0;
+  }
+  for (int fd = 6; fd <= 7; fd++) {
+    if (fcntl(fd, F_GETFD) < 0) {
+      fprintf(stderr, "%s: fatal: unable to use fd %d: file descriptor not open\n", name, fd);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   char root[PATH_MAX], script[PATH_MAX + 64], node[PATH_MAX + 64];
   const char *name = argc > 0 && argv[0] ? argv[0] : "ucspi-launch";
   const char *slash = strrchr(name, '/');
   if (slash) name = slash + 1;
+  if (check_client_fds(name, argc, argv) < 0) return 111;
   ssize_t n = readlink("/proc/self/exe", root, sizeof root - 1);
   if (n < 0) {
     fprintf(stderr, "%s: fatal: unable to find myself: %s\n", name, strerror(errno));

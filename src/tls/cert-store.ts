@@ -25,11 +25,21 @@ export interface StoreConfig {
   fallback: Pair | undefined;
   named: Map<string, Pair>;
   /** Trust anchors for client certificates (CADIR wins over CAFILE), when asked for. */
-  ca: { dir: string } | { file: string } | undefined;
+  ca: TrustAnchors | undefined;
+}
+
+export type TrustAnchors = { dir: string } | { file: string };
+
+/** CADIR (wins) or CAFILE from env, as file names; undefined when neither is set. */
+export function trustAnchorsFrom(env: Readonly<Env>): TrustAnchors | undefined {
+  if (env["CADIR"] !== undefined) return { dir: filePath(env["CADIR"]) };
+  if (env["CAFILE"] !== undefined) return { file: filePath(env["CAFILE"]) };
+  return undefined;
 }
 
 /** Env values are byte strings (src/ucspi/env.ts); file names as the system sees them. */
-const path = (value: string) => Buffer.from(value, "latin1").toString();
+export const filePath = (value: string) => Buffer.from(value, "latin1").toString();
+const path = filePath;
 
 /** Reads the pairs and trust anchors named in env, as s6-tlsd does for its snilevel. */
 export function storeConfig(env: Readonly<Env>, sniLevel: number, wantCa: boolean): StoreConfig {
@@ -58,12 +68,9 @@ export function storeConfig(env: Readonly<Env>, sniLevel: number, wantCa: boolea
   } else if (named.size === 0) {
     throw new FatalError("no CERTFILE:name and KEYFILE:name pair set", EXIT_MISSING);
   }
-  let ca: StoreConfig["ca"];
-  if (wantCa) {
-    if (env["CADIR"] !== undefined) ca = { dir: path(env["CADIR"]) };
-    else if (env["CAFILE"] !== undefined) ca = { file: path(env["CAFILE"]) };
-    else throw new FatalError("CADIR or CAFILE must be set for client certificates", EXIT_MISSING);
-  }
+  const ca = wantCa ? trustAnchorsFrom(env) : undefined;
+  if (wantCa && !ca)
+    throw new FatalError("CADIR or CAFILE must be set for client certificates", EXIT_MISSING);
   return { fallback, named, ca };
 }
 
@@ -123,14 +130,8 @@ export class CertStore {
     if (cached) return cached.context;
     const files = [pair.cert, pair.key];
     const ca = this.config.ca;
-    let caCerts: Buffer[] | undefined;
-    if (ca && "dir" in ca) {
-      files.push(ca.dir);
-      caCerts = readAll(ca.dir).map((f) => readOrFail(f, "trust anchor"));
-    } else if (ca) {
-      files.push(ca.file);
-      caCerts = [readOrFail(ca.file, "trust anchors")];
-    }
+    if (ca) files.push("dir" in ca ? ca.dir : ca.file);
+    const caCerts = ca ? readTrustAnchors(ca) : undefined;
     const stamps = stampOf(files);
     let context: SecureContext;
     try {
@@ -153,7 +154,14 @@ export class CertStore {
   }
 }
 
-function readOrFail(file: string, what: string): Buffer {
+/** Trust anchors: every file of CADIR (one certificate each), or the CAFILE bundle. */
+export function readTrustAnchors(ca: TrustAnchors): Buffer[] {
+  return "dir" in ca
+    ? readAll(ca.dir).map((f) => readOrFail(f, "trust anchor"))
+    : [readOrFail(ca.file, "trust anchors")];
+}
+
+export function readOrFail(file: string, what: string): Buffer {
   try {
     return readFileSync(file);
   } catch (error) {

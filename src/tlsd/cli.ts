@@ -4,6 +4,7 @@ import { runChain } from "../ucspi/chain.ts";
 import { startEnv } from "../ucspi/env.ts";
 import { passOnStatus, reportError } from "../ucspi/main.ts";
 import { stdioConnection } from "../ucspi/stdio-connection.ts";
+import { USAGE, parseTlsdArgs } from "./options.ts";
 import { tlsdStage } from "./stage.ts";
 
 const log = (line: string) => {
@@ -14,8 +15,10 @@ const log = (line: string) => {
   }
 };
 
-tlsdStage
-  .run({
+function main(): Promise<number> {
+  // The command line is checked before the connection's fds are touched.
+  parseTlsdArgs(process.argv.slice(2));
+  return tlsdStage.run({
     argv: process.argv.slice(1),
     env: startEnv(process.env),
     connection: stdioConnection("server"),
@@ -23,12 +26,14 @@ tlsdStage
     log,
     next: (argv, env, connection) =>
       runChain(argv, env, connection, { side: "server", log, closeOthers: false }),
-  })
-  .then(
-    (status) => {
-      process.exitCode = passOnStatus(status);
-    },
-    (error: unknown) => {
-      process.exitCode = reportError("tlsd", error, log);
-    },
-  );
+  });
+}
+
+new Promise<number>((resolve) => resolve(main())).then(
+  (status) => {
+    process.exitCode = passOnStatus(status);
+  },
+  (error: unknown) => {
+    process.exitCode = reportError("tlsd", error, log, USAGE);
+  },
+);

@@ -3,6 +3,7 @@ import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
 import { CertStore, storeConfig } from "../tls/cert-store.ts";
 import { sessionEnv } from "../tls/peer-env.ts";
+import { goodbye, handshake } from "../tls/session.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
@@ -13,9 +14,6 @@ import type { TlsdOptions } from "./options.ts";
 
 /** s6-tlsd's code for a TLS failure at run time (handshake, timeout). */
 export const EXIT_TLS = 98;
-
-/** How long a finished connection may take to say goodbye (close_notify, FIN) to its peer. */
-const CLOSE_GRACE_MS = 5000;
 
 // One store per configuration, shared by every connection of this process: contexts (and
 // their session ticket keys) are made once and reloaded when their files change.
@@ -69,7 +67,8 @@ export const tlsdStage: Stage = {
       ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
     });
     try {
-      await handshake(tls, options);
+      await handshake(tls, "secure", options.handshakeTimeoutMs);
+      checkClientCertificate(tls, options);
     } catch (error) {
       tls.destroy();
       if (options.verbosity >= 1) ctx.log(`tlsd: fatal: ${(error as Error).message}\n`);
@@ -92,57 +91,15 @@ export const tlsdStage: Stage = {
   },
 };
 
-function handshake(tls: TLSSocket, options: TlsdOptions): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer =
-      options.handshakeTimeoutMs > 0
-        ? setTimeout(() => reject(new Error("handshake timed out")), options.handshakeTimeoutMs)
-        : undefined;
-    const fail = (error: Error) => {
-      clearTimeout(timer);
-      reject(new Error(`TLS handshake failed: ${error.message}`));
-    };
-    tls.once("error", fail);
-    tls.once("close", () => fail(new Error("connection closed")));
-    tls.once("secure", () => {
-      clearTimeout(timer);
-      tls.off("error", fail);
-      tls.removeAllListeners("close");
-      // A TLSSocket made outside tls.Server does not refuse unverified peers by itself:
-      // -y wants a certificate that verifies, -Y one that verifies if one was sent.
-      if (options.clientCert !== "none") {
-        const sent = Boolean(tls.getPeerCertificate()?.raw);
-        const error = verifyError(tls);
-        if (sent && error) {
-          reject(new Error(`client certificate refused: ${error.message}`));
-          return;
-        }
-        if (!sent && options.clientCert === "mandatory") {
-          reject(new Error("client certificate required, none sent"));
-          return;
-        }
-      }
-      resolve();
-    });
-  });
-}
-
-/** Ends the TLS session (close_notify, then FIN) and waits a little for the peer. */
-function goodbye(tls: TLSSocket): Promise<void> {
-  return new Promise((resolve) => {
-    if (tls.destroyed) return resolve();
-    const timer = setTimeout(() => {
-      tls.destroy();
-      resolve();
-    }, CLOSE_GRACE_MS);
-    tls.once("close", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    tls.on("error", () => tls.destroy());
-    tls.end();
-    tls.resume();
-  });
+/** The client certificate policy: tls.Server enforces it itself, a TLSSocket made on its own
+ * does not. -y wants a certificate that verifies, -Y one that verifies if one was sent. */
+function checkClientCertificate(tls: TLSSocket, options: TlsdOptions): void {
+  if (options.clientCert === "none") return;
+  const sent = Boolean(tls.getPeerCertificate()?.raw);
+  const error = verifyError(tls);
+  if (sent && error) throw new Error(`client certificate refused: ${error.message}`);
+  if (!sent && options.clientCert === "mandatory")
+    throw new Error("client certificate required, none sent");
 }
 
 /** OpenSSL's verdict on the peer's chain. tls.Server reads it from the same private handle to

@@ -10,6 +10,7 @@ type StageLoader = () => Promise<Stage>;
 const STAGES: Record<string, StageLoader> = {
   "ucspi-demo": async () => (await import("../ucspi-demo/stage.ts")).demoStage,
   tlsd: async () => (await import("../tlsd/stage.ts")).tlsdStage,
+  tlsc: async () => (await import("../tlsc/stage.ts")).tlscStage,
 };
 
 let launcher: string | undefined;

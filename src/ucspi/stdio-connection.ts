@@ -3,14 +3,43 @@
 import { fstatSync } from "node:fs";
 import { Socket } from "node:net";
 import { Duplex } from "node:stream";
+import { isatty } from "node:tty";
+import { FatalError, causeText } from "./errors.ts";
 import type { Connection, Side } from "./stage.ts";
 
-export function stdioConnection(side: Side): Connection {
-  const [read, write] = side === "server" ? [0, 1] : [6, 7];
-  const r = fstatSync(read);
-  const w = fstatSync(write);
+/** `fds` overrides the side's usual pair (tlsc -6/-7). */
+export function stdioConnection(side: Side, fds?: [number, number]): Connection {
+  const [read, write] = fds ?? (side === "server" ? [0, 1] : [6, 7]);
+  const r = statFd(read);
+  const w = statFd(write);
   if (r.ino === w.ino && r.dev === w.dev && r.isSocket()) return { fd: read };
-  const input = new Socket({ fd: read, readable: true, writable: false, allowHalfOpen: true });
+  for (const [fd, stat] of [
+    [read, r],
+    [write, w],
+  ] as const) {
+    if (!stat.isSocket() && !stat.isFIFO() && !isatty(fd))
+      throw new FatalError(`unable to use fd ${fd}: not a socket or a pipe`, 111);
+  }
+  // manualStart: nothing is read (and no error raised) until a stage uses the connection.
+  const input = new Socket({
+    fd: read,
+    readable: true,
+    writable: false,
+    allowHalfOpen: true,
+    manualStart: true,
+  } as ConstructorParameters<typeof Socket>[0]);
   const output = new Socket({ fd: write, readable: false, writable: true, allowHalfOpen: true });
-  return { stream: Duplex.from({ readable: input, writable: output }) };
+  const stream = Duplex.from({ readable: input, writable: output });
+  // A stage that uses the stream listens for its errors; until then (or if the program ends
+  // on a configuration error first) a broken fd must not crash the process.
+  stream.on("error", () => {});
+  return { stream };
+}
+
+function statFd(fd: number) {
+  try {
+    return fstatSync(fd);
+  } catch (error) {
+    throw new FatalError(`unable to use fd ${fd}: ${causeText(error)}`, 111);
+  }
 }

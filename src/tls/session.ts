@@ -1,0 +1,52 @@
+// The two ends of a TLS session that tlsd and tlsc share: waiting for the handshake (with its
+// timeout) and saying goodbye when the program is done.
+import type { TLSSocket } from "node:tls";
+
+/** How long a finished connection may take to say goodbye (close_notify, FIN) to its peer. */
+const CLOSE_GRACE_MS = 5000;
+
+/** Resolves when the handshake is done (`event`: "secure" on a server, "secureConnect" on a
+ * client); rejects with a one-line reason on failure, close, or after timeoutMs (0: never). */
+export function handshake(
+  tls: TLSSocket,
+  event: "secure" | "secureConnect",
+  timeoutMs: number,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(() => reject(new Error("handshake timed out")), timeoutMs)
+        : undefined;
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      reject(new Error(`TLS handshake failed: ${error.message}`));
+    };
+    const closed = () => fail(new Error("connection closed"));
+    tls.once("error", fail);
+    tls.once("close", closed);
+    tls.once(event, () => {
+      clearTimeout(timer);
+      tls.off("error", fail);
+      tls.off("close", closed);
+      resolve();
+    });
+  });
+}
+
+/** Ends the session (close_notify, then FIN) and waits a little for the peer to close too. */
+export function goodbye(tls: TLSSocket): Promise<void> {
+  return new Promise((resolve) => {
+    if (tls.destroyed) return resolve();
+    const timer = setTimeout(() => {
+      tls.destroy();
+      resolve();
+    }, CLOSE_GRACE_MS);
+    tls.once("close", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    tls.on("error", () => tls.destroy());
+    tls.end();
+    tls.resume();
+  });
+}

@@ -1,0 +1,94 @@
+// tlsc: TLS to the server on the connection (fds 6/7), plaintext to the program on its 6/7.
+// The server's certificate is verified by default; a failure ends here, never in plaintext.
+import { isIP } from "node:net";
+import type { Socket } from "node:net";
+import { checkServerIdentity, connect, getCACertificates } from "node:tls";
+import {
+  GROUPS,
+  filePath,
+  readOrFail,
+  readTrustAnchors,
+  trustAnchorsFrom,
+} from "../tls/cert-store.ts";
+import { sessionEnv } from "../tls/peer-env.ts";
+import { goodbye, handshake } from "../tls/session.ts";
+import { stripTlsConfig } from "../tlsd/stage.ts";
+import { connectionStream, exitStatus } from "../ucspi/chain.ts";
+import { copyEnv } from "../ucspi/env.ts";
+import { FatalError, UsageError } from "../ucspi/errors.ts";
+import type { Stage } from "../ucspi/stage.ts";
+import { USAGE, parseTlscArgs } from "./options.ts";
+import type { TlscOptions } from "./options.ts";
+
+export const EXIT_TLS = 98;
+
+export const tlscStage: Stage = {
+  async run(ctx) {
+    let options: TlscOptions;
+    try {
+      options = parseTlscArgs(ctx.argv.slice(1));
+    } catch (error) {
+      if (error instanceof UsageError) throw new UsageError(error.message, USAGE);
+      throw error;
+    }
+    const env = ctx.env;
+    // The name to send and verify: -k, else the name tcpclient resolved, else the address.
+    const serverName = options.serverName ?? env["TCPREMOTEHOST"] ?? undefined;
+    const address = env["TCPREMOTEIP"];
+    const anchors = trustAnchorsFrom(env);
+    let client: { cert: Buffer; key: Buffer } | undefined;
+    if (options.sendClientCert) {
+      const cert = env["CERTFILE"];
+      const key = env["KEYFILE"];
+      if (cert === undefined || key === undefined)
+        throw new FatalError(`${cert === undefined ? "CERTFILE" : "KEYFILE"} not set`, 100);
+      client = {
+        cert: readOrFail(filePath(cert), "certificate"),
+        key: readOrFail(filePath(key), "key"),
+      };
+    }
+    const transport = connectionStream(ctx.connection);
+    const tls = connect({
+      socket: transport as Socket,
+      ...(serverName && !isIP(serverName) ? { servername: serverName } : {}),
+      minVersion: "TLSv1.2",
+      ecdhCurve: GROUPS,
+      rejectUnauthorized: options.verify,
+      ca: anchors ? readTrustAnchors(anchors) : defaultAnchors(),
+      ...(client ?? {}),
+      ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
+      checkServerIdentity: (host, cert) => checkServerIdentity(serverName ?? address ?? host, cert),
+    });
+    try {
+      await handshake(tls, "secureConnect", options.handshakeTimeoutMs);
+    } catch (error) {
+      tls.destroy();
+      if (options.verbosity >= 1) ctx.log(`tlsc: fatal: ${(error as Error).message}\n`);
+      return exitStatus(EXIT_TLS);
+    }
+    const next = copyEnv(env);
+    if (!options.keepEnv) stripTlsConfig(next);
+    for (const [name, value] of sessionEnv(tls)) {
+      if (value === undefined) delete next[name];
+      else next[name] = value;
+    }
+    if (options.alpn) {
+      if (tls.alpnProtocol) next["SSL_ALPN_PROTOCOL"] = tls.alpnProtocol;
+      else delete next["SSL_ALPN_PROTOCOL"];
+    }
+    const status = await ctx.next(options.program, next, { stream: tls });
+    await goodbye(tls);
+    return status;
+  },
+};
+
+let systemAnchors: string[] | undefined;
+
+/** Without CAFILE/CADIR: the system's CA store (Debian's ca-certificates), else Node's own. */
+function defaultAnchors(): string[] {
+  if (!systemAnchors) {
+    const system = getCACertificates("system");
+    systemAnchors = system.length > 0 ? system : getCACertificates("bundled");
+  }
+  return systemAnchors;
+}

@@ -1,0 +1,214 @@
+// tlsc with real peers: openssl s_server, our tcpserver + tlsd; under our tcpclient (in-process)
+// and djb's (a process of its own). Verification is on by default and never falls back.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { rmSync } from "node:fs";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
+import { after, test } from "node:test";
+import { BIN, djb, ours, run } from "../helpers/programs.ts";
+import { startServer, waitFor } from "../helpers/server.ts";
+import { makePki } from "../helpers/certs.ts";
+
+const pki = makePki();
+after(() => rmSync(pki.dir, { recursive: true, force: true }));
+const server = pki.server("localhost", ["localhost", "127.0.0.1"]);
+const PATH = `${BIN}:/usr/bin:/bin`;
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** openssl s_server with -rev (it answers each line reversed), for one connection. */
+async function sServer(cert: string, key: string): Promise<{ port: number; child: ChildProcess }> {
+  const port = await freePort();
+  const child = spawn(
+    "openssl",
+    [
+      "s_server",
+      "-accept",
+      `127.0.0.1:${port}`,
+      "-cert",
+      cert,
+      "-key",
+      key,
+      "-rev",
+      "-naccept",
+      "1",
+    ],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let out = "";
+  child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
+  await waitFor(
+    () => (/ACCEPT/.test(out) ? true : undefined),
+    10_000,
+    () => `s_server: ${out}`,
+  );
+  return { port, child };
+}
+
+const SCRIPT =
+  'echo "$SSL_PROTOCOL $SSL_TLS_SNI_SERVERNAME ${CAFILE-nocafile}"; echo hello >&7; head -c 6 <&6';
+
+for (const client of [ours("tcpclient"), djb("tcpclient")]) {
+  const who = client.startsWith("/usr")
+    ? "djb's tcpclient spawning tlsc"
+    : "our tcpclient, tlsc in-process";
+  test(`${who}: verified against CAFILE, talks to openssl s_server`, async () => {
+    const s = await sServer(server.cert, server.key);
+    try {
+      const r = await run(
+        client,
+        ["-RH", "127.0.0.1", String(s.port), "tlsc", "-k", "localhost", "/bin/sh", "-c", SCRIPT],
+        {
+          env: { PATH, CAFILE: pki.ca.cert },
+        },
+      );
+      assert.equal(r.stderr, "");
+      assert.equal(r.code, 0);
+      assert.equal(r.stdout, "TLSv1.3 localhost nocafile\nolleh\n");
+    } finally {
+      s.child.kill();
+    }
+  });
+}
+
+test("verification on by default: an untrusted certificate or a wrong name ends it, the program never runs", async () => {
+  const stranger = pki.selfSigned("localhost");
+  for (const [cert, key, name, reason] of [
+    [stranger.cert, stranger.key, "localhost", /self-signed certificate/],
+    [server.cert, server.key, "other.test", /does not match certificate's altnames/],
+  ] as const) {
+    const s = await sServer(cert, key);
+    try {
+      const r = await run(
+        ours("tcpclient"),
+        ["-RH", "127.0.0.1", String(s.port), "tlsc", "-k", name, "/bin/echo", "RAN"],
+        {
+          env: { PATH, CAFILE: pki.ca.cert },
+        },
+      );
+      assert.equal(r.code, 98);
+      assert.equal(r.stdout, "");
+      assert.match(r.stderr, /^tlsc: fatal: TLS handshake failed: .+\n$/);
+      assert.match(r.stderr, reason);
+    } finally {
+      s.child.kill();
+    }
+  }
+});
+
+test("without -k, the address is verified (IP SAN); --no-verify-cert is explicit", async () => {
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-RHl0", "127.0.0.1", "0", "tlsd", "/bin/echo", "served"],
+    {
+      env: { PATH, CERTFILE: server.cert, KEYFILE: server.key },
+    },
+  );
+  try {
+    const ok = await run(
+      ours("tcpclient"),
+      ["-RH", "127.0.0.1", String(s.port), "tlsc", "/bin/sh", "-c", "cat <&6"],
+      {
+        env: { PATH, CAFILE: pki.ca.cert },
+      },
+    );
+    assert.equal(ok.stdout, "served\n");
+    const stranger = pki.selfSigned("nobody.test");
+    const s2 = await startServer(
+      ours("tcpserver"),
+      ["-RHl0", "127.0.0.1", "0", "tlsd", "/bin/echo", "served"],
+      {
+        env: { PATH, CERTFILE: stranger.cert, KEYFILE: stranger.key },
+      },
+    );
+    try {
+      const refused = await run(
+        ours("tcpclient"),
+        ["-RH", "127.0.0.1", String(s2.port), "tlsc", "/bin/sh", "-c", "cat <&6"],
+        { env: { PATH } },
+      );
+      assert.equal(refused.code, 98);
+      const unverified = await run(
+        ours("tcpclient"),
+        [
+          "-RH",
+          "127.0.0.1",
+          String(s2.port),
+          "tlsc",
+          "--no-verify-cert",
+          "/bin/sh",
+          "-c",
+          "cat <&6",
+        ],
+        { env: { PATH } },
+      );
+      assert.equal(unverified.stdout, "served\n");
+    } finally {
+      await s2.stop();
+    }
+  } finally {
+    await s.stop();
+  }
+});
+
+test("end to end: tcpclient + tlsc -y with a client certificate, tcpserver + tlsd -y exporting it", async () => {
+  const alice = pki.client("alice");
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-RHl0", "127.0.0.1", "0", "tlsd", "-y", "/bin/sh", "-c", 'echo "$SSL_PEER_CERT_SUBJECT"'],
+    {
+      env: { PATH, CERTFILE: server.cert, KEYFILE: server.key, CAFILE: pki.ca.cert },
+    },
+  );
+  try {
+    const r = await run(
+      ours("tcpclient"),
+      [
+        "-RH",
+        "127.0.0.1",
+        String(s.port),
+        "tlsc",
+        "-y",
+        "-k",
+        "localhost",
+        "/bin/sh",
+        "-c",
+        'cat <&6; echo "${CERTFILE-stripped} $SSL_PEER_CERT_SUBJECT"',
+      ],
+      {
+        env: { PATH, CAFILE: pki.ca.cert, CERTFILE: alice.cert, KEYFILE: alice.key },
+      },
+    );
+    assert.equal(r.stderr, "");
+    assert.equal(r.stdout, "C=FR, O=Test Org, CN=alice\nstripped CN=localhost\n");
+  } finally {
+    await s.stop();
+  }
+});
+
+test("usage and configuration errors", async () => {
+  const usage = await run(ours("tlsc"), ["-6", "1", "true"], { env: { PATH } });
+  assert.equal(usage.code, 100);
+  assert.match(
+    usage.stderr,
+    /^tlsc: the network fds \(-6, -7\) must be 3 or more\ntlsc: usage: tlsc /,
+  );
+  const noFds = await run(ours("tlsc"), ["-y", "true"], { env: { PATH } });
+  assert.equal(noFds.code, 111);
+  assert.equal(noFds.stderr, "tlsc: fatal: unable to use fd 6: file descriptor not open\n");
+  const noCert = await run("/bin/sh", ["-c", `exec 6<&0 7>&1; exec ${ours("tlsc")} -y true`], {
+    env: { PATH },
+  });
+  assert.equal(noCert.code, 100);
+  assert.equal(noCert.stderr, "tlsc: fatal: CERTFILE not set\n");
+});
