@@ -78,6 +78,8 @@ interface Loaded {
   context: SecureContext;
   files: string[];
   stamps: string;
+  /** A file changed on disk since this context was made. */
+  stale?: boolean;
 }
 
 /** Secure contexts for a configuration, rebuilt when one of their files changes. */
@@ -120,14 +122,29 @@ export class CertStore {
     const now = Date.now();
     if (now - this.checkedAt < this.recheckMs) return;
     this.checkedAt = now;
-    for (const [name, loaded] of this.contexts) {
-      if (stampOf(loaded.files) !== loaded.stamps) this.contexts.delete(name);
+    for (const loaded of this.contexts.values()) {
+      if (stampOf(loaded.files) !== loaded.stamps) loaded.stale = true;
     }
   }
 
   private load(name: string, pair: Pair): SecureContext {
     const cached = this.contexts.get(name);
-    if (cached) return cached.context;
+    if (cached && !cached.stale) return cached.context;
+    if (cached) {
+      // Mid-replacement (a new key beside the old certificate, say), keep serving the pair
+      // that worked; the next look at the files tries again.
+      try {
+        return this.build(name, pair);
+      } catch {
+        cached.stale = false;
+        cached.stamps = "";
+        return cached.context;
+      }
+    }
+    return this.build(name, pair);
+  }
+
+  private build(name: string, pair: Pair): SecureContext {
     const files = [pair.cert, pair.key];
     const ca = this.config.ca;
     if (ca) files.push("dir" in ca ? ca.dir : ca.file);

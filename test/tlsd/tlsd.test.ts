@@ -271,3 +271,67 @@ test("configuration errors: one line and the documented exit code", async () => 
   assert.equal(usage.code, 100);
   assert.match(usage.stderr, /^tlsd: illegal option -- Q\ntlsd: usage: tlsd /);
 });
+
+test("a certificate replaced on disk is used for new connections; running ones go on", async () => {
+  const { copyFileSync, renameSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const first = pki.server("first", ["localhost"]);
+  const second = pki.server("second", ["localhost"]);
+  const cert = join(pki.dir, "live.pem");
+  const key = join(pki.dir, "live.key");
+  copyFileSync(first.cert, cert);
+  copyFileSync(first.key, key);
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-RHl0", "127.0.0.1", "0", "tlsd", "/bin/sh", "-c", "read x; echo got $x"],
+    {
+      env: { PATH, CERTFILE: cert, KEYFILE: key },
+    },
+  );
+  const serial = async () => {
+    const r = await run(
+      "openssl",
+      ["s_client", "-connect", `127.0.0.1:${s.port}`, "-servername", "localhost"],
+      { input: "" },
+    );
+    const shown =
+      /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(r.stdout)?.[0] ?? "";
+    return new X509Certificate(shown).serialNumber;
+  };
+  try {
+    const serialOf = (pem: string) => new X509Certificate(readFileSync(pem)).serialNumber;
+    assert.equal(await serial(), serialOf(first.cert));
+    // A connection that stays open across the change.
+    const { connect: tlsConnect } = await import("node:tls");
+    const held = tlsConnect({
+      port: s.port,
+      host: "127.0.0.1",
+      servername: "localhost",
+      ca: readFileSync(pki.ca.cert),
+    });
+    await new Promise<void>((resolve) => held.once("secureConnect", () => resolve()));
+    // Atomic replace, as certbot and tls-keygen do: key first, then the certificate.
+    copyFileSync(second.key, `${key}.new`);
+    renameSync(`${key}.new`, key);
+    copyFileSync(second.cert, `${cert}.new`);
+    renameSync(`${cert}.new`, cert);
+    const deadline = Date.now() + 15_000;
+    let seen = await serial();
+    while (seen !== serialOf(second.cert) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      seen = await serial();
+    }
+    assert.equal(seen, serialOf(second.cert));
+    const answer = new Promise<string>((resolve) => {
+      let text = "";
+      held.setEncoding("latin1");
+      held.on("data", (d: string) => (text += d));
+      held.on("end", () => resolve(text));
+    });
+    held.write("still here\n");
+    assert.equal(await answer, "got still here\n");
+    held.destroy();
+  } finally {
+    await s.stop();
+  }
+});
