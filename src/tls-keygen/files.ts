@@ -1,0 +1,57 @@
+// The files tls-keygen reads and writes: outputs checked before any key is made (directory
+// there, no file to replace without --force), inputs read with errors that name them.
+import { lstatSync, readFileSync, statSync } from "node:fs";
+import type { Stats } from "node:fs";
+import { dirname } from "node:path";
+import { FatalError, causeText } from "../ucspi/errors.ts";
+
+/** Codes that mean the name given is wrong (exit 100), not that the system failed (111). */
+const BAD_NAME = new Set(["ENOENT", "ENOTDIR", "EISDIR", "ENAMETOOLONG", "ELOOP"]);
+
+/** Whether something is at `path` (a dangling symlink counts: it would be replaced). */
+export function exists(path: string): boolean {
+  return statOrFail(path) !== undefined;
+}
+
+function statOrFail(path: string): Stats | undefined {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false });
+  } catch (error) {
+    throw new FatalError(`unable to stat ${path}: ${causeText(error)}`, codeOf(error));
+  }
+}
+
+/** Checks that `path` can be created: its directory exists, and (without force) it does not. */
+export function checkOutput(path: string, force: boolean): void {
+  const dir = dirname(path);
+  let dirStat;
+  try {
+    dirStat = statSync(dir);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    const reason = code === "ENOENT" ? `directory ${dir} does not exist` : causeText(error);
+    throw new FatalError(`unable to create ${path}: ${reason}`, codeOf(error));
+  }
+  if (!dirStat.isDirectory()) {
+    throw new FatalError(`unable to create ${path}: ${dir} is not a directory`, 100);
+  }
+  const target = statOrFail(path);
+  if (target?.isDirectory()) throw new FatalError(`unable to create ${path}: is a directory`, 100);
+  if (!force && target !== undefined) {
+    throw new FatalError(`${path} exists: use --force to replace it`, 100);
+  }
+}
+
+/** A file's bytes; `what` says what it should be ("CA certificate"). */
+export function readInput(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new FatalError(`unable to read ${what} ${path}: ${causeText(error)}`, codeOf(error));
+  }
+}
+
+function codeOf(error: unknown): number {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" && BAD_NAME.has(code) ? 100 : 111;
+}
