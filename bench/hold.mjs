@@ -1,16 +1,20 @@
 // Holds N idle connections to 127.0.0.1:PORT from 127.0.0.2 (so rules can tell them apart),
 // then listens on READYPORT to say so, and keeps them until killed or LIMIT seconds pass.
+// With "tls" as the fifth argument each one completes a TLS handshake first.
 import { connect, createServer } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 
-const [port, count, readyPort, limit = "900"] = process.argv.slice(2).map(Number);
+const [port, count, readyPort, limit = 900] = process.argv.slice(2, 6).map(Number);
+const tls = process.argv[6] === "tls";
 const held = [];
 const deadline = Date.now() + 60_000;
 
 function open() {
   return new Promise((resolve) => {
     const attempt = () => {
-      const s = connect({ port, host: "127.0.0.1", localAddress: "127.0.0.2" });
-      s.once("connect", () => resolve(s));
+      const options = { port, host: "127.0.0.1", localAddress: "127.0.0.2" };
+      const s = tls ? tlsConnect({ ...options, rejectUnauthorized: false }) : connect(options);
+      s.once(tls ? "secureConnect" : "connect", () => resolve(s));
       s.once("error", () => {
         s.destroy();
         if (Date.now() > deadline) process.exit(111);

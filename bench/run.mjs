@@ -2,7 +2,10 @@
 // harness (../shared/bench: bench.py drives the servers, build/loadgen makes the load).
 //   1. accept + spawn /bin/echo hi, concurrency 1 and 16 (djb's tcpserver is the reference);
 //   2. the same while the server holds 2,000 idle connections (each with a `cat` child), to
-//      show that the spawn path does not slow down as the server holds more.
+//      show that the spawn path does not slow down as the server holds more;
+//   3.-7. TLS: handshakes (beside stunnel and haproxy), 1 GiB down and up, memory per idle
+//      connection, handshakes while 2,000 TLS connections are held in-process, and tlsd's
+//      start-up as a process of its own.
 // Results go to bench/results/; the README's table is copied from the summary printed last.
 import { execFileSync, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
@@ -30,6 +33,8 @@ mkdirSync(out, { recursive: true });
 const bin = join(root, "bin");
 const rounds = process.env.BENCH_ROUNDS ?? "5";
 const common = "-R -H -l 0 -c 10000 -b 1024 127.0.0.1 $PORT";
+// BENCH_ONLY=conn,tls,... runs only those parts.
+const only = (name) => (process.env.BENCH_ONLY ?? name).split(",").includes(name);
 
 function bench(args) {
   const r = spawnSync("python3", [join(harness, "bench.py"), ...args, "--out", out], {
@@ -39,21 +44,22 @@ function bench(args) {
 }
 
 // 1. Idle server.
-bench([
-  "conn",
-  "--anchors",
-  "tcpserver,node-spawn",
-  "--plain",
-  `ts-tcpserver=exec ${bin}/tcpserver ${common} $PROG`,
-  "--ref",
-  "tcpserver",
-  "--rounds",
-  rounds,
-  "-c",
-  "1,16",
-  "--tag",
-  "idle",
-]);
+if (only("conn"))
+  bench([
+    "conn",
+    "--anchors",
+    "tcpserver,node-spawn",
+    "--plain",
+    `ts-tcpserver=exec ${bin}/tcpserver ${common} $PROG`,
+    "--ref",
+    "tcpserver",
+    "--rounds",
+    rounds,
+    "-c",
+    "1,16",
+    "--tag",
+    "idle",
+  ]);
 
 // 2. Holding 2,000 idle connections. Rules send the held ones (from 127.0.0.2) to `cat` and the
 // measured ones to $PROG, through one sh for both servers alike.
@@ -62,37 +68,45 @@ const program = `/bin/sh -c 'exec \${HOLD:-$PROG}'`;
 const hold = `node ${root}/bench/hold.mjs $PORT 2000 $BPORT &`;
 const server = (tcpserver, held) =>
   `${rules}; ${held ? hold : ""} exec ${tcpserver} -x $TMPD/r.cdb ${common} ${program}`;
-bench([
-  "conn",
-  "--anchors",
-  "none",
-  "--plain",
-  `djb-idle=${server("tcpserver", false)}`,
-  "--plain",
-  `djb-held-2000=${server("tcpserver", true)}`,
-  "--plain",
-  `ts-idle=${server(`${bin}/tcpserver`, false)}`,
-  "--plain",
-  `ts-held-2000=${server(`${bin}/tcpserver`, true)}`,
-  "--ref",
-  "djb-idle",
-  "--rounds",
-  process.env.BENCH_HELD_ROUNDS ?? "3",
-  "-c",
-  "16",
-  "--tag",
-  "held",
-]);
+if (only("held"))
+  bench([
+    "conn",
+    "--anchors",
+    "none",
+    "--plain",
+    `djb-idle=${server("tcpserver", false)}`,
+    "--plain",
+    `djb-held-2000=${server("tcpserver", true)}`,
+    "--plain",
+    `ts-idle=${server(`${bin}/tcpserver`, false)}`,
+    "--plain",
+    `ts-held-2000=${server(`${bin}/tcpserver`, true)}`,
+    "--ref",
+    "djb-idle",
+    "--rounds",
+    process.env.BENCH_HELD_ROUNDS ?? "3",
+    "-c",
+    "16",
+    "--tag",
+    "held",
+  ]);
 
-// 3. TLS: full handshakes through our tcpserver + tlsd (in-process) beside stunnel, one per
-// connection under djb's tcpserver (the closest peer) and as a daemon.
-if (process.env.BENCH_TLS !== "0") {
+// 3. TLS: full handshakes through our tcpserver + tlsd (in-process) beside stunnel (one per
+// connection under djb's tcpserver, the closest peer, and its daemon) and haproxy; our tlsd
+// spawned per connection by djb's tcpserver beside the harness's 40-line Node tlsd.
+const tlsd = `CERTFILE=$CERT KEYFILE=$KEY PATH=${bin}:$PATH exec ${bin}/tcpserver ${common} tlsd`;
+const tlsSpecs = [
+  "--tls",
+  `ts-tcpserver+tlsd=${tlsd} $PROG`,
+  "--tls",
+  `tcpserver+ts-tlsd=CERTFILE=$CERT KEYFILE=$KEY exec tcpserver ${common} ${bin}/tlsd $PROG`,
+];
+if (only("tls")) {
   bench([
     "tls",
     "--anchors",
-    "tcpserver+stunnel,stunnel-exec",
-    "--tls",
-    `ts-tcpserver+tlsd=CERTFILE=$CERT KEYFILE=$KEY PATH=${bin}:$PATH exec ${bin}/tcpserver ${common} tlsd $PROG`,
+    "tcpserver+stunnel,stunnel-exec,haproxy,tcpserver+node-tlsd",
+    ...tlsSpecs,
     "--ref",
     "stunnel-exec",
     "--keys",
@@ -106,10 +120,89 @@ if (process.env.BENCH_TLS !== "0") {
   ]);
 }
 
+// 4. 1 GiB through the TLS layer, down and up.
+if (only("bulk")) {
+  bench([
+    "bulk",
+    "--anchors",
+    "tcpserver+stunnel,stunnel-exec",
+    "--tls",
+    `ts-tcpserver+tlsd=${tlsd} $PROG`,
+    "--ref",
+    "stunnel-exec",
+    "--rounds",
+    process.env.BENCH_BULK_ROUNDS ?? "3",
+    "--tag",
+    "bulk",
+  ]);
+}
+
+// 5. Memory per idle TLS connection (100 held, each with a `cat`).
+if (only("mem")) {
+  bench([
+    "mem",
+    "--anchors",
+    "stunnel-exec,haproxy",
+    "--tls",
+    `ts-tcpserver+tlsd=${tlsd} $PROG`,
+    "--ref",
+    "stunnel-exec",
+    "--tag",
+    "mem",
+  ]);
+}
+
+// 6. Handshakes while 2,000 idle TLS connections are held in the same process (tlsd in-process,
+// each held one with a `cat`, routed by rules from 127.0.0.2 as in 2.).
+if (only("tls-held")) {
+  const tlsServer = (held) =>
+    `${rules}; ${held ? `node ${root}/bench/hold.mjs $PORT 2000 $BPORT 900 tls &` : ""} ` +
+    `CERTFILE=$CERT KEYFILE=$KEY PATH=${bin}:$PATH exec ${bin}/tcpserver -x $TMPD/r.cdb ${common} tlsd ${program}`;
+  bench([
+    "tls",
+    "--anchors",
+    "none",
+    "--tls",
+    `ts-tlsd-idle=${tlsServer(false)}`,
+    "--tls",
+    `ts-tlsd-held-2000=${tlsServer(true)}`,
+    "--ref",
+    "ts-tlsd-idle",
+    "--keys",
+    "ecdsa",
+    "--rounds",
+    process.env.BENCH_TLS_ROUNDS ?? "3",
+    "-c",
+    "16",
+    "--tag",
+    "tls-held",
+  ]);
+}
+
+// 7. Start-up of tlsd as a process of its own (what djb's tcpserver pays per connection).
+if (only("startup")) {
+  const r = spawnSync(
+    "hyperfine",
+    [
+      "-N",
+      "--warmup",
+      "5",
+      "--runs",
+      "40",
+      "--export-markdown",
+      join(out, "startup.md"),
+      `${root}/node_modules/node/bin/node -e 0`,
+      `${bin}/tlsd -Q`,
+    ],
+    { stdio: "inherit" },
+  );
+  if (r.status !== 0) console.error("bench: warning: hyperfine failed (apt-get install hyperfine)");
+}
+
 for (const file of readdirSync(out)
   .filter((f) => f.endsWith(".md"))
   .sort()
-  .slice(-3)) {
+  .slice(-8)) {
   console.log(`\n## ${file}\n`);
   console.log(readFileSync(join(out, file), "utf8"));
 }
