@@ -3,6 +3,7 @@
 // CADIR/CAFILE for client certificates. Files are re-read when they change on disk.
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { X509Certificate } from "node:crypto";
 import { createSecureContext } from "node:tls";
 import type { SecureContext } from "node:tls";
 import type { Env } from "../ucspi/env.ts";
@@ -26,6 +27,8 @@ export interface StoreConfig {
   named: Map<string, Pair>;
   /** Trust anchors for client certificates (CADIR wins over CAFILE), when asked for. */
   ca: TrustAnchors | undefined;
+  /** CERTDIR: certbot's live/ layout, NAME/fullchain.pem + NAME/privkey.pem per certificate. */
+  liveDir: string | undefined;
 }
 
 export type TrustAnchors = { dir: string } | { file: string };
@@ -58,20 +61,21 @@ export function storeConfig(env: Readonly<Env>, sniLevel: number, wantCa: boolea
       named.set(host, { cert: path(cert), key: path(key) });
     }
   }
+  const liveDir = env["CERTDIR"] === undefined ? undefined : path(env["CERTDIR"]);
   let fallback: Pair | undefined;
-  if (sniLevel < 2) {
+  if (sniLevel < 2 && !(liveDir && env["CERTFILE"] === undefined && env["KEYFILE"] === undefined)) {
     const cert = env["CERTFILE"];
     const key = env["KEYFILE"];
     if (cert === undefined) throw new FatalError("CERTFILE not set", EXIT_MISSING);
     if (key === undefined) throw new FatalError("KEYFILE not set", EXIT_MISSING);
     fallback = { cert: path(cert), key: path(key) };
-  } else if (named.size === 0) {
+  } else if (named.size === 0 && !liveDir) {
     throw new FatalError("no CERTFILE:name and KEYFILE:name pair set", EXIT_MISSING);
   }
   const ca = wantCa ? trustAnchorsFrom(env) : undefined;
   if (wantCa && !ca)
     throw new FatalError("CADIR or CAFILE must be set for client certificates", EXIT_MISSING);
-  return { fallback, named, ca };
+  return { fallback, named, ca, liveDir };
 }
 
 interface Loaded {
@@ -95,10 +99,56 @@ export class CertStore {
     this.recheckMs = recheckMs;
   }
 
+  private live = new Map<string, Pair>();
+  private liveStamp = "";
+
   /** Loads every pair once, so that a bad file is reported before any client comes. */
   check(): void {
-    if (this.config.fallback) this.load("", this.config.fallback);
-    for (const [name, pair] of this.config.named) this.load(name, pair);
+    if (this.config.fallback) this.load(this.config.fallback);
+    for (const pair of this.config.named.values()) this.load(pair);
+    this.rescanLive();
+  }
+
+  /** The pair for a name: a CERTFILE:name pair, else a certificate of CERTDIR that has it. */
+  private pairFor(name: string): Pair | undefined {
+    return this.config.named.get(name) ?? this.live.get(name);
+  }
+
+  /** certbot's live/ directory: each NAME/ holds fullchain.pem and privkey.pem; a
+   * certificate serves every DNS name of its subjectAltName (and its directory's name). */
+  private rescanLive(): void {
+    const dir = this.config.liveDir;
+    if (!dir) return;
+    const stamp = stampOf([dir]);
+    if (stamp === this.liveStamp) return;
+    this.liveStamp = stamp;
+    const live = new Map<string, Pair>();
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(dir).filter((e) => !e.startsWith(".") && e !== "README");
+    } catch (error) {
+      throw new FatalError(`unable to read CERTDIR ${dir}: ${causeText(error)}`, 111);
+    }
+    for (const entry of entries.sort()) {
+      const pair = {
+        cert: join(dir, entry, "fullchain.pem"),
+        key: join(dir, entry, "privkey.pem"),
+      };
+      let names = [entry.toLowerCase()];
+      try {
+        const san = new X509Certificate(readFileSync(pair.cert)).subjectAltName ?? "";
+        names = names.concat(
+          san
+            .split(", ")
+            .filter((s) => s.startsWith("DNS:"))
+            .map((s) => s.slice(4).toLowerCase()),
+        );
+      } catch {
+        continue; // not a certificate directory
+      }
+      for (const name of names) if (!live.has(name)) live.set(name, pair);
+    }
+    this.live = live;
   }
 
   /** The context for an SNI name (or none): exact, then `*.` + parent, then the default. */
@@ -106,16 +156,16 @@ export class CertStore {
     this.recheck();
     const name = servername?.toLowerCase();
     if (name) {
-      const exact = this.config.named.get(name);
-      if (exact) return this.load(name, exact);
+      const exact = this.pairFor(name);
+      if (exact) return this.load(exact);
       const dot = name.indexOf(".");
       const parent = name.slice(dot + 1);
       if (dot > 0 && parent.includes(".")) {
-        const wildcard = this.config.named.get(`*.${parent}`);
-        if (wildcard) return this.load(`*.${parent}`, wildcard);
+        const wildcard = this.pairFor(`*.${parent}`);
+        if (wildcard) return this.load(wildcard);
       }
     }
-    return this.config.fallback ? this.load("", this.config.fallback) : undefined;
+    return this.config.fallback ? this.load(this.config.fallback) : undefined;
   }
 
   private recheck() {
@@ -125,9 +175,16 @@ export class CertStore {
     for (const loaded of this.contexts.values()) {
       if (stampOf(loaded.files) !== loaded.stamps) loaded.stale = true;
     }
+    try {
+      this.rescanLive();
+    } catch {
+      // CERTDIR went away for a moment: keep the names we know.
+    }
   }
 
-  private load(name: string, pair: Pair): SecureContext {
+  /** One context per certificate and key, whichever names lead to it. */
+  private load(pair: Pair): SecureContext {
+    const name = `${pair.cert}\0${pair.key}`;
     const cached = this.contexts.get(name);
     if (cached && !cached.stale) return cached.context;
     if (cached) {
