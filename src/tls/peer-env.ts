@@ -38,3 +38,76 @@ export function sessionEnv(socket: TLSSocket): [string, string | undefined][] {
     ["SSL_PEER_CERT_SUBJECT", hasPeer ? s6Subject(peer.subject) : undefined],
   ];
 }
+
+/** OpenSSL's one-line form of a name: /C=FR/O=Org/CN=name, as mod_ssl and ucspi-ssl print it. */
+function oneLine(name: Record<string, string | string[] | undefined>): string {
+  return Object.entries(name)
+    .flatMap(([k, v]) =>
+      (Array.isArray(v) ? v : v === undefined ? [] : [v]).map((x) => `/${k}=${x}`),
+    )
+    .join("");
+}
+
+const DN_PARTS: [string, string][] = [
+  ["C", "C"],
+  ["ST", "ST"],
+  ["L", "L"],
+  ["O", "O"],
+  ["OU", "OU"],
+  ["CN", "CN"],
+  ["emailAddress", "Email"],
+  ["UID", "UID"],
+];
+
+function certificateEnv(prefix: string, cert: PeerCertificate | undefined): [string, string][] {
+  if (!cert || !cert.raw) return [];
+  const out: [string, string][] = [];
+  const subject = cert.subject as unknown as Record<string, string | string[] | undefined>;
+  const issuer = cert.issuer as unknown as Record<string, string | string[] | undefined>;
+  out.push([`${prefix}_M_VERSION`, "3"]);
+  out.push([`${prefix}_M_SERIAL`, BigInt(`0x${cert.serialNumber}`).toString(10)]);
+  out.push([`${prefix}_S_DN`, oneLine(subject)]);
+  out.push([`${prefix}_I_DN`, oneLine(issuer)]);
+  for (const [field, name] of DN_PARTS) {
+    const s = subject[field];
+    if (s !== undefined) out.push([`${prefix}_S_DN_${name}`, Array.isArray(s) ? (s[0] ?? "") : s]);
+    const i = issuer[field];
+    if (i !== undefined) out.push([`${prefix}_I_DN_${name}`, Array.isArray(i) ? (i[0] ?? "") : i]);
+  }
+  out.push([`${prefix}_V_START`, cert.valid_from]);
+  out.push([`${prefix}_V_END`, cert.valid_to]);
+  const pem = `-----BEGIN CERTIFICATE-----\n${cert.raw
+    .toString("base64")
+    .replace(/(.{64})/g, "$1\n")
+    .replace(/\n$/, "")}\n-----END CERTIFICATE-----\n`;
+  out.push([`${prefix}_CERT`, pem]);
+  return out;
+}
+
+/**
+ * The mod_ssl / ucspi-ssl superset that qmail-family programs read (SSL_CLIENT_S_DN_CN...):
+ * the peer's certificate under `peer` (CLIENT on a server, SERVER on a client) and our own
+ * under the other name, plus the cipher's key sizes.
+ */
+export function modSslEnv(socket: TLSSocket, peer: "CLIENT" | "SERVER"): [string, string][] {
+  const own = peer === "CLIENT" ? "SERVER" : "CLIENT";
+  const cipher = socket.getCipher() as { name?: string; secretBits?: number } | undefined;
+  const bits = keyBits(cipher?.name ?? "");
+  const out: [string, string][] = [
+    ["SSL_VERSION_INTERFACE", "ucspi-tls"],
+    ["SSL_VERSION_LIBRARY", `OpenSSL ${process.versions.openssl}`],
+    ["SSL_CIPHER_EXPORT", "false"],
+    ["SSL_CIPHER_USEKEYSIZE", String(bits)],
+    ["SSL_CIPHER_ALGKEYSIZE", String(bits)],
+  ];
+  out.push(...certificateEnv(`SSL_${peer}`, socket.getPeerCertificate()));
+  out.push(...certificateEnv(`SSL_${own}`, socket.getCertificate() as PeerCertificate | undefined));
+  return out;
+}
+
+/** The symmetric key size of a cipher suite, from its name (AES_256, CHACHA20 = 256...). */
+function keyBits(name: string): number {
+  if (/CHACHA20|256/.test(name)) return 256;
+  if (/128/.test(name)) return 128;
+  return 0;
+}

@@ -3,7 +3,7 @@ import { UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../ucspi/getopt.ts";
 
 export const USAGE =
-  "tlsc [ -S | -s ] [ -J | -j ] [ -Y | -y ] [ -Z | -z ] [ -v verbosity ] [ -K timeout ] [ -k servername ] [ -6 rfd ] [ -7 wfd ] [ --no-verify-cert ] [ --alpn list ] prog...";
+  "tlsc [ -S | -s ] [ -J | -j ] [ -Y | -y ] [ -Z | -z ] [ -v verbosity ] [ -K timeout ] [ -k servername ] [ -6 rfd ] [ -7 wfd ] [ --no-verify-cert ] [ --alpn list ] [ --mod-ssl ] prog...";
 
 export interface TlscOptions {
   sendClientCert: boolean;
@@ -15,6 +15,8 @@ export interface TlscOptions {
   writeFd: number;
   verify: boolean;
   alpn: string[] | undefined;
+  /** Also export the mod_ssl / ucspi-ssl variables (SSL_SERVER_S_DN_CN...). */
+  modSsl: boolean;
   program: string[];
 }
 
@@ -39,6 +41,7 @@ export function parseTlscArgs(args: readonly string[]): TlscOptions {
       "read-fd=",
       "write-fd=",
       "alpn=",
+      "mod-ssl",
     ],
   });
   const o: TlscOptions = {
@@ -51,6 +54,7 @@ export function parseTlscArgs(args: readonly string[]): TlscOptions {
     writeFd: 7,
     verify: true,
     alpn: undefined,
+    modSsl: false,
     program: [],
   };
   for (const { name, value } of options) {
@@ -96,6 +100,9 @@ export function parseTlscArgs(args: readonly string[]): TlscOptions {
       case "7":
       case "write-fd":
         o.writeFd = number(value, name);
+        break;
+      case "mod-ssl":
+        o.modSsl = true;
         break;
       case "alpn":
         o.alpn = value.split(",").filter(Boolean);

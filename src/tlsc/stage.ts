@@ -10,7 +10,7 @@ import {
   readTrustAnchors,
   trustAnchorsFrom,
 } from "../tls/cert-store.ts";
-import { sessionEnv } from "../tls/peer-env.ts";
+import { modSslEnv, sessionEnv } from "../tls/peer-env.ts";
 import { goodbye, handshake } from "../tls/session.ts";
 import { stripTlsConfig } from "../tlsd/stage.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
@@ -72,6 +72,7 @@ export const tlscStage: Stage = {
       if (value === undefined) delete next[name];
       else next[name] = value;
     }
+    if (options.modSsl) for (const [name, value] of modSslEnv(tls, "SERVER")) next[name] = value;
     if (options.alpn) {
       if (tls.alpnProtocol) next["SSL_ALPN_PROTOCOL"] = tls.alpnProtocol;
       else delete next["SSL_ALPN_PROTOCOL"];

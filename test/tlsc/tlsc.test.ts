@@ -212,3 +212,40 @@ test("usage and configuration errors", async () => {
   assert.equal(noCert.code, 100);
   assert.equal(noCert.stderr, "tlsc: fatal: CERTFILE not set\n");
 });
+
+test("--mod-ssl: the mod_ssl / ucspi-ssl variables about the server", async () => {
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-RHl0", "127.0.0.1", "0", "tlsd", "/bin/echo", "hi"],
+    {
+      env: { PATH, CERTFILE: server.cert, KEYFILE: server.key },
+    },
+  );
+  try {
+    const r = await run(
+      ours("tcpclient"),
+      [
+        "-RH",
+        "127.0.0.1",
+        String(s.port),
+        "tlsc",
+        "--mod-ssl",
+        "-k",
+        "localhost",
+        "/bin/sh",
+        "-c",
+        "env | grep ^SSL_ | sort",
+      ],
+      { env: { PATH, CAFILE: pki.ca.cert } },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^SSL_SERVER_S_DN=\/CN=localhost$/m);
+    assert.match(r.stdout, /^SSL_SERVER_S_DN_CN=localhost$/m);
+    assert.match(r.stdout, /^SSL_SERVER_I_DN_CN=Test CA$/m);
+    assert.match(r.stdout, /^SSL_CIPHER_USEKEYSIZE=(128|256)$/m);
+    assert.match(r.stdout, /^SSL_SERVER_M_SERIAL=\d+$/m);
+    assert.doesNotMatch(r.stdout, /^SSL_CLIENT_/m, "no client certificate was sent");
+  } finally {
+    await s.stop();
+  }
+});
