@@ -2,7 +2,7 @@
 // tcpserver spawns us) and the small native addon (accept loop and posix_spawn).
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, existsSync, statSync, realpathSync } from "node:fs";
+import { mkdirSync, readdirSync, existsSync, statSync, realpathSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -11,17 +11,19 @@ const programs = readdirSync(join(root, "src"))
   .filter((name) => existsSync(join(root, "src", name, "cli.ts")))
   .sort();
 
+// One self-contained file per program: fewer modules to load at start-up, and a program's
+// in-process stages (tcpserver → tlsd → ...) are inlined and initialised only when used.
+rmSync(join(root, "dist"), { recursive: true, force: true });
 await build({
   absWorkingDir: root,
   entryPoints: Object.fromEntries(programs.map((p) => [p, `src/${p}/cli.ts`])),
   outdir: "dist",
   outExtension: { ".js": ".mjs" },
   bundle: true,
-  splitting: true,
+  splitting: false,
   format: "esm",
   platform: "node",
   target: "node24",
-  chunkNames: "chunks/[name]-[hash]",
   // Bundled CommonJS dependencies (pino) need a require of their own inside ESM.
   banner: {
     js: "import { createRequire as __ucspiCreateRequire } from 'node:module'; const require = __ucspiCreateRequire(import.meta.url);",

@@ -48,7 +48,7 @@ export const ACCEPT_KILL_IP_OPTIONS = 2;
 
 let loaded: Native | undefined;
 
-/** The addon, loaded once; sources run from src/ucspi/, bundles from dist/ or dist/chunks/. */
+/** The addon, loaded once; sources run from src/ucspi/, bundles from dist/. */
 export function native(): Native {
   if (loaded) return loaded;
   const here = dirname(fileURLToPath(import.meta.url));
