@@ -185,6 +185,7 @@ if (only("startup")) {
     "hyperfine",
     [
       "-N",
+      "-i",
       "--warmup",
       "5",
       "--runs",
@@ -192,7 +193,7 @@ if (only("startup")) {
       "--export-markdown",
       join(out, "startup.md"),
       `${root}/node_modules/node/bin/node -e 0`,
-      `${bin}/tlsd -Q`,
+      `${bin}/tlsd -Q`, // a usage error: loads the whole program, then exits 100
     ],
     { stdio: "inherit" },
   );

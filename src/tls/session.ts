@@ -19,15 +19,23 @@ export function handshake(
         : undefined;
     const fail = (error: Error) => {
       clearTimeout(timer);
-      reject(new Error(`TLS handshake failed: ${error.message}`));
+      // OpenSSL's own errors (they name their `library`) carry a short `reason`; their message
+      // is an error-queue dump with a newline at the end.
+      const openssl = error as Error & { library?: string; reason?: string };
+      const text = openssl.library && openssl.reason ? openssl.reason : error.message;
+      reject(new Error(`TLS handshake failed: ${text.trim().replace(/\s*\n\s*/g, " ")}`));
     };
     const closed = () => fail(new Error("connection closed"));
     tls.once("error", fail);
     tls.once("close", closed);
+    // A TLSSocket made on a half-open stream does not close at the peer's FIN: only "end" says
+    // that the peer went away before (or without) its hello.
+    tls.once("end", closed);
     tls.once(event, () => {
       clearTimeout(timer);
       tls.off("error", fail);
       tls.off("close", closed);
+      tls.off("end", closed);
       resolve();
     });
   });

@@ -3,13 +3,15 @@ import { UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../ucspi/getopt.ts";
 
 export const USAGE =
-  "tlsd [ -S | -s ] [ -J | -j ] [ -Y | -y ] [ -Z | -z ] [ -v verbosity ] [ -K timeout ] [ -k snilevel ] [ --alpn list ] prog...";
+  "tlsd [ -S | -s ] [ -J | -j ] [ -Y | -y ] [ -Z | -z ] [ -n ] [ -v verbosity ] [ -K timeout ] [ -k snilevel ] [ --alpn list ] prog...";
 
 export interface TlsdOptions {
   closeNotify: boolean;
   enforceCloseNotify: boolean;
   clientCert: "none" | "optional" | "mandatory";
   keepEnv: boolean;
+  /** -n: UCSPI-TLS delayed mode (src/tlsd/delayed.ts): TLS starts when the program asks. */
+  delayed: boolean;
   verbosity: number;
   handshakeTimeoutMs: number;
   sniLevel: number;
@@ -19,7 +21,7 @@ export interface TlsdOptions {
 
 export function parseTlsdArgs(args: readonly string[]): TlsdOptions {
   const { options, rest } = getopt(args, {
-    flags: "SsJjYyZz",
+    flags: "SsJjYyZzn",
     values: "vKk",
     long: [
       "close-notify",
@@ -30,6 +32,7 @@ export function parseTlsdArgs(args: readonly string[]): TlsdOptions {
       "mandatory-client-cert",
       "keep",
       "no-keep",
+      "delayed",
       "verbosity=",
       "handshake-timeout=",
       "sni-level=",
@@ -43,6 +46,7 @@ export function parseTlsdArgs(args: readonly string[]): TlsdOptions {
     enforceCloseNotify: false,
     clientCert: "none",
     keepEnv: false,
+    delayed: false,
     verbosity: 1,
     handshakeTimeoutMs: 0,
     sniLevel: 0,
@@ -82,6 +86,10 @@ export function parseTlsdArgs(args: readonly string[]): TlsdOptions {
       case "z":
       case "no-keep":
         o.keepEnv = false;
+        break;
+      case "n":
+      case "delayed":
+        o.delayed = true;
         break;
       case "v":
       case "verbosity":

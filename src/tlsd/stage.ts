@@ -1,5 +1,6 @@
 // tlsd: TLS on the connection, plaintext to the program it runs, the session in its env.
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { TLSSocket } from "node:tls";
 import { CertStore, storeConfig } from "../tls/cert-store.ts";
 import { sessionEnv } from "../tls/peer-env.ts";
@@ -9,6 +10,7 @@ import { copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { UsageError } from "../ucspi/errors.ts";
 import type { Stage } from "../ucspi/stage.ts";
+import { runDelayed } from "./delayed.ts";
 import { USAGE, parseTlsdArgs } from "./options.ts";
 import type { TlsdOptions } from "./options.ts";
 
@@ -35,7 +37,7 @@ function storeFor(env: Readonly<Env>, options: TlsdOptions): CertStore {
 export function stripTlsConfig(env: Env): void {
   for (const name of Object.keys(env)) {
     if (
-      /^(CADIR|CAFILE|CERTFILE|KEYFILE|TLS_UID|TLS_GID)$/.test(name) ||
+      /^(CADIR|CAFILE|CERTFILE|KEYFILE|CERTDIR|TLS_UID|TLS_GID)$/.test(name) ||
       name.startsWith("CERTFILE:") ||
       name.startsWith("KEYFILE:")
     )
@@ -53,19 +55,8 @@ export const tlsdStage: Stage = {
       throw error;
     }
     const store = storeFor(ctx.env, options);
-    const transport = connectionStream(ctx.connection);
-    const tls = new TLSSocket(transport as Socket, {
-      isServer: true,
-      secureContext: store.contextFor(undefined),
-      SNICallback: (name, done) => {
-        const context = store.contextFor(name);
-        if (context) done(null, context);
-        else done(new Error(`no certificate for ${name}`));
-      },
-      requestCert: options.clientCert !== "none",
-      rejectUnauthorized: options.clientCert === "mandatory",
-      ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
-    });
+    if (options.delayed) return runDelayed(ctx, options, store);
+    const tls = serverTls(connectionStream(ctx.connection), store, options);
     try {
       await handshake(tls, "secure", options.handshakeTimeoutMs);
       checkClientCertificate(tls, options);
@@ -76,14 +67,9 @@ export const tlsdStage: Stage = {
     }
     const env = copyEnv(ctx.env);
     if (!options.keepEnv) stripTlsConfig(env);
-    for (const [name, value] of sessionEnv(tls)) {
+    for (const [name, value] of sessionFacts(tls, options)) {
       if (value === undefined) delete env[name];
       else env[name] = value;
-    }
-    if (options.alpn) {
-      const chosen = tls.alpnProtocol;
-      if (chosen) env["SSL_ALPN_PROTOCOL"] = chosen;
-      else delete env["SSL_ALPN_PROTOCOL"];
     }
     const status = await ctx.next(options.program, env, { stream: tls });
     await goodbye(tls);
@@ -91,9 +77,33 @@ export const tlsdStage: Stage = {
   },
 };
 
+/** The server side of a TLS session on `transport`, with the certificates of `store`. */
+export function serverTls(transport: Duplex, store: CertStore, options: TlsdOptions): TLSSocket {
+  return new TLSSocket(transport as Socket, {
+    isServer: true,
+    secureContext: store.contextFor(undefined),
+    SNICallback: (name, done) => {
+      const context = store.contextFor(name);
+      if (context) done(null, context);
+      else done(new Error(`no certificate for ${name}`));
+    },
+    requestCert: options.clientCert !== "none",
+    rejectUnauthorized: options.clientCert === "mandatory",
+    ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
+  });
+}
+
+/** What the program learns of the session (s6's names, then SSL_ALPN_PROTOCOL with --alpn):
+ * a name with undefined is a fact that is absent. */
+export function sessionFacts(tls: TLSSocket, options: TlsdOptions): [string, string | undefined][] {
+  const facts = sessionEnv(tls);
+  if (options.alpn) facts.push(["SSL_ALPN_PROTOCOL", tls.alpnProtocol || undefined]);
+  return facts;
+}
+
 /** The client certificate policy: tls.Server enforces it itself, a TLSSocket made on its own
  * does not. -y wants a certificate that verifies, -Y one that verifies if one was sent. */
-function checkClientCertificate(tls: TLSSocket, options: TlsdOptions): void {
+export function checkClientCertificate(tls: TLSSocket, options: TlsdOptions): void {
   if (options.clientCert === "none") return;
   const sent = Boolean(tls.getPeerCertificate()?.raw);
   const error = verifyError(tls);

@@ -34,11 +34,37 @@ export async function runChain(
   connection: Connection,
   options: ChainOptions,
 ): Promise<number> {
-  const name = argv[0] ?? "";
-  const file = findProgram(name, env["PATH"]);
-  const stage = ourStage(file);
-  if (stage) return runStage(await stage, [...argv], env, connection, options);
-  return spawnOnConnection(file, argv, env, connection, options);
+  const extraFds = takeExtraFds(connection);
+  let file: string;
+  let stage: ReturnType<typeof ourStage>;
+  try {
+    file = findProgram(argv[0] ?? "", env["PATH"]);
+    stage = ourStage(file);
+  } catch (error) {
+    closeFds(extraFds);
+    throw error;
+  }
+  if (stage) {
+    // Fds of this process would mean nothing to a stage running in it.
+    closeFds(extraFds);
+    return runStage(await stage, [...argv], env, connection, options);
+  }
+  return spawnOnConnection(file, argv, env, connection, options, extraFds);
+}
+
+/** The connection's extra fds (see Connection.extraFds), which the chain owns from now on. */
+function takeExtraFds(connection: Connection): number[] {
+  const fds = connection.extraFds ?? [];
+  delete connection.extraFds;
+  if (fds.some((fd) => fd < 3)) {
+    closeFds(fds.filter((fd) => fd >= 3));
+    throw new Error(`extra fds must be 3 and up, not ${fds.join(",")}`);
+  }
+  return fds;
+}
+
+function closeFds(fds: readonly number[]): void {
+  for (const fd of fds) native().close(fd);
 }
 
 async function runStage(
@@ -74,25 +100,34 @@ function spawnOnConnection(
   env: Env,
   connection: Connection,
   options: ChainOptions,
+  extraFds: readonly number[],
 ): Promise<number> {
   const [read, write] = options.side === "server" ? [0, 1] : [6, 7];
+  // Extra fds keep their numbers: the pairs never overwrite one another's source.
+  const extra = extraFds.flatMap((fd) => [fd, fd]);
   const spawn = (fd: number, onExit: (status: number) => void) => {
     const pid = native().spawn(
       file,
       argv,
       envList(env),
-      [fd, read, fd, write],
+      [fd, read, fd, write, ...extra],
       options.closeOthers ? 3 : -1,
       onExit,
     );
     options.onSpawn?.(pid);
   };
-  if (connection.fd !== undefined) {
-    // The raw socket itself: no relay, no copy.
-    const fd = connection.fd;
-    return new Promise((resolve) => spawn(fd, resolve));
+  try {
+    if (connection.fd !== undefined) {
+      // The raw socket itself: no relay, no copy.
+      const fd = connection.fd;
+      return new Promise((resolve) => spawn(fd, resolve));
+    }
+    return spawnOnStream(connection, spawn);
+  } finally {
+    // Both paths spawn (or fail to) before they return: the program has its own copies now,
+    // and the other ends see EOF when it closes them or exits.
+    closeFds(extraFds);
   }
-  return spawnOnStream(connection, spawn);
 }
 
 /** A transformed connection (TLS) reaches the program through a socketpair and a relay. */

@@ -17,6 +17,12 @@ export interface Connection {
   stream?: Duplex;
   /** The PROXY header tcpserver --proxy read (real addresses, and our resume record TLV). */
   proxy?: ProxyHeader;
+  /** More fds for a spawned program, each under its own number (3 and up), close-on-exec
+   * cleared in the program: tlsd -n's SSLCTLFD, SSLREADFD and SSLWRITEFD. They are handed over
+   * with the connection: runChain takes them off it, closes this process's copies as soon as
+   * the program is spawned (or could not be), and never gives them to one of our stages run
+   * in-process, which could not use them (closed before the stage runs). */
+  extraFds?: number[];
 }
 
 /** Which UCSPI side the connection is on: server programs use fds 0/1, clients fds 6/7. */
