@@ -680,6 +680,20 @@ static napi_value socket_pair(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* dup(fd) -> a new close-on-exec fd for the same open file. */
+static napi_value dup_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value args[1];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t fd;
+  get_int(env, args[0], &fd);
+  int n = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (n < 0) return throw_errno(env, errno, "dup");
+  napi_value result;
+  napi_create_int32(env, n, &result);
+  return result;
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor props[] = {
       {"spawn", NULL, spawn, NULL, NULL, NULL, napi_default, NULL},
@@ -691,6 +705,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"shutdownWrite", NULL, shutdown_write, NULL, NULL, NULL, napi_default, NULL},
       {"recv", NULL, recv_peek, NULL, NULL, NULL, napi_default, NULL},
       {"socketPair", NULL, socket_pair, NULL, NULL, NULL, napi_default, NULL},
+      {"dup", NULL, dup_fd, NULL, NULL, NULL, napi_default, NULL},
       {"whenReadable", NULL, when_readable, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -73,10 +73,9 @@ export const tlscStage: Stage = {
       else next[name] = value;
     }
     if (options.modSsl) for (const [name, value] of modSslEnv(tls, "SERVER")) next[name] = value;
-    if (options.alpn) {
-      if (tls.alpnProtocol) next["SSL_ALPN_PROTOCOL"] = tls.alpnProtocol;
-      else delete next["SSL_ALPN_PROTOCOL"];
-    }
+    // Unset when nothing was negotiated (or --alpn not given): an inherited value never leaks.
+    if (options.alpn && tls.alpnProtocol) next["SSL_ALPN_PROTOCOL"] = tls.alpnProtocol;
+    else delete next["SSL_ALPN_PROTOCOL"];
     const status = await ctx.next(options.program, next, { stream: tls });
     await goodbye(tls);
     return status;

@@ -97,7 +97,8 @@ export function serverTls(transport: Duplex, store: CertStore, options: TlsdOpti
  * a name with undefined is a fact that is absent. */
 export function sessionFacts(tls: TLSSocket, options: TlsdOptions): [string, string | undefined][] {
   const facts = sessionEnv(tls);
-  if (options.alpn) facts.push(["SSL_ALPN_PROTOCOL", tls.alpnProtocol || undefined]);
+  // Unset when nothing was negotiated (or --alpn not given): an inherited value never leaks.
+  facts.push(["SSL_ALPN_PROTOCOL", (options.alpn && tls.alpnProtocol) || undefined]);
   return facts;
 }
 

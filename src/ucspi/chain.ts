@@ -147,17 +147,26 @@ async function spawnOnStream(
   } finally {
     native().close(theirs);
   }
-  const program = new Socket({ fd: ours, readable: true, writable: true, allowHalfOpen: true });
-  const programDone = new Promise<void>((resolve) => {
-    program.once("end", resolve);
-    program.once("close", resolve);
+  // Two handles on two fds of our end: when writing to a program that has exited fails, Node
+  // destroys the writer, and the reader still delivers what the program wrote before it went.
+  const output = new Socket({ fd: ours, readable: true, writable: false, allowHalfOpen: true });
+  const input = new Socket({
+    fd: native().dup(ours),
+    readable: false,
+    writable: true,
+    allowHalfOpen: true,
   });
-  const relayed = relay(stream, program);
+  const programDone = new Promise<void>((resolve) => {
+    output.once("end", resolve);
+    output.once("close", resolve);
+  });
+  const relayed = relay(stream, { source: output, sink: input });
   const status = await exited;
   // As with a program on the socket itself: once it has exited and its output is all out, the
   // connection is over, whatever the peer still sends.
   await Promise.race([relayed, programDone]);
-  program.destroy();
+  output.destroy();
+  input.destroy();
   return status;
 }
 

@@ -37,6 +37,8 @@ export interface Native {
   /** Up to `max` bytes without blocking: undefined when none are there yet, null at EOF.
    * With `consume` false the bytes stay in the socket (MSG_PEEK). */
   recv(fd: number, max: number, consume: boolean): Buffer | undefined | null;
+  /** Another (close-on-exec) fd for the same open file. */
+  dup(fd: number): number;
   /** A connected AF_UNIX stream pair (close-on-exec). */
   socketPair(): [number, number];
   /** Calls back once when fd is readable (or at EOF or error). */

@@ -1,39 +1,55 @@
 // Relays bytes both ways between two duplex streams, with backpressure, and passes a
 // half-close on: when one side ends its writing, the other side's writing is ended too,
 // while the opposite direction goes on until it ends as well.
-import type { Duplex } from "node:stream";
+//
+// A failure ends only its own direction. A program that exits without reading all its input
+// makes writes to it fail (EPIPE) or its socket reset, but what it wrote is still delivered to
+// the peer and the peer's side is still closed properly (TLS: with close_notify).
+import type { Duplex, Readable, Writable } from "node:stream";
 
-/** Resolves once both directions are done, or either side failed (then both are destroyed). */
-export function relay(a: Duplex, b: Duplex): Promise<void> {
+/** One side of a relay: a duplex stream, or a readable and a writable of their own (so that a
+ * failed write, which destroys its stream, does not take the reading side with it). */
+export type RelaySide = Duplex | { source: Readable; sink: Writable };
+
+const halves = (side: RelaySide): [Readable, Writable] =>
+  "source" in side ? [side.source, side.sink] : [side, side];
+
+/** Resolves once both directions are done. */
+export function relay(a: RelaySide, b: RelaySide): Promise<void> {
+  const [aIn, aOut] = halves(a);
+  const [bIn, bOut] = halves(b);
   return new Promise((resolve) => {
     let open = 2;
-    let settled = false;
-    const done = () => {
-      if (!settled) {
-        settled = true;
-        resolve();
-      }
-    };
-    const fail = () => {
-      a.destroy();
-      b.destroy();
-      done();
-    };
-    const oneWay = (from: Duplex, to: Duplex) => {
-      from.pipe(to, { end: true });
-      from.once("end", () => {
-        if (--open === 0) done();
+    const oneWay = (from: Readable, to: Writable) => {
+      let finished = false;
+      const finish = () => {
+        finished = true;
+        if (--open === 0) resolve();
+      };
+      // The source ended (or broke): pass the end on, as a half-close.
+      const ended = () => {
+        if (finished) return;
+        from.unpipe(to);
+        if (!to.destroyed && !to.writableEnded) to.end();
+        finish();
+      };
+      // The destination cannot take more: drop the rest of this direction only.
+      const refused = () => {
+        if (finished) return;
+        from.unpipe(to);
+        from.resume();
+        finish();
+      };
+      from.pipe(to, { end: false });
+      from.once("end", ended);
+      from.once("close", ended);
+      from.on("error", ended);
+      to.on("error", refused);
+      to.once("close", () => {
+        if (!finished && !to.writableFinished) refused();
       });
     };
-    a.once("error", fail);
-    b.once("error", fail);
-    a.once("close", () => {
-      if (open > 0) fail();
-    });
-    b.once("close", () => {
-      if (open > 0) fail();
-    });
-    oneWay(a, b);
-    oneWay(b, a);
+    oneWay(aIn, bOut);
+    oneWay(bIn, aOut);
   });
 }

@@ -1,0 +1,197 @@
+// Helpers for the interop and stress tests: stunnel4 as a peer, free ports, listening sockets
+// and processes as /proc shows them (children, zombies included; open fds; resident memory).
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { readFileSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
+import type { ConnectionOptions } from "node:tls";
+import { waitFor } from "./server.ts";
+
+/** A port that was free a moment ago on `host` (for programs that cannot listen on port 0). */
+export async function freePort(host = "127.0.0.1"): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, host, resolve));
+  const { port } = s.address() as AddressInfo;
+  await new Promise((resolve) => s.close(resolve));
+  return port;
+}
+
+/** Whether some socket listens on TCP `port` (any address, IPv4 or IPv6), per /proc/net. */
+export function isListening(port: number): boolean {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text = "";
+    try {
+      text = readFileSync(table, "latin1");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields[1]?.endsWith(hex) && fields[3] === "0A") return true;
+    }
+  }
+  return false;
+}
+
+export interface Stunnel {
+  /** The port of its `accept`. */
+  port: number;
+  child: ChildProcess;
+  /** Its log (stderr) so far. */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs stunnel4 in the foreground with one service: `service` lines (without `accept`, which is
+ * a free port on 127.0.0.1) under `[name]`, the config file in `dir`. Resolves once it listens.
+ */
+export async function startStunnel(
+  dir: string,
+  name: string,
+  service: Record<string, string>,
+): Promise<Stunnel> {
+  const port = await freePort();
+  const config = join(dir, `${name}.conf`);
+  const lines = [
+    "foreground = yes",
+    "pid =",
+    "debug = 5",
+    `[${name}]`,
+    `accept = 127.0.0.1:${port}`,
+    ...Object.entries(service).map(([k, v]) => `${k} = ${v}`),
+  ];
+  writeFileSync(config, `${lines.join("\n")}\n`);
+  const child = spawn("/usr/bin/stunnel4", [config], { stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  child.stderr?.setEncoding("latin1");
+  child.stderr?.on("data", (s: string) => (log += s));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+    await exited;
+  };
+  try {
+    await waitFor(
+      () => (child.exitCode !== null || isListening(port) ? true : undefined),
+      10_000,
+      () => `stunnel4 never listened on ${port}:\n${log}`,
+    );
+    if (child.exitCode !== null) throw new Error(`stunnel4 exited ${child.exitCode}:\n${log}`);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { port, child, log: () => log, stop };
+}
+
+export interface ProcInfo {
+  pid: number;
+  /** R, S, D, Z (zombie), ... */
+  state: string;
+  comm: string;
+}
+
+/** The processes whose parent is `pid` (zombies included), from /proc/N/stat. */
+export function childrenOf(pid: number): ProcInfo[] {
+  const found: ProcInfo[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "latin1");
+    } catch {
+      continue; // gone meanwhile
+    }
+    // pid (comm) state ppid ...; comm may hold spaces and parentheses.
+    const close = stat.lastIndexOf(")");
+    const [state, ppid] = stat.slice(close + 2).split(" ");
+    if (Number(ppid) === pid) {
+      found.push({
+        pid: Number(entry),
+        state: state ?? "?",
+        comm: stat.slice(stat.indexOf("(") + 1, close),
+      });
+    }
+  }
+  return found;
+}
+
+/** Every descendant of `pid` (children, their children, ...). */
+export function descendantsOf(pid: number): ProcInfo[] {
+  const all: ProcInfo[] = [];
+  const queue = [pid];
+  for (let i = 0; i < queue.length && i < 10_000; i++) {
+    for (const child of childrenOf(queue[i] as number)) {
+      all.push(child);
+      queue.push(child.pid);
+    }
+  }
+  return all;
+}
+
+/** The open file descriptors of `pid`: fd number → what readlink shows (socket:[N], a path). */
+export function openFds(pid: number): Map<number, string> {
+  const fds = new Map<number, string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let target = "?";
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      // closed meanwhile
+    }
+    fds.set(Number(fd), target);
+  }
+  return fds;
+}
+
+/** Resident set size of `pid`, in KiB (VmRSS of /proc/N/status). */
+export function rssKiB(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "latin1"));
+  if (!m) throw new Error(`no VmRSS for ${pid}`);
+  return Number(m[1]);
+}
+
+/** One TLS connection: handshake, read until EOF, and what was read (latin1). */
+export function tlsFetch(options: ConnectionOptions, input = ""): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect(options);
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no EOF from ${options.host}:${options.port}`));
+    }, 15_000);
+    socket.on("secureConnect", () => socket.end(input));
+    socket.on("data", (b: Buffer) => chunks.push(b));
+    socket.on("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    socket.on("end", () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString("latin1"));
+    });
+  });
+}
+
+/** Runs `task(i)` for i in [0, count), at most `width` at a time; the results in order. */
+export async function pool<T>(
+  count: number,
+  width: number,
+  task: (i: number) => Promise<T>,
+): Promise<T[]> {
+  const results: T[] = new Array<T>(count);
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      results[i] = await task(i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, count) }, worker));
+  return results;
+}
