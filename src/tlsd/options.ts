@@ -3,7 +3,7 @@ import { UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../ucspi/getopt.ts";
 
 export const USAGE =
-  "tlsd [ -S | -s ] [ -J | -j ] [ -Y | -y ] [ -Z | -z ] [ -n ] [ -v verbosity ] [ -K timeout ] [ -k snilevel ] [ --alpn list ] prog...";
+  "tlsd [ -S | -s ] [ -J | -j ] [ -Y | -y ] [ -Z | -z ] [ -n ] [ -v verbosity ] [ -K timeout ] [ -k snilevel ] [ --alpn list ] [ --mod-ssl ] prog...";
 
 export interface TlsdOptions {
   closeNotify: boolean;
@@ -16,6 +16,8 @@ export interface TlsdOptions {
   handshakeTimeoutMs: number;
   sniLevel: number;
   alpn: string[] | undefined;
+  /** Also export the mod_ssl / ucspi-ssl variables (SSL_CLIENT_S_DN_CN...). */
+  modSsl: boolean;
   program: string[];
 }
 
@@ -39,6 +41,7 @@ export function parseTlsdArgs(args: readonly string[]): TlsdOptions {
       "sni",
       "mandatory-sni",
       "alpn=",
+      "mod-ssl",
     ],
   });
   const o: TlsdOptions = {
@@ -51,6 +54,7 @@ export function parseTlsdArgs(args: readonly string[]): TlsdOptions {
     handshakeTimeoutMs: 0,
     sniLevel: 0,
     alpn: undefined,
+    modSsl: false,
     program: [],
   };
   for (const { name, value } of options) {
@@ -108,6 +112,9 @@ export function parseTlsdArgs(args: readonly string[]): TlsdOptions {
         break;
       case "mandatory-sni":
         o.sniLevel = 2;
+        break;
+      case "mod-ssl":
+        o.modSsl = true;
         break;
       case "alpn":
         o.alpn = value.split(",").filter(Boolean);

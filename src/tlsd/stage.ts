@@ -3,7 +3,7 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { TLSSocket } from "node:tls";
 import { CertStore, storeConfig } from "../tls/cert-store.ts";
-import { sessionEnv } from "../tls/peer-env.ts";
+import { modSslEnv, sessionEnv } from "../tls/peer-env.ts";
 import { goodbye, handshake } from "../tls/session.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { copyEnv } from "../ucspi/env.ts";
@@ -93,12 +93,13 @@ export function serverTls(transport: Duplex, store: CertStore, options: TlsdOpti
   });
 }
 
-/** What the program learns of the session (s6's names, then SSL_ALPN_PROTOCOL with --alpn):
+/** What the program learns of the session (s6's names, SSL_ALPN_PROTOCOL, the mod_ssl set):
  * a name with undefined is a fact that is absent. */
 export function sessionFacts(tls: TLSSocket, options: TlsdOptions): [string, string | undefined][] {
   const facts = sessionEnv(tls);
   // Unset when nothing was negotiated (or --alpn not given): an inherited value never leaks.
   facts.push(["SSL_ALPN_PROTOCOL", (options.alpn && tls.alpnProtocol) || undefined]);
+  if (options.modSsl) facts.push(...modSslEnv(tls, "CLIENT"));
   return facts;
 }
 

@@ -335,3 +335,32 @@ test("a certificate replaced on disk is used for new connections; running ones g
     await s.stop();
   }
 });
+
+test("--mod-ssl: the mod_ssl / ucspi-ssl variables qmail-family programs read", async () => {
+  const alice = pki.client("alice-modssl");
+  const s = await startServer(
+    ours("tcpserver"),
+    [
+      "-RHl0",
+      "127.0.0.1",
+      "0",
+      "tlsd",
+      "-y",
+      "--mod-ssl",
+      "/bin/sh",
+      "-c",
+      "env | grep -E '^SSL_(CLIENT|SERVER)_(S|I)_DN' | sort; echo END",
+    ],
+    { env: serverEnv({ CAFILE: pki.ca.cert }) },
+  );
+  try {
+    const r = await pythonClient(s.port, { cert: alice.cert, key: alice.key });
+    assert.match(r.stdout, /^SSL_CLIENT_S_DN=\/C=FR\/O=Test Org\/CN=alice-modssl$/m);
+    assert.match(r.stdout, /^SSL_CLIENT_S_DN_CN=alice-modssl$/m);
+    assert.match(r.stdout, /^SSL_CLIENT_S_DN_O=Test Org$/m);
+    assert.match(r.stdout, /^SSL_CLIENT_I_DN_CN=Test CA$/m);
+    assert.match(r.stdout, /^SSL_SERVER_S_DN_CN=localhost$/m);
+  } finally {
+    await s.stop();
+  }
+});
