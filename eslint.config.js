@@ -14,7 +14,7 @@ export default tseslint.config(
   },
   {
     files: ["src/**/*.ts"],
-    ignores: ["src/**/cli.ts", "src/ucspi/main.ts"],
+    ignores: ["src/**/cli.ts", "src/ucspi/main.ts", "src/ucspi/main-stage.ts"],
     rules: {
       "no-restricted-properties": [
         "error",

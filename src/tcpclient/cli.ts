@@ -1,6 +1,5 @@
 // tcpclient: connect, then run the program with the socket on fds 6 and 7. The only file of
 // tcpclient that touches process globals.
-import { writeSync } from "node:fs";
 import { isIP } from "node:net";
 import { connectionEnv, parseClientHost, parsePort } from "../ucspi/address.ts";
 import { runChain } from "../ucspi/chain.ts";
@@ -8,21 +7,13 @@ import { resolveHostAddresses, reverseName } from "../ucspi/dns.ts";
 import { applyEnv, startEnv } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { identQuery } from "../ucspi/ident.ts";
-import { passOnStatus, reportError } from "../ucspi/main.ts";
+import { passOnStatus, reportError, writeStderr } from "../ucspi/main.ts";
 import { connectInTurn, socketFd } from "./connect.ts";
 import { USAGE, parseClientArgs } from "./options.ts";
 import type { ClientOptions } from "./options.ts";
 
 const DNS_TIMEOUT_MS = 30_000;
 const FORWARDED: NodeJS.Signals[] = ["SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGALRM"];
-
-const writeStderr = (line: string) => {
-  try {
-    writeSync(2, line);
-  } catch {
-    // stderr gone.
-  }
-};
 
 async function main(): Promise<number> {
   const options = parseClientArgs(process.argv.slice(2));

@@ -12,18 +12,10 @@ import {
 } from "node:fs";
 import { cdbMake } from "../ucspi/cdb.ts";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
-import { reportError } from "../ucspi/main.ts";
+import { reportError, writeStderr } from "../ucspi/main.ts";
 import { RuleLineError, parseRuleLines } from "../ucspi/tcprules-parse.ts";
 
 const USAGE = "tcprules rules.cdb rules.tmp";
-
-const writeStderr = (text: string | Buffer) => {
-  try {
-    writeSync(2, typeof text === "string" ? Buffer.from(text) : text);
-  } catch {
-    // stderr gone.
-  }
-};
 
 /** All of stdin, read with read(2) as djb does (so a directory on stdin is an error). */
 async function readInput(): Promise<Buffer> {

@@ -3,19 +3,11 @@
 import { writeSync } from "node:fs";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { startEnv } from "../ucspi/env.ts";
-import { reportError } from "../ucspi/main.ts";
+import { reportError, writeStderr } from "../ucspi/main.ts";
 import { findRule, readRulesFile, ruleItems } from "../ucspi/rules.ts";
 import type { RuleMatch } from "../ucspi/rules.ts";
 
 const USAGE = "tcprulescheck rules.cdb";
-
-const writeStderr = (line: string) => {
-  try {
-    writeSync(2, line);
-  } catch {
-    // stderr gone.
-  }
-};
 
 /** djb's report: the rule, its variables in order, then allow, or deny at the first `D` item. */
 function report(match: RuleMatch | undefined): Buffer {

@@ -8,20 +8,12 @@ import { resolveHostAddresses } from "../ucspi/dns.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { startEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
-import { reportError } from "../ucspi/main.ts";
+import { reportError, writeStderr } from "../ucspi/main.ts";
 import { native } from "../ucspi/native.ts";
 import { jsonLog, textLog } from "./log.ts";
 import { USAGE, parseServerArgs, workerLimit } from "./options.ts";
 import type { ServerOptions } from "./options.ts";
 import { serve } from "./server.ts";
-
-const writeStderr = (line: string) => {
-  try {
-    writeSync(2, line);
-  } catch {
-    // stderr gone: nothing better to do with the line.
-  }
-};
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -1,5 +1,6 @@
 // What every cli.ts shares: turn a thrown error into one stderr line and an exit code, and end
 // the process the way the program it ran ended.
+import { writeSync } from "node:fs";
 import { constants } from "node:os";
 import { FatalError, UsageError } from "./errors.ts";
 
@@ -44,4 +45,13 @@ export function passOnStatus(status: number): number {
 function signalName(signal: number): NodeJS.Signals {
   const found = Object.entries(osConstants.signals).find(([, n]) => n === signal);
   return (found?.[0] ?? "SIGTERM") as NodeJS.Signals;
+}
+
+/** One line to fd 2, written at once; a closed stderr loses the line, nothing more. */
+export function writeStderr(line: string | Buffer): void {
+  try {
+    writeSync(2, typeof line === "string" ? Buffer.from(line) : line);
+  } catch {
+    // stderr gone: nothing better to do with the line.
+  }
 }

@@ -1,0 +1,44 @@
+// What the cli.ts of every stage program shares (tlsd, tlsc, ucspi-demo): run the stage on
+// fds 0/1 or 6/7 as a process of its own, and end as the chain's last program ended.
+import { runChain } from "./chain.ts";
+import { startEnv } from "./env.ts";
+import { passOnStatus, reportError, writeStderr } from "./main.ts";
+import type { Side, Stage } from "./stage.ts";
+import { stdioConnection } from "./stdio-connection.ts";
+
+export interface StageProgram {
+  name: string;
+  side: Side;
+  usage?: string;
+  stage: Stage;
+  /** Checks the command line; runs before the connection's fds are touched. */
+  check?: (args: readonly string[]) => void;
+  /** The connection's fds, when not the side's usual pair (tlsc -6/-7). */
+  fds?: (args: readonly string[]) => [number, number];
+}
+
+/** Runs a stage as a program of its own (under a foreign tcpserver or tcpclient): its
+ * connection is fds 0/1 or 6/7, and the process ends as the chain's last program ended. */
+export function runStageProgram(p: StageProgram): void {
+  const args = process.argv.slice(2);
+  const main = (): Promise<number> => {
+    p.check?.(args);
+    return p.stage.run({
+      argv: process.argv.slice(1),
+      env: startEnv(process.env),
+      connection: stdioConnection(p.side, p.fds?.(args)),
+      side: p.side,
+      log: writeStderr,
+      next: (argv, env, connection) =>
+        runChain(argv, env, connection, { side: p.side, log: writeStderr, closeOthers: false }),
+    });
+  };
+  new Promise<number>((resolve) => resolve(main())).then(
+    (status) => {
+      process.exitCode = passOnStatus(status);
+    },
+    (error: unknown) => {
+      process.exitCode = reportError(p.name, error, writeStderr, p.usage);
+    },
+  );
+}
