@@ -1,6 +1,8 @@
 // What a TLS layer tells the next program about the session, in s6-tlsd's names.
 import { createHash } from "node:crypto";
 import type { PeerCertificate, TLSSocket } from "node:tls";
+import type { Env } from "../ucspi/env.ts";
+import type { CommonTlsOptions } from "./options.ts";
 
 /** s6's subject form: the six RDNs it knows, in its order, with RFC 4514 escaping. */
 export function s6Subject(subject: PeerCertificate["subject"]): string {
@@ -110,4 +112,40 @@ function keyBits(name: string): number {
   if (/CHACHA20|256/.test(name)) return 256;
   if (/128/.test(name)) return 128;
   return 0;
+}
+
+/** The TLS configuration variables, which the program never sees unless -Z. */
+export function stripTlsConfig(env: Env): void {
+  for (const name of Object.keys(env)) {
+    if (
+      /^(CADIR|CAFILE|CERTFILE|KEYFILE|CERTDIR|TLS_UID|TLS_GID)$/.test(name) ||
+      name.startsWith("CERTFILE:") ||
+      name.startsWith("KEYFILE:")
+    )
+      delete env[name];
+  }
+}
+
+/**
+ * What the program learns of the session: s6's names, SSL_ALPN_PROTOCOL (unset when nothing
+ * was negotiated or --alpn not given, so an inherited value never leaks), and with --mod-ssl
+ * the mod_ssl set, the peer's certificate under `peer`. Undefined = a fact that is absent.
+ */
+export function tlsFacts(
+  tls: TLSSocket,
+  options: Pick<CommonTlsOptions, "alpn" | "modSsl">,
+  peer: "CLIENT" | "SERVER",
+): [string, string | undefined][] {
+  const facts = sessionEnv(tls);
+  facts.push(["SSL_ALPN_PROTOCOL", (options.alpn && tls.alpnProtocol) || undefined]);
+  if (options.modSsl) facts.push(...modSslEnv(tls, peer));
+  return facts;
+}
+
+/** Sets the facts that are present and unsets the absent ones. */
+export function applyFacts(env: Env, facts: readonly [string, string | undefined][]): void {
+  for (const [name, value] of facts) {
+    if (value === undefined) delete env[name];
+    else env[name] = value;
+  }
 }

@@ -10,9 +10,8 @@ import {
   readTrustAnchors,
   trustAnchorsFrom,
 } from "../tls/cert-store.ts";
-import { modSslEnv, sessionEnv } from "../tls/peer-env.ts";
+import { applyFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
 import { goodbye, handshake } from "../tls/session.ts";
-import { stripTlsConfig } from "../tlsd/stage.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { copyEnv } from "../ucspi/env.ts";
 import { FatalError, UsageError } from "../ucspi/errors.ts";
@@ -68,14 +67,7 @@ export const tlscStage: Stage = {
     }
     const next = copyEnv(env);
     if (!options.keepEnv) stripTlsConfig(next);
-    for (const [name, value] of sessionEnv(tls)) {
-      if (value === undefined) delete next[name];
-      else next[name] = value;
-    }
-    if (options.modSsl) for (const [name, value] of modSslEnv(tls, "SERVER")) next[name] = value;
-    // Unset when nothing was negotiated (or --alpn not given): an inherited value never leaks.
-    if (options.alpn && tls.alpnProtocol) next["SSL_ALPN_PROTOCOL"] = tls.alpnProtocol;
-    else delete next["SSL_ALPN_PROTOCOL"];
+    applyFacts(next, tlsFacts(tls, options, "SERVER"));
     const status = await ctx.next(options.program, next, { stream: tls });
     await goodbye(tls);
     return status;

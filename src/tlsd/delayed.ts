@@ -33,7 +33,8 @@ import { native } from "../ucspi/native.ts";
 import { relay } from "../ucspi/relay.ts";
 import type { StageContext } from "../ucspi/stage.ts";
 import type { TlsdOptions } from "./options.ts";
-import { checkClientCertificate, serverTls, sessionFacts, stripTlsConfig } from "./stage.ts";
+import { stripTlsConfig } from "../tls/peer-env.ts";
+import { checkClientCertificate, serverTls, sessionFacts } from "./stage.ts";
 
 /** What tlsd would say about a session: never inherited by a program that has none yet. */
 const SESSION_NAMES = [

@@ -3,7 +3,7 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { TLSSocket } from "node:tls";
 import { CertStore, storeConfig } from "../tls/cert-store.ts";
-import { modSslEnv, sessionEnv } from "../tls/peer-env.ts";
+import { applyFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
 import { goodbye, handshake } from "../tls/session.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { copyEnv } from "../ucspi/env.ts";
@@ -33,18 +33,6 @@ function storeFor(env: Readonly<Env>, options: TlsdOptions): CertStore {
   return store;
 }
 
-/** The TLS configuration variables, which the program never sees unless -Z. */
-export function stripTlsConfig(env: Env): void {
-  for (const name of Object.keys(env)) {
-    if (
-      /^(CADIR|CAFILE|CERTFILE|KEYFILE|CERTDIR|TLS_UID|TLS_GID)$/.test(name) ||
-      name.startsWith("CERTFILE:") ||
-      name.startsWith("KEYFILE:")
-    )
-      delete env[name];
-  }
-}
-
 export const tlsdStage: Stage = {
   async run(ctx) {
     let options: TlsdOptions;
@@ -67,10 +55,7 @@ export const tlsdStage: Stage = {
     }
     const env = copyEnv(ctx.env);
     if (!options.keepEnv) stripTlsConfig(env);
-    for (const [name, value] of sessionFacts(tls, options)) {
-      if (value === undefined) delete env[name];
-      else env[name] = value;
-    }
+    applyFacts(env, sessionFacts(tls, options));
     const status = await ctx.next(options.program, env, { stream: tls });
     await goodbye(tls);
     return status;
@@ -93,14 +78,9 @@ export function serverTls(transport: Duplex, store: CertStore, options: TlsdOpti
   });
 }
 
-/** What the program learns of the session (s6's names, SSL_ALPN_PROTOCOL, the mod_ssl set):
- * a name with undefined is a fact that is absent. */
+/** What the program learns of the session; the client's certificate is the peer's. */
 export function sessionFacts(tls: TLSSocket, options: TlsdOptions): [string, string | undefined][] {
-  const facts = sessionEnv(tls);
-  // Unset when nothing was negotiated (or --alpn not given): an inherited value never leaks.
-  facts.push(["SSL_ALPN_PROTOCOL", (options.alpn && tls.alpnProtocol) || undefined]);
-  if (options.modSsl) facts.push(...modSslEnv(tls, "CLIENT"));
-  return facts;
+  return tlsFacts(tls, options, "CLIENT");
 }
 
 /** The client certificate policy: tls.Server enforces it itself, a TLSSocket made on its own
