@@ -3,6 +3,7 @@
 import { isIP } from "node:net";
 import { connectionEnv, parseClientHost, parsePort } from "../ucspi/address.ts";
 import { runChain } from "../ucspi/chain.ts";
+import { dropOwnPrivileges } from "../ucspi/privileges.ts";
 import { resolveHostAddresses, reverseName } from "../ucspi/dns.ts";
 import { applyEnv, startEnv } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
@@ -83,6 +84,7 @@ async function main(): Promise<number> {
         side: "client",
         log: writeStderr,
         closeOthers: false,
+        dropPrivileges: dropOwnPrivileges,
         onSpawn: (pid) => {
           child = pid;
           // The program has its own copy of the socket now.

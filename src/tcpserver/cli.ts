@@ -10,6 +10,7 @@ import { startEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { reportError, writeStderr } from "../ucspi/main.ts";
 import { native } from "../ucspi/native.ts";
+import { setIds } from "../ucspi/privileges.ts";
 import { jsonLog, textLog } from "./log.ts";
 import { USAGE, parseServerArgs, workerLimit } from "./options.ts";
 import type { ServerOptions } from "./options.ts";
@@ -105,21 +106,8 @@ function listenOn(address: string, port: number, options: ServerOptions): number
 }
 
 /** After binding, as djb does: only non-zero ids are acted on (-g 0 and -u 0 change nothing). */
-function dropPrivileges(options: ServerOptions) {
-  const { gid, uid } = options;
-  try {
-    if (gid) {
-      process.setgroups?.([gid]);
-      process.setgid?.(gid);
-    }
-  } catch (error) {
-    throw new FatalError(`unable to set gid: ${causeText(error)}`);
-  }
-  try {
-    if (uid) process.setuid?.(uid);
-  } catch (error) {
-    throw new FatalError(`unable to set uid: ${causeText(error)}`);
-  }
+function dropPrivileges({ gid, uid }: ServerOptions) {
+  setIds({ ...(gid ? { gid } : {}), ...(uid ? { uid } : {}) });
 }
 
 main().catch((error: unknown) => {

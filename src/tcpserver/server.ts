@@ -3,6 +3,7 @@
 import { writeSync } from "node:fs";
 import { connectionEnv, unmapIPv4 } from "../ucspi/address.ts";
 import { exitStatus, runChain } from "../ucspi/chain.ts";
+import { refuseSharedPrivileges } from "../ucspi/privileges.ts";
 import { forwardConfirms, reverseName } from "../ucspi/dns.ts";
 import { applyEnv, copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
@@ -267,6 +268,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
         side: "server",
         log: deps.stderr,
         closeOthers: true,
+        dropPrivileges: refuseSharedPrivileges,
         onSpawn: announce,
       });
     } catch (error) {

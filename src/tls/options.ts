@@ -8,6 +8,10 @@ export interface CommonTlsOptions {
   alpn: string[] | undefined;
   /** Also export the mod_ssl / ucspi-ssl variables (SSL_CLIENT_S_DN_CN...). */
   modSsl: boolean;
+  /** -S (default) / -s: end with close_notify / with a bare TCP half-close. */
+  closeNotify: boolean;
+  /** -J / -j (default): the peer's FIN without close_notify is fatal / normal. */
+  enforceCloseNotify: boolean;
 }
 
 /** Long names of the shared options, for getopt. */
@@ -30,11 +34,30 @@ export const COMMON_TLS_DEFAULTS: CommonTlsOptions = {
   handshakeTimeoutMs: 0,
   alpn: undefined,
   modSsl: false,
+  closeNotify: true,
+  enforceCloseNotify: false,
 };
 
-/** Applies one of -Z/-z, -v, -K, --alpn, --mod-ssl; false when `name` is not one of them. */
+/** Applies one of -S/-s, -J/-j, -Z/-z, -v, -K, --alpn, --mod-ssl; false when `name` is not
+ * one of them. */
 export function applyCommonTlsOption(o: CommonTlsOptions, name: string, value: string): boolean {
   switch (name) {
+    case "S":
+    case "close-notify":
+      o.closeNotify = true;
+      return true;
+    case "s":
+    case "no-close-notify":
+      o.closeNotify = false;
+      return true;
+    case "J":
+    case "enforce-close-notify":
+      o.enforceCloseNotify = true;
+      return true;
+    case "j":
+    case "no-enforce-close-notify":
+      o.enforceCloseNotify = false;
+      return true;
     case "Z":
     case "keep":
       o.keepEnv = true;

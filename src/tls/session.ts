@@ -41,8 +41,10 @@ export function handshake(
   });
 }
 
-/** Ends the session (close_notify, then FIN) and waits a little for the peer to close too. */
-export function goodbye(tls: TLSSocket): Promise<void> {
+/** Ends the session (close_notify, then FIN) and waits a little for the peer to close too.
+ * `halfClosed`: the program's end was passed on as a bare TCP half-close already (-s), so no
+ * close_notify follows; the peer's end, or the grace time, closes the session. */
+export function goodbye(tls: TLSSocket, halfClosed = false): Promise<void> {
   return new Promise((resolve) => {
     if (tls.destroyed) return resolve();
     const timer = setTimeout(() => {
@@ -54,7 +56,8 @@ export function goodbye(tls: TLSSocket): Promise<void> {
       resolve();
     });
     tls.on("error", () => tls.destroy());
-    tls.end();
+    if (halfClosed) tls.once("end", () => tls.destroy());
+    else tls.end();
     tls.resume();
   });
 }

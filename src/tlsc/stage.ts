@@ -10,11 +10,13 @@ import {
   readTrustAnchors,
   trustAnchorsFrom,
 } from "../tls/cert-store.ts";
+import { MISSING_CLOSE_NOTIFY, closePolicy } from "../tls/close-policy.ts";
 import { applyFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
 import { goodbye, handshake } from "../tls/session.ts";
-import { connectionStream, exitStatus } from "../ucspi/chain.ts";
+import { exitStatus } from "../ucspi/chain.ts";
 import { copyEnv } from "../ucspi/env.ts";
 import { FatalError, UsageError } from "../ucspi/errors.ts";
+import { tlsIds } from "../ucspi/privileges.ts";
 import type { Stage } from "../ucspi/stage.ts";
 import { USAGE, parseTlscArgs } from "./options.ts";
 import type { TlscOptions } from "./options.ts";
@@ -46,14 +48,16 @@ export const tlscStage: Stage = {
         key: readOrFail(filePath(key), "key"),
       };
     }
-    const transport = connectionStream(ctx.connection);
+    const ca = anchors ? readTrustAnchors(anchors) : defaultAnchors();
+    ctx.dropPrivileges(tlsIds(env));
+    const policy = closePolicy(ctx.connection, options);
     const tls = connect({
-      socket: transport as Socket,
+      socket: policy.transport as Socket,
       ...(serverName && !isIP(serverName) ? { servername: serverName } : {}),
       minVersion: "TLSv1.2",
       ecdhCurve: GROUPS,
       rejectUnauthorized: options.verify,
-      ca: anchors ? readTrustAnchors(anchors) : defaultAnchors(),
+      ca,
       ...(client ?? {}),
       ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
       checkServerIdentity: (host, cert) => checkServerIdentity(serverName ?? address ?? host, cert),
@@ -68,9 +72,14 @@ export const tlscStage: Stage = {
     const next = copyEnv(env);
     if (!options.keepEnv) stripTlsConfig(next);
     applyFacts(next, tlsFacts(tls, options, "SERVER"));
-    const status = await ctx.next(options.program, next, { stream: tls });
-    await goodbye(tls);
-    return status;
+    let truncated = false;
+    const stream = policy.attach(tls, () => {
+      truncated = true;
+      ctx.log(`tlsc: fatal: ${MISSING_CLOSE_NOTIFY}\n`);
+    });
+    const status = await ctx.next(options.program, next, { stream });
+    await goodbye(tls, !options.closeNotify);
+    return truncated ? exitStatus(EXIT_TLS) : status;
   },
 };
 

@@ -13,8 +13,6 @@ export const USAGE =
   "tlsd [ -S | -s ] [ -J | -j ] [ -Y | -y ] [ -Z | -z ] [ -n ] [ -v verbosity ] [ -K timeout ] [ -k snilevel ] [ --alpn list ] [ --mod-ssl ] prog...";
 
 export interface TlsdOptions extends CommonTlsOptions {
-  closeNotify: boolean;
-  enforceCloseNotify: boolean;
   clientCert: "none" | "optional" | "mandatory";
   /** -n: UCSPI-TLS delayed mode (src/tlsd/delayed.ts): TLS starts when the program asks. */
   delayed: boolean;
@@ -38,8 +36,6 @@ export function parseTlsdArgs(args: readonly string[]): TlsdOptions {
   });
   const o: TlsdOptions = {
     ...COMMON_TLS_DEFAULTS,
-    closeNotify: false,
-    enforceCloseNotify: false,
     clientCert: "none",
     delayed: false,
     sniLevel: 0,
@@ -48,22 +44,6 @@ export function parseTlsdArgs(args: readonly string[]): TlsdOptions {
   for (const { name, value } of options) {
     if (applyCommonTlsOption(o, name, value)) continue;
     switch (name) {
-      case "S":
-      case "close-notify":
-        o.closeNotify = true;
-        break;
-      case "s":
-      case "no-close-notify":
-        o.closeNotify = false;
-        break;
-      case "J":
-      case "enforce-close-notify":
-        o.enforceCloseNotify = true;
-        break;
-      case "j":
-      case "no-enforce-close-notify":
-        o.enforceCloseNotify = false;
-        break;
       case "Y":
       case "client-cert":
         o.clientCert = "optional";

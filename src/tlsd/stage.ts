@@ -3,12 +3,14 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { TLSSocket } from "node:tls";
 import { CertStore, storeConfig } from "../tls/cert-store.ts";
+import { MISSING_CLOSE_NOTIFY, closePolicy } from "../tls/close-policy.ts";
 import { applyFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
 import { goodbye, handshake } from "../tls/session.ts";
-import { connectionStream, exitStatus } from "../ucspi/chain.ts";
+import { exitStatus } from "../ucspi/chain.ts";
 import { copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { UsageError } from "../ucspi/errors.ts";
+import { tlsIds } from "../ucspi/privileges.ts";
 import type { Stage } from "../ucspi/stage.ts";
 import { runDelayed } from "./delayed.ts";
 import { USAGE, parseTlsdArgs } from "./options.ts";
@@ -43,8 +45,11 @@ export const tlsdStage: Stage = {
       throw error;
     }
     const store = storeFor(ctx.env, options);
+    // As s6-tlsd: the keys are loaded, nothing more needs root.
+    ctx.dropPrivileges(tlsIds(ctx.env));
     if (options.delayed) return runDelayed(ctx, options, store);
-    const tls = serverTls(connectionStream(ctx.connection), store, options);
+    const policy = closePolicy(ctx.connection, options);
+    const tls = serverTls(policy.transport, store, options);
     try {
       await handshake(tls, "secure", options.handshakeTimeoutMs);
       checkClientCertificate(tls, options);
@@ -56,9 +61,14 @@ export const tlsdStage: Stage = {
     const env = copyEnv(ctx.env);
     if (!options.keepEnv) stripTlsConfig(env);
     applyFacts(env, sessionFacts(tls, options));
-    const status = await ctx.next(options.program, env, { stream: tls });
-    await goodbye(tls);
-    return status;
+    let truncated = false;
+    const stream = policy.attach(tls, () => {
+      truncated = true;
+      ctx.log(`tlsd: fatal: ${MISSING_CLOSE_NOTIFY}\n`);
+    });
+    const status = await ctx.next(options.program, env, { stream });
+    await goodbye(tls, !options.closeNotify);
+    return truncated ? exitStatus(EXIT_TLS) : status;
   },
 };
 

@@ -6,6 +6,7 @@ import type { Env } from "./env.ts";
 import { reportError } from "./main.ts";
 import { native } from "./native.ts";
 import { findProgram } from "./path-search.ts";
+import type { DropPrivileges } from "./privileges.ts";
 import { ourStage } from "./programs.ts";
 import { relay } from "./relay.ts";
 import type { Connection, Side, StageContext } from "./stage.ts";
@@ -15,6 +16,8 @@ export interface ChainOptions {
   log: (line: string) => void;
   /** Close every fd from 3 up in the spawned program (tcpserver's children inherit nothing). */
   closeOthers: boolean;
+  /** How a stage may apply TLS_UID/TLS_GID in this process. */
+  dropPrivileges: DropPrivileges;
   /** Called with the pid once a program is spawned (tcpserver logs it). */
   onSpawn?: (pid: number) => void;
 }
@@ -80,6 +83,7 @@ async function runStage(
     connection,
     side: options.side,
     log: options.log,
+    dropPrivileges: options.dropPrivileges,
     next: (nextArgv, nextEnv, nextConnection) =>
       runChain(nextArgv, nextEnv, nextConnection, {
         ...options,

@@ -2,6 +2,7 @@
 // fds 0/1 or 6/7 as a process of its own, and end as the chain's last program ended.
 import { runChain } from "./chain.ts";
 import { startEnv } from "./env.ts";
+import { dropOwnPrivileges } from "./privileges.ts";
 import { passOnStatus, reportError, writeStderr } from "./main.ts";
 import type { Side, Stage } from "./stage.ts";
 import { stdioConnection } from "./stdio-connection.ts";
@@ -29,8 +30,14 @@ export function runStageProgram(p: StageProgram): void {
       connection: stdioConnection(p.side, p.fds?.(args)),
       side: p.side,
       log: writeStderr,
+      dropPrivileges: dropOwnPrivileges,
       next: (argv, env, connection) =>
-        runChain(argv, env, connection, { side: p.side, log: writeStderr, closeOthers: false }),
+        runChain(argv, env, connection, {
+          side: p.side,
+          log: writeStderr,
+          closeOthers: false,
+          dropPrivileges: dropOwnPrivileges,
+        }),
     });
   };
   new Promise<number>((resolve) => resolve(main())).then(

@@ -5,6 +5,7 @@
 // process or spawns the user's program. Stages never touch process globals.
 import type { Duplex } from "node:stream";
 import type { Env } from "./env.ts";
+import type { DropPrivileges } from "./privileges.ts";
 import type { ProxyHeader } from "../proxy/index.ts";
 
 /** The network side of a stage: a raw socket fd (server fds 0/1, client 6/7), a stream, or both. */
@@ -37,6 +38,8 @@ export interface StageContext {
   side: Side;
   /** Where `prog: warning: ...` lines go (fd 2). */
   log: (line: string) => void;
+  /** Applies TLS_UID/TLS_GID as the process running the stage allows (see privileges.ts). */
+  dropPrivileges: DropPrivileges;
   /** Runs the rest of the chain; resolves with its raw wait status. */
   next(argv: string[], env: Env, connection: Connection): Promise<number>;
 }
