@@ -3,11 +3,12 @@
 // CADIR/CAFILE for client certificates. Files are re-read when they change on disk.
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { X509Certificate } from "node:crypto";
+import { X509Certificate, createHash } from "node:crypto";
 import { createSecureContext } from "node:tls";
 import type { SecureContext } from "node:tls";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
+import { TICKET_LIFETIME_S, refreshTicketKey } from "./tickets.ts";
 
 /** TLS 1.3 groups, the post-quantum hybrid first where the peer offers it. */
 export const GROUPS = "X25519MLKEM768:X25519:P-256:P-384";
@@ -80,6 +81,8 @@ export function storeConfig(env: Readonly<Env>, sniLevel: number, wantCa: boolea
 
 interface Loaded {
   context: SecureContext;
+  /** Which ticket key it holds (tickets.ts). */
+  ticketGeneration?: number;
   files: string[];
   stamps: string;
   /** A file changed on disk since this context was made. */
@@ -93,10 +96,17 @@ export class CertStore {
   private checkedAt = 0;
   private readonly recheckMs: number;
 
+  /** Sessions resume only into the configuration that made them (OpenSSL checks it). */
+  private readonly sessionIdContext: string;
+
   /** Files are looked at again (one stat each) at most every `recheckMs`. */
   constructor(config: StoreConfig, recheckMs = 1000) {
     this.config = config;
     this.recheckMs = recheckMs;
+    this.sessionIdContext = createHash("sha256")
+      .update(JSON.stringify([config.fallback, [...config.named], config.ca, config.liveDir]))
+      .digest("hex")
+      .slice(0, 32);
   }
 
   private live = new Map<string, Pair>();
@@ -186,7 +196,10 @@ export class CertStore {
   private load(pair: Pair): SecureContext {
     const name = `${pair.cert}\0${pair.key}`;
     const cached = this.contexts.get(name);
-    if (cached && !cached.stale) return cached.context;
+    if (cached && !cached.stale) {
+      cached.ticketGeneration = refreshTicketKey(cached.context, cached.ticketGeneration);
+      return cached.context;
+    }
     if (cached) {
       // Mid-replacement (a new key beside the old certificate, say), keep serving the pair
       // that worked; the next look at the files tries again.
@@ -214,6 +227,8 @@ export class CertStore {
         key: readOrFail(pair.key, "key"),
         minVersion: "TLSv1.2",
         ecdhCurve: GROUPS,
+        sessionIdContext: this.sessionIdContext,
+        sessionTimeout: TICKET_LIFETIME_S,
         ...(caCerts ? { ca: caCerts } : {}),
       });
     } catch (error) {
@@ -223,7 +238,8 @@ export class CertStore {
         EXIT_CONFIG,
       );
     }
-    this.contexts.set(name, { context, files, stamps });
+    const ticketGeneration = refreshTicketKey(context, undefined);
+    this.contexts.set(name, { context, files, stamps, ticketGeneration });
     return context;
   }
 }

@@ -101,6 +101,7 @@ export function modSslEnv(socket: TLSSocket, peer: "CLIENT" | "SERVER"): [string
     ["SSL_CIPHER_EXPORT", "false"],
     ["SSL_CIPHER_USEKEYSIZE", String(bits)],
     ["SSL_CIPHER_ALGKEYSIZE", String(bits)],
+    ["SSL_SESSION_RESUMED", socket.isSessionReused() ? "Resumed" : "Initial"],
   ];
   out.push(...certificateEnv(`SSL_${peer}`, socket.getPeerCertificate()));
   out.push(...certificateEnv(`SSL_${own}`, socket.getCertificate() as PeerCertificate | undefined));
