@@ -9,10 +9,13 @@ import { goodbye, handshake } from "../tls/session.ts";
 import { exitStatus } from "../ucspi/chain.ts";
 import { copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
-import { UsageError } from "../ucspi/errors.ts";
+import { FatalError, UsageError } from "../ucspi/errors.ts";
 import { tlsIds } from "../ucspi/privileges.ts";
-import type { Stage } from "../ucspi/stage.ts";
+import type { Connection, Stage } from "../ucspi/stage.ts";
+import { findResumeRecord } from "../proxy/resume.ts";
+import type { ResumeRecord } from "../proxy/resume.ts";
 import { runDelayed } from "./delayed.ts";
+import { checkResumeRecord, resumedStream } from "./resume.ts";
 import { USAGE, parseTlsdArgs } from "./options.ts";
 import type { TlsdOptions } from "./options.ts";
 
@@ -47,7 +50,11 @@ export const tlsdStage: Stage = {
     const store = storeFor(ctx.env, options);
     // As s6-tlsd: the keys are loaded, nothing more needs root.
     ctx.dropPrivileges(tlsIds(ctx.env));
-    if (options.delayed) return runDelayed(ctx, options, store);
+    const record = resumeRecordOf(ctx.connection);
+    if (options.delayed) {
+      if (record) throw new FatalError("a resume record needs tlsd without -n", 100);
+      return runDelayed(ctx, options, store);
+    }
     const policy = closePolicy(ctx.connection, options);
     const tls = serverTls(policy.transport, store, options);
     try {
@@ -61,16 +68,35 @@ export const tlsdStage: Stage = {
     const env = copyEnv(ctx.env);
     if (!options.keepEnv) stripTlsConfig(env);
     applyFacts(env, sessionFacts(tls, options));
-    let truncated = false;
-    const stream = policy.attach(tls, () => {
-      truncated = true;
+    let failed = false;
+    let stream = policy.attach(tls, () => {
+      failed = true;
       ctx.log(`tlsd: fatal: ${MISSING_CLOSE_NOTIFY}\n`);
     });
+    if (record) {
+      stream = resumedStream(stream, record, (reason) => {
+        failed = true;
+        ctx.log(`tlsd: fatal: resumed ${record.protocol} session: ${reason}\n`);
+      });
+    }
     const status = await ctx.next(options.program, env, { stream });
     await goodbye(tls, !options.closeNotify);
-    return truncated ? exitStatus(EXIT_TLS) : status;
+    return failed ? exitStatus(EXIT_TLS) : status;
   },
 };
+
+/** The resume record of the connection's PROXY header (tcpserver --proxy), if it has one. */
+function resumeRecordOf(connection: Connection): ResumeRecord | undefined {
+  if (!connection.proxy) return undefined;
+  let record: ResumeRecord | undefined;
+  try {
+    record = findResumeRecord(connection.proxy);
+  } catch (error) {
+    throw new FatalError((error as Error).message, 100);
+  }
+  if (record) checkResumeRecord(record);
+  return record;
+}
 
 /** The server side of a TLS session on `transport`, with the certificates of `store`. */
 export function serverTls(transport: Duplex, store: CertStore, options: TlsdOptions): TLSSocket {
