@@ -50,7 +50,7 @@ int main(int argc, char **argv) {
   root[n] = '\0';
   up(root); /* build/ */
   up(root); /* the package */
-  snprintf(script, sizeof script, "%s/dist/%s.mjs", root, name);
+  snprintf(script, sizeof script, "%s/dist/%s.cjs", root, name);
   char **args = calloc((size_t)argc + 2, sizeof(char *));
   if (!args) return 111;
   args[1] = script;
