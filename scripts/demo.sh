@@ -1,16 +1,24 @@
 #!/bin/sh
-# npm run demo: a TLS demo on 127.0.0.1. tls-keygen makes a self-signed certificate on first
-# run (in .demo/), and our tcpserver runs tlsd and the demo line service in one process.
+# npm run demo: TLS demos on 127.0.0.1. tls-keygen makes a self-signed certificate on first
+# run (in .demo/); our tcpserver runs tlsd and the demo line service in one process on port
+# 7000, and on port 2525 starttls-wrapper gives the demo SMTP sink STARTTLS (local mode).
 set -e
 cd "$(dirname "$0")/.."
 port=${PORT:-7000}
+smtp=${SMTP_PORT:-2525}
 dir=${UCSPI_DEMO_DIR:-.demo}
 mkdir -p "$dir"
 bin/tls-keygen ensure -n localhost "$dir/cert.pem" "$dir/key.pem"
 cat >&2 <<MSG
-ucspi-tls demo: TLS on 127.0.0.1:$port, tcpserver + tlsd + ucspi-demo in one process (Ctrl-C stops it)
-  try: CAFILE=$dir/cert.pem bin/tcpclient -RH 127.0.0.1 $port bin/tlsc -k localhost sh -c 'printf "hello\\r\\nquit\\r\\n" >&7; cat <&6'
-   or: openssl s_client -quiet -connect 127.0.0.1:$port -CAfile $dir/cert.pem
+ucspi-tls demo (Ctrl-C stops it):
+  TLS on 127.0.0.1:$port, tcpserver + tlsd + ucspi-demo in one process
+    try: CAFILE=$dir/cert.pem bin/tcpclient -RH 127.0.0.1 $port bin/tlsc -k localhost sh -c 'printf "hello\\r\\nquit\\r\\n" >&7; cat <&6'
+     or: openssl s_client -quiet -connect 127.0.0.1:$port -CAfile $dir/cert.pem
+  SMTP with STARTTLS on 127.0.0.1:$smtp, starttls-wrapper in front of an SMTP sink
+    try: swaks --server 127.0.0.1:$smtp --tls --tls-ca-path $dir/cert.pem --tls-verify --to you@example.org
+     or: openssl s_client -quiet -starttls smtp -connect 127.0.0.1:$smtp -CAfile $dir/cert.pem
 MSG
-CERTFILE="$dir/cert.pem" KEYFILE="$dir/key.pem" PATH="$PWD/bin:$PATH" \
-  exec bin/tcpserver -v -R -H -l 0 127.0.0.1 "$port" tlsd ucspi-demo
+export CERTFILE="$dir/cert.pem" KEYFILE="$dir/key.pem" PATH="$PWD/bin:$PATH"
+bin/tcpserver -v -R -H -l 0 127.0.0.1 "$smtp" starttls-wrapper ucspi-demo smtp &
+trap 'kill $! 2>/dev/null' EXIT INT TERM
+bin/tcpserver -v -R -H -l 0 127.0.0.1 "$port" tlsd ucspi-demo

@@ -555,6 +555,20 @@ static napi_value shutdown_write(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* kill(pid, signo): for a child of ours whose exit has not been reported yet (it is not
+ * reaped before that, so the pid cannot have been reused). */
+static napi_value kill_child(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t pid, signo;
+  get_int(env, args[0], &pid);
+  get_int(env, args[1], &signo);
+  if (pid <= 0) return throw_errno(env, EINVAL, "kill");
+  if (kill(pid, signo) < 0 && errno != ESRCH) return throw_errno(env, errno, "kill");
+  return NULL;
+}
+
 /* recvPeek(fd, max, consume) -> Buffer | undefined (nothing there yet) | null (EOF).
  * Reads without blocking; with consume false the bytes stay in the socket (MSG_PEEK), so a
  * PROXY header can be parsed and then removed without touching the application's bytes. */
@@ -703,6 +717,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"close", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
       {"devNull", NULL, dev_null, NULL, NULL, NULL, napi_default, NULL},
       {"shutdownWrite", NULL, shutdown_write, NULL, NULL, NULL, napi_default, NULL},
+      {"kill", NULL, kill_child, NULL, NULL, NULL, napi_default, NULL},
       {"recv", NULL, recv_peek, NULL, NULL, NULL, napi_default, NULL},
       {"socketPair", NULL, socket_pair, NULL, NULL, NULL, napi_default, NULL},
       {"dup", NULL, dup_fd, NULL, NULL, NULL, napi_default, NULL},

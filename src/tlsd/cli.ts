@@ -1,12 +1,11 @@
 // tlsd as a program of its own (under djb's or s6's tcpserver): TLS on fds 0/1.
 import { runStageProgram } from "../ucspi/main-stage.ts";
 import { USAGE, parseTlsdArgs } from "./options.ts";
-import { tlsdStage } from "./stage.ts";
 
 runStageProgram({
   name: "tlsd",
   side: "server",
   usage: USAGE,
-  stage: tlsdStage,
+  stage: async () => (await import("./stage.ts")).tlsdStage,
   check: parseTlsdArgs,
 });

@@ -1,5 +1,8 @@
 // ucspi-demo as a program of its own (under djb's tcpserver, say).
 import { runStageProgram } from "../ucspi/main-stage.ts";
-import { demoStage } from "./stage.ts";
 
-runStageProgram({ name: "ucspi-demo", side: "server", stage: demoStage });
+runStageProgram({
+  name: "ucspi-demo",
+  side: "server",
+  stage: async () => (await import("./stage.ts")).demoStage,
+});

@@ -1,13 +1,20 @@
 // ucspi-demo: a tiny line service for trying the toolkit. It greets the client with what the
 // chain told it (address, TLS details when there are any) and echoes lines until "quit".
+// `ucspi-demo smtp` is an SMTP sink instead (smtp.ts), for trying starttls-wrapper.
 import { createInterface } from "node:readline";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import type { Stage } from "../ucspi/stage.ts";
+import { smtpSink } from "./smtp.ts";
 
 export const demoStage: Stage = {
   async run(ctx) {
     const stream = connectionStream(ctx.connection);
     const env = ctx.env;
+    if (ctx.argv[1] === "smtp") {
+      await smtpSink(stream, env);
+      await new Promise<void>((resolve) => stream.end(resolve));
+      return exitStatus(0);
+    }
     const who = `${env["TCPREMOTEIP"] ?? "unknown"} port ${env["TCPREMOTEPORT"] ?? "?"}`;
     const tls = env["SSL_PROTOCOL"]
       ? ` over ${env["SSL_PROTOCOL"]} ${env["SSL_CIPHER"] ?? ""}`

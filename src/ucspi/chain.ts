@@ -20,7 +20,14 @@ export interface ChainOptions {
   dropPrivileges: DropPrivileges;
   /** Called with the pid once a program is spawned (tcpserver logs it). */
   onSpawn?: (pid: number) => void;
+  /** When it aborts, a spawned program that still runs gets SIGTERM. */
+  stop?: AbortSignal;
 }
+
+const SIGTERM = 15;
+const SIGKILL = 9;
+/** How long a stopped program has between SIGTERM and SIGKILL. */
+const STOP_GRACE_MS = 2000;
 
 /** A raw wait status for an exit code, as wait() would report it. */
 export function exitStatus(code: number): number {
@@ -84,11 +91,12 @@ async function runStage(
     side: options.side,
     log: options.log,
     dropPrivileges: options.dropPrivileges,
-    next: (nextArgv, nextEnv, nextConnection) =>
+    next: (nextArgv, nextEnv, nextConnection, hooks) =>
       runChain(nextArgv, nextEnv, nextConnection, {
         ...options,
-        onSpawn: undefined,
         closeOthers: true,
+        stop: hooks?.stop,
+        onSpawn: hooks?.onSpawn,
       }),
   };
   try {
@@ -110,14 +118,33 @@ function spawnOnConnection(
   // Extra fds keep their numbers: the pairs never overwrite one another's source.
   const extra = extraFds.flatMap((fd) => [fd, fd]);
   const spawn = (fd: number, onExit: (status: number) => void) => {
+    const stop = options.stop;
+    let exited = false;
     const pid = native().spawn(
       file,
       argv,
       envList(env),
       [fd, read, fd, write, ...extra],
       options.closeOthers ? 3 : -1,
-      onExit,
+      (status) => {
+        exited = true;
+        clearTimeout(killer);
+        stop?.removeEventListener("abort", terminate);
+        onExit(status);
+      },
     );
+    // Until its exit is reported the child is not reaped, so its pid is still its own. One
+    // that does not end on SIGTERM (wedged in its exit handlers, say) gets SIGKILL.
+    let killer: NodeJS.Timeout | undefined;
+    function terminate() {
+      if (exited) return;
+      native().kill(pid, SIGTERM);
+      killer = setTimeout(() => {
+        if (!exited) native().kill(pid, SIGKILL);
+      }, STOP_GRACE_MS);
+    }
+    if (stop?.aborted) terminate();
+    else stop?.addEventListener("abort", terminate, { once: true });
     options.onSpawn?.(pid);
   };
   try {

@@ -1,17 +1,16 @@
 // What the cli.ts of every stage program shares (tlsd, tlsc, ucspi-demo): run the stage on
 // fds 0/1 or 6/7 as a process of its own, and end as the chain's last program ended.
-import { runChain } from "./chain.ts";
 import { startEnv } from "./env.ts";
 import { dropOwnPrivileges } from "./privileges.ts";
 import { passOnStatus, reportError, writeStderr } from "./main.ts";
 import type { Side, Stage } from "./stage.ts";
-import { stdioConnection } from "./stdio-connection.ts";
 
 export interface StageProgram {
   name: string;
   side: Side;
   usage?: string;
-  stage: Stage;
+  /** Loaded once the command line has passed `check`: a usage error loads no TLS or streams. */
+  stage: () => Promise<Stage>;
   /** Checks the command line; runs before the connection's fds are touched. */
   check?: (args: readonly string[]) => void;
   /** The connection's fds, when not the side's usual pair (tlsc -6/-7). */
@@ -22,21 +21,28 @@ export interface StageProgram {
  * connection is fds 0/1 or 6/7, and the process ends as the chain's last program ended. */
 export function runStageProgram(p: StageProgram): void {
   const args = process.argv.slice(2);
-  const main = (): Promise<number> => {
+  const main = async (): Promise<number> => {
     p.check?.(args);
-    return p.stage.run({
+    const [{ runChain }, { stdioConnection }, stage] = await Promise.all([
+      import("./chain.ts"),
+      import("./stdio-connection.ts"),
+      p.stage(),
+    ]);
+    return stage.run({
       argv: process.argv.slice(1),
       env: startEnv(process.env),
       connection: stdioConnection(p.side, p.fds?.(args)),
       side: p.side,
       log: writeStderr,
       dropPrivileges: dropOwnPrivileges,
-      next: (argv, env, connection) =>
+      next: (argv, env, connection, hooks) =>
         runChain(argv, env, connection, {
           side: p.side,
           log: writeStderr,
           closeOthers: false,
           dropPrivileges: dropOwnPrivileges,
+          stop: hooks?.stop,
+          onSpawn: hooks?.onSpawn,
         }),
     });
   };

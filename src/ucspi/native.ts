@@ -34,6 +34,8 @@ export interface Native {
   close(fd: number): void;
   devNull(fd: number): void;
   shutdownWrite(fd: number): void;
+  /** Sends a signal to a child whose exit has not been reported yet. */
+  kill(pid: number, signo: number): void;
   /** Up to `max` bytes without blocking: undefined when none are there yet, null at EOF.
    * With `consume` false the bytes stay in the socket (MSG_PEEK). */
   recv(fd: number, max: number, consume: boolean): Buffer | undefined | null;

@@ -11,6 +11,7 @@ const STAGES: Record<string, StageLoader> = {
   "ucspi-demo": async () => (await import("../ucspi-demo/stage.ts")).demoStage,
   tlsd: async () => (await import("../tlsd/stage.ts")).tlsdStage,
   tlsc: async () => (await import("../tlsc/stage.ts")).tlscStage,
+  "starttls-wrapper": async () => (await import("../starttls-wrapper/stage.ts")).wrapperStage,
 };
 
 let launcher: string | undefined;

@@ -15,41 +15,42 @@ const halves = (side: RelaySide): [Readable, Writable] =>
   "source" in side ? [side.source, side.sink] : [side, side];
 
 /** Resolves once both directions are done. */
-export function relay(a: RelaySide, b: RelaySide): Promise<void> {
+export async function relay(a: RelaySide, b: RelaySide): Promise<void> {
   const [aIn, aOut] = halves(a);
   const [bIn, bOut] = halves(b);
+  await Promise.all([oneWay(aIn, bOut), oneWay(bIn, aOut)]);
+}
+
+/** One direction: `from` into `to` until `from` ends (then `to` is ended: a half-close) or
+ * `to` refuses more (then the rest of `from` is dropped). */
+export function oneWay(from: Readable, to: Writable): Promise<void> {
   return new Promise((resolve) => {
-    let open = 2;
-    const oneWay = (from: Readable, to: Writable) => {
-      let finished = false;
-      const finish = () => {
-        finished = true;
-        if (--open === 0) resolve();
-      };
-      // The source ended (or broke): pass the end on, as a half-close.
-      const ended = () => {
-        if (finished) return;
-        from.unpipe(to);
-        if (!to.destroyed && !to.writableEnded) to.end();
-        finish();
-      };
-      // The destination cannot take more: drop the rest of this direction only.
-      const refused = () => {
-        if (finished) return;
-        from.unpipe(to);
-        from.resume();
-        finish();
-      };
-      from.pipe(to, { end: false });
-      from.once("end", ended);
-      from.once("close", ended);
-      from.on("error", ended);
-      to.on("error", refused);
-      to.once("close", () => {
-        if (!finished && !to.writableFinished) refused();
-      });
+    let finished = false;
+    const finish = () => {
+      finished = true;
+      resolve();
     };
-    oneWay(aIn, bOut);
-    oneWay(bIn, aOut);
+    // The source ended (or broke): pass the end on, as a half-close.
+    const ended = () => {
+      if (finished) return;
+      from.unpipe(to);
+      if (!to.destroyed && !to.writableEnded) to.end();
+      finish();
+    };
+    // The destination cannot take more: drop the rest of this direction only.
+    const refused = () => {
+      if (finished) return;
+      from.unpipe(to);
+      from.resume();
+      finish();
+    };
+    from.pipe(to, { end: false });
+    from.once("end", ended);
+    from.once("close", ended);
+    from.on("error", ended);
+    to.on("error", refused);
+    to.once("close", () => {
+      if (!finished && !to.writableFinished) refused();
+    });
   });
 }

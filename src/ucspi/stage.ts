@@ -29,6 +29,14 @@ export interface Connection {
 /** Which UCSPI side the connection is on: server programs use fds 0/1, clients fds 6/7. */
 export type Side = "server" | "client";
 
+export interface NextHooks {
+  /** Aborting it ends the program the chain spawned (SIGTERM): a stage that is done with it
+   * (starttls-wrapper, once the client is handed over) says so. */
+  stop?: AbortSignal;
+  /** Called with the pid once the program is spawned (not for a stage run in this process). */
+  onSpawn?: (pid: number) => void;
+}
+
 export interface StageContext {
   /** argv of this program; argv[0] is its name. */
   argv: string[];
@@ -41,7 +49,7 @@ export interface StageContext {
   /** Applies TLS_UID/TLS_GID as the process running the stage allows (see privileges.ts). */
   dropPrivileges: DropPrivileges;
   /** Runs the rest of the chain; resolves with its raw wait status. */
-  next(argv: string[], env: Env, connection: Connection): Promise<number>;
+  next(argv: string[], env: Env, connection: Connection, hooks?: NextHooks): Promise<number>;
 }
 
 export interface Stage {

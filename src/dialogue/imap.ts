@@ -1,0 +1,118 @@
+// IMAP (RFC 3501/9051, RFC 2595): STARTTLS in the greeting's [CAPABILITY ...] code and in the
+// untagged CAPABILITY reply (with LOGINDISABLED and no AUTH=PLAIN/LOGIN in require mode).
+// Before TLS only CAPABILITY, NOOP, LOGOUT, ID and STARTTLS are followed; LOGIN or AUTHENTICATE
+// (the client declined TLS) ends the snooping in opportunistic mode and is refused with
+// [PRIVACYREQUIRED] in require mode. A literal is never parsed before TLS.
+import type { ClientVerdict, Dialogue, DialogueFactory, Expect, Policy } from "./types.ts";
+import { notBeforeTls } from "./verbs.ts";
+
+/** tag SP command [SP arguments]: the tag is any atom character but "+" (RFC 9051 §9). */
+const COMMAND = /^([^\s(){%*"\\\]+]+) ([A-Za-z]+)(?: (.*))?$/;
+/** A line that ends with a literal's announcement: {n} or {n+}. */
+const LITERAL = /\{[0-9]+\+?\}$/;
+
+/** Capability atoms with STARTTLS added (once) and, in require mode, plaintext logins off. */
+function capabilities(atoms: string[], policy: Policy): string[] {
+  let out = atoms.filter((a) => a.toUpperCase() !== "STARTTLS");
+  if (policy === "require") {
+    out = out.filter((a) => !/^(AUTH=PLAIN|AUTH=LOGIN|LOGINDISABLED)$/i.test(a));
+    out.push("STARTTLS", "LOGINDISABLED");
+  } else {
+    out.push("STARTTLS");
+  }
+  return out;
+}
+
+/** "* CAPABILITY a b c" lines get the atoms; other lines pass as they are. */
+function rewriteCapabilityLine(line: string, policy: Policy): string {
+  const m = /^\* CAPABILITY ([^\r\n]*)(\r?\n)$/i.exec(line);
+  if (!m) return line;
+  const atoms = (m[1] ?? "").split(" ").filter(Boolean);
+  return `* CAPABILITY ${capabilities(atoms, policy).join(" ")}${m[2] ?? ""}`;
+}
+
+/** The greeting: "* OK [CAPABILITY ...] text" gets the atoms; PREAUTH (the client would be
+ * authenticated with no STARTTLS possible) ends the snooping, or the connection when TLS is
+ * required; BYE ends the snooping. */
+function greeting(policy: Policy): Expect {
+  return {
+    ends: () => true,
+    rewrite(lines) {
+      const line = lines[0] ?? "";
+      if (/^\* PREAUTH\b/i.test(line) && policy === "require")
+        return "* BYE TLS is required, and this server is pre-authenticated\r\n";
+      return line.replace(
+        /^(\* OK \[CAPABILITY )([^\]]*)\]/i,
+        (_all, head: string, atoms: string) =>
+          `${head}${capabilities(atoms.split(" ").filter(Boolean), policy).join(" ")}]`,
+      );
+    },
+    thenPump: (lines) => !/^\* OK\b/i.test(lines[0] ?? ""),
+    thenClose: (lines) => policy === "require" && /^\* PREAUTH\b/i.test(lines[0] ?? ""),
+  };
+}
+
+/** The reply to a command tagged `tag`: untagged lines, then "tag OK|NO|BAD ...". */
+function tagged(tag: string, policy: Policy, capability = false): Expect {
+  return {
+    ends: (line) => line.startsWith(`${tag} `),
+    ...(capability
+      ? {
+          rewrite: (lines: readonly string[]) =>
+            lines.map((l) => rewriteCapabilityLine(l, policy)).join(""),
+        }
+      : {}),
+  };
+}
+
+export const imap: DialogueFactory = (policy) => {
+  const refuse = (reply: string): ClientVerdict => notBeforeTls(policy, reply);
+  const dialogue: Dialogue = {
+    protocol: "imap",
+    policy,
+    maxLine: 8192,
+    greeting: () => greeting(policy),
+    command(line) {
+      const text = line.slice(0, -2);
+      const m = COMMAND.exec(text);
+      if (!m) return refuse("* BAD Command line not understood\r\n");
+      const tag = m[1] ?? "";
+      const command = (m[2] ?? "").toUpperCase();
+      const args = m[3];
+      if (LITERAL.test(text)) {
+        // Its bytes would follow as data the wrapper does not parse: never before TLS.
+        if (policy === "opportunistic") return { kind: "pump" };
+        return {
+          kind: "close",
+          reply: "* BYE Literals are not accepted before STARTTLS\r\n",
+          log: "literal before STARTTLS",
+        };
+      }
+      switch (command) {
+        case "STARTTLS":
+          if (args !== undefined)
+            return { kind: "answer", reply: `${tag} BAD STARTTLS takes no arguments\r\n` };
+          return {
+            kind: "starttls",
+            goAhead: `${tag} OK Begin TLS negotiation now\r\n`,
+            unavailable: `${tag} NO [UNAVAILABLE] TLS is not available now\r\n`,
+            pipelined: `* BYE Command pipelined after STARTTLS\r\n`,
+          };
+        case "CAPABILITY":
+          return { kind: "forward", expect: tagged(tag, policy, true) };
+        case "NOOP":
+        case "LOGOUT":
+        case "ID":
+          return { kind: "forward", expect: tagged(tag, policy) };
+        case "LOGIN":
+        case "AUTHENTICATE":
+          return refuse(`${tag} NO [PRIVACYREQUIRED] TLS is required before authentication\r\n`);
+        default:
+          return refuse(`${tag} BAD TLS is required first: use STARTTLS\r\n`);
+      }
+    },
+    malformed: (why) => `* BYE ${why}\r\n`,
+    closing: (why) => `* BYE ${why}\r\n`,
+  };
+  return dialogue;
+};

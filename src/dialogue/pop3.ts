@@ -1,0 +1,79 @@
+// POP3 (RFC 1939, RFC 2449, RFC 2595 §4): STLS in the CAPA list, answered by the wrapper
+// itself when the server knows no CAPA; before TLS only CAPA, STLS and QUIT are followed. USER,
+// PASS, APOP or AUTH (the client declined TLS) end the snooping in opportunistic mode and get
+// -ERR [AUTH] in require mode.
+import type { Dialogue, DialogueFactory, Expect, Policy } from "./types.ts";
+import { ONE_LINE } from "./types.ts";
+import { notBeforeTls, verbOf } from "./verbs.ts";
+
+/** The CAPA reply: "+OK" then lines up to "."; STLS added before the end (once); in require
+ * mode without USER and SASL, which are no use before TLS. A server without CAPA (-ERR) gets
+ * one of ours. */
+function capa(policy: Policy): Expect {
+  return {
+    ends: (line, lines) =>
+      !(lines[0] ?? line).startsWith("+OK") || (lines.length > 0 && /^\.\r?\n$/.test(line)),
+    rewrite(lines) {
+      if (!(lines[0] ?? "").startsWith("+OK"))
+        return "+OK Capability list follows\r\nSTLS\r\n.\r\n";
+      const body = lines.slice(1, -1).filter((l) => {
+        const word = l.split(/[ \r\n]/)[0]?.toUpperCase() ?? "";
+        if (word === "STLS") return false;
+        return !(policy === "require" && (word === "USER" || word === "SASL"));
+      });
+      return [lines[0], ...body, "STLS\r\n", lines[lines.length - 1]].join("");
+    },
+  };
+}
+
+/** A greeting that is not +OK is passed on, and the snooping stops. Its APOP timestamp
+ * (<...@...>) is taken out: after STLS the client talks to a fresh server with a timestamp of
+ * its own, and an APOP digest made with this one would fail (curl, for one, prefers APOP
+ * whenever the greeting offers it). */
+const greeting: Expect = {
+  ends: () => true,
+  rewrite: (lines) => {
+    const line = lines[0] ?? "";
+    return line.startsWith("+OK") ? line.replace(/ ?<[^<>\s]*@[^<>\s]*>/, "") : line;
+  },
+  thenPump: (lines) => !(lines[0] ?? "").startsWith("+OK"),
+};
+
+export const pop3: DialogueFactory = (policy) => {
+  const refuse = (reply: string) => notBeforeTls(policy, reply);
+  const dialogue: Dialogue = {
+    protocol: "pop3",
+    policy,
+    maxLine: 255,
+    greeting: () => greeting,
+    command(line) {
+      const { verb, hasArgs } = verbOf(line);
+      switch (verb) {
+        case "STLS":
+          if (hasArgs) return { kind: "answer", reply: "-ERR STLS takes no arguments\r\n" };
+          return {
+            kind: "starttls",
+            goAhead: "+OK Begin TLS negotiation\r\n",
+            unavailable: "-ERR [SYS/TEMP] TLS is not available now\r\n",
+            pipelined: "-ERR Command pipelined after STLS\r\n",
+          };
+        case "CAPA":
+          return { kind: "forward", expect: capa(policy) };
+        case "QUIT":
+          return { kind: "forward", expect: ONE_LINE };
+        case "USER":
+        case "PASS":
+        case "APOP":
+        case "AUTH":
+          return refuse(
+            "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.\r\n",
+          );
+        default:
+          return refuse("-ERR TLS is required first: use STLS\r\n");
+      }
+    },
+    malformed: (why) => `-ERR ${why}\r\n`,
+    closing: (why) => `-ERR ${why}\r\n`,
+  };
+  return dialogue;
+};

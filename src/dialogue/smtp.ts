@@ -1,0 +1,103 @@
+// SMTP (RFC 5321, RFC 3207) and LMTP (RFC 2033): STARTTLS in the EHLO/LHLO reply, right after
+// its first line (the domain line); only EHLO/LHLO, NOOP, RSET, QUIT and STARTTLS before TLS
+// in require mode; in opportunistic mode the first HELO, MAIL, AUTH or other command ends
+// the snooping (skarnet's smtpd-starttls-proxy model: DATA, BDAT and AUTH are never parsed).
+import type { ClientVerdict, Dialogue, DialogueFactory, Expect, Policy } from "./types.ts";
+import { notBeforeTls, verbOf } from "./verbs.ts";
+
+const CODE = /^[0-9]{3}/;
+
+/** A (multi-line) reply ends at "ddd SP" or a bare "ddd"; a line with no code ends it too. */
+const reply: Expect = {
+  ends: (line) => !CODE.test(line) || line.charAt(3) !== "-",
+};
+
+const positive = (lines: readonly string[]) => (lines[0] ?? "").startsWith("2");
+/** A reply line's text after "ddd-" or "ddd ", with its line end. */
+const textOf = (line: string) => (/^[0-9]{3}[ -]/.test(line) ? line.slice(4) : line.slice(3));
+const keyword = (line: string) =>
+  line
+    .slice(4)
+    .replace(/\r?\n$/, "")
+    .split(" ")[0]
+    ?.toUpperCase() ?? "";
+
+/** The EHLO/LHLO reply with STARTTLS as its second line (never a duplicate); in require mode
+ * without the AUTH lines, which are no use before TLS. */
+function helloReply(policy: Policy): Expect {
+  return {
+    ends: reply.ends,
+    rewrite(lines) {
+      const first = lines[0];
+      if (!first || !positive(lines)) return lines.join("");
+      const code = first.slice(0, 3);
+      const kept = lines
+        .slice(1)
+        .filter(
+          (l) => keyword(l) !== "STARTTLS" && !(policy === "require" && keyword(l) === "AUTH"),
+        );
+      const texts = [textOf(first), "STARTTLS\r\n", ...kept.map(textOf)];
+      // Every line but the last is "ddd-": the last one kept may not have been the last.
+      return texts.map((t, i) => `${code}${i === texts.length - 1 ? " " : "-"}${t}`).join("");
+    },
+  };
+}
+
+/** A greeting that is not 220 (a 554 refusal) is passed on, and the snooping stops. */
+const greeting: Expect = {
+  ends: reply.ends,
+  thenPump: (lines) => !(lines[0] ?? "").startsWith("220"),
+};
+
+function smtpFamily(protocol: "smtp" | "lmtp", hello: string): DialogueFactory {
+  return (policy) => {
+    const required = (verb: string): ClientVerdict =>
+      notBeforeTls(
+        policy,
+        verb === "AUTH"
+          ? "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+          : "530 5.7.0 Must issue a STARTTLS command first\r\n",
+      );
+    const dialogue: Dialogue = {
+      protocol,
+      policy,
+      maxLine: 2048,
+      greeting: () => greeting,
+      command(line) {
+        const { verb, hasArgs } = verbOf(line);
+        switch (verb) {
+          case hello:
+            return { kind: "forward", expect: helloReply(policy) };
+          case "STARTTLS":
+            if (hasArgs)
+              return {
+                kind: "answer",
+                reply: "501 5.5.4 Syntax error (no parameters allowed)\r\n",
+              };
+            return {
+              kind: "starttls",
+              goAhead: "220 2.0.0 Ready to start TLS\r\n",
+              unavailable: "454 4.7.0 TLS not available due to temporary reason\r\n",
+              pipelined: "554 5.5.1 Error: command pipelined after STARTTLS\r\n",
+            };
+          case "NOOP":
+          case "RSET":
+          case "QUIT":
+            return { kind: "forward", expect: reply };
+          case "HELP":
+          case "VRFY":
+          case "EXPN":
+            return policy === "opportunistic" ? { kind: "forward", expect: reply } : required(verb);
+          default:
+            return required(verb);
+        }
+      },
+      malformed: (why) => `500 5.5.2 ${why}\r\n`,
+      closing: (why) => `421 4.7.0 ${why}\r\n`,
+    };
+    return dialogue;
+  };
+}
+
+export const smtp = smtpFamily("smtp", "EHLO");
+export const lmtp = smtpFamily("lmtp", "LHLO");

@@ -1,0 +1,114 @@
+// starttls-wrapper's argv → options.
+import { DIALOGUES } from "../dialogue/index.ts";
+import type { Policy } from "../dialogue/types.ts";
+import { optionNumber } from "../tls/options.ts";
+import { UsageError } from "../ucspi/errors.ts";
+import { getopt } from "../ucspi/getopt.ts";
+
+export const USAGE =
+  "starttls-wrapper [ -p smtp|lmtp|imap|pop3 ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
+
+export interface WrapperOptions {
+  protocol: string;
+  policy: Policy;
+  verbosity: number;
+  /** How long the client has to send STARTTLS (ms); then: plaintext (-o) or the end (-r). */
+  preTlsMs: number;
+  /** How long connecting to the TLS service may take (ms); then the protocol's "not now". */
+  connectMs: number;
+  /** Local mode: the TLS handshake's time limit (ms). */
+  handshakeMs: number;
+  /** The most client bytes and commands followed before STARTTLS. */
+  maxRecord: number;
+  maxCommands: number;
+  /** The TLS service to hand clients to; undefined: local mode (TLS in this process). */
+  service: { host: string; port: number } | undefined;
+  program: string[];
+}
+
+const seconds = (value: string, name: string) => optionNumber(value, name) * 1000;
+
+export function parseWrapperArgs(args: readonly string[]): WrapperOptions {
+  const { options, rest } = getopt(args, {
+    flags: "orq",
+    values: "pvtTK",
+    long: [
+      "protocol=",
+      "opportunistic",
+      "require-tls",
+      "verbosity=",
+      "pre-tls-timeout=",
+      "connect-timeout=",
+      "handshake-timeout=",
+      "max-record=",
+      "max-commands=",
+    ],
+  });
+  const o: WrapperOptions = {
+    protocol: "smtp",
+    policy: "opportunistic",
+    verbosity: 1,
+    preTlsMs: 300_000,
+    connectMs: 10_000,
+    handshakeMs: 30_000,
+    maxRecord: 64 * 1024,
+    maxCommands: 100,
+    service: undefined,
+    program: [],
+  };
+  for (const { name, value } of options) {
+    switch (name) {
+      case "p":
+      case "protocol":
+        if (!DIALOGUES[value])
+          throw new UsageError(`unknown protocol '${value}' (smtp, lmtp, imap, pop3)`);
+        o.protocol = value;
+        break;
+      case "o":
+      case "opportunistic":
+        o.policy = "opportunistic";
+        break;
+      case "r":
+      case "require-tls":
+        o.policy = "require";
+        break;
+      case "q":
+        o.verbosity = 0;
+        break;
+      case "v":
+      case "verbosity":
+        o.verbosity = optionNumber(value, name);
+        break;
+      case "t":
+      case "pre-tls-timeout":
+        o.preTlsMs = seconds(value, name);
+        break;
+      case "T":
+      case "connect-timeout":
+        o.connectMs = seconds(value, name);
+        break;
+      case "K":
+      case "handshake-timeout":
+        o.handshakeMs = optionNumber(value, name);
+        break;
+      case "max-record":
+        o.maxRecord = optionNumber(value, name);
+        break;
+      case "max-commands":
+        o.maxCommands = optionNumber(value, name);
+        break;
+    }
+  }
+  // "host port prog..." when the second word is a port number; else "prog..." (local mode).
+  const [first, second] = rest;
+  if (first !== undefined && second !== undefined && /^[0-9]+$/.test(second)) {
+    const port = Number(second);
+    if (port < 1 || port > 65535) throw new UsageError(`bad port '${second}'`);
+    o.service = { host: first, port };
+    o.program = rest.slice(2);
+  } else {
+    o.program = rest;
+  }
+  if (o.program.length === 0) throw new UsageError("");
+  return o;
+}

@@ -1,0 +1,281 @@
+// The snooped plaintext phase of starttls-wrapper, for any protocol: client lines are read one
+// by one and judged by the protocol's grammar (forwarded, answered here, refused, the upgrade
+// command, or the end of snooping); server replies are read against what was asked and may be
+// rewritten (STARTTLS advertised). Replies reach the client strictly in command order, whether
+// the server or the wrapper answers; the upgrade is committed only at its turn, when every
+// earlier reply is out and no byte follows it. I/O is the caller's (SnoopIo).
+import { LineBuffer } from "../dialogue/lines.ts";
+import type { ClientVerdict, Dialogue, Expect } from "../dialogue/types.ts";
+
+export interface SnoopIo {
+  toClient(bytes: Buffer): void;
+  toServer(bytes: Buffer): void;
+  /** The client's bytes go to the server as they come from now on, after `first`. */
+  pumpClient(first: Buffer): void;
+  /** The server's bytes go to the client as they come from now on, after `first`. */
+  pumpServer(first: Buffer): void;
+  /** Stop / go on reading the client (while an upgrade is pending). */
+  pauseClient(): void;
+  resumeClient(): void;
+  /** The upgrade, at its turn: resolves true once the client is handed over (the go-ahead
+   * written, the server let go), false when TLS is not available now (the client was told). */
+  upgrade(goAhead: string, unavailable: string): Promise<boolean>;
+  /** End the connection once what was written is out. */
+  close(): void;
+  /** One line about an event worth logging (a refusal is an attack signal). */
+  warn(what: string): void;
+}
+
+type StarttlsVerdict = Extract<ClientVerdict, { kind: "starttls" }>;
+
+type Slot =
+  | { kind: "server"; expect: Expect; lines: string[]; size: number; done: boolean }
+  | { kind: "pump"; lines: string[] }
+  | { kind: "local"; text: string }
+  | { kind: "starttls"; verdict: StarttlsVerdict }
+  | { kind: "close"; text: string };
+
+/** The most bytes one reply of the server may take before TLS. */
+const MAX_REPLY = 64 * 1024;
+const MAX_SERVER_LINE = 16 * 1024;
+
+export type Phase = "snoop" | "upgrading" | "pump" | "tls" | "closed";
+
+export interface SnoopLimits {
+  maxRecord: number;
+  maxCommands: number;
+}
+
+const bytes = (text: string) => Buffer.from(text, "latin1");
+
+export class Snooper {
+  phase: Phase = "snoop";
+  private readonly dialogue: Dialogue;
+  private readonly io: SnoopIo;
+  private readonly limits: SnoopLimits;
+  private readonly fromClient: LineBuffer;
+  private readonly fromServer = new LineBuffer(MAX_SERVER_LINE, false);
+  private readonly queue: Slot[] = [];
+  /** Client lines are not parsed while an upgrade or an end is pending. */
+  private held = false;
+  private recorded = 0;
+  private commands = 0;
+
+  constructor(dialogue: Dialogue, io: SnoopIo, limits: SnoopLimits) {
+    this.dialogue = dialogue;
+    this.io = io;
+    this.limits = limits;
+    this.fromClient = new LineBuffer(dialogue.maxLine, true);
+    this.queue.push({
+      kind: "server",
+      expect: dialogue.greeting(),
+      lines: [],
+      size: 0,
+      done: false,
+    });
+  }
+
+  /** Bytes from the client, in the snooped phase. */
+  client(chunk: Buffer): void {
+    // While an upgrade is pending the client is paused: nothing comes, and nothing that did
+    // could be a command.
+    if (this.phase !== "snoop") return;
+    this.fromClient.push(chunk);
+    this.recorded += chunk.length;
+    this.parseClient();
+    this.flush();
+  }
+
+  /** Bytes from the server, in the snooped phase. */
+  server(chunk: Buffer): void {
+    if (this.phase !== "snoop") {
+      // Output of a server being let go never reaches the client (no response injection).
+      return;
+    }
+    this.fromServer.push(chunk);
+    for (;;) {
+      const r = this.fromServer.next();
+      if (r.kind === "more") break;
+      if (r.kind === "bad") {
+        this.limit(`server reply line over ${MAX_SERVER_LINE} bytes`);
+        return;
+      }
+      this.serverLine(r.line);
+      if (this.phase !== "snoop") return;
+    }
+    this.flush();
+  }
+
+  /** A limit (time, size) ran out before STARTTLS: plaintext from now on, or the end. */
+  limit(why: string): void {
+    if (this.phase !== "snoop") return;
+    this.held = true;
+    if (this.dialogue.policy === "require") {
+      this.io.warn(why);
+      this.queue.push({ kind: "close", text: this.dialogue.closing(why) });
+    } else {
+      this.queue.push({ kind: "pump", lines: [] });
+      this.io.pumpClient(this.fromClient.take());
+    }
+    this.flush();
+  }
+
+  /** What the server sent of a reply that will not be complete (it ended): for the client. */
+  serverEnded(): Buffer {
+    const partial = this.queue
+      .flatMap((s) => (s.kind === "server" || s.kind === "pump" ? s.lines : []))
+      .join("");
+    this.queue.length = 0;
+    return Buffer.concat([bytes(partial), this.fromServer.take()]);
+  }
+
+  private parseClient(): void {
+    while (!this.held && this.phase === "snoop") {
+      const r = this.fromClient.next();
+      if (r.kind === "more") return;
+      if (r.kind === "bad") {
+        this.io.warn(r.why);
+        this.hold({ kind: "close", text: this.dialogue.malformed(r.why) });
+        return;
+      }
+      if (++this.commands > this.limits.maxCommands) {
+        this.limit(`more than ${this.limits.maxCommands} commands before STARTTLS`);
+        return;
+      }
+      if (this.recorded > this.limits.maxRecord) {
+        this.limit(`more than ${this.limits.maxRecord} bytes before STARTTLS`);
+        return;
+      }
+      const verdict = this.dialogue.command(r.line);
+      switch (verdict.kind) {
+        case "forward":
+          this.io.toServer(bytes(r.line));
+          this.queue.push({
+            kind: "server",
+            expect: verdict.expect,
+            lines: [],
+            size: 0,
+            done: false,
+          });
+          break;
+        case "answer":
+          if (verdict.log) this.io.warn(verdict.log);
+          this.queue.push({ kind: "local", text: verdict.reply });
+          break;
+        case "starttls":
+          this.io.pauseClient();
+          this.hold({ kind: "starttls", verdict });
+          return;
+        case "close":
+          this.io.warn(verdict.log);
+          this.hold({ kind: "close", text: verdict.reply });
+          return;
+        case "pump":
+          this.held = true;
+          this.queue.push({ kind: "pump", lines: [] });
+          this.io.pumpClient(Buffer.concat([bytes(r.line), this.fromClient.take()]));
+          return;
+      }
+    }
+  }
+
+  private hold(slot: Slot): void {
+    this.held = true;
+    this.queue.push(slot);
+  }
+
+  private serverLine(line: string): void {
+    const slot = this.queue.find(
+      (s): s is Extract<Slot, { kind: "server" | "pump" }> =>
+        (s.kind === "server" && !s.done) || s.kind === "pump",
+    );
+    if (!slot) {
+      // Nothing asked: a server speaking on its own (421 before closing, an IMAP alert).
+      if (this.queue.length === 0) this.io.toClient(bytes(line));
+      // Behind an answer of ours it would come out of order: it waits for its turn there.
+      else this.queue.push({ kind: "local", text: line });
+      return;
+    }
+    if (slot.kind === "pump") {
+      slot.lines.push(line);
+      return;
+    }
+    slot.size += line.length;
+    if (slot.size > MAX_REPLY) {
+      this.limit(`server reply over ${MAX_REPLY} bytes`);
+      return;
+    }
+    slot.done = slot.expect.ends(line, slot.lines);
+    slot.lines.push(line);
+  }
+
+  /** Sends what is due, in order, and takes the next step when its turn comes. */
+  private flush(): void {
+    while (this.phase === "snoop") {
+      const head = this.queue[0];
+      if (!head) return;
+      switch (head.kind) {
+        case "local":
+          this.io.toClient(bytes(head.text));
+          this.queue.shift();
+          break;
+        case "server": {
+          if (!head.done) return;
+          this.queue.shift();
+          const text = head.expect.rewrite ? head.expect.rewrite(head.lines) : head.lines.join("");
+          this.io.toClient(bytes(text));
+          if (head.expect.thenClose?.(head.lines)) return this.end();
+          if (head.expect.thenPump?.(head.lines)) {
+            this.held = true;
+            this.io.pumpClient(this.fromClient.take());
+            this.queue.unshift({ kind: "pump", lines: [] });
+          }
+          break;
+        }
+        case "pump":
+          this.phase = "pump";
+          this.queue.length = 0;
+          this.io.pumpServer(Buffer.concat([bytes(head.lines.join("")), this.fromServer.take()]));
+          return;
+        case "close":
+          this.io.toClient(bytes(head.text));
+          return this.end();
+        case "starttls":
+          return this.upgrade(head.verdict);
+      }
+    }
+  }
+
+  private upgrade(verdict: StarttlsVerdict): void {
+    if (this.fromClient.pending > 0) {
+      // Bytes behind the upgrade command (CVE-2011-0411): refused, never read as commands.
+      this.io.warn("command pipelined after STARTTLS");
+      this.io.toClient(bytes(verdict.pipelined));
+      return this.end();
+    }
+    this.phase = "upgrading";
+    this.io.upgrade(verdict.goAhead, verdict.unavailable).then(
+      (handed) => {
+        if (this.phase !== "upgrading") return;
+        if (handed) {
+          this.phase = "tls";
+          this.queue.length = 0;
+          return;
+        }
+        this.phase = "snoop";
+        this.queue.shift();
+        this.held = false;
+        this.io.resumeClient();
+        this.parseClient();
+        this.flush();
+      },
+      () => this.end(),
+    );
+  }
+
+  private end(): void {
+    this.phase = "closed";
+    this.queue.length = 0;
+    this.io.close();
+  }
+}

@@ -1,0 +1,256 @@
+// starttls-wrapper: STARTTLS for an unpatched plaintext server. The server (prog) runs on a
+// socketpair; the wrapper forwards and snoops the dialogue (snoop.ts), advertises STARTTLS for
+// the server, and on the client's upgrade command hands the client, byte for byte, to the TLS
+// service (host port: `tcpserver --proxy ... tlsd prog`) or, in local mode, to tlsd in this
+// process; either way a fresh prog behind TLS, whose greeting is swallowed. A client that
+// declines TLS gets the server as it is (opportunistic), or nothing but refusals (-r).
+import { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { DIALOGUES } from "../dialogue/index.ts";
+import type { Dialogue } from "../dialogue/types.ts";
+import type { ResumeRecord } from "../proxy/index.ts";
+import { stripTlsConfig } from "../tls/peer-env.ts";
+import { connectionStream, exitStatus } from "../ucspi/chain.ts";
+import { copyEnv } from "../ucspi/env.ts";
+import { UsageError } from "../ucspi/errors.ts";
+import { native } from "../ucspi/native.ts";
+import { oneWay, relay } from "../ucspi/relay.ts";
+import type { Stage, StageContext } from "../ucspi/stage.ts";
+import { connectService, handoverHeader, localHeader } from "./handover.ts";
+import { USAGE, parseWrapperArgs } from "./options.ts";
+import type { WrapperOptions } from "./options.ts";
+import { Snooper } from "./snoop.ts";
+import type { SnoopIo } from "./snoop.ts";
+
+/** How long a server that was let go may take to exit after SIGTERM before we stop waiting
+ * (it is reaped whenever it does). */
+const LET_GO_MS = 2000;
+
+export const wrapperStage: Stage = {
+  async run(ctx) {
+    let options: WrapperOptions;
+    try {
+      options = parseWrapperArgs(ctx.argv.slice(1));
+    } catch (error) {
+      if (error instanceof UsageError) throw new UsageError(error.message, USAGE);
+      throw error;
+    }
+    const factory = DIALOGUES[options.protocol];
+    if (!factory) throw new UsageError(`unknown protocol '${options.protocol}'`, USAGE);
+    return new Wrapper(ctx, options, factory(options.policy)).run();
+  },
+};
+
+class Wrapper {
+  private readonly ctx: StageContext;
+  private readonly options: WrapperOptions;
+  private readonly dialogue: Dialogue;
+  private readonly client: Duplex;
+  private readonly server: Socket;
+  private readonly serverFd: number;
+  private readonly letGo = new AbortController();
+  private readonly snooper: Snooper;
+  /** The server's output once it goes to the client as it comes (pump). */
+  private serverOut: Promise<void> | undefined;
+  /** An upgrade under way (connecting to the TLS service). */
+  private upgrading: Promise<boolean> | undefined;
+  /** The TLS side, once the client is handed over: its end, and its status. */
+  private handedOver: Promise<number> | undefined;
+  private preTlsTimer: NodeJS.Timeout | undefined;
+
+  constructor(ctx: StageContext, options: WrapperOptions, dialogue: Dialogue) {
+    this.ctx = ctx;
+    this.options = options;
+    this.dialogue = dialogue;
+    this.client = connectionStream(ctx.connection);
+    const [ours, theirs] = native().socketPair();
+    this.serverFd = theirs;
+    this.server = new Socket({ fd: ours, readable: true, writable: true, allowHalfOpen: true });
+    this.snooper = new Snooper(dialogue, this.io(), options);
+  }
+
+  async run(): Promise<number> {
+    const env = copyEnv(this.ctx.env);
+    // The plaintext server never needs a key, nor to know where one is.
+    stripTlsConfig(env);
+    let spawned = false;
+    const serverDone = this.ctx.next(
+      this.options.program,
+      env,
+      { fd: this.serverFd },
+      {
+        stop: this.letGo.signal,
+        onSpawn: () => {
+          // The server has its own copy; ours would hide its end from us.
+          spawned = true;
+          native().close(this.serverFd);
+        },
+      },
+    );
+    this.listen();
+    this.preTlsTimer = setTimeout(
+      () => this.snooper.limit(`no STARTTLS within ${this.options.preTlsMs / 1000} s`),
+      this.options.preTlsMs,
+    );
+    let status: number;
+    try {
+      // A server that was let go and ignores SIGTERM is not waited for (it is reaped whenever
+      // it exits).
+      const gone = new Promise<number>((resolve) =>
+        this.letGo.signal.addEventListener("abort", () =>
+          setTimeout(() => resolve(exitStatus(0)), LET_GO_MS).unref(),
+        ),
+      );
+      status = await Promise.race([serverDone, gone]);
+    } finally {
+      if (!spawned) native().close(this.serverFd);
+    }
+    clearTimeout(this.preTlsTimer);
+    if (this.upgrading) await this.upgrading;
+    if (this.handedOver) return this.handedOver;
+    // The server is done: what it said is passed on, then the client's side ends, whatever
+    // the client still sends (as for a program on the socket itself).
+    if (this.serverOut) await this.serverOut;
+    this.client.end();
+    await written(this.client);
+    this.server.destroy();
+    return status;
+  }
+
+  private listen(): void {
+    const { client, server, snooper } = this;
+    client.on("data", (chunk: Buffer) => snooper.client(chunk));
+    server.on("data", (chunk: Buffer) => snooper.server(chunk));
+    client.on("error", () => this.drop());
+    server.on("error", () => server.destroy());
+    // The client's end: the server gets it too (it answers QUIT, then ends).
+    client.once("end", () => {
+      if (snooper.phase === "snoop") server.end();
+    });
+    // The server's end, while snooping: what it said goes out, then the client's side ends.
+    server.once("end", () => {
+      if (snooper.phase !== "snoop") return;
+      snooper.phase = "closed";
+      client.write(snooper.serverEnded());
+      client.end();
+    });
+  }
+
+  /** The client went away or broke: let the server go. */
+  private drop(): void {
+    if (this.snooper.phase === "tls") return;
+    this.snooper.phase = "closed";
+    this.server.destroy();
+    this.letGo.abort();
+  }
+
+  private io(): SnoopIo {
+    const { client, server } = this;
+    return {
+      toClient: (bytes) => client.write(bytes),
+      toServer: (bytes) => server.write(bytes),
+      pumpClient: (first) => {
+        client.removeAllListeners("data");
+        if (first.length > 0) server.write(first);
+        void oneWay(client, server);
+      },
+      pumpServer: (first) => {
+        clearTimeout(this.preTlsTimer);
+        server.removeAllListeners("data");
+        if (first.length > 0) client.write(first);
+        this.serverOut = oneWay(server, client);
+      },
+      pauseClient: () => client.pause(),
+      resumeClient: () => client.resume(),
+      upgrade: (goAhead, unavailable) => {
+        this.upgrading = this.upgrade(goAhead, unavailable);
+        return this.upgrading;
+      },
+      close: () => {
+        client.end();
+        this.server.destroy();
+        this.letGo.abort();
+      },
+      warn: (what) => this.warn(what),
+    };
+  }
+
+  private async upgrade(goAhead: string, unavailable: string): Promise<boolean> {
+    const record: ResumeRecord = { protocol: this.dialogue.protocol, swallow: "greeting" };
+    const service = this.options.service;
+    let tlsSide: Socket | undefined;
+    if (service) {
+      try {
+        tlsSide = await connectService(service.host, service.port, this.options.connectMs);
+      } catch (error) {
+        this.warn(`TLS service unavailable: ${(error as Error).message}`);
+        this.client.write(Buffer.from(unavailable, "latin1"));
+        return false;
+      }
+      tlsSide.write(handoverHeader(this.ctx.env, record));
+    }
+    // Committed: the go-ahead is the last plaintext byte the client gets, and the server's
+    // unsent output goes nowhere.
+    clearTimeout(this.preTlsTimer);
+    this.client.write(Buffer.from(goAhead, "latin1"));
+    this.server.removeAllListeners("data");
+    this.server.destroy();
+    this.letGo.abort();
+    if (this.options.verbosity >= 2)
+      this.info(service ? `STARTTLS, handed to ${service.host} port ${service.port}` : "STARTTLS");
+    this.handedOver = tlsSide ? this.relayTo(tlsSide) : this.localTls(record);
+    return true;
+  }
+
+  /** Remote: the client's bytes, TLS from the next one on, go to the service as they are. */
+  private async relayTo(tlsSide: Socket): Promise<number> {
+    tlsSide.on("error", () => tlsSide.destroy());
+    this.client.removeAllListeners("data");
+    await relay(this.client, tlsSide);
+    tlsSide.destroy();
+    return exitStatus(0);
+  }
+
+  /** Local mode: our tlsd takes the client here, and runs a fresh server behind TLS. */
+  private async localTls(record: ResumeRecord): Promise<number> {
+    this.client.removeAllListeners("data");
+    const { tlsdStage } = await import("../tlsd/stage.ts");
+    return tlsdStage.run({
+      ...this.ctx,
+      argv: ["tlsd", "-K", String(this.options.handshakeMs), "--", ...this.options.program],
+      connection: { stream: this.client, proxy: localHeader(record) },
+    });
+  }
+
+  private warn(what: string): void {
+    if (this.options.verbosity < 1) return;
+    this.ctx.log(`starttls-wrapper: warning: ${this.peer()}: ${what}\n`);
+  }
+
+  private info(what: string): void {
+    this.ctx.log(`starttls-wrapper: info: ${this.peer()}: ${what}\n`);
+  }
+
+  private peer(): string {
+    const env = this.ctx.env;
+    return env["PROTO"] === "TCP6"
+      ? (env["TCP6REMOTEIP"] ?? "unknown")
+      : (env["TCPREMOTEIP"] ?? "unknown");
+  }
+}
+
+/** Resolves once what was written to `stream` is out (or it broke), waiting at most
+ * LET_GO_MS × 15. */
+function written(stream: Duplex): Promise<void> {
+  if (stream.writableFinished || stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, LET_GO_MS * 15);
+    function done() {
+      clearTimeout(timer);
+      resolve();
+    }
+    stream.once("finish", done);
+    stream.once("close", done);
+    stream.once("error", done);
+  });
+}

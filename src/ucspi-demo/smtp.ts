@@ -1,0 +1,47 @@
+// `ucspi-demo smtp`: a tiny SMTP sink to try starttls-wrapper with. It speaks enough SMTP for
+// swaks, curl and smtplib (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT), knows nothing of TLS
+// itself, and tells the client where its mail came from and how (then throws the mail away).
+import { createInterface } from "node:readline";
+import type { Duplex } from "node:stream";
+import type { Env } from "../ucspi/env.ts";
+
+export async function smtpSink(stream: Duplex, env: Readonly<Env>): Promise<void> {
+  const from = env["TCPREMOTEIP"] ?? "unknown";
+  const how = env["SSL_PROTOCOL"] ? `over ${env["SSL_PROTOCOL"]}` : "in plaintext";
+  const say = (text: string) => stream.write(`${text}\r\n`);
+  say("220 ucspi-tls.demo ESMTP demo sink");
+  let data: number | undefined;
+  for await (const line of createInterface({ input: stream, crlfDelay: Infinity })) {
+    if (data !== undefined) {
+      if (line === ".") {
+        say(`250 ok: ${data} bytes from ${from} ${how}, thrown away (demo)`);
+        data = undefined;
+      } else data += line.length + 2;
+      continue;
+    }
+    const verb = line.split(" ")[0]?.toUpperCase() ?? "";
+    switch (verb) {
+      case "EHLO":
+        say("250-ucspi-tls.demo\r\n250-PIPELINING\r\n250 8BITMIME");
+        break;
+      case "HELO":
+        say("250 ucspi-tls.demo");
+        break;
+      case "MAIL":
+      case "RCPT":
+      case "RSET":
+      case "NOOP":
+        say("250 ok");
+        break;
+      case "DATA":
+        data = 0;
+        say("354 go ahead");
+        break;
+      case "QUIT":
+        say("221 ucspi-tls.demo bye");
+        return;
+      default:
+        say("502 unimplemented");
+    }
+  }
+}

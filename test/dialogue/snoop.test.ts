@@ -1,0 +1,229 @@
+// The snooped phase without sockets: the grammars' rewrites (STARTTLS advertised once, in the
+// right place), reply order, response injection (server bytes never follow the go-ahead), and
+// properties of the framing over any split of the input (fast-check).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import { DIALOGUES } from "../../src/dialogue/index.ts";
+import { LineBuffer } from "../../src/dialogue/lines.ts";
+import type { Policy } from "../../src/dialogue/types.ts";
+import { Snooper } from "../../src/starttls-wrapper/snoop.ts";
+import type { SnoopIo } from "../../src/starttls-wrapper/snoop.ts";
+
+/** A snooper whose I/O is recorded; `upgrade` waits until the test says how it went. */
+function harness(protocol: string, policy: Policy = "opportunistic") {
+  const factory = DIALOGUES[protocol];
+  if (!factory) throw new Error(protocol);
+  const out = { client: "", server: "", events: [] as string[] };
+  let settle: (handed: boolean) => void = () => {};
+  const io: SnoopIo = {
+    toClient: (b) => (out.client += b.toString("latin1")),
+    toServer: (b) => (out.server += b.toString("latin1")),
+    pumpClient: (first) => out.events.push(`pumpClient ${first.toString("latin1")}`),
+    pumpServer: (first) => out.events.push(`pumpServer ${first.toString("latin1")}`),
+    pauseClient: () => out.events.push("pause"),
+    resumeClient: () => out.events.push("resume"),
+    upgrade: (goAhead) => {
+      out.events.push("upgrade");
+      return new Promise((resolve) => {
+        settle = (handed) => {
+          if (handed) out.client += goAhead;
+          resolve(handed);
+        };
+      });
+    },
+    close: () => out.events.push("close"),
+    warn: (what) => out.events.push(`warn ${what}`),
+  };
+  const s = new Snooper(factory(policy), io, { maxRecord: 65536, maxCommands: 100 });
+  const b = (t: string) => Buffer.from(t, "latin1");
+  return {
+    out,
+    client: (t: string) => s.client(b(t)),
+    server: (t: string) => s.server(b(t)),
+    settle: (handed: boolean) => settle(handed),
+    snooper: s,
+  };
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+test("smtp: STARTTLS goes right after the domain line, once, in one-line replies too", () => {
+  for (const [reply, expected] of [
+    [
+      "250-mx\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+      "250-mx\r\n250-STARTTLS\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+    ],
+    ["250 mx hello\r\n", "250-mx hello\r\n250 STARTTLS\r\n"],
+    ["250-mx\r\n250 STARTTLS\r\n", "250-mx\r\n250 STARTTLS\r\n"],
+    ["250-mx\r\n250-starttls\r\n250 SIZE 1000\r\n", "250-mx\r\n250-STARTTLS\r\n250 SIZE 1000\r\n"],
+    ["550 go away\r\n", "550 go away\r\n"],
+  ] as const) {
+    const h = harness("smtp");
+    h.server("220 mx\r\n");
+    h.client("EHLO me\r\n");
+    h.server(reply);
+    assert.equal(h.out.client, `220 mx\r\n${expected}`);
+  }
+});
+
+test("smtp -r: AUTH lines are not advertised before TLS", () => {
+  const h = harness("smtp", "require");
+  h.server("220 mx\r\n");
+  h.client("EHLO me\r\n");
+  h.server("250-mx\r\n250-AUTH PLAIN LOGIN\r\n250 AUTH=PLAIN\r\n");
+  assert.equal(h.out.client, "220 mx\r\n250-mx\r\n250-STARTTLS\r\n250 AUTH=PLAIN\r\n");
+});
+
+test("lmtp: LHLO is the hello", () => {
+  const h = harness("lmtp");
+  h.server("220 lmtp\r\n");
+  h.client("LHLO me\r\n");
+  h.server("250-lmtp\r\n250 PIPELINING\r\n");
+  assert.equal(h.out.client, "220 lmtp\r\n250-lmtp\r\n250-STARTTLS\r\n250 PIPELINING\r\n");
+});
+
+test("imap: STARTTLS in the greeting's code and in CAPABILITY; -r adds LOGINDISABLED", () => {
+  const o = harness("imap");
+  o.server("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n");
+  o.client("a1 CAPABILITY\r\n");
+  o.server("* CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN\r\na1 OK done\r\n");
+  assert.equal(
+    o.out.client,
+    "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN STARTTLS] hi\r\n* CAPABILITY IMAP4rev1 AUTH=PLAIN STARTTLS\r\na1 OK done\r\n",
+  );
+  const r = harness("imap", "require");
+  r.server("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n");
+  r.client("a1 LOGIN u p\r\nb CAPABILITY\r\n");
+  r.server("* CAPABILITY IMAP4rev1 AUTH=LOGIN\r\nb OK done\r\n");
+  assert.equal(
+    r.out.client,
+    "* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] hi\r\n" +
+      "a1 NO [PRIVACYREQUIRED] TLS is required before authentication\r\n" +
+      "* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED\r\nb OK done\r\n",
+  );
+  assert.equal(r.out.server, "b CAPABILITY\r\n");
+});
+
+test("imap: PREAUTH is not snooped (-o) and is refused (-r)", () => {
+  const o = harness("imap");
+  o.server("* PREAUTH welcome\r\n");
+  assert.equal(o.out.client, "* PREAUTH welcome\r\n");
+  assert.deepEqual(o.out.events, ["pumpClient ", "pumpServer "]);
+  const r = harness("imap", "require");
+  r.server("* PREAUTH welcome\r\n");
+  assert.equal(r.out.client, "* BYE TLS is required, and this server is pre-authenticated\r\n");
+  assert.deepEqual(r.out.events, ["close"]);
+});
+
+test("pop3: STLS in CAPA, and a CAPA of ours for a server that has none", () => {
+  const h = harness("pop3");
+  h.server("+OK ready\r\n");
+  h.client("CAPA\r\n");
+  h.server("+OK\r\nUSER\r\nTOP\r\n.\r\n");
+  h.client("CAPA\r\n");
+  h.server("-ERR what\r\n");
+  assert.equal(
+    h.out.client,
+    "+OK ready\r\n+OK\r\nUSER\r\nTOP\r\nSTLS\r\n.\r\n+OK Capability list follows\r\nSTLS\r\n.\r\n",
+  );
+  const r = harness("pop3", "require");
+  r.server("+OK ready\r\n");
+  r.client("USER bob\r\nCAPA\r\n");
+  r.server("+OK\r\nUSER\r\nSASL PLAIN\r\nTOP\r\n.\r\n");
+  assert.equal(
+    r.out.client,
+    "+OK ready\r\n-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.\r\n" +
+      "+OK\r\nTOP\r\nSTLS\r\n.\r\n",
+  );
+});
+
+test("replies keep command order whoever answers, and STARTTLS waits for its turn", async () => {
+  const h = harness("smtp", "require");
+  h.server("220 mx\r\n");
+  h.client("NOOP\r\nMAIL FROM:<a@b>\r\nSTARTTLS\r\n");
+  // The MAIL refusal is ours, but it must not overtake the server's NOOP answer.
+  assert.equal(h.out.client, "220 mx\r\n");
+  assert.deepEqual(h.out.events, ["pause"]);
+  h.server("250 ok\r\n");
+  assert.equal(
+    h.out.client,
+    "220 mx\r\n250 ok\r\n530 5.7.0 Must issue a STARTTLS command first\r\n",
+  );
+  assert.deepEqual(h.out.events, ["pause", "upgrade"]);
+  // Response injection: server output while the upgrade is under way is dropped, before and
+  // after the go-ahead.
+  h.server("250 injected\r\n");
+  h.settle(true);
+  await tick();
+  h.server("250 injected too\r\n");
+  assert.equal(
+    h.out.client,
+    "220 mx\r\n250 ok\r\n530 5.7.0 Must issue a STARTTLS command first\r\n220 2.0.0 Ready to start TLS\r\n",
+  );
+  assert.equal(h.snooper.phase, "tls");
+});
+
+test("a TLS service that is down: the snooping goes on after the 'not now'", async () => {
+  const h = harness("smtp");
+  h.server("220 mx\r\n");
+  h.client("STARTTLS\r\n");
+  h.settle(false);
+  await tick();
+  assert.equal(h.snooper.phase, "snoop");
+  h.client("NOOP\r\n");
+  assert.equal(h.out.server, "NOOP\r\n");
+  assert.deepEqual(h.out.events, ["pause", "upgrade", "resume"]);
+});
+
+test("property: a client line split anywhere is read the same", () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.string({ unit: fc.constantFrom(..."abcXYZ :<>@.0123456789"), maxLength: 60 }), {
+        minLength: 1,
+        maxLength: 8,
+      }),
+      fc.array(fc.nat(), { maxLength: 10 }),
+      (lines, cuts) => {
+        const input = Buffer.from(lines.map((l) => `${l}\r\n`).join(""), "latin1");
+        const points = [...new Set(cuts.map((c) => c % (input.length + 1)))].sort((a, b) => a - b);
+        const buffer = new LineBuffer(1024, true);
+        const got: string[] = [];
+        let last = 0;
+        for (const p of [...points, input.length]) {
+          buffer.push(input.subarray(last, p));
+          last = p;
+          for (let r = buffer.next(); r.kind === "line"; r = buffer.next()) got.push(r.line);
+        }
+        assert.deepEqual(
+          got,
+          lines.map((l) => `${l}\r\n`),
+        );
+        assert.equal(buffer.pending, 0);
+      },
+    ),
+  );
+});
+
+test("property: any bytes from a client never make the snooper forward a line it did not frame", () => {
+  fc.assert(
+    fc.property(
+      fc.constantFrom("smtp", "lmtp", "imap", "pop3"),
+      fc.constantFrom<Policy>("opportunistic", "require"),
+      fc.uint8Array({ maxLength: 300 }),
+      (protocol, policy, bytes) => {
+        const h = harness(protocol, policy);
+        h.server(
+          protocol === "imap" ? "* OK hi\r\n" : protocol === "pop3" ? "+OK hi\r\n" : "220 hi\r\n",
+        );
+        h.snooper.client(Buffer.from(bytes));
+        // What reached the server is whole CRLF lines with no NUL or stray CR/LF, unless the
+        // client was let through as it is (pump).
+        if (!h.out.events.some((e) => e.startsWith("pumpClient"))) {
+          assert.match(h.out.server, /^([^\r\n\0]*\r\n)*$/);
+        }
+      },
+    ),
+    { numRuns: 1000 },
+  );
+});

@@ -1,0 +1,419 @@
+// starttls-wrapper with SMTP, byte for byte: advertising, the hand-over to
+// `tcpserver --proxy ... tlsd` (and local mode), and the attack classes of
+// reference/starttls-attacks.md with their exact bytes and segment boundaries. The server on
+// both sides is test/fixtures/fake-smtp, which logs every command it receives, so "never
+// reaches either server" is checked on what each one actually got.
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { connect as tcpConnect } from "node:net";
+import type { Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { connect as tlsConnect } from "node:tls";
+import type { TLSSocket } from "node:tls";
+import { makePki } from "../helpers/certs.ts";
+import { childrenOf, freePort } from "../helpers/interop.ts";
+import { BIN, ROOT, ours } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+import type { RunningServer } from "../helpers/server.ts";
+
+const pki = makePki();
+const dir = mkdtempSync(join(tmpdir(), "ucspi-wrapper-"));
+after(() => {
+  rmSync(pki.dir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
+});
+const cert = pki.server("localhost", ["localhost"]);
+const FAKE = join(ROOT, "test", "fixtures", "fake-smtp");
+const PATH = `${BIN}:/usr/bin:/bin`;
+let serial = 0;
+
+interface Pair {
+  port: number;
+  wrapper: RunningServer;
+  plainLog: () => string;
+  tlsLog: () => string;
+  stop(): Promise<void>;
+}
+
+/** The wrapper on a port of its own in front of fake-smtp, handing clients to a
+ * `tcpserver --proxy ... tlsd fake-smtp` (or, with `local`, doing TLS itself). */
+async function pair(
+  flags: string[] = [],
+  options: { local?: boolean; serviceDown?: boolean } = {},
+) {
+  const n = ++serial;
+  const plain = join(dir, `plain-${n}.log`);
+  const tls = join(dir, `tls-${n}.log`);
+  const tlsEnv = { PATH, CERTFILE: cert.cert, KEYFILE: cert.key, FAKE_LOG: tls };
+  let service: RunningServer | undefined;
+  let servicePort = await freePort();
+  if (!options.local && !options.serviceDown) {
+    service = await startServer(
+      ours("tcpserver"),
+      ["-v", "--proxy", "-RHl0", "127.0.0.1", "0", "tlsd", FAKE],
+      { env: tlsEnv },
+    );
+    servicePort = service.port;
+  }
+  const target = options.local ? [] : ["127.0.0.1", String(servicePort)];
+  const wrapper = await startServer(
+    ours("tcpserver"),
+    ["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", ...flags, ...target, FAKE],
+    // The plaintext server logs to its own file; in local mode the TLS side's server is run
+    // by the wrapper's own tlsd, with the same environment (so the same log).
+    { env: options.local ? { ...tlsEnv, FAKE_LOG: plain } : { PATH, FAKE_LOG: plain } },
+  );
+  const read = (f: string) => () => {
+    try {
+      return readFileSync(f, "latin1");
+    } catch {
+      return "";
+    }
+  };
+  return {
+    port: wrapper.port,
+    wrapper,
+    plainLog: read(plain),
+    tlsLog: read(options.local ? plain : tls),
+    async stop() {
+      await wrapper.stop();
+      await service?.stop();
+    },
+  } satisfies Pair;
+}
+
+/** A client that writes exactly the bytes given (one write each) and reads by pattern. */
+class Client {
+  private socket: Socket | TLSSocket;
+  private buffer = "";
+  private ended = false;
+  private waiters: (() => void)[] = [];
+
+  constructor(socket: Socket) {
+    this.socket = socket;
+    this.attach(socket);
+  }
+
+  static open(port: number, localAddress = "127.0.0.1"): Promise<Client> {
+    return new Promise((resolve, reject) => {
+      const socket = tcpConnect({ port, host: "127.0.0.1", localAddress }, () =>
+        resolve(new Client(socket)),
+      );
+      socket.once("error", reject);
+    });
+  }
+
+  private attach(s: Socket | TLSSocket) {
+    s.on("data", (b: Buffer) => {
+      this.buffer += b.toString("latin1");
+      this.wake();
+    });
+    s.on("end", () => {
+      this.ended = true;
+      this.wake();
+    });
+    s.on("close", () => {
+      this.ended = true;
+      this.wake();
+    });
+    s.on("error", () => {});
+  }
+
+  private wake() {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  write(bytes: string | Buffer): void {
+    this.socket.write(bytes);
+  }
+
+  /** Everything read up to and including the first match of `pattern`. */
+  async until(pattern: RegExp): Promise<string> {
+    for (let i = 0; i < 400; i++) {
+      const m = pattern.exec(this.buffer);
+      if (m) {
+        const upTo = m.index + m[0].length;
+        const got = this.buffer.slice(0, upTo);
+        this.buffer = this.buffer.slice(upTo);
+        return got;
+      }
+      if (this.ended) break;
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 50);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+    throw new Error(`never read ${pattern}; got ${JSON.stringify(this.buffer)}`);
+  }
+
+  /** Everything until the server closes. */
+  async rest(): Promise<string> {
+    for (let i = 0; i < 400 && !this.ended; i++) await new Promise((r) => setTimeout(r, 25));
+    const got = this.buffer;
+    this.buffer = "";
+    return got;
+  }
+
+  /** The TLS handshake on the same connection (verifying the server). */
+  startTls(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const raw = this.socket as Socket;
+      raw.removeAllListeners("data");
+      raw.removeAllListeners("end");
+      raw.removeAllListeners("close");
+      this.ended = false;
+      this.buffer = "";
+      const tls = tlsConnect(
+        { socket: raw, servername: "localhost", ca: readFileSync(pki.ca.cert) },
+        () => resolve(),
+      );
+      tls.once("error", reject);
+      tls.once("close", () => reject(new Error("closed during the handshake")));
+      this.socket = tls;
+      this.attach(tls);
+    });
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+const EHLO_REPLY =
+  "250-fake.example\r\n250-STARTTLS\r\n250-PIPELINING\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n";
+
+async function upgraded(p: Pair, localAddress = "127.0.0.1"): Promise<Client> {
+  const c = await Client.open(p.port, localAddress);
+  assert.equal(await c.until(/\r\n/), "220 fake.example ESMTP\r\n");
+  c.write("EHLO client.example\r\n");
+  assert.equal(await c.until(/^250 .*\r\n/m), EHLO_REPLY);
+  c.write("STARTTLS\r\n");
+  assert.equal(await c.until(/\r\n/), "220 2.0.0 Ready to start TLS\r\n");
+  await c.startTls();
+  return c;
+}
+
+for (const local of [false, true]) {
+  const mode = local ? "local mode" : "handed to tcpserver --proxy tlsd";
+  test(`${mode}: STARTTLS advertised, upgraded, the server behind TLS greets nothing and sees the real client`, async () => {
+    const p = await pair([], { local });
+    try {
+      const c = await upgraded(p, "127.0.0.2");
+      c.write("EHLO client.example\r\n");
+      // The first thing inside TLS is the answer to our EHLO: the greeting was swallowed,
+      // and the server behind TLS never advertises STARTTLS.
+      assert.equal(
+        await c.until(/^250 .*\r\n/m),
+        "250-fake.example\r\n250-PIPELINING\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n",
+      );
+      c.write("MAIL FROM:<a@example.org>\r\n");
+      assert.equal(await c.until(/\r\n/), "250 ok MAIL FROM:<a@example.org>\r\n");
+      c.write("QUIT\r\n");
+      assert.equal(await c.rest(), "221 fake.example bye\r\n");
+      // What each server got: plaintext EHLO only, then the TLS side the rest, from the
+      // client's own address (127.0.0.2), never the wrapper's 127.0.0.1.
+      const plainLines = local ? p.plainLog().split("\n").slice(0, 1) : p.plainLog().split("\n");
+      assert.deepEqual(plainLines.filter(Boolean), ["127.0.0.2 EHLO client.example"]);
+      assert.match(p.tlsLog(), /^127\.0\.0\.2 MAIL FROM:<a@example\.org>$/m);
+      assert.doesNotMatch(p.tlsLog(), /^127\.0\.0\.1 /m);
+      assert.doesNotMatch(p.plainLog() + p.tlsLog(), /STARTTLS/i);
+      await p.wrapper.waitForLog(/^tcpserver: end \d+ status 0$/);
+    } finally {
+      await p.stop();
+    }
+  });
+}
+
+test("A1: STARTTLS and RSET in one segment: refused (554) and closed, RSET reaches nobody", async () => {
+  const p = await pair();
+  try {
+    const c = await Client.open(p.port);
+    await c.until(/\r\n/);
+    c.write("EHLO tester\r\n");
+    await c.until(/^250 .*\r\n/m);
+    c.write("STARTTLS\r\nRSET\r\n");
+    assert.equal(await c.rest(), "554 5.5.1 Error: command pipelined after STARTTLS\r\n");
+    await p.wrapper.waitForLog(
+      /^starttls-wrapper: warning: 127\.0\.0\.1: command pipelined after STARTTLS$/,
+    );
+    assert.doesNotMatch(p.plainLog() + p.tlsLog(), /RSET/);
+  } finally {
+    await p.stop();
+  }
+});
+
+test("A2/A3: EHLO, STARTTLS, NOOP pipelined: the whole EHLO reply, then the refusal", async () => {
+  const p = await pair();
+  try {
+    const c = await Client.open(p.port);
+    await c.until(/\r\n/);
+    c.write("EHLO a\r\nSTARTTLS\r\nNOOP\r\n");
+    assert.equal(
+      await c.rest(),
+      `${EHLO_REPLY}554 5.5.1 Error: command pipelined after STARTTLS\r\n`,
+    );
+    assert.doesNotMatch(p.plainLog() + p.tlsLog(), /NOOP/);
+  } finally {
+    await p.stop();
+  }
+});
+
+test("A4: RSET in a later segment, after the go-ahead: the handshake fails, RSET reaches nobody", async () => {
+  const p = await pair();
+  try {
+    const c = await Client.open(p.port);
+    await c.until(/\r\n/);
+    c.write("EHLO a\r\n");
+    await c.until(/^250 .*\r\n/m);
+    c.write("STARTTLS\r\n");
+    assert.equal(await c.until(/\r\n/), "220 2.0.0 Ready to start TLS\r\n");
+    c.write("RSET\r\n");
+    await assert.rejects(c.startTls());
+    assert.doesNotMatch(p.plainLog() + p.tlsLog(), /RSET/);
+  } finally {
+    await p.stop();
+  }
+});
+
+test("A16: a large tail after STARTTLS is refused and never buffered whole", async () => {
+  const p = await pair();
+  try {
+    const c = await Client.open(p.port);
+    await c.until(/\r\n/);
+    c.write(`STARTTLS\r\n${"NOOP\r\n".repeat(20000)}`);
+    assert.match(await c.rest(), /^554 5\.5\.1 Error: command pipelined after STARTTLS\r\n$/);
+    assert.doesNotMatch(p.plainLog() + p.tlsLog(), /NOOP/);
+  } finally {
+    await p.stop();
+  }
+});
+
+test("STARTTLS with an argument is refused (501), and the session goes on", async () => {
+  const p = await pair();
+  try {
+    const c = await Client.open(p.port);
+    await c.until(/\r\n/);
+    c.write("STARTTLS now\r\n");
+    assert.equal(await c.until(/\r\n/), "501 5.5.4 Syntax error (no parameters allowed)\r\n");
+    c.write("NOOP\r\n");
+    assert.equal(await c.until(/\r\n/), "250 ok NOOP\r\n");
+    // Our tcpserver lets in-process connections finish before it exits on SIGTERM.
+    c.destroy();
+  } finally {
+    await p.stop();
+  }
+});
+
+test("after MAIL (plaintext chosen) STARTTLS is the server's business: no go-ahead", async () => {
+  const p = await pair();
+  try {
+    const c = await Client.open(p.port);
+    await c.until(/\r\n/);
+    c.write("MAIL FROM:<a@example.org>\r\n");
+    assert.equal(await c.until(/\r\n/), "250 ok MAIL FROM:<a@example.org>\r\n");
+    c.write("STARTTLS\r\n");
+    assert.equal(await c.until(/\r\n/), "250 ok STARTTLS\r\n");
+    c.write("QUIT\r\n");
+    assert.equal(await c.rest(), "221 fake.example bye\r\n");
+  } finally {
+    await p.stop();
+  }
+});
+
+test("-r: only EHLO, NOOP, RSET, QUIT and STARTTLS before TLS; AUTH hidden and refused", async () => {
+  const p = await pair(["-r"]);
+  try {
+    const c = await Client.open(p.port);
+    await c.until(/\r\n/);
+    c.write("EHLO a\r\n");
+    assert.equal(
+      await c.until(/^250 .*\r\n/m),
+      "250-fake.example\r\n250-STARTTLS\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+    );
+    c.write("MAIL FROM:<a@example.org>\r\nAUTH PLAIN AGEAYg==\r\nHELO a\r\nNOOP\r\n");
+    assert.equal(
+      await c.until(/^250 ok NOOP\r\n/m),
+      "530 5.7.0 Must issue a STARTTLS command first\r\n" +
+        "538 5.7.11 Encryption required for requested authentication mechanism\r\n" +
+        "530 5.7.0 Must issue a STARTTLS command first\r\n" +
+        "250 ok NOOP\r\n",
+    );
+    assert.doesNotMatch(p.plainLog(), /MAIL|AUTH|HELO/);
+    c.destroy();
+  } finally {
+    await p.stop();
+  }
+});
+
+test("-r with a pre-TLS time limit: 421 and the end when it runs out", async () => {
+  const p = await pair(["-r", "-t", "1"]);
+  try {
+    const c = await Client.open(p.port);
+    assert.equal(await c.rest(), "220 fake.example ESMTP\r\n421 4.7.0 no STARTTLS within 1 s\r\n");
+  } finally {
+    await p.stop();
+  }
+});
+
+test("a TLS service that is down: 454 and a log line, and the session goes on in plaintext", async () => {
+  const p = await pair(["-T", "2"], { serviceDown: true });
+  try {
+    const c = await Client.open(p.port);
+    await c.until(/\r\n/);
+    c.write("STARTTLS\r\n");
+    assert.equal(await c.until(/\r\n/), "454 4.7.0 TLS not available due to temporary reason\r\n");
+    await p.wrapper.waitForLog(
+      /^starttls-wrapper: warning: 127\.0\.0\.1: TLS service unavailable: unable to connect to 127\.0\.0\.1 port \d+: ECONNREFUSED$/,
+    );
+    c.write("QUIT\r\n");
+    assert.equal(await c.rest(), "221 fake.example bye\r\n");
+  } finally {
+    await p.stop();
+  }
+});
+
+test("framing: a bare LF, a NUL or an over-long line is refused and closed", async () => {
+  const p = await pair();
+  try {
+    for (const [bytes, reply] of [
+      ["EHLO a\n", "500 5.5.2 bare LF in a command line\r\n"],
+      ["EHLO a\0\r\n", "500 5.5.2 NUL in a command line\r\n"],
+      ["EHLO a\rb\r\n", "500 5.5.2 bare CR in a command line\r\n"],
+      [`EHLO ${"a".repeat(3000)}\r\n`, "500 5.5.2 line too long\r\n"],
+    ] as const) {
+      const c = await Client.open(p.port);
+      await c.until(/\r\n/);
+      c.write(bytes);
+      assert.equal(await c.rest(), reply, JSON.stringify(bytes.slice(0, 12)));
+    }
+    assert.equal(p.plainLog(), "");
+  } finally {
+    await p.stop();
+  }
+});
+
+test("the server's exit status is passed on; a client that resets leaves no child behind", async () => {
+  const p = await pair();
+  try {
+    const c = await Client.open(p.port);
+    await c.until(/\r\n/);
+    c.write("MAIL FROM:<a@example.org>\r\nEXIT 3\r\n");
+    assert.equal(await c.rest(), "250 ok MAIL FROM:<a@example.org>\r\n");
+    await p.wrapper.waitForLog(/^tcpserver: end \d+ status 768$/);
+    const r = await Client.open(p.port);
+    await r.until(/\r\n/);
+    r.write("EHLO a\r\n");
+    await r.until(/^250 /m);
+    r.destroy();
+    await p.wrapper.waitForLog(/^tcpserver: end /, 2);
+    const pid = p.wrapper.child.pid ?? 0;
+    assert.deepEqual(childrenOf(pid), []);
+  } finally {
+    await p.stop();
+  }
+});
