@@ -51,10 +51,17 @@ int main(int argc, char **argv) {
   up(root); /* build/ */
   up(root); /* the package */
   snprintf(script, sizeof script, "%s/dist/%s.cjs", root, name);
-  char **args = calloc((size_t)argc + 2, sizeof(char *));
+  /* tcpserver holds every connection of an in-process chain: V8's young generation, which
+   * grows up to 16 MiB when many handshakes allocate at once, is kept at 1 MiB there. Measured
+   * with 100 idle TLS connections: 25-30 KiB less PSS per connection, the same handshake rate
+   * and 1 GiB throughput. (Its --worker processes are spawned by Node, not by us.) */
+  int server = strcmp(name, "tcpserver") == 0;
+  char **args = calloc((size_t)argc + 3, sizeof(char *));
   if (!args) return 111;
-  args[1] = script;
-  for (int i = 1; i < argc; i++) args[i + 1] = argv[i];
+  int k = 1;
+  if (server) args[k++] = "--max-semi-space-size=1";
+  args[k++] = script;
+  for (int i = 1; i < argc; i++) args[k++] = argv[i];
   const char *candidates[] = {"%s/node_modules/node/bin/node", "%s/../node/bin/node"};
   for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
     snprintf(node, sizeof node, candidates[i], root);

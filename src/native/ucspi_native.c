@@ -677,14 +677,21 @@ static napi_value when_readable(napi_env env, napi_callback_info info) {
   return obj;
 }
 
-/* socketPair() -> [fd, fd]: a connected AF_UNIX stream pair, close-on-exec. A program on a
- * transformed connection (TLS) gets one end as its fds 0/1 (or 6/7): like a TCP socket it
- * carries both directions and a half-close (shutdown), which a pair of pipes would not. */
+/* socketPair(sndbuf?) -> [fd, fd]: a connected AF_UNIX stream pair, close-on-exec. A program on
+ * a transformed connection (TLS) gets one end as its fds 0/1 (or 6/7): like a TCP socket it
+ * carries both directions and a half-close (shutdown), which a pair of pipes would not.
+ * sndbuf > 0 sets SO_SNDBUF on the first end (ours): how much we may write ahead of the program
+ * (best effort: the kernel caps it at net.core.wmem_max). */
 static napi_value socket_pair(napi_env env, napi_callback_info info) {
-  (void)info;
+  size_t argc = 1;
+  napi_value args[1];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t sndbuf = 0;
+  if (argc >= 1) get_int(env, args[0], &sndbuf);
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
     return throw_errno(env, errno, "socketpair");
+  if (sndbuf > 0) setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   napi_value arr, v;
   napi_create_array_with_length(env, 2, &arr);
   napi_create_int32(env, sv[0], &v);

@@ -42,7 +42,7 @@ export interface Native {
   /** Another (close-on-exec) fd for the same open file. */
   dup(fd: number): number;
   /** A connected AF_UNIX stream pair (close-on-exec). */
-  socketPair(): [number, number];
+  socketPair(sndbuf?: number): [number, number];
   /** Calls back once when fd is readable (or at EOF or error). */
   whenReadable(fd: number, callback: (status: number) => void): { cancel(): void };
 }

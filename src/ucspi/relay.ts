@@ -9,16 +9,48 @@ import type { Duplex, Readable, Writable } from "node:stream";
 
 /** One side of a relay: a duplex stream, or a readable and a writable of their own (so that a
  * failed write, which destroys its stream, does not take the reading side with it). */
-export type RelaySide = Duplex | { source: Readable; sink: Writable };
+export type RelaySide = Duplex | RelayHalves;
 
-const halves = (side: RelaySide): [Readable, Writable] =>
-  "source" in side ? [side.source, side.sink] : [side, side];
+export interface RelayHalves {
+  source: Readable;
+  sink: Writable;
+  /** Gather the writes to `sink` that one turn of the event loop makes into one (a writev,
+   * flushed by setImmediate, right after that turn's I/O callbacks). TLS hands its records
+   * over 16 KiB at a time, and a program that reads its input as it comes would otherwise be
+   * woken once for each. */
+  batchWrites?: boolean;
+  /** Set when `source` hands its bytes over through a callback (net.Socket's `onread`) rather
+   * than "data" events: the relay puts its writer here, for that callback to call. */
+  feed?: Feed;
+}
+
+/** The writer of one direction, for a source read with `onread`: it returns false when the
+ * source is to pause (the relay resumes it on "drain"), and drops the bytes (returning true)
+ * once the direction is over. Unset until the relay starts and again once it is done. */
+export interface Feed {
+  write?: (bytes: Buffer) => boolean;
+}
+
+export interface OneWayOptions {
+  /** See RelayHalves.batchWrites (here for `to`). */
+  batchWrites?: boolean;
+  /** See RelayHalves.feed (here for `from`). */
+  feed?: Feed;
+}
+
+const halves = (side: RelaySide): RelayHalves =>
+  "source" in side ? side : { source: side, sink: side };
 
 /** Resolves once both directions are done. */
 export async function relay(a: RelaySide, b: RelaySide): Promise<void> {
-  const [aIn, aOut] = halves(a);
-  const [bIn, bOut] = halves(b);
-  await Promise.all([oneWay(aIn, bOut), oneWay(bIn, aOut)]);
+  const x = halves(a);
+  const y = halves(b);
+  const go = (from: Readable, to: Writable, options: OneWayOptions) =>
+    options.feed || options.batchWrites ? oneWayLoop(from, to, options) : oneWay(from, to);
+  await Promise.all([
+    go(x.source, y.sink, { feed: x.feed, batchWrites: y.batchWrites }),
+    go(y.source, x.sink, { feed: y.feed, batchWrites: x.batchWrites }),
+  ]);
 }
 
 /** One direction: `from` into `to` until `from` ends (then `to` is ended: a half-close) or
@@ -45,6 +77,65 @@ export function oneWay(from: Readable, to: Writable): Promise<void> {
       finish();
     };
     from.pipe(to, { end: false });
+    from.once("end", ended);
+    from.once("close", ended);
+    from.on("error", ended);
+    to.on("error", refused);
+    to.once("close", () => {
+      if (!finished && !to.writableFinished) refused();
+    });
+  });
+}
+
+/** oneWay as a loop of our own rather than pipe(), for batchWrites and for sources read with
+ * `onread` (the program's side of spawnOnStream). */
+function oneWayLoop(from: Readable, to: Writable, options: OneWayOptions): Promise<void> {
+  const { feed, batchWrites = false } = options;
+  return new Promise((resolve) => {
+    let finished = false;
+    let corked = false;
+    const flush = () => {
+      corked = false;
+      to.uncork();
+    };
+    const finish = () => {
+      finished = true;
+      from.off("data", write);
+      if (feed) feed.write = undefined;
+      resolve();
+    };
+    const resume = () => {
+      if (!finished) from.resume();
+    };
+    const write = (chunk: Buffer): boolean => {
+      // After a refusal the rest of this direction is read and dropped.
+      if (finished) return true;
+      if (batchWrites && !corked) {
+        corked = true;
+        to.cork();
+        setImmediate(flush);
+      }
+      if (to.write(chunk)) return true;
+      from.pause();
+      to.once("drain", resume);
+      return false;
+    };
+    // The source ended (or broke): pass the end on, as a half-close.
+    const ended = () => {
+      if (finished) return;
+      if (corked) flush();
+      if (!to.destroyed && !to.writableEnded) to.end();
+      finish();
+    };
+    // The destination cannot take more: drop the rest of this direction only.
+    const refused = () => {
+      if (finished) return;
+      finish();
+      from.resume();
+    };
+    if (feed) feed.write = write;
+    else from.on("data", write);
+    from.resume();
     from.once("end", ended);
     from.once("close", ended);
     from.on("error", ended);
