@@ -227,3 +227,56 @@ test("property: any bytes from a client never make the snooper forward a line it
     { numRuns: 1000 },
   );
 });
+
+test("A7/A9: IMAP and POP3 commands pipelined after the upgrade are refused, then the end", () => {
+  for (const [protocol, greeting, input, reply] of [
+    [
+      "imap",
+      "* OK hi\r\n",
+      "A STARTTLS\r\nQWXYZ NOOP\r\n",
+      "* BYE Command pipelined after STARTTLS\r\n",
+    ],
+    ["pop3", "+OK hi\r\n", "STLS\r\nCAPA\r\n", "-ERR Command pipelined after STLS\r\n"],
+    [
+      "smtp",
+      "220 hi\r\n",
+      "STARTTLS\r\nRSET\r\n",
+      "554 5.5.1 Error: command pipelined after STARTTLS\r\n",
+    ],
+  ] as const) {
+    const h = harness(protocol);
+    h.server(greeting);
+    h.client(input);
+    assert.equal(h.out.client, greeting + reply, protocol);
+    assert.equal(h.out.server, "", `${protocol}: nothing reaches the server`);
+    assert.deepEqual(h.out.events, ["pause", "warn command pipelined after STARTTLS", "close"]);
+  }
+});
+
+test("a plaintext login ends the snooping: a later STARTTLS is the server's (IMAP, POP3)", () => {
+  const i = harness("imap");
+  i.server("* OK hi\r\n");
+  i.client("a LOGIN u p\r\nb STARTTLS\r\n");
+  assert.deepEqual(i.out.events, ["pumpClient a LOGIN u p\r\nb STARTTLS\r\n", "pumpServer "]);
+  const p = harness("pop3");
+  p.server("+OK hi\r\n");
+  p.client("USER u\r\nSTLS\r\n");
+  assert.deepEqual(p.out.events, ["pumpClient USER u\r\nSTLS\r\n", "pumpServer "]);
+});
+
+test("STARTTLS with arguments, and IMAP literals before TLS (-r: the end)", () => {
+  const i = harness("imap", "require");
+  i.server("* OK hi\r\n");
+  i.client("a STARTTLS now\r\n");
+  assert.equal(i.out.client, "* OK hi\r\na BAD STARTTLS takes no arguments\r\n");
+  i.client("b LOGIN {5}\r\n");
+  assert.equal(
+    i.out.client,
+    "* OK hi\r\na BAD STARTTLS takes no arguments\r\n* BYE Literals are not accepted before STARTTLS\r\n",
+  );
+  assert.deepEqual(i.out.events, ["warn literal before STARTTLS", "close"]);
+  const p = harness("pop3");
+  p.server("+OK hi\r\n");
+  p.client("STLS x\r\n");
+  assert.equal(p.out.client, "+OK hi\r\n-ERR STLS takes no arguments\r\n");
+});
