@@ -5,7 +5,9 @@
 //      show that the spawn path does not slow down as the server holds more;
 //   3.-7. TLS: handshakes (beside stunnel and haproxy), 1 GiB down and up, memory per idle
 //      connection, handshakes while 2,000 TLS connections are held in-process, and tlsd's
-//      start-up as a process of its own.
+//      start-up as a process of its own;
+//   8. smtp: SMTP sessions through starttls-wrapper beside implicit TLS and plaintext
+//      (bench/smtp.mjs, a script of its own: the harness has no SMTP client).
 // Results go to bench/results/; the README's table is copied from the summary printed last.
 import { execFileSync, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
@@ -15,26 +17,30 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const shared = process.env.BENCH_HARNESS ?? join(root, "..", "shared", "bench");
 const harness = join(root, "build", "bench-harness");
-if (!existsSync(join(harness, "bench.py"))) {
-  if (!existsSync(join(shared, "bench.py"))) {
-    console.error(`bench: fatal: no harness at ${shared} (set BENCH_HARNESS)`);
-    process.exit(111);
+// BENCH_ONLY=conn,tls,... runs only those parts.
+const only = (name) => (process.env.BENCH_ONLY ?? name).split(",").includes(name);
+// The harness is not needed for smtp alone (BENCH_ONLY=smtp).
+const harnessParts = ["conn", "held", "tls", "bulk", "mem", "tls-held"];
+if (harnessParts.some(only)) {
+  if (!existsSync(join(harness, "bench.py"))) {
+    if (!existsSync(join(shared, "bench.py"))) {
+      console.error(`bench: fatal: no harness at ${shared} (set BENCH_HARNESS)`);
+      process.exit(111);
+    }
+    // A private copy: the harness builds its helpers and certificates beside itself.
+    cpSync(shared, harness, { recursive: true });
   }
-  // A private copy: the harness builds its helpers and certificates beside itself.
-  cpSync(shared, harness, { recursive: true });
-}
-// Our package.json says "type": "module"; the harness's Node helpers are CommonJS.
-writeFileSync(join(harness, "package.json"), '{ "type": "commonjs" }\n');
-if (!existsSync(join(harness, "build", "loadgen"))) {
-  execFileSync("bash", [join(harness, "setup.sh")], { stdio: "inherit" });
+  // Our package.json says "type": "module"; the harness's Node helpers are CommonJS.
+  writeFileSync(join(harness, "package.json"), '{ "type": "commonjs" }\n');
+  if (!existsSync(join(harness, "build", "loadgen"))) {
+    execFileSync("bash", [join(harness, "setup.sh")], { stdio: "inherit" });
+  }
 }
 const out = join(root, "bench", "results");
 mkdirSync(out, { recursive: true });
 const bin = join(root, "bin");
 const rounds = process.env.BENCH_ROUNDS ?? "5";
 const common = "-R -H -l 0 -c 10000 -b 1024 127.0.0.1 $PORT";
-// BENCH_ONLY=conn,tls,... runs only those parts.
-const only = (name) => (process.env.BENCH_ONLY ?? name).split(",").includes(name);
 
 function bench(args) {
   const r = spawnSync("python3", [join(harness, "bench.py"), ...args, "--out", out], {
@@ -198,6 +204,16 @@ if (only("startup")) {
     { stdio: "inherit" },
   );
   if (r.status !== 0) console.error("bench: warning: hyperfine failed (apt-get install hyperfine)");
+}
+
+// 8. SMTP sessions per second: STARTTLS (remote hand-over and local mode) against implicit TLS
+// and plaintext, same backend. BENCH_ROUNDS applies (default 3 there).
+if (only("smtp")) {
+  const r = spawnSync(process.execPath, [join(root, "bench", "smtp.mjs")], {
+    stdio: "inherit",
+    env: { ...process.env, BENCH_ROUNDS: process.env.BENCH_SMTP_ROUNDS ?? "3" },
+  });
+  if (r.status !== 0) process.exit(r.status ?? 1);
 }
 
 for (const file of readdirSync(out)

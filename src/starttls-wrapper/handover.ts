@@ -13,7 +13,7 @@ import type { Env } from "../ucspi/env.ts";
 /** Connects to host:port within `timeoutMs`; rejects with a one-line reason. */
 export function connectService(host: string, port: number, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port, allowHalfOpen: true });
+    const socket = connect({ host, port, allowHalfOpen: true, noDelay: true });
     const fail = (why: string) => {
       socket.destroy();
       reject(new Error(`unable to connect to ${host} port ${port}: ${why}`));

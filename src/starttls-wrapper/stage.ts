@@ -9,6 +9,7 @@ import type { Duplex } from "node:stream";
 import { DIALOGUES } from "../dialogue/index.ts";
 import type { Dialogue } from "../dialogue/types.ts";
 import type { ResumeRecord } from "../proxy/index.ts";
+import { noDelay } from "../tls/close-policy.ts";
 import { stripTlsConfig } from "../tls/peer-env.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { copyEnv } from "../ucspi/env.ts";
@@ -25,6 +26,8 @@ import type { SnoopIo } from "./snoop.ts";
 /** How long a server that was let go may take to exit after SIGTERM before we stop waiting
  * (it is reaped whenever it does). */
 const LET_GO_MS = 2000;
+/** The abort reason: a constant, so that no DOMException (with its stack) is made each time. */
+const LET_GO = "let go";
 
 export const wrapperStage: Stage = {
   async run(ctx) {
@@ -141,7 +144,7 @@ class Wrapper {
     if (this.snooper.phase === "tls") return;
     this.snooper.phase = "closed";
     this.server.destroy();
-    this.letGo.abort();
+    this.letGo.abort(LET_GO);
   }
 
   private io(): SnoopIo {
@@ -169,7 +172,7 @@ class Wrapper {
       close: () => {
         client.end();
         this.server.destroy();
-        this.letGo.abort();
+        this.letGo.abort(LET_GO);
       },
       warn: (what) => this.warn(what),
     };
@@ -195,7 +198,7 @@ class Wrapper {
     this.client.write(Buffer.from(goAhead, "latin1"));
     this.server.removeAllListeners("data");
     this.server.destroy();
-    this.letGo.abort();
+    this.letGo.abort(LET_GO);
     if (this.options.verbosity >= 2)
       this.info(service ? `STARTTLS, handed to ${service.host} port ${service.port}` : "STARTTLS");
     this.handedOver = tlsSide ? this.relayTo(tlsSide) : this.localTls(record);
@@ -205,6 +208,8 @@ class Wrapper {
   /** Remote: the client's bytes, TLS from the next one on, go to the service as they are. */
   private async relayTo(tlsSide: Socket): Promise<number> {
     tlsSide.on("error", () => tlsSide.destroy());
+    // TLS records from here on: each one out as it comes (see noDelay).
+    noDelay(this.client);
     this.client.removeAllListeners("data");
     await relay(this.client, tlsSide);
     tlsSide.destroy();

@@ -5,6 +5,7 @@
 //   -J / -j  the peer's TCP FIN without a close_notify first is fatal / normal.
 // Node reports both kinds of end as one "end" event, so -J watches the transport: a TLS end
 // that comes while the transport is still open can only be the peer's close_notify.
+import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import { connectionStream } from "../ucspi/chain.ts";
@@ -58,6 +59,13 @@ export function withoutCloseNotify(tls: TLSSocket, fd: number | undefined, trans
   });
 }
 
+/** Nagle off on a TCP connection (a no-op on other streams): TLS writes whole records, and
+ * Nagle, with the peer's delayed ACK, holds the record that follows another (a server's first
+ * bytes after its session tickets) for 40 ms. stunnel does the same. */
+export function noDelay(stream: Duplex): void {
+  if (stream instanceof Socket) stream.setNoDelay(true);
+}
+
 /** A session's plumbing under the -S/-s and -J/-j policies, for tlsd and tlsc alike. */
 export interface ClosePolicy {
   /** What to make the TLS session on. */
@@ -72,6 +80,7 @@ export function closePolicy(
   options: Pick<CommonTlsOptions, "closeNotify" | "enforceCloseNotify">,
 ): ClosePolicy {
   const raw = connectionStream(connection);
+  noDelay(raw);
   const watched = options.enforceCloseNotify ? watchCloseNotify(raw) : undefined;
   return {
     transport: watched?.transport ?? raw,

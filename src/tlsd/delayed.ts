@@ -26,6 +26,7 @@ import { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import type { CertStore } from "../tls/cert-store.ts";
 import { goodbye, handshake } from "../tls/session.ts";
+import { noDelay } from "../tls/close-policy.ts";
 import { connectionStream } from "../ucspi/chain.ts";
 import { copyEnv } from "../ucspi/env.ts";
 import { FatalError } from "../ucspi/errors.ts";
@@ -134,7 +135,9 @@ async function serve(
     }
     if (command === START) ours.control.destroy();
     // Only now does tlsd read the socket: what is there is the peer's handshake.
-    tls = serverTls(connectionStream(ctx.connection), store, options);
+    const transport = connectionStream(ctx.connection);
+    noDelay(transport);
+    tls = serverTls(transport, store, options);
     try {
       await handshake(tls, "secure", options.handshakeTimeoutMs);
       checkClientCertificate(tls, options);

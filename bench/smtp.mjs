@@ -1,0 +1,321 @@
+// node bench/smtp.mjs (or BENCH_ONLY=smtp npm run bench): SMTP sessions per second through
+// starttls-wrapper (issue 5), beside the same sessions over implicit TLS and over plaintext,
+// all with the same backend, bench/smtp/sink.c (a tiny SMTP sink in C, built here with cc into
+// build/bench/), measured side by side in one run, in interleaved rounds:
+//   plain            tcpserver sink                                  (no TLS)
+//   implicit         tcpserver tlsd sink                             (TLS from the first byte)
+//   starttls-remote  tcpserver starttls-wrapper 127.0.0.1 SVC sink   (the hand-over)
+//                    + tcpserver --proxy SVC tlsd sink
+//   starttls-local   tcpserver starttls-wrapper sink, CERTFILE/KEYFILE (TLS in the wrapper)
+// A session (bench/smtp/load.mjs): greeting, EHLO, [STARTTLS, handshake, EHLO,] MAIL, RCPT,
+// DATA with a ~0.5 KB message, QUIT; the client verifies the server's certificate (a CA and a
+// leaf made by bin/tls-keygen, ECDSA P-256) and fails loudly on any protocol error. Every TLS
+// session is a full handshake. Load: concurrency 1 and 8 (SMTP_CONCURRENCY), each measurement
+// bounded by SMTP_COUNT sessions (default 1500) and SMTP_SECONDS (default 2).
+// SMTP_VARIANTS ("default", or "default,-D" to compare): tcpserver as the docs run it (djb's
+// default -d), and with -D (TCP_NODELAY). tlsd and starttls-wrapper turn Nagle off on TLS
+// connections themselves; before they did, the first TLS record after the session tickets
+// waited for the client's delayed ACK (~40 ms a session), which "-D" showed.
+// Server CPU per session: the tcpserver processes' utime+stime+cutime+cstime (the reaped sinks
+// are in cutime/cstime) from /proc/PID/stat before and after each measurement. The servers stay
+// up for the whole run (as a daemon does); BENCH_ROUNDS (default 3) rounds, each visiting every
+// configuration in a rotated order. Results: a markdown table on stdout and
+// bench/results/smtp-STAMP.{json,md,log} (the .log: the servers' stderr). SMTP_BACKEND="prog
+// args" runs another backend instead of the sink (qmail-smtpd, say: Debian 12 has no qmail).
+import { execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const bin = join(root, "bin");
+const node = join(root, "node_modules", "node", "bin", "node");
+const rounds = Number(process.env.BENCH_ROUNDS ?? "3");
+const seconds = process.env.SMTP_SECONDS ?? "2";
+const count = process.env.SMTP_COUNT ?? "1500";
+const concurrencies = (process.env.SMTP_CONCURRENCY ?? "1,8").split(",").map(Number);
+// "default": tcpserver as the docs run it (Nagle on, djb's -d); "-D": TCP_NODELAY.
+const variants = (process.env.SMTP_VARIANTS ?? "default").split(",");
+const TICK_MS = 1000 / Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim() || 100);
+
+const out = join(root, "bench", "results");
+mkdirSync(out, { recursive: true });
+const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").replace(/\..*/, "");
+const base = join(out, `smtp-${stamp}`);
+const log = createWriteStream(`${base}.log`);
+
+const tmp = mkdtempSync(join(tmpdir(), "ucspi-smtp-bench-"));
+const servers = [];
+let failed = false;
+
+function fatal(why) {
+  console.error(`bench smtp: fatal: ${why}`);
+  failed = true;
+  throw new Error(why);
+}
+
+/** Starts our tcpserver on a free port (-1 prints it) and resolves with { pid, port }. */
+async function tcpserver(name, args, extraEnv = {}) {
+  const env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, ...extraEnv };
+  // A server's environment does not have it; it would make every TLS context parse the bundle.
+  delete env.NODE_EXTRA_CA_CERTS;
+  const child = spawn(join(bin, "tcpserver"), args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  const server = { name, child, pid: child.pid, stderr: "" };
+  servers.push(server);
+  child.stderr.on("data", (b) => {
+    server.stderr += b;
+    log.write(`[${name}] ${b}`);
+  });
+  child.once("exit", (code, signal) => {
+    server.exited = { code, signal };
+  });
+  let text = "";
+  for await (const chunk of child.stdout) {
+    text += chunk;
+    if (text.includes("\n")) break;
+  }
+  server.port = Number(text.trim());
+  if (!(server.port > 0)) fatal(`${name}: no port (${server.stderr.trim()})`);
+  return server;
+}
+
+/** utime+stime+cutime+cstime of a process, in ms. */
+function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * TICK_MS;
+}
+
+function load(config, concurrency, n, secs) {
+  const args = [join(root, "bench", "smtp", "load.mjs"), "--mode", config.mode];
+  args.push("--port", String(config.port), "--ca", join(tmp, "ca.pem"));
+  args.push("-c", String(concurrency), "--count", String(n), "--seconds", String(secs));
+  return new Promise((resolve, reject) => {
+    const child = spawn(node, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (b) => (stdout += b));
+    child.stderr.on("data", (b) => (stderr += b));
+    const kill = setTimeout(() => child.kill("SIGKILL"), (Number(secs) + 30) * 1000);
+    child.once("exit", (code, signal) => {
+      clearTimeout(kill);
+      if (code === 0) resolve(JSON.parse(stdout));
+      else reject(new Error(`${config.name} c=${concurrency}: ${stderr.trim() || signal}`));
+    });
+  });
+}
+
+async function measure(config, concurrency) {
+  const before = config.pids.map(cpuMs);
+  const r = await load(config, concurrency, count, seconds);
+  const after = config.pids.map(cpuMs);
+  for (const s of servers)
+    if (s.exited) fatal(`${s.name} exited (${JSON.stringify(s.exited)}): ${s.stderr.trim()}`);
+  const cpu = after.reduce((sum, a, i) => sum + a - before[i], 0);
+  return { ...r, server_cpu_ms: cpu, cpu_ms_per_session: r.sessions ? cpu / r.sessions : 0 };
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+try {
+  // The backend and the certificates.
+  const buildDir = join(root, "build", "bench");
+  mkdirSync(buildDir, { recursive: true });
+  const built = join(buildDir, "smtp-sink");
+  execFileSync(process.env.CC ?? "cc", ["-O2", "-o", built, join(root, "bench/smtp/sink.c")]);
+  // SMTP_BACKEND="prog args...": another backend for every configuration (e.g. qmail-smtpd).
+  const backend = process.env.SMTP_BACKEND?.split(/\s+/).filter(Boolean) ?? [built];
+  const keygen = join(bin, "tls-keygen");
+  execFileSync(keygen, ["ca", "-n", "bench CA", join(tmp, "ca.pem"), join(tmp, "ca.key")]);
+  const [cert, key] = [join(tmp, "cert.pem"), join(tmp, "key.pem")];
+  execFileSync(keygen, ["leaf", "-C", join(tmp, "ca.pem"), "-K", join(tmp, "ca.key"), cert, key]);
+  const tls = { CERTFILE: cert, KEYFILE: key };
+
+  const configs = [];
+  for (const variant of variants) {
+    const flags = variant === "-D" ? ["-D"] : [];
+    const suffix = variant === "-D" ? ", -D" : "";
+    const common = [
+      ...flags,
+      "-R",
+      "-H",
+      "-l",
+      "0",
+      "-c",
+      "200",
+      "-b",
+      "256",
+      "-1",
+      "127.0.0.1",
+      "0",
+    ];
+    const name = (what) => `${what}${suffix}`;
+    const plain = await tcpserver(name("plain"), [...common, ...backend]);
+    const implicit = await tcpserver(name("implicit"), [...common, "tlsd", ...backend], tls);
+    const svc = await tcpserver(
+      name("tls-service"),
+      ["--proxy", ...common, "tlsd", ...backend],
+      tls,
+    );
+    const remote = await tcpserver(name("starttls-remote"), [
+      ...common,
+      "starttls-wrapper",
+      "127.0.0.1",
+      String(svc.port),
+      ...backend,
+    ]);
+    const local = await tcpserver(
+      name("starttls-local"),
+      [...common, "starttls-wrapper", ...backend],
+      tls,
+    );
+    configs.push(
+      { name: name("plain"), variant, mode: "plain", port: plain.port, pids: [plain.pid] },
+      {
+        name: name("implicit TLS"),
+        variant,
+        mode: "implicit",
+        port: implicit.port,
+        pids: [implicit.pid],
+      },
+      {
+        name: name("STARTTLS remote"),
+        variant,
+        mode: "starttls",
+        port: remote.port,
+        pids: [remote.pid, svc.pid],
+      },
+      {
+        name: name("STARTTLS local"),
+        variant,
+        mode: "starttls",
+        port: local.port,
+        pids: [local.pid],
+      },
+    );
+  }
+
+  // Warm-up (JIT, first spawns, first TLS contexts), not measured.
+  for (const config of configs) await load(config, 8, 100, 2);
+
+  const runs = [];
+  const load0 = loadavg();
+  const t0 = Date.now();
+  for (let round = 0; round < rounds; round++) {
+    for (const concurrency of concurrencies) {
+      const order = configs.map((_, i) => configs[(i + round) % configs.length]);
+      for (const config of order) {
+        const r = await measure(config, concurrency);
+        runs.push({ round, config: config.name, ...r });
+        console.error(
+          `smtp: round ${round + 1}/${rounds} c=${concurrency} ${config.name}: ` +
+            `${r.rate.toFixed(1)}/s, ${r.cpu_ms_per_session.toFixed(2)} ms CPU/session, ` +
+            `p50 ${r.p50_ms.toFixed(1)} ms, max ${r.max_ms.toFixed(1)} ms (${r.sessions} sessions)`,
+        );
+      }
+    }
+  }
+
+  // The summary: medians over the rounds; the ratios are medians of the per-round ratios (each
+  // configuration against implicit TLS of the same variant, measured in the same round).
+  const implicitOf = (config) =>
+    configs.find((k) => k.variant === config.variant && k.mode === "implicit");
+  const runOf = (name, c, round) =>
+    runs.find((r) => r.config === name && r.concurrency === c && r.round === round);
+  const summary = [];
+  for (const concurrency of concurrencies) {
+    for (const config of configs) {
+      const mine = runs.filter((r) => r.config === config.name && r.concurrency === concurrency);
+      const ref = (r) => runOf(implicitOf(config).name, concurrency, r.round);
+      summary.push({
+        config: config.name,
+        variant: config.variant,
+        mode: config.mode,
+        concurrency,
+        rate: median(mine.map((r) => r.rate)),
+        rate_min: Math.min(...mine.map((r) => r.rate)),
+        rate_max: Math.max(...mine.map((r) => r.rate)),
+        cpu_ms_per_session: median(mine.map((r) => r.cpu_ms_per_session)),
+        client_cpu_ms_per_session: median(mine.map((r) => r.client_cpu_ms_per_session)),
+        p50_ms: median(mine.map((r) => r.p50_ms)),
+        max_ms: Math.max(...mine.map((r) => r.max_ms)),
+        sessions: mine.reduce((n, r) => n + r.sessions, 0),
+        rate_vs_implicit: median(mine.map((r) => r.rate / ref(r).rate)),
+        cpu_vs_implicit: median(mine.map((r) => r.cpu_ms_per_session / ref(r).cpu_ms_per_session)),
+      });
+    }
+  }
+  const lines = [
+    `SMTP sessions through starttls-wrapper beside implicit TLS and plaintext, same backend ` +
+      `(${process.env.SMTP_BACKEND ?? "bench/smtp/sink.c"}); "-D": every tcpserver with -D ` +
+      `(TCP_NODELAY). Medians of ${rounds} interleaved rounds, ${seconds} s or ${count} ` +
+      `sessions each; ratios: median of the per-round ratios to implicit TLS of the same ` +
+      `variant. Load average ${load0.map((l) => l.toFixed(2)).join(" ")} at the start.`,
+    "",
+    "| configuration | c | sessions/s [min..max] | server ms CPU/session | client ms CPU/session | p50 ms | max ms | rate vs implicit | server CPU vs implicit |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+  ];
+  for (const s of summary) {
+    lines.push(
+      `| ${s.config} | ${s.concurrency} | ${s.rate.toFixed(1)} [${s.rate_min.toFixed(0)}..${s.rate_max.toFixed(0)}] ` +
+        `| ${s.cpu_ms_per_session.toFixed(2)} | ${s.client_cpu_ms_per_session.toFixed(2)} ` +
+        `| ${s.p50_ms.toFixed(1)} | ${s.max_ms.toFixed(1)} | ${s.rate_vs_implicit.toFixed(2)}x ` +
+        `| ${s.cpu_vs_implicit.toFixed(2)}x |`,
+    );
+  }
+  lines.push("");
+  for (const s of summary.filter((k) => k.mode === "starttls")) {
+    const ok = s.rate_vs_implicit >= 0.6 ? "met" : "NOT met";
+    lines.push(
+      `- c=${s.concurrency}: ${s.config} / implicit TLS = ${s.rate_vs_implicit.toFixed(2)} (target >= 0.6: ${ok})`,
+    );
+  }
+  const md = lines.join("\n") + "\n";
+  console.log(md);
+  writeFileSync(`${base}.md`, md);
+  writeFileSync(
+    `${base}.json`,
+    JSON.stringify(
+      {
+        when: new Date(t0).toISOString(),
+        rounds,
+        seconds: Number(seconds),
+        count: Number(count),
+        loadavg_start: load0,
+        loadavg_end: loadavg(),
+        node: execFileSync(node, ["--version"]).toString().trim(),
+        backend,
+        variants,
+        configs: configs.map(({ name, variant, mode }) => ({ name, variant, mode })),
+        summary,
+        runs,
+      },
+      null,
+      2,
+    ) + "\n",
+  );
+  console.error(`smtp: results in ${base}.{md,json,log}`);
+} catch (error) {
+  if (!failed) console.error(`bench smtp: fatal: ${error.stack ?? error.message}`);
+  failed = true;
+} finally {
+  for (const s of servers) if (!s.exited) s.child.kill("SIGTERM");
+  await Promise.all(
+    servers.map(async (s) => {
+      if (s.exited) return;
+      const t = setTimeout(() => s.child.kill("SIGKILL"), 3000);
+      await once(s.child, "exit");
+      clearTimeout(t);
+    }),
+  );
+  log.end();
+  rmSync(tmp, { recursive: true, force: true });
+}
+process.exitCode = failed ? 1 : 0;
