@@ -10,6 +10,7 @@ import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { Duplex } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
 import type { TLSSocket } from "node:tls";
 import { makePki } from "../helpers/certs.ts";
@@ -182,6 +183,11 @@ class Client {
   destroy(): void {
     this.socket.destroy();
   }
+
+  /** Half-closes: no more bytes from us. */
+  end(): void {
+    this.socket.end();
+  }
 }
 
 const EHLO_REPLY =
@@ -275,6 +281,66 @@ test("A4: RSET in a later segment, after the go-ahead: the handshake fails, RSET
     c.write("RSET\r\n");
     await assert.rejects(c.startTls());
     assert.doesNotMatch(p.plainLog() + p.tlsLog(), /RSET/);
+  } finally {
+    await p.stop();
+  }
+});
+
+/** A real ClientHello, as Node's TLS client would send it first. */
+function clientHello(): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const capture = new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, done) {
+        resolve(chunk);
+        done();
+      },
+    });
+    const tls = tlsConnect({ socket: capture as unknown as Socket, servername: "localhost" });
+    tls.on("error", () => {});
+    setImmediate(() => tls.destroy());
+  });
+}
+
+test("A5: RSET glued in front of the ClientHello: the handshake fails, RSET reaches nobody", async () => {
+  const p = await pair();
+  try {
+    const c = await Client.open(p.port);
+    await c.until(/\r\n/);
+    c.write("STARTTLS\r\n");
+    assert.equal(await c.until(/\r\n/), "220 2.0.0 Ready to start TLS\r\n");
+    c.write(Buffer.concat([Buffer.from("RSET\r\n"), await clientHello()]));
+    // No SMTP reply ever: the TLS side answers with an alert, or just closes.
+    assert.doesNotMatch(await c.rest(), /250|flushed/);
+    assert.doesNotMatch(p.plainLog() + p.tlsLog(), /RSET/);
+  } finally {
+    await p.stop();
+  }
+});
+
+test("no second STARTTLS: inside TLS the wrapper is gone, the command is the server's", async () => {
+  const p = await pair();
+  try {
+    const c = await upgraded(p);
+    c.write("STARTTLS\r\n");
+    assert.equal(await c.until(/\r\n/), "250 ok STARTTLS\r\n");
+    c.write("QUIT\r\n");
+    assert.equal(await c.rest(), "221 fake.example bye\r\n");
+  } finally {
+    await p.stop();
+  }
+});
+
+test("a client that half-closes after QUIT gets the server's answer, then the end", async () => {
+  const p = await pair();
+  try {
+    const c = await Client.open(p.port);
+    await c.until(/\r\n/);
+    c.write("EHLO a\r\nQUIT\r\n");
+    c.end();
+    assert.equal(await c.rest(), `${EHLO_REPLY}221 fake.example bye\r\n`);
+    await p.wrapper.waitForLog(/^tcpserver: end \d+ status 0$/);
+    assert.deepEqual(childrenOf(p.wrapper.child.pid ?? 0), []);
   } finally {
     await p.stop();
   }
