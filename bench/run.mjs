@@ -6,6 +6,8 @@
 //   3.-7. TLS: handshakes (beside stunnel and haproxy), 1 GiB down and up, memory per idle
 //      connection, handshakes while 2,000 TLS connections are held in-process, and tlsd's
 //      start-up as a process of its own;
+//   5b. mem-warm: memory per idle TLS connection in the steady state (after a warm-up) beside
+//      the first hold that `mem` measures, ours and stunnel's daemon alike (bench/mem-warm.mjs);
 //   8. smtp: SMTP sessions through starttls-wrapper beside implicit TLS and plaintext
 //      (bench/smtp.mjs, a script of its own: the harness has no SMTP client).
 // Results go to bench/results/; the README's table is copied from the summary printed last.
@@ -19,7 +21,7 @@ const shared = process.env.BENCH_HARNESS ?? join(root, "..", "shared", "bench");
 const harness = join(root, "build", "bench-harness");
 // BENCH_ONLY=conn,tls,... runs only those parts.
 const only = (name) => (process.env.BENCH_ONLY ?? name).split(",").includes(name);
-// The harness is not needed for smtp alone (BENCH_ONLY=smtp).
+// The harness is not needed for smtp or mem-warm alone (BENCH_ONLY=smtp,mem-warm).
 const harnessParts = ["conn", "held", "tls", "bulk", "mem", "tls-held"];
 if (harnessParts.some(only)) {
   if (!existsSync(join(harness, "bench.py"))) {
@@ -156,6 +158,18 @@ if (only("mem")) {
     "--tag",
     "mem",
   ]);
+}
+
+// 5b. Memory per idle TLS connection once warm: the first hold of `mem` charges one-time costs
+// (V8's optimized code from the first handshakes) to the connections; this part warms both
+// servers up (MEM_WARM_HANDSHAKES full handshakes and a hold/release) before it measures, and
+// reports the first hold beside it. BENCH_MEM_WARM_ROUNDS (default 3) rounds.
+if (only("mem-warm")) {
+  const r = spawnSync(process.execPath, [join(root, "bench", "mem-warm.mjs")], {
+    stdio: "inherit",
+    env: { ...process.env, MEM_WARM_ROUNDS: process.env.BENCH_MEM_WARM_ROUNDS ?? "3" },
+  });
+  if (r.status !== 0) process.exit(r.status ?? 1);
 }
 
 // 6. Handshakes while 2,000 idle TLS connections are held in the same process (tlsd in-process,
