@@ -105,6 +105,12 @@ class Wrapper {
         ),
       );
       status = await Promise.race([serverDone, gone]);
+    } catch (error) {
+      // The server could not be run: nothing more to do for this client.
+      clearTimeout(this.preTlsTimer);
+      this.server.destroy();
+      this.client.destroy();
+      throw error;
     } finally {
       if (!spawned) native().close(this.serverFd);
     }

@@ -77,7 +77,14 @@ export const tlscStage: Stage = {
       truncated = true;
       ctx.log(`tlsc: fatal: ${MISSING_CLOSE_NOTIFY}\n`);
     });
-    const status = await ctx.next(options.program, next, { stream });
+    let status: number;
+    try {
+      status = await ctx.next(options.program, next, { stream });
+    } catch (error) {
+      // The program could not be run: the session ends here, at once.
+      tls.destroy();
+      throw error;
+    }
     await goodbye(tls, !options.closeNotify);
     return truncated ? exitStatus(EXIT_TLS) : status;
   },

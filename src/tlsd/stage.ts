@@ -79,7 +79,14 @@ export const tlsdStage: Stage = {
         ctx.log(`tlsd: fatal: resumed ${record.protocol} session: ${reason}\n`);
       });
     }
-    const status = await ctx.next(options.program, env, { stream });
+    let status: number;
+    try {
+      status = await ctx.next(options.program, env, { stream });
+    } catch (error) {
+      // The program could not be run: the session ends here, at once.
+      tls.destroy();
+      throw error;
+    }
     await goodbye(tls, !options.closeNotify);
     return failed ? exitStatus(EXIT_TLS) : status;
   },

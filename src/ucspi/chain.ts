@@ -6,7 +6,7 @@ import { envList } from "./env.ts";
 import type { Env } from "./env.ts";
 import { reportError } from "./main.ts";
 import { native } from "./native.ts";
-import { findProgram } from "./path-search.ts";
+import { ProgramNotFound, findProgram } from "./path-search.ts";
 import type { DropPrivileges } from "./privileges.ts";
 import { ourStage } from "./programs.ts";
 import { relay } from "./relay.ts";
@@ -122,19 +122,26 @@ function spawnOnConnection(
   const spawn = (fd: number, onExit: (status: number) => void) => {
     const stop = options.stop;
     let exited = false;
-    const pid = native().spawn(
-      file,
-      argv,
-      envList(env),
-      [fd, read, fd, write, ...extra],
-      options.closeOthers ? 3 : -1,
-      (status) => {
-        exited = true;
-        clearTimeout(killer);
-        stop?.removeEventListener("abort", terminate);
-        onExit(status);
-      },
-    );
+    let pid: number;
+    try {
+      pid = native().spawn(
+        file,
+        argv,
+        envList(env),
+        [fd, read, fd, write, ...extra],
+        options.closeOthers ? 3 : -1,
+        (status) => {
+          exited = true;
+          clearTimeout(killer);
+          stop?.removeEventListener("abort", terminate);
+          onExit(status);
+        },
+      );
+    } catch (error) {
+      // posix_spawn's errno (a path that names nothing, not executable...), named as djb does.
+      const code = (error as { code?: unknown }).code;
+      throw typeof code === "string" ? new ProgramNotFound(argv[0] ?? file, code) : error;
+    }
     // Until its exit is reported the child is not reaped, so its pid is still its own. One
     // that does not end on SIGTERM (wedged in its exit handlers, say) gets SIGKILL.
     let killer: NodeJS.Timeout | undefined;

@@ -2,7 +2,8 @@
 // the process the way the program it ran ended.
 import { writeSync } from "node:fs";
 import { constants } from "node:os";
-import { FatalError, UsageError } from "./errors.ts";
+import { FatalError, UsageError, causeText } from "./errors.ts";
+import { ProgramNotFound } from "./path-search.ts";
 
 const osConstants = constants;
 
@@ -23,6 +24,10 @@ export function reportError(
   if (error instanceof FatalError) {
     log(`${name}: fatal: ${error.message}\n`);
     return error.exitCode;
+  }
+  if (error instanceof ProgramNotFound) {
+    log(`${name}: fatal: ${error.message}: ${causeText(error)}\n`);
+    return 111;
   }
   const message = error instanceof Error ? error.message : String(error);
   log(`${name}: fatal: internal error: ${message}\n`);

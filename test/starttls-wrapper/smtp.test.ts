@@ -15,7 +15,7 @@ import { connect as tlsConnect } from "node:tls";
 import type { TLSSocket } from "node:tls";
 import { makePki } from "../helpers/certs.ts";
 import { childrenOf, freePort } from "../helpers/interop.ts";
-import { BIN, ROOT, ours } from "../helpers/programs.ts";
+import { BIN, ROOT, djb, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
@@ -42,7 +42,7 @@ interface Pair {
  * `tcpserver --proxy ... tlsd fake-smtp` (or, with `local`, doing TLS itself). */
 async function pair(
   flags: string[] = [],
-  options: { local?: boolean; serviceDown?: boolean } = {},
+  options: { local?: boolean; serviceDown?: boolean; djb?: boolean; program?: string } = {},
 ) {
   const n = ++serial;
   const plain = join(dir, `plain-${n}.log`);
@@ -60,8 +60,11 @@ async function pair(
   }
   const target = options.local ? [] : ["127.0.0.1", String(servicePort)];
   const wrapper = await startServer(
-    ours("tcpserver"),
-    ["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", ...flags, ...target, FAKE],
+    options.djb ? djb("tcpserver") : ours("tcpserver"),
+    [
+      ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", ...flags, ...target],
+      options.program ?? FAKE,
+    ],
     // The plaintext server logs to its own file; in local mode the TLS side's server is run
     // by the wrapper's own tlsd, with the same environment (so the same log).
     { env: options.local ? { ...tlsEnv, FAKE_LOG: plain } : { PATH, FAKE_LOG: plain } },
@@ -204,10 +207,14 @@ async function upgraded(p: Pair, localAddress = "127.0.0.1"): Promise<Client> {
   return c;
 }
 
-for (const local of [false, true]) {
-  const mode = local ? "local mode" : "handed to tcpserver --proxy tlsd";
+for (const [mode, local, underDjb] of [
+  ["handed to tcpserver --proxy tlsd", false, false],
+  ["local mode", true, false],
+  ["under djb's tcpserver, handed over", false, true],
+  ["under djb's tcpserver, local mode", true, true],
+] as const) {
   test(`${mode}: STARTTLS advertised, upgraded, the server behind TLS greets nothing and sees the real client`, async () => {
-    const p = await pair([], { local });
+    const p = await pair([], { local, djb: underDjb });
     try {
       const c = await upgraded(p, "127.0.0.2");
       c.write("EHLO client.example\r\n");
@@ -481,5 +488,23 @@ test("the server's exit status is passed on; a client that resets leaves no chil
     assert.deepEqual(childrenOf(pid), []);
   } finally {
     await p.stop();
+  }
+});
+
+test("a server that cannot be run: one line, the client closed, status 111", async () => {
+  for (const underDjb of [false, true]) {
+    const p = await pair([], { djb: underDjb, program: "/nonexistent/server" });
+    try {
+      const c = await Client.open(p.port);
+      assert.equal(await c.rest(), "");
+      await p.wrapper.waitForLog(/^tcpserver: end /);
+      assert.match(
+        p.wrapper.log(),
+        /^starttls-wrapper: fatal: unable to run \/nonexistent\/server: file does not exist$/m,
+      );
+      assert.match(p.wrapper.log(), /^tcpserver: end \d+ status 28416$/m);
+    } finally {
+      await p.stop();
+    }
   }
 });

@@ -63,6 +63,8 @@ test("a program that cannot be run: warning, connection dropped, status 28416", 
     try {
       assert.equal(await talk(s.port), "");
       await s.waitForLog(/ end /);
+      // The status line after the end comes in its own write: wait for it too.
+      await s.waitForLog(/^tcpserver: status: 0\//, 2);
       logs.push(normalizeLog(s.log()));
     } finally {
       await s.stop();

@@ -364,3 +364,30 @@ test("--mod-ssl: the mod_ssl / ucspi-ssl variables qmail-family programs read", 
     await s.stop();
   }
 });
+
+for (const [who, tcpserver] of [
+  ["our tcpserver", ours("tcpserver")],
+  ["djb's tcpserver", djb("tcpserver")],
+] as const) {
+  test(`${who}: a program tlsd cannot run is one line, the session cut, status 111`, async () => {
+    const s = await startServer(
+      tcpserver,
+      ["-v", "-RHl0", "127.0.0.1", "0", "tlsd", "/nonexistent/prog"],
+      {
+        env: serverEnv(),
+      },
+    );
+    try {
+      const r = await pythonClient(s.port, { sni: "localhost" });
+      assert.equal(r.stdout, "");
+      await s.waitForLog(/^tcpserver: end /);
+      assert.match(
+        s.log(),
+        /^tlsd: fatal: unable to run \/nonexistent\/prog: file does not exist$/m,
+      );
+      assert.match(s.log(), /^tcpserver: end \d+ status 28416$/m);
+    } finally {
+      await s.stop();
+    }
+  });
+}
