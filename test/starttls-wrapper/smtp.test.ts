@@ -196,6 +196,13 @@ class Client {
 const EHLO_REPLY =
   "250-fake.example\r\n250-STARTTLS\r\n250-PIPELINING\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n";
 
+/** A client that has read the greeting. */
+async function greeted(p: Pair): Promise<Client> {
+  const c = await Client.open(p.port);
+  assert.equal(await c.until(/\r\n/), "220 fake.example ESMTP\r\n");
+  return c;
+}
+
 async function upgraded(p: Pair, localAddress = "127.0.0.1"): Promise<Client> {
   const c = await Client.open(p.port, localAddress);
   assert.equal(await c.until(/\r\n/), "220 fake.example ESMTP\r\n");
@@ -245,8 +252,7 @@ for (const [mode, local, underDjb] of [
 test("A1: STARTTLS and RSET in one segment: refused (554) and closed, RSET reaches nobody", async () => {
   const p = await pair();
   try {
-    const c = await Client.open(p.port);
-    await c.until(/\r\n/);
+    const c = await greeted(p);
     c.write("EHLO tester\r\n");
     await c.until(/^250 .*\r\n/m);
     c.write("STARTTLS\r\nRSET\r\n");
@@ -263,8 +269,7 @@ test("A1: STARTTLS and RSET in one segment: refused (554) and closed, RSET reach
 test("A2/A3: EHLO, STARTTLS, NOOP pipelined: the whole EHLO reply, then the refusal", async () => {
   const p = await pair();
   try {
-    const c = await Client.open(p.port);
-    await c.until(/\r\n/);
+    const c = await greeted(p);
     c.write("EHLO a\r\nSTARTTLS\r\nNOOP\r\n");
     assert.equal(
       await c.rest(),
@@ -279,8 +284,7 @@ test("A2/A3: EHLO, STARTTLS, NOOP pipelined: the whole EHLO reply, then the refu
 test("A4: RSET in a later segment, after the go-ahead: the handshake fails, RSET reaches nobody", async () => {
   const p = await pair();
   try {
-    const c = await Client.open(p.port);
-    await c.until(/\r\n/);
+    const c = await greeted(p);
     c.write("EHLO a\r\n");
     await c.until(/^250 .*\r\n/m);
     c.write("STARTTLS\r\n");
@@ -312,8 +316,7 @@ function clientHello(): Promise<Buffer> {
 test("A5: RSET glued in front of the ClientHello: the handshake fails, RSET reaches nobody", async () => {
   const p = await pair();
   try {
-    const c = await Client.open(p.port);
-    await c.until(/\r\n/);
+    const c = await greeted(p);
     c.write("STARTTLS\r\n");
     assert.equal(await c.until(/\r\n/), "220 2.0.0 Ready to start TLS\r\n");
     c.write(Buffer.concat([Buffer.from("RSET\r\n"), await clientHello()]));
@@ -341,8 +344,7 @@ test("no second STARTTLS: inside TLS the wrapper is gone, the command is the ser
 test("a client that half-closes after QUIT gets the server's answer, then the end", async () => {
   const p = await pair();
   try {
-    const c = await Client.open(p.port);
-    await c.until(/\r\n/);
+    const c = await greeted(p);
     c.write("EHLO a\r\nQUIT\r\n");
     c.end();
     assert.equal(await c.rest(), `${EHLO_REPLY}221 fake.example bye\r\n`);
@@ -356,8 +358,7 @@ test("a client that half-closes after QUIT gets the server's answer, then the en
 test("A16: a large tail after STARTTLS is refused and never buffered whole", async () => {
   const p = await pair();
   try {
-    const c = await Client.open(p.port);
-    await c.until(/\r\n/);
+    const c = await greeted(p);
     c.write(`STARTTLS\r\n${"NOOP\r\n".repeat(20000)}`);
     assert.match(await c.rest(), /^554 5\.5\.1 Error: command pipelined after STARTTLS\r\n$/);
     assert.doesNotMatch(p.plainLog() + p.tlsLog(), /NOOP/);
@@ -369,8 +370,7 @@ test("A16: a large tail after STARTTLS is refused and never buffered whole", asy
 test("STARTTLS with an argument is refused (501), and the session goes on", async () => {
   const p = await pair();
   try {
-    const c = await Client.open(p.port);
-    await c.until(/\r\n/);
+    const c = await greeted(p);
     c.write("STARTTLS now\r\n");
     assert.equal(await c.until(/\r\n/), "501 5.5.4 Syntax error (no parameters allowed)\r\n");
     c.write("NOOP\r\n");
@@ -385,8 +385,7 @@ test("STARTTLS with an argument is refused (501), and the session goes on", asyn
 test("after MAIL (plaintext chosen) STARTTLS is the server's business: no go-ahead", async () => {
   const p = await pair();
   try {
-    const c = await Client.open(p.port);
-    await c.until(/\r\n/);
+    const c = await greeted(p);
     c.write("MAIL FROM:<a@example.org>\r\n");
     assert.equal(await c.until(/\r\n/), "250 ok MAIL FROM:<a@example.org>\r\n");
     c.write("STARTTLS\r\n");
@@ -401,8 +400,7 @@ test("after MAIL (plaintext chosen) STARTTLS is the server's business: no go-ahe
 test("-r: only EHLO, NOOP, RSET, QUIT and STARTTLS before TLS; AUTH hidden and refused", async () => {
   const p = await pair(["-r"]);
   try {
-    const c = await Client.open(p.port);
-    await c.until(/\r\n/);
+    const c = await greeted(p);
     c.write("EHLO a\r\n");
     assert.equal(
       await c.until(/^250 .*\r\n/m),
@@ -436,8 +434,7 @@ test("-r with a pre-TLS time limit: 421 and the end when it runs out", async () 
 test("a TLS service that is down: 454 and a log line, and the session goes on in plaintext", async () => {
   const p = await pair(["-T", "2"], { serviceDown: true });
   try {
-    const c = await Client.open(p.port);
-    await c.until(/\r\n/);
+    const c = await greeted(p);
     c.write("STARTTLS\r\n");
     assert.equal(await c.until(/\r\n/), "454 4.7.0 TLS not available due to temporary reason\r\n");
     await p.wrapper.waitForLog(
@@ -473,8 +470,7 @@ test("framing: a bare LF, a NUL or an over-long line is refused and closed", asy
 test("the server's exit status is passed on; a client that resets leaves no child behind", async () => {
   const p = await pair();
   try {
-    const c = await Client.open(p.port);
-    await c.until(/\r\n/);
+    const c = await greeted(p);
     c.write("MAIL FROM:<a@example.org>\r\nEXIT 3\r\n");
     assert.equal(await c.rest(), "250 ok MAIL FROM:<a@example.org>\r\n");
     await p.wrapper.waitForLog(/^tcpserver: end \d+ status 768$/);
