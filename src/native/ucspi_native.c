@@ -172,35 +172,43 @@ static void child_ready(uv_poll_t *poll, int status, int events) {
   uv_close((uv_handle_t *)&c->poll, child_closed);
 }
 
-/* spawn(file, argv, envp, fdPairs, closeFrom, onExit) -> pid
- * fdPairs is a flat list [from, to, from, to, ...] applied with dup2 in order; when closeFrom
- * is >= 0 every fd from there up that no pair targets is closed in the child. */
-static napi_value spawn(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value args[6];
-  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
-  if (argc < 6) {
-    napi_throw_type_error(env, NULL, "spawn: six arguments expected");
-    return NULL;
-  }
-  char *file = get_string(env, args[0]);
-  char **argv = get_string_array(env, args[1], get_string);
-  char **envp = get_string_array(env, args[2], get_bytes);
+/* What one posix_spawn call needs, made from the JavaScript arguments on the loop thread. */
+typedef struct {
+  char *file;
+  char **argv;
+  char **envp;
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+} spawn_args_t;
+
+static void spawn_args_free(spawn_args_t *s) {
+  posix_spawn_file_actions_destroy(&s->fa);
+  posix_spawnattr_destroy(&s->attr);
+  free(s->file);
+  free_string_array(s->argv);
+  free_string_array(s->envp);
+}
+
+/* Reads (file, argv, envp, fdPairs, closeFrom) from args; 0, or an errno (nothing to free). */
+static int spawn_args_init(napi_env env, napi_value *args, spawn_args_t *s) {
+  s->file = get_string(env, args[0]);
+  s->argv = get_string_array(env, args[1], get_string);
+  s->envp = get_string_array(env, args[2], get_bytes);
   uint32_t npairs = 0;
   napi_get_array_length(env, args[3], &npairs);
   int32_t close_from = -1;
   get_int(env, args[4], &close_from);
-  if (!file || !argv || !envp) {
-    free(file);
-    free_string_array(argv);
-    free_string_array(envp);
-    return throw_errno(env, ENOMEM, "spawn");
+  if (!s->file || !s->argv || !s->envp) {
+    free(s->file);
+    free_string_array(s->argv);
+    free_string_array(s->envp);
+    return ENOMEM;
   }
 
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawnattr_init(&attr);
+  posix_spawn_file_actions_t *fa = &s->fa;
+  posix_spawnattr_t *attr = &s->attr;
+  posix_spawn_file_actions_init(fa);
+  posix_spawnattr_init(attr);
   int highest_target = -1;
   int targets[64];
   int ntargets = 0;
@@ -215,7 +223,7 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
      * the open file description, which the child shares, so it is cleared here. */
     int fl = fcntl(from, F_GETFL);
     if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(from, F_SETFL, fl & ~O_NONBLOCK);
-    posix_spawn_file_actions_adddup2(&fa, from, to);
+    posix_spawn_file_actions_adddup2(fa, from, to);
     targets[ntargets++] = to;
     if (to > highest_target) highest_target = to;
   }
@@ -224,16 +232,16 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
   for (int fd = 0; fd <= 2; fd++) {
     int kept = 0;
     for (int k = 0; k < ntargets; k++) kept |= targets[k] == fd;
-    if (!kept && fcntl(fd, F_GETFD) >= 0) posix_spawn_file_actions_adddup2(&fa, fd, fd);
+    if (!kept && fcntl(fd, F_GETFD) >= 0) posix_spawn_file_actions_adddup2(fa, fd, fd);
   }
   if (close_from >= 0) {
     for (int fd = close_from; fd <= highest_target; fd++) {
       int kept = 0;
       for (int k = 0; k < ntargets; k++) kept |= targets[k] == fd;
-      if (!kept) posix_spawn_file_actions_addclose(&fa, fd);
+      if (!kept) posix_spawn_file_actions_addclose(fa, fd);
     }
     int from = highest_target + 1 > close_from ? highest_target + 1 : close_from;
-    posix_spawn_file_actions_addclosefrom_np(&fa, from);
+    posix_spawn_file_actions_addclosefrom_np(fa, from);
   }
   /* The child starts with an empty signal mask and every signal at its default action. Caught
    * signals are reset by execve itself; only ignored ones (Node ignores SIGPIPE) would survive
@@ -246,41 +254,149 @@ static napi_value spawn(napi_env env, napi_callback_info info) {
     if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
       sigaddset(&ignored, sig);
   }
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &ignored);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setsigmask(attr, &none);
+  posix_spawnattr_setsigdefault(attr, &ignored);
+  posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  return 0;
+}
 
-  pid_t pid;
-  int err = posix_spawn(&pid, file, &fa, &attr, argv, envp);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  free(file);
-  free_string_array(argv);
-  free_string_array(envp);
-  if (err) return throw_errno(env, err, "posix_spawn");
-
+/* Starts the exit watch of a child just spawned: 0, or an errno (the child is then killed and
+ * reaped). Takes on_exit over either way (freed on failure). */
+static int watch_child(napi_env env, pid_t pid, js_callback_t *on_exit) {
   child_t *c = calloc(1, sizeof(child_t));
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   uv_loop_t *loop;
   if (!c || pidfd < 0 || napi_get_uv_event_loop(env, &loop) != napi_ok) {
     /* Cannot watch it: reap it in a blocking wait rather than leave a zombie behind. */
     int e = pidfd < 0 ? errno : ENOMEM;
+    if (pidfd >= 0) close(pidfd);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     free(c);
-    return throw_errno(env, e, "pidfd_open");
+    js_callback_free(on_exit);
+    return e;
   }
   fcntl(pidfd, F_SETFD, FD_CLOEXEC);
   c->pid = pid;
   c->pidfd = pidfd;
-  js_callback_init(&c->on_exit, env, args[5], "ucspi.child");
+  c->on_exit = *on_exit;
   uv_poll_init(loop, &c->poll, pidfd);
   c->poll.data = c;
   uv_poll_start(&c->poll, UV_READABLE, child_ready);
+  return 0;
+}
+
+/* spawn(file, argv, envp, fdPairs, closeFrom, onExit) -> pid
+ * fdPairs is a flat list [from, to, from, to, ...] applied with dup2 in order; when closeFrom
+ * is >= 0 every fd from there up that no pair targets is closed in the child. */
+static napi_value spawn(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value args[6];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  if (argc < 6) {
+    napi_throw_type_error(env, NULL, "spawn: six arguments expected");
+    return NULL;
+  }
+  spawn_args_t s;
+  int err = spawn_args_init(env, args, &s);
+  if (err) return throw_errno(env, err, "spawn");
+  pid_t pid;
+  err = posix_spawn(&pid, s.file, &s.fa, &s.attr, s.argv, s.envp);
+  spawn_args_free(&s);
+  if (err) return throw_errno(env, err, "posix_spawn");
+
+  js_callback_t on_exit;
+  js_callback_init(&on_exit, env, args[5], "ucspi.child");
+  err = watch_child(env, pid, &on_exit);
+  if (err) return throw_errno(env, err, "pidfd_open");
 
   napi_value result;
   napi_create_int32(env, pid, &result);
   return result;
+}
+
+/* spawnAsync(file, argv, envp, fdPairs, closeFrom, onSpawned, onExit): as spawn, but
+ * posix_spawn runs in libuv's threadpool. With many fds open, the vfork-like clone copies the
+ * whole fd table and the child closes it all before exec, all while the calling thread is
+ * suspended: measured 0.67 -> 0.98 ms per spawn with 8,000 fds open, time the event loop would
+ * otherwise spend on other connections. onSpawned(error, pid) is called on the loop thread once
+ * posix_spawn returned; the caller must keep the fds of fdPairs open until then. */
+typedef struct {
+  uv_work_t work;
+  napi_env env;
+  spawn_args_t s;
+  js_callback_t on_spawned;
+  js_callback_t on_exit;
+  pid_t pid;
+  int err;
+} spawn_req_t;
+
+static void spawn_work(uv_work_t *work) {
+  spawn_req_t *r = work->data;
+  r->err = posix_spawn(&r->pid, r->s.file, &r->s.fa, &r->s.attr, r->s.argv, r->s.envp);
+}
+
+static void spawn_after(uv_work_t *work, int status) {
+  spawn_req_t *r = work->data;
+  napi_env env = r->env;
+  spawn_args_free(&r->s);
+  const char *syscall_name = "posix_spawn";
+  int err = r->err;
+  if (status == UV_ECANCELED && !err) err = ECANCELED;
+  if (!err) {
+    err = watch_child(env, r->pid, &r->on_exit);
+    if (err) syscall_name = "pidfd_open";
+  } else {
+    js_callback_free(&r->on_exit);
+  }
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value argv[2];
+  if (err) {
+    /* throw_errno builds the error and throws it: take it back as a value. */
+    throw_errno(env, err, syscall_name);
+    napi_get_and_clear_last_exception(env, &argv[0]);
+    napi_get_undefined(env, &argv[1]);
+  } else {
+    napi_get_null(env, &argv[0]);
+    napi_create_int32(env, r->pid, &argv[1]);
+  }
+  js_callback_call(&r->on_spawned, 2, argv);
+  js_callback_free(&r->on_spawned);
+  napi_close_handle_scope(env, scope);
+  free(r);
+}
+
+static napi_value spawn_async(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value args[7];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  if (argc < 7) {
+    napi_throw_type_error(env, NULL, "spawnAsync: seven arguments expected");
+    return NULL;
+  }
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  spawn_req_t *r = calloc(1, sizeof(spawn_req_t));
+  if (!r) return throw_errno(env, ENOMEM, "spawn");
+  int err = spawn_args_init(env, args, &r->s);
+  if (err) {
+    free(r);
+    return throw_errno(env, err, "spawn");
+  }
+  r->env = env;
+  r->work.data = r;
+  js_callback_init(&r->on_spawned, env, args[5], "ucspi.spawn");
+  js_callback_init(&r->on_exit, env, args[6], "ucspi.child");
+  err = uv_queue_work(loop, &r->work, spawn_work, spawn_after);
+  if (err) {
+    spawn_args_free(&r->s);
+    js_callback_free(&r->on_spawned);
+    js_callback_free(&r->on_exit);
+    free(r);
+    return throw_errno(env, -err, "uv_queue_work");
+  }
+  return NULL;
 }
 
 /* ---------------------------------------------------------------- sockets */
@@ -718,6 +834,7 @@ static napi_value dup_fd(napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor props[] = {
       {"spawn", NULL, spawn, NULL, NULL, NULL, napi_default, NULL},
+      {"spawnAsync", NULL, spawn_async, NULL, NULL, NULL, napi_default, NULL},
       {"listen", NULL, listen_tcp, NULL, NULL, NULL, napi_default, NULL},
       {"localAddress", NULL, local_address, NULL, NULL, NULL, napi_default, NULL},
       {"accept", NULL, accept_loop, NULL, NULL, NULL, napi_default, NULL},

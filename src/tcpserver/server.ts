@@ -254,6 +254,9 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
     const connection: Connection = c.proxy ? { fd: c.fd, proxy: c.proxy } : { fd: c.fd };
     let id = -1;
     let spawned = false;
+    // posix_spawn runs in the threadpool: until it returns, the socket is still ours (it is
+    // counted in inProcess, so close() waits for the child to have its copy).
+    let spawning = false;
     const announce = (pid: number) => {
       id = pid;
       spawned = true;
@@ -261,6 +264,11 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       log.verdict("ok", id, ends);
       // The child has its own copy of the socket now.
       native().close(c.fd);
+      if (spawning) {
+        spawning = false;
+        inProcess--;
+        if (closing && inProcess === 0) drained?.();
+      }
     };
     let running: Promise<number>;
     try {
@@ -270,13 +278,17 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
         closeOthers: true,
         dropPrivileges: refuseSharedPrivileges,
         onSpawn: announce,
+        asyncSpawn: true,
+        onSpawning: () => {
+          spawning = true;
+        },
       });
     } catch (error) {
       running = Promise.reject(error);
     }
-    if (!spawned) {
-      // Not spawned synchronously: one of our stages runs here, or the program failed to run.
-      inProcess++;
+    inProcess++;
+    if (!spawning) {
+      // Not spawning: one of our stages runs here, or the program failed to run.
       id = nextId++;
       log.accepted(id, ends.remoteIp);
       log.verdict("ok", id, ends);
@@ -287,6 +299,13 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
         finish(c, id, status, false);
       },
       (error: unknown) => {
+        if (spawning) {
+          // posix_spawn failed: logged as a connection that got no process.
+          spawning = false;
+          id = nextId++;
+          log.accepted(id, ends.remoteIp);
+          log.verdict("ok", id, ends);
+        }
         if (!spawned) releaseInProcess(connection);
         log.warning(
           `dropping connection, unable to run ${options.program[0]}: ${causeText(error)}`,

@@ -22,6 +22,11 @@ export interface ChainOptions {
   dropPrivileges: DropPrivileges;
   /** Called with the pid once a program is spawned (tcpserver logs it). */
   onSpawn?: (pid: number) => void;
+  /** Run posix_spawn in libuv's threadpool (tcpserver, whose event loop serves other
+   * connections meanwhile); onSpawn then comes later, not before runChain returns. */
+  asyncSpawn?: boolean;
+  /** Called before runChain returns when it is to spawn a program (not run a stage here). */
+  onSpawning?: () => void;
   /** When it aborts, a spawned program that still runs gets SIGTERM. */
   stop?: AbortSignal;
 }
@@ -99,6 +104,7 @@ async function runStage(
         closeOthers: true,
         stop: hooks?.stop,
         onSpawn: hooks?.onSpawn,
+        onSpawning: undefined,
       }),
   };
   try {
@@ -119,29 +125,12 @@ function spawnOnConnection(
   const [read, write] = options.side === "server" ? [0, 1] : [6, 7];
   // Extra fds keep their numbers: the pairs never overwrite one another's source.
   const extra = extraFds.flatMap((fd) => [fd, fd]);
-  const spawn = (fd: number, onExit: (status: number) => void) => {
+  // Resolves once the program runs (onSpawn called), rejects when it cannot be run. The fds it
+  // is given stay open until then; the program has its own copies after.
+  const spawn = (fd: number, onExit: (status: number) => void): Promise<void> => {
     const stop = options.stop;
     let exited = false;
-    let pid: number;
-    try {
-      pid = native().spawn(
-        file,
-        argv,
-        envList(env),
-        [fd, read, fd, write, ...extra],
-        options.closeOthers ? 3 : -1,
-        (status) => {
-          exited = true;
-          clearTimeout(killer);
-          stop?.removeEventListener("abort", terminate);
-          onExit(status);
-        },
-      );
-    } catch (error) {
-      // posix_spawn's errno (a path that names nothing, not executable...), named as djb does.
-      const code = (error as { code?: unknown }).code;
-      throw typeof code === "string" ? new ProgramNotFound(argv[0] ?? file, code) : error;
-    }
+    let pid = 0;
     // Until its exit is reported the child is not reaped, so its pid is still its own. One
     // that does not end on SIGTERM (wedged in its exit handlers, say) gets SIGKILL.
     let killer: NodeJS.Timeout | undefined;
@@ -152,22 +141,72 @@ function spawnOnConnection(
         if (!exited) native().kill(pid, SIGKILL);
       }, STOP_GRACE_MS);
     }
-    if (stop?.aborted) terminate();
-    else stop?.addEventListener("abort", terminate, { once: true });
-    options.onSpawn?.(pid);
+    const exit = (status: number) => {
+      exited = true;
+      clearTimeout(killer);
+      stop?.removeEventListener("abort", terminate);
+      onExit(status);
+    };
+    const started = (spawnedPid: number) => {
+      pid = spawnedPid;
+      if (stop?.aborted) terminate();
+      else stop?.addEventListener("abort", terminate, { once: true });
+      options.onSpawn?.(pid);
+    };
+    // posix_spawn's errno (a path that names nothing, not executable...), named as djb does.
+    const named = (error: unknown) => {
+      const code = (error as { code?: unknown }).code;
+      return typeof code === "string" ? new ProgramNotFound(argv[0] ?? file, code) : error;
+    };
+    const pairs = [fd, read, fd, write, ...extra];
+    const closeFrom = options.closeOthers ? 3 : -1;
+    const done = new Promise<void>((resolve, reject) => {
+      if (!options.asyncSpawn) {
+        let spawnedPid: number;
+        try {
+          spawnedPid = native().spawn(file, argv, envList(env), pairs, closeFrom, exit);
+        } catch (error) {
+          throw named(error);
+        }
+        started(spawnedPid);
+        resolve();
+        return;
+      }
+      native().spawnAsync(
+        file,
+        argv,
+        envList(env),
+        pairs,
+        closeFrom,
+        (error, spawnedPid) => {
+          if (error) return reject(named(error));
+          started(spawnedPid ?? 0);
+          resolve();
+        },
+        exit,
+      );
+      options.onSpawning?.();
+    });
+    // The program has its own copies of the extra fds now (or never will).
+    return done.finally(() => closeFds(extraFds));
   };
-  try {
-    if (connection.fd !== undefined) {
-      // The raw socket itself: no relay, no copy.
-      const fd = connection.fd;
-      return new Promise((resolve) => spawn(fd, resolve));
-    }
-    return spawnOnStream(connection, spawn);
-  } finally {
-    // Both paths spawn (or fail to) before they return: the program has its own copies now,
-    // and the other ends see EOF when it closes them or exits.
-    closeFds(extraFds);
+  if (connection.fd !== undefined) {
+    // The raw socket itself: no relay, no copy.
+    const fd = connection.fd;
+    let onExit: (status: number) => void = () => {};
+    const exited = new Promise<number>((resolve) => (onExit = resolve));
+    return spawn(fd, onExit).then(() => exited);
   }
+  let called = false;
+  const spawnOnce = (fd: number, onExit: (status: number) => void) => {
+    called = true;
+    return spawn(fd, onExit);
+  };
+  return spawnOnStream(connection, spawnOnce).catch((error: unknown) => {
+    // Failed before spawning (no socketpair): the extra fds are still ours to close.
+    if (!called) closeFds(extraFds);
+    throw error;
+  });
 }
 
 /** The kernel's send buffer for our end of the socketpair, in bytes (Linux doubles it, and caps
@@ -185,20 +224,16 @@ const READ_BUFFER_SIZE = 65536;
 /** A transformed connection (TLS) reaches the program through a socketpair and a relay. */
 async function spawnOnStream(
   connection: Connection,
-  spawn: (fd: number, onExit: (status: number) => void) => void,
+  spawn: (fd: number, onExit: (status: number) => void) => Promise<void>,
 ): Promise<number> {
   const stream = connectionStream(connection);
   const [ours, theirs] = native().socketPair(PROGRAM_SNDBUF);
   let onExit: (status: number) => void = () => {};
   const exited = new Promise<number>((resolve) => (onExit = resolve));
-  try {
-    spawn(theirs, onExit);
-  } catch (error) {
-    native().close(ours);
-    throw error;
-  } finally {
-    native().close(theirs);
-  }
+  // The relay starts at once, as the spawn does (in libuv's threadpool with asyncSpawn): it has
+  // to be listening before the stream can end or close, or it would miss that. What it writes
+  // before the program exists waits in the socketpair.
+  const spawned = spawn(theirs, onExit);
   // Two handles on two fds of our end: when writing to a program that has exited fails, Node
   // destroys the writer, and the reader still delivers what the program wrote before it went.
   // The reader reads into the shared buffer (no new Buffer for each read, which in a 1 GiB
@@ -226,6 +261,17 @@ async function spawnOnStream(
     output.once("close", resolve);
   });
   const relayed = relay(stream, { source: output, sink: input, batchWrites: true, feed });
+  try {
+    await spawned;
+  } catch (error) {
+    // Not run: the stage that called us ends the stream (tlsd destroys it at once).
+    output.destroy();
+    input.destroy();
+    throw error;
+  } finally {
+    // The program has its own copy now (or never will).
+    native().close(theirs);
+  }
   const status = await exited;
   // As with a program on the socket itself: once it has exited and its output is all out, the
   // connection is over, whatever the peer still sends.

@@ -28,6 +28,18 @@ export interface Native {
     closeFrom: number,
     onExit: (wstatus: number) => void,
   ): number;
+  /** As spawn, with posix_spawn run in libuv's threadpool (the event loop is not suspended while
+   * the child copies and closes our fd table). onSpawned gets the pid, or posix_spawn's error;
+   * the fds of fdPairs must stay open until it is called. */
+  spawnAsync(
+    file: string,
+    argv: readonly string[],
+    envp: readonly string[],
+    fdPairs: readonly number[],
+    closeFrom: number,
+    onSpawned: (error: Error | null, pid: number | undefined) => void,
+    onExit: (wstatus: number) => void,
+  ): void;
   listen(address: string, port: number, backlog: number, reusePort: boolean): number;
   localAddress(fd: number): [string, number, 4 | 6];
   accept(listenFd: number, flags: number, onConnection: OnConnection): Acceptor;
