@@ -1,6 +1,16 @@
 // The two ends of a TLS session that tlsd and tlsc share: waiting for the handshake (with its
-// timeout) and saying goodbye when the program is done.
+// timeout), running the program over the session, and saying goodbye when it is done.
+import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
+import { exitStatus } from "../ucspi/chain.ts";
+import type { Env } from "../ucspi/env.ts";
+import type { StageContext } from "../ucspi/stage.ts";
+import { MISSING_CLOSE_NOTIFY } from "./close-policy.ts";
+import type { ClosePolicy } from "./close-policy.ts";
+
+/** s6-tlsd's and s6-tlsc's code for a TLS failure at run time (handshake, timeout, a missing
+ * close_notify with -J). */
+export const EXIT_TLS = 98;
 
 /** How long a finished connection may take to say goodbye (close_notify, FIN) to its peer. */
 const CLOSE_GRACE_MS = 5000;
@@ -60,4 +70,62 @@ export function goodbye(tls: TLSSocket, halfClosed = false): Promise<void> {
     else tls.end();
     tls.resume();
   });
+}
+
+/**
+ * The handshake of `tls`, then `check` (a client certificate policy, say): undefined when both
+ * passed, else the session is destroyed, the reason logged as `name: fatal: ...` (verbosity 1
+ * and up) and the status to end with is returned.
+ */
+export async function handshakeOrStatus(
+  ctx: StageContext,
+  name: string,
+  tls: TLSSocket,
+  event: "secure" | "secureConnect",
+  options: { handshakeTimeoutMs: number; verbosity: number },
+  check?: () => void,
+): Promise<number | undefined> {
+  try {
+    await handshake(tls, event, options.handshakeTimeoutMs);
+    check?.();
+    return undefined;
+  } catch (error) {
+    tls.destroy();
+    if (options.verbosity >= 1) ctx.log(`${name}: fatal: ${(error as Error).message}\n`);
+    return exitStatus(EXIT_TLS);
+  }
+}
+
+/**
+ * Runs `program` over an established session, through the close policy (and `wrap`, which may
+ * put a stream of its own in front and report a failure), then says goodbye. A failure reported
+ * on the way (a missing close_notify with -J, or `wrap`'s) is logged and makes the status 98.
+ */
+export async function runOverSession(
+  ctx: StageContext,
+  name: string,
+  tls: TLSSocket,
+  policy: ClosePolicy,
+  closeNotify: boolean,
+  program: string[],
+  env: Env,
+  wrap?: (stream: Duplex, fail: (why: string) => void) => Duplex,
+): Promise<number> {
+  let failed = false;
+  const fail = (why: string) => {
+    failed = true;
+    ctx.log(`${name}: fatal: ${why}\n`);
+  };
+  let stream = policy.attach(tls, () => fail(MISSING_CLOSE_NOTIFY));
+  if (wrap) stream = wrap(stream, fail);
+  let status: number;
+  try {
+    status = await ctx.next(program, env, { stream });
+  } catch (error) {
+    // The program could not be run: the session ends here, at once.
+    tls.destroy();
+    throw error;
+  }
+  await goodbye(tls, !closeNotify);
+  return failed ? exitStatus(EXIT_TLS) : status;
 }

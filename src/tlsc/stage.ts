@@ -10,18 +10,15 @@ import {
   readTrustAnchors,
   trustAnchorsFrom,
 } from "../tls/cert-store.ts";
-import { MISSING_CLOSE_NOTIFY, closePolicy } from "../tls/close-policy.ts";
+import { closePolicy } from "../tls/close-policy.ts";
 import { applyFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
-import { goodbye, handshake } from "../tls/session.ts";
-import { exitStatus } from "../ucspi/chain.ts";
+import { handshakeOrStatus, runOverSession } from "../tls/session.ts";
 import { copyEnv } from "../ucspi/env.ts";
 import { FatalError, UsageError } from "../ucspi/errors.ts";
 import { tlsIds } from "../ucspi/privileges.ts";
 import type { Stage } from "../ucspi/stage.ts";
 import { USAGE, parseTlscArgs } from "./options.ts";
 import type { TlscOptions } from "./options.ts";
-
-export const EXIT_TLS = 98;
 
 export const tlscStage: Stage = {
   async run(ctx) {
@@ -62,31 +59,12 @@ export const tlscStage: Stage = {
       ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
       checkServerIdentity: (host, cert) => checkServerIdentity(serverName ?? address ?? host, cert),
     });
-    try {
-      await handshake(tls, "secureConnect", options.handshakeTimeoutMs);
-    } catch (error) {
-      tls.destroy();
-      if (options.verbosity >= 1) ctx.log(`tlsc: fatal: ${(error as Error).message}\n`);
-      return exitStatus(EXIT_TLS);
-    }
+    const refused = await handshakeOrStatus(ctx, "tlsc", tls, "secureConnect", options);
+    if (refused !== undefined) return refused;
     const next = copyEnv(env);
     if (!options.keepEnv) stripTlsConfig(next);
     applyFacts(next, tlsFacts(tls, options, "SERVER"));
-    let truncated = false;
-    const stream = policy.attach(tls, () => {
-      truncated = true;
-      ctx.log(`tlsc: fatal: ${MISSING_CLOSE_NOTIFY}\n`);
-    });
-    let status: number;
-    try {
-      status = await ctx.next(options.program, next, { stream });
-    } catch (error) {
-      // The program could not be run: the session ends here, at once.
-      tls.destroy();
-      throw error;
-    }
-    await goodbye(tls, !options.closeNotify);
-    return truncated ? exitStatus(EXIT_TLS) : status;
+    return runOverSession(ctx, "tlsc", tls, policy, options.closeNotify, options.program, next);
   },
 };
 

@@ -3,10 +3,9 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { TLSSocket } from "node:tls";
 import { CertStore, storeConfig } from "../tls/cert-store.ts";
-import { MISSING_CLOSE_NOTIFY, closePolicy } from "../tls/close-policy.ts";
+import { closePolicy } from "../tls/close-policy.ts";
 import { applyFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
-import { goodbye, handshake } from "../tls/session.ts";
-import { exitStatus } from "../ucspi/chain.ts";
+import { handshakeOrStatus, runOverSession } from "../tls/session.ts";
 import { copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, UsageError } from "../ucspi/errors.ts";
@@ -18,9 +17,6 @@ import { runDelayed } from "./delayed.ts";
 import { checkResumeRecord, resumedStream } from "./resume.ts";
 import { USAGE, parseTlsdArgs } from "./options.ts";
 import type { TlsdOptions } from "./options.ts";
-
-/** s6-tlsd's code for a TLS failure at run time (handshake, timeout). */
-export const EXIT_TLS = 98;
 
 // One store per configuration, shared by every connection of this process: contexts (and
 // their session ticket keys) are made once and reloaded when their files change.
@@ -57,38 +53,27 @@ export const tlsdStage: Stage = {
     }
     const policy = closePolicy(ctx.connection, options);
     const tls = serverTls(policy.transport, store, options);
-    try {
-      await handshake(tls, "secure", options.handshakeTimeoutMs);
-      checkClientCertificate(tls, options);
-    } catch (error) {
-      tls.destroy();
-      if (options.verbosity >= 1) ctx.log(`tlsd: fatal: ${(error as Error).message}\n`);
-      return exitStatus(EXIT_TLS);
-    }
+    const refused = await handshakeOrStatus(ctx, "tlsd", tls, "secure", options, () =>
+      checkClientCertificate(tls, options),
+    );
+    if (refused !== undefined) return refused;
     const env = copyEnv(ctx.env);
     if (!options.keepEnv) stripTlsConfig(env);
     applyFacts(env, sessionFacts(tls, options));
-    let failed = false;
-    let stream = policy.attach(tls, () => {
-      failed = true;
-      ctx.log(`tlsd: fatal: ${MISSING_CLOSE_NOTIFY}\n`);
-    });
-    if (record) {
-      stream = resumedStream(stream, record, (reason) => {
-        failed = true;
-        ctx.log(`tlsd: fatal: resumed ${record.protocol} session: ${reason}\n`);
-      });
-    }
-    let status: number;
-    try {
-      status = await ctx.next(options.program, env, { stream });
-    } catch (error) {
-      // The program could not be run: the session ends here, at once.
-      tls.destroy();
-      throw error;
-    }
-    await goodbye(tls, !options.closeNotify);
-    return failed ? exitStatus(EXIT_TLS) : status;
+    return runOverSession(
+      ctx,
+      "tlsd",
+      tls,
+      policy,
+      options.closeNotify,
+      options.program,
+      env,
+      record &&
+        ((stream, fail) =>
+          resumedStream(stream, record, (reason) =>
+            fail(`resumed ${record.protocol} session: ${reason}`),
+          )),
+    );
   },
 };
 
