@@ -45,51 +45,16 @@ const halves = (side: RelaySide): RelayHalves =>
 export async function relay(a: RelaySide, b: RelaySide): Promise<void> {
   const x = halves(a);
   const y = halves(b);
-  const go = (from: Readable, to: Writable, options: OneWayOptions) =>
-    options.feed || options.batchWrites ? oneWayLoop(from, to, options) : oneWay(from, to);
   await Promise.all([
-    go(x.source, y.sink, { feed: x.feed, batchWrites: y.batchWrites }),
-    go(y.source, x.sink, { feed: y.feed, batchWrites: x.batchWrites }),
+    oneWay(x.source, y.sink, { feed: x.feed, batchWrites: y.batchWrites }),
+    oneWay(y.source, x.sink, { feed: y.feed, batchWrites: x.batchWrites }),
   ]);
 }
 
 /** One direction: `from` into `to` until `from` ends (then `to` is ended: a half-close) or
- * `to` refuses more (then the rest of `from` is dropped). */
-export function oneWay(from: Readable, to: Writable): Promise<void> {
-  return new Promise((resolve) => {
-    let finished = false;
-    const finish = () => {
-      finished = true;
-      resolve();
-    };
-    // The source ended (or broke): pass the end on, as a half-close.
-    const ended = () => {
-      if (finished) return;
-      from.unpipe(to);
-      if (!to.destroyed && !to.writableEnded) to.end();
-      finish();
-    };
-    // The destination cannot take more: drop the rest of this direction only.
-    const refused = () => {
-      if (finished) return;
-      from.unpipe(to);
-      from.resume();
-      finish();
-    };
-    from.pipe(to, { end: false });
-    from.once("end", ended);
-    from.once("close", ended);
-    from.on("error", ended);
-    to.on("error", refused);
-    to.once("close", () => {
-      if (!finished && !to.writableFinished) refused();
-    });
-  });
-}
-
-/** oneWay as a loop of our own rather than pipe(), for batchWrites and for sources read with
- * `onread` (the program's side of spawnOnStream). */
-function oneWayLoop(from: Readable, to: Writable, options: OneWayOptions): Promise<void> {
+ * `to` refuses more (then the rest of `from` is read and dropped), with backpressure. A loop of
+ * our own rather than pipe(), for batchWrites and for sources read with `onread`. */
+export function oneWay(from: Readable, to: Writable, options: OneWayOptions = {}): Promise<void> {
   const { feed, batchWrites = false } = options;
   return new Promise((resolve) => {
     let finished = false;
