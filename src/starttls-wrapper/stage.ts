@@ -23,9 +23,8 @@ import type { WrapperOptions } from "./options.ts";
 import { Snooper } from "./snoop.ts";
 import type { SnoopIo } from "./snoop.ts";
 
-/** How long a server that was let go may take to exit after SIGTERM before we stop waiting
- * (it is reaped whenever it does). */
-const LET_GO_MS = 2000;
+/** How long the client's last bytes may take to go out before the connection is closed. */
+const FLUSH_MS = 30_000;
 /** The abort reason: a constant, so that no DOMException (with its stack) is made each time. */
 const LET_GO = "let go";
 
@@ -97,14 +96,8 @@ class Wrapper {
     );
     let status: number;
     try {
-      // A server that was let go and ignores SIGTERM is not waited for (it is reaped whenever
-      // it exits).
-      const gone = new Promise<number>((resolve) =>
-        this.letGo.signal.addEventListener("abort", () =>
-          setTimeout(() => resolve(exitStatus(0)), LET_GO_MS).unref(),
-        ),
-      );
-      status = await Promise.race([serverDone, gone]);
+      // A server that was let go and does not end on SIGTERM gets SIGKILL from the chain.
+      status = await serverDone;
     } catch (error) {
       // The server could not be run: nothing more to do for this client.
       clearTimeout(this.preTlsTimer);
@@ -149,6 +142,13 @@ class Wrapper {
   private drop(): void {
     if (this.snooper.phase === "tls") return;
     this.snooper.phase = "closed";
+    this.letServerGo();
+  }
+
+  /** The plaintext server is done with: its unsent output goes nowhere, and it is stopped
+   * (SIGTERM, then SIGKILL from the chain). */
+  private letServerGo(): void {
+    this.server.removeAllListeners("data");
     this.server.destroy();
     this.letGo.abort(LET_GO);
   }
@@ -177,8 +177,7 @@ class Wrapper {
       },
       close: () => {
         client.end();
-        this.server.destroy();
-        this.letGo.abort(LET_GO);
+        this.letServerGo();
       },
       warn: (what) => this.warn(what),
     };
@@ -202,9 +201,9 @@ class Wrapper {
     // unsent output goes nowhere.
     clearTimeout(this.preTlsTimer);
     this.client.write(Buffer.from(goAhead, "latin1"));
-    this.server.removeAllListeners("data");
-    this.server.destroy();
-    this.letGo.abort(LET_GO);
+    // From here on the client's bytes are TLS, for the service or our tlsd: never read here.
+    this.client.removeAllListeners("data");
+    this.letServerGo();
     if (this.options.verbosity >= 2)
       this.info(service ? `STARTTLS, handed to ${service.host} port ${service.port}` : "STARTTLS");
     this.handedOver = tlsSide ? this.relayTo(tlsSide) : this.localTls(record);
@@ -216,7 +215,6 @@ class Wrapper {
     tlsSide.on("error", () => tlsSide.destroy());
     // TLS records from here on: each one out as it comes (see noDelay).
     noDelay(this.client);
-    this.client.removeAllListeners("data");
     await relay(this.client, tlsSide);
     tlsSide.destroy();
     return exitStatus(0);
@@ -224,7 +222,6 @@ class Wrapper {
 
   /** Local mode: our tlsd takes the client here, and runs a fresh server behind TLS. */
   private async localTls(record: ResumeRecord): Promise<number> {
-    this.client.removeAllListeners("data");
     const { tlsdStage } = await import("../tlsd/stage.ts");
     return tlsdStage.run({
       ...this.ctx,
@@ -251,11 +248,11 @@ class Wrapper {
 }
 
 /** Resolves once what was written to `stream` is out (or it broke), waiting at most
- * LET_GO_MS × 15. */
+ * FLUSH_MS. */
 function written(stream: Duplex): Promise<void> {
   if (stream.writableFinished || stream.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
-    const timer = setTimeout(done, LET_GO_MS * 15);
+    const timer = setTimeout(done, FLUSH_MS);
     function done() {
       clearTimeout(timer);
       resolve();
