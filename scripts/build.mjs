@@ -46,13 +46,10 @@ await build({
   logLevel: "warning",
 });
 
-const source = join(root, "src/native/ucspi_native.c");
+const nativeDir = join(root, "src/native");
+const sources = ["ucspi_native.c", "spawner-client.c"].map((f) => join(nativeDir, f));
 const output = join(root, "build/ucspi_native.node");
-const stale =
-  process.env.UCSPI_REBUILD === "1" ||
-  !existsSync(output) ||
-  statSync(output).mtimeMs < statSync(source).mtimeMs;
-if (stale) {
+if (stale(output, [...sources, join(nativeDir, "common.h")])) {
   mkdirSync(join(root, "build"), { recursive: true });
   const headers = nodeHeaders();
   const cc = process.env.CC ?? "cc";
@@ -67,7 +64,7 @@ if (stale) {
       "-D_GNU_SOURCE",
       "-DNAPI_VERSION=8",
       `-I${headers}`,
-      source,
+      ...sources,
       "-o",
       output,
     ],
@@ -91,20 +88,23 @@ function nodeHeaders() {
   return found;
 }
 
-// Every bin/ program is a symlink to this launcher (see src/native/launcher.c for why).
-const launcherSource = join(root, "src/native/launcher.c");
-const launcher = join(root, "build/ucspi-launch");
-if (
-  process.env.UCSPI_REBUILD === "1" ||
-  !existsSync(launcher) ||
-  statSync(launcher).mtimeMs < statSync(launcherSource).mtimeMs
-) {
+// Every bin/ program is a symlink to this launcher (see src/native/launcher.c for why); and the
+// helper that tcpserver spawns its programs from (see src/native/spawner.c).
+for (const name of ["launcher", "spawner"]) {
+  const source = join(nativeDir, `${name}.c`);
+  const binary = join(root, "build", name === "launcher" ? "ucspi-launch" : "ucspi-spawner");
+  if (!stale(binary, [source])) continue;
   mkdirSync(join(root, "build"), { recursive: true });
   execFileSync(
     process.env.CC ?? "cc",
-    ["-O2", "-Wall", "-Werror", launcherSource, "-o", launcher],
-    {
-      stdio: "inherit",
-    },
+    ["-O2", "-Wall", "-Werror", "-D_GNU_SOURCE", source, "-o", binary],
+    { stdio: "inherit" },
   );
+}
+
+/** True when output is missing or older than any of its sources (or a rebuild is asked for). */
+function stale(output, inputs) {
+  if (process.env.UCSPI_REBUILD === "1" || !existsSync(output)) return true;
+  const built = statSync(output).mtimeMs;
+  return inputs.some((input) => statSync(input).mtimeMs > built);
 }

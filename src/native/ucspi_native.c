@@ -28,12 +28,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define CHECK(call)                                                                                \
-  do {                                                                                             \
-    if ((call) != napi_ok) return NULL;                                                            \
-  } while (0)
+#include "common.h"
 
-static napi_value throw_errno(napi_env env, int err, const char *syscall) {
+napi_value throw_errno(napi_env env, int err, const char *syscall) {
   napi_value msg, code, error, errnum, sc;
   const char *name = NULL;
   switch (err) {
@@ -43,7 +40,7 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
     break;
     E(ENOENT) E(EACCES) E(EPERM) E(EADDRINUSE) E(EADDRNOTAVAIL) E(EAFNOSUPPORT) E(EINVAL)
     E(EMFILE) E(ENFILE) E(ENOMEM) E(ENOEXEC) E(ENOTDIR) E(ELOOP) E(ENAMETOOLONG) E(E2BIG)
-    E(ETXTBSY) E(EBADF) E(ENOSYS) E(EAGAIN) E(EISDIR) E(ENOBUFS)
+    E(ETXTBSY) E(EBADF) E(ENOSYS) E(EAGAIN) E(EISDIR) E(ENOBUFS) E(EPIPE) E(ECANCELED)
 #undef E
   default:
     name = "EUNKNOWN";
@@ -59,11 +56,11 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
   return NULL;
 }
 
-static int get_int(napi_env env, napi_value v, int32_t *out) {
+int get_int(napi_env env, napi_value v, int32_t *out) {
   return napi_get_value_int32(env, v, out) == napi_ok ? 0 : -1;
 }
 
-static char *get_string(napi_env env, napi_value v) {
+char *get_string(napi_env env, napi_value v) {
   size_t len;
   if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
   char *s = malloc(len + 1);
@@ -73,7 +70,7 @@ static char *get_string(napi_env env, napi_value v) {
 }
 
 /* A byte string (one JavaScript character per byte, as latin1 codes it): environment entries. */
-static char *get_bytes(napi_env env, napi_value v) {
+char *get_bytes(napi_env env, napi_value v) {
   size_t len;
   if (napi_get_value_string_latin1(env, v, NULL, 0, &len) != napi_ok) return NULL;
   char *s = malloc(len + 1);
@@ -83,7 +80,7 @@ static char *get_bytes(napi_env env, napi_value v) {
 }
 
 /* A NULL-terminated char* array from a JS array of strings. */
-static char **get_string_array(napi_env env, napi_value arr, char *(*get)(napi_env, napi_value)) {
+char **get_string_array(napi_env env, napi_value arr, char *(*get)(napi_env, napi_value)) {
   uint32_t n;
   if (napi_get_array_length(env, arr, &n) != napi_ok) return NULL;
   char **out = calloc(n + 1, sizeof(char *));
@@ -101,7 +98,15 @@ static char **get_string_array(napi_env env, napi_value arr, char *(*get)(napi_e
   return out;
 }
 
-static void free_string_array(char **a) {
+/* The error throw_errno would throw, as a value (for a callback). */
+napi_value errno_value(napi_env env, int err, const char *syscall) {
+  napi_value error;
+  throw_errno(env, err, syscall);
+  napi_get_and_clear_last_exception(env, &error);
+  return error;
+}
+
+void free_string_array(char **a) {
   if (!a) return;
   for (char **p = a; *p; p++) free(*p);
   free(a);
@@ -109,14 +114,7 @@ static void free_string_array(char **a) {
 
 /* ---------------------------------------------------------------- callbacks into JavaScript */
 
-/* A JavaScript function kept alive for a libuv callback, with its async context. */
-typedef struct {
-  napi_env env;
-  napi_ref fn;
-  napi_async_context context;
-} js_callback_t;
-
-static void js_callback_init(js_callback_t *cb, napi_env env, napi_value fn, const char *name) {
+void js_callback_init(js_callback_t *cb, napi_env env, napi_value fn, const char *name) {
   napi_value resource_name;
   cb->env = env;
   napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name);
@@ -126,14 +124,14 @@ static void js_callback_init(js_callback_t *cb, napi_env env, napi_value fn, con
 
 /* Calls it from a libuv callback; argv must have been made inside the caller's handle scope.
  * napi_make_callback wants an object as receiver: undefined fails with object_expected. */
-static void js_callback_call(js_callback_t *cb, size_t argc, napi_value *argv) {
+void js_callback_call(js_callback_t *cb, size_t argc, napi_value *argv) {
   napi_value fn, recv, result;
   napi_get_reference_value(cb->env, cb->fn, &fn);
   napi_get_global(cb->env, &recv);
   napi_make_callback(cb->env, cb->context, recv, fn, argc, argv, &result);
 }
 
-static void js_callback_free(js_callback_t *cb) {
+void js_callback_free(js_callback_t *cb) {
   napi_delete_reference(cb->env, cb->fn);
   napi_async_destroy(cb->env, cb->context);
 }
@@ -219,21 +217,12 @@ static int spawn_args_init(napi_env env, napi_value *args, spawn_args_t *s) {
     napi_get_element(env, args[3], i + 1, &b);
     get_int(env, a, &from);
     get_int(env, b, &to);
-    /* UCSPI programs expect blocking fds; Node made this one non-blocking. The flag lives in
-     * the open file description, which the child shares, so it is cleared here. */
-    int fl = fcntl(from, F_GETFL);
-    if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(from, F_SETFL, fl & ~O_NONBLOCK);
+    make_blocking(from);
     posix_spawn_file_actions_adddup2(fa, from, to);
     targets[ntargets++] = to;
     if (to > highest_target) highest_target = to;
   }
-  /* Node marks fds 0-2 close-on-exec; a dup2 onto itself clears the flag in the child, so the
-   * program inherits them as UCSPI says (and as execve without Node would). */
-  for (int fd = 0; fd <= 2; fd++) {
-    int kept = 0;
-    for (int k = 0; k < ntargets; k++) kept |= targets[k] == fd;
-    if (!kept && fcntl(fd, F_GETFD) >= 0) posix_spawn_file_actions_adddup2(fa, fd, fd);
-  }
+  inherit_stdio(fa, targets, ntargets);
   if (close_from >= 0) {
     for (int fd = close_from; fd <= highest_target; fd++) {
       int kept = 0;
@@ -243,6 +232,21 @@ static int spawn_args_init(napi_env env, napi_value *args, spawn_args_t *s) {
     int from = highest_target + 1 > close_from ? highest_target + 1 : close_from;
     posix_spawn_file_actions_addclosefrom_np(fa, from);
   }
+  reset_signals(attr);
+  return 0;
+}
+
+void inherit_stdio(posix_spawn_file_actions_t *fa, const int *targets, int ntargets) {
+  /* Node marks fds 0-2 close-on-exec; a dup2 onto itself clears the flag in the child, so the
+   * program inherits them as UCSPI says (and as execve without Node would). */
+  for (int fd = 0; fd <= 2; fd++) {
+    int kept = 0;
+    for (int k = 0; k < ntargets; k++) kept |= targets[k] == fd;
+    if (!kept && fcntl(fd, F_GETFD) >= 0) posix_spawn_file_actions_adddup2(fa, fd, fd);
+  }
+}
+
+void reset_signals(posix_spawnattr_t *attr) {
   /* The child starts with an empty signal mask and every signal at its default action. Caught
    * signals are reset by execve itself; only ignored ones (Node ignores SIGPIPE) would survive
    * it, so only those are reset, which spares the child a sigaction call per signal. */
@@ -257,7 +261,13 @@ static int spawn_args_init(napi_env env, napi_value *args, spawn_args_t *s) {
   posix_spawnattr_setsigmask(attr, &none);
   posix_spawnattr_setsigdefault(attr, &ignored);
   posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  return 0;
+}
+
+void make_blocking(int fd) {
+  /* UCSPI programs expect blocking fds; Node made this one non-blocking. The flag lives in
+   * the open file description, which the child shares, so it is cleared here. */
+  int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
 }
 
 /* Starts the exit watch of a child just spawned: 0, or an errno (the child is then killed and
@@ -353,9 +363,7 @@ static void spawn_after(uv_work_t *work, int status) {
   napi_open_handle_scope(env, &scope);
   napi_value argv[2];
   if (err) {
-    /* throw_errno builds the error and throws it: take it back as a value. */
-    throw_errno(env, err, syscall_name);
-    napi_get_and_clear_last_exception(env, &argv[0]);
+    argv[0] = errno_value(env, err, syscall_name);
     napi_get_undefined(env, &argv[1]);
   } else {
     napi_get_null(env, &argv[0]);
@@ -681,6 +689,7 @@ static napi_value kill_child(napi_env env, napi_callback_info info) {
   get_int(env, args[0], &pid);
   get_int(env, args[1], &signo);
   if (pid <= 0) return throw_errno(env, EINVAL, "kill");
+  if (spawner_kill(pid, signo)) return NULL;
   if (kill(pid, signo) < 0 && errno != ESRCH) return throw_errno(env, errno, "kill");
   return NULL;
 }
@@ -835,6 +844,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor props[] = {
       {"spawn", NULL, spawn, NULL, NULL, NULL, napi_default, NULL},
       {"spawnAsync", NULL, spawn_async, NULL, NULL, NULL, napi_default, NULL},
+      {"startSpawner", NULL, start_spawner, NULL, NULL, NULL, napi_default, NULL},
+      {"spawnerSpawn", NULL, spawner_spawn, NULL, NULL, NULL, napi_default, NULL},
       {"listen", NULL, listen_tcp, NULL, NULL, NULL, napi_default, NULL},
       {"localAddress", NULL, local_address, NULL, NULL, NULL, napi_default, NULL},
       {"accept", NULL, accept_loop, NULL, NULL, NULL, napi_default, NULL},

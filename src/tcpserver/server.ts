@@ -279,6 +279,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
         dropPrivileges: refuseSharedPrivileges,
         onSpawn: announce,
         asyncSpawn: true,
+        warn: log.warning,
         onSpawning: () => {
           spawning = true;
         },

@@ -10,6 +10,7 @@ import { ProgramNotFound, findProgram } from "./path-search.ts";
 import type { DropPrivileges } from "./privileges.ts";
 import { ourStage } from "./programs.ts";
 import { relay } from "./relay.ts";
+import { spawnOffLoop } from "./spawner.ts";
 import type { Feed } from "./relay.ts";
 import type { Connection, Side, StageContext } from "./stage.ts";
 
@@ -22,9 +23,12 @@ export interface ChainOptions {
   dropPrivileges: DropPrivileges;
   /** Called with the pid once a program is spawned (tcpserver logs it). */
   onSpawn?: (pid: number) => void;
-  /** Run posix_spawn in libuv's threadpool (tcpserver, whose event loop serves other
-   * connections meanwhile); onSpawn then comes later, not before runChain returns. */
+  /** Spawn off the event loop (tcpserver, whose loop serves other connections meanwhile): in
+   * ucspi-spawner, or in libuv's threadpool; onSpawn then comes later, not before runChain
+   * returns. */
   asyncSpawn?: boolean;
+  /** Where a warning about the spawn path goes (tcpserver's log). */
+  warn?: (message: string) => void;
   /** Called before runChain returns when it is to spawn a program (not run a stage here). */
   onSpawning?: () => void;
   /** When it aborts, a spawned program that still runs gets SIGTERM. */
@@ -172,12 +176,13 @@ function spawnOnConnection(
         resolve();
         return;
       }
-      native().spawnAsync(
+      spawnOffLoop(
         file,
         argv,
         envList(env),
         pairs,
         closeFrom,
+        options.warn ?? (() => {}),
         (error, spawnedPid) => {
           if (error) return reject(named(error));
           started(spawnedPid ?? 0);

@@ -40,6 +40,20 @@ export interface Native {
     onSpawned: (error: Error | null, pid: number | undefined) => void,
     onExit: (wstatus: number) => void,
   ): void;
+  /** Makes sure `count` build/ucspi-spawner processes run (src/native/spawner.c), starting
+   * those missing; throws when none can. onLost is called when one goes away (every program
+   * it still ran is then reported as exit 111). */
+  startSpawner(helperPath: string, count: number, onLost: () => void): void;
+  /** As spawnAsync with the spawn done by the least busy spawner; the child gets fds 0-2 and
+   * the pairs' targets only. false (and no callback ever) when it could not be handed over. */
+  spawnerSpawn(
+    file: string,
+    argv: readonly string[],
+    envp: readonly string[],
+    fdPairs: readonly number[],
+    onSpawned: (error: Error | null, pid: number | undefined) => void,
+    onExit: (wstatus: number) => void,
+  ): boolean;
   listen(address: string, port: number, backlog: number, reusePort: boolean): number;
   localAddress(fd: number): [string, number, 4 | 6];
   accept(listenFd: number, flags: number, onConnection: OnConnection): Acceptor;
@@ -66,13 +80,17 @@ let loaded: Native | undefined;
 
 /** The addon, loaded once; sources run from src/ucspi/, bundles from dist/. */
 export function native(): Native {
-  if (loaded) return loaded;
+  loaded ??= createRequire(import.meta.url)(builtFile("ucspi_native.node")) as Native;
+  return loaded;
+}
+
+/** A file that npm run build makes in build/. */
+export function builtFile(name: string): string {
   const here = dirname(fileURLToPath(import.meta.url));
   const candidates = [1, 2, 3].map((up) =>
-    join(here, ...Array<string>(up).fill(".."), "build", "ucspi_native.node"),
+    join(here, ...Array<string>(up).fill(".."), "build", name),
   );
   const path = candidates.find((p) => existsSync(p));
-  if (!path) throw new Error(`native addon not built (run npm run build): ${candidates[0]}`);
-  loaded = createRequire(import.meta.url)(path) as Native;
-  return loaded;
+  if (!path) throw new Error(`${name} not built (run npm run build): ${candidates[0]}`);
+  return path;
 }

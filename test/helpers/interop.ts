@@ -121,6 +121,24 @@ export function childrenOf(pid: number): ProcInfo[] {
   return found;
 }
 
+/** The programs a server runs: its children and those of its ucspi-spawner (which tcpserver
+ * starts on its first spawn, and which is not one of them). Zombies included. */
+export function programsOf(pid: number): ProcInfo[] {
+  const children = childrenOf(pid);
+  const spawners = children.filter((c) => c.comm === "ucspi-spawner");
+  return [
+    ...children.filter((c) => c.comm !== "ucspi-spawner"),
+    ...spawners.flatMap((sp) => childrenOf(sp.pid)),
+  ];
+}
+
+/** The pids of the server's ucspi-spawner processes. */
+export function spawnersOf(pid: number): number[] {
+  return childrenOf(pid)
+    .filter((c) => c.comm === "ucspi-spawner")
+    .map((c) => c.pid);
+}
+
 /** Every descendant of `pid` (children, their children, ...). */
 export function descendantsOf(pid: number): ProcInfo[] {
   const all: ProcInfo[] = [];

@@ -14,7 +14,7 @@ import { Duplex } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
 import type { TLSSocket } from "node:tls";
 import { makePki } from "../helpers/certs.ts";
-import { childrenOf, freePort } from "../helpers/interop.ts";
+import { freePort, programsOf } from "../helpers/interop.ts";
 import { BIN, ROOT, djb, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
@@ -349,7 +349,7 @@ test("a client that half-closes after QUIT gets the server's answer, then the en
     c.end();
     assert.equal(await c.rest(), `${EHLO_REPLY}221 fake.example bye\r\n`);
     await p.wrapper.waitForLog(/^tcpserver: end \d+ status 0$/);
-    assert.deepEqual(childrenOf(p.wrapper.child.pid ?? 0), []);
+    assert.deepEqual(programsOf(p.wrapper.child.pid ?? 0), []);
   } finally {
     await p.stop();
   }
@@ -481,7 +481,7 @@ test("the server's exit status is passed on; a client that resets leaves no chil
     r.destroy();
     await p.wrapper.waitForLog(/^tcpserver: end /, 2);
     const pid = p.wrapper.child.pid ?? 0;
-    assert.deepEqual(childrenOf(pid), []);
+    assert.deepEqual(programsOf(pid), []);
   } finally {
     await p.stop();
   }

@@ -297,9 +297,12 @@ test("--log json and -C: the reject event", async () => {
 // ---- --workers ------------------------------------------------------------------------------
 
 test("--workers 2: two processes accept on one port; SIGTERM to the first stops both", async () => {
+  // Each worker's programs are spawned by its own ucspi-spawner: the worker is their
+  // grandparent (field 4 of the spawner's /proc/PID/stat).
+  const printWorker = "read -r _ _ _ worker _ </proc/$PPID/stat; echo $worker";
   const s = await startServer(
     ours("tcpserver"),
-    ["--workers", "2", "-RHl0", "127.0.0.1", "0", "/bin/sh", "-c", "echo $PPID"],
+    ["--workers", "2", "-RHl0", "127.0.0.1", "0", "/bin/sh", "-c", printWorker],
     { env: SERVER_ENV },
   );
   const first = s.child.pid ?? 0;

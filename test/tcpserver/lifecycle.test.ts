@@ -1,10 +1,11 @@
 // Limits, signals and churn: -c, SIGTERM, resets; no leaked fd, no zombie.
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { connect } from "node:net";
 import type { Socket } from "node:net";
 import { test } from "node:test";
 import { ours, djb } from "../helpers/programs.ts";
+import { programsOf, spawnersOf } from "../helpers/interop.ts";
 import { startServer, talk, waitFor } from "../helpers/server.ts";
 
 function openSocket(port: number): Promise<Socket> {
@@ -26,22 +27,6 @@ function readLine(socket: Socket): Promise<string> {
     };
     socket.on("data", onData);
   });
-}
-
-/** Children of pid, from /proc. */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "latin1");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === pid) out.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
 }
 
 function fdCount(pid: number): number {
@@ -141,8 +126,12 @@ test("churn: thousands of connections, then no more fds and no more children tha
     const pid = s.child.pid ?? 0;
     assert.equal(await talk(s.port), "hi\n");
     // The baseline is an idle server: the first child reaped, its pidfd closed.
-    await waitFor(() => (childrenOf(pid).length === 0 ? true : undefined), 20_000);
+    await waitFor(() => (programsOf(pid).length === 0 ? true : undefined), 20_000);
+    const spawners = spawnersOf(pid);
+    assert.ok(spawners.length > 0, "the programs are spawned by ucspi-spawner");
+    const spawnerFds = () => spawners.map(fdCount).join(",");
     const fdsBefore = fdCount(pid);
+    const spawnerFdsBefore = spawnerFds();
     const total = 2000;
     const parallel = 20;
     let done = 0;
@@ -155,13 +144,49 @@ test("churn: thousands of connections, then no more fds and no more children tha
       }),
     );
     // Children exit on their own; wait for the server to have reaped every one.
-    await waitFor(() => (childrenOf(pid).length === 0 ? true : undefined), 20_000);
+    await waitFor(() => (programsOf(pid).length === 0 ? true : undefined), 20_000);
     await waitFor(
-      () => (fdCount(pid) === fdsBefore ? true : undefined),
+      () => (fdCount(pid) === fdsBefore && spawnerFds() === spawnerFdsBefore ? true : undefined),
       5_000,
-      () => `fds: ${fdCount(pid)}, before: ${fdsBefore}`,
+      () =>
+        `fds: ${fdCount(pid)}, before: ${fdsBefore}; ` +
+        `spawners' ${spawnerFds()}, before: ${spawnerFdsBefore}`,
     );
+    assert.deepEqual(spawnersOf(pid), spawners, "the same spawners served them all");
   } finally {
+    await s.stop();
+  }
+});
+
+test("ucspi-spawner killed: a warning, its programs reported as 111, the next one served", async () => {
+  const s = await startServer(ours("tcpserver"), [
+    "-vRHl0",
+    "127.0.0.1",
+    "0",
+    "/bin/sh",
+    "-c",
+    "echo $PPID; read x; echo $x",
+  ]);
+  const client = await openSocket(s.port);
+  try {
+    const pid = s.child.pid ?? 0;
+    const spawner = Number(await readLine(client));
+    assert.ok(spawnersOf(pid).includes(spawner), "a spawner runs the program");
+    process.kill(spawner, "SIGKILL");
+    await s.waitForLog(/^tcpserver: warning: ucspi-spawner exited; /m);
+    await s.waitForLog(/^tcpserver: end \d+ status 28416$/m);
+    // The orphaned program still serves its client; a new spawner serves the next one.
+    const reply = readLine(client);
+    client.write("still\n");
+    assert.equal(await reply, "still\n");
+    const next = await openSocket(s.port);
+    const second = Number(await readLine(next));
+    assert.ok(spawnersOf(pid).includes(second) && second !== spawner, "another spawner");
+    next.end("bye\n");
+    await s.waitForLog(/^tcpserver: end \d+ status 0$/m);
+    next.destroy();
+  } finally {
+    client.destroy();
     await s.stop();
   }
 });

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync, rmSync } from "node:fs";
 import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
-import { childrenOf, descendantsOf, openFds, pool, rssKiB, tlsFetch } from "../helpers/interop.ts";
+import { descendantsOf, programsOf, openFds, pool, rssKiB, tlsFetch } from "../helpers/interop.ts";
 import { BIN, djb, ours } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
@@ -79,7 +79,7 @@ test("our tcpserver + tlsd in-process: 2000 full handshakes leave no fd, process
       [...fdsBefore.keys()].sort((a, b) => a - b),
       `fds after ${total} connections: ${JSON.stringify([...fdsAfter])}`,
     );
-    assert.deepEqual(childrenOf(pid), [], "no child left, zombies included");
+    assert.deepEqual(programsOf(pid), [], "no child left, zombies included");
     const grownKiB = Math.max(...rss) - rssBefore;
     t.diagnostic(
       `RSS after warm-up ${rssBefore} KiB; after each ${total / rounds}: ${rss.join(", ")} KiB`,

@@ -1,0 +1,53 @@
+/* What the addon's source files share: Node-API argument helpers, JavaScript callbacks kept for
+ * libuv, and the parts of a child's start that every spawn path sets up the same way. */
+#ifndef UCSPI_NATIVE_COMMON_H
+#define UCSPI_NATIVE_COMMON_H
+
+#include <node_api.h>
+#include <spawn.h>
+#include <stdint.h>
+
+#define CHECK(call)                                                                                \
+  do {                                                                                             \
+    if ((call) != napi_ok) return NULL;                                                            \
+  } while (0)
+
+/* Throws an Error with Node's errno fields (code, errno, syscall); returns NULL. */
+napi_value throw_errno(napi_env env, int err, const char *syscall);
+/* The same error as a value, for a callback. */
+napi_value errno_value(napi_env env, int err, const char *syscall);
+
+int get_int(napi_env env, napi_value v, int32_t *out);
+char *get_string(napi_env env, napi_value v);
+/* A byte string (one JavaScript character per byte): environment entries. */
+char *get_bytes(napi_env env, napi_value v);
+/* A NULL-terminated char* array from a JS array of strings. */
+char **get_string_array(napi_env env, napi_value arr, char *(*get)(napi_env, napi_value));
+void free_string_array(char **a);
+
+/* A JavaScript function kept alive for a libuv callback, with its async context. */
+typedef struct {
+  napi_env env;
+  napi_ref fn;
+  napi_async_context context;
+} js_callback_t;
+
+void js_callback_init(js_callback_t *cb, napi_env env, napi_value fn, const char *name);
+/* Calls it from a libuv callback; argv must have been made inside the caller's handle scope. */
+void js_callback_call(js_callback_t *cb, size_t argc, napi_value *argv);
+void js_callback_free(js_callback_t *cb);
+
+/* fds 0-2 that no dup2 targets reach the child (Node marks them close-on-exec). */
+void inherit_stdio(posix_spawn_file_actions_t *fa, const int *targets, int ntargets);
+/* The child starts with an empty signal mask and Node's ignored signals at their defaults. */
+void reset_signals(posix_spawnattr_t *attr);
+/* Clears O_NONBLOCK, which the child would share (UCSPI programs expect blocking fds). */
+void make_blocking(int fd);
+
+/* spawner-client.c: the ucspi-spawner helper process (see spawner.c). */
+napi_value start_spawner(napi_env env, napi_callback_info info);
+napi_value spawner_spawn(napi_env env, napi_callback_info info);
+/* Sends signo through the spawner when pid is one of its children: 1, else 0. */
+int spawner_kill(int32_t pid, int signo);
+
+#endif
