@@ -13,7 +13,7 @@ import { noDelay } from "../tls/close-policy.ts";
 import { stripTlsConfig } from "../tls/peer-env.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { copyEnv } from "../ucspi/env.ts";
-import { UsageError } from "../ucspi/errors.ts";
+import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { oneWay, relay } from "../ucspi/relay.ts";
 import type { Stage, StageContext } from "../ucspi/stage.ts";
@@ -30,13 +30,7 @@ const LET_GO = "let go";
 
 export const wrapperStage: Stage = {
   async run(ctx) {
-    let options: WrapperOptions;
-    try {
-      options = parseWrapperArgs(ctx.argv.slice(1));
-    } catch (error) {
-      if (error instanceof UsageError) throw new UsageError(error.message, USAGE);
-      throw error;
-    }
+    const options = parseOrUsage(USAGE, () => parseWrapperArgs(ctx.argv.slice(1)));
     const factory = DIALOGUES[options.protocol];
     if (!factory) throw new UsageError(`unknown protocol '${options.protocol}'`, USAGE);
     return new Wrapper(ctx, options, factory(options.policy)).run();

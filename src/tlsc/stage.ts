@@ -14,21 +14,14 @@ import { closePolicy } from "../tls/close-policy.ts";
 import { applyFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
 import { handshakeOrStatus, runOverSession } from "../tls/session.ts";
 import { copyEnv } from "../ucspi/env.ts";
-import { FatalError, UsageError } from "../ucspi/errors.ts";
+import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
 import { tlsIds } from "../ucspi/privileges.ts";
 import type { Stage } from "../ucspi/stage.ts";
 import { USAGE, parseTlscArgs } from "./options.ts";
-import type { TlscOptions } from "./options.ts";
 
 export const tlscStage: Stage = {
   async run(ctx) {
-    let options: TlscOptions;
-    try {
-      options = parseTlscArgs(ctx.argv.slice(1));
-    } catch (error) {
-      if (error instanceof UsageError) throw new UsageError(error.message, USAGE);
-      throw error;
-    }
+    const options = parseOrUsage(USAGE, () => parseTlscArgs(ctx.argv.slice(1)));
     const env = ctx.env;
     // The name to send and verify: -k, else the name tcpclient resolved, else the address.
     const serverName = options.serverName ?? env["TCPREMOTEHOST"] ?? undefined;

@@ -8,7 +8,7 @@ import { applyFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
 import { handshakeOrStatus, runOverSession } from "../tls/session.ts";
 import { copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
-import { FatalError, UsageError } from "../ucspi/errors.ts";
+import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
 import { tlsIds } from "../ucspi/privileges.ts";
 import type { Connection, Stage } from "../ucspi/stage.ts";
 import { findResumeRecord } from "../proxy/resume.ts";
@@ -36,13 +36,7 @@ function storeFor(env: Readonly<Env>, options: TlsdOptions): CertStore {
 
 export const tlsdStage: Stage = {
   async run(ctx) {
-    let options: TlsdOptions;
-    try {
-      options = parseTlsdArgs(ctx.argv.slice(1));
-    } catch (error) {
-      if (error instanceof UsageError) throw new UsageError(error.message, USAGE);
-      throw error;
-    }
+    const options = parseOrUsage(USAGE, () => parseTlsdArgs(ctx.argv.slice(1)));
     const store = storeFor(ctx.env, options);
     // As s6-tlsd: the keys are loaded, nothing more needs root.
     ctx.dropPrivileges(tlsIds(ctx.env));

@@ -12,6 +12,17 @@ export class UsageError extends Error {
   }
 }
 
+/** Parses a stage's arguments; a UsageError gets the program's usage line, which the error
+ * report prints after it (a stage in-process has no cli.ts to do that). */
+export function parseOrUsage<T>(usage: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    if (error instanceof UsageError) throw new UsageError(error.message, usage);
+    throw error;
+  }
+}
+
 /** A failure that ends the program: one `prog: fatal: message` line, then `exitCode`. */
 export class FatalError extends Error {
   readonly exitCode: number;
