@@ -9,7 +9,8 @@
 //   5b. mem-warm: memory per idle TLS connection in the steady state (after a warm-up) beside
 //      the first hold that `mem` measures, ours and stunnel's daemon alike (bench/mem-warm.mjs);
 //   8. smtp: SMTP sessions through starttls-wrapper beside implicit TLS and plaintext
-//      (bench/smtp.mjs, a script of its own: the harness has no SMTP client).
+//      (bench/smtp.mjs, a script of its own: the harness has no SMTP client);
+//   9. sniff: full handshakes through `tcpserver tls-sniff ... tlsd` against `tcpserver tlsd`.
 // Results go to bench/results/; the README's table is copied from the summary printed last.
 import { execFileSync, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
@@ -22,7 +23,7 @@ const harness = join(root, "build", "bench-harness");
 // BENCH_ONLY=conn,tls,... runs only those parts.
 const only = (name) => (process.env.BENCH_ONLY ?? name).split(",").includes(name);
 // The harness is not needed for smtp or mem-warm alone (BENCH_ONLY=smtp,mem-warm).
-const harnessParts = ["conn", "held", "tls", "bulk", "mem", "tls-held"];
+const harnessParts = ["conn", "held", "tls", "bulk", "mem", "tls-held", "sniff"];
 if (harnessParts.some(only)) {
   if (!existsSync(join(harness, "bench.py"))) {
     if (!existsSync(join(shared, "bench.py"))) {
@@ -228,6 +229,34 @@ if (only("smtp")) {
     env: { ...process.env, BENCH_ROUNDS: process.env.BENCH_SMTP_ROUNDS ?? "3" },
   });
   if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+// 9. What tls-sniff costs a TLS connection: full handshakes per second (c=1 and c=16) through
+// `tls-sniff --plain { ... } tlsd` (the one-port recipe; every connection here is TLS) against
+// `tlsd` alone, both in-process under our tcpserver.
+if (only("sniff")) {
+  const tlsServer = (chain) =>
+    `CERTFILE=$CERT KEYFILE=$KEY PATH=${bin}:$PATH exec ${bin}/tcpserver ${common} ${chain} $PROG`;
+  for (const c of ["1", "16"])
+    bench([
+      "tls",
+      "--anchors",
+      "none",
+      "--tls",
+      `tlsd=${tlsServer("tlsd")}`,
+      "--tls",
+      `tls-sniff+tlsd=${tlsServer("tls-sniff --plain { /bin/echo plain } tlsd")}`,
+      "--ref",
+      "tlsd",
+      "--keys",
+      "ecdsa",
+      "--rounds",
+      process.env.BENCH_TLS_ROUNDS ?? "3",
+      "-c",
+      c,
+      "--tag",
+      `sniff-c${c}`,
+    ]);
 }
 
 for (const file of readdirSync(out)

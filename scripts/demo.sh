@@ -1,11 +1,13 @@
 #!/bin/sh
 # npm run demo: TLS demos on 127.0.0.1. tls-keygen makes a self-signed certificate on first
 # run (in .demo/); our tcpserver runs tlsd and the demo line service in one process on port
-# 7000, and on port 2525 starttls-wrapper gives the demo SMTP sink STARTTLS (local mode).
+# 7000, on port 2525 starttls-wrapper gives the demo SMTP sink STARTTLS (local mode), and on
+# port 8080 tls-sniff serves the demo web page over TLS and plaintext alike.
 set -e
 cd "$(dirname "$0")/.."
 port=${PORT:-7000}
 smtp=${SMTP_PORT:-2525}
+web=${WEB_PORT:-8080}
 dir=${UCSPI_DEMO_DIR:-.demo}
 mkdir -p "$dir"
 bin/tls-keygen ensure -n localhost "$dir/cert.pem" "$dir/key.pem"
@@ -17,8 +19,13 @@ ucspi-tls demo (Ctrl-C stops it):
   SMTP with STARTTLS on 127.0.0.1:$smtp, starttls-wrapper in front of an SMTP sink
     try: swaks --server 127.0.0.1:$smtp --tls --tls-ca-path $dir/cert.pem --tls-verify --to you@example.org
      or: openssl s_client -quiet -starttls smtp -connect 127.0.0.1:$smtp -CAfile $dir/cert.pem
+  HTTP and HTTPS on the same port 127.0.0.1:$web, tls-sniff in front of tlsd and a demo page
+    try: curl http://127.0.0.1:$web/ and curl --cacert $dir/cert.pem https://localhost:$web/
 MSG
 export CERTFILE="$dir/cert.pem" KEYFILE="$dir/key.pem" PATH="$PWD/bin:$PATH"
 bin/tcpserver -v -R -H -l 0 127.0.0.1 "$smtp" starttls-wrapper ucspi-demo smtp &
-trap 'kill $! 2>/dev/null' EXIT INT TERM
+smtp_pid=$!
+bin/tcpserver -v -R -H -l 0 127.0.0.1 "$web" tls-sniff --plain { ucspi-demo http } tlsd ucspi-demo http &
+web_pid=$!
+trap 'kill $smtp_pid $web_pid 2>/dev/null' EXIT INT TERM
 bin/tcpserver -v -R -H -l 0 127.0.0.1 "$port" tlsd ucspi-demo

@@ -694,6 +694,23 @@ static napi_value kill_child(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* rcvLowat(fd, bytes): the socket reads as readable (poll) only once `bytes` are buffered, or at
+ * EOF. tls-sniff waits for the rest of a ClientHello this way while every byte stays in the
+ * socket (peeked, not read): without it, the bytes already there would wake it at once, again
+ * and again. */
+static napi_value rcv_lowat(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t fd, bytes;
+  get_int(env, args[0], &fd);
+  get_int(env, args[1], &bytes);
+  if (bytes < 1) return throw_errno(env, EINVAL, "setsockopt");
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes) < 0)
+    return throw_errno(env, errno, "setsockopt");
+  return NULL;
+}
+
 /* recvPeek(fd, max, consume) -> Buffer | undefined (nothing there yet) | null (EOF).
  * Reads without blocking; with consume false the bytes stay in the socket (MSG_PEEK), so a
  * PROXY header can be parsed and then removed without touching the application's bytes. */
@@ -854,6 +871,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"shutdownWrite", NULL, shutdown_write, NULL, NULL, NULL, napi_default, NULL},
       {"kill", NULL, kill_child, NULL, NULL, NULL, napi_default, NULL},
       {"recv", NULL, recv_peek, NULL, NULL, NULL, napi_default, NULL},
+      {"rcvLowat", NULL, rcv_lowat, NULL, NULL, NULL, napi_default, NULL},
       {"socketPair", NULL, socket_pair, NULL, NULL, NULL, napi_default, NULL},
       {"dup", NULL, dup_fd, NULL, NULL, NULL, napi_default, NULL},
       {"whenReadable", NULL, when_readable, NULL, NULL, NULL, napi_default, NULL},

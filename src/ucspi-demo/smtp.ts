@@ -10,11 +10,27 @@ export async function smtpSink(stream: Duplex, env: Readonly<Env>): Promise<void
   const how = env["SSL_PROTOCOL"] ? `over ${env["SSL_PROTOCOL"]}` : "in plaintext";
   const say = (text: string) => stream.write(`${text}\r\n`);
   say("220 ucspi-tls.demo ESMTP demo sink");
+  const lines = createInterface({ input: stream, crlfDelay: Infinity });
+  try {
+    await converse(lines, say, `${from} ${how}`);
+  } finally {
+    // Closed on the way out, so that a reset after QUIT is not re-emitted by a reader nobody
+    // listens to any more.
+    lines.close();
+  }
+}
+
+/** The session after the greeting, until QUIT or the end; `whence` is where mail came from. */
+async function converse(
+  lines: ReturnType<typeof createInterface>,
+  say: (text: string) => void,
+  whence: string,
+): Promise<void> {
   let data: number | undefined;
-  for await (const line of createInterface({ input: stream, crlfDelay: Infinity })) {
+  for await (const line of lines) {
     if (data !== undefined) {
       if (line === ".") {
-        say(`250 ok: ${data} bytes from ${from} ${how}, thrown away (demo)`);
+        say(`250 ok: ${data} bytes from ${whence}, thrown away (demo)`);
         data = undefined;
       } else data += line.length + 2;
       continue;

@@ -65,6 +65,8 @@ export interface Native {
   /** Up to `max` bytes without blocking: undefined when none are there yet, null at EOF.
    * With `consume` false the bytes stay in the socket (MSG_PEEK). */
   recv(fd: number, max: number, consume: boolean): Buffer | undefined | null;
+  /** SO_RCVLOWAT: the socket polls readable only once this many bytes are buffered (or at EOF). */
+  rcvLowat(fd: number, bytes: number): void;
   /** Another (close-on-exec) fd for the same open file. */
   dup(fd: number): number;
   /** A connected AF_UNIX stream pair (close-on-exec). */

@@ -12,6 +12,7 @@ const STAGES: Record<string, StageLoader> = {
   tlsd: async () => (await import("../tlsd/stage.ts")).tlsdStage,
   tlsc: async () => (await import("../tlsc/stage.ts")).tlscStage,
   "starttls-wrapper": async () => (await import("../starttls-wrapper/stage.ts")).wrapperStage,
+  "tls-sniff": async () => (await import("../tls-sniff/stage.ts")).sniffStage,
 };
 
 let launcher: string | undefined;

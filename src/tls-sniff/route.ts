@@ -1,0 +1,41 @@
+// Where a sniffed connection goes, and what the next program learns about it.
+import type { Env } from "../ucspi/env.ts";
+import type { SniffOptions } from "./options.ts";
+import type { Verdict } from "./peek.ts";
+
+/** The program for a TLS or plaintext verdict; undefined when plaintext has no route. */
+export function chooseRoute(
+  o: SniffOptions,
+  verdict: Extract<Verdict, { kind: "tls" | "plain" }>,
+): string[] | undefined {
+  if (verdict.kind === "plain") return o.plain;
+  const { serverName, alpn } = verdict.hello;
+  for (const route of o.routes) {
+    const m = route.match;
+    if ("sni" in m ? nameMatches(m.sni, serverName) : (alpn ?? []).includes(m.alpn))
+      return route.program;
+  }
+  return o.program;
+}
+
+/** An exact name, or `*.parent` for exactly one more label (as tlsd's CERTFILE:*.parent). */
+export function nameMatches(pattern: string, name: string | undefined): boolean {
+  if (name === undefined) return false;
+  if (!pattern.startsWith("*.")) return pattern === name;
+  const dot = name.indexOf(".");
+  return dot > 0 && name.slice(dot + 1) === pattern.slice(2);
+}
+
+/** The environment for the next program: TLS_SNIFF=tls|plain and, for TLS, the server name
+ * and the offered ALPN protocols; stale values from an outer stage are removed. */
+export function sniffEnv(env: Env, verdict: Extract<Verdict, { kind: "tls" | "plain" }>): Env {
+  const out: Env = { ...env, TLS_SNIFF: verdict.kind };
+  delete out["SSL_TLS_SNI_SERVERNAME"];
+  delete out["TLS_SNIFF_ALPN"];
+  if (verdict.kind === "tls") {
+    const { serverName, alpn } = verdict.hello;
+    if (serverName !== undefined) out["SSL_TLS_SNI_SERVERNAME"] = serverName;
+    if (alpn?.length) out["TLS_SNIFF_ALPN"] = alpn.join(",");
+  }
+  return out;
+}

@@ -1,0 +1,81 @@
+// tls-sniff: TLS or plaintext? Looks at the connection's first bytes (none taken) and runs the
+// program of the matching route on the very same connection, with what it learned in its env.
+import { exitStatus } from "../ucspi/chain.ts";
+import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
+import { oneWay } from "../ucspi/relay.ts";
+import type { Stage, StageContext } from "../ucspi/stage.ts";
+import { USAGE, parseSniffArgs } from "./options.ts";
+import type { SniffOptions } from "./options.ts";
+import { drain, peek } from "./peek.ts";
+import type { Verdict } from "./peek.ts";
+import { chooseRoute, sniffEnv } from "./route.ts";
+
+/** Refused: a malformed or unfinished hello, plaintext with no route (s6's "bad input"). */
+const REFUSED = 100;
+
+export const sniffStage: Stage = {
+  async run(ctx) {
+    const o = parseOrUsage(USAGE, () => parseSniffArgs(ctx.argv.slice(1)));
+    if (o.program.length === 0) return filter(ctx, o);
+    const { verdict, connection } = await peek(ctx.connection, o);
+    if (verdict.kind === "closed") return 0;
+    const route =
+      verdict.kind === "tls" || verdict.kind === "plain" ? chooseRoute(o, verdict) : undefined;
+    if (route === undefined || (verdict.kind !== "tls" && verdict.kind !== "plain")) {
+      refuse(ctx, o, verdict);
+      drain(connection);
+      connection.stream?.destroy();
+      return exitStatus(REFUSED);
+    }
+    if (o.verbosity >= 2) ctx.log(`tls-sniff: info: ${from(ctx)}${describe(verdict)}\n`);
+    return ctx.next(route, sniffEnv(ctx.env, verdict), connection);
+  },
+};
+
+/** The pipeline form, `tls-sniff | tlsd prog`: stdin to stdout, TLS only, nothing else to pass
+ * on (an environment cannot cross a pipe). */
+async function filter(ctx: StageContext, o: SniffOptions): Promise<number> {
+  if (ctx.connection.fd !== undefined)
+    throw new UsageError(
+      "no program: as a filter, stdout must be a pipe to the next program, not the connection",
+      USAGE,
+    );
+  const { verdict, connection } = await peek(ctx.connection, o);
+  const stream = connection.stream;
+  if (verdict.kind === "closed" || !stream) {
+    stream?.end();
+    return 0;
+  }
+  if (verdict.kind !== "tls") {
+    refuse(ctx, o, verdict);
+    stream.destroy();
+    return exitStatus(REFUSED);
+  }
+  if (o.verbosity >= 2) ctx.log(`tls-sniff: info: ${from(ctx)}${describe(verdict)}\n`);
+  await oneWay(stream, stream);
+  return 0;
+}
+
+function refuse(ctx: StageContext, o: SniffOptions, verdict: Verdict): void {
+  if (o.verbosity < 1) return;
+  const why =
+    verdict.kind === "malformed"
+      ? `malformed ClientHello: ${verdict.reason}`
+      : verdict.kind === "unfinished"
+        ? `unfinished ClientHello: ${verdict.reason}`
+        : verdict.kind === "plain"
+          ? `plaintext${verdict.silent ? " (a silent client)" : ""} and no --plain route`
+          : "no route";
+  ctx.log(`tls-sniff: warning: ${from(ctx)}refused: ${why}\n`);
+}
+
+function from(ctx: StageContext): string {
+  const ip = ctx.env["TCPREMOTEIP"];
+  return ip ? `${ip}: ` : "";
+}
+
+function describe(verdict: Extract<Verdict, { kind: "tls" | "plain" }>): string {
+  if (verdict.kind === "plain") return verdict.silent ? "plain (silent)" : "plain";
+  const { serverName, alpn } = verdict.hello;
+  return `tls sni=${serverName ?? "-"} alpn=${alpn?.join(",") ?? "-"}`;
+}
