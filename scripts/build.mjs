@@ -43,6 +43,10 @@ await build({
     js: 'const __ucspiImportMetaUrl = require("node:url").pathToFileURL(__filename).href;',
   },
   logOverride: { "empty-import-meta": "error" },
+  // acme-client (with axios and node-forge, 2 MB) is needed only when tlsd orders a
+  // certificate: left out, it is required from node_modules then, and the 20-odd programs
+  // that never order do not parse it at every start.
+  external: ["acme-client"],
   logLevel: "warning",
 });
 

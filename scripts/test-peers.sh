@@ -9,6 +9,12 @@ for p in tcpserver tcpclient tcprules tcprulescheck; do
     exit 111
   fi
 done
+for p in pebble pebble-challtestsrv; do
+  if ! command -v "$p" >/dev/null; then
+    echo "test-peers: fatal: $p is missing: apt-get install pebble" >&2
+    exit 111
+  fi
+done
 v6=build/peers/ucspi-tcp-ipv6
 if [ ! -x "$v6/usr/bin/tcpserver" ]; then
   mkdir -p build/peers

@@ -161,20 +161,33 @@ export class CertStore {
     this.live = live;
   }
 
+  /** Whether a certificate of its own (not the default) serves `name`. */
+  hasCertificateFor(servername: string): boolean {
+    this.recheck();
+    return this.ownPairFor(servername.toLowerCase()) !== undefined;
+  }
+
+  /** Looks at CERTDIR again now (a certificate was just added to it). */
+  refresh(): void {
+    this.liveStamp = "";
+    this.checkedAt = 0;
+    this.recheck();
+  }
+
+  /** The pair for an SNI name: exact, then `*.` + parent. */
+  private ownPairFor(name: string): Pair | undefined {
+    const exact = this.pairFor(name);
+    if (exact) return exact;
+    const dot = name.indexOf(".");
+    const parent = name.slice(dot + 1);
+    return dot > 0 && parent.includes(".") ? this.pairFor(`*.${parent}`) : undefined;
+  }
+
   /** The context for an SNI name (or none): exact, then `*.` + parent, then the default. */
   contextFor(servername: string | undefined): SecureContext | undefined {
     this.recheck();
-    const name = servername?.toLowerCase();
-    if (name) {
-      const exact = this.pairFor(name);
-      if (exact) return this.load(exact);
-      const dot = name.indexOf(".");
-      const parent = name.slice(dot + 1);
-      if (dot > 0 && parent.includes(".")) {
-        const wildcard = this.pairFor(`*.${parent}`);
-        if (wildcard) return this.load(wildcard);
-      }
-    }
+    const own = servername ? this.ownPairFor(servername.toLowerCase()) : undefined;
+    if (own) return this.load(own);
     return this.config.fallback ? this.load(this.config.fallback) : undefined;
   }
 

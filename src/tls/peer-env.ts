@@ -120,6 +120,7 @@ export function stripTlsConfig(env: Env): void {
   for (const name of Object.keys(env)) {
     if (
       /^(CADIR|CAFILE|CERTFILE|KEYFILE|CERTDIR|TLS_UID|TLS_GID)$/.test(name) ||
+      name.startsWith("ACME_") ||
       name.startsWith("CERTFILE:") ||
       name.startsWith("KEYFILE:")
     )

@@ -13,6 +13,7 @@ import { tlsIds } from "../ucspi/privileges.ts";
 import type { Connection, Stage } from "../ucspi/stage.ts";
 import { findResumeRecord } from "../proxy/resume.ts";
 import type { ResumeRecord } from "../proxy/resume.ts";
+import { beforeHandshake, onDemandFor } from "./acme.ts";
 import { runDelayed } from "./delayed.ts";
 import { checkResumeRecord, resumedStream } from "./resume.ts";
 import { USAGE, parseTlsdArgs } from "./options.ts";
@@ -43,10 +44,20 @@ export const tlsdStage: Stage = {
     const record = resumeRecordOf(ctx.connection);
     if (options.delayed) {
       if (record) throw new FatalError("a resume record needs tlsd without -n", 100);
+      if (ctx.env["ACME_DIRECTORY"] !== undefined)
+        throw new FatalError("ACME_DIRECTORY needs tlsd without -n", 100);
       return runDelayed(ctx, options, store);
     }
-    const policy = closePolicy(ctx.connection, options);
-    const tls = serverTls(policy.transport, store, options);
+    let connection = ctx.connection;
+    let noCertificate: string | undefined;
+    const acme = onDemandFor(ctx);
+    if (acme) {
+      const prepared = await beforeHandshake(ctx, acme, store, options);
+      if (prepared.status !== undefined) return prepared.status;
+      ({ connection, refused: noCertificate } = prepared);
+    }
+    const policy = closePolicy(connection, options);
+    const tls = serverTls(policy.transport, store, options, noCertificate);
     const refused = await handshakeOrStatus(ctx, "tlsd", tls, "secure", options, () =>
       checkClientCertificate(tls, options),
     );
@@ -84,12 +95,19 @@ function resumeRecordOf(connection: Connection): ResumeRecord | undefined {
   return record;
 }
 
-/** The server side of a TLS session on `transport`, with the certificates of `store`. */
-export function serverTls(transport: Duplex, store: CertStore, options: TlsdOptions): TLSSocket {
+/** The server side of a TLS session on `transport`, with the certificates of `store`;
+ * `refused`: a name that gets no certificate at all (its on-demand order is not done). */
+export function serverTls(
+  transport: Duplex,
+  store: CertStore,
+  options: TlsdOptions,
+  refused?: string,
+): TLSSocket {
   return new TLSSocket(transport as Socket, {
     isServer: true,
     secureContext: store.contextFor(undefined),
     SNICallback: (name, done) => {
+      if (name.toLowerCase() === refused) return done(new Error(`no certificate for ${name} yet`));
       const context = store.contextFor(name);
       if (context) done(null, context);
       else done(new Error(`no certificate for ${name}`));

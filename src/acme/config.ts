@@ -1,0 +1,74 @@
+// tlsd's on-demand certificates: the configuration, from the environment (as the rest of
+// tlsd's). Off unless ACME_DIRECTORY is set; then CERTDIR (the cache, certbot's layout) and
+// ACME_NAMES (which names may be asked for: never "any name a client sends") are required.
+import { join, resolve } from "node:path";
+import type { Env } from "../ucspi/env.ts";
+import { FatalError } from "../ucspi/errors.ts";
+
+export interface AcmeConfig {
+  directoryUrl: string;
+  /** certbot's live/ layout: NAME/fullchain.pem and NAME/privkey.pem; the account key in
+   * .acme/ (a dot entry, which tlsd's CERTDIR scan skips). */
+  cacheDir: string;
+  accountKeyFile: string;
+  /** Names and `*.parent` patterns (one label) that may be ordered. */
+  names: string[];
+  /** Trust anchors for the ACME server's own HTTPS (a private CA); else the system's. */
+  caFile: string | undefined;
+  email: string | undefined;
+  /** At most this many orders in any hour (renewals included). */
+  ordersPerHour: number;
+  /** How long a handshake waits for its name's first certificate (ms). */
+  waitMs: number;
+  /** After that wait: the default certificate (CERTFILE/KEYFILE) instead of a failure. */
+  fallbackToDefault: boolean;
+  /** Renew when less than this much of a certificate's life is left (ms); undefined: a third
+   * of its lifetime (30 days of Let's Encrypt's 90). */
+  renewBeforeMs: number | undefined;
+}
+
+const EXIT_CONFIG = 100;
+
+export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
+  const directoryUrl = env["ACME_DIRECTORY"];
+  if (directoryUrl === undefined) return undefined;
+  if (!/^https?:\/\/\S+$/.test(directoryUrl))
+    throw new FatalError(`ACME_DIRECTORY is not a URL: '${directoryUrl}'`, EXIT_CONFIG);
+  const certDir = env["CERTDIR"];
+  if (!certDir)
+    throw new FatalError("ACME_DIRECTORY needs CERTDIR (where certificates go)", EXIT_CONFIG);
+  const names = (env["ACME_NAMES"] ?? "")
+    .split(/[\s,]+/)
+    .filter(Boolean)
+    .map((n) => n.toLowerCase());
+  if (names.length === 0)
+    throw new FatalError(
+      "ACME_DIRECTORY needs ACME_NAMES (the names that may be ordered)",
+      EXIT_CONFIG,
+    );
+  for (const name of names) {
+    if (!/^(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)+$/.test(name))
+      throw new FatalError(`ACME_NAMES: not a host name or *.name: '${name}'`, EXIT_CONFIG);
+  }
+  const cacheDir = resolve(certDir);
+  return {
+    directoryUrl,
+    cacheDir,
+    accountKeyFile: join(cacheDir, ".acme", "account.key"),
+    names,
+    caFile: env["ACME_CAFILE"] ? resolve(env["ACME_CAFILE"]) : undefined,
+    email: env["ACME_EMAIL"] || undefined,
+    ordersPerHour: count(env, "ACME_RATE", 10),
+    waitMs: count(env, "ACME_WAIT", 15_000),
+    fallbackToDefault: env["ACME_FALLBACK"] === "default",
+    renewBeforeMs: env["ACME_RENEW_BEFORE"] ? count(env, "ACME_RENEW_BEFORE", 0) * 1000 : undefined,
+  };
+}
+
+function count(env: Readonly<Env>, name: string, fallback: number): number {
+  const text = env[name];
+  if (text === undefined || text === "") return fallback;
+  if (!/^[0-9]{1,9}$/.test(text))
+    throw new FatalError(`${name} needs a number, not '${text}'`, EXIT_CONFIG);
+  return Number(text);
+}

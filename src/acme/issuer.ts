@@ -1,0 +1,148 @@
+// Orders certificates from an ACME CA (RFC 8555) with acme-client, answering tls-alpn-01
+// (RFC 8737) on tlsd's own port: the CA's validator connects with ALPN "acme-tls/1" and the
+// name as SNI, and tlsd shows it the challenge certificate that `challenges` holds meanwhile.
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { createSecureContext } from "node:tls";
+import type { SecureContext } from "node:tls";
+import { writeFileAtomic, writeFilesAtomic } from "../ucspi/atomic-write.ts";
+import type * as AcmeClient from "acme-client";
+import type { AcmeConfig } from "./config.ts";
+
+type Acme = typeof AcmeClient;
+type Client = InstanceType<Acme["Client"]>;
+
+/** How acme-client retries a request that failed on the way (5 times by default, waiting 5,
+ * 10, ... 25 s: over a minute that looks like a hang while a handshake waits): twice, after 1
+ * and 2 s. A CA's Retry-After is still honoured. */
+const RETRIES = 2;
+const RETRY_DELAY_S = 1;
+
+export class Issuer {
+  private readonly config: AcmeConfig;
+  /** Challenge certificates by name, while an order for that name is being validated. */
+  private readonly challenges = new Map<string, SecureContext>();
+  private client: Promise<{ acme: Acme; client: Client }> | undefined;
+
+  constructor(config: AcmeConfig) {
+    this.config = config;
+    this.challengeDir = join(config.cacheDir, ".acme", "tls-alpn-01");
+  }
+
+  private readonly challengeDir: string;
+
+  /** The challenge certificate for `name`: this process's, or one another tlsd wrote. */
+  challengeFor(name: string): SecureContext | undefined {
+    const own = this.challenges.get(name);
+    if (own) return own;
+    let pem: Buffer;
+    try {
+      pem = readFileSync(join(this.challengeDir, `${name}.pem`));
+    } catch {
+      return undefined;
+    }
+    try {
+      return createSecureContext({ key: pem, cert: pem });
+    } catch {
+      return undefined; // being replaced: the validator tries again
+    }
+  }
+
+  /** Orders a certificate for `name` and writes it to the cache (NAME/privkey.pem, 0600, then
+   * NAME/fullchain.pem, each atomically); resolves once both are in place. */
+  async issue(name: string): Promise<void> {
+    const { acme, client } = await this.ready();
+    const [key, csr] = await acme.crypto.createCsr(
+      { commonName: name, altNames: [name] },
+      await acme.crypto.createPrivateEcdsaKey(),
+    );
+    const chain = await client.auto({
+      csr,
+      termsOfServiceAgreed: true,
+      challengePriority: ["tls-alpn-01"],
+      // acme-client would check the challenge itself first, through the system's DNS to port
+      // 443; the CA's own check is the one that counts.
+      skipChallengeVerification: true,
+      challengeCreateFn: async (authz, _challenge, keyAuthorization) => {
+        const [k, c] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
+        const id = authz.identifier.value;
+        this.challenges.set(id, createSecureContext({ key: k, cert: c }));
+        // On disk too, for a tlsd in another process (one per connection under djb's
+        // tcpserver), which the validator's connection may well reach instead of this one.
+        mkdirSync(this.challengeDir, { recursive: true, mode: 0o700 });
+        writeFileAtomic(join(this.challengeDir, `${id}.pem`), Buffer.concat([k, c]), {
+          mode: 0o600,
+          overwrite: true,
+        });
+      },
+      challengeRemoveFn: async (authz) => {
+        const id = authz.identifier.value;
+        this.challenges.delete(id);
+        rmSync(join(this.challengeDir, `${id}.pem`), { force: true });
+      },
+    });
+    const dir = join(this.config.cacheDir, name);
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    writeFilesAtomic(
+      [
+        { path: join(dir, "privkey.pem"), data: key, mode: 0o600 },
+        { path: join(dir, "fullchain.pem"), data: chain, mode: 0o644 },
+      ],
+      { overwrite: true },
+    );
+  }
+
+  /** The client with its account, made once (two first orders at once would both register an
+   * account, and the CA refuses the second). */
+  private ready(): Promise<{ acme: Acme; client: Client }> {
+    this.client ??= (async () => {
+      // Loaded with the first order: a tlsd that never orders does not pay for them.
+      const [acme, { Agent }] = await Promise.all([import("acme-client"), import("node:https")]);
+      if (this.config.caFile)
+        acme.axios.defaults.httpsAgent = new Agent({ ca: readFileSync(this.config.caFile) });
+      const settings = (
+        acme.axios.defaults as {
+          acmeSettings?: { retryMaxAttempts: number; retryDefaultDelay: number };
+        }
+      ).acmeSettings;
+      if (settings) {
+        settings.retryMaxAttempts = RETRIES;
+        settings.retryDefaultDelay = RETRY_DELAY_S;
+      }
+      const client = new acme.Client({
+        directoryUrl: this.config.directoryUrl,
+        accountKey: await this.accountKey(acme),
+        backoffMin: 250,
+        backoffMax: 5000,
+      });
+      await client.createAccount({
+        termsOfServiceAgreed: true,
+        ...(this.config.email ? { contact: [`mailto:${this.config.email}`] } : {}),
+      });
+      return { acme, client };
+    })();
+    // A failure (the CA down, say) is not remembered: the next order tries again.
+    this.client.catch(() => (this.client = undefined));
+    return this.client;
+  }
+
+  /** The account key from the cache, made (0600, atomically) the first time. */
+  private async accountKey(acme: Acme): Promise<Buffer> {
+    const file = this.config.accountKeyFile;
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      if ((error as { code?: string }).code !== "ENOENT") throw error;
+    }
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    const key = await acme.crypto.createPrivateEcdsaKey();
+    try {
+      writeFileAtomic(file, key, { mode: 0o600 });
+    } catch (error) {
+      // Another tlsd made one meanwhile: use theirs.
+      if ((error as { code?: string }).code === "EEXIST") return readFileSync(file);
+      throw error;
+    }
+    return key;
+  }
+}

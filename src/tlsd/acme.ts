@@ -1,0 +1,111 @@
+// tlsd's side of certificates on demand (src/acme/): before the handshake, it peeks at the
+// ClientHello (none of it taken) to learn the name and whether this is the CA's tls-alpn-01
+// validator, answers the validator itself, and makes a client whose allowed name has no
+// certificate yet wait (ACME_WAIT at most) while one is ordered.
+import { createHash } from "node:crypto";
+import { TLSSocket } from "node:tls";
+import type { SecureContext } from "node:tls";
+import type { Socket } from "node:net";
+import { acmeConfig } from "../acme/config.ts";
+import { OnDemand } from "../acme/on-demand.ts";
+import type { CertStore } from "../tls/cert-store.ts";
+import { EXIT_TLS, handshake } from "../tls/session.ts";
+import { exitStatus, connectionStream } from "../ucspi/chain.ts";
+import type { Connection, StageContext } from "../ucspi/stage.ts";
+import { peek } from "../tls-sniff/peek.ts";
+import type { TlsdOptions } from "./options.ts";
+
+/** The ALPN protocol of tls-alpn-01 validation (RFC 8737). */
+const ACME_TLS = "acme-tls/1";
+/** The longest a timer can wait: "no limit". */
+const NO_LIMIT_MS = 2 ** 31 - 1;
+/** How long the CA's validator has for its handshake when -K sets no limit. */
+const VALIDATOR_MS = 10_000;
+
+// One per configuration and process: under our tcpserver every connection shares its orders
+// (one per name at a time), its challenges and its rate limit.
+const managers = new Map<string, OnDemand>();
+
+export function onDemandFor(ctx: StageContext): OnDemand | undefined {
+  const config = acmeConfig(ctx.env);
+  if (!config) return undefined;
+  const key = createHash("sha256").update(JSON.stringify(config)).digest("hex");
+  let manager = managers.get(key);
+  if (!manager) {
+    manager = new OnDemand(config, ctx.log);
+    managers.set(key, manager);
+  }
+  return manager;
+}
+
+export interface Prepared {
+  /** The connection to make the handshake on, every byte still in it. */
+  connection: Connection;
+  /** Set when the connection is done (the validator was answered). */
+  status?: number;
+  /** A name to refuse in the handshake: its certificate is not there (yet). */
+  refused?: string;
+}
+
+export async function beforeHandshake(
+  ctx: StageContext,
+  acme: OnDemand,
+  store: CertStore,
+  options: TlsdOptions,
+): Promise<Prepared> {
+  // -K bounds the wait for the hello as it bounds the handshake (0: no bound, as there).
+  const limit = options.handshakeTimeoutMs || NO_LIMIT_MS;
+  const { verdict, connection } = await peek(ctx.connection, { silenceMs: limit, helloMs: limit });
+  // Not a hello (or none yet): the handshake itself fails it, as without ACME.
+  if (verdict.kind !== "tls" || verdict.hello.serverName === undefined) return { connection };
+  const name = verdict.hello.serverName;
+  // A renewed certificate is served from the next handshake on, not a recheck later.
+  acme.servedBy(store);
+  if (verdict.hello.alpn?.includes(ACME_TLS)) {
+    const challenge = acme.challengeFor(name);
+    if (challenge)
+      return {
+        connection,
+        status: await answerValidator(ctx, connection, challenge, name, options),
+      };
+  }
+  if (store.hasCertificateFor(name)) {
+    acme.renewIfDue(name);
+    return { connection };
+  }
+  const outcome = await acme.obtain(name);
+  if (outcome === "ready" || outcome === "refused" || acme.config.fallbackToDefault)
+    return { connection };
+  if (outcome === "timeout")
+    ctx.log(
+      `tlsd: warning: acme: ${name}: no certificate after ${acme.config.waitMs} ms; refused\n`,
+    );
+  return { connection, refused: name };
+}
+
+/** The tls-alpn-01 handshake: the challenge certificate, ALPN acme-tls/1, then the end (the
+ * validator closes at once); no program runs. */
+async function answerValidator(
+  ctx: StageContext,
+  connection: Connection,
+  challenge: SecureContext,
+  name: string,
+  options: TlsdOptions,
+): Promise<number> {
+  const tls = new TLSSocket(connectionStream(connection) as Socket, {
+    isServer: true,
+    secureContext: challenge,
+    ALPNProtocols: [ACME_TLS],
+  });
+  let failure: string | undefined;
+  try {
+    await handshake(tls, "secure", options.handshakeTimeoutMs || VALIDATOR_MS);
+  } catch (error) {
+    failure = (error as Error).message;
+  }
+  tls.destroy();
+  if (failure && options.verbosity >= 1)
+    ctx.log(`tlsd: warning: acme: tls-alpn-01 for ${name}: ${failure}\n`);
+  else if (options.verbosity >= 2) ctx.log(`tlsd: info: acme: tls-alpn-01 for ${name}: answered\n`);
+  return exitStatus(failure ? EXIT_TLS : 0);
+}

@@ -1,0 +1,116 @@
+// A private ACME CA on loopback for tests: Debian's pebble, with pebble-challtestsrv as its DNS
+// (every name is 127.0.0.1), validating tls-alpn-01 on `tlsPort` (where the test's tlsd
+// listens). Fast and deterministic: no validation sleeps, no rejected nonces, no reused
+// authorizations. Pebble makes a new root at every start: root() fetches this run's.
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { get } from "node:https";
+import { join } from "node:path";
+import { makePki } from "./certs.ts";
+import { freePort } from "./interop.ts";
+
+export interface Pebble {
+  /** The ACME directory URL. */
+  directory: string;
+  /** Trust anchor of pebble's own HTTPS listener (for ACME_CAFILE). */
+  listenerCa: string;
+  /** The root that this run's certificates chain to (PEM). */
+  root(): Promise<string>;
+  /** What pebble logged so far. */
+  log(): string;
+  stop(): void;
+}
+
+export async function startPebble(options: {
+  tlsPort: number;
+  validitySeconds?: number;
+}): Promise<Pebble> {
+  const pki = makePki();
+  const listener = pki.server("localhost", ["localhost", "127.0.0.1"]);
+  const [acme, management, dns, dnsManagement, http] = await Promise.all(
+    Array.from({ length: 5 }, () => freePort()),
+  );
+  const config = join(pki.dir, "pebble.json");
+  writeFileSync(
+    config,
+    JSON.stringify({
+      pebble: {
+        listenAddress: `127.0.0.1:${acme}`,
+        managementListenAddress: `127.0.0.1:${management}`,
+        certificate: listener.cert,
+        privateKey: listener.key,
+        httpPort: http,
+        tlsPort: options.tlsPort,
+        ocspResponderURL: "",
+        externalAccountBindingRequired: false,
+        ...(options.validitySeconds ? { certificateValidityPeriod: options.validitySeconds } : {}),
+      },
+    }),
+  );
+  let logged = "";
+  const children: ChildProcess[] = [];
+  const start = (file: string, args: string[], env: NodeJS.ProcessEnv = {}) => {
+    const child = spawn(file, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...env },
+    });
+    child.stdout?.on("data", (b: Buffer) => (logged += b.toString()));
+    child.stderr?.on("data", (b: Buffer) => (logged += b.toString()));
+    children.push(child);
+  };
+  start("pebble-challtestsrv", [
+    "-dns01",
+    `127.0.0.1:${dns}`,
+    "-http01",
+    "",
+    "-https01",
+    "",
+    "-tlsalpn01",
+    "",
+    "-management",
+    `127.0.0.1:${dnsManagement}`,
+    "-defaultIPv4",
+    "127.0.0.1",
+    "-defaultIPv6",
+    "",
+  ]);
+  start("pebble", ["-config", config, "-dnsserver", `127.0.0.1:${dns}`, "-strict=false"], {
+    PEBBLE_VA_NOSLEEP: "1",
+    PEBBLE_WFE_NONCEREJECT: "0",
+    PEBBLE_AUTHZREUSE: "0",
+  });
+  const ca = readFileSync(pki.ca.cert);
+  const fetch = (url: string) =>
+    new Promise<string | undefined>((resolve) => {
+      get(url, { ca }, (res) => {
+        let body = "";
+        res.on("data", (b: Buffer) => (body += b.toString()));
+        res.on("end", () => resolve(res.statusCode === 200 ? body : undefined));
+      }).on("error", () => resolve(undefined));
+    });
+  const stop = () => {
+    for (const child of children) child.kill("SIGKILL");
+    rmSync(pki.dir, { recursive: true, force: true });
+  };
+  const directory = `https://127.0.0.1:${acme}/dir`;
+  const deadline = Date.now() + 15_000;
+  while ((await fetch(directory)) === undefined) {
+    if (Date.now() > deadline) {
+      stop();
+      throw new Error(`pebble did not start:\n${logged}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    directory,
+    listenerCa: pki.ca.cert,
+    root: async () => {
+      const root = await fetch(`https://127.0.0.1:${management}/roots/0`);
+      if (!root) throw new Error("pebble gave no root");
+      return root;
+    },
+    log: () => logged,
+    stop,
+  };
+}

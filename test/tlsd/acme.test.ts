@@ -1,0 +1,287 @@
+// Certificates on demand, fully offline: Debian's pebble as the ACME CA (pebble-challtestsrv
+// answering its DNS), validating tls-alpn-01 on the very port where our tcpserver runs tlsd.
+// openssl s_client and python3 ssl verify what tlsd serves against pebble's root.
+import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { makePki } from "../helpers/certs.ts";
+import { freePort } from "../helpers/interop.ts";
+import { startPebble } from "../helpers/pebble.ts";
+import type { Pebble } from "../helpers/pebble.ts";
+import { BIN, djb, ours, run } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+import type { RunningServer } from "../helpers/server.ts";
+
+const pki = makePki();
+const fallback = pki.server("localhost", ["localhost", "127.0.0.1"]);
+after(() => rmSync(pki.dir, { recursive: true, force: true }));
+
+const PROGRAM = ["sh", "-c", 'echo "hello $SSL_TLS_SNI_SERVERNAME"; env | grep -c ^ACME_ || true'];
+
+interface Site {
+  pebble: Pebble;
+  server: RunningServer;
+  port: number;
+  cache: string;
+  rootFile: string;
+  stop(): Promise<void>;
+}
+
+/** A tcpserver running tlsd (default certificate: localhost) with CERTDIR `cache`. */
+function serveTlsd(server: string, port: number, cache: string, env: Record<string, string>) {
+  return startServer(server, ["-vRHl0", "127.0.0.1", String(port), "tlsd", "-v2", ...PROGRAM], {
+    env: {
+      ...process.env,
+      PATH: `${BIN}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
+      CERTFILE: fallback.cert,
+      KEYFILE: fallback.key,
+      CERTDIR: cache,
+      ...env,
+    },
+  });
+}
+
+/** pebble, and our tcpserver + tlsd on the port pebble validates on. */
+async function site(
+  env: Record<string, string>,
+  validitySeconds?: number,
+  tcpserver = ours("tcpserver"),
+): Promise<Site> {
+  const port = await freePort();
+  const pebble = await startPebble({ tlsPort: port, validitySeconds });
+  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+  const server = await serveTlsd(tcpserver, port, cache, {
+    ACME_DIRECTORY: pebble.directory,
+    ACME_CAFILE: pebble.listenerCa,
+    ACME_NAMES: "a.test b.test *.w.test",
+    ...env,
+  }).catch((error: unknown) => {
+    pebble.stop();
+    throw error;
+  });
+  const rootFile = join(cache, ".pebble-root.pem");
+  writeFileSync(rootFile, await pebble.root());
+  return {
+    pebble,
+    server,
+    port,
+    cache,
+    rootFile,
+    stop: async () => {
+      await server.stop();
+      pebble.stop();
+      rmSync(cache, { recursive: true, force: true });
+    },
+  };
+}
+
+/** openssl s_client asking for `name`, verifying against `ca` (a failure fails the run). */
+async function sClient(port: number, name: string, ca: string) {
+  const r = await run(
+    "openssl",
+    [
+      "s_client",
+      "-connect",
+      `127.0.0.1:${port}`,
+      "-servername",
+      name,
+      "-CAfile",
+      ca,
+      "-verify_hostname",
+      name,
+      "-verify_return_error",
+      "-showcerts",
+      "-ign_eof",
+    ],
+    { input: "", timeoutMs: 30_000 },
+  );
+  const pem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(r.stdout)?.[0];
+  return { ...r, leaf: pem ? new X509Certificate(pem) : undefined };
+}
+
+const orders = (s: Site, name: string) =>
+  s.server
+    .log()
+    .split("\n")
+    .filter((l) => l === `tlsd: info: acme: ordering a certificate for ${name}`).length;
+
+describe("on demand from pebble", () => {
+  let s: Site;
+  before(async () => {
+    s = await site({});
+  });
+  after(() => s.stop());
+
+  test("the first handshake for a listed name waits for its certificate, which verifies", async () => {
+    const first = await sClient(s.port, "a.test", s.rootFile);
+    assert.equal(first.code, 0, first.stderr + s.server.log() + s.pebble.log());
+    assert.match(first.stdout, /^hello a\.test$/m);
+    // No ACME_* variable reaches the program.
+    assert.match(first.stdout, /^0$/m);
+    assert.match(first.leaf?.subjectAltName ?? "", /DNS:a\.test/);
+    // Cached: the next connection is served from CERTDIR, with no second order.
+    const again = await sClient(s.port, "a.test", s.rootFile);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.leaf?.serialNumber, first.leaf?.serialNumber);
+    assert.equal(orders(s, "a.test"), 1);
+    // certbot's layout; the keys 0600.
+    assert.equal(statSync(join(s.cache, "a.test", "privkey.pem")).mode & 0o777, 0o600);
+    assert.equal(statSync(join(s.cache, ".acme", "account.key")).mode & 0o777, 0o600);
+    const verify = await run("openssl", [
+      "verify",
+      "-CAfile",
+      s.rootFile,
+      "-untrusted",
+      join(s.cache, "a.test", "fullchain.pem"),
+      join(s.cache, "a.test", "fullchain.pem"),
+    ]);
+    assert.match(verify.stdout, /: OK$/m, verify.stderr);
+  });
+
+  test("two names at once, each asked for twice: two orders, four verified handshakes", async () => {
+    const results = await Promise.all(
+      ["b.test", "x.w.test", "b.test", "x.w.test"].map((name) => sClient(s.port, name, s.rootFile)),
+    );
+    for (const r of results) assert.equal(r.code, 0, r.stderr + s.server.log());
+    assert.equal(orders(s, "b.test"), 1);
+    assert.equal(orders(s, "x.w.test"), 1);
+    // python3's ssl too.
+    const py = await run("python3", [
+      "-c",
+      [
+        "import socket, ssl, sys",
+        "ctx = ssl.create_default_context(cafile=sys.argv[2])",
+        "raw = socket.create_connection(('127.0.0.1', int(sys.argv[1])))",
+        "s = ctx.wrap_socket(raw, server_hostname='x.w.test')",
+        "print(s.recv(100).decode().split()[1])",
+      ].join("\n"),
+      String(s.port),
+      s.rootFile,
+    ]);
+    assert.equal(py.stdout.trim(), "x.w.test", py.stderr);
+  });
+
+  test("a name outside ACME_NAMES: no order, the default certificate", async () => {
+    const r = await sClient(s.port, "evil.test", fallback.cert);
+    // The default certificate is for localhost: verification against evil.test fails.
+    assert.notEqual(r.code, 0);
+    assert.equal(r.leaf?.subject.trim(), "CN=localhost");
+    assert.equal(orders(s, "evil.test"), 0);
+    assert.deepEqual(
+      readdirSync(s.cache)
+        .filter((e) => !e.startsWith("."))
+        .sort(),
+      ["a.test", "b.test", "x.w.test"],
+    );
+  });
+});
+
+test("djb's tcpserver, a tlsd per connection: the validator reaches another tlsd, which answers", async () => {
+  const s = await site({}, undefined, djb("tcpserver"));
+  try {
+    const first = await sClient(s.port, "a.test", s.rootFile);
+    assert.equal(first.code, 0, first.stderr + s.server.log());
+    assert.match(first.stdout, /^hello a\.test$/m);
+    await s.server.waitForLog(/^tlsd: info: acme: tls-alpn-01 for a\.test: answered$/);
+    // The challenge file is gone with the order; the certificate is served by the next process.
+    assert.deepEqual(readdirSync(join(s.cache, ".acme", "tls-alpn-01")), []);
+    const again = await sClient(s.port, "a.test", s.rootFile);
+    assert.equal(again.leaf?.serialNumber, first.leaf?.serialNumber, again.stderr);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("ACME_RATE: an order past the limit is not made, and that handshake is refused", async () => {
+  const s = await site({ ACME_RATE: "1" });
+  try {
+    assert.equal((await sClient(s.port, "a.test", s.rootFile)).code, 0, s.server.log());
+    const refused = await sClient(s.port, "b.test", s.rootFile);
+    assert.notEqual(refused.code, 0);
+    assert.equal(refused.leaf, undefined);
+    await s.server.waitForLog(
+      /^tlsd: warning: acme: b\.test: not ordered: ACME_RATE \(1 an hour\) reached$/,
+    );
+    assert.equal(orders(s, "b.test"), 0);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("renewal: a certificate near its end is replaced in the background", async () => {
+  // Pebble's certificates live 8 s here; renewal is due 6 s before the end, so at once.
+  const s = await site({ ACME_RENEW_BEFORE: "6" }, 8);
+  try {
+    const first = await sClient(s.port, "a.test", s.rootFile);
+    assert.equal(first.code, 0, first.stderr + s.server.log());
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    // Served the old one, which starts the renewal.
+    const during = await sClient(s.port, "a.test", s.rootFile);
+    assert.equal(during.code, 0, during.stderr);
+    await s.server.waitForLog(/^tlsd: info: acme: a\.test: issued in \d+ ms$/, 2, 30_000);
+    const after = await sClient(s.port, "a.test", s.rootFile);
+    assert.equal(after.code, 0, after.stderr);
+    assert.notEqual(after.leaf?.serialNumber, first.leaf?.serialNumber);
+    assert.match(s.server.log(), /^tlsd: info: acme: renewing a\.test /m);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("the CA unreachable: a clean failure after the order fails, or the default certificate", async () => {
+  const closed = await freePort();
+  for (const fallbackToDefault of [false, true]) {
+    const port = await freePort();
+    const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+    const server = await serveTlsd(ours("tcpserver"), port, cache, {
+      ACME_DIRECTORY: `https://127.0.0.1:${closed}/dir`,
+      ACME_NAMES: "a.test",
+      ACME_WAIT: "20000",
+      ...(fallbackToDefault ? { ACME_FALLBACK: "default" } : {}),
+    });
+    try {
+      let settled = false;
+      const waiting = sClient(port, "a.test", fallback.cert).finally(() => (settled = true));
+      await server.waitForLog(/^tlsd: info: acme: ordering a certificate for a\.test$/);
+      // While a.test waits for its order, other connections go on.
+      const other = await sClient(port, "localhost", pki.ca.cert);
+      assert.equal(other.code, 0, other.stderr);
+      assert.equal(settled, false, "a.test still waits");
+      const r = await waiting;
+      await server.waitForLog(/^tlsd: warning: acme: a\.test: order failed: /);
+      assert.notEqual(r.code, 0);
+      if (fallbackToDefault) {
+        assert.equal(r.leaf?.subject.trim(), "CN=localhost", r.stderr);
+      } else {
+        assert.equal(r.leaf, undefined, "no certificate at all");
+        await server.waitForLog(/^tlsd: fatal: .*no certificate for a\.test yet/);
+      }
+    } finally {
+      await server.stop();
+      rmSync(cache, { recursive: true, force: true });
+    }
+  }
+});
+
+test("configuration errors: one line, exit 100", async () => {
+  const base = {
+    ...process.env,
+    CERTFILE: fallback.cert,
+    KEYFILE: fallback.key,
+    ACME_DIRECTORY: "https://127.0.0.1:1/dir",
+  };
+  for (const [env, message] of [
+    [{ CERTDIR: "/tmp" }, /ACME_DIRECTORY needs ACME_NAMES/],
+    [{ ACME_NAMES: "a.test" }, /ACME_DIRECTORY needs CERTDIR/],
+    [{ CERTDIR: "/tmp", ACME_NAMES: "a.test bad_name!" }, /ACME_NAMES: not a host name/],
+    [{ CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_WAIT: "soon" }, /ACME_WAIT needs a number/],
+  ] as const) {
+    const r = await run(ours("tlsd"), ["true"], { env: { ...base, ...env }, input: "" });
+    assert.equal(r.code, 100, r.stderr);
+    assert.match(r.stderr, /^tlsd: fatal: /);
+    assert.match(r.stderr, message);
+  }
+});
