@@ -13,7 +13,6 @@ import { tlsIds } from "../ucspi/privileges.ts";
 import type { Connection, Stage } from "../ucspi/stage.ts";
 import { findResumeRecord } from "../proxy/resume.ts";
 import type { ResumeRecord } from "../proxy/resume.ts";
-import { beforeHandshake, onDemandFor } from "./acme.ts";
 import { runDelayed } from "./delayed.ts";
 import { checkResumeRecord, resumedStream } from "./resume.ts";
 import { USAGE, parseTlsdArgs } from "./options.ts";
@@ -50,9 +49,12 @@ export const tlsdStage: Stage = {
     }
     let connection = ctx.connection;
     let noCertificate: string | undefined;
-    const acme = onDemandFor(ctx);
-    if (acme) {
-      const prepared = await beforeHandshake(ctx, acme, store, options);
+    // Loaded only when asked for: a tlsd per connection (djb's tcpserver) starts faster.
+    const onDemand =
+      ctx.env["ACME_DIRECTORY"] === undefined ? undefined : await import("./acme.ts");
+    const acme = onDemand?.onDemandFor(ctx);
+    if (onDemand && acme) {
+      const prepared = await onDemand.beforeHandshake(ctx, acme, store, options);
       if (prepared.status !== undefined) return prepared.status;
       ({ connection, refused: noCertificate } = prepared);
     }
