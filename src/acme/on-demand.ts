@@ -3,13 +3,14 @@
 // connections for the same name share the one order. Certificates are renewed in the
 // background when a handshake finds one near its end.
 import { X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { SecureContext } from "node:tls";
 import { causeText } from "../ucspi/errors.ts";
 import type { AcmeConfig } from "./config.ts";
 import { Issuer } from "./issuer.ts";
-import { RateLimit, nameAllowed } from "./policy.ts";
+import { Ledger, STALE_MS } from "./ledger.ts";
+import { nameAllowed } from "./policy.ts";
 
 export type Outcome =
   /** The certificate is in the cache now. */
@@ -21,13 +22,15 @@ export type Outcome =
   /** Still being ordered after ACME_WAIT; the order goes on. */
   | "timeout";
 
+/** How often a tlsd waiting for another's order looks for its certificate. */
+const OTHER_POLL_MS = 200;
 /** After a failed renewal (or for a file that is not ours), the next look waits this long. */
 const RETRY_MS = 60_000;
 
 export class OnDemand {
   readonly config: AcmeConfig;
   private readonly issuer: Issuer;
-  private readonly limit: RateLimit;
+  private readonly ledger: Ledger;
   private readonly log: (line: string) => void;
   private readonly inflight = new Map<string, Promise<void>>();
   /** When each cached certificate is due for renewal, once its file has been read. */
@@ -37,7 +40,7 @@ export class OnDemand {
   constructor(config: AcmeConfig, log: (line: string) => void) {
     this.config = config;
     this.issuer = new Issuer(config);
-    this.limit = new RateLimit(config.ordersPerHour);
+    this.ledger = new Ledger(dirname(config.accountKeyFile), config.ordersPerHour);
     this.log = log;
   }
 
@@ -108,31 +111,69 @@ export class OnDemand {
     );
   }
 
-  /** One order per name at a time, within the rate limit; logs how it went. */
+  /** One order per name at a time (across every tlsd of this CERTDIR), within the rate
+   * limit; logs how it went. */
   private order(name: string): Promise<void> {
     let running = this.inflight.get(name);
     if (running) return running;
-    if (!this.limit.take()) {
+    const claim = this.ledger.claim(name);
+    if (claim === "limited") {
       this.log(
         `tlsd: warning: acme: ${name}: not ordered: ACME_RATE (${this.config.ordersPerHour} an hour) reached\n`,
       );
       return Promise.reject(new Error("rate limit"));
     }
-    const started = Date.now();
-    this.log(`tlsd: info: acme: ordering a certificate for ${name}\n`);
-    running = this.issuer.issue(name).then(
-      () => {
-        this.log(`tlsd: info: acme: ${name}: issued in ${Date.now() - started} ms\n`);
-        for (const store of this.stores) store.refresh();
-      },
-      (error: unknown) => {
-        this.log(`tlsd: warning: acme: ${name}: order failed: ${causeText(error)}\n`);
-        throw error;
-      },
-    );
+    running = claim === "busy" ? this.otherOrder(name) : this.ownOrder(name);
     const forget = () => this.inflight.delete(name);
     running.then(forget, forget);
     this.inflight.set(name, running);
     return running;
+  }
+
+  private ownOrder(name: string): Promise<void> {
+    const started = Date.now();
+    this.log(`tlsd: info: acme: ordering a certificate for ${name}\n`);
+    return this.issuer
+      .issue(name)
+      .then(
+        () => {
+          this.log(`tlsd: info: acme: ${name}: issued in ${Date.now() - started} ms\n`);
+          for (const store of this.stores) store.refresh();
+        },
+        (error: unknown) => {
+          this.log(`tlsd: warning: acme: ${name}: order failed: ${causeText(error)}\n`);
+          throw error;
+        },
+      )
+      .finally(() => this.ledger.release(name));
+  }
+
+  /** Another tlsd orders `name`: resolves once its certificate is written, rejects when that
+   * order ends without one. */
+  private otherOrder(name: string): Promise<void> {
+    this.log(`tlsd: info: acme: ${name}: being ordered by another tlsd; waiting for it\n`);
+    const file = join(this.config.cacheDir, name, "fullchain.pem");
+    const before = mtimeOf(file);
+    const started = Date.now();
+    return new Promise((resolve, reject) => {
+      const look = () => {
+        if (mtimeOf(file) > before) {
+          for (const store of this.stores) store.refresh();
+          return resolve();
+        }
+        if (!this.ledger.ordering(name) || Date.now() - started > STALE_MS)
+          return reject(new Error("the other order ended without a certificate"));
+        setTimeout(look, OTHER_POLL_MS).unref();
+      };
+      look();
+    });
+  }
+}
+
+function mtimeOf(path: string): number {
+  try {
+    return statSync(path).mtimeMs;
+  } catch {
+    return 0;
   }
 }

@@ -1,7 +1,12 @@
-// Which names tlsd may order certificates for, and how many orders an hour.
+// Which names tlsd may order certificates for, and the ledger of orders shared by every tlsd
+// of a CERTDIR (one order per name at a time, at most N an hour).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { RateLimit, nameAllowed } from "../../src/acme/policy.ts";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Ledger, STALE_MS } from "../../src/acme/ledger.ts";
+import { nameAllowed } from "../../src/acme/policy.ts";
 
 test("names: exact, or one label below a *.parent entry", () => {
   const list = ["example.org", "*.w.example.org"];
@@ -14,18 +19,43 @@ test("names: exact, or one label below a *.parent entry", () => {
   assert.equal(nameAllowed([], "example.org"), false);
 });
 
-test("rate limit: at most N in any window, room again as old ones leave it", () => {
-  let now = 0;
-  const limit = new RateLimit(2, 1000, () => now);
-  assert.equal(limit.take(), true);
-  now = 400;
-  assert.equal(limit.take(), true);
-  assert.equal(limit.take(), false);
-  now = 999;
-  assert.equal(limit.take(), false);
-  now = 1000; // the first left the window
-  assert.equal(limit.take(), true);
-  assert.equal(limit.take(), false);
-  now = 1400;
-  assert.equal(limit.take(), true);
+test("ledger: one order per name at a time, at most N an hour, across processes' files", () => {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-ledger-"));
+  try {
+    let now = 1_000_000;
+    const clock = () => now;
+    // Two ledgers on one directory: two tlsd processes.
+    const a = new Ledger(dir, 2, clock);
+    const b = new Ledger(dir, 2, clock);
+    assert.equal(a.claim("x.test"), "claimed");
+    assert.equal(b.claim("x.test"), "busy");
+    assert.equal(b.ordering("x.test"), true);
+    a.release("x.test");
+    assert.equal(b.ordering("x.test"), false);
+    assert.equal(b.claim("y.test"), "claimed");
+    b.release("y.test");
+    // Two orders in this hour: a third is refused, and leaves no claim behind.
+    assert.equal(a.claim("z.test"), "limited");
+    assert.equal(a.ordering("z.test"), false);
+    now += 3_600_000 + 1;
+    assert.equal(a.claim("z.test"), "claimed");
+    assert.equal(statSync(join(dir, "orders.log")).mode & 0o777, 0o600);
+    assert.equal(readFileSync(join(dir, "orders.log"), "latin1").trim().split("\n").length, 3);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("ledger: a claim left by a crashed process is taken over once stale", () => {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-ledger-"));
+  try {
+    const real = new Ledger(dir, 10);
+    assert.equal(real.claim("x.test"), "claimed");
+    // Seen from a clock past the stale limit, the claim (its file's mtime) is left over.
+    const later = new Ledger(dir, 10, () => Date.now() + STALE_MS + 1000);
+    assert.equal(later.ordering("x.test"), false);
+    assert.equal(later.claim("x.test"), "claimed");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

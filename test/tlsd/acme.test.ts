@@ -179,15 +179,24 @@ describe("on demand from pebble", () => {
   });
 });
 
-test("djb's tcpserver, a tlsd per connection: the validator reaches another tlsd, which answers", async () => {
+test("djb's tcpserver, a tlsd per connection: one order for two first clients, the validator answered by a third tlsd", async () => {
   const s = await site({}, undefined, djb("tcpserver"));
   try {
-    const first = await sClient(s.port, "a.test", s.rootFile);
+    const [first, second] = await Promise.all([
+      sClient(s.port, "a.test", s.rootFile),
+      sClient(s.port, "a.test", s.rootFile),
+    ]);
     assert.equal(first.code, 0, first.stderr + s.server.log());
+    assert.equal(second.code, 0, second.stderr + s.server.log());
     assert.match(first.stdout, /^hello a\.test$/m);
+    assert.equal(first.leaf?.serialNumber, second.leaf?.serialNumber);
+    // The CERTDIR ledger: one tlsd orders; the other waits for its certificate (or, if it
+    // came late, finds it written).
+    assert.equal(orders(s, "a.test"), 1);
     await s.server.waitForLog(/^tlsd: info: acme: tls-alpn-01 for a\.test: answered$/);
     // The challenge file is gone with the order; the certificate is served by the next process.
     assert.deepEqual(readdirSync(join(s.cache, ".acme", "tls-alpn-01")), []);
+    assert.deepEqual(readdirSync(join(s.cache, ".acme", "orders")), []);
     const again = await sClient(s.port, "a.test", s.rootFile);
     assert.equal(again.leaf?.serialNumber, first.leaf?.serialNumber, again.stderr);
   } finally {
