@@ -125,6 +125,8 @@ static void lose(spawner_t *sp) {
     if (pool[i] == sp) pool[i] = NULL;
   uv_poll_stop(&sp->poll);
   close(sp->fd);
+  /* Gone or going (its end closed): make sure, so that the wait cannot block. */
+  kill(sp->pid, SIGKILL);
   waitpid(sp->pid, NULL, 0);
   for (int b = 0; b < BUCKETS; b++)
     while (sp->buckets[b]) {

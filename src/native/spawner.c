@@ -51,6 +51,16 @@ typedef struct child {
   struct child *prev, *next;
 } child_t;
 
+/* glibc's own signals (32 and 33, below SIGRTMIN): glibc's posix_spawn sets them to "ignored"
+ * in the child unless they are in the SETSIGDEF set, which survives execve, so every program
+ * would start with them ignored (djb's tcpserver's children do not). sigaddset() refuses them;
+ * the set is written directly (Linux's sigset_t: bit sig-1 of an array of longs, a stable ABI). */
+static void add_glibc_signals(sigset_t *set) {
+  unsigned long *words = (unsigned long *)set;
+  const int bits = 8 * (int)sizeof(unsigned long);
+  for (int sig = 32; sig < SIGRTMIN; sig++) words[(sig - 1) / bits] |= 1UL << ((sig - 1) % bits);
+}
+
 static child_t *children;
 static int epfd;
 static sigset_t reset_signals;
@@ -237,6 +247,7 @@ int main(void) {
     signal(ignored[i], SIG_IGN);
     sigaddset(&reset_signals, ignored[i]);
   }
+  add_glibc_signals(&reset_signals);
   if (fcntl(CONTROL, F_SETFD, FD_CLOEXEC) < 0) return 111;
   epfd = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};

@@ -95,6 +95,46 @@ test("the end line carries the raw wait status: exit codes and signals", async (
   }
 });
 
+test("the child starts with no signal ignored or blocked, as djb's", async () => {
+  // Ours spawns from ucspi-spawner, which itself ignores SIGINT, SIGTERM, SIGHUP...: none of
+  // that may reach the program.
+  // exec: grep reads its own status, which is the program's (the shell's would show the mask
+  // it sets around each fork).
+  const script = "exec grep -E '^Sig(Ign|Blk):' /proc/self/status";
+  const a = await childOutput(djb("tcpserver"), ["-RHl0"], ["/bin/sh", "-c", script]);
+  const b = await childOutput(ours("tcpserver"), ["-RHl0"], ["/bin/sh", "-c", script]);
+  assert.match(a.out, /^SigBlk:\s+0+\nSigIgn:\s+0+\n$/);
+  assert.equal(b.out, a.out);
+  // Spawned by one of our stages as a process of its own (Node's posix_spawn, no helper): a
+  // client that says nothing is tls-sniff's plaintext after -t.
+  const sniff = await startServer(
+    djb("tcpserver"),
+    [
+      "-RHl0",
+      "127.0.0.1",
+      "0",
+      ours("tls-sniff"),
+      "-t",
+      "50",
+      "--plain",
+      "{",
+      "/bin/sh",
+      "-c",
+      script,
+      "}",
+      "true",
+    ],
+    { env: SERVER_ENV },
+  );
+  let c: { out: string };
+  try {
+    c = { out: await silentClient(sniff.port) };
+  } finally {
+    await sniff.stop();
+  }
+  assert.equal(c.out, a.out);
+});
+
 test("SIGPIPE is at its default in the child, as djb sets it", async () => {
   // The child writes to a client that has gone; with SIGPIPE ignored it would exit 141 or 1.
   const script = "sleep 0.3; while :; do echo x || exit 7; done";
@@ -114,3 +154,17 @@ test("SIGPIPE is at its default in the child, as djb sets it", async () => {
     }
   }
 });
+
+/** Connects, sends nothing (and does not close), and reads until the server closes. */
+function silentClient(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const socket = connect({ port, host: "127.0.0.1" });
+    socket.on("data", (b: Buffer) => (out += b.toString("latin1")));
+    socket.on("end", () => {
+      socket.destroy();
+      resolve(out);
+    });
+    socket.on("error", reject);
+  });
+}
