@@ -53,7 +53,7 @@ await build({
 const nativeDir = join(root, "src/native");
 const sources = ["ucspi_native.c", "spawner-client.c"].map((f) => join(nativeDir, f));
 const output = join(root, "build/ucspi_native.node");
-if (stale(output, [...sources, join(nativeDir, "common.h")])) {
+if (stale(output, [...sources, join(nativeDir, "common.h"), join(nativeDir, "glibc-signals.h")])) {
   mkdirSync(join(root, "build"), { recursive: true });
   const headers = nodeHeaders();
   const cc = process.env.CC ?? "cc";
@@ -97,7 +97,7 @@ function nodeHeaders() {
 for (const name of ["launcher", "spawner"]) {
   const source = join(nativeDir, `${name}.c`);
   const binary = join(root, "build", name === "launcher" ? "ucspi-launch" : "ucspi-spawner");
-  if (!stale(binary, [source])) continue;
+  if (!stale(binary, [source, join(nativeDir, "glibc-signals.h")])) continue;
   mkdirSync(join(root, "build"), { recursive: true });
   execFileSync(
     process.env.CC ?? "cc",

@@ -31,6 +31,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "glibc-signals.h"
+
 enum { SPAWN = 1, KILL = 2, SPAWNED = 1, EXITED = 2 };
 enum { CONTROL = 3, MAX_FDS = 64, MAX_MESSAGE = 4 << 20 };
 
@@ -50,16 +52,6 @@ typedef struct child {
   int pidfd;
   struct child *prev, *next;
 } child_t;
-
-/* glibc's own signals (32 and 33, below SIGRTMIN): glibc's posix_spawn sets them to "ignored"
- * in the child unless they are in the SETSIGDEF set, which survives execve, so every program
- * would start with them ignored (djb's tcpserver's children do not). sigaddset() refuses them;
- * the set is written directly (Linux's sigset_t: bit sig-1 of an array of longs, a stable ABI). */
-static void add_glibc_signals(sigset_t *set) {
-  unsigned long *words = (unsigned long *)set;
-  const int bits = 8 * (int)sizeof(unsigned long);
-  for (int sig = 32; sig < SIGRTMIN; sig++) words[(sig - 1) / bits] |= 1UL << ((sig - 1) % bits);
-}
 
 static child_t *children;
 static int epfd;

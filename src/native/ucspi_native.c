@@ -29,6 +29,7 @@
 #include <uv.h>
 
 #include "common.h"
+#include "glibc-signals.h"
 
 napi_value throw_errno(napi_env env, int err, const char *syscall) {
   napi_value msg, code, error, errnum, sc;
@@ -258,13 +259,7 @@ void reset_signals(posix_spawnattr_t *attr) {
     if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
       sigaddset(&ignored, sig);
   }
-  /* glibc's own signals (32 and 33, below SIGRTMIN): glibc's posix_spawn sets them to
-   * "ignored" in the child unless they are in this set, and that survives execve (djb's
-   * children start with them at their defaults). sigaddset() refuses them, so the bits are set
-   * directly (Linux's sigset_t: bit sig-1 of an array of longs, a stable ABI). */
-  unsigned long *words = (unsigned long *)&ignored;
-  const int bits = 8 * (int)sizeof(unsigned long);
-  for (int sig = 32; sig < SIGRTMIN; sig++) words[(sig - 1) / bits] |= 1UL << ((sig - 1) % bits);
+  add_glibc_signals(&ignored);
   posix_spawnattr_setsigmask(attr, &none);
   posix_spawnattr_setsigdefault(attr, &ignored);
   posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
