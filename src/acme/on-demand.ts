@@ -33,8 +33,10 @@ export class OnDemand {
   private readonly ledger: Ledger;
   private readonly log: (line: string) => void;
   private readonly inflight = new Map<string, Promise<void>>();
-  /** When each cached certificate is due for renewal, once its file has been read. */
-  private readonly renewAt = new Map<string, number>();
+  /** Each cached certificate's renewal and expiry times, once its file has been read. */
+  private readonly times = new Map<string, { renewAt: number; expiresAt: number }>();
+  /** When a failed renewal may be tried again. */
+  private readonly retryAt = new Map<string, number>();
 
   /** log: complete lines for stderr (`tlsd: ...`), as a stage's ctx.log. */
   constructor(config: AcmeConfig, log: (line: string) => void) {
@@ -79,36 +81,52 @@ export class OnDemand {
     }
   }
 
-  /** Renews `name`'s cached certificate in the background when it is near its end. Its file
-   * is read once per certificate (then only the time is compared, per handshake). */
+  /** Whether `name`'s cached certificate has expired (nobody asked for it while it was due
+   * for renewal): its client then waits for a new one as for a first one. */
+  expired(name: string): boolean {
+    return this.allowed(name) && Date.now() >= this.timesOf(name).expiresAt;
+  }
+
+  /** Renews `name`'s cached certificate in the background when it is near its end. */
   renewIfDue(name: string): void {
     const now = Date.now();
     if (!this.allowed(name) || this.inflight.has(name)) return;
-    const due = this.renewAt.get(name);
-    if (due !== undefined && now < due) return;
-    let cert: X509Certificate;
-    try {
-      cert = new X509Certificate(readFileSync(join(this.config.cacheDir, name, "fullchain.pem")));
-    } catch {
-      this.renewAt.set(name, now + RETRY_MS); // not one of ours (a CERTFILE:name pair, say)
-      return;
-    }
-    const from = Date.parse(cert.validFrom);
-    const to = Date.parse(cert.validTo);
-    const renewAt = to - (this.config.renewBeforeMs ?? (to - from) / 3);
-    if (now < renewAt) {
-      this.renewAt.set(name, renewAt);
-      return;
-    }
+    if (now < (this.retryAt.get(name) ?? 0) || now < this.timesOf(name).renewAt) return;
     // Until it works, the old certificate serves; a failed renewal is tried again later.
-    this.renewAt.set(name, now + RETRY_MS);
-    this.log(`tlsd: info: acme: renewing ${name} (expires ${cert.validTo})\n`);
-    this.order(name).then(
-      () => this.renewAt.delete(name),
-      () => {
-        // logged by order()
-      },
-    );
+    this.retryAt.set(name, now + RETRY_MS);
+    const expires = new Date(this.timesOf(name).expiresAt).toISOString();
+    this.log(`tlsd: info: acme: renewing ${name} (expires ${expires})\n`);
+    this.order(name).catch(() => {
+      // logged by order()
+    });
+  }
+
+  /** When `name`'s cached certificate is due for renewal and when it expires, read from its
+   * file once per certificate (then only compared, per handshake); never, for a certificate
+   * that is not in the cache (a CERTFILE:name pair, say). */
+  private timesOf(name: string): { renewAt: number; expiresAt: number } {
+    let times = this.times.get(name);
+    if (times) return times;
+    try {
+      const cert = new X509Certificate(
+        readFileSync(join(this.config.cacheDir, name, "fullchain.pem")),
+      );
+      const from = Date.parse(cert.validFrom);
+      const to = Date.parse(cert.validTo);
+      times = { renewAt: to - (this.config.renewBeforeMs ?? (to - from) / 3), expiresAt: to };
+    } catch {
+      times = { renewAt: Infinity, expiresAt: Infinity };
+    }
+    this.times.set(name, times);
+    return times;
+  }
+
+  /** A new certificate for `name` is in the cache: its times are read again, and the stores
+   * that serve the cache re-read it now. */
+  private written(name: string): void {
+    this.times.delete(name);
+    this.retryAt.delete(name);
+    for (const store of this.stores) store.refresh();
   }
 
   /** One order per name at a time (across every tlsd of this CERTDIR), within the rate
@@ -138,7 +156,7 @@ export class OnDemand {
       .then(
         () => {
           this.log(`tlsd: info: acme: ${name}: issued in ${Date.now() - started} ms\n`);
-          for (const store of this.stores) store.refresh();
+          this.written(name);
         },
         (error: unknown) => {
           this.log(`tlsd: warning: acme: ${name}: order failed: ${causeText(error)}\n`);
@@ -158,7 +176,7 @@ export class OnDemand {
     return new Promise((resolve, reject) => {
       const look = () => {
         if (mtimeOf(file) > before) {
-          for (const store of this.stores) store.refresh();
+          this.written(name);
           return resolve();
         }
         if (!this.ledger.ordering(name) || Date.now() - started > STALE_MS)

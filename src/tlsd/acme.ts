@@ -69,7 +69,7 @@ export async function beforeHandshake(
         status: await answerValidator(ctx, connection, challenge, name, options),
       };
   }
-  if (store.hasCertificateFor(name)) {
+  if (store.hasCertificateFor(name) && !acme.expired(name)) {
     acme.renewIfDue(name);
     return { connection };
   }

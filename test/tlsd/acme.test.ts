@@ -240,6 +240,23 @@ test("renewal: a certificate near its end is replaced in the background", async 
   }
 });
 
+test("an expired certificate (nobody came while it was due): its client waits for a new one", async () => {
+  // Certificates live 3 s, and renewal is not due before they expire.
+  const s = await site({ ACME_RENEW_BEFORE: "0" }, 3);
+  try {
+    const first = await sClient(s.port, "a.test", s.rootFile);
+    assert.equal(first.code, 0, first.stderr + s.server.log());
+    await new Promise((resolve) => setTimeout(resolve, 3500));
+    // -verify_return_error: the expired one would fail the handshake.
+    const later = await sClient(s.port, "a.test", s.rootFile);
+    assert.equal(later.code, 0, later.stderr + s.server.log());
+    assert.notEqual(later.leaf?.serialNumber, first.leaf?.serialNumber);
+    assert.equal(orders(s, "a.test"), 2);
+  } finally {
+    await s.stop();
+  }
+});
+
 test("the CA unreachable: a clean failure after the order fails, or the default certificate", async () => {
   const closed = await freePort();
   for (const fallbackToDefault of [false, true]) {
