@@ -3,7 +3,7 @@
 import { startEnv } from "./env.ts";
 import { dropOwnPrivileges } from "./privileges.ts";
 import { passOnStatus, reportError, writeStderr } from "./main.ts";
-import type { Side, Stage } from "./stage.ts";
+import type { Connection, Side, Stage } from "./stage.ts";
 
 export interface StageProgram {
   name: string;
@@ -21,6 +21,7 @@ export interface StageProgram {
  * connection is fds 0/1 or 6/7, and the process ends as the chain's last program ended. */
 export function runStageProgram(p: StageProgram): void {
   const args = process.argv.slice(2);
+  let connection: Connection | undefined;
   const main = async (): Promise<number> => {
     p.check?.(args);
     const [{ runChain }, { stdioConnection }, stage] = await Promise.all([
@@ -28,10 +29,11 @@ export function runStageProgram(p: StageProgram): void {
       import("./stdio-connection.ts"),
       p.stage(),
     ]);
+    connection = stdioConnection(p.side, p.fds?.(args));
     return stage.run({
       argv: process.argv.slice(1),
       env: startEnv(process.env),
-      connection: stdioConnection(p.side, p.fds?.(args)),
+      connection,
       side: p.side,
       log: writeStderr,
       dropPrivileges: dropOwnPrivileges,
@@ -52,6 +54,9 @@ export function runStageProgram(p: StageProgram): void {
     },
     (error: unknown) => {
       process.exitCode = reportError(p.name, error, writeStderr, p.usage);
+      // A connection on two fds (a pipe in, say) is two handles that would keep this process
+      // alive, and the peer waiting, after a fatal error.
+      connection?.stream?.destroy();
     },
   );
 }

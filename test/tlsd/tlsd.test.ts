@@ -4,6 +4,8 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
 import { connect } from "node:net";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { after, test } from "node:test";
 import { X509Certificate } from "node:crypto";
 import { BIN, djb, ours, run } from "../helpers/programs.ts";
@@ -270,6 +272,24 @@ test("configuration errors: one line and the documented exit code", async () => 
   const usage = await run(ours("tlsd"), ["-Q", "x"], { env: { PATH } });
   assert.equal(usage.code, 100);
   assert.match(usage.stderr, /^tlsd: illegal option -- Q\ntlsd: usage: tlsd /);
+});
+
+test("a configuration error ends tlsd even when its client side is a pipe that stays open", async (t) => {
+  // `tls-sniff | tlsd prog`: fd 0 a pipe (its writer alive), fd 1 a socket. The two handles
+  // made for them must not keep tlsd, and the client, waiting after the fatal line. (If they
+  // did, the test times out, and its signal kills the child.)
+  const child = spawn(ours("tlsd"), ["/bin/true"], {
+    env: { PATH },
+    stdio: ["pipe", "pipe", "pipe"],
+    signal: t.signal,
+  });
+  child.on("error", () => {});
+  let stderr = "";
+  child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+  const [code] = (await once(child, "exit")) as [number | null];
+  child.stdin.end();
+  assert.equal(code, 100);
+  assert.match(stderr, /^tlsd: fatal: CERTFILE not set\n$/);
 });
 
 test("a certificate replaced on disk is used for new connections; running ones go on", async () => {
