@@ -52,11 +52,7 @@ async function filter(ctx: StageContext, o: SniffOptions): Promise<number> {
     return exitStatus(REFUSED);
   }
   if (o.verbosity >= 2) ctx.log(`tls-sniff: info: ${from(ctx)}${describe(verdict)}\n`);
-  // Until the client ends, or the next program does (its end of the pipe closed: EPIPE): then
-  // there is nobody left to pass bytes to, and waiting for the client would hold it open.
-  const nextGone = new Promise<void>((resolve) => stream.once("error", () => resolve()));
-  await Promise.race([oneWay(stream, stream), nextGone]);
-  stream.destroy();
+  await oneWay(stream, stream);
   return 0;
 }
 

@@ -243,6 +243,19 @@ for (const [who, server] of SERVERS) {
         await s.stop();
       }
     });
+
+    test("the pipeline form: the next program gone, tls-sniff ends and the client is closed", async () => {
+      const s = await serve(server, ["sh", "-c", "tls-sniff | true"]);
+      try {
+        const r = await curl(["--cacert", CA, `https://localhost:${s.port}/`]);
+        // curl's "connection closed" family, not its --max-time 28.
+        assert.notEqual(r.code, 0);
+        assert.notEqual(r.code, 28, r.stderr);
+        await s.waitForLog(/ end \d+ status 0$/);
+      } finally {
+        await s.stop();
+      }
+    });
   });
 }
 
