@@ -1,4 +1,5 @@
 // Where a sniffed connection goes, and what the next program learns about it.
+import { sniMatches } from "../tls/sni-pattern.ts";
 import type { Env } from "../ucspi/env.ts";
 import type { SniffOptions } from "./options.ts";
 import type { Verdict } from "./peek.ts";
@@ -12,18 +13,13 @@ export function chooseRoute(
   const { serverName, alpn } = verdict.hello;
   for (const route of o.routes) {
     const m = route.match;
-    if ("sni" in m ? nameMatches(m.sni, serverName) : (alpn ?? []).includes(m.alpn))
-      return route.program;
+    const matches =
+      "sni" in m
+        ? serverName !== undefined && sniMatches(m.sni, serverName)
+        : (alpn ?? []).includes(m.alpn);
+    if (matches) return route.program;
   }
   return o.program;
-}
-
-/** An exact name, or `*.parent` for exactly one more label (as tlsd's CERTFILE:*.parent). */
-export function nameMatches(pattern: string, name: string | undefined): boolean {
-  if (name === undefined) return false;
-  if (!pattern.startsWith("*.")) return pattern === name;
-  const dot = name.indexOf(".");
-  return dot > 0 && name.slice(dot + 1) === pattern.slice(2);
 }
 
 /** The environment for the next program: TLS_SNIFF=tls|plain and, for TLS, the server name

@@ -1,0 +1,10 @@
+// SNI name patterns as tlsd's CERTFILE:name uses them: a name, or `*.parent` for exactly one
+// more label (not parent itself, not two labels down). tls-sniff's --sni routes and tlsd's
+// ACME_NAMES read them the same way.
+
+/** Whether `name` (lowercase) matches `pattern` (lowercase). */
+export function sniMatches(pattern: string, name: string): boolean {
+  if (!pattern.startsWith("*.")) return pattern === name;
+  const dot = name.indexOf(".");
+  return dot > 0 && name.slice(dot + 1) === pattern.slice(2);
+}
