@@ -20,7 +20,9 @@ export interface Route {
 export interface SniffOptions {
   verbosity: number;
   /** How long a client that has sent nothing is waited for before it counts as plaintext (ms):
-   * protocols where the server speaks first (SMTP, IMAP, POP3) never send first. */
+   * protocols where the server speaks first (SMTP, IMAP, POP3) never send first. 2 s as sslh:
+   * a TLS client whose first segment is lost sends it again only after the retransmission
+   * timeout (1 s at least), and a shorter wait would hand it to the plaintext route. */
   silenceMs: number;
   /** How long a client that started a ClientHello has to finish it (ms). */
   helloMs: number;
@@ -35,7 +37,7 @@ export interface SniffOptions {
 export function parseSniffArgs(args: readonly string[]): SniffOptions {
   const o: SniffOptions = {
     verbosity: 1,
-    silenceMs: 250,
+    silenceMs: 2000,
     helloMs: 10_000,
     plain: undefined,
     routes: [],

@@ -47,7 +47,7 @@ test("no program: the filter form, with its defaults", () => {
   const o = parseSniffArgs(["-v", "2"]);
   assert.deepEqual(o, {
     verbosity: 2,
-    silenceMs: 250,
+    silenceMs: 2000,
     helloMs: 10_000,
     plain: undefined,
     routes: [],
