@@ -1,0 +1,175 @@
+// Looking at a connection's first bytes without taking them: on a socket they are peeked
+// (MSG_PEEK), so they stay in the kernel and whatever runs next (one of our stages in this
+// process, or a spawned program on the socket itself) reads them as if nobody had looked; on any
+// other stream (a pipe) they are read and put back in front of the stream (unshift).
+// tls-sniff looks for a ClientHello this way, acme-challenge for an HTTP request line.
+import type { Duplex } from "node:stream";
+import { connectionStream } from "./chain.ts";
+import { native } from "./native.ts";
+import type { Connection } from "./stage.ts";
+
+/** What the caller makes of the bytes so far: enough (true), or how many it needs in all. */
+export type Examine = (bytes: Buffer) => true | number;
+
+export interface Limits {
+  /** How long a client that sends nothing is waited for (ms). */
+  silenceMs: number;
+  /** How long a client that started has to send what `examine` needs (ms). */
+  helloMs: number;
+  /** The most bytes ever looked at. */
+  maxBytes: number;
+}
+
+export type Look =
+  /** `examine` had enough. */
+  | { kind: "done"; bytes: Buffer }
+  /** Nothing came within silenceMs. */
+  | { kind: "silent" }
+  /** The client left before sending a byte. */
+  | { kind: "closed" }
+  /** It started and did not finish: in time, or before it closed (bytes: what came). */
+  | { kind: "unfinished"; reason: string; bytes: Buffer };
+
+export interface Peeked {
+  look: Look;
+  /** The connection to pass on, every byte still in it. */
+  connection: Connection;
+}
+
+/** Looks at the connection's first bytes until `examine` has enough; none is consumed. */
+export async function peekBytes(
+  connection: Connection,
+  limits: Limits,
+  examine: Examine,
+): Promise<Peeked> {
+  if (connection.fd !== undefined && !connection.stream) {
+    const look = await peekSocket(connection.fd, limits, examine);
+    if (look) return { look, connection };
+  }
+  // A pipe (the fd is not a socket), or a stream already made by an earlier stage: a spawned
+  // program now gets the stream through a relay, so the fd is not passed on.
+  const stream = connectionStream(connection);
+  const look = await peekStream(stream, limits, examine);
+  return { look, connection: { stream, proxy: connection.proxy } };
+}
+
+/** Takes the bytes peeked so far off a socket, so that closing it sends a FIN, not a reset. */
+export function drain(connection: Connection, maxBytes: number): void {
+  if (connection.fd === undefined || connection.stream) return;
+  try {
+    native().recv(connection.fd, maxBytes, true);
+  } catch {
+    // reset meanwhile: nothing to drain
+  }
+}
+
+/** The timers of one look: silence until a first byte, then the limit for the rest. */
+function timers(limits: Limits, settle: (look: Look) => void, seen: () => Buffer) {
+  let timer = setTimeout(() => settle({ kind: "silent" }), limits.silenceMs);
+  let started = false;
+  return {
+    /** Some bytes came, not enough: the limit for the rest runs from here. */
+    started() {
+      if (started) return;
+      started = true;
+      clearTimeout(timer);
+      timer = setTimeout(
+        () => settle({ kind: "unfinished", reason: "timed out", bytes: seen() }),
+        limits.helloMs,
+      );
+    },
+    stop() {
+      clearTimeout(timer);
+    },
+    get isStarted() {
+      return started;
+    },
+  };
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** undefined when fd is not a socket (the caller reads it as a stream instead). */
+function peekSocket(fd: number, limits: Limits, examine: Examine): Promise<Look | undefined> {
+  const n = native();
+  return new Promise((resolve) => {
+    let waiting: { cancel(): void } | undefined;
+    let lowat = 1;
+    let last: Buffer = EMPTY;
+    let done = false;
+    const settle = (look: Look | undefined) => {
+      if (done) return;
+      done = true;
+      clock.stop();
+      waiting?.cancel();
+      if (lowat > 1) n.rcvLowat(fd, 1);
+      resolve(look);
+    };
+    const clock = timers(limits, settle, () => last);
+    const ended = (reason: string): Look =>
+      clock.isStarted ? { kind: "unfinished", reason, bytes: last } : { kind: "closed" };
+    const attempt = () => {
+      waiting = undefined;
+      let bytes: Buffer | undefined | null;
+      try {
+        bytes = n.recv(fd, limits.maxBytes, false);
+      } catch (error) {
+        if ((error as { code?: string }).code === "ENOTSOCK") return settle(undefined);
+        return settle(ended(String(error)));
+      }
+      if (bytes === null) return settle(ended("closed"));
+      if (bytes === undefined) {
+        waiting = n.whenReadable(fd, attempt);
+        return;
+      }
+      // Woken with no more bytes than before, though it waits for more: the peer's FIN.
+      if (lowat > 1 && bytes.length === last.length) return settle(ended("closed"));
+      last = bytes;
+      const verdict = examine(bytes);
+      if (verdict === true || bytes.length >= limits.maxBytes)
+        return settle({ kind: "done", bytes });
+      clock.started();
+      // Wake up only once the bytes it needs are all there (they all stay in the socket).
+      lowat = Math.min(verdict, limits.maxBytes);
+      n.rcvLowat(fd, lowat);
+      waiting = n.whenReadable(fd, attempt);
+    };
+    attempt();
+  });
+}
+
+function peekStream(stream: Duplex, limits: Limits, examine: Examine): Promise<Look> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    let done = false;
+    const seen = () => Buffer.concat(chunks, length);
+    const settle = (look: Look) => {
+      if (done) return;
+      done = true;
+      clock.stop();
+      stream.off("data", onData);
+      stream.off("end", onEnd);
+      stream.off("error", onError);
+      stream.pause();
+      // Every byte read goes back in front, for whatever reads the stream next.
+      if (length > 0) stream.unshift(seen());
+      resolve(look);
+    };
+    const clock = timers(limits, settle, seen);
+    const ended = (reason: string): Look =>
+      length > 0 ? { kind: "unfinished", reason, bytes: seen() } : { kind: "closed" };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      length += chunk.length;
+      const bytes = length === chunk.length ? chunk : seen();
+      if (examine(bytes) === true || length >= limits.maxBytes) settle({ kind: "done", bytes });
+      else clock.started();
+    };
+    const onEnd = () => settle(ended("closed"));
+    const onError = (error: Error) => settle(ended(String(error)));
+    stream.on("data", onData);
+    stream.once("end", onEnd);
+    stream.once("error", onError);
+  });
+}
