@@ -25,6 +25,17 @@ export interface AcmeConfig {
   /** Renew when less than this much of a certificate's life is left (ms); undefined: a third
    * of its lifetime (30 days of Let's Encrypt's 90). */
   renewBeforeMs: number | undefined;
+  /** tls-alpn-01 (tlsd answers on its own port) or http-01 (acme-challenge answers on port
+   * 80, from the key authorizations written to httpDir). */
+  challenge: "tls-alpn-01" | "http-01";
+  httpDir: string;
+}
+
+/** Where http-01 key authorizations are written, for acme-challenge to answer with: beside
+ * .acme (which holds the account key and stays private), readable by a port-80 stage that runs
+ * as another user. */
+export function httpChallengeDir(certDir: string): string {
+  return join(resolve(certDir), ".acme-http-01");
 }
 
 const EXIT_CONFIG = 100;
@@ -51,6 +62,9 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
       throw new FatalError(`ACME_NAMES: not a host name or *.name: '${name}'`, EXIT_CONFIG);
   }
   const cacheDir = resolve(certDir);
+  const challenge = env["ACME_CHALLENGE"] ?? "tls-alpn-01";
+  if (challenge !== "tls-alpn-01" && challenge !== "http-01")
+    throw new FatalError(`ACME_CHALLENGE: tls-alpn-01 or http-01, not '${challenge}'`, EXIT_CONFIG);
   return {
     directoryUrl,
     cacheDir,
@@ -62,6 +76,8 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     waitMs: count(env, "ACME_WAIT", 15_000),
     fallbackToDefault: env["ACME_FALLBACK"] === "default",
     renewBeforeMs: env["ACME_RENEW_BEFORE"] ? count(env, "ACME_RENEW_BEFORE", 0) * 1000 : undefined,
+    challenge,
+    httpDir: httpChallengeDir(cacheDir),
   };
 }
 

@@ -1,6 +1,7 @@
 // Orders certificates from an ACME CA (RFC 8555) with acme-client, answering tls-alpn-01
 // (RFC 8737) on tlsd's own port: the CA's validator connects with ALPN "acme-tls/1" and the
-// name as SNI, and tlsd shows it the challenge certificate that `challenges` holds meanwhile.
+// name as SNI, and tlsd shows it the challenge certificate that `challenges` holds meanwhile;
+// or http-01, answered on port 80 by acme-challenge from the file written here.
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
@@ -59,11 +60,20 @@ export class Issuer {
     const chain = await client.auto({
       csr,
       termsOfServiceAgreed: true,
-      challengePriority: ["tls-alpn-01"],
+      challengePriority: [this.config.challenge],
       // acme-client would check the challenge itself first, through the system's DNS to port
       // 443; the CA's own check is the one that counts.
       skipChallengeVerification: true,
-      challengeCreateFn: async (authz, _challenge, keyAuthorization) => {
+      challengeCreateFn: async (authz, challenge, keyAuthorization) => {
+        if (challenge.type === "http-01") {
+          // For acme-challenge on port 80 (a process of its own, maybe another user's).
+          mkdirSync(this.config.httpDir, { recursive: true, mode: 0o755 });
+          writeFileAtomic(join(this.config.httpDir, challenge.token), keyAuthorization, {
+            mode: 0o644,
+            overwrite: true,
+          });
+          return;
+        }
         const [k, c] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
         const id = authz.identifier.value;
         this.challenges.set(id, createSecureContext({ key: k, cert: c }));
@@ -75,7 +85,11 @@ export class Issuer {
           overwrite: true,
         });
       },
-      challengeRemoveFn: async (authz) => {
+      challengeRemoveFn: async (authz, challenge) => {
+        if (challenge.type === "http-01") {
+          rmSync(join(this.config.httpDir, challenge.token), { force: true });
+          return;
+        }
         const id = authz.identifier.value;
         this.challenges.delete(id);
         rmSync(join(this.challengeDir, `${id}.pem`), { force: true });

@@ -13,6 +13,7 @@ const STAGES: Record<string, StageLoader> = {
   tlsc: async () => (await import("../tlsc/stage.ts")).tlscStage,
   "starttls-wrapper": async () => (await import("../starttls-wrapper/stage.ts")).wrapperStage,
   "tls-sniff": async () => (await import("../tls-sniff/stage.ts")).sniffStage,
+  "acme-challenge": async () => (await import("../acme-challenge/stage.ts")).challengeStage,
 };
 
 let launcher: string | undefined;

@@ -1,6 +1,6 @@
 // A private ACME CA on loopback for tests: Debian's pebble, with pebble-challtestsrv as its DNS
 // (every name is 127.0.0.1), validating tls-alpn-01 on `tlsPort` (where the test's tlsd
-// listens). Fast and deterministic: no validation sleeps, no rejected nonces, no reused
+// listens) and http-01 on `httpPort`. Fast and deterministic: no validation sleeps, no rejected nonces, no reused
 // authorizations. Pebble makes a new root at every start: root() fetches this run's.
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -24,6 +24,8 @@ export interface Pebble {
 
 export async function startPebble(options: {
   tlsPort: number;
+  /** Where it validates http-01 (the port-80 stand-in); default: a port nobody listens on. */
+  httpPort?: number;
   validitySeconds?: number;
 }): Promise<Pebble> {
   const pki = makePki();
@@ -40,7 +42,7 @@ export async function startPebble(options: {
         managementListenAddress: `127.0.0.1:${management}`,
         certificate: listener.cert,
         privateKey: listener.key,
-        httpPort: http,
+        httpPort: options.httpPort ?? http,
         tlsPort: options.tlsPort,
         ocspResponderURL: "",
         externalAccountBindingRequired: false,

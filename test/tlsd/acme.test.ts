@@ -3,7 +3,7 @@
 // openssl s_client and python3 ssl verify what tlsd serves against pebble's root.
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -292,6 +292,79 @@ test("the CA unreachable: a clean failure after the order fails, or the default 
   }
 });
 
+test("http-01: acme-challenge on the port-80 stand-in answers, every other request reaches the web server", async () => {
+  const [tlsPort, httpPort] = [await freePort(), await freePort()];
+  const pebble = await startPebble({ tlsPort: await freePort(), httpPort });
+  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+  const env = {
+    ...process.env,
+    PATH: `${BIN}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
+    CERTDIR: cache,
+  };
+  const web = await startServer(
+    ours("tcpserver"),
+    ["-vRHl0", "127.0.0.1", String(httpPort), "acme-challenge", "-v2", "ucspi-demo", "http"],
+    { env },
+  );
+  const tls = await serveTlsd(ours("tcpserver"), tlsPort, cache, {
+    ACME_DIRECTORY: pebble.directory,
+    ACME_CAFILE: pebble.listenerCa,
+    ACME_NAMES: "a.test",
+    ACME_CHALLENGE: "http-01",
+  });
+  try {
+    const rootFile = join(cache, ".pebble-root.pem");
+    writeFileSync(rootFile, await pebble.root());
+    const r = await sClient(tlsPort, "a.test", rootFile);
+    assert.equal(r.code, 0, r.stderr + tls.log() + web.log() + pebble.log());
+    assert.match(r.stdout, /^hello a\.test$/m);
+    await web.waitForLog(/^acme-challenge: info: 127\.0\.0\.1: answered [A-Za-z0-9_-]+$/);
+    // The token files go with the order.
+    assert.deepEqual(readdirSync(join(cache, ".acme-http-01")), []);
+    // Anything else, an unknown token included, is the web server's.
+    for (const path of ["/", "/.well-known/acme-challenge/unknown"]) {
+      const page = await run("curl", ["-sS", `http://127.0.0.1:${httpPort}${path}`]);
+      assert.match(
+        page.stdout,
+        new RegExp(`^hello from ucspi-tls: GET ${path}$`, "m"),
+        page.stderr,
+      );
+    }
+  } finally {
+    await tls.stop();
+    await web.stop();
+    pebble.stop();
+    rmSync(cache, { recursive: true, force: true });
+  }
+});
+
+test("acme-challenge alone: 404 for what is not a challenge; CERTDIR required", async () => {
+  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+  const env = { ...process.env, PATH: `${BIN}:${process.env["PATH"] ?? "/usr/bin:/bin"}` };
+  const web = await startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "acme-challenge"], {
+    env: { ...env, CERTDIR: cache },
+  });
+  try {
+    mkdirSync(join(cache, ".acme-http-01"));
+    writeFileSync(join(cache, ".acme-http-01", "tok-1"), "tok-1.thumbprint");
+    const hit = await run("curl", [
+      "-sS",
+      "-i",
+      `http://127.0.0.1:${web.port}/.well-known/acme-challenge/tok-1`,
+    ]);
+    assert.match(hit.stdout, /^HTTP\/1\.1 200 OK\r$/m);
+    assert.match(hit.stdout, /\r\n\r\ntok-1\.thumbprint$/);
+    const miss = await run("curl", ["-sS", "-i", `http://127.0.0.1:${web.port}/index.html`]);
+    assert.match(miss.stdout, /^HTTP\/1\.1 404 Not Found\r$/m);
+  } finally {
+    await web.stop();
+    rmSync(cache, { recursive: true, force: true });
+  }
+  const r = await run(ours("acme-challenge"), [], { env, input: "" });
+  assert.equal(r.code, 100);
+  assert.match(r.stderr, /^acme-challenge: fatal: CERTDIR not set/);
+});
+
 test("configuration errors: one line, exit 100", async () => {
   const base = {
     ...process.env,
@@ -304,6 +377,10 @@ test("configuration errors: one line, exit 100", async () => {
     [{ ACME_NAMES: "a.test" }, /ACME_DIRECTORY needs CERTDIR/],
     [{ CERTDIR: "/tmp", ACME_NAMES: "a.test bad_name!" }, /ACME_NAMES: not a host name/],
     [{ CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_WAIT: "soon" }, /ACME_WAIT needs a number/],
+    [
+      { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_CHALLENGE: "dns-01" },
+      /ACME_CHALLENGE: tls-alpn-01 or http-01/,
+    ],
   ] as const) {
     const r = await run(ours("tlsd"), ["true"], { env: { ...base, ...env }, input: "" });
     assert.equal(r.code, 100, r.stderr);

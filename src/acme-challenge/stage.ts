@@ -1,0 +1,79 @@
+// acme-challenge: answers ACME http-01 validation requests (RFC 8555 section 8.3) on port 80
+// from the key authorizations tlsd writes (CERTDIR/.acme-http-01/TOKEN, ACME_CHALLENGE=http-01),
+// and passes every other connection on to the program it runs, untouched: the request line is
+// peeked, not read, so the web server behind gets the socket itself with every byte.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { httpChallengeDir } from "../acme/config.ts";
+import { connectionStream, exitStatus } from "../ucspi/chain.ts";
+import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
+import { drain, peekBytes } from "../ucspi/peek.ts";
+import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
+import { USAGE, parseChallengeArgs } from "./options.ts";
+
+/** The most bytes looked at for the request line. */
+const MAX_LINE = 8192;
+const CHALLENGE = /^GET \/\.well-known\/acme-challenge\/([A-Za-z0-9_-]{1,256}) HTTP\/1\.[01]\r?$/;
+
+export const challengeStage: Stage = {
+  async run(ctx) {
+    const o = parseOrUsage(USAGE, () => parseChallengeArgs(ctx.argv.slice(1)));
+    const certDir = ctx.env["CERTDIR"];
+    if (!certDir) throw new FatalError("CERTDIR not set (where tlsd writes the challenges)", 100);
+    const { look, connection } = await peekBytes(
+      ctx.connection,
+      { silenceMs: o.timeoutMs, helloMs: o.timeoutMs, maxBytes: MAX_LINE },
+      (bytes) => (bytes.includes(0x0a) ? true : bytes.length + 1),
+    );
+    const line = look.kind === "done" ? firstLine(look.bytes) : "";
+    const token = CHALLENGE.exec(line)?.[1];
+    const answer = token === undefined ? undefined : keyAuthorization(certDir, token);
+    if (answer !== undefined) {
+      if (o.verbosity >= 2) ctx.log(`acme-challenge: info: ${from(ctx)}answered ${token}\n`);
+      await respond(connection, 200, answer);
+      return exitStatus(0);
+    }
+    if (look.kind === "closed") return exitStatus(0);
+    if (o.program.length > 0) return ctx.next(o.program, ctx.env, connection);
+    await respond(connection, 404, "not found\n");
+    return exitStatus(0);
+  },
+};
+
+function firstLine(bytes: Buffer): string {
+  const end = bytes.indexOf(0x0a);
+  return bytes.subarray(0, end < 0 ? bytes.length : end).toString("latin1");
+}
+
+/** The key authorization tlsd wrote for `token`, if it did. */
+function keyAuthorization(certDir: string, token: string): string | undefined {
+  try {
+    return readFileSync(join(httpChallengeDir(certDir), token), "latin1");
+  } catch {
+    return undefined;
+  }
+}
+
+/** Answers and closes. The request is taken off first: closing a socket with unread bytes
+ * would reset it, and the client could lose the answer. */
+async function respond(connection: Connection, status: 200 | 404, body: string): Promise<void> {
+  drain(connection, MAX_LINE);
+  const stream = connectionStream(connection);
+  stream.on("error", () => {});
+  stream.resume(); // what is left of the request (on a pipe) is read and dropped
+  const reason = status === 200 ? "OK" : "Not Found";
+  await new Promise<void>((resolve) =>
+    stream.end(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain\r\n` +
+        `Content-Length: ${Buffer.byteLength(body, "latin1")}\r\nConnection: close\r\n\r\n${body}`,
+      "latin1",
+      () => resolve(),
+    ),
+  );
+  stream.destroy();
+}
+
+function from(ctx: StageContext): string {
+  const ip = ctx.env["TCPREMOTEIP"];
+  return ip ? `${ip}: ` : "";
+}
