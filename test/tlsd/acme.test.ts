@@ -220,6 +220,63 @@ test("ACME_RATE: an order past the limit is not made, and that handshake is refu
   }
 });
 
+test("jfe's one port: tls-sniff in front, plaintext to the web page, TLS with certificates on demand", async () => {
+  const port = await freePort();
+  const pebble = await startPebble({ tlsPort: port });
+  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      "-vRHl0",
+      "127.0.0.1",
+      String(port),
+      "tls-sniff",
+      "--plain",
+      "{",
+      "ucspi-demo",
+      "http",
+      "}",
+      "tlsd",
+      "ucspi-demo",
+      "http",
+    ],
+    {
+      env: {
+        ...process.env,
+        PATH: `${BIN}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
+        CERTFILE: fallback.cert,
+        KEYFILE: fallback.key,
+        CERTDIR: cache,
+        ACME_DIRECTORY: pebble.directory,
+        ACME_CAFILE: pebble.listenerCa,
+        ACME_NAMES: "site.test",
+      },
+    },
+  );
+  try {
+    const rootFile = join(cache, ".pebble-root.pem");
+    writeFileSync(rootFile, await pebble.root());
+    // The CA's validator (ALPN acme-tls/1) goes through tls-sniff's TLS route to tlsd.
+    const tls = await run("curl", [
+      "-sS",
+      "--cacert",
+      rootFile,
+      "--resolve",
+      `site.test:${port}:127.0.0.1`,
+      `https://site.test:${port}/secure`,
+    ]);
+    assert.equal(tls.code, 0, tls.stderr + server.log() + pebble.log());
+    assert.match(tls.stdout, /^tls: TLSv1\.3 /m);
+    assert.match(tls.stdout, /^sni: site\.test$/m);
+    const plain = await run("curl", ["-sS", `http://127.0.0.1:${port}/plain`]);
+    assert.match(plain.stdout, /^tls: none \(plaintext\)$/m, plain.stderr);
+  } finally {
+    await server.stop();
+    pebble.stop();
+    rmSync(cache, { recursive: true, force: true });
+  }
+});
+
 test("renewal: a certificate near its end is replaced in the background", async () => {
   // Pebble's certificates live 8 s here; renewal is due 6 s before the end, so at once.
   const s = await site({ ACME_RENEW_BEFORE: "6" }, 8);
