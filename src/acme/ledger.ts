@@ -40,7 +40,7 @@ export class Ledger {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const lock = join(this.dir, name);
     if (!this.lock(lock)) {
-      if (this.now() - mtime(lock) < STALE_MS) return "busy";
+      if (this.now() - mtimeOf(lock) < STALE_MS) return "busy";
       rmSync(lock, { force: true });
       if (!this.lock(lock)) return "busy";
     }
@@ -59,7 +59,7 @@ export class Ledger {
 
   /** Whether some tlsd (maybe this one) is ordering `name` now. */
   ordering(name: string): boolean {
-    const at = mtime(join(this.dir, name));
+    const at = mtimeOf(join(this.dir, name));
     return at > 0 && this.now() - at < STALE_MS;
   }
 
@@ -110,7 +110,8 @@ export class Ledger {
   }
 }
 
-function mtime(path: string): number {
+/** A file's mtime in ms; 0 when it is not there. */
+export function mtimeOf(path: string): number {
   try {
     return statSync(path).mtimeMs;
   } catch {

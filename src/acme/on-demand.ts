@@ -3,13 +3,13 @@
 // connections for the same name share the one order. Certificates are renewed in the
 // background when a handshake finds one near its end.
 import { X509Certificate } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { SecureContext } from "node:tls";
 import { causeText } from "../ucspi/errors.ts";
 import type { AcmeConfig } from "./config.ts";
 import { Issuer } from "./issuer.ts";
-import { Ledger, STALE_MS } from "./ledger.ts";
+import { Ledger, STALE_MS, mtimeOf } from "./ledger.ts";
 import { nameAllowed } from "./policy.ts";
 
 export type Outcome =
@@ -185,13 +185,5 @@ export class OnDemand {
       };
       look();
     });
-  }
-}
-
-function mtimeOf(path: string): number {
-  try {
-    return statSync(path).mtimeMs;
-  } catch {
-    return 0;
   }
 }
