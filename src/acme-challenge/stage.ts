@@ -6,9 +6,10 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { httpChallengeDir } from "../acme/config.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
+import { clientPrefix } from "../ucspi/env.ts";
 import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
 import { drain, peekBytes } from "../ucspi/peek.ts";
-import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
+import type { Connection, Stage } from "../ucspi/stage.ts";
 import { USAGE, parseChallengeArgs } from "./options.ts";
 
 /** The most bytes looked at for the request line. */
@@ -29,7 +30,8 @@ export const challengeStage: Stage = {
     const token = CHALLENGE.exec(line)?.[1];
     const answer = token === undefined ? undefined : keyAuthorization(certDir, token);
     if (answer !== undefined) {
-      if (o.verbosity >= 2) ctx.log(`acme-challenge: info: ${from(ctx)}answered ${token}\n`);
+      if (o.verbosity >= 2)
+        ctx.log(`acme-challenge: info: ${clientPrefix(ctx.env)}answered ${token}\n`);
       await respond(connection, 200, answer);
       return exitStatus(0);
     }
@@ -71,9 +73,4 @@ async function respond(connection: Connection, status: 200 | 404, body: string):
     ),
   );
   stream.destroy();
-}
-
-function from(ctx: StageContext): string {
-  const ip = ctx.env["TCPREMOTEIP"];
-  return ip ? `${ip}: ` : "";
 }

@@ -1,5 +1,6 @@
 // Where a sniffed connection goes, and what the next program learns about it.
 import { sniMatches } from "../tls/sni-pattern.ts";
+import { copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import type { SniffOptions } from "./options.ts";
 import type { Verdict } from "./peek.ts";
@@ -25,7 +26,8 @@ export function chooseRoute(
 /** The environment for the next program: TLS_SNIFF=tls|plain and, for TLS, the server name
  * and the offered ALPN protocols; stale values from an outer stage are removed. */
 export function sniffEnv(env: Env, verdict: Extract<Verdict, { kind: "tls" | "plain" }>): Env {
-  const out: Env = { ...env, TLS_SNIFF: verdict.kind };
+  const out = copyEnv(env);
+  out["TLS_SNIFF"] = verdict.kind;
   delete out["SSL_TLS_SNI_SERVERNAME"];
   delete out["TLS_SNIFF_ALPN"];
   if (verdict.kind === "tls") {

@@ -1,6 +1,7 @@
 // tls-sniff: TLS or plaintext? Looks at the connection's first bytes (none taken) and runs the
 // program of the matching route on the very same connection, with what it learned in its env.
 import { exitStatus } from "../ucspi/chain.ts";
+import { clientPrefix } from "../ucspi/env.ts";
 import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
 import { oneWay } from "../ucspi/relay.ts";
 import type { Stage, StageContext } from "../ucspi/stage.ts";
@@ -27,7 +28,8 @@ export const sniffStage: Stage = {
       connection.stream?.destroy();
       return exitStatus(REFUSED);
     }
-    if (o.verbosity >= 2) ctx.log(`tls-sniff: info: ${from(ctx)}${describe(verdict)}\n`);
+    if (o.verbosity >= 2)
+      ctx.log(`tls-sniff: info: ${clientPrefix(ctx.env)}${describe(verdict)}\n`);
     return ctx.next(route, sniffEnv(ctx.env, verdict), connection);
   },
 };
@@ -51,7 +53,7 @@ async function filter(ctx: StageContext, o: SniffOptions): Promise<number> {
     stream.destroy();
     return exitStatus(REFUSED);
   }
-  if (o.verbosity >= 2) ctx.log(`tls-sniff: info: ${from(ctx)}${describe(verdict)}\n`);
+  if (o.verbosity >= 2) ctx.log(`tls-sniff: info: ${clientPrefix(ctx.env)}${describe(verdict)}\n`);
   await oneWay(stream, stream);
   return 0;
 }
@@ -66,12 +68,7 @@ function refuse(ctx: StageContext, o: SniffOptions, verdict: Verdict): void {
         : verdict.kind === "plain"
           ? `plaintext${verdict.silent ? " (a silent client)" : ""} and no --plain route`
           : "no route";
-  ctx.log(`tls-sniff: warning: ${from(ctx)}refused: ${why}\n`);
-}
-
-function from(ctx: StageContext): string {
-  const ip = ctx.env["TCPREMOTEIP"];
-  return ip ? `${ip}: ` : "";
+  ctx.log(`tls-sniff: warning: ${clientPrefix(ctx.env)}refused: ${why}\n`);
 }
 
 function describe(verdict: Extract<Verdict, { kind: "tls" | "plain" }>): string {

@@ -50,3 +50,9 @@ export function envList(env: Readonly<Env>): string[] {
   for (const key in env) list.push(`${key}=${env[key] ?? ""}`);
   return list;
 }
+
+/** The client's address as the start of a log line (`1.2.3.4: `), or nothing without one. */
+export function clientPrefix(env: Readonly<Env>): string {
+  const ip = env["TCPREMOTEIP"];
+  return ip ? `${ip}: ` : "";
+}
