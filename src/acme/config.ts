@@ -2,6 +2,7 @@
 // tlsd's). Off unless ACME_DIRECTORY is set; then CERTDIR (the cache, certbot's layout) and
 // ACME_NAMES (which names may be asked for: never "any name a client sends") are required.
 import { join, resolve } from "node:path";
+import { isSniPattern } from "../tls/sni-pattern.ts";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError } from "../ucspi/errors.ts";
 
@@ -58,7 +59,8 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
       EXIT_CONFIG,
     );
   for (const name of names) {
-    if (!/^(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)+$/.test(name))
+    // A CA issues for fully qualified names only: a dot below any `*.`.
+    if (!isSniPattern(name) || !name.replace(/^\*\./, "").includes("."))
       throw new FatalError(`ACME_NAMES: not a host name or *.name: '${name}'`, EXIT_CONFIG);
   }
   const cacheDir = resolve(certDir);

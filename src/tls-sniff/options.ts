@@ -5,6 +5,7 @@
 //   tls-sniff --plain { httpd } tlsd httpd
 //   tls-sniff --sni imap.example.org { tlsd imapd } --alpn h2 { tlsd h2d } tlsd httpd
 import { optionNumber } from "../tls/options.ts";
+import { isSniPattern } from "../tls/sni-pattern.ts";
 import { UsageError } from "../ucspi/errors.ts";
 
 export const USAGE =
@@ -80,7 +81,7 @@ export function parseSniffArgs(args: readonly string[]): SniffOptions {
         break;
       case "--sni": {
         const name = arg("sni").toLowerCase();
-        if (!/^(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*$/.test(name))
+        if (!isSniPattern(name))
           throw new UsageError(`--sni: not a host name or *.name: '${name}'`);
         let program: string[];
         [program, i] = block(args, i + 1, "--sni");

@@ -8,3 +8,8 @@ export function sniMatches(pattern: string, name: string): boolean {
   const dot = name.indexOf(".");
   return dot > 0 && name.slice(dot + 1) === pattern.slice(2);
 }
+
+/** A lowercase host name (labels of letters, digits, `_`, `-`), or `*.` and one. */
+export function isSniPattern(text: string): boolean {
+  return /^(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*$/.test(text);
+}

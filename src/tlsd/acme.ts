@@ -2,7 +2,6 @@
 // ClientHello (none of it taken) to learn the name and whether this is the CA's tls-alpn-01
 // validator, answers the validator itself, and makes a client whose allowed name has no
 // certificate yet wait (ACME_WAIT at most) while one is ordered.
-import { createHash } from "node:crypto";
 import { TLSSocket } from "node:tls";
 import type { SecureContext } from "node:tls";
 import type { Socket } from "node:net";
@@ -27,11 +26,17 @@ const VALIDATOR_MS = 10_000;
 const managers = new Map<string, OnDemand>();
 
 export function onDemandFor(ctx: StageContext): OnDemand | undefined {
-  const config = acmeConfig(ctx.env);
-  if (!config) return undefined;
-  const key = createHash("sha256").update(JSON.stringify(config)).digest("hex");
+  if (ctx.env["ACME_DIRECTORY"] === undefined) return undefined;
+  // Keyed by what acmeConfig() reads, so that a connection with a configuration seen before
+  // does not parse and check it again.
+  const key = Object.keys(ctx.env)
+    .filter((name) => name.startsWith("ACME_") || name === "CERTDIR")
+    .sort()
+    .map((name) => `${name}=${ctx.env[name] ?? ""}`)
+    .join("\0");
   let manager = managers.get(key);
-  if (!manager) {
+  const config = manager ? undefined : acmeConfig(ctx.env);
+  if (config) {
     manager = new OnDemand(config, ctx.log);
     managers.set(key, manager);
   }
