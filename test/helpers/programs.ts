@@ -6,6 +6,9 @@ import { fileURLToPath } from "node:url";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const BIN = join(ROOT, "bin");
+/** The test runner's PATH with our bin/ first: our programs found by name (the in-process
+ * chain), everything else as usual. */
+export const PATH_WITH_BIN = `${BIN}:${process.env["PATH"] ?? "/usr/bin:/bin"}`;
 
 /** Our program, by name: bin/NAME. */
 export function ours(name: string): string {

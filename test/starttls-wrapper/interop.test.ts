@@ -13,7 +13,7 @@ import { after, before, describe, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { imapServer, lmtpServer, pop3Server, smtpServer } from "../helpers/mail-servers.ts";
 import type { MailServer } from "../helpers/mail-servers.ts";
-import { BIN, ours, run } from "../helpers/programs.ts";
+import { PATH_WITH_BIN as PATH, ours, run } from "../helpers/programs.ts";
 import type { RunResult } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
@@ -21,7 +21,6 @@ import type { RunningServer } from "../helpers/server.ts";
 const pki = makePki();
 const cert = pki.server("localhost", ["localhost", "127.0.0.1"]);
 const CA = pki.ca.cert;
-const PATH = `${BIN}:${process.env["PATH"] ?? "/usr/bin:/bin"}`;
 /** Where the clients connect from: not the wrapper's address (127.0.0.1). */
 const CLIENT_IP = "127.0.0.2";
 after(() => rmSync(pki.dir, { recursive: true, force: true }));

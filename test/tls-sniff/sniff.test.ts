@@ -12,7 +12,7 @@ import { connect as tlsConnect } from "node:tls";
 import { readFileSync, rmSync } from "node:fs";
 import { after, describe, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
-import { BIN, djb, ours, run } from "../helpers/programs.ts";
+import { PATH_WITH_BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
@@ -24,7 +24,7 @@ after(() => rmSync(pki.dir, { recursive: true, force: true }));
 
 const ENV = {
   ...process.env,
-  PATH: `${BIN}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
+  PATH: PATH_WITH_BIN,
   CERTFILE: main.cert,
   KEYFILE: main.key,
   "CERTFILE:other.test": other.cert,

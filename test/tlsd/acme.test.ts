@@ -11,7 +11,7 @@ import { makePki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
 import { startPebble } from "../helpers/pebble.ts";
 import type { Pebble } from "../helpers/pebble.ts";
-import { BIN, djb, ours, run } from "../helpers/programs.ts";
+import { PATH_WITH_BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
@@ -35,7 +35,7 @@ function serveTlsd(server: string, port: number, cache: string, env: Record<stri
   return startServer(server, ["-vRHl0", "127.0.0.1", String(port), "tlsd", "-v2", ...PROGRAM], {
     env: {
       ...process.env,
-      PATH: `${BIN}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
+      PATH: PATH_WITH_BIN,
       CERTFILE: fallback.cert,
       KEYFILE: fallback.key,
       CERTDIR: cache,
@@ -243,7 +243,7 @@ test("jfe's one port: tls-sniff in front, plaintext to the web page, TLS with ce
     {
       env: {
         ...process.env,
-        PATH: `${BIN}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
+        PATH: PATH_WITH_BIN,
         CERTFILE: fallback.cert,
         KEYFILE: fallback.key,
         CERTDIR: cache,
@@ -355,7 +355,7 @@ test("http-01: acme-challenge on the port-80 stand-in answers, every other reque
   const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
   const env = {
     ...process.env,
-    PATH: `${BIN}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
+    PATH: PATH_WITH_BIN,
     CERTDIR: cache,
   };
   const web = await startServer(
@@ -397,7 +397,7 @@ test("http-01: acme-challenge on the port-80 stand-in answers, every other reque
 
 test("acme-challenge alone: 404 for what is not a challenge; CERTDIR required", async () => {
   const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
-  const env = { ...process.env, PATH: `${BIN}:${process.env["PATH"] ?? "/usr/bin:/bin"}` };
+  const env = { ...process.env, PATH: PATH_WITH_BIN };
   const web = await startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "acme-challenge"], {
     env: { ...env, CERTDIR: cache },
   });
