@@ -4,7 +4,7 @@ import { exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix } from "../ucspi/env.ts";
 import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
 import { oneWay } from "../ucspi/relay.ts";
-import type { Stage, StageContext } from "../ucspi/stage.ts";
+import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
 import { USAGE, parseSniffArgs } from "./options.ts";
 import type { SniffOptions } from "./options.ts";
 import { drain, peek } from "./peek.ts";
@@ -20,14 +20,10 @@ export const sniffStage: Stage = {
     if (o.program.length === 0) return filter(ctx, o);
     const { verdict, connection } = await peek(ctx.connection, o);
     if (verdict.kind === "closed") return 0;
-    const route =
-      verdict.kind === "tls" || verdict.kind === "plain" ? chooseRoute(o, verdict) : undefined;
-    if (route === undefined || (verdict.kind !== "tls" && verdict.kind !== "plain")) {
-      refuse(ctx, o, verdict);
-      drain(connection);
-      connection.stream?.destroy();
-      return exitStatus(REFUSED);
-    }
+    if (verdict.kind !== "tls" && verdict.kind !== "plain")
+      return refuse(ctx, o, verdict, connection);
+    const route = chooseRoute(o, verdict);
+    if (route === undefined) return refuse(ctx, o, verdict, connection);
     if (o.verbosity >= 2)
       ctx.log(`tls-sniff: info: ${clientPrefix(ctx.env)}${describe(verdict)}\n`);
     return ctx.next(route, sniffEnv(ctx.env, verdict), connection);
@@ -48,18 +44,20 @@ async function filter(ctx: StageContext, o: SniffOptions): Promise<number> {
     stream?.end();
     return 0;
   }
-  if (verdict.kind !== "tls") {
-    refuse(ctx, o, verdict);
-    stream.destroy();
-    return exitStatus(REFUSED);
-  }
+  if (verdict.kind !== "tls") return refuse(ctx, o, verdict, connection);
   if (o.verbosity >= 2) ctx.log(`tls-sniff: info: ${clientPrefix(ctx.env)}${describe(verdict)}\n`);
   await oneWay(stream, stream);
   return 0;
 }
 
-function refuse(ctx: StageContext, o: SniffOptions, verdict: Verdict): void {
-  if (o.verbosity < 1) return;
+/** Closes the connection (the bytes looked at taken off first, so the client sees a FIN, not
+ * a reset) with a line saying why; the status to end with. */
+function refuse(
+  ctx: StageContext,
+  o: SniffOptions,
+  verdict: Verdict,
+  connection: Connection,
+): number {
   const why =
     verdict.kind === "malformed"
       ? `malformed ClientHello: ${verdict.reason}`
@@ -68,7 +66,10 @@ function refuse(ctx: StageContext, o: SniffOptions, verdict: Verdict): void {
         : verdict.kind === "plain"
           ? `plaintext${verdict.silent ? " (a silent client)" : ""} and no --plain route`
           : "no route";
-  ctx.log(`tls-sniff: warning: ${clientPrefix(ctx.env)}refused: ${why}\n`);
+  if (o.verbosity >= 1) ctx.log(`tls-sniff: warning: ${clientPrefix(ctx.env)}refused: ${why}\n`);
+  drain(connection);
+  connection.stream?.destroy();
+  return exitStatus(REFUSED);
 }
 
 function describe(verdict: Extract<Verdict, { kind: "tls" | "plain" }>): string {
