@@ -10,7 +10,8 @@
 //      the first hold that `mem` measures, ours and stunnel's daemon alike (bench/mem-warm.mjs);
 //   8. smtp: SMTP sessions through starttls-wrapper beside implicit TLS and plaintext
 //      (bench/smtp.mjs, a script of its own: the harness has no SMTP client);
-//   9. sniff: full handshakes through `tcpserver tls-sniff ... tlsd` against `tcpserver tlsd`.
+//   9. sniff: full handshakes through `tcpserver tls-sniff ... tlsd` against `tcpserver tlsd`;
+//  10. ab: this checkout's `tcpserver tlsd` against another one's (BENCH_BASELINE), for a change.
 // Results go to bench/results/; the README's table is copied from the summary printed last.
 import { execFileSync, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
@@ -23,7 +24,7 @@ const harness = join(root, "build", "bench-harness");
 // BENCH_ONLY=conn,tls,... runs only those parts.
 const only = (name) => (process.env.BENCH_ONLY ?? name).split(",").includes(name);
 // The harness is not needed for smtp or mem-warm alone (BENCH_ONLY=smtp,mem-warm).
-const harnessParts = ["conn", "held", "tls", "bulk", "mem", "tls-held", "sniff"];
+const harnessParts = ["conn", "held", "tls", "bulk", "mem", "tls-held", "sniff", "ab"];
 if (harnessParts.some(only)) {
   if (!existsSync(join(harness, "bench.py"))) {
     if (!existsSync(join(shared, "bench.py"))) {
@@ -256,6 +257,39 @@ if (only("sniff")) {
       c,
       "--tag",
       `sniff-c${c}`,
+    ]);
+}
+
+// 10. A/B: full handshakes of this checkout's `tcpserver tlsd` against another built checkout's
+// (BENCH_BASELINE=/path/to/checkout), same load, interleaved rounds, ECDSA and RSA, c=1 and 16:
+// what a change does to the handshake path.
+if (only("ab")) {
+  const base = process.env.BENCH_BASELINE;
+  if (!base || !existsSync(join(base, "bin", "tcpserver"))) {
+    console.error("bench: fatal: ab needs BENCH_BASELINE=<a built checkout>");
+    process.exit(100);
+  }
+  const tlsServer = (dir) =>
+    `CERTFILE=$CERT KEYFILE=$KEY PATH=${dir}/bin:$PATH exec ${dir}/bin/tcpserver ${common} tlsd $PROG`;
+  for (const c of ["1", "16"])
+    bench([
+      "tls",
+      "--anchors",
+      "none",
+      "--tls",
+      `baseline=${tlsServer(base)}`,
+      "--tls",
+      `this=${tlsServer(root)}`,
+      "--ref",
+      "baseline",
+      "--keys",
+      "ecdsa,rsa",
+      "--rounds",
+      process.env.BENCH_TLS_ROUNDS ?? "3",
+      "-c",
+      c,
+      "--tag",
+      `ab-c${c}`,
     ]);
 }
 
