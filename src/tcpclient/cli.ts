@@ -71,6 +71,10 @@ async function main(): Promise<number> {
     }),
   );
 
+  // The server's name as the user gave it, for tlsc to verify (never the reverse name, which
+  // whoever runs the address's reverse zone chooses).
+  env["TCPCLIENT_HOST"] = hostAsGiven(options.host);
+
   const fd = socketFd(socket);
   let child = 0;
   for (const signal of FORWARDED) process.on(signal, () => child && process.kill(child, signal));
@@ -114,6 +118,12 @@ async function addressesOf(options: ClientOptions): Promise<string[]> {
     options.family === undefined ? all : all.filter((ip) => isIP(ip) === options.family);
   if (wanted.length === 0) throw new FatalError(`no IP address for ${options.host}`);
   return wanted;
+}
+
+/** A name lowercased without its root dot, an address as parseClientHost reads it. */
+function hostAsGiven(host: string): string {
+  const parsed = parseClientHost(host);
+  return typeof parsed === "string" ? parsed : parsed.name.toLowerCase().replace(/\.$/, "");
 }
 
 function portNumber(text: string): number {

@@ -8,10 +8,8 @@ import { createSecureContext } from "node:tls";
 import type { SecureContext } from "node:tls";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
+import { protocolOptions } from "./protocol.ts";
 import { TICKET_LIFETIME_S, refreshTicketKey } from "./tickets.ts";
-
-/** TLS 1.3 groups, the post-quantum hybrid first where the peer offers it. */
-export const GROUPS = "X25519MLKEM768:X25519:P-256:P-384";
 
 /** Exit codes of s6-tlsd for what goes wrong with the configuration. */
 export const EXIT_CONFIG = 96;
@@ -30,6 +28,8 @@ export interface StoreConfig {
   ca: TrustAnchors | undefined;
   /** CERTDIR: certbot's live/ layout, NAME/fullchain.pem + NAME/privkey.pem per certificate. */
   liveDir: string | undefined;
+  /** $CIPHERS: a TLS 1.2 suite list in place of ours (protocol.ts). */
+  ciphers: string | undefined;
 }
 
 export type TrustAnchors = { dir: string } | { file: string };
@@ -76,7 +76,7 @@ export function storeConfig(env: Readonly<Env>, sniLevel: number, wantCa: boolea
   const ca = wantCa ? trustAnchorsFrom(env) : undefined;
   if (wantCa && !ca)
     throw new FatalError("CADIR or CAFILE must be set for client certificates", EXIT_MISSING);
-  return { fallback, named, ca, liveDir };
+  return { fallback, named, ca, liveDir, ciphers: env["CIPHERS"] };
 }
 
 interface Loaded {
@@ -238,8 +238,7 @@ export class CertStore {
       context = createSecureContext({
         cert: readOrFail(pair.cert, "certificate"),
         key: readOrFail(pair.key, "key"),
-        minVersion: "TLSv1.2",
-        ecdhCurve: GROUPS,
+        ...protocolOptions(this.config.ciphers),
         sessionIdContext: this.sessionIdContext,
         sessionTimeout: TICKET_LIFETIME_S,
         ...(caCerts ? { ca: caCerts } : {}),

@@ -31,7 +31,7 @@ export const COMMON_TLS_LONG = [
 export const COMMON_TLS_DEFAULTS: CommonTlsOptions = {
   keepEnv: false,
   verbosity: 1,
-  handshakeTimeoutMs: 0,
+  handshakeTimeoutMs: 60_000,
   alpn: undefined,
   modSsl: false,
   closeNotify: true,

@@ -119,7 +119,7 @@ function keyBits(name: string): number {
 export function stripTlsConfig(env: Env): void {
   for (const name of Object.keys(env)) {
     if (
-      /^(CADIR|CAFILE|CERTFILE|KEYFILE|CERTDIR|TLS_UID|TLS_GID)$/.test(name) ||
+      /^(CADIR|CAFILE|CERTFILE|KEYFILE|CERTDIR|CIPHERS|TLS_UID|TLS_GID)$/.test(name) ||
       name.startsWith("ACME_") ||
       name.startsWith("CERTFILE:") ||
       name.startsWith("KEYFILE:")

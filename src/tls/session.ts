@@ -29,11 +29,7 @@ export function handshake(
         : undefined;
     const fail = (error: Error) => {
       clearTimeout(timer);
-      // OpenSSL's own errors (they name their `library`) carry a short `reason`; their message
-      // is an error-queue dump with a newline at the end.
-      const openssl = error as Error & { library?: string; reason?: string };
-      const text = openssl.library && openssl.reason ? openssl.reason : error.message;
-      reject(new Error(`TLS handshake failed: ${text.trim().replace(/\s*\n\s*/g, " ")}`));
+      reject(new Error(`TLS handshake failed: ${tlsErrorText(error)}`));
     };
     const closed = () => fail(new Error("connection closed"));
     tls.once("error", fail);
@@ -49,6 +45,28 @@ export function handshake(
       resolve();
     });
   });
+}
+
+type OpenSslError = Error & { library?: string; reason?: string };
+
+/** Whether an error comes from the TLS layer (OpenSSL names its `library`), rather than from
+ * the transport (a reset, say). */
+export function isTlsError(error: Error): boolean {
+  return Boolean((error as OpenSslError).library);
+}
+
+/** An error of the TLS layer in a few words: OpenSSL's short `reason` (its message is an
+ * error-queue dump), else the message without the advice Node adds for its own users. */
+export function tlsErrorText(error: Error): string {
+  const openssl = error as OpenSslError;
+  const text = openssl.library && openssl.reason ? openssl.reason : error.message;
+  return text
+    .replace(
+      /;?\s*if the root CA is installed locally, try running Node\.js with --use-system-ca\.?/,
+      "",
+    )
+    .trim()
+    .replace(/\s*\n\s*/g, " ");
 }
 
 /** Ends the session (close_notify, then FIN) and waits a little for the peer to close too.
@@ -116,6 +134,18 @@ export async function runOverSession(
     failed = true;
     ctx.log(`${name}: fatal: ${why}\n`);
   };
+  // A TLS error once the session runs (a forged record, an alert from the peer such as a
+  // TLS 1.3 server refusing our certificate after the handshake): OpenSSL has sent its alert,
+  // and nothing after it can be trusted, so the session ends at once and the program reads EOF.
+  const ended = (error: Error) => {
+    if (!isTlsError(error) || failed) return;
+    fail(`TLS session failed: ${tlsErrorText(error)}`);
+    tls.destroy();
+  };
+  tls.on("error", ended);
+  // A server-side TLSSocket made on its own (not by tls.Server) never releases control, and
+  // Node reports its errors after the handshake under this name only.
+  tls.on("_tlsError", ended);
   let stream = policy.attach(tls, () => fail(MISSING_CLOSE_NOTIFY));
   if (wrap) stream = wrap(stream, fail);
   let status: number;

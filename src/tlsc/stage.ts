@@ -2,29 +2,27 @@
 // The server's certificate is verified by default; a failure ends here, never in plaintext.
 import { isIP } from "node:net";
 import type { Socket } from "node:net";
-import { checkServerIdentity, connect, getCACertificates } from "node:tls";
-import {
-  GROUPS,
-  filePath,
-  readOrFail,
-  readTrustAnchors,
-  trustAnchorsFrom,
-} from "../tls/cert-store.ts";
+import { connect, getCACertificates } from "node:tls";
+import { filePath, readOrFail, readTrustAnchors, trustAnchorsFrom } from "../tls/cert-store.ts";
 import { closePolicy } from "../tls/close-policy.ts";
 import { applyFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
+import { protocolOptions } from "../tls/protocol.ts";
 import { handshakeOrStatus, runOverSession } from "../tls/session.ts";
 import { copyEnv } from "../ucspi/env.ts";
 import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
 import { tlsIds } from "../ucspi/privileges.ts";
 import type { Stage } from "../ucspi/stage.ts";
 import { USAGE, parseTlscArgs } from "./options.ts";
+import { verifyServer } from "./verify.ts";
 
 export const tlscStage: Stage = {
   async run(ctx) {
     const options = parseOrUsage(USAGE, () => parseTlscArgs(ctx.argv.slice(1)));
     const env = ctx.env;
-    // The name to send and verify: -k, else the name tcpclient resolved, else the address.
-    const serverName = options.serverName ?? env["TCPREMOTEHOST"] ?? undefined;
+    // The name to send and verify: -k, else the host the user gave our tcpclient, else the
+    // address. Never TCPREMOTEHOST: a reverse name is chosen by whoever owns the address.
+    const given = env["TCPCLIENT_HOST"];
+    const serverName = options.serverName ?? (given ? given : undefined);
     const address = env["TCPREMOTEIP"];
     const anchors = trustAnchorsFrom(env);
     let client: { cert: Buffer; key: Buffer } | undefined;
@@ -44,15 +42,19 @@ export const tlscStage: Stage = {
     const tls = connect({
       socket: policy.transport as Socket,
       ...(serverName && !isIP(serverName) ? { servername: serverName } : {}),
-      minVersion: "TLSv1.2",
-      ecdhCurve: GROUPS,
-      rejectUnauthorized: options.verify,
+      ...protocolOptions(env["CIPHERS"]),
+      // Verified below, after the handshake, so that a refusal is said in our words; the
+      // program never runs before it.
+      rejectUnauthorized: false,
+      checkServerIdentity: () => undefined,
       ca,
       ...(client ?? {}),
       ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
-      checkServerIdentity: (host, cert) => checkServerIdentity(serverName ?? address ?? host, cert),
     });
-    const refused = await handshakeOrStatus(ctx, "tlsc", tls, "secureConnect", options);
+    const verifiedName = serverName ?? address ?? "";
+    const refused = await handshakeOrStatus(ctx, "tlsc", tls, "secureConnect", options, () => {
+      if (options.verify) verifyServer(tls, verifiedName, anchors);
+    });
     if (refused !== undefined) return refused;
     const next = copyEnv(env);
     if (!options.keepEnv) stripTlsConfig(next);

@@ -24,7 +24,7 @@ const stores = new Map<string, CertStore>();
 
 function storeFor(env: Readonly<Env>, options: TlsdOptions): CertStore {
   const config = storeConfig(env, options.sniLevel, options.clientCert !== "none");
-  const key = JSON.stringify([config.fallback, [...config.named], config.ca]);
+  const key = JSON.stringify([config.fallback, [...config.named], config.ca, config.ciphers]);
   let store = stores.get(key);
   if (!store) {
     store = new CertStore(config);

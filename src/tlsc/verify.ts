@@ -1,0 +1,60 @@
+// tlsc's check of the server's certificate, done after the handshake in our own words: Node's
+// messages name its own fixes (`--use-system-ca`) and hide the name that did not match.
+import type { PeerCertificate, TLSSocket } from "node:tls";
+import { checkServerIdentity } from "node:tls";
+import type { TrustAnchors } from "../tls/cert-store.ts";
+
+/** OpenSSL's words for the chain errors a server's certificate meets in practice (Node reports
+ * only the code); any other code is spelled out from its name. */
+const CHAIN_ERRORS: Record<string, string> = {
+  DEPTH_ZERO_SELF_SIGNED_CERT: "self-signed certificate",
+  SELF_SIGNED_CERT_IN_CHAIN: "self-signed certificate in certificate chain",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "unable to get local issuer certificate",
+  UNABLE_TO_GET_ISSUER_CERT: "unable to get issuer certificate",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "unable to verify the first certificate",
+  CERT_HAS_EXPIRED: "certificate has expired",
+  CERT_NOT_YET_VALID: "certificate is not yet valid",
+  CERT_SIGNATURE_FAILURE: "certificate signature failure",
+  CERT_REVOKED: "certificate revoked",
+  INVALID_CA: "invalid CA certificate",
+  INVALID_PURPOSE: "unsupported certificate purpose",
+  CERT_UNTRUSTED: "certificate not trusted",
+  CERT_REJECTED: "certificate rejected",
+};
+
+export function chainErrorText(code: string): string {
+  return CHAIN_ERRORS[code] ?? code.toLowerCase().replace(/_/g, " ");
+}
+
+/** Where the anchors came from, for the message: the user's fix is to set or change them. */
+function anchorsHint(anchors: TrustAnchors | undefined): string {
+  if (!anchors) return "set CAFILE or CADIR";
+  return "dir" in anchors
+    ? `checked against CADIR ${anchors.dir}`
+    : `checked against CAFILE ${anchors.file}`;
+}
+
+/** The names a certificate is for, as a person reads them. */
+function namesOf(cert: PeerCertificate): string {
+  return cert.subjectaltname || (cert.subject?.CN ? `CN=${String(cert.subject.CN)}` : "no name");
+}
+
+/**
+ * Throws, in our words, when the server's chain did not verify against the anchors or its
+ * certificate is not for `name` (a DNS name, or an address checked against the IP SANs).
+ */
+export function verifyServer(
+  tls: TLSSocket,
+  name: string,
+  anchors: TrustAnchors | undefined,
+): void {
+  if (!tls.authorized) {
+    const code = String(tls.authorizationError ?? "UNKNOWN");
+    throw new Error(
+      `unable to verify the server certificate: ${chainErrorText(code)} (${anchorsHint(anchors)})`,
+    );
+  }
+  const cert = tls.getPeerCertificate();
+  if (checkServerIdentity(name, cert))
+    throw new Error(`the server certificate is not for ${name}: it is for ${namesOf(cert)}`);
+}
