@@ -1,26 +1,51 @@
 // What a TLS layer tells the next program about the session, in s6-tlsd's names.
 import { createHash } from "node:crypto";
 import type { PeerCertificate, TLSSocket } from "node:tls";
+import { toBytes } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import type { CommonTlsOptions } from "./options.ts";
 
-/** s6's subject form: the six RDNs it knows, in its order, with RFC 4514 escaping. */
+/** s6's subject form: the six RDNs it knows, in its order, with RFC 4514 escaping applied to
+ * the decoded values (so no character of a certificate can pass for a separator). */
 export function s6Subject(subject: PeerCertificate["subject"]): string {
   const parts: string[] = [];
   for (const key of ["C", "ST", "L", "O", "OU", "CN"] as const) {
-    const value = (subject as unknown as Record<string, string | string[] | undefined>)[key];
-    for (const v of Array.isArray(value) ? value : value === undefined ? [] : [value]) {
+    for (const v of valuesOf(subject as unknown as DecodedName, key))
       parts.push(`${key}=${escapeRdn(v)}`);
-    }
   }
   return parts.join(", ");
 }
 
-function escapeRdn(value: string): string {
-  let out = value.replace(/[,=+<>#;\\"]/g, (c) => `\\${c}`);
-  if (out.startsWith(" ")) out = `\\${out}`;
-  if (out.endsWith(" ") && out.length > 1) out = `${out.slice(0, -1)}\\ `;
-  return out;
+/** A name as Node decodes it: each attribute's values, in the certificate's order. */
+type DecodedName = Record<string, string | string[] | undefined>;
+
+function valuesOf(name: DecodedName, key: string): string[] {
+  const value = name[key];
+  return Array.isArray(value) ? value : value === undefined ? [] : [value];
+}
+
+/** RFC 4514's escapes, and s6's `=`, `<`, `>`, `#` anywhere; control characters (NUL would
+ * cut the value short in the environment) as `\HH`. */
+export function escapeRdn(value: string): string {
+  const chars = [...value];
+  return chars
+    .map((c, i) => {
+      if (/[,=+<>#;\\"]/.test(c)) return `\\${c}`;
+      if (/[\x00-\x1f\x7f]/.test(c)) return `\\${hexByte(c)}`;
+      if (c === " " && (i === 0 || i === chars.length - 1)) return "\\ ";
+      return c;
+    })
+    .join("");
+}
+
+function hexByte(c: string): string {
+  return c.charCodeAt(0).toString(16).padStart(2, "0");
+}
+
+/** One RDN's value alone (SSL_CLIENT_S_DN_CN...): as decoded, but for control characters as
+ * `\HH`, so that a NUL cannot cut the name short and a newline cannot start a line. */
+function plainValue(value: string): string {
+  return value.replace(/[\x00-\x1f\x7f\\]/g, (c) => (c === "\\" ? "\\\\" : `\\${hexByte(c)}`));
 }
 
 /** The variables to set (name, value) and to unset (name, undefined), in s6's order. */
@@ -41,12 +66,11 @@ export function sessionEnv(socket: TLSSocket): [string, string | undefined][] {
   ];
 }
 
-/** OpenSSL's one-line form of a name: /C=FR/O=Org/CN=name, as mod_ssl and ucspi-ssl print it. */
-function oneLine(name: Record<string, string | string[] | undefined>): string {
-  return Object.entries(name)
-    .flatMap(([k, v]) =>
-      (Array.isArray(v) ? v : v === undefined ? [] : [v]).map((x) => `/${k}=${x}`),
-    )
+/** OpenSSL's one-line form of a name, /C=FR/O=Org/CN=name, as mod_ssl and ucspi-ssl print it;
+ * a `/` or `\\` inside a value is escaped, so a value cannot start an RDN of its own. */
+function oneLine(name: DecodedName): string {
+  return Object.keys(name)
+    .flatMap((k) => valuesOf(name, k).map((x) => `/${k}=${plainValue(x).replace(/\//g, "\\/")}`))
     .join("");
 }
 
@@ -61,20 +85,23 @@ const DN_PARTS: [string, string][] = [
   ["UID", "UID"],
 ];
 
-function certificateEnv(prefix: string, cert: PeerCertificate | undefined): [string, string][] {
+export function certificateEnv(
+  prefix: string,
+  cert: PeerCertificate | undefined,
+): [string, string][] {
   if (!cert || !cert.raw) return [];
   const out: [string, string][] = [];
-  const subject = cert.subject as unknown as Record<string, string | string[] | undefined>;
-  const issuer = cert.issuer as unknown as Record<string, string | string[] | undefined>;
+  const subject = cert.subject as unknown as DecodedName;
+  const issuer = cert.issuer as unknown as DecodedName;
   out.push([`${prefix}_M_VERSION`, "3"]);
   out.push([`${prefix}_M_SERIAL`, BigInt(`0x${cert.serialNumber}`).toString(10)]);
   out.push([`${prefix}_S_DN`, oneLine(subject)]);
   out.push([`${prefix}_I_DN`, oneLine(issuer)]);
   for (const [field, name] of DN_PARTS) {
-    const s = subject[field];
-    if (s !== undefined) out.push([`${prefix}_S_DN_${name}`, Array.isArray(s) ? (s[0] ?? "") : s]);
-    const i = issuer[field];
-    if (i !== undefined) out.push([`${prefix}_I_DN_${name}`, Array.isArray(i) ? (i[0] ?? "") : i]);
+    const [s] = valuesOf(subject, field);
+    if (s !== undefined) out.push([`${prefix}_S_DN_${name}`, plainValue(s)]);
+    const [i] = valuesOf(issuer, field);
+    if (i !== undefined) out.push([`${prefix}_I_DN_${name}`, plainValue(i)]);
   }
   out.push([`${prefix}_V_START`, cert.valid_from]);
   out.push([`${prefix}_V_END`, cert.valid_to]);
@@ -144,10 +171,11 @@ export function tlsFacts(
   return facts;
 }
 
-/** Sets the facts that are present and unsets the absent ones. */
+/** Sets the facts that are present, as UTF-8 (the environment holds bytes, and a certificate's
+ * names are Unicode), and unsets the absent ones. */
 export function applyFacts(env: Env, facts: readonly [string, string | undefined][]): void {
   for (const [name, value] of facts) {
     if (value === undefined) delete env[name];
-    else env[name] = value;
+    else env[name] = toBytes(value);
   }
 }

@@ -17,6 +17,9 @@ export interface TestPki {
   server(name: string, sans: string[]): Pair;
   /** A client certificate signed by the CA, subject CN=cn. */
   client(cn: string): Pair;
+  /** A leaf signed by the CA with this openssl `-subj` subject (UTF-8), for clients and for
+   * the server name localhost; `file` names its files. */
+  withSubject(file: string, subject: string): Pair;
   /** A self-signed pair (CN=name), trusted by nobody. */
   selfSigned(name: string): Pair;
 }
@@ -54,7 +57,10 @@ export function makePki(): TestPki {
     const csr = join(dir, `${name}.csr`);
     const extFile = join(dir, `${name}.ext`);
     writeFileSync(extFile, ext);
-    openssl(["req", "-new", ...ec, "-keyout", pair.key, "-out", csr, "-subj", subject], dir);
+    openssl(
+      ["req", "-new", "-utf8", ...ec, "-keyout", pair.key, "-out", csr, "-subj", subject],
+      dir,
+    );
     openssl(
       [
         "x509",
@@ -88,6 +94,8 @@ export function makePki(): TestPki {
       ),
     client: (cn) =>
       leaf(`client-${cn}`, `/C=FR/O=Test Org/CN=${cn}`, "extendedKeyUsage=clientAuth\n"),
+    withSubject: (file, subject) =>
+      leaf(file, subject, "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n"),
     selfSigned: (name) => {
       const pair = { cert: join(dir, `self-${name}.pem`), key: join(dir, `self-${name}.key`) };
       openssl(
