@@ -48,11 +48,12 @@ function plainValue(value: string): string {
   return value.replace(/[\x00-\x1f\x7f\\]/g, (c) => (c === "\\" ? "\\\\" : `\\${hexByte(c)}`));
 }
 
-/** The variables to set (name, value) and to unset (name, undefined), in s6's order. */
-export function sessionEnv(socket: TLSSocket): [string, string | undefined][] {
+/** The variables to set (name, value) and to unset (name, undefined), in s6's order;
+ * `peerTrusted`: the peer's certificate verified, so it may be told as an identity. */
+export function sessionEnv(socket: TLSSocket, peerTrusted = true): [string, string | undefined][] {
   const cipher = socket.getCipher();
   const peer = socket.getPeerCertificate();
-  const hasPeer = peer && Object.keys(peer).length > 0 && peer.raw !== undefined;
+  const hasPeer = peerTrusted && peer && Object.keys(peer).length > 0 && peer.raw !== undefined;
   const servername = (socket as TLSSocket & { servername?: string | false }).servername;
   return [
     ["SSL_PROTOCOL", socket.getProtocol() ?? "unknown"],
@@ -113,16 +114,27 @@ export function certificateEnv(
   return out;
 }
 
+/** Every name certificateEnv may set under `prefix`. */
+function certificateNames(prefix: string): string[] {
+  const names = ["M_VERSION", "M_SERIAL", "S_DN", "I_DN", "V_START", "V_END", "CERT"];
+  for (const [, name] of DN_PARTS) names.push(`S_DN_${name}`, `I_DN_${name}`);
+  return names.map((name) => `${prefix}_${name}`);
+}
+
 /**
  * The mod_ssl / ucspi-ssl superset that qmail-family programs read (SSL_CLIENT_S_DN_CN...):
  * the peer's certificate under `peer` (CLIENT on a server, SERVER on a client) and our own
  * under the other name, plus the cipher's key sizes.
  */
-export function modSslEnv(socket: TLSSocket, peer: "CLIENT" | "SERVER"): [string, string][] {
+export function modSslEnv(
+  socket: TLSSocket,
+  peer: "CLIENT" | "SERVER",
+  peerTrusted = true,
+): [string, string | undefined][] {
   const own = peer === "CLIENT" ? "SERVER" : "CLIENT";
   const cipher = socket.getCipher() as { name?: string; secretBits?: number } | undefined;
   const bits = keyBits(cipher?.name ?? "");
-  const out: [string, string][] = [
+  const out: [string, string | undefined][] = [
     ["SSL_VERSION_INTERFACE", "ucspi-tls"],
     ["SSL_VERSION_LIBRARY", `OpenSSL ${process.versions.openssl}`],
     ["SSL_CIPHER_EXPORT", "false"],
@@ -130,7 +142,12 @@ export function modSslEnv(socket: TLSSocket, peer: "CLIENT" | "SERVER"): [string
     ["SSL_CIPHER_ALGKEYSIZE", String(bits)],
     ["SSL_SESSION_RESUMED", socket.isSessionReused() ? "Resumed" : "Initial"],
   ];
-  out.push(...certificateEnv(`SSL_${peer}`, socket.getPeerCertificate()));
+  const told = peerTrusted ? certificateEnv(`SSL_${peer}`, socket.getPeerCertificate()) : [];
+  out.push(...told);
+  // Unset the rest, so that no inherited value passes for the peer's.
+  const names = new Set(told.map(([name]) => name));
+  for (const name of certificateNames(`SSL_${peer}`))
+    if (!names.has(name)) out.push([name, undefined]);
   out.push(...certificateEnv(`SSL_${own}`, socket.getCertificate() as PeerCertificate | undefined));
   return out;
 }
@@ -164,10 +181,11 @@ export function tlsFacts(
   tls: TLSSocket,
   options: Pick<CommonTlsOptions, "alpn" | "modSsl">,
   peer: "CLIENT" | "SERVER",
+  peerTrusted = true,
 ): [string, string | undefined][] {
-  const facts = sessionEnv(tls);
+  const facts = sessionEnv(tls, peerTrusted);
   facts.push(["SSL_ALPN_PROTOCOL", (options.alpn && tls.alpnProtocol) || undefined]);
-  if (options.modSsl) facts.push(...modSslEnv(tls, peer));
+  if (options.modSsl) facts.push(...modSslEnv(tls, peer, peerTrusted));
   return facts;
 }
 

@@ -5,7 +5,7 @@ import { TLSSocket } from "node:tls";
 import { CertStore, storeConfig } from "../tls/cert-store.ts";
 import { closePolicy } from "../tls/close-policy.ts";
 import { applyFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
-import { handshakeOrStatus, runOverSession } from "../tls/session.ts";
+import { handshakeOrStatus, runOverSession, tlsErrorText } from "../tls/session.ts";
 import { copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
@@ -120,20 +120,31 @@ export function serverTls(
   });
 }
 
-/** What the program learns of the session; the client's certificate is the peer's. */
+/** What the program learns of the session; the client's certificate is the peer's, and only
+ * one that verified is told as an identity (-Y accepts one that does not, and says so only in
+ * SSL_CLIENT_VERIFY with --mod-ssl, as mod_ssl's FAILED:reason). */
 export function sessionFacts(tls: TLSSocket, options: TlsdOptions): [string, string | undefined][] {
-  return tlsFacts(tls, options, "CLIENT");
+  const verdict = clientVerdict(tls, options);
+  const facts = tlsFacts(tls, options, "CLIENT", verdict === "SUCCESS");
+  if (options.modSsl) facts.push(["SSL_CLIENT_VERIFY", verdict]);
+  return facts;
+}
+
+/** mod_ssl's SSL_CLIENT_VERIFY: NONE (none asked for or sent), SUCCESS, or FAILED:reason. */
+function clientVerdict(tls: TLSSocket, options: TlsdOptions): string {
+  if (options.clientCert === "none" || !tls.getPeerCertificate()?.raw) return "NONE";
+  const error = verifyError(tls);
+  return error ? `FAILED:${tlsErrorText(error)}` : "SUCCESS";
 }
 
 /** The client certificate policy: tls.Server enforces it itself, a TLSSocket made on its own
- * does not. -y wants a certificate that verifies, -Y one that verifies if one was sent. */
+ * does not. -y wants a certificate that verifies; -Y takes any, or none, as s6-tlsd does (an
+ * MTA's self-signed certificate must not stop its mail), and exports only a verified one. */
 export function checkClientCertificate(tls: TLSSocket, options: TlsdOptions): void {
-  if (options.clientCert === "none") return;
-  const sent = Boolean(tls.getPeerCertificate()?.raw);
+  if (options.clientCert !== "mandatory") return;
+  if (!tls.getPeerCertificate()?.raw) throw new Error("client certificate required, none sent");
   const error = verifyError(tls);
-  if (sent && error) throw new Error(`client certificate refused: ${error.message}`);
-  if (!sent && options.clientCert === "mandatory")
-    throw new Error("client certificate required, none sent");
+  if (error) throw new Error(`client certificate refused: ${tlsErrorText(error)}`);
 }
 
 /** OpenSSL's verdict on the peer's chain. tls.Server reads it from the same private handle to

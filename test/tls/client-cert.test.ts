@@ -1,0 +1,95 @@
+// tlsd's client certificate policies with openssl s_client (issue 11, item 8): -Y takes any
+// certificate, as s6-tlsd does, and tells only a verified one as an identity (mod_ssl's
+// SSL_CLIENT_VERIFY says why not); -y refuses one that does not verify.
+import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import { after, test } from "node:test";
+import { makePki } from "../helpers/certs.ts";
+import { BIN, djb, ours, run } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+
+const pki = makePki();
+after(() => rmSync(pki.dir, { recursive: true, force: true }));
+const PATH = `${BIN}:/usr/bin:/bin`;
+const server = pki.server("localhost", ["localhost"]);
+const trusted = pki.client("trusted");
+const stranger = pki.selfSigned("stranger");
+
+const REPORT =
+  'echo "verify=${SSL_CLIENT_VERIFY-unset} subject=${SSL_PEER_CERT_SUBJECT-unset} hash=${SSL_PEER_CERT_HASH+set} dn=${SSL_CLIENT_S_DN-unset} cn=${SSL_CLIENT_S_DN_CN-unset}"';
+
+/** openssl s_client with this client certificate (or none): what the program printed. */
+async function connectWith(port: number, pair: { cert: string; key: string } | undefined) {
+  const r = await run(
+    "openssl",
+    [
+      "s_client",
+      "-quiet",
+      "-connect",
+      `127.0.0.1:${port}`,
+      "-CAfile",
+      pki.ca.cert,
+      ...(pair ? ["-cert", pair.cert, "-key", pair.key] : []),
+    ],
+    { input: "", timeoutMs: 20_000 },
+  );
+  return r.stdout;
+}
+
+for (const [who, tcpserver] of [
+  ["our tcpserver, tlsd in-process", ours("tcpserver")],
+  ["djb's tcpserver spawning our tlsd", djb("tcpserver")],
+] as const) {
+  test(`${who}: -Y accepts any client certificate and exports only a verified one`, async () => {
+    const s = await startServer(
+      tcpserver,
+      ["-RHl0", "127.0.0.1", "0", "tlsd", "-Y", "--mod-ssl", "sh", "-c", REPORT],
+      {
+        env: {
+          PATH,
+          CERTFILE: server.cert,
+          KEYFILE: server.key,
+          CAFILE: pki.ca.cert,
+          // Inherited values must never pass for the client's.
+          SSL_CLIENT_S_DN: "/CN=stale",
+          SSL_PEER_CERT_SUBJECT: "CN=stale",
+        },
+      },
+    );
+    try {
+      assert.equal(
+        await connectWith(s.port, stranger),
+        "verify=FAILED:self-signed certificate subject=unset hash= dn=unset cn=unset\n",
+      );
+      assert.equal(
+        await connectWith(s.port, trusted),
+        "verify=SUCCESS subject=C=FR, O=Test Org, CN=trusted hash=set dn=/C=FR/O=Test Org/CN=trusted cn=trusted\n",
+      );
+      assert.equal(
+        await connectWith(s.port, undefined),
+        "verify=NONE subject=unset hash= dn=unset cn=unset\n",
+      );
+    } finally {
+      await s.stop();
+    }
+  });
+
+  test(`${who}: -y refuses a certificate that does not verify, and a client without one`, async () => {
+    const s = await startServer(
+      tcpserver,
+      ["-v", "-RHl0", "127.0.0.1", "0", "tlsd", "-y", "--mod-ssl", "sh", "-c", REPORT],
+      { env: { PATH, CERTFILE: server.cert, KEYFILE: server.key, CAFILE: pki.ca.cert } },
+    );
+    try {
+      assert.equal(await connectWith(s.port, stranger), "");
+      await s.waitForLog(/^tlsd: fatal: client certificate refused: self-signed certificate$/);
+      assert.equal(await connectWith(s.port, undefined), "");
+      assert.equal(
+        await connectWith(s.port, trusted),
+        "verify=SUCCESS subject=C=FR, O=Test Org, CN=trusted hash=set dn=/C=FR/O=Test Org/CN=trusted cn=trusted\n",
+      );
+    } finally {
+      await s.stop();
+    }
+  });
+}
