@@ -1,5 +1,5 @@
 // IMAP (RFC 3501/9051, RFC 2595): STARTTLS in the greeting's [CAPABILITY ...] code and in the
-// untagged CAPABILITY reply (with LOGINDISABLED and no AUTH=PLAIN/LOGIN in require mode).
+// untagged CAPABILITY reply (with LOGINDISABLED and no AUTH= mechanism in require mode).
 // Before TLS only CAPABILITY, NOOP, LOGOUT, ID and STARTTLS are followed; LOGIN or AUTHENTICATE
 // (the client declined TLS) ends the snooping in opportunistic mode and is refused with
 // [PRIVACYREQUIRED] in require mode. A literal is never parsed before TLS.
@@ -15,7 +15,8 @@ const LITERAL = /\{[0-9]+\+?\}$/;
 function capabilities(atoms: string[], policy: Policy): string[] {
   let out = atoms.filter((a) => a.toUpperCase() !== "STARTTLS");
   if (policy === "require") {
-    out = out.filter((a) => !/^(AUTH=PLAIN|AUTH=LOGIN|LOGINDISABLED)$/i.test(a));
+    // No mechanism before TLS: each AUTHENTICATE would be refused ([PRIVACYREQUIRED]).
+    out = out.filter((a) => !/^(AUTH=.*|LOGINDISABLED)$/i.test(a));
     out.push("STARTTLS", "LOGINDISABLED");
   } else {
     out.push("STARTTLS");

@@ -22,6 +22,10 @@ const keyword = (line: string) =>
     .split(" ")[0]
     ?.toUpperCase() ?? "";
 
+/** An AUTH line in any spelling: "AUTH PLAIN", and the legacy "AUTH=LOGIN PLAIN" that
+ * qmail's SMTP-AUTH patches and Postfix's broken_sasl_auth_clients send for old clients. */
+const isAuth = (line: string) => /^AUTH([ =]|\r?\n|$)/i.test(textOf(line));
+
 /** The EHLO/LHLO reply with STARTTLS as its second line (never a duplicate); in require mode
  * without the AUTH lines, which are no use before TLS. */
 function helloReply(policy: Policy): Expect {
@@ -33,9 +37,7 @@ function helloReply(policy: Policy): Expect {
       const code = first.slice(0, 3);
       const kept = lines
         .slice(1)
-        .filter(
-          (l) => keyword(l) !== "STARTTLS" && !(policy === "require" && keyword(l) === "AUTH"),
-        );
+        .filter((l) => keyword(l) !== "STARTTLS" && !(policy === "require" && isAuth(l)));
       const texts = [textOf(first), "STARTTLS\r\n", ...kept.map(textOf)];
       // Every line but the last is "ddd-": the last one kept may not have been the last.
       return texts.map((t, i) => `${code}${i === texts.length - 1 ? " " : "-"}${t}`).join("");

@@ -14,19 +14,21 @@ export interface SnoopIo {
   pumpClient(first: Buffer): void;
   /** The server's bytes go to the client as they come from now on, after `first`. */
   pumpServer(first: Buffer): void;
-  /** Stop / go on reading the client (while an upgrade is pending). */
+  /** Hold / go on parsing the client's bytes (while an upgrade is pending). */
   pauseClient(): void;
   resumeClient(): void;
   /** The upgrade, at its turn: resolves true once the client is handed over (the go-ahead
-   * written, the server let go), false when TLS is not available now (the client was told). */
-  upgrade(goAhead: string, unavailable: string): Promise<boolean>;
+   * written, the server let go), false when TLS is not available now (the client was told);
+   * rejects when the session is to end (the client left, or sent bytes before the go-ahead:
+   * the `pipelined` refusal). */
+  upgrade(verdict: StarttlsVerdict): Promise<boolean>;
   /** End the connection once what was written is out. */
   close(): void;
   /** One line about an event worth logging (a refusal is an attack signal). */
   warn(what: string): void;
 }
 
-type StarttlsVerdict = Extract<ClientVerdict, { kind: "starttls" }>;
+export type StarttlsVerdict = Extract<ClientVerdict, { kind: "starttls" }>;
 
 type Slot =
   | { kind: "server"; expect: Expect; lines: string[]; size: number; done: boolean }
@@ -134,6 +136,14 @@ export class Snooper {
       const r = this.fromClient.next();
       if (r.kind === "more") return;
       if (r.kind === "bad") {
+        if (this.dialogue.policy === "opportunistic") {
+          // The server may well take what we cannot frame (qmail-smtpd answers a bare-LF
+          // EHLO): the line and all after it go to it untouched, and no STARTTLS can follow.
+          this.held = true;
+          this.queue.push({ kind: "pump", lines: [] });
+          this.io.pumpClient(this.fromClient.take());
+          return;
+        }
         this.io.warn(r.why);
         this.hold({ kind: "close", text: this.dialogue.malformed(r.why) });
         return;
@@ -254,7 +264,7 @@ export class Snooper {
       return this.end();
     }
     this.phase = "upgrading";
-    this.io.upgrade(verdict.goAhead, verdict.unavailable).then(
+    this.io.upgrade(verdict).then(
       (handed) => {
         if (this.phase !== "upgrading") return;
         if (handed) {

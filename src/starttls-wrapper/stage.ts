@@ -21,7 +21,7 @@ import { connectService, handoverHeader, localHeader } from "./handover.ts";
 import { USAGE, parseWrapperArgs } from "./options.ts";
 import type { WrapperOptions } from "./options.ts";
 import { Snooper } from "./snoop.ts";
-import type { SnoopIo } from "./snoop.ts";
+import type { SnoopIo, StarttlsVerdict } from "./snoop.ts";
 
 /** How long the client's last bytes may take to go out before the connection is closed. */
 const FLUSH_MS = 30_000;
@@ -42,8 +42,16 @@ class Wrapper {
   private readonly options: WrapperOptions;
   private readonly dialogue: Dialogue;
   private readonly client: Duplex;
+  /** The server's output (its socketpair end), and a writer of its own on a second fd: a
+   * write that fails (the server exited) destroys only the writer, and what the server said
+   * before it went is still read and passed on. */
   private readonly server: Socket;
+  private readonly toServer: Socket;
   private readonly serverFd: number;
+  /** The client's EOF has come. */
+  private clientEnded = false;
+  /** The client's bytes while an upgrade is pending: none may come before the go-ahead. */
+  private early: Buffer[] | undefined;
   private readonly letGo = new AbortController();
   private readonly snooper: Snooper;
   /** The server's output once it goes to the client as it comes (pump). */
@@ -61,7 +69,13 @@ class Wrapper {
     this.client = connectionStream(ctx.connection);
     const [ours, theirs] = native().socketPair();
     this.serverFd = theirs;
-    this.server = new Socket({ fd: ours, readable: true, writable: true, allowHalfOpen: true });
+    this.server = new Socket({ fd: ours, readable: true, writable: false, allowHalfOpen: true });
+    this.toServer = new Socket({
+      fd: native().dup(ours),
+      readable: false,
+      writable: true,
+      allowHalfOpen: true,
+    });
     this.snooper = new Snooper(dialogue, this.io(), options);
   }
 
@@ -95,7 +109,7 @@ class Wrapper {
     } catch (error) {
       // The server could not be run: nothing more to do for this client.
       clearTimeout(this.preTlsTimer);
-      this.server.destroy();
+      this.closeServer();
       this.client.destroy();
       throw error;
     } finally {
@@ -109,19 +123,30 @@ class Wrapper {
     if (this.serverOut) await this.serverOut;
     this.client.end();
     await written(this.client);
-    this.server.destroy();
+    this.closeServer();
     return status;
   }
 
+  private closeServer(): void {
+    this.server.destroy();
+    this.toServer.destroy();
+  }
+
   private listen(): void {
-    const { client, server, snooper } = this;
-    client.on("data", (chunk: Buffer) => snooper.client(chunk));
+    const { client, server, toServer, snooper } = this;
+    client.on("data", (chunk: Buffer) => {
+      if (this.early) this.early.push(chunk);
+      else snooper.client(chunk);
+    });
     server.on("data", (chunk: Buffer) => snooper.server(chunk));
     client.on("error", () => this.drop());
     server.on("error", () => server.destroy());
-    // The client's end: the server gets it too (it answers QUIT, then ends).
+    toServer.on("error", () => toServer.destroy());
+    // The client's end: the server gets it too (it answers QUIT, then ends). While an upgrade
+    // is pending it ends the session when the upgrade comes to commit.
     client.once("end", () => {
-      if (snooper.phase === "snoop") server.end();
+      this.clientEnded = true;
+      if (snooper.phase === "snoop" && !this.early) toServer.end();
     });
     // The server's end, while snooping: what it said goes out, then the client's side ends.
     server.once("end", () => {
@@ -143,19 +168,19 @@ class Wrapper {
    * (SIGTERM, then SIGKILL from the chain). */
   private letServerGo(): void {
     this.server.removeAllListeners("data");
-    this.server.destroy();
+    this.closeServer();
     this.letGo.abort(LET_GO);
   }
 
   private io(): SnoopIo {
-    const { client, server } = this;
+    const { client, server, toServer } = this;
     return {
       toClient: (bytes) => client.write(bytes),
-      toServer: (bytes) => server.write(bytes),
+      toServer: (bytes) => toServer.write(bytes),
       pumpClient: (first) => {
         client.removeAllListeners("data");
-        if (first.length > 0) server.write(first);
-        void oneWay(client, server);
+        if (first.length > 0) toServer.write(first);
+        void oneWay(client, toServer);
       },
       pumpServer: (first) => {
         clearTimeout(this.preTlsTimer);
@@ -163,10 +188,16 @@ class Wrapper {
         if (first.length > 0) client.write(first);
         this.serverOut = oneWay(server, client);
       },
-      pauseClient: () => client.pause(),
-      resumeClient: () => client.resume(),
-      upgrade: (goAhead, unavailable) => {
-        this.upgrading = this.upgrade(goAhead, unavailable);
+      // Held rather than paused: a paused stream would not tell the client's EOF.
+      pauseClient: () => (this.early ??= []),
+      resumeClient: () => {
+        const early = this.early ?? [];
+        this.early = undefined;
+        for (const chunk of early) this.snooper.client(chunk);
+        if (this.clientEnded && this.snooper.phase === "snoop") toServer.end();
+      },
+      upgrade: (verdict) => {
+        this.upgrading = this.upgrade(verdict);
         return this.upgrading;
       },
       close: () => {
@@ -177,29 +208,42 @@ class Wrapper {
     };
   }
 
-  private async upgrade(goAhead: string, unavailable: string): Promise<boolean> {
+  private async upgrade(verdict: StarttlsVerdict): Promise<boolean> {
     const record: ResumeRecord = { protocol: this.dialogue.protocol, swallow: "greeting" };
     const service = this.options.service;
     let tlsSide: Socket | undefined;
-    if (service) {
+    if (service && !this.clientEnded) {
       try {
         tlsSide = await connectService(service.host, service.port, this.options.connectMs);
       } catch (error) {
         this.warn(`TLS service unavailable: ${(error as Error).message}`);
-        this.client.write(Buffer.from(unavailable, "latin1"));
+        this.client.write(Buffer.from(verdict.unavailable, "latin1"));
         return false;
       }
-      tlsSide.write(handoverHeader(this.ctx.env, record));
     }
+    // A client that left, or spoke before its go-ahead, is not handed over: the session ends.
+    const early = this.early ?? [];
+    if (this.clientEnded || early.length > 0) {
+      tlsSide?.destroy();
+      if (this.clientEnded) this.info("client left after STARTTLS, before the go-ahead");
+      else {
+        this.warn("command pipelined after STARTTLS");
+        this.client.write(Buffer.from(verdict.pipelined, "latin1"));
+      }
+      throw new Error("not handed over");
+    }
+    tlsSide?.write(handoverHeader(this.ctx.env, record));
     // Committed: the go-ahead is the last plaintext byte the client gets, and the server's
     // unsent output goes nowhere.
     clearTimeout(this.preTlsTimer);
-    this.client.write(Buffer.from(goAhead, "latin1"));
+    this.client.write(Buffer.from(verdict.goAhead, "latin1"));
     // From here on the client's bytes are TLS, for the service or our tlsd: never read here.
     this.client.removeAllListeners("data");
+    this.early = undefined;
+    // Until the relay or tlsd reads them (tlsd takes what was read already).
+    if (!tlsSide) this.client.pause();
     this.letServerGo();
-    if (this.options.verbosity >= 2)
-      this.info(service ? `STARTTLS, handed to ${service.host} port ${service.port}` : "STARTTLS");
+    this.info(service ? `STARTTLS, handed to ${service.host} port ${service.port}` : "STARTTLS");
     this.handedOver = tlsSide ? this.relayTo(tlsSide) : this.localTls(record);
     return true;
   }
@@ -230,6 +274,7 @@ class Wrapper {
   }
 
   private info(what: string): void {
+    if (this.options.verbosity < 2) return;
     this.ctx.log(`starttls-wrapper: info: ${this.peer()}: ${what}\n`);
   }
 

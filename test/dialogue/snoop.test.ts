@@ -23,7 +23,7 @@ function harness(protocol: string, policy: Policy = "opportunistic") {
     pumpServer: (first) => out.events.push(`pumpServer ${first.toString("latin1")}`),
     pauseClient: () => out.events.push("pause"),
     resumeClient: () => out.events.push("resume"),
-    upgrade: (goAhead) => {
+    upgrade: ({ goAhead }) => {
       out.events.push("upgrade");
       return new Promise((resolve) => {
         settle = (handed) => {
@@ -67,12 +67,46 @@ test("smtp: STARTTLS goes right after the domain line, once, in one-line replies
   }
 });
 
-test("smtp -r: AUTH lines are not advertised before TLS", () => {
+test("smtp -r: no AUTH line in any spelling is advertised before TLS (the legacy AUTH= too)", () => {
   const h = harness("smtp", "require");
   h.server("220 mx\r\n");
   h.client("EHLO me\r\n");
-  h.server("250-mx\r\n250-AUTH PLAIN LOGIN\r\n250 AUTH=PLAIN\r\n");
-  assert.equal(h.out.client, "220 mx\r\n250-mx\r\n250-STARTTLS\r\n250 AUTH=PLAIN\r\n");
+  h.server(
+    "250-mx\r\n250-AUTH PLAIN LOGIN\r\n250-AUTH=LOGIN PLAIN\r\n250-auth=login\r\n250-AUTHX keep\r\n250 Auth CRAM-MD5\r\n",
+  );
+  assert.equal(h.out.client, "220 mx\r\n250-mx\r\n250-STARTTLS\r\n250 AUTHX keep\r\n");
+});
+
+test("imap -r: no AUTH= mechanism is advertised before TLS, LOGINDISABLED is", () => {
+  const h = harness("imap", "require");
+  h.server(
+    "* OK [CAPABILITY IMAP4rev1 AUTH=CRAM-MD5 AUTH=SCRAM-SHA-256 AUTH=GSSAPI auth=plain SASL-IR] hi\r\n",
+  );
+  h.client("a CAPABILITY\r\n");
+  h.server("* CAPABILITY IMAP4rev1 AUTH=ANONYMOUS AUTH=EXTERNAL ID\r\na OK done\r\n");
+  assert.equal(
+    h.out.client,
+    "* OK [CAPABILITY IMAP4rev1 SASL-IR STARTTLS LOGINDISABLED] hi\r\n" +
+      "* CAPABILITY IMAP4rev1 ID STARTTLS LOGINDISABLED\r\na OK done\r\n",
+  );
+});
+
+test("opportunistic: a line that cannot be framed ends the snooping and reaches the server untouched; -r refuses it", () => {
+  for (const [protocol, greeting, line] of [
+    ["smtp", "220 mx\r\n", "EHLO a\n"],
+    ["imap", "* OK hi\r\n", `a ${"x".repeat(9000)}\r\n`],
+    ["pop3", "+OK hi\r\n", `USER ${"x".repeat(300)}\r\n`],
+  ] as const) {
+    const h = harness(protocol);
+    h.server(greeting);
+    h.client(`${line}more\r\n`);
+    assert.deepEqual(h.out.events, [`pumpClient ${line}more\r\n`, "pumpServer "], protocol);
+    const r = harness(protocol, "require");
+    r.server(greeting);
+    r.client(line);
+    assert.deepEqual(r.out.events.slice(-1), ["close"], protocol);
+    assert.equal(r.out.server, "", protocol);
+  }
 });
 
 test("lmtp: LHLO is the hello", () => {

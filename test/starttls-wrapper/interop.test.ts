@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
@@ -185,6 +186,29 @@ function assertRealClient(message: string, helo: string): void {
 
 /** Unique subjects, so the tests of one server never mistake each other's mail. */
 let serial = 0;
+
+/** A plaintext client: the greeting, then `bytes` in one write; everything until the server
+ * closes (bounded). */
+function session(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ port, host: "127.0.0.1", localAddress: CLIENT_IP });
+    let got = "";
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no end; got ${JSON.stringify(got)}`));
+    }, 20_000);
+    socket.setEncoding("latin1");
+    socket.on("data", (text: string) => {
+      if (got === "") socket.write(bytes, "latin1");
+      got += text;
+    });
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve(got);
+    });
+  });
+}
 const subject = (what: string) => `${what} ${++serial} ${process.pid}`;
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
@@ -326,6 +350,18 @@ for (const mode of ["remote", "local"] as const) {
           await delivered(w.mail, new RegExp(`^Subject: ${escape(subj)}$`, "m")),
           "optional.test",
         );
+      }));
+
+    test("exim ends the session after too many NOOPs: every reply it wrote reaches the client, run after run", () =>
+      withLogs(w, async () => {
+        // exim answers ten NOOPs, then 554 and exits with the rest unread: writes to it fail
+        // (EPIPE), and what it wrote must still be read and passed on.
+        // Everything after the greeting (which has the time in it).
+        const replies = async () =>
+          (await session(w.port, `EHLO x\r\n${"NOOP\r\n".repeat(20)}`)).replace(/^220 .*\r\n/, "");
+        const expected = await replies();
+        assert.match(expected, /^250-[^]*(250 OK\r\n){10}554 Too many nonmail commands\r\n$/);
+        for (let i = 0; i < 20; i++) assert.equal(await replies(), expected);
       }));
 
     test("python smtplib starttls() then sendmail", () =>

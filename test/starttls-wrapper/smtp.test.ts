@@ -447,8 +447,8 @@ test("a TLS service that is down: 454 and a log line, and the session goes on in
   }
 });
 
-test("framing: a bare LF, a NUL or an over-long line is refused and closed", async () => {
-  const p = await pair();
+test("-r framing: a bare LF, a NUL or an over-long line is refused and closed", async () => {
+  const p = await pair(["-r"]);
   try {
     for (const [bytes, reply] of [
       ["EHLO a\n", "500 5.5.2 bare LF in a command line\r\n"],
@@ -462,6 +462,22 @@ test("framing: a bare LF, a NUL or an over-long line is refused and closed", asy
       assert.equal(await c.rest(), reply, JSON.stringify(bytes.slice(0, 12)));
     }
     assert.equal(p.plainLog(), "");
+  } finally {
+    await p.stop();
+  }
+});
+
+test("opportunistic framing: a bare-LF EHLO goes to the server as it is (it answers it), no STARTTLS after", async () => {
+  const p = await pair();
+  try {
+    const c = await greeted(p);
+    c.write("EHLO a\nSTARTTLS\r\nQUIT\r\n");
+    assert.equal(
+      await c.rest(),
+      "250-fake.example\r\n250-PIPELINING\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n" +
+        "250 ok STARTTLS\r\n221 fake.example bye\r\n",
+    );
+    assert.equal(p.plainLog(), "127.0.0.1 EHLO a\n127.0.0.1 STARTTLS\n127.0.0.1 QUIT\n");
   } finally {
     await p.stop();
   }
@@ -504,3 +520,23 @@ test("a server that cannot be run: one line, the client closed, status 111", asy
     }
   }
 });
+
+for (const local of [false, true]) {
+  test(`${local ? "local" : "remote"} mode: clients that close right after STARTTLS end their sessions and the hand-over; the next client is served`, async () => {
+    const p = await pair([], { local });
+    try {
+      for (let i = 0; i < 5; i++) {
+        const c = await greeted(p);
+        c.write("EHLO x\r\nSTARTTLS\r\n");
+        c.end();
+        await c.rest();
+      }
+      await p.wrapper.waitForLog(/^tcpserver: end /, 5);
+      const c = await upgraded(p);
+      c.write("QUIT\r\n");
+      assert.equal(await c.rest(), "221 fake.example bye\r\n");
+    } finally {
+      await p.stop();
+    }
+  });
+}
