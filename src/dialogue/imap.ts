@@ -32,6 +32,23 @@ function rewriteCapabilityLine(line: string, policy: Policy): string {
   return `* CAPABILITY ${capabilities(atoms, policy).join(" ")}${m[2] ?? ""}`;
 }
 
+/** Inside TLS: a CAPABILITY list ("* CAPABILITY ..." or a "[CAPABILITY ...]" response code)
+ * without STARTTLS, which a server after STARTTLS must not offer again; other lines as they
+ * are. */
+export function withoutStartTls(line: string): string {
+  const drop = (atoms: string) =>
+    atoms
+      .split(" ")
+      .filter((a) => a !== "" && a.toUpperCase() !== "STARTTLS")
+      .join(" ");
+  const list = /^(\* CAPABILITY )([^\r\n]*)(\r?\n)$/i.exec(line);
+  if (list) return `${list[1] ?? ""}${drop(list[2] ?? "")}${list[3] ?? ""}`;
+  return line.replace(
+    /^([^ ]+ (?:OK|NO|BAD|PREAUTH|BYE) \[CAPABILITY )([^\]]*)\]/i,
+    (_all, head: string, atoms: string) => `${head}${drop(atoms)}]`,
+  );
+}
+
 /** The greeting: "* OK [CAPABILITY ...] text" gets the atoms; PREAUTH (the client would be
  * authenticated with no STARTTLS possible) ends the snooping, or the connection when TLS is
  * required; BYE ends the snooping. */

@@ -49,6 +49,13 @@ export class LineBuffer {
     return { kind: "line", line };
   }
 
+  /** Up to `n` bytes as they are (an IMAP literal), without line framing. */
+  takeUpTo(n: number): Buffer {
+    const bytes = this.buffer.subarray(0, n);
+    this.buffer = this.buffer.subarray(bytes.length);
+    return bytes;
+  }
+
   /** The bytes after the last line taken, which are the caller's from now on. */
   take(): Buffer {
     const rest = this.buffer;

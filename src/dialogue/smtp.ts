@@ -15,7 +15,8 @@ const reply: Expect = {
 const positive = (lines: readonly string[]) => (lines[0] ?? "").startsWith("2");
 /** A reply line's text after "ddd-" or "ddd ", with its line end. */
 const textOf = (line: string) => (/^[0-9]{3}[ -]/.test(line) ? line.slice(4) : line.slice(3));
-const keyword = (line: string) =>
+/** The EHLO keyword of a reply line ("STARTTLS", "AUTH"...), upper-cased. */
+export const keyword = (line: string) =>
   line
     .slice(4)
     .replace(/\r?\n$/, "")
@@ -38,11 +39,17 @@ function helloReply(policy: Policy): Expect {
       const kept = lines
         .slice(1)
         .filter((l) => keyword(l) !== "STARTTLS" && !(policy === "require" && isAuth(l)));
-      const texts = [textOf(first), "STARTTLS\r\n", ...kept.map(textOf)];
-      // Every line but the last is "ddd-": the last one kept may not have been the last.
-      return texts.map((t, i) => `${code}${i === texts.length - 1 ? " " : "-"}${t}`).join("");
+      return replyOf(code, [first, "STARTTLS\r\n", ...kept]);
     },
   };
+}
+
+/** A reply of `lines` (the first as the server sent it, the others with or without their
+ * "ddd-"): every line but the last is "ddd-", since the last one kept may not have been the
+ * last. */
+export function replyOf(code: string, lines: readonly string[]): string {
+  const texts = lines.map((l, i) => (i === 0 || CODE.test(l) ? textOf(l) : l));
+  return texts.map((t, i) => `${code}${i === texts.length - 1 ? " " : "-"}${t}`).join("");
 }
 
 /** A greeting that is not 220 (a 554 refusal) is passed on, and the snooping stops. */

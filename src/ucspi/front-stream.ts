@@ -9,6 +9,8 @@ export interface FrontHooks {
   /** Bytes written to the front, on their way in: what to pass on (maybe nothing), or an Error
    * that fails the stream. */
   write?: (chunk: Buffer) => Buffer | Error;
+  /** Bytes read from the inner stream, on their way out (seen, not changed). */
+  read?: (chunk: Buffer) => void;
   /** The front's writer ended: end the inner stream (default: inner.end()), then `done`. */
   final?: (inner: Duplex, done: (error?: Error | null) => void) => void;
   /** The inner stream ended: call `end` when the front's reader should see the end too
@@ -25,6 +27,7 @@ export class FrontStream extends Duplex {
     this.inner = inner;
     this.hooks = hooks;
     inner.on("data", (chunk: Buffer) => {
+      hooks.read?.(chunk);
       if (!this.push(chunk)) inner.pause();
     });
     inner.once("end", () => {

@@ -42,12 +42,25 @@ interface Pair {
  * `tcpserver --proxy ... tlsd fake-smtp` (or, with `local`, doing TLS itself). */
 async function pair(
   flags: string[] = [],
-  options: { local?: boolean; serviceDown?: boolean; djb?: boolean; program?: string } = {},
+  options: {
+    local?: boolean;
+    serviceDown?: boolean;
+    djb?: boolean;
+    program?: string;
+    /** More environment for fake-smtp, on both sides. */
+    fakeEnv?: Record<string, string>;
+  } = {},
 ) {
   const n = ++serial;
   const plain = join(dir, `plain-${n}.log`);
   const tls = join(dir, `tls-${n}.log`);
-  const tlsEnv = { PATH, CERTFILE: cert.cert, KEYFILE: cert.key, FAKE_LOG: tls };
+  const tlsEnv = {
+    PATH,
+    CERTFILE: cert.cert,
+    KEYFILE: cert.key,
+    FAKE_LOG: tls,
+    ...options.fakeEnv,
+  };
   let service: RunningServer | undefined;
   let servicePort = await freePort();
   if (!options.local && !options.serviceDown) {
@@ -67,7 +80,11 @@ async function pair(
     ],
     // The plaintext server logs to its own file; in local mode the TLS side's server is run
     // by the wrapper's own tlsd, with the same environment (so the same log).
-    { env: options.local ? { ...tlsEnv, FAKE_LOG: plain } : { PATH, FAKE_LOG: plain } },
+    {
+      env: options.local
+        ? { ...tlsEnv, FAKE_LOG: plain }
+        : { PATH, FAKE_LOG: plain, ...options.fakeEnv },
+    },
   );
   const read = (f: string) => () => {
     try {
@@ -340,6 +357,32 @@ test("no second STARTTLS: inside TLS the wrapper is gone, the command is the ser
     await p.stop();
   }
 });
+
+for (const local of [false, true]) {
+  test(`${local ? "local" : "remote"} mode: a server with STARTTLS of its own does not offer it again inside TLS`, async () => {
+    const p = await pair([], { local, fakeEnv: { FAKE_STARTTLS: "1" } });
+    try {
+      const c = await greeted(p);
+      c.write("EHLO a\r\n");
+      assert.equal(
+        await c.until(/^250 .*\r\n/m),
+        "250-fake.example\r\n250-STARTTLS\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n",
+      );
+      c.write("STARTTLS\r\n");
+      assert.equal(await c.until(/\r\n/), "220 2.0.0 Ready to start TLS\r\n");
+      await c.startTls();
+      c.write("EHLO a\r\n");
+      assert.equal(
+        await c.until(/^250 .*\r\n/m),
+        "250-fake.example\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n",
+      );
+      c.write("QUIT\r\n");
+      assert.equal(await c.rest(), "221 fake.example bye\r\n");
+    } finally {
+      await p.stop();
+    }
+  });
+}
 
 test("a client that half-closes after QUIT gets the server's answer, then the end", async () => {
   const p = await pair();

@@ -1,0 +1,209 @@
+// Inside TLS after a STARTTLS hand-over, the server behind is a fresh, plaintext one that was
+// told nothing of TLS: one that has STARTTLS of its own (exim) would offer it again, which RFC
+// 3207 (4.2) and RFC 2595 (3.1, 4) forbid and which invites a client to try it. tlsd passes the
+// server's output through the protocol's filter, which takes the upgrade capability out of its
+// capability lists and leaves every other byte as it is: mail text (IMAP literals, POP3
+// message bodies) is never read as a list.
+import { withoutStartTls } from "./imap.ts";
+import { LineBuffer } from "./lines.ts";
+import { keyword, replyOf } from "./smtp.ts";
+
+/** The server's output on its way to the client, and the client's commands on their way to
+ * the server (seen, for protocols whose replies depend on the command). */
+export interface CapabilityFilter {
+  fromServer(chunk: Buffer): Buffer;
+  fromClient(chunk: Buffer): void;
+}
+
+/** The longest line a filter holds back; a longer one passes as it is. */
+const MAX_LINE = 64 * 1024;
+
+/** The filter for `protocol`, or none when its server has no upgrade capability to hide. */
+export function capabilityFilter(protocol: string): CapabilityFilter | undefined {
+  switch (protocol) {
+    case "smtp":
+    case "lmtp":
+      return new SmtpFilter();
+    case "imap":
+      return new ImapFilter();
+    case "pop3":
+      return new Pop3Filter();
+    default:
+      return undefined;
+  }
+}
+
+const latin1 = (text: string) => Buffer.from(text, "latin1");
+
+/** Server output as lines: each complete one goes to `line`, whose text is passed on; a line
+ * longer than MAX_LINE passes as it is, in pieces (`long` hears each, with its end). */
+class ServerLines {
+  private readonly lines = new LineBuffer(MAX_LINE, false);
+  /** Inside a line too long to hold: bytes pass until its LF. */
+  private inLongLine = false;
+
+  private readonly line: (text: string) => string;
+  private readonly raw: (() => number) | undefined;
+  private readonly long: ((piece: Buffer) => void) | undefined;
+
+  /** `line`: a complete line, to the text to pass on; `raw`: how many bytes are to pass
+   * without framing now (a literal); `long`: each piece passed without framing. */
+  constructor(line: (text: string) => string, raw?: () => number, long?: (piece: Buffer) => void) {
+    this.line = line;
+    this.raw = raw;
+    this.long = long;
+  }
+
+  feed(chunk: Buffer): Buffer {
+    this.lines.push(chunk);
+    const out: Buffer[] = [];
+    for (;;) {
+      const rawLeft = this.raw?.() ?? 0;
+      if (rawLeft > 0) {
+        const bytes = this.lines.takeUpTo(rawLeft);
+        if (bytes.length === 0) break;
+        out.push(bytes);
+        this.long?.(bytes);
+        continue;
+      }
+      if (this.inLongLine) {
+        const rest = this.lines.take();
+        const lf = rest.indexOf(10);
+        const piece = lf < 0 ? rest : rest.subarray(0, lf + 1);
+        out.push(piece);
+        this.long?.(piece);
+        if (lf < 0) break;
+        this.inLongLine = false;
+        this.lines.push(rest.subarray(lf + 1));
+        continue;
+      }
+      const r = this.lines.next();
+      if (r.kind === "more") break;
+      if (r.kind === "bad") {
+        this.inLongLine = true;
+        continue;
+      }
+      out.push(latin1(this.line(r.line)));
+    }
+    return out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out);
+  }
+}
+
+/** SMTP, LMTP: every reply is held until its last line, then passed on without its STARTTLS
+ * line (only an EHLO/LHLO reply has keyword lines). */
+class SmtpFilter implements CapabilityFilter {
+  private reply: string[] = [];
+  private held = 0;
+  private readonly lines = new ServerLines((line) => this.line(line));
+
+  fromServer(chunk: Buffer): Buffer {
+    return this.lines.feed(chunk);
+  }
+
+  fromClient(): void {}
+
+  private line(line: string): string {
+    this.reply.push(line);
+    this.held += line.length;
+    if (/^[0-9]{3}-/.test(line) && this.held <= MAX_LINE) return "";
+    const reply = this.reply;
+    this.reply = [];
+    this.held = 0;
+    const kept = reply.filter((l, i) => i === 0 || keyword(l) !== "STARTTLS");
+    return kept.length === reply.length ? reply.join("") : replyOf(line.slice(0, 3), kept);
+  }
+}
+
+/** IMAP: CAPABILITY lists lose STARTTLS; a literal's bytes ({n} at a line's end) pass as they
+ * are. */
+class ImapFilter implements CapabilityFilter {
+  private literal = 0;
+  /** The end of the long line passing in pieces, to find a literal announced there. */
+  private tail = "";
+  private readonly lines = new ServerLines(
+    (line) => {
+      this.announce(line);
+      return withoutStartTls(line);
+    },
+    () => this.literal,
+    (piece) => {
+      if (this.literal > 0) this.literal -= piece.length;
+      else {
+        this.tail = (this.tail + piece.toString("latin1")).slice(-32);
+        if (this.tail.endsWith("\n")) {
+          this.announce(this.tail);
+          this.tail = "";
+        }
+      }
+    },
+  );
+
+  fromServer(chunk: Buffer): Buffer {
+    return this.lines.feed(chunk);
+  }
+
+  fromClient(): void {}
+
+  private announce(line: string): void {
+    const m = /\{([0-9]+)\}\r?\n$/.exec(line);
+    if (m) this.literal = Number(m[1]);
+  }
+}
+
+/** POP3: STLS lines are dropped from the body of a CAPA reply only, found by following the
+ * client's commands in order: other multi-line replies (RETR, TOP, LIST, UIDL) are mail or
+ * lists and pass as they are. */
+class Pop3Filter implements CapabilityFilter {
+  /** The commands sent and not answered yet, by verb ("" for one with arguments that has a
+   * one-line reply). */
+  private readonly commands: string[] = [];
+  private readonly clientLines = new LineBuffer(MAX_LINE, false);
+  /** The server asked for a SASL answer ("+ "): the client's next line is not a command. */
+  private saslAnswer = false;
+  private body: "none" | "capa" | "other" = "none";
+  private readonly lines = new ServerLines((line) => this.line(line));
+
+  fromServer(chunk: Buffer): Buffer {
+    return this.lines.feed(chunk);
+  }
+
+  fromClient(chunk: Buffer): void {
+    this.clientLines.push(chunk);
+    for (;;) {
+      const r = this.clientLines.next();
+      if (r.kind === "more") return;
+      if (r.kind === "bad") {
+        this.clientLines.take();
+        return;
+      }
+      if (this.saslAnswer) {
+        this.saslAnswer = false;
+        continue;
+      }
+      const words = r.line.trim().split(/\s+/);
+      const verb = (words[0] ?? "").toUpperCase();
+      const multiLine =
+        verb === "CAPA" ||
+        verb === "RETR" ||
+        verb === "TOP" ||
+        ((verb === "LIST" || verb === "UIDL" || verb === "AUTH") && words.length === 1);
+      this.commands.push(multiLine ? verb : "");
+    }
+  }
+
+  private line(line: string): string {
+    if (this.body !== "none") {
+      if (/^\.\r?\n$/.test(line)) this.body = "none";
+      else if (this.body === "capa" && /^STLS\s*$/i.test(line)) return "";
+      return line;
+    }
+    if (line.startsWith("+ ")) {
+      // A SASL challenge: the command goes on, and the client answers it next.
+      this.saslAnswer = true;
+      return line;
+    }
+    const verb = this.commands.shift() ?? "";
+    if (line.startsWith("+OK") && verb !== "") this.body = verb === "CAPA" ? "capa" : "other";
+    return line;
+  }
+}
