@@ -1,6 +1,6 @@
 // What a TLS layer tells the next program about the session, in s6-tlsd's names.
-import { createHash } from "node:crypto";
-import type { PeerCertificate, TLSSocket } from "node:tls";
+import { X509Certificate, createHash } from "node:crypto";
+import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from "node:tls";
 import { toBytes } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import type { CommonTlsOptions } from "./options.ts";
@@ -86,16 +86,56 @@ const DN_PARTS: [string, string][] = [
   ["UID", "UID"],
 ];
 
+/** OpenSSL's long names of the key types, as mod_ssl and ucspi-ssl print them (A_KEY). */
+const KEY_NAMES: Record<string, string> = {
+  rsa: "rsaEncryption",
+  "rsa-pss": "rsassaPss",
+  ec: "id-ecPublicKey",
+  ed25519: "ED25519",
+  ed448: "ED448",
+  dsa: "dsaEncryption",
+};
+
+/** The most chain certificates told (CERT_CHAIN_n). */
+const MAX_CHAIN = 8;
+
+function pemOf(der: Buffer): string {
+  const body = der
+    .toString("base64")
+    .replace(/(.{64})/g, "$1\n")
+    .replace(/\n$/, "");
+  return `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`;
+}
+
+/** The issuers above `cert`, as the verification found them (a detailed PeerCertificate). */
+function issuersOf(cert: DetailedPeerCertificate): Buffer[] {
+  const out: Buffer[] = [];
+  for (let c = cert; out.length < MAX_CHAIN;) {
+    const next = c.issuerCertificate as DetailedPeerCertificate | undefined;
+    if (!next?.raw || next === c || next.raw.equals(c.raw)) break;
+    out.push(next.raw);
+    c = next;
+  }
+  return out;
+}
+
 export function certificateEnv(
   prefix: string,
-  cert: PeerCertificate | undefined,
+  cert: PeerCertificate | DetailedPeerCertificate | undefined,
 ): [string, string][] {
   if (!cert || !cert.raw) return [];
   const out: [string, string][] = [];
   const subject = cert.subject as unknown as DecodedName;
   const issuer = cert.issuer as unknown as DecodedName;
+  const x509 = new X509Certificate(cert.raw);
   out.push([`${prefix}_M_VERSION`, "3"]);
-  out.push([`${prefix}_M_SERIAL`, BigInt(`0x${cert.serialNumber}`).toString(10)]);
+  // mod_ssl's form (i2a_ASN1_INTEGER): upper-case hex, two digits a byte. ucspi-ssl 0.95's
+  // decimal cannot hold the 128-bit serials of today's certificates.
+  const serial = cert.serialNumber.toUpperCase();
+  out.push([`${prefix}_M_SERIAL`, serial.length % 2 === 1 ? `0${serial}` : serial]);
+  out.push([`${prefix}_A_SIG`, x509.signatureAlgorithm ?? "UNKNOWN"]);
+  const keyType = x509.publicKey.asymmetricKeyType ?? "";
+  out.push([`${prefix}_A_KEY`, KEY_NAMES[keyType] ?? "UNKNOWN"]);
   out.push([`${prefix}_S_DN`, oneLine(subject)]);
   out.push([`${prefix}_I_DN`, oneLine(issuer)]);
   for (const [field, name] of DN_PARTS) {
@@ -106,17 +146,18 @@ export function certificateEnv(
   }
   out.push([`${prefix}_V_START`, cert.valid_from]);
   out.push([`${prefix}_V_END`, cert.valid_to]);
-  const pem = `-----BEGIN CERTIFICATE-----\n${cert.raw
-    .toString("base64")
-    .replace(/(.{64})/g, "$1\n")
-    .replace(/\n$/, "")}\n-----END CERTIFICATE-----\n`;
-  out.push([`${prefix}_CERT`, pem]);
+  out.push([`${prefix}_CERT`, pemOf(cert.raw)]);
+  if ("issuerCertificate" in cert)
+    for (const [n, der] of issuersOf(cert).entries())
+      out.push([`${prefix}_CERT_CHAIN_${n}`, pemOf(der)]);
   return out;
 }
 
 /** Every name certificateEnv may set under `prefix`. */
 function certificateNames(prefix: string): string[] {
-  const names = ["M_VERSION", "M_SERIAL", "S_DN", "I_DN", "V_START", "V_END", "CERT"];
+  const names = ["M_VERSION", "M_SERIAL", "A_SIG", "A_KEY", "S_DN", "I_DN", "V_START", "V_END"];
+  names.push("CERT");
+  for (let n = 0; n < MAX_CHAIN; n++) names.push(`CERT_CHAIN_${n}`);
   for (const [, name] of DN_PARTS) names.push(`S_DN_${name}`, `I_DN_${name}`);
   return names.map((name) => `${prefix}_${name}`);
 }
@@ -142,7 +183,7 @@ export function modSslEnv(
     ["SSL_CIPHER_ALGKEYSIZE", String(bits)],
     ["SSL_SESSION_RESUMED", socket.isSessionReused() ? "Resumed" : "Initial"],
   ];
-  const told = peerTrusted ? certificateEnv(`SSL_${peer}`, socket.getPeerCertificate()) : [];
+  const told = peerTrusted ? certificateEnv(`SSL_${peer}`, socket.getPeerCertificate(true)) : [];
   out.push(...told);
   // Unset the rest, so that no inherited value passes for the peer's.
   const names = new Set(told.map(([name]) => name));
@@ -157,6 +198,22 @@ function keyBits(name: string): number {
   if (/CHACHA20|256/.test(name)) return 256;
   if (/128/.test(name)) return 128;
   return 0;
+}
+
+/** ucspi-ssl's sslserver/sslclient names for the connection's ends (SSLREMOTEIP...), which
+ * qmail-family programs written for sslserver read: the TCP (or TCP6) values, unset when
+ * absent. */
+export function sslAddressFacts(env: Readonly<Env>): [string, string | undefined][] {
+  const p = env["PROTO"] === "TCP6" ? "TCP6" : "TCP";
+  return [
+    "LOCALIP",
+    "LOCALPORT",
+    "LOCALHOST",
+    "REMOTEIP",
+    "REMOTEPORT",
+    "REMOTEHOST",
+    "REMOTEINFO",
+  ].map((name) => [`SSL${name}`, env[`${p}${name}`]]);
 }
 
 /** The TLS configuration variables, which the program never sees unless -Z. */

@@ -5,7 +5,7 @@ import type { Socket } from "node:net";
 import { connect, getCACertificates } from "node:tls";
 import { filePath, readOrFail, readTrustAnchors, trustAnchorsFrom } from "../tls/cert-store.ts";
 import { closePolicy } from "../tls/close-policy.ts";
-import { applyFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
+import { applyFacts, sslAddressFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
 import { protocolOptions } from "../tls/protocol.ts";
 import { handshakeOrStatus, runOverSession } from "../tls/session.ts";
 import { copyEnv } from "../ucspi/env.ts";
@@ -59,6 +59,7 @@ export const tlscStage: Stage = {
     const next = copyEnv(env);
     if (!options.keepEnv) stripTlsConfig(next);
     applyFacts(next, tlsFacts(tls, options, "SERVER"));
+    if (options.modSsl) applyFacts(next, sslAddressFacts(next));
     return runOverSession(ctx, "tlsc", tls, policy, options.closeNotify, options.program, next);
   },
 };

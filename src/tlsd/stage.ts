@@ -4,7 +4,7 @@ import type { Duplex } from "node:stream";
 import { TLSSocket } from "node:tls";
 import { CertStore, storeConfig } from "../tls/cert-store.ts";
 import { closePolicy } from "../tls/close-policy.ts";
-import { applyFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
+import { applyFacts, sslAddressFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
 import { handshakeOrStatus, runOverSession, tlsErrorText } from "../tls/session.ts";
 import { copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
@@ -67,6 +67,7 @@ export const tlsdStage: Stage = {
     const env = copyEnv(ctx.env);
     if (!options.keepEnv) stripTlsConfig(env);
     applyFacts(env, sessionFacts(tls, options));
+    if (options.modSsl) applyFacts(env, sslAddressFacts(env));
     return runOverSession(
       ctx,
       "tlsd",

@@ -2,6 +2,7 @@
 // certificate, as s6-tlsd does, and tells only a verified one as an identity (mod_ssl's
 // SSL_CLIENT_VERIFY says why not); -y refuses one that does not verify.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
@@ -93,3 +94,33 @@ for (const [who, tcpserver] of [
     }
   });
 }
+
+test("--mod-ssl: the serial as mod_ssl and openssl print it, the key and signature algorithms, the chain, sslserver's address names", async () => {
+  const serial = execFileSync("openssl", ["x509", "-noout", "-serial", "-in", trusted.cert])
+    .toString()
+    .trim();
+  const s = await startServer(
+    ours("tcpserver"),
+    [
+      "-RHl0",
+      "127.0.0.1",
+      "0",
+      "tlsd",
+      "-y",
+      "--mod-ssl",
+      "sh",
+      "-c",
+      'echo "serial=$SSL_CLIENT_M_SERIAL key=$SSL_CLIENT_A_KEY sig=$SSL_CLIENT_A_SIG ip=$SSLREMOTEIP port=$SSLLOCALPORT/$TCPLOCALPORT"; printf %s "$SSL_CLIENT_CERT_CHAIN_0" | openssl x509 -noout -subject',
+    ],
+    { env: { PATH, CERTFILE: server.cert, KEYFILE: server.key, CAFILE: pki.ca.cert } },
+  );
+  try {
+    const out = await connectWith(s.port, trusted);
+    assert.equal(
+      out,
+      `${serial} key=id-ecPublicKey sig=ecdsa-with-SHA256 ip=127.0.0.1 port=${s.port}/${s.port}\nsubject=CN = Test CA\n`,
+    );
+  } finally {
+    await s.stop();
+  }
+});
