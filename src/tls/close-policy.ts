@@ -12,6 +12,7 @@ import { connectionStream } from "../ucspi/chain.ts";
 import { FrontStream } from "../ucspi/front-stream.ts";
 import { native } from "../ucspi/native.ts";
 import type { Connection } from "../ucspi/stage.ts";
+import { closeNotifyFor } from "./options.ts";
 import type { CommonTlsOptions } from "./options.ts";
 
 export const MISSING_CLOSE_NOTIFY = "remote closed connection without a close_notify";
@@ -89,7 +90,9 @@ export function closePolicy(
         tls.destroy();
         onMissing();
       });
-      return options.closeNotify ? tls : withoutCloseNotify(tls, connection.fd, raw);
+      return closeNotifyFor(options.closeNotify, tls.getProtocol())
+        ? tls
+        : withoutCloseNotify(tls, connection.fd, raw);
     },
   };
 }

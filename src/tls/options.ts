@@ -8,8 +8,9 @@ export interface CommonTlsOptions {
   alpn: string[] | undefined;
   /** Also export the mod_ssl / ucspi-ssl variables (SSL_CLIENT_S_DN_CN...). */
   modSsl: boolean;
-  /** -S (default) / -s: end with close_notify / with a bare TCP half-close. */
-  closeNotify: boolean;
+  /** -S / -s: end with close_notify / with a bare TCP half-close; undefined (tlsc's default):
+   * by the version, see closeNotifyFor. */
+  closeNotify: boolean | undefined;
   /** -J / -j (default): the peer's FIN without close_notify is fatal / normal. */
   enforceCloseNotify: boolean;
 }
@@ -37,6 +38,13 @@ export const COMMON_TLS_DEFAULTS: CommonTlsOptions = {
   closeNotify: true,
   enforceCloseNotify: false,
 };
+
+/** Whether the program's end is sent as close_notify in `protocol` ("TLSv1.3"...): -S/-s, or
+ * by default only in TLS 1.3, where close_notify closes one direction; in TLS 1.2 it ends the
+ * whole session, and a server that takes it so (s6-tlsd) would never send its answer. */
+export function closeNotifyFor(closeNotify: boolean | undefined, protocol: string | null): boolean {
+  return closeNotify ?? protocol === "TLSv1.3";
+}
 
 /** Applies one of -S/-s, -J/-j, -Z/-z, -v, -K, --alpn, --mod-ssl; false when `name` is not
  * one of them. */

@@ -6,6 +6,7 @@ import { exitStatus } from "../ucspi/chain.ts";
 import type { Env } from "../ucspi/env.ts";
 import type { StageContext } from "../ucspi/stage.ts";
 import { MISSING_CLOSE_NOTIFY } from "./close-policy.ts";
+import { closeNotifyFor } from "./options.ts";
 import type { ClosePolicy } from "./close-policy.ts";
 
 /** s6-tlsd's and s6-tlsc's code for a TLS failure at run time (handshake, timeout, a missing
@@ -124,7 +125,7 @@ export async function runOverSession(
   name: string,
   tls: TLSSocket,
   policy: ClosePolicy,
-  closeNotify: boolean,
+  closeNotify: boolean | undefined,
   program: string[],
   env: Env,
   wrap?: (stream: Duplex, fail: (why: string) => void) => Duplex,
@@ -156,6 +157,6 @@ export async function runOverSession(
     tls.destroy();
     throw error;
   }
-  await goodbye(tls, !closeNotify);
+  await goodbye(tls, !closeNotifyFor(closeNotify, tls.getProtocol()));
   return failed ? exitStatus(EXIT_TLS) : status;
 }

@@ -38,6 +38,7 @@ export function parseTlscArgs(args: readonly string[]): TlscOptions {
   });
   const o: TlscOptions = {
     ...COMMON_TLS_DEFAULTS,
+    closeNotify: undefined,
     sendClientCert: false,
     serverName: undefined,
     readFd: 6,

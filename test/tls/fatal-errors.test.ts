@@ -13,6 +13,7 @@ import { connect as tlsConnect } from "node:tls";
 import { BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { makePki } from "../helpers/certs.ts";
+import { PY_BIO, pyTlsServer } from "../helpers/py-bio.ts";
 import { parseTlsdArgs } from "../../src/tlsd/options.ts";
 import { parseTlscArgs } from "../../src/tlsc/options.ts";
 
@@ -32,41 +33,6 @@ const env = (extra: Record<string, string> = {}) => ({
 });
 /** 98, as wait() reports it. */
 const TLS_FAILED = `status ${98 << 8}`;
-
-/** Python helpers for a TLS endpoint on memory BIOs over a raw socket `raw`: `flush()` sends
- * what TLS wrote, `pump()` reads from the peer (exits quietly on EOF), `handshake()` runs one. */
-const PY_BIO = `
-import os, socket, ssl, sys
-inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-def flush():
-    data = out.read()
-    if data:
-        raw.sendall(data)
-def pump():
-    data = raw.recv(65536)
-    if not data:
-        sys.exit(0)
-    inc.write(data)
-def handshake():
-    while True:
-        try:
-            tls.do_handshake()
-            return
-        except ssl.SSLWantReadError:
-            flush()
-            pump()
-def read_line():
-    got = b""
-    while b"\\n" not in got:
-        try:
-            got += tls.read(65536)
-        except ssl.SSLWantReadError:
-            flush()
-            pump()
-    return got
-def forge():
-    raw.sendall(bytes([0x17, 3, 3, 0, 0x20]) + os.urandom(32))
-`;
 
 /** A python3 ssl client on memory BIOs: a TLS 1.3 handshake, one record each way, then a
  * forged application-data record; prints what the raw socket saw next: EOF, RESET or TIMEOUT. */
@@ -184,16 +150,7 @@ test("tlsc: a TLS 1.3 server that refuses our certificate after the handshake is
 test("tlsc: a server's forged record after the handshake ends tlsc with 98 and a log line", async () => {
   // The server side of the forgery: python3 ssl on memory BIOs, answering one line, then
   // writing a record no key made.
-  const script = `${PY_BIO}
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(${JSON.stringify(server.cert)}, ${JSON.stringify(server.key)})
-ls = socket.create_server(("127.0.0.1", 0))
-print(ls.getsockname()[1], flush=True)
-raw, _ = ls.accept()
-raw.settimeout(30)
-tls = ctx.wrap_bio(inc, out, server_side=True)
-handshake()
-flush()
+  const script = `${pyTlsServer(server)}
 tls.write(read_line())
 flush()
 forge()

@@ -1,0 +1,54 @@
+// python3 ssl on memory BIOs, for TLS peers that misbehave on purpose or watch each record.
+
+/** Python helpers for a TLS endpoint on memory BIOs over a raw socket `raw`: `flush()` sends
+ * what TLS wrote, `pump()` reads from the peer (exits quietly on EOF), `handshake()` runs one. */
+export const PY_BIO = `
+import os, socket, ssl, sys
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+def flush():
+    data = out.read()
+    if data:
+        raw.sendall(data)
+def pump():
+    data = raw.recv(65536)
+    if not data:
+        sys.exit(0)
+    inc.write(data)
+def handshake():
+    while True:
+        try:
+            tls.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            flush()
+            pump()
+def read_line():
+    got = b""
+    while b"\\n" not in got:
+        try:
+            got += tls.read(65536)
+        except ssl.SSLWantReadError:
+            flush()
+            pump()
+    return got
+def forge():
+    raw.sendall(bytes([0x17, 3, 3, 0, 0x20]) + os.urandom(32))
+`;
+
+/** A python3 TLS server on memory BIOs with this certificate: it prints its port, accepts one
+ * connection and does the handshake (`setup`: more lines for `ctx` first); the script goes on
+ * from there with `tls`, `raw` and PY_BIO's helpers. */
+export function pyTlsServer(pair: { cert: string; key: string }, setup = ""): string {
+  return `${PY_BIO}
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(${JSON.stringify(pair.cert)}, ${JSON.stringify(pair.key)})
+${setup}
+ls = socket.create_server(("127.0.0.1", 0))
+print(ls.getsockname()[1], flush=True)
+raw, _ = ls.accept()
+raw.settimeout(30)
+tls = ctx.wrap_bio(inc, out, server_side=True)
+handshake()
+flush()
+`;
+}
