@@ -131,7 +131,7 @@ function spawnOnConnection(
   const extra = extraFds.flatMap((fd) => [fd, fd]);
   // Resolves once the program runs (onSpawn called), rejects when it cannot be run. The fds it
   // is given stay open until then; the program has its own copies after.
-  const spawn = (fd: number, onExit: (status: number) => void): Promise<void> => {
+  const spawn = (fds: ProgramFds, onExit: (status: number) => void): Promise<void> => {
     const stop = options.stop;
     let exited = false;
     let pid = 0;
@@ -162,7 +162,8 @@ function spawnOnConnection(
       const code = (error as { code?: unknown }).code;
       return typeof code === "string" ? new ProgramNotFound(argv[0] ?? file, code) : error;
     };
-    const pairs = [fd, read, fd, write, ...extra];
+    const moved = fds.write === read && fds.read === write ? native().dup(fds.write) : undefined;
+    const pairs = programPairs({ ...fds, write: moved ?? fds.write }, read, write).concat(extra);
     const closeFrom = options.closeOthers ? 3 : -1;
     const done = new Promise<void>((resolve, reject) => {
       if (!options.asyncSpawn) {
@@ -193,25 +194,44 @@ function spawnOnConnection(
       options.onSpawning?.();
     });
     // The program has its own copies of the extra fds now (or never will).
-    return done.finally(() => closeFds(extraFds));
+    return done.finally(() => closeFds(moved === undefined ? extraFds : [...extraFds, moved]));
   };
   if (connection.fd !== undefined) {
     // The raw socket itself: no relay, no copy.
     const fd = connection.fd;
     let onExit: (status: number) => void = () => {};
     const exited = new Promise<number>((resolve) => (onExit = resolve));
-    return spawn(fd, onExit).then(() => exited);
+    return spawn({ read: fd, write: fd }, onExit).then(() => exited);
   }
   let called = false;
-  const spawnOnce = (fd: number, onExit: (status: number) => void) => {
+  const spawnOnce = (fds: ProgramFds, onExit: (status: number) => void) => {
     called = true;
-    return spawn(fd, onExit);
+    return spawn(fds, onExit);
   };
-  return spawnOnStream(connection, spawnOnce).catch((error: unknown) => {
+  // A client program (fds 6/7) gets two descriptors, as s6-tlsc gives it two pipes, so that
+  // closing 7 alone is an EOF (`exec 7>&-`). A server program keeps one socket on 0 and 1, as
+  // under djb's tcpserver: programs written for it may read and write either.
+  const separate = options.side === "client";
+  return spawnOnStream(connection, spawnOnce, separate).catch((error: unknown) => {
     // Failed before spawning (no socketpair): the extra fds are still ours to close.
     if (!called) closeFds(extraFds);
     throw error;
   });
+}
+
+/** The fds a program reads and writes the connection on (one socket, or two). */
+interface ProgramFds {
+  read: number;
+  write: number;
+}
+
+/** The dup2 pairs that put `fds` on the program's `read` and `write` numbers, in an order in
+ * which no dup2 overwrites a source that a later one still needs (the caller moved one of two
+ * exactly swapped fds out of the way). */
+function programPairs(fds: ProgramFds, read: number, write: number): number[] {
+  return fds.write !== read
+    ? [fds.read, read, fds.write, write]
+    : [fds.write, write, fds.read, read];
 }
 
 /** The kernel's send buffer for our end of the socketpair, in bytes (Linux doubles it, and caps
@@ -229,23 +249,27 @@ const READ_BUFFER_SIZE = 65536;
 /** A transformed connection (TLS) reaches the program through a socketpair and a relay. */
 async function spawnOnStream(
   connection: Connection,
-  spawn: (fd: number, onExit: (status: number) => void) => Promise<void>,
+  spawn: (fds: ProgramFds, onExit: (status: number) => void) => Promise<void>,
+  separate: boolean,
 ): Promise<number> {
   const stream = connectionStream(connection);
+  // What we write, the program reads on `theirs`; with `separate`, what it writes comes back
+  // on a pair of its own.
   const [ours, theirs] = native().socketPair(PROGRAM_SNDBUF);
+  const [outOurs, outTheirs] = separate ? native().socketPair() : [ours, theirs];
   let onExit: (status: number) => void = () => {};
   const exited = new Promise<number>((resolve) => (onExit = resolve));
   // The relay starts at once, as the spawn does (in libuv's threadpool with asyncSpawn): it has
   // to be listening before the stream can end or close, or it would miss that. What it writes
   // before the program exists waits in the socketpair.
-  const spawned = spawn(theirs, onExit);
+  const spawned = spawn({ read: theirs, write: outTheirs }, onExit);
   // Two handles on two fds of our end: when writing to a program that has exited fails, Node
   // destroys the writer, and the reader still delivers what the program wrote before it went.
   // The reader reads into the shared buffer (no new Buffer for each read, which in a 1 GiB
   // transfer cost as much CPU as the TLS encryption); the relay's feed takes the bytes on.
   const feed: Feed = {};
   const output = new Socket({
-    fd: ours,
+    fd: outOurs,
     readable: true,
     writable: false,
     allowHalfOpen: true,
@@ -256,7 +280,7 @@ async function spawnOnStream(
     },
   });
   const input = new Socket({
-    fd: native().dup(ours),
+    fd: separate ? ours : native().dup(ours),
     readable: false,
     writable: true,
     allowHalfOpen: true,
@@ -274,8 +298,9 @@ async function spawnOnStream(
     input.destroy();
     throw error;
   } finally {
-    // The program has its own copy now (or never will).
+    // The program has its own copies now (or never will).
     native().close(theirs);
+    if (separate) native().close(outTheirs);
   }
   const status = await exited;
   // As with a program on the socket itself: once it has exited and its output is all out, the

@@ -8,7 +8,8 @@ import { once } from "node:events";
 import { rmSync } from "node:fs";
 import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
-import { BIN, ours, run } from "../helpers/programs.ts";
+import { BIN, djb, ours, run } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
 import { pyTlsServer } from "../helpers/py-bio.ts";
 
 const pki = makePki();
@@ -99,5 +100,30 @@ for (const [version, flags, how, answer] of [
     );
     assert.equal(await srv.how(), how);
     assert.equal(r.stdout, answer);
+  });
+}
+
+for (const client of [ours("tcpclient"), djb("tcpclient")]) {
+  test(`${client.startsWith("/usr") ? "djb's tcpclient spawning tlsc" : "our tcpclient, tlsc in-process"}: the program's fds 6 and 7 are two descriptors: closing 7 alone is the end of what it sends`, async () => {
+    const s = await startServer(
+      ours("tcpserver"),
+      ["-RHl0", "127.0.0.1", "0", "tlsd", "sh", "-c", "cat; echo after-eof"],
+      { env: { PATH, CERTFILE: server.cert, KEYFILE: server.key } },
+    );
+    try {
+      const r = await run(
+        client,
+        [
+          ...["-RHl0", "127.0.0.1", String(s.port), "tlsc", "-k", "localhost"],
+          ...["sh", "-c", "printf 'hi\\n' >&7; exec 7>&-; cat <&6"],
+        ],
+        { env: { PATH, CAFILE: pki.ca.cert }, timeoutMs: 20_000 },
+      );
+      assert.equal(r.stderr, "");
+      assert.equal(r.stdout, "hi\nafter-eof\n");
+      assert.equal(r.code, 0);
+    } finally {
+      await s.stop();
+    }
   });
 }
