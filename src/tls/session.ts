@@ -3,6 +3,7 @@
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import { exitStatus } from "../ucspi/chain.ts";
+import { clientPrefix } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import type { StageContext } from "../ucspi/stage.ts";
 import { MISSING_CLOSE_NOTIFY } from "./close-policy.ts";
@@ -70,6 +71,12 @@ export function tlsErrorText(error: Error): string {
     .replace(/\s*\n\s*/g, " ");
 }
 
+/** The start of a session's fatal log lines: the program's name, and the client's address when
+ * `env` has one (tlsd: "tlsd: fatal: 192.0.2.7: "). */
+export function fatalPrefix(name: string, env?: Readonly<Env>): string {
+  return `${name}: fatal: ${env ? clientPrefix(env) : ""}`;
+}
+
 /** Ends the session (close_notify, then FIN) and waits a little for the peer to close too.
  * `halfClosed`: the program's end was passed on as a bare TCP half-close already (-s), so no
  * close_notify follows; the peer's end, or the grace time, closes the session. */
@@ -93,12 +100,12 @@ export function goodbye(tls: TLSSocket, halfClosed = false): Promise<void> {
 
 /**
  * The handshake of `tls`, then `check` (a client certificate policy, say): undefined when both
- * passed, else the session is destroyed, the reason logged as `name: fatal: ...` (verbosity 1
- * and up) and the status to end with is returned.
+ * passed, else the session is destroyed, the reason logged after `fatal` ("tlsd: fatal:
+ * 192.0.2.7: ", see fatalPrefix; verbosity 1 and up) and the status to end with is returned.
  */
 export async function handshakeOrStatus(
   ctx: StageContext,
-  name: string,
+  fatal: string,
   tls: TLSSocket,
   event: "secure" | "secureConnect",
   options: { handshakeTimeoutMs: number; verbosity: number },
@@ -110,7 +117,7 @@ export async function handshakeOrStatus(
     return undefined;
   } catch (error) {
     tls.destroy();
-    if (options.verbosity >= 1) ctx.log(`${name}: fatal: ${(error as Error).message}\n`);
+    if (options.verbosity >= 1) ctx.log(`${fatal}${(error as Error).message}\n`);
     return exitStatus(EXIT_TLS);
   }
 }
@@ -122,7 +129,7 @@ export async function handshakeOrStatus(
  */
 export async function runOverSession(
   ctx: StageContext,
-  name: string,
+  fatal: string,
   tls: TLSSocket,
   policy: ClosePolicy,
   closeNotify: boolean | undefined,
@@ -133,7 +140,7 @@ export async function runOverSession(
   let failed = false;
   const fail = (why: string) => {
     failed = true;
-    ctx.log(`${name}: fatal: ${why}\n`);
+    ctx.log(`${fatal}${why}\n`);
   };
   // A TLS error once the session runs (a forged record, an alert from the peer such as a
   // TLS 1.3 server refusing our certificate after the handshake): OpenSSL has sent its alert,

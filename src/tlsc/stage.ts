@@ -7,7 +7,7 @@ import { filePath, readOrFail, readTrustAnchors, trustAnchorsFrom } from "../tls
 import { closePolicy } from "../tls/close-policy.ts";
 import { applyFacts, sslAddressFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
 import { protocolOptions } from "../tls/protocol.ts";
-import { handshakeOrStatus, runOverSession } from "../tls/session.ts";
+import { fatalPrefix, handshakeOrStatus, runOverSession } from "../tls/session.ts";
 import { copyEnv } from "../ucspi/env.ts";
 import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
 import { tlsIds } from "../ucspi/privileges.ts";
@@ -52,15 +52,30 @@ export const tlscStage: Stage = {
       ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
     });
     const verifiedName = serverName ?? address ?? "";
-    const refused = await handshakeOrStatus(ctx, "tlsc", tls, "secureConnect", options, () => {
-      if (options.verify) verifyServer(tls, verifiedName, anchors);
-    });
+    const refused = await handshakeOrStatus(
+      ctx,
+      fatalPrefix("tlsc"),
+      tls,
+      "secureConnect",
+      options,
+      () => {
+        if (options.verify) verifyServer(tls, verifiedName, anchors);
+      },
+    );
     if (refused !== undefined) return refused;
     const next = copyEnv(env);
     if (!options.keepEnv) stripTlsConfig(next);
     applyFacts(next, tlsFacts(tls, options, "SERVER"));
     if (options.modSsl) applyFacts(next, sslAddressFacts(next));
-    return runOverSession(ctx, "tlsc", tls, policy, options.closeNotify, options.program, next);
+    return runOverSession(
+      ctx,
+      fatalPrefix("tlsc"),
+      tls,
+      policy,
+      options.closeNotify,
+      options.program,
+      next,
+    );
   },
 };
 

@@ -5,7 +5,7 @@ import { TLSSocket } from "node:tls";
 import { CertStore, storeConfig } from "../tls/cert-store.ts";
 import { closePolicy } from "../tls/close-policy.ts";
 import { applyFacts, sslAddressFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
-import { handshakeOrStatus, runOverSession, tlsErrorText } from "../tls/session.ts";
+import { fatalPrefix, handshakeOrStatus, runOverSession, tlsErrorText } from "../tls/session.ts";
 import { copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
@@ -60,7 +60,8 @@ export const tlsdStage: Stage = {
     }
     const policy = closePolicy(connection, options);
     const tls = serverTls(policy.transport, store, options, noCertificate);
-    const refused = await handshakeOrStatus(ctx, "tlsd", tls, "secure", options, () =>
+    const fatal = fatalPrefix("tlsd", ctx.env);
+    const refused = await handshakeOrStatus(ctx, fatal, tls, "secure", options, () =>
       checkClientCertificate(tls, options),
     );
     if (refused !== undefined) return refused;
@@ -70,7 +71,7 @@ export const tlsdStage: Stage = {
     if (options.modSsl) applyFacts(env, sslAddressFacts(env));
     return runOverSession(
       ctx,
-      "tlsd",
+      fatal,
       tls,
       policy,
       options.closeNotify,

@@ -53,6 +53,6 @@ export function envList(env: Readonly<Env>): string[] {
 
 /** The client's address as the start of a log line (`1.2.3.4: `), or nothing without one. */
 export function clientPrefix(env: Readonly<Env>): string {
-  const ip = env["TCPREMOTEIP"];
+  const ip = env["PROTO"] === "TCP6" ? env["TCP6REMOTEIP"] : env["TCPREMOTEIP"];
   return ip ? `${ip}: ` : "";
 }

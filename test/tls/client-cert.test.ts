@@ -83,7 +83,9 @@ for (const [who, tcpserver] of [
     );
     try {
       assert.equal(await connectWith(s.port, stranger), "");
-      await s.waitForLog(/^tlsd: fatal: client certificate refused: self-signed certificate$/);
+      await s.waitForLog(
+        /^tlsd: fatal: 127\.0\.0\.1: client certificate refused: self-signed certificate$/,
+      );
       assert.equal(await connectWith(s.port, undefined), "");
       assert.equal(
         await connectWith(s.port, trusted),

@@ -95,7 +95,7 @@ for (const [who, tcpserver] of [
       const r = await forgedRecordClient(s.port);
       assert.equal(r.stderr, "");
       assert.match(r.stdout, /^(EOF|RESET)\n$/, "the connection is closed, not left open");
-      const [line] = await s.waitForLog(/^tlsd: fatal: TLS session failed: /);
+      const [line] = await s.waitForLog(/^tlsd: fatal: 127\.0\.0\.1: TLS session failed: /);
       assert.match(line ?? "", /decryption failed or bad record mac|bad record mac/i);
       await s.waitForLog(new RegExp(`^tcpserver: end \\d+ ${TLS_FAILED}$`));
     } finally {
@@ -289,7 +289,7 @@ test("tlsd -K: a silent client cannot hold tcpserver's only slot; the next clien
   const closed = once(silent, "close");
   try {
     await once(silent, "connect");
-    await s.waitForLog(/^tlsd: fatal: handshake timed out$/);
+    await s.waitForLog(/^tlsd: fatal: 127\.0\.0\.1: handshake timed out$/);
     await closed;
     const echoed = await new Promise<string>((resolve, reject) => {
       const c = tlsConnect({

@@ -94,7 +94,10 @@ test("-J: a client's FIN without close_notify is fatal, status 98", async () => 
   await withTlsd(["-J"], async ({ port, log, waitForLog }) => {
     await client(port, "hello\n", "fin");
     await waitForLog(/^tcpserver: end /, 1);
-    assert.match(log(), /^tlsd: fatal: remote closed connection without a close_notify$/m);
+    assert.match(
+      log(),
+      /^tlsd: fatal: 127\.0\.0\.1: remote closed connection without a close_notify$/m,
+    );
     assert.match(log(), /^tcpserver: end \d+ status 25088$/m);
   });
 });
