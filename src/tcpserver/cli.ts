@@ -4,6 +4,7 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { writeSync } from "node:fs";
 import { parsePort, parseServerHost } from "../ucspi/address.ts";
+import { StageConfigError, prepareChain } from "../ucspi/chain.ts";
 import { resolveHostAddresses } from "../ucspi/dns.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { startEnv } from "../ucspi/env.ts";
@@ -23,6 +24,14 @@ async function main(): Promise<void> {
   const listenFd =
     socketActivated(env) ??
     listenOn(await bindAddress(options.host), portNumber(options.port), options);
+  // Our stage's configuration, checked and loaded before accepting and before privileges go.
+  try {
+    await prepareChain(options.program, env, writeStderr);
+  } catch (error) {
+    if (!(error instanceof StageConfigError)) throw error;
+    const code = reportError(error.stage, error.cause, writeStderr);
+    process.exit(code === 100 ? 100 : 111);
+  }
   const [, boundPort, family] = native().localAddress(listenFd);
   const workers = options.workerIndex === 0 ? startWorkers(args, options, boundPort) : [];
   options.limit = workerLimit(options.limit, options.workers, options.workerIndex);

@@ -91,7 +91,7 @@ interface Loaded {
 
 /** Secure contexts for a configuration, rebuilt when one of their files changes. */
 export class CertStore {
-  private readonly config: StoreConfig;
+  readonly config: StoreConfig;
   private readonly contexts = new Map<string, Loaded>();
   private checkedAt = 0;
   private readonly recheckMs: number;

@@ -3,6 +3,7 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { TLSSocket } from "node:tls";
 import { CertStore, storeConfig } from "../tls/cert-store.ts";
+import { configWarnings } from "../tls/config-warnings.ts";
 import { closePolicy } from "../tls/close-policy.ts";
 import { applyFacts, sslAddressFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
 import { fatalPrefix, handshakeOrStatus, runOverSession, tlsErrorText } from "../tls/session.ts";
@@ -35,6 +36,14 @@ function storeFor(env: Readonly<Env>, options: TlsdOptions): CertStore {
 }
 
 export const tlsdStage: Stage = {
+  // At tcpserver's start: the certificates and keys are loaded now, as root if it is, and kept
+  // for every connection (storeFor); a bad configuration stops tcpserver here.
+  prepare(argv, env, warn) {
+    const options = parseOrUsage(USAGE, () => parseTlsdArgs([...argv]));
+    const store = storeFor(env, options);
+    for (const line of configWarnings(store.config, new Date())) warn(line);
+  },
+
   async run(ctx) {
     const options = parseOrUsage(USAGE, () => parseTlsdArgs(ctx.argv.slice(1)));
     const store = storeFor(ctx.env, options);

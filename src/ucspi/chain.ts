@@ -12,7 +12,7 @@ import { ourStage } from "./programs.ts";
 import { relay } from "./relay.ts";
 import { spawnOffLoop } from "./spawner.ts";
 import type { Feed } from "./relay.ts";
-import type { Connection, Side, StageContext } from "./stage.ts";
+import type { Connection, Side, Stage, StageContext } from "./stage.ts";
 
 export interface ChainOptions {
   side: Side;
@@ -71,6 +71,38 @@ export async function runChain(
     return runStage(await stage, [...argv], env, connection, options);
   }
   return spawnOnConnection(file, argv, env, connection, options, extraFds);
+}
+
+/**
+ * tcpserver's start: when the program is one of our stages that has a prepare step, runs it
+ * (see Stage.prepare). Its failures are thrown, named after the stage (StageConfigError).
+ */
+export async function prepareChain(
+  argv: readonly string[],
+  env: Readonly<Env>,
+  log: (line: string) => void,
+): Promise<void> {
+  let stage: Stage | undefined;
+  try {
+    stage = await ourStage(findProgram(argv[0] ?? "", env["PATH"]));
+  } catch {
+    return; // Not found now: each connection says so, as djb's tcpserver does.
+  }
+  const name = (argv[0] ?? "").slice((argv[0] ?? "").lastIndexOf("/") + 1);
+  try {
+    stage?.prepare?.(argv.slice(1), env, (what) => log(`${name}: warning: ${what}\n`));
+  } catch (error) {
+    throw new StageConfigError(name, error);
+  }
+}
+
+/** A stage's configuration refused at start-up: `stage` names it in the log line. */
+export class StageConfigError extends Error {
+  readonly stage: string;
+  constructor(stage: string, cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+    this.stage = stage;
+  }
 }
 
 /** The connection's extra fds (see Connection.extraFds), which the chain owns from now on. */

@@ -1,0 +1,39 @@
+// What tlsd says at start-up about a configuration that will serve, but badly: a certificate
+// out of its validity, one that does not cover the name it is set for, a key that others can
+// read. One line each; nothing here stops the server.
+import { X509Certificate } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
+import type { StoreConfig } from "./cert-store.ts";
+
+export function configWarnings(config: StoreConfig, now: Date): string[] {
+  const out: string[] = [];
+  const pairs = [
+    ...(config.fallback ? [[undefined, config.fallback] as const] : []),
+    ...config.named.entries(),
+  ];
+  for (const [name, pair] of pairs) {
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(readFileSync(pair.cert));
+    } catch {
+      continue; // Loading it says what is wrong.
+    }
+    if (cert.validToDate < now) out.push(`certificate ${pair.cert} expired on ${cert.validTo}`);
+    if (cert.validFromDate > now)
+      out.push(`certificate ${pair.cert} is not valid before ${cert.validFrom}`);
+    // A wildcard name is covered when a name below it is.
+    const probe = name?.startsWith("*.") ? `x${name.slice(1)}` : name;
+    if (name && probe && !cert.checkHost(probe))
+      out.push(`certificate ${pair.cert} is not for ${name} (CERTFILE:${name})`);
+    try {
+      const mode = statSync(pair.key).mode;
+      if (mode & 0o044)
+        out.push(
+          `key ${pair.key} can be read by ${mode & 0o004 ? "anyone" : "its group"} (mode ${(mode & 0o777).toString(8)}): chmod 600`,
+        );
+    } catch {
+      // Loading it says what is wrong.
+    }
+  }
+  return out;
+}

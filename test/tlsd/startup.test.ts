@@ -1,0 +1,153 @@
+// tlsd under our tcpserver is prepared at start-up (issue 11, item 7): a configuration that can
+// never serve is one line and an exit before tcpserver listens for clients; one that will serve
+// badly gets a warning; keys are read before tcpserver drops privileges, so a key only root can
+// read still serves after -u/-g.
+import "reflect-metadata";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { webcrypto } from "node:crypto";
+import { chmodSync, copyFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { connect } from "node:tls";
+import * as x509 from "@peculiar/x509";
+import { makePki } from "../helpers/certs.ts";
+import { BIN, ours, run } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+
+x509.cryptoProvider.set(webcrypto);
+
+const pki = makePki();
+after(() => rmSync(pki.dir, { recursive: true, force: true }));
+const server = pki.server("localhost", ["localhost"]);
+const PATH = `${BIN}:/usr/bin:/bin`;
+
+/** tcpserver with `env` that is expected to stop at start: its exit code, output and log. */
+function refused(env: Record<string, string>, tlsdArgs: string[] = []) {
+  return run(ours("tcpserver"), ["-1", "127.0.0.1", "0", "tlsd", ...tlsdArgs, "cat"], {
+    env: { PATH, ...env },
+    timeoutMs: 15_000,
+  });
+}
+
+test("a configuration that can never serve: one line, an exit, no port", async () => {
+  const csr = join(pki.dir, "request.csr");
+  execFileSync("openssl", [
+    ...["req", "-new", "-key", server.key, "-subj", "/CN=localhost", "-out", csr],
+  ]);
+  const other = pki.server("other", ["other.test"]);
+  for (const [env, code, line] of [
+    [{}, 100, /^tlsd: fatal: CERTFILE not set\n$/],
+    [{ CERTFILE: server.cert }, 100, /^tlsd: fatal: KEYFILE not set\n$/],
+    [
+      { CERTFILE: "/no/such.pem", KEYFILE: server.key },
+      111,
+      /^tlsd: fatal: unable to read certificate \/no\/such\.pem: file does not exist\n$/,
+    ],
+    [
+      { CERTFILE: pki.dir, KEYFILE: server.key },
+      111,
+      /^tlsd: fatal: unable to read certificate .*: is a directory\n$/,
+    ],
+    [{ CERTFILE: csr, KEYFILE: server.key }, 111, /^tlsd: fatal: unable to use certificate /],
+    [
+      { CERTFILE: server.cert, KEYFILE: other.key },
+      111,
+      /^tlsd: fatal: unable to use certificate .* with key .*\n$/,
+    ],
+  ] as const) {
+    const r = await refused(env);
+    assert.equal(r.code, code, r.stderr);
+    assert.equal(r.stdout, "", "never listened for clients");
+    assert.match(r.stderr, line);
+  }
+  const usage = await refused({ CERTFILE: server.cert, KEYFILE: server.key }, ["-Q"]);
+  assert.equal(usage.code, 100);
+  assert.match(usage.stderr, /^tlsd: illegal option -- Q\ntlsd: usage: tlsd /);
+});
+
+test("warnings at start: an expired certificate, one not for its CERTFILE:name, a key others can read", async () => {
+  const keys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+    "sign",
+    "verify",
+  ])) as webcrypto.CryptoKeyPair;
+  const expired = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: "01",
+    name: "CN=localhost",
+    notBefore: new Date("2020-01-01T00:00:00Z"),
+    notAfter: new Date("2020-02-01T00:00:00Z"),
+    signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+    keys,
+  });
+  const cert = join(pki.dir, "expired.pem");
+  const key = join(pki.dir, "expired.key");
+  writeFileSync(cert, expired.toString("pem"));
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey));
+  writeFileSync(
+    key,
+    `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString("base64")}\n-----END PRIVATE KEY-----\n`,
+    { mode: 0o644 },
+  );
+  chmodSync(key, 0o644);
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-RHl0", "127.0.0.1", "0", "tlsd", "-k", "1", "cat"],
+    {
+      env: {
+        PATH,
+        CERTFILE: cert,
+        KEYFILE: key,
+        "CERTFILE:b.test": server.cert,
+        "KEYFILE:b.test": server.key,
+      },
+    },
+  );
+  try {
+    const log = s.log();
+    assert.match(
+      log,
+      /^tlsd: warning: certificate .*expired\.pem expired on Feb {2}1 00:00:00 2020 GMT$/m,
+    );
+    assert.match(
+      log,
+      /^tlsd: warning: key .*expired\.key can be read by anyone \(mode 644\): chmod 600$/m,
+    );
+    assert.match(log, /^tlsd: warning: certificate .* is not for b\.test \(CERTFILE:b\.test\)$/m);
+    assert.doesNotMatch(log, new RegExp(`key ${server.key}`), "a 0600 key is not warned about");
+  } finally {
+    await s.stop();
+  }
+});
+
+test("a key only root can read serves after tcpserver -u/-g: it was read at start, as root", async () => {
+  assert.equal(process.getuid?.(), 0, "this test needs root, as CI runs it");
+  const cert = join(pki.dir, "root-only.pem");
+  const key = join(pki.dir, "root-only.key");
+  copyFileSync(server.cert, cert);
+  copyFileSync(server.key, key);
+  chmodSync(key, 0o600);
+  chmodSync(pki.dir, 0o755);
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-v", "-u", "65534", "-g", "65534", "-RHl0", "127.0.0.1", "0", "tlsd", "sh", "-c", "id -u"],
+    { env: { PATH, CERTFILE: cert, KEYFILE: key } },
+  );
+  try {
+    const said = await new Promise<string>((resolve, reject) => {
+      const c = connect({
+        port: s.port,
+        host: "127.0.0.1",
+        servername: "localhost",
+        ca: [execFileSync("cat", [pki.ca.cert])],
+      });
+      let got = "";
+      c.setEncoding("latin1");
+      c.on("data", (d: string) => (got += d));
+      c.once("close", () => resolve(got));
+      c.once("error", reject);
+    });
+    assert.equal(said, "65534\n", s.log());
+  } finally {
+    await s.stop();
+  }
+});
