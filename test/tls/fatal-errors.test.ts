@@ -14,6 +14,7 @@ import { BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { makePki } from "../helpers/certs.ts";
 import { PY_BIO, pyTlsServer } from "../helpers/py-bio.ts";
+import { tlsExchange } from "../helpers/tls-client.ts";
 import { parseTlsdArgs } from "../../src/tlsd/options.ts";
 import { parseTlscArgs } from "../../src/tlsc/options.ts";
 
@@ -291,22 +292,9 @@ test("tlsd -K: a silent client cannot hold tcpserver's only slot; the next clien
     await once(silent, "connect");
     await s.waitForLog(/^tlsd: fatal: 127\.0\.0\.1: handshake timed out$/);
     await closed;
-    const echoed = await new Promise<string>((resolve, reject) => {
-      const c = tlsConnect({
-        port: s.port,
-        host: "127.0.0.1",
-        servername: "localhost",
-        ca: [execFileSync("cat", [pki.ca.cert])],
-      });
-      let got = "";
-      c.setEncoding("latin1");
-      c.on("data", (d: string) => {
-        got += d;
-        if (got.includes("\n")) c.end();
-      });
-      c.once("secureConnect", () => c.write("served\n"));
-      c.once("close", () => resolve(got));
-      c.once("error", reject);
+    const echoed = await tlsExchange(s.port, pki.ca.cert, {
+      send: "served\n",
+      enough: (got) => got.includes("\n"),
     });
     assert.equal(echoed, "served\n");
   } finally {

@@ -9,11 +9,11 @@ import { webcrypto } from "node:crypto";
 import { chmodSync, copyFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { connect } from "node:tls";
 import * as x509 from "@peculiar/x509";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { tlsExchange } from "../helpers/tls-client.ts";
 
 x509.cryptoProvider.set(webcrypto);
 
@@ -133,19 +133,7 @@ test("a key only root can read serves after tcpserver -u/-g: it was read at star
     { env: { PATH, CERTFILE: cert, KEYFILE: key } },
   );
   try {
-    const said = await new Promise<string>((resolve, reject) => {
-      const c = connect({
-        port: s.port,
-        host: "127.0.0.1",
-        servername: "localhost",
-        ca: [execFileSync("cat", [pki.ca.cert])],
-      });
-      let got = "";
-      c.setEncoding("latin1");
-      c.on("data", (d: string) => (got += d));
-      c.once("close", () => resolve(got));
-      c.once("error", reject);
-    });
+    const said = await tlsExchange(s.port, pki.ca.cert);
     assert.equal(said, "65534\n", s.log());
   } finally {
     await s.stop();
