@@ -350,20 +350,22 @@ test("the CA unreachable: a clean failure after the order fails, or the default 
 });
 
 test("http-01: acme-challenge on the port-80 stand-in answers, every other request reaches the web server", async () => {
-  const [tlsPort, httpPort] = [await freePort(), await freePort()];
-  const pebble = await startPebble({ tlsPort: await freePort(), httpPort });
   const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
   const env = {
     ...process.env,
     PATH: PATH_WITH_BIN,
     CERTDIR: cache,
   };
+  // Ports the servers bind themselves (0), never one picked and let go before: under the
+  // test runner's concurrency another test could take it in between.
   const web = await startServer(
     ours("tcpserver"),
-    ["-vRHl0", "127.0.0.1", String(httpPort), "acme-challenge", "-v2", "ucspi-demo", "http"],
+    ["-vRHl0", "127.0.0.1", "0", "acme-challenge", "-v2", "ucspi-demo", "http"],
     { env },
   );
-  const tls = await serveTlsd(ours("tcpserver"), tlsPort, cache, {
+  const httpPort = web.port;
+  const pebble = await startPebble({ tlsPort: await freePort(), httpPort });
+  const tls = await serveTlsd(ours("tcpserver"), 0, cache, {
     ACME_DIRECTORY: pebble.directory,
     ACME_CAFILE: pebble.listenerCa,
     ACME_NAMES: "a.test",
@@ -372,7 +374,7 @@ test("http-01: acme-challenge on the port-80 stand-in answers, every other reque
   try {
     const rootFile = join(cache, ".pebble-root.pem");
     writeFileSync(rootFile, await pebble.root());
-    const r = await sClient(tlsPort, "a.test", rootFile);
+    const r = await sClient(tls.port, "a.test", rootFile);
     assert.equal(r.code, 0, r.stderr + tls.log() + web.log() + pebble.log());
     assert.match(r.stdout, /^hello a\.test$/m);
     await web.waitForLog(/^acme-challenge: info: 127\.0\.0\.1: answered [A-Za-z0-9_-]+$/);
