@@ -135,8 +135,11 @@ class Wrapper {
   private listen(): void {
     const { client, server, toServer, snooper } = this;
     client.on("data", (chunk: Buffer) => {
-      if (this.early) this.early.push(chunk);
-      else snooper.client(chunk);
+      if (!this.early) return snooper.client(chunk);
+      // Bytes before the go-ahead refuse the upgrade anyway: keep this chunk, read no more
+      // (the kernel bounds the rest).
+      this.early.push(chunk);
+      client.pause();
     });
     server.on("data", (chunk: Buffer) => snooper.server(chunk));
     client.on("error", () => this.drop());
@@ -193,6 +196,7 @@ class Wrapper {
       resumeClient: () => {
         const early = this.early ?? [];
         this.early = undefined;
+        client.resume();
         for (const chunk of early) this.snooper.client(chunk);
         if (this.clientEnded && this.snooper.phase === "snoop") toServer.end();
       },
