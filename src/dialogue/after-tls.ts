@@ -15,6 +15,9 @@ export interface CapabilityFilter {
   fromClient(chunk: Buffer): void;
 }
 
+/** The most POP3 commands followed without their replies. */
+const MAX_PENDING = 10_000;
+
 /** The longest line a filter holds back; a longer one passes as it is. */
 const MAX_LINE = 64 * 1024;
 
@@ -52,6 +55,11 @@ class ServerLines {
     this.line = line;
     this.raw = raw;
     this.long = long;
+  }
+
+  /** The bytes held back (a line not complete yet), to pass on as they are. */
+  drain(): Buffer {
+    return this.lines.take();
   }
 
   feed(chunk: Buffer): Buffer {
@@ -163,11 +171,22 @@ class Pop3Filter implements CapabilityFilter {
   private body: "none" | "capa" | "other" = "none";
   private readonly lines = new ServerLines((line) => this.line(line));
 
+  /** Lost track (more commands pending than a client pipelines): bytes pass as they are. */
+  private lost = false;
+
   fromServer(chunk: Buffer): Buffer {
-    return this.lines.feed(chunk);
+    if (!this.lost) return this.lines.feed(chunk);
+    // What was held back of a line goes first, then everything as it comes.
+    const held = this.lines.drain();
+    return held.length > 0 ? Buffer.concat([held, chunk]) : chunk;
   }
 
   fromClient(chunk: Buffer): void {
+    if (this.lost) return;
+    if (this.commands.length > MAX_PENDING) {
+      this.lost = true;
+      return;
+    }
     this.clientLines.push(chunk);
     for (;;) {
       const r = this.clientLines.next();

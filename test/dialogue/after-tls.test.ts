@@ -100,3 +100,13 @@ test("a line longer than the filter holds passes whole, and a literal announced 
     `${long}* CAPABILITY X\r\n)\r\n* CAPABILITY Y\r\n`,
   );
 });
+
+test("pop3: a client that pipelines more commands than are followed: everything passes as it is from then on", () => {
+  const filter = capabilityFilter("pop3");
+  assert.ok(filter);
+  filter.fromClient(Buffer.from("CAPA\r\n"));
+  assert.equal(filter.fromServer(Buffer.from("+OK\r\nST")).toString(), "+OK\r\n");
+  filter.fromClient(Buffer.from("NOOP\r\n".repeat(10_001)));
+  filter.fromClient(Buffer.from("NOOP\r\n"));
+  assert.equal(filter.fromServer(Buffer.from("LS\r\n.\r\n")).toString(), "STLS\r\n.\r\n");
+});
