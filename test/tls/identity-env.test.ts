@@ -242,3 +242,46 @@ test("tlsc: the server certificate's names reach the program as UTF-8", async ()
     await s.stop();
   }
 });
+
+/** s6-tlsd's rules for one value (sbearssl_send_environment.c, read, not run): leading and
+ * trailing spaces dropped, `,=+<>#\` and newline after a backslash, a NUL ends it. */
+function s6Value(value: string): string {
+  const cut = value.split("\0")[0] ?? "";
+  return cut.trim().replace(/[,=\n+<>#\\]/g, (c) => `\\${c}`);
+}
+
+test("property: where s6-tlsd's rules keep every character, the subject has s6-tlsd's bytes", () => {
+  // No leading or trailing space, no ; " NUL or other control character, one value each.
+  const plain = fc
+    .string({
+      unit: fc.oneof(
+        fc.constantFrom(",", "=", "+", "<", ">", "#", "\\", " ", "\u012c", "\u00eb", "/"),
+        fc.string({ unit: "binary", minLength: 1, maxLength: 1 }),
+      ),
+      minLength: 1,
+      maxLength: 12,
+    })
+    .filter((v) => !/^ | $|[;"\x00-\x1f\x7f]/.test(v));
+  fc.assert(
+    fc.property(
+      fc.record({
+        C: fc.option(plain, { nil: undefined }),
+        ST: fc.option(plain, { nil: undefined }),
+        O: fc.option(plain, { nil: undefined }),
+        OU: fc.option(plain, { nil: undefined }),
+        CN: fc.option(plain, { nil: undefined }),
+      }),
+      (name) => {
+        const subject = Object.fromEntries(
+          Object.entries(name).filter(([, v]) => v !== undefined),
+        ) as unknown as Parameters<typeof s6Subject>[0];
+        const s6 = (["C", "ST", "L", "O", "OU", "CN"] as const)
+          .filter((k) => name[k as keyof typeof name] !== undefined)
+          .map((k) => `${k}=${s6Value(name[k as keyof typeof name] ?? "")}`)
+          .join(", ");
+        assert.equal(s6Subject(subject), s6);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
