@@ -21,6 +21,7 @@ static void up(char *path) {
  * descriptors at the lowest free numbers, and would take 6 and 7 if they were missing. */
 static int check_client_fds(const char *name, int argc, char **argv) {
   if (strcmp(name, "tlsc") != 0) return 0;
+  if (argc == 2 && strcmp(argv[1], "--help") == 0) return 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--") == 0 || argv[i][0] != '-') break;
     if (strncmp(argv[i], "-6", 2) == 0 || strncmp(argv[i], "-7", 2) == 0 ||

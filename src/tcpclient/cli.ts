@@ -5,6 +5,7 @@ import { connectionEnv, parseClientHost, parsePort } from "../ucspi/address.ts";
 import { runChain } from "../ucspi/chain.ts";
 import { dropOwnPrivileges } from "../ucspi/privileges.ts";
 import { resolveHostAddresses, reverseName } from "../ucspi/dns.ts";
+import { helpAsked } from "../ucspi/help.ts";
 import { applyEnv, startEnv } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { identQuery } from "../ucspi/ident.ts";
@@ -17,6 +18,7 @@ const DNS_TIMEOUT_MS = 30_000;
 const FORWARDED: NodeJS.Signals[] = ["SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGALRM"];
 
 async function main(): Promise<number> {
+  if (helpAsked("tcpclient", process.argv.slice(2), USAGE)) return 0;
   const options = parseClientArgs(process.argv.slice(2));
   const addresses = await addressesOf(options);
   const port = portNumber(options.port);

@@ -12,6 +12,7 @@ import {
 } from "node:fs";
 import { cdbMake } from "../ucspi/cdb.ts";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
+import { helpAsked } from "../ucspi/help.ts";
 import { reportError, writeStderr } from "../ucspi/main.ts";
 import { RuleLineError, parseRuleLines } from "../ucspi/tcprules-parse.ts";
 
@@ -43,6 +44,7 @@ function writeAll(fd: number, bytes: Buffer): void {
 }
 
 async function main(args: readonly string[]): Promise<number> {
+  if (helpAsked("tcprules", args, USAGE)) return 0;
   const [cdbPath, tmpPath] = args;
   if (cdbPath === undefined || tmpPath === undefined) throw new UsageError("");
   let fd: number;

@@ -3,6 +3,7 @@
 import { writeSync } from "node:fs";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { startEnv } from "../ucspi/env.ts";
+import { helpAsked } from "../ucspi/help.ts";
 import { reportError, writeStderr } from "../ucspi/main.ts";
 import { findRule, readRulesFile, ruleItems } from "../ucspi/rules.ts";
 import type { RuleMatch } from "../ucspi/rules.ts";
@@ -28,6 +29,7 @@ function report(match: RuleMatch | undefined): Buffer {
 }
 
 function main(args: readonly string[]): number {
+  if (helpAsked("tcprulescheck", args, USAGE)) return 0;
   const file = args[0];
   if (file === undefined) throw new UsageError("");
   const env = startEnv(process.env);

@@ -6,6 +6,7 @@ import { writeSync } from "node:fs";
 import { parsePort, parseServerHost } from "../ucspi/address.ts";
 import { StageConfigError, prepareChain } from "../ucspi/chain.ts";
 import { resolveHostAddresses } from "../ucspi/dns.ts";
+import { helpAsked } from "../ucspi/help.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { startEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
@@ -19,6 +20,7 @@ import { serve } from "./server.ts";
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
+  if (helpAsked("tcpserver", args, USAGE)) return;
   const options = parseServerArgs(args, process.env);
   const env = startEnv(process.env);
   const listenFd =

@@ -1,9 +1,11 @@
 // tls-keygen: keys and certificates for the TLS programs (self-signed pairs, a small local CA
 // and the leaves it signs, requests for a public CA), written atomically, keys mode 0600.
 import { reportError, writeStderr } from "../ucspi/main.ts";
-import { parseKeygenArgs } from "./options.ts";
+import { helpAsked } from "../ucspi/help.ts";
+import { USAGE, parseKeygenArgs } from "./options.ts";
 
 async function main(args: readonly string[]): Promise<number> {
+  if (helpAsked("tls-keygen", args, USAGE)) return 0;
   const options = parseKeygenArgs(args);
   // The crypto and X.509 code loads only once the arguments are known to be good.
   const { runKeygen } = await import("./keygen.ts");

@@ -1,6 +1,7 @@
 // What the cli.ts of every stage program shares (tlsd, tlsc, ucspi-demo): run the stage on
 // fds 0/1 or 6/7 as a process of its own, and end as the chain's last program ended.
 import { startEnv } from "./env.ts";
+import { helpAsked } from "./help.ts";
 import { dropOwnPrivileges } from "./privileges.ts";
 import { passOnStatus, reportError, writeStderr } from "./main.ts";
 import type { Connection, Side, Stage } from "./stage.ts";
@@ -21,6 +22,7 @@ export interface StageProgram {
  * connection is fds 0/1 or 6/7, and the process ends as the chain's last program ended. */
 export function runStageProgram(p: StageProgram): void {
   const args = process.argv.slice(2);
+  if (helpAsked(p.name, args, p.usage)) return;
   let connection: Connection | undefined;
   const main = async (): Promise<number> => {
     p.check?.(args);

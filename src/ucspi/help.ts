@@ -1,0 +1,35 @@
+// --help for every program of ours: what it does, its usage line and where its page is. djb's
+// programs know no --help (to them it is an unknown option, exit 100); an admin trying ours
+// gets this on stdout and exit 0, and every other unknown option is still djb's exit 100.
+import { writeSync } from "node:fs";
+
+const WHAT: Readonly<Record<string, string>> = {
+  tcpserver: "accepts TCP connections and runs a program for each, the connection on fds 0/1",
+  tcpclient: "connects to a TCP server and runs a program with the connection on fds 6/7",
+  tcprules: "compiles tcpserver's rules into a cdb, atomically",
+  tcprulescheck: "shows which rule of a cdb matches a client",
+  tlsd: "TLS on the connection (fds 0/1), the program behind it in plaintext",
+  tlsc: "TLS to the server (fds 6/7), the program in front of it in plaintext",
+  "starttls-wrapper": "STARTTLS for a plaintext SMTP, LMTP, IMAP or POP3 server, unpatched",
+  "tls-sniff": "TLS or plaintext on one port, routed by the first bytes, SNI and ALPN",
+  "acme-challenge": "answers ACME http-01 challenges on port 80, the rest to the program",
+  "tls-keygen": "keys and certificates, written atomically, keys mode 0600",
+  "ucspi-demo": "a small demonstration program for the UCSPI tools",
+};
+
+/** The help text of `name`. */
+export function helpText(name: string, usage: string | undefined): string {
+  return [
+    `${name}: ${WHAT[name] ?? "one of the ucspi-tls programs"}`,
+    ...(usage ? [`usage: ${usage}`] : []),
+    `Every option, the environment and the exit codes: docs/${name}.md in ucspi-tls.`,
+    "",
+  ].join("\n");
+}
+
+/** When `args` is just --help: prints the help on stdout and says so (the caller exits 0). */
+export function helpAsked(name: string, args: readonly string[], usage?: string): boolean {
+  if (args.length !== 1 || args[0] !== "--help") return false;
+  writeSync(1, helpText(name, usage));
+  return true;
+}

@@ -1,0 +1,45 @@
+// --help on every program (issue 14): what it does, its usage and where its page is, on stdout,
+// exit 0; any other unknown option is still djb's usage error, exit 100.
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ROOT, ours, run } from "../helpers/programs.ts";
+
+const PROGRAMS = [
+  "tcpserver",
+  "tcpclient",
+  "tcprules",
+  "tcprulescheck",
+  "tlsd",
+  "tlsc",
+  "starttls-wrapper",
+  "tls-sniff",
+  "acme-challenge",
+  "tls-keygen",
+];
+
+for (const name of PROGRAMS) {
+  test(`${name} --help: one paragraph on stdout, exit 0`, async () => {
+    // No fds 6/7 for tlsc and no stdin: --help needs neither.
+    const r = await run(ours(name), ["--help"], { stdio: ["ignore", "pipe", "pipe"] });
+    assert.equal(r.stderr, "");
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, new RegExp(`^${name}: .+\\n`));
+    assert.match(
+      r.stdout,
+      new RegExp(`\\nEvery option, .*: docs/${name}\\.md in ucspi-tls\\.\\n$`),
+    );
+    assert.ok(existsSync(join(ROOT, "docs", `${name}.md`)), "the page it names is there");
+    if (name !== "tcprules" && name !== "tcprulescheck")
+      assert.match(r.stdout, new RegExp(`\\nusage: ${name} `));
+  });
+}
+
+test("an unknown option is still a usage error, exit 100", async () => {
+  for (const name of ["tcpserver", "tcpclient", "tlsd", "starttls-wrapper", "tls-sniff"]) {
+    const r = await run(ours(name), ["--bogus"], { stdio: ["ignore", "pipe", "pipe"] });
+    assert.equal(r.code, 100, name);
+    assert.match(r.stderr, new RegExp(`^${name}: illegal option -- bogus\\n${name}: usage: `));
+  }
+});
