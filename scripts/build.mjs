@@ -39,8 +39,16 @@ await build({
   // import.meta.url (to find build/ from dist/). Any other import.meta use would be empty in
   // CommonJS, so it fails the build; so does a top-level await (esbuild refuses it in cjs).
   define: { "import.meta.url": "__ucspiImportMetaUrl" },
+  // The version check comes first: on an older Node (a system's Node 20 found on PATH) the
+  // programs would fail deep inside with the runtime's own words.
   banner: {
-    js: 'const __ucspiImportMetaUrl = require("node:url").pathToFileURL(__filename).href;',
+    js: [
+      'if (Number(process.versions.node.split(".")[0]) < 24) {',
+      '  require("node:fs").writeSync(2, `${require("node:path").basename(__filename, ".cjs")}: fatal: Node.js 24 or later is needed, this is ${process.versions.node}: install ucspi-tls with its own Node (npm ci), or put Node 24 first on PATH\\n`);',
+      "  process.exit(111);",
+      "}",
+      'const __ucspiImportMetaUrl = require("node:url").pathToFileURL(__filename).href;',
+    ].join("\n"),
   },
   logOverride: { "empty-import-meta": "error" },
   // acme-client (with axios and node-forge, 2 MB) is needed only when tlsd orders a

@@ -43,3 +43,22 @@ test("an unknown option is still a usage error, exit 100", async () => {
     assert.match(r.stderr, new RegExp(`^${name}: illegal option -- bogus\\n${name}: usage: `));
   }
 });
+
+test("on a Node older than 24 every program says so in one line and exits 111", async () => {
+  const fake = join(ROOT, "test", "fixtures", "node-20.cjs");
+  for (const name of ["tlsd", "tls-keygen", "tcpserver"]) {
+    const r = await run(
+      process.execPath,
+      ["-r", fake, join(ROOT, "dist", `${name}.cjs`), "--help"],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    assert.equal(r.code, 111, name);
+    assert.equal(r.stdout, "");
+    assert.equal(
+      r.stderr,
+      `${name}: fatal: Node.js 24 or later is needed, this is 20.20.2: install ucspi-tls with its own Node (npm ci), or put Node 24 first on PATH\n`,
+    );
+  }
+});
