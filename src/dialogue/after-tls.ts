@@ -3,7 +3,7 @@
 // 3207 (4.2) and RFC 2595 (3.1, 4) forbid and which invites a client to try it. tlsd passes the
 // server's output through the protocol's filter, which takes the upgrade capability out of its
 // capability lists and leaves every other byte as it is: mail text (IMAP literals, POP3
-// message bodies) is never read as a list.
+// message bodies, NNTP articles) is never read as a list.
 import { withoutStartTls } from "./imap.ts";
 import { LineBuffer } from "./lines.ts";
 import { keyword, replyOf } from "./smtp.ts";
@@ -31,6 +31,8 @@ export function capabilityFilter(protocol: string): CapabilityFilter | undefined
       return new ImapFilter();
     case "pop3":
       return new Pop3Filter();
+    case "nntp":
+      return new NntpFilter();
     default:
       return undefined;
   }
@@ -158,21 +160,38 @@ class ImapFilter implements CapabilityFilter {
   }
 }
 
-/** POP3: STLS lines are dropped from the body of a CAPA reply only, found by following the
- * client's commands in order: other multi-line replies (RETR, TOP, LIST, UIDL) are mail or
- * lists and pass as they are. */
-class Pop3Filter implements CapabilityFilter {
-  /** The commands sent and not answered yet, by verb ("" for one with arguments that has a
-   * one-line reply). */
+/** What a status line of the server means for what follows (see CommandFollower). */
+interface Status {
+  /** A multi-line body follows: a capability list ("capa") or anything else. */
+  body?: "capa" | "other";
+  /** The command is not answered yet (a continuation): it stays first in line. */
+  pending?: boolean;
+  /** The client's next line is a SASL answer, not a command. */
+  saslAnswer?: boolean;
+  /** The client's next lines are data (an article) up to a "." line. */
+  clientData?: boolean;
+}
+
+/** Protocols whose multi-line replies can only be told apart by the command they answer
+ * (POP3, NNTP): the client's commands are followed in order, and lines of a capability body
+ * that match `drop` are taken out; every other body (mail, articles, lists) passes as it is. */
+abstract class CommandFollower implements CapabilityFilter {
+  /** The commands sent and not answered yet, as `command` names them. */
   private readonly commands: string[] = [];
   private readonly clientLines = new LineBuffer(MAX_LINE, false);
-  /** The server asked for a SASL answer ("+ "): the client's next line is not a command. */
   private saslAnswer = false;
+  private clientData = false;
   private body: "none" | "capa" | "other" = "none";
   private readonly lines = new ServerLines((line) => this.line(line));
-
   /** Lost track (more commands pending than a client pipelines): bytes pass as they are. */
   private lost = false;
+
+  /** The capability line to take out. */
+  protected abstract readonly drop: RegExp;
+  /** A command line's words: its name in the queue, and whether data follows it at once. */
+  protected abstract command(words: string[]): { name: string; data?: boolean };
+  /** A status line of the server, answering the command `name` ("" for none). */
+  protected abstract status(line: string, name: string): Status;
 
   fromServer(chunk: Buffer): Buffer {
     if (!this.lost) return this.lines.feed(chunk);
@@ -195,34 +214,77 @@ class Pop3Filter implements CapabilityFilter {
         this.clientLines.take();
         return;
       }
+      if (this.clientData) {
+        if (/^\.\r?\n$/.test(r.line)) this.clientData = false;
+        continue;
+      }
       if (this.saslAnswer) {
         this.saslAnswer = false;
         continue;
       }
-      const words = r.line.trim().split(/\s+/);
-      const verb = (words[0] ?? "").toUpperCase();
-      const multiLine =
-        verb === "CAPA" ||
-        verb === "RETR" ||
-        verb === "TOP" ||
-        ((verb === "LIST" || verb === "UIDL" || verb === "AUTH") && words.length === 1);
-      this.commands.push(multiLine ? verb : "");
+      const { name, data } = this.command(r.line.trim().split(/\s+/));
+      this.commands.push(name);
+      if (data) this.clientData = true;
     }
   }
 
   private line(line: string): string {
     if (this.body !== "none") {
       if (/^\.\r?\n$/.test(line)) this.body = "none";
-      else if (this.body === "capa" && /^STLS\s*$/i.test(line)) return "";
+      else if (this.body === "capa" && this.drop.test(line)) return "";
       return line;
     }
-    if (line.startsWith("+ ")) {
-      // A SASL challenge: the command goes on, and the client answers it next.
-      this.saslAnswer = true;
-      return line;
-    }
-    const verb = this.commands.shift() ?? "";
-    if (line.startsWith("+OK") && verb !== "") this.body = verb === "CAPA" ? "capa" : "other";
+    const name = this.commands.shift() ?? "";
+    const status = this.status(line, name);
+    if (status.pending) this.commands.unshift(name);
+    if (status.saslAnswer) this.saslAnswer = true;
+    if (status.clientData) this.clientData = true;
+    if (status.body) this.body = status.body;
     return line;
+  }
+}
+
+/** POP3: STLS leaves the CAPA list; RETR, TOP, LIST and UIDL bodies pass as they are. */
+class Pop3Filter extends CommandFollower {
+  protected readonly drop = /^STLS\s*$/i;
+
+  protected command(words: string[]) {
+    const verb = (words[0] ?? "").toUpperCase();
+    const multiLine =
+      verb === "CAPA" ||
+      verb === "RETR" ||
+      verb === "TOP" ||
+      ((verb === "LIST" || verb === "UIDL" || verb === "AUTH") && words.length === 1);
+    return { name: multiLine ? verb : "" };
+  }
+
+  protected status(line: string, name: string): Status {
+    // A SASL challenge: the command goes on, and the client answers it next.
+    if (line.startsWith("+ ")) return { pending: true, saslAnswer: true };
+    if (!line.startsWith("+OK") || name === "") return {};
+    return { body: name === "CAPA" ? "capa" : "other" };
+  }
+}
+
+/** The NNTP codes whose reply has a body (RFC 3977); 211 has one for LISTGROUP only. */
+const NNTP_BODIES = new Set(["100", "101", "215", "220", "221", "222", "224", "225", "230", "231"]);
+
+/** NNTP: STARTTLS leaves the CAPABILITIES list; articles, lists and overviews pass as they
+ * are, and so does an article the client sends (POST, IHAVE after 340/335; TAKETHIS). */
+class NntpFilter extends CommandFollower {
+  protected readonly drop = /^STARTTLS\s*$/i;
+
+  protected command(words: string[]) {
+    const verb = (words[0] ?? "").toUpperCase();
+    return { name: verb, data: verb === "TAKETHIS" };
+  }
+
+  protected status(line: string, name: string): Status {
+    const code = line.slice(0, 3);
+    if (code === "383") return { pending: true, saslAnswer: true };
+    if (code === "340" || code === "335") return { pending: true, clientData: true };
+    if (code === "101" && name === "CAPABILITIES") return { body: "capa" };
+    if (NNTP_BODIES.has(code) || (code === "211" && name === "LISTGROUP")) return { body: "other" };
+    return {};
   }
 }

@@ -2,29 +2,19 @@
 // itself when the server knows no CAPA; before TLS only CAPA, STLS and QUIT are followed. USER,
 // PASS, APOP or AUTH (the client declined TLS) end the snooping in opportunistic mode and get
 // -ERR [AUTH] in require mode.
-import type { Dialogue, DialogueFactory, Expect, Policy } from "./types.ts";
+import { capabilityList } from "./capability-list.ts";
+import type { Dialogue, DialogueFactory, Expect } from "./types.ts";
 import { ONE_LINE } from "./types.ts";
 import { notBeforeTls, verbOf } from "./verbs.ts";
 
-/** The CAPA reply: "+OK" then lines up to "."; STLS added before the end (once); in require
- * mode without USER and SASL, which are no use before TLS. A server without CAPA (-ERR) gets
- * one of ours. */
-function capa(policy: Policy): Expect {
-  return {
-    ends: (line, lines) =>
-      !(lines[0] ?? line).startsWith("+OK") || (lines.length > 0 && /^\.\r?\n$/.test(line)),
-    rewrite(lines) {
-      if (!(lines[0] ?? "").startsWith("+OK"))
-        return "+OK Capability list follows\r\nSTLS\r\n.\r\n";
-      const body = lines.slice(1, -1).filter((l) => {
-        const word = l.split(/[ \r\n]/)[0]?.toUpperCase() ?? "";
-        if (word === "STLS") return false;
-        return !(policy === "require" && (word === "USER" || word === "SASL"));
-      });
-      return [lines[0], ...body, "STLS\r\n", lines[lines.length - 1]].join("");
-    },
-  };
-}
+/** The CAPA reply, with STLS; in require mode without USER and SASL, no use before TLS. A
+ * server without CAPA (-ERR) gets a list of ours. */
+const CAPA = {
+  ok: "+OK",
+  upgrade: "STLS",
+  hidden: ["USER", "SASL"],
+  fallback: "+OK Capability list follows\r\nSTLS\r\n.\r\n",
+};
 
 /** A greeting that is not +OK is passed on, and the snooping stops. Its APOP timestamp
  * (<...@...>) is taken out: after STLS the client talks to a fresh server with a timestamp of
@@ -58,7 +48,7 @@ export const pop3: DialogueFactory = (policy) => {
             pipelined: "-ERR Command pipelined after STLS\r\n",
           };
         case "CAPA":
-          return { kind: "forward", expect: capa(policy) };
+          return { kind: "forward", expect: capabilityList(CAPA, policy) };
         case "QUIT":
           return { kind: "forward", expect: ONE_LINE };
         case "USER":

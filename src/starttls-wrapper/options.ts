@@ -6,7 +6,7 @@ import { UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../ucspi/getopt.ts";
 
 export const USAGE =
-  "starttls-wrapper [ -p smtp|lmtp|imap|pop3 ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
+  "starttls-wrapper [ -p smtp|lmtp|imap|pop3|nntp ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
 
 export interface WrapperOptions {
   protocol: string;
@@ -61,7 +61,9 @@ export function parseWrapperArgs(args: readonly string[]): WrapperOptions {
       case "p":
       case "protocol":
         if (!DIALOGUES[value])
-          throw new UsageError(`unknown protocol '${value}' (smtp, lmtp, imap, pop3)`);
+          throw new UsageError(
+            `unknown protocol '${value}' (${Object.keys(DIALOGUES).join(", ")})`,
+          );
         o.protocol = value;
         break;
       case "o":

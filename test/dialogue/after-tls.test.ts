@@ -110,3 +110,33 @@ test("pop3: a client that pipelines more commands than are followed: everything 
   filter.fromClient(Buffer.from("NOOP\r\n"));
   assert.equal(filter.fromServer(Buffer.from("LS\r\n.\r\n")).toString(), "STLS\r\n.\r\n");
 });
+
+test("nntp: STARTTLS leaves the CAPABILITIES list; articles, LISTGROUP and HELP bodies pass as they are", () => {
+  anySplit(
+    "nntp",
+    "101 Capability list:\r\nVERSION 2\r\nSTARTTLS\r\nREADER\r\n.\r\n" +
+      "211 2 1 2 misc\r\n" +
+      "211 2 1 2 misc list follows\r\n1\r\nSTARTTLS\r\n.\r\n" +
+      "220 1 <a@b> article\r\nSubject: x\r\n\r\nSTARTTLS\r\n.\r\n" +
+      "100 help\r\nSTARTTLS\r\n.\r\n",
+    "101 Capability list:\r\nVERSION 2\r\nREADER\r\n.\r\n" +
+      "211 2 1 2 misc\r\n" +
+      "211 2 1 2 misc list follows\r\n1\r\nSTARTTLS\r\n.\r\n" +
+      "220 1 <a@b> article\r\nSubject: x\r\n\r\nSTARTTLS\r\n.\r\n" +
+      "100 help\r\nSTARTTLS\r\n.\r\n",
+    "CAPABILITIES\r\nGROUP misc\r\nLISTGROUP misc\r\nARTICLE 1\r\nHELP\r\n",
+  );
+});
+
+test("nntp: an article the client posts is not taken for commands", () => {
+  const filter = capabilityFilter("nntp");
+  assert.ok(filter);
+  const say = (bytes: string) => filter.fromServer(Buffer.from(bytes)).toString("latin1");
+  filter.fromClient(Buffer.from("POST\r\n"));
+  assert.equal(say("340 send it\r\n"), "340 send it\r\n");
+  filter.fromClient(Buffer.from("Subject: x\r\n\r\nCAPABILITIES\r\n.\r\nCAPABILITIES\r\n"));
+  assert.equal(
+    say("240 posted\r\n101 list\r\nSTARTTLS\r\nIHAVE\r\n.\r\n"),
+    "240 posted\r\n101 list\r\nIHAVE\r\n.\r\n",
+  );
+});

@@ -1,0 +1,59 @@
+// NNTP (RFC 3977, RFC 4642, RFC 4643): STARTTLS in the CAPABILITIES list (answered by the
+// wrapper itself when the server knows no CAPABILITIES); before TLS only CAPABILITIES,
+// MODE READER, QUIT and STARTTLS are followed. AUTHINFO or any other command (the client
+// declined TLS) ends the snooping in opportunistic mode and gets 483 in require mode. A POST or
+// IHAVE article is never parsed: its command ends the snooping first.
+import { capabilityList } from "./capability-list.ts";
+import type { Dialogue, DialogueFactory, Expect } from "./types.ts";
+import { ONE_LINE } from "./types.ts";
+import { notBeforeTls, verbOf } from "./verbs.ts";
+
+/** The CAPABILITIES reply, with STARTTLS; in require mode without AUTHINFO, no use before
+ * TLS. A server without CAPABILITIES (an error) gets a list of ours. */
+const CAPABILITIES = {
+  ok: "101",
+  upgrade: "STARTTLS",
+  hidden: ["AUTHINFO"],
+  fallback: "101 Capability list:\r\nVERSION 2\r\nSTARTTLS\r\n.\r\n",
+};
+
+/** A greeting that is not 200 or 201 (400, 502: no service) is passed on, and the snooping
+ * stops. */
+const greeting: Expect = {
+  ends: () => true,
+  thenPump: (lines) => !/^20[01]/.test(lines[0] ?? ""),
+};
+
+export const nntp: DialogueFactory = (policy) => {
+  const dialogue: Dialogue = {
+    protocol: "nntp",
+    policy,
+    maxLine: 512,
+    greeting: () => greeting,
+    command(line) {
+      const { verb, hasArgs } = verbOf(line);
+      switch (verb) {
+        case "STARTTLS":
+          if (hasArgs) return { kind: "answer", reply: "501 STARTTLS takes no arguments\r\n" };
+          return {
+            kind: "starttls",
+            goAhead: "382 Continue with TLS negotiation\r\n",
+            unavailable: "580 Can not initiate TLS negotiation\r\n",
+            pipelined: "400 Command pipelined after STARTTLS\r\n",
+          };
+        case "CAPABILITIES":
+          return { kind: "forward", expect: capabilityList(CAPABILITIES, policy) };
+        case "QUIT":
+          return { kind: "forward", expect: ONE_LINE };
+        case "MODE":
+          if (/^MODE READER\r\n$/i.test(line)) return { kind: "forward", expect: ONE_LINE };
+          return notBeforeTls(policy, "483 Encryption or stronger authentication required\r\n");
+        default:
+          return notBeforeTls(policy, "483 Encryption or stronger authentication required\r\n");
+      }
+    },
+    malformed: (why) => `501 ${why}\r\n`,
+    closing: (why) => `400 ${why}\r\n`,
+  };
+  return dialogue;
+};
