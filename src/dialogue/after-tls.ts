@@ -28,7 +28,10 @@ export function capabilityFilter(protocol: string): CapabilityFilter | undefined
     case "lmtp":
       return new SmtpFilter();
     case "imap":
-      return new ImapFilter();
+      return new LiteralFilter(withoutStartTls);
+    case "sieve":
+      // The capabilities the fresh server sends again after STARTTLS, and CAPABILITY replies.
+      return new LiteralFilter((line) => (/^"STARTTLS"\r?\n$/i.test(line) ? "" : line));
     case "pop3":
       return new Pop3Filter();
     case "nntp":
@@ -124,29 +127,33 @@ class SmtpFilter implements CapabilityFilter {
   }
 }
 
-/** IMAP: CAPABILITY lists lose STARTTLS; a literal's bytes ({n} at a line's end) pass as they
- * are. */
-class ImapFilter implements CapabilityFilter {
+/** IMAP and ManageSieve: each line through `rewrite` (CAPABILITY lists lose STARTTLS); a
+ * literal's bytes ({n} at a line's end) pass as they are. */
+class LiteralFilter implements CapabilityFilter {
   private literal = 0;
   /** The end of the long line passing in pieces, to find a literal announced there. */
   private tail = "";
-  private readonly lines = new ServerLines(
-    (line) => {
-      this.announce(line);
-      return withoutStartTls(line);
-    },
-    () => this.literal,
-    (piece) => {
-      if (this.literal > 0) this.literal -= piece.length;
-      else {
-        this.tail = (this.tail + piece.toString("latin1")).slice(-32);
-        if (this.tail.endsWith("\n")) {
-          this.announce(this.tail);
-          this.tail = "";
+  private readonly lines: ServerLines;
+
+  constructor(rewrite: (line: string) => string) {
+    this.lines = new ServerLines(
+      (line) => {
+        this.announce(line);
+        return rewrite(line);
+      },
+      () => this.literal,
+      (piece) => {
+        if (this.literal > 0) this.literal -= piece.length;
+        else {
+          this.tail = (this.tail + piece.toString("latin1")).slice(-32);
+          if (this.tail.endsWith("\n")) {
+            this.announce(this.tail);
+            this.tail = "";
+          }
         }
-      }
-    },
-  );
+      },
+    );
+  }
 
   fromServer(chunk: Buffer): Buffer {
     return this.lines.feed(chunk);

@@ -4,12 +4,10 @@
 // (the client declined TLS) ends the snooping in opportunistic mode and is refused with
 // [PRIVACYREQUIRED] in require mode. A literal is never parsed before TLS.
 import type { ClientVerdict, Dialogue, DialogueFactory, Expect, Policy } from "./types.ts";
-import { notBeforeTls } from "./verbs.ts";
+import { literalVerdict, notBeforeTls } from "./verbs.ts";
 
 /** tag SP command [SP arguments]: the tag is any atom character but "+" (RFC 9051 §9). */
 const COMMAND = /^([^\s(){%*"\\\]+]+) ([A-Za-z]+)(?: (.*))?$/;
-/** A line that ends with a literal's announcement: {n} or {n+}. */
-const LITERAL = /\{[0-9]+\+?\}$/;
 
 /** Capability atoms with STARTTLS added (once) and, in require mode, plaintext logins off. */
 function capabilities(atoms: string[], policy: Policy): string[] {
@@ -97,15 +95,12 @@ export const imap: DialogueFactory = (policy) => {
       const tag = m[1] ?? "";
       const command = (m[2] ?? "").toUpperCase();
       const args = m[3];
-      if (LITERAL.test(text)) {
-        // Its bytes would follow as data the wrapper does not parse: never before TLS.
-        if (policy === "opportunistic") return { kind: "pump" };
-        return {
-          kind: "close",
-          reply: "* BYE Literals are not accepted before STARTTLS\r\n",
-          log: "literal before STARTTLS",
-        };
-      }
+      const literal = literalVerdict(
+        policy,
+        text,
+        "* BYE Literals are not accepted before STARTTLS\r\n",
+      );
+      if (literal) return literal;
       switch (command) {
         case "STARTTLS":
           if (args !== undefined)

@@ -2,6 +2,7 @@
 import { imap } from "./imap.ts";
 import { nntp } from "./nntp.ts";
 import { pop3 } from "./pop3.ts";
+import { sieve } from "./sieve.ts";
 import { lmtp, smtp } from "./smtp.ts";
 import type { DialogueFactory } from "./types.ts";
 
@@ -11,4 +12,5 @@ export const DIALOGUES: Readonly<Record<string, DialogueFactory>> = {
   imap,
   pop3,
   nntp,
+  sieve,
 };

@@ -40,6 +40,9 @@ export interface Dialogue {
   readonly policy: Policy;
   /** The longest client command line before STARTTLS, line end included. */
   readonly maxLine: number;
+  /** The server greets again after STARTTLS (ManageSieve's capabilities): the fresh server's
+   * greeting behind TLS is kept, not swallowed. */
+  readonly greetsAgainAfterTls?: boolean;
   /** How the server's greeting is read (it may be rewritten: IMAP's capability code). */
   greeting(): Expect;
   /** A complete client line (latin1, with its CRLF). */

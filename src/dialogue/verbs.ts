@@ -13,3 +13,15 @@ export function verbOf(line: string): { verb: string; hasArgs: boolean } {
 export function notBeforeTls(policy: Policy, reply: string): ClientVerdict {
   return policy === "opportunistic" ? { kind: "pump" } : { kind: "answer", reply };
 }
+
+/** A command line that announces a literal (`{n}`, `{n+}`): its bytes would follow as data the
+ * wrapper does not parse, so never before TLS: the end of snooping, or `bye` and the end. */
+export function literalVerdict(
+  policy: Policy,
+  text: string,
+  bye: string,
+): ClientVerdict | undefined {
+  if (!/\{[0-9]+\+?\}$/.test(text)) return undefined;
+  if (policy === "opportunistic") return { kind: "pump" };
+  return { kind: "close", reply: bye, log: "literal before STARTTLS" };
+}

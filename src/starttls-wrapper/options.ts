@@ -6,7 +6,7 @@ import { UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../ucspi/getopt.ts";
 
 export const USAGE =
-  "starttls-wrapper [ -p smtp|lmtp|imap|pop3|nntp ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
+  "starttls-wrapper [ -p smtp|lmtp|imap|pop3|nntp|sieve ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
 
 export interface WrapperOptions {
   protocol: string;

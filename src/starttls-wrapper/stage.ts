@@ -213,7 +213,10 @@ class Wrapper {
   }
 
   private async upgrade(verdict: StarttlsVerdict): Promise<boolean> {
-    const record: ResumeRecord = { protocol: this.dialogue.protocol, swallow: "greeting" };
+    const record: ResumeRecord = {
+      protocol: this.dialogue.protocol,
+      ...(this.dialogue.greetsAgainAfterTls ? {} : { swallow: "greeting" }),
+    };
     const service = this.options.service;
     let tlsSide: Socket | undefined;
     if (service && !this.clientEnded) {

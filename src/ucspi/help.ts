@@ -10,7 +10,8 @@ const WHAT: Readonly<Record<string, string>> = {
   tcprulescheck: "shows which rule of a cdb matches a client",
   tlsd: "TLS on the connection (fds 0/1), the program behind it in plaintext",
   tlsc: "TLS to the server (fds 6/7), the program in front of it in plaintext",
-  "starttls-wrapper": "STARTTLS for a plaintext SMTP, LMTP, IMAP, POP3 or NNTP server, unpatched",
+  "starttls-wrapper":
+    "STARTTLS for a plaintext SMTP, LMTP, IMAP, POP3, NNTP or ManageSieve server, unpatched",
   "tls-sniff": "TLS or plaintext on one port, routed by the first bytes, SNI and ALPN",
   "acme-challenge": "answers ACME http-01 challenges on port 80, the rest to the program",
   "tls-keygen": "keys and certificates, written atomically, keys mode 0600",

@@ -140,3 +140,14 @@ test("nntp: an article the client posts is not taken for commands", () => {
     "240 posted\r\n101 list\r\nIHAVE\r\n.\r\n",
   );
 });
+
+test('sieve: "STARTTLS" leaves the capabilities; a script sent back as a literal passes as it is', () => {
+  const script = '"STARTTLS"\r\nrequire "fileinto";\r\n';
+  anySplit(
+    "sieve",
+    `"IMPLEMENTATION" "x"\r\n"STARTTLS"\r\n"VERSION" "1.0"\r\nOK "TLS negotiation successful."\r\n` +
+      `{${script.length}}\r\n${script}\r\nOK "Getscript completed."\r\n`,
+    `"IMPLEMENTATION" "x"\r\n"VERSION" "1.0"\r\nOK "TLS negotiation successful."\r\n` +
+      `{${script.length}}\r\n${script}\r\nOK "Getscript completed."\r\n`,
+  );
+});
