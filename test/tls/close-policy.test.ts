@@ -66,6 +66,8 @@ print(how, flush=True)
       if (child.exitCode === null) await once(child, "exit");
       return said.split("\n")[1] ?? "";
     },
+    /** Never left behind, whatever the test found. */
+    kill: () => child.kill("SIGKILL"),
   };
 }
 
@@ -92,14 +94,18 @@ for (const [version, flags, how, answer] of [
 ] as const) {
   test(`tlsc ${flags.join(" ") || "(default)"} in ${version}: the program's half-close is a ${how}`, async () => {
     const srv = endWatcher(version);
-    const port = await srv.port();
-    const r = await run(
-      ours("tcpclient"),
-      ["-RHl0", "127.0.0.1", port, "tlsc", ...flags, "-k", "localhost", ...HALF_CLOSER],
-      { env: { PATH, CAFILE: pki.ca.cert }, timeoutMs: 30_000 },
-    );
-    assert.equal(await srv.how(), how);
-    assert.equal(r.stdout, answer);
+    try {
+      const port = await srv.port();
+      const r = await run(
+        ours("tcpclient"),
+        ["-RHl0", "127.0.0.1", port, "tlsc", ...flags, "-k", "localhost", ...HALF_CLOSER],
+        { env: { PATH, CAFILE: pki.ca.cert }, timeoutMs: 30_000 },
+      );
+      assert.equal(await srv.how(), how);
+      assert.equal(r.stdout, answer);
+    } finally {
+      srv.kill();
+    }
   });
 }
 
