@@ -8,6 +8,7 @@ import { connect } from "node:net";
 import type { Socket } from "node:net";
 import { encodeProxyV2, resumeTlv } from "../proxy/index.ts";
 import type { ProxyHeader, ResumeRecord } from "../proxy/index.ts";
+import { tcpVar } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 
 /** Connects to host:port within `timeoutMs`; rejects with a one-line reason. */
@@ -33,11 +34,10 @@ export function connectService(host: string, port: number, timeoutMs: number): P
 
 /** The client's and our addresses as tcpserver put them in env (TCP*, or TCP6* for IPv6). */
 function endpoints(env: Readonly<Env>) {
-  const p = env["PROTO"] === "TCP6" ? "TCP6" : "TCP";
-  const remote = env[`${p}REMOTEIP`];
-  const local = env[`${p}LOCALIP`];
-  const remotePort = Number(env[`${p}REMOTEPORT`]);
-  const localPort = Number(env[`${p}LOCALPORT`]);
+  const remote = tcpVar(env, "REMOTEIP");
+  const local = tcpVar(env, "LOCALIP");
+  const remotePort = Number(tcpVar(env, "REMOTEPORT"));
+  const localPort = Number(tcpVar(env, "LOCALPORT"));
   if (!remote || !local || !(remotePort > 0) || !(localPort > 0)) return undefined;
   const family = isIP(remote) === 6 || isIP(local) === 6 ? "tcp6" : "tcp4";
   // A v4 address beside a v6 one is written as v6 (mapped): one family per header.

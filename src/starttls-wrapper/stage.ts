@@ -12,7 +12,7 @@ import type { ResumeRecord } from "../proxy/index.ts";
 import { noDelay } from "../tls/close-policy.ts";
 import { stripTlsConfig } from "../tls/peer-env.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
-import { copyEnv } from "../ucspi/env.ts";
+import { copyEnv, tcpVar } from "../ucspi/env.ts";
 import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { oneWay, relay } from "../ucspi/relay.ts";
@@ -286,10 +286,7 @@ class Wrapper {
   }
 
   private peer(): string {
-    const env = this.ctx.env;
-    return env["PROTO"] === "TCP6"
-      ? (env["TCP6REMOTEIP"] ?? "unknown")
-      : (env["TCPREMOTEIP"] ?? "unknown");
+    return tcpVar(this.ctx.env, "REMOTEIP") ?? "unknown";
   }
 }
 

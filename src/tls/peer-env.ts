@@ -1,7 +1,7 @@
 // What a TLS layer tells the next program about the session, in s6-tlsd's names.
 import { X509Certificate, createHash } from "node:crypto";
 import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from "node:tls";
-import { toBytes } from "../ucspi/env.ts";
+import { tcpVar, toBytes } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import type { CommonTlsOptions } from "./options.ts";
 
@@ -204,7 +204,6 @@ function keyBits(name: string): number {
  * qmail-family programs written for sslserver read: the TCP (or TCP6) values, unset when
  * absent. */
 export function sslAddressFacts(env: Readonly<Env>): [string, string | undefined][] {
-  const p = env["PROTO"] === "TCP6" ? "TCP6" : "TCP";
   return [
     "LOCALIP",
     "LOCALPORT",
@@ -213,7 +212,7 @@ export function sslAddressFacts(env: Readonly<Env>): [string, string | undefined
     "REMOTEPORT",
     "REMOTEHOST",
     "REMOTEINFO",
-  ].map((name) => [`SSL${name}`, env[`${p}${name}`]]);
+  ].map((name) => [`SSL${name}`, tcpVar(env, name)]);
 }
 
 /** The TLS configuration variables, which the program never sees unless -Z. */

@@ -21,8 +21,7 @@ export const tlscStage: Stage = {
     const env = ctx.env;
     // The name to send and verify: -k, else the host the user gave our tcpclient, else the
     // address. Never TCPREMOTEHOST: a reverse name is chosen by whoever owns the address.
-    const given = env["TCPCLIENT_HOST"];
-    const serverName = options.serverName ?? (given ? given : undefined);
+    const serverName = options.serverName ?? (env["TCPCLIENT_HOST"] || undefined);
     const address = env["TCPREMOTEIP"];
     const anchors = trustAnchorsFrom(env);
     let client: { cert: Buffer; key: Buffer } | undefined;
@@ -52,30 +51,16 @@ export const tlscStage: Stage = {
       ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
     });
     const verifiedName = serverName ?? address ?? "";
-    const refused = await handshakeOrStatus(
-      ctx,
-      fatalPrefix("tlsc"),
-      tls,
-      "secureConnect",
-      options,
-      () => {
-        if (options.verify) verifyServer(tls, verifiedName, anchors);
-      },
-    );
+    const fatal = fatalPrefix("tlsc");
+    const refused = await handshakeOrStatus(ctx, fatal, tls, "secureConnect", options, () => {
+      if (options.verify) verifyServer(tls, verifiedName, anchors);
+    });
     if (refused !== undefined) return refused;
     const next = copyEnv(env);
     if (!options.keepEnv) stripTlsConfig(next);
     applyFacts(next, tlsFacts(tls, options, "SERVER"));
     if (options.modSsl) applyFacts(next, sslAddressFacts(next));
-    return runOverSession(
-      ctx,
-      fatalPrefix("tlsc"),
-      tls,
-      policy,
-      options.closeNotify,
-      options.program,
-      next,
-    );
+    return runOverSession(ctx, fatal, tls, policy, options.closeNotify, options.program, next);
   },
 };
 

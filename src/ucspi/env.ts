@@ -51,8 +51,14 @@ export function envList(env: Readonly<Env>): string[] {
   return list;
 }
 
+/** One of the connection's variables by the name after TCP (`REMOTEIP`...): the TCP6* one
+ * for an IPv6 connection (PROTO=TCP6), as Debian's ucspi-tcp-ipv6 sets them. */
+export function tcpVar(env: Readonly<Env>, name: string): string | undefined {
+  return env[`${env["PROTO"] === "TCP6" ? "TCP6" : "TCP"}${name}`];
+}
+
 /** The client's address as the start of a log line (`1.2.3.4: `), or nothing without one. */
 export function clientPrefix(env: Readonly<Env>): string {
-  const ip = env["PROTO"] === "TCP6" ? env["TCP6REMOTEIP"] : env["TCPREMOTEIP"];
+  const ip = tcpVar(env, "REMOTEIP");
   return ip ? `${ip}: ` : "";
 }
