@@ -138,9 +138,10 @@ async function serve(
     const transport = connectionStream(ctx.connection);
     noDelay(transport);
     tls = serverTls(transport, store, options);
+    let verdict: string;
     try {
       await handshake(tls, "secure", options.handshakeTimeoutMs);
-      checkClientCertificate(tls, options);
+      verdict = checkClientCertificate(tls, options);
     } catch (error) {
       tls.destroy();
       if (options.verbosity >= 1) ctx.log(`tlsd: warning: ${(error as Error).message}\n`);
@@ -148,7 +149,7 @@ async function serve(
     }
     if (command === START_AND_TELL) {
       const control = ours.control;
-      control.end(replyBlock(sessionFacts(tls, options)), () => control.destroy());
+      control.end(replyBlock(sessionFacts(tls, options, verdict)), () => control.destroy());
     }
     dataFdsOpen = false;
     const fromProgram = new Socket({

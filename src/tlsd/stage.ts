@@ -70,13 +70,14 @@ export const tlsdStage: Stage = {
     const policy = closePolicy(connection, options);
     const tls = serverTls(policy.transport, store, options, noCertificate);
     const fatal = fatalPrefix("tlsd", ctx.env);
-    const refused = await handshakeOrStatus(ctx, fatal, tls, "secure", options, () =>
-      checkClientCertificate(tls, options),
-    );
+    let verdict = "NONE";
+    const refused = await handshakeOrStatus(ctx, fatal, tls, "secure", options, () => {
+      verdict = checkClientCertificate(tls, options);
+    });
     if (refused !== undefined) return refused;
     const env = copyEnv(ctx.env);
     if (!options.keepEnv) stripTlsConfig(env);
-    applyFacts(env, sessionFacts(tls, options));
+    applyFacts(env, sessionFacts(tls, options, verdict));
     if (options.modSsl) applyFacts(env, sslAddressFacts(env));
     return runOverSession(
       ctx,
@@ -132,30 +133,35 @@ export function serverTls(
 }
 
 /** What the program learns of the session; the client's certificate is the peer's, and only
- * one that verified is told as an identity (-Y accepts one that does not, and says so only in
- * SSL_CLIENT_VERIFY with --mod-ssl, as mod_ssl's FAILED:reason). */
-export function sessionFacts(tls: TLSSocket, options: TlsdOptions): [string, string | undefined][] {
-  const verdict = clientVerdict(tls, options);
+ * one that verified (`verdict`, from checkClientCertificate) is told as an identity. */
+export function sessionFacts(
+  tls: TLSSocket,
+  options: TlsdOptions,
+  verdict: string,
+): [string, string | undefined][] {
   const facts = tlsFacts(tls, options, "CLIENT", verdict === "SUCCESS");
   if (options.modSsl) facts.push(["SSL_CLIENT_VERIFY", verdict]);
   return facts;
 }
 
-/** mod_ssl's SSL_CLIENT_VERIFY: NONE (none asked for or sent), SUCCESS, or FAILED:reason. */
-function clientVerdict(tls: TLSSocket, options: TlsdOptions): string {
-  if (options.clientCert === "none" || !tls.getPeerCertificate()?.raw) return "NONE";
+/**
+ * The client certificate policy (tls.Server enforces it itself, a TLSSocket made on its own
+ * does not), and its verdict as mod_ssl's SSL_CLIENT_VERIFY: NONE (none asked for or sent),
+ * SUCCESS, or FAILED:reason. -y throws for anything but SUCCESS; -Y takes any, or none, as
+ * s6-tlsd does (an MTA's self-signed certificate must not stop its mail).
+ */
+export function checkClientCertificate(tls: TLSSocket, options: TlsdOptions): string {
+  if (options.clientCert === "none") return "NONE";
+  const mandatory = options.clientCert === "mandatory";
+  if (!tls.getPeerCertificate()?.raw) {
+    if (mandatory) throw new Error("client certificate required, none sent");
+    return "NONE";
+  }
   const error = verifyError(tls);
-  return error ? `FAILED:${tlsErrorText(error)}` : "SUCCESS";
-}
-
-/** The client certificate policy: tls.Server enforces it itself, a TLSSocket made on its own
- * does not. -y wants a certificate that verifies; -Y takes any, or none, as s6-tlsd does (an
- * MTA's self-signed certificate must not stop its mail), and exports only a verified one. */
-export function checkClientCertificate(tls: TLSSocket, options: TlsdOptions): void {
-  if (options.clientCert !== "mandatory") return;
-  if (!tls.getPeerCertificate()?.raw) throw new Error("client certificate required, none sent");
-  const error = verifyError(tls);
-  if (error) throw new Error(`client certificate refused: ${tlsErrorText(error)}`);
+  if (!error) return "SUCCESS";
+  const reason = tlsErrorText(error);
+  if (mandatory) throw new Error(`client certificate refused: ${reason}`);
+  return `FAILED:${reason}`;
 }
 
 /** OpenSSL's verdict on the peer's chain. tls.Server reads it from the same private handle to
