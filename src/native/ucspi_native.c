@@ -42,6 +42,7 @@ napi_value throw_errno(napi_env env, int err, const char *syscall) {
     E(ENOENT) E(EACCES) E(EPERM) E(EADDRINUSE) E(EADDRNOTAVAIL) E(EAFNOSUPPORT) E(EINVAL)
     E(EMFILE) E(ENFILE) E(ENOMEM) E(ENOEXEC) E(ENOTDIR) E(ELOOP) E(ENAMETOOLONG) E(E2BIG)
     E(ETXTBSY) E(EBADF) E(ENOSYS) E(EAGAIN) E(EISDIR) E(ENOBUFS) E(EPIPE) E(ECANCELED)
+    E(ECONNREFUSED) E(ETIMEDOUT) E(ENETUNREACH) E(EHOSTUNREACH) E(ENOPROTOOPT)
 #undef E
   default:
     name = "EUNKNOWN";
@@ -424,55 +425,71 @@ static int format_address(const struct sockaddr_storage *sa, char *ip, size_t ip
   return 6;
 }
 
-/* listen(address, port, backlog, reusePort) -> fd. The address is a literal; an IPv6 wildcard
- * listens for IPv4 too (dual stack), as Debian's ucspi-tcp-ipv6 does. */
+/* An address literal and a port → a sockaddr; the family (AF_INET, AF_INET6), or 0 when the
+ * text is no address. */
+static int parse_address(const char *text, int port, struct sockaddr_storage *ss, socklen_t *len) {
+  memset(ss, 0, sizeof *ss);
+  struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+  if (text && inet_pton(AF_INET, text, &s4->sin_addr) == 1) {
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    *len = sizeof *s4;
+    return AF_INET;
+  }
+  if (text && inet_pton(AF_INET6, text, &s6->sin6_addr) == 1) {
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    *len = sizeof *s6;
+    return AF_INET6;
+  }
+  return 0;
+}
+
+/* IP_TRANSPARENT (or IPV6_TRANSPARENT): a listener accepts connections TPROXY diverted to it,
+ * whatever address they were for; an outgoing socket may bind to an address not of this host.
+ * Needs CAP_NET_ADMIN or CAP_NET_RAW. */
+static int set_transparent(int fd, int family) {
+  int one = 1;
+  return family == AF_INET6 ? setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one)
+                            : setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one);
+}
+
+/* A socket call on fd failed: fd is closed, the error thrown (errno kept across close). */
+static napi_value close_and_throw(napi_env env, int fd, const char *syscall) {
+  int e = errno;
+  close(fd);
+  return throw_errno(env, e, syscall);
+}
+
+/* listen(address, port, backlog, reusePort, transparent) -> fd. The address is a literal; an
+ * IPv6 wildcard listens for IPv4 too (dual stack), as Debian's ucspi-tcp-ipv6 does. */
 static napi_value listen_tcp(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value args[4];
+  size_t argc = 5;
+  napi_value args[5];
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   char *address = get_string(env, args[0]);
   int32_t port = 0, backlog = 20;
-  bool reuse_port = false;
+  bool reuse_port = false, transparent = false;
   get_int(env, args[1], &port);
   get_int(env, args[2], &backlog);
   napi_get_value_bool(env, args[3], &reuse_port);
+  if (argc >= 5) napi_get_value_bool(env, args[4], &transparent);
   struct sockaddr_storage ss;
   socklen_t sslen;
-  memset(&ss, 0, sizeof ss);
-  int family;
-  struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-  if (address && inet_pton(AF_INET, address, &s4->sin_addr) == 1) {
-    family = AF_INET;
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons((uint16_t)port);
-    sslen = sizeof *s4;
-  } else if (address && inet_pton(AF_INET6, address, &s6->sin6_addr) == 1) {
-    family = AF_INET6;
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons((uint16_t)port);
-    sslen = sizeof *s6;
-  } else {
-    free(address);
-    return throw_errno(env, EINVAL, "inet_pton");
-  }
+  int family = parse_address(address, port, &ss, &sslen);
   free(address);
+  if (!family) return throw_errno(env, EINVAL, "inet_pton");
   int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return throw_errno(env, errno, "socket");
   int one = 1, zero = 0;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-  if (bind(fd, (struct sockaddr *)&ss, sslen) < 0) {
-    int e = errno;
-    close(fd);
-    return throw_errno(env, e, "bind");
-  }
-  if (listen(fd, backlog) < 0) {
-    int e = errno;
-    close(fd);
-    return throw_errno(env, e, "listen");
-  }
+  if (transparent && set_transparent(fd, family) < 0)
+    return close_and_throw(env, fd, "setsockopt IP_TRANSPARENT");
+  if (bind(fd, (struct sockaddr *)&ss, sslen) < 0) return close_and_throw(env, fd, "bind");
+  if (listen(fd, backlog) < 0) return close_and_throw(env, fd, "listen");
   napi_value result;
   napi_create_int32(env, fd, &result);
   return result;
@@ -507,7 +524,7 @@ typedef struct {
   napi_env env;
   js_callback_t on_connection;
   int fd;
-  int flags; /* 1: TCP_NODELAY, 2: drop IP options */
+  int flags; /* 1: TCP_NODELAY, 2: drop IP options, 4: NAT's original destination */
   int paused;
   int closed;
 } acceptor_t;
@@ -516,6 +533,19 @@ static void acceptor_closed(uv_handle_t *h) {
   acceptor_t *a = h->data;
   js_callback_free(&a->on_connection);
   free(a);
+}
+
+/* A connection REDIRECT (NAT) sent here was for the address conntrack kept: SO_ORIGINAL_DST
+ * (IP6T_SO_ORIGINAL_DST for IPv6, the same number at SOL_IPV6). Without NAT (TPROXY, or a
+ * direct connection) getsockname's address stays: conntrack then has no entry, or the same. */
+static void original_destination(int fd, struct sockaddr_storage *local) {
+  struct sockaddr_storage dst;
+  socklen_t len = sizeof dst;
+  memset(&dst, 0, sizeof dst);
+  int level = local->ss_family == AF_INET6 ? SOL_IPV6 : SOL_IP;
+  if (getsockopt(fd, level, 80 /* SO_ORIGINAL_DST */, &dst, &len) == 0 &&
+      dst.ss_family == local->ss_family)
+    *local = dst;
 }
 
 static void acceptor_ready(uv_poll_t *poll, int status, int events) {
@@ -544,6 +574,7 @@ static void acceptor_ready(uv_poll_t *poll, int status, int events) {
       break;
     }
     getsockname(fd, (struct sockaddr *)&local, &llen);
+    if (a->flags & 4) original_destination(fd, &local);
     if (a->flags & 1) {
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -756,6 +787,8 @@ typedef struct {
   uv_poll_t poll;
   js_callback_t on_readable;
   int done;
+  int connecting; /* whenConnected: the status is the connect's outcome (SO_ERROR) */
+  int fd;
 } waiter_t;
 
 static void waiter_closed(uv_handle_t *h) {
@@ -773,6 +806,13 @@ static void waiter_ready(uv_poll_t *poll, int status, int events) {
   napi_env env = w->on_readable.env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
+  /* A failed connect polls as an error (libuv says EBADF): the socket knows the cause. */
+  if (w->connecting) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+    if (err || status == 0) status = -err;
+  }
   napi_value arg;
   napi_create_int32(env, status, &arg);
   js_callback_call(&w->on_readable, 1, &arg);
@@ -794,8 +834,7 @@ static napi_value waiter_cancel(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* whenReadable(fd, cb) -> { cancel() }: cb(status) once, when fd has bytes (or EOF). */
-static napi_value when_readable(napi_env env, napi_callback_info info) {
+static napi_value poll_once(napi_env env, napi_callback_info info, int connecting) {
   size_t argc = 2;
   napi_value args[2];
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
@@ -811,14 +850,81 @@ static napi_value when_readable(napi_env env, napi_callback_info info) {
     return throw_errno(env, EBADF, "poll");
   }
   w->poll.data = w;
+  w->fd = fd;
+  w->connecting = connecting;
   napi_value obj, fn;
   napi_create_object(env, &obj);
   napi_create_function(env, "cancel", NAPI_AUTO_LENGTH, waiter_cancel, NULL, &fn);
   napi_set_named_property(env, obj, "cancel", fn);
   napi_wrap(env, obj, w, NULL, NULL, NULL);
-  js_callback_init(&w->on_readable, env, args[1], "ucspi.readable");
-  uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT, waiter_ready);
+  js_callback_init(&w->on_readable, env, args[1], connecting ? "ucspi.connected" : "ucspi.readable");
+  uv_poll_start(&w->poll, connecting ? UV_WRITABLE : UV_READABLE | UV_DISCONNECT, waiter_ready);
   return obj;
+}
+
+/* whenReadable(fd, cb) -> { cancel() }: cb(status) once, when fd has bytes (or EOF). */
+static napi_value when_readable(napi_env env, napi_callback_info info) {
+  return poll_once(env, info, 0);
+}
+
+/* whenConnected(fd, cb) -> { cancel() }: cb(0 or -errno) once connectTcp's connect is over. */
+static napi_value when_connected(napi_env env, napi_callback_info info) {
+  return poll_once(env, info, 1);
+}
+
+/* connectTcp(ip, port, sourceIp, transparent, mark) -> fd: a non-blocking TCP socket (no
+ * delay, close-on-exec) whose connect has begun; whenConnected tells how it ended. sourceIp ""
+ * lets the kernel choose; with transparent it may be an address of another host (the client's:
+ * full transparency), its port picked at connect (IP_BIND_ADDRESS_NO_PORT), so that many
+ * connections share it. mark > 0 is SO_MARK, which policy routing and nftables match. */
+static napi_value connect_tcp(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value args[5];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  char *address = get_string(env, args[0]);
+  char *source = get_string(env, args[2]);
+  int32_t port = 0, mark = 0;
+  bool transparent = false;
+  get_int(env, args[1], &port);
+  napi_get_value_bool(env, args[3], &transparent);
+  get_int(env, args[4], &mark);
+  struct sockaddr_storage to, from;
+  socklen_t tolen, fromlen = 0;
+  int family = parse_address(address, port, &to, &tolen);
+  int source_family = source && *source ? parse_address(source, 0, &from, &fromlen) : family;
+  free(address);
+  free(source);
+  if (!family || source_family != family) return throw_errno(env, EINVAL, "inet_pton");
+  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket");
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (mark > 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0)
+    return close_and_throw(env, fd, "setsockopt SO_MARK");
+  if (transparent && set_transparent(fd, family) < 0)
+    return close_and_throw(env, fd, "setsockopt IP_TRANSPARENT");
+  if (fromlen > 0) {
+    setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&from, fromlen) < 0) return close_and_throw(env, fd, "bind");
+  }
+  if (connect(fd, (struct sockaddr *)&to, tolen) < 0 && errno != EINPROGRESS)
+    return close_and_throw(env, fd, "connect");
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+/* abortOnClose(fd): closing fd resets the connection (SO_LINGER 0), as a refused connect
+ * resets a client: a forwarder whose service refused answers its client the same way. */
+static napi_value abort_on_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value args[1];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t fd;
+  get_int(env, args[0], &fd);
+  struct linger l = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  return NULL;
 }
 
 /* socketPair(sndbuf?) -> [fd, fd]: a connected AF_UNIX stream pair, close-on-exec. A program on
@@ -877,6 +983,9 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"socketPair", NULL, socket_pair, NULL, NULL, NULL, napi_default, NULL},
       {"dup", NULL, dup_fd, NULL, NULL, NULL, napi_default, NULL},
       {"whenReadable", NULL, when_readable, NULL, NULL, NULL, napi_default, NULL},
+      {"whenConnected", NULL, when_connected, NULL, NULL, NULL, napi_default, NULL},
+      {"connectTcp", NULL, connect_tcp, NULL, NULL, NULL, napi_default, NULL},
+      {"abortOnClose", NULL, abort_on_close, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

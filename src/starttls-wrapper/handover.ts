@@ -3,12 +3,11 @@
 // PROXY v2 header that carries the client's real addresses and the resume record, so that the
 // service's tcpserver --proxy sets TCPREMOTEIP to the client and its tlsd swallows the
 // greeting (DESIGN.md section 5).
-import { isIP } from "node:net";
 import { connect } from "node:net";
 import type { Socket } from "node:net";
-import { encodeProxyV2, resumeTlv } from "../proxy/index.ts";
+import { envProxyHeader } from "../proxy/from-env.ts";
+import { resumeTlv } from "../proxy/index.ts";
 import type { ProxyHeader, ResumeRecord } from "../proxy/index.ts";
-import { tcpVar } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 
 /** Connects to host:port within `timeoutMs`; rejects with a one-line reason. */
@@ -32,31 +31,10 @@ export function connectService(host: string, port: number, timeoutMs: number): P
   });
 }
 
-/** The client's and our addresses as tcpserver put them in env (TCP*, or TCP6* for IPv6). */
-function endpoints(env: Readonly<Env>) {
-  const remote = tcpVar(env, "REMOTEIP");
-  const local = tcpVar(env, "LOCALIP");
-  const remotePort = Number(tcpVar(env, "REMOTEPORT"));
-  const localPort = Number(tcpVar(env, "LOCALPORT"));
-  if (!remote || !local || !(remotePort > 0) || !(localPort > 0)) return undefined;
-  const family = isIP(remote) === 6 || isIP(local) === 6 ? "tcp6" : "tcp4";
-  // A v4 address beside a v6 one is written as v6 (mapped): one family per header.
-  const as = (ip: string) => (family === "tcp6" && isIP(ip) === 4 ? `::ffff:${ip}` : ip);
-  return {
-    family,
-    source: { ip: as(remote), port: remotePort },
-    destination: { ip: as(local), port: localPort },
-  } as const;
-}
-
 /** The header the TLS service gets first: the client's addresses (LOCAL when env has none)
  * and the resume record. */
 export function handoverHeader(env: Readonly<Env>, record: ResumeRecord): Buffer {
-  const ends = endpoints(env);
-  const tlvs = [resumeTlv(record)];
-  return ends
-    ? encodeProxyV2({ command: "proxy", ...ends, tlvs })
-    : encodeProxyV2({ command: "local", family: "unknown", tlvs });
+  return envProxyHeader(env, [resumeTlv(record)]);
 }
 
 /** Local mode: the same record, as the header our own tlsd would have been given. */

@@ -110,7 +110,13 @@ function portNumber(text: string): number {
 
 function listenOn(address: string, port: number, options: ServerOptions): number {
   try {
-    return native().listen(address, port, options.backlog, options.workers > 1);
+    return native().listen(
+      address,
+      port,
+      options.backlog,
+      options.workers > 1,
+      options.transparent,
+    );
   } catch (error) {
     throw new FatalError(`unable to bind: ${causeText(error)}`, 111, { cause: error });
   }

@@ -20,6 +20,10 @@ export interface ServerOptions extends CommonTcpOptions {
   paranoid: boolean;
   killIpOptions: boolean;
   proxy: boolean;
+  /** IP_TRANSPARENT on the listener: connections TPROXY diverts here, for any address. */
+  transparent: boolean;
+  /** TCPLOCALIP/TCPLOCALPORT from NAT's original destination (REDIRECT), when there is one. */
+  originalDestination: boolean;
   proxyFrom: string[];
   logFormat: "text" | "json";
   workers: number;
@@ -30,7 +34,16 @@ export interface ServerOptions extends CommonTcpOptions {
   program: string[];
 }
 
-const LONG = ["proxy", "proxy-from=", "log=", "workers=", "per-ip-limit=", "worker="];
+const LONG = [
+  "proxy",
+  "transparent",
+  "redirected",
+  "proxy-from=",
+  "log=",
+  "workers=",
+  "per-ip-limit=",
+  "worker=",
+];
 
 /** `env` is read only for -U, at the point where -U stands, as djb's getopt loop does. */
 export function parseServerArgs(
@@ -61,6 +74,8 @@ export function parseServerArgs(
     killIpOptions: true,
     noDelay: false,
     proxy: false,
+    transparent: false,
+    originalDestination: false,
     proxyFrom: ["127.0.0.0/8", "::1/128"],
     logFormat: "text",
     workers: 1,
@@ -118,6 +133,13 @@ export function parseServerArgs(
         break;
       case "proxy":
         o.proxy = true;
+        break;
+      case "transparent":
+        o.transparent = true;
+        o.originalDestination = true;
+        break;
+      case "redirected":
+        o.originalDestination = true;
         break;
       case "proxy-from":
         o.proxyFrom = value.split(",").filter(Boolean);

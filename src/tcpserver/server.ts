@@ -9,7 +9,12 @@ import { applyEnv, copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { causeText } from "../ucspi/errors.ts";
 import { identQuery } from "../ucspi/ident.ts";
-import { ACCEPT_KILL_IP_OPTIONS, ACCEPT_NODELAY, native } from "../ucspi/native.ts";
+import {
+  ACCEPT_KILL_IP_OPTIONS,
+  ACCEPT_NODELAY,
+  ACCEPT_ORIGINAL_DST,
+  native,
+} from "../ucspi/native.ts";
 import type { Acceptor } from "../ucspi/native.ts";
 import { lookupRules, readRulesFile } from "../ucspi/rules.ts";
 import type { Connection } from "../ucspi/stage.ts";
@@ -67,7 +72,9 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
   let drained: (() => void) | undefined;
 
   const flags =
-    (options.noDelay ? ACCEPT_NODELAY : 0) | (options.killIpOptions ? ACCEPT_KILL_IP_OPTIONS : 0);
+    (options.noDelay ? ACCEPT_NODELAY : 0) |
+    (options.killIpOptions ? ACCEPT_KILL_IP_OPTIONS : 0) |
+    (options.originalDestination ? ACCEPT_ORIGINAL_DST : 0);
   const trusted = options.proxy ? trustedProxies(options.proxyFrom) : undefined;
   const acceptor: Acceptor = native().accept(listenFd, flags, onAccept);
 

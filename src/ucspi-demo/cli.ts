@@ -4,5 +4,6 @@ import { runStageProgram } from "../ucspi/main-stage.ts";
 runStageProgram({
   name: "ucspi-demo",
   side: "server",
+  usage: "ucspi-demo [ smtp | http ]",
   stage: async () => (await import("./stage.ts")).demoStage,
 });

@@ -14,6 +14,7 @@ const WHAT: Readonly<Record<string, string>> = {
     "STARTTLS for a plaintext SMTP, LMTP, IMAP, POP3, NNTP or ManageSieve server, unpatched",
   "tls-sniff": "TLS or plaintext on one port, routed by the first bytes, SNI and ALPN",
   "acme-challenge": "answers ACME http-01 challenges on port 80, the rest to the program",
+  tcpforward: "connects the client to a TCP service (by default where it asked to go) and relays",
   "tls-keygen": "keys and certificates, written atomically, keys mode 0600",
   "ucspi-demo": "a small demonstration program for the UCSPI tools",
 };

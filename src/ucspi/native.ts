@@ -54,7 +54,14 @@ export interface Native {
     onSpawned: (error: Error | null, pid: number | undefined) => void,
     onExit: (wstatus: number) => void,
   ): boolean;
-  listen(address: string, port: number, backlog: number, reusePort: boolean): number;
+  /** transparent: IP_TRANSPARENT, so that connections TPROXY diverts here are accepted. */
+  listen(
+    address: string,
+    port: number,
+    backlog: number,
+    reusePort: boolean,
+    transparent?: boolean,
+  ): number;
   localAddress(fd: number): [string, number, 4 | 6];
   accept(listenFd: number, flags: number, onConnection: OnConnection): Acceptor;
   close(fd: number): void;
@@ -73,10 +80,26 @@ export interface Native {
   socketPair(sndbuf?: number): [number, number];
   /** Calls back once when fd is readable (or at EOF or error). */
   whenReadable(fd: number, callback: (status: number) => void): { cancel(): void };
+  /** A non-blocking TCP socket whose connect to ip:port has begun (see whenConnected). From
+   * `sourceIp` ("" for the kernel's choice); `transparent` lets that be another host's address
+   * (IP_TRANSPARENT); mark > 0 is its SO_MARK. Throws for what fails at once (EPERM, EINVAL). */
+  connectTcp(
+    ip: string,
+    port: number,
+    sourceIp: string,
+    transparent: boolean,
+    mark: number,
+  ): number;
+  /** Calls back once connectTcp's connect is over: 0, or a negative errno. */
+  whenConnected(fd: number, callback: (status: number) => void): { cancel(): void };
+  /** SO_LINGER 0: closing fd then resets the connection instead of ending it. */
+  abortOnClose(fd: number): void;
 }
 
 export const ACCEPT_NODELAY = 1;
 export const ACCEPT_KILL_IP_OPTIONS = 2;
+/** The local address of a connection REDIRECT (NAT) sent here is the one the client asked for. */
+export const ACCEPT_ORIGINAL_DST = 4;
 
 let loaded: Native | undefined;
 

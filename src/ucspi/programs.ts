@@ -14,6 +14,7 @@ const STAGES: Record<string, StageLoader> = {
   "starttls-wrapper": async () => (await import("../starttls-wrapper/stage.ts")).wrapperStage,
   "tls-sniff": async () => (await import("../tls-sniff/stage.ts")).sniffStage,
   "acme-challenge": async () => (await import("../acme-challenge/stage.ts")).challengeStage,
+  tcpforward: async () => (await import("../tcpforward/stage.ts")).forwardStage,
 };
 
 let launcher: string | undefined;

@@ -56,8 +56,8 @@ export interface Stage {
   /** Resolves with a raw wait status, as wait() reports a process's end: exit code × 256, or
    * the number of the signal that ended the program that ran last in the chain. */
   run(ctx: StageContext): Promise<number>;
-  /** At tcpserver's start, before it drops privileges and accepts: reads `argv` and `env` as
-   * run() will, loads what every connection needs (certificates, keys) so that run() finds it
+  /** At tcpserver's start, before it drops privileges and accepts: reads `argv` (without the
+   * program's name) and `env` as run() will, loads what every connection needs (certificates, keys) so that run() finds it
    * loaded, and throws for a configuration that could never serve (UsageError, FatalError);
    * `warn` takes one line about one that will serve badly. */
   prepare?(argv: readonly string[], env: Readonly<Env>, warn: (what: string) => void): void;

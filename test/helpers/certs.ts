@@ -2,6 +2,7 @@
 // name list), client certificates, and a self-signed one nobody trusts.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -90,7 +91,7 @@ export function makePki(): TestPki {
       leaf(
         name,
         `/CN=${sans[0] ?? name}`,
-        `subjectAltName=${sans.map((s) => (/^[0-9.:]+$/.test(s) ? `IP:${s}` : `DNS:${s}`)).join(",")}\nextendedKeyUsage=serverAuth\n`,
+        `subjectAltName=${sans.map((s) => (isIP(s) ? `IP:${s}` : `DNS:${s}`)).join(",")}\nextendedKeyUsage=serverAuth\n`,
       ),
     client: (cn) =>
       leaf(`client-${cn}`, `/C=FR/O=Test Org/CN=${cn}`, "extendedKeyUsage=clientAuth\n"),

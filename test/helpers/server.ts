@@ -17,10 +17,12 @@ export interface RunningServer {
 export function startServer(
   file: string,
   args: readonly string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+  /** wrap: a command that runs the server (`ip netns exec NAME`). */
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; wrap?: readonly string[] } = {},
 ): Promise<RunningServer> {
+  const [command = file, ...head] = options.wrap ? [...options.wrap, file] : [file];
   return new Promise((resolve, reject) => {
-    const child = spawn(file, ["-1", ...args], {
+    const child = spawn(command, [...head, "-1", ...args], {
       stdio: ["ignore", "pipe", "pipe"],
       env: options.env ?? process.env,
       cwd: options.cwd,

@@ -1,23 +1,16 @@
 // --help on every program (issue 14): what it does, its usage and where its page is, on stdout,
 // exit 0; any other unknown option is still djb's usage error, exit 100.
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { ROOT, ours, run } from "../helpers/programs.ts";
 
-const PROGRAMS = [
-  "tcpserver",
-  "tcpclient",
-  "tcprules",
-  "tcprulescheck",
-  "tlsd",
-  "tlsc",
-  "starttls-wrapper",
-  "tls-sniff",
-  "acme-challenge",
-  "tls-keygen",
-];
+// Every program the package installs, so that a new one cannot go without.
+const PROGRAMS = Object.keys(
+  (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: Record<string, string> })
+    .bin,
+);
 
 for (const name of PROGRAMS) {
   test(`${name} --help: one paragraph on stdout, exit 0`, async () => {

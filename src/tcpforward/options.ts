@@ -1,0 +1,85 @@
+// tcpforward's argv → options.
+import { optionNumber } from "../tls/options.ts";
+import { parsePort } from "../ucspi/address.ts";
+import { UsageError } from "../ucspi/errors.ts";
+import { getopt } from "../ucspi/getopt.ts";
+
+export const USAGE =
+  "tcpforward [ -q ] [ -v verbosity ] [ -t timeout ] [ -i localip ] [ --transparent ] [ --proxy ] [ --mark mark ] [ host port ]";
+
+export interface ForwardOptions {
+  verbosity: number;
+  /** How long the connect to the service may take (ms). */
+  connectTimeoutMs: number;
+  /** The address the connection to the service comes from; undefined: the kernel's choice. */
+  localIp: string | undefined;
+  /** Full transparency: from the client's own address (IP_TRANSPARENT). */
+  transparent: boolean;
+  /** A PROXY v2 header with the client's addresses first. */
+  proxy: boolean;
+  /** SO_MARK of the connection to the service; 0: none. */
+  mark: number;
+  /** Where to; undefined: where the client asked to go (TCPLOCALIP, TCPLOCALPORT). */
+  host: string | undefined;
+  port: number | undefined;
+}
+
+const LONG = ["transparent", "proxy", "mark="];
+
+export function parseForwardArgs(args: readonly string[]): ForwardOptions {
+  const { options, rest } = getopt(args, { flags: "q", values: "vti", long: LONG });
+  const o: ForwardOptions = {
+    verbosity: 1,
+    connectTimeoutMs: 10_000,
+    localIp: undefined,
+    transparent: false,
+    proxy: false,
+    mark: 0,
+    host: undefined,
+    port: undefined,
+  };
+  for (const { name, value } of options) {
+    switch (name) {
+      case "q":
+        o.verbosity = 0;
+        break;
+      case "v":
+        o.verbosity = optionNumber(value, name);
+        break;
+      case "t":
+        o.connectTimeoutMs = optionNumber(value, name) * 1000;
+        if (o.connectTimeoutMs <= 0) throw new UsageError("-t: must be more than 0");
+        break;
+      case "i":
+        o.localIp = value;
+        break;
+      case "transparent":
+        o.transparent = true;
+        break;
+      case "proxy":
+        o.proxy = true;
+        break;
+      case "mark":
+        if (!/^(0x[0-9a-fA-F]{1,8}|[0-9]{1,10})$/.test(value) || Number(value) > 0xffffffff)
+          throw new UsageError(`--mark needs a number up to 0xffffffff, not '${value}'`);
+        o.mark = Number(value);
+        break;
+    }
+  }
+  if (o.transparent && o.localIp !== undefined)
+    throw new UsageError("--transparent and -i both choose the source address: give one");
+  if (rest.length === 1 || rest.length > 2)
+    throw new UsageError(`give a host and a port, or neither, not '${rest.join(" ")}'`);
+  if (rest.length === 2) {
+    o.host = rest[0];
+    o.port = portOf(rest[1] ?? "");
+  }
+  return o;
+}
+
+/** A number or a service name (/etc/services); never 0. */
+function portOf(text: string): number {
+  const port = parsePort(text);
+  if (port === 0) throw new UsageError(`port 0 is no service's port`);
+  return port;
+}

@@ -1,0 +1,124 @@
+// A two-namespace network lab for tests of kernel features (TPROXY, REDIRECT, policy routing,
+// marks): a client namespace and a server namespace joined by a veth pair, IPv4 and IPv6.
+// Everything is made by the test and removed with the namespaces; the host's own tables are
+// never touched. Needs root (CI runs as root).
+import { execFileSync, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { run } from "./programs.ts";
+import type { RunResult } from "./programs.ts";
+
+export interface Lab {
+  client: string;
+  server: string;
+  clientIp: string;
+  serverIp: string;
+  clientIp6: string;
+  serverIp6: string;
+  /** Runs a command in a namespace to completion. */
+  run(ns: string, file: string, args: readonly string[], input?: string): Promise<RunResult>;
+  /** Runs a command in a namespace and throws with its stderr if it fails. */
+  sh(ns: string, command: string): string;
+  /** Starts a long-running command in a namespace (stdout and stderr piped). */
+  start(ns: string, file: string, args: readonly string[], env?: NodeJS.ProcessEnv): ChildProcess;
+  /** Kills what runs in the namespaces and removes them. */
+  destroy(): void;
+}
+
+export function makeLab(tag: string): Lab {
+  const id = `${tag}${process.pid}`;
+  const client = `ucspi-${id}-c`;
+  const server = `ucspi-${id}-s`;
+  const vc = `vc${process.pid % 100000}`;
+  const vs = `vs${process.pid % 100000}`;
+  const ip = (...args: string[]) => execFileSync("ip", args, { stdio: ["ignore", "pipe", "pipe"] });
+  const sh = (ns: string, command: string): string => {
+    try {
+      return execFileSync("ip", ["netns", "exec", ns, "sh", "-ec", command], {
+        stdio: ["ignore", "pipe", "pipe"],
+        encoding: "latin1",
+      });
+    } catch (error) {
+      const stderr = (error as { stderr?: string }).stderr ?? "";
+      throw new Error(`in ${ns}: ${command}: ${stderr}`, { cause: error });
+    }
+  };
+  const children: ChildProcess[] = [];
+  const destroy = () => {
+    for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
+    for (const ns of [client, server]) {
+      try {
+        for (const pid of ip("netns", "pids", ns).toString().split("\n").filter(Boolean))
+          process.kill(Number(pid), "SIGKILL");
+      } catch {
+        // not there (yet, or any more)
+      }
+      try {
+        ip("netns", "del", ns);
+      } catch {
+        // not there
+      }
+    }
+  };
+  destroy();
+  removeStale(tag);
+  ip("netns", "add", client);
+  ip("netns", "add", server);
+  ip("link", "add", vc, "netns", client, "type", "veth", "peer", "name", vs, "netns", server);
+  const lab: Lab = {
+    client,
+    server,
+    clientIp: "10.77.0.2",
+    serverIp: "10.77.0.1",
+    clientIp6: "fd77::2",
+    serverIp6: "fd77::1",
+    run: (ns, file, args, input) =>
+      run("ip", ["netns", "exec", ns, file, ...args], { input: input ?? "" }),
+    sh,
+    start: (ns, file, args, env) => {
+      const child = spawn("ip", ["netns", "exec", ns, file, ...args], {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: env ?? process.env,
+      });
+      children.push(child);
+      return child;
+    },
+    destroy,
+  };
+  sh(
+    client,
+    `ip link set lo up; ip link set ${vc} up; ip addr add 10.77.0.2/24 dev ${vc}; ip -6 addr add fd77::2/64 dev ${vc} nodad`,
+  );
+  sh(
+    server,
+    `ip link set lo up; ip link set ${vs} up; ip addr add 10.77.0.1/24 dev ${vs}; ip -6 addr add fd77::1/64 dev ${vs} nodad`,
+  );
+  return lab;
+}
+
+/** Namespaces an earlier run of a test left behind (killed before its clean-up). */
+function removeStale(tag: string): void {
+  let list = "";
+  try {
+    list = execFileSync("ip", ["netns", "list"], { encoding: "latin1" });
+  } catch {
+    return;
+  }
+  for (const line of list.split("\n")) {
+    const m = new RegExp(`^(ucspi-${tag}(\\d+)-[cs])\\b`).exec(line);
+    if (!m?.[1] || alive(Number(m[2]))) continue;
+    for (const pid of execFileSync("ip", ["netns", "pids", m[1]], { encoding: "latin1" })
+      .split("\n")
+      .filter(Boolean))
+      process.kill(Number(pid), "SIGKILL");
+    execFileSync("ip", ["netns", "del", m[1]]);
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

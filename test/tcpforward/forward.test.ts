@@ -1,0 +1,157 @@
+// tcpforward on loopback: the relay both ways with half-close, a PROXY v2 header that our
+// tcpserver --proxy reads, a refused or broken service passed on to the client as a reset with
+// one line, bad command lines refused before tcpserver serves, and the program on its own
+// under djb's tcpserver.
+import assert from "node:assert/strict";
+import { createServer } from "node:net";
+import type { Server, Socket } from "node:net";
+import { test } from "node:test";
+import { freePort } from "../helpers/interop.ts";
+import { PATH_WITH_BIN, djb, ours, run } from "../helpers/programs.ts";
+import { startServer, talk } from "../helpers/server.ts";
+
+const env = { ...process.env, PATH: PATH_WITH_BIN };
+
+/** A service on loopback that answers each connection with `answer(input)` once the client has
+ * half-closed: only a relay that passes the half-close on gets an answer. */
+async function halfCloseService(answer: (input: string, socket: Socket) => string) {
+  const server: Server = createServer({ allowHalfOpen: true }, (socket) => {
+    let input = "";
+    socket.setEncoding("latin1");
+    socket.on("data", (s: string) => (input += s));
+    socket.on("end", () => socket.end(answer(input, socket)));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  if (address === null || typeof address === "string") throw new Error("no port");
+  return { server, port: address.port };
+}
+
+for (const [name, tcpserver] of [
+  ["our tcpserver (in-process)", ours("tcpserver")],
+  ["djb's tcpserver (a process)", djb("tcpserver")],
+] as const) {
+  test(`${name}: both directions relayed byte for byte, the client's half-close passed on`, async () => {
+    const service = await halfCloseService((input, socket) => {
+      const from = `${socket.remoteAddress ?? ""}`;
+      return `${input.length} bytes, sum ${[...input].reduce((a, c) => a + c.charCodeAt(0), 0)} from ${from}\n`;
+    });
+    const server = await startServer(
+      tcpserver,
+      ["-RHl0", "127.0.0.1", "0", ours("tcpforward"), "127.0.0.1", String(service.port)],
+      { env },
+    );
+    try {
+      const input = Buffer.alloc(300_000, "abcdefghij").toString("latin1");
+      const sum = [...input].reduce((a, c) => a + c.charCodeAt(0), 0);
+      assert.equal(await talk(server.port, input), `300000 bytes, sum ${sum} from 127.0.0.1\n`);
+    } finally {
+      await server.stop();
+      service.server.close();
+    }
+  });
+}
+
+test("--proxy: the service's tcpserver --proxy learns the client's address and the one it asked for", async () => {
+  const reader = await startServer(
+    ours("tcpserver"),
+    [
+      "-RHl0",
+      "--proxy",
+      "127.0.0.1",
+      "0",
+      "sh",
+      "-c",
+      'echo "$TCPREMOTEIP $TCPLOCALIP:$TCPLOCALPORT"',
+    ],
+    { env },
+  );
+  const server = await startServer(
+    ours("tcpserver"),
+    ["-RHl0", "127.0.0.2", "0", "tcpforward", "--proxy", "127.0.0.1", String(reader.port)],
+    { env },
+  );
+  try {
+    const answer = await talk(server.port, "", "127.0.0.2", { localAddress: "127.0.0.3" });
+    assert.equal(answer, `127.0.0.3 127.0.0.2:${server.port}\n`);
+  } finally {
+    await server.stop();
+    await reader.stop();
+  }
+});
+
+test("a refused service: the client's connection is reset, one line names the cause, status 111", async () => {
+  const closed = await freePort();
+  const server = await startServer(
+    ours("tcpserver"),
+    ["-vRHl0", "127.0.0.1", "0", "tcpforward", "127.0.0.1", String(closed)],
+    { env },
+  );
+  try {
+    await assert.rejects(talk(server.port, "hello"), /ECONNRESET/);
+    await server.waitForLog(
+      new RegExp(
+        `^tcpforward: fatal: 127\\.0\\.0\\.1: unable to connect to 127\\.0\\.0\\.1 port ${closed}: connection refused$`,
+      ),
+    );
+    await server.waitForLog(/^tcpserver: end \d+ status 28416$/);
+  } finally {
+    await server.stop();
+  }
+});
+
+test("a service that resets mid-session: the client is reset too, not ended as if all were well", async () => {
+  const service = createServer((socket) => {
+    socket.write("partial answer\n");
+    socket.once("data", () => socket.resetAndDestroy());
+  });
+  await new Promise<void>((resolve) => service.listen(0, "127.0.0.1", resolve));
+  const port = (service.address() as { port: number }).port;
+  const server = await startServer(
+    ours("tcpserver"),
+    ["-vRHl0", "127.0.0.1", "0", "tcpforward", "127.0.0.1", String(port)],
+    { env },
+  );
+  try {
+    await assert.rejects(
+      talk(server.port, "go on", "127.0.0.1", { halfClose: false }),
+      /ECONNRESET/,
+    );
+    await server.waitForLog(
+      new RegExp(
+        `^tcpforward: fatal: 127\\.0\\.0\\.1: the connection to 127\\.0\\.0\\.1 port ${port} broke: connection reset$`,
+      ),
+    );
+  } finally {
+    await server.stop();
+    service.close();
+  }
+});
+
+test("a bad command line stops tcpserver at its start, djb's usage exit 100", async () => {
+  for (const [args, line] of [
+    [["127.0.0.1"], /^tcpforward: give a host and a port, or neither, not '127\.0\.0\.1'$/m],
+    [["--mark", "eleven"], /^tcpforward: --mark needs a number up to 0xffffffff, not 'eleven'$/m],
+    [["--transparent", "-i", "127.0.0.1"], /^tcpforward: --transparent and -i both choose/m],
+    [["127.0.0.1", "0"], /^tcpforward: port 0 is no service's port$/m],
+  ] as const) {
+    const r = await run(ours("tcpserver"), ["127.0.0.1", "0", "tcpforward", ...args], { env });
+    assert.equal(r.code, 100, r.stderr);
+    assert.match(r.stderr, line);
+  }
+});
+
+test("on its own without a destination: one line, exit 100; --help names the page", async () => {
+  const r = await run(ours("tcpforward"), [], {
+    env: { PATH: env.PATH ?? "" },
+    input: "",
+  });
+  assert.equal(r.code, 100);
+  assert.equal(
+    r.stderr,
+    "tcpforward: fatal: no destination: give a host and a port, or run under tcpserver (TCPLOCALIP, TCPLOCALPORT)\n",
+  );
+  const help = await run(ours("tcpforward"), ["--help"], { env });
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^tcpforward: connects the client to a TCP service/);
+});
