@@ -15,6 +15,8 @@ const WHAT: Readonly<Record<string, string>> = {
   "tls-sniff": "TLS or plaintext on one port, routed by the first bytes, SNI and ALPN",
   "acme-challenge": "answers ACME http-01 challenges on port 80, the rest to the program",
   tcpforward: "connects the client to a TCP service (by default where it asked to go) and relays",
+  "tls-everywhere":
+    "TLS for every TCP service of this host: TPROXY rules and the chain, in one command",
   "tls-keygen": "keys and certificates, written atomically, keys mode 0600",
   "ucspi-demo": "a small demonstration program for the UCSPI tools",
 };

@@ -1,0 +1,70 @@
+// What tls-everywhere changes on the host, as text: the nftables table and the policy-routing
+// commands that install it and take it out again. Nothing here runs anything.
+import type { EverywhereOptions } from "./options.ts";
+
+export const TABLE = "tls_everywhere";
+
+/** `nft -f` input for the table (inet: IPv4 and IPv6). */
+export function nftRuleset(o: EverywhereOptions): string {
+  const diverted = o.mark;
+  const own = o.mark + 1;
+  const ports = `{ ${o.ports.join(", ")} }`;
+  const never = `{ ${[...new Set([String(o.listen), ...o.exclude])].join(", ")} }`;
+  const families = o.ipv6 ? (["ip", "ip6"] as const) : (["ip"] as const);
+  const tproxy = families.map(
+    (f) =>
+      `    meta nfproto ${f === "ip" ? "ipv4" : "ipv6"} fib daddr type local tcp dport ${ports} tproxy ${f} to :${o.listen} meta mark set ${diverted} accept`,
+  );
+  return [
+    `table inet ${TABLE} {`,
+    "  chain pre {",
+    "    type filter hook prerouting priority mangle; policy accept;",
+    '    iifname "lo" return',
+    `    meta mark ${own} return`,
+    `    tcp dport ${never} return`,
+    `    meta l4proto tcp socket transparent 1 meta mark set ${diverted} accept`,
+    ...tproxy,
+    "  }",
+    "  chain out {",
+    "    type route hook output priority mangle; policy accept;",
+    `    meta mark ${own} ct mark set meta mark`,
+    `    ct mark ${own} meta mark set ct mark`,
+    "  }",
+    "}",
+    "",
+  ].join("\n");
+}
+
+/** The `ip` commands (argv after `ip`) that install the policy routing, in order. */
+export function routingCommands(o: EverywhereOptions): string[][] {
+  const commands: string[][] = [];
+  for (const v of o.ipv6 ? ["-4", "-6"] : ["-4"]) {
+    for (const mark of [o.mark, o.mark + 1])
+      commands.push([v, "rule", "add", "fwmark", String(mark), "lookup", String(o.table)]);
+    const all = v === "-4" ? "0.0.0.0/0" : "::/0";
+    commands.push([v, "route", "add", "local", all, "dev", "lo", "table", String(o.table)]);
+  }
+  return commands;
+}
+
+/** The command that takes out what `command` put in. */
+export function undoCommand(command: readonly string[]): string[] {
+  return command.map((word) => (word === "add" ? "del" : word));
+}
+
+/** What --dry-run prints: exactly what would be run. */
+export function dryRun(o: EverywhereOptions): string {
+  return [
+    `# nft -f - <<'EOF'`,
+    nftRuleset(o).trimEnd(),
+    "# EOF",
+    ...routingCommands(o).map((c) => `ip ${c.join(" ")}`),
+    "",
+    "# undone on exit by:",
+    `nft delete table inet ${TABLE}`,
+    ...routingCommands(o)
+      .reverse()
+      .map((c) => `ip ${undoCommand(c).join(" ")}`),
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,211 @@
+// tls-everywhere in a network namespace the test makes (a client namespace and a server
+// namespace joined by a veth pair): one command turns TLS on for a service that knows nothing
+// of it (python3's http.server, whose access log names each client), the service sees the real
+// client, and whatever way the command ends, the namespace's nftables ruleset, policy rules
+// and routes are exactly what they were before.
+import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
+import { after, before, test } from "node:test";
+import { makePki } from "../helpers/certs.ts";
+import type { Pair, TestPki } from "../helpers/certs.ts";
+import { makeLab } from "../helpers/netns.ts";
+import type { Lab } from "../helpers/netns.ts";
+import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
+import { waitFor } from "../helpers/server.ts";
+
+const LISTEN = 9999;
+const HTTP = 8080;
+
+let lab: Lab;
+let pki: TestPki;
+let certificate: Pair;
+let accessLog = "";
+
+/** What the tool may change: compared before and after. (The kernel's own link-local route
+ * may appear any time after the veth comes up: it is left out.) */
+function hostState(): string {
+  return [
+    "nft list ruleset",
+    "ip -4 rule",
+    "ip -6 rule",
+    "ip -4 route show table all",
+    "ip -6 route show table all",
+  ]
+    .map((command) => `# ${command}\n${lab.sh(lab.server, `${command} | grep -v fe80:: || true`)}`)
+    .join("\n");
+}
+
+let pristine = "";
+
+before(async () => {
+  lab = makeLab("te");
+  pki = makePki();
+  certificate = pki.server("service", [lab.serverIp, lab.serverIp6]);
+  const service = lab.start(lab.server, "python3", [
+    "-u",
+    "-m",
+    "http.server",
+    "--bind",
+    "::",
+    String(HTTP),
+  ]);
+  service.stderr?.setEncoding("latin1");
+  service.stderr?.on("data", (s: string) => (accessLog += s));
+  service.stdout?.resume();
+  await waitFor(() => {
+    try {
+      lab.sh(lab.server, `curl -s -o /dev/null --max-time 2 http://${lab.serverIp}:${HTTP}/`);
+      return true;
+    } catch {
+      return undefined;
+    }
+  });
+  // An admin's own table and rule, which the tool must leave exactly as they are.
+  lab.sh(
+    lab.server,
+    `nft add table inet admin; nft add chain inet admin input '{ type filter hook input priority 0; policy accept; }'
+     nft add rule inet admin input tcp dport 23 drop
+     ip rule add fwmark 0x99 lookup 99`,
+  );
+  pristine = hostState();
+});
+
+after(() => lab.destroy());
+
+interface Tool {
+  child: ChildProcess;
+  log(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function startTool(args: readonly string[] = []): Tool {
+  const child = lab.start(
+    lab.server,
+    ours("tls-everywhere"),
+    ["--ports", `${HTTP},2000-2100`, "--listen", String(LISTEN), "--silence", "300", ...args],
+    { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: certificate.cert, KEYFILE: certificate.key },
+  );
+  let text = "";
+  child.stderr?.setEncoding("latin1");
+  child.stderr?.on("data", (s: string) => (text += s));
+  child.stdout?.resume();
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("exit", (code, signal) => resolve({ code, signal })),
+  );
+  return { child, log: () => text, exited };
+}
+
+async function ready(tool: Tool): Promise<void> {
+  await waitFor(
+    () => (/^tcpserver: status: 0\/1000$/m.test(tool.log()) ? true : undefined),
+    15_000,
+    () => `the chain never started:\n${tool.log()}`,
+  );
+}
+
+async function fetchBoth(tag: string): Promise<void> {
+  for (const [scheme, extra] of [
+    ["http", []],
+    ["https", ["--cacert", pki.ca.cert]],
+  ] as const) {
+    const r = await lab.run(lab.client, "curl", [
+      "-sS",
+      "--max-time",
+      "10",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code}",
+      ...extra,
+      `${scheme}://${lab.serverIp}:${HTTP}/?${scheme}-${tag}`,
+    ]);
+    assert.equal(r.stdout, "200", r.stderr);
+    const line = await waitFor(() =>
+      accessLog.split("\n").find((l) => l.includes(`${scheme}-${tag}`)),
+    );
+    // python3 writes an IPv4 client of its dual-stack socket as ::ffff:a.b.c.d.
+    assert.match(line, new RegExp(`^(::ffff:)?${lab.clientIp.replaceAll(".", "\\.")} `));
+  }
+}
+
+test("--dry-run prints the rules and the commands that undo them, and changes nothing", async () => {
+  const r = await lab.run(lab.server, ours("tls-everywhere"), [
+    "--dry-run",
+    "--ports",
+    "8080,2000-2100",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /tproxy ip to :8999 meta mark set 2017 accept/);
+  assert.match(r.stdout, /tproxy ip6 to :8999/);
+  assert.match(r.stdout, /tcp dport \{ 8999, 22 \} return/);
+  assert.match(r.stdout, /^ip -6 route del local ::\/0 dev lo table 7001$/m);
+  assert.equal(hostState(), pristine);
+});
+
+test("one command: HTTP and HTTPS on the service's own port, the real client in its log; SIGTERM leaves the host as it was", async () => {
+  const tool = startTool();
+  await ready(tool);
+  await fetchBoth("first");
+  // Run twice: refused with one line, and the first one goes on.
+  const again = await lab.run(lab.server, ours("tls-everywhere"), ["--listen", "9998"]);
+  assert.equal(again.code, 111);
+  assert.match(
+    again.stderr,
+    /^tls-everywhere: fatal: already installed: nftables table inet tls_everywhere is there/,
+  );
+  await fetchBoth("second");
+  tool.child.kill("SIGTERM");
+  assert.deepEqual(await tool.exited, { code: 0, signal: null });
+  assert.match(tool.log(), /^tls-everywhere: info: rules removed$/m);
+  assert.equal(hostState(), pristine);
+});
+
+test("the chain killed with SIGKILL: the rules are removed at once, status 111; started again, it serves", async () => {
+  const tool = startTool();
+  await ready(tool);
+  const chainPid = lab.sh(lab.server, `pgrep -P ${tool.child.pid ?? 0} || true`).trim();
+  assert.match(chainPid, /^\d+$/);
+  process.kill(Number(chainPid), "SIGKILL");
+  assert.deepEqual(await tool.exited, { code: 111, signal: null });
+  assert.match(tool.log(), /^tls-everywhere: fatal: the chain ended \(signal SIGKILL\)$/m);
+  assert.equal(hostState(), pristine);
+  const next = startTool();
+  await ready(next);
+  await fetchBoth("restarted");
+  next.child.kill("SIGINT");
+  assert.deepEqual(await next.exited, { code: 0, signal: null });
+  assert.equal(hostState(), pristine);
+});
+
+test("the tool itself killed with SIGKILL: the next start refuses, and --remove takes out what was left", async () => {
+  const tool = startTool();
+  await ready(tool);
+  const chainPid = lab.sh(lab.server, `pgrep -P ${tool.child.pid ?? 0} || true`).trim();
+  tool.child.kill("SIGKILL");
+  await tool.exited;
+  process.kill(Number(chainPid), "SIGKILL");
+  assert.notEqual(hostState(), pristine);
+  const refused = await lab.run(lab.server, ours("tls-everywhere"), []);
+  assert.equal(refused.code, 111);
+  assert.match(refused.stderr, /tls-everywhere --remove\)$/m);
+  const removed = await lab.run(lab.server, ours("tls-everywhere"), ["--remove"]);
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.equal(hostState(), pristine);
+});
+
+test("bad command lines: one line, exit 100, nothing installed", async () => {
+  for (const [args, line] of [
+    [
+      ["--ports", "80,70000"],
+      /^tls-everywhere: --ports: not a port or a range of ports: '70000'$/m,
+    ],
+    [["--mark", "0"], /^tls-everywhere: --mark needs a number from 1 to/m],
+    [["--dry-run", "--remove"], /^tls-everywhere: --dry-run and --remove: give one$/m],
+    [["extra"], /^tls-everywhere: unexpected 'extra'$/m],
+  ] as const) {
+    const r = await lab.run(lab.server, ours("tls-everywhere"), args);
+    assert.equal(r.code, 100, r.stderr);
+    assert.match(r.stderr, line);
+  }
+  assert.equal(hostState(), pristine);
+});
