@@ -1,6 +1,7 @@
 // tlsd's on-demand certificates: the configuration, from the environment (as the rest of
 // tlsd's). Off unless ACME_DIRECTORY is set; then CERTDIR (the cache, certbot's layout) and
 // ACME_NAMES (which names may be asked for: never "any name a client sends") are required.
+import { Resolver } from "node:dns";
 import { join, resolve } from "node:path";
 import { isSniPattern } from "../tls/sni-pattern.ts";
 import type { Env } from "../ucspi/env.ts";
@@ -12,8 +13,19 @@ export interface AcmeConfig {
    * .acme/ (a dot entry, which tlsd's CERTDIR scan skips). */
   cacheDir: string;
   accountKeyFile: string;
-  /** Names and `*.parent` patterns (one label) that may be ordered. */
+  /** Names and `*.parent` patterns (one label) that may be ordered; empty: any name the other
+   * policies allow (see name-policy.ts). */
   names: string[];
+  /** ACME_RESOLVE: a name must resolve to an address of this host. */
+  resolve: boolean;
+  /** ACME_RESOLVER: the DNS server (ip or ip:port) asked for it; undefined: the system's. */
+  resolver: string | undefined;
+  /** ACME_ASK: the program that says yes (exit 0) or no for a name. */
+  ask: string | undefined;
+  /** How long the verdicts of ACME_RESOLVE and ACME_ASK are kept (ms). */
+  policyTtlMs: number;
+  /** PATH, for the ask program. */
+  searchPath: string;
   /** Trust anchors for the ACME server's own HTTPS (a private CA); else the system's. */
   caFile: string | undefined;
   email: string | undefined;
@@ -53,9 +65,17 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     .split(/[\s,]+/)
     .filter(Boolean)
     .map((n) => n.toLowerCase());
-  if (names.length === 0)
+  const resolveNames = flag(env, "ACME_RESOLVE");
+  const ask = env["ACME_ASK"] || undefined;
+  if (names.length === 0 && !resolveNames && ask === undefined)
     throw new FatalError(
-      "ACME_DIRECTORY needs ACME_NAMES (the names that may be ordered)",
+      "ACME_DIRECTORY needs a name policy: ACME_NAMES (the names that may be ordered), ACME_RESOLVE or ACME_ASK",
+      EXIT_CONFIG,
+    );
+  const resolver = env["ACME_RESOLVER"] || undefined;
+  if (resolver !== undefined && !validResolver(resolver))
+    throw new FatalError(
+      `ACME_RESOLVER: an IP address (and :port), not '${resolver}'`,
       EXIT_CONFIG,
     );
   for (const name of names) {
@@ -72,6 +92,11 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     cacheDir,
     accountKeyFile: join(cacheDir, ".acme", "account.key"),
     names,
+    resolve: resolveNames,
+    resolver,
+    ask,
+    policyTtlMs: count(env, "ACME_POLICY_TTL", 600) * 1000,
+    searchPath: env["PATH"] ?? "/usr/bin:/bin",
     caFile: env["ACME_CAFILE"] ? resolve(env["ACME_CAFILE"]) : undefined,
     email: env["ACME_EMAIL"] || undefined,
     ordersPerHour: count(env, "ACME_RATE", 10),
@@ -81,6 +106,23 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     challenge,
     httpDir: httpChallengeDir(cacheDir),
   };
+}
+
+/** What node:dns takes as a server: `1.2.3.4`, `1.2.3.4:53`, `::1`, `[::1]:53`. */
+function validResolver(text: string): boolean {
+  try {
+    new Resolver().setServers([text]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function flag(env: Readonly<Env>, name: string): boolean {
+  const text = env[name];
+  if (text === undefined || text === "" || text === "0" || text === "no") return false;
+  if (text === "1" || text === "yes") return true;
+  throw new FatalError(`${name}: yes or no, not '${text}'`, EXIT_CONFIG);
 }
 
 function count(env: Readonly<Env>, name: string, fallback: number): number {

@@ -10,7 +10,7 @@ import { causeText } from "../ucspi/errors.ts";
 import type { AcmeConfig } from "./config.ts";
 import { Issuer } from "./issuer.ts";
 import { Ledger, STALE_MS, mtimeOf } from "./ledger.ts";
-import { nameAllowed } from "./policy.ts";
+import { NamePolicy } from "./name-policy.ts";
 
 export type Outcome =
   /** The certificate is in the cache now. */
@@ -32,6 +32,7 @@ export class OnDemand {
   private readonly issuer: Issuer;
   private readonly ledger: Ledger;
   private readonly log: (line: string) => void;
+  private readonly policy: NamePolicy;
   private readonly inflight = new Map<string, Promise<void>>();
   /** Each cached certificate's renewal and expiry times, once its file has been read. */
   private readonly times = new Map<string, { renewAt: number; expiresAt: number }>();
@@ -44,6 +45,7 @@ export class OnDemand {
     this.issuer = new Issuer(config);
     this.ledger = new Ledger(dirname(config.accountKeyFile), config.ordersPerHour);
     this.log = log;
+    this.policy = new NamePolicy(config, log);
   }
 
   /** Stores that serve this cache: each re-reads it as soon as a certificate is written. */
@@ -53,18 +55,15 @@ export class OnDemand {
     this.stores.add(store);
   }
 
-  allowed(name: string): boolean {
-    return nameAllowed(this.config.names, name);
-  }
-
   /** The tls-alpn-01 certificate to show the CA's validator for `name`, while one is wanted. */
   challengeFor(name: string): SecureContext | undefined {
     return this.issuer.challengeFor(name);
   }
 
-  /** Makes sure the cache holds a certificate for `name`, waiting ACME_WAIT at most. */
-  async obtain(name: string): Promise<Outcome> {
-    if (!this.allowed(name)) return "refused";
+  /** Makes sure the cache holds a certificate for `name`, waiting ACME_WAIT at most (the name
+   * policy's own checks included); `localIp` is the address its client connected to. */
+  async obtain(name: string, localIp?: string): Promise<Outcome> {
+    if (!(await this.policy.allows(name, localIp))) return "refused";
     const order = this.order(name);
     let timer: NodeJS.Timeout | undefined;
     const waited = new Promise<Outcome>((resolve) => {
@@ -82,22 +81,28 @@ export class OnDemand {
   }
 
   /** Whether `name`'s cached certificate has expired (nobody asked for it while it was due
-   * for renewal): its client then waits for a new one as for a first one. */
+   * for renewal): its client then waits for a new one as for a first one (when the name
+   * policy still allows it: obtain() asks). A certificate not from the cache never expires
+   * here. */
   expired(name: string): boolean {
-    return this.allowed(name) && Date.now() >= this.timesOf(name).expiresAt;
+    return Date.now() >= this.timesOf(name).expiresAt;
   }
 
-  /** Renews `name`'s cached certificate in the background when it is near its end. */
-  renewIfDue(name: string): void {
+  /** Renews `name`'s cached certificate in the background when it is near its end, if the
+   * name policy still allows it. */
+  renewIfDue(name: string, localIp?: string): void {
     const now = Date.now();
-    if (!this.allowed(name) || this.inflight.has(name)) return;
+    if (this.inflight.has(name)) return;
     if (now < (this.retryAt.get(name) ?? 0) || now < this.timesOf(name).renewAt) return;
     // Until it works, the old certificate serves; a failed renewal is tried again later.
     this.retryAt.set(name, now + RETRY_MS);
-    const expires = new Date(this.timesOf(name).expiresAt).toISOString();
-    this.log(`tlsd: info: acme: renewing ${name} (expires ${expires})\n`);
-    this.order(name).catch(() => {
-      // logged by order()
+    void this.policy.allows(name, localIp).then((allowed) => {
+      if (!allowed || this.inflight.has(name)) return;
+      const expires = new Date(this.timesOf(name).expiresAt).toISOString();
+      this.log(`tlsd: info: acme: renewing ${name} (expires ${expires})\n`);
+      this.order(name).catch(() => {
+        // logged by order()
+      });
     });
   }
 

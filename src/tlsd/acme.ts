@@ -10,6 +10,7 @@ import { OnDemand } from "../acme/on-demand.ts";
 import type { CertStore } from "../tls/cert-store.ts";
 import { EXIT_TLS, handshake } from "../tls/session.ts";
 import { exitStatus, connectionStream } from "../ucspi/chain.ts";
+import { tcpVar } from "../ucspi/env.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
 import { peek } from "../tls-sniff/peek.ts";
 import type { TlsdOptions } from "./options.ts";
@@ -74,11 +75,12 @@ export async function beforeHandshake(
         status: await answerValidator(ctx, connection, challenge, name, options),
       };
   }
+  const localIp = tcpVar(ctx.env, "LOCALIP");
   if (store.hasCertificateFor(name) && !acme.expired(name)) {
-    acme.renewIfDue(name);
+    acme.renewIfDue(name, localIp);
     return { connection };
   }
-  const outcome = await acme.obtain(name);
+  const outcome = await acme.obtain(name, localIp);
   if (outcome === "ready" || outcome === "refused" || acme.config.fallbackToDefault)
     return { connection };
   if (outcome === "timeout")

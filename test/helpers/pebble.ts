@@ -5,6 +5,7 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
 import { get } from "node:https";
 import { join } from "node:path";
 import { makePki } from "./certs.ts";
@@ -19,6 +20,10 @@ export interface Pebble {
   root(): Promise<string>;
   /** What pebble logged so far. */
   log(): string;
+  /** pebble-challtestsrv's DNS server (ip:port): every name is 127.0.0.1 unless addA said. */
+  dns: string;
+  /** Makes challtestsrv answer `host` with these IPv4 addresses. */
+  addA(host: string, addresses: string[]): Promise<void>;
   stop(): void;
 }
 
@@ -113,6 +118,22 @@ export async function startPebble(options: {
       return root;
     },
     log: () => logged,
+    dns: `127.0.0.1:${dns}`,
+    addA: (host, addresses) =>
+      new Promise<void>((resolve, reject) => {
+        const body = JSON.stringify({ host, addresses });
+        const req = request(
+          { host: "127.0.0.1", port: dnsManagement, path: "/add-a", method: "POST" },
+          (res) => {
+            res.resume();
+            res.on("end", () =>
+              res.statusCode === 200 ? resolve() : reject(new Error(`add-a: ${res.statusCode}`)),
+            );
+          },
+        );
+        req.on("error", reject);
+        req.end(body);
+      }),
     stop,
   };
 }

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ledger, STALE_MS } from "../../src/acme/ledger.ts";
-import { nameAllowed } from "../../src/acme/policy.ts";
+import { nameAllowed } from "../../src/acme/name-policy.ts";
 
 test("names: exact, or one label below a *.parent entry", () => {
   const list = ["example.org", "*.w.example.org"];

@@ -3,7 +3,15 @@
 // openssl s_client and python3 ssl verify what tlsd serves against pebble's root.
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -424,6 +432,73 @@ test("acme-challenge alone: 404 for what is not a challenge; CERTDIR required", 
   assert.match(r.stderr, /^acme-challenge: fatal: CERTDIR not set/);
 });
 
+describe("name policies besides the list: ACME_RESOLVE and ACME_ASK", () => {
+  test("ACME_RESOLVE: a name that resolves to this host is ordered, one that points elsewhere never is", async () => {
+    const s = await site({});
+    try {
+      await s.server.stop();
+      // The same site, its names judged by where DNS (pebble-challtestsrv) points them.
+      const server = await serveTlsd(ours("tcpserver"), s.port, s.cache, {
+        ACME_DIRECTORY: s.pebble.directory,
+        ACME_CAFILE: s.pebble.listenerCa,
+        ACME_RESOLVE: "yes",
+        ACME_RESOLVER: s.pebble.dns,
+      });
+      try {
+        await s.pebble.addA("far.test", ["192.0.2.7"]);
+        const here = await sClient(s.port, "here.test", s.rootFile);
+        assert.equal(here.code, 0, here.stderr + server.log());
+        const far = await sClient(s.port, "far.test", s.rootFile);
+        assert.notEqual(far.code, 0);
+        assert.equal(far.leaf?.subject.trim(), "CN=localhost");
+        await server.waitForLog(
+          /^tlsd: warning: acme: far\.test: not ordered: ACME_RESOLVE: it resolves to 192\.0\.2\.7, not to this host$/,
+        );
+        const log = server.log();
+        assert.equal(
+          log.split("\n").filter((l) => l.endsWith("ordering a certificate for here.test")).length,
+          1,
+        );
+        assert.doesNotMatch(log, /ordering a certificate for far\.test/);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await s.stop();
+    }
+  });
+
+  test("ACME_ASK: the site's own program says yes or no, asked once per name while its verdict is kept", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ucspi-ask-"));
+    const asked = join(dir, "asked");
+    const ask = join(dir, "ask");
+    writeFileSync(
+      ask,
+      `#!/bin/sh\necho "$1 $ACME_NAME" >> ${asked}\ncase "$1" in yes*) exit 0 ;; esac\nexit 1\n`,
+      { mode: 0o755 },
+    );
+    const s = await site({ ACME_NAMES: "", ACME_ASK: ask });
+    try {
+      const yes = await sClient(s.port, "yes.test", s.rootFile);
+      assert.equal(yes.code, 0, yes.stderr + s.server.log());
+      for (let i = 0; i < 2; i++) {
+        const no = await sClient(s.port, "no.test", s.rootFile);
+        assert.notEqual(no.code, 0);
+        assert.equal(no.leaf?.subject.trim(), "CN=localhost");
+      }
+      await s.server.waitForLog(
+        /^tlsd: warning: acme: no\.test: not ordered: ACME_ASK said no \(exit 1\)$/,
+      );
+      assert.equal(orders(s, "yes.test"), 1);
+      assert.equal(orders(s, "no.test"), 0);
+      assert.equal(readFileSync(asked, "latin1"), "yes.test yes.test\nno.test no.test\n");
+    } finally {
+      await s.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 test("configuration errors: one line, exit 100", async () => {
   const base = {
     ...process.env,
@@ -432,7 +507,15 @@ test("configuration errors: one line, exit 100", async () => {
     ACME_DIRECTORY: "https://127.0.0.1:1/dir",
   };
   for (const [env, message] of [
-    [{ CERTDIR: "/tmp" }, /ACME_DIRECTORY needs ACME_NAMES/],
+    [
+      { CERTDIR: "/tmp" },
+      /ACME_DIRECTORY needs a name policy: ACME_NAMES .*, ACME_RESOLVE or ACME_ASK/,
+    ],
+    [{ CERTDIR: "/tmp", ACME_RESOLVE: "maybe" }, /ACME_RESOLVE: yes or no, not 'maybe'/],
+    [
+      { CERTDIR: "/tmp", ACME_RESOLVE: "yes", ACME_RESOLVER: "dns.example" },
+      /ACME_RESOLVER: an IP address \(and :port\), not 'dns\.example'/,
+    ],
     [{ ACME_NAMES: "a.test" }, /ACME_DIRECTORY needs CERTDIR/],
     [{ CERTDIR: "/tmp", ACME_NAMES: "a.test bad_name!" }, /ACME_NAMES: not a host name/],
     [{ CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_WAIT: "soon" }, /ACME_WAIT needs a number/],
