@@ -11,6 +11,8 @@
 //   8. smtp: SMTP sessions through starttls-wrapper beside implicit TLS and plaintext
 //      (bench/smtp.mjs, a script of its own: the harness has no SMTP client);
 //   9. sniff: full handshakes through `tcpserver tls-sniff ... tlsd` against `tcpserver tlsd`;
+//  11. transparent: interception (TPROXY) against the direct path and haproxy in transparent
+//      mode, in network namespaces (bench/transparent.mjs; root only);
 //  10. ab: this checkout's `tcpserver tlsd` against another one's (BENCH_BASELINE), for a change.
 // Results go to bench/results/; the README's table is copied from the summary printed last.
 import { execFileSync, spawnSync } from "node:child_process";
@@ -24,7 +26,17 @@ const harness = join(root, "build", "bench-harness");
 // BENCH_ONLY=conn,tls,... runs only those parts.
 const only = (name) => (process.env.BENCH_ONLY ?? name).split(",").includes(name);
 // The harness is not needed for smtp or mem-warm alone (BENCH_ONLY=smtp,mem-warm).
-const harnessParts = ["conn", "held", "tls", "bulk", "mem", "tls-held", "sniff", "ab"];
+const harnessParts = [
+  "conn",
+  "held",
+  "tls",
+  "bulk",
+  "mem",
+  "tls-held",
+  "sniff",
+  "ab",
+  "transparent",
+];
 if (harnessParts.some(only)) {
   if (!existsSync(join(harness, "bench.py"))) {
     if (!existsSync(join(shared, "bench.py"))) {
@@ -230,6 +242,18 @@ if (only("smtp")) {
     env: { ...process.env, BENCH_ROUNDS: process.env.BENCH_SMTP_ROUNDS ?? "3" },
   });
   if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+// 11. Transparent interception in network namespaces (needs root, nftables, haproxy).
+if (only("transparent")) {
+  if (process.getuid?.() !== 0) console.error("bench: transparent: skipped (needs root)");
+  else {
+    const r = spawnSync(process.execPath, [join(root, "bench", "transparent.mjs")], {
+      stdio: "inherit",
+      env: { ...process.env, BENCH_ROUNDS: process.env.BENCH_TRANSPARENT_ROUNDS ?? "3" },
+    });
+    if (r.status !== 0) process.exit(r.status ?? 1);
+  }
 }
 
 // 9. What tls-sniff costs a TLS connection: full handshakes per second (c=1 and c=16) through

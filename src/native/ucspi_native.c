@@ -872,14 +872,16 @@ static napi_value when_connected(napi_env env, napi_callback_info info) {
   return poll_once(env, info, 1);
 }
 
-/* connectTcp(ip, port, sourceIp, transparent, mark) -> fd: a non-blocking TCP socket (no
+/* connectTcp(ip, port, sourceIp, transparent, mark, sourcePort) -> fd: a non-blocking TCP socket (no
  * delay, close-on-exec) whose connect has begun; whenConnected tells how it ended. sourceIp ""
  * lets the kernel choose; with transparent it may be an address of another host (the client's:
  * full transparency), its port picked at connect (IP_BIND_ADDRESS_NO_PORT), so that many
- * connections share it. mark > 0 is SO_MARK, which policy routing and nftables match. */
+ * connections share it. mark > 0 is SO_MARK, which policy routing and nftables match.
+ * sourcePort > 0 binds that port instead (SO_REUSEADDR: one in TIME_WAIT will do; EADDRINUSE
+ * is thrown for one in use, for the caller to try another). */
 static napi_value connect_tcp(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value args[5];
+  size_t argc = 6;
+  napi_value args[6];
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   char *address = get_string(env, args[0]);
   char *source = get_string(env, args[2]);
@@ -888,10 +890,13 @@ static napi_value connect_tcp(napi_env env, napi_callback_info info) {
   get_int(env, args[1], &port);
   napi_get_value_bool(env, args[3], &transparent);
   get_int(env, args[4], &mark);
+  int32_t source_port = 0;
+  if (argc >= 6) get_int(env, args[5], &source_port);
   struct sockaddr_storage to, from;
   socklen_t tolen, fromlen = 0;
   int family = parse_address(address, port, &to, &tolen);
-  int source_family = source && *source ? parse_address(source, 0, &from, &fromlen) : family;
+  int source_family =
+      source && *source ? parse_address(source, source_port, &from, &fromlen) : family;
   free(address);
   free(source);
   if (!family || source_family != family) return throw_errno(env, EINVAL, "inet_pton");
@@ -904,7 +909,10 @@ static napi_value connect_tcp(napi_env env, napi_callback_info info) {
   if (transparent && set_transparent(fd, family) < 0)
     return close_and_throw(env, fd, "setsockopt IP_TRANSPARENT");
   if (fromlen > 0) {
-    setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    if (source_port > 0)
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    else
+      setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&from, fromlen) < 0) return close_and_throw(env, fd, "bind");
   }
   if (connect(fd, (struct sockaddr *)&to, tolen) < 0 && errno != EINPROGRESS)
@@ -912,6 +920,190 @@ static napi_value connect_tcp(napi_env env, napi_callback_info info) {
   napi_value result;
   napi_create_int32(env, fd, &result);
   return result;
+}
+
+
+/* ---------------------------------------------------------------- the splice relay */
+
+/* relay(a, b, onDone): the bytes of two sockets to each other in the kernel (splice through a
+ * pipe per direction: no copy to user space, no JavaScript per chunk), until both directions
+ * have ended. An end of input is passed on as a half-close (shutdown SHUT_WR); a failure ends
+ * both directions at once. onDone(errno, side) once: errno 0 when both ended normally, else the
+ * first failure's errno and the side it came from (0: a, 1: b). The fds stay open (the caller
+ * closes them); they are non-blocking from here on. */
+typedef struct relay_s relay_t;
+
+typedef struct {
+  int from, to;    /* sockets */
+  int pipe[2];     /* the bytes in between */
+  size_t pending;  /* in the pipe */
+  int eof;         /* from has ended */
+  int done;        /* the end was passed on */
+} direction_t;
+
+struct relay_s {
+  uv_poll_t poll[2];
+  int fd[2];
+  direction_t dir[2]; /* 0: a -> b, 1: b -> a */
+  js_callback_t on_done;
+  int failed, failed_side, finished, closing;
+};
+
+#define RELAY_CHUNK (1 << 20)
+
+static void relay_update(relay_t *r);
+
+static void relay_handle_closed(uv_handle_t *h) {
+  relay_t *r = h->data;
+  if (++r->closing < 2) return;
+  js_callback_free(&r->on_done);
+  free(r);
+}
+
+static void relay_finish(relay_t *r) {
+  if (r->finished) return;
+  r->finished = 1;
+  for (int i = 0; i < 2; i++) {
+    uv_poll_stop(&r->poll[i]);
+    close(r->dir[i].pipe[0]);
+    close(r->dir[i].pipe[1]);
+  }
+  napi_env env = r->on_done.env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value argv[2];
+  napi_create_int32(env, r->failed, &argv[0]);
+  napi_create_int32(env, r->failed_side, &argv[1]);
+  js_callback_call(&r->on_done, 2, argv);
+  napi_close_handle_scope(env, scope);
+  for (int i = 0; i < 2; i++) uv_close((uv_handle_t *)&r->poll[i], relay_handle_closed);
+}
+
+/* Moves what it can in one direction; -1 (errno set, side in *side) on a failure. */
+static int relay_move(relay_t *r, int d, int *side) {
+  direction_t *x = &r->dir[d];
+  for (;;) {
+    int progress = 0;
+    if (!x->eof && x->pending < RELAY_CHUNK) {
+      ssize_t n = splice(x->from, NULL, x->pipe[1], NULL, RELAY_CHUNK - x->pending,
+                         SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        x->pending += (size_t)n;
+        progress = 1;
+      } else if (n == 0) {
+        x->eof = 1;
+        progress = 1;
+      } else if (errno != EAGAIN && errno != EINTR) {
+        *side = d;
+        return -1;
+      }
+    }
+    if (x->pending > 0) {
+      ssize_t n = splice(x->pipe[0], NULL, x->to, NULL, x->pending,
+                         SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        x->pending -= (size_t)n;
+        progress = 1;
+      } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        *side = 1 - d;
+        return -1;
+      }
+    }
+    if (x->eof && x->pending == 0 && !x->done) {
+      x->done = 1;
+      shutdown(x->to, SHUT_WR);
+    }
+    if (!progress || x->done) return 0;
+  }
+}
+
+static void relay_ready(uv_poll_t *poll, int status, int events) {
+  relay_t *r = poll->data;
+  (void)events;
+  if (r->finished) return;
+  for (int d = 0; d < 2; d++) {
+    int side = 0;
+    if (status < 0 || relay_move(r, d, &side) < 0) {
+      int e = status < 0 ? 0 : errno;
+      if (status < 0) {
+        /* libuv reports an error on the fd (EPOLLERR): the socket says which. */
+        int fd = poll == &r->poll[0] ? r->fd[0] : r->fd[1];
+        socklen_t len = sizeof e;
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len);
+        side = poll == &r->poll[0] ? 0 : 1;
+        if (!e) e = EIO;
+      }
+      r->failed = e;
+      r->failed_side = side;
+      relay_finish(r);
+      return;
+    }
+  }
+  if (r->dir[0].done && r->dir[1].done) {
+    relay_finish(r);
+    return;
+  }
+  relay_update(r);
+}
+
+/* Each socket is polled for what its two directions wait for. */
+static void relay_update(relay_t *r) {
+  int want[2] = {0, 0};
+  for (int d = 0; d < 2; d++) {
+    direction_t *x = &r->dir[d];
+    int from = d, to = 1 - d;
+    if (x->done) continue;
+    if (!x->eof && x->pending < RELAY_CHUNK) want[from] |= UV_READABLE;
+    if (x->pending > 0) want[to] |= UV_WRITABLE;
+  }
+  for (int i = 0; i < 2; i++) {
+    if (want[i])
+      uv_poll_start(&r->poll[i], want[i], relay_ready);
+    else
+      uv_poll_stop(&r->poll[i]);
+  }
+}
+
+static napi_value relay_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value args[3];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t a, b;
+  get_int(env, args[0], &a);
+  get_int(env, args[1], &b);
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  relay_t *r = calloc(1, sizeof(relay_t));
+  if (!r) return throw_errno(env, ENOMEM, "relay");
+  r->fd[0] = a;
+  r->fd[1] = b;
+  for (int d = 0; d < 2; d++) {
+    if (pipe2(r->dir[d].pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+      int e = errno;
+      if (d == 1) {
+        close(r->dir[0].pipe[0]);
+        close(r->dir[0].pipe[1]);
+      }
+      free(r);
+      return throw_errno(env, e, "pipe2");
+    }
+    fcntl(r->dir[d].pipe[1], F_SETPIPE_SZ, RELAY_CHUNK);
+    r->dir[d].from = d == 0 ? a : b;
+    r->dir[d].to = d == 0 ? b : a;
+  }
+  if (uv_poll_init(loop, &r->poll[0], a) != 0 || uv_poll_init(loop, &r->poll[1], b) != 0) {
+    for (int d = 0; d < 2; d++) {
+      close(r->dir[d].pipe[0]);
+      close(r->dir[d].pipe[1]);
+    }
+    free(r);
+    return throw_errno(env, EBADF, "poll");
+  }
+  r->poll[0].data = r;
+  r->poll[1].data = r;
+  js_callback_init(&r->on_done, env, args[2], "ucspi.relay");
+  relay_update(r);
+  return NULL;
 }
 
 /* abortOnClose(fd): closing fd resets the connection (SO_LINGER 0), as a refused connect
@@ -986,6 +1178,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"whenConnected", NULL, when_connected, NULL, NULL, NULL, napi_default, NULL},
       {"connectTcp", NULL, connect_tcp, NULL, NULL, NULL, napi_default, NULL},
       {"abortOnClose", NULL, abort_on_close, NULL, NULL, NULL, napi_default, NULL},
+      {"relay", NULL, relay_fds, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

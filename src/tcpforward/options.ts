@@ -5,7 +5,7 @@ import { UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../ucspi/getopt.ts";
 
 export const USAGE =
-  "tcpforward [ -q ] [ -v verbosity ] [ -t timeout ] [ -i localip ] [ --transparent ] [ --proxy ] [ --mark mark ] [ host port ]";
+  "tcpforward [ -q ] [ -v verbosity ] [ -t timeout ] [ -i localip ] [ --transparent [ --source-ports low-high ] ] [ --proxy ] [ --mark mark ] [ host port ]";
 
 export interface ForwardOptions {
   verbosity: number;
@@ -17,6 +17,11 @@ export interface ForwardOptions {
   transparent: boolean;
   /** A PROXY v2 header with the client's addresses first. */
   proxy: boolean;
+  /** With transparent: where the port of the connection from the client's address is picked
+   * (low, high): below the ephemeral ranges clients use (Linux 32768-60999, Windows and macOS
+   * 49152-65535), so it cannot be the port of that client's own connection to the same
+   * service, which this host holds too. */
+  sourcePorts: [number, number];
   /** SO_MARK of the connection to the service; 0: none. */
   mark: number;
   /** Where to; undefined: where the client asked to go (TCPLOCALIP, TCPLOCALPORT). */
@@ -24,7 +29,7 @@ export interface ForwardOptions {
   port: number | undefined;
 }
 
-const LONG = ["transparent", "proxy", "mark="];
+const LONG = ["transparent", "proxy", "mark=", "source-ports="];
 
 export function parseForwardArgs(args: readonly string[]): ForwardOptions {
   const { options, rest } = getopt(args, { flags: "q", values: "vti", long: LONG });
@@ -34,6 +39,7 @@ export function parseForwardArgs(args: readonly string[]): ForwardOptions {
     localIp: undefined,
     transparent: false,
     proxy: false,
+    sourcePorts: [1024, 32767],
     mark: 0,
     host: undefined,
     port: undefined,
@@ -59,6 +65,15 @@ export function parseForwardArgs(args: readonly string[]): ForwardOptions {
       case "proxy":
         o.proxy = true;
         break;
+      case "source-ports": {
+        const m = /^([0-9]{1,5})-([0-9]{1,5})$/.exec(value);
+        const low = Number(m?.[1]);
+        const high = Number(m?.[2]);
+        if (!m || low < 1 || high > 65535 || high < low)
+          throw new UsageError(`--source-ports needs a range of ports low-high, not '${value}'`);
+        o.sourcePorts = [low, high];
+        break;
+      }
       case "mark":
         if (!/^(0x[0-9a-fA-F]{1,8}|[0-9]{1,10})$/.test(value) || Number(value) > 0xffffffff)
           throw new UsageError(`--mark needs a number up to 0xffffffff, not '${value}'`);

@@ -6,6 +6,7 @@
 // at all. It never connects anywhere in place of the address asked for: a service bound to
 // loopback only stays out of reach, as it would be without us.
 import { lookup } from "node:dns/promises";
+import { writeSync } from "node:fs";
 import { isIP, Socket } from "node:net";
 import { constants } from "node:os";
 import { envProxyHeader } from "../proxy/from-env.ts";
@@ -30,7 +31,7 @@ export const forwardStage: Stage = {
     const who = clientPrefix(ctx.env);
     const to = await destination(o, ctx.env);
     const from = o.transparent ? clientAddress(ctx.env) : (o.localIp ?? "");
-    let service: Socket;
+    let service: number;
     try {
       service = await connectService(to, from, o);
     } catch (error) {
@@ -43,26 +44,53 @@ export const forwardStage: Stage = {
     }
     if (o.verbosity >= 2)
       ctx.log(`tcpforward: info: ${who}connected to ${to.ip} port ${to.port}\n`);
-    if (o.proxy) service.write(envProxyHeader(ctx.env));
-    const client = connectionStream(ctx.connection);
-    // A reset on either side is passed on at once, as a reset, and named: the relay alone
-    // would take it for an end and half-close the other side as if all were well.
-    let broken: string | undefined;
-    client.once("error", (error) => {
-      broken ??= `the client's connection broke: ${causeText(error)}`;
-      service.resetAndDestroy();
-    });
-    service.once("error", (error) => {
-      broken ??= `the connection to ${to.ip} port ${to.port} broke: ${causeText(error)}`;
-      resetClient(ctx.connection);
-      client.destroy();
-    });
-    await relay(client, service);
-    service.destroy();
+    // The header is the first write on a connection just made: the socket buffer takes it.
+    if (o.proxy) writeSync(service, envProxyHeader(ctx.env));
+    const broken =
+      ctx.connection.fd !== undefined
+        ? await spliceRelay(ctx.connection.fd, service, to)
+        : await streamRelay(ctx.connection, service, to);
     if (broken !== undefined) throw new FatalError(`${who}${broken}`, 111);
     return exitStatus(0);
   },
 };
+
+/** Both sockets are ours: the kernel moves the bytes (splice). The service's fd is closed
+ * here; a failure resets the other side and is named. */
+async function spliceRelay(client: number, service: number, to: Endpoint) {
+  const n = native();
+  const [errno, side] = await new Promise<[number, number]>((resolve) =>
+    n.relay(client, service, (e, s) => resolve([e, s])),
+  );
+  if (errno !== 0) n.abortOnClose(side === 0 ? service : client);
+  n.close(service);
+  if (errno === 0) return undefined;
+  const cause = causeText({ code: ERRNO_NAMES.get(errno) ?? "EIO" });
+  return side === 0
+    ? `the client's connection broke: ${cause}`
+    : `the connection to ${to.ip} port ${to.port} broke: ${cause}`;
+}
+
+/** The client is a stream (after tlsd): a relay of streams. A reset on either side is passed
+ * on at once, as a reset, and named: the relay alone would take it for an end and half-close
+ * the other side as if all were well. */
+async function streamRelay(connection: Connection, fd: number, to: Endpoint) {
+  const service = new Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+  const client = connectionStream(connection);
+  let broken: string | undefined;
+  client.once("error", (error) => {
+    broken ??= `the client's connection broke: ${causeText(error)}`;
+    service.resetAndDestroy();
+  });
+  service.once("error", (error) => {
+    broken ??= `the connection to ${to.ip} port ${to.port} broke: ${causeText(error)}`;
+    resetClient(connection);
+    client.destroy();
+  });
+  await relay(client, service);
+  service.destroy();
+  return broken;
+}
 
 interface Endpoint {
   ip: string;
@@ -99,10 +127,34 @@ function clientAddress(env: Readonly<Env>): string {
 
 const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
 
-/** A connected socket to the service, or a rejection whose `code` names the cause. */
-function connectService(to: Endpoint, from: string, o: ForwardOptions): Promise<Socket> {
+/** The next port to try in --source-ports: a counter from a random start, shared by the
+ * connections of this process, so that a port comes back for the same client only after all
+ * the others (the service's TIME_WAIT of the last one is then long over, or recycled). */
+let nextSourcePort = -1;
+
+/** With --transparent, a socket from the client's address bound to a port of --source-ports
+ * (the next free one); else the kernel's choice. */
+function openSocket(to: Endpoint, from: string, o: ForwardOptions): number {
   const n = native();
-  const fd = n.connectTcp(to.ip, to.port, from, o.transparent, o.mark);
+  if (!o.transparent) return n.connectTcp(to.ip, to.port, from, false, o.mark, 0);
+  const [low, high] = o.sourcePorts;
+  const span = high - low + 1;
+  if (nextSourcePort < 0) nextSourcePort = Math.floor(Math.random() * span);
+  for (let tries = 0; ; tries++) {
+    const port = low + (nextSourcePort++ % span);
+    try {
+      return n.connectTcp(to.ip, to.port, from, true, o.mark, port);
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if ((code !== "EADDRINUSE" && code !== "EADDRNOTAVAIL") || tries >= 64) throw error;
+    }
+  }
+}
+
+/** The fd of a connected socket to the service, or a rejection whose `code` names the cause. */
+function connectService(to: Endpoint, from: string, o: ForwardOptions): Promise<number> {
+  const n = native();
+  const fd = openSocket(to, from, o);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       waiting.cancel();
@@ -111,10 +163,7 @@ function connectService(to: Endpoint, from: string, o: ForwardOptions): Promise<
     }, o.connectTimeoutMs);
     const waiting = n.whenConnected(fd, (status) => {
       clearTimeout(timer);
-      if (status === 0) {
-        resolve(new Socket({ fd, readable: true, writable: true, allowHalfOpen: true }));
-        return;
-      }
+      if (status === 0) return resolve(fd);
       n.close(fd);
       const code = ERRNO_NAMES.get(-status) ?? "EIO";
       reject(Object.assign(new Error(code), { code }));

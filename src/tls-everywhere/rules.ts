@@ -22,7 +22,7 @@ export function nftRuleset(o: EverywhereOptions): string {
     '    iifname "lo" return',
     `    meta mark ${own} return`,
     `    tcp dport ${never} return`,
-    `    meta l4proto tcp socket transparent 1 meta mark set ${diverted} accept`,
+    `    tcp flags & (fin | syn | rst | ack) != syn socket transparent 1 meta mark set ${diverted} accept`,
     ...tproxy,
     "  }",
     "  chain out {",

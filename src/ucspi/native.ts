@@ -82,16 +82,23 @@ export interface Native {
   whenReadable(fd: number, callback: (status: number) => void): { cancel(): void };
   /** A non-blocking TCP socket whose connect to ip:port has begun (see whenConnected). From
    * `sourceIp` ("" for the kernel's choice); `transparent` lets that be another host's address
-   * (IP_TRANSPARENT); mark > 0 is its SO_MARK. Throws for what fails at once (EPERM, EINVAL). */
+   * (IP_TRANSPARENT); mark > 0 is its SO_MARK; sourcePort > 0 binds that port (SO_REUSEADDR),
+   * else the kernel picks one at connect. Throws for what fails at once (EPERM, EINVAL, and
+   * EADDRINUSE for a sourcePort in use). */
   connectTcp(
     ip: string,
     port: number,
     sourceIp: string,
     transparent: boolean,
     mark: number,
+    sourcePort: number,
   ): number;
   /** Calls back once connectTcp's connect is over: 0, or a negative errno. */
   whenConnected(fd: number, callback: (status: number) => void): { cancel(): void };
+  /** The bytes of two sockets to each other in the kernel (splice), a half-close passed on,
+   * until both directions have ended; then onDone(0, 0), or at the first failure onDone(errno,
+   * side) with side 0 for `a`, 1 for `b`. The fds stay open. */
+  relay(a: number, b: number, onDone: (errno: number, side: number) => void): void;
   /** SO_LINGER 0: closing fd then resets the connection instead of ending it. */
   abortOnClose(fd: number): void;
 }

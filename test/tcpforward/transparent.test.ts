@@ -47,7 +47,7 @@ table inet ucspi_test {
   chain pre {
     type filter hook prerouting priority mangle; policy accept;
     iifname "lo" return
-    meta l4proto tcp socket transparent 1 meta mark set ${mark} accept
+    tcp flags & (fin | syn | rst | ack) != syn socket transparent 1 meta mark set ${mark} accept
     meta nfproto ipv4 fib daddr type local tcp dport { ${HTTP}, ${LOOPBACK_ONLY}, ${GREETER} } tproxy ip to :${CHAIN_PORT} meta mark set ${mark} accept
     meta nfproto ipv6 fib daddr type local tcp dport { ${HTTP}, ${LOOPBACK_ONLY}, ${GREETER} } tproxy ip6 to :${CHAIN_PORT} meta mark set ${mark} accept
     meta nfproto ipv4 fib daddr type local tcp dport ${PROXY_READER} tproxy ip to :${PROXY_CHAIN_PORT} meta mark set ${mark} accept
@@ -234,6 +234,32 @@ for (const v6 of [false, true]) {
         `^tcpforward: info: ${clientIp().replaceAll(".", "\\.")}: connected to ${v6 ? lab.serverIp6 : lab.serverIp.replaceAll(".", "\\.")} port ${HTTP}$`,
       ),
     );
+  });
+
+  test(`${family}: a client port used again at once still reaches the chain (the host's TIME_WAIT of its last connection is not a way around it)`, async () => {
+    // Port 40000 + i: a plaintext request, then TLS from the very same port. The host holds the
+    // first connection in TIME_WAIT; a rule that let packets for it bypass TPROXY would hand
+    // the new connection to the service itself, which would answer the ClientHello in HTTP.
+    const port = String(v6 ? 40002 : 40001);
+    const plain = await curl([
+      "--local-port",
+      port,
+      `http://${host()}:${HTTP}/?reuse-plain-${family}`,
+    ]);
+    assert.equal(plain.code, 0, plain.stderr);
+    const tls = await curl([
+      "--local-port",
+      port,
+      "--cacert",
+      pki.ca.cert,
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code}",
+      `https://${host()}:${HTTP}/?reuse-tls-${family}`,
+    ]);
+    assert.equal(tls.code, 0, tls.stderr);
+    assert.equal(tls.stdout, "200");
   });
 
   test(`${family}: a service bound to loopback only stays private: refused, nothing relayed, one line`, async () => {
