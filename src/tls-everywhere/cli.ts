@@ -13,7 +13,7 @@ import { helpAsked } from "../ucspi/help.ts";
 import { reportError, writeStderr } from "../ucspi/main.ts";
 import { ourLauncher } from "../ucspi/programs.ts";
 import { checkNotInstalled, install, removeLeftovers } from "./host.ts";
-import { USAGE, parseEverywhereArgs } from "./options.ts";
+import { USAGE, chainPort, parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
 import { dryRun } from "./rules.ts";
 
@@ -46,7 +46,9 @@ async function certificates(o: EverywhereOptions, bin: string): Promise<Record<s
   return { CERTFILE: cert, KEYFILE: key };
 }
 
-function chainArgs(o: EverywhereOptions, bin: string): string[] {
+/** tcpserver's arguments for a chain on `port`, every `tcpforward` word in it transparent and
+ * marked (the chain's own connections, never diverted again). */
+function tcpserverArgs(o: EverywhereOptions, bin: string, port: number, chain: string[]) {
   const forward = [join(bin, "tcpforward"), "--transparent", "--mark", String(o.mark + 1)];
   return [
     "-vRHl0",
@@ -54,17 +56,24 @@ function chainArgs(o: EverywhereOptions, bin: string): string[] {
     "1000",
     "--transparent",
     o.ipv6 ? "::" : "0",
-    String(o.listen),
+    String(port),
+    ...chain.flatMap((word) => (word === "tcpforward" ? forward : [word])),
+  ];
+}
+
+/** The main chain: TLS when the client asks for it, plaintext as before when it does not. */
+function mainChain(o: EverywhereOptions, bin: string): string[] {
+  return tcpserverArgs(o, bin, o.listen, [
     join(bin, "tls-sniff"),
     "-t",
     String(o.silenceMs),
     "--plain",
     "{",
-    ...forward,
+    "tcpforward",
     "}",
     join(bin, "tlsd"),
-    ...forward,
-  ];
+    "tcpforward",
+  ]);
 }
 
 async function main(args: readonly string[]): Promise<number> {
@@ -83,22 +92,36 @@ async function main(args: readonly string[]): Promise<number> {
   const certEnv = await certificates(o, bin);
   const installed = install(o);
   writeStderr(`${NAME}: info: diverting tcp ports ${o.ports.join(",")} to :${o.listen}\n`);
+  for (const [i, { port }] of o.overrides.entries())
+    writeStderr(`${NAME}: info: diverting tcp port ${port} to :${chainPort(o, i)}\n`);
   let stopping = false;
-  const chain = spawn(join(bin, "tcpserver"), chainArgs(o, bin), {
-    stdio: ["ignore", "inherit", "inherit"],
-    env: { ...process.env, ...certEnv, PATH: `${bin}:${process.env["PATH"] ?? "/usr/bin:/bin"}` },
-  });
+  const env = {
+    ...process.env,
+    ...certEnv,
+    PATH: `${bin}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
+  };
+  const chains = [
+    mainChain(o, bin),
+    ...o.overrides.map(({ chain }, i) => tcpserverArgs(o, bin, chainPort(o, i), chain)),
+  ].map((args) =>
+    spawn(join(bin, "tcpserver"), args, { stdio: ["ignore", "inherit", "inherit"], env }),
+  );
   const stop = () => {
     stopping = true;
-    chain.kill("SIGTERM");
+    for (const chain of chains) chain.kill("SIGTERM");
   };
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, stop);
-  const ended = await new Promise<{ code: number | null; signal: string | null; error?: Error }>(
-    (resolve) => {
-      chain.on("error", (error) => resolve({ code: null, signal: null, error }));
-      chain.on("exit", (code, signal) => resolve({ code, signal }));
-    },
+  const endings = chains.map(
+    (chain) =>
+      new Promise<{ code: number | null; signal: string | null; error?: Error }>((resolve) => {
+        chain.on("error", (error) => resolve({ code: null, signal: null, error }));
+        chain.on("exit", (code, signal) => resolve({ code, signal }));
+      }),
   );
+  // The first chain to end (or the signal) ends them all.
+  const ended = await Promise.race(endings);
+  if (!stopping) for (const chain of chains) chain.kill("SIGTERM");
+  await Promise.all(endings);
   const failures = installed.remove();
   for (const failure of failures) writeStderr(`${NAME}: warning: unable to remove: ${failure}\n`);
   writeStderr(`${NAME}: info: rules removed\n`);

@@ -1,9 +1,10 @@
 // tls-everywhere's argv → options.
 import { UsageError } from "../ucspi/errors.ts";
+import { block } from "../ucspi/block.ts";
 import { getopt } from "../ucspi/getopt.ts";
 
 export const USAGE =
-  "tls-everywhere [ --dry-run | --remove ] [ --ports list ] [ --exclude list ] [ --listen port ] [ --mark n ] [ --table n ] [ --silence ms ] [ --state dir ] [ --ipv4-only ]";
+  "tls-everywhere [ --dry-run | --remove ] [ --ports list ] [ --exclude list ] [ --listen port ] [ --mark n ] [ --table n ] [ --silence ms ] [ --state dir ] [ --ipv4-only ] [ --port port { prog... } ]...";
 
 /** Ports as nftables writes a set: single ports and ranges, each checked. */
 export type PortList = string[];
@@ -28,6 +29,14 @@ export interface EverywhereOptions {
   /** Where the self-signed fallback certificate is kept when CERTFILE is not set. */
   stateDir: string;
   ipv6: boolean;
+  /** Ports that get a chain of their own instead (port 25 through starttls-wrapper, say). */
+  overrides: PortChain[];
+}
+
+export interface PortChain {
+  port: number;
+  /** What tcpserver runs for it; each `tcpforward` in it gets --transparent and the mark. */
+  chain: string[];
 }
 
 const LONG = [
@@ -43,7 +52,28 @@ const LONG = [
   "ipv4-only",
 ];
 
-export function parseEverywhereArgs(args: readonly string[]): EverywhereOptions {
+/** `--port N { prog... }` blocks, taken out of argv before the options are read. */
+function takeOverrides(args: readonly string[]): { args: string[]; overrides: PortChain[] } {
+  const rest: string[] = [];
+  const overrides: PortChain[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const word = args[i] ?? "";
+    if (word !== "--port" && !word.startsWith("--port=")) {
+      rest.push(word);
+      continue;
+    }
+    const value = word === "--port" ? args[++i] : word.slice("--port=".length);
+    const port = number(value ?? "", "port", 1, 65535);
+    if (overrides.some((o) => o.port === port)) throw new UsageError(`--port ${port}: given twice`);
+    const [chain, end] = block(args, i + 1, `--port ${port}`);
+    overrides.push({ port, chain });
+    i = end;
+  }
+  return { args: rest, overrides };
+}
+
+export function parseEverywhereArgs(argv: readonly string[]): EverywhereOptions {
+  const { args, overrides } = takeOverrides(argv);
   const { options, rest } = getopt(args, { flags: "", values: "", long: LONG });
   if (rest.length > 0) throw new UsageError(`unexpected '${rest.join(" ")}'`);
   const o: EverywhereOptions = {
@@ -57,6 +87,7 @@ export function parseEverywhereArgs(args: readonly string[]): EverywhereOptions 
     silenceMs: 1000,
     stateDir: "/var/lib/tls-everywhere",
     ipv6: true,
+    overrides,
   };
   for (const { name, value } of options) {
     switch (name) {
@@ -93,7 +124,15 @@ export function parseEverywhereArgs(args: readonly string[]): EverywhereOptions 
     }
   }
   if (o.dryRun && o.remove) throw new UsageError("--dry-run and --remove: give one");
+  for (const { port } of o.overrides)
+    if (port >= o.listen && port <= chainPort(o, o.overrides.length - 1))
+      throw new UsageError(`--port ${port}: that is a chain's own port`);
   return o;
+}
+
+/** The port the chain of override `index` listens on: right after the main chain's. */
+export function chainPort(o: Pick<EverywhereOptions, "listen">, index: number): number {
+  return o.listen + 1 + index;
 }
 
 function number(value: string, option: string, min: number, max: number): number {

@@ -1,5 +1,6 @@
 // What tls-everywhere changes on the host, as text: the nftables table and the policy-routing
 // commands that install it and take it out again. Nothing here runs anything.
+import { chainPort } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
 
 export const TABLE = "tls_everywhere";
@@ -9,21 +10,24 @@ export function nftRuleset(o: EverywhereOptions): string {
   const diverted = o.mark;
   const own = o.mark + 1;
   const ports = `{ ${o.ports.join(", ")} }`;
-  const never = `{ ${[...new Set([String(o.listen), ...o.exclude])].join(", ")} }`;
+  const chains = [o.listen, ...o.overrides.map((_, i) => chainPort(o, i))].map(String);
   const families = o.ipv6 ? (["ip", "ip6"] as const) : (["ip"] as const);
-  const tproxy = families.map(
-    (f) =>
-      `    meta nfproto ${f === "ip" ? "ipv4" : "ipv6"} fib daddr type local tcp dport ${ports} tproxy ${f} to :${o.listen} meta mark set ${diverted} accept`,
-  );
+  const tproxy = (dports: string, to: number) =>
+    families.map(
+      (f) =>
+        `    meta nfproto ${f === "ip" ? "ipv4" : "ipv6"} fib daddr type local tcp dport ${dports} tproxy ${f} to :${to} meta mark set ${diverted} accept`,
+    );
   return [
     `table inet ${TABLE} {`,
     "  chain pre {",
     "    type filter hook prerouting priority mangle; policy accept;",
     '    iifname "lo" return',
     `    meta mark ${own} return`,
-    `    tcp dport ${never} return`,
+    `    tcp dport { ${chains.join(", ")} } return`,
     `    tcp flags & (fin | syn | rst | ack) != syn socket transparent 1 meta mark set ${diverted} accept`,
-    ...tproxy,
+    ...o.overrides.flatMap(({ port }, i) => tproxy(String(port), chainPort(o, i))),
+    ...(o.exclude.length > 0 ? [`    tcp dport { ${o.exclude.join(", ")} } return`] : []),
+    ...tproxy(ports, o.listen),
     "  }",
     "  chain out {",
     "    type route hook output priority mangle; policy accept;",

@@ -6,6 +6,7 @@
 //   tls-sniff --sni imap.example.org { tlsd imapd } --alpn h2 { tlsd h2d } tlsd httpd
 import { optionNumber } from "../tls/options.ts";
 import { isSniPattern } from "../tls/sni-pattern.ts";
+import { block } from "../ucspi/block.ts";
 import { UsageError } from "../ucspi/errors.ts";
 
 export const USAGE =
@@ -120,20 +121,4 @@ function positive(text: string, name: string): number {
   const n = optionNumber(text, name);
   if (n <= 0) throw new UsageError(`-${name}: must be more than 0`);
   return n;
-}
-
-/** The words of the `{ ... }` block that starts at args[start], nested blocks kept whole, and
- * the index of its closing `}`. */
-function block(args: readonly string[], start: number, option: string): [string[], number] {
-  if (args[start] !== "{") throw new UsageError(`${option}: expected '{ prog... }'`);
-  let depth = 0;
-  for (let i = start; i < args.length; i++) {
-    if (args[i] === "{") depth++;
-    else if (args[i] === "}" && --depth === 0) {
-      const words = args.slice(start + 1, i);
-      if (words.length === 0) throw new UsageError(`${option}: empty { }`);
-      return [words, i];
-    }
-  }
-  throw new UsageError(`${option}: '{' without its '}'`);
 }

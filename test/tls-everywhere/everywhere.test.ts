@@ -5,16 +5,19 @@
 // and routes are exactly what they were before.
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import type { Pair, TestPki } from "../helpers/certs.ts";
 import { makeLab } from "../helpers/netns.ts";
 import type { Lab } from "../helpers/netns.ts";
-import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
-import { waitFor } from "../helpers/server.ts";
+import { PATH_WITH_BIN, ROOT, ours } from "../helpers/programs.ts";
+import { startServer, waitFor } from "../helpers/server.ts";
 
 const LISTEN = 9999;
 const HTTP = 8080;
+const SMTP = 2525;
 
 let lab: Lab;
 let pki: TestPki;
@@ -137,7 +140,7 @@ test("--dry-run prints the rules and the commands that undo them, and changes no
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /tproxy ip to :8999 meta mark set 2017 accept/);
   assert.match(r.stdout, /tproxy ip6 to :8999/);
-  assert.match(r.stdout, /tcp dport \{ 8999, 22 \} return/);
+  assert.match(r.stdout, /tcp dport \{ 8999 \} return\n.*\n    tcp dport \{ 22 \} return/);
   assert.match(r.stdout, /^ip -6 route del local ::\/0 dev lo table 7001$/m);
   assert.equal(hostState(), pristine);
 });
@@ -157,6 +160,58 @@ test("one command: HTTP and HTTPS on the service's own port, the real client in 
   tool.child.kill("SIGTERM");
   assert.deepEqual(await tool.exited, { code: 0, signal: null });
   assert.match(tool.log(), /^tls-everywhere: info: rules removed$/m);
+  assert.equal(hostState(), pristine);
+});
+
+test("--port: a port with a chain of its own: STARTTLS for an SMTP daemon that has none, which sees the real client before and after", async () => {
+  const fakeLog = join(pki.dir, "smtp.log");
+  const smtp = await startServer(
+    ours("tcpserver"),
+    ["-RHl0", "::", String(SMTP), join(ROOT, "test", "fixtures", "fake-smtp")],
+    { env: { ...process.env, FAKE_LOG: fakeLog }, wrap: ["ip", "netns", "exec", lab.server] },
+  );
+  const tool = startTool([
+    "--port",
+    String(SMTP),
+    "{",
+    "starttls-wrapper",
+    "-p",
+    "smtp",
+    "tcpforward",
+    "}",
+  ]);
+  try {
+    await ready(tool);
+    await waitFor(() =>
+      tool.log().match(/^tcpserver: status: 0\/1000$/gm)?.length === 2 ? true : undefined,
+    );
+    const r = await lab.run(lab.client, "python3", [
+      "-c",
+      [
+        "import smtplib, ssl, sys",
+        "ctx = ssl.create_default_context(cafile=sys.argv[1])",
+        `s = smtplib.SMTP("${lab.serverIp}", ${SMTP}, timeout=10)`,
+        's.ehlo("client.test")',
+        'assert s.has_extn("starttls"), s.esmtp_features',
+        "s.starttls(context=ctx)",
+        's.ehlo("client.test")',
+        "print(s.sock.version())",
+        "s.quit()",
+      ].join("\n"),
+      pki.ca.cert,
+    ]);
+    assert.equal(r.code, 0, r.stderr + tool.log());
+    assert.match(r.stdout, /^TLSv1\.[23]\n$/);
+    // One EHLO before STARTTLS, one on the fresh session behind TLS, both from the client.
+    assert.equal(
+      readFileSync(fakeLog, "latin1"),
+      `${lab.clientIp} ehlo client.test\n${lab.clientIp} ehlo client.test\n${lab.clientIp} quit\n`,
+    );
+  } finally {
+    tool.child.kill("SIGTERM");
+    await tool.exited;
+    await smtp.stop();
+  }
   assert.equal(hostState(), pristine);
 });
 
@@ -202,6 +257,12 @@ test("bad command lines: one line, exit 100, nothing installed", async () => {
     [["--mark", "0"], /^tls-everywhere: --mark needs a number from 1 to/m],
     [["--dry-run", "--remove"], /^tls-everywhere: --dry-run and --remove: give one$/m],
     [["extra"], /^tls-everywhere: unexpected 'extra'$/m],
+    [["--port", "25"], /^tls-everywhere: --port 25: expected '\{ prog\.\.\. \}'$/m],
+    [["--port", "25", "{", "tcpforward"], /^tls-everywhere: --port 25: '\{' without its '\}'$/m],
+    [
+      ["--port", "8999", "{", "tcpforward", "}"],
+      /^tls-everywhere: --port 8999: that is a chain's own port$/m,
+    ],
   ] as const) {
     const r = await lab.run(lab.server, ours("tls-everywhere"), args);
     assert.equal(r.code, 100, r.stderr);
