@@ -7,8 +7,8 @@
 //              --transparent (plaintext) or tls-sniff, tlsd, tcpforward --transparent (TLS);
 //   ours-tlsd  client → :9443, `tcpserver tlsd tcpforward 10.77.0.1 8080` (no interception:
 //              what the TLS path costs without it);
-//   haproxy    client → service:8083, TPROXY → haproxy `bind ... transparent ssl` and
-//              `source 0.0.0.0 usesrc clientip` to the service on 8084.
+//   haproxy    client → service:8083 (TLS) or 8085 (plaintext), TPROXY → haproxy `bind ...
+//              transparent [ssl]` and `source 0.0.0.0 usesrc clientip` to the service on 8084.
 // Connections/s (plaintext, c=16), full TLS handshakes/s (ECDSA P-256, c=16) and 1 GiB down,
 // plaintext and TLS. Needs root, nftables, iproute2, haproxy; the harness (bench/run.mjs).
 import { execFileSync, spawn } from "node:child_process";
@@ -90,6 +90,7 @@ writeFileSync(
     tcp flags & (fin | syn | rst | ack) != syn socket transparent 1 meta mark set 1 accept
     fib daddr type local tcp dport 8081 tproxy ip to :9999 meta mark set 1 accept
     fib daddr type local tcp dport 8083 tproxy ip to :9996 meta mark set 1 accept
+    fib daddr type local tcp dport 8085 tproxy ip to :9995 meta mark set 1 accept
   }
   chain out {
     type route hook output priority mangle; policy accept;
@@ -161,6 +162,9 @@ defaults
 frontend tls
   bind 0.0.0.0:9996 transparent ssl crt ${cert}.pem
   default_backend service
+frontend plain
+  bind 0.0.0.0:9995 transparent
+  default_backend service
 backend service
   server s 10.77.0.1:8084 source 0.0.0.0 usesrc clientip
 `,
@@ -227,6 +231,7 @@ for (const [port, tls] of [
   [8081, true],
   [9443, true],
   [8083, true],
+  [8085, false],
 ]) {
   const deadline = Date.now() + 15_000;
   for (;;) {
@@ -253,7 +258,11 @@ const workloads = [
     name: "connections/s, plaintext, c=16",
     unit: "conn/s",
     ref: "direct",
-    runs: { direct: () => conn(8080, false), ours: () => conn(8081, false) },
+    runs: {
+      direct: () => conn(8080, false),
+      ours: () => conn(8081, false),
+      haproxy: () => conn(8085, false),
+    },
   },
   {
     name: "TLS handshakes/s, ECDSA P-256, c=16",
@@ -269,7 +278,11 @@ const workloads = [
     name: "1 GiB down, plaintext",
     unit: "MiB/s",
     ref: "direct",
-    runs: { direct: () => bulk(8080, false), ours: () => bulk(8081, false) },
+    runs: {
+      direct: () => bulk(8080, false),
+      ours: () => bulk(8081, false),
+      haproxy: () => bulk(8085, false),
+    },
   },
   {
     name: "1 GiB down, TLS",
@@ -293,7 +306,9 @@ const lines = [
   "| workload | path | median | [min..max] | ratio to ref (median of per-round) |",
   "|---|---|---|---|---|",
 ];
-for (const w of workloads) {
+// TRANSPARENT_ONLY=0,2 runs only those workloads (by index).
+const chosen = process.env.TRANSPARENT_ONLY?.split(",").map(Number);
+for (const w of workloads.filter((_, i) => !chosen || chosen.includes(i))) {
   const names = Object.keys(w.runs);
   const values = Object.fromEntries(names.map((n) => [n, []]));
   for (let round = 0; round < rounds; round++) {

@@ -18,6 +18,7 @@
 #include <netinet/ip.h>
 #include <netinet/tcp.h>
 #include <node_api.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -953,6 +954,36 @@ struct relay_s {
 
 static void relay_update(relay_t *r);
 
+/* Empty pipes of finished relays, kept for the next ones: a pipe pair and its 1 MiB size cost
+ * five system calls, which a short connection would otherwise pay each time. */
+#define PIPE_POOL 64
+static int pipe_pool[PIPE_POOL][2];
+static int pipe_pooled;
+
+static int pipe_take(int p[2]) {
+  if (pipe_pooled > 0) {
+    pipe_pooled--;
+    p[0] = pipe_pool[pipe_pooled][0];
+    p[1] = pipe_pool[pipe_pooled][1];
+    return 0;
+  }
+  if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) return -1;
+  fcntl(p[1], F_SETPIPE_SZ, RELAY_CHUNK);
+  return 0;
+}
+
+/* Back to the pool when it is empty (a relay that ended well), else closed. */
+static void pipe_give(int p[2], size_t pending) {
+  if (pending == 0 && pipe_pooled < PIPE_POOL) {
+    pipe_pool[pipe_pooled][0] = p[0];
+    pipe_pool[pipe_pooled][1] = p[1];
+    pipe_pooled++;
+    return;
+  }
+  close(p[0]);
+  close(p[1]);
+}
+
 static void relay_handle_closed(uv_handle_t *h) {
   relay_t *r = h->data;
   if (++r->closing < 2) return;
@@ -965,8 +996,7 @@ static void relay_finish(relay_t *r) {
   r->finished = 1;
   for (int i = 0; i < 2; i++) {
     uv_poll_stop(&r->poll[i]);
-    close(r->dir[i].pipe[0]);
-    close(r->dir[i].pipe[1]);
+    pipe_give(r->dir[i].pipe, r->failed ? 1 : r->dir[i].pending);
   }
   napi_env env = r->on_done.env;
   napi_handle_scope scope;
@@ -1078,24 +1108,17 @@ static napi_value relay_fds(napi_env env, napi_callback_info info) {
   r->fd[0] = a;
   r->fd[1] = b;
   for (int d = 0; d < 2; d++) {
-    if (pipe2(r->dir[d].pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+    if (pipe_take(r->dir[d].pipe) < 0) {
       int e = errno;
-      if (d == 1) {
-        close(r->dir[0].pipe[0]);
-        close(r->dir[0].pipe[1]);
-      }
+      if (d == 1) pipe_give(r->dir[0].pipe, 0);
       free(r);
       return throw_errno(env, e, "pipe2");
     }
-    fcntl(r->dir[d].pipe[1], F_SETPIPE_SZ, RELAY_CHUNK);
     r->dir[d].from = d == 0 ? a : b;
     r->dir[d].to = d == 0 ? b : a;
   }
   if (uv_poll_init(loop, &r->poll[0], a) != 0 || uv_poll_init(loop, &r->poll[1], b) != 0) {
-    for (int d = 0; d < 2; d++) {
-      close(r->dir[d].pipe[0]);
-      close(r->dir[d].pipe[1]);
-    }
+    for (int d = 0; d < 2; d++) pipe_give(r->dir[d].pipe, 0);
     free(r);
     return throw_errno(env, EBADF, "poll");
   }
@@ -1104,6 +1127,27 @@ static napi_value relay_fds(napi_env env, napi_callback_info info) {
   js_callback_init(&r->on_done, env, args[2], "ucspi.relay");
   relay_update(r);
   return NULL;
+}
+
+/* connectStatus(fd) -> 0 connected, -errno failed, 1 still connecting: a connect to this host
+ * is often over before connect() returns, and needs no poll then. */
+static napi_value connect_status(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value args[1];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t fd;
+  get_int(env, args[0], &fd);
+  struct pollfd p = {fd, POLLOUT, 0};
+  int status = 1;
+  if (poll(&p, 1, 0) == 1) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+    status = -err;
+  }
+  napi_value result;
+  napi_create_int32(env, status, &result);
+  return result;
 }
 
 /* abortOnClose(fd): closing fd resets the connection (SO_LINGER 0), as a refused connect
@@ -1179,6 +1223,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"connectTcp", NULL, connect_tcp, NULL, NULL, NULL, napi_default, NULL},
       {"abortOnClose", NULL, abort_on_close, NULL, NULL, NULL, napi_default, NULL},
       {"relay", NULL, relay_fds, NULL, NULL, NULL, napi_default, NULL},
+      {"connectStatus", NULL, connect_status, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -155,6 +155,13 @@ function openSocket(to: Endpoint, from: string, o: ForwardOptions): number {
 function connectService(to: Endpoint, from: string, o: ForwardOptions): Promise<number> {
   const n = native();
   const fd = openSocket(to, from, o);
+  const now = n.connectStatus(fd);
+  if (now === 0) return Promise.resolve(fd);
+  if (now < 0) {
+    n.close(fd);
+    const code = ERRNO_NAMES.get(-now) ?? "EIO";
+    return Promise.reject(Object.assign(new Error(code), { code }));
+  }
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       waiting.cancel();

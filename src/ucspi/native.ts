@@ -93,6 +93,9 @@ export interface Native {
     mark: number,
     sourcePort: number,
   ): number;
+  /** Whether connectTcp's connect is over already: 0 connected, a negative errno for a
+   * failure, 1 still under way (then whenConnected tells). */
+  connectStatus(fd: number): number;
   /** Calls back once connectTcp's connect is over: 0, or a negative errno. */
   whenConnected(fd: number, callback: (status: number) => void): { cancel(): void };
   /** The bytes of two sockets to each other in the kernel (splice), a half-close passed on,

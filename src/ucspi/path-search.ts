@@ -11,9 +11,26 @@ export class ProgramNotFound extends Error {
   }
 }
 
+/** How long a program found stays found without a new search: a server under load runs the
+ * same few programs thousands of times a second, and each search is two system calls per
+ * directory tried; a program installed or removed is seen within this time all the same. */
+const FOUND_MS = 1000;
+const found = new Map<string, { file: string; until: number }>();
+
 /** The file that `execvp(name)` would run with this PATH. */
 export function findProgram(name: string, path: string | undefined): string {
   if (name.includes("/")) return name;
+  const key = `${path ?? ""}\0${name}`;
+  const now = Date.now();
+  const known = found.get(key);
+  if (known && now < known.until) return known.file;
+  const file = searchPath(name, path);
+  if (found.size > 1000) found.clear();
+  found.set(key, { file, until: now + FOUND_MS });
+  return file;
+}
+
+function searchPath(name: string, path: string | undefined): string {
   let code = "ENOENT";
   for (const dir of (path ?? "/bin:/usr/bin").split(":")) {
     const file = join(dir === "" ? "." : dir, name);
