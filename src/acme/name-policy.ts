@@ -13,7 +13,7 @@ import { spawn } from "node:child_process";
 import { Resolver } from "node:dns/promises";
 import { isIP } from "node:net";
 import { networkInterfaces } from "node:os";
-import { unmapIPv4 } from "../ucspi/address.ts";
+import { unmapIPv4 } from "../net/ip.ts";
 import type { AcmeConfig } from "./config.ts";
 import { sniMatches } from "../tls/sni-pattern.ts";
 

@@ -1,7 +1,7 @@
 // What both encoders check before writing a header: command, family, and addresses that match
 // the family (returned in canonical text).
 import { ProxyFormatError } from "./errors.ts";
-import { canonicalIP } from "./ip.ts";
+import { canonicalIP } from "../net/ip.ts";
 import type { ProxyAddress, ProxyHeaderInit } from "./types.ts";
 
 export interface CheckedAddresses {

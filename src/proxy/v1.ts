@@ -4,7 +4,7 @@
 // "incomplete" only while some valid line still starts with it.
 import { checkAddresses } from "./check.ts";
 import { ProxyFormatError } from "./errors.ts";
-import { canonicalIP, isIPv4Prefix, isIPv6Prefix } from "./ip.ts";
+import { canonicalIP, isIPv4Prefix, isIPv6Prefix } from "../net/ip.ts";
 import { failure, INCOMPLETE } from "./types.ts";
 import type { ProxyDecodeResult, ProxyHeader, ProxyHeaderInit } from "./types.ts";
 

@@ -4,7 +4,7 @@
 import { checkAddresses } from "./check.ts";
 import { crc32c } from "./crc32c.ts";
 import { ProxyFormatError } from "./errors.ts";
-import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "./ip.ts";
+import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "../net/ip.ts";
 import { failure, INCOMPLETE, u16, u8 } from "./types.ts";
 import type { ProxyDecodeResult, ProxyHeader, ProxyHeaderInit, ProxyTlv } from "./types.ts";
 

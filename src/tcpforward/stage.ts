@@ -10,7 +10,7 @@ import { writeSync } from "node:fs";
 import { isIP, Socket } from "node:net";
 import { constants } from "node:os";
 import { envProxyHeader } from "../proxy/from-env.ts";
-import { unmapIPv4 } from "../ucspi/address.ts";
+import { unmapIPv4 } from "../net/ip.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix, tcpVar } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";

@@ -1,6 +1,6 @@
 // tcpserver's events, in djb's exact text lines (multilog and s6-log take them as they are)
 // or as JSON objects (pino) for log collectors. One function per event, as s6 does.
-import { unmapIPv4 } from "../ucspi/address.ts";
+import { unmapIPv4 } from "../net/ip.ts";
 
 export interface Endpoints {
   localHost: string | undefined;

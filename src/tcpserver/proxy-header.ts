@@ -1,7 +1,7 @@
 // tcpserver --proxy: which sources may send a PROXY header, and reading that header off the
 // socket without taking a byte of what follows it (the program gets the socket itself).
 import { BlockList, isIP } from "node:net";
-import { unmapIPv4 } from "../ucspi/address.ts";
+import { unmapIPv4 } from "../net/ip.ts";
 import { native } from "../ucspi/native.ts";
 import { decodeProxyHeader } from "../proxy/index.ts";
 import type { ProxyHeader } from "../proxy/index.ts";

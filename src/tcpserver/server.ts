@@ -1,7 +1,8 @@
 // The accept loop and what tcpserver does for each connection, in djb's order: banner,
 // host names and ident, rules, then the program (spawned on the socket, or in-process).
 import { writeSync } from "node:fs";
-import { connectionEnv, unmapIPv4 } from "../ucspi/address.ts";
+import { unmapIPv4 } from "../net/ip.ts";
+import { connectionEnv } from "../ucspi/address.ts";
 import { exitStatus, runChain } from "../ucspi/chain.ts";
 import { refuseSharedPrivileges } from "../ucspi/privileges.ts";
 import { forwardConfirms, reverseName } from "../ucspi/dns.ts";

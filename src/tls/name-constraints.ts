@@ -2,7 +2,7 @@
 // subtrees (a name type the list does not mention is excluded whole, so that a CA limited to
 // DNS names cannot sign for IP addresses either, and the other way round); and reading one back
 // to check, before signing, that a CA may sign for a name.
-import { formatIPv4, formatIPv6 } from "../proxy/ip.ts";
+import { formatIPv4, formatIPv6 } from "../net/ip.ts";
 import type { AltName, Subtree } from "./names.ts";
 
 /** The extension's OID. */

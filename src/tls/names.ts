@@ -2,7 +2,7 @@
 // label) and IP addresses, checked as TLS clients match them; and what a CA may be limited to
 // (names and IP/prefix subtrees). A bad value is a BadNameError naming it, its option and why.
 import { domainToASCII } from "node:url";
-import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "../proxy/ip.ts";
+import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "../net/ip.ts";
 import { FatalError } from "../ucspi/errors.ts";
 
 /** A subjectAltName entry; `value` is canonical (lower-case A-labels, canonical IP text). */

@@ -1,4 +1,4 @@
-// Host and port arguments, IPv4-mapped addresses, and the PROTO/TCP*/TCP6* variables of a connection.
+// Host and port arguments, and the PROTO/TCP*/TCP6* variables of a connection.
 //
 // Host/port rules follow djb's ucspi-tcp 0.88 (reference section 2.3); the IPv6 environment follows
 // Debian's ucspi-tcp-ipv6 (1:0.88-7), observed by running its tcpserver and tcpclient (see
@@ -6,6 +6,7 @@
 
 import { readFileSync } from "node:fs";
 import { isIPv4, isIPv6 } from "node:net";
+import { isIPv4Mapped, mapIPv4, unmapIPv4 } from "../net/ip.ts";
 import { FatalError } from "./errors.ts";
 
 /** A host argument: an IP literal to use as is, or a name still to be resolved. */
@@ -115,55 +116,6 @@ export function parsePort(text: string, services?: ReadonlyMap<string, number>):
   const port = (services ?? readServices()).get(text);
   if (port === undefined) throw new UnknownPortError(text);
   return port;
-}
-
-/** The eight 16-bit groups of an IPv6 literal (zone id ignored), else undefined. */
-export function ipv6Groups(ip: string): number[] | undefined {
-  const text = ip.split("%")[0] ?? "";
-  if (!isIPv6(text)) return undefined;
-  let body = text;
-  const tail: number[] = [];
-  const lastColon = body.lastIndexOf(":");
-  const last = body.slice(lastColon + 1);
-  if (last.includes(".")) {
-    const bytes = last.split(".").map(Number);
-    tail.push(((bytes[0] ?? 0) << 8) | (bytes[1] ?? 0), ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0));
-    body = body.slice(0, lastColon + 1) + "0:0";
-  }
-  const toGroups = (part: string): number[] =>
-    part === "" ? [] : part.split(":").map((group) => parseInt(group, 16));
-  const doubleColon = body.indexOf("::");
-  let groups: number[];
-  if (doubleColon === -1) {
-    groups = toGroups(body);
-  } else {
-    const head = toGroups(body.slice(0, doubleColon));
-    const rest = toGroups(body.slice(doubleColon + 2));
-    groups = [...head, ...new Array<number>(8 - head.length - rest.length).fill(0), ...rest];
-  }
-  if (tail.length > 0) groups = [...groups.slice(0, groups.length - 2), ...tail];
-  return groups.length === 8 ? groups : undefined;
-}
-
-/** True for an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`, `::ffff:7f00:1`, any spelling). */
-export function isIPv4Mapped(ip: string): boolean {
-  const groups = ipv6Groups(ip);
-  if (groups === undefined) return false;
-  return groups.slice(0, 5).every((group) => group === 0) && groups[5] === 0xffff;
-}
-
-/** `::ffff:127.0.0.1` → `127.0.0.1`; any other text is returned unchanged. */
-export function unmapIPv4(ip: string): string {
-  if (!isIPv4Mapped(ip)) return ip;
-  const groups = ipv6Groups(ip) ?? [];
-  const high = groups[6] ?? 0;
-  const low = groups[7] ?? 0;
-  return [high >> 8, high & 0xff, low >> 8, low & 0xff].join(".");
-}
-
-/** The IPv4-mapped IPv6 spelling of an IPv4 address (`127.0.0.1` → `::ffff:127.0.0.1`). */
-function mapIPv4(ip: string): string {
-  return `::ffff:${ip}`;
 }
 
 /** Split `fe80::1%eth0` into address and zone; the zone is undefined when absent. */

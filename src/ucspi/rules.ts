@@ -9,7 +9,7 @@
 
 import { readFileSync } from "node:fs";
 import { isIPv4 } from "node:net";
-import { ipv6Groups } from "./address.ts";
+import { ipv6Groups } from "../net/ip.ts";
 import { cdbFind } from "./cdb.ts";
 
 /** Who is connecting: TCPREMOTEIP, and TCPREMOTEHOST / TCPREMOTEINFO when they are set. */

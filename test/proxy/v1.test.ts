@@ -1,4 +1,4 @@
-// PROXY protocol v1 (src/proxy/v1.ts) and the address texts it carries (src/proxy/ip.ts).
+// PROXY protocol v1 (src/proxy/v1.ts) and the address texts it carries (src/net/ip.ts).
 import assert from "node:assert/strict";
 import { isIPv4, SocketAddress } from "node:net";
 import { test } from "node:test";
@@ -10,13 +10,7 @@ import {
   V1_MAX_LENGTH,
 } from "../../src/proxy/index.ts";
 import type { ProxyHeader, ProxyHeaderInit } from "../../src/proxy/index.ts";
-import {
-  formatIPv6,
-  isIPv4Prefix,
-  isIPv6Prefix,
-  parseIPv4,
-  parseIPv6,
-} from "../../src/proxy/ip.ts";
+import { formatIPv6, isIPv4Prefix, isIPv6Prefix, parseIPv4, parseIPv6 } from "../../src/net/ip.ts";
 
 const latin1 = (s: string) => Buffer.from(s, "latin1");
 

@@ -2,15 +2,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
+import { isIPv4Mapped, ipv6Groups, unmapIPv4 } from "../../src/net/ip.ts";
 import {
   connectionEnv,
-  isIPv4Mapped,
-  ipv6Groups,
   loadServices,
   parseClientHost,
   parsePort,
   parseServerHost,
-  unmapIPv4,
   UnknownPortError,
   type ConnectionEnv,
 } from "../../src/ucspi/address.ts";

@@ -1,6 +1,7 @@
-// Textual IP addresses <-> bytes, strictly (inet_pton's grammar, no leading zeros in IPv4
-// numbers, no zone ids), plus a prefix test for incremental parsing: `isIPv4Prefix(s)` is true
-// when some valid address starts with s. IPv6 is printed the way Node prints socket addresses.
+// IP addresses, one module for every program: text <-> bytes, strictly (inet_pton's grammar, no
+// leading zeros in IPv4 numbers, no zone ids), a prefix test for incremental parsing
+// (`isIPv4Prefix(s)` is true when some valid address starts with s), IPv6 printed the way Node
+// prints socket addresses, and IPv4-mapped IPv6 addresses.
 
 interface DottedScan {
   octets: number[];
@@ -197,4 +198,31 @@ export function canonicalIP(s: string, family: "tcp4" | "tcp6"): string | undefi
   }
   const b = parseIPv6(s);
   return b && formatIPv6(b);
+}
+
+/** The eight 16-bit groups of an IPv6 literal (a `%zone` is ignored), else undefined. */
+export function ipv6Groups(ip: string): number[] | undefined {
+  const bytes = parseIPv6(ip.split("%")[0] ?? "");
+  if (!bytes) return undefined;
+  const groups: number[] = [];
+  for (let i = 0; i < 8; i++) groups.push(((bytes[2 * i] ?? 0) << 8) | (bytes[2 * i + 1] ?? 0));
+  return groups;
+}
+
+/** True for an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`, `::ffff:7f00:1`, any spelling). */
+export function isIPv4Mapped(ip: string): boolean {
+  const groups = ipv6Groups(ip);
+  if (groups === undefined) return false;
+  return groups.slice(0, 5).every((group) => group === 0) && groups[5] === 0xffff;
+}
+
+/** `::ffff:127.0.0.1` → `127.0.0.1`; any other text is returned unchanged. */
+export function unmapIPv4(ip: string): string {
+  const bytes = isIPv4Mapped(ip) ? parseIPv6(ip.split("%")[0] ?? "") : undefined;
+  return bytes ? formatIPv4(bytes.subarray(12, 16)) : ip;
+}
+
+/** The IPv4-mapped IPv6 spelling of an IPv4 address (`127.0.0.1` → `::ffff:127.0.0.1`). */
+export function mapIPv4(ip: string): string {
+  return `::ffff:${ip}`;
 }
