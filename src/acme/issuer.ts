@@ -6,7 +6,8 @@ import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
 import type { SecureContext } from "node:tls";
-import { writeFileAtomic, writeFilesAtomic } from "../ucspi/atomic-write.ts";
+import { writeFileAtomic } from "../ucspi/atomic-write.ts";
+import { installCertificate } from "./cert-versions.ts";
 import type * as AcmeClient from "acme-client";
 import type { AcmeConfig } from "./config.ts";
 
@@ -49,8 +50,8 @@ export class Issuer {
     }
   }
 
-  /** Orders a certificate for `name` and writes it to the cache (NAME/privkey.pem, 0600, then
-   * NAME/fullchain.pem, each atomically); resolves once both are in place. */
+  /** Orders a certificate for `name` and writes it to the cache (NAME/privkey.pem, 0600, and
+   * NAME/fullchain.pem, switched as one: cert-versions.ts); resolves once both are in place. */
   async issue(name: string): Promise<void> {
     const { acme, client } = await this.ready();
     const [key, csr] = await acme.crypto.createCsr(
@@ -95,15 +96,7 @@ export class Issuer {
         rmSync(join(this.challengeDir, `${id}.pem`), { force: true });
       },
     });
-    const dir = join(this.config.cacheDir, name);
-    mkdirSync(dir, { recursive: true, mode: 0o755 });
-    writeFilesAtomic(
-      [
-        { path: join(dir, "privkey.pem"), data: key, mode: 0o600 },
-        { path: join(dir, "fullchain.pem"), data: chain, mode: 0o644 },
-      ],
-      { overwrite: true },
-    );
+    installCertificate(this.config.cacheDir, name, key, chain);
   }
 
   /** The client with its account, made once (two first orders at once would both register an

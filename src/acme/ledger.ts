@@ -2,10 +2,24 @@
 // connection is a tlsd process of its own, so an order count or an "already ordering" flag in
 // memory would bound nothing. Two files in CERTDIR/.acme/:
 //   orders/NAME   created exclusively (O_EXCL) while NAME is being ordered: one order per name
-//                 at a time; older than STALE_MS it is taken to be left by a crashed process;
+//                 at a time. It holds its owner's token: only the owner releases it, and the
+//                 owner touches it while its order runs (refresh), so that one older than
+//                 STALE_MS was left by a crashed process and is taken over (CertMagic's way);
 //   orders.log    "time name" per order, appended (one short write: atomic with O_APPEND);
 //                 the orders of the last hour are counted from it.
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import {
+  closeSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../ucspi/atomic-write.ts";
 
@@ -18,8 +32,10 @@ export type Claim =
   | "limited";
 
 const HOUR_MS = 3_600_000;
-/** A claim older than this was left by a process that died while ordering. */
+/** A claim older than this was left by a process that died while ordering (its owner touches
+ * it every REFRESH_MS while the order runs). */
 export const STALE_MS = 10 * 60_000;
+export const REFRESH_MS = STALE_MS / 4;
 /** The log is rewritten with the last hour only once it grows past this. */
 const LOG_TRIM_BYTES = 64 * 1024;
 
@@ -28,6 +44,8 @@ export class Ledger {
   private readonly log: string;
   private readonly limit: number;
   private readonly now: () => number;
+  /** The tokens of this process's claims, by name. */
+  private readonly tokens = new Map<string, string>();
 
   constructor(acmeDir: string, ordersPerHour: number, now: () => number = Date.now) {
     this.dir = join(acmeDir, "orders");
@@ -39,22 +57,75 @@ export class Ledger {
   claim(name: string): Claim {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const lock = join(this.dir, name);
-    if (!this.lock(lock)) {
-      if (this.now() - mtimeOf(lock) < STALE_MS) return "busy";
-      rmSync(lock, { force: true });
-      if (!this.lock(lock)) return "busy";
-    }
+    const token = randomBytes(16).toString("hex");
+    if (!this.lock(lock, token) && !(this.takeOver(lock) && this.lock(lock, token))) return "busy";
     const recent = this.recent();
     if (recent.length >= this.limit) {
       rmSync(lock, { force: true });
       return "limited";
     }
     this.append(`${this.now()} ${name}\n`, recent);
+    this.tokens.set(name, token);
     return "claimed";
   }
 
+  /** Touches this process's claim of `name`: its order is still running. */
+  refresh(name: string): void {
+    if (!this.owns(name)) return;
+    const at = new Date(this.now());
+    try {
+      utimesSync(join(this.dir, name), at, at);
+    } catch {
+      // gone: taken over (we were too slow), nothing to keep fresh
+    }
+  }
+
+  /** Ends this process's claim of `name`; another's (one that took a stale claim of ours
+   * over) is left alone. */
   release(name: string): void {
-    rmSync(join(this.dir, name), { force: true });
+    if (this.owns(name)) rmSync(join(this.dir, name), { force: true });
+    this.tokens.delete(name);
+  }
+
+  private owns(name: string): boolean {
+    const token = this.tokens.get(name);
+    if (token === undefined) return false;
+    try {
+      return readFileSync(join(this.dir, name), "latin1").trim() === token;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Removes a stale claim, once, whoever else tries at the same moment: it is renamed aside
+   * (only one rename of a file succeeds), and put back if what was moved was not the stale
+   * file looked at (a fresh claim made meanwhile). True when it is gone. */
+  private takeOver(lock: string): boolean {
+    let seen;
+    try {
+      seen = statSync(lock);
+    } catch {
+      return true; // released meanwhile
+    }
+    if (this.now() - seen.mtimeMs < STALE_MS) return false;
+    const aside = `${lock}.stale.${randomBytes(4).toString("hex")}`;
+    try {
+      renameSync(lock, aside);
+    } catch {
+      return false; // another took it over first
+    }
+    const moved = statSync(aside);
+    if (moved.ino !== seen.ino || moved.mtimeMs !== seen.mtimeMs) {
+      try {
+        linkSync(aside, lock); // fails if yet another claim is there: that one stands
+      } catch {
+        // nothing to put back
+      }
+      rmSync(aside, { force: true });
+      return false;
+    }
+    rmSync(aside, { force: true });
+    return true;
   }
 
   /** Whether some tlsd (maybe this one) is ordering `name` now. */
@@ -63,10 +134,10 @@ export class Ledger {
     return at > 0 && this.now() - at < STALE_MS;
   }
 
-  private lock(path: string): boolean {
+  private lock(path: string, token: string): boolean {
     try {
       const fd = openSync(path, "wx", 0o600);
-      writeSync(fd, `${new Date(this.now()).toISOString()}\n`);
+      writeSync(fd, `${token}\n`);
       closeSync(fd);
       return true;
     } catch (error) {

@@ -9,7 +9,7 @@ import type { SecureContext } from "node:tls";
 import { causeText } from "../ucspi/errors.ts";
 import type { AcmeConfig } from "./config.ts";
 import { Issuer } from "./issuer.ts";
-import { Ledger, STALE_MS, mtimeOf } from "./ledger.ts";
+import { Ledger, REFRESH_MS, STALE_MS, mtimeOf } from "./ledger.ts";
 import { NamePolicy } from "./name-policy.ts";
 
 export type Outcome =
@@ -155,6 +155,9 @@ export class OnDemand {
 
   private ownOrder(name: string): Promise<void> {
     const started = Date.now();
+    // The claim stays fresh while the order runs: another tlsd takes over only a dead one's.
+    const keepFresh = setInterval(() => this.ledger.refresh(name), REFRESH_MS);
+    keepFresh.unref();
     this.log(`tlsd: info: acme: ordering a certificate for ${name}\n`);
     return this.issuer
       .issue(name)
@@ -168,7 +171,10 @@ export class OnDemand {
           throw error;
         },
       )
-      .finally(() => this.ledger.release(name));
+      .finally(() => {
+        clearInterval(keepFresh);
+        this.ledger.release(name);
+      });
   }
 
   /** Another tlsd orders `name`: resolves once its certificate is written, rejects when that

@@ -1,7 +1,7 @@
 // The server's certificates, as s6-tlsd takes them from the environment: CERTFILE/KEYFILE for
 // the default pair, CERTFILE:name/KEYFILE:name per SNI name (with a one-label wildcard), and
 // CADIR/CAFILE for client certificates. Files are re-read when they change on disk.
-import { readFileSync, readdirSync, statSync } from "node:fs";
+import { readFileSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { X509Certificate, createHash } from "node:crypto";
 import { createSecureContext } from "node:tls";
@@ -140,12 +140,12 @@ export class CertStore {
       throw new FatalError(`unable to read CERTDIR ${dir}: ${causeText(error)}`, 111);
     }
     for (const entry of entries.sort()) {
-      const pair = {
-        cert: join(dir, entry, "fullchain.pem"),
-        key: join(dir, entry, "privkey.pem"),
-      };
       let names = [entry.toLowerCase()];
       try {
+        // Resolved once: where NAME is a symlink to a version (tlsd's own orders), the key
+        // and the chain are read from that one version even if NAME moves on meanwhile.
+        const real = realpathSync(join(dir, entry));
+        const pair = { cert: join(real, "fullchain.pem"), key: join(real, "privkey.pem") };
         const san = new X509Certificate(readFileSync(pair.cert)).subjectAltName ?? "";
         names = names.concat(
           san
@@ -153,10 +153,10 @@ export class CertStore {
             .filter((s) => s.startsWith("DNS:"))
             .map((s) => s.slice(4).toLowerCase()),
         );
+        for (const name of names) if (!live.has(name)) live.set(name, pair);
       } catch {
         continue; // not a certificate directory
       }
-      for (const name of names) if (!live.has(name)) live.set(name, pair);
     }
     this.live = live;
   }

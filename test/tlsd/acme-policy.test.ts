@@ -2,7 +2,15 @@
 // of a CERTDIR (one order per name at a time, at most N an hour).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  utimesSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ledger, STALE_MS } from "../../src/acme/ledger.ts";
@@ -58,4 +66,46 @@ test("ledger: a claim left by a crashed process is taken over once stale", () =>
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/** Two tlsd processes' ledgers on one CERTDIR, a's claim of x.test made and aged past
+ * STALE_MS (its order hangs, or its process died). */
+function agedClaim(run: (a: Ledger, b: Ledger, lock: string, dir: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-ledger-"));
+  try {
+    const lock = join(dir, "orders", "x.test");
+    const a = new Ledger(dir, 10);
+    const b = new Ledger(dir, 10);
+    assert.equal(a.claim("x.test"), "claimed");
+    const old = new Date(Date.now() - STALE_MS - 60_000);
+    utimesSync(lock, old, old);
+    run(a, b, lock, dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("ledger: only the owner releases a claim; one taken over as stale stays the new owner's", () => {
+  agedClaim((a, b, lock, dir) => {
+    assert.equal(b.claim("x.test"), "claimed");
+    const bToken = readFileSync(lock, "latin1");
+    // a finally ends: b's claim is not a's to remove.
+    a.release("x.test");
+    assert.equal(readFileSync(lock, "latin1"), bToken);
+    assert.equal(a.claim("x.test"), "busy");
+    b.release("x.test");
+    assert.equal(existsSync(lock), false);
+    assert.deepEqual(readdirSync(join(dir, "orders")), []);
+  });
+});
+
+test("ledger: a claim its owner refreshes is never taken over, however long the order takes", () => {
+  agedClaim((a, b, lock) => {
+    a.refresh("x.test"); // what on-demand.ts does every REFRESH_MS
+    assert.equal(b.claim("x.test"), "busy");
+    assert.equal(b.ordering("x.test"), true);
+    b.refresh("x.test"); // not b's: nothing happens
+    a.release("x.test");
+    assert.equal(existsSync(lock), false);
+  });
 });

@@ -1,0 +1,65 @@
+// A certificate and its key switched as one, for every tlsd that reads the cache: each version
+// is a directory of its own, CERTDIR/.versions/NAME.TIME.RANDOM/{privkey.pem,fullchain.pem},
+// written in full before anyone can see it, and CERTDIR/NAME is a symlink to the current one,
+// replaced with one rename(2). A reader that resolves NAME once (cert-store.ts does) reads a key
+// and the chain of the same version, never the new key beside the old chain. The version
+// before the current one stays, for a reader that resolved NAME a moment before the switch.
+import { randomBytes } from "node:crypto";
+import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+import { writeFilesAtomic } from "../ucspi/atomic-write.ts";
+
+const VERSIONS = ".versions";
+/** The current version and the one before it stay. */
+const KEEP = 2;
+
+/** Writes a new version of `name`'s key and chain and makes it the current one. */
+export function installCertificate(
+  cacheDir: string,
+  name: string,
+  key: Uint8Array | string,
+  chain: Uint8Array | string,
+  now = Date.now(),
+): void {
+  const versions = join(cacheDir, VERSIONS);
+  mkdirSync(versions, { recursive: true, mode: 0o755 });
+  const version = `${name}.${now}.${randomBytes(4).toString("hex")}`;
+  const dir = join(versions, version);
+  mkdirSync(dir, { mode: 0o755 });
+  writeFilesAtomic([
+    { path: join(dir, "privkey.pem"), data: key, mode: 0o600 },
+    { path: join(dir, "fullchain.pem"), data: chain, mode: 0o644 },
+  ]);
+  const link = join(cacheDir, name);
+  // A directory of an older tlsd (or one made by hand) is moved aside once: a symlink cannot
+  // be renamed over a directory.
+  if (isRealDirectory(link)) renameSync(link, join(versions, `${name}.${now}.old`));
+  const temp = join(cacheDir, `.${name}.${randomBytes(4).toString("hex")}.link`);
+  symlinkSync(join(VERSIONS, version), temp);
+  try {
+    renameSync(temp, link);
+  } catch (error) {
+    rmSync(temp, { force: true });
+    throw error;
+  }
+  prune(versions, name);
+}
+
+function isRealDirectory(path: string): boolean {
+  try {
+    return lstatSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Removes `name`'s versions but the newest KEEP (by their time, then name). */
+function prune(versions: string, name: string): void {
+  const pattern = new RegExp(`^${name.replace(/[.*]/g, "\\$&")}\\.(\\d+)\\.[0-9a-z]+$`);
+  const mine = readdirSync(versions)
+    .map((entry) => ({ entry, time: Number(pattern.exec(entry)?.[1] ?? NaN) }))
+    .filter((v) => !Number.isNaN(v.time))
+    .sort((a, b) => b.time - a.time || (a.entry < b.entry ? 1 : -1));
+  for (const { entry } of mine.slice(KEEP))
+    rmSync(join(versions, entry), { recursive: true, force: true });
+}
