@@ -5,11 +5,9 @@ import { unmapIPv4 } from "../net/ip.ts";
 import { connectionEnv } from "../ucspi/address.ts";
 import { exitStatus, runChain } from "../ucspi/chain.ts";
 import { refuseSharedPrivileges } from "../ucspi/privileges.ts";
-import { forwardConfirms, reverseName } from "../ucspi/dns.ts";
 import { applyEnv, copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { causeText } from "../ucspi/errors.ts";
-import { identQuery } from "../ucspi/ident.ts";
 import {
   ACCEPT_KILL_IP_OPTIONS,
   ACCEPT_NODELAY,
@@ -17,9 +15,11 @@ import {
   native,
 } from "../ucspi/native.ts";
 import type { Acceptor } from "../ucspi/native.ts";
-import { lookupRules, readRulesFile } from "../ucspi/rules.ts";
 import type { Connection } from "../ucspi/stage.ts";
 import type { Endpoints, ServerLog } from "./log.ts";
+import { lookUp, needsLookups, plainEndpoints } from "./lookups.ts";
+import { rulesVerdict } from "./rules-verdict.ts";
+import { Slots } from "./slots.ts";
 import type { ServerOptions } from "./options.ts";
 import { isTrusted, readProxyHeader, trustedProxies } from "./proxy-header.ts";
 import type { ProxyHeader } from "../proxy/index.ts";
@@ -64,11 +64,8 @@ const PROXY_HEADER_TIMEOUT_MS = 10_000;
 
 export function serve(listenFd: number, deps: ServerDeps): Server {
   const { options, log } = deps;
-  const perIp = new Map<string, number>();
-  let active = 0;
   let inProcess = 0;
   let nextId = FIRST_CONNECTION_ID;
-  let paused = false;
   let closing = false;
   let drained: (() => void) | undefined;
 
@@ -79,15 +76,9 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
   const trusted = options.proxy ? trustedProxies(options.proxyFrom) : undefined;
   const acceptor: Acceptor = native().accept(listenFd, flags, onAccept);
 
+  const slots = new Slots(acceptor, options.limit, options.perIpLimit);
   log.status(0, options.limit);
-  updatePause();
-
-  function updatePause() {
-    const full = active >= options.limit;
-    if (full && !paused) acceptor.pause();
-    if (!full && paused && !closing) acceptor.resume();
-    paused = full;
-  }
+  slots.update();
 
   function onAccept(
     fd: number,
@@ -98,10 +89,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
   ) {
     if (fd < 0) {
       // Out of fds or similar: djb's loop would simply retry; wait a little instead of spinning.
-      acceptor.pause();
-      setTimeout(() => {
-        if (!closing && active < options.limit) acceptor.resume();
-      }, 100).unref();
+      slots.backOff(100);
       return;
     }
     const c: Accepted = {
@@ -112,18 +100,13 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       remotePort: remotePort ?? 0,
       peerIp: remoteIp ?? "",
     };
-    if (options.perIpLimit !== undefined) {
-      const count = perIp.get(c.peerIp) ?? 0;
-      if (count >= options.perIpLimit) {
-        log.reject(c.remoteIp, count, options.perIpLimit);
-        native().close(fd);
-        return;
-      }
-      perIp.set(c.peerIp, count + 1);
+    const slot = slots.take(c.peerIp);
+    if (!slot.taken) {
+      log.reject(c.remoteIp, slot.count, slot.limit);
+      native().close(fd);
+      return;
     }
-    active++;
-    log.status(active, options.limit);
-    updatePause();
+    log.status(slots.active, options.limit);
     if (trusted && isTrusted(trusted, c.peerIp)) {
       readProxyHeader(fd, PROXY_HEADER_TIMEOUT_MS).then((result) => {
         if ("error" in result) {
@@ -149,55 +132,14 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
 
   function greetAndLookUp(c: Accepted) {
     if (options.banner !== undefined) writeBanner(c.fd, options.banner);
-    if (needsLookups()) {
-      lookUp(c).then(
+    if (needsLookups(options)) {
+      lookUp(c, options).then(
         (ends) => decide(c, ends),
-        () => decide(c, plainEndpoints(c)),
+        () => decide(c, plainEndpoints(c, options)),
       );
     } else {
-      decide(c, plainEndpoints(c));
+      decide(c, plainEndpoints(c, options));
     }
-  }
-
-  function needsLookups(): boolean {
-    return options.localName === undefined || options.remoteHostLookup || options.ident;
-  }
-
-  function plainEndpoints(c: Accepted): Endpoints {
-    return {
-      localHost: options.localName,
-      localIp: c.localIp,
-      localPort: c.localPort,
-      remoteHost: undefined,
-      remoteIp: c.remoteIp,
-      remoteInfo: undefined,
-      remotePort: c.remotePort,
-    };
-  }
-
-  async function lookUp(c: Accepted): Promise<Endpoints> {
-    const dnsTimeout = 30_000;
-    const [localHost, remoteHost, remoteInfo] = await Promise.all([
-      options.localName ?? reverseName(c.localIp, dnsTimeout),
-      options.remoteHostLookup ? remoteName(c, dnsTimeout) : undefined,
-      options.ident
-        ? identQuery({
-            localIp: c.localIp,
-            localPort: c.localPort,
-            remoteIp: c.remoteIp,
-            remotePort: c.remotePort,
-            timeoutMs: options.identTimeoutMs,
-            djbCompat: true,
-          })
-        : undefined,
-    ]);
-    return { ...plainEndpoints(c), localHost, remoteHost, remoteInfo };
-  }
-
-  async function remoteName(c: Accepted, timeoutMs: number): Promise<string | undefined> {
-    const name = await reverseName(c.remoteIp, timeoutMs);
-    if (name === undefined || !options.paranoid) return name;
-    return (await forwardConfirms(name, c.remoteIp, timeoutMs)) ? name : undefined;
   }
 
   function decide(c: Accepted, ends: Endpoints) {
@@ -215,46 +157,18 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
         listenerIsV6: deps.listenerIsV6 || c.proxy?.family === "tcp6",
       }),
     );
-    if (options.rulesFile !== undefined) {
-      let rules: Buffer | undefined;
-      try {
-        rules = readRulesFile(options.rulesFile);
-      } catch (error) {
-        const missing = (error as { code?: string }).code === "ENOENT";
-        if (!(missing && options.missingRulesAllow)) {
-          const id = nextId++;
-          log.accepted(id, ends.remoteIp);
-          log.warning(
-            `dropping connection, unable to read ${options.rulesFile}: ${causeText(error)}`,
-          );
-          return finish(c, id, DROP_STATUS);
-        }
+    const verdict = rulesVerdict(options, ends);
+    if (verdict.kind !== "allow") {
+      const id = nextId++;
+      log.accepted(id, ends.remoteIp);
+      if (verdict.kind === "deny") {
+        log.verdict("deny", id, ends);
+        return finish(c, id, DENY_STATUS);
       }
-      if (rules) {
-        let verdict;
-        try {
-          verdict = lookupRules(rules, {
-            ip: unmapIPv4(ends.remoteIp),
-            host: ends.remoteHost,
-            info: ends.remoteInfo,
-          });
-        } catch (error) {
-          const id = nextId++;
-          log.accepted(id, ends.remoteIp);
-          log.warning(
-            `dropping connection, unable to read ${options.rulesFile}: ${causeText(error)}`,
-          );
-          return finish(c, id, DROP_STATUS);
-        }
-        if (verdict.deny) {
-          const id = nextId++;
-          log.accepted(id, ends.remoteIp);
-          log.verdict("deny", id, ends);
-          return finish(c, id, DENY_STATUS);
-        }
-        for (const [name, value] of verdict.env) env[name] = value;
-      }
+      log.warning(`dropping connection, ${verdict.why}`);
+      return finish(c, id, DROP_STATUS);
     }
+    for (const [name, value] of verdict.env) env[name] = value;
     start(c, ends, env);
   }
 
@@ -333,24 +247,18 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
   function finish(c: Accepted, id: number, status: number, closeFd = true) {
     if (closeFd) native().close(c.fd);
     log.end(id, status);
-    active--;
-    if (options.perIpLimit !== undefined) {
-      const left = (perIp.get(c.peerIp) ?? 1) - 1;
-      if (left > 0) perIp.set(c.peerIp, left);
-      else perIp.delete(c.peerIp);
-    }
-    log.status(active, options.limit);
-    updatePause();
+    slots.give(c.peerIp);
+    log.status(slots.active, options.limit);
     if (closing && inProcess === 0) drained?.();
   }
 
   return {
     get active() {
-      return active;
+      return slots.active;
     },
     close() {
       closing = true;
-      acceptor.close();
+      slots.close();
       if (inProcess === 0) return Promise.resolve();
       return new Promise((resolve) => {
         drained = resolve;
