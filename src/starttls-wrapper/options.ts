@@ -6,7 +6,7 @@ import { UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../ucspi/getopt.ts";
 
 export const USAGE =
-  "starttls-wrapper [ -p smtp|lmtp|imap|pop3|nntp|sieve ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
+  "starttls-wrapper [ -p smtp|lmtp|imap|pop3|nntp|sieve|postgres ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
 
 export interface WrapperOptions {
   protocol: string;
@@ -60,9 +60,10 @@ export function parseWrapperArgs(args: readonly string[]): WrapperOptions {
     switch (name) {
       case "p":
       case "protocol":
-        if (!DIALOGUES[value])
+        // postgres: binary and client-first, a path of its own (postgres.ts).
+        if (!DIALOGUES[value] && value !== "postgres")
           throw new UsageError(
-            `unknown protocol '${value}' (${Object.keys(DIALOGUES).join(", ")})`,
+            `unknown protocol '${value}' (${[...Object.keys(DIALOGUES), "postgres"].join(", ")})`,
           );
         o.protocol = value;
         break;

@@ -31,6 +31,11 @@ const LET_GO = "let go";
 export const wrapperStage: Stage = {
   async run(ctx) {
     const options = parseOrUsage(USAGE, () => parseWrapperArgs(ctx.argv.slice(1)));
+    if (options.protocol === "postgres") {
+      if (options.service)
+        throw new UsageError("-p postgres: local mode only (no host and port)", USAGE);
+      return (await import("./postgres.ts")).runPostgres(ctx, options);
+    }
     const factory = DIALOGUES[options.protocol];
     if (!factory) throw new UsageError(`unknown protocol '${options.protocol}'`, USAGE);
     return new Wrapper(ctx, options, factory(options.policy)).run();

@@ -1,0 +1,212 @@
+// starttls-wrapper -p postgres in front of a real PostgreSQL 15 server that has no TLS (ssl=off),
+// reached by tcpforward: psql with sslmode=verify-full gets TLS from the wrapper and the server
+// sees a plaintext session; sslmode=disable goes through untouched, or is refused with -r;
+// a GSSENCRequest gets 'N'; bytes sent after an SSLRequest before its answer are refused.
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { chownSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { makePki } from "../helpers/certs.ts";
+import { freePort } from "../helpers/interop.ts";
+import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
+import { startServer, waitFor } from "../helpers/server.ts";
+import type { RunningServer } from "../helpers/server.ts";
+
+const PG_BIN = "/usr/lib/postgresql/15/bin";
+const pki = makePki();
+const leaf = pki.server("localhost", ["localhost", "127.0.0.1"]);
+let dataDir = "";
+let pgPort = 0;
+let postgres: ChildProcess | undefined;
+let pgLog = "";
+let opportunistic: RunningServer;
+let required: RunningServer;
+
+before(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), "ucspi-pg-"));
+  const uid = Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }));
+  const gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }));
+  chownSync(dataDir, uid, gid);
+  const data = join(dataDir, "data");
+  execFileSync(
+    "runuser",
+    ["-u", "postgres", "--", `${PG_BIN}/initdb`, "-D", data, "-A", "trust", "-U", "postgres"],
+    {
+      stdio: "ignore",
+    },
+  );
+  pgPort = await freePort();
+  postgres = spawn(
+    "runuser",
+    [
+      "-u",
+      "postgres",
+      "--",
+      `${PG_BIN}/postgres`,
+      "-D",
+      data,
+      "-p",
+      String(pgPort),
+      "-k",
+      dataDir,
+      "-c",
+      "listen_addresses=127.0.0.1",
+      "-c",
+      "ssl=off",
+      "-c",
+      "log_connections=on",
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  postgres.stderr?.on("data", (b: Buffer) => (pgLog += b.toString()));
+  await waitFor(
+    () => {
+      try {
+        execFileSync("pg_isready", ["-q", "-h", "127.0.0.1", "-p", String(pgPort)]);
+        return true;
+      } catch {
+        return undefined;
+      }
+    },
+    30_000,
+    () => `postgres did not start:\n${pgLog}`,
+  );
+  const env = { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key };
+  const chain = (policy: string[]) => [
+    "-vRHl0",
+    "127.0.0.1",
+    "0",
+    "starttls-wrapper",
+    "-v2",
+    "-p",
+    "postgres",
+    ...policy,
+    "tcpforward",
+    "127.0.0.1",
+    String(pgPort),
+  ];
+  opportunistic = await startServer(ours("tcpserver"), chain([]), { env });
+  required = await startServer(ours("tcpserver"), chain(["-r"]), { env });
+});
+
+after(async () => {
+  await opportunistic?.stop();
+  await required?.stop();
+  postgres?.kill("SIGTERM");
+  await new Promise((resolve) => postgres?.once("exit", resolve));
+  rmSync(dataDir, { recursive: true, force: true });
+  rmSync(pki.dir, { recursive: true, force: true });
+});
+
+/** psql through the wrapper: the rows of `sql`, or the failure. */
+function psql(port: number, sslmode: string, sql: string) {
+  return run("psql", [
+    `host=localhost port=${port} user=postgres dbname=postgres sslmode=${sslmode} sslrootcert=${pki.ca.cert} gssencmode=disable`,
+    "-Atc",
+    sql,
+  ]);
+}
+
+// What the client has, and what the server behind sees: pg_stat_ssl of its own session.
+const BOTH_ENDS =
+  "select 'client', current_setting('port'); select ssl from pg_stat_ssl where pid = pg_backend_pid()";
+
+test("psql sslmode=verify-full: TLS from the wrapper, verified; the server has a plaintext session", async () => {
+  const r = await psql(opportunistic.port, "verify-full", BOTH_ENDS);
+  assert.equal(r.code, 0, r.stderr + opportunistic.log() + pgLog);
+  assert.equal(r.stdout, `client|${pgPort}\nf\n`);
+  const info = await psql(opportunistic.port, "verify-full", "select 1");
+  assert.equal(info.code, 0);
+  await opportunistic.waitForLog(/^starttls-wrapper: info: 127\.0\.0\.1: SSLRequest: TLS$/);
+  // Asked for another name, the certificate does not verify, as it should not.
+  const wrong = await run("psql", [
+    `host=other.test hostaddr=127.0.0.1 port=${opportunistic.port} user=postgres sslmode=verify-full sslrootcert=${pki.ca.cert} gssencmode=disable`,
+    "-Atc",
+    "select 1",
+  ]);
+  assert.notEqual(wrong.code, 0);
+  assert.match(
+    wrong.stderr,
+    /server certificate for "localhost".* does not match host name "other\.test"/,
+  );
+});
+
+test("psql sslmode=disable: untouched to the server when opportunistic; refused with the server's kind of error with -r", async () => {
+  const plain = await psql(opportunistic.port, "disable", BOTH_ENDS);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(plain.stdout, `client|${pgPort}\nf\n`);
+  const refused = await psql(required.port, "disable", "select 1");
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /FATAL: +TLS is required \(sslmode=require\)/);
+  await required.waitForLog(
+    /^starttls-wrapper: warning: 127\.0\.0\.1: a start-up without TLS: refused \(-r\)$/,
+  );
+  const tls = await psql(required.port, "require", "select 2");
+  assert.equal(tls.stdout, "2\n", tls.stderr);
+});
+
+/** A python3 client that speaks the start-up packets by hand; prints what it got. */
+function raw(port: number, script: string) {
+  return run("python3", [
+    "-c",
+    [
+      "import socket, ssl, struct, sys",
+      "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), 10)",
+      "def req(code): return struct.pack('!II', 8, code)",
+      "SSL, GSS = 80877103, 80877104",
+      script,
+    ].join("\n"),
+    String(port),
+    pki.ca.cert,
+  ]);
+}
+
+test("a GSSENCRequest gets 'N'; the SSLRequest after it 'S', TLS, and the server's AuthenticationOk behind it", async () => {
+  const r = await raw(
+    opportunistic.port,
+    [
+      "s.sendall(req(GSS)); print(s.recv(1))",
+      "s.sendall(req(SSL)); print(s.recv(1))",
+      "t = ssl.create_default_context(cafile=sys.argv[2]).wrap_socket(s, server_hostname='localhost')",
+      "body = struct.pack('!I', 196608) + b'user\\0postgres\\0database\\0postgres\\0\\0'",
+      "t.sendall(struct.pack('!I', len(body) + 4) + body)",
+      "print(t.recv(1))",
+    ].join("\n"),
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, "b'N'\nb'S'\nb'R'\n");
+});
+
+test("bytes after the SSLRequest, before its answer (CVE-2021-23214): refused, never relayed", async () => {
+  const r = await raw(
+    opportunistic.port,
+    [
+      "body = struct.pack('!I', 196608) + b'user\\0postgres\\0\\0'",
+      "s.sendall(req(SSL) + struct.pack('!I', len(body) + 4) + body)",
+      "print(s.recv(100))",
+    ].join("\n"),
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, "b''\n");
+  await opportunistic.waitForLog(
+    /^starttls-wrapper: warning: 127\.0\.0\.1: \d+ bytes after the SSLRequest, before its answer: refused$/,
+  );
+  await opportunistic.waitForLog(/^tcpserver: end \d+ status 25600$/);
+});
+
+test("not a start-up packet: the server's kind of error, one line, and nothing reaches the server", async () => {
+  const before = pgLog.length;
+  const r = await raw(
+    opportunistic.port,
+    "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); print(s.recv(200)[:1])",
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, "b'E'\n");
+  await opportunistic.waitForLog(
+    /^starttls-wrapper: warning: 127\.0\.0\.1: not a PostgreSQL start-up packet: /,
+  );
+  assert.doesNotMatch(pgLog.slice(before), /connection received/);
+});
