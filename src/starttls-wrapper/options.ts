@@ -6,7 +6,9 @@ import { UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../ucspi/getopt.ts";
 
 export const USAGE =
-  "starttls-wrapper [ -p smtp|lmtp|imap|pop3|nntp|sieve|postgres ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
+  "starttls-wrapper [ -p smtp|lmtp|imap|pop3|nntp|sieve|postgres|ldap ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
+
+const CLIENT_FIRST = ["postgres", "ldap"];
 
 export interface WrapperOptions {
   protocol: string;
@@ -60,10 +62,10 @@ export function parseWrapperArgs(args: readonly string[]): WrapperOptions {
     switch (name) {
       case "p":
       case "protocol":
-        // postgres: binary and client-first, a path of its own (postgres.ts).
-        if (!DIALOGUES[value] && value !== "postgres")
+        // Binary and client-first: paths of their own (postgres.ts, ldap.ts).
+        if (!DIALOGUES[value] && !CLIENT_FIRST.includes(value))
           throw new UsageError(
-            `unknown protocol '${value}' (${[...Object.keys(DIALOGUES), "postgres"].join(", ")})`,
+            `unknown protocol '${value}' (${[...Object.keys(DIALOGUES), ...CLIENT_FIRST].join(", ")})`,
           );
         o.protocol = value;
         break;

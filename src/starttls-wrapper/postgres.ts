@@ -6,27 +6,15 @@
 // without TLS goes to prog untouched (opportunistic), or gets the server's own kind of
 // refusal (-r); a CancelRequest always goes through. Bytes the client sends after its
 // SSLRequest and before our answer are refused, never relayed (CVE-2021-23214).
-import { writeSync } from "node:fs";
 import { MAX_STARTUP, fatalError, readStartup } from "../dialogue/postgres.ts";
-import { stripTlsConfig } from "../tls/peer-env.ts";
-import { connectionStream, exitStatus } from "../ucspi/chain.ts";
-import { clientPrefix, copyEnv } from "../ucspi/env.ts";
-import { drain, peekBytes } from "../ucspi/peek.ts";
-import { native } from "../ucspi/native.ts";
-import type { Connection, StageContext } from "../ucspi/stage.ts";
+import { exitStatus } from "../ucspi/chain.ts";
+import { peekBytes } from "../ucspi/peek.ts";
+import type { StageContext } from "../ucspi/stage.ts";
+import { logger, plaintext, refuse, send, take, tlsBehind } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
-/** The status of a connection refused here (bad input, as tls-sniff's). */
-const REFUSED = exitStatus(100);
-
 export async function runPostgres(ctx: StageContext, options: WrapperOptions): Promise<number> {
-  const who = clientPrefix(ctx.env);
-  const warn = (what: string) => {
-    if (options.verbosity >= 1) ctx.log(`starttls-wrapper: warning: ${who}${what}\n`);
-  };
-  const info = (what: string) => {
-    if (options.verbosity >= 2) ctx.log(`starttls-wrapper: info: ${who}${what}\n`);
-  };
+  const { warn, info } = logger(ctx, options);
   let connection = ctx.connection;
   // At most one GSSENCRequest comes before the packet that counts.
   for (let asked = 0; asked < 2; asked++) {
@@ -67,12 +55,7 @@ export async function runPostgres(ctx: StageContext, options: WrapperOptions): P
         }
         send(connection, Buffer.from("S"));
         info("SSLRequest: TLS");
-        const { tlsdStage } = await import("../tlsd/stage.ts");
-        return tlsdStage.run({
-          ...ctx,
-          argv: ["tlsd", "-K", String(options.handshakeMs), "--", ...options.program],
-          connection,
-        });
+        return tlsBehind(ctx, options, connection);
       }
       case "startup":
         if (options.policy === "require") {
@@ -93,44 +76,4 @@ export async function runPostgres(ctx: StageContext, options: WrapperOptions): P
   }
   warn("a second GSSENCRequest: refused");
   return refuse(connection, fatalError("08P01", "GSSENCRequest after GSSENCRequest"));
-}
-
-/** The server gets the connection as it is: every byte still in it. */
-function plaintext(ctx: StageContext, options: WrapperOptions, connection: Connection) {
-  const env = copyEnv(ctx.env);
-  stripTlsConfig(env);
-  return ctx.next(options.program, env, connection);
-}
-
-/** Takes n bytes off the connection (they were peeked). */
-function take(connection: Connection, n: number): void {
-  if (connection.fd !== undefined && !connection.stream) native().recv(connection.fd, n, true);
-  else connectionStream(connection).read(n);
-}
-
-function send(connection: Connection, bytes: Buffer): void {
-  if (connection.fd !== undefined && !connection.stream) writeSync(connection.fd, bytes);
-  else connectionStream(connection).write(bytes);
-}
-
-/** The client's bytes are taken off (so that it gets a FIN, not a reset, and reads the
- * answer), the answer goes out, and the connection ends. */
-async function refuse(connection: Connection, answer?: Buffer): Promise<number> {
-  drain(connection, MAX_STARTUP);
-  if (connection.fd !== undefined && !connection.stream) {
-    if (answer) {
-      try {
-        writeSync(connection.fd, answer);
-      } catch {
-        // gone already
-      }
-    }
-    return REFUSED;
-  }
-  const stream = connectionStream(connection);
-  stream.on("error", () => {});
-  stream.resume();
-  await new Promise<void>((resolve) => stream.end(answer ?? Buffer.alloc(0), () => resolve()));
-  stream.destroy();
-  return REFUSED;
 }

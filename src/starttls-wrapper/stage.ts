@@ -31,10 +31,12 @@ const LET_GO = "let go";
 export const wrapperStage: Stage = {
   async run(ctx) {
     const options = parseOrUsage(USAGE, () => parseWrapperArgs(ctx.argv.slice(1)));
-    if (options.protocol === "postgres") {
+    if (options.protocol === "postgres" || options.protocol === "ldap") {
       if (options.service)
-        throw new UsageError("-p postgres: local mode only (no host and port)", USAGE);
-      return (await import("./postgres.ts")).runPostgres(ctx, options);
+        throw new UsageError(`-p ${options.protocol}: local mode only (no host and port)`, USAGE);
+      return options.protocol === "ldap"
+        ? (await import("./ldap.ts")).runLdap(ctx, options)
+        : (await import("./postgres.ts")).runPostgres(ctx, options);
     }
     const factory = DIALOGUES[options.protocol];
     if (!factory) throw new UsageError(`unknown protocol '${options.protocol}'`, USAGE);

@@ -11,9 +11,11 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
-import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
-import { startServer, waitFor } from "../helpers/server.ts";
+import { run } from "../helpers/programs.ts";
+import { waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
+import { startWrapperPair } from "../helpers/wrapper-pair.ts";
+import type { WrapperPair } from "../helpers/wrapper-pair.ts";
 
 const PG_BIN = "/usr/lib/postgresql/15/bin";
 const pki = makePki();
@@ -22,6 +24,7 @@ let dataDir = "";
 let pgPort = 0;
 let postgres: ChildProcess | undefined;
 let pgLog = "";
+let wrappers: WrapperPair | undefined;
 let opportunistic: RunningServer;
 let required: RunningServer;
 
@@ -74,27 +77,13 @@ before(async () => {
     30_000,
     () => `postgres did not start:\n${pgLog}`,
   );
-  const env = { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key };
-  const chain = (policy: string[]) => [
-    "-vRHl0",
-    "127.0.0.1",
-    "0",
-    "starttls-wrapper",
-    "-v2",
-    "-p",
-    "postgres",
-    ...policy,
-    "tcpforward",
-    "127.0.0.1",
-    String(pgPort),
-  ];
-  opportunistic = await startServer(ours("tcpserver"), chain([]), { env });
-  required = await startServer(ours("tcpserver"), chain(["-r"]), { env });
+  wrappers = await startWrapperPair("postgres", pgPort, leaf);
+  opportunistic = wrappers.opportunistic;
+  required = wrappers.required;
 });
 
 after(async () => {
-  await opportunistic?.stop();
-  await required?.stop();
+  await wrappers?.stop();
   postgres?.kill("SIGTERM");
   await new Promise((resolve) => postgres?.once("exit", resolve));
   rmSync(dataDir, { recursive: true, force: true });

@@ -1,0 +1,72 @@
+// starttls-wrapper -p ldap: StartTLS for an LDAP server that has none. The client speaks
+// first: its first LDAPMessage is looked at without taking it. A StartTLS extended request is
+// answered here (success, its messageID) and tlsd makes the handshake in this process, then
+// runs prog (the server, or tcpforward to it) behind TLS: the server never sees the request.
+// Requests sent after it before its answer are refused, never relayed. Any other first
+// operation goes to the server untouched (opportunistic; a StartTLS later, after a bind say,
+// is the server's to refuse, its state could not move across TLS), or with -r gets a Notice
+// of Disconnection (confidentialityRequired) and the end.
+import {
+  CONFIDENTIALITY_REQUIRED,
+  MAX_FIRST_MESSAGE,
+  PROTOCOL_ERROR,
+  noticeOfDisconnection,
+  readFirstMessage,
+  startTlsResponse,
+} from "../dialogue/ldap.ts";
+import { exitStatus } from "../ucspi/chain.ts";
+import { peekBytes } from "../ucspi/peek.ts";
+import type { StageContext } from "../ucspi/stage.ts";
+import { logger, plaintext, refuse, send, take, tlsBehind } from "./client-first.ts";
+import type { WrapperOptions } from "./options.ts";
+
+export async function runLdap(ctx: StageContext, options: WrapperOptions): Promise<number> {
+  const { warn, info } = logger(ctx, options);
+  const limit = options.preTlsMs;
+  const { look, connection } = await peekBytes(
+    ctx.connection,
+    { silenceMs: limit, helloMs: limit, maxBytes: MAX_FIRST_MESSAGE },
+    (bytes) => {
+      const first = readFirstMessage(bytes);
+      return first.kind === "more" ? first.need : true;
+    },
+  );
+  if (look.kind === "closed") return exitStatus(0);
+  if (look.kind !== "done") {
+    warn(
+      look.kind === "silent"
+        ? `no request within ${limit / 1000} s`
+        : `an unfinished first request: ${look.reason}`,
+    );
+    return refuse(connection);
+  }
+  const first = readFirstMessage(look.bytes);
+  switch (first.kind) {
+    case "starttls":
+      if (first.extra > 0) {
+        warn(`${first.extra} bytes after StartTLS, before its answer: refused`);
+        return refuse(
+          connection,
+          noticeOfDisconnection(PROTOCOL_ERROR, "requests after StartTLS before its answer"),
+        );
+      }
+      take(connection, first.length);
+      send(connection, startTlsResponse(first.messageId));
+      info("StartTLS");
+      return tlsBehind(ctx, options, connection);
+    case "other":
+      if (options.policy === "require") {
+        warn("a request without StartTLS: refused (-r)");
+        return refuse(
+          connection,
+          noticeOfDisconnection(CONFIDENTIALITY_REQUIRED, "StartTLS is required"),
+        );
+      }
+      info("a request without StartTLS");
+      return plaintext(ctx, options, connection);
+    case "malformed":
+    case "more":
+      warn(`not an LDAP request: ${first.kind === "malformed" ? first.reason : "too long"}`);
+      return refuse(connection, noticeOfDisconnection(PROTOCOL_ERROR, "not an LDAP request"));
+  }
+}

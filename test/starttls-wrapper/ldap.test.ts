@@ -1,0 +1,169 @@
+// starttls-wrapper -p ldap in front of a real OpenLDAP slapd that has no TLS, reached by
+// tcpforward: ldapwhoami -ZZ (StartTLS required, the certificate verified) binds through the
+// wrapper and slapd never sees the StartTLS; a plain bind goes through untouched, or is refused
+// with -r; a StartTLS after a bind is slapd's to refuse; requests pipelined behind StartTLS are
+// refused, never relayed.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { makePki } from "../helpers/certs.ts";
+import { freePort } from "../helpers/interop.ts";
+import { run } from "../helpers/programs.ts";
+import { waitFor } from "../helpers/server.ts";
+import type { RunningServer } from "../helpers/server.ts";
+import { startWrapperPair } from "../helpers/wrapper-pair.ts";
+import type { WrapperPair } from "../helpers/wrapper-pair.ts";
+
+const pki = makePki();
+// libldap checks the name it finds for the server's address (this host's name, for 127.0.0.1
+// on some machines), not only the one in the URI.
+const leaf = pki.server("localhost", ["localhost", hostname(), "127.0.0.1"]);
+const stranger = pki.selfSigned("stranger");
+const ADMIN = "cn=admin,dc=example,dc=org";
+let dir = "";
+let ldapPort = 0;
+let slapd: ChildProcess | undefined;
+let slapdLog = "";
+let wrappers: WrapperPair | undefined;
+let opportunistic: RunningServer;
+let required: RunningServer;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "ucspi-ldap-"));
+  mkdirSync(join(dir, "db"));
+  const conf = join(dir, "slapd.conf");
+  writeFileSync(
+    conf,
+    [
+      "include /etc/ldap/schema/core.schema",
+      "modulepath /usr/lib/ldap",
+      "moduleload back_mdb",
+      `pidfile ${join(dir, "slapd.pid")}`,
+      "database mdb",
+      'suffix "dc=example,dc=org"',
+      `rootdn "${ADMIN}"`,
+      "rootpw secret",
+      `directory ${join(dir, "db")}`,
+      "",
+    ].join("\n"),
+  );
+  ldapPort = await freePort();
+  // -d 256: in the foreground, logging each connection and operation (stats).
+  slapd = spawn("slapd", ["-d", "256", "-f", conf, "-h", `ldap://127.0.0.1:${ldapPort}/`], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  slapd.stderr?.on("data", (b: Buffer) => (slapdLog += b.toString()));
+  wrappers = await startWrapperPair("ldap", ldapPort, leaf);
+  opportunistic = wrappers.opportunistic;
+  required = wrappers.required;
+  // slapd answers once an anonymous whoami goes straight through.
+  for (let i = 0; ; i++) {
+    const r = await run("ldapwhoami", ["-x", "-H", `ldap://127.0.0.1:${ldapPort}`]);
+    if (r.code === 0) break;
+    if (i > 100) throw new Error(`slapd did not start:\n${slapdLog}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+});
+
+after(async () => {
+  await wrappers?.stop();
+  slapd?.kill("SIGTERM");
+  await new Promise((resolve) => slapd?.once("exit", resolve));
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(pki.dir, { recursive: true, force: true });
+});
+
+const whoami = (port: number, args: string[], ca = pki.ca.cert) =>
+  run(
+    "ldapwhoami",
+    ["-x", "-H", `ldap://localhost:${port}`, "-D", ADMIN, "-w", "secret", ...args],
+    {
+      env: { ...process.env, LDAPTLS_CACERT: ca, LDAPTLS_REQCERT: "demand" },
+    },
+  );
+
+test("ldapwhoami -ZZ: StartTLS answered by the wrapper, the certificate verified, the bind behind TLS; slapd never sees StartTLS", async () => {
+  const before = slapdLog.length;
+  const r = await whoami(opportunistic.port, ["-ZZ"]);
+  assert.equal(r.code, 0, r.stderr + opportunistic.log() + slapdLog);
+  assert.equal(r.stdout, `dn:${ADMIN}\n`);
+  await opportunistic.waitForLog(/^starttls-wrapper: info: 127\.0\.0\.1: StartTLS$/);
+  await waitFor(() =>
+    /BIND dn="cn=admin,dc=example,dc=org"/.test(slapdLog.slice(before)) ? true : undefined,
+  );
+  assert.doesNotMatch(slapdLog.slice(before), /1\.3\.6\.1\.4\.1\.1466\.20037/);
+  // A client that trusts another CA refuses the certificate: verification is real.
+  const wrong = await whoami(opportunistic.port, ["-ZZ"], stranger.cert);
+  assert.notEqual(wrong.code, 0);
+  assert.match(wrong.stderr, /ldap_start_tls: Connect error/);
+});
+
+test("a plain bind goes through untouched; with -r it gets a Notice of Disconnection (confidentialityRequired)", async () => {
+  const plain = await whoami(opportunistic.port, []);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(plain.stdout, `dn:${ADMIN}\n`);
+  const refused = await whoami(required.port, []);
+  assert.notEqual(refused.code, 0);
+  // What libldap does not show: the notice's resultCode, 13 (confidentialityRequired).
+  const notice = await raw(required.port, "s.sendall(bind(1)); print(result(s.recv(200)))");
+  assert.equal(notice.stdout, "13\n", notice.stderr);
+  await required.waitForLog(
+    /^starttls-wrapper: warning: 127\.0\.0\.1: a request without StartTLS: refused \(-r\)$/,
+  );
+  const tls = await whoami(required.port, ["-ZZ"]);
+  assert.equal(tls.stdout, `dn:${ADMIN}\n`, tls.stderr);
+});
+
+/** A python3 client speaking BER by hand; prints the resultCode of each answer. */
+function raw(port: number, script: string) {
+  return run("python3", [
+    "-c",
+    [
+      "import socket, sys",
+      "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), 10)",
+      "def tlv(t, v): return bytes([t, len(v)]) + v",
+      "def msg(i, op): return tlv(0x30, tlv(0x02, bytes([i])) + op)",
+      "starttls = lambda i: msg(i, tlv(0x77, tlv(0x80, b'1.3.6.1.4.1.1466.20037')))",
+      "bind = lambda i: msg(i, tlv(0x60, tlv(0x02, b'\\x03') + tlv(0x04, b'') + tlv(0x80, b'')))",
+      "def result(b):",
+      "    # SEQUENCE, messageID, op tag + length, then ENUMERATED resultCode",
+      "    i = 2 + 2 + b[3]; i += 2",
+      "    return b[i + 2] if b else None",
+      script,
+    ].join("\n"),
+    String(port),
+  ]);
+}
+
+test("StartTLS after a bind (plaintext already under way) is slapd's to refuse: nothing is answered for it here", async () => {
+  const r = await raw(
+    opportunistic.port,
+    [
+      "s.sendall(bind(1)); print(result(s.recv(200)))",
+      "s.sendall(starttls(2)); print(result(s.recv(200)))",
+    ].join("\n"),
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const [bound, started] = r.stdout.trim().split("\n").map(Number);
+  assert.equal(bound, 0);
+  // slapd without TLS says so itself (unavailable or protocolError), never success.
+  assert.notEqual(started, 0);
+});
+
+test("a request pipelined behind StartTLS, before its answer: refused, never relayed", async () => {
+  const before = slapdLog.length;
+  const r = await raw(
+    opportunistic.port,
+    "s.sendall(starttls(1) + bind(2)); print(result(s.recv(200)))",
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, "2\n"); // protocolError, in the Notice of Disconnection
+  await opportunistic.waitForLog(
+    /^starttls-wrapper: warning: 127\.0\.0\.1: \d+ bytes after StartTLS, before its answer: refused$/,
+  );
+  assert.doesNotMatch(slapdLog.slice(before), /BIND/);
+});
