@@ -6,9 +6,9 @@ import { UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../ucspi/getopt.ts";
 
 export const USAGE =
-  "starttls-wrapper [ -p smtp|lmtp|imap|pop3|nntp|sieve|postgres|ldap ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
+  "starttls-wrapper [ -p smtp|lmtp|imap|pop3|nntp|sieve|postgres|ldap|mysql ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
 
-const CLIENT_FIRST = ["postgres", "ldap"];
+const BINARY = ["postgres", "ldap", "mysql"];
 
 export interface WrapperOptions {
   protocol: string;
@@ -62,10 +62,10 @@ export function parseWrapperArgs(args: readonly string[]): WrapperOptions {
     switch (name) {
       case "p":
       case "protocol":
-        // Binary and client-first: paths of their own (postgres.ts, ldap.ts).
-        if (!DIALOGUES[value] && !CLIENT_FIRST.includes(value))
+        // Binary protocols: paths of their own (postgres.ts, ldap.ts, mysql.ts).
+        if (!DIALOGUES[value] && !BINARY.includes(value))
           throw new UsageError(
-            `unknown protocol '${value}' (${[...Object.keys(DIALOGUES), ...CLIENT_FIRST].join(", ")})`,
+            `unknown protocol '${value}' (${[...Object.keys(DIALOGUES), ...BINARY].join(", ")})`,
           );
         o.protocol = value;
         break;

@@ -1,0 +1,252 @@
+// starttls-wrapper -p mysql: TLS for a MySQL or MariaDB server that has none. The server
+// speaks first: its greeting goes to the client with CLIENT_SSL added. A client that answers
+// with an SSLRequest gets the TLS handshake here (tlsd in this process); its
+// HandshakeResponse41, inside TLS, goes to the server as if it had come first (CLIENT_SSL
+// cleared), and the sequence numbers of every packet of the connection phase are moved by one
+// (the server never saw the SSLRequest) until the server's OK or ERR; from then on the bytes
+// are relayed as they are. An authentication that would send the password in clear over the
+// link behind the wrapper (mysql_clear_password, PAM's dialog, sha256_password,
+// caching_sha2_password's full authentication) is refused with an ERR, never relayed. A
+// client that answers without TLS goes through untouched (opportunistic) or gets MySQL's own
+// "insecure transport" ERR (-r).
+import { Socket } from "node:net";
+import type { Duplex, Readable } from "node:stream";
+import {
+  MAX_PACKET,
+  advertiseTls,
+  clientAsksTls,
+  errPacket,
+  readPacket,
+  serverStep,
+  withoutTlsFlag,
+  writePacket,
+} from "../dialogue/mysql.ts";
+import type { Packet } from "../dialogue/mysql.ts";
+import { stripTlsConfig } from "../tls/peer-env.ts";
+import { connectionStream, exitStatus } from "../ucspi/chain.ts";
+import { copyEnv } from "../ucspi/env.ts";
+import { native } from "../ucspi/native.ts";
+import { relay } from "../ucspi/relay.ts";
+import type { Connection, StageContext } from "../ucspi/stage.ts";
+import { logger } from "./client-first.ts";
+import type { WrapperOptions } from "./options.ts";
+
+const REFUSED = exitStatus(100);
+
+export async function runMysql(ctx: StageContext, options: WrapperOptions): Promise<number> {
+  const { warn, info } = logger(ctx, options);
+  const client = connectionStream(ctx.connection);
+  client.on("error", () => {});
+  const [ours, theirs] = native().socketPair();
+  const server = new Socket({ fd: ours, readable: true, writable: true, allowHalfOpen: true });
+  server.on("error", () => {});
+  const env = copyEnv(ctx.env);
+  stripTlsConfig(env);
+  let spawned = false;
+  const serverDone = ctx
+    .next(
+      options.program,
+      env,
+      { fd: theirs },
+      { onSpawn: () => ((spawned = true), native().close(theirs)) },
+    )
+    .finally(() => {
+      if (!spawned) native().close(theirs);
+    });
+  const end = async (status: number) => {
+    client.destroy();
+    server.destroy();
+    await serverDone.catch(() => undefined);
+    return status;
+  };
+  const fromServer = new PacketReader(server, options.preTlsMs);
+  const fromClient = new PacketReader(client, options.preTlsMs);
+  try {
+    const greeting = await fromServer.next();
+    const advertised = advertiseTls(greeting.payload);
+    if (!advertised) {
+      // Not a greeting to change (an ERR such as "too many connections"): as it is.
+      client.write(writePacket(greeting.seq, greeting.payload));
+      return await pump(client, fromClient, server, fromServer, serverDone);
+    }
+    client.write(writePacket(greeting.seq, advertised.payload));
+    const answer = await fromClient.next();
+    if (!clientAsksTls(answer.payload)) {
+      if (options.policy === "require") {
+        warn("a login without TLS: refused (-r)");
+        await flushEnd(
+          client,
+          writePacket(
+            answer.seq + 1,
+            errPacket(
+              3159,
+              "HY000",
+              "Connections using insecure transport are prohibited (TLS is required)",
+            ),
+          ),
+        );
+        return await end(REFUSED);
+      }
+      info("a login without TLS");
+      server.write(writePacket(answer.seq, answer.payload));
+      return await pump(client, fromClient, server, fromServer, serverDone);
+    }
+    info("SSLRequest: TLS");
+    const early = fromClient.release();
+    if (early.length > 0) client.unshift(early);
+    const { tlsdStage } = await import("../tlsd/stage.ts");
+    const status = await tlsdStage.run({
+      ...ctx,
+      argv: ["tlsd", "-K", String(options.handshakeMs), "--", "mysql"],
+      connection: { stream: client },
+      next: async (_argv, _env, inner: Connection) => {
+        const innerStream = connectionStream(inner);
+        innerStream.on("error", () => {});
+        return behindTls(innerStream, server, fromServer, warn);
+      },
+    });
+    return await end(status);
+  } catch (error) {
+    warn(`the connection phase broke off: ${(error as Error).message}`);
+    return end(exitStatus(111));
+  }
+}
+
+/** Inside TLS: the connection phase with the sequence numbers moved by one, then the rest as
+ * it is. `sslSeq` is the SSLRequest's sequence number (the server never saw it). */
+async function behindTls(
+  inner: Duplex,
+  server: Socket,
+  fromServer: PacketReader,
+  warn: (what: string) => void,
+): Promise<number> {
+  const fromInner = new PacketReader(inner, 30_000);
+  const response = await fromInner.next();
+  server.write(writePacket(response.seq - 1, withoutTlsFlag(response.payload)));
+  let serverFinished = false;
+  // The client's auth answers, while the server's rounds go on (several in a row at times).
+  const clientSide = (async () => {
+    while (!serverFinished) {
+      const packet = await fromInner.next().catch(() => undefined);
+      if (!packet || serverFinished) return packet;
+      server.write(writePacket(packet.seq - 1, packet.payload));
+    }
+    return undefined;
+  })();
+  for (;;) {
+    const packet = await fromServer.next();
+    const step = serverStep(packet.payload);
+    if (step.kind === "cleartext") {
+      warn(`refused: ${step.why}, and the server behind is reached without TLS`);
+      serverFinished = true;
+      await flushEnd(
+        inner,
+        writePacket(
+          packet.seq + 1,
+          errPacket(
+            1045,
+            "28000",
+            `starttls-wrapper: ${step.why}; the password would cross the link behind it in clear`,
+          ),
+        ),
+      );
+      server.destroy();
+      return REFUSED;
+    }
+    if (step.kind === "done") serverFinished = true;
+    inner.write(writePacket(packet.seq + 1, packet.payload));
+    if (serverFinished) break;
+  }
+  const pending = fromInner.release();
+  await clientSide;
+  if (pending.length > 0) server.write(pending);
+  const leftover = fromServer.release();
+  if (leftover.length > 0) inner.write(leftover);
+  await relay(inner, server);
+  return exitStatus(0);
+}
+
+/** The rest of a session without TLS: both ways as it is. */
+async function pump(
+  client: Duplex,
+  fromClient: PacketReader,
+  server: Socket,
+  fromServer: PacketReader,
+  serverDone: Promise<number>,
+): Promise<number> {
+  const toServer = fromClient.release();
+  if (toServer.length > 0) server.write(toServer);
+  const toClient = fromServer.release();
+  if (toClient.length > 0) client.write(toClient);
+  await relay(client, server);
+  return serverDone;
+}
+
+function flushEnd(stream: Duplex, last: Buffer): Promise<void> {
+  return new Promise((resolve) => stream.end(last, () => resolve()));
+}
+
+/** Packets off a stream, one at a time, within a time limit each; release() gives back what
+ * was read beyond them and lets go of the stream. */
+class PacketReader {
+  private buffer: Buffer = Buffer.alloc(0);
+  private wake: (() => void) | undefined;
+  private ended = false;
+  private released = false;
+  private readonly stream: Readable;
+  private readonly limitMs: number;
+  private readonly onData = (chunk: Buffer) => {
+    this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
+    if (this.buffer.length > MAX_PACKET + 4) this.stream.pause();
+    this.wake?.();
+  };
+  private readonly onEnd = () => {
+    this.ended = true;
+    this.wake?.();
+  };
+
+  constructor(stream: Readable, limitMs: number) {
+    this.stream = stream;
+    this.limitMs = limitMs;
+    stream.on("data", this.onData);
+    stream.once("end", this.onEnd);
+    stream.once("close", this.onEnd);
+  }
+
+  async next(): Promise<Packet> {
+    const deadline = Date.now() + this.limitMs;
+    for (;;) {
+      const r = readPacket(this.buffer);
+      if ("packet" in r) {
+        this.buffer = this.buffer.subarray(r.size);
+        this.stream.resume();
+        return r.packet;
+      }
+      if ("error" in r) throw new Error(r.error);
+      if (this.ended) throw new Error("the connection ended");
+      if (this.released) throw new Error("released");
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`nothing within ${this.limitMs / 1000} s`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+  }
+
+  release(): Buffer {
+    this.released = true;
+    this.wake?.();
+    this.stream.off("data", this.onData);
+    this.stream.off("end", this.onEnd);
+    this.stream.off("close", this.onEnd);
+    this.stream.pause();
+    const rest = this.buffer;
+    this.buffer = Buffer.alloc(0);
+    return rest;
+  }
+}

@@ -1,0 +1,92 @@
+// The MySQL / MariaDB connection-phase reader (src/dialogue/mysql.ts): packet framing over any
+// bytes, the greeting's capability flags, and what the server's auth rounds mean.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import {
+  CLIENT_SSL,
+  MAX_PACKET,
+  advertiseTls,
+  clientAsksTls,
+  readPacket,
+  serverStep,
+  withoutTlsFlag,
+  writePacket,
+} from "../../src/dialogue/mysql.ts";
+
+test("framing: any bytes give a packet, a need beyond them, or a refusal, never a throw; packets round-trip", () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 40 }), (bytes) => {
+      const r = readPacket(bytes);
+      if ("need" in r) assert.ok(r.need > bytes.length && r.need <= MAX_PACKET + 4);
+      if ("packet" in r) assert.equal(r.size, 4 + r.packet.payload.length);
+    }),
+    { numRuns: 2000 },
+  );
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 255 }),
+      fc.uint8Array({ maxLength: 600 }),
+      fc.uint8Array({ maxLength: 10 }),
+      (seq, payload, after) => {
+        const r = readPacket(Buffer.concat([writePacket(seq, payload), after]));
+        assert.ok("packet" in r);
+        assert.equal(r.packet.seq, seq);
+        assert.deepEqual(new Uint8Array(r.packet.payload), payload);
+      },
+    ),
+  );
+});
+
+/** A HandshakeV10 as MariaDB 10.11 sends it (its start: the flags are what matters here). */
+function greeting(flags: number): Buffer {
+  const p = Buffer.concat([
+    Buffer.from([10]),
+    Buffer.from("5.5.5-10.11.19-MariaDB\0", "latin1"),
+    Buffer.from([1, 0, 0, 0]), // thread id
+    Buffer.from("abcdefgh", "latin1"), // auth-plugin-data part 1
+    Buffer.from([0]),
+    Buffer.from([flags & 0xff, flags >> 8]),
+    Buffer.from([8, 2, 0, 0xff, 0x81, 21]), // charset, status, upper flags, data length
+    Buffer.alloc(10),
+    Buffer.from("ijklmnopqrst\0mysql_native_password\0", "latin1"),
+  ]);
+  return p;
+}
+
+test("the greeting gets CLIENT_SSL, nothing else changes; what is no greeting is left alone", () => {
+  const g = greeting(0xf7fe & ~CLIENT_SSL);
+  const r = advertiseTls(g);
+  assert.ok(r);
+  assert.equal(r.hadTls, false);
+  const diff = [...r.payload].map((b, i) => (b !== g[i] ? i : -1)).filter((i) => i >= 0);
+  assert.equal(diff.length, 1);
+  assert.equal(r.payload.readUInt16LE(diff[0] ?? 0) & CLIENT_SSL, CLIENT_SSL);
+  assert.equal(
+    advertiseTls(Buffer.from([0xff, 0x10, 0x04, ...Buffer.from("Too many connections")])),
+    undefined,
+  );
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 80 }), (bytes) => void advertiseTls(Buffer.from(bytes))),
+  );
+});
+
+test("the client's answer: an SSLRequest is 32 bytes with CLIENT_SSL; the flag comes out of the response", () => {
+  const ssl = Buffer.alloc(32);
+  ssl.writeUInt32LE(0x000aa285 | CLIENT_SSL, 0);
+  assert.equal(clientAsksTls(ssl), true);
+  const response = Buffer.concat([ssl, Buffer.from("app\0", "latin1")]);
+  assert.equal(clientAsksTls(response), false);
+  assert.equal(withoutTlsFlag(response).readUInt32LE(0) & CLIENT_SSL, 0);
+  assert.deepEqual(withoutTlsFlag(response).subarray(4), response.subarray(4));
+});
+
+test("the server's auth rounds: OK and ERR end them; plugins that want the password in clear are named", () => {
+  assert.deepEqual(serverStep(Buffer.from([0x00, 0, 0, 2, 0])), { kind: "done" });
+  assert.deepEqual(serverStep(Buffer.from([0xff, 0x15, 0x04])), { kind: "done" });
+  assert.deepEqual(serverStep(Buffer.from("\xfeclient_ed25519\0seed", "latin1")), { kind: "more" });
+  assert.equal(serverStep(Buffer.from("\xfemysql_clear_password\0", "latin1")).kind, "cleartext");
+  assert.equal(serverStep(Buffer.from("\xfedialog\0", "latin1")).kind, "cleartext");
+  assert.equal(serverStep(Buffer.from([0x01, 0x04])).kind, "cleartext");
+  assert.deepEqual(serverStep(Buffer.from([0x01, 0x03])), { kind: "more" });
+});

@@ -1,0 +1,156 @@
+// starttls-wrapper -p mysql in front of a real MariaDB server that has no TLS, reached by
+// tcpforward: the mariadb client with --ssl-verify-server-cert gets TLS from the wrapper (its
+// status shows the cipher) while the server's own session has none (Ssl_cipher empty); the
+// mysql_native_password and ed25519 logins work through the moved sequence numbers; a
+// login without TLS goes through untouched, or gets MySQL's "insecure transport" error with -r.
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { makePki } from "../helpers/certs.ts";
+import { freePort } from "../helpers/interop.ts";
+import { run } from "../helpers/programs.ts";
+import { waitFor } from "../helpers/server.ts";
+import type { RunningServer } from "../helpers/server.ts";
+import { startWrapperPair } from "../helpers/wrapper-pair.ts";
+import type { WrapperPair } from "../helpers/wrapper-pair.ts";
+
+const pki = makePki();
+const leaf = pki.server("localhost", ["localhost", "127.0.0.1"]);
+let dir = "";
+let dbPort = 0;
+let mariadb: ChildProcess | undefined;
+let wrappers: WrapperPair | undefined;
+let opportunistic: RunningServer;
+let required: RunningServer;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "ucspi-mariadb-"));
+  const data = join(dir, "data");
+  const socket = join(dir, "sock");
+  execFileSync(
+    "mariadb-install-db",
+    [
+      "--no-defaults",
+      `--datadir=${data}`,
+      "--user=root",
+      "--auth-root-authentication-method=normal",
+    ],
+    { stdio: "ignore" },
+  );
+  dbPort = await freePort();
+  mariadb = spawn(
+    "mariadbd",
+    [
+      "--no-defaults",
+      `--datadir=${data}`,
+      `--port=${dbPort}`,
+      "--bind-address=127.0.0.1",
+      `--socket=${socket}`,
+      "--user=root",
+      `--log-error=${join(dir, "error.log")}`,
+    ],
+    { stdio: "ignore" },
+  );
+  const admin = (sql: string) =>
+    execFileSync("mariadb", ["--no-defaults", "-S", socket, "-uroot", "-e", sql], {
+      stdio: "pipe",
+    });
+  await waitFor(
+    () => {
+      try {
+        admin("select 1");
+        return true;
+      } catch {
+        return undefined;
+      }
+    },
+    30_000,
+    () => "mariadbd did not start",
+  );
+  admin(
+    [
+      "DELETE FROM mysql.global_priv WHERE User=''", // the anonymous users would match first
+      "FLUSH PRIVILEGES",
+      "CREATE USER 'app'@'%' IDENTIFIED BY 'pw'",
+      "GRANT ALL ON *.* TO 'app'@'%'",
+      "INSTALL SONAME 'auth_ed25519'",
+      "CREATE USER 'ed'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('pw2')",
+    ].join(";"),
+  );
+  wrappers = await startWrapperPair("mysql", dbPort, leaf);
+  opportunistic = wrappers.opportunistic;
+  required = wrappers.required;
+});
+
+after(async () => {
+  await wrappers?.stop();
+  mariadb?.kill("SIGTERM");
+  await new Promise((resolve) => mariadb?.once("exit", resolve));
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(pki.dir, { recursive: true, force: true });
+});
+
+function client(port: number, user: string, password: string, tls: boolean, sql: string) {
+  return run("mariadb", [
+    "--no-defaults",
+    "--protocol=tcp",
+    "-h",
+    "localhost",
+    "-P",
+    String(port),
+    "-u",
+    user,
+    `-p${password}`,
+    ...(tls ? ["--ssl", `--ssl-ca=${pki.ca.cert}`, "--ssl-verify-server-cert"] : ["--skip-ssl"]),
+    "-e",
+    sql,
+  ]);
+}
+
+test("TLS from the wrapper, the certificate verified; the server's own session has none; large results flow", async () => {
+  const r = await client(
+    opportunistic.port,
+    "app",
+    "pw",
+    true,
+    "status; show session status like 'Ssl_cipher'; select length(repeat('x', 3000000)) as n",
+  );
+  assert.equal(r.code, 0, r.stderr + opportunistic.log());
+  assert.match(r.stdout, /SSL:\s+Cipher in use is TLS_AES/);
+  assert.match(r.stdout, /^Ssl_cipher\t$/m);
+  assert.match(r.stdout, /^3000000$/m);
+  await opportunistic.waitForLog(/^starttls-wrapper: info: 127\.0\.0\.1: SSLRequest: TLS$/);
+  const big = await client(opportunistic.port, "app", "pw", true, "select repeat('y', 3000000)");
+  assert.equal(big.code, 0, big.stderr);
+  assert.ok(big.stdout.includes("y".repeat(3_000_000)));
+});
+
+test("ed25519 through TLS; a wrong password is the server's own refusal", async () => {
+  const ok = await client(opportunistic.port, "ed", "pw2", true, "select current_user()");
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /^ed@%$/m);
+  const wrong = await client(opportunistic.port, "app", "nope", true, "select 1");
+  assert.notEqual(wrong.code, 0);
+  assert.match(wrong.stderr, /ERROR 1045 \(28000\): Access denied for user 'app'/);
+});
+
+test("a login without TLS: untouched when opportunistic; MySQL's insecure-transport error with -r", async () => {
+  const plain = await client(opportunistic.port, "app", "pw", false, "select 'plain'");
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.match(plain.stdout, /^plain$/m);
+  const refused = await client(required.port, "app", "pw", false, "select 1");
+  assert.notEqual(refused.code, 0);
+  assert.match(
+    refused.stderr,
+    /ERROR 3159 \(HY000\): Connections using insecure transport are prohibited/,
+  );
+  await required.waitForLog(
+    /^starttls-wrapper: warning: 127\.0\.0\.1: a login without TLS: refused \(-r\)$/,
+  );
+  const tls = await client(required.port, "app", "pw", true, "select 'tls'");
+  assert.match(tls.stdout, /^tls$/m, tls.stderr);
+});
