@@ -2,7 +2,16 @@
 // tcpserver spawns us) and the small native addon (accept loop and posix_spawn).
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, existsSync, statSync, realpathSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -112,6 +121,30 @@ for (const name of ["launcher", "spawner"]) {
     ["-O2", "-Wall", "-Werror", "-D_GNU_SOURCE", source, "-o", binary],
     { stdio: "inherit" },
   );
+}
+
+// Man pages, section 1, from each program's page in docs/ (marked-man, ronn's header format):
+// build/man/NAME.1, for `man -l`, the Debian package and npm's "man" field.
+const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+const { helpText } = await import("../src/ucspi/help.ts");
+const manDir = join(root, "build", "man");
+mkdirSync(manDir, { recursive: true });
+for (const name of Object.keys(pkg.bin)) {
+  const page = join(root, "docs", `${name}.md`);
+  const output = join(manDir, `${name}.1`);
+  if (!stale(output, [page, join(root, "src", "ucspi", "help.ts")])) continue;
+  // "# tlsd" becomes ronn's "# tlsd(1) -- what it does", which makes the NAME section.
+  const what = helpText(name, undefined)
+    .split("\n")[0]
+    .slice(name.length + 2);
+  const markdown = readFileSync(page, "utf8").replace(/^# .*$/m, `# ${name}(1) -- ${what}`);
+  const roff = execFileSync(
+    join(root, "node_modules", ".bin", "marked-man"),
+    ["--no-breaks", "--version", pkg.version, "--manual", "ucspi-tls"],
+    { input: markdown, encoding: "utf8" },
+  );
+  // The options tables are tbl(1) input: the first line tells man to run it.
+  writeFileSync(output, roff.includes("\n.TS") ? `'\\" t\n${roff}` : roff);
 }
 
 /** True when output is missing or older than any of its sources (or a rebuild is asked for). */

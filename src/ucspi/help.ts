@@ -26,7 +26,7 @@ export function helpText(name: string, usage: string | undefined): string {
   return [
     `${name}: ${WHAT[name] ?? "one of the ucspi-tls programs"}`,
     ...(usage ? [`usage: ${usage}`] : []),
-    `Every option, the environment and the exit codes: docs/${name}.md in ucspi-tls.`,
+    `Every option, the environment and the exit codes: man ${name}, or docs/${name}.md in ucspi-tls.`,
     "",
   ].join("\n");
 }

@@ -21,7 +21,7 @@ for (const name of PROGRAMS) {
     assert.match(r.stdout, new RegExp(`^${name}: .+\\n`));
     assert.match(
       r.stdout,
-      new RegExp(`\\nEvery option, .*: docs/${name}\\.md in ucspi-tls\\.\\n$`),
+      new RegExp(`\\nEvery option, .*: man ${name}, or docs/${name}\\.md in ucspi-tls\\.\\n$`),
     );
     assert.ok(existsSync(join(ROOT, "docs", `${name}.md`)), "the page it names is there");
     if (name !== "tcprules" && name !== "tcprulescheck")
