@@ -29,6 +29,17 @@ export const forwardStage: Stage = {
   async run(ctx) {
     const o = parseOrUsage(USAGE, () => parseForwardArgs(ctx.argv.slice(1)));
     const who = clientPrefix(ctx.env);
+    if (
+      ownConnections.has(endpointKey(tcpVar(ctx.env, "REMOTEIP"), tcpVar(ctx.env, "REMOTEPORT")))
+    ) {
+      // The client is a connection this process made: without interception the address
+      // "asked for" is tcpserver's own, and each connection would open another.
+      resetClient(ctx.connection);
+      throw new FatalError(
+        `${who}a loop: this connection comes from tcpforward itself (run tcpserver --transparent or --redirected, or give a host and a port)`,
+        111,
+      );
+    }
     const to = await destination(o, ctx.env);
     const from = o.transparent ? clientAddress(ctx.env) : (o.localIp ?? "");
     let service: number;
@@ -44,16 +55,39 @@ export const forwardStage: Stage = {
     }
     if (o.verbosity >= 2)
       ctx.log(`tcpforward: info: ${who}connected to ${to.ip} port ${to.port}\n`);
-    // The header is the first write on a connection just made: the socket buffer takes it.
-    if (o.proxy) writeSync(service, envProxyHeader(ctx.env));
-    const broken =
-      ctx.connection.fd !== undefined
-        ? await spliceRelay(ctx.connection.fd, service, to)
-        : await streamRelay(ctx.connection, service, to);
-    if (broken !== undefined) throw new FatalError(`${who}${broken}`, 111);
-    return exitStatus(0);
+    const own = o.host === undefined ? ownEndpoint(service) : undefined;
+    if (own) ownConnections.add(own);
+    try {
+      // The header is the first write on a connection just made: the socket buffer takes it.
+      if (o.proxy) writeSync(service, envProxyHeader(ctx.env));
+      const broken =
+        ctx.connection.fd !== undefined
+          ? await spliceRelay(ctx.connection.fd, service, to)
+          : await streamRelay(ctx.connection, service, to);
+      if (broken !== undefined) throw new FatalError(`${who}${broken}`, 111);
+      return exitStatus(0);
+    } finally {
+      if (own) ownConnections.delete(own);
+    }
   },
 };
+
+/** The local ends of the connections this process's tcpforward made to default destinations,
+ * while they last: one of them coming back as a client is a loop. */
+const ownConnections = new Set<string>();
+
+function endpointKey(ip: string | undefined, port: string | number | undefined): string {
+  return `${unmapIPv4(ip ?? "")} ${String(port ?? "")}`;
+}
+
+function ownEndpoint(fd: number): string | undefined {
+  try {
+    const [ip, port] = native().localAddress(fd);
+    return endpointKey(ip, port);
+  } catch {
+    return undefined;
+  }
+}
 
 /** Both sockets are ours: the kernel moves the bytes (splice). The service's fd is closed
  * here; a failure resets the other side and is named. */

@@ -155,3 +155,20 @@ test("on its own without a destination: one line, exit 100; --help names the pag
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^tcpforward: connects the client to a TCP service/);
 });
+
+test("no interception and no destination: the connection back to tcpserver itself is seen as a loop, refused at once", async () => {
+  const server = await startServer(ours("tcpserver"), ["-vRHl0", "127.0.0.1", "0", "tcpforward"], {
+    env,
+  });
+  try {
+    for (let i = 0; i < 3; i++) await assert.rejects(talk(server.port, "hello"), /ECONNRESET/);
+    await server.waitForLog(
+      /^tcpforward: fatal: 127\.0\.0\.1: a loop: this connection comes from tcpforward itself \(run tcpserver --transparent or --redirected, or give a host and a port\)$/,
+      3,
+    );
+    // Every slot is free again: nothing went on opening connections.
+    await server.waitForLog(/^tcpserver: status: 0\/40$/, 4);
+  } finally {
+    await server.stop();
+  }
+});
