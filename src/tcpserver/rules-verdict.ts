@@ -29,6 +29,7 @@ export function rulesVerdict(options: ServerOptions, ends: Endpoints): RulesVerd
       ip: unmapIPv4(ends.remoteIp),
       host: ends.remoteHost,
       info: ends.remoteInfo,
+      localPort: options.originalDestination ? ends.localPort : undefined,
     });
     return verdict.deny ? { kind: "deny" } : { kind: "allow", env: verdict.env };
   } catch (error) {

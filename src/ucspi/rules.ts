@@ -17,6 +17,10 @@ export interface RulesClient {
   ip: string;
   host?: string | undefined;
   info?: string | undefined;
+  /** The port the client asked for, under tcpserver --transparent or --redirected (one
+   * listener for many ports): every key is tried first as `PORT/key` (`25/10.0.0.2`,
+   * `25/10.0.0.`, `25/`), then as djb's. */
+  localPort?: number | undefined;
 }
 
 export interface RulesVerdict {
@@ -33,8 +37,15 @@ export interface RuleMatch {
   data: Buffer;
 }
 
-/** The keys tcpserver tries for this client, in djb's order (steps 1-8). */
+/** The keys tcpserver tries for this client, in djb's order (steps 1-8); with a local port,
+ * those keys for that port first. */
 export function ruleKeys(who: RulesClient): string[] {
+  const keys = clientKeys(who);
+  if (who.localPort === undefined) return keys;
+  return [...keys.map((key) => `${who.localPort}/${key}`), ...keys];
+}
+
+function clientKeys(who: RulesClient): string[] {
   const { ip, host, info } = who;
   const keys: string[] = [];
   if (info !== undefined) {

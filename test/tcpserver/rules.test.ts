@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { hidePortVars } from "../helpers/normalize.ts";
 import { rulesText, scratch } from "../helpers/rules.ts";
+import { freePort } from "../helpers/interop.ts";
 import { startServer, talk } from "../helpers/server.ts";
 import { logShape, session } from "../helpers/session.ts";
 import type { Client, Session } from "../helpers/session.ts";
@@ -310,3 +311,39 @@ for (const [what, damage] of CORRUPT) {
     assert.ok(a.log.length > 0);
   });
 }
+
+test("--redirected: rules keyed by the port the client asked for (PORT/key) come first; without it djb's keys alone", async () => {
+  const port = await freePort();
+  const cdb = freshPath("ports.cdb");
+  await tcprules(
+    ours("tcprules"),
+    [
+      `${port}/127.0.0.2:deny`,
+      `${port}/:allow,PORTRULE="for ${port}"`,
+      '9/:allow,PORTRULE="for port 9"',
+      ':allow,PORTRULE="none"',
+    ],
+    cdb,
+  );
+  const program = ["sh", "-c", 'echo "$PORTRULE"'];
+  for (const [flags, expected] of [
+    [["--redirected"], `for ${port}\n`],
+    [[], "none\n"],
+  ] as const) {
+    const server = await startServer(
+      ours("tcpserver"),
+      [...flags, "-RHl0", "-x", cdb, "127.0.0.1", String(port), ...program],
+      {
+        env: SERVER_ENV,
+      },
+    );
+    try {
+      assert.equal(await talk(server.port, ""), expected);
+      // The deny keyed by the port holds only where ports are looked at.
+      const denied = await talk(server.port, "", "127.0.0.1", { localAddress: "127.0.0.2" });
+      assert.equal(denied, flags.length > 0 ? "" : "none\n");
+    } finally {
+      await server.stop();
+    }
+  }
+});

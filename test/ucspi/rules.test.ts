@@ -218,3 +218,18 @@ test("readRulesFile: read afresh each time; errors keep their code", () => {
   assert.throws(() => readRulesFile(join(work.dir, "missing.cdb")), { code: "ENOENT" });
   assert.throws(() => readRulesFile(work.dir), { code: "EISDIR" });
 });
+
+test("ruleKeys with the port the client asked for: every key for that port first, then djb's", () => {
+  const plain = ruleKeys({ ip: "10.0.0.2" });
+  assert.deepEqual(ruleKeys({ ip: "10.0.0.2", localPort: 25 }), [
+    ...plain.map((key) => `25/${key}`),
+    ...plain,
+  ]);
+  assert.deepEqual(ruleKeys({ ip: "10.0.0.2", localPort: 25 }).slice(0, 5), [
+    "25/10.0.0.2",
+    "25/10.0.0.",
+    "25/10.0.",
+    "25/10.",
+    "25/",
+  ]);
+});
