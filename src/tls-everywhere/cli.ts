@@ -53,7 +53,8 @@ function tcpserverArgs(o: EverywhereOptions, bin: string, port: number, chain: s
   return [
     "-vRHl0",
     "-c",
-    "1000",
+    String(o.limit),
+    `--workers=${o.workers}`,
     "--transparent",
     o.ipv6 ? "::" : "0",
     String(port),

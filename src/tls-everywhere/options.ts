@@ -4,7 +4,7 @@ import { block } from "../ucspi/block.ts";
 import { getopt } from "../ucspi/getopt.ts";
 
 export const USAGE =
-  "tls-everywhere [ --dry-run | --remove ] [ --ports list ] [ --exclude list ] [ --listen port ] [ --mark n ] [ --table n ] [ --silence ms ] [ --state dir ] [ --ipv4-only ] [ --port port { prog... } ]...";
+  "tls-everywhere [ --dry-run | --remove ] [ --ports list ] [ --exclude list ] [ --listen port ] [ --mark n ] [ --table n ] [ --silence ms ] [ --limit n ] [ --workers n ] [ --state dir ] [ --ipv4-only ] [ --port port { prog... } ]...";
 
 /** Ports as nftables writes a set: single ports and ranges, each checked. */
 export type PortList = string[];
@@ -26,6 +26,10 @@ export interface EverywhereOptions {
   table: number;
   /** tls-sniff -t: how long a silent client waits before it is taken for plaintext. */
   silenceMs: number;
+  /** tcpserver -c of each chain: connections at once. */
+  limit: number;
+  /** tcpserver --workers of each chain: processes on the same port, for more cores. */
+  workers: number;
   /** Where the self-signed fallback certificate is kept when CERTFILE is not set. */
   stateDir: string;
   ipv6: boolean;
@@ -49,8 +53,22 @@ const LONG = [
   "table=",
   "silence=",
   "state=",
+  "limit=",
+  "workers=",
   "ipv4-only",
 ];
+
+type NumberField = "listen" | "mark" | "table" | "silenceMs" | "limit" | "workers";
+
+/** The numeric options: the field each sets, and its bounds. */
+const NUMBERS: Record<string, [NumberField, number, number] | undefined> = {
+  listen: ["listen", 1, 65535],
+  mark: ["mark", 1, 0xfffffffe],
+  table: ["table", 1, 0xfffffeff],
+  silence: ["silenceMs", 1, 60_000],
+  limit: ["limit", 1, 1_000_000],
+  workers: ["workers", 1, 64],
+};
 
 /** `--port N { prog... }` blocks, taken out of argv before the options are read. */
 function takeOverrides(args: readonly string[]): { args: string[]; overrides: PortChain[] } {
@@ -85,6 +103,8 @@ export function parseEverywhereArgs(argv: readonly string[]): EverywhereOptions 
     mark: 0x7e1,
     table: 7001,
     silenceMs: 1000,
+    limit: 1000,
+    workers: 1,
     stateDir: "/var/lib/tls-everywhere",
     ipv6: true,
     overrides,
@@ -103,24 +123,16 @@ export function parseEverywhereArgs(argv: readonly string[]): EverywhereOptions 
       case "exclude":
         o.exclude = value === "" ? [] : portList(value, name);
         break;
-      case "listen":
-        o.listen = number(value, name, 1, 65535);
-        break;
-      case "mark":
-        o.mark = number(value, name, 1, 0xfffffffe);
-        break;
-      case "table":
-        o.table = number(value, name, 1, 0xfffffeff);
-        break;
-      case "silence":
-        o.silenceMs = number(value, name, 1, 60_000);
-        break;
       case "state":
         o.stateDir = value;
         break;
       case "ipv4-only":
         o.ipv6 = false;
         break;
+      default: {
+        const spec = NUMBERS[name];
+        if (spec) o[spec[0]] = number(value, name, spec[1], spec[2]);
+      }
     }
   }
   if (o.dryRun && o.remove) throw new UsageError("--dry-run and --remove: give one");

@@ -98,9 +98,11 @@ function startTool(args: readonly string[] = []): Tool {
   return { child, log: () => text, exited };
 }
 
-async function ready(tool: Tool): Promise<void> {
+/** Once `count` tcpserver processes (chains, workers) say they accept, each `limit` at once. */
+async function ready(tool: Tool, limit = 1000, count = 1): Promise<void> {
+  const line = new RegExp(`^tcpserver: status: 0/${limit}$`, "gm");
   await waitFor(
-    () => (/^tcpserver: status: 0\/1000$/m.test(tool.log()) ? true : undefined),
+    () => ((tool.log().match(line)?.length ?? 0) >= count ? true : undefined),
     15_000,
     () => `the chain never started:\n${tool.log()}`,
   );
@@ -181,10 +183,7 @@ test("--port: a port with a chain of its own: STARTTLS for an SMTP daemon that h
     "}",
   ]);
   try {
-    await ready(tool);
-    await waitFor(() =>
-      tool.log().match(/^tcpserver: status: 0\/1000$/gm)?.length === 2 ? true : undefined,
-    );
+    await ready(tool, 1000, 2); // the main chain and port 2525's
     const r = await lab.run(lab.client, "python3", [
       "-c",
       [
@@ -212,6 +211,15 @@ test("--port: a port with a chain of its own: STARTTLS for an SMTP daemon that h
     await tool.exited;
     await smtp.stop();
   }
+  assert.equal(hostState(), pristine);
+});
+
+test("--workers and --limit: the chain runs as that many processes on one port, sharing the limit", async () => {
+  const tool = startTool(["--workers", "2", "--limit", "200"]);
+  await ready(tool, 100, 2);
+  await fetchBoth("workers");
+  tool.child.kill("SIGTERM");
+  assert.deepEqual(await tool.exited, { code: 0, signal: null });
   assert.equal(hostState(), pristine);
 });
 
