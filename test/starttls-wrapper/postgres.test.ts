@@ -11,8 +11,8 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
-import { run } from "../helpers/programs.ts";
-import { waitFor } from "../helpers/server.ts";
+import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
+import { startServer, waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 import { startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
@@ -198,4 +198,57 @@ test("not a start-up packet: the server's kind of error, one line, and nothing r
     /^starttls-wrapper: warning: 127\.0\.0\.1: not a PostgreSQL start-up packet: /,
   );
   assert.doesNotMatch(pgLog.slice(before), /connection received/);
+});
+
+test("one port for both negotiations: PostgreSQL 17's direct TLS (ALPN postgresql) through tls-sniff and tlsd, the SSLRequest through the wrapper", async () => {
+  const forward = ["tcpforward", "127.0.0.1", String(pgPort)];
+  const direct = ["tlsd", "--alpn", "postgresql", ...forward];
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      "-RHl0",
+      "127.0.0.1",
+      "0",
+      "tls-sniff",
+      "--plain",
+      "{",
+      "starttls-wrapper",
+      "-p",
+      "postgres",
+      ...forward,
+      "}",
+      "--alpn",
+      "postgresql",
+      "{",
+      ...direct,
+      "}",
+      ...direct,
+    ],
+    { env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key } },
+  );
+  try {
+    // sslnegotiation=direct: a ClientHello first, ALPN postgresql, then the StartupMessage.
+    const r = await run("python3", [
+      "-c",
+      [
+        "import socket, ssl, struct, sys",
+        "ctx = ssl.create_default_context(cafile=sys.argv[2])",
+        "ctx.set_alpn_protocols(['postgresql'])",
+        "t = ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1])), 10), server_hostname='localhost')",
+        "print(t.selected_alpn_protocol())",
+        "body = struct.pack('!I', 196608) + b'user\\0postgres\\0database\\0postgres\\0\\0'",
+        "t.sendall(struct.pack('!I', len(body) + 4) + body)",
+        "print(t.recv(1))",
+      ].join("\n"),
+      String(server.port),
+      pki.ca.cert,
+    ]);
+    assert.equal(r.code, 0, r.stderr + server.log());
+    assert.equal(r.stdout, "postgresql\nb'R'\n");
+    // libpq's usual way on the same port.
+    const psqlRun = await psql(server.port, "verify-full", BOTH_ENDS);
+    assert.equal(psqlRun.stdout, `client|${pgPort}\nf\n`, psqlRun.stderr + server.log());
+  } finally {
+    await server.stop();
+  }
 });
