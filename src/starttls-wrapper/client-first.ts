@@ -1,7 +1,8 @@
-// What the wrapper does for protocols whose client speaks first (PostgreSQL, LDAP), where the
-// first packet is looked at without taking it (peek.ts) and either answered here, the TLS
-// handshake following in this process, or passed to the server untouched.
+// What the wrapper's paths for protocols the line snooper does not fit share (PostgreSQL,
+// LDAP, MySQL, XMPP): log lines, the plaintext server on a socket pair, the first packet
+// answered here or passed on untouched, and tlsd in this process with prog behind TLS.
 import { writeSync } from "node:fs";
+import { Socket } from "node:net";
 import { stripTlsConfig } from "../tls/peer-env.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix, copyEnv } from "../ucspi/env.ts";
@@ -26,6 +27,38 @@ export function logger(ctx: StageContext, options: WrapperOptions) {
       if (options.verbosity >= 2) ctx.log(`starttls-wrapper: info: ${who}${what}\n`);
     },
   };
+}
+
+/** The plaintext server (prog) on a socket pair: our end, its status, and the signal that
+ * lets it go (SIGTERM for a spawned one; an in-process stage sees our end close). */
+export function startServer(ctx: StageContext, options: WrapperOptions) {
+  const [ours, theirs] = native().socketPair();
+  const server = new Socket({ fd: ours, readable: true, writable: true, allowHalfOpen: true });
+  server.on("error", () => {});
+  const env = copyEnv(ctx.env);
+  // The plaintext server never needs a key, nor to know where one is.
+  stripTlsConfig(env);
+  const letGo = new AbortController();
+  let spawned = false;
+  const done = ctx
+    .next(
+      options.program,
+      env,
+      { fd: theirs },
+      {
+        stop: letGo.signal,
+        onSpawn: () => {
+          // It has its own copy; ours would hide its end from us.
+          spawned = true;
+          native().close(theirs);
+        },
+      },
+    )
+    .finally(() => {
+      if (!spawned) native().close(theirs);
+    });
+  done.catch(() => undefined);
+  return { server, done, letGo };
 }
 
 /** tlsd takes the connection here, and runs prog behind TLS. */

@@ -9,7 +9,7 @@
 // caching_sha2_password's full authentication) is refused with an ERR, never relayed. A
 // client that answers without TLS goes through untouched (opportunistic) or gets MySQL's own
 // "insecure transport" ERR (-r).
-import { Socket } from "node:net";
+import type { Socket } from "node:net";
 import type { Duplex, Readable } from "node:stream";
 import {
   MAX_PACKET,
@@ -22,13 +22,10 @@ import {
   writePacket,
 } from "../dialogue/mysql.ts";
 import type { Packet } from "../dialogue/mysql.ts";
-import { stripTlsConfig } from "../tls/peer-env.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
-import { copyEnv } from "../ucspi/env.ts";
-import { native } from "../ucspi/native.ts";
 import { relay } from "../ucspi/relay.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
-import { logger } from "./client-first.ts";
+import { logger, startServer } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
 const REFUSED = exitStatus(100);
@@ -37,22 +34,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
   const { warn, info } = logger(ctx, options);
   const client = connectionStream(ctx.connection);
   client.on("error", () => {});
-  const [ours, theirs] = native().socketPair();
-  const server = new Socket({ fd: ours, readable: true, writable: true, allowHalfOpen: true });
-  server.on("error", () => {});
-  const env = copyEnv(ctx.env);
-  stripTlsConfig(env);
-  let spawned = false;
-  const serverDone = ctx
-    .next(
-      options.program,
-      env,
-      { fd: theirs },
-      { onSpawn: () => ((spawned = true), native().close(theirs)) },
-    )
-    .finally(() => {
-      if (!spawned) native().close(theirs);
-    });
+  const { server, done: serverDone } = startServer(ctx, options);
   const end = async (status: number) => {
     client.destroy();
     server.destroy();

@@ -6,9 +6,9 @@ import { UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../ucspi/getopt.ts";
 
 export const USAGE =
-  "starttls-wrapper [ -p smtp|lmtp|imap|pop3|nntp|sieve|postgres|ldap|mysql ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
+  "starttls-wrapper [ -p smtp|lmtp|imap|pop3|nntp|sieve|postgres|ldap|mysql|xmpp ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
 
-const BINARY = ["postgres", "ldap", "mysql"];
+const BINARY = ["postgres", "ldap", "mysql", "xmpp"];
 
 export interface WrapperOptions {
   protocol: string;
@@ -62,7 +62,7 @@ export function parseWrapperArgs(args: readonly string[]): WrapperOptions {
     switch (name) {
       case "p":
       case "protocol":
-        // Binary protocols: paths of their own (postgres.ts, ldap.ts, mysql.ts).
+        // Protocols with a path of their own (binary, or XMPP's XML stream).
         if (!DIALOGUES[value] && !BINARY.includes(value))
           throw new UsageError(
             `unknown protocol '${value}' (${[...Object.keys(DIALOGUES), ...BINARY].join(", ")})`,

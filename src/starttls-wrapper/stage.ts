@@ -30,11 +30,13 @@ const LET_GO = "let go";
 
 type BinaryRun = (ctx: StageContext, options: WrapperOptions) => Promise<number>;
 
-/** Binary protocols, each a path of its own (the line snooper does not apply). */
+/** Protocols the line snooper does not fit (binary, or XMPP's XML stream), each a path of
+ * its own. */
 const BINARY: Record<string, (() => Promise<BinaryRun>) | undefined> = {
   postgres: async () => (await import("./postgres.ts")).runPostgres,
   ldap: async () => (await import("./ldap.ts")).runLdap,
   mysql: async () => (await import("./mysql.ts")).runMysql,
+  xmpp: async () => (await import("./xmpp.ts")).runXmpp,
 };
 
 export const wrapperStage: Stage = {

@@ -11,7 +11,7 @@ const WHAT: Readonly<Record<string, string>> = {
   tlsd: "TLS on the connection (fds 0/1), the program behind it in plaintext",
   tlsc: "TLS to the server (fds 6/7), the program in front of it in plaintext",
   "starttls-wrapper":
-    "STARTTLS for a plaintext SMTP, LMTP, IMAP, POP3, NNTP, ManageSieve, PostgreSQL, MySQL or LDAP server, unpatched",
+    "STARTTLS for a plaintext SMTP, LMTP, IMAP, POP3, NNTP, ManageSieve, PostgreSQL, MySQL, LDAP or XMPP server, unpatched",
   "tls-sniff": "TLS or plaintext on one port, routed by the first bytes, SNI and ALPN",
   "acme-challenge": "answers ACME http-01 challenges on port 80, the rest to the program",
   tcpforward: "connects the client to a TCP service (by default where it asked to go) and relays",

@@ -1,0 +1,119 @@
+// starttls-wrapper -p xmpp: STARTTLS for an XMPP server (client-to-server or server-to-server
+// streams) that has none. The client's stream header goes to the server as it comes; the
+// server's first <stream:features/> gets a <starttls/> of ours (<required/> with -r). The
+// client's next element decides: <starttls/> is answered <proceed/> here, the plaintext server
+// is let go, and tlsd makes the handshake in this process with a fresh prog behind it, which
+// the client's restarted stream reaches as a new one (RFC 6120 section 5.4.3.3). Anything
+// else goes to the server untouched (opportunistic), or ends the stream with a
+// policy-violation error (-r). Bytes after <starttls/> before <proceed/> are refused.
+import {
+  MAX_LOOK,
+  PROCEED,
+  advertiseStartTls,
+  firstClientElement,
+  policyViolation,
+} from "../dialogue/xmpp.ts";
+import { connectionStream, exitStatus } from "../ucspi/chain.ts";
+import { relay } from "../ucspi/relay.ts";
+import type { StageContext } from "../ucspi/stage.ts";
+import { logger, startServer, tlsBehind } from "./client-first.ts";
+import type { WrapperOptions } from "./options.ts";
+
+const REFUSED = exitStatus(100);
+
+type Decision = "starttls" | "plain" | "refused";
+
+export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promise<number> {
+  const { warn, info } = logger(ctx, options);
+  const client = connectionStream(ctx.connection);
+  client.on("error", () => {});
+  const { server, done: serverDone, letGo } = startServer(ctx, options);
+
+  const decision = await new Promise<Decision>((decide) => {
+    let serverText = "";
+    let clientText = "";
+    let featuresSent = false;
+    const timer = setTimeout(() => {
+      warn(`no STARTTLS decision within ${options.preTlsMs / 1000} s`);
+      client.write(policyViolation("timed out"));
+      decide("refused");
+    }, options.preTlsMs);
+    const done = (d: Decision) => {
+      clearTimeout(timer);
+      client.off("data", fromClient);
+      server.off("data", fromServer);
+      decide(d);
+    };
+    const fromServer = (chunk: Buffer) => {
+      if (featuresSent) return void client.write(chunk);
+      serverText += chunk.toString("latin1");
+      const r = advertiseStartTls(serverText, options.policy === "require");
+      if (r.kind === "more") return;
+      featuresSent = true;
+      if (r.kind === "none") {
+        // No features to add to (an old server, an error): the session as it is.
+        client.write(Buffer.from(serverText, "latin1"));
+        return done("plain");
+      }
+      client.write(Buffer.from(r.text, "latin1"));
+      if (clientText) examine();
+    };
+    const fromClient = (chunk: Buffer) => {
+      // Until the features have gone out, the client's bytes are its stream header.
+      if (!featuresSent) return void server.write(chunk);
+      clientText += chunk.toString("latin1");
+      examine();
+    };
+    const examine = () => {
+      const first = firstClientElement(clientText);
+      if (first.kind === "more") {
+        if (clientText.length > MAX_LOOK) {
+          warn("no element within the first 64 KiB");
+          client.write(policyViolation("bad format"));
+          done("refused");
+        }
+        return;
+      }
+      if (first.kind === "starttls") {
+        if (first.extra > 0) {
+          warn(`${first.extra} bytes after <starttls/>, before <proceed/>: refused`);
+          client.write(policyViolation("bytes after starttls"));
+          return done("refused");
+        }
+        return done("starttls");
+      }
+      if (options.policy === "require") {
+        warn(`<${first.kind === "other" ? first.name : "?"}> before STARTTLS: refused (-r)`);
+        client.write(policyViolation("TLS is required"));
+        return done("refused");
+      }
+      server.write(Buffer.from(clientText, "latin1"));
+      done("plain");
+    };
+    server.on("data", fromServer);
+    client.on("data", fromClient);
+    client.once("end", () => done("refused"));
+  });
+
+  if (decision === "starttls") {
+    info("STARTTLS");
+    client.pause();
+    client.write(PROCEED);
+    server.destroy();
+    letGo.abort("let go");
+    await serverDone.catch(() => undefined);
+    return tlsBehind(ctx, options, { stream: client });
+  }
+  if (decision === "refused") {
+    await new Promise<void>((resolve) => client.end(() => resolve()));
+    client.destroy();
+    server.destroy();
+    letGo.abort("let go");
+    await serverDone.catch(() => undefined);
+    return REFUSED;
+  }
+  info("no STARTTLS");
+  await relay(client, server);
+  server.destroy();
+  return serverDone;
+}

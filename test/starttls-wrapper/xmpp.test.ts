@@ -1,0 +1,164 @@
+// starttls-wrapper -p xmpp in front of a real Prosody that has no certificate (so no TLS of its
+// own), reached by tcpforward: a python3 client speaking the XMPP stream by hand sees the
+// wrapper's <starttls/> in the first features, gets <proceed/>, restarts its stream inside
+// TLS (verified), and authenticates with the server behind; a client that does not ask goes
+// through untouched, or is refused with a stream error (-r); bytes pipelined behind
+// <starttls/> are refused.
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { makePki } from "../helpers/certs.ts";
+import { freePort } from "../helpers/interop.ts";
+import { run } from "../helpers/programs.ts";
+import type { RunningServer } from "../helpers/server.ts";
+import { startWrapperPair } from "../helpers/wrapper-pair.ts";
+import type { WrapperPair } from "../helpers/wrapper-pair.ts";
+
+const DOMAIN = "example.test";
+const pki = makePki();
+const leaf = pki.server(DOMAIN, [DOMAIN]);
+let dir = "";
+let xmppPort = 0;
+let prosody: ChildProcess | undefined;
+let prosodyLog = "";
+let wrappers: WrapperPair | undefined;
+let opportunistic: RunningServer;
+let required: RunningServer;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "ucspi-xmpp-"));
+  mkdirSync(join(dir, "data"));
+  xmppPort = await freePort();
+  const config = join(dir, "prosody.cfg.lua");
+  writeFileSync(
+    config,
+    [
+      "run_as_root = true",
+      "daemonize = false",
+      `pidfile = "${join(dir, "prosody.pid")}"`,
+      `data_path = "${join(dir, "data")}"`,
+      'log = { info = "*stderr" }',
+      'modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; }',
+      'modules_disabled = { "s2s"; "posix"; }',
+      `c2s_ports = { ${xmppPort} }`,
+      'c2s_interfaces = { "127.0.0.1" }',
+      "s2s_ports = {}",
+      "c2s_require_encryption = false",
+      "allow_unencrypted_plain_auth = true",
+      'authentication = "internal_plain"',
+      `VirtualHost "${DOMAIN}"`,
+      "",
+    ].join("\n"),
+  );
+  prosody = spawn("prosody", ["--config", config], { stdio: ["ignore", "ignore", "pipe"] });
+  prosody.stderr?.on("data", (b: Buffer) => (prosodyLog += b.toString()));
+  execFileSync("prosodyctl", ["--config", config, "register", "alice", DOMAIN, "secret"], {
+    stdio: "ignore",
+  });
+  for (let i = 0; ; i++) {
+    const r = await client(xmppPort, "probe");
+    if (r.code === 0) break;
+    if (i > 100) throw new Error(`prosody did not start:\n${prosodyLog}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  wrappers = await startWrapperPair("xmpp", xmppPort, leaf);
+  opportunistic = wrappers.opportunistic;
+  required = wrappers.required;
+});
+
+after(async () => {
+  await wrappers?.stop();
+  prosody?.kill("SIGTERM");
+  await new Promise((resolve) => prosody?.once("exit", resolve));
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(pki.dir, { recursive: true, force: true });
+});
+
+/** A python3 XMPP client by hand. mode: probe (features only), tls, plain, pipelined. */
+function client(port: number, mode: string) {
+  return run("python3", [
+    "-c",
+    [
+      "import socket, ssl, sys, base64",
+      `HDR = b"<?xml version='1.0'?><stream:stream to='${DOMAIN}' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"`,
+      "def until(s, *ends):",
+      "    data = b''",
+      "    while not any(e in data for e in ends):",
+      "        b = s.recv(4096)",
+      "        if not b: break",
+      "        data += b",
+      "    return data",
+      "mode = sys.argv[2]",
+      "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), 10)",
+      "s.sendall(HDR)",
+      "f = until(s, b'</stream:features>')",
+      "print('offered' if b'<starttls' in f else 'not offered', 'required' if b'<required/>' in f else '')",
+      "if mode == 'probe': sys.exit(0 if f else 1)",
+      "STARTTLS = b\"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\"",
+      "if mode == 'pipelined':",
+      "    s.sendall(STARTTLS + b'<presence/>')",
+      "    print(until(s, b'</stream:stream>').decode()[-80:])",
+      "    sys.exit(0)",
+      "if mode == 'tls':",
+      "    s.sendall(STARTTLS)",
+      "    print(until(s, b'/>').decode())",
+      "    s = ssl.create_default_context(cafile=sys.argv[3]).wrap_socket(s, server_hostname=sys.argv[4])",
+      "    s.sendall(HDR)",
+      "    f = until(s, b'</stream:features>')",
+      "    print('inside:', 'starttls' if b'<starttls' in f else 'no starttls', 'PLAIN' if b'PLAIN' in f else '')",
+      "auth = base64.b64encode(b'\\0alice\\0secret')",
+      "s.sendall(b\"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>\" + auth + b'</auth>')",
+      "print(until(s, b'/>', b'</stream:stream>').decode()[:70])",
+    ].join("\n"),
+    String(port),
+    mode,
+    pki.ca.cert,
+    DOMAIN,
+  ]);
+}
+
+test("STARTTLS offered by the wrapper, <proceed/>, the stream restarted inside verified TLS, SASL with the server behind", async () => {
+  const r = await client(opportunistic.port, "tls");
+  assert.equal(r.code, 0, r.stderr + opportunistic.log());
+  assert.equal(
+    r.stdout,
+    [
+      "offered ",
+      "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+      "inside: no starttls PLAIN",
+      "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+      "",
+    ].join("\n"),
+  );
+  await opportunistic.waitForLog(/^starttls-wrapper: info: 127\.0\.0\.1: STARTTLS$/);
+});
+
+test("a client that does not ask for TLS: untouched when opportunistic; a policy-violation stream error with -r", async () => {
+  const plain = await client(opportunistic.port, "plain");
+  assert.equal(
+    plain.stdout,
+    "offered \n<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>\n",
+    plain.stderr,
+  );
+  const refused = await client(required.port, "plain");
+  assert.match(refused.stdout, /^offered required\n<stream:error><policy-violation /);
+  await required.waitForLog(
+    /^starttls-wrapper: warning: 127\.0\.0\.1: <auth> before STARTTLS: refused \(-r\)$/,
+  );
+  const tls = await client(required.port, "tls");
+  assert.match(tls.stdout, /<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'\/>\n$/, tls.stderr);
+});
+
+test("bytes pipelined behind <starttls/>, before <proceed/>: refused, never relayed", async () => {
+  const r = await client(opportunistic.port, "pipelined");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /bytes after starttls<\/text><\/stream:error><\/stream:stream>\n$/);
+  assert.doesNotMatch(r.stdout, /proceed/);
+  await opportunistic.waitForLog(
+    /^starttls-wrapper: warning: 127\.0\.0\.1: 11 bytes after <starttls\/>, before <proceed\/>: refused$/,
+  );
+});
