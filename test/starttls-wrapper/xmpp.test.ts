@@ -13,7 +13,8 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
-import { run } from "../helpers/programs.ts";
+import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 import { startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
@@ -161,4 +162,46 @@ test("bytes pipelined behind <starttls/>, before <proceed/>: refused, never rela
   await opportunistic.waitForLog(
     /^starttls-wrapper: warning: 127\.0\.0\.1: 11 bytes after <starttls\/>, before <proceed\/>: refused$/,
   );
+});
+
+test("XEP-0368 direct TLS needs no wrapper: tlsd --alpn xmpp-client in front of the same server", async () => {
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      "-RHl0",
+      "127.0.0.1",
+      "0",
+      "tlsd",
+      "--alpn",
+      "xmpp-client",
+      "tcpforward",
+      "127.0.0.1",
+      String(xmppPort),
+    ],
+    { env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key } },
+  );
+  try {
+    const r = await run("python3", [
+      "-c",
+      [
+        "import socket, ssl, sys, base64",
+        "ctx = ssl.create_default_context(cafile=sys.argv[2])",
+        "ctx.set_alpn_protocols(['xmpp-client'])",
+        "s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1])), 10), server_hostname=sys.argv[3])",
+        "print(s.selected_alpn_protocol())",
+        `s.sendall(b"<?xml version='1.0'?><stream:stream to='${DOMAIN}' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")`,
+        "data = b''",
+        "while b'</stream:features>' not in data: data += s.recv(4096)",
+        "s.sendall(b\"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>\" + base64.b64encode(b'\\0alice\\0secret') + b'</auth>')",
+        "print(s.recv(200).decode()[:52])",
+      ].join("\n"),
+      String(server.port),
+      pki.ca.cert,
+      DOMAIN,
+    ]);
+    assert.equal(r.code, 0, r.stderr + server.log());
+    assert.equal(r.stdout, "xmpp-client\n<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>\n");
+  } finally {
+    await server.stop();
+  }
 });
