@@ -17,7 +17,7 @@ import type { Env } from "../ucspi/env.ts";
 import { FatalError, causeText, parseOrUsage } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { relay } from "../ucspi/relay.ts";
-import type { Connection, Stage } from "../ucspi/stage.ts";
+import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
 import { USAGE, parseForwardArgs } from "./options.ts";
 import type { ForwardOptions } from "./options.ts";
 
@@ -42,35 +42,59 @@ export const forwardStage: Stage = {
     }
     const to = await destination(o, ctx.env);
     const from = o.transparent ? clientAddress(ctx.env) : (o.localIp ?? "");
-    let service: number;
+    const client = o.transparent ? tupleKey(from, tcpVar(ctx.env, "REMOTEPORT") ?? "", to) : "";
+    if (client) clientConnections.add(client);
     try {
-      service = await connectService(to, from, o);
-    } catch (error) {
-      // As the service itself would have answered: the client's connection is reset.
-      resetClient(ctx.connection);
-      throw new FatalError(
-        `${who}unable to connect to ${to.ip} port ${to.port}: ${causeText(error)}`,
-        111,
-      );
-    }
-    if (o.verbosity >= 2)
-      ctx.log(`tcpforward: info: ${who}connected to ${to.ip} port ${to.port}\n`);
-    const own = o.host === undefined ? ownEndpoint(service) : undefined;
-    if (own) ownConnections.add(own);
-    try {
-      // The header is the first write on a connection just made: the socket buffer takes it.
-      if (o.proxy) writeSync(service, envProxyHeader(ctx.env));
-      const broken =
-        ctx.connection.fd !== undefined
-          ? await spliceRelay(ctx.connection.fd, service, to)
-          : await streamRelay(ctx.connection, service, to);
-      if (broken !== undefined) throw new FatalError(`${who}${broken}`, 111);
-      return exitStatus(0);
+      return await forward(ctx, o, to, from);
     } finally {
-      if (own) ownConnections.delete(own);
+      if (client) clientConnections.delete(client);
     }
   },
 };
+
+/** The connection to the service, and the relay. */
+async function forward(
+  ctx: StageContext,
+  o: ForwardOptions,
+  to: Endpoint,
+  from: string,
+): Promise<number> {
+  const who = clientPrefix(ctx.env);
+  let service: number;
+  try {
+    service = await connectService(to, from, o);
+  } catch (error) {
+    // As the service itself would have answered: the client's connection is reset.
+    resetClient(ctx.connection);
+    throw new FatalError(
+      `${who}unable to connect to ${to.ip} port ${to.port}: ${causeText(error)}`,
+      111,
+    );
+  }
+  if (o.verbosity >= 2) ctx.log(`tcpforward: info: ${who}connected to ${to.ip} port ${to.port}\n`);
+  const own = o.host === undefined ? ownEndpoint(service) : undefined;
+  if (own) ownConnections.add(own);
+  try {
+    // The header is the first write on a connection just made: the socket buffer takes it.
+    if (o.proxy) writeSync(service, envProxyHeader(ctx.env));
+    const broken =
+      ctx.connection.fd !== undefined
+        ? await spliceRelay(ctx.connection.fd, service, to)
+        : await streamRelay(ctx.connection, service, to);
+    if (broken !== undefined) throw new FatalError(`${who}${broken}`, 111);
+    return exitStatus(0);
+  } finally {
+    if (own) ownConnections.delete(own);
+  }
+}
+
+/** The clients being served (address, port, and the address and port they asked for): with
+ * full transparency our connections to the services must not use their tuples. */
+const clientConnections = new Set<string>();
+
+function tupleKey(ip: string, port: number | string, to: Endpoint): string {
+  return `${unmapIPv4(ip)} ${String(port)} ${to.ip} ${to.port}`;
+}
 
 /** The local ends of the connections this process's tcpforward made to default destinations,
  * while they last: one of them coming back as a client is a loop. */
@@ -176,6 +200,10 @@ function openSocket(to: Endpoint, from: string, o: ForwardOptions): number {
   if (nextSourcePort < 0) nextSourcePort = Math.floor(Math.random() * span);
   for (let tries = 0; ; tries++) {
     const port = low + (nextSourcePort++ % span);
+    // The port of a client connection to the same address and port, diverted to us and not
+    // over: connecting from it would reach that connection's own socket on this host (its
+    // reverse), not the service. The kernel cannot tell: the two are keyed the other way.
+    if (clientConnections.has(tupleKey(from, port, to)) && tries < span) continue;
     try {
       return n.connectTcp(to.ip, to.port, from, true, o.mark, port);
     } catch (error) {

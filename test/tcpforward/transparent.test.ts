@@ -26,6 +26,8 @@ const LOOPBACK_ONLY = 6379; // python3 http.server on 127.0.0.1 only
 const GREETER = 2525; // speaks first
 const PROXY_READER = 8181; // our tcpserver --proxy: takes the client from the header
 const REDIRECTED = 8282; // REDIRECT to a tcpserver --redirected
+const NARROW_CHAIN_PORT = 9996; // a chain whose tcpforward has two source ports only
+const NARROW = 8087; // python3 http.server, diverted to that chain
 
 let lab: Lab;
 let pki: TestPki;
@@ -51,6 +53,7 @@ table inet ucspi_test {
     meta nfproto ipv4 fib daddr type local tcp dport { ${HTTP}, ${LOOPBACK_ONLY}, ${GREETER} } tproxy ip to :${CHAIN_PORT} meta mark set ${mark} accept
     meta nfproto ipv6 fib daddr type local tcp dport { ${HTTP}, ${LOOPBACK_ONLY}, ${GREETER} } tproxy ip6 to :${CHAIN_PORT} meta mark set ${mark} accept
     meta nfproto ipv4 fib daddr type local tcp dport ${PROXY_READER} tproxy ip to :${PROXY_CHAIN_PORT} meta mark set ${mark} accept
+    meta nfproto ipv4 fib daddr type local tcp dport ${NARROW} tproxy ip to :${NARROW_CHAIN_PORT} meta mark set ${mark} accept
     meta nfproto ipv6 fib daddr type local tcp dport ${PROXY_READER} tproxy ip6 to :${PROXY_CHAIN_PORT} meta mark set ${mark} accept
   }
   chain out {
@@ -88,6 +91,7 @@ before(async () => {
     ["http4", lab.serverIp, HTTP],
     ["http6", lab.serverIp6, HTTP],
     ["loopback", "127.0.0.1", LOOPBACK_ONLY],
+    ["narrow", lab.serverIp, NARROW],
   ] as const) {
     keep(
       name,
@@ -145,6 +149,22 @@ before(async () => {
     await startServer(
       ours("tcpserver"),
       ["-vRHl0", "--transparent", "::", String(PROXY_CHAIN_PORT), "tcpforward", "-v2", "--proxy"],
+      { env, wrap: ["ip", "netns", "exec", s] },
+    ),
+    await startServer(
+      ours("tcpserver"),
+      [
+        "-vRHl0",
+        "--transparent",
+        "::",
+        String(NARROW_CHAIN_PORT),
+        "tcpforward",
+        "--transparent",
+        "--mark",
+        "2",
+        "--source-ports",
+        "20000-20001",
+      ],
       { env, wrap: ["ip", "netns", "exec", s] },
     ),
     await startServer(
@@ -313,6 +333,34 @@ for (const v6 of [false, true]) {
     assert.equal(r.stdout, `asked for ${lab.serverIp} port ${REDIRECTED}\n`);
   });
 }
+
+test("a client whose own port is one tcpforward could bind: never that one (it would reach the client's own connection, not the service)", async () => {
+  // The chain may bind 20000 or 20001; the client comes from 20000, again and again.
+  for (let i = 0; i < 6; i++) {
+    const r = await lab.run(lab.client, "python3", [
+      "-c",
+      [
+        "import socket, sys",
+        "s = socket.socket()",
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
+        "s.bind((sys.argv[2], 20000))",
+        "s.settimeout(10)",
+        "s.connect((sys.argv[1], int(sys.argv[3])))",
+        "s.sendall(b'GET /?narrow HTTP/1.0\\r\\n\\r\\n')",
+        "data = b''",
+        "while True:",
+        "    b = s.recv(65536)",
+        "    if not b: break",
+        "    data += b",
+        "print(data.split(b' ')[1].decode())",
+      ].join("\n"),
+      lab.serverIp,
+      lab.clientIp,
+      String(NARROW),
+    ]);
+    assert.equal(r.stdout, "200\n", r.stderr + (chains[5]?.log() ?? ""));
+  }
+});
 
 test("the chain's own connections to the services are never diverted again, and its listener took only what TPROXY sent", () => {
   // Every connection the chain accepted was the client's; none came from the chain itself.
