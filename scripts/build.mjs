@@ -126,7 +126,7 @@ for (const name of ["launcher", "spawner"]) {
 // Man pages, section 1, from each program's page in docs/ (marked-man, ronn's header format):
 // build/man/NAME.1, for `man -l`, the Debian package and npm's "man" field.
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
-const { helpText } = await import("../src/ucspi/help.ts");
+const { whatItDoes } = await import("../src/ucspi/help.ts");
 const manDir = join(root, "build", "man");
 mkdirSync(manDir, { recursive: true });
 for (const name of Object.keys(pkg.bin)) {
@@ -134,10 +134,10 @@ for (const name of Object.keys(pkg.bin)) {
   const output = join(manDir, `${name}.1`);
   if (!stale(output, [page, join(root, "src", "ucspi", "help.ts")])) continue;
   // "# tlsd" becomes ronn's "# tlsd(1) -- what it does", which makes the NAME section.
-  const what = helpText(name, undefined)
-    .split("\n")[0]
-    .slice(name.length + 2);
-  const markdown = readFileSync(page, "utf8").replace(/^# .*$/m, `# ${name}(1) -- ${what}`);
+  const markdown = readFileSync(page, "utf8").replace(
+    /^# .*$/m,
+    `# ${name}(1) -- ${whatItDoes(name)}`,
+  );
   const roff = execFileSync(
     join(root, "node_modules", ".bin", "marked-man"),
     ["--no-breaks", "--version", pkg.version, "--manual", "ucspi-tls"],

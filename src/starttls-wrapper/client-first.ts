@@ -3,16 +3,17 @@
 // answered here or passed on untouched, and tlsd in this process with prog behind TLS.
 import { writeSync } from "node:fs";
 import { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { stripTlsConfig } from "../tls/peer-env.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix, copyEnv } from "../ucspi/env.ts";
 import { native } from "../ucspi/native.ts";
-import { drain } from "../ucspi/peek.ts";
+import { drain, peekBytes } from "../ucspi/peek.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
 import type { WrapperOptions } from "./options.ts";
 
 /** The status of a connection refused here (bad input, as tls-sniff's). */
-const REFUSED = exitStatus(100);
+export const REFUSED = exitStatus(100);
 /** The most bytes any first packet looked at here may have. */
 const MAX_LOOKED_AT = 64 * 1024;
 
@@ -110,7 +111,39 @@ export async function refuse(connection: Connection, answer?: Buffer): Promise<n
   const stream = connectionStream(connection);
   stream.on("error", () => {});
   stream.resume();
-  await new Promise<void>((resolve) => stream.end(answer ?? Buffer.alloc(0), () => resolve()));
+  await endWith(stream, answer);
   stream.destroy();
   return REFUSED;
+}
+
+/** Ends the stream after `last` (if any); resolves once that is written out. */
+export function endWith(stream: Duplex, last?: Buffer): Promise<void> {
+  return new Promise((resolve) => stream.end(last ?? Buffer.alloc(0), () => resolve()));
+}
+
+/** The client's first packet, peeked whole (`need`: enough, or how many bytes in all), or the
+ * status the session ended with: 0 when the client left at once, else refused with a line
+ * naming what did not come (`what`: the packet; `started`: the same once it had begun). */
+export async function peekFirst(
+  connection: Connection,
+  limitMs: number,
+  maxBytes: number,
+  need: (bytes: Buffer) => true | number,
+  names: { what: string; started: string },
+  warn: (what: string) => void,
+): Promise<{ bytes: Buffer; connection: Connection } | { status: number }> {
+  const peeked = await peekBytes(
+    connection,
+    { silenceMs: limitMs, helloMs: limitMs, maxBytes },
+    need,
+  );
+  const { look } = peeked;
+  if (look.kind === "done") return { bytes: look.bytes, connection: peeked.connection };
+  if (look.kind === "closed") return { status: exitStatus(0) };
+  warn(
+    look.kind === "silent"
+      ? `no ${names.what} within ${limitMs / 1000} s`
+      : `an unfinished ${names.started}: ${look.reason}`,
+  );
+  return { status: await refuse(peeked.connection) };
 }

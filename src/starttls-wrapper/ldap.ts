@@ -14,33 +14,26 @@ import {
   readFirstMessage,
   startTlsResponse,
 } from "../dialogue/ldap.ts";
-import { exitStatus } from "../ucspi/chain.ts";
-import { peekBytes } from "../ucspi/peek.ts";
 import type { StageContext } from "../ucspi/stage.ts";
-import { logger, plaintext, refuse, send, take, tlsBehind } from "./client-first.ts";
+import { logger, peekFirst, plaintext, refuse, send, take, tlsBehind } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
 export async function runLdap(ctx: StageContext, options: WrapperOptions): Promise<number> {
   const { warn, info } = logger(ctx, options);
-  const limit = options.preTlsMs;
-  const { look, connection } = await peekBytes(
+  const peeked = await peekFirst(
     ctx.connection,
-    { silenceMs: limit, helloMs: limit, maxBytes: MAX_FIRST_MESSAGE },
+    options.preTlsMs,
+    MAX_FIRST_MESSAGE,
     (bytes) => {
-      const first = readFirstMessage(bytes);
-      return first.kind === "more" ? first.need : true;
+      const message = readFirstMessage(bytes);
+      return message.kind === "more" ? message.need : true;
     },
+    { what: "request", started: "first request" },
+    warn,
   );
-  if (look.kind === "closed") return exitStatus(0);
-  if (look.kind !== "done") {
-    warn(
-      look.kind === "silent"
-        ? `no request within ${limit / 1000} s`
-        : `an unfinished first request: ${look.reason}`,
-    );
-    return refuse(connection);
-  }
-  const first = readFirstMessage(look.bytes);
+  if ("status" in peeked) return peeked.status;
+  const { connection } = peeked;
+  const first = readFirstMessage(peeked.bytes);
   switch (first.kind) {
     case "starttls":
       if (first.extra > 0) {

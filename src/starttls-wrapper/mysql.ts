@@ -25,10 +25,8 @@ import type { Packet } from "../dialogue/mysql.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { relay } from "../ucspi/relay.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
-import { logger, startServer } from "./client-first.ts";
+import { REFUSED, endWith, logger, startServer } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
-
-const REFUSED = exitStatus(100);
 
 export async function runMysql(ctx: StageContext, options: WrapperOptions): Promise<number> {
   const { warn, info } = logger(ctx, options);
@@ -56,7 +54,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
     if (!clientAsksTls(answer.payload)) {
       if (options.policy === "require") {
         warn("a login without TLS: refused (-r)");
-        await flushEnd(
+        await endWith(
           client,
           writePacket(
             answer.seq + 1,
@@ -121,7 +119,7 @@ async function behindTls(
     if (step.kind === "cleartext") {
       warn(`refused: ${step.why}, and the server behind is reached without TLS`);
       serverFinished = true;
-      await flushEnd(
+      await endWith(
         inner,
         writePacket(
           packet.seq + 1,
@@ -162,10 +160,6 @@ async function pump(
   if (toClient.length > 0) client.write(toClient);
   await relay(client, server);
   return serverDone;
-}
-
-function flushEnd(stream: Duplex, last: Buffer): Promise<void> {
-  return new Promise((resolve) => stream.end(last, () => resolve()));
 }
 
 /** Packets off a stream, one at a time, within a time limit each; release() gives back what

@@ -7,10 +7,8 @@
 // refusal (-r); a CancelRequest always goes through. Bytes the client sends after its
 // SSLRequest and before our answer are refused, never relayed (CVE-2021-23214).
 import { MAX_STARTUP, fatalError, readStartup } from "../dialogue/postgres.ts";
-import { exitStatus } from "../ucspi/chain.ts";
-import { peekBytes } from "../ucspi/peek.ts";
 import type { StageContext } from "../ucspi/stage.ts";
-import { logger, plaintext, refuse, send, take, tlsBehind } from "./client-first.ts";
+import { logger, peekFirst, plaintext, refuse, send, take, tlsBehind } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
 export async function runPostgres(ctx: StageContext, options: WrapperOptions): Promise<number> {
@@ -18,27 +16,20 @@ export async function runPostgres(ctx: StageContext, options: WrapperOptions): P
   let connection = ctx.connection;
   // At most one GSSENCRequest comes before the packet that counts.
   for (let asked = 0; asked < 2; asked++) {
-    const limit = options.preTlsMs;
-    const peeked = await peekBytes(
+    const first = await peekFirst(
       connection,
-      { silenceMs: limit, helloMs: limit, maxBytes: MAX_STARTUP },
+      options.preTlsMs,
+      MAX_STARTUP,
       (bytes) => {
         const packet = readStartup(bytes);
         return packet.kind === "more" ? packet.need : true;
       },
+      { what: "start-up packet", started: "start-up packet" },
+      warn,
     );
-    connection = peeked.connection;
-    const { look } = peeked;
-    if (look.kind === "closed") return exitStatus(0);
-    if (look.kind !== "done") {
-      warn(
-        look.kind === "silent"
-          ? `no start-up packet within ${limit / 1000} s`
-          : `an unfinished start-up packet: ${look.reason}`,
-      );
-      return refuse(connection);
-    }
-    const packet = readStartup(look.bytes);
+    if ("status" in first) return first.status;
+    connection = first.connection;
+    const packet = readStartup(first.bytes);
     switch (packet.kind) {
       case "ssl":
       case "gssenc": {

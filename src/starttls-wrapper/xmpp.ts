@@ -13,13 +13,11 @@ import {
   firstClientElement,
   policyViolation,
 } from "../dialogue/xmpp.ts";
-import { connectionStream, exitStatus } from "../ucspi/chain.ts";
+import { connectionStream } from "../ucspi/chain.ts";
 import { relay } from "../ucspi/relay.ts";
 import type { StageContext } from "../ucspi/stage.ts";
-import { logger, startServer, tlsBehind } from "./client-first.ts";
+import { REFUSED, endWith, logger, startServer, tlsBehind } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
-
-const REFUSED = exitStatus(100);
 
 type Decision = "starttls" | "plain" | "refused";
 
@@ -105,7 +103,7 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     return tlsBehind(ctx, options, { stream: client });
   }
   if (decision === "refused") {
-    await new Promise<void>((resolve) => client.end(() => resolve()));
+    await endWith(client);
     client.destroy();
     server.destroy();
     letGo.abort("let go");

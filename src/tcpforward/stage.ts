@@ -123,7 +123,7 @@ async function spliceRelay(client: number, service: number, to: Endpoint) {
   if (errno !== 0) n.abortOnClose(side === 0 ? service : client);
   n.close(service);
   if (errno === 0) return undefined;
-  const cause = causeText({ code: ERRNO_NAMES.get(errno) ?? "EIO" });
+  const cause = causeText(errnoError(errno));
   return side === 0
     ? `the client's connection broke: ${cause}`
     : `the connection to ${to.ip} port ${to.port} broke: ${cause}`;
@@ -185,6 +185,12 @@ function clientAddress(env: Readonly<Env>): string {
 
 const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
 
+/** An error for a system call's errno, its `code` the errno's name (what causeText reads). */
+function errnoError(errno: number): Error {
+  const code = ERRNO_NAMES.get(errno) ?? "EIO";
+  return Object.assign(new Error(code), { code });
+}
+
 /** The next port to try in --source-ports: a counter from a random start, shared by the
  * connections of this process, so that a port comes back for the same client only after all
  * the others (the service's TIME_WAIT of the last one is then long over, or recycled). */
@@ -221,8 +227,7 @@ function connectService(to: Endpoint, from: string, o: ForwardOptions): Promise<
   if (now === 0) return Promise.resolve(fd);
   if (now < 0) {
     n.close(fd);
-    const code = ERRNO_NAMES.get(-now) ?? "EIO";
-    return Promise.reject(Object.assign(new Error(code), { code }));
+    return Promise.reject(errnoError(-now));
   }
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -234,8 +239,7 @@ function connectService(to: Endpoint, from: string, o: ForwardOptions): Promise<
       clearTimeout(timer);
       if (status === 0) return resolve(fd);
       n.close(fd);
-      const code = ERRNO_NAMES.get(-status) ?? "EIO";
-      reject(Object.assign(new Error(code), { code }));
+      reject(errnoError(-status));
     });
   });
 }

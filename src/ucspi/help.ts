@@ -21,10 +21,15 @@ const WHAT: Readonly<Record<string, string>> = {
   "ucspi-demo": "a small demonstration program for the UCSPI tools",
 };
 
+/** What `name` does, in one line (--help's first, and the man page's NAME). */
+export function whatItDoes(name: string): string {
+  return WHAT[name] ?? "one of the ucspi-tls programs";
+}
+
 /** The help text of `name`. */
 export function helpText(name: string, usage: string | undefined): string {
   return [
-    `${name}: ${WHAT[name] ?? "one of the ucspi-tls programs"}`,
+    `${name}: ${whatItDoes(name)}`,
     ...(usage ? [`usage: ${usage}`] : []),
     `Every option, the environment and the exit codes: man ${name}, or docs/${name}.md in ucspi-tls.`,
     "",
