@@ -13,7 +13,9 @@ import type { Env } from "../ucspi/env.ts";
 import { reportError, writeStderr } from "../ucspi/main.ts";
 import { native } from "../ucspi/native.ts";
 import { setIds } from "../ucspi/privileges.ts";
+import { reloadAll } from "../ucspi/reload.ts";
 import { jsonLog, textLog } from "./log.ts";
+import type { ServerLog } from "./log.ts";
 import { USAGE, parseServerArgs, workerLimit } from "./options.ts";
 import type { ServerOptions } from "./options.ts";
 import { serve } from "./server.ts";
@@ -22,6 +24,20 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (helpAsked("tcpserver", args, USAGE)) return;
   const options = parseServerArgs(args, process.env);
+  // SIGHUP from the start (djb's tcpserver dies of it): one that comes while we load our
+  // stages must not end the server. Workers get it as a message: a signal could reach one
+  // that has not installed its handler yet, and kill it.
+  const hangUp: { workers: ChildProcess[]; log?: ServerLog } = { workers: [] };
+  const reload = () => {
+    for (const worker of hangUp.workers) if (worker.connected) worker.send("reload", () => {});
+    hangUp.log?.reload();
+    reloadAll(writeStderr);
+  };
+  process.on("SIGHUP", reload);
+  if (options.workerIndex > 0)
+    process.on("message", (message) => {
+      if (message === "reload") reload();
+    });
   const env = startEnv(process.env);
   const listenFd =
     socketActivated(env) ??
@@ -36,6 +52,7 @@ async function main(): Promise<void> {
   }
   const [, boundPort, family] = native().localAddress(listenFd);
   const workers = options.workerIndex === 0 ? startWorkers(args, options, boundPort) : [];
+  hangUp.workers = workers;
   options.limit = workerLimit(options.limit, options.workers, options.workerIndex);
   if (options.printPort && options.workerIndex === 0) writeSync(1, `${boundPort}\n`);
   // djb closes stdin and stdout once started; /dev/null keeps fds 0/1 from being reused.
@@ -46,6 +63,7 @@ async function main(): Promise<void> {
     options.logFormat === "json"
       ? await jsonLog(options.verbosity, 2)
       : textLog(options.verbosity, writeStderr);
+  hangUp.log = log;
   const server = serve(listenFd, {
     options,
     log,
@@ -53,10 +71,21 @@ async function main(): Promise<void> {
     stderr: writeStderr,
     listenerIsV6: family === 6,
   });
+  let stopping = false;
   process.on("SIGTERM", () => {
-    // djb: exit 0 at once, children keep running. Connections served in this process finish.
+    // Once is enough: a worker gets a second one of its own when the first process goes.
+    if (stopping) return;
+    stopping = true;
     for (const worker of workers) worker.kill("SIGTERM");
-    server.close().then(
+    const drain = options.drainSeconds;
+    // djb: exit 0 at once, children keep running. Connections served in this process finish.
+    // --drain: every connection may finish, up to the bound, the workers' too (a supervisor
+    // that sees the first process go may kill the rest of its group).
+    const stopped =
+      drain === undefined
+        ? server.close()
+        : Promise.all([server.drain(drain), ...workers.map(exited)]);
+    stopped.then(
       () => process.exit(0),
       () => process.exit(0),
     );
@@ -71,6 +100,11 @@ function socketActivated(env: Env): number | undefined {
   const pid = Number(env["LISTEN_PID"] ?? "0");
   for (const name of ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"]) delete env[name];
   return count >= 1 && pid === process.pid ? 3 : undefined;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once("exit", () => resolve()));
 }
 
 /** --workers N: N-1 more processes of this program, bound to the same port (SO_REUSEPORT). */

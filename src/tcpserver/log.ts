@@ -20,6 +20,12 @@ export interface ServerLog {
   /** A connection over the per-IP limit (-C): closed at once. */
   reject(remoteIp: string, count: number, limit: number): void;
   warning(message: string): void;
+  /** SIGHUP: cached files dropped (our extension: djb's tcpserver dies of it). */
+  reload(): void;
+  /** SIGTERM with --drain: no more accepting; `open` connections may go on `seconds`. */
+  drain(open: number, seconds: number): void;
+  /** --drain's bound reached: the `open` connections left are ended. */
+  drainTimeout(open: number, seconds: number): void;
 }
 
 /** Verbosity as djb's -q / -Q / -v give it. */
@@ -48,7 +54,17 @@ export function textLog(verbosity: Verbosity, write: (line: string) => void): Se
   // Quiet servers do not even format the lines they would not print.
   if (verbosity < 2) {
     const none = () => {};
-    return { status: none, accepted: none, verdict: none, end: none, reject: none, warning };
+    return {
+      status: none,
+      accepted: none,
+      verdict: none,
+      end: none,
+      reject: none,
+      warning,
+      reload: none,
+      drain: none,
+      drainTimeout: none,
+    };
   }
   return {
     status: (active, limit) => info(`status: ${active}/${limit}`),
@@ -62,6 +78,13 @@ export function textLog(verbosity: Verbosity, write: (line: string) => void): Se
     reject: (remoteIp, count, limit) =>
       info(`reject ${unmapIPv4(remoteIp)} count ${count}/${limit}`),
     warning,
+    reload: () => info("reload"),
+    drain: (open, seconds) =>
+      info(`drain: ${connections(open)} open, waiting ${seconds} s at most`),
+    drainTimeout: (open, seconds) =>
+      info(
+        `drain: ${connections(open)} still open after ${seconds} s, ending ${open === 1 ? "it" : "them"}`,
+      ),
   };
 }
 
@@ -87,5 +110,12 @@ export async function jsonLog(verbosity: Verbosity, fd: number): Promise<ServerL
     },
     reject: (remoteIp, count, limit) => logger.info({ event: "reject", remoteIp, count, limit }),
     warning: (message) => logger.warn({ event: "warning" }, message),
+    reload: () => logger.info({ event: "reload" }),
+    drain: (open, seconds) => logger.info({ event: "drain", open, seconds }),
+    drainTimeout: (open, seconds) => logger.info({ event: "drain-timeout", open, seconds }),
   };
+}
+
+function connections(n: number): string {
+  return `${n} connection${n === 1 ? "" : "s"}`;
 }

@@ -29,6 +29,8 @@ export interface ServerOptions extends CommonTcpOptions {
   workers: number;
   /** Set in the extra processes of --workers: this one's index (1..workers-1). */
   workerIndex: number;
+  /** --drain: on SIGTERM, how long running connections may go on (undefined: djb's exit). */
+  drainSeconds: number | undefined;
   host: string;
   port: string;
   program: string[];
@@ -43,6 +45,7 @@ const LONG = [
   "workers=",
   "per-ip-limit=",
   "worker=",
+  "drain=",
 ];
 
 /** `env` is read only for -U, at the point where -U stands, as djb's getopt loop does. */
@@ -80,6 +83,7 @@ export function parseServerArgs(
     logFormat: "text",
     workers: 1,
     workerIndex: 0,
+    drainSeconds: undefined,
     host: "",
     port: "",
     program: [],
@@ -154,6 +158,11 @@ export function parseServerArgs(
         break;
       case "worker":
         o.workerIndex = positive(value, name);
+        break;
+      case "drain":
+        if (!/^[0-9]{1,9}$/.test(value))
+          throw new UsageError(`--drain needs a number of seconds, not '${value}'`);
+        o.drainSeconds = Number(value);
         break;
     }
   }

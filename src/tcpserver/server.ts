@@ -16,6 +16,7 @@ import {
 } from "../ucspi/native.ts";
 import type { Acceptor } from "../ucspi/native.ts";
 import type { Connection } from "../ucspi/stage.ts";
+import { Running } from "./drain.ts";
 import type { Endpoints, ServerLog } from "./log.ts";
 import { lookUp, needsLookups, plainEndpoints } from "./lookups.ts";
 import { rulesVerdict } from "./rules-verdict.ts";
@@ -45,6 +46,9 @@ export interface ServerDeps {
 export interface Server {
   /** Stops accepting; resolves once no connection is served in this process any more. */
   close(): Promise<void>;
+  /** --drain: stops accepting; resolves once every connection (spawned programs too) has
+   * ended, or once the ones still open `seconds` later have been ended. */
+  drain(seconds: number): Promise<void>;
   /** Connections currently served (spawned children and in-process ones). */
   readonly active: number;
 }
@@ -61,6 +65,12 @@ interface Accepted {
 }
 
 const PROXY_HEADER_TIMEOUT_MS = 10_000;
+/** After --drain's bound, how long the connections ended then have to be over: a spawned
+ * program gets SIGKILL 2 s after its SIGTERM. A stage that still holds on (a splice waiting on
+ * its service) is not waited for beyond this. */
+const END_GRACE_MS = 3_000;
+/** setTimeout's longest wait (a longer --drain is no bound at all). */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
 
 export function serve(listenFd: number, deps: ServerDeps): Server {
   const { options, log } = deps;
@@ -68,6 +78,9 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
   let nextId = FIRST_CONNECTION_ID;
   let closing = false;
   let drained: (() => void) | undefined;
+  // Only with --drain: what is served, to end it at the bound.
+  const running = options.drainSeconds === undefined ? undefined : new Running();
+  let allEnded: (() => void) | undefined;
 
   const flags =
     (options.noDelay ? ACCEPT_NODELAY : 0) |
@@ -143,6 +156,13 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
   }
 
   function decide(c: Accepted, ends: Endpoints) {
+    if (running?.ended) {
+      // Past --drain's bound: a connection still in its lookups is not served any more.
+      const id = nextId++;
+      log.accepted(id, ends.remoteIp);
+      log.warning("dropping connection, tcpserver is stopping");
+      return finish(c, id, DROP_STATUS);
+    }
     const env = copyEnv(deps.env);
     applyEnv(
       env,
@@ -174,6 +194,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
 
   function start(c: Accepted, ends: Endpoints, env: Env) {
     const connection: Connection = c.proxy ? { fd: c.fd, proxy: c.proxy } : { fd: c.fd };
+    const served = running?.add(connection);
     let id = -1;
     let spawned = false;
     // posix_spawn runs in the threadpool: until it returns, the socket is still ours (it is
@@ -182,6 +203,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
     const announce = (pid: number) => {
       id = pid;
       spawned = true;
+      if (served) served.spawned = true;
       log.accepted(id, ends.remoteIp);
       log.verdict("ok", id, ends);
       // The child has its own copy of the socket now.
@@ -192,9 +214,9 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
         if (closing && inProcess === 0) drained?.();
       }
     };
-    let running: Promise<number>;
+    let chain: Promise<number>;
     try {
-      running = runChain(options.program, env, connection, {
+      chain = runChain(options.program, env, connection, {
         side: "server",
         log: deps.stderr,
         closeOthers: true,
@@ -205,9 +227,10 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
         onSpawning: () => {
           spawning = true;
         },
+        ...(served ? { stop: served.stop.signal } : {}),
       });
     } catch (error) {
-      running = Promise.reject(error);
+      chain = Promise.reject(error);
     }
     inProcess++;
     if (!spawning) {
@@ -216,8 +239,9 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       log.accepted(id, ends.remoteIp);
       log.verdict("ok", id, ends);
     }
-    running.then(
+    chain.then(
       (status) => {
+        if (served) running?.remove(served);
         if (!spawned) releaseInProcess(connection);
         finish(c, id, status, false);
       },
@@ -229,6 +253,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
           log.accepted(id, ends.remoteIp);
           log.verdict("ok", id, ends);
         }
+        if (served) running?.remove(served);
         if (!spawned) releaseInProcess(connection);
         log.warning(
           `dropping connection, unable to run ${options.program[0]}: ${causeText(error)}`,
@@ -250,6 +275,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
     slots.give(c.peerIp);
     log.status(slots.active, options.limit);
     if (closing && inProcess === 0) drained?.();
+    if (closing && slots.active === 0) allEnded?.();
   }
 
   return {
@@ -262,6 +288,29 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       if (inProcess === 0) return Promise.resolve();
       return new Promise((resolve) => {
         drained = resolve;
+      });
+    },
+    drain(seconds) {
+      closing = true;
+      slots.close();
+      log.drain(slots.active, seconds);
+      return new Promise((resolve) => {
+        let grace: NodeJS.Timeout | undefined;
+        const bound = setTimeout(
+          () => {
+            log.drainTimeout(slots.active, seconds);
+            running?.endAll();
+            grace = setTimeout(done, END_GRACE_MS);
+          },
+          Math.min(seconds * 1000, LONGEST_TIMER_MS),
+        );
+        function done() {
+          clearTimeout(bound);
+          clearTimeout(grace);
+          resolve();
+        }
+        if (slots.active === 0) done();
+        else allEnded = done;
       });
     },
   };

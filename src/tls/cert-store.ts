@@ -1,6 +1,7 @@
 // The server's certificates, as s6-tlsd takes them from the environment: CERTFILE/KEYFILE for
 // the default pair, CERTFILE:name/KEYFILE:name per SNI name (with a one-label wildcard), and
-// CADIR/CAFILE for client certificates. Files are re-read when they change on disk.
+// CADIR/CAFILE for client certificates. Files are re-read when they change on disk, and all of
+// them on reload() (tcpserver's SIGHUP).
 import { readFileSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { X509Certificate, createHash } from "node:crypto";
@@ -167,6 +168,39 @@ export class CertStore {
     return this.ownPairFor(servername.toLowerCase()) !== undefined;
   }
 
+  /**
+   * tcpserver's SIGHUP: CERTDIR is scanned again and every certificate, key and CA file loaded
+   * so far is read again now, whatever its stamp says (a file rewritten in place can keep its
+   * size and mtime). Returns why a pair could not be: the context loaded before still serves it.
+   * Contexts no name leads to any more (an older version of a CERTDIR certificate) are dropped.
+   */
+  reload(): string[] {
+    const problems: string[] = [];
+    this.liveStamp = "";
+    try {
+      this.rescanLive();
+    } catch (error) {
+      problems.push(causeText(error));
+    }
+    this.checkedAt = Date.now();
+    const wanted = new Map<string, Pair>();
+    for (const pair of [this.config.fallback, ...this.config.named.values(), ...this.live.values()])
+      if (pair) wanted.set(contextName(pair), pair);
+    for (const name of [...this.contexts.keys()]) {
+      const pair = wanted.get(name);
+      if (!pair) {
+        this.contexts.delete(name);
+        continue;
+      }
+      try {
+        this.build(name, pair);
+      } catch (error) {
+        problems.push(causeText(error));
+      }
+    }
+    return problems;
+  }
+
   /** Looks at CERTDIR again now (a certificate was just added to it). */
   refresh(): void {
     this.liveStamp = "";
@@ -207,7 +241,7 @@ export class CertStore {
 
   /** One context per certificate and key, whichever names lead to it. */
   private load(pair: Pair): SecureContext {
-    const name = `${pair.cert}\0${pair.key}`;
+    const name = contextName(pair);
     const cached = this.contexts.get(name);
     if (cached && !cached.stale) {
       cached.ticketGeneration = refreshTicketKey(cached.context, cached.ticketGeneration);
@@ -254,6 +288,11 @@ export class CertStore {
     this.contexts.set(name, { context, files, stamps, ticketGeneration });
     return context;
   }
+}
+
+/** The key of a pair's context: one per certificate and key. */
+function contextName(pair: Pair): string {
+  return `${pair.cert}\0${pair.key}`;
 }
 
 /** Trust anchors: every file of CADIR (one certificate each), or the CAFILE bundle. */

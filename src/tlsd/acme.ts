@@ -11,6 +11,7 @@ import type { CertStore } from "../tls/cert-store.ts";
 import { EXIT_TLS, handshake } from "../tls/session.ts";
 import { exitStatus, connectionStream } from "../ucspi/chain.ts";
 import { tcpVar } from "../ucspi/env.ts";
+import { onReload } from "../ucspi/reload.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
 import { peek } from "../tls-sniff/peek.ts";
 import type { TlsdOptions } from "./options.ts";
@@ -25,6 +26,12 @@ const VALIDATOR_MS = 10_000;
 // One per configuration and process: under our tcpserver every connection shares its orders
 // (one per name at a time), its challenges and its rate limit.
 const managers = new Map<string, OnDemand>();
+
+// tcpserver's SIGHUP: the next connection gets a new manager, which reads the account key,
+// ACME_CAFILE and each certificate's dates again and asks ACME_RESOLVE and ACME_ASK afresh
+// (their kept verdicts go). An order still running goes on in the old one: what every tlsd of
+// a CERTDIR shares (claim files, the hour's log, challenge files) keeps the two apart.
+onReload(() => managers.clear());
 
 export function onDemandFor(ctx: StageContext): OnDemand | undefined {
   if (ctx.env["ACME_DIRECTORY"] === undefined) return undefined;

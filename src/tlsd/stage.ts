@@ -11,6 +11,7 @@ import { copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
 import { tlsIds } from "../ucspi/privileges.ts";
+import { onReload } from "../ucspi/reload.ts";
 import type { Connection, Stage } from "../ucspi/stage.ts";
 import { findResumeRecord } from "../proxy/resume.ts";
 import type { ResumeRecord } from "../proxy/resume.ts";
@@ -22,6 +23,16 @@ import type { TlsdOptions } from "./options.ts";
 // One store per configuration, shared by every connection of this process: contexts (and
 // their session ticket keys) are made once and reloaded when their files change.
 const stores = new Map<string, CertStore>();
+
+// tcpserver's SIGHUP: every store reads its files again now (running sessions keep the
+// context they were made with), and says again what start-up said about them.
+onReload((log) => {
+  for (const store of stores.values()) {
+    for (const problem of store.reload())
+      log(`tlsd: warning: ${problem}; the certificate and key loaded before still serve\n`);
+    for (const line of configWarnings(store.config, new Date())) log(`tlsd: warning: ${line}\n`);
+  }
+});
 
 function storeFor(env: Readonly<Env>, options: TlsdOptions): CertStore {
   const config = storeConfig(env, options.sniLevel, options.clientCert !== "none");

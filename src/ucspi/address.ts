@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { isIPv4, isIPv6 } from "node:net";
 import { isIPv4Mapped, mapIPv4, unmapIPv4 } from "../net/ip.ts";
 import { FatalError } from "./errors.ts";
+import { onReload } from "./reload.ts";
 
 /** A host argument: an IP literal to use as is, or a name still to be resolved. */
 export type HostSpec = string | { name: string };
@@ -88,6 +89,8 @@ export function loadServices(text: string): Map<string, number> {
 }
 
 const servicesCache = new Map<string, Map<string, number>>();
+// SIGHUP: /etc/services is read again on next use (tcpforward's port, per connection).
+onReload(() => servicesCache.clear());
 
 /** /etc/services (or `path`), read once on first use; a missing or unreadable file gives no names. */
 export function readServices(path = "/etc/services"): ReadonlyMap<string, number> {

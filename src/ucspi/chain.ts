@@ -31,7 +31,8 @@ export interface ChainOptions {
   warn?: (message: string) => void;
   /** Called before runChain returns when it is to spawn a program (not run a stage here). */
   onSpawning?: () => void;
-  /** When it aborts, a spawned program that still runs gets SIGTERM. */
+  /** When it aborts, a spawned program that still runs gets SIGTERM, as does one that a stage
+   * run in this process spawned. */
   stop?: AbortSignal;
 }
 
@@ -138,7 +139,8 @@ async function runStage(
       runChain(nextArgv, nextEnv, nextConnection, {
         ...options,
         closeOthers: true,
-        stop: hooks?.stop,
+        // A stop for this chain (tcpserver --drain's bound) ends what its stages spawn too.
+        stop: eitherSignal(options.stop, hooks?.stop),
         onSpawn: hooks?.onSpawn,
         onSpawning: undefined,
       }),
@@ -148,6 +150,11 @@ async function runStage(
   } catch (error) {
     return exitStatus(reportError(argv[0] ?? "", error, options.log));
   }
+}
+
+/** Aborts when either does; no new signal when there is only one. */
+function eitherSignal(a?: AbortSignal, b?: AbortSignal): AbortSignal | undefined {
+  return a && b ? AbortSignal.any([a, b]) : (a ?? b);
 }
 
 function spawnOnConnection(

@@ -2,6 +2,7 @@
 // can be named the way djb names it (the last interesting errno wins, as in pathexec_run).
 import { accessSync, constants, statSync } from "node:fs";
 import { join } from "node:path";
+import { onReload } from "./reload.ts";
 
 export class ProgramNotFound extends Error {
   readonly code: string;
@@ -16,6 +17,8 @@ export class ProgramNotFound extends Error {
  * directory tried; a program installed or removed is seen within this time all the same. */
 const FOUND_MS = 1000;
 const found = new Map<string, { file: string; until: number }>();
+// SIGHUP: a program just installed or moved is searched for again at once.
+onReload(() => found.clear());
 
 /** The file that `execvp(name)` would run with this PATH. */
 export function findProgram(name: string, path: string | undefined): string {

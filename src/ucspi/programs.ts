@@ -2,6 +2,7 @@
 import { realpathSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { onReload } from "./reload.ts";
 import type { Stage } from "./stage.ts";
 
 type StageLoader = () => Promise<Stage>;
@@ -39,6 +40,9 @@ const stages = new Map<string, Promise<Stage>>();
 // Which of our stages a path resolves to ("" for none): a server asks for every connection,
 // and the answer for a given path only changes if someone re-links it under a running server.
 const byPath = new Map<string, string>();
+// SIGHUP: a path re-linked under the server is looked at again. A stage already loaded stays
+// (its code is in memory; a new version of the package takes a restart).
+onReload(() => byPath.clear());
 
 /** The stage of `file` (a resolved path) when it is one of our bins, else undefined. */
 export function ourStage(file: string): Promise<Stage> | undefined {
