@@ -102,7 +102,8 @@ function extendedResponse(id: number, code: number, message: string, oid: string
   return tlv(0x30, Buffer.concat([tlv(0x02, integer(id)), op]));
 }
 
-function integer(n: number): Buffer {
+/** A BER INTEGER's contents: big-endian, shortest, a leading 0 when the top bit is set. */
+export function integer(n: number): Buffer {
   const bytes: number[] = [];
   do {
     bytes.unshift(n & 0xff);
@@ -112,7 +113,8 @@ function integer(n: number): Buffer {
   return Buffer.from(bytes);
 }
 
-function tlv(tag: number, value: Buffer): Buffer {
+/** A BER TLV, with a short or long length (up to 64 KiB). */
+export function tlv(tag: number, value: Buffer): Buffer {
   const n = value.length;
   const length =
     n < 0x80

@@ -56,6 +56,11 @@ export class LineBuffer {
     return bytes;
   }
 
+  /** The bytes not taken yet, left where they are. */
+  peek(): Buffer {
+    return this.buffer;
+  }
+
   /** The bytes after the last line taken, which are the caller's from now on. */
   take(): Buffer {
     const rest = this.buffer;

@@ -8,9 +8,10 @@ import {
   optionNumber,
 } from "../tls/options.ts";
 import type { CommonTlsOptions } from "../tls/options.ts";
+import { STARTTLS_PROTOCOLS } from "../starttls-client/index.ts";
 
 export const USAGE =
-  "tlsc [ -S | -s ] [ -J | -j ] [ -Y | -y ] [ -Z | -z ] [ -v verbosity ] [ -K timeout ] [ -k servername ] [ -6 rfd ] [ -7 wfd ] [ --no-verify-cert ] [ --alpn list ] [ --mod-ssl ] prog...";
+  "tlsc [ -S | -s ] [ -J | -j ] [ -Y | -y ] [ -Z | -z ] [ -v verbosity ] [ -K timeout ] [ -k servername ] [ -6 rfd ] [ -7 wfd ] [ --no-verify-cert ] [ --alpn list ] [ --mod-ssl ] [ --starttls protocol [ --plaintext-fallback ] [ --local-name name ] ] prog...";
 
 export interface TlscOptions extends CommonTlsOptions {
   sendClientCert: boolean;
@@ -18,6 +19,10 @@ export interface TlscOptions extends CommonTlsOptions {
   readFd: number;
   writeFd: number;
   verify: boolean;
+  /** --starttls: the protocol whose upgrade comes before the handshake. */
+  starttls: string | undefined;
+  plaintextFallback: boolean;
+  localName: string | undefined;
   program: string[];
 }
 
@@ -34,6 +39,9 @@ export function parseTlscArgs(args: readonly string[]): TlscOptions {
       "servername=",
       "read-fd=",
       "write-fd=",
+      "starttls=",
+      "plaintext-fallback",
+      "local-name=",
     ],
   });
   const o: TlscOptions = {
@@ -44,6 +52,9 @@ export function parseTlscArgs(args: readonly string[]): TlscOptions {
     readFd: 6,
     writeFd: 7,
     verify: true,
+    starttls: undefined,
+    plaintextFallback: false,
+    localName: undefined,
     program: [],
   };
   for (const { name, value } of options) {
@@ -75,10 +86,27 @@ export function parseTlscArgs(args: readonly string[]): TlscOptions {
       case "write-fd":
         o.writeFd = optionNumber(value, name);
         break;
+      case "starttls":
+        if (!STARTTLS_PROTOCOLS.includes(value))
+          throw new UsageError(
+            `unknown STARTTLS protocol ${value}: one of ${STARTTLS_PROTOCOLS.join(", ")}`,
+          );
+        o.starttls = value;
+        break;
+      case "plaintext-fallback":
+        o.plaintextFallback = true;
+        break;
+      case "local-name":
+        o.localName = value;
+        break;
     }
   }
   if (o.readFd < 3 || o.writeFd < 3)
     throw new UsageError("the network fds (-6, -7) must be 3 or more");
+  if ((o.plaintextFallback || o.localName !== undefined) && o.starttls === undefined)
+    throw new UsageError("--plaintext-fallback and --local-name go with --starttls");
+  if (o.plaintextFallback && o.starttls === "xmpp")
+    throw new UsageError("--plaintext-fallback cannot go with --starttls xmpp");
   if (rest.length < 1) throw new UsageError("");
   o.program = rest;
   return o;

@@ -1,18 +1,25 @@
 // tlsc: TLS to the server on the connection (fds 6/7), plaintext to the program on its 6/7.
 // The server's certificate is verified by default; a failure ends here, never in plaintext.
 import { isIP } from "node:net";
+import { hostname } from "node:os";
+import type { Duplex } from "node:stream";
 import type { Socket } from "node:net";
 import { connect, getCACertificates } from "node:tls";
 import { filePath, readOrFail, readTrustAnchors, trustAnchorsFrom } from "../tls/cert-store.ts";
 import { closePolicy } from "../tls/close-policy.ts";
 import { applyFacts, sslAddressFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
 import { protocolOptions } from "../tls/protocol.ts";
-import { fatalPrefix, handshakeOrStatus, runOverSession } from "../tls/session.ts";
+import { EXIT_TLS, fatalPrefix, handshakeOrStatus, runOverSession } from "../tls/session.ts";
+import { UpgradeError, upgrade } from "../starttls-client/index.ts";
+import type { UpgradeResult } from "../starttls-client/index.ts";
+import type { UpgradeNames } from "../starttls-client/types.ts";
+import { exitStatus } from "../ucspi/chain.ts";
 import { copyEnv } from "../ucspi/env.ts";
 import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
 import { tlsIds } from "../ucspi/privileges.ts";
-import type { Stage } from "../ucspi/stage.ts";
+import type { Stage, StageContext } from "../ucspi/stage.ts";
 import { USAGE, parseTlscArgs } from "./options.ts";
+import type { TlscOptions } from "./options.ts";
 import { verifyServer } from "./verify.ts";
 
 export const tlscStage: Stage = {
@@ -38,6 +45,26 @@ export const tlscStage: Stage = {
     const ca = anchors ? readTrustAnchors(anchors) : defaultAnchors();
     ctx.dropPrivileges(tlsIds(env));
     const policy = closePolicy(ctx.connection, options);
+    const fatal = fatalPrefix("tlsc");
+    let replay: Buffer = Buffer.alloc(0);
+    if (options.starttls) {
+      const names = {
+        local: options.localName ?? (env["TCPLOCALHOST"] || hostname()),
+        server: serverName ?? address ?? "",
+      };
+      const upgraded = await upgradeOrStatus(ctx, fatal, policy.transport, options, names);
+      if (typeof upgraded === "number") return upgraded;
+      replay = upgraded.replay;
+      if (upgraded.kind === "plaintext") {
+        // --plaintext-fallback: the server offers no upgrade, and the user allowed plaintext.
+        if (options.verbosity >= 1)
+          ctx.log(`tlsc: warning: server does not offer STARTTLS: going on in plaintext\n`);
+        const next = copyEnv(env);
+        if (!options.keepEnv) stripTlsConfig(next);
+        if (replay.length > 0) policy.transport.unshift(replay);
+        return ctx.next(options.program, next, { stream: policy.transport });
+      }
+    }
     const tls = connect({
       socket: policy.transport as Socket,
       ...(serverName && !isIP(serverName) ? { servername: serverName } : {}),
@@ -51,7 +78,6 @@ export const tlscStage: Stage = {
       ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
     });
     const verifiedName = serverName ?? address ?? "";
-    const fatal = fatalPrefix("tlsc");
     const refused = await handshakeOrStatus(ctx, fatal, tls, "secureConnect", options, () => {
       if (options.verify) verifyServer(tls, verifiedName, anchors);
     });
@@ -60,9 +86,58 @@ export const tlscStage: Stage = {
     if (!options.keepEnv) stripTlsConfig(next);
     applyFacts(next, tlsFacts(tls, options, "SERVER"));
     if (options.modSsl) applyFacts(next, sslAddressFacts(next));
-    return runOverSession(ctx, fatal, tls, policy, options.closeNotify, options.program, next);
+    // After STARTTLS, the greeting the program would have read itself comes first.
+    const greet = (stream: Duplex) => {
+      if (replay.length > 0) stream.unshift(replay);
+      return stream;
+    };
+    return runOverSession(
+      ctx,
+      fatal,
+      tls,
+      policy,
+      options.closeNotify,
+      options.program,
+      next,
+      greet,
+    );
   },
 };
+
+/** The STARTTLS dialogue of --starttls: its result, or the status to end with once the
+ * failure is logged (98, as a failed handshake: no plaintext session unless allowed). */
+async function upgradeOrStatus(
+  ctx: StageContext,
+  fatal: string,
+  transport: Duplex,
+  options: TlscOptions,
+  names: UpgradeNames,
+): Promise<UpgradeResult | number> {
+  const protocol = options.starttls ?? "";
+  try {
+    return await upgrade(
+      protocol,
+      transport,
+      names,
+      options.handshakeTimeoutMs,
+      options.plaintextFallback,
+    );
+  } catch (error) {
+    transport.destroy();
+    if (options.verbosity >= 1)
+      ctx.log(`${fatal}STARTTLS (${protocol}) failed: ${upgradeErrorText(error as Error)}\n`);
+    return exitStatus(EXIT_TLS);
+  }
+}
+
+/** A transport error in our words (a reset, say), an UpgradeError as it is. */
+function upgradeErrorText(error: Error): string {
+  if (error instanceof UpgradeError) return error.message;
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "ECONNRESET") return "connection reset by the server";
+  if (code === "EPIPE") return "server closed the connection";
+  return error.message;
+}
 
 let systemAnchors: string[] | undefined;
 

@@ -134,11 +134,13 @@ export interface SmtpOptions {
    * client's socket (exim ignores -oMa when stdin is an INET socket: getpeername wins).
    */
   clientAddress?: "socket" | "env";
+  /** A certificate and key: exim then offers STARTTLS of its own (GnuTLS, on stdin/stdout). */
+  tls?: { cert: string; key: string };
 }
 
 /**
  * exim4 -bs with its own config (-C): accepts mail for test@example.org and delivers it into a
- * maildir under `dir`; relays nothing; no STARTTLS (tls_advertise_hosts is empty), no DNS, no
+ * maildir under `dir`; relays nothing; no STARTTLS unless `tls` is given, no DNS, no
  * ident lookups. exim gives up root for -C ("exim user lost privilege for using -C option"), so
  * spool, log and maildir belong to Debian-exim and the delivery runs as Debian-exim.
  */
@@ -150,6 +152,22 @@ export async function smtpServer(dir: string, options: SmtpOptions = {}): Promis
   const logDir = makeDir(join(base, "log"), exim, 0o750);
   const maildir = makeDir(join(base, "maildir"), exim, 0o700);
   const config = join(base, "exim.conf");
+  const tls: string[] = ["tls_advertise_hosts ="];
+  if (options.tls) {
+    // exim reads them as Debian-exim (it gives up root for -C).
+    const cert = join(base, "tls-cert.pem");
+    const key = join(base, "tls-key.pem");
+    writeFileSync(cert, readFileSync(options.tls.cert), { mode: 0o644 });
+    writeFileSync(key, readFileSync(options.tls.key), { mode: 0o600 });
+    chownSync(key, exim.uid, exim.gid);
+    tls.splice(
+      0,
+      1,
+      "tls_advertise_hosts = *",
+      `tls_certificate = ${cert}`,
+      `tls_privatekey = ${key}`,
+    );
+  }
   writeFileSync(
     config,
     [
@@ -159,7 +177,7 @@ export async function smtpServer(dir: string, options: SmtpOptions = {}): Promis
       `domainlist local_domains = ${MAIL_DOMAIN}`,
       `spool_directory = ${spool}`,
       `log_file_path = ${logDir}/%slog`,
-      "tls_advertise_hosts =",
+      ...tls,
       "rfc1413_hosts =",
       "host_lookup =",
       "acl_smtp_rcpt = acl_check_rcpt",

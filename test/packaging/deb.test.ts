@@ -116,6 +116,20 @@ test("djb's four programs keep /usr/bin; ours are all in /usr/lib/ucspi-tls/bin"
   }
 });
 
+test("the example units and service directories are shipped, run scripts executable", () => {
+  const units = readdirSync(join(root, "usr/lib/systemd/system")).sort();
+  assert.deepEqual(units, readdirSync(join(ROOT, "packaging/systemd")).sort());
+  for (const suite of ["runit", "daemontools", "s6"]) {
+    const run = join(
+      root,
+      "usr/share/doc/ucspi-tls/examples/service",
+      suite,
+      "ucspi-tls-example/run",
+    );
+    assert.equal(lstatSync(run).mode & 0o777, 0o755, run);
+  }
+});
+
 test("a TLS connection through the installed tcpserver and tlsd, with the system's Node on PATH", async () => {
   const got = await tlsThrough(
     join(lib, "bin/tcpserver"),

@@ -3,80 +3,28 @@
 // sees a plaintext session; sslmode=disable goes through untouched, or is refused with -r;
 // a GSSENCRequest gets 'N'; bytes sent after an SSLRequest before its answer are refused.
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
-import { chownSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
-import { freePort } from "../helpers/interop.ts";
+import { startPostgres } from "../helpers/postgres.ts";
+import type { Postgres } from "../helpers/postgres.ts";
 import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
-import { startServer, waitFor } from "../helpers/server.ts";
+import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 import { startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
 
-const PG_BIN = "/usr/lib/postgresql/15/bin";
 const pki = makePki();
 const leaf = pki.server("localhost", ["localhost", "127.0.0.1"]);
-let dataDir = "";
+let pg: Postgres;
 let pgPort = 0;
-let postgres: ChildProcess | undefined;
-let pgLog = "";
 let wrappers: WrapperPair | undefined;
 let opportunistic: RunningServer;
 let required: RunningServer;
 
 before(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), "ucspi-pg-"));
-  const uid = Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }));
-  const gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }));
-  chownSync(dataDir, uid, gid);
-  const data = join(dataDir, "data");
-  execFileSync(
-    "runuser",
-    ["-u", "postgres", "--", `${PG_BIN}/initdb`, "-D", data, "-A", "trust", "-U", "postgres"],
-    {
-      stdio: "ignore",
-    },
-  );
-  pgPort = await freePort();
-  postgres = spawn(
-    "runuser",
-    [
-      "-u",
-      "postgres",
-      "--",
-      `${PG_BIN}/postgres`,
-      "-D",
-      data,
-      "-p",
-      String(pgPort),
-      "-k",
-      dataDir,
-      "-c",
-      "listen_addresses=127.0.0.1",
-      "-c",
-      "ssl=off",
-      "-c",
-      "log_connections=on",
-    ],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  postgres.stderr?.on("data", (b: Buffer) => (pgLog += b.toString()));
-  await waitFor(
-    () => {
-      try {
-        execFileSync("pg_isready", ["-q", "-h", "127.0.0.1", "-p", String(pgPort)]);
-        return true;
-      } catch {
-        return undefined;
-      }
-    },
-    30_000,
-    () => `postgres did not start:\n${pgLog}`,
-  );
+  pg = await startPostgres();
+  pgPort = pg.port;
   wrappers = await startWrapperPair("postgres", pgPort, leaf);
   opportunistic = wrappers.opportunistic;
   required = wrappers.required;
@@ -84,9 +32,7 @@ before(async () => {
 
 after(async () => {
   await wrappers?.stop();
-  postgres?.kill("SIGTERM");
-  await new Promise((resolve) => postgres?.once("exit", resolve));
-  rmSync(dataDir, { recursive: true, force: true });
+  await pg.stop();
   rmSync(pki.dir, { recursive: true, force: true });
 });
 
@@ -105,7 +51,7 @@ const BOTH_ENDS =
 
 test("psql sslmode=verify-full: TLS from the wrapper, verified; the server has a plaintext session", async () => {
   const r = await psql(opportunistic.port, "verify-full", BOTH_ENDS);
-  assert.equal(r.code, 0, r.stderr + opportunistic.log() + pgLog);
+  assert.equal(r.code, 0, r.stderr + opportunistic.log() + pg.log());
   assert.equal(r.stdout, `client|${pgPort}\nf\n`);
   const info = await psql(opportunistic.port, "verify-full", "select 1");
   assert.equal(info.code, 0);
@@ -187,7 +133,7 @@ test("bytes after the SSLRequest, before its answer (CVE-2021-23214): refused, n
 });
 
 test("not a start-up packet: the server's kind of error, one line, and nothing reaches the server", async () => {
-  const before = pgLog.length;
+  const before = pg.log().length;
   const r = await raw(
     opportunistic.port,
     "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); print(s.recv(200)[:1])",
@@ -197,7 +143,7 @@ test("not a start-up packet: the server's kind of error, one line, and nothing r
   await opportunistic.waitForLog(
     /^starttls-wrapper: warning: 127\.0\.0\.1: not a PostgreSQL start-up packet: /,
   );
-  assert.doesNotMatch(pgLog.slice(before), /connection received/);
+  assert.doesNotMatch(pg.log().slice(before), /connection received/);
 });
 
 test("one port for both negotiations: PostgreSQL 17's direct TLS (ALPN postgresql) through tls-sniff and tlsd, the SSLRequest through the wrapper", async () => {

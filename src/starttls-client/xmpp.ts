@@ -1,0 +1,44 @@
+// XMPP (RFC 6120 §5): our stream header, the server's first <stream:features/> with
+// <starttls/> in it, our <starttls/>, the server's <proceed/>. The program opens its own stream
+// over TLS (a new stream, as after every STARTTLS), so nothing is given to it first.
+import { TLS_NS } from "../dialogue/xmpp.ts";
+import { UpgradeError } from "./reader.ts";
+import type { ClientUpgrade } from "./types.ts";
+
+/** The most we read of the server's stream header and features before TLS. */
+const MAX_FEATURES = 64 * 1024;
+
+/** Whether the server's features (the text up to their end) offer STARTTLS. */
+export function featuresOfferStartTls(text: string): boolean {
+  const features = /<stream:features\b[\s\S]*$/.exec(text)?.[0] ?? "";
+  return new RegExp(`<starttls\\s+xmlns=(['"])${TLS_NS.replace(/\./g, "\\.")}\\1`).test(features);
+}
+
+/** Characters that cannot be in an XML attribute value we write. */
+const escapeAttribute = (value: string) =>
+  value.replace(/[&<>'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+
+export const xmpp: ClientUpgrade = async (io, names) => {
+  io.send(
+    `<?xml version='1.0'?><stream:stream to='${escapeAttribute(names.server)}' version='1.0' ` +
+      "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+  );
+  const opened = await io.until(
+    /<\/stream:features>|<stream:features\s*\/>|<\/stream:stream>|<stream:error\b[\s\S]*?<\/stream:error>/,
+    MAX_FEATURES,
+  );
+  if (/<stream:error\b|<\/stream:stream>/.test(opened) && !/<stream:features/.test(opened))
+    throw new UpgradeError("refused", "server ended the stream before its features");
+  // Never "not-offered": our stream is open, so plaintext could not go on from the program's
+  // own stream header.
+  if (!featuresOfferStartTls(opened))
+    throw new UpgradeError("protocol", "server does not offer STARTTLS");
+  io.send(`<starttls xmlns='${TLS_NS}'/>`);
+  const answer = await io.until(/<(proceed|failure)\b[^>]*?(\/>|>[\s\S]*?<\/\1>)/, MAX_FEATURES);
+  if (
+    !/^\s*<proceed\s+xmlns=(['"])urn:ietf:params:xml:ns:xmpp-tls\1\s*(\/>|><\/proceed>)$/.test(
+      answer,
+    )
+  )
+    throw new UpgradeError("refused", "server refused STARTTLS (<failure/>)");
+};

@@ -1,0 +1,146 @@
+// The byte and line parsers of tlsc --starttls, property-tested (fast-check): the EHLO, CAPA,
+// CAPABILITIES and ManageSieve lists find STARTTLS wherever it is and never where it is not;
+// IMAP's greeting loses only its capability code; LDAP's ExtendedResponse reader gives back
+// what was encoded, asks for exactly the bytes missing, and never throws on any bytes.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import { integer, tlv } from "../../src/dialogue/ldap.ts";
+import { readLdapAnswer, startTlsRequest } from "../../src/starttls-client/binary.ts";
+import { capabilityAtoms, greetingWithoutCapability } from "../../src/starttls-client/imap.ts";
+import {
+  ehloOffersStartTls,
+  listOffers,
+  sieveOffersStartTls,
+} from "../../src/starttls-client/text-replies.ts";
+import { featuresOfferStartTls } from "../../src/starttls-client/xmpp.ts";
+
+const word = fc.stringMatching(/^[A-Z0-9][A-Z0-9=-]{0,11}$/).filter((w) => w !== "STARTTLS");
+const casing = (text: string, flips: boolean[]) =>
+  [...text].map((c, i) => (flips[i % flips.length] ? c.toLowerCase() : c)).join("");
+
+test("EHLO reply: STARTTLS found on any keyword line in any case, never in the domain line", () => {
+  fc.assert(
+    fc.property(
+      fc.array(word, { maxLength: 8 }),
+      fc.option(fc.nat(8)),
+      fc.array(fc.boolean(), { minLength: 1 }),
+      (keywords, at, flips) => {
+        const lines = [...keywords];
+        if (at !== null) lines.splice(Math.min(at, lines.length), 0, casing("STARTTLS", flips));
+        const all = ["mail.example STARTTLS", ...lines];
+        const reply = all.map((l, i) => `250${i === all.length - 1 ? " " : "-"}${l}\r\n`);
+        assert.equal(ehloOffersStartTls(reply), at !== null);
+      },
+    ),
+  );
+});
+
+test("CAPA/CAPABILITIES lists and ManageSieve capabilities: the name as a whole first word only", () => {
+  fc.assert(
+    fc.property(fc.array(word, { maxLength: 8 }), fc.boolean(), (names, offered) => {
+      const lines = names.map((n) => `${n} arg\r\n`);
+      if (offered) lines.push("STLS\r\n", "STARTTLS\r\n");
+      else lines.push("XSTLS\r\n", "STARTTLSX\r\n", "X STARTTLS\r\n");
+      assert.equal(listOffers(lines, "STLS"), offered);
+      assert.equal(listOffers(lines, "STARTTLS"), offered);
+      const sieve = names.map((n) => `"${n}" "v"\r\n`);
+      sieve.push(offered ? `"StartTLS"\r\n` : `"SASL" "STARTTLS"\r\n`);
+      assert.equal(sieveOffersStartTls(sieve), offered);
+    }),
+  );
+});
+
+test("IMAP: capability atoms of every CAPABILITY line; the greeting loses only its code", () => {
+  fc.assert(
+    fc.property(fc.array(word, { minLength: 1, maxLength: 8 }), fc.string(), (atoms, text) => {
+      const clean = text.replace(/[\r\n\]]/g, "");
+      assert.deepEqual(
+        capabilityAtoms([`* CAPABILITY ${atoms.join(" ")}\r\n`, "t1 OK\r\n"]),
+        atoms,
+      );
+      assert.equal(
+        greetingWithoutCapability(`* OK [CAPABILITY ${atoms.join(" ")}] ${clean}\r\n`),
+        `* OK ${clean}\r\n`,
+      );
+      assert.equal(greetingWithoutCapability(`* OK ${clean}\r\n`), `* OK ${clean}\r\n`);
+    }),
+  );
+});
+
+test("XMPP: <starttls/> found in the features with either quote, not outside them", () => {
+  const ns = "urn:ietf:params:xml:ns:xmpp-tls";
+  assert.equal(
+    featuresOfferStartTls(`<stream:features><starttls xmlns='${ns}'/></stream:features>`),
+    true,
+  );
+  assert.equal(
+    featuresOfferStartTls(
+      `<stream:features><starttls xmlns="${ns}"><required/></starttls></stream:features>`,
+    ),
+    true,
+  );
+  assert.equal(featuresOfferStartTls(`<stream:features><mechanisms/></stream:features>`), false);
+  assert.equal(
+    featuresOfferStartTls(`<x a='<starttls xmlns="${ns}"/>'/><stream:features/>`),
+    false,
+  );
+  assert.equal(
+    featuresOfferStartTls(`<stream:features><starttls xmlns='${ns}"/></stream:features>`),
+    false,
+  );
+});
+
+function extendedResponse(id: number, code: number, dn: string, diagnostic: string): Buffer {
+  const result = [
+    tlv(0x0a, Buffer.from([code])),
+    tlv(0x04, Buffer.from(dn, "latin1")),
+    tlv(0x04, Buffer.from(diagnostic, "latin1")),
+  ];
+  return tlv(0x30, Buffer.concat([tlv(0x02, integer(id)), tlv(0x78, Buffer.concat(result))]));
+}
+
+test("LDAP: an ExtendedResponse read back whole, and byte by byte asking for what is missing", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 0x7fffffff }),
+      fc.integer({ min: 0, max: 127 }),
+      fc.string({ maxLength: 40 }),
+      fc.string({ maxLength: 400 }),
+      (id, code, dn, diagnostic) => {
+        const latin1 = (s: string) => Buffer.from(s, "latin1").toString("latin1");
+        const bytes = extendedResponse(id, code, dn, diagnostic);
+        assert.deepEqual(readLdapAnswer(bytes), {
+          kind: "extended",
+          messageId: id,
+          resultCode: code,
+          diagnostic: latin1(diagnostic),
+        });
+        let have = 0;
+        for (;;) {
+          const answer = readLdapAnswer(bytes.subarray(0, have));
+          if (answer.kind !== "more") {
+            assert.equal(have, bytes.length);
+            break;
+          }
+          assert.ok(answer.need >= 1 && have + answer.need <= bytes.length);
+          have += answer.need;
+        }
+      },
+    ),
+  );
+});
+
+test("LDAP: any bytes give an answer, 'more' or a reason, and never an exception", () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+      const answer = readLdapAnswer(Buffer.concat([Buffer.from([0x30]), Buffer.from(bytes)]));
+      assert.ok(["more", "bad", "extended"].includes(answer.kind));
+    }),
+  );
+  // Our own request is a well-formed LDAPMessage that the reader frames (as "not a response").
+  assert.deepEqual(readLdapAnswer(startTlsRequest()), {
+    kind: "bad",
+    why: "not an ExtendedResponse",
+  });
+});

@@ -1,0 +1,336 @@
+// tlsc --starttls: the client half of STARTTLS, against real servers with TLS of their own
+// (exim4 -bs with GnuTLS, PostgreSQL 15 with ssl=on), against real plaintext servers given
+// STARTTLS by our starttls-wrapper (GNU imap4d and pop3d, and the NNTP and ManageSieve
+// fixtures), and against small servers that misbehave the ways of starttls-attacks.md: no
+// STARTTLS offered (a failure unless --plaintext-fallback), STARTTLS refused, bytes injected
+// after the go-ahead, IMAP PREAUTH. Every failure: exit 98, one line, the program never runs.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { makePki } from "../helpers/certs.ts";
+import { imapServer, pop3Server, smtpServer } from "../helpers/mail-servers.ts";
+import type { MailServer } from "../helpers/mail-servers.ts";
+import { startPostgres } from "../helpers/postgres.ts";
+import { BIN, ROOT, ours, run } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+import type { RunningServer } from "../helpers/server.ts";
+
+const pki = makePki();
+const leaf = pki.server("localhost", ["localhost", "127.0.0.1"]);
+const PATH = `${BIN}:/usr/bin:/bin`;
+const STEPS = join(ROOT, "test", "fixtures", "client-steps");
+const dirs: string[] = [];
+
+after(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  rmSync(pki.dir, { recursive: true, force: true });
+});
+
+function scratch(): string {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-tlsc-starttls-"));
+  dirs.push(dir);
+  return dir;
+}
+
+/** Our tcpclient + tlsc --starttls to `port`, running the client-steps fixture. */
+async function client(
+  port: number,
+  protocol: string,
+  steps: [string, string][],
+  flags: string[] = [],
+) {
+  const r = await run(
+    ours("tcpclient"),
+    [
+      ...["-RHl0", "127.0.0.1", String(port)],
+      ...["tlsc", "--starttls", protocol, ...flags, "-k", "localhost"],
+      ...[STEPS, JSON.stringify(steps)],
+    ],
+    { env: { PATH, CAFILE: pki.ca.cert } },
+  );
+  const [first = "", texts = "[]"] = r.stdout.split("\n");
+  return {
+    ...r,
+    ssl: first.replace(/^SSL_PROTOCOL=/, ""),
+    texts: r.stdout === "" ? [] : (JSON.parse(texts) as string[]),
+  };
+}
+
+/** A server under our tcpserver: `script` is sh, run per connection. */
+function fakeServer(script: string): Promise<RunningServer> {
+  return startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "sh", "-c", script], {
+    env: { PATH },
+  });
+}
+
+/** A plaintext mail server behind our starttls-wrapper (local mode, tlsd in-process). */
+async function wrapped(protocol: string, argv: string[], env: Record<string, string> = {}) {
+  return startServer(
+    ours("tcpserver"),
+    ["-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", protocol, ...argv],
+    { env: { PATH, CERTFILE: leaf.cert, KEYFILE: leaf.key, ...env } },
+  );
+}
+
+const SMTP_MAIL: [string, string][] = [
+  ["", "^220 [^\\n]*\\n"],
+  ["EHLO client.test\r\n", "\\n250 [^\\n]*\\n"],
+  ["MAIL FROM:<sender@example.net>\r\n", "^250[^\\n]*\\n"],
+  ["RCPT TO:<test@example.org>\r\n", "^250[^\\n]*\\n"],
+  ["DATA\r\n", "^354[^\\n]*\\n"],
+  ["Subject: over STARTTLS\r\n\r\nhello\r\n.\r\n", "^250[^\\n]*\\n"],
+  ["QUIT\r\n", "^221[^\\n]*\\n"],
+];
+
+let exim: MailServer;
+let eximTls: RunningServer;
+let eximPlain: RunningServer;
+before(async () => {
+  exim = await smtpServer(scratch(), { tls: leaf });
+  eximTls = await startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", ...exim.argv], {
+    env: { PATH },
+  });
+  const plain = await smtpServer(scratch());
+  eximPlain = await startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", ...plain.argv], {
+    env: { PATH },
+  });
+});
+after(async () => {
+  await eximTls.stop();
+  await eximPlain.stop();
+});
+
+test("smtp: exim's own STARTTLS; the program gets exim's greeting over TLS and sends a mail", async () => {
+  const r = await client(eximTls.port, "smtp", SMTP_MAIL);
+  assert.equal(r.code, 0, r.stderr + exim.log());
+  assert.equal(r.ssl, "TLSv1.3");
+  assert.match(r.texts[0] ?? "", /^220 mail\.test ESMTP Exim/);
+  // Over TLS exim offers STARTTLS no more.
+  assert.match(r.texts[1] ?? "", /^250-mail\.test Hello client\.test/);
+  assert.doesNotMatch(r.texts[1] ?? "", /STARTTLS/);
+  const [message] = exim.messages();
+  assert.match(message ?? "", /with esmtps\s+\(TLS1\.3\)/);
+  assert.match(message ?? "", /Subject: over STARTTLS/);
+});
+
+test("smtp: a server that offers no STARTTLS is a failure; the program never runs", async () => {
+  const r = await client(eximPlain.port, "smtp", SMTP_MAIL);
+  assert.equal(r.code, 98);
+  assert.equal(r.stdout, "");
+  assert.equal(r.stderr, "tlsc: fatal: STARTTLS (smtp) failed: server does not offer STARTTLS\n");
+});
+
+test("smtp --plaintext-fallback: the same server, in plaintext, with a warning", async () => {
+  const steps = SMTP_MAIL.slice(0, 2).concat([["QUIT\r\n", "^221[^\\n]*\\n"]]);
+  const r = await client(eximPlain.port, "smtp", steps, ["--plaintext-fallback"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.ssl, "");
+  assert.match(r.texts[0] ?? "", /^220 mail\.test ESMTP Exim/);
+  assert.match(r.texts[1] ?? "", /^250-mail\.test Hello client\.test/);
+  assert.equal(r.stderr, "tlsc: warning: server does not offer STARTTLS: going on in plaintext\n");
+});
+
+const EHLO_STARTTLS =
+  "printf '220 fake ESMTP\\r\\n'; read l; printf '250-fake\\r\\n250 STARTTLS\\r\\n'; read l;";
+for (const [name, script, protocol, cause] of [
+  [
+    "bytes after the go-ahead (response injection)",
+    `${EHLO_STARTTLS} printf '220 go ahead\\r\\n250 injected\\r\\n'; sleep 5`,
+    "smtp",
+    "server sent 14 bytes after its STARTTLS answer, before TLS",
+  ],
+  [
+    "STARTTLS refused",
+    `${EHLO_STARTTLS} printf '454 TLS not available \\033[31mnow\\r\\n'; sleep 5`,
+    "smtp",
+    "server refused STARTTLS: 454 TLS not available ?[31mnow",
+  ],
+  [
+    "the server closes in the middle",
+    "printf '220 fake ESMTP\\r\\n'; read l",
+    "smtp",
+    "server closed the connection",
+  ],
+  [
+    "an IMAP server greeting with PREAUTH",
+    "printf '* PREAUTH logged in already\\r\\n'; sleep 5",
+    "imap",
+    "server greeted with PREAUTH: no STARTTLS after it",
+  ],
+  [
+    "PostgreSQL's 'S' with bytes behind it",
+    "head -c 8 >/dev/null; printf 'SE'; sleep 5",
+    "postgres",
+    "server sent 1 bytes after its STARTTLS answer, before TLS",
+  ],
+  [
+    "a POP3 server without CAPA",
+    "printf '+OK fake\\r\\n'; read l; printf -- '-ERR what\\r\\n'; sleep 5",
+    "pop3",
+    "server does not offer STARTTLS",
+  ],
+] as const) {
+  test(`${protocol}: ${name}: exit 98 with the cause, and the program never runs`, async () => {
+    const server = await fakeServer(script);
+    try {
+      const r = await client(server.port, protocol, [["", "x"]]);
+      assert.equal(r.code, 98, r.stderr);
+      assert.equal(r.stdout, "");
+      assert.equal(r.stderr, `tlsc: fatal: STARTTLS (${protocol}) failed: ${cause}\n`);
+    } finally {
+      await server.stop();
+    }
+  });
+}
+
+test("postgres: PostgreSQL's own TLS (ssl=on): the session is encrypted on the server's side", async () => {
+  const pg = await startPostgres({ ssl: leaf });
+  try {
+    const r = await run(
+      ours("tcpclient"),
+      [
+        ...[
+          "-RHl0",
+          "127.0.0.1",
+          String(pg.port),
+          "tlsc",
+          "--starttls",
+          "postgres",
+          "-k",
+          "localhost",
+        ],
+        ...[join(ROOT, "test", "fixtures", "pg-client")],
+        "select ssl::text || ' ' || version from pg_stat_ssl where pid = pg_backend_pid()",
+      ],
+      { env: { PATH, CAFILE: pki.ca.cert } },
+    );
+    assert.equal(r.code, 0, r.stderr + pg.log());
+    assert.equal(r.stdout, "true TLSv1.3\nSSL_PROTOCOL=TLSv1.3\n");
+  } finally {
+    await pg.stop();
+  }
+});
+
+test("postgres: a server with ssl=off answers 'N': a failure", async () => {
+  const pg = await startPostgres();
+  try {
+    const r = await client(pg.port, "postgres", [["", "x"]]);
+    assert.equal(r.code, 98);
+    assert.equal(
+      r.stderr,
+      "tlsc: fatal: STARTTLS (postgres) failed: server does not offer TLS (N)\n",
+    );
+  } finally {
+    await pg.stop();
+  }
+});
+
+test("imap: imap4d behind starttls-wrapper; the greeting without its plaintext capabilities", async () => {
+  const mail = await imapServer(scratch());
+  const server = await wrapped("imap", mail.argv, mail.env);
+  try {
+    const r = await client(server.port, "imap", [
+      ["", "^\\* OK[^\\n]*\\n"],
+      ["a CAPABILITY\r\n", "a OK[^\\n]*\\n"],
+      [`b LOGIN ${mail.user} ${mail.password}\r\n`, "b (OK|NO)[^\\n]*\\n"],
+      ["c LOGOUT\r\n", "c OK[^\\n]*\\n"],
+    ]);
+    assert.equal(r.code, 0, r.stderr + server.log());
+    assert.equal(r.ssl, "TLSv1.3");
+    assert.doesNotMatch(r.texts[0] ?? "", /CAPABILITY/);
+    assert.match(r.texts[1] ?? "", /^\* CAPABILITY /);
+    assert.doesNotMatch(r.texts[1] ?? "", /STARTTLS/);
+    assert.match(r.texts[2] ?? "", /^b OK/m);
+  } finally {
+    await server.stop();
+    await mail.close();
+  }
+});
+
+test("pop3: pop3d behind starttls-wrapper: STLS, then USER/PASS over TLS", async () => {
+  const mail = await pop3Server(scratch());
+  mail.deposit("Subject: one\n\nbody\n");
+  const server = await wrapped("pop3", mail.argv, mail.env);
+  try {
+    const r = await client(server.port, "pop3", [
+      ["", "^\\+OK[^\\n]*\\n"],
+      [`USER ${mail.user}\r\n`, "\\n"],
+      [`PASS ${mail.password}\r\n`, "\\n"],
+      ["STAT\r\n", "\\n"],
+      ["QUIT\r\n", "\\n"],
+    ]);
+    assert.equal(r.code, 0, r.stderr + server.log());
+    assert.equal(r.ssl, "TLSv1.3");
+    assert.match(r.texts[2] ?? "", /^\+OK/);
+    assert.match(r.texts[3] ?? "", /^\+OK 1 /);
+  } finally {
+    await server.stop();
+    await mail.close();
+  }
+});
+
+for (const [protocol, fixture, steps, check] of [
+  [
+    "nntp",
+    "fake-nntp",
+    [
+      ["", "^200[^\\n]*\\n"],
+      ["DATE\r\n", "\\n"],
+      ["QUIT\r\n", "\\n"],
+    ],
+    /^111 20261204000000/,
+  ],
+  [
+    "sieve",
+    "fake-sieve",
+    [
+      ["", "\\nOK[^\\n]*\\n"],
+      ["NOOP\r\n", "\\n"],
+      ["LOGOUT\r\n", "\\n"],
+    ],
+    /^OK "NOOP completed\."/,
+  ],
+] as const) {
+  test(`${protocol}: the ${fixture} fixture behind starttls-wrapper`, async () => {
+    const server = await wrapped(protocol, [join(ROOT, "test", "fixtures", fixture)]);
+    try {
+      const r = await client(
+        server.port,
+        protocol,
+        steps.map((s) => [s[0], s[1]]),
+      );
+      assert.equal(r.code, 0, r.stderr + server.log());
+      assert.equal(r.ssl, "TLSv1.3");
+      assert.match(r.texts[1] ?? "", check);
+      // ManageSieve's server repeats its capabilities over TLS, without STARTTLS.
+      if (protocol === "sieve") assert.doesNotMatch(r.texts[0] ?? "", /STARTTLS/);
+    } finally {
+      await server.stop();
+    }
+  });
+}
+
+test("--starttls: an unknown protocol, and --plaintext-fallback alone, are usage errors", async () => {
+  // fds 6 and 7 open, as under a tcpclient: the usage is what is checked.
+  const fds = {
+    env: { PATH },
+    stdio: ["pipe", "pipe", "pipe", "ignore", "ignore", "ignore", "pipe", "pipe"],
+  } as const;
+  const unknown = await run(ours("tlsc"), ["--starttls", "gopher", "true"], {
+    ...fds,
+    stdio: [...fds.stdio],
+  });
+  assert.equal(unknown.code, 100);
+  assert.match(
+    unknown.stderr,
+    /^tlsc: unknown STARTTLS protocol gopher: one of smtp, lmtp, imap, pop3, nntp, sieve, postgres, ldap, xmpp\ntlsc: usage: /,
+  );
+  const alone = await run(ours("tlsc"), ["--plaintext-fallback", "true"], {
+    ...fds,
+    stdio: [...fds.stdio],
+  });
+  assert.equal(alone.code, 100);
+  assert.match(alone.stderr, /--plaintext-fallback and --local-name go with --starttls/);
+});
