@@ -4,14 +4,12 @@
 // with -r; a StartTLS after a bind is slapd's to refuse; requests pipelined behind StartTLS are
 // refused, never relayed.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { hostname, tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
+import { hostname } from "node:os";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
-import { freePort } from "../helpers/interop.ts";
+import { LDAP_ADMIN, startSlapd } from "../helpers/slapd.ts";
+import type { Slapd } from "../helpers/slapd.ts";
 import { run } from "../helpers/programs.ts";
 import { waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
@@ -23,57 +21,22 @@ const pki = makePki();
 // on some machines), not only the one in the URI.
 const leaf = pki.server("localhost", ["localhost", hostname(), "127.0.0.1"]);
 const stranger = pki.selfSigned("stranger");
-const ADMIN = "cn=admin,dc=example,dc=org";
-let dir = "";
-let ldapPort = 0;
-let slapd: ChildProcess | undefined;
-let slapdLog = "";
+const ADMIN = LDAP_ADMIN;
+let slapd: Slapd;
 let wrappers: WrapperPair | undefined;
 let opportunistic: RunningServer;
 let required: RunningServer;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "ucspi-ldap-"));
-  mkdirSync(join(dir, "db"));
-  const conf = join(dir, "slapd.conf");
-  writeFileSync(
-    conf,
-    [
-      "include /etc/ldap/schema/core.schema",
-      "modulepath /usr/lib/ldap",
-      "moduleload back_mdb",
-      `pidfile ${join(dir, "slapd.pid")}`,
-      "database mdb",
-      'suffix "dc=example,dc=org"',
-      `rootdn "${ADMIN}"`,
-      "rootpw secret",
-      `directory ${join(dir, "db")}`,
-      "",
-    ].join("\n"),
-  );
-  ldapPort = await freePort();
-  // -d 256: in the foreground, logging each connection and operation (stats).
-  slapd = spawn("slapd", ["-d", "256", "-f", conf, "-h", `ldap://127.0.0.1:${ldapPort}/`], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  slapd.stderr?.on("data", (b: Buffer) => (slapdLog += b.toString()));
-  wrappers = await startWrapperPair("ldap", ldapPort, leaf);
+  slapd = await startSlapd();
+  wrappers = await startWrapperPair("ldap", slapd.port, leaf);
   opportunistic = wrappers.opportunistic;
   required = wrappers.required;
-  // slapd answers once an anonymous whoami goes straight through.
-  for (let i = 0; ; i++) {
-    const r = await run("ldapwhoami", ["-x", "-H", `ldap://127.0.0.1:${ldapPort}`]);
-    if (r.code === 0) break;
-    if (i > 100) throw new Error(`slapd did not start:\n${slapdLog}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 });
 
 after(async () => {
   await wrappers?.stop();
-  slapd?.kill("SIGTERM");
-  await new Promise((resolve) => slapd?.once("exit", resolve));
-  rmSync(dir, { recursive: true, force: true });
+  await slapd.stop();
   rmSync(pki.dir, { recursive: true, force: true });
 });
 
@@ -87,15 +50,15 @@ const whoami = (port: number, args: string[], ca = pki.ca.cert) =>
   );
 
 test("ldapwhoami -ZZ: StartTLS answered by the wrapper, the certificate verified, the bind behind TLS; slapd never sees StartTLS", async () => {
-  const before = slapdLog.length;
+  const before = slapd.log().length;
   const r = await whoami(opportunistic.port, ["-ZZ"]);
-  assert.equal(r.code, 0, r.stderr + opportunistic.log() + slapdLog);
+  assert.equal(r.code, 0, r.stderr + opportunistic.log() + slapd.log());
   assert.equal(r.stdout, `dn:${ADMIN}\n`);
   await opportunistic.waitForLog(/^starttls-wrapper: info: 127\.0\.0\.1: StartTLS$/);
   await waitFor(() =>
-    /BIND dn="cn=admin,dc=example,dc=org"/.test(slapdLog.slice(before)) ? true : undefined,
+    /BIND dn="cn=admin,dc=example,dc=org"/.test(slapd.log().slice(before)) ? true : undefined,
   );
-  assert.doesNotMatch(slapdLog.slice(before), /1\.3\.6\.1\.4\.1\.1466\.20037/);
+  assert.doesNotMatch(slapd.log().slice(before), /1\.3\.6\.1\.4\.1\.1466\.20037/);
   // A client that trusts another CA refuses the certificate: verification is real.
   const wrong = await whoami(opportunistic.port, ["-ZZ"], stranger.cert);
   assert.notEqual(wrong.code, 0);
@@ -155,7 +118,7 @@ test("StartTLS after a bind (plaintext already under way) is slapd's to refuse: 
 });
 
 test("a request pipelined behind StartTLS, before its answer: refused, never relayed", async () => {
-  const before = slapdLog.length;
+  const before = slapd.log().length;
   const r = await raw(
     opportunistic.port,
     "s.sendall(starttls(1) + bind(2)); print(result(s.recv(200)))",
@@ -165,5 +128,5 @@ test("a request pipelined behind StartTLS, before its answer: refused, never rel
   await opportunistic.waitForLog(
     /^starttls-wrapper: warning: 127\.0\.0\.1: \d+ bytes after StartTLS, before its answer: refused$/,
   );
-  assert.doesNotMatch(slapdLog.slice(before), /BIND/);
+  assert.doesNotMatch(slapd.log().slice(before), /BIND/);
 });

@@ -5,14 +5,11 @@
 // through untouched, or is refused with a stream error (-r); bytes pipelined behind
 // <starttls/> are refused.
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
-import { freePort } from "../helpers/interop.ts";
+import { startProsody } from "../helpers/prosody.ts";
+import type { Prosody } from "../helpers/prosody.ts";
 import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
@@ -22,50 +19,15 @@ import type { WrapperPair } from "../helpers/wrapper-pair.ts";
 const DOMAIN = "example.test";
 const pki = makePki();
 const leaf = pki.server(DOMAIN, [DOMAIN]);
-let dir = "";
+let prosody: Prosody;
 let xmppPort = 0;
-let prosody: ChildProcess | undefined;
-let prosodyLog = "";
 let wrappers: WrapperPair | undefined;
 let opportunistic: RunningServer;
 let required: RunningServer;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "ucspi-xmpp-"));
-  mkdirSync(join(dir, "data"));
-  xmppPort = await freePort();
-  const config = join(dir, "prosody.cfg.lua");
-  writeFileSync(
-    config,
-    [
-      "run_as_root = true",
-      "daemonize = false",
-      `pidfile = "${join(dir, "prosody.pid")}"`,
-      `data_path = "${join(dir, "data")}"`,
-      'log = { info = "*stderr" }',
-      'modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; }',
-      'modules_disabled = { "s2s"; "posix"; }',
-      `c2s_ports = { ${xmppPort} }`,
-      'c2s_interfaces = { "127.0.0.1" }',
-      "s2s_ports = {}",
-      "c2s_require_encryption = false",
-      "allow_unencrypted_plain_auth = true",
-      'authentication = "internal_plain"',
-      `VirtualHost "${DOMAIN}"`,
-      "",
-    ].join("\n"),
-  );
-  prosody = spawn("prosody", ["--config", config], { stdio: ["ignore", "ignore", "pipe"] });
-  prosody.stderr?.on("data", (b: Buffer) => (prosodyLog += b.toString()));
-  execFileSync("prosodyctl", ["--config", config, "register", "alice", DOMAIN, "secret"], {
-    stdio: "ignore",
-  });
-  for (let i = 0; ; i++) {
-    const r = await client(xmppPort, "probe");
-    if (r.code === 0) break;
-    if (i > 100) throw new Error(`prosody did not start:\n${prosodyLog}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  prosody = await startProsody(DOMAIN);
+  xmppPort = prosody.port;
   wrappers = await startWrapperPair("xmpp", xmppPort, leaf);
   opportunistic = wrappers.opportunistic;
   required = wrappers.required;
@@ -73,9 +35,7 @@ before(async () => {
 
 after(async () => {
   await wrappers?.stop();
-  prosody?.kill("SIGTERM");
-  await new Promise((resolve) => prosody?.once("exit", resolve));
-  rmSync(dir, { recursive: true, force: true });
+  await prosody.stop();
   rmSync(pki.dir, { recursive: true, force: true });
 });
 

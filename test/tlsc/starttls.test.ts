@@ -1,5 +1,5 @@
 // tlsc --starttls: the client half of STARTTLS, against real servers with TLS of their own
-// (exim4 -bs with GnuTLS, PostgreSQL 15 with ssl=on), against real plaintext servers given
+// (exim4 -bs with GnuTLS, PostgreSQL 15 with ssl=on, slapd, Prosody), against real plaintext servers given
 // STARTTLS by our starttls-wrapper (GNU imap4d and pop3d, and the NNTP and ManageSieve
 // fixtures), and against small servers that misbehave the ways of starttls-attacks.md: no
 // STARTTLS offered (a failure unless --plaintext-fallback), STARTTLS refused, bytes injected
@@ -13,12 +13,15 @@ import { makePki } from "../helpers/certs.ts";
 import { imapServer, pop3Server, smtpServer } from "../helpers/mail-servers.ts";
 import type { MailServer } from "../helpers/mail-servers.ts";
 import { startPostgres } from "../helpers/postgres.ts";
+import { startProsody } from "../helpers/prosody.ts";
+import { LDAP_ADMIN, startSlapd } from "../helpers/slapd.ts";
 import { BIN, ROOT, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
 const pki = makePki();
 const leaf = pki.server("localhost", ["localhost", "127.0.0.1"]);
+const xmppLeaf = pki.server("example.test", ["example.test"]);
 const PATH = `${BIN}:/usr/bin:/bin`;
 const STEPS = join(ROOT, "test", "fixtures", "client-steps");
 const dirs: string[] = [];
@@ -224,6 +227,75 @@ test("postgres: a server with ssl=off answers 'N': a failure", async () => {
     );
   } finally {
     await pg.stop();
+  }
+});
+
+/** tcpclient + tlsc --starttls `protocol` -k `name` to `port`, running a fixture. */
+function fixture(
+  port: number,
+  protocol: string,
+  name: string,
+  program: string[],
+  flags: string[] = [],
+) {
+  return run(
+    ours("tcpclient"),
+    [
+      ...["-RHl0", "127.0.0.1", String(port), "tlsc", "--starttls", protocol, ...flags, "-k", name],
+      ...[join(ROOT, "test", "fixtures", program[0] ?? ""), ...program.slice(1)],
+    ],
+    { env: { PATH, CAFILE: pki.ca.cert } },
+  );
+}
+
+test("ldap: slapd's own StartTLS; a bind and WhoAmI over TLS", async () => {
+  const slapd = await startSlapd({ tls: leaf });
+  try {
+    const r = await fixture(slapd.port, "ldap", "localhost", ["ldap-whoami", LDAP_ADMIN, "secret"]);
+    assert.equal(r.code, 0, r.stderr + slapd.log());
+    assert.equal(r.stdout, `bind 0\ndn:${LDAP_ADMIN}\nSSL_PROTOCOL=TLSv1.3\n`);
+    assert.match(slapd.log(), /TLS established/);
+  } finally {
+    await slapd.stop();
+  }
+});
+
+test("ldap: a slapd without TLS (protocolError): a failure; with --plaintext-fallback the bind in plaintext", async () => {
+  const slapd = await startSlapd();
+  try {
+    const args = ["ldap-whoami", LDAP_ADMIN, "secret"];
+    const r = await fixture(slapd.port, "ldap", "localhost", args);
+    assert.equal(r.code, 98);
+    assert.equal(r.stdout, "");
+    assert.equal(r.stderr, "tlsc: fatal: STARTTLS (ldap) failed: server does not offer StartTLS\n");
+    const plain = await fixture(slapd.port, "ldap", "localhost", args, ["--plaintext-fallback"]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.equal(plain.stdout, `bind 0\ndn:${LDAP_ADMIN}\nSSL_PROTOCOL=\n`);
+  } finally {
+    await slapd.stop();
+  }
+});
+
+test("xmpp: Prosody's own STARTTLS (encryption required); SASL PLAIN over the new stream", async () => {
+  const domain = "example.test";
+  const prosody = await startProsody(domain, { tls: xmppLeaf });
+  try {
+    const r = await fixture(prosody.port, "xmpp", domain, ["xmpp-login", domain]);
+    assert.equal(r.code, 0, r.stderr + prosody.log());
+    assert.equal(
+      r.stdout,
+      "no starttls PLAIN\n<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>\nSSL_PROTOCOL=TLSv1.3\n",
+    );
+  } finally {
+    await prosody.stop();
+  }
+  const plain = await startProsody(domain);
+  try {
+    const r = await fixture(plain.port, "xmpp", domain, ["xmpp-login", domain]);
+    assert.equal(r.code, 98);
+    assert.equal(r.stderr, "tlsc: fatal: STARTTLS (xmpp) failed: server does not offer STARTTLS\n");
+  } finally {
+    await plain.stop();
   }
 });
 

@@ -1,0 +1,91 @@
+// A real Prosody (Debian's prosody) for a test: a config of its own under tmp, one VirtualHost
+// with the user alice/secret, c2s on a free port of 127.0.0.1, logging to stderr; with a
+// certificate (STARTTLS of Prosody's own) or without (no TLS at all).
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Pair } from "./certs.ts";
+import { freePort } from "./interop.ts";
+
+export interface Prosody {
+  port: number;
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** Whether the server sends its stream features to a stream header `to` domain. */
+function features(port: number, domain: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: "127.0.0.1" });
+    let got = "";
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(2000, () => done(false));
+    socket.on("error", () => done(false));
+    socket.on("data", (b: Buffer) => {
+      got += b.toString("latin1");
+      if (got.includes("</stream:features>")) done(true);
+    });
+    socket.on("connect", () =>
+      socket.write(
+        `<?xml version='1.0'?><stream:stream to='${domain}' xmlns='jabber:client' ` +
+          "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
+      ),
+    );
+  });
+}
+
+export async function startProsody(domain: string, options: { tls?: Pair } = {}): Promise<Prosody> {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-xmpp-"));
+  mkdirSync(join(dir, "data"));
+  const port = await freePort();
+  const config = join(dir, "prosody.cfg.lua");
+  const tls = options.tls
+    ? [`  ssl = { certificate = "${options.tls.cert}"; key = "${options.tls.key}"; }`]
+    : [];
+  writeFileSync(
+    config,
+    [
+      "run_as_root = true",
+      "daemonize = false",
+      `pidfile = "${join(dir, "prosody.pid")}"`,
+      `data_path = "${join(dir, "data")}"`,
+      'log = { info = "*stderr" }',
+      `modules_enabled = { "roster"; "saslauth"; "disco"; "ping";${options.tls ? ' "tls";' : ""} }`,
+      'modules_disabled = { "s2s"; "posix"; }',
+      `c2s_ports = { ${port} }`,
+      'c2s_interfaces = { "127.0.0.1" }',
+      "s2s_ports = {}",
+      `c2s_require_encryption = ${options.tls ? "true" : "false"}`,
+      `allow_unencrypted_plain_auth = ${options.tls ? "false" : "true"}`,
+      'authentication = "internal_plain"',
+      `VirtualHost "${domain}"`,
+      ...tls,
+      "",
+    ].join("\n"),
+  );
+  const prosody = spawn("prosody", ["--config", config], { stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  prosody.stderr.on("data", (b: Buffer) => (log += b.toString()));
+  const exited = new Promise((resolve) => prosody.once("exit", resolve));
+  execFileSync("prosodyctl", ["--config", config, "register", "alice", domain, "secret"], {
+    stdio: "ignore",
+  });
+  for (let i = 0; !(await features(port, domain)); i++) {
+    if (i > 100) throw new Error(`prosody did not start:\n${log}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    port,
+    log: () => log,
+    stop: async () => {
+      prosody.kill("SIGTERM");
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
