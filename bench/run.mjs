@@ -10,6 +10,8 @@
 //      the first hold that `mem` measures, ours and stunnel's daemon alike (bench/mem-warm.mjs);
 //   8. smtp: SMTP sessions through starttls-wrapper beside implicit TLS and plaintext
 //      (bench/smtp.mjs, a script of its own: the harness has no SMTP client);
+//  8b. postgres: PostgreSQL with TLS from starttls-wrapper beside PostgreSQL's own TLS (pgbench,
+//      bench/postgres.mjs);
 //   9. sniff: full handshakes through `tcpserver tls-sniff ... tlsd` against `tcpserver tlsd`;
 //  11. transparent: interception (TPROXY) against the direct path and haproxy in transparent
 //      mode, in network namespaces (bench/transparent.mjs; root only);
@@ -245,6 +247,13 @@ if (only("smtp")) {
 }
 
 // 11. Transparent interception in network namespaces (needs root, nftables, haproxy).
+if (only("postgres")) {
+  const r = spawnSync(process.execPath, [join(root, "bench", "postgres.mjs")], {
+    stdio: "inherit",
+  });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
 if (only("transparent")) {
   if (process.getuid?.() !== 0) console.error("bench: transparent: skipped (needs root)");
   else {
