@@ -1,5 +1,6 @@
 // tcprulescheck rules.cdb: say what tcpserver -x rules.cdb would do with a client described by
-// TCPREMOTEIP (default 0.0.0.0), TCPREMOTEHOST and TCPREMOTEINFO, in djb's words.
+// TCPREMOTEIP (default 0.0.0.0), TCPREMOTEHOST and TCPREMOTEINFO, in djb's words; with
+// TCPLOCALPORT, as tcpserver --transparent or --redirected would (PORT/key first).
 import { writeSync } from "node:fs";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { startEnv } from "../ucspi/env.ts";
@@ -39,12 +40,20 @@ function main(args: readonly string[]): number {
       ip: env["TCPREMOTEIP"] ?? "0.0.0.0",
       host: env["TCPREMOTEHOST"],
       info: env["TCPREMOTEINFO"],
+      localPort: portOf(env["TCPLOCALPORT"]),
     });
   } catch (error) {
     throw new FatalError(`unable to read ${file}: ${causeText(error)}`, 111, { cause: error });
   }
   writeOut(report(match));
   return 0;
+}
+
+/** A port number 1-65535 as tcpserver writes it, or undefined (djb's keys only). */
+function portOf(text: string | undefined): number | undefined {
+  if (text === undefined || !/^[1-9][0-9]{0,4}$/.test(text)) return undefined;
+  const port = Number(text);
+  return port <= 65535 ? port : undefined;
 }
 
 /** All of `bytes` to stdout; like djb's buffer_flush, a failed write is not an error. */

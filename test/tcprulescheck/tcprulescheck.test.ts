@@ -211,3 +211,34 @@ test("damaged cdbs: the same report or the same failure as djb's", async () => {
     { numRuns: 40 },
   );
 });
+
+test("TCPLOCALPORT: PORT/key rules first, as tcpserver --transparent tries them; djb's keys after", async () => {
+  const cdb = join(work.dir, "ports.cdb");
+  const made = await run(ours("tcprules"), [cdb, `${cdb}.tmp`], {
+    input: rulesText([
+      "25/10.0.0.:allow,RELAY='yes'",
+      "25/:deny",
+      "10.0.0.7:allow,WHO='any port'",
+      ":deny",
+    ]),
+  });
+  assert.equal(made.code, 0, made.stderr);
+  const ask = (env: Env) => check(ours("tcprulescheck"), [cdb], env);
+  const relay = await ask({ TCPREMOTEIP: "10.0.0.7", TCPLOCALPORT: "25" });
+  assert.equal(
+    relay.stdout,
+    "rule 25/10.0.0.:\nset environment variable RELAY=yes\nallow connection\n",
+  );
+  const denied = await ask({ TCPREMOTEIP: "192.0.2.1", TCPLOCALPORT: "25" });
+  assert.equal(denied.stdout, "rule 25/:\ndeny connection\n");
+  const otherPort = await ask({ TCPREMOTEIP: "10.0.0.7", TCPLOCALPORT: "443" });
+  assert.equal(
+    otherPort.stdout,
+    "rule 10.0.0.7:\nset environment variable WHO=any port\nallow connection\n",
+  );
+  // Not a port: djb's keys only, as djb's tcprulescheck (which ignores the variable).
+  for (const junk of ["", "0", "65536", "25x"]) {
+    const [theirs, mine] = await both([cdb], { TCPREMOTEIP: "10.0.0.7", TCPLOCALPORT: junk });
+    assert.deepEqual(mine, theirs, junk);
+  }
+});
