@@ -62,6 +62,31 @@ export function advertiseTls(greeting: Buffer): { payload: Buffer; hadTls: boole
   return { payload, hadTls: (flags & CLIENT_SSL) !== 0 };
 }
 
+/** What a client needs of a greeting to ask for TLS: whether the server offers it, its
+ * capability flags (both halves), and the greeting as a program behind us must see it:
+ * offering `only` (never CLIENT_SSL) and no MariaDB extended capabilities, because the
+ * server keeps the capabilities of the SSLRequest for the session, and the program must not
+ * choose others; undefined when it is no HandshakeV10 with the 4.1 protocol. */
+export function tlsOffered(
+  greeting: Buffer,
+  only: number,
+): { tls: boolean; flags: number; forProgram: Buffer } | undefined {
+  const at = greetingCapabilityOffset(greeting);
+  if (at === undefined || at + 18 > greeting.length) return undefined;
+  const lower = greeting.readUInt16LE(at);
+  if (!(lower & CLIENT_PROTOCOL_41)) return undefined;
+  // character set (1) and status flags (2), then the upper half of the flags.
+  const upper = greeting.readUInt16LE(at + 5);
+  const flags = (lower | (upper << 16)) >>> 0;
+  const offered = (flags & only & ~CLIENT_SSL) >>> 0;
+  const forProgram = Buffer.from(greeting);
+  forProgram.writeUInt16LE(offered & 0xffff, at);
+  forProgram.writeUInt16LE(offered >>> 16, at + 5);
+  // auth data length (1), 6 reserved bytes, then MariaDB's extended capabilities (4).
+  forProgram.fill(0, at + 14, at + 18);
+  return { tls: (lower & CLIENT_SSL) !== 0, flags, forProgram };
+}
+
 /** The client's first answer: an SSLRequest (32 bytes, CLIENT_SSL), or a HandshakeResponse41
  * for a session without TLS. */
 export function clientAsksTls(payload: Uint8Array): boolean {

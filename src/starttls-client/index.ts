@@ -3,6 +3,7 @@ import type { Duplex } from "node:stream";
 import { imap } from "./imap.ts";
 import { ldap, postgres } from "./binary.ts";
 import { ServerReader, UpgradeError } from "./reader.ts";
+import { mysql } from "./mysql.ts";
 import { lmtp, nntp, pop3, sieve, smtp } from "./text-replies.ts";
 import type { ClientUpgrade, UpgradeNames } from "./types.ts";
 import { xmpp } from "./xmpp.ts";
@@ -17,6 +18,7 @@ const UPGRADES: Record<string, ClientUpgrade> = {
   nntp,
   sieve,
   postgres,
+  mysql,
   ldap,
   xmpp,
 };
@@ -24,7 +26,8 @@ const UPGRADES: Record<string, ClientUpgrade> = {
 export const STARTTLS_PROTOCOLS = Object.keys(UPGRADES);
 
 export type UpgradeResult =
-  | { kind: "tls"; replay: Buffer }
+  /** wrap: what goes between the session and the program (MySQL), if anything. */
+  | { kind: "tls"; replay: Buffer; wrap: ((stream: Duplex) => Duplex) | undefined }
   /** Not offered, and plaintext was allowed: what the program reads first. */
   | { kind: "plaintext"; replay: Buffer };
 
@@ -51,7 +54,7 @@ export async function upgrade(
   try {
     await Promise.race([run(io, names), timeout]);
     io.finish();
-    return { kind: "tls", replay: io.kept };
+    return { kind: "tls", replay: io.kept, wrap: io.wrap };
   } catch (error) {
     if (fallback && error instanceof UpgradeError && error.kind === "not-offered") {
       return { kind: "plaintext", replay: Buffer.concat([io.kept, io.release()]) };

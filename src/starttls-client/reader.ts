@@ -49,6 +49,9 @@ export class ServerReader {
 
   /** What the program reads first, over TLS or in plaintext (see keep). */
   kept: Buffer = Buffer.alloc(0);
+  /** What goes between the TLS session and the program, when the protocol needs a change of
+   * the bytes after TLS (MySQL's sequence numbers); see afterTls. */
+  wrap: ((stream: Duplex) => Duplex) | undefined;
 
   constructor(stream: Duplex) {
     this.stream = stream;
@@ -61,6 +64,11 @@ export class ServerReader {
   /** The server's greeting, as the program would have read it: given to the program first. */
   keep(text: string): void {
     this.kept = Buffer.from(text, "latin1");
+  }
+
+  /** Over TLS, the program's stream goes through `wrap` (only when TLS is done). */
+  afterTls(wrap: (stream: Duplex) => Duplex): void {
+    this.wrap = wrap;
   }
 
   send(data: string | Buffer): void {

@@ -47,6 +47,7 @@ export const tlscStage: Stage = {
     const policy = closePolicy(ctx.connection, options);
     const fatal = fatalPrefix("tlsc");
     let replay: Buffer = Buffer.alloc(0);
+    let between: ((stream: Duplex) => Duplex) | undefined;
     if (options.starttls) {
       const names = {
         local: options.localName ?? (env["TCPLOCALHOST"] || hostname()),
@@ -55,6 +56,7 @@ export const tlscStage: Stage = {
       const upgraded = await upgradeOrStatus(ctx, fatal, policy.transport, options, names);
       if (typeof upgraded === "number") return upgraded;
       replay = upgraded.replay;
+      if (upgraded.kind === "tls") between = upgraded.wrap;
       if (upgraded.kind === "plaintext") {
         // --plaintext-fallback: the server offers no upgrade, and the user allowed plaintext.
         if (options.verbosity >= 1)
@@ -88,8 +90,9 @@ export const tlscStage: Stage = {
     if (options.modSsl) applyFacts(next, sslAddressFacts(next));
     // After STARTTLS, the greeting the program would have read itself comes first.
     const greet = (stream: Duplex) => {
-      if (replay.length > 0) stream.unshift(replay);
-      return stream;
+      const front = between ? between(stream) : stream;
+      if (replay.length > 0) front.unshift(replay);
+      return front;
     };
     return runOverSession(
       ctx,

@@ -10,6 +10,7 @@ import {
   clientAsksTls,
   readPacket,
   serverStep,
+  tlsOffered,
   withoutTlsFlag,
   writePacket,
 } from "../../src/dialogue/mysql.ts";
@@ -89,4 +90,42 @@ test("the server's auth rounds: OK and ERR end them; plugins that want the passw
   assert.equal(serverStep(Buffer.from("\xfedialog\0", "latin1")).kind, "cleartext");
   assert.equal(serverStep(Buffer.from([0x01, 0x04])).kind, "cleartext");
   assert.deepEqual(serverStep(Buffer.from([0x01, 0x03])), { kind: "more" });
+});
+
+test("a client's view of the greeting: TLS offered or not, both flag halves, and for the program only the allowed flags, no CLIENT_SSL, no MariaDB extended capabilities", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 0xffff }),
+      fc.integer({ min: 0, max: 0xffffffff }),
+      fc.uint8Array({ minLength: 4, maxLength: 4 }),
+      (lower, only, extended) => {
+        const g = greeting(lower | 0x0200);
+        g.set(extended, g.indexOf(0, 1) + 1 + 4 + 8 + 1 + 14);
+        const r = tlsOffered(g, only);
+        assert.ok(r);
+        const at = g.indexOf(0, 1) + 1 + 4 + 8 + 1;
+        assert.equal(r.tls, ((lower | 0x0200) & CLIENT_SSL) !== 0);
+        assert.equal(r.flags, (lower | 0x0200 | (g.readUInt16LE(at + 5) << 16)) >>> 0);
+        const offered =
+          (r.forProgram.readUInt16LE(at) | (r.forProgram.readUInt16LE(at + 5) << 16)) >>> 0;
+        assert.equal(offered, (r.flags & only & ~CLIENT_SSL) >>> 0);
+        assert.deepEqual([...r.forProgram.subarray(at + 14, at + 18)], [0, 0, 0, 0]);
+        // Nothing else changes.
+        const changed = [...r.forProgram]
+          .map((b, i) => (b !== g[i] ? i : -1))
+          .filter((i) => i >= 0);
+        for (const i of changed)
+          assert.ok(
+            [at, at + 1, at + 5, at + 6].includes(i) || (i >= at + 14 && i < at + 18),
+            String(i),
+          );
+      },
+    ),
+  );
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ maxLength: 80 }),
+      (bytes) => void tlsOffered(Buffer.from(bytes), 0xffffffff),
+    ),
+  );
 });

@@ -4,83 +4,27 @@
 // mysql_native_password and ed25519 logins work through the moved sequence numbers; a
 // login without TLS goes through untouched, or gets MySQL's "insecure transport" error with -r.
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
-import { freePort } from "../helpers/interop.ts";
+import { startMariaDb } from "../helpers/mariadb.ts";
+import type { MariaDb } from "../helpers/mariadb.ts";
 import { run } from "../helpers/programs.ts";
-import { waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 import { startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
 
 const pki = makePki();
 const leaf = pki.server("localhost", ["localhost", "127.0.0.1"]);
-let dir = "";
+let db: MariaDb;
 let dbPort = 0;
-let mariadb: ChildProcess | undefined;
 let wrappers: WrapperPair | undefined;
 let opportunistic: RunningServer;
 let required: RunningServer;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "ucspi-mariadb-"));
-  const data = join(dir, "data");
-  const socket = join(dir, "sock");
-  execFileSync(
-    "mariadb-install-db",
-    [
-      "--no-defaults",
-      `--datadir=${data}`,
-      "--user=root",
-      "--auth-root-authentication-method=normal",
-    ],
-    { stdio: "ignore" },
-  );
-  dbPort = await freePort();
-  mariadb = spawn(
-    "mariadbd",
-    [
-      "--no-defaults",
-      `--datadir=${data}`,
-      `--port=${dbPort}`,
-      "--bind-address=127.0.0.1",
-      `--socket=${socket}`,
-      "--user=root",
-      `--log-error=${join(dir, "error.log")}`,
-    ],
-    { stdio: "ignore" },
-  );
-  const admin = (sql: string) =>
-    execFileSync("mariadb", ["--no-defaults", "-S", socket, "-uroot", "-e", sql], {
-      stdio: "pipe",
-    });
-  await waitFor(
-    () => {
-      try {
-        admin("select 1");
-        return true;
-      } catch {
-        return undefined;
-      }
-    },
-    30_000,
-    () => "mariadbd did not start",
-  );
-  admin(
-    [
-      "DELETE FROM mysql.global_priv WHERE User=''", // the anonymous users would match first
-      "FLUSH PRIVILEGES",
-      "CREATE USER 'app'@'%' IDENTIFIED BY 'pw'",
-      "GRANT ALL ON *.* TO 'app'@'%'",
-      "INSTALL SONAME 'auth_ed25519'",
-      "CREATE USER 'ed'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('pw2')",
-    ].join(";"),
-  );
+  db = await startMariaDb();
+  dbPort = db.port;
   wrappers = await startWrapperPair("mysql", dbPort, leaf);
   opportunistic = wrappers.opportunistic;
   required = wrappers.required;
@@ -88,9 +32,7 @@ before(async () => {
 
 after(async () => {
   await wrappers?.stop();
-  mariadb?.kill("SIGTERM");
-  await new Promise((resolve) => mariadb?.once("exit", resolve));
-  rmSync(dir, { recursive: true, force: true });
+  await db.stop();
   rmSync(pki.dir, { recursive: true, force: true });
 });
 

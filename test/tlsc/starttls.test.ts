@@ -12,6 +12,8 @@ import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { imapServer, pop3Server, smtpServer } from "../helpers/mail-servers.ts";
 import type { MailServer } from "../helpers/mail-servers.ts";
+import { freePort } from "../helpers/interop.ts";
+import { startMariaDb } from "../helpers/mariadb.ts";
 import { startPostgres } from "../helpers/postgres.ts";
 import { startProsody } from "../helpers/prosody.ts";
 import { LDAP_ADMIN, startSlapd } from "../helpers/slapd.ts";
@@ -299,6 +301,52 @@ test("xmpp: Prosody's own STARTTLS (encryption required); SASL PLAIN over the ne
   }
 });
 
+/** The mariadb client, unpatched and without TLS (--skip-ssl), reaching tlsc's fds 6/7 through
+ * a socat on a loopback port of its own: the program behind tlsc --starttls mysql. */
+function mariadbBehindTlsc(dbPort: number, localPort: number, user: string, password: string) {
+  const script = [
+    `socat TCP-LISTEN:${localPort},bind=127.0.0.1 'FD:6!!FD:7' &`,
+    `until ss -Hltn 'sport = :${localPort}' | grep -q .; do sleep 0.05; done`,
+    `mariadb --no-defaults --protocol=tcp -h 127.0.0.1 -P ${localPort} -u ${user} -p${password} --skip-ssl -N -e "SHOW SESSION STATUS LIKE 'Ssl_version'; SELECT CURRENT_USER()"`,
+    "status=$?",
+    "wait",
+    "exit $status",
+  ].join("\n");
+  return run(
+    ours("tcpclient"),
+    [
+      ...["-RHl0", "127.0.0.1", String(dbPort), "tlsc", "--starttls", "mysql", "-k", "localhost"],
+      ...["sh", "-c", script],
+    ],
+    { env: { PATH, CAFILE: pki.ca.cert } },
+  );
+}
+
+test("mysql: MariaDB's own TLS; the unpatched mariadb client logs in through the moved sequence numbers", async () => {
+  const db = await startMariaDb({ tls: leaf });
+  try {
+    for (const [user, password] of [
+      ["app", "pw"],
+      ["ed", "pw2"],
+    ] as const) {
+      const r = await mariadbBehindTlsc(db.port, await freePort(), user, password);
+      assert.equal(r.code, 0, r.stderr);
+      // The server's own session is TLS; the client, behind tlsc, never asked for it.
+      assert.equal(r.stdout, `Ssl_version\tTLSv1.3\n${user}@%\n`);
+    }
+  } finally {
+    await db.stop();
+  }
+  const plain = await startMariaDb();
+  try {
+    const r = await mariadbBehindTlsc(plain.port, await freePort(), "app", "pw");
+    assert.equal(r.code, 98);
+    assert.equal(r.stderr, "tlsc: fatal: STARTTLS (mysql) failed: server does not offer TLS\n");
+  } finally {
+    await plain.stop();
+  }
+});
+
 test("imap: imap4d behind starttls-wrapper; the greeting without its plaintext capabilities", async () => {
   const mail = await imapServer(scratch());
   const server = await wrapped("imap", mail.argv, mail.env);
@@ -397,7 +445,7 @@ test("--starttls: an unknown protocol, and --plaintext-fallback alone, are usage
   assert.equal(unknown.code, 100);
   assert.match(
     unknown.stderr,
-    /^tlsc: unknown STARTTLS protocol gopher: one of smtp, lmtp, imap, pop3, nntp, sieve, postgres, ldap, xmpp\ntlsc: usage: /,
+    /^tlsc: unknown STARTTLS protocol gopher: one of smtp, lmtp, imap, pop3, nntp, sieve, postgres, mysql, ldap, xmpp\ntlsc: usage: /,
   );
   const alone = await run(ours("tlsc"), ["--plaintext-fallback", "true"], {
     ...fds,
