@@ -6,6 +6,7 @@
 // when it ends: SIGTERM, SIGINT, SIGHUP, or the chain's own end.
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
+import { createServer } from "node:net";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { FatalError, causeText } from "../ucspi/errors.ts";
@@ -62,6 +63,25 @@ function tcpserverArgs(o: EverywhereOptions, bin: string, port: number, chain: s
   ];
 }
 
+/** The chains' own ports must be free before a rule sends anything to them: a chain that
+ * cannot bind would end the tool at once, after the rules went in and out for nothing. */
+async function checkPortsFree(o: EverywhereOptions): Promise<void> {
+  const ports = [o.listen, ...o.overrides.map((_, i) => chainPort(o, i))];
+  for (const port of ports) {
+    const inUse = await new Promise<boolean>((resolve) => {
+      const probe = createServer();
+      probe.once("error", () => resolve(true));
+      probe.listen({ port, host: o.ipv6 ? "::" : "0.0.0.0", exclusive: true }, () =>
+        probe.close(() => resolve(false)),
+      );
+    });
+    if (inUse) {
+      const what = port === o.listen ? "--listen" : "a --port chain, after --listen";
+      throw new FatalError(`port ${port} (${what}) is in use: give --listen a free range`);
+    }
+  }
+}
+
 /** The main chain: TLS when the client asks for it, plaintext as before when it does not. */
 function mainChain(o: EverywhereOptions, bin: string): string[] {
   return tcpserverArgs(o, bin, o.listen, [
@@ -90,6 +110,7 @@ async function main(args: readonly string[]): Promise<number> {
   }
   const bin = binDir();
   checkNotInstalled(o);
+  await checkPortsFree(o);
   const certEnv = await certificates(o, bin);
   const installed = install(o);
   writeStderr(`${NAME}: info: diverting tcp ports ${o.ports.join(",")} to :${o.listen}\n`);

@@ -256,6 +256,28 @@ test("the tool itself killed with SIGKILL: the next start refuses, and --remove 
   assert.equal(hostState(), pristine);
 });
 
+test("a chain's port already taken: one line, exit 111, before any rule goes in", async () => {
+  const squatter = lab.start(lab.server, "python3", [
+    "-c",
+    `import socket, time\ns = socket.socket(socket.AF_INET6)\ns.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\ns.bind(("::", ${LISTEN + 1}))\ns.listen()\nprint("ready", flush=True)\ntime.sleep(60)`,
+  ]);
+  try {
+    await new Promise((resolve) => squatter.stdout?.once("data", resolve));
+    const r = await lab.run(lab.server, ours("tls-everywhere"), [
+      ...["--ports", String(HTTP), "--listen", String(LISTEN)],
+      ...["--port", String(SMTP), "{", "tcpforward", "}"],
+    ]);
+    assert.equal(r.code, 111);
+    assert.equal(
+      r.stderr,
+      `tls-everywhere: fatal: port ${LISTEN + 1} (a --port chain, after --listen) is in use: give --listen a free range\n`,
+    );
+    assert.equal(hostState(), pristine);
+  } finally {
+    squatter.kill("SIGKILL");
+  }
+});
+
 test("bad command lines: one line, exit 100, nothing installed", async () => {
   for (const [args, line] of [
     [
