@@ -15,7 +15,9 @@
 //   9. sniff: full handshakes through `tcpserver tls-sniff ... tlsd` against `tcpserver tlsd`;
 //  11. transparent: interception (TPROXY) against the direct path and haproxy in transparent
 //      mode, in network namespaces (bench/transparent.mjs; root only);
-//  10. ab: this checkout's `tcpserver tlsd` against another one's (BENCH_BASELINE), for a change.
+//  10. ab: this checkout's `tcpserver tlsd` against another one's (BENCH_BASELINE), for a change;
+//  12. metrics: full handshakes through `tcpserver tlsd` with and without --metrics
+//      (bench/metrics.mjs).
 // Results go to bench/results/; the README's table is copied from the summary printed last.
 import { execFileSync, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
@@ -38,6 +40,7 @@ const harnessParts = [
   "sniff",
   "ab",
   "transparent",
+  "metrics",
 ];
 if (harnessParts.some(only)) {
   if (!existsSync(join(harness, "bench.py"))) {
@@ -324,6 +327,15 @@ if (only("ab")) {
       "--tag",
       `ab-c${c}`,
     ]);
+}
+
+// 12. What tcpserver --metrics costs a handshake (c=1 and c=16). BENCH_METRICS_ROUNDS (default 3).
+if (only("metrics")) {
+  const r = spawnSync(process.execPath, [join(root, "bench", "metrics.mjs")], {
+    stdio: "inherit",
+    env: { ...process.env, BENCH_ROUNDS: process.env.BENCH_METRICS_ROUNDS ?? "3" },
+  });
+  if (r.status !== 0) process.exit(r.status ?? 1);
 }
 
 for (const file of readdirSync(out)

@@ -6,6 +6,7 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { SecureContext } from "node:tls";
+import { acmeOrders } from "../metrics/catalog.ts";
 import { causeText } from "../ucspi/errors.ts";
 import type { AcmeConfig } from "./config.ts";
 import { Issuer } from "./issuer.ts";
@@ -21,6 +22,11 @@ export type Outcome =
   | "failed"
   /** Still being ordered after ACME_WAIT; the order goes on. */
   | "timeout";
+
+// tcpserver --metrics: how this process's orders ended (another tlsd's are counted there).
+const ISSUED = { result: "issued" };
+const FAILED = { result: "failed" };
+const RATE_LIMITED = { result: "rate_limited" };
 
 /** How often a tlsd waiting for another's order looks for its certificate. */
 const OTHER_POLL_MS = 200;
@@ -141,6 +147,7 @@ export class OnDemand {
     if (running) return running;
     const claim = this.ledger.claim(name);
     if (claim === "limited") {
+      acmeOrders.inc(RATE_LIMITED);
       this.log(
         `tlsd: warning: acme: ${name}: not ordered: ACME_RATE (${this.config.ordersPerHour} an hour) reached\n`,
       );
@@ -163,10 +170,12 @@ export class OnDemand {
       .issue(name)
       .then(
         () => {
+          acmeOrders.inc(ISSUED);
           this.log(`tlsd: info: acme: ${name}: issued in ${Date.now() - started} ms\n`);
           this.written(name);
         },
         (error: unknown) => {
+          acmeOrders.inc(FAILED);
           this.log(`tlsd: warning: acme: ${name}: order failed: ${causeText(error)}\n`);
           throw error;
         },

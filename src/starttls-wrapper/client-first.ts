@@ -4,6 +4,7 @@
 import { writeSync } from "node:fs";
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import { declines, refusals, upgrades } from "../metrics/catalog.ts";
 import { stripTlsConfig } from "../tls/peer-env.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix, copyEnv } from "../ucspi/env.ts";
@@ -28,6 +29,14 @@ export function logger(ctx: StageContext, options: WrapperOptions) {
       if (options.verbosity >= 2) ctx.log(`starttls-wrapper: info: ${who}${what}\n`);
     },
   };
+}
+
+const FAMILIES = { upgrade: upgrades, decline: declines, refusal: refusals };
+
+/** tcpserver --metrics: the client was handed to TLS, went on in plaintext, or was refused
+ * because TLS is required (-r). */
+export function count(what: keyof typeof FAMILIES, options: WrapperOptions): void {
+  FAMILIES[what].inc({ protocol: options.protocol });
 }
 
 /** The plaintext server (prog) on a socket pair: our end, its status, and the signal that

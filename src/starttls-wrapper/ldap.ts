@@ -15,7 +15,16 @@ import {
   startTlsResponse,
 } from "../dialogue/ldap.ts";
 import type { StageContext } from "../ucspi/stage.ts";
-import { logger, peekFirst, plaintext, refuse, send, take, tlsBehind } from "./client-first.ts";
+import {
+  count,
+  logger,
+  peekFirst,
+  plaintext,
+  refuse,
+  send,
+  take,
+  tlsBehind,
+} from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
 export async function runLdap(ctx: StageContext, options: WrapperOptions): Promise<number> {
@@ -46,16 +55,19 @@ export async function runLdap(ctx: StageContext, options: WrapperOptions): Promi
       take(connection, first.length);
       send(connection, startTlsResponse(first.messageId));
       info("StartTLS");
+      count("upgrade", options);
       return tlsBehind(ctx, options, connection);
     case "other":
       if (options.policy === "require") {
         warn("a request without StartTLS: refused (-r)");
+        count("refusal", options);
         return refuse(
           connection,
           noticeOfDisconnection(CONFIDENTIALITY_REQUIRED, "StartTLS is required"),
         );
       }
       info("a request without StartTLS");
+      count("decline", options);
       return plaintext(ctx, options, connection);
     case "malformed":
     case "more":

@@ -25,7 +25,7 @@ import type { Packet } from "../dialogue/mysql.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { relay } from "../ucspi/relay.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
-import { REFUSED, endWith, logger, startServer } from "./client-first.ts";
+import { REFUSED, count, endWith, logger, startServer } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
 export async function runMysql(ctx: StageContext, options: WrapperOptions): Promise<number> {
@@ -54,6 +54,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
     if (!clientAsksTls(answer.payload)) {
       if (options.policy === "require") {
         warn("a login without TLS: refused (-r)");
+        count("refusal", options);
         await endWith(
           client,
           writePacket(
@@ -68,10 +69,12 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
         return await end(REFUSED);
       }
       info("a login without TLS");
+      count("decline", options);
       server.write(writePacket(answer.seq, answer.payload));
       return await pump(client, fromClient, server, fromServer, serverDone);
     }
     info("SSLRequest: TLS");
+    count("upgrade", options);
     const early = fromClient.release();
     if (early.length > 0) client.unshift(early);
     const { tlsdStage } = await import("../tlsd/stage.ts");

@@ -8,7 +8,16 @@
 // SSLRequest and before our answer are refused, never relayed (CVE-2021-23214).
 import { MAX_STARTUP, fatalError, readStartup } from "../dialogue/postgres.ts";
 import type { StageContext } from "../ucspi/stage.ts";
-import { logger, peekFirst, plaintext, refuse, send, take, tlsBehind } from "./client-first.ts";
+import {
+  count,
+  logger,
+  peekFirst,
+  plaintext,
+  refuse,
+  send,
+  take,
+  tlsBehind,
+} from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
 export async function runPostgres(ctx: StageContext, options: WrapperOptions): Promise<number> {
@@ -46,14 +55,17 @@ export async function runPostgres(ctx: StageContext, options: WrapperOptions): P
         }
         send(connection, Buffer.from("S"));
         info("SSLRequest: TLS");
+        count("upgrade", options);
         return tlsBehind(ctx, options, connection);
       }
       case "startup":
         if (options.policy === "require") {
           warn("a start-up without TLS: refused (-r)");
+          count("refusal", options);
           return refuse(connection, fatalError("28000", "TLS is required (sslmode=require)"));
         }
         info("a start-up without TLS");
+        count("decline", options);
         return plaintext(ctx, options, connection);
       case "cancel":
         info("a CancelRequest");

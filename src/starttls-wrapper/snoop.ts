@@ -26,6 +26,8 @@ export interface SnoopIo {
   close(): void;
   /** One line about an event worth logging (a refusal is an attack signal). */
   warn(what: string): void;
+  /** A command or the connection refused because TLS is required first (-r): counted. */
+  refused?(): void;
 }
 
 export type StarttlsVerdict = Extract<ClientVerdict, { kind: "starttls" }>;
@@ -114,6 +116,7 @@ export class Snooper {
     this.held = true;
     if (this.dialogue.policy === "require") {
       this.io.warn(why);
+      this.io.refused?.();
       this.queue.push({ kind: "close", text: this.dialogue.closing(why) });
     } else {
       this.queue.push({ kind: "pump", lines: [] });
@@ -145,6 +148,7 @@ export class Snooper {
           return;
         }
         this.io.warn(r.why);
+        this.io.refused?.();
         this.hold({ kind: "close", text: this.dialogue.malformed(r.why) });
         return;
       }
@@ -170,6 +174,8 @@ export class Snooper {
           break;
         case "answer":
           if (verdict.log) this.io.warn(verdict.log);
+          // Under -r every answer of ours refuses something (a malformed STARTTLS among them).
+          if (this.dialogue.policy === "require") this.io.refused?.();
           this.queue.push({ kind: "local", text: verdict.reply });
           break;
         case "starttls":
@@ -178,6 +184,7 @@ export class Snooper {
           return;
         case "close":
           this.io.warn(verdict.log);
+          if (this.dialogue.policy === "require") this.io.refused?.();
           this.hold({ kind: "close", text: verdict.reply });
           return;
         case "pump":

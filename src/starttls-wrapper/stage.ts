@@ -8,6 +8,7 @@ import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { DIALOGUES } from "../dialogue/index.ts";
 import type { Dialogue } from "../dialogue/types.ts";
+import { declines, refusals, upgrades } from "../metrics/catalog.ts";
 import type { ResumeRecord } from "../proxy/index.ts";
 import { noDelay } from "../tls/close-policy.ts";
 import { stripTlsConfig } from "../tls/peer-env.ts";
@@ -78,6 +79,9 @@ class Wrapper {
   /** The TLS side, once the client is handed over: its end, and its status. */
   private handedOver: Promise<number> | undefined;
   private preTlsTimer: NodeJS.Timeout | undefined;
+  /** --metrics: this session's protocol; whether it went on in plaintext (counted once). */
+  private readonly counted: { protocol: string };
+  private declined = false;
 
   constructor(ctx: StageContext, options: WrapperOptions, dialogue: Dialogue) {
     this.ctx = ctx;
@@ -93,6 +97,7 @@ class Wrapper {
       writable: true,
       allowHalfOpen: true,
     });
+    this.counted = { protocol: options.protocol };
     this.snooper = new Snooper(dialogue, this.io(), options);
   }
 
@@ -198,6 +203,8 @@ class Wrapper {
       toClient: (bytes) => client.write(bytes),
       toServer: (bytes) => toServer.write(bytes),
       pumpClient: (first) => {
+        if (!this.declined) declines.inc(this.counted);
+        this.declined = true;
         client.removeAllListeners("data");
         if (first.length > 0) toServer.write(first);
         void oneWay(client, toServer);
@@ -226,6 +233,7 @@ class Wrapper {
         this.letServerGo();
       },
       warn: (what) => this.warn(what),
+      refused: () => refusals.inc(this.counted),
     };
   }
 
@@ -261,6 +269,7 @@ class Wrapper {
     // unsent output goes nowhere.
     clearTimeout(this.preTlsTimer);
     this.client.write(Buffer.from(verdict.goAhead, "latin1"));
+    upgrades.inc(this.counted);
     // From here on the client's bytes are TLS, for the service or our tlsd: never read here.
     this.client.removeAllListeners("data");
     this.early = undefined;

@@ -16,7 +16,7 @@ import {
 import { connectionStream } from "../ucspi/chain.ts";
 import { relay } from "../ucspi/relay.ts";
 import type { StageContext } from "../ucspi/stage.ts";
-import { REFUSED, endWith, logger, startServer, tlsBehind } from "./client-first.ts";
+import { REFUSED, count, endWith, logger, startServer, tlsBehind } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
 type Decision = "starttls" | "plain" | "refused";
@@ -82,10 +82,12 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
       }
       if (options.policy === "require") {
         warn(`<${first.kind === "other" ? first.name : "?"}> before STARTTLS: refused (-r)`);
+        count("refusal", options);
         client.write(policyViolation("TLS is required"));
         return done("refused");
       }
       server.write(Buffer.from(clientText, "latin1"));
+      count("decline", options);
       done("plain");
     };
     server.on("data", fromServer);
@@ -95,6 +97,7 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
 
   if (decision === "starttls") {
     info("STARTTLS");
+    count("upgrade", options);
     client.pause();
     client.write(PROCEED);
     server.destroy();

@@ -18,6 +18,8 @@ import { jsonLog, textLog } from "./log.ts";
 import type { ServerLog } from "./log.ts";
 import { USAGE, parseServerArgs, workerLimit } from "./options.ts";
 import type { ServerOptions } from "./options.ts";
+import type { Metrics } from "../metrics/prometheus.ts";
+import { isSnapshotRequest, serveMetrics } from "./metrics.ts";
 import { serve } from "./server.ts";
 
 async function main(): Promise<void> {
@@ -34,14 +36,30 @@ async function main(): Promise<void> {
     reloadAll(writeStderr);
   };
   process.on("SIGHUP", reload);
+  // --metrics: counting on in every process (prom-client loaded only then); the first one
+  // answers scrapes, with its workers' counts added (asked over their IPC channels). The
+  // listener comes first: a message that finds none is lost.
+  let metrics: Metrics | undefined;
   if (options.workerIndex > 0)
     process.on("message", (message) => {
       if (message === "reload") reload();
+      if (metrics && isSnapshotRequest(message))
+        void metrics
+          .snapshot()
+          .then((snapshot) =>
+            process.send?.({ metricsReply: message.metricsRequest, snapshot }, () => {}),
+          );
     });
+  if (options.metrics) metrics = await (await import("../metrics/prometheus.ts")).enableMetrics();
   const env = startEnv(process.env);
   const listenFd =
     socketActivated(env) ??
     listenOn(await bindAddress(options.host), portNumber(options.port), options);
+  // Bound as the port is, before privileges go (a port below 1024, a socket under /run).
+  if (metrics && options.metrics && options.workerIndex === 0) {
+    const endpoint = await serveMetrics(options.metrics, metrics, () => hangUp.workers);
+    process.on("exit", () => endpoint.removeSocket());
+  }
   // Our stage's configuration, checked and loaded before accepting and before privileges go.
   try {
     await prepareChain(options.program, env, writeStderr);

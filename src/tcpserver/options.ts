@@ -1,4 +1,6 @@
 // tcpserver's argv → options: djb's letters and defaults, plus our long-named extensions.
+import { parseMetricsAddress } from "../metrics/address.ts";
+import type { MetricsAddress } from "../metrics/address.ts";
 import { UsageError } from "../ucspi/errors.ts";
 import { getopt, scanUnsigned } from "../ucspi/getopt.ts";
 import { applyCommonOption } from "../ucspi/tcp-options.ts";
@@ -31,6 +33,8 @@ export interface ServerOptions extends CommonTcpOptions {
   workerIndex: number;
   /** --drain: on SIGTERM, how long running connections may go on (undefined: djb's exit). */
   drainSeconds: number | undefined;
+  /** --metrics: where scrapes are answered (undefined: no metrics at all). */
+  metrics: MetricsAddress | undefined;
   host: string;
   port: string;
   program: string[];
@@ -46,6 +50,7 @@ const LONG = [
   "per-ip-limit=",
   "worker=",
   "drain=",
+  "metrics=",
 ];
 
 /** `env` is read only for -U, at the point where -U stands, as djb's getopt loop does. */
@@ -84,6 +89,7 @@ export function parseServerArgs(
     workers: 1,
     workerIndex: 0,
     drainSeconds: undefined,
+    metrics: undefined,
     host: "",
     port: "",
     program: [],
@@ -163,6 +169,9 @@ export function parseServerArgs(
         if (!/^[0-9]{1,9}$/.test(value))
           throw new UsageError(`--drain needs a number of seconds, not '${value}'`);
         o.drainSeconds = Number(value);
+        break;
+      case "metrics":
+        o.metrics = parseMetricsAddress(value);
         break;
     }
   }

@@ -16,11 +16,23 @@ import {
 } from "../ucspi/native.ts";
 import type { Acceptor } from "../ucspi/native.ts";
 import type { Connection } from "../ucspi/stage.ts";
+import {
+  accepted,
+  activeConnections,
+  connectionLimit,
+  denied,
+  dropped,
+  limitFullSeconds,
+  programExits,
+  refusedPerIp,
+  spawnFailures,
+} from "../metrics/catalog.ts";
 import { Running } from "./drain.ts";
 import type { Endpoints, ServerLog } from "./log.ts";
 import { lookUp, needsLookups, plainEndpoints } from "./lookups.ts";
 import { rulesVerdict } from "./rules-verdict.ts";
 import { Slots } from "./slots.ts";
+import { statusLabel } from "./status-label.ts";
 import type { ServerOptions } from "./options.ts";
 import { isTrusted, readProxyHeader, trustedProxies } from "./proxy-header.ts";
 import type { ProxyHeader } from "../proxy/index.ts";
@@ -31,6 +43,11 @@ const FIRST_CONNECTION_ID = 4_194_305;
 
 const DENY_STATUS = exitStatus(100);
 const DROP_STATUS = exitStatus(111);
+
+// --metrics: why a connection was dropped before its program ran.
+const DROPPED_RULES = { reason: "rules" };
+const DROPPED_PROXY = { reason: "proxy" };
+const DROPPED_STOPPING = { reason: "stopping" };
 
 export interface ServerDeps {
   options: ServerOptions;
@@ -92,6 +109,9 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
   const slots = new Slots(acceptor, options.limit, options.perIpLimit);
   log.status(0, options.limit);
   slots.update();
+  activeConnections.observe(() => [{ labels: {}, value: slots.active }]);
+  connectionLimit.observe(() => [{ labels: {}, value: options.limit }]);
+  limitFullSeconds.observe(() => [{ labels: {}, value: slots.fullSeconds() }]);
 
   function onAccept(
     fd: number,
@@ -105,6 +125,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       slots.backOff(100);
       return;
     }
+    accepted.inc();
     const c: Accepted = {
       fd,
       localIp: localIp ?? "",
@@ -115,6 +136,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
     };
     const slot = slots.take(c.peerIp);
     if (!slot.taken) {
+      refusedPerIp.inc();
       log.reject(c.remoteIp, slot.count, slot.limit);
       native().close(fd);
       return;
@@ -126,6 +148,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
           const id = nextId++;
           log.accepted(id, c.remoteIp);
           log.warning(`dropping connection from ${unmapIPv4(c.remoteIp)}: ${result.error}`);
+          dropped.inc(DROPPED_PROXY);
           return finish(c, id, DROP_STATUS);
         }
         const { header } = result;
@@ -161,6 +184,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       const id = nextId++;
       log.accepted(id, ends.remoteIp);
       log.warning("dropping connection, tcpserver is stopping");
+      dropped.inc(DROPPED_STOPPING);
       return finish(c, id, DROP_STATUS);
     }
     const env = copyEnv(deps.env);
@@ -183,9 +207,11 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       log.accepted(id, ends.remoteIp);
       if (verdict.kind === "deny") {
         log.verdict("deny", id, ends);
+        denied.inc();
         return finish(c, id, DENY_STATUS);
       }
       log.warning(`dropping connection, ${verdict.why}`);
+      dropped.inc(DROPPED_RULES);
       return finish(c, id, DROP_STATUS);
     }
     for (const [name, value] of verdict.env) env[name] = value;
@@ -227,6 +253,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
         onSpawning: () => {
           spawning = true;
         },
+        onRunFailure: () => spawnFailures.inc(),
         ...(served ? { stop: served.stop.signal } : {}),
       });
     } catch (error) {
@@ -243,6 +270,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       (status) => {
         if (served) running?.remove(served);
         if (!spawned) releaseInProcess(connection);
+        if (programExits.enabled) programExits.inc({ status: statusLabel(status) });
         finish(c, id, status, false);
       },
       (error: unknown) => {

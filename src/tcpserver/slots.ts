@@ -9,6 +9,10 @@ export class Slots {
   private readonly perIp = new Map<string, number>();
   private paused = false;
   private closing = false;
+  /** How long every slot was taken, in ms (--metrics): the pauses that ended, and when the
+   * current one began. */
+  private fullMs = 0;
+  private fullSince: number | undefined;
 
   private readonly acceptor: Acceptor;
   readonly limit: number;
@@ -59,8 +63,21 @@ export class Slots {
   /** Accepting stops while every slot is taken, and starts again when one is free. */
   update(): void {
     const full = this.active >= this.limit;
-    if (full && !this.paused) this.acceptor.pause();
-    if (!full && this.paused && !this.closing) this.acceptor.resume();
+    if (full && !this.paused) {
+      this.acceptor.pause();
+      this.fullSince = performance.now();
+    }
+    if (!full && this.paused) {
+      if (!this.closing) this.acceptor.resume();
+      this.fullMs += performance.now() - (this.fullSince ?? performance.now());
+      this.fullSince = undefined;
+    }
     this.paused = full;
+  }
+
+  /** Seconds so far during which every slot was taken. */
+  fullSeconds(): number {
+    const now = this.fullSince === undefined ? 0 : performance.now() - this.fullSince;
+    return (this.fullMs + now) / 1000;
   }
 }

@@ -5,12 +5,19 @@ import type { Env } from "../ucspi/env.ts";
 import type { SniffOptions } from "./options.ts";
 import type { Verdict } from "./peek.ts";
 
-/** The program for a TLS or plaintext verdict; undefined when plaintext has no route. */
+/** A route taken: its program, and its name as the command line gives it (`default`, `plain`,
+ * `sni:NAME`, `alpn:PROTOCOL`: what tcpserver --metrics counts by, never the client's words). */
+export interface Chosen {
+  program: string[];
+  name: string;
+}
+
+/** The route for a TLS or plaintext verdict; undefined when plaintext has no route. */
 export function chooseRoute(
   o: SniffOptions,
   verdict: Extract<Verdict, { kind: "tls" | "plain" }>,
-): string[] | undefined {
-  if (verdict.kind === "plain") return o.plain;
+): Chosen | undefined {
+  if (verdict.kind === "plain") return o.plain && { program: o.plain, name: "plain" };
   const { serverName, alpn } = verdict.hello;
   for (const route of o.routes) {
     const m = route.match;
@@ -18,9 +25,10 @@ export function chooseRoute(
       "sni" in m
         ? serverName !== undefined && sniMatches(m.sni, serverName)
         : (alpn ?? []).includes(m.alpn);
-    if (matches) return route.program;
+    if (matches)
+      return { program: route.program, name: "sni" in m ? `sni:${m.sni}` : `alpn:${m.alpn}` };
   }
-  return o.program;
+  return { program: o.program, name: "default" };
 }
 
 /** The environment for the next program: TLS_SNIFF=tls|plain and, for TLS, the server name

@@ -1,5 +1,6 @@
 // tls-sniff: TLS or plaintext? Looks at the connection's first bytes (none taken) and runs the
 // program of the matching route on the very same connection, with what it learned in its env.
+import { sniffed } from "../metrics/catalog.ts";
 import { exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix } from "../ucspi/env.ts";
 import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
@@ -19,14 +20,18 @@ export const sniffStage: Stage = {
     const o = parseOrUsage(USAGE, () => parseSniffArgs(ctx.argv.slice(1)));
     if (o.program.length === 0) return filter(ctx, o);
     const { verdict, connection } = await peek(ctx.connection, o);
-    if (verdict.kind === "closed") return 0;
+    if (verdict.kind === "closed") {
+      counted(verdict, "none");
+      return 0;
+    }
     if (verdict.kind !== "tls" && verdict.kind !== "plain")
       return refuse(ctx, o, verdict, connection);
     const route = chooseRoute(o, verdict);
     if (route === undefined) return refuse(ctx, o, verdict, connection);
+    counted(verdict, route.name);
     if (o.verbosity >= 2)
       ctx.log(`tls-sniff: info: ${clientPrefix(ctx.env)}${describe(verdict)}\n`);
-    return ctx.next(route, sniffEnv(ctx.env, verdict), connection);
+    return ctx.next(route.program, sniffEnv(ctx.env, verdict), connection);
   },
 };
 
@@ -67,9 +72,18 @@ function refuse(
           ? `plaintext${verdict.silent ? " (a silent client)" : ""} and no --plain route`
           : "no route";
   if (o.verbosity >= 1) ctx.log(`tls-sniff: warning: ${clientPrefix(ctx.env)}refused: ${why}\n`);
+  counted(verdict, "none");
   drain(connection);
   connection.stream?.destroy();
   return exitStatus(REFUSED);
+}
+
+/** tcpserver --metrics: the verdict (a silent client's plaintext apart) and the route taken
+ * (`none`: refused, or the client left). */
+function counted(verdict: Verdict, route: string): void {
+  if (!sniffed.enabled) return;
+  const kind = verdict.kind === "plain" && verdict.silent ? "silent" : verdict.kind;
+  sniffed.inc({ verdict: kind, route });
 }
 
 function describe(verdict: Extract<Verdict, { kind: "tls" | "plain" }>): string {

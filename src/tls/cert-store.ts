@@ -82,6 +82,10 @@ export function storeConfig(env: Readonly<Env>, sniLevel: number, wantCa: boolea
 
 interface Loaded {
   context: SecureContext;
+  /** The certificate (chain) it was made with, and when its first one expires (read once,
+   * when asked: expiries()). */
+  cert: Buffer;
+  notAfter?: number;
   /** Which ticket key it holds (tickets.ts). */
   ticketGeneration?: number;
   files: string[];
@@ -112,6 +116,8 @@ export class CertStore {
 
   private live = new Map<string, Pair>();
   private liveStamp = "";
+  /** CERTDIR's certificates by directory, as expiries() gives them. */
+  private liveExpiries: Expiry[] = [];
 
   /** Loads every pair once, so that a bad file is reported before any client comes. */
   check(): void {
@@ -134,6 +140,7 @@ export class CertStore {
     if (stamp === this.liveStamp) return;
     this.liveStamp = stamp;
     const live = new Map<string, Pair>();
+    const expiries: Expiry[] = [];
     let entries: string[] = [];
     try {
       entries = readdirSync(dir).filter((e) => !e.startsWith(".") && e !== "README");
@@ -147,7 +154,13 @@ export class CertStore {
         // and the chain are read from that one version even if NAME moves on meanwhile.
         const real = realpathSync(join(dir, entry));
         const pair = { cert: join(real, "fullchain.pem"), key: join(real, "privkey.pem") };
-        const san = new X509Certificate(readFileSync(pair.cert)).subjectAltName ?? "";
+        const certificate = new X509Certificate(readFileSync(pair.cert));
+        const san = certificate.subjectAltName ?? "";
+        expiries.push({
+          name: entry,
+          file: join(dir, entry, "fullchain.pem"),
+          notAfter: epochSeconds(certificate),
+        });
         names = names.concat(
           san
             .split(", ")
@@ -160,6 +173,35 @@ export class CertStore {
       }
     }
     this.live = live;
+    this.liveExpiries = expiries;
+  }
+
+  /**
+   * Each certificate this store serves and when it expires, for tcpserver --metrics: CERTFILE
+   * as "default", each CERTFILE:name under its name, each CERTDIR certificate under its
+   * directory's name. What a handshake would get now: a file changed on disk is read again.
+   */
+  expiries(): Expiry[] {
+    this.recheck();
+    const out: Expiry[] = [];
+    const add = (name: string, pair: Pair) => {
+      const notAfter = this.notAfterOf(pair);
+      if (notAfter !== undefined) out.push({ name, file: pair.cert, notAfter });
+    };
+    if (this.config.fallback) add("default", this.config.fallback);
+    for (const [name, pair] of this.config.named) add(name, pair);
+    return out.concat(this.liveExpiries);
+  }
+
+  private notAfterOf(pair: Pair): number | undefined {
+    const loaded = this.contexts.get(contextName(pair));
+    const served = () => (loaded ? (loaded.notAfter ??= notAfterOf(loaded.cert)) : undefined);
+    if (loaded && !loaded.stale) return served();
+    try {
+      return notAfterOf(readFileSync(pair.cert));
+    } catch {
+      return served();
+    }
   }
 
   /** Whether a certificate of its own (not the default) serves `name`. */
@@ -268,9 +310,10 @@ export class CertStore {
     const caCerts = ca ? readTrustAnchors(ca) : undefined;
     const stamps = stampOf(files);
     let context: SecureContext;
+    const cert = readOrFail(pair.cert, "certificate");
     try {
       context = createSecureContext({
-        cert: readOrFail(pair.cert, "certificate"),
+        cert,
         key: readOrFail(pair.key, "key"),
         ...protocolOptions(this.config.ciphers),
         sessionIdContext: this.sessionIdContext,
@@ -285,9 +328,25 @@ export class CertStore {
       );
     }
     const ticketGeneration = refreshTicketKey(context, undefined);
-    this.contexts.set(name, { context, files, stamps, ticketGeneration });
+    this.contexts.set(name, { context, cert, files, stamps, ticketGeneration });
     return context;
   }
+}
+
+/** A certificate served, and when it expires: seconds since the epoch. */
+export interface Expiry {
+  name: string;
+  file: string;
+  notAfter: number;
+}
+
+function epochSeconds(certificate: X509Certificate): number {
+  return Math.floor(certificate.validToDate.getTime() / 1000);
+}
+
+/** When the first certificate of a PEM chain expires; throws when there is none. */
+function notAfterOf(pem: Buffer): number {
+  return epochSeconds(new X509Certificate(pem));
 }
 
 /** The key of a pair's context: one per certificate and key. */

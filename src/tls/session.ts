@@ -7,6 +7,7 @@ import { clientPrefix } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import type { StageContext } from "../ucspi/stage.ts";
 import { MISSING_CLOSE_NOTIFY } from "./close-policy.ts";
+import { HandshakeError, failureReason } from "./handshake-result.ts";
 import { closeNotifyFor } from "./options.ts";
 import type { ClosePolicy } from "./close-policy.ts";
 
@@ -18,7 +19,8 @@ export const EXIT_TLS = 98;
 const CLOSE_GRACE_MS = 5000;
 
 /** Resolves when the handshake is done (`event`: "secure" on a server, "secureConnect" on a
- * client); rejects with a one-line reason on failure, close, or after timeoutMs (0: never). */
+ * client); rejects with a one-line reason (a HandshakeError) on failure, close, or after
+ * timeoutMs (0: never). */
 export function handshake(
   tls: TLSSocket,
   event: "secure" | "secureConnect",
@@ -27,13 +29,13 @@ export function handshake(
   return new Promise((resolve, reject) => {
     const timer =
       timeoutMs > 0
-        ? setTimeout(() => reject(new Error("handshake timed out")), timeoutMs)
+        ? setTimeout(() => reject(new HandshakeError("handshake timed out", "timeout")), timeoutMs)
         : undefined;
-    const fail = (error: Error) => {
+    const fail = (error: Error, reason = failureReason(error)) => {
       clearTimeout(timer);
-      reject(new Error(`TLS handshake failed: ${tlsErrorText(error)}`));
+      reject(new HandshakeError(`TLS handshake failed: ${tlsErrorText(error)}`, reason));
     };
-    const closed = () => fail(new Error("connection closed"));
+    const closed = () => fail(new Error("connection closed"), "closed");
     tls.once("error", fail);
     tls.once("close", closed);
     // A TLSSocket made on a half-open stream does not close at the peer's FIN: only "end" says
@@ -101,7 +103,8 @@ export function goodbye(tls: TLSSocket, halfClosed = false): Promise<void> {
 /**
  * The handshake of `tls`, then `check` (a client certificate policy, say): undefined when both
  * passed, else the session is destroyed, the reason logged after `fatal` ("tlsd: fatal:
- * 192.0.2.7: ", see fatalPrefix; verbosity 1 and up) and the status to end with is returned.
+ * 192.0.2.7: ", see fatalPrefix; verbosity 1 and up), `failed` told the error (a HandshakeError,
+ * or what `check` threw) and the status to end with is returned.
  */
 export async function handshakeOrStatus(
   ctx: StageContext,
@@ -110,12 +113,14 @@ export async function handshakeOrStatus(
   event: "secure" | "secureConnect",
   options: { handshakeTimeoutMs: number; verbosity: number },
   check?: () => void,
+  failed?: (error: unknown) => void,
 ): Promise<number | undefined> {
   try {
     await handshake(tls, event, options.handshakeTimeoutMs);
     check?.();
     return undefined;
   } catch (error) {
+    failed?.(error);
     tls.destroy();
     if (options.verbosity >= 1) ctx.log(`${fatal}${(error as Error).message}\n`);
     return exitStatus(EXIT_TLS);

@@ -36,6 +36,7 @@ import type { StageContext } from "../ucspi/stage.ts";
 import type { TlsdOptions } from "./options.ts";
 import { stripTlsConfig } from "../tls/peer-env.ts";
 import { checkClientCertificate, serverTls, sessionFacts } from "./stage.ts";
+import { handshakeDone, handshakeFailed } from "./metrics.ts";
 
 /** What tlsd would say about a session: never inherited by a program that has none yet. */
 const SESSION_NAMES = [
@@ -143,10 +144,12 @@ async function serve(
       await handshake(tls, "secure", options.handshakeTimeoutMs);
       verdict = checkClientCertificate(tls, options);
     } catch (error) {
+      handshakeFailed(error);
       tls.destroy();
       if (options.verbosity >= 1) ctx.log(`tlsd: warning: ${(error as Error).message}\n`);
       return giveUp();
     }
+    handshakeDone(tls);
     if (command === START_AND_TELL) {
       const control = ours.control;
       control.end(replyBlock(sessionFacts(tls, options, verdict)), () => control.destroy());

@@ -16,6 +16,7 @@ import type { Connection, Stage } from "../ucspi/stage.ts";
 import { findResumeRecord } from "../proxy/resume.ts";
 import type { ResumeRecord } from "../proxy/resume.ts";
 import { runDelayed } from "./delayed.ts";
+import { handshakeDone, handshakeFailed, observeCertificates } from "./metrics.ts";
 import { checkResumeRecord, resumedStream } from "./resume.ts";
 import { USAGE, parseTlsdArgs } from "./options.ts";
 import type { TlsdOptions } from "./options.ts";
@@ -23,6 +24,9 @@ import type { TlsdOptions } from "./options.ts";
 // One store per configuration, shared by every connection of this process: contexts (and
 // their session ticket keys) are made once and reloaded when their files change.
 const stores = new Map<string, CertStore>();
+
+// tcpserver --metrics: when each certificate of every store expires, read at each scrape.
+observeCertificates(() => stores.values());
 
 // tcpserver's SIGHUP: every store reads its files again now (running sessions keep the
 // context they were made with), and says again what start-up said about them.
@@ -82,10 +86,19 @@ export const tlsdStage: Stage = {
     const tls = serverTls(policy.transport, store, options, noCertificate);
     const fatal = fatalPrefix("tlsd", ctx.env);
     let verdict = "NONE";
-    const refused = await handshakeOrStatus(ctx, fatal, tls, "secure", options, () => {
-      verdict = checkClientCertificate(tls, options);
-    });
+    const refused = await handshakeOrStatus(
+      ctx,
+      fatal,
+      tls,
+      "secure",
+      options,
+      () => {
+        verdict = checkClientCertificate(tls, options);
+      },
+      handshakeFailed,
+    );
     if (refused !== undefined) return refused;
+    handshakeDone(tls);
     const env = copyEnv(ctx.env);
     if (!options.keepEnv) stripTlsConfig(env);
     applyFacts(env, sessionFacts(tls, options, verdict));

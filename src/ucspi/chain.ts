@@ -31,6 +31,9 @@ export interface ChainOptions {
   warn?: (message: string) => void;
   /** Called before runChain returns when it is to spawn a program (not run a stage here). */
   onSpawning?: () => void;
+  /** Called when a program, this one or one a stage runs later in the chain, cannot be run
+   * (tcpserver --metrics counts it). */
+  onRunFailure?: () => void;
   /** When it aborts, a spawned program that still runs gets SIGTERM, as does one that a stage
    * run in this process spawned. */
   stop?: AbortSignal;
@@ -64,6 +67,7 @@ export async function runChain(
     stage = ourStage(file);
   } catch (error) {
     closeFds(extraFds);
+    options.onRunFailure?.();
     throw error;
   }
   if (stage) {
@@ -71,7 +75,12 @@ export async function runChain(
     closeFds(extraFds);
     return runStage(await stage, [...argv], env, connection, options);
   }
-  return spawnOnConnection(file, argv, env, connection, options, extraFds);
+  const ran = spawnOnConnection(file, argv, env, connection, options, extraFds);
+  if (!options.onRunFailure) return ran;
+  return ran.catch((error: unknown) => {
+    options.onRunFailure?.();
+    throw error;
+  });
 }
 
 /**

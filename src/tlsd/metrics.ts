@@ -1,0 +1,36 @@
+// What tlsd counts for tcpserver --metrics (a no-op anywhere else): each handshake, and when
+// each certificate it serves expires.
+import type { TLSSocket } from "node:tls";
+import { certificateExpiry, handshakes } from "../metrics/catalog.ts";
+import type { Sample } from "../metrics/family.ts";
+import type { CertStore } from "../tls/cert-store.ts";
+import { HandshakeError, keyExchangeGroup, versionLabel } from "../tls/handshake-result.ts";
+
+/** A handshake that worked: its version, key exchange group, and whether it resumed. */
+export function handshakeDone(tls: TLSSocket): void {
+  if (!handshakes.enabled) return;
+  handshakes.inc({
+    result: "ok",
+    version: versionLabel(tls),
+    group: keyExchangeGroup(tls),
+    resumed: String(tls.isSessionReused()),
+  });
+}
+
+/** A handshake that failed: a HandshakeError's reason, else the client certificate check's. */
+export function handshakeFailed(error: unknown): void {
+  const reason = error instanceof HandshakeError ? error.reason : "client_certificate";
+  handshakes.inc({ result: "failed", reason });
+}
+
+/** Reads the certificates of `stores` at each scrape (one series per certificate, however
+ * many stores serve it). */
+export function observeCertificates(stores: () => Iterable<CertStore>): void {
+  certificateExpiry.observe(() => {
+    const seen = new Map<string, Sample>();
+    for (const store of stores())
+      for (const { name, file, notAfter } of store.expiries())
+        seen.set(`${name}\0${file}`, { labels: { name, file }, value: notAfter });
+    return seen.values();
+  });
+}
