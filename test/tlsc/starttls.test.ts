@@ -1,5 +1,6 @@
 // tlsc --starttls: the client half of STARTTLS, against real servers with TLS of their own
-// (exim4 -bs with GnuTLS, PostgreSQL 15 with ssl=on, slapd, Prosody), against real plaintext servers given
+// (exim4 -bs with GnuTLS, PostgreSQL 15 with ssl=on, slapd, Prosody, MariaDB, Dovecot's
+// ManageSieve), against real plaintext servers given
 // STARTTLS by our starttls-wrapper (GNU imap4d and pop3d, and the NNTP and ManageSieve
 // fixtures), and against small servers that misbehave the ways of starttls-attacks.md: no
 // STARTTLS offered (a failure unless --plaintext-fallback), STARTTLS refused, bytes injected
@@ -13,6 +14,7 @@ import { makePki } from "../helpers/certs.ts";
 import { imapServer, pop3Server, smtpServer } from "../helpers/mail-servers.ts";
 import type { MailServer } from "../helpers/mail-servers.ts";
 import { freePort } from "../helpers/interop.ts";
+import { manageSieveServer } from "../helpers/managesieve.ts";
 import { startMariaDb } from "../helpers/mariadb.ts";
 import { startPostgres } from "../helpers/postgres.ts";
 import { startProsody } from "../helpers/prosody.ts";
@@ -344,6 +346,46 @@ test("mysql: MariaDB's own TLS; the unpatched mariadb client logs in through the
     assert.equal(r.stderr, "tlsc: fatal: STARTTLS (mysql) failed: server does not offer TLS\n");
   } finally {
     await plain.stop();
+  }
+});
+
+const SIEVE_AUTH = Buffer.from("\0test\0secret").toString("base64");
+const SIEVE_SESSION: [string, string][] = [
+  ["", "\\nOK[^\\n]*\\n"],
+  [`AUTHENTICATE "PLAIN" "${SIEVE_AUTH}"\r\n`, "^(OK|NO)[^\\n]*\\n"],
+  ["LISTSCRIPTS\r\n", "(^|\\n)(OK|NO)[^\\n]*\\n"],
+  ["LOGOUT\r\n", "\\n"],
+];
+
+test("sieve: Dovecot's own ManageSieve STARTTLS; SASL PLAIN and LISTSCRIPTS over TLS", async () => {
+  const dovecot = await manageSieveServer(scratch(), { tls: leaf });
+  try {
+    const r = await client(dovecot.port, "sieve", SIEVE_SESSION);
+    assert.equal(r.code, 0, r.stderr + dovecot.log());
+    assert.equal(r.ssl, "TLSv1.3");
+    // Over TLS the server says its capabilities again, without STARTTLS.
+    assert.match(r.texts[0] ?? "", /^"IMPLEMENTATION" "Dovecot/);
+    assert.doesNotMatch(r.texts[0] ?? "", /STARTTLS/);
+    assert.match(r.texts[1] ?? "", /^OK/);
+    assert.match(r.texts[2] ?? "", /^OK/m);
+  } finally {
+    await dovecot.close();
+  }
+});
+
+test("sieve: a Dovecot without TLS behind starttls-wrapper (tcpforward); the same session", async () => {
+  const dovecot = await manageSieveServer(scratch());
+  const server = await wrapped("sieve", ["tcpforward", "127.0.0.1", String(dovecot.port)]);
+  try {
+    const r = await client(server.port, "sieve", SIEVE_SESSION);
+    assert.equal(r.code, 0, r.stderr + server.log() + dovecot.log());
+    assert.equal(r.ssl, "TLSv1.3");
+    assert.match(r.texts[0] ?? "", /^"IMPLEMENTATION" "Dovecot/);
+    assert.doesNotMatch(r.texts[0] ?? "", /STARTTLS/);
+    assert.match(r.texts[1] ?? "", /^OK/);
+  } finally {
+    await server.stop();
+    await dovecot.close();
   }
 });
 
