@@ -11,14 +11,14 @@ import { FatalError, causeText } from "../ucspi/errors.ts";
 import { identQuery } from "../ucspi/ident.ts";
 import { passOnStatus, reportError, writeStderr } from "../ucspi/main.ts";
 import { connectInTurn, socketFd } from "./connect.ts";
-import { USAGE, parseClientArgs } from "./options.ts";
+import { EXTENSIONS, USAGE, parseClientArgs } from "./options.ts";
 import type { ClientOptions } from "./options.ts";
 
 const DNS_TIMEOUT_MS = 30_000;
 const FORWARDED: NodeJS.Signals[] = ["SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGALRM"];
 
 async function main(): Promise<number> {
-  if (helpAsked("tcpclient", process.argv.slice(2), USAGE)) return 0;
+  if (helpAsked("tcpclient", process.argv.slice(2), USAGE, EXTENSIONS)) return 0;
   const options = parseClientArgs(process.argv.slice(2));
   const addresses = await addressesOf(options);
   const port = portNumber(options.port);

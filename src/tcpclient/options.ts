@@ -4,6 +4,9 @@ import { getopt, scanUnsigned } from "../ucspi/getopt.ts";
 import { applyCommonOption } from "../ucspi/tcp-options.ts";
 import type { CommonTcpOptions } from "../ucspi/tcp-options.ts";
 
+/** Our options beyond djb's, for --help. */
+export const EXTENSIONS = "[ -4 | -6 ]";
+
 export const USAGE =
   "tcpclient [ -hHrRdDqQv ] [ -i localip ] [ -p localport ] [ -T timeoutconn ] [ -l localname ] [ -t timeoutinfo ] host port program";
 

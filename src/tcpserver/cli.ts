@@ -16,7 +16,7 @@ import { setIds } from "../ucspi/privileges.ts";
 import { reloadAll } from "../ucspi/reload.ts";
 import { jsonLog, textLog } from "./log.ts";
 import type { ServerLog } from "./log.ts";
-import { USAGE, parseServerArgs, workerLimit } from "./options.ts";
+import { EXTENSIONS, USAGE, parseServerArgs, workerLimit } from "./options.ts";
 import type { ServerOptions } from "./options.ts";
 import type { Metrics } from "../metrics/prometheus.ts";
 import { isSnapshotRequest, serveMetrics } from "./metrics.ts";
@@ -24,7 +24,7 @@ import { serve } from "./server.ts";
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  if (helpAsked("tcpserver", args, USAGE)) return;
+  if (helpAsked("tcpserver", args, USAGE, EXTENSIONS)) return;
   const options = parseServerArgs(args, process.env);
   // SIGHUP from the start (djb's tcpserver dies of it): one that comes while we load our
   // stages must not end the server. Workers get it as a message: a signal could reach one

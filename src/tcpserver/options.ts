@@ -9,6 +9,10 @@ import type { CommonTcpOptions } from "../ucspi/tcp-options.ts";
 export const USAGE =
   "tcpserver [ -1UXpPhHrRoOdDqQv ] [ -c limit ] [ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] host port program";
 
+/** Our options beyond djb's, for --help (djb's usage line above stays his). */
+export const EXTENSIONS =
+  "[ -C n ] [ --proxy [ --proxy-from list ] ] [ --transparent | --redirected ] [ --log text|json ] [ --workers n ] [ --drain seconds ] [ --metrics address ]";
+
 export interface ServerOptions extends CommonTcpOptions {
   limit: number;
   perIpLimit: number | undefined;

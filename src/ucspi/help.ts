@@ -26,19 +26,26 @@ export function whatItDoes(name: string): string {
   return WHAT[name] ?? "one of the ucspi-tls programs";
 }
 
-/** The help text of `name`. */
-export function helpText(name: string, usage: string | undefined): string {
+/** The help text of `name`; `extensions`: the options of ours beyond djb's usage line, which
+ * stays djb's own (his usage errors print it). */
+export function helpText(name: string, usage: string | undefined, extensions?: string): string {
   return [
     `${name}: ${whatItDoes(name)}`,
     ...(usage ? [`usage: ${usage}`] : []),
+    ...(extensions ? [`beyond djb's: ${extensions}`] : []),
     `Every option, the environment and the exit codes: man ${name}, or docs/${name}.md in ucspi-tls.`,
     "",
   ].join("\n");
 }
 
 /** When `args` is just --help: prints the help on stdout and says so (the caller exits 0). */
-export function helpAsked(name: string, args: readonly string[], usage?: string): boolean {
+export function helpAsked(
+  name: string,
+  args: readonly string[],
+  usage?: string,
+  extensions?: string,
+): boolean {
   if (args.length !== 1 || args[0] !== "--help") return false;
-  writeSync(1, helpText(name, usage));
+  writeSync(1, helpText(name, usage, extensions));
   return true;
 }

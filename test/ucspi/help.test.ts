@@ -29,6 +29,16 @@ for (const name of PROGRAMS) {
   });
 }
 
+test("tcpserver and tcpclient: djb's usage line as his, then ours beyond it", async () => {
+  const server = await run(ours("tcpserver"), ["--help"], { stdio: ["ignore", "pipe", "pipe"] });
+  assert.match(
+    server.stdout,
+    /\nusage: tcpserver \[ -1UXpPhHrRoOdDqQv \] .* host port program\nbeyond djb's: \[ -C n \] .*\[ --drain seconds \] \[ --metrics address \]\n/,
+  );
+  const client = await run(ours("tcpclient"), ["--help"], { stdio: ["ignore", "pipe", "pipe"] });
+  assert.match(client.stdout, /\nbeyond djb's: \[ -4 \| -6 \]\n/);
+});
+
 test("an unknown option is still a usage error, exit 100", async () => {
   for (const name of ["tcpserver", "tcpclient", "tlsd", "starttls-wrapper", "tls-sniff"]) {
     const r = await run(ours(name), ["--bogus"], { stdio: ["ignore", "pipe", "pipe"] });
