@@ -13,7 +13,7 @@ import type { Slapd } from "../helpers/slapd.ts";
 import { run } from "../helpers/programs.ts";
 import { waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
-import { startWrapperPair } from "../helpers/wrapper-pair.ts";
+import { opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
 
 const pki = makePki();
@@ -129,4 +129,11 @@ test("a request pipelined behind StartTLS, before its answer: refused, never rel
     /^starttls-wrapper: warning: 127\.0\.0\.1: \d+ bytes after StartTLS, before its answer: refused$/,
   );
   assert.doesNotMatch(slapd.log().slice(before), /BIND/);
+});
+
+test("openssl s_client -starttls ldap: the upgrade, the certificate verified, TLS 1.3", async () => {
+  const r = await opensslStartTls(opportunistic.port, "ldap", pki.ca.cert, "localhost");
+  assert.equal(r.code, 0, r.stderr + opportunistic.log());
+  assert.match(r.stderr, /^Protocol version: TLSv1\.3$/m);
+  assert.match(r.stderr, /^Verification: OK$/m);
 });

@@ -11,7 +11,7 @@ import { startMariaDb } from "../helpers/mariadb.ts";
 import type { MariaDb } from "../helpers/mariadb.ts";
 import { run } from "../helpers/programs.ts";
 import type { RunningServer } from "../helpers/server.ts";
-import { startWrapperPair } from "../helpers/wrapper-pair.ts";
+import { opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
 
 const pki = makePki();
@@ -95,4 +95,11 @@ test("a login without TLS: untouched when opportunistic; MySQL's insecure-transp
   );
   const tls = await client(required.port, "app", "pw", true, "select 'tls'");
   assert.match(tls.stdout, /^tls$/m, tls.stderr);
+});
+
+test("openssl s_client -starttls mysql: the upgrade, the certificate verified, TLS 1.3", async () => {
+  const r = await opensslStartTls(opportunistic.port, "mysql", pki.ca.cert, "localhost");
+  assert.equal(r.code, 0, r.stderr + opportunistic.log());
+  assert.match(r.stderr, /^Protocol version: TLSv1\.3$/m);
+  assert.match(r.stderr, /^Verification: OK$/m);
 });

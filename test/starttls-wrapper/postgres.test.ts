@@ -11,7 +11,7 @@ import type { Postgres } from "../helpers/postgres.ts";
 import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
-import { startWrapperPair } from "../helpers/wrapper-pair.ts";
+import { opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
 
 const pki = makePki();
@@ -197,4 +197,11 @@ test("one port for both negotiations: PostgreSQL 17's direct TLS (ALPN postgresq
   } finally {
     await server.stop();
   }
+});
+
+test("openssl s_client -starttls postgres: the upgrade, the certificate verified, TLS 1.3", async () => {
+  const r = await opensslStartTls(opportunistic.port, "postgres", pki.ca.cert, "localhost");
+  assert.equal(r.code, 0, r.stderr + opportunistic.log());
+  assert.match(r.stderr, /^Protocol version: TLSv1\.3$/m);
+  assert.match(r.stderr, /^Verification: OK$/m);
 });

@@ -13,7 +13,7 @@ import type { Prosody } from "../helpers/prosody.ts";
 import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
-import { startWrapperPair } from "../helpers/wrapper-pair.ts";
+import { opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
 
 const DOMAIN = "example.test";
@@ -164,4 +164,11 @@ test("XEP-0368 direct TLS needs no wrapper: tlsd --alpn xmpp-client in front of 
   } finally {
     await server.stop();
   }
+});
+
+test("openssl s_client -starttls xmpp: the upgrade, the certificate verified, TLS 1.3", async () => {
+  const r = await opensslStartTls(opportunistic.port, "xmpp", pki.ca.cert, "example.test");
+  assert.equal(r.code, 0, r.stderr + opportunistic.log());
+  assert.match(r.stderr, /^Protocol version: TLSv1\.3$/m);
+  assert.match(r.stderr, /^Verification: OK$/m);
 });
