@@ -34,7 +34,7 @@ import { native } from "../ucspi/native.ts";
 import { relay } from "../ucspi/relay.ts";
 import type { StageContext } from "../ucspi/stage.ts";
 import type { TlsdOptions } from "./options.ts";
-import { stripTlsConfig } from "../tls/peer-env.ts";
+import { applyFacts, sslAddressFacts, stripTlsConfig } from "../tls/peer-env.ts";
 import { checkClientCertificate, serverTls, sessionFacts } from "./stage.ts";
 import { handshakeDone, handshakeFailed } from "./metrics.ts";
 
@@ -71,6 +71,8 @@ export async function runDelayed(
   const env = copyEnv(ctx.env);
   if (!options.keepEnv) stripTlsConfig(env);
   for (const name of SESSION_NAMES) delete env[name];
+  // ucspi-ssl's address set is known before any TLS: the program has it from its start.
+  if (options.modSsl) applyFacts(env, sslAddressFacts(env));
   env["SSLCTLFD"] = String(control[1]);
   env["SSLREADFD"] = String(read[1]);
   env["SSLWRITEFD"] = String(write[1]);

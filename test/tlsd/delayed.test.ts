@@ -352,3 +352,19 @@ test("tlsd -n: the usage line shows it; a configuration error comes before the p
   assert.equal(r.stdout, "");
   assert.equal(r.stderr, "tlsd: fatal: CERTFILE not set\n");
 });
+
+test("tlsd -n --mod-ssl: the program has ucspi-ssl's address set from its start, before any TLS", async () => {
+  const s = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-RHl0", "127.0.0.1", "0", "tlsd", "-n", "--mod-ssl"],
+      ...["/bin/sh", "-c", 'echo "$SSLREMOTEIP $SSLLOCALIP $SSLLOCALPORT ${SSL_PROTOCOL-none}"'],
+    ],
+    { env: appSetup().env },
+  );
+  try {
+    assert.equal(await talk(s.port, ""), `127.0.0.1 127.0.0.1 ${s.port} none\n`);
+  } finally {
+    await s.stop();
+  }
+});
