@@ -9,6 +9,7 @@
 // Everything runs as root (as the tests do); each helper chmods `dir` to 0755 because the
 // servers drop to their own users (Debian-exim, nobody) and must reach files under it.
 import { execFileSync, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import {
   appendFileSync,
   chmodSync,
@@ -229,6 +230,22 @@ export async function smtpServer(dir: string, options: SmtpOptions = {}): Promis
   };
 }
 
+/** A dovecot master in the foreground on `config`, its log (stderr) kept. */
+export function startDovecot(config: string): {
+  master: ChildProcess;
+  log: () => string;
+  exited: Promise<void>;
+} {
+  const master = spawn("/usr/sbin/dovecot", ["-F", "-c", config], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let log = "";
+  master.stderr?.setEncoding("latin1");
+  master.stderr?.on("data", (s: string) => (log += s));
+  const exited = new Promise<void>((resolve) => master.once("exit", () => resolve()));
+  return { master, log: () => log, exited };
+}
+
 /**
  * dovecot's lmtp binary run standalone on stdin/stdout (it serves the connection it is given,
  * and names the client by getpeername). For RCPT it asks dovecot's auth process (userdb), so this
@@ -285,13 +302,7 @@ export async function lmtpServer(dir: string): Promise<MailServer> {
       "",
     ].join("\n"),
   );
-  const master = spawn("/usr/sbin/dovecot", ["-F", "-c", config], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let masterLog = "";
-  master.stderr.setEncoding("latin1");
-  master.stderr.on("data", (s: string) => (masterLog += s));
-  const exited = new Promise<void>((resolve) => master.once("exit", () => resolve()));
+  const { master, log: masterLog, exited } = startDovecot(config);
   const killOnExit = () => master.kill("SIGKILL");
   process.once("exit", killOnExit);
   const close = async () => {
@@ -303,9 +314,9 @@ export async function lmtpServer(dir: string): Promise<MailServer> {
     await waitFor(
       () => (master.exitCode !== null || existsSync(join(run, "auth-userdb")) ? true : undefined),
       15_000,
-      () => `dovecot's master did not start:\n${masterLog}`,
+      () => `dovecot's master did not start:\n${masterLog()}`,
     );
-    if (master.exitCode !== null) throw new Error(`dovecot's master exited:\n${masterLog}`);
+    if (master.exitCode !== null) throw new Error(`dovecot's master exited:\n${masterLog()}`);
   } catch (e) {
     await close();
     throw e;
@@ -319,7 +330,7 @@ export async function lmtpServer(dir: string): Promise<MailServer> {
     mailbox: maildir,
     messages: () => maildirMessages(maildir),
     deposit: (message) => maildirDeposit(maildir, message, nobody),
-    log: () => masterLog,
+    log: masterLog,
     close,
   };
 }

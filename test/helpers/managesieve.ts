@@ -2,36 +2,17 @@
 // dovecot-managesieved) under a dovecot master of its own, configured from files under `dir`,
 // listening on a free port of 127.0.0.1, with the user test/secret (SASL PLAIN); with TLS of
 // its own (STARTTLS) or without (ssl = no).
-import { spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { join } from "node:path";
 import type { Pair } from "./certs.ts";
 import { freePort } from "./interop.ts";
-import { account } from "./mail-servers.ts";
+import { account, startDovecot } from "./mail-servers.ts";
+import { untilAnswers } from "./server.ts";
 
 export interface ManageSieve {
   port: number;
   log(): string;
   close(): Promise<void>;
-}
-
-/** Whether the server greets on `port` (its capability list, ending in OK). */
-function greets(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ port, host: "127.0.0.1" });
-    let got = "";
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(2000, () => done(false));
-    socket.on("error", () => done(false));
-    socket.on("data", (b: Buffer) => {
-      got += b.toString("latin1");
-      if (/\r\nOK[^\n]*\n/.test(got)) done(true);
-    });
-  });
 }
 
 export async function manageSieveServer(
@@ -91,20 +72,18 @@ export async function manageSieveServer(
       "",
     ].join("\n"),
   );
-  const master = spawn("/usr/sbin/dovecot", ["-F", "-c", config], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let log = "";
-  master.stderr.setEncoding("latin1");
-  master.stderr.on("data", (s: string) => (log += s));
-  const exited = new Promise<void>((resolve) => master.once("exit", () => resolve()));
-  for (let i = 0; !(await greets(port)); i++) {
-    if (i > 100 || master.exitCode !== null) throw new Error(`dovecot did not start:\n${log}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const { master, log, exited } = startDovecot(config);
+  // Ready once it greets: its capability list, ending in OK.
+  await untilAnswers(
+    port,
+    /\r\nOK[^\n]*\n/,
+    undefined,
+    () => `dovecot did not start:\n${log()}`,
+    () => master.exitCode !== null,
+  );
   return {
     port,
-    log: () => log,
+    log,
     close: async () => {
       if (master.exitCode === null && master.signalCode === null) master.kill("SIGTERM");
       await exited;

@@ -3,40 +3,16 @@
 // certificate (STARTTLS of Prosody's own) or without (no TLS at all).
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Pair } from "./certs.ts";
 import { freePort } from "./interop.ts";
+import { untilAnswers } from "./server.ts";
 
 export interface Prosody {
   port: number;
   log(): string;
   stop(): Promise<void>;
-}
-
-/** Whether the server sends its stream features to a stream header `to` domain. */
-function features(port: number, domain: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ port, host: "127.0.0.1" });
-    let got = "";
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(2000, () => done(false));
-    socket.on("error", () => done(false));
-    socket.on("data", (b: Buffer) => {
-      got += b.toString("latin1");
-      if (got.includes("</stream:features>")) done(true);
-    });
-    socket.on("connect", () =>
-      socket.write(
-        `<?xml version='1.0'?><stream:stream to='${domain}' xmlns='jabber:client' ` +
-          "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
-      ),
-    );
-  });
 }
 
 export async function startProsody(domain: string, options: { tls?: Pair } = {}): Promise<Prosody> {
@@ -75,10 +51,14 @@ export async function startProsody(domain: string, options: { tls?: Pair } = {})
   execFileSync("prosodyctl", ["--config", config, "register", "alice", domain, "secret"], {
     stdio: "ignore",
   });
-  for (let i = 0; !(await features(port, domain)); i++) {
-    if (i > 100) throw new Error(`prosody did not start:\n${log}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  // Ready once it sends its stream features to a stream header `to` the domain.
+  await untilAnswers(
+    port,
+    /<\/stream:features>/,
+    `<?xml version='1.0'?><stream:stream to='${domain}' xmlns='jabber:client' ` +
+      "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
+    () => `prosody did not start:\n${log}`,
+  );
   return {
     port,
     log: () => log,

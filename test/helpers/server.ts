@@ -119,3 +119,39 @@ export function talk(
     });
   });
 }
+
+/** Whether a server on 127.0.0.1:`port` answers: `send` (if any) written once connected, then
+ * true once what it read matches `answer`; false on a refusal, a close or 2 s of silence. */
+export function answers(port: number, answer: RegExp, send?: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: "127.0.0.1" });
+    let got = "";
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(2000, () => done(false));
+    socket.on("error", () => done(false));
+    socket.on("close", () => done(false));
+    socket.on("data", (b: Buffer) => {
+      got += b.toString("latin1");
+      if (answer.test(got)) done(true);
+    });
+    if (send !== undefined) socket.on("connect", () => socket.write(send));
+  });
+}
+
+/** Waits (10 s or so) until a server that is starting answers (see answers); throws with
+ * `describe()` after that, or at once when `gone()` says it has exited. */
+export async function untilAnswers(
+  port: number,
+  answer: RegExp,
+  send: string | undefined,
+  describe: () => string,
+  gone: () => boolean = () => false,
+): Promise<void> {
+  for (let i = 0; !(await answers(port, answer, send)); i++) {
+    if (i > 100 || gone()) throw new Error(describe());
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
