@@ -671,6 +671,16 @@ test("systemd-analyze verify: the units as shipped, and with this checkout's bin
   assert.equal(copy.stdout + copy.stderr, "");
 });
 
+/** SIGTERM to a unit's main process: it exits 0, and nothing of it is left: no process of
+ * `procs`, none with the unit's directory `top` in its environment, nothing on `port`. */
+async function stopsCleanly(child: ChildProcess, procs: ProcInfo[], top: string, port: number) {
+  child.kill("SIGTERM");
+  assert.deepEqual(await exited(child), { code: 0, signal: null });
+  await allGone(procs, "after SIGTERM");
+  assert.deepEqual(withEnvironment(top), [], `no process has ${top} in its environment`);
+  assert.equal(isListening(port), false);
+}
+
 test("systemd: the socket-activated service under systemd-socket-activate, IPv4 and IPv6; SIGTERM leaves nothing", async () => {
   requireTools("systemd", ["systemd-socket-activate"]);
   requireTools("util-linux", ["setpriv"]);
@@ -707,15 +717,7 @@ test("systemd: the socket-activated service under systemd-socket-activate, IPv4 
     await outputLine(activate.output, /^tcpserver: ok \d+ 0:::ffff:127\.0\.0\.1:\d+ /m);
     procs = [{ pid: server, state: "S", comm: "tcpserver" }, ...descendantsOf(server)];
 
-    activate.child.kill("SIGTERM");
-    assert.deepEqual(await exited(activate.child), { code: 0, signal: null });
-    await allGone(procs, "after SIGTERM");
-    assert.deepEqual(
-      withEnvironment(unit.top),
-      [],
-      `no process has ${unit.top} in its environment`,
-    );
-    assert.equal(isListening(port), false);
+    await stopsCleanly(activate.child, procs, unit.top, port);
   } finally {
     killTree(activate.child, procs);
   }
@@ -740,15 +742,7 @@ test("systemd: the service that binds its own port (capability CAP_NET_BIND_SERV
     await outputLine(service.output, /^tcpserver: end \d+ status 0$/m);
     procs = [{ pid: server, state: "S", comm: "tcpserver" }, ...descendantsOf(server)];
 
-    service.child.kill("SIGTERM");
-    assert.deepEqual(await exited(service.child), { code: 0, signal: null });
-    await allGone(procs, "after SIGTERM");
-    assert.deepEqual(
-      withEnvironment(unit.top),
-      [],
-      `no process has ${unit.top} in its environment`,
-    );
-    assert.equal(isListening(port), false);
+    await stopsCleanly(service.child, procs, unit.top, port);
   } finally {
     killTree(service.child, procs);
   }
