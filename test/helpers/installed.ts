@@ -46,3 +46,14 @@ export function runInstalled(
   if (result.error) throw result.error;
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
+
+/** Where `man -w` finds the page of `name` when `bin` is first on PATH (man-db derives its
+ * search path from PATH: bin's ../share/man), with no MANPATH set. */
+export function manPageWith(bin: string, name: string, cwd: string) {
+  return runInstalled(
+    "man",
+    ["-w", name],
+    { ...process.env, PATH: `${bin}:${SYSTEM_PATH}`, MANPATH: "" },
+    cwd,
+  );
+}

@@ -20,7 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
-import { SYSTEM_PATH, runInstalled, tlsThrough } from "../helpers/installed.ts";
+import { SYSTEM_PATH, manPageWith, runInstalled, tlsThrough } from "../helpers/installed.ts";
 import { ROOT } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { tlsExchange } from "../helpers/tls-client.ts";
@@ -208,12 +208,7 @@ test("the installed tlsd runs in the single executable, as a process named tlsd"
 });
 
 test("man pages: ours for tcpserver when our bin is first on PATH, the rest in /usr/share/man", () => {
-  const where = runInstalled(
-    "man",
-    ["-w", "tcpserver"],
-    { ...env, PATH: `${join(lib, "bin")}:${SYSTEM_PATH}`, MANPATH: "" },
-    work,
-  );
+  const where = manPageWith(join(lib, "bin"), "tcpserver", work);
   assert.equal(where.stdout.trim(), join(lib, "share/man/man1/tcpserver.1.gz"));
   const page = runInstalled(
     "man",

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
-import { SYSTEM_PATH, runInstalled, tlsThrough } from "../helpers/installed.ts";
+import { SYSTEM_PATH, manPageWith, runInstalled, tlsThrough } from "../helpers/installed.ts";
 import { ROOT } from "../helpers/programs.ts";
 
 const work = mkdtempSync(join(tmpdir(), "ucspi-npm-"));
@@ -108,12 +108,7 @@ test("a TLS connection through the installed tcpserver and tlsd", async () => {
 });
 
 test("man finds the installed pages from PATH", () => {
-  const where = runInstalled(
-    "man",
-    ["-w", "tlsd"],
-    { ...env, PATH: `${join(prefix, "bin")}:${SYSTEM_PATH}`, MANPATH: "" },
-    elsewhere,
-  );
+  const where = manPageWith(join(prefix, "bin"), "tlsd", elsewhere);
   assert.equal(where.status, 0, where.stderr);
   assert.equal(
     realpathSync(where.stdout.trim()),
