@@ -1,7 +1,7 @@
 // What a TLS layer tells the next program about the session, in s6-tlsd's names.
 import { X509Certificate, createHash } from "node:crypto";
 import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from "node:tls";
-import { tcpVar, toBytes } from "../ucspi/env.ts";
+import { copyEnv, tcpVar, toBytes } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import type { CommonTlsOptions } from "./options.ts";
 
@@ -213,6 +213,20 @@ export function sslAddressFacts(env: Readonly<Env>): [string, string | undefined
     "REMOTEHOST",
     "REMOTEINFO",
   ].map((name) => [`SSL${name}`, tcpVar(env, name)]);
+}
+
+/** The program's environment: `env` without the TLS configuration (unless -Z), with `facts`
+ * (the session), and with --mod-ssl ucspi-ssl's address set, which the TCP variables give. */
+export function programEnv(
+  env: Readonly<Env>,
+  options: Pick<CommonTlsOptions, "keepEnv" | "modSsl">,
+  facts: readonly [string, string | undefined][] = [],
+): Env {
+  const out = copyEnv(env);
+  if (!options.keepEnv) stripTlsConfig(out);
+  applyFacts(out, facts);
+  if (options.modSsl) applyFacts(out, sslAddressFacts(out));
+  return out;
 }
 
 /** The TLS configuration variables, which the program never sees unless -Z. */

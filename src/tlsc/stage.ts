@@ -7,14 +7,13 @@ import type { Socket } from "node:net";
 import { connect, getCACertificates } from "node:tls";
 import { filePath, readOrFail, readTrustAnchors, trustAnchorsFrom } from "../tls/cert-store.ts";
 import { closePolicy } from "../tls/close-policy.ts";
-import { applyFacts, sslAddressFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
+import { programEnv, tlsFacts } from "../tls/peer-env.ts";
 import { protocolOptions } from "../tls/protocol.ts";
 import { EXIT_TLS, fatalPrefix, handshakeOrStatus, runOverSession } from "../tls/session.ts";
 import { UpgradeError, upgrade } from "../starttls-client/index.ts";
 import type { UpgradeResult } from "../starttls-client/index.ts";
 import type { UpgradeNames } from "../starttls-client/types.ts";
 import { exitStatus } from "../ucspi/chain.ts";
-import { copyEnv } from "../ucspi/env.ts";
 import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
 import { tlsIds } from "../ucspi/privileges.ts";
 import type { Stage, StageContext } from "../ucspi/stage.ts";
@@ -61,8 +60,8 @@ export const tlscStage: Stage = {
         // --plaintext-fallback: the server offers no upgrade, and the user allowed plaintext.
         if (options.verbosity >= 1)
           ctx.log(`tlsc: warning: server does not offer STARTTLS: going on in plaintext\n`);
-        const next = copyEnv(env);
-        if (!options.keepEnv) stripTlsConfig(next);
+        // No TLS, so no SSL* variable at all, --mod-ssl's address set neither.
+        const next = programEnv(env, { keepEnv: options.keepEnv, modSsl: false });
         if (replay.length > 0) policy.transport.unshift(replay);
         return ctx.next(options.program, next, { stream: policy.transport });
       }
@@ -84,10 +83,7 @@ export const tlscStage: Stage = {
       if (options.verify) verifyServer(tls, verifiedName, anchors);
     });
     if (refused !== undefined) return refused;
-    const next = copyEnv(env);
-    if (!options.keepEnv) stripTlsConfig(next);
-    applyFacts(next, tlsFacts(tls, options, "SERVER"));
-    if (options.modSsl) applyFacts(next, sslAddressFacts(next));
+    const next = programEnv(env, options, tlsFacts(tls, options, "SERVER"));
     // After STARTTLS, the greeting the program would have read itself comes first.
     const greet = (stream: Duplex) => {
       const front = between ? between(stream) : stream;

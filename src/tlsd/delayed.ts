@@ -28,13 +28,12 @@ import type { CertStore } from "../tls/cert-store.ts";
 import { goodbye, handshake } from "../tls/session.ts";
 import { noDelay } from "../tls/close-policy.ts";
 import { connectionStream } from "../ucspi/chain.ts";
-import { copyEnv } from "../ucspi/env.ts";
 import { FatalError } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { relay } from "../ucspi/relay.ts";
 import type { StageContext } from "../ucspi/stage.ts";
 import type { TlsdOptions } from "./options.ts";
-import { applyFacts, sslAddressFacts, stripTlsConfig } from "../tls/peer-env.ts";
+import { programEnv } from "../tls/peer-env.ts";
 import { checkClientCertificate, serverTls, sessionFacts } from "./stage.ts";
 import { handshakeDone, handshakeFailed } from "./metrics.ts";
 
@@ -68,11 +67,14 @@ export async function runDelayed(
   if (ctx.connection.fd === undefined)
     throw new FatalError("delayed mode needs the connection as one socket on fds 0/1", 111);
   const [control, read, write] = threePairs();
-  const env = copyEnv(ctx.env);
-  if (!options.keepEnv) stripTlsConfig(env);
-  for (const name of SESSION_NAMES) delete env[name];
-  // ucspi-ssl's address set is known before any TLS: the program has it from its start.
-  if (options.modSsl) applyFacts(env, sslAddressFacts(env));
+  // No session yet: its variables, inherited, must not pass for this one's (they come over
+  // SSLCTLFD). ucspi-ssl's address set is known before any TLS: the program has it from its
+  // start.
+  const env = programEnv(
+    ctx.env,
+    options,
+    SESSION_NAMES.map((name) => [name, undefined]),
+  );
   env["SSLCTLFD"] = String(control[1]);
   env["SSLREADFD"] = String(read[1]);
   env["SSLWRITEFD"] = String(write[1]);

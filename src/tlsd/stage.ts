@@ -5,9 +5,8 @@ import { TLSSocket } from "node:tls";
 import { CertStore, storeConfig } from "../tls/cert-store.ts";
 import { configWarnings } from "../tls/config-warnings.ts";
 import { closePolicy } from "../tls/close-policy.ts";
-import { applyFacts, sslAddressFacts, stripTlsConfig, tlsFacts } from "../tls/peer-env.ts";
+import { programEnv, tlsFacts } from "../tls/peer-env.ts";
 import { fatalPrefix, handshakeOrStatus, runOverSession, tlsErrorText } from "../tls/session.ts";
-import { copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
 import { tlsIds } from "../ucspi/privileges.ts";
@@ -99,10 +98,7 @@ export const tlsdStage: Stage = {
     );
     if (refused !== undefined) return refused;
     handshakeDone(tls);
-    const env = copyEnv(ctx.env);
-    if (!options.keepEnv) stripTlsConfig(env);
-    applyFacts(env, sessionFacts(tls, options, verdict));
-    if (options.modSsl) applyFacts(env, sslAddressFacts(env));
+    const env = programEnv(ctx.env, options, sessionFacts(tls, options, verdict));
     return runOverSession(
       ctx,
       fatal,
