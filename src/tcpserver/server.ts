@@ -28,6 +28,7 @@ import {
   spawnFailures,
 } from "../metrics/catalog.ts";
 import { Running } from "./drain.ts";
+import { IdleMemory } from "./idle-memory.ts";
 import type { Endpoints, ServerLog } from "./log.ts";
 import { lookUp, needsLookups, plainEndpoints } from "./lookups.ts";
 import { rulesVerdict } from "./rules-verdict.ts";
@@ -107,6 +108,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
   const acceptor: Acceptor = native().accept(listenFd, flags, onAccept);
 
   const slots = new Slots(acceptor, options.limit, options.perIpLimit);
+  const idleMemory = new IdleMemory();
   log.status(0, options.limit);
   slots.update();
   activeConnections.observe(() => [{ labels: {}, value: slots.active }]);
@@ -126,6 +128,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       return;
     }
     accepted.inc();
+    idleMemory.busy();
     const c: Accepted = {
       fd,
       localIp: localIp ?? "",
@@ -302,6 +305,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
     log.end(id, status);
     slots.give(c.peerIp);
     log.status(slots.active, options.limit);
+    if (slots.active === 0) idleMemory.quiet();
     if (closing && inProcess === 0) drained?.();
     if (closing && slots.active === 0) allEnded?.();
   }

@@ -66,6 +66,8 @@ export interface Native {
   accept(listenFd: number, flags: number, onConnection: OnConnection): Acceptor;
   close(fd: number): void;
   devNull(fd: number): void;
+  /** malloc_trim(0): the C heap's free pages back to the kernel. */
+  trimMemory(): void;
   shutdownWrite(fd: number): void;
   /** Sends a signal to a child whose exit has not been reported yet. */
   kill(pid: number, signo: number): void;

@@ -1,0 +1,75 @@
+// tcpserver gives memory back once it is idle after a burst of in-process TLS sessions: a real
+// tcpserver + tlsd, real handshakes from Node's TLS client, and the server's own anonymous
+// memory read from /proc (V8 never collects on its own while nothing allocates, so without the
+// release the burst's heap stays for good).
+import assert from "node:assert/strict";
+import { readFileSync, rmSync } from "node:fs";
+import { test } from "node:test";
+import { connect } from "node:tls";
+import { makePki } from "../helpers/certs.ts";
+import { BIN, ours } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+
+const HANDSHAKES = 300;
+const CONCURRENCY = 4;
+
+/** Pss_Anon of a process, in KiB. */
+function anonymousKiB(pid: number): number {
+  const m = /^Pss_Anon:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+  assert.ok(m, `no Pss_Anon for ${pid}`);
+  return Number(m[1]);
+}
+
+function handshake(port: number, ca: Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = connect({ port, host: "127.0.0.1", servername: "localhost", ca: [ca] });
+    let reply = "";
+    c.setEncoding("latin1");
+    c.on("data", (d: string) => (reply += d));
+    c.once("end", () => c.end());
+    c.once("close", () => resolve(reply));
+    c.once("error", reject);
+  });
+}
+
+test("an idle tcpserver gives back the memory of its last burst of TLS sessions", async () => {
+  const pki = makePki();
+  const cert = pki.server("localhost", ["localhost"]);
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-vRHl0", "127.0.0.1", "0", "tlsd", "/bin/echo", "hi"],
+    { env: { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: cert.cert, KEYFILE: cert.key } },
+  );
+  try {
+    const pid = s.child.pid;
+    assert.ok(pid);
+    const ca = readFileSync(pki.ca.cert);
+    let done = 0;
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (done < HANDSHAKES) {
+          done++;
+          assert.equal(await handshake(s.port, ca), "hi\n");
+        }
+      }),
+    );
+    // Every session has ended in the server too.
+    await s.waitForLog(/^tcpserver: end /, HANDSHAKES);
+    const afterBurst = anonymousKiB(pid);
+    // Bounded poll: the release comes a few seconds after the last connection ends.
+    let now = afterBurst;
+    for (let i = 0; i < 60 && now > afterBurst * 0.8; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      now = anonymousKiB(pid);
+    }
+    assert.ok(
+      now <= afterBurst * 0.8,
+      `anonymous memory ${now} KiB, ${afterBurst} KiB right after the burst: nothing given back`,
+    );
+    // It still serves afterwards.
+    assert.equal(await handshake(s.port, ca), "hi\n");
+  } finally {
+    await s.stop();
+    rmSync(pki.dir, { recursive: true, force: true });
+  }
+});
