@@ -273,8 +273,13 @@ class Pop3Filter extends CommandFollower {
   }
 }
 
-/** The NNTP codes whose reply has a body (RFC 3977); 211 has one for LISTGROUP only. */
-const NNTP_BODIES = new Set(["100", "101", "215", "220", "221", "222", "224", "225", "230", "231"]);
+/** The NNTP codes whose reply has a body (RFC 3977, and RFC 2980's older extensions that
+ * servers still answer: 202 LIST EXTENSIONS, 218 XINDEX, 282 XGTITLE, 288 XTHREAD); 211 has one
+ * for LISTGROUP only. */
+const NNTP_BODIES = new Set([
+  ...["100", "101", "215", "220", "221", "222", "224", "225", "230", "231"],
+  ...["202", "218", "282", "288"],
+]);
 
 /** NNTP: STARTTLS leaves the CAPABILITIES list; articles, lists and overviews pass as they
  * are, and so does an article the client sends (POST, IHAVE after 340/335; TAKETHIS). */

@@ -128,6 +128,19 @@ test("nntp: STARTTLS leaves the CAPABILITIES list; articles, LISTGROUP and HELP 
   );
 });
 
+test("nntp: an RFC 2980 body (LIST EXTENSIONS' 202) is followed, so the CAPABILITIES after it is still found", () => {
+  anySplit(
+    "nntp",
+    "202 Extensions supported:\r\nOVER\r\nSTARTTLS\r\n.\r\n" +
+      "282 list follows\r\nmisc a group\r\n.\r\n" +
+      "101 Capability list:\r\nVERSION 2\r\nSTARTTLS\r\n.\r\n",
+    "202 Extensions supported:\r\nOVER\r\nSTARTTLS\r\n.\r\n" +
+      "282 list follows\r\nmisc a group\r\n.\r\n" +
+      "101 Capability list:\r\nVERSION 2\r\n.\r\n",
+    "LIST EXTENSIONS\r\nXGTITLE misc\r\nCAPABILITIES\r\n",
+  );
+});
+
 test("nntp: an article the client posts is not taken for commands", () => {
   const filter = capabilityFilter("nntp");
   assert.ok(filter);
