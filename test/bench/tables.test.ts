@@ -1,0 +1,38 @@
+// The README's performance tables are generated (bench/tables.mjs) from the raw results kept in
+// bench/published/: a figure edited by hand, or a result replaced without regenerating, fails.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+
+const root = join(import.meta.dirname, "..", "..");
+const tables = (...args: string[]) =>
+  spawnSync(process.execPath, [join(root, "bench", "tables.mjs"), "--check", ...args], {
+    encoding: "utf8",
+  });
+
+test("the README's performance tables are exactly what bench/published gives", () => {
+  const r = tables();
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr, "");
+});
+
+test("a figure edited by hand in a generated table is caught and the table named", () => {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-tables-"));
+  try {
+    const text = readFileSync(join(root, "README.md"), "utf8");
+    // The first rate figure of the handshake table, one digit changed.
+    const block = /<!-- bench:tls -->[\s\S]*?\n\| ts-tcpserver\+tlsd \| (\d+)/.exec(text);
+    assert.ok(block, "the README has a generated TLS table with our row");
+    const at = block.index + block[0].length - 1;
+    const digit = text[at] === "9" ? "8" : String(Number(text[at]) + 1);
+    writeFileSync(join(dir, "README.md"), text.slice(0, at) + digit + text.slice(at + 1));
+    const r = tables("--readme", join(dir, "README.md"));
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^bench tables: README\.md differs from bench\/published in tls\n$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
