@@ -18,7 +18,8 @@
 //  10. ab: this checkout's `tcpserver tlsd` against another one's (BENCH_BASELINE), for a change;
 //  12. metrics: full handshakes through `tcpserver tlsd` with and without --metrics
 //      (bench/metrics.mjs).
-//  3b. pq: the TLS handshakes of 3. with a client that offers X25519MLKEM768 (bench/pq-loadgen.mjs).
+//  3b. pq: the TLS handshakes of 3. with a client that offers X25519MLKEM768 (bench/pq-loadgen.mjs);
+//  3c. workers: `tcpserver --workers 1` against `--workers 2` (tlsd, full handshakes).
 // Results go to bench/results/; `node bench/tables.mjs` (npm run bench:tables) writes the
 // README's performance tables from them.
 import { execFileSync, spawnSync } from "node:child_process";
@@ -45,6 +46,7 @@ const harnessParts = [
   "transparent",
   "metrics",
   "pq",
+  "workers",
 ];
 if (harnessParts.some(only)) {
   if (!existsSync(join(harness, "bench.py"))) {
@@ -167,6 +169,21 @@ if (only("pq")) {
     handshakes("haproxy,hitch,stunnel-exec", ours, "pq", ["--groups", "X25519MLKEM768:X25519"]),
     pqHarness,
   );
+}
+
+// 3c. Multi-core: full handshakes through `tcpserver --workers N tlsd`, N = 1 and 2 (and
+// haproxy for scale), ECDSA, c=16 and 32. On a 2-core machine the load client shares the
+// cores, so the question is whether the second worker adds work done per CPU second, not a
+// clean 2x; the CPU per handshake shows whether the workers' accept path costs anything.
+if (only("workers")) {
+  const workers = (n) =>
+    `ts-workers-${n}=CERTFILE=$CERT KEYFILE=$KEY PATH=${bin}:$PATH exec ${bin}/tcpserver ` +
+    `--workers ${n} ${common} tlsd $PROG`;
+  bench([
+    ...["tls", "--anchors", "haproxy", "--tls", workers(1), "--tls", workers(2)],
+    ...["--ref", "ts-workers-1", "--keys", "ecdsa", "-c", "16,32", "--tag", "workers"],
+    ...["--rounds", process.env.BENCH_TLS_ROUNDS ?? "3"],
+  ]);
 }
 
 // 4. 1 GiB through the TLS layer, down and up.

@@ -39,6 +39,7 @@ const harness = {
   },
   tls: { file: "tls-tls", rate: "hs/s", cpu: "CPU ms/hs", peers: ["haproxy", "hitch"] },
   pq: { file: "pq-tls", rate: "hs/s", cpu: "CPU ms/hs", peers: ["haproxy", "hitch"] },
+  workers: { file: "workers-tls", rate: "hs/s", cpu: "CPU ms/hs", peers: ["ts-workers-1"] },
   "tls-held": { file: "tls-held-tls", rate: "hs/s", cpu: "CPU ms/hs", peers: ["ts-tlsd-idle"] },
   bulk: {
     file: "bulk-bulk",
