@@ -11,32 +11,50 @@ import { native } from "../ucspi/native.ts";
 export const IDLE_RELEASE_MS = 5000;
 
 export class IdleMemory {
+  readonly #isIdle: () => boolean;
   readonly #release: () => void;
   readonly #afterMs: number;
   #timer: NodeJS.Timeout | undefined;
-  #served = false;
+  // Connections since the last release, and when the server last went quiet: a counter and a
+  // time stamp, so that a connection does not set and clear a timer (at c=1 the server goes
+  // quiet after every connection); one timer runs at a time and looks again if it fired early.
+  #served = 0;
+  #quietSince = 0;
 
-  constructor(release: () => void = releaseMemory, afterMs = IDLE_RELEASE_MS) {
+  constructor(
+    isIdle: () => boolean,
+    release: () => void = releaseMemory,
+    afterMs = IDLE_RELEASE_MS,
+  ) {
+    this.#isIdle = isIdle;
     this.#release = release;
     this.#afterMs = afterMs;
   }
 
-  /** A connection began: a release waits for the next quiet moment. */
+  /** A connection began. */
   busy(): void {
-    this.#served = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#served++;
   }
 
   /** No connection is open: release once it has stayed so, if any was served since the last. */
   quiet(): void {
-    if (!this.#served || this.#timer) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#served = false;
-      this.#release();
-    }, this.#afterMs);
+    if (this.#served === 0) return;
+    this.#quietSince = performance.now();
+    if (!this.#timer) this.#wait(this.#afterMs);
+  }
+
+  #wait(ms: number): void {
+    this.#timer = setTimeout(() => this.#check(), ms);
     this.#timer.unref();
+  }
+
+  #check(): void {
+    this.#timer = undefined;
+    if (!this.#isIdle()) return; // the next quiet() sets it again
+    const quietFor = performance.now() - this.#quietSince;
+    if (quietFor < this.#afterMs) return this.#wait(this.#afterMs - quietFor);
+    this.#served = 0;
+    this.#release();
   }
 }
 

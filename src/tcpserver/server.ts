@@ -108,7 +108,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
   const acceptor: Acceptor = native().accept(listenFd, flags, onAccept);
 
   const slots = new Slots(acceptor, options.limit, options.perIpLimit);
-  const idleMemory = new IdleMemory();
+  const idleMemory = new IdleMemory(() => slots.active === 0);
   log.status(0, options.limit);
   slots.update();
   activeConnections.observe(() => [{ labels: {}, value: slots.active }]);

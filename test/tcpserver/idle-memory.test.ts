@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { readFileSync, rmSync } from "node:fs";
 import { test } from "node:test";
 import { connect } from "node:tls";
+import { IdleMemory } from "../../src/tcpserver/idle-memory.ts";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
@@ -72,4 +73,40 @@ test("an idle tcpserver gives back the memory of its last burst of TLS sessions"
     await s.stop();
     rmSync(pki.dir, { recursive: true, force: true });
   }
+});
+
+const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test("the release comes only after connections, and only when none came while it waited", async () => {
+  let releases = 0;
+  let open = 0;
+  const idle = new IdleMemory(
+    () => open === 0,
+    () => releases++,
+    20,
+  );
+  // Nothing served yet: quiet does not schedule anything.
+  idle.quiet();
+  await tick(100);
+  assert.equal(releases, 0);
+  // A connection, then quiet: one release.
+  idle.busy();
+  idle.quiet();
+  while (releases === 0) await tick(5);
+  assert.equal(releases, 1);
+  // Quiet again with nothing served since: no second release.
+  idle.quiet();
+  await tick(100);
+  assert.equal(releases, 1);
+  // A connection still open when the timer fires: nothing until the server is quiet again.
+  idle.busy();
+  idle.quiet();
+  open = 1;
+  idle.busy();
+  await tick(100);
+  assert.equal(releases, 1);
+  open = 0;
+  idle.quiet();
+  while (releases === 1) await tick(5);
+  assert.equal(releases, 2);
 });
