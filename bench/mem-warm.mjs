@@ -188,6 +188,25 @@ async function freePort() {
   return port;
 }
 
+/** A free port below the kernel's ephemeral range (32768 and up here), for hold.mjs to say it
+ * is ready on: a port from the ephemeral range could meanwhile become the local port of one of
+ * the run's own client connections, and the listen then fails (EADDRINUSE). */
+async function readyPort() {
+  for (let tries = 0; tries < 100; tries++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const s = createServer();
+    const listening = await new Promise((resolve) => {
+      s.once("error", () => resolve(false));
+      s.listen(port, "127.0.0.1", () => resolve(true));
+    });
+    if (!listening) continue;
+    s.close();
+    await once(s, "close");
+    return port;
+  }
+  throw new Error("no free port between 20000 and 32000");
+}
+
 function probe(port) {
   return new Promise((resolve) => {
     const s = netConnect({ port, host: "127.0.0.1" });
@@ -213,7 +232,7 @@ async function waitReady(server, port, secs = 20) {
 
 /** Holds n TLS connections through bench/hold.mjs; resolves once all are up. */
 async function hold(port, n) {
-  const ready = await freePort();
+  const ready = await readyPort();
   const h = start(`hold-${n}`, clientNode, [
     join(root, "bench", "hold.mjs"),
     ...[port, n, ready, 300].map(String),
