@@ -231,6 +231,21 @@ export async function smtpServer(dir: string, options: SmtpOptions = {}): Promis
 }
 
 /** A dovecot master in the foreground on `config`, its log (stderr) kept. */
+/** Dovecot's users from a passwd-file (plaintext passwords), each with a maildir under `mail`. */
+export function dovecotUsers(mail: string, passwd: string): string[] {
+  return [
+    `mail_location = maildir:${mail}/%n`,
+    "passdb {",
+    "  driver = passwd-file",
+    `  args = scheme=PLAIN ${passwd}`,
+    "}",
+    "userdb {",
+    "  driver = passwd-file",
+    `  args = ${passwd}`,
+    "}",
+  ];
+}
+
 export function startDovecot(config: string): {
   master: ChildProcess;
   log: () => string;
@@ -282,15 +297,7 @@ export async function lmtpServer(dir: string): Promise<MailServer> {
       "protocols = lmtp",
       "mail_max_userip_connections = 0",
       "auth_username_format = %Ln",
-      `mail_location = maildir:${mail}/%n`,
-      "passdb {",
-      "  driver = passwd-file",
-      `  args = scheme=PLAIN ${passwd}`,
-      "}",
-      "userdb {",
-      "  driver = passwd-file",
-      `  args = ${passwd}`,
-      "}",
+      ...dovecotUsers(mail, passwd),
       // Nothing of this instance may listen on TCP; lmtp's own socket is unused too.
       "service lmtp {",
       "  unix_listener lmtp {",

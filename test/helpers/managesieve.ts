@@ -6,7 +6,7 @@ import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from "no
 import { join } from "node:path";
 import type { Pair } from "./certs.ts";
 import { freePort } from "./interop.ts";
-import { account, startDovecot } from "./mail-servers.ts";
+import { account, dovecotUsers, startDovecot } from "./mail-servers.ts";
 import { untilAnswers } from "./server.ts";
 
 export interface ManageSieve {
@@ -51,15 +51,7 @@ export async function manageSieveServer(
       // Without TLS of its own, PLAIN must be allowed on what dovecot sees as plaintext: the
       // wrapper's TLS is in front of it.
       `disable_plaintext_auth = ${options.tls ? "yes" : "no"}`,
-      `mail_location = maildir:${mail}/%n`,
-      "passdb {",
-      "  driver = passwd-file",
-      `  args = scheme=PLAIN ${passwd}`,
-      "}",
-      "userdb {",
-      "  driver = passwd-file",
-      `  args = ${passwd}`,
-      "}",
+      ...dovecotUsers(mail, passwd),
       "service managesieve-login {",
       "  inet_listener sieve {",
       "    address = 127.0.0.1",
