@@ -44,6 +44,9 @@ void reset_signals(posix_spawnattr_t *attr);
 /* Clears O_NONBLOCK, which the child would share (UCSPI programs expect blocking fds). */
 void make_blocking(int fd);
 
+/* relay.c: relay(a, b, onDone), the splice relay of two sockets. */
+napi_value relay_fds(napi_env env, napi_callback_info info);
+
 /* spawner-client.c: the ucspi-spawner helper process (see spawner.c). */
 napi_value start_spawner(napi_env env, napi_callback_info info);
 napi_value spawner_spawn(napi_env env, napi_callback_info info);

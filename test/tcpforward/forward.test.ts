@@ -3,7 +3,9 @@
 // one line, bad command lines refused before tcpserver serves, and the program on its own
 // under djb's tcpserver.
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { connect, createServer } from "node:net";
 import type { Server, Socket } from "node:net";
 import { test } from "node:test";
 import { freePort } from "../helpers/interop.ts";
@@ -51,6 +53,43 @@ for (const [name, tcpserver] of [
     }
   });
 }
+
+test("both directions full at once: 24 MiB each way through an echo service whose client reads only after writing it all", async () => {
+  // More than the relay's pipes (1 MiB each) and the sockets' buffers hold: each direction
+  // waits for its writer, in both at once, and the echo comes back whole and in order.
+  const service = createServer({ allowHalfOpen: true }, (socket) => socket.pipe(socket));
+  await new Promise<void>((resolve) => service.listen(0, "127.0.0.1", resolve));
+  const port = (service.address() as { port: number }).port;
+  const server = await startServer(
+    ours("tcpserver"),
+    ["-RHl0", "127.0.0.1", "0", "tcpforward", "127.0.0.1", String(port)],
+    { env },
+  );
+  try {
+    const sent = createHash("sha256");
+    const got = createHash("sha256");
+    let bytes = 0;
+    const client = connect(server.port, "127.0.0.1");
+    await once(client, "connect");
+    for (let i = 0; i < 24; i++) {
+      const chunk = randomBytes(1 << 20);
+      sent.update(chunk);
+      client.write(chunk);
+    }
+    client.end();
+    // Nothing is read until every write has been queued: both directions fill up meanwhile.
+    await new Promise((resolve) => setImmediate(resolve));
+    for await (const chunk of client) {
+      got.update(chunk as Buffer);
+      bytes += (chunk as Buffer).length;
+    }
+    assert.equal(bytes, 24 << 20);
+    assert.equal(got.digest("hex"), sent.digest("hex"));
+  } finally {
+    await server.stop();
+    service.close();
+  }
+});
 
 test("--proxy: the service's tcpserver --proxy learns the client's address and the one it asked for", async () => {
   const reader = await startServer(

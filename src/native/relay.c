@@ -1,0 +1,290 @@
+/* The splice relay: relay(a, b, onDone) moves the bytes of two sockets to each other in the
+ * kernel (splice through a pipe per direction: no copy to user space, no JavaScript per chunk)
+ * until both directions have ended. An end of input is passed on as a half-close (shutdown
+ * SHUT_WR); a failure ends both directions at once. onDone(errno, side) once: errno 0 when both
+ * ended normally, else the first failure's errno and the side it came from (0: a, 1: b). The fds
+ * stay open (the caller closes them); they are non-blocking from here on.
+ *
+ * Every relay's sockets are in one epoll set of our own, which libuv polls as a single fd. A
+ * uv_poll per socket would cost about twelve epoll_ctl calls per connection (libuv checks each
+ * new fd by adding and removing it, and removes it again after close); here a short connection
+ * costs three: two adds and one removal, with a change of interest only when a direction waits
+ * for its writer. */
+#include <errno.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common.h"
+
+#define RELAY_CHUNK (1 << 20)
+#define WANT_READ 1
+#define WANT_WRITE 2
+
+typedef struct relay_s relay_t;
+
+typedef struct {
+  int from, to;   /* sockets */
+  int pipe[2];    /* the bytes in between */
+  size_t pending; /* in the pipe */
+  int eof;        /* from has ended */
+  int done;       /* the end was passed on */
+} direction_t;
+
+/* One socket of a relay, as the epoll set knows it. */
+typedef struct {
+  relay_t *relay;
+  int index;      /* 0: a, 1: b */
+  uint32_t added; /* the events it is in the set for; 0: not in the set */
+} side_t;
+
+struct relay_s {
+  int fd[2];
+  side_t side[2];
+  direction_t dir[2]; /* 0: a -> b, 1: b -> a */
+  js_callback_t on_done;
+  int failed, failed_side, finished;
+  relay_t *next_freed;
+};
+
+/* The set, the handle libuv polls it with, and how many relays are in it: the handle keeps
+ * the loop alive only while there are some. */
+static int relay_set = -1;
+static uv_poll_t relay_set_poll;
+static int relays_running;
+/* Relays finished during one pass over the set's events, freed after it: a later event of
+ * the same pass may still name one. */
+static relay_t *freed_after_pass;
+static int in_pass;
+
+/* Empty pipes of finished relays, kept for the next ones: a pipe pair and its 1 MiB size cost
+ * five system calls, which a short connection would otherwise pay each time. */
+#define PIPE_POOL 64
+static int pipe_pool[PIPE_POOL][2];
+static int pipe_pooled;
+
+static int pipe_take(int p[2]) {
+  if (pipe_pooled > 0) {
+    pipe_pooled--;
+    p[0] = pipe_pool[pipe_pooled][0];
+    p[1] = pipe_pool[pipe_pooled][1];
+    return 0;
+  }
+  if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) return -1;
+  fcntl(p[1], F_SETPIPE_SZ, RELAY_CHUNK);
+  return 0;
+}
+
+/* Back to the pool when it is empty (a relay that ended well), else closed. */
+static void pipe_give(int p[2], size_t pending) {
+  if (pending == 0 && pipe_pooled < PIPE_POOL) {
+    pipe_pool[pipe_pooled][0] = p[0];
+    pipe_pool[pipe_pooled][1] = p[1];
+    pipe_pooled++;
+    return;
+  }
+  close(p[0]);
+  close(p[1]);
+}
+
+/* Puts a socket in the set for `events`, changes them, or takes it out (events 0). */
+static void side_watch(relay_t *r, int i, uint32_t events) {
+  side_t *s = &r->side[i];
+  if (events == s->added) return;
+  struct epoll_event ev = {.events = events, .data = {.ptr = s}};
+  int op = s->added == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+  if (epoll_ctl(relay_set, op, r->fd[i], &ev) == 0 || op == EPOLL_CTL_DEL) s->added = events;
+}
+
+/* Each socket is watched for what its two directions wait for: reading while its direction
+ * has room, writing while the other direction has bytes for it. */
+static void relay_update(relay_t *r) {
+  int want[2] = {0, 0};
+  for (int d = 0; d < 2; d++) {
+    direction_t *x = &r->dir[d];
+    if (x->done) continue;
+    if (!x->eof && x->pending < RELAY_CHUNK) want[d] |= WANT_READ;
+    if (x->pending > 0) want[1 - d] |= WANT_WRITE;
+  }
+  for (int i = 0; i < 2; i++)
+    side_watch(r, i,
+               (want[i] & WANT_READ ? EPOLLIN | EPOLLRDHUP : 0) |
+                   (want[i] & WANT_WRITE ? EPOLLOUT : 0));
+}
+
+static void relay_free(relay_t *r) {
+  js_callback_free(&r->on_done);
+  free(r);
+}
+
+static void relay_finish(relay_t *r) {
+  if (r->finished) return;
+  r->finished = 1;
+  for (int i = 0; i < 2; i++) {
+    side_watch(r, i, 0);
+    pipe_give(r->dir[i].pipe, r->failed ? 1 : r->dir[i].pending);
+  }
+  if (--relays_running == 0) uv_unref((uv_handle_t *)&relay_set_poll);
+  napi_env env = r->on_done.env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value argv[2];
+  napi_create_int32(env, r->failed, &argv[0]);
+  napi_create_int32(env, r->failed_side, &argv[1]);
+  js_callback_call(&r->on_done, 2, argv);
+  napi_close_handle_scope(env, scope);
+  if (in_pass) {
+    r->next_freed = freed_after_pass;
+    freed_after_pass = r;
+  } else {
+    relay_free(r);
+  }
+}
+
+/* Moves what it can in one direction; -1 (errno set, the failing side in *side) on a failure.
+ * After a short read that left nothing behind it stops, unless the writer has hung up (`hup`):
+ * the set is level-triggered and says when more comes, so a read that would only find nothing
+ * is not made. */
+static int relay_move(relay_t *r, int d, int hup, int *side) {
+  direction_t *x = &r->dir[d];
+  for (;;) {
+    int progress = 0, drained = 0;
+    if (!x->eof && x->pending < RELAY_CHUNK) {
+      size_t room = RELAY_CHUNK - x->pending;
+      ssize_t n = splice(x->from, NULL, x->pipe[1], NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        x->pending += (size_t)n;
+        progress = 1;
+        drained = (size_t)n < room;
+      } else if (n == 0) {
+        x->eof = 1;
+        progress = 1;
+      } else if (errno != EAGAIN && errno != EINTR) {
+        *side = d;
+        return -1;
+      }
+    }
+    if (x->pending > 0) {
+      ssize_t n =
+          splice(x->pipe[0], NULL, x->to, NULL, x->pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        x->pending -= (size_t)n;
+        progress = 1;
+      } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        *side = 1 - d;
+        return -1;
+      }
+    }
+    if (x->eof && x->pending == 0 && !x->done) {
+      x->done = 1;
+      shutdown(x->to, SHUT_WR);
+    }
+    if (!progress || x->done) return 0;
+    if (drained && x->pending == 0 && !hup) return 0;
+  }
+}
+
+/* What one socket's events ask for: its own direction read, the other one written to it. */
+static void relay_event(side_t *s, uint32_t events) {
+  relay_t *r = s->relay;
+  if (r->finished) return;
+  int i = s->index, side = 0, failed = 0;
+  int hup = (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !r->dir[i].eof)
+    failed = relay_move(r, i, hup, &side) < 0;
+  if (!failed && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && r->dir[1 - i].pending > 0)
+    failed = relay_move(r, 1 - i, 0, &side) < 0;
+  int e = failed ? errno : 0;
+  if (!failed && (events & EPOLLERR)) {
+    /* An error the moves did not meet (the socket had nothing to do): it says which. */
+    socklen_t len = sizeof e;
+    getsockopt(r->fd[i], SOL_SOCKET, SO_ERROR, &e, &len);
+    side = i;
+    failed = e != 0;
+  }
+  if (failed) {
+    r->failed = e ? e : EIO;
+    r->failed_side = side;
+    relay_finish(r);
+  } else if (r->dir[0].done && r->dir[1].done) {
+    relay_finish(r);
+  } else {
+    relay_update(r);
+  }
+}
+
+static void relay_set_ready(uv_poll_t *poll, int status, int events) {
+  (void)poll;
+  (void)status;
+  (void)events;
+  struct epoll_event ev[64];
+  int n = epoll_wait(relay_set, ev, 64, 0);
+  in_pass = 1;
+  for (int k = 0; k < n; k++) relay_event(ev[k].data.ptr, ev[k].events);
+  in_pass = 0;
+  while (freed_after_pass) {
+    relay_t *r = freed_after_pass;
+    freed_after_pass = r->next_freed;
+    relay_free(r);
+  }
+}
+
+static int relay_set_open(napi_env env) {
+  if (relay_set >= 0) return 0;
+  uv_loop_t *loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return -1;
+  int fd = epoll_create1(EPOLL_CLOEXEC);
+  if (fd < 0) return -1;
+  if (uv_poll_init(loop, &relay_set_poll, fd) != 0) {
+    close(fd);
+    errno = EBADF;
+    return -1;
+  }
+  relay_set = fd;
+  uv_poll_start(&relay_set_poll, UV_READABLE, relay_set_ready);
+  uv_unref((uv_handle_t *)&relay_set_poll);
+  return 0;
+}
+
+napi_value relay_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value args[3];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t a, b;
+  get_int(env, args[0], &a);
+  get_int(env, args[1], &b);
+  if (relay_set_open(env) < 0) return throw_errno(env, errno, "epoll_create1");
+  relay_t *r = calloc(1, sizeof(relay_t));
+  if (!r) return throw_errno(env, ENOMEM, "relay");
+  r->fd[0] = a;
+  r->fd[1] = b;
+  for (int d = 0; d < 2; d++) {
+    if (pipe_take(r->dir[d].pipe) < 0) {
+      int e = errno;
+      if (d == 1) pipe_give(r->dir[0].pipe, 0);
+      free(r);
+      return throw_errno(env, e, "pipe2");
+    }
+    r->dir[d].from = d == 0 ? a : b;
+    r->dir[d].to = d == 0 ? b : a;
+    r->side[d].relay = r;
+    r->side[d].index = d;
+    int on = 1;
+    ioctl(r->fd[d], FIONBIO, &on);
+  }
+  js_callback_init(&r->on_done, env, args[2], "ucspi.relay");
+  if (relays_running++ == 0) uv_ref((uv_handle_t *)&relay_set_poll);
+  relay_update(r);
+  if (r->side[0].added == 0 || r->side[1].added == 0) {
+    /* Not a socket epoll can watch (or not open): said at once, as a failure of that side. */
+    r->failed = errno ? errno : EBADF;
+    r->failed_side = r->side[0].added == 0 ? 0 : 1;
+    relay_finish(r);
+  }
+  return NULL;
+}
