@@ -35,6 +35,8 @@ typedef struct {
 void js_callback_init(js_callback_t *cb, napi_env env, napi_value fn, const char *name);
 /* Calls it from a libuv callback; argv must have been made inside the caller's handle scope. */
 void js_callback_call(js_callback_t *cb, size_t argc, napi_value *argv);
+/* Calls it with up to four numbers, in a handle scope of its own. */
+void js_callback_call_ints(js_callback_t *cb, size_t argc, const int32_t *values);
 void js_callback_free(js_callback_t *cb);
 
 /* fds 0-2 that no dup2 targets reach the child (Node marks them close-on-exec). */
@@ -44,8 +46,37 @@ void reset_signals(posix_spawnattr_t *attr);
 /* Clears O_NONBLOCK, which the child would share (UCSPI programs expect blocking fds). */
 void make_blocking(int fd);
 
+/* watch.c: the addon's own epoll set, polled by libuv as one fd. A watch_t is put in it with
+ * watch_change (events 0 takes it out); ready(w, events) is called for what it waits for. */
+typedef struct watch_s watch_t;
+struct watch_s {
+  int fd;
+  uint32_t added; /* the events it is in the set for; 0: not in it */
+  void (*ready)(watch_t *w, uint32_t events);
+  void *owner;
+  int index;
+};
+/* Work left for after the current pass over the set's events (freeing what they may name). */
+typedef struct deferred_s {
+  void (*fn)(void *);
+  void *arg;
+  struct deferred_s *next;
+} deferred_t;
+/* Opens the set on first use: 0, or -1 with errno. */
+int watch_open(napi_env env);
+/* 0, or -1 with errno (from epoll_ctl). */
+int watch_change(watch_t *w, uint32_t events);
+/* The loop is kept alive while the holds are more than none. */
+void watch_hold(int delta);
+/* fn(arg) after the current pass, or at once outside one. */
+void watch_defer(deferred_t *d, void (*fn)(void *), void *arg);
+
 /* relay.c: relay(a, b, onDone), the splice relay of two sockets. */
 napi_value relay_fds(napi_env env, napi_callback_info info);
+/* wait.c: whenReadable(fd, cb), whenConnected(fd, cb) and cancelWait(fd, number). */
+napi_value when_readable(napi_env env, napi_callback_info info);
+napi_value when_connected(napi_env env, napi_callback_info info);
+napi_value cancel_wait(napi_env env, napi_callback_info info);
 
 /* spawner-client.c: the ucspi-spawner helper process (see spawner.c). */
 napi_value start_spawner(napi_env env, napi_callback_info info);

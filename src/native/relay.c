@@ -5,11 +5,9 @@
  * ended normally, else the first failure's errno and the side it came from (0: a, 1: b). The fds
  * stay open (the caller closes them); they are non-blocking from here on.
  *
- * Every relay's sockets are in one epoll set of our own, which libuv polls as a single fd. A
- * uv_poll per socket would cost about twelve epoll_ctl calls per connection (libuv checks each
- * new fd by adding and removing it, and removes it again after close); here a short connection
- * costs three: two adds and one removal, with a change of interest only when a direction waits
- * for its writer. */
+ * The sockets are watched in the addon's own epoll set (watch.c): a short connection costs four
+ * epoll_ctl calls (two adds, two removals), and a change only when a direction waits for its
+ * writer. */
 #include <errno.h>
 #include <fcntl.h>
 #include <node_api.h>
@@ -18,7 +16,6 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <uv.h>
 
 #include "common.h"
 
@@ -36,31 +33,14 @@ typedef struct {
   int done;       /* the end was passed on */
 } direction_t;
 
-/* One socket of a relay, as the epoll set knows it. */
-typedef struct {
-  relay_t *relay;
-  int index;      /* 0: a, 1: b */
-  uint32_t added; /* the events it is in the set for; 0: not in the set */
-} side_t;
-
 struct relay_s {
   int fd[2];
-  side_t side[2];
+  watch_t side[2];    /* the sockets in the watch set (index 0: a, 1: b) */
   direction_t dir[2]; /* 0: a -> b, 1: b -> a */
   js_callback_t on_done;
   int failed, failed_side, finished;
-  relay_t *next_freed;
+  deferred_t freeing;
 };
-
-/* The set, the handle libuv polls it with, and how many relays are in it: the handle keeps
- * the loop alive only while there are some. */
-static int relay_set = -1;
-static uv_poll_t relay_set_poll;
-static int relays_running;
-/* Relays finished during one pass over the set's events, freed after it: a later event of
- * the same pass may still name one. */
-static relay_t *freed_after_pass;
-static int in_pass;
 
 /* Empty pipes of finished relays, kept for the next ones: a pipe pair and its 1 MiB size cost
  * five system calls, which a short connection would otherwise pay each time. */
@@ -92,15 +72,6 @@ static void pipe_give(int p[2], size_t pending) {
   close(p[1]);
 }
 
-/* Puts a socket in the set for `events`, changes them, or takes it out (events 0). */
-static void side_watch(relay_t *r, int i, uint32_t events) {
-  side_t *s = &r->side[i];
-  if (events == s->added) return;
-  struct epoll_event ev = {.events = events, .data = {.ptr = s}};
-  int op = s->added == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
-  if (epoll_ctl(relay_set, op, r->fd[i], &ev) == 0 || op == EPOLL_CTL_DEL) s->added = events;
-}
-
 /* Each socket is watched for what its two directions wait for: reading while its direction
  * has room, writing while the other direction has bytes for it. */
 static void relay_update(relay_t *r) {
@@ -112,12 +83,12 @@ static void relay_update(relay_t *r) {
     if (x->pending > 0) want[1 - d] |= WANT_WRITE;
   }
   for (int i = 0; i < 2; i++)
-    side_watch(r, i,
-               (want[i] & WANT_READ ? EPOLLIN | EPOLLRDHUP : 0) |
-                   (want[i] & WANT_WRITE ? EPOLLOUT : 0));
+    watch_change(&r->side[i], (want[i] & WANT_READ ? EPOLLIN | EPOLLRDHUP : 0) |
+                                  (want[i] & WANT_WRITE ? EPOLLOUT : 0));
 }
 
-static void relay_free(relay_t *r) {
+static void relay_free(void *arg) {
+  relay_t *r = arg;
   js_callback_free(&r->on_done);
   free(r);
 }
@@ -126,24 +97,13 @@ static void relay_finish(relay_t *r) {
   if (r->finished) return;
   r->finished = 1;
   for (int i = 0; i < 2; i++) {
-    side_watch(r, i, 0);
+    watch_change(&r->side[i], 0);
     pipe_give(r->dir[i].pipe, r->failed ? 1 : r->dir[i].pending);
   }
-  if (--relays_running == 0) uv_unref((uv_handle_t *)&relay_set_poll);
-  napi_env env = r->on_done.env;
-  napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  napi_value argv[2];
-  napi_create_int32(env, r->failed, &argv[0]);
-  napi_create_int32(env, r->failed_side, &argv[1]);
-  js_callback_call(&r->on_done, 2, argv);
-  napi_close_handle_scope(env, scope);
-  if (in_pass) {
-    r->next_freed = freed_after_pass;
-    freed_after_pass = r;
-  } else {
-    relay_free(r);
-  }
+  watch_hold(-1);
+  int32_t outcome[2] = {r->failed, r->failed_side};
+  js_callback_call_ints(&r->on_done, 2, outcome);
+  watch_defer(&r->freeing, relay_free, r);
 }
 
 /* Moves what it can in one direction; -1 (errno set, the failing side in *side) on a failure.
@@ -190,8 +150,8 @@ static int relay_move(relay_t *r, int d, int hup, int *side) {
 }
 
 /* What one socket's events ask for: its own direction read, the other one written to it. */
-static void relay_event(side_t *s, uint32_t events) {
-  relay_t *r = s->relay;
+static void relay_event(watch_t *s, uint32_t events) {
+  relay_t *r = s->owner;
   if (r->finished) return;
   int i = s->index, side = 0, failed = 0;
   int hup = (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
@@ -218,39 +178,6 @@ static void relay_event(side_t *s, uint32_t events) {
   }
 }
 
-static void relay_set_ready(uv_poll_t *poll, int status, int events) {
-  (void)poll;
-  (void)status;
-  (void)events;
-  struct epoll_event ev[64];
-  int n = epoll_wait(relay_set, ev, 64, 0);
-  in_pass = 1;
-  for (int k = 0; k < n; k++) relay_event(ev[k].data.ptr, ev[k].events);
-  in_pass = 0;
-  while (freed_after_pass) {
-    relay_t *r = freed_after_pass;
-    freed_after_pass = r->next_freed;
-    relay_free(r);
-  }
-}
-
-static int relay_set_open(napi_env env) {
-  if (relay_set >= 0) return 0;
-  uv_loop_t *loop;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return -1;
-  int fd = epoll_create1(EPOLL_CLOEXEC);
-  if (fd < 0) return -1;
-  if (uv_poll_init(loop, &relay_set_poll, fd) != 0) {
-    close(fd);
-    errno = EBADF;
-    return -1;
-  }
-  relay_set = fd;
-  uv_poll_start(&relay_set_poll, UV_READABLE, relay_set_ready);
-  uv_unref((uv_handle_t *)&relay_set_poll);
-  return 0;
-}
-
 napi_value relay_fds(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value args[3];
@@ -258,7 +185,7 @@ napi_value relay_fds(napi_env env, napi_callback_info info) {
   int32_t a, b;
   get_int(env, args[0], &a);
   get_int(env, args[1], &b);
-  if (relay_set_open(env) < 0) return throw_errno(env, errno, "epoll_create1");
+  if (watch_open(env) < 0) return throw_errno(env, errno, "epoll_create1");
   relay_t *r = calloc(1, sizeof(relay_t));
   if (!r) return throw_errno(env, ENOMEM, "relay");
   r->fd[0] = a;
@@ -272,13 +199,15 @@ napi_value relay_fds(napi_env env, napi_callback_info info) {
     }
     r->dir[d].from = d == 0 ? a : b;
     r->dir[d].to = d == 0 ? b : a;
-    r->side[d].relay = r;
+    r->side[d].fd = r->fd[d];
+    r->side[d].owner = r;
     r->side[d].index = d;
+    r->side[d].ready = relay_event;
     int on = 1;
     ioctl(r->fd[d], FIONBIO, &on);
   }
   js_callback_init(&r->on_done, env, args[2], "ucspi.relay");
-  if (relays_running++ == 0) uv_ref((uv_handle_t *)&relay_set_poll);
+  watch_hold(1);
   relay_update(r);
   if (r->side[0].added == 0 || r->side[1].added == 0) {
     /* Not a socket epoll can watch (or not open): said at once, as a failure of that side. */

@@ -78,10 +78,8 @@ static void call_spawned(spawner_t *sp, entry_t *e, int err) {
   js_callback_call(&e->on_spawned, 2, argv);
 }
 
-static void call_exit(spawner_t *sp, entry_t *e, int wstatus) {
-  napi_value arg;
-  napi_create_int32(sp->env, wstatus, &arg);
-  js_callback_call(&e->on_exit, 1, &arg);
+static void call_exit(entry_t *e, int32_t wstatus) {
+  js_callback_call_ints(&e->on_exit, 1, &wstatus);
 }
 
 static void drop(spawner_t *sp, entry_t **p) {
@@ -105,7 +103,7 @@ static void handle_reply(spawner_t *sp, const struct reply *r) {
     e->pid = r->value;
     call_spawned(sp, e, 0);
   } else if (r->type == EXITED) {
-    call_exit(sp, e, r->value);
+    call_exit(e, r->value);
     drop(sp, slot(sp, r->id)); /* the callback may have added entries */
   }
 }
@@ -131,7 +129,7 @@ static void lose(spawner_t *sp) {
   for (int b = 0; b < BUCKETS; b++)
     while (sp->buckets[b]) {
       entry_t *e = sp->buckets[b];
-      if (e->pid) call_exit(sp, e, 111 << 8);
+      if (e->pid) call_exit(e, 111 << 8);
       else call_spawned(sp, e, EPIPE);
       drop(sp, slot(sp, e->id));
     }

@@ -135,6 +135,16 @@ void js_callback_call(js_callback_t *cb, size_t argc, napi_value *argv) {
   napi_make_callback(cb->env, cb->context, recv, fn, argc, argv, &result);
 }
 
+/* Calls it with numbers, in a handle scope of its own. */
+void js_callback_call_ints(js_callback_t *cb, size_t argc, const int32_t *values) {
+  napi_handle_scope scope;
+  napi_open_handle_scope(cb->env, &scope);
+  napi_value argv[4];
+  for (size_t i = 0; i < argc && i < 4; i++) napi_create_int32(cb->env, values[i], &argv[i]);
+  js_callback_call(cb, argc < 4 ? argc : 4, argv);
+  napi_close_handle_scope(cb->env, scope);
+}
+
 void js_callback_free(js_callback_t *cb) {
   napi_delete_reference(cb->env, cb->fn);
   napi_async_destroy(cb->env, cb->context);
@@ -153,7 +163,7 @@ static void child_closed(uv_handle_t *h) { free(h->data); }
 
 static void child_ready(uv_poll_t *poll, int status, int events) {
   child_t *c = poll->data;
-  int wstatus = 0;
+  int32_t wstatus = 0;
   pid_t r;
   (void)status;
   (void)events;
@@ -163,14 +173,8 @@ static void child_ready(uv_poll_t *poll, int status, int events) {
   if (r < 0) wstatus = 111 << 8;
   uv_poll_stop(&c->poll);
   close(c->pidfd);
-  napi_env env = c->on_exit.env;
-  napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  napi_value arg;
-  napi_create_int32(env, wstatus, &arg);
-  js_callback_call(&c->on_exit, 1, &arg);
+  js_callback_call_ints(&c->on_exit, 1, &wstatus);
   js_callback_free(&c->on_exit);
-  napi_close_handle_scope(env, scope);
   uv_close((uv_handle_t *)&c->poll, child_closed);
 }
 
@@ -794,95 +798,6 @@ static napi_value recv_peek(napi_env env, napi_callback_info info) {
   return buffer;
 }
 
-typedef struct {
-  uv_poll_t poll;
-  js_callback_t on_readable;
-  int done;
-  int connecting; /* whenConnected: the status is the connect's outcome (SO_ERROR) */
-  int fd;
-} waiter_t;
-
-static void waiter_closed(uv_handle_t *h) {
-  waiter_t *w = h->data;
-  js_callback_free(&w->on_readable);
-  free(w);
-}
-
-static void waiter_ready(uv_poll_t *poll, int status, int events) {
-  waiter_t *w = poll->data;
-  (void)events;
-  if (w->done) return;
-  w->done = 1;
-  uv_poll_stop(&w->poll);
-  napi_env env = w->on_readable.env;
-  napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  /* A failed connect polls as an error (libuv says EBADF): the socket knows the cause. */
-  if (w->connecting) {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-    if (err || status == 0) status = -err;
-  }
-  napi_value arg;
-  napi_create_int32(env, status, &arg);
-  js_callback_call(&w->on_readable, 1, &arg);
-  napi_close_handle_scope(env, scope);
-  uv_close((uv_handle_t *)&w->poll, waiter_closed);
-}
-
-static napi_value waiter_cancel(napi_env env, napi_callback_info info) {
-  napi_value self;
-  void *data;
-  if (napi_get_cb_info(env, info, NULL, NULL, &self, NULL) != napi_ok) return NULL;
-  if (napi_remove_wrap(env, self, &data) != napi_ok || !data) return NULL;
-  waiter_t *w = data;
-  if (!w->done) {
-    w->done = 1;
-    uv_poll_stop(&w->poll);
-    uv_close((uv_handle_t *)&w->poll, waiter_closed);
-  }
-  return NULL;
-}
-
-static napi_value poll_once(napi_env env, napi_callback_info info, int connecting) {
-  size_t argc = 2;
-  napi_value args[2];
-  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
-  int32_t fd;
-  get_int(env, args[0], &fd);
-  uv_loop_t *loop;
-  CHECK(napi_get_uv_event_loop(env, &loop));
-  waiter_t *w = calloc(1, sizeof(waiter_t));
-  if (!w) return throw_errno(env, ENOMEM, "poll");
-  /* uv_poll_init makes the fd non-blocking; the spawn path makes it blocking again. */
-  if (uv_poll_init(loop, &w->poll, fd) != 0) {
-    free(w);
-    return throw_errno(env, EBADF, "poll");
-  }
-  w->poll.data = w;
-  w->fd = fd;
-  w->connecting = connecting;
-  napi_value obj, fn;
-  napi_create_object(env, &obj);
-  napi_create_function(env, "cancel", NAPI_AUTO_LENGTH, waiter_cancel, NULL, &fn);
-  napi_set_named_property(env, obj, "cancel", fn);
-  napi_wrap(env, obj, w, NULL, NULL, NULL);
-  js_callback_init(&w->on_readable, env, args[1], connecting ? "ucspi.connected" : "ucspi.readable");
-  uv_poll_start(&w->poll, connecting ? UV_WRITABLE : UV_READABLE | UV_DISCONNECT, waiter_ready);
-  return obj;
-}
-
-/* whenReadable(fd, cb) -> { cancel() }: cb(status) once, when fd has bytes (or EOF). */
-static napi_value when_readable(napi_env env, napi_callback_info info) {
-  return poll_once(env, info, 0);
-}
-
-/* whenConnected(fd, cb) -> { cancel() }: cb(0 or -errno) once connectTcp's connect is over. */
-static napi_value when_connected(napi_env env, napi_callback_info info) {
-  return poll_once(env, info, 1);
-}
-
 /* connectTcp(ip, port, sourceIp, transparent, mark, sourcePort) -> fd: a non-blocking TCP socket (no
  * delay, close-on-exec) whose connect has begun; whenConnected tells how it ended. sourceIp ""
  * lets the kernel choose; with transparent it may be an address of another host (the client's:
@@ -1026,6 +941,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"dup", NULL, dup_fd, NULL, NULL, NULL, napi_default, NULL},
       {"whenReadable", NULL, when_readable, NULL, NULL, NULL, napi_default, NULL},
       {"whenConnected", NULL, when_connected, NULL, NULL, NULL, napi_default, NULL},
+      {"cancelWait", NULL, cancel_wait, NULL, NULL, NULL, napi_default, NULL},
       {"connectTcp", NULL, connect_tcp, NULL, NULL, NULL, napi_default, NULL},
       {"abortOnClose", NULL, abort_on_close, NULL, NULL, NULL, napi_default, NULL},
       {"relay", NULL, relay_fds, NULL, NULL, NULL, napi_default, NULL},

@@ -231,7 +231,7 @@ function connectService(to: Endpoint, from: string, o: ForwardOptions): Promise<
   }
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
-      waiting.cancel();
+      n.cancelWait(fd, waiting);
       n.close(fd);
       reject(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" }));
     }, o.connectTimeoutMs);

@@ -40,9 +40,9 @@ export function readProxyHeader(fd: number, timeoutMs: number): Promise<HeaderRe
   const n = native();
   let taken = Buffer.alloc(0);
   return new Promise((resolve) => {
-    let waiting: { cancel(): void } | undefined;
+    let waiting: number | undefined;
     const timer = setTimeout(() => {
-      waiting?.cancel();
+      if (waiting !== undefined) n.cancelWait(fd, waiting);
       resolve({ error: "timed out waiting for the PROXY header" });
     }, timeoutMs);
     const finish = (result: HeaderResult) => {

@@ -80,8 +80,9 @@ export interface Native {
   dup(fd: number): number;
   /** A connected AF_UNIX stream pair (close-on-exec). */
   socketPair(sndbuf?: number): [number, number];
-  /** Calls back once when fd is readable (or at EOF or error). */
-  whenReadable(fd: number, callback: (status: number) => void): { cancel(): void };
+  /** Calls back once when fd is readable (or at EOF or error); returns the wait's number, for
+   * cancelWait. */
+  whenReadable(fd: number, callback: (status: number) => void): number;
   /** A non-blocking TCP socket whose connect to ip:port has begun (see whenConnected). From
    * `sourceIp` ("" for the kernel's choice); `transparent` lets that be another host's address
    * (IP_TRANSPARENT); mark > 0 is its SO_MARK; sourcePort > 0 binds that port (SO_REUSEADDR),
@@ -98,8 +99,11 @@ export interface Native {
   /** Whether connectTcp's connect is over already: 0 connected, a negative errno for a
    * failure, 1 still under way (then whenConnected tells). */
   connectStatus(fd: number): number;
-  /** Calls back once connectTcp's connect is over: 0, or a negative errno. */
-  whenConnected(fd: number, callback: (status: number) => void): { cancel(): void };
+  /** Calls back once connectTcp's connect is over: 0, or a negative errno; returns the wait's
+   * number, for cancelWait. */
+  whenConnected(fd: number, callback: (status: number) => void): number;
+  /** Ends a wait on fd that is not over yet; a finished wait's number names nothing. */
+  cancelWait(fd: number, wait: number): void;
   /** The bytes of two sockets to each other in the kernel (splice), a half-close passed on,
    * until both directions have ended; then onDone(0, 0), or at the first failure onDone(errno,
    * side) with side 0 for `a`, 1 for `b`. The fds stay open. */

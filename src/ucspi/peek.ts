@@ -93,7 +93,7 @@ const EMPTY = Buffer.alloc(0);
 function peekSocket(fd: number, limits: Limits, examine: Examine): Promise<Look | undefined> {
   const n = native();
   return new Promise((resolve) => {
-    let waiting: { cancel(): void } | undefined;
+    let waiting: number | undefined;
     let lowat = 1;
     let last: Buffer = EMPTY;
     let done = false;
@@ -101,7 +101,7 @@ function peekSocket(fd: number, limits: Limits, examine: Examine): Promise<Look 
       if (done) return;
       done = true;
       clock.stop();
-      waiting?.cancel();
+      if (waiting !== undefined) n.cancelWait(fd, waiting);
       if (lowat > 1) n.rcvLowat(fd, 1);
       resolve(look);
     };
