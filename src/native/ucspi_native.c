@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -849,6 +850,28 @@ static napi_value connect_tcp(napi_env env, napi_callback_info info) {
 }
 
 
+/* connectUnix(path) -> fd: a non-blocking stream socket connected to the UNIX socket at path
+ * (close-on-exec). Such a connect is over when it returns: a full backlog is EAGAIN. */
+static napi_value connect_unix(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value args[1];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  char *path = get_string(env, args[0]);
+  struct sockaddr_un to = {.sun_family = AF_UNIX};
+  if (!path || strlen(path) >= sizeof to.sun_path) {
+    free(path);
+    return throw_errno(env, ENAMETOOLONG, "connect");
+  }
+  strcpy(to.sun_path, path);
+  free(path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket");
+  if (connect(fd, (struct sockaddr *)&to, sizeof to) < 0) return close_and_throw(env, fd, "connect");
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
 /* connectStatus(fd) -> 0 connected, -errno failed, 1 still connecting: a connect to this host
  * is often over before connect() returns, and needs no poll then. */
 static napi_value connect_status(napi_env env, napi_callback_info info) {
@@ -943,6 +966,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"whenConnected", NULL, when_connected, NULL, NULL, NULL, napi_default, NULL},
       {"cancelWait", NULL, cancel_wait, NULL, NULL, NULL, napi_default, NULL},
       {"connectTcp", NULL, connect_tcp, NULL, NULL, NULL, napi_default, NULL},
+      {"connectUnix", NULL, connect_unix, NULL, NULL, NULL, napi_default, NULL},
       {"abortOnClose", NULL, abort_on_close, NULL, NULL, NULL, napi_default, NULL},
       {"relay", NULL, relay_fds, NULL, NULL, NULL, napi_default, NULL},
       {"connectStatus", NULL, connect_status, NULL, NULL, NULL, napi_default, NULL},

@@ -5,7 +5,7 @@ import { UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../ucspi/getopt.ts";
 
 export const USAGE =
-  "tcpforward [ -q ] [ -v verbosity ] [ -t timeout ] [ -i localip ] [ --transparent [ --source-ports low-high ] ] [ --proxy ] [ --mark mark ] [ host port ]";
+  "tcpforward [ -q ] [ -v verbosity ] [ -t timeout ] [ -i localip ] [ --transparent [ --source-ports low-high ] ] [ --proxy ] [ --mark mark ] [ host port | /path/of/socket ]";
 
 export interface ForwardOptions {
   verbosity: number;
@@ -27,6 +27,8 @@ export interface ForwardOptions {
   /** Where to; undefined: where the client asked to go (TCPLOCALIP, TCPLOCALPORT). */
   host: string | undefined;
   port: number | undefined;
+  /** A service on a UNIX socket instead: its path. */
+  socket: string | undefined;
 }
 
 const LONG = ["transparent", "proxy", "mark=", "source-ports="];
@@ -43,7 +45,9 @@ export function parseForwardArgs(args: readonly string[]): ForwardOptions {
     mark: 0,
     host: undefined,
     port: undefined,
+    socket: undefined,
   };
+  let sourcePortsGiven = false;
   for (const { name, value } of options) {
     switch (name) {
       case "q":
@@ -72,6 +76,7 @@ export function parseForwardArgs(args: readonly string[]): ForwardOptions {
         if (!m || low < 1 || high > 65535 || high < low)
           throw new UsageError(`--source-ports needs a range of ports low-high, not '${value}'`);
         o.sourcePorts = [low, high];
+        sourcePortsGiven = true;
         break;
       }
       case "mark":
@@ -83,8 +88,21 @@ export function parseForwardArgs(args: readonly string[]): ForwardOptions {
   }
   if (o.transparent && o.localIp !== undefined)
     throw new UsageError("--transparent and -i both choose the source address: give one");
+  if (rest.length === 1 && rest[0]?.startsWith("/")) {
+    const tcpOnly = [
+      [o.transparent, "--transparent"],
+      [o.localIp !== undefined, "-i"],
+      [o.mark !== 0, "--mark"],
+      [sourcePortsGiven, "--source-ports"],
+    ].find(([given]) => given);
+    if (tcpOnly) throw new UsageError(`${String(tcpOnly[1])} is for TCP, not a UNIX socket`);
+    o.socket = rest[0];
+    return o;
+  }
   if (rest.length === 1 || rest.length > 2)
-    throw new UsageError(`give a host and a port, or neither, not '${rest.join(" ")}'`);
+    throw new UsageError(
+      `give a host and a port, a UNIX socket's path, or neither, not '${rest.join(" ")}'`,
+    );
   if (rest.length === 2) {
     o.host = rest[0];
     o.port = portOf(rest[1] ?? "");

@@ -1,7 +1,7 @@
 // tcpforward: the last stage of a chain that sends the client on to a TCP service: a
 // connection to host:port (by default the address and port the client asked for, which
-// tcpserver --transparent or --redirected put in TCPLOCALIP/TCPLOCALPORT), and a relay both
-// ways with half-close. The service learns the client from its own accept() (--transparent:
+// tcpserver --transparent or --redirected put in TCPLOCALIP/TCPLOCALPORT) or to a UNIX socket
+// (a path), and a relay both ways with half-close. The service learns the client from its own accept() (--transparent:
 // the connection comes from the client's address), from a PROXY v2 header (--proxy), or not
 // at all. It never connects anywhere in place of the address asked for: a service bound to
 // loopback only stays out of reach, as it would be without us.
@@ -42,7 +42,10 @@ export const forwardStage: Stage = {
     }
     const to = await destination(o, ctx.env);
     const from = o.transparent ? clientAddress(ctx.env) : (o.localIp ?? "");
-    const client = o.transparent ? tupleKey(from, tcpVar(ctx.env, "REMOTEPORT") ?? "", to) : "";
+    const client =
+      o.transparent && !("path" in to)
+        ? tupleKey(from, tcpVar(ctx.env, "REMOTEPORT") ?? "", to)
+        : "";
     if (client) clientConnections.add(client);
     try {
       return await forward(ctx, o, to, from);
@@ -66,13 +69,10 @@ async function forward(
   } catch (error) {
     // As the service itself would have answered: the client's connection is reset.
     resetClient(ctx.connection);
-    throw new FatalError(
-      `${who}unable to connect to ${to.ip} port ${to.port}: ${causeText(error)}`,
-      111,
-    );
+    throw new FatalError(`${who}unable to connect to ${where(to)}: ${causeText(error)}`, 111);
   }
-  if (o.verbosity >= 2) ctx.log(`tcpforward: info: ${who}connected to ${to.ip} port ${to.port}\n`);
-  const own = o.host === undefined ? ownEndpoint(service) : undefined;
+  if (o.verbosity >= 2) ctx.log(`tcpforward: info: ${who}connected to ${where(to)}\n`);
+  const own = o.host === undefined && o.socket === undefined ? ownEndpoint(service) : undefined;
   if (own) ownConnections.add(own);
   try {
     // The header is the first write on a connection just made: the socket buffer takes it.
@@ -92,7 +92,7 @@ async function forward(
  * full transparency our connections to the services must not use their tuples. */
 const clientConnections = new Set<string>();
 
-function tupleKey(ip: string, port: number | string, to: Endpoint): string {
+function tupleKey(ip: string, port: number | string, to: TcpEndpoint): string {
   return `${unmapIPv4(ip)} ${String(port)} ${to.ip} ${to.port}`;
 }
 
@@ -126,7 +126,7 @@ async function spliceRelay(client: number, service: number, to: Endpoint) {
   const cause = causeText(errnoError(errno));
   return side === 0
     ? `the client's connection broke: ${cause}`
-    : `the connection to ${to.ip} port ${to.port} broke: ${cause}`;
+    : `the connection to ${where(to)} broke: ${cause}`;
 }
 
 /** The client is a stream (after tlsd): a relay of streams. A reset on either side is passed
@@ -141,7 +141,7 @@ async function streamRelay(connection: Connection, fd: number, to: Endpoint) {
     service.resetAndDestroy();
   });
   service.once("error", (error) => {
-    broken ??= `the connection to ${to.ip} port ${to.port} broke: ${causeText(error)}`;
+    broken ??= `the connection to ${where(to)} broke: ${causeText(error)}`;
     resetClient(connection);
     client.destroy();
   });
@@ -150,13 +150,22 @@ async function streamRelay(connection: Connection, fd: number, to: Endpoint) {
   return broken;
 }
 
-interface Endpoint {
+interface TcpEndpoint {
   ip: string;
   port: number;
 }
 
+/** A TCP service, or one on a UNIX socket (its path). */
+type Endpoint = TcpEndpoint | { path: string };
+
+/** The service as log lines name it. */
+function where(to: Endpoint): string {
+  return "path" in to ? to.path : `${to.ip} port ${to.port}`;
+}
+
 /** host:port as given (a name: its first address), else the one the client asked for. */
 async function destination(o: ForwardOptions, env: Readonly<Env>): Promise<Endpoint> {
+  if (o.socket !== undefined) return { path: o.socket };
   if (o.host !== undefined && o.port !== undefined) {
     if (isIP(o.host)) return { ip: unmapIPv4(o.host), port: o.port };
     try {
@@ -200,6 +209,7 @@ let nextSourcePort = -1;
  * (the next free one); else the kernel's choice. */
 function openSocket(to: Endpoint, from: string, o: ForwardOptions): number {
   const n = native();
+  if ("path" in to) return n.connectUnix(to.path);
   if (!o.transparent) return n.connectTcp(to.ip, to.port, from, false, o.mark, 0);
   const [low, high] = o.sourcePorts;
   const span = high - low + 1;

@@ -96,6 +96,9 @@ export interface Native {
     mark: number,
     sourcePort: number,
   ): number;
+  /** A non-blocking stream socket connected to the UNIX socket at path (close-on-exec); a
+   * full backlog throws EAGAIN. */
+  connectUnix(path: string): number;
   /** Whether connectTcp's connect is over already: 0 connected, a negative errno for a
    * failure, 1 still under way (then whenConnected tells). */
   connectStatus(fd: number): number;

@@ -1,5 +1,5 @@
 // A real PostgreSQL 15 server (Debian's postgresql) for a test: its own data directory under
-// tmp, on a free port of 127.0.0.1, trust authentication, with or without TLS of its own.
+// tmp, on a free port of 127.0.0.1 and a UNIX socket in that directory, trust authentication, with or without TLS of its own.
 import { execFileSync, spawn } from "node:child_process";
 import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,6 +12,8 @@ const PG_BIN = "/usr/lib/postgresql/15/bin";
 
 export interface Postgres {
   port: number;
+  /** Its UNIX socket (it listens on both). */
+  socket: string;
   /** The server's log so far (stderr, with log_connections on). */
   log(): string;
   stop(): Promise<void>;
@@ -65,6 +67,7 @@ export async function startPostgres(options: { ssl?: Pair } = {}): Promise<Postg
   );
   return {
     port,
+    socket: join(dir, `.s.PGSQL.${port}`),
     log: () => log,
     stop: async () => {
       server.kill("SIGTERM");

@@ -69,6 +69,27 @@ test("psql sslmode=verify-full: TLS from the wrapper, verified; the server has a
   );
 });
 
+test("to the server's UNIX socket (tcpforward PATH): TLS from the wrapper, and the server sees a local session", async () => {
+  const server = await startServer(
+    ours("tcpserver"),
+    ["-vRHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", "postgres", "tcpforward", pg.socket],
+    { env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key } },
+  );
+  try {
+    // inet_client_addr() is null for a session on a UNIX socket, and the port setting is the
+    // same: one server behind both ways in.
+    const r = await psql(
+      server.port,
+      "verify-full",
+      `${BOTH_ENDS}; select inet_client_addr() is null`,
+    );
+    assert.equal(r.code, 0, r.stderr + server.log() + pg.log());
+    assert.equal(r.stdout, `client|${pgPort}\nf\nt\n`);
+  } finally {
+    await server.stop();
+  }
+});
+
 test("psql sslmode=disable: untouched to the server when opportunistic; refused with the server's kind of error with -r", async () => {
   const plain = await psql(opportunistic.port, "disable", BOTH_ENDS);
   assert.equal(plain.code, 0, plain.stderr);

@@ -5,7 +5,10 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Server, Socket } from "node:net";
 import { test } from "node:test";
 import { freePort } from "../helpers/interop.ts";
@@ -91,6 +94,55 @@ test("both directions full at once: 24 MiB each way through an echo service whos
   }
 });
 
+test("a service on a UNIX socket: both directions byte for byte, the half-close passed on, in-process and under djb's tcpserver; a socket that is not there: a reset and one line", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-forward-"));
+  const path = join(dir, "service.sock");
+  const service: Server = createServer({ allowHalfOpen: true }, (socket) => {
+    let input = "";
+    socket.setEncoding("latin1");
+    socket.on("data", (s: string) => (input += s));
+    socket.on("end", () => socket.end(`${input.length} bytes, last ${input.slice(-3)}\n`));
+  });
+  await new Promise<void>((resolve) => service.listen(path, resolve));
+  try {
+    for (const tcpserver of [ours("tcpserver"), djb("tcpserver")]) {
+      const server = await startServer(
+        tcpserver,
+        ["-RHl0", "127.0.0.1", "0", ours("tcpforward"), path],
+        { env },
+      );
+      try {
+        const input = Buffer.alloc(200_000, "0123456789").toString("latin1");
+        assert.equal(await talk(server.port, input), "200000 bytes, last 789\n");
+      } finally {
+        await server.stop();
+      }
+    }
+    const missing = join(dir, "nothing.sock");
+    const server = await startServer(
+      ours("tcpserver"),
+      ["-RHl0", "127.0.0.1", "0", "tcpforward", missing],
+      { env },
+    );
+    try {
+      await assert.rejects(
+        talk(server.port, "hello", "127.0.0.1", { halfClose: false }),
+        /ECONNRESET/,
+      );
+      await server.waitForLog(
+        new RegExp(
+          `^tcpforward: fatal: 127\\.0\\.0\\.1: unable to connect to ${missing.replace(/\./g, "\\.")}: file does not exist$`,
+        ),
+      );
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    service.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("--proxy: the service's tcpserver --proxy learns the client's address and the one it asked for", async () => {
   const reader = await startServer(
     ours("tcpserver"),
@@ -169,7 +221,15 @@ test("a service that resets mid-session: the client is reset too, not ended as i
 
 test("a bad command line stops tcpserver at its start, djb's usage exit 100", async () => {
   for (const [args, line] of [
-    [["127.0.0.1"], /^tcpforward: give a host and a port, or neither, not '127\.0\.0\.1'$/m],
+    [
+      ["127.0.0.1"],
+      /^tcpforward: give a host and a port, a UNIX socket's path, or neither, not '127\.0\.0\.1'$/m,
+    ],
+    [["--mark", "2", "/run/x.sock"], /^tcpforward: --mark is for TCP, not a UNIX socket$/m],
+    [
+      ["--transparent", "/run/x.sock"],
+      /^tcpforward: --transparent is for TCP, not a UNIX socket$/m,
+    ],
     [["--mark", "eleven"], /^tcpforward: --mark needs a number up to 0xffffffff, not 'eleven'$/m],
     [["--transparent", "-i", "127.0.0.1"], /^tcpforward: --transparent and -i both choose/m],
     [["127.0.0.1", "0"], /^tcpforward: port 0 is no service's port$/m],
