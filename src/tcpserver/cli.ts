@@ -18,6 +18,9 @@ import { jsonLog, textLog } from "./log.ts";
 import type { ServerLog } from "./log.ts";
 import { EXTENSIONS, USAGE, parseServerArgs, workerLimit } from "./options.ts";
 import type { ServerOptions } from "./options.ts";
+
+/** Without --drain, how long SIGTERM lets the connections served in this process go on. */
+const STOP_SECONDS = 3;
 import type { Metrics } from "../metrics/prometheus.ts";
 import { isSnapshotRequest, serveMetrics } from "./metrics.ts";
 import { serve } from "./server.ts";
@@ -96,12 +99,13 @@ async function main(): Promise<void> {
     stopping = true;
     for (const worker of workers) worker.kill("SIGTERM");
     const drain = options.drainSeconds;
-    // djb: exit 0 at once, children keep running. Connections served in this process finish.
+    // djb: exit 0 at once, children keep running. Connections served in this process may
+    // finish, up to STOP_SECONDS (a supervisor waits only so long: runit's sv, 7 s).
     // --drain: every connection may finish, up to the bound, the workers' too (a supervisor
     // that sees the first process go may kill the rest of its group).
     const stopped =
       drain === undefined
-        ? server.close()
+        ? server.close(STOP_SECONDS)
         : Promise.all([server.drain(drain), ...workers.map(exited)]);
     stopped.then(
       () => process.exit(0),

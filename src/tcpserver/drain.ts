@@ -1,5 +1,5 @@
-// tcpserver --drain: the connections being served, so that after SIGTERM's bound the ones
-// left can be ended. A program spawned on the socket gets SIGTERM (and SIGKILL 2 s later:
+// The connections being served, so that after SIGTERM's bound the ones left can be ended: all
+// of them with --drain, the ones served in this process without it. A program spawned on the socket gets SIGTERM (and SIGKILL 2 s later:
 // chain.ts); an in-process chain gets the same stop for the programs it spawned, and loses its
 // client connection, so that a stage waiting on it (a relay, a handshake) ends too.
 import { native } from "../ucspi/native.ts";
@@ -33,6 +33,12 @@ export class Running {
   endAll(): void {
     this.ended = true;
     for (const served of this.served) end(served);
+  }
+
+  /** Ends the connections served in this process; a program on its own socket goes on (djb). */
+  endInProcess(): void {
+    this.ended = true;
+    for (const served of this.served) if (!served.spawned) end(served);
   }
 }
 

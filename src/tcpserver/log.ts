@@ -22,11 +22,15 @@ export interface ServerLog {
   warning(message: string): void;
   /** SIGHUP: cached files dropped (our extension: djb's tcpserver dies of it). */
   reload(): void;
-  /** SIGTERM with --drain: no more accepting; `open` connections may go on `seconds`. */
-  drain(open: number, seconds: number): void;
-  /** --drain's bound reached: the `open` connections left are ended. */
-  drainTimeout(open: number, seconds: number): void;
+  /** SIGTERM: no more accepting; `open` connections may go on `seconds` (with --drain, all of
+   * them: "drain"; without, the ones served in this process: "stop"). */
+  drain(kind: StopKind, open: number, seconds: number): void;
+  /** SIGTERM's bound reached: the `open` connections left are ended. */
+  drainTimeout(kind: StopKind, open: number, seconds: number): void;
 }
+
+/** How SIGTERM stops: --drain's graceful stop, or the default one. */
+export type StopKind = "drain" | "stop";
 
 /** Verbosity as djb's -q / -Q / -v give it. */
 export type Verbosity = 0 | 1 | 2;
@@ -79,11 +83,13 @@ export function textLog(verbosity: Verbosity, write: (line: string) => void): Se
       info(`reject ${unmapIPv4(remoteIp)} count ${count}/${limit}`),
     warning,
     reload: () => info("reload"),
-    drain: (open, seconds) =>
-      info(`drain: ${connections(open)} open, waiting ${seconds} s at most`),
-    drainTimeout: (open, seconds) =>
+    drain: (kind, open, seconds) =>
       info(
-        `drain: ${connections(open)} still open after ${seconds} s, ending ${open === 1 ? "it" : "them"}`,
+        `${kind}: ${connections(open)} ${kind === "stop" ? "served in this process" : "open"}, waiting ${seconds} s at most`,
+      ),
+    drainTimeout: (kind, open, seconds) =>
+      info(
+        `${kind}: ${connections(open)} still open after ${seconds} s, ending ${open === 1 ? "it" : "them"}`,
       ),
   };
 }
@@ -111,8 +117,8 @@ export async function jsonLog(verbosity: Verbosity, fd: number): Promise<ServerL
     reject: (remoteIp, count, limit) => logger.info({ event: "reject", remoteIp, count, limit }),
     warning: (message) => logger.warn({ event: "warning" }, message),
     reload: () => logger.info({ event: "reload" }),
-    drain: (open, seconds) => logger.info({ event: "drain", open, seconds }),
-    drainTimeout: (open, seconds) => logger.info({ event: "drain-timeout", open, seconds }),
+    drain: (kind, open, seconds) => logger.info({ event: kind, open, seconds }),
+    drainTimeout: (kind, open, seconds) => logger.info({ event: `${kind}-timeout`, open, seconds }),
   };
 }
 

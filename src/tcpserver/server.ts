@@ -62,8 +62,9 @@ export interface ServerDeps {
 }
 
 export interface Server {
-  /** Stops accepting; resolves once no connection is served in this process any more. */
-  close(): Promise<void>;
+  /** Stops accepting; resolves once no connection is served in this process any more, or once
+   * the ones still served in it `seconds` later have been ended (spawned programs go on). */
+  close(seconds: number): Promise<void>;
   /** --drain: stops accepting; resolves once every connection (spawned programs too) has
    * ended, or once the ones still open `seconds` later have been ended. */
   drain(seconds: number): Promise<void>;
@@ -83,12 +84,37 @@ interface Accepted {
 }
 
 const PROXY_HEADER_TIMEOUT_MS = 10_000;
-/** After --drain's bound, how long the connections ended then have to be over: a spawned
+/** After SIGTERM's bound, how long the connections ended then have to be over: a spawned
  * program gets SIGKILL 2 s after its SIGTERM. A stage that still holds on (a splice waiting on
  * its service) is not waited for beyond this. */
 const END_GRACE_MS = 3_000;
 /** setTimeout's longest wait (a longer --drain is no bound at all). */
 const LONGEST_TIMER_MS = 2 ** 31 - 1;
+
+/** Resolves once `whenOver` calls back, or END_GRACE_MS after `atBound` ran `seconds` from now
+ * (what it ended may not end: a stage that holds on is not waited for). */
+function bounded(
+  seconds: number,
+  whenOver: (done: () => void) => void,
+  atBound: () => void,
+): Promise<void> {
+  return new Promise((resolve) => {
+    let grace: NodeJS.Timeout | undefined;
+    const bound = setTimeout(
+      () => {
+        atBound();
+        grace = setTimeout(done, END_GRACE_MS);
+      },
+      Math.min(seconds * 1000, LONGEST_TIMER_MS),
+    );
+    function done() {
+      clearTimeout(bound);
+      clearTimeout(grace);
+      resolve();
+    }
+    whenOver(done);
+  });
+}
 
 export function serve(listenFd: number, deps: ServerDeps): Server {
   const { options, log } = deps;
@@ -96,8 +122,8 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
   let nextId = FIRST_CONNECTION_ID;
   let closing = false;
   let drained: (() => void) | undefined;
-  // Only with --drain: what is served, to end it at the bound.
-  const running = options.drainSeconds === undefined ? undefined : new Running();
+  // What is served, to end it at SIGTERM's bound.
+  const running = new Running();
   let allEnded: (() => void) | undefined;
 
   const flags =
@@ -182,8 +208,8 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
   }
 
   function decide(c: Accepted, ends: Endpoints) {
-    if (running?.ended) {
-      // Past --drain's bound: a connection still in its lookups is not served any more.
+    if (running.ended) {
+      // Past SIGTERM's bound: a connection still in its lookups is not served any more.
       const id = nextId++;
       log.accepted(id, ends.remoteIp);
       log.warning("dropping connection, tcpserver is stopping");
@@ -223,7 +249,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
 
   function start(c: Accepted, ends: Endpoints, env: Env) {
     const connection: Connection = c.proxy ? { fd: c.fd, proxy: c.proxy } : { fd: c.fd };
-    const served = running?.add(connection);
+    const served = running.add(connection);
     let id = -1;
     let spawned = false;
     // posix_spawn runs in the threadpool: until it returns, the socket is still ours (it is
@@ -232,7 +258,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
     const announce = (pid: number) => {
       id = pid;
       spawned = true;
-      if (served) served.spawned = true;
+      served.spawned = true;
       log.accepted(id, ends.remoteIp);
       log.verdict("ok", id, ends);
       // The child has its own copy of the socket now.
@@ -257,7 +283,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
           spawning = true;
         },
         onRunFailure: () => spawnFailures.inc(),
-        ...(served ? { stop: served.stop.signal } : {}),
+        stop: served.stop.signal,
       });
     } catch (error) {
       chain = Promise.reject(error);
@@ -271,7 +297,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
     }
     chain.then(
       (status) => {
-        if (served) running?.remove(served);
+        running.remove(served);
         if (!spawned) releaseInProcess(connection);
         if (programExits.enabled) programExits.inc({ status: statusLabel(status) });
         finish(c, id, status, false);
@@ -284,7 +310,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
           log.accepted(id, ends.remoteIp);
           log.verdict("ok", id, ends);
         }
-        if (served) running?.remove(served);
+        running.remove(served);
         if (!spawned) releaseInProcess(connection);
         log.warning(
           `dropping connection, unable to run ${options.program[0]}: ${causeText(error)}`,
@@ -314,36 +340,33 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
     get active() {
       return slots.active;
     },
-    close() {
+    close(seconds) {
       closing = true;
       slots.close();
       if (inProcess === 0) return Promise.resolve();
-      return new Promise((resolve) => {
-        drained = resolve;
-      });
+      log.drain("stop", inProcess, seconds);
+      return bounded(
+        seconds,
+        (done) => (drained = done),
+        () => {
+          log.drainTimeout("stop", inProcess, seconds);
+          running.endInProcess();
+        },
+      );
     },
     drain(seconds) {
       closing = true;
       slots.close();
-      log.drain(slots.active, seconds);
-      return new Promise((resolve) => {
-        let grace: NodeJS.Timeout | undefined;
-        const bound = setTimeout(
-          () => {
-            log.drainTimeout(slots.active, seconds);
-            running?.endAll();
-            grace = setTimeout(done, END_GRACE_MS);
-          },
-          Math.min(seconds * 1000, LONGEST_TIMER_MS),
-        );
-        function done() {
-          clearTimeout(bound);
-          clearTimeout(grace);
-          resolve();
-        }
-        if (slots.active === 0) done();
-        else allEnded = done;
-      });
+      log.drain("drain", slots.active, seconds);
+      if (slots.active === 0) return Promise.resolve();
+      return bounded(
+        seconds,
+        (done) => (allEnded = done),
+        () => {
+          log.drainTimeout("drain", slots.active, seconds);
+          running.endAll();
+        },
+      );
     },
   };
 }

@@ -7,7 +7,7 @@ import type { ChildProcess } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync } from "node:fs";
 import { writeFileSync } from "node:fs";
-import { connect } from "node:net";
+import { connect, createServer } from "node:net";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -268,21 +268,69 @@ test("SIGTERM without --drain: exit 0 at once, the listener gone, the spawned pr
 const DIALOGUE = ["/bin/sh", "-c", "echo go; read x; echo got $x"];
 const TLS_ENV = { PATH: PATH_WITH_BIN, CERTFILE: join(dir, "cert-one.pem"), KEYFILE: KEY };
 
+test("SIGTERM without --drain, a relay in-process whose service never ends: ended after 3 s, then exit 0", async () => {
+  // The service answers and holds on; before the bound, SIGTERM waited for it for ever.
+  const service = createServer((socket) => {
+    socket.on("data", (b) => socket.write(b));
+    socket.on("error", () => {});
+  });
+  await new Promise<void>((resolve) => service.listen(0, "127.0.0.1", resolve));
+  const servicePort = (service.address() as { port: number }).port;
+  const relay = await startServer(
+    ours("tcpserver"),
+    ["-v", "-RHl0", "127.0.0.1", "0", "tcpforward", "127.0.0.1", String(servicePort)],
+    { env: TLS_ENV },
+  );
+  const relayed = await plainClient(relay.port);
+  try {
+    relayed.socket.write("ping\n");
+    assert.equal(await relayed.line(), "ping\n");
+    relay.child.kill("SIGTERM");
+    assert.deepEqual(await exited(relay.child), { code: 0, signal: null });
+    await relayed.closed;
+    const log = relay.log();
+    assert.match(
+      log,
+      /^tcpserver: stop: 1 connection served in this process, waiting 3 s at most$/m,
+    );
+    assert.match(log, /^tcpserver: stop: 1 connection still open after 3 s, ending it$/m);
+  } finally {
+    relayed.socket.destroy();
+    await stopped(relay);
+    service.close();
+  }
+});
+
+const DRAINING = /^tcpserver: drain: 1 connection open, waiting 60 s at most$/;
 for (const kind of [
-  { name: "a spawned program", chain: DIALOGUE, open: plainClient },
-  { name: "tlsd in-process and its program", chain: ["tlsd", ...DIALOGUE], open: tlsClient },
+  { name: "a spawned program", chain: DIALOGUE, open: plainClient, drain: true, line: DRAINING },
+  {
+    name: "tlsd in-process and its program",
+    chain: ["tlsd", ...DIALOGUE],
+    open: tlsClient,
+    drain: true,
+    line: DRAINING,
+  },
+  // Without --drain, only what lives in this process is waited for (3 s at most).
+  {
+    name: "tlsd in-process and its program",
+    chain: ["tlsd", ...DIALOGUE],
+    open: tlsClient,
+    drain: false,
+    line: /^tcpserver: stop: 1 connection served in this process, waiting 3 s at most$/,
+  },
 ]) {
-  test(`--drain, ${kind.name}: the listener closes at once, the dialogue completes, then exit 0`, async () => {
+  test(`${kind.drain ? "--drain" : "SIGTERM without --drain"}, ${kind.name}: the listener closes at once, the dialogue completes, then exit 0`, async () => {
     const s = await startServer(
       ours("tcpserver"),
-      ["-v", "--drain", "60", "-RHl0", "127.0.0.1", "0", ...kind.chain],
+      ["-v", ...(kind.drain ? ["--drain", "60"] : []), "-RHl0", "127.0.0.1", "0", ...kind.chain],
       { env: TLS_ENV },
     );
     const client = await kind.open(s.port);
     try {
       assert.equal(await client.line(), "go\n");
       s.child.kill("SIGTERM");
-      await s.waitForLog(/^tcpserver: drain: 1 connection open, waiting 60 s at most$/);
+      await s.waitForLog(kind.line);
       assert.ok(await refused(s.port), "nothing listens any more");
       assert.equal(s.child.exitCode, null, "still serving the open connection");
       // The port is free for the next server meanwhile.
