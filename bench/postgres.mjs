@@ -10,11 +10,12 @@
 //   query    connections kept, queries back to back (the relay's cost per query): one
 //            connection (latency-bound: the relay's two hops per query), and eight.
 // Server CPU per connection: PostgreSQL's postmaster utime+stime+cutime+cstime (the backends
-// are reaped into its cutime/cstime) plus, for the wrapper, our tcpserver's, from /proc before
-// and after each measurement. PG_SECONDS (default 3) per measurement, BENCH_ROUNDS (default 3).
+// are reaped into its cutime/cstime) plus our tcpserver's or pgbouncer's, from /proc before and
+// after each measurement. PG_SECONDS (default 3) per measurement, BENCH_ROUNDS (default 3).
 // Results: a markdown table on stdout and bench/results/postgres-STAMP.{json,md}.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chownSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,6 +23,7 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = join(root, "bin");
 const PG_BIN = "/usr/lib/postgresql/15/bin";
+const PGBOUNCER = "/usr/sbin/pgbouncer";
 const rounds = Number(process.env.BENCH_ROUNDS ?? "3");
 const seconds = process.env.PG_SECONDS ?? "3";
 const concurrencies = (process.env.PG_CONCURRENCY ?? "1,8").split(",").map(Number);
@@ -53,6 +55,18 @@ async function waitFor(check, what) {
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`bench postgres: fatal: ${what}`);
+}
+
+/** Waits until a PostgreSQL server (or pgbouncer) answers on port. */
+function answers(port, what) {
+  return waitFor(() => {
+    try {
+      execFileSync("pg_isready", ["-q", "-h", "127.0.0.1", "-p", String(port)]);
+      return true;
+    } catch {
+      return false;
+    }
+  }, what);
 }
 
 try {
@@ -100,41 +114,85 @@ try {
     { stdio: ["ignore", "ignore", "inherit"] },
   );
   children.push(pg);
-  await waitFor(() => {
-    try {
-      execFileSync("pg_isready", ["-q", "-h", "127.0.0.1", "-p", String(pgPort)]);
-      return true;
-    } catch {
-      return false;
-    }
-  }, "postgres did not start");
+  await answers(pgPort, "postgres did not start");
   const postmaster = Number(readFileSync(join(data, "postmaster.pid"), "latin1").split("\n")[0]);
 
-  const wrapper = spawn(
-    join(bin, "tcpserver"),
-    [
-      ...["-1", "-R", "-H", "-l", "0", "-c", "200", "127.0.0.1", "0"],
-      ...["starttls-wrapper", "-p", "postgres", "tcpforward", "127.0.0.1", String(pgPort)],
-    ],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-      env: { ...process.env, PATH: `${bin}:/usr/bin:/bin`, CERTFILE: cert, KEYFILE: key },
-    },
-  );
-  children.push(wrapper);
-  const wrapperPort = await new Promise((resolve) =>
-    wrapper.stdout.once("data", (b) => resolve(Number(String(b).trim()))),
-  );
+  /** tcpserver starttls-wrapper -p postgres tcpforward `to`: its port and pid. */
+  const startWrapper = async (to) => {
+    const child = spawn(
+      join(bin, "tcpserver"),
+      [
+        ...["-1", "-R", "-H", "-l", "0", "-c", "200", "127.0.0.1", "0"],
+        ...["starttls-wrapper", "-p", "postgres", "tcpforward", ...to],
+      ],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+        env: { ...process.env, PATH: `${bin}:/usr/bin:/bin`, CERTFILE: cert, KEYFILE: key },
+      },
+    );
+    children.push(child);
+    const port = await new Promise((resolve) =>
+      child.stdout.once("data", (b) => resolve(Number(String(b).trim()))),
+    );
+    return { port, pids: [postmaster, child.pid] };
+  };
+  const wrapper = await startWrapper(["127.0.0.1", String(pgPort)]);
+  const wrapperUnix = await startWrapper([join(tmp, `.s.PGSQL.${pgPort}`)]);
+
+  let bouncer;
+  if (existsSync(PGBOUNCER)) {
+    const port = freePortSync();
+    const ini = join(tmp, "pgbouncer.ini");
+    writeFileSync(join(tmp, "userlist.txt"), '"postgres" ""\n');
+    writeFileSync(
+      ini,
+      [
+        "[databases]",
+        `postgres = host=127.0.0.1 port=${pgPort} dbname=postgres`,
+        "[pgbouncer]",
+        `listen_addr = 127.0.0.1`,
+        `listen_port = ${port}`,
+        "unix_socket_dir =",
+        "auth_type = trust",
+        `auth_file = ${join(tmp, "userlist.txt")}`,
+        "pool_mode = session",
+        "max_client_conn = 200",
+        "default_pool_size = 20",
+        "client_tls_sslmode = require",
+        `client_tls_cert_file = ${cert}`,
+        `client_tls_key_file = ${key}`,
+        `logfile = ${join(tmp, "pgbouncer.log")}`,
+        "",
+      ].join("\n"),
+    );
+    const child = spawn("runuser", ["-u", "postgres", "--", PGBOUNCER, "-q", ini], {
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+    children.push(child);
+    await answers(port, "pgbouncer did not start");
+    const pid = Number(
+      execFileSync("pgrep", ["-u", "postgres", "-f", `^${PGBOUNCER} -q ${ini}`]).toString(),
+    );
+    bouncer = { port, pids: [postmaster, pid] };
+    children.push({ kill: (signal) => process.kill(pid, signal) });
+  } else {
+    console.error(
+      `bench postgres: pgbouncer left out: no ${PGBOUNCER} (apt-get install pgbouncer)`,
+    );
+  }
 
   const script = join(tmp, "select1.sql");
   writeFileSync(script, "SELECT 1;\n");
   const targets = {
     own: { port: pgPort, pids: [postmaster] },
-    wrapper: { port: wrapperPort, pids: [postmaster, wrapper.pid] },
+    wrapper,
+    "wrapper, UNIX socket": wrapperUnix,
+    ...(bouncer ? { pgbouncer: bouncer } : {}),
   };
   const loads = [
     ...concurrencies.map((c) => ({
       name: `connect c=${c}`,
+      connect: true,
       args: ["-C", "-c", String(c), "-j", String(Math.min(c, 2))],
     })),
     { name: "query c=1", args: ["-c", "1", "-j", "1"] },
@@ -143,7 +201,9 @@ try {
   const results = {};
   for (let round = 0; round < rounds; round++) {
     for (const load of loads) {
-      const order = round % 2 === 0 ? ["own", "wrapper"] : ["wrapper", "own"];
+      // pgbouncer pools its server connections: only the query loads are the same work.
+      const names = Object.keys(targets).filter((t) => t !== "pgbouncer" || !load.connect);
+      const order = round % 2 === 0 ? names : [...names].reverse();
       for (const target of order) {
         const { port, pids } = targets[target];
         const before = pids.reduce((s, p) => s + cpuMs(p), 0);
@@ -187,18 +247,20 @@ try {
     }
   }
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const others = Object.keys(targets).filter((t) => t !== "own");
   const lines = [
-    "| load | PostgreSQL's TLS /s | wrapper /s | wrapper rate | server CPU per transaction, own → wrapper |",
-    "|---|---|---|---|---|",
+    `| load | PostgreSQL's TLS /s | ${others.map((t) => `${t} /s (rate)`).join(" | ")} | server CPU per transaction: own | ${others.join(" | ")} |`,
+    `|---|---|${others.map(() => "---|").join("")}---|${others.map(() => "---|").join("")}`,
   ];
   for (const load of loads) {
-    const own = results[`${load.name}|own`];
-    const ours = results[`${load.name}|wrapper`];
-    const [a, b] = [median(own.map((r) => r.tps)), median(ours.map((r) => r.tps))];
-    const [ca, cb] = [median(own.map((r) => r.cpuPer)), median(ours.map((r) => r.cpuPer))];
-    lines.push(
-      `| ${load.name} | ${a.toFixed(0)} | ${b.toFixed(0)} | ${(b / a).toFixed(2)}× | ${ca.toFixed(3)} → ${cb.toFixed(3)} ms (${(cb / ca).toFixed(2)}×) |`,
-    );
+    const at = (target) => results[`${load.name}|${target}`];
+    const tps = (target) => median(at(target).map((r) => r.tps));
+    const cpu = (target) => median(at(target).map((r) => r.cpuPer));
+    const [a, ca] = [tps("own"), cpu("own")];
+    const rate = (t) => (at(t) ? `${tps(t).toFixed(0)} (${(tps(t) / a).toFixed(2)}×)` : "-");
+    const cost = (t) => (at(t) ? `${cpu(t).toFixed(3)} ms (${(cpu(t) / ca).toFixed(2)}×)` : "-");
+    const cells = [load.name, a.toFixed(0), ...others.map(rate), `${ca.toFixed(3)} ms`];
+    lines.push(`| ${[...cells, ...others.map(cost)].join(" | ")} |`);
   }
   const table = lines.join("\n");
   console.log(`\n${table}\n`);
