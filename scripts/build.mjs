@@ -125,7 +125,9 @@ for (const file of seaOutputs) {
 }
 
 const nativeDir = join(root, "src/native");
-const sources = ["ucspi_native.c", "spawner-client.c", "watch.c", "relay.c", "wait.c"].map((f) => join(nativeDir, f));
+const sources = ["ucspi_native.c", "spawner-client.c", "watch.c", "relay.c", "wait.c"].map((f) =>
+  join(nativeDir, f),
+);
 const output = join(root, "build/ucspi_native.node");
 if (stale(output, [...sources, join(nativeDir, "common.h"), join(nativeDir, "glibc-signals.h")])) {
   mkdirSync(join(root, "build"), { recursive: true });
