@@ -17,6 +17,8 @@ import type { Env } from "../ucspi/env.ts";
 import { FatalError, causeText, parseOrUsage } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { relay } from "../ucspi/relay.ts";
+import type { Feed } from "../ucspi/relay.ts";
+import { sharedReadSocket } from "../ucspi/shared-read.ts";
 import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
 import { USAGE, parseForwardArgs } from "./options.ts";
 import type { ForwardOptions } from "./options.ts";
@@ -133,8 +135,11 @@ async function spliceRelay(client: number, service: number, to: Endpoint) {
  * on at once, as a reset, and named: the relay alone would take it for an end and half-close
  * the other side as if all were well. */
 async function streamRelay(connection: Connection, fd: number, to: Endpoint) {
-  const service = new Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
   const client = connectionStream(connection);
+  // The service's bytes are read into the process's shared buffer and go to the client as
+  // they come, without a Buffer and a "data" event each (a query's answer, a small record).
+  const feed: Feed = {};
+  const service = sharedReadSocket(fd, client, feed, true);
   let broken: string | undefined;
   client.once("error", (error) => {
     broken ??= `the client's connection broke: ${causeText(error)}`;
@@ -145,7 +150,7 @@ async function streamRelay(connection: Connection, fd: number, to: Endpoint) {
     resetClient(connection);
     client.destroy();
   });
-  await relay(client, service);
+  await relay(client, { source: service, sink: service, feed });
   service.destroy();
   return broken;
 }

@@ -1,7 +1,6 @@
 // Runs "the rest of argv" for a stage: one of our programs in this process, or the user's
 // program spawned with the connection as its fds 0/1 (server) or 6/7 (client).
 import { Socket } from "node:net";
-import type { Writable } from "node:stream";
 import { envList } from "./env.ts";
 import type { Env } from "./env.ts";
 import { reportError } from "./main.ts";
@@ -10,6 +9,7 @@ import { ProgramNotFound, findProgram } from "./path-search.ts";
 import type { DropPrivileges } from "./privileges.ts";
 import { ourStage } from "./programs.ts";
 import { relay } from "./relay.ts";
+import { sharedReadSocket } from "./shared-read.ts";
 import { spawnOffLoop } from "./spawner.ts";
 import type { Feed } from "./relay.ts";
 import type { Connection, Side, Stage, StageContext } from "./stage.ts";
@@ -288,12 +288,6 @@ function programPairs(fds: ProgramFds, read: number, write: number): number[] {
  * 1.0× with this and batchWrites together. It costs nothing while the connection is idle. */
 const PROGRAM_SNDBUF = 1 << 20;
 
-/** What the program writes is read into this one buffer, for every connection of the process:
- * each read is handed on before the next one can happen (one thread), so it is never read
- * into again while it still holds bytes that matter. See takeBytes. */
-let readBuffer: Buffer | undefined;
-const READ_BUFFER_SIZE = 65536;
-
 /** A transformed connection (TLS) reaches the program through a socketpair and a relay. */
 async function spawnOnStream(
   connection: Connection,
@@ -316,17 +310,7 @@ async function spawnOnStream(
   // The reader reads into the shared buffer (no new Buffer for each read, which in a 1 GiB
   // transfer cost as much CPU as the TLS encryption); the relay's feed takes the bytes on.
   const feed: Feed = {};
-  const output = new Socket({
-    fd: outOurs,
-    readable: true,
-    writable: false,
-    allowHalfOpen: true,
-    onread: {
-      buffer: (readBuffer ??= Buffer.allocUnsafe(READ_BUFFER_SIZE)),
-      callback: (length: number, buffer: Uint8Array): boolean =>
-        feed.write ? feed.write(takeBytes(stream, buffer, length)) : true,
-    },
-  });
+  const output = sharedReadSocket(outOurs, stream, feed, false);
   const input = new Socket({
     fd: separate ? ours : native().dup(ours),
     readable: false,
@@ -357,23 +341,6 @@ async function spawnOnStream(
   output.destroy();
   input.destroy();
   return status;
-}
-
-/**
- * The `length` bytes just read into the shared buffer, as a chunk to write to `sink`: the
- * buffer itself when the write is sure to be done with it at once, else a copy. A TLSSocket
- * (`encrypted`) that has no write queued in JS passes the chunk straight to OpenSSL, which
- * encrypts it (or, if it cannot yet, copies it) before write() returns. Any other stream may
- * keep the chunk for later (libuv keeps what a socket could not take yet), so it gets a copy.
- */
-function takeBytes(sink: Writable, buffer: Uint8Array, length: number): Buffer {
-  const bytes = Buffer.from(buffer.buffer, buffer.byteOffset, length);
-  const direct =
-    (sink as { encrypted?: unknown }).encrypted === true &&
-    sink.writableLength === 0 &&
-    sink.writableCorked === 0 &&
-    !(sink as { connecting?: boolean }).connecting;
-  return direct ? bytes : Buffer.from(bytes);
 }
 
 /** The connection as a stream, made from its fd the first time a stage needs one. */
