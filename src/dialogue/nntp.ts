@@ -9,22 +9,28 @@ import { ONE_LINE } from "./types.ts";
 import { notBeforeTls, verbOf } from "./verbs.ts";
 
 /** The CAPABILITIES reply, with STARTTLS; in require mode without AUTHINFO, no use before
- * TLS. A server without CAPABILITIES (an error) gets a list of ours. */
-const CAPABILITIES = {
-  ok: "101",
-  upgrade: "STARTTLS",
-  hidden: ["AUTHINFO"],
-  fallback: "101 Capability list:\r\nVERSION 2\r\nSTARTTLS\r\n.\r\n",
-};
-
-/** A greeting that is not 200 or 201 (400, 502: no service) is passed on, and the snooping
- * stops. */
-const greeting: Expect = {
-  ends: () => true,
-  thenPump: (lines) => !/^20[01]/.test(lines[0] ?? ""),
-};
+ * TLS. A server without CAPABILITIES (an error: an RFC 977 server, whose commands are the
+ * reader's) gets a list of ours: READER, and POST when its greeting (200) allows posting. */
+function capabilities(posting: boolean) {
+  return {
+    ok: "101",
+    upgrade: "STARTTLS",
+    hidden: ["AUTHINFO"],
+    fallback: `101 Capability list:\r\nVERSION 2\r\nREADER\r\n${posting ? "POST\r\n" : ""}STARTTLS\r\n.\r\n`,
+  };
+}
 
 export const nntp: DialogueFactory = (policy) => {
+  let posting = false;
+  /** A greeting that is not 200 or 201 (400, 502: no service) is passed on, and the snooping
+   * stops; 200 says posting is allowed. */
+  const greeting: Expect = {
+    ends: () => true,
+    thenPump: (lines) => {
+      posting = /^200/.test(lines[0] ?? "");
+      return !/^20[01]/.test(lines[0] ?? "");
+    },
+  };
   const dialogue: Dialogue = {
     protocol: "nntp",
     policy,
@@ -42,7 +48,7 @@ export const nntp: DialogueFactory = (policy) => {
             pipelined: "400 Command pipelined after STARTTLS\r\n",
           };
         case "CAPABILITIES":
-          return { kind: "forward", expect: capabilityList(CAPABILITIES, policy) };
+          return { kind: "forward", expect: capabilityList(capabilities(posting), policy) };
         case "QUIT":
           return { kind: "forward", expect: ONE_LINE };
         case "MODE":

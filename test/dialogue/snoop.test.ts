@@ -172,6 +172,22 @@ test("pop3: STLS in CAPA, and a CAPA of ours for a server that has none", () => 
   );
 });
 
+test("nntp: a server without CAPABILITIES (RFC 977) gets a list of ours: READER, POST only after a 200 greeting", () => {
+  for (const [greeting, posting] of [
+    ["200 news, posting ok\r\n", "POST\r\n"],
+    ["201 news, no posting\r\n", ""],
+  ] as const) {
+    const h = harness("nntp");
+    h.server(greeting);
+    h.client("CAPABILITIES\r\n");
+    h.server("500 What?\r\n");
+    assert.equal(
+      h.out.client,
+      `${greeting}101 Capability list:\r\nVERSION 2\r\nREADER\r\n${posting}STARTTLS\r\n.\r\n`,
+    );
+  }
+});
+
 test("replies keep command order whoever answers, and STARTTLS waits for its turn", async () => {
   const h = harness("smtp", "require");
   h.server("220 mx\r\n");
