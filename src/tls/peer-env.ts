@@ -48,11 +48,24 @@ function plainValue(value: string): string {
   return value.replace(/[\x00-\x1f\x7f\\]/g, (c) => (c === "\\" ? "\\\\" : `\\${hexByte(c)}`));
 }
 
+/** The peer's certificate as Node decodes it, once per session: the client certificate check
+ * and the environment both read it, and each getPeerCertificate() decodes it anew. */
+const decoded = new WeakMap<TLSSocket, PeerCertificate>();
+
+export function peerCertificate(socket: TLSSocket): PeerCertificate {
+  let peer = decoded.get(socket);
+  if (!peer) {
+    peer = socket.getPeerCertificate();
+    decoded.set(socket, peer);
+  }
+  return peer;
+}
+
 /** The variables to set (name, value) and to unset (name, undefined), in s6's order;
  * `peerTrusted`: the peer's certificate verified, so it may be told as an identity. */
 export function sessionEnv(socket: TLSSocket, peerTrusted = true): [string, string | undefined][] {
   const cipher = socket.getCipher();
-  const peer = socket.getPeerCertificate();
+  const peer = peerCertificate(socket);
   const hasPeer = peerTrusted && peer && Object.keys(peer).length > 0 && peer.raw !== undefined;
   const servername = (socket as TLSSocket & { servername?: string | false }).servername;
   return [

@@ -5,7 +5,7 @@ import { TLSSocket } from "node:tls";
 import { CertStore, storeConfig } from "../tls/cert-store.ts";
 import { configWarnings } from "../tls/config-warnings.ts";
 import { closePolicy } from "../tls/close-policy.ts";
-import { programEnv, tlsFacts } from "../tls/peer-env.ts";
+import { peerCertificate, programEnv, tlsFacts } from "../tls/peer-env.ts";
 import { fatalPrefix, handshakeOrStatus, runOverSession, tlsErrorText } from "../tls/session.ts";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
@@ -173,7 +173,7 @@ export function sessionFacts(
 export function checkClientCertificate(tls: TLSSocket, options: TlsdOptions): string {
   if (options.clientCert === "none") return "NONE";
   const mandatory = options.clientCert === "mandatory";
-  if (!tls.getPeerCertificate()?.raw) {
+  if (!peerCertificate(tls).raw) {
     if (mandatory) throw new Error("client certificate required, none sent");
     return "NONE";
   }
