@@ -202,6 +202,16 @@ writeFileSync(join(debian, "control"), control(depends, installedSize(tree)));
 writeFileSync(join(debian, "md5sums"), md5sums(tree));
 chmodSync(join(debian, "control"), 0o644);
 chmodSync(join(debian, "md5sums"), 0o644);
+// The example units are shipped, not enabled: systemd is told when they come and go, and one
+// that an admin started is stopped before its files are removed (not left running from deleted
+// files). Everything waits for a running systemd in the root being installed ($DPKG_ROOT).
+const units = existsSync(join(tree, "usr/lib/systemd/system"))
+  ? readdirSync(join(tree, "usr/lib/systemd/system")).sort()
+  : [];
+for (const [name, text] of Object.entries(maintainerScripts(units))) {
+  writeFileSync(join(debian, name), text);
+  chmodSync(join(debian, name), 0o755);
+}
 
 const deb = join(out, `${pkg.name}_${version}_${arch}.deb`);
 rmSync(deb, { force: true });
@@ -209,6 +219,19 @@ rmSync(deb, { force: true });
 run("dpkg-deb", ["--root-owner-group", "-Zxz", "-z1", "--build", tree, deb]);
 rmSync(work, { recursive: true, force: true });
 process.stdout.write(`${deb}\n`);
+
+/** postinst, prerm and postrm for the units (none when there are none). */
+function maintainerScripts(unitNames) {
+  if (!unitNames.length) return {};
+  const script = (when, body) =>
+    `#!/bin/sh\nset -e\nif ${when} && [ -d "$DPKG_ROOT/run/systemd/system" ]; then\n  ${body} >/dev/null || true\nfi\n`;
+  const reload = "systemctl --system daemon-reload";
+  return {
+    postinst: script('[ "$1" = configure ]', reload),
+    prerm: script('[ "$1" = remove ]', `deb-systemd-invoke stop ${unitNames.join(" ")}`),
+    postrm: script('{ [ "$1" = remove ] || [ "$1" = purge ]; }', reload),
+  };
+}
 
 function strip(elf) {
   run("strip", ["--strip-unneeded", elf]);

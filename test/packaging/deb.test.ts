@@ -40,7 +40,15 @@ function dpkg(args: string[]): string {
   const result = runInstalled(
     "dpkg",
     // The host's dpkg.cfg.d may exclude man pages (Docker images do): not in this root.
-    [`--root=${root}`, "--log=/dev/null", "--force-depends", "--path-include=*", ...args],
+    // The maintainer scripts run outside the root (it has no shell), told of it by DPKG_ROOT.
+    [
+      `--root=${root}`,
+      "--log=/dev/null",
+      "--force-depends",
+      "--force-script-chrootless",
+      "--path-include=*",
+      ...args,
+    ],
     env,
     work,
   );
@@ -142,6 +150,45 @@ test("the example units and service directories are shipped, run scripts executa
       "ucspi-tls-example/run",
     );
     assert.equal(lstatSync(run).mode & 0o777, 0o755, run);
+  }
+});
+
+test("the maintainer scripts: with systemd running in the root, units reloaded on install and removal, every example unit stopped before removal; without it, nothing", () => {
+  const info = join(root, "var/lib/dpkg/info");
+  const units = readdirSync(join(ROOT, "packaging/systemd")).sort();
+  // systemctl and deb-systemd-invoke as the scripts find them on PATH: each says what it was
+  // asked. A root with run/systemd/system is one where systemd runs.
+  const bin = join(work, "recording-bin");
+  const asked = join(work, "asked");
+  mkdirSync(bin, { recursive: true });
+  for (const name of ["systemctl", "deb-systemd-invoke"]) {
+    writeFileSync(join(bin, name), `#!/bin/sh\necho "${name} $*" >> '${asked}'\n`, { mode: 0o755 });
+  }
+  const booted = join(work, "booted");
+  mkdirSync(join(booted, "run/systemd/system"), { recursive: true });
+  const calls = (script: string, arg: string, dpkgRoot: string) => {
+    rmSync(asked, { force: true });
+    const r = runInstalled(
+      "sh",
+      [join(info, `ucspi-tls.${script}`), arg],
+      { ...env, PATH: `${bin}:${SYSTEM_PATH}`, DPKG_ROOT: dpkgRoot },
+      work,
+    );
+    assert.equal(r.status, 0, r.stderr);
+    return existsSync(asked) ? readFileSync(asked, "utf8") : "";
+  };
+  assert.equal(calls("postinst", "configure", booted), "systemctl --system daemon-reload\n");
+  assert.equal(calls("prerm", "remove", booted), `deb-systemd-invoke stop ${units.join(" ")}\n`);
+  assert.equal(calls("prerm", "upgrade", booted), "");
+  assert.equal(calls("postrm", "remove", booted), "systemctl --system daemon-reload\n");
+  assert.equal(calls("postrm", "purge", booted), "systemctl --system daemon-reload\n");
+  // The scratch root of these tests has no systemd: the scripts dpkg ran there did nothing.
+  for (const [script, arg] of [
+    ["postinst", "configure"],
+    ["prerm", "remove"],
+    ["postrm", "remove"],
+  ] as const) {
+    assert.equal(calls(script, arg, root), "", `${script} ${arg}`);
   }
 });
 
