@@ -218,6 +218,8 @@ export function isIPv4Mapped(ip: string): boolean {
 
 /** `::ffff:127.0.0.1` → `127.0.0.1`; any other text is returned unchanged. */
 export function unmapIPv4(ip: string): string {
+  // Most addresses are IPv4 already (no colon): nothing to parse, once per connection or more.
+  if (!ip.includes(":")) return ip;
   const bytes = isIPv4Mapped(ip) ? parseIPv6(ip.split("%")[0] ?? "") : undefined;
   return bytes ? formatIPv4(bytes.subarray(12, 16)) : ip;
 }

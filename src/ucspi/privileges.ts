@@ -37,7 +37,8 @@ export const dropOwnPrivileges: DropPrivileges = (ids) => {
 /** For tcpserver's in-process chain: the process serves every connection, so one of them
  * cannot change its ids; as root that is an error rather than a silent root session. */
 export const refuseSharedPrivileges: DropPrivileges = (ids) => {
-  if (isRoot() && (ids.uid !== undefined || ids.gid !== undefined))
+  // The ids first: geteuid is a system call, and most chains ask for none.
+  if ((ids.uid !== undefined || ids.gid !== undefined) && isRoot())
     throw new FatalError(
       "TLS_UID and TLS_GID cannot apply to one connection of a tcpserver running as root: use tcpserver -u and -g",
       100,

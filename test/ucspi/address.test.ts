@@ -138,6 +138,10 @@ test("isIPv4Mapped / unmapIPv4 / ipv6Groups", () => {
   assert.equal(unmapIPv4("::ffff:7f00:2"), "127.0.0.2");
   assert.equal(unmapIPv4("::1"), "::1");
   assert.equal(unmapIPv4("10.0.0.1"), "10.0.0.1");
+  // Any IPv4 text comes back as it is; its mapped IPv6 spellings come back as it.
+  fc.assert(
+    fc.property(fc.ipV4(), (ip) => unmapIPv4(ip) === ip && unmapIPv4(`::ffff:${ip}`) === ip),
+  );
   assert.deepEqual(ipv6Groups("2001:db8::1"), [0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]);
   assert.deepEqual(ipv6Groups("::ffff:1.2.3.4"), [0, 0, 0, 0, 0, 0xffff, 0x102, 0x304]);
   assert.deepEqual(ipv6Groups("fe80::1%eth0"), [0xfe80, 0, 0, 0, 0, 0, 0, 1]);
