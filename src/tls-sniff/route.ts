@@ -1,6 +1,5 @@
 // Where a sniffed connection goes, and what the next program learns about it.
 import { sniMatches } from "../tls/sni-pattern.ts";
-import { copyEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import type { SniffOptions } from "./options.ts";
 import type { Verdict } from "./peek.ts";
@@ -32,16 +31,17 @@ export function chooseRoute(
 }
 
 /** The environment for the next program: TLS_SNIFF=tls|plain and, for TLS, the server name
- * and the offered ALPN protocols; stale values from an outer stage are removed. */
+ * and the offered ALPN protocols; stale values from an outer stage are removed. `env` is the
+ * stage's own copy (StageContext.env), changed in place and passed on: a copy of a whole
+ * environment per connection costs more than everything else tls-sniff does with it. */
 export function sniffEnv(env: Env, verdict: Extract<Verdict, { kind: "tls" | "plain" }>): Env {
-  const out = copyEnv(env);
-  out["TLS_SNIFF"] = verdict.kind;
-  delete out["SSL_TLS_SNI_SERVERNAME"];
-  delete out["TLS_SNIFF_ALPN"];
+  env["TLS_SNIFF"] = verdict.kind;
+  delete env["SSL_TLS_SNI_SERVERNAME"];
+  delete env["TLS_SNIFF_ALPN"];
   if (verdict.kind === "tls") {
     const { serverName, alpn } = verdict.hello;
-    if (serverName !== undefined) out["SSL_TLS_SNI_SERVERNAME"] = serverName;
-    if (alpn?.length) out["TLS_SNIFF_ALPN"] = alpn.join(",");
+    if (serverName !== undefined) env["SSL_TLS_SNI_SERVERNAME"] = serverName;
+    if (alpn?.length) env["TLS_SNIFF_ALPN"] = alpn.join(",");
   }
-  return out;
+  return env;
 }
