@@ -73,7 +73,9 @@ static napi_value wait_start(napi_env env, napi_callback_info info, int connecti
   get_int(env, args[0], &fd);
   if (fd < 0) return throw_errno(env, EBADF, "poll");
   if (watch_open(env) < 0 || table_fit(fd) < 0) return throw_errno(env, errno, "poll");
-  if (by_fd[fd]) return throw_errno(env, EEXIST, "poll");
+  /* A wait left on this number belongs to an fd that was closed without cancelWait (the
+   * kernel took it out of the set then): it can never fire, so it goes. */
+  if (by_fd[fd]) wait_end(by_fd[fd]);
   wait_t *w = calloc(1, sizeof(wait_t));
   if (!w) return throw_errno(env, ENOMEM, "poll");
   w->watch.fd = fd;
