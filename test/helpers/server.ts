@@ -14,6 +14,13 @@ export interface RunningServer {
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/** Servers still running: a test that timed out (the runner then exits without its cleanup)
+ * must not leave one behind, holding ports and spawning for clients of later runs. */
+const running = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
 export function startServer(
   file: string,
   args: readonly string[],
@@ -27,10 +34,14 @@ export function startServer(
       env: options.env ?? process.env,
       cwd: options.cwd,
     });
+    running.add(child);
     let stderr = "";
     let stdout = "";
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
-      child.on("exit", (code, signal) => res({ code, signal })),
+      child.on("exit", (code, signal) => {
+        running.delete(child);
+        res({ code, signal });
+      }),
     );
     child.stderr.setEncoding("latin1");
     child.stderr.on("data", (s: string) => (stderr += s));
