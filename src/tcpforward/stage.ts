@@ -1,10 +1,10 @@
 // tcpforward: the last stage of a chain that sends the client on to a TCP service: a
 // connection to host:port (by default the address and port the client asked for, which
 // tcpserver --transparent or --redirected put in TCPLOCALIP/TCPLOCALPORT) or to a UNIX socket
-// (a path), and a relay both ways with half-close. The service learns the client from its own accept() (--transparent:
-// the connection comes from the client's address), from a PROXY v2 header (--proxy), or not
-// at all. It never connects anywhere in place of the address asked for: a service bound to
-// loopback only stays out of reach, as it would be without us.
+// (a path), and a relay both ways with half-close. The service learns the client from its own
+// accept() (--transparent: the connection comes from the client's address), from a PROXY v2
+// header (--proxy), or not at all. It never connects anywhere in place of the address asked
+// for: a service bound to loopback only stays out of reach, as it would be without us.
 import { lookup } from "node:dns/promises";
 import { writeSync } from "node:fs";
 import { isIP, Socket } from "node:net";

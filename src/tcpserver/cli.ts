@@ -18,12 +18,12 @@ import { jsonLog, textLog } from "./log.ts";
 import type { ServerLog } from "./log.ts";
 import { EXTENSIONS, USAGE, parseServerArgs, workerLimit } from "./options.ts";
 import type { ServerOptions } from "./options.ts";
-
-/** Without --drain, how long SIGTERM lets the connections served in this process go on. */
-const STOP_SECONDS = 3;
 import type { Metrics } from "../metrics/prometheus.ts";
 import { isSnapshotRequest, serveMetrics } from "./metrics.ts";
 import { serve } from "./server.ts";
+
+/** Without --drain, how long SIGTERM lets the connections served in this process go on. */
+const STOP_SECONDS = 3;
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

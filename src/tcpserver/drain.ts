@@ -1,7 +1,8 @@
 // The connections being served, so that after SIGTERM's bound the ones left can be ended: all
-// of them with --drain, the ones served in this process without it. A program spawned on the socket gets SIGTERM (and SIGKILL 2 s later:
-// chain.ts); an in-process chain gets the same stop for the programs it spawned, and loses its
-// client connection, so that a stage waiting on it (a relay, a handshake) ends too.
+// of them with --drain, the ones served in this process without it. A program spawned on the
+// socket gets SIGTERM (and SIGKILL 2 s later: chain.ts); an in-process chain gets the same stop
+// for the programs it spawned, and loses its client connection, so that a stage waiting on it
+// (a relay, a handshake) ends too.
 import { native } from "../ucspi/native.ts";
 import type { Connection } from "../ucspi/stage.ts";
 

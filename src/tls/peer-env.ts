@@ -237,11 +237,10 @@ export function programEnv(
   options: Pick<CommonTlsOptions, "keepEnv" | "modSsl">,
   facts: readonly [string, string | undefined][] = [],
 ): Env {
-  const out = env;
-  if (!options.keepEnv) stripTlsConfig(out);
-  applyFacts(out, facts);
-  if (options.modSsl) applyFacts(out, sslAddressFacts(out));
-  return out;
+  if (!options.keepEnv) stripTlsConfig(env);
+  applyFacts(env, facts);
+  if (options.modSsl) applyFacts(env, sslAddressFacts(env));
+  return env;
 }
 
 /** The TLS configuration variables, which the program never sees unless -Z. */
