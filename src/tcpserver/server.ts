@@ -2,10 +2,10 @@
 // host names and ident, rules, then the program (spawned on the socket, or in-process).
 import { writeSync } from "node:fs";
 import { unmapIPv4 } from "../net/ip.ts";
-import { connectionEnv } from "../ucspi/address.ts";
+import { connectionEnv, connectionVarNames } from "../ucspi/address.ts";
 import { exitStatus, runChain } from "../ucspi/chain.ts";
 import { refuseSharedPrivileges } from "../ucspi/privileges.ts";
-import { applyEnv, copyEnv } from "../ucspi/env.ts";
+import { applyEnv, copyEnv, setVar, withNames } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { causeText } from "../ucspi/errors.ts";
 import {
@@ -118,6 +118,10 @@ function bounded(
 
 export function serve(listenFd: number, deps: ServerDeps): Server {
   const { options, log } = deps;
+  // Shaped once, with every connection variable a property (unset until a connection sets
+  // it): the copy for each connection is then a clone of a fast-mode object, and setting its
+  // variables changes values, not its shape (see Env).
+  const baseEnv = withNames(deps.env, connectionVarNames());
   let inProcess = 0;
   let nextId = FIRST_CONNECTION_ID;
   let closing = false;
@@ -216,7 +220,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       dropped.inc(DROPPED_STOPPING);
       return finish(c, id, DROP_STATUS);
     }
-    const env = copyEnv(deps.env);
+    const env = copyEnv(baseEnv);
     applyEnv(
       env,
       connectionEnv({
@@ -243,7 +247,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       dropped.inc(DROPPED_RULES);
       return finish(c, id, DROP_STATUS);
     }
-    for (const [name, value] of verdict.env) env[name] = value;
+    for (const [name, value] of verdict.env) setVar(env, name, value);
     start(c, ends, env);
   }
 

@@ -1,5 +1,6 @@
 // Where a sniffed connection goes, and what the next program learns about it.
 import { sniMatches } from "../tls/sni-pattern.ts";
+import { unsetVar } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import type { SniffOptions } from "./options.ts";
 import type { Verdict } from "./peek.ts";
@@ -36,8 +37,8 @@ export function chooseRoute(
  * environment per connection costs more than everything else tls-sniff does with it. */
 export function sniffEnv(env: Env, verdict: Extract<Verdict, { kind: "tls" | "plain" }>): Env {
   env["TLS_SNIFF"] = verdict.kind;
-  delete env["SSL_TLS_SNI_SERVERNAME"];
-  delete env["TLS_SNIFF_ALPN"];
+  unsetVar(env, "SSL_TLS_SNI_SERVERNAME");
+  unsetVar(env, "TLS_SNIFF_ALPN");
   if (verdict.kind === "tls") {
     const { serverName, alpn } = verdict.hello;
     if (serverName !== undefined) env["SSL_TLS_SNI_SERVERNAME"] = serverName;

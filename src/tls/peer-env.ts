@@ -1,7 +1,7 @@
 // What a TLS layer tells the next program about the session, in s6-tlsd's names.
 import { X509Certificate, createHash } from "node:crypto";
 import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from "node:tls";
-import { tcpVar, toBytes } from "../ucspi/env.ts";
+import { tcpVar, toBytes, unsetVar } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import type { CommonTlsOptions } from "./options.ts";
 
@@ -252,7 +252,7 @@ export function stripTlsConfig(env: Env): void {
       name.startsWith("CERTFILE:") ||
       name.startsWith("KEYFILE:")
     )
-      delete env[name];
+      unsetVar(env, name);
   }
 }
 
@@ -277,7 +277,7 @@ export function tlsFacts(
  * names are Unicode), and unsets the absent ones. */
 export function applyFacts(env: Env, facts: readonly [string, string | undefined][]): void {
   for (const [name, value] of facts) {
-    if (value === undefined) delete env[name];
+    if (value === undefined) unsetVar(env, name);
     else env[name] = toBytes(value);
   }
 }

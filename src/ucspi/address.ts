@@ -156,6 +156,24 @@ export interface ConnectionEnv {
   unset: string[];
 }
 
+/** Every name connectionEnv sets or unsets, for either kind of listener. */
+export function connectionVarNames(): string[] {
+  const names = new Set<string>();
+  for (const listenerIsV6 of [false, true]) {
+    const { set, unset } = connectionEnv({
+      role: "server",
+      listenerIsV6,
+      localIp: "::1",
+      localPort: 1,
+      remoteIp: "::1",
+      remotePort: 1,
+    });
+    for (const [name] of set) names.add(name);
+    for (const name of unset) names.add(name);
+  }
+  return [...names];
+}
+
 /**
  * The environment changes for one connection.
  *

@@ -87,7 +87,8 @@ function asProgramSees(facts: [string, string | undefined][]): Env {
   const env: Env = {};
   applyFacts(env, facts);
   const decoded: Env = {};
-  for (const [k, v] of Object.entries(env)) decoded[k] = Buffer.from(v, "latin1").toString("utf8");
+  for (const [k, v] of Object.entries(env))
+    if (v !== undefined) decoded[k] = Buffer.from(v, "latin1").toString("utf8");
   return decoded;
 }
 
