@@ -7,10 +7,11 @@ import { join } from "node:path";
 import { httpChallengeDir } from "../acme/config.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix } from "../ucspi/env.ts";
-import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
+import { FatalError } from "../ucspi/errors.ts";
 import { drain, peekBytes } from "../ucspi/peek.ts";
 import type { Connection, Stage } from "../ucspi/stage.ts";
 import { USAGE, parseChallengeArgs } from "./options.ts";
+import { stageOptions } from "../ucspi/stage-options.ts";
 
 /** The most bytes looked at for the request line. */
 const MAX_LINE = 8192;
@@ -18,7 +19,7 @@ const CHALLENGE = /^GET \/\.well-known\/acme-challenge\/([A-Za-z0-9_-]{1,256}) H
 
 export const challengeStage: Stage = {
   async run(ctx) {
-    const o = parseOrUsage(USAGE, () => parseChallengeArgs(ctx.argv.slice(1)));
+    const o = stageOptions(ctx.argv, USAGE, parseChallengeArgs);
     const certDir = ctx.env["CERTDIR"];
     if (!certDir) throw new FatalError("CERTDIR not set (where tlsd writes the challenges)", 100);
     const { look, connection } = await peekBytes(

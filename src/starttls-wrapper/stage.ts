@@ -14,7 +14,7 @@ import { noDelay } from "../tls/close-policy.ts";
 import { stripTlsConfig } from "../tls/peer-env.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { copyEnv, tcpVar } from "../ucspi/env.ts";
-import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
+import { UsageError } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { oneWay, relay } from "../ucspi/relay.ts";
 import type { Stage, StageContext } from "../ucspi/stage.ts";
@@ -23,6 +23,7 @@ import { USAGE, parseWrapperArgs } from "./options.ts";
 import type { WrapperOptions } from "./options.ts";
 import { Snooper } from "./snoop.ts";
 import type { SnoopIo, StarttlsVerdict } from "./snoop.ts";
+import { stageOptions } from "../ucspi/stage-options.ts";
 
 /** How long the client's last bytes may take to go out before the connection is closed. */
 const FLUSH_MS = 30_000;
@@ -42,7 +43,7 @@ const BINARY: Record<string, (() => Promise<BinaryRun>) | undefined> = {
 
 export const wrapperStage: Stage = {
   async run(ctx) {
-    const options = parseOrUsage(USAGE, () => parseWrapperArgs(ctx.argv.slice(1)));
+    const options = stageOptions(ctx.argv, USAGE, parseWrapperArgs);
     const binary = BINARY[options.protocol];
     if (binary) {
       if (options.service)

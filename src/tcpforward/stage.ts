@@ -22,6 +22,7 @@ import { sharedReadSocket } from "../ucspi/shared-read.ts";
 import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
 import { USAGE, parseForwardArgs } from "./options.ts";
 import type { ForwardOptions } from "./options.ts";
+import { stageOptions } from "../ucspi/stage-options.ts";
 
 export const forwardStage: Stage = {
   prepare(argv) {
@@ -29,7 +30,7 @@ export const forwardStage: Stage = {
   },
 
   async run(ctx) {
-    const o = parseOrUsage(USAGE, () => parseForwardArgs(ctx.argv.slice(1)));
+    const o = stageOptions(ctx.argv, USAGE, parseForwardArgs);
     const who = clientPrefix(ctx.env);
     if (
       ownConnections.has(endpointKey(tcpVar(ctx.env, "REMOTEIP"), tcpVar(ctx.env, "REMOTEPORT")))

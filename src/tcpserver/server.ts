@@ -2,10 +2,10 @@
 // host names and ident, rules, then the program (spawned on the socket, or in-process).
 import { writeSync } from "node:fs";
 import { unmapIPv4 } from "../net/ip.ts";
-import { connectionEnv, connectionVarNames } from "../ucspi/address.ts";
+import { connectionVarNames, eachConnectionVar } from "../ucspi/address.ts";
 import { exitStatus, runChain } from "../ucspi/chain.ts";
 import { refuseSharedPrivileges } from "../ucspi/privileges.ts";
-import { applyEnv, copyEnv, setVar, withNames } from "../ucspi/env.ts";
+import { copyEnv, setVar, unsetVar, withNames } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { causeText } from "../ucspi/errors.ts";
 import {
@@ -221,9 +221,8 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       return finish(c, id, DROP_STATUS);
     }
     const env = copyEnv(baseEnv);
-    applyEnv(
-      env,
-      connectionEnv({
+    eachConnectionVar(
+      {
         localIp: ends.localIp,
         localPort: ends.localPort,
         remoteIp: ends.remoteIp,
@@ -232,7 +231,11 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
         remoteHost: ends.remoteHost,
         remoteInfo: ends.remoteInfo,
         listenerIsV6: deps.listenerIsV6 || c.proxy?.family === "tcp6",
-      }),
+      },
+      (name, value) => {
+        if (value === undefined) unsetVar(env, name);
+        else env[name] = value;
+      },
     );
     const verdict = rulesVerdict(options, ends);
     if (verdict.kind !== "allow") {

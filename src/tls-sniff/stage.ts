@@ -3,7 +3,7 @@
 import { sniffed } from "../metrics/catalog.ts";
 import { exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix } from "../ucspi/env.ts";
-import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
+import { UsageError } from "../ucspi/errors.ts";
 import { oneWay } from "../ucspi/relay.ts";
 import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
 import { USAGE, parseSniffArgs } from "./options.ts";
@@ -11,13 +11,14 @@ import type { SniffOptions } from "./options.ts";
 import { drain, peek } from "./peek.ts";
 import type { Verdict } from "./peek.ts";
 import { chooseRoute, sniffEnv } from "./route.ts";
+import { stageOptions } from "../ucspi/stage-options.ts";
 
 /** Refused: a malformed or unfinished hello, plaintext with no route (s6's "bad input"). */
 const REFUSED = 100;
 
 export const sniffStage: Stage = {
   async run(ctx) {
-    const o = parseOrUsage(USAGE, () => parseSniffArgs(ctx.argv.slice(1)));
+    const o = stageOptions(ctx.argv, USAGE, parseSniffArgs);
     if (o.program.length === 0) return filter(ctx, o);
     const { verdict, connection } = await peek(ctx.connection, o);
     if (verdict.kind === "closed") {

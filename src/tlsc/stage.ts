@@ -14,16 +14,17 @@ import { UpgradeError, upgrade } from "../starttls-client/index.ts";
 import type { UpgradeResult } from "../starttls-client/index.ts";
 import type { UpgradeNames } from "../starttls-client/types.ts";
 import { exitStatus } from "../ucspi/chain.ts";
-import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
+import { FatalError } from "../ucspi/errors.ts";
 import { tlsIds } from "../ucspi/privileges.ts";
 import type { Stage, StageContext } from "../ucspi/stage.ts";
 import { USAGE, parseTlscArgs } from "./options.ts";
 import type { TlscOptions } from "./options.ts";
 import { verifyServer } from "./verify.ts";
+import { stageOptions } from "../ucspi/stage-options.ts";
 
 export const tlscStage: Stage = {
   async run(ctx) {
-    const options = parseOrUsage(USAGE, () => parseTlscArgs(ctx.argv.slice(1)));
+    const options = stageOptions(ctx.argv, USAGE, parseTlscArgs);
     const env = ctx.env;
     // The name to send and verify: -k, else the host the user gave our tcpclient, else the
     // address. Never TCPREMOTEHOST: a reverse name is chosen by whoever owns the address.

@@ -19,6 +19,7 @@ import { handshakeDone, handshakeFailed, observeCertificates } from "./metrics.t
 import { checkResumeRecord, resumedStream } from "./resume.ts";
 import { USAGE, parseTlsdArgs } from "./options.ts";
 import type { TlsdOptions } from "./options.ts";
+import { stageOptions } from "../ucspi/stage-options.ts";
 
 // One store per configuration, shared by every connection of this process: contexts (and
 // their session ticket keys) are made once and reloaded when their files change.
@@ -59,7 +60,7 @@ export const tlsdStage: Stage = {
   },
 
   async run(ctx) {
-    const options = parseOrUsage(USAGE, () => parseTlsdArgs(ctx.argv.slice(1)));
+    const options = stageOptions(ctx.argv, USAGE, parseTlsdArgs);
     const store = storeFor(ctx.env, options);
     // As s6-tlsd: the keys are loaded, nothing more needs root.
     ctx.dropPrivileges(tlsIds(ctx.env));

@@ -193,16 +193,25 @@ export function connectionVarNames(): string[] {
  * zone; here it is unset, in keeping with djb's "set or unset" rule for the other variables.
  */
 export function connectionEnv(info: ConnectionInfo): ConnectionEnv {
+  const set: [string, string][] = [];
+  const unset: string[] = [];
+  eachConnectionVar(info, (name, value) => {
+    if (value === undefined) unset.push(name);
+    else set.push([name, value]);
+  });
+  return { set, unset };
+}
+
+/** connectionEnv's changes, each given to `put` (undefined: unset) as it is made: tcpserver
+ * writes them straight into the connection's environment, with no lists in between. */
+export function eachConnectionVar(
+  info: ConnectionInfo,
+  put: (name: string, value: string | undefined) => void,
+): void {
   const local = splitZone(info.localIp);
   const remote = splitZone(info.remoteIp);
   const localPort = String(info.localPort);
   const remotePort = String(info.remotePort);
-  const set: [string, string][] = [];
-  const unset: string[] = [];
-  const put = (name: string, value: string | undefined): void => {
-    if (value === undefined) unset.push(name);
-    else set.push([name, value]);
-  };
 
   const remoteIsV4 = isIPv4(remote.ip) || isIPv4Mapped(remote.ip);
   const localV4 = unmapIPv4(local.ip);
@@ -218,7 +227,7 @@ export function connectionEnv(info: ConnectionInfo): ConnectionEnv {
     put("TCPREMOTEPORT", remotePort);
     put("TCPREMOTEHOST", info.remoteHost);
     put("TCPREMOTEINFO", info.remoteInfo);
-    return { set, unset };
+    return;
   }
 
   const localIp = remoteIsV4 ? localV4 : local.ip;
@@ -243,5 +252,4 @@ export function connectionEnv(info: ConnectionInfo): ConnectionEnv {
   put("TCP6REMOTEHOST", info.remoteHost);
   put("TCPREMOTEINFO", info.remoteInfo);
   put("TCP6REMOTEINFO", info.remoteInfo);
-  return { set, unset };
 }

@@ -53,27 +53,34 @@ export function exitStatus(code: number): number {
  * Runs argv with env on connection. Resolves with the raw wait status of whatever ran.
  * Throws ProgramNotFound (with a djb errno code) when the program cannot be run.
  */
-export async function runChain(
+export function runChain(
   argv: readonly string[],
   env: Env,
   connection: Connection,
   options: ChainOptions,
 ): Promise<number> {
-  const extraFds = takeExtraFds(connection);
+  let extraFds: readonly number[];
   let file: string;
   let stage: ReturnType<typeof ourStage>;
+  try {
+    extraFds = takeExtraFds(connection);
+  } catch (error) {
+    return Promise.reject(error);
+  }
   try {
     file = findProgram(argv[0] ?? "", env["PATH"]);
     stage = ourStage(file);
   } catch (error) {
     closeFds(extraFds);
     options.onRunFailure?.();
-    throw error;
+    return Promise.reject(error);
   }
   if (stage) {
     // Fds of this process would mean nothing to a stage running in it.
     closeFds(extraFds);
-    return runStage(await stage, [...argv], env, connection, options);
+    return stage instanceof Promise
+      ? stage.then((loaded) => runStage(loaded, argv, env, connection, options))
+      : runStage(stage, argv, env, connection, options);
   }
   const ran = spawnOnConnection(file, argv, env, connection, options, extraFds);
   if (!options.onRunFailure) return ran;
@@ -115,10 +122,14 @@ export class StageConfigError extends Error {
   }
 }
 
+const NO_FDS: readonly number[] = [];
+
 /** The connection's extra fds (see Connection.extraFds), which the chain owns from now on. */
-function takeExtraFds(connection: Connection): number[] {
-  const fds = connection.extraFds ?? [];
-  delete connection.extraFds;
+function takeExtraFds(connection: Connection): readonly number[] {
+  const fds = connection.extraFds;
+  // Nothing to take: the object keeps its shape (a delete would make it a hash table).
+  if (fds === undefined) return NO_FDS;
+  connection.extraFds = undefined;
   if (fds.some((fd) => fd < 3)) {
     closeFds(fds.filter((fd) => fd >= 3));
     throw new Error(`extra fds must be 3 and up, not ${fds.join(",")}`);
@@ -132,7 +143,7 @@ function closeFds(fds: readonly number[]): void {
 
 async function runStage(
   stage: { run(ctx: StageContext): Promise<number> },
-  argv: string[],
+  argv: readonly string[],
   env: Env,
   connection: Connection,
   options: ChainOptions,

@@ -44,8 +44,12 @@ const byPath = new Map<string, string>();
 // (its code is in memory; a new version of the package takes a restart).
 onReload(() => byPath.clear());
 
-/** The stage of `file` (a resolved path) when it is one of our bins, else undefined. */
-export function ourStage(file: string): Promise<Stage> | undefined {
+/** The stages loaded so far: a connection finds its stage without waiting a turn for it. */
+const loaded = new Map<string, Stage>();
+
+/** The stage of `file` (a resolved path) when it is one of our bins, else undefined; the
+ * stage itself once it is loaded. */
+export function ourStage(file: string): Stage | Promise<Stage> | undefined {
   let name = byPath.get(file);
   if (name === undefined) {
     name = stageName(file);
@@ -53,9 +57,15 @@ export function ourStage(file: string): Promise<Stage> | undefined {
   }
   const load = name ? STAGES[name] : undefined;
   if (!name || !load) return undefined;
+  const ready = loaded.get(name);
+  if (ready) return ready;
   let stage = stages.get(name);
   if (!stage) {
-    stage = load();
+    const named = name;
+    stage = load().then((s) => {
+      loaded.set(named, s);
+      return s;
+    });
     stages.set(name, stage);
   }
   return stage;

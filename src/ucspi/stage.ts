@@ -38,8 +38,9 @@ export interface NextHooks {
 }
 
 export interface StageContext {
-  /** argv of this program; argv[0] is its name. */
-  argv: string[];
+  /** argv of this program; argv[0] is its name. The same array for every connection a
+   * chain serves (tcpserver's program, a route of tls-sniff): see stageOptions. */
+  argv: readonly string[];
   /** Its environment: its own copy, to change and pass on. */
   env: Env;
   connection: Connection;
@@ -49,7 +50,12 @@ export interface StageContext {
   /** Applies TLS_UID/TLS_GID as the process running the stage allows (see privileges.ts). */
   dropPrivileges: DropPrivileges;
   /** Runs the rest of the chain; resolves with its raw wait status. */
-  next(argv: string[], env: Env, connection: Connection, hooks?: NextHooks): Promise<number>;
+  next(
+    argv: readonly string[],
+    env: Env,
+    connection: Connection,
+    hooks?: NextHooks,
+  ): Promise<number>;
 }
 
 export interface Stage {
