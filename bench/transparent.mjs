@@ -121,7 +121,14 @@ const forward = [
   "2",
   ...(process.env.BENCH_SOURCE_PORTS ? ["--source-ports", process.env.BENCH_SOURCE_PORTS] : []),
 ];
-const limits = ["-c", "10000", "-b", "1024"];
+// BENCH_WORKERS=N: our tcpservers run N processes on the port (haproxy runs 2 threads).
+const limits = [
+  "-c",
+  "10000",
+  "-b",
+  "1024",
+  ...(process.env.BENCH_WORKERS ? ["--workers", process.env.BENCH_WORKERS] : []),
+];
 start(
   "ours",
   join(bin, "tcpserver"),

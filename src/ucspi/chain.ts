@@ -51,7 +51,8 @@ export function exitStatus(code: number): number {
 
 /**
  * Runs argv with env on connection. Resolves with the raw wait status of whatever ran.
- * Throws ProgramNotFound (with a djb errno code) when the program cannot be run.
+ * Rejects with ProgramNotFound (with a djb errno code) when the program cannot be run; never
+ * throws (not async itself, so that a stage already loaded starts in this turn).
  */
 export function runChain(
   argv: readonly string[],
@@ -82,7 +83,12 @@ export function runChain(
       ? stage.then((loaded) => runStage(loaded, argv, env, connection, options))
       : runStage(stage, argv, env, connection, options);
   }
-  const ran = spawnOnConnection(file, argv, env, connection, options, extraFds);
+  let ran: Promise<number>;
+  try {
+    ran = spawnOnConnection(file, argv, env, connection, options, extraFds);
+  } catch (error) {
+    ran = Promise.reject(error);
+  }
   if (!options.onRunFailure) return ran;
   return ran.catch((error: unknown) => {
     options.onRunFailure?.();

@@ -11,7 +11,7 @@ import * as x509 from "@peculiar/x509";
 import fc from "fast-check";
 import { certificateEnv, s6Subject } from "../../src/tls/peer-env.ts";
 import type { Env } from "../../src/ucspi/env.ts";
-import { applyFacts } from "../../src/tls/peer-env.ts";
+import { programEnv } from "../../src/tls/peer-env.ts";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
@@ -84,8 +84,7 @@ function parseSlashForm(text: string): [string, string][] {
 
 /** The environment's bytes as a program decodes them (UTF-8). */
 function asProgramSees(facts: [string, string | undefined][]): Env {
-  const env: Env = {};
-  applyFacts(env, facts);
+  const env = programEnv({}, { keepEnv: true, modSsl: false }, facts);
   const decoded: Env = {};
   for (const [k, v] of Object.entries(env))
     if (v !== undefined) decoded[k] = Buffer.from(v, "latin1").toString("utf8");

@@ -138,6 +138,53 @@ test("openssl s_client and curl --cacert, TLS 1.2 and 1.3", async () => {
   }
 });
 
+test("the TLS configuration never reaches the program, unless -Z; the rest of the environment does", async () => {
+  const a = pki.server("a", ["a.test"]);
+  const env = serverEnv({
+    "CERTFILE:a.test": a.cert,
+    "KEYFILE:a.test": a.key,
+    CIPHERS: "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256",
+    CADIR: pki.dir,
+    ACME_EMAIL: "admin@example.org",
+    KEEP_ME: "kept",
+  });
+  // env itself, not a shell: dash drops names that are not identifiers (CERTFILE:a.test).
+  const dump = ["/usr/bin/env"];
+  for (const keep of [false, true]) {
+    const s = await startServer(
+      ours("tcpserver"),
+      ["-RHl0", "127.0.0.1", "0", "tlsd", "-k", "1", ...(keep ? ["-Z"] : []), ...dump],
+      { env },
+    );
+    try {
+      const r = await pythonClient(s.port, { sni: "a.test" });
+      const names = r.stdout
+        .split("\n")
+        .map((line) => line.slice(0, line.indexOf("=")))
+        .filter((name) => /^(CERTFILE|KEYFILE|CIPHERS|CADIR|ACME_|KEEP_ME)/.test(name))
+        .sort();
+      assert.deepEqual(
+        names,
+        keep
+          ? [
+              "ACME_EMAIL",
+              "CADIR",
+              "CERTFILE",
+              "CERTFILE:a.test",
+              "CIPHERS",
+              "KEEP_ME",
+              "KEYFILE",
+              "KEYFILE:a.test",
+            ]
+          : ["KEEP_ME"],
+        keep ? "-Z keeps them" : "only what is not TLS configuration",
+      );
+    } finally {
+      await s.stop();
+    }
+  }
+});
+
 test("certificates by SNI: exact name, one-label wildcard, default; -k 2 refuses unknown names", async () => {
   const a = pki.server("a", ["a.test"]);
   const wild = pki.server("wild", ["*.b.test"]);
