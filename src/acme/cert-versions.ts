@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
-import { writeFilesAtomic } from "../ucspi/atomic-write.ts";
+import { writeFilesAtomic } from "../files/atomic-write.ts";
 
 const VERSIONS = ".versions";
 /** The current version and the one before it stay. */

@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
 import type { SecureContext } from "node:tls";
-import { writeFileAtomic } from "../ucspi/atomic-write.ts";
+import { writeFileAtomic } from "../files/atomic-write.ts";
 import { installCertificate } from "./cert-versions.ts";
 import type * as AcmeClient from "acme-client";
 import type { AcmeConfig } from "./config.ts";

@@ -21,7 +21,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
-import { writeFileAtomic } from "../ucspi/atomic-write.ts";
+import { writeFileAtomic } from "../files/atomic-write.ts";
 
 export type Claim =
   /** Ours to order; release() when done. */

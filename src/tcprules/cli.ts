@@ -10,11 +10,11 @@ import {
   unlinkSync,
   writeSync,
 } from "node:fs";
-import { cdbMake } from "../ucspi/cdb.ts";
+import { cdbMake } from "../rules/cdb.ts";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { helpAsked } from "../ucspi/help.ts";
 import { reportError, writeStderr } from "../ucspi/main.ts";
-import { RuleLineError, parseRuleLines } from "../ucspi/tcprules-parse.ts";
+import { RuleLineError, parseRuleLines } from "../rules/tcprules-parse.ts";
 
 const USAGE = "tcprules rules.cdb rules.tmp";
 

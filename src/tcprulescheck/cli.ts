@@ -6,8 +6,8 @@ import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { startEnv } from "../ucspi/env.ts";
 import { helpAsked } from "../ucspi/help.ts";
 import { reportError, writeStderr } from "../ucspi/main.ts";
-import { findRule, readRulesFile, ruleItems } from "../ucspi/rules.ts";
-import type { RuleMatch } from "../ucspi/rules.ts";
+import { findRule, readRulesFile, ruleItems } from "../rules/rules.ts";
+import type { RuleMatch } from "../rules/rules.ts";
 
 const USAGE = "tcprulescheck rules.cdb";
 

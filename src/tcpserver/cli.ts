@@ -5,7 +5,7 @@ import type { ChildProcess } from "node:child_process";
 import { writeSync } from "node:fs";
 import { parsePort, parseServerHost } from "../ucspi/address.ts";
 import { StageConfigError, prepareChain } from "../ucspi/chain.ts";
-import { resolveHostAddresses } from "../ucspi/dns.ts";
+import { resolveHostAddresses } from "../net/dns.ts";
 import { helpAsked } from "../ucspi/help.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { startEnv } from "../ucspi/env.ts";

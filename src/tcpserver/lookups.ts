@@ -1,8 +1,8 @@
 // What tcpserver learns about a connection's two ends before it decides: TCPLOCALHOST (-l, or
 // reverse DNS), TCPREMOTEHOST (reverse DNS, checked forward with -p) and TCPREMOTEINFO (ident),
 // in djb's manner, all at once.
-import { forwardConfirms, reverseName } from "../ucspi/dns.ts";
-import { identQuery } from "../ucspi/ident.ts";
+import { forwardConfirms, reverseName } from "../net/dns.ts";
+import { identQuery } from "../net/ident.ts";
 import type { Endpoints } from "./log.ts";
 import type { ServerOptions } from "./options.ts";
 

@@ -3,7 +3,7 @@
 // connection when the rules cannot be read (-X: a missing file allows).
 import { unmapIPv4 } from "../net/ip.ts";
 import { causeText } from "../ucspi/errors.ts";
-import { lookupRules, readRulesFile } from "../ucspi/rules.ts";
+import { lookupRules, readRulesFile } from "../rules/rules.ts";
 import type { Endpoints } from "./log.ts";
 import type { ServerOptions } from "./options.ts";
 

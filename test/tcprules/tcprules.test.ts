@@ -14,7 +14,7 @@ import {
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { StdioOptions } from "node:child_process";
-import { cdbFind } from "../../src/ucspi/cdb.ts";
+import { cdbFind } from "../../src/rules/cdb.ts";
 import { djb, ours, run } from "../helpers/programs.ts";
 import { REFERENCE_LINES, rulesText, scratch } from "../helpers/rules.ts";
 

@@ -5,7 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import fc from "fast-check";
-import { cdbMake } from "../../src/ucspi/cdb.ts";
+import { cdbMake } from "../../src/rules/cdb.ts";
 import { djb, ours, run } from "../helpers/programs.ts";
 import { REFERENCE_LINES, rulesText, scratch } from "../helpers/rules.ts";
 

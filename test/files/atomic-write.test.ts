@@ -22,8 +22,8 @@ import {
   nodeFileSystem,
   writeFileAtomic,
   writeFilesAtomic,
-} from "../../src/ucspi/atomic-write.ts";
-import type { FileSystem } from "../../src/ucspi/atomic-write.ts";
+} from "../../src/files/atomic-write.ts";
+import type { FileSystem } from "../../src/files/atomic-write.ts";
 import { ROOT } from "../helpers/programs.ts";
 
 const base = mkdtempSync(join(tmpdir(), "atomic-write-"));
@@ -207,7 +207,7 @@ test("a writer killed with SIGKILL at random moments leaves the old file or the 
   const versions = ["A", "B", "C", "D"].map((c, i) => Buffer.alloc((4 - i) << 20, c));
   writeFileSync(path, versions[0] ?? "");
   const script = `
-    import { writeFileAtomic } from ${JSON.stringify(join(ROOT, "src/ucspi/atomic-write.ts"))};
+    import { writeFileAtomic } from ${JSON.stringify(join(ROOT, "src/files/atomic-write.ts"))};
     const sizes = [${versions.map((v) => v.length).join(",")}];
     const letters = "ABCD";
     process.stdout.write("go\\n");

@@ -8,7 +8,7 @@ import {
   forwardConfirms,
   resolveHostAddresses,
   reverseName,
-} from "../../src/ucspi/dns.ts";
+} from "../../src/net/dns.ts";
 
 const PTR: Record<string, string> = {
   "1.2.0.192.in-addr.arpa": "Loop.Test",

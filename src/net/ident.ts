@@ -14,7 +14,7 @@
 // case it returns exactly what djb would put in TCPREMOTEINFO ("" for those).
 
 import { connect, type Socket } from "node:net";
-import { unmapIPv4 } from "../net/ip.ts";
+import { unmapIPv4 } from "./ip.ts";
 
 export interface IdentRequest {
   /** Our end of the connection being identified; the query is sent from this address. */

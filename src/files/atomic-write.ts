@@ -18,7 +18,7 @@ import {
   writeSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { FatalError, causeText } from "./errors.ts";
+import { FatalError, causeText } from "../ucspi/errors.ts";
 
 /** The system calls the writer makes; tests inject failures through it. */
 export interface FileSystem {

@@ -9,8 +9,8 @@ import {
   cdbHash,
   cdbMake,
   cdbRecords,
-} from "../../src/ucspi/cdb.ts";
-import type { CdbRecord } from "../../src/ucspi/cdb.ts";
+} from "../../src/rules/cdb.ts";
+import type { CdbRecord } from "../../src/rules/cdb.ts";
 import { djb } from "../helpers/programs.ts";
 import { compile, scratch } from "../helpers/rules.ts";
 

@@ -4,7 +4,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import fc from "fast-check";
-import { cdbMake } from "../../src/ucspi/cdb.ts";
+import { cdbMake } from "../../src/rules/cdb.ts";
 import {
   findRule,
   lookupRules,
@@ -12,9 +12,9 @@ import {
   ruleIp,
   ruleItems,
   ruleKeys,
-} from "../../src/ucspi/rules.ts";
-import type { RulesClient } from "../../src/ucspi/rules.ts";
-import { parseRuleLines } from "../../src/ucspi/tcprules-parse.ts";
+} from "../../src/rules/rules.ts";
+import type { RulesClient } from "../../src/rules/rules.ts";
+import { parseRuleLines } from "../../src/rules/tcprules-parse.ts";
 import { scratch } from "../helpers/rules.ts";
 
 const work = scratch();

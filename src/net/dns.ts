@@ -5,7 +5,7 @@
 import { Resolver } from "node:dns";
 import { lookup } from "node:dns/promises";
 import { isIPv4, isIPv6 } from "node:net";
-import { ipv6Groups, unmapIPv4 } from "../net/ip.ts";
+import { ipv6Groups, unmapIPv4 } from "./ip.ts";
 
 export interface DnsOptions {
   /** Name servers for the Resolver (`"127.0.0.1:5353"` style); default: the system's. */

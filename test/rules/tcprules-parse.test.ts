@@ -3,9 +3,9 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import fc from "fast-check";
-import { cdbMake, cdbRecords } from "../../src/ucspi/cdb.ts";
-import type { CdbRecord } from "../../src/ucspi/cdb.ts";
-import { RuleLineError, parseRuleLines } from "../../src/ucspi/tcprules-parse.ts";
+import { cdbMake, cdbRecords } from "../../src/rules/cdb.ts";
+import type { CdbRecord } from "../../src/rules/cdb.ts";
+import { RuleLineError, parseRuleLines } from "../../src/rules/tcprules-parse.ts";
 import { djb } from "../helpers/programs.ts";
 import { compile, scratch } from "../helpers/rules.ts";
 

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { test } from "node:test";
-import { identQuery, identQueryLine, scanIdentReply } from "../../src/ucspi/ident.ts";
+import { identQuery, identQueryLine, scanIdentReply } from "../../src/net/ident.ts";
 
 const IDENTD_IP = "127.0.0.7";
 const LOCAL_IP = "127.0.0.1";
