@@ -5,7 +5,9 @@
 import assert from "node:assert/strict";
 import { readFileSync, rmSync } from "node:fs";
 import { test } from "node:test";
+import { once } from "node:events";
 import { connect } from "node:tls";
+import type { TLSSocket } from "node:tls";
 import { IdleMemory } from "../../src/tcpserver/idle-memory.ts";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, ours } from "../helpers/programs.ts";
@@ -84,6 +86,7 @@ test("the release comes only after connections, and only when none came while it
     () => open === 0,
     () => releases++,
     20,
+    () => false,
   );
   // Nothing served yet: quiet does not schedule anything.
   idle.quiet();
@@ -109,4 +112,90 @@ test("the release comes only after connections, and only when none came while it
   idle.quiet();
   while (releases === 1) await tick(5);
   assert.equal(releases, 2);
+});
+
+test("held connections: a release once none has begun for the delay, if the heap grew enough", async () => {
+  let releases = 0;
+  let grown = true;
+  const idle = new IdleMemory(
+    () => false,
+    () => releases++,
+    20,
+    () => grown,
+  );
+  // Connections keep coming: no release while they do.
+  for (let i = 0; i < 20; i++) {
+    idle.busy();
+    await tick(5);
+  }
+  assert.equal(releases, 0);
+  // They stop coming, the ones open stay open: one release.
+  while (releases === 0) await tick(5);
+  assert.equal(releases, 1);
+  await tick(100);
+  assert.equal(releases, 1, "nothing served since: no second release");
+  // A new connection, but the heap has not grown enough: none.
+  grown = false;
+  idle.busy();
+  await tick(100);
+  assert.equal(releases, 1);
+  // The next one finds it grown.
+  grown = true;
+  idle.busy();
+  while (releases === 1) await tick(5);
+  assert.equal(releases, 2);
+});
+
+test("a tcpserver holding TLS connections gives back the memory of the burst before them", async () => {
+  const pki = makePki();
+  const cert = pki.server("localhost", ["localhost"]);
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-vRHl0", "127.0.0.1", "0", "tlsd", "/bin/sh", "-c", "echo hi; exec cat"],
+    { env: { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: cert.cert, KEYFILE: cert.key } },
+  );
+  const held: TLSSocket[] = [];
+  try {
+    const pid = s.child.pid;
+    assert.ok(pid);
+    const ca = readFileSync(pki.ca.cert);
+    const open = () =>
+      new Promise<TLSSocket>((resolve, reject) => {
+        const c = connect({ port: s.port, host: "127.0.0.1", servername: "localhost", ca: [ca] });
+        c.once("data", () => resolve(c));
+        c.once("error", reject);
+      });
+    // The burst: each connection opens, gets the program's line and closes.
+    for (let i = 0; i < HANDSHAKES; i += CONCURRENCY)
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          const c = await open();
+          c.end();
+          await once(c, "close");
+        }),
+      );
+    // Then connections that stay.
+    for (let i = 0; i < 10; i++) held.push(await open());
+    await s.waitForLog(/^tcpserver: end /, HANDSHAKES);
+    const afterBurst = anonymousKiB(pid);
+    let now = afterBurst;
+    for (let i = 0; i < 60 && now > afterBurst * 0.8; i++) {
+      await tick(500);
+      now = anonymousKiB(pid);
+    }
+    assert.ok(
+      now <= afterBurst * 0.8,
+      `anonymous memory ${now} KiB, ${afterBurst} KiB right after the burst: nothing given back`,
+    );
+    // The held connections still work.
+    for (const c of held) {
+      c.write("ping\n");
+      const [echo] = (await once(c, "data")) as [Buffer];
+      assert.equal(echo.toString(), "ping\n");
+    }
+  } finally {
+    for (const c of held) c.destroy();
+    await s.stop();
+    rmSync(pki.dir, { recursive: true, force: true });
+  }
 });
