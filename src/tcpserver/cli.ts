@@ -1,6 +1,7 @@
 // tcpserver: argv and env → a listening socket and the accept loop. The only file of
 // tcpserver that touches process globals.
 import { spawn } from "node:child_process";
+import { isSea } from "node:sea";
 import type { ChildProcess } from "node:child_process";
 import { writeSync } from "node:fs";
 import { parsePort, parseServerHost } from "../ucspi/address.ts";
@@ -132,14 +133,22 @@ function exited(child: ChildProcess): Promise<void> {
 /** --workers N: N-1 more processes of this program, bound to the same port (SO_REUSEPORT). */
 function startWorkers(args: string[], options: ServerOptions, port: number): ChildProcess[] {
   const workers: ChildProcess[] = [];
+  // The same V8 flags as this process (the launcher caps the young generation; without them a
+  // worker's heap grew to Node's default). A single executable has them built in, and would
+  // take them on its command line for a program's arguments.
+  const v8Flags = isSea() ? [] : process.execArgv;
   const program = options.program.length;
   const head = args.slice(0, args.length - program - 2);
   const tail = [options.host, String(port), ...options.program];
   for (let index = 1; index < options.workers; index++) {
     workers.push(
-      spawn(process.execPath, [process.argv[1] ?? "", `--worker=${index}`, ...head, ...tail], {
-        stdio: ["ignore", "ignore", "inherit", "ipc"],
-      }),
+      spawn(
+        process.execPath,
+        [...v8Flags, process.argv[1] ?? "", `--worker=${index}`, ...head, ...tail],
+        {
+          stdio: ["ignore", "ignore", "inherit", "ipc"],
+        },
+      ),
     );
   }
   return workers;
