@@ -5,7 +5,7 @@ import { unmapIPv4 } from "../net/ip.ts";
 import { connectionVarNames, eachConnectionVar } from "../ucspi/address.ts";
 import { exitStatus, runChain } from "../ucspi/chain.ts";
 import { refuseSharedPrivileges } from "../ucspi/privileges.ts";
-import { copyEnv, setVar, unsetVar, withNames } from "../ucspi/env.ts";
+import { copyEnv, putVar, setVar, withNames } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { causeText } from "../ucspi/errors.ts";
 import {
@@ -232,10 +232,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
         remoteInfo: ends.remoteInfo,
         listenerIsV6: deps.listenerIsV6 || c.proxy?.family === "tcp6",
       },
-      (name, value) => {
-        if (value === undefined) unsetVar(env, name);
-        else env[name] = value;
-      },
+      (name, value) => putVar(env, name, value),
     );
     const verdict = rulesVerdict(options, ends);
     if (verdict.kind !== "allow") {

@@ -240,9 +240,8 @@ export function programEnv(
   facts: readonly [string, string | undefined][] = [],
 ): Env {
   if (!options.keepEnv) stripTlsConfig(env);
-  const changes = factChanges(env, facts);
-  if (options.modSsl) Object.assign(changes, factChanges(env, sslAddressFacts(env)));
-  return { ...env, ...changes };
+  const all = options.modSsl ? [...facts, ...sslAddressFacts(env)] : facts;
+  return { ...env, ...factChanges(env, all) };
 }
 
 const TLS_CONFIG = new Set([

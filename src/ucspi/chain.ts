@@ -60,21 +60,30 @@ export function runChain(
   connection: Connection,
   options: ChainOptions,
 ): Promise<number> {
-  let extraFds: readonly number[];
-  let file: string;
-  let stage: ReturnType<typeof ourStage>;
   try {
-    extraFds = takeExtraFds(connection);
+    return startChain(argv, env, connection, options);
   } catch (error) {
     return Promise.reject(error);
   }
+}
+
+/** runChain, throwing what it cannot start. */
+function startChain(
+  argv: readonly string[],
+  env: Env,
+  connection: Connection,
+  options: ChainOptions,
+): Promise<number> {
+  const extraFds = takeExtraFds(connection);
+  let file: string;
+  let stage: ReturnType<typeof ourStage>;
   try {
     file = findProgram(argv[0] ?? "", env["PATH"]);
     stage = ourStage(file);
   } catch (error) {
     closeFds(extraFds);
     options.onRunFailure?.();
-    return Promise.reject(error);
+    throw error;
   }
   if (stage) {
     // Fds of this process would mean nothing to a stage running in it.
@@ -83,12 +92,7 @@ export function runChain(
       ? stage.then((loaded) => runStage(loaded, argv, env, connection, options))
       : runStage(stage, argv, env, connection, options);
   }
-  let ran: Promise<number>;
-  try {
-    ran = spawnOnConnection(file, argv, env, connection, options, extraFds);
-  } catch (error) {
-    ran = Promise.reject(error);
-  }
+  const ran = spawnOnConnection(file, argv, env, connection, options, extraFds);
   if (!options.onRunFailure) return ran;
   return ran.catch((error: unknown) => {
     options.onRunFailure?.();

@@ -66,6 +66,12 @@ export function unsetVar(env: Env, name: string): void {
   if (env[name] !== undefined) env[name] = undefined;
 }
 
+/** Sets a variable, or unsets it when value is undefined (see Env). */
+export function putVar(env: Env, name: string, value: string | undefined): void {
+  if (value === undefined) unsetVar(env, name);
+  else setVar(env, name, value);
+}
+
 /** A fast-mode copy of env in which each of `names` is a property, unset where env has no
  * value: copies of it that set those names change values, not the object's shape. */
 export function withNames(env: Readonly<Env>, names: readonly string[]): Env {
