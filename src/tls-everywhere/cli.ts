@@ -13,9 +13,11 @@ import { FatalError, causeText } from "../ucspi/errors.ts";
 import { helpAsked } from "../ucspi/help.ts";
 import { reportError, writeStderr } from "../ucspi/main.ts";
 import { ourLauncher } from "../ucspi/programs.ts";
-import { checkNotInstalled, install, removeLeftovers } from "./host.ts";
+import { checkNotInstalled, install, removeLeftovers, takeOutLeftovers } from "./host.ts";
 import { USAGE, chainPort, parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
+import { processId, removeOwnerRecord, writeOwnerRecord } from "./owner.ts";
+import type { ProcessId } from "./owner.ts";
 import { dryRun } from "./rules.ts";
 
 const NAME = "tls-everywhere";
@@ -31,7 +33,6 @@ function binDir(): string {
 async function certificates(o: EverywhereOptions, bin: string): Promise<Record<string, string>> {
   if (process.env["CERTFILE"] && process.env["KEYFILE"]) return {};
   if (process.env["CERTDIR"]) return {};
-  mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
   const cert = join(o.stateDir, "cert.pem");
   const key = join(o.stateDir, "key.pem");
   const status = await new Promise<number | null>((resolve) => {
@@ -105,14 +106,37 @@ async function main(args: readonly string[]): Promise<number> {
     return 0;
   }
   if (o.remove) {
-    removeLeftovers(o);
+    // Without a record: every step of what this command line would install.
+    const found = await takeOutLeftovers(o);
+    if (found !== undefined) writeStderr(`${NAME}: info: ${found}\n`);
+    else removeLeftovers(o);
     return 0;
   }
   const bin = binDir();
+  const found = await takeOutLeftovers(o);
+  if (found !== undefined) writeStderr(`${NAME}: warning: ${found}\n`);
   checkNotInstalled(o);
   await checkPortsFree(o);
+  try {
+    mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw new FatalError(`unable to create ${o.stateDir}: ${causeText(error)}`);
+  }
   const certEnv = await certificates(o, bin);
-  const installed = install(o);
+  // Recorded before the rules go in, so that no moment leaves rules that a next start would
+  // not know as ours.
+  const owner = processId(process.pid);
+  if (!owner) throw new FatalError("unable to read this process's own /proc entry");
+  const record = (chains: ProcessId[]) =>
+    writeOwnerRecord(o.stateDir, { owner, chains, args: [...args] });
+  record([]);
+  let installed;
+  try {
+    installed = install(o);
+  } catch (error) {
+    removeOwnerRecord(o.stateDir);
+    throw error;
+  }
   writeStderr(`${NAME}: info: diverting tcp ports ${o.ports.join(",")} to :${o.listen}\n`);
   for (const [i, { port }] of o.overrides.entries())
     writeStderr(`${NAME}: info: diverting tcp port ${port} to :${chainPort(o, i)}\n`);
@@ -128,6 +152,12 @@ async function main(args: readonly string[]): Promise<number> {
   ].map((args) =>
     spawn(join(bin, "tcpserver"), args, { stdio: ["ignore", "inherit", "inherit"], env }),
   );
+  try {
+    record(chains.flatMap((chain) => processId(chain.pid ?? 0) ?? []));
+  } catch (error) {
+    // The rules are in and recorded as ours; only a stop of the chain after a SIGKILL is lost.
+    writeStderr(`${NAME}: warning: unable to record the chain's pids: ${causeText(error)}\n`);
+  }
   const stop = () => {
     stopping = true;
     for (const chain of chains) chain.kill("SIGTERM");
@@ -146,6 +176,7 @@ async function main(args: readonly string[]): Promise<number> {
   await Promise.all(endings);
   const failures = installed.remove();
   for (const failure of failures) writeStderr(`${NAME}: warning: unable to remove: ${failure}\n`);
+  if (failures.length === 0) removeOwnerRecord(o.stateDir);
   writeStderr(`${NAME}: info: rules removed\n`);
   if (ended.error) throw new FatalError(`unable to run the chain: ${causeText(ended.error)}`);
   if (stopping) return failures.length > 0 ? 111 : 0;

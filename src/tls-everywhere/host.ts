@@ -3,7 +3,9 @@
 // there before (and whatever else changes meanwhile) is left alone.
 import { execFileSync } from "node:child_process";
 import { FatalError } from "../ucspi/errors.ts";
+import { parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
+import { readOwnerRecord, removeOwnerRecord, stillRuns, stopProcesses } from "./owner.ts";
 import { TABLE, nftRuleset, routingCommands, undoCommand } from "./rules.ts";
 
 /** Runs a command; its first line of complaint, or undefined when it worked. */
@@ -27,11 +29,15 @@ function output(file: string, args: readonly string[]): string {
   }
 }
 
-/** Refuses to start over rules that are there already: another tls-everywhere, or what one
- * killed with SIGKILL left behind. */
+function tableInstalled(): boolean {
+  return attempt("nft", ["list", "table", "inet", TABLE]) === undefined;
+}
+
+/** Refuses to start over rules that are there already and no record in --state explains:
+ * another tls-everywhere with a --state of its own, or rules of unknown origin. */
 export function checkNotInstalled(o: EverywhereOptions): void {
-  const hint = "(another tls-everywhere runs, or one was killed: tls-everywhere --remove)";
-  if (attempt("nft", ["list", "table", "inet", TABLE]) === undefined)
+  const hint = `(not recorded in ${o.stateDir}: another tls-everywhere runs, or use tls-everywhere --remove)`;
+  if (tableInstalled())
     throw new FatalError(`already installed: nftables table inet ${TABLE} is there ${hint}`);
   for (const v of o.ipv6 ? ["-4", "-6"] : ["-4"]) {
     if (output("ip", [v, "route", "show", "table", String(o.table)]).trim() !== "")
@@ -69,6 +75,33 @@ export function install(o: EverywhereOptions): Installed {
     undo.push(() => attempt("ip", undoCommand(command)));
   }
   return installed;
+}
+
+/** What a tls-everywhere that ended without taking out its rules left: found through the record
+ * in --state and taken out (its chains stopped, its rules removed as its own options made
+ * them). A record of one still running is refused. Says what was found, for a warning line;
+ * nothing when there was no record. */
+export async function takeOutLeftovers(o: EverywhereOptions): Promise<string | undefined> {
+  const record = readOwnerRecord(o.stateDir);
+  if (!record) return undefined;
+  const { pid } = record.owner;
+  if (stillRuns(record.owner))
+    throw new FatalError(`already running as pid ${pid} (${o.stateDir}): stop that one first`);
+  const stopped = await stopProcesses(record.chains);
+  const hadRules = tableInstalled();
+  let made = o;
+  try {
+    made = parseEverywhereArgs(record.args);
+  } catch {
+    // A record from a version with other options: the rules as this command line makes them.
+  }
+  removeLeftovers(made);
+  removeOwnerRecord(o.stateDir);
+  const found = [
+    ...(stopped.length > 0 ? [`stopped its chain (pid ${stopped.join(", ")})`] : []),
+    ...(hadRules ? ["removed its rules"] : []),
+  ];
+  return `tls-everywhere (pid ${pid}) ended without taking out what it installed: ${found.length > 0 ? found.join(", ") : "nothing of it was left"}`;
 }
 
 /** --remove: every step, whether or not it is there; what was not there is no failure. */

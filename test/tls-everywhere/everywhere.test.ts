@@ -5,7 +5,7 @@
 // and routes are exactly what they were before.
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
@@ -14,6 +14,7 @@ import { makeLab } from "../helpers/netns.ts";
 import type { Lab } from "../helpers/netns.ts";
 import { PATH_WITH_BIN, ROOT, ours } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
+import { parseUnit, specifiers, splitWords } from "../helpers/units.ts";
 
 const LISTEN = 9999;
 const HTTP = 8080;
@@ -23,6 +24,8 @@ let lab: Lab;
 let pki: TestPki;
 let certificate: Pair;
 let accessLog = "";
+/** tls-everywhere's --state: where it records itself while it runs. */
+let stateDir = "";
 
 /** What the tool may change: compared before and after. (The kernel's own link-local route
  * may appear any time after the veth comes up: it is left out.) */
@@ -43,6 +46,7 @@ let pristine = "";
 before(async () => {
   lab = makeLab("te");
   pki = makePki();
+  stateDir = join(pki.dir, "state");
   certificate = pki.server("service", [lab.serverIp, lab.serverIp6]);
   const service = lab.start(lab.server, "python3", [
     "-u",
@@ -81,13 +85,20 @@ interface Tool {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/** The tool's options in these tests (beside --state). */
+const OPTIONS = ["--ports", `${HTTP},2000-2100`, "--listen", String(LISTEN), "--silence", "300"];
+
 function startTool(args: readonly string[] = []): Tool {
-  const child = lab.start(
-    lab.server,
-    ours("tls-everywhere"),
-    ["--ports", `${HTTP},2000-2100`, "--listen", String(LISTEN), "--silence", "300", ...args],
-    { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: certificate.cert, KEYFILE: certificate.key },
-  );
+  return launchTool([...OPTIONS, "--state", stateDir, ...args]);
+}
+
+function launchTool(args: readonly string[]): Tool {
+  const child = lab.start(lab.server, ours("tls-everywhere"), args, {
+    ...process.env,
+    PATH: PATH_WITH_BIN,
+    CERTFILE: certificate.cert,
+    KEYFILE: certificate.key,
+  });
   let text = "";
   child.stderr?.setEncoding("latin1");
   child.stderr?.on("data", (s: string) => (text += s));
@@ -151,12 +162,23 @@ test("one command: HTTP and HTTPS on the service's own port, the real client in 
   const tool = startTool();
   await ready(tool);
   await fetchBoth("first");
-  // Run twice: refused with one line, and the first one goes on.
-  const again = await lab.run(lab.server, ours("tls-everywhere"), ["--listen", "9998"]);
+  // Run twice: refused with one line, and the first one goes on. With the same --state the
+  // record names the one running; with another, the rules are of unknown origin.
+  const again = await lab.run(lab.server, ours("tls-everywhere"), [
+    ...["--listen", "9998", "--state", stateDir],
+  ]);
   assert.equal(again.code, 111);
-  assert.match(
+  assert.equal(
     again.stderr,
-    /^tls-everywhere: fatal: already installed: nftables table inet tls_everywhere is there/,
+    `tls-everywhere: fatal: already running as pid ${tool.child.pid} (${stateDir}): stop that one first\n`,
+  );
+  const elsewhere = await lab.run(lab.server, ours("tls-everywhere"), [
+    ...["--listen", "9998", "--state", join(pki.dir, "other-state")],
+  ]);
+  assert.equal(elsewhere.code, 111);
+  assert.match(
+    elsewhere.stderr,
+    /^tls-everywhere: fatal: already installed: nftables table inet tls_everywhere is there \(not recorded in /,
   );
   await fetchBoth("second");
   tool.child.kill("SIGTERM");
@@ -240,17 +262,120 @@ test("the chain killed with SIGKILL: the rules are removed at once, status 111; 
   assert.equal(hostState(), pristine);
 });
 
-test("the tool itself killed with SIGKILL: the next start refuses, and --remove takes out what was left", async () => {
-  const tool = startTool();
+/** The tcpserver processes tls-everywhere started (its chains). */
+function chainsOf(tool: Tool): number[] {
+  const pids = lab.sh(lab.server, `pgrep -P ${tool.child.pid ?? 0} || true`).trim();
+  return pids === "" ? [] : pids.split("\n").map(Number);
+}
+
+/** Whether `pid` runs (a zombie has ended). */
+function runs(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** Once the tool serves, SIGKILL for it alone (no process can catch that): its rules stay,
+ * and its chain, whose pid this returns, goes on. */
+async function killOnlyTool(tool: Tool): Promise<number> {
   await ready(tool);
-  const chainPid = lab.sh(lab.server, `pgrep -P ${tool.child.pid ?? 0} || true`).trim();
+  const [chain] = chainsOf(tool);
+  assert.ok(chain !== undefined && runs(chain));
   tool.child.kill("SIGKILL");
   await tool.exited;
-  process.kill(Number(chainPid), "SIGKILL");
   assert.notEqual(hostState(), pristine);
-  const refused = await lab.run(lab.server, ours("tls-everywhere"), []);
+  assert.equal(runs(chain), true);
+  return chain;
+}
+
+test("the tool itself killed with SIGKILL: its chain goes on serving; the next start stops that chain, takes out its rules and serves", async () => {
+  const tool = startTool();
+  const chain = await killOnlyTool(tool);
+  await fetchBoth("orphaned");
+  const next = startTool();
+  await ready(next);
+  assert.match(
+    next.log(),
+    new RegExp(
+      `^tls-everywhere: warning: tls-everywhere \\(pid ${tool.child.pid}\\) ended without taking out what it installed: stopped its chain \\(pid ${chain}\\), removed its rules$`,
+      "m",
+    ),
+  );
+  assert.equal(runs(chain), false);
+  await fetchBoth("taken-over");
+  next.child.kill("SIGTERM");
+  assert.deepEqual(await next.exited, { code: 0, signal: null });
+  assert.equal(hostState(), pristine);
+  assert.equal(existsSync(join(stateDir, "running.json")), false);
+});
+
+test("--remove after a SIGKILL (systemd's ExecStopPost): stops the chain left behind and takes out exactly the rules it was started with", async () => {
+  // Options other than --remove's defaults: only the record says what the rules were.
+  const tool = startTool(["--table", "7100", "--mark", "0x500", "--ipv4-only"]);
+  const chain = await killOnlyTool(tool);
+  const removed = await lab.run(lab.server, ours("tls-everywhere"), [
+    ...["--remove", "--state", stateDir],
+  ]);
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.match(
+    removed.stderr,
+    /^tls-everywhere: info: .*: stopped its chain \(pid \d+\), removed its rules\n$/,
+  );
+  assert.equal(runs(chain), false);
+  assert.equal(hostState(), pristine);
+  // Nothing left to do: a second --remove changes nothing and says nothing.
+  const again = await lab.run(lab.server, ours("tls-everywhere"), [
+    ...["--remove", "--state", stateDir],
+  ]);
+  assert.deepEqual([again.code, again.stderr], [0, ""]);
+  assert.equal(hostState(), pristine);
+});
+
+test("the shipped systemd unit, its commands as systemd runs them: after a SIGKILL, ExecStopPost= stops the chain left behind and the host is as it was; a clean stop leaves it nothing to do", async () => {
+  const unit = join(ROOT, "packaging/systemd/tls-everywhere.service");
+  const service = parseUnit(unit).get("Service");
+  assert.deepEqual(service?.get("StateDirectory"), ["tls-everywhere"]);
+  const stateRoot = join(pki.dir, "unit-state");
+  mkdirSync(join(stateRoot, "tls-everywhere"), { recursive: true, mode: 0o700 });
+  /** A command of the unit: its words, %S, and $TLS_EVERYWHERE_ARGS from /etc/default. */
+  const command = (key: string): string[] => {
+    const [exec = ""] = service?.get(key) ?? [];
+    const words = splitWords(exec)
+      .map((word) => specifiers(word, { d: "", S: stateRoot }))
+      .flatMap((word) => (word === "$TLS_EVERYWHERE_ARGS" ? OPTIONS : [word]));
+    assert.equal(words[0], "/usr/lib/ucspi-tls/bin/tls-everywhere", `${unit}: ${key}=`);
+    return words.slice(1);
+  };
+  for (const ending of ["SIGKILL", "SIGTERM"] as const) {
+    const tool = launchTool(command("ExecStart"));
+    await ready(tool);
+    await fetchBoth(`unit-${ending}`);
+    const [chain] = chainsOf(tool);
+    assert.ok(chain !== undefined && runs(chain));
+    tool.child.kill(ending);
+    await tool.exited;
+    const post = await lab.run(lab.server, ours("tls-everywhere"), command("ExecStopPost"));
+    assert.equal(post.code, 0, post.stderr);
+    assert.equal(
+      post.stderr,
+      ending === "SIGKILL"
+        ? `tls-everywhere: info: tls-everywhere (pid ${tool.child.pid}) ended without taking out what it installed: stopped its chain (pid ${chain}), removed its rules\n`
+        : "",
+    );
+    assert.equal(runs(chain), false);
+    assert.equal(hostState(), pristine);
+  }
+});
+
+test("rules of unknown origin (no record in --state): refused with one line; --remove with the same options takes them out", async () => {
+  process.kill(await killOnlyTool(startTool()), "SIGKILL");
+  rmSync(join(stateDir, "running.json"));
+  const refused = await lab.run(lab.server, ours("tls-everywhere"), ["--state", stateDir]);
   assert.equal(refused.code, 111);
-  assert.match(refused.stderr, /tls-everywhere --remove\)$/m);
+  assert.match(refused.stderr, /use tls-everywhere --remove\)$/m);
   const removed = await lab.run(lab.server, ours("tls-everywhere"), ["--remove"]);
   assert.equal(removed.code, 0, removed.stderr);
   assert.equal(hostState(), pristine);

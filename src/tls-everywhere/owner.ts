@@ -1,0 +1,107 @@
+// Who installed the rules: a record in --state of the running tls-everywhere (its process, its
+// chains' processes, its command line), so that a start after a SIGKILL, which no process can
+// catch, stops the chains left behind and takes out exactly the rules they were made with,
+// instead of refusing until someone runs --remove. A process is named by its pid and its start
+// time, so a pid the kernel has since given to another program is never taken for it.
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { writeFileAtomic } from "../files/atomic-write.ts";
+
+/** One process: its pid and its start time (clock ticks after boot, /proc/PID/stat). */
+export interface ProcessId {
+  pid: number;
+  since: string;
+}
+
+export interface OwnerRecord {
+  owner: ProcessId;
+  chains: ProcessId[];
+  /** tls-everywhere's arguments, which made the rules. */
+  args: string[];
+}
+
+const FILE = "running.json";
+
+/** The process `pid` now, or undefined when there is none, it has ended (a zombie not yet
+ * reaped), or /proc cannot tell. */
+export function processId(pid: number): ProcessId | undefined {
+  let stat;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+  } catch {
+    return undefined;
+  }
+  const since = startTimeOf(stat);
+  return since === undefined ? undefined : { pid, since };
+}
+
+/** A running process's start time from its /proc/PID/stat line; undefined when it has ended. */
+export function startTimeOf(stat: string): string | undefined {
+  // The name in parentheses may hold spaces and parentheses: the fields follow the last ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const [state, since] = [fields[0], fields[19]];
+  if (state === "Z" || state === "X" || !since || !/^[0-9]+$/.test(since)) return undefined;
+  return since;
+}
+
+/** Whether the very process the record names still runs. */
+export function stillRuns(id: ProcessId): boolean {
+  return processId(id.pid)?.since === id.since;
+}
+
+export function writeOwnerRecord(stateDir: string, record: OwnerRecord): void {
+  writeFileAtomic(join(stateDir, FILE), `${JSON.stringify(record)}\n`, {
+    overwrite: true,
+    mode: 0o600,
+  });
+}
+
+/** The record, or undefined when there is none or it is not one of ours. */
+export function readOwnerRecord(stateDir: string): OwnerRecord | undefined {
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(join(stateDir, FILE), "utf8"));
+  } catch {
+    return undefined;
+  }
+  const r = data as Partial<OwnerRecord> | null;
+  const isId = (v: unknown): v is ProcessId =>
+    typeof v === "object" &&
+    v !== null &&
+    Number.isSafeInteger((v as ProcessId).pid) &&
+    (v as ProcessId).pid > 1 &&
+    typeof (v as ProcessId).since === "string";
+  if (
+    !isId(r?.owner) ||
+    !Array.isArray(r.chains) ||
+    !r.chains.every(isId) ||
+    !Array.isArray(r.args) ||
+    !r.args.every((a) => typeof a === "string")
+  )
+    return undefined;
+  return { owner: r.owner, chains: r.chains, args: r.args };
+}
+
+export function removeOwnerRecord(stateDir: string): void {
+  rmSync(join(stateDir, FILE), { force: true });
+}
+
+/** Sends SIGTERM to each process still running, waits up to `graceMs` for them to end, then
+ * SIGKILL; resolves with the pids that were running. */
+export async function stopProcesses(ids: readonly ProcessId[], graceMs = 10_000) {
+  const running = ids.filter(stillRuns);
+  for (const id of running) signal(id.pid, "SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (running.some(stillRuns) && Date.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  for (const id of running.filter(stillRuns)) signal(id.pid, "SIGKILL");
+  return running.map((id) => id.pid);
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // Ended meanwhile.
+  }
+}
