@@ -144,7 +144,7 @@ async function streamRelay(connection: Connection, fd: number, to: Endpoint) {
   let broken: string | undefined;
   client.once("error", (error) => {
     broken ??= `the client's connection broke: ${causeText(error)}`;
-    service.resetAndDestroy();
+    resetStream(service);
   });
   service.once("error", (error) => {
     broken ??= `the connection to ${where(to)} broke: ${causeText(error)}`;
@@ -263,6 +263,19 @@ function connectService(to: Endpoint, from: string, o: ForwardOptions): Promise<
 /** The client's connection is reset rather than ended, where it is a socket of ours. */
 function resetClient(connection: Connection): void {
   if (connection.fd !== undefined) native().abortOnClose(connection.fd);
-  else if (connection.stream instanceof Socket) connection.stream.resetAndDestroy();
-  else connection.stream?.destroy();
+  else if (connection.stream) resetStream(connection.stream);
+}
+
+/** A TCP socket is reset; anything else (a TLS session after tlsd, a UNIX socket, a pipe) has
+ * no reset of its own and is ended at once instead. */
+function resetStream(stream: NonNullable<Connection["stream"]>): void {
+  if (stream instanceof Socket && !stream.destroyed) {
+    try {
+      stream.resetAndDestroy();
+      return;
+    } catch {
+      // Not a TCP socket: Node says so by throwing (ERR_INVALID_HANDLE_TYPE), and did nothing.
+    }
+  }
+  stream.destroy();
 }

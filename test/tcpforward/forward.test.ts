@@ -5,15 +5,17 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Server, Socket } from "node:net";
 import { test } from "node:test";
+import { connect as tlsConnect } from "node:tls";
+import { makePki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
 import { PATH_WITH_BIN, djb, ours, run } from "../helpers/programs.ts";
-import { startServer, talk } from "../helpers/server.ts";
+import { startServer, talk, waitFor } from "../helpers/server.ts";
 
 const env = { ...process.env, PATH: PATH_WITH_BIN };
 
@@ -269,5 +271,123 @@ test("no interception and no destination: the connection back to tcpserver itsel
     await server.waitForLog(/^tcpserver: status: 0\/40$/, 4);
   } finally {
     await server.stop();
+  }
+});
+
+// ---- after tlsd: the client is a TLS session, which has no reset of its own ------------------
+
+/** `tcpserver tlsd tcpforward ...` with a test certificate for localhost. */
+async function tlsFront(to: readonly string[]) {
+  const pki = makePki();
+  const pair = pki.server("localhost", ["localhost", "127.0.0.1"]);
+  const server = await startServer(
+    ours("tcpserver"),
+    ["-vRHl0", "127.0.0.1", "0", "tlsd", "tcpforward", ...to],
+    { env: { ...env, CERTFILE: pair.cert, KEYFILE: pair.key } },
+  );
+  return { server, ca: pki.ca.cert };
+}
+
+/** A TLS client that sends `line`, then resets its TCP connection once `resetWhen` holds for
+ * what it read (or never), and resolves with what it read and how its session ended. */
+function tlsClient(port: number, ca: string, line: string, resetWhen?: (got: string) => boolean) {
+  return new Promise<{ got: string; ending: string }>((resolve) => {
+    const tcp = connect(port, "127.0.0.1");
+    const c = tlsConnect({ socket: tcp, servername: "localhost", ca: [readFileSync(ca)] });
+    let got = "";
+    let ending = "close";
+    c.setEncoding("latin1");
+    c.on("data", (d: string) => {
+      got += d;
+      if (resetWhen?.(got)) tcp.resetAndDestroy();
+    });
+    c.once("secureConnect", () => c.write(line));
+    c.once("error", (error: NodeJS.ErrnoException) => (ending = error.code ?? error.message));
+    c.once("close", () => resolve({ got, ending }));
+  });
+}
+
+test("after tlsd, a refused service: the TLS session ends at once, one line names the cause, status 111, and tcpserver serves on", async () => {
+  const closed = await freePort();
+  const { server, ca } = await tlsFront(["127.0.0.1", String(closed)]);
+  try {
+    for (let i = 0; i < 2; i++) {
+      const { got } = await tlsClient(server.port, ca, "hello\n");
+      assert.equal(got, "");
+    }
+    await server.waitForLog(
+      new RegExp(
+        `^tcpforward: fatal: 127\\.0\\.0\\.1: unable to connect to 127\\.0\\.0\\.1 port ${closed}: connection refused$`,
+      ),
+    );
+    await waitFor(() =>
+      server.log().match(/^tcpserver: end \d+ status 28416$/gm)?.length === 2 ? true : undefined,
+    );
+    assert.doesNotMatch(server.log(), /internal error|ERR_INVALID_HANDLE_TYPE/);
+  } finally {
+    await server.stop();
+  }
+});
+
+test("after tlsd, a service that resets mid-session: the client gets what came before, then its session ends; one line, status 111; tcpserver serves on (it used to die of it)", async () => {
+  const service = createServer((socket) => {
+    socket.write("partial answer\n");
+    socket.once("data", () => socket.resetAndDestroy());
+  });
+  await new Promise<void>((resolve) => service.listen(0, "127.0.0.1", resolve));
+  const port = (service.address() as { port: number }).port;
+  const { server, ca } = await tlsFront(["127.0.0.1", String(port)]);
+  try {
+    for (let i = 0; i < 2; i++) {
+      const { got } = await tlsClient(server.port, ca, "go on\n");
+      assert.equal(got, "partial answer\n");
+    }
+    await waitFor(() =>
+      server
+        .log()
+        .match(
+          /^tcpforward: fatal: 127\.0\.0\.1: the connection to 127\.0\.0\.1 port \d+ broke: connection reset$/gm,
+        )?.length === 2
+        ? true
+        : undefined,
+    );
+    assert.equal(server.log().match(/^tcpserver: end \d+ status 28416$/gm)?.length, 2);
+  } finally {
+    await server.stop();
+    service.close();
+  }
+});
+
+test("after tlsd, a client that resets mid-session, the service on a UNIX socket: the service's connection ends, one line, and tcpserver serves on (it used to die of it)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-forward-"));
+  const path = join(dir, "service.sock");
+  const ends: string[] = [];
+  const service = createServer((socket) => {
+    socket.write("hello from the service\n");
+    socket.resume();
+    socket.on("error", (error: NodeJS.ErrnoException) => ends.push(error.code ?? "error"));
+    socket.on("close", () => ends.push("close"));
+  });
+  await new Promise<void>((resolve) => service.listen(path, resolve));
+  const { server, ca } = await tlsFront([path]);
+  try {
+    for (let i = 0; i < 2; i++) {
+      const { got, ending } = await tlsClient(server.port, ca, "hi\n", (g) => g.includes("\n"));
+      assert.deepEqual([got, ending], ["hello from the service\n", "close"]);
+    }
+    await waitFor(() => (ends.filter((e) => e === "close").length === 2 ? true : undefined));
+    await waitFor(() =>
+      server
+        .log()
+        .match(
+          /^tcpforward: fatal: 127\.0\.0\.1: the client's connection broke: connection reset$/gm,
+        )?.length === 2
+        ? true
+        : undefined,
+    );
+  } finally {
+    await server.stop();
+    service.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
