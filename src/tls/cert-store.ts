@@ -260,6 +260,16 @@ export class CertStore {
   }
 
   /** The context for an SNI name (or none): exact, then `*.` + parent, then the default. */
+  /** Whether any certificate is chosen by the client's name (CERTFILE:name pairs, CERTDIR), or
+   * none at all without one (snilevel 2); when neither, every client gets the default pair. */
+  choosesByName(): boolean {
+    return (
+      this.config.named.size > 0 ||
+      this.config.liveDir !== undefined ||
+      this.config.fallback === undefined
+    );
+  }
+
   contextFor(servername: string | undefined): SecureContext | undefined {
     this.recheck();
     const own = servername ? this.ownPairFor(servername.toLowerCase()) : undefined;

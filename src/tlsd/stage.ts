@@ -2,6 +2,7 @@
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { TLSSocket } from "node:tls";
+import type { SecureContext } from "node:tls";
 import { CertStore, storeConfig } from "../tls/cert-store.ts";
 import { configWarnings } from "../tls/config-warnings.ts";
 import { closePolicy } from "../tls/close-policy.ts";
@@ -138,15 +139,21 @@ export function serverTls(
   options: TlsdOptions,
   refused?: string,
 ): TLSSocket {
+  // Without a name to choose by, no SNI callback: Node then pauses no handshake for a round
+  // trip through JavaScript to learn that the default pair it has is the one.
+  const byName = refused !== undefined || store.choosesByName();
   return new TLSSocket(transport as Socket, {
     isServer: true,
     secureContext: store.contextFor(undefined),
-    SNICallback: (name, done) => {
-      if (name.toLowerCase() === refused) return done(new Error(`no certificate for ${name} yet`));
-      const context = store.contextFor(name);
-      if (context) done(null, context);
-      else done(new Error(`no certificate for ${name}`));
-    },
+    ...(byName && {
+      SNICallback: (name: string, done: (error: Error | null, context?: SecureContext) => void) => {
+        if (name.toLowerCase() === refused)
+          return done(new Error(`no certificate for ${name} yet`));
+        const context = store.contextFor(name);
+        if (context) done(null, context);
+        else done(new Error(`no certificate for ${name}`));
+      },
+    }),
     requestCert: options.clientCert !== "none",
     rejectUnauthorized: options.clientCert === "mandatory",
     ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
