@@ -11,7 +11,7 @@ import { helpAsked } from "../ucspi/help.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { startEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
-import { reportError, writeStderr } from "../ucspi/main.ts";
+import { endOnUncaught, reportError, writeStderr } from "../ucspi/main.ts";
 import { native } from "../ucspi/native.ts";
 import { setIds } from "../ucspi/privileges.ts";
 import { reloadAll } from "../ucspi/reload.ts";
@@ -29,6 +29,7 @@ const STOP_SECONDS = 3;
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (helpAsked("tcpserver", args, USAGE, EXTENSIONS)) return;
+  endOnUncaught("tcpserver");
   const options = parseServerArgs(args, process.env);
   // SIGHUP from the start (djb's tcpserver dies of it): one that comes while we load our
   // stages must not end the server. Workers get it as a message: a signal could reach one

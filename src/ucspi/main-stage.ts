@@ -3,7 +3,7 @@
 import { startEnv } from "./env.ts";
 import { helpAsked } from "./help.ts";
 import { dropOwnPrivileges } from "./privileges.ts";
-import { passOnStatus, reportError, writeStderr } from "./main.ts";
+import { endOnUncaught, passOnStatus, reportError, writeStderr } from "./main.ts";
 import type { Connection, Side, Stage } from "./stage.ts";
 
 export interface StageProgram {
@@ -23,6 +23,7 @@ export interface StageProgram {
 export function runStageProgram(p: StageProgram): void {
   const args = process.argv.slice(2);
   if (helpAsked(p.name, args, p.usage)) return;
+  endOnUncaught(p.name);
   let connection: Connection | undefined;
   const main = async (): Promise<number> => {
     p.check?.(args);

@@ -34,6 +34,15 @@ export function reportError(
   return 111;
 }
 
+/** A throw that nothing catches (a bug, from an event handler, which in our tcpserver ends
+ * every connection it serves): one line in our words and exit 111 (or the FatalError's code),
+ * for the supervisor to restart us, instead of Node's stack dump. */
+export function endOnUncaught(program: string): void {
+  process.on("uncaughtException", (error) => {
+    process.exit(reportError(program, error, writeStderr));
+  });
+}
+
 /**
  * Ends this process as the chain's last program ended: with its exit code, or killed by the
  * same signal (as if it had been exec'd). Returns the exit code to set if the signal is one
