@@ -144,7 +144,10 @@ async function streamRelay(connection: Connection, fd: number, to: Endpoint) {
   let broken: string | undefined;
   client.once("error", (error) => {
     broken ??= `the client's connection broke: ${causeText(error)}`;
-    resetStream(service);
+    // By its fd: Node's reset does nothing, not even close, once the relay has half-closed the
+    // service (a pending shutdown), and the fd would stay open for good.
+    native().abortOnClose(fd);
+    service.destroy();
   });
   service.once("error", (error) => {
     broken ??= `the connection to ${where(to)} broke: ${causeText(error)}`;
@@ -267,9 +270,10 @@ function resetClient(connection: Connection): void {
 }
 
 /** A TCP socket is reset; anything else (a TLS session after tlsd, a UNIX socket, a pipe) has
- * no reset of its own and is ended at once instead. */
+ * no reset of its own and is ended at once instead, as is a socket already half-closed (Node's
+ * reset would neither reset nor close it). */
 function resetStream(stream: NonNullable<Connection["stream"]>): void {
-  if (stream instanceof Socket && !stream.destroyed) {
+  if (stream instanceof Socket && !stream.destroyed && !stream.writableEnded) {
     try {
       stream.resetAndDestroy();
       return;

@@ -13,7 +13,7 @@ import type { Server, Socket } from "node:net";
 import { test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import { makePki } from "../helpers/certs.ts";
-import { freePort } from "../helpers/interop.ts";
+import { freePort, openFds } from "../helpers/interop.ts";
 import { PATH_WITH_BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer, talk, waitFor } from "../helpers/server.ts";
 
@@ -389,5 +389,53 @@ test("after tlsd, a client that resets mid-session, the service on a UNIX socket
     await server.stop();
     service.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("after tlsd, clients that go away while the service still answers: every connection to the service is closed, no fd left (a reset once the relay had half-closed it left its fd open)", async () => {
+  const service = createServer({ allowHalfOpen: true }, (socket) => {
+    socket.on("error", () => {});
+    socket.on("data", (d: Buffer) => socket.write(d));
+    socket.on("end", () => socket.end());
+  });
+  await new Promise<void>((resolve) => service.listen(0, "127.0.0.1", resolve));
+  const port = (service.address() as { port: number }).port;
+  const { server, ca } = await tlsFront(["127.0.0.1", String(port)]);
+  const pid = server.child.pid as number;
+  const sockets = () => [...openFds(pid).values()].filter((t) => t.startsWith("socket:")).length;
+  /** Its line, then gone at once: the service's answer meets a closed client. */
+  const goneAtOnce = () =>
+    new Promise<void>((resolve) => {
+      const tcp = connect(server.port, "127.0.0.1");
+      tcp.on("error", () => {});
+      tcp.once("close", () => resolve());
+      const tls = tlsConnect({ socket: tcp, servername: "localhost", ca: [readFileSync(ca)] });
+      tls.on("error", () => {});
+      tls.resume();
+      tls.once("secureConnect", () => {
+        tls.write("hello\n");
+        setImmediate(() => tcp.destroy());
+      });
+    });
+  try {
+    const settled = async (ends: number) => {
+      await server.waitForLog(/^tcpserver: end /, ends, 20_000);
+      await waitFor(() => (/tcpserver: status: 0\/\d+\n$/.test(server.log()) ? true : undefined));
+    };
+    // A first pair makes what lasts (the relay's pools, the TLS context): counted from there.
+    await Promise.all([goneAtOnce(), goneAtOnce()]);
+    await settled(2);
+    const before = sockets();
+    const count = 60;
+    for (let i = 0; i < count; i += 2) await Promise.all([goneAtOnce(), goneAtOnce()]);
+    await settled(2 + count);
+    assert.equal(
+      sockets(),
+      before,
+      `sockets of tcpserver: ${before} before, after ${count} clients`,
+    );
+  } finally {
+    await server.stop();
+    service.close();
   }
 });
