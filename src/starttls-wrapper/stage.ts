@@ -75,6 +75,8 @@ class Wrapper {
   private readonly snooper: Snooper;
   /** The server's output once it goes to the client as it comes (pump). */
   private serverOut: Promise<void> | undefined;
+  /** The server's output has ended (or its socket was closed). */
+  private readonly serverOutputEnded: Promise<void>;
   /** An upgrade under way (connecting to the TLS service). */
   private upgrading: Promise<boolean> | undefined;
   /** The TLS side, once the client is handed over: its end, and its status. */
@@ -100,6 +102,10 @@ class Wrapper {
     });
     this.counted = { protocol: options.protocol };
     this.snooper = new Snooper(dialogue, this.io(), options);
+    this.serverOutputEnded = new Promise((resolve) => {
+      this.server.once("end", resolve);
+      this.server.once("close", resolve);
+    });
   }
 
   async run(): Promise<number> {
@@ -142,7 +148,9 @@ class Wrapper {
     if (this.upgrading) await this.upgrading;
     if (this.handedOver) return this.handedOver;
     // The server is done: what it said is passed on, then the client's side ends, whatever
-    // the client still sends (as for a program on the socket itself).
+    // the client still sends (as for a program on the socket itself). Its exit can be told
+    // before its last bytes are read (221 to QUIT, then exit): its output is read to the end.
+    await this.serverOutputEnded;
     if (this.serverOut) await this.serverOut;
     this.client.end();
     await written(this.client);

@@ -583,3 +583,37 @@ for (const local of [false, true]) {
     }
   });
 }
+
+test("the server's last reply before it exits (221 to QUIT) reaches every client: 200 sessions, 4 at once (its exit used to be told before its last bytes were read, and 1 in 20 lost them)", async () => {
+  const p = await pair([], { local: true });
+  /** EHLO, then QUIT: everything read until the connection closed. */
+  const session = () =>
+    new Promise<string>((resolve) => {
+      const s = tcpConnect(p.port, "127.0.0.1");
+      let got = "";
+      let step = 0;
+      s.setEncoding("latin1");
+      s.on("error", () => {});
+      s.on("data", (d: string) => {
+        got += d;
+        if (step === 0 && /^220 .*\r\n/.test(got)) {
+          step = 1;
+          s.write("EHLO client.example\r\n");
+        } else if (step === 1 && /250 [^\r]*\r\n$/.test(got)) {
+          step = 2;
+          s.write("QUIT\r\n");
+        }
+      });
+      s.on("close", () => resolve(got));
+    });
+  try {
+    const lost: string[] = [];
+    for (let i = 0; i < 200; i += 4) {
+      for (const got of await Promise.all([session(), session(), session(), session()]))
+        if (!got.endsWith("221 fake.example bye\r\n")) lost.push(got);
+    }
+    assert.deepEqual(lost, []);
+  } finally {
+    await p.stop();
+  }
+});

@@ -7,13 +7,15 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import type { Duplex } from "node:stream";
 import { connect, createServer } from "node:net";
 import { after, before, test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import fc from "fast-check";
 import { makePki } from "../helpers/certs.ts";
 import { openFds, programsOf } from "../helpers/interop.ts";
-import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
+import { PATH_WITH_BIN, ROOT, ours } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
@@ -39,8 +41,12 @@ type Kind = (typeof KINDS)[number];
 
 let service: ReturnType<typeof createServer>;
 let servicePort = 0;
-let server: RunningServer;
-let connections = 0;
+
+/** A tcpserver under test, and how many connections were made to it so far. */
+interface Target {
+  server: RunningServer;
+  connections: number;
+}
 
 before(async () => {
   service = createServer({ allowHalfOpen: true }, (socket) => {
@@ -65,26 +71,9 @@ before(async () => {
   });
   await new Promise<void>((resolve) => service.listen(0, "127.0.0.1", resolve));
   servicePort = (service.address() as { port: number }).port;
-  const to = ["tcpforward", "127.0.0.1", String(servicePort)];
-  server = await startServer(
-    ours("tcpserver"),
-    ["-v", "-RHl0", "-c", "200", "127.0.0.1", "0"].concat([
-      "tls-sniff",
-      "-t",
-      "300",
-      "--plain",
-      "{",
-      ...to,
-      "}",
-      "tlsd",
-      ...to,
-    ]),
-    { env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: pair.cert, KEYFILE: pair.key } },
-  );
 });
 
-after(async () => {
-  await server.stop();
+after(() => {
   service.close();
   rmSync(pki.dir, { recursive: true, force: true });
 });
@@ -96,10 +85,10 @@ interface Outcome {
 
 /** One client of `kind` asking the service for `mode`; resolves when its connection is
  * closed, and fails if that takes more than 15 s (a hang). */
-function client(kind: Kind, mode: Mode): Promise<Outcome> {
-  connections++;
+function client(target: Target, kind: Kind, mode: Mode): Promise<Outcome> {
+  target.connections++;
   return new Promise((resolve, reject) => {
-    const tcp = connect(server.port, "127.0.0.1");
+    const tcp = connect(target.server.port, "127.0.0.1");
     const line = `${mode}\nhello\n`;
     let got = "";
     let error: string | undefined;
@@ -153,40 +142,232 @@ function client(kind: Kind, mode: Mode): Promise<Outcome> {
 }
 
 /** A whole exchange that must work: the service's echo of what was sent. */
-async function servesWell(): Promise<void> {
-  for (const kind of ["tls", "plain"] as const)
-    assert.deepEqual(await client(kind, "echo"), { got: "echo\nhello\n" }, kind);
+async function servesWell(target: Target, kinds: readonly Kind[]): Promise<void> {
+  for (const kind of kinds)
+    assert.deepEqual(await client(target, kind, "echo"), { got: "echo\nhello\n" }, kind);
 }
 
-test("random mixes of misbehaving clients and services, at once: each ends alone, the good ones are served", async () => {
-  await servesWell();
-  await settled();
+/** Random batches of clients of `kinds` at once against `target`, then: it still serves, it
+ * logged no internal error, every connection ended, and no fd or child is left. */
+async function chaos(target: Target, kinds: readonly Kind[], good: readonly Kind[]) {
+  const { server } = target;
+  try {
+    await servesWell(target, good);
+    await settled(target);
+    const pid = server.child.pid as number;
+    const fdsBefore = ownFds(pid);
+    const kind = fc.constantFrom(...kinds);
+    const mode = fc.constantFrom(...MODES);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(kind, mode), { minLength: 1, maxLength: 12 }),
+        async (batch) => {
+          const outcomes = await Promise.all(batch.map(([k, m]) => client(target, k, m)));
+          for (const [i, [k, m]] of batch.entries()) {
+            // A full session asking for an echo gets exactly that, whatever its neighbours did.
+            if (good.includes(k) && m === "echo")
+              assert.deepEqual(outcomes[i], { got: "echo\nhello\n" }, `${k}/${m}`);
+          }
+          stillServing(server);
+        },
+      ),
+      { numRuns: 12 },
+    );
+    await servesWell(target, good);
+    await settled(target);
+    leftNothing(server, fdsBefore);
+  } finally {
+    await server.stop();
+  }
+}
+
+const serverEnv = () => ({
+  ...process.env,
+  PATH: PATH_WITH_BIN,
+  CERTFILE: pair.cert,
+  KEYFILE: pair.key,
+});
+
+async function target(program: readonly string[]): Promise<Target> {
+  const args = ["-v", "-RHl0", "-c", "200", "127.0.0.1", "0", ...program];
+  return {
+    server: await startServer(ours("tcpserver"), args, { env: serverEnv() }),
+    connections: 0,
+  };
+}
+
+test("tls-sniff, then tlsd or not, then tcpforward (tls-everywhere's chain): random mixes of misbehaving clients and services at once; each ends alone, the good ones are served", async () => {
+  const to = ["tcpforward", "127.0.0.1", String(servicePort)];
+  const chain = ["tls-sniff", "-t", "300", "--plain", "{", ...to, "}", "tlsd", ...to];
+  await chaos(await target(chain), KINDS, ["tls", "plain"]);
+});
+
+test("tlsd and a spawned program (a shell that answers like the service): random mixes of misbehaving TLS clients at once; each ends alone, no process left", async () => {
+  // The service's three ways, as a program on fds 0/1: echo, end at once, or be killed.
+  const program = [
+    "sh",
+    "-c",
+    'IFS= read -r mode; case "$mode" in echo) printf "echo\\n"; exec cat;; reset) kill -9 $$;; esac',
+  ];
+  const kinds = KINDS.filter((k) => !k.startsWith("plain"));
+  await chaos(await target(["tlsd", ...program]), kinds, ["tls"]);
+});
+
+// ---- STARTTLS: starttls-wrapper in local mode in front of an SMTP server with no TLS --------
+
+const SMTP_KINDS = [
+  "smtp-tls", // EHLO, STARTTLS, the handshake, EHLO again, QUIT: the whole dialogue
+  "smtp-plain", // EHLO, QUIT without TLS
+  "smtp-reset-early", // a reset right after the greeting
+  "smtp-reset-at-starttls", // a reset right after the 220 to STARTTLS
+  "smtp-garbage-at-starttls", // bytes that are no ClientHello after the 220
+  "smtp-injected", // a command behind STARTTLS in the same segment (refused by the wrapper)
+  "smtp-tls-abandoned", // inside TLS: EHLO, then the TCP connection closed at once
+] as const;
+type SmtpKind = (typeof SMTP_KINDS)[number];
+
+/** Reads `stream` until `pattern` matches what came so far (rejects if it ends first). */
+function until(stream: Duplex, pattern: RegExp, got: { text: string }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (!pattern.test(got.text)) return;
+      stream.off("data", onData);
+      stream.off("close", onClose);
+      resolve();
+    };
+    const onData = (d: Buffer | string) => {
+      got.text += d.toString();
+      check();
+    };
+    const onClose = () => reject(new Error(`ended before ${pattern}: ${JSON.stringify(got.text)}`));
+    stream.on("data", onData);
+    stream.once("close", onClose);
+    check();
+  });
+}
+
+/** One SMTP client of `kind`; resolves with what it read by the time its connection closed
+ * (or with the error that ended its dialogue), and fails after 15 s (a hang). */
+async function smtpClient(target: Target, kind: SmtpKind): Promise<Outcome> {
+  target.connections++;
+  const tcp = connect(target.server.port, "127.0.0.1");
+  tcp.on("error", () => {});
+  const closed = new Promise<void>((resolve) => tcp.once("close", () => resolve()));
+  const plain = { text: "" };
+  const dialogue = async (): Promise<string> => {
+    await until(tcp, /^220 .*\r\n/, plain);
+    if (kind === "smtp-reset-early") return (void tcp.resetAndDestroy(), plain.text);
+    tcp.write("EHLO client.example\r\n");
+    await until(tcp, /250 [^\r]*\r\n$/, plain);
+    if (kind === "smtp-plain") {
+      tcp.write("QUIT\r\n");
+      await until(tcp, /221 [^\r]*\r\n$/, plain);
+      return plain.text;
+    }
+    if (kind === "smtp-injected") {
+      tcp.write("STARTTLS\r\nMAIL FROM:<a@b>\r\n");
+      return plain.text;
+    }
+    tcp.write("STARTTLS\r\n");
+    await until(tcp, /220 [^\r]*\r\n$/, plain);
+    if (kind === "smtp-reset-at-starttls") return (void tcp.resetAndDestroy(), plain.text);
+    if (kind === "smtp-garbage-at-starttls") {
+      tcp.end(Buffer.concat([Buffer.from("160303", "hex"), randomBytes(100)]));
+      return plain.text;
+    }
+    tcp.removeAllListeners("data");
+    const tls = tlsConnect({ socket: tcp, servername: "localhost", ca: [ca] });
+    tls.on("error", () => {});
+    const secret = { text: "" };
+    await new Promise<void>((resolve, reject) => {
+      tls.once("secureConnect", resolve);
+      tls.once("close", () => reject(new Error("no TLS session")));
+    });
+    tls.write("EHLO client.example\r\n");
+    await until(tls, /250 [^\r]*\r\n$/, secret);
+    if (kind === "smtp-tls-abandoned") return (void tcp.destroy(), secret.text);
+    tls.write("QUIT\r\n");
+    await until(tls, /221 [^\r]*\r\n$/, secret);
+    tls.end();
+    return secret.text;
+  };
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const got = await Promise.race([
+      dialogue(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${kind}: not over after 15 s`)), 15_000);
+      }),
+    ]);
+    await closed;
+    return { got };
+  } catch (error) {
+    if ((error as Error).message.includes("not over")) throw error;
+    tcp.destroy();
+    await closed;
+    return { got: "", error: (error as Error).message };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+test("starttls-wrapper in local mode in front of an SMTP server with no TLS: random mixes of misbehaving SMTP clients at once; each ends alone, the whole dialogues are served, no process left", async () => {
+  const fake = join(ROOT, "test", "fixtures", "fake-smtp");
+  const t = await target(["starttls-wrapper", "-p", "smtp", fake]);
+  const { server } = t;
+  const whole = async () => {
+    const tls = await smtpClient(t, "smtp-tls");
+    assert.match(
+      tls.got,
+      /^250-fake\.example\r\n[^]*221 fake\.example bye\r\n$/,
+      JSON.stringify(tls),
+    );
+    const plain = await smtpClient(t, "smtp-plain");
+    assert.match(plain.got, /221 fake\.example bye\r\n$/, JSON.stringify(plain));
+  };
+  try {
+    await whole();
+    await settled(t);
+    const pid = server.child.pid as number;
+    const fdsBefore = ownFds(pid);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.constantFrom(...SMTP_KINDS), { minLength: 1, maxLength: 10 }),
+        async (batch) => {
+          const outcomes = await Promise.all(batch.map((k) => smtpClient(t, k)));
+          for (const [i, k] of batch.entries())
+            if (k === "smtp-tls" || k === "smtp-plain")
+              assert.match(
+                outcomes[i]?.got ?? "",
+                /221 fake\.example bye\r\n$/,
+                `${k}: ${JSON.stringify(outcomes[i])}`,
+              );
+          stillServing(server);
+        },
+      ),
+      { numRuns: 10 },
+    );
+    await whole();
+    await settled(t);
+    leftNothing(server, fdsBefore);
+  } finally {
+    await server.stop();
+  }
+});
+
+function stillServing(server: RunningServer): void {
+  assert.equal(server.child.exitCode, null, `tcpserver ended:\n${server.log().slice(-3000)}`);
+}
+
+/** After the chaos: no internal error was logged, and no fd (but the pooled pipes) or child is
+ * left of the connections. */
+function leftNothing(server: RunningServer, fdsBefore: string[]): void {
   const pid = server.child.pid as number;
-  const fdsBefore = ownFds(pid);
-  const kind = fc.constantFrom(...KINDS);
-  const mode = fc.constantFrom(...MODES);
-  await fc.assert(
-    fc.asyncProperty(
-      fc.array(fc.tuple(kind, mode), { minLength: 1, maxLength: 12 }),
-      async (batch) => {
-        const outcomes = await Promise.all(batch.map(([k, m]) => client(k, m)));
-        for (const [i, [k, m]] of batch.entries()) {
-          // A full session asking for an echo gets exactly that, whatever its neighbours did.
-          if ((k === "tls" || k === "plain") && m === "echo")
-            assert.deepEqual(outcomes[i], { got: "echo\nhello\n" }, `${k}/${m}`);
-        }
-        assert.equal(server.child.exitCode, null, `tcpserver ended:\n${server.log().slice(-3000)}`);
-      },
-    ),
-    { numRuns: 12 },
-  );
-  await servesWell();
-  await settled();
   assert.doesNotMatch(server.log(), /internal error|ERR_|node:/);
   const left = ownFds(pid).filter((fd) => !fdsBefore.includes(fd));
   assert.deepEqual(left, [], `fds left: ${sockets(left)}`);
   assert.deepEqual(programsOf(pid), [], "no child left");
-});
+}
 
 /** The process's fds but the splice relay's pool of empty pipes, which it keeps on purpose
  * (src/native/relay.c, at most 64 pairs) and which grows with the connections at once. */
@@ -216,7 +397,7 @@ function sockets(fds: string[]): string {
 }
 
 /** Every connection so far has its `end` line and the server is back to 0 connections. */
-async function settled(): Promise<void> {
+async function settled({ server, connections }: Target): Promise<void> {
   await server.waitForLog(/^tcpserver: end /, connections, 20_000);
   await waitFor(
     () => (/tcpserver: status: 0\/\d+\n$/.test(server.log()) ? true : undefined),
