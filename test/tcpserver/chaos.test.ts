@@ -311,10 +311,12 @@ async function smtpClient(target: Target, kind: SmtpKind): Promise<Outcome> {
   }
 }
 
-test("starttls-wrapper in local mode in front of an SMTP server with no TLS: random mixes of misbehaving SMTP clients at once; each ends alone, the whole dialogues are served, no process left", async () => {
-  const fake = join(ROOT, "test", "fixtures", "fake-smtp");
-  const t = await target(["starttls-wrapper", "-p", "smtp", fake]);
-  const { server } = t;
+const FAKE_SMTP = join(ROOT, "test", "fixtures", "fake-smtp");
+
+/** Random batches of SMTP clients at once against the wrapper `t` (and `behind`, the TLS side
+ * it hands clients over to, if any), then the same checks as chaos(). */
+async function smtpChaos(t: Target, behind?: RunningServer) {
+  const servers = [t.server, ...(behind ? [behind] : [])];
   const whole = async () => {
     const tls = await smtpClient(t, "smtp-tls");
     assert.match(
@@ -328,8 +330,7 @@ test("starttls-wrapper in local mode in front of an SMTP server with no TLS: ran
   try {
     await whole();
     await settled(t);
-    const pid = server.child.pid as number;
-    const fdsBefore = ownFds(pid);
+    const fdsBefore = servers.map((s) => ownFds(s.child.pid as number));
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.constantFrom(...SMTP_KINDS), { minLength: 1, maxLength: 10 }),
@@ -342,17 +343,33 @@ test("starttls-wrapper in local mode in front of an SMTP server with no TLS: ran
                 /221 fake\.example bye\r\n$/,
                 `${k}: ${JSON.stringify(outcomes[i])}`,
               );
-          stillServing(server);
+          for (const server of servers) stillServing(server);
         },
       ),
       { numRuns: 10 },
     );
     await whole();
     await settled(t);
-    leftNothing(server, fdsBefore);
+    if (behind)
+      await waitFor(() => (/tcpserver: status: 0\/\d+\n$/.test(behind.log()) ? true : undefined));
+    for (const [i, server] of servers.entries()) leftNothing(server, fdsBefore[i] ?? []);
   } finally {
-    await server.stop();
+    for (const server of servers) await server.stop();
   }
+}
+
+test("starttls-wrapper in local mode in front of an SMTP server with no TLS: random mixes of misbehaving SMTP clients at once; each ends alone, the whole dialogues are served, no process left", async () => {
+  await smtpChaos(await target(["starttls-wrapper", "-p", "smtp", FAKE_SMTP]));
+});
+
+test("starttls-wrapper handing clients over to tcpserver --proxy tlsd: the same mixes; each ends alone on both sides, no fd or process left on either", async () => {
+  const behind = await startServer(
+    ours("tcpserver"),
+    ["-v", "--proxy", "-RHl0", "-c", "200", "127.0.0.1", "0", "tlsd", FAKE_SMTP],
+    { env: serverEnv() },
+  );
+  const wrapper = ["starttls-wrapper", "-p", "smtp", "127.0.0.1", String(behind.port), FAKE_SMTP];
+  await smtpChaos(await target(wrapper), behind);
 });
 
 function stillServing(server: RunningServer): void {
@@ -365,7 +382,11 @@ function leftNothing(server: RunningServer, fdsBefore: string[]): void {
   const pid = server.child.pid as number;
   assert.doesNotMatch(server.log(), /internal error|ERR_|node:/);
   const left = ownFds(pid).filter((fd) => !fdsBefore.includes(fd));
-  assert.deepEqual(left, [], `fds left: ${sockets(left)}`);
+  // The addon's own epoll set is made the first time something waits in it (a PROXY header
+  // that came after its connection, say), once for the process: not a connection's.
+  const watchSet = left.findIndex((fd) => fd.endsWith(" anon_inode:[eventpoll]"));
+  if (watchSet >= 0) left.splice(watchSet, 1);
+  assert.deepEqual(left, [], `fds left in ${server.child.spawnargs.join(" ")}: ${sockets(left)}`);
   assert.deepEqual(programsOf(pid), [], "no child left");
 }
 
