@@ -1,9 +1,10 @@
-// Misbehaving clients and services against one tcpserver that runs the whole in-process chain
-// as tls-everywhere does (tls-sniff, then tlsd or not, then tcpforward): resets in the
-// handshake and mid-session, sessions abandoned without close_notify, garbage, services that
-// reset or close at once, in random mixes (fast-check) and all at once. Whatever happens to
-// one connection ends that connection alone: tcpserver goes on serving, logs no internal
-// error, every connection ends, and no fd or child is left behind.
+// Misbehaving peers against our tcpserver, in random mixes (fast-check) and all at once:
+// clients that reset in the handshake or mid-session, abandon sessions without close_notify or
+// send garbage; services that reset or close at once; PROXY headers whole, split, partial or
+// missing. Through tls-everywhere's chain (tls-sniff, then tlsd or not, then tcpforward), tlsd
+// with a spawned program, starttls-wrapper (local, and handing over to tcpserver --proxy tlsd)
+// and --proxy. Whatever happens to one connection ends that connection alone: tcpserver goes
+// on serving, logs no internal error, every connection ends, and no fd or child is left.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
@@ -188,8 +189,8 @@ const serverEnv = () => ({
   KEYFILE: pair.key,
 });
 
-async function target(program: readonly string[]): Promise<Target> {
-  const args = ["-v", "-RHl0", "-c", "200", "127.0.0.1", "0", ...program];
+async function target(program: readonly string[], options: string[] = []): Promise<Target> {
+  const args = ["-v", "-RHl0", "-c", "200", ...options, "127.0.0.1", "0", ...program];
   return {
     server: await startServer(ours("tcpserver"), args, { env: serverEnv() }),
     connections: 0,
@@ -370,6 +371,93 @@ test("starttls-wrapper handing clients over to tcpserver --proxy tlsd: the same 
   );
   const wrapper = ["starttls-wrapper", "-p", "smtp", "127.0.0.1", String(behind.port), FAKE_SMTP];
   await smtpChaos(await target(wrapper), behind);
+});
+
+// ---- PROXY headers: tcpserver --proxy in front of tcpforward --------------------------------
+
+const PROXY_KINDS = [
+  "v1", // a whole v1 header, then the line and a half-close
+  "v2", // the same with a v2 header
+  "v1-split", // the header in two writes with a pause between
+  "partial-reset", // half a header, then a reset
+  "partial-close", // half a header, then the end
+  "garbage", // no header: random bytes
+  "nothing", // connected, then closed at once
+] as const;
+type ProxyKind = (typeof PROXY_KINDS)[number];
+
+const V2_SIGNATURE = Buffer.from("0d0a0d0a000d0a515549540a", "hex");
+
+/** A PROXY v2 header for TCP over IPv4, 192.0.2.7:4242 to 198.51.100.1:25. */
+function v2Header(): Buffer {
+  const addresses = Buffer.from([192, 0, 2, 7, 198, 51, 100, 1, 0x10, 0x92, 0, 25]);
+  return Buffer.concat([V2_SIGNATURE, Buffer.from([0x21, 0x11, 0, addresses.length]), addresses]);
+}
+
+/** One client of `kind` in front of a PROXY-reading tcpserver: what it read by the close. */
+function proxyClient(target: Target, kind: ProxyKind): Promise<Outcome> {
+  target.connections++;
+  return new Promise((resolve, reject) => {
+    const tcp = connect(target.server.port, "127.0.0.1");
+    let got = "";
+    let error: string | undefined;
+    const timer = setTimeout(() => {
+      tcp.destroy();
+      reject(new Error(`${kind}: not over after 15 s (read ${JSON.stringify(got)})`));
+    }, 15_000);
+    tcp.setEncoding("latin1");
+    tcp.on("data", (d: string) => (got += d));
+    tcp.on("error", (e: NodeJS.ErrnoException) => (error ??= e.code ?? e.message));
+    tcp.once("close", () => {
+      clearTimeout(timer);
+      resolve(error === undefined ? { got } : { got, error });
+    });
+    const v1 = "PROXY TCP4 192.0.2.7 198.51.100.1 4242 25\r\n";
+    const line = "echo\nhello\n";
+    if (kind === "v1") tcp.end(v1 + line);
+    else if (kind === "v2") tcp.end(Buffer.concat([v2Header(), Buffer.from(line)]));
+    else if (kind === "v1-split") {
+      tcp.write(v1.slice(0, 9));
+      setTimeout(() => tcp.end(v1.slice(9) + line), 30);
+    } else if (kind === "partial-reset") {
+      tcp.write(v1.slice(0, 12));
+      setTimeout(() => tcp.resetAndDestroy(), 20);
+    } else if (kind === "partial-close") tcp.end(v1.slice(0, 12));
+    else if (kind === "garbage") tcp.end(randomBytes(64));
+    else tcp.end();
+  });
+}
+
+test("tcpserver --proxy in front of tcpforward: random mixes of whole, split, partial and missing PROXY headers at once; each ends alone, the whole ones are served, no fd left", async () => {
+  const t = await target(["tcpforward", "127.0.0.1", String(servicePort)], ["--proxy"]);
+  const { server } = t;
+  const whole = async () => {
+    for (const kind of ["v1", "v2", "v1-split"] as const)
+      assert.deepEqual(await proxyClient(t, kind), { got: "echo\nhello\n" }, kind);
+  };
+  try {
+    await whole();
+    await settled(t);
+    const fdsBefore = ownFds(server.child.pid as number);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.constantFrom(...PROXY_KINDS), { minLength: 1, maxLength: 12 }),
+        async (batch) => {
+          const outcomes = await Promise.all(batch.map((k) => proxyClient(t, k)));
+          for (const [i, k] of batch.entries())
+            if (k === "v1" || k === "v2" || k === "v1-split")
+              assert.deepEqual(outcomes[i], { got: "echo\nhello\n" }, k);
+          stillServing(server);
+        },
+      ),
+      { numRuns: 12 },
+    );
+    await whole();
+    await settled(t);
+    leftNothing(server, fdsBefore);
+  } finally {
+    await server.stop();
+  }
 });
 
 function stillServing(server: RunningServer): void {
