@@ -42,7 +42,15 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
   const fromServer = new PacketReader(server, options.preTlsMs);
   const fromClient = new PacketReader(client, options.preTlsMs);
   try {
-    const greeting = await fromServer.next();
+    // A client that leaves before the server has greeted ends the session then, not at the
+    // pre-TLS limit (its slot and the server would be held till then).
+    const greetingWait = fromServer.next();
+    greetingWait.catch(() => {});
+    const greeting = await Promise.race([greetingWait, fromClient.ended.then(() => undefined)]);
+    if (!greeting) {
+      info("the client left before the server's greeting");
+      return await end(exitStatus(0));
+    }
     const advertised = advertiseTls(greeting.payload);
     if (!advertised) {
       // Not a greeting to change (an ERR such as "too many connections"): as it is.
@@ -170,7 +178,7 @@ async function pump(
 class PacketReader {
   private buffer: Buffer = Buffer.alloc(0);
   private wake: (() => void) | undefined;
-  private ended = false;
+  private isEnded = false;
   private released = false;
   private readonly stream: Readable;
   private readonly limitMs: number;
@@ -180,9 +188,13 @@ class PacketReader {
     this.wake?.();
   };
   private readonly onEnd = () => {
-    this.ended = true;
+    this.isEnded = true;
+    this.endedNow();
     this.wake?.();
   };
+  private endedNow: () => void = () => {};
+  /** Resolves when the stream has ended or closed. */
+  readonly ended = new Promise<void>((resolve) => (this.endedNow = resolve));
 
   constructor(stream: Readable, limitMs: number) {
     this.stream = stream;
@@ -202,7 +214,7 @@ class PacketReader {
         return r.packet;
       }
       if ("error" in r) throw new Error(r.error);
-      if (this.ended) throw new Error("the connection ended");
+      if (this.isEnded) throw new Error("the connection ended");
       if (this.released) throw new Error("released");
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`nothing within ${this.limitMs / 1000} s`);

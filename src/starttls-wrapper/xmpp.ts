@@ -36,7 +36,10 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
       client.write(policyViolation("timed out"));
       decide("refused");
     }, options.preTlsMs);
+    let decided = false;
     const done = (d: Decision) => {
+      if (decided) return;
+      decided = true;
       clearTimeout(timer);
       client.off("data", fromClient);
       server.off("data", fromServer);
@@ -93,6 +96,16 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     server.on("data", fromServer);
     client.on("data", fromClient);
     client.once("end", () => done("refused"));
+    // A reset tells no end, only the close: the session must not wait out the pre-TLS limit.
+    client.once("close", () => done("refused"));
+    // A server that ends before the decision: what it said goes out, and the session ends.
+    const serverGone = () => {
+      if (decided) return;
+      if (!featuresSent && serverText) client.write(Buffer.from(serverText, "latin1"));
+      done("refused");
+    };
+    server.once("end", serverGone);
+    server.once("close", serverGone);
   });
 
   if (decision === "starttls") {

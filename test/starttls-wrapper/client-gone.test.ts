@@ -1,0 +1,60 @@
+// A client that goes away before any STARTTLS decision, by an end or by a reset, ends its
+// session then, for every protocol: its slot and the server behind are not held until the
+// pre-TLS limit (5 minutes by default). The XMPP wrapper used to wait out the limit after a
+// reset, and the MySQL one after an end that came before the server's greeting.
+import assert from "node:assert/strict";
+import { connect } from "node:net";
+import { test } from "node:test";
+import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+
+/** What each protocol's server says first (nothing: the client speaks first, or, for MySQL,
+ * a server that is slow to greet). */
+const GREETING: Record<string, string> = {
+  smtp: "220 fake ESMTP\\r\\n",
+  lmtp: "220 fake LMTP\\r\\n",
+  imap: "* OK fake\\r\\n",
+  pop3: "+OK fake\\r\\n",
+  nntp: "200 fake\\r\\n",
+  sieve: '"IMPLEMENTATION" "fake"\\r\\nOK\\r\\n',
+  postgres: "",
+  ldap: "",
+  mysql: "",
+  xmpp: "",
+};
+
+/** Connects, sends `bytes`, then ends or resets; resolves once its socket is closed. */
+function goAway(port: number, bytes: string, how: "end" | "reset"): Promise<void> {
+  return new Promise((resolve) => {
+    const tcp = connect(port, "127.0.0.1");
+    tcp.on("error", () => {});
+    tcp.resume();
+    tcp.once("close", () => resolve());
+    tcp.write(bytes, () =>
+      setTimeout(() => (how === "end" ? tcp.end() : tcp.resetAndDestroy()), 50),
+    );
+  });
+}
+
+for (const [protocol, greeting] of Object.entries(GREETING)) {
+  test(`${protocol}: a client that ends, or resets, before any STARTTLS: its session ends then`, async () => {
+    const server = await startServer(
+      ours("tcpserver"),
+      [
+        ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", protocol, "-t", "600"],
+        ...["sh", "-c", `printf '${greeting}'; exec cat`],
+      ],
+      { env: { ...process.env, PATH: PATH_WITH_BIN } },
+    );
+    try {
+      for (const [i, how] of (["end", "reset", "end", "reset"] as const).entries()) {
+        // First with nothing sent, then with a few bytes that decide nothing.
+        await goAway(server.port, i < 2 ? "" : "x", how);
+        await server.waitForLog(/^tcpserver: end \d+ status \d+$/, i + 1, 10_000);
+      }
+      assert.doesNotMatch(server.log(), /internal error/);
+    } finally {
+      await server.stop();
+    }
+  });
+}
