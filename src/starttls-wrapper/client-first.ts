@@ -98,9 +98,24 @@ export function take(connection: Connection, n: number): void {
   else connectionStream(connection).read(n);
 }
 
-export function send(connection: Connection, bytes: Buffer): void {
-  if (connection.fd !== undefined && !connection.stream) writeSync(connection.fd, bytes);
-  else connectionStream(connection).write(bytes);
+/** Sends `bytes` to the client: false when it has gone meanwhile (a reset, say). */
+export function send(connection: Connection, bytes: Buffer): boolean {
+  if (connection.fd === undefined || connection.stream) {
+    connectionStream(connection).write(bytes);
+    return true;
+  }
+  try {
+    writeSync(connection.fd, bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The session's end when the client went away in the middle of the dialogue. */
+export function clientGone(info: (what: string) => void, when: string): number {
+  info(`the client went away ${when}`);
+  return exitStatus(0);
 }
 
 /** The client's bytes are taken off (so that it gets a FIN, not a reset, and reads the

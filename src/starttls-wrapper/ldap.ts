@@ -16,6 +16,7 @@ import {
 } from "../dialogue/ldap.ts";
 import type { StageContext } from "../ucspi/stage.ts";
 import {
+  clientGone,
   count,
   logger,
   peekFirst,
@@ -53,7 +54,8 @@ export async function runLdap(ctx: StageContext, options: WrapperOptions): Promi
         );
       }
       take(connection, first.length);
-      send(connection, startTlsResponse(first.messageId));
+      if (!send(connection, startTlsResponse(first.messageId)))
+        return clientGone(info, "before the answer to its StartTLS");
       info("StartTLS");
       count("upgrade", options);
       return tlsBehind(ctx, options, connection);

@@ -9,6 +9,7 @@
 import { MAX_STARTUP, fatalError, readStartup } from "../dialogue/postgres.ts";
 import type { StageContext } from "../ucspi/stage.ts";
 import {
+  clientGone,
   count,
   logger,
   peekFirst,
@@ -50,10 +51,12 @@ export async function runPostgres(ctx: StageContext, options: WrapperOptions): P
         }
         take(connection, 8);
         if (packet.kind === "gssenc") {
-          send(connection, Buffer.from("N"));
+          if (!send(connection, Buffer.from("N")))
+            return clientGone(info, "before the answer to its GSSENCRequest");
           continue;
         }
-        send(connection, Buffer.from("S"));
+        if (!send(connection, Buffer.from("S")))
+          return clientGone(info, "before the answer to its SSLRequest");
         info("SSLRequest: TLS");
         count("upgrade", options);
         return tlsBehind(ctx, options, connection);

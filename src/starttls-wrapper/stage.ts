@@ -145,7 +145,9 @@ class Wrapper {
       if (!spawned) native().close(this.serverFd);
     }
     clearTimeout(this.preTlsTimer);
-    if (this.upgrading) await this.upgrading;
+    // An upgrade that was not handed over (the client left, or pipelined, before the
+    // go-ahead) rejects: the snooper has ended the session already; nothing went wrong here.
+    if (this.upgrading) await this.upgrading.catch(() => false);
     if (this.handedOver) return this.handedOver;
     // The server is done: what it said is passed on, then the client's side ends, whatever
     // the client still sends (as for a program on the socket itself). Its exit can be told

@@ -617,3 +617,24 @@ test("the server's last reply before it exits (221 to QUIT) reaches every client
     await p.stop();
   }
 });
+
+test("a client that leaves right after STARTTLS, before its go-ahead: the session ends, with no internal error (it used to end in 'internal error: not handed over', status 111)", async () => {
+  const p = await pair(["-v", "2"]);
+  try {
+    for (let i = 0; i < 3; i++) {
+      const c = await Client.open(p.port);
+      await c.until(/^220 .*\r\n/);
+      c.write("EHLO client.example\r\n");
+      await c.until(/250 [^\r]*\r\n/);
+      // STARTTLS and the end at once: the hand-over is still connecting to the TLS side.
+      c.write("STARTTLS\r\n");
+      c.end();
+      await c.rest();
+    }
+    await p.wrapper.waitForLog(/client left after STARTTLS, before the go-ahead$/, 3);
+    await p.wrapper.waitForLog(/^tcpserver: end \d+ status \d+$/, 3);
+    assert.doesNotMatch(p.wrapper.log(), /internal error|status 28416/);
+  } finally {
+    await p.stop();
+  }
+});
