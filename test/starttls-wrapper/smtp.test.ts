@@ -15,7 +15,7 @@ import { connect as tlsConnect } from "node:tls";
 import type { TLSSocket } from "node:tls";
 import { makePki } from "../helpers/certs.ts";
 import { freePort, programsOf } from "../helpers/interop.ts";
-import { BIN, ROOT, djb, ours } from "../helpers/programs.ts";
+import { BIN, ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
@@ -618,18 +618,42 @@ test("the server's last reply before it exits (221 to QUIT) reaches every client
   }
 });
 
+/** EHLO, then STARTTLS and the client's end in one TCP segment (corked): the wrapper reads
+ * both before its hand-over can connect. What the client read, until the close. */
+function starttlsAndGone(port: number) {
+  const script = `
+import re, socket
+s = socket.create_connection(("127.0.0.1", ${port}))
+got = b""
+def until(pattern):
+    global got
+    while not re.search(pattern, got):
+        chunk = s.recv(4096)
+        if not chunk:
+            return
+        got += chunk
+until(rb"^220 .*\\r\\n")
+s.sendall(b"EHLO client.example\\r\\n")
+until(rb"\\r\\n250 [^\\r]*\\r\\n$")
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+s.sendall(b"STARTTLS\\r\\n")
+s.shutdown(socket.SHUT_WR)
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    got += chunk
+print(got.decode("latin1"), end="")
+`;
+  return run("python3", ["-c", script]);
+}
+
 test("a client that leaves right after STARTTLS, before its go-ahead: the session ends, with no internal error (it used to end in 'internal error: not handed over', status 111)", async () => {
   const p = await pair(["-v", "2"]);
   try {
     for (let i = 0; i < 3; i++) {
-      const c = await Client.open(p.port);
-      await c.until(/^220 .*\r\n/);
-      c.write("EHLO client.example\r\n");
-      await c.until(/250 [^\r]*\r\n/);
-      // STARTTLS and the end at once: the hand-over is still connecting to the TLS side.
-      c.write("STARTTLS\r\n");
-      c.end();
-      await c.rest();
+      const r = await starttlsAndGone(p.port);
+      assert.equal(r.code, 0, r.stderr);
     }
     await p.wrapper.waitForLog(/client left after STARTTLS, before the go-ahead$/, 3);
     await p.wrapper.waitForLog(/^tcpserver: end \d+ status \d+$/, 3);
