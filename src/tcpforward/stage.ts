@@ -145,7 +145,9 @@ async function streamRelay(connection: Connection, fd: number, to: Endpoint) {
   client.once("error", (error) => {
     broken ??= `the client's connection broke: ${causeText(error)}`;
     // By its fd: Node's reset does nothing, not even close, once the relay has half-closed the
-    // service (a pending shutdown), and the fd would stay open for good.
+    // service (a pending shutdown), and the fd would stay open for good. Not once destroyed:
+    // the fd may be closed, and its number another connection's.
+    if (service.destroyed) return;
     native().abortOnClose(fd);
     service.destroy();
   });
