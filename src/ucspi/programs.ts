@@ -36,16 +36,15 @@ export function ourLauncher(): string {
   return launcher;
 }
 
-const stages = new Map<string, Promise<Stage>>();
+/** Each stage while it loads, then the stage itself: a connection that comes after the load
+ * finds its stage without waiting a turn for it. */
+const stages = new Map<string, Stage | Promise<Stage>>();
 // Which of our stages a path resolves to ("" for none): a server asks for every connection,
 // and the answer for a given path only changes if someone re-links it under a running server.
 const byPath = new Map<string, string>();
 // SIGHUP: a path re-linked under the server is looked at again. A stage already loaded stays
 // (its code is in memory; a new version of the package takes a restart).
 onReload(() => byPath.clear());
-
-/** The stages loaded so far: a connection finds its stage without waiting a turn for it. */
-const loaded = new Map<string, Stage>();
 
 /** The stage of `file` (a resolved path) when it is one of our bins, else undefined; the
  * stage itself once it is loaded. */
@@ -57,13 +56,11 @@ export function ourStage(file: string): Stage | Promise<Stage> | undefined {
   }
   const load = name ? STAGES[name] : undefined;
   if (!name || !load) return undefined;
-  const ready = loaded.get(name);
-  if (ready) return ready;
   let stage = stages.get(name);
   if (!stage) {
     const named = name;
     stage = load().then((s) => {
-      loaded.set(named, s);
+      stages.set(named, s);
       return s;
     });
     stages.set(name, stage);
