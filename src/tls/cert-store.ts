@@ -259,7 +259,6 @@ export class CertStore {
     return dot > 0 && parent.includes(".") ? this.pairFor(`*.${parent}`) : undefined;
   }
 
-  /** The context for an SNI name (or none): exact, then `*.` + parent, then the default. */
   /** Whether any certificate is chosen by the client's name (CERTFILE:name pairs, CERTDIR), or
    * none at all without one (snilevel 2); when neither, every client gets the default pair. */
   choosesByName(): boolean {
@@ -270,6 +269,7 @@ export class CertStore {
     );
   }
 
+  /** The context for an SNI name (or none): exact, then `*.` + parent, then the default. */
   contextFor(servername: string | undefined): SecureContext | undefined {
     this.recheck();
     const own = servername ? this.ownPairFor(servername.toLowerCase()) : undefined;
