@@ -34,6 +34,17 @@ async function halfCloseService(answer: (input: string, socket: Socket) => strin
   return { server, port: address.port };
 }
 
+/** A service on loopback that says a line, then resets the connection when the client
+ * speaks. */
+async function resettingService() {
+  const server = createServer((socket) => {
+    socket.write("partial answer\n");
+    socket.once("data", () => socket.resetAndDestroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { server, port: (server.address() as { port: number }).port };
+}
+
 for (const [name, tcpserver] of [
   ["our tcpserver (in-process)", ours("tcpserver")],
   ["djb's tcpserver (a process)", djb("tcpserver")],
@@ -194,12 +205,7 @@ test("a refused service: the client's connection is reset, one line names the ca
 });
 
 test("a service that resets mid-session: the client is reset too, not ended as if all were well", async () => {
-  const service = createServer((socket) => {
-    socket.write("partial answer\n");
-    socket.once("data", () => socket.resetAndDestroy());
-  });
-  await new Promise<void>((resolve) => service.listen(0, "127.0.0.1", resolve));
-  const port = (service.address() as { port: number }).port;
+  const { server: service, port } = await resettingService();
   const server = await startServer(
     ours("tcpserver"),
     ["-vRHl0", "127.0.0.1", "0", "tcpforward", "127.0.0.1", String(port)],
@@ -330,12 +336,7 @@ test("after tlsd, a refused service: the TLS session ends at once, one line name
 });
 
 test("after tlsd, a service that resets mid-session: the client gets what came before, then its session ends; one line, status 111; tcpserver serves on (it used to die of it)", async () => {
-  const service = createServer((socket) => {
-    socket.write("partial answer\n");
-    socket.once("data", () => socket.resetAndDestroy());
-  });
-  await new Promise<void>((resolve) => service.listen(0, "127.0.0.1", resolve));
-  const port = (service.address() as { port: number }).port;
+  const { server: service, port } = await resettingService();
   const { server, ca } = await tlsFront(["127.0.0.1", String(port)]);
   try {
     for (let i = 0; i < 2; i++) {

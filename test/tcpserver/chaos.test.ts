@@ -148,38 +148,68 @@ async function servesWell(target: Target, kinds: readonly Kind[]): Promise<void>
     assert.deepEqual(await client(target, kind, "echo"), { got: "echo\nhello\n" }, kind);
 }
 
-/** Random batches of clients of `kinds` at once against `target`, then: it still serves, it
- * logged no internal error, every connection ended, and no fd or child is left. */
-async function chaos(target: Target, kinds: readonly Kind[], good: readonly Kind[]) {
-  const { server } = target;
+/** What a chaos run throws at a server. */
+interface Plan<C> {
+  /** One client of a batch. */
+  client: fc.Arbitrary<C>;
+  /** Runs it against the server: what it read by its close. */
+  run: (c: C) => Promise<Outcome>;
+  /** Checks what a client that must be served got (the others have nothing to check). */
+  check: (c: C, outcome: Outcome) => void;
+  /** Whole exchanges that must work, before the batches (making what lasts) and after. */
+  whole: () => Promise<void>;
+  maxLength: number;
+  numRuns: number;
+}
+
+/** Random batches of clients at once against `target` (and `behind`, the server it hands
+ * clients over to, if any), then: every client that must be served was, tcpserver goes on
+ * serving, logs no internal error, every connection ended, and no fd or child is left. */
+async function chaos<C>(target: Target, plan: Plan<C>, behind?: RunningServer) {
+  const servers = [target.server, ...(behind ? [behind] : [])];
   try {
-    await servesWell(target, good);
+    await plan.whole();
     await settled(target);
-    const pid = server.child.pid as number;
-    const fdsBefore = ownFds(pid);
-    const kind = fc.constantFrom(...kinds);
-    const mode = fc.constantFrom(...MODES);
+    const fdsBefore = servers.map((s) => ownFds(s.child.pid as number));
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.tuple(kind, mode), { minLength: 1, maxLength: 12 }),
+        fc.array(plan.client, { minLength: 1, maxLength: plan.maxLength }),
         async (batch) => {
-          const outcomes = await Promise.all(batch.map(([k, m]) => client(target, k, m)));
-          for (const [i, [k, m]] of batch.entries()) {
-            // A full session asking for an echo gets exactly that, whatever its neighbours did.
-            if (good.includes(k) && m === "echo")
-              assert.deepEqual(outcomes[i], { got: "echo\nhello\n" }, `${k}/${m}`);
-          }
-          stillServing(server);
+          const outcomes = await Promise.all(batch.map((c) => plan.run(c)));
+          for (const [i, c] of batch.entries()) plan.check(c, outcomes[i] as Outcome);
+          for (const server of servers) stillServing(server);
         },
       ),
-      { numRuns: 12 },
+      { numRuns: plan.numRuns },
     );
-    await servesWell(target, good);
+    await plan.whole();
     await settled(target);
-    leftNothing(server, fdsBefore);
+    if (behind)
+      await waitFor(() => (/tcpserver: status: 0\/\d+\n$/.test(behind.log()) ? true : undefined));
+    for (const [i, server] of servers.entries()) leftNothing(server, fdsBefore[i] ?? []);
   } finally {
-    await server.stop();
+    for (const server of servers) await server.stop();
   }
+}
+
+/** The plan for clients of `kinds` asking the service for any mode: those of `good` that
+ * ask for an echo get exactly that, whatever their neighbours did. */
+function servicePlan(
+  target: Target,
+  kinds: readonly Kind[],
+  good: readonly Kind[],
+): Plan<[Kind, Mode]> {
+  return {
+    client: fc.tuple(fc.constantFrom(...kinds), fc.constantFrom(...MODES)),
+    run: ([k, m]) => client(target, k, m),
+    check: ([k, m], outcome) => {
+      if (good.includes(k) && m === "echo")
+        assert.deepEqual(outcome, { got: "echo\nhello\n" }, `${k}/${m}`);
+    },
+    whole: () => servesWell(target, good),
+    maxLength: 12,
+    numRuns: 12,
+  };
 }
 
 const serverEnv = () => ({
@@ -200,7 +230,8 @@ async function target(program: readonly string[], options: string[] = []): Promi
 test("tls-sniff, then tlsd or not, then tcpforward (tls-everywhere's chain): random mixes of misbehaving clients and services at once; each ends alone, the good ones are served", async () => {
   const to = ["tcpforward", "127.0.0.1", String(servicePort)];
   const chain = ["tls-sniff", "-t", "300", "--plain", "{", ...to, "}", "tlsd", ...to];
-  await chaos(await target(chain), KINDS, ["tls", "plain"]);
+  const t = await target(chain);
+  await chaos(t, servicePlan(t, KINDS, ["tls", "plain"]));
 });
 
 test("tlsd and a spawned program (a shell that answers like the service): random mixes of misbehaving TLS clients at once; each ends alone, no process left", async () => {
@@ -211,7 +242,8 @@ test("tlsd and a spawned program (a shell that answers like the service): random
     'IFS= read -r mode; case "$mode" in echo) printf "echo\\n"; exec cat;; reset) kill -9 $$;; esac',
   ];
   const kinds = KINDS.filter((k) => !k.startsWith("plain"));
-  await chaos(await target(["tlsd", ...program]), kinds, ["tls"]);
+  const t = await target(["tlsd", ...program]);
+  await chaos(t, servicePlan(t, kinds, ["tls"]));
 });
 
 // ---- STARTTLS: starttls-wrapper in local mode in front of an SMTP server with no TLS --------
@@ -314,53 +346,33 @@ async function smtpClient(target: Target, kind: SmtpKind): Promise<Outcome> {
 
 const FAKE_SMTP = join(ROOT, "test", "fixtures", "fake-smtp");
 
-/** Random batches of SMTP clients at once against the wrapper `t` (and `behind`, the TLS side
- * it hands clients over to, if any), then the same checks as chaos(). */
-async function smtpChaos(t: Target, behind?: RunningServer) {
-  const servers = [t.server, ...(behind ? [behind] : [])];
-  const whole = async () => {
-    const tls = await smtpClient(t, "smtp-tls");
-    assert.match(
-      tls.got,
-      /^250-fake\.example\r\n[^]*221 fake\.example bye\r\n$/,
-      JSON.stringify(tls),
-    );
-    const plain = await smtpClient(t, "smtp-plain");
-    assert.match(plain.got, /221 fake\.example bye\r\n$/, JSON.stringify(plain));
+/** The plan for SMTP clients against the wrapper `t`: the whole dialogues end with QUIT's 221. */
+function smtpPlan(t: Target): Plan<SmtpKind> {
+  return {
+    client: fc.constantFrom(...SMTP_KINDS),
+    run: (k) => smtpClient(t, k),
+    check: (k, outcome) => {
+      if (k === "smtp-tls" || k === "smtp-plain")
+        assert.match(outcome.got, /221 fake\.example bye\r\n$/, `${k}: ${JSON.stringify(outcome)}`);
+    },
+    whole: async () => {
+      const tls = await smtpClient(t, "smtp-tls");
+      assert.match(
+        tls.got,
+        /^250-fake\.example\r\n[^]*221 fake\.example bye\r\n$/,
+        JSON.stringify(tls),
+      );
+      const plain = await smtpClient(t, "smtp-plain");
+      assert.match(plain.got, /221 fake\.example bye\r\n$/, JSON.stringify(plain));
+    },
+    maxLength: 10,
+    numRuns: 10,
   };
-  try {
-    await whole();
-    await settled(t);
-    const fdsBefore = servers.map((s) => ownFds(s.child.pid as number));
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(fc.constantFrom(...SMTP_KINDS), { minLength: 1, maxLength: 10 }),
-        async (batch) => {
-          const outcomes = await Promise.all(batch.map((k) => smtpClient(t, k)));
-          for (const [i, k] of batch.entries())
-            if (k === "smtp-tls" || k === "smtp-plain")
-              assert.match(
-                outcomes[i]?.got ?? "",
-                /221 fake\.example bye\r\n$/,
-                `${k}: ${JSON.stringify(outcomes[i])}`,
-              );
-          for (const server of servers) stillServing(server);
-        },
-      ),
-      { numRuns: 10 },
-    );
-    await whole();
-    await settled(t);
-    if (behind)
-      await waitFor(() => (/tcpserver: status: 0\/\d+\n$/.test(behind.log()) ? true : undefined));
-    for (const [i, server] of servers.entries()) leftNothing(server, fdsBefore[i] ?? []);
-  } finally {
-    for (const server of servers) await server.stop();
-  }
 }
 
 test("starttls-wrapper in local mode in front of an SMTP server with no TLS: random mixes of misbehaving SMTP clients at once; each ends alone, the whole dialogues are served, no process left", async () => {
-  await smtpChaos(await target(["starttls-wrapper", "-p", "smtp", FAKE_SMTP]));
+  const t = await target(["starttls-wrapper", "-p", "smtp", FAKE_SMTP]);
+  await chaos(t, smtpPlan(t));
 });
 
 test("starttls-wrapper handing clients over to tcpserver --proxy tlsd: the same mixes; each ends alone on both sides, no fd or process left on either", async () => {
@@ -370,7 +382,8 @@ test("starttls-wrapper handing clients over to tcpserver --proxy tlsd: the same 
     { env: serverEnv() },
   );
   const wrapper = ["starttls-wrapper", "-p", "smtp", "127.0.0.1", String(behind.port), FAKE_SMTP];
-  await smtpChaos(await target(wrapper), behind);
+  const t = await target(wrapper);
+  await chaos(t, smtpPlan(t), behind);
 });
 
 // ---- PROXY headers: tcpserver --proxy in front of tcpforward --------------------------------
@@ -430,34 +443,21 @@ function proxyClient(target: Target, kind: ProxyKind): Promise<Outcome> {
 
 test("tcpserver --proxy in front of tcpforward: random mixes of whole, split, partial and missing PROXY headers at once; each ends alone, the whole ones are served, no fd left", async () => {
   const t = await target(["tcpforward", "127.0.0.1", String(servicePort)], ["--proxy"]);
-  const { server } = t;
-  const whole = async () => {
-    for (const kind of ["v1", "v2", "v1-split"] as const)
-      assert.deepEqual(await proxyClient(t, kind), { got: "echo\nhello\n" }, kind);
-  };
-  try {
-    await whole();
-    await settled(t);
-    const fdsBefore = ownFds(server.child.pid as number);
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(fc.constantFrom(...PROXY_KINDS), { minLength: 1, maxLength: 12 }),
-        async (batch) => {
-          const outcomes = await Promise.all(batch.map((k) => proxyClient(t, k)));
-          for (const [i, k] of batch.entries())
-            if (k === "v1" || k === "v2" || k === "v1-split")
-              assert.deepEqual(outcomes[i], { got: "echo\nhello\n" }, k);
-          stillServing(server);
-        },
-      ),
-      { numRuns: 12 },
-    );
-    await whole();
-    await settled(t);
-    leftNothing(server, fdsBefore);
-  } finally {
-    await server.stop();
-  }
+  const whole = ["v1", "v2", "v1-split"] as const;
+  await chaos(t, {
+    client: fc.constantFrom(...PROXY_KINDS),
+    run: (k) => proxyClient(t, k),
+    check: (k, outcome) => {
+      if ((whole as readonly string[]).includes(k))
+        assert.deepEqual(outcome, { got: "echo\nhello\n" }, k);
+    },
+    whole: async () => {
+      for (const kind of whole)
+        assert.deepEqual(await proxyClient(t, kind), { got: "echo\nhello\n" }, kind);
+    },
+    maxLength: 12,
+    numRuns: 12,
+  });
 });
 
 function stillServing(server: RunningServer): void {
