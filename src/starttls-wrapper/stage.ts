@@ -178,11 +178,13 @@ class Wrapper {
     client.on("error", () => this.drop());
     server.on("error", () => server.destroy());
     toServer.on("error", () => toServer.destroy());
-    // The client's end: the server gets it too (it answers QUIT, then ends). While an upgrade
-    // is pending it ends the session when the upgrade comes to commit.
+    // The client's end: the server gets it too (it answers QUIT, then ends). Also while an
+    // upgrade waits for the replies to earlier commands: a client that has ended can do no
+    // TLS (the upgrade ends the session when its turn comes), and a server that waits for
+    // more input would hold the session till the pre-TLS limit.
     client.once("end", () => {
       this.clientEnded = true;
-      if (snooper.phase === "snoop" && !this.early) toServer.end();
+      if (snooper.phase === "snoop") toServer.end();
     });
     // The server's end, while snooping: what it said goes out, then the client's side ends.
     server.once("end", () => {

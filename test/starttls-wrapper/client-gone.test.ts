@@ -58,3 +58,36 @@ for (const [protocol, greeting] of Object.entries(GREETING)) {
     }
   });
 }
+
+/** A command each line protocol's wrapper forwards, then its upgrade command. */
+const BEFORE_UPGRADE: Record<string, string> = {
+  smtp: "NOOP\r\nSTARTTLS\r\n",
+  lmtp: "NOOP\r\nSTARTTLS\r\n",
+  imap: "a CAPABILITY\r\nb STARTTLS\r\n",
+  pop3: "CAPA\r\nSTLS\r\n",
+  nntp: "CAPABILITIES\r\nSTARTTLS\r\n",
+  sieve: "CAPABILITY\r\nSTARTTLS\r\n",
+};
+
+for (const [protocol, commands] of Object.entries(BEFORE_UPGRADE)) {
+  test(`${protocol}: a client that ends while its STARTTLS waits for the reply to an earlier command: the server gets the end, the session ends (it used to wait out the pre-TLS limit)`, async () => {
+    // A server that greets, then reads and never answers: the upgrade's turn never comes.
+    const server = await startServer(
+      ours("tcpserver"),
+      [
+        ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", protocol, "-t", "600"],
+        ...["sh", "-c", `printf '${GREETING[protocol] ?? ""}'; exec cat >/dev/null`],
+      ],
+      { env: { ...process.env, PATH: PATH_WITH_BIN } },
+    );
+    try {
+      for (const [i, how] of (["end", "reset"] as const).entries()) {
+        await goAway(server.port, commands, how);
+        await server.waitForLog(/^tcpserver: end \d+ status \d+$/, i + 1, 10_000);
+      }
+      assert.doesNotMatch(server.log(), /internal error/);
+    } finally {
+      await server.stop();
+    }
+  });
+}

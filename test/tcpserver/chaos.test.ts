@@ -15,10 +15,10 @@ import { after, before, test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import fc from "fast-check";
 import { makePki } from "../helpers/certs.ts";
-import { openFds, programsOf } from "../helpers/interop.ts";
+import { chaos } from "../helpers/chaos.ts";
+import type { Outcome, Plan, Target } from "../helpers/chaos.ts";
 import { PATH_WITH_BIN, ROOT, ours } from "../helpers/programs.ts";
-import { startServer, waitFor } from "../helpers/server.ts";
-import type { RunningServer } from "../helpers/server.ts";
+import { startServer } from "../helpers/server.ts";
 
 const pki = makePki();
 const pair = pki.server("localhost", ["localhost", "127.0.0.1"]);
@@ -42,12 +42,6 @@ type Kind = (typeof KINDS)[number];
 
 let service: ReturnType<typeof createServer>;
 let servicePort = 0;
-
-/** A tcpserver under test, and how many connections were made to it so far. */
-interface Target {
-  server: RunningServer;
-  connections: number;
-}
 
 before(async () => {
   service = createServer({ allowHalfOpen: true }, (socket) => {
@@ -78,11 +72,6 @@ after(() => {
   service.close();
   rmSync(pki.dir, { recursive: true, force: true });
 });
-
-interface Outcome {
-  got: string;
-  error?: string;
-}
 
 /** One client of `kind` asking the service for `mode`; resolves when its connection is
  * closed, and fails if that takes more than 15 s (a hang). */
@@ -146,50 +135,6 @@ function client(target: Target, kind: Kind, mode: Mode): Promise<Outcome> {
 async function servesWell(target: Target, kinds: readonly Kind[]): Promise<void> {
   for (const kind of kinds)
     assert.deepEqual(await client(target, kind, "echo"), { got: "echo\nhello\n" }, kind);
-}
-
-/** What a chaos run throws at a server. */
-interface Plan<C> {
-  /** One client of a batch. */
-  client: fc.Arbitrary<C>;
-  /** Runs it against the server: what it read by its close. */
-  run: (c: C) => Promise<Outcome>;
-  /** Checks what a client that must be served got (the others have nothing to check). */
-  check: (c: C, outcome: Outcome) => void;
-  /** Whole exchanges that must work, before the batches (making what lasts) and after. */
-  whole: () => Promise<void>;
-  maxLength: number;
-  numRuns: number;
-}
-
-/** Random batches of clients at once against `target` (and `behind`, the server it hands
- * clients over to, if any), then: every client that must be served was, tcpserver goes on
- * serving, logs no internal error, every connection ended, and no fd or child is left. */
-async function chaos<C>(target: Target, plan: Plan<C>, behind?: RunningServer) {
-  const servers = [target.server, ...(behind ? [behind] : [])];
-  try {
-    await plan.whole();
-    await settled(target);
-    const fdsBefore = servers.map((s) => ownFds(s.child.pid as number));
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(plan.client, { minLength: 1, maxLength: plan.maxLength }),
-        async (batch) => {
-          const outcomes = await Promise.all(batch.map((c) => plan.run(c)));
-          for (const [i, c] of batch.entries()) plan.check(c, outcomes[i] as Outcome);
-          for (const server of servers) stillServing(server);
-        },
-      ),
-      { numRuns: plan.numRuns },
-    );
-    await plan.whole();
-    await settled(target);
-    if (behind)
-      await waitFor(() => (/tcpserver: status: 0\/\d+\n$/.test(behind.log()) ? true : undefined));
-    for (const [i, server] of servers.entries()) leftNothing(server, fdsBefore[i] ?? []);
-  } finally {
-    for (const server of servers) await server.stop();
-  }
 }
 
 /** The plan for clients of `kinds` asking the service for any mode: those of `good` that
@@ -459,58 +404,3 @@ test("tcpserver --proxy in front of tcpforward: random mixes of whole, split, pa
     numRuns: 12,
   });
 });
-
-function stillServing(server: RunningServer): void {
-  assert.equal(server.child.exitCode, null, `tcpserver ended:\n${server.log().slice(-3000)}`);
-}
-
-/** After the chaos: no internal error was logged, and no fd (but the pooled pipes) or child is
- * left of the connections. */
-function leftNothing(server: RunningServer, fdsBefore: string[]): void {
-  const pid = server.child.pid as number;
-  assert.doesNotMatch(server.log(), /internal error|ERR_|node:/);
-  const left = ownFds(pid).filter((fd) => !fdsBefore.includes(fd));
-  // The addon's own epoll set is made the first time something waits in it (a PROXY header
-  // that came after its connection, say), once for the process: not a connection's.
-  const watchSet = left.findIndex((fd) => fd.endsWith(" anon_inode:[eventpoll]"));
-  if (watchSet >= 0) left.splice(watchSet, 1);
-  assert.deepEqual(left, [], `fds left in ${server.child.spawnargs.join(" ")}: ${sockets(left)}`);
-  assert.deepEqual(programsOf(pid), [], "no child left");
-}
-
-/** The process's fds but the splice relay's pool of empty pipes, which it keeps on purpose
- * (src/native/relay.c, at most 64 pairs) and which grows with the connections at once. */
-function ownFds(pid: number): string[] {
-  const fds = [...openFds(pid)];
-  const pipes = fds.filter(([, target]) => target.startsWith("pipe:"));
-  assert.ok(pipes.length <= 2 * 64, `${pipes.length} pipes`);
-  return fds
-    .filter(([, target]) => !target.startsWith("pipe:"))
-    .map(([fd, target]) => `${fd} ${target}`)
-    .sort();
-}
-
-/** What the kernel says of the sockets among `fds` ("N socket:[inode]"): their TCP or UNIX
- * table lines, for a message. */
-function sockets(fds: string[]): string {
-  const tables = ["tcp", "tcp6", "unix"].map((t) => readFileSync(`/proc/net/${t}`, "latin1"));
-  return fds
-    .map((fd) => {
-      const inode = /socket:\[(\d+)\]/.exec(fd)?.[1];
-      const lines = tables.flatMap((t) =>
-        t.split("\n").filter((l) => inode !== undefined && l.split(/\s+/).includes(inode)),
-      );
-      return `${fd}: ${lines.join(" | ") || "not in /proc/net"}`;
-    })
-    .join("; ");
-}
-
-/** Every connection so far has its `end` line and the server is back to 0 connections. */
-async function settled({ server, connections }: Target): Promise<void> {
-  await server.waitForLog(/^tcpserver: end /, connections, 20_000);
-  await waitFor(
-    () => (/tcpserver: status: 0\/\d+\n$/.test(server.log()) ? true : undefined),
-    10_000,
-    () => `never back to 0 connections:\n${server.log().slice(-2000)}`,
-  );
-}
