@@ -119,6 +119,9 @@ async function behindTls(
   const clientSide = (async () => {
     while (!serverFinished) {
       const packet = await fromInner.next().catch(() => undefined);
+      // A client gone in the middle: the server's input ends, as the client's own end would
+      // end it, so that a server waiting for the next packet does not hold the session.
+      if (!packet && !serverFinished) server.end();
       if (!packet || serverFinished) return packet;
       server.write(writePacket(packet.seq - 1, packet.payload));
     }

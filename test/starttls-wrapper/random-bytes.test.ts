@@ -6,6 +6,9 @@
 // back to 0 connections, and no fd or child is left (test/helpers/chaos.ts).
 import { rmSync } from "node:fs";
 import { connect } from "node:net";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { connect as tlsConnect } from "node:tls";
 import { after, test } from "node:test";
 import fc from "fast-check";
 import { makePki } from "../helpers/certs.ts";
@@ -72,6 +75,22 @@ const XMPP_STREAM = text(
     " xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
 );
 
+/** LDAP's StartTLS extended request. */
+const LDAP_STARTTLS = ldapMessage(
+  Buffer.concat([
+    Buffer.from([0x77, STARTTLS_OID.length + 2, 0x80, STARTTLS_OID.length]),
+    STARTTLS_OID,
+  ]),
+);
+/** MySQL's SSLRequest (the head of a HandshakeResponse41 with CLIENT_SSL). */
+const MYSQL_SSL_REQUEST = (() => {
+  const head = Buffer.alloc(32);
+  head.writeUInt32LE(MYSQL_CLIENT_FLAGS, 0);
+  head.writeUInt32LE(16 * 1024 * 1024, 4);
+  head[8] = 45;
+  return mysqlPacket(1, head);
+})();
+
 /** Pieces of every protocol's dialogue, for any protocol. */
 const PIECES: Buffer[] = [
   text("STARTTLS\r\n"),
@@ -96,21 +115,9 @@ const PIECES: Buffer[] = [
   pgMessage(hex("04d21630")), // GSSENCRequest
   pgMessage(hex("04d2162e0000000100000002")), // CancelRequest
   STARTUP,
-  ldapMessage(
-    Buffer.concat([
-      Buffer.from([0x77, STARTTLS_OID.length + 2, 0x80]),
-      Buffer.from([STARTTLS_OID.length]),
-      STARTTLS_OID,
-    ]),
-  ),
+  LDAP_STARTTLS,
   ANONYMOUS_BIND,
-  (() => {
-    const head = Buffer.alloc(32);
-    head.writeUInt32LE(MYSQL_CLIENT_FLAGS, 0);
-    head.writeUInt32LE(16 * 1024 * 1024, 4);
-    head[8] = 45;
-    return mysqlPacket(1, head); // SSLRequest
-  })(),
+  MYSQL_SSL_REQUEST,
 ];
 
 /** What the server behind says first, per protocol (nothing: the client speaks first). */
@@ -136,8 +143,11 @@ const GREETING: Record<string, Buffer> = {
 
 const HOW = ["end", "reset", "drop"] as const;
 
-/** One client: its bytes, where they are cut, the pause after each write, how it goes. */
+/** One client: how far it goes in the protocol's own upgrade first (not at all; the upgrade
+ * command and its go-ahead; or on into a TLS session), then its random bytes (in plaintext, or
+ * inside TLS), where they are cut, the pause after each write, and how it goes. */
 const client = fc.record({
+  upgrade: fc.constantFrom("none", "go-ahead", "tls"),
   pieces: fc.array(fc.oneof(fc.constantFrom(...PIECES), fc.uint8Array({ maxLength: 24 })), {
     maxLength: 5,
   }),
@@ -147,7 +157,7 @@ const client = fc.record({
 });
 type Client = typeof client extends fc.Arbitrary<infer C> ? C : never;
 
-/** The client's bytes in the pieces it writes them in. */
+/** The client's random bytes in the pieces it writes them in. */
 function writes(c: Client): Buffer[] {
   const all = Buffer.concat(c.pieces.map((p) => Buffer.from(p)));
   const at = [...new Set(c.cuts.map((n) => (all.length ? n % all.length : 0)))].sort(
@@ -158,46 +168,144 @@ function writes(c: Client): Buffer[] {
     .filter((b) => b.length > 0);
 }
 
-/** Runs one client against `target`; resolves when its socket is closed, fails after 15 s (a
- * session that outlives its client's end). */
-function run(target: Target, c: Client): Promise<Outcome> {
+/** Each protocol's way to TLS: what the client waits for first (the greeting), then each thing
+ * it sends and the answer it waits for (none: MySQL's client starts TLS at once). */
+const UPGRADE: Record<string, { first?: RegExp; steps: [Buffer, RegExp | undefined][] }> = {
+  smtp: {
+    first: /\n$/,
+    steps: [
+      [text("EHLO client.example\r\n"), /250 [^\n]*\n$/],
+      [text("STARTTLS\r\n"), /220 [^\n]*\n$/],
+    ],
+  },
+  lmtp: {
+    first: /\n$/,
+    steps: [
+      [text("LHLO client.example\r\n"), /250 [^\n]*\n$/],
+      [text("STARTTLS\r\n"), /220 [^\n]*\n$/],
+    ],
+  },
+  imap: { first: /\n$/, steps: [[text("a1 STARTTLS\r\n"), /a1 OK [^\n]*\n$/]] },
+  pop3: { first: /\n$/, steps: [[text("STLS\r\n"), /\+OK[^\n]*\n$/]] },
+  nntp: { first: /\n$/, steps: [[text("STARTTLS\r\n"), /382 [^\n]*\n$/]] },
+  sieve: { first: /OK[^\n]*\n$/, steps: [[text("STARTTLS\r\n"), /OK [^\n]*\n$/]] },
+  postgres: { steps: [[pgMessage(hex("04d2162f")), /S$/]] },
+  ldap: { steps: [[LDAP_STARTTLS, /^0[^]*\x78/]] },
+  mysql: { first: /mysql_native_password\0$/, steps: [[MYSQL_SSL_REQUEST, undefined]] },
+  xmpp: {
+    steps: [
+      [XMPP_STREAM, /<\/stream:features>/],
+      [text("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"), /<proceed [^>]*\/>$/],
+    ],
+  },
+};
+
+/** Runs one client of `protocol` against `target`; resolves when its socket is closed, fails
+ * after 15 s (a session that outlives its client's end). */
+async function run(target: Target, protocol: string, c: Client): Promise<Outcome> {
   target.connections++;
   const chunks = writes(c);
-  const said = () => `${c.how} after ${JSON.stringify(chunks.map((b) => b.toString("latin1")))}`;
-  return new Promise((resolve, reject) => {
-    const tcp = connect(target.server.port, "127.0.0.1");
-    let got = 0;
-    const timer = setTimeout(() => {
-      tcp.destroy();
-      reject(new Error(`a session not over 15 s after its client's ${said()}`));
-    }, 15_000);
-    tcp.on("data", (d: Buffer) => (got += d.length));
-    tcp.on("error", () => {});
-    tcp.once("close", () => {
+  const upgrade = c.upgrade === "none" ? "" : `the upgrade (${c.upgrade}) and `;
+  const said = `${c.how} after ${upgrade}${JSON.stringify(chunks.map((b) => b.toString("latin1")))}`;
+  const tcp = connect(target.server.port, "127.0.0.1");
+  tcp.on("error", () => {});
+  const seen = { text: "" };
+  tcp.on("data", (d: Buffer) => (seen.text += d.toString("latin1")));
+  const closed = new Promise<void>((resolve) => tcp.once("close", () => resolve()));
+  const dialogue = async () => {
+    await new Promise<void>((resolve) => tcp.once("connect", () => resolve()));
+    const port = tcp.localPort ?? 0;
+    target.said?.set(port, [...(target.said.get(port) ?? []), said]);
+    let out: Duplex = tcp;
+    if (c.upgrade !== "none") {
+      const { first, steps } = UPGRADE[protocol] ?? { steps: [] };
+      if (first) await answer(tcp, seen, first);
+      for (const [bytes, expect] of steps) {
+        seen.text = "";
+        tcp.write(bytes);
+        if (expect) await answer(tcp, seen, expect);
+      }
+      if (c.upgrade === "tls" && !tcp.destroyed) out = await tlsSession(tcp);
+    }
+    for (const chunk of chunks) {
+      if (out.destroyed) break;
+      out.write(chunk);
+      await new Promise((resolve) => setTimeout(resolve, c.pause));
+    }
+    if (c.how === "end") out.end();
+    else if (c.how === "reset" && !tcp.destroyed) tcp.resetAndDestroy();
+    else tcp.destroy();
+    await closed;
+  };
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      dialogue(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          tcp.destroy();
+          reject(new Error(`a session not over 15 s after its client's ${said}`));
+        }, 15_000);
+      }),
+    ]);
+    return { got: seen.text };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Waits till what `stream` said since the last step matches `expect`, it closes, or 1 s. */
+function answer(stream: Duplex, seen: { text: string }, expect: RegExp): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
       clearTimeout(timer);
-      resolve({ got: String(got) });
-    });
-    const next = (i: number) => {
-      if (tcp.destroyed) return;
-      const chunk = chunks[i];
-      if (chunk) return void tcp.write(chunk, () => setTimeout(() => next(i + 1), c.pause));
-      if (c.how === "end") tcp.end();
-      else if (c.how === "reset") tcp.resetAndDestroy();
-      else tcp.destroy();
+      stream.off("data", check);
+      stream.off("close", done);
+      resolve();
     };
-    tcp.once("connect", () => {
-      const port = tcp.localPort ?? 0;
-      target.said?.set(port, [...(target.said.get(port) ?? []), said()]);
-      next(0);
-    });
+    const check = () => {
+      if (expect.test(seen.text)) done();
+    };
+    const timer = setTimeout(done, 1000);
+    stream.on("data", check);
+    stream.once("close", done);
+    setImmediate(check);
   });
 }
 
-/** The server behind: its greeting (in printf's octal escapes), then it echoes what it reads;
- * its complaints of resets are not this test's (and would cut tcpserver's log lines). */
-function serverBehind(greeting: Buffer): string[] {
-  const escaped = [...greeting].map((b) => `\\${b.toString(8).padStart(3, "0")}`).join("");
-  return ["sh", "-c", `printf '${escaped}'; exec cat 2>/dev/null`];
+/** A TLS session on `tcp` (any certificate: the wrapper's is not what is tested), once its
+ * handshake is over or failed. */
+function tlsSession(tcp: Socket): Promise<Duplex> {
+  return new Promise((resolve) => {
+    const tls = tlsConnect({ socket: tcp, servername: "localhost", rejectUnauthorized: false });
+    tls.on("error", () => {});
+    tls.resume();
+    tls.once("secureConnect", () => resolve(tls));
+    tls.once("close", () => resolve(tls));
+  });
+}
+
+/** How a line protocol's server behind answers every line it reads (a success, so that the
+ * dialogue goes on to STARTTLS's turn and the handshake). */
+const ANSWER: Record<string, string> = {
+  smtp: "printf '250 ok\\r\\n'",
+  lmtp: "printf '250 ok\\r\\n'",
+  imap: "printf '%s OK done\\r\\n' \"${line%% *}\"",
+  pop3: "printf '+OK\\r\\n'",
+  nntp: "printf '200 ok\\r\\n'",
+  sieve: "printf 'OK\\r\\n'",
+};
+
+/** The server behind: its greeting (in printf's octal escapes), then it echoes what it reads
+ * or, `answering`, answers each line; its complaints of resets are not this test's (and
+ * would cut tcpserver's log lines). */
+function serverBehind(protocol: string, answering = false): string[] {
+  const greeting = [...(GREETING[protocol] ?? [])];
+  const escaped = greeting.map((b) => `\\${b.toString(8).padStart(3, "0")}`).join("");
+  const answer = ANSWER[protocol];
+  const then =
+    answering && answer ? `while IFS= read -r line; do ${answer}; done` : "exec cat 2>/dev/null";
+  return ["sh", "-c", `printf '${escaped}'; ${then}`];
 }
 
 /** A pattern for `bytes` and nothing else. */
@@ -256,47 +364,69 @@ const serverEnv = () => ({
 
 /** The wrapper for `protocol` in front of its server; with `tlsService`, handing clients over
  * to it at STARTTLS (a `tcpserver --proxy ... tlsd`) instead of doing TLS itself. */
-async function wrapper(protocol: string, tlsService?: RunningServer): Promise<Target> {
+async function wrapper(
+  protocol: string,
+  answering: boolean,
+  tlsService?: RunningServer,
+): Promise<Target> {
   const to = tlsService ? ["127.0.0.1", String(tlsService.port)] : [];
   const server = await startServer(
     ours("tcpserver"),
     [
       ...["-v", "-RHl0", "-c", "200", "127.0.0.1", "0"],
       ...["starttls-wrapper", "-p", protocol, "-t", "600", ...to],
-      ...serverBehind(GREETING[protocol] ?? Buffer.alloc(0)),
+      ...serverBehind(protocol, answering),
     ],
     { env: serverEnv() },
   );
   return { server, connections: 0, said: new Map() };
 }
 
+/** Clients of the binary protocols and XMPP stop short of the upgrade: with it, a client
+ * that leaves right after `<proceed/>` (XMPP), or inside TLS under load (MySQL), can still
+ * hold its session till a limit (open; see the closing note of 2026-12-04). */
+const clientOf = (protocol: string) =>
+  ANSWER[protocol] ? client : client.map((c) => ({ ...c, upgrade: "none" as const }));
+
 const plan = (target: Target, protocol: string): Plan<Client> => ({
-  client,
-  run: (c) => run(target, c),
+  client: clientOf(protocol),
+  run: (c) => run(target, protocol, c),
   check: () => {},
-  whole: () => served(target, protocol),
+  // Then a whole upgrade into TLS, so that the program behind TLS has been run once before
+  // the batches (its spawner's fds are made then).
+  whole: async () => {
+    await served(target, protocol);
+    if (ANSWER[protocol])
+      await run(target, protocol, { upgrade: "tls", pieces: [], cuts: [], pause: 0, how: "end" });
+  },
   maxLength: 10,
-  numRuns: 20,
+  numRuns: 12,
 });
 
 for (const protocol of Object.keys(GREETING)) {
-  test(`starttls-wrapper -p ${protocol}: random bytes from many clients at once, ended, reset or dropped anywhere; every session ends with its client, nothing is left`, async () => {
-    const target = await wrapper(protocol);
+  test(`starttls-wrapper -p ${protocol} in front of a server that echoes: random bytes from many clients at once, ended, reset or dropped anywhere; every session ends with its client, nothing is left`, async () => {
+    const target = await wrapper(protocol, false);
     await chaos(target, plan(target, protocol));
   });
 
-  // The binary protocols and XMPP have local mode only.
-  if (["postgres", "ldap", "mysql", "xmpp"].includes(protocol)) continue;
+  // The binary protocols and XMPP: the wrapper answers the upgrade itself, in local mode only.
+  if (!ANSWER[protocol]) continue;
+
+  test(`starttls-wrapper -p ${protocol} in front of a server that answers every command: the same`, async () => {
+    const target = await wrapper(protocol, true);
+    await chaos(target, plan(target, protocol));
+  });
+
   test(`starttls-wrapper -p ${protocol} handing clients over to tcpserver --proxy tlsd: the same; every session ends on both sides, nothing is left on either`, async () => {
     const tlsService = await startServer(
       ours("tcpserver"),
       [
         ...["-v", "--proxy", "-RHl0", "-c", "200", "127.0.0.1", "0", "tlsd"],
-        ...serverBehind(GREETING[protocol] ?? Buffer.alloc(0)),
+        ...serverBehind(protocol, true),
       ],
       { env: serverEnv() },
     );
-    const target = await wrapper(protocol, tlsService);
+    const target = await wrapper(protocol, true, tlsService);
     await chaos(target, plan(target, protocol), tlsService);
   });
 }
