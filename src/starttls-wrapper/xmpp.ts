@@ -27,6 +27,9 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
   client.on("error", () => {});
   const { server, done: serverDone, letGo } = startServer(ctx, options);
 
+  // The client's end or close, also when it comes right after the decision (the same read):
+  // tlsd would then wait for bytes that never come, till its handshake limit.
+  let clientGone = false;
   const decision = await new Promise<Decision>((decide) => {
     let serverText = "";
     let clientText = "";
@@ -95,9 +98,15 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     };
     server.on("data", fromServer);
     client.on("data", fromClient);
-    client.once("end", () => done("refused"));
+    client.once("end", () => {
+      clientGone = true;
+      done("refused");
+    });
     // A reset tells no end, only the close: the session must not wait out the pre-TLS limit.
-    client.once("close", () => done("refused"));
+    client.once("close", () => {
+      clientGone = true;
+      done("refused");
+    });
     // A server that ends before the decision: what it said goes out, and the session ends.
     const serverGone = () => {
       if (decided) return;
@@ -116,6 +125,11 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     server.destroy();
     letGo.abort("let go");
     await serverDone.catch(() => undefined);
+    if (clientGone || client.destroyed) {
+      info("client left after <starttls/>");
+      client.destroy();
+      return REFUSED;
+    }
     return tlsBehind(ctx, options, { stream: client });
   }
   if (decision === "refused") {

@@ -4,7 +4,9 @@
 // reset, and the MySQL one after an end that came before the server's greeting.
 import assert from "node:assert/strict";
 import { connect } from "node:net";
+import { rmSync } from "node:fs";
 import { test } from "node:test";
+import { makePki } from "../helpers/certs.ts";
 import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 
@@ -91,3 +93,61 @@ for (const [protocol, commands] of Object.entries(BEFORE_UPGRADE)) {
     }
   });
 }
+
+test("xmpp: a client whose end comes with its <starttls/> (one read): the session ends then, not at tlsd's handshake limit", async () => {
+  const pki = makePki();
+  const pair = pki.server("localhost", ["localhost"]);
+  const features =
+    "<?xml version='1.0'?><stream:stream from='example.org' id='x' xmlns='jabber:client'" +
+    " xmlns:stream='http://etherx.jabber.org/streams' version='1.0'><stream:features>" +
+    "</stream:features>";
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      ...[
+        "-v",
+        "-RHl0",
+        "127.0.0.1",
+        "0",
+        "starttls-wrapper",
+        "-p",
+        "xmpp",
+        "-t",
+        "600",
+        "-K",
+        "600000",
+      ],
+      ...["sh", "-c", `printf "%s" "${features}"; exec cat >/dev/null`],
+    ],
+    {
+      env: {
+        ...process.env,
+        PATH: PATH_WITH_BIN,
+        CERTFILE: pair.cert,
+        KEYFILE: pair.key,
+      },
+    },
+  );
+  try {
+    await new Promise<void>((resolve) => {
+      const tcp = connect(server.port, "127.0.0.1");
+      tcp.on("error", () => {});
+      let seen = "";
+      tcp.on("data", (d: Buffer) => {
+        seen += d.toString("latin1");
+        if (!seen.endsWith("</stream:features>")) return;
+        tcp.end("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+        resolve();
+      });
+      tcp.write(
+        "<?xml version='1.0'?><stream:stream to='example.org' xmlns='jabber:client'" +
+          " xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
+      );
+    });
+    await server.waitForLog(/^tcpserver: end \d+ status \d+$/, 1, 10_000);
+    assert.doesNotMatch(server.log(), /internal error/);
+  } finally {
+    await server.stop();
+    rmSync(pki.dir, { recursive: true, force: true });
+  }
+});

@@ -382,11 +382,13 @@ async function wrapper(
   return { server, connections: 0, said: new Map() };
 }
 
-/** Clients of the binary protocols and XMPP stop short of the upgrade: with it, a client
- * that leaves right after `<proceed/>` (XMPP), or inside TLS under load (MySQL), can still
- * hold its session till a limit (open; see the closing note of 2026-12-04). */
+/** Clients of the binary protocols stop short of the upgrade: with it, a MySQL client that
+ * leaves inside TLS was seen to hold its session under load (open; see the closing note of
+ * 2026-12-04). */
 const clientOf = (protocol: string) =>
-  ANSWER[protocol] ? client : client.map((c) => ({ ...c, upgrade: "none" as const }));
+  ANSWER[protocol] || protocol === "xmpp"
+    ? client
+    : client.map((c) => ({ ...c, upgrade: "none" as const }));
 
 const plan = (target: Target, protocol: string): Plan<Client> => ({
   client: clientOf(protocol),
