@@ -369,7 +369,9 @@ for (const kind of [
     name: "tlsd in-process and its program",
     chain: ["tlsd", "/bin/sh", "-c", "exec cat"],
     open: tlsClient,
-    status: 15,
+    // tlsd's end closes the program's input as its SIGTERM goes out: cat may see the EOF
+    // first and exit 0 (seen once on a loaded machine).
+    status: "(?:15|0)",
   },
   // Its input ends (as if the client had closed), so it ends as it would then.
   { name: "an in-process program", chain: ["ucspi-demo"], open: plainClient, status: 0 },
