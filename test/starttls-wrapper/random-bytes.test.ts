@@ -11,6 +11,7 @@ import type { Duplex } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
 import { after, test } from "node:test";
 import fc from "fast-check";
+import { writePacket } from "../../src/dialogue/mysql.ts";
 import { makePki } from "../helpers/certs.ts";
 import { chaos } from "../helpers/chaos.ts";
 import type { Outcome, Plan, Target } from "../helpers/chaos.ts";
@@ -39,10 +40,6 @@ function ldapMessage(op: Buffer): Buffer {
 }
 const STARTTLS_OID = text("1.3.6.1.4.1.1466.20037");
 
-/** A MySQL packet: 3-byte length, sequence number, payload. */
-function mysqlPacket(seq: number, payload: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([payload.length, 0, 0, seq]), payload]);
-}
 // CLIENT_PROTOCOL_41 | CLIENT_SSL | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH
 const MYSQL_CLIENT_FLAGS = 0x0200 | 0x0800 | 0x8000 | 0x80000;
 
@@ -65,7 +62,7 @@ function mysqlGreeting(): Buffer {
     text("ijklmnopqrst\0"),
     text("mysql_native_password\0"),
   ]);
-  return mysqlPacket(0, payload);
+  return writePacket(0, payload);
 }
 
 const STARTUP = pgMessage(Buffer.concat([hex("00030000"), text("user\0postgres\0\0")]));
@@ -88,7 +85,7 @@ const MYSQL_SSL_REQUEST = (() => {
   head.writeUInt32LE(MYSQL_CLIENT_FLAGS, 0);
   head.writeUInt32LE(16 * 1024 * 1024, 4);
   head[8] = 45;
-  return mysqlPacket(1, head);
+  return writePacket(1, head);
 })();
 
 /** Pieces of every protocol's dialogue, for any protocol. */
