@@ -19,3 +19,8 @@ export function hidePorts(text: string, ports: readonly number[]): string {
 export function hidePortVars(text: string): string {
   return text.replace(/^(\w*PORT)=\d+$/gm, "$1=PORT");
 }
+
+/** `text` as a pattern that matches it and nothing else (for the RegExp constructor). */
+export function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+}

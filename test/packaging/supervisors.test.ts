@@ -37,6 +37,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { makePki } from "../helpers/certs.ts";
 import type { Pair, TestPki } from "../helpers/certs.ts";
 import { descendantsOf, freePort, isListening, spawnersOf } from "../helpers/interop.ts";
+import { escapeRegExp } from "../helpers/normalize.ts";
 import type { ProcInfo } from "../helpers/interop.ts";
 import { BIN, ROOT, run } from "../helpers/programs.ts";
 import { parseUnit, specifiers, splitWords } from "../helpers/units.ts";
@@ -92,8 +93,7 @@ function requireTools(pkg: string, tools: readonly string[]): void {
 
 /** `text` with `from` replaced by `to`; `from` must be there exactly once. */
 function replace(text: string, from: string | RegExp, to: string): string {
-  const source =
-    typeof from === "string" ? from.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&") : from.source;
+  const source = typeof from === "string" ? escapeRegExp(from) : from.source;
   const pattern = new RegExp(source, typeof from === "string" ? "g" : `${from.flags}g`);
   assert.equal(text.match(pattern)?.length ?? 0, 1, `once ${String(from)} in:\n${text}`);
   return text.replace(pattern, () => to);

@@ -14,6 +14,7 @@ import { after, before, describe, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { imapServer, lmtpServer, pop3Server, smtpServer } from "../helpers/mail-servers.ts";
 import type { MailServer } from "../helpers/mail-servers.ts";
+import { escapeRegExp } from "../helpers/normalize.ts";
 import { PATH_WITH_BIN as PATH, ours, run } from "../helpers/programs.ts";
 import type { RunResult } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
@@ -210,7 +211,6 @@ function session(port: number, bytes: string): Promise<string> {
   });
 }
 const subject = (what: string) => `${what} ${++serial} ${process.pid}`;
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 /** openssl s_client -starttls `proto` to `port`: verifies the chain, sends `input` after the
  * handshake and stays until the server closes (-ign_eof). */
@@ -329,7 +329,7 @@ for (const mode of ["remote", "local"] as const) {
         assert.doesNotMatch(r.stdout, /^<~ {2}220 /m);
         assert.match(r.stdout, /^<~ {2}250 OK id=/m);
         assertRealClient(
-          await delivered(w.mail, new RegExp(`^Subject: ${escape(subj)}$`, "m")),
+          await delivered(w.mail, new RegExp(`^Subject: ${escapeRegExp(subj)}$`, "m")),
           "swaks.test",
         );
       }));
@@ -347,7 +347,7 @@ for (const mode of ["remote", "local"] as const) {
         assert.match(r.stdout, /^<- {2}220 2\.0\.0 Ready to start TLS/m);
         assert.match(r.stdout, /^<~ {2}250 OK id=/m);
         assertRealClient(
-          await delivered(w.mail, new RegExp(`^Subject: ${escape(subj)}$`, "m")),
+          await delivered(w.mail, new RegExp(`^Subject: ${escapeRegExp(subj)}$`, "m")),
           "optional.test",
         );
       }));
@@ -378,7 +378,7 @@ for (const mode of ["remote", "local"] as const) {
         assert.deepEqual(out["refused"], {});
         assert.equal(out["quit"], 221);
         assertRealClient(
-          await delivered(w.mail, new RegExp(`^Subject: ${escape(subj)}$`, "m")),
+          await delivered(w.mail, new RegExp(`^Subject: ${escapeRegExp(subj)}$`, "m")),
           "client.test",
         );
         if (mode === "remote") {
@@ -430,7 +430,7 @@ for (const mode of ["remote", "local"] as const) {
         assert.equal(r.code, 0, r.stdout + r.stderr);
         assert.match(r.stderr, /^< 250-STARTTLS/m);
         assertRealClient(
-          await delivered(w.mail, new RegExp(`^Subject: ${escape(subj)}$`, "m")),
+          await delivered(w.mail, new RegExp(`^Subject: ${escapeRegExp(subj)}$`, "m")),
           "curl.test",
         );
       }));
@@ -464,7 +464,7 @@ for (const mode of ["remote", "local"] as const) {
         assert.equal(r.code, 0, r.stdout + r.stderr);
         assert.match(r.stdout, /^<-- 250-STARTTLS/m);
         assertRealClient(
-          await delivered(w.mail, new RegExp(`^Subject: ${escape(subj)}$`, "m")),
+          await delivered(w.mail, new RegExp(`^Subject: ${escapeRegExp(subj)}$`, "m")),
           "msmtp.test",
         );
       }));
@@ -481,7 +481,7 @@ for (const mode of ["remote", "local"] as const) {
         assert.match(r.stdout, /^<- {2}250-STARTTLS/m);
         assert.match(r.stdout, /^<- {2}250 OK id=/m);
         assertRealClient(
-          await delivered(w.mail, new RegExp(`^Subject: ${escape(subj)}$`, "m")),
+          await delivered(w.mail, new RegExp(`^Subject: ${escapeRegExp(subj)}$`, "m")),
           "plain.test",
         );
       }));
@@ -508,11 +508,13 @@ for (const mode of ["remote", "local"] as const) {
         ]);
         assert.equal(ok.code, 0, ok.stdout + ok.stderr);
         assertRealClient(
-          await delivered(w.mail, new RegExp(`^Subject: ${escape(subj)} tls$`, "m")),
+          await delivered(w.mail, new RegExp(`^Subject: ${escapeRegExp(subj)} tls$`, "m")),
           "required.test",
         );
         assert.ok(
-          !w.mail.messages().some((m) => new RegExp(`^Subject: ${escape(subj)}$`, "m").test(m)),
+          !w.mail
+            .messages()
+            .some((m) => new RegExp(`^Subject: ${escapeRegExp(subj)}$`, "m").test(m)),
           "the refused mail was delivered",
         );
       }));
@@ -533,7 +535,10 @@ for (const mode of ["remote", "local"] as const) {
         assert.ok(afterTls.includes("enhancedstatuscodes"), afterTls.join(" "));
         assert.deepEqual(out["refused"], {});
         assert.equal(out["quit"], 221);
-        const message = await delivered(w.mail, new RegExp(`^Subject: ${escape(subj)}$`, "m"));
+        const message = await delivered(
+          w.mail,
+          new RegExp(`^Subject: ${escapeRegExp(subj)}$`, "m"),
+        );
         assert.match(message, /^Received: from client\.test/m);
         assert.doesNotMatch(message, /127\.0\.0\.1/);
       }));

@@ -12,6 +12,7 @@ import { connect as tlsConnect } from "node:tls";
 import { after, test } from "node:test";
 import fc from "fast-check";
 import { writePacket } from "../../src/dialogue/mysql.ts";
+import { escapeRegExp } from "../helpers/normalize.ts";
 import { makePki } from "../helpers/certs.ts";
 import { chaos } from "../helpers/chaos.ts";
 import type { Outcome, Plan, Target } from "../helpers/chaos.ts";
@@ -307,7 +308,7 @@ function serverBehind(protocol: string, answering = false): string[] {
 
 /** A pattern for `bytes` and nothing else. */
 function exactly(bytes: Buffer): RegExp {
-  return new RegExp(`^${bytes.toString("latin1").replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
+  return new RegExp(`^${escapeRegExp(bytes.toString("latin1"))}$`);
 }
 
 /** A whole exchange per protocol: what a client sends first, if anything, and what it must
