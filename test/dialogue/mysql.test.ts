@@ -14,6 +14,7 @@ import {
   withoutTlsFlag,
   writePacket,
 } from "../../src/dialogue/mysql.ts";
+import { greetingPayload } from "../helpers/mysql-packets.ts";
 
 test("framing: any bytes give a packet, a need beyond them, or a refusal, never a throw; packets round-trip", () => {
   fc.assert(
@@ -39,21 +40,8 @@ test("framing: any bytes give a packet, a need beyond them, or a refusal, never 
   );
 });
 
-/** A HandshakeV10 as MariaDB 10.11 sends it (its start: the flags are what matters here). */
-function greeting(flags: number): Buffer {
-  const p = Buffer.concat([
-    Buffer.from([10]),
-    Buffer.from("5.5.5-10.11.19-MariaDB\0", "latin1"),
-    Buffer.from([1, 0, 0, 0]), // thread id
-    Buffer.from("abcdefgh", "latin1"), // auth-plugin-data part 1
-    Buffer.from([0]),
-    Buffer.from([flags & 0xff, flags >> 8]),
-    Buffer.from([8, 2, 0, 0xff, 0x81, 21]), // charset, status, upper flags, data length
-    Buffer.alloc(10),
-    Buffer.from("ijklmnopqrst\0mysql_native_password\0", "latin1"),
-  ]);
-  return p;
-}
+/** A HandshakeV10 as MariaDB 10.11 sends it, with `lower` as its lower flags. */
+const greeting = (lower: number) => greetingPayload(0x81ff0000 | lower, "5.5.5-10.11.19-MariaDB");
 
 test("the greeting gets CLIENT_SSL, nothing else changes; what is no greeting is left alone", () => {
   const g = greeting(0xf7fe & ~CLIENT_SSL);

@@ -4,9 +4,12 @@
 // reset, and the MySQL one after an end that came before the server's greeting.
 import assert from "node:assert/strict";
 import { connect } from "node:net";
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { test } from "node:test";
+import { connect as tlsConnect } from "node:tls";
+import { writePacket } from "../../src/dialogue/mysql.ts";
 import { makePki } from "../helpers/certs.ts";
+import { greetingPayload, sslRequestPayload } from "../helpers/mysql-packets.ts";
 import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 
@@ -145,6 +148,62 @@ test("xmpp: a client whose end comes with its <starttls/> (one read): the sessio
       );
     });
     await server.waitForLog(/^tcpserver: end \d+ status \d+$/, 1, 10_000);
+    assert.doesNotMatch(server.log(), /internal error/);
+  } finally {
+    await server.stop();
+    rmSync(pki.dir, { recursive: true, force: true });
+  }
+});
+
+test("mysql: a client that leaves inside TLS before its authentication, by an end or a reset: the server's input ends, the session ends (it used to be held while the server waited for the next packet)", async () => {
+  const pki = makePki();
+  const pair = pki.server("localhost", ["localhost"]);
+  // A server that greets (4.1 protocol, no TLS), then reads and never answers.
+  const greeting = [...writePacket(0, greetingPayload(0x0200 | 0x8000 | 0x80000))];
+  const escaped = greeting.map((b) => `\\${b.toString(8).padStart(3, "0")}`).join("");
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", "mysql", "-t", "600"],
+      ...["sh", "-c", `printf '${escaped}'; exec cat >/dev/null`],
+    ],
+    { env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: pair.cert, KEYFILE: pair.key } },
+  );
+  // CLIENT_PROTOCOL_41 | CLIENT_SSL | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH
+  const flags = 0x0200 | 0x0800 | 0x8000 | 0x80000;
+  const sslRequest = writePacket(1, sslRequestPayload(flags));
+  // Its HandshakeResponse41: user app, an empty auth response, the plugin it used.
+  const response = writePacket(
+    2,
+    Buffer.concat([
+      sslRequestPayload(flags),
+      Buffer.from("app\0\0mysql_native_password\0", "latin1"),
+    ]),
+  );
+  try {
+    for (const [i, how] of (["end", "reset"] as const).entries()) {
+      await new Promise<void>((resolve, reject) => {
+        const tcp = connect(server.port, "127.0.0.1");
+        tcp.on("error", () => {});
+        tcp.once("close", () => resolve());
+        tcp.once("data", () => {
+          tcp.write(sslRequest);
+          const tls = tlsConnect({
+            socket: tcp,
+            servername: "localhost",
+            ca: readFileSync(pki.ca.cert),
+          });
+          tls.on("error", reject);
+          // Its response, then it goes while the server is on it.
+          tls.once("secureConnect", () =>
+            tls.write(response, () =>
+              setTimeout(() => (how === "end" ? tls.end() : tcp.resetAndDestroy()), 100),
+            ),
+          );
+        });
+      });
+      await server.waitForLog(/^tcpserver: end \d+ status \d+$/, i + 1, 10_000);
+    }
     assert.doesNotMatch(server.log(), /internal error/);
   } finally {
     await server.stop();
