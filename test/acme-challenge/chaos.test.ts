@@ -1,0 +1,165 @@
+// acme-challenge on port 80 meets whatever the Internet sends: random mixes of challenge
+// requests (known and unknown tokens), other requests, over-long lines and random bytes, cut
+// anywhere, written with pauses, then ended, reset or dropped, many clients at once. Whatever
+// a client does, its session ends when it goes: tcpserver goes on serving, logs no internal
+// error, is back to 0 connections, and no fd or child is left (test/helpers/chaos.ts). A whole
+// request for a known token is always answered with its key authorization.
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import fc from "fast-check";
+import { chaos } from "../helpers/chaos.ts";
+import type { Outcome, Plan, Target } from "../helpers/chaos.ts";
+import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+
+const certDir = mkdtempSync(join(tmpdir(), "ucspi-acme-chaos-"));
+after(() => rmSync(certDir, { recursive: true, force: true }));
+
+const TOKEN = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA";
+const KEY_AUTHORIZATION = `${TOKEN}.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI`;
+mkdirSync(join(certDir, ".acme-http-01"), { recursive: true });
+writeFileSync(join(certDir, ".acme-http-01", TOKEN), KEY_AUTHORIZATION);
+
+const CHALLENGE = `GET /.well-known/acme-challenge/${TOKEN} HTTP/1.1\r\nHost: a.example\r\n\r\n`;
+
+/** Pieces of what port 80 gets. */
+const PIECES: string[] = [
+  CHALLENGE,
+  "GET /.well-known/acme-challenge/unknown HTTP/1.1\r\n\r\n",
+  "GET /.well-known/acme-challenge/../../etc/passwd HTTP/1.1\r\n\r\n",
+  "GET / HTTP/1.0\r\n\r\n",
+  "POST /form HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+  "Host: a.example\r\n",
+  "\r\n",
+  "\n",
+  "x".repeat(9000), // longer than the request line may be
+  "\x16\x03\x01\x00\xc8\x01\x00\x00\xc4\x03\x03", // the head of a ClientHello
+];
+
+const HOW = ["end", "reset", "drop"] as const;
+
+/** One client: what it sends, where that is cut, the pause after each write, how it goes. */
+const client = fc.record({
+  pieces: fc.array(
+    fc.oneof(
+      fc.constantFrom(...PIECES),
+      fc.uint8Array({ maxLength: 24 }).map((b) => Buffer.from(b).toString("latin1")),
+    ),
+    { maxLength: 4 },
+  ),
+  cuts: fc.array(fc.nat(), { maxLength: 3 }),
+  pause: fc.integer({ min: 0, max: 20 }),
+  how: fc.constantFrom(...HOW),
+});
+type Client = typeof client extends fc.Arbitrary<infer C> ? C : never;
+
+/** The client's bytes in the pieces it writes them in. */
+function writes(c: Client): Buffer[] {
+  const all = Buffer.from(c.pieces.join(""), "latin1");
+  const at = [...new Set(c.cuts.map((n) => (all.length ? n % all.length : 0)))].sort(
+    (a, b) => a - b,
+  );
+  return [0, ...at]
+    .map((from, i) => all.subarray(from, at[i] ?? all.length))
+    .filter((b) => b.length > 0);
+}
+
+/** Runs one client; resolves with what it read when its socket is closed, fails after 15 s
+ * (a session that outlives its client). */
+async function run(target: Target, c: Client): Promise<Outcome> {
+  target.connections++;
+  const chunks = writes(c);
+  const said = `${c.how} after ${JSON.stringify(chunks.map((b) => b.toString("latin1").slice(0, 80)))}`;
+  const tcp = connect(target.server.port, "127.0.0.1");
+  tcp.on("error", () => {});
+  let got = "";
+  tcp.on("data", (d: Buffer) => (got += d.toString("latin1")));
+  const closed = new Promise<void>((resolve) => tcp.once("close", () => resolve()));
+  const dialogue = async () => {
+    await new Promise<void>((resolve) => tcp.once("connect", () => resolve()));
+    const port = tcp.localPort ?? 0;
+    target.said?.set(port, [...(target.said.get(port) ?? []), said]);
+    for (const chunk of chunks) {
+      if (tcp.destroyed) break;
+      tcp.write(chunk);
+      await new Promise((resolve) => setTimeout(resolve, c.pause));
+    }
+    if (c.how === "end") tcp.end();
+    else if (c.how === "reset" && !tcp.destroyed) tcp.resetAndDestroy();
+    else tcp.destroy();
+    await closed;
+  };
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      dialogue(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          tcp.destroy();
+          reject(new Error(`a session not over 15 s after its client's ${said}`));
+        }, 15_000);
+      }),
+    ]);
+    return { got };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A client that sends the challenge request and nothing else (in any pieces) and ends gets
+ * the answer. (Bytes after it may come after the close and have the answer reset away.) */
+const answered = (c: Client) =>
+  c.how === "end" && c.pieces.length === 1 && c.pieces[0] === CHALLENGE;
+
+function check(c: Client, outcome: Outcome): void {
+  if (!answered(c)) return;
+  assert.match(outcome.got, /^HTTP\/1\.1 200 OK\r\n/);
+  assert.ok(outcome.got.endsWith(`\r\n\r\n${KEY_AUTHORIZATION}`), outcome.got);
+}
+
+/** Whole exchanges that must work: the challenge answered, another request passed on to the
+ * program (it echoes: so that it has been spawned once before the batches, its spawner's fds
+ * made) or, with none, answered 404. */
+const whole = (target: Target, program: boolean) => async () => {
+  const c: Client = { pieces: [CHALLENGE], cuts: [], pause: 0, how: "end" };
+  check(c, await run(target, c));
+  const request = "GET / HTTP/1.0\r\n\r\n";
+  const { got } = await run(target, { pieces: [request], cuts: [], pause: 0, how: "end" });
+  if (program) assert.equal(got, request);
+  else assert.match(got, /^HTTP\/1\.1 404 Not Found\r\n[^]*\r\n\r\nnot found\n$/);
+};
+
+async function acmeChallenge(program: string[]): Promise<Target> {
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-v", "-RHl0", "-c", "200", "127.0.0.1", "0"],
+      ...["acme-challenge", "-t", "600", ...program],
+    ],
+    { env: { ...process.env, PATH: PATH_WITH_BIN, CERTDIR: certDir } },
+  );
+  return { server, connections: 0, said: new Map() };
+}
+
+const plan = (target: Target, program: boolean): Plan<Client> => ({
+  client,
+  run: (c) => run(target, c),
+  check,
+  whole: whole(target, program),
+  maxLength: 10,
+  numRuns: 12,
+});
+
+test("acme-challenge alone (404 for the rest): random requests and bytes from many clients at once, ended, reset or dropped anywhere; every session ends with its client, the whole challenge request is answered, nothing is left", async () => {
+  const target = await acmeChallenge([]);
+  await chaos(target, plan(target, false));
+});
+
+test("acme-challenge in front of a web server (a program that echoes): the same", async () => {
+  const target = await acmeChallenge(["sh", "-c", "exec cat 2>/dev/null"]);
+  await chaos(target, plan(target, true));
+});
