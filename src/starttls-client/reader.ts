@@ -21,9 +21,11 @@ export class UpgradeError extends Error {
   }
 }
 
-/** A server's words in a log line: printable ASCII, no line end, at most 120 characters. */
+/** A server's words in a log line: printable ASCII, no line end, at most 120 characters;
+ * "(empty)" for none (an empty line would end the log line in a colon). */
 export function quoted(text: string): string {
   const clean = text.replace(/\r?\n$/, "").replace(/[^\x20-\x7e]/g, "?");
+  if (clean === "") return "(empty)";
   return clean.length > 120 ? `${clean.slice(0, 117)}...` : clean;
 }
 

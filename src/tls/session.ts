@@ -5,6 +5,7 @@ import type { TLSSocket } from "node:tls";
 import { exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
+import { causeText } from "../ucspi/errors.ts";
 import type { StageContext } from "../ucspi/stage.ts";
 import { MISSING_CLOSE_NOTIFY } from "./close-policy.ts";
 import { HandshakeError, failureReason } from "./handshake-result.ts";
@@ -60,10 +61,11 @@ export function isTlsError(error: Error): boolean {
 }
 
 /** An error of the TLS layer in a few words: OpenSSL's short `reason` (its message is an
- * error-queue dump), else the message without the advice Node adds for its own users. */
+ * error-queue dump); a system error (a reset in the handshake) in djb's words, not Node's
+ * "write ECONNRESET"; else the message without the advice Node adds for its own users. */
 export function tlsErrorText(error: Error): string {
   const openssl = error as OpenSslError;
-  const text = openssl.library && openssl.reason ? openssl.reason : error.message;
+  const text = openssl.library && openssl.reason ? openssl.reason : causeText(error);
   return text
     .replace(
       /;?\s*if the root CA is installed locally, try running Node\.js with --use-system-ca\.?/,

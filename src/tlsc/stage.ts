@@ -14,7 +14,7 @@ import { UpgradeError, upgrade } from "../starttls-client/index.ts";
 import type { UpgradeResult } from "../starttls-client/index.ts";
 import type { UpgradeNames } from "../starttls-client/types.ts";
 import { exitStatus } from "../ucspi/chain.ts";
-import { FatalError } from "../ucspi/errors.ts";
+import { FatalError, causeText } from "../ucspi/errors.ts";
 import { tlsIds } from "../ucspi/privileges.ts";
 import type { Stage, StageContext } from "../ucspi/stage.ts";
 import { USAGE, parseTlscArgs } from "./options.ts";
@@ -136,7 +136,7 @@ function upgradeErrorText(error: Error): string {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === "ECONNRESET") return "connection reset by the server";
   if (code === "EPIPE") return "server closed the connection";
-  return error.message;
+  return causeText(error);
 }
 
 let systemAnchors: string[] | undefined;

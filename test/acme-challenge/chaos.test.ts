@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import fc from "fast-check";
-import { chaos } from "../helpers/chaos.ts";
+import { chaos, cutInto, talkOf } from "../helpers/chaos.ts";
 import type { Outcome, Plan, Target } from "../helpers/chaos.ts";
 import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
@@ -26,8 +26,11 @@ writeFileSync(join(certDir, ".acme-http-01", TOKEN), KEY_AUTHORIZATION);
 
 const CHALLENGE = `GET /.well-known/acme-challenge/${TOKEN} HTTP/1.1\r\nHost: a.example\r\n\r\n`;
 
+const text = (t: string) => Buffer.from(t, "latin1");
+const challenge = text(CHALLENGE);
+
 /** Pieces of what port 80 gets. */
-const PIECES: string[] = [
+const PIECES: Buffer[] = [
   CHALLENGE,
   "GET /.well-known/acme-challenge/unknown HTTP/1.1\r\n\r\n",
   "GET /.well-known/acme-challenge/../../etc/passwd HTTP/1.1\r\n\r\n",
@@ -38,35 +41,19 @@ const PIECES: string[] = [
   "\n",
   "x".repeat(9000), // longer than the request line may be
   "\x16\x03\x01\x00\xc8\x01\x00\x00\xc4\x03\x03", // the head of a ClientHello
-];
+].map(text);
 
 const HOW = ["end", "reset", "drop"] as const;
 
 /** One client: what it sends, where that is cut, the pause after each write, how it goes. */
 const client = fc.record({
-  pieces: fc.array(
-    fc.oneof(
-      fc.constantFrom(...PIECES),
-      fc.uint8Array({ maxLength: 24 }).map((b) => Buffer.from(b).toString("latin1")),
-    ),
-    { maxLength: 4 },
-  ),
-  cuts: fc.array(fc.nat(), { maxLength: 3 }),
-  pause: fc.integer({ min: 0, max: 20 }),
+  ...talkOf(PIECES, 4),
   how: fc.constantFrom(...HOW),
 });
 type Client = typeof client extends fc.Arbitrary<infer C> ? C : never;
 
 /** The client's bytes in the pieces it writes them in. */
-function writes(c: Client): Buffer[] {
-  const all = Buffer.from(c.pieces.join(""), "latin1");
-  const at = [...new Set(c.cuts.map((n) => (all.length ? n % all.length : 0)))].sort(
-    (a, b) => a - b,
-  );
-  return [0, ...at]
-    .map((from, i) => all.subarray(from, at[i] ?? all.length))
-    .filter((b) => b.length > 0);
-}
+const writes = (c: Client) => cutInto(Buffer.concat(c.pieces), c.cuts);
 
 /** Runs one client; resolves with what it read when its socket is closed, fails after 15 s
  * (a session that outlives its client). */
@@ -113,7 +100,7 @@ async function run(target: Target, c: Client): Promise<Outcome> {
 /** A client that sends the challenge request and nothing else (in any pieces) and ends gets
  * the answer. (Bytes after it may come after the close and have the answer reset away.) */
 const answered = (c: Client) =>
-  c.how === "end" && c.pieces.length === 1 && c.pieces[0] === CHALLENGE;
+  c.how === "end" && c.pieces.length === 1 && Buffer.from(c.pieces[0] ?? []).equals(challenge);
 
 function check(c: Client, outcome: Outcome): void {
   if (!answered(c)) return;
@@ -125,10 +112,10 @@ function check(c: Client, outcome: Outcome): void {
  * program (it echoes: so that it has been spawned once before the batches, its spawner's fds
  * made) or, with none, answered 404. */
 const whole = (target: Target, program: boolean) => async () => {
-  const c: Client = { pieces: [CHALLENGE], cuts: [], pause: 0, how: "end" };
+  const c: Client = { pieces: [challenge], cuts: [], pause: 0, how: "end" };
   check(c, await run(target, c));
   const request = "GET / HTTP/1.0\r\n\r\n";
-  const { got } = await run(target, { pieces: [request], cuts: [], pause: 0, how: "end" });
+  const { got } = await run(target, { pieces: [text(request)], cuts: [], pause: 0, how: "end" });
   if (program) assert.equal(got, request);
   else assert.match(got, /^HTTP\/1\.1 404 Not Found\r\n[^]*\r\n\r\nnot found\n$/);
 };

@@ -167,3 +167,27 @@ function fdInfo(pid: number, fds: string[]): string {
     .map((fd) => `fd ${fd} flags 0${flagsOf(pid, fd).toString(8)}`)
     .join(", ");
 }
+
+/** `bytes` cut at `cuts` (any numbers, taken modulo its length): the writes a random client
+ * or server makes of them, none empty. */
+export function cutInto(bytes: Buffer, cuts: readonly number[]): Buffer[] {
+  const at = [...new Set(cuts.map((n) => (bytes.length ? n % bytes.length : 0)))].sort(
+    (a, b) => a - b,
+  );
+  return [0, ...at]
+    .map((from, i) => bytes.subarray(from, at[i] ?? bytes.length))
+    .filter((b) => b.length > 0);
+}
+
+/** What a random peer writes, as fields for fc.record beside a test's own: `pieces` (of
+ * `known`, or random bytes), the `cuts` made in them (see cutInto), the `pause` after each
+ * write (ms). */
+export function talkOf(known: readonly Buffer[], maxPieces: number) {
+  return {
+    pieces: fc.array(fc.oneof(fc.constantFrom(...known), fc.uint8Array({ maxLength: 24 })), {
+      maxLength: maxPieces,
+    }),
+    cuts: fc.array(fc.nat(), { maxLength: 3 }),
+    pause: fc.integer({ min: 0, max: 20 }),
+  };
+}

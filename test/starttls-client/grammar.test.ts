@@ -1,13 +1,15 @@
 // The byte and line parsers of tlsc --starttls, property-tested (fast-check): the EHLO, CAPA,
 // CAPABILITIES and ManageSieve lists find STARTTLS wherever it is and never where it is not;
 // IMAP's greeting loses only its capability code; LDAP's ExtendedResponse reader gives back
-// what was encoded, asks for exactly the bytes missing, and never throws on any bytes.
+// what was encoded, asks for exactly the bytes missing, and never throws on any bytes. A
+// server's words quoted in a log line are one printable line, never an empty one.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import { integer, tlv } from "../../src/dialogue/ldap.ts";
 import { readLdapAnswer, startTlsRequest } from "../../src/starttls-client/binary.ts";
 import { capabilityAtoms, greetingWithoutCapability } from "../../src/starttls-client/imap.ts";
+import { quoted } from "../../src/starttls-client/reader.ts";
 import {
   ehloOffersStartTls,
   listOffers,
@@ -143,4 +145,16 @@ test("LDAP: any bytes give an answer, 'more' or a reason, and never an exception
     kind: "bad",
     why: "not an ExtendedResponse",
   });
+});
+
+test("a server's words in a log line: printable ASCII, 1 to 120 characters, the same when they are so already", () => {
+  fc.assert(
+    fc.property(fc.string({ unit: "binary", maxLength: 300 }), (words) => {
+      const q = quoted(words);
+      assert.match(q, /^[\x20-\x7e]{1,120}$/);
+      if (/^[\x20-\x7e]{1,120}$/.test(words)) assert.equal(q, words);
+    }),
+  );
+  assert.equal(quoted("\r\n"), "(empty)");
+  assert.equal(quoted("454 no\r\n"), "454 no");
 });

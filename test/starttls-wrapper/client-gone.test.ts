@@ -1,7 +1,9 @@
 // A client that goes away before any STARTTLS decision, by an end or by a reset, ends its
 // session then, for every protocol: its slot and the server behind are not held until the
 // pre-TLS limit (5 minutes by default). The XMPP wrapper used to wait out the limit after a
-// reset, and the MySQL one after an end that came before the server's greeting.
+// reset, and the MySQL one after an end that came before the server's greeting. Then the
+// clients that go later: with the upgrade waiting its turn, with <starttls/>, and inside
+// MySQL's TLS before its authentication is over.
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { readFileSync, rmSync } from "node:fs";

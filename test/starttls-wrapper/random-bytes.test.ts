@@ -15,7 +15,7 @@ import { writePacket } from "../../src/dialogue/mysql.ts";
 import { escapeRegExp } from "../helpers/normalize.ts";
 import { greetingPayload, sslRequestPayload } from "../helpers/mysql-packets.ts";
 import { makePki } from "../helpers/certs.ts";
-import { chaos } from "../helpers/chaos.ts";
+import { chaos, cutInto, talkOf } from "../helpers/chaos.ts";
 import type { Outcome, Plan, Target } from "../helpers/chaos.ts";
 import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
@@ -122,25 +122,13 @@ const HOW = ["end", "reset", "drop"] as const;
  * inside TLS), where they are cut, the pause after each write, and how it goes. */
 const client = fc.record({
   upgrade: fc.constantFrom("none", "go-ahead", "tls"),
-  pieces: fc.array(fc.oneof(fc.constantFrom(...PIECES), fc.uint8Array({ maxLength: 24 })), {
-    maxLength: 5,
-  }),
-  cuts: fc.array(fc.nat(), { maxLength: 3 }),
-  pause: fc.integer({ min: 0, max: 20 }),
+  ...talkOf(PIECES, 5),
   how: fc.constantFrom(...HOW),
 });
 type Client = typeof client extends fc.Arbitrary<infer C> ? C : never;
 
 /** The client's random bytes in the pieces it writes them in. */
-function writes(c: Client): Buffer[] {
-  const all = Buffer.concat(c.pieces.map((p) => Buffer.from(p)));
-  const at = [...new Set(c.cuts.map((n) => (all.length ? n % all.length : 0)))].sort(
-    (a, b) => a - b,
-  );
-  return [0, ...at]
-    .map((from, i) => all.subarray(from, at[i] ?? all.length))
-    .filter((b) => b.length > 0);
-}
+const writes = (c: Client) => cutInto(Buffer.concat(c.pieces.map((p) => Buffer.from(p))), c.cuts);
 
 /** Each protocol's way to TLS: what the client waits for first (the greeting), then each thing
  * it sends and the answer it waits for (none: MySQL's client starts TLS at once). */

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
@@ -191,6 +192,28 @@ for (const [name, script, protocol, cause] of [
     }
   });
 }
+
+test("postgres: a server that says 'S', then resets at the ClientHello: exit 98, the cause in our words (it was Node's 'write ECONNRESET')", async () => {
+  const server = createServer((socket) => {
+    socket.on("error", () => {});
+    let got = 0;
+    socket.on("data", (d: Buffer) => {
+      got += d.length;
+      if (got === 8) socket.write("S");
+      else socket.resetAndDestroy();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const port = (server.address() as { port: number }).port;
+    const r = await client(port, "postgres", [["", "x"]]);
+    assert.equal(r.code, 98, r.stderr);
+    assert.equal(r.stdout, "");
+    assert.match(r.stderr, /^tlsc: fatal: TLS handshake failed: connection (reset|closed)\n$/);
+  } finally {
+    server.close();
+  }
+});
 
 test("postgres: PostgreSQL's own TLS (ssl=on): the session is encrypted on the server's side", async () => {
   const pg = await startPostgres({ ssl: leaf });
