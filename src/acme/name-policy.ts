@@ -16,6 +16,7 @@ import { networkInterfaces } from "node:os";
 import { unmapIPv4 } from "../net/ip.ts";
 import type { AcmeConfig } from "./config.ts";
 import { sniMatches } from "../tls/sni-pattern.ts";
+import { causeText } from "../ucspi/errors.ts";
 
 /** How many verdicts are kept; the oldest goes first. */
 const MAX_VERDICTS = 4096;
@@ -93,7 +94,7 @@ export class NamePolicy {
         if (!yes) this.log(`tlsd: warning: acme: ${name}: not ordered: ACME_ASK ${why}\n`);
         resolve(yes);
       };
-      child.on("error", (error) => answer(false, `could not run: ${error.message}`));
+      child.on("error", (error) => answer(false, `could not run: ${causeText(error)}`));
       child.on("exit", (code, signal) =>
         answer(code === 0, signal ? `ended by ${signal}` : `said no (exit ${String(code)})`),
       );

@@ -9,8 +9,10 @@ import { envProxyHeader } from "../proxy/from-env.ts";
 import { resumeTlv } from "../proxy/index.ts";
 import type { ProxyHeader, ResumeRecord } from "../proxy/index.ts";
 import type { Env } from "../ucspi/env.ts";
+import { causeText } from "../ucspi/errors.ts";
 
-/** Connects to host:port within `timeoutMs`; rejects with a one-line reason. */
+/** Connects to host:port within `timeoutMs`; rejects with a one-line reason in djb's words, as
+ * tcpforward and tcpclient say it ("connection refused"). */
 export function connectService(host: string, port: number, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host, port, allowHalfOpen: true, noDelay: true });
@@ -21,7 +23,7 @@ export function connectService(host: string, port: number, timeoutMs: number): P
     const timer = setTimeout(() => fail("timed out"), timeoutMs);
     socket.once("error", (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      fail(error.code ?? error.message);
+      fail(causeText(error));
     });
     socket.once("connect", () => {
       clearTimeout(timer);

@@ -27,6 +27,7 @@ import { relay } from "../ucspi/relay.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
 import { REFUSED, count, endWith, logger, startServer } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
+import { causeText } from "../ucspi/errors.ts";
 
 export async function runMysql(ctx: StageContext, options: WrapperOptions): Promise<number> {
   const { warn, info } = logger(ctx, options);
@@ -98,7 +99,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
     });
     return await end(status);
   } catch (error) {
-    warn(`the connection phase broke off: ${(error as Error).message}`);
+    warn(`the connection phase broke off: ${causeText(error)}`);
     return end(exitStatus(111));
   }
 }

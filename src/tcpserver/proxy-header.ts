@@ -5,7 +5,7 @@ import { unmapIPv4 } from "../net/ip.ts";
 import { native } from "../ucspi/native.ts";
 import { decodeProxyHeader } from "../proxy/index.ts";
 import type { ProxyHeader } from "../proxy/index.ts";
-import { UsageError } from "../ucspi/errors.ts";
+import { UsageError, causeText } from "../ucspi/errors.ts";
 
 const MAX_HEADER = 65_551;
 
@@ -55,7 +55,7 @@ export function readProxyHeader(fd: number, timeoutMs: number): Promise<HeaderRe
       try {
         peeked = n.recv(fd, MAX_HEADER - taken.length, false);
       } catch (error) {
-        return finish({ error: `unable to read the PROXY header: ${String(error)}` });
+        return finish({ error: `unable to read the PROXY header: ${causeText(error)}` });
       }
       if (peeked === null) return finish({ error: "connection closed before the PROXY header" });
       if (peeked === undefined) {

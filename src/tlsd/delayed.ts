@@ -28,7 +28,7 @@ import type { CertStore } from "../tls/cert-store.ts";
 import { goodbye, handshake } from "../tls/session.ts";
 import { noDelay } from "../tls/close-policy.ts";
 import { connectionStream } from "../ucspi/chain.ts";
-import { FatalError } from "../ucspi/errors.ts";
+import { FatalError, causeText } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { relay } from "../ucspi/relay.ts";
 import type { StageContext } from "../ucspi/stage.ts";
@@ -187,7 +187,7 @@ async function serve(
     await goodbye(tls);
   } catch (error) {
     tls?.destroy();
-    if (options.verbosity >= 1) ctx.log(`tlsd: warning: ${(error as Error).message}\n`);
+    if (options.verbosity >= 1) ctx.log(`tlsd: warning: ${causeText(error)}\n`);
     giveUp();
   }
 }

@@ -7,6 +7,7 @@ import type { Duplex } from "node:stream";
 import { connectionStream } from "./chain.ts";
 import { native } from "./native.ts";
 import type { Connection } from "./stage.ts";
+import { causeText } from "./errors.ts";
 
 /** What the caller makes of the bytes so far: enough (true), or how many it needs in all. */
 export type Examine = (bytes: Buffer) => true | number;
@@ -115,7 +116,7 @@ function peekSocket(fd: number, limits: Limits, examine: Examine): Promise<Look 
         bytes = n.recv(fd, limits.maxBytes, false);
       } catch (error) {
         if ((error as { code?: string }).code === "ENOTSOCK") return settle(undefined);
-        return settle(ended(String(error)));
+        return settle(ended(causeText(error)));
       }
       if (bytes === null) return settle(ended("closed"));
       if (bytes === undefined) {
@@ -167,7 +168,7 @@ function peekStream(stream: Duplex, limits: Limits, examine: Examine): Promise<L
       else clock.started();
     };
     const onEnd = () => settle(ended("closed"));
-    const onError = (error: Error) => settle(ended(String(error)));
+    const onError = (error: Error) => settle(ended(causeText(error)));
     stream.on("data", onData);
     stream.once("end", onEnd);
     stream.once("error", onError);

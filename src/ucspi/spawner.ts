@@ -3,6 +3,7 @@
 // thousands of fds this process holds (DESIGN.md section 3). Falls back to spawning here.
 import { availableParallelism } from "node:os";
 import { builtFile, native } from "./native.ts";
+import { causeText } from "./errors.ts";
 
 type OnSpawned = (error: Error | null, pid: number | undefined) => void;
 type OnExit = (wstatus: number) => void;
@@ -54,7 +55,7 @@ function started(warn: (message: string) => void): boolean {
       state = "running";
     } catch (error) {
       state = "broken";
-      warn(`spawning in this process: unable to start ucspi-spawner: ${String(error)}`);
+      warn(`spawning in this process: unable to start ucspi-spawner: ${causeText(error)}`);
     }
   }
   return state === "running";

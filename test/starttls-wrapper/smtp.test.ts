@@ -481,7 +481,7 @@ test("a TLS service that is down: 454 and a log line, and the session goes on in
     c.write("STARTTLS\r\n");
     assert.equal(await c.until(/\r\n/), "454 4.7.0 TLS not available due to temporary reason\r\n");
     await p.wrapper.waitForLog(
-      /^starttls-wrapper: warning: 127\.0\.0\.1: TLS service unavailable: unable to connect to 127\.0\.0\.1 port \d+: ECONNREFUSED$/,
+      /^starttls-wrapper: warning: 127\.0\.0\.1: TLS service unavailable: unable to connect to 127\.0\.0\.1 port \d+: connection refused$/,
     );
     c.write("QUIT\r\n");
     assert.equal(await c.rest(), "221 fake.example bye\r\n");

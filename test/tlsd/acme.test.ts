@@ -468,7 +468,7 @@ describe("name policies besides the list: ACME_RESOLVE and ACME_ASK", () => {
     }
   });
 
-  test("ACME_ASK: the site's own program says yes or no, asked once per name while its verdict is kept", async () => {
+  test("ACME_ASK: the site's own program says yes or no, asked once per name while its verdict is kept; one that cannot be run says no", async () => {
     const dir = mkdtempSync(join(tmpdir(), "ucspi-ask-"));
     const asked = join(dir, "asked");
     const ask = join(dir, "ask");
@@ -492,6 +492,14 @@ describe("name policies besides the list: ACME_RESOLVE and ACME_ASK", () => {
       assert.equal(orders(s, "yes.test"), 1);
       assert.equal(orders(s, "no.test"), 0);
       assert.equal(readFileSync(asked, "latin1"), "yes.test yes.test\nno.test no.test\n");
+      // A program that cannot be run says no, in our words.
+      rmSync(ask);
+      const gone = await sClient(s.port, "gone.test", s.rootFile);
+      assert.notEqual(gone.code, 0);
+      await s.server.waitForLog(
+        /^tlsd: warning: acme: gone\.test: not ordered: ACME_ASK could not run: file does not exist$/,
+      );
+      assert.equal(orders(s, "gone.test"), 0);
     } finally {
       await s.stop();
       rmSync(dir, { recursive: true, force: true });
