@@ -1,9 +1,9 @@
-// tlsc --starttls against servers that say anything: for every protocol, random mixes of the
-// protocol's own replies (up to the go-ahead, or not), other protocols' replies, the heads of
-// TLS records and random bytes, cut anywhere, written with pauses, then the server ends, resets
-// or goes silent, many at once. No such server can complete a TLS handshake, so each tlsc must
-// end with exit 98 and exactly one line naming the cause in printable ASCII (no runtime's
-// words), within -K, and the program must never run.
+// tlsc against servers that say anything, at once in TLS and for every --starttls protocol:
+// random mixes of the protocol's own replies (up to the go-ahead, or not), other protocols'
+// replies, the heads of TLS records and random bytes, cut anywhere, written with pauses, then
+// the server ends, resets or goes silent, many at once. No such server can complete a TLS
+// handshake, so each tlsc must end with exit 98 and exactly one line naming the cause in
+// printable ASCII (no runtime's words), within -K, and the program must never run.
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import type { Socket } from "node:net";
@@ -101,14 +101,16 @@ async function fakeServer(protocol: string, s: Server): Promise<number> {
   return (listener.address() as { port: number }).port;
 }
 
-/** tlsc --starttls `protocol` under our tcpclient against one fake server: how it ended. */
+/** tlsc --starttls `protocol` (TLS at once for "tls") under our tcpclient against one fake
+ * server: how it ended. */
 async function tlscAgainst(protocol: string, s: Server) {
   const port = await fakeServer(protocol, s);
   const result = await run(
     ours("tcpclient"),
     [
       ...["-RHl0", "127.0.0.1", String(port)],
-      ...["tlsc", "-K", "1500", "--starttls", protocol, "sh", "-c", "echo program ran >&2"],
+      ...["tlsc", "-K", "1500", ...(protocol === "tls" ? [] : ["--starttls", protocol])],
+      ...["sh", "-c", "echo program ran >&2"],
     ],
     { env: { ...process.env, PATH: PATH_WITH_BIN }, timeoutMs: 20_000 },
   );
@@ -116,8 +118,9 @@ async function tlscAgainst(protocol: string, s: Server) {
   return { ...result, said: `${said} then ${s.how}` };
 }
 
-for (const protocol of Object.keys(GO_AHEAD)) {
-  test(`tlsc --starttls ${protocol} against servers that say anything, many at once: each tlsc ends with exit 98 and one printable line naming the cause; the program never runs`, async () => {
+for (const protocol of ["tls", ...Object.keys(GO_AHEAD)]) {
+  const tlsc = protocol === "tls" ? "tlsc" : `tlsc --starttls ${protocol}`;
+  test(`${tlsc} against servers that say anything, many at once: each tlsc ends with exit 98 and one printable line naming the cause; the program never runs`, async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(server, { minLength: 1, maxLength: 4 }), async (batch) => {
         const results = await Promise.all(batch.map((s) => tlscAgainst(protocol, s)));
