@@ -15,6 +15,10 @@ for p in pebble pebble-challtestsrv; do
     exit 111
   fi
 done
+if [ ! -x /usr/bin/testssl ]; then
+  echo "test-peers: fatal: /usr/bin/testssl is missing: apt-get install testssl.sh" >&2
+  exit 111
+fi
 v6=build/peers/ucspi-tcp-ipv6
 if [ ! -x "$v6/usr/bin/tcpserver" ]; then
   mkdir -p build/peers

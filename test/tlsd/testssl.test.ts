@@ -1,0 +1,171 @@
+// testssl.sh (Debian's) against tlsd and stunnel side by side, in one run: tlsd in-process under
+// our tcpserver with an ECDSA certificate, tlsd as a process of its own under djb's tcpserver
+// with an RSA one, and stunnel4 with its defaults and the ECDSA certificate. Protocols, cipher
+// lists, forward secrecy, the server's cipher order, renegotiation and every vulnerability
+// check: tlsd has no finding worse than OK or INFO (the certificates' own findings aside: a test
+// CA), and none worse than stunnel's for the same check.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { makePki } from "../helpers/certs.ts";
+import { startStunnel } from "../helpers/interop.ts";
+import { BIN, djb, ours, run } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+
+const pki = makePki();
+const ecdsa = pki.server("localhost", ["localhost", "127.0.0.1"]);
+const dir = mkdtempSync(join(tmpdir(), "ucspi-testssl-"));
+after(() => {
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(pki.dir, { recursive: true, force: true });
+});
+
+/** A self-signed RSA 2048 pair for localhost (what ROBOT and RSA key transport are about). */
+function rsaPair(): { cert: string; key: string } {
+  const cert = join(dir, "rsa.pem");
+  const key = join(dir, "rsa.key");
+  execFileSync(
+    "openssl",
+    [
+      ...["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"],
+      ...["-keyout", key, "-out", cert, "-subj", "/CN=localhost"],
+      ...["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  return { cert, key };
+}
+
+interface Finding {
+  id: string;
+  severity: string;
+  finding: string;
+}
+
+/** testssl.sh's checks of the TLS layer (-p -s -f -P -U) against 127.0.0.1:`port`. */
+async function testssl(name: string, port: number): Promise<Map<string, Finding>> {
+  const json = join(dir, `${name}.json`);
+  const r = await run(
+    "/usr/bin/testssl",
+    [
+      ...["--quiet", "--color", "0", "--warnings", "off", "--openssl", "/usr/bin/openssl"],
+      ...["--add-ca", pki.ca.cert, "--ip", "127.0.0.1", "--jsonfile", json],
+      ...["-p", "-s", "-f", "-P", "-U", `127.0.0.1:${port}`],
+    ],
+    { timeoutMs: 240_000 },
+  );
+  // testssl.sh's status is the number of findings of some severity, not a failure.
+  assert.equal(r.signal, null, `testssl.sh against ${name} did not end:\n${r.stdout}`);
+  const findings = JSON.parse(readFileSync(json, "latin1")) as Finding[];
+  return new Map(findings.map((f) => [f.id, f]));
+}
+
+const RANK: Record<string, number> = {
+  DEBUG: 0,
+  INFO: 0,
+  OK: 0,
+  LOW: 1,
+  MEDIUM: 2,
+  HIGH: 3,
+  CRITICAL: 4,
+  WARN: 5,
+  FATAL: 5,
+};
+const rank = (f: Finding | undefined) => RANK[f?.severity ?? "FATAL"] ?? 5;
+
+/** What a scan found, for a message. */
+const summary = (scan: Map<string, Finding>) =>
+  [...scan.values()].map((f) => `${f.severity} ${f.id}: ${f.finding}`).join("\n");
+
+/** The checks that must be in every scan (a scan cut short must not pass): what each must say
+ * of tlsd. */
+const EXPECTED: Record<string, RegExp> = {
+  SSLv2: /^not offered/,
+  SSLv3: /^not offered/,
+  TLS1: /^not offered/,
+  TLS1_1: /^not offered/,
+  TLS1_2: /^offered/,
+  TLS1_3: /^offered/,
+  cipherlist_NULL: /^not offered/,
+  cipherlist_aNULL: /^not offered/,
+  cipherlist_EXPORT: /^not offered/,
+  cipherlist_LOW: /^not offered/,
+  cipherlist_3DES_IDEA: /^not offered/,
+  cipherlist_AVERAGE: /^not offered/,
+  cipherlist_STRONG: /^offered/,
+  PFS: /^offered/,
+  cipher_order: /^server$/,
+  // Every TLS 1.2 suite has forward secrecy (ECDHE).
+  cipherorder_TLSv1_2: /^(ECDHE-\S+)( ECDHE-\S+)*$/,
+  secure_client_renego: /^not vulnerable/,
+  heartbleed: /^not vulnerable/,
+  CCS: /^not vulnerable/,
+  ROBOT: /^not vulnerable/,
+  POODLE_SSL: /^not vulnerable/,
+  fallback_SCSV: /./,
+  SWEET32: /^not vulnerable/,
+  FREAK: /^not vulnerable/,
+  DROWN: /^not vulnerable/,
+  LOGJAM: /^not vulnerable/,
+  BEAST: /^not vulnerable/,
+  LUCKY13: /^not vulnerable/,
+  RC4: /^not vulnerable/,
+};
+
+/** Findings about the certificate or the host rather than the TLS layer (a test CA, no DNS). */
+const notTheLayer = (id: string) => /^(cert|DNS_CAA|OCSP|service)/.test(id);
+
+test("testssl.sh: tlsd (in-process, and a process of its own under djb's tcpserver) has no finding worse than OK or INFO, and none worse than stunnel's", async () => {
+  const rsa = rsaPair();
+  const env = { PATH: `${BIN}:/usr/bin:/bin` };
+  const inProcess = await startServer(
+    ours("tcpserver"),
+    ["-RHl0", "127.0.0.1", "0", "tlsd", "cat"],
+    {
+      env: { ...env, CERTFILE: ecdsa.cert, KEYFILE: ecdsa.key },
+    },
+  );
+  const underDjb = await startServer(
+    djb("tcpserver"),
+    ["-RHl0", "127.0.0.1", "0", ours("tlsd"), "cat"],
+    { env: { ...env, CERTFILE: rsa.cert, KEYFILE: rsa.key } },
+  );
+  const stunnel = await startStunnel(dir, "stunnel", {
+    cert: ecdsa.cert,
+    key: ecdsa.key,
+    exec: "/bin/cat",
+    execArgs: "cat",
+  });
+  try {
+    const [ecdsaScan, rsaScan, stunnelScan] = await Promise.all([
+      testssl("tlsd-ecdsa", inProcess.port),
+      testssl("tlsd-rsa-djb", underDjb.port),
+      testssl("stunnel", stunnel.port),
+    ]);
+    for (const [name, scan] of [
+      ["tlsd in-process (ECDSA)", ecdsaScan],
+      ["tlsd under djb's tcpserver (RSA)", rsaScan],
+    ] as const) {
+      for (const [id, pattern] of Object.entries(EXPECTED))
+        assert.match(scan.get(id)?.finding ?? "(no such check)", pattern, `${name}: ${id}`);
+      const worse = [...scan.values()].filter((f) => !notTheLayer(f.id) && rank(f) > 0);
+      assert.deepEqual(worse, [], `${name}: findings worse than OK:\n${summary(scan)}`);
+      // (A check that only stunnel's scan has is one of its findings, "cipher_order_" say.)
+      for (const [id, theirs] of stunnelScan)
+        if (!notTheLayer(id) && scan.has(id))
+          assert.ok(rank(scan.get(id)) <= rank(theirs), `${name}: ${id} worse than stunnel's`);
+    }
+    // stunnel's scan was no shorter: the same checks (without a cipher order of its own, it
+    // has no per-protocol order to list).
+    for (const id of Object.keys(EXPECTED))
+      if (!id.startsWith("cipherorder_"))
+        assert.ok(stunnelScan.has(id), `stunnel: no ${id}:\n${summary(stunnelScan)}`);
+  } finally {
+    await inProcess.stop();
+    await underDjb.stop();
+    await stunnel.stop();
+  }
+});
