@@ -13,7 +13,8 @@ import { after, test } from "node:test";
 import fc from "fast-check";
 import { writePacket } from "../../src/dialogue/mysql.ts";
 import { escapeRegExp } from "../helpers/normalize.ts";
-import { greetingPayload, sslRequestPayload } from "../helpers/mysql-packets.ts";
+import { sslRequestPayload } from "../helpers/mysql-packets.ts";
+import { ANSWER, GREETING, serverBehind } from "../helpers/servers-behind.ts";
 import { makePki } from "../helpers/certs.ts";
 import { chaos, cutInto, talkOf } from "../helpers/chaos.ts";
 import type { Outcome, Plan, Target } from "../helpers/chaos.ts";
@@ -46,8 +47,6 @@ const STARTTLS_OID = text("1.3.6.1.4.1.1466.20037");
 const MYSQL_CLIENT_FLAGS = 0x0200 | 0x0800 | 0x8000 | 0x80000;
 
 /** A server's greeting with the 4.1 protocol and no TLS. */
-const mysqlGreeting = () => writePacket(0, greetingPayload(0x0200 | 0x8000 | 0x80000));
-
 const STARTUP = pgMessage(Buffer.concat([hex("00030000"), text("user\0postgres\0\0")]));
 const ANONYMOUS_BIND = ldapMessage(hex("600702010304008000"));
 const XMPP_STREAM = text(
@@ -93,27 +92,6 @@ const PIECES: Buffer[] = [
   ANONYMOUS_BIND,
   MYSQL_SSL_REQUEST,
 ];
-
-/** What the server behind says first, per protocol (nothing: the client speaks first). */
-const GREETING: Record<string, Buffer> = {
-  smtp: text("220 fake ESMTP\r\n"),
-  lmtp: text("220 fake LMTP\r\n"),
-  imap: text("* OK [CAPABILITY IMAP4rev1] fake\r\n"),
-  pop3: text("+OK fake\r\n"),
-  nntp: text("200 fake\r\n"),
-  sieve: text('"IMPLEMENTATION" "fake"\r\n"SASL" "PLAIN"\r\nOK "ready"\r\n'),
-  postgres: Buffer.alloc(0),
-  ldap: Buffer.alloc(0),
-  mysql: mysqlGreeting(),
-  // Said at once, before the client's stream header (as the wrapper reads it, that is the
-  // same): a stream header and features that offer no TLS.
-  xmpp: text(
-    "<?xml version='1.0'?><stream:stream from='example.org' id='fake' xmlns='jabber:client'" +
-      " xmlns:stream='http://etherx.jabber.org/streams' version='1.0'><stream:features>" +
-      "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism>" +
-      "</mechanisms></stream:features>",
-  ),
-};
 
 const HOW = ["end", "reset", "drop"] as const;
 
@@ -245,29 +223,6 @@ function tlsSession(tcp: Socket): Promise<Duplex> {
     tls.once("secureConnect", () => resolve(tls));
     tls.once("close", () => resolve(tls));
   });
-}
-
-/** How a line protocol's server behind answers every line it reads (a success, so that the
- * dialogue goes on to STARTTLS's turn and the handshake). */
-const ANSWER: Record<string, string> = {
-  smtp: "printf '250 ok\\r\\n'",
-  lmtp: "printf '250 ok\\r\\n'",
-  imap: "printf '%s OK done\\r\\n' \"${line%% *}\"",
-  pop3: "printf '+OK\\r\\n'",
-  nntp: "printf '200 ok\\r\\n'",
-  sieve: "printf 'OK\\r\\n'",
-};
-
-/** The server behind: its greeting (in printf's octal escapes), then it echoes what it reads
- * or, `answering`, answers each line; its complaints of resets are not this test's (and
- * would cut tcpserver's log lines). */
-function serverBehind(protocol: string, answering = false): string[] {
-  const greeting = [...(GREETING[protocol] ?? [])];
-  const escaped = greeting.map((b) => `\\${b.toString(8).padStart(3, "0")}`).join("");
-  const answer = ANSWER[protocol];
-  const then =
-    answering && answer ? `while IFS= read -r line; do ${answer}; done` : "exec cat 2>/dev/null";
-  return ["sh", "-c", `printf '${escaped}'; ${then}`];
 }
 
 /** A pattern for `bytes` and nothing else. */

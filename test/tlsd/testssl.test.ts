@@ -6,14 +6,15 @@
 // CA), and none worse than stunnel's for the same check.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { startStunnel } from "../helpers/interop.ts";
-import { BIN, djb, ours, run } from "../helpers/programs.ts";
+import { BIN, djb, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { notTheLayer, rank, summary, testssl, worseThanOk } from "../helpers/testssl.ts";
 
 const pki = makePki();
 const ecdsa = pki.server("localhost", ["localhost", "127.0.0.1"]);
@@ -38,47 +39,6 @@ function rsaPair(): { cert: string; key: string } {
   );
   return { cert, key };
 }
-
-interface Finding {
-  id: string;
-  severity: string;
-  finding: string;
-}
-
-/** testssl.sh's checks of the TLS layer (-p -s -f -P -U) against 127.0.0.1:`port`. */
-async function testssl(name: string, port: number): Promise<Map<string, Finding>> {
-  const json = join(dir, `${name}.json`);
-  const r = await run(
-    "/usr/bin/testssl",
-    [
-      ...["--quiet", "--color", "0", "--warnings", "off", "--openssl", "/usr/bin/openssl"],
-      ...["--add-ca", pki.ca.cert, "--ip", "127.0.0.1", "--jsonfile", json],
-      ...["-p", "-s", "-f", "-P", "-U", `127.0.0.1:${port}`],
-    ],
-    { timeoutMs: 240_000 },
-  );
-  // testssl.sh's status is the number of findings of some severity, not a failure.
-  assert.equal(r.signal, null, `testssl.sh against ${name} did not end:\n${r.stdout}`);
-  const findings = JSON.parse(readFileSync(json, "latin1")) as Finding[];
-  return new Map(findings.map((f) => [f.id, f]));
-}
-
-const RANK: Record<string, number> = {
-  DEBUG: 0,
-  INFO: 0,
-  OK: 0,
-  LOW: 1,
-  MEDIUM: 2,
-  HIGH: 3,
-  CRITICAL: 4,
-  WARN: 5,
-  FATAL: 5,
-};
-const rank = (f: Finding | undefined) => RANK[f?.severity ?? "FATAL"] ?? 5;
-
-/** What a scan found, for a message. */
-const summary = (scan: Map<string, Finding>) =>
-  [...scan.values()].map((f) => `${f.severity} ${f.id}: ${f.finding}`).join("\n");
 
 /** The checks that must be in every scan (a scan cut short must not pass): what each must say
  * of tlsd. */
@@ -115,8 +75,7 @@ const EXPECTED: Record<string, RegExp> = {
   RC4: /^not vulnerable/,
 };
 
-/** Findings about the certificate or the host rather than the TLS layer (a test CA, no DNS). */
-const notTheLayer = (id: string) => /^(cert|DNS_CAA|OCSP|service)/.test(id);
+const scan = { dir, ca: pki.ca.cert, checks: ["-p", "-s", "-f", "-P", "-U"] };
 
 test("testssl.sh: tlsd (in-process, and a process of its own under djb's tcpserver) has no finding worse than OK or INFO, and none worse than stunnel's", async () => {
   const rsa = rsaPair();
@@ -141,22 +100,21 @@ test("testssl.sh: tlsd (in-process, and a process of its own under djb's tcpserv
   });
   try {
     const [ecdsaScan, rsaScan, stunnelScan] = await Promise.all([
-      testssl("tlsd-ecdsa", inProcess.port),
-      testssl("tlsd-rsa-djb", underDjb.port),
-      testssl("stunnel", stunnel.port),
+      testssl("tlsd-ecdsa", inProcess.port, scan),
+      testssl("tlsd-rsa-djb", underDjb.port, scan),
+      testssl("stunnel", stunnel.port, scan),
     ]);
-    for (const [name, scan] of [
+    for (const [name, found] of [
       ["tlsd in-process (ECDSA)", ecdsaScan],
       ["tlsd under djb's tcpserver (RSA)", rsaScan],
     ] as const) {
       for (const [id, pattern] of Object.entries(EXPECTED))
-        assert.match(scan.get(id)?.finding ?? "(no such check)", pattern, `${name}: ${id}`);
-      const worse = [...scan.values()].filter((f) => !notTheLayer(f.id) && rank(f) > 0);
-      assert.deepEqual(worse, [], `${name}: findings worse than OK:\n${summary(scan)}`);
+        assert.match(found.get(id)?.finding ?? "(no such check)", pattern, `${name}: ${id}`);
+      assert.deepEqual(worseThanOk(found), [], `${name}: worse than OK:\n${summary(found)}`);
       // (A check that only stunnel's scan has is one of its findings, "cipher_order_" say.)
       for (const [id, theirs] of stunnelScan)
-        if (!notTheLayer(id) && scan.has(id))
-          assert.ok(rank(scan.get(id)) <= rank(theirs), `${name}: ${id} worse than stunnel's`);
+        if (!notTheLayer(id) && found.has(id))
+          assert.ok(rank(found.get(id)) <= rank(theirs), `${name}: ${id} worse than stunnel's`);
     }
     // stunnel's scan was no shorter: the same checks (without a cipher order of its own, it
     // has no per-protocol order to list).
