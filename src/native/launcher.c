@@ -20,7 +20,9 @@ static void up(char *path) {
 }
 
 /* A client program's network fds must be there before Node starts: Node opens its own
- * descriptors at the lowest free numbers, and would take 6 and 7 if they were missing. */
+ * descriptors at the lowest free numbers, and would take 6 and 7 if they were missing. A
+ * missing one is held by /dev/null and named in UCSPI_FD_NOT_OPEN, so that tlsc reads its
+ * command line first (a usage error is told as such) and then says which fd is not open. */
 static int check_client_fds(const char *name, int argc, char **argv) {
   if (strcmp(name, "tlsc") != 0) return 0;
   if (argc == 2 && strcmp(argv[1], "--help") == 0) return 0;
@@ -30,12 +32,19 @@ static int check_client_fds(const char *name, int argc, char **argv) {
         strncmp(argv[i], "--read-fd", 9) == 0 || strncmp(argv[i], "--write-fd", 10) == 0)
       return 0;
   }
+  char missing[8] = "";
   for (int fd = 6; fd <= 7; fd++) {
-    if (fcntl(fd, F_GETFD) < 0) {
+    if (fcntl(fd, F_GETFD) >= 0) continue;
+    int placeholder = open("/dev/null", O_RDWR);
+    if (placeholder < 0 || (placeholder != fd && dup2(placeholder, fd) < 0)) {
       fprintf(stderr, "%s: fatal: unable to use fd %d: file descriptor not open\n", name, fd);
       return -1;
     }
+    if (placeholder != fd) close(placeholder);
+    snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%d",
+             missing[0] ? "," : "", fd);
   }
+  if (missing[0]) setenv("UCSPI_FD_NOT_OPEN", missing, 1);
   return 0;
 }
 

@@ -264,6 +264,10 @@ test("usage and configuration errors", async () => {
   const noFds = await run(ours("tlsc"), ["-y", "true"], { env: { PATH } });
   assert.equal(noFds.code, 111);
   assert.equal(noFds.stderr, "tlsc: fatal: unable to use fd 6: file descriptor not open\n");
+  // Without fds 6/7 too, a command line it cannot take is told as such first.
+  const usageNoFds = await run(ours("tlsc"), ["-X", "true"], { env: { PATH } });
+  assert.equal(usageNoFds.code, 100);
+  assert.match(usageNoFds.stderr, /^tlsc: illegal option -- X\ntlsc: usage: tlsc /);
   const noCert = await run("/bin/sh", ["-c", `exec 6<&0 7>&1; exec ${ours("tlsc")} -y true`], {
     env: { PATH },
   });

@@ -1,0 +1,93 @@
+// Random command lines for every program (fast-check): options of all of ours with and without
+// values, numbers out of range, braces, empty and odd strings, in any order. Whatever they are,
+// each program ends on its own (tcpserver may also start serving: then it is stopped), and when
+// it fails it says so on stderr in lines that each name one of our programs, in our words: no
+// stack trace, no runtime's error code, no "undefined". Each runs in a network namespace of its
+// own with only a loopback that is down (unshare -n), in a scratch directory, stdin /dev/null:
+// a name in argv is never looked up outside, and nothing is written outside the scratch
+// directory.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import fc from "fast-check";
+import { makePki } from "../helpers/certs.ts";
+import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
+
+const scratch = mkdtempSync(join(tmpdir(), "ucspi-argv-"));
+const pki = makePki();
+const pair = pki.server("localhost", ["localhost"]);
+after(() => {
+  rmSync(scratch, { recursive: true, force: true });
+  rmSync(pki.dir, { recursive: true, force: true });
+});
+/** A configuration that lets the TLS programs get past it to their command lines. */
+const ENV = { PATH: PATH_WITH_BIN, HOME: scratch, CERTFILE: pair.cert, KEYFILE: pair.key };
+
+/** Every program but tls-everywhere (it keeps its state in /run) and tcpclient (its hosts are
+ * tested in test/tcpclient). */
+const PROGRAMS = [
+  "tcpserver",
+  "tcprules",
+  "tcprulescheck",
+  "tlsd",
+  "tlsc",
+  "starttls-wrapper",
+  "tls-sniff",
+  "acme-challenge",
+  "tcpforward",
+  "tls-keygen",
+  "ucspi-demo",
+];
+
+const TOKENS = [
+  ...["-v", "-v2", "-q", "-Q", "-1", "-R", "-r", "-H", "-h", "-l", "-l0", "-x", "-X", "-c"],
+  ...["-C", "-b", "-B", "-p", "-P", "-t", "-T", "-K", "-k", "-s", "-S", "-z", "-Z", "-y", "-Y"],
+  ...["-j", "-J", "-n", "-N", "-u", "-g", "-U", "-6", "-7", "-e", "-E", "-d", "-D", "-o", "-O"],
+  ...["--proxy", "--help", "--alpn", "--sni", "--plain", "--starttls", "--metrics", "--drain"],
+  ...[
+    "--workers",
+    "--transparent",
+    "--mod-ssl",
+    "--no-verify-cert",
+    "--mark",
+    "--plaintext-fallback",
+  ],
+  ...["{", "}", "--", "-", "", " ", "0", "1", "-1", "65536", "99999999999999999999", "1e3"],
+  ...["0x10", "NaN", "127.0.0.1", "::1", "0.0.0.0", "localhost", "smtp", "mysql", "xmpp", "h2"],
+  ...["cat", "true", "sh", "self-signed", "ensure", "ca", "key", "rules.cdb", "rules.tmp", "é"],
+  ...["a:b", "x=y", "12:34", "\t", "%", "../up"],
+];
+
+const argv = fc.array(fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength: 8 })), {
+  maxLength: 6,
+});
+
+/** The start of a line that names one of ours. */
+const OURS = new RegExp(`^(${PROGRAMS.join("|")}|tls-everywhere|tcpclient|ucspi-spawner): `);
+const RUNTIME =
+  /node:|ERR_[A-Z]|\bat .*\.c?js|undefined|\[object |\b(read|write|connect|spawn) E[A-Z]+/;
+
+for (const program of PROGRAMS) {
+  test(`${program}: random command lines end, and each failure is said in lines that name ours, in our words`, async () => {
+    await fc.assert(
+      fc.asyncProperty(argv, async (args) => {
+        const r = await run("unshare", ["-n", ours(program), ...args], {
+          cwd: scratch,
+          env: { ...ENV, CERTDIR: scratch },
+          timeoutMs: program === "tcpserver" ? 3000 : 20_000,
+        });
+        const said = `${program} ${JSON.stringify(args)}: ${r.stderr}`;
+        // tcpserver with a command line it takes serves until stopped.
+        if (program === "tcpserver" && r.signal === "SIGKILL") return;
+        assert.equal(r.signal, null, `did not end: ${said}`);
+        assert.doesNotMatch(r.stderr, RUNTIME, said);
+        if (r.code === 0) return;
+        assert.notEqual(r.stderr, "", `exit ${r.code} without a word: ${said}`);
+        for (const line of r.stderr.trimEnd().split("\n")) assert.match(line, OURS, said);
+      }),
+      { numRuns: 25 },
+    );
+  });
+}
