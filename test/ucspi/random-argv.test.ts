@@ -25,10 +25,10 @@ after(() => {
 /** A configuration that lets the TLS programs get past it to their command lines. */
 const ENV = { PATH: PATH_WITH_BIN, HOME: scratch, CERTFILE: pair.cert, KEYFILE: pair.key };
 
-/** Every program but tls-everywhere (it keeps its state in /run) and tcpclient (its hosts are
- * tested in test/tcpclient). */
+/** Every program but tls-everywhere (it keeps its state in /run, outside the namespace). */
 const PROGRAMS = [
   "tcpserver",
+  "tcpclient",
   "tcprules",
   "tcprulescheck",
   "tlsd",
@@ -64,8 +64,9 @@ const argv = fc.array(fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength
   maxLength: 6,
 });
 
-/** The start of a line that names one of ours. */
-const OURS = new RegExp(`^(${PROGRAMS.join("|")}|tls-everywhere|tcpclient|ucspi-spawner): `);
+/** The start of a line that names one of ours, or one of the programs in TOKENS that ours may
+ * run (their words are their own: `cat: '': No such file or directory`). */
+const OURS = new RegExp(`^(${PROGRAMS.join("|")}|tls-everywhere|ucspi-spawner|cat|sh): `);
 const RUNTIME =
   /node:|ERR_[A-Z]|\bat .*\.c?js|undefined|\[object |\b(read|write|connect|spawn) E[A-Z]+/;
 
