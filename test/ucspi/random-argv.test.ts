@@ -5,7 +5,7 @@
 // stack trace, no runtime's error code, no "undefined". Each runs in a network namespace of its
 // own with only a loopback that is down (unshare -n), in a scratch directory, stdin /dev/null:
 // a name in argv is never looked up outside, and nothing is written outside the scratch
-// directory.
+// directory. tls-everywhere runs with --dry-run first: it prints its rules or refuses.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -92,3 +92,43 @@ for (const program of PROGRAMS) {
     );
   });
 }
+
+/** tls-everywhere's own words: its options with and without values, port lists and chains. */
+const EVERYWHERE_TOKENS = [
+  ...["--remove", "--ports", "--exclude", "--listen", "--mark", "--table", "--silence"],
+  ...["--state", "--limit", "--workers", "--ipv4-only", "--port", "--ports=25,80-90"],
+  ...["--exclude=22", "--listen=0", "--mark=4294967295", "--port=25", "25", "80-90", "90-80"],
+  ...["1-65535", "0-1", "22,", ",", "{", "}", "starttls-wrapper", "tcpforward", "-p", "smtp"],
+];
+
+test("tls-everywhere --dry-run: random command lines end, print rules or are refused in lines that name it, in its words", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(
+        fc.oneof(fc.constantFrom(...EVERYWHERE_TOKENS, ...TOKENS), fc.string({ maxLength: 8 })),
+        {
+          maxLength: 6,
+        },
+      ),
+      async (args) => {
+        // --dry-run first: whatever follows, nothing is installed (nor read from /run).
+        const r = await run("unshare", ["-n", ours("tls-everywhere"), "--dry-run", ...args], {
+          cwd: scratch,
+          env: ENV,
+          timeoutMs: 20_000,
+        });
+        const said = `tls-everywhere --dry-run ${JSON.stringify(args)}: ${r.stderr}`;
+        assert.equal(r.signal, null, `did not end: ${said}`);
+        assert.doesNotMatch(r.stderr, RUNTIME, said);
+        if (r.code === 0) {
+          assert.match(r.stdout, /^# /m, `no rules printed: ${said}`);
+          return;
+        }
+        assert.equal(r.code, 100, said);
+        for (const line of r.stderr.trimEnd().split("\n"))
+          assert.match(line, /^tls-everywhere: /, said);
+      },
+    ),
+    { numRuns: 40 },
+  );
+});
