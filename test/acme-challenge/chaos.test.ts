@@ -6,12 +6,11 @@
 // request for a known token is always answered with its key authorization.
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import fc from "fast-check";
-import { chaos, cutInto, talkOf } from "../helpers/chaos.ts";
+import { HOW, chaos, cutInto, talkOf, talkRandomly } from "../helpers/chaos.ts";
 import type { Outcome, Plan, Target } from "../helpers/chaos.ts";
 import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
@@ -43,8 +42,6 @@ const PIECES: Buffer[] = [
   "\x16\x03\x01\x00\xc8\x01\x00\x00\xc4\x03\x03", // the head of a ClientHello
 ].map(text);
 
-const HOW = ["end", "reset", "drop"] as const;
-
 /** One client: what it sends, where that is cut, the pause after each write, how it goes. */
 const client = fc.record({
   ...talkOf(PIECES, 4),
@@ -55,46 +52,11 @@ type Client = typeof client extends fc.Arbitrary<infer C> ? C : never;
 /** The client's bytes in the pieces it writes them in. */
 const writes = (c: Client) => cutInto(Buffer.concat(c.pieces), c.cuts);
 
-/** Runs one client; resolves with what it read when its socket is closed, fails after 15 s
- * (a session that outlives its client). */
-async function run(target: Target, c: Client): Promise<Outcome> {
-  target.connections++;
+/** Runs one client (talkRandomly). */
+function run(target: Target, c: Client): Promise<Outcome> {
   const chunks = writes(c);
   const said = `${c.how} after ${JSON.stringify(chunks.map((b) => b.toString("latin1").slice(0, 80)))}`;
-  const tcp = connect(target.server.port, "127.0.0.1");
-  tcp.on("error", () => {});
-  let got = "";
-  tcp.on("data", (d: Buffer) => (got += d.toString("latin1")));
-  const closed = new Promise<void>((resolve) => tcp.once("close", () => resolve()));
-  const dialogue = async () => {
-    await new Promise<void>((resolve) => tcp.once("connect", () => resolve()));
-    const port = tcp.localPort ?? 0;
-    target.said?.set(port, [...(target.said.get(port) ?? []), said]);
-    for (const chunk of chunks) {
-      if (tcp.destroyed) break;
-      tcp.write(chunk);
-      await new Promise((resolve) => setTimeout(resolve, c.pause));
-    }
-    if (c.how === "end") tcp.end();
-    else if (c.how === "reset" && !tcp.destroyed) tcp.resetAndDestroy();
-    else tcp.destroy();
-    await closed;
-  };
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      dialogue(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          tcp.destroy();
-          reject(new Error(`a session not over 15 s after its client's ${said}`));
-        }, 15_000);
-      }),
-    ]);
-    return { got };
-  } finally {
-    clearTimeout(timer);
-  }
+  return talkRandomly(target, { chunks, pause: c.pause, how: c.how, said });
 }
 
 /** A client that sends the challenge request and nothing else (in any pieces) and ends gets

@@ -4,6 +4,9 @@
 // and no fd or child is left.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { connect } from "node:net";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import fc from "fast-check";
 import { openFds, programsOf } from "./interop.ts";
 import { waitFor } from "./server.ts";
@@ -190,4 +193,62 @@ export function talkOf(known: readonly Buffer[], maxPieces: number) {
     cuts: fc.array(fc.nat(), { maxLength: 3 }),
     pause: fc.integer({ min: 0, max: 20 }),
   };
+}
+
+/** How a random client goes: a FIN, a reset, or its socket closed as it is. */
+export const HOW = ["end", "reset", "drop"] as const;
+export type How = (typeof HOW)[number];
+
+export interface RandomTalk {
+  chunks: Buffer[];
+  /** ms after each write */
+  pause: number;
+  how: How;
+  /** What the client did, for the message when its session does not end. */
+  said: string;
+  /** Its own steps first (a protocol's upgrade), given its socket and what it has read so far
+   * (`seen.text`, which they may reset): the stream to write its chunks on. */
+  prelude?: (tcp: Socket, seen: { text: string }) => Promise<Duplex>;
+}
+
+/** One random client against `target`: its prelude, its chunks with their pauses, then it goes
+ * as `how` says. Resolves with what it read (since the last reset of `seen`) once its socket is
+ * closed; fails after 15 s, a session that outlives its client. */
+export async function talkRandomly(target: Target, t: RandomTalk): Promise<Outcome> {
+  target.connections++;
+  const tcp = connect(target.server.port, "127.0.0.1");
+  tcp.on("error", () => {});
+  const seen = { text: "" };
+  tcp.on("data", (d: Buffer) => (seen.text += d.toString("latin1")));
+  const closed = new Promise<void>((resolve) => tcp.once("close", () => resolve()));
+  const dialogue = async () => {
+    await new Promise<void>((resolve) => tcp.once("connect", () => resolve()));
+    const port = tcp.localPort ?? 0;
+    target.said?.set(port, [...(target.said.get(port) ?? []), t.said]);
+    const out = t.prelude ? await t.prelude(tcp, seen) : tcp;
+    for (const chunk of t.chunks) {
+      if (out.destroyed) break;
+      out.write(chunk);
+      await new Promise((resolve) => setTimeout(resolve, t.pause));
+    }
+    if (t.how === "end") out.end();
+    else if (t.how === "reset" && !tcp.destroyed) tcp.resetAndDestroy();
+    else tcp.destroy();
+    await closed;
+  };
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      dialogue(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          tcp.destroy();
+          reject(new Error(`a session not over 15 s after its client's ${t.said}`));
+        }, 15_000);
+      }),
+    ]);
+    return { got: seen.text };
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -16,7 +16,7 @@ import { escapeRegExp } from "../helpers/normalize.ts";
 import { sslRequestPayload } from "../helpers/mysql-packets.ts";
 import { ANSWER, GREETING, serverBehind } from "../helpers/servers-behind.ts";
 import { makePki } from "../helpers/certs.ts";
-import { chaos, cutInto, talkOf } from "../helpers/chaos.ts";
+import { HOW, chaos, cutInto, talkOf, talkRandomly } from "../helpers/chaos.ts";
 import type { Outcome, Plan, Target } from "../helpers/chaos.ts";
 import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
@@ -93,8 +93,6 @@ const PIECES: Buffer[] = [
   MYSQL_SSL_REQUEST,
 ];
 
-const HOW = ["end", "reset", "drop"] as const;
-
 /** One client: how far it goes in the protocol's own upgrade first (not at all; the upgrade
  * command and its go-ahead; or on into a TLS session), then its random bytes (in plaintext, or
  * inside TLS), where they are cut, the pause after each write, and how it goes. */
@@ -140,58 +138,29 @@ const UPGRADE: Record<string, { first?: RegExp; steps: [Buffer, RegExp | undefin
   },
 };
 
-/** Runs one client of `protocol` against `target`; resolves when its socket is closed, fails
- * after 15 s (a session that outlives its client's end). */
-async function run(target: Target, protocol: string, c: Client): Promise<Outcome> {
-  target.connections++;
+/** Runs one client of `protocol` against `target` (talkRandomly): the protocol's own upgrade
+ * as far as the client goes, then its random bytes. */
+function run(target: Target, protocol: string, c: Client): Promise<Outcome> {
   const chunks = writes(c);
   const upgrade = c.upgrade === "none" ? "" : `the upgrade (${c.upgrade}) and `;
-  const said = `${c.how} after ${upgrade}${JSON.stringify(chunks.map((b) => b.toString("latin1")))}`;
-  const tcp = connect(target.server.port, "127.0.0.1");
-  tcp.on("error", () => {});
-  const seen = { text: "" };
-  tcp.on("data", (d: Buffer) => (seen.text += d.toString("latin1")));
-  const closed = new Promise<void>((resolve) => tcp.once("close", () => resolve()));
-  const dialogue = async () => {
-    await new Promise<void>((resolve) => tcp.once("connect", () => resolve()));
-    const port = tcp.localPort ?? 0;
-    target.said?.set(port, [...(target.said.get(port) ?? []), said]);
-    let out: Duplex = tcp;
-    if (c.upgrade !== "none") {
-      const { first, steps } = UPGRADE[protocol] ?? { steps: [] };
-      if (first) await answer(tcp, seen, first);
-      for (const [bytes, expect] of steps) {
-        seen.text = "";
-        tcp.write(bytes);
-        if (expect) await answer(tcp, seen, expect);
-      }
-      if (c.upgrade === "tls" && !tcp.destroyed) out = await tlsSession(tcp);
+  const prelude = async (tcp: Socket, seen: { text: string }): Promise<Duplex> => {
+    if (c.upgrade === "none") return tcp;
+    const { first, steps } = UPGRADE[protocol] ?? { steps: [] };
+    if (first) await answer(tcp, seen, first);
+    for (const [bytes, expect] of steps) {
+      seen.text = "";
+      tcp.write(bytes);
+      if (expect) await answer(tcp, seen, expect);
     }
-    for (const chunk of chunks) {
-      if (out.destroyed) break;
-      out.write(chunk);
-      await new Promise((resolve) => setTimeout(resolve, c.pause));
-    }
-    if (c.how === "end") out.end();
-    else if (c.how === "reset" && !tcp.destroyed) tcp.resetAndDestroy();
-    else tcp.destroy();
-    await closed;
+    return c.upgrade === "tls" && !tcp.destroyed ? tlsSession(tcp) : tcp;
   };
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      dialogue(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          tcp.destroy();
-          reject(new Error(`a session not over 15 s after its client's ${said}`));
-        }, 15_000);
-      }),
-    ]);
-    return { got: seen.text };
-  } finally {
-    clearTimeout(timer);
-  }
+  return talkRandomly(target, {
+    chunks,
+    pause: c.pause,
+    how: c.how,
+    said: `${c.how} after ${upgrade}${JSON.stringify(chunks.map((b) => b.toString("latin1")))}`,
+    prelude,
+  });
 }
 
 /** Waits till what `stream` said since the last step matches `expect`, it closes, or 1 s. */
