@@ -24,3 +24,9 @@ export function hidePortVars(text: string): string {
 export function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 }
+
+/** A runtime's words in a log line, where ours belong: Node's error codes and system-call
+ * errors ("write ECONNRESET", "spawn /x ENOENT"), stack frames, "undefined", "[object ...]";
+ * and our safety net's "internal error" (a bug of ours). */
+export const RUNTIME_WORDS =
+  /internal error|node:|ERR_[A-Z]|\bat .*\.c?js|undefined|\[object |\b(read|write|connect|spawn)\b.* E(CONN[A-Z]+|PIPE|NOENT|ACCES|AGAIN|ADDR[A-Z]+|NOTCONN|HOSTUNREACH|NETUNREACH|TIMEDOUT)\b/;
