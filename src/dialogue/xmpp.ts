@@ -38,6 +38,9 @@ export type ClientElement =
   /** length: the element's characters; extra: what follows it (none may, before <proceed/>). */
   | { kind: "starttls"; length: number; extra: number }
   | { kind: "other"; name: string }
+  /** The client's XML declaration or stream header, `length` characters with the whitespace
+   * before it: late, because the server spoke first (its features before the client's header). */
+  | { kind: "header"; length: number }
   | { kind: "malformed"; reason: string };
 
 /** The client's first element after the features (whitespace keepalives skipped). */
@@ -54,6 +57,10 @@ export function firstClientElement(text: string): ClientElement {
     return text.length > MAX_LOOK
       ? { kind: "malformed", reason: "a tag too long" }
       : { kind: "more" };
+  if (name === "?xml" || /^([^:]+:)?stream$/.test(name)) {
+    const end = tagEnd(text, start);
+    return end === undefined ? { kind: "more" } : { kind: "header", length: end + 1 };
+  }
   if (name !== "starttls") return { kind: "other", name };
   const close = tagEnd(text, start);
   if (close === undefined) return { kind: "more" };

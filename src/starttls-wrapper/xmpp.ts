@@ -70,6 +70,13 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     };
     const examine = () => {
       const first = firstClientElement(clientText);
+      if (first.kind === "header") {
+        // The client's stream header after our features (the server spoke first): the
+        // server's, as it would have been; the element that decides comes after it.
+        server.write(Buffer.from(clientText.slice(0, first.length), "latin1"));
+        clientText = clientText.slice(first.length);
+        return examine();
+      }
       if (first.kind === "more") {
         if (clientText.length > MAX_LOOK) {
           warn("no element within the first 64 KiB");

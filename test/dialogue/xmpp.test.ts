@@ -80,3 +80,20 @@ test("the client's first element: <starttls/> in both forms, with what follows c
   assert.equal(firstClientElement("hello").kind, "malformed");
   fc.assert(fc.property(fc.string({ maxLength: 100 }), (text) => void firstClientElement(text)));
 });
+
+test("a client's stream header (and XML declaration) after the features is a header, with its length, whole or not at all", () => {
+  const declaration = "<?xml version='1.0'?>";
+  const header =
+    "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:client'" +
+    " to='example.org' version='1.0'>";
+  for (const text of [declaration, header, ` ${header}`, "<stream to='a>b'>"]) {
+    assert.deepEqual(firstClientElement(text), { kind: "header", length: text.length });
+    assert.deepEqual(firstClientElement(`${text}<starttls xmlns='${TLS_NS}'/>`), {
+      kind: "header",
+      length: text.length,
+    });
+    for (let cut = 1; cut < text.length; cut++)
+      assert.equal(firstClientElement(text.slice(0, cut)).kind, "more", text.slice(0, cut));
+  }
+  assert.deepEqual(firstClientElement("<streams/>"), { kind: "other", name: "streams" });
+});

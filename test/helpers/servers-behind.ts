@@ -20,8 +20,8 @@ export const GREETING: Record<string, Buffer> = {
   postgres: Buffer.alloc(0),
   ldap: Buffer.alloc(0),
   mysql: mysqlGreeting(),
-  // Said at once, before the client's stream header (as the wrapper reads it, that is the
-  // same): a stream header and features that offer no TLS.
+  // Said at once, often before the client's stream header has come (the wrapper takes a late
+  // header for what it is): a stream header and features that offer no TLS.
   xmpp: text(
     "<?xml version='1.0'?><stream:stream from='example.org' id='fake' xmlns='jabber:client'" +
       " xmlns:stream='http://etherx.jabber.org/streams' version='1.0'><stream:features>" +

@@ -6,12 +6,15 @@
 // <starttls/> are refused.
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
+import { connect } from "node:net";
 import { after, before, test } from "node:test";
+import { TLS_NS } from "../../src/dialogue/xmpp.ts";
 import { makePki } from "../helpers/certs.ts";
 import { startProsody } from "../helpers/prosody.ts";
 import type { Prosody } from "../helpers/prosody.ts";
 import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { serverBehind } from "../helpers/servers-behind.ts";
 import type { RunningServer } from "../helpers/server.ts";
 import { opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
@@ -171,4 +174,46 @@ test("openssl s_client -starttls xmpp: the upgrade, the certificate verified, TL
   assert.equal(r.code, 0, r.stderr + opportunistic.log());
   assert.match(r.stderr, /^Protocol version: TLSv1\.3$/m);
   assert.match(r.stderr, /^Verification: OK$/m);
+});
+
+test("a server that sends its stream header and features before the client's header: the late header goes to the server, and the client's <starttls/> still gets <proceed/> (it used to pass to the server)", async () => {
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", "xmpp"],
+      ...serverBehind("xmpp", false),
+    ],
+    { env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key } },
+  );
+  try {
+    const got = await new Promise<string>((resolve) => {
+      const tcp = connect(server.port, "127.0.0.1");
+      tcp.on("error", () => {});
+      let seen = "";
+      let asked = false;
+      const timer = setTimeout(() => tcp.destroy(), 10_000);
+      tcp.on("data", (d: Buffer) => {
+        seen += d.toString("latin1");
+        // Only once the features (with our <starttls/>) are here: the client's header, then
+        // its <starttls/>, each in a write of its own.
+        if (!asked && seen.includes("</stream:features>")) {
+          asked = true;
+          tcp.write(
+            "<?xml version='1.0'?><stream:stream to='example.org' xmlns='jabber:client'" +
+              " xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
+            () => setTimeout(() => tcp.write(`<starttls xmlns='${TLS_NS}'/>`), 50),
+          );
+        }
+        if (seen.includes("<proceed")) tcp.destroy();
+      });
+      tcp.once("close", () => {
+        clearTimeout(timer);
+        resolve(seen);
+      });
+    });
+    assert.match(got, /<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>/);
+    assert.match(got, /<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'\/>$/);
+  } finally {
+    await server.stop();
+  }
 });
