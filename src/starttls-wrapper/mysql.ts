@@ -23,11 +23,11 @@ import {
 } from "../dialogue/mysql.ts";
 import type { Packet } from "../dialogue/mysql.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
+import { causeText } from "../ucspi/errors.ts";
 import { relay } from "../ucspi/relay.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
 import { REFUSED, count, endWith, logger, startServer } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
-import { causeText } from "../ucspi/errors.ts";
 
 export async function runMysql(ctx: StageContext, options: WrapperOptions): Promise<number> {
   const { warn, info } = logger(ctx, options);

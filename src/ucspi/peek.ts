@@ -5,9 +5,9 @@
 // tls-sniff looks for a ClientHello this way, acme-challenge for an HTTP request line.
 import type { Duplex } from "node:stream";
 import { connectionStream } from "./chain.ts";
+import { causeText } from "./errors.ts";
 import { native } from "./native.ts";
 import type { Connection } from "./stage.ts";
-import { causeText } from "./errors.ts";
 
 /** What the caller makes of the bytes so far: enough (true), or how many it needs in all. */
 export type Examine = (bytes: Buffer) => true | number;

@@ -2,8 +2,8 @@
 // helper process (src/native/spawner.c), so that each spawn does not copy and close the
 // thousands of fds this process holds (DESIGN.md section 3). Falls back to spawning here.
 import { availableParallelism } from "node:os";
-import { builtFile, native } from "./native.ts";
 import { causeText } from "./errors.ts";
+import { builtFile, native } from "./native.ts";
 
 type OnSpawned = (error: Error | null, pid: number | undefined) => void;
 type OnExit = (wstatus: number) => void;
