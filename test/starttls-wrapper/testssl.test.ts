@@ -21,8 +21,8 @@ after(() => {
   rmSync(pki.dir, { recursive: true, force: true });
 });
 
-/** testssl.sh 3.0.8's STARTTLS protocols over its sockets (not sieve; LDAP only with
- * --ssl-native). */
+/** testssl.sh 3.0.8's STARTTLS protocols (it has no sieve; its LDAP scan, even with
+ * --ssl-native, stops after the protocol checks). */
 const PROTOCOLS = ["smtp", "lmtp", "pop3", "imap", "nntp", "xmpp", "postgres", "mysql"];
 
 /** What a scan must say: the upgrade was made (a scan whose STARTTLS failed has no
