@@ -44,13 +44,18 @@ export const ANSWER: Record<string, string> = {
 };
 
 /** The server behind: its greeting (in printf's octal escapes), then it echoes what it reads
- * or, `answering`, answers each line; its complaints of resets are not this test's (and
- * would cut tcpserver's log lines). */
+ * or, `answering`, behaves as a real one: answers each line of a line protocol, and otherwise
+ * reads and says nothing (a real XMPP server never sends the client's stream header back,
+ * which openssl s_client -starttls xmpp would read in place of <proceed/>). Its complaints
+ * of resets are not this test's (and would cut tcpserver's log lines). */
 export function serverBehind(protocol: string, answering = false): string[] {
   const greeting = [...(GREETING[protocol] ?? [])];
   const escaped = greeting.map((b) => `\\${b.toString(8).padStart(3, "0")}`).join("");
   const answer = ANSWER[protocol];
-  const then =
-    answering && answer ? `while IFS= read -r line; do ${answer}; done` : "exec cat 2>/dev/null";
+  const then = !answering
+    ? "exec cat 2>/dev/null"
+    : answer
+      ? `while IFS= read -r line; do ${answer}; done`
+      : "exec cat >/dev/null 2>&1";
   return ["sh", "-c", `printf '${escaped}'; ${then}`];
 }
