@@ -1,7 +1,6 @@
 // What the cli.ts of every stage program shares (tlsd, tlsc, ucspi-demo): run the stage on
 // fds 0/1 or 6/7 as a process of its own, and end as the chain's last program ended.
 import { startEnv } from "./env.ts";
-import { FatalError } from "./errors.ts";
 import { helpAsked } from "./help.ts";
 import { dropOwnPrivileges } from "./privileges.ts";
 import { endOnUncaught, passOnStatus, reportError, writeStderr } from "./main.ts";
@@ -31,16 +30,12 @@ export function runStageProgram(p: StageProgram): void {
   let connection: Connection | undefined;
   const main = async (): Promise<number> => {
     p.check?.(args);
-    const fds = p.fds?.(args) ?? (p.side === "server" ? [0, 1] : [6, 7]);
-    const missing = fds.find((fd) => notOpen.includes(fd));
-    if (missing !== undefined)
-      throw new FatalError(`unable to use fd ${missing}: file descriptor not open`, 111);
     const [{ runChain }, { stdioConnection }, stage] = await Promise.all([
       import("./chain.ts"),
       import("./stdio-connection.ts"),
       p.stage(),
     ]);
-    connection = stdioConnection(p.side, [fds[0] ?? 0, fds[1] ?? 1]);
+    connection = stdioConnection(p.side, p.fds?.(args), notOpen);
     return stage.run({
       argv: process.argv.slice(1),
       env: startEnv(process.env),

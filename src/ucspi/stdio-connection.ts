@@ -7,9 +7,17 @@ import { isatty } from "node:tty";
 import { FatalError, causeText } from "./errors.ts";
 import type { Connection, Side } from "./stage.ts";
 
-/** `fds` overrides the side's usual pair (tlsc -6/-7). */
-export function stdioConnection(side: Side, fds?: [number, number]): Connection {
+/** `fds` overrides the side's usual pair (tlsc -6/-7); `notOpen`: fds the launcher found
+ * closed and holds with /dev/null (UCSPI_FD_NOT_OPEN, launcher.c). */
+export function stdioConnection(
+  side: Side,
+  fds?: [number, number],
+  notOpen: readonly number[] = [],
+): Connection {
   const [read, write] = fds ?? (side === "server" ? [0, 1] : [6, 7]);
+  for (const fd of [read, write])
+    if (notOpen.includes(fd))
+      throw new FatalError(`unable to use fd ${fd}: file descriptor not open`, 111);
   const r = statFd(read);
   const w = statFd(write);
   if (r.ino === w.ino && r.dev === w.dev && r.isSocket()) return { fd: read };
