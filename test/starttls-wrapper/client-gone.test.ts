@@ -11,9 +11,10 @@ import { test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import { writePacket } from "../../src/dialogue/mysql.ts";
 import { makePki } from "../helpers/certs.ts";
-import { greetingPayload, sslRequestPayload } from "../helpers/mysql-packets.ts";
+import { sslRequestPayload } from "../helpers/mysql-packets.ts";
 import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { serverBehind } from "../helpers/servers-behind.ts";
 
 /** What each protocol's server says first (nothing: the client speaks first, or, for MySQL,
  * a server that is slow to greet). */
@@ -161,13 +162,11 @@ test("mysql: a client that leaves inside TLS before its authentication, by an en
   const pki = makePki();
   const pair = pki.server("localhost", ["localhost"]);
   // A server that greets (4.1 protocol, no TLS), then reads and never answers.
-  const greeting = [...writePacket(0, greetingPayload(0x0200 | 0x8000 | 0x80000))];
-  const escaped = greeting.map((b) => `\\${b.toString(8).padStart(3, "0")}`).join("");
   const server = await startServer(
     ours("tcpserver"),
     [
       ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", "mysql", "-t", "600"],
-      ...["sh", "-c", `printf '${escaped}'; exec cat >/dev/null`],
+      ...serverBehind("mysql", true),
     ],
     { env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: pair.cert, KEYFILE: pair.key } },
   );
