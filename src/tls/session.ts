@@ -19,6 +19,8 @@ export const EXIT_TLS = 98;
 /** How long a finished connection may take to say goodbye (close_notify, FIN) to its peer. */
 const CLOSE_GRACE_MS = 5000;
 
+export const HANDSHAKE_TIMED_OUT = "handshake timed out";
+
 /** Resolves when the handshake is done (`event`: "secure" on a server, "secureConnect" on a
  * client); rejects with a one-line reason (a HandshakeError) on failure, close, or after
  * timeoutMs (0: never). */
@@ -30,7 +32,7 @@ export function handshake(
   return new Promise((resolve, reject) => {
     const timer =
       timeoutMs > 0
-        ? setTimeout(() => reject(new HandshakeError("handshake timed out", "timeout")), timeoutMs)
+        ? setTimeout(() => reject(new HandshakeError(HANDSHAKE_TIMED_OUT, "timeout")), timeoutMs)
         : undefined;
     const fail = (error: Error, reason = failureReason(error)) => {
       clearTimeout(timer);

@@ -7,15 +7,25 @@ import { CertStore, storeConfig } from "../tls/cert-store.ts";
 import { configWarnings } from "../tls/config-warnings.ts";
 import { closePolicy } from "../tls/close-policy.ts";
 import { peerCertificate, programEnv, tlsFacts } from "../tls/peer-env.ts";
-import { fatalPrefix, handshakeOrStatus, runOverSession, tlsErrorText } from "../tls/session.ts";
+import { HandshakeError } from "../tls/handshake-result.ts";
+import {
+  EXIT_TLS,
+  HANDSHAKE_TIMED_OUT,
+  fatalPrefix,
+  handshakeOrStatus,
+  runOverSession,
+  tlsErrorText,
+} from "../tls/session.ts";
+import { exitStatus } from "../ucspi/chain.ts";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
 import { tlsIds } from "../ucspi/privileges.ts";
 import { onReload } from "../ucspi/reload.ts";
-import type { Connection, Stage } from "../ucspi/stage.ts";
+import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
 import { findResumeRecord } from "../proxy/resume.ts";
 import type { ResumeRecord } from "../proxy/resume.ts";
 import { runDelayed } from "./delayed.ts";
+import { lookAtFirstBytes } from "./first-bytes.ts";
 import { handshakeDone, handshakeFailed, observeCertificates } from "./metrics.ts";
 import { checkResumeRecord, resumedStream } from "./resume.ts";
 import { USAGE, parseTlsdArgs } from "./options.ts";
@@ -72,27 +82,31 @@ export const tlsdStage: Stage = {
         throw new FatalError("ACME_DIRECTORY needs tlsd without -n", 100);
       return runDelayed(ctx, options, store);
     }
-    let connection = ctx.connection;
+    const fatal = fatalPrefix("tlsd", ctx.env);
+    // -K bounds the wait for the first bytes and the handshake together.
+    const started = Date.now();
+    const first = await lookAtFirstBytes(ctx.connection, options.handshakeTimeoutMs);
+    if (first.kind !== "other") return refuseBeforeHandshake(ctx, fatal, options, first.kind);
+    let connection = first.connection;
     let noCertificate: string | undefined;
     // Loaded only when asked for: a tlsd per connection (djb's tcpserver) starts faster.
     const onDemand =
       ctx.env["ACME_DIRECTORY"] === undefined ? undefined : await import("./acme.ts");
     const acme = onDemand?.onDemandFor(ctx);
     if (onDemand && acme) {
-      const prepared = await onDemand.beforeHandshake(ctx, acme, store, options);
+      const prepared = await onDemand.beforeHandshake(ctx, connection, acme, store, options);
       if (prepared.status !== undefined) return prepared.status;
       ({ connection, refused: noCertificate } = prepared);
     }
     const policy = closePolicy(connection, options);
     const tls = serverTls(policy.transport, store, options, noCertificate);
-    const fatal = fatalPrefix("tlsd", ctx.env);
     let verdict = "NONE";
     const refused = await handshakeOrStatus(
       ctx,
       fatal,
       tls,
       "secure",
-      options,
+      { ...options, handshakeTimeoutMs: timeLeft(options.handshakeTimeoutMs, started) },
       () => {
         verdict = checkClientCertificate(tls, options);
       },
@@ -117,6 +131,28 @@ export const tlsdStage: Stage = {
     );
   },
 };
+
+/** The end of a connection whose first bytes are a PROXY header, or that sent nothing in -K's
+ * time: logged and counted as a handshake that failed. */
+function refuseBeforeHandshake(
+  ctx: StageContext,
+  fatal: string,
+  options: TlsdOptions,
+  kind: "proxy" | "silent",
+): number {
+  const error =
+    kind === "proxy"
+      ? new HandshakeError("got a PROXY protocol header: run tcpserver with --proxy", "not_tls")
+      : new HandshakeError(HANDSHAKE_TIMED_OUT, "timeout");
+  handshakeFailed(error);
+  if (options.verbosity >= 1) ctx.log(`${fatal}${error.message}\n`);
+  return exitStatus(EXIT_TLS);
+}
+
+/** What is left of -K's `limitMs` (0: no limit) since `since`; at least 1 ms once it is set. */
+function timeLeft(limitMs: number, since: number): number {
+  return limitMs > 0 ? Math.max(1, limitMs - (Date.now() - since)) : 0;
+}
 
 /** The resume record of the connection's PROXY header (tcpserver --proxy), if it has one. */
 function resumeRecordOf(connection: Connection): ResumeRecord | undefined {

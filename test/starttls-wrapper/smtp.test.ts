@@ -33,6 +33,7 @@ let serial = 0;
 interface Pair {
   port: number;
   wrapper: RunningServer;
+  service: RunningServer | undefined;
   plainLog: () => string;
   tlsLog: () => string;
   stop(): Promise<void>;
@@ -45,6 +46,8 @@ async function pair(
   options: {
     local?: boolean;
     serviceDown?: boolean;
+    /** The TLS service's tcpserver without --proxy (a mistake the docs warn of). */
+    serviceWithoutProxy?: boolean;
     djb?: boolean;
     program?: string;
     /** More environment for fake-smtp, on both sides. */
@@ -66,7 +69,15 @@ async function pair(
   if (!options.local && !options.serviceDown) {
     service = await startServer(
       ours("tcpserver"),
-      ["-v", "--proxy", "-RHl0", "127.0.0.1", "0", "tlsd", FAKE],
+      [
+        "-v",
+        ...(options.serviceWithoutProxy ? [] : ["--proxy"]),
+        "-RHl0",
+        "127.0.0.1",
+        "0",
+        "tlsd",
+        FAKE,
+      ],
       { env: tlsEnv },
     );
     servicePort = service.port;
@@ -96,6 +107,7 @@ async function pair(
   return {
     port: wrapper.port,
     wrapper,
+    service,
     plainLog: read(plain),
     tlsLog: read(options.local ? plain : tls),
     async stop() {
@@ -485,6 +497,25 @@ test("a TLS service that is down: 454 and a log line, and the session goes on in
     );
     c.write("QUIT\r\n");
     assert.equal(await c.rest(), "221 fake.example bye\r\n");
+  } finally {
+    await p.stop();
+  }
+});
+
+test("a TLS service whose tcpserver lacks --proxy: its tlsd names the PROXY header it got", async () => {
+  const p = await pair([], { serviceWithoutProxy: true });
+  try {
+    const c = await greeted(p);
+    c.write("EHLO client.example\r\n");
+    await c.until(/^250 .*\r\n/m);
+    c.write("STARTTLS\r\n");
+    assert.equal(await c.until(/\r\n/), "220 2.0.0 Ready to start TLS\r\n");
+    await assert.rejects(c.startTls());
+    await p.service?.waitForLog(/ end \d+ status 25088$/);
+    assert.deepEqual(p.service?.log().match(/^tlsd: .*$/gm), [
+      "tlsd: fatal: 127.0.0.1: got a PROXY protocol header: run tcpserver with --proxy",
+    ]);
+    assert.equal(p.tlsLog(), "");
   } finally {
     await p.stop();
   }

@@ -296,6 +296,67 @@ test("garbage and plaintext clients: the handshake fails, status 98, the server 
   }
 });
 
+for (const [who, tcpserver] of [
+  ["our tcpserver, tlsd in-process", ours("tcpserver")],
+  ["djb's tcpserver spawning our tlsd", djb("tcpserver")],
+] as const) {
+  test(`${who}: a PROXY header in place of a ClientHello is named, not "wrong version number"`, async () => {
+    const s = await startServer(
+      tcpserver,
+      ["-v", "-RHl0", "127.0.0.1", "0", "tlsd", "-K", "20000", "/bin/echo", "END"],
+      { env: serverEnv() },
+    );
+    try {
+      const v1 = Buffer.from("PROXY TCP4 192.0.2.7 127.0.0.1 5555 443\r\n");
+      const v2 = Buffer.concat([
+        Buffer.from("0d0a0d0a000d0a515549540a2111000c", "hex"),
+        Buffer.from([192, 0, 2, 7, 127, 0, 0, 1, 0x15, 0xb3, 0x01, 0xbb]),
+      ]);
+      // Whole, and cut inside the signature (tlsd waits for the rest of it).
+      for (const writes of [
+        [v1],
+        [v2],
+        [v1.subarray(0, 3), v1.subarray(3)],
+        [v2.subarray(0, 7), v2.subarray(7)],
+      ]) {
+        await new Promise<void>((resolve) => {
+          const c = connect({ port: s.port, host: "127.0.0.1" }, async () => {
+            for (const bytes of writes) {
+              c.write(bytes);
+              await new Promise((r) => setTimeout(r, 50));
+            }
+          });
+          c.on("close", () => resolve());
+          c.on("error", () => {});
+          c.resume();
+        });
+      }
+      await s.waitForLog(/ end \d+ status 25088$/, 4);
+      assert.deepEqual(s.log().match(/^tlsd: .*$/gm), [
+        ...Array(4).fill(
+          "tlsd: fatal: 127.0.0.1: got a PROXY protocol header: run tcpserver with --proxy",
+        ),
+      ]);
+      // A ClientHello still gets its session, and "PRO" alone is not a PROXY header.
+      const ok = await pythonClient(s.port, { sni: "localhost" });
+      assert.equal(ok.stdout, "END\n");
+      await new Promise<void>((resolve) => {
+        const c = connect({ port: s.port, host: "127.0.0.1" }, () => c.end("PROXIMA\r\n"));
+        c.on("close", () => resolve());
+        c.on("error", () => {});
+        c.resume();
+      });
+      await s.waitForLog(/ end \d+ status 25088$/, 5);
+      assert.match(
+        s.log(),
+        /^tlsd: fatal: 127\.0\.0\.1: TLS handshake failed: wrong version number$/m,
+      );
+    } finally {
+      await s.stop();
+    }
+  });
+}
+
 test("configuration errors: one line and the documented exit code", async () => {
   const cases: [Record<string, string>, number, RegExp][] = [
     [{}, 100, /^tlsd: fatal: CERTFILE not set\n$/],
