@@ -1,46 +1,73 @@
-// tlsd's look at a connection's first bytes before the handshake (peeked: none is taken). A TLS
-// service behind starttls-wrapper, or haproxy's send-proxy, whose tcpserver lacks --proxy gets a
-// PROXY header where the ClientHello should be; OpenSSL calls that "wrong version number", as it
-// calls plaintext, and the bytes are gone by then. Looked at first, it can be named.
+// tlsd's look at a connection's first bytes before the handshake. A TLS service behind
+// starttls-wrapper, or haproxy's send-proxy, whose tcpserver lacks --proxy gets a PROXY header
+// where the ClientHello should be; OpenSSL calls that "wrong version number", as it calls
+// plaintext, and the bytes are gone by then. Looked at first, it can be named.
+// The first chunk is read from the connection's stream, which tlsd makes anyway, and put back
+// in front of it: Node's TLS socket takes what its socket has buffered as if it had read it.
+// Neither a peek (MSG_PEEK: the ClientHello is almost never there yet when tlsd starts, so a
+// wait of its own, 7% of a handshake's CPU) nor flowing mode (pausing stops the socket's
+// reading, which the TLS socket then starts again) is that cheap.
 import { PROXY_V2_SIGNATURE } from "../proxy/v2.ts";
-import { drain, peekBytes } from "../ucspi/peek.ts";
+import { connectionStream } from "../ucspi/chain.ts";
+import { causeText } from "../ucspi/errors.ts";
 import type { Connection } from "../ucspi/stage.ts";
 
 const PROXY_V1_SIGNATURE = Buffer.from("PROXY ", "latin1");
 const SIGNATURES = [PROXY_V1_SIGNATURE, PROXY_V2_SIGNATURE];
-const LONGEST = Math.max(...SIGNATURES.map((signature) => signature.length));
 /** A TLS record starts with its content type; a ClientHello's is handshake (22). */
 const HANDSHAKE_RECORD = 0x16;
 /** setTimeout's longest wait, for "no limit" (-K 0). */
 const NO_LIMIT_MS = 2 ** 31 - 1;
+const NOTHING = Buffer.alloc(0);
 
 export type FirstBytes =
   /** A PROXY protocol header (v1 or v2). */
   | { kind: "proxy" }
   /** Nothing, or only part of a signature, came within the limit. */
   | { kind: "silent" }
+  /** The client left (or its connection failed: `reason`) before its first bytes decided. */
+  | { kind: "closed"; reason: string }
   /** Anything else: the handshake decides (it names what is wrong, if anything is). */
-  | { kind: "other"; connection: Connection };
+  | { kind: "other" };
 
-/** What comes first on `connection`, waited for at most `limitMs` (0: no limit). */
-export async function lookAtFirstBytes(
-  connection: Connection,
-  limitMs: number,
-): Promise<FirstBytes> {
-  const limit = limitMs || NO_LIMIT_MS;
-  const { look, connection: passOn } = await peekBytes(
-    connection,
-    { silenceMs: limit, helloMs: limit, maxBytes: LONGEST },
-    examine,
-  );
-  if (look.kind === "done" && isProxySignature(look.bytes)) {
-    // Taken off the socket, so that closing it says FIN to the sender, not a reset.
-    drain(passOn, 1 << 16);
-    return { kind: "proxy" };
-  }
-  if (look.kind === "silent" || (look.kind === "unfinished" && look.reason === "timed out"))
-    return limitMs > 0 ? { kind: "silent" } : { kind: "other", connection: passOn };
-  return { kind: "other", connection: passOn };
+/** What comes first on `connection` (from now on a stream, every byte still in it), waited
+ * for at most `limitMs` (0: no limit); "other" for a connection that is a stream already. */
+export function lookAtFirstBytes(connection: Connection, limitMs: number): Promise<FirstBytes> {
+  // A stream an earlier stage made (starttls-wrapper's own TLS, tls-sniff's routes) is not where
+  // a PROXY header comes: tcpserver's connection is, and its stream is made here.
+  if (connection.stream || connection.fd === undefined) return Promise.resolve({ kind: "other" });
+  const stream = connectionStream(connection);
+  return new Promise((resolve) => {
+    let seen: Buffer = NOTHING;
+    const settle = (first: FirstBytes) => {
+      clearTimeout(timer);
+      stream.off("readable", onReadable);
+      stream.off("end", onEnd);
+      stream.off("error", onError);
+      // Back in front, for the TLS socket (an ended stream has no front: nothing reads it).
+      if (seen.length > 0 && !stream.readableEnded) stream.unshift(seen);
+      resolve(first);
+    };
+    const timer = setTimeout(
+      () => settle(limitMs > 0 ? { kind: "silent" } : { kind: "other" }),
+      limitMs || NO_LIMIT_MS,
+    );
+    const onReadable = () => {
+      for (
+        let chunk = stream.read() as Buffer | null;
+        chunk;
+        chunk = stream.read() as Buffer | null
+      )
+        seen = seen.length > 0 ? Buffer.concat([seen, chunk]) : chunk;
+      if (seen.length > 0 && examine(seen) === true)
+        settle(isProxySignature(seen) ? { kind: "proxy" } : { kind: "other" });
+    };
+    const onEnd = () => settle({ kind: "closed", reason: "connection closed" });
+    const onError = (error: Error) => settle({ kind: "closed", reason: causeText(error) });
+    stream.on("readable", onReadable);
+    stream.once("end", onEnd);
+    stream.once("error", onError);
+  });
 }
 
 /** Enough bytes (true) or how many in all: the first decides, except inside a signature. */

@@ -17,6 +17,7 @@ import {
   tlsErrorText,
 } from "../tls/session.ts";
 import { exitStatus } from "../ucspi/chain.ts";
+import { tcpVar } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
 import { tlsIds } from "../ucspi/privileges.ts";
@@ -26,6 +27,8 @@ import { findResumeRecord } from "../proxy/resume.ts";
 import type { ResumeRecord } from "../proxy/resume.ts";
 import { runDelayed } from "./delayed.ts";
 import { lookAtFirstBytes } from "./first-bytes.ts";
+import type { FirstBytes } from "./first-bytes.ts";
+import { Suspects } from "./suspects.ts";
 import { handshakeDone, handshakeFailed, observeCertificates } from "./metrics.ts";
 import { checkResumeRecord, resumedStream } from "./resume.ts";
 import { USAGE, parseTlsdArgs } from "./options.ts";
@@ -35,6 +38,10 @@ import { stageOptions } from "../ucspi/stage-options.ts";
 // One store per configuration, shared by every connection of this process: contexts (and
 // their session ticket keys) are made once and reloaded when their files change.
 const stores = new Map<string, CertStore>();
+
+// The clients whose first bytes tlsd looks at before the handshake (a PROXY header in place of
+// a ClientHello), in this process.
+const suspects = new Suspects();
 
 // tcpserver --metrics: when each certificate of every store expires, read at each scrape.
 observeCertificates(() => stores.values());
@@ -83,11 +90,17 @@ export const tlsdStage: Stage = {
       return runDelayed(ctx, options, store);
     }
     const fatal = fatalPrefix("tlsd", ctx.env);
-    // -K bounds the wait for the first bytes and the handshake together.
+    // -K bounds the wait for the first bytes (when they are looked at) and the handshake
+    // together.
     const started = Date.now();
-    const first = await lookAtFirstBytes(ctx.connection, options.handshakeTimeoutMs);
-    if (first.kind !== "other") return refuseBeforeHandshake(ctx, fatal, options, first.kind);
-    let connection = first.connection;
+    const client = tcpVar(ctx.env, "REMOTEIP");
+    if (suspects.shouldLook(client, started)) {
+      const first = await lookAtFirstBytes(ctx.connection, options.handshakeTimeoutMs);
+      if (first.kind === "proxy") suspects.notTls(client, Date.now());
+      else suspects.cleared(client);
+      if (first.kind !== "other") return refuseBeforeHandshake(ctx, fatal, options, first);
+    }
+    let connection = ctx.connection;
     let noCertificate: string | undefined;
     // Loaded only when asked for: a tlsd per connection (djb's tcpserver) starts faster.
     const onDemand =
@@ -110,7 +123,11 @@ export const tlsdStage: Stage = {
       () => {
         verdict = checkClientCertificate(tls, options);
       },
-      handshakeFailed,
+      (error) => {
+        handshakeFailed(error);
+        if (error instanceof HandshakeError && error.reason === "not_tls")
+          suspects.notTls(client, Date.now());
+      },
     );
     if (refused !== undefined) return refused;
     handshakeDone(tls);
@@ -132,19 +149,23 @@ export const tlsdStage: Stage = {
   },
 };
 
-/** The end of a connection whose first bytes are a PROXY header, or that sent nothing in -K's
- * time: logged and counted as a handshake that failed. */
+/** The end of a connection whose first bytes are a PROXY header, that sent nothing in -K's
+ * time, or that left first: logged and counted as a handshake that failed. */
 function refuseBeforeHandshake(
   ctx: StageContext,
   fatal: string,
   options: TlsdOptions,
-  kind: "proxy" | "silent",
+  first: Exclude<FirstBytes, { kind: "other" }>,
 ): number {
   const error =
-    kind === "proxy"
+    first.kind === "proxy"
       ? new HandshakeError("got a PROXY protocol header: run tcpserver with --proxy", "not_tls")
-      : new HandshakeError(HANDSHAKE_TIMED_OUT, "timeout");
+      : first.kind === "silent"
+        ? new HandshakeError(HANDSHAKE_TIMED_OUT, "timeout")
+        : new HandshakeError(`TLS handshake failed: ${first.reason}`, "closed");
   handshakeFailed(error);
+  // At once, as a failed handshake ends it (a stream left open would hold a tlsd of its own).
+  ctx.connection.stream?.destroy();
   if (options.verbosity >= 1) ctx.log(`${fatal}${error.message}\n`);
   return exitStatus(EXIT_TLS);
 }

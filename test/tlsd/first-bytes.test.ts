@@ -1,9 +1,11 @@
 // tlsd's look at the first bytes (src/tlsd/first-bytes.ts): the PROXY signatures are told from a
-// ClientHello and from anything else, whole or cut at any point, within their length.
+// ClientHello and from anything else, whole or cut at any point, within their length; and which
+// connections get that look (src/tlsd/suspects.ts).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import { examine, isProxySignature } from "../../src/tlsd/first-bytes.ts";
+import { Suspects } from "../../src/tlsd/suspects.ts";
 import { encodeProxyV1 } from "../../src/proxy/v1.ts";
 import { encodeProxyV2 } from "../../src/proxy/v2.ts";
 import type { ProxyHeaderInit } from "../../src/proxy/types.ts";
@@ -79,5 +81,35 @@ test("any bytes: decided within 12, a PROXY header exactly when a signature star
         assert.equal(bytes.length === 0 ? false : decide(bytes, arrived), expected);
       },
     ),
+  );
+});
+
+test("Suspects: a process's first connection, then only addresses that were not TLS lately", () => {
+  const suspects = new Suspects();
+  const now = 1_000_000;
+  assert.equal(suspects.shouldLook("192.0.2.7", now), true, "the first connection");
+  assert.equal(suspects.shouldLook("192.0.2.7", now), false);
+  suspects.notTls("192.0.2.7", now);
+  assert.equal(suspects.shouldLook("192.0.2.7", now + 1), true);
+  assert.equal(suspects.shouldLook("192.0.2.8", now + 1), false, "another address");
+  assert.equal(suspects.shouldLook(undefined, now + 1), false, "no address");
+  // Ten minutes later it is forgotten; a TLS record from it clears it at once.
+  assert.equal(suspects.shouldLook("192.0.2.7", now + 10 * 60 * 1000 + 1), false);
+  suspects.notTls("192.0.2.7", now);
+  suspects.cleared("192.0.2.7");
+  assert.equal(suspects.shouldLook("192.0.2.7", now + 1), false);
+});
+
+test("Suspects: at most 1024 addresses, the oldest forgotten first", () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 3000 }), (count) => {
+      const suspects = new Suspects();
+      suspects.shouldLook(undefined, 0);
+      for (let i = 0; i < count; i++) suspects.notTls(`10.0.${i >> 8}.${i & 255}`, 0);
+      const remembered = (i: number) => suspects.shouldLook(`10.0.${i >> 8}.${i & 255}`, 1);
+      assert.equal(remembered(count - 1), true, "the newest");
+      assert.equal(remembered(0), count <= 1024, "the oldest");
+    }),
+    { numRuns: 20 },
   );
 });

@@ -296,9 +296,30 @@ test("garbage and plaintext clients: the handshake fails, status 98, the server 
   }
 });
 
-for (const [who, tcpserver] of [
-  ["our tcpserver, tlsd in-process", ours("tcpserver")],
-  ["djb's tcpserver spawning our tlsd", djb("tcpserver")],
+/** A client that writes `writes`, 50 ms apart, and reads until the server closes. */
+function rawClient(port: number, writes: Buffer[]): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const c = connect({ port, host: "127.0.0.1" }, async () => {
+      for (const bytes of writes) {
+        c.write(bytes);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    });
+    c.on("close", () => resolve());
+    c.on("error", () => {});
+    c.resume();
+  });
+}
+
+const NAMED = "tlsd: fatal: 127.0.0.1: got a PROXY protocol header: run tcpserver with --proxy";
+const NOT_TLS = "tlsd: fatal: 127.0.0.1: TLS handshake failed: wrong version number";
+
+for (const [who, tcpserver, firstProxy] of [
+  // In-process, the look before the handshake is for a process's first connection and for an
+  // address whose last handshake was not TLS: a proxy's first header gets OpenSSL's words.
+  ["our tcpserver, tlsd in-process", ours("tcpserver"), NOT_TLS],
+  // A tlsd of its own serves one connection, its first: every one gets the look.
+  ["djb's tcpserver spawning our tlsd", djb("tcpserver"), NAMED],
 ] as const) {
   test(`${who}: a PROXY header in place of a ClientHello is named, not "wrong version number"`, async () => {
     const s = await startServer(
@@ -312,45 +333,28 @@ for (const [who, tcpserver] of [
         Buffer.from("0d0a0d0a000d0a515549540a2111000c", "hex"),
         Buffer.from([192, 0, 2, 7, 127, 0, 0, 1, 0x15, 0xb3, 0x01, 0xbb]),
       ]);
+      // The first connection is a TLS client: looked at, and its session is served.
+      assert.equal((await pythonClient(s.port, { sni: "localhost" })).stdout, "END\n");
       // Whole, and cut inside the signature (tlsd waits for the rest of it).
       for (const writes of [
+        [v1],
         [v1],
         [v2],
         [v1.subarray(0, 3), v1.subarray(3)],
         [v2.subarray(0, 7), v2.subarray(7)],
-      ]) {
-        await new Promise<void>((resolve) => {
-          const c = connect({ port: s.port, host: "127.0.0.1" }, async () => {
-            for (const bytes of writes) {
-              c.write(bytes);
-              await new Promise((r) => setTimeout(r, 50));
-            }
-          });
-          c.on("close", () => resolve());
-          c.on("error", () => {});
-          c.resume();
-        });
-      }
-      await s.waitForLog(/ end \d+ status 25088$/, 4);
-      assert.deepEqual(s.log().match(/^tlsd: .*$/gm), [
-        ...Array(4).fill(
-          "tlsd: fatal: 127.0.0.1: got a PROXY protocol header: run tcpserver with --proxy",
-        ),
-      ]);
-      // A ClientHello still gets its session, and "PRO" alone is not a PROXY header.
-      const ok = await pythonClient(s.port, { sni: "localhost" });
-      assert.equal(ok.stdout, "END\n");
-      await new Promise<void>((resolve) => {
-        const c = connect({ port: s.port, host: "127.0.0.1" }, () => c.end("PROXIMA\r\n"));
-        c.on("close", () => resolve());
-        c.on("error", () => {});
-        c.resume();
-      });
+      ])
+        await rawClient(s.port, writes);
       await s.waitForLog(/ end \d+ status 25088$/, 5);
-      assert.match(
-        s.log(),
-        /^tlsd: fatal: 127\.0\.0\.1: TLS handshake failed: wrong version number$/m,
-      );
+      // A ClientHello from the suspect address still gets its session; "PROXI" is no PROXY
+      // header.
+      assert.equal((await pythonClient(s.port, { sni: "localhost" })).stdout, "END\n");
+      await rawClient(s.port, [Buffer.from("PROXIMA\r\n")]);
+      await s.waitForLog(/ end \d+ status 25088$/, 6);
+      assert.deepEqual(s.log().match(/^tlsd: .*$/gm), [
+        firstProxy,
+        ...Array<string>(4).fill(NAMED),
+        NOT_TLS,
+      ]);
     } finally {
       await s.stop();
     }
