@@ -62,14 +62,13 @@ export interface Prepared {
 
 export async function beforeHandshake(
   ctx: StageContext,
-  before: Connection,
   acme: OnDemand,
   store: CertStore,
   options: TlsdOptions,
 ): Promise<Prepared> {
   // -K bounds the wait for the hello as it bounds the handshake (0: no bound, as there).
   const limit = options.handshakeTimeoutMs || NO_LIMIT_MS;
-  const { verdict, connection } = await peek(before, { silenceMs: limit, helloMs: limit });
+  const { verdict, connection } = await peek(ctx.connection, { silenceMs: limit, helloMs: limit });
   // Not a hello (or none yet): the handshake itself fails it, as without ACME.
   if (verdict.kind !== "tls" || verdict.hello.serverName === undefined) return { connection };
   const name = verdict.hello.serverName;

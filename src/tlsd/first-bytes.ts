@@ -4,9 +4,9 @@
 // plaintext, and the bytes are gone by then. Looked at first, it can be named.
 // The first chunk is read from the connection's stream, which tlsd makes anyway, and put back
 // in front of it: Node's TLS socket takes what its socket has buffered as if it had read it.
-// Neither a peek (MSG_PEEK: the ClientHello is almost never there yet when tlsd starts, so a
-// wait of its own, 7% of a handshake's CPU) nor flowing mode (pausing stops the socket's
-// reading, which the TLS socket then starts again) is that cheap.
+// (A peek, MSG_PEEK, would need a wait of its own: the ClientHello is almost never there yet
+// when tlsd starts.) Either way the look costs an in-process handshake about 7% of tcpserver's
+// CPU, so suspects.ts decides which connections get it.
 import { PROXY_V2_SIGNATURE } from "../proxy/v2.ts";
 import { connectionStream } from "../ucspi/chain.ts";
 import { causeText } from "../ucspi/errors.ts";
@@ -33,8 +33,8 @@ export type FirstBytes =
 /** What comes first on `connection` (from now on a stream, every byte still in it), waited
  * for at most `limitMs` (0: no limit); "other" for a connection that is a stream already. */
 export function lookAtFirstBytes(connection: Connection, limitMs: number): Promise<FirstBytes> {
-  // A stream an earlier stage made (starttls-wrapper's own TLS, tls-sniff's routes) is not where
-  // a PROXY header comes: tcpserver's connection is, and its stream is made here.
+  // A stream an earlier stage made (starttls-wrapper's own TLS in local mode) is not where a
+  // PROXY header comes: tcpserver's connection is, and its stream is made here.
   if (connection.stream || connection.fd === undefined) return Promise.resolve({ kind: "other" });
   const stream = connectionStream(connection);
   return new Promise((resolve) => {

@@ -107,7 +107,7 @@ export const tlsdStage: Stage = {
       ctx.env["ACME_DIRECTORY"] === undefined ? undefined : await import("./acme.ts");
     const acme = onDemand?.onDemandFor(ctx);
     if (onDemand && acme) {
-      const prepared = await onDemand.beforeHandshake(ctx, connection, acme, store, options);
+      const prepared = await onDemand.beforeHandshake(ctx, acme, store, options);
       if (prepared.status !== undefined) return prepared.status;
       ({ connection, refused: noCertificate } = prepared);
     }
