@@ -1,6 +1,8 @@
 // tls-sniff's look at a connection: its first bytes, peeked (none taken; see ucspi/peek.ts),
 // until the ClientHello parser can tell TLS from plaintext.
+import { moreForProxySignature, startsWithProxySignature } from "../proxy/signature.ts";
 import { drain as drainBytes, peekBytes } from "../ucspi/peek.ts";
+import type { Look } from "../ucspi/peek.ts";
 import type { Connection } from "../ucspi/stage.ts";
 import { MAX_SNIFF_BYTES, sniff } from "./client-hello.ts";
 import type { ClientHelloInfo, SniffResult } from "./client-hello.ts";
@@ -9,6 +11,8 @@ export type Verdict =
   | { kind: "tls"; hello: ClientHelloInfo }
   /** silent: the client sent nothing within the silence limit (it waits for the server). */
   | { kind: "plain"; silent: boolean }
+  /** A PROXY protocol header (v1 or v2): the tcpserver in front lacks --proxy. */
+  | { kind: "proxy" }
   | { kind: "malformed"; reason: string }
   /** The client left before sending a byte. */
   | { kind: "closed" }
@@ -32,19 +36,31 @@ export async function peek(connection: Connection, limits: Limits): Promise<Peek
     connection,
     { ...limits, maxBytes: MAX_SNIFF_BYTES },
     (bytes) => {
+      // "P" may be a plaintext request or a PROXY header: the signature's length tells.
+      const more = moreForProxySignature(bytes);
+      if (more !== undefined) return more;
       const result = sniff(bytes);
       return result.kind === "more" ? result.need : true;
     },
   );
-  const verdict: Verdict =
-    look.kind === "done"
-      ? toVerdict(sniff(look.bytes))
-      : look.kind === "silent"
-        ? { kind: "plain", silent: true }
-        : look.kind === "closed"
-          ? { kind: "closed" }
-          : { kind: "unfinished", reason: `${look.reason} inside the ClientHello` };
-  return { verdict, connection: passOn };
+  return { verdict: verdictOf(look), connection: passOn };
+}
+
+function verdictOf(look: Look): Verdict {
+  switch (look.kind) {
+    case "done":
+      return startsWithProxySignature(look.bytes)
+        ? { kind: "proxy" }
+        : toVerdict(sniff(look.bytes));
+    case "silent":
+      return { kind: "plain", silent: true };
+    case "closed":
+      return { kind: "closed" };
+    case "unfinished":
+      // Part of a signature, and no more: a plaintext client that said little.
+      if (moreForProxySignature(look.bytes) !== undefined) return { kind: "plain", silent: false };
+      return { kind: "unfinished", reason: `${look.reason} inside the ClientHello` };
+  }
 }
 
 /** Takes the bytes peeked so far off a socket, so that closing it sends a FIN, not a reset. */

@@ -13,7 +13,8 @@ import type { Verdict } from "./peek.ts";
 import { chooseRoute, sniffEnv } from "./route.ts";
 import { stageOptions } from "../ucspi/stage-options.ts";
 
-/** Refused: a malformed or unfinished hello, plaintext with no route (s6's "bad input"). */
+/** Refused: a malformed or unfinished hello, plaintext with no route, a PROXY header (s6's "bad
+ * input"). */
 const REFUSED = 100;
 
 export const sniffStage: Stage = {
@@ -71,7 +72,9 @@ function refuse(
         ? `unfinished ClientHello: ${verdict.reason}`
         : verdict.kind === "plain"
           ? `plaintext${verdict.silent ? " (a silent client)" : ""} and no --plain route`
-          : "no route";
+          : verdict.kind === "proxy"
+            ? "got a PROXY protocol header: run tcpserver with --proxy"
+            : "no route";
   if (o.verbosity >= 1) ctx.log(`tls-sniff: warning: ${clientPrefix(ctx.env)}refused: ${why}\n`);
   counted(verdict, "none");
   drain(connection);

@@ -7,15 +7,11 @@
 // (A peek, MSG_PEEK, would need a wait of its own: the ClientHello is almost never there yet
 // when tlsd starts.) Either way the look costs an in-process handshake about 7% of tcpserver's
 // CPU, so suspects.ts decides which connections get it.
-import { PROXY_V2_SIGNATURE } from "../proxy/v2.ts";
+import { moreForProxySignature, startsWithProxySignature } from "../proxy/signature.ts";
 import { connectionStream } from "../ucspi/chain.ts";
 import { causeText } from "../ucspi/errors.ts";
 import type { Connection } from "../ucspi/stage.ts";
 
-const PROXY_V1_SIGNATURE = Buffer.from("PROXY ", "latin1");
-const SIGNATURES = [PROXY_V1_SIGNATURE, PROXY_V2_SIGNATURE];
-/** A TLS record starts with its content type; a ClientHello's is handshake (22). */
-const HANDSHAKE_RECORD = 0x16;
 /** setTimeout's longest wait, for "no limit" (-K 0). */
 const NO_LIMIT_MS = 2 ** 31 - 1;
 const NOTHING = Buffer.alloc(0);
@@ -60,7 +56,7 @@ export function lookAtFirstBytes(connection: Connection, limitMs: number): Promi
       )
         seen = seen.length > 0 ? Buffer.concat([seen, chunk]) : chunk;
       if (seen.length > 0 && examine(seen) === true)
-        settle(isProxySignature(seen) ? { kind: "proxy" } : { kind: "other" });
+        settle(startsWithProxySignature(seen) ? { kind: "proxy" } : { kind: "other" });
     };
     const onEnd = () => settle({ kind: "closed", reason: "connection closed" });
     const onError = (error: Error) => settle({ kind: "closed", reason: causeText(error) });
@@ -72,18 +68,5 @@ export function lookAtFirstBytes(connection: Connection, limitMs: number): Promi
 
 /** Enough bytes (true) or how many in all: the first decides, except inside a signature. */
 export function examine(bytes: Buffer): true | number {
-  if (bytes[0] === HANDSHAKE_RECORD) return true;
-  for (const signature of SIGNATURES)
-    if (bytes.length < signature.length && isPrefixOf(bytes, signature)) return signature.length;
-  return true;
-}
-
-export function isProxySignature(bytes: Buffer): boolean {
-  return SIGNATURES.some(
-    (signature) => bytes.length >= signature.length && isPrefixOf(signature, bytes),
-  );
-}
-
-function isPrefixOf(prefix: Buffer, bytes: Buffer): boolean {
-  return bytes.subarray(0, prefix.length).equals(prefix);
+  return moreForProxySignature(bytes) ?? true;
 }

@@ -200,6 +200,33 @@ for (const [who, server] of SERVERS) {
       }
     });
 
+    test("a PROXY header in place of a ClientHello: named and refused; a plaintext 'PRO...' still served", async () => {
+      const s = await serve(server, [...ONE_PORT, ...TLS_HTTP]);
+      try {
+        const v1 = Buffer.from("PROXY TCP4 192.0.2.7 127.0.0.1 5555 443\r\n");
+        const v2 = Buffer.from("0d0a0d0a000d0a515549540a2111000cc00002077f00000115b301bb", "hex");
+        for (const header of [v1, v2]) {
+          const reply = await exchange(s.port, header);
+          assert.equal(reply.bytes, "");
+        }
+        await s.waitForLog(/ end \d+ status 25600$/, 2);
+        assert.deepEqual(s.log().match(/^tls-sniff: .*$/gm), [
+          ...Array<string>(2).fill(
+            "tls-sniff: warning: 127.0.0.1: refused: got a PROXY protocol header: run tcpserver with --proxy",
+          ),
+        ]);
+        // Plaintext that starts as a v1 signature does, and leaves it: the --plain route.
+        const propfind = await exchange(s.port, Buffer.from("PROPFIND / HTTP/1.0\r\n\r\n"), true);
+        assert.match(propfind.bytes, /^HTTP\/1\.[01] 405 /);
+        // A client that says "PR" and leaves: too little to be a header; plaintext.
+        await exchange(s.port, Buffer.from("PR"), true);
+        await s.waitForLog(/ end \d+ status 0$/, 2);
+        assert.equal((s.log().match(/refused/g) ?? []).length, 2);
+      } finally {
+        await s.stop();
+      }
+    });
+
     test("plaintext with no --plain route, an unfinished hello (-K), a client gone mid-hello", async () => {
       const s = await serve(server, ["tls-sniff", "-K", "300", ...TLS_HTTP]);
       try {

@@ -4,7 +4,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { examine, isProxySignature } from "../../src/tlsd/first-bytes.ts";
+import { examine } from "../../src/tlsd/first-bytes.ts";
+import { startsWithProxySignature } from "../../src/proxy/signature.ts";
 import { Suspects } from "../../src/tlsd/suspects.ts";
 import { encodeProxyV1 } from "../../src/proxy/v1.ts";
 import { encodeProxyV2 } from "../../src/proxy/v2.ts";
@@ -15,7 +16,7 @@ function decide(bytes: Buffer, arrived: number): boolean {
   let length = Math.min(arrived, bytes.length);
   for (;;) {
     const verdict = examine(bytes.subarray(0, length));
-    if (verdict === true) return isProxySignature(bytes.subarray(0, length));
+    if (verdict === true) return startsWithProxySignature(bytes.subarray(0, length));
     assert.ok(verdict > length && verdict <= 12, `asks for ${verdict} after ${length}`);
     if (verdict > bytes.length) return false;
     length = verdict;
@@ -51,7 +52,7 @@ test("a TLS record is decided by its first byte, and is never a PROXY header", (
     fc.property(fc.uint8Array({ maxLength: 64 }), (rest) => {
       const bytes = Buffer.concat([Buffer.from([0x16]), rest]);
       assert.equal(examine(bytes.subarray(0, 1)), true);
-      assert.equal(isProxySignature(bytes), false);
+      assert.equal(startsWithProxySignature(bytes), false);
     }),
   );
 });
