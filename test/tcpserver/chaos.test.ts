@@ -1,12 +1,13 @@
 // Misbehaving peers against our tcpserver, in random mixes (fast-check) and all at once:
-// clients that reset in the handshake or mid-session, abandon sessions without close_notify or
-// send garbage; services that reset or close at once; PROXY headers whole, split, partial or
-// missing. Through tls-everywhere's chain (tls-sniff, then tlsd or not, then tcpforward), tlsd
-// with a spawned program, starttls-wrapper (local, and handing over to tcpserver --proxy tlsd)
-// and --proxy. Whatever happens to one connection ends that connection alone: tcpserver goes
-// on serving, logs no internal error, every connection ends, and no fd or child is left.
+// clients that reset in the handshake or mid-session, abandon sessions without close_notify,
+// send garbage, or send a PROXY header (whole or cut) where a ClientHello belongs; services that
+// reset or close at once; PROXY headers whole, split, partial or missing. Through
+// tls-everywhere's chain (tls-sniff, then tlsd or not, then tcpforward), tlsd with a spawned
+// program, starttls-wrapper (local, and handing over to tcpserver --proxy tlsd) and --proxy.
+// Whatever happens to one connection ends that connection alone: tcpserver goes on serving,
+// logs no internal error, every connection ends, and no fd or child is left.
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomInt } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
@@ -37,8 +38,12 @@ const KINDS = [
   "plain", // the same as "tls" in plaintext (tls-sniff's other way)
   "plain-reset",
   "garbage", // a TLS record header and random bytes
+  "proxy-header", // a PROXY v1 or v2 header where the ClientHello should be, whole or cut
 ] as const;
 type Kind = (typeof KINDS)[number];
+
+const PROXY_V1 = Buffer.from("PROXY TCP4 192.0.2.7 127.0.0.1 5555 443\r\n");
+const PROXY_V2 = Buffer.from("0d0a0d0a000d0a515549540a2111000cc00002077f00000115b301bb", "hex");
 
 let service: ReturnType<typeof createServer>;
 let servicePort = 0;
@@ -60,9 +65,9 @@ before(async () => {
       else if (mode === "close") socket.end();
       else socket.write(first);
     });
-    socket.on("end", () => {
-      if (mode === "echo") socket.end();
-    });
+    // The client's end is the service's, whatever it asked for (a cut PROXY header taken for
+    // plaintext asks for no mode, or one that is none of these).
+    socket.on("end", () => socket.end());
   });
   await new Promise<void>((resolve) => service.listen(0, "127.0.0.1", resolve));
   servicePort = (service.address() as { port: number }).port;
@@ -107,6 +112,13 @@ function client(target: Target, kind: Kind, mode: Mode): Promise<Outcome> {
     if (kind === "tls-handshake-reset") {
       tcp.write(Buffer.from("16030100c8010000c40303", "hex"));
       setTimeout(reset, 20);
+      return;
+    }
+    if (kind === "proxy-header") {
+      const header = randomInt(2) === 0 ? PROXY_V1 : PROXY_V2;
+      tcp.write(header.subarray(0, 1 + randomInt(header.length)));
+      tcp.end();
+      tcp.resume();
       return;
     }
     if (kind === "garbage") {
