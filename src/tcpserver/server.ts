@@ -36,6 +36,7 @@ import { Slots } from "./slots.ts";
 import { statusLabel } from "./status-label.ts";
 import type { ServerOptions } from "./options.ts";
 import { isTrusted, readProxyHeader, trustedProxies } from "./proxy-header.ts";
+import { LONGEST_TIMER_MS } from "../ucspi/timers.ts";
 import type { ProxyHeader } from "../proxy/index.ts";
 
 /** Connections that never get a process of their own (denied, dropped, served in-process) are
@@ -88,8 +89,6 @@ const PROXY_HEADER_TIMEOUT_MS = 10_000;
  * program gets SIGKILL 2 s after its SIGTERM. A stage that still holds on (a splice waiting on
  * its service) is not waited for beyond this. */
 const END_GRACE_MS = 3_000;
-/** setTimeout's longest wait (a longer --drain is no bound at all). */
-const LONGEST_TIMER_MS = 2 ** 31 - 1;
 
 /** Resolves once `whenOver` calls back, or END_GRACE_MS after `atBound` ran `seconds` from now
  * (what it ended may not end: a stage that holds on is not waited for). */

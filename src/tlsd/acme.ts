@@ -12,14 +12,13 @@ import { EXIT_TLS, handshake } from "../tls/session.ts";
 import { exitStatus, connectionStream } from "../ucspi/chain.ts";
 import { tcpVar } from "../ucspi/env.ts";
 import { onReload } from "../ucspi/reload.ts";
+import { LONGEST_TIMER_MS } from "../ucspi/timers.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
 import { peek } from "../tls-sniff/peek.ts";
 import type { TlsdOptions } from "./options.ts";
 
 /** The ALPN protocol of tls-alpn-01 validation (RFC 8737). */
 const ACME_TLS = "acme-tls/1";
-/** The longest a timer can wait: "no limit". */
-const NO_LIMIT_MS = 2 ** 31 - 1;
 /** How long the CA's validator has for its handshake when -K sets no limit. */
 const VALIDATOR_MS = 10_000;
 
@@ -67,7 +66,7 @@ export async function beforeHandshake(
   options: TlsdOptions,
 ): Promise<Prepared> {
   // -K bounds the wait for the hello as it bounds the handshake (0: no bound, as there).
-  const limit = options.handshakeTimeoutMs || NO_LIMIT_MS;
+  const limit = options.handshakeTimeoutMs || LONGEST_TIMER_MS;
   const { verdict, connection } = await peek(ctx.connection, { silenceMs: limit, helloMs: limit });
   // Not a hello (or none yet): the handshake itself fails it, as without ACME.
   if (verdict.kind !== "tls" || verdict.hello.serverName === undefined) return { connection };

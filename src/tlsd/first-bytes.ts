@@ -10,10 +10,9 @@
 import { moreForProxySignature, startsWithProxySignature } from "../proxy/signature.ts";
 import { connectionStream } from "../ucspi/chain.ts";
 import { causeText } from "../ucspi/errors.ts";
+import { LONGEST_TIMER_MS } from "../ucspi/timers.ts";
 import type { Connection } from "../ucspi/stage.ts";
 
-/** setTimeout's longest wait, for "no limit" (-K 0). */
-const NO_LIMIT_MS = 2 ** 31 - 1;
 const NOTHING = Buffer.alloc(0);
 
 export type FirstBytes =
@@ -46,7 +45,7 @@ export function lookAtFirstBytes(connection: Connection, limitMs: number): Promi
     };
     const timer = setTimeout(
       () => settle(limitMs > 0 ? { kind: "silent" } : { kind: "other" }),
-      limitMs || NO_LIMIT_MS,
+      limitMs || LONGEST_TIMER_MS,
     );
     const onReadable = () => {
       for (
