@@ -57,6 +57,8 @@ export interface Prepared {
   status?: number;
   /** A name to refuse in the handshake: its certificate is not there (yet). */
   refused?: string;
+  /** A PROXY header came in place of the ClientHello (this tcpserver lacks --proxy). */
+  proxyHeader?: boolean;
 }
 
 export async function beforeHandshake(
@@ -68,6 +70,7 @@ export async function beforeHandshake(
   // -K bounds the wait for the hello as it bounds the handshake (0: no bound, as there).
   const limit = options.handshakeTimeoutMs || LONGEST_TIMER_MS;
   const { verdict, connection } = await peek(ctx.connection, { silenceMs: limit, helloMs: limit });
+  if (verdict.kind === "proxy") return { connection, proxyHeader: true };
   // Not a hello (or none yet): the handshake itself fails it, as without ACME.
   if (verdict.kind !== "tls" || verdict.hello.serverName === undefined) return { connection };
   const name = verdict.hello.serverName;

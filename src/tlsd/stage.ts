@@ -94,7 +94,14 @@ export const tlsdStage: Stage = {
     // together.
     const started = Date.now();
     const client = tcpVar(ctx.env, "REMOTEIP");
-    if (suspects.shouldLook(client, started)) {
+    // Loaded only when asked for: a tlsd per connection (djb's tcpserver) starts faster.
+    const onDemand =
+      ctx.env["ACME_DIRECTORY"] === undefined ? undefined : await import("./acme.ts");
+    const acme = onDemand?.onDemandFor(ctx);
+    // With certificates on demand, their peek at every ClientHello finds a PROXY header too,
+    // and leaves the socket as it was: no look of ours, whose stream would take the client's
+    // end while an order runs, out of the TLS socket's sight.
+    if (!acme && suspects.shouldLook(client, started)) {
       const first = await lookAtFirstBytes(ctx.connection, options.handshakeTimeoutMs);
       if (first.kind === "proxy") suspects.notTls(client, Date.now());
       else suspects.cleared(client);
@@ -102,13 +109,11 @@ export const tlsdStage: Stage = {
     }
     let connection = ctx.connection;
     let noCertificate: string | undefined;
-    // Loaded only when asked for: a tlsd per connection (djb's tcpserver) starts faster.
-    const onDemand =
-      ctx.env["ACME_DIRECTORY"] === undefined ? undefined : await import("./acme.ts");
-    const acme = onDemand?.onDemandFor(ctx);
     if (onDemand && acme) {
       const prepared = await onDemand.beforeHandshake(ctx, acme, store, options);
       if (prepared.status !== undefined) return prepared.status;
+      if (prepared.proxyHeader)
+        return refuseBeforeHandshake(ctx, fatal, options, { kind: "proxy" });
       ({ connection, refused: noCertificate } = prepared);
     }
     const policy = closePolicy(connection, options);

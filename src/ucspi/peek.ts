@@ -153,8 +153,10 @@ function peekStream(stream: Duplex, limits: Limits, examine: Examine): Promise<L
       stream.off("end", onEnd);
       stream.off("error", onError);
       stream.pause();
-      // Every byte read goes back in front, for whatever reads the stream next.
-      if (length > 0) stream.unshift(seen());
+      // Every byte read goes back in front, for whatever reads the stream next; an ended
+      // stream has no front (Node would emit an error that nobody listens to any more), and
+      // nothing reads it next.
+      if (length > 0 && !stream.readableEnded) stream.unshift(seen());
       resolve(look);
     };
     const clock = timers(limits, settle, seen);

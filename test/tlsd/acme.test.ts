@@ -12,6 +12,7 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -354,6 +355,38 @@ test("the CA unreachable: a clean failure after the order fails, or the default 
       await server.stop();
       rmSync(cache, { recursive: true, force: true });
     }
+  }
+});
+
+test("certificates on demand: their peek names a PROXY header; a client that ends inside its ClientHello ends alone", async () => {
+  const closed = await freePort();
+  const port = await freePort();
+  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+  const server = await serveTlsd(ours("tcpserver"), port, cache, {
+    ACME_DIRECTORY: `https://127.0.0.1:${closed}/dir`,
+    ACME_NAMES: "a.test",
+  });
+  const send = (bytes: Buffer) =>
+    new Promise<void>((resolve) => {
+      const c = connect({ port, host: "127.0.0.1" }, () => c.end(bytes));
+      c.on("close", () => resolve());
+      c.on("error", () => {});
+      c.resume();
+    });
+  try {
+    // A record header that promises 512 bytes, and 3 of them, then the end.
+    await send(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01]));
+    await server.waitForLog(/^tlsd: fatal: 127\.0\.0\.1: TLS handshake failed: /);
+    await send(Buffer.from("PROXY TCP4 192.0.2.7 127.0.0.1 5555 443\r\n"));
+    await server.waitForLog(
+      /^tlsd: fatal: 127\.0\.0\.1: got a PROXY protocol header: run tcpserver with --proxy$/,
+    );
+    const after = await sClient(port, "localhost", pki.ca.cert);
+    assert.equal(after.code, 0, after.stderr);
+    assert.doesNotMatch(server.log(), /internal error/);
+  } finally {
+    await server.stop();
+    rmSync(cache, { recursive: true, force: true });
   }
 });
 
