@@ -64,8 +64,7 @@ export function readProxyHeader(fd: number, timeoutMs: number): Promise<HeaderRe
       }
       const seen = Buffer.concat([taken, peeked]);
       const decoded = decodeProxyHeader(seen);
-      if (decoded.state === "error")
-        return finish({ error: `bad PROXY header: ${decoded.reason}` });
+      if (decoded.state === "error") return finish({ error: badHeader(seen, decoded.reason) });
       if (decoded.state === "ok") {
         n.recv(fd, decoded.length - taken.length, true);
         return finish({ header: decoded.header });
@@ -76,4 +75,15 @@ export function readProxyHeader(fd: number, timeoutMs: number): Promise<HeaderRe
     };
     attempt();
   });
+}
+
+/** A TLS record's first byte (handshake): a client that is no proxy, or a proxy that sends no
+ * header, in front of a TLS service behind --proxy. */
+const HANDSHAKE_RECORD = 0x16;
+
+/** The warning's cause; one that starts a TLS handshake instead says so. */
+function badHeader(seen: Buffer, reason: string): string {
+  if (seen[0] === HANDSHAKE_RECORD)
+    return "bad PROXY header: a TLS handshake came in its place (a client that is not a proxy, or a proxy that sends none)";
+  return `bad PROXY header: ${reason}`;
 }

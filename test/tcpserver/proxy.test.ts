@@ -151,10 +151,16 @@ test("a bad header drops the connection with one warning line", async () => {
   try {
     assert.equal(await exchange(s.port, ["EHLO example.org\r\n"]), "");
     const [warning] = await s.waitForLog(
-      /warning: dropping connection from 127\.0\.0\.1: bad PROXY header/,
+      /warning: dropping connection from 127\.0\.0\.1: bad PROXY header: not a PROXY protocol header$/,
     );
     assert.ok(warning);
     await s.waitForLog(/ end \d+ status 28416$/);
+    // A TLS client straight to a --proxy port (no proxy in front): said so.
+    assert.equal(await exchange(s.port, [Buffer.from("160301", "hex")]), "");
+    await s.waitForLog(
+      /warning: dropping connection from 127\.0\.0\.1: bad PROXY header: a TLS handshake came in its place \(a client that is not a proxy, or a proxy that sends none\)$/,
+    );
+    await s.waitForLog(/ end \d+ status 28416$/, 2);
   } finally {
     await s.stop();
   }
