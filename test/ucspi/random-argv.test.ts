@@ -70,9 +70,12 @@ const argv = fc.array(fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength
   maxLength: 6,
 });
 
-/** The start of a line that names one of ours, or one of the programs in TOKENS that ours may
- * run (their words are their own: `cat: '': No such file or directory`). */
-const OURS = new RegExp(`^(${PROGRAMS.join("|")}|tls-everywhere|ucspi-spawner|cat|sh): `);
+/** A line that names one of ours, or one of the programs in TOKENS that ours may run (their
+ * words are their own: `cat: '': No such file or directory`, and GNU cat's usage error, whose
+ * second line names no program: `Try 'cat --help' for more information.`). */
+const OURS = new RegExp(
+  `^(${PROGRAMS.join("|")}|tls-everywhere|ucspi-spawner|cat|sh): |^Try 'cat --help' for more information\\.$`,
+);
 
 for (const program of PROGRAMS) {
   test(`${program}: random command lines end, and each failure is said in lines that name ours, in our words`, async () => {
