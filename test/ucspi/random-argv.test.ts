@@ -7,7 +7,7 @@
 // a name in argv is never looked up outside, and nothing is written outside the scratch
 // directory. tls-everywhere runs with --dry-run first: it prints its rules or refuses.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -25,9 +25,19 @@ after(() => {
 });
 // On PATH: ours, and of the rest only what TOKENS names and ours may run (a word of TOKENS
 // such as "mysql" must not start a real client of the machine's).
+// cat and sh say their own failures in one line of a fixed form: what they would print
+// themselves depends on the words drawn (GNU cat's usage error is two lines, the second naming
+// no program; sh -x and -v echo the script), and their words are not what this test is about.
 const others = join(scratch, "bin");
 mkdirSync(others);
-for (const name of ["cat", "sh", "true"]) symlinkSync(`/bin/${name}`, join(others, name));
+symlinkSync("/bin/true", join(others, "true"));
+for (const name of ["cat", "sh"])
+  writeFileSync(
+    join(others, name),
+    `#!/bin/sh\n/bin/${name} "$@" 2>/dev/null\nstatus=$?\n` +
+      `[ $status = 0 ] || echo "${name}: exit $status" >&2\nexit $status\n`,
+    { mode: 0o755 },
+  );
 /** A configuration that lets the TLS programs get past it to their command lines. */
 const ENV = { PATH: `${BIN}:${others}`, HOME: scratch, CERTFILE: pair.cert, KEYFILE: pair.key };
 
@@ -70,12 +80,9 @@ const argv = fc.array(fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength
   maxLength: 6,
 });
 
-/** A line that names one of ours, or one of the programs in TOKENS that ours may run (their
- * words are their own: `cat: '': No such file or directory`, and GNU cat's usage error, whose
- * second line names no program: `Try 'cat --help' for more information.`). */
-const OURS = new RegExp(
-  `^(${PROGRAMS.join("|")}|tls-everywhere|ucspi-spawner|cat|sh): |^Try 'cat --help' for more information\\.$`,
-);
+/** The start of a line that names one of ours, or one of the programs in TOKENS that ours may
+ * run (`cat: exit 1`, see above). */
+const OURS = new RegExp(`^(${PROGRAMS.join("|")}|tls-everywhere|ucspi-spawner|cat|sh): `);
 
 for (const program of PROGRAMS) {
   test(`${program}: random command lines end, and each failure is said in lines that name ours, in our words`, async () => {
