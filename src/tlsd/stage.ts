@@ -90,9 +90,6 @@ export const tlsdStage: Stage = {
       return runDelayed(ctx, options, store);
     }
     const fatal = fatalPrefix("tlsd", ctx.env);
-    // -K bounds the wait for the first bytes (when they are looked at) and the handshake
-    // together.
-    const started = Date.now();
     const client = tcpVar(ctx.env, "REMOTEIP");
     // Loaded only when asked for: a tlsd per connection (djb's tcpserver) starts faster.
     const onDemand =
@@ -101,11 +98,18 @@ export const tlsdStage: Stage = {
     // With certificates on demand, their peek at every ClientHello finds a PROXY header too,
     // and leaves the socket as it was: no look of ours, whose stream would take the client's
     // end while an order runs, out of the TLS socket's sight.
+    let handshakeOptions = options;
+    const started = Date.now();
     if (!acme && suspects.shouldLook(client, started)) {
       const first = await lookAtFirstBytes(ctx.connection, options.handshakeTimeoutMs);
       if (first.kind === "proxy") suspects.notTls(client, Date.now());
       else suspects.cleared(client);
       if (first.kind !== "other") return refuseBeforeHandshake(ctx, fatal, options, first);
+      // -K bounds the look and the handshake together.
+      handshakeOptions = {
+        ...options,
+        handshakeTimeoutMs: timeLeft(options.handshakeTimeoutMs, started),
+      };
     }
     let connection = ctx.connection;
     let noCertificate: string | undefined;
@@ -124,7 +128,7 @@ export const tlsdStage: Stage = {
       fatal,
       tls,
       "secure",
-      { ...options, handshakeTimeoutMs: timeLeft(options.handshakeTimeoutMs, started) },
+      handshakeOptions,
       () => {
         verdict = checkClientCertificate(tls, options);
       },
