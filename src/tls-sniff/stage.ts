@@ -65,21 +65,28 @@ function refuse(
   verdict: Verdict,
   connection: Connection,
 ): number {
-  const why =
-    verdict.kind === "malformed"
-      ? `malformed ClientHello: ${verdict.reason}`
-      : verdict.kind === "unfinished"
-        ? `unfinished ClientHello: ${verdict.reason}`
-        : verdict.kind === "plain"
-          ? `plaintext${verdict.silent ? " (a silent client)" : ""} and no --plain route`
-          : verdict.kind === "proxy"
-            ? "got a PROXY protocol header: run tcpserver with --proxy"
-            : "no route";
-  if (o.verbosity >= 1) ctx.log(`tls-sniff: warning: ${clientPrefix(ctx.env)}refused: ${why}\n`);
+  if (o.verbosity >= 1)
+    ctx.log(`tls-sniff: warning: ${clientPrefix(ctx.env)}refused: ${refusal(verdict)}\n`);
   counted(verdict, "none");
   drain(connection);
   connection.stream?.destroy();
   return exitStatus(REFUSED);
+}
+
+/** Why a connection with `verdict` is refused, in the log's words. */
+function refusal(verdict: Verdict): string {
+  switch (verdict.kind) {
+    case "malformed":
+      return `malformed ClientHello: ${verdict.reason}`;
+    case "unfinished":
+      return `unfinished ClientHello: ${verdict.reason}`;
+    case "plain":
+      return `plaintext${verdict.silent ? " (a silent client)" : ""} and no --plain route`;
+    case "proxy":
+      return "got a PROXY protocol header: run tcpserver with --proxy";
+    default:
+      return "no route";
+  }
 }
 
 /** tcpserver --metrics: the verdict (a silent client's plaintext apart) and the route taken
