@@ -8,12 +8,11 @@
 // when tlsd starts.) Either way the look costs an in-process handshake about 7% of tcpserver's
 // CPU, so suspects.ts decides which connections get it.
 import { moreForProxySignature, startsWithProxySignature } from "../proxy/signature.ts";
+import { PROXY_V2_SIGNATURE } from "../proxy/v2.ts";
 import { connectionStream } from "../ucspi/chain.ts";
-import { causeText } from "../ucspi/errors.ts";
+import { peekStream } from "../ucspi/peek.ts";
 import { LONGEST_TIMER_MS } from "../ucspi/timers.ts";
 import type { Connection } from "../ucspi/stage.ts";
-
-const NOTHING = Buffer.alloc(0);
 
 export type FirstBytes =
   /** A PROXY protocol header (v1 or v2). */
@@ -26,43 +25,36 @@ export type FirstBytes =
   | { kind: "other" };
 
 /** What comes first on `connection` (from now on a stream, every byte still in it), waited
- * for at most `limitMs` (0: no limit); "other" for a connection that is a stream already. */
-export function lookAtFirstBytes(connection: Connection, limitMs: number): Promise<FirstBytes> {
+ * for at most `limitMs` in all (0: no limit); "other" for a connection that is a stream
+ * already. */
+export async function lookAtFirstBytes(
+  connection: Connection,
+  limitMs: number,
+): Promise<FirstBytes> {
   // A stream an earlier stage made (starttls-wrapper's own TLS in local mode) is not where a
   // PROXY header comes: tcpserver's connection is, and its stream is made here.
-  if (connection.stream || connection.fd === undefined) return Promise.resolve({ kind: "other" });
-  const stream = connectionStream(connection);
-  return new Promise((resolve) => {
-    let seen: Buffer = NOTHING;
-    const settle = (first: FirstBytes) => {
-      clearTimeout(timer);
-      stream.off("readable", onReadable);
-      stream.off("end", onEnd);
-      stream.off("error", onError);
-      // Back in front, for the TLS socket (an ended stream has no front: nothing reads it).
-      if (seen.length > 0 && !stream.readableEnded) stream.unshift(seen);
-      resolve(first);
-    };
-    const timer = setTimeout(
-      () => settle(limitMs > 0 ? { kind: "silent" } : { kind: "other" }),
-      limitMs || LONGEST_TIMER_MS,
-    );
-    const onReadable = () => {
-      for (
-        let chunk = stream.read() as Buffer | null;
-        chunk;
-        chunk = stream.read() as Buffer | null
-      )
-        seen = seen.length > 0 ? Buffer.concat([seen, chunk]) : chunk;
-      if (seen.length > 0 && examine(seen) === true)
-        settle(startsWithProxySignature(seen) ? { kind: "proxy" } : { kind: "other" });
-    };
-    const onEnd = () => settle({ kind: "closed", reason: "connection closed" });
-    const onError = (error: Error) => settle({ kind: "closed", reason: causeText(error) });
-    stream.on("readable", onReadable);
-    stream.once("end", onEnd);
-    stream.once("error", onError);
-  });
+  if (connection.stream || connection.fd === undefined) return { kind: "other" };
+  const look = await peekStream(
+    connectionStream(connection),
+    { silenceMs: limitMs || LONGEST_TIMER_MS, maxBytes: PROXY_V2_SIGNATURE.length },
+    examine,
+  );
+  switch (look.kind) {
+    case "done":
+      return startsWithProxySignature(look.bytes) ? { kind: "proxy" } : { kind: "other" };
+    case "closed":
+      return closed(look.reason);
+    case "unfinished":
+      // A signature cut short and left there is as silent as nothing at all.
+      if (look.reason !== "timed out") return closed(look.reason);
+      return limitMs > 0 ? { kind: "silent" } : { kind: "other" };
+    case "silent":
+      return limitMs > 0 ? { kind: "silent" } : { kind: "other" };
+  }
+}
+
+function closed(reason: string): FirstBytes {
+  return { kind: "closed", reason: reason === "closed" ? "connection closed" : reason };
 }
 
 /** Enough bytes (true) or how many in all: the first decides, except inside a signature. */

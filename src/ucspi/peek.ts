@@ -2,7 +2,8 @@
 // (MSG_PEEK), so they stay in the kernel and whatever runs next (one of our stages in this
 // process, or a spawned program on the socket itself) reads them as if nobody had looked; on any
 // other stream (a pipe) they are read and put back in front of the stream (unshift).
-// tls-sniff looks for a ClientHello this way, acme-challenge for an HTTP request line.
+// tls-sniff looks for a ClientHello this way, acme-challenge for an HTTP request line, tlsd
+// for a PROXY header where its ClientHello should be (peekStream alone, on the stream it makes).
 import type { Duplex } from "node:stream";
 import { connectionStream } from "./chain.ts";
 import { causeText } from "./errors.ts";
@@ -15,8 +16,9 @@ export type Examine = (bytes: Buffer) => true | number;
 export interface Limits {
   /** How long a client that sends nothing is waited for (ms). */
   silenceMs: number;
-  /** How long a client that started has to send what `examine` needs (ms). */
-  helloMs: number;
+  /** How long a client that started has to send what `examine` needs (ms); without it,
+   * silenceMs bounds the whole look (tlsd's -K, which the handshake shares). */
+  helloMs?: number;
   /** The most bytes ever looked at. */
   maxBytes: number;
 }
@@ -26,8 +28,8 @@ export type Look =
   | { kind: "done"; bytes: Buffer }
   /** Nothing came within silenceMs. */
   | { kind: "silent" }
-  /** The client left before sending a byte. */
-  | { kind: "closed" }
+  /** The client left before sending a byte (reason: "closed", or how its connection failed). */
+  | { kind: "closed"; reason: string }
   /** It started and did not finish: in time, or before it closed (bytes: what came). */
   | { kind: "unfinished"; reason: string; bytes: Buffer };
 
@@ -66,18 +68,20 @@ export function drain(connection: Connection, maxBytes: number): void {
 
 /** The timers of one look: silence until a first byte, then the limit for the rest. */
 function timers(limits: Limits, settle: (look: Look) => void, seen: () => Buffer) {
-  let timer = setTimeout(() => settle({ kind: "silent" }), limits.silenceMs);
   let started = false;
+  const expired = () =>
+    settle(
+      started ? { kind: "unfinished", reason: "timed out", bytes: seen() } : { kind: "silent" },
+    );
+  let timer = setTimeout(expired, limits.silenceMs);
   return {
     /** Some bytes came, not enough: the limit for the rest runs from here. */
     started() {
       if (started) return;
       started = true;
+      if (limits.helloMs === undefined) return;
       clearTimeout(timer);
-      timer = setTimeout(
-        () => settle({ kind: "unfinished", reason: "timed out", bytes: seen() }),
-        limits.helloMs,
-      );
+      timer = setTimeout(expired, limits.helloMs);
     },
     stop() {
       clearTimeout(timer);
@@ -108,7 +112,7 @@ function peekSocket(fd: number, limits: Limits, examine: Examine): Promise<Look 
     };
     const clock = timers(limits, settle, () => last);
     const ended = (reason: string): Look =>
-      clock.isStarted ? { kind: "unfinished", reason, bytes: last } : { kind: "closed" };
+      clock.isStarted ? { kind: "unfinished", reason, bytes: last } : { kind: "closed", reason };
     const attempt = () => {
       waiting = undefined;
       let bytes: Buffer | undefined | null;
@@ -139,39 +143,43 @@ function peekSocket(fd: number, limits: Limits, examine: Examine): Promise<Look 
   });
 }
 
-function peekStream(stream: Duplex, limits: Limits, examine: Examine): Promise<Look> {
+/** Reads the stream's first bytes until `examine` has enough, and puts them back in front.
+ * Read in paused mode ('readable'): a stream that nobody reads afterwards is left as it was. */
+export function peekStream(stream: Duplex, limits: Limits, examine: Examine): Promise<Look> {
   return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let length = 0;
+    let seen: Buffer = EMPTY;
     let done = false;
-    const seen = () => Buffer.concat(chunks, length);
     const settle = (look: Look) => {
       if (done) return;
       done = true;
       clock.stop();
-      stream.off("data", onData);
+      stream.off("readable", onReadable);
       stream.off("end", onEnd);
       stream.off("error", onError);
-      stream.pause();
       // Every byte read goes back in front, for whatever reads the stream next; an ended
       // stream has no front (Node would emit an error that nobody listens to any more), and
       // nothing reads it next.
-      if (length > 0 && !stream.readableEnded) stream.unshift(seen());
+      if (seen.length > 0 && !stream.readableEnded) stream.unshift(seen);
       resolve(look);
     };
-    const clock = timers(limits, settle, seen);
+    const clock = timers(limits, settle, () => seen);
     const ended = (reason: string): Look =>
-      length > 0 ? { kind: "unfinished", reason, bytes: seen() } : { kind: "closed" };
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      length += chunk.length;
-      const bytes = length === chunk.length ? chunk : seen();
-      if (examine(bytes) === true || length >= limits.maxBytes) settle({ kind: "done", bytes });
+      seen.length > 0 ? { kind: "unfinished", reason, bytes: seen } : { kind: "closed", reason };
+    const onReadable = () => {
+      for (
+        let chunk = stream.read() as Buffer | null;
+        chunk;
+        chunk = stream.read() as Buffer | null
+      )
+        seen = seen.length > 0 ? Buffer.concat([seen, chunk]) : chunk;
+      if (seen.length === 0) return;
+      if (examine(seen) === true || seen.length >= limits.maxBytes)
+        settle({ kind: "done", bytes: seen });
       else clock.started();
     };
     const onEnd = () => settle(ended("closed"));
     const onError = (error: Error) => settle(ended(causeText(error)));
-    stream.on("data", onData);
+    stream.on("readable", onReadable);
     stream.once("end", onEnd);
     stream.once("error", onError);
   });

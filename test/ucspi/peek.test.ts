@@ -1,13 +1,15 @@
 // peekBytes on a connection that is a stream already (src/ucspi/peek.ts's stream path: a pipe,
 // or a stream an earlier stage made, as tlsd's look makes one before its on-demand peek), over
 // real sockets: what was read goes back in front, and a client that ends inside what is looked
-// for ends the look without an error on the stream.
+// for ends the look without an error on the stream. And its two limits (in-memory streams and
+// node:test's mocked clock: what is checked is which limit ends a look, not how long it takes).
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { connect, createServer } from "node:net";
 import type { Socket } from "node:net";
+import { PassThrough } from "node:stream";
 import { test } from "node:test";
-import { peekBytes } from "../../src/ucspi/peek.ts";
+import { peekBytes, peekStream } from "../../src/ucspi/peek.ts";
 
 /** The server's end of a fresh loopback connection, and the client's. */
 async function socketPair(): Promise<{ server: Socket; client: Socket; close: () => void }> {
@@ -68,4 +70,54 @@ test("a stream whose client ends inside what is looked for: unfinished, and no e
   } finally {
     close();
   }
+});
+
+/** Lets a stream's queued events run (setImmediate: the mocked clock is setTimeout's only). */
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+test("two limits: silence until a first byte, then the rest has helloMs of its own", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const stream = new PassThrough();
+  let settled = false;
+  const looking = peekStream(stream, { silenceMs: 1000, helloMs: 1000, maxBytes: 64 }, TEN);
+  void looking.then(() => (settled = true));
+  t.mock.timers.tick(800);
+  stream.write("12345");
+  await turn();
+  t.mock.timers.tick(900);
+  await turn();
+  assert.equal(settled, false, "1700 ms in all, 900 since the first byte: still waiting");
+  t.mock.timers.tick(100);
+  assert.deepEqual(await looking, {
+    kind: "unfinished",
+    reason: "timed out",
+    bytes: Buffer.from("12345"),
+  });
+});
+
+test("one limit (no helloMs, as tlsd's -K): silenceMs bounds the whole look", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const stream = new PassThrough();
+  const looking = peekStream(stream, { silenceMs: 1000, maxBytes: 64 }, TEN);
+  t.mock.timers.tick(800);
+  stream.write("12345");
+  await turn();
+  t.mock.timers.tick(200);
+  assert.deepEqual(await looking, {
+    kind: "unfinished",
+    reason: "timed out",
+    bytes: Buffer.from("12345"),
+  });
+  // What was read is back in front.
+  assert.equal(String(stream.read()), "12345");
+});
+
+test("silence: nothing within silenceMs, nothing read", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const stream = new PassThrough();
+  const looking = peekStream(stream, { silenceMs: 1000, maxBytes: 64 }, TEN);
+  t.mock.timers.tick(1000);
+  assert.deepEqual(await looking, { kind: "silent" });
+  stream.end("later");
+  assert.equal(String(stream.read()), "later");
 });
