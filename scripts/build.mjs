@@ -184,13 +184,13 @@ for (const name of ["launcher", "spawner"]) {
 // Man pages, section 1, from each program's page in docs/ (marked-man, ronn's header format):
 // build/man/NAME.1, for `man -l`, the Debian package and npm's "man" field.
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
-const { whatItDoes } = await import("../src/ucspi/help.ts");
+const { whatItDoes } = await import("../src/cli/help.ts");
 const manDir = join(root, "build", "man");
 mkdirSync(manDir, { recursive: true });
 for (const name of Object.keys(pkg.bin)) {
   const page = join(root, "docs", `${name}.md`);
   const output = join(manDir, `${name}.1`);
-  if (!stale(output, [page, join(root, "src", "ucspi", "help.ts")])) continue;
+  if (!stale(output, [page, join(root, "src", "cli", "help.ts")])) continue;
   // "# tlsd" becomes ronn's "# tlsd(1) -- what it does", which makes the NAME section.
   const markdown = readFileSync(page, "utf8").replace(
     /^# .*$/m,

@@ -1,5 +1,5 @@
 // acme-challenge as a program of its own (under djb's tcpserver): the client on fds 0/1.
-import { runStageProgram } from "../ucspi/main-stage.ts";
+import { runStageProgram } from "../cli/main-stage.ts";
 import { USAGE, parseChallengeArgs } from "./options.ts";
 
 runStageProgram({

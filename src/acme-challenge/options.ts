@@ -1,7 +1,7 @@
 // acme-challenge's argv → options.
 import { optionNumber } from "../tls/options.ts";
 import { UsageError } from "../ucspi/errors.ts";
-import { getopt } from "../ucspi/getopt.ts";
+import { getopt } from "../cli/getopt.ts";
 
 export const USAGE = "acme-challenge [ -v verbosity ] [ -t timeout ] [ prog... ]";
 

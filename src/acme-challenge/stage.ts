@@ -8,7 +8,7 @@ import { httpChallengeDir } from "../acme/config.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix } from "../ucspi/env.ts";
 import { FatalError } from "../ucspi/errors.ts";
-import { drain, peekBytes } from "../ucspi/peek.ts";
+import { drain, peekBytes } from "../stream/peek.ts";
 import type { Connection, Stage } from "../ucspi/stage.ts";
 import { USAGE, parseChallengeArgs } from "./options.ts";
 import { stageOptions } from "../ucspi/stage-options.ts";

@@ -9,7 +9,7 @@ import { stripTlsConfig } from "../tls/peer-env.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix, copyEnv } from "../ucspi/env.ts";
 import { native } from "../ucspi/native.ts";
-import { drain, peekBytes } from "../ucspi/peek.ts";
+import { drain, peekBytes } from "../stream/peek.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
 import type { WrapperOptions } from "./options.ts";
 

@@ -24,7 +24,7 @@ import {
 import type { Packet } from "../dialogue/mysql.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { causeText } from "../ucspi/errors.ts";
-import { relay } from "../ucspi/relay.ts";
+import { relay } from "../stream/relay.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
 import { REFUSED, count, endWith, logger, startServer } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";

@@ -3,7 +3,7 @@ import { DIALOGUES } from "../dialogue/index.ts";
 import type { Policy } from "../dialogue/types.ts";
 import { optionNumber } from "../tls/options.ts";
 import { UsageError } from "../ucspi/errors.ts";
-import { getopt } from "../ucspi/getopt.ts";
+import { getopt } from "../cli/getopt.ts";
 
 export const USAGE =
   "starttls-wrapper [ -p smtp|lmtp|imap|pop3|nntp|sieve|postgres|ldap|mysql|xmpp ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";

@@ -16,7 +16,7 @@ import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { copyEnv, tcpVar } from "../ucspi/env.ts";
 import { UsageError } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
-import { oneWay, relay } from "../ucspi/relay.ts";
+import { oneWay, relay } from "../stream/relay.ts";
 import type { Stage, StageContext } from "../ucspi/stage.ts";
 import { connectService, handoverHeader, localHeader } from "./handover.ts";
 import { USAGE, parseWrapperArgs } from "./options.ts";

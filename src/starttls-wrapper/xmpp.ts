@@ -14,7 +14,7 @@ import {
   policyViolation,
 } from "../dialogue/xmpp.ts";
 import { connectionStream } from "../ucspi/chain.ts";
-import { relay } from "../ucspi/relay.ts";
+import { relay } from "../stream/relay.ts";
 import type { StageContext } from "../ucspi/stage.ts";
 import { REFUSED, count, endWith, logger, startServer, tlsBehind } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";

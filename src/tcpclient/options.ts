@@ -1,8 +1,8 @@
 // tcpclient's argv → options: djb's letters and defaults, plus -4/-6.
 import { UsageError } from "../ucspi/errors.ts";
-import { getopt, scanUnsigned } from "../ucspi/getopt.ts";
-import { applyCommonOption } from "../ucspi/tcp-options.ts";
-import type { CommonTcpOptions } from "../ucspi/tcp-options.ts";
+import { getopt, scanUnsigned } from "../cli/getopt.ts";
+import { applyCommonOption } from "../cli/tcp-options.ts";
+import type { CommonTcpOptions } from "../cli/tcp-options.ts";
 
 /** Our options beyond djb's, for --help. */
 export const EXTENSIONS = "[ -4 | -6 ]";

@@ -1,5 +1,5 @@
 // tcpforward as a program of its own (under djb's tcpserver): the client on fds 0/1.
-import { runStageProgram } from "../ucspi/main-stage.ts";
+import { runStageProgram } from "../cli/main-stage.ts";
 import { USAGE, parseForwardArgs } from "./options.ts";
 
 runStageProgram({

@@ -2,7 +2,7 @@
 import { optionNumber } from "../tls/options.ts";
 import { parsePort } from "../ucspi/address.ts";
 import { UsageError } from "../ucspi/errors.ts";
-import { getopt } from "../ucspi/getopt.ts";
+import { getopt } from "../cli/getopt.ts";
 
 export const USAGE =
   "tcpforward [ -q ] [ -v verbosity ] [ -t timeout ] [ -i localip ] [ --transparent [ --source-ports low-high ] ] [ --proxy ] [ --mark mark ] [ host port | /path/of/socket ]";

@@ -12,8 +12,8 @@ import {
 } from "node:fs";
 import { cdbMake } from "../rules/cdb.ts";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
-import { helpAsked } from "../ucspi/help.ts";
-import { reportError, writeStderr } from "../ucspi/main.ts";
+import { helpAsked } from "../cli/help.ts";
+import { reportError, writeStderr } from "../cli/main.ts";
 import { RuleLineError, parseRuleLines } from "../rules/tcprules-parse.ts";
 
 const USAGE = "tcprules rules.cdb rules.tmp";

@@ -4,8 +4,8 @@
 import { writeSync } from "node:fs";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { startEnv } from "../ucspi/env.ts";
-import { helpAsked } from "../ucspi/help.ts";
-import { reportError, writeStderr } from "../ucspi/main.ts";
+import { helpAsked } from "../cli/help.ts";
+import { reportError, writeStderr } from "../cli/main.ts";
 import { findRule, readRulesFile, ruleItems } from "../rules/rules.ts";
 import type { RuleMatch } from "../rules/rules.ts";
 

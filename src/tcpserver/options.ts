@@ -2,9 +2,9 @@
 import { parseMetricsAddress } from "../metrics/address.ts";
 import type { MetricsAddress } from "../metrics/address.ts";
 import { UsageError } from "../ucspi/errors.ts";
-import { getopt, scanUnsigned } from "../ucspi/getopt.ts";
-import { applyCommonOption } from "../ucspi/tcp-options.ts";
-import type { CommonTcpOptions } from "../ucspi/tcp-options.ts";
+import { getopt, scanUnsigned } from "../cli/getopt.ts";
+import { applyCommonOption } from "../cli/tcp-options.ts";
+import type { CommonTcpOptions } from "../cli/tcp-options.ts";
 
 export const USAGE =
   "tcpserver [ -1UXpPhHrRoOdDqQv ] [ -c limit ] [ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] host port program";

@@ -1,7 +1,7 @@
 // tls-everywhere's argv → options.
 import { UsageError } from "../ucspi/errors.ts";
-import { block } from "../ucspi/block.ts";
-import { getopt } from "../ucspi/getopt.ts";
+import { block } from "../cli/block.ts";
+import { getopt } from "../cli/getopt.ts";
 
 export const USAGE =
   "tls-everywhere [ --dry-run | --remove ] [ --ports list ] [ --exclude list ] [ --listen port ] [ --mark n ] [ --table n ] [ --silence ms ] [ --limit n ] [ --workers n ] [ --state dir ] [ --ipv4-only ] [ --port port { prog... } ]...";

@@ -1,7 +1,7 @@
 // tls-keygen: keys and certificates for the TLS programs (self-signed pairs, a small local CA
 // and the leaves it signs, requests for a public CA), written atomically, keys mode 0600.
-import { reportError, writeStderr } from "../ucspi/main.ts";
-import { helpAsked } from "../ucspi/help.ts";
+import { reportError, writeStderr } from "../cli/main.ts";
+import { helpAsked } from "../cli/help.ts";
 import { USAGE, parseKeygenArgs } from "./options.ts";
 
 async function main(args: readonly string[]): Promise<number> {

@@ -1,7 +1,7 @@
 // tls-keygen's command line: a command, then options (djb letters or long names), then the two
 // file names. Every value is checked here, before any key is made, and a bad one is named.
 import { FatalError, UsageError } from "../ucspi/errors.ts";
-import { getopt } from "../ucspi/getopt.ts";
+import { getopt } from "../cli/getopt.ts";
 import { KEY_TYPES } from "../tls/keys.ts";
 import type { KeyType } from "../tls/keys.ts";
 import { parseAltNames, parseSubtrees, shown } from "../tls/names.ts";

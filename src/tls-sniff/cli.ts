@@ -1,5 +1,5 @@
 // tls-sniff as a program of its own (under djb's tcpserver, or in a pipeline): fds 0/1.
-import { runStageProgram } from "../ucspi/main-stage.ts";
+import { runStageProgram } from "../cli/main-stage.ts";
 import { USAGE, parseSniffArgs } from "./options.ts";
 
 runStageProgram({

@@ -6,7 +6,7 @@
 //   tls-sniff --sni imap.example.org { tlsd imapd } --alpn h2 { tlsd h2d } tlsd httpd
 import { optionNumber } from "../tls/options.ts";
 import { isSniPattern } from "../tls/sni-pattern.ts";
-import { block } from "../ucspi/block.ts";
+import { block } from "../cli/block.ts";
 import { UsageError } from "../ucspi/errors.ts";
 
 export const USAGE =

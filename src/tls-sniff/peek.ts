@@ -1,8 +1,8 @@
-// tls-sniff's look at a connection: its first bytes, peeked (none taken; see ucspi/peek.ts),
+// tls-sniff's look at a connection: its first bytes, peeked (none taken; see stream/peek.ts),
 // until the ClientHello parser can tell TLS from plaintext.
 import { moreForProxySignature, startsWithProxySignature } from "../proxy/signature.ts";
-import { drain as drainBytes, peekBytes } from "../ucspi/peek.ts";
-import type { Look } from "../ucspi/peek.ts";
+import { drain as drainBytes, peekBytes } from "../stream/peek.ts";
+import type { Look } from "../stream/peek.ts";
 import type { Connection } from "../ucspi/stage.ts";
 import { MAX_SNIFF_BYTES, sniff } from "./client-hello.ts";
 import type { ClientHelloInfo, SniffResult } from "./client-hello.ts";

@@ -4,7 +4,7 @@ import { sniffed } from "../metrics/catalog.ts";
 import { exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix } from "../ucspi/env.ts";
 import { UsageError } from "../ucspi/errors.ts";
-import { oneWay } from "../ucspi/relay.ts";
+import { oneWay } from "../stream/relay.ts";
 import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
 import { USAGE, parseSniffArgs } from "./options.ts";
 import type { SniffOptions } from "./options.ts";

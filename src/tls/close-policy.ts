@@ -9,7 +9,7 @@ import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import { connectionStream } from "../ucspi/chain.ts";
-import { FrontStream } from "../ucspi/front-stream.ts";
+import { FrontStream } from "../stream/front-stream.ts";
 import { native } from "../ucspi/native.ts";
 import type { Connection } from "../ucspi/stage.ts";
 import { closeNotifyFor } from "./options.ts";

@@ -1,5 +1,5 @@
 // tlsc as a program of its own (under djb's or s6's tcpclient): TLS on fds 6/7 (or -6/-7).
-import { runStageProgram } from "../ucspi/main-stage.ts";
+import { runStageProgram } from "../cli/main-stage.ts";
 import { USAGE, parseTlscArgs } from "./options.ts";
 
 runStageProgram({

@@ -1,6 +1,6 @@
 // tlsc's argv → options: s6-tlsc's letters, plus long names.
 import { UsageError } from "../ucspi/errors.ts";
-import { getopt } from "../ucspi/getopt.ts";
+import { getopt } from "../cli/getopt.ts";
 import {
   COMMON_TLS_DEFAULTS,
   COMMON_TLS_LONG,

@@ -1,5 +1,5 @@
 // tlsd as a program of its own (under djb's or s6's tcpserver): TLS on fds 0/1.
-import { runStageProgram } from "../ucspi/main-stage.ts";
+import { runStageProgram } from "../cli/main-stage.ts";
 import { USAGE, parseTlsdArgs } from "./options.ts";
 
 runStageProgram({

@@ -30,7 +30,7 @@ import { noDelay } from "../tls/close-policy.ts";
 import { connectionStream } from "../ucspi/chain.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
-import { relay } from "../ucspi/relay.ts";
+import { relay } from "../stream/relay.ts";
 import type { StageContext } from "../ucspi/stage.ts";
 import type { TlsdOptions } from "./options.ts";
 import { programEnv } from "../tls/peer-env.ts";

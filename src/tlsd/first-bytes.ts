@@ -10,7 +10,7 @@
 import { moreForProxySignature, startsWithProxySignature } from "../proxy/signature.ts";
 import { PROXY_V2_SIGNATURE } from "../proxy/v2.ts";
 import { connectionStream } from "../ucspi/chain.ts";
-import { peekStream } from "../ucspi/peek.ts";
+import { peekStream } from "../stream/peek.ts";
 import { LONGEST_TIMER_MS } from "../ucspi/timers.ts";
 import type { Connection } from "../ucspi/stage.ts";
 

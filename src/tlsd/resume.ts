@@ -8,7 +8,7 @@ import { capabilityFilter } from "../dialogue/after-tls.ts";
 import { GREETING_PROTOCOLS, greetingVerdict } from "../dialogue/greeting.ts";
 import type { ResumeRecord } from "../proxy/resume.ts";
 import { FatalError } from "../ucspi/errors.ts";
-import { FrontStream } from "../ucspi/front-stream.ts";
+import { FrontStream } from "../stream/front-stream.ts";
 
 /** Checks a record before the handshake: one we could not honour is refused up front. */
 export function checkResumeRecord(record: ResumeRecord): void {

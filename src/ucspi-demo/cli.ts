@@ -1,5 +1,5 @@
 // ucspi-demo as a program of its own (under djb's tcpserver, say).
-import { runStageProgram } from "../ucspi/main-stage.ts";
+import { runStageProgram } from "../cli/main-stage.ts";
 
 runStageProgram({
   name: "ucspi-demo",

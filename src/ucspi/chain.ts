@@ -3,15 +3,15 @@
 import { Socket } from "node:net";
 import { envList } from "./env.ts";
 import type { Env } from "./env.ts";
-import { reportError } from "./main.ts";
+import { reportError } from "../cli/main.ts";
 import { native } from "./native.ts";
 import { ProgramNotFound, findProgram } from "./path-search.ts";
 import type { DropPrivileges } from "./privileges.ts";
 import { ourStage } from "./programs.ts";
-import { relay } from "./relay.ts";
-import { sharedReadSocket } from "./shared-read.ts";
+import { relay } from "../stream/relay.ts";
+import { sharedReadSocket } from "../stream/shared-read.ts";
 import { spawnOffLoop } from "./spawner.ts";
-import type { Feed } from "./relay.ts";
+import type { Feed } from "../stream/relay.ts";
 import type { Connection, Side, Stage, StageContext } from "./stage.ts";
 
 export interface ChainOptions {

@@ -5,10 +5,10 @@
 // tls-sniff looks for a ClientHello this way, acme-challenge for an HTTP request line, tlsd
 // for a PROXY header where its ClientHello should be (peekStream alone, on the stream it makes).
 import type { Duplex } from "node:stream";
-import { connectionStream } from "./chain.ts";
-import { causeText } from "./errors.ts";
-import { native } from "./native.ts";
-import type { Connection } from "./stage.ts";
+import { connectionStream } from "../ucspi/chain.ts";
+import { causeText } from "../ucspi/errors.ts";
+import { native } from "../ucspi/native.ts";
+import type { Connection } from "../ucspi/stage.ts";
 
 /** What the caller makes of the bytes so far: enough (true), or how many it needs in all. */
 export type Examine = (bytes: Buffer) => true | number;

@@ -2,8 +2,8 @@
 // the process the way the program it ran ended.
 import { writeSync } from "node:fs";
 import { constants } from "node:os";
-import { FatalError, UsageError, causeText } from "./errors.ts";
-import { ProgramNotFound } from "./path-search.ts";
+import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
+import { ProgramNotFound } from "../ucspi/path-search.ts";
 
 const osConstants = constants;
 

@@ -1,6 +1,6 @@
 // A command line inside another's, between `{` and `}` as separate words (execline's blocks,
 // which a shell passes through unquoted): tls-sniff's routes, tls-everywhere's --port chains.
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../ucspi/errors.ts";
 
 /** The words of the `{ ... }` block that starts at args[start], nested blocks kept whole, and
  * the index of its closing `}`. */

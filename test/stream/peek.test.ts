@@ -1,4 +1,4 @@
-// peekBytes on a connection that is a stream already (src/ucspi/peek.ts's stream path: a pipe,
+// peekBytes on a connection that is a stream already (src/stream/peek.ts's stream path: a pipe,
 // or a stream an earlier stage made, as tlsd's look makes one before its on-demand peek), over
 // real sockets: what was read goes back in front, and a client that ends inside what is looked
 // for ends the look without an error on the stream. And its two limits (in-memory streams and
@@ -9,7 +9,7 @@ import { connect, createServer } from "node:net";
 import type { Socket } from "node:net";
 import { PassThrough } from "node:stream";
 import { test } from "node:test";
-import { peekBytes, peekStream } from "../../src/ucspi/peek.ts";
+import { peekBytes, peekStream } from "../../src/stream/peek.ts";
 
 /** The server's end of a fresh loopback connection, and the client's. */
 async function socketPair(): Promise<{ server: Socket; client: Socket; close: () => void }> {

@@ -1,10 +1,10 @@
 // What the cli.ts of every stage program shares (tlsd, tlsc, ucspi-demo): run the stage on
 // fds 0/1 or 6/7 as a process of its own, and end as the chain's last program ended.
-import { startEnv } from "./env.ts";
+import { startEnv } from "../ucspi/env.ts";
 import { helpAsked } from "./help.ts";
-import { dropOwnPrivileges } from "./privileges.ts";
+import { dropOwnPrivileges } from "../ucspi/privileges.ts";
 import { endOnUncaught, passOnStatus, reportError, writeStderr } from "./main.ts";
-import type { Connection, Side, Stage } from "./stage.ts";
+import type { Connection, Side, Stage } from "../ucspi/stage.ts";
 
 export interface StageProgram {
   name: string;
@@ -31,8 +31,8 @@ export function runStageProgram(p: StageProgram): void {
   const main = async (): Promise<number> => {
     p.check?.(args);
     const [{ runChain }, { stdioConnection }, stage] = await Promise.all([
-      import("./chain.ts"),
-      import("./stdio-connection.ts"),
+      import("../ucspi/chain.ts"),
+      import("../ucspi/stdio-connection.ts"),
       p.stage(),
     ]);
     connection = stdioConnection(p.side, p.fds?.(args), notOpen);

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { ROOT, run } from "../helpers/programs.ts";
 
-const MAIN = join(ROOT, "src", "ucspi", "main.ts");
+const MAIN = join(ROOT, "src", "cli", "main.ts");
 const ERRORS = join(ROOT, "src", "ucspi", "errors.ts");
 
 /** A process that calls endOnUncaught("prog") and then throws `what` from a timer. */

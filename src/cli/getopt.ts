@@ -1,7 +1,7 @@
 // getopt in djb's manner: clustered letters (-HRl0), a value glued or in the next word,
 // `--` ends options, and parsing stops at the first word that is not an option, so the rest
 // of argv belongs to the next program untouched. Long names (--name, --name=value) too.
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../ucspi/errors.ts";
 
 export interface OptionSpec {
   /** Letters that take no value, e.g. "1UXpPhHrRoOdDqQv". */
