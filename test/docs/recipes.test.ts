@@ -1,0 +1,763 @@
+// Every shell recipe of README.md and docs/*.md, run as a reader would copy it, so that none
+// can rot: each command of each ```sh block is in RECIPES below, and is run (with the servers
+// it starts checked by a real client), or says why it cannot run here and which test covers it
+// instead. A recipe added to a page, or changed, fails this test until it is looked at here.
+//
+// Where they run: a network namespace of their own (every port free, 25 and 443 included,
+// nothing of the host's touched), a mount namespace in which /etc/hosts names the recipes'
+// hosts (example.org, mx.example.org, ...) on loopback, and a scratch directory per page as
+// the working directory. Absolute paths the recipes name (/etc/ssl/..., /var/lib/tlsd/...) are
+// moved into that directory; every certificate they name is made there on first use, by a CA
+// that the clients trust (CAFILE, or the system store through SSL_CERT_FILE). The programs a
+// recipe serves (httpd, imapd, qmail-smtpd, ...) are small stand-ins that say who they are,
+// with their TLS facts; imap4d and pop3d are Debian's real ones. Needs root (CI runs as root).
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { after, before, test } from "node:test";
+import { recipeBlocks } from "../helpers/recipes.ts";
+import type { Block, Command } from "../helpers/recipes.ts";
+import { makeLab } from "../helpers/netns.ts";
+import type { Lab } from "../helpers/netns.ts";
+import { BIN, ROOT, run } from "../helpers/programs.ts";
+
+/** A client run in the namespace while a server of a recipe serves: its stdout must match. */
+interface Check {
+  client: string;
+  expect: RegExp;
+}
+
+type Spec =
+  /** Runs to completion with status 0 (stdout matching `expect`), after `helpers` start. */
+  | { once: true; expect?: RegExp; helpers?: string[]; cwd?: "root" }
+  /** A server: it is started, the checks run against it, and it is stopped (a background
+   * command stays until the end of its block); `after` runs once it is stopped. */
+  | { serve: Check[]; after?: Check; helpers?: string[] }
+  /** Not run here: why, and what tests it instead. */
+  | { skip: string };
+
+/** Quoted for sh. */
+const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+/** A UCSPI client dialogue (test/fixtures/client-steps): [send, read until] pairs. */
+const steps = (...pairs: [string, string][]) => `client-steps ${q(JSON.stringify(pairs))}`;
+/** The first line of whatever answers: the stand-ins say who they are in it. */
+const FIRST_LINE = steps(["", "\n"]);
+const plain = (port: number, host = "127.0.0.1", dialogue = FIRST_LINE) =>
+  `tcpclient -RH ${host} ${port} ${dialogue}`;
+const tls = (port: number, name = "localhost", extra = "", dialogue = FIRST_LINE) =>
+  `CAFILE="$RECIPES/ca.pem" tcpclient -RH 127.0.0.1 ${port} tlsc -k ${name} ${extra} ${dialogue}`;
+const EHLO = steps(["EHLO client.example\r\n", "\r\n250 "], ["QUIT\r\n", "221"]);
+const smtpStarttls = (port: number) => tls(port, "localhost", "--starttls smtp", EHLO);
+/** A PROXY v1 header from 10.0.0.7, then an SMTP QUIT, sent as one client would. */
+const proxied = (port: number) =>
+  `python3 -c ${q(
+    `import socket; s = socket.create_connection(("127.0.0.1", ${port})); ` +
+      `s.sendall(b"PROXY TCP4 10.0.0.7 127.0.0.1 40000 ${port}\\r\\nQUIT\\r\\n"); ` +
+      `import sys; sys.stdout.write(s.makefile("rb").read().decode())`,
+  )}`;
+/** Runs one of the recipes' own servers for a client recipe to talk to. */
+const helper = (command: string) => `CERTFILE="$RECIPES/ca-server.pem" KEYFILE="$RECIPES/ca-server.key" ${command}`;
+
+const SERVED_BY_STANDIN = (name: string, tlsVersion = "TLSv1.3") =>
+  new RegExp(`${name} TLS=${tlsVersion}`);
+const PLAIN_STANDIN = (name: string) => new RegExp(`${name} TLS= `);
+
+const PUBLIC_CA =
+  "orders from a public ACME CA (Let's Encrypt): test/tlsd/acme.test.ts and test/acme-challenge run the same set-ups against pebble on loopback";
+const HOST_TABLES =
+  "TPROXY or NAT on the host: test/tls-everywhere and test/tcpforward/transparent.test.ts run these chains in network namespaces of their own";
+const INSTALLS =
+  "installs on this machine: test/packaging/deb.test.ts and npm-install.test.ts build and install the package into scratch roots";
+const SUPERVISORS =
+  "a supervisor of this machine: test/packaging/supervisors.test.ts runs the shipped units and service directories under runsv and systemd-socket-activate";
+const DATABASE = (test: string) =>
+  `needs the database server behind it: ${test} runs it against the real one`;
+
+const RECIPES: Record<string, Spec> = {
+  // README.md
+  "npm ci && npm run demo": {
+    skip: "the set-up command: .ci/run runs npm ci; the demo it starts (scripts/demo.sh) is run here for the next recipe",
+  },
+  "npm test": { skip: "the test command: this test is part of it" },
+  "CAFILE=.demo/cert.pem bin/tcpclient -RH 127.0.0.1 7000 bin/tlsc -k localhost sh -c 'printf \"hello\\r\\nquit\\r\\n\" >&7; cat <&6'":
+    {
+      once: true,
+      cwd: "root",
+      helpers: ["sh scripts/demo.sh"],
+      expect: /hello 127\.0\.0\.1 port \d+ over TLSv1\.3 .*; this is ucspi-tls/,
+    },
+  "npm ci && npm run package:deb && apt install ./build/deb/ucspi-tls_0.1.0-1_amd64.deb": {
+    skip: INSTALLS,
+  },
+  "tcpserver -v -R -H -l 0 0 7000 /usr/local/bin/myservice 2>&1 | multilog t ./log": {
+    serve: [{ client: plain(7000), expect: PLAIN_STANDIN("myservice") }],
+    after: { client: "cat log/current", expect: /tcpserver: status: 0\/40/ },
+  },
+  "cat > rules.txt <<'RULES'\n127.0.0.1:allow,RELAYCLIENT=\"\"\n10.0.0.:allow,RELAYCLIENT=\"\"\n:allow\nRULES":
+    { once: true },
+  "tcprules rules.cdb rules.tmp < rules.txt": { once: true },
+  "tcpserver -x rules.cdb -R -H -l 0 0 25 qmail-smtpd": {
+    serve: [{ client: plain(25, "127.0.0.1", EHLO), expect: /250 8BITMIME/ }],
+  },
+  "TCPREMOTEIP=10.0.0.7 tcprulescheck rules.cdb # what would happen to 10.0.0.7?": {
+    once: true,
+    expect: /rule 10\.0\.0\.:\nset environment variable RELAYCLIENT=\nallow connection/,
+  },
+  "tcpserver -v -R -H -l 0 -C 5 :: 7000 ucspi-demo": {
+    serve: [
+      { client: plain(7000, "::1"), expect: /hello ::1 port \d+/ },
+      { client: plain(7000), expect: /hello 127\.0\.0\.1 port \d+/ },
+    ],
+  },
+  "tcpserver --proxy --proxy-from 127.0.0.1 -x rules.cdb -R -H -l 0 127.0.0.1 10025 qmail-smtpd": {
+    serve: [{ client: proxied(10025), expect: /^220 .*\r\n221 /s }],
+  },
+  "CERTFILE=/etc/ssl/site.pem KEYFILE=/etc/ssl/site.key tcpserver -R -H -l 0 0 443 tlsd httpd": {
+    serve: [{ client: tls(443), expect: SERVED_BY_STANDIN("httpd") }],
+  },
+  "env CERTFILE=a.pem KEYFILE=a.key CERTFILE:b.example=b.pem KEYFILE:b.example=b.key tcpserver -R -H -l 0 0 993 tlsd -k 1 imapd":
+    {
+      serve: [
+        { client: tls(993, "b.example"), expect: SERVED_BY_STANDIN("imapd") },
+        { client: tls(993, "localhost"), expect: SERVED_BY_STANDIN("imapd") },
+      ],
+    },
+  "tcpclient -RH example.org 443 tlsc sh -c 'printf \"GET / HTTP/1.0\\r\\n\\r\\n\" >&7; cat <&6'": {
+    once: true,
+    helpers: [helper("tcpserver 127.0.0.1 443 tlsd httpd")],
+    expect: SERVED_BY_STANDIN("httpd"),
+  },
+  "tcpclient -RH mx.example.org 25 tlsc --starttls smtp mailer": {
+    once: true,
+    helpers: [helper("tcpserver 127.0.0.1 25 starttls-wrapper qmail-smtpd")],
+    expect: /mailer TLS=TLSv1\.3[^]*250 8BITMIME/,
+  },
+  "tcpclient -RH db.example.org 5432 tlsc --starttls postgres probe": {
+    skip: DATABASE("test/tlsc/starttls.test.ts"),
+  },
+  "CERTFILE=/etc/ssl/mx.pem KEYFILE=/etc/ssl/mx.key tcpserver -R -H -l 0 --proxy --proxy-from 127.0.0.1 127.0.0.1 10587 tlsd qmail-smtpd":
+    { serve: [] },
+  "tcpserver -R -H -l 0 0 25 starttls-wrapper 127.0.0.1 10587 qmail-smtpd": {
+    serve: [{ client: smtpStarttls(25), expect: /250 8BITMIME/ }],
+  },
+  "CERTFILE=/etc/ssl/mx.pem KEYFILE=/etc/ssl/mx.key tcpserver -R -H -l 0 0 25 starttls-wrapper qmail-smtpd":
+    { serve: [{ client: smtpStarttls(25), expect: /250 8BITMIME/ }] },
+  "CERTFILE=mail.pem KEYFILE=mail.key tcpserver -R -H -l 0 0 143 starttls-wrapper -p imap -r imap4d --inetd":
+    {
+      serve: [
+        {
+          client: tls(143, "localhost", "--starttls imap", steps(["a1 CAPABILITY\r\n", "a1 OK"])),
+          expect: /a1 OK/,
+        },
+      ],
+    },
+  "CERTFILE=site.pem KEYFILE=site.key tcpserver -R -H -l 0 0 8080 tls-sniff --plain { httpd } tlsd httpd":
+    {
+      serve: [
+        { client: tls(8080), expect: SERVED_BY_STANDIN("httpd") },
+        { client: plain(8080, "127.0.0.1", steps(["GET / HTTP/1.0\r\n\r\n", "\n"])), expect: PLAIN_STANDIN("httpd") },
+      ],
+    },
+  "CERTFILE=site.pem KEYFILE=site.key tcpserver -R -H -l 0 0 2525 tls-sniff -t 1200 --plain { qmail-smtpd } tlsd qmail-smtpd":
+    {
+      serve: [
+        { client: plain(2525, "127.0.0.1", EHLO), expect: /250 8BITMIME/ },
+        { client: tls(2525, "localhost", "", EHLO), expect: /SSL_PROTOCOL=TLSv1\.3[^]*250 8BITMIME/ },
+      ],
+    },
+  "CERTFILE=site.pem KEYFILE=site.key tcpserver -R -H -l 0 0 443 tls-sniff --sni imap.example.org { tlsd imapd } --alpn h2 { tlsd --alpn h2 h2d } tlsd httpd":
+    {
+      serve: [
+        { client: tls(443, "imap.example.org"), expect: SERVED_BY_STANDIN("imapd") },
+        { client: tls(443, "localhost", "--alpn h2"), expect: /h2d TLS=TLSv1\.3 ALPN=h2 / },
+        { client: tls(443), expect: SERVED_BY_STANDIN("httpd") },
+      ],
+    },
+  "CERTFILE=site.pem KEYFILE=site.key tcpserver 0 443 sh -c 'tls-sniff | exec tlsd httpd'": {
+    serve: [{ client: tls(443), expect: SERVED_BY_STANDIN("httpd") }],
+  },
+  "CERTFILE=default.pem KEYFILE=default.key CERTDIR=/var/lib/tlsd/live ACME_DIRECTORY=https://acme-v02.api.letsencrypt.org/directory ACME_NAMES='example.org *.example.org' tcpserver -R -H -l 0 0 443 tlsd httpd":
+    { skip: PUBLIC_CA },
+  "tls-everywhere --ports 80,5432,6379,8000-8100": { skip: HOST_TABLES },
+  "CERTFILE=/etc/ssl/host.pem KEYFILE=/etc/ssl/private/host.key tcpserver -R -H -l 0 --transparent :: 9999 tls-sniff --plain { tcpforward --transparent --mark 2 } tlsd tcpforward --transparent --mark 2":
+    { skip: HOST_TABLES },
+  "tcpclient -RH mail.example.org 25 sh -c 'head -1 <&6'": {
+    once: true,
+    helpers: ["tcpserver 127.0.0.1 25 qmail-smtpd"],
+    expect: /^220 fake\.example ESMTP/,
+  },
+
+  // docs/acme-challenge.md
+  "CERTDIR=/var/lib/tlsd/live tcpserver -R -H -l 0 0 80 acme-challenge httpd": { skip: PUBLIC_CA },
+  "env CERTFILE=default.pem KEYFILE=default.key CERTDIR=/var/lib/tlsd/live ACME_DIRECTORY=https://acme-v02.api.letsencrypt.org/directory ACME_CHALLENGE=http-01 ACME_NAMES='example.org www.example.org' tcpserver -R -H -l 0 0 443 tlsd httpd":
+    { skip: PUBLIC_CA },
+  "CERTDIR=/var/lib/tlsd/live tcpserver -R -H -l 0 0 80 acme-challenge": { skip: PUBLIC_CA },
+
+  // docs/install.md
+  "npm ci && npm run package:deb # in a checkout: build/deb/ucspi-tls_0.1.0-1_amd64.deb": {
+    skip: INSTALLS,
+  },
+  "apt install ./build/deb/ucspi-tls_0.1.0-1_amd64.deb": { skip: INSTALLS },
+  "exec 2>&1": { skip: `a run script for the installed package: ${SUPERVISORS}` },
+  "PATH=/usr/lib/ucspi-tls/bin:$PATH": { skip: `a run script for the installed package: ${SUPERVISORS}` },
+  "exec tcpserver -RHl0 0 443 tlsd -- httpd": {
+    skip: `a run script for the installed package: ${SUPERVISORS}`,
+  },
+  "npm install -g ucspi-tls # or a packed tarball: npm install -g ./ucspi-tls-0.1.0.tgz": {
+    skip: INSTALLS,
+  },
+  "npx -p ucspi-tls tls-keygen --help": { skip: INSTALLS },
+  "npm ci && npm run build # then bin/tlsd, bin/tcpserver, ...": {
+    skip: "what .ci/run and npm test do before every test",
+  },
+
+  // docs/starttls-wrapper.md
+  "CERTFILE=/etc/ssl/mx.pem KEYFILE=/etc/ssl/mx.key tcpserver -R -H -l 0 -x /etc/tcp.smtp.cdb --proxy --proxy-from 127.0.0.1 127.0.0.1 10587 tlsd -K 60000 qmail-smtpd":
+    { serve: [] },
+  "tcpserver -R -H -l 0 -x /etc/tcp.smtp.cdb 0 25 starttls-wrapper 127.0.0.1 10587 qmail-smtpd": {
+    serve: [{ client: smtpStarttls(25), expect: /250 8BITMIME/ }],
+  },
+  "CERTFILE=mail.pem KEYFILE=mail.key tcpserver -R -H -l 0 0 110 starttls-wrapper -p pop3 -r pop3d --inetd":
+    {
+      serve: [
+        {
+          client: tls(110, "localhost", "--starttls pop3", steps(["CAPA\r\n", "\r\n\\.\r\n"])),
+          expect: /\+OK/,
+        },
+      ],
+    },
+  "CERTFILE=/etc/ssl/db.pem KEYFILE=/etc/ssl/db.key tcpserver -R -H -l 0 0 5433 starttls-wrapper -p postgres tcpforward 127.0.0.1 5432":
+    { skip: DATABASE("test/starttls-wrapper/postgres.test.ts") },
+  "tcpserver -R -H -l 0 0 5433 tls-sniff --plain { starttls-wrapper -p postgres tcpforward 127.0.0.1 5432 } --alpn postgresql { tlsd --alpn postgresql tcpforward 127.0.0.1 5432 } tlsd --alpn postgresql tcpforward 127.0.0.1 5432":
+    { skip: DATABASE("test/starttls-wrapper/postgres.test.ts") },
+  "CERTFILE=/etc/ssl/db.pem KEYFILE=/etc/ssl/db.key tcpserver -R -H -l 0 0 3307 starttls-wrapper -p mysql tcpforward 127.0.0.1 3306":
+    { skip: DATABASE("test/starttls-wrapper/mysql.test.ts") },
+  "CERTFILE=/etc/ssl/xmpp.pem KEYFILE=/etc/ssl/xmpp.key tcpserver -R -H -l 0 0 5222 starttls-wrapper -p xmpp tcpforward 127.0.0.1 15222":
+    { skip: "needs an XMPP server behind it: test/starttls-wrapper/xmpp.test.ts runs it against prosody" },
+  "CERTFILE=/etc/ssl/ldap.pem KEYFILE=/etc/ssl/ldap.key tcpserver -R -H -l 0 0 389 starttls-wrapper -p ldap tcpforward 127.0.0.1 3389":
+    { skip: "needs an LDAP server behind it: test/starttls-wrapper/ldap.test.ts runs it against slapd" },
+
+  // docs/supervisors.md
+  "mkdir -p /etc/ucspi-tls/example": { skip: SUPERVISORS },
+  "tls-keygen ensure -s host.example.org /etc/ucspi-tls/example/cert.pem /etc/ucspi-tls/example/key.pem":
+    { skip: SUPERVISORS },
+  "systemctl enable --now ucspi-tls-example.service": { skip: SUPERVISORS },
+  "systemctl enable --now ucspi-tls-example-activated.socket": { skip: SUPERVISORS },
+  "cp -a /usr/share/doc/ucspi-tls/examples/service/runit/ucspi-tls-example /etc/sv/": { skip: SUPERVISORS },
+  "ln -s /etc/sv/ucspi-tls-example /etc/service/": { skip: SUPERVISORS },
+  "sv status ucspi-tls-example": { skip: SUPERVISORS },
+  "sv down ucspi-tls-example # stop; sv up to start again": { skip: SUPERVISORS },
+  "cp -a /usr/share/doc/ucspi-tls/examples/service/daemontools/ucspi-tls-example /etc/": {
+    skip: SUPERVISORS,
+  },
+  "ln -s /etc/ucspi-tls-example /etc/service/": { skip: SUPERVISORS },
+  "svstat /etc/service/ucspi-tls-example": { skip: SUPERVISORS },
+  "svc -d /etc/service/ucspi-tls-example # stop; svc -u to start again": { skip: SUPERVISORS },
+  "tai64nlocal < /var/log/ucspi-tls-example/current": { skip: SUPERVISORS },
+  "cp -a /usr/share/doc/ucspi-tls/examples/service/s6/ucspi-tls-example /run/service/": {
+    skip: SUPERVISORS,
+  },
+  "s6-svscanctl -a /run/service": { skip: SUPERVISORS },
+  "s6-svstat /run/service/ucspi-tls-example": { skip: SUPERVISORS },
+  "s6-svc -d /run/service/ucspi-tls-example # stop; s6-svc -u to start again": { skip: SUPERVISORS },
+
+  // docs/tcpclient.md
+  "tcpclient -RH 127.0.0.1 25 sh -c 'head -1 <&6' # read an SMTP greeting": {
+    once: true,
+    helpers: ["tcpserver 127.0.0.1 25 qmail-smtpd"],
+    expect: /^220 fake\.example ESMTP/,
+  },
+  "tcpclient -RHv ::1 7000 sh -c 'cat <&6'": {
+    once: true,
+    helpers: ["tcpserver ::1 7000 /bin/echo hello"],
+    expect: /^hello$/m,
+  },
+  "tcpclient mail.example.org 443 tlsc sh -c 'printf \"GET / HTTP/1.0\\r\\n\\r\\n\" >&7; cat <&6'": {
+    once: true,
+    helpers: [helper("tcpserver 127.0.0.1 443 tlsd httpd")],
+    expect: SERVED_BY_STANDIN("httpd"),
+  },
+
+  // docs/tcpforward.md
+  "CERTFILE=site.pem KEYFILE=site.key tcpserver -R -H -l 0 0 8443 tlsd tcpforward --proxy 127.0.0.1 8080": {
+    helpers: ["tcpserver --proxy 127.0.0.1 8080 sh -c 'echo \"service sees $TCPREMOTEIP\"'"],
+    serve: [{ client: tls(8443), expect: /service sees 127\.0\.0\.1/ }],
+  },
+  "tcpserver -R -H -l 0 0 5432 starttls-wrapper -p postgres tcpforward /run/postgresql/.s.PGSQL.5432":
+    { skip: DATABASE("test/starttls-wrapper/postgres.test.ts") },
+  "nft add rule ip nat prerouting tcp dport 8080 redirect to :9999": { skip: HOST_TABLES },
+  "tcpserver -R -H -l 0 --redirected 0 9999 tlsd tcpforward": { skip: HOST_TABLES },
+
+  // docs/tcprules.md
+  "cat > rules.txt <<'EOF'\n# relay for the local network and one host\n127.0.0.1:allow,RELAYCLIENT=\"\"\n10.0.0.1-20:allow,RELAYCLIENT=\"\"\n=mail.example.com:allow,RELAYCLIENT=\"\",GREETING=\"hi there\"\n::1:allow,RELAYCLIENT=\"\"\nfd00:::allow,RELAYCLIENT=\"\"\n192.0.2.:deny\n:allow\nEOF":
+    { once: true },
+  "tcpserver -x rules.cdb 0 25 qmail-smtpd": {
+    serve: [{ client: plain(25, "127.0.0.1", EHLO), expect: /250 8BITMIME/ }],
+  },
+  "TCPREMOTEIP=10.0.0.7 tcprulescheck rules.cdb": {
+    once: true,
+    expect: /rule 10\.0\.0\.7:\nset environment variable RELAYCLIENT=\nallow connection/,
+  },
+
+  // docs/tcpserver.md
+  "tcpserver -v -R -H -l 0 0 7000 /bin/echo hello": {
+    serve: [{ client: plain(7000, "127.0.0.1", steps(["", "hello"])), expect: /hello/ }],
+  },
+  "tcprules rules.cdb rules.tmp < rules.txt && tcpserver -x rules.cdb -R -H 0 25 qmail-smtpd": {
+    serve: [{ client: plain(25, "127.0.0.1", EHLO), expect: /250 8BITMIME/ }],
+  },
+  "tcpserver -R -H -l 0 :: 8000 ucspi-demo # IPv6 and IPv4, served in-process": {
+    serve: [
+      { client: plain(8000, "::1"), expect: /hello ::1 port/ },
+      { client: plain(8000), expect: /hello 127\.0\.0\.1 port/ },
+    ],
+  },
+  "CERTFILE=site.pem KEYFILE=site.key tcpserver -R -H -c 400 --workers 2 0 443 tlsd httpd": {
+    serve: [{ client: tls(443), expect: SERVED_BY_STANDIN("httpd") }],
+  },
+  "CERTFILE=site.pem KEYFILE=site.key tcpserver -v --drain 30 -R -H -l 0 0 443 tlsd httpd # kill -HUP: new certificates; kill -TERM: 30 s to finish":
+    { serve: [{ client: tls(443), expect: SERVED_BY_STANDIN("httpd") }] },
+  "CERTFILE=site.pem KEYFILE=site.key tcpserver --metrics 127.0.0.1:9100 -R -H -l 0 0 443 tlsd httpd # curl http://127.0.0.1:9100/metrics":
+    {
+      serve: [
+        { client: tls(443), expect: SERVED_BY_STANDIN("httpd") },
+        {
+          client: "curl -sS http://127.0.0.1:9100/metrics",
+          expect: /^tcpserver_connections_accepted_total 1$/m,
+        },
+      ],
+    },
+
+  // docs/tls-everywhere.md
+  "tls-everywhere": { skip: HOST_TABLES },
+  "CERTFILE=/etc/ssl/host.pem KEYFILE=/etc/ssl/private/host.key tls-everywhere --ports 80,5432,6379,8000-8100":
+    { skip: HOST_TABLES },
+  "tls-everywhere --port 25 { starttls-wrapper -p smtp tcpforward } --port 143 { starttls-wrapper -p imap tcpforward }":
+    { skip: HOST_TABLES },
+  "echo 'TLS_EVERYWHERE_ARGS=\"--ports 80,5432,6379\"' >/etc/default/tls-everywhere": {
+    skip: SUPERVISORS,
+  },
+  "systemctl enable --now tls-everywhere.service": { skip: SUPERVISORS },
+
+  // docs/tls-keygen.md
+  "tls-keygen ensure cert.pem key.pem": { once: true },
+  "CERTFILE=cert.pem KEYFILE=key.pem tcpserver -R -H -l 0 127.0.0.1 4433 tlsd ucspi-demo": {
+    serve: [
+      {
+        client: "CAFILE=cert.pem tcpclient -RH 127.0.0.1 4433 tlsc -k localhost " + FIRST_LINE,
+        expect: /hello 127\.0\.0\.1 port/,
+      },
+    ],
+  },
+  'tls-keygen ca -n "Home CA" -p home.example,10.0.0.0/8 ca.pem ca.key': { once: true },
+  "tls-keygen leaf -C ca.pem -K ca.key -s home.example,www.home.example,10.0.0.2 www.pem www.key": {
+    once: true,
+  },
+  "tls-keygen leaf -C ca.pem -K ca.key --client -n alice alice.pem alice.key": { once: true },
+  "CAFILE=ca.pem CERTFILE=www.pem KEYFILE=www.key tcpserver -R -H 0 8443 tlsd -y ucspi-demo": {
+    serve: [
+      {
+        client:
+          "CAFILE=ca.pem CERTFILE=alice.pem KEYFILE=alice.key tcpclient -RH 127.0.0.1 8443 tlsc -y -k www.home.example " +
+          FIRST_LINE,
+        expect: /hello 127\.0\.0\.1 port/,
+      },
+    ],
+  },
+  "tls-keygen csr -s example.org,www.example.org example.csr example.key": { once: true },
+  "tls-keygen csr -r -f -s example.org,www.example.org example.csr example.key": { once: true },
+  "openssl x509 -in www.pem -noout -text": { once: true, expect: /DNS:www\.home\.example/ },
+  "openssl verify -CAfile ca.pem www.pem": { once: true, expect: /www\.pem: OK/ },
+
+  // docs/tls-sniff.md
+  "CERTFILE=cert.pem KEYFILE=key.pem tcpserver -RHl0 0 8080 tls-sniff --plain { httpd } tlsd httpd": {
+    serve: [
+      { client: tls(8080), expect: SERVED_BY_STANDIN("httpd") },
+      {
+        client: plain(8080, "127.0.0.1", steps(["GET / HTTP/1.0\r\n\r\n", "\n"])),
+        expect: PLAIN_STANDIN("httpd"),
+      },
+    ],
+  },
+  "CERTFILE=cert.pem KEYFILE=key.pem tcpserver 0 2525 tls-sniff -t 1200 --plain { qmail-smtpd } tlsd qmail-smtpd":
+    {
+      serve: [
+        { client: plain(2525, "127.0.0.1", EHLO), expect: /250 8BITMIME/ },
+        { client: tls(2525, "localhost", "", EHLO), expect: /SSL_PROTOCOL=TLSv1\.3[^]*250 8BITMIME/ },
+      ],
+    },
+  "CERTFILE=cert.pem KEYFILE=key.pem tcpserver 0 443 tls-sniff --sni imap.example.org { tlsd imapd } --alpn h2 { tlsd --alpn h2 h2-server } tlsd httpd":
+    {
+      serve: [
+        { client: tls(443, "imap.example.org"), expect: SERVED_BY_STANDIN("imapd") },
+        { client: tls(443, "localhost", "--alpn h2"), expect: /h2-server TLS=TLSv1\.3 ALPN=h2 / },
+        { client: tls(443), expect: SERVED_BY_STANDIN("httpd") },
+      ],
+    },
+  "CERTFILE=cert.pem KEYFILE=key.pem tcpserver 0 443 sh -c 'tls-sniff | exec tlsd httpd'": {
+    serve: [{ client: tls(443), expect: SERVED_BY_STANDIN("httpd") }],
+  },
+
+  // docs/tlsc.md
+  "tcpclient -RH mx.example.org 25 tlsc --starttls smtp -k mx.example.org mailer": {
+    once: true,
+    helpers: [helper("tcpserver 127.0.0.1 25 starttls-wrapper qmail-smtpd")],
+    expect: /mailer TLS=TLSv1\.3[^]*250 8BITMIME/,
+  },
+  "CAFILE=/etc/ssl/pg-ca.pem tcpclient -RH db.internal 5432 tlsc --starttls postgres -k db.internal probe":
+    { skip: DATABASE("test/tlsc/starttls.test.ts") },
+  "tcpclient -RH mail.example.org 465 tlsc -k mail.example.org sh -c 'head -1 <&6'": {
+    once: true,
+    helpers: [helper("tcpserver 127.0.0.1 465 tlsd qmail-smtpd")],
+    expect: /^220 fake\.example ESMTP/,
+  },
+  "CAFILE=/etc/ucspi/ca.pem CERTFILE=me.pem KEYFILE=me.key tcpclient -RH 10.0.0.2 8443 tlsc -y -k api.internal prog":
+    {
+      skip: "a server of your own at 10.0.0.2 that asks for a client certificate: test/tlsc/tlsc.test.ts runs tlsc -y with a client certificate against one",
+    },
+
+  // docs/tlsd.md
+  "CERTFILE=default.pem KEYFILE=default.key CERTDIR=/var/lib/tlsd/live ACME_DIRECTORY=https://acme-v02.api.letsencrypt.org/directory ACME_EMAIL=hostmaster@example.org ACME_NAMES='example.org *.example.org' tcpserver -R -H -l 0 0 443 tlsd httpd":
+    { skip: PUBLIC_CA },
+  "CERTFILE=mx.pem KEYFILE=mx.key UCSPITLS= tcpserver -R -H -l 0 0 25 tlsd -n qmail-smtpd": {
+    serve: [{ client: plain(25, "127.0.0.1", EHLO), expect: /250 8BITMIME/ }],
+  },
+  "CAFILE=clients-ca.pem CERTFILE=s.pem KEYFILE=s.key tcpserver -R -H 0 8443 tlsd -y sh -c 'echo hello $SSL_PEER_CERT_SUBJECT'":
+    {
+      serve: [
+        {
+          client:
+            'CAFILE="$RECIPES/ca.pem" CERTFILE="$RECIPES/client.pem" KEYFILE="$RECIPES/client.key" tcpclient -RH 127.0.0.1 8443 tlsc -y -k localhost ' +
+            FIRST_LINE,
+          expect: /hello CN=recipes client/,
+        },
+      ],
+    },
+
+  // docs/ucspi-demo.md
+  "tcpserver -v -R -H -l 0 127.0.0.1 7000 ucspi-demo": {
+    serve: [{ client: plain(7000), expect: /hello 127\.0\.0\.1 port/ }],
+  },
+  "tcpclient -RH 127.0.0.1 7000 sh -c 'printf \"hi\\r\\nquit\\r\\n\" >&7; cat <&6'": {
+    once: true,
+    helpers: ["tcpserver -R -H -l 0 127.0.0.1 7000 ucspi-demo"],
+    expect: /hello 127\.0\.0\.1 port \d+/,
+  },
+  "CERTFILE=cert.pem KEYFILE=key.pem tcpserver -R -H -l 0 127.0.0.1 2525 starttls-wrapper ucspi-demo smtp":
+    { serve: [{ client: smtpStarttls(2525), expect: /250 8BITMIME/ }] },
+};
+
+/** Files a page's recipes take as already there (the reader's own). */
+const PAGE_FILES: Record<string, (dir: string, pages: Map<string, string>) => void> = {
+  // The reader's own service, where the recipe says it is.
+  "README.md": (dir) => {
+    mkdirSync(join(dir, "usr", "local", "bin"), { recursive: true });
+    writeExecutable(join(dir, "usr", "local", "bin", "myservice"), STANDIN);
+  },
+  "docs/tcpserver.md": (dir) => writeFileSync(join(dir, "rules.txt"), ":allow\n"),
+  // The rules of the reader's SMTP service (those of docs/tcprules.md would do as well).
+  "docs/starttls-wrapper.md": (dir) => {
+    mkdirSync(join(dir, "etc"));
+    execFileSync(join(BIN, "tcprules"), [join(dir, "etc", "tcp.smtp.cdb"), join(dir, "etc", "tcp.smtp.tmp")], {
+      input: "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n",
+    });
+  },
+  // Its transcript is of the rules that docs/tcprules.md compiles.
+  "docs/tcprulescheck.md": (dir, pages) =>
+    copyFileSync(join(pages.get("docs/tcprules.md") ?? "", "rules.cdb"), join(dir, "rules.cdb")),
+};
+
+/** The names the recipes connect to, on loopback. */
+const HOSTS = [
+  "example.org",
+  "www.example.org",
+  "mail.example.org",
+  "mx.example.org",
+  "imap.example.org",
+  "db.example.org",
+  "db.internal",
+];
+/** Every certificate a recipe names is for these (a CERTFILE:name pair: for its name only). */
+const SERVER_NAMES = ["localhost", "127.0.0.1", "::1", ...HOSTS];
+
+// The stand-ins: each says its name, its TLS version and ALPN (empty without TLS) and its
+// arguments in one line, then reads until its client is done, or has sent a request's head
+// (as an HTTP/1.0 server ends its answer by closing).
+const STANDIN = `#!/usr/bin/env python3
+import os, sys
+name = os.path.basename(sys.argv[0])
+os.write(1, f"{name} TLS={os.environ.get('SSL_PROTOCOL', '')} ALPN={os.environ.get('SSL_ALPN_PROTOCOL', '')} ARGS={' '.join(sys.argv[1:])}\\r\\n".encode())
+seen = b""
+try:
+    while b"\\r\\n\\r\\n" not in seen:
+        chunk = os.read(0, 65536)
+        if not chunk:
+            break
+        seen += chunk
+except OSError:
+    pass
+`;
+// A mailer on fds 6/7 (tlsc --starttls smtp replays the greeting to it), as qmail-remote would.
+const MAILER = `#!/bin/sh
+echo "mailer TLS=$SSL_PROTOCOL"
+exec ${join(ROOT, "test", "fixtures", "client-steps")} '[["", "^220"], ["EHLO me.example\\r\\n", "\\r\\n250 "], ["QUIT\\r\\n", "221"]]'
+`;
+// multilog t DIR: each line of stdin to DIR/current (the stamp left out).
+const MULTILOG = `#!/bin/sh
+mkdir -p "$2" && exec cat >"$2/current"
+`;
+
+let lab: Lab;
+let scratch: string;
+let standins: string;
+const pageDirs = new Map<string, string>();
+
+before(async () => {
+  lab = makeLab("rp");
+  scratch = mkdtempSync(join(tmpdir(), "ucspi-recipes-"));
+  standins = join(scratch, "standins");
+  mkdirSync(standins);
+  for (const name of ["httpd", "h2d", "h2-server", "imapd", "myservice", "probe", "prog"])
+    writeExecutable(join(standins, name), STANDIN);
+  writeExecutable(join(standins, "mailer"), MAILER);
+  writeExecutable(join(standins, "multilog"), MULTILOG);
+  copyFileSync(join(ROOT, "test", "fixtures", "client-steps"), join(standins, "client-steps"));
+  chmodSync(join(standins, "client-steps"), 0o755);
+  copyFileSync(join(ROOT, "test", "fixtures", "fake-smtp"), join(standins, "qmail-smtpd"));
+  chmodSync(join(standins, "qmail-smtpd"), 0o755);
+  writeFileSync(
+    join(scratch, "hosts"),
+    `127.0.0.1 localhost ${HOSTS.join(" ")}\n::1 localhost ip6-localhost\n`,
+  );
+  const keygen = (args: string[]) => ok(run(join(BIN, "tls-keygen"), args, { cwd: scratch }));
+  await keygen(["ca", "-n", "Recipes CA", "ca.pem", "ca.key"]);
+  await keygen(["leaf", "-C", "ca.pem", "-K", "ca.key", "-s", SERVER_NAMES.join(","), "ca-server.pem", "ca-server.key"]);
+  await keygen(["leaf", "-C", "ca.pem", "-K", "ca.key", "--client", "-n", "recipes client", "client.pem", "client.key"]);
+});
+
+after(() => {
+  lab?.destroy();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+
+function writeExecutable(path: string, text: string): void {
+  writeFileSync(path, text);
+  chmodSync(path, 0o755);
+}
+
+async function ok(result: ReturnType<typeof run>): Promise<string> {
+  const r = await result;
+  assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
+
+/** The directories and files of this host that the recipes name, moved into `dir`. */
+function moved(text: string, dir: string): string {
+  return text.replace(
+    /(^|[\s=])\/(etc\/ssl|etc\/ucspi|etc\/tcp\.smtp\.cdb|var\/lib\/tlsd|usr\/local\/bin|run\/postgresql)/g,
+    `$1${dir}/$2`,
+  );
+}
+
+/** Makes every certificate and key the command names that is not there yet. */
+async function certificatesFor(text: string, dir: string): Promise<void> {
+  const pairs = new Map<string, { cert?: string; key?: string }>();
+  for (const m of text.matchAll(/\b(CERTFILE|KEYFILE)(:[^=\s]+)?=("[^"]*"|\S+)/g)) {
+    const name = m[2]?.slice(1) ?? "";
+    const pair = pairs.get(name) ?? {};
+    pair[m[1] === "CERTFILE" ? "cert" : "key"] = m[3]?.replaceAll('"', "");
+    pairs.set(name, pair);
+  }
+  for (const [name, { cert, key }] of pairs) {
+    if (!cert || !key || cert.includes("$")) continue;
+    const [certPath, keyPath] = [resolve(dir, cert), resolve(dir, key)];
+    if (existsSync(certPath)) continue;
+    mkdirSync(dirname(certPath), { recursive: true });
+    mkdirSync(dirname(keyPath), { recursive: true });
+    const names = name ? name : SERVER_NAMES.join(",");
+    await ok(
+      run(
+        join(BIN, "tls-keygen"),
+        ["leaf", "-C", join(scratch, "ca.pem"), "-K", join(scratch, "ca.key"), "-s", names, certPath, keyPath],
+        { cwd: dir },
+      ),
+    );
+  }
+  for (const m of text.matchAll(/\bCAFILE=(\S+)/g)) {
+    const path = resolve(dir, m[1] ?? "");
+    if (m[1]?.includes("$") || existsSync(path)) continue;
+    mkdirSync(dirname(path), { recursive: true });
+    copyFileSync(join(scratch, "ca.pem"), path);
+  }
+}
+
+/** The environment every recipe runs in: our programs and the stand-ins on PATH, the CA in
+ * the system store. */
+function recipeEnv(dir: string): NodeJS.ProcessEnv {
+  return {
+    PATH: `${standins}:${BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+    HOME: dir,
+    RECIPES: scratch,
+    SSL_CERT_FILE: join(scratch, "ca.pem"),
+  };
+}
+
+/** The arguments that run `command` with bash in the namespace, /etc/hosts ours, in `cwd`. */
+function inNamespace(command: string, cwd: string): string[] {
+  return [
+    "netns",
+    "exec",
+    lab.server,
+    "unshare",
+    "--mount",
+    "sh",
+    "-c",
+    'mount --bind "$1" /etc/hosts && cd "$2" && exec bash -c "$3"',
+    "sh",
+    join(scratch, "hosts"),
+    cwd,
+    command,
+  ];
+}
+
+/** A command to completion in the namespace. */
+function runThere(command: string, cwd: string, dir: string, timeoutMs = 30_000) {
+  return run("ip", inNamespace(command, cwd), { env: recipeEnv(dir), timeoutMs });
+}
+
+interface Started {
+  child: ChildProcess;
+  log: () => string;
+  stop: () => Promise<void>;
+}
+
+/** A server in the namespace, in a process group of its own. */
+function start(command: string, cwd: string, dir: string): Started {
+  const child = spawn("ip", inNamespace(command, cwd), {
+    env: recipeEnv(dir),
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  child.stdout?.on("data", (b: Buffer) => (log += b.toString("latin1")));
+  child.stderr?.on("data", (b: Buffer) => (log += b.toString("latin1")));
+  const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
+  return {
+    child,
+    log: () => log,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        try {
+          process.kill(-(child.pid ?? 0), "SIGTERM");
+        } catch {
+          // gone already
+        }
+        const killer = setTimeout(() => {
+          try {
+            process.kill(-(child.pid ?? 0), "SIGKILL");
+          } catch {
+            // gone
+          }
+        }, 3000);
+        await exited;
+        clearTimeout(killer);
+      }
+    },
+  };
+}
+
+/** A client check, tried again (at most 50 times, 100 ms apart) while nothing listens yet. */
+async function check(c: Check, cwd: string, dir: string, server: () => string): Promise<void> {
+  let last = "";
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const r = await runThere(c.client, cwd, dir);
+    last = `${r.stdout}${r.stderr}`;
+    if (r.code === 0 && c.expect.test(r.stdout)) return;
+    if (!/unable to connect|Connection refused/i.test(last)) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail(`${c.client}\n  got: ${last}\n  wanted: ${String(c.expect)}\n  server said: ${server()}`);
+}
+
+async function runBlock(block: Block, dir: string): Promise<void> {
+  const background: Started[] = [];
+  try {
+    for (const command of block.commands) await runCommand(command, dir, background);
+  } finally {
+    for (const server of background) await server.stop();
+  }
+}
+
+async function runCommand(command: Command, dir: string, background: Started[]): Promise<void> {
+  const text = moved(command.text, dir);
+  if (command.output !== undefined) {
+    const r = await runThere(text, dir, dir);
+    assert.equal(`${r.stdout}`, command.output, `${command.text}: ${r.stderr}`);
+    return;
+  }
+  const spec = RECIPES[command.text];
+  assert.ok(spec, `not in RECIPES: ${JSON.stringify(command.text)}`);
+  if ("skip" in spec) return;
+  await certificatesFor(text, dir);
+  if ("once" in spec) {
+    const cwd = spec.cwd === "root" ? ROOT : dir;
+    const helpers = (spec.helpers ?? []).map((h) => start(moved(h, dir), cwd, dir));
+    try {
+      // A helper server may take a moment to listen: a refused client is tried again.
+      let r = await runThere(text, cwd, dir);
+      for (let i = 0; i < 50 && r.code !== 0 && /unable to connect|refused/i.test(r.stderr); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        r = await runThere(text, cwd, dir);
+      }
+      const said = helpers.map((h) => h.log()).join("");
+      assert.equal(r.code, 0, `${command.text}\n${r.stdout}${r.stderr}\nhelpers: ${said}`);
+      if (spec.expect) assert.match(r.stdout, spec.expect, `${command.text}: ${r.stderr}`);
+    } finally {
+      for (const h of helpers) await h.stop();
+    }
+    return;
+  }
+  const helpers = (spec.helpers ?? []).map((h) => start(helper(h), dir, dir));
+  const server = start(text, dir, dir);
+  if (command.background) background.push(server);
+  try {
+    for (const c of spec.serve) await check(c, dir, dir, server.log);
+  } finally {
+    if (!command.background) await server.stop();
+    for (const h of helpers) await h.stop();
+  }
+  if (spec.after) {
+    const r = await runThere(spec.after.client, dir, dir);
+    assert.match(r.stdout, spec.after.expect, `${spec.after.client}: ${r.stderr}`);
+  }
+}
+
+const blocks = recipeBlocks(ROOT);
+
+test("every command of every recipe is known here, and nothing here is stale", () => {
+  const inPages = new Set(blocks.flatMap((b) => b.commands.filter((c) => c.output === undefined).map((c) => c.text)));
+  for (const text of inPages) assert.ok(text in RECIPES, `not in RECIPES: ${JSON.stringify(text)}`);
+  for (const text of Object.keys(RECIPES)) assert.ok(inPages.has(text), `in no page: ${JSON.stringify(text)}`);
+  for (const spec of Object.values(RECIPES))
+    if ("skip" in spec) assert.match(spec.skip, /test\/|this test|\.ci\/run/, "a skip names its test");
+});
+
+for (const page of [...new Set(blocks.map((b) => b.where.split(":")[0] ?? ""))]) {
+  test(`${page}: its recipes run as written`, { timeout: 300_000 }, async () => {
+    const dir = join(scratch, page.replaceAll("/", "_"));
+    mkdirSync(dir, { recursive: true });
+    pageDirs.set(page, dir);
+    PAGE_FILES[page]?.(dir, pageDirs);
+    for (const block of blocks.filter((b) => b.where.startsWith(`${page}:`))) {
+      try {
+        await runBlock(block, dir);
+      } catch (error) {
+        throw new Error(`${block.where}: ${(error as Error).message}`, { cause: error });
+      }
+    }
+  });
+}
