@@ -102,7 +102,10 @@ export function parseServerArgs(
     if (applyCommonOption(o, name, value)) continue;
     switch (name) {
       case "c":
+        // djb's scan: leading digits count ("40x" is 40). None, or 0, would be a server that
+        // never accepts (djb's waits forever, silently): refused instead.
         o.limit = scanUnsigned(value);
+        if (o.limit < 1) throw new UsageError(`-c needs a positive number, not '${value}'`);
         break;
       case "C":
       case "per-ip-limit":
@@ -179,6 +182,10 @@ export function parseServerArgs(
         break;
     }
   }
+  // A worker with no connection of its own would still listen, and the kernel would hand it
+  // its share of clients, never to be accepted.
+  if (o.workers > o.limit)
+    throw new UsageError(`--workers ${o.workers} needs -c ${o.workers} or more, not -c ${o.limit}`);
   if (rest.length < 3) throw new UsageError("");
   o.host = rest[0] ?? "";
   o.port = rest[1] ?? "";

@@ -29,6 +29,45 @@ for (const [what, args] of USAGE_CASES) {
   });
 }
 
+// djb's tcpserver takes -c abc (and -c 0) for a limit of 0 and then never accepts, silently;
+// ours said nothing either, and exited 0. And a --workers process with no connection of its
+// own still listened: the kernel handed it clients that it never accepted.
+const LIMIT_CASES: [string, string[], string][] = [
+  ["-c abc", ["-c", "abc"], "tcpserver: -c needs a positive number, not 'abc'"],
+  ["-c 0", ["-c", "0"], "tcpserver: -c needs a positive number, not '0'"],
+  [
+    "--workers over -c",
+    ["-c", "1", "--workers", "2"],
+    "tcpserver: --workers 2 needs -c 2 or more, not -c 1",
+  ],
+];
+
+for (const [what, options, line] of LIMIT_CASES) {
+  test(`no connection could ever be accepted (${what}): one line, usage, exit 100`, async () => {
+    const b = await run(ours("tcpserver"), [...options, "127.0.0.1", "0", "true"]);
+    assert.equal(b.code, 100);
+    assert.equal(b.stderr.split("\n")[0], line);
+    assert.match(b.stderr.split("\n")[1] ?? "", /^tcpserver: usage: tcpserver /);
+  });
+}
+
+test("-c 40x is 40, as djb's scan reads it", async () => {
+  const s = await startServer(ours("tcpserver"), [
+    "-c",
+    "40x",
+    "-RHl0",
+    "127.0.0.1",
+    "0",
+    "/bin/echo",
+    "hi",
+  ]);
+  try {
+    assert.equal(await talk(s.port), "hi\n");
+  } finally {
+    await s.stop();
+  }
+});
+
 test("an unknown port name: fatal line, exit 111", async () => {
   const { a, b } = await both(["-RH", "127.0.0.1", "nosuchservice", "true"]);
   assert.equal(b.code, 111);
