@@ -28,9 +28,15 @@ export function shown(value: string): string {
   return /^[\x21-\x7e]+$/.test(value) ? value : JSON.stringify(value);
 }
 
-/** Splits comma-separated option values (`--san a,b --san c`), dropping empty items. */
-export function splitList(values: readonly string[]): string[] {
-  return values.flatMap((v) => v.split(",")).filter((v) => v.trim() !== "");
+/** Splits comma-separated option values (`--san a,b --san c`), dropping empty items; a value
+ * with no item at all is an error. */
+export function splitList(values: readonly string[], option: string): string[] {
+  return values.flatMap((v) => {
+    const items = v.split(",").filter((item) => item.trim() !== "");
+    // `-s ''` (a variable that was empty, say) would otherwise give the default names.
+    if (items.length === 0) throw new BadNameError(option, v, "names nothing");
+    return items;
+  });
 }
 
 /** A `--san` item: a DNS name, an IP address (`[v6]` too), or `DNS:x` / `IP:x` as openssl. */
@@ -57,7 +63,7 @@ export function parseAltName(text: string, option = "--san"): AltName {
 export function parseAltNames(values: readonly string[], option = "--san"): AltName[] {
   const seen = new Set<string>();
   const out: AltName[] = [];
-  for (const item of splitList(values)) {
+  for (const item of splitList(values, option)) {
     const name = parseAltName(item, option);
     const key = `${name.type}:${name.value}`;
     if (seen.has(key)) continue;
@@ -97,7 +103,7 @@ export function parseSubtree(text: string, option = "--permit"): Subtree {
 
 /** Every `--permit` item of the lists, in order. */
 export function parseSubtrees(values: readonly string[], option = "--permit"): Subtree[] {
-  return splitList(values).map((item) => parseSubtree(item, option));
+  return splitList(values, option).map((item) => parseSubtree(item, option));
 }
 
 function looksLikeIP(item: string): boolean {

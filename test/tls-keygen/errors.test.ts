@@ -127,6 +127,9 @@ const CASES: [string[], number, string][] = [
   ],
   [ss("-n", "a\tb"), 100, fatal('bad --cn value "a\\tb": has a control character')],
   [ss("-s", "a..b"), 100, fatal("bad --san value a..b: empty label")],
+  // Not the default names in its place, as before: an empty variable in a script, say.
+  [ss("-s", ""), 100, fatal('bad --san value "": names nothing')],
+  [ss("-s", "a.example", "-s", ","), 100, fatal("bad --san value ,: names nothing")],
   [
     ss("-s", "-bad.example"),
     100,
