@@ -27,5 +27,14 @@ bin/tcpserver -v -R -H -l 0 127.0.0.1 "$smtp" starttls-wrapper ucspi-demo smtp &
 smtp_pid=$!
 bin/tcpserver -v -R -H -l 0 127.0.0.1 "$web" tls-sniff --plain { ucspi-demo http } tlsd ucspi-demo http &
 web_pid=$!
-trap 'kill $smtp_pid $web_pid 2>/dev/null' EXIT INT TERM
-bin/tcpserver -v -R -H -l 0 127.0.0.1 "$port" tlsd ucspi-demo
+bin/tcpserver -v -R -H -l 0 127.0.0.1 "$port" tlsd ucspi-demo &
+main_pid=$!
+trap 'kill $smtp_pid $web_pid $main_pid 2>/dev/null || :' EXIT INT TERM
+# npm does not pass its own end on: killed, it would leave the demo running. The demo ends
+# with whatever started it, or when its main server does.
+parent=$PPID
+while kill -0 "$parent" 2>/dev/null && kill -0 "$main_pid" 2>/dev/null; do sleep 1; done
+# The main server ended by itself (a port in use, say): its status is the demo's.
+status=0
+if ! kill -0 "$main_pid" 2>/dev/null; then wait "$main_pid" || status=$?; fi
+exit "$status"
