@@ -25,15 +25,18 @@ import { makeLab } from "../helpers/netns.ts";
 import type { Lab } from "../helpers/netns.ts";
 import { BIN, ROOT, run } from "../helpers/programs.ts";
 
-/** A client run in the namespace while a server of a recipe serves: its stdout must match. */
+/** A client run in the namespace while a server of a recipe serves: its stdout must match.
+ * `from: "outside"`: from the other end of the veth pair (another host, to which NAT and
+ * TPROXY rules apply), to the recipes' namespace at 10.77.0.1. */
 interface Check {
   client: string;
   expect: RegExp;
+  from?: "outside";
 }
 
 type Spec =
   /** Runs to completion with status 0 (stdout matching `expect`), after `helpers` start. */
-  | { once: true; expect?: RegExp; helpers?: string[]; cwd?: "root" }
+  | { once: true; expect?: RegExp; helpers?: string[]; cwd?: "root"; after?: Check }
   /** A server: it is started, the checks run against it, and it is stopped (a background
    * command stays until the end of its block); `after` runs once it is stopped. */
   | { serve: Check[]; after?: Check; helpers?: string[] }
@@ -242,9 +245,12 @@ const RECIPES: Record<string, Spec> = {
     { skip: "needs an LDAP server behind it: test/starttls-wrapper/ldap.test.ts runs it against slapd" },
 
   // docs/supervisors.md
-  "mkdir -p /etc/ucspi-tls/example": { skip: SUPERVISORS },
+  "mkdir -p /etc/ucspi-tls/example": { once: true },
   "tls-keygen ensure -s host.example.org /etc/ucspi-tls/example/cert.pem /etc/ucspi-tls/example/key.pem":
-    { skip: SUPERVISORS },
+    {
+      once: true,
+      after: { client: "stat -c %a etc/ucspi-tls/example/key.pem", expect: /^600$/m },
+    },
   "systemctl enable --now ucspi-tls-example.service": { skip: SUPERVISORS },
   "systemctl enable --now ucspi-tls-example-activated.socket": { skip: SUPERVISORS },
   "cp -a /usr/share/doc/ucspi-tls/examples/service/runit/ucspi-tls-example /etc/sv/": { skip: SUPERVISORS },
@@ -289,8 +295,22 @@ const RECIPES: Record<string, Spec> = {
   },
   "tcpserver -R -H -l 0 0 5432 starttls-wrapper -p postgres tcpforward /run/postgresql/.s.PGSQL.5432":
     { skip: DATABASE("test/starttls-wrapper/postgres.test.ts") },
-  "nft add rule ip nat prerouting tcp dport 8080 redirect to :9999": { skip: HOST_TABLES },
-  "tcpserver -R -H -l 0 --redirected 0 9999 tlsd tcpforward": { skip: HOST_TABLES },
+  // In the recipes' own namespace: its tables are its own.
+  "nft add table ip nat": { once: true },
+  "nft 'add chain ip nat prerouting { type nat hook prerouting priority dstnat; }'": { once: true },
+  "nft add rule ip nat prerouting tcp dport 8080 redirect to :9999": { once: true },
+  "CERTFILE=site.pem KEYFILE=site.key tcpserver -R -H -l 0 --redirected 0 9999 tlsd tcpforward": {
+    // The service on the port the client asked for; tcpforward's own connection to it is
+    // this host's, which prerouting does not see.
+    helpers: ["tcpserver -R -H 10.77.0.1 8080 httpd"],
+    serve: [
+      {
+        client: `CAFILE="$RECIPES/ca.pem" tcpclient -RH 10.77.0.1 8080 tlsc -k localhost ${FIRST_LINE}`,
+        expect: /SSL_PROTOCOL=TLSv1\.3[^]*httpd TLS= /,
+        from: "outside",
+      },
+    ],
+  },
 
   // docs/tcprules.md
   "cat > rules.txt <<'EOF'\n# relay for the local network and one host\n127.0.0.1:allow,RELAYCLIENT=\"\"\n10.0.0.1-20:allow,RELAYCLIENT=\"\"\n=mail.example.com:allow,RELAYCLIENT=\"\",GREETING=\"hi there\"\n::1:allow,RELAYCLIENT=\"\"\nfd00:::allow,RELAYCLIENT=\"\"\n192.0.2.:deny\n:allow\nEOF":
@@ -558,7 +578,7 @@ async function ok(result: ReturnType<typeof run>): Promise<string> {
 /** The directories and files of this host that the recipes name, moved into `dir`. */
 function moved(text: string, dir: string): string {
   return text.replace(
-    /(^|[\s=])\/(etc\/ssl|etc\/ucspi|etc\/tcp\.smtp\.cdb|var\/lib\/tlsd|usr\/local\/bin|run\/postgresql)/g,
+    /(^|[\s=])\/(etc\/ssl|etc\/ucspi-tls|etc\/ucspi|etc\/tcp\.smtp\.cdb|var\/lib\/tlsd|usr\/local\/bin|run\/postgresql)/g,
     `$1${dir}/$2`,
   );
 }
@@ -607,11 +627,11 @@ function recipeEnv(dir: string): NodeJS.ProcessEnv {
 }
 
 /** The arguments that run `command` with bash in the namespace, /etc/hosts ours, in `cwd`. */
-function inNamespace(command: string, cwd: string): string[] {
+function inNamespace(command: string, cwd: string, ns = lab.server): string[] {
   return [
     "netns",
     "exec",
-    lab.server,
+    ns,
     "unshare",
     "--mount",
     "sh",
@@ -625,8 +645,8 @@ function inNamespace(command: string, cwd: string): string[] {
 }
 
 /** A command to completion in the namespace. */
-function runThere(command: string, cwd: string, dir: string, timeoutMs = 30_000) {
-  return run("ip", inNamespace(command, cwd), { env: recipeEnv(dir), timeoutMs });
+function runThere(command: string, cwd: string, dir: string, ns = lab.server) {
+  return run("ip", inNamespace(command, cwd, ns), { env: recipeEnv(dir), timeoutMs: 30_000 });
 }
 
 interface Started {
@@ -674,7 +694,7 @@ function start(command: string, cwd: string, dir: string): Started {
 async function check(c: Check, cwd: string, dir: string, server: () => string): Promise<void> {
   let last = "";
   for (let attempt = 0; attempt < 50; attempt++) {
-    const r = await runThere(c.client, cwd, dir);
+    const r = await runThere(c.client, cwd, dir, c.from ? lab.client : lab.server);
     last = `${r.stdout}${r.stderr}`;
     if (r.code === 0 && c.expect.test(r.stdout)) return;
     if (!/unable to connect|Connection refused/i.test(last)) break;
@@ -719,6 +739,7 @@ async function runCommand(command: Command, dir: string, background: Started[]):
     } finally {
       for (const h of helpers) await h.stop();
     }
+    if (spec.after) await check(spec.after, dir, dir, () => "");
     return;
   }
   const helpers = (spec.helpers ?? []).map((h) => start(helper(h), dir, dir));
