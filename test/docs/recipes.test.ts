@@ -39,7 +39,7 @@ type Spec =
   | { once: true; expect?: RegExp; helpers?: string[]; cwd?: "root"; after?: Check }
   /** A server: it is started, the checks run against it, and it is stopped (a background
    * command stays until the end of its block); `after` runs once it is stopped. */
-  | { serve: Check[]; after?: Check; helpers?: string[] }
+  | { serve: Check[]; after?: Check; helpers?: string[]; listening?: number[] }
   /** Not run here: why, and what tests it instead. */
   | { skip: string };
 
@@ -72,13 +72,29 @@ const PLAIN_STANDIN = (name: string) => new RegExp(`${name} TLS= `);
 const PUBLIC_CA =
   "orders from a public ACME CA (Let's Encrypt): test/tlsd/acme.test.ts and test/acme-challenge run the same set-ups against pebble on loopback";
 const HOST_TABLES =
-  "TPROXY or NAT on the host: test/tls-everywhere and test/tcpforward/transparent.test.ts run these chains in network namespaces of their own";
+  "the chain of tls-everywhere without its TPROXY rules, which the recipe does not show (--dry-run prints them): test/tcpforward/transparent.test.ts runs it with them in network namespaces";
 const INSTALLS =
   "installs on this machine: test/packaging/deb.test.ts and npm-install.test.ts build and install the package into scratch roots";
 const SUPERVISORS =
   "a supervisor of this machine: test/packaging/supervisors.test.ts runs the shipped units and service directories under runsv and systemd-socket-activate";
 const DATABASE = (test: string) =>
   `needs the database server behind it: ${test} runs it against the real one`;
+
+/** tls-everywhere with its self-signed fallback, a service on 8000: TLS and plaintext from the
+ * other end of the veth pair (diverted in prerouting). */
+const EVERYWHERE_SELF_SIGNED: Spec = {
+  listening: [8999],
+  helpers: ["tcpserver -R -H 10.77.0.1 8000 httpd"],
+  serve: [
+    {
+      // Its self-signed pair is in its own /var/lib, out of the client's sight.
+      client: `tcpclient -RH 10.77.0.1 8000 tlsc --no-verify-cert ${FIRST_LINE}`,
+      expect: /SSL_PROTOCOL=TLSv1\.3[^]*httpd TLS= /,
+      from: "outside",
+    },
+    { client: plain(8000, "10.77.0.1"), expect: PLAIN_STANDIN("httpd"), from: "outside" },
+  ],
+};
 
 const RECIPES: Record<string, Spec> = {
   // README.md
@@ -185,7 +201,7 @@ const RECIPES: Record<string, Spec> = {
   },
   "CERTFILE=default.pem KEYFILE=default.key CERTDIR=/var/lib/tlsd/live ACME_DIRECTORY=https://acme-v02.api.letsencrypt.org/directory ACME_NAMES='example.org *.example.org' tcpserver -R -H -l 0 0 443 tlsd httpd":
     { skip: PUBLIC_CA },
-  "tls-everywhere --ports 80,5432,6379,8000-8100": { skip: HOST_TABLES },
+  "tls-everywhere --ports 80,5432,6379,8000-8100": EVERYWHERE_SELF_SIGNED,
   "CERTFILE=/etc/ssl/host.pem KEYFILE=/etc/ssl/private/host.key tcpserver -R -H -l 0 --transparent :: 9999 tls-sniff --plain { tcpforward --transparent --mark 2 } tlsd tcpforward --transparent --mark 2":
     { skip: HOST_TABLES },
   "tcpclient -RH mail.example.org 25 sh -c 'head -1 <&6'": {
@@ -352,12 +368,33 @@ const RECIPES: Record<string, Spec> = {
       ],
     },
 
-  // docs/tls-everywhere.md
-  "tls-everywhere": { skip: HOST_TABLES },
+  // docs/tls-everywhere.md: in the recipes' own namespace, clients from the other end of the
+  // veth pair (diverted in prerouting), services on 10.77.0.1 as a host's would be.
+  "tls-everywhere": EVERYWHERE_SELF_SIGNED,
   "CERTFILE=/etc/ssl/host.pem KEYFILE=/etc/ssl/private/host.key tls-everywhere --ports 80,5432,6379,8000-8100":
-    { skip: HOST_TABLES },
+    {
+      listening: [8999],
+      helpers: ["tcpserver -R -H 10.77.0.1 8000 httpd"],
+      serve: [
+        {
+          client: `CAFILE="$RECIPES/ca.pem" tcpclient -RH 10.77.0.1 8000 tlsc -k localhost ${FIRST_LINE}`,
+          expect: /SSL_PROTOCOL=TLSv1\.3[^]*httpd TLS= /,
+          from: "outside",
+        },
+      ],
+    },
   "tls-everywhere --port 25 { starttls-wrapper -p smtp tcpforward } --port 143 { starttls-wrapper -p imap tcpforward }":
-    { skip: HOST_TABLES },
+    {
+      listening: [8999, 9000, 9001],
+      helpers: ["tcpserver -R -H 10.77.0.1 25 qmail-smtpd"],
+      serve: [
+        {
+          client: `tcpclient -RH 10.77.0.1 25 tlsc --no-verify-cert --starttls smtp ${EHLO}`,
+          expect: /SSL_PROTOCOL=TLSv1\.3[^]*250 8BITMIME/,
+          from: "outside",
+        },
+      ],
+    },
   "echo 'TLS_EVERYWHERE_ARGS=\"--ports 80,5432,6379\"' >/etc/default/tls-everywhere": {
     skip: SUPERVISORS,
   },
@@ -636,7 +673,9 @@ function inNamespace(command: string, cwd: string, ns = lab.server): string[] {
     "--mount",
     "sh",
     "-c",
-    'mount --bind "$1" /etc/hosts && cd "$2" && exec bash -c "$3"',
+    // tls-everywhere keeps its record and its self-signed pair in /var/lib/tls-everywhere: a
+    // /var/lib of the mount namespace's own, so the host's is never written.
+    'mount --bind "$1" /etc/hosts && case "$3" in *tls-everywhere*) mount -t tmpfs tmpfs /var/lib;; esac && cd "$2" && exec bash -c "$3"',
     "sh",
     join(scratch, "hosts"),
     cwd,
@@ -746,6 +785,16 @@ async function runCommand(command: Command, dir: string, background: Started[]):
   const server = start(text, dir, dir);
   if (command.background) background.push(server);
   try {
+    // Ports that must listen before a client is let in: tls-everywhere's chains, which start
+    // once its rules are in. Before that, TPROXY finds no socket and lets a client through to
+    // the service itself, in plaintext, as if nothing were there.
+    for (const port of spec.listening ?? []) {
+      const listens = async () =>
+        (await runThere(`ss -Hltn 'sport = :${port}'`, dir, dir)).stdout.trim() !== "";
+      for (let i = 0; !(await listens()) && i < 100; i++)
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.ok(await listens(), `${command.text}: port ${port} never listened\n${server.log()}`);
+    }
     for (const c of spec.serve) await check(c, dir, dir, server.log);
   } finally {
     if (!command.background) await server.stop();
