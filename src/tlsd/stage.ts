@@ -75,6 +75,12 @@ export const tlsdStage: Stage = {
     const options = parseOrUsage(USAGE, () => parseTlsdArgs([...argv]));
     const store = storeFor(env, options);
     for (const line of configWarnings(store.config, new Date())) warn(line);
+    // A CERTFILE:name variable does not survive sh (a run script, a systemd ExecStart= with a
+    // shell): without this line, -k 1 would just serve the default pair to every name.
+    if (options.sniLevel === 1 && store.config.named.size === 0 && !store.config.liveDir)
+      warn(
+        "-k 1 finds no named pair (no CERTFILE:name variable, no CERTDIR): every client gets CERTFILE. A shell drops CERTFILE:name: set it with env, or use CERTDIR",
+      );
   },
 
   async run(ctx) {

@@ -119,6 +119,41 @@ test("warnings at start: an expired certificate, one not for its CERTFILE:name, 
   }
 });
 
+test("-k 1 with no named pair (a CERTFILE:name that a shell dropped): one warning at start; none with a pair", async () => {
+  const withNone = await startServer(
+    ours("tcpserver"),
+    ["-RHl0", "127.0.0.1", "0", "tlsd", "-k", "1", "cat"],
+    // As a run script through sh leaves it: the CERTFILE:name pair is gone.
+    { env: { PATH, CERTFILE: server.cert, KEYFILE: server.key } },
+  );
+  try {
+    assert.match(
+      withNone.log(),
+      /^tlsd: warning: -k 1 finds no named pair \(no CERTFILE:name variable, no CERTDIR\): every client gets CERTFILE\. A shell drops CERTFILE:name: set it with env, or use CERTDIR$/m,
+    );
+  } finally {
+    await withNone.stop();
+  }
+  const withPair = await startServer(
+    ours("tcpserver"),
+    ["-RHl0", "127.0.0.1", "0", "tlsd", "-k", "1", "cat"],
+    {
+      env: {
+        PATH,
+        CERTFILE: server.cert,
+        KEYFILE: server.key,
+        "CERTFILE:localhost": server.cert,
+        "KEYFILE:localhost": server.key,
+      },
+    },
+  );
+  try {
+    assert.doesNotMatch(withPair.log(), /finds no named pair/);
+  } finally {
+    await withPair.stop();
+  }
+});
+
 test("a key only root can read serves after tcpserver -u/-g: it was read at start, as root", async () => {
   assert.equal(process.getuid?.(), 0, "this test needs root, as CI runs it");
   const cert = join(pki.dir, "root-only.pem");
