@@ -66,7 +66,8 @@ export function drain(connection: Connection, maxBytes: number): void {
   }
 }
 
-/** The timers of one look: silence until a first byte, then the limit for the rest. */
+/** The timers of one look: silence until a first byte, then the limit for the rest (helloMs
+ * from that byte; without it, what is left of silenceMs). */
 function timers(limits: Limits, settle: (look: Look) => void, seen: () => Buffer) {
   let started = false;
   const expired = () =>
@@ -75,7 +76,7 @@ function timers(limits: Limits, settle: (look: Look) => void, seen: () => Buffer
     );
   let timer = setTimeout(expired, limits.silenceMs);
   return {
-    /** Some bytes came, not enough: the limit for the rest runs from here. */
+    /** Some bytes came, not enough: helloMs runs from here, if there is one. */
     started() {
       if (started) return;
       started = true;

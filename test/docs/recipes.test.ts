@@ -612,12 +612,17 @@ async function ok(result: ReturnType<typeof run>): Promise<string> {
   return r.stdout;
 }
 
-/** The directories and files of this host that the recipes name, moved into `dir`. */
+/** The directories and files of this host that the recipes name, moved into `dir`. A path of
+ * this host's that is left (a recipe added since, or `>/etc/...`) fails the test before the
+ * command runs: the recipes run as root, and must not write to the host. */
 function moved(text: string, dir: string): string {
-  return text.replace(
+  const result = text.replace(
     /(^|[\s=])\/(etc\/ssl|etc\/ucspi-tls|etc\/ucspi|etc\/tcp\.smtp\.cdb|var\/lib\/tlsd|usr\/local\/bin|run\/postgresql)/g,
     `$1${dir}/$2`,
   );
+  if (/(^|[^\w.$/-])\/(etc|var|run|srv|opt|usr\/local)\//.test(result.replaceAll(dir, "DIR")))
+    assert.fail(`a path of this host's is left in a recipe to run: ${text}`);
+  return result;
 }
 
 /** Makes every certificate and key the command names that is not there yet. */
@@ -752,15 +757,15 @@ async function runBlock(block: Block, dir: string): Promise<void> {
 }
 
 async function runCommand(command: Command, dir: string, background: Started[]): Promise<void> {
-  const text = moved(command.text, dir);
   if (command.output !== undefined) {
-    const r = await runThere(text, dir, dir);
+    const r = await runThere(moved(command.text, dir), dir, dir);
     assert.equal(`${r.stdout}`, command.output, `${command.text}: ${r.stderr}`);
     return;
   }
   const spec = RECIPES[command.text];
   assert.ok(spec, `not in RECIPES: ${JSON.stringify(command.text)}`);
   if ("skip" in spec) return;
+  const text = moved(command.text, dir);
   await certificatesFor(text, dir);
   if ("once" in spec) {
     const cwd = spec.cwd === "root" ? ROOT : dir;
