@@ -22,6 +22,7 @@ import { after, before, test } from "node:test";
 import { recipeBlocks } from "../helpers/recipes.ts";
 import type { Block, Command } from "../helpers/recipes.ts";
 import { makeLab } from "../helpers/netns.ts";
+import { PG_BIN } from "../helpers/postgres.ts";
 import type { Lab } from "../helpers/netns.ts";
 import { BIN, ROOT, run } from "../helpers/programs.ts";
 
@@ -39,7 +40,15 @@ type Spec =
   | { once: true; expect?: RegExp; helpers?: string[]; cwd?: "root"; after?: Check }
   /** A server: it is started, the checks run against it, and it is stopped (a background
    * command stays until the end of its block); `after` runs once it is stopped. */
-  | { serve: Check[]; after?: Check; helpers?: string[]; listening?: number[] }
+  | {
+      serve: Check[];
+      after?: Check;
+      helpers?: string[];
+      listening?: number[];
+      /** A command tried (at most 100 times, 100 ms apart) until it succeeds, before the
+       * checks: a helper that takes a while to start (PostgreSQL). */
+      ready?: string;
+    }
   /** Not run here: why, and what tests it instead. */
   | { skip: string };
 
@@ -95,6 +104,26 @@ const EVERYWHERE_SELF_SIGNED: Spec = {
     { client: plain(8000, "10.77.0.1"), expect: PLAIN_STANDIN("httpd"), from: "outside" },
   ],
 };
+
+/**
+ * Debian's PostgreSQL 15 behind the wrapper (its data directory made for the page, see
+ * PAGE_FILES), listening on `address` port 5432 ("": on its UNIX socket in the page's
+ * run/postgresql only), and psql verifying the wrapper's certificate on `port`.
+ */
+function POSTGRES_ON(address: string, port: number): Spec {
+  return {
+    helpers: [
+      `runuser -u postgres -- ${PG_BIN}/postgres -D "$PWD/pgdata" -p 5432 -k "$PWD/run/postgresql" -c listen_addresses=${address} -c ssl=off`,
+    ],
+    ready: `pg_isready -q -h "$PWD/run/postgresql" -p 5432`,
+    serve: [
+      {
+        client: `psql "host=localhost port=${port} dbname=postgres user=postgres sslmode=verify-full sslrootcert=$RECIPES/ca.pem" -Atc "select 'pg ' || 6 * 7"`,
+        expect: /^pg 42$/m,
+      },
+    ],
+  };
+}
 
 const RECIPES: Record<string, Spec> = {
   // README.md
@@ -250,9 +279,11 @@ const RECIPES: Record<string, Spec> = {
       ],
     },
   "CERTFILE=/etc/ssl/db.pem KEYFILE=/etc/ssl/db.key tcpserver -R -H -l 0 0 5433 starttls-wrapper -p postgres tcpforward 127.0.0.1 5432":
-    { skip: DATABASE("test/starttls-wrapper/postgres.test.ts") },
-  "tcpserver -R -H -l 0 0 5433 tls-sniff --plain { starttls-wrapper -p postgres tcpforward 127.0.0.1 5432 } --alpn postgresql { tlsd --alpn postgresql tcpforward 127.0.0.1 5432 } tlsd --alpn postgresql tcpforward 127.0.0.1 5432":
-    { skip: DATABASE("test/starttls-wrapper/postgres.test.ts") },
+    POSTGRES_ON("127.0.0.1", 5433),
+  // Its --alpn postgresql route needs PostgreSQL 17's psql (sslnegotiation=direct); Debian 12
+  // has 15: test/starttls-wrapper/postgres.test.ts sends that ClientHello itself.
+  "CERTFILE=/etc/ssl/db.pem KEYFILE=/etc/ssl/db.key tcpserver -R -H -l 0 0 5433 tls-sniff --plain { starttls-wrapper -p postgres tcpforward 127.0.0.1 5432 } --alpn postgresql { tlsd --alpn postgresql tcpforward 127.0.0.1 5432 } tlsd --alpn postgresql tcpforward 127.0.0.1 5432":
+    POSTGRES_ON("127.0.0.1", 5433),
   "CERTFILE=/etc/ssl/db.pem KEYFILE=/etc/ssl/db.key tcpserver -R -H -l 0 0 3307 starttls-wrapper -p mysql tcpforward 127.0.0.1 3306":
     { skip: DATABASE("test/starttls-wrapper/mysql.test.ts") },
   "CERTFILE=/etc/ssl/xmpp.pem KEYFILE=/etc/ssl/xmpp.key tcpserver -R -H -l 0 0 5222 starttls-wrapper -p xmpp tcpforward 127.0.0.1 15222":
@@ -309,8 +340,8 @@ const RECIPES: Record<string, Spec> = {
     helpers: ["tcpserver --proxy 127.0.0.1 8080 sh -c 'echo \"service sees $TCPREMOTEIP\"'"],
     serve: [{ client: tls(8443), expect: /service sees 127\.0\.0\.1/ }],
   },
-  "tcpserver -R -H -l 0 0 5432 starttls-wrapper -p postgres tcpforward /run/postgresql/.s.PGSQL.5432":
-    { skip: DATABASE("test/starttls-wrapper/postgres.test.ts") },
+  "CERTFILE=/etc/ssl/db.pem KEYFILE=/etc/ssl/db.key tcpserver -R -H -l 0 0 5432 starttls-wrapper -p postgres tcpforward /run/postgresql/.s.PGSQL.5432":
+    POSTGRES_ON("", 5432),
   // In the recipes' own namespace: its tables are its own.
   "nft add table ip nat": { once: true },
   "nft 'add chain ip nat prerouting { type nat hook prerouting priority dstnat; }'": { once: true },
@@ -516,17 +547,36 @@ const PAGE_FILES: Record<string, (dir: string, pages: Map<string, string>) => vo
     writeExecutable(join(dir, "usr", "local", "bin", "myservice"), STANDIN);
   },
   "docs/tcpserver.md": (dir) => writeFileSync(join(dir, "rules.txt"), ":allow\n"),
-  // The rules of the reader's SMTP service (those of docs/tcprules.md would do as well).
+  // The rules of the reader's SMTP service (those of docs/tcprules.md would do as well), and
+  // the reader's PostgreSQL.
   "docs/starttls-wrapper.md": (dir) => {
+    postgresData(dir);
     mkdirSync(join(dir, "etc"));
     execFileSync(join(BIN, "tcprules"), [join(dir, "etc", "tcp.smtp.cdb"), join(dir, "etc", "tcp.smtp.tmp")], {
       input: "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n",
     });
   },
+  "docs/tcpforward.md": (dir) => postgresData(dir),
   // Its transcript is of the rules that docs/tcprules.md compiles.
   "docs/tcprulescheck.md": (dir, pages) =>
     copyFileSync(join(pages.get("docs/tcprules.md") ?? "", "rules.cdb"), join(dir, "rules.cdb")),
 };
+
+/** A PostgreSQL data directory (trust authentication) and socket directory in `dir`, owned by
+ * its user, who can reach them. */
+function postgresData(dir: string): void {
+  for (const d of [scratch, dir]) chmodSync(d, 0o755);
+  const run = join(dir, "run", "postgresql");
+  mkdirSync(run, { recursive: true });
+  execFileSync("chown", ["postgres:postgres", run]);
+  mkdirSync(join(dir, "pgdata"));
+  execFileSync("chown", ["postgres:postgres", join(dir, "pgdata")]);
+  execFileSync(
+    "runuser",
+    ["-u", "postgres", "--", `${PG_BIN}/initdb`, "-D", join(dir, "pgdata"), "-A", "trust", "-U", "postgres"],
+    { stdio: "ignore" },
+  );
+}
 
 /** The names the recipes connect to, on loopback. */
 const HOSTS = [
@@ -799,6 +849,14 @@ async function runCommand(command: Command, dir: string, background: Started[]):
       for (let i = 0; !(await listens()) && i < 100; i++)
         await new Promise((resolve) => setTimeout(resolve, 100));
       assert.ok(await listens(), `${command.text}: port ${port} never listened\n${server.log()}`);
+    }
+    if (spec.ready) {
+      let r = await runThere(spec.ready, dir, dir);
+      for (let i = 0; r.code !== 0 && i < 100; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        r = await runThere(spec.ready, dir, dir);
+      }
+      assert.equal(r.code, 0, `${spec.ready}: ${r.stdout}${r.stderr}`);
     }
     for (const c of spec.serve) await check(c, dir, dir, server.log);
   } finally {

@@ -8,7 +8,7 @@ import type { Pair } from "./certs.ts";
 import { freePort } from "./interop.ts";
 import { waitFor } from "./server.ts";
 
-const PG_BIN = "/usr/lib/postgresql/15/bin";
+export const PG_BIN = "/usr/lib/postgresql/15/bin";
 
 export interface Postgres {
   port: number;
