@@ -285,7 +285,20 @@ const RECIPES: Record<string, Spec> = {
   "CERTFILE=/etc/ssl/db.pem KEYFILE=/etc/ssl/db.key tcpserver -R -H -l 0 0 5433 tls-sniff --plain { starttls-wrapper -p postgres tcpforward 127.0.0.1 5432 } --alpn postgresql { tlsd --alpn postgresql tcpforward 127.0.0.1 5432 } tlsd --alpn postgresql tcpforward 127.0.0.1 5432":
     POSTGRES_ON("127.0.0.1", 5433),
   "CERTFILE=/etc/ssl/db.pem KEYFILE=/etc/ssl/db.key tcpserver -R -H -l 0 0 3307 starttls-wrapper -p mysql tcpforward 127.0.0.1 3306":
-    { skip: DATABASE("test/starttls-wrapper/mysql.test.ts") },
+    {
+      // Debian's MariaDB behind the wrapper (its data directory made for the page), the user
+      // app/pw made once it answers; the mariadb client verifies the wrapper's certificate.
+      helpers: [
+        `mariadbd --no-defaults --datadir="$PWD/mariadb" --port=3306 --bind-address=127.0.0.1 --socket="$PWD/mariadb.sock" --user=root --log-error="$PWD/mariadb.err"`,
+      ],
+      ready: `mariadb --no-defaults -S "$PWD/mariadb.sock" -uroot -e "DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES; CREATE USER IF NOT EXISTS 'app'@'%' IDENTIFIED BY 'pw'; GRANT ALL ON *.* TO 'app'@'%'"`,
+      serve: [
+        {
+          client: `mariadb --no-defaults --protocol=tcp -h localhost -P 3307 -u app -ppw --ssl --ssl-ca="$RECIPES/ca.pem" --ssl-verify-server-cert -N -e "select concat('maria ', 6 * 7)"`,
+          expect: /^maria 42$/m,
+        },
+      ],
+    },
   "CERTFILE=/etc/ssl/xmpp.pem KEYFILE=/etc/ssl/xmpp.key tcpserver -R -H -l 0 0 5222 starttls-wrapper -p xmpp tcpforward 127.0.0.1 15222":
     { skip: "needs an XMPP server behind it: test/starttls-wrapper/xmpp.test.ts runs it against prosody" },
   "CERTFILE=/etc/ssl/ldap.pem KEYFILE=/etc/ssl/ldap.key tcpserver -R -H -l 0 0 389 starttls-wrapper -p ldap tcpforward 127.0.0.1 3389":
@@ -551,6 +564,11 @@ const PAGE_FILES: Record<string, (dir: string, pages: Map<string, string>) => vo
   // the reader's PostgreSQL.
   "docs/starttls-wrapper.md": (dir) => {
     postgresData(dir);
+    execFileSync(
+      "mariadb-install-db",
+      ["--no-defaults", `--datadir=${join(dir, "mariadb")}`, "--user=root", "--auth-root-authentication-method=normal"],
+      { stdio: "ignore" },
+    );
     mkdirSync(join(dir, "etc"));
     execFileSync(join(BIN, "tcprules"), [join(dir, "etc", "tcp.smtp.cdb"), join(dir, "etc", "tcp.smtp.tmp")], {
       input: "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n",
