@@ -16,13 +16,14 @@ import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync } from "node:fs";
 import { rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, before, test } from "node:test";
 import { recipeBlocks } from "../helpers/recipes.ts";
 import type { Block, Command } from "../helpers/recipes.ts";
 import { makeLab } from "../helpers/netns.ts";
 import { PG_BIN } from "../helpers/postgres.ts";
+import { LDAP_ADMIN } from "../helpers/slapd.ts";
 import type { Lab } from "../helpers/netns.ts";
 import { BIN, ROOT, run } from "../helpers/programs.ts";
 
@@ -116,6 +117,7 @@ function POSTGRES_ON(address: string, port: number): Spec {
       `runuser -u postgres -- ${PG_BIN}/postgres -D "$PWD/pgdata" -p 5432 -k "$PWD/run/postgresql" -c listen_addresses=${address} -c ssl=off`,
     ],
     ready: `pg_isready -q -h "$PWD/run/postgresql" -p 5432`,
+    listening: [port],
     serve: [
       {
         client: `psql "host=localhost port=${port} dbname=postgres user=postgres sslmode=verify-full sslrootcert=$RECIPES/ca.pem" -Atc "select 'pg ' || 6 * 7"`,
@@ -291,6 +293,7 @@ const RECIPES: Record<string, Spec> = {
       helpers: [
         `mariadbd --no-defaults --datadir="$PWD/mariadb" --port=3306 --bind-address=127.0.0.1 --socket="$PWD/mariadb.sock" --user=root --log-error="$PWD/mariadb.err"`,
       ],
+      listening: [3307],
       ready: `mariadb --no-defaults -S "$PWD/mariadb.sock" -uroot -e "DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES; CREATE USER IF NOT EXISTS 'app'@'%' IDENTIFIED BY 'pw'; GRANT ALL ON *.* TO 'app'@'%'"`,
       serve: [
         {
@@ -302,7 +305,21 @@ const RECIPES: Record<string, Spec> = {
   "CERTFILE=/etc/ssl/xmpp.pem KEYFILE=/etc/ssl/xmpp.key tcpserver -R -H -l 0 0 5222 starttls-wrapper -p xmpp tcpforward 127.0.0.1 15222":
     { skip: "needs an XMPP server behind it: test/starttls-wrapper/xmpp.test.ts runs it against prosody" },
   "CERTFILE=/etc/ssl/ldap.pem KEYFILE=/etc/ssl/ldap.key tcpserver -R -H -l 0 0 389 starttls-wrapper -p ldap tcpforward 127.0.0.1 3389":
-    { skip: "needs an LDAP server behind it: test/starttls-wrapper/ldap.test.ts runs it against slapd" },
+    {
+      // Debian's slapd behind the wrapper (its slapd.conf made for the page); ldapwhoami -ZZ
+      // requires StartTLS and verifies the wrapper's certificate (on loopback, libldap checks
+      // it against this host's name), then binds behind it.
+      helpers: [`slapd -d 0 -f "$PWD/slapd.conf" -h ldap://127.0.0.1:3389/`],
+      // Its clients say no "refused" that a check would know to try again on.
+      listening: [389],
+      ready: "ldapwhoami -x -H ldap://127.0.0.1:3389",
+      serve: [
+        {
+          client: `LDAPTLS_CACERT="$RECIPES/ca.pem" LDAPTLS_REQCERT=demand ldapwhoami -x -ZZ -H ldap://localhost:389 -D "${LDAP_ADMIN}" -w secret`,
+          expect: new RegExp(`^dn:${LDAP_ADMIN}$`, "m"),
+        },
+      ],
+    },
 
   // docs/supervisors.md
   "mkdir -p /etc/ucspi-tls/example": { once: true },
@@ -564,6 +581,22 @@ const PAGE_FILES: Record<string, (dir: string, pages: Map<string, string>) => vo
   // the reader's PostgreSQL.
   "docs/starttls-wrapper.md": (dir) => {
     postgresData(dir);
+    mkdirSync(join(dir, "ldap"));
+    writeFileSync(
+      join(dir, "slapd.conf"),
+      [
+        "include /etc/ldap/schema/core.schema",
+        "modulepath /usr/lib/ldap",
+        "moduleload back_mdb",
+        `pidfile ${join(dir, "slapd.pid")}`,
+        "database mdb",
+        'suffix "dc=example,dc=org"',
+        `rootdn "${LDAP_ADMIN}"`,
+        "rootpw secret",
+        `directory ${join(dir, "ldap")}`,
+        "",
+      ].join("\n"),
+    );
     execFileSync(
       "mariadb-install-db",
       ["--no-defaults", `--datadir=${join(dir, "mariadb")}`, "--user=root", "--auth-root-authentication-method=normal"],
@@ -606,8 +639,9 @@ const HOSTS = [
   "db.example.org",
   "db.internal",
 ];
-/** Every certificate a recipe names is for these (a CERTFILE:name pair: for its name only). */
-const SERVER_NAMES = ["localhost", "127.0.0.1", "::1", ...HOSTS];
+/** Every certificate a recipe names is for these (a CERTFILE:name pair: for its name only).
+ * This host's own name too: libldap checks a certificate on loopback against it. */
+const SERVER_NAMES = ["localhost", "127.0.0.1", "::1", hostname(), ...HOSTS];
 
 // The stand-ins: each says its name, its TLS version and ALPN (empty without TLS) and its
 // arguments in one line, then reads until its client is done, or has sent a request's head
