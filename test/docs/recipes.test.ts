@@ -303,7 +303,18 @@ const RECIPES: Record<string, Spec> = {
       ],
     },
   "CERTFILE=/etc/ssl/xmpp.pem KEYFILE=/etc/ssl/xmpp.key tcpserver -R -H -l 0 0 5222 starttls-wrapper -p xmpp tcpforward 127.0.0.1 15222":
-    { skip: "needs an XMPP server behind it: test/starttls-wrapper/xmpp.test.ts runs it against prosody" },
+    {
+      // Debian's Prosody behind the wrapper, without TLS of its own (its config made for the
+      // page); openssl's STARTTLS for XMPP verifies the certificate for the domain.
+      helpers: [`prosody --config "$PWD/prosody.cfg.lua"`],
+      listening: [5222, 15222],
+      serve: [
+        {
+          client: `openssl s_client -brief -starttls xmpp -xmpphost example.org -connect localhost:5222 -CAfile "$RECIPES/ca.pem" -verify_return_error -verify_hostname example.org </dev/null 2>&1`,
+          expect: /Protocol version: TLSv1\.3[^]*Verification: OK/,
+        },
+      ],
+    },
   "CERTFILE=/etc/ssl/ldap.pem KEYFILE=/etc/ssl/ldap.key tcpserver -R -H -l 0 0 389 starttls-wrapper -p ldap tcpforward 127.0.0.1 3389":
     {
       // Debian's slapd behind the wrapper (its slapd.conf made for the page); ldapwhoami -ZZ
@@ -581,6 +592,25 @@ const PAGE_FILES: Record<string, (dir: string, pages: Map<string, string>) => vo
   // the reader's PostgreSQL.
   "docs/starttls-wrapper.md": (dir) => {
     postgresData(dir);
+    mkdirSync(join(dir, "prosody"));
+    writeFileSync(
+      join(dir, "prosody.cfg.lua"),
+      [
+        "run_as_root = true",
+        "daemonize = false",
+        `pidfile = "${join(dir, "prosody.pid")}"`,
+        `data_path = "${join(dir, "prosody")}"`,
+        'log = { error = "*stderr" }',
+        'modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; }',
+        'modules_disabled = { "s2s"; "posix"; }',
+        "c2s_ports = { 15222 }",
+        'c2s_interfaces = { "127.0.0.1" }',
+        "s2s_ports = {}",
+        "c2s_require_encryption = false",
+        'VirtualHost "example.org"',
+        "",
+      ].join("\n"),
+    );
     mkdirSync(join(dir, "ldap"));
     writeFileSync(
       join(dir, "slapd.conf"),
