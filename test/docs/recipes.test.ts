@@ -93,7 +93,7 @@ const DATABASE = (test: string) =>
 /** tls-everywhere with its self-signed fallback, a service on 8000: TLS and plaintext from the
  * other end of the veth pair (diverted in prerouting). */
 const EVERYWHERE_SELF_SIGNED: Spec = {
-  listening: [8999],
+  listening: [8000, 8999],
   helpers: ["tcpserver -R -H 10.77.0.1 8000 httpd"],
   serve: [
     {
@@ -192,6 +192,8 @@ const RECIPES: Record<string, Spec> = {
   "CERTFILE=/etc/ssl/mx.pem KEYFILE=/etc/ssl/mx.key tcpserver -R -H -l 0 --proxy --proxy-from 127.0.0.1 127.0.0.1 10587 tlsd qmail-smtpd":
     { serve: [] },
   "tcpserver -R -H -l 0 0 25 starttls-wrapper 127.0.0.1 10587 qmail-smtpd": {
+    // The TLS service it hands over to is the block's background tcpserver.
+    listening: [10587, 25],
     serve: [{ client: smtpStarttls(25), expect: /250 8BITMIME/ }],
   },
   "CERTFILE=/etc/ssl/mx.pem KEYFILE=/etc/ssl/mx.key tcpserver -R -H -l 0 0 25 starttls-wrapper qmail-smtpd":
@@ -269,6 +271,7 @@ const RECIPES: Record<string, Spec> = {
   "CERTFILE=/etc/ssl/mx.pem KEYFILE=/etc/ssl/mx.key tcpserver -R -H -l 0 -x /etc/tcp.smtp.cdb --proxy --proxy-from 127.0.0.1 127.0.0.1 10587 tlsd -K 60000 qmail-smtpd":
     { serve: [] },
   "tcpserver -R -H -l 0 -x /etc/tcp.smtp.cdb 0 25 starttls-wrapper 127.0.0.1 10587 qmail-smtpd": {
+    listening: [10587, 25],
     serve: [{ client: smtpStarttls(25), expect: /250 8BITMIME/ }],
   },
   "CERTFILE=mail.pem KEYFILE=mail.key tcpserver -R -H -l 0 0 110 starttls-wrapper -p pop3 -r pop3d --inetd":
@@ -378,6 +381,7 @@ const RECIPES: Record<string, Spec> = {
 
   // docs/tcpforward.md
   "CERTFILE=site.pem KEYFILE=site.key tcpserver -R -H -l 0 0 8443 tlsd tcpforward --proxy 127.0.0.1 8080": {
+    listening: [8080, 8443],
     helpers: ["tcpserver --proxy 127.0.0.1 8080 sh -c 'echo \"service sees $TCPREMOTEIP\"'"],
     serve: [{ client: tls(8443), expect: /service sees 127\.0\.0\.1/ }],
   },
@@ -388,6 +392,7 @@ const RECIPES: Record<string, Spec> = {
   "nft 'add chain ip nat prerouting { type nat hook prerouting priority dstnat; }'": { once: true },
   "nft add rule ip nat prerouting tcp dport 8080 redirect to :9999": { once: true },
   "CERTFILE=site.pem KEYFILE=site.key tcpserver -R -H -l 0 --redirected 0 9999 tlsd tcpforward": {
+    listening: [8080, 9999],
     // The service on the port the client asked for; tcpforward's own connection to it is
     // this host's, which prerouting does not see.
     helpers: ["tcpserver -R -H 10.77.0.1 8080 httpd"],
@@ -445,7 +450,7 @@ const RECIPES: Record<string, Spec> = {
   "tls-everywhere": EVERYWHERE_SELF_SIGNED,
   "CERTFILE=/etc/ssl/host.pem KEYFILE=/etc/ssl/private/host.key tls-everywhere --ports 80,5432,6379,8000-8100":
     {
-      listening: [8999],
+      listening: [8000, 8999],
       helpers: ["tcpserver -R -H 10.77.0.1 8000 httpd"],
       serve: [
         {
@@ -457,7 +462,7 @@ const RECIPES: Record<string, Spec> = {
     },
   "tls-everywhere --port 25 { starttls-wrapper -p smtp tcpforward } --port 143 { starttls-wrapper -p imap tcpforward }":
     {
-      listening: [8999, 9000, 9001],
+      listening: [25, 8999, 9000, 9001],
       helpers: ["tcpserver -R -H 10.77.0.1 25 qmail-smtpd"],
       serve: [
         {
@@ -922,9 +927,11 @@ async function runCommand(command: Command, dir: string, background: Started[]):
   const server = start(text, dir, dir);
   if (command.background) background.push(server);
   try {
-    // Ports that must listen before a client is let in: tls-everywhere's chains, which start
-    // once its rules are in. Before that, TPROXY finds no socket and lets a client through to
-    // the service itself, in plaintext, as if nothing were there.
+    // Ports that must listen before a client is let in: a helper's or a background server's
+    // that this one passes clients on to (a refusal there is not one the client would see and
+    // be tried again on), and tls-everywhere's chains, which start once its rules are in.
+    // Before that, TPROXY finds no socket and lets a client through to the service itself, in
+    // plaintext, as if nothing were there.
     for (const port of spec.listening ?? []) {
       const listens = async () =>
         (await runThere(`ss -Hltn 'sport = :${port}'`, dir, dir)).stdout.trim() !== "";
