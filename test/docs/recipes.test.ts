@@ -26,6 +26,7 @@ import { PG_BIN } from "../helpers/postgres.ts";
 import { LDAP_ADMIN } from "../helpers/slapd.ts";
 import type { Lab } from "../helpers/netns.ts";
 import { BIN, ROOT, run } from "../helpers/programs.ts";
+import type { RunResult } from "../helpers/programs.ts";
 
 /** A client run in the namespace while a server of a recipe serves: its stdout must match.
  * `from: "outside"`: from the other end of the veth pair (another host, to which NAT and
@@ -871,17 +872,39 @@ function start(command: string, cwd: string, dir: string): Started {
   };
 }
 
-/** A client check, tried again (at most 50 times, 100 ms apart) while nothing listens yet. */
-async function check(c: Check, cwd: string, dir: string, server: () => string): Promise<void> {
-  let last = "";
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const r = await runThere(c.client, cwd, dir, c.from ? lab.client : lab.server);
-    last = `${r.stdout}${r.stderr}`;
-    if (r.code === 0 && c.expect.test(r.stdout)) return;
-    if (!/unable to connect|Connection refused/i.test(last)) break;
+/** Runs `command` in the namespace until `done` holds, at most `tries` times, 100 ms apart
+ * (what a recipe started may take a moment to be there); the last result. */
+async function runUntil(
+  command: string,
+  cwd: string,
+  dir: string,
+  tries: number,
+  done: (r: RunResult) => boolean,
+  ns = lab.server,
+): Promise<RunResult> {
+  let r = await runThere(command, cwd, dir, ns);
+  for (let i = 1; i < tries && !done(r); i++) {
     await new Promise((resolve) => setTimeout(resolve, 100));
+    r = await runThere(command, cwd, dir, ns);
   }
-  assert.fail(`${c.client}\n  got: ${last}\n  wanted: ${String(c.expect)}\n  server said: ${server()}`);
+  return r;
+}
+
+/** A client check, tried again (at most 50 times) while nothing listens yet. */
+async function check(c: Check, cwd: string, dir: string, server: () => string): Promise<void> {
+  const matches = (r: RunResult) => r.code === 0 && c.expect.test(r.stdout);
+  const r = await runUntil(
+    c.client,
+    cwd,
+    dir,
+    50,
+    (r) => matches(r) || !/unable to connect|Connection refused/i.test(`${r.stdout}${r.stderr}`),
+    c.from ? lab.client : lab.server,
+  );
+  if (matches(r)) return;
+  assert.fail(
+    `${c.client}\n  got: ${r.stdout}${r.stderr}\n  wanted: ${String(c.expect)}\n  server said: ${server()}`,
+  );
 }
 
 async function runBlock(block: Block, dir: string): Promise<void> {
@@ -909,11 +932,13 @@ async function runCommand(command: Command, dir: string, background: Started[]):
     const helpers = (spec.helpers ?? []).map((h) => start(moved(h, dir), cwd, dir));
     try {
       // A helper server may take a moment to listen: a refused client is tried again.
-      let r = await runThere(text, cwd, dir);
-      for (let i = 0; i < 50 && r.code !== 0 && /unable to connect|refused/i.test(r.stderr); i++) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        r = await runThere(text, cwd, dir);
-      }
+      const r = await runUntil(
+        text,
+        cwd,
+        dir,
+        51,
+        (r) => r.code === 0 || !/unable to connect|refused/i.test(r.stderr),
+      );
       const said = helpers.map((h) => h.log()).join("");
       assert.equal(r.code, 0, `${command.text}\n${r.stdout}${r.stderr}\nhelpers: ${said}`);
       if (spec.expect) assert.match(r.stdout, spec.expect, `${command.text}: ${r.stderr}`);
@@ -933,18 +958,12 @@ async function runCommand(command: Command, dir: string, background: Started[]):
     // Before that, TPROXY finds no socket and lets a client through to the service itself, in
     // plaintext, as if nothing were there.
     for (const port of spec.listening ?? []) {
-      const listens = async () =>
-        (await runThere(`ss -Hltn 'sport = :${port}'`, dir, dir)).stdout.trim() !== "";
-      for (let i = 0; !(await listens()) && i < 100; i++)
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      assert.ok(await listens(), `${command.text}: port ${port} never listened\n${server.log()}`);
+      const listens = (r: RunResult) => r.stdout.trim() !== "";
+      const r = await runUntil(`ss -Hltn 'sport = :${port}'`, dir, dir, 102, listens);
+      assert.ok(listens(r), `${command.text}: port ${port} never listened\n${server.log()}`);
     }
     if (spec.ready) {
-      let r = await runThere(spec.ready, dir, dir);
-      for (let i = 0; r.code !== 0 && i < 100; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        r = await runThere(spec.ready, dir, dir);
-      }
+      const r = await runUntil(spec.ready, dir, dir, 101, (r) => r.code === 0);
       assert.equal(r.code, 0, `${spec.ready}: ${r.stdout}${r.stderr}`);
     }
     for (const c of spec.serve) await check(c, dir, dir, server.log);
