@@ -5,6 +5,7 @@
 // port asked for, from the client's own address), and takes out exactly what it installed
 // when it ends: SIGTERM, SIGINT, SIGHUP, or the chain's own end.
 import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { hostname } from "node:os";
@@ -14,6 +15,7 @@ import { helpAsked } from "../cli/help.ts";
 import { reportError, writeStderr } from "../cli/main.ts";
 import { ourLauncher } from "../ucspi/programs.ts";
 import { checkNotInstalled, install, removeLeftovers, takeOutLeftovers } from "./host.ts";
+import type { Installed } from "./host.ts";
 import { USAGE, chainPort, parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
 import { processId, removeOwnerRecord, writeOwnerRecord } from "./owner.ts";
@@ -53,7 +55,7 @@ async function certificates(o: EverywhereOptions, bin: string): Promise<Record<s
 function tcpserverArgs(o: EverywhereOptions, bin: string, port: number, chain: string[]) {
   const forward = [join(bin, "tcpforward"), "--transparent", "--mark", String(o.mark + 1)];
   return [
-    "-vRHl0",
+    "-1vRHl0",
     "-c",
     String(o.limit),
     `--workers=${o.workers}`,
@@ -98,6 +100,36 @@ function mainChain(o: EverywhereOptions, bin: string): string[] {
   ]);
 }
 
+interface ChainEnd {
+  code: number | null;
+  signal: string | null;
+  error?: Error;
+}
+
+function chainEnding(chain: ChildProcess): Promise<ChainEnd> {
+  return new Promise((resolve) => {
+    chain.on("error", (error) => resolve({ code: null, signal: null, error }));
+    chain.on("exit", (code, signal) => resolve({ code, signal }));
+  });
+}
+
+const LISTENING = "listening";
+/** A chain's start is its configuration loaded and its port bound: seconds at most. */
+const START_SECONDS = 60;
+
+/** Resolves once the chain says it listens: tcpserver -1 prints its port when bound and ready,
+ * as djb's does. A chain that ends first never resolves this; its ending is raced instead. */
+function listening(chain: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    let said = "";
+    chain.stdout?.setEncoding("utf8");
+    chain.stdout?.on("data", (text: string) => {
+      said += text;
+      if (said.includes("\n")) resolve();
+    });
+  });
+}
+
 async function main(args: readonly string[]): Promise<number> {
   if (helpAsked(NAME, args, USAGE)) return 0;
   const o = parseEverywhereArgs(args);
@@ -123,65 +155,77 @@ async function main(args: readonly string[]): Promise<number> {
     throw new FatalError(`unable to create ${o.stateDir}: ${causeText(error)}`);
   }
   const certEnv = await certificates(o, bin);
-  // Recorded before the rules go in, so that no moment leaves rules that a next start would
-  // not know as ours.
+  // Recorded before anything starts, so that no moment leaves chains or rules that a next start
+  // would not know as ours.
   const owner = processId(process.pid);
   if (!owner) throw new FatalError("unable to read this process's own /proc entry");
   const record = (chains: ProcessId[]) =>
     writeOwnerRecord(o.stateDir, { owner, chains, args: [...args] });
   record([]);
-  let installed;
-  try {
-    installed = install(o);
-  } catch (error) {
-    removeOwnerRecord(o.stateDir);
-    throw error;
-  }
-  writeStderr(`${NAME}: info: diverting tcp ports ${o.ports.join(",")} to :${o.listen}\n`);
-  for (const [i, { port }] of o.overrides.entries())
-    writeStderr(`${NAME}: info: diverting tcp port ${port} to :${chainPort(o, i)}\n`);
-  let stopping = false;
   const env = {
     ...process.env,
     ...certEnv,
     PATH: `${bin}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
   };
+  // The chains first, the rules once every chain listens: a rule that diverted a port to a
+  // chain not yet listening would let its clients through to the service in plaintext.
   const chains = [
     mainChain(o, bin),
     ...o.overrides.map(({ chain }, i) => tcpserverArgs(o, bin, chainPort(o, i), chain)),
   ].map((args) =>
-    spawn(join(bin, "tcpserver"), args, { stdio: ["ignore", "inherit", "inherit"], env }),
+    spawn(join(bin, "tcpserver"), args, { stdio: ["ignore", "pipe", "inherit"], env }),
   );
   try {
     record(chains.flatMap((chain) => processId(chain.pid ?? 0) ?? []));
   } catch (error) {
-    // The rules are in and recorded as ours; only a stop of the chain after a SIGKILL is lost.
+    // Only a stop of the chain after a SIGKILL is lost.
     writeStderr(`${NAME}: warning: unable to record the chain's pids: ${causeText(error)}\n`);
   }
+  let stopping = false;
   const stop = () => {
     stopping = true;
     for (const chain of chains) chain.kill("SIGTERM");
   };
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, stop);
-  const endings = chains.map(
-    (chain) =>
-      new Promise<{ code: number | null; signal: string | null; error?: Error }>((resolve) => {
-        chain.on("error", (error) => resolve({ code: null, signal: null, error }));
-        chain.on("exit", (code, signal) => resolve({ code, signal }));
-      }),
-  );
+  const endings = chains.map(chainEnding);
+  let slow = false;
+  const startBound = setTimeout(() => {
+    slow = true;
+    stop();
+  }, START_SECONDS * 1000);
+  const ended = await Promise.race([
+    Promise.all(chains.map(listening)).then((): typeof LISTENING => LISTENING),
+    ...endings,
+  ]);
+  clearTimeout(startBound);
+  let installed: Installed | undefined;
+  if (ended === LISTENING && !stopping) {
+    try {
+      installed = install(o);
+    } catch (error) {
+      stop();
+      await Promise.all(endings);
+      removeOwnerRecord(o.stateDir);
+      throw error;
+    }
+    writeStderr(`${NAME}: info: diverting tcp ports ${o.ports.join(",")} to :${o.listen}\n`);
+    for (const [i, { port }] of o.overrides.entries())
+      writeStderr(`${NAME}: info: diverting tcp port ${port} to :${chainPort(o, i)}\n`);
+  }
   // The first chain to end (or the signal) ends them all.
-  const ended = await Promise.race(endings);
+  const first = ended === LISTENING ? await Promise.race(endings) : ended;
   if (!stopping) for (const chain of chains) chain.kill("SIGTERM");
   await Promise.all(endings);
-  const failures = installed.remove();
+  const failures = installed?.remove() ?? [];
   for (const failure of failures) writeStderr(`${NAME}: warning: unable to remove: ${failure}\n`);
   if (failures.length === 0) removeOwnerRecord(o.stateDir);
-  writeStderr(`${NAME}: info: rules removed\n`);
-  if (ended.error) throw new FatalError(`unable to run the chain: ${causeText(ended.error)}`);
+  if (installed) writeStderr(`${NAME}: info: rules removed\n`);
+  if (first.error) throw new FatalError(`unable to run the chain: ${causeText(first.error)}`);
+  if (slow) throw new FatalError(`the chain did not listen within ${START_SECONDS} s`);
   if (stopping) return failures.length > 0 ? 111 : 0;
+  const how = first.signal ? `signal ${first.signal}` : `status ${String(first.code)}`;
   throw new FatalError(
-    `the chain ended (${ended.signal ? `signal ${ended.signal}` : `status ${String(ended.code)}`})`,
+    installed ? `the chain ended (${how})` : `the chain ended before it listened (${how})`,
   );
 }
 

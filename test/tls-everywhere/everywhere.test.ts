@@ -109,14 +109,21 @@ function launchTool(args: readonly string[]): Tool {
   return { child, log: () => text, exited };
 }
 
-/** Once `count` tcpserver processes (chains, workers) say they accept, each `limit` at once. */
-async function ready(tool: Tool, limit = 1000, count = 1): Promise<void> {
+/** Once `count` tcpserver processes (chains, workers) say they accept, each `limit` at once,
+ * and the rules are in. The rules go in only once the chains listen: by then each chain's port
+ * has its listening socket. */
+async function ready(tool: Tool, limit = 1000, count = 1, ports = [LISTEN]): Promise<void> {
   const line = new RegExp(`^tcpserver: status: 0/${limit}$`, "gm");
   await waitFor(
-    () => ((tool.log().match(line)?.length ?? 0) >= count ? true : undefined),
+    () =>
+      (tool.log().match(line)?.length ?? 0) >= count && /diverting/.test(tool.log())
+        ? true
+        : undefined,
     15_000,
     () => `the chain never started:\n${tool.log()}`,
   );
+  const listeners = lab.sh(lab.server, "ss -Htln");
+  for (const port of ports) assert.match(listeners, new RegExp(`:${port} `), listeners);
 }
 
 async function fetchBoth(tag: string): Promise<void> {
@@ -205,7 +212,7 @@ test("--port: a port with a chain of its own: STARTTLS for an SMTP daemon that h
     "}",
   ]);
   try {
-    await ready(tool, 1000, 2); // the main chain and port 2525's
+    await ready(tool, 1000, 2, [LISTEN, LISTEN + 1]); // the main chain and port 2525's
     const r = await lab.run(lab.client, "python3", [
       "-c",
       [
@@ -401,6 +408,19 @@ test("a chain's port already taken: one line, exit 111, before any rule goes in"
   } finally {
     squatter.kill("SIGKILL");
   }
+});
+
+test("a chain that ends before it listens (a stage's bad option): one line, exit 111, no rule ever goes in", async () => {
+  const tool = startTool(["--port", String(SMTP), "{", "tlsd", "-Q", "tcpforward", "}"]);
+  assert.deepEqual(await tool.exited, { code: 111, signal: null });
+  assert.match(tool.log(), /^tlsd: illegal option -- Q$/m);
+  assert.match(
+    tool.log(),
+    /^tls-everywhere: fatal: the chain ended before it listened \(status 100\)$/m,
+  );
+  assert.doesNotMatch(tool.log(), /diverting|rules removed/);
+  assert.equal(hostState(), pristine);
+  assert.equal(existsSync(join(stateDir, "running.json")), false);
 });
 
 test("bad command lines: one line, exit 100, nothing installed", async () => {
