@@ -38,8 +38,9 @@ interface Check {
 }
 
 type Spec =
-  /** Runs to completion with status 0 (stdout matching `expect`), after `helpers` start. */
-  | { once: true; expect?: RegExp; helpers?: string[]; cwd?: "root"; after?: Check }
+  /** Runs to completion with status 0 (stdout matching `expect`), after `helpers` start (and
+   * `ready` succeeds, as for a server). */
+  | { once: true; expect?: RegExp; helpers?: string[]; ready?: string; cwd?: "root"; after?: Check }
   /** A server: it is started, the checks run against it, and it is stopped (a background
    * command stays until the end of its block); `after` runs once it is stopped. */
   | {
@@ -88,13 +89,15 @@ const INSTALLS =
   "installs on this machine: test/packaging/deb.test.ts and npm-install.test.ts build and install the package into scratch roots";
 const SUPERVISORS =
   "a supervisor of this machine: test/packaging/supervisors.test.ts runs the shipped units and service directories under runsv and systemd-socket-activate";
-const DATABASE = (test: string) =>
-  `needs the database server behind it: ${test} runs it against the real one`;
+
+/** tls-everywhere's rules are in: it puts them in once its chains listen. */
+const RULES_IN = "nft list table inet tls_everywhere";
 
 /** tls-everywhere with its self-signed fallback, a service on 8000: TLS and plaintext from the
  * other end of the veth pair (diverted in prerouting). */
 const EVERYWHERE_SELF_SIGNED: Spec = {
   listening: [8000, 8999],
+  ready: RULES_IN,
   helpers: ["tcpserver -R -H 10.77.0.1 8000 httpd"],
   serve: [
     {
@@ -114,10 +117,8 @@ const EVERYWHERE_SELF_SIGNED: Spec = {
  */
 function POSTGRES_ON(address: string, port: number): Spec {
   return {
-    helpers: [
-      `runuser -u postgres -- ${PG_BIN}/postgres -D "$PWD/pgdata" -p 5432 -k "$PWD/run/postgresql" -c listen_addresses=${address} -c ssl=off`,
-    ],
-    ready: `pg_isready -q -h "$PWD/run/postgresql" -p 5432`,
+    helpers: [postgres(address)],
+    ready: POSTGRES_READY,
     listening: [port],
     serve: [
       {
@@ -127,6 +128,25 @@ function POSTGRES_ON(address: string, port: number): Spec {
     ],
   };
 }
+
+/** PostgreSQL on `address` port 5432 ("": its UNIX socket only), without TLS of its own. */
+const postgres = (address: string) =>
+  `runuser -u postgres -- ${PG_BIN}/postgres -D "$PWD/pgdata" -p 5432 -k "$PWD/run/postgresql" -c listen_addresses=${address} -c ssl=off`;
+const POSTGRES_READY = `pg_isready -q -h "$PWD/run/postgresql" -p 5432`;
+
+/** tlsc's PostgreSQL recipes: the probe logs in through tlsc to Debian's PostgreSQL, which the
+ * wrapper gives STARTTLS on port 5432. */
+const TLSC_POSTGRES: Spec = {
+  once: true,
+  helpers: [
+    postgres("''"),
+    helper(
+      "tcpserver 127.0.0.1 5432 starttls-wrapper -p postgres tcpforward /run/postgresql/.s.PGSQL.5432",
+    ),
+  ],
+  ready: POSTGRES_READY,
+  expect: /^probe TLS=TLSv1\.3: logged in as postgres, ready for queries$/m,
+};
 
 const RECIPES: Record<string, Spec> = {
   // README.md
@@ -187,9 +207,7 @@ const RECIPES: Record<string, Spec> = {
     helpers: [helper("tcpserver 127.0.0.1 25 starttls-wrapper qmail-smtpd")],
     expect: /mailer TLS=TLSv1\.3[^]*250 8BITMIME/,
   },
-  "tcpclient -RH db.example.org 5432 tlsc --starttls postgres probe": {
-    skip: DATABASE("test/tlsc/starttls.test.ts"),
-  },
+  "tcpclient -RH db.example.org 5432 tlsc --starttls postgres probe": TLSC_POSTGRES,
   "CERTFILE=/etc/ssl/mx.pem KEYFILE=/etc/ssl/mx.key tcpserver -R -H -l 0 --proxy --proxy-from 127.0.0.1 127.0.0.1 10587 tlsd qmail-smtpd":
     { serve: [] },
   "tcpserver -R -H -l 0 0 25 starttls-wrapper 127.0.0.1 10587 qmail-smtpd": {
@@ -452,6 +470,7 @@ const RECIPES: Record<string, Spec> = {
   "CERTFILE=/etc/ssl/host.pem KEYFILE=/etc/ssl/private/host.key tls-everywhere --ports 80,5432,6379,8000-8100":
     {
       listening: [8000, 8999],
+      ready: RULES_IN,
       helpers: ["tcpserver -R -H 10.77.0.1 8000 httpd"],
       serve: [
         {
@@ -464,6 +483,7 @@ const RECIPES: Record<string, Spec> = {
   "tls-everywhere --port 25 { starttls-wrapper -p smtp tcpforward } --port 143 { starttls-wrapper -p imap tcpforward }":
     {
       listening: [25, 8999, 9000, 9001],
+      ready: RULES_IN,
       helpers: ["tcpserver -R -H 10.77.0.1 25 qmail-smtpd"],
       serve: [
         {
@@ -544,7 +564,7 @@ const RECIPES: Record<string, Spec> = {
     expect: /mailer TLS=TLSv1\.3[^]*250 8BITMIME/,
   },
   "CAFILE=/etc/ssl/pg-ca.pem tcpclient -RH db.internal 5432 tlsc --starttls postgres -k db.internal probe":
-    { skip: DATABASE("test/tlsc/starttls.test.ts") },
+    TLSC_POSTGRES,
   "tcpclient -RH mail.example.org 465 tlsc -k mail.example.org sh -c 'head -1 <&6'": {
     once: true,
     helpers: [helper("tcpserver 127.0.0.1 465 tlsd qmail-smtpd")],
@@ -590,6 +610,7 @@ const RECIPES: Record<string, Spec> = {
 const PAGE_FILES: Record<string, (dir: string, pages: Map<string, string>) => void> = {
   // The reader's own service, where the recipe says it is.
   "README.md": (dir) => {
+    postgresData(dir);
     mkdirSync(join(dir, "usr", "local", "bin"), { recursive: true });
     writeExecutable(join(dir, "usr", "local", "bin", "myservice"), STANDIN);
   },
@@ -644,6 +665,7 @@ const PAGE_FILES: Record<string, (dir: string, pages: Map<string, string>) => vo
     });
   },
   "docs/tcpforward.md": (dir) => postgresData(dir),
+  "docs/tlsc.md": (dir) => postgresData(dir),
   // Its transcript is of the rules that docs/tcprules.md compiles.
   "docs/tcprulescheck.md": (dir, pages) =>
     copyFileSync(join(pages.get("docs/tcprules.md") ?? "", "rules.cdb"), join(dir, "rules.cdb")),
@@ -701,6 +723,30 @@ const MAILER = `#!/bin/sh
 echo "mailer TLS=$SSL_PROTOCOL"
 exec ${join(ROOT, "test", "fixtures", "client-steps")} '[["", "^220"], ["EHLO me.example\\r\\n", "\\r\\n250 "], ["QUIT\\r\\n", "221"]]'
 `;
+// A monitoring probe on fds 6/7 (tlsc --starttls postgres made the TLS): logs in to
+// PostgreSQL and waits for ReadyForQuery, as check_pgsql would.
+const PG_PROBE = `#!/usr/bin/env python3
+import os, struct, sys
+params = b"user\\0postgres\\0database\\0postgres\\0\\0"
+os.write(7, struct.pack("!ii", 8 + len(params), 196608) + params)
+seen = b""
+while True:
+    while len(seen) >= 5:
+        kind, length = seen[:1], struct.unpack("!i", seen[1:5])[0]
+        if len(seen) < 1 + length:
+            break
+        body, seen = seen[5 : 1 + length], seen[1 + length :]
+        if kind == b"E":
+            sys.exit("probe: " + body.decode(errors="replace"))
+        if kind == b"Z":
+            os.write(7, b"X\\0\\0\\0\\4")
+            print(f"probe TLS={os.environ.get('SSL_PROTOCOL', '')}: logged in as postgres, ready for queries")
+            sys.exit(0)
+    chunk = os.read(6, 65536)
+    if not chunk:
+        sys.exit("probe: the server closed the connection")
+    seen += chunk
+`;
 // multilog t DIR: each line of stdin to DIR/current (the stamp left out).
 const MULTILOG = `#!/bin/sh
 mkdir -p "$2" && exec cat >"$2/current"
@@ -716,9 +762,10 @@ before(async () => {
   scratch = mkdtempSync(join(tmpdir(), "ucspi-recipes-"));
   standins = join(scratch, "standins");
   mkdirSync(standins);
-  for (const name of ["httpd", "h2d", "h2-server", "imapd", "myservice", "probe", "prog"])
+  for (const name of ["httpd", "h2d", "h2-server", "imapd", "myservice", "prog"])
     writeExecutable(join(standins, name), STANDIN);
   writeExecutable(join(standins, "mailer"), MAILER);
+  writeExecutable(join(standins, "probe"), PG_PROBE);
   writeExecutable(join(standins, "multilog"), MULTILOG);
   copyFileSync(join(ROOT, "test", "fixtures", "client-steps"), join(standins, "client-steps"));
   chmodSync(join(standins, "client-steps"), 0o755);
@@ -907,6 +954,12 @@ async function check(c: Check, cwd: string, dir: string, server: () => string): 
   );
 }
 
+/** A `ready` command, tried until it succeeds. */
+async function ready(command: string, dir: string): Promise<void> {
+  const r = await runUntil(command, dir, dir, 101, (r) => r.code === 0);
+  assert.equal(r.code, 0, `${command}: ${r.stdout}${r.stderr}`);
+}
+
 async function runBlock(block: Block, dir: string): Promise<void> {
   const background: Started[] = [];
   try {
@@ -931,6 +984,7 @@ async function runCommand(command: Command, dir: string, background: Started[]):
     const cwd = spec.cwd === "root" ? ROOT : dir;
     const helpers = (spec.helpers ?? []).map((h) => start(moved(h, dir), cwd, dir));
     try {
+      if (spec.ready) await ready(spec.ready, dir);
       // A helper server may take a moment to listen: a refused client is tried again.
       const r = await runUntil(
         text,
@@ -954,18 +1008,15 @@ async function runCommand(command: Command, dir: string, background: Started[]):
   try {
     // Ports that must listen before a client is let in: a helper's or a background server's
     // that this one passes clients on to (a refusal there is not one the client would see and
-    // be tried again on), and tls-everywhere's chains, which start once its rules are in.
-    // Before that, TPROXY finds no socket and lets a client through to the service itself, in
-    // plaintext, as if nothing were there.
+    // be tried again on), and tls-everywhere's services and chains. Its rules go in after
+    // (its `ready`): before that, a client reaches the service itself, in plaintext, as if
+    // nothing were there.
     for (const port of spec.listening ?? []) {
       const listens = (r: RunResult) => r.stdout.trim() !== "";
       const r = await runUntil(`ss -Hltn 'sport = :${port}'`, dir, dir, 102, listens);
       assert.ok(listens(r), `${command.text}: port ${port} never listened\n${server.log()}`);
     }
-    if (spec.ready) {
-      const r = await runUntil(spec.ready, dir, dir, 101, (r) => r.code === 0);
-      assert.equal(r.code, 0, `${spec.ready}: ${r.stdout}${r.stderr}`);
-    }
+    if (spec.ready) await ready(spec.ready, dir);
     for (const c of spec.serve) await check(c, dir, dir, server.log);
   } finally {
     if (!command.background) await server.stop();
