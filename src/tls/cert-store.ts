@@ -29,6 +29,9 @@ export interface StoreConfig {
   ca: TrustAnchors | undefined;
   /** CERTDIR: certbot's live/ layout, NAME/fullchain.pem + NAME/privkey.pem per certificate. */
   liveDir: string | undefined;
+  /** CERTDIR may not be there yet: tlsd's first ACME order makes it (as the user tlsd runs as
+   * by then, so that it can write there). Without ACME a missing one is a mistake. */
+  liveDirMadeByOrders: boolean;
   /** $CIPHERS: a TLS 1.2 suite list in place of ours (protocol.ts). */
   ciphers: string | undefined;
 }
@@ -77,7 +80,8 @@ export function storeConfig(env: Readonly<Env>, sniLevel: number, wantCa: boolea
   const ca = wantCa ? trustAnchorsFrom(env) : undefined;
   if (wantCa && !ca)
     throw new FatalError("CADIR or CAFILE must be set for client certificates", EXIT_MISSING);
-  return { fallback, named, ca, liveDir, ciphers: env["CIPHERS"] };
+  const liveDirMadeByOrders = liveDir !== undefined && env["ACME_DIRECTORY"] !== undefined;
+  return { fallback, named, ca, liveDir, liveDirMadeByOrders, ciphers: env["CIPHERS"] };
 }
 
 interface Loaded {
@@ -145,7 +149,9 @@ export class CertStore {
     try {
       entries = readdirSync(dir).filter((e) => !e.startsWith(".") && e !== "README");
     } catch (error) {
-      throw new FatalError(`unable to read CERTDIR ${dir}: ${causeText(error)}`, 111);
+      const missing = (error as NodeJS.ErrnoException).code === "ENOENT";
+      if (!(missing && this.config.liveDirMadeByOrders))
+        throw new FatalError(`unable to read CERTDIR ${dir}: ${causeText(error)}`, 111);
     }
     for (const entry of entries.sort()) {
       let names = [entry.toLowerCase()];

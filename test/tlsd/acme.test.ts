@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import {
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -538,6 +539,38 @@ describe("name policies besides the list: ACME_RESOLVE and ACME_ASK", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+test("a CERTDIR not there yet is made by the first order; without ACME, one that is not there is refused at start", async () => {
+  const parent = mkdtempSync(join(tmpdir(), "ucspi-acme-new-"));
+  try {
+    const dir = join(parent, "tlsd", "live");
+    const s = await site({ CERTDIR: dir });
+    try {
+      assert.equal(existsSync(dir), false);
+      const first = await sClient(s.port, "a.test", s.rootFile);
+      assert.equal(first.code, 0, first.stderr + s.server.log());
+      assert.match(first.leaf?.subjectAltName ?? "", /DNS:a\.test/);
+      assert.equal(statSync(join(dir, "a.test", "privkey.pem")).mode & 0o777, 0o600);
+    } finally {
+      await s.stop();
+    }
+    const nowhere = join(parent, "nowhere");
+    const r = await run(ours("tcpserver"), ["127.0.0.1", "0", "tlsd", "true"], {
+      env: {
+        ...process.env,
+        PATH: PATH_WITH_BIN,
+        CERTFILE: fallback.cert,
+        KEYFILE: fallback.key,
+        CERTDIR: nowhere,
+      },
+      input: "",
+    });
+    assert.equal(r.code, 111);
+    assert.equal(r.stderr, `tlsd: fatal: unable to read CERTDIR ${nowhere}: file does not exist\n`);
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
 });
 
 test("configuration errors: one line, exit 100", async () => {
