@@ -8,7 +8,8 @@
 // hosts (example.org, mx.example.org, ...) on loopback, and a scratch directory per page as
 // the working directory. Absolute paths the recipes name (/etc/ssl/..., /var/lib/tlsd/...) are
 // moved into that directory; every certificate they name is made there on first use, by a CA
-// that the clients trust (CAFILE, or the system store through SSL_CERT_FILE). The programs a
+// that the clients trust (CAFILE, or the system store through SSL_CERT_FILE); the ACME recipes
+// order from Debian's pebble there instead of Let's Encrypt. The programs a
 // recipe serves (httpd, imapd, qmail-smtpd, ...) are small stand-ins that say who they are,
 // with their TLS facts; imap4d and pop3d are Debian's real ones. Needs root (CI runs as root).
 import assert from "node:assert/strict";
@@ -65,6 +66,7 @@ const plain = (port: number, host = "127.0.0.1", dialogue = FIRST_LINE) =>
   `tcpclient -RH ${host} ${port} ${dialogue}`;
 const tls = (port: number, name = "localhost", extra = "", dialogue = FIRST_LINE) =>
   `CAFILE="$RECIPES/ca.pem" tcpclient -RH 127.0.0.1 ${port} tlsc -k ${name} ${extra} ${dialogue}`;
+const HTTP_GET = steps(["GET / HTTP/1.0\r\n\r\n", "\n"]);
 const EHLO = steps(["EHLO client.example\r\n", "\r\n250 "], ["QUIT\r\n", "221"]);
 const smtpStarttls = (port: number) => tls(port, "localhost", "--starttls smtp", EHLO);
 /** A PROXY v1 header from 10.0.0.7, then an SMTP QUIT, sent as one client would. */
@@ -81,8 +83,18 @@ const SERVED_BY_STANDIN = (name: string, tlsVersion = "TLSv1.3") =>
   new RegExp(`${name} TLS=${tlsVersion}`);
 const PLAIN_STANDIN = (name: string) => new RegExp(`${name} TLS= `);
 
-const PUBLIC_CA =
-  "orders from a public ACME CA (Let's Encrypt): test/tlsd/acme.test.ts and test/acme-challenge run the same set-ups against pebble on loopback";
+/** Where the recipes' public ACME CA (Let's Encrypt) is replaced by Debian's pebble, which
+ * runs in the recipes' namespace for the whole test, its DNS (pebble-challtestsrv) answering
+ * 127.0.0.1 for every name: it validates on ports 80 and 443 there. */
+const PUBLIC_ACME = "ACME_DIRECTORY=https://acme-v02.api.letsencrypt.org/directory";
+const PEBBLE_ACME = 'ACME_CAFILE="$RECIPES/ca.pem" ACME_DIRECTORY=https://127.0.0.1:14000/dir';
+/** A client that trusts only this run's pebble root: served a certificate tlsd ordered. */
+const ordered = (name: string) => ({
+  client: `CAFILE="$RECIPES/pebble-root.pem" tcpclient -RH 127.0.0.1 443 tlsc -k ${name} ${FIRST_LINE}`,
+  expect: SERVED_BY_STANDIN("httpd"),
+});
+/** tlsd with certificates on demand for example.org and the names below it. */
+const ON_DEMAND: Spec = { serve: [ordered("example.org"), ordered("www.example.org")] };
 const HOST_TABLES =
   "the chain of tls-everywhere without its TPROXY rules, which the recipe does not show (--dry-run prints them): test/tcpforward/transparent.test.ts runs it with them in network namespaces";
 const INSTALLS =
@@ -252,7 +264,7 @@ const RECIPES: Record<string, Spec> = {
     serve: [{ client: tls(443), expect: SERVED_BY_STANDIN("httpd") }],
   },
   "CERTFILE=default.pem KEYFILE=default.key CERTDIR=/var/lib/tlsd/live ACME_DIRECTORY=https://acme-v02.api.letsencrypt.org/directory ACME_NAMES='example.org *.example.org' tcpserver -R -H -l 0 0 443 tlsd httpd":
-    { skip: PUBLIC_CA },
+    ON_DEMAND,
   "tls-everywhere --ports 80,5432,6379,8000-8100": EVERYWHERE_SELF_SIGNED,
   "CERTFILE=/etc/ssl/host.pem KEYFILE=/etc/ssl/private/host.key tcpserver -R -H -l 0 --transparent :: 9999 tls-sniff --plain { tcpforward --transparent --mark 2 } tlsd tcpforward --transparent --mark 2":
     { skip: HOST_TABLES },
@@ -263,10 +275,15 @@ const RECIPES: Record<string, Spec> = {
   },
 
   // docs/acme-challenge.md
-  "CERTDIR=/var/lib/tlsd/live tcpserver -R -H -l 0 0 80 acme-challenge httpd": { skip: PUBLIC_CA },
+  "CERTDIR=/var/lib/tlsd/live tcpserver -R -H -l 0 0 80 acme-challenge httpd": {
+    serve: [{ client: plain(80, "127.0.0.1", HTTP_GET), expect: PLAIN_STANDIN("httpd") }],
+  },
+  // Validated on port 80, where the block's first line answers.
   "env CERTFILE=default.pem KEYFILE=default.key CERTDIR=/var/lib/tlsd/live ACME_DIRECTORY=https://acme-v02.api.letsencrypt.org/directory ACME_CHALLENGE=http-01 ACME_NAMES='example.org www.example.org' tcpserver -R -H -l 0 0 443 tlsd httpd":
-    { skip: PUBLIC_CA },
-  "CERTDIR=/var/lib/tlsd/live tcpserver -R -H -l 0 0 80 acme-challenge": { skip: PUBLIC_CA },
+    { serve: [ordered("www.example.org")] },
+  "CERTDIR=/var/lib/tlsd/live tcpserver -R -H -l 0 0 80 acme-challenge": {
+    serve: [{ client: plain(80, "127.0.0.1", HTTP_GET), expect: /"HTTP\/1\.1 404 Not Found/ }],
+  },
 
   // docs/install.md
   "npm ci && npm run package:deb # in a checkout: build/deb/ucspi-tls_0.1.0-1_amd64.deb": {
@@ -577,7 +594,7 @@ const RECIPES: Record<string, Spec> = {
 
   // docs/tlsd.md
   "CERTFILE=default.pem KEYFILE=default.key CERTDIR=/var/lib/tlsd/live ACME_DIRECTORY=https://acme-v02.api.letsencrypt.org/directory ACME_EMAIL=hostmaster@example.org ACME_NAMES='example.org *.example.org' tcpserver -R -H -l 0 0 443 tlsd httpd":
-    { skip: PUBLIC_CA },
+    ON_DEMAND,
   "CERTFILE=mx.pem KEYFILE=mx.key UCSPITLS= tcpserver -R -H -l 0 0 25 tlsd -n qmail-smtpd": {
     serve: [{ client: plain(25, "127.0.0.1", EHLO), expect: /250 8BITMIME/ }],
   },
@@ -754,6 +771,7 @@ mkdir -p "$2" && exec cat >"$2/current"
 
 let lab: Lab;
 let scratch: string;
+let pebble: Started[] = [];
 let standins: string;
 const pageDirs = new Map<string, string>();
 
@@ -779,12 +797,56 @@ before(async () => {
   await keygen(["ca", "-n", "Recipes CA", "ca.pem", "ca.key"]);
   await keygen(["leaf", "-C", "ca.pem", "-K", "ca.key", "-s", SERVER_NAMES.join(","), "ca-server.pem", "ca-server.key"]);
   await keygen(["leaf", "-C", "ca.pem", "-K", "ca.key", "--client", "-n", "recipes client", "client.pem", "client.key"]);
+  pebble = startPebble();
+  // Its root, new at every start, for the clients of the ACME recipes.
+  const root = await runUntil(
+    `curl -sSf --cacert ca.pem -o pebble-root.pem https://127.0.0.1:15000/roots/0`,
+    scratch,
+    scratch,
+    100,
+    (r) => r.code === 0,
+  );
+  assert.equal(root.code, 0, `pebble did not start: ${root.stderr}${pebble.map((p) => p.log()).join("")}`);
 });
 
-after(() => {
+after(async () => {
+  for (const p of pebble) await p.stop();
   lab?.destroy();
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
+
+/** Debian's pebble in the namespace, for the whole test: the CA of the ACME recipes (its
+ * directory on 127.0.0.1:14000), validating on ports 80 and 443 there, every name 127.0.0.1 in
+ * its DNS (pebble-challtestsrv). No validation sleeps, no rejected nonces. */
+function startPebble(): Started[] {
+  writeFileSync(
+    join(scratch, "pebble.json"),
+    JSON.stringify({
+      pebble: {
+        listenAddress: "127.0.0.1:14000",
+        managementListenAddress: "127.0.0.1:15000",
+        certificate: join(scratch, "ca-server.pem"),
+        privateKey: join(scratch, "ca-server.key"),
+        httpPort: 80,
+        tlsPort: 443,
+        ocspResponderURL: "",
+        externalAccountBindingRequired: false,
+      },
+    }),
+  );
+  return [
+    start(
+      "exec pebble-challtestsrv -dns01 127.0.0.1:8053 -http01 '' -https01 '' -tlsalpn01 '' -management 127.0.0.1:8055 -defaultIPv4 127.0.0.1 -defaultIPv6 ''",
+      scratch,
+      scratch,
+    ),
+    start(
+      "PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0 exec pebble -config pebble.json -dnsserver 127.0.0.1:8053 -strict=false",
+      scratch,
+      scratch,
+    ),
+  ];
+}
 
 function writeExecutable(path: string, text: string): void {
   writeFileSync(path, text);
@@ -797,11 +859,12 @@ async function ok(result: ReturnType<typeof run>): Promise<string> {
   return r.stdout;
 }
 
-/** The directories and files of this host that the recipes name, moved into `dir`. A path of
- * this host's that is left (a recipe added since, or `>/etc/...`) fails the test before the
- * command runs: the recipes run as root, and must not write to the host. */
+/** The directories and files of this host that the recipes name, moved into `dir`, and the
+ * public ACME CA replaced by the test's pebble. A path of this host's that is left (a recipe
+ * added since, or `>/etc/...`) fails the test before the command runs: the recipes run as
+ * root, and must not write to the host. */
 function moved(text: string, dir: string): string {
-  const result = text.replace(
+  const result = text.replaceAll(PUBLIC_ACME, PEBBLE_ACME).replace(
     /(^|[\s=])\/(etc\/ssl|etc\/ucspi-tls|etc\/ucspi|etc\/tcp\.smtp\.cdb|var\/lib\/tlsd|usr\/local\/bin|run\/postgresql)/g,
     `$1${dir}/$2`,
   );
