@@ -587,9 +587,18 @@ const RECIPES: Record<string, Spec> = {
     helpers: [helper("tcpserver 127.0.0.1 465 tlsd qmail-smtpd")],
     expect: /^220 fake\.example ESMTP/,
   },
+  // A server at 10.0.0.2 (an address of the recipes' namespace) that asks for a client
+  // certificate, and writes down whose it got.
   "CAFILE=/etc/ucspi/ca.pem CERTFILE=me.pem KEYFILE=me.key tcpclient -RH 10.0.0.2 8443 tlsc -y -k api.internal prog":
     {
-      skip: "a server of your own at 10.0.0.2 that asks for a client certificate: test/tlsc/tlsc.test.ts runs tlsc -y with a client certificate against one",
+      once: true,
+      helpers: [
+        helper(
+          `CAFILE="$RECIPES/ca.pem" tcpserver 10.0.0.2 8443 tlsd -y sh -c 'echo "$SSL_PEER_CERT_SUBJECT" >peer.txt'`,
+        ),
+      ],
+      expect: SERVED_BY_STANDIN("prog"),
+      after: { client: "cat peer.txt", expect: /^CN=me$/m },
     },
 
   // docs/tlsd.md
@@ -682,7 +691,15 @@ const PAGE_FILES: Record<string, (dir: string, pages: Map<string, string>) => vo
     });
   },
   "docs/tcpforward.md": (dir) => postgresData(dir),
-  "docs/tlsc.md": (dir) => postgresData(dir),
+  // The reader's client certificate, from the CA the server trusts.
+  "docs/tlsc.md": (dir) => {
+    postgresData(dir);
+    execFileSync(
+      join(BIN, "tls-keygen"),
+      ["leaf", "-C", join(scratch, "ca.pem"), "-K", join(scratch, "ca.key"), "--client", "-n", "me", "me.pem", "me.key"],
+      { cwd: dir, stdio: "ignore" },
+    );
+  },
   // Its transcript is of the rules that docs/tcprules.md compiles.
   "docs/tcprulescheck.md": (dir, pages) =>
     copyFileSync(join(pages.get("docs/tcprules.md") ?? "", "rules.cdb"), join(dir, "rules.cdb")),
@@ -713,6 +730,7 @@ const HOSTS = [
   "imap.example.org",
   "db.example.org",
   "db.internal",
+  "api.internal",
 ];
 /** Every certificate a recipe names is for these (a CERTFILE:name pair: for its name only).
  * This host's own name too: libldap checks a certificate on loopback against it. */
@@ -777,6 +795,7 @@ const pageDirs = new Map<string, string>();
 
 before(async () => {
   lab = makeLab("rp");
+  lab.sh(lab.server, "ip addr add 10.0.0.2/32 dev lo");
   scratch = mkdtempSync(join(tmpdir(), "ucspi-recipes-"));
   standins = join(scratch, "standins");
   mkdirSync(standins);
