@@ -20,7 +20,7 @@ import { USAGE, chainPort, parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
 import { processId, removeOwnerRecord, writeOwnerRecord } from "./owner.ts";
 import type { ProcessId } from "./owner.ts";
-import { dryRun } from "./rules.ts";
+import { dryRun, removalScript } from "./rules.ts";
 
 const NAME = "tls-everywhere";
 
@@ -134,7 +134,7 @@ async function main(args: readonly string[]): Promise<number> {
   if (helpAsked(NAME, args, USAGE)) return 0;
   const o = parseEverywhereArgs(args);
   if (o.dryRun) {
-    process.stdout.write(dryRun(o));
+    process.stdout.write(o.remove ? removalScript(o) : dryRun(o));
     return 0;
   }
   if (o.remove) {

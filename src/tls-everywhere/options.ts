@@ -4,7 +4,7 @@ import { block } from "../cli/block.ts";
 import { getopt } from "../cli/getopt.ts";
 
 export const USAGE =
-  "tls-everywhere [ --dry-run | --remove ] [ --ports list ] [ --exclude list ] [ --listen port ] [ --mark n ] [ --table n ] [ --silence ms ] [ --limit n ] [ --workers n ] [ --state dir ] [ --ipv4-only ] [ --port port { prog... } ]...";
+  "tls-everywhere [ --dry-run ] [ --remove ] [ --ports list ] [ --exclude list ] [ --listen port ] [ --mark n ] [ --table n ] [ --silence ms ] [ --limit n ] [ --workers n ] [ --state dir ] [ --ipv4-only ] [ --port port { prog... } ]...";
 
 /** Ports as nftables writes a set: single ports and ranges, each checked. */
 export type PortList = string[];
@@ -135,7 +135,6 @@ export function parseEverywhereArgs(argv: readonly string[]): EverywhereOptions 
       }
     }
   }
-  if (o.dryRun && o.remove) throw new UsageError("--dry-run and --remove: give one");
   for (const { port } of o.overrides)
     if (port >= o.listen && port <= chainPort(o, o.overrides.length - 1))
       throw new UsageError(`--port ${port}: that is a chain's own port`);

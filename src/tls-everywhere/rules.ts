@@ -56,19 +56,32 @@ export function undoCommand(command: readonly string[]): string[] {
   return command.map((word) => (word === "add" ? "del" : word));
 }
 
-/** What --dry-run prints: exactly what would be run. */
+/** What --dry-run prints: exactly what would be run, as a script for sh (to read, or to run by
+ * hand), with the commands that undo it as comments. */
 export function dryRun(o: EverywhereOptions): string {
   return [
-    `# nft -f - <<'EOF'`,
+    "nft -f - <<'EOF'",
     nftRuleset(o).trimEnd(),
-    "# EOF",
+    "EOF",
     ...routingCommands(o).map((c) => `ip ${c.join(" ")}`),
     "",
-    "# undone on exit by:",
+    "# Undone on exit by (tls-everywhere --remove --dry-run prints them to run):",
+    ...removalCommands(o).map((c) => `# ${c}`),
+    "",
+  ].join("\n");
+}
+
+/** What --remove --dry-run prints: the commands that take out what this command line installs,
+ * last first, as a script for sh. */
+export function removalScript(o: EverywhereOptions): string {
+  return [...removalCommands(o), ""].join("\n");
+}
+
+function removalCommands(o: EverywhereOptions): string[] {
+  return [
     `nft delete table inet ${TABLE}`,
     ...routingCommands(o)
       .reverse()
       .map((c) => `ip ${undoCommand(c).join(" ")}`),
-    "",
-  ].join("\n");
+  ];
 }

@@ -161,7 +161,32 @@ test("--dry-run prints the rules and the commands that undo them, and changes no
   assert.match(r.stdout, /tproxy ip to :8999 meta mark set 2017 accept/);
   assert.match(r.stdout, /tproxy ip6 to :8999/);
   assert.match(r.stdout, /tcp dport \{ 8999 \} return\n.*\n    tcp dport \{ 22 \} return/);
-  assert.match(r.stdout, /^ip -6 route del local ::\/0 dev lo table 7001$/m);
+  assert.match(r.stdout, /^# ip -6 route del local ::\/0 dev lo table 7001$/m);
+  assert.equal(hostState(), pristine);
+});
+
+test("--dry-run's script, run by sh, installs exactly what the tool installs; --remove --dry-run's takes it out", async () => {
+  const script = await lab.run(lab.server, ours("tls-everywhere"), ["--dry-run", ...OPTIONS]);
+  assert.equal(script.code, 0, script.stderr);
+  const installed = await lab.run(lab.server, "sh", ["-e"], script.stdout);
+  assert.equal(installed.code, 0, installed.stderr);
+  const byHand = hostState();
+  assert.notEqual(byHand, pristine);
+  const removal = await lab.run(lab.server, ours("tls-everywhere"), [
+    ...["--remove", "--dry-run", ...OPTIONS],
+  ]);
+  assert.equal(removal.code, 0, removal.stderr);
+  const removed = await lab.run(lab.server, "sh", ["-e"], removal.stdout);
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.equal(hostState(), pristine);
+  const tool = startTool();
+  await ready(tool);
+  try {
+    assert.equal(hostState(), byHand);
+  } finally {
+    tool.child.kill("SIGTERM");
+    assert.deepEqual(await tool.exited, { code: 0, signal: null });
+  }
   assert.equal(hostState(), pristine);
 });
 
@@ -430,7 +455,6 @@ test("bad command lines: one line, exit 100, nothing installed", async () => {
       /^tls-everywhere: --ports: not a port or a range of ports: '70000'$/m,
     ],
     [["--mark", "0"], /^tls-everywhere: --mark needs a number from 1 to/m],
-    [["--dry-run", "--remove"], /^tls-everywhere: --dry-run and --remove: give one$/m],
     [["extra"], /^tls-everywhere: unexpected 'extra'$/m],
     [["--port", "25"], /^tls-everywhere: --port 25: expected '\{ prog\.\.\. \}'$/m],
     [["--port", "25", "{", "tcpforward"], /^tls-everywhere: --port 25: '\{' without its '\}'$/m],
