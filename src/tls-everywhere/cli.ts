@@ -16,7 +16,7 @@ import { reportError, writeStderr } from "../cli/main.ts";
 import { ourLauncher } from "../ucspi/programs.ts";
 import { checkNotInstalled, install, removeLeftovers, takeOutLeftovers } from "./host.ts";
 import type { Installed } from "./host.ts";
-import { USAGE, chainPort, parseEverywhereArgs } from "./options.ts";
+import { USAGE, chainMetrics, chainPort, parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
 import { processId, removeOwnerRecord, writeOwnerRecord } from "./owner.ts";
 import type { ProcessId } from "./owner.ts";
@@ -50,15 +50,23 @@ async function certificates(o: EverywhereOptions, bin: string): Promise<Record<s
   return { CERTFILE: cert, KEYFILE: key };
 }
 
-/** tcpserver's arguments for a chain on `port`, every `tcpforward` word in it transparent and
- * marked (the chain's own connections, never diverted again). */
-function tcpserverArgs(o: EverywhereOptions, bin: string, port: number, chain: string[]) {
+/** tcpserver's arguments for chain `index` (-1: the main one) on `port`, every `tcpforward`
+ * word in it transparent and marked (the chain's own connections, never diverted again). */
+function tcpserverArgs(
+  o: EverywhereOptions,
+  bin: string,
+  index: number,
+  port: number,
+  chain: string[],
+) {
   const forward = [join(bin, "tcpforward"), "--transparent", "--mark", String(o.mark + 1)];
+  const metrics = chainMetrics(o, index);
   return [
     "-1vRHl0",
     "-c",
     String(o.limit),
     `--workers=${o.workers}`,
+    ...(metrics ? ["--metrics", metrics] : []),
     "--transparent",
     o.ipv6 ? "::" : "0",
     String(port),
@@ -87,7 +95,7 @@ async function checkPortsFree(o: EverywhereOptions): Promise<void> {
 
 /** The main chain: TLS when the client asks for it, plaintext as before when it does not. */
 function mainChain(o: EverywhereOptions, bin: string): string[] {
-  return tcpserverArgs(o, bin, o.listen, [
+  return tcpserverArgs(o, bin, -1, o.listen, [
     join(bin, "tls-sniff"),
     "-t",
     String(o.silenceMs),
@@ -171,7 +179,7 @@ async function main(args: readonly string[]): Promise<number> {
   // chain not yet listening would let its clients through to the service in plaintext.
   const chains = [
     mainChain(o, bin),
-    ...o.overrides.map(({ chain }, i) => tcpserverArgs(o, bin, chainPort(o, i), chain)),
+    ...o.overrides.map(({ chain }, i) => tcpserverArgs(o, bin, i, chainPort(o, i), chain)),
   ].map((args) =>
     spawn(join(bin, "tcpserver"), args, { stdio: ["ignore", "pipe", "inherit"], env }),
   );

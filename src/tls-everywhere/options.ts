@@ -1,10 +1,12 @@
 // tls-everywhere's argv → options.
 import { UsageError } from "../ucspi/errors.ts";
+import { addressText, parseMetricsAddress } from "../metrics/address.ts";
+import type { MetricsAddress } from "../metrics/address.ts";
 import { block } from "../cli/block.ts";
 import { getopt } from "../cli/getopt.ts";
 
 export const USAGE =
-  "tls-everywhere [ --dry-run ] [ --remove ] [ --ports list ] [ --exclude list ] [ --listen port ] [ --mark n ] [ --table n ] [ --silence ms ] [ --limit n ] [ --workers n ] [ --state dir ] [ --ipv4-only ] [ --port port { prog... } ]...";
+  "tls-everywhere [ --dry-run ] [ --remove ] [ --ports list ] [ --exclude list ] [ --listen port ] [ --mark n ] [ --table n ] [ --silence ms ] [ --limit n ] [ --workers n ] [ --state dir ] [ --ipv4-only ] [ --metrics address ] [ --port port { prog... } ]...";
 
 /** Ports as nftables writes a set: single ports and ranges, each checked. */
 export type PortList = string[];
@@ -33,6 +35,8 @@ export interface EverywhereOptions {
   /** Where the self-signed fallback certificate is kept when CERTFILE is not set. */
   stateDir: string;
   ipv6: boolean;
+  /** tcpserver --metrics of the main chain; the --port chains' follow it (chainMetrics). */
+  metrics: MetricsAddress | undefined;
   /** Ports that get a chain of their own instead (port 25 through starttls-wrapper, say). */
   overrides: PortChain[];
 }
@@ -56,6 +60,7 @@ const LONG = [
   "limit=",
   "workers=",
   "ipv4-only",
+  "metrics=",
 ];
 
 type NumberField = "listen" | "mark" | "table" | "silenceMs" | "limit" | "workers";
@@ -107,6 +112,7 @@ export function parseEverywhereArgs(argv: readonly string[]): EverywhereOptions 
     workers: 1,
     stateDir: "/var/lib/tls-everywhere",
     ipv6: true,
+    metrics: undefined,
     overrides,
   };
   for (const { name, value } of options) {
@@ -129,6 +135,9 @@ export function parseEverywhereArgs(argv: readonly string[]): EverywhereOptions 
       case "ipv4-only":
         o.ipv6 = false;
         break;
+      case "metrics":
+        o.metrics = parseMetricsAddress(value);
+        break;
       default: {
         const spec = NUMBERS[name];
         if (spec) o[spec[0]] = number(value, name, spec[1], spec[2]);
@@ -144,6 +153,16 @@ export function parseEverywhereArgs(argv: readonly string[]): EverywhereOptions 
 /** The port the chain of override `index` listens on: right after the main chain's. */
 export function chainPort(o: Pick<EverywhereOptions, "listen">, index: number): number {
   return o.listen + 1 + index;
+}
+
+/** Where the chain of override `index` (-1: the main chain) answers scrapes: the main chain's
+ * address, each override's on the ports after it in --port order (host:port), or at the path
+ * with `.PORT` added (a UNIX socket). */
+export function chainMetrics(o: EverywhereOptions, index: number): string | undefined {
+  const address = o.metrics;
+  if (!address || index < 0) return address && addressText(address);
+  if ("path" in address) return `${address.path}.${o.overrides[index]?.port ?? index}`;
+  return addressText({ host: address.host, port: address.port + 1 + index });
 }
 
 function number(value: string, option: string, min: number, max: number): number {

@@ -268,6 +268,29 @@ test("--port: a port with a chain of its own: STARTTLS for an SMTP daemon that h
   assert.equal(hostState(), pristine);
 });
 
+test("--metrics: the main chain answers scrapes at the address, a --port chain's on the next port", async () => {
+  const tool = startTool([
+    ...["--metrics", "127.0.0.1:9100"],
+    ...["--port", String(SMTP), "{", "tcpforward", "}"],
+  ]);
+  try {
+    await ready(tool, 1000, 2, [LISTEN, LISTEN + 1]);
+    await fetchBoth("metrics");
+    const main = lab.sh(lab.server, "curl -sS --max-time 5 http://127.0.0.1:9100/metrics");
+    // The two connections of fetchBoth, one of them TLS.
+    assert.match(main, /^tcpserver_connections_accepted_total 2$/m, main);
+    assert.match(main, /^tlsd_handshakes_total\{[^}]*result="ok"[^}]*\} 1$/m, main);
+    assert.match(main, /^tls_sniff_connections_total\{verdict="tls",route="default"\} 1$/m, main);
+    assert.match(main, /^tls_sniff_connections_total\{verdict="plain",route="plain"\} 1$/m, main);
+    const chain = lab.sh(lab.server, "curl -sS --max-time 5 http://127.0.0.1:9101/metrics");
+    assert.match(chain, /^tcpserver_connections_accepted_total 0$/m, chain);
+  } finally {
+    tool.child.kill("SIGTERM");
+    assert.deepEqual(await tool.exited, { code: 0, signal: null });
+  }
+  assert.equal(hostState(), pristine);
+});
+
 test("--workers and --limit: the chain runs as that many processes on one port, sharing the limit", async () => {
   const tool = startTool(["--workers", "2", "--limit", "200"]);
   await ready(tool, 100, 2);
@@ -456,6 +479,10 @@ test("bad command lines: one line, exit 100, nothing installed", async () => {
     ],
     [["--mark", "0"], /^tls-everywhere: --mark needs a number from 1 to/m],
     [["extra"], /^tls-everywhere: unexpected 'extra'$/m],
+    [
+      ["--metrics", "9100"],
+      /^tls-everywhere: --metrics needs host:port, \[ipv6\]:port or the absolute path of a socket, not '9100'$/m,
+    ],
     [["--port", "25"], /^tls-everywhere: --port 25: expected '\{ prog\.\.\. \}'$/m],
     [["--port", "25", "{", "tcpforward"], /^tls-everywhere: --port 25: '\{' without its '\}'$/m],
     [
