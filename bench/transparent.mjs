@@ -4,7 +4,8 @@
 // several ports; the load client is the harness's loadgen, in the client namespace.
 //   direct     client → service:8080, nothing in between (the reference);
 //   ours       client → service:8081, TPROXY → tcpserver --transparent, tls-sniff, tcpforward
-//              --transparent (plaintext) or tls-sniff, tlsd, tcpforward --transparent (TLS);
+//              --transparent (plaintext) or tls-sniff, tcpforward --if-plain { tlsd, tcpforward
+//              --transparent } (TLS: the service has none), as tls-everywhere runs it;
 //   ours-tlsd  client → :9443, `tcpserver tlsd tcpforward 10.77.0.1 8080` (no interception:
 //              what the TLS path costs without it);
 //   haproxy    client → service:8083 (TLS) or 8085 (plaintext), TPROXY → haproxy `bind ...
@@ -144,8 +145,12 @@ start(
     "{",
     ...forward,
     "}",
+    ...forward,
+    "--if-plain",
+    "{",
     "tlsd",
     ...forward,
+    "}",
   ],
   env,
 );

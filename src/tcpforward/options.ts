@@ -3,9 +3,10 @@ import { optionNumber } from "../tls/options.ts";
 import { parsePort } from "../ucspi/address.ts";
 import { UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../cli/getopt.ts";
+import { block } from "../cli/block.ts";
 
 export const USAGE =
-  "tcpforward [ -q ] [ -v verbosity ] [ -t timeout ] [ -i localip ] [ --transparent [ --source-ports low-high ] ] [ --proxy ] [ --mark mark ] [ host port | /path/of/socket ]";
+  "tcpforward [ -q ] [ -v verbosity ] [ -t timeout ] [ -i localip ] [ --transparent [ --source-ports low-high ] ] [ --proxy ] [ --mark mark ] [ --if-plain { prog... } ] [ host port | /path/of/socket ]";
 
 export interface ForwardOptions {
   verbosity: number;
@@ -29,11 +30,23 @@ export interface ForwardOptions {
   port: number | undefined;
   /** A service on a UNIX socket instead: its path. */
   socket: string | undefined;
+  /** --if-plain { prog... }: a TLS client goes to the service as it is only if the service
+   * speaks TLS itself; if it does not, prog runs on the client's connection instead. */
+  ifPlain: string[] | undefined;
+}
+
+/** `--if-plain { prog... }`, taken out of argv before the options are read. */
+function takeIfPlain(args: readonly string[]): { args: string[]; ifPlain?: string[] } {
+  const at = args.indexOf("--if-plain");
+  if (at < 0) return { args: [...args] };
+  const [ifPlain, end] = block(args, at + 1, "--if-plain");
+  return { args: [...args.slice(0, at), ...args.slice(end + 1)], ifPlain };
 }
 
 const LONG = ["transparent", "proxy", "mark=", "source-ports="];
 
-export function parseForwardArgs(args: readonly string[]): ForwardOptions {
+export function parseForwardArgs(argv: readonly string[]): ForwardOptions {
+  const { args, ifPlain } = takeIfPlain(argv);
   const { options, rest } = getopt(args, { flags: "q", values: "vti", long: LONG });
   const o: ForwardOptions = {
     verbosity: 1,
@@ -46,6 +59,7 @@ export function parseForwardArgs(args: readonly string[]): ForwardOptions {
     host: undefined,
     port: undefined,
     socket: undefined,
+    ifPlain,
   };
   let sourcePortsGiven = false;
   for (const { name, value } of options) {
@@ -94,6 +108,7 @@ export function parseForwardArgs(args: readonly string[]): ForwardOptions {
       [o.localIp !== undefined, "-i"],
       [o.mark !== 0, "--mark"],
       [sourcePortsGiven, "--source-ports"],
+      [ifPlain !== undefined, "--if-plain"],
     ].find(([given]) => given);
     if (tcpOnly) throw new UsageError(`${String(tcpOnly[1])} is for TCP, not a UNIX socket`);
     o.socket = rest[0];

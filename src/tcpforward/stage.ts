@@ -23,6 +23,7 @@ import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
 import { USAGE, parseForwardArgs } from "./options.ts";
 import type { ForwardOptions } from "./options.ts";
 import { stageOptions } from "../ucspi/stage-options.ts";
+import { VERDICT_SECONDS, probeService } from "./probe.ts";
 
 export const forwardStage: Stage = {
   prepare(argv) {
@@ -51,6 +52,28 @@ export const forwardStage: Stage = {
         : "";
     if (client) clientConnections.add(client);
     try {
+      if (o.ifPlain && !("path" in to)) {
+        // The PROXY header goes first, before the ClientHello the service is asked with.
+        const probed = await probeService(`${to.ip} ${to.port}`, ctx.connection, async () => {
+          const fd = await connectOrReset(ctx, o, to, from);
+          if (o.proxy) writeSync(fd, envProxyHeader(ctx.env));
+          return fd;
+        });
+        if (probed.asked && o.verbosity >= 2)
+          ctx.log(
+            probed.tls
+              ? `tcpforward: info: ${who}${where(to)} speaks TLS itself: its TLS clients go to it as they are (for ${VERDICT_SECONDS} s)\n`
+              : `tcpforward: info: ${who}${where(to)} does not speak TLS (${probed.why}): its TLS clients go to ${o.ifPlain[0] ?? ""} (for ${VERDICT_SECONDS} s)\n`,
+          );
+        if (!probed.tls) return await ctx.next(o.ifPlain, ctx.env, probed.connection);
+        return await forward(
+          { ...ctx, connection: probed.connection },
+          o,
+          to,
+          from,
+          probed.service,
+        );
+      }
       return await forward(ctx, o, to, from);
     } finally {
       if (client) clientConnections.delete(client);
@@ -58,28 +81,41 @@ export const forwardStage: Stage = {
   },
 };
 
-/** The connection to the service, and the relay. */
-async function forward(
+/** The connection to the service; a failure resets the client, as the service itself would
+ * have, and is named. */
+async function connectOrReset(
   ctx: StageContext,
   o: ForwardOptions,
   to: Endpoint,
   from: string,
 ): Promise<number> {
-  const who = clientPrefix(ctx.env);
-  let service: number;
   try {
-    service = await connectService(to, from, o);
+    return await connectService(to, from, o);
   } catch (error) {
-    // As the service itself would have answered: the client's connection is reset.
     resetClient(ctx.connection);
-    throw new FatalError(`${who}unable to connect to ${where(to)}: ${causeText(error)}`, 111);
+    throw new FatalError(
+      `${clientPrefix(ctx.env)}unable to connect to ${where(to)}: ${causeText(error)}`,
+      111,
+    );
   }
+}
+
+/** The connection to the service (`connected`: made already), and the relay. */
+async function forward(
+  ctx: StageContext,
+  o: ForwardOptions,
+  to: Endpoint,
+  from: string,
+  connected?: number,
+): Promise<number> {
+  const who = clientPrefix(ctx.env);
+  const service = connected ?? (await connectOrReset(ctx, o, to, from));
   if (o.verbosity >= 2) ctx.log(`tcpforward: info: ${who}connected to ${where(to)}\n`);
   const own = o.host === undefined && o.socket === undefined ? ownEndpoint(service) : undefined;
   if (own) ownConnections.add(own);
   try {
     // The header is the first write on a connection just made: the socket buffer takes it.
-    if (o.proxy) writeSync(service, envProxyHeader(ctx.env));
+    if (o.proxy && connected === undefined) writeSync(service, envProxyHeader(ctx.env));
     const broken =
       ctx.connection.fd !== undefined
         ? await spliceRelay(ctx.connection.fd, service, to)

@@ -93,7 +93,8 @@ async function checkPortsFree(o: EverywhereOptions): Promise<void> {
   }
 }
 
-/** The main chain: TLS when the client asks for it, plaintext as before when it does not. */
+/** The main chain: TLS when the client asks for it, plaintext as before when it does not; a
+ * TLS client of a service that speaks TLS itself goes to it as it is (its own certificate). */
 function mainChain(o: EverywhereOptions, bin: string): string[] {
   return tcpserverArgs(o, bin, -1, o.listen, [
     join(bin, "tls-sniff"),
@@ -103,8 +104,12 @@ function mainChain(o: EverywhereOptions, bin: string): string[] {
     "{",
     "tcpforward",
     "}",
+    "tcpforward",
+    "--if-plain",
+    "{",
     join(bin, "tlsd"),
     "tcpforward",
+    "}",
   ]);
 }
 

@@ -106,13 +106,15 @@ const RULES_IN = "nft list table inet tls_everywhere";
 /** The transparent chain by hand (tls-everywhere's, without the tool), for a service on
  * 10.77.0.1:8000: the rules it needs, as `tls-everywhere --dry-run` prints them for its port and
  * marks, put in by a helper (and taken out when it stops) as a reader would run them. */
-const RULES_OPTIONS = "--listen 9999 --mark 1 --ports 8000";
+const RULES_OPTIONS = "--listen 9999 --mark 1 --ports 8000,8001";
 const BY_HAND: Spec = {
   helpers: [
     `tls-everywhere --dry-run ${RULES_OPTIONS} | sh -e; trap 'tls-everywhere --remove --dry-run ${RULES_OPTIONS} | sh; exit 0' TERM; sleep 600 & wait`,
     "tcpserver -R -H 10.77.0.1 8000 httpd",
+    // A service with TLS of its own: its clients' TLS reaches it as it is.
+    "tcpserver -R -H 10.77.0.1 8001 tlsd httpd",
   ],
-  listening: [8000, 9999],
+  listening: [8000, 8001, 9999],
   ready: RULES_IN,
   serve: [
     {
@@ -121,6 +123,11 @@ const BY_HAND: Spec = {
       from: "outside",
     },
     { client: plain(8000, "10.77.0.1"), expect: PLAIN_STANDIN("httpd"), from: "outside" },
+    {
+      client: `CAFILE="$RECIPES/ca.pem" tcpclient -RH 10.77.0.1 8001 tlsc -k localhost ${FIRST_LINE}`,
+      expect: SERVED_BY_STANDIN("httpd"),
+      from: "outside",
+    },
   ],
   // The removal script took out every rule: the tls-everywhere recipes find none.
   after: { client: `${RULES_IN} 2>&1 || true`, expect: /No such file or directory/ },
@@ -287,7 +294,7 @@ const RECIPES: Record<string, Spec> = {
   "CERTFILE=default.pem KEYFILE=default.key CERTDIR=/var/lib/tlsd/live ACME_DIRECTORY=https://acme-v02.api.letsencrypt.org/directory ACME_NAMES='example.org *.example.org' tcpserver -R -H -l 0 0 443 tlsd httpd":
     ON_DEMAND,
   "tls-everywhere --ports 80,5432,6379,8000-8100": EVERYWHERE_SELF_SIGNED,
-  "CERTFILE=/etc/ssl/host.pem KEYFILE=/etc/ssl/private/host.key tcpserver -R -H -l 0 --transparent :: 9999 tls-sniff --plain { tcpforward --transparent --mark 2 } tlsd tcpforward --transparent --mark 2":
+  "CERTFILE=/etc/ssl/host.pem KEYFILE=/etc/ssl/private/host.key tcpserver -R -H -l 0 --transparent :: 9999 tls-sniff --plain { tcpforward --transparent --mark 2 } tcpforward --transparent --mark 2 --if-plain { tlsd tcpforward --transparent --mark 2 }":
     BY_HAND,
   "tcpclient -RH mail.example.org 25 sh -c 'head -1 <&6'": {
     once: true,

@@ -268,6 +268,37 @@ test("--port: a port with a chain of its own: STARTTLS for an SMTP daemon that h
   assert.equal(hostState(), pristine);
 });
 
+test("a service with TLS of its own keeps it: its clients get its own certificate, another CA's than the tool's", async () => {
+  const own = makePki();
+  const pair = own.server("tls-service", [lab.serverIp]);
+  const service = lab.start(lab.server, "openssl", [
+    ...["s_server", "-quiet", "-www", "-accept", "2043", "-cert", pair.cert, "-key", pair.key],
+  ]);
+  const tool = startTool();
+  try {
+    await ready(tool);
+    await waitFor(() => (lab.sh(lab.server, "ss -Hltn 'sport = :2043'").trim() ? true : undefined));
+    const url = `https://${lab.serverIp}:2043/`;
+    const r = await lab.run(lab.client, "curl", [
+      ...["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"],
+      ...["--cacert", own.ca.cert, url],
+    ]);
+    assert.equal(r.stdout, "200", r.stderr);
+    // The tool's own certificate (the one plaintext services get TLS with) is not shown here.
+    const mine = await lab.run(lab.client, "curl", [
+      ...["-sS", "--max-time", "10", "-o", "/dev/null", "--cacert", pki.ca.cert, url],
+    ]);
+    assert.notEqual(mine.code, 0);
+    assert.match(mine.stderr, /certificate/);
+  } finally {
+    tool.child.kill("SIGTERM");
+    assert.deepEqual(await tool.exited, { code: 0, signal: null });
+    service.kill();
+    rmSync(own.dir, { recursive: true, force: true });
+  }
+  assert.equal(hostState(), pristine);
+});
+
 test("--metrics: the main chain answers scrapes at the address, a --port chain's on the next port", async () => {
   const tool = startTool([
     ...["--metrics", "127.0.0.1:9100"],
