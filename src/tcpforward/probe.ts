@@ -57,19 +57,23 @@ export async function probeService(
   const service = await connect();
   const n = native();
   let answer: Buffer | undefined;
+  let asked = true;
   try {
-    if (writeSync(service, hello) === hello.length) answer = await firstBytes(service);
+    // A hello larger than the new socket's buffer takes (none seen): this client goes to prog,
+    // and the service is asked again by the next one.
+    asked = writeSync(service, hello) === hello.length;
+    if (asked) answer = await firstBytes(service);
   } catch {
     // The service went at once (a reset): not a TLS service that takes this client.
   }
   const tls = answer !== undefined && isTlsRecord(answer);
-  remember(key, tls);
+  if (asked) remember(key, tls);
   if (!tls) {
     // The service saw a ClientHello it cannot read: a reset ends that at once.
     n.abortOnClose(service);
     n.close(service);
     const why = answer === undefined ? "no answer" : "a plaintext answer";
-    return { tls: false, connection: client, asked: true, why };
+    return { tls: false, connection: client, asked, why };
   }
   takeBytes(client, hello.length);
   return { tls: true, service, connection: client, asked: true };
