@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { httpChallengeDir } from "../acme/config.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix } from "../ucspi/env.ts";
-import { FatalError } from "../ucspi/errors.ts";
+import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
 import { drain, peekBytes } from "../stream/peek.ts";
 import type { Connection, Stage } from "../ucspi/stage.ts";
 import { USAGE, parseChallengeArgs } from "./options.ts";
@@ -18,6 +18,14 @@ const MAX_LINE = 8192;
 const CHALLENGE = /^GET \/\.well-known\/acme-challenge\/([A-Za-z0-9_-]{1,256}) HTTP\/1\.[01]\r?$/;
 
 export const challengeStage: Stage = {
+  prepare(argv) {
+    parseOrUsage(USAGE, () => parseChallengeArgs([...argv]));
+  },
+
+  chainsAfter(argv) {
+    return [parseChallengeArgs([...argv]).program];
+  },
+
   async run(ctx) {
     const o = stageOptions(ctx.argv, USAGE, parseChallengeArgs);
     const certDir = ctx.env["CERTDIR"];

@@ -14,7 +14,7 @@ import { noDelay } from "../tls/close-policy.ts";
 import { stripTlsConfig } from "../tls/peer-env.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { copyEnv, tcpVar } from "../ucspi/env.ts";
-import { UsageError } from "../ucspi/errors.ts";
+import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { oneWay, relay } from "../stream/relay.ts";
 import type { Stage, StageContext } from "../ucspi/stage.ts";
@@ -42,6 +42,19 @@ const BINARY: Record<string, (() => Promise<BinaryRun>) | undefined> = {
 };
 
 export const wrapperStage: Stage = {
+  // Local mode does the TLS here, with tlsd: its certificates are loaded at tcpserver's start
+  // too, before privileges go.
+  async prepare(argv, env, warn) {
+    const options = parseOrUsage(USAGE, () => parseWrapperArgs([...argv]));
+    if (options.service) return;
+    const { tlsdStage } = await import("../tlsd/stage.ts");
+    await tlsdStage.prepare?.(["--", ...options.program], env, warn);
+  },
+
+  chainsAfter(argv) {
+    return [parseWrapperArgs([...argv]).program];
+  },
+
   async run(ctx) {
     const options = stageOptions(ctx.argv, USAGE, parseWrapperArgs);
     const binary = BINARY[options.protocol];

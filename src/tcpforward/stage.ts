@@ -30,6 +30,10 @@ export const forwardStage: Stage = {
     parseOrUsage(USAGE, () => parseForwardArgs([...argv]));
   },
 
+  chainsAfter(argv) {
+    return [parseForwardArgs([...argv]).ifPlain ?? []];
+  },
+
   async run(ctx) {
     const o = stageOptions(ctx.argv, USAGE, parseForwardArgs);
     const who = clientPrefix(ctx.env);

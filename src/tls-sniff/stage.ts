@@ -3,7 +3,7 @@
 import { sniffed } from "../metrics/catalog.ts";
 import { exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix } from "../ucspi/env.ts";
-import { UsageError } from "../ucspi/errors.ts";
+import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
 import { oneWay } from "../stream/relay.ts";
 import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
 import { USAGE, parseSniffArgs } from "./options.ts";
@@ -18,6 +18,15 @@ import { stageOptions } from "../ucspi/stage-options.ts";
 const REFUSED = 100;
 
 export const sniffStage: Stage = {
+  prepare(argv) {
+    parseOrUsage(USAGE, () => parseSniffArgs([...argv]));
+  },
+
+  chainsAfter(argv) {
+    const o = parseSniffArgs([...argv]);
+    return [o.plain ?? [], ...o.routes.map((route) => route.program), o.program];
+  },
+
   async run(ctx) {
     const o = stageOptions(ctx.argv, USAGE, parseSniffArgs);
     if (o.program.length === 0) return filter(ctx, o);

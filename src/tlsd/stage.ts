@@ -83,6 +83,10 @@ export const tlsdStage: Stage = {
       );
   },
 
+  chainsAfter(argv) {
+    return [parseTlsdArgs([...argv]).program];
+  },
+
   async run(ctx) {
     const options = stageOptions(ctx.argv, USAGE, parseTlsdArgs);
     const store = storeFor(ctx.env, options);

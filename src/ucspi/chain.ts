@@ -102,7 +102,8 @@ function startChain(
 
 /**
  * tcpserver's start: when the program is one of our stages that has a prepare step, runs it
- * (see Stage.prepare). Its failures are thrown, named after the stage (StageConfigError).
+ * (see Stage.prepare), and so on for each command line the stage may run next (its
+ * chainsAfter). Its failures are thrown, named after the stage (StageConfigError).
  */
 export async function prepareChain(
   argv: readonly string[],
@@ -115,12 +116,16 @@ export async function prepareChain(
   } catch {
     return; // Not found now: each connection says so, as djb's tcpserver does.
   }
+  if (!stage) return;
   const name = (argv[0] ?? "").slice((argv[0] ?? "").lastIndexOf("/") + 1);
+  let after: readonly (readonly string[])[];
   try {
-    stage?.prepare?.(argv.slice(1), env, (what) => log(`${name}: warning: ${what}\n`));
+    await stage.prepare?.(argv.slice(1), env, (what) => log(`${name}: warning: ${what}\n`));
+    after = stage.chainsAfter?.(argv.slice(1)) ?? [];
   } catch (error) {
     throw new StageConfigError(name, error);
   }
+  for (const chain of after) if (chain.length > 0) await prepareChain(chain, env, log);
 }
 
 /** A stage's configuration refused at start-up: `stage` names it in the log line. */

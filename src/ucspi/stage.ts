@@ -66,5 +66,13 @@ export interface Stage {
    * program's name) and `env` as run() will, loads what every connection needs (certificates, keys) so that run() finds it
    * loaded, and throws for a configuration that could never serve (UsageError, FatalError);
    * `warn` takes one line about one that will serve badly. */
-  prepare?(argv: readonly string[], env: Readonly<Env>, warn: (what: string) => void): void;
+  prepare?(
+    argv: readonly string[],
+    env: Readonly<Env>,
+    warn: (what: string) => void,
+  ): void | Promise<void>;
+  /** The command lines it may run next on a connection (its program, its routes), read from
+   * `argv` (without the program's name): tcpserver prepares them at its start as well, so that
+   * a tlsd behind tls-sniff loads its keys before privileges go, as one run first does. */
+  chainsAfter?(argv: readonly string[]): readonly (readonly string[])[];
 }

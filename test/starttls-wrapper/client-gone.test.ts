@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { readFileSync, rmSync } from "node:fs";
-import { test } from "node:test";
+import { after, test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import { writePacket } from "../../src/dialogue/mysql.ts";
 import { makePki } from "../helpers/certs.ts";
@@ -31,6 +31,18 @@ const GREETING: Record<string, string> = {
   xmpp: "",
 };
 
+/** The wrapper's certificate: it loads it at its start, though these clients never get to
+ * TLS. */
+const pki = makePki();
+const pair = pki.server("localhost", ["localhost"]);
+const WRAPPER_ENV = {
+  ...process.env,
+  PATH: PATH_WITH_BIN,
+  CERTFILE: pair.cert,
+  KEYFILE: pair.key,
+};
+after(() => rmSync(pki.dir, { recursive: true, force: true }));
+
 /** Connects, sends `bytes`, then ends or resets; resolves once its socket is closed. */
 function goAway(port: number, bytes: string, how: "end" | "reset"): Promise<void> {
   return new Promise((resolve) => {
@@ -52,7 +64,7 @@ for (const [protocol, greeting] of Object.entries(GREETING)) {
         ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", protocol, "-t", "600"],
         ...["sh", "-c", `printf '${greeting}'; exec cat`],
       ],
-      { env: { ...process.env, PATH: PATH_WITH_BIN } },
+      { env: WRAPPER_ENV },
     );
     try {
       for (const [i, how] of (["end", "reset", "end", "reset"] as const).entries()) {
@@ -86,7 +98,7 @@ for (const [protocol, commands] of Object.entries(BEFORE_UPGRADE)) {
         ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", protocol, "-t", "600"],
         ...["sh", "-c", `printf '${GREETING[protocol] ?? ""}'; exec cat >/dev/null`],
       ],
-      { env: { ...process.env, PATH: PATH_WITH_BIN } },
+      { env: WRAPPER_ENV },
     );
     try {
       for (const [i, how] of (["end", "reset"] as const).entries()) {

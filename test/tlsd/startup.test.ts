@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import * as x509 from "@peculiar/x509";
 import { makePki } from "../helpers/certs.ts";
-import { BIN, ours, run } from "../helpers/programs.ts";
+import { BIN, ROOT, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { tlsExchange } from "../helpers/tls-client.ts";
 
@@ -154,22 +154,62 @@ test("-k 1 with no named pair (a CERTFILE:name that a shell dropped): one warnin
   }
 });
 
-test("a key only root can read serves after tcpserver -u/-g: it was read at start, as root", async () => {
-  assert.equal(process.getuid?.(), 0, "this test needs root, as CI runs it");
+/** The server's pair, its key readable by root only (mode 0600), in a directory anyone can
+ * enter. */
+function rootOnlyPair() {
   const cert = join(pki.dir, "root-only.pem");
   const key = join(pki.dir, "root-only.key");
   copyFileSync(server.cert, cert);
   copyFileSync(server.key, key);
   chmodSync(key, 0o600);
   chmodSync(pki.dir, 0o755);
+  return { cert, key };
+}
+
+for (const [where, program] of [
+  ["tlsd", ["tlsd", "sh", "-c", "id -u"]],
+  ["tlsd behind tls-sniff", ["tls-sniff", "tlsd", "sh", "-c", "id -u"]],
+  [
+    "tlsd in a route of tls-sniff",
+    ["tls-sniff", "--sni", "localhost", "{", "tlsd", "sh", "-c", "id -u", "}", "true"],
+  ],
+] as const) {
+  test(`a key only root can read serves after tcpserver -u/-g (${where}): it was read at start, as root`, async () => {
+    assert.equal(process.getuid?.(), 0, "this test needs root, as CI runs it");
+    const { cert, key } = rootOnlyPair();
+    const s = await startServer(
+      ours("tcpserver"),
+      ["-v", "-u", "65534", "-g", "65534", "-RHl0", "127.0.0.1", "0", ...program],
+      { env: { PATH, CERTFILE: cert, KEYFILE: key } },
+    );
+    try {
+      const said = await tlsExchange(s.port, pki.ca.cert);
+      assert.equal(said, "65534\n", s.log());
+    } finally {
+      await s.stop();
+    }
+  });
+}
+
+test("a key only root can read serves after tcpserver -u/-g behind starttls-wrapper (local mode): it was read at start, as root", async () => {
+  const { cert, key } = rootOnlyPair();
+  const smtp = join(ROOT, "test", "fixtures", "fake-smtp");
   const s = await startServer(
     ours("tcpserver"),
-    ["-v", "-u", "65534", "-g", "65534", "-RHl0", "127.0.0.1", "0", "tlsd", "sh", "-c", "id -u"],
+    ["-v", "-u", "65534", "-g", "65534", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", smtp],
     { env: { PATH, CERTFILE: cert, KEYFILE: key } },
   );
   try {
-    const said = await tlsExchange(s.port, pki.ca.cert);
-    assert.equal(said, "65534\n", s.log());
+    const r = await run(
+      ours("tcpclient"),
+      [
+        ...["-RH", "127.0.0.1", String(s.port), "tlsc", "--starttls", "smtp", "-k", "localhost"],
+        ...["sh", "-c", 'echo "TLS=$SSL_PROTOCOL"; head -1 <&6'],
+      ],
+      { env: { PATH, CAFILE: pki.ca.cert }, input: "" },
+    );
+    assert.equal(r.code, 0, r.stderr + s.log());
+    assert.match(r.stdout, /^TLS=TLSv1\.3\n220 /, s.log());
   } finally {
     await s.stop();
   }
