@@ -28,6 +28,7 @@ export function handshake(
   tls: TLSSocket,
   event: "secure" | "secureConnect",
   timeoutMs: number,
+  peerEnded = false,
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer =
@@ -51,7 +52,18 @@ export function handshake(
       tls.off("end", closed);
       resolve();
     });
+    // The peer's end came before the TLS socket took its connection over: no handshake can be
+    // finished by a peer that sends nothing more, and the TLS socket will not hear of that end.
+    if (peerEnded) closed();
   });
+}
+
+/** Whether the peer's end was read from `stream` already (the bytes before it may still wait
+ * in its buffer). A TLS socket made on a net.Socket takes its handle over, and an end read
+ * before then never reaches it: Node keeps that in the stream's state only. */
+export function endWasRead(stream: Duplex): boolean {
+  const state = (stream as Duplex & { _readableState?: { ended?: boolean } })._readableState;
+  return stream.readableEnded || state?.ended === true;
 }
 
 type OpenSslError = Error & { library?: string; reason?: string };
@@ -117,12 +129,12 @@ export async function handshakeOrStatus(
   fatal: string,
   tls: TLSSocket,
   event: "secure" | "secureConnect",
-  options: { handshakeTimeoutMs: number; verbosity: number },
+  options: { handshakeTimeoutMs: number; verbosity: number; peerEnded?: boolean },
   check?: () => void,
   failed?: (error: unknown) => void,
 ): Promise<number | undefined> {
   try {
-    await handshake(tls, event, options.handshakeTimeoutMs);
+    await handshake(tls, event, options.handshakeTimeoutMs, options.peerEnded);
     check?.();
     return undefined;
   } catch (error) {

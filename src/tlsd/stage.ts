@@ -11,6 +11,7 @@ import { HandshakeError } from "../tls/handshake-result.ts";
 import {
   EXIT_TLS,
   HANDSHAKE_TIMED_OUT,
+  endWasRead,
   fatalPrefix,
   handshakeOrStatus,
   runOverSession,
@@ -131,6 +132,9 @@ export const tlsdStage: Stage = {
       ({ connection, refused: noCertificate } = prepared);
     }
     const policy = closePolicy(connection, options);
+    // A client whose end was read before us (a wrapper waited for its server after STARTTLS):
+    // its handshake fails now, not at -K.
+    const peerEnded = connection.stream !== undefined && endWasRead(connection.stream);
     const tls = serverTls(policy.transport, store, options, noCertificate);
     let verdict = "NONE";
     const refused = await handshakeOrStatus(
@@ -138,7 +142,7 @@ export const tlsdStage: Stage = {
       fatal,
       tls,
       "secure",
-      handshakeOptions,
+      { ...handshakeOptions, peerEnded },
       () => {
         verdict = checkClientCertificate(tls, options);
       },

@@ -6,6 +6,7 @@
 // MySQL's TLS before its authentication is over.
 import assert from "node:assert/strict";
 import { connect } from "node:net";
+import type { Socket } from "node:net";
 import { readFileSync, rmSync } from "node:fs";
 import { after, test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
@@ -112,13 +113,35 @@ for (const [protocol, commands] of Object.entries(BEFORE_UPGRADE)) {
   });
 }
 
+/** What an XMPP server behind says first: its stream header and (empty) features. */
+const XMPP_FEATURES =
+  "<?xml version='1.0'?><stream:stream from='example.org' id='x' xmlns='jabber:client'" +
+  " xmlns:stream='http://etherx.jabber.org/streams' version='1.0'><stream:features>" +
+  "</stream:features>";
+const STARTTLS = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+
+/** An XMPP client: its stream header, then `react` to all it has read at each read; resolves
+ * once its connection is closed. */
+function xmppClient(port: number, react: (tcp: Socket, seen: string) => void): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const tcp = connect(port, "127.0.0.1");
+    tcp.on("error", () => {});
+    let seen = "";
+    tcp.on("data", (d: Buffer) => {
+      seen += d.toString("latin1");
+      react(tcp, seen);
+    });
+    tcp.once("close", () => resolve());
+    tcp.write(
+      "<?xml version='1.0'?><stream:stream to='example.org' xmlns='jabber:client'" +
+        " xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
+    );
+  });
+}
+
 test("xmpp: a client whose end comes with its <starttls/> (one read): the session ends then, not at tlsd's handshake limit", async () => {
   const pki = makePki();
   const pair = pki.server("localhost", ["localhost"]);
-  const features =
-    "<?xml version='1.0'?><stream:stream from='example.org' id='x' xmlns='jabber:client'" +
-    " xmlns:stream='http://etherx.jabber.org/streams' version='1.0'><stream:features>" +
-    "</stream:features>";
   const server = await startServer(
     ours("tcpserver"),
     [
@@ -135,7 +158,7 @@ test("xmpp: a client whose end comes with its <starttls/> (one read): the sessio
         "-K",
         "600000",
       ],
-      ...["sh", "-c", `printf "%s" "${features}"; exec cat >/dev/null`],
+      ...["sh", "-c", `printf "%s" "${XMPP_FEATURES}"; exec cat >/dev/null`],
     ],
     {
       env: {
@@ -147,26 +170,44 @@ test("xmpp: a client whose end comes with its <starttls/> (one read): the sessio
     },
   );
   try {
-    await new Promise<void>((resolve) => {
-      const tcp = connect(server.port, "127.0.0.1");
-      tcp.on("error", () => {});
-      let seen = "";
-      tcp.on("data", (d: Buffer) => {
-        seen += d.toString("latin1");
-        if (!seen.endsWith("</stream:features>")) return;
-        tcp.end("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-        resolve();
-      });
-      tcp.write(
-        "<?xml version='1.0'?><stream:stream to='example.org' xmlns='jabber:client'" +
-          " xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
-      );
+    await xmppClient(server.port, (tcp, seen) => {
+      if (seen.endsWith("</stream:features>")) tcp.end(STARTTLS);
     });
     await server.waitForLog(/^tcpserver: end \d+ status \d+$/, 1, 10_000);
     assert.doesNotMatch(server.log(), /internal error/);
   } finally {
     await server.stop();
     rmSync(pki.dir, { recursive: true, force: true });
+  }
+});
+
+test("xmpp: a client that sends part of its ClientHello after <proceed/> and ends: the session ends then, not at tlsd's handshake limit (its end was read before tlsd took the connection over)", async () => {
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", "xmpp", "-K", "600000"],
+      // A server slow to go once let go (it ignores SIGTERM): the client's end comes meanwhile.
+      ...[
+        "sh",
+        "-c",
+        `trap '' TERM; cat >/dev/null & printf "%s" "${XMPP_FEATURES}"; wait; sleep 1`,
+      ],
+    ],
+    { env: WRAPPER_ENV },
+  );
+  try {
+    await xmppClient(server.port, (tcp, seen) => {
+      if (seen.endsWith("</stream:features>")) tcp.write(STARTTLS);
+      // The first bytes of a ClientHello, and the end.
+      if (/<proceed [^>]*\/>$/.test(seen)) tcp.end(Buffer.from("16030100c8010000c40303", "hex"));
+    });
+    await server.waitForLog(/^tcpserver: end \d+ status \d+$/, 1, 10_000);
+    assert.match(
+      server.log(),
+      /^tlsd: fatal: 127\.0\.0\.1: TLS handshake failed: connection closed$/m,
+    );
+  } finally {
+    await server.stop();
   }
 });
 
