@@ -193,6 +193,29 @@ for (const [name, script, protocol, cause] of [
   });
 }
 
+test("smtp: a server that says go ahead and leaves in the same breath: the handshake fails at once (not at -K), one line, exit 98", async () => {
+  const server = createServer((socket) => {
+    socket.on("error", () => {});
+    socket.write("220 fake ESMTP\r\n");
+    let text = "";
+    socket.on("data", (d: Buffer) => {
+      text += d.toString("latin1");
+      if (text.endsWith("STARTTLS\r\n")) socket.end("220 go ahead\r\n");
+      else if (text.endsWith("\r\n")) socket.write("250-fake\r\n250 STARTTLS\r\n");
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const port = (server.address() as { port: number }).port;
+    const r = await client(port, "smtp", [["", "x"]], ["-K", "600000"]);
+    assert.equal(r.code, 98, r.stderr);
+    assert.equal(r.stdout, "");
+    assert.equal(r.stderr, "tlsc: fatal: TLS handshake failed: connection closed\n");
+  } finally {
+    server.close();
+  }
+});
+
 test("postgres: a server that says 'S', then resets at the ClientHello: exit 98, the cause in our words (it was Node's 'write ECONNRESET')", async () => {
   const server = createServer((socket) => {
     socket.on("error", () => {});
