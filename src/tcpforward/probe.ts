@@ -17,16 +17,18 @@ export const VERDICT_SECONDS = 300;
 const HELLO_MS = 10_000;
 /** How long the service has to answer the ClientHello; silence means plaintext. */
 export const ANSWER_MS = 3000;
-/** Services remembered at once; the oldest verdict goes first. */
+/** Services remembered at once; the oldest verdict goes first. An expired verdict stays until
+ * the service is asked again, so that an answer that did not change is not news. */
 const MAX_VERDICTS = 4096;
 
 const verdicts = new Map<string, { tls: boolean; until: number }>();
 
 /** What was found: the service speaks TLS (and, when it was asked just now, `service` is the
- * connection that already carries the client's ClientHello and the answer), or plaintext. */
+ * connection that already carries the client's ClientHello and the answer), or plaintext.
+ * `changed`: asked just now, and the answer is new for this service (or not what it was). */
 export type Probed =
-  | { tls: true; service?: number; connection: Connection; asked: boolean }
-  | { tls: false; connection: Connection; asked: boolean; why: string };
+  | { tls: true; service?: number; connection: Connection; asked: boolean; changed?: boolean }
+  | { tls: false; connection: Connection; asked: boolean; changed?: boolean; why: string };
 
 /** The verdict for a service, from memory or by asking it on a connection that `connect`
  * opens. The client's bytes stay in its connection except when the service takes its
@@ -67,16 +69,17 @@ export async function probeService(
     // The service went at once (a reset): not a TLS service that takes this client.
   }
   const tls = answer !== undefined && isTlsRecord(answer);
+  const changed = asked && known?.tls !== tls;
   if (asked) remember(key, tls);
   if (!tls) {
     // The service saw a ClientHello it cannot read: a reset ends that at once.
     n.abortOnClose(service);
     n.close(service);
     const why = answer === undefined ? "no answer" : "a plaintext answer";
-    return { tls: false, connection: client, asked, why };
+    return { tls: false, connection: client, asked, changed, why };
   }
   takeBytes(client, hello.length);
-  return { tls: true, service, connection: client, asked: true };
+  return { tls: true, service, connection: client, asked: true, changed };
 }
 
 /** The service's first bytes (peeked: the relay passes them on), or undefined when it closed,

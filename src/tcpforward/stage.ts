@@ -63,7 +63,8 @@ export const forwardStage: Stage = {
           if (o.proxy) writeSync(fd, envProxyHeader(ctx.env));
           return fd;
         });
-        if (probed.asked && o.verbosity >= 2)
+        // A new answer (a service's first, or one that changed) at -v 1; each answer at -v 2.
+        if (probed.asked && o.verbosity >= (probed.changed ? 1 : 2))
           ctx.log(
             probed.tls
               ? `tcpforward: info: ${who}${where(to)} speaks TLS itself: its TLS clients go to it as they are (for ${VERDICT_SECONDS} s)\n`

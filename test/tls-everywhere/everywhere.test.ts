@@ -290,6 +290,9 @@ test("a service with TLS of its own keeps it: its clients get its own certificat
     ]);
     assert.notEqual(mine.code, 0);
     assert.match(mine.stderr, /certificate/);
+    // The admin is told, once: the answer was new.
+    const told = tool.log().match(/^tcpforward: info: .* port 2043 speaks TLS itself: .*$/gm);
+    assert.equal(told?.length, 1, tool.log());
   } finally {
     tool.child.kill("SIGTERM");
     assert.deepEqual(await tool.exited, { code: 0, signal: null });
