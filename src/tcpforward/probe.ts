@@ -22,6 +22,9 @@ export const ANSWER_MS = 3000;
 const MAX_VERDICTS = 4096;
 
 const verdicts = new Map<string, { tls: boolean; until: number }>();
+/** The services being asked now: clients that come meanwhile wait for that answer rather than
+ * ask again (a plaintext service would see a ClientHello from each). */
+const asking = new Map<string, Promise<void>>();
 
 /** What was found: the service speaks TLS (and, when it was asked just now, `service` is the
  * connection that already carries the client's ClientHello and the answer), or plaintext.
@@ -38,11 +41,31 @@ export async function probeService(
   connection: Connection,
   connect: () => Promise<number>,
 ): Promise<Probed> {
+  // One client at a time asks a service; the others wait for its answer.
+  for (let other = asking.get(key); other; other = asking.get(key)) await other;
   const known = verdicts.get(key);
   if (known && known.until > Date.now())
     return known.tls
       ? { tls: true, connection, asked: false }
       : { tls: false, connection, asked: false, why: "known" };
+  let release = () => {};
+  const turn = new Promise<void>((resolve) => (release = resolve));
+  asking.set(key, turn);
+  try {
+    return await askWithHello(key, connection, known?.tls, connect);
+  } finally {
+    asking.delete(key);
+    release();
+  }
+}
+
+/** This client's ClientHello offered to the service (when it sent one). */
+async function askWithHello(
+  key: string,
+  connection: Connection,
+  before: boolean | undefined,
+  connect: () => Promise<number>,
+): Promise<Probed> {
   const { look, connection: client } = await peekBytes(
     connection,
     { silenceMs: HELLO_MS, maxBytes: MAX_SNIFF_BYTES },
@@ -56,6 +79,22 @@ export async function probeService(
   if (look.kind !== "done" || result?.kind !== "tls")
     return { tls: true, connection: client, asked: false };
   const hello = look.bytes.subarray(0, result.length);
+  const outcome = await ask(key, hello, connect);
+  const changed = outcome.asked && before !== outcome.tls;
+  if (!outcome.tls) {
+    const why = outcome.answered ? "a plaintext answer" : "no answer";
+    return { tls: false, connection: client, asked: outcome.asked, changed, why };
+  }
+  takeBytes(client, hello.length);
+  return { tls: true, service: outcome.service, connection: client, asked: true, changed };
+}
+
+/** Offers the service `hello` on a new connection and keeps what it says. */
+async function ask(
+  key: string,
+  hello: Buffer,
+  connect: () => Promise<number>,
+): Promise<{ tls: boolean; asked: boolean; answered: boolean; service: number }> {
   const service = await connect();
   const n = native();
   let answer: Buffer | undefined;
@@ -69,17 +108,13 @@ export async function probeService(
     // The service went at once (a reset): not a TLS service that takes this client.
   }
   const tls = answer !== undefined && isTlsRecord(answer);
-  const changed = asked && known?.tls !== tls;
   if (asked) remember(key, tls);
   if (!tls) {
     // The service saw a ClientHello it cannot read: a reset ends that at once.
     n.abortOnClose(service);
     n.close(service);
-    const why = answer === undefined ? "no answer" : "a plaintext answer";
-    return { tls: false, connection: client, asked, changed, why };
   }
-  takeBytes(client, hello.length);
-  return { tls: true, service, connection: client, asked: true, changed };
+  return { tls, asked, answered: answer !== undefined, service };
 }
 
 /** The service's first bytes (peeked: the relay passes them on), or undefined when it closed,

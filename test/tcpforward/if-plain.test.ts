@@ -171,6 +171,24 @@ for (const [what, greeting, why] of [
   });
 }
 
+test("five TLS clients at once of a service not asked yet: one asks, the others wait for its answer", async () => {
+  const service = await plainService(undefined);
+  const server = await front(service.port);
+  try {
+    const clients = [1, 2, 3, 4, 5].map((n) =>
+      tlsClient(server.port, ours_.ca.cert, `line ${n}\n`, true),
+    );
+    assert.deepEqual(await Promise.all(clients), ["", "", "", "", ""]);
+    await waitFor(() => (service.seen.filter((s) => s.ended).length === 6 ? true : undefined));
+    const hellos = service.seen.filter((s) => s.first[0] === 0x16 && s.first[1] === 0x03);
+    assert.equal(hellos.length, 1);
+    assert.equal((await server.waitForLog(/does not speak TLS/)).length, 1, server.log());
+  } finally {
+    await server.stop();
+    service.server.close();
+  }
+});
+
 test("a plaintext client: relayed to the service as it is, nothing asked", async () => {
   const service = await plainService("220 plain.example ESMTP\r\n");
   const server = await front(service.port);
