@@ -103,6 +103,17 @@ const SUPERVISORS =
 /** tls-everywhere's rules are in: it puts them in once its chains listen. */
 const RULES_IN = "nft list table inet tls_everywhere";
 
+/** What a plaintext httpd stand-in says when our TLS is in front of it. */
+const OUR_TLS_THEN_PLAIN = /SSL_PROTOCOL=TLSv1\.3[^]*httpd TLS= /;
+
+/** A TLS client from the other end of the veth pair to 10.77.0.1:port, verifying the test
+ * CA's certificate for localhost. */
+const outsideTls = (port: number, expect = OUR_TLS_THEN_PLAIN): Check => ({
+  client: `CAFILE="$RECIPES/ca.pem" tcpclient -RH 10.77.0.1 ${port} tlsc -k localhost ${FIRST_LINE}`,
+  expect,
+  from: "outside",
+});
+
 /** The transparent chain by hand (tls-everywhere's, without the tool), for a service on
  * 10.77.0.1:8000: the rules it needs, as `tls-everywhere --dry-run` prints them for its port and
  * marks, put in by a helper (and taken out when it stops) as a reader would run them. */
@@ -117,17 +128,9 @@ const BY_HAND: Spec = {
   listening: [8000, 8001, 9999],
   ready: RULES_IN,
   serve: [
-    {
-      client: `CAFILE="$RECIPES/ca.pem" tcpclient -RH 10.77.0.1 8000 tlsc -k localhost ${FIRST_LINE}`,
-      expect: /SSL_PROTOCOL=TLSv1\.3[^]*httpd TLS= /,
-      from: "outside",
-    },
+    outsideTls(8000),
     { client: plain(8000, "10.77.0.1"), expect: PLAIN_STANDIN("httpd"), from: "outside" },
-    {
-      client: `CAFILE="$RECIPES/ca.pem" tcpclient -RH 10.77.0.1 8001 tlsc -k localhost ${FIRST_LINE}`,
-      expect: SERVED_BY_STANDIN("httpd"),
-      from: "outside",
-    },
+    outsideTls(8001, SERVED_BY_STANDIN("httpd")),
   ],
   // The removal script took out every rule: the tls-everywhere recipes find none.
   after: { client: `${RULES_IN} 2>&1 || true`, expect: /No such file or directory/ },
@@ -143,7 +146,7 @@ const EVERYWHERE_SELF_SIGNED: Spec = {
     {
       // Its self-signed pair is in its own /var/lib, out of the client's sight.
       client: `tcpclient -RH 10.77.0.1 8000 tlsc --no-verify-cert ${FIRST_LINE}`,
-      expect: /SSL_PROTOCOL=TLSv1\.3[^]*httpd TLS= /,
+      expect: OUR_TLS_THEN_PLAIN,
       from: "outside",
     },
     { client: plain(8000, "10.77.0.1"), expect: PLAIN_STANDIN("httpd"), from: "outside" },
@@ -461,11 +464,7 @@ const RECIPES: Record<string, Spec> = {
     // this host's, which prerouting does not see.
     helpers: ["tcpserver -R -H 10.77.0.1 8080 httpd"],
     serve: [
-      {
-        client: `CAFILE="$RECIPES/ca.pem" tcpclient -RH 10.77.0.1 8080 tlsc -k localhost ${FIRST_LINE}`,
-        expect: /SSL_PROTOCOL=TLSv1\.3[^]*httpd TLS= /,
-        from: "outside",
-      },
+      outsideTls(8080),
     ],
   },
 
@@ -518,11 +517,7 @@ const RECIPES: Record<string, Spec> = {
       ready: RULES_IN,
       helpers: ["tcpserver -R -H 10.77.0.1 8000 httpd"],
       serve: [
-        {
-          client: `CAFILE="$RECIPES/ca.pem" tcpclient -RH 10.77.0.1 8000 tlsc -k localhost ${FIRST_LINE}`,
-          expect: /SSL_PROTOCOL=TLSv1\.3[^]*httpd TLS= /,
-          from: "outside",
-        },
+        outsideTls(8000),
       ],
     },
   "tls-everywhere --port 25 { starttls-wrapper -p smtp tcpforward } --port 143 { starttls-wrapper -p imap tcpforward }":
