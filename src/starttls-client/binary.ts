@@ -10,10 +10,12 @@ export const postgres: ClientUpgrade = async (io) => {
   request.writeUInt32BE(8, 0);
   request.writeUInt32BE(SSL_REQUEST, 4);
   io.send(request);
-  const answer = (await io.bytes(1)).toString("latin1");
-  if (answer === "N") throw new UpgradeError("not-offered", "server does not offer TLS (N)");
-  if (answer !== "S")
-    throw new UpgradeError("refused", `server refused SSLRequest: ${quoted(answer)}`);
+  const answer = (await io.bytes(1))[0] ?? 0;
+  if (answer === 0x4e) throw new UpgradeError("not-offered", "server does not offer TLS (N)");
+  if (answer !== 0x53) {
+    const hex = `0x${answer.toString(16).padStart(2, "0")}`;
+    throw new UpgradeError("refused", `server refused SSLRequest: it answered ${hex}, not S or N`);
+  }
 };
 
 /** The largest LDAP answer we read before TLS. */

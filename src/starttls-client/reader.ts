@@ -21,12 +21,13 @@ export class UpgradeError extends Error {
   }
 }
 
-/** A server's words in a log line: printable ASCII, no line end, at most 120 characters;
- * "(empty)" for none (an empty line would end the log line in a colon). */
+/** A server's words in a log line: printable ASCII in double quotes, no line end, at most
+ * 120 characters inside; "(empty)" for none. The quotes show where the words end, so words
+ * that end in a space or a colon never look like a line cut short. */
 export function quoted(text: string): string {
   const clean = text.replace(/\r?\n$/, "").replace(/[^\x20-\x7e]/g, "?");
   if (clean === "") return "(empty)";
-  return clean.length > 120 ? `${clean.slice(0, 117)}...` : clean;
+  return `"${clean.length > 120 ? `${clean.slice(0, 117)}...` : clean}"`;
 }
 
 export class ServerReader {

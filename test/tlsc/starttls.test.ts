@@ -153,7 +153,7 @@ for (const [name, script, protocol, cause] of [
     "STARTTLS refused",
     `${EHLO_STARTTLS} printf '454 TLS not available \\033[31mnow\\r\\n'; sleep 5`,
     "smtp",
-    "server refused STARTTLS: 454 TLS not available ?[31mnow",
+    'server refused STARTTLS: "454 TLS not available ?[31mnow"',
   ],
   [
     "the server closes in the middle",
@@ -172,6 +172,18 @@ for (const [name, script, protocol, cause] of [
     "head -c 8 >/dev/null; printf 'SE'; sleep 5",
     "postgres",
     "server sent 1 bytes after its STARTTLS answer, before TLS",
+  ],
+  [
+    "a PostgreSQL server that answers a space (the cause once ended its log line in a space)",
+    "head -c 8 >/dev/null; printf ' '; sleep 5",
+    "postgres",
+    "server refused SSLRequest: it answered 0x20, not S or N",
+  ],
+  [
+    "an SMTP server whose refusal ends in a colon and a space",
+    `${EHLO_STARTTLS} printf '454 try later: \\r\\n'; sleep 5`,
+    "smtp",
+    'server refused STARTTLS: "454 try later: "',
   ],
   [
     "a POP3 server without CAPA",
