@@ -4,20 +4,32 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { readFileSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import type { ConnectionOptions } from "node:tls";
 import { waitFor } from "./server.ts";
 
-/** A port that was free a moment ago on `host` (for programs that cannot listen on port 0). */
+/** A port that was free a moment ago on `host` (for programs that cannot listen on port 0).
+ * It is drawn below the kernel's ephemeral range (32768 and up), so no outgoing connection of
+ * a test running beside this one takes it as its own port before the program binds it; port 0
+ * hands out ports from that range, and a busy run once lost one that way. */
 export async function freePort(host = "127.0.0.1"): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, host, resolve));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((resolve) => s.close(resolve));
-  return port;
+  for (let tries = 0; tries < 100; tries++) {
+    const port = 16_000 + Math.floor(Math.random() * 16_000);
+    if (handedOut.has(port)) continue;
+    const s = createServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      s.once("error", () => resolve(false));
+      s.listen(port, host, () => resolve(true));
+    });
+    if (!bound) continue;
+    await new Promise((resolve) => s.close(resolve));
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error("no free port found in 100 tries");
 }
+const handedOut = new Set<number>();
 
 /** Whether some socket listens on TCP `port` (any address, IPv4 or IPv6), per /proc/net. */
 export function isListening(port: number): boolean {
