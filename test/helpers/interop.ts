@@ -13,9 +13,9 @@ import { waitFor } from "./server.ts";
  * It is drawn below the kernel's ephemeral range (32768 and up), so no outgoing connection of
  * a test running beside this one takes it as its own port before the program binds it; port 0
  * hands out ports from that range, and a busy run once lost one that way. */
-export async function freePort(host = "127.0.0.1"): Promise<number> {
-  for (let tries = 0; tries < 100; tries++) {
-    const port = 16_000 + Math.floor(Math.random() * 16_000);
+export async function freePort(host = "127.0.0.1", from = 16_000, to = 32_000): Promise<number> {
+  for (let tries = 0; tries < 200; tries++) {
+    const port = from + Math.floor(Math.random() * (to - from));
     if (handedOut.has(port)) continue;
     const s = createServer();
     const bound = await new Promise<boolean>((resolve) => {
@@ -27,7 +27,7 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
     handedOut.add(port);
     return port;
   }
-  throw new Error("no free port found in 100 tries");
+  throw new Error(`no free port from ${from} to ${to} in 200 tries`);
 }
 const handedOut = new Set<number>();
 

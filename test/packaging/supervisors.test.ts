@@ -28,7 +28,6 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { connect } from "node:tls";
@@ -237,21 +236,7 @@ async function outputLine(output: () => string, pattern: RegExp): Promise<void> 
 }
 
 /** A free port below 1024 (where CAP_NET_BIND_SERVICE matters), free on IPv6 and IPv4. */
-async function freeLowPort(): Promise<number> {
-  for (let i = 0; i < 200; i++) {
-    const port = 600 + Math.floor(Math.random() * 400);
-    const s = createServer();
-    const ok = await new Promise<boolean>((resolve) => {
-      s.once("error", () => resolve(false));
-      s.listen(port, "::", () => resolve(true));
-    });
-    if (ok) {
-      await new Promise((resolve) => s.close(resolve));
-      return port;
-    }
-  }
-  throw new Error("no free port below 1024");
-}
+const freeLowPort = () => freePort("::", 600, 1000);
 
 /** A TLS client verifying the server against the test CA as `servername`: sends `send` once
  * the handshake is done, and reads to the end. */
