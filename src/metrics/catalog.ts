@@ -120,3 +120,33 @@ export const sniffed = family({
   type: "counter",
   labels: ["verdict", "route"],
 });
+
+// tcpforward
+
+export const forwardConnects = family({
+  name: "tcpforward_connections_total",
+  help: "Connections to services: made (ok, an --if-plain probe's included), or not and why (refused, timeout, unreachable, failed), or a loop refused.",
+  type: "counter",
+  labels: ["result"],
+});
+
+export const forwardBroken = family({
+  name: "tcpforward_relays_broken_total",
+  help: "Relays that ended in a broken connection (a reset or an error), by the side that broke.",
+  type: "counter",
+  labels: ["side"],
+});
+
+export const ifPlainClients = family({
+  name: "tcpforward_if_plain_clients_total",
+  help: "TLS clients under --if-plain, by where they went: to the service (it speaks TLS itself) or to the --if-plain program.",
+  type: "counter",
+  labels: ["to"],
+});
+
+export const ifPlainProbes = family({
+  name: "tcpforward_if_plain_probes_total",
+  help: "Services asked under --if-plain whether they speak TLS (a verdict not in memory), by their answer.",
+  type: "counter",
+  labels: ["answer"],
+});

@@ -16,6 +16,12 @@ import { clientPrefix, tcpVar } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, causeText, parseOrUsage } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
+import {
+  forwardBroken,
+  forwardConnects,
+  ifPlainClients,
+  ifPlainProbes,
+} from "../metrics/catalog.ts";
 import { relay } from "../stream/relay.ts";
 import type { Feed } from "../stream/relay.ts";
 import { sharedReadSocket } from "../stream/shared-read.ts";
@@ -43,6 +49,7 @@ export const forwardStage: Stage = {
       // The client is a connection this process made: without interception the address
       // "asked for" is tcpserver's own, and each connection would open another.
       resetClient(ctx.connection);
+      forwardConnects.inc(LOOP);
       throw new FatalError(
         `${who}a loop: this connection comes from tcpforward itself (run tcpserver --transparent or --redirected, or give a host and a port)`,
         111,
@@ -63,6 +70,8 @@ export const forwardStage: Stage = {
           if (o.proxy) writeSync(fd, envProxyHeader(ctx.env));
           return fd;
         });
+        ifPlainClients.inc(probed.tls ? TO_SERVICE : TO_PROGRAM);
+        if (probed.asked) ifPlainProbes.inc(probed.tls ? ANSWER_TLS : ANSWER_PLAIN);
         // A new answer (a service's first, or one that changed) at -v 1; each answer at -v 2.
         if (probed.asked && o.verbosity >= (probed.changed ? 1 : 2))
           ctx.log(
@@ -95,9 +104,12 @@ async function connectOrReset(
   from: string,
 ): Promise<number> {
   try {
-    return await connectService(to, from, o);
+    const fd = await connectService(to, from, o);
+    forwardConnects.inc(CONNECTED);
+    return fd;
   } catch (error) {
     resetClient(ctx.connection);
+    forwardConnects.inc(connectFailure(error));
     throw new FatalError(
       `${clientPrefix(ctx.env)}unable to connect to ${where(to)}: ${causeText(error)}`,
       111,
@@ -125,11 +137,42 @@ async function forward(
       ctx.connection.fd !== undefined
         ? await spliceRelay(ctx.connection.fd, service, to)
         : await streamRelay(ctx.connection, service, to);
-    if (broken !== undefined) throw new FatalError(`${who}${broken}`, 111);
+    if (broken !== undefined) {
+      forwardBroken.inc(broken.startsWith(CLIENT_BROKE) ? BROKEN_CLIENT : BROKEN_SERVICE);
+      throw new FatalError(`${who}${broken}`, 111);
+    }
     return exitStatus(0);
   } finally {
     if (own) ownConnections.delete(own);
   }
+}
+
+const CLIENT_BROKE = "the client's connection broke";
+
+// tcpserver --metrics: label sets made once.
+const CONNECTED = { result: "ok" };
+const LOOP = { result: "loop" };
+const TO_SERVICE = { to: "service" };
+const TO_PROGRAM = { to: "program" };
+const ANSWER_TLS = { answer: "tls" };
+const ANSWER_PLAIN = { answer: "plain" };
+const BROKEN_CLIENT = { side: "client" };
+const BROKEN_SERVICE = { side: "service" };
+const UNREACHABLE = { result: "unreachable" };
+const CONNECT_FAILURES = new Map([
+  ["ECONNREFUSED", { result: "refused" }],
+  ["ETIMEDOUT", { result: "timeout" }],
+  ["EHOSTUNREACH", UNREACHABLE],
+  ["ENETUNREACH", UNREACHABLE],
+  ["EHOSTDOWN", UNREACHABLE],
+  ["ENETDOWN", UNREACHABLE],
+]);
+const OTHER_FAILURE = { result: "failed" };
+
+/** A failed connection's label: the common causes by name, the rest as one. */
+function connectFailure(error: unknown): { result: string } {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return (typeof code === "string" && CONNECT_FAILURES.get(code)) || OTHER_FAILURE;
 }
 
 /** The clients being served (address, port, and the address and port they asked for): with
@@ -169,7 +212,7 @@ async function spliceRelay(client: number, service: number, to: Endpoint) {
   if (errno === 0) return undefined;
   const cause = causeText(errnoError(errno));
   return side === 0
-    ? `the client's connection broke: ${cause}`
+    ? `${CLIENT_BROKE}: ${cause}`
     : `the connection to ${where(to)} broke: ${cause}`;
 }
 
@@ -184,7 +227,7 @@ async function streamRelay(connection: Connection, fd: number, to: Endpoint) {
   const service = sharedReadSocket(fd, client, feed, true);
   let broken: string | undefined;
   client.once("error", (error) => {
-    broken ??= `the client's connection broke: ${causeText(error)}`;
+    broken ??= `${CLIENT_BROKE}: ${causeText(error)}`;
     // By its fd: Node's reset does nothing, not even close, once the relay has half-closed the
     // service (a pending shutdown), and the fd would stay open for good. Not once destroyed:
     // the fd may be closed, and its number another connection's.

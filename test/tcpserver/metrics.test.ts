@@ -13,12 +13,14 @@ import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from "no
 import { get } from "node:http";
 import type { RequestOptions } from "node:http";
 import { connect, createServer } from "node:net";
-import type { Socket } from "node:net";
+import type { AddressInfo, Server, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { connect as tlsConnect } from "node:tls";
+import { createServer as createTlsServer, connect as tlsConnect } from "node:tls";
 import type { ConnectionOptions } from "node:tls";
+import "../../src/metrics/catalog.ts";
+import { FAMILIES } from "../../src/metrics/family.ts";
 import { makePki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
 import { BIN, ROOT, ours, run } from "../helpers/programs.ts";
@@ -371,6 +373,120 @@ test("tcpserver --workers 2 --metrics: one scrape adds up every process's connec
   }
 });
 
+test("tcpserver --metrics with tcpforward: connections made and refused, a relay the client broke, and --if-plain's TLS clients and probes by the services' answers", async () => {
+  // A service with TLS of its own (its own certificate), and a plaintext one that greets.
+  const own = pki.server("service.test", ["service.test"]);
+  const tlsService = createTlsServer(
+    { cert: readFileSync(own.cert), key: readFileSync(own.key) },
+    (c) => {
+      c.on("error", () => {});
+      c.write("from the service\n");
+      c.on("data", () => c.end());
+    },
+  );
+  const plainService = createServer((c) => {
+    c.on("error", () => {});
+    c.write("220 plain\r\n");
+    c.on("data", () => c.end());
+  });
+  const listen = (server: Server) =>
+    new Promise<number>((resolve) =>
+      server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port)),
+    );
+  const [tlsPort, plainPort, closed, metricsPort] = [
+    await listen(tlsService),
+    await listen(plainService),
+    await freePort(),
+    await freePort(),
+  ];
+  const to = (port: number) => ["127.0.0.1", String(port)];
+  const s = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-v", "-RHl0", "--metrics", `127.0.0.1:${metricsPort}`, "127.0.0.1", "0", "tls-sniff"],
+      ...["--sni", "tls.test", "{", "tcpforward", "--if-plain", "{", "tlsd", "cat", "}"],
+      ...[...to(tlsPort), "}"],
+      ...["--sni", "plain.test", "{", "tcpforward", "--if-plain", "{", "tlsd", "tcpforward"],
+      ...[...to(plainPort), "}", ...to(plainPort), "}"],
+      ...["--plain", "{", "tcpforward", ...to(plainPort), "}"],
+      ...["tcpforward", ...to(closed)],
+    ],
+    { env },
+  );
+  try {
+    // Two TLS clients of a service that speaks TLS: asked once, both get its own certificate.
+    for (let i = 0; i < 2; i++) {
+      const hello = await tlsHello(s.port, "tls.test");
+      assert.equal(hello.subject, "service.test");
+      assert.equal(hello.reply, "from the service\n");
+    }
+    // Two of the plaintext service: asked once, both get TLS from tlsd and its greeting.
+    for (let i = 0; i < 2; i++) {
+      const hello = await tlsHello(s.port, "plain.test");
+      assert.equal(hello.subject, "localhost");
+      assert.equal(hello.reply, "220 plain\r\n");
+    }
+    // A TLS client of the default route, whose service is not there: reset, as the
+    // service's host would have.
+    const refused = await tlsHello(s.port, "other.test").catch(
+      (error: unknown) => (error as { code?: string }).code,
+    );
+    assert.equal(refused, "ECONNRESET");
+    await s.waitForLog(
+      /tcpforward: fatal: .*unable to connect to 127\.0\.0\.1 port \d+: connection refused$/,
+    );
+    // A plaintext client that resets once the relay has brought it the greeting.
+    await resetAfterGreeting(s.port);
+    await s.waitForLog(/tcpforward: fatal: .*the client's connection broke: connection reset/);
+    await s.waitForLog(/^tcpserver: end /, 6);
+
+    const m = (await scrape({ port: metricsPort })).body;
+    // tls.test: the probe, then the second client's own; plain.test: the probe, then tlsd's
+    // two; the client that reset.
+    assert.equal(value(m, "tcpforward_connections_total", { result: "ok" }), 6, m);
+    assert.equal(value(m, "tcpforward_connections_total", { result: "refused" }), 1);
+    assert.equal(value(m, "tcpforward_relays_broken_total", { side: "client" }), 1);
+    assert.equal(value(m, "tcpforward_relays_broken_total", { side: "service" }), undefined);
+    assert.equal(value(m, "tcpforward_if_plain_clients_total", { to: "service" }), 2);
+    assert.equal(value(m, "tcpforward_if_plain_clients_total", { to: "program" }), 2);
+    assert.equal(value(m, "tcpforward_if_plain_probes_total", { answer: "tls" }), 1);
+    assert.equal(value(m, "tcpforward_if_plain_probes_total", { answer: "plain" }), 1);
+    await promtool(m);
+  } finally {
+    await s.stop();
+    tlsService.close();
+    plainService.close();
+  }
+});
+
+/** A TLS client asking for `servername` (any certificate): whose certificate it got, and all
+ * the server said. */
+function tlsHello(port: number, servername: string): Promise<{ subject: string; reply: string }> {
+  return new Promise((resolve, reject) => {
+    const c = tlsConnect({ port, host: "127.0.0.1", servername, rejectUnauthorized: false });
+    let reply = "";
+    let subject = "";
+    c.setEncoding("latin1");
+    c.once("secureConnect", () => (subject = String(c.getPeerCertificate().subject.CN)));
+    c.on("data", (d: string) => {
+      reply += d;
+      if (reply.endsWith("\n")) c.end("bye\n");
+    });
+    c.once("close", () => resolve({ subject, reply }));
+    c.once("error", reject);
+  });
+}
+
+/** A plaintext client that sends a line, and resets its connection once a greeting came. */
+function resetAfterGreeting(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = connect({ port, host: "127.0.0.1" }, () => c.write("hello\r\n"));
+    c.once("data", () => c.resetAndDestroy());
+    c.once("close", () => resolve());
+    c.once("error", reject);
+  });
+}
+
 test("tcpserver: no metrics listener without --metrics; a bad --metrics is a usage error, a busy one exit 111", async () => {
   const s = await startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "echo", "hi"], {
     env,
@@ -428,3 +544,13 @@ function listeningSockets(pid: number): number {
   }
   return listening;
 }
+
+test("docs/tcpserver.md lists every metric the stages count, and no other of ours", () => {
+  const names = FAMILIES.map((f) => f.spec.name);
+  const page = readFileSync(join(ROOT, "docs", "tcpserver.md"), "utf8");
+  const listed = [...page.matchAll(/^\| `([a-z_]+)` \| (?:counter|gauge) \|/gm)].map((m) => m[1]);
+  assert.deepEqual(
+    listed.filter((name) => !name?.startsWith("process_") && !name?.startsWith("nodejs_")).sort(),
+    [...names].sort(),
+  );
+});
