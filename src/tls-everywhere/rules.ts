@@ -74,7 +74,11 @@ export function dryRun(o: EverywhereOptions): string {
 /** What --remove --dry-run prints: the commands that take out what this command line installs,
  * last first, as a script for sh. */
 export function removalScript(o: EverywhereOptions): string {
-  return [...removalCommands(o), ""].join("\n");
+  return [
+    "# What tls-everywhere installs with these options, taken out, last first:",
+    ...removalCommands(o),
+    "",
+  ].join("\n");
 }
 
 function removalCommands(o: EverywhereOptions): string[] {
