@@ -373,7 +373,7 @@ test("tcpserver --workers 2 --metrics: one scrape adds up every process's connec
   }
 });
 
-test("tcpserver --metrics with tcpforward: connections made and refused, a relay the client broke, and --if-plain's TLS clients and probes by the services' answers", async () => {
+test("tcpserver --metrics with tcpforward: connections made and refused, a loop, relays each side broke, and --if-plain's TLS clients and probes by the services' answers", async () => {
   // A service with TLS of its own (its own certificate), and a plaintext one that greets.
   const own = pki.server("service.test", ["service.test"]);
   const tlsService = createTlsServer(
@@ -408,6 +408,7 @@ test("tcpserver --metrics with tcpforward: connections made and refused, a relay
       ...[...to(tlsPort), "}"],
       ...["--sni", "plain.test", "{", "tcpforward", "--if-plain", "{", "tlsd", "tcpforward"],
       ...[...to(plainPort), "}", ...to(plainPort), "}"],
+      ...["--sni", "loop.test", "{", "tcpforward", "}"],
       ...["--plain", "{", "tcpforward", ...to(plainPort), "}"],
       ...["tcpforward", ...to(closed)],
     ],
@@ -438,15 +439,24 @@ test("tcpserver --metrics with tcpforward: connections made and refused, a relay
     // A plaintext client that resets once the relay has brought it the greeting.
     await resetAfterGreeting(s.port);
     await s.waitForLog(/tcpforward: fatal: .*the client's connection broke: connection reset/);
-    await s.waitForLog(/^tcpserver: end /, 6);
+    // tcpforward without interception or a destination: the address asked for is tcpserver's
+    // own, so the connection it makes comes back as a client. That one is a loop, refused, and
+    // the first sees its service break.
+    const looped = await tlsHello(s.port, "loop.test").catch(
+      (error: unknown) => (error as { code?: string }).code,
+    );
+    assert.equal(looped, "ECONNRESET");
+    await s.waitForLog(/tcpforward: fatal: .*a loop: this connection comes from tcpforward itself/);
+    await s.waitForLog(/^tcpserver: end /, 8);
 
     const m = (await scrape({ port: metricsPort })).body;
     // tls.test: the probe, then the second client's own; plain.test: the probe, then tlsd's
-    // two; the client that reset.
-    assert.equal(value(m, "tcpforward_connections_total", { result: "ok" }), 6, m);
+    // two; the client that reset; the loop's first.
+    assert.equal(value(m, "tcpforward_connections_total", { result: "ok" }), 7, m);
+    assert.equal(value(m, "tcpforward_connections_total", { result: "loop" }), 1);
     assert.equal(value(m, "tcpforward_connections_total", { result: "refused" }), 1);
     assert.equal(value(m, "tcpforward_relays_broken_total", { side: "client" }), 1);
-    assert.equal(value(m, "tcpforward_relays_broken_total", { side: "service" }), undefined);
+    assert.equal(value(m, "tcpforward_relays_broken_total", { side: "service" }), 1);
     assert.equal(value(m, "tcpforward_if_plain_clients_total", { to: "service" }), 2);
     assert.equal(value(m, "tcpforward_if_plain_clients_total", { to: "program" }), 2);
     assert.equal(value(m, "tcpforward_if_plain_probes_total", { answer: "tls" }), 1);
