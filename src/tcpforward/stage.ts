@@ -138,8 +138,8 @@ async function forward(
         ? await spliceRelay(ctx.connection.fd, service, to)
         : await streamRelay(ctx.connection, service, to);
     if (broken !== undefined) {
-      forwardBroken.inc(broken.startsWith(CLIENT_BROKE) ? BROKEN_CLIENT : BROKEN_SERVICE);
-      throw new FatalError(`${who}${broken}`, 111);
+      forwardBroken.inc(broken.side === "client" ? BROKEN_CLIENT : BROKEN_SERVICE);
+      throw new FatalError(`${who}${broken.text}`, 111);
     }
     return exitStatus(0);
   } finally {
@@ -147,7 +147,19 @@ async function forward(
   }
 }
 
-const CLIENT_BROKE = "the client's connection broke";
+/** A side of the relay that broke, and the log line's words for it. */
+interface Broken {
+  side: "client" | "service";
+  text: string;
+}
+
+function clientBroke(cause: string): Broken {
+  return { side: "client", text: `the client's connection broke: ${cause}` };
+}
+
+function serviceBroke(to: Endpoint, cause: string): Broken {
+  return { side: "service", text: `the connection to ${where(to)} broke: ${cause}` };
+}
 
 // tcpserver --metrics: label sets made once.
 const CONNECTED = { result: "ok" };
@@ -202,7 +214,11 @@ function ownEndpoint(fd: number): string | undefined {
 
 /** Both sockets are ours: the kernel moves the bytes (splice). The service's fd is closed
  * here; a failure resets the other side and is named. */
-async function spliceRelay(client: number, service: number, to: Endpoint) {
+async function spliceRelay(
+  client: number,
+  service: number,
+  to: Endpoint,
+): Promise<Broken | undefined> {
   const n = native();
   const [errno, side] = await new Promise<[number, number]>((resolve) =>
     n.relay(client, service, (e, s) => resolve([e, s])),
@@ -211,23 +227,25 @@ async function spliceRelay(client: number, service: number, to: Endpoint) {
   n.close(service);
   if (errno === 0) return undefined;
   const cause = causeText(errnoError(errno));
-  return side === 0
-    ? `${CLIENT_BROKE}: ${cause}`
-    : `the connection to ${where(to)} broke: ${cause}`;
+  return side === 0 ? clientBroke(cause) : serviceBroke(to, cause);
 }
 
 /** The client is a stream (after tlsd): a relay of streams. A reset on either side is passed
  * on at once, as a reset, and named: the relay alone would take it for an end and half-close
  * the other side as if all were well. */
-async function streamRelay(connection: Connection, fd: number, to: Endpoint) {
+async function streamRelay(
+  connection: Connection,
+  fd: number,
+  to: Endpoint,
+): Promise<Broken | undefined> {
   const client = connectionStream(connection);
   // The service's bytes are read into the process's shared buffer and go to the client as
   // they come, without a Buffer and a "data" event each (a query's answer, a small record).
   const feed: Feed = {};
   const service = sharedReadSocket(fd, client, feed, true);
-  let broken: string | undefined;
+  let broken: Broken | undefined;
   client.once("error", (error) => {
-    broken ??= `${CLIENT_BROKE}: ${causeText(error)}`;
+    broken ??= clientBroke(causeText(error));
     // By its fd: Node's reset does nothing, not even close, once the relay has half-closed the
     // service (a pending shutdown), and the fd would stay open for good. Not once destroyed:
     // the fd may be closed, and its number another connection's.
@@ -236,7 +254,7 @@ async function streamRelay(connection: Connection, fd: number, to: Endpoint) {
     service.destroy();
   });
   service.once("error", (error) => {
-    broken ??= `the connection to ${where(to)} broke: ${causeText(error)}`;
+    broken ??= serviceBroke(to, causeText(error));
     resetClient(connection);
     client.destroy();
   });
