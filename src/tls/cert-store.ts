@@ -9,6 +9,7 @@ import { createSecureContext } from "node:tls";
 import type { SecureContext } from "node:tls";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
+import { pairProblem } from "./pair-check.ts";
 import { protocolOptions } from "./protocol.ts";
 import { TICKET_LIFETIME_S, refreshTicketKey } from "./tickets.ts";
 
@@ -327,10 +328,17 @@ export class CertStore {
     const stamps = stampOf(files);
     let context: SecureContext;
     const cert = readOrFail(pair.cert, "certificate");
+    const key = readOrFail(pair.key, "key");
+    const problem = pairProblem(cert, key);
+    if (problem)
+      throw new FatalError(
+        `unable to use certificate ${pair.cert} with key ${pair.key}: ${problem}`,
+        EXIT_CONFIG,
+      );
     try {
       context = createSecureContext({
         cert,
-        key: readOrFail(pair.key, "key"),
+        key,
         ...protocolOptions(this.config.ciphers),
         sessionIdContext: this.sessionIdContext,
         sessionTimeout: TICKET_LIFETIME_S,

@@ -36,6 +36,18 @@ test("a configuration that can never serve: one line, an exit, no port", async (
     ...["req", "-new", "-key", server.key, "-subj", "/CN=localhost", "-out", csr],
   ]);
   const other = pki.server("other", ["other.test"]);
+  // An RSA certificate (the test PKI's keys are EC): with an EC key, OpenSSL takes the pair at
+  // start and fails every handshake after.
+  const rsaCert = join(pki.dir, "rsa.pem");
+  const rsaKey = join(pki.dir, "rsa.key");
+  execFileSync("openssl", [
+    ...["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"],
+    ...["-keyout", rsaKey, "-out", rsaCert, "-days", "2"],
+  ]);
+  const use = (cert: string, key: string, why: string) =>
+    new RegExp(
+      `^tlsd: fatal: unable to use certificate ${cert} with key ${key}: ${why.replace(/[()#]/g, "\\$&")}\n$`,
+    );
   for (const [env, code, line] of [
     [{}, 100, /^tlsd: fatal: CERTFILE not set\n$/],
     [{ CERTFILE: server.cert }, 100, /^tlsd: fatal: KEYFILE not set\n$/],
@@ -49,11 +61,30 @@ test("a configuration that can never serve: one line, an exit, no port", async (
       111,
       /^tlsd: fatal: unable to read certificate .*: is a directory\n$/,
     ],
-    [{ CERTFILE: csr, KEYFILE: server.key }, 111, /^tlsd: fatal: unable to use certificate /],
+    [
+      { CERTFILE: csr, KEYFILE: server.key },
+      111,
+      use(csr, server.key, "the certificate file holds no PEM certificate"),
+    ],
     [
       { CERTFILE: server.cert, KEYFILE: other.key },
       111,
-      /^tlsd: fatal: unable to use certificate .* with key .*\n$/,
+      use(server.cert, other.key, "the key does not belong to the certificate"),
+    ],
+    [
+      { CERTFILE: rsaCert, KEYFILE: server.key },
+      111,
+      use(rsaCert, server.key, "the key (ec) does not belong to the certificate (rsa)"),
+    ],
+    [
+      { CERTFILE: server.cert, KEYFILE: server.cert },
+      111,
+      use(server.cert, server.cert, "the key file holds a certificate, not a private key"),
+    ],
+    [
+      { CERTFILE: server.cert, KEYFILE: csr },
+      111,
+      use(server.cert, csr, "the key file holds no private key: want PEM (PKCS#8, SEC1 or PKCS#1)"),
     ],
   ] as const) {
     const r = await refused(env);
