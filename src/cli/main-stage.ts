@@ -51,6 +51,7 @@ export function runStageProgram(p: StageProgram): void {
           dropPrivileges: dropOwnPrivileges,
           stop: hooks?.stop,
           onSpawn: hooks?.onSpawn,
+          onPeerGone: hooks?.onPeerGone,
         }),
     });
   };

@@ -87,7 +87,7 @@ class Wrapper {
   private readonly letGo = new AbortController();
   private readonly snooper: Snooper;
   /** The server's output once it goes to the client as it comes (pump). */
-  private serverOut: Promise<void> | undefined;
+  private serverOut: Promise<unknown> | undefined;
   /** The server's output has ended (or its socket was closed). */
   private readonly serverOutputEnded: Promise<void>;
   /** An upgrade under way (connecting to the TLS service). */

@@ -4,7 +4,9 @@
 //
 // A failure ends only its own direction. A program that exits without reading all its input
 // makes writes to it fail (EPIPE) or its socket reset, but what it wrote is still delivered to
-// the peer and the peer's side is still closed properly (TLS: with close_notify).
+// the peer and the peer's side is still closed properly (TLS: with close_notify). A peer that
+// is gone the other way round stops the program's side (see RelayHalves.stop): the program
+// learns it from EPIPE at once, rather than write on into a relay that drops its bytes.
 import type { Duplex, Readable, Writable } from "node:stream";
 
 /** One side of a relay: a duplex stream, or a readable and a writable of their own (so that a
@@ -22,6 +24,10 @@ export interface RelayHalves {
   /** Set when `source` hands its bytes over through a callback (net.Socket's `onread`) rather
    * than "data" events: the relay puts its writer here, for that callback to call. */
   feed?: Feed;
+  /** Called when the other side refuses what `source` gives (its peer is gone): stops the
+   * writer behind `source`, which would otherwise write on, unread, for ever. Without it, the
+   * rest of `source` is read and dropped until it ends. */
+  stop?: () => void;
 }
 
 /** The writer of one direction, for a source read with `onread`: it returns false when the
@@ -36,26 +42,36 @@ export interface OneWayOptions {
   batchWrites?: boolean;
   /** See RelayHalves.feed (here for `from`). */
   feed?: Feed;
+  /** See RelayHalves.stop (here for `from`). */
+  stop?: () => void;
 }
+
+/** How a direction ended: its source ended, or its destination refused more. */
+export type OneWayEnd = "ended" | "refused";
 
 const halves = (side: RelaySide): RelayHalves =>
   "source" in side ? side : { source: side, sink: side };
 
-/** Resolves once both directions are done. */
-export async function relay(a: RelaySide, b: RelaySide): Promise<void> {
+/** Resolves once both directions are done, with how each ended (a to b, b to a). */
+export async function relay(a: RelaySide, b: RelaySide): Promise<[OneWayEnd, OneWayEnd]> {
   const x = halves(a);
   const y = halves(b);
-  await Promise.all([
-    oneWay(x.source, y.sink, { feed: x.feed, batchWrites: y.batchWrites }),
-    oneWay(y.source, x.sink, { feed: y.feed, batchWrites: x.batchWrites }),
+  return Promise.all([
+    oneWay(x.source, y.sink, { feed: x.feed, batchWrites: y.batchWrites, stop: x.stop }),
+    oneWay(y.source, x.sink, { feed: y.feed, batchWrites: x.batchWrites, stop: y.stop }),
   ]);
 }
 
 /** One direction: `from` into `to` until `from` ends (then `to` is ended: a half-close) or
- * `to` refuses more (then the rest of `from` is read and dropped), with backpressure. A loop of
- * our own rather than pipe(), for batchWrites and for sources read with `onread`. */
-export function oneWay(from: Readable, to: Writable, options: OneWayOptions = {}): Promise<void> {
-  const { feed, batchWrites = false } = options;
+ * `to` refuses more (then `stop` is called, or else the rest of `from` is read and dropped),
+ * with backpressure. A loop of our own rather than pipe(), for batchWrites and for sources read
+ * with `onread`. */
+export function oneWay(
+  from: Readable,
+  to: Writable,
+  options: OneWayOptions = {},
+): Promise<OneWayEnd> {
+  const { feed, batchWrites = false, stop } = options;
   return new Promise((resolve) => {
     let finished = false;
     let corked = false;
@@ -63,11 +79,11 @@ export function oneWay(from: Readable, to: Writable, options: OneWayOptions = {}
       corked = false;
       to.uncork();
     };
-    const finish = () => {
+    const finish = (how: OneWayEnd) => {
       finished = true;
       from.off("data", write);
       if (feed) feed.write = undefined;
-      resolve();
+      resolve(how);
     };
     const resume = () => {
       if (!finished) from.resume();
@@ -90,13 +106,14 @@ export function oneWay(from: Readable, to: Writable, options: OneWayOptions = {}
       if (finished) return;
       if (corked) flush();
       if (!to.destroyed && !to.writableEnded) to.end();
-      finish();
+      finish("ended");
     };
-    // The destination cannot take more: drop the rest of this direction only.
+    // The destination cannot take more: stop the source, or drop the rest of this direction.
     const refused = () => {
       if (finished) return;
-      finish();
-      from.resume();
+      finish("refused");
+      if (stop) stop();
+      else from.resume();
     };
     if (feed) feed.write = write;
     else from.on("data", write);

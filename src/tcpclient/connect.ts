@@ -36,7 +36,10 @@ export async function connectInTurn(
 
 function connectOne(ip: string, plan: ConnectPlan, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = new Socket();
+    // Half-open, as a socket of its own would be under djb's tcpclient: the server's FIN ends
+    // only what the chain reads (a TLS session made on it inherits this), and the program's
+    // answer after it still goes out.
+    const socket = new Socket({ allowHalfOpen: true });
     // Paused before it connects, so that Node never starts reading the program's bytes.
     socket.pause();
     const timer =

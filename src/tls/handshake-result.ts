@@ -48,7 +48,8 @@ export function failureReason(error: Error): FailureReason {
   const openssl = error as Error & { library?: string; reason?: string };
   if (!openssl.library) {
     // Ours (the SNI callback's), or the transport's (a reset, a broken pipe).
-    return /^no certificate for /.test(error.message) ? "no_certificate" : "closed";
+    if (/^no certificate for /.test(error.message)) return "no_certificate";
+    return /^the client's server name/.test(error.message) ? "other" : "closed";
   }
   const text = (openssl.reason ?? error.message).toLowerCase();
   return REASONS.find(([pattern]) => pattern.test(text))?.[1] ?? "other";

@@ -228,8 +228,31 @@ export function sslAddressFacts(env: Readonly<Env>): [string, string | undefined
   ].map((name) => [`SSL${name}`, tcpVar(env, name)]);
 }
 
+/** Every variable a TLS layer of ours may tell about a session or its ends (s6's names, and
+ * --mod-ssl's for either side): whichever of them a session does not set is unset, so that no
+ * inherited value (an outer layer's, or one a parent set by hand) passes for this session's. */
+const SESSION_VARIABLES: readonly string[] = [
+  "SSL_PROTOCOL",
+  "SSL_CIPHER",
+  "SSL_TLS_SNI_SERVERNAME",
+  "SSL_PEER_CERT_HASH",
+  "SSL_PEER_CERT_SUBJECT",
+  "SSL_ALPN_PROTOCOL",
+  "SSL_VERSION_INTERFACE",
+  "SSL_VERSION_LIBRARY",
+  "SSL_CIPHER_EXPORT",
+  "SSL_CIPHER_USEKEYSIZE",
+  "SSL_CIPHER_ALGKEYSIZE",
+  "SSL_SESSION_RESUMED",
+  "SSL_CLIENT_VERIFY",
+  ...certificateNames("SSL_CLIENT"),
+  ...certificateNames("SSL_SERVER"),
+  ...sslAddressFacts({}).map(([name]) => name),
+];
+
 /** The program's environment: `env` without the TLS configuration (unless -Z), with `facts`
  * (the session), and with --mod-ssl ucspi-ssl's address set, which the TCP variables give.
+ * Every other session variable (SESSION_VARIABLES) that `env` has is unset.
  * `env` is the stage's own copy (StageContext.env), changed in place; the result is a new
  * object, one spread of env and the changes: adding a dozen variables to env one by one made
  * it a hash table (V8 limits new properties stored by a computed name), 4 KiB of garbage per
@@ -290,6 +313,7 @@ export function tlsFacts(
  * names are Unicode), and the absent ones that env has, as unset (see Env). */
 function factChanges(env: Readonly<Env>, facts: readonly [string, string | undefined][]): Env {
   const changes: Env = {};
+  for (const name of SESSION_VARIABLES) if (env[name] !== undefined) changes[name] = undefined;
   for (const [name, value] of facts) {
     if (value !== undefined) changes[name] = toBytes(value);
     else if (env[name] !== undefined) changes[name] = undefined;

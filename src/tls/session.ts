@@ -12,6 +12,11 @@ import { HandshakeError, failureReason } from "./handshake-result.ts";
 import { closeNotifyFor } from "./options.ts";
 import type { ClosePolicy } from "./close-policy.ts";
 
+/** Why a connection was lost, in a few words: its transport error (a reset, say), if any. */
+function lostCause(error: Error | undefined): string {
+  return error ? causeText(error) : "the peer closed it";
+}
+
 /** s6-tlsd's and s6-tlsc's code for a TLS failure at run time (handshake, timeout, a missing
  * close_notify with -J). */
 export const EXIT_TLS = 98;
@@ -129,7 +134,13 @@ export async function handshakeOrStatus(
   fatal: string,
   tls: TLSSocket,
   event: "secure" | "secureConnect",
-  options: { handshakeTimeoutMs: number; verbosity: number; peerEnded?: boolean },
+  options: {
+    handshakeTimeoutMs: number;
+    verbosity: number;
+    peerEnded?: boolean;
+    /** Says a failed handshake in words closer to its cause than OpenSSL's, where it can. */
+    explain?: (error: HandshakeError) => HandshakeError;
+  },
   check?: () => void,
   failed?: (error: unknown) => void,
 ): Promise<number | undefined> {
@@ -137,7 +148,9 @@ export async function handshakeOrStatus(
     await handshake(tls, event, options.handshakeTimeoutMs, options.peerEnded);
     check?.();
     return undefined;
-  } catch (error) {
+  } catch (caught) {
+    const error =
+      caught instanceof HandshakeError && options.explain ? options.explain(caught) : caught;
     failed?.(error);
     tls.destroy();
     if (options.verbosity >= 1) ctx.log(`${fatal}${(error as Error).message}\n`);
@@ -168,25 +181,36 @@ export async function runOverSession(
   // A TLS error once the session runs (a forged record, an alert from the peer such as a
   // TLS 1.3 server refusing our certificate after the handshake): OpenSSL has sent its alert,
   // and nothing after it can be trusted, so the session ends at once and the program reads EOF.
+  let broken: Error | undefined;
   const ended = (error: Error) => {
-    if (!isTlsError(error) || failed) return;
+    if (failed) return;
+    if (!isTlsError(error)) {
+      broken ??= error;
+      return;
+    }
     fail(`TLS session failed: ${tlsErrorText(error)}`);
     tls.destroy();
   };
   tls.on("error", ended);
+
   // A server-side TLSSocket made on its own (not by tls.Server) never releases control, and
   // Node reports its errors after the handshake under this name only.
   tls.on("_tlsError", ended);
   let stream = policy.attach(tls, () => fail(MISSING_CLOSE_NOTIFY));
   if (wrap) stream = wrap(stream, fail);
+  // The peer went away (or reset the connection) while the program still wrote: the chain has
+  // stopped the program (EPIPE), and what it still had to say is lost.
+  let peerGone = false;
   let status: number;
   try {
-    status = await ctx.next(program, env, { stream });
+    status = await ctx.next(program, env, { stream }, { onPeerGone: () => (peerGone = true) });
   } catch (error) {
     // The program could not be run: the session ends here, at once.
     tls.destroy();
     throw error;
   }
+  if (peerGone && !failed)
+    fail(`connection lost before the program was done: ${lostCause(broken)}`);
   await goodbye(tls, !closeNotifyFor(closeNotify, tls.getProtocol()));
   return failed ? exitStatus(EXIT_TLS) : status;
 }

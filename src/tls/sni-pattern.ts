@@ -13,3 +13,10 @@ export function sniMatches(pattern: string, name: string): boolean {
 export function isSniPattern(text: string): boolean {
   return /^(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*$/.test(text);
 }
+
+/** Whether a client's SNI is a host name, as tls-sniff takes it: labels of letters, digits,
+ * `_` and `-`, 1 to 63 bytes each, at most 253 in all, no trailing dot. Anything else (a
+ * control character, a space, a `%`) is refused before it can reach a log or a variable. */
+export function isSniName(name: string): boolean {
+  return name.length <= 253 && /^[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*$/.test(name);
+}

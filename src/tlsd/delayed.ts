@@ -22,7 +22,6 @@
 // program writes to SSLWRITEFD early wait in their pair until the handshake is done. The
 // program's exit status is tlsd's, whatever happened to TLS.
 import { Socket } from "node:net";
-import { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import type { CertStore } from "../tls/cert-store.ts";
 import { goodbye, handshake } from "../tls/session.ts";
@@ -36,16 +35,6 @@ import type { TlsdOptions } from "./options.ts";
 import { programEnv } from "../tls/peer-env.ts";
 import { checkClientCertificate, serverTls, sessionFacts } from "./stage.ts";
 import { handshakeDone, handshakeFailed } from "./metrics.ts";
-
-/** What tlsd would say about a session: never inherited by a program that has none yet. */
-const SESSION_NAMES = [
-  "SSL_PROTOCOL",
-  "SSL_CIPHER",
-  "SSL_TLS_SNI_SERVERNAME",
-  "SSL_PEER_CERT_HASH",
-  "SSL_PEER_CERT_SUBJECT",
-  "SSL_ALPN_PROTOCOL",
-];
 
 const START = 0x79; // y
 const START_AND_TELL = 0x59; // Y
@@ -70,11 +59,7 @@ export async function runDelayed(
   // No session yet: its variables, inherited, must not pass for this one's (they come over
   // SSLCTLFD). ucspi-ssl's address set is known before any TLS: the program has it from its
   // start.
-  const env = programEnv(
-    ctx.env,
-    options,
-    SESSION_NAMES.map((name) => [name, undefined]),
-  );
+  const env = programEnv(ctx.env, options);
   env["SSLCTLFD"] = String(control[1]);
   env["SSLREADFD"] = String(read[1]);
   env["SSLWRITEFD"] = String(write[1]);
@@ -171,17 +156,20 @@ async function serve(
       writable: true,
       allowHalfOpen: true,
     });
-    const program = Duplex.from({ readable: fromProgram, writable: toProgram });
     const programDone = new Promise<void>((resolve) => {
       fromProgram.once("end", resolve);
       fromProgram.once("close", resolve);
     });
-    const relayed = relay(tls, program);
+    // A client gone while the program still writes: its sockets close, and it learns (EPIPE).
+    const stop = () => {
+      fromProgram.destroy();
+      toProgram.destroy();
+    };
+    const relayed = relay(tls, { source: fromProgram, sink: toProgram, stop });
     await exited;
     // As in the immediate mode: once the program has exited and its output is all out, the
     // session is over, whatever the peer still sends.
     await Promise.race([relayed, programDone]);
-    program.destroy();
     fromProgram.destroy();
     toProgram.destroy();
     await goodbye(tls);

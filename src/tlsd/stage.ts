@@ -8,6 +8,7 @@ import { configWarnings } from "../tls/config-warnings.ts";
 import { closePolicy } from "../tls/close-policy.ts";
 import { peerCertificate, programEnv, tlsFacts } from "../tls/peer-env.ts";
 import { HandshakeError } from "../tls/handshake-result.ts";
+import { isSniName } from "../tls/sni-pattern.ts";
 import {
   EXIT_TLS,
   HANDSHAKE_TIMED_OUT,
@@ -142,8 +143,9 @@ export const tlsdStage: Stage = {
       fatal,
       tls,
       "secure",
-      { ...handshakeOptions, peerEnded },
+      { ...handshakeOptions, peerEnded, explain: (error) => explainFailure(tls, store, error) },
       () => {
+        checkServerName(tls);
         verdict = checkClientCertificate(tls, options);
       },
       (error) => {
@@ -193,6 +195,27 @@ function refuseBeforeHandshake(
   return exitStatus(EXIT_TLS);
 }
 
+/** A client that sent no name, where there is no default pair (-k 2, CERTDIR alone): OpenSSL,
+ * with no certificate to offer, says "no suitable signature algorithm"; this says why. */
+function explainFailure(tls: TLSSocket, store: CertStore, error: HandshakeError): HandshakeError {
+  if (store.config.fallback || tls.servername || error.reason !== "no_shared_algorithms")
+    return error;
+  return new HandshakeError(
+    "TLS handshake failed: the client sent no server name (SNI), and there is no default certificate (CERTFILE)",
+    "no_certificate",
+  );
+}
+
+const BAD_SNI = "the client's server name (SNI) is not a host name";
+
+/** A server name that is not a host name (a control character, a space) never reaches the log
+ * or SSL_TLS_SNI_SERVERNAME: the session ends, as in tls-sniff. Without an SNI callback, after
+ * the handshake; with one, the callback refuses it first. */
+function checkServerName(tls: TLSSocket): void {
+  const name = tls.servername;
+  if (name && !isSniName(name)) throw new HandshakeError(BAD_SNI, "other");
+}
+
 /** What is left of -K's `limitMs` (0: no limit) since `since`; at least 1 ms once it is set. */
 function timeLeft(limitMs: number, since: number): number {
   return limitMs > 0 ? Math.max(1, limitMs - (Date.now() - since)) : 0;
@@ -227,6 +250,7 @@ export function serverTls(
     secureContext: store.contextFor(undefined),
     ...(byName && {
       SNICallback: (name: string, done: (error: Error | null, context?: SecureContext) => void) => {
+        if (!isSniName(name)) return done(new Error(BAD_SNI));
         if (name.toLowerCase() === refused)
           return done(new Error(`no certificate for ${name} yet`));
         const context = store.contextFor(name);

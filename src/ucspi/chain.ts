@@ -31,6 +31,8 @@ export interface ChainOptions {
   warn?: (message: string) => void;
   /** Called before runChain returns when it is to spawn a program (not run a stage here). */
   onSpawning?: () => void;
+  /** See NextHooks.onPeerGone. */
+  onPeerGone?: () => void;
   /** Called when a program, this one or one a stage runs later in the chain, cannot be run
    * (tcpserver --metrics counts it). */
   onRunFailure?: () => void;
@@ -178,6 +180,7 @@ async function runStage(
         stop: eitherSignal(options.stop, hooks?.stop),
         onSpawn: hooks?.onSpawn,
         onSpawning: undefined,
+        onPeerGone: hooks?.onPeerGone,
       }),
   };
   try {
@@ -286,11 +289,13 @@ function spawnOnConnection(
   // closing 7 alone is an EOF (`exec 7>&-`). A server program keeps one socket on 0 and 1, as
   // under djb's tcpserver: programs written for it may read and write either.
   const separate = options.side === "client";
-  return spawnOnStream(connection, spawnOnce, separate).catch((error: unknown) => {
-    // Failed before spawning (no socketpair): the extra fds are still ours to close.
-    if (!called) closeFds(extraFds);
-    throw error;
-  });
+  return spawnOnStream(connection, spawnOnce, separate, options.onPeerGone).catch(
+    (error: unknown) => {
+      // Failed before spawning (no socketpair): the extra fds are still ours to close.
+      if (!called) closeFds(extraFds);
+      throw error;
+    },
+  );
 }
 
 /** The fds a program reads and writes the connection on (one socket, or two). */
@@ -319,6 +324,7 @@ async function spawnOnStream(
   connection: Connection,
   spawn: (fds: ProgramFds, onExit: (status: number) => void) => Promise<void>,
   separate: boolean,
+  onPeerGone?: () => void,
 ): Promise<number> {
   const stream = connectionStream(connection);
   // What we write, the program reads on `theirs`; with `separate`, what it writes comes back
@@ -347,7 +353,14 @@ async function spawnOnStream(
     output.once("end", resolve);
     output.once("close", resolve);
   });
-  const relayed = relay(stream, { source: output, sink: input, batchWrites: true, feed });
+  // A peer gone while the program still writes: both our fds of its socket close, so that its
+  // next write fails (EPIPE) and it ends, as it would on a socket of its own.
+  const stop = () => {
+    output.destroy();
+    input.destroy();
+    onPeerGone?.();
+  };
+  const relayed = relay(stream, { source: output, sink: input, batchWrites: true, feed, stop });
   try {
     await spawned;
   } catch (error) {

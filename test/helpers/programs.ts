@@ -60,3 +60,16 @@ export function run(
     }
   });
 }
+
+/** tlsd's two ways of running, for a test to take each: in-process under our tcpserver, and as
+ * a process of its own under djb's. */
+export const TLSD_UNDER = [
+  ["our tcpserver, tlsd in-process", ours("tcpserver")],
+  ["djb's tcpserver spawning our tlsd", djb("tcpserver")],
+] as const;
+
+/** tlsc's two ways of running: in-process under our tcpclient, a process under djb's. */
+export const TLSC_UNDER = [
+  ["our tcpclient, tlsc in-process", ours("tcpclient")],
+  ["djb's tcpclient spawning tlsc", djb("tcpclient")],
+] as const;
