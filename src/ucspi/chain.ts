@@ -289,13 +289,15 @@ function spawnOnConnection(
   // closing 7 alone is an EOF (`exec 7>&-`). A server program keeps one socket on 0 and 1, as
   // under djb's tcpserver: programs written for it may read and write either.
   const separate = options.side === "client";
-  return spawnOnStream(connection, spawnOnce, separate, options.onPeerGone).catch(
-    (error: unknown) => {
-      // Failed before spawning (no socketpair): the extra fds are still ours to close.
-      if (!called) closeFds(extraFds);
-      throw error;
-    },
-  );
+  // Not when this side ended the connection (tcpserver --drain's bound): no peer left then.
+  const peerGone = () => {
+    if (!options.stop?.aborted) options.onPeerGone?.();
+  };
+  return spawnOnStream(connection, spawnOnce, separate, peerGone).catch((error: unknown) => {
+    // Failed before spawning (no socketpair): the extra fds are still ours to close.
+    if (!called) closeFds(extraFds);
+    throw error;
+  });
 }
 
 /** The fds a program reads and writes the connection on (one socket, or two). */

@@ -398,6 +398,8 @@ for (const kind of [
       assert.match(log, /^tcpserver: drain: 1 connection still open after 1 s, ending it$/m);
       // Its end was seen: a spawned program's by SIGTERM (a raw wait status of 15).
       assert.match(log, new RegExp(`^tcpserver: end \\d+ status ${kind.status}$`, "m"));
+      // tcpserver ended it, not the client: no line blames a peer gone.
+      assert.doesNotMatch(log, /connection lost/);
     } finally {
       client.socket.destroy();
       await stopped(s);
