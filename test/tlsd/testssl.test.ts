@@ -77,53 +77,57 @@ const EXPECTED: Record<string, RegExp> = {
 
 const scan = { dir, ca: pki.ca.cert, checks: ["-p", "-s", "-f", "-P", "-U"] };
 
-test("testssl.sh: tlsd (in-process, and a process of its own under djb's tcpserver) has no finding worse than OK or INFO, and none worse than stunnel's", async () => {
-  const rsa = rsaPair();
-  const env = { PATH: `${BIN}:/usr/bin:/bin` };
-  const inProcess = await startServer(
-    ours("tcpserver"),
-    ["-RHl0", "127.0.0.1", "0", "tlsd", "cat"],
-    {
-      env: { ...env, CERTFILE: ecdsa.cert, KEYFILE: ecdsa.key },
-    },
-  );
-  const underDjb = await startServer(
-    djb("tcpserver"),
-    ["-RHl0", "127.0.0.1", "0", ours("tlsd"), "cat"],
-    { env: { ...env, CERTFILE: rsa.cert, KEYFILE: rsa.key } },
-  );
-  const stunnel = await startStunnel(dir, "stunnel", {
-    cert: ecdsa.cert,
-    key: ecdsa.key,
-    exec: "/bin/cat",
-    execArgs: "cat",
-  });
-  try {
-    const [ecdsaScan, rsaScan, stunnelScan] = await Promise.all([
-      testssl("tlsd-ecdsa", inProcess.port, scan),
-      testssl("tlsd-rsa-djb", underDjb.port, scan),
-      testssl("stunnel", stunnel.port, scan),
-    ]);
-    for (const [name, found] of [
-      ["tlsd in-process (ECDSA)", ecdsaScan],
-      ["tlsd under djb's tcpserver (RSA)", rsaScan],
-    ] as const) {
-      for (const [id, pattern] of Object.entries(EXPECTED))
-        assert.match(found.get(id)?.finding ?? "(no such check)", pattern, `${name}: ${id}`);
-      assert.deepEqual(worseThanOk(found), [], `${name}: worse than OK:\n${summary(found)}`);
-      // (A check that only stunnel's scan has is one of its findings, "cipher_order_" say.)
-      for (const [id, theirs] of stunnelScan)
-        if (!notTheLayer(id) && found.has(id))
-          assert.ok(rank(found.get(id)) <= rank(theirs), `${name}: ${id} worse than stunnel's`);
+test(
+  "testssl.sh: tlsd (in-process, and a process of its own under djb's tcpserver) has no finding worse than OK or INFO, and none worse than stunnel's",
+  { timeout: 240_000 },
+  async () => {
+    const rsa = rsaPair();
+    const env = { PATH: `${BIN}:/usr/bin:/bin` };
+    const inProcess = await startServer(
+      ours("tcpserver"),
+      ["-RHl0", "127.0.0.1", "0", "tlsd", "cat"],
+      {
+        env: { ...env, CERTFILE: ecdsa.cert, KEYFILE: ecdsa.key },
+      },
+    );
+    const underDjb = await startServer(
+      djb("tcpserver"),
+      ["-RHl0", "127.0.0.1", "0", ours("tlsd"), "cat"],
+      { env: { ...env, CERTFILE: rsa.cert, KEYFILE: rsa.key } },
+    );
+    const stunnel = await startStunnel(dir, "stunnel", {
+      cert: ecdsa.cert,
+      key: ecdsa.key,
+      exec: "/bin/cat",
+      execArgs: "cat",
+    });
+    try {
+      const [ecdsaScan, rsaScan, stunnelScan] = await Promise.all([
+        testssl("tlsd-ecdsa", inProcess.port, scan),
+        testssl("tlsd-rsa-djb", underDjb.port, scan),
+        testssl("stunnel", stunnel.port, scan),
+      ]);
+      for (const [name, found] of [
+        ["tlsd in-process (ECDSA)", ecdsaScan],
+        ["tlsd under djb's tcpserver (RSA)", rsaScan],
+      ] as const) {
+        for (const [id, pattern] of Object.entries(EXPECTED))
+          assert.match(found.get(id)?.finding ?? "(no such check)", pattern, `${name}: ${id}`);
+        assert.deepEqual(worseThanOk(found), [], `${name}: worse than OK:\n${summary(found)}`);
+        // (A check that only stunnel's scan has is one of its findings, "cipher_order_" say.)
+        for (const [id, theirs] of stunnelScan)
+          if (!notTheLayer(id) && found.has(id))
+            assert.ok(rank(found.get(id)) <= rank(theirs), `${name}: ${id} worse than stunnel's`);
+      }
+      // stunnel's scan was no shorter: the same checks (without a cipher order of its own, it
+      // has no per-protocol order to list).
+      for (const id of Object.keys(EXPECTED))
+        if (!id.startsWith("cipherorder_"))
+          assert.ok(stunnelScan.has(id), `stunnel: no ${id}:\n${summary(stunnelScan)}`);
+    } finally {
+      await inProcess.stop();
+      await underDjb.stop();
+      await stunnel.stop();
     }
-    // stunnel's scan was no shorter: the same checks (without a cipher order of its own, it
-    // has no per-protocol order to list).
-    for (const id of Object.keys(EXPECTED))
-      if (!id.startsWith("cipherorder_"))
-        assert.ok(stunnelScan.has(id), `stunnel: no ${id}:\n${summary(stunnelScan)}`);
-  } finally {
-    await inProcess.stop();
-    await underDjb.stop();
-    await stunnel.stop();
-  }
-});
+  },
+);
