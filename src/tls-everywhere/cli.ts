@@ -31,9 +31,19 @@ function binDir(): string {
   return join(dirname(launcher), "..", "bin");
 }
 
+/** One of CERTFILE and KEYFILE without the other is a mistake, as tlsd takes it: the
+ * self-signed fallback would hide it until a client saw the wrong certificate. */
+function checkCertificatePair(): void {
+  const cert = process.env["CERTFILE"] !== undefined;
+  const key = process.env["KEYFILE"] !== undefined;
+  if (cert === key) return;
+  const [set, unset] = cert ? ["CERTFILE", "KEYFILE"] : ["KEYFILE", "CERTFILE"];
+  throw new FatalError(`${unset} not set (${set} is): set both, or neither`, 100);
+}
+
 /** CERTFILE/KEYFILE as given, else a self-signed pair for this host, made once. */
 async function certificates(o: EverywhereOptions, bin: string): Promise<Record<string, string>> {
-  if (process.env["CERTFILE"] && process.env["KEYFILE"]) return {};
+  if (process.env["CERTFILE"] !== undefined) return {};
   if (process.env["CERTDIR"]) return {};
   const cert = join(o.stateDir, "cert.pem");
   const key = join(o.stateDir, "key.pem");
@@ -157,6 +167,7 @@ async function main(args: readonly string[]): Promise<number> {
     else removeLeftovers(o);
     return 0;
   }
+  checkCertificatePair();
   const bin = binDir();
   const found = await takeOutLeftovers(o);
   if (found !== undefined) writeStderr(`${NAME}: warning: ${found}\n`);

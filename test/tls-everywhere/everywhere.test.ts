@@ -505,6 +505,27 @@ test("a chain that ends before it listens (a stage's bad option): one line, exit
   assert.equal(existsSync(join(stateDir, "running.json")), false);
 });
 
+test("CERTFILE without KEYFILE, or the reverse: refused with one line, exit 100, no self-signed certificate made, nothing installed", async () => {
+  const state = join(pki.dir, "half-pair-state");
+  for (const [set, unset] of [
+    ["CERTFILE", "KEYFILE"],
+    ["KEYFILE", "CERTFILE"],
+  ] as const) {
+    const file = set === "CERTFILE" ? certificate.cert : certificate.key;
+    const r = await lab.run(lab.server, "env", [
+      ...["-u", "CERTFILE", "-u", "KEYFILE", `${set}=${file}`],
+      ...[ours("tls-everywhere"), ...OPTIONS, "--state", state],
+    ]);
+    assert.equal(r.code, 100, r.stderr);
+    assert.equal(
+      r.stderr,
+      `tls-everywhere: fatal: ${unset} not set (${set} is): set both, or neither\n`,
+    );
+    assert.equal(existsSync(join(state, "cert.pem")), false);
+    assert.equal(hostState(), pristine);
+  }
+});
+
 test("bad command lines: one line, exit 100, nothing installed", async () => {
   for (const [args, line] of [
     [
