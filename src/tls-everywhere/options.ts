@@ -75,6 +75,14 @@ const NUMBERS: Record<string, [NumberField, number, number] | undefined> = {
   workers: ["workers", 1, 64],
 };
 
+/** Routing tables of the kernel's own (0, unspec, is below --table's bounds): routes of ours in
+ * them would change how the whole host routes, and their removal would take out the host's. */
+const RESERVED_TABLES: Record<number, string | undefined> = {
+  253: "default",
+  254: "main",
+  255: "local",
+};
+
 /** `--port N { prog... }` blocks, taken out of argv before the options are read. */
 function takeOverrides(args: readonly string[]): { args: string[]; overrides: PortChain[] } {
   const rest: string[] = [];
@@ -115,6 +123,8 @@ export function parseEverywhereArgs(argv: readonly string[]): EverywhereOptions 
     metrics: undefined,
     overrides,
   };
+  let ports: PortList | undefined;
+  let exclude: PortList | undefined;
   for (const { name, value } of options) {
     switch (name) {
       case "dry-run":
@@ -123,11 +133,15 @@ export function parseEverywhereArgs(argv: readonly string[]): EverywhereOptions 
       case "remove":
         o.remove = true;
         break;
+      // Repeated, the lists add up (the unit's own options and TLS_EVERYWHERE_ARGS, say): the
+      // first one given replaces the default.
       case "ports":
-        o.ports = portList(value, name);
+        o.ports = [...(ports ?? []), ...portList(value, name)];
+        ports = o.ports;
         break;
       case "exclude":
-        o.exclude = value === "" ? [] : portList(value, name);
+        o.exclude = [...(exclude ?? []), ...(value === "" ? [] : portList(value, name))];
+        exclude = o.exclude;
         break;
       case "state":
         o.stateDir = value;
@@ -144,6 +158,13 @@ export function parseEverywhereArgs(argv: readonly string[]): EverywhereOptions 
       }
     }
   }
+  // tcpserver's own rule, checked here so that --dry-run says it too and no chain starts for it.
+  if (o.workers > o.limit)
+    throw new UsageError(
+      `--workers ${o.workers} needs --limit ${o.workers} or more, not ${o.limit}`,
+    );
+  const reserved = RESERVED_TABLES[o.table];
+  if (reserved) throw new UsageError(`--table ${o.table}: that is the kernel's ${reserved} table`);
   for (const { port } of o.overrides)
     if (port >= o.listen && port <= chainPort(o, o.overrides.length - 1))
       throw new UsageError(`--port ${port}: that is a chain's own port`);

@@ -165,6 +165,17 @@ test("--dry-run prints the rules and the commands that undo them, and changes no
   assert.equal(hostState(), pristine);
 });
 
+test("--ports and --exclude given more than once add up, the first replacing the default", async () => {
+  const r = await lab.run(lab.server, ours("tls-everywhere"), [
+    ...["--dry-run", "--ports", "80", "--exclude", "2022", "--ports", "443,8000-8100"],
+    ...["--exclude", "8050"],
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^    tcp dport \{ 2022, 8050 \} return$/m);
+  assert.match(r.stdout, /tcp dport \{ 80, 443, 8000-8100 \} tproxy ip to :8999 /);
+  assert.doesNotMatch(r.stdout, /1-65535|\{ 22 \}/);
+});
+
 test("--dry-run's script, run by sh, installs exactly what the tool installs; --remove --dry-run's takes it out", async () => {
   const script = await lab.run(lab.server, ours("tls-everywhere"), ["--dry-run", ...OPTIONS]);
   assert.equal(script.code, 0, script.stderr);
@@ -533,6 +544,25 @@ test("bad command lines: one line, exit 100, nothing installed", async () => {
       /^tls-everywhere: --ports: not a port or a range of ports: '70000'$/m,
     ],
     [["--mark", "0"], /^tls-everywhere: --mark needs a number from 1 to/m],
+    // tcpserver's own rule, said before anything starts, and by --dry-run too.
+    [
+      ["--workers", "5", "--limit", "2"],
+      /^tls-everywhere: --workers 5 needs --limit 5 or more, not 2\n.*usage: /m,
+    ],
+    [
+      ["--dry-run", "--workers", "5", "--limit", "2"],
+      /^tls-everywhere: --workers 5 needs --limit 5 or more, not 2$/m,
+    ],
+    [["--table", "0"], /^tls-everywhere: --table needs a number from 1 to/m],
+    [["--table", "253"], /^tls-everywhere: --table 253: that is the kernel's default table$/m],
+    [
+      ["--dry-run", "--table", "254"],
+      /^tls-everywhere: --table 254: that is the kernel's main table$/m,
+    ],
+    [
+      ["--remove", "--table", "255"],
+      /^tls-everywhere: --table 255: that is the kernel's local table$/m,
+    ],
     [["extra"], /^tls-everywhere: unexpected 'extra'$/m],
     [
       ["--metrics", "9100"],
