@@ -241,9 +241,10 @@ async function main(args: readonly string[]): Promise<number> {
   if (!stopping) for (const chain of chains) chain.kill("SIGTERM");
   await Promise.all(endings);
   const failures = installed?.remove() ?? [];
-  for (const failure of failures) writeStderr(`${NAME}: warning: unable to remove: ${failure}\n`);
+  for (const failure of failures) writeStderr(`${NAME}: warning: unable to run ${failure}\n`);
   if (failures.length === 0) removeOwnerRecord(o.stateDir);
-  if (installed) writeStderr(`${NAME}: info: rules removed\n`);
+  // Only when every step worked: a rule someone took out meanwhile, or one that stays, is news.
+  if (installed && failures.length === 0) writeStderr(`${NAME}: info: rules removed\n`);
   if (first.error) throw new FatalError(`unable to run the chain: ${causeText(first.error)}`);
   if (slow) throw new FatalError(`the chain did not listen within ${START_SECONDS} s`);
   if (stopping) return failures.length > 0 ? 111 : 0;

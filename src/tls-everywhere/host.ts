@@ -46,8 +46,16 @@ export function checkNotInstalled(o: EverywhereOptions): void {
 }
 
 export interface Installed {
-  /** Takes out what was installed, last first; one line per step that failed. */
+  /** Takes out what was installed, last first; one line per step that failed, naming it. */
   remove(): string[];
+}
+
+/** A step of the removal: its complaint, after the command it is about, or undefined. */
+function undoing(file: string, args: readonly string[]): () => string | undefined {
+  return () => {
+    const why = attempt(file, args);
+    return why === undefined ? undefined : `${file} ${args.join(" ")}: ${why}`;
+  };
 }
 
 /** Installs the table and the routing; on a failure, takes out what it had put in and throws. */
@@ -65,14 +73,14 @@ export function install(o: EverywhereOptions): Installed {
   };
   const failed = attempt("nft", ["-f", "-"], nftRuleset(o));
   if (failed !== undefined) throw new FatalError(`unable to install the nftables rules: ${failed}`);
-  undo.push(() => attempt("nft", ["delete", "table", "inet", TABLE]));
+  undo.push(undoing("nft", ["delete", "table", "inet", TABLE]));
   for (const command of routingCommands(o)) {
     const why = attempt("ip", command);
     if (why !== undefined) {
       installed.remove();
       throw new FatalError(`unable to run ip ${command.join(" ")}: ${why}`);
     }
-    undo.push(() => attempt("ip", undoCommand(command)));
+    undo.push(undoing("ip", undoCommand(command)));
   }
   return installed;
 }

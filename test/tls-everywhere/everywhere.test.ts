@@ -362,6 +362,28 @@ test("the chain killed with SIGKILL: the rules are removed at once, status 111; 
   assert.equal(hostState(), pristine);
 });
 
+test("a rule taken out by hand while it runs: at the end, a warning names it, no line says the rules were removed, status 111", async () => {
+  const tool = startTool();
+  await ready(tool);
+  lab.sh(lab.server, "ip -4 rule del fwmark 2017 lookup 7001");
+  tool.child.kill("SIGTERM");
+  assert.deepEqual(await tool.exited, { code: 111, signal: null });
+  assert.match(
+    tool.log(),
+    /^tls-everywhere: warning: unable to run ip -4 rule del fwmark 2017 lookup 7001: RTNETLINK answers: No such file or directory$/m,
+  );
+  assert.equal(tool.log().match(/^tls-everywhere: warning: /gm)?.length, 1, tool.log());
+  assert.doesNotMatch(tool.log(), /rules removed/);
+  assert.equal(hostState(), pristine);
+  // The record stays: --remove finds nothing left of it.
+  const removed = await lab.run(lab.server, ours("tls-everywhere"), [
+    ...["--remove", "--state", stateDir],
+  ]);
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.match(removed.stderr, /nothing of it was left\n$/);
+  assert.equal(hostState(), pristine);
+});
+
 /** The tcpserver processes tls-everywhere started (its chains). */
 function chainsOf(tool: Tool): number[] {
   const pids = lab.sh(lab.server, `pgrep -P ${tool.child.pid ?? 0} || true`).trim();
