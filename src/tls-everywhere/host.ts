@@ -5,7 +5,14 @@ import { execFileSync } from "node:child_process";
 import { FatalError } from "../ucspi/errors.ts";
 import { parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
-import { readOwnerRecord, removeOwnerRecord, stillRuns, stopProcesses } from "./owner.ts";
+import {
+  checkStateDir,
+  isOurChain,
+  readOwnerRecord,
+  removeOwnerRecord,
+  stillRuns,
+  stopProcesses,
+} from "./owner.ts";
 import { TABLE, nftRuleset, routingCommands, undoCommand } from "./rules.ts";
 
 /** Runs a command; its first line of complaint, or undefined when it worked. */
@@ -90,12 +97,14 @@ export function install(o: EverywhereOptions): Installed {
  * them). A record of one still running is refused. Says what was found, for a warning line;
  * nothing when there was no record. */
 export async function takeOutLeftovers(o: EverywhereOptions): Promise<string | undefined> {
+  checkStateDir(o.stateDir);
   const record = readOwnerRecord(o.stateDir);
   if (!record) return undefined;
   const { pid } = record.owner;
   if (stillRuns(record.owner))
     throw new FatalError(`already running as pid ${pid} (${o.stateDir}): stop that one first`);
-  const stopped = await stopProcesses(record.chains);
+  const strangers = record.chains.filter((id) => stillRuns(id) && !isOurChain(id));
+  const stopped = await stopProcesses(record.chains.filter(isOurChain));
   const hadRules = tableInstalled();
   let made = o;
   try {
@@ -108,6 +117,9 @@ export async function takeOutLeftovers(o: EverywhereOptions): Promise<string | u
   const found = [
     ...(stopped.length > 0 ? [`stopped its chain (pid ${stopped.join(", ")})`] : []),
     ...(hadRules ? ["removed its rules"] : []),
+    ...(strangers.length > 0
+      ? [`left pid ${strangers.map((id) => id.pid).join(", ")} alone (not its chain)`]
+      : []),
   ];
   return `tls-everywhere (pid ${pid}) ended without taking out what it installed: ${found.length > 0 ? found.join(", ") : "nothing of it was left"}`;
 }

@@ -3,9 +3,11 @@
 // catch, stops the chains left behind and takes out exactly the rules they were made with,
 // instead of refusing until someone runs --remove. A process is named by its pid and its start
 // time, so a pid the kernel has since given to another program is never taken for it.
-import { readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync, readlinkSync, rmSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { writeFileAtomic } from "../files/atomic-write.ts";
+import { FatalError, causeText } from "../ucspi/errors.ts";
+import { ourLauncher } from "../ucspi/programs.ts";
 
 /** One process: its pid and its start time (clock ticks after boot, /proc/PID/stat). */
 export interface ProcessId {
@@ -47,6 +49,57 @@ export function startTimeOf(stat: string): string | undefined {
 /** Whether the very process the record names still runs. */
 export function stillRuns(id: ProcessId): boolean {
   return processId(id.pid)?.since === id.since;
+}
+
+/** Refuses a --state directory that another user could write: its record says which processes
+ * get signalled and which rules are taken out, so it must be as much ours as those are. */
+export function checkStateDir(dir: string): void {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return; // made 0700 when it runs
+    throw new FatalError(`unable to read --state ${dir}: ${causeText(error)}`);
+  }
+  if (!st.isDirectory()) throw new FatalError(`--state ${dir} is not a directory`);
+  const me = process.getuid?.() ?? 0;
+  const distrust = "its record cannot be trusted";
+  if (st.uid !== 0 && st.uid !== me)
+    throw new FatalError(`--state ${dir} belongs to uid ${st.uid}, not root: ${distrust}`);
+  if ((st.mode & 0o022) !== 0) {
+    const mode = (st.mode & 0o7777).toString(8).padStart(4, "0");
+    throw new FatalError(
+      `--state ${dir} is writable by others (mode ${mode}): ${distrust}; chmod go-w it`,
+    );
+  }
+}
+
+/** The arguments of `pid` when it runs our program `name` (this package's, as its launcher runs
+ * it: our node with dist/NAME.cjs, or the single executable started as NAME); else undefined. */
+export function ourProgramArgs(pid: number, name: string): string[] | undefined {
+  const launcher = ourLauncher();
+  if (!launcher) return undefined;
+  const root = dirname(dirname(launcher));
+  let words: string[];
+  let exe: string;
+  try {
+    words = readFileSync(`/proc/${pid}/cmdline`, "latin1").split("\0").slice(0, -1);
+    exe = readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return undefined;
+  }
+  if (exe === join(root, "build", "ucspi-tls"))
+    return words[0] === name ? words.slice(1) : undefined;
+  const script = words.indexOf(join(root, "dist", `${name}.cjs`));
+  return script > 0 ? words.slice(script + 1) : undefined;
+}
+
+/** Whether the process a record names as a chain is one: our tcpserver, started as
+ * tls-everywhere starts its chains. A record is only words in a file: no other process is
+ * ever signalled for it. */
+export function isOurChain(id: ProcessId): boolean {
+  const args = ourProgramArgs(id.pid, "tcpserver");
+  return args?.[0] === "-1vRHl0" && args.includes("--transparent") && stillRuns(id);
 }
 
 export function writeOwnerRecord(stateDir: string, record: OwnerRecord): void {

@@ -4,8 +4,9 @@
 // client, and whatever way the command ends, the namespace's nftables ruleset, policy rules
 // and routes are exactly what they were before.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
@@ -382,6 +383,50 @@ test("a rule taken out by hand while it runs: at the end, a warning names it, no
   assert.equal(removed.code, 0, removed.stderr);
   assert.match(removed.stderr, /nothing of it was left\n$/);
   assert.equal(hostState(), pristine);
+});
+
+test("a --state others can write is refused, one line, exit 111, nothing installed, nothing signalled", async () => {
+  const open = join(pki.dir, "open-state");
+  mkdirSync(open, { mode: 0o700 });
+  chmodSync(open, 0o777);
+  for (const extra of [["--remove"], []]) {
+    const r = await lab.run(lab.server, ours("tls-everywhere"), [
+      ...OPTIONS,
+      ...["--state", open, ...extra],
+    ]);
+    assert.equal(r.code, 111, r.stderr);
+    assert.equal(
+      r.stderr,
+      `tls-everywhere: fatal: --state ${open} is writable by others (mode 0777): its record cannot be trusted; chmod go-w it\n`,
+    );
+    assert.equal(hostState(), pristine);
+  }
+});
+
+test("a record naming a process that is not its chain (its real pid and start time): --remove leaves that process alone", async () => {
+  const bystander = lab.start(lab.server, "sleep", ["300"]);
+  const gone = spawnSync("true");
+  try {
+    const pid = bystander.pid ?? 0;
+    await waitFor(() =>
+      /\(sleep\)/.test(readFileSync(`/proc/${pid}/stat`, "latin1")) ? true : undefined,
+    );
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    const since = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    const forged = join(pki.dir, "forged-state");
+    mkdirSync(forged, { mode: 0o700 });
+    writeFileSync(
+      join(forged, "running.json"),
+      JSON.stringify({ owner: { pid: gone.pid, since: "1" }, chains: [{ pid, since }], args: [] }),
+    );
+    const r = await lab.run(lab.server, ours("tls-everywhere"), ["--remove", "--state", forged]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`left pid ${pid} alone \\(not its chain\\)\n$`));
+    assert.equal(runs(pid), true);
+    assert.equal(existsSync(join(forged, "running.json")), false);
+  } finally {
+    bystander.kill("SIGKILL");
+  }
 });
 
 /** The tcpserver processes tls-everywhere started (its chains). */
