@@ -10,6 +10,7 @@ import {
   isOurChain,
   readOwnerRecord,
   removeOwnerRecord,
+  runningElsewhere,
   stillRuns,
   stopProcesses,
 } from "./owner.ts";
@@ -43,7 +44,8 @@ function tableInstalled(): boolean {
 /** Refuses to start over rules that are there already and no record in --state explains:
  * another tls-everywhere with a --state of its own, or rules of unknown origin. */
 export function checkNotInstalled(o: EverywhereOptions): void {
-  const hint = `(not recorded in ${o.stateDir}: another tls-everywhere runs, or use tls-everywhere --remove)`;
+  // Another tls-everywhere's were refused before (checkNoOtherOwner): these have no owner.
+  const hint = `(not recorded in ${o.stateDir}, and no tls-everywhere runs: tls-everywhere --remove with the options that installed them takes them out)`;
   if (tableInstalled())
     throw new FatalError(`already installed: nftables table inet ${TABLE} is there ${hint}`);
   for (const v of o.ipv6 ? ["-4", "-6"] : ["-4"]) {
@@ -92,6 +94,16 @@ export function install(o: EverywhereOptions): Installed {
   return installed;
 }
 
+/** Refuses to touch the rules while another tls-everywhere, with a --state of its own, runs
+ * here: they are that one's, and go when it stops. */
+export function checkNoOtherOwner(o: EverywhereOptions): void {
+  const other = runningElsewhere();
+  if (other && other.stateDir !== o.stateDir)
+    throw new FatalError(
+      `the rules are another tls-everywhere's (pid ${other.pid}, --state ${other.stateDir}): stop that one, and they go with it`,
+    );
+}
+
 /** What a tls-everywhere that ended without taking out its rules left: found through the record
  * in --state and taken out (its chains stopped, its rules removed as its own options made
  * them). A record of one still running is refused. Says what was found, for a warning line;
@@ -99,10 +111,13 @@ export function install(o: EverywhereOptions): Installed {
 export async function takeOutLeftovers(o: EverywhereOptions): Promise<string | undefined> {
   checkStateDir(o.stateDir);
   const record = readOwnerRecord(o.stateDir);
+  if (record && stillRuns(record.owner)) {
+    const { pid } = record.owner;
+    throw new FatalError(`already running as pid ${pid} (${o.stateDir}): stop that one first`);
+  }
+  checkNoOtherOwner(o);
   if (!record) return undefined;
   const { pid } = record.owner;
-  if (stillRuns(record.owner))
-    throw new FatalError(`already running as pid ${pid} (${o.stateDir}): stop that one first`);
   const strangers = record.chains.filter((id) => stillRuns(id) && !isOurChain(id));
   const stopped = await stopProcesses(record.chains.filter(isOurChain));
   const hadRules = tableInstalled();

@@ -3,11 +3,12 @@
 // catch, stops the chains left behind and takes out exactly the rules they were made with,
 // instead of refusing until someone runs --remove. A process is named by its pid and its start
 // time, so a pid the kernel has since given to another program is never taken for it.
-import { readFileSync, readlinkSync, rmSync, statSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { readFileSync, readdirSync, readlinkSync, rmSync, statSync } from "node:fs";
+import { dirname, isAbsolute, join } from "node:path";
 import { writeFileAtomic } from "../files/atomic-write.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { ourLauncher } from "../ucspi/programs.ts";
+import { parseEverywhereArgs } from "./options.ts";
 
 /** One process: its pid and its start time (clock ticks after boot, /proc/PID/stat). */
 export interface ProcessId {
@@ -100,6 +101,36 @@ export function ourProgramArgs(pid: number, name: string): string[] | undefined 
 export function isOurChain(id: ProcessId): boolean {
   const args = ourProgramArgs(id.pid, "tcpserver");
   return args?.[0] === "-1vRHl0" && args.includes("--transparent") && stillRuns(id);
+}
+
+/** Another tls-everywhere that runs in this network namespace (whose rules are the only ones
+ * here: one table, one name) and that its own record in its --state names: the owner of the
+ * rules a command with another --state finds. */
+export function runningElsewhere(): { pid: number; stateDir: string } | undefined {
+  let ours: string;
+  try {
+    ours = readlinkSync("/proc/self/ns/net");
+  } catch {
+    return undefined;
+  }
+  for (const entry of readdirSync("/proc")) {
+    const pid = Number(entry);
+    if (!/^[0-9]+$/.test(entry) || pid === process.pid) continue;
+    const args = ourProgramArgs(pid, "tls-everywhere");
+    if (!args) continue;
+    let o;
+    try {
+      if (readlinkSync(`/proc/${pid}/ns/net`) !== ours) continue;
+      o = parseEverywhereArgs(args);
+    } catch {
+      continue;
+    }
+    if (o.dryRun || o.remove) continue;
+    const stateDir = isAbsolute(o.stateDir) ? o.stateDir : join(`/proc/${pid}/cwd`, o.stateDir);
+    const owner = readOwnerRecord(stateDir)?.owner;
+    if (owner?.pid === pid && stillRuns(owner)) return { pid, stateDir: o.stateDir };
+  }
+  return undefined;
 }
 
 export function writeOwnerRecord(stateDir: string, record: OwnerRecord): void {

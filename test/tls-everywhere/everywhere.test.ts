@@ -216,14 +216,20 @@ test("one command: HTTP and HTTPS on the service's own port, the real client in 
     again.stderr,
     `tls-everywhere: fatal: already running as pid ${tool.child.pid} (${stateDir}): stop that one first\n`,
   );
-  const elsewhere = await lab.run(lab.server, ours("tls-everywhere"), [
-    ...["--listen", "9998", "--state", join(pki.dir, "other-state")],
-  ]);
-  assert.equal(elsewhere.code, 111);
-  assert.match(
-    elsewhere.stderr,
-    /^tls-everywhere: fatal: already installed: nftables table inet tls_everywhere is there \(not recorded in /,
-  );
+  // Another --state: the rules are the running one's, whether to start or to --remove; its
+  // rules stay in, untouched.
+  const installed = hostState();
+  for (const extra of [["--remove"], ["--remove", "--table", "7100"], []]) {
+    const elsewhere = await lab.run(lab.server, ours("tls-everywhere"), [
+      ...["--listen", "9998", "--state", join(pki.dir, "other-state"), ...extra],
+    ]);
+    assert.equal(elsewhere.code, 111, elsewhere.stderr);
+    assert.equal(
+      elsewhere.stderr,
+      `tls-everywhere: fatal: the rules are another tls-everywhere's (pid ${tool.child.pid}, --state ${stateDir}): stop that one, and they go with it\n`,
+    );
+    assert.equal(hostState(), installed);
+  }
   await fetchBoth("second");
   tool.child.kill("SIGTERM");
   assert.deepEqual(await tool.exited, { code: 0, signal: null });
@@ -542,7 +548,10 @@ test("rules of unknown origin (no record in --state): refused with one line; --r
   rmSync(join(stateDir, "running.json"));
   const refused = await lab.run(lab.server, ours("tls-everywhere"), ["--state", stateDir]);
   assert.equal(refused.code, 111);
-  assert.match(refused.stderr, /use tls-everywhere --remove\)$/m);
+  assert.match(
+    refused.stderr,
+    /^tls-everywhere: fatal: already installed: nftables table inet tls_everywhere is there \(not recorded in .*, and no tls-everywhere runs: tls-everywhere --remove with the options that installed them takes them out\)$/m,
+  );
   const removed = await lab.run(lab.server, ours("tls-everywhere"), ["--remove"]);
   assert.equal(removed.code, 0, removed.stderr);
   assert.equal(hostState(), pristine);
