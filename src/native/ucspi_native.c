@@ -545,15 +545,24 @@ static void acceptor_closed(uv_handle_t *h) {
 
 /* A connection REDIRECT (NAT) sent here was for the address conntrack kept: SO_ORIGINAL_DST
  * (IP6T_SO_ORIGINAL_DST for IPv6, the same number at SOL_IPV6). Without NAT (TPROXY, or a
- * direct connection) getsockname's address stays: conntrack then has no entry, or the same. */
+ * direct connection) getsockname's address stays: conntrack then has no entry, or the same.
+ * An IPv4 client of a dual-stack listener (::ffff:a.b.c.d) went through IPv4's NAT: its entry
+ * is asked for at SOL_IP, and its IPv4 answer put back in the mapped form. */
 static void original_destination(int fd, struct sockaddr_storage *local) {
   struct sockaddr_storage dst;
   socklen_t len = sizeof dst;
   memset(&dst, 0, sizeof dst);
-  int level = local->ss_family == AF_INET6 ? SOL_IPV6 : SOL_IP;
-  if (getsockopt(fd, level, 80 /* SO_ORIGINAL_DST */, &dst, &len) == 0 &&
-      dst.ss_family == local->ss_family)
+  struct sockaddr_in6 *local6 = (struct sockaddr_in6 *)local;
+  int mapped = local->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&local6->sin6_addr);
+  int level = local->ss_family == AF_INET6 && !mapped ? SOL_IPV6 : SOL_IP;
+  if (getsockopt(fd, level, 80 /* SO_ORIGINAL_DST */, &dst, &len) != 0) return;
+  if (mapped && dst.ss_family == AF_INET) {
+    const struct sockaddr_in *dst4 = (const struct sockaddr_in *)&dst;
+    memcpy(&local6->sin6_addr.s6_addr[12], &dst4->sin_addr, 4);
+    local6->sin6_port = dst4->sin_port;
+  } else if (dst.ss_family == local->ss_family) {
     *local = dst;
+  }
 }
 
 static void acceptor_ready(uv_poll_t *poll, int status, int events) {
