@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <netinet/tcp.h>
@@ -22,6 +23,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -433,8 +435,17 @@ static int format_address(const struct sockaddr_storage *sa, char *ip, size_t ip
   return 6;
 }
 
-/* An address literal and a port → a sockaddr; the family (AF_INET, AF_INET6), or 0 when the
- * text is no address. */
+/* An IPv6 zone (`eth0`, or an interface's number) → its scope id; 0 when there is none such. */
+static uint32_t zone_scope(const char *zone) {
+  char *end;
+  unsigned long n = strtoul(zone, &end, 10);
+  if (*zone && !*end) return n <= UINT32_MAX ? (uint32_t)n : 0;
+  return if_nametoindex(zone);
+}
+
+/* An address literal (IPv6 may have a `%zone`: a link-local address means nothing without its
+ * interface) and a port → a sockaddr; the family (AF_INET, AF_INET6), or 0 when the text is no
+ * address, or its zone no interface here. */
 static int parse_address(const char *text, int port, struct sockaddr_storage *ss, socklen_t *len) {
   memset(ss, 0, sizeof *ss);
   struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
@@ -445,13 +456,32 @@ static int parse_address(const char *text, int port, struct sockaddr_storage *ss
     *len = sizeof *s4;
     return AF_INET;
   }
-  if (text && inet_pton(AF_INET6, text, &s6->sin6_addr) == 1) {
+  const char *zone = text ? strchr(text, '%') : NULL;
+  char ip[INET6_ADDRSTRLEN];
+  if (zone && (size_t)(zone - text) >= sizeof ip) return 0;
+  if (zone) {
+    memcpy(ip, text, (size_t)(zone - text));
+    ip[zone - text] = 0;
+    s6->sin6_scope_id = zone_scope(zone + 1);
+    if (!s6->sin6_scope_id) return 0;
+  }
+  if (text && inet_pton(AF_INET6, zone ? ip : text, &s6->sin6_addr) == 1) {
     s6->sin6_family = AF_INET6;
     s6->sin6_port = htons((uint16_t)port);
     *len = sizeof *s6;
     return AF_INET6;
   }
   return 0;
+}
+
+/* The interface of a scoped (link-local) IPv6 address, in `name` (IF_NAMESIZE at least): its
+ * name, else its number; "" for an address with no scope. */
+static void scope_name(const struct sockaddr_storage *sa, char *name) {
+  const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+  name[0] = 0;
+  if (sa->ss_family != AF_INET6 || !s6->sin6_scope_id) return;
+  if (!if_indextoname(s6->sin6_scope_id, name))
+    snprintf(name, IF_NAMESIZE, "%u", (unsigned)s6->sin6_scope_id);
 }
 
 /* IP_TRANSPARENT (or IPV6_TRANSPARENT): a listener accepts connections TPROXY diverted to it,
@@ -601,13 +631,18 @@ static void acceptor_ready(uv_poll_t *poll, int status, int events) {
     int lport, rport;
     format_address(&local, lip, sizeof lip, &lport);
     format_address(&remote, rip, sizeof rip, &rport);
-    napi_value argv[5];
+    /* A link-local peer: the interface is part of its address (TCP6INTERFACE). */
+    char ifname[IF_NAMESIZE];
+    scope_name(&remote, ifname);
+    if (!ifname[0]) scope_name(&local, ifname);
+    napi_value argv[6];
     napi_create_int32(a->env, fd, &argv[0]);
     napi_create_string_utf8(a->env, lip, NAPI_AUTO_LENGTH, &argv[1]);
     napi_create_int32(a->env, lport, &argv[2]);
     napi_create_string_utf8(a->env, rip, NAPI_AUTO_LENGTH, &argv[3]);
     napi_create_int32(a->env, rport, &argv[4]);
-    js_callback_call(&a->on_connection, 5, argv);
+    napi_create_string_utf8(a->env, ifname, NAPI_AUTO_LENGTH, &argv[5]);
+    js_callback_call(&a->on_connection, 6, argv);
     napi_close_handle_scope(a->env, scope);
   }
 }

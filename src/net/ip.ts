@@ -216,6 +216,12 @@ export function isIPv4Mapped(ip: string): boolean {
   return groups.slice(0, 5).every((group) => group === 0) && groups[5] === 0xffff;
 }
 
+/** True for an IPv6 link-local address (fe80::/10), which means nothing without its interface. */
+export function isLinkLocal(ip: string): boolean {
+  const first = ipv6Groups(ip)?.[0];
+  return first !== undefined && (first & 0xffc0) === 0xfe80;
+}
+
 /** `::ffff:127.0.0.1` → `127.0.0.1`; any other text is returned unchanged. */
 export function unmapIPv4(ip: string): string {
   // Most addresses are IPv4 already (no colon): nothing to parse, once per connection or more.

@@ -10,7 +10,7 @@ import { writeSync } from "node:fs";
 import { isIP, Socket } from "node:net";
 import { constants } from "node:os";
 import { envProxyHeader } from "../proxy/from-env.ts";
-import { unmapIPv4 } from "../net/ip.ts";
+import { isLinkLocal, unmapIPv4 } from "../net/ip.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix, tcpVar } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
@@ -294,7 +294,7 @@ async function destination(o: ForwardOptions, env: Readonly<Env>): Promise<Endpo
       "no destination: give a host and a port, or run under tcpserver (TCPLOCALIP, TCPLOCALPORT)",
       100,
     );
-  return { ip: unmapIPv4(ip), port };
+  return { ip: scoped(unmapIPv4(ip), env), port };
 }
 
 /** The client's address, for full transparency. */
@@ -302,7 +302,14 @@ function clientAddress(env: Readonly<Env>): string {
   const ip = tcpVar(env, "REMOTEIP");
   if (!ip || !isIP(ip))
     throw new FatalError("--transparent: no client address (TCPREMOTEIP) to connect from", 100);
-  return unmapIPv4(ip);
+  return scoped(unmapIPv4(ip), env);
+}
+
+/** A link-local address of the connection with its interface (`fe80::1%eth0`): tcpserver
+ * names it in TCP6INTERFACE, as ucspi-tcp-ipv6 does, and keeps the address itself bare. */
+function scoped(ip: string, env: Readonly<Env>): string {
+  const zone = tcpVar(env, "INTERFACE");
+  return zone && !ip.includes("%") && isLinkLocal(ip) ? `${ip}%${zone}` : ip;
 }
 
 const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));

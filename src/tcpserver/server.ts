@@ -81,6 +81,8 @@ interface Accepted {
   remotePort: number;
   /** The transport peer, which per-IP limits count (the proxy itself, with --proxy). */
   peerIp: string;
+  /** A link-local peer's interface (TCP6INTERFACE): without it the address leads nowhere. */
+  interfaceName: string | undefined;
   proxy?: ProxyHeader;
 }
 
@@ -150,6 +152,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
     localPort?: number,
     remoteIp?: string,
     remotePort?: number,
+    interfaceName?: string,
   ) {
     if (fd < 0) {
       // Out of fds or similar: djb's loop would simply retry; wait a little instead of spinning.
@@ -165,6 +168,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       remoteIp: remoteIp ?? "",
       remotePort: remotePort ?? 0,
       peerIp: remoteIp ?? "",
+      interfaceName: interfaceName || undefined,
     };
     const slot = slots.take(c.peerIp);
     if (!slot.taken) {
@@ -190,6 +194,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
           c.remotePort = header.source.port;
           c.localIp = header.destination.ip;
           c.localPort = header.destination.port;
+          c.interfaceName = undefined;
         }
         greetAndLookUp(c);
       });
@@ -230,6 +235,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
         remoteHost: ends.remoteHost,
         remoteInfo: ends.remoteInfo,
         listenerIsV6: deps.listenerIsV6 || c.proxy?.family === "tcp6",
+        interfaceName: c.interfaceName,
       },
       (name, value) => putVar(env, name, value),
     );

@@ -10,13 +10,15 @@ export interface Acceptor {
   close(): void;
 }
 
-/** fd, local ip, local port, remote ip, remote port; or a negative errno alone. */
+/** fd, local ip, local port, remote ip, remote port, and the interface of a link-local peer
+ * ("" for any other); or a negative errno alone. */
 export type OnConnection = (
   fd: number,
   localIp?: string,
   localPort?: number,
   remoteIp?: string,
   remotePort?: number,
+  interfaceName?: string,
 ) => void;
 
 export interface Native {
