@@ -62,6 +62,7 @@ export function parseForwardArgs(argv: readonly string[]): ForwardOptions {
     ifPlain,
   };
   let sourcePortsGiven = false;
+  let timeoutGiven = false;
   for (const { name, value } of options) {
     switch (name) {
       case "q":
@@ -73,6 +74,7 @@ export function parseForwardArgs(argv: readonly string[]): ForwardOptions {
       case "t":
         o.connectTimeoutMs = optionNumber(value, name) * 1000;
         if (o.connectTimeoutMs <= 0) throw new UsageError("-t: must be more than 0");
+        timeoutGiven = true;
         break;
       case "i":
         o.localIp = value;
@@ -102,12 +104,19 @@ export function parseForwardArgs(argv: readonly string[]): ForwardOptions {
   }
   if (o.transparent && o.localIp !== undefined)
     throw new UsageError("--transparent and -i both choose the source address: give one");
+  // Only a connection from the client's address picks its port: any other gets the kernel's.
+  if (sourcePortsGiven && !o.transparent)
+    throw new UsageError(
+      "--source-ports is for --transparent: without it the kernel picks the port",
+    );
   if (rest.length === 1 && rest[0]?.startsWith("/")) {
     const tcpOnly = [
       [o.transparent, "--transparent"],
       [o.localIp !== undefined, "-i"],
       [o.mark !== 0, "--mark"],
       [sourcePortsGiven, "--source-ports"],
+      // A UNIX socket's connect is over when it returns: there is nothing to time.
+      [timeoutGiven, "-t"],
       [ifPlain !== undefined, "--if-plain"],
     ].find(([given]) => given);
     if (tcpOnly) throw new UsageError(`${String(tcpOnly[1])} is for TCP, not a UNIX socket`);

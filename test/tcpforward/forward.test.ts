@@ -240,6 +240,15 @@ test("a bad command line stops tcpserver at its start, djb's usage exit 100", as
     ],
     [["--mark", "eleven"], /^tcpforward: --mark needs a number up to 0xffffffff, not 'eleven'$/m],
     [["--transparent", "-i", "127.0.0.1"], /^tcpforward: --transparent and -i both choose/m],
+    [
+      ["--source-ports", "20000-20001", "127.0.0.1", "25"],
+      /^tcpforward: --source-ports is for --transparent: without it the kernel picks the port$/m,
+    ],
+    [
+      ["-i", "127.0.0.1", "--source-ports", "20000-20001"],
+      /^tcpforward: --source-ports is for --transparent: without it the kernel picks the port$/m,
+    ],
+    [["-t", "5", "/run/x.sock"], /^tcpforward: -t is for TCP, not a UNIX socket$/m],
     [["127.0.0.1", "0"], /^tcpforward: port 0 is no service's port$/m],
   ] as const) {
     const r = await run(ours("tcpserver"), ["127.0.0.1", "0", "tcpforward", ...args], { env });
