@@ -84,6 +84,10 @@ export class Snooper {
     // While an upgrade is pending the client is paused: nothing comes, and nothing that did
     // could be a command.
     if (this.phase !== "snoop") return;
+    // A refusal and the end are pending (-r), behind replies still to come: nothing more from
+    // this client is read as a command, and none of it is kept (it would grow without bound
+    // while a slow server, or one that delays its greeting, has not answered yet).
+    if (this.closing) return;
     this.fromClient.push(chunk);
     this.recorded += chunk.length;
     this.parseClient();
@@ -199,6 +203,11 @@ export class Snooper {
   private hold(slot: Slot): void {
     this.held = true;
     this.queue.push(slot);
+  }
+
+  /** A close is queued: the session ends when its turn comes. */
+  private get closing(): boolean {
+    return this.queue.some((s) => s.kind === "close");
   }
 
   private serverLine(line: string): void {
