@@ -104,10 +104,8 @@ export class Snooper {
     for (;;) {
       const r = this.fromServer.next();
       if (r.kind === "more") break;
-      if (r.kind === "bad") {
-        this.limit(`server reply line over ${MAX_SERVER_LINE} bytes`);
-        return;
-      }
+      if (r.kind === "bad")
+        return this.pastBounds(`server reply line over ${MAX_SERVER_LINE} bytes`);
       this.serverLine(r.line);
       if (this.phase !== "snoop") return;
     }
@@ -125,6 +123,31 @@ export class Snooper {
     } else {
       this.queue.push({ kind: "pump", lines: [] });
       this.io.pumpClient(this.fromClient.take());
+    }
+    this.flush();
+  }
+
+  /** A server reply past the bounds, which the wrapper cannot read through. Opportunistic,
+   * with nothing after it (the client waits for this reply only): it goes on as the server
+   * sent it, and all after it unread, as after a limit. Otherwise (-r, or more due after it)
+   * the replies before it go out, then the protocol's closing words and the end. */
+  private pastBounds(why: string): void {
+    const at = this.queue.findIndex((s) => (s.kind === "server" && !s.done) || s.kind === "pump");
+    const slot = this.queue[at];
+    this.io.warn(why);
+    this.held = true;
+    if (
+      this.dialogue.policy === "opportunistic" &&
+      slot?.kind === "server" &&
+      at === this.queue.length - 1
+    ) {
+      this.queue[at] = { kind: "pump", lines: slot.lines };
+      this.io.pumpClient(this.fromClient.take());
+    } else {
+      this.queue.splice(Math.max(at, 0), Infinity, {
+        kind: "close",
+        text: this.dialogue.closing(why),
+      });
     }
     this.flush();
   }
@@ -228,8 +251,8 @@ export class Snooper {
     }
     slot.size += line.length;
     if (slot.size > MAX_REPLY) {
-      this.limit(`server reply over ${MAX_REPLY} bytes`);
-      return;
+      slot.lines.push(line);
+      return this.pastBounds(`server reply over ${MAX_REPLY} bytes`);
     }
     slot.done = slot.expect.ends(line, slot.lines);
     slot.lines.push(line);

@@ -77,3 +77,89 @@ test("-r: a refused client that goes on sending while the server has not greeted
     await server.stop();
   }
 });
+
+/** An SMTP server whose EHLO reply is 1200 lines of 100 bytes (over the wrapper's 64 KiB a
+ * reply), or, with LONG_LINE, one line of 20000 bytes (over its 16 KiB a line). */
+const BIG_EHLO = `printf '220 big\\r\\n'
+while IFS= read -r line; do
+  case "$line" in
+    EHLO*) if [ -n "$LONG_LINE" ]; then printf '250 %020000d\\r\\n' 0
+      else i=0; while [ $i -lt 1200 ]; do printf '250-%096d\\r\\n' $i; i=$((i+1)); done
+        printf '250 end\\r\\n'; fi ;;
+    QUIT*) printf '221 bye\\r\\n'; exit 0 ;;
+    *) printf '250 ok\\r\\n' ;;
+  esac
+done`;
+
+/** Reads until `pattern` matches what was read, or the end. */
+async function readUntil(c: ReturnType<typeof open>, pattern: RegExp): Promise<string> {
+  const ended = c.closed.then(() => undefined);
+  while (!pattern.test(c.got())) {
+    const more = new Promise<void>((resolve) => c.socket.once("data", () => resolve()));
+    if ((await Promise.race([more.then(() => true), ended.then(() => false)])) === false) break;
+  }
+  return c.got();
+}
+
+for (const [what, longLine] of [
+  ["a reply over 64 KiB", ""],
+  ["a reply line over 16 KiB", "1"],
+] as const) {
+  test(`-o: the server's EHLO reply is ${what}: it reaches the client as it is, and the session goes on unread`, async () => {
+    const server = await startServer(
+      ours("tcpserver"),
+      [
+        ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "127.0.0.1", "1"],
+        ...["sh", "-c", BIG_EHLO],
+      ],
+      { env: { ...ENV, LONG_LINE: longLine } },
+    );
+    try {
+      const c = open(server.port);
+      c.socket.write("EHLO a\r\n");
+      const reply = await readUntil(c, /^250 .*\r\n/m);
+      assert.equal(reply.length, longLine ? 9 + 20006 : 9 + 1200 * 102 + 9);
+      assert.doesNotMatch(reply, /STARTTLS/);
+      c.socket.write("QUIT\r\n");
+      assert.equal((await c.closed).slice(reply.length), "221 bye\r\n");
+      const limit = longLine ? "reply line over 16384" : "reply over 65536";
+      await server.waitForLog(
+        new RegExp(`^starttls-wrapper: warning: 127\\.0\\.0\\.1: server ${limit} bytes$`),
+      );
+      await server.waitForLog(/^tcpserver: end \d+ status 0$/);
+      // One line, in our words (the reply used to be pumped again for each chunk: the
+      // runtime's MaxListenersExceededWarning).
+      assert.doesNotMatch(server.log(), /^\(node:/m);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test(`${what}, with a command due after it or under -r: the client gets 421 and the end`, async () => {
+    for (const [flags, bytes] of [
+      [[], "EHLO a\r\nNOOP\r\n"],
+      [["-r"], "EHLO a\r\n"],
+    ] as const) {
+      const server = await startServer(
+        ours("tcpserver"),
+        [
+          ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", ...flags, "127.0.0.1", "1"],
+          ...["sh", "-c", BIG_EHLO],
+        ],
+        { env: { ...ENV, LONG_LINE: longLine } },
+      );
+      try {
+        const c = open(server.port);
+        c.socket.write(bytes);
+        const limit = longLine ? "reply line over 16384" : "reply over 65536";
+        assert.equal(await c.closed, `220 big\r\n421 4.7.0 server ${limit} bytes\r\n`);
+        await server.waitForLog(
+          new RegExp(`^starttls-wrapper: warning: 127\\.0\\.0\\.1: server ${limit} bytes$`),
+        );
+        await server.waitForLog(/^tcpserver: end \d+ status \d+$/);
+      } finally {
+        await server.stop();
+      }
+    }
+  });
+}
