@@ -18,15 +18,24 @@ export const REFUSED = exitStatus(100);
 /** The most bytes any first packet looked at here may have. */
 const MAX_LOOKED_AT = 64 * 1024;
 
-/** The wrapper's warning and info lines for this client. */
+/** A peer's words (an element's name) in a log line: printable ASCII, "?" for any other
+ * byte, at most `max` characters ("..." after a cut). */
+export function shown(text: string, max = 64): string {
+  const clean = text.replace(/[^\x20-\x7e]/g, "?");
+  return clean.length > max ? `${clean.slice(0, max - 3)}...` : clean;
+}
+
+/** The wrapper's warning and info lines for this client: one line each, whatever they quote
+ * (a control character or a line end from a peer becomes "?"). */
 export function logger(ctx: StageContext, options: WrapperOptions) {
   const who = clientPrefix(ctx.env);
+  const line = (what: string) => what.replace(/[^\x20-\x7e]/g, "?");
   return {
     warn: (what: string) => {
-      if (options.verbosity >= 1) ctx.log(`starttls-wrapper: warning: ${who}${what}\n`);
+      if (options.verbosity >= 1) ctx.log(`starttls-wrapper: warning: ${who}${line(what)}\n`);
     },
     info: (what: string) => {
-      if (options.verbosity >= 2) ctx.log(`starttls-wrapper: info: ${who}${what}\n`);
+      if (options.verbosity >= 2) ctx.log(`starttls-wrapper: info: ${who}${line(what)}\n`);
     },
   };
 }

@@ -26,7 +26,7 @@ import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { causeText } from "../ucspi/errors.ts";
 import { relay } from "../stream/relay.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
-import { REFUSED, count, endWith, logger, startServer } from "./client-first.ts";
+import { REFUSED, count, endWith, logger, shown, startServer } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
 export async function runMysql(ctx: StageContext, options: WrapperOptions): Promise<number> {
@@ -132,7 +132,7 @@ async function behindTls(
     const packet = await fromServer.next();
     const step = serverStep(packet.payload);
     if (step.kind === "cleartext") {
-      warn(`refused: ${step.why}, and the server behind is reached without TLS`);
+      warn(`refused: ${shown(step.why, 120)}, and the server behind is reached without TLS`);
       serverFinished = true;
       await endWith(
         inner,

@@ -16,7 +16,7 @@ import {
 import { connectionStream } from "../ucspi/chain.ts";
 import { relay } from "../stream/relay.ts";
 import type { StageContext } from "../ucspi/stage.ts";
-import { REFUSED, count, endWith, logger, startServer, tlsBehind } from "./client-first.ts";
+import { REFUSED, count, endWith, logger, shown, startServer, tlsBehind } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
 type Decision = "starttls" | "plain" | "refused";
@@ -94,7 +94,7 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
         return done("starttls");
       }
       if (options.policy === "require") {
-        warn(`<${first.kind === "other" ? first.name : "?"}> before STARTTLS: refused (-r)`);
+        warn(`<${first.kind === "other" ? shown(first.name) : "?"}> before STARTTLS: refused (-r)`);
         count("refusal", options);
         client.write(policyViolation("TLS is required"));
         return done("refused");

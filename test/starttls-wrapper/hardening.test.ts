@@ -9,11 +9,17 @@ import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { makePki } from "../helpers/certs.ts";
 import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ucspi-wrapper-hardening-"));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const pki = makePki();
+const pair = pki.server("localhost", ["localhost"]);
+after(() => {
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(pki.dir, { recursive: true, force: true });
+});
 const ENV = { ...process.env, PATH: PATH_WITH_BIN };
 const FLOOD = 64 * 1024 * 1024;
 
@@ -79,8 +85,10 @@ test("-r: a refused client that goes on sending while the server has not greeted
 });
 
 /** An SMTP server whose EHLO reply is 1200 lines of 100 bytes (over the wrapper's 64 KiB a
- * reply), or, with LONG_LINE, one line of 20000 bytes (over its 16 KiB a line). */
-const BIG_EHLO = `printf '220 big\\r\\n'
+ * reply), or, with LONG_LINE, one line of 20000 bytes (over its 16 KiB a line). Let go while
+ * it writes, its shell would say so on the log it shares with tcpserver: it says nothing. */
+const BIG_EHLO = `exec 2>/dev/null
+printf '220 big\\r\\n'
 while IFS= read -r line; do
   case "$line" in
     EHLO*) if [ -n "$LONG_LINE" ]; then printf '250 %020000d\\r\\n' 0
@@ -163,3 +171,32 @@ for (const [what, longLine] of [
     }
   });
 }
+
+test("xmpp -r: the element a client sends instead of <starttls/> is named in the log printable and bounded", async () => {
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", "xmpp", "-r"],
+      ...["sh", "-c", "printf '<stream:stream><stream:features/>'; exec cat >/dev/null"],
+    ],
+    { env: { ...ENV, CERTFILE: pair.cert, KEYFILE: pair.key } },
+  );
+  try {
+    for (const name of ["\x1b[31mEVIL\x07\b\b\b\b", "\x01\x7f\x85x", "n".repeat(20000)]) {
+      const c = open(server.port);
+      c.socket.write("<stream:stream to='example.org'>");
+      await readUntil(c, /<\/stream:features>/);
+      c.socket.write(`<${name} x='1'/>`);
+      assert.match(await c.closed, /<policy-violation /);
+    }
+    const lines = await server.waitForLog(/^starttls-wrapper: warning: /, 3);
+    assert.deepEqual(lines, [
+      "starttls-wrapper: warning: 127.0.0.1: <?[31mEVIL?????> before STARTTLS: refused (-r)",
+      "starttls-wrapper: warning: 127.0.0.1: <????x> before STARTTLS: refused (-r)",
+      `starttls-wrapper: warning: 127.0.0.1: <${"n".repeat(61)}...> before STARTTLS: refused (-r)`,
+    ]);
+    assert.doesNotMatch(server.log(), /[^\x20-\x7e\n]/);
+  } finally {
+    await server.stop();
+  }
+});
