@@ -23,7 +23,13 @@ export function connectService(host: string, port: number, timeoutMs: number): P
     const timer = setTimeout(() => fail("timed out"), timeoutMs);
     socket.once("error", (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      fail(causeText(error));
+      // A name that does not resolve: said as tcpclient and tcpforward say it, never as the
+      // runtime's "getaddrinfo ENOTFOUND name".
+      const dns = dnsText(error.code, host);
+      if (dns) {
+        socket.destroy();
+        reject(new Error(dns));
+      } else fail(causeText(error));
     });
     socket.once("connect", () => {
       clearTimeout(timer);
@@ -31,6 +37,16 @@ export function connectService(host: string, port: number, timeoutMs: number): P
       resolve(socket);
     });
   });
+}
+
+const NOT_FOUND = new Set(["ENOTFOUND", "ENODATA", "EAI_NONAME", "EAI_NODATA"]);
+const TEMPORARY = new Set(["EAI_AGAIN", "EAI_FAIL"]);
+
+/** djb's words for a host name that cannot be looked up (undefined: not a lookup's error). */
+function dnsText(code: string | undefined, host: string): string | undefined {
+  if (code && NOT_FOUND.has(code)) return `unable to figure out IP address for ${host}`;
+  if (code && TEMPORARY.has(code)) return `temporarily unable to figure out IP address for ${host}`;
+  return undefined;
 }
 
 /** The header the TLS service gets first: the client's addresses (LOCAL when env has none)

@@ -200,3 +200,28 @@ test("xmpp -r: the element a client sends instead of <starttls/> is named in the
     await server.stop();
   }
 });
+
+test("a TLS service whose host name does not resolve: 454, and the log line says so in our words", async () => {
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "nosuchhost.invalid", "1"],
+      ...["sh", "-c", "printf '220 hi\\r\\n'; exec cat >/dev/null"],
+    ],
+    { env: ENV },
+  );
+  try {
+    const c = open(server.port);
+    c.socket.write("STARTTLS\r\n");
+    const got = await readUntil(c, /^454 .*\r\n/m);
+    assert.equal(got, "220 hi\r\n454 4.7.0 TLS not available due to temporary reason\r\n");
+    c.socket.destroy();
+    const [line] = await server.waitForLog(/^starttls-wrapper: warning: /);
+    assert.match(
+      line ?? "",
+      /^starttls-wrapper: warning: 127\.0\.0\.1: TLS service unavailable: (temporarily )?unable to figure out IP address for nosuchhost\.invalid$/,
+    );
+  } finally {
+    await server.stop();
+  }
+});
