@@ -25,6 +25,8 @@ import { Snooper } from "./snoop.ts";
 import type { SnoopIo, StarttlsVerdict } from "./snoop.ts";
 import { stageOptions } from "../ucspi/stage-options.ts";
 
+/** The status of a session the wrapper ended (as the binary paths': client-first.ts). */
+const REFUSED = exitStatus(100);
 /** How long the client's last bytes may take to go out before the connection is closed. */
 const FLUSH_MS = 30_000;
 /** The abort reason: a constant, so that no DOMException (with its stack) is made each time. */
@@ -98,6 +100,9 @@ class Wrapper {
   /** --metrics: this session's protocol; whether it went on in plaintext (counted once). */
   private readonly counted: { protocol: string };
   private declined = false;
+  /** The wrapper ended the session (a refusal, a limit, a pipelined command, a client gone
+   * before its go-ahead): its status is ours, not that of the server it let go. */
+  private endedHere = false;
 
   constructor(ctx: StageContext, options: WrapperOptions, dialogue: Dialogue) {
     this.ctx = ctx;
@@ -170,7 +175,7 @@ class Wrapper {
     this.client.end();
     await written(this.client);
     this.closeServer();
-    return status;
+    return this.endedHere ? REFUSED : status;
   }
 
   private closeServer(): void {
@@ -255,6 +260,7 @@ class Wrapper {
         return this.upgrading;
       },
       close: () => {
+        this.endedHere = true;
         client.end();
         this.letServerGo();
       },

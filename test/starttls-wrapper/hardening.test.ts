@@ -225,3 +225,28 @@ test("a TLS service whose host name does not resolve: 454, and the log line says
     await server.stop();
   }
 });
+
+test("a session the wrapper ends (a command pipelined after STARTTLS, a refusal under -r) ends with status 100, not that of the server it let go", async () => {
+  for (const [flags, bytes, reply] of [
+    [[], "STARTTLS\r\nRSET\r\n", "554 5.5.1 Error: command pipelined after STARTTLS\r\n"],
+    [["-r"], "EHLO a\n", "500 5.5.2 bare LF in a command line\r\n"],
+    [
+      ["-r", "-p", "imap"],
+      "a LOGIN {5}\r\n",
+      "* BYE Literals are not accepted before STARTTLS\r\n",
+    ],
+  ] as const) {
+    const greeting = (flags as readonly string[]).includes("imap") ? "* OK hi" : "220 hi";
+    const server = await wrapper([...flags], `printf '${greeting}\\r\\n'; exec cat >/dev/null`);
+    try {
+      const c = open(server.port);
+      c.socket.write(bytes);
+      assert.equal(await c.closed, `${greeting}\r\n${reply}`);
+      // tcpserver's end line has the wait status: exit 100 is 25600 (the server that was let
+      // go, SIGTERM, is 15).
+      await server.waitForLog(/^tcpserver: end \d+ status 25600$/);
+    } finally {
+      await server.stop();
+    }
+  }
+});
