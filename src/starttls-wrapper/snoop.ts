@@ -119,7 +119,9 @@ export class Snooper {
     if (this.dialogue.policy === "require") {
       this.io.warn(why);
       this.io.refused?.();
-      this.queue.push({ kind: "close", text: this.dialogue.closing(why) });
+      // Now, not after the replies still due: a server that does not answer (or greet) must
+      // not hold the session past the limit.
+      this.closeAtPending(this.dialogue.closing(why));
     } else {
       this.queue.push({ kind: "pump", lines: [] });
       this.io.pumpClient(this.fromClient.take());
@@ -144,12 +146,16 @@ export class Snooper {
       this.queue[at] = { kind: "pump", lines: slot.lines };
       this.io.pumpClient(this.fromClient.take());
     } else {
-      this.queue.splice(Math.max(at, 0), Infinity, {
-        kind: "close",
-        text: this.dialogue.closing(why),
-      });
+      this.closeAtPending(this.dialogue.closing(why));
     }
     this.flush();
+  }
+
+  /** The replies complete so far go out, then `text` and the end: what is still due (a reply
+   * not complete, and all after it) is dropped. */
+  private closeAtPending(text: string): void {
+    const at = this.queue.findIndex((s) => (s.kind === "server" && !s.done) || s.kind === "pump");
+    this.queue.splice(at < 0 ? this.queue.length : at, Infinity, { kind: "close", text });
   }
 
   /** What the server sent of a reply that will not be complete (it ended): for the client. */

@@ -250,3 +250,21 @@ test("a session the wrapper ends (a command pipelined after STARTTLS, a refusal 
     }
   }
 });
+
+test("-r -t: the pre-TLS limit ends the session even when the server has not answered (or greeted)", async () => {
+  for (const [script, bytes, before] of [
+    ["exec cat >/dev/null", "", ""],
+    ["printf '220 hi\\r\\n'; read x; exec cat >/dev/null", "EHLO a\r\n", "220 hi\r\n"],
+  ] as const) {
+    const server = await wrapper(["-r", "-t", "1"], script);
+    try {
+      const c = open(server.port);
+      c.socket.write(bytes);
+      assert.equal(await c.closed, `${before}421 4.7.0 no STARTTLS within 1 s\r\n`);
+      await server.waitForLog(/^starttls-wrapper: warning: 127\.0\.0\.1: no STARTTLS within 1 s$/);
+      await server.waitForLog(/^tcpserver: end \d+ status 25600$/);
+    } finally {
+      await server.stop();
+    }
+  }
+});
