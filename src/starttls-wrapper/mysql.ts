@@ -59,7 +59,16 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
       return await pump(client, fromClient, server, fromServer, serverDone);
     }
     client.write(writePacket(greeting.seq, advertised.payload));
-    const answer = await fromClient.next();
+    // A client that leaves here (its login or SSLRequest never comes) is not a failure of
+    // this side: said as the other paths say it, with their status.
+    const answer = await fromClient.next().catch((error: unknown) => {
+      if (fromClient.hasEnded) return undefined;
+      throw error;
+    });
+    if (!answer) {
+      info("the client left before its login or SSLRequest");
+      return await end(REFUSED);
+    }
     if (!clientAsksTls(answer.payload)) {
       if (options.policy === "require") {
         warn("a login without TLS: refused (-r)");
@@ -197,6 +206,10 @@ class PacketReader {
     this.wake?.();
   };
   private endedNow: () => void = () => {};
+  /** The stream has ended or closed. */
+  get hasEnded(): boolean {
+    return this.isEnded;
+  }
   /** Resolves when the stream has ended or closed. */
   readonly ended = new Promise<void>((resolve) => (this.endedNow = resolve));
 

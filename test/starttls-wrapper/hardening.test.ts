@@ -12,6 +12,7 @@ import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { serverBehind } from "../helpers/servers-behind.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ucspi-wrapper-hardening-"));
 const pki = makePki();
@@ -266,5 +267,38 @@ test("-r -t: the pre-TLS limit ends the session even when the server has not ans
     } finally {
       await server.stop();
     }
+  }
+});
+
+test("mysql: a client that leaves after the greeting, before its login or SSLRequest: no warning of a broken connection phase, status 100 (not 111, a failure of this side)", async () => {
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-v", "2", "-p", "mysql"],
+      ...serverBehind("mysql", true),
+    ],
+    { env: { ...ENV, CERTFILE: pair.cert, KEYFILE: pair.key } },
+  );
+  try {
+    for (const [i, how] of (["end", "reset"] as const).entries()) {
+      const c = open(server.port);
+      await new Promise<void>((resolve) => c.socket.once("data", () => resolve()));
+      if (how === "end") c.socket.end();
+      else c.socket.resetAndDestroy();
+      await c.closed;
+      await server.waitForLog(/^tcpserver: end \d+ status \d+$/, i + 1);
+    }
+    const lines = server.log().match(/^(starttls-wrapper|tcpserver: end).*$/gm) ?? [];
+    assert.deepEqual(
+      lines.map((l) => l.replace(/^tcpserver: end \d+ /, "tcpserver: end PID ")),
+      [
+        "starttls-wrapper: info: 127.0.0.1: the client left before its login or SSLRequest",
+        "tcpserver: end PID status 25600",
+        "starttls-wrapper: info: 127.0.0.1: the client left before its login or SSLRequest",
+        "tcpserver: end PID status 25600",
+      ],
+    );
+  } finally {
+    await server.stop();
   }
 });
