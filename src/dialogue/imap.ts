@@ -82,7 +82,8 @@ function tagged(tag: string, policy: Policy, capability = false): Expect {
 }
 
 export const imap: DialogueFactory = (policy) => {
-  const refuse = (reply: string): ClientVerdict => notBeforeTls(policy, reply);
+  const refuse = (reply: string, command = ""): ClientVerdict =>
+    notBeforeTls(policy, reply, command);
   const dialogue: Dialogue = {
     protocol: "imap",
     policy,
@@ -119,9 +120,12 @@ export const imap: DialogueFactory = (policy) => {
           return { kind: "forward", expect: tagged(tag, policy) };
         case "LOGIN":
         case "AUTHENTICATE":
-          return refuse(`${tag} NO [PRIVACYREQUIRED] TLS is required before authentication\r\n`);
+          return refuse(
+            `${tag} NO [PRIVACYREQUIRED] TLS is required before authentication\r\n`,
+            command,
+          );
         default:
-          return refuse(`${tag} BAD TLS is required first: use STARTTLS\r\n`);
+          return refuse(`${tag} BAD TLS is required first: use STARTTLS\r\n`, command);
       }
     },
     malformed: (why) => `* BYE ${why}\r\n`,

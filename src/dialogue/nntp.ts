@@ -53,9 +53,17 @@ export const nntp: DialogueFactory = (policy) => {
           return { kind: "forward", expect: ONE_LINE };
         case "MODE":
           if (/^MODE READER\r\n$/i.test(line)) return { kind: "forward", expect: ONE_LINE };
-          return notBeforeTls(policy, "483 Encryption or stronger authentication required\r\n");
+          return notBeforeTls(
+            policy,
+            "483 Encryption or stronger authentication required\r\n",
+            verb,
+          );
         default:
-          return notBeforeTls(policy, "483 Encryption or stronger authentication required\r\n");
+          return notBeforeTls(
+            policy,
+            "483 Encryption or stronger authentication required\r\n",
+            verb,
+          );
       }
     },
     malformed: (why) => `501 ${why}\r\n`,

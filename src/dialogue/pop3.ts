@@ -30,7 +30,7 @@ const greeting: Expect = {
 };
 
 export const pop3: DialogueFactory = (policy) => {
-  const refuse = (reply: string) => notBeforeTls(policy, reply);
+  const refuse = (reply: string, verb: string) => notBeforeTls(policy, reply, verb);
   const dialogue: Dialogue = {
     protocol: "pop3",
     policy,
@@ -57,9 +57,10 @@ export const pop3: DialogueFactory = (policy) => {
         case "AUTH":
           return refuse(
             "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.\r\n",
+            verb,
           );
         default:
-          return refuse("-ERR TLS is required first: use STLS\r\n");
+          return refuse("-ERR TLS is required first: use STLS\r\n", verb);
       }
     },
     malformed: (why) => `-ERR ${why}\r\n`,

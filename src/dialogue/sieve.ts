@@ -33,7 +33,8 @@ function capabilityList(policy: Policy, thenPump: boolean): Expect {
 const response: Expect = { ends: (line) => RESPONSE.test(line) };
 
 export const sieve: DialogueFactory = (policy) => {
-  const refuse = (reply: string): ClientVerdict => notBeforeTls(policy, reply);
+  const refuse = (reply: string, verb: string): ClientVerdict =>
+    notBeforeTls(policy, reply, verb.toUpperCase());
   const dialogue: Dialogue = {
     protocol: "sieve",
     policy,
@@ -65,9 +66,9 @@ export const sieve: DialogueFactory = (policy) => {
         case "LOGOUT":
           return { kind: "forward", expect: response };
         case "AUTHENTICATE":
-          return refuse('NO (ENCRYPT-NEEDED) "TLS is required before authentication."\r\n');
+          return refuse('NO (ENCRYPT-NEEDED) "TLS is required before authentication."\r\n', verb);
         default:
-          return refuse('NO "TLS is required first: use STARTTLS."\r\n');
+          return refuse('NO "TLS is required first: use STARTTLS."\r\n', verb);
       }
     },
     malformed: (why) => `BYE "${why}"\r\n`,

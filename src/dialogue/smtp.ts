@@ -66,6 +66,7 @@ function smtpFamily(protocol: "smtp" | "lmtp", hello: string): DialogueFactory {
         verb === "AUTH"
           ? "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
           : "530 5.7.0 Must issue a STARTTLS command first\r\n",
+        verb,
       );
     const dialogue: Dialogue = {
       protocol,

@@ -9,9 +9,11 @@ export function verbOf(line: string): { verb: string; hasArgs: boolean } {
   return { verb: (space < 0 ? text : text.slice(0, space)).toUpperCase(), hasArgs: space >= 0 };
 }
 
-/** Opportunistic: the client declined TLS, so the snooping ends; require: `reply`. */
-export function notBeforeTls(policy: Policy, reply: string): ClientVerdict {
-  return policy === "opportunistic" ? { kind: "pump" } : { kind: "answer", reply };
+/** Opportunistic: the client declined TLS, so the snooping ends; require: `reply`, and a log
+ * line that names the command (`verb`, the client's word: the log shows it printable). */
+export function notBeforeTls(policy: Policy, reply: string, verb = ""): ClientVerdict {
+  if (policy === "opportunistic") return { kind: "pump" };
+  return { kind: "answer", reply, log: `${verb || "a command"} before STARTTLS: refused (-r)` };
 }
 
 /** A command line that announces a literal (`{n}`, `{n+}`): its bytes would follow as data the

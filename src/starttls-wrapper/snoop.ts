@@ -63,6 +63,8 @@ export class Snooper {
   /** Client lines are not parsed while an upgrade or an end is pending. */
   private held = false;
   private recorded = 0;
+  /** A refused command has been logged (one line a session). */
+  private refusalLogged = false;
   private commands = 0;
 
   constructor(dialogue: Dialogue, io: SnoopIo, limits: SnoopLimits) {
@@ -206,7 +208,12 @@ export class Snooper {
           });
           break;
         case "answer":
-          if (verdict.log) this.io.warn(verdict.log);
+          // One line a session for the commands refused under -r (a client that tries AUTH
+          // in plaintext is a signal; a hundred lines of it would be noise).
+          if (verdict.log && !this.refusalLogged) {
+            this.refusalLogged = true;
+            this.io.warn(verdict.log);
+          }
           // Under -r every answer of ours refuses something (a malformed STARTTLS among them).
           if (this.dialogue.policy === "require") this.io.refused?.();
           this.queue.push({ kind: "local", text: verdict.reply });

@@ -18,6 +18,7 @@ import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { oneWay, relay } from "../stream/relay.ts";
 import type { Stage, StageContext } from "../ucspi/stage.ts";
+import { shown } from "./client-first.ts";
 import { connectService, handoverHeader, localHeader } from "./handover.ts";
 import { USAGE, parseWrapperArgs } from "./options.ts";
 import type { WrapperOptions } from "./options.ts";
@@ -335,12 +336,12 @@ class Wrapper {
 
   private warn(what: string): void {
     if (this.options.verbosity < 1) return;
-    this.ctx.log(`starttls-wrapper: warning: ${this.peer()}: ${what}\n`);
+    this.ctx.log(`starttls-wrapper: warning: ${this.peer()}: ${shown(what, 200)}\n`);
   }
 
   private info(what: string): void {
     if (this.options.verbosity < 2) return;
-    this.ctx.log(`starttls-wrapper: info: ${this.peer()}: ${what}\n`);
+    this.ctx.log(`starttls-wrapper: info: ${this.peer()}: ${shown(what, 200)}\n`);
   }
 
   private peer(): string {

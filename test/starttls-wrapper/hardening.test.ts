@@ -302,3 +302,26 @@ test("mysql: a client that leaves after the greeting, before its login or SSLReq
     await server.stop();
   }
 });
+
+test("-r: the first command refused before STARTTLS is logged, once a session, printable", async () => {
+  const server = await wrapper(["-r"], "printf '220 hi\\r\\n'; exec cat >/dev/null");
+  try {
+    for (const bytes of [
+      "AUTH PLAIN AGEAYg==\r\nAUTH LOGIN\r\nMAIL FROM:<a@b>\r\n",
+      "\x1b[2J\x07 x\r\nAUTH PLAIN\r\n",
+    ]) {
+      const c = open(server.port);
+      c.socket.write(bytes);
+      await readUntil(c, bytes.startsWith("AUTH") ? /^530 .*\r\n/m : /^538 .*\r\n/m);
+      c.socket.destroy();
+      await c.closed;
+    }
+    await server.waitForLog(/^tcpserver: end \d+ status \d+$/, 2);
+    assert.deepEqual(server.log().match(/^starttls-wrapper: .*$/gm), [
+      "starttls-wrapper: warning: 127.0.0.1: AUTH before STARTTLS: refused (-r)",
+      "starttls-wrapper: warning: 127.0.0.1: ?[2J? before STARTTLS: refused (-r)",
+    ]);
+  } finally {
+    await server.stop();
+  }
+});
