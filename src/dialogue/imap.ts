@@ -22,12 +22,17 @@ function capabilities(atoms: string[], policy: Policy): string[] {
   return out;
 }
 
-/** "* CAPABILITY a b c" lines get the atoms; other lines pass as they are. */
+/** "* CAPABILITY a b c" lines and "[CAPABILITY a b c]" response codes (tagged or not) get the
+ * atoms; other lines pass as they are. */
 function rewriteCapabilityLine(line: string, policy: Policy): string {
+  const atomsOf = (text: string) => text.split(" ").filter(Boolean);
   const m = /^\* CAPABILITY ([^\r\n]*)(\r?\n)$/i.exec(line);
-  if (!m) return line;
-  const atoms = (m[1] ?? "").split(" ").filter(Boolean);
-  return `* CAPABILITY ${capabilities(atoms, policy).join(" ")}${m[2] ?? ""}`;
+  if (m) return `* CAPABILITY ${capabilities(atomsOf(m[1] ?? ""), policy).join(" ")}${m[2] ?? ""}`;
+  return line.replace(
+    /^([^ ]+ (?:OK|NO|BAD|BYE) \[CAPABILITY )([^\]]*)\]/i,
+    (_all, head: string, atoms: string) =>
+      `${head}${capabilities(atomsOf(atoms), policy).join(" ")}]`,
+  );
 }
 
 /** Inside TLS: a CAPABILITY list ("* CAPABILITY ..." or a "[CAPABILITY ...]" response code)
@@ -68,16 +73,15 @@ function greeting(policy: Policy): Expect {
   };
 }
 
-/** The reply to a command tagged `tag`: untagged lines, then "tag OK|NO|BAD ...". */
-function tagged(tag: string, policy: Policy, capability = false): Expect {
+/** The reply to a command tagged `tag`: untagged lines, then "tag OK|NO|BAD ...". Any reply
+ * may carry capabilities (an untagged CAPABILITY, a [CAPABILITY] code in its tagged line):
+ * each gets the wrapper's atoms, so that no reply offers a mechanism, or lacks STARTTLS and
+ * LOGINDISABLED, that the others do not. */
+function tagged(tag: string, policy: Policy): Expect {
   return {
     ends: (line) => line.startsWith(`${tag} `),
-    ...(capability
-      ? {
-          rewrite: (lines: readonly string[]) =>
-            lines.map((l) => rewriteCapabilityLine(l, policy)).join(""),
-        }
-      : {}),
+    rewrite: (lines: readonly string[]) =>
+      lines.map((l) => rewriteCapabilityLine(l, policy)).join(""),
   };
 }
 
@@ -113,7 +117,7 @@ export const imap: DialogueFactory = (policy) => {
             pipelined: `* BYE Command pipelined after STARTTLS\r\n`,
           };
         case "CAPABILITY":
-          return { kind: "forward", expect: tagged(tag, policy, true) };
+          return { kind: "forward", expect: tagged(tag, policy) };
         case "NOOP":
         case "LOGOUT":
         case "ID":

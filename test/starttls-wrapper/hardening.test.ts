@@ -325,3 +325,25 @@ test("-r: the first command refused before STARTTLS is logged, once a session, p
     await server.stop();
   }
 });
+
+test("imap -r: every capability list before TLS is the wrapper's (an untagged CAPABILITY in a NOOP reply, a [CAPABILITY] code in a tagged line): none offers AUTH=, each has STARTTLS and LOGINDISABLED", async () => {
+  const server = await wrapper(
+    ["-r", "-p", "imap"],
+    "printf '* OK hi\\r\\n'; while read t c rest; do " +
+      "printf '* CAPABILITY IMAP4rev1 AUTH=PLAIN\\r\\n%s OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] done\\r\\n' \"$t\"; done",
+  );
+  try {
+    const c = open(server.port);
+    c.socket.write("a NOOP\r\nb CAPABILITY\r\n");
+    const caps = "IMAP4rev1 STARTTLS LOGINDISABLED";
+    assert.equal(
+      await readUntil(c, /^b .*\r\n/m),
+      `* OK hi\r\n` +
+        `* CAPABILITY ${caps}\r\na OK [CAPABILITY ${caps}] done\r\n` +
+        `* CAPABILITY ${caps}\r\nb OK [CAPABILITY ${caps}] done\r\n`,
+    );
+    c.socket.destroy();
+  } finally {
+    await server.stop();
+  }
+});
