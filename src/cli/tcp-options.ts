@@ -1,8 +1,10 @@
 // The letters tcpserver and tcpclient share, read the same way by both.
+import { toBytes } from "../ucspi/env.ts";
 import { scanUnsigned } from "./getopt.ts";
 
 export interface CommonTcpOptions {
   verbosity: 0 | 1 | 2;
+  /** -l, as a byte string (its UTF-8 bytes, as djb's passes argv on): TCPLOCALHOST's value. */
   localName: string | undefined;
   identTimeoutMs: number;
   ident: boolean;
@@ -19,7 +21,7 @@ export function applyCommonOption(o: CommonTcpOptions, name: string, value: stri
       o.verbosity = name === "q" ? 0 : name === "Q" ? 1 : 2;
       return true;
     case "l":
-      o.localName = value;
+      o.localName = toBytes(value);
       return true;
     case "t":
       o.identTimeoutMs = scanUnsigned(value) * 1000;

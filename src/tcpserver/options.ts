@@ -2,6 +2,7 @@
 import { parseMetricsAddress } from "../metrics/address.ts";
 import type { MetricsAddress } from "../metrics/address.ts";
 import { UsageError } from "../ucspi/errors.ts";
+import { toBytes } from "../ucspi/env.ts";
 import { getopt, scanUnsigned } from "../cli/getopt.ts";
 import { applyCommonOption } from "../cli/tcp-options.ts";
 import type { CommonTcpOptions } from "../cli/tcp-options.ts";
@@ -18,6 +19,7 @@ export interface ServerOptions extends CommonTcpOptions {
   perIpLimit: number | undefined;
   rulesFile: string | undefined;
   missingRulesAllow: boolean;
+  /** -B, as a byte string: its UTF-8 bytes, written as they are (djb writes argv's bytes). */
   banner: string | undefined;
   gid: number | undefined;
   uid: number | undefined;
@@ -118,7 +120,7 @@ export function parseServerArgs(
         o.missingRulesAllow = true;
         break;
       case "B":
-        o.banner = value;
+        o.banner = toBytes(value);
         break;
       case "g":
         o.gid = scanUnsigned(value);

@@ -56,6 +56,8 @@ for (const server of [djb("tcpserver"), ours("tcpserver")]) {
 for (const args of [
   ["-RH", "-l0"],
   ["-R", "-H", "-l", "here"],
+  // Not ASCII: TCPLOCALHOST gets the argument's bytes (UTF-8 here), as djb's.
+  ["-R", "-H", "-l", "hôte-é"],
 ]) {
   test(`the program's environment matches djb's with ${args.join(" ")}`, async () => {
     await withServer(djb("tcpserver"), ["/bin/echo", "hi"], async (port) => {

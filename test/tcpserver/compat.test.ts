@@ -82,6 +82,21 @@ test("-B writes the banner before anything else, as given", async () => {
   assert.equal(b.out, a.out);
 });
 
+test("-B and -l that are not ASCII: their bytes as given (UTF-8 here), as djb's", async () => {
+  const args = ["-v", "-RH", "-l", "hôte-é", "-B", "bannière ü\n"];
+  const a = await childOutput(djb("tcpserver"), args, [PRINT_ENV]);
+  const b = await childOutput(ours("tcpserver"), args, [PRINT_ENV]);
+  // talk() gives a character per byte: the UTF-8 bytes of the arguments, not one byte per
+  // character.
+  const utf8 = (text: string) => Buffer.from(text, "utf8").toString("latin1");
+  assert.ok(b.out.startsWith(utf8("bannière ü\n")));
+  assert.match(b.out, new RegExp(`^TCPLOCALHOST=${utf8("hôte-é")}$`, "m"));
+  assert.equal(hidePortVars(b.out), hidePortVars(a.out));
+  // The log line sanitises each byte: two '?' for each two-byte character.
+  assert.match(b.log, /^tcpserver: ok \d+ h\?\?te-\?\?:127\.0\.0\.1:/m);
+  assert.equal(normalizeLog(b.log), normalizeLog(a.log));
+});
+
 test("the end line carries the raw wait status: exit codes and signals", async () => {
   for (const [script, status] of [
     ["exit 3", "768"],
