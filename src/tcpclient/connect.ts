@@ -1,7 +1,8 @@
 // Tries each address in turn, as djb's tcpclient does: a first pass with a short timeout per
-// address, then a second pass with the long one over the addresses that timed out.
+// address, then a second pass with the long one over the addresses that timed out. An address
+// that times out in the first pass is said once, after the second one (djb's warns only then).
 import { Socket } from "node:net";
-import { causeText } from "../ucspi/errors.ts";
+import { FatalError, causeText } from "../ucspi/errors.ts";
 
 export interface ConnectPlan {
   addresses: readonly string[];
@@ -25,8 +26,14 @@ export async function connectInTurn(
       try {
         return await connectOne(ip, plan, timeoutMs);
       } catch (error) {
+        // -i / -p that cannot be bound: djb's gives up at once, in these words.
+        if ((error as { syscall?: string }).syscall === "bind")
+          throw new FatalError(`unable to bind socket: ${causeText(error)}`, 111, { cause: error });
         const code = (error as { code?: string }).code;
-        if (code === "ETIMEDOUT" && pass === 0) timedOut.push(ip);
+        if (code === "ETIMEDOUT" && pass === 0 && plan.timeoutsMs[1] > 0) {
+          timedOut.push(ip);
+          continue;
+        }
         warn(`unable to connect to ${ip} port ${plan.port}: ${causeText(error)}`);
       }
     }

@@ -1,6 +1,8 @@
 // Our tcpclient beside djb's: same environment, messages and exit codes; and each one talking
 // to the other's tcpserver.
 import assert from "node:assert/strict";
+import { connect } from "node:net";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 import { ROOT, djb, ours, run } from "../helpers/programs.ts";
@@ -144,6 +146,9 @@ test("messages and exit codes match djb's: refused, no address, cannot run, usag
       ["-Z", "127.0.0.1", "1", "true"],
       ["-RH", "127.0.0.1"],
       ["-v", "-RH", "127.0.0.1", String(port), "true"],
+      // -i / -p that cannot be bound: djb's "fatal: unable to bind socket", at once.
+      ["-RH", "-i", "192.0.2.1", "127.0.0.1", String(port), "true"],
+      ["-RH", "-p", String(port), "127.0.0.1", String(port), "true"],
     ];
     for (const argv of cases) {
       const a = await run(djb("tcpclient"), argv);
@@ -152,6 +157,42 @@ test("messages and exit codes match djb's: refused, no address, cannot run, usag
       assert.equal(b.code, a.code, `exit code for ${argv.join(" ")}`);
     }
   });
+});
+
+test("an address that times out in the first pass is said once, after the second, as djb's", async () => {
+  // A listener that answers no SYN: djb's tcpserver -c 1 -b 0 busy with one client, its accept
+  // queue full with others.
+  const s = await startServer(djb("tcpserver"), [
+    "-v",
+    "-RHl0",
+    "-c1",
+    "-b0",
+    "127.0.0.1",
+    "0",
+    "cat",
+  ]);
+  const held: Socket[] = [];
+  const hold = () =>
+    new Promise<void>((resolve) => {
+      held.push(connect(s.port, "127.0.0.1", resolve).on("error", () => {}));
+    });
+  try {
+    await hold();
+    await s.waitForLog(/^tcpserver: ok /m);
+    await hold();
+    const timedOut = `tcpclient: unable to connect to 127.0.0.1 port ${s.port}: timed out\n`;
+    for (const timeouts of ["1+1", "1"]) {
+      const argv = ["-RH", "-T", timeouts, "127.0.0.1", String(s.port), "true"];
+      const a = await run(djb("tcpclient"), argv);
+      const b = await run(ours("tcpclient"), argv);
+      assert.equal(a.stderr, timedOut, `djb's stderr for -T ${timeouts}`);
+      assert.equal(b.stderr, a.stderr, `stderr for -T ${timeouts}`);
+      assert.equal(b.code, 111);
+    }
+  } finally {
+    for (const socket of held) socket.destroy();
+    await s.stop();
+  }
 });
 
 test("IPv6: our tcpclient reaches our tcpserver on ::1 with PROTO=TCP6", async () => {
