@@ -77,7 +77,7 @@ async function main(): Promise<void> {
   const workers = options.workerIndex === 0 ? startWorkers(args, options, boundPort) : [];
   hangUp.workers = workers;
   options.limit = workerLimit(options.limit, options.workers, options.workerIndex);
-  if (options.printPort && options.workerIndex === 0) writeSync(1, `${boundPort}\n`);
+  if (options.printPort && options.workerIndex === 0) printPort(boundPort);
   // djb closes stdin and stdout once started; /dev/null keeps fds 0/1 from being reused.
   native().devNull(0);
   native().devNull(1);
@@ -116,6 +116,16 @@ async function main(): Promise<void> {
   });
   // A worker goes when the first process goes, whatever killed it.
   if (options.workerIndex > 0) process.on("disconnect", () => process.kill(process.pid, "SIGTERM"));
+}
+
+/** -1: the port on stdout. A write that fails (a reader gone, a full disk) is not an error:
+ * djb's flushes and goes on serving. */
+function printPort(port: number): void {
+  try {
+    writeSync(1, `${port}\n`);
+  } catch {
+    // Nobody to tell: the server still serves.
+  }
 }
 
 /** systemd socket activation: the listening socket is fd 3, and the variables are ours only. */

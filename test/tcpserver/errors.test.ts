@@ -1,5 +1,7 @@
 // Bad input: the same one line and exit code as djb's tcpserver, no hang.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
@@ -116,3 +118,48 @@ test("a program that cannot be run: warning, connection dropped, status 28416", 
   assert.match(logs[1] ?? "", /^tcpserver: end PID status 28416$/m);
   assert.equal(logs[1], logs[0]);
 });
+
+/** A port free a moment ago, for a server whose -1 line nobody reads. */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+// -1 where the port cannot be written: djb's goes on serving; ours ended with "internal error:
+// EPIPE" (or ENOSPC) and exit 111.
+for (const where of ["/dev/full", "a pipe whose reader is gone"]) {
+  for (const server of [djb("tcpserver"), ours("tcpserver")]) {
+    const who = server.startsWith("/usr") ? "djb's" : "ours";
+    test(`-1 with stdout ${where}: ${who} serves all the same`, async () => {
+      const port = await freePort();
+      const full = where === "/dev/full" ? openSync("/dev/full", "w") : undefined;
+      const child = spawn(
+        server,
+        ["-1", "-v", "-RHl0", "127.0.0.1", String(port), "/bin/echo", "hi"],
+        { stdio: ["ignore", full ?? "pipe", "pipe"] },
+      );
+      if (full !== undefined) closeSync(full);
+      child.stdout?.destroy();
+      let stderr = "";
+      const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+      const started = new Promise<void>((resolve) => {
+        child.stderr?.on("data", (b: Buffer) => {
+          stderr += b.toString("latin1");
+          if (stderr.includes("status: 0/40\n")) resolve();
+        });
+      });
+      try {
+        const first = await Promise.race([started.then(() => "started"), exited]);
+        assert.equal(first, "started", stderr);
+        assert.equal(await talk(port), "hi\n");
+        assert.doesNotMatch(stderr, /fatal/);
+      } finally {
+        child.kill("SIGTERM");
+      }
+      assert.equal(await exited, 0);
+    });
+  }
+}
