@@ -129,8 +129,10 @@ export function parseServerArgs(
         o.uid = scanUnsigned(value);
         break;
       case "U":
-        o.gid = scanUnsigned(env["GID"] ?? "");
-        o.uid = scanUnsigned(env["UID"] ?? "");
+        // Only a variable that is set counts, as djb's `if (x) scan_ulong(x,...)`: -u 1000 -U
+        // with no UID keeps 1000 (not root's 0).
+        if (env["GID"] !== undefined) o.gid = scanUnsigned(env["GID"]);
+        if (env["UID"] !== undefined) o.uid = scanUnsigned(env["UID"]);
         break;
       case "1":
         o.printPort = true;

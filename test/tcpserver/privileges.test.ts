@@ -87,6 +87,21 @@ test("-U after -u: the environment's values win, as the later option", async () 
   assert.match(b.outputs[0] ?? "", /^65534\n65534\n65534\n/);
 });
 
+test("-U after -u with UID and GID unset keeps -u and -g, as djb's (ours ran the program as root)", async () => {
+  const { ours: b } = await sideBySide(["-RHl0", "-u", "65534", "-g", "65534", "-U"], {
+    PATH: "/usr/bin:/bin",
+  });
+  assert.match(b.outputs[0] ?? "", /^65534\n65534\n65534\nUID=unset GID=unset\n/);
+});
+
+test("-U after -u -g with only GID set: the group from GID, the user from -u, as djb's", async () => {
+  const { ours: b } = await sideBySide(["-RHl0", "-u", "65534", "-g", "1", "-U"], {
+    PATH: "/usr/bin:/bin",
+    GID: "65534",
+  });
+  assert.match(b.outputs[0] ?? "", /^65534\n65534\n65534\nUID=unset GID=65534\n/);
+});
+
 test("-u 0 and -g 0 change nothing, as djb's (it only acts on non-zero ids)", async () => {
   const { ours: b } = await sideBySide(["-RHl0", "-u", "0", "-g", "0"], { PATH: "/usr/bin:/bin" });
   assert.match(b.outputs[0] ?? "", /^0\n0\n0 4 27\n/);
