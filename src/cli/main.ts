@@ -34,6 +34,20 @@ export function reportError(
   return 111;
 }
 
+/** SIGUSR1 kills, as it kills djb's programs. Node's own answer to it is to open its inspector
+ * on 127.0.0.1:9229, where any local user may then run code as this process (root, for a
+ * tcpserver that binds a low port). Returns what ends this, for a program that goes on to
+ * handle SIGUSR1 itself (tcpclient passes it to its program): install that handler first. */
+export function dieOfSigusr1(): () => void {
+  const die = () => {
+    // With no listener left, SIGUSR1 has its default action again: death.
+    process.removeListener("SIGUSR1", die);
+    process.kill(process.pid, "SIGUSR1");
+  };
+  process.on("SIGUSR1", die);
+  return () => process.removeListener("SIGUSR1", die);
+}
+
 /** A throw that nothing catches (a bug, from an event handler, which in our tcpserver ends
  * every connection it serves): one line in our words and exit 111 (or the FatalError's code),
  * for the supervisor to restart us, instead of Node's stack dump. */

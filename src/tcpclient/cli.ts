@@ -9,7 +9,7 @@ import { helpAsked } from "../cli/help.ts";
 import { applyEnv, startEnv } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { identQuery } from "../net/ident.ts";
-import { passOnStatus, reportError, writeStderr } from "../cli/main.ts";
+import { dieOfSigusr1, passOnStatus, reportError, writeStderr } from "../cli/main.ts";
 import { connectInTurn, socketFd } from "./connect.ts";
 import { EXTENSIONS, USAGE, parseClientArgs } from "./options.ts";
 import type { ClientOptions } from "./options.ts";
@@ -19,6 +19,8 @@ const FORWARDED: NodeJS.Signals[] = ["SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", 
 
 async function main(): Promise<number> {
   if (helpAsked("tcpclient", process.argv.slice(2), USAGE, EXTENSIONS)) return 0;
+  // Until the program runs, SIGUSR1 kills tcpclient, as it kills djb's before its exec.
+  const passSigusr1On = dieOfSigusr1();
   const options = parseClientArgs(process.argv.slice(2));
   const addresses = await addressesOf(options);
   const port = portNumber(options.port);
@@ -80,6 +82,7 @@ async function main(): Promise<number> {
   const fd = socketFd(socket);
   let child = 0;
   for (const signal of FORWARDED) process.on(signal, () => child && process.kill(child, signal));
+  passSigusr1On();
   let status: number;
   try {
     status = await runChain(

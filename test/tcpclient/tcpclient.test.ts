@@ -5,8 +5,9 @@ import { connect } from "node:net";
 import type { Socket } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
+import { spawn, spawnSync } from "node:child_process";
 import { ROOT, djb, ours, run } from "../helpers/programs.ts";
-import { startServer } from "../helpers/server.ts";
+import { startServer, waitFor } from "../helpers/server.ts";
 import { hidePortVars } from "../helpers/normalize.ts";
 
 const PRINT_ENV = join(ROOT, "test/fixtures/print-env");
@@ -159,9 +160,9 @@ test("messages and exit codes match djb's: refused, no address, cannot run, usag
   });
 });
 
-test("an address that times out in the first pass is said once, after the second, as djb's", async () => {
-  // A listener that answers no SYN: djb's tcpserver -c 1 -b 0 busy with one client, its accept
-  // queue full with others.
+/** A listener that answers no SYN: djb's tcpserver -c 1 -b 0 busy with one client, its accept
+ * queue full with another. */
+async function unanswered(body: (port: number) => Promise<void>) {
   const s = await startServer(djb("tcpserver"), [
     "-v",
     "-RHl0",
@@ -180,20 +181,67 @@ test("an address that times out in the first pass is said once, after the second
     await hold();
     await s.waitForLog(/^tcpserver: ok /m);
     await hold();
-    const timedOut = `tcpclient: unable to connect to 127.0.0.1 port ${s.port}: timed out\n`;
+    await body(s.port);
+  } finally {
+    for (const socket of held) socket.destroy();
+    await s.stop();
+  }
+}
+
+test("an address that times out in the first pass is said once, after the second, as djb's", async () => {
+  await unanswered(async (port) => {
+    const timedOut = `tcpclient: unable to connect to 127.0.0.1 port ${port}: timed out\n`;
     for (const timeouts of ["1+1", "1"]) {
-      const argv = ["-RH", "-T", timeouts, "127.0.0.1", String(s.port), "true"];
+      const argv = ["-RH", "-T", timeouts, "127.0.0.1", String(port), "true"];
       const a = await run(djb("tcpclient"), argv);
       const b = await run(ours("tcpclient"), argv);
       assert.equal(a.stderr, timedOut, `djb's stderr for -T ${timeouts}`);
       assert.equal(b.stderr, a.stderr, `stderr for -T ${timeouts}`);
       assert.equal(b.code, 111);
     }
-  } finally {
-    for (const socket of held) socket.destroy();
-    await s.stop();
-  }
+  });
 });
+
+// Node's own answer to SIGUSR1 is to open its inspector on 127.0.0.1:9229; djb's tcpclient
+// dies of it until it runs the program.
+for (const client of [djb("tcpclient"), ours("tcpclient")]) {
+  const who = client.startsWith("/usr") ? "djb's" : "our";
+  test(`SIGUSR1 while connecting: ${who} tcpclient dies of it, and no inspector opens`, async () => {
+    await unanswered(async (port) => {
+      const child = spawn(client, ["-RH", "-T", "30", "127.0.0.1", String(port), "true"], {
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      let stderr = "";
+      child.stderr.on("data", (b: Buffer) => (stderr += b.toString("latin1")));
+      const exited = new Promise((resolve) =>
+        child.once("exit", (code, signal) => resolve({ code, signal })),
+      );
+      try {
+        // Its SYN is out: it is connecting, past its start.
+        await waitFor(
+          () =>
+            spawnSync("ss", ["-Htn", "state", "syn-sent", "dport", `= :${port}`])
+              .stdout.toString()
+              .trim() || undefined,
+          15_000,
+          () => "tcpclient never connected",
+        );
+        child.kill("SIGUSR1");
+        const inspector = waitFor(
+          () => (/Debugger listening/.test(stderr) ? "inspector opened" : undefined),
+          15_000,
+          () => "",
+        ).catch(() => "no inspector");
+        assert.deepEqual(await Promise.race([exited, inspector]), {
+          code: null,
+          signal: "SIGUSR1",
+        });
+      } finally {
+        child.kill("SIGKILL");
+      }
+    });
+  });
+}
 
 test("IPv6: our tcpclient reaches our tcpserver on ::1 with PROTO=TCP6", async () => {
   const s = await startServer(ours("tcpserver"), ["-RHl0", "::1", "0", PRINT_ENV]);

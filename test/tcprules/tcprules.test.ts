@@ -13,9 +13,11 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { spawn } from "node:child_process";
 import type { StdioOptions } from "node:child_process";
 import { cdbFind } from "../../src/rules/cdb.ts";
 import { djb, ours, run } from "../helpers/programs.ts";
+import { waitFor } from "../helpers/server.ts";
 import { REFERENCE_LINES, rulesText, scratch } from "../helpers/rules.ts";
 
 const work = scratch();
@@ -225,4 +227,30 @@ test("the cdb gets the same permissions as djb's (0644 less the umask)", async (
     }),
   );
   assert.equal(mine, theirs);
+});
+
+// Node's own answer to SIGUSR1 is to open its inspector on 127.0.0.1:9229 (and ours then failed
+// with "unable to read input: interrupted system call"). djb's dies of it; ours, blocked in its
+// read, may finish first: either way, no inspector and no failure.
+test("SIGUSR1 while reading the rules: no inspector, no failed read", async () => {
+  const dir = join(work.dir, `run${folders++}`);
+  mkdirSync(dir);
+  const child = spawn(ours("tcprules"), ARGS, { cwd: dir, stdio: ["pipe", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("latin1")));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  // rules.tmp is made before the input is read: tcprules is running, and reading.
+  await waitFor(() => existsSync(join(dir, "rules.tmp")) || undefined);
+  child.kill("SIGUSR1");
+  const inspector = waitFor(() => (/Debugger/.test(stderr) ? true : undefined), 3_000).catch(
+    () => false,
+  );
+  const first = await Promise.race([exited.then(() => false), inspector]);
+  child.stdin.end("1.2.3.4:deny\n");
+  const { code, signal } = await exited;
+  assert.equal(first, false, stderr);
+  assert.equal(stderr, "");
+  assert.ok(signal === "SIGUSR1" || code === 0, `code ${code}, signal ${signal}`);
 });

@@ -15,7 +15,7 @@ import { after, test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import type { TLSSocket } from "node:tls";
 import { spawnersOf } from "../helpers/interop.ts";
-import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
+import { PATH_WITH_BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer, talk } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
@@ -458,3 +458,23 @@ test("--workers 2: SIGHUP reaches both processes; --drain stops both, the first 
     await stopped(s);
   }
 });
+
+// Node's own answer to SIGUSR1 is to open its inspector on 127.0.0.1:9229, where any local user
+// could then run code as tcpserver (root, before -u; root throughout without it). djb's dies.
+for (const server of [djb("tcpserver"), ours("tcpserver")]) {
+  const who = server.startsWith("/usr") ? "djb's" : "ours";
+  test(`SIGUSR1: ${who} dies of it, and no inspector opens`, async () => {
+    const s = await startServer(server, ["-RHl0", "127.0.0.1", "0", "true"]);
+    const exited = new Promise((resolve) =>
+      s.child.once("exit", (code, signal) => resolve({ code, signal })),
+    );
+    const inspector = s.waitForLog(/Debugger listening/).then(
+      () => "inspector opened",
+      () => "no inspector",
+    );
+    s.child.kill("SIGUSR1");
+    const first = await Promise.race([exited, inspector]);
+    if (first === "inspector opened") s.child.kill("SIGKILL");
+    assert.deepEqual(first, { code: null, signal: "SIGUSR1" }, s.log());
+  });
+}
