@@ -1,4 +1,5 @@
 // tcpclient's argv → options: djb's letters and defaults, plus -4/-6.
+import { isIP } from "node:net";
 import { UsageError } from "../ucspi/errors.ts";
 import { getopt, scanUnsigned } from "../cli/getopt.ts";
 import { applyCommonOption } from "../cli/tcp-options.ts";
@@ -48,6 +49,8 @@ export function parseClientArgs(args: readonly string[]): ClientOptions {
         o.family = 6;
         break;
       case "i":
+        // djb's: an address that ip4_scan cannot read is a usage error (ours reads IPv6 too).
+        if (isIP(value) === 0) throw new UsageError("");
         o.localIp = value;
         break;
       case "p":

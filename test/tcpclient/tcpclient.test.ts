@@ -150,6 +150,9 @@ test("messages and exit codes match djb's: refused, no address, cannot run, usag
       // -i / -p that cannot be bound: djb's "fatal: unable to bind socket", at once.
       ["-RH", "-i", "192.0.2.1", "127.0.0.1", String(port), "true"],
       ["-RH", "-p", String(port), "127.0.0.1", String(port), "true"],
+      // -i that is no IP address: djb's usage line, exit 100 (ours tried to connect).
+      ["-RH", "-i", "abc", "127.0.0.1", String(port), "true"],
+      ["-RH", "-i", "127.1", "127.0.0.1", String(port), "true"],
     ];
     for (const argv of cases) {
       const a = await run(djb("tcpclient"), argv);
