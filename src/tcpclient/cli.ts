@@ -15,7 +15,18 @@ import { EXTENSIONS, USAGE, parseClientArgs } from "./options.ts";
 import type { ClientOptions } from "./options.ts";
 
 const DNS_TIMEOUT_MS = 30_000;
-const FORWARDED: NodeJS.Signals[] = ["SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGALRM"];
+/** djb's tcpclient is its program once connected: every signal reaches the program. These are
+ * passed on to a spawned one; with none (an in-process stage), tcpclient takes the signal's
+ * default action, as that program would. */
+const FORWARDED: NodeJS.Signals[] = [
+  "SIGTERM",
+  "SIGHUP",
+  "SIGINT",
+  "SIGQUIT",
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGALRM",
+];
 
 async function main(): Promise<number> {
   if (helpAsked("tcpclient", process.argv.slice(2), USAGE, EXTENSIONS)) return 0;
@@ -80,8 +91,22 @@ async function main(): Promise<number> {
   env["TCPCLIENT_HOST"] = hostAsGiven(options.host);
 
   const fd = socketFd(socket);
+  // The spawned program's pid; -1 once it has ended (its status is about to be passed on).
   let child = 0;
-  for (const signal of FORWARDED) process.on(signal, () => child && process.kill(child, signal));
+  const passOn = (signal: NodeJS.Signals) => {
+    if (child === -1) return;
+    if (child > 0) {
+      try {
+        process.kill(child, signal);
+      } catch {
+        // Ended already, not yet reaped: its status is on its way.
+      }
+      return;
+    }
+    process.removeAllListeners(signal);
+    process.kill(process.pid, signal);
+  };
+  for (const signal of FORWARDED) process.on(signal, passOn);
   passSigusr1On();
   let status: number;
   try {
@@ -104,6 +129,7 @@ async function main(): Promise<number> {
   } catch (error) {
     throw new FatalError(`unable to run ${options.program[0]}: ${causeText(error)}`);
   }
+  if (child > 0) child = -1;
   socket.destroy();
   return passOnStatus(status);
 }

@@ -268,3 +268,66 @@ test("IPv6: our tcpclient reaches our tcpserver on ::1 with PROTO=TCP6", async (
     await s.stop();
   }
 });
+
+/** Runs `client` to a server whose program waits, until `ready` is on the client's stdout or
+ * stderr; then sends `signal` to the client and gives back how it ended and what it wrote. */
+async function signalled(
+  client: string,
+  program: string[],
+  signal: NodeJS.Signals,
+  ready: RegExp,
+  serverProgram = ["/bin/sleep", "20"],
+) {
+  const s = await startServer(djb("tcpserver"), ["-RHl0", "127.0.0.1", "0", ...serverProgram]);
+  try {
+    const child = spawn(client, ["-RH", "127.0.0.1", String(s.port), ...program], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    const collect = (b: Buffer) => (out += b.toString("latin1"));
+    child.stdout.on("data", collect);
+    child.stderr.on("data", collect);
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.once("exit", (code, sig) => resolve({ code, signal: sig })),
+    );
+    await waitFor(() => (ready.test(out) || s.log().match(ready) ? true : undefined));
+    child.kill(signal);
+    return { ...(await exited), out };
+  } finally {
+    await s.stop();
+  }
+}
+
+// djb's tcpclient is its program once connected: a signal sent to it reaches the program.
+// Ours died of SIGINT and SIGQUIT and left its program running, orphaned, on the connection.
+for (const signal of ["SIGINT", "SIGQUIT", "SIGTERM"] as const) {
+  test(`${signal} to tcpclient reaches its program, as djb's`, async () => {
+    const program = [
+      "/bin/sh",
+      "-c",
+      `trap 'echo got ${signal}; exit 7' ${signal.slice(3)}; echo ready; sleep 20 & wait`,
+    ];
+    const a = await signalled(djb("tcpclient"), program, signal, /^ready$/m);
+    const b = await signalled(ours("tcpclient"), program, signal, /^ready$/m);
+    assert.deepEqual(a, { code: 7, signal: null, out: `ready\ngot ${signal}\n` });
+    assert.deepEqual(b, a);
+  });
+}
+
+// With an in-process program (tlsc) there is no process to pass a signal to: ours swallowed
+// SIGTERM and SIGHUP and went on until the server closed. Now they end it, as they end djb's
+// tcpclient running s6-tlsc.
+for (const signal of ["SIGTERM", "SIGHUP", "SIGINT"] as const) {
+  test(`${signal} to tcpclient running tlsc in-process ends it`, async () => {
+    // The server reads the ClientHello's first bytes and says so: tlsc is running by then.
+    const serverProgram = ["/bin/sh", "-c", "head -c 5 >/dev/null; echo hello-read >&2; sleep 20"];
+    const r = await signalled(
+      ours("tcpclient"),
+      [ours("tlsc"), "/bin/true"],
+      signal,
+      /hello-read/,
+      serverProgram,
+    );
+    assert.equal(r.signal, signal, r.out);
+  });
+}
