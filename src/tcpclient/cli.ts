@@ -40,7 +40,7 @@ async function main(): Promise<number> {
       addresses,
       port,
       localIp: options.localIp,
-      localPort: options.localPort === undefined ? undefined : portNumber(options.localPort),
+      localPort: options.localPort || undefined,
       timeoutsMs: options.connectTimeoutsMs,
       noDelay: options.noDelay,
     },

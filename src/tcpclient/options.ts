@@ -14,7 +14,9 @@ export const USAGE =
 export interface ClientOptions extends CommonTcpOptions {
   family: 4 | 6 | undefined;
   localIp: string | undefined;
-  localPort: string | undefined;
+  /** -p as djb's scan_ulong reads it into a 16-bit port (digits only, no service names); 0 or
+   * undefined: any port. */
+  localPort: number | undefined;
   /** Per-address connect timeouts: the first pass, then a second pass over those that timed out. */
   connectTimeoutsMs: [number, number];
   host: string;
@@ -54,7 +56,7 @@ export function parseClientArgs(args: readonly string[]): ClientOptions {
         o.localIp = value;
         break;
       case "p":
-        o.localPort = value;
+        o.localPort = scanPort(value);
         break;
       case "T":
         o.connectTimeoutsMs = parseTimeouts(value);
@@ -74,4 +76,10 @@ function parseTimeouts(text: string): [number, number] {
   const first = scanUnsigned(text);
   const second = plus >= 0 ? scanUnsigned(text.slice(plus + 1)) : 0;
   return [first * 1000, second * 1000];
+}
+
+/** djb's `scan_ulong(optarg,&u); portlocal = u;`: leading digits (none is 0), modulo 65536. */
+function scanPort(text: string): number {
+  const digits = /^[0-9]*/.exec(text)?.[0] ?? "";
+  return digits === "" ? 0 : Number(BigInt(digits) % 65536n);
 }

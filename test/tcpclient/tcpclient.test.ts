@@ -1,8 +1,8 @@
 // Our tcpclient beside djb's: same environment, messages and exit codes; and each one talking
 // to the other's tcpserver.
 import assert from "node:assert/strict";
-import { connect } from "node:net";
-import type { Socket } from "node:net";
+import { connect, createServer } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 import { spawn, spawnSync } from "node:child_process";
@@ -153,6 +153,10 @@ test("messages and exit codes match djb's: refused, no address, cannot run, usag
       // -i that is no IP address: djb's usage line, exit 100 (ours tried to connect).
       ["-RH", "-i", "abc", "127.0.0.1", String(port), "true"],
       ["-RH", "-i", "127.1", "127.0.0.1", String(port), "true"],
+      // -p is read as digits, as djb's scan_ulong reads it: abc is 0, any port (ours looked it
+      // up as a service name and failed).
+      ["-RH", "-p", "abc", "127.0.0.1", String(port), "true"],
+      ["-RH", "-p", "0", "127.0.0.1", String(port), "true"],
     ];
     for (const argv of cases) {
       const a = await run(djb("tcpclient"), argv);
@@ -245,6 +249,33 @@ for (const client of [djb("tcpclient"), ours("tcpclient")]) {
     });
   });
 }
+
+test("-p: digits modulo 65536 (70000 is 4464), no service names (smtp is any port), as djb's", async () => {
+  await withServer(djb("tcpserver"), ["/bin/echo", "hi"], async (port) => {
+    const local = await new Promise<number>((resolve) => {
+      const probe = createServer();
+      probe.listen(0, "127.0.0.1", () => {
+        const { port: free } = probe.address() as AddressInfo;
+        probe.close(() => resolve(free));
+      });
+    });
+    const argv = (p: string) => [
+      "-RH",
+      "-p",
+      p,
+      "127.0.0.1",
+      String(port),
+      "sh",
+      "-c",
+      'echo "$TCPLOCALPORT"',
+    ];
+    const b = await run(ours("tcpclient"), argv(String(local + 65536)));
+    assert.equal(b.stdout, `${local}\n`, b.stderr);
+    const smtp = await run(ours("tcpclient"), argv("smtp"));
+    assert.equal(smtp.code, 0, smtp.stderr);
+    assert.notEqual(smtp.stdout, "25\n");
+  });
+});
 
 test("IPv6: our tcpclient reaches our tcpserver on ::1 with PROTO=TCP6", async () => {
   const s = await startServer(ours("tcpserver"), ["-RHl0", "::1", "0", PRINT_ENV]);
