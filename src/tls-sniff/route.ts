@@ -31,8 +31,23 @@ export function chooseRoute(
   return { program: o.program, name: "default" };
 }
 
+/** Whether an offered ALPN protocol name can be shown as it is, in TLS_SNIFF_ALPN and on a log
+ * line: printable ASCII, no space and no comma (the list's separator). RFC 7301 names are
+ * opaque bytes: GREASE values (RFC 8701: 0x0A 0x0A, 0x1A 0x1A, ...) hold newlines and control
+ * bytes, and a client may send a NUL (which would cut an environment string short, so that
+ * `h2\0x` read as `h2`), a newline (a forged log line) or a comma (`a,b` read as two names).
+ * Such names are left out; registered protocol names are all of this kind. */
+export function isShownAlpn(name: string): boolean {
+  return /^[\x21-\x2b\x2d-\x7e]+$/.test(name);
+}
+
+/** The offered ALPN protocols that can be shown (isShownAlpn), in the client's order. */
+export function shownAlpn(alpn: readonly string[] | undefined): string[] {
+  return (alpn ?? []).filter(isShownAlpn);
+}
+
 /** The environment for the next program: TLS_SNIFF=tls|plain and, for TLS, the server name
- * and the offered ALPN protocols; stale values from an outer stage are removed. `env` is the
+ * and the offered ALPN protocols (those that can be shown); stale values from an outer stage are removed. `env` is the
  * stage's own copy (StageContext.env), changed in place and passed on: a copy of a whole
  * environment per connection costs more than everything else tls-sniff does with it. */
 export function sniffEnv(env: Env, verdict: Extract<Verdict, { kind: "tls" | "plain" }>): Env {
@@ -42,7 +57,8 @@ export function sniffEnv(env: Env, verdict: Extract<Verdict, { kind: "tls" | "pl
   if (verdict.kind === "tls") {
     const { serverName, alpn } = verdict.hello;
     if (serverName !== undefined) env["SSL_TLS_SNI_SERVERNAME"] = serverName;
-    if (alpn?.length) env["TLS_SNIFF_ALPN"] = alpn.join(",");
+    const shown = shownAlpn(alpn);
+    if (shown.length > 0) env["TLS_SNIFF_ALPN"] = shown.join(",");
   }
   return env;
 }

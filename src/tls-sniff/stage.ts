@@ -10,7 +10,7 @@ import { USAGE, parseSniffArgs } from "./options.ts";
 import type { SniffOptions } from "./options.ts";
 import { drain, peek } from "./peek.ts";
 import type { Verdict } from "./peek.ts";
-import { chooseRoute, sniffEnv } from "./route.ts";
+import { chooseRoute, shownAlpn, sniffEnv } from "./route.ts";
 import { stageOptions } from "../ucspi/stage-options.ts";
 
 /** Refused: a malformed or unfinished hello, plaintext with no route, a PROXY header (s6's "bad
@@ -109,5 +109,6 @@ function counted(verdict: Verdict, route: string): void {
 function describe(verdict: Extract<Verdict, { kind: "tls" | "plain" }>): string {
   if (verdict.kind === "plain") return verdict.silent ? "plain (silent)" : "plain";
   const { serverName, alpn } = verdict.hello;
-  return `tls sni=${serverName ?? "-"} alpn=${alpn?.join(",") ?? "-"}`;
+  const shown = shownAlpn(alpn);
+  return `tls sni=${serverName ?? "-"} alpn=${shown.length > 0 ? shown.join(",") : "-"}`;
 }
