@@ -1,8 +1,8 @@
 // The files tls-keygen reads and writes: outputs checked before any key is made (directory
 // there, no file to replace without --force), inputs read with errors that name them.
-import { lstatSync, readFileSync, statSync } from "node:fs";
+import { lstatSync, readFileSync, realpathSync, statSync } from "node:fs";
 import type { Stats } from "node:fs";
-import { dirname } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 
 /** Codes that mean the name given is wrong (exit 100), not that the system failed (111). */
@@ -40,6 +40,47 @@ export function checkOutput(path: string, force: boolean): void {
   if (!force && target !== undefined) {
     throw new FatalError(`${path} exists: use --force to replace it`, 100);
   }
+}
+
+/** The directory entry a name stands for: its directory resolved (symlinks, `.`, `..`), its last
+ * component as given (an output replaces a symlink there; it does not follow it). */
+function entryOf(path: string): string {
+  const dir = dirname(path);
+  let real: string;
+  try {
+    real = realpathSync(dir); // as the kernel resolves it: `link/..` is link's parent
+  } catch {
+    real = resolve(dir); // no such directory: checkOutput says so
+  }
+  return join(real, basename(path));
+}
+
+/**
+ * Refuses two names for one file among the outputs, or an output that is also an input (`what`:
+ * "certfile", "CA key"): `./k.pem` and `k.pem`, or `dir/k.pem` and `link-to-dir/k.pem`. The
+ * string comparison of the options missed them, and the second write replaced the first (with
+ * -r, the request or certificate replaced the very key it was made for; with -f, the key itself
+ * was gone). Inputs may share a file (a CA's certificate and key in one PEM).
+ */
+export function checkDistinct(
+  outputs: readonly { path: string; what: string }[],
+  inputs: readonly { path: string; what: string }[],
+): void {
+  const seen = new Map<string, { path: string; what: string }>();
+  for (const file of outputs) {
+    const entry = entryOf(file.path);
+    const first = seen.get(entry);
+    if (first) throw sameFile(first, file);
+    seen.set(entry, file);
+  }
+  for (const file of inputs) {
+    const output = seen.get(entryOf(file.path));
+    if (output) throw sameFile(output, file);
+  }
+}
+
+function sameFile(a: { path: string; what: string }, b: { path: string; what: string }) {
+  return new FatalError(`${a.what} ${a.path} and ${b.what} ${b.path} are the same file`, 100);
 }
 
 /** A file's bytes; `what` says what it should be ("CA certificate"). */

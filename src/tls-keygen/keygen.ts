@@ -22,7 +22,7 @@ import { parseAltNames } from "../tls/names.ts";
 import { AtomicWriteError, writeFilesAtomic } from "../files/atomic-write.ts";
 import type { AtomicFile, FileSystem } from "../files/atomic-write.ts";
 import { FatalError } from "../ucspi/errors.ts";
-import { checkOutput, exists, readInput } from "./files.ts";
+import { checkDistinct, checkOutput, exists, readInput } from "./files.ts";
 import type { KeygenOptions } from "./options.ts";
 
 export interface KeygenContext {
@@ -39,6 +39,7 @@ const DEFAULT_CA_CN = "tls-keygen CA";
 
 /** Runs one command; returns the exit code. */
 export async function runKeygen(options: KeygenOptions, context: KeygenContext): Promise<number> {
+  checkDistinct(...namedFiles(options));
   if (options.command === "ensure") return ensure(options, context);
   const outputs = options.reuseKey ? [options.certFile] : [options.certFile, options.keyFile];
   for (const path of outputs) checkOutput(path, options.force);
@@ -47,6 +48,24 @@ export async function runKeygen(options: KeygenOptions, context: KeygenContext):
   write(options, key, await makePem(options, plan, key), context, options.force);
   return 0;
 }
+
+/** The files the command names: what it writes, and what it reads; what each one is. */
+function namedFiles(options: KeygenOptions): [Named[], Named[]] {
+  const [cert, key] =
+    options.command === "ca"
+      ? ["cacert", "cakey"]
+      : options.command === "csr"
+        ? ["csrfile", "keyfile"]
+        : ["certfile", "keyfile"];
+  const outputs = [{ path: options.certFile, what: cert }];
+  const inputs: Named[] = [];
+  (options.reuseKey ? inputs : outputs).push({ path: options.keyFile, what: key });
+  if (options.caCert !== undefined) inputs.push({ path: options.caCert, what: "CA certificate" });
+  if (options.caKey !== undefined) inputs.push({ path: options.caKey, what: "CA key" });
+  return [outputs, inputs];
+}
+
+type Named = { path: string; what: string };
 
 /** A self-signed pair, only if neither file exists; both there: nothing to do. */
 async function ensure(options: KeygenOptions, context: KeygenContext): Promise<number> {
