@@ -15,7 +15,9 @@ import { stageOptions } from "../ucspi/stage-options.ts";
 
 /** The most bytes looked at for the request line. */
 const MAX_LINE = 8192;
-const CHALLENGE = /^GET \/\.well-known\/acme-challenge\/([A-Za-z0-9_-]{1,256}) HTTP\/1\.[01]\r?$/;
+/** GET, or HEAD (RFC 9110 section 9.3.2: GET's answer without its body). */
+const CHALLENGE =
+  /^(GET|HEAD) \/\.well-known\/acme-challenge\/([A-Za-z0-9_-]{1,256}) HTTP\/1\.[01]\r?$/;
 
 export const challengeStage: Stage = {
   prepare(argv) {
@@ -36,17 +38,21 @@ export const challengeStage: Stage = {
       (bytes) => (bytes.includes(0x0a) ? true : bytes.length + 1),
     );
     const line = look.kind === "done" ? firstLine(look.bytes) : "";
-    const token = CHALLENGE.exec(line)?.[1];
+    const match = CHALLENGE.exec(line);
+    const token = match?.[2];
+    // A HEAD is answered without a body: a client reads the headers as the whole answer (a
+    // body after them would be taken for the start of the next one).
+    const head = match ? match[1] === "HEAD" : /^HEAD /.test(line);
     const answer = token === undefined ? undefined : keyAuthorization(certDir, token);
     if (answer !== undefined) {
       if (o.verbosity >= 2)
         ctx.log(`acme-challenge: info: ${clientPrefix(ctx.env)}answered ${token}\n`);
-      await respond(connection, 200, answer);
+      await respond(connection, 200, answer, head);
       return exitStatus(0);
     }
     if (look.kind === "closed") return exitStatus(0);
     if (o.program.length > 0) return ctx.next(o.program, ctx.env, connection);
-    await respond(connection, 404, "not found\n");
+    await respond(connection, 404, "not found\n", head);
     return exitStatus(0);
   },
 };
@@ -65,9 +71,14 @@ function keyAuthorization(certDir: string, token: string): string | undefined {
   }
 }
 
-/** Answers and closes. The request is taken off first: closing a socket with unread bytes
- * would reset it, and the client could lose the answer. */
-async function respond(connection: Connection, status: 200 | 404, body: string): Promise<void> {
+/** Answers (the headers alone for a HEAD) and closes. The request is taken off first: closing
+ * a socket with unread bytes would reset it, and the client could lose the answer. */
+async function respond(
+  connection: Connection,
+  status: 200 | 404,
+  body: string,
+  head: boolean,
+): Promise<void> {
   drain(connection, MAX_LINE);
   const stream = connectionStream(connection);
   stream.on("error", () => {});
@@ -76,7 +87,8 @@ async function respond(connection: Connection, status: 200 | 404, body: string):
   await new Promise<void>((resolve) =>
     stream.end(
       `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain\r\n` +
-        `Content-Length: ${Buffer.byteLength(body, "latin1")}\r\nConnection: close\r\n\r\n${body}`,
+        `Content-Length: ${Buffer.byteLength(body, "latin1")}\r\nConnection: close\r\n\r\n` +
+        (head ? "" : body),
       "latin1",
       () => resolve(),
     ),
