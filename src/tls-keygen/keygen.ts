@@ -22,7 +22,7 @@ import { parseAltNames } from "../tls/names.ts";
 import { AtomicWriteError, writeFilesAtomic } from "../files/atomic-write.ts";
 import type { AtomicFile, FileSystem } from "../files/atomic-write.ts";
 import { FatalError } from "../ucspi/errors.ts";
-import { checkDistinct, checkOutput, exists, readInput } from "./files.ts";
+import { checkDistinct, checkKept, checkOutput, exists, readInput } from "./files.ts";
 import type { KeygenOptions } from "./options.ts";
 
 export interface KeygenContext {
@@ -77,6 +77,8 @@ async function ensure(options: KeygenOptions, context: KeygenContext): Promise<n
     [haveCert, haveKey] = [exists(certFile), exists(keyFile)];
   }
   if (haveCert && haveKey) {
+    checkKept(certFile);
+    checkKept(keyFile);
     if (options.verbose) context.log(`tls-keygen: info: kept ${certFile} and ${keyFile}\n`);
     return 0;
   }

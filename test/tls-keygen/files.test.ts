@@ -3,7 +3,15 @@
 // `ensure` makes a pair once and then leaves it alone, even when several run at once.
 import assert from "node:assert/strict";
 import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
-import { chmodSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { keygen, keygenOk, openssl, scratchDir } from "../helpers/keygen.ts";
@@ -144,6 +152,29 @@ test("ensure: half a pair is an error naming both files; nothing is written", as
     ],
   );
   assert.deepEqual(readdirSync(dir), ["cert.pem"]);
+});
+
+test("ensure: a symlink to nothing or a directory in place of a file is an error, not kept", async () => {
+  const dir = freshDir();
+  await keygenOk(["ensure", "cert.pem", "key.pem"], dir);
+  symlinkSync("gone.pem", join(dir, "dangling.pem"));
+  mkdirSync(join(dir, "dir.key"));
+  symlinkSync("cert.pem", join(dir, "link.pem"));
+  const before = readdirSync(dir).sort();
+  for (const [args, line] of [
+    [
+      ["dangling.pem", "key.pem"],
+      "dangling.pem is a symbolic link to nothing: remove it, or make a new pair",
+    ],
+    [["cert.pem", "dir.key"], "dir.key is not a file"],
+  ] as const) {
+    const result = await keygen(["ensure", ...args], dir);
+    assert.deepEqual([result.code, result.stderr], [100, `tls-keygen: fatal: ${line}\n`]);
+  }
+  // A symlink to a file is that file: kept.
+  const kept = await keygen(["ensure", "-v", "link.pem", "key.pem"], dir);
+  assert.deepEqual([kept.code, kept.stderr], [0, "tls-keygen: info: kept link.pem and key.pem\n"]);
+  assert.deepEqual(readdirSync(dir).sort(), before);
 });
 
 test("ensure: four at once on a fresh directory all succeed and leave one matching pair", async () => {
