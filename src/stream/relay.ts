@@ -52,11 +52,11 @@ export type OneWayEnd = "ended" | "refused";
 const halves = (side: RelaySide): RelayHalves =>
   "source" in side ? side : { source: side, sink: side };
 
-/** Resolves once both directions are done, with how each ended (a to b, b to a). */
-export async function relay(a: RelaySide, b: RelaySide): Promise<[OneWayEnd, OneWayEnd]> {
+/** Resolves once both directions are done. */
+export async function relay(a: RelaySide, b: RelaySide): Promise<void> {
   const x = halves(a);
   const y = halves(b);
-  return Promise.all([
+  await Promise.all([
     oneWay(x.source, y.sink, { feed: x.feed, batchWrites: y.batchWrites, stop: x.stop }),
     oneWay(y.source, x.sink, { feed: y.feed, batchWrites: x.batchWrites, stop: y.stop }),
   ]);

@@ -192,7 +192,6 @@ export async function runOverSession(
     tls.destroy();
   };
   tls.on("error", ended);
-
   // A server-side TLSSocket made on its own (not by tls.Server) never releases control, and
   // Node reports its errors after the handshake under this name only.
   tls.on("_tlsError", ended);
