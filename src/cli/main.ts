@@ -4,8 +4,16 @@ import { writeSync } from "node:fs";
 import { constants } from "node:os";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { ProgramNotFound } from "../ucspi/path-search.ts";
+import { native } from "../ucspi/native.ts";
 
 const osConstants = constants;
+
+// SIGUSR1 kills every program, as it kills djb's. Node's own answer to it would be to open its
+// inspector on 127.0.0.1:9229, where any local user could then run code as the program (root,
+// for a tcpserver on a low port): the launcher turns that off (--disable-sigusr1), which leaves
+// the signal blocked. Let it through here, before anything else: one sent while Node started
+// kills us now.
+native().unblockSigusr1();
 
 /** Writes `prog: fatal: message` (or the usage line) and returns the exit code. */
 export function reportError(
@@ -32,20 +40,6 @@ export function reportError(
   const message = error instanceof Error ? error.message : String(error);
   log(`${name}: fatal: internal error: ${message}\n`);
   return 111;
-}
-
-/** SIGUSR1 kills, as it kills djb's programs. Node's own answer to it is to open its inspector
- * on 127.0.0.1:9229, where any local user may then run code as this process (root, for a
- * tcpserver that binds a low port). Returns what ends this, for a program that goes on to
- * handle SIGUSR1 itself (tcpclient passes it to its program): install that handler first. */
-export function dieOfSigusr1(): () => void {
-  const die = () => {
-    // With no listener left, SIGUSR1 has its default action again: death.
-    process.removeListener("SIGUSR1", die);
-    process.kill(process.pid, "SIGUSR1");
-  };
-  process.on("SIGUSR1", die);
-  return () => process.removeListener("SIGUSR1", die);
 }
 
 /** A throw that nothing catches (a bug, from an event handler, which in our tcpserver ends

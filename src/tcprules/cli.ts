@@ -13,7 +13,7 @@ import {
 import { cdbMake } from "../rules/cdb.ts";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { helpAsked } from "../cli/help.ts";
-import { dieOfSigusr1, reportError, writeStderr } from "../cli/main.ts";
+import { reportError, writeStderr } from "../cli/main.ts";
 import { RuleLineError, parseRuleLines } from "../rules/tcprules-parse.ts";
 
 const USAGE = "tcprules rules.cdb rules.tmp";
@@ -89,7 +89,6 @@ function removeQuietly(path: string): void {
   }
 }
 
-dieOfSigusr1();
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -11,7 +11,7 @@ import { helpAsked } from "../cli/help.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { startEnv } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
-import { dieOfSigusr1, endOnUncaught, reportError, writeStderr } from "../cli/main.ts";
+import { endOnUncaught, reportError, writeStderr } from "../cli/main.ts";
 import { native } from "../ucspi/native.ts";
 import { setIds } from "../ucspi/privileges.ts";
 import { reloadAll } from "../ucspi/reload.ts";
@@ -30,7 +30,6 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (helpAsked("tcpserver", args, USAGE, EXTENSIONS)) return;
   endOnUncaught("tcpserver");
-  dieOfSigusr1();
   const options = parseServerArgs(args, process.env);
   // SIGHUP from the start (djb's tcpserver dies of it): one that comes while we load our
   // stages must not end the server. Workers get it as a message: a signal could reach one

@@ -115,6 +115,8 @@ export interface Native {
   relay(a: number, b: number, onDone: (errno: number, side: number) => void): void;
   /** SO_LINGER 0: closing fd then resets the connection instead of ending it. */
   abortOnClose(fd: number): void;
+  /** SIGUSR1 reaches the main thread again (Node's --disable-sigusr1 leaves it blocked). */
+  unblockSigusr1(): void;
 }
 
 export const ACCEPT_NODELAY = 1;
