@@ -3,7 +3,7 @@
 import { startEnv } from "../ucspi/env.ts";
 import { helpAsked } from "./help.ts";
 import { dropOwnPrivileges } from "../ucspi/privileges.ts";
-import { endOnUncaught, passOnStatus, reportError, writeStderr } from "./main.ts";
+import { endOnUncaught, fdsNotOpen, passOnStatus, reportError, writeStderr } from "./main.ts";
 import type { Connection, Side, Stage } from "../ucspi/stage.ts";
 
 export interface StageProgram {
@@ -22,9 +22,6 @@ export interface StageProgram {
  * connection is fds 0/1 or 6/7, and the process ends as the chain's last program ended. */
 export function runStageProgram(p: StageProgram): void {
   const args = process.argv.slice(2);
-  // The launcher's word that fds it had to hold with /dev/null were not open (launcher.c).
-  const notOpen = (process.env["UCSPI_FD_NOT_OPEN"] ?? "").split(",").filter(Boolean).map(Number);
-  delete process.env["UCSPI_FD_NOT_OPEN"];
   if (helpAsked(p.name, args, p.usage)) return;
   endOnUncaught(p.name);
   let connection: Connection | undefined;
@@ -35,7 +32,7 @@ export function runStageProgram(p: StageProgram): void {
       import("../ucspi/stdio-connection.ts"),
       p.stage(),
     ]);
-    connection = stdioConnection(p.side, p.fds?.(args), notOpen);
+    connection = stdioConnection(p.side, p.fds?.(args), fdsNotOpen);
     return stage.run({
       argv: process.argv.slice(1),
       env: startEnv(process.env),

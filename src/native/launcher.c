@@ -19,11 +19,21 @@ static void up(char *path) {
   if (slash) *slash = '\0';
 }
 
-/* A client program's network fds must be there before Node starts: Node opens its own
- * descriptors at the lowest free numbers, and would take 6 and 7 if they were missing. A
- * missing one is held by /dev/null and named in UCSPI_FD_NOT_OPEN, so that tlsc reads its
- * command line first (a usage error is told as such) and then says which fd is not open. */
-static int check_client_fds(const char *name, int argc, char **argv) {
+/* Holds fd with /dev/null if it is not open, and adds it to the list for UCSPI_FD_NOT_OPEN. */
+static int hold(const char *name, int fd, char *missing, size_t size) {
+  if (fcntl(fd, F_GETFD) >= 0) return 0;
+  int placeholder = open("/dev/null", O_RDWR);
+  if (placeholder < 0 || (placeholder != fd && dup2(placeholder, fd) < 0)) {
+    fprintf(stderr, "%s: fatal: unable to use fd %d: file descriptor not open\n", name, fd);
+    return -1;
+  }
+  if (placeholder != fd) close(placeholder);
+  snprintf(missing + strlen(missing), size - strlen(missing), "%s%d", missing[0] ? "," : "", fd);
+  return 0;
+}
+
+/* tlsc, unless -6/-7 name other fds, talks over 6 and 7. */
+static int uses_fds_6_7(const char *name, int argc, char **argv) {
   if (strcmp(name, "tlsc") != 0) return 0;
   if (argc == 2 && strcmp(argv[1], "--help") == 0) return 0;
   for (int i = 1; i < argc; i++) {
@@ -32,18 +42,24 @@ static int check_client_fds(const char *name, int argc, char **argv) {
         strncmp(argv[i], "--read-fd", 9) == 0 || strncmp(argv[i], "--write-fd", 10) == 0)
       return 0;
   }
-  char missing[8] = "";
-  for (int fd = 6; fd <= 7; fd++) {
-    if (fcntl(fd, F_GETFD) >= 0) continue;
-    int placeholder = open("/dev/null", O_RDWR);
-    if (placeholder < 0 || (placeholder != fd && dup2(placeholder, fd) < 0)) {
-      fprintf(stderr, "%s: fatal: unable to use fd %d: file descriptor not open\n", name, fd);
-      return -1;
-    }
-    if (placeholder != fd) close(placeholder);
-    snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%d",
-             missing[0] ? "," : "", fd);
-  }
+  return 1;
+}
+
+/* The fds a program uses must be there before Node starts: Node opens its own descriptors at
+ * the lowest free numbers, and would take them if they were missing (tcprules would read an
+ * event fd as its rules, a log line could go into a socket, tlsc would talk to itself). Each
+ * of 0, 1 and 2, and a client program's 6 and 7, that is missing is held by /dev/null and
+ * named in UCSPI_FD_NOT_OPEN (src/cli/main.ts), so that the program reads its command line
+ * first (a usage error is told as such) and then says which fd is not open, if it needs it.
+ * An inherited value is never taken for ours. */
+static int check_fds(const char *name, int argc, char **argv) {
+  char missing[16] = "";
+  unsetenv("UCSPI_FD_NOT_OPEN");
+  for (int fd = 0; fd <= 2; fd++)
+    if (hold(name, fd, missing, sizeof missing) < 0) return -1;
+  if (uses_fds_6_7(name, argc, argv))
+    for (int fd = 6; fd <= 7; fd++)
+      if (hold(name, fd, missing, sizeof missing) < 0) return -1;
   if (missing[0]) setenv("UCSPI_FD_NOT_OPEN", missing, 1);
   return 0;
 }
@@ -86,7 +102,7 @@ int main(int argc, char **argv) {
   const char *name = argc > 0 && argv[0] ? argv[0] : "ucspi-launch";
   const char *slash = strrchr(name, '/');
   if (slash) name = slash + 1;
-  if (check_client_fds(name, argc, argv) < 0) return 111;
+  if (check_fds(name, argc, argv) < 0) return 111;
   ssize_t n = readlink("/proc/self/exe", root, sizeof root - 1);
   if (n < 0) {
     fprintf(stderr, "%s: fatal: unable to find myself: %s\n", name, strerror(errno));

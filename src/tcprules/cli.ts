@@ -13,13 +13,16 @@ import {
 import { cdbMake } from "../rules/cdb.ts";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { helpAsked } from "../cli/help.ts";
-import { reportError, writeStderr } from "../cli/main.ts";
+import { fdsNotOpen, reportError, writeStderr } from "../cli/main.ts";
 import { RuleLineError, parseRuleLines } from "../rules/tcprules-parse.ts";
 
 const USAGE = "tcprules rules.cdb rules.tmp";
 
 /** All of stdin, read with read(2) as djb does (so a directory on stdin is an error). */
 async function readInput(): Promise<Buffer> {
+  // Closed, fd 0 is /dev/null (the launcher's): an empty input would allow every client.
+  if (fdsNotOpen.includes(0))
+    throw new FatalError("unable to read input: file descriptor not open", 111);
   const chunks: Buffer[] = [];
   const buffer = Buffer.allocUnsafe(65536);
   for (;;) {

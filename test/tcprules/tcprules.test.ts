@@ -254,3 +254,20 @@ test("SIGUSR1 while reading the rules: no inspector, no failed read", async () =
   assert.equal(stderr, "");
   assert.ok(signal === "SIGUSR1" || code === 0, `code ${code}, signal ${signal}`);
 });
+
+// With fd 0 closed, Node would open its own descriptors there, and an empty input compiles to
+// a cdb that allows every client. djb's read fails: so does ours, and the old cdb stays.
+test("stdin closed: djb's message and exit 111, no cdb written", async () => {
+  const closedStdin = (program: string) =>
+    outcome("/bin/sh", ["-c", 'exec "$0" "$@" <&-', program, ...ARGS], undefined);
+  const [theirs, mine] = await Promise.all([
+    closedStdin(djb("tcprules")),
+    closedStdin(ours("tcprules")),
+  ]);
+  assert.equal(mine.code, 111);
+  assert.equal(mine.stderr, "tcprules: fatal: unable to read input: file descriptor not open\n");
+  assert.equal(mine.stderr, theirs.stderr);
+  assert.equal(mine.cdb, undefined);
+  assert.equal(theirs.cdb, undefined);
+  assert.equal(mine.tmpLeft, false);
+});

@@ -43,7 +43,17 @@ for (const [who, tcpserver] of TLSD_UNDER) {
       const s = await startServer(
         tcpserver,
         ["-RHl0", "127.0.0.1", "0", "tlsd", ...flags, ...DUMP],
-        { env: { PATH, CERTFILE: server.cert, KEYFILE: server.key, ...FORGED } },
+        // The launcher's list of the fds it had to hold (launcher.c) is its own word to the
+        // program it starts: one inherited (here: "fd 0 was closed") is never taken for it.
+        {
+          env: {
+            PATH,
+            CERTFILE: server.cert,
+            KEYFILE: server.key,
+            ...FORGED,
+            UCSPI_FD_NOT_OPEN: "0",
+          },
+        },
       );
       try {
         const r = await run(
