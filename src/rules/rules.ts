@@ -7,7 +7,7 @@
 // every prefix that ends in `.` or `:`, longest first (`2001:db8::1:`, `2001:db8::`,
 // `2001:db8:`, `2001:`). For IPv4 addresses that is djb's rule unchanged.
 
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { isIPv4 } from "node:net";
 import { ipv6Groups } from "../net/ip.ts";
 import { cdbFind } from "./cdb.ts";
@@ -109,9 +109,21 @@ export function lookupRules(cdb: Buffer, who: RulesClient): RulesVerdict {
   return { key: match.key, deny, env };
 }
 
-/** The rules cdb at `path`, read afresh (tcprules may have replaced it); fs errors keep `code`. */
+/** The version of each rules file read last, known by what stat says of it. */
+const lastRead = new Map<string, { version: string; bytes: Buffer }>();
+
+/** The rules cdb at `path` as it is now (tcprules may have replaced it, a person may have
+ * written over it): read again only when it changed, for a cdb of 200,000 rules is megabytes
+ * and tcpserver -x asks for every connection. fs errors keep `code`. */
 export function readRulesFile(path: string): Buffer {
-  return readFileSync(path);
+  const s = statSync(path, { bigint: true });
+  // Any write changes ctime (nanoseconds), a replacement the inode.
+  const version = `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+  const last = lastRead.get(path);
+  if (last?.version === version) return last.bytes;
+  const bytes = readFileSync(path);
+  lastRead.set(path, { version, bytes });
+  return bytes;
 }
 
 /**

@@ -159,6 +159,26 @@ test("the rules file is re-read for every connection (replaced by both tcprules)
   );
 });
 
+test("the rules file written over in place (same inode, same size) counts from the next connection", async () => {
+  const cdb = freshPath("rules.cdb");
+  const first = freshPath("first.cdb");
+  const second = freshPath("second.cdb");
+  await tcprules(ours("tcprules"), ['127.0.0.1:allow,X="AAAA"'], first);
+  await tcprules(ours("tcprules"), ['127.0.0.1:allow,X="BBBB"'], second);
+  const [a, b] = [readFileSync(first), readFileSync(second)];
+  assert.equal(a.length, b.length);
+  const clients: Client[] = [
+    { before: () => writeFileSync(cdb, a) },
+    { before: () => writeFileSync(cdb, b) },
+    { before: () => writeFileSync(cdb, a) },
+  ];
+  const { ours: s } = await sideBySide(["-R", "-H", "-l0", "-x", cdb], clients);
+  assert.deepEqual(
+    s.outputs.map((o) => /^X.*$/m.exec(o)?.[0]),
+    ["X=AAAA", "X=BBBB", "X=AAAA"],
+  );
+});
+
 test("rules replaced atomically while the server runs: every connection sees old or new", async () => {
   for (const [who, server] of SERVERS) {
     const cdb = freshPath("rules.cdb");
