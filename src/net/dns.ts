@@ -129,12 +129,17 @@ export function djbNumericAddresses(text: string): string[] | undefined {
   return addresses;
 }
 
+/** What getaddrinfo() reads as an IPv4 address in inet_aton's other forms (hex `0x7f.1`,
+ * octal parts, fewer than four parts) but djb's programs ask DNS for, which has no such name. */
+const INET_ATON_FORM = /^\d[\da-fx]*(\.\d[\da-fx]*){0,3}\.?$/i;
+
 const NOT_FOUND = new Set(["ENOTFOUND", "ENODATA", "EAI_NONAME", "EAI_NODATA"]);
 
 /**
  * All IPv4 and IPv6 addresses of a host name, as getaddrinfo() gives them (/etc/hosts counts),
  * in resolver order without duplicates. An IP literal gives itself; text of only digits, dots
- * and brackets follows djb (see djbNumericAddresses; `127.1` gives none). A name that does not
+ * and brackets follows djb (see djbNumericAddresses; `127.1` gives none), and so does one of
+ * inet_aton's hex forms (`0x7f.1`, `0x7f000001`: none). A name that does not
  * exist gives []; a temporary failure (EAI_AGAIN and the like) is thrown, so that the caller
  * can say "temporarily unable to figure out IP address for NAME".
  */
@@ -143,7 +148,7 @@ export async function resolveHostAddresses(name: string): Promise<string[]> {
   if (numeric !== undefined) return numeric;
   const inner = name.startsWith("[") && name.endsWith("]") ? name.slice(1, -1) : name;
   if (isIPv6(inner) || isIPv4(inner)) return [inner];
-  if (name === "") return [];
+  if (name === "" || INET_ATON_FORM.test(name)) return [];
   try {
     const results = await lookup(name, { all: true, order: "verbatim" });
     return [...new Set(results.map((result) => result.address))];

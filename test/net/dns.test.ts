@@ -162,6 +162,9 @@ test("resolveHostAddresses: /etc/hosts counts; literals; djb's numeric rule", as
   assert.deepEqual(await resolveHostAddresses("[127.0.0.1]"), ["127.0.0.1"]);
   assert.deepEqual(await resolveHostAddresses("0127.0.0.01"), ["127.0.0.1"]);
   assert.deepEqual(await resolveHostAddresses("383.0.0.1"), ["127.0.0.1"]);
+  // getaddrinfo() reads inet_aton's hex forms as 127.0.0.1; djb asks DNS, which has no such name.
+  for (const hex of ["0x7f.1", "0x7f000001", "0x7f.0.0.1", "0X7F.0x0.0.1."])
+    assert.deepEqual(await resolveHostAddresses(hex), [], hex);
   assert.deepEqual(djbNumericAddresses("1.2.3.4.5.6.7.8"), ["1.2.3.4", "5.6.7.8"]);
   assert.deepEqual(djbNumericAddresses("127.0.0.1.5"), ["127.0.0.1"]);
   assert.equal(djbNumericAddresses("loop.test"), undefined);

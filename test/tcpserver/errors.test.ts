@@ -97,6 +97,13 @@ test("a host name with no address: fatal line, exit 111", async () => {
   assert.equal(b.stderr, "tcpserver: fatal: no IP address for no-such-host.invalid\n");
 });
 
+test("a host in inet_aton's hex form is no IP address, as for djb's", async () => {
+  const { a, b } = await both(["-RH", "0x7f.1", "0", "true"]);
+  assert.equal(b.code, 111);
+  assert.equal(b.stderr, "tcpserver: fatal: no IP address for 0x7f.1\n");
+  assert.equal(b.stderr, a.stderr);
+});
+
 test("a program that cannot be run: warning, connection dropped, status 28416", async () => {
   const logs: string[] = [];
   for (const server of [djb("tcpserver"), ours("tcpserver")]) {
