@@ -44,13 +44,14 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
   const fromClient = new PacketReader(client, options.preTlsMs);
   try {
     // A client that leaves before the server has greeted ends the session then, not at the
-    // pre-TLS limit (its slot and the server would be held till then).
+    // pre-TLS limit (its slot and the server would be held till then): the wrapper ends it,
+    // and lets the server go, as when the client leaves before its login.
     const greetingWait = fromServer.next();
     greetingWait.catch(() => {});
     const greeting = await Promise.race([greetingWait, fromClient.ended.then(() => undefined)]);
     if (!greeting) {
       info("the client left before the server's greeting");
-      return await end(exitStatus(0));
+      return await end(REFUSED);
     }
     const advertised = advertiseTls(greeting.payload);
     if (!advertised) {

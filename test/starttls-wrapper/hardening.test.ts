@@ -270,38 +270,52 @@ test("-r -t: the pre-TLS limit ends the session even when the server has not ans
   }
 });
 
-test("mysql: a client that leaves after the greeting, before its login or SSLRequest: no warning of a broken connection phase, status 100 (not 111, a failure of this side)", async () => {
-  const server = await startServer(
+/** The -p mysql wrapper (-v 2) in front of `server`; a client that ends, then one that resets,
+ * once `ready` (its connection is up, or the greeting came): each session ends with one info
+ * line, `why`, and status 100 (exit 100 is wait status 25600). */
+async function mysqlClientLeaves(server: string[], ready: "connect" | "data", why: string) {
+  const wrapper = await startServer(
     ours("tcpserver"),
-    [
-      ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-v", "2", "-p", "mysql"],
-      ...serverBehind("mysql", true),
-    ],
+    [...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-v", "2", "-p", "mysql"], ...server],
     { env: { ...ENV, CERTFILE: pair.cert, KEYFILE: pair.key } },
   );
   try {
     for (const [i, how] of (["end", "reset"] as const).entries()) {
-      const c = open(server.port);
-      await new Promise<void>((resolve) => c.socket.once("data", () => resolve()));
+      const c = open(wrapper.port);
+      await new Promise<void>((resolve) => c.socket.once(ready, () => resolve()));
       if (how === "end") c.socket.end();
       else c.socket.resetAndDestroy();
       await c.closed;
-      await server.waitForLog(/^tcpserver: end \d+ status \d+$/, i + 1);
+      await wrapper.waitForLog(/^tcpserver: end \d+ status \d+$/, i + 1);
     }
-    const lines = server.log().match(/^(starttls-wrapper|tcpserver: end).*$/gm) ?? [];
+    const lines = wrapper.log().match(/^(starttls-wrapper|tcpserver: end).*$/gm) ?? [];
+    const session = [
+      `starttls-wrapper: info: 127.0.0.1: ${why}`,
+      "tcpserver: end PID status 25600",
+    ];
     assert.deepEqual(
       lines.map((l) => l.replace(/^tcpserver: end \d+ /, "tcpserver: end PID ")),
-      [
-        "starttls-wrapper: info: 127.0.0.1: the client left before its login or SSLRequest",
-        "tcpserver: end PID status 25600",
-        "starttls-wrapper: info: 127.0.0.1: the client left before its login or SSLRequest",
-        "tcpserver: end PID status 25600",
-      ],
+      [...session, ...session],
     );
   } finally {
-    await server.stop();
+    await wrapper.stop();
   }
-});
+}
+
+test("mysql: a client that leaves after the greeting, before its login or SSLRequest: no warning of a broken connection phase, status 100 (not 111, a failure of this side)", () =>
+  mysqlClientLeaves(
+    serverBehind("mysql", true),
+    "data",
+    "the client left before its login or SSLRequest",
+  ));
+
+test("mysql: a client that leaves before the server's greeting: one line naming it, status 100 as before its login (it was status 0)", () =>
+  // A server that never greets: the client's end (or reset) comes first, whatever the timing.
+  mysqlClientLeaves(
+    ["sh", "-c", "exec cat >/dev/null"],
+    "connect",
+    "the client left before the server's greeting",
+  ));
 
 test("-r: the first command refused before STARTTLS is logged, once a session, printable", async () => {
   const server = await wrapper(["-r"], "printf '220 hi\\r\\n'; exec cat >/dev/null");
