@@ -1,6 +1,7 @@
 // A capability list that is a dot-ended multi-line reply (POP3 CAPA, NNTP CAPABILITIES), with
 // the upgrade capability added before the dot.
 import type { Expect, Policy } from "./types.ts";
+import { wordsOf } from "./verbs.ts";
 
 export interface CapabilityList {
   /** How a positive reply's first line starts ("+OK", "101"). */
@@ -22,7 +23,7 @@ export function capabilityList(list: CapabilityList, policy: Policy): Expect {
     rewrite(lines) {
       if (!(lines[0] ?? "").startsWith(list.ok)) return list.fallback;
       const body = lines.slice(1, -1).filter((l) => {
-        const word = l.split(/[ \r\n]/)[0]?.toUpperCase() ?? "";
+        const word = wordsOf(l.replace(/\r?\n$/, ""))[0]?.toUpperCase() ?? "";
         return word !== list.upgrade && !(policy === "require" && list.hidden.includes(word));
       });
       return [lines[0], ...body, `${list.upgrade}\r\n`, lines[lines.length - 1]].join("");

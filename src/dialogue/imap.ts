@@ -4,7 +4,7 @@
 // (the client declined TLS) ends the snooping in opportunistic mode and is refused with
 // [PRIVACYREQUIRED] in require mode. A literal is never parsed before TLS.
 import type { ClientVerdict, Dialogue, DialogueFactory, Expect, Policy } from "./types.ts";
-import { literalVerdict, notBeforeTls } from "./verbs.ts";
+import { literalVerdict, notBeforeTls, wordsOf } from "./verbs.ts";
 
 /** tag SP command [SP arguments]: the tag is any atom character but "+" (RFC 9051 §9). */
 const COMMAND = /^([^\s(){%*"\\\]+]+) ([A-Za-z]+)(?: (.*))?$/;
@@ -25,13 +25,12 @@ function capabilities(atoms: string[], policy: Policy): string[] {
 /** "* CAPABILITY a b c" lines and "[CAPABILITY a b c]" response codes (tagged or not) get the
  * atoms; other lines pass as they are. */
 function rewriteCapabilityLine(line: string, policy: Policy): string {
-  const atomsOf = (text: string) => text.split(" ").filter(Boolean);
-  const m = /^\* CAPABILITY ([^\r\n]*)(\r?\n)$/i.exec(line);
-  if (m) return `* CAPABILITY ${capabilities(atomsOf(m[1] ?? ""), policy).join(" ")}${m[2] ?? ""}`;
+  const m = /^\* CAPABILITY[ \t]([^\r\n]*)(\r?\n)$/i.exec(line);
+  if (m) return `* CAPABILITY ${capabilities(wordsOf(m[1] ?? ""), policy).join(" ")}${m[2] ?? ""}`;
   return line.replace(
-    /^([^ ]+ (?:OK|NO|BAD|BYE) \[CAPABILITY )([^\]]*)\]/i,
+    /^([^ ]+ (?:OK|NO|BAD|BYE) \[CAPABILITY[ \t])([^\]]*)\]/i,
     (_all, head: string, atoms: string) =>
-      `${head}${capabilities(atomsOf(atoms), policy).join(" ")}]`,
+      `${head}${capabilities(wordsOf(atoms), policy).join(" ")}]`,
   );
 }
 
@@ -40,14 +39,13 @@ function rewriteCapabilityLine(line: string, policy: Policy): string {
  * are. */
 export function withoutStartTls(line: string): string {
   const drop = (atoms: string) =>
-    atoms
-      .split(" ")
-      .filter((a) => a !== "" && a.toUpperCase() !== "STARTTLS")
+    wordsOf(atoms)
+      .filter((a) => a.toUpperCase() !== "STARTTLS")
       .join(" ");
-  const list = /^(\* CAPABILITY )([^\r\n]*)(\r?\n)$/i.exec(line);
+  const list = /^(\* CAPABILITY[ \t])([^\r\n]*)(\r?\n)$/i.exec(line);
   if (list) return `${list[1] ?? ""}${drop(list[2] ?? "")}${list[3] ?? ""}`;
   return line.replace(
-    /^([^ ]+ (?:OK|NO|BAD|PREAUTH|BYE) \[CAPABILITY )([^\]]*)\]/i,
+    /^([^ ]+ (?:OK|NO|BAD|PREAUTH|BYE) \[CAPABILITY[ \t])([^\]]*)\]/i,
     (_all, head: string, atoms: string) => `${head}${drop(atoms)}]`,
   );
 }
@@ -63,9 +61,9 @@ function greeting(policy: Policy): Expect {
       if (/^\* PREAUTH\b/i.test(line) && policy === "require")
         return "* BYE TLS is required, and this server is pre-authenticated\r\n";
       return line.replace(
-        /^(\* OK \[CAPABILITY )([^\]]*)\]/i,
+        /^(\* OK \[CAPABILITY[ \t])([^\]]*)\]/i,
         (_all, head: string, atoms: string) =>
-          `${head}${capabilities(atoms.split(" ").filter(Boolean), policy).join(" ")}]`,
+          `${head}${capabilities(wordsOf(atoms), policy).join(" ")}]`,
       );
     },
     thenPump: (lines) => !/^\* OK\b/i.test(lines[0] ?? ""),

@@ -3,7 +3,7 @@
 // in require mode; in opportunistic mode the first HELO, MAIL, AUTH or other command ends
 // the snooping (skarnet's smtpd-starttls-proxy model: DATA, BDAT and AUTH are never parsed).
 import type { ClientVerdict, Dialogue, DialogueFactory, Expect, Policy } from "./types.ts";
-import { notBeforeTls, verbOf } from "./verbs.ts";
+import { notBeforeTls, verbOf, wordsOf } from "./verbs.ts";
 
 const CODE = /^[0-9]{3}/;
 
@@ -15,17 +15,15 @@ const reply: Expect = {
 const positive = (lines: readonly string[]) => (lines[0] ?? "").startsWith("2");
 /** A reply line's text after "ddd-" or "ddd ", with its line end. */
 const textOf = (line: string) => (/^[0-9]{3}[ -]/.test(line) ? line.slice(4) : line.slice(3));
-/** The EHLO keyword of a reply line ("STARTTLS", "AUTH"...), upper-cased. */
+/** The EHLO keyword of a reply line ("STARTTLS", "AUTH"...), upper-cased: its first word (a
+ * space or a tab after it). */
 export const keyword = (line: string) =>
-  line
-    .slice(4)
-    .replace(/\r?\n$/, "")
-    .split(" ")[0]
-    ?.toUpperCase() ?? "";
+  wordsOf(line.slice(4).replace(/\r?\n$/, ""))[0]?.toUpperCase() ?? "";
 
-/** An AUTH line in any spelling: "AUTH PLAIN", and the legacy "AUTH=LOGIN PLAIN" that
- * qmail's SMTP-AUTH patches and Postfix's broken_sasl_auth_clients send for old clients. */
-const isAuth = (line: string) => /^AUTH([ =]|\r?\n|$)/i.test(textOf(line));
+/** An AUTH line in any spelling: "AUTH PLAIN" (or with a tab), and the legacy "AUTH=LOGIN
+ * PLAIN" that qmail's SMTP-AUTH patches and Postfix's broken_sasl_auth_clients send for old
+ * clients. */
+const isAuth = (line: string) => /^AUTH([ \t=]|\r?\n|$)/i.test(textOf(line));
 
 /** The EHLO/LHLO reply with STARTTLS as its second line (never a duplicate); in require mode
  * without the AUTH lines, which are no use before TLS. */

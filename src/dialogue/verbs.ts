@@ -9,6 +9,13 @@ export function verbOf(line: string): { verb: string; hasArgs: boolean } {
   return { verb: (space < 0 ? text : text.slice(0, space)).toUpperCase(), hasArgs: space >= 0 };
 }
 
+/** The words of a server's capability text, split at spaces and tabs. The RFCs say one space;
+ * a server that puts a tab there is read as its clients read it, so that a capability hidden
+ * before TLS (AUTH, SASL, AUTH=) is never let through under another spelling. */
+export function wordsOf(text: string): string[] {
+  return text.split(/[ \t]+/).filter(Boolean);
+}
+
 /** Opportunistic: the client declined TLS, so the snooping ends; require: `reply`, and a log
  * line that names the command (`verb`, the client's word: the log shows it printable). */
 export function notBeforeTls(policy: Policy, reply: string, verb = ""): ClientVerdict {

@@ -330,3 +330,103 @@ test("STARTTLS with arguments, and IMAP literals before TLS (-r: the end)", () =
   p.client("STLS x\r\n");
   assert.equal(p.out.client, "+OK hi\r\n-ERR STLS takes no arguments\r\n");
 });
+
+/** What a tolerant client (python3's smtplib, poplib, imaplib) reads as a capability's name:
+ * the first word, whatever the spaces and tabs around it. */
+const firstWord = (text: string) => (text.split(/[ \t\r\n]+/).find(Boolean) ?? "").toUpperCase();
+
+test("property -r: a hidden capability (SMTP AUTH, POP3 SASL and USER, NNTP AUTHINFO, IMAP AUTH=) is never advertised before TLS, whatever spaces and tabs separate its words; the others are kept", () => {
+  const separator = fc.string({ unit: fc.constantFrom(" ", "\t"), minLength: 1, maxLength: 3 });
+  const name = (names: readonly string[]) =>
+    fc
+      .tuple(fc.constantFrom(...names), fc.boolean())
+      .map(([n, lower]) => (lower ? n.toLowerCase() : n));
+  const grammars = {
+    smtp: {
+      greeting: "220 mx\r\n",
+      ask: "EHLO me\r\n",
+      names: ["AUTH", "AUTH=LOGIN", "SIZE", "PIPELINING", "AUTHX", "X-AUTH"],
+      hidden: (w: string) => /^AUTH(=|$)/.test(w),
+      reply: (caps: string[]) =>
+        ["mx", ...caps]
+          .map((c, i, all) => `250${i === all.length - 1 ? " " : "-"}${c}\r\n`)
+          .join(""),
+      seen: (out: string) =>
+        out
+          .split("\r\n")
+          .slice(2, -1)
+          .map((l) => firstWord(l.slice(4))),
+    },
+    pop3: {
+      greeting: "+OK hi\r\n",
+      ask: "CAPA\r\n",
+      names: ["SASL", "USER", "TOP", "UIDL", "SASLX"],
+      hidden: (w: string) => w === "SASL" || w === "USER",
+      reply: (caps: string[]) => `+OK caps\r\n${caps.map((c) => `${c}\r\n`).join("")}.\r\n`,
+      seen: (out: string) => out.split("\r\n").slice(2, -2).map(firstWord),
+    },
+    nntp: {
+      greeting: "200 hi\r\n",
+      ask: "CAPABILITIES\r\n",
+      names: ["AUTHINFO", "READER", "VERSION", "AUTHINFOX"],
+      hidden: (w: string) => w === "AUTHINFO",
+      reply: (caps: string[]) => `101 caps\r\n${caps.map((c) => `${c}\r\n`).join("")}.\r\n`,
+      seen: (out: string) => out.split("\r\n").slice(2, -2).map(firstWord),
+    },
+  };
+  fc.assert(
+    fc.property(
+      fc.constantFrom(...(Object.keys(grammars) as (keyof typeof grammars)[])),
+      fc.array(fc.tuple(fc.nat(), separator, fc.constantFrom("", "PLAIN", "LOGIN PLAIN", "1000")), {
+        minLength: 1,
+        maxLength: 6,
+      }),
+      fc.boolean(),
+      (protocol, entries, lower) => {
+        const g = grammars[protocol];
+        const caps = entries.map(([n, sep, params]) => {
+          const word = g.names[n % g.names.length] ?? "";
+          return `${lower ? word.toLowerCase() : word}${params ? `${sep}${params}` : ""}`;
+        });
+        const h = harness(protocol, "require");
+        h.server(g.greeting);
+        h.client(g.ask);
+        h.server(g.reply(caps));
+        const seen = g.seen(h.out.client);
+        assert.ok(!seen.some(g.hidden), JSON.stringify(h.out.client));
+        assert.deepEqual(
+          seen.filter((w) => !/^(STARTTLS|STLS)$/.test(w)),
+          caps.map(firstWord).filter((w) => !g.hidden(w)),
+        );
+      },
+    ),
+    { numRuns: 500 },
+  );
+  // IMAP: the atoms of every list before TLS, split as imaplib splits them.
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(name(["AUTH=PLAIN", "AUTH=LOGIN", "IMAP4rev1", "IDLE"]), separator), {
+        minLength: 1,
+        maxLength: 6,
+      }),
+      separator,
+      (atoms, after) => {
+        const list = atoms
+          .map(([a, sep]) => `${a}${sep}`)
+          .join("")
+          .trimEnd();
+        const h = harness("imap", "require");
+        h.server(`* OK [CAPABILITY${after}${list}] hi\r\n`);
+        h.client("a CAPABILITY\r\n");
+        h.server(`* CAPABILITY${after}${list}\r\na OK done\r\n`);
+        const [greeting = "", untagged = ""] = h.out.client.split("\r\n");
+        for (const text of [/\[CAPABILITY(.*)\]/.exec(greeting)?.[1], untagged.slice(12)]) {
+          const words = (text ?? "").split(/[ \t]+/).filter(Boolean);
+          assert.ok(!words.some((w) => /^AUTH=/i.test(w)), h.out.client);
+          assert.ok(words.includes("STARTTLS") && words.includes("LOGINDISABLED"), h.out.client);
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+});

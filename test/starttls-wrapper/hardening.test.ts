@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
-import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
+import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { serverBehind } from "../helpers/servers-behind.ts";
 
@@ -316,6 +316,48 @@ test("mysql: a client that leaves before the server's greeting: one line naming 
     "connect",
     "the client left before the server's greeting",
   ));
+
+/** python3's own clients: the capabilities each reads from the wrapper before TLS. */
+const CAPABILITIES_SEEN = `
+import json, sys, smtplib, poplib, imaplib
+proto, port = sys.argv[1], int(sys.argv[2])
+if proto == "smtp":
+    s = smtplib.SMTP("127.0.0.1", port); s.ehlo("a"); seen = s.esmtp_features
+elif proto == "pop3":
+    seen = poplib.POP3("127.0.0.1", port).capa()
+else:
+    seen = imaplib.IMAP4("127.0.0.1", port).capabilities
+print(json.dumps(sorted(k.upper() for k in seen)))
+`;
+
+test("-r: a capability the docs hide before TLS is hidden when a tab follows it (AUTH, SASL, USER, AUTH=): python3's smtplib, poplib and imaplib read the tab as a space, and used to see AUTH", async () => {
+  for (const [protocol, script, expected] of [
+    [
+      "smtp",
+      String.raw`printf '220 mx\r\n'; read x; printf '250-mx\r\n250-AUTH\tPLAIN LOGIN\r\n250-auth=login\tplain\r\n250 SIZE\t1000\r\n'; exec cat >/dev/null`,
+      ["SIZE", "STARTTLS"],
+    ],
+    [
+      "pop3",
+      String.raw`printf '+OK hi\r\n'; read x; printf '+OK caps\r\nSASL\tPLAIN\r\nUSER\t\r\nTOP\r\n.\r\n'; exec cat >/dev/null`,
+      ["STLS", "TOP"],
+    ],
+    [
+      "imap",
+      String.raw`printf '* OK [CAPABILITY IMAP4rev1\tAUTH=PLAIN] hi\r\n'; read t x; printf "* CAPABILITY\tIMAP4rev1\tAUTH=PLAIN AUTH=LOGIN\r\n$t OK done\r\n"; exec cat >/dev/null`,
+      ["IMAP4REV1", "LOGINDISABLED", "STARTTLS"],
+    ],
+  ] as const) {
+    const server = await wrapper(["-r", "-p", protocol], script);
+    try {
+      const r = await run("python3", ["-c", CAPABILITIES_SEEN, protocol, String(server.port)]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), expected, protocol);
+    } finally {
+      await server.stop();
+    }
+  }
+});
 
 test("-r: the first command refused before STARTTLS is logged, once a session, printable", async () => {
   const server = await wrapper(["-r"], "printf '220 hi\\r\\n'; exec cat >/dev/null");
