@@ -18,7 +18,8 @@ export interface SnoopIo {
   pauseClient(): void;
   resumeClient(): void;
   /** The upgrade, at its turn: resolves true once the client is handed over (the go-ahead
-   * written, the server let go), false when TLS is not available now (the client was told);
+   * written, the server let go), false when it is not made now (the TLS service is down, or
+   * the pre-TLS limit ran out meanwhile: the snooper tells the client);
    * rejects when the session is to end (the client left, or sent bytes before the go-ahead:
    * the `pipelined` refusal). */
   upgrade(verdict: StarttlsVerdict): Promise<boolean>;
@@ -114,8 +115,12 @@ export class Snooper {
     this.flush();
   }
 
-  /** A limit (time, size) ran out before STARTTLS: plaintext from now on, or the end. */
+  /** A limit (time, size) ran out before STARTTLS: plaintext from now on, or the end. A
+   * STARTTLS that has not had its go-ahead yet is not upgraded: it waits for its turn behind
+   * earlier replies, or for the TLS service's connection, which then is not used (the upgrade
+   * resolves false, and this is done then). */
   limit(why: string): void {
+    if (this.phase === "upgrading") this.expired = why;
     if (this.phase !== "snoop") return;
     this.held = true;
     if (this.dialogue.policy === "require") {
@@ -125,10 +130,24 @@ export class Snooper {
       // not hold the session past the limit.
       this.closeAtPending(this.dialogue.closing(why));
     } else {
+      // Its answer, in its turn, is "not now" (as when the TLS service is down), and the
+      // session goes on in plaintext.
+      const at = this.queue.findIndex((s) => s.kind === "starttls");
+      const slot = this.queue[at];
+      if (slot?.kind === "starttls")
+        this.queue[at] = { kind: "local", text: slot.verdict.unavailable };
       this.queue.push({ kind: "pump", lines: [] });
       this.io.pumpClient(this.fromClient.take());
     }
     this.flush();
+  }
+
+  /** The limit that ran out while an upgrade was connecting to the TLS service. */
+  private expired: string | undefined;
+
+  /** The upgrade is not committed and will not be: as the limit says. */
+  get timedOut(): boolean {
+    return this.expired !== undefined;
   }
 
   /** A server reply past the bounds, which the wrapper cannot read through. Opportunistic,
@@ -326,6 +345,12 @@ export class Snooper {
         }
         this.phase = "snoop";
         this.queue.shift();
+        // "Not now" (the TLS service is down, or the limit ran out meanwhile), in its turn;
+        // when the limit ran out under -r, its closing words instead, and the end.
+        if (this.expired === undefined || this.dialogue.policy === "opportunistic")
+          this.queue.unshift({ kind: "local", text: verdict.unavailable });
+        // The client's held bytes go to the server with the rest, in plaintext (-o).
+        if (this.expired !== undefined) return this.limit(this.expired);
         this.held = false;
         this.io.resumeClient();
         this.parseClient();

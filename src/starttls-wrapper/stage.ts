@@ -239,6 +239,10 @@ class Wrapper {
         this.declined = true;
         client.removeAllListeners("data");
         if (first.length > 0) toServer.write(first);
+        // Bytes held behind a STARTTLS that the pre-TLS limit left without its go-ahead: the
+        // session is plaintext now, and they are the client's next commands.
+        for (const chunk of this.early ?? []) toServer.write(chunk);
+        this.early = undefined;
         void oneWay(client, toServer);
       },
       pumpServer: (first) => {
@@ -282,7 +286,6 @@ class Wrapper {
         tlsSide = await connectService(service.host, service.port, this.options.connectMs);
       } catch (error) {
         this.warn(`TLS service unavailable: ${(error as Error).message}`);
-        this.client.write(Buffer.from(verdict.unavailable, "latin1"));
         return false;
       }
     }
@@ -296,6 +299,12 @@ class Wrapper {
         this.client.write(Buffer.from(verdict.pipelined, "latin1"));
       }
       throw new Error("not handed over");
+    }
+    // The pre-TLS limit ran out while connecting: no go-ahead after it (the snooper answers
+    // as the limit wants).
+    if (this.snooper.timedOut) {
+      tlsSide?.destroy();
+      return false;
     }
     tlsSide?.write(handoverHeader(this.ctx.env, record));
     // Committed: the go-ahead is the last plaintext byte the client gets, and the server's

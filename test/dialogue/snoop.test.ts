@@ -223,7 +223,33 @@ test("a TLS service that is down: the snooping goes on after the 'not now'", asy
   assert.equal(h.snooper.phase, "snoop");
   h.client("NOOP\r\n");
   assert.equal(h.out.server, "NOOP\r\n");
+  assert.equal(h.out.client, "220 mx\r\n454 4.7.0 TLS not available due to temporary reason\r\n");
   assert.deepEqual(h.out.events, ["pause", "upgrade", "resume"]);
+});
+
+test("the pre-TLS limit runs out while the upgrade connects to the TLS service (which then says false): no go-ahead; -o 'not now' and plaintext, -r the closing words", async () => {
+  for (const [policy, client, events] of [
+    [
+      "opportunistic",
+      "220 mx\r\n454 4.7.0 TLS not available due to temporary reason\r\n",
+      ["pause", "upgrade", "pumpClient ", "pumpServer "],
+    ],
+    [
+      "require",
+      "220 mx\r\n421 4.7.0 no STARTTLS within 1 s\r\n",
+      ["pause", "upgrade", "warn no STARTTLS within 1 s", "close"],
+    ],
+  ] as const) {
+    const h = harness("smtp", policy);
+    h.server("220 mx\r\n");
+    h.client("STARTTLS\r\n");
+    h.snooper.limit("no STARTTLS within 1 s");
+    assert.equal(h.snooper.timedOut, true);
+    h.settle(false);
+    await tick();
+    assert.equal(h.out.client, client, policy);
+    assert.deepEqual(h.out.events, events, policy);
+  }
 });
 
 test("property: a client line split anywhere is read the same", () => {

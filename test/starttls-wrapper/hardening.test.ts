@@ -302,6 +302,38 @@ async function mysqlClientLeaves(server: string[], ready: "connect" | "data", wh
   }
 }
 
+test("-t: a STARTTLS still waiting for an earlier reply when the limit runs out gets no go-ahead: -o answers it 'not now' and relays the rest in plaintext (the client's held bytes too), -r closes (it used to be upgraded once the reply came)", async () => {
+  for (const [flags, expected] of [
+    [[], "220 hi\r\n250 ok\r\n454 4.7.0 TLS not available due to temporary reason\r\n221 bye\r\n"],
+    [["-r"], "220 hi\r\n421 4.7.0 no STARTTLS within 1 s\r\n"],
+  ] as const) {
+    // Local mode. The server answers NOOP only once it has the line after it: the client's
+    // QUIT, which reaches it only in plaintext, once the limit has run out, whenever it is sent.
+    const server = await startServer(
+      ours("tcpserver"),
+      [
+        ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-t", "1", "-K", "3000"],
+        ...flags,
+        ...[
+          "sh",
+          "-c",
+          String.raw`printf '220 hi\r\n'; read a; read b; printf '250 ok\r\n221 bye\r\n'`,
+        ],
+      ],
+      { env: { ...ENV, CERTFILE: pair.cert, KEYFILE: pair.key } },
+    );
+    try {
+      const c = open(server.port);
+      c.socket.write("NOOP\r\nSTARTTLS\r\n", () => c.socket.write("QUIT\r\n"));
+      assert.equal(await c.closed, expected, flags.join(" "));
+      await server.waitForLog(/^tcpserver: end \d+ status \d+$/);
+      assert.doesNotMatch(server.log(), /internal error|tlsd:/);
+    } finally {
+      await server.stop();
+    }
+  }
+});
+
 test("mysql: a client that leaves after the greeting, before its login or SSLRequest: no warning of a broken connection phase, status 100 (not 111, a failure of this side)", () =>
   mysqlClientLeaves(
     serverBehind("mysql", true),
