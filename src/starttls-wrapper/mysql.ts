@@ -104,7 +104,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
       next: async (_argv, _env, inner: Connection) => {
         const innerStream = connectionStream(inner);
         innerStream.on("error", () => {});
-        return behindTls(innerStream, server, fromServer, warn);
+        return behindTls(innerStream, server, fromServer, { warn, info });
       },
     });
     return await end(status);
@@ -115,14 +115,32 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
 }
 
 /** Inside TLS: the connection phase with the sequence numbers moved by one, then the rest as
- * it is. `sslSeq` is the SSLRequest's sequence number (the server never saw it). */
+ * it is. A client that leaves before the phase is over (a scanner that only wanted the
+ * handshake, say) ends the session as before its SSLRequest: one info line, status 100. */
 async function behindTls(
   inner: Duplex,
   server: Socket,
   fromServer: PacketReader,
-  warn: (what: string) => void,
+  log: { warn: (what: string) => void; info: (what: string) => void },
 ): Promise<number> {
   const fromInner = new PacketReader(inner, 30_000);
+  try {
+    return await connectionPhase(inner, fromInner, server, fromServer, log.warn);
+  } catch (error) {
+    if (!fromInner.hasEnded) throw error;
+    log.info("the client left inside TLS before its login was over");
+    server.destroy();
+    return REFUSED;
+  }
+}
+
+async function connectionPhase(
+  inner: Duplex,
+  fromInner: PacketReader,
+  server: Socket,
+  fromServer: PacketReader,
+  warn: (what: string) => void,
+): Promise<number> {
   const response = await fromInner.next();
   server.write(writePacket(response.seq - 1, withoutTlsFlag(response.payload)));
   let serverFinished = false;

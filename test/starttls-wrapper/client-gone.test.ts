@@ -211,15 +211,15 @@ test("xmpp: a client that sends part of its ClientHello after <proceed/> and end
   }
 });
 
-test("mysql: a client that leaves inside TLS before its authentication, by an end or a reset: the server's input ends, the session ends (it used to be held while the server waited for the next packet)", async () => {
+test("mysql: a client that leaves inside TLS, right after the handshake or before its authentication is over, by an end or a reset: the server's input ends, the session ends (it used to be held while the server waited for the next packet) with an info line and status 100 (it was a warning that the connection phase broke off, and 111)", async () => {
   const pki = makePki();
   const pair = pki.server("localhost", ["localhost"]);
   // A server that greets (4.1 protocol, no TLS), then reads and never answers.
   const server = await startServer(
     ours("tcpserver"),
     [
-      ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", "mysql", "-t", "600"],
-      ...serverBehind("mysql", true),
+      ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-v", "2", "-p", "mysql"],
+      ...["-t", "600", ...serverBehind("mysql", true)],
     ],
     { env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: pair.cert, KEYFILE: pair.key } },
   );
@@ -234,8 +234,14 @@ test("mysql: a client that leaves inside TLS before its authentication, by an en
       Buffer.from("app\0\0mysql_native_password\0", "latin1"),
     ]),
   );
+  // A reset is tlsd's to tell (a TLS session that failed, status 98, when it sees it first).
+  const ways = [
+    ["handshake", "end"],
+    ["response", "end"],
+    ["response", "reset"],
+  ] as const;
   try {
-    for (const [i, how] of (["end", "reset"] as const).entries()) {
+    for (const [i, [after, how]] of ways.entries()) {
       await new Promise<void>((resolve, reject) => {
         const tcp = connect(server.port, "127.0.0.1");
         tcp.on("error", () => {});
@@ -248,17 +254,25 @@ test("mysql: a client that leaves inside TLS before its authentication, by an en
             ca: readFileSync(pki.ca.cert),
           });
           tls.on("error", reject);
-          // Its response, then it goes while the server is on it.
+          const go = () => (how === "end" ? tls.end() : tcp.resetAndDestroy());
+          // It goes once TLS is up, or once its response is out, while the server is on it.
           tls.once("secureConnect", () =>
-            tls.write(response, () =>
-              setTimeout(() => (how === "end" ? tls.end() : tcp.resetAndDestroy()), 100),
-            ),
+            after === "handshake" ? go() : tls.write(response, () => setTimeout(go, 100)),
           );
         });
       });
       await server.waitForLog(/^tcpserver: end \d+ status \d+$/, i + 1, 10_000);
     }
-    assert.doesNotMatch(server.log(), /internal error/);
+    assert.doesNotMatch(server.log(), /internal error|starttls-wrapper: warning/);
+    const ends = server.log().match(/^tcpserver: end \d+ status \d+$/gm) ?? [];
+    assert.deepEqual(
+      ends.slice(0, 2).map((l) => l.replace(/ \d+ status/, " PID status")),
+      ["tcpserver: end PID status 25600", "tcpserver: end PID status 25600"],
+    );
+    assert.ok(
+      (server.log().match(/: the client left inside TLS before its login was over$/gm)?.length ??
+        0) >= 2,
+    );
   } finally {
     await server.stop();
     rmSync(pki.dir, { recursive: true, force: true });
