@@ -10,7 +10,8 @@ import { notBeforeTls, verbOf } from "./verbs.ts";
 
 /** The CAPABILITIES reply, with STARTTLS; in require mode without AUTHINFO, no use before
  * TLS. A server without CAPABILITIES (an error: an RFC 977 server, whose commands are the
- * reader's) gets a list of ours: READER, and POST when its greeting (200) allows posting. */
+ * reader's) gets a list of ours: READER, and POST when its greeting (200), or its latest
+ * answer to MODE READER, allows posting. */
 function capabilities(posting: boolean) {
   return {
     ok: "101",
@@ -29,6 +30,15 @@ export const nntp: DialogueFactory = (policy) => {
     thenPump: (lines) => {
       posting = /^200/.test(lines[0] ?? "");
       return !/^20[01]/.test(lines[0] ?? "");
+    },
+  };
+  /** MODE READER's 200 or 201 says anew whether posting is allowed (RFC 3977 5.3). */
+  const modeReader: Expect = {
+    ends: () => true,
+    thenPump: (lines) => {
+      const code = (lines[0] ?? "").slice(0, 3);
+      if (code === "200" || code === "201") posting = code === "200";
+      return false;
     },
   };
   const dialogue: Dialogue = {
@@ -52,7 +62,7 @@ export const nntp: DialogueFactory = (policy) => {
         case "QUIT":
           return { kind: "forward", expect: ONE_LINE };
         case "MODE":
-          if (/^MODE READER\r\n$/i.test(line)) return { kind: "forward", expect: ONE_LINE };
+          if (/^MODE READER\r\n$/i.test(line)) return { kind: "forward", expect: modeReader };
           return notBeforeTls(
             policy,
             "483 Encryption or stronger authentication required\r\n",

@@ -162,6 +162,48 @@ print(b"".join(out).decode(), end="")
   }
 });
 
+test("an RFC 977 server (no CAPABILITIES) whose MODE READER says 201: the wrapper's capability list loses POST then (it followed the greeting's 200 only)", async () => {
+  // A reader server that knows no CAPABILITIES, and that forbids posting once in reader mode.
+  const server = String.raw`printf '200 hi\r\n'; while IFS= read -r l; do case "$l" in CAPABILITIES*) printf '500 what\r\n' ;; MODE*) printf '201 reading only\r\n' ;; *) printf '205 bye\r\n'; exit ;; esac; done`;
+  const w = await startServer(
+    ours("tcpserver"),
+    ["-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", "nntp", "sh", "-c", server],
+    { env: { PATH, CERTFILE: cert.cert, KEYFILE: cert.key } },
+  );
+  try {
+    const r = await run("python3", [
+      "-c",
+      `
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+f = s.makefile("rb")
+out = [f.readline()]
+def ask(command, lines):
+    s.sendall(command)
+    for _ in range(lines):
+        out.append(f.readline())
+ask(b"CAPABILITIES\\r\\n", 6)
+ask(b"MODE READER\\r\\n", 1)
+ask(b"CAPABILITIES\\r\\n", 5)
+ask(b"QUIT\\r\\n", 1)
+print(b"".join(out).decode(), end="")
+`,
+      String(w.port),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      r.stdout,
+      "200 hi\r\n" +
+        "101 Capability list:\r\nVERSION 2\r\nREADER\r\nPOST\r\nSTARTTLS\r\n.\r\n" +
+        "201 reading only\r\n" +
+        "101 Capability list:\r\nVERSION 2\r\nREADER\r\nSTARTTLS\r\n.\r\n" +
+        "205 bye\r\n",
+    );
+  } finally {
+    await w.stop();
+  }
+});
+
 const SIEVE = join(ROOT, "test", "fixtures", "fake-sieve");
 
 /** A ManageSieve client in python3: reads the greeting, says STARTTLS, does TLS, reads the
