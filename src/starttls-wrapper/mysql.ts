@@ -46,7 +46,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
     // A client that leaves before the server has greeted ends the session then, not at the
     // pre-TLS limit (its slot and the server would be held till then): the wrapper ends it,
     // and lets the server go, as when the client leaves before its login.
-    const greetingWait = fromServer.next();
+    const greetingWait = fromServer.next("greeting from the server");
     greetingWait.catch(() => {});
     const greeting = await Promise.race([greetingWait, fromClient.ended.then(() => undefined)]);
     if (!greeting) {
@@ -62,7 +62,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
     client.write(writePacket(greeting.seq, advertised.payload));
     // A client that leaves here (its login or SSLRequest never comes) is not a failure of
     // this side: said as the other paths say it, with their status.
-    const answer = await fromClient.next().catch((error: unknown) => {
+    const answer = await fromClient.next("login or SSLRequest").catch((error: unknown) => {
       if (fromClient.hasEnded) return undefined;
       throw error;
     });
@@ -109,6 +109,11 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
     });
     return await end(status);
   } catch (error) {
+    // A limit ran out: the session is ended here, as on the other paths.
+    if (error instanceof Silent) {
+      warn(error.message);
+      return end(REFUSED);
+    }
     warn(`the connection phase broke off: ${causeText(error)}`);
     return end(exitStatus(111));
   }
@@ -141,7 +146,7 @@ async function connectionPhase(
   fromServer: PacketReader,
   warn: (what: string) => void,
 ): Promise<number> {
-  const response = await fromInner.next();
+  const response = await fromInner.next("login inside TLS");
   server.write(writePacket(response.seq - 1, withoutTlsFlag(response.payload)));
   let serverFinished = false;
   // The client's auth answers, while the server's rounds go on (several in a row at times).
@@ -157,7 +162,7 @@ async function connectionPhase(
     return undefined;
   })();
   for (;;) {
-    const packet = await fromServer.next();
+    const packet = await fromServer.next("answer from the server");
     const step = serverStep(packet.payload);
     if (step.kind === "cleartext") {
       warn(`refused: ${shown(step.why, 120)}, and the server behind is reached without TLS`);
@@ -205,6 +210,9 @@ async function pump(
   return serverDone;
 }
 
+/** A packet that did not come within its time limit. */
+class Silent extends Error {}
+
 /** Packets off a stream, one at a time, within a time limit each; release() gives back what
  * was read beyond them and lets go of the stream. */
 class PacketReader {
@@ -240,7 +248,8 @@ class PacketReader {
     stream.once("close", this.onEnd);
   }
 
-  async next(): Promise<Packet> {
+  /** The next packet (`what`, for the error when it does not come in time). */
+  async next(what = "packet"): Promise<Packet> {
     const deadline = Date.now() + this.limitMs;
     for (;;) {
       const r = readPacket(this.buffer);
@@ -253,7 +262,7 @@ class PacketReader {
       if (this.isEnded) throw new Error("the connection ended");
       if (this.released) throw new Error("released");
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`nothing within ${this.limitMs / 1000} s`);
+      if (left <= 0) throw new Silent(`no ${what} within ${this.limitMs / 1000} s`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.wake = () => {

@@ -391,6 +391,36 @@ test("-r: a capability the docs hide before TLS is hidden when a tab follows it 
   }
 });
 
+test("mysql -t: a server that does not greet, or a client that sends no login or SSLRequest, within the limit: a warning naming what did not come, status 100 (it was 'the connection phase broke off' and 111, a failure of this side)", async () => {
+  for (const [script, what] of [
+    ["exec cat >/dev/null", "greeting from the server"],
+    [serverBehind("mysql", true)[2] ?? "", "login or SSLRequest"],
+  ] as const) {
+    const server = await startServer(
+      ours("tcpserver"),
+      [
+        ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-t", "1", "-p", "mysql"],
+        ...["sh", "-c", script],
+      ],
+      { env: { ...ENV, CERTFILE: pair.cert, KEYFILE: pair.key } },
+    );
+    try {
+      await open(server.port).closed;
+      await server.waitForLog(/^tcpserver: end \d+ status \d+$/);
+      const lines = server.log().match(/^(starttls-wrapper|tcpserver: end).*$/gm) ?? [];
+      assert.deepEqual(
+        lines.map((l) => l.replace(/^tcpserver: end \d+ /, "tcpserver: end PID ")),
+        [
+          `starttls-wrapper: warning: 127.0.0.1: no ${what} within 1 s`,
+          "tcpserver: end PID status 25600",
+        ],
+      );
+    } finally {
+      await server.stop();
+    }
+  }
+});
+
 test("-r: the first command refused before STARTTLS is logged, once a session, printable", async () => {
   const server = await wrapper(["-r"], "printf '220 hi\\r\\n'; exec cat >/dev/null");
   try {
