@@ -1,6 +1,8 @@
-// The letters tcpserver and tcpclient share, read the same way by both.
+// The letters and operands tcpserver and tcpclient share, read the same way by both.
 import { toBytes } from "../ucspi/env.ts";
 import { scanUnsigned } from "./getopt.ts";
+import { parsePort } from "../ucspi/address.ts";
+import { UsageError } from "../ucspi/errors.ts";
 
 export interface CommonTcpOptions {
   verbosity: 0 | 1 | 2;
@@ -41,4 +43,16 @@ export function applyCommonOption(o: CommonTcpOptions, name: string, value: stri
     default:
       return false;
   }
+}
+
+/** `host port program...`, checked in djb's order: an unknown port name is fatal (111, from
+ * parsePort) before a missing program is a usage error. */
+export function hostPortProgram(rest: readonly string[]): {
+  host: string;
+  port: string;
+  program: string[];
+} {
+  if (rest.length === 2) parsePort(rest[1] ?? "");
+  if (rest.length < 3) throw new UsageError("");
+  return { host: rest[0] ?? "", port: rest[1] ?? "", program: rest.slice(2) };
 }

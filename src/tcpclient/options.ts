@@ -2,7 +2,7 @@
 import { isIP } from "node:net";
 import { UsageError } from "../ucspi/errors.ts";
 import { getopt, scanUnsigned } from "../cli/getopt.ts";
-import { applyCommonOption } from "../cli/tcp-options.ts";
+import { applyCommonOption, hostPortProgram } from "../cli/tcp-options.ts";
 import type { CommonTcpOptions } from "../cli/tcp-options.ts";
 
 /** Our options beyond djb's, for --help. */
@@ -63,10 +63,7 @@ export function parseClientArgs(args: readonly string[]): ClientOptions {
         break;
     }
   }
-  if (rest.length < 3) throw new UsageError("");
-  o.host = rest[0] ?? "";
-  o.port = rest[1] ?? "";
-  o.program = rest.slice(2);
+  Object.assign(o, hostPortProgram(rest));
   return o;
 }
 

@@ -4,7 +4,7 @@ import type { MetricsAddress } from "../metrics/address.ts";
 import { UsageError } from "../ucspi/errors.ts";
 import { toBytes } from "../ucspi/env.ts";
 import { getopt, scanUnsigned } from "../cli/getopt.ts";
-import { applyCommonOption } from "../cli/tcp-options.ts";
+import { applyCommonOption, hostPortProgram } from "../cli/tcp-options.ts";
 import type { CommonTcpOptions } from "../cli/tcp-options.ts";
 
 export const USAGE =
@@ -190,10 +190,7 @@ export function parseServerArgs(
   // its share of clients, never to be accepted.
   if (o.workers > o.limit)
     throw new UsageError(`--workers ${o.workers} needs -c ${o.workers} or more, not -c ${o.limit}`);
-  if (rest.length < 3) throw new UsageError("");
-  o.host = rest[0] ?? "";
-  o.port = rest[1] ?? "";
-  o.program = rest.slice(2);
+  Object.assign(o, hostPortProgram(rest));
   return o;
 }
 

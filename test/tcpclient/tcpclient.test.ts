@@ -146,6 +146,9 @@ test("messages and exit codes match djb's: refused, no address, cannot run, usag
       ["-RH", "127.0.0.1", "nosuchservice", "true"],
       ["-Z", "127.0.0.1", "1", "true"],
       ["-RH", "127.0.0.1"],
+      // No program, and a port name that is unknown: djb says so (111) before the usage.
+      ["-RH", "127.0.0.1", "nosuchservice"],
+      ["-RH", "127.0.0.1", "smtp"],
       ["-v", "-RH", "127.0.0.1", String(port), "true"],
       // -i / -p that cannot be bound: djb's "fatal: unable to bind socket", at once.
       ["-RH", "-i", "192.0.2.1", "127.0.0.1", String(port), "true"],

@@ -20,7 +20,16 @@ const USAGE_CASES: [string, string[]][] = [
   ["an option without its value", ["-c"]],
   ["no arguments", []],
   ["no program", ["0", "0"]],
+  ["no program, a known port name", ["-x", "rules.cdb", "0", "smtp"]],
 ];
+
+// djb's order: an unknown port name is fatal before a missing program is a usage error.
+test("no program and an unknown port name: djb's fatal line, exit 111", async () => {
+  const { a, b } = await both(["-x", "rules.cdb", "0", "nosuchservice"]);
+  assert.equal(b.code, 111);
+  assert.equal(b.stderr, "tcpserver: fatal: unable to figure out port number for nosuchservice\n");
+  assert.equal(b.stderr, a.stderr);
+});
 
 for (const [what, args] of USAGE_CASES) {
   test(`usage error: ${what}`, async () => {
