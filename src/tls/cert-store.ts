@@ -11,7 +11,7 @@ import type { Env } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { pairProblem } from "./pair-check.ts";
 import { protocolOptions } from "./protocol.ts";
-import { TICKET_LIFETIME_S, refreshTicketKey } from "./tickets.ts";
+import { TICKET_LIFETIME_S, shareTickets } from "./tickets.ts";
 
 /** Exit codes of s6-tlsd for what goes wrong with the configuration. */
 export const EXIT_CONFIG = 96;
@@ -91,8 +91,6 @@ interface Loaded {
    * when asked: expiries()). */
   cert: Buffer;
   notAfter?: number;
-  /** Which ticket key it holds (tickets.ts). */
-  ticketGeneration?: number;
   files: string[];
   stamps: string;
   /** A file changed on disk since this context was made. */
@@ -302,10 +300,7 @@ export class CertStore {
   private load(pair: Pair): SecureContext {
     const name = contextName(pair);
     const cached = this.contexts.get(name);
-    if (cached && !cached.stale) {
-      cached.ticketGeneration = refreshTicketKey(cached.context, cached.ticketGeneration);
-      return cached.context;
-    }
+    if (cached && !cached.stale) return cached.context;
     if (cached) {
       // Mid-replacement (a new key beside the old certificate, say), keep serving the pair
       // that worked; the next look at the files tries again.
@@ -351,8 +346,8 @@ export class CertStore {
         EXIT_CONFIG,
       );
     }
-    const ticketGeneration = refreshTicketKey(context, undefined);
-    this.contexts.set(name, { context, cert, files, stamps, ticketGeneration });
+    shareTickets(context);
+    this.contexts.set(name, { context, cert, files, stamps });
     return context;
   }
 }

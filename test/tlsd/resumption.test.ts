@@ -22,7 +22,13 @@ const program = ["/bin/sh", "-c", "env | grep ^SSL_SESSION_RESUMED="];
 
 /** One openssl s_client session that saves its session to `file` and, with `resume`, starts
  * from the one saved there; what it printed. */
-async function connect(port: number, file: string, version: string, resume: boolean) {
+async function connect(
+  port: number,
+  file: string,
+  version: string,
+  resume: boolean,
+  saveTo = file,
+) {
   const r = await run("openssl", [
     "s_client",
     version,
@@ -36,7 +42,7 @@ async function connect(port: number, file: string, version: string, resume: bool
     `127.0.0.1:${port}`,
     ...(resume ? ["-sess_in", file] : []),
     "-sess_out",
-    file,
+    saveTo,
   ]);
   return r.stdout;
 }
@@ -63,6 +69,28 @@ for (const version of ["-tls1_3", "-tls1_2"]) {
     }
   });
 }
+
+// A TLS 1.3 client that uses each ticket once (RFC 8446 C.4; browsers do) resumes with the
+// ticket its last connection got: a resumed session must bring a new one. Node's own ticket
+// handling never renews, and openssl saved no session from a resumed connection without one.
+test("our tcpserver + tlsd: each resumed TLS 1.3 session gets a new ticket, so a chain of resumptions never falls back", async () => {
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-RHl0", "127.0.0.1", "0", "tlsd", "--mod-ssl", ...program],
+    { env },
+  );
+  try {
+    const file = (i: number) => join(dir, `chain${i}`);
+    assert.match(await connect(s.port, file(0), "-tls1_3", false), /^New, TLSv1\.3/m);
+    for (let i = 1; i <= 3; i++) {
+      const again = await connect(s.port, file(i - 1), "-tls1_3", true, file(i));
+      assert.match(again, /^Reused, TLSv1\.3/m, `resumption ${i}`);
+      assert.match(again, /^SSL_SESSION_RESUMED=Resumed$/m);
+    }
+  } finally {
+    await s.stop();
+  }
+});
 
 test("tlsd as a process of its own per connection cannot resume (its key dies with it)", async () => {
   const s = await startServer(
