@@ -48,7 +48,7 @@ napi_value throw_errno(napi_env env, int err, const char *syscall) {
     E(EMFILE) E(ENFILE) E(ENOMEM) E(ENOEXEC) E(ENOTDIR) E(ELOOP) E(ENAMETOOLONG) E(E2BIG)
     E(ETXTBSY) E(EBADF) E(ENOSYS) E(EAGAIN) E(EISDIR) E(ENOBUFS) E(EPIPE) E(ECANCELED)
     E(ECONNREFUSED) E(ETIMEDOUT) E(ENETUNREACH) E(EHOSTUNREACH) E(ENOPROTOOPT) E(ECONNRESET)
-    E(ECONNABORTED) E(ENOTCONN)
+    E(ECONNABORTED) E(ENOTCONN) E(ENOTSOCK)
 #undef E
   default:
     name = "EUNKNOWN";
@@ -1003,6 +1003,30 @@ static napi_value dup_fd(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* socketKind(fd) -> [domain, type, listening]: SO_DOMAIN, SO_TYPE and SO_ACCEPTCONN of a socket
+ * this process was given (systemd's LISTEN_FDS); throws EBADF or ENOTSOCK for anything else. */
+static napi_value socket_kind(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value args[1];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t fd;
+  get_int(env, args[0], &fd);
+  int values[3];
+  const int options[3] = {SO_DOMAIN, SO_TYPE, SO_ACCEPTCONN};
+  for (int i = 0; i < 3; i++) {
+    socklen_t len = sizeof values[i];
+    if (getsockopt(fd, SOL_SOCKET, options[i], &values[i], &len) < 0)
+      return throw_errno(env, errno, "getsockopt");
+  }
+  napi_value arr, v;
+  napi_create_array_with_length(env, 3, &arr);
+  for (int i = 0; i < 3; i++) {
+    napi_create_int32(env, values[i], &v);
+    napi_set_element(env, arr, i, v);
+  }
+  return arr;
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor props[] = {
       {"spawn", NULL, spawn, NULL, NULL, NULL, napi_default, NULL},
@@ -1011,6 +1035,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"spawnerSpawn", NULL, spawner_spawn, NULL, NULL, NULL, napi_default, NULL},
       {"listen", NULL, listen_tcp, NULL, NULL, NULL, napi_default, NULL},
       {"localAddress", NULL, local_address, NULL, NULL, NULL, napi_default, NULL},
+      {"socketKind", NULL, socket_kind, NULL, NULL, NULL, napi_default, NULL},
       {"accept", NULL, accept_loop, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
       {"devNull", NULL, dev_null, NULL, NULL, NULL, napi_default, NULL},

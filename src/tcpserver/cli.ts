@@ -23,6 +23,14 @@ import type { Metrics } from "../metrics/prometheus.ts";
 import { isSnapshotRequest, serveMetrics } from "./metrics.ts";
 import { serve } from "./server.ts";
 
+/** systemd's first passed fd (SD_LISTEN_FDS_START), and Linux's socket constants. */
+const ACTIVATED_FD = 3;
+const AF_UNIX = 1;
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_STREAM = 1;
+const SOCK_DGRAM = 2;
+
 /** Without --drain, how long SIGTERM lets the connections served in this process go on. */
 const STOP_SECONDS = 3;
 
@@ -128,12 +136,33 @@ function printPort(port: number): void {
   }
 }
 
-/** systemd socket activation: the listening socket is fd 3, and the variables are ours only. */
+/** systemd socket activation: the listening socket is fd 3, and the variables are ours only.
+ * One socket, a listening TCP one: anything else would be accepted from in vain (a UDP socket,
+ * one not listening) or never (a second socket, whose clients would wait in its backlog). */
 function socketActivated(env: Env): number | undefined {
   const count = Number(env["LISTEN_FDS"] ?? "0");
   const pid = Number(env["LISTEN_PID"] ?? "0");
   for (const name of ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"]) delete env[name];
-  return count >= 1 && pid === process.pid ? 3 : undefined;
+  if (!(count >= 1 && pid === process.pid)) return undefined;
+  const unusable = (why: string) =>
+    new FatalError(`unable to use the socket systemd passed (LISTEN_FDS): ${why}`);
+  if (count > 1)
+    throw unusable(
+      `${count} sockets, where tcpserver serves one: give the socket unit one Listen line`,
+    );
+  let domain: number, type: number, listening: number;
+  try {
+    [domain, type, listening] = native().socketKind(ACTIVATED_FD);
+  } catch (error) {
+    throw unusable(`fd ${ACTIVATED_FD}: ${causeText(error)}`);
+  }
+  const inet = domain === AF_INET || domain === AF_INET6;
+  if (!inet || type !== SOCK_STREAM)
+    throw unusable(
+      `fd ${ACTIVATED_FD} is ${inet && type === SOCK_DGRAM ? "a UDP socket" : domain === AF_UNIX ? "a UNIX socket" : "not a TCP socket"}, not a listening TCP socket`,
+    );
+  if (listening !== 1) throw unusable(`fd ${ACTIVATED_FD} is a TCP socket that is not listening`);
+  return ACTIVATED_FD;
 }
 
 function exited(child: ChildProcess): Promise<void> {

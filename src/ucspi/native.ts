@@ -65,6 +65,9 @@ export interface Native {
     transparent?: boolean,
   ): number;
   localAddress(fd: number): [string, number, 4 | 6];
+  /** SO_DOMAIN (AF_*), SO_TYPE (SOCK_*) and SO_ACCEPTCONN (1 when listening) of a socket; throws
+   * EBADF or ENOTSOCK for a closed fd or another file. */
+  socketKind(fd: number): [number, number, number];
   accept(listenFd: number, flags: number, onConnection: OnConnection): Acceptor;
   close(fd: number): void;
   devNull(fd: number): void;

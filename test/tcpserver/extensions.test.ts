@@ -2,8 +2,10 @@
 // --workers, and systemd socket activation. Where a djb behaviour is involved (the text log),
 // the extension is checked against our own djb-compatible output.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createSocket } from "node:dgram";
 import { readFileSync } from "node:fs";
-import { connect } from "node:net";
+import { connect, createServer } from "node:net";
 import type { Socket } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -457,4 +459,135 @@ test("socket activation for another pid (LISTEN_PID mismatch): host and port are
   } finally {
     await s.stop();
   }
+});
+
+/** A port free on 127.0.0.1 now (systemd-socket-activate takes no port 0). */
+function freePort(type: "tcp" | "udp"): Promise<number> {
+  return new Promise((resolve, reject) => {
+    if (type === "udp") {
+      const probe = createSocket("udp4");
+      probe.once("error", reject);
+      probe.bind(0, "127.0.0.1", () => {
+        const { port } = probe.address();
+        probe.close(() => resolve(port));
+      });
+      return;
+    }
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}
+
+/** Our tcpserver under systemd-socket-activate with `listen` (its -l, -d, --fdname options). It
+ * runs the program at the first connection or datagram, which `poke` sends once the sockets
+ * are bound; resolves with tcpserver's exit and its stderr. */
+function underSystemd(listen: readonly string[], poke: () => void) {
+  const child = spawn(
+    "systemd-socket-activate",
+    [...listen, ours("tcpserver"), "-v", "-RHl0", "0", "0", "/bin/true"],
+    { stdio: ["ignore", "ignore", "pipe"], env: SERVER_ENV },
+  );
+  let stderr = "";
+  let poked = false;
+  child.stderr.setEncoding("latin1");
+  child.stderr.on("data", (text: string) => {
+    stderr += text;
+    const bound = listen.filter((o) => o.startsWith("-l") || o === "--listen").length;
+    if (!poked && (stderr.match(/^Listening on /gm) ?? []).length === bound) {
+      poked = true;
+      poke();
+    }
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  return new Promise<{ code: number | null; log: string }>((resolve) =>
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({
+        code,
+        log: stderr
+          .split("\n")
+          .filter((l) => l.startsWith("tcpserver:"))
+          .join("\n"),
+      });
+    }),
+  );
+}
+
+function pokeTcp(port: number): () => void {
+  return () => connect({ port, host: "127.0.0.1" }).on("error", () => {});
+}
+
+test("socket activation (systemd-socket-activate): two sockets, a UDP one, a UNIX one are refused at start with one line, exit 111", async () => {
+  const [a, b, udp] = [await freePort("tcp"), await freePort("tcp"), await freePort("udp")];
+  const two = await underSystemd(
+    ["-l", `127.0.0.1:${a}`, "-l", `127.0.0.1:${b}`, "--fdname=web:admin"],
+    pokeTcp(a),
+  );
+  assert.equal(two.code, 111);
+  assert.equal(
+    two.log,
+    "tcpserver: fatal: unable to use the socket systemd passed (LISTEN_FDS): 2 sockets, where tcpserver serves one: give the socket unit one Listen line",
+  );
+  const datagram = await underSystemd(["-d", "-l", `127.0.0.1:${udp}`], () => {
+    const sender = createSocket("udp4");
+    sender.send("hello", udp, "127.0.0.1", () => sender.close());
+  });
+  assert.equal(datagram.code, 111);
+  assert.equal(
+    datagram.log,
+    "tcpserver: fatal: unable to use the socket systemd passed (LISTEN_FDS): fd 3 is a UDP socket, not a listening TCP socket",
+  );
+  const path = join(dir, "activated.sock");
+  const unix = await underSystemd(["-l", path], () => connect({ path }).on("error", () => {}));
+  assert.equal(unix.code, 111);
+  assert.equal(
+    unix.log,
+    "tcpserver: fatal: unable to use the socket systemd passed (LISTEN_FDS): fd 3 is a UNIX socket, not a listening TCP socket",
+  );
+});
+
+test("socket activation: an fd 3 that is a file, closed, or a TCP socket not listening is refused at start with one line, exit 111", async () => {
+  // python3 plays systemd's part: fd 3 as given, LISTEN_FDS=1, LISTEN_PID its own, then exec.
+  const launch = (setup: string) =>
+    run(
+      "python3",
+      [
+        "-c",
+        `import os, socket, sys\n${setup}\nos.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))\nos.execv(sys.argv[1], sys.argv[1:])`,
+        ours("tcpserver"),
+        "-RHl0",
+        "0",
+        "0",
+        "/bin/true",
+      ],
+      { env: SERVER_ENV },
+    );
+  const file = await launch("os.dup2(os.open('/etc/passwd', os.O_RDONLY), 3)");
+  assert.deepEqual(
+    [file.code, file.stderr],
+    [
+      111,
+      "tcpserver: fatal: unable to use the socket systemd passed (LISTEN_FDS): fd 3: not a socket\n",
+    ],
+  );
+  const closed = await launch("os.closerange(3, 64)");
+  assert.equal(closed.code, 111);
+  assert.match(
+    closed.stderr,
+    /^tcpserver: fatal: unable to use the socket systemd passed \(LISTEN_FDS\): fd 3: [^\n]+\n$/,
+  );
+  const bound = await launch(
+    "s = socket.socket()\ns.bind(('127.0.0.1', 0))\nos.dup2(s.fileno(), 3)\nos.set_inheritable(3, True)",
+  );
+  assert.deepEqual(
+    [bound.code, bound.stderr],
+    [
+      111,
+      "tcpserver: fatal: unable to use the socket systemd passed (LISTEN_FDS): fd 3 is a TCP socket that is not listening\n",
+    ],
+  );
 });
