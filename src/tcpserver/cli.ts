@@ -65,9 +65,12 @@ async function main(): Promise<void> {
     });
   if (options.metrics) metrics = await (await import("../metrics/prometheus.ts")).enableMetrics();
   const env = startEnv(process.env);
-  const listenFd =
-    socketActivated(env) ??
-    listenOn(await bindAddress(options.host), portNumber(options.port), options);
+  // A worker of a socket-activated tcpserver has no port of its own to bind (systemd's socket
+  // has no SO_REUSEPORT): it accepts from that socket, its fd 3.
+  const activated = socketActivated(env);
+  const listenFd = options.workerSharesListener
+    ? ACTIVATED_FD
+    : (activated ?? listenOn(await bindAddress(options.host), portNumber(options.port), options));
   // Bound as the port is, before privileges go (a port below 1024, a socket under /run).
   if (metrics && options.metrics && options.workerIndex === 0) {
     const endpoint = await serveMetrics(options.metrics, metrics, () => hangUp.workers);
@@ -82,7 +85,8 @@ async function main(): Promise<void> {
     process.exit(code === 100 ? 100 : 111);
   }
   const [, boundPort, family] = native().localAddress(listenFd);
-  const workers = options.workerIndex === 0 ? startWorkers(args, options, boundPort) : [];
+  const workers =
+    options.workerIndex === 0 ? startWorkers(args, options, boundPort, activated) : [];
   hangUp.workers = workers;
   options.limit = workerLimit(options.limit, options.workers, options.workerIndex);
   if (options.printPort && options.workerIndex === 0) printPort(boundPort);
@@ -170,8 +174,14 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once("exit", () => resolve()));
 }
 
-/** --workers N: N-1 more processes of this program, bound to the same port (SO_REUSEPORT). */
-function startWorkers(args: string[], options: ServerOptions, port: number): ChildProcess[] {
+/** --workers N: N-1 more processes of this program, bound to the same port (SO_REUSEPORT), or
+ * given the socket systemd passed, as their fd 3. */
+function startWorkers(
+  args: string[],
+  options: ServerOptions,
+  port: number,
+  activated: number | undefined,
+): ChildProcess[] {
   const workers: ChildProcess[] = [];
   // The same V8 flags as this process (the launcher caps the young generation; without them a
   // worker's heap grew to Node's default). A single executable has them built in, and would
@@ -184,9 +194,19 @@ function startWorkers(args: string[], options: ServerOptions, port: number): Chi
     workers.push(
       spawn(
         process.execPath,
-        [...v8Flags, process.argv[1] ?? "", `--worker=${index}`, ...head, ...tail],
+        [
+          ...v8Flags,
+          process.argv[1] ?? "",
+          `--worker=${index}`,
+          ...(activated === undefined ? [] : ["--worker-shares-listener"]),
+          ...head,
+          ...tail,
+        ],
         {
-          stdio: ["ignore", "ignore", "inherit", "ipc"],
+          stdio:
+            activated === undefined
+              ? ["ignore", "ignore", "inherit", "ipc"]
+              : ["ignore", "ignore", "inherit", activated, "ipc"],
         },
       ),
     );

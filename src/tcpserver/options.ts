@@ -37,6 +37,8 @@ export interface ServerOptions extends CommonTcpOptions {
   workers: number;
   /** Set in the extra processes of --workers: this one's index (1..workers-1). */
   workerIndex: number;
+  /** Set in those of a socket-activated tcpserver: their fd 3 is its listener, shared. */
+  workerSharesListener: boolean;
   /** --drain: on SIGTERM, how long running connections may go on (undefined: djb's exit). */
   drainSeconds: number | undefined;
   /** --metrics: where scrapes are answered (undefined: no metrics at all). */
@@ -55,6 +57,7 @@ const LONG = [
   "workers=",
   "per-ip-limit=",
   "worker=",
+  "worker-shares-listener",
   "drain=",
   "metrics=",
 ];
@@ -94,6 +97,7 @@ export function parseServerArgs(
     logFormat: "text",
     workers: 1,
     workerIndex: 0,
+    workerSharesListener: false,
     drainSeconds: undefined,
     metrics: undefined,
     host: "",
@@ -175,6 +179,9 @@ export function parseServerArgs(
         break;
       case "worker":
         o.workerIndex = positive(value, name);
+        break;
+      case "worker-shares-listener":
+        o.workerSharesListener = true;
         break;
       case "drain":
         if (!/^[0-9]{1,9}$/.test(value))

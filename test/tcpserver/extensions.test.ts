@@ -591,3 +591,36 @@ test("socket activation: an fd 3 that is a file, closed, or a TCP socket not lis
     ],
   );
 });
+
+test("socket activation with --workers 2 (systemd-socket-activate): the worker serves from systemd's socket too, so -c 2 serves two clients at once", async () => {
+  const port = await freePort("tcp");
+  const server = spawn(
+    "systemd-socket-activate",
+    ["-l", `127.0.0.1:${port}`, ours("tcpserver"), "-v", "-c2", "--workers", "2", "-RHl0"].concat([
+      "0",
+      "0",
+      "/bin/sh",
+      "-c",
+      "echo hi; read x",
+    ]),
+    { stdio: ["ignore", "ignore", "pipe"], env: SERVER_ENV },
+  );
+  let log = "";
+  server.stderr.setEncoding("latin1");
+  server.stderr.on("data", (text: string) => (log += text));
+  const exited = new Promise((resolve) => server.on("exit", resolve));
+  try {
+    await waitFor(() => /^Listening on /m.test(log) || undefined);
+    // One connection per process (-c 2 over 2): the second is the worker's to serve.
+    const first = hold(port, "127.0.0.1");
+    assert.equal(await first.first, "hi\n");
+    const second = hold(port, "127.0.0.1");
+    assert.equal(await second.first, "hi\n");
+    first.destroy();
+    second.destroy();
+    assert.doesNotMatch(log, /unable to bind/);
+  } finally {
+    server.kill("SIGTERM");
+    await exited;
+  }
+});
