@@ -3,6 +3,7 @@
 import { lstatSync, unlinkSync } from "node:fs";
 import { createServer } from "node:http";
 import { connect } from "node:net";
+import type { Socket } from "node:net";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { addressText } from "./address.ts";
 import type { MetricsAddress } from "./address.ts";
@@ -14,7 +15,13 @@ export interface Endpoint {
 
 /** A scraper has this long for its request (a slow one cannot hold a connection for long). */
 const REQUEST_MS = 10_000;
-/** Scrapers at once: Prometheus uses one; more wait in the backlog. */
+/** How often Node looks for connections past REQUEST_MS (its default, 30 s, let a silent one
+ * stay up to 40 s). */
+const CHECK_MS = 1_000;
+/** Connections at once: Prometheus uses one. At the bound, a new one takes the place of the
+ * oldest that is not being answered (silent, slow, or idle between requests), so that clients
+ * that connect and send nothing cannot shut the scraper out; only when every one is being
+ * answered is the new one closed. */
 const MAX_CONNECTIONS = 16;
 
 export async function listenForScrapes(
@@ -22,9 +29,21 @@ export async function listenForScrapes(
   contentType: string,
   render: () => Promise<string>,
 ): Promise<Endpoint> {
+  // Each connection, oldest first, and whether a request of it is being answered.
+  const open = new Map<Socket, { answering: boolean }>();
   const server = createServer(
-    { requestTimeout: REQUEST_MS, headersTimeout: REQUEST_MS, keepAliveTimeout: 5_000 },
+    {
+      requestTimeout: REQUEST_MS,
+      headersTimeout: REQUEST_MS,
+      keepAliveTimeout: 5_000,
+      connectionsCheckingInterval: CHECK_MS,
+    },
     (request, response) => {
+      const state = open.get(request.socket);
+      if (state) {
+        state.answering = true;
+        response.once("close", () => (state.answering = false));
+      }
       const path = (request.url ?? "").split("?")[0];
       if (path !== "/metrics") {
         response.writeHead(404, { "content-type": "text/plain" }).end("scrape /metrics\n");
@@ -48,7 +67,16 @@ export async function listenForScrapes(
       );
     },
   );
-  server.maxConnections = MAX_CONNECTIONS;
+  server.on("connection", (socket: Socket) => {
+    if (open.size >= MAX_CONNECTIONS) {
+      const idle = [...open].find(([, state]) => !state.answering)?.[0];
+      if (idle === undefined) return socket.destroy();
+      idle.destroy();
+      open.delete(idle);
+    }
+    open.set(socket, { answering: false });
+    socket.once("close", () => open.delete(socket));
+  });
   if ("path" in address) await removeStaleSocket(address.path);
   await new Promise<void>((resolve, reject) => {
     server.once("error", (error) =>

@@ -564,3 +564,31 @@ test("docs/tcpserver.md lists every metric the stages count, and no other of our
     [...names].sort(),
   );
 });
+
+test("tcpserver --metrics: clients that connect and send nothing, or half a request, cannot shut the scraper out", async () => {
+  const metricsPort = await freePort();
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-RHl0", "--metrics", `127.0.0.1:${metricsPort}`, "127.0.0.1", "0", "echo", "hi"],
+    { env },
+  );
+  const holders: Socket[] = [];
+  try {
+    // Twice the endpoint's 16 connections: half silent, half stuck in their request's head.
+    for (let i = 0; i < 32; i++) {
+      const socket = connect({ port: metricsPort, host: "127.0.0.1" });
+      socket.on("error", () => {});
+      holders.push(socket);
+      await new Promise((resolve) => socket.once("connect", resolve));
+      if (i % 2) socket.write("GET /metrics HTTP/1.1\r\nHost: localhost\r\n");
+    }
+    for (let i = 0; i < 3; i++) {
+      const m = await scrape({ port: metricsPort });
+      assert.equal(m.status, 200);
+      assert.equal(value(m.body, "tcpserver_connections_accepted_total"), 0);
+    }
+  } finally {
+    for (const socket of holders) socket.destroy();
+    await s.stop();
+  }
+});
