@@ -165,7 +165,10 @@ function socketActivated(env: Env): number | undefined {
     throw unusable(
       `fd ${ACTIVATED_FD} is ${inet && type === SOCK_DGRAM ? "a UDP socket" : domain === AF_UNIX ? "a UNIX socket" : "not a TCP socket"}, not a listening TCP socket`,
     );
-  if (listening !== 1) throw unusable(`fd ${ACTIVATED_FD} is a TCP socket that is not listening`);
+  if (listening !== 1)
+    throw unusable(
+      `fd ${ACTIVATED_FD} is a TCP socket that is not listening (Accept=yes passes each connection: tcpserver needs Accept=no)`,
+    );
   return ACTIVATED_FD;
 }
 

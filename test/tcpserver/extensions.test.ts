@@ -482,9 +482,10 @@ function freePort(type: "tcp" | "udp"): Promise<number> {
   });
 }
 
-/** Our tcpserver under systemd-socket-activate with `listen` (its -l, -d, --fdname options). It
- * runs the program at the first connection or datagram, which `poke` sends once the sockets
- * are bound; resolves with tcpserver's exit and its stderr. */
+/** Our tcpserver under systemd-socket-activate with `listen` (its -l, -d, --accept, --fdname
+ * options). It runs the program at the first connection or datagram, which `poke` sends once
+ * the sockets are bound; resolves with tcpserver's exit and its stderr. With --accept it forks
+ * tcpserver and goes on listening: it says how its child ended, and is then stopped. */
 function underSystemd(listen: readonly string[], poke: () => void) {
   const child = spawn(
     "systemd-socket-activate",
@@ -501,13 +502,15 @@ function underSystemd(listen: readonly string[], poke: () => void) {
       poked = true;
       poke();
     }
+    if (/^Child \d+ died with code \d+$/m.test(stderr)) child.kill("SIGTERM");
   });
   const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
   return new Promise<{ code: number | null; log: string }>((resolve) =>
     child.on("close", (code) => {
       clearTimeout(timer);
+      const forked = /^Child \d+ died with code (\d+)$/m.exec(stderr)?.[1];
       resolve({
-        code,
+        code: forked === undefined ? code : Number(forked),
         log: stderr
           .split("\n")
           .filter((l) => l.startsWith("tcpserver:"))
@@ -521,7 +524,7 @@ function pokeTcp(port: number): () => void {
   return () => connect({ port, host: "127.0.0.1" }).on("error", () => {});
 }
 
-test("socket activation (systemd-socket-activate): two sockets, a UDP one, a UNIX one are refused at start with one line, exit 111", async () => {
+test("socket activation (systemd-socket-activate): two sockets, a UDP one, a UNIX one, Accept=yes are refused at start with one line, exit 111", async () => {
   const [a, b, udp] = [await freePort("tcp"), await freePort("tcp"), await freePort("udp")];
   const two = await underSystemd(
     ["-l", `127.0.0.1:${a}`, "-l", `127.0.0.1:${b}`, "--fdname=web:admin"],
@@ -540,6 +543,17 @@ test("socket activation (systemd-socket-activate): two sockets, a UDP one, a UNI
   assert.equal(
     datagram.log,
     "tcpserver: fatal: unable to use the socket systemd passed (LISTEN_FDS): fd 3 is a UDP socket, not a listening TCP socket",
+  );
+  // Accept=yes: systemd accepts, and runs tcpserver on each connection.
+  const perConnection = await freePort("tcp");
+  const accepted = await underSystemd(
+    ["--accept", "-l", `127.0.0.1:${perConnection}`],
+    pokeTcp(perConnection),
+  );
+  assert.equal(accepted.code, 111);
+  assert.equal(
+    accepted.log,
+    "tcpserver: fatal: unable to use the socket systemd passed (LISTEN_FDS): fd 3 is a TCP socket that is not listening (Accept=yes passes each connection: tcpserver needs Accept=no)",
   );
   const path = join(dir, "activated.sock");
   const unix = await underSystemd(["-l", path], () => connect({ path }).on("error", () => {}));
@@ -587,7 +601,7 @@ test("socket activation: an fd 3 that is a file, closed, or a TCP socket not lis
     [bound.code, bound.stderr],
     [
       111,
-      "tcpserver: fatal: unable to use the socket systemd passed (LISTEN_FDS): fd 3 is a TCP socket that is not listening\n",
+      "tcpserver: fatal: unable to use the socket systemd passed (LISTEN_FDS): fd 3 is a TCP socket that is not listening (Accept=yes passes each connection: tcpserver needs Accept=no)\n",
     ],
   );
 });
