@@ -9,16 +9,22 @@ import type { ChildProcess } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { hostname } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { helpAsked } from "../cli/help.ts";
 import { reportError, writeStderr } from "../cli/main.ts";
 import { ourLauncher } from "../ucspi/programs.ts";
-import { checkNotInstalled, install, removeLeftovers, takeOutLeftovers } from "./host.ts";
+import {
+  checkNotInstalled,
+  findLeftovers,
+  install,
+  removeLeftovers,
+  takeOutLeftovers,
+} from "./host.ts";
 import type { Installed } from "./host.ts";
 import { USAGE, chainMetrics, chainPort, parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
-import { processId, removeOwnerRecord, writeOwnerRecord } from "./owner.ts";
+import { ownerRecordFile, processId, removeOwnerRecord, writeOwnerRecord } from "./owner.ts";
 import type { ProcessId } from "./owner.ts";
 import { dryRun, removalScript } from "./rules.ts";
 
@@ -156,8 +162,21 @@ function listening(chain: ChildProcess): Promise<void> {
 async function main(args: readonly string[]): Promise<number> {
   if (helpAsked(NAME, args, USAGE)) return 0;
   const o = parseEverywhereArgs(args);
+  if (o.dryRun && !o.remove) {
+    process.stdout.write(dryRun(o));
+    return 0;
+  }
   if (o.dryRun) {
-    process.stdout.write(o.remove ? removalScript(o) : dryRun(o));
+    // --remove's own lookup: what a run left, as its record says, else this command line's.
+    const left = findLeftovers(o);
+    const pids = (ids: readonly ProcessId[]) => ids.map((id) => id.pid);
+    const run = left && {
+      owner: left.owner.pid,
+      chains: pids(left.chains),
+      strangers: pids(left.strangers),
+      file: ownerRecordFile(resolve(o.stateDir)),
+    };
+    process.stdout.write(removalScript(left?.made ?? o, run));
     return 0;
   }
   if (o.remove) {

@@ -14,6 +14,7 @@ import {
   stillRuns,
   stopProcesses,
 } from "./owner.ts";
+import type { ProcessId } from "./owner.ts";
 import { TABLE, nftRuleset, routingCommands, undoCommand } from "./rules.ts";
 
 /** Runs a command; its first line of complaint, or undefined when it worked. */
@@ -104,11 +105,20 @@ export function checkNoOtherOwner(o: EverywhereOptions): void {
     );
 }
 
-/** What a tls-everywhere that ended without taking out its rules left: found through the record
- * in --state and taken out (its chains stopped, its rules removed as its own options made
- * them). A record of one still running is refused. Says what was found, for a warning line;
- * nothing when there was no record. */
-export async function takeOutLeftovers(o: EverywhereOptions): Promise<string | undefined> {
+/** What a tls-everywhere that ended without taking out its rules left, as its record in --state
+ * says: the chains to stop (ours, still running), the processes the record names that are not
+ * (left alone), and the options its rules were made with. */
+export interface Leftovers {
+  owner: ProcessId;
+  chains: ProcessId[];
+  strangers: ProcessId[];
+  made: EverywhereOptions;
+}
+
+/** The lookup that --remove, --remove --dry-run and a start share: the record in --state, if
+ * any. A record of one still running is refused, and so is any touching of the rules while
+ * another tls-everywhere, with a --state of its own, runs here. */
+export function findLeftovers(o: EverywhereOptions): Leftovers | undefined {
   checkStateDir(o.stateDir);
   const record = readOwnerRecord(o.stateDir);
   if (record && stillRuns(record.owner)) {
@@ -117,26 +127,39 @@ export async function takeOutLeftovers(o: EverywhereOptions): Promise<string | u
   }
   checkNoOtherOwner(o);
   if (!record) return undefined;
-  const { pid } = record.owner;
-  const strangers = record.chains.filter((id) => stillRuns(id) && !isOurChain(id));
-  const stopped = await stopProcesses(record.chains.filter(isOurChain));
-  const hadRules = tableInstalled();
   let made = o;
   try {
     made = parseEverywhereArgs(record.args);
   } catch {
     // A record from a version with other options: the rules as this command line makes them.
   }
-  removeLeftovers(made);
+  return {
+    owner: record.owner,
+    chains: record.chains.filter(isOurChain),
+    strangers: record.chains.filter((id) => stillRuns(id) && !isOurChain(id)),
+    made,
+  };
+}
+
+/** What a tls-everywhere that ended without taking out its rules left: found through the record
+ * in --state (findLeftovers) and taken out (its chains stopped, its rules removed as its own
+ * options made them). Says what was found, for a warning line; nothing when there was no
+ * record. */
+export async function takeOutLeftovers(o: EverywhereOptions): Promise<string | undefined> {
+  const left = findLeftovers(o);
+  if (!left) return undefined;
+  const stopped = await stopProcesses(left.chains);
+  const hadRules = tableInstalled();
+  removeLeftovers(left.made);
   removeOwnerRecord(o.stateDir);
   const found = [
     ...(stopped.length > 0 ? [`stopped its chain (pid ${stopped.join(", ")})`] : []),
     ...(hadRules ? ["removed its rules"] : []),
-    ...(strangers.length > 0
-      ? [`left pid ${strangers.map((id) => id.pid).join(", ")} alone (not its chain)`]
+    ...(left.strangers.length > 0
+      ? [`left pid ${left.strangers.map((id) => id.pid).join(", ")} alone (not its chain)`]
       : []),
   ];
-  return `tls-everywhere (pid ${pid}) ended without taking out what it installed: ${found.length > 0 ? found.join(", ") : "nothing of it was left"}`;
+  return `tls-everywhere (pid ${left.owner.pid}) ended without taking out what it installed: ${found.length > 0 ? found.join(", ") : "nothing of it was left"}`;
 }
 
 /** --remove: every step, whether or not it is there; what was not there is no failure. */

@@ -25,6 +25,11 @@ export interface OwnerRecord {
 
 const FILE = "running.json";
 
+/** Where the record of the tls-everywhere with this --state is kept. */
+export function ownerRecordFile(stateDir: string): string {
+  return join(stateDir, FILE);
+}
+
 /** The process `pid` now, or undefined when there is none, it has ended (a zombie not yet
  * reaped), or /proc cannot tell. */
 export function processId(pid: number): ProcessId | undefined {
@@ -134,7 +139,7 @@ export function runningElsewhere(): { pid: number; stateDir: string } | undefine
 }
 
 export function writeOwnerRecord(stateDir: string, record: OwnerRecord): void {
-  writeFileAtomic(join(stateDir, FILE), `${JSON.stringify(record)}\n`, {
+  writeFileAtomic(ownerRecordFile(stateDir), `${JSON.stringify(record)}\n`, {
     overwrite: true,
     mode: 0o600,
   });
@@ -144,7 +149,7 @@ export function writeOwnerRecord(stateDir: string, record: OwnerRecord): void {
 export function readOwnerRecord(stateDir: string): OwnerRecord | undefined {
   let data: unknown;
   try {
-    data = JSON.parse(readFileSync(join(stateDir, FILE), "utf8"));
+    data = JSON.parse(readFileSync(ownerRecordFile(stateDir), "utf8"));
   } catch {
     return undefined;
   }
@@ -167,7 +172,7 @@ export function readOwnerRecord(stateDir: string): OwnerRecord | undefined {
 }
 
 export function removeOwnerRecord(stateDir: string): void {
-  rmSync(join(stateDir, FILE), { force: true });
+  rmSync(ownerRecordFile(stateDir), { force: true });
 }
 
 /** Sends SIGTERM to each process still running, waits up to `graceMs` for them to end, then

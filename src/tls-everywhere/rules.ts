@@ -71,14 +71,42 @@ export function dryRun(o: EverywhereOptions): string {
   ].join("\n");
 }
 
-/** What --remove --dry-run prints: the commands that take out what this command line installs,
- * last first, as a script for sh. */
-export function removalScript(o: EverywhereOptions): string {
+/** What --remove found in --state (host.ts's findLeftovers), as --remove --dry-run prints it. */
+export interface RecordedRun {
+  /** The tls-everywhere that ended without taking out what it installed. */
+  owner: number;
+  /** Its chains, still running, which --remove stops. */
+  chains: number[];
+  /** Processes its record names that are not its chains, which --remove leaves alone. */
+  strangers: number[];
+  /** The record itself, which --remove removes last. */
+  file: string;
+}
+
+/** What --remove --dry-run prints: the commands --remove runs, as a script for sh. With a record
+ * (`run`, and `o` the options in it), what that run left: its chains stopped, its rules taken
+ * out, last first, its record removed; without one, what this command line installs. */
+export function removalScript(o: EverywhereOptions, run?: RecordedRun): string {
+  if (!run)
+    return [
+      "# What tls-everywhere installs with these options, taken out, last first:",
+      ...removalCommands(o),
+      "",
+    ].join("\n");
   return [
-    "# What tls-everywhere installs with these options, taken out, last first:",
+    `# What tls-everywhere (pid ${run.owner}) left, as its record ${run.file} says: its chain`,
+    "# stopped, its rules taken out, last first, its record removed:",
+    ...run.chains.map((pid) => `kill -TERM ${pid}`),
+    ...run.strangers.map((pid) => `# (pid ${pid}, not its chain, is left alone)`),
     ...removalCommands(o),
+    `rm -f -- ${shellWord(run.file)}`,
     "",
   ].join("\n");
+}
+
+/** `word` as sh reads it back: as it is when it is only safe characters, else single-quoted. */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9_./,:=+@%-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
 }
 
 function removalCommands(o: EverywhereOptions): string[] {

@@ -507,6 +507,39 @@ test("--remove after a SIGKILL (systemd's ExecStopPost): stops the chain left be
   assert.equal(hostState(), pristine);
 });
 
+test("--remove --dry-run after a SIGKILL: prints what --remove would run for the rules the record names, and sh running it leaves the host as it was", async () => {
+  // Options other than the defaults: only the record says what the rules were.
+  const tool = startTool(["--table", "7100", "--mark", "0x500", "--ipv4-only"]);
+  const chain = await killOnlyTool(tool);
+  const record = join(stateDir, "running.json");
+  try {
+    const script = await lab.run(lab.server, ours("tls-everywhere"), [
+      ...["--remove", "--dry-run", "--state", stateDir],
+    ]);
+    assert.equal(script.code, 0, script.stderr);
+    assert.equal(script.stderr, "");
+    // A dry run: nothing changed yet.
+    assert.equal(runs(chain), true);
+    assert.equal(existsSync(record), true);
+    const commands = script.stdout.split("\n").filter((line) => line && !line.startsWith("#"));
+    assert.deepEqual(commands, [
+      `kill -TERM ${chain}`,
+      "nft delete table inet tls_everywhere",
+      "ip -4 route del local 0.0.0.0/0 dev lo table 7100",
+      "ip -4 rule del fwmark 1281 lookup 7100",
+      "ip -4 rule del fwmark 1280 lookup 7100",
+      `rm -f -- ${record}`,
+    ]);
+    const removed = await lab.run(lab.server, "sh", ["-e"], script.stdout);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.equal(hostState(), pristine);
+    await waitFor(() => (runs(chain) ? undefined : true));
+    assert.equal(existsSync(record), false);
+  } finally {
+    if (runs(chain)) process.kill(chain, "SIGKILL");
+  }
+});
+
 test("the shipped systemd unit, its commands as systemd runs them: after a SIGKILL, ExecStopPost= stops the chain left behind and the host is as it was; a clean stop leaves it nothing to do", async () => {
   const unit = join(ROOT, "packaging/systemd/tls-everywhere.service");
   const service = parseUnit(unit).get("Service");
