@@ -24,7 +24,13 @@ import {
 import type { Installed } from "./host.ts";
 import { USAGE, chainMetrics, chainPort, parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
-import { ownerRecordFile, processId, removeOwnerRecord, writeOwnerRecord } from "./owner.ts";
+import {
+  checkStateDir,
+  ownerRecordFile,
+  processId,
+  removeOwnerRecord,
+  writeOwnerRecord,
+} from "./owner.ts";
 import type { ProcessId } from "./owner.ts";
 import { dryRun, removalScript } from "./rules.ts";
 
@@ -197,6 +203,9 @@ async function main(args: readonly string[]): Promise<number> {
   } catch (error) {
     throw new FatalError(`unable to create ${o.stateDir}: ${causeText(error)}`);
   }
+  // Again, now that it is there: one that another user made meanwhile (in a sticky /tmp, say)
+  // is theirs.
+  checkStateDir(o.stateDir);
   const certEnv = await certificates(o, bin);
   // Recorded before anything starts, so that no moment leaves chains or rules that a next start
   // would not know as ours.

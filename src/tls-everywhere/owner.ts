@@ -3,8 +3,8 @@
 // catch, stops the chains left behind and takes out exactly the rules they were made with,
 // instead of refusing until someone runs --remove. A process is named by its pid and its start
 // time, so a pid the kernel has since given to another program is never taken for it.
-import { readFileSync, readdirSync, readlinkSync, rmSync, statSync } from "node:fs";
-import { dirname, isAbsolute, join } from "node:path";
+import { readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync } from "node:fs";
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { writeFileAtomic } from "../files/atomic-write.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { ourLauncher } from "../ucspi/programs.ts";
@@ -57,9 +57,13 @@ export function stillRuns(id: ProcessId): boolean {
   return processId(id.pid)?.since === id.since;
 }
 
-/** Refuses a --state directory that another user could write: its record says which processes
- * get signalled and which rules are taken out, so it must be as much ours as those are. */
+const DISTRUST = "its record cannot be trusted";
+
+/** Refuses a --state directory that another user could write, or swap for one of their own
+ * through a directory above it: its record says which processes get signalled and which rules
+ * are taken out, so it must be as much ours as those are. */
 export function checkStateDir(dir: string): void {
+  for (const parent of parentsOf(dir)) checkParent(dir, parent);
   let st;
   try {
     st = statSync(dir);
@@ -68,16 +72,67 @@ export function checkStateDir(dir: string): void {
     throw new FatalError(`unable to read --state ${dir}: ${causeText(error)}`);
   }
   if (!st.isDirectory()) throw new FatalError(`--state ${dir} is not a directory`);
-  const me = process.getuid?.() ?? 0;
-  const distrust = "its record cannot be trusted";
-  if (st.uid !== 0 && st.uid !== me)
-    throw new FatalError(`--state ${dir} belongs to uid ${st.uid}, not root: ${distrust}`);
-  if ((st.mode & 0o022) !== 0) {
-    const mode = (st.mode & 0o7777).toString(8).padStart(4, "0");
+  if (!ours(st.uid))
+    throw new FatalError(`--state ${dir} belongs to uid ${st.uid}, not root: ${DISTRUST}`);
+  if ((st.mode & 0o022) !== 0)
     throw new FatalError(
-      `--state ${dir} is writable by others (mode ${mode}): ${distrust}; chmod go-w it`,
+      `--state ${dir} is writable by others (mode ${modeText(st.mode)}): ${DISTRUST}; chmod go-w it`,
     );
+}
+
+/** Root's or this user's. */
+function ours(uid: number): boolean {
+  return uid === 0 || uid === (process.getuid?.() ?? 0);
+}
+
+function modeText(mode: number): string {
+  return (mode & 0o7777).toString(8).padStart(4, "0");
+}
+
+/** The directories above `dir`, from / down: those of the path as given and, where a symbolic
+ * link leads elsewhere, those of the path it leads to (of the part that exists yet). */
+function parentsOf(dir: string): string[] {
+  const above = (path: string) => {
+    const list: string[] = [];
+    for (let p = dirname(path); ; p = dirname(p)) {
+      list.unshift(p);
+      if (p === dirname(p)) return list;
+    }
+  };
+  const given = resolve(dir);
+  let existing = given;
+  let rest = "";
+  for (;;) {
+    try {
+      const real = realpathSync(existing);
+      const target = rest === "" ? real : join(real, rest);
+      return [...new Set([...above(given), ...above(target)])];
+    } catch {
+      if (existing === dirname(existing)) return above(given);
+      rest = rest === "" ? basename(existing) : join(basename(existing), rest);
+      existing = dirname(existing);
+    }
   }
+}
+
+/** A directory above --state: another user who could rename or replace what is in it (it is
+ * theirs, or others may write it and it is not sticky) could put a --state of their own there. */
+function checkParent(dir: string, parent: string): void {
+  let st;
+  try {
+    st = statSync(parent);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return; // made 0700 when it runs
+    throw new FatalError(`unable to read ${parent}, above --state ${dir}: ${causeText(error)}`);
+  }
+  if (!ours(st.uid))
+    throw new FatalError(
+      `--state ${dir} is under ${parent}, which belongs to uid ${st.uid}, not root: ${DISTRUST}`,
+    );
+  if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0)
+    throw new FatalError(
+      `--state ${dir} is under ${parent}, which is writable by others (mode ${modeText(st.mode)}) and not sticky: ${DISTRUST}; chmod go-w it`,
+    );
 }
 
 /** The arguments of `pid` when it runs our program `name` (this package's, as its launcher runs

@@ -6,7 +6,16 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
@@ -406,6 +415,53 @@ test("a --state others can write is refused, one line, exit 111, nothing install
       `tls-everywhere: fatal: --state ${open} is writable by others (mode 0777): its record cannot be trusted; chmod go-w it\n`,
     );
     assert.equal(hostState(), pristine);
+  }
+});
+
+test("a --state under a directory another user could swap it in (theirs, or writable by others and not sticky, on the path as given or where a link leads) is refused, one line, exit 111, nothing installed; under a sticky one it is not", async () => {
+  const open = join(pki.dir, "open-parent");
+  const theirs = join(pki.dir, "their-parent");
+  const sticky = join(pki.dir, "sticky-parent");
+  for (const [dir, mode] of [
+    [open, 0o777],
+    [theirs, 0o755],
+    [sticky, 0o1777],
+  ] as const) {
+    mkdirSync(join(dir, "made"), { recursive: true, mode: 0o700 });
+    chmodSync(dir, mode);
+  }
+  chownSync(theirs, 4321, 4321);
+  const linked = join(pki.dir, "linked-state");
+  symlinkSync(join(open, "made"), linked);
+  const openWhy = `is under ${open}, which is writable by others (mode 0777) and not sticky: its record cannot be trusted; chmod go-w it`;
+  const cases: [string, string][] = [
+    [join(open, "made"), openWhy],
+    [join(open, "not-yet", "te"), openWhy],
+    [linked, openWhy],
+    [
+      join(theirs, "made"),
+      `is under ${theirs}, which belongs to uid 4321, not root: its record cannot be trusted`,
+    ],
+  ];
+  for (const [state, why] of cases) {
+    for (const extra of [["--remove"], ["--remove", "--dry-run"], []]) {
+      const r = await lab.run(lab.server, ours("tls-everywhere"), [
+        ...OPTIONS,
+        ...["--state", state, ...extra],
+      ]);
+      assert.equal(r.code, 111, r.stderr);
+      assert.equal(r.stderr, `tls-everywhere: fatal: --state ${state} ${why}\n`);
+      assert.equal(r.stdout, "");
+      assert.equal(hostState(), pristine);
+    }
+  }
+  assert.equal(existsSync(join(open, "not-yet")), false);
+  // A sticky one (as /tmp is): no other user can rename or replace what is not theirs in it.
+  for (const state of [join(sticky, "made"), join(sticky, "not-yet")]) {
+    const r = await lab.run(lab.server, ours("tls-everywhere"), [
+      ...["--remove", "--dry-run", "--state", state],
+    ]);
+    assert.deepEqual([r.code, r.stderr], [0, ""]);
   }
 });
 
