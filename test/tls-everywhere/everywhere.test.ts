@@ -102,10 +102,10 @@ function startTool(args: readonly string[] = []): Tool {
   return launchTool([...OPTIONS, "--state", stateDir, ...args]);
 }
 
-function launchTool(args: readonly string[]): Tool {
+function launchTool(args: readonly string[], path = PATH_WITH_BIN): Tool {
   const child = lab.start(lab.server, ours("tls-everywhere"), args, {
     ...process.env,
-    PATH: PATH_WITH_BIN,
+    PATH: path,
     CERTFILE: certificate.cert,
     KEYFILE: certificate.key,
   });
@@ -644,6 +644,29 @@ test("rules of unknown origin (no record in --state): refused with one line; --r
   const removed = await lab.run(lab.server, ours("tls-everywhere"), ["--remove"]);
   assert.equal(removed.code, 0, removed.stderr);
   assert.equal(hostState(), pristine);
+});
+
+test("the rules go in only once every chain listens: when nft installs them, the main chain's port and each --port chain's are listening", async () => {
+  // nft as the tool finds it on its PATH: what listens when the table goes in, then the real nft.
+  const wrapped = join(pki.dir, "nft-wrapped");
+  const seen = join(pki.dir, "listening-at-install");
+  mkdirSync(wrapped, { recursive: true });
+  writeFileSync(
+    join(wrapped, "nft"),
+    `#!/bin/sh\n[ "$1" = -f ] && ss -Htln >${seen}\nexec /usr/sbin/nft "$@"\n`,
+    { mode: 0o755 },
+  );
+  const tool = launchTool(
+    [...OPTIONS, "--state", stateDir, "--port", String(SMTP), "{", "tcpforward", "}"],
+    `${wrapped}:${PATH_WITH_BIN}`,
+  );
+  await ready(tool, 1000, 2, [LISTEN, LISTEN + 1]);
+  tool.child.kill("SIGTERM");
+  assert.deepEqual(await tool.exited, { code: 0, signal: null });
+  assert.equal(hostState(), pristine);
+  const listening = readFileSync(seen, "utf8");
+  for (const port of [LISTEN, LISTEN + 1])
+    assert.match(listening, new RegExp(`:${port} `), listening);
 });
 
 test("a chain's port already taken: one line, exit 111, before any rule goes in", async () => {
