@@ -26,6 +26,7 @@ import { USAGE, chainMetrics, chainPort, parseEverywhereArgs } from "./options.t
 import type { EverywhereOptions } from "./options.ts";
 import {
   checkStateDir,
+  createOwnerRecord,
   ownerRecordFile,
   processId,
   removeOwnerRecord,
@@ -213,7 +214,7 @@ async function main(args: readonly string[]): Promise<number> {
   if (!owner) throw new FatalError("unable to read this process's own /proc entry");
   const record = (chains: ProcessId[]) =>
     writeOwnerRecord(o.stateDir, { owner, chains, args: [...args] });
-  record([]);
+  createOwnerRecord(o.stateDir, { owner, chains: [], args: [...args] });
   const env = {
     ...process.env,
     ...certEnv,

@@ -6,6 +6,7 @@ import { FatalError } from "../ucspi/errors.ts";
 import { parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
 import {
+  alreadyRunning,
   checkStateDir,
   isOurChain,
   readOwnerRecord,
@@ -82,6 +83,12 @@ export function install(o: EverywhereOptions): Installed {
     },
   };
   const failed = attempt("nft", ["-f", "-"], nftRuleset(o));
+  // The table is created, not added to: one that is there (another tls-everywhere's, started at
+  // the same time with a --state of its own) is no table of ours, to add rules to, or to delete.
+  if (failed?.includes("File exists"))
+    throw new FatalError(
+      `nftables table inet ${TABLE} was installed meanwhile (by another tls-everywhere starting): it is not ours, and stays`,
+    );
   if (failed !== undefined) throw new FatalError(`unable to install the nftables rules: ${failed}`);
   undo.push(undoing("nft", ["delete", "table", "inet", TABLE]));
   for (const command of routingCommands(o)) {
@@ -121,10 +128,7 @@ export interface Leftovers {
 export function findLeftovers(o: EverywhereOptions): Leftovers | undefined {
   checkStateDir(o.stateDir);
   const record = readOwnerRecord(o.stateDir);
-  if (record && stillRuns(record.owner)) {
-    const { pid } = record.owner;
-    throw new FatalError(`already running as pid ${pid} (${o.stateDir}): stop that one first`);
-  }
+  if (record && stillRuns(record.owner)) throw alreadyRunning(record.owner.pid, o.stateDir);
   checkNoOtherOwner(o);
   if (!record) return undefined;
   let made = o;

@@ -5,7 +5,7 @@
 // time, so a pid the kernel has since given to another program is never taken for it.
 import { readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
-import { writeFileAtomic } from "../files/atomic-write.ts";
+import { AtomicWriteError, writeFileAtomic } from "../files/atomic-write.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { ourLauncher } from "../ucspi/programs.ts";
 import { parseEverywhereArgs } from "./options.ts";
@@ -194,10 +194,37 @@ export function runningElsewhere(): { pid: number; stateDir: string } | undefine
 }
 
 export function writeOwnerRecord(stateDir: string, record: OwnerRecord): void {
-  writeFileAtomic(ownerRecordFile(stateDir), `${JSON.stringify(record)}\n`, {
-    overwrite: true,
-    mode: 0o600,
-  });
+  writeFileAtomic(ownerRecordFile(stateDir), recordText(record), { overwrite: true, mode: 0o600 });
+}
+
+/** A start's first record: made only where there is none (link(2), atomically), so that of two
+ * starts with one --state at once, one goes on and the other is refused, before either starts
+ * a chain; where the one that lost would have taken the record of the one that runs with it. */
+export function createOwnerRecord(stateDir: string, record: OwnerRecord, again = true): void {
+  try {
+    writeFileAtomic(ownerRecordFile(stateDir), recordText(record), { mode: 0o600 });
+  } catch (error) {
+    if (!(error instanceof AtomicWriteError) || error.code !== "EEXIST") throw error;
+    const other = readOwnerRecord(stateDir)?.owner;
+    // Not a record (a record is never seen half written): nothing that another start made.
+    if (!other && again) {
+      removeOwnerRecord(stateDir);
+      createOwnerRecord(stateDir, record, false);
+      return;
+    }
+    if (other && stillRuns(other)) throw alreadyRunning(other.pid, stateDir);
+    throw new FatalError(
+      `a record appeared in ${stateDir} meanwhile (another tls-everywhere starting): try again`,
+    );
+  }
+}
+
+export function alreadyRunning(pid: number, stateDir: string): FatalError {
+  return new FatalError(`already running as pid ${pid} (${stateDir}): stop that one first`);
+}
+
+function recordText(record: OwnerRecord): string {
+  return `${JSON.stringify(record)}\n`;
 }
 
 /** The record, or undefined when there is none or it is not one of ours. */

@@ -18,6 +18,8 @@ export function nftRuleset(o: EverywhereOptions): string {
         `    meta nfproto ${f === "ip" ? "ipv4" : "ipv6"} fib daddr type local tcp dport ${dports} tproxy ${f} to :${to} meta mark set ${diverted} accept`,
     );
   return [
+    // Created, not added to: nft refuses the whole script if the table is there already.
+    `create table inet ${TABLE}`,
     `table inet ${TABLE} {`,
     "  chain pre {",
     "    type filter hook prerouting priority mangle; policy accept;",

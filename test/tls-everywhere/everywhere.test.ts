@@ -669,6 +669,84 @@ test("the rules go in only once every chain listens: when nft installs them, the
     assert.match(listening, new RegExp(`:${port} `), listening);
 });
 
+/** Two tls-everywhere started at once, each `args`, held together (an nft on their PATH that
+ * lets the first one's check of the table go on only once the second one's comes): both find
+ * nothing installed and no record. `check` gets the one that was refused, once it has ended,
+ * and the one that serves; then that one is stopped, and the host is as it was. */
+async function twoAtOnce(
+  tag: string,
+  args: [readonly string[], readonly string[]],
+  check: (refused: Tool, serving: Tool) => Promise<void>,
+): Promise<void> {
+  const wrapped = join(pki.dir, `nft-${tag}`);
+  const barrier = join(pki.dir, `barrier-${tag}`);
+  mkdirSync(wrapped, { recursive: true });
+  mkdirSync(barrier, { recursive: true });
+  writeFileSync(
+    join(wrapped, "nft"),
+    `#!/bin/sh
+if [ "$1" = list ]; then
+  touch ${barrier}/$$
+  i=0
+  while [ "$(ls ${barrier} | wc -l)" -lt 2 ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+fi
+exec /usr/sbin/nft "$@"
+`,
+    { mode: 0o755 },
+  );
+  const tools = args.map((a) => launchTool(a, `${wrapped}:${PATH_WITH_BIN}`));
+  const refused = await Promise.race(tools.map((tool) => tool.exited.then(() => tool)));
+  const serving = tools.find((tool) => tool !== refused);
+  assert.ok(serving);
+  try {
+    assert.equal(refused.child.exitCode, 111, refused.log());
+    await ready(serving, 1000, 1, []);
+    await check(refused, serving);
+  } finally {
+    serving.child.kill("SIGTERM");
+  }
+  assert.deepEqual(await serving.exited, { code: 0, signal: null });
+  assert.equal(hostState(), pristine);
+}
+
+test("two started at once with one --state: one serves, recorded; the other is refused before it starts a chain, and leaves that record alone", async () => {
+  // Each on a port of its own, so that no port already taken refuses one of them first.
+  const both = [...OPTIONS, "--state", stateDir];
+  await twoAtOnce(
+    "same-state",
+    [both, [...both, "--listen", String(LISTEN - 10)]],
+    async (refused, serving) => {
+      assert.equal(
+        refused.log(),
+        `tls-everywhere: fatal: already running as pid ${serving.child.pid} (${stateDir}): stop that one first\n`,
+      );
+      const record = JSON.parse(readFileSync(join(stateDir, "running.json"), "utf8")) as {
+        owner: { pid: number };
+      };
+      assert.equal(record.owner.pid, serving.child.pid);
+      await fetchBoth("same-state");
+    },
+  );
+});
+
+test("two started at once, each with a --state of its own: the one that comes second to install is refused, and the first one's table stays", async () => {
+  const other = join(pki.dir, "other-state");
+  await twoAtOnce(
+    "two-states",
+    [
+      [...OPTIONS, "--state", stateDir],
+      [...OPTIONS, "--state", other, "--listen", String(LISTEN - 10)],
+    ],
+    async (refused) => {
+      assert.match(
+        refused.log(),
+        /^tls-everywhere: fatal: nftables table inet tls_everywhere was installed meanwhile \(by another tls-everywhere starting\): it is not ours, and stays$/m,
+      );
+      await fetchBoth("two-states");
+    },
+  );
+});
+
 test("a chain's port already taken: one line, exit 111, before any rule goes in", async () => {
   const squatter = lab.start(lab.server, "python3", [
     "-c",
