@@ -258,7 +258,7 @@ async function main(args: readonly string[]): Promise<number> {
     } catch (error) {
       stop();
       await Promise.all(endings);
-      removeOwnerRecord(o.stateDir);
+      removeOwnerRecord(o.stateDir, owner);
       throw error;
     }
     writeStderr(`${NAME}: info: diverting tcp ports ${o.ports.join(",")} to :${o.listen}\n`);
@@ -271,7 +271,7 @@ async function main(args: readonly string[]): Promise<number> {
   await Promise.all(endings);
   const failures = installed?.remove() ?? [];
   for (const failure of failures) writeStderr(`${NAME}: warning: unable to run ${failure}\n`);
-  if (failures.length === 0) removeOwnerRecord(o.stateDir);
+  if (failures.length === 0) removeOwnerRecord(o.stateDir, owner);
   // Only when every step worked: a rule someone took out meanwhile, or one that stays, is news.
   if (installed && failures.length === 0) writeStderr(`${NAME}: info: rules removed\n`);
   if (first.error) throw new FatalError(`unable to run the chain: ${causeText(first.error)}`);

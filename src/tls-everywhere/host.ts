@@ -12,6 +12,7 @@ import {
   readOwnerRecord,
   removeOwnerRecord,
   runningElsewhere,
+  sameProcess,
   stillRuns,
   stopProcesses,
 } from "./owner.ts";
@@ -154,8 +155,15 @@ export async function takeOutLeftovers(o: EverywhereOptions): Promise<string | u
   if (!left) return undefined;
   const stopped = await stopProcesses(left.chains);
   const hadRules = tableInstalled();
+  // The stop can take seconds, in which another tls-everywhere with this --state may have taken
+  // over and started: the record is that one's now, and so are the rules.
+  const now = readOwnerRecord(o.stateDir)?.owner;
+  if (!now || !sameProcess(now, left.owner)) {
+    if (now && stillRuns(now)) throw alreadyRunning(now.pid, o.stateDir);
+    return `tls-everywhere (pid ${left.owner.pid}) ended without taking out what it installed: another tls-everywhere took it out meanwhile`;
+  }
   removeLeftovers(left.made);
-  removeOwnerRecord(o.stateDir);
+  removeOwnerRecord(o.stateDir, left.owner);
   const found = [
     ...(stopped.length > 0 ? [`stopped its chain (pid ${stopped.join(", ")})`] : []),
     ...(hadRules ? ["removed its rules"] : []),

@@ -54,7 +54,8 @@ export function startTimeOf(stat: string): string | undefined {
 
 /** Whether the very process the record names still runs. */
 export function stillRuns(id: ProcessId): boolean {
-  return processId(id.pid)?.since === id.since;
+  const now = processId(id.pid);
+  return now !== undefined && sameProcess(now, id);
 }
 
 const DISTRUST = "its record cannot be trusted";
@@ -253,8 +254,16 @@ export function readOwnerRecord(stateDir: string): OwnerRecord | undefined {
   return { owner: r.owner, chains: r.chains, args: r.args };
 }
 
-export function removeOwnerRecord(stateDir: string): void {
+/** Removes the record; with `owner`, only while it still names that process (not the record of
+ * one that took over and started meanwhile). */
+export function removeOwnerRecord(stateDir: string, owner?: ProcessId): void {
+  const now = owner && readOwnerRecord(stateDir)?.owner;
+  if (owner && !(now && sameProcess(now, owner))) return;
   rmSync(ownerRecordFile(stateDir), { force: true });
+}
+
+export function sameProcess(a: ProcessId, b: ProcessId): boolean {
+  return a.pid === b.pid && a.since === b.since;
 }
 
 /** Sends SIGTERM to each process still running, waits up to `graceMs` for them to end, then

@@ -563,6 +563,18 @@ test("--remove after a SIGKILL (systemd's ExecStopPost): stops the chain left be
   assert.equal(hostState(), pristine);
 });
 
+/** `refused` said, and only said, that `serving` runs with this --state, whose record names it. */
+function refusedFor(refused: Tool, serving: Tool): void {
+  assert.equal(
+    refused.log(),
+    `tls-everywhere: fatal: already running as pid ${serving.child.pid} (${stateDir}): stop that one first\n`,
+  );
+  const record = JSON.parse(readFileSync(join(stateDir, "running.json"), "utf8")) as {
+    owner: { pid: number };
+  };
+  assert.equal(record.owner.pid, serving.child.pid);
+}
+
 test("--remove --dry-run after a SIGKILL: prints what --remove would run for the rules the record names, and sh running it leaves the host as it was", async () => {
   // Options other than the defaults: only the record says what the rules were.
   const tool = startTool(["--table", "7100", "--mark", "0x500", "--ipv4-only"]);
@@ -594,6 +606,37 @@ test("--remove --dry-run after a SIGKILL: prints what --remove would run for the
   } finally {
     if (runs(chain)) process.kill(chain, "SIGKILL");
   }
+});
+
+test("a --remove that takes over after a SIGKILL, and in the meantime a start with the same --state took over and serves: the --remove is refused and leaves that one's record and rules alone", async () => {
+  const tool = startTool();
+  await killOnlyTool(tool);
+  // The --remove, held in its nft (after the chain's stop, before its rules go) until the start
+  // serves: the seconds a chain with connections open takes to stop.
+  const wrapped = join(pki.dir, "nft-held");
+  const reached = join(pki.dir, "remove-held");
+  const go = join(pki.dir, "remove-go");
+  mkdirSync(wrapped, { recursive: true });
+  writeFileSync(
+    join(wrapped, "nft"),
+    `#!/bin/sh\ntouch ${reached}\nwhile [ ! -e ${go} ]; do sleep 0.05; done\nexec /usr/sbin/nft "$@"\n`,
+    { mode: 0o755 },
+  );
+  const remove = launchTool(["--remove", "--state", stateDir], `${wrapped}:${PATH_WITH_BIN}`);
+  await waitFor(() => (existsSync(reached) ? true : undefined));
+  const next = startTool();
+  try {
+    await ready(next);
+    writeFileSync(go, "");
+    assert.deepEqual(await remove.exited, { code: 111, signal: null });
+    refusedFor(remove, next);
+    await fetchBoth("taken-over-meanwhile");
+  } finally {
+    writeFileSync(go, "");
+    next.child.kill("SIGTERM");
+  }
+  assert.deepEqual(await next.exited, { code: 0, signal: null });
+  assert.equal(hostState(), pristine);
 });
 
 test("the shipped systemd unit, its commands as systemd runs them: after a SIGKILL, ExecStopPost= stops the chain left behind and the host is as it was; a clean stop leaves it nothing to do", async () => {
@@ -716,14 +759,7 @@ test("two started at once with one --state: one serves, recorded; the other is r
     "same-state",
     [both, [...both, "--listen", String(LISTEN - 10)]],
     async (refused, serving) => {
-      assert.equal(
-        refused.log(),
-        `tls-everywhere: fatal: already running as pid ${serving.child.pid} (${stateDir}): stop that one first\n`,
-      );
-      const record = JSON.parse(readFileSync(join(stateDir, "running.json"), "utf8")) as {
-        owner: { pid: number };
-      };
-      assert.equal(record.owner.pid, serving.child.pid);
+      refusedFor(refused, serving);
       await fetchBoth("same-state");
     },
   );
