@@ -24,6 +24,9 @@ export function nftRuleset(o: EverywhereOptions): string {
     "  chain pre {",
     "    type filter hook prerouting priority mangle; policy accept;",
     '    iifname "lo" return',
+    // An IPv6 link-local address is one per link: the chain's connection to the service from the
+    // client's fe80:: address never gets its answer, and the client hangs. Never diverted.
+    ...(o.ipv6 ? ["    ip6 daddr fe80::/10 return"] : []),
     `    meta mark ${own} return`,
     `    tcp dport { ${chains.join(", ")} } return`,
     `    tcp flags & (fin | syn | rst | ack) != syn socket transparent 1 meta mark set ${diverted} accept`,

@@ -246,6 +246,35 @@ test("one command: HTTP and HTTPS on the service's own port, the real client in 
   assert.equal(hostState(), pristine);
 });
 
+test("an IPv6 client of the host's link-local address is served as without the tool (plaintext, straight to the service), where it hung", async () => {
+  const link = `vc${process.pid % 100000}`;
+  // The kernel's own fe80:: addresses, once duplicate address detection is done with them.
+  const address = await waitFor(
+    () =>
+      /inet6 (fe80::[0-9a-f:]+)\/64 scope link\s*$/m.exec(
+        lab.sh(lab.server, "ip -6 addr show scope link"),
+      )?.[1],
+  );
+  await waitFor(() =>
+    /tentative/.test(lab.sh(lab.client, "ip -6 addr show scope link")) ? undefined : true,
+  );
+  const tool = startTool();
+  try {
+    await ready(tool);
+    const r = await lab.run(lab.client, "curl", [
+      ...["-sS", "-g", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"],
+      `http://[${address}%25${link}]:${HTTP}/?link-local`,
+    ]);
+    assert.equal(r.stdout, "200", r.stderr);
+    const line = await waitFor(() => accessLog.split("\n").find((l) => l.includes("link-local")));
+    assert.match(line, /^fe80::/);
+  } finally {
+    tool.child.kill("SIGTERM");
+  }
+  assert.deepEqual(await tool.exited, { code: 0, signal: null });
+  assert.equal(hostState(), pristine);
+});
+
 test("--port: a port with a chain of its own: STARTTLS for an SMTP daemon that has none, which sees the real client before and after", async () => {
   const fakeLog = join(pki.dir, "smtp.log");
   const smtp = await startServer(
