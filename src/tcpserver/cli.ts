@@ -144,12 +144,16 @@ function printPort(port: number): void {
  * One socket, a listening TCP one: anything else would be accepted from in vain (a UDP socket,
  * one not listening) or never (a second socket, whose clients would wait in its backlog). */
 function socketActivated(env: Env): number | undefined {
-  const count = Number(env["LISTEN_FDS"] ?? "0");
+  const fds = env["LISTEN_FDS"] ?? "0";
   const pid = Number(env["LISTEN_PID"] ?? "0");
   for (const name of ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"]) delete env[name];
-  if (!(count >= 1 && pid === process.pid)) return undefined;
+  if (pid !== process.pid) return undefined;
   const unusable = (why: string) =>
     new FatalError(`unable to use the socket systemd passed (LISTEN_FDS): ${why}`);
+  // As sd_listen_fds(): a count for us that is not one is an error, not "no socket".
+  if (!/^[0-9]+$/.test(fds)) throw unusable(`'${fds}' is not a number of sockets`);
+  const count = Number(fds);
+  if (count === 0) return undefined;
   if (count > 1)
     throw unusable(
       `${count} sockets, where tcpserver serves one: give the socket unit one Listen line`,

@@ -566,12 +566,12 @@ test("socket activation (systemd-socket-activate): two sockets, a UDP one, a UNI
 
 test("socket activation: an fd 3 that is a file, closed, or a TCP socket not listening is refused at start with one line, exit 111", async () => {
   // python3 plays systemd's part: fd 3 as given, LISTEN_FDS=1, LISTEN_PID its own, then exec.
-  const launch = (setup: string) =>
+  const launch = (setup: string, fds = "1") =>
     run(
       "python3",
       [
         "-c",
-        `import os, socket, sys\n${setup}\nos.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))\nos.execv(sys.argv[1], sys.argv[1:])`,
+        `import os, socket, sys\n${setup}\nos.environ.update(LISTEN_FDS="${fds}", LISTEN_PID=str(os.getpid()))\nos.execv(sys.argv[1], sys.argv[1:])`,
         ours("tcpserver"),
         "-RHl0",
         "0",
@@ -604,6 +604,17 @@ test("socket activation: an fd 3 that is a file, closed, or a TCP socket not lis
       "tcpserver: fatal: unable to use the socket systemd passed (LISTEN_FDS): fd 3 is a TCP socket that is not listening (Accept=yes passes each connection: tcpserver needs Accept=no)\n",
     ],
   );
+  // sd_listen_fds() fails on a count that is not one: so do we, where we bound host and port.
+  for (const fds of ["abc", "-1", "1x"]) {
+    const garbled = await launch("", fds);
+    assert.deepEqual(
+      [garbled.code, garbled.stderr],
+      [
+        111,
+        `tcpserver: fatal: unable to use the socket systemd passed (LISTEN_FDS): '${fds}' is not a number of sockets\n`,
+      ],
+    );
+  }
 });
 
 test("socket activation with --workers 2 (systemd-socket-activate): the worker serves from systemd's socket too, so -c 2 serves two clients at once", async () => {
