@@ -15,11 +15,9 @@ import { stageOptions } from "../ucspi/stage-options.ts";
 
 /** The most bytes looked at for the request line. */
 const MAX_LINE = 8192;
-/** GET, or HEAD (RFC 9110 section 9.3.2: GET's answer without its body); the target in origin
- * form, or in absolute form (RFC 9112 section 3.2.2: `http://host[:port]/path`, which a server
- * must accept). The host is not looked at: every name's tokens are in one CERTDIR. */
+/** GET, or HEAD (RFC 9110 section 9.3.2: GET's answer without its body). */
 const CHALLENGE =
-  /^(GET|HEAD) (?:[Hh][Tt][Tt][Pp]:\/\/[^/\s?#]+)?\/\.well-known\/acme-challenge\/([A-Za-z0-9_-]{1,256}) HTTP\/1\.[01]\r?$/;
+  /^(GET|HEAD) \/\.well-known\/acme-challenge\/([A-Za-z0-9_-]{1,256}) HTTP\/1\.[01]\r?$/;
 
 export const challengeStage: Stage = {
   prepare(argv) {

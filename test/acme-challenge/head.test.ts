@@ -1,11 +1,8 @@
-// acme-challenge's request forms. HEAD (RFC 9110 section 9.3.2): the answer GET would get,
-// without its body.
+// acme-challenge and HEAD (RFC 9110 section 9.3.2): the answer GET would get, without its body.
 // The 404 of the form with no program sent its body to a HEAD too, where a client reads the
 // headers as the whole answer (on a kept-alive connection the body is taken for the next
 // answer); a HEAD for a challenge is answered as its GET is, headers only. Real processes: our
 // tcpserver and djb's, a raw socket that sends the request, half-closes and reads to the end.
-// The absolute form of the target (RFC 9112 section 3.2.2, `GET http://host/path`), which a
-// server must accept, was passed on as any other request.
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
@@ -62,32 +59,6 @@ for (const [who, server] of [
         assert.equal(await ask(s.port, request("GET", "/")), `${notFound}not found\n`);
         assert.equal(await ask(s.port, request("HEAD", "/")), notFound);
         assert.equal(await ask(s.port, request("HEAD", `${path}x`)), notFound);
-      } finally {
-        await s.stop();
-      }
-    });
-
-    test("the absolute form of the target is answered as the origin form", async () => {
-      const s = await startServer(server, ["-RHl0", "127.0.0.1", "0", "acme-challenge"], {
-        env: { ...process.env, PATH: PATH_WITH_BIN, CERTDIR: certDir },
-      });
-      try {
-        const path = `/.well-known/acme-challenge/${TOKEN}`;
-        const ok = headers("200 OK", KEY_AUTHORIZATION.length) + KEY_AUTHORIZATION;
-        for (const origin of ["http://a.example", "HTTP://a.example:80", "http://[2001:db8::1]"])
-          assert.equal(
-            await ask(s.port, `GET ${origin}${path} HTTP/1.1\r\nHost: a.example\r\n\r\n`),
-            ok,
-            origin,
-          );
-        const notFound = `${headers("404 Not Found", 10)}not found\n`;
-        // Not http, or no authority: not a challenge.
-        for (const target of [`https://a.example${path}`, `http://${path}`, `http:${path}`])
-          assert.equal(
-            await ask(s.port, `GET ${target} HTTP/1.1\r\nHost: a.example\r\n\r\n`),
-            notFound,
-            target,
-          );
       } finally {
         await s.stop();
       }
