@@ -819,24 +819,6 @@ static napi_value rcv_lowat(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* peerClosed(fd) -> whether the peer has shut its side down (its FIN came): told apart from a
- * receive window that is full, where a wake-up brings no new bytes either. */
-static napi_value peer_closed(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value args[1];
-  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
-  int32_t fd;
-  get_int(env, args[0], &fd);
-  struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-  int n;
-  do n = poll(&p, 1, 0);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) return throw_errno(env, errno, "poll");
-  napi_value result;
-  CHECK(napi_get_boolean(env, (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0, &result));
-  return result;
-}
-
 /* recvPeek(fd, max, consume) -> Buffer | undefined (nothing there yet) | null (EOF).
  * Reads without blocking; with consume false the bytes stay in the socket (MSG_PEEK), so a
  * PROXY header can be parsed and then removed without touching the application's bytes. */
@@ -1062,7 +1044,6 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"shutdownWrite", NULL, shutdown_write, NULL, NULL, NULL, napi_default, NULL},
       {"kill", NULL, kill_child, NULL, NULL, NULL, napi_default, NULL},
       {"recv", NULL, recv_peek, NULL, NULL, NULL, napi_default, NULL},
-      {"peerClosed", NULL, peer_closed, NULL, NULL, NULL, napi_default, NULL},
       {"rcvLowat", NULL, rcv_lowat, NULL, NULL, NULL, napi_default, NULL},
       {"socketPair", NULL, socket_pair, NULL, NULL, NULL, napi_default, NULL},
       {"dup", NULL, dup_fd, NULL, NULL, NULL, napi_default, NULL},

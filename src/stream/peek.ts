@@ -49,9 +49,8 @@ export async function peekBytes(
     const look = await peekSocket(connection.fd, limits, examine);
     if (look) return { look, connection };
   }
-  // A pipe (the fd is not a socket), a socket whose receive buffer cannot hold what the look
-  // needs, or a stream already made by an earlier stage: a spawned program now gets the
-  // stream through a relay, so the fd is not passed on.
+  // A pipe (the fd is not a socket), or a stream already made by an earlier stage: a spawned
+  // program now gets the stream through a relay, so the fd is not passed on.
   const stream = connectionStream(connection);
   const look = await peekStream(stream, limits, examine);
   return { look, connection: { stream, proxy: connection.proxy } };
@@ -96,8 +95,7 @@ function timers(limits: Limits, settle: (look: Look) => void, seen: () => Buffer
 
 const EMPTY = Buffer.alloc(0);
 
-/** undefined when fd is not a socket, or when what the look needs does not fit in its receive
- * buffer: the caller reads it as a stream instead. */
+/** undefined when fd is not a socket (the caller reads it as a stream instead). */
 function peekSocket(fd: number, limits: Limits, examine: Examine): Promise<Look | undefined> {
   const n = native();
   return new Promise((resolve) => {
@@ -130,11 +128,8 @@ function peekSocket(fd: number, limits: Limits, examine: Examine): Promise<Look 
         waiting = n.whenReadable(fd, attempt);
         return;
       }
-      // Woken with no more bytes than before, though it waits for more: the peer's FIN, or a
-      // receive buffer full of small segments that holds fewer bytes than the look needs (the
-      // window is shut, no more can come while they stay there): then they are read instead.
-      if (lowat > 1 && bytes.length === last.length)
-        return settle(n.peerClosed(fd) ? ended("closed") : undefined);
+      // Woken with no more bytes than before, though it waits for more: the peer's FIN.
+      if (lowat > 1 && bytes.length === last.length) return settle(ended("closed"));
       last = bytes;
       const verdict = examine(bytes);
       if (verdict === true || bytes.length >= limits.maxBytes)

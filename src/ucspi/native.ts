@@ -81,8 +81,6 @@ export interface Native {
   recv(fd: number, max: number, consume: boolean): Buffer | undefined | null;
   /** SO_RCVLOWAT: the socket polls readable only once this many bytes are buffered (or at EOF). */
   rcvLowat(fd: number, bytes: number): void;
-  /** Whether the peer has shut its side down (POLLRDHUP). */
-  peerClosed(fd: number): boolean;
   /** Another (close-on-exec) fd for the same open file. */
   dup(fd: number): number;
   /** A connected AF_UNIX stream pair (close-on-exec). */
