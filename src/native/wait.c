@@ -1,7 +1,9 @@
 /* whenReadable(fd, cb) and whenConnected(fd, cb): one wait for a socket, in the addon's own
  * epoll set (watch.c). Each returns the wait's number; cancelWait(fd, number) ends it unless it
  * is over already (a number of a finished wait names nothing, even once the fd is reused).
- *   whenReadable: cb(0) once fd has bytes (as many as SO_RCVLOWAT asks), or its peer has left;
+ *   whenReadable: cb(0) once fd has bytes (as many as SO_RCVLOWAT asks, or fewer when the
+ *     receive buffer is full), cb(1) once its peer has shut its writing side (or the connection
+ *     failed): bytes may still be queued before that end;
  *   whenConnected: cb(0, or -errno) once connectTcp's connect is over. */
 #include <errno.h>
 #include <stdlib.h>
@@ -48,6 +50,8 @@ static void wait_ready(watch_t *watch, uint32_t events) {
     if (getsockopt(watch->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
     if (!err && (events & EPOLLERR)) err = EIO;
     status = -err;
+  } else if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    status = 1;
   }
   wait_end(w);
   js_callback_call_ints(&w->cb, 1, &status);

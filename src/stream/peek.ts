@@ -1,7 +1,9 @@
 // Looking at a connection's first bytes without taking them: on a socket they are peeked
 // (MSG_PEEK), so they stay in the kernel and whatever runs next (one of our stages in this
 // process, or a spawned program on the socket itself) reads them as if nobody had looked; on any
-// other stream (a pipe) they are read and put back in front of the stream (unshift).
+// other stream (a pipe) they are read and put back in front of the stream (unshift). So are the
+// bytes of a socket whose receive buffer fills before the look has what it needs (a ClientHello
+// of tens of kilobytes in small segments): the peer cannot send more until some are taken.
 // tls-sniff looks for a ClientHello this way, acme-challenge for an HTTP request line, tlsd
 // for a PROXY header where its ClientHello should be (peekStream alone, on the stream it makes).
 import type { Duplex } from "node:stream";
@@ -45,14 +47,17 @@ export async function peekBytes(
   limits: Limits,
   examine: Examine,
 ): Promise<Peeked> {
+  let readOn: ReadOn = {};
   if (connection.fd !== undefined && !connection.stream) {
     const look = await peekSocket(connection.fd, limits, examine);
-    if (look) return { look, connection };
+    if ("kind" in look) return { look, connection };
+    readOn = look;
   }
-  // A pipe (the fd is not a socket), or a stream already made by an earlier stage: a spawned
-  // program now gets the stream through a relay, so the fd is not passed on.
+  // A pipe (the fd is not a socket), a socket whose buffer is full, or a stream already made by
+  // an earlier stage: a spawned program now gets the stream through a relay, so the fd is not
+  // passed on.
   const stream = connectionStream(connection);
-  const look = await peekStream(stream, limits, examine);
+  const look = await peekStream(stream, limits, examine, readOn.startedLeftMs);
   return { look, connection: { stream, proxy: connection.proxy } };
 }
 
@@ -67,14 +72,21 @@ export function drain(connection: Connection, maxBytes: number): void {
 }
 
 /** The timers of one look: silence until a first byte, then the limit for the rest (helloMs
- * from that byte; without it, what is left of silenceMs). */
-function timers(limits: Limits, settle: (look: Look) => void, seen: () => Buffer) {
-  let started = false;
+ * from that byte; without it, what is left of silenceMs). With startedLeftMs, a look that
+ * started already goes on, with that many milliseconds left. */
+function timers(
+  limits: Limits,
+  settle: (look: Look) => void,
+  seen: () => Buffer,
+  startedLeftMs?: number,
+) {
+  let started = startedLeftMs !== undefined;
   const expired = () =>
     settle(
       started ? { kind: "unfinished", reason: "timed out", bytes: seen() } : { kind: "silent" },
     );
-  let timer = setTimeout(expired, limits.silenceMs);
+  let timer = setTimeout(expired, startedLeftMs ?? limits.silenceMs);
+  let deadline = performance.now() + (startedLeftMs ?? limits.silenceMs);
   return {
     /** Some bytes came, not enough: helloMs runs from here, if there is one. */
     started() {
@@ -83,6 +95,11 @@ function timers(limits: Limits, settle: (look: Look) => void, seen: () => Buffer
       if (limits.helloMs === undefined) return;
       clearTimeout(timer);
       timer = setTimeout(expired, limits.helloMs);
+      deadline = performance.now() + limits.helloMs;
+    },
+    /** Milliseconds until the running limit expires. */
+    left() {
+      return Math.max(0, deadline - performance.now());
     },
     stop() {
       clearTimeout(timer);
@@ -95,15 +112,20 @@ function timers(limits: Limits, settle: (look: Look) => void, seen: () => Buffer
 
 const EMPTY = Buffer.alloc(0);
 
-/** undefined when fd is not a socket (the caller reads it as a stream instead). */
-function peekSocket(fd: number, limits: Limits, examine: Examine): Promise<Look | undefined> {
+/** The look goes on by reading (peekStream): fd is not a socket, or (startedLeftMs: what is
+ * left of its time) its receive buffer is full with fewer bytes than the look needs. */
+interface ReadOn {
+  startedLeftMs?: number;
+}
+
+function peekSocket(fd: number, limits: Limits, examine: Examine): Promise<Look | ReadOn> {
   const n = native();
   return new Promise((resolve) => {
     let waiting: number | undefined;
     let lowat = 1;
     let last: Buffer = EMPTY;
     let done = false;
-    const settle = (look: Look | undefined) => {
+    const settle = (look: Look | ReadOn) => {
       if (done) return;
       done = true;
       clock.stop();
@@ -114,13 +136,14 @@ function peekSocket(fd: number, limits: Limits, examine: Examine): Promise<Look 
     const clock = timers(limits, settle, () => last);
     const ended = (reason: string): Look =>
       clock.isStarted ? { kind: "unfinished", reason, bytes: last } : { kind: "closed", reason };
-    const attempt = () => {
+    /** status 1: the peer has shut its writing side (EPOLLRDHUP), as whenReadable tells. */
+    const attempt = (status?: number) => {
       waiting = undefined;
       let bytes: Buffer | undefined | null;
       try {
         bytes = n.recv(fd, limits.maxBytes, false);
       } catch (error) {
-        if ((error as { code?: string }).code === "ENOTSOCK") return settle(undefined);
+        if ((error as { code?: string }).code === "ENOTSOCK") return settle({});
         return settle(ended(causeText(error)));
       }
       if (bytes === null) return settle(ended("closed"));
@@ -128,8 +151,16 @@ function peekSocket(fd: number, limits: Limits, examine: Examine): Promise<Look 
         waiting = n.whenReadable(fd, attempt);
         return;
       }
-      // Woken with no more bytes than before, though it waits for more: the peer's FIN.
-      if (lowat > 1 && bytes.length === last.length) return settle(ended("closed"));
+      // Woken with no more bytes than before, though it waits for more: the peer's FIN (the
+      // bytes stay in the socket for whatever runs next), or a receive buffer too full to take
+      // more (Linux wakes a reader under memory pressure or a closed window whatever
+      // SO_RCVLOWAT says, and small segments fill the buffer long before the window is used
+      // up): nothing more comes until bytes are taken, so the look reads on, and what it read
+      // goes back in front of the stream.
+      if (lowat > 1 && bytes.length === last.length) {
+        if (status === 1) return settle(ended("closed"));
+        return settle({ startedLeftMs: clock.left() });
+      }
       last = bytes;
       const verdict = examine(bytes);
       if (verdict === true || bytes.length >= limits.maxBytes)
@@ -145,8 +176,14 @@ function peekSocket(fd: number, limits: Limits, examine: Examine): Promise<Look 
 }
 
 /** Reads the stream's first bytes until `examine` has enough, and puts them back in front.
- * Read in paused mode ('readable'): a stream that nobody reads afterwards is left as it was. */
-export function peekStream(stream: Duplex, limits: Limits, examine: Examine): Promise<Look> {
+ * Read in paused mode ('readable'): a stream that nobody reads afterwards is left as it was.
+ * startedLeftMs: the look began on the socket under the stream, with this much time left. */
+export function peekStream(
+  stream: Duplex,
+  limits: Limits,
+  examine: Examine,
+  startedLeftMs?: number,
+): Promise<Look> {
   return new Promise((resolve) => {
     let seen: Buffer = EMPTY;
     let done = false;
@@ -163,7 +200,7 @@ export function peekStream(stream: Duplex, limits: Limits, examine: Examine): Pr
       if (seen.length > 0 && !stream.readableEnded) stream.unshift(seen);
       resolve(look);
     };
-    const clock = timers(limits, settle, () => seen);
+    const clock = timers(limits, settle, () => seen, startedLeftMs);
     const ended = (reason: string): Look =>
       seen.length > 0 ? { kind: "unfinished", reason, bytes: seen } : { kind: "closed", reason };
     const onReadable = () => {

@@ -210,7 +210,8 @@ function walkRecords(bytes: Uint8Array): Walk | Malformed {
     if (length > MAX_RECORD_PAYLOAD) return malformed(`record of ${length} bytes (max 16384)`);
     const start = pos + RECORD_HEADER;
     const end = start + length;
-    if (end > MAX_SNIFF_BYTES) return malformed(`ClientHello over ${MAX_SNIFF_BYTES} bytes`);
+    if (end > MAX_SNIFF_BYTES)
+      return malformed(`ClientHello over ${MAX_SNIFF_BYTES} bytes, the most looked at`);
     w.records.push({ start, end, hsStart: w.declared });
     w.declared += length;
     w.available += Math.min(end, n) - start;
@@ -220,7 +221,7 @@ function walkRecords(bytes: Uint8Array): Walk | Malformed {
       // Bytes still missing need at least one more record, header included.
       const left = w.total - w.declared;
       if (left > 0 && end + RECORD_HEADER + left > MAX_SNIFF_BYTES) {
-        return malformed(`ClientHello over ${MAX_SNIFF_BYTES} bytes`);
+        return malformed(`ClientHello over ${MAX_SNIFF_BYTES} bytes, the most looked at`);
       }
       if (left < 0) return malformed(`${-left} bytes after the ClientHello in its last record`);
       if (left === 0) {

@@ -85,8 +85,10 @@ export interface Native {
   dup(fd: number): number;
   /** A connected AF_UNIX stream pair (close-on-exec). */
   socketPair(sndbuf?: number): [number, number];
-  /** Calls back once when fd is readable (or at EOF or error); returns the wait's number, for
-   * cancelWait. */
+  /** Calls back once when fd is readable: with 0 when bytes are there (as many as SO_RCVLOWAT
+   * asks, or fewer once the receive buffer is full), with 1 when the peer has shut its writing
+   * side or the connection failed (bytes may still be queued before that end); returns the
+   * wait's number, for cancelWait. */
   whenReadable(fd: number, callback: (status: number) => void): number;
   /** A non-blocking TCP socket whose connect to ip:port has begun (see whenConnected). From
    * `sourceIp` ("" for the kernel's choice); `transparent` lets that be another host's address

@@ -187,6 +187,36 @@ for (const [who, server] of SERVERS) {
       }
     });
 
+    test("a ClientHello of 60 KB in 100-byte segments is routed; one over 64 KiB is refused, named", async () => {
+      // The ALPN route, last in the hello, reached; the default would say so.
+      const s = await serve(server, [
+        ...ONE_PORT,
+        ...["--alpn", "http/1.1", "{", ...TLS_HTTP, "}"],
+        ...["tlsd", "sh", "-c", "echo default route"],
+      ]);
+      try {
+        // 240 ALPN names of 249 bytes: a hello of 60 KB, more than a peek can hold once the
+        // socket's receive buffer is full of small segments.
+        const big = await bigHello(s.port, 240);
+        assert.equal(big.code, 0, big.stderr);
+        assert.match(big.stderr, /^hello bytes 6\d{4}$/m);
+        assert.match(big.stdout, /^tls: TLSv1\.3 /m);
+        assert.match(big.stdout, /^alpn offered: x000p+,.*,http\/1\.1$/m);
+        await s.waitForLog(/ end \d+ status 0$/);
+        // 261 names: 65570 bytes, over the 65536 that tls-sniff looks at.
+        const over = await bigHello(s.port, 261);
+        assert.notEqual(over.code, 0);
+        assert.match(over.stderr, /^hello bytes 65570$/m);
+        await s.waitForLog(
+          /^tls-sniff: warning: 127\.0\.0\.1: refused: malformed ClientHello: ClientHello over 65536 bytes, the most looked at$/,
+        );
+        await s.waitForLog(/ end \d+ status 25600$/);
+        assert.doesNotMatch(s.log(), /closed/);
+      } finally {
+        await s.stop();
+      }
+    });
+
     test("a malformed hello: closed (a FIN, no reset), one log line, status 100", async () => {
       const s = await serve(server, [...ONE_PORT, ...TLS_HTTP]);
       try {
@@ -326,6 +356,54 @@ test("usage errors name the program and the cause", async () => {
     assert.match(r.stderr, message);
   }
 });
+
+/** python3's ssl with `names` ALPN protocol names of 249 bytes (and http/1.1): its ClientHello
+ * goes out in 100-byte segments (TCP_NODELAY, a pause between them), then an HTTPS GET as
+ * usual; stderr says how long the hello was, stdout has the page. */
+function bigHello(port: number, names: number) {
+  const script = [
+    "import socket, ssl, sys, time",
+    "port, ca, names = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])",
+    "ctx = ssl.create_default_context(cafile=ca)",
+    "ctx.set_alpn_protocols(['x%03d' % i + 'p' * 245 for i in range(names)] + ['http/1.1'])",
+    "inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()",
+    "tls = ctx.wrap_bio(inc, out, server_hostname='localhost')",
+    "raw = socket.create_connection(('127.0.0.1', port), timeout=20)",
+    "raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)",
+    "def pump(call):",
+    "    while True:",
+    "        try:",
+    "            result = call()",
+    "            raw.sendall(out.read())",
+    "            return result",
+    "        except ssl.SSLWantReadError:",
+    "            raw.sendall(out.read())",
+    "            got = raw.recv(65536)",
+    "            if not got: sys.exit('closed by the server')",
+    "            inc.write(got)",
+    "try:",
+    "    tls.do_handshake()",
+    "except ssl.SSLWantReadError:",
+    "    pass",
+    "hello = out.read()",
+    "print('hello bytes', len(hello), file=sys.stderr, flush=True)",
+    "for i in range(0, len(hello), 100):",
+    "    raw.sendall(hello[i:i + 100])",
+    "    time.sleep(0.0005)",
+    "pump(tls.do_handshake)",
+    "tls.write(b'GET / HTTP/1.0\\r\\n\\r\\n')",
+    "page = b''",
+    "while True:",
+    "    try:",
+    "        chunk = pump(lambda: tls.read(65536))",
+    "    except SystemExit:",
+    "        break",
+    "    if not chunk: break",
+    "    page += chunk",
+    "print(page.decode('latin1'))",
+  ].join("\n");
+  return run("python3", ["-c", script, String(port), CA, String(names)], { timeoutMs: 60_000 });
+}
 
 /** Sends `bytes` (then half-closes if asked); what came back before the close, and whether
  * the close was a reset. */
