@@ -15,9 +15,13 @@ import { stageOptions } from "../ucspi/stage-options.ts";
 
 /** The most bytes looked at for the request line. */
 const MAX_LINE = 8192;
-/** GET, or HEAD (RFC 9110 section 9.3.2: GET's answer without its body). */
+/** GET, or HEAD (RFC 9110 section 9.3.2: GET's answer without its body), of the challenge's
+ * path in origin form, or in absolute form (RFC 9112 section 3.2.2: `http://host[:port]/...`,
+ * as proxies and some clients send it; the scheme is case-insensitive; the host, which takes
+ * the place of the Host header, is a name or an IP literal, never empty and without the
+ * userinfo that RFC 9110 section 4.2.4 has recipients treat as an error). */
 const CHALLENGE =
-  /^(GET|HEAD) \/\.well-known\/acme-challenge\/([A-Za-z0-9_-]{1,256}) HTTP\/1\.[01]\r?$/;
+  /^(?<method>GET|HEAD) (?:[Hh][Tt][Tt][Pp]:\/\/(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]+)(?::[0-9]*)?)?\/\.well-known\/acme-challenge\/(?<token>[A-Za-z0-9_-]{1,256}) HTTP\/1\.[01]\r?$/;
 
 export const challengeStage: Stage = {
   prepare(argv) {
@@ -39,10 +43,10 @@ export const challengeStage: Stage = {
     );
     const line = look.kind === "done" ? firstLine(look.bytes) : "";
     const match = CHALLENGE.exec(line);
-    const token = match?.[2];
+    const token = match?.groups?.["token"];
     // A HEAD is answered without a body: a client reads the headers as the whole answer (a
     // body after them would be taken for the start of the next one).
-    const head = match ? match[1] === "HEAD" : /^HEAD /.test(line);
+    const head = /^HEAD /.test(line);
     const answer = token === undefined ? undefined : keyAuthorization(certDir, token);
     if (answer !== undefined) {
       if (o.verbosity >= 2)
