@@ -129,9 +129,10 @@ export function djbNumericAddresses(text: string): string[] | undefined {
   return addresses;
 }
 
-/** What getaddrinfo() reads as an IPv4 address in inet_aton's other forms (hex `0x7f.1`,
- * octal parts, fewer than four parts) but djb's programs ask DNS for, which has no such name. */
-const INET_ATON_FORM = /^\d[\da-fx]*(\.\d[\da-fx]*){0,3}\.?$/i;
+/** What getaddrinfo() reads as an IPv4 address in inet_aton's hex form (`0x7f.1`,
+ * `0x7f000001`; parts of digits alone are djbNumericAddresses' already) but djb's programs ask
+ * DNS for, which has no such name. `1a2b` is a name: inet_aton takes no hex without `0x`. */
+const INET_ATON_FORM = /^(?:0x[\da-f]+|\d+)(?:\.(?:0x[\da-f]+|\d+)){0,3}\.?$/i;
 
 const NOT_FOUND = new Set(["ENOTFOUND", "ENODATA", "EAI_NONAME", "EAI_NODATA"]);
 
