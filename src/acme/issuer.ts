@@ -5,6 +5,7 @@
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
+import { causeText } from "../ucspi/errors.ts";
 import type { SecureContext } from "node:tls";
 import { writeFileAtomic } from "../files/atomic-write.ts";
 import { installCertificate } from "./cert-versions.ts";
@@ -19,6 +20,38 @@ type Client = InstanceType<Acme["Client"]>;
  * and 2 s. A CA's Retry-After is still honoured. */
 const RETRIES = 2;
 const RETRY_DELAY_S = 1;
+/** How long one request to the CA may go without an answer (connecting included). Without a
+ * bound, a CA that took the connection and never answered held the order for good: its name
+ * (and, while the account was being set up, every name) waited on it until tlsd ended. */
+const CA_TIMEOUT_MS = 10_000;
+
+let saysWhy = false;
+
+/** acme-client's handler of failed requests ends one that got no answer at all (a timeout, or
+ * a network error once its retries are spent) in a TypeError of its own ("Cannot read
+ * properties of undefined"); ours goes before it and says why, in our words. */
+function sayWhyNoAnswer(acme: Acme): void {
+  if (saysWhy) return;
+  saysWhy = true;
+  acme.axios.interceptors.response.handlers?.unshift({
+    fulfilled: (response) => response,
+    rejected: (error: unknown) => {
+      const failed = error as {
+        response?: unknown;
+        code?: string;
+        config?: { retryAttempt?: number };
+      };
+      if (failed.response !== undefined) return Promise.reject(error);
+      if (failed.code === "ECONNABORTED")
+        return Promise.reject(new Error(`no answer from the CA in ${CA_TIMEOUT_MS / 1000} s`));
+      if ((failed.config?.retryAttempt ?? 0) >= RETRIES)
+        return Promise.reject(new Error(`the CA cannot be reached: ${causeText(error)}`));
+      return Promise.reject(error);
+    },
+    synchronous: false,
+    runWhen: null,
+  });
+}
 
 export class Issuer {
   private readonly config: AcmeConfig;
@@ -107,6 +140,8 @@ export class Issuer {
       const [acme, { Agent }] = await Promise.all([import("acme-client"), import("node:https")]);
       if (this.config.caFile)
         acme.axios.defaults.httpsAgent = new Agent({ ca: readFileSync(this.config.caFile) });
+      acme.axios.defaults.timeout = CA_TIMEOUT_MS;
+      sayWhyNoAnswer(acme);
       const settings = (
         acme.axios.defaults as {
           acmeSettings?: { retryMaxAttempts: number; retryDefaultDelay: number };

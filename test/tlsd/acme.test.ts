@@ -13,7 +13,8 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { connect } from "node:net";
+import { connect, createServer } from "node:net";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -344,7 +345,12 @@ test("the CA unreachable: a clean failure after the order fails, or the default 
       assert.equal(other.code, 0, other.stderr);
       assert.equal(settled, false, "a.test still waits");
       const r = await waiting;
-      await server.waitForLog(/^tlsd: warning: acme: a\.test: order failed: /);
+      const failed = await server.waitForLog(/^tlsd: warning: acme: a\.test: order failed: /);
+      // It was acme-client's own TypeError ("Cannot read properties of undefined").
+      assert.equal(
+        failed[0],
+        "tlsd: warning: acme: a.test: order failed: the CA cannot be reached: connection refused",
+      );
       assert.notEqual(r.code, 0);
       if (fallbackToDefault) {
         assert.equal(r.leaf?.subject.trim(), "CN=localhost", r.stderr);
@@ -356,6 +362,57 @@ test("the CA unreachable: a clean failure after the order fails, or the default 
       await server.stop();
       rmSync(cache, { recursive: true, force: true });
     }
+  }
+});
+
+test("a CA that takes a connection and never answers: the order ends (one line) within a bound, and the next client's order is made anew", async () => {
+  const port = await freePort();
+  const pebble = await startPebble({ tlsPort: port });
+  const upstream = new URL(pebble.directory);
+  // In front of pebble's directory: the first connection is taken and never answered (a CA
+  // that hangs); the next ones pass to pebble.
+  const held: Socket[] = [];
+  const front = createServer((socket) => {
+    if (held.length === 0) {
+      held.push(socket);
+      return;
+    }
+    const back = connect(Number(upstream.port), upstream.hostname);
+    socket.pipe(back).pipe(socket);
+    socket.on("error", () => back.destroy());
+    back.on("error", () => socket.destroy());
+  });
+  await new Promise<void>((resolve) => front.listen(0, "127.0.0.1", resolve));
+  const frontPort = (front.address() as { port: number }).port;
+  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+  const server = await serveTlsd(ours("tcpserver"), port, cache, {
+    ACME_DIRECTORY: `https://127.0.0.1:${frontPort}/dir`,
+    ACME_CAFILE: pebble.listenerCa,
+    ACME_NAMES: "a.test",
+    ACME_WAIT: "20000",
+  });
+  try {
+    const first = await sClient(port, "a.test", fallback.cert);
+    assert.notEqual(first.code, 0);
+    assert.equal(held.length, 1, "the CA was asked");
+    // It was a hang for good: the order never ended, and a.test (every name) waited on it.
+    const failed = await server.waitForLog(
+      /^tlsd: warning: acme: a\.test: order failed: /,
+      1,
+      60_000,
+    );
+    assert.match(failed[0] ?? "", /no answer from the CA in \d+ s/);
+    const rootFile = join(cache, ".pebble-root.pem");
+    writeFileSync(rootFile, await pebble.root());
+    const second = await sClient(port, "a.test", rootFile);
+    assert.equal(second.code, 0, second.stderr + server.log());
+    assert.equal(orders({ server } as Site, "a.test"), 2);
+  } finally {
+    for (const socket of held) socket.destroy();
+    front.close();
+    await server.stop();
+    pebble.stop();
+    rmSync(cache, { recursive: true, force: true });
   }
 });
 
