@@ -53,6 +53,23 @@ function sayWhyNoAnswer(acme: Acme): void {
   });
 }
 
+/**
+ * What the CA says goes into file names (an http-01 token; the authorization's name, for
+ * tls-alpn-01), which it once did as it was: a CA (or whoever answers for an http:// directory)
+ * could write the key authorization over any file tlsd may write, and remove it. The
+ * authorization must be for the name ordered, the token base64url (RFC 8555 §8.1).
+ */
+function checkChallenge(
+  name: string,
+  authz: { identifier: { value: string } },
+  challenge: { type: string; token?: string },
+): void {
+  if (authz.identifier.value.toLowerCase() !== name)
+    throw new Error(`the CA's authorization is not for ${name}`);
+  if (challenge.type === "http-01" && !/^[A-Za-z0-9_-]+$/.test(challenge.token ?? ""))
+    throw new Error("the CA sent a challenge token that is not base64url");
+}
+
 export class Issuer {
   private readonly config: AcmeConfig;
   /** Challenge certificates by name, while an order for that name is being validated. */
@@ -99,6 +116,7 @@ export class Issuer {
       // 443; the CA's own check is the one that counts.
       skipChallengeVerification: true,
       challengeCreateFn: async (authz, challenge, keyAuthorization) => {
+        checkChallenge(name, authz, challenge);
         if (challenge.type === "http-01") {
           // For acme-challenge on port 80 (a process of its own, maybe another user's).
           mkdirSync(this.config.httpDir, { recursive: true, mode: 0o755 });
@@ -109,24 +127,23 @@ export class Issuer {
           return;
         }
         const [k, c] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
-        const id = authz.identifier.value;
-        this.challenges.set(id, createSecureContext({ key: k, cert: c }));
+        this.challenges.set(name, createSecureContext({ key: k, cert: c }));
         // On disk too, for a tlsd in another process (one per connection under djb's
         // tcpserver), which the validator's connection may well reach instead of this one.
         mkdirSync(this.challengeDir, { recursive: true, mode: 0o700 });
-        writeFileAtomic(join(this.challengeDir, `${id}.pem`), Buffer.concat([k, c]), {
+        writeFileAtomic(join(this.challengeDir, `${name}.pem`), Buffer.concat([k, c]), {
           mode: 0o600,
           overwrite: true,
         });
       },
       challengeRemoveFn: async (authz, challenge) => {
+        checkChallenge(name, authz, challenge);
         if (challenge.type === "http-01") {
           rmSync(join(this.config.httpDir, challenge.token), { force: true });
           return;
         }
-        const id = authz.identifier.value;
-        this.challenges.delete(id);
-        rmSync(join(this.challengeDir, `${id}.pem`), { force: true });
+        this.challenges.delete(name);
+        rmSync(join(this.challengeDir, `${name}.pem`), { force: true });
       },
     });
     installCertificate(this.config.cacheDir, name, key, chain);

@@ -22,7 +22,7 @@ import { makePki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
 import { startPebble } from "../helpers/pebble.ts";
 import type { Pebble } from "../helpers/pebble.ts";
-import { PATH_WITH_BIN, djb, ours, run } from "../helpers/programs.ts";
+import { PATH_WITH_BIN, ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
@@ -415,6 +415,55 @@ test("a CA that takes a connection and never answers: the order ends (one line) 
     rmSync(cache, { recursive: true, force: true });
   }
 });
+
+for (const [kind, identifier, token, victim, cause] of [
+  [
+    "http-01",
+    "a.test",
+    "../../victim",
+    "victim",
+    "the CA sent a challenge token that is not base64url",
+  ],
+  [
+    "tls-alpn-01",
+    "../../../victim",
+    "tok",
+    "victim.pem",
+    "the CA's authorization is not for a.test",
+  ],
+] as const) {
+  test(`a hostile CA: a path in its ${kind} ${kind === "http-01" ? "token" : "identifier"} is never a file name of ours (written, then removed); the order fails, one line`, async () => {
+    const ca = await startServer(join(ROOT, "test", "fixtures", "hostile-acme-ca"), [
+      identifier,
+      kind,
+      token,
+    ]);
+    const top = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+    const cache = join(top, "certs");
+    mkdirSync(cache);
+    // Where the CA's path leads, from CERTDIR/.acme-http-01 or CERTDIR/.acme/tls-alpn-01.
+    writeFileSync(join(top, victim), "precious\n");
+    const port = await freePort();
+    const server = await serveTlsd(ours("tcpserver"), port, cache, {
+      ACME_DIRECTORY: `http://127.0.0.1:${ca.port}/dir`,
+      ACME_NAMES: "a.test",
+      ACME_CHALLENGE: kind,
+    });
+    try {
+      const r = await sClient(port, "a.test", fallback.cert);
+      assert.notEqual(r.code, 0);
+      const failed = await server.waitForLog(/^tlsd: warning: acme: a\.test: order failed: /);
+      assert.match(ca.log(), /^POST \/authz\/1$/m);
+      // It was overwritten with the key authorization, then removed.
+      assert.equal(readFileSync(join(top, victim), "latin1"), "precious\n");
+      assert.equal(failed[0], `tlsd: warning: acme: a.test: order failed: ${cause}`);
+    } finally {
+      await server.stop();
+      await ca.stop();
+      rmSync(top, { recursive: true, force: true });
+    }
+  });
+}
 
 test("certificates on demand: their peek names a PROXY header; a client that ends inside its ClientHello ends alone", async () => {
   const closed = await freePort();
