@@ -181,6 +181,8 @@ describe("on demand from pebble", () => {
     assert.notEqual(r.code, 0);
     assert.equal(r.leaf?.subject.trim(), "CN=localhost");
     assert.equal(orders(s, "evil.test"), 0);
+    // Nor did the CA hear of it: pebble's orders are the three listed names'.
+    assert.equal(s.pebble.log().match(/^Pebble .* POST \/order-plz /gm)?.length, 3);
     assert.deepEqual(
       readdirSync(s.cache)
         .filter((e) => !e.startsWith("."))
