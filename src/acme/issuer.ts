@@ -2,6 +2,7 @@
 // (RFC 8737) on tlsd's own port: the CA's validator connects with ALPN "acme-tls/1" and the
 // name as SNI, and tlsd shows it the challenge certificate that `challenges` holds meanwhile;
 // or http-01, answered on port 80 by acme-challenge from the file written here.
+import { X509Certificate, createPrivateKey } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
@@ -68,6 +69,22 @@ function checkChallenge(
     throw new Error(`the CA's authorization is not for ${name}`);
   if (challenge.type === "http-01" && !/^[A-Za-z0-9_-]+$/.test(challenge.token ?? ""))
     throw new Error("the CA sent a challenge token that is not base64url");
+}
+
+/** The certificate the CA issued is for `name` and goes with our key: one that does not (a
+ * broken or hostile CA's) was installed over what served, and every handshake for the name
+ * then failed on it until its own renewal time. */
+function checkIssued(name: string, key: Buffer | string, chain: string): void {
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(chain);
+  } catch {
+    throw new Error("the CA's certificate cannot be read");
+  }
+  if (!leaf.checkPrivateKey(createPrivateKey(key)))
+    throw new Error("the CA's certificate does not go with the key ordered");
+  if (leaf.checkHost(name, { wildcards: false }) === undefined)
+    throw new Error(`the CA's certificate is not for ${name}`);
 }
 
 export class Issuer {
@@ -146,6 +163,7 @@ export class Issuer {
         rmSync(join(this.challengeDir, `${name}.pem`), { force: true });
       },
     });
+    checkIssued(name, key, chain);
     installCertificate(this.config.cacheDir, name, key, chain);
   }
 

@@ -467,6 +467,37 @@ for (const [kind, identifier, token, victim, cause] of [
   });
 }
 
+test("a CA that issues a certificate for the name with another key: nothing installed, the order fails, one line", async () => {
+  const other = pki.server("a.test", ["a.test"]);
+  const ca = await startServer(join(ROOT, "test", "fixtures", "hostile-acme-ca"), [
+    "a.test",
+    "tls-alpn-01",
+    "tok",
+    other.cert,
+  ]);
+  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+  const port = await freePort();
+  const server = await serveTlsd(ours("tcpserver"), port, cache, {
+    ACME_DIRECTORY: `http://127.0.0.1:${ca.port}/dir`,
+    ACME_NAMES: "a.test",
+  });
+  try {
+    await sClient(port, "a.test", fallback.cert);
+    const failed = await server.waitForLog(/^tlsd: warning: acme: a\.test: order failed: /);
+    assert.equal(
+      failed[0],
+      "tlsd: warning: acme: a.test: order failed: the CA's certificate does not go with the key ordered",
+    );
+    // It was installed and said "issued", and every later handshake for a.test failed on it
+    // (until that certificate's renewal time).
+    assert.equal(existsSync(join(cache, "a.test")), false);
+  } finally {
+    await server.stop();
+    await ca.stop();
+    rmSync(cache, { recursive: true, force: true });
+  }
+});
+
 test("certificates on demand: their peek names a PROXY header; a client that ends inside its ClientHello ends alone", async () => {
   const closed = await freePort();
   const port = await freePort();
