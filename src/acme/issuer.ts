@@ -21,19 +21,21 @@ type Client = InstanceType<Acme["Client"]>;
  * and 2 s. A CA's Retry-After is still honoured. */
 const RETRIES = 2;
 const RETRY_DELAY_S = 1;
-/** How long one request to the CA may go without an answer (connecting included). Without a
- * bound, a CA that took the connection and never answered held the order for good: its name
- * (and, while the account was being set up, every name) waited on it until tlsd ended. */
+/** How long one request to the CA may take, from connecting to the answer's last byte. Without
+ * a bound, a CA that took the connection and never answered (or answered a byte now and then)
+ * held the order for good: its name (and, while the account was being set up, every name)
+ * waited on it until tlsd ended. */
 const CA_TIMEOUT_MS = 10_000;
 
-let saysWhy = false;
+let bounded = false;
 
-/** acme-client's handler of failed requests ends one that got no answer at all (a timeout, or
- * a network error once its retries are spent) in a TypeError of its own ("Cannot read
- * properties of undefined"); ours goes before it and says why, in our words. */
-function sayWhyNoAnswer(acme: Acme): void {
-  if (saysWhy) return;
-  saysWhy = true;
+/** Each request to the CA gets CA_TIMEOUT_MS. acme-client's handler of failed requests ends
+ * one that got no answer at all (a timeout, or a network error once its retries are spent) in
+ * a TypeError of its own ("Cannot read properties of undefined"); ours goes before it and says
+ * why, in our words. */
+function boundRequests(acme: Acme): void {
+  if (bounded) return;
+  bounded = true;
   acme.axios.interceptors.response.handlers?.unshift({
     fulfilled: (response) => response,
     rejected: (error: unknown) => {
@@ -43,7 +45,8 @@ function sayWhyNoAnswer(acme: Acme): void {
         config?: { retryAttempt?: number };
       };
       if (failed.response !== undefined) return Promise.reject(error);
-      if (failed.code === "ECONNABORTED")
+      // Our bound, not a cancel of anyone else's: acme-client would try again.
+      if (failed.code === "ERR_CANCELED")
         return Promise.reject(new Error(`no answer from the CA in ${CA_TIMEOUT_MS / 1000} s`));
       if ((failed.config?.retryAttempt ?? 0) >= RETRIES)
         return Promise.reject(new Error(`the CA cannot be reached: ${causeText(error)}`));
@@ -51,6 +54,10 @@ function sayWhyNoAnswer(acme: Acme): void {
     },
     synchronous: false,
     runWhen: null,
+  });
+  acme.axios.interceptors.request.use((config) => {
+    config.signal = AbortSignal.timeout(CA_TIMEOUT_MS);
+    return config;
   });
 }
 
@@ -175,8 +182,7 @@ export class Issuer {
       const [acme, { Agent }] = await Promise.all([import("acme-client"), import("node:https")]);
       if (this.config.caFile)
         acme.axios.defaults.httpsAgent = new Agent({ ca: readFileSync(this.config.caFile) });
-      acme.axios.defaults.timeout = CA_TIMEOUT_MS;
-      sayWhyNoAnswer(acme);
+      boundRequests(acme);
       const settings = (
         acme.axios.defaults as {
           acmeSettings?: { retryMaxAttempts: number; retryDefaultDelay: number };

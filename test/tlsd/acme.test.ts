@@ -13,8 +13,9 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { connect, createServer } from "node:net";
-import type { Socket } from "node:net";
+import { connect } from "node:net";
+import type { ServerResponse } from "node:http";
+import { createServer as createHttpsServer, get as httpsGet } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -367,56 +368,81 @@ test("the CA unreachable: a clean failure after the order fails, or the default 
   }
 });
 
-test("a CA that takes a connection and never answers: the order ends (one line) within a bound, and the next client's order is made anew", async () => {
-  const port = await freePort();
-  const pebble = await startPebble({ tlsPort: port });
-  const upstream = new URL(pebble.directory);
-  // In front of pebble's directory: the first connection is taken and never answered (a CA
-  // that hangs); the next ones pass to pebble.
-  const held: Socket[] = [];
-  const front = createServer((socket) => {
-    if (held.length === 0) {
-      held.push(socket);
-      return;
-    }
-    const back = connect(Number(upstream.port), upstream.hostname);
-    socket.pipe(back).pipe(socket);
-    socket.on("error", () => back.destroy());
-    back.on("error", () => socket.destroy());
-  });
-  await new Promise<void>((resolve) => front.listen(0, "127.0.0.1", resolve));
-  const frontPort = (front.address() as { port: number }).port;
-  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
-  const server = await serveTlsd(ours("tcpserver"), port, cache, {
-    ACME_DIRECTORY: `https://127.0.0.1:${frontPort}/dir`,
-    ACME_CAFILE: pebble.listenerCa,
-    ACME_NAMES: "a.test",
-    ACME_WAIT: "20000",
-  });
-  try {
-    const first = await sClient(port, "a.test", fallback.cert);
-    assert.notEqual(first.code, 0);
-    assert.equal(held.length, 1, "the CA was asked");
-    // It was a hang for good: the order never ended, and a.test (every name) waited on it.
-    const failed = await server.waitForLog(
-      /^tlsd: warning: acme: a\.test: order failed: /,
-      1,
-      60_000,
+for (const how of ["never answers", "answers a byte a second, for ever"] as const) {
+  test(`a CA that ${how}: the order ends (one line) within a bound, and the next client's order is made anew`, async () => {
+    const port = await freePort();
+    const pebble = await startPebble({ tlsPort: port });
+    // In front of pebble's directory (whose other URLs are pebble's own): the first request
+    // hangs (a CA that takes the connection and goes silent, or trickles its answer); the
+    // next ones get pebble's directory.
+    const directory = await new Promise<string>((resolve, reject) => {
+      httpsGet(pebble.directory, { ca: readFileSync(pebble.listenerCa) }, (res) => {
+        let body = "";
+        res.setEncoding("latin1");
+        res.on("data", (d: string) => (body += d));
+        res.on("end", () => resolve(body));
+      }).on("error", reject);
+    });
+    const frontCert = pki.server("127.0.0.1", ["127.0.0.1"]);
+    const held: ServerResponse[] = [];
+    const trickles: NodeJS.Timeout[] = [];
+    const front = createHttpsServer(
+      { cert: readFileSync(frontCert.cert), key: readFileSync(frontCert.key) },
+      (_req, res) => {
+        if (held.length > 0) {
+          res.setHeader("Content-Type", "application/json");
+          res.end(directory);
+          return;
+        }
+        held.push(res);
+        if (how === "never answers") return;
+        res.writeHead(200, { "Content-Type": "application/json", "Content-Length": "100000" });
+        trickles.push(setInterval(() => res.write(" "), 1000));
+      },
     );
-    assert.match(failed[0] ?? "", /no answer from the CA in \d+ s/);
-    const rootFile = join(cache, ".pebble-root.pem");
-    writeFileSync(rootFile, await pebble.root());
-    const second = await sClient(port, "a.test", rootFile);
-    assert.equal(second.code, 0, second.stderr + server.log());
-    assert.equal(orders({ server } as Site, "a.test"), 2);
-  } finally {
-    for (const socket of held) socket.destroy();
-    front.close();
-    await server.stop();
-    pebble.stop();
-    rmSync(cache, { recursive: true, force: true });
-  }
-});
+    await new Promise<void>((resolve) => front.listen(0, "127.0.0.1", resolve));
+    const frontPort = (front.address() as { port: number }).port;
+    const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+    const cas = join(cache, ".cas.pem");
+    writeFileSync(
+      cas,
+      readFileSync(pebble.listenerCa, "latin1") + readFileSync(pki.ca.cert, "latin1"),
+    );
+    const server = await serveTlsd(ours("tcpserver"), port, cache, {
+      ACME_DIRECTORY: `https://127.0.0.1:${frontPort}/dir`,
+      ACME_CAFILE: cas,
+      ACME_NAMES: "a.test",
+      ACME_WAIT: "20000",
+    });
+    try {
+      const first = await sClient(port, "a.test", fallback.cert);
+      assert.notEqual(first.code, 0);
+      assert.equal(held.length, 1, "the CA was asked");
+      // It was a hang for good: the order never ended, and a.test (every name) waited on it.
+      const failed = await server.waitForLog(
+        /^tlsd: warning: acme: a\.test: order failed: /,
+        1,
+        60_000,
+      );
+      assert.equal(
+        failed[0],
+        "tlsd: warning: acme: a.test: order failed: no answer from the CA in 10 s",
+      );
+      const rootFile = join(cache, ".pebble-root.pem");
+      writeFileSync(rootFile, await pebble.root());
+      const second = await sClient(port, "a.test", rootFile);
+      assert.equal(second.code, 0, second.stderr + server.log());
+      assert.equal(orders({ server } as Site, "a.test"), 2);
+    } finally {
+      for (const timer of trickles) clearInterval(timer);
+      for (const res of held) res.destroy();
+      front.close();
+      await server.stop();
+      pebble.stop();
+      rmSync(cache, { recursive: true, force: true });
+    }
+  });
+}
 
 for (const [kind, identifier, token, victim, cause] of [
   [
