@@ -26,10 +26,13 @@ const RETRY_DELAY_S = 1;
  * held the order for good: its name (and, while the account was being set up, every name)
  * waited on it until tlsd ended. */
 const CA_TIMEOUT_MS = 10_000;
+/** The largest answer taken from the CA (a chain is a few KB): a bigger one was held in memory
+ * whole, as fast as the CA could send it, for CA_TIMEOUT_MS. */
+const CA_MAX_ANSWER = 1024 * 1024;
 
 let bounded = false;
 
-/** Each request to the CA gets CA_TIMEOUT_MS. acme-client's handler of failed requests ends
+/** Each request to the CA gets CA_TIMEOUT_MS and CA_MAX_ANSWER. acme-client's handler of failed requests ends
  * one that got no answer at all (a timeout, or a network error once its retries are spent) in
  * a TypeError of its own ("Cannot read properties of undefined"); ours goes before it and says
  * why, in our words. */
@@ -48,6 +51,8 @@ function boundRequests(acme: Acme): void {
       // Our bound, not a cancel of anyone else's: acme-client would try again.
       if (failed.code === "ERR_CANCELED")
         return Promise.reject(new Error(`no answer from the CA in ${CA_TIMEOUT_MS / 1000} s`));
+      if (failed.code === "ERR_BAD_RESPONSE" && /maxContentLength/.test(String(error)))
+        return Promise.reject(new Error(`the CA's answer is over ${CA_MAX_ANSWER >> 20} MB`));
       if ((failed.config?.retryAttempt ?? 0) >= RETRIES)
         return Promise.reject(new Error(`the CA cannot be reached: ${causeText(error)}`));
       return Promise.reject(error);
@@ -55,6 +60,7 @@ function boundRequests(acme: Acme): void {
     synchronous: false,
     runWhen: null,
   });
+  acme.axios.defaults.maxContentLength = CA_MAX_ANSWER;
   acme.axios.interceptors.request.use((config) => {
     config.signal = AbortSignal.timeout(CA_TIMEOUT_MS);
     return config;
