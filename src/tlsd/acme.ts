@@ -50,13 +50,20 @@ export function onDemandFor(ctx: StageContext): OnDemand | undefined {
   return manager;
 }
 
+/** For one name, no certificate at all, or the default one in place of the store's. */
+export interface NameOverride {
+  name: string;
+  certificate: "none" | "default";
+}
+
 export interface Prepared {
   /** The connection to make the handshake on, every byte still in it. */
   connection: Connection;
   /** Set when the connection is done (the validator was answered). */
   status?: number;
-  /** A name to refuse in the handshake: its certificate is not there (yet). */
-  refused?: string;
+  /** A name the handshake must not serve the store's certificate for: refused (its
+   * certificate is not there yet), or given the default one (the store's has expired). */
+  override?: NameOverride;
   /** A PROXY header came in place of the ClientHello (this tcpserver lacks --proxy). */
   proxyHeader?: boolean;
 }
@@ -85,18 +92,21 @@ export async function beforeHandshake(
       };
   }
   const localIp = tcpVar(ctx.env, "LOCALIP");
-  if (store.hasCertificateFor(name) && !acme.expired(name)) {
+  const cached = store.hasCertificateFor(name);
+  if (cached && !acme.expired(name)) {
     acme.renewIfDue(name, localIp);
     return { connection };
   }
   const outcome = await acme.obtain(name, localIp);
-  if (outcome === "ready" || outcome === "refused" || acme.config.fallbackToDefault)
-    return { connection };
+  if (outcome === "ready") return { connection };
+  // What the store has for the name now has expired: never served, the default instead.
+  if (outcome === "refused" || acme.config.fallbackToDefault)
+    return cached ? { connection, override: { name, certificate: "default" } } : { connection };
   if (outcome === "timeout")
     ctx.log(
       `tlsd: warning: acme: ${name}: no certificate after ${acme.config.waitMs} ms; refused\n`,
     );
-  return { connection, refused: name };
+  return { connection, override: { name, certificate: "none" } };
 }
 
 /** The tls-alpn-01 handshake: the challenge certificate, ALPN acme-tls/1, then the end (the

@@ -27,6 +27,7 @@ import { onReload } from "../ucspi/reload.ts";
 import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
 import { findResumeRecord } from "../proxy/resume.ts";
 import type { ResumeRecord } from "../proxy/resume.ts";
+import type { NameOverride } from "./acme.ts";
 import { runDelayed } from "./delayed.ts";
 import { lookAtFirstBytes } from "./first-bytes.ts";
 import type { FirstBytes } from "./first-bytes.ts";
@@ -124,19 +125,19 @@ export const tlsdStage: Stage = {
       };
     }
     let connection = ctx.connection;
-    let noCertificate: string | undefined;
+    let override: NameOverride | undefined;
     if (onDemand && acme) {
       const prepared = await onDemand.beforeHandshake(ctx, acme, store, options);
       if (prepared.status !== undefined) return prepared.status;
       if (prepared.proxyHeader)
         return refuseBeforeHandshake(ctx, fatal, options, { kind: "proxy" });
-      ({ connection, refused: noCertificate } = prepared);
+      ({ connection, override } = prepared);
     }
     const policy = closePolicy(connection, options);
     // A client whose end was read before us (a wrapper waited for its server after STARTTLS):
     // its handshake fails now, not at -K.
     const peerEnded = connection.stream !== undefined && endWasRead(connection.stream);
-    const tls = serverTls(policy.transport, store, options, noCertificate);
+    const tls = serverTls(policy.transport, store, options, override);
     let verdict = "NONE";
     const refused = await handshakeOrStatus(
       ctx,
@@ -235,25 +236,27 @@ function resumeRecordOf(connection: Connection): ResumeRecord | undefined {
 }
 
 /** The server side of a TLS session on `transport`, with the certificates of `store`;
- * `refused`: a name that gets no certificate at all (its on-demand order is not done). */
+ * `override`: a name that gets no certificate at all (its on-demand order is not done), or the
+ * default one (the store's has expired). */
 export function serverTls(
   transport: Duplex,
   store: CertStore,
   options: TlsdOptions,
-  refused?: string,
+  override?: NameOverride,
 ): TLSSocket {
   // Without a name to choose by, no SNI callback: Node then pauses no handshake for a round
   // trip through JavaScript to learn that the default pair it has is the one.
-  const byName = refused !== undefined || store.choosesByName();
+  const byName = override !== undefined || store.choosesByName();
   return new TLSSocket(transport as Socket, {
     isServer: true,
     secureContext: store.contextFor(undefined),
     ...(byName && {
       SNICallback: (name: string, done: (error: Error | null, context?: SecureContext) => void) => {
         if (!isSniName(name)) return done(new Error(BAD_SNI));
-        if (name.toLowerCase() === refused)
+        const overridden = name.toLowerCase() === override?.name;
+        if (overridden && override.certificate === "none")
           return done(new Error(`no certificate for ${name} yet`));
-        const context = store.contextFor(name);
+        const context = store.contextFor(overridden ? undefined : name);
         if (context) done(null, context);
         else done(new Error(`no certificate for ${name}`));
       },

@@ -20,6 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
+import { expiredPem } from "../helpers/expired-cert.ts";
 import { freePort } from "../helpers/interop.ts";
 import { startPebble } from "../helpers/pebble.ts";
 import type { Pebble } from "../helpers/pebble.ts";
@@ -325,6 +326,41 @@ test("an expired certificate (nobody came while it was due): its client waits fo
     assert.equal(orders(s, "a.test"), 2);
   } finally {
     await s.stop();
+  }
+});
+
+test("an expired certificate in the cache is never served: a name the policy no longer allows, or whose new order failed under ACME_FALLBACK=default, gets the default certificate", async () => {
+  const expired = await expiredPem("a.test");
+  const closed = await freePort();
+  const cases: Record<string, string>[] = [
+    { ACME_NAMES: "b.test" },
+    { ACME_NAMES: "a.test", ACME_FALLBACK: "default" },
+  ];
+  for (const env of cases) {
+    const port = await freePort();
+    const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+    mkdirSync(join(cache, "a.test"));
+    writeFileSync(join(cache, "a.test", "fullchain.pem"), expired.cert);
+    writeFileSync(join(cache, "a.test", "privkey.pem"), expired.key, { mode: 0o600 });
+    const server = await serveTlsd(ours("tcpserver"), port, cache, {
+      ACME_DIRECTORY: `https://127.0.0.1:${closed}/dir`,
+      ...env,
+    });
+    try {
+      const r = await run(
+        "openssl",
+        ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", "a.test", "-showcerts"],
+        { input: "", timeoutMs: 30_000 },
+      );
+      const pem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(
+        r.stdout,
+      )?.[0];
+      assert.ok(pem, r.stderr + server.log());
+      assert.equal(new X509Certificate(pem).subject.trim(), "CN=localhost", server.log());
+    } finally {
+      await server.stop();
+      rmSync(cache, { recursive: true, force: true });
+    }
   }
 });
 

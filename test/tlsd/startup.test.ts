@@ -2,20 +2,16 @@
 // never serve is one line and an exit before tcpserver listens for clients; one that will serve
 // badly gets a warning; keys are read before tcpserver drops privileges, so a key only root can
 // read still serves after -u/-g.
-import "reflect-metadata";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { webcrypto } from "node:crypto";
 import { chmodSync, copyFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import * as x509 from "@peculiar/x509";
 import { makePki } from "../helpers/certs.ts";
+import { expiredPem } from "../helpers/expired-cert.ts";
 import { BIN, ROOT, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { tlsExchange } from "../helpers/tls-client.ts";
-
-x509.cryptoProvider.set(webcrypto);
 
 const pki = makePki();
 after(() => rmSync(pki.dir, { recursive: true, force: true }));
@@ -98,27 +94,11 @@ test("a configuration that can never serve: one line, an exit, no port", async (
 });
 
 test("warnings at start: an expired certificate, one not for its CERTFILE:name, a key others can read", async () => {
-  const keys = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
-    "sign",
-    "verify",
-  ])) as webcrypto.CryptoKeyPair;
-  const expired = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: "01",
-    name: "CN=localhost",
-    notBefore: new Date("2020-01-01T00:00:00Z"),
-    notAfter: new Date("2020-02-01T00:00:00Z"),
-    signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
-    keys,
-  });
+  const expired = await expiredPem("localhost");
   const cert = join(pki.dir, "expired.pem");
   const key = join(pki.dir, "expired.key");
-  writeFileSync(cert, expired.toString("pem"));
-  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey));
-  writeFileSync(
-    key,
-    `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString("base64")}\n-----END PRIVATE KEY-----\n`,
-    { mode: 0o644 },
-  );
+  writeFileSync(cert, expired.cert);
+  writeFileSync(key, expired.key, { mode: 0o644 });
   chmodSync(key, 0o644);
   const s = await startServer(
     ours("tcpserver"),
