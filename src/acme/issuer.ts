@@ -18,7 +18,7 @@ type Client = InstanceType<Acme["Client"]>;
 
 /** How acme-client retries a request that failed on the way (5 times by default, waiting 5,
  * 10, ... 25 s: over a minute that looks like a hang while a handshake waits): twice, after 1
- * and 2 s. A CA's Retry-After is still honoured. */
+ * and 2 s. A CA's Retry-After is still honoured, up to MAX_RETRY_AFTER_S. */
 const RETRIES = 2;
 const RETRY_DELAY_S = 1;
 /** How long one request to the CA may take, from connecting to the answer's last byte. Without
@@ -29,6 +29,18 @@ const CA_TIMEOUT_MS = 10_000;
 /** The largest answer taken from the CA (a chain is a few KB): a bigger one was held in memory
  * whole, as fast as the CA could send it, for CA_TIMEOUT_MS. */
 const CA_MAX_ANSWER = 1024 * 1024;
+
+/** The longest wait a CA may ask for (Retry-After) that an order sits out; past it, the order
+ * fails and the next client's orders anew (within ACME_RATE). */
+const MAX_RETRY_AFTER_S = 10;
+
+/** Retry-After in seconds: a number of seconds or an HTTP date; 0 for none or no sense. */
+function retryAfterSeconds(value: unknown): number {
+  if (typeof value !== "string") return 0;
+  if (/^\s*\d+\s*$/.test(value)) return Number(value);
+  const when = Date.parse(value);
+  return Number.isNaN(when) ? 0 : Math.max(0, Math.ceil((when - Date.now()) / 1000));
+}
 
 let bounded = false;
 
@@ -47,7 +59,17 @@ function boundRequests(acme: Acme): void {
         code?: string;
         config?: { retryAttempt?: number };
       };
-      if (failed.response !== undefined) return Promise.reject(error);
+      if (failed.response !== undefined) {
+        // acme-client would wait as long as the CA asks, the name's order (and its lock) with
+        // it: a day for `Retry-After: 86400`, and at once for a wait past setTimeout's range.
+        const answer = failed.response as { status?: number; headers?: Record<string, unknown> };
+        const wait = retryAfterSeconds(answer.headers?.["retry-after"]);
+        if (wait > MAX_RETRY_AFTER_S)
+          return Promise.reject(
+            new Error(`the CA asks to wait ${wait} s before trying again (HTTP ${answer.status})`),
+          );
+        return Promise.reject(error);
+      }
       // Our bound, not a cancel of anyone else's: acme-client would try again.
       if (failed.code === "ERR_CANCELED")
         return Promise.reject(new Error(`no answer from the CA in ${CA_TIMEOUT_MS / 1000} s`));

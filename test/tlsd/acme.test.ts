@@ -409,6 +409,11 @@ for (const [how, cause] of [
   ["answers a byte a second, for ever", "no answer from the CA in 10 s"],
   // It was held in memory, at the speed of the network, for the 10 s.
   ["answers without end, as fast as it can", "the CA's answer is over 1 MB"],
+  // acme-client sat out any Retry-After: the order, and the name's lock, held for a day.
+  [
+    "asks to wait a day (503, Retry-After: 86400)",
+    "the CA asks to wait 86400 s before trying again (HTTP 503)",
+  ],
 ] as const) {
   test(`a CA that ${how}: the order ends (one line) within a bound, and the next client's order is made anew`, async () => {
     const port = await freePort();
@@ -437,6 +442,14 @@ for (const [how, cause] of [
         }
         held.push(res);
         if (how === "never answers") return;
+        if (how === "asks to wait a day (503, Retry-After: 86400)") {
+          res.writeHead(503, {
+            "Content-Type": "application/problem+json",
+            "Retry-After": "86400",
+          });
+          res.end('{"type":"urn:ietf:params:acme:error:serverInternal","detail":"busy"}');
+          return;
+        }
         if (how === "answers without end, as fast as it can") {
           res.writeHead(200, { "Content-Type": "application/json" });
           const block = Buffer.alloc(64 * 1024, " ");
