@@ -39,7 +39,7 @@ export const challengeStage: Stage = {
     const { look, connection } = await peekBytes(
       ctx.connection,
       { silenceMs: o.timeoutMs, helloMs: o.timeoutMs, maxBytes: MAX_LINE },
-      (bytes) => (bytes.includes(0x0a) ? true : bytes.length + 1),
+      (bytes) => (bytes.includes(0x0a, lineStart(bytes)) ? true : bytes.length + 1),
     );
     const line = look.kind === "done" ? firstLine(look.bytes) : "";
     const match = CHALLENGE.exec(line);
@@ -61,9 +61,18 @@ export const challengeStage: Stage = {
   },
 };
 
+/** Where the request line starts: after the empty lines a client may send first (RFC 9112
+ * section 2.2: a server SHOULD ignore them). */
+function lineStart(bytes: Buffer): number {
+  let at = 0;
+  while (bytes[at] === 0x0d || bytes[at] === 0x0a) at++;
+  return at;
+}
+
 function firstLine(bytes: Buffer): string {
-  const end = bytes.indexOf(0x0a);
-  return bytes.subarray(0, end < 0 ? bytes.length : end).toString("latin1");
+  const start = lineStart(bytes);
+  const end = bytes.indexOf(0x0a, start);
+  return bytes.subarray(start, end < 0 ? bytes.length : end).toString("latin1");
 }
 
 /** The key authorization tlsd wrote for `token`, if it did. */

@@ -71,6 +71,24 @@ for (const [who, server] of [
       }
     });
 
+    // RFC 9112 section 2.2: a server SHOULD ignore at least one empty line before the request
+    // line; the challenge after one was passed on as any other request (here: the 404).
+    test("empty lines before the request line are skipped", async () => {
+      const s = await serve();
+      try {
+        const path = `/.well-known/acme-challenge/${TOKEN}`;
+        const ok = headers("200 OK", KEY_AUTHORIZATION.length) + KEY_AUTHORIZATION;
+        for (const before of ["\r\n", "\r\n\r\n", "\n"])
+          assert.equal(
+            await ask(s.port, `${before}GET ${path} HTTP/1.1\r\nHost: a.example\r\n\r\n`),
+            ok,
+            JSON.stringify(before),
+          );
+      } finally {
+        await s.stop();
+      }
+    });
+
     test("the absolute form (curl --request-target, curl through a proxy): answered as the origin form", async () => {
       // Everything else goes to the program, its request line untouched.
       const s = await serve(["sh", "-c", "head -n 1"]);
