@@ -1,8 +1,16 @@
 // SMTP, LMTP, POP3, NNTP and ManageSieve: line replies, and a capability list to find
 // STARTTLS (or POP3's STLS) in before asking for it.
 import { keyword } from "../dialogue/smtp.ts";
+import { isSniName } from "../tls/sni-pattern.ts";
 import { UpgradeError, quoted } from "./reader.ts";
 import type { ClientUpgrade } from "./types.ts";
+
+/** Whether `name` can be our EHLO/LHLO argument (RFC 5321 §4.1.1.1): a host name, or an
+ * address literal in brackets; never a space or a line end, which would end our command and
+ * start another. */
+export function isHelloName(name: string): boolean {
+  return isSniName(name) || /^\[[\x21-\x5a\x5e-\x7e]+\]$/.test(name);
+}
 
 /** An SMTP reply's last line: "ddd " or a bare "ddd" (anything else has "ddd-"). */
 export const smtpEnds = (line: string) => !/^[0-9]{3}-/.test(line);

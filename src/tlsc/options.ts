@@ -9,6 +9,8 @@ import {
 } from "../tls/options.ts";
 import type { CommonTlsOptions } from "../tls/options.ts";
 import { STARTTLS_PROTOCOLS } from "../starttls-client/index.ts";
+import { quoted } from "../starttls-client/reader.ts";
+import { isHelloName } from "../starttls-client/text-replies.ts";
 
 export const USAGE =
   "tlsc [ -S | -s ] [ -J | -j ] [ -Y | -y ] [ -Z | -z ] [ -v verbosity ] [ -K timeout ] [ -k servername ] [ -6 rfd ] [ -7 wfd ] [ --no-verify-cert ] [ --alpn list ] [ --mod-ssl ] [ --starttls protocol [ --plaintext-fallback ] [ --local-name name ] ] prog...";
@@ -97,6 +99,8 @@ export function parseTlscArgs(args: readonly string[]): TlscOptions {
         o.plaintextFallback = true;
         break;
       case "local-name":
+        if (!isHelloName(value))
+          throw new UsageError(`--local-name: not a host name or [address]: ${quoted(value)}`);
         o.localName = value;
         break;
     }

@@ -13,6 +13,7 @@ import { EXIT_TLS, fatalPrefix, handshakeOrStatus, runOverSession } from "../tls
 import { UpgradeError, upgrade } from "../starttls-client/index.ts";
 import type { UpgradeResult } from "../starttls-client/index.ts";
 import type { UpgradeNames } from "../starttls-client/types.ts";
+import { isHelloName } from "../starttls-client/text-replies.ts";
 import { exitStatus } from "../ucspi/chain.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { tlsIds } from "../ucspi/privileges.ts";
@@ -50,7 +51,11 @@ export const tlscStage: Stage = {
     let between: ((stream: Duplex) => Duplex) | undefined;
     if (options.starttls) {
       const names = {
-        local: options.localName ?? (env["TCPLOCALHOST"] || hostname()),
+        // A TCPLOCALHOST that is no host name (a line end in it) is not said to the server.
+        local:
+          options.localName ??
+          [env["TCPLOCALHOST"] ?? "", hostname()].find(isHelloName) ??
+          "localhost",
         server: serverName ?? address ?? "",
       };
       const upgraded = await upgradeOrStatus(ctx, fatal, policy.transport, options, names);

@@ -554,3 +554,55 @@ test("--starttls: an unknown protocol, and --plaintext-fallback alone, are usage
   assert.equal(alone.code, 100);
   assert.match(alone.stderr, /--plaintext-fallback and --local-name go with --starttls/);
 });
+
+test("smtp: our EHLO name is one line of a host name or [address]: --local-name with a line end is a usage error, and a TCPLOCALHOST with one is not used", async () => {
+  // What the server reads first: our EHLO line (it then offers no STARTTLS).
+  const heard: string[] = [];
+  const server = createServer((socket) => {
+    socket.on("error", () => {});
+    socket.write("220 fake ESMTP\r\n");
+    socket.once("data", (d: Buffer) => {
+      heard.push(d.toString("latin1"));
+      socket.end("250 fake\r\n");
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = String((server.address() as { port: number }).port);
+  try {
+    const usage = await run(
+      ours("tcpclient"),
+      [
+        "-RHl0",
+        "127.0.0.1",
+        port,
+        "tlsc",
+        "--starttls",
+        "smtp",
+        "--local-name",
+        "a\r\nRSET",
+        "true",
+      ],
+      { env: { PATH } },
+    );
+    assert.equal(usage.code, 100);
+    assert.match(
+      usage.stderr,
+      /^tlsc: --local-name: not a host name or \[address\]: "a\?\?RSET"\n/,
+    );
+    assert.equal(heard.length, 0, "nothing said to the server");
+    // tlsc run by hand (as s6-tlsc is), TCPLOCALHOST from the environment.
+    const connected = await run(
+      "bash",
+      [
+        "-c",
+        `exec 6<>/dev/tcp/127.0.0.1/${port} 7>&6; exec tlsc --starttls smtp -k localhost true`,
+      ],
+      { env: { PATH, TCPLOCALHOST: "evil\r\nRSET", TCPREMOTEIP: "127.0.0.1" } },
+    );
+    assert.equal(connected.code, 98, connected.stderr);
+    assert.equal(heard.length, 1);
+    assert.match(heard[0] ?? "", /^EHLO [A-Za-z0-9._-]+\r\n$/);
+  } finally {
+    server.close();
+  }
+});
