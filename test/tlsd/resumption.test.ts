@@ -20,6 +20,13 @@ const server = pki.server("localhost", ["localhost"]);
 const env = { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: server.cert, KEYFILE: server.key };
 const program = ["/bin/sh", "-c", "env | grep ^SSL_SESSION_RESUMED="];
 
+/** `tcpserver ... tlsd --mod-ssl`, its program printing SSL_SESSION_RESUMED. */
+function serveTlsd(tcpserver: string) {
+  return startServer(tcpserver, ["-RHl0", "127.0.0.1", "0", "tlsd", "--mod-ssl", ...program], {
+    env,
+  });
+}
+
 /** One openssl s_client session that saves its session to `file` and, with `resume`, starts
  * from the one saved there; what it printed. */
 async function connect(
@@ -49,11 +56,7 @@ async function connect(
 
 for (const version of ["-tls1_3", "-tls1_2"]) {
   test(`our tcpserver + tlsd: a client resumes its session on the next connection (${version})`, async () => {
-    const s = await startServer(
-      ours("tcpserver"),
-      ["-RHl0", "127.0.0.1", "0", "tlsd", "--mod-ssl", ...program],
-      { env },
-    );
+    const s = await serveTlsd(ours("tcpserver"));
     try {
       const file = join(dir, `session${version}`);
       const first = await connect(s.port, file, version, false);
@@ -74,11 +77,7 @@ for (const version of ["-tls1_3", "-tls1_2"]) {
 // ticket its last connection got: a resumed session must bring a new one. Node's own ticket
 // handling never renews, and openssl saved no session from a resumed connection without one.
 test("our tcpserver + tlsd: each resumed TLS 1.3 session gets a new ticket, so a chain of resumptions never falls back", async () => {
-  const s = await startServer(
-    ours("tcpserver"),
-    ["-RHl0", "127.0.0.1", "0", "tlsd", "--mod-ssl", ...program],
-    { env },
-  );
+  const s = await serveTlsd(ours("tcpserver"));
   try {
     const file = (i: number) => join(dir, `chain${i}`);
     assert.match(await connect(s.port, file(0), "-tls1_3", false), /^New, TLSv1\.3/m);
@@ -93,11 +92,7 @@ test("our tcpserver + tlsd: each resumed TLS 1.3 session gets a new ticket, so a
 });
 
 test("tlsd as a process of its own per connection cannot resume (its key dies with it)", async () => {
-  const s = await startServer(
-    djb("tcpserver"),
-    ["-RHl0", "127.0.0.1", "0", "tlsd", "--mod-ssl", ...program],
-    { env },
-  );
+  const s = await serveTlsd(djb("tcpserver"));
   try {
     const file = join(dir, "session-djb");
     await connect(s.port, file, "-tls1_3", false);
