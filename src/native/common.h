@@ -18,6 +18,11 @@ napi_value throw_errno(napi_env env, int err, const char *syscall);
 napi_value errno_value(napi_env env, int err, const char *syscall);
 
 int get_int(napi_env env, napi_value v, int32_t *out);
+/* An argument that must be a number (an fd, a port): 0, or -1 with a TypeError thrown. */
+int number_arg(napi_env env, napi_value v, int32_t *out);
+/* The call's first n (at most 4) arguments, all numbers, into out: 0, or -1 with an exception
+ * pending (return at once). The prologue of every call that takes only fds and numbers. */
+int int_args(napi_env env, napi_callback_info info, size_t n, int32_t *out);
 char *get_string(napi_env env, napi_value v);
 /* A byte string (one JavaScript character per byte): environment entries. */
 char *get_bytes(napi_env env, napi_value v);

@@ -183,8 +183,7 @@ napi_value relay_fds(napi_env env, napi_callback_info info) {
   napi_value args[3];
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   int32_t a, b;
-  get_int(env, args[0], &a);
-  get_int(env, args[1], &b);
+  if (number_arg(env, args[0], &a) || number_arg(env, args[1], &b)) return NULL;
   if (watch_open(env) < 0) return throw_errno(env, errno, "epoll_create1");
   relay_t *r = calloc(1, sizeof(relay_t));
   if (!r) return throw_errno(env, ENOMEM, "relay");

@@ -68,6 +68,21 @@ int get_int(napi_env env, napi_value v, int32_t *out) {
   return napi_get_value_int32(env, v, out) == napi_ok ? 0 : -1;
 }
 
+int number_arg(napi_env env, napi_value v, int32_t *out) {
+  if (get_int(env, v, out) == 0) return 0;
+  napi_throw_type_error(env, NULL, "a number was expected");
+  return -1;
+}
+
+int int_args(napi_env env, napi_callback_info info, size_t n, int32_t *out) {
+  size_t argc = n;
+  napi_value args[4];
+  if (n > 4 || napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok) return -1;
+  for (size_t i = 0; i < n; i++)
+    if (number_arg(env, args[i], &out[i])) return -1;
+  return 0;
+}
+
 char *get_string(napi_env env, napi_value v) {
   size_t len;
   if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
@@ -535,11 +550,8 @@ static napi_value listen_tcp(napi_env env, napi_callback_info info) {
 
 /* localAddress(fd) -> [ip, port, family] */
 static napi_value local_address(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value args[1];
-  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   int32_t fd;
-  get_int(env, args[0], &fd);
+  if (int_args(env, info, 1, &fd)) return NULL;
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return throw_errno(env, errno, "getsockname");
@@ -693,8 +705,7 @@ static napi_value accept_loop(napi_env env, napi_callback_info info) {
   napi_value args[3];
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   int32_t fd, flags;
-  get_int(env, args[0], &fd);
-  get_int(env, args[1], &flags);
+  if (number_arg(env, args[0], &fd) || number_arg(env, args[1], &flags)) return NULL;
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
   int fl = fcntl(fd, F_GETFL);
@@ -724,11 +735,8 @@ static napi_value accept_loop(napi_env env, napi_callback_info info) {
 /* ---------------------------------------------------------------- plain fd calls */
 
 static napi_value close_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value args[1];
-  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   int32_t fd;
-  get_int(env, args[0], &fd);
+  if (int_args(env, info, 1, &fd)) return NULL;
   close(fd);
   return NULL;
 }
@@ -758,11 +766,8 @@ static napi_value unblock_sigusr1(napi_env env, napi_callback_info info) {
 
 /* devNull(fd): reopen fd on /dev/null, so that a closed stdio fd is never reused by a socket. */
 static napi_value dev_null(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value args[1];
-  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   int32_t fd;
-  get_int(env, args[0], &fd);
+  if (int_args(env, info, 1, &fd)) return NULL;
   int n = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (n < 0) return throw_errno(env, errno, "open");
   if (n != fd) {
@@ -778,11 +783,8 @@ static napi_value dev_null(napi_env env, napi_callback_info info) {
 
 /* shutdownWrite(fd): half-close a socket. */
 static napi_value shutdown_write(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value args[1];
-  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   int32_t fd;
-  get_int(env, args[0], &fd);
+  if (int_args(env, info, 1, &fd)) return NULL;
   shutdown(fd, SHUT_WR);
   return NULL;
 }
@@ -790,12 +792,9 @@ static napi_value shutdown_write(napi_env env, napi_callback_info info) {
 /* kill(pid, signo): for a child of ours whose exit has not been reported yet (it is not
  * reaped before that, so the pid cannot have been reused). */
 static napi_value kill_child(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value args[2];
-  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
-  int32_t pid, signo;
-  get_int(env, args[0], &pid);
-  get_int(env, args[1], &signo);
+  int32_t v[2];
+  if (int_args(env, info, 2, v)) return NULL;
+  int32_t pid = v[0], signo = v[1];
   if (pid <= 0) return throw_errno(env, EINVAL, "kill");
   if (spawner_kill(pid, signo)) return NULL;
   if (kill(pid, signo) < 0 && errno != ESRCH) return throw_errno(env, errno, "kill");
@@ -807,12 +806,9 @@ static napi_value kill_child(napi_env env, napi_callback_info info) {
  * socket (peeked, not read): without it, the bytes already there would wake it at once, again
  * and again. */
 static napi_value rcv_lowat(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value args[2];
-  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
-  int32_t fd, bytes;
-  get_int(env, args[0], &fd);
-  get_int(env, args[1], &bytes);
+  int32_t v[2];
+  if (int_args(env, info, 2, v)) return NULL;
+  int32_t fd = v[0], bytes = v[1];
   if (bytes < 1) return throw_errno(env, EINVAL, "setsockopt");
   if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes) < 0)
     return throw_errno(env, errno, "setsockopt");
@@ -828,8 +824,7 @@ static napi_value recv_peek(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   int32_t fd, max;
   bool consume = false;
-  get_int(env, args[0], &fd);
-  get_int(env, args[1], &max);
+  if (number_arg(env, args[0], &fd) || number_arg(env, args[1], &max)) return NULL;
   napi_get_value_bool(env, args[2], &consume);
   if (max <= 0 || max > 1 << 20) return throw_errno(env, EINVAL, "recv");
   void *data;
@@ -934,11 +929,8 @@ static napi_value connect_unix(napi_env env, napi_callback_info info) {
 /* connectStatus(fd) -> 0 connected, -errno failed, 1 still connecting: a connect to this host
  * is often over before connect() returns, and needs no poll then. */
 static napi_value connect_status(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value args[1];
-  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   int32_t fd;
-  get_int(env, args[0], &fd);
+  if (int_args(env, info, 1, &fd)) return NULL;
   struct pollfd p = {fd, POLLOUT, 0};
   int status = 1;
   if (poll(&p, 1, 0) == 1) {
@@ -955,11 +947,8 @@ static napi_value connect_status(napi_env env, napi_callback_info info) {
 /* abortOnClose(fd): closing fd resets the connection (SO_LINGER 0), as a refused connect
  * resets a client: a forwarder whose service refused answers its client the same way. */
 static napi_value abort_on_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value args[1];
-  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   int32_t fd;
-  get_int(env, args[0], &fd);
+  if (int_args(env, info, 1, &fd)) return NULL;
   struct linger l = {1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
   return NULL;
@@ -991,11 +980,8 @@ static napi_value socket_pair(napi_env env, napi_callback_info info) {
 
 /* dup(fd) -> a new close-on-exec fd for the same open file. */
 static napi_value dup_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value args[1];
-  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   int32_t fd;
-  get_int(env, args[0], &fd);
+  if (int_args(env, info, 1, &fd)) return NULL;
   int n = fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (n < 0) return throw_errno(env, errno, "dup");
   napi_value result;
@@ -1006,11 +992,8 @@ static napi_value dup_fd(napi_env env, napi_callback_info info) {
 /* socketKind(fd) -> [domain, type, listening]: SO_DOMAIN, SO_TYPE and SO_ACCEPTCONN of a socket
  * this process was given (systemd's LISTEN_FDS); throws EBADF or ENOTSOCK for anything else. */
 static napi_value socket_kind(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value args[1];
-  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   int32_t fd;
-  get_int(env, args[0], &fd);
+  if (int_args(env, info, 1, &fd)) return NULL;
   int values[3];
   const int options[3] = {SO_DOMAIN, SO_TYPE, SO_ACCEPTCONN};
   for (int i = 0; i < 3; i++) {

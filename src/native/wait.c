@@ -74,7 +74,7 @@ static napi_value wait_start(napi_env env, napi_callback_info info, int connecti
   napi_value args[2];
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   int32_t fd;
-  get_int(env, args[0], &fd);
+  if (number_arg(env, args[0], &fd)) return NULL;
   if (fd < 0) return throw_errno(env, EBADF, "poll");
   if (watch_open(env) < 0 || table_fit(fd) < 0) return throw_errno(env, errno, "poll");
   /* A wait left on this number belongs to an fd that was closed without cancelWait (the
@@ -114,7 +114,7 @@ napi_value cancel_wait(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   int32_t fd;
   uint32_t number = 0;
-  get_int(env, args[0], &fd);
+  if (number_arg(env, args[0], &fd)) return NULL;
   napi_get_value_uint32(env, args[1], &number);
   if (fd >= 0 && fd < by_fd_size && by_fd[fd] && by_fd[fd]->number == number) wait_end(by_fd[fd]);
   return NULL;
