@@ -12,9 +12,31 @@ export interface CommonTcpOptions {
   ident: boolean;
   remoteHostLookup: boolean;
   noDelay: boolean;
+  /** -4 (Debian's ucspi-tcp-ipv6): IPv4 sockets only, so only a host's IPv4 addresses. */
+  ipv4Only: boolean;
+  /** -6 (Debian's): the variables in IPv6 form for every connection: PROTO=TCP6, and an IPv4
+   * address in its mapped form (::ffff:127.0.0.1), as an IPv6 socket sees it. */
+  v6Env: boolean;
+  /** -I (Debian's): the interface of a link-local IPv6 address given without its %zone. */
+  interfaceName: string | undefined;
 }
 
-/** Applies one of -qQv, -l, -t, -rR, -hH, -dD; false when `name` is not one of them. */
+/** The defaults of the options applyCommonOption sets. */
+export function commonDefaults(): CommonTcpOptions {
+  return {
+    verbosity: 1,
+    localName: undefined,
+    identTimeoutMs: 26_000,
+    ident: true,
+    remoteHostLookup: true,
+    noDelay: false,
+    ipv4Only: false,
+    v6Env: false,
+    interfaceName: undefined,
+  };
+}
+
+/** Applies one of -qQv, -l, -t, -rR, -hH, -dD, -46, -I; false when `name` is not one of them. */
 export function applyCommonOption(o: CommonTcpOptions, name: string, value: string): boolean {
   switch (name) {
     case "q":
@@ -39,6 +61,15 @@ export function applyCommonOption(o: CommonTcpOptions, name: string, value: stri
     case "d":
     case "D":
       o.noDelay = name === "D";
+      return true;
+    case "4":
+      o.ipv4Only = true;
+      return true;
+    case "6":
+      o.v6Env = true;
+      return true;
+    case "I":
+      o.interfaceName = value;
       return true;
     default:
       return false;

@@ -159,3 +159,15 @@ export async function resolveHostAddresses(name: string): Promise<string[]> {
     throw error;
   }
 }
+
+/** The addresses of tcpserver's or tcpclient's `host` as parsed (parseServerHost,
+ * parseClientHost): a literal is itself; a name that cannot be resolved, for whatever reason,
+ * has none (the caller then says djb's "no IP address for NAME"). */
+export async function hostAddresses(host: string | { name: string }): Promise<string[]> {
+  if (typeof host === "string") return [host];
+  try {
+    return await resolveHostAddresses(host.name);
+  } catch {
+    return [];
+  }
+}

@@ -230,6 +230,13 @@ export function unmapIPv4(ip: string): string {
   return bytes ? formatIPv4(bytes.subarray(12, 16)) : ip;
 }
 
+/** An address as tcpserver writes it in its log lines and looks it up in its rules: an IPv4 one
+ * as a dotted quad, or with -6 (`v6Form`, Debian's forced IPv6 mode) in the mapped form. */
+export function shownIp(ip: string, v6Form: boolean): string {
+  const plain = unmapIPv4(ip);
+  return v6Form && !plain.includes(":") ? mapIPv4(plain) : plain;
+}
+
 /** The IPv4-mapped IPv6 spelling of an IPv4 address (`127.0.0.1` → `::ffff:127.0.0.1`). */
 export function mapIPv4(ip: string): string {
   return `::ffff:${ip}`;

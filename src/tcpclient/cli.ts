@@ -1,17 +1,17 @@
 // tcpclient: connect, then run the program with the socket on fds 6 and 7. The only file of
 // tcpclient that touches process globals.
 import { isIP } from "node:net";
-import { connectionEnv, parseClientHost, parsePort } from "../ucspi/address.ts";
+import { connectionEnv, parseClientHost, parsePort, withInterface } from "../ucspi/address.ts";
 import { runChain } from "../ucspi/chain.ts";
 import { dropOwnPrivileges } from "../ucspi/privileges.ts";
-import { resolveHostAddresses, reverseName } from "../net/dns.ts";
+import { hostAddresses, reverseName } from "../net/dns.ts";
 import { helpAsked } from "../cli/help.ts";
 import { applyEnv, startEnv } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { identQuery } from "../net/ident.ts";
 import { passOnStatus, reportError, writeStderr } from "../cli/main.ts";
 import { connectInTurn, socketFd } from "./connect.ts";
-import { EXTENSIONS, USAGE, parseClientArgs } from "./options.ts";
+import { USAGE, parseClientArgs } from "./options.ts";
 import type { ClientOptions } from "./options.ts";
 
 const DNS_TIMEOUT_MS = 30_000;
@@ -29,7 +29,7 @@ const FORWARDED: NodeJS.Signals[] = [
 ];
 
 async function main(): Promise<number> {
-  if (helpAsked("tcpclient", process.argv.slice(2), USAGE, EXTENSIONS)) return 0;
+  if (helpAsked("tcpclient", process.argv.slice(2), USAGE)) return 0;
   const options = parseClientArgs(process.argv.slice(2));
   const addresses = await addressesOf(options);
   const port = portNumber(options.port);
@@ -37,7 +37,7 @@ async function main(): Promise<number> {
     {
       addresses,
       port,
-      localIp: options.localIp,
+      localIp: options.localIp && withInterface(options.localIp, options.interfaceName),
       localPort: options.localPort || undefined,
       timeoutsMs: options.connectTimeoutsMs,
       noDelay: options.noDelay,
@@ -81,6 +81,7 @@ async function main(): Promise<number> {
       remoteInfo,
       listenerIsV6: false,
       role: "client",
+      v6Form: options.v6Env,
     }),
   );
 
@@ -132,20 +133,10 @@ async function main(): Promise<number> {
 }
 
 async function addressesOf(options: ClientOptions): Promise<string[]> {
-  const parsed = parseClientHost(options.host);
-  let all: string[];
-  if (typeof parsed === "string") all = [parsed];
-  else {
-    try {
-      all = await resolveHostAddresses(parsed.name);
-    } catch {
-      all = [];
-    }
-  }
-  const wanted =
-    options.family === undefined ? all : all.filter((ip) => isIP(ip) === options.family);
+  const all = await hostAddresses(parseClientHost(options.host));
+  const wanted = options.ipv4Only ? all.filter((ip) => isIP(ip) === 4) : all;
   if (wanted.length === 0) throw new FatalError(`no IP address for ${options.host}`);
-  return wanted;
+  return wanted.map((ip) => withInterface(ip, options.interfaceName));
 }
 
 /** A name lowercased without its root dot, an address as parseClientHost reads it. */

@@ -1,18 +1,15 @@
-// tcpclient's argv → options: djb's letters and defaults, plus -4/-6.
+// tcpclient's argv → options: djb's letters and defaults, and Debian ucspi-tcp-ipv6's -4, -6, -I.
 import { isIP } from "node:net";
 import { UsageError } from "../ucspi/errors.ts";
 import { getopt, scanUnsigned } from "../cli/getopt.ts";
-import { applyCommonOption, hostPortProgram } from "../cli/tcp-options.ts";
+import { applyCommonOption, commonDefaults, hostPortProgram } from "../cli/tcp-options.ts";
 import type { CommonTcpOptions } from "../cli/tcp-options.ts";
 
-/** Our options beyond djb's, for --help. */
-export const EXTENSIONS = "[ -4 | -6 ]";
-
+/** Debian's ucspi-tcp-ipv6 usage line, letter for letter. */
 export const USAGE =
-  "tcpclient [ -hHrRdDqQv ] [ -i localip ] [ -p localport ] [ -T timeoutconn ] [ -l localname ] [ -t timeoutinfo ] host port program";
+  "tcpclient [ -46hHrRdDqQv ] [ -i localip ] [ -p localport ] [ -T timeoutconn ] [ -l localname ] [ -t timeoutinfo ] [ -I interface ] host port program";
 
 export interface ClientOptions extends CommonTcpOptions {
-  family: 4 | 6 | undefined;
   localIp: string | undefined;
   /** -p as djb's scan_ulong reads it into a 16-bit port (digits only, no service names); 0 or
    * undefined: any port. */
@@ -25,18 +22,12 @@ export interface ClientOptions extends CommonTcpOptions {
 }
 
 export function parseClientArgs(args: readonly string[]): ClientOptions {
-  const { options, rest } = getopt(args, { flags: "46hHrRdDqQv", values: "ipTlt" });
+  const { options, rest } = getopt(args, { flags: "46hHrRdDqQv", values: "ipTltI" });
   const o: ClientOptions = {
-    verbosity: 1,
-    family: undefined,
+    ...commonDefaults(),
     localIp: undefined,
     localPort: undefined,
     connectTimeoutsMs: [2000, 58_000],
-    localName: undefined,
-    identTimeoutMs: 26_000,
-    remoteHostLookup: true,
-    ident: true,
-    noDelay: false,
     host: "",
     port: "",
     program: [],
@@ -44,12 +35,6 @@ export function parseClientArgs(args: readonly string[]): ClientOptions {
   for (const { name, value } of options) {
     if (applyCommonOption(o, name, value)) continue;
     switch (name) {
-      case "4":
-        o.family = 4;
-        break;
-      case "6":
-        o.family = 6;
-        break;
       case "i":
         // djb's: an address that ip4_scan cannot read is a usage error (ours reads IPv6 too).
         if (isIP(value) === 0) throw new UsageError("");

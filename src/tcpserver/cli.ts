@@ -4,9 +4,10 @@ import { spawn } from "node:child_process";
 import { isSea } from "node:sea";
 import type { ChildProcess } from "node:child_process";
 import { writeSync } from "node:fs";
-import { parsePort, parseServerHost } from "../ucspi/address.ts";
+import { networkInterfaces } from "node:os";
+import { parsePort, parseServerHost, withInterface } from "../ucspi/address.ts";
 import { StageConfigError, prepareChain } from "../ucspi/chain.ts";
-import { resolveHostAddresses } from "../net/dns.ts";
+import { hostAddresses } from "../net/dns.ts";
 import { helpAsked } from "../cli/help.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { startEnv } from "../ucspi/env.ts";
@@ -70,7 +71,7 @@ async function main(): Promise<void> {
   const activated = socketActivated(env);
   const listenFd = options.workerSharesListener
     ? ACTIVATED_FD
-    : (activated ?? listenOn(await bindAddress(options.host), portNumber(options.port), options));
+    : (activated ?? listenOn(await bindAddress(options), portNumber(options.port), options));
   // Bound as the port is, before privileges go (a port below 1024, a socket under /run).
   if (metrics && options.metrics && options.workerIndex === 0) {
     const endpoint = await serveMetrics(options.metrics, metrics, () => hangUp.workers);
@@ -97,7 +98,7 @@ async function main(): Promise<void> {
   const log =
     options.logFormat === "json"
       ? await jsonLog(options.verbosity, 2)
-      : textLog(options.verbosity, writeStderr);
+      : textLog(options.verbosity, writeStderr, options.v6Env);
   hangUp.log = log;
   const server = serve(listenFd, {
     options,
@@ -221,19 +222,24 @@ function startWorkers(
   return workers;
 }
 
-async function bindAddress(host: string): Promise<string> {
-  const parsed = parseServerHost(host);
-  if (typeof parsed === "string") return parsed;
-  let addresses: string[] = [];
-  try {
-    addresses = await resolveHostAddresses(parsed.name);
-  } catch {
-    addresses = [];
-  }
+/** The address to listen on: `host`'s, an IPv4 one with -4, a link-local one on -I's
+ * interface. */
+async function bindAddress(options: ServerOptions): Promise<string> {
+  const addresses = await hostAddresses(parseServerHost(options.host));
   // djb binds an IPv4 address; prefer one where the name has both.
-  const first = addresses.find((a) => !a.includes(":")) ?? addresses[0];
-  if (first === undefined) throw new FatalError(`no IP address for ${parsed.name}`);
-  return first;
+  const first = options.ipv4Only
+    ? addresses.find((a) => !a.includes(":"))
+    : (addresses.find((a) => !a.includes(":")) ?? addresses[0]);
+  if (first === undefined) throw new FatalError(`no IP address for ${options.host}`);
+  const address = withInterface(first, options.interfaceName);
+  if (address !== first) checkInterface(options.interfaceName ?? "");
+  return address;
+}
+
+/** -I names an interface of this host (a link-local address needs a real one). */
+function checkInterface(name: string): void {
+  if (/^[0-9]+$/.test(name) || name in networkInterfaces()) return;
+  throw new FatalError(`unable to bind: no network interface ${name}`);
 }
 
 function portNumber(text: string): number {

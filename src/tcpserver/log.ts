@@ -1,6 +1,6 @@
 // tcpserver's events, in djb's exact text lines (multilog and s6-log take them as they are)
 // or as JSON objects (pino) for log collectors. One function per event, as s6 does.
-import { unmapIPv4 } from "../net/ip.ts";
+import { shownIp } from "../net/ip.ts";
 
 export interface Endpoints {
   localHost: string | undefined;
@@ -49,12 +49,19 @@ export function safeField(text: string | undefined): string {
   return bytes.length > 100 ? `${out}...` : out;
 }
 
-/** djb's text lines, written through `write` (one whole line per call). */
-export function textLog(verbosity: Verbosity, write: (line: string) => void): ServerLog {
+/** djb's text lines, written through `write` (one whole line per call); `v6Form`: -6, an IPv4
+ * client is named in the mapped form, as Debian's tcpserver -6 names it. */
+export function textLog(
+  verbosity: Verbosity,
+  write: (line: string) => void,
+  v6Form = false,
+): ServerLog {
   const info = (line: string) => write(`tcpserver: ${line}\n`);
   const warning = (message: string) => {
     if (verbosity >= 1) write(`tcpserver: warning: ${message}\n`);
   };
+  // The verdict line's addresses as accepted, or with -6 in the mapped form.
+  const asGiven = (ip: string) => (v6Form ? shownIp(ip, true) : ip);
   // Quiet servers do not even format the lines they would not print.
   if (verbosity < 2) {
     const none = () => {};
@@ -72,15 +79,15 @@ export function textLog(verbosity: Verbosity, write: (line: string) => void): Se
   }
   return {
     status: (active, limit) => info(`status: ${active}/${limit}`),
-    accepted: (id, remoteIp) => info(`pid ${id} from ${unmapIPv4(remoteIp)}`),
+    accepted: (id, remoteIp) => info(`pid ${id} from ${shownIp(remoteIp, v6Form)}`),
     verdict: (kind, id, e) =>
       info(
-        `${kind} ${id} ${safeField(e.localHost)}:${e.localIp}:${e.localPort} ` +
-          `${safeField(e.remoteHost)}:${e.remoteIp}:${safeField(e.remoteInfo)}:${e.remotePort}`,
+        `${kind} ${id} ${safeField(e.localHost)}:${asGiven(e.localIp)}:${e.localPort} ` +
+          `${safeField(e.remoteHost)}:${asGiven(e.remoteIp)}:${safeField(e.remoteInfo)}:${e.remotePort}`,
       ),
     end: (id, wstatus) => info(`end ${id} status ${wstatus}`),
     reject: (remoteIp, count, limit) =>
-      info(`reject ${unmapIPv4(remoteIp)} count ${count}/${limit}`),
+      info(`reject ${shownIp(remoteIp, v6Form)} count ${count}/${limit}`),
     warning,
     reload: () => info("reload"),
     drain: (kind, open, seconds) =>

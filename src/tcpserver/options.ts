@@ -4,11 +4,12 @@ import type { MetricsAddress } from "../metrics/address.ts";
 import { UsageError } from "../ucspi/errors.ts";
 import { toBytes } from "../ucspi/env.ts";
 import { getopt, scanUnsigned } from "../cli/getopt.ts";
-import { applyCommonOption, hostPortProgram } from "../cli/tcp-options.ts";
+import { applyCommonOption, commonDefaults, hostPortProgram } from "../cli/tcp-options.ts";
 import type { CommonTcpOptions } from "../cli/tcp-options.ts";
 
+/** Debian's ucspi-tcp-ipv6 usage line, letter for letter. */
 export const USAGE =
-  "tcpserver [ -1UXpPhHrRoOdDqQv ] [ -c limit ] [ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] host port program";
+  "tcpserver [ -461UXpPhHrRoOdDqQv ] [ -c limit ] [ -x rules.cdb ] [ -B banner ] [ -g gid ] [ -u uid ] [ -b backlog ] [ -l localname ] [ -t timeout ] [ -I interface ] host port program";
 
 /** Our options beyond djb's, for --help (djb's usage line above stays his). */
 export const EXTENSIONS =
@@ -68,12 +69,12 @@ export function parseServerArgs(
   env: Readonly<Record<string, string | undefined>> = {},
 ): ServerOptions {
   const { options, rest } = getopt(args, {
-    flags: "1UXpPhHrRoOdDqQv",
-    values: "cxBgubltC",
+    flags: "461UXpPhHrRoOdDqQv",
+    values: "cxBgubltCI",
     long: LONG,
   });
   const o: ServerOptions = {
-    verbosity: 1,
+    ...commonDefaults(),
     limit: 40,
     perIpLimit: undefined,
     rulesFile: undefined,
@@ -83,13 +84,8 @@ export function parseServerArgs(
     uid: undefined,
     printPort: false,
     backlog: 20,
-    localName: undefined,
-    identTimeoutMs: 26_000,
-    ident: true,
-    remoteHostLookup: true,
     paranoid: false,
     killIpOptions: true,
-    noDelay: false,
     proxy: false,
     transparent: false,
     originalDestination: false,

@@ -1,7 +1,7 @@
 // -x: what the rules say about one connection, read afresh each time (tcprules may have
 // replaced the cdb), in djb's terms: allow (with the rule's variables), deny, or drop the
 // connection when the rules cannot be read (-X: a missing file allows).
-import { unmapIPv4 } from "../net/ip.ts";
+import { shownIp } from "../net/ip.ts";
 import { causeText } from "../ucspi/errors.ts";
 import { lookupRules, readRulesFile } from "../rules/rules.ts";
 import type { Endpoints } from "./log.ts";
@@ -26,7 +26,7 @@ export function rulesVerdict(options: ServerOptions, ends: Endpoints): RulesVerd
   }
   try {
     const verdict = lookupRules(rules, {
-      ip: unmapIPv4(ends.remoteIp),
+      ip: shownIp(ends.remoteIp, options.v6Env),
       host: ends.remoteHost,
       info: ends.remoteInfo,
       localPort: options.originalDestination ? ends.localPort : undefined,

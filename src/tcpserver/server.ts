@@ -1,7 +1,7 @@
 // The accept loop and what tcpserver does for each connection, in djb's order: banner,
 // host names and ident, rules, then the program (spawned on the socket, or in-process).
 import { writeSync } from "node:fs";
-import { unmapIPv4 } from "../net/ip.ts";
+import { shownIp } from "../net/ip.ts";
 import { connectionVarNames, eachConnectionVar } from "../ucspi/address.ts";
 import { exitStatus, runChain } from "../ucspi/chain.ts";
 import { refuseSharedPrivileges } from "../ucspi/privileges.ts";
@@ -183,7 +183,9 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
         if ("error" in result) {
           const id = nextId++;
           log.accepted(id, c.remoteIp);
-          log.warning(`dropping connection from ${unmapIPv4(c.remoteIp)}: ${result.error}`);
+          log.warning(
+            `dropping connection from ${shownIp(c.remoteIp, options.v6Env)}: ${result.error}`,
+          );
           dropped.inc(DROPPED_PROXY);
           return finish(c, id, DROP_STATUS);
         }
@@ -236,6 +238,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
         remoteInfo: ends.remoteInfo,
         listenerIsV6: deps.listenerIsV6 || c.proxy?.family === "tcp6",
         interfaceName: c.interfaceName,
+        v6Form: options.v6Env,
       },
       (name, value) => putVar(env, name, value),
     );

@@ -6,7 +6,7 @@
 
 import { readFileSync } from "node:fs";
 import { isIPv4, isIPv6 } from "node:net";
-import { isIPv4Mapped, mapIPv4, unmapIPv4 } from "../net/ip.ts";
+import { isIPv4Mapped, isLinkLocal, mapIPv4, unmapIPv4 } from "../net/ip.ts";
 import { FatalError } from "./errors.ts";
 import { onReload } from "./reload.ts";
 
@@ -122,6 +122,13 @@ export function parsePort(text: string, services?: ReadonlyMap<string, number>):
 }
 
 /** Split `fe80::1%eth0` into address and zone; the zone is undefined when absent. */
+/** -I (Debian's ucspi-tcp-ipv6): a link-local IPv6 address without its own %zone gets
+ * `interfaceName`'s; any other address means the same on every interface and is kept as it is. */
+export function withInterface(ip: string, interfaceName: string | undefined): string {
+  if (interfaceName === undefined || ip.includes("%") || !isLinkLocal(ip)) return ip;
+  return `${ip}%${interfaceName}`;
+}
+
 function splitZone(ip: string): { ip: string; zone: string | undefined } {
   const percent = ip.indexOf("%");
   if (percent === -1) return { ip, zone: undefined };
@@ -149,6 +156,10 @@ export interface ConnectionInfo {
   role?: "server" | "client";
   /** Interface name for TCP6INTERFACE; default: the `%zone` of the remote (or local) address. */
   interfaceName?: string | undefined;
+  /** -6 (Debian's forced IPv6 mode): an IPv4 peer is told as an IPv6 one would be, its
+   * addresses in the mapped form (PROTO=TCP6, TCPREMOTEIP=::ffff:127.0.0.1); on the server
+   * side the TCP6* set too, as on an IPv6 listener. */
+  v6Form?: boolean;
 }
 
 export interface ConnectionEnv {
@@ -213,11 +224,16 @@ export function eachConnectionVar(
   const localPort = String(info.localPort);
   const remotePort = String(info.remotePort);
 
-  const remoteIsV4 = isIPv4(remote.ip) || isIPv4Mapped(remote.ip);
+  const v4Peer = isIPv4(remote.ip) || isIPv4Mapped(remote.ip);
+  if (info.v6Form && v4Peer) {
+    local.ip = mapIPv4(unmapIPv4(local.ip));
+    remote.ip = mapIPv4(unmapIPv4(remote.ip));
+  }
+  const remoteIsV4 = v4Peer && !info.v6Form;
   const localV4 = unmapIPv4(local.ip);
   const remoteV4 = unmapIPv4(remote.ip);
 
-  if (info.role === "client" || !info.listenerIsV6) {
+  if (info.role === "client" || !(info.listenerIsV6 || info.v6Form)) {
     const v6Client = info.role === "client" && !remoteIsV4;
     put("PROTO", v6Client ? "TCP6" : "TCP");
     put("TCPLOCALIP", v6Client ? local.ip : localV4);

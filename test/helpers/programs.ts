@@ -1,6 +1,7 @@
 // Paths and runners for the real programs under test: ours (bin/) and djb's (ucspi-tcp).
 import { spawn } from "node:child_process";
 import type { SpawnOptions } from "node:child_process";
+import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -18,6 +19,16 @@ export function ours(name: string): string {
 /** djb's program from Debian's ucspi-tcp package. */
 export function djb(name: string): string {
   return join("/usr/bin", name);
+}
+
+/** The program from Debian's ucspi-tcp-ipv6 (djb's with -4, -6 and -I, whose usage lines ours
+ * print), extracted into build/peers (it conflicts with ucspi-tcp): fails the test, never skips
+ * it, when it is missing. */
+export function debianIpv6(name: string): string {
+  const path = join(ROOT, "build/peers/ucspi-tcp-ipv6/usr/bin", name);
+  if (!existsSync(path))
+    throw new Error(`${path} is missing: sh scripts/fetch-test-peers.sh extracts it there`);
+  return path;
 }
 
 export interface RunResult {

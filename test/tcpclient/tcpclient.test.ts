@@ -6,7 +6,7 @@ import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 import { spawn, spawnSync } from "node:child_process";
-import { ROOT, djb, ours, run } from "../helpers/programs.ts";
+import { ROOT, debianIpv6, djb, ours, run } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
 import { hidePortVars } from "../helpers/normalize.ts";
 
@@ -164,8 +164,10 @@ test("messages and exit codes match djb's: refused, no address, cannot run, usag
     for (const argv of cases) {
       const a = await run(djb("tcpclient"), argv);
       const b = await run(ours("tcpclient"), argv);
-      assert.equal(b.stderr, a.stderr, `stderr for ${argv.join(" ")}`);
-      assert.equal(b.code, a.code, `exit code for ${argv.join(" ")}`);
+      // The usage line is Debian's ucspi-tcp-ipv6 one (its -4, -6 and -I are ours too).
+      const peer = a.stderr.includes("usage:") ? await run(debianIpv6("tcpclient"), argv) : a;
+      assert.equal(b.stderr, peer.stderr, `stderr for ${argv.join(" ")}`);
+      assert.equal(b.code, peer.code, `exit code for ${argv.join(" ")}`);
     }
   });
 });
@@ -365,3 +367,23 @@ for (const signal of ["SIGTERM", "SIGHUP", "SIGINT"] as const) {
     assert.equal(r.signal, signal, r.out);
   });
 }
+
+// Debian's ucspi-tcp-ipv6 letters, in scripts written for it: ours took -6 for "IPv6 addresses
+// only" (and refused an IPv4 host), and -I was an illegal option.
+test("-6 tells the connection in IPv6 form, and -I is taken, as Debian's ucspi-tcp-ipv6 tcpclient", async () => {
+  await withServer(djb("tcpserver"), ["/bin/echo", "hi"], async (port) => {
+    for (const args of [["-6"], ["-6", "-I", "lo"], ["-I", "lo"]]) {
+      const argv = [...args, "-RH", "-l0", "127.0.0.1", String(port), PRINT_ENV, "x"];
+      const a = await run(debianIpv6("tcpclient"), argv, { env: CLIENT_ENV });
+      const b = await run(ours("tcpclient"), argv, { env: CLIENT_ENV });
+      assert.equal(b.code, 0, b.stderr);
+      assert.equal(hidePortVars(b.stdout), hidePortVars(a.stdout), args.join(" "));
+      const proto = args.includes("-6") ? "TCP6" : "TCP";
+      assert.match(b.stdout, new RegExp(`^PROTO=${proto}$`, "m"));
+      if (proto === "TCP6") assert.match(b.stdout, /^TCPREMOTEIP=::ffff:127\.0\.0\.1$/m);
+    }
+  });
+  const r = await run(ours("tcpclient"), ["-4", "-RH", "::1", "1", "true"]);
+  assert.equal(r.code, 111);
+  assert.equal(r.stderr, "tcpclient: fatal: no IP address for ::1\n");
+});

@@ -5,7 +5,7 @@ import { closeSync, openSync } from "node:fs";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
-import { djb, ours, run } from "../helpers/programs.ts";
+import { debianIpv6, djb, ours, run } from "../helpers/programs.ts";
 import { startServer, talk } from "../helpers/server.ts";
 import { normalizeLog } from "../helpers/normalize.ts";
 
@@ -31,9 +31,11 @@ test("no program and an unknown port name: djb's fatal line, exit 111", async ()
   assert.equal(b.stderr, a.stderr);
 });
 
+// The usage line is Debian's ucspi-tcp-ipv6 one (its -4, -6 and -I are ours too).
 for (const [what, args] of USAGE_CASES) {
   test(`usage error: ${what}`, async () => {
-    const { a, b } = await both(args);
+    const a = await run(debianIpv6("tcpserver"), args);
+    const b = await run(ours("tcpserver"), args);
     assert.equal(b.code, 100);
     assert.equal(b.stderr, a.stderr);
     assert.equal(b.stdout, "");

@@ -9,31 +9,20 @@
 // 0.0.0.0 for `0` (djb) and `::` for `::`. So ours on `::` is compared with Debian's on `::0`
 // and on `0`.
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { ROOT, ours, run } from "../helpers/programs.ts";
+import { ROOT, debianIpv6, ours, run } from "../helpers/programs.ts";
 import { hidePortVars } from "../helpers/normalize.ts";
 import { rulesText, scratch } from "../helpers/rules.ts";
 import { startServer, talk } from "../helpers/server.ts";
 import { logShape, session } from "../helpers/session.ts";
 import type { Client, Session } from "../helpers/session.ts";
 
-const PEER_DIR = join(ROOT, "build/peers/ucspi-tcp-ipv6/usr/bin");
 const PRINT_ENV = join(ROOT, "test/fixtures/print-env");
 const SERVER_ENV = { PATH: "/usr/bin:/bin" };
 
-/** Debian's ucspi-tcp-ipv6 program NAME; fails the test (never skips it) when it is missing. */
-function debian(name: string): string {
-  const path = join(PEER_DIR, name);
-  assert.ok(
-    existsSync(path),
-    `${path} is missing: extract Debian's ucspi-tcp-ipv6 there (mkdir -p build/peers && ` +
-      "cd build/peers && apt-get download ucspi-tcp-ipv6 && " +
-      "dpkg-deb -x ucspi-tcp-ipv6_*.deb ucspi-tcp-ipv6)",
-  );
-  return path;
-}
+const debian = debianIpv6;
 
 let dir = "";
 let removeDir = () => {};
@@ -173,4 +162,48 @@ test("rules: an IPv6 prefix key (`::`) and a deny for ::1, on ::1", async () => 
   assert.equal(r2.ours.outputs[0], "");
   assert.match(r2.ours.log, /^tcpserver: deny \d+ 0:::1:\d+ :::1::\d+$/m);
   assert.match(r2.ours.log, /^tcpserver: end \d+ status 25600$/m);
+});
+
+// Debian's -6 ("force IPv6 mode in UCSPI environment variables"): tcpserver -6 in a run script
+// made ours stop at "illegal option -- 6".
+test("-6: an IPv4 client is told as an IPv6 one (PROTO=TCP6, the mapped form), its rules and log lines too, as Debian's -6", async () => {
+  const cdb = await ipv6Rules([
+    '127.0.0.1:allow,X="v4"',
+    '::ffff:127.0.0.:allow,X="mapped prefix"',
+    ':allow,X="other"',
+  ]);
+  // Debian's `0` is its dual-stack wildcard, ours djb's IPv4 one: with -6 they tell the same.
+  for (const [peerHost, ourHost, clients] of [
+    ["0", "0", [V4_CLIENT]],
+    ["::0", "::", [V4_CLIENT, V6_CLIENT]],
+  ] as const) {
+    const { ours: b } = await sideBySide(peerHost, ourHost, ["-6", "-RHl0", "-x", cdb], clients);
+    const v4 = envOf(b.outputs[0] ?? "");
+    assert.equal(v4.get("PROTO"), "TCP6");
+    assert.equal(v4.get("TCPREMOTEIP"), "::ffff:127.0.0.1");
+    assert.equal(v4.get("TCPLOCALIP"), "::ffff:127.0.0.1");
+    assert.equal(v4.get("TCP6REMOTEIP"), "::ffff:127.0.0.1");
+    assert.equal(v4.get("TCP6REMOTEPORT"), v4.get("TCPREMOTEPORT"));
+    assert.equal(v4.get("X"), "mapped prefix");
+    assert.match(b.log, /^tcpserver: pid \d+ from ::ffff:127\.0\.0\.1$/m);
+    assert.match(b.log, /^tcpserver: ok \d+ 0:::ffff:127\.0\.0\.1:\d+ :::ffff:127\.0\.0\.1::\d+$/m);
+    if (clients.length > 1) assert.equal(envOf(b.outputs[1] ?? "").get("TCPREMOTEIP"), "::1");
+  }
+});
+
+test("-4: IPv4 sockets only, as Debian's -4: an IPv6 host has no address, `0` takes no IPv6 client", async () => {
+  const r = await run(ours("tcpserver"), ["-4", "-RHl0", "::1", "0", PRINT_ENV]);
+  assert.equal(r.code, 111);
+  assert.equal(r.stderr, "tcpserver: fatal: no IP address for ::1\n");
+  for (const server of [debian("tcpserver"), ours("tcpserver")]) {
+    const s = await startServer(server, ["-4", "-RHl0", "0", "0", PRINT_ENV], { env: SERVER_ENV });
+    try {
+      await assert.rejects(talk(s.port, "", "::1"), /ECONNREFUSED/, server);
+      const vars = envOf(await talk(s.port, "", "127.0.0.1"));
+      assert.equal(vars.get("PROTO"), "TCP", server);
+      assert.equal(vars.get("TCPREMOTEIP"), "127.0.0.1", server);
+    } finally {
+      await s.stop();
+    }
+  }
 });
