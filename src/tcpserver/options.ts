@@ -123,16 +123,16 @@ export function parseServerArgs(
         o.banner = toBytes(value);
         break;
       case "g":
-        o.gid = scanUnsigned(value);
+        o.gid = systemId(value, "-g");
         break;
       case "u":
-        o.uid = scanUnsigned(value);
+        o.uid = systemId(value, "-u");
         break;
       case "U":
         // Only a variable that is set counts, as djb's `if (x) scan_ulong(x,...)`: -u 1000 -U
         // with no UID keeps 1000 (not root's 0).
-        if (env["GID"] !== undefined) o.gid = scanUnsigned(env["GID"]);
-        if (env["UID"] !== undefined) o.uid = scanUnsigned(env["UID"]);
+        if (env["GID"] !== undefined) o.gid = systemId(env["GID"], "GID (for -U)");
+        if (env["UID"] !== undefined) o.uid = systemId(env["UID"], "UID (for -U)");
         break;
       case "1":
         o.printPort = true;
@@ -195,6 +195,17 @@ export function parseServerArgs(
     throw new UsageError(`--workers ${o.workers} needs -c ${o.workers} or more, not -c ${o.limit}`);
   Object.assign(o, hostPortProgram(rest));
   return o;
+}
+
+/** The largest user or group id: (uid_t)-1 means "no change" to setuid and setgid. */
+const MAX_ID = 4294967294;
+
+/** A user or group id as djb's scan_ulong reads it (leading digits, none is 0); one past what
+ * a uid_t holds is refused (djb's truncates it to 32 bits and runs as whoever that is). */
+function systemId(value: string, what: string): number {
+  const id = scanUnsigned(value);
+  if (id > MAX_ID) throw new UsageError(`${what} needs an id from 0 to ${MAX_ID}, not '${value}'`);
+  return id;
 }
 
 function positive(value: string, option: string): number {

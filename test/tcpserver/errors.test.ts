@@ -64,6 +64,38 @@ for (const [what, options, line] of LIMIT_CASES) {
   });
 }
 
+// An id past what a uid_t holds: ours died with Node's own words ("The value of "id" is out of
+// range..."); djb's truncates it to 32 bits and runs as whoever that is.
+for (const [what, options, env, line] of [
+  [
+    "-u 99999999999",
+    ["-u", "99999999999"],
+    {},
+    "-u needs an id from 0 to 4294967294, not '99999999999'",
+  ],
+  [
+    "-g 4294967295",
+    ["-g", "4294967295"],
+    {},
+    "-g needs an id from 0 to 4294967294, not '4294967295'",
+  ],
+  [
+    "-U with UID=99999999999",
+    ["-U"],
+    { UID: "99999999999" },
+    "UID (for -U) needs an id from 0 to 4294967294, not '99999999999'",
+  ],
+] as const) {
+  test(`a user or group id out of range (${what}): one line in our words, usage, exit 100`, async () => {
+    const b = await run(ours("tcpserver"), [...options, "127.0.0.1", "0", "true"], {
+      env: { ...process.env, ...env },
+    });
+    assert.equal(b.code, 100);
+    assert.equal(b.stderr.split("\n")[0], `tcpserver: ${line}`);
+    assert.match(b.stderr.split("\n")[1] ?? "", /^tcpserver: usage: tcpserver /);
+  });
+}
+
 test("-c 40x is 40, as djb's scan reads it", async () => {
   const s = await startServer(ours("tcpserver"), [
     "-c",
