@@ -4,18 +4,28 @@
 //
 //   tls-sniff --plain { httpd } tlsd httpd
 //   tls-sniff --sni imap.example.org { tlsd imapd } --alpn h2 { tlsd h2d } tlsd httpd
+//   tls-sniff --ssh { tcpforward 127.0.0.1 22 } --http { redirector } tlsd httpd
 import { optionNumber } from "../tls/options.ts";
 import { isSniPattern } from "../tls/sni-pattern.ts";
 import { block } from "../cli/block.ts";
 import { UsageError } from "../ucspi/errors.ts";
+import type { PlainMatch } from "./plaintext.ts";
 
 export const USAGE =
-  "tls-sniff [ -v verbosity ] [ -t silence ] [ -K hello ] [ --plain { prog... } ] [ --sni name { prog... } ]... [ --alpn protocol { prog... } ]... [ prog... ]";
+  "tls-sniff [ -v verbosity ] [ -t silence ] [ -K hello ] [ --plain { prog... } ] [ --ssh { prog... } ] [ --http { prog... } ] [ --prefix text { prog... } ]... [ --sni name { prog... } ]... [ --alpn protocol { prog... } ]... [ prog... ]";
 
 export type Match = { sni: string } | { alpn: string };
 
 export interface Route {
   match: Match;
+  program: string[];
+}
+
+/** A plaintext route: what the client's first bytes must be, and the route's name as the
+ * command line gives it (`ssh`, `http`, `prefix:TEXT`). */
+export interface PlainRoute {
+  match: PlainMatch;
+  name: string;
   program: string[];
 }
 
@@ -30,6 +40,8 @@ export interface SniffOptions {
   helloMs: number;
   /** Where plaintext goes; undefined: plaintext is refused. */
   plain: string[] | undefined;
+  /** Plaintext routes by the first bytes (first match wins); the rest goes to `plain`. */
+  plainRoutes: PlainRoute[];
   /** TLS routes, first match wins; then `program`. */
   routes: Route[];
   /** The default TLS route; empty: filter mode (stdin to stdout, for `tls-sniff | tlsd`). */
@@ -42,6 +54,7 @@ export function parseSniffArgs(args: readonly string[]): SniffOptions {
     silenceMs: 2000,
     helloMs: 10_000,
     plain: undefined,
+    plainRoutes: [],
     routes: [],
     program: [],
   };
@@ -80,6 +93,31 @@ export function parseSniffArgs(args: readonly string[]): SniffOptions {
         if (o.plain) throw new UsageError("--plain given twice");
         [o.plain, i] = block(args, i + 1, "--plain");
         break;
+      case "--ssh":
+      case "--http": {
+        const kind = flag === "--ssh" ? "ssh" : "http";
+        if (glued !== undefined) throw new UsageError(`${flag} takes no value`);
+        if (o.plainRoutes.some((r) => r.name === kind)) throw new UsageError(`${flag} given twice`);
+        let program: string[];
+        [program, i] = block(args, i + 1, flag);
+        o.plainRoutes.push({ match: { kind }, name: kind, program });
+        break;
+      }
+      case "--prefix": {
+        const text = arg("prefix");
+        if (!/^[\x21-\x7e]{1,64}$/.test(text))
+          throw new UsageError(
+            `--prefix: 1 to 64 printable ASCII characters, no space, not '${text}'`,
+          );
+        let program: string[];
+        [program, i] = block(args, i + 1, "--prefix");
+        o.plainRoutes.push({
+          match: { kind: "prefix", bytes: Buffer.from(text, "latin1") },
+          name: `prefix:${text}`,
+          program,
+        });
+        break;
+      }
       case "--sni": {
         const name = arg("sni").toLowerCase();
         if (!isSniPattern(name))
@@ -103,7 +141,7 @@ export function parseSniffArgs(args: readonly string[]): SniffOptions {
     }
   }
   o.program = args.slice(i);
-  if (o.program.length === 0 && (o.plain || o.routes.length > 0))
+  if (o.program.length === 0 && (o.plain || o.routes.length > 0 || o.plainRoutes.length > 0))
     throw new UsageError("routes need a default program (the filter form has none)");
   return o;
 }

@@ -6,7 +6,8 @@ import type { SniffOptions } from "./options.ts";
 import type { Verdict } from "./peek.ts";
 
 /** A route taken: its program, and its name as the command line gives it (`default`, `plain`,
- * `sni:NAME`, `alpn:PROTOCOL`: what tcpserver --metrics counts by, never the client's words). */
+ * `ssh`, `http`, `prefix:TEXT`, `sni:NAME`, `alpn:PROTOCOL`: what tcpserver --metrics counts
+ * by, never the client's words). */
 export interface Chosen {
   program: string[];
   name: string;
@@ -17,7 +18,10 @@ export function chooseRoute(
   o: SniffOptions,
   verdict: Extract<Verdict, { kind: "tls" | "plain" }>,
 ): Chosen | undefined {
-  if (verdict.kind === "plain") return o.plain && { program: o.plain, name: "plain" };
+  if (verdict.kind === "plain") {
+    if (verdict.route) return { program: verdict.route.program, name: verdict.route.name };
+    return o.plain && { program: o.plain, name: "plain" };
+  }
   const { serverName, alpn } = verdict.hello;
   for (const route of o.routes) {
     const m = route.match;

@@ -24,7 +24,12 @@ export const sniffStage: Stage = {
 
   chainsAfter(argv) {
     const o = parseSniffArgs([...argv]);
-    return [o.plain ?? [], ...o.routes.map((route) => route.program), o.program];
+    return [
+      o.plain ?? [],
+      ...o.plainRoutes.map((route) => route.program),
+      ...o.routes.map((route) => route.program),
+      o.program,
+    ];
   },
 
   async run(ctx) {
@@ -107,7 +112,12 @@ function counted(verdict: Verdict, route: string): void {
 }
 
 function describe(verdict: Extract<Verdict, { kind: "tls" | "plain" }>): string {
-  if (verdict.kind === "plain") return verdict.silent ? "plain (silent)" : "plain";
+  if (verdict.kind === "plain")
+    return verdict.silent
+      ? "plain (silent)"
+      : verdict.route
+        ? `plain ${verdict.route.name}`
+        : "plain";
   const { serverName, alpn } = verdict.hello;
   const shown = shownAlpn(alpn);
   return `tls sni=${serverName ?? "-"} alpn=${shown.length > 0 ? shown.join(",") : "-"}`;

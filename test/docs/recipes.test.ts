@@ -593,6 +593,16 @@ const RECIPES: Record<string, Spec> = {
         { client: tls(443), expect: SERVED_BY_STANDIN("httpd") },
       ],
     },
+  "CERTFILE=cert.pem KEYFILE=key.pem tcpserver 0 443 tls-sniff --ssh { tcpforward 127.0.0.1 22 } --http { httpd } tlsd httpd":
+    {
+      // An SSH stand-in on port 22 answers an SSH client's identification string with its own.
+      helpers: [helper("tcpserver 127.0.0.1 22 sh -c 'echo SSH-2.0-standin; cat >/dev/null'")],
+      serve: [
+        { client: plain(443, "127.0.0.1", steps(["SSH-2.0-client\r\n", "\n"])), expect: /SSH-2\.0-standin/ },
+        { client: plain(443, "127.0.0.1", HTTP_GET), expect: PLAIN_STANDIN("httpd") },
+        { client: tls(443), expect: SERVED_BY_STANDIN("httpd") },
+      ],
+    },
   "CERTFILE=cert.pem KEYFILE=key.pem tcpserver 0 443 sh -c 'tls-sniff | exec tlsd httpd'": {
     serve: [{ client: tls(443), expect: SERVED_BY_STANDIN("httpd") }],
   },

@@ -50,10 +50,38 @@ test("no program: the filter form, with its defaults", () => {
     silenceMs: 2000,
     helloMs: 10_000,
     plain: undefined,
+    plainRoutes: [],
     routes: [],
     program: [],
   });
   assert.deepEqual(parseSniffArgs(["--", "-x"]).program, ["-x"]);
+});
+
+test("plaintext routes in the order given, each with its name", () => {
+  const o = parseSniffArgs([
+    "--http",
+    "{",
+    "a",
+    "}",
+    "--prefix=HELO",
+    "{",
+    "b",
+    "}",
+    "--ssh",
+    "{",
+    "c",
+    "}",
+    "d",
+  ]);
+  assert.deepEqual(
+    o.plainRoutes.map((r) => [r.name, r.program]),
+    [
+      ["http", ["a"]],
+      ["prefix:HELO", ["b"]],
+      ["ssh", ["c"]],
+    ],
+  );
+  assert.deepEqual(o.program, ["d"]);
 });
 
 test("bad command lines", () => {
