@@ -38,18 +38,38 @@ function refused(what: string, line: string | undefined): UpgradeError {
 
 const notOffered = () => new UpgradeError("not-offered", "server does not offer STARTTLS");
 
+/**
+ * A whole SMTP reply: every line has the same three-digit code (RFC 5321 4.2.1), and the
+ * reply is that code's. A `220-ok` then `454 no` was taken for a go-ahead from its first line;
+ * codes that differ are the server's error, reported as such.
+ */
+async function smtpReply(io: Parameters<ClientUpgrade>[0]): Promise<[string, string[]]> {
+  const lines = await io.reply(smtpEnds);
+  const code = REPLY_LINE.exec(lines[0] ?? "")?.[1];
+  const odd = lines.find((line) => REPLY_LINE.exec(line)?.[1] !== code);
+  if (code === undefined || odd !== undefined)
+    throw new UpgradeError(
+      "protocol",
+      `server sent a malformed reply: ${quoted(odd ?? lines[0] ?? "")}`,
+    );
+  return [code, lines];
+}
+
+/** An SMTP reply line: its code, then a space, a hyphen or the line's end. */
+const REPLY_LINE = /^([0-9]{3})(?:[ -]|\r?\n|$)/;
+
 function smtpFamily(hello: "EHLO" | "LHLO"): ClientUpgrade {
   return async (io, names) => {
-    const greeting = await io.reply(smtpEnds);
-    if (!greeting[0]?.startsWith("220")) throw refused("the session", greeting[0]);
+    const [greetingCode, greeting] = await smtpReply(io);
+    if (greetingCode !== "220") throw refused("the session", greeting.at(-1));
     io.keep(greeting.join(""));
     io.send(`${hello} ${names.local}\r\n`);
-    const reply = await io.reply(smtpEnds);
-    if (!reply[0]?.startsWith("250")) throw refused(hello, reply[0]);
+    const [code, reply] = await smtpReply(io);
+    if (code !== "250") throw refused(hello, reply.at(-1));
     if (!ehloOffersStartTls(reply)) throw notOffered();
     io.send("STARTTLS\r\n");
-    const answer = await io.reply(smtpEnds);
-    if (!answer[0]?.startsWith("220")) throw refused("STARTTLS", answer[0]);
+    const [answerCode, answer] = await smtpReply(io);
+    if (answerCode !== "220") throw refused("STARTTLS", answer.at(-1));
   };
 }
 

@@ -185,6 +185,25 @@ for (const [name, script, protocol, cause] of [
     "smtp",
     'server refused STARTTLS: "454 try later: "',
   ],
+  // A multi-line reply is read whole: its first line's code was taken for the reply's.
+  [
+    "a STARTTLS answer whose lines have two codes (220-ok, then 454 no)",
+    `${EHLO_STARTTLS} printf '220-ok\\r\\n454 no\\r\\n'; sleep 5`,
+    "smtp",
+    'server sent a malformed reply: "454 no"',
+  ],
+  [
+    "an EHLO reply whose last line has another code",
+    "printf '220 fake ESMTP\\r\\n'; read l; printf '250-fake\\r\\n250-STARTTLS\\r\\n550 no\\r\\n'; sleep 5",
+    "smtp",
+    'server sent a malformed reply: "550 no"',
+  ],
+  [
+    "a greeting that is no reply",
+    "printf 'hello there\\r\\n'; sleep 5",
+    "smtp",
+    'server sent a malformed reply: "hello there"',
+  ],
   [
     "a POP3 server without CAPA",
     "printf '+OK fake\\r\\n'; read l; printf -- '-ERR what\\r\\n'; sleep 5",
