@@ -2,16 +2,19 @@
 // <starttls/> in it, our <starttls/>, the server's <proceed/>. The program opens its own stream
 // over TLS (a new stream, as after every STARTTLS), so nothing is given to it first.
 import { TLS_NS } from "../dialogue/xmpp.ts";
-import { UpgradeError } from "./reader.ts";
+import { UpgradeError, quoted } from "./reader.ts";
 import type { ClientUpgrade } from "./types.ts";
 
 /** The most we read of the server's stream header and features before TLS. */
 const MAX_FEATURES = 64 * 1024;
 
+/** xmlns='urn:ietf:params:xml:ns:xmpp-tls' (either quote), as a regular expression. */
+const TLS_ATTRIBUTE = `(['"])${TLS_NS.replace(/\./g, "\\.")}\\1`;
+
 /** Whether the server's features (the text up to their end) offer STARTTLS. */
 export function featuresOfferStartTls(text: string): boolean {
   const features = /<stream:features\b[\s\S]*$/.exec(text)?.[0] ?? "";
-  return new RegExp(`<starttls\\s+xmlns=(['"])${TLS_NS.replace(/\./g, "\\.")}\\1`).test(features);
+  return new RegExp(`<starttls\\s+xmlns=${TLS_ATTRIBUTE}`).test(features);
 }
 
 /** Characters that cannot be in an XML attribute value we write. */
@@ -34,11 +37,15 @@ export const xmpp: ClientUpgrade = async (io, names) => {
   if (!featuresOfferStartTls(opened))
     throw new UpgradeError("protocol", "server does not offer STARTTLS");
   io.send(`<starttls xmlns='${TLS_NS}'/>`);
-  const answer = await io.until(/<(proceed|failure)\b[^>]*?(\/>|>[\s\S]*?<\/\1>)/, MAX_FEATURES);
-  if (
-    !/^\s*<proceed\s+xmlns=(['"])urn:ietf:params:xml:ns:xmpp-tls\1\s*(\/>|><\/proceed>)$/.test(
-      answer,
-    )
-  )
+  const answer = await io.until(
+    /<(proceed|failure)\b[^>]*?(\/>|>[\s\S]*?<\/\1>)|<stream:error\b[\s\S]*?<\/stream:error>/,
+    MAX_FEATURES,
+  );
+  if (new RegExp(`^\\s*<proceed\\s+xmlns=${TLS_ATTRIBUTE}\\s*(/>|></proceed>)$`).test(answer))
+    return;
+  // Only a <failure/> of the TLS namespace, and nothing before it, is the server's refusal;
+  // anything else (bytes before the answer, a stream error) is reported as it came.
+  if (new RegExp(`^\\s*<failure\\s+xmlns=${TLS_ATTRIBUTE}`).test(answer))
     throw new UpgradeError("refused", "server refused STARTTLS (<failure/>)");
+  throw new UpgradeError("protocol", `server answered <starttls/> with ${quoted(answer)}`);
 };

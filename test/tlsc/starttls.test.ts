@@ -142,6 +142,12 @@ test("smtp --plaintext-fallback: the same server, in plaintext, with a warning",
 
 const EHLO_STARTTLS =
   "printf '220 fake ESMTP\\r\\n'; read l; printf '250-fake\\r\\n250 STARTTLS\\r\\n'; read l;";
+const XMPP_TLS = 'xmlns="urn:ietf:params:xml:ns:xmpp-tls"';
+/** A stream header and features with <starttls/>, once the client has begun its stream. */
+const XMPP_FEATURES =
+  'head -c 1 >/dev/null; printf \'<?xml version="1.0"?><stream:stream xmlns="jabber:client" ' +
+  'xmlns:stream="http://etherx.jabber.org/streams" id="x" version="1.0"><stream:features>' +
+  `<starttls ${XMPP_TLS}/></stream:features>';`;
 for (const [name, script, protocol, cause] of [
   [
     "bytes after the go-ahead (response injection)",
@@ -203,6 +209,25 @@ for (const [name, script, protocol, cause] of [
     "printf 'hello there\\r\\n'; sleep 5",
     "smtp",
     'server sent a malformed reply: "hello there"',
+  ],
+  // Only a <failure/> with nothing before it is a refusal; anything else was reported as one.
+  [
+    "an XMPP server that sends something else before <proceed/>",
+    `${XMPP_FEATURES} printf '<message>injected</message><proceed ${XMPP_TLS}/>'; sleep 5`,
+    "xmpp",
+    `server answered <starttls/> with "<message>injected</message><proceed ${XMPP_TLS}/>"`,
+  ],
+  [
+    "an XMPP server that answers <starttls/> with a stream error",
+    `${XMPP_FEATURES} printf '<stream:error><policy-violation xmlns="urn:ietf:params:xml:ns:xmpp-streams"/></stream:error>'; sleep 5`,
+    "xmpp",
+    'server answered <starttls/> with "<stream:error><policy-violation xmlns="urn:ietf:params:xml:ns:xmpp-streams"/></stream:error>"',
+  ],
+  [
+    "an XMPP server that refuses",
+    `${XMPP_FEATURES} printf '<failure ${XMPP_TLS}/>'; sleep 5`,
+    "xmpp",
+    "server refused STARTTLS (<failure/>)",
   ],
   [
     "a POP3 server without CAPA",
