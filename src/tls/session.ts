@@ -26,6 +26,13 @@ const CLOSE_GRACE_MS = 5000;
 
 export const HANDSHAKE_TIMED_OUT = "handshake timed out";
 
+/** What is left of -K's `limitMs` (0: no limit) since `since`; at least 1 ms once it is set:
+ * what came before the handshake (tlsd's look at the first bytes, tlsc's STARTTLS dialogue)
+ * shares the one bound. */
+export function timeLeft(limitMs: number, since: number): number {
+  return limitMs > 0 ? Math.max(1, limitMs - (Date.now() - since)) : 0;
+}
+
 /** Resolves when the handshake is done (`event`: "secure" on a server, "secureConnect" on a
  * client); rejects with a one-line reason (a HandshakeError) on failure, close, or after
  * timeoutMs (0: never). */

@@ -9,7 +9,13 @@ import { filePath, readOrFail, readTrustAnchors, trustAnchorsFrom } from "../tls
 import { closePolicy } from "../tls/close-policy.ts";
 import { programEnv, tlsFacts } from "../tls/peer-env.ts";
 import { protocolOptions } from "../tls/protocol.ts";
-import { EXIT_TLS, fatalPrefix, handshakeOrStatus, runOverSession } from "../tls/session.ts";
+import {
+  EXIT_TLS,
+  fatalPrefix,
+  handshakeOrStatus,
+  runOverSession,
+  timeLeft,
+} from "../tls/session.ts";
 import { UpgradeError, upgrade } from "../starttls-client/index.ts";
 import type { UpgradeResult } from "../starttls-client/index.ts";
 import type { UpgradeNames } from "../starttls-client/types.ts";
@@ -49,6 +55,8 @@ export const tlscStage: Stage = {
     const fatal = fatalPrefix("tlsc");
     let replay: Buffer = Buffer.alloc(0);
     let between: ((stream: Duplex) => Duplex) | undefined;
+    // -K bounds the STARTTLS dialogue and the handshake together: the program runs within it.
+    const started = Date.now();
     if (options.starttls) {
       const names = {
         // A TCPLOCALHOST that is no host name (a line end in it) is not said to the server.
@@ -85,7 +93,8 @@ export const tlscStage: Stage = {
       ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
     });
     const verifiedName = serverName ?? address ?? "";
-    const refused = await handshakeOrStatus(ctx, fatal, tls, "secureConnect", options, () => {
+    const bound = { ...options, handshakeTimeoutMs: timeLeft(options.handshakeTimeoutMs, started) };
+    const refused = await handshakeOrStatus(ctx, fatal, tls, "secureConnect", bound, () => {
       if (options.verify) verifyServer(tls, verifiedName, anchors);
     });
     if (refused !== undefined) return refused;

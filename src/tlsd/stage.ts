@@ -16,6 +16,7 @@ import {
   fatalPrefix,
   handshakeOrStatus,
   runOverSession,
+  timeLeft,
   tlsErrorText,
 } from "../tls/session.ts";
 import { exitStatus } from "../ucspi/chain.ts";
@@ -215,11 +216,6 @@ const BAD_SNI = "the client's server name (SNI) is not a host name";
 function checkServerName(tls: TLSSocket): void {
   const name = tls.servername;
   if (name && !isSniName(name)) throw new HandshakeError(BAD_SNI, "other");
-}
-
-/** What is left of -K's `limitMs` (0: no limit) since `since`; at least 1 ms once it is set. */
-function timeLeft(limitMs: number, since: number): number {
-  return limitMs > 0 ? Math.max(1, limitMs - (Date.now() - since)) : 0;
 }
 
 /** The resume record of the connection's PROXY header (tcpserver --proxy), if it has one. */

@@ -249,6 +249,24 @@ for (const [name, script, protocol, cause] of [
   });
 }
 
+// -K is one bound for the dialogue and the handshake: each had its own, so a server that
+// dribbled its dialogue got up to twice -K before the program ran. Here the dialogue takes 1.5 s
+// of -K 2000 and the server then stays silent until it leaves at 3 s: with one bound the
+// handshake times out first (at 2 s); with two it would have run to the server's leaving.
+test("smtp: -K bounds the STARTTLS dialogue and the handshake together, not each", async () => {
+  const server = await fakeServer(
+    `${EHLO_STARTTLS} sleep 1.5; printf '220 go ahead\\r\\n'; sleep 1.5`,
+  );
+  try {
+    const r = await client(server.port, "smtp", [["", "x"]], ["-K", "2000"]);
+    assert.equal(r.code, 98, r.stderr);
+    assert.equal(r.stdout, "");
+    assert.equal(r.stderr, "tlsc: fatal: handshake timed out\n");
+  } finally {
+    await server.stop();
+  }
+});
+
 test("smtp: a server that says go ahead and leaves in the same breath: the handshake fails at once (not at -K), one line, exit 98", async () => {
   const server = createServer((socket) => {
     socket.on("error", () => {});
