@@ -5,7 +5,8 @@
 // is let go, and tlsd makes the handshake in this process with a fresh prog behind it, which
 // the client's restarted stream reaches as a new one (RFC 6120 section 5.4.3.3). Anything
 // else goes to the server untouched (opportunistic), or ends the stream with a
-// policy-violation error (-r). Bytes after <starttls/> before <proceed/> are refused.
+// policy-violation error (-r); so does a limit (-t, the bytes looked at) that runs out before
+// the decision. Bytes after <starttls/> before <proceed/> are refused.
 import {
   MAX_LOOK,
   PROCEED,
@@ -34,11 +35,10 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     let serverText = "";
     let clientText = "";
     let featuresSent = false;
-    const timer = setTimeout(() => {
-      warn(`no STARTTLS decision within ${options.preTlsMs / 1000} s`);
-      client.write(policyViolation("timed out"));
-      decide("refused");
-    }, options.preTlsMs);
+    const timer = setTimeout(
+      () => limit(`no STARTTLS decision within ${options.preTlsMs / 1000} s`, "timed out"),
+      options.preTlsMs,
+    );
     let decided = false;
     const done = (d: Decision) => {
       if (decided) return;
@@ -47,6 +47,22 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
       client.off("data", fromClient);
       server.off("data", fromServer);
       decide(d);
+    };
+    // A limit before the decision (-t, the bytes looked at): with -r the end, with a
+    // policy-violation stream error; opportunistic, the session goes on in plaintext, as the
+    // line protocols' does: what each side sent so far goes to the other as it came (the
+    // server's features without our offer when they are not out yet).
+    const limit = (why: string, text: string) => {
+      if (options.policy === "require") {
+        warn(why);
+        client.write(policyViolation(text));
+        return done("refused");
+      }
+      info(`${why}: plaintext`);
+      if (!featuresSent && serverText) client.write(Buffer.from(serverText, "latin1"));
+      if (clientText) server.write(Buffer.from(clientText, "latin1"));
+      count("decline", options);
+      done("plain");
     };
     const fromServer = (chunk: Buffer) => {
       if (featuresSent) return void client.write(chunk);
@@ -78,11 +94,7 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
         return examine();
       }
       if (first.kind === "more") {
-        if (clientText.length > MAX_LOOK) {
-          warn("no element within the first 64 KiB");
-          client.write(policyViolation("bad format"));
-          done("refused");
-        }
+        if (clientText.length > MAX_LOOK) limit("no element within the first 64 KiB", "bad format");
         return;
       }
       if (first.kind === "starttls") {

@@ -5,6 +5,7 @@
 // through untouched, or is refused with a stream error (-r); bytes pipelined behind
 // <starttls/> are refused.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { rmSync } from "node:fs";
 import { connect } from "node:net";
 import { after, before, test } from "node:test";
@@ -42,47 +43,48 @@ after(async () => {
   rmSync(pki.dir, { recursive: true, force: true });
 });
 
-/** A python3 XMPP client by hand. mode: probe (features only), tls, plain, pipelined. */
+/** A python3 XMPP client by hand, argv: port, mode, CA, domain. mode: probe (features only),
+ * tls, plain, pipelined, idle (reads to the stream's end), wait (plain once a line comes on its
+ * stdin). */
+const CLIENT = [
+  "import socket, ssl, sys, base64",
+  `HDR = b"<?xml version='1.0'?><stream:stream to='${DOMAIN}' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"`,
+  "def until(s, *ends):",
+  "    data = b''",
+  "    while not any(e in data for e in ends):",
+  "        b = s.recv(4096)",
+  "        if not b: break",
+  "        data += b",
+  "    return data",
+  "mode = sys.argv[2]",
+  "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), 10)",
+  "s.sendall(HDR)",
+  "f = until(s, b'</stream:features>')",
+  "print('offered' if b'<starttls' in f else 'not offered', 'required' if b'<required/>' in f else '')",
+  "if mode == 'probe': sys.exit(0 if f else 1)",
+  "STARTTLS = b\"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\"",
+  "if mode == 'pipelined':",
+  "    s.sendall(STARTTLS + b'<presence/>')",
+  "    print(until(s, b'</stream:stream>').decode()[-80:])",
+  "    sys.exit(0)",
+  "if mode == 'idle':",
+  "    print(until(s, b'</stream:stream>').decode())",
+  "    sys.exit(0)",
+  "if mode == 'wait': sys.stdin.readline()",
+  "if mode == 'tls':",
+  "    s.sendall(STARTTLS)",
+  "    print(until(s, b'/>').decode())",
+  "    s = ssl.create_default_context(cafile=sys.argv[3]).wrap_socket(s, server_hostname=sys.argv[4])",
+  "    s.sendall(HDR)",
+  "    f = until(s, b'</stream:features>')",
+  "    print('inside:', 'starttls' if b'<starttls' in f else 'no starttls', 'PLAIN' if b'PLAIN' in f else '')",
+  "auth = base64.b64encode(b'\\0alice\\0secret')",
+  "s.sendall(b\"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>\" + auth + b'</auth>')",
+  "print(until(s, b'/>', b'</stream:stream>').decode()[:70])",
+].join("\n");
+
 function client(port: number, mode: string) {
-  return run("python3", [
-    "-c",
-    [
-      "import socket, ssl, sys, base64",
-      `HDR = b"<?xml version='1.0'?><stream:stream to='${DOMAIN}' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"`,
-      "def until(s, *ends):",
-      "    data = b''",
-      "    while not any(e in data for e in ends):",
-      "        b = s.recv(4096)",
-      "        if not b: break",
-      "        data += b",
-      "    return data",
-      "mode = sys.argv[2]",
-      "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), 10)",
-      "s.sendall(HDR)",
-      "f = until(s, b'</stream:features>')",
-      "print('offered' if b'<starttls' in f else 'not offered', 'required' if b'<required/>' in f else '')",
-      "if mode == 'probe': sys.exit(0 if f else 1)",
-      "STARTTLS = b\"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\"",
-      "if mode == 'pipelined':",
-      "    s.sendall(STARTTLS + b'<presence/>')",
-      "    print(until(s, b'</stream:stream>').decode()[-80:])",
-      "    sys.exit(0)",
-      "if mode == 'tls':",
-      "    s.sendall(STARTTLS)",
-      "    print(until(s, b'/>').decode())",
-      "    s = ssl.create_default_context(cafile=sys.argv[3]).wrap_socket(s, server_hostname=sys.argv[4])",
-      "    s.sendall(HDR)",
-      "    f = until(s, b'</stream:features>')",
-      "    print('inside:', 'starttls' if b'<starttls' in f else 'no starttls', 'PLAIN' if b'PLAIN' in f else '')",
-      "auth = base64.b64encode(b'\\0alice\\0secret')",
-      "s.sendall(b\"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>\" + auth + b'</auth>')",
-      "print(until(s, b'/>', b'</stream:stream>').decode()[:70])",
-    ].join("\n"),
-    String(port),
-    mode,
-    pki.ca.cert,
-    DOMAIN,
-  ]);
+  return run("python3", ["-c", CLIENT, String(port), mode, pki.ca.cert, DOMAIN]);
 }
 
 test("STARTTLS offered by the wrapper, <proceed/>, the stream restarted inside verified TLS, SASL with the server behind", async () => {
@@ -215,5 +217,44 @@ test("a server that sends its stream header and features before the client's hea
     assert.match(got, /<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'\/>$/);
   } finally {
     await server.stop();
+  }
+});
+
+test("-t running out before the client's decision: opportunistic, the stream goes on in plaintext to the server behind (a python3 client then logs in); with -r a policy-violation stream error and status 100 (-o used to end the stream as -r does)", async () => {
+  const env = { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key };
+  const chain = (policy: string[]) => [
+    ...["-vRHl0", "127.0.0.1", "0", "starttls-wrapper", "-v2", "-p", "xmpp", "-t", "1"],
+    ...[...policy, "tcpforward", "127.0.0.1", String(xmppPort)],
+  ];
+  const slow = await startServer(ours("tcpserver"), chain([]), { env });
+  const strict = await startServer(ours("tcpserver"), chain(["-r"]), { env });
+  // The client waits for a line on its stdin, sent once the wrapper says the limit ran out,
+  // before its plaintext SASL PLAIN.
+  const python = spawn("python3", ["-c", CLIENT, String(slow.port), "wait", pki.ca.cert, DOMAIN]);
+  try {
+    let out = "";
+    python.stdout.on("data", (b: Buffer) => (out += b.toString()));
+    const exited = new Promise<number | null>((resolve) => python.once("close", resolve));
+    await slow.waitForLog(
+      /^starttls-wrapper: info: 127\.0\.0\.1: no STARTTLS decision within 1 s: plaintext$/,
+    );
+    python.stdin.end("go\n");
+    assert.equal(await exited, 0, out + slow.log());
+    assert.equal(out, "offered \n<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>\n");
+
+    const refused = await client(strict.port, "idle");
+    assert.match(
+      refused.stdout,
+      /^offered required\n<stream:error><policy-violation .*'>timed out<\/text><\/stream:error><\/stream:stream>\n$/,
+      refused.stderr,
+    );
+    await strict.waitForLog(
+      /^starttls-wrapper: warning: 127\.0\.0\.1: no STARTTLS decision within 1 s$/,
+    );
+    await strict.waitForLog(/^tcpserver: end \d+ status 25600$/);
+  } finally {
+    python.kill();
+    await slow.stop();
+    await strict.stop();
   }
 });
