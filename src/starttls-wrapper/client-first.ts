@@ -121,10 +121,11 @@ export function send(connection: Connection, bytes: Buffer): boolean {
   }
 }
 
-/** The session's end when the client went away in the middle of the dialogue. */
+/** The session's end when the client went away before its go-ahead (a reset while it was
+ * sent): refused, as every path ends a session with no TLS after the client asked for it. */
 export function clientGone(info: (what: string) => void, when: string): number {
   info(`the client went away ${when}`);
-  return exitStatus(0);
+  return REFUSED;
 }
 
 /** The client's bytes are taken off (so that it gets a FIN, not a reset, and reads the

@@ -13,7 +13,7 @@ import { connect as tlsConnect } from "node:tls";
 import { writePacket } from "../../src/dialogue/mysql.ts";
 import { makePki } from "../helpers/certs.ts";
 import { sslRequestPayload } from "../helpers/mysql-packets.ts";
-import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
+import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { serverBehind } from "../helpers/servers-behind.ts";
 
@@ -278,3 +278,54 @@ test("mysql: a client that leaves inside TLS, right after the handshake or befor
     rmSync(pki.dir, { recursive: true, force: true });
   }
 });
+
+/** The request each client-first protocol's wrapper answers with its go-ahead: PostgreSQL's
+ * SSLRequest, LDAP's StartTLS extended request (messageID 1). */
+const UPGRADE_REQUEST: Record<string, string> = {
+  postgres: "0000000804d2162f",
+  ldap: "301d02010177188016312e332e362e312e342e312e313436362e3230303337",
+};
+
+for (const [protocol, request] of Object.entries(UPGRADE_REQUEST)) {
+  test(`${protocol}: a python3 client that sends its upgrade request and goes at once, by a reset (SO_LINGER 0) or an end, never reading the go-ahead: the session ends non-zero, with one line naming why (a reset while the go-ahead was sent ended it with status 0)`, async () => {
+    const server = await startServer(
+      ours("tcpserver"),
+      [
+        ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-v2", "-p", protocol],
+        ...["sh", "-c", "exec cat >/dev/null"],
+      ],
+      { env: WRAPPER_ENV },
+    );
+    const script = [
+      "import socket, struct, sys",
+      "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))",
+      "if sys.argv[3] == 'reset':",
+      "    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))",
+      "s.sendall(bytes.fromhex(sys.argv[2]))",
+      "s.close()",
+    ].join("\n");
+    const ways = ["reset", "reset", "reset", "end"];
+    try {
+      for (const [i, how] of ways.entries()) {
+        const r = await run("python3", ["-c", script, String(server.port), request, how]);
+        assert.equal(r.code, 0, r.stderr);
+        await server.waitForLog(/^tcpserver: end \d+ status \d+$/, i + 1, 10_000);
+      }
+      const log = server.log();
+      assert.doesNotMatch(log, /internal error/);
+      // Every session: one line of the wrapper's (it saw the client go) or of tlsd's (the
+      // handshake that never came), and a status that is not 0.
+      const sessions = log.split(/^tcpserver: ok .*\n/m).slice(1);
+      assert.equal(sessions.length, ways.length, log);
+      for (const session of sessions) {
+        assert.match(
+          session,
+          /^(starttls-wrapper: info: 127\.0\.0\.1: the client went away before the answer to its (SSLRequest|StartTLS)|tlsd: fatal: 127\.0\.0\.1: TLS handshake failed: .*)\ntcpserver: end \d+ status (25600|25088)$/m,
+          log,
+        );
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+}
