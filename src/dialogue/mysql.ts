@@ -133,6 +133,66 @@ export function serverStep(payload: Uint8Array): ServerStep {
   return { kind: "more" };
 }
 
+const CLIENT_CONNECT_WITH_DB = 0x0008;
+const CLIENT_SECURE_CONNECTION = 0x8000;
+const CLIENT_PLUGIN_AUTH = 0x80000;
+const CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA = 0x200000;
+
+/** The plugin a HandshakeResponse41 names (the one its auth response was made with: the
+ * greeting's, as a client takes it) and that response, or undefined when it names none or
+ * cannot be read. */
+export function responsePlugin(payload: Buffer): { plugin: string; auth: Buffer } | undefined {
+  if (payload.length < 32) return undefined;
+  const flags = payload.readUInt32LE(0);
+  if (!(flags & CLIENT_PLUGIN_AUTH)) return undefined;
+  const cString = (at: number) => {
+    const end = payload.indexOf(0, at);
+    return end < 0 ? undefined : { text: payload.toString("latin1", at, end), next: end + 1 };
+  };
+  const user = cString(32);
+  if (!user) return undefined;
+  let at = user.next;
+  let auth: Buffer;
+  if (flags & (CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA | CLIENT_SECURE_CONNECTION)) {
+    // A length-encoded integer (one byte below 0xfb, else 0xfc, 0xfd, 0xfe and 2, 3 or 8
+    // bytes), or one length byte.
+    const first = payload[at];
+    if (first === undefined) return undefined;
+    let size = 0;
+    if (flags & CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA && first >= 0xfb) {
+      if (first === 0xfb || first === 0xff) return undefined;
+      size = first === 0xfc ? 2 : first === 0xfd ? 3 : 8;
+    }
+    if (at + 1 + size > payload.length) return undefined;
+    const length = size === 0 ? first : payload.readUIntLE(at + 1, Math.min(size, 6));
+    auth = payload.subarray(at + 1 + size, at + 1 + size + length);
+    at += 1 + size + length;
+  } else {
+    const data = cString(at);
+    if (!data) return undefined;
+    auth = payload.subarray(at, data.next - 1);
+    at = data.next;
+  }
+  if (flags & CLIENT_CONNECT_WITH_DB) {
+    const db = cString(at);
+    if (!db) return undefined;
+    at = db.next;
+  }
+  if (at >= payload.length) return undefined;
+  return { plugin: cString(at)?.text ?? payload.toString("latin1", at), auth };
+}
+
+/** The client's login (its HandshakeResponse41) made with a plugin that sends the password in
+ * clear (the greeting named it): over the plaintext link behind the wrapper it would leak.
+ * sha256_password's that asks for the server's RSA key (one byte, 1) or has no password is
+ * not: a user of another plugin goes on to the server's switch to it. */
+export function loginStep(payload: Buffer): { kind: "cleartext"; why: string } | undefined {
+  const login = responsePlugin(payload);
+  if (login === undefined || !CLEARTEXT_PLUGINS.includes(login.plugin)) return undefined;
+  if (login.plugin === "sha256_password" && login.auth.length <= 1) return undefined;
+  return { kind: "cleartext", why: `the login uses ${login.plugin}` };
+}
+
 /** An ERR packet: error code, SQL state and message (CLIENT_PROTOCOL_41 form). */
 export function errPacket(code: number, sqlState: string, message: string): Buffer {
   const head = Buffer.alloc(3);

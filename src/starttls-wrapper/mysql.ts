@@ -16,6 +16,7 @@ import {
   advertiseTls,
   clientAsksTls,
   errPacket,
+  loginStep,
   readPacket,
   serverStep,
   withoutTlsFlag,
@@ -147,6 +148,25 @@ async function connectionPhase(
   warn: (what: string) => void,
 ): Promise<number> {
   const response = await fromInner.next("login inside TLS");
+  // Refused here, never relayed: `seq` is the client's numbering of the ERR.
+  const refuseCleartext = async (why: string, seq: number) => {
+    warn(`refused: ${shown(why, 120)}, and the server behind is reached without TLS`);
+    await endWith(
+      inner,
+      writePacket(
+        seq,
+        errPacket(
+          1045,
+          "28000",
+          `starttls-wrapper: ${why}; the password would cross the link behind it in clear`,
+        ),
+      ),
+    );
+    server.destroy();
+    return REFUSED;
+  };
+  const login = loginStep(response.payload);
+  if (login) return refuseCleartext(login.why, response.seq + 1);
   server.write(writePacket(response.seq - 1, withoutTlsFlag(response.payload)));
   let serverFinished = false;
   // The client's auth answers, while the server's rounds go on (several in a row at times).
@@ -165,21 +185,8 @@ async function connectionPhase(
     const packet = await fromServer.next("answer from the server");
     const step = serverStep(packet.payload);
     if (step.kind === "cleartext") {
-      warn(`refused: ${shown(step.why, 120)}, and the server behind is reached without TLS`);
       serverFinished = true;
-      await endWith(
-        inner,
-        writePacket(
-          packet.seq + 1,
-          errPacket(
-            1045,
-            "28000",
-            `starttls-wrapper: ${step.why}; the password would cross the link behind it in clear`,
-          ),
-        ),
-      );
-      server.destroy();
-      return REFUSED;
+      return refuseCleartext(step.why, packet.seq + 1);
     }
     if (step.kind === "done") serverFinished = true;
     inner.write(writePacket(packet.seq + 1, packet.payload));

@@ -8,7 +8,9 @@ import {
   MAX_PACKET,
   advertiseTls,
   clientAsksTls,
+  loginStep,
   readPacket,
+  responsePlugin,
   serverStep,
   tlsOffered,
   withoutTlsFlag,
@@ -115,5 +117,59 @@ test("a client's view of the greeting: TLS offered or not, both flag halves, and
       fc.uint8Array({ maxLength: 80 }),
       (bytes) => void tlsOffered(Buffer.from(bytes), 0xffffffff),
     ),
+  );
+});
+
+test("the client's login names its plugin and its auth data whatever the encoding of its auth data (length-encoded, one length byte, NUL-terminated) and with a database; a cleartext one is refused; any bytes never throw", () => {
+  const login = (flags: number, auth: Buffer, db?: string, plugin = "mysql_clear_password") => {
+    const head = Buffer.alloc(32);
+    head.writeUInt32LE(flags >>> 0, 0);
+    return Buffer.concat([
+      head,
+      Buffer.from("bob\0", "latin1"),
+      auth,
+      Buffer.from(db === undefined ? "" : `${db}\0`, "latin1"),
+      Buffer.from(`${plugin}\0`, "latin1"),
+    ]);
+  };
+  const PLUGIN = 0x80000;
+  const secret = Buffer.from("s3cret\0", "latin1");
+  const lenenc = Buffer.concat([Buffer.from([secret.length]), secret]);
+  assert.deepEqual(responsePlugin(login(PLUGIN | 0x200000, lenenc)), {
+    plugin: "mysql_clear_password",
+    auth: secret,
+  });
+  assert.equal(responsePlugin(login(PLUGIN | 0x8000, lenenc))?.plugin, "mysql_clear_password");
+  assert.deepEqual(responsePlugin(login(PLUGIN, secret)), {
+    plugin: "mysql_clear_password",
+    auth: secret.subarray(0, -1),
+  });
+  assert.equal(
+    responsePlugin(login(PLUGIN | 0x8000 | 0x8, lenenc, "db"))?.plugin,
+    "mysql_clear_password",
+  );
+  assert.equal(responsePlugin(login(0x8000, lenenc)), undefined);
+  assert.deepEqual(loginStep(login(PLUGIN | 0x200000, lenenc, undefined, "dialog")), {
+    kind: "cleartext",
+    why: "the login uses dialog",
+  });
+  assert.equal(
+    loginStep(login(PLUGIN | 0x200000, lenenc, undefined, "mysql_native_password")),
+    undefined,
+  );
+  // sha256_password: the password itself is refused; asking for the RSA key (1) is not.
+  assert.equal(
+    loginStep(login(PLUGIN | 0x200000, lenenc, undefined, "sha256_password"))?.why,
+    "the login uses sha256_password",
+  );
+  assert.equal(
+    loginStep(login(PLUGIN | 0x200000, Buffer.from([1, 1]), undefined, "sha256_password")),
+    undefined,
+  );
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 80 }), (bytes) => {
+      responsePlugin(Buffer.from(bytes));
+    }),
+    { numRuns: 2000 },
   );
 });

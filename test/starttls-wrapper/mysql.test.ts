@@ -4,12 +4,15 @@
 // mysql_native_password and ed25519 logins work through the moved sequence numbers; a
 // login without TLS goes through untouched, or gets MySQL's "insecure transport" error with -r.
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { startMariaDb } from "../helpers/mariadb.ts";
 import type { MariaDb } from "../helpers/mariadb.ts";
-import { run } from "../helpers/programs.ts";
+import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 import { opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
@@ -102,4 +105,93 @@ test("openssl s_client -starttls mysql: the upgrade, the certificate verified, T
   assert.equal(r.code, 0, r.stderr + opportunistic.log());
   assert.match(r.stderr, /^Protocol version: TLSv1\.3$/m);
   assert.match(r.stderr, /^Verification: OK$/m);
+});
+
+/** A MySQL server behind the wrapper (python3, on its stdin and stdout) whose greeting names
+ * the auth plugin argv[1]: it writes the login it reads (the HandshakeResponse41) to the file
+ * argv[2], says OK to it, and OK to every command till COM_QUIT. */
+const FAKE_MYSQL = [
+  "import os, sys, struct",
+  "plugin, out = sys.argv[1].encode(), sys.argv[2]",
+  "flags = 0x0200 | 0x8000 | 0x80000 | 0x0001 | 0x0004 | 0x2000 | 0x200000",
+  "g = bytes([10]) + b'8.0.99-fake\\0' + struct.pack('<I', 1) + b'abcdefgh' + b'\\0' \\",
+  "    + struct.pack('<H', flags & 0xffff) + bytes([45, 2, 0]) + struct.pack('<H', flags >> 16) \\",
+  "    + bytes([21]) + bytes(10) + b'ijklmnopqrst\\0' + plugin + b'\\0'",
+  "def send(seq, p):",
+  "    os.write(1, struct.pack('<I', len(p))[:3] + bytes([seq]) + p)",
+  "def recv():",
+  "    head = b''",
+  "    while len(head) < 4:",
+  "        b = os.read(0, 4 - len(head))",
+  "        if not b: sys.exit(0)",
+  "        head += b",
+  "    n = head[0] | head[1] << 8 | head[2] << 16",
+  "    body = b''",
+  "    while len(body) < n:",
+  "        b = os.read(0, n - len(body))",
+  "        if not b: sys.exit(0)",
+  "        body += b",
+  "    return head[3], body",
+  "send(0, g)",
+  "seq, resp = recv()",
+  "with open(out, 'ab') as f: f.write(resp + b'\\n----\\n')",
+  "send(seq + 1, b'\\x00\\x00\\x00\\x02\\x00\\x00\\x00')",
+  "while True:",
+  "    seq, p = recv()",
+  "    if p[:1] == b'\\x01': sys.exit(0)",
+  "    send(1, b'\\x00\\x00\\x00\\x02\\x00\\x00\\x00')",
+].join("\n");
+
+test("a greeting that names mysql_clear_password or dialog (PAM): the client's login inside TLS is refused with ERROR 1045 and one line, never relayed (it carried the password to the server behind in clear); mysql_native_password, and sha256_password's request for the RSA key, go through", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-mysql-"));
+  const env = { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key };
+  try {
+    const plugins = ["mysql_clear_password", "dialog", "mysql_native_password", "sha256_password"];
+    for (const plugin of plugins) {
+      const got = join(dir, plugin);
+      const server = await startServer(
+        ours("tcpserver"),
+        [
+          ...["-vRHl0", "127.0.0.1", "0", "starttls-wrapper", "-v2", "-p", "mysql"],
+          ...["python3", "-c", FAKE_MYSQL, plugin, got],
+        ],
+        { env },
+      );
+      try {
+        const r = await client(server.port, "bob", "s3cret", true, "select 1");
+        await server.waitForLog(/^tcpserver: end \d+ status \d+$/);
+        if (plugin === "mysql_native_password") {
+          assert.equal(r.code, 0, r.stderr + server.log());
+          assert.match(readFileSync(got, "latin1"), /bob\0.*mysql_native_password\0/s);
+          continue;
+        }
+        if (plugin === "sha256_password") {
+          // The mariadb client's login asks for the server's RSA key (one byte, 1), no
+          // password: it reaches the server (a user of another plugin is switched to it).
+          assert.match(readFileSync(got, "latin1"), /bob\0\x01\x01sha256_password\0/);
+          assert.doesNotMatch(readFileSync(got, "latin1"), /s3cret/);
+          continue;
+        }
+        assert.notEqual(r.code, 0);
+        assert.match(
+          r.stderr,
+          new RegExp(
+            `ERROR 1045 \\(28000\\): starttls-wrapper: the login uses ${plugin}; the password would cross the link behind it in clear`,
+          ),
+        );
+        assert.equal(existsSync(got), false, "the server behind read a login");
+        assert.match(
+          server.log(),
+          new RegExp(
+            `^starttls-wrapper: warning: 127\\.0\\.0\\.1: refused: the login uses ${plugin}, and the server behind is reached without TLS\ntcpserver: end \\d+ status 25600$`,
+            "m",
+          ),
+        );
+      } finally {
+        await server.stop();
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
