@@ -73,28 +73,35 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
       if (r.kind === "none") {
         // No features to add to (an old server, an error): the session as it is.
         client.write(Buffer.from(serverText, "latin1"));
+        if (clientText) server.write(Buffer.from(clientText, "latin1"));
         return done("plain");
       }
       client.write(Buffer.from(r.text, "latin1"));
       if (clientText) examine();
     };
     const fromClient = (chunk: Buffer) => {
-      // Until the features have gone out, the client's bytes are its stream header.
-      if (!featuresSent) return void server.write(chunk);
       clientText += chunk.toString("latin1");
       examine();
     };
     const examine = () => {
       const first = firstClientElement(clientText);
       if (first.kind === "header") {
-        // The client's stream header after our features (the server spoke first): the
-        // server's, as it would have been; the element that decides comes after it.
+        // The client's stream header (also after our features, when the server spoke
+        // first): the server's, as it would have been; the element that decides comes after.
         server.write(Buffer.from(clientText.slice(0, first.length), "latin1"));
         clientText = clientText.slice(first.length);
         return examine();
       }
       if (first.kind === "more") {
         if (clientText.length > MAX_LOOK) limit("no element within the first 64 KiB", "bad format");
+        return;
+      }
+      // Until the features have gone out, only the header goes to the server: what follows
+      // it (an <auth> pipelined behind it, say) decides once they are out, and never reaches
+      // the server before -r could refuse it. Bounded as the rest of what is looked at.
+      if (!featuresSent) {
+        if (clientText.length > MAX_LOOK)
+          limit("more than 64 KiB before the server's features", "bad format");
         return;
       }
       if (first.kind === "starttls") {

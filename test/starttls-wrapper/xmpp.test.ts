@@ -45,7 +45,7 @@ after(async () => {
 
 /** A python3 XMPP client by hand, argv: port, mode, CA, domain. mode: probe (features only),
  * tls, plain, pipelined, idle (reads to the stream's end), wait (plain once a line comes on its
- * stdin). */
+ * stdin), eager (its SASL PLAIN in the same write as its stream header). */
 const CLIENT = [
   "import socket, ssl, sys, base64",
   `HDR = b"<?xml version='1.0'?><stream:stream to='${DOMAIN}' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"`,
@@ -58,6 +58,11 @@ const CLIENT = [
   "    return data",
   "mode = sys.argv[2]",
   "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), 10)",
+  "if mode == 'eager':",
+  "    s.sendall(HDR + b\"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>\" + base64.b64encode(b'\\0alice\\0secret') + b'</auth>')",
+  "    data = until(s, b'</stream:stream>', b'<success')",
+  "    print('success' if b'<success' in data else 'no success', 'policy-violation' if b'<policy-violation' in data else '')",
+  "    sys.exit(0)",
   "s.sendall(HDR)",
   "f = until(s, b'</stream:features>')",
   "print('offered' if b'<starttls' in f else 'not offered', 'required' if b'<required/>' in f else '')",
@@ -82,6 +87,13 @@ const CLIENT = [
   "s.sendall(b\"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>\" + auth + b'</auth>')",
   "print(until(s, b'/>', b'</stream:stream>').decode()[:70])",
 ].join("\n");
+
+/** tcpserver on a free port of 127.0.0.1 running `args`, with the domain's certificate. */
+function serve(args: string[]) {
+  return startServer(ours("tcpserver"), ["-vRHl0", "127.0.0.1", "0", ...args], {
+    env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key },
+  });
+}
 
 function client(port: number, mode: string) {
   return run("python3", ["-c", CLIENT, String(port), mode, pki.ca.cert, DOMAIN]);
@@ -130,21 +142,10 @@ test("bytes pipelined behind <starttls/>, before <proceed/>: refused, never rela
 });
 
 test("XEP-0368 direct TLS needs no wrapper: tlsd --alpn xmpp-client in front of the same server", async () => {
-  const server = await startServer(
-    ours("tcpserver"),
-    [
-      "-RHl0",
-      "127.0.0.1",
-      "0",
-      "tlsd",
-      "--alpn",
-      "xmpp-client",
-      "tcpforward",
-      "127.0.0.1",
-      String(xmppPort),
-    ],
-    { env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key } },
-  );
+  const server = await serve([
+    ...["tlsd", "--alpn", "xmpp-client", "tcpforward", "127.0.0.1", String(xmppPort)],
+  ]);
+
   try {
     const r = await run("python3", [
       "-c",
@@ -179,14 +180,7 @@ test("openssl s_client -starttls xmpp: the upgrade, the certificate verified, TL
 });
 
 test("a server that sends its stream header and features before the client's header: the late header goes to the server, and the client's <starttls/> still gets <proceed/> (it used to pass to the server)", async () => {
-  const server = await startServer(
-    ours("tcpserver"),
-    [
-      ...["-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", "xmpp"],
-      ...serverBehind("xmpp", false),
-    ],
-    { env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key } },
-  );
+  const server = await serve(["starttls-wrapper", "-p", "xmpp", ...serverBehind("xmpp", false)]);
   try {
     const got = await new Promise<string>((resolve) => {
       const tcp = connect(server.port, "127.0.0.1");
@@ -221,13 +215,12 @@ test("a server that sends its stream header and features before the client's hea
 });
 
 test("-t running out before the client's decision: opportunistic, the stream goes on in plaintext to the server behind (a python3 client then logs in); with -r a policy-violation stream error and status 100 (-o used to end the stream as -r does)", async () => {
-  const env = { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key };
   const chain = (policy: string[]) => [
-    ...["-vRHl0", "127.0.0.1", "0", "starttls-wrapper", "-v2", "-p", "xmpp", "-t", "1"],
-    ...[...policy, "tcpforward", "127.0.0.1", String(xmppPort)],
+    ...["starttls-wrapper", "-v2", "-p", "xmpp", "-t", "1", ...policy],
+    ...["tcpforward", "127.0.0.1", String(xmppPort)],
   ];
-  const slow = await startServer(ours("tcpserver"), chain([]), { env });
-  const strict = await startServer(ours("tcpserver"), chain(["-r"]), { env });
+  const slow = await serve(chain([]));
+  const strict = await serve(chain(["-r"]));
   // The client waits for a line on its stdin, sent once the wrapper says the limit ran out,
   // before its plaintext SASL PLAIN.
   const python = spawn("python3", ["-c", CLIENT, String(slow.port), "wait", pki.ca.cert, DOMAIN]);
@@ -256,5 +249,50 @@ test("-t running out before the client's decision: opportunistic, the stream goe
     python.kill();
     await slow.stop();
     await strict.stop();
+  }
+});
+
+test("a SASL PLAIN <auth> in the same write as the client's stream header, before the features: -r refuses it with a policy-violation stream error, the server never sees it (it went to the server with the header, which said <success/> in plaintext); opportunistic, it reaches the server", async () => {
+  const refused = await client(required.port, "eager");
+  assert.equal(refused.stdout, "no success policy-violation\n", refused.stderr + required.log());
+  await required.waitForLog(
+    /^starttls-wrapper: warning: 127\.0\.0\.1: <auth> before STARTTLS: refused \(-r\)$/,
+  );
+  const plain = await client(opportunistic.port, "eager");
+  assert.equal(plain.stdout, "success \n", plain.stderr + opportunistic.log());
+});
+
+test("-r: elements the client sends behind its stream header to a server that sends no features are held no further than 64 KiB: a policy-violation stream error, one line, status 100", async () => {
+  const server = await serve([
+    ...["starttls-wrapper", "-p", "xmpp", "-r", "-t", "600", "sh", "-c", "exec cat >/dev/null"],
+  ]);
+  try {
+    const r = await run("python3", [
+      "-c",
+      [
+        "import socket, sys",
+        "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), 10)",
+        `s.sendall(b"<?xml version='1.0'?><stream:stream to='${DOMAIN}' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>" + b'<presence/>' * 7000)`,
+        "data = b''",
+        "while b'</stream:stream>' not in data:",
+        "    b = s.recv(4096)",
+        "    if not b: break",
+        "    data += b",
+        "print(data.decode()[-60:])",
+      ].join("\n"),
+      String(server.port),
+    ]);
+    assert.equal(
+      r.stdout,
+      "pp-streams'>bad format</text></stream:error></stream:stream>\n",
+      r.stderr,
+    );
+    await server.waitForLog(/^tcpserver: end \d+ status 25600$/);
+    assert.match(
+      server.log(),
+      /^starttls-wrapper: warning: 127\.0\.0\.1: more than 64 KiB before the server's features$/m,
+    );
+  } finally {
+    await server.stop();
   }
 });
