@@ -10,6 +10,9 @@ export const GSSENC_REQUEST = 80877104;
 export const CANCEL_REQUEST = 80877102;
 /** PostgreSQL refuses longer start-up packets (MAX_STARTUP_PACKET_LENGTH). */
 export const MAX_STARTUP = 10000;
+/** The longest secret key of a CancelRequest: 4 bytes in protocol 3.0, up to 256 from 3.2
+ * (PostgreSQL 18's MAX_CANCEL_KEY_LENGTH). */
+const MAX_CANCEL_KEY = 256;
 
 export type StartupPacket =
   /** Not all there yet: this many bytes are needed in all. */
@@ -36,7 +39,8 @@ export function readStartup(bytes: Uint8Array): StartupPacket {
   }
   if (bytes.length < length) return { kind: "more", need: length };
   if (code === CANCEL_REQUEST) {
-    return length === 16
+    // Length, code and process ID, then the key (the server checks the same bounds).
+    return length > 12 && length <= 12 + MAX_CANCEL_KEY
       ? { kind: "cancel" }
       : { kind: "malformed", reason: `a ${length}-byte CancelRequest` };
   }

@@ -3,7 +3,9 @@
 // sees a plaintext session; sslmode=disable goes through untouched, or is refused with -r;
 // a GSSENCRequest gets 'N'; bytes sent after an SSLRequest before its answer are refused.
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { startPostgres } from "../helpers/postgres.ts";
@@ -225,4 +227,41 @@ test("openssl s_client -starttls postgres: the upgrade, the certificate verified
   assert.equal(r.code, 0, r.stderr + opportunistic.log());
   assert.match(r.stderr, /^Protocol version: TLSv1\.3$/m);
   assert.match(r.stderr, /^Verification: OK$/m);
+});
+
+test("a CancelRequest of protocol 3.2 (PostgreSQL 18: a secret key of up to 256 bytes) goes through to the server untouched, as one of 3.0 does (it was taken for malformed unless 16 bytes, and refused); one past 256 bytes is refused", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-pg-"));
+  const got = join(dir, "got");
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-vRHl0", "127.0.0.1", "0", "starttls-wrapper", "-v2", "-p", "postgres"],
+      ...["sh", "-c", 'exec cat >> "$0"', got],
+    ],
+    { env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key } },
+  );
+  try {
+    const cancel = (key: number) =>
+      `s.sendall(struct.pack('!III', ${12 + key}, 80877102, 4242) + b"k" * ${key}); s.shutdown(socket.SHUT_WR); print(s.recv(1))`;
+    for (const key of [4, 32, 256]) {
+      const r = await raw(server.port, cancel(key));
+      assert.equal(r.stdout, "b''\n", r.stderr + server.log());
+    }
+    await server.waitForLog(/^tcpserver: end \d+ status 0$/, 3);
+    assert.deepEqual(server.log().match(/: a CancelRequest$/gm), [
+      ": a CancelRequest",
+      ": a CancelRequest",
+      ": a CancelRequest",
+    ]);
+    assert.equal(readFileSync(got).length, 16 + 44 + 268);
+    const long = await raw(server.port, cancel(257));
+    assert.equal(long.stdout, "b'E'\n", long.stderr);
+    await server.waitForLog(
+      /^starttls-wrapper: warning: 127\.0\.0\.1: not a PostgreSQL start-up packet: a 269-byte CancelRequest$/,
+    );
+    assert.equal(readFileSync(got).length, 16 + 44 + 268);
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
