@@ -16,7 +16,7 @@ function capabilities(posting: boolean) {
   return {
     ok: "101",
     upgrade: "STARTTLS",
-    hidden: ["AUTHINFO"],
+    hidden: ["AUTHINFO", "SASL"],
     fallback: `101 Capability list:\r\nVERSION 2\r\nREADER\r\n${posting ? "POST\r\n" : ""}STARTTLS\r\n.\r\n`,
   };
 }

@@ -283,3 +283,41 @@ print(b"".join(out).decode(), end="")
     await w.stop();
   }
 });
+
+test("-r: an NNTP server's SASL line (RFC 4643: the mechanisms of AUTHINFO SASL) is hidden with AUTHINFO before TLS, and kept when opportunistic (it was listed under -r, for an AUTHINFO that is refused)", async () => {
+  const script =
+    "printf '200 fake\\r\\n'; while IFS= read -r l; do case \"$l\" in " +
+    "CAPABILITIES*) printf '101 list\\r\\nVERSION 2\\r\\nREADER\\r\\nAUTHINFO USER SASL\\r\\nSASL PLAIN\\r\\n.\\r\\n' ;; " +
+    "*) printf '205 bye\\r\\n'; exit 0 ;; esac; done";
+  const lists: Record<string, string> = {};
+  for (const policy of ["-r", "-o"]) {
+    const front = await startServer(
+      ours("tcpserver"),
+      ["-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", "nntp", policy, "sh", "-c", script],
+      { env: { PATH, CERTFILE: cert.cert, KEYFILE: cert.key } },
+    );
+    try {
+      const r = await run("python3", [
+        "-c",
+        [
+          "import socket, sys",
+          "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))",
+          "f = s.makefile('rb')",
+          "f.readline()",
+          "s.sendall(b'CAPABILITIES\\r\\n')",
+          "out = []",
+          "while not out or out[-1] != b'.\\r\\n': out.append(f.readline())",
+          "print(b''.join(out).decode(), end='')",
+        ].join("\n"),
+        String(front.port),
+      ]);
+      lists[policy] = r.stdout;
+    } finally {
+      await front.stop();
+    }
+  }
+  assert.deepEqual(lists, {
+    "-r": "101 list\r\nVERSION 2\r\nREADER\r\nSTARTTLS\r\n.\r\n",
+    "-o": "101 list\r\nVERSION 2\r\nREADER\r\nAUTHINFO USER SASL\r\nSASL PLAIN\r\nSTARTTLS\r\n.\r\n",
+  });
+});
