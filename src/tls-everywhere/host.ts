@@ -3,12 +3,13 @@
 // there before (and whatever else changes meanwhile) is left alone.
 import { execFileSync } from "node:child_process";
 import { FatalError } from "../ucspi/errors.ts";
-import { parseEverywhereArgs } from "./options.ts";
+import { chainPort, parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
 import {
   alreadyRunning,
   checkStateDir,
   isOurChain,
+  orphanChains,
   readOwnerRecord,
   removeOwnerRecord,
   runningElsewhere,
@@ -138,9 +139,14 @@ export function findLeftovers(o: EverywhereOptions): Leftovers | undefined {
   } catch {
     // A record from a version with other options: the rules as this command line makes them.
   }
+  const chains = record.chains.filter(isOurChain);
+  // Those it started and had not recorded yet when it was killed.
+  const ports = [made.listen, ...made.overrides.map((_, i) => chainPort(made, i))];
+  for (const orphan of orphanChains(ports))
+    if (!chains.some((id) => sameProcess(id, orphan))) chains.push(orphan);
   return {
     owner: record.owner,
-    chains: record.chains.filter(isOurChain),
+    chains,
     strangers: record.chains.filter((id) => stillRuns(id) && !isOurChain(id)),
     made,
   };
