@@ -5,6 +5,8 @@
 //                 at a time. It holds its owner's token: only the owner releases it, and the
 //                 owner touches it while its order runs (refresh), so that one older than
 //                 STALE_MS was left by a crashed process and is taken over (CertMagic's way);
+//   failures/NAME why the last order of NAME failed, written by its owner before it releases
+//                 its claim: the tlsds that waited on that order say the cause too;
 //   orders.log    "time name" per order, appended (one short write: atomic with O_APPEND);
 //                 the orders of the last hour are counted from it.
 import { randomBytes } from "node:crypto";
@@ -41,6 +43,7 @@ const LOG_TRIM_BYTES = 64 * 1024;
 
 export class Ledger {
   private readonly dir: string;
+  private readonly failures: string;
   private readonly log: string;
   private readonly limit: number;
   private readonly now: () => number;
@@ -49,6 +52,7 @@ export class Ledger {
 
   constructor(acmeDir: string, ordersPerHour: number, now: () => number = Date.now) {
     this.dir = join(acmeDir, "orders");
+    this.failures = join(acmeDir, "failures");
     this.log = join(acmeDir, "orders.log");
     this.limit = ordersPerHour;
     this.now = now;
@@ -85,6 +89,28 @@ export class Ledger {
   release(name: string): void {
     if (this.owns(name)) rmSync(join(this.dir, name), { force: true });
     this.tokens.delete(name);
+  }
+
+  /** Says why this process's order of `name` failed (one line), for the tlsds waiting on it;
+   * before release(). */
+  failed(name: string, cause: string): void {
+    if (!this.owns(name)) return;
+    mkdirSync(this.failures, { recursive: true, mode: 0o700 });
+    writeFileAtomic(join(this.failures, name), `${cause.split("\n")[0] ?? ""}\n`, {
+      mode: 0o600,
+      overwrite: true,
+    });
+  }
+
+  /** Why an order of `name` that ended since `since` failed, as its owner said it. */
+  failure(name: string, since: number): string | undefined {
+    const file = join(this.failures, name);
+    if (mtimeOf(file) < since) return undefined;
+    try {
+      return readFileSync(file, "latin1").trim() || undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   private owns(name: string): boolean {

@@ -176,7 +176,9 @@ export class OnDemand {
         },
         (error: unknown) => {
           acmeOrders.inc(FAILED);
-          this.log(`tlsd: warning: acme: ${name}: order failed: ${causeText(error)}\n`);
+          const cause = causeText(error);
+          this.log(`tlsd: warning: acme: ${name}: order failed: ${cause}\n`);
+          this.ledger.failed(name, cause);
           throw error;
         },
       )
@@ -187,7 +189,8 @@ export class OnDemand {
   }
 
   /** Another tlsd orders `name`: resolves once its certificate is written, rejects when that
-   * order ends without one. */
+   * order ends without one, saying why as that tlsd did (its line is in its own log only, and
+   * this one's client was refused without a cause). */
   private otherOrder(name: string): Promise<void> {
     this.log(`tlsd: info: acme: ${name}: being ordered by another tlsd; waiting for it\n`);
     const file = join(this.config.cacheDir, name, "fullchain.pem");
@@ -199,8 +202,14 @@ export class OnDemand {
           this.written(name);
           return resolve();
         }
-        if (!this.ledger.ordering(name) || Date.now() - started > STALE_MS)
-          return reject(new Error("the other order ended without a certificate"));
+        if (!this.ledger.ordering(name) || Date.now() - started > STALE_MS) {
+          const cause = this.ledger.failure(name, started);
+          const why = cause
+            ? `the other tlsd's order failed: ${cause}`
+            : "the other tlsd's order ended without a certificate";
+          this.log(`tlsd: warning: acme: ${name}: ${why}\n`);
+          return reject(new Error(why));
+        }
         setTimeout(look, OTHER_POLL_MS).unref();
       };
       look();

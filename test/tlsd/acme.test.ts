@@ -14,6 +14,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { connect } from "node:net";
+import { createServer as createHttpServer } from "node:http";
 import type { ServerResponse } from "node:http";
 import { createServer as createHttpsServer, get as httpsGet } from "node:https";
 import { tmpdir } from "node:os";
@@ -55,6 +56,21 @@ function serveTlsd(server: string, port: number, cache: string, env: Record<stri
       ...env,
     },
   });
+}
+
+/** `tcpserver` running tlsd on a free port, with a CERTDIR of its own; stop() removes it. */
+async function tlsdWithCache(tcpserver: string, env: Record<string, string>) {
+  const port = await freePort();
+  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+  const server = await serveTlsd(tcpserver, port, cache, env);
+  return {
+    port,
+    server,
+    stop: async () => {
+      await server.stop();
+      rmSync(cache, { recursive: true, force: true });
+    },
+  };
 }
 
 /** pebble, and our tcpserver + tlsd on the port pebble validates on. */
@@ -367,9 +383,7 @@ test("an expired certificate in the cache is never served: a name the policy no 
 test("the CA unreachable: a clean failure after the order fails, or the default certificate", async () => {
   const closed = await freePort();
   for (const fallbackToDefault of [false, true]) {
-    const port = await freePort();
-    const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
-    const server = await serveTlsd(ours("tcpserver"), port, cache, {
+    const { port, server, stop } = await tlsdWithCache(ours("tcpserver"), {
       ACME_DIRECTORY: `https://127.0.0.1:${closed}/dir`,
       ACME_NAMES: "a.test",
       ACME_WAIT: "20000",
@@ -398,8 +412,7 @@ test("the CA unreachable: a clean failure after the order fails, or the default 
         await server.waitForLog(/^tlsd: fatal: .*no certificate for a\.test yet/);
       }
     } finally {
-      await server.stop();
-      rmSync(cache, { recursive: true, force: true });
+      await stop();
     }
   }
 });
@@ -829,5 +842,32 @@ test("configuration errors: one line, exit 100", async () => {
     assert.equal(r.code, 100, r.stderr);
     assert.match(r.stderr, /^tlsd: fatal: /);
     assert.match(r.stderr, message);
+  }
+});
+
+test("djb's tcpserver: a tlsd that waited on another's order that failed (a CA that never answers) says why, as the one that ordered", async () => {
+  const held: ServerResponse[] = [];
+  const ca = createHttpServer((_req, res) => held.push(res));
+  await new Promise<void>((resolve) => ca.listen(0, "127.0.0.1", resolve));
+  const caPort = (ca.address() as { port: number }).port;
+  const { port, server, stop } = await tlsdWithCache(djb("tcpserver"), {
+    ACME_DIRECTORY: `http://127.0.0.1:${caPort}/dir`,
+    ACME_NAMES: "a.test",
+    ACME_WAIT: "30000",
+  });
+  try {
+    const clients = await Promise.all([0, 1].map(() => sClient(port, "a.test", fallback.cert)));
+    for (const r of clients) assert.notEqual(r.code, 0);
+    await server.waitForLog(/^tlsd: info: acme: a\.test: being ordered by another tlsd/);
+    const cause = "no answer from the CA in 10 s";
+    // The waiting tlsd's client was refused with no cause in its log at all.
+    await server.waitForLog(
+      new RegExp(`^tlsd: warning: acme: a\\.test: the other tlsd's order failed: ${cause}$`),
+    );
+    await server.waitForLog(new RegExp(`^tlsd: warning: acme: a\\.test: order failed: ${cause}$`));
+  } finally {
+    for (const res of held) res.destroy();
+    ca.close();
+    await stop();
   }
 });
