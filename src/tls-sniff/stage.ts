@@ -80,7 +80,7 @@ function refuse(
   connection: Connection,
 ): number {
   if (o.verbosity >= 1)
-    ctx.log(`tls-sniff: warning: ${clientPrefix(ctx.env)}refused: ${refusal(verdict)}\n`);
+    ctx.log(`tls-sniff: warning: ${clientPrefix(ctx.env)}refused: ${refusal(verdict, o)}\n`);
   counted(verdict, "none");
   drain(connection);
   connection.stream?.destroy();
@@ -88,14 +88,18 @@ function refuse(
 }
 
 /** Why a connection with `verdict` is refused, in the log's words. */
-function refusal(verdict: Verdict): string {
+function refusal(verdict: Verdict, o: SniffOptions): string {
   switch (verdict.kind) {
     case "malformed":
       return `malformed ClientHello: ${verdict.reason}`;
     case "unfinished":
       return `unfinished ClientHello: ${verdict.reason}`;
-    case "plain":
-      return `plaintext${verdict.silent ? " (a silent client)" : ""} and no --plain route`;
+    case "plain": {
+      const what = verdict.silent ? "plaintext (a silent client)" : "plaintext";
+      const untaken =
+        o.plainRoutes.length > 0 ? " that no --ssh, --http or --prefix route takes," : "";
+      return `${what}${untaken} and no --plain route`;
+    }
     case "proxy":
       return "got a PROXY protocol header: run tcpserver with --proxy";
     default:

@@ -191,6 +191,40 @@ for (const [who, server] of [
   });
 }
 
+test("without --plain, plaintext that no route takes is refused, and the line says so", async () => {
+  const s = await startServer(
+    ours("tcpserver"),
+    [
+      "-vRHl0",
+      "127.0.0.1",
+      "0",
+      "tls-sniff",
+      "--ssh",
+      "{",
+      ...say("ssh route"),
+      "}",
+      "tlsd",
+      "true",
+    ],
+    { env: ENV },
+  );
+  try {
+    const r = await run("python3", [
+      "-c",
+      "import socket, sys; s = socket.create_connection(('127.0.0.1', int(sys.argv[1]))); s.sendall(b'EHLO x\\r\\n'); print(s.recv(100))",
+      String(s.port),
+    ]);
+    assert.equal(r.stdout, "b''\n", r.stderr);
+    await s.waitForLog(/ end \d+ status 25600$/);
+    assert.match(
+      s.log(),
+      /^tls-sniff: warning: 127\.0\.0\.1: refused: plaintext that no --ssh, --http or --prefix route takes, and no --plain route$/m,
+    );
+  } finally {
+    await s.stop();
+  }
+});
+
 test("usage: the routes' own mistakes are usage errors", async () => {
   for (const [args, line] of [
     [["--ssh", "{", "a", "}", "--ssh", "{", "b", "}", "c"], "tls-sniff: --ssh given twice"],
