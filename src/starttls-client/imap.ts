@@ -25,10 +25,16 @@ export function greetingWithoutCapability(line: string): string {
   return line.replace(/^(\* OK )\[CAPABILITY [^\]]*\] ?/i, "$1");
 }
 
-/** Lines up to the one tagged `tag`; that one must be OK. */
+/** An untagged BYE: the server closes the connection next (RFC 9051 §7.1.5). */
+const isBye = (line: string) => /^\* BYE\b/i.test(line);
+
+/** Lines up to the one tagged `tag`; that one must be OK. A BYE before it ends the dialogue
+ * with its words (they were lost in "server closed the connection"). */
 async function tagged(io: Parameters<ClientUpgrade>[0], tag: string, what: string) {
-  const lines = await io.reply((line) => line.startsWith(`${tag} `));
+  const lines = await io.reply((line) => line.startsWith(`${tag} `) || isBye(line));
   const status = lines[lines.length - 1] ?? "";
+  if (isBye(status))
+    throw new UpgradeError("refused", `server ended the session at ${what}: ${quoted(status)}`);
   if (!/^\S+ OK\b/i.test(status)) {
     throw new UpgradeError(
       what === "STARTTLS" ? "refused" : "not-offered",

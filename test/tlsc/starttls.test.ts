@@ -229,6 +229,13 @@ for (const [name, script, protocol, cause] of [
     "xmpp",
     "server refused STARTTLS (<failure/>)",
   ],
+  // The BYE's words were lost in "server closed the connection".
+  [
+    "an IMAP server that says BYE to STARTTLS",
+    "printf '* OK fake\\r\\n'; read l; printf '* CAPABILITY IMAP4rev1 STARTTLS\\r\\nt1 OK done\\r\\n'; read l; printf '* BYE going down\\r\\n'",
+    "imap",
+    'server ended the session at STARTTLS: "* BYE going down"',
+  ],
   [
     "a POP3 server without CAPA",
     "printf '+OK fake\\r\\n'; read l; printf -- '-ERR what\\r\\n'; sleep 5",
