@@ -171,5 +171,22 @@ test("the client's login names its plugin and its auth data whatever the encodin
       responsePlugin(Buffer.from(bytes));
     }),
     { numRuns: 2000 },
+  ); // Any login a client makes: its plugin and its auth data come back as they were written.
+  const noNul = fc.string({ maxLength: 20 }).map((t) => t.replace(/\0/g, ""));
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ maxLength: 250 }),
+      fc.option(noNul, { nil: undefined }),
+      fc.constantFrom("mysql_native_password", "caching_sha2_password", "dialog", "client_ed25519"),
+      fc.boolean(),
+      (auth, db, plugin, lenencFlag) => {
+        const data = Buffer.concat([Buffer.from([auth.length]), auth]);
+        const flags = PLUGIN | (lenencFlag ? 0x200000 : 0x8000) | (db === undefined ? 0 : 0x8);
+        assert.deepEqual(responsePlugin(login(flags, data, db, plugin)), {
+          plugin,
+          auth: Buffer.from(auth),
+        });
+      },
+    ),
   );
 });
