@@ -3,13 +3,12 @@
 // there before (and whatever else changes meanwhile) is left alone.
 import { execFileSync } from "node:child_process";
 import { FatalError } from "../ucspi/errors.ts";
-import { chainPort, parseEverywhereArgs } from "./options.ts";
+import { parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
 import {
   alreadyRunning,
   checkStateDir,
   isOurChain,
-  orphanChains,
   readOwnerRecord,
   removeOwnerRecord,
   runningElsewhere,
@@ -139,14 +138,9 @@ export function findLeftovers(o: EverywhereOptions): Leftovers | undefined {
   } catch {
     // A record from a version with other options: the rules as this command line makes them.
   }
-  const chains = record.chains.filter(isOurChain);
-  // Those it started and had not recorded yet when it was killed.
-  const ports = [made.listen, ...made.overrides.map((_, i) => chainPort(made, i))];
-  for (const orphan of orphanChains(ports))
-    if (!chains.some((id) => sameProcess(id, orphan))) chains.push(orphan);
   return {
     owner: record.owner,
-    chains,
+    chains: record.chains.filter(isOurChain),
     strangers: record.chains.filter((id) => stillRuns(id) && !isOurChain(id)),
     made,
   };

@@ -164,43 +164,6 @@ export function isOurChain(id: ProcessId): boolean {
   return args?.[0] === "-1vRHl0" && args.includes("--transparent") && stillRuns(id);
 }
 
-/**
- * Chains that no running tls-everywhere owns: our tcpservers in this network namespace started
- * as tls-everywhere starts its chains, listening on one of `ports`, whose parent is no
- * tls-everywhere any more. A SIGKILL between starting the chains and writing their pids in the
- * record leaves such chains; the record's command line (its ports) still finds them.
- */
-export function orphanChains(ports: readonly number[]): ProcessId[] {
-  let ours: string;
-  try {
-    ours = readlinkSync("/proc/self/ns/net");
-  } catch {
-    return [];
-  }
-  const found: ProcessId[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^[0-9]+$/.test(entry)) continue;
-    const pid = Number(entry);
-    const args = ourProgramArgs(pid, "tcpserver");
-    const at = args?.indexOf("--transparent") ?? -1;
-    // A --workers process starts with --worker=N: it goes when its first process does.
-    if (!args || args[0] !== "-1vRHl0" || at < 0) continue;
-    if (!ports.includes(Number(args[at + 2]))) continue;
-    const id = processId(pid);
-    try {
-      if (!id || readlinkSync(`/proc/${pid}/ns/net`) !== ours) continue;
-      const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
-      // The fields after the name (which may hold ") "): state, then the parent's pid.
-      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ourProgramArgs(parent, "tls-everywhere")) continue;
-    } catch {
-      continue;
-    }
-    found.push(id);
-  }
-  return found;
-}
-
 /** Another tls-everywhere that runs in this network namespace (whose rules are the only ones
  * here: one table, one name) and that its own record in its --state names: the owner of the
  * rules a command with another --state finds. */

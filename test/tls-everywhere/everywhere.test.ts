@@ -592,29 +592,6 @@ test("--remove after a SIGKILL (systemd's ExecStopPost): stops the chain left be
   assert.equal(hostState(), pristine);
 });
 
-// A SIGKILL after the chains started and before their pids were written left chains no record
-// named: the next start found their ports taken, and --remove left them running. The record of
-// that moment (its owner and command line, no chains) is made here by hand.
-test("--remove after a SIGKILL that came before the chains' pids were recorded: the chains are found by the record's ports and stopped", async () => {
-  const tool = startTool();
-  const chain = await killOnlyTool(tool);
-  const file = join(stateDir, "running.json");
-  const record = JSON.parse(readFileSync(file, "utf8")) as { chains: unknown[] };
-  writeFileSync(file, JSON.stringify({ ...record, chains: [] }), { mode: 0o600 });
-  const removed = await lab.run(lab.server, ours("tls-everywhere"), [
-    ...["--remove", "--state", stateDir],
-  ]);
-  assert.equal(removed.code, 0, removed.stderr);
-  assert.match(
-    removed.stderr,
-    new RegExp(
-      `^tls-everywhere: info: .*: stopped its chain \\(pid ${chain}\\), removed its rules\n$`,
-    ),
-  );
-  assert.equal(runs(chain), false);
-  assert.equal(hostState(), pristine);
-});
-
 /** `refused` said, and only said, that `serving` runs with this --state, whose record names it. */
 function refusedFor(refused: Tool, serving: Tool): void {
   assert.equal(
