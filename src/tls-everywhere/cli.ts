@@ -6,7 +6,7 @@
 // when it ends: SIGTERM, SIGINT, SIGHUP, or the chain's own end.
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -102,44 +102,18 @@ function tcpserverArgs(
 async function checkPortsFree(o: EverywhereOptions): Promise<void> {
   const ports = [o.listen, ...o.overrides.map((_, i) => chainPort(o, i))];
   for (const port of ports) {
-    const error = await new Promise<Error | undefined>((resolve) => {
+    const inUse = await new Promise<boolean>((resolve) => {
       const probe = createServer();
-      probe.once("error", resolve);
+      probe.once("error", () => resolve(true));
       probe.listen({ port, host: o.ipv6 ? "::" : "0.0.0.0", exclusive: true }, () =>
-        probe.close(() => resolve(undefined)),
+        probe.close(() => resolve(false)),
       );
     });
-    if (error)
-      throw portRefused(
-        port,
-        port === o.listen ? "--listen" : "a --port chain, after --listen",
-        error,
-      );
+    if (inUse) {
+      const what = port === o.listen ? "--listen" : "a --port chain, after --listen";
+      throw new FatalError(`port ${port} (${what}) is in use: give --listen a free range`);
+    }
   }
-}
-
-/** Why a chain's port cannot be listened on, in our words: in use (the usual cause), or what
- * else the kernel said. */
-function portRefused(port: number, what: string, error: Error): FatalError {
-  if ((error as NodeJS.ErrnoException).code === "EADDRINUSE")
-    return new FatalError(`port ${port} (${what}) is in use: give --listen a free range`);
-  return new FatalError(`unable to listen on port ${port} (${what}): ${causeText(error)}`);
-}
-
-/** IPv6 on this host (this network namespace): a kernel without it, or with it disabled
- * (net.ipv6.conf.lo.disable_ipv6 = 1), takes no IPv6 route for the chains. */
-function checkIpv6(o: EverywhereOptions): void {
-  if (!o.ipv6) return;
-  let disabled: string;
-  try {
-    disabled = readFileSync("/proc/sys/net/ipv6/conf/lo/disable_ipv6", "latin1").trim();
-  } catch {
-    throw new FatalError("this host has no IPv6 (no /proc/sys/net/ipv6): give --ipv4-only");
-  }
-  if (disabled !== "0")
-    throw new FatalError(
-      "IPv6 is disabled on this host (net.ipv6.conf.lo.disable_ipv6 = 1): give --ipv4-only",
-    );
 }
 
 /** The main chain: TLS when the client asks for it, plaintext as before when it does not; a
@@ -224,7 +198,6 @@ async function main(args: readonly string[]): Promise<number> {
   const found = await takeOutLeftovers(o);
   if (found !== undefined) writeStderr(`${NAME}: warning: ${found}\n`);
   checkNotInstalled(o);
-  checkIpv6(o);
   await checkPortsFree(o);
   try {
     mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });

@@ -4,7 +4,7 @@
 // client, and whatever way the command ends, the namespace's nftables ruleset, policy rules
 // and routes are exactly what they were before.
 import assert from "node:assert/strict";
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import {
   chmodSync,
@@ -22,7 +22,7 @@ import { makePki } from "../helpers/certs.ts";
 import type { Pair, TestPki } from "../helpers/certs.ts";
 import { makeLab } from "../helpers/netns.ts";
 import type { Lab } from "../helpers/netns.ts";
-import { PATH_WITH_BIN, ROOT, ours, run } from "../helpers/programs.ts";
+import { PATH_WITH_BIN, ROOT, ours } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
 import { parseUnit, specifiers, splitWords } from "../helpers/units.ts";
 
@@ -831,66 +831,6 @@ test("a chain's port already taken: one line, exit 111, before any rule goes in"
     assert.equal(hostState(), pristine);
   } finally {
     squatter.kill("SIGKILL");
-  }
-});
-
-// A host with IPv6 disabled took the IPv4 rules, then failed at `ip -6 route add` with the
-// kernel's "IPv6 is disabled on nexthop device" after them: now it says so first, and how to go on.
-test("IPv6 disabled on the host: one line naming it and --ipv4-only, exit 111, nothing installed; --ipv4-only starts there", async () => {
-  const ns = `ucspi-te6-${process.pid}`;
-  const inNs = (command: string) =>
-    execFileSync("ip", ["netns", "exec", ns, "sh", "-ec", command], { encoding: "latin1" });
-  execFileSync("ip", ["netns", "add", ns]);
-  try {
-    inNs(
-      "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.lo.disable_ipv6=1; ip link set lo up",
-    );
-    const before = inNs("nft list ruleset; ip -4 rule; ip -4 route show table all");
-    const env = {
-      ...process.env,
-      PATH: PATH_WITH_BIN,
-      CERTFILE: certificate.cert,
-      KEYFILE: certificate.key,
-    };
-    const args = [
-      "--ports",
-      String(HTTP),
-      "--listen",
-      String(LISTEN),
-      "--state",
-      join(pki.dir, "state-v6off"),
-    ];
-    const r = await run("ip", ["netns", "exec", ns, ours("tls-everywhere"), ...args], { env });
-    assert.equal(r.code, 111);
-    assert.equal(
-      r.stderr,
-      "tls-everywhere: fatal: IPv6 is disabled on this host (net.ipv6.conf.lo.disable_ipv6 = 1): give --ipv4-only\n",
-    );
-    assert.equal(inNs("nft list ruleset; ip -4 rule; ip -4 route show table all"), before);
-    const tool = spawn(
-      "ip",
-      ["netns", "exec", ns, ours("tls-everywhere"), ...args, "--ipv4-only"],
-      { env },
-    );
-    let log = "";
-    tool.stderr.on("data", (d: Buffer) => (log += d.toString("latin1")));
-    try {
-      await waitFor(
-        () => (inNs("nft list ruleset").includes("tproxy") ? true : undefined),
-        15_000,
-        () => log,
-      );
-    } finally {
-      tool.kill("SIGTERM");
-      await new Promise((resolve) => tool.once("exit", resolve));
-    }
-    assert.equal(inNs("nft list ruleset; ip -4 rule; ip -4 route show table all"), before);
-  } finally {
-    execFileSync("ip", ["netns", "pids", ns], { encoding: "latin1" })
-      .split("\n")
-      .filter(Boolean)
-      .forEach((pid) => process.kill(Number(pid), "SIGKILL"));
-    execFileSync("ip", ["netns", "del", ns]);
   }
 });
 
