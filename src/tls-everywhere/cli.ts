@@ -6,7 +6,7 @@
 // when it ends: SIGTERM, SIGINT, SIGHUP, or the chain's own end.
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -97,22 +97,44 @@ function tcpserverArgs(
   ];
 }
 
+/** Binds `host` port `port` (0: any) a moment: the error that refuses it, or undefined. */
+function bindError(host: string, port: number): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once("error", (error) => resolve(error));
+    probe.listen({ port, host, exclusive: true }, () => probe.close(() => resolve(undefined)));
+  });
+}
+
+/** Why IPv6 cannot be diverted here, or undefined when it can: a kernel without it, IPv6
+ * disabled on lo (the local route of the diverted connections goes there), or IPv6 sockets
+ * refused (systemd's RestrictAddressFamilies=, say). */
+async function ipv6Unavailable(): Promise<string | undefined> {
+  if (!existsSync("/proc/sys/net/ipv6")) return "this kernel has no IPv6";
+  try {
+    if (readFileSync("/proc/sys/net/ipv6/conf/lo/disable_ipv6", "latin1").trim() === "1")
+      return "it is disabled on lo: net.ipv6.conf.lo.disable_ipv6 = 1";
+  } catch {
+    return "this network namespace has no IPv6 on lo";
+  }
+  const error = await bindError("::", 0);
+  if (error?.code === "EAFNOSUPPORT" || error?.code === "EADDRNOTAVAIL")
+    return `IPv6 sockets are refused: ${causeText(error)}`;
+  return undefined;
+}
+
 /** The chains' own ports must be free before a rule sends anything to them: a chain that
- * cannot bind would end the tool at once, after the rules went in and out for nothing. */
+ * cannot bind would end the tool at once, after the rules went in and out for nothing. A port
+ * refused for another cause (a port below 1024 without CAP_NET_BIND_SERVICE) is said as it is. */
 async function checkPortsFree(o: EverywhereOptions): Promise<void> {
   const ports = [o.listen, ...o.overrides.map((_, i) => chainPort(o, i))];
   for (const port of ports) {
-    const inUse = await new Promise<boolean>((resolve) => {
-      const probe = createServer();
-      probe.once("error", () => resolve(true));
-      probe.listen({ port, host: o.ipv6 ? "::" : "0.0.0.0", exclusive: true }, () =>
-        probe.close(() => resolve(false)),
-      );
-    });
-    if (inUse) {
-      const what = port === o.listen ? "--listen" : "a --port chain, after --listen";
+    const error = await bindError(o.ipv6 ? "::" : "0.0.0.0", port);
+    if (!error) continue;
+    const what = port === o.listen ? "--listen" : "a --port chain, after --listen";
+    if (error.code === "EADDRINUSE")
       throw new FatalError(`port ${port} (${what}) is in use: give --listen a free range`);
-    }
+    throw new FatalError(`unable to listen on port ${port} (${what}): ${causeText(error)}`);
   }
 }
 
@@ -197,6 +219,15 @@ async function main(args: readonly string[]): Promise<number> {
   const bin = binDir();
   const found = await takeOutLeftovers(o);
   if (found !== undefined) writeStderr(`${NAME}: warning: ${found}\n`);
+  // A host without IPv6 gets what --ipv4-only gives, said once; the record says it too, for the
+  // removal after a SIGKILL.
+  const recorded = [...args];
+  const noIpv6 = o.ipv6 ? await ipv6Unavailable() : undefined;
+  if (noIpv6 !== undefined) {
+    writeStderr(`${NAME}: warning: IPv6 is unavailable (${noIpv6}): diverting IPv4 only\n`);
+    o.ipv6 = false;
+    recorded.push("--ipv4-only");
+  }
   checkNotInstalled(o);
   await checkPortsFree(o);
   try {
@@ -213,8 +244,8 @@ async function main(args: readonly string[]): Promise<number> {
   const owner = processId(process.pid);
   if (!owner) throw new FatalError("unable to read this process's own /proc entry");
   const record = (chains: ProcessId[]) =>
-    writeOwnerRecord(o.stateDir, { owner, chains, args: [...args] });
-  createOwnerRecord(o.stateDir, { owner, chains: [], args: [...args] });
+    writeOwnerRecord(o.stateDir, { owner, chains, args: recorded });
+  createOwnerRecord(o.stateDir, { owner, chains: [], args: recorded });
   const env = {
     ...process.env,
     ...certEnv,

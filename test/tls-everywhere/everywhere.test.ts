@@ -102,8 +102,13 @@ function startTool(args: readonly string[] = []): Tool {
   return launchTool([...OPTIONS, "--state", stateDir, ...args]);
 }
 
-function launchTool(args: readonly string[], path = PATH_WITH_BIN): Tool {
-  const child = lab.start(lab.server, ours("tls-everywhere"), args, {
+function launchTool(
+  args: readonly string[],
+  path = PATH_WITH_BIN,
+  ns = lab.server,
+  program = ours("tls-everywhere"),
+): Tool {
+  const child = lab.start(ns, program, args, {
     ...process.env,
     PATH: path,
     CERTFILE: certificate.cert,
@@ -126,7 +131,7 @@ async function ready(tool: Tool, limit = 1000, count = 1, ports = [LISTEN]): Pro
   const line = new RegExp(`^tcpserver: status: 0/${limit}$`, "gm");
   await waitFor(
     () =>
-      (tool.log().match(line)?.length ?? 0) >= count && /diverting/.test(tool.log())
+      (tool.log().match(line)?.length ?? 0) >= count && /info: diverting/.test(tool.log())
         ? true
         : undefined,
     15_000,
@@ -910,5 +915,98 @@ test("bad command lines: one line, exit 100, nothing installed", async () => {
     assert.equal(r.code, 100, r.stderr);
     assert.match(r.stderr, line);
   }
+  assert.equal(hostState(), pristine);
+});
+
+/** Runs a program with IPv6 sockets refused (EAFNOSUPPORT), by a seccomp filter, as systemd's
+ * RestrictAddressFamilies= refuses them (x86_64). */
+const NO_INET6 = `import ctypes, os, struct, sys
+def op(code, jt, jf, k): return struct.pack("HBBI", code, jt, jf, k)
+LD, JEQ, RET, ALLOW = 0x20, 0x15, 0x06, 0x7FFF0000
+prog = b"".join([
+    op(LD, 0, 0, 4), op(JEQ, 1, 0, 0xC000003E), op(RET, 0, 0, ALLOW),
+    op(LD, 0, 0, 0), op(JEQ, 0, 3, 41),
+    op(LD, 0, 0, 16), op(JEQ, 0, 1, 10),
+    op(RET, 0, 0, 0x00050000 | 97),
+    op(RET, 0, 0, ALLOW),
+])
+buf = ctypes.create_string_buffer(prog, len(prog))
+class Prog(ctypes.Structure): _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fprog = Prog(len(prog) // 8, ctypes.addressof(buf))
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+assert libc.prctl(38, 1, 0, 0, 0) == 0
+assert libc.prctl(22, 2, ctypes.addressof(fprog), 0, 0) == 0
+os.execvp(sys.argv[1], sys.argv[1:])
+`;
+
+test("IPv6 unavailable (IPv6 sockets refused, or IPv6 disabled in the namespace): one line saying so, and it diverts IPv4 only, serves, and takes its rules out", async () => {
+  const noInet6 = join(pki.dir, "no-inet6.py");
+  writeFileSync(noInet6, NO_INET6);
+  const refused = launchTool(
+    [noInet6, ours("tls-everywhere"), ...OPTIONS, "--state", stateDir],
+    PATH_WITH_BIN,
+    lab.server,
+    "python3",
+  );
+  refused.child.stdout?.resume();
+  try {
+    await ready(refused);
+    await fetchBoth("no-inet6");
+    assert.match(
+      refused.log(),
+      /^tls-everywhere: warning: IPv6 is unavailable \(IPv6 sockets are refused: address family not supported\): diverting IPv4 only$/m,
+    );
+    assert.doesNotMatch(lab.sh(lab.server, "nft list ruleset; ip -6 rule"), /ip6 to|2017/);
+  } finally {
+    refused.child.kill("SIGTERM");
+  }
+  assert.deepEqual(await refused.exited, { code: 0, signal: null });
+  assert.equal(hostState(), pristine);
+  // A namespace of its own with IPv6 disabled (no local IPv6 route can go in there).
+  const off = makeLab("te6");
+  try {
+    off.sh(
+      off.server,
+      "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.lo.disable_ipv6=1",
+    );
+    const before = off.sh(off.server, "nft list ruleset; ip -4 rule");
+    const tool = launchTool(
+      [...OPTIONS, "--state", join(pki.dir, "no-ipv6-state")],
+      PATH_WITH_BIN,
+      off.server,
+    );
+    try {
+      await waitFor(
+        () => (/info: diverting/.test(tool.log()) ? true : undefined),
+        15_000,
+        () => `it never diverted:\n${tool.log()}`,
+      );
+      assert.match(
+        tool.log(),
+        /^tls-everywhere: warning: IPv6 is unavailable \(it is disabled on lo: net.ipv6.conf.lo.disable_ipv6 = 1\): diverting IPv4 only$/m,
+      );
+      assert.match(off.sh(off.server, "nft list ruleset"), /tproxy ip to :9999/);
+    } finally {
+      tool.child.kill("SIGTERM");
+    }
+    assert.deepEqual(await tool.exited, { code: 0, signal: null }, tool.log());
+    assert.equal(off.sh(off.server, "nft list ruleset; ip -4 rule"), before);
+  } finally {
+    off.destroy();
+  }
+});
+
+test("a chain's port refused for another cause than its use (below 1024 without CAP_NET_BIND_SERVICE): one line naming it, exit 111, nothing installed", async () => {
+  const r = await lab.run(lab.server, "setpriv", [
+    "--bounding-set=-net_bind_service",
+    ours("tls-everywhere"),
+    ...["--ports", String(HTTP), "--listen", "999", "--state", stateDir],
+  ]);
+  assert.equal(r.code, 111, r.stderr);
+  assert.equal(
+    r.stderr,
+    "tls-everywhere: fatal: unable to listen on port 999 (--listen): access denied\n",
+  );
   assert.equal(hostState(), pristine);
 });
