@@ -30,6 +30,7 @@ import {
   ownerRecordFile,
   processId,
   removeOwnerRecord,
+  tableComment,
   writeOwnerRecord,
 } from "./owner.ts";
 import type { ProcessId } from "./owner.ts";
@@ -285,7 +286,7 @@ async function main(args: readonly string[]): Promise<number> {
   let installed: Installed | undefined;
   if (ended === LISTENING && !stopping) {
     try {
-      installed = install(o);
+      installed = install(o, tableComment(owner, o.stateDir));
     } catch (error) {
       stop();
       await Promise.all(endings);

@@ -2,6 +2,7 @@
 // table, then each policy-routing rule and route, remembered as it is added, so that what was
 // there before (and whatever else changes meanwhile) is left alone.
 import { execFileSync } from "node:child_process";
+import { resolve } from "node:path";
 import { FatalError } from "../ucspi/errors.ts";
 import { parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
@@ -9,6 +10,7 @@ import {
   alreadyRunning,
   checkStateDir,
   isOurChain,
+  parseTableComment,
   readOwnerRecord,
   removeOwnerRecord,
   runningElsewhere,
@@ -44,6 +46,14 @@ function tableInstalled(): boolean {
   return attempt("nft", ["list", "table", "inet", TABLE]) === undefined;
 }
 
+/** The tls-everywhere the table's comment names as its owner (of any install, any --state). */
+function tableOwner(): ReturnType<typeof parseTableComment> {
+  const text = output("nft", ["list", "table", "inet", TABLE]);
+  // The table's own comment is the line after its head (a rule's would end a rule's line).
+  const comment = /^table inet \S+ \{\n\s*comment "(.*)"$/m.exec(text)?.[1];
+  return comment === undefined ? undefined : parseTableComment(comment);
+}
+
 /** Refuses to start over rules that are there already and no record in --state explains:
  * another tls-everywhere with a --state of its own, or rules of unknown origin. */
 export function checkNotInstalled(o: EverywhereOptions): void {
@@ -70,8 +80,9 @@ function undoing(file: string, args: readonly string[]): () => string | undefine
   };
 }
 
-/** Installs the table and the routing; on a failure, takes out what it had put in and throws. */
-export function install(o: EverywhereOptions): Installed {
+/** Installs the table (`comment` naming its owner) and the routing; on a failure, takes out
+ * what it had put in and throws. */
+export function install(o: EverywhereOptions, comment: string): Installed {
   const undo: (() => string | undefined)[] = [];
   const installed: Installed = {
     remove: () => {
@@ -83,7 +94,7 @@ export function install(o: EverywhereOptions): Installed {
       return failures;
     },
   };
-  const failed = attempt("nft", ["-f", "-"], nftRuleset(o));
+  const failed = attempt("nft", ["-f", "-"], nftRuleset(o, comment));
   // The table is created, not added to: one that is there (another tls-everywhere's, started at
   // the same time with a --state of its own) is no table of ours, to add rules to, or to delete.
   if (failed?.includes("File exists"))
@@ -107,10 +118,20 @@ export function install(o: EverywhereOptions): Installed {
  * here: they are that one's, and go when it stops. */
 export function checkNoOtherOwner(o: EverywhereOptions): void {
   const other = runningElsewhere();
-  if (other && other.stateDir !== o.stateDir)
-    throw new FatalError(
-      `the rules are another tls-everywhere's (pid ${other.pid}, --state ${other.stateDir}): stop that one, and they go with it`,
-    );
+  if (other && other.stateDir !== o.stateDir) throw anotherOwner(other.pid, other.stateDir);
+  // Another install's, which the look at the processes does not know as ours: its table names
+  // it, as long as its rules are in.
+  const table = tableOwner();
+  if (!table || table.owner.pid === process.pid || !stillRuns(table.owner)) return;
+  if (table.stateDir === resolve(o.stateDir)) throw alreadyRunning(table.owner.pid, o.stateDir);
+  throw anotherOwner(table.owner.pid, table.stateDir);
+}
+
+function anotherOwner(pid: number, stateDir: string | undefined): FatalError {
+  const state = stateDir === undefined ? "" : `, --state ${stateDir}`;
+  return new FatalError(
+    `the rules are another tls-everywhere's (pid ${pid}${state}): stop that one, and they go with it`,
+  );
 }
 
 /** What a tls-everywhere that ended without taking out its rules left, as its record in --state

@@ -164,6 +164,25 @@ export function isOurChain(id: ProcessId): boolean {
   return args?.[0] === "-1vRHl0" && args.includes("--transparent") && stillRuns(id);
 }
 
+/** The comment of the nftables table a running tls-everywhere installs: its pid, its start
+ * time and (when it fits, in nft's 128 characters, as plain words) its --state. Any
+ * tls-everywhere, of any install, finds the owner of the table there. */
+export function tableComment(owner: ProcessId, stateDir: string): string {
+  const text = `tls-everywhere ${owner.pid} ${owner.since}`;
+  const state = resolve(stateDir);
+  const withState = `${text} ${state}`;
+  return /^[A-Za-z0-9_./,:=+@%-]+$/.test(state) && withState.length <= 128 ? withState : text;
+}
+
+/** The owner a table's comment names (tableComment), or undefined when it names none. */
+export function parseTableComment(
+  comment: string,
+): { owner: ProcessId; stateDir: string | undefined } | undefined {
+  const m = /^tls-everywhere ([0-9]+) ([0-9]+)(?: (\/\S*))?$/.exec(comment);
+  if (!m) return undefined;
+  return { owner: { pid: Number(m[1]), since: m[2] ?? "" }, stateDir: m[3] };
+}
+
 /** Another tls-everywhere that runs in this network namespace (whose rules are the only ones
  * here: one table, one name) and that its own record in its --state names: the owner of the
  * rules a command with another --state finds. */

@@ -5,8 +5,9 @@ import type { EverywhereOptions } from "./options.ts";
 
 export const TABLE = "tls_everywhere";
 
-/** `nft -f` input for the table (inet: IPv4 and IPv6). */
-export function nftRuleset(o: EverywhereOptions): string {
+/** `nft -f` input for the table (inet: IPv4 and IPv6); `comment`, the running tls-everywhere
+ * that owns it (owner.ts's tableComment; none for --dry-run's script, run by hand). */
+export function nftRuleset(o: EverywhereOptions, comment?: string): string {
   const diverted = o.mark;
   const own = o.mark + 1;
   const ports = `{ ${o.ports.join(", ")} }`;
@@ -19,7 +20,8 @@ export function nftRuleset(o: EverywhereOptions): string {
     );
   return [
     // Created, not added to: nft refuses the whole script if the table is there already.
-    `create table inet ${TABLE}`,
+    // The comment goes with the creation: a table's comment is set when it is made.
+    `create table inet ${TABLE}${comment === undefined ? "" : ` { comment "${comment}"; }`}`,
     `table inet ${TABLE} {`,
     "  chain pre {",
     "    type filter hook prerouting priority mangle; policy accept;",

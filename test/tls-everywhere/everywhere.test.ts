@@ -9,6 +9,8 @@ import type { ChildProcess } from "node:child_process";
 import {
   chmodSync,
   chownSync,
+  copyFileSync,
+  cpSync,
   existsSync,
   mkdirSync,
   readFileSync,
@@ -208,13 +210,37 @@ test("--dry-run's script, run by sh, installs exactly what the tool installs; --
   const tool = startTool();
   await ready(tool);
   try {
-    assert.equal(hostState(), byHand);
+    // But for the table's comment, which names the running tool as its owner.
+    const owned = `\n\tcomment "tls-everywhere ${tool.child.pid} \\d+ ${stateDir}"\n`;
+    assert.match(hostState(), new RegExp(owned));
+    assert.equal(hostState().replace(new RegExp(owned), "\n"), byHand);
   } finally {
     tool.child.kill("SIGTERM");
     assert.deepEqual(await tool.exited, { code: 0, signal: null });
   }
   assert.equal(hostState(), pristine);
 });
+
+/** `program` with a --state of its own and each of `extras`, while `tool` serves: refused with
+ * one line naming `tool` as the rules' owner, and the rules stay in, untouched. */
+async function refusedAsAnother(
+  tool: Tool,
+  program: string,
+  extras: readonly (readonly string[])[],
+): Promise<void> {
+  const installed = hostState();
+  for (const extra of extras) {
+    const elsewhere = await lab.run(lab.server, program, [
+      ...["--listen", "9998", "--state", join(pki.dir, "other-state"), ...extra],
+    ]);
+    assert.equal(elsewhere.code, 111, elsewhere.stderr);
+    assert.equal(
+      elsewhere.stderr,
+      `tls-everywhere: fatal: the rules are another tls-everywhere's (pid ${tool.child.pid}, --state ${stateDir}): stop that one, and they go with it\n`,
+    );
+    assert.equal(hostState(), installed);
+  }
+}
 
 test("one command: HTTP and HTTPS on the service's own port, the real client in its log; SIGTERM leaves the host as it was", async () => {
   const tool = startTool();
@@ -232,18 +258,11 @@ test("one command: HTTP and HTTPS on the service's own port, the real client in 
   );
   // Another --state: the rules are the running one's, whether to start or to --remove; its
   // rules stay in, untouched.
-  const installed = hostState();
-  for (const extra of [["--remove"], ["--remove", "--table", "7100"], []]) {
-    const elsewhere = await lab.run(lab.server, ours("tls-everywhere"), [
-      ...["--listen", "9998", "--state", join(pki.dir, "other-state"), ...extra],
-    ]);
-    assert.equal(elsewhere.code, 111, elsewhere.stderr);
-    assert.equal(
-      elsewhere.stderr,
-      `tls-everywhere: fatal: the rules are another tls-everywhere's (pid ${tool.child.pid}, --state ${stateDir}): stop that one, and they go with it\n`,
-    );
-    assert.equal(hostState(), installed);
-  }
+  await refusedAsAnother(tool, ours("tls-everywhere"), [
+    ["--remove"],
+    ["--remove", "--table", "7100"],
+    [],
+  ]);
   await fetchBoth("second");
   tool.child.kill("SIGTERM");
   assert.deepEqual(await tool.exited, { code: 0, signal: null });
@@ -645,15 +664,16 @@ test("--remove --dry-run after a SIGKILL: prints what --remove would run for the
 test("a --remove that takes over after a SIGKILL, and in the meantime a start with the same --state took over and serves: the --remove is refused and leaves that one's record and rules alone", async () => {
   const tool = startTool();
   await killOnlyTool(tool);
-  // The --remove, held in its nft (after the chain's stop, before its rules go) until the start
-  // serves: the seconds a chain with connections open takes to stop.
+  // The --remove, held in its second nft (after the chain's stop, before its rules go; the
+  // first looks at the table's owner) until the start serves: the seconds a chain with
+  // connections open takes to stop.
   const wrapped = join(pki.dir, "nft-held");
   const reached = join(pki.dir, "remove-held");
   const go = join(pki.dir, "remove-go");
   mkdirSync(wrapped, { recursive: true });
   writeFileSync(
     join(wrapped, "nft"),
-    `#!/bin/sh\ntouch ${reached}\nwhile [ ! -e ${go} ]; do sleep 0.05; done\nexec /usr/sbin/nft "$@"\n`,
+    `#!/bin/sh\nif [ -e ${reached}.first ]; then\n  touch ${reached}\n  while [ ! -e ${go} ]; do sleep 0.05; done\nfi\ntouch ${reached}.first\nexec /usr/sbin/nft "$@"\n`,
     { mode: 0o755 },
   );
   const remove = launchTool(["--remove", "--state", stateDir], `${wrapped}:${PATH_WITH_BIN}`);
@@ -1008,5 +1028,28 @@ test("a chain's port refused for another cause than its use (below 1024 without 
     r.stderr,
     "tls-everywhere: fatal: unable to listen on port 999 (--listen): access denied\n",
   );
+  assert.equal(hostState(), pristine);
+});
+
+test("another install's tls-everywhere runs: a --remove or a start of this one, with a --state of its own, is refused with one line naming it, and its rules stay", async () => {
+  // A second install of the package: its own launcher, its own dist/.
+  const other = join(pki.dir, "other-install");
+  mkdirSync(join(other, "build"), { recursive: true });
+  mkdirSync(join(other, "bin"), { recursive: true });
+  for (const file of ["ucspi-launch", "ucspi_native.node"])
+    copyFileSync(join(ROOT, "build", file), join(other, "build", file));
+  chmodSync(join(other, "build", "ucspi-launch"), 0o755);
+  cpSync(join(ROOT, "dist"), join(other, "dist"), { recursive: true });
+  symlinkSync(join(ROOT, "node_modules"), join(other, "node_modules"));
+  symlinkSync(join("..", "build", "ucspi-launch"), join(other, "bin", "tls-everywhere"));
+  const tool = startTool();
+  await ready(tool);
+  try {
+    await refusedAsAnother(tool, join(other, "bin", "tls-everywhere"), [["--remove"], []]);
+    await fetchBoth("other-install");
+  } finally {
+    tool.child.kill("SIGTERM");
+  }
+  assert.deepEqual(await tool.exited, { code: 0, signal: null });
   assert.equal(hostState(), pristine);
 });
