@@ -25,8 +25,10 @@ import type { Installed } from "./host.ts";
 import { USAGE, chainMetrics, chainPort, parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
 import {
+  OWNER_VARIABLE,
   checkStateDir,
   createOwnerRecord,
+  ownerMark,
   ownerRecordFile,
   processId,
   removeOwnerRecord,
@@ -250,6 +252,9 @@ async function main(args: readonly string[]): Promise<number> {
   const env = {
     ...process.env,
     ...certEnv,
+    // Each chain names us: found by the next start or --remove even if we die before the record
+    // names it.
+    [OWNER_VARIABLE]: ownerMark(owner),
     PATH: `${bin}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
   };
   // The chains first, the rules once every chain listens: a rule that diverted a port to a

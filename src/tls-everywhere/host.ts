@@ -8,6 +8,7 @@ import { parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
 import {
   alreadyRunning,
+  chainsStartedBy,
   checkStateDir,
   isOurChain,
   parseTableComment,
@@ -159,9 +160,15 @@ export function findLeftovers(o: EverywhereOptions): Leftovers | undefined {
   } catch {
     // A record from a version with other options: the rules as this command line makes them.
   }
+  // The chains it recorded, and those it started and had no time to record (a SIGKILL between
+  // their start and their record): each names it in its environment.
+  const recorded = record.chains.filter(isOurChain);
+  const unrecorded = chainsStartedBy(record.owner).filter(
+    (id) => !recorded.some((r) => sameProcess(r, id)),
+  );
   return {
     owner: record.owner,
-    chains: record.chains.filter(isOurChain),
+    chains: [...recorded, ...unrecorded],
     strangers: record.chains.filter((id) => stillRuns(id) && !isOurChain(id)),
     made,
   };

@@ -164,6 +164,35 @@ export function isOurChain(id: ProcessId): boolean {
   return args?.[0] === "-1vRHl0" && args.includes("--transparent") && stillRuns(id);
 }
 
+/** Each chain is started with this variable naming the tls-everywhere that started it (its
+ * pid and start time): its record is made before any chain starts, so a SIGKILL at any moment
+ * leaves no chain that the next start or --remove cannot find, even one it never recorded. */
+export const OWNER_VARIABLE = "TLS_EVERYWHERE_OWNER";
+
+export function ownerMark(id: ProcessId): string {
+  return `${id.pid}:${id.since}`;
+}
+
+/** The chains `owner` started (our tcpserver, run as a chain), found by the variable in their
+ * environment: those it had no time to record too. */
+export function chainsStartedBy(owner: ProcessId): ProcessId[] {
+  const mark = `${OWNER_VARIABLE}=${ownerMark(owner)}`;
+  const found: ProcessId[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    let environ: string;
+    try {
+      environ = readFileSync(`/proc/${entry}/environ`, "latin1");
+    } catch {
+      continue;
+    }
+    if (!environ.split("\0").includes(mark)) continue;
+    const id = processId(Number(entry));
+    if (id && isOurChain(id)) found.push(id);
+  }
+  return found;
+}
+
 /** The comment of the nftables table a running tls-everywhere installs: its pid, its start
  * time and (when it fits, in nft's 128 characters, as plain words) its --state. Any
  * tls-everywhere, of any install, finds the owner of the table there. */

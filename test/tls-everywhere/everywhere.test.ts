@@ -1053,3 +1053,25 @@ test("another install's tls-everywhere runs: a --remove or a start of this one, 
   assert.deepEqual(await tool.exited, { code: 0, signal: null });
   assert.equal(hostState(), pristine);
 });
+
+test("the tool killed with SIGKILL before it recorded its chain (its record as it is then: no chain named): --remove still stops that chain and takes out its rules", async () => {
+  const tool = startTool();
+  const chain = await killOnlyTool(tool);
+  const file = join(stateDir, "running.json");
+  const record = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+  writeFileSync(file, JSON.stringify({ ...record, chains: [] }), { mode: 0o600 });
+  try {
+    const removed = await lab.run(lab.server, ours("tls-everywhere"), [
+      ...["--remove", "--state", stateDir],
+    ]);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.equal(
+      removed.stderr,
+      `tls-everywhere: info: tls-everywhere (pid ${tool.child.pid}) ended without taking out what it installed: stopped its chain (pid ${chain}), removed its rules\n`,
+    );
+    assert.equal(runs(chain), false);
+    assert.equal(hostState(), pristine);
+  } finally {
+    if (runs(chain)) process.kill(chain, "SIGKILL");
+  }
+});
