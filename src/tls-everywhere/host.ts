@@ -62,9 +62,18 @@ export function checkNotInstalled(o: EverywhereOptions): void {
   const hint = `(not recorded in ${o.stateDir}, and no tls-everywhere runs: tls-everywhere --remove with the options that installed them takes them out)`;
   if (tableInstalled())
     throw new FatalError(`already installed: nftables table inet ${TABLE} is there ${hint}`);
+  const ours = [o.mark, o.mark + 1].map((m) => `fwmark 0x${m.toString(16)} lookup ${o.table}`);
   for (const v of o.ipv6 ? ["-4", "-6"] : ["-4"]) {
     if (output("ip", [v, "route", "show", "table", String(o.table)]).trim() !== "")
       throw new FatalError(`routing table ${o.table} (${v}) is in use ${hint}`);
+    // A rule of the host's that looks up --table would send its traffic to our local route.
+    for (const line of output("ip", [v, "rule", "show", "table", String(o.table)]).split("\n")) {
+      const rule = line.replace(/^[0-9]+:\s*/, "").trim();
+      if (rule !== "" && !ours.includes(rule.replace(/^from all /, "")))
+        throw new FatalError(
+          `routing table ${o.table} (${v}) is looked up by a rule not of ours (${rule}): give --table a table of its own`,
+        );
+    }
   }
 }
 

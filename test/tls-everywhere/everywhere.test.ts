@@ -1075,3 +1075,23 @@ test("the tool killed with SIGKILL before it recorded its chain (its record as i
     if (runs(chain)) process.kill(chain, "SIGKILL");
   }
 });
+
+test("a rule of the host's that looks up --table (another fwmark): refused with one line, exit 111, where its traffic was sent to the tool's local route while it ran", async () => {
+  lab.sh(lab.server, "ip rule add fwmark 0x98 lookup 7001");
+  const withRule = hostState();
+  const tool = startTool();
+  try {
+    const how = await Promise.race([tool.exited, ready(tool).then(() => "it started")]);
+    assert.deepEqual(how, { code: 111, signal: null });
+    assert.equal(
+      tool.log(),
+      "tls-everywhere: fatal: routing table 7001 (-4) is looked up by a rule not of ours (from all fwmark 0x98 lookup 7001): give --table a table of its own\n",
+    );
+    assert.equal(hostState(), withRule);
+  } finally {
+    tool.child.kill("SIGTERM");
+    await tool.exited;
+    lab.sh(lab.server, "ip rule del fwmark 0x98 lookup 7001");
+  }
+  assert.equal(hostState(), pristine);
+});
