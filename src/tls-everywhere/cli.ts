@@ -126,6 +126,15 @@ async function ipv6Unavailable(): Promise<string | undefined> {
   return undefined;
 }
 
+/** A host without IPv6 gets what --ipv4-only gives, said in one line; true when so. */
+async function ipv4WithoutIpv6(o: EverywhereOptions): Promise<boolean> {
+  const why = o.ipv6 ? await ipv6Unavailable() : undefined;
+  if (why === undefined) return false;
+  writeStderr(`${NAME}: warning: IPv6 is unavailable (${why}): diverting IPv4 only\n`);
+  o.ipv6 = false;
+  return true;
+}
+
 /** The chains' own ports must be free before a rule sends anything to them: a chain that
  * cannot bind would end the tool at once, after the rules went in and out for nothing. A port
  * refused for another cause (a port below 1024 without CAP_NET_BIND_SERVICE) is said as it is. */
@@ -195,6 +204,8 @@ async function main(args: readonly string[]): Promise<number> {
   if (helpAsked(NAME, args, USAGE)) return 0;
   const o = parseEverywhereArgs(args);
   if (o.dryRun && !o.remove) {
+    // As the run would: IPv4 only where IPv6 is unavailable.
+    await ipv4WithoutIpv6(o);
     process.stdout.write(dryRun(o));
     return 0;
   }
@@ -222,15 +233,9 @@ async function main(args: readonly string[]): Promise<number> {
   const bin = binDir();
   const found = await takeOutLeftovers(o);
   if (found !== undefined) writeStderr(`${NAME}: warning: ${found}\n`);
-  // A host without IPv6 gets what --ipv4-only gives, said once; the record says it too, for the
-  // removal after a SIGKILL.
-  const recorded = [...args];
-  const noIpv6 = o.ipv6 ? await ipv6Unavailable() : undefined;
-  if (noIpv6 !== undefined) {
-    writeStderr(`${NAME}: warning: IPv6 is unavailable (${noIpv6}): diverting IPv4 only\n`);
-    o.ipv6 = false;
-    recorded.push("--ipv4-only");
-  }
+  // The record says --ipv4-only too when it was taken for IPv6 unavailable, for the removal
+  // after a SIGKILL.
+  const recorded = (await ipv4WithoutIpv6(o)) ? [...args, "--ipv4-only"] : [...args];
   checkNotInstalled(o);
   await checkPortsFree(o);
   try {

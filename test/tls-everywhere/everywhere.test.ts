@@ -991,6 +991,20 @@ test("IPv6 unavailable (IPv6 sockets refused, or IPv6 disabled in the namespace)
       "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.lo.disable_ipv6=1",
     );
     const before = off.sh(off.server, "nft list ruleset; ip -4 rule");
+    // --dry-run says what the run does: its script, IPv4 only, runs by sh -e.
+    const script = await off.run(off.server, ours("tls-everywhere"), ["--dry-run", ...OPTIONS]);
+    assert.match(
+      script.stderr,
+      /^tls-everywhere: warning: IPv6 is unavailable .*: diverting IPv4 only\n$/,
+    );
+    assert.doesNotMatch(script.stdout, /ip6|ip -6/);
+    const byHand = await off.run(off.server, "sh", ["-e"], script.stdout);
+    assert.equal(byHand.code, 0, byHand.stderr);
+    const undo = await off.run(off.server, ours("tls-everywhere"), [
+      ...["--remove", "--dry-run", "--ipv4-only", ...OPTIONS],
+    ]);
+    assert.equal((await off.run(off.server, "sh", ["-e"], undo.stdout)).code, 0);
+    assert.equal(off.sh(off.server, "nft list ruleset; ip -4 rule"), before);
     const tool = launchTool(
       [...OPTIONS, "--state", join(pki.dir, "no-ipv6-state")],
       PATH_WITH_BIN,
