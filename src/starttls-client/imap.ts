@@ -1,6 +1,8 @@
 // IMAP (RFC 9051 §6.2.1, RFC 2595): CAPABILITY, then STARTTLS, each answered by its tag. The
-// greeting given to the program over TLS loses its [CAPABILITY ...] code: the list was sent in
-// plaintext, and a client must ask again after STARTTLS (RFC 9051 §6.2.1).
+// greeting given to the program over TLS loses its response code ([CAPABILITY ...],
+// [REFERRAL ...], [ALERT] ...): it came in plaintext, where anyone on the path could have put
+// it, and the program reads the greeting as if it came over TLS (a client asks for the
+// capabilities again after STARTTLS anyway, RFC 9051 §6.2.1).
 import { UpgradeError, quoted } from "./reader.ts";
 import type { ClientUpgrade } from "./types.ts";
 
@@ -20,9 +22,10 @@ export function capabilityAtoms(lines: readonly string[]): string[] {
   return atoms;
 }
 
-/** "* OK [CAPABILITY ...] text" → "* OK text"; any other greeting as it is. */
-export function greetingWithoutCapability(line: string): string {
-  return line.replace(/^(\* OK )\[CAPABILITY [^\]]*\] ?/i, "$1");
+/** "* OK [CODE ...] text" → "* OK text", whatever the code (one level of brackets inside it,
+ * as in a REFERRAL to imap://[::1]/); any other greeting as it is. */
+export function greetingWithoutCode(line: string): string {
+  return line.replace(/^(\* OK )\[(?:[^[\]\r\n]|\[[^[\]\r\n]*\])*\] ?/i, "$1");
 }
 
 /** An untagged BYE: the server closes the connection next (RFC 9051 §7.1.5). */
@@ -50,7 +53,7 @@ export const imap: ClientUpgrade = async (io) => {
     throw new UpgradeError("protocol", "server greeted with PREAUTH: no STARTTLS after it");
   if (!/^\* OK\b/i.test(greeting))
     throw new UpgradeError("refused", `server refused the session: ${quoted(greeting)}`);
-  io.keep(greetingWithoutCapability(greeting));
+  io.keep(greetingWithoutCode(greeting));
   io.send("t1 CAPABILITY\r\n");
   const capabilities = capabilityAtoms(await tagged(io, "t1", "CAPABILITY"));
   if (!capabilities.includes("STARTTLS"))

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { integer, tlv } from "../../src/dialogue/ldap.ts";
 import { readLdapAnswer, startTlsRequest } from "../../src/starttls-client/binary.ts";
-import { capabilityAtoms, greetingWithoutCapability } from "../../src/starttls-client/imap.ts";
+import { capabilityAtoms, greetingWithoutCode } from "../../src/starttls-client/imap.ts";
 import { quoted } from "../../src/starttls-client/reader.ts";
 import {
   ehloOffersStartTls,
@@ -53,6 +53,18 @@ test("CAPA/CAPABILITIES lists and ManageSieve capabilities: the name as a whole 
   );
 });
 
+test("IMAP: the greeting loses any response code it came with in plaintext (a REFERRAL to another server, an ALERT), nothing else", () => {
+  for (const code of [
+    "REFERRAL imap://evil.example/",
+    "REFERRAL imap://[::1]/",
+    "ALERT",
+    "UNAVAILABLE",
+  ])
+    assert.equal(greetingWithoutCode(`* OK [${code}] ready\r\n`), "* OK ready\r\n", code);
+  assert.equal(greetingWithoutCode("* OK ready [not a code]\r\n"), "* OK ready [not a code]\r\n");
+  assert.equal(greetingWithoutCode("* OK [unclosed ready\r\n"), "* OK [unclosed ready\r\n");
+});
+
 test("IMAP: capability atoms of every CAPABILITY line; the greeting loses only its code", () => {
   fc.assert(
     fc.property(fc.array(word, { minLength: 1, maxLength: 8 }), fc.string(), (atoms, text) => {
@@ -62,10 +74,10 @@ test("IMAP: capability atoms of every CAPABILITY line; the greeting loses only i
         atoms,
       );
       assert.equal(
-        greetingWithoutCapability(`* OK [CAPABILITY ${atoms.join(" ")}] ${clean}\r\n`),
+        greetingWithoutCode(`* OK [CAPABILITY ${atoms.join(" ")}] ${clean}\r\n`),
         `* OK ${clean}\r\n`,
       );
-      assert.equal(greetingWithoutCapability(`* OK ${clean}\r\n`), `* OK ${clean}\r\n`);
+      assert.equal(greetingWithoutCode(`* OK ${clean}\r\n`), `* OK ${clean}\r\n`);
     }),
   );
 });
