@@ -161,13 +161,21 @@ export async function resolveHostAddresses(name: string): Promise<string[]> {
 }
 
 /** The addresses of tcpserver's or tcpclient's `host` as parsed (parseServerHost,
- * parseClientHost): a literal is itself; a name that cannot be resolved, for whatever reason,
- * has none (the caller then says djb's "no IP address for NAME"). */
-export async function hostAddresses(host: string | { name: string }): Promise<string[]> {
-  if (typeof host === "string") return [host];
-  try {
-    return await resolveHostAddresses(host.name);
-  } catch {
-    return [];
+ * parseClientHost), only its IPv4 ones with `ipv4Only` (-4): a literal is itself; a name that
+ * cannot be resolved, for whatever reason, has none (the caller then says djb's "no IP address
+ * for NAME"). */
+export async function hostAddresses(
+  host: string | { name: string },
+  ipv4Only = false,
+): Promise<string[]> {
+  let all: string[];
+  if (typeof host === "string") all = [host];
+  else {
+    try {
+      all = await resolveHostAddresses(host.name);
+    } catch {
+      all = [];
+    }
   }
+  return ipv4Only ? all.filter((ip) => isIPv4(ip)) : all;
 }

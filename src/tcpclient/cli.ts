@@ -1,6 +1,5 @@
 // tcpclient: connect, then run the program with the socket on fds 6 and 7. The only file of
 // tcpclient that touches process globals.
-import { isIP } from "node:net";
 import { connectionEnv, parseClientHost, parsePort, withInterface } from "../ucspi/address.ts";
 import { runChain } from "../ucspi/chain.ts";
 import { dropOwnPrivileges } from "../ucspi/privileges.ts";
@@ -133,8 +132,7 @@ async function main(): Promise<number> {
 }
 
 async function addressesOf(options: ClientOptions): Promise<string[]> {
-  const all = await hostAddresses(parseClientHost(options.host));
-  const wanted = options.ipv4Only ? all.filter((ip) => isIP(ip) === 4) : all;
+  const wanted = await hostAddresses(parseClientHost(options.host), options.ipv4Only);
   if (wanted.length === 0) throw new FatalError(`no IP address for ${options.host}`);
   return wanted.map((ip) => withInterface(ip, options.interfaceName));
 }

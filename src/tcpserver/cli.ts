@@ -225,11 +225,9 @@ function startWorkers(
 /** The address to listen on: `host`'s, an IPv4 one with -4, a link-local one on -I's
  * interface. */
 async function bindAddress(options: ServerOptions): Promise<string> {
-  const addresses = await hostAddresses(parseServerHost(options.host));
+  const addresses = await hostAddresses(parseServerHost(options.host), options.ipv4Only);
   // djb binds an IPv4 address; prefer one where the name has both.
-  const first = options.ipv4Only
-    ? addresses.find((a) => !a.includes(":"))
-    : (addresses.find((a) => !a.includes(":")) ?? addresses[0]);
+  const first = addresses.find((a) => !a.includes(":")) ?? addresses[0];
   if (first === undefined) throw new FatalError(`no IP address for ${options.host}`);
   const address = withInterface(first, options.interfaceName);
   if (address !== first) checkInterface(options.interfaceName ?? "");
