@@ -597,6 +597,8 @@ const RECIPES: Record<string, Spec> = {
     {
       // An SSH stand-in on port 22 answers an SSH client's identification string with its own.
       helpers: [helper("tcpserver 127.0.0.1 22 sh -c 'echo SSH-2.0-standin; cat >/dev/null'")],
+      // The stand-in listens before the first client: tcpforward's refused connect would reset it.
+      listening: [22, 443],
       serve: [
         { client: plain(443, "127.0.0.1", steps(["SSH-2.0-client\r\n", "\n"])), expect: /SSH-2\.0-standin/ },
         { client: plain(443, "127.0.0.1", HTTP_GET), expect: PLAIN_STANDIN("httpd") },
