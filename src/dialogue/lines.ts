@@ -16,8 +16,28 @@ export class LineBuffer {
     this.strict = strict;
   }
 
+  /** Where pushed bytes are written: `buffer` is always its tail up to `used`, so a chunk is
+   * copied in once, into room doubled when it runs out. Joining the whole buffer to every
+   * chunk cost its length at each one: a peer sending one byte at a time, quadratic work. */
+  private store: Buffer = Buffer.alloc(0);
+  private used = 0;
+
   push(chunk: Buffer): void {
-    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+    if (this.buffer.length === 0) {
+      this.buffer = this.store = chunk;
+      this.used = chunk.length;
+      return;
+    }
+    if (this.store.length - this.used < chunk.length) {
+      // A new store, never the old one moved: views handed out of it (takeUpTo) stay as they were.
+      const store = Buffer.allocUnsafe(Math.max(4096, 2 * (this.buffer.length + chunk.length)));
+      this.buffer.copy(store);
+      this.store = store;
+      this.used = this.buffer.length;
+    }
+    chunk.copy(this.store, this.used);
+    this.used += chunk.length;
+    this.buffer = this.store.subarray(this.used - this.buffer.length - chunk.length, this.used);
   }
 
   /** The next complete line (latin1, with its line end), or why there is none. */

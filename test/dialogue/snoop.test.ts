@@ -281,6 +281,31 @@ test("property: a client line split anywhere is read the same", () => {
   );
 });
 
+test("property: bytes taken from a LineBuffer stay as they were while more chunks come in", () => {
+  fc.assert(
+    fc.property(
+      fc.nat(20000),
+      fc.array(fc.nat(3000), { maxLength: 40, size: "max" }),
+      fc.array(fc.nat(5000), { maxLength: 40, size: "max" }),
+      (length, chunks, takes) => {
+        // Bytes that differ from their neighbours, so that a view moved or written over shows.
+        const input = Buffer.from(Array.from({ length }, (_, i) => (i * 7 + (i >> 8)) & 255));
+        const buffer = new LineBuffer(1 << 20, false);
+        const taken: Buffer[] = [];
+        let at = 0;
+        for (const [i, size] of [...chunks, input.length].entries()) {
+          buffer.push(input.subarray(at, Math.min(input.length, at + size)));
+          at = Math.min(input.length, at + size);
+          taken.push(buffer.takeUpTo(takes[i] ?? 0));
+        }
+        taken.push(buffer.take());
+        // Compared once every chunk is in: a view written over by a later push shows here.
+        assert.deepEqual(Buffer.concat(taken), input);
+      },
+    ),
+  );
+});
+
 test("property: any bytes from a client never make the snooper forward a line it did not frame", () => {
   fc.assert(
     fc.property(
