@@ -4,6 +4,7 @@
 // server's first words over TLS: reference/starttls-attacks.md, response injection).
 import type { Duplex } from "node:stream";
 import { LineBuffer } from "../dialogue/lines.ts";
+import { TagScanner } from "./tags.ts";
 
 /** The longest server line we take before TLS (the longest EHLO or CAPABILITY line seen in
  * practice is a few hundred bytes). */
@@ -115,16 +116,16 @@ export class ServerReader {
     return Buffer.concat(parts);
   }
 
-  /** Text up to and including the first match of `end`, read as latin1, at most `max` bytes. */
-  async until(end: RegExp, max: number): Promise<string> {
+  /** Text up to and including the first tag that `ends` (see TagScanner), read as latin1, at
+   * most `max` bytes. Each byte is looked at once: the whole text was matched again at every
+   * chunk, so a server sending one byte at a time held the CPU until the handshake limit. */
+  async untilTag(ends: (tag: string) => boolean, max: number): Promise<string> {
+    const tags = new TagScanner();
     for (;;) {
-      const text = this.buffer.peek().toString("latin1");
-      const match = end.exec(text);
-      if (match) {
-        this.buffer.takeUpTo(match.index + match[0].length);
-        return text.slice(0, match.index + match[0].length);
-      }
-      if (text.length >= max) throw new UpgradeError("protocol", "server reply too long");
+      const bytes = this.buffer.peek();
+      for (let found = tags.next(bytes); found; found = tags.next(bytes))
+        if (ends(found.tag)) return this.buffer.takeUpTo(found.end).toString("latin1");
+      if (bytes.length >= max) throw new UpgradeError("protocol", "server reply too long");
       await this.more();
     }
   }

@@ -26,8 +26,10 @@ export const xmpp: ClientUpgrade = async (io, names) => {
     `<?xml version='1.0'?><stream:stream to='${escapeAttribute(names.server)}' version='1.0' ` +
       "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
   );
-  const opened = await io.until(
-    /<\/stream:features>|<stream:features\s*\/>|<\/stream:stream>|<stream:error\b[\s\S]*?<\/stream:error>/,
+  const opened = await io.untilTag(
+    (tag) =>
+      /^<\/stream:(features|stream|error)\s*>$/.test(tag) ||
+      (/^<stream:features[\s/]/.test(tag) && tag.endsWith("/>")),
     MAX_FEATURES,
   );
   if (/<stream:error\b|<\/stream:stream>/.test(opened) && !/<stream:features/.test(opened))
@@ -37,8 +39,10 @@ export const xmpp: ClientUpgrade = async (io, names) => {
   if (!featuresOfferStartTls(opened))
     throw new UpgradeError("protocol", "server does not offer STARTTLS");
   io.send(`<starttls xmlns='${TLS_NS}'/>`);
-  const answer = await io.until(
-    /<(proceed|failure)\b[^>]*?(\/>|>[\s\S]*?<\/\1>)|<stream:error\b[\s\S]*?<\/stream:error>/,
+  const answer = await io.untilTag(
+    (tag) =>
+      /^<\/(proceed|failure|stream:error|stream:stream)\s*>$/.test(tag) ||
+      (/^<(proceed|failure)[\s/]/.test(tag) && tag.endsWith("/>")),
     MAX_FEATURES,
   );
   if (new RegExp(`^\\s*<proceed\\s+xmlns=${TLS_ATTRIBUTE}\\s*(/>|></proceed>)$`).test(answer))

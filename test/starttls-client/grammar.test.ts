@@ -10,6 +10,7 @@ import { integer, tlv } from "../../src/dialogue/ldap.ts";
 import { readLdapAnswer, startTlsRequest } from "../../src/starttls-client/binary.ts";
 import { capabilityAtoms, greetingWithoutCode } from "../../src/starttls-client/imap.ts";
 import { quoted } from "../../src/starttls-client/reader.ts";
+import { TagScanner } from "../../src/starttls-client/tags.ts";
 import {
   ehloOffersStartTls,
   listOffers,
@@ -170,4 +171,38 @@ test("a server's words in a log line: printable ASCII, 1 to 120 characters, the 
   assert.equal(quoted("\r\n"), "(empty)");
   assert.equal(quoted("454 no\r\n"), '"454 no"');
   assert.equal(quoted("454 no: \r\n"), '"454 no: "');
+});
+
+/** Every tag of `text` read at once, one after the other: `<` up to the first `>` outside
+ * quotes (a tag that never ends holds everything after it). */
+function tagsAtOnce(text: string): string[] {
+  const tag = /[^<]*(<(?:[^'">]|'[^']*'|"[^"]*")*>)/y;
+  const tags: string[] = [];
+  for (let m = tag.exec(text); m; m = tag.exec(text)) tags.push(m[1] ?? "");
+  return tags;
+}
+
+test("XMPP tags: found the same however the server's bytes are cut, each ending where it ends", () => {
+  const piece = fc.oneof(
+    fc.constantFrom("<", ">", "'", '"', " ", "/", "a", "<proceed/>", "</stream:features>"),
+    fc.string({ maxLength: 6 }),
+  );
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 40 }), fc.array(fc.nat(40)), (pieces, cuts) => {
+      const text = pieces.join("");
+      const bytes = Buffer.from(text, "latin1");
+      const tags = new TagScanner();
+      const found: string[] = [];
+      let at = 0;
+      for (const cut of [...cuts, bytes.length]) {
+        at = Math.min(bytes.length, at + cut);
+        // The scanner is given the bytes so far, as the reader's buffer grows.
+        for (let t = tags.next(bytes.subarray(0, at)); t; t = tags.next(bytes.subarray(0, at))) {
+          assert.equal(bytes.toString("latin1", t.end - t.tag.length, t.end), t.tag);
+          found.push(t.tag);
+        }
+      }
+      assert.deepEqual(found, tagsAtOnce(text));
+    }),
+  );
 });

@@ -1,0 +1,34 @@
+// XML tags (`<` to its `>`, quotes respected) found one by one in bytes that keep growing
+// (a server's stream before TLS): each byte is looked at once however the bytes arrive, so a
+// server that sends them one at a time costs no more than one that sends them at once.
+// Comments and CDATA are not known: an XMPP stream holds neither (RFC 6120 §11.1).
+
+const LT = 0x3c;
+const GT = 0x3e;
+const QUOT = 0x22;
+const APOS = 0x27;
+
+export class TagScanner {
+  private at = 0;
+  private start = -1;
+  private quote = 0;
+
+  /** The next whole tag in `bytes` (the bytes given before, perhaps with more after them):
+   * its text (latin1) and the offset just past its `>`; undefined until more bytes come. */
+  next(bytes: Buffer): { tag: string; end: number } | undefined {
+    for (; this.at < bytes.length; this.at++) {
+      const c = bytes[this.at];
+      if (this.start < 0) {
+        if (c === LT) this.start = this.at;
+      } else if (this.quote !== 0) {
+        if (c === this.quote) this.quote = 0;
+      } else if (c === QUOT || c === APOS) this.quote = c;
+      else if (c === GT) {
+        const tag = bytes.toString("latin1", this.start, ++this.at);
+        this.start = -1;
+        return { tag, end: this.at };
+      }
+    }
+    return undefined;
+  }
+}
