@@ -103,9 +103,15 @@ export const ldap: ClientUpgrade = async (io) => {
       continue;
     }
     if (answer.kind === "bad") throw new UpgradeError("protocol", `server sent ${answer.why}`);
-    // Message ID 0 is the server's Notice of Disconnection.
-    if (answer.messageId !== 1)
+    // Message ID 0 is the server's Notice of Disconnection (RFC 4511 §4.4.1); any other but
+    // ours answers nothing we asked.
+    if (answer.messageId === 0)
       throw new UpgradeError("refused", `server ended the session: ${quoted(answer.diagnostic)}`);
+    if (answer.messageId !== 1)
+      throw new UpgradeError(
+        "protocol",
+        `server answered message ID ${answer.messageId}, not our StartTLS's (1)`,
+      );
     if (answer.resultCode === PROTOCOL_ERROR)
       throw new UpgradeError("not-offered", "server does not offer StartTLS");
     if (answer.resultCode !== 0)

@@ -32,6 +32,14 @@ export function sieveOffersStartTls(lines: readonly string[]): boolean {
   return lines.some((line) => /^"STARTTLS"\s*$/i.test(line.trim()));
 }
 
+/** Whether a status line starts with one of `statuses` as a word of its own: "+OK" and
+ * "382" are, "+OKAY" and "3820" are not (a prefix match took them for a go-ahead). */
+export function statusIs(line: string, ...statuses: string[]): boolean {
+  return statuses.some(
+    (status) => line.startsWith(status) && /^(?:[ \t]|\r?\n|$)/.test(line.slice(status.length)),
+  );
+}
+
 function refused(what: string, line: string | undefined): UpgradeError {
   return new UpgradeError("refused", `server refused ${what}: ${quoted(line ?? "")}`);
 }
@@ -82,33 +90,33 @@ async function dotList(
   ok: string,
 ): Promise<string[] | undefined> {
   const status = await io.line();
-  if (!status.startsWith(ok)) return undefined;
+  if (!statusIs(status, ok)) return undefined;
   const lines = await io.reply((line) => /^\.\r?\n$/.test(line));
   return lines.slice(0, -1);
 }
 
 export const pop3: ClientUpgrade = async (io) => {
   const greeting = await io.line();
-  if (!greeting.startsWith("+OK")) throw refused("the session", greeting);
+  if (!statusIs(greeting, "+OK")) throw refused("the session", greeting);
   io.keep(greeting);
   io.send("CAPA\r\n");
   const capabilities = await dotList(io, "+OK");
   if (!capabilities || !listOffers(capabilities, "STLS")) throw notOffered();
   io.send("STLS\r\n");
   const answer = await io.line();
-  if (!answer.startsWith("+OK")) throw refused("STLS", answer);
+  if (!statusIs(answer, "+OK")) throw refused("STLS", answer);
 };
 
 export const nntp: ClientUpgrade = async (io) => {
   const greeting = await io.line();
-  if (!/^20[01]/.test(greeting)) throw refused("the session", greeting);
+  if (!statusIs(greeting, "200", "201")) throw refused("the session", greeting);
   io.keep(greeting);
   io.send("CAPABILITIES\r\n");
   const capabilities = await dotList(io, "101");
   if (!capabilities || !listOffers(capabilities, "STARTTLS")) throw notOffered();
   io.send("STARTTLS\r\n");
   const answer = await io.line();
-  if (!answer.startsWith("382")) throw refused("STARTTLS", answer);
+  if (!statusIs(answer, "382")) throw refused("STARTTLS", answer);
 };
 
 /** A ManageSieve response line: OK, NO or BYE, then anything. */

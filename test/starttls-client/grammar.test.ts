@@ -15,8 +15,9 @@ import {
   ehloOffersStartTls,
   listOffers,
   sieveOffersStartTls,
+  statusIs,
 } from "../../src/starttls-client/text-replies.ts";
-import { featuresOfferStartTls } from "../../src/starttls-client/xmpp.ts";
+import { featuresOfferStartTls, streamPrefix } from "../../src/starttls-client/xmpp.ts";
 
 const word = fc.stringMatching(/^[A-Z0-9][A-Z0-9=-]{0,11}$/).filter((w) => w !== "STARTTLS");
 const casing = (text: string, flips: boolean[]) =>
@@ -204,5 +205,46 @@ test("XMPP tags: found the same however the server's bytes are cut, each ending 
       }
       assert.deepEqual(found, tagsAtOnce(text));
     }),
+  );
+});
+
+test("status words: +OK, 200, 382 only as a word of their own, whatever follows", () => {
+  fc.assert(
+    fc.property(
+      fc.constantFrom("+OK", "200", "201", "382"),
+      fc.string({ unit: fc.constantFrom(" ", "\t", "\r", "\n", "A", "0", "Y", "-"), maxLength: 6 }),
+      (status, tail) => {
+        const own = tail === "" || /^([ \t]|\r?\n)/.test(tail);
+        assert.equal(statusIs(status + tail, status), own);
+      },
+    ),
+  );
+});
+
+test("XMPP: the streams prefix is the header's own, only when bound to the streams namespace", () => {
+  const ns = "http://etherx.jabber.org/streams";
+  fc.assert(
+    fc.property(
+      fc.stringMatching(/^[A-Za-z_][\w.-]{0,8}$/),
+      fc.constantFrom("'", '"'),
+      (prefix, q) => {
+        const header = `<${prefix}:stream xmlns='jabber:client' xmlns:${prefix}=${q}${ns}${q} version='1.0'>`;
+        assert.equal(streamPrefix(header), prefix);
+        assert.equal(streamPrefix(header.replace(ns, "urn:other")), undefined);
+        const starttls = `<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`;
+        assert.equal(
+          featuresOfferStartTls(
+            `${header}<${prefix}:features>${starttls}</${prefix}:features>`,
+            prefix,
+          ),
+          true,
+        );
+        // Before the features, a <starttls/> is no offer.
+        assert.equal(
+          featuresOfferStartTls(`${header}${starttls}<${prefix}:features/>`, prefix),
+          false,
+        );
+      },
+    ),
   );
 });

@@ -236,6 +236,32 @@ for (const [name, script, protocol, cause] of [
     "imap",
     'server ended the session at STARTTLS: "* BYE going down"',
   ],
+  // Status words were prefix matches: "+OKAY" and "3820" passed for "+OK" and "382".
+  [
+    "a POP3 server that greets with +OKAY",
+    "printf '+OKAY fake\\r\\n'; sleep 5",
+    "pop3",
+    'server refused the session: "+OKAY fake"',
+  ],
+  [
+    "a POP3 server that answers STLS with +OKAY",
+    "printf '+OK fake\\r\\n'; read l; printf '+OK\\r\\nSTLS\\r\\n.\\r\\n'; read l; printf '+OKAY\\r\\n'; sleep 5",
+    "pop3",
+    'server refused STLS: "+OKAY"',
+  ],
+  [
+    "an NNTP server that answers STARTTLS with 3820",
+    "printf '200 fake\\r\\n'; read l; printf '101 caps\\r\\nVERSION 2\\r\\nSTARTTLS\\r\\n.\\r\\n'; read l; printf '3820 go\\r\\n'; sleep 5",
+    "nntp",
+    'server refused STARTTLS: "3820 go"',
+  ],
+  // An answer to another message ID was called the server's end of the session.
+  [
+    "an LDAP server that answers message ID 2",
+    "head -c 1 >/dev/null; printf '\\060\\014\\002\\001\\002\\170\\007\\012\\001\\000\\004\\000\\004\\000'; sleep 5",
+    "ldap",
+    "server answered message ID 2, not our StartTLS's (1)",
+  ],
   [
     "a POP3 server without CAPA",
     "printf '+OK fake\\r\\n'; read l; printf -- '-ERR what\\r\\n'; sleep 5",
@@ -255,6 +281,43 @@ for (const [name, script, protocol, cause] of [
     }
   });
 }
+
+// The streams namespace's prefix is the server's choice (RFC 6120 §4.8.5): tlsc knew only
+// "stream:", and waited for features it could not see until -K.
+test("xmpp: a server whose stream prefix is not 'stream': its features are read, TLS follows", async () => {
+  const server = await startServer(
+    ours("tcpserver"),
+    ["-RHl0", "127.0.0.1", "0", "python3", "-c", XMPP_PREFIXED_SERVER],
+    { env: { PATH, CERTFILE: leaf.cert, KEYFILE: leaf.key } },
+  );
+  try {
+    const r = await client(server.port, "xmpp", [["", "over TLS"]], ["-K", "10000"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.ssl, "TLSv1.3");
+    assert.deepEqual(r.texts, ["over TLS\n"]);
+  } finally {
+    await server.stop();
+  }
+});
+
+/** Per connection: a stream with the prefix "s", <starttls/> offered, <proceed/>, then our
+ * tlsd in its place, whose program says "over TLS". */
+const XMPP_PREFIXED_SERVER = `
+import os
+def until(mark):
+    got = b""
+    while mark not in got:
+        chunk = os.read(0, 4096)
+        if not chunk: raise SystemExit(1)
+        got += chunk
+until(b"streams'>")
+os.write(1, b"<?xml version='1.0'?><s:stream xmlns='jabber:client' "
+    b"xmlns:s='http://etherx.jabber.org/streams' id='x' version='1.0'><s:features>"
+    b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></s:features>")
+until(b"xmpp-tls'/>")
+os.write(1, b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+os.execvp("tlsd", ["tlsd", "sh", "-c", "echo over TLS; sleep 1"])
+`;
 
 // -K is one bound for the dialogue and the handshake: each had its own, so a server that
 // dribbled its dialogue got up to twice -K before the program ran. Here the dialogue takes 1.5 s
