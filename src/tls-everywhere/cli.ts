@@ -15,6 +15,7 @@ import { helpAsked } from "../cli/help.ts";
 import { reportError, writeStderr } from "../cli/main.ts";
 import { ourLauncher } from "../ucspi/programs.ts";
 import {
+  InstallFailed,
   checkNotInstalled,
   findLeftovers,
   install,
@@ -200,6 +201,13 @@ function listening(chain: ChildProcess): Promise<void> {
   });
 }
 
+/** After the rules were taken out: each step that failed is one warning line naming it, and
+ * then the record stays, so that the next start or --remove takes out what is left. */
+function takenOut(o: EverywhereOptions, owner: ProcessId, failures: readonly string[]): void {
+  for (const failure of failures) writeStderr(`${NAME}: warning: unable to run ${failure}\n`);
+  if (failures.length === 0) removeOwnerRecord(o.stateDir, owner);
+}
+
 async function main(args: readonly string[]): Promise<number> {
   if (helpAsked(NAME, args, USAGE)) return 0;
   const o = parseEverywhereArgs(args);
@@ -300,7 +308,7 @@ async function main(args: readonly string[]): Promise<number> {
     } catch (error) {
       stop();
       await Promise.all(endings);
-      removeOwnerRecord(o.stateDir, owner);
+      takenOut(o, owner, error instanceof InstallFailed ? error.undoFailures : []);
       throw error;
     }
     writeStderr(`${NAME}: info: diverting tcp ports ${o.ports.join(",")} to :${o.listen}\n`);
@@ -312,8 +320,7 @@ async function main(args: readonly string[]): Promise<number> {
   if (!stopping) for (const chain of chains) chain.kill("SIGTERM");
   await Promise.all(endings);
   const failures = installed?.remove() ?? [];
-  for (const failure of failures) writeStderr(`${NAME}: warning: unable to run ${failure}\n`);
-  if (failures.length === 0) removeOwnerRecord(o.stateDir, owner);
+  takenOut(o, owner, failures);
   // Only when every step worked: a rule someone took out meanwhile, or one that stays, is news.
   if (installed && failures.length === 0) writeStderr(`${NAME}: info: rules removed\n`);
   if (first.error) throw new FatalError(`unable to run the chain: ${causeText(first.error)}`);

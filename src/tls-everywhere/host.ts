@@ -90,8 +90,19 @@ function undoing(file: string, args: readonly string[]): () => string | undefine
   };
 }
 
+/** An install that failed: its cause, and each step of taking out what it had put in that
+ * failed too (one line each, naming it: what may still be installed). */
+export class InstallFailed extends FatalError {
+  override name = "InstallFailed";
+  readonly undoFailures: readonly string[];
+  constructor(message: string, undoFailures: readonly string[]) {
+    super(message);
+    this.undoFailures = undoFailures;
+  }
+}
+
 /** Installs the table (`comment` naming its owner) and the routing; on a failure, takes out
- * what it had put in and throws. */
+ * what it had put in and throws an InstallFailed. */
 export function install(o: EverywhereOptions, comment: string): Installed {
   const undo: (() => string | undefined)[] = [];
   const installed: Installed = {
@@ -115,10 +126,8 @@ export function install(o: EverywhereOptions, comment: string): Installed {
   undo.push(undoing("nft", ["delete", "table", "inet", TABLE]));
   for (const command of routingCommands(o)) {
     const why = attempt("ip", command);
-    if (why !== undefined) {
-      installed.remove();
-      throw new FatalError(`unable to run ip ${command.join(" ")}: ${why}`);
-    }
+    if (why !== undefined)
+      throw new InstallFailed(`unable to run ip ${command.join(" ")}: ${why}`, installed.remove());
     undo.push(undoing("ip", undoCommand(command)));
   }
   return installed;

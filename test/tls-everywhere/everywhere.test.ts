@@ -453,6 +453,53 @@ test("a rule taken out by hand while it runs: at the end, a warning names it, no
   assert.equal(hostState(), pristine);
 });
 
+test("an install step refused and a step of its undo failing too: a warning names what could not be undone, the record stays, status 111; --remove finishes later", async () => {
+  // lo down: the kernel refuses the install's last step (the local IPv6 route, "Nexthop device
+  // is not up"). ip as the tool finds it on its PATH: the table taken out from under the tool
+  // just before (a firewall's reload, say), so the undo's first step fails.
+  const wrapped = join(pki.dir, "ip-wrapped");
+  mkdirSync(wrapped, { recursive: true });
+  writeFileSync(
+    join(wrapped, "ip"),
+    `#!/bin/sh\n[ "$*" = "-6 route add local ::/0 dev lo table 7001" ] && /usr/sbin/nft delete table inet tls_everywhere\nexec /usr/sbin/ip "$@"\n`,
+    { mode: 0o755 },
+  );
+  lab.sh(lab.server, "ip link set lo down");
+  let tool: Tool | undefined;
+  try {
+    tool = launchTool([...OPTIONS, "--state", stateDir], `${wrapped}:${PATH_WITH_BIN}`);
+    assert.deepEqual(await tool.exited, { code: 111, signal: null });
+  } finally {
+    lab.sh(lab.server, "ip link set lo up");
+  }
+  const log = tool.log();
+  assert.match(
+    log,
+    /^tls-everywhere: warning: unable to run nft delete table inet tls_everywhere: .*No such file or directory$/m,
+  );
+  assert.equal(log.match(/^tls-everywhere: warning: /gm)?.length, 1, log);
+  assert.match(
+    log,
+    /^tls-everywhere: fatal: unable to run ip -6 route add local ::\/0 dev lo table 7001: Error: Nexthop device is not up\.\n$/m,
+  );
+  assert.doesNotMatch(log, /diverting|rules removed/);
+  // The record stays, naming the run: --remove takes out whatever of it is left.
+  const record = join(stateDir, "running.json");
+  assert.equal(existsSync(record), true, log);
+  const removed = await lab.run(lab.server, ours("tls-everywhere"), [
+    ...["--remove", "--state", stateDir],
+  ]);
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.match(
+    removed.stderr,
+    new RegExp(
+      `^tls-everywhere: info: tls-everywhere \\(pid ${tool.child.pid}\\) ended without taking out what it installed: `,
+    ),
+  );
+  assert.equal(existsSync(record), false);
+  assert.equal(hostState(), pristine);
+});
+
 test("a --state others can write is refused, one line, exit 111, nothing installed, nothing signalled", async () => {
   const open = join(pki.dir, "open-state");
   mkdirSync(open, { mode: 0o700 });
