@@ -157,11 +157,28 @@ export function ourProgramArgs(pid: number, name: string): string[] | undefined 
 }
 
 /** Whether the process a record names as a chain is one: our tcpserver, started as
- * tls-everywhere starts its chains. A record is only words in a file: no other process is
- * ever signalled for it. */
+ * tls-everywhere starts its chains, running as we do. A record is only words in a file, and a
+ * command line and an environment are anyone's to copy: no other process is ever signalled
+ * for them. */
 export function isOurChain(id: ProcessId): boolean {
   const args = ourProgramArgs(id.pid, "tcpserver");
-  return args?.[0] === "-1vRHl0" && args.includes("--transparent") && stillRuns(id);
+  return (
+    args?.[0] === "-1vRHl0" && args.includes("--transparent") && runsAsUs(id.pid) && stillRuns(id)
+  );
+}
+
+/** Whether each uid of `pid` (real, effective, saved, filesystem: /proc/PID/status) is ours: a
+ * chain we started never changes user, and another user's process is not ours to signal. */
+function runsAsUs(pid: number): boolean {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, "latin1");
+  } catch {
+    return false;
+  }
+  const uids = /^Uid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/) ?? [];
+  const me = String(process.getuid?.() ?? 0);
+  return uids.length === 4 && uids.every((uid) => uid === me);
 }
 
 /** Each chain is started with this variable naming the tls-everywhere that started it (its

@@ -591,6 +591,55 @@ test("a record naming a process that is not its chain (its real pid and start ti
   }
 });
 
+test("another user's process that looks like a chain (our tcpserver, a chain's options, the owner's mark in its environment): --remove leaves it alone, recorded or not", async () => {
+  // Our very tcpserver, as a chain runs, but as uid 65534 (-u/-g after binding): its command
+  // line and environment are as a chain's, where anyone may write them.
+  const gone = spawnSync("true").pid;
+  const lookalike = () => {
+    const child = lab.start(
+      lab.server,
+      ours("tcpserver"),
+      ["-1vRHl0", "-u", "65534", "-g", "65534", "--transparent", "0", "0", "cat"],
+      { ...process.env, PATH: PATH_WITH_BIN, TLS_EVERYWHERE_OWNER: `${gone}:1` },
+    );
+    child.stderr?.resume();
+    return child;
+  };
+  const [recorded, unrecorded] = [lookalike(), lookalike()];
+  try {
+    const ids = await Promise.all(
+      [recorded, unrecorded].map(async (child) => {
+        await new Promise((resolve) => child.stdout?.once("data", resolve));
+        const pid = child.pid ?? 0;
+        // -1 prints the port when bound, before the ids change.
+        await waitFor(() =>
+          /^Uid:\s+65534\s+65534\s+65534\s+65534$/m.test(
+            readFileSync(`/proc/${pid}/status`, "latin1"),
+          )
+            ? true
+            : undefined,
+        );
+        const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+        return { pid, since: stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] };
+      }),
+    );
+    const forged = join(pki.dir, "other-user-state");
+    mkdirSync(forged, { mode: 0o700 });
+    writeFileSync(
+      join(forged, "running.json"),
+      JSON.stringify({ owner: { pid: gone, since: "1" }, chains: [ids[0]], args: [] }),
+    );
+    const r = await lab.run(lab.server, ours("tls-everywhere"), ["--remove", "--state", forged]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`: left pid ${ids[0]?.pid} alone \\(not its chain\\)\n$`));
+    assert.doesNotMatch(r.stderr, /stopped/);
+    for (const id of ids) assert.equal(runs(id?.pid ?? 0), true);
+  } finally {
+    recorded.kill("SIGKILL");
+    unrecorded.kill("SIGKILL");
+  }
+});
+
 /** The tcpserver processes tls-everywhere started (its chains). */
 function chainsOf(tool: Tool): number[] {
   const pids = lab.sh(lab.server, `pgrep -P ${tool.child.pid ?? 0} || true`).trim();
