@@ -10,7 +10,7 @@ import { StageConfigError, prepareChain } from "../ucspi/chain.ts";
 import { hostAddresses } from "../net/dns.ts";
 import { helpAsked } from "../cli/help.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
-import { startEnv } from "../ucspi/env.ts";
+import { startEnv, unsetVar } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { endOnUncaught, reportError, writeStderr } from "../cli/main.ts";
 import { native } from "../ucspi/native.ts";
@@ -23,6 +23,7 @@ import type { ServerOptions } from "./options.ts";
 import type { Metrics } from "../metrics/prometheus.ts";
 import { isSnapshotRequest, serveMetrics } from "./metrics.ts";
 import { serve } from "./server.ts";
+import { OWNER_VARIABLE } from "../tls-everywhere/mark.ts";
 
 /** systemd's first passed fd (SD_LISTEN_FDS_START), and Linux's socket constants. */
 const ACTIVATED_FD = 3;
@@ -66,6 +67,9 @@ async function main(): Promise<void> {
     });
   if (options.metrics) metrics = await (await import("../metrics/prometheus.ts")).enableMetrics();
   const env = startEnv(process.env);
+  // tls-everywhere's mark of its chain: this process's own (in its /proc/PID/environ, where
+  // tls-everywhere looks), not its programs'. Its workers are started with it.
+  unsetVar(env, OWNER_VARIABLE);
   // A worker of a socket-activated tcpserver has no port of its own to bind (systemd's socket
   // has no SO_REUSEPORT): it accepts from that socket, its fd 3.
   const activated = socketActivated(env);

@@ -25,8 +25,8 @@ import {
 import type { Installed } from "./host.ts";
 import { USAGE, chainMetrics, chainPort, parseEverywhereArgs } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
+import { OWNER_VARIABLE } from "./mark.ts";
 import {
-  OWNER_VARIABLE,
   checkStateDir,
   createOwnerRecord,
   ownerMark,

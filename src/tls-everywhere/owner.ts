@@ -8,6 +8,7 @@ import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { AtomicWriteError, writeFileAtomic } from "../files/atomic-write.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { ourLauncher } from "../ucspi/programs.ts";
+import { OWNER_VARIABLE } from "./mark.ts";
 import { parseEverywhereArgs } from "./options.ts";
 
 /** One process: its pid and its start time (clock ticks after boot, /proc/PID/stat). */
@@ -181,11 +182,7 @@ function runsAsUs(pid: number): boolean {
   return uids.length === 4 && uids.every((uid) => uid === me);
 }
 
-/** Each chain is started with this variable naming the tls-everywhere that started it (its
- * pid and start time): its record is made before any chain starts, so a SIGKILL at any moment
- * leaves no chain that the next start or --remove cannot find, even one it never recorded. */
-export const OWNER_VARIABLE = "TLS_EVERYWHERE_OWNER";
-
+/** OWNER_VARIABLE's value for the chains of `id`. */
 export function ownerMark(id: ProcessId): string {
   return `${id.pid}:${id.since}`;
 }

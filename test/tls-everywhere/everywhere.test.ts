@@ -690,6 +690,55 @@ test("the tool itself killed with SIGKILL: its chain goes on serving; the next s
   assert.equal(existsSync(join(stateDir, "running.json")), false);
 });
 
+test("the owner's mark is the chains' own: a chain's program does not see it in its environment, and --remove still finds that chain by it", async () => {
+  // A --port chain whose program prints its environment to the client.
+  const tool = startTool(["--port", String(SMTP), "{", "env", "}"]);
+  try {
+    await ready(tool, 1000, 2, [LISTEN, LISTEN + 1]);
+    const r = await lab.run(lab.client, "python3", [
+      "-c",
+      `import socket, sys\ns = socket.create_connection(("${lab.serverIp}", ${SMTP}), timeout=10)\nwhile True:\n    b = s.recv(65536)\n    if not b: break\n    sys.stdout.buffer.write(b)`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    // The program's environment, as tcpserver gives it: the connection's variables, and no mark.
+    assert.match(r.stdout, new RegExp(`^TCPREMOTEIP=${lab.clientIp.replaceAll(".", "\\.")}$`, "m"));
+    assert.doesNotMatch(r.stdout, /TLS_EVERYWHERE_OWNER/);
+  } catch (error) {
+    tool.child.kill("SIGTERM");
+    throw error;
+  }
+  // The tool killed before it recorded its chains: only the mark in their environment names
+  // them.
+  const chains = chainsOf(tool);
+  assert.equal(chains.length, 2);
+  tool.child.kill("SIGKILL");
+  await tool.exited;
+  await removeUnrecorded(tool, chains);
+});
+
+/** `tool`, killed with SIGKILL, and its record as it is when that comes before the chains are
+ * recorded (none named): --remove finds `chains` by the mark in their environment alone, stops
+ * them and takes out the rules. */
+async function removeUnrecorded(tool: Tool, chains: readonly number[]): Promise<void> {
+  const file = join(stateDir, "running.json");
+  const record = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+  writeFileSync(file, JSON.stringify({ ...record, chains: [] }), { mode: 0o600 });
+  try {
+    const removed = await lab.run(lab.server, ours("tls-everywhere"), [
+      ...["--remove", "--state", stateDir],
+    ]);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.equal(
+      removed.stderr,
+      `tls-everywhere: info: tls-everywhere (pid ${tool.child.pid}) ended without taking out what it installed: stopped its chain (pid ${chains.join(", ")}), removed its rules\n`,
+    );
+    for (const chain of chains) assert.equal(runs(chain), false);
+    assert.equal(hostState(), pristine);
+  } finally {
+    for (const chain of chains) if (runs(chain)) process.kill(chain, "SIGKILL");
+  }
+}
+
 test("--remove after a SIGKILL (systemd's ExecStopPost): stops the chain left behind and takes out exactly the rules it was started with", async () => {
   // Options other than --remove's defaults: only the record says what the rules were.
   const tool = startTool(["--table", "7100", "--mark", "0x500", "--ipv4-only"]);
@@ -1166,24 +1215,7 @@ test("another install's tls-everywhere runs: a --remove or a start of this one, 
 
 test("the tool killed with SIGKILL before it recorded its chain (its record as it is then: no chain named): --remove still stops that chain and takes out its rules", async () => {
   const tool = startTool();
-  const chain = await killOnlyTool(tool);
-  const file = join(stateDir, "running.json");
-  const record = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
-  writeFileSync(file, JSON.stringify({ ...record, chains: [] }), { mode: 0o600 });
-  try {
-    const removed = await lab.run(lab.server, ours("tls-everywhere"), [
-      ...["--remove", "--state", stateDir],
-    ]);
-    assert.equal(removed.code, 0, removed.stderr);
-    assert.equal(
-      removed.stderr,
-      `tls-everywhere: info: tls-everywhere (pid ${tool.child.pid}) ended without taking out what it installed: stopped its chain (pid ${chain}), removed its rules\n`,
-    );
-    assert.equal(runs(chain), false);
-    assert.equal(hostState(), pristine);
-  } finally {
-    if (runs(chain)) process.kill(chain, "SIGKILL");
-  }
+  await removeUnrecorded(tool, [await killOnlyTool(tool)]);
 });
 
 test("a rule of the host's that looks up --table (another fwmark): refused with one line, exit 111, where its traffic was sent to the tool's local route while it ran", async () => {
