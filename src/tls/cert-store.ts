@@ -11,7 +11,8 @@ import type { Env } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { pairProblem } from "./pair-check.ts";
 import { protocolOptions } from "./protocol.ts";
-import { TICKET_LIFETIME_S, shareTickets } from "./tickets.ts";
+import { stampOf } from "./file-stamp.ts";
+import { TICKET_LIFETIME_S, TicketFile, shareTickets } from "./tickets.ts";
 
 /** Exit codes of s6-tlsd for what goes wrong with the configuration. */
 export const EXIT_CONFIG = 96;
@@ -35,6 +36,8 @@ export interface StoreConfig {
   liveDirMadeByOrders: boolean;
   /** $CIPHERS: a TLS 1.2 suite list in place of ours (protocol.ts). */
   ciphers: string | undefined;
+  /** $TICKETFILE: session ticket keys shared with other processes (tickets.ts). */
+  ticketFile: string | undefined;
 }
 
 export type TrustAnchors = { dir: string } | { file: string };
@@ -82,7 +85,8 @@ export function storeConfig(env: Readonly<Env>, sniLevel: number, wantCa: boolea
   if (wantCa && !ca)
     throw new FatalError("CADIR or CAFILE must be set for client certificates", EXIT_MISSING);
   const liveDirMadeByOrders = liveDir !== undefined && env["ACME_DIRECTORY"] !== undefined;
-  return { fallback, named, ca, liveDir, liveDirMadeByOrders, ciphers: env["CIPHERS"] };
+  const ticketFile = env["TICKETFILE"] === undefined ? undefined : path(env["TICKETFILE"]);
+  return { fallback, named, ca, liveDir, liveDirMadeByOrders, ciphers: env["CIPHERS"], ticketFile };
 }
 
 interface Loaded {
@@ -107,10 +111,15 @@ export class CertStore {
   /** Sessions resume only into the configuration that made them (OpenSSL checks it). */
   private readonly sessionIdContext: string;
 
-  /** Files are looked at again (one stat each) at most every `recheckMs`. */
+  /** TICKETFILE's keys, when it is set; else this process's own. */
+  private readonly tickets: TicketFile | undefined;
+
+  /** Files are looked at again (one stat each) at most every `recheckMs`. TICKETFILE is read
+   * now: a FatalError when it cannot serve. */
   constructor(config: StoreConfig, recheckMs = 1000) {
     this.config = config;
     this.recheckMs = recheckMs;
+    this.tickets = config.ticketFile === undefined ? undefined : new TicketFile(config.ticketFile);
     this.sessionIdContext = createHash("sha256")
       .update(JSON.stringify([config.fallback, [...config.named], config.ca, config.liveDir]))
       .digest("hex")
@@ -223,6 +232,8 @@ export class CertStore {
    */
   reload(): string[] {
     const problems: string[] = [];
+    const tickets = this.tickets?.reload();
+    if (tickets) problems.push(tickets);
     this.liveStamp = "";
     try {
       this.rescanLive();
@@ -346,7 +357,7 @@ export class CertStore {
         EXIT_CONFIG,
       );
     }
-    shareTickets(context);
+    shareTickets(context, this.tickets);
     this.contexts.set(name, { context, cert, files, stamps });
     return context;
   }
@@ -397,17 +408,4 @@ function readAll(dir: string): string[] {
   } catch (error) {
     throw new FatalError(`unable to read CADIR ${dir}: ${causeText(error)}`, 111);
   }
-}
-
-function stampOf(files: readonly string[]): string {
-  return files
-    .map((f) => {
-      try {
-        const s = statSync(f);
-        return `${s.ino}:${s.size}:${s.mtimeMs}`;
-      } catch {
-        return "-";
-      }
-    })
-    .join("|");
 }

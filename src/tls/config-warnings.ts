@@ -25,15 +25,24 @@ export function configWarnings(config: StoreConfig, now: Date): string[] {
     const probe = name?.startsWith("*.") ? `x${name.slice(1)}` : name;
     if (name && probe && !cert.checkHost(probe))
       out.push(`certificate ${pair.cert} is not for ${name} (CERTFILE:${name})`);
-    try {
-      const mode = statSync(pair.key).mode;
-      if (mode & 0o044)
-        out.push(
-          `key ${pair.key} can be read by ${mode & 0o004 ? "anyone" : "its group"} (mode ${(mode & 0o777).toString(8)}): chmod 600`,
-        );
-    } catch {
-      // Loading it says what is wrong.
-    }
+    const readable = readableByOthers(pair.key);
+    if (readable) out.push(`key ${pair.key} ${readable}`);
   }
+  // Whoever reads the ticket keys can decrypt every session resumed under them.
+  const tickets = config.ticketFile && readableByOthers(config.ticketFile);
+  if (tickets) out.push(`ticket keys ${config.ticketFile} ${tickets}`);
   return out;
+}
+
+/** "can be read by anyone (mode 644): chmod 600" for a secret others may read; undefined
+ * when none may, or when the file cannot be looked at (loading it says what is wrong). */
+function readableByOthers(file: string): string | undefined {
+  try {
+    const mode = statSync(file).mode;
+    if (mode & 0o044)
+      return `can be read by ${mode & 0o004 ? "anyone" : "its group"} (mode ${(mode & 0o777).toString(8)}): chmod 600`;
+  } catch {
+    // As above.
+  }
+  return undefined;
 }

@@ -1,11 +1,15 @@
 // Session tickets: one key for every server context of this process, so that a client resumes
 // whichever connection (and whichever of our certificates) issued its ticket, made at random
 // in memory (never on disk) and replaced every hour; a ticket of the key before is still taken
-// (OpenSSL still bounds a session's age by sessionTimeout). A resumed session gets a new
-// ticket: Node's own key handling never renews one, so a client that uses each ticket once
-// (RFC 8446 C.4; browsers do) made every other connection a full handshake.
+// (OpenSSL still bounds a session's age by sessionTimeout). Or, with TICKETFILE, the keys of a
+// file that several processes or hosts share. A resumed session gets a new ticket: Node's own
+// key handling never renews one, so a client that uses each ticket once (RFC 8446 C.4;
+// browsers do) made every other connection a full handshake.
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import type { SecureContext } from "node:tls";
+import { FatalError, causeText } from "../ucspi/errors.ts";
+import { stampOf } from "./file-stamp.ts";
 
 const ROTATE_MS = 60 * 60 * 1000;
 /** A session outlives no key: at most the rotation period. */
@@ -46,25 +50,137 @@ const UNKNOWN_KEY = 0;
 const USE = 1;
 const USE_AND_RENEW = 2;
 
+/** The key that encrypts new tickets, and every key a ticket may have been made under. */
+export interface TicketKeys {
+  encrypt: TicketKey;
+  known: readonly TicketKey[];
+}
+
+/** Where a context's keys come from: this process's own (the default), or a TicketFile. */
+export interface TicketSource {
+  keys(): TicketKeys;
+}
+
+const processKeys: TicketSource = {
+  keys() {
+    const key = currentKey();
+    return { encrypt: key, known: previous ? [key, previous] : [key] };
+  },
+};
+
 /** Node's ticket key callback: [answer, HMAC secret, AES key] to decrypt a ticket, and with
  * the key's name and a fresh IV to encrypt one. */
-function onTicketKey(name: Buffer, _iv: Buffer, encrypt: boolean): unknown[] {
-  const key = currentKey();
-  if (encrypt) return [USE, key.hmac, key.aes, key.name, freshIv()];
-  const known = [key, previous].find((k) => k?.name.equals(name));
-  // Renewed: the client gets a new ticket under the current key.
-  return known ? [USE_AND_RENEW, known.hmac, known.aes] : [UNKNOWN_KEY, key.hmac, key.aes];
+function ticketKeyCallback(source: TicketSource) {
+  return (name: Buffer, _iv: Buffer, encrypt: boolean): unknown[] => {
+    const { encrypt: key, known } = source.keys();
+    if (encrypt) return [USE, key.hmac, key.aes, key.name, freshIv()];
+    const found = known.find((k) => k.name.equals(name));
+    // Renewed: the client gets a new ticket under the key that encrypts now.
+    return found ? [USE_AND_RENEW, found.hmac, found.aes] : [UNKNOWN_KEY, key.hmac, key.aes];
+  };
 }
 
 interface NativeContext {
   enableTicketKeyCallback(): void;
-  onticketkeycallback: typeof onTicketKey;
+  onticketkeycallback: ReturnType<typeof ticketKeyCallback>;
 }
 
-/** Makes `context` issue and take this process's tickets. Node 24's SecureContext has no
- * public way to renew a ticket; its callback hook is the one Node's own ticketKeys use. */
-export function shareTickets(context: SecureContext): void {
+/** Makes `context` issue and take the tickets of `source` (by default this process's own
+ * keys). Node 24's SecureContext has no public way to renew a ticket; its callback hook is
+ * the one Node's own ticketKeys use. */
+export function shareTickets(context: SecureContext, source: TicketSource = processKeys): void {
   const native = (context as SecureContext & { context: NativeContext }).context;
   native.enableTicketKeyCallback();
-  native.onticketkeycallback = onTicketKey;
+  native.onticketkeycallback = ticketKeyCallback(source);
+}
+
+/** The most a ticket key file may hold: far more than any rotation needs. */
+const MAX_FILE = 64 * 1024;
+
+/**
+ * TICKETFILE's keys: one per line, 48 random bytes in base64 (`openssl rand -base64 48`: a
+ * name, an HMAC secret and an AES-128 key, 16 bytes each); blank lines and `#` comments are
+ * passed over. The line before the last encrypts (the only one, alone) and every line
+ * decrypts: haproxy's rule, under which a new key is added at the end on every host before
+ * any host encrypts with it. Returns why not, in words that never quote the file.
+ */
+export function parseTicketKeys(text: string): TicketKeys | string {
+  const keys: TicketKey[] = [];
+  const lines = text.split("\n");
+  for (const [i, raw] of lines.entries()) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const bytes = /^[A-Za-z0-9+/]+={0,2}$/.test(line) ? Buffer.from(line, "base64") : undefined;
+    if (bytes?.length !== 48) return `line ${i + 1} is not 48 bytes in base64`;
+    const key = {
+      name: bytes.subarray(0, 16),
+      hmac: bytes.subarray(16, 32),
+      aes: bytes.subarray(32, 48),
+      made: 0,
+    };
+    if (keys.some((k) => k.name.equals(key.name)))
+      return `line ${i + 1} has the name (first 16 bytes) of a key before it`;
+    keys.push(key);
+  }
+  const encrypt = keys.at(-2) ?? keys[0];
+  if (!encrypt) return "no key in it";
+  return { encrypt, known: keys };
+}
+
+/** A TicketFile looks at its file at most this often, as CertStore does at its files. */
+const RECHECK_MS = 1000;
+
+/** TICKETFILE: ticket keys shared by every process that reads the same file (a tlsd per
+ * connection under djb's tcpserver, tcpserver --workers, several hosts), read again when it
+ * changes and on reload(). */
+export class TicketFile implements TicketSource {
+  readonly path: string;
+  private current: TicketKeys;
+  private stamp: string;
+  private checkedAt = 0;
+
+  /** Reads the file; a FatalError (exit 111) when it cannot serve. */
+  constructor(path: string) {
+    this.path = path;
+    this.stamp = stampOf([path]);
+    this.current = this.read();
+  }
+
+  keys(): TicketKeys {
+    const now = Date.now();
+    if (now - this.checkedAt >= RECHECK_MS) {
+      this.checkedAt = now;
+      const stamp = stampOf([this.path]);
+      if (stamp !== this.stamp) this.reload();
+    }
+    return this.current;
+  }
+
+  /** Reads the file now; why it could not (the keys read before still serve). */
+  reload(): string | undefined {
+    this.stamp = stampOf([this.path]);
+    try {
+      this.current = this.read();
+      return undefined;
+    } catch (error) {
+      return causeText(error);
+    }
+  }
+
+  private read(): TicketKeys {
+    const fail = (why: string) =>
+      new FatalError(`unable to use ticket keys ${this.path}: ${why}`, 111);
+    let text: string;
+    try {
+      const bytes = readFileSync(this.path);
+      if (bytes.length > MAX_FILE) throw fail(`over ${MAX_FILE} bytes`);
+      text = bytes.toString("latin1");
+    } catch (error) {
+      if (error instanceof FatalError) throw error;
+      throw fail(causeText(error));
+    }
+    const keys = parseTicketKeys(text);
+    if (typeof keys === "string") throw fail(keys);
+    return keys;
+  }
 }

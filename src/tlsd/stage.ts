@@ -62,7 +62,13 @@ onReload((log) => {
 
 function storeFor(env: Readonly<Env>, options: TlsdOptions): CertStore {
   const config = storeConfig(env, options.sniLevel, options.clientCert !== "none");
-  const key = JSON.stringify([config.fallback, [...config.named], config.ca, config.ciphers]);
+  const key = JSON.stringify([
+    config.fallback,
+    [...config.named],
+    config.ca,
+    config.ciphers,
+    config.ticketFile,
+  ]);
   let store = stores.get(key);
   if (!store) {
     store = new CertStore(config);

@@ -2,9 +2,10 @@
 // ticket key, so a client that kept its session resumes it on the next connection, with TLS
 // 1.3 and 1.2 alike; the program learns it (--mod-ssl: SSL_SESSION_RESUMED).
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { randomBytes } from "node:crypto";
 import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, djb, ours, run } from "../helpers/programs.ts";
@@ -21,10 +22,12 @@ const env = { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: server.cert, KEYFILE: serv
 const program = ["/bin/sh", "-c", "env | grep ^SSL_SESSION_RESUMED="];
 
 /** `tcpserver ... tlsd --mod-ssl`, its program printing SSL_SESSION_RESUMED. */
-function serveTlsd(tcpserver: string) {
-  return startServer(tcpserver, ["-RHl0", "127.0.0.1", "0", "tlsd", "--mod-ssl", ...program], {
-    env,
-  });
+function serveTlsd(tcpserver: string, more: Record<string, string> = {}, flags: string[] = []) {
+  return startServer(
+    tcpserver,
+    [...flags, "-RHl0", "127.0.0.1", "0", "tlsd", "--mod-ssl", ...program],
+    { env: { ...env, ...more } },
+  );
 }
 
 /** One openssl s_client session that saves its session to `file` and, with `resume`, starts
@@ -103,3 +106,146 @@ test("tlsd as a process of its own per connection cannot resume (its key dies wi
     await s.stop();
   }
 });
+
+/** A TICKETFILE of these keys (48 random bytes each, in base64, a line each). */
+function ticketFile(name: string, keys: readonly Buffer[]): string {
+  const file = join(dir, name);
+  writeFileSync(file, `# ticket keys\n${keys.map((k) => k.toString("base64")).join("\n")}\n`, {
+    mode: 0o600,
+  });
+  return file;
+}
+
+const newKey = () => randomBytes(48);
+
+// TICKETFILE: the keys of a file, shared by every process that reads it, where each process
+// had its own (a tlsd per connection could never resume; --workers resumed only on the
+// worker that made the ticket).
+for (const version of ["-tls1_3", "-tls1_2"]) {
+  test(`TICKETFILE: a tlsd per connection under djb's tcpserver resumes (${version}), and the program never sees the file's name`, async () => {
+    const keys = ticketFile(`keys${version}`, [newKey(), newKey()]);
+    const s = await startServer(
+      djb("tcpserver"),
+      [
+        "-RHl0",
+        "127.0.0.1",
+        "0",
+        "tlsd",
+        "--mod-ssl",
+        "/bin/sh",
+        "-c",
+        "env | grep -E '^(SSL_SESSION_RESUMED|TICKETFILE)='",
+      ],
+      { env: { ...env, TICKETFILE: keys } },
+    );
+    try {
+      const file = join(dir, `session-file${version}`);
+      const first = await connect(s.port, file, version, false);
+      assert.match(first, /^SSL_SESSION_RESUMED=Initial$/m);
+      for (let i = 0; i < 2; i++) {
+        const again = await connect(s.port, file, version, true);
+        assert.match(again, /^Reused, TLSv1\.[23]/m);
+        assert.match(again, /^SSL_SESSION_RESUMED=Resumed$/m);
+        assert.doesNotMatch(again, /^TICKETFILE=/m);
+      }
+    } finally {
+      await s.stop();
+    }
+  });
+}
+
+test("TICKETFILE with --workers 2: every connection resumes, whichever worker it reaches", async () => {
+  const keys = ticketFile("keys-workers", [newKey()]);
+  const s = await serveTlsd(ours("tcpserver"), { TICKETFILE: keys }, ["--workers", "2"]);
+  try {
+    const file = join(dir, "session-workers");
+    await connect(s.port, file, "-tls1_3", false);
+    for (let i = 0; i < 6; i++)
+      assert.match(await connect(s.port, file, "-tls1_3", true), /^SSL_SESSION_RESUMED=Resumed$/m);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("TICKETFILE rotation: the line before the last encrypts, every line decrypts; SIGHUP reads it again", async () => {
+  const [a, b, c, d] = [newKey(), newKey(), newKey(), newKey()];
+  const keys = ticketFile("keys-rotation", [a, b]);
+  const s = await serveTlsd(ours("tcpserver"), { TICKETFILE: keys }, ["-v"]);
+  const reload = async (count: number) => {
+    s.child.kill("SIGHUP");
+    await s.waitForLog(/^tcpserver: reload$/, count);
+  };
+  try {
+    const underA = join(dir, "session-a");
+    await connect(s.port, underA, "-tls1_3", false);
+    const kept = join(dir, "session-a-kept");
+    copyFileSync(underA, kept);
+    // b is added at the end and a is still known: the session resumes, its new ticket under b.
+    ticketFile("keys-rotation", [a, b, c]);
+    await reload(1);
+    const underB = join(dir, "session-b");
+    assert.match(await connect(s.port, kept, "-tls1_3", true, underB), /^Reused/m);
+    // a is gone: its tickets are not taken; b's still are.
+    ticketFile("keys-rotation", [b, c, d]);
+    await reload(2);
+    assert.match(await connect(s.port, kept, "-tls1_3", true, join(dir, "x")), /^New/m);
+    assert.match(await connect(s.port, underB, "-tls1_3", true, join(dir, "y")), /^Reused/m);
+    // A file that cannot serve any more: the keys read before still do, and the log says why.
+    writeFileSync(keys, "not base64 at all\n");
+    await reload(3);
+    await s.waitForLog(
+      /^tlsd: warning: unable to use ticket keys .*: line 1 is not 48 bytes in base64; /,
+    );
+    assert.match(await connect(s.port, underB, "-tls1_3", true, join(dir, "z")), /^Reused/m);
+    assert.doesNotMatch(s.log(), /not base64 at all/);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("TICKETFILE that others can read: a warning at start, as for a key; served all the same", async () => {
+  const keys = join(dir, "keys-open");
+  writeFileSync(keys, `${newKey().toString("base64")}\n`, { mode: 0o644 });
+  const s = await serveTlsd(ours("tcpserver"), { TICKETFILE: keys });
+  try {
+    await s.waitForLog(
+      new RegExp(
+        `^tlsd: warning: ticket keys ${keys} can be read by anyone \\(mode 644\\): chmod 600$`,
+      ),
+    );
+    const file = join(dir, "session-open");
+    await connect(s.port, file, "-tls1_3", false);
+    assert.match(await connect(s.port, file, "-tls1_3", true), /^Reused/m);
+  } finally {
+    await s.stop();
+  }
+});
+
+for (const [what, content, cause] of [
+  ["missing", undefined, "file does not exist"],
+  [
+    "a key of 47 bytes",
+    `${randomBytes(47).toString("base64")}\n`,
+    "line 1 is not 48 bytes in base64",
+  ],
+  ["no key", "# none yet\n\n", "no key in it"],
+  [
+    "two keys of one name",
+    (() => {
+      const k = newKey();
+      return `${k.toString("base64")}\n${Buffer.concat([k.subarray(0, 16), randomBytes(32)]).toString("base64")}\n`;
+    })(),
+    "line 2 has the name (first 16 bytes) of a key before it",
+  ],
+] as const) {
+  test(`TICKETFILE ${what}: one line at tcpserver's start, exit 111, no client served`, async () => {
+    const file = join(dir, `bad-${what.replace(/\W/g, "-")}`);
+    if (content !== undefined) writeFileSync(file, content);
+    const r = await run(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "tlsd", "cat"], {
+      env: { ...env, TICKETFILE: file },
+      timeoutMs: 20_000,
+    });
+    assert.equal(r.code, 111);
+    assert.equal(r.stderr, `tlsd: fatal: unable to use ticket keys ${file}: ${cause}\n`);
+  });
+}
