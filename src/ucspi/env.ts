@@ -35,6 +35,9 @@ export function startEnv(fallback: Readonly<Record<string, string | undefined>>)
       if (value !== undefined) setVar(env, toBytes(name), toBytes(value));
     }
   }
+  // The launcher's word to this process of which fds it found closed (src/cli/main.ts), not a
+  // variable of the environment it was given: no program of ours passes it on.
+  delete env["UCSPI_FD_NOT_OPEN"];
   return copyEnv(env);
 }
 
