@@ -60,8 +60,12 @@ function tableOwner(): ReturnType<typeof parseTableComment> {
 export function checkNotInstalled(o: EverywhereOptions): void {
   // Another tls-everywhere's were refused before (checkNoOtherOwner): these have no owner.
   const hint = `(not recorded in ${o.stateDir}, and no tls-everywhere runs: tls-everywhere --remove with the options that installed them takes them out)`;
-  if (tableInstalled())
+  if (tableInstalled()) {
+    // Its owner may have put it in since it was looked for (two started at once): then that
+    // one is named, not "no tls-everywhere runs".
+    checkNoOtherOwner(o);
     throw new FatalError(`already installed: nftables table inet ${TABLE} is there ${hint}`);
+  }
   const ours = [o.mark, o.mark + 1].map((m) => `fwmark 0x${m.toString(16)} lookup ${o.table}`);
   for (const v of o.ipv6 ? ["-4", "-6"] : ["-4"]) {
     if (output("ip", [v, "route", "show", "table", String(o.table)]).trim() !== "")
