@@ -8,6 +8,7 @@ import { declines, refusals, upgrades } from "../metrics/catalog.ts";
 import { stripTlsConfig } from "../tls/peer-env.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix, copyEnv } from "../ucspi/env.ts";
+import { causeText } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { drain, peekBytes } from "../stream/peek.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
@@ -107,24 +108,57 @@ export function take(connection: Connection, n: number): void {
   else connectionStream(connection).read(n);
 }
 
-/** Sends `bytes` to the client: false when it has gone meanwhile (a reset, say). */
-export function send(connection: Connection, bytes: Buffer): boolean {
+/** Sends `bytes` to the client: undefined once sent, or why it could not be (it reset the
+ * connection meanwhile, say). */
+export function send(connection: Connection, bytes: Buffer): unknown {
   if (connection.fd === undefined || connection.stream) {
     connectionStream(connection).write(bytes);
-    return true;
+    return undefined;
   }
   try {
     writeSync(connection.fd, bytes);
-    return true;
-  } catch {
-    return false;
+    return undefined;
+  } catch (error) {
+    return error ?? "failed";
   }
 }
 
-/** The session's end when the client went away before its go-ahead (a reset while it was
- * sent): refused, as every path ends a session with no TLS after the client asked for it. */
-export function clientGone(info: (what: string) => void, when: string): number {
-  info(`the client went away ${when}`);
+/** The client's connection failed under a session, in its warning line: a reset
+ * (ECONNRESET, or EPIPE on a write after one) said as such; anything else, by its cause. */
+export function failed(error: unknown): string {
+  const cause = causeText(error);
+  if (cause === "connection reset" || cause === "broken pipe") return "client reset the connection";
+  return `client connection failed: ${cause}`;
+}
+
+/** Watches for the client's connection failing (a reset) while the server is still on: what
+ * ended the session then. A failure after the server's end (a client that resets once it has
+ * its last reply) ended nothing. */
+export function failures(client: Duplex, server: Duplex, warn: (what: string) => void) {
+  let serverOn = true;
+  let failure: unknown;
+  server.once("end", () => (serverOn = false));
+  client.on("error", (error) => {
+    if (serverOn) failure ??= error;
+  });
+  const warned = (when?: string): boolean => {
+    if (failure === undefined) return false;
+    warn(when ? `${failed(failure)} ${when}` : failed(failure));
+    return true;
+  };
+  return {
+    /** Says the failure, if there was one (`when` after it): true when it did. */
+    warned,
+    /** A relayed session's status: the server's, or ours when a failure ended it (said). */
+    status: (serverStatus: number): number => (warned() ? REFUSED : serverStatus),
+  };
+}
+
+/** The session's end when the client's connection failed before its go-ahead (a reset while
+ * it was sent): one warning line, refused, as every path ends a session with no TLS after the
+ * client asked for it. */
+export function clientGone(warn: (what: string) => void, error: unknown, when: string): number {
+  warn(`${failed(error)} ${when}`);
   return REFUSED;
 }
 
@@ -173,7 +207,12 @@ export async function peekFirst(
   );
   const { look } = peeked;
   if (look.kind === "done") return { bytes: look.bytes, connection: peeked.connection };
-  if (look.kind === "closed") return { status: exitStatus(0) };
+  if (look.kind === "closed") {
+    // Gone before its first byte: an end is no error, a reset is.
+    if (look.reason === "closed") return { status: exitStatus(0) };
+    warn(failed(look.reason));
+    return { status: REFUSED };
+  }
   warn(
     look.kind === "silent"
       ? `no ${names.what} within ${limitMs / 1000} s`

@@ -45,7 +45,7 @@ export async function runLdap(ctx: StageContext, options: WrapperOptions): Promi
   const { connection } = peeked;
   const first = readFirstMessage(peeked.bytes);
   switch (first.kind) {
-    case "starttls":
+    case "starttls": {
       if (first.extra > 0) {
         warn(`${first.extra} bytes after StartTLS, before its answer: refused`);
         return refuse(
@@ -54,11 +54,12 @@ export async function runLdap(ctx: StageContext, options: WrapperOptions): Promi
         );
       }
       take(connection, first.length);
-      if (!send(connection, startTlsResponse(first.messageId)))
-        return clientGone(info, "before the answer to its StartTLS");
+      const unsent = send(connection, startTlsResponse(first.messageId));
+      if (unsent) return clientGone(warn, unsent, "before the answer to its StartTLS");
       info("StartTLS");
       count("upgrade", options);
       return tlsBehind(ctx, options, connection);
+    }
     case "other":
       if (options.policy === "require") {
         warn("a request without StartTLS: refused (-r)");

@@ -27,7 +27,7 @@ import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { causeText } from "../ucspi/errors.ts";
 import { relay } from "../stream/relay.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
-import { REFUSED, count, endWith, logger, shown, startServer } from "./client-first.ts";
+import { REFUSED, count, endWith, failures, logger, shown, startServer } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
 export async function runMysql(ctx: StageContext, options: WrapperOptions): Promise<number> {
@@ -35,6 +35,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
   const client = connectionStream(ctx.connection);
   client.on("error", () => {});
   const { server, done: serverDone } = startServer(ctx, options);
+  const failure = failures(client, server, warn);
   const end = async (status: number) => {
     client.destroy();
     server.destroy();
@@ -43,6 +44,14 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
   };
   const fromServer = new PacketReader(server, options.preTlsMs);
   const fromClient = new PacketReader(client, options.preTlsMs);
+  // The client gone (`when`): an end is said at -v 2, a failed connection (a reset) warned.
+  const gone = (when: string) => {
+    if (!failure.warned(when)) info(`the client left ${when}`);
+    return end(REFUSED);
+  };
+  // Without TLS from here on: the server's status, unless a reset of the client ended it.
+  const plain = async () =>
+    failure.status(await pump(client, fromClient, server, fromServer, serverDone));
   try {
     // A client that leaves before the server has greeted ends the session then, not at the
     // pre-TLS limit (its slot and the server would be held till then): the wrapper ends it,
@@ -50,15 +59,12 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
     const greetingWait = fromServer.next("greeting from the server");
     greetingWait.catch(() => {});
     const greeting = await Promise.race([greetingWait, fromClient.ended.then(() => undefined)]);
-    if (!greeting) {
-      info("the client left before the server's greeting");
-      return await end(REFUSED);
-    }
+    if (!greeting) return await gone("before the server's greeting");
     const advertised = advertiseTls(greeting.payload);
     if (!advertised) {
       // Not a greeting to change (an ERR such as "too many connections"): as it is.
       client.write(writePacket(greeting.seq, greeting.payload));
-      return await pump(client, fromClient, server, fromServer, serverDone);
+      return await plain();
     }
     client.write(writePacket(greeting.seq, advertised.payload));
     // A client that leaves here (its login or SSLRequest never comes) is not a failure of
@@ -67,10 +73,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
       if (fromClient.hasEnded) return undefined;
       throw error;
     });
-    if (!answer) {
-      info("the client left before its login or SSLRequest");
-      return await end(REFUSED);
-    }
+    if (!answer) return await gone("before its login or SSLRequest");
     if (!clientAsksTls(answer.payload)) {
       if (options.policy === "require") {
         warn("a login without TLS: refused (-r)");
@@ -91,7 +94,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
       info("a login without TLS");
       count("decline", options);
       server.write(writePacket(answer.seq, answer.payload));
-      return await pump(client, fromClient, server, fromServer, serverDone);
+      return await plain();
     }
     info("SSLRequest: TLS");
     count("upgrade", options);

@@ -51,12 +51,12 @@ export async function runPostgres(ctx: StageContext, options: WrapperOptions): P
         }
         take(connection, 8);
         if (packet.kind === "gssenc") {
-          if (!send(connection, Buffer.from("N")))
-            return clientGone(info, "before the answer to its GSSENCRequest");
+          const unsent = send(connection, Buffer.from("N"));
+          if (unsent) return clientGone(warn, unsent, "before the answer to its GSSENCRequest");
           continue;
         }
-        if (!send(connection, Buffer.from("S")))
-          return clientGone(info, "before the answer to its SSLRequest");
+        const unsent = send(connection, Buffer.from("S"));
+        if (unsent) return clientGone(warn, unsent, "before the answer to its SSLRequest");
         info("SSLRequest: TLS");
         count("upgrade", options);
         return tlsBehind(ctx, options, connection);

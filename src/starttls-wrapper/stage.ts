@@ -18,7 +18,7 @@ import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { oneWay, relay } from "../stream/relay.ts";
 import type { Stage, StageContext } from "../ucspi/stage.ts";
-import { shown } from "./client-first.ts";
+import { failed, shown } from "./client-first.ts";
 import { connectService, handoverHeader, localHeader } from "./handover.ts";
 import { USAGE, parseWrapperArgs } from "./options.ts";
 import type { WrapperOptions } from "./options.ts";
@@ -85,6 +85,10 @@ class Wrapper {
   private readonly serverFd: number;
   /** The client's EOF has come. */
   private clientEnded = false;
+  /** The client's connection failed (a reset). */
+  private clientFailed = false;
+  /** The server's output has ended: a session that ends after it ended with the server. */
+  private serverOver = false;
   /** The client's bytes while an upgrade is pending: none may come before the go-ahead. */
   private early: Buffer[] | undefined;
   private readonly letGo = new AbortController();
@@ -122,8 +126,12 @@ class Wrapper {
     this.counted = { protocol: options.protocol };
     this.snooper = new Snooper(dialogue, this.io(), options);
     this.serverOutputEnded = new Promise((resolve) => {
-      this.server.once("end", resolve);
-      this.server.once("close", resolve);
+      const over = () => {
+        this.serverOver = true;
+        resolve();
+      };
+      this.server.once("end", over);
+      this.server.once("close", over);
     });
   }
 
@@ -194,7 +202,7 @@ class Wrapper {
       client.pause();
     });
     server.on("data", (chunk: Buffer) => snooper.server(chunk));
-    client.on("error", () => this.drop());
+    client.on("error", (error) => this.drop(error));
     server.on("error", () => server.destroy());
     toServer.on("error", () => toServer.destroy());
     // The client's end: the server gets it too (it answers QUIT, then ends). Also while an
@@ -214,9 +222,16 @@ class Wrapper {
     });
   }
 
-  /** The client went away or broke: let the server go. */
-  private drop(): void {
+  /** The client's connection failed (a reset): let the server go. When that is what ends the
+   * session (not a refusal of ours, nor the server's end, came first), one warning line says
+   * so, and the status is ours. */
+  private drop(error: unknown): void {
     if (this.snooper.phase === "tls") return;
+    this.clientFailed = true;
+    if (this.snooper.phase !== "closed" && !this.serverOver) {
+      this.warn(failed(error));
+      this.endedHere = true;
+    }
     this.snooper.phase = "closed";
     this.letServerGo();
   }
@@ -291,8 +306,10 @@ class Wrapper {
     }
     // A client that left, or spoke before its go-ahead, is not handed over: the session ends.
     const early = this.early ?? [];
-    if (this.clientEnded || early.length > 0) {
+    if (this.clientEnded || this.clientFailed || early.length > 0) {
       tlsSide?.destroy();
+      // A failed connection has had its line (drop).
+      if (this.clientFailed) throw new Error("not handed over");
       if (this.clientEnded) this.info("client left after STARTTLS, before the go-ahead");
       else {
         this.warn("command pipelined after STARTTLS");

@@ -17,7 +17,16 @@ import {
 import { connectionStream } from "../ucspi/chain.ts";
 import { relay } from "../stream/relay.ts";
 import type { StageContext } from "../ucspi/stage.ts";
-import { REFUSED, count, endWith, logger, shown, startServer, tlsBehind } from "./client-first.ts";
+import {
+  REFUSED,
+  count,
+  endWith,
+  failures,
+  logger,
+  shown,
+  startServer,
+  tlsBehind,
+} from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
 type Decision = "starttls" | "plain" | "refused";
@@ -27,6 +36,7 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
   const client = connectionStream(ctx.connection);
   client.on("error", () => {});
   const { server, done: serverDone, letGo } = startServer(ctx, options);
+  const failure = failures(client, server, warn);
 
   // The client's end or close, also when it comes right after the decision (the same read):
   // tlsd would then wait for bytes that never come, till its handshake limit.
@@ -131,6 +141,7 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     // A reset tells no end, only the close: the session must not wait out the pre-TLS limit.
     client.once("close", () => {
       clientGone = true;
+      if (!decided) failure.warned();
       done("refused");
     });
     // A server that ends before the decision: what it said goes out, and the session ends.
@@ -152,7 +163,7 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     letGo.abort("let go");
     await serverDone.catch(() => undefined);
     if (clientGone || client.destroyed) {
-      info("client left after <starttls/>");
+      if (!failure.warned("after <starttls/>")) info("client left after <starttls/>");
       client.destroy();
       return REFUSED;
     }
@@ -169,5 +180,5 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
   info("no STARTTLS");
   await relay(client, server);
   server.destroy();
-  return serverDone;
+  return failure.status(await serverDone);
 }

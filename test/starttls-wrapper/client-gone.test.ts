@@ -287,7 +287,7 @@ const UPGRADE_REQUEST: Record<string, string> = {
 };
 
 for (const [protocol, request] of Object.entries(UPGRADE_REQUEST)) {
-  test(`${protocol}: a python3 client that sends its upgrade request and goes at once, by a reset (SO_LINGER 0) or an end, never reading the go-ahead: the session ends non-zero, with one line naming why (a reset while the go-ahead was sent ended it with status 0)`, async () => {
+  test(`${protocol}: a python3 client that sends its upgrade request and goes at once, by a reset (SO_LINGER 0) or an end, never reading the go-ahead: the session ends non-zero, with one line naming why (a reset while the go-ahead was sent ended it with status 0), a reset's a warning`, async () => {
     const server = await startServer(
       ours("tcpserver"),
       [
@@ -320,10 +320,92 @@ for (const [protocol, request] of Object.entries(UPGRADE_REQUEST)) {
       for (const session of sessions) {
         assert.match(
           session,
-          /^(starttls-wrapper: info: 127\.0\.0\.1: the client went away before the answer to its (SSLRequest|StartTLS)|tlsd: fatal: 127\.0\.0\.1: TLS handshake failed: .*)\ntcpserver: end \d+ status (25600|25088)$/m,
+          /^(starttls-wrapper: warning: 127\.0\.0\.1: client reset the connection( before the answer to its (SSLRequest|StartTLS))?|tlsd: fatal: 127\.0\.0\.1: TLS handshake failed: .*)\ntcpserver: end \d+ status (25600|25088)$/m,
           log,
         );
       }
+    } finally {
+      await server.stop();
+    }
+  });
+}
+
+/** A python3 client that sends `hex`, reads for a while (the server goes on), then resets its
+ * connection (SO_LINGER 0). */
+const RESETTER = [
+  "import socket, struct, sys, time",
+  "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))",
+  "s.sendall(bytes.fromhex(sys.argv[2]))",
+  "s.settimeout(0.1)",
+  "end = time.time() + 0.5",
+  "while time.time() < end:",
+  "    try:",
+  "        if not s.recv(65536): break",
+  "    except socket.timeout:",
+  "        pass",
+  "s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))",
+  "s.close()",
+].join("\n");
+
+const hex = (text: string) => Buffer.from(text, "latin1").toString("hex");
+const XMPP_HEADER =
+  "<?xml version='1.0'?><stream:stream to='example.org' xmlns='jabber:client'" +
+  " xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+/** MySQL's HandshakeResponse41 without CLIENT_SSL: a login in plaintext. */
+const MYSQL_LOGIN = writePacket(
+  1,
+  Buffer.concat([
+    sslRequestPayload(0x0200 | 0x8000 | 0x80000),
+    Buffer.from("app\0\0mysql_native_password\0", "latin1"),
+  ]),
+).toString("hex");
+
+/** Per protocol, what the client sends before its reset: nothing that decides (the wrapper
+ * still reads the dialogue), then, where the wrapper relays a session that declined TLS, a
+ * decline (it relays, the server is still on). */
+const BEFORE_RESET: [string, string, string][] = [
+  ["smtp", "before any STARTTLS", hex("EHLO x\r\n")],
+  ["lmtp", "before any STARTTLS", hex("LHLO x\r\n")],
+  ["imap", "before any STARTTLS", hex("a NOOP\r\n")],
+  ["pop3", "before any STARTTLS", hex("CAPA\r\n")],
+  ["nntp", "before any STARTTLS", hex("MODE READER\r\n")],
+  ["sieve", "before any STARTTLS", hex("NOOP\r\n")],
+  ["postgres", "before its start-up packet", ""],
+  ["ldap", "before its first request", ""],
+  ["mysql", "before its login", ""],
+  ["xmpp", "before its STARTTLS decision", hex(XMPP_HEADER)],
+  ["smtp", "in plaintext, after MAIL", hex("EHLO x\r\nMAIL FROM:<a@example.org>\r\n")],
+  ["imap", "in plaintext, after LOGIN", hex("a LOGIN user pass\r\n")],
+  ["mysql", "in plaintext, after its login", MYSQL_LOGIN],
+  [
+    "xmpp",
+    "in plaintext, after <auth>",
+    hex(`${XMPP_HEADER}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'/>`),
+  ],
+];
+
+for (const [protocol, when, bytes] of BEFORE_RESET) {
+  test(`${protocol}: a python3 client that resets its connection ${when}, the server still on: one warning line at the default verbosity naming the reset, and a status that is not 0 (it was no line, or one at -v 2 only)`, async () => {
+    const server = await startServer(
+      ours("tcpserver"),
+      [
+        ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", protocol, "-t", "600"],
+        ...serverBehind(protocol, true),
+      ],
+      { env: WRAPPER_ENV },
+    );
+    try {
+      const r = await run("python3", ["-c", RESETTER, String(server.port), bytes]);
+      assert.equal(r.code, 0, r.stderr);
+      await server.waitForLog(/^tcpserver: end \d+ status \d+$/, 1, 10_000);
+      const log = server.log();
+      const lines = log.match(/^starttls-wrapper: .*$/gm) ?? [];
+      assert.equal(lines.length, 1, log);
+      assert.match(
+        lines[0] ?? "",
+        /^starttls-wrapper: warning: 127\.0\.0\.1: client reset the connection( before .*)?$/,
+      );
+      assert.doesNotMatch(log, /^tcpserver: end \d+ status 0$/m);
     } finally {
       await server.stop();
     }
