@@ -190,16 +190,21 @@ export function endWith(stream: Duplex, last?: Buffer): Promise<void> {
 }
 
 /** The client's first packet, peeked whole (`need`: enough, or how many bytes in all), or the
- * status the session ended with: 0 when the client left at once, else refused with a line
- * naming what did not come (`what`: the packet; `started`: the same once it had begun). */
+ * status the session ended with: 0 when the client left at once; refused with a line naming
+ * what did not come (`what`: the packet; `started`: the same once it had begun) when the
+ * client broke off; and when the pre-TLS limit (-t) ran out first, as past the line
+ * protocols' limits: with -r refused, opportunistic the connection goes to prog as it is (a
+ * client slow to start is served in plaintext, its bytes still to come read by the server). */
 export async function peekFirst(
+  ctx: StageContext,
+  options: WrapperOptions,
   connection: Connection,
-  limitMs: number,
   maxBytes: number,
   need: (bytes: Buffer) => true | number,
   names: { what: string; started: string },
-  warn: (what: string) => void,
 ): Promise<{ bytes: Buffer; connection: Connection } | { status: number }> {
+  const { warn, info } = logger(ctx, options);
+  const limitMs = options.preTlsMs;
   const peeked = await peekBytes(
     connection,
     { silenceMs: limitMs, helloMs: limitMs, maxBytes },
@@ -213,10 +218,16 @@ export async function peekFirst(
     warn(failed(look.reason));
     return { status: REFUSED };
   }
-  warn(
+  const why =
     look.kind === "silent"
       ? `no ${names.what} within ${limitMs / 1000} s`
-      : `an unfinished ${names.started}: ${look.reason}`,
-  );
+      : `an unfinished ${names.started}: ${look.reason}`;
+  const late = look.kind === "silent" || look.reason === "timed out";
+  if (late && options.policy === "opportunistic") {
+    info(`${why}: plaintext`);
+    count("decline", options);
+    return { status: await plaintext(ctx, options, peeked.connection) };
+  }
+  warn(why);
   return { status: await refuse(peeked.connection) };
 }

@@ -31,15 +31,15 @@ import type { WrapperOptions } from "./options.ts";
 export async function runLdap(ctx: StageContext, options: WrapperOptions): Promise<number> {
   const { warn, info } = logger(ctx, options);
   const peeked = await peekFirst(
+    ctx,
+    options,
     ctx.connection,
-    options.preTlsMs,
     MAX_FIRST_MESSAGE,
     (bytes) => {
       const message = readFirstMessage(bytes);
       return message.kind === "more" ? message.need : true;
     },
     { what: "request", started: "first request" },
-    warn,
   );
   if ("status" in peeked) return peeked.status;
   const { connection } = peeked;

@@ -52,6 +52,8 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
   // Without TLS from here on: the server's status, unless a reset of the client ended it.
   const plain = async () =>
     failure.status(await pump(client, fromClient, server, fromServer, serverDone));
+  // The client has chosen TLS: a limit that runs out from here on is not a pre-TLS one.
+  let upgraded = false;
   try {
     // A client that leaves before the server has greeted ends the session then, not at the
     // pre-TLS limit (its slot and the server would be held till then): the wrapper ends it,
@@ -98,6 +100,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
     }
     info("SSLRequest: TLS");
     count("upgrade", options);
+    upgraded = true;
     const early = fromClient.release();
     if (early.length > 0) client.unshift(early);
     const { tlsdStage } = await import("../tlsd/stage.ts");
@@ -113,8 +116,16 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
     });
     return await end(status);
   } catch (error) {
-    // A limit ran out: the session is ended here, as on the other paths.
     if (error instanceof Silent) {
+      // The pre-TLS limit (-t) ran out before the client's choice (the server's greeting, or
+      // the client's answer to it, did not come): opportunistic, the session goes on as it
+      // is, all still to come unread, as past the line protocols' limits (a greeting that
+      // comes late reaches the client without CLIENT_SSL); with -r it ends here.
+      if (!upgraded && options.policy === "opportunistic") {
+        info(`${error.message}: plaintext`);
+        count("decline", options);
+        return plain();
+      }
       warn(error.message);
       return end(REFUSED);
     }

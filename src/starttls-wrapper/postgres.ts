@@ -27,15 +27,15 @@ export async function runPostgres(ctx: StageContext, options: WrapperOptions): P
   // At most one GSSENCRequest comes before the packet that counts.
   for (let asked = 0; asked < 2; asked++) {
     const first = await peekFirst(
+      ctx,
+      options,
       connection,
-      options.preTlsMs,
       MAX_STARTUP,
       (bytes) => {
         const packet = readStartup(bytes);
         return packet.kind === "more" ? packet.need : true;
       },
       { what: "start-up packet", started: "start-up packet" },
-      warn,
     );
     if ("status" in first) return first.status;
     connection = first.connection;

@@ -1,5 +1,6 @@
 // Two tcpservers running starttls-wrapper for a client-first protocol in local mode, in front
 // of a server on its own port (tcpforward to it): one opportunistic, one with -r.
+import assert from "node:assert/strict";
 import type { Pair } from "./certs.ts";
 import { PATH_WITH_BIN, ours, run } from "./programs.ts";
 import { startServer } from "./server.ts";
@@ -15,6 +16,7 @@ export async function startWrapperPair(
   protocol: string,
   servicePort: number,
   certificate: Pair,
+  options: string[] = [],
 ): Promise<WrapperPair> {
   const env = {
     ...process.env,
@@ -30,6 +32,7 @@ export async function startWrapperPair(
     "-v2",
     "-p",
     protocol,
+    ...options,
     ...policy,
     "tcpforward",
     "127.0.0.1",
@@ -59,4 +62,53 @@ export function opensslStartTls(port: number, protocol: string, ca: string, name
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
+}
+
+/** What a python3 client's script has: `s`, its socket connected to the port in argv[1], and
+ * `read(n)`, exactly n bytes from it (the script exits with "closed" when they do not come). */
+const CLIENT_PRELUDE = `
+import socket, struct, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+def read(n):
+    got = b""
+    while len(got) < n:
+        chunk = s.recv(n - len(got))
+        if not chunk:
+            sys.exit("closed")
+        got += chunk
+    return got
+`;
+
+/** A python3 client (`script`, after CLIENT_PRELUDE) that waits past the wrapper pair's
+ * pre-TLS limit of 1 s before its first packet: the opportunistic wrapper serves it in
+ * plaintext (its output is `served`, and it logs an info line ending in `why: plaintext`); the
+ * one with -r closes with a warning, `why`. */
+export async function lateFirstPacket(
+  protocol: string,
+  servicePort: number,
+  certificate: Pair,
+  script: string,
+  expected: { served: string; why: string },
+) {
+  const pair = await startWrapperPair(protocol, servicePort, certificate, ["-t", "1"]);
+  const client = (port: number) => run("python3", ["-c", CLIENT_PRELUDE + script, String(port)]);
+  try {
+    const served = await client(pair.opportunistic.port);
+    assert.equal(served.code, 0, served.stderr + pair.opportunistic.log());
+    assert.equal(served.stdout, expected.served);
+    await pair.opportunistic.waitForLog(/^tcpserver: end \d+ status \d+$/);
+    assert.match(
+      pair.opportunistic.log(),
+      new RegExp(`^starttls-wrapper: info: 127\\.0\\.0\\.1: ${expected.why}: plaintext$`, "m"),
+    );
+    assert.doesNotMatch(pair.opportunistic.log(), /starttls-wrapper: warning/);
+    const refused = await client(pair.required.port);
+    assert.notEqual(refused.code, 0, refused.stdout);
+    await pair.required.waitForLog(
+      new RegExp(`^starttls-wrapper: warning: 127\\.0\\.0\\.1: ${expected.why}$`),
+    );
+    await pair.required.waitForLog(/^tcpserver: end \d+ status 25600$/);
+  } finally {
+    await pair.stop();
+  }
 }

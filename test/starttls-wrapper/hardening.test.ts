@@ -11,8 +11,8 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
-import { startServer } from "../helpers/server.ts";
-import { serverBehind } from "../helpers/servers-behind.ts";
+import { startServer, waitFor } from "../helpers/server.ts";
+import { GREETING, serverBehind } from "../helpers/servers-behind.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ucspi-wrapper-hardening-"));
 const pki = makePki();
@@ -389,7 +389,7 @@ test("-r: a capability the docs hide before TLS is hidden when a tab follows it 
   }
 });
 
-test("mysql -t: a server that does not greet, or a client that sends no login or SSLRequest, within the limit: a warning naming what did not come, status 100 (it was 'the connection phase broke off' and 111, a failure of this side)", async () => {
+test("mysql -r -t: a server that does not greet, or a client that sends no login or SSLRequest, within the limit: a warning naming what did not come, status 100 (it was 'the connection phase broke off' and 111, a failure of this side)", async () => {
   for (const [script, what] of [
     ["exec cat >/dev/null", "greeting from the server"],
     [serverBehind("mysql", true)[2] ?? "", "login or SSLRequest"],
@@ -397,7 +397,7 @@ test("mysql -t: a server that does not greet, or a client that sends no login or
     const server = await startServer(
       ours("tcpserver"),
       [
-        ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-t", "1", "-p", "mysql"],
+        ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-r", "-t", "1", "-p", "mysql"],
         ...["sh", "-c", script],
       ],
       { env: { ...ENV, CERTFILE: pair.cert, KEYFILE: pair.key } },
@@ -416,6 +416,38 @@ test("mysql -t: a server that does not greet, or a client that sends no login or
     } finally {
       await server.stop();
     }
+  }
+});
+
+test("mysql -t, opportunistic: a server that greets only after the limit: its greeting reaches the client as it sent it (no CLIENT_SSL added), and the session goes on in plaintext, as past the line protocols' limits (it used to end with status 100)", async () => {
+  const gate = join(dir, "gate-mysql");
+  const [, , greetThenEcho] = serverBehind("mysql");
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-v", "2", "-t", "1", "-p"],
+      ...["mysql", "sh", "-c", `while [ ! -e '${gate}' ]; do sleep 0.05; done; ${greetThenEcho}`],
+    ],
+    { env: { ...ENV, CERTFILE: pair.cert, KEYFILE: pair.key } },
+  );
+  try {
+    const c = open(server.port);
+    await server.waitForLog(
+      /^starttls-wrapper: info: 127\.0\.0\.1: no greeting from the server within 1 s: plaintext$/,
+    );
+    writeFileSync(gate, "");
+    const greeting = GREETING["mysql"]?.toString("latin1") ?? "";
+    await waitFor(
+      () => c.got() === greeting || undefined,
+      10_000,
+      () => c.got(),
+    );
+    c.socket.end("after the limit");
+    assert.equal(await c.closed, `${greeting}after the limit`);
+    await server.waitForLog(/^tcpserver: end \d+ status 0$/);
+    assert.doesNotMatch(server.log(), /starttls-wrapper: warning/);
+  } finally {
+    await server.stop();
   }
 });
 

@@ -13,7 +13,7 @@ import type { Slapd } from "../helpers/slapd.ts";
 import { run } from "../helpers/programs.ts";
 import { waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
-import { opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
+import { lateFirstPacket, opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
 
 const pki = makePki();
@@ -137,3 +137,20 @@ test("openssl s_client -starttls ldap: the upgrade, the certificate verified, TL
   assert.match(r.stderr, /^Protocol version: TLSv1\.3$/m);
   assert.match(r.stderr, /^Verification: OK$/m);
 });
+
+test("-t: a client that sends its first request only after the pre-TLS limit: served in plaintext when opportunistic, as the line protocols' clients are (it used to be refused, status 100); -r closes", () =>
+  lateFirstPacket(
+    "ldap",
+    slapd.port,
+    leaf,
+    `
+time.sleep(2)
+# An anonymous simple bind (messageID 1); slapd answers success.
+s.sendall(bytes.fromhex("300c020101600702010304008000"))
+got = s.recv(4096)
+if not got:
+    sys.exit("closed")
+print(got.hex())
+`,
+    { served: "300c02010161070a010004000400\n", why: "no request within 1 s" },
+  ));

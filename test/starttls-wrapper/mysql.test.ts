@@ -14,7 +14,7 @@ import type { MariaDb } from "../helpers/mariadb.ts";
 import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
-import { opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
+import { lateFirstPacket, opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
 
 const pki = makePki();
@@ -195,3 +195,31 @@ test("a greeting that names mysql_clear_password or dialog (PAM): the client's l
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("-t: a client that answers the greeting only after the pre-TLS limit: served in plaintext when opportunistic, as the line protocols' clients are (it used to be refused, status 100); -r closes", () =>
+  lateFirstPacket(
+    "mysql",
+    dbPort,
+    leaf,
+    `
+import hashlib
+def packet():
+    head = read(4)
+    return head[3], read(head[0] | head[1] << 8 | head[2] << 16)
+seq, greeting = packet()
+v = greeting.index(b"\\0", 1)
+salt = greeting[v + 5 : v + 13] + greeting[v + 32 : v + 44]
+time.sleep(2)
+# app/pw by mysql_native_password, without TLS: CLIENT_PROTOCOL_41, SECURE_CONNECTION,
+# PLUGIN_AUTH.
+h1 = hashlib.sha1(b"pw").digest()
+h3 = hashlib.sha1(salt + hashlib.sha1(h1).digest()).digest()
+auth = bytes(a ^ b for a, b in zip(h1, h3))
+payload = struct.pack("<IIB23x", 0x0200 | 0x8000 | 0x80000, 1 << 24, 45)
+payload += b"app\\0" + bytes([len(auth)]) + auth + b"mysql_native_password\\0"
+s.sendall(len(payload).to_bytes(3, "little") + bytes([seq + 1]) + payload)
+seq, answer = packet()
+print("OK" if answer[0] == 0 else answer[9:].decode("latin1"))
+`,
+    { served: "OK\n", why: "no login or SSLRequest within 1 s" },
+  ));

@@ -13,7 +13,7 @@ import type { Postgres } from "../helpers/postgres.ts";
 import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
-import { opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
+import { lateFirstPacket, opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
 
 const pki = makePki();
@@ -265,3 +265,28 @@ test("a CancelRequest of protocol 3.2 (PostgreSQL 18: a secret key of up to 256 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("-t: a client that sends its start-up packet only after the pre-TLS limit: served in plaintext when opportunistic, as the line protocols' clients are (it used to be refused, status 100); -r closes", () =>
+  lateFirstPacket(
+    "postgres",
+    pgPort,
+    leaf,
+    `
+time.sleep(2)
+params = b"user\\0postgres\\0database\\0postgres\\0\\0"
+s.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
+def until(kind):
+    while True:
+        t = read(1)
+        body = read(struct.unpack("!i", read(4))[0] - 4)
+        if t == b"E":
+            sys.exit(body.decode("latin1"))
+        if t == kind:
+            return body
+until(b"Z")
+q = b"select 40 + 2\\0"
+s.sendall(b"Q" + struct.pack("!i", 4 + len(q)) + q)
+print(until(b"D")[6:].decode())
+`,
+    { served: "42\n", why: "no start-up packet within 1 s" },
+  ));
