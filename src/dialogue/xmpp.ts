@@ -35,7 +35,8 @@ export function advertiseStartTls(
 
 export type ClientElement =
   | { kind: "more" }
-  /** length: the element's characters; extra: what follows it (none may, before <proceed/>). */
+  /** length: the element's characters; extra: what follows it, 0 when that is whitespace
+   * only (none but whitespace between elements may, before <proceed/>). */
   | { kind: "starttls"; length: number; extra: number }
   | { kind: "other"; name: string }
   /** The client's XML declaration or stream header, `length` characters with the whitespace
@@ -77,7 +78,21 @@ export function firstClientElement(text: string): ClientElement {
     }
     end += closing[0].length;
   }
-  return { kind: "starttls", length: end, extra: text.length - end };
+  const rest = text.length - end;
+  return {
+    kind: "starttls",
+    length: end,
+    extra: whitespaceBefore(text.slice(end)) < rest ? rest : 0,
+  };
+}
+
+/** How many of the first characters (or bytes) are XML whitespace (RFC 6120 section 4.7:
+ * legal between top-level elements, a keepalive among them): space, tab, CR, LF. */
+export function whitespaceBefore(text: string | Buffer): number {
+  const space = (c: number | undefined) => c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
+  let n = 0;
+  while (n < text.length && space(typeof text === "string" ? text.charCodeAt(n) : text[n])) n++;
+  return n;
 }
 
 /** Where the tag that opens at `at` ends (its '>'), quotes respected. */

@@ -7,13 +7,16 @@
 // else goes to the server untouched (opportunistic), or ends the stream with a
 // policy-violation error (-r); so does a limit (-t, the bytes looked at) that runs out before
 // the decision. Bytes after <starttls/> before <proceed/> are refused.
+import type { Duplex } from "node:stream";
 import {
   MAX_LOOK,
   PROCEED,
   advertiseStartTls,
   firstClientElement,
   policyViolation,
+  whitespaceBefore,
 } from "../dialogue/xmpp.ts";
+import { peekStream } from "../stream/peek.ts";
 import { connectionStream } from "../ucspi/chain.ts";
 import { relay } from "../stream/relay.ts";
 import type { StageContext } from "../ucspi/stage.ts";
@@ -162,12 +165,15 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     server.destroy();
     letGo.abort("let go");
     await serverDone.catch(() => undefined);
-    if (clientGone || client.destroyed) {
+    // The look at what comes first shares -K with the handshake, as tlsd's own look does.
+    const started = Date.now();
+    if (clientGone || client.destroyed || !(await skipWhitespace(client, options.handshakeMs))) {
       if (!failure.warned("after <starttls/>")) info("client left after <starttls/>");
       client.destroy();
       return REFUSED;
     }
-    return tlsBehind(ctx, options, { stream: client });
+    const left = Math.max(1, options.handshakeMs - (Date.now() - started));
+    return tlsBehind(ctx, { ...options, handshakeMs: left }, { stream: client });
   }
   if (decision === "refused") {
     await endWith(client);
@@ -181,4 +187,21 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
   await relay(client, server);
   server.destroy();
   return failure.status(await serverDone);
+}
+
+/** Drops the whitespace that comes before the client's ClientHello (a newline after
+ * <starttls/>, a keepalive sent before it read <proceed/>): legal between elements (RFC 6120
+ * section 4.7), and no TLS. False when the client left meanwhile. */
+async function skipWhitespace(client: Duplex, limitMs: number): Promise<boolean> {
+  const look = await peekStream(client, { silenceMs: limitMs, maxBytes: MAX_LOOK }, (bytes) =>
+    whitespaceBefore(bytes) < bytes.length ? true : bytes.length + 1,
+  );
+  if (look.kind === "closed") return false;
+  if (look.kind === "unfinished") return look.reason === "timed out";
+  if (look.kind === "done") {
+    const n = whitespaceBefore(look.bytes);
+    // Only whitespace, as far as it is looked at: tlsd's handshake fails on it, and says so.
+    if (n > 0 && n < look.bytes.length) client.read(n);
+  }
+  return true;
 }

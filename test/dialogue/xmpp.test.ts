@@ -47,7 +47,7 @@ test("any split of the server's output: 'more' until the features' opening tag i
   );
 });
 
-test("the client's first element: <starttls/> in both forms, with what follows counted; anything else by name", () => {
+test("the client's first element: <starttls/> in both forms, with what follows counted (whitespace alone is not); anything else by name", () => {
   for (const element of [
     `<starttls xmlns='${TLS_NS}'/>`,
     `<starttls xmlns="${TLS_NS}"></starttls>`,
@@ -63,6 +63,20 @@ test("the client's first element: <starttls/> in both forms, with what follows c
       length: element.length,
       extra: 11,
     });
+    // Whitespace between elements (RFC 6120 section 4.7) is nothing after it; an element
+    // behind it is, and so is a byte that XML does not call whitespace (NBSP, a form feed).
+    for (const [after, extra] of [
+      ["\n", 0],
+      [" \r\n\t ", 0],
+      ["\n<presence/>", 12],
+      ["\xa0", 1],
+      ["\f", 1],
+    ] as const)
+      assert.deepEqual(
+        firstClientElement(`${element}${after}`),
+        { kind: "starttls", length: element.length, extra },
+        JSON.stringify(after),
+      );
     for (let cut = 0; cut < element.length; cut++)
       assert.equal(firstClientElement(element.slice(0, cut)).kind, "more", element.slice(0, cut));
   }

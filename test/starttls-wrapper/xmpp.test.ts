@@ -44,10 +44,13 @@ after(async () => {
 });
 
 /** A python3 XMPP client by hand, argv: port, mode, CA, domain. mode: probe (features only),
- * tls, plain, pipelined, idle (reads to the stream's end), wait (plain once a line comes on its
- * stdin), eager (its SASL PLAIN in the same write as its stream header). */
+ * tls, tls-newline (a newline in the write of its <starttls/>), tls-keepalive (whitespace
+ * written after its <starttls/>, before it reads <proceed/>), plain, pipelined, pipelined-ws
+ * (<iq/> behind a newline behind <starttls/>), idle (reads to the stream's end), wait
+ * (plain once a line comes on its stdin), eager (its SASL PLAIN in the same write as its
+ * stream header). */
 const CLIENT = [
-  "import socket, ssl, sys, base64",
+  "import socket, ssl, sys, base64, time",
   `HDR = b"<?xml version='1.0'?><stream:stream to='${DOMAIN}' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"`,
   "def until(s, *ends):",
   "    data = b''",
@@ -68,16 +71,19 @@ const CLIENT = [
   "print('offered' if b'<starttls' in f else 'not offered', 'required' if b'<required/>' in f else '')",
   "if mode == 'probe': sys.exit(0 if f else 1)",
   "STARTTLS = b\"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\"",
-  "if mode == 'pipelined':",
-  "    s.sendall(STARTTLS + b'<presence/>')",
+  "if mode.startswith('pipelined'):",
+  "    s.sendall(STARTTLS + (b'\\n<iq/>' if mode == 'pipelined-ws' else b'<presence/>'))",
   "    print(until(s, b'</stream:stream>').decode()[-80:])",
   "    sys.exit(0)",
   "if mode == 'idle':",
   "    print(until(s, b'</stream:stream>').decode())",
   "    sys.exit(0)",
   "if mode == 'wait': sys.stdin.readline()",
-  "if mode == 'tls':",
-  "    s.sendall(STARTTLS)",
+  "if mode.startswith('tls'):",
+  "    s.sendall(STARTTLS + (b'\\n' if mode == 'tls-newline' else b''))",
+  "    if mode == 'tls-keepalive':",
+  "        time.sleep(0.2)",
+  "        s.sendall(b' \\r\\n\\t ')",
   "    print(until(s, b'/>').decode())",
   "    s = ssl.create_default_context(cafile=sys.argv[3]).wrap_socket(s, server_hostname=sys.argv[4])",
   "    s.sendall(HDR)",
@@ -99,20 +105,25 @@ function client(port: number, mode: string) {
   return run("python3", ["-c", CLIENT, String(port), mode, pki.ca.cert, DOMAIN]);
 }
 
-test("STARTTLS offered by the wrapper, <proceed/>, the stream restarted inside verified TLS, SASL with the server behind", async () => {
-  const r = await client(opportunistic.port, "tls");
-  assert.equal(r.code, 0, r.stderr + opportunistic.log());
-  assert.equal(
-    r.stdout,
-    [
-      "offered ",
-      "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
-      "inside: no starttls PLAIN",
-      "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
-      "",
-    ].join("\n"),
-  );
-  await opportunistic.waitForLog(/^starttls-wrapper: info: 127\.0\.0\.1: STARTTLS$/);
+test("STARTTLS offered by the wrapper, <proceed/>, the stream restarted inside verified TLS, SASL with the server behind; whitespace after <starttls/> (a newline in its write, a keepalive written before <proceed/> is read: legal between elements) is dropped (it was refused as pipelined, or reached the handshake)", async () => {
+  const earlier = opportunistic.log().length;
+  for (const mode of ["tls", "tls-newline", "tls-keepalive"]) {
+    const r = await client(opportunistic.port, mode);
+    assert.equal(r.code, 0, r.stderr + opportunistic.log());
+    assert.equal(
+      r.stdout,
+      [
+        "offered ",
+        "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+        "inside: no starttls PLAIN",
+        "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+        "",
+      ].join("\n"),
+      mode,
+    );
+  }
+  await opportunistic.waitForLog(/^starttls-wrapper: info: 127\.0\.0\.1: STARTTLS$/, 3);
+  assert.doesNotMatch(opportunistic.log().slice(earlier), /starttls-wrapper: warning|tlsd: fatal/);
 });
 
 test("a client that does not ask for TLS: untouched when opportunistic; a policy-violation stream error with -r", async () => {
@@ -131,14 +142,21 @@ test("a client that does not ask for TLS: untouched when opportunistic; a policy
   assert.match(tls.stdout, /<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'\/>\n$/, tls.stderr);
 });
 
-test("bytes pipelined behind <starttls/>, before <proceed/>: refused, never relayed", async () => {
-  const r = await client(opportunistic.port, "pipelined");
-  assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /bytes after starttls<\/text><\/stream:error><\/stream:stream>\n$/);
-  assert.doesNotMatch(r.stdout, /proceed/);
-  await opportunistic.waitForLog(
-    /^starttls-wrapper: warning: 127\.0\.0\.1: 11 bytes after <starttls\/>, before <proceed\/>: refused$/,
-  );
+test("bytes pipelined behind <starttls/>, before <proceed/>: refused, never relayed; also behind whitespace", async () => {
+  for (const [mode, bytes] of [
+    ["pipelined", 11],
+    ["pipelined-ws", 6],
+  ] as const) {
+    const r = await client(opportunistic.port, mode);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /bytes after starttls<\/text><\/stream:error><\/stream:stream>\n$/);
+    assert.doesNotMatch(r.stdout, /proceed/);
+    await opportunistic.waitForLog(
+      new RegExp(
+        `^starttls-wrapper: warning: 127\\.0\\.0\\.1: ${bytes} bytes after <starttls/>, before <proceed/>: refused$`,
+      ),
+    );
+  }
 });
 
 test("XEP-0368 direct TLS needs no wrapper: tlsd --alpn xmpp-client in front of the same server", async () => {
@@ -150,7 +168,7 @@ test("XEP-0368 direct TLS needs no wrapper: tlsd --alpn xmpp-client in front of 
     const r = await run("python3", [
       "-c",
       [
-        "import socket, ssl, sys, base64",
+        "import socket, ssl, sys, base64, time",
         "ctx = ssl.create_default_context(cafile=sys.argv[2])",
         "ctx.set_alpn_protocols(['xmpp-client'])",
         "s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1])), 10), server_hostname=sys.argv[3])",
