@@ -9,7 +9,14 @@
 //   C: tcpserver --workers 2 --metrics: one scrape adds up both processes' counts.
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import {
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { get } from "node:http";
 import type { RequestOptions } from "node:http";
 import { connect, createServer } from "node:net";
@@ -23,6 +30,7 @@ import "../../src/metrics/catalog.ts";
 import { FAMILIES } from "../../src/metrics/family.ts";
 import { makePki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
+import { startPebble } from "../helpers/pebble.ts";
 import { BIN, ROOT, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 
@@ -370,6 +378,88 @@ test("tcpserver --workers 2 --metrics: one scrape adds up every process's connec
     await promtool(m);
   } finally {
     await s.stop();
+  }
+});
+
+test("tcpserver --metrics with certificates on demand from pebble: an order issued, one failed (its name points where nothing listens), one refused by ACME_RATE", async () => {
+  const metricsPort = await freePort();
+  const port = await freePort();
+  const pebble = await startPebble({ tlsPort: port });
+  const cache = mkdtempSync(join(dir, "acme-"));
+  const rootFile = join(dir, "pebble-root.pem");
+  try {
+    writeFileSync(rootFile, await pebble.root());
+    // pebble validates bad.test on 127.0.0.2, where nothing listens: the order fails.
+    await pebble.addA("bad.test", ["127.0.0.2"]);
+    const s = await startServer(
+      ours("tcpserver"),
+      [
+        ...["-v", "-RHl0", "--metrics", `127.0.0.1:${metricsPort}`, "127.0.0.1", String(port)],
+        ...["tlsd", ...REPLY],
+      ],
+      {
+        env: {
+          ...env,
+          CERTDIR: cache,
+          ACME_DIRECTORY: pebble.directory,
+          ACME_CAFILE: pebble.listenerCa,
+          ACME_NAMES: "a.test bad.test b.test",
+          ACME_RATE: "2",
+        },
+      },
+    );
+    // openssl's client asking for `name`, verifying pebble's certificate for it.
+    const client = (name: string) =>
+      run(
+        "openssl",
+        [
+          ...["s_client", "-connect", `127.0.0.1:${port}`, "-servername", name],
+          ...["-CAfile", rootFile, "-verify_hostname", name, "-verify_return_error"],
+          ...["-quiet", "-ign_eof"],
+        ],
+        { input: "hi\n", timeoutMs: 30_000 },
+      );
+    try {
+      const before = (await scrape({ port: metricsPort })).body;
+      assert.match(before, /^# TYPE tlsd_acme_orders_total counter$/m);
+      assert.doesNotMatch(before, /^tlsd_acme_orders_total\{/m);
+
+      const issued = await client("a.test");
+      assert.equal(issued.code, 0, issued.stderr + s.log() + pebble.log());
+      assert.equal(issued.stdout, "got hi\n");
+      assert.notEqual((await client("bad.test")).code, 0);
+      await s.waitForLog(/^tlsd: warning: acme: bad\.test: order failed: /);
+      // Two orders made this hour: b.test's is not.
+      assert.notEqual((await client("b.test")).code, 0);
+      await s.waitForLog(/^tlsd: warning: acme: b\.test: not ordered: ACME_RATE \(2 an hour\)/);
+
+      const m = (await scrape({ port: metricsPort })).body;
+      const orders = (result: string) => value(m, "tlsd_acme_orders_total", { result });
+      assert.equal(orders("issued"), 1, m);
+      assert.equal(orders("failed"), 1);
+      assert.equal(orders("rate_limited"), 1);
+      assert.equal(
+        m.split("\n").filter((line) => line.startsWith("tlsd_acme_orders_total")).length,
+        3,
+        m,
+      );
+      // The certificate issued is served from the cache: its expiry is there too.
+      const leaf = new X509Certificate(readFileSync(join(cache, "a.test", "fullchain.pem")));
+      assert.equal(
+        value(m, "tlsd_certificate_expiry_timestamp_seconds", {
+          name: "a.test",
+          file: join(cache, "a.test", "fullchain.pem"),
+        }),
+        Math.floor(leaf.validToDate.getTime() / 1000),
+        m,
+      );
+      await promtool(m);
+    } finally {
+      await s.stop();
+    }
+  } finally {
+    pebble.stop();
+    rmSync(cache, { recursive: true, force: true });
   }
 });
 
