@@ -5,6 +5,8 @@
 import { strict as assert } from "node:assert";
 import { createHash } from "node:crypto";
 import {
+  chmodSync,
+  cpSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -21,8 +23,30 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { SYSTEM_PATH, manPageWith, runInstalled, tlsThrough } from "../helpers/installed.ts";
-import { ROOT } from "../helpers/programs.ts";
+import { descendantsOf, freePort, isListening } from "../helpers/interop.ts";
+import type { ProcInfo } from "../helpers/interop.ts";
+import { ROOT, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import {
+  NOBODY,
+  SHIPPED_BIN,
+  SHIPPED_CERT,
+  SHIPPED_KEY,
+  SHIPPED_LOG,
+  alive,
+  allGone,
+  cmdline,
+  exited,
+  killTree,
+  listening,
+  replace,
+  requireTools,
+  rewrite,
+  serviceRun,
+  start,
+  stopsCleanly,
+  uidOf,
+} from "../helpers/supervise.ts";
 import { tlsExchange } from "../helpers/tls-client.ts";
 
 const work = mkdtempSync(join(tmpdir(), "ucspi-deb-"));
@@ -251,6 +275,142 @@ test("the installed tlsd runs in the single executable, as a process named tlsd"
     );
   } finally {
     await running.stop();
+  }
+});
+
+/** The live processes that run the installed single executable (tcpserver, tlsd, the demo). */
+function runningInstalled(): string[] {
+  const sea = realpathSync(join(lib, "build/ucspi-tls"));
+  return readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry) && alive(Number(entry)))
+    .filter((entry) => {
+      try {
+        return realpathSync(`/proc/${entry}/exe`) === sea;
+      } catch {
+        return false; // gone meanwhile, or a kernel thread
+      }
+    })
+    .map((pid) => `${pid}: ${cmdline(Number(pid))}`);
+}
+
+/** openssl s_client to ucspi-demo behind the installed tlsd, verifying its certificate: the
+ * demo's greeting and its echo of "ping". */
+async function assertDemoAnswers(port: number, host: string, ca: string, log: () => string) {
+  const r = await run(
+    "openssl",
+    [
+      ...["s_client", "-connect", `${host.includes(":") ? `[${host}]` : host}:${port}`],
+      ...["-servername", "localhost", "-CAfile", ca, "-verify_hostname", "localhost"],
+      ...["-verify_return_error", "-quiet"],
+    ],
+    { input: "ping\r\nquit\r\n", env, timeoutMs: 30_000 },
+  );
+  assert.equal(r.code, 0, `${r.stderr}\n${log()}`);
+  const ip = host.replace(/[.:]/g, (c) => `\\${c}`);
+  assert.match(
+    r.stdout,
+    new RegExp(`^hello ${ip} port \\d+ over TLSv1\\.3 \\S+; this is ucspi-tls\\.`),
+  );
+  assert.match(r.stdout, /^echo: ping\r?$/m);
+}
+
+test("runit: the shipped service directory, set up as an admin would, runs the installed programs under runsv; TLS answered; sv down and exit leave nothing", async () => {
+  requireTools("runit", ["runsv", "sv", "chpst", "svlogd"]);
+  // Copied out of the examples, as to /etc/sv. What an admin sets: the run script's variables
+  // (here a free port on loopback), the log directory and the certificate in env/. And, for
+  // programs in the scratch root, not in /usr/lib/ucspi-tls/bin, the run script's PATH line:
+  // an env/PATH would not do, as chpst looks for tcpserver on the PATH it was started with.
+  const dir = join(work, "sv", "ucspi-tls-example");
+  const logDir = join(work, "sv-log");
+  const port = await freePort();
+  const pki = makePki();
+  const pair = pki.server("runit", ["localhost"]);
+  cpSync(join(root, "usr/share/doc/ucspi-tls/examples/service/runit/ucspi-tls-example"), dir, {
+    recursive: true,
+  });
+  rewrite(join(dir, "run"), (text) => {
+    const t = replace(text, /^ip=0$/m, "ip=127.0.0.1");
+    return replace(replace(t, /^port=443$/m, `port=${port}`), SHIPPED_BIN, join(lib, "bin"));
+  });
+  rewrite(join(dir, "log/run"), (text) => replace(text, SHIPPED_LOG, logDir));
+  writeFileSync(join(dir, "env/CERTFILE"), `${pair.cert}\n`);
+  writeFileSync(join(dir, "env/KEYFILE"), `${pair.key}\n`);
+  const runsv = start("runsv", [dir], env);
+  const output = () => {
+    const file = join(logDir, "current");
+    return runsv.output() + (existsSync(file) ? readFileSync(file, "latin1") : "");
+  };
+  let procs: ProcInfo[] = [];
+  try {
+    await Promise.race([listening(port, output), runsv.failed]);
+    await assertDemoAnswers(port, "127.0.0.1", pki.ca.cert, output);
+    procs = descendantsOf(runsv.child.pid as number);
+    // One process of ours: tcpserver, with tlsd and the demo in it, as the run script's user.
+    const ours = runningInstalled();
+    assert.equal(ours.length, 1, ours.join("\n"));
+    assert.match(ours[0] as string, / tcpserver -v -R -H -l 0 -c 100 --drain 30 -U 127\.0\.0\.1 /);
+    assert.equal(uidOf(Number(ours[0]?.split(":")[0])), NOBODY);
+
+    const down = await run("sv", ["-w", "15", "down", dir], { env });
+    assert.match(down.stdout, /^ok: down: /, down.stdout + down.stderr);
+    const exit = await run("sv", ["-w", "15", "exit", dir], { env });
+    assert.equal(exit.code, 0, exit.stdout + exit.stderr);
+    assert.deepEqual(await exited(runsv.child), { code: 0, signal: null });
+    await allGone(procs, "after sv down and exit");
+    assert.deepEqual(runningInstalled(), []);
+    assert.equal(isListening(port), false, "the port is free");
+    const log = readFileSync(join(logDir, "current"), "latin1");
+    assert.match(log, /tcpserver: status: 0\/100$/m);
+    assert.match(log, /tcpserver: end \d+ status 0$/m);
+  } finally {
+    killTree(runsv.child, procs);
+    rmSync(pki.dir, { recursive: true, force: true });
+  }
+});
+
+test("systemd: the installed socket-activated unit's ExecStart under systemd-socket-activate, as systemd would run it; SIGTERM leaves nothing", async () => {
+  requireTools("systemd", ["systemd-socket-activate"]);
+  requireTools("util-linux", ["setpriv"]);
+  const pki = makePki();
+  const pair = pki.server("systemd", ["localhost"]);
+  // The unit's dynamic user (nobody here) runs the programs from the scratch root.
+  chmodSync(work, 0o755);
+  const top = join(work, "systemd");
+  mkdirSync(top);
+  const unit = serviceRun(
+    join(root, "usr/lib/systemd/system/ucspi-tls-example-activated.service"),
+    join(lib, "bin"),
+    top,
+    { [SHIPPED_CERT]: pair.cert, [SHIPPED_KEY]: pair.key },
+  );
+  const port = await freePort("::");
+  const activate = start(
+    "systemd-socket-activate",
+    [
+      ...["-l", String(port)],
+      ...Object.entries(unit.env).map(([k, v]) => `--setenv=${k}=${v}`),
+      ...unit.argv,
+    ],
+    env,
+  );
+  let procs: ProcInfo[] = [];
+  try {
+    await Promise.race([listening(port, activate.output), activate.failed]);
+    await assertDemoAnswers(port, "127.0.0.1", pki.ca.cert, activate.output);
+    await assertDemoAnswers(port, "::1", pki.ca.cert, activate.output);
+    const server = activate.child.pid as number;
+    assert.equal(
+      realpathSync(`/proc/${server}/exe`),
+      realpathSync(join(lib, "build/ucspi-tls")),
+      "the installed tcpserver took over the activator's pid",
+    );
+    assert.equal(uidOf(server), NOBODY);
+    procs = [{ pid: server, state: "S", comm: "tcpserver" }, ...descendantsOf(server)];
+    await stopsCleanly(activate.child, procs, unit.top, port);
+    assert.deepEqual(runningInstalled(), []);
+  } finally {
+    killTree(activate.child, procs);
+    rmSync(pki.dir, { recursive: true, force: true });
   }
 });
 
