@@ -61,10 +61,15 @@ export interface TicketSource {
   keys(): TicketKeys;
 }
 
+/** This process's keys as a TicketKeys, made again only when the key changes: the callback
+ * runs at every handshake. */
+let processKeysNow: TicketKeys | undefined;
 const processKeys: TicketSource = {
   keys() {
     const key = currentKey();
-    return { encrypt: key, known: previous ? [key, previous] : [key] };
+    if (processKeysNow?.encrypt !== key)
+      processKeysNow = { encrypt: key, known: previous ? [key, previous] : [key] };
+    return processKeysNow;
   },
 };
 
