@@ -4,7 +4,7 @@
 // server's first words over TLS: reference/starttls-attacks.md, response injection).
 import type { Duplex } from "node:stream";
 import { LineBuffer } from "../dialogue/lines.ts";
-import { TagScanner } from "./tags.ts";
+import { TagScanner } from "../dialogue/tags.ts";
 
 /** The longest server line we take before TLS (the longest EHLO or CAPABILITY line seen in
  * practice is a few hundred bytes). */

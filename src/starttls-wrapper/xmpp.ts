@@ -16,6 +16,7 @@ import {
   policyViolation,
   whitespaceBefore,
 } from "../dialogue/xmpp.ts";
+import { TagScanner } from "../dialogue/tags.ts";
 import { peekStream } from "../stream/peek.ts";
 import { connectionStream } from "../ucspi/chain.ts";
 import { relay } from "../stream/relay.ts";
@@ -90,19 +91,38 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
         return done("plain");
       }
       client.write(Buffer.from(r.text, "latin1"));
-      if (clientText) examine();
+      if (clientText) examine(true);
     };
     const fromClient = (chunk: Buffer) => {
       clientText += chunk.toString("latin1");
       examine();
     };
-    const examine = () => {
+    // What of the client's text was looked at: its leading whitespace, and its tags. The
+    // element is read again only when something that can decide has come (a tag's end, text
+    // where an element belongs, the bound): read again at every chunk, a client that sent its
+    // bytes one at a time cost the whole text at each, 64 KiB squared within -t.
+    let spaces = 0;
+    let tags = new TagScanner();
+    let headers = 0;
+    const mayDecide = () => {
+      for (let run = 4096; run === 4096; spaces += run)
+        run = whitespaceBefore(clientText.slice(spaces, spaces + 4096));
+      if (clientText.length > MAX_LOOK) return true;
+      if (spaces === clientText.length) return false;
+      return clientText[spaces] !== "<" || tags.next(clientText) !== undefined;
+    };
+    const examine = (force = false) => {
+      if (!force && !mayDecide()) return;
       const first = firstClientElement(clientText);
-      if (first.kind === "header") {
+      // An XML declaration and a stream header; a third is no client's.
+      if (first.kind === "header" && headers < 2) {
         // The client's stream header (also after our features, when the server spoke
         // first): the server's, as it would have been; the element that decides comes after.
         server.write(Buffer.from(clientText.slice(0, first.length), "latin1"));
         clientText = clientText.slice(first.length);
+        headers++;
+        spaces = 0;
+        tags = new TagScanner();
         return examine();
       }
       if (first.kind === "more") {

@@ -10,7 +10,7 @@ import { integer, tlv } from "../../src/dialogue/ldap.ts";
 import { readLdapAnswer, startTlsRequest } from "../../src/starttls-client/binary.ts";
 import { capabilityAtoms, greetingWithoutCode } from "../../src/starttls-client/imap.ts";
 import { quoted } from "../../src/starttls-client/reader.ts";
-import { TagScanner } from "../../src/starttls-client/tags.ts";
+import { TagScanner } from "../../src/dialogue/tags.ts";
 import {
   ehloOffersStartTls,
   listOffers,

@@ -48,7 +48,8 @@ after(async () => {
  * written after its <starttls/>, before it reads <proceed/>), plain, pipelined, pipelined-ws
  * (<iq/> behind a newline behind <starttls/>), idle (reads to the stream's end), wait
  * (plain once a line comes on its stdin), eager (its SASL PLAIN in the same write as its
- * stream header). */
+ * stream header), tls-dribble (its <starttls/> a byte at a time), again (an XML declaration
+ * after its stream header, then <starttls/>). */
 const CLIENT = [
   "import socket, ssl, sys, base64, time",
   `HDR = b"<?xml version='1.0'?><stream:stream to='${DOMAIN}' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"`,
@@ -79,8 +80,18 @@ const CLIENT = [
   "    print(until(s, b'</stream:stream>').decode())",
   "    sys.exit(0)",
   "if mode == 'wait': sys.stdin.readline()",
-  "if mode.startswith('tls'):",
+  "if mode == 'again':",
+  "    s.sendall(b\"<?xml version='1.0'?>\" + STARTTLS)",
+  "    print(until(s, b'</stream:stream>').decode()[-60:])",
+  "    sys.exit(0)",
+  "if mode == 'tls-dribble':",
+  "    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)",
+  "    for i in range(len(STARTTLS)):",
+  "        s.sendall(STARTTLS[i:i + 1])",
+  "        time.sleep(0.002)",
+  "if mode.startswith('tls') and mode != 'tls-dribble':",
   "    s.sendall(STARTTLS + (b'\\n' if mode == 'tls-newline' else b''))",
+  "if mode.startswith('tls'):",
   "    if mode == 'tls-keepalive':",
   "        time.sleep(0.2)",
   "        s.sendall(b' \\r\\n\\t ')",
@@ -140,6 +151,28 @@ test("a client that does not ask for TLS: untouched when opportunistic; a policy
   );
   const tls = await client(required.port, "tls");
   assert.match(tls.stdout, /<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'\/>\n$/, tls.stderr);
+});
+
+// The client's text is looked at again only when a tag ends (it was at every chunk, the
+// whole text each time): the same decision for a <starttls/> sent one byte at a time.
+test("a <starttls/> sent one byte at a time: <proceed/>, TLS and SASL as for one write", async () => {
+  const r = await client(opportunistic.port, "tls-dribble");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'\/>\ninside: no starttls PLAIN\n<success/,
+  );
+});
+
+// An XML declaration and a stream header come once each; forwarding every further one read the
+// rest of the text again each time.
+test("-r: a third header (an XML declaration after the stream's) is no client's: refused", async () => {
+  const r = await client(required.port, "again");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /TLS is required<\/text><\/stream:error><\/stream:stream>\n$/);
+  await required.waitForLog(
+    /^starttls-wrapper: warning: 127\.0\.0\.1: <\?> before STARTTLS: refused \(-r\)$/,
+  );
 });
 
 test("bytes pipelined behind <starttls/>, before <proceed/>: refused, never relayed; also behind whitespace", async () => {
