@@ -34,11 +34,14 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
   const { warn, info } = logger(ctx, options);
   const client = connectionStream(ctx.connection);
   client.on("error", () => {});
-  const { server, done: serverDone } = startServer(ctx, options);
+  const { server, done: serverDone, letGo } = startServer(ctx, options);
   const failure = failures(client, server, warn);
+  // The session is over: the server is let go as the other paths let theirs go, not awaited
+  // until it leaves by itself (one that does not read its input would hold the slot).
   const end = async (status: number) => {
     client.destroy();
     server.destroy();
+    letGo.abort("let go");
     await serverDone.catch(() => undefined);
     return status;
   };

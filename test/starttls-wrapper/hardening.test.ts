@@ -419,6 +419,27 @@ test("mysql -r -t: a server that does not greet, or a client that sends no login
   }
 });
 
+// The wrapper's end of the server was closed, and the server awaited until it left by itself.
+test("mysql -r -t: a server that neither greets nor reads its input is let go when the session ends; its slot is not held", async () => {
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-r", "-t", "1", "-p", "mysql"],
+      ...["sh", "-c", "exec sleep 60"],
+    ],
+    { env: { ...ENV, CERTFILE: pair.cert, KEYFILE: pair.key } },
+  );
+  try {
+    await open(server.port).closed;
+    await server.waitForLog(
+      /^starttls-wrapper: warning: 127\.0\.0\.1: no greeting from the server within 1 s$/,
+    );
+    await server.waitForLog(/^tcpserver: end \d+ status 25600$/);
+  } finally {
+    await server.stop();
+  }
+});
+
 test("mysql -t, opportunistic: a server that greets only after the limit: its greeting reaches the client as it sent it (no CLIENT_SSL added), and the session goes on in plaintext, as past the line protocols' limits (it used to end with status 100)", async () => {
   const gate = join(dir, "gate-mysql");
   const [, , greetThenEcho] = serverBehind("mysql");
