@@ -229,5 +229,7 @@ export async function peekFirst(
     return { status: await plaintext(ctx, options, peeked.connection) };
   }
   warn(why);
+  // -r ends it at a pre-TLS limit: a refusal, as the line protocols count theirs.
+  if (late) count("refusal", options);
   return { status: await refuse(peeked.connection) };
 }

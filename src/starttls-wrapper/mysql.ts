@@ -130,6 +130,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
         return plain();
       }
       warn(error.message);
+      if (!upgraded) count("refusal", options);
       return end(REFUSED);
     }
     warn(`the connection phase broke off: ${causeText(error)}`);

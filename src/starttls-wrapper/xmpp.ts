@@ -69,6 +69,7 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     const limit = (why: string, text: string) => {
       if (options.policy === "require") {
         warn(why);
+        count("refusal", options);
         client.write(policyViolation(text));
         return done("refused");
       }

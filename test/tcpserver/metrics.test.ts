@@ -682,3 +682,33 @@ test("tcpserver --metrics: clients that connect and send nothing, or half a requ
     await s.stop();
   }
 });
+
+// A session that -r ends at a pre-TLS limit is a refusal, as the line protocols count theirs;
+// the client-first protocols, MySQL and XMPP counted none.
+test("starttls-wrapper -r -t: a session ended at the pre-TLS limit counts as a refusal, for every protocol", async () => {
+  for (const protocol of ["postgres", "ldap", "mysql", "xmpp", "smtp"]) {
+    const socketPath = join(dir, `refusal-${protocol}.sock`);
+    const s = await startServer(
+      ours("tcpserver"),
+      [
+        ...["-v", "-RHl0", "--metrics", socketPath, "127.0.0.1", "0"],
+        ...["starttls-wrapper", "-r", "-t", "1", "-p", protocol, "cat"],
+      ],
+      { env },
+    );
+    try {
+      const client = connect(s.port, "127.0.0.1");
+      client.on("data", () => {});
+      await new Promise((resolve) => client.once("close", resolve));
+      await s.waitForLog(/^tcpserver: end /);
+      const m = (await scrape({ socketPath })).body;
+      assert.equal(
+        value(m, "starttls_wrapper_refusals_total", { protocol }),
+        1,
+        `${protocol}\n${m}`,
+      );
+    } finally {
+      await s.stop();
+    }
+  }
+});
