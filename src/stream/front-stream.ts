@@ -21,6 +21,8 @@ export interface FrontHooks {
 export class FrontStream extends Duplex {
   private readonly inner: Duplex;
   private readonly hooks: FrontHooks;
+  /** See detach. */
+  private detached = false;
 
   constructor(inner: Duplex, hooks: FrontHooks = {}) {
     super({ allowHalfOpen: true });
@@ -35,11 +37,20 @@ export class FrontStream extends Duplex {
       if (hooks.ended) hooks.ended(end);
       else end();
     });
-    inner.on("error", (error: Error) => this.destroy(error));
+    inner.on("error", (error: Error) => {
+      if (!this.detached) this.destroy(error);
+    });
     inner.once("close", () => {
-      if (!this.destroyed && !this.readableEnded) this.destroy();
+      if (!this.detached && !this.destroyed && !this.readableEnded) this.destroy();
     });
     inner.pause();
+  }
+
+  /** Cuts the front loose from the inner stream, which is left to end on its own: what is
+   * written to the front from now on is dropped, the front's end is done at once, and the inner
+   * stream's errors and close no longer reach it (its writer goes on, unaware). */
+  detach(): void {
+    this.detached = true;
   }
 
   override _read(): void {
@@ -47,6 +58,7 @@ export class FrontStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, done: (e?: Error | null) => void) {
+    if (this.detached) return done();
     const out = this.hooks.write ? this.hooks.write(chunk) : chunk;
     if (out instanceof Error) return done(out);
     if (out.length === 0) return done();
@@ -54,12 +66,13 @@ export class FrontStream extends Duplex {
   }
 
   override _final(done: (error?: Error | null) => void): void {
-    if (this.hooks.final) this.hooks.final(this.inner, done);
+    if (this.detached) done();
+    else if (this.hooks.final) this.hooks.final(this.inner, done);
     else this.inner.end(done);
   }
 
   override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
-    if (!this.inner.destroyed) this.inner.destroy(error ?? undefined);
+    if (!this.detached && !this.inner.destroyed) this.inner.destroy(error ?? undefined);
     done(error);
   }
 }

@@ -7,7 +7,7 @@ import { clientPrefix } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { causeText } from "../ucspi/errors.ts";
 import type { StageContext } from "../ucspi/stage.ts";
-import { MISSING_CLOSE_NOTIFY } from "./close-policy.ts";
+import { CLOSE_GRACE_MS, MISSING_CLOSE_NOTIFY } from "./close-policy.ts";
 import { HandshakeError, failureReason } from "./handshake-result.ts";
 import { closeNotifyFor } from "./options.ts";
 import type { ClosePolicy } from "./close-policy.ts";
@@ -20,9 +20,6 @@ function lostCause(error: Error | undefined): string {
 /** s6-tlsd's and s6-tlsc's code for a TLS failure at run time (handshake, timeout, a missing
  * close_notify with -J). */
 export const EXIT_TLS = 98;
-
-/** How long a finished connection may take to say goodbye (close_notify, FIN) to its peer. */
-const CLOSE_GRACE_MS = 5000;
 
 export const HANDSHAKE_TIMED_OUT = "handshake timed out";
 
@@ -68,14 +65,6 @@ export function handshake(
     // finished by a peer that sends nothing more, and the TLS socket will not hear of that end.
     if (peerEnded) closed();
   });
-}
-
-/** Whether the peer's end was read from `stream` already (the bytes before it may still wait
- * in its buffer). A TLS socket made on a net.Socket takes its handle over, and an end read
- * before then never reaches it: Node keeps that in the stream's state only. */
-export function endWasRead(stream: Duplex): boolean {
-  const state = (stream as Duplex & { _readableState?: { ended?: boolean } })._readableState;
-  return stream.readableEnded || state?.ended === true;
 }
 
 type OpenSslError = Error & { library?: string; reason?: string };
@@ -215,7 +204,9 @@ export async function runOverSession(
     tls.destroy();
     throw error;
   }
-  if (peerGone && !failed)
+  // After a TLS 1.2 close_notify the program's output is cut once its grace is over: a clean
+  // end all the same.
+  if (peerGone && !failed && !policy.endedByPeer())
     fail(`connection lost before the program was done: ${lostCause(broken)}`);
   await goodbye(tls, !closeNotifyFor(closeNotify, tls.getProtocol()));
   return failed ? exitStatus(EXIT_TLS) : status;

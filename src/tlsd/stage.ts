@@ -5,14 +5,13 @@ import { TLSSocket } from "node:tls";
 import type { SecureContext } from "node:tls";
 import { CertStore, storeConfig } from "../tls/cert-store.ts";
 import { configWarnings } from "../tls/config-warnings.ts";
-import { closePolicy } from "../tls/close-policy.ts";
+import { closePolicy, endWasRead } from "../tls/close-policy.ts";
 import { peerCertificate, programEnv, tlsFacts } from "../tls/peer-env.ts";
 import { HandshakeError } from "../tls/handshake-result.ts";
 import { isSniName } from "../tls/sni-pattern.ts";
 import {
   EXIT_TLS,
   HANDSHAKE_TIMED_OUT,
-  endWasRead,
   fatalPrefix,
   handshakeOrStatus,
   runOverSession,
