@@ -194,6 +194,50 @@ test("tlsd: a TLS 1.2 client's renegotiation is refused; the session had one han
   }
 });
 
+for (const [who, tcpclient] of [
+  ["our tcpclient, tlsc in-process", ours("tcpclient")],
+  ["djb's tcpclient spawning tlsc", djb("tcpclient")],
+] as const) {
+  test(`${who}: a TLS 1.2 server's renegotiation is refused: 98 and one line`, async () => {
+    // openssl s_server renegotiates on a line "R" on its stdin, written once the program's
+    // "hi" has reached it; tlsc's no_renegotiation alert makes s_server end the session.
+    const srv = spawn(
+      "openssl",
+      [
+        ...["s_server", "-accept", "0", "-naccept", "1", "-tls1_2"],
+        ...["-cert", server.cert, "-key", server.key],
+      ],
+      { stdio: ["pipe", "pipe", "pipe"] },
+    );
+    try {
+      let out = "";
+      srv.stdout.setEncoding("latin1");
+      srv.stdout.on("data", (s: string) => (out += s));
+      srv.stderr.setEncoding("latin1");
+      srv.stderr.on("data", (s: string) => (out += s));
+      while (!/ACCEPT/.test(out)) await once(srv.stdout, "data");
+      const port = /ACCEPT\s+\S*:(\d+)/.exec(out)?.[1] ?? "";
+      const client = run(
+        tcpclient,
+        [
+          ...["-RHl0", "127.0.0.1", port, "tlsc", "-k", "localhost", "sh", "-c"],
+          "printf 'hi\\n' >&7; cat <&6",
+        ],
+        { env: { PATH, CAFILE: pki.ca.cert }, timeoutMs: 30_000 },
+      );
+      while (!/^hi$/m.test(out)) await once(srv.stdout, "data");
+      srv.stdin.write("R\n");
+      const r = await client;
+      assert.equal(r.stderr, "tlsc: fatal: TLS session failed: ssl/tls alert handshake failure\n");
+      assert.equal(r.code, 98);
+      if (srv.exitCode === null) await once(srv, "exit");
+      assert.match(out, /no renegotiation/, "s_server got our no_renegotiation alert");
+    } finally {
+      srv.kill();
+    }
+  });
+}
+
 test("tlsd: the server's preference: ECDHE + AEAD with an RSA certificate in TLS 1.2, no static RSA unless CIPHERS says", async () => {
   const dir = pki.dir;
   const key = join(dir, "rsa.key");
