@@ -25,8 +25,7 @@ import { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { CertStore } from "../tls/cert-store.ts";
 import { goodbye, handshake } from "../tls/session.ts";
-import { noDelay } from "../tls/close-policy.ts";
-import { connectionStream } from "../ucspi/chain.ts";
+import { closePolicy } from "../tls/close-policy.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { relay } from "../stream/relay.ts";
@@ -125,9 +124,10 @@ async function serve(
     }
     if (command === START) ours.control.destroy();
     // Only now does tlsd read the socket: what is there is the peer's handshake.
-    const transport = connectionStream(ctx.connection);
-    noDelay(transport);
-    tls = serverTls(transport, store, options);
+    // -n takes neither -s nor -J: the program's end is a close_notify, a bare FIN is an end.
+    // A TLS 1.2 close_notify from the peer ends the session, as without -n.
+    const policy = closePolicy(ctx.connection, { closeNotify: true, enforceCloseNotify: false });
+    tls = serverTls(policy.transport, store, options);
     let verdict: string;
     try {
       await handshake(tls, "secure", options.handshakeTimeoutMs);
@@ -165,7 +165,14 @@ async function serve(
       fromProgram.destroy();
       toProgram.destroy();
     };
-    const relayed = relay(tls, { source: fromProgram, sink: toProgram, stop });
+    const relayed = relay(
+      policy.attach(tls, () => {}),
+      {
+        source: fromProgram,
+        sink: toProgram,
+        stop,
+      },
+    );
     await exited;
     // As in the immediate mode: once the program has exited and its output is all out, the
     // session is over, whatever the peer still sends.

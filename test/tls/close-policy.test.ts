@@ -6,9 +6,10 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { rmSync } from "node:fs";
+import { join } from "node:path";
 import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
-import { BIN, TLSD_UNDER, djb, ours, run } from "../helpers/programs.ts";
+import { BIN, ROOT, TLSD_UNDER, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { PY_BIO, pyTlsServer } from "../helpers/py-bio.ts";
 
@@ -300,4 +301,48 @@ close_and_listen()
       }
     });
   }
+}
+
+// tlsd -n (UCSPI-TLS, the program asks for TLS) relayed on after a TLS 1.2 close_notify: the
+// same rule holds there, and TLS 1.3 keeps its half-close.
+const APP = join(ROOT, "test", "fixtures", "starttls-app");
+for (const [version, reply] of [
+  ["TLSv1_2", ""],
+  ["TLSv1_3", "250 after eof\r\n"],
+] as const) {
+  test(`tlsd -n: a client's close_notify in ${version} after STARTTLS ${reply ? "closes one direction" : "ends the session"}`, async () => {
+    const s = await startServer(
+      ours("tcpserver"),
+      ["-v", "-RHl0", "127.0.0.1", "0", "tlsd", "-n", APP, "Y"],
+      {
+        env: { PATH, CERTFILE: server.cert, KEYFILE: server.key, APP_AFTER_EOF: "250 after eof" },
+      },
+    );
+    try {
+      const script = `${PY_BIO}${CLOSE_AND_LISTEN}
+ctx = ssl.create_default_context(cafile=${JSON.stringify(pki.ca.cert)})
+ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.${version}
+raw = socket.create_connection(("127.0.0.1", ${s.port}))
+raw.settimeout(30)
+def line():
+    b = b""
+    while not b.endswith(b"\\n"):
+        b += raw.recv(1)
+    return b
+line()
+raw.sendall(b"STARTTLS\\r\\n")
+assert line().startswith(b"220 go ahead"), "no go-ahead"
+tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+handshake()
+close_and_listen()
+`;
+      const r = await run("python3", ["-c", script], { timeoutMs: 40_000 });
+      assert.equal(r.stderr, "");
+      assert.equal(r.stdout, `${reply}end: close_notify, then 0 bytes and FIN\n`);
+      await s.waitForLog(/^tcpserver: end /);
+      assert.doesNotMatch(s.log(), /^tlsd:/m);
+    } finally {
+      await s.stop();
+    }
+  });
 }
