@@ -46,8 +46,10 @@ export type ClientElement =
 
 /** The client's first element after the features (whitespace keepalives skipped). */
 export function firstClientElement(text: string): ClientElement {
-  const start = text.search(/\S/);
-  if (start < 0)
+  // XML's whitespace only (RFC 6120 section 4.7): a byte that \s also takes (NBSP, a form
+  // feed) is text where an element belongs, as it is after <starttls/>.
+  const start = whitespaceBefore(text);
+  if (start === text.length)
     return text.length > MAX_LOOK
       ? { kind: "malformed", reason: "only whitespace" }
       : { kind: "more" };

@@ -92,6 +92,13 @@ test("the client's first element: <starttls/> in both forms, with what follows c
     name: "starttls",
   });
   assert.equal(firstClientElement("hello").kind, "malformed");
+  // Before the element too, only XML's whitespace is whitespace (NBSP was taken for it).
+  for (const lead of ["\xa0", "\f", " \xa0"])
+    assert.deepEqual(
+      firstClientElement(`${lead}<starttls xmlns='${TLS_NS}'/>`),
+      { kind: "malformed", reason: "text where an element belongs" },
+      JSON.stringify(lead),
+    );
   fc.assert(fc.property(fc.string({ maxLength: 100 }), (text) => void firstClientElement(text)));
 });
 
