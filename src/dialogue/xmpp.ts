@@ -84,17 +84,17 @@ export function firstClientElement(text: string): ClientElement {
   return {
     kind: "starttls",
     length: end,
-    extra: whitespaceBefore(text.slice(end)) < rest ? rest : 0,
+    extra: whitespaceBefore(text, end) < rest ? rest : 0,
   };
 }
 
-/** How many of the first characters (or bytes) are XML whitespace (RFC 6120 section 4.7:
+/** How many characters (or bytes) from `from` on are XML whitespace (RFC 6120 section 4.7:
  * legal between top-level elements, a keepalive among them): space, tab, CR, LF. */
-export function whitespaceBefore(text: string | Buffer): number {
+export function whitespaceBefore(text: string | Buffer, from = 0): number {
   const space = (c: number | undefined) => c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
-  let n = 0;
+  let n = from;
   while (n < text.length && space(typeof text === "string" ? text.charCodeAt(n) : text[n])) n++;
-  return n;
+  return n - from;
 }
 
 /** Where the tag that opens at `at` ends (its '>'), quotes respected. */

@@ -106,8 +106,7 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     let tags = new TagScanner();
     let headers = 0;
     const mayDecide = () => {
-      for (let run = 4096; run === 4096; spaces += run)
-        run = whitespaceBefore(clientText.slice(spaces, spaces + 4096));
+      spaces += whitespaceBefore(clientText, spaces);
       if (clientText.length > MAX_LOOK) return true;
       if (spaces === clientText.length) return false;
       return clientText[spaces] !== "<" || tags.next(clientText) !== undefined;
