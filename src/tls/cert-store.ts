@@ -300,6 +300,7 @@ export class CertStore {
     for (const loaded of this.contexts.values()) {
       if (stampOf(loaded.files) !== loaded.stamps) loaded.stale = true;
     }
+    this.tickets?.refresh();
     try {
       this.rescanLive();
     } catch {

@@ -132,17 +132,13 @@ export function parseTicketKeys(text: string): TicketKeys | string {
   return { encrypt, known: keys };
 }
 
-/** A TicketFile looks at its file at most this often, as CertStore does at its files. */
-const RECHECK_MS = 1000;
-
 /** TICKETFILE: ticket keys shared by every process that reads the same file (a tlsd per
  * connection under djb's tcpserver, tcpserver --workers, several hosts), read again when it
- * changes and on reload(). */
+ * changes (its CertStore looks, with its own files) and on reload(). */
 export class TicketFile implements TicketSource {
   readonly path: string;
   private current: TicketKeys;
   private stamp: string;
-  private checkedAt = 0;
 
   /** Reads the file; a FatalError (exit 111) when it cannot serve. */
   constructor(path: string) {
@@ -152,13 +148,13 @@ export class TicketFile implements TicketSource {
   }
 
   keys(): TicketKeys {
-    const now = Date.now();
-    if (now - this.checkedAt >= RECHECK_MS) {
-      this.checkedAt = now;
-      const stamp = stampOf([this.path]);
-      if (stamp !== this.stamp) this.reload();
-    }
     return this.current;
+  }
+
+  /** Reads the file again if it changed on disk (the keys read before stay when it cannot
+   * serve). */
+  refresh(): void {
+    if (stampOf([this.path]) !== this.stamp) this.reload();
   }
 
   /** Reads the file now; why it could not (the keys read before still serve). */
