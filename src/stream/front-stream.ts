@@ -4,6 +4,7 @@
 // with backpressure both ways. tlsd uses it to swallow a greeting after a resumed STARTTLS and
 // for the close_notify policies of tlsd and tlsc.
 import { Duplex } from "node:stream";
+import type { Writable } from "node:stream";
 
 export interface FrontHooks {
   /** Bytes written to the front, on their way in: what to pass on (maybe nothing), or an Error
@@ -44,6 +45,14 @@ export class FrontStream extends Duplex {
       if (!this.detached && !this.destroyed && !this.readableEnded) this.destroy();
     });
     inner.pause();
+  }
+
+  /** The stream a write to the front goes straight on to, inside that write call: the inner
+   * one, while the front changes nothing written to it and holds nothing back. */
+  straightTo(): Writable | undefined {
+    if (this.detached || this.hooks.write || this.writableLength > 0 || this.writableCorked > 0)
+      return undefined;
+    return this.inner;
   }
 
   /** Cuts the front loose from the inner stream, which is left to end on its own: what is
