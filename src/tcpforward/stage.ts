@@ -10,6 +10,7 @@ import { writeSync } from "node:fs";
 import { isIP, Socket } from "node:net";
 import { constants } from "node:os";
 import { envProxyHeader } from "../proxy/from-env.ts";
+import { tlsTlvs } from "../proxy/tls-tlvs.ts";
 import { isLinkLocal, unmapIPv4 } from "../net/ip.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix, tcpVar } from "../ucspi/env.ts";
@@ -67,7 +68,7 @@ export const forwardStage: Stage = {
         // The PROXY header goes first, before the ClientHello the service is asked with.
         const probed = await probeService(`${to.ip} ${to.port}`, ctx.connection, async () => {
           const fd = await connectOrReset(ctx, o, to, from);
-          if (o.proxy) writeSync(fd, envProxyHeader(ctx.env));
+          if (o.proxy) writeSync(fd, serviceHeader(ctx.env));
           return fd;
         });
         ifPlainClients.inc(probed.tls ? TO_SERVICE : TO_PROGRAM);
@@ -132,7 +133,7 @@ async function forward(
   if (own) ownConnections.add(own);
   try {
     // The header is the first write on a connection just made: the socket buffer takes it.
-    if (o.proxy && connected === undefined) writeSync(service, envProxyHeader(ctx.env));
+    if (o.proxy && connected === undefined) writeSync(service, serviceHeader(ctx.env));
     const broken =
       ctx.connection.fd !== undefined
         ? await spliceRelay(ctx.connection.fd, service, to)
@@ -151,6 +152,12 @@ async function forward(
 interface Broken {
   side: "client" | "service";
   text: string;
+}
+
+/** The PROXY v2 header for the service: the client's addresses, and what tlsd said of its TLS
+ * session (none for a plaintext one). */
+function serviceHeader(env: Readonly<Env>): Buffer {
+  return envProxyHeader(env, tlsTlvs(env));
 }
 
 function clientBroke(cause: string): Broken {

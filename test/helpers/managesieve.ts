@@ -1,13 +1,17 @@
 // A real ManageSieve server for a test: Dovecot's managesieve-login (Debian's
 // dovecot-managesieved) under a dovecot master of its own, configured from files under `dir`,
 // listening on a free port of 127.0.0.1, with the user test/secret (SASL PLAIN); with TLS of
-// its own (STARTTLS) or without (ssl = no).
+// its own (STARTTLS) or without (ssl = no); or behind a proxy that sends PROXY v2 headers
+// (`haproxy`: plaintext logins only on what dovecot takes for secured, as with TLS of its own).
 import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Pair } from "./certs.ts";
 import { freePort } from "./interop.ts";
 import { account, dovecotUsers, startDovecot } from "./mail-servers.ts";
 import { untilAnswers } from "./server.ts";
+
+/** A PROXY v2 header with the LOCAL command: the proxy's own connection (a health check). */
+const PROXY_V2_LOCAL = "\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
 
 export interface ManageSieve {
   port: number;
@@ -17,7 +21,7 @@ export interface ManageSieve {
 
 export async function manageSieveServer(
   dir: string,
-  options: { tls?: Pair } = {},
+  options: { tls?: Pair; haproxy?: boolean } = {},
 ): Promise<ManageSieve> {
   const nobody = account("nobody");
   chmodSync(dir, 0o755);
@@ -50,12 +54,14 @@ export async function manageSieveServer(
       "auth_mechanisms = plain",
       // Without TLS of its own, PLAIN must be allowed on what dovecot sees as plaintext: the
       // wrapper's TLS is in front of it.
-      `disable_plaintext_auth = ${options.tls ? "yes" : "no"}`,
+      `disable_plaintext_auth = ${options.tls || options.haproxy ? "yes" : "no"}`,
+      ...(options.haproxy ? ["haproxy_trusted_networks = 127.0.0.0/8"] : []),
       ...dovecotUsers(mail, passwd),
       "service managesieve-login {",
       "  inet_listener sieve {",
       "    address = 127.0.0.1",
       `    port = ${port}`,
+      ...(options.haproxy ? ["    haproxy = yes"] : []),
       "  }",
       "}",
       "plugin {",
@@ -69,7 +75,7 @@ export async function manageSieveServer(
   await untilAnswers(
     port,
     /\r\nOK[^\n]*\n/,
-    undefined,
+    options.haproxy ? PROXY_V2_LOCAL : undefined,
     () => `dovecot did not start:\n${log()}`,
     () => master.exitCode !== null,
   );
