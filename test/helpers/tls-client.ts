@@ -1,6 +1,7 @@
 // A Node TLS client for tests: connects to 127.0.0.1 as "localhost", verifying against a CA.
 import { readFileSync } from "node:fs";
 import { connect } from "node:tls";
+import { run } from "./programs.ts";
 
 /** Sends `send` once the handshake is done, ends its side once `enough(got)` holds (never by
  * default), and resolves with all it read when the connection closes. */
@@ -28,4 +29,33 @@ export function tlsExchange(
     c.once("close", () => resolve(got));
     c.once("error", reject);
   });
+}
+
+/** One `openssl s_client` session to 127.0.0.1:port as "localhost", verifying against `caFile`,
+ * that saves its session to `saveTo` and, with `resume`, starts from the one saved in `file`;
+ * what it printed (`New, TLSv1.3` or `Reused, TLSv1.3`, and what the server sent). */
+export async function sClientSession(
+  port: number,
+  caFile: string,
+  file: string,
+  version: string,
+  resume: boolean,
+  saveTo = file,
+): Promise<string> {
+  const r = await run("openssl", [
+    "s_client",
+    version,
+    "-ign_eof",
+    "-verify_return_error",
+    "-CAfile",
+    caFile,
+    "-servername",
+    "localhost",
+    "-connect",
+    `127.0.0.1:${port}`,
+    ...(resume ? ["-sess_in", file] : []),
+    "-sess_out",
+    saveTo,
+  ]);
+  return r.stdout;
 }

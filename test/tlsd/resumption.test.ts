@@ -10,6 +10,7 @@ import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { sClientSession } from "../helpers/tls-client.ts";
 
 const pki = makePki();
 const dir = mkdtempSync(join(tmpdir(), "ucspi-resume-"));
@@ -30,32 +31,9 @@ function serveTlsd(tcpserver: string, more: Record<string, string> = {}, flags: 
   );
 }
 
-/** One openssl s_client session that saves its session to `file` and, with `resume`, starts
- * from the one saved there; what it printed. */
-async function connect(
-  port: number,
-  file: string,
-  version: string,
-  resume: boolean,
-  saveTo = file,
-) {
-  const r = await run("openssl", [
-    "s_client",
-    version,
-    "-ign_eof",
-    "-verify_return_error",
-    "-CAfile",
-    pki.ca.cert,
-    "-servername",
-    "localhost",
-    "-connect",
-    `127.0.0.1:${port}`,
-    ...(resume ? ["-sess_in", file] : []),
-    "-sess_out",
-    saveTo,
-  ]);
-  return r.stdout;
-}
+/** One openssl s_client session (see sClientSession), verifying against the test CA. */
+const connect = (port: number, file: string, version: string, resume: boolean, saveTo = file) =>
+  sClientSession(port, pki.ca.cert, file, version, resume, saveTo);
 
 for (const version of ["-tls1_3", "-tls1_2"]) {
   test(`our tcpserver + tlsd: a client resumes its session on the next connection (${version})`, async () => {
