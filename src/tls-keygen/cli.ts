@@ -1,5 +1,6 @@
 // tls-keygen: keys and certificates for the TLS programs (self-signed pairs, a small local CA
-// and the leaves it signs, requests for a public CA), written atomically, keys mode 0600.
+// and the leaves it signs, requests for a public CA), written atomically, keys mode 0600; and
+// tlsd's session ticket key file, made and rotated.
 import { reportError, writeStderr } from "../cli/main.ts";
 import { helpAsked } from "../cli/help.ts";
 import { USAGE, parseKeygenArgs } from "./options.ts";
@@ -7,6 +8,10 @@ import { USAGE, parseKeygenArgs } from "./options.ts";
 async function main(args: readonly string[]): Promise<number> {
   if (helpAsked("tls-keygen", args, USAGE)) return 0;
   const options = parseKeygenArgs(args);
+  if (options.command === "ticket") {
+    const { rotateTickets } = await import("./ticket.ts");
+    return rotateTickets(options, writeStderr);
+  }
   // The crypto and X.509 code loads only once the arguments are known to be good.
   const { runKeygen } = await import("./keygen.ts");
   return runKeygen(options, { log: writeStderr, now: new Date() });

@@ -83,16 +83,17 @@ function sameFile(a: { path: string; what: string }, b: { path: string; what: st
   return new FatalError(`${a.what} ${a.path} and ${b.what} ${b.path} are the same file`, 100);
 }
 
-/** Checks that a file `ensure` keeps is one (a symlink to nothing, or a directory, would be
- * kept and the server would fail at start, after `ensure` said all was well). */
-export function checkKept(path: string): void {
+/** Checks that a file `ensure` keeps (or `ticket` rotates) is one (a symlink to nothing, or a
+ * directory, would be kept and the server would fail at start, after `ensure` said all was
+ * well); `advice`: what to do instead. */
+export function checkKept(path: string, advice: string): void {
   let target: Stats;
   try {
     target = statSync(path);
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     const reason = code === "ENOENT" ? "is a symbolic link to nothing" : causeText(error);
-    throw new FatalError(`${path} ${reason}: remove it, or make a new pair`, codeOf(error));
+    throw new FatalError(`${path} ${reason}: ${advice}`, codeOf(error));
   }
   if (!target.isFile()) throw new FatalError(`${path} is not a file`, 100);
 }

@@ -77,8 +77,7 @@ async function ensure(options: KeygenOptions, context: KeygenContext): Promise<n
     [haveCert, haveKey] = [exists(certFile), exists(keyFile)];
   }
   if (haveCert && haveKey) {
-    checkKept(certFile);
-    checkKept(keyFile);
+    for (const path of [certFile, keyFile]) checkKept(path, "remove it, or make a new pair");
     if (options.verbose) context.log(`tls-keygen: info: kept ${certFile} and ${keyFile}\n`);
     return 0;
   }

@@ -1,5 +1,6 @@
-// tls-keygen's command line: a command, then options (djb letters or long names), then the two
-// file names. Every value is checked here, before any key is made, and a bad one is named.
+// tls-keygen's command line: a command, then options (djb letters or long names), then the
+// file names (two; ticket's one). Every value is checked here, before any key is made, and a
+// bad one is named.
 import { FatalError, UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../cli/getopt.ts";
 import { KEY_TYPES } from "../tls/keys.ts";
@@ -7,8 +8,10 @@ import type { KeyType } from "../tls/keys.ts";
 import { parseAltNames, parseSubtrees, shown } from "../tls/names.ts";
 import type { AltName, Subtree } from "../tls/names.ts";
 
-export const COMMANDS = ["self-signed", "ensure", "ca", "leaf", "csr"] as const;
+export const COMMANDS = ["self-signed", "ensure", "ca", "leaf", "csr", "ticket"] as const;
 export type Command = (typeof COMMANDS)[number];
+/** The commands that make a key and a certificate or request. */
+export type KeyCommand = Exclude<Command, "ticket">;
 
 const KEY = "[ -t ecdsa|ed25519|rsa ] [ -b bits ]";
 const EKU = "[ --server ] [ --client ]";
@@ -18,10 +21,11 @@ const USAGES: Record<Command, string> = {
   ca: `tls-keygen ca [ -fvr ] ${KEY} [ -d days ] [ -n cn ] [ -p names ] cacert cakey`,
   leaf: `tls-keygen leaf [ -fvr ] ${KEY} [ -d days ] [ -n cn ] [ -s names ] ${EKU} -C cacert -K cakey certfile keyfile`,
   csr: `tls-keygen csr [ -fvr ] ${KEY} [ -n cn ] [ -s names ] csrfile keyfile`,
+  ticket: "tls-keygen ticket [ -v ] [ -k count ] ticketfile",
 };
 
 /** The usage line for no command or an unknown one. */
-export const USAGE = `tls-keygen ${COMMANDS.join("|")} [ options ] certfile keyfile`;
+export const USAGE = `tls-keygen ${COMMANDS.join("|")} [ options ] files`;
 
 /** The usage line of a command (word for word its synopsis line in docs/tls-keygen.md). */
 export function usageFor(command: string | undefined): string {
@@ -31,7 +35,7 @@ export function usageFor(command: string | undefined): string {
 }
 
 export interface KeygenOptions {
-  command: Command;
+  command: KeyCommand;
   /** The certificate (or CSR) file and the key file. */
   certFile: string;
   keyFile: string;
@@ -52,6 +56,18 @@ export interface KeygenOptions {
   verbose: boolean;
 }
 
+/** `ticket`: tlsd's TICKETFILE, made or rotated. */
+export interface TicketOptions {
+  command: "ticket";
+  file: string;
+  /** How many keys the file keeps (the newest). */
+  keep: number;
+  verbose: boolean;
+}
+
+/** The most keys `ticket` keeps: 1,000 lines of 65 bytes stay under tlsd's 64 KiB. */
+export const MAX_KEEP = 1000;
+
 const LONG_OF: Record<string, string> = {
   f: "force",
   v: "verbose",
@@ -64,6 +80,7 @@ const LONG_OF: Record<string, string> = {
   p: "permit",
   C: "ca-cert",
   K: "ca-key",
+  k: "keep",
 };
 
 const LONG = [
@@ -78,6 +95,7 @@ const LONG = [
   "permit=",
   "ca-cert=",
   "ca-key=",
+  "keep=",
   "server",
   "client",
 ];
@@ -90,12 +108,13 @@ const ALLOWED: Record<Command, readonly string[]> = {
   ca: [...COMMON, "force", "reuse-key", "days", "permit"],
   leaf: [...COMMON, "force", "reuse-key", "days", "san", "server", "client", "ca-cert", "ca-key"],
   csr: [...COMMON, "force", "reuse-key", "san"],
+  ticket: ["verbose", "keep"],
 };
 
 export const MAX_DAYS = 36500;
 
 /** argv after the program name → options; UsageError or FatalError (exit 100) when bad. */
-export function parseKeygenArgs(args: readonly string[]): KeygenOptions {
+export function parseKeygenArgs(args: readonly string[]): KeygenOptions | TicketOptions {
   const [word, ...rest] = args;
   if (word === undefined || word === "") throw new UsageError("", USAGE);
   if (!(COMMANDS as readonly string[]).includes(word)) {
@@ -104,7 +123,7 @@ export function parseKeygenArgs(args: readonly string[]): KeygenOptions {
   const command = word as Command;
   const usage = USAGES[command];
   const parsed = withUsage(usage, () =>
-    getopt(rest, { flags: "fvr", values: "tbdnspCK", long: LONG }),
+    getopt(rest, { flags: "fvr", values: "tbdnspCKk", long: LONG }),
   );
   const values = new Map<string, string[]>();
   for (const option of parsed.options) {
@@ -114,9 +133,19 @@ export function parseKeygenArgs(args: readonly string[]): KeygenOptions {
     }
     values.set(name, [...(values.get(name) ?? []), option.value]);
   }
-  const [certFile, keyFile] = fileNames(command, parsed.rest, usage);
+  const [certFile = "", keyFile = ""] = fileNames(command, parsed.rest, usage);
   const last = (name: string) => values.get(name)?.at(-1);
   const has = (name: string) => values.has(name);
+  if (command === "ticket") {
+    const keep = parseNumber(
+      "keep",
+      last("keep"),
+      3,
+      (n) => n >= 2 && n <= MAX_KEEP,
+      `a whole number from 2 to ${MAX_KEEP}`,
+    );
+    return { command, file: certFile, keep, verbose: has("verbose") };
+  }
   if (command === "leaf" && (!has("ca-cert") || !has("ca-key"))) {
     throw new UsageError("leaf needs -C cacert and -K cakey", usage);
   }
@@ -163,28 +192,29 @@ export function parseKeygenArgs(args: readonly string[]): KeygenOptions {
   };
 }
 
-/** The two file names: both there, no more, not empty, not the same. */
-function fileNames(command: Command, files: readonly string[], usage: string): [string, string] {
+/** The file names (two, or ticket's one): all there, no more, not empty, not the same. */
+function fileNames(command: Command, files: readonly string[], usage: string): string[] {
   const names = FILE_NAMES[command] ?? ["certfile", "keyfile"];
-  if (files.length < 2) {
+  if (files.length < names.length) {
     throw new UsageError(`missing ${names.slice(files.length).join(" and ")}`, usage);
   }
-  if (files.length > 2) {
-    const extra = files[2] ?? "";
+  if (files.length > names.length) {
+    const extra = files[names.length] ?? "";
     const hint = extra.startsWith("-") ? " (options go before the file names)" : "";
     throw new UsageError(`extra argument: ${shown(extra)}${hint}`, usage);
   }
-  const [first = "", second = ""] = files;
-  if (first === "" || second === "") throw new FatalError("empty file name", 100);
+  if (files.includes("")) throw new FatalError("empty file name", 100);
+  const [first, second] = files;
   if (first === second) {
     throw new FatalError(`${names[0]} and ${names[1]} are the same file: ${first}`, 100);
   }
-  return [first, second];
+  return [...files];
 }
 
 const FILE_NAMES: Partial<Record<Command, string[]>> = {
   ca: ["cacert", "cakey"],
   csr: ["csrfile", "keyfile"],
+  ticket: ["ticketfile"],
 };
 
 function withUsage<T>(usage: string, parse: () => T): T {

@@ -132,6 +132,13 @@ export function parseTicketKeys(text: string): TicketKeys | string {
   return { encrypt, known: keys };
 }
 
+/** A ticket key file's bytes → its keys, or why not: tlsd's reading of TICKETFILE, and the
+ * one tls-keygen ticket rotates from, so that it refuses what tlsd would refuse. */
+export function ticketKeysOf(bytes: Buffer): TicketKeys | string {
+  if (bytes.length > MAX_FILE) return `over ${MAX_FILE} bytes`;
+  return parseTicketKeys(bytes.toString("latin1"));
+}
+
 /** TICKETFILE: ticket keys shared by every process that reads the same file (a tlsd per
  * connection under djb's tcpserver, tcpserver --workers, several hosts), read again when it
  * changes (its CertStore looks, with its own files) and on reload(). */
@@ -171,16 +178,13 @@ export class TicketFile implements TicketSource {
   private read(): TicketKeys {
     const fail = (why: string) =>
       new FatalError(`unable to use ticket keys ${this.path}: ${why}`, 111);
-    let text: string;
+    let bytes: Buffer;
     try {
-      const bytes = readFileSync(this.path);
-      if (bytes.length > MAX_FILE) throw fail(`over ${MAX_FILE} bytes`);
-      text = bytes.toString("latin1");
+      bytes = readFileSync(this.path);
     } catch (error) {
-      if (error instanceof FatalError) throw error;
       throw fail(causeText(error));
     }
-    const keys = parseTicketKeys(text);
+    const keys = ticketKeysOf(bytes);
     if (typeof keys === "string") throw fail(keys);
     return keys;
   }

@@ -285,6 +285,42 @@ const CASES: [string[], number, string][] = [
     100,
     fatal("--reuse-key signs with the key in k.pem: no --key-type or --rsa-bits"),
   ],
+  [["ticket"], 100, misuse("ticket", "missing ticketfile")],
+  [["ticket", "t", "u"], 100, misuse("ticket", "extra argument: u")],
+  [
+    ["ticket", "t", "-k", "4"],
+    100,
+    misuse("ticket", "extra argument: -k (options go before the file names)"),
+  ],
+  [["ticket", "-f", "t"], 100, misuse("ticket", "option --force does not apply to ticket")],
+  [
+    ["ticket", "-t", "rsa", "t"],
+    100,
+    misuse("ticket", "option --key-type does not apply to ticket"),
+  ],
+  [ss("-k", "3"), 100, misuse("self-signed", "option --keep does not apply to self-signed")],
+  [["ticket", ""], 100, fatal("empty file name")],
+  [
+    ["ticket", "-k", "1", "t"],
+    100,
+    fatal("bad --keep value 1: want a whole number from 2 to 1000"),
+  ],
+  [
+    ["ticket", "-k", "0", "t"],
+    100,
+    fatal("bad --keep value 0: want a whole number from 2 to 1000"),
+  ],
+  [
+    ["ticket", "--keep=1001", "t"],
+    100,
+    fatal("bad --keep value 1001: want a whole number from 2 to 1000"),
+  ],
+  [
+    ["ticket", "-k", "three", "t"],
+    100,
+    fatal("bad --keep value three: want a whole number from 2 to 1000"),
+  ],
+  [["ticket", "nodir/t"], 100, fatal("unable to create nodir/t: directory nodir does not exist")],
   [["csr", "c.csr", "k.key"], 100, fatal("a request needs a name: give --san or --cn")],
   [
     ["self-signed", "--client", "c.pem", "k.pem"],
