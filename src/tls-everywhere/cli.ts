@@ -16,6 +16,7 @@ import { reportError, writeStderr } from "../cli/main.ts";
 import { ourLauncher } from "../ucspi/programs.ts";
 import {
   InstallFailed,
+  checkLoopbackUp,
   checkNotInstalled,
   findLeftovers,
   install,
@@ -241,6 +242,7 @@ async function main(args: readonly string[]): Promise<number> {
   const bin = binDir();
   const found = await takeOutLeftovers(o);
   if (found !== undefined) writeStderr(`${NAME}: warning: ${found}\n`);
+  checkLoopbackUp();
   // The record says --ipv4-only too when it was taken for IPv6 unavailable, for the removal
   // after a SIGKILL.
   const recorded = (await ipv4WithoutIpv6(o)) ? [...args, "--ipv4-only"] : [...args];

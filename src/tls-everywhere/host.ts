@@ -55,6 +55,20 @@ function tableOwner(): ReturnType<typeof parseTableComment> {
   return comment === undefined ? undefined : parseTableComment(comment);
 }
 
+/** Refuses to start with lo down: the chain's connections to the services (this host's own
+ * addresses) go through it, and so do the services' replies to the chain (the local route of
+ * --table). TPROXY would still deliver IPv4 clients to the chain, which could reach no service:
+ * each client would hang, where without the tool it is served. (The IPv6 local route is refused
+ * outright: "Nexthop device is not up".) */
+export function checkLoopbackUp(): void {
+  // ip's own view (netlink), right in any namespace; not there, the install says so.
+  const flags = /^\d+: lo: <([^>]*)>/.exec(output("ip", ["-o", "link", "show", "dev", "lo"]))?.[1];
+  if (flags !== undefined && !flags.split(",").includes("UP"))
+    throw new FatalError(
+      "the loopback interface lo is down: the chain's connections to the services go through it (ip link set lo up)",
+    );
+}
+
 /** Refuses to start over rules that are there already and no record in --state explains:
  * another tls-everywhere with a --state of its own, or rules of unknown origin. */
 export function checkNotInstalled(o: EverywhereOptions): void {

@@ -454,24 +454,18 @@ test("a rule taken out by hand while it runs: at the end, a warning names it, no
 });
 
 test("an install step refused and a step of its undo failing too: a warning names what could not be undone, the record stays, status 111; --remove finishes later", async () => {
-  // lo down: the kernel refuses the install's last step (the local IPv6 route, "Nexthop device
-  // is not up"). ip as the tool finds it on its PATH: the table taken out from under the tool
-  // just before (a firewall's reload, say), so the undo's first step fails.
+  // ip as the tool finds it on its PATH: just before the install's last step, another program
+  // puts that very route in (the kernel refuses the tool's: "File exists") and takes the table
+  // out from under the tool (a firewall's reload, say), so the undo's first step fails.
   const wrapped = join(pki.dir, "ip-wrapped");
   mkdirSync(wrapped, { recursive: true });
   writeFileSync(
     join(wrapped, "ip"),
-    `#!/bin/sh\n[ "$*" = "-6 route add local ::/0 dev lo table 7001" ] && /usr/sbin/nft delete table inet tls_everywhere\nexec /usr/sbin/ip "$@"\n`,
+    `#!/bin/sh\nif [ "$*" = "-6 route add local ::/0 dev lo table 7001" ]; then\n  /usr/sbin/ip "$@" && /usr/sbin/nft delete table inet tls_everywhere\nfi\nexec /usr/sbin/ip "$@"\n`,
     { mode: 0o755 },
   );
-  lab.sh(lab.server, "ip link set lo down");
-  let tool: Tool | undefined;
-  try {
-    tool = launchTool([...OPTIONS, "--state", stateDir], `${wrapped}:${PATH_WITH_BIN}`);
-    assert.deepEqual(await tool.exited, { code: 111, signal: null });
-  } finally {
-    lab.sh(lab.server, "ip link set lo up");
-  }
+  const tool = launchTool([...OPTIONS, "--state", stateDir], `${wrapped}:${PATH_WITH_BIN}`);
+  assert.deepEqual(await tool.exited, { code: 111, signal: null });
   const log = tool.log();
   assert.match(
     log,
@@ -480,9 +474,11 @@ test("an install step refused and a step of its undo failing too: a warning name
   assert.equal(log.match(/^tls-everywhere: warning: /gm)?.length, 1, log);
   assert.match(
     log,
-    /^tls-everywhere: fatal: unable to run ip -6 route add local ::\/0 dev lo table 7001: Error: Nexthop device is not up\.\n$/m,
+    /^tls-everywhere: fatal: unable to run ip -6 route add local ::\/0 dev lo table 7001: RTNETLINK answers: File exists\n$/m,
   );
   assert.doesNotMatch(log, /diverting|rules removed/);
+  // The other program's route is not the tool's to take out: it stays.
+  assert.match(lab.sh(lab.server, "ip -6 route show table 7001"), /^local default dev lo /m);
   // The record stays, naming the run: --remove takes out whatever of it is left.
   const record = join(stateDir, "running.json");
   assert.equal(existsSync(record), true, log);
@@ -498,6 +494,28 @@ test("an install step refused and a step of its undo failing too: a warning name
   );
   assert.equal(existsSync(record), false);
   assert.equal(hostState(), pristine);
+});
+
+test("lo down: refused with one line, exit 111, before any chain starts or any rule goes in, --ipv4-only too (it failed half-way, at the IPv6 local route; IPv4 alone diverted clients to a chain whose connections to the services, local addresses, go through lo: each one hung)", async () => {
+  const state = join(pki.dir, "lo-down-state");
+  for (const extra of [[], ["--ipv4-only"]]) {
+    lab.sh(lab.server, "ip link set lo down");
+    const tool = launchTool([...OPTIONS, "--state", state, ...extra]);
+    try {
+      const how = await Promise.race([tool.exited, ready(tool).then(() => "it started")]);
+      assert.deepEqual(how, { code: 111, signal: null }, tool.log());
+      assert.equal(
+        tool.log(),
+        "tls-everywhere: fatal: the loopback interface lo is down: the chain's connections to the services go through it (ip link set lo up)\n",
+      );
+      assert.equal(existsSync(join(state, "running.json")), false);
+    } finally {
+      tool.child.kill("SIGTERM");
+      await tool.exited;
+      lab.sh(lab.server, "ip link set lo up");
+    }
+    assert.equal(hostState(), pristine);
+  }
 });
 
 test("a --state others can write is refused, one line, exit 111, nothing installed, nothing signalled", async () => {
