@@ -143,7 +143,12 @@ async function ready(tool: Tool, limit = 1000, count = 1, ports = [LISTEN]): Pro
   for (const port of ports) assert.match(listeners, new RegExp(`:${port} `), listeners);
 }
 
-async function fetchBoth(tag: string): Promise<void> {
+/** HTTP and HTTPS to the service's own port, from the client namespace (over IPv6 with `v6`):
+ * each answered, and the service's log names the client's own address. */
+async function fetchBoth(tag: string, v6 = false): Promise<void> {
+  const [server, client] = v6
+    ? [`[${lab.serverIp6}]`, lab.clientIp6]
+    : [lab.serverIp, `(::ffff:)?${lab.clientIp.replaceAll(".", "\\.")}`];
   for (const [scheme, extra] of [
     ["http", []],
     ["https", ["--cacert", pki.ca.cert]],
@@ -157,14 +162,14 @@ async function fetchBoth(tag: string): Promise<void> {
       "-w",
       "%{http_code}",
       ...extra,
-      `${scheme}://${lab.serverIp}:${HTTP}/?${scheme}-${tag}`,
+      `${scheme}://${server}:${HTTP}/?${scheme}-${tag}`,
     ]);
     assert.equal(r.stdout, "200", r.stderr);
     const line = await waitFor(() =>
       accessLog.split("\n").find((l) => l.includes(`${scheme}-${tag}`)),
     );
     // python3 writes an IPv4 client of its dual-stack socket as ::ffff:a.b.c.d.
-    assert.match(line, new RegExp(`^(::ffff:)?${lab.clientIp.replaceAll(".", "\\.")} `));
+    assert.match(line, new RegExp(`^${client} `));
   }
 }
 
@@ -242,7 +247,7 @@ async function refusedAsAnother(
   }
 }
 
-test("one command: HTTP and HTTPS on the service's own port, the real client in its log; SIGTERM leaves the host as it was", async () => {
+test("one command: HTTP and HTTPS on the service's own port, IPv4 and IPv6, the real client in its log; SIGTERM leaves the host as it was", async () => {
   const tool = startTool();
   await ready(tool);
   await fetchBoth("first");
@@ -264,6 +269,8 @@ test("one command: HTTP and HTTPS on the service's own port, the real client in 
     [],
   ]);
   await fetchBoth("second");
+  // IPv6 clients too: the tool's own ip6 rules and IPv6 local route.
+  await fetchBoth("ipv6", true);
   tool.child.kill("SIGTERM");
   assert.deepEqual(await tool.exited, { code: 0, signal: null });
   assert.match(tool.log(), /^tls-everywhere: info: rules removed$/m);
