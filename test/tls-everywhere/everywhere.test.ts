@@ -277,6 +277,56 @@ test("one command: HTTP and HTTPS on the service's own port, IPv4 and IPv6, the 
   assert.equal(hostState(), pristine);
 });
 
+test("a service bound to loopback only stays private (refused, nothing relayed, one line naming the address asked for); an --exclude'd port is never diverted", async () => {
+  const [privatePort, excluded] = [2050, 2060];
+  const [secret, other] = [
+    ["127.0.0.1", privatePort],
+    ["::", excluded],
+  ].map(([bind, port]) =>
+    lab.start(lab.server, "python3", ["-u", "-m", "http.server", "--bind", `${bind}`, `${port}`]),
+  );
+  let secretLog = "";
+  secret?.stderr?.setEncoding("latin1");
+  secret?.stderr?.on("data", (t: string) => (secretLog += t));
+  for (const child of [secret, other]) child?.stdout?.resume();
+  other?.stderr?.resume();
+  const tool = startTool(["--exclude", String(excluded)]);
+  try {
+    await ready(tool);
+    await waitFor(() => {
+      const listening = lab.sh(lab.server, "ss -Htln");
+      return [privatePort, excluded].every((p) => listening.includes(`:${p} `)) || undefined;
+    });
+    const refused = await lab.run(lab.client, "curl", [
+      ...["-sS", "--max-time", "10", `http://${lab.serverIp}:${privatePort}/?secret`],
+    ]);
+    assert.notEqual(refused.code, 0);
+    await waitFor(() =>
+      tool
+        .log()
+        .includes(
+          `tcpforward: fatal: ${lab.clientIp}: unable to connect to ${lab.serverIp} port ${privatePort}: connection refused\n`,
+        )
+        ? true
+        : undefined,
+    );
+    assert.doesNotMatch(secretLog, /secret/);
+    // Not diverted: TLS reaches the plaintext service itself, and the chain sees no connection.
+    const tls = await lab.run(lab.client, "curl", [
+      ...["-sS", "--max-time", "10", "--cacert", pki.ca.cert],
+      `https://${lab.serverIp}:${excluded}/`,
+    ]);
+    assert.notEqual(tls.code, 0);
+    assert.match(tls.stderr, /wrong version number/);
+    assert.doesNotMatch(tool.log(), new RegExp(`:${excluded} `));
+  } finally {
+    tool.child.kill("SIGTERM");
+    for (const child of [secret, other]) child?.kill();
+  }
+  assert.deepEqual(await tool.exited, { code: 0, signal: null });
+  assert.equal(hostState(), pristine);
+});
+
 test("an IPv6 client of the host's link-local address is served as without the tool (plaintext, straight to the service), where it hung", async () => {
   const link = `vc${process.pid % 100000}`;
   // The kernel's own fe80:: addresses, once duplicate address detection is done with them.
