@@ -327,6 +327,31 @@ test("a service bound to loopback only stays private (refused, nothing relayed, 
   assert.equal(hostState(), pristine);
 });
 
+test("a client that waits to be spoken to (a server-first service): after --silence, plaintext to the service, whose greeting names the client's own address", async () => {
+  const greeter = 2070;
+  const service = lab.start(lab.server, ours("tcpserver"), [
+    ...["-RHl0", "::", String(greeter), "sh", "-c", 'printf "220 hello %s\\r\\n" "$TCPREMOTEIP"'],
+  ]);
+  service.stdout?.resume();
+  service.stderr?.resume();
+  const tool = startTool();
+  try {
+    await ready(tool);
+    await waitFor(() => lab.sh(lab.server, "ss -Htln").includes(`:${greeter} `) || undefined);
+    const r = await lab.run(lab.client, "python3", [
+      "-c",
+      `import socket; s = socket.create_connection(("${lab.serverIp}", ${greeter}), 10); print(s.recv(200).decode(), end="")`,
+    ]);
+    assert.equal(r.stdout, `220 hello ${lab.clientIp}\r\n`, r.stderr + tool.log());
+    assert.match(tool.log(), new RegExp(`:${greeter} `));
+  } finally {
+    tool.child.kill("SIGTERM");
+    service.kill();
+  }
+  assert.deepEqual(await tool.exited, { code: 0, signal: null });
+  assert.equal(hostState(), pristine);
+});
+
 test("an IPv6 client of the host's link-local address is served as without the tool (plaintext, straight to the service), where it hung", async () => {
   const link = `vc${process.pid % 100000}`;
   // The kernel's own fe80:: addresses, once duplicate address detection is done with them.
