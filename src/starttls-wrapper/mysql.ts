@@ -36,6 +36,15 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
   client.on("error", () => {});
   const { server, done: serverDone, letGo } = startServer(ctx, options);
   const failure = failures(client, server, warn);
+  // The server's status as soon as it is out. An in-process server that failed (tcpforward,
+  // whose service reset its connection) has it out, and has said why, before its end reaches
+  // us: that end is its failure, not a clean end.
+  let serverStatus: number | undefined;
+  serverDone.then(
+    (status) => (serverStatus = status),
+    () => undefined,
+  );
+  const serverFailed = () => serverStatus !== undefined && serverStatus !== 0;
   // The session is over: the server is let go as the other paths let theirs go, not awaited
   // until it leaves by itself (one that does not read its input would hold the slot).
   const end = async (status: number) => {
@@ -114,7 +123,14 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
       next: async (_argv, _env, inner: Connection) => {
         const innerStream = connectionStream(inner);
         innerStream.on("error", () => {});
-        return behindTls(innerStream, server, fromServer, { warn, info });
+        return behindTls(
+          innerStream,
+          { server, fromServer, done: serverDone, serverFailed },
+          {
+            warn,
+            info,
+          },
+        );
       },
     });
     return await end(status);
@@ -133,6 +149,8 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
       if (!upgraded) count("refusal", options);
       return end(REFUSED);
     }
+    // A server that failed under it: its status, and its own line.
+    if (serverFailed()) return end(serverStatus ?? exitStatus(111));
     warn(`the connection phase broke off: ${causeText(error)}`);
     return end(exitStatus(111));
   }
@@ -143,26 +161,32 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
  * handshake, say) ends the session as before its SSLRequest: one info line, status 100. */
 async function behindTls(
   inner: Duplex,
-  server: Socket,
-  fromServer: PacketReader,
+  behind: ServerSide,
   log: { warn: (what: string) => void; info: (what: string) => void },
 ): Promise<number> {
   const fromInner = new PacketReader(inner, 30_000);
   try {
-    return await connectionPhase(inner, fromInner, server, fromServer, log.warn);
+    return await connectionPhase(inner, fromInner, behind, log.warn);
   } catch (error) {
     if (!fromInner.hasEnded) throw error;
     log.info("the client left inside TLS before its login was over");
-    server.destroy();
+    behind.server.destroy();
     return REFUSED;
   }
+}
+
+/** The server behind: its socket, its packets, its status, and whether it failed. */
+interface ServerSide {
+  server: Socket;
+  fromServer: PacketReader;
+  done: Promise<number>;
+  serverFailed: () => boolean;
 }
 
 async function connectionPhase(
   inner: Duplex,
   fromInner: PacketReader,
-  server: Socket,
-  fromServer: PacketReader,
+  { server, fromServer, done, serverFailed }: ServerSide,
   warn: (what: string) => void,
 ): Promise<number> {
   const response = await fromInner.next("login inside TLS");
@@ -215,8 +239,16 @@ async function connectionPhase(
   if (pending.length > 0) server.write(pending);
   const leftover = fromServer.release();
   if (leftover.length > 0) inner.write(leftover);
+  // A server that failed cuts the client's TLS session (no close_notify), as tcpforward cuts
+  // its own clients': not a clean end. Before the relay's own listeners, which would end it.
+  const cut = () => {
+    if (serverFailed()) inner.destroy();
+  };
+  server.once("end", cut);
+  server.once("error", cut);
   await relay(inner, server);
-  return exitStatus(0);
+  // Its status, not ours: a failure ends the session non-zero (it said why).
+  return done;
 }
 
 /** The rest of a session without TLS: both ways as it is. */

@@ -1,0 +1,176 @@
+// The server's side resets its connection in the middle of a session: one line names it, the
+// session ends non-zero, and the client's TLS session is cut (no close_notify, so that its TLS
+// library reports an unexpected end, not a clean one). The MySQL path inside TLS ended such a
+// session with status 0 and a close_notify.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { rmSync } from "node:fs";
+import { after, test } from "node:test";
+import { writePacket } from "../../src/dialogue/mysql.ts";
+import { makePki } from "../helpers/certs.ts";
+import { greetingPayload } from "../helpers/mysql-packets.ts";
+import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+
+const pki = makePki();
+const pair = pki.server("localhost", ["localhost"]);
+const ENV = { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: pair.cert, KEYFILE: pair.key };
+after(() => rmSync(pki.dir, { recursive: true, force: true }));
+
+/** A python3 daemon on a port of its own (printed first): per connection, it skips a PROXY v2
+ * header (argv 3 "proxy", "tls"), makes the TLS handshake after it ("tls": a TLS service),
+ * sends its greeting (hex, argv 1), answers each read with argv 2 (hex), and resets its
+ * connection (SO_LINGER 0) once it has read RESETME ("proxy": its first bytes). */
+const DAEMON = `
+import socket, ssl, struct, sys, threading
+greeting, answer, mode = bytes.fromhex(sys.argv[1]), bytes.fromhex(sys.argv[2]), sys.argv[3]
+l = socket.create_server(('127.0.0.1', 0))
+print(l.getsockname()[1], flush=True)
+def exact(c, n):
+    b = b''
+    while len(b) < n: b += c.recv(n - len(b))
+    return b
+def serve(raw):
+    c = raw
+    if mode != 'plain':
+        head = exact(raw, 16)
+        exact(raw, struct.unpack('>H', head[14:16])[0])
+    if mode == 'tls':
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[4], sys.argv[5])
+        try:
+            c = ctx.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            pass
+    if c is not raw or mode != 'tls':
+        c.sendall(greeting)
+    seen = b''
+    while b'RESETME' not in seen and not (mode == 'proxy' and seen):
+        try:
+            d = c.recv(65536)
+        except (OSError, ssl.SSLError):
+            d = b''
+        if not d:
+            c.close()
+            return
+        seen += d
+        if b'RESETME' not in seen and mode != 'proxy' and answer:
+            c.sendall(answer)
+    # On the TLS socket, which has the descriptor now: closed without a close_notify.
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+    c.close()
+while True:
+    threading.Thread(target=serve, args=(l.accept()[0],), daemon=True).start()
+`;
+
+/** Starts DAEMON; resolves with its port and the process. */
+function daemon(args: string[]): Promise<{ port: number; child: ChildProcess }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("python3", ["-c", DAEMON, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    child.once("exit", (code) => reject(new Error(`daemon exited: ${String(code)}`)));
+    child.stdout.once("data", (d: Buffer) => resolve({ port: Number(String(d).trim()), child }));
+  });
+}
+
+/** A python3 TLS client that reads to the end of its session: prints "clean" (a close_notify),
+ * "cut" (a FIN without one) or "reset" (python's TLS says an unexpected end for a reset too:
+ * a write on the TCP socket tells them apart, as it fails after a reset only). */
+const READ_TO_END = `
+def to_end(s):
+    try:
+        while s.recv(65536): pass
+        print('clean')
+    except ConnectionResetError:
+        print('reset')
+    except ssl.SSLEOFError:
+        tcp = socket.fromfd(s.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            tcp.send(b'x')
+            print('cut')
+        except (BrokenPipeError, ConnectionResetError):
+            print('reset')
+`;
+
+/** MySQL: the client's steps through the wrapper (argv 2): a login in plaintext, then a query
+ * the server resets at; an SSLRequest, then the login inside TLS, then the query; the login
+ * inside TLS is what the server resets at. */
+const MYSQL_CLIENT = `
+import socket, ssl, struct, sys
+${READ_TO_END}
+def pkt(seq, payload): return struct.pack('<I', len(payload))[:3] + bytes([seq]) + payload
+def read(s):
+    head = b''
+    while len(head) < 4: head += s.recv(4 - len(head))
+    n, body = int.from_bytes(head[:3], 'little'), b''
+    while len(body) < n: body += s.recv(n - len(body))
+    return head[3], body
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+read(s)
+flags = 0x0200 | 0x8000 | 0x80000
+head = lambda f: struct.pack('<IIB', f, 16 * 1024 * 1024, 45) + bytes(23)
+login = lambda user: head(flags | 0x0800) + user + b'\\0\\0mysql_native_password\\0'
+if sys.argv[2] == 'plain':
+    s.sendall(pkt(1, head(flags) + b'app\\0\\0mysql_native_password\\0'))
+    read(s)
+    s.sendall(pkt(0, b'\\x03select RESETME'))
+    try:
+        while s.recv(65536): pass
+        print('clean')
+    except ConnectionResetError:
+        print('reset')
+    sys.exit(0)
+s.sendall(pkt(1, head(flags | 0x0800)))
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+s = ctx.wrap_socket(s, suppress_ragged_eofs=False)
+if sys.argv[2] == 'login':
+    s.sendall(pkt(2, login(b'RESETME')))
+else:
+    s.sendall(pkt(2, login(b'app')))
+    read(s)
+    s.sendall(pkt(0, b'\\x03select RESETME'))
+to_end(s)
+`;
+
+/** The server's OK to a login (sequence 2) and to a query (1; the client takes either). */
+const MYSQL_OK = "0700000200000002000000";
+
+for (const [when, expected] of [
+  ["login", "cut"],
+  ["query", "cut"],
+  ["plain", "clean"],
+] as const) {
+  test(`mysql: a daemon behind tcpforward that resets its connection ${when === "login" ? "during the login inside TLS" : when === "query" ? "inside TLS, after the login" : "in plaintext, after the login"}: tcpforward's one line, status 111${expected === "cut" ? ", the client's TLS session cut (it was status 0 and a close_notify after the login, and a second line of the wrapper's during it)" : ""}`, async () => {
+    const greeting = writePacket(0, greetingPayload(0x0200 | 0x8000 | 0x80000)).toString("hex");
+    const behind = await daemon([greeting, MYSQL_OK, "plain"]);
+    const server = await startServer(
+      ours("tcpserver"),
+      [
+        ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", "mysql"],
+        ...["tcpforward", "127.0.0.1", String(behind.port)],
+      ],
+      { env: ENV },
+    );
+    try {
+      const r = await run("python3", ["-c", MYSQL_CLIENT, String(server.port), when]);
+      assert.equal(r.code, 0, r.stderr);
+      // Cut: a reset or a FIN, never a close_notify.
+      if (expected === "cut") assert.match(r.stdout.trim(), /^(cut|reset)$/);
+      else assert.equal(r.stdout.trim(), expected);
+      await server.waitForLog(/^tcpserver: end \d+ status \d+$/, 1, 10_000);
+      const lines = server.log().match(/^(?!tcpserver: ).*$/gm) ?? [];
+      assert.deepEqual(
+        lines.filter((l) => l !== ""),
+        [
+          `tcpforward: fatal: 127.0.0.1: the connection to 127.0.0.1 port ${behind.port} broke: connection reset`,
+        ],
+        server.log(),
+      );
+      assert.match(server.log(), /^tcpserver: end \d+ status 28416$/m);
+    } finally {
+      await server.stop();
+      behind.child.kill();
+    }
+  });
+}
