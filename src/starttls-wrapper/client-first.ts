@@ -123,12 +123,12 @@ export function send(connection: Connection, bytes: Buffer): unknown {
   }
 }
 
-/** The client's connection failed under a session, in its warning line: a reset
- * (ECONNRESET, or EPIPE on a write after one) said as such; anything else, by its cause. */
-export function failed(error: unknown): string {
+/** A connection (the client's, or `who`'s) failed under a session, in its warning line: a
+ * reset (ECONNRESET, or EPIPE on a write after one) said as such; anything else, by its cause. */
+export function failed(error: unknown, who = "client"): string {
   const cause = causeText(error);
-  if (cause === "connection reset" || cause === "broken pipe") return "client reset the connection";
-  return `client connection failed: ${cause}`;
+  if (cause === "connection reset" || cause === "broken pipe") return `${who} reset the connection`;
+  return `${who} connection failed: ${cause}`;
 }
 
 /** Watches for the client's connection failing (a reset) while the server is still on: what

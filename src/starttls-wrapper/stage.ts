@@ -17,6 +17,7 @@ import { copyEnv, tcpVar } from "../ucspi/env.ts";
 import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { oneWay, relay } from "../stream/relay.ts";
+import { resetStream } from "../stream/reset.ts";
 import type { Stage, StageContext } from "../ucspi/stage.ts";
 import { failed, shown } from "./client-first.ts";
 import { connectService, handoverHeader, localHeader } from "./handover.ts";
@@ -28,6 +29,8 @@ import { stageOptions } from "../ucspi/stage-options.ts";
 
 /** The status of a session the wrapper ended (as the binary paths': client-first.ts). */
 const REFUSED = exitStatus(100);
+/** The status of a session that the server's side broke (tcpforward's, for the same). */
+const SERVER_FAILED = exitStatus(111);
 /** How long the client's last bytes may take to go out before the connection is closed. */
 const FLUSH_MS = 30_000;
 /** The abort reason: a constant, so that no DOMException (with its stack) is made each time. */
@@ -340,14 +343,24 @@ class Wrapper {
     return true;
   }
 
-  /** Remote: the client's bytes, TLS from the next one on, go to the service as they are. */
+  /** Remote: the client's bytes, TLS from the next one on, go to the service as they are. A
+   * service that resets the connection (or whose connection fails) has the client's reset as
+   * well, at once, not an end as if all were well: one warning line, status 111. */
   private async relayTo(tlsSide: Socket): Promise<number> {
-    tlsSide.on("error", () => tlsSide.destroy());
+    let failure: unknown;
+    // Before the relay's own listener, which would end the client's side first.
+    tlsSide.on("error", (error) => {
+      failure ??= error;
+      resetStream(this.client);
+      tlsSide.destroy();
+    });
     // TLS records from here on: each one out as it comes (see noDelay).
     noDelay(this.client);
     await relay(this.client, tlsSide);
     tlsSide.destroy();
-    return exitStatus(0);
+    if (failure === undefined) return exitStatus(0);
+    this.warn(failed(failure, "TLS service"));
+    return SERVER_FAILED;
   }
 
   /** Local mode: our tlsd takes the client here, and runs a fresh server behind TLS. */

@@ -7,7 +7,7 @@
 // for: a service bound to loopback only stays out of reach, as it would be without us.
 import { lookup } from "node:dns/promises";
 import { writeSync } from "node:fs";
-import { isIP, Socket } from "node:net";
+import { isIP } from "node:net";
 import { constants } from "node:os";
 import { envProxyHeader } from "../proxy/from-env.ts";
 import { tlsTlvs } from "../proxy/tls-tlvs.ts";
@@ -24,6 +24,7 @@ import {
   ifPlainProbes,
 } from "../metrics/catalog.ts";
 import { relay } from "../stream/relay.ts";
+import { resetStream } from "../stream/reset.ts";
 import type { Feed } from "../stream/relay.ts";
 import { sharedReadSocket } from "../stream/shared-read.ts";
 import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
@@ -385,19 +386,4 @@ function connectService(to: Endpoint, from: string, o: ForwardOptions): Promise<
 function resetClient(connection: Connection): void {
   if (connection.fd !== undefined) native().abortOnClose(connection.fd);
   else if (connection.stream) resetStream(connection.stream);
-}
-
-/** A TCP socket is reset; anything else (a TLS session after tlsd, a UNIX socket, a pipe) has
- * no reset of its own and is ended at once instead, as is a socket already half-closed (Node's
- * reset would neither reset nor close it). */
-function resetStream(stream: NonNullable<Connection["stream"]>): void {
-  if (stream instanceof Socket && !stream.destroyed && !stream.writableEnded) {
-    try {
-      stream.resetAndDestroy();
-      return;
-    } catch {
-      // Not a TCP socket: Node says so by throwing (ERR_INVALID_HANDLE_TYPE), and did nothing.
-    }
-  }
-  stream.destroy();
 }

@@ -1,7 +1,8 @@
 // The server's side resets its connection in the middle of a session: one line names it, the
 // session ends non-zero, and the client's TLS session is cut (no close_notify, so that its TLS
 // library reports an unexpected end, not a clean one). The MySQL path inside TLS ended such a
-// session with status 0 and a close_notify.
+// session with status 0 and a close_notify; a TLS service that reset the wrapper's hand-over
+// connection (remote mode) ended it with status 0, no line, and a FIN to the client.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -72,6 +73,8 @@ function daemon(args: string[]): Promise<{ port: number; child: ChildProcess }> 
     child.stdout.once("data", (d: Buffer) => resolve({ port: Number(String(d).trim()), child }));
   });
 }
+
+const hex = (text: string) => Buffer.from(text, "latin1").toString("hex");
 
 /** A python3 TLS client that reads to the end of its session: prints "clean" (a close_notify),
  * "cut" (a FIN without one) or "reset" (python's TLS says an unexpected end for a reset too:
@@ -170,6 +173,72 @@ for (const [when, expected] of [
       assert.match(server.log(), /^tcpserver: end \d+ status 28416$/m);
     } finally {
       await server.stop();
+      behind.child.kill();
+    }
+  });
+}
+
+/** SMTP up to the go-ahead, then TLS: the EHLO inside it, and RESETME, which the TLS service
+ * resets at (argv 2 "session"), or only the ClientHello, which it resets at ("handshake"). */
+const SMTP_CLIENT = `
+import socket, ssl, sys
+${READ_TO_END}
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+f = s.makefile('rb')
+f.readline()
+s.sendall(b'EHLO x\\r\\n')
+while f.readline()[3:4] == b'-': pass
+s.sendall(b'STARTTLS\\r\\n')
+assert f.readline().startswith(b'220 ')
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+try:
+    s = ctx.wrap_socket(s, suppress_ragged_eofs=False)
+except ConnectionResetError:
+    print('reset')
+    sys.exit(0)
+except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+    print('cut')
+    sys.exit(0)
+s.sendall(b'EHLO x\\r\\n')
+s.recv(65536)
+s.sendall(b'RESETME\\r\\n')
+to_end(s)
+`;
+
+for (const when of ["handshake", "session"]) {
+  test(`smtp, remote mode: a TLS service that resets the hand-over connection during the ${when}: one warning line, status 111, the client reset too (it was status 0, no line, and a FIN)`, async () => {
+    // The TLS service: python3's TLS after the PROXY header (no greeting: tlsd would swallow
+    // the server's), or a service that resets at the ClientHello.
+    const service = await daemon(
+      when === "session"
+        ? ["", hex("250 fake\r\n"), "tls", pair.cert, pair.key]
+        : ["", "", "proxy"],
+    );
+    const behind = await daemon([hex("220 fake ESMTP\r\n"), hex("250 ok\r\n"), "plain"]);
+    const server = await startServer(
+      ours("tcpserver"),
+      [
+        ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper"],
+        ...["127.0.0.1", String(service.port), "tcpforward", "127.0.0.1", String(behind.port)],
+      ],
+      { env: ENV },
+    );
+    try {
+      const r = await run("python3", ["-c", SMTP_CLIENT, String(server.port), when]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), "reset", server.log() + r.stderr);
+      await server.waitForLog(/^tcpserver: end \d+ status \d+$/, 1, 10_000);
+      const lines = server.log().match(/^(?!tcpserver: ).+$/gm) ?? [];
+      assert.deepEqual(
+        lines,
+        ["starttls-wrapper: warning: 127.0.0.1: TLS service reset the connection"],
+        server.log(),
+      );
+      assert.match(server.log(), /^tcpserver: end \d+ status 28416$/m);
+    } finally {
+      await server.stop();
+      service.child.kill();
       behind.child.kill();
     }
   });
