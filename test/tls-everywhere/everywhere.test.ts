@@ -14,6 +14,7 @@ import {
   existsSync,
   mkdirSync,
   readFileSync,
+  readdirSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -274,6 +275,30 @@ test("one command: HTTP and HTTPS on the service's own port, IPv4 and IPv6, the 
   tool.child.kill("SIGTERM");
   assert.deepEqual(await tool.exited, { code: 0, signal: null });
   assert.match(tool.log(), /^tls-everywhere: info: rules removed$/m);
+  assert.equal(hostState(), pristine);
+});
+
+/** The processes `pid` started that still run (its chains). */
+function childrenOf(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+    readFileSync(`/proc/${pid}/task/${task}/children`, "latin1")
+      .split(" ")
+      .filter(Boolean)
+      .map(Number),
+  );
+}
+
+test("SIGHUP: the chain stopped, exactly what it installed taken out, status 0", async () => {
+  const tool = startTool();
+  await ready(tool);
+  await fetchBoth("hup");
+  const chains = childrenOf(tool.child.pid ?? 0);
+  assert.equal(chains.length, 1, tool.log());
+  tool.child.kill("SIGHUP");
+  assert.deepEqual(await tool.exited, { code: 0, signal: null }, tool.log());
+  assert.match(tool.log(), /^tls-everywhere: info: rules removed$/m);
+  for (const pid of chains) assert.equal(existsSync(`/proc/${pid}`), false, `chain ${pid} runs`);
+  assert.doesNotMatch(lab.sh(lab.server, "ss -Htln"), new RegExp(`:${LISTEN} `));
   assert.equal(hostState(), pristine);
 });
 
