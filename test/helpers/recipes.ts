@@ -65,15 +65,21 @@ function commandsOf(lines: string[]): Command[] {
   return commands;
 }
 
-/** `$ command` lines, each followed by the output it gives, up to the next one. */
+/** `$ command` lines, each followed by the output it gives, up to the next one: its blank
+ * lines kept, but for those at its end (which only set it apart from the next command). */
 function transcript(lines: string[]): Command[] {
   const commands: Command[] = [];
   for (const line of lines) {
     if (line.startsWith("$ ")) commands.push({ text: line.slice(2).trim(), background: false });
-    else if (line.trim() !== "") {
+    else {
       const last = commands.at(-1);
       if (last) last.output = `${last.output ?? ""}${line}\n`;
     }
+  }
+  for (const command of commands) {
+    const output = command.output?.trimEnd();
+    if (output) command.output = `${output}\n`;
+    else delete command.output;
   }
   return commands;
 }
