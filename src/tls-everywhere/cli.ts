@@ -39,6 +39,7 @@ import {
 } from "./owner.ts";
 import type { ProcessId } from "./owner.ts";
 import { dryRun, removalScript } from "./rules.ts";
+import { acmeChallenge, acmeRoutes, validationPortWarning } from "./acme.ts";
 
 const NAME = "tls-everywhere";
 
@@ -153,12 +154,14 @@ async function checkPortsFree(o: EverywhereOptions): Promise<void> {
 }
 
 /** The main chain: TLS when the client asks for it, plaintext as before when it does not; a
- * TLS client of a service that speaks TLS itself goes to it as it is (its own certificate). */
+ * TLS client of a service that speaks TLS itself goes to it as it is (its own certificate).
+ * With ACME_*, the CA's validator goes to what answers it first (acme.ts). */
 function mainChain(o: EverywhereOptions, bin: string): string[] {
   return tcpserverArgs(o, bin, -1, o.listen, [
     join(bin, "tls-sniff"),
     "-t",
     String(o.silenceMs),
+    ...acmeRoutes(acmeChallenge(process.env), bin),
     "--plain",
     "{",
     "tcpforward",
@@ -212,6 +215,8 @@ function takenOut(o: EverywhereOptions, owner: ProcessId, failures: readonly str
 async function main(args: readonly string[]): Promise<number> {
   if (helpAsked(NAME, args, USAGE)) return 0;
   const o = parseEverywhereArgs(args);
+  const unvalidated = o.remove ? undefined : validationPortWarning(o, process.env);
+  if (unvalidated) writeStderr(`${NAME}: warning: ${unvalidated}\n`);
   if (o.dryRun && !o.remove) {
     // As the run would: IPv4 only where IPv6 is unavailable.
     await ipv4WithoutIpv6(o);

@@ -5,6 +5,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { run } from "./programs.ts";
+import { waitFor } from "./server.ts";
 import type { RunResult } from "./programs.ts";
 
 export interface Lab {
@@ -93,6 +94,37 @@ export function makeLab(tag: string): Lab {
     `ip link set lo up; ip link set ${vs} up; ip addr add 10.77.0.1/24 dev ${vs}; ip -6 addr add fd77::1/64 dev ${vs} nodad`,
   );
   return lab;
+}
+
+/** A long-running program of a test (started with Lab.start): what it says on stderr, kept,
+ * and its end. */
+export interface Watched {
+  child: ChildProcess;
+  log(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export function watch(child: ChildProcess): Watched {
+  let text = "";
+  child.stderr?.setEncoding("latin1");
+  child.stderr?.on("data", (s: string) => (text += s));
+  child.stdout?.resume();
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("exit", (code, signal) => resolve({ code, signal })),
+  );
+  return { child, log: () => text, exited };
+}
+
+/** Once `url` answers from inside `ns` (a service started in the lab, up). */
+export async function untilAnswers(lab: Lab, ns: string, url: string): Promise<void> {
+  await waitFor(() => {
+    try {
+      lab.sh(ns, `curl -s -o /dev/null --max-time 2 ${url}`);
+      return true;
+    } catch {
+      return undefined;
+    }
+  });
 }
 
 /** Namespaces an earlier run of a test left behind (killed before its clean-up). */

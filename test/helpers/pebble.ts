@@ -1,8 +1,10 @@
 // A private ACME CA on loopback for tests: Debian's pebble, with pebble-challtestsrv as its DNS
 // (every name is 127.0.0.1), validating tls-alpn-01 on `tlsPort` (where the test's tlsd
 // listens) and http-01 on `httpPort`. Fast and deterministic: no validation sleeps, no rejected nonces, no reused
-// authorizations. Pebble makes a new root at every start: root() fetches this run's.
-import { spawn } from "node:child_process";
+// authorizations. Pebble makes a new root at every start: root() fetches this run's. With
+// `netns`, the CA runs in a network namespace of the test's instead, outside the host it
+// validates: its validator reaches that host through the namespaces' link, as a real CA's does.
+import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
@@ -32,9 +34,14 @@ export async function startPebble(options: {
   /** Where it validates http-01 (the port-80 stand-in); default: a port nobody listens on. */
   httpPort?: number;
   validitySeconds?: number;
+  /** Runs in this namespace, its ACME listener on `listen` there (the other listeners on its
+   * 127.0.0.1, fetched from inside it), every name resolving to `resolveTo`. */
+  netns?: { name: string; listen: string; resolveTo: string };
 }): Promise<Pebble> {
   const pki = makePki();
-  const listener = pki.server("localhost", ["localhost", "127.0.0.1"]);
+  const ns = options.netns;
+  const host = ns?.listen ?? "127.0.0.1";
+  const listener = pki.server("localhost", ["localhost", "127.0.0.1", host]);
   const [acme, management, dns, dnsManagement, http] = await Promise.all(
     Array.from({ length: 5 }, () => freePort()),
   );
@@ -43,7 +50,7 @@ export async function startPebble(options: {
     config,
     JSON.stringify({
       pebble: {
-        listenAddress: `127.0.0.1:${acme}`,
+        listenAddress: `${host}:${acme}`,
         managementListenAddress: `127.0.0.1:${management}`,
         certificate: listener.cert,
         privateKey: listener.key,
@@ -58,7 +65,8 @@ export async function startPebble(options: {
   let logged = "";
   const children: ChildProcess[] = [];
   const start = (file: string, args: string[], env: NodeJS.ProcessEnv = {}) => {
-    const child = spawn(file, args, {
+    const [program, argv] = ns ? ["ip", ["netns", "exec", ns.name, file, ...args]] : [file, args];
+    const child = spawn(program, argv, {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, ...env },
     });
@@ -78,7 +86,7 @@ export async function startPebble(options: {
     "-management",
     `127.0.0.1:${dnsManagement}`,
     "-defaultIPv4",
-    "127.0.0.1",
+    ns?.resolveTo ?? "127.0.0.1",
     "-defaultIPv6",
     "",
   ]);
@@ -90,6 +98,13 @@ export async function startPebble(options: {
   const ca = readFileSync(pki.ca.cert);
   const fetch = (url: string) =>
     new Promise<string | undefined>((resolve) => {
+      if (ns) {
+        const curl = ["netns", "exec", ns.name, "curl", "-sf", "--cacert", pki.ca.cert, url];
+        execFile("ip", curl, { encoding: "latin1" }, (error, body) =>
+          resolve(error ? undefined : body),
+        );
+        return;
+      }
       get(url, { ca }, (res) => {
         let body = "";
         res.on("data", (b: Buffer) => (body += b.toString()));
@@ -100,7 +115,7 @@ export async function startPebble(options: {
     for (const child of children) child.kill("SIGKILL");
     rmSync(pki.dir, { recursive: true, force: true });
   };
-  const directory = `https://127.0.0.1:${acme}/dir`;
+  const directory = `https://${host}:${acme}/dir`;
   const deadline = Date.now() + 15_000;
   while ((await fetch(directory)) === undefined) {
     if (Date.now() > deadline) {

@@ -5,7 +5,6 @@
 // and routes are exactly what they were before.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
 import {
   chmodSync,
   chownSync,
@@ -23,8 +22,8 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import type { Pair, TestPki } from "../helpers/certs.ts";
-import { makeLab } from "../helpers/netns.ts";
-import type { Lab } from "../helpers/netns.ts";
+import { makeLab, untilAnswers, watch } from "../helpers/netns.ts";
+import type { Lab, Watched } from "../helpers/netns.ts";
 import { PATH_WITH_BIN, ROOT, ours } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
 import { parseUnit, specifiers, splitWords } from "../helpers/units.ts";
@@ -72,14 +71,7 @@ before(async () => {
   service.stderr?.setEncoding("latin1");
   service.stderr?.on("data", (s: string) => (accessLog += s));
   service.stdout?.resume();
-  await waitFor(() => {
-    try {
-      lab.sh(lab.server, `curl -s -o /dev/null --max-time 2 http://${lab.serverIp}:${HTTP}/`);
-      return true;
-    } catch {
-      return undefined;
-    }
-  });
+  await untilAnswers(lab, lab.server, `http://${lab.serverIp}:${HTTP}/`);
   // An admin's own table and rule, which the tool must leave exactly as they are.
   lab.sh(
     lab.server,
@@ -92,11 +84,7 @@ before(async () => {
 
 after(() => lab.destroy());
 
-interface Tool {
-  child: ChildProcess;
-  log(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
+type Tool = Watched;
 
 /** The tool's options in these tests (beside --state). */
 const OPTIONS = ["--ports", `${HTTP},2000-2100`, "--listen", String(LISTEN), "--silence", "300"];
@@ -111,20 +99,14 @@ function launchTool(
   ns = lab.server,
   program = ours("tls-everywhere"),
 ): Tool {
-  const child = lab.start(ns, program, args, {
-    ...process.env,
-    PATH: path,
-    CERTFILE: certificate.cert,
-    KEYFILE: certificate.key,
-  });
-  let text = "";
-  child.stderr?.setEncoding("latin1");
-  child.stderr?.on("data", (s: string) => (text += s));
-  child.stdout?.resume();
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on("exit", (code, signal) => resolve({ code, signal })),
+  return watch(
+    lab.start(ns, program, args, {
+      ...process.env,
+      PATH: path,
+      CERTFILE: certificate.cert,
+      KEYFILE: certificate.key,
+    }),
   );
-  return { child, log: () => text, exited };
 }
 
 /** Once `count` tcpserver processes (chains, workers) say they accept, each `limit` at once,
