@@ -8,6 +8,7 @@ import type { Socket } from "node:net";
 import { acmeConfig } from "../acme/config.ts";
 import { OnDemand } from "../acme/on-demand.ts";
 import type { CertStore } from "../tls/cert-store.ts";
+import { HandshakeError } from "../tls/handshake-result.ts";
 import { EXIT_TLS, handshake } from "../tls/session.ts";
 import { exitStatus, connectionStream } from "../ucspi/chain.ts";
 import { tcpVar } from "../ucspi/env.ts";
@@ -66,6 +67,8 @@ export interface Prepared {
   override?: NameOverride;
   /** A PROXY header came in place of the ClientHello (this tcpserver lacks --proxy). */
   proxyHeader?: boolean;
+  /** Refused before any handshake, and why. */
+  refusal?: HandshakeError;
 }
 
 export async function beforeHandshake(
@@ -79,18 +82,29 @@ export async function beforeHandshake(
   const { verdict, connection } = await peek(ctx.connection, { silenceMs: limit, helloMs: limit });
   if (verdict.kind === "proxy") return { connection, proxyHeader: true };
   // Not a hello (or none yet): the handshake itself fails it, as without ACME.
-  if (verdict.kind !== "tls" || verdict.hello.serverName === undefined) return { connection };
+  if (verdict.kind !== "tls") return { connection };
   const name = verdict.hello.serverName;
-  // A renewed certificate is served from the next handshake on, not a recheck later.
-  acme.servedBy(store);
   if (verdict.hello.alpn?.includes(ACME_TLS)) {
-    const challenge = acme.challengeFor(name);
-    if (challenge)
+    const challenge = name === undefined ? undefined : acme.challengeFor(name);
+    if (challenge && name !== undefined)
       return {
         connection,
         status: await answerValidator(ctx, connection, challenge, name, options),
       };
+    // RFC 8737 section 6.2: acme-tls/1 carries no application data. Served as any client, this
+    // one would get a program (a relay under tls-everywhere, which routes it here from any port)
+    // and, for a name with no certificate yet, an order.
+    return {
+      connection,
+      refusal: new HandshakeError(
+        `TLS handshake failed: ALPN acme-tls/1 (tls-alpn-01 validation) and no challenge pending for ${name ?? "(no server name)"}`,
+        "other",
+      ),
+    };
   }
+  if (name === undefined) return { connection };
+  // A renewed certificate is served from the next handshake on, not a recheck later.
+  acme.servedBy(store);
   const localIp = tcpVar(ctx.env, "LOCALIP");
   const cached = store.hasCertificateFor(name);
   if (cached && !acme.expired(name)) {

@@ -137,6 +137,7 @@ export const tlsdStage: Stage = {
       if (prepared.status !== undefined) return prepared.status;
       if (prepared.proxyHeader)
         return refuseBeforeHandshake(ctx, fatal, options, { kind: "proxy" });
+      if (prepared.refusal) return refuseWith(ctx, fatal, options, prepared.refusal);
       ({ connection, override } = prepared);
     }
     const policy = closePolicy(connection, options);
@@ -195,6 +196,16 @@ function refuseBeforeHandshake(
       : first.kind === "silent"
         ? new HandshakeError(HANDSHAKE_TIMED_OUT, "timeout")
         : new HandshakeError(`TLS handshake failed: ${first.reason}`, "closed");
+  return refuseWith(ctx, fatal, options, error);
+}
+
+/** A connection refused before its handshake: counted, closed at once, one line. */
+function refuseWith(
+  ctx: StageContext,
+  fatal: string,
+  options: TlsdOptions,
+  error: HandshakeError,
+): number {
   handshakeFailed(error);
   // At once, as a failed handshake ends it (a stream left open would hold a tlsd of its own).
   ctx.connection.stream?.destroy();

@@ -137,6 +137,41 @@ test("tls-alpn-01: the CA's validator, on port 443 where nothing listens, reache
   }
 });
 
+test("a client offering acme-tls/1 with no challenge pending: refused before any handshake, no program run, no order", async () => {
+  const tool = await onDemand("nochallenge", "site.test other.test");
+  try {
+    const issued = await https("site.test", "nochallenge-issued");
+    assert.equal(issued.status, "200", `${issued.stderr}\n${tool.log()}`);
+    for (const name of ["site.test", "other.test"]) {
+      const r = await lab.run(
+        lab.client,
+        "openssl",
+        [
+          ...["s_client", "-connect", `${lab.serverIp}:${HTTP}`, "-servername", name],
+          ...["-alpn", "acme-tls/1", "-ign_eof"],
+        ],
+        `GET /?acme-tls-${name} HTTP/1.0\r\n\r\n`,
+      );
+      assert.notEqual(r.code, 0, r.stdout);
+      await waitFor(
+        () =>
+          tool
+            .log()
+            .includes(
+              `ALPN acme-tls/1 (tls-alpn-01 validation) and no challenge pending for ${name}\n`,
+            ) || undefined,
+        5000,
+        tool.log,
+      );
+    }
+    assert.doesNotMatch(accessLog(), /acme-tls-/);
+    assert.equal(orders(tool, "site.test"), 1, tool.log());
+    assert.equal(orders(tool, "other.test"), 0, tool.log());
+  } finally {
+    await stop(tool);
+  }
+});
+
 test("http-01: the CA's plaintext request on port 80 is answered from tlsd's key authorization; the web service on 80 still gets every other request, from the client itself", async () => {
   const tool = await onDemand("http", "web.test", { ACME_CHALLENGE: "http-01" });
   try {
