@@ -66,7 +66,7 @@ export function opensslStartTls(port: number, protocol: string, ca: string, name
 
 /** What a python3 client's script has: `s`, its socket connected to the port in argv[1], and
  * `read(n)`, exactly n bytes from it (the script exits with "closed" when they do not come). */
-const CLIENT_PRELUDE = `
+export const CLIENT_PRELUDE = `
 import socket, struct, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 def read(n):

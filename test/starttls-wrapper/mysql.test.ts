@@ -14,7 +14,12 @@ import type { MariaDb } from "../helpers/mariadb.ts";
 import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
-import { lateFirstPacket, opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
+import {
+  CLIENT_PRELUDE,
+  lateFirstPacket,
+  opensslStartTls,
+  startWrapperPair,
+} from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
 
 const pki = makePki();
@@ -223,3 +228,53 @@ print("OK" if answer[0] == 0 else answer[9:].decode("latin1"))
 `,
     { served: "OK\n", why: "no login or SSLRequest within 1 s" },
   ));
+
+test("a login in plaintext pipelined behind the SSLRequest, in one write (the CVE-2021-23214 class): taken for the TLS handshake, which fails; the server behind never reads it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-mysql-"));
+  const got = join(dir, "login");
+  const env = { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key };
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-vRHl0", "127.0.0.1", "0", "starttls-wrapper", "-v2", "-p", "mysql"],
+      ...["python3", "-c", FAKE_MYSQL, "mysql_native_password", got],
+    ],
+    { env },
+  );
+  try {
+    const r = await run("python3", [
+      "-c",
+      CLIENT_PRELUDE +
+        `
+s.settimeout(10)
+head = read(4)
+read(head[0] | head[1] << 8 | head[2] << 16)
+def packet(seq, p):
+    return len(p).to_bytes(3, "little") + bytes([seq]) + p
+flags = 0x0200 | 0x8000 | 0x80000
+ssl = struct.pack("<IIB23x", flags | 0x0800, 1 << 24, 45)
+login = struct.pack("<IIB23x", flags, 1 << 24, 45) + b"attacker\\0\\0mysql_native_password\\0"
+s.sendall(packet(1, ssl) + packet(2, login))
+out = b""
+try:
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        out += chunk
+except (ConnectionResetError, socket.timeout):
+    pass
+# A TLS alert record (content type 21), or nothing: never a MySQL packet.
+print("alert" if out[:1] == b"\\x15" else "nothing" if not out else out.hex())
+`,
+      String(server.port),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^(alert|nothing)\n$/, server.log());
+    await server.waitForLog(/^tcpserver: end \d+ status \d+$/);
+    assert.equal(existsSync(got), false, "the server behind read a login");
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
