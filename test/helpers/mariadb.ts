@@ -1,6 +1,7 @@
 // A real MariaDB server (Debian's mariadb-server) for a test: its own data directory under tmp,
 // on a free port of 127.0.0.1 (and a socket for the admin), with the users app/pw
-// (mysql_native_password) and ed/pw2 (ed25519); with or without TLS of its own.
+// (mysql_native_password) and ed/pw2 (ed25519); with or without TLS of its own; `args` are
+// more server options (--proxy-protocol-networks=..., say).
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,7 +17,9 @@ export interface MariaDb {
   stop(): Promise<void>;
 }
 
-export async function startMariaDb(options: { tls?: Pair } = {}): Promise<MariaDb> {
+export async function startMariaDb(
+  options: { tls?: Pair; args?: string[] } = {},
+): Promise<MariaDb> {
   const dir = mkdtempSync(join(tmpdir(), "ucspi-mariadb-"));
   const data = join(dir, "data");
   const socket = join(dir, "sock");
@@ -37,6 +40,7 @@ export async function startMariaDb(options: { tls?: Pair } = {}): Promise<MariaD
     [
       ...["--no-defaults", `--datadir=${data}`, `--port=${port}`, "--bind-address=127.0.0.1"],
       ...[`--socket=${socket}`, "--user=root", `--log-error=${join(dir, "error.log")}`, ...tls],
+      ...(options.args ?? []),
     ],
     { stdio: "ignore" },
   );

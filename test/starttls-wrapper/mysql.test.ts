@@ -3,6 +3,7 @@
 // status shows the cipher) while the server's own session has none (Ssl_cipher empty); the
 // mysql_native_password and ed25519 logins work through the moved sequence numbers; a
 // login without TLS goes through untouched, or gets MySQL's "insecure transport" error with -r.
+// With proxy_protocol_networks and tcpforward --proxy, MariaDB sees the client's own address.
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -276,5 +277,35 @@ print("alert" if out[:1] == b"\\x15" else "nothing" if not out else out.hex())
   } finally {
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a MariaDB with proxy_protocol_networks behind tcpforward --proxy: the server sees the client's own address and port (PROXY v2), not tcpforward's, over the wrapper's TLS", async () => {
+  const proxied = await startMariaDb({ args: ["--proxy-protocol-networks=127.0.0.0/8"] });
+  const env = { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key };
+  const front = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-vRHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", "mysql", "-r"],
+      ...["tcpforward", "--proxy", "127.0.0.1", String(proxied.port)],
+    ],
+    { env },
+  );
+  try {
+    const r = await client(
+      front.port,
+      "app",
+      "pw",
+      true,
+      "SELECT host FROM information_schema.processlist WHERE id = CONNECTION_ID()",
+    );
+    assert.equal(r.code, 0, r.stderr + front.log());
+    // The client's own port, as tcpserver saw it, is the one the server names.
+    const clientPort = /^tcpserver: ok \d+ .*:(\d+)$/m.exec(front.log())?.[1];
+    assert.ok(clientPort, front.log());
+    assert.match(r.stdout, new RegExp(`^(127\\.0\\.0\\.1|localhost):${clientPort}$`, "m"));
+  } finally {
+    await front.stop();
+    await proxied.stop();
   }
 });
