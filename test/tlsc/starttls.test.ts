@@ -11,11 +11,13 @@ import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { CLIENT_SSL, writePacket } from "../../src/dialogue/mysql.ts";
 import { makePki } from "../helpers/certs.ts";
 import { imapServer, pop3Server, smtpServer } from "../helpers/mail-servers.ts";
 import type { MailServer } from "../helpers/mail-servers.ts";
 import { freePort } from "../helpers/interop.ts";
 import { manageSieveServer } from "../helpers/managesieve.ts";
+import { greetingPayload } from "../helpers/mysql-packets.ts";
 import { startMariaDb } from "../helpers/mariadb.ts";
 import { startPostgres } from "../helpers/postgres.ts";
 import { startProsody } from "../helpers/prosody.ts";
@@ -148,12 +150,60 @@ const XMPP_FEATURES =
   'head -c 1 >/dev/null; printf \'<?xml version="1.0"?><stream:stream xmlns="jabber:client" ' +
   'xmlns:stream="http://etherx.jabber.org/streams" id="x" version="1.0"><stream:features>' +
   `<starttls ${XMPP_TLS}/></stream:features>';`;
+/** A MySQL server's greeting with CLIENT_SSL, and bytes as printf's octal escapes. */
+const MYSQL_GREETING = writePacket(0, greetingPayload(0x0200 | CLIENT_SSL | 0x8000 | 0x80000));
+const octal = (b: Buffer) => [...b].map((c) => `\\${c.toString(8).padStart(3, "0")}`).join("");
 for (const [name, script, protocol, cause] of [
   [
     "bytes after the go-ahead (response injection)",
     `${EHLO_STARTTLS} printf '220 go ahead\\r\\n250 injected\\r\\n'; sleep 5`,
     "smtp",
     "server sent 14 bytes after its STARTTLS answer, before TLS",
+  ],
+  // The same for every protocol (starttls-attacks.md class B): EAST's B_1 cases for IMAP and
+  // POP3, a reply of a later command for NNTP and ManageSieve, another message for LDAP and
+  // XMPP, each in the same write as the go-ahead.
+  [
+    "bytes after the go-ahead (response injection, EAST's B_1)",
+    "printf '* OK fake\\r\\n'; read l; printf '* CAPABILITY IMAP4rev1 STARTTLS\\r\\nt1 OK done\\r\\n'; read l; printf 't2 OK begin\\r\\n* CAPABILITY IMAP4REV1 AUTH=PLAIN\\r\\n'; sleep 5",
+    "imap",
+    "server sent 35 bytes after its STARTTLS answer, before TLS",
+  ],
+  [
+    "bytes after the go-ahead (response injection, EAST's B_1)",
+    "printf '+OK fake\\r\\n'; read l; printf '+OK\\r\\nSTLS\\r\\n.\\r\\n'; read l; printf '+OK begin\\r\\n+OK\\r\\nPLAIN\\r\\n.\\r\\n'; sleep 5",
+    "pop3",
+    "server sent 15 bytes after its STARTTLS answer, before TLS",
+  ],
+  [
+    "bytes after the go-ahead (response injection)",
+    "printf '200 fake\\r\\n'; read l; printf '101 caps\\r\\nVERSION 2\\r\\nSTARTTLS\\r\\n.\\r\\n'; read l; printf '382 go\\r\\n281 injected\\r\\n'; sleep 5",
+    "nntp",
+    "server sent 14 bytes after its STARTTLS answer, before TLS",
+  ],
+  [
+    "bytes after the go-ahead (response injection)",
+    'printf \'"SASL" "PLAIN"\\r\\n"STARTTLS"\\r\\nOK "hi"\\r\\n\'; read l; printf \'OK "go"\\r\\nOK "injected"\\r\\n\'; sleep 5',
+    "sieve",
+    "server sent 15 bytes after its STARTTLS answer, before TLS",
+  ],
+  [
+    "bytes after the go-ahead (response injection: a BindResponse behind the StartTLS success)",
+    "head -c 1 >/dev/null; printf '\\060\\014\\002\\001\\001\\170\\007\\012\\001\\000\\004\\000\\004\\000\\060\\014\\002\\001\\002\\141\\007\\012\\001\\000\\004\\000\\004\\000'; sleep 5",
+    "ldap",
+    "server sent 14 bytes after its STARTTLS answer, before TLS",
+  ],
+  [
+    "bytes after the go-ahead (response injection)",
+    `${XMPP_FEATURES} printf '<proceed ${XMPP_TLS}/><message>injected</message>'; sleep 5`,
+    "xmpp",
+    "server sent 27 bytes after its STARTTLS answer, before TLS",
+  ],
+  [
+    "bytes behind the greeting, before TLS (response injection: an OK packet)",
+    `printf '${octal(Buffer.concat([MYSQL_GREETING, Buffer.from("0700000200000002000000", "hex")]))}'; sleep 5`,
+    "mysql",
+    "server sent 11 bytes after its STARTTLS answer, before TLS",
   ],
   [
     "STARTTLS refused",
