@@ -1,6 +1,7 @@
 // A real OpenLDAP slapd (Debian's slapd) for a test: a slapd.conf of its own under tmp, the
 // suffix dc=example,dc=org with a root DN that binds with "secret", on a free port of
-// 127.0.0.1, in the foreground logging each connection and operation; with or without TLS.
+// 127.0.0.1, in the foreground logging each connection and operation; with or without TLS;
+// with `proxy`, also a listener that takes a PROXY header first (pldap://, slapd 2.5).
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,13 +14,15 @@ export const LDAP_ADMIN = "cn=admin,dc=example,dc=org";
 
 export interface Slapd {
   port: number;
+  /** The pldap:// listener's port (0 without `proxy`). */
+  proxyPort: number;
   /** slapd's log so far (-d 256: connections and operations). */
   log(): string;
   stop(): Promise<void>;
 }
 
 /** tls: the server's certificate and key (StartTLS of slapd's own), else none. */
-export async function startSlapd(options: { tls?: Pair } = {}): Promise<Slapd> {
+export async function startSlapd(options: { tls?: Pair; proxy?: boolean } = {}): Promise<Slapd> {
   const dir = mkdtempSync(join(tmpdir(), "ucspi-ldap-"));
   mkdirSync(join(dir, "db"));
   const conf = join(dir, "slapd.conf");
@@ -43,8 +46,13 @@ export async function startSlapd(options: { tls?: Pair } = {}): Promise<Slapd> {
     ].join("\n"),
   );
   const port = await freePort();
+  const proxyPort = options.proxy ? await freePort() : 0;
+  const urls = [
+    `ldap://127.0.0.1:${port}/`,
+    ...(proxyPort ? [`pldap://127.0.0.1:${proxyPort}/`] : []),
+  ];
   // -d 256: in the foreground, logging each connection and operation (stats).
-  const slapd = spawn("slapd", ["-d", "256", "-f", conf, "-h", `ldap://127.0.0.1:${port}/`], {
+  const slapd = spawn("slapd", ["-d", "256", "-f", conf, "-h", urls.join(" ")], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   let log = "";
@@ -59,6 +67,7 @@ export async function startSlapd(options: { tls?: Pair } = {}): Promise<Slapd> {
   }
   return {
     port,
+    proxyPort,
     log: () => log,
     stop: async () => {
       slapd.kill("SIGTERM");

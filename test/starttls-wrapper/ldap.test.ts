@@ -2,7 +2,8 @@
 // tcpforward: ldapwhoami -ZZ (StartTLS required, the certificate verified) binds through the
 // wrapper and slapd never sees the StartTLS; a plain bind goes through untouched, or is refused
 // with -r; a StartTLS after a bind is slapd's to refuse; requests pipelined behind StartTLS are
-// refused, never relayed.
+// refused, never relayed; ldapsearch -ZZ through tcpforward --proxy to slapd's pldap://
+// listener, which names the client's own address.
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { hostname } from "node:os";
@@ -10,8 +11,8 @@ import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { LDAP_ADMIN, startSlapd } from "../helpers/slapd.ts";
 import type { Slapd } from "../helpers/slapd.ts";
-import { run } from "../helpers/programs.ts";
-import { waitFor } from "../helpers/server.ts";
+import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
+import { startServer, waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 import { lateFirstPacket, opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
@@ -28,7 +29,7 @@ let opportunistic: RunningServer;
 let required: RunningServer;
 
 before(async () => {
-  slapd = await startSlapd();
+  slapd = await startSlapd({ proxy: true });
   wrappers = await startWrapperPair("ldap", slapd.port, leaf);
   opportunistic = wrappers.opportunistic;
   required = wrappers.required;
@@ -154,3 +155,38 @@ print(got.hex())
 `,
     { served: "300c02010161070a010004000400\n", why: "no request within 1 s" },
   ));
+
+test("ldapsearch -ZZ through the -r wrapper and tcpforward --proxy to slapd's pldap:// listener: the search answered behind verified TLS, and slapd names the client's own address and port (PROXY v2), not tcpforward's", async () => {
+  const front = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-vRHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", "ldap", "-r"],
+      ...["tcpforward", "--proxy", "127.0.0.1", String(slapd.proxyPort)],
+    ],
+    { env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key } },
+  );
+  try {
+    const before = slapd.log().length;
+    const r = await run(
+      "ldapsearch",
+      [
+        ...["-x", "-ZZ", "-H", `ldap://localhost:${front.port}`, "-D", ADMIN, "-w", "secret"],
+        ...["-LLL", "-b", "", "-s", "base", "namingContexts"],
+      ],
+      { env: { ...process.env, LDAPTLS_CACERT: pki.ca.cert, LDAPTLS_REQCERT: "demand" } },
+    );
+    assert.equal(r.code, 0, r.stderr + front.log() + slapd.log());
+    assert.match(r.stdout, /^namingContexts: dc=example,dc=org$/m);
+    const clientPort = /^tcpserver: ok \d+ .*:(\d+)$/m.exec(front.log())?.[1];
+    assert.ok(clientPort, front.log());
+    await waitFor(() => (/ ACCEPT from /.test(slapd.log().slice(before)) ? true : undefined));
+    // slapd names the proxy it came through (tcpforward's port), then the client's address.
+    assert.match(slapd.log().slice(before), / proxyp\(\d+\): via IP=127\.0\.0\.1:\d+\n/);
+    assert.match(
+      slapd.log().slice(before),
+      new RegExp(` ACCEPT from IP=127\\.0\\.0\\.1:${clientPort} `),
+    );
+  } finally {
+    await front.stop();
+  }
+});
