@@ -240,6 +240,13 @@ const RECIPES: Record<string, Spec> = {
         { client: tls(993, "localhost"), expect: SERVED_BY_STANDIN("imapd") },
       ],
     },
+  "tls-keygen ticket /etc/ssl/tickets": { once: true },
+  "TICKETFILE=/etc/ssl/tickets CERTFILE=site.pem KEYFILE=site.key tcpserver -R -H -l 0 --workers 2 0 443 tlsd httpd":
+    { serve: [{ client: tls(443), expect: SERVED_BY_STANDIN("httpd") }] },
+  "CERTFILE=mail.pem KEYFILE=mail.key tcpserver -R -H -l 0 0 993 tlsd tcpforward --proxy 127.0.0.1 143":
+    {
+      skip: "needs dovecot on port 143 with haproxy = yes: test/tcpforward/proxy-tls.test.ts runs this chain in front of dovecot's managesieve-login, a plaintext login passing only through it",
+    },
   "tcpclient -RH example.org 443 tlsc sh -c 'printf \"GET / HTTP/1.0\\r\\n\\r\\n\" >&7; cat <&6'": {
     once: true,
     helpers: [helper("tcpserver 127.0.0.1 443 tlsd httpd")],
