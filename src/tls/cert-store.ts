@@ -38,6 +38,8 @@ export interface StoreConfig {
   ciphers: string | undefined;
   /** $TICKETFILE: session ticket keys shared with other processes (tickets.ts). */
   ticketFile: string | undefined;
+  /** $CRLFILE: revocation lists for the client certificates' CAs, with the trust anchors. */
+  crlFile: string | undefined;
 }
 
 export type TrustAnchors = { dir: string } | { file: string };
@@ -86,7 +88,18 @@ export function storeConfig(env: Readonly<Env>, sniLevel: number, wantCa: boolea
     throw new FatalError("CADIR or CAFILE must be set for client certificates", EXIT_MISSING);
   const liveDirMadeByOrders = liveDir !== undefined && env["ACME_DIRECTORY"] !== undefined;
   const ticketFile = env["TICKETFILE"] === undefined ? undefined : path(env["TICKETFILE"]);
-  return { fallback, named, ca, liveDir, liveDirMadeByOrders, ciphers: env["CIPHERS"], ticketFile };
+  // Only client certificates are checked against it: without them it would do nothing.
+  const crlFile = wantCa && env["CRLFILE"] !== undefined ? path(env["CRLFILE"]) : undefined;
+  return {
+    fallback,
+    named,
+    ca,
+    liveDir,
+    liveDirMadeByOrders,
+    ciphers: env["CIPHERS"],
+    ticketFile,
+    crlFile,
+  };
 }
 
 interface Loaded {
@@ -332,6 +345,9 @@ export class CertStore {
     const ca = this.config.ca;
     if (ca) files.push("dir" in ca ? ca.dir : ca.file);
     const caCerts = ca ? readTrustAnchors(ca) : undefined;
+    const crlFile = this.config.crlFile;
+    if (crlFile) files.push(crlFile);
+    const crl = crlFile ? revocationLists(crlFile) : undefined;
     const stamps = stampOf(files);
     let context: SecureContext;
     const cert = readOrFail(pair.cert, "certificate");
@@ -350,9 +366,13 @@ export class CertStore {
         sessionIdContext: this.sessionIdContext,
         sessionTimeout: TICKET_LIFETIME_S,
         ...(caCerts ? { ca: caCerts } : {}),
+        // Node sets OpenSSL's CRL_CHECK and CRL_CHECK_ALL with them: every CA of a client's
+        // chain needs its list, as for nginx's ssl_crl.
+        ...(crl ? { crl } : {}),
       });
     } catch (error) {
       if (error instanceof FatalError) throw error;
+      if (crl && crlFile) checkRevocationLists(crl, crlFile);
       throw new FatalError(
         `unable to use certificate ${pair.cert} with key ${pair.key}: ${causeText(error)}`,
         EXIT_CONFIG,
@@ -361,6 +381,29 @@ export class CertStore {
     shareTickets(context, this.tickets);
     this.contexts.set(name, { context, cert, files, stamps });
     return context;
+  }
+}
+
+/** The CRLs of a PEM file, one each: OpenSSL reads only the first of a bundle given whole. A
+ * file that holds none is a configuration error naming it. */
+function revocationLists(file: string): string[] {
+  const lists = readOrFail(file, "revocation lists").toString("latin1").match(CRL_PEM) ?? [];
+  if (lists.length === 0)
+    throw new FatalError(`unable to use revocation lists ${file}: no X509 CRL in it`, EXIT_CONFIG);
+  return lists;
+}
+
+const CRL_PEM = /-----BEGIN X509 CRL-----[^-]+-----END X509 CRL-----/g;
+
+/** When a context could not be made: a list OpenSSL refuses is named as the cause. */
+function checkRevocationLists(lists: string[], file: string): void {
+  try {
+    createSecureContext({ crl: lists });
+  } catch (error) {
+    throw new FatalError(
+      `unable to use revocation lists ${file}: ${causeText(error)}`,
+      EXIT_CONFIG,
+    );
   }
 }
 

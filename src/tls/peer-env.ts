@@ -274,6 +274,7 @@ const TLS_CONFIG = new Set([
   "KEYFILE",
   "CERTDIR",
   "CIPHERS",
+  "CRLFILE",
   "TICKETFILE",
   "TLS_UID",
   "TLS_GID",

@@ -67,6 +67,7 @@ function storeFor(env: Readonly<Env>, options: TlsdOptions): CertStore {
     config.ca,
     config.ciphers,
     config.ticketFile,
+    config.crlFile,
   ]);
   let store = stores.get(key);
   if (!store) {
@@ -84,6 +85,8 @@ export const tlsdStage: Stage = {
     const options = parseOrUsage(USAGE, () => parseTlsdArgs([...argv]));
     const store = storeFor(env, options);
     for (const line of configWarnings(store.config, new Date())) warn(line);
+    if (env["CRLFILE"] !== undefined && options.clientCert === "none")
+      warn("CRLFILE is set, but no client certificate is asked for (-Y or -y): it is not used");
     // A CERTFILE:name variable does not survive sh (a run script, a systemd ExecStart= with a
     // shell): without this line, -k 1 would just serve the default pair to every name.
     if (options.sniLevel === 1 && store.config.named.size === 0 && !store.config.liveDir)

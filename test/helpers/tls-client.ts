@@ -59,3 +59,26 @@ export async function sClientSession(
   ]);
   return r.stdout;
 }
+
+/** openssl s_client to 127.0.0.1:port, verifying against caFile, with this client certificate
+ * (or none) and nothing to say: what the program behind printed. */
+export async function answerWithCertificate(
+  port: number,
+  caFile: string,
+  pair: { cert: string; key: string } | undefined,
+): Promise<string> {
+  const r = await run(
+    "openssl",
+    [
+      "s_client",
+      "-quiet",
+      "-connect",
+      `127.0.0.1:${port}`,
+      "-CAfile",
+      caFile,
+      ...(pair ? ["-cert", pair.cert, "-key", pair.key] : []),
+    ],
+    { input: "", timeoutMs: 20_000 },
+  );
+  return r.stdout;
+}

@@ -6,8 +6,9 @@ import { execFileSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
-import { BIN, djb, ours, run } from "../helpers/programs.ts";
+import { BIN, djb, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { answerWithCertificate } from "../helpers/tls-client.ts";
 
 const pki = makePki();
 after(() => rmSync(pki.dir, { recursive: true, force: true }));
@@ -19,23 +20,9 @@ const stranger = pki.selfSigned("stranger");
 const REPORT =
   'echo "verify=${SSL_CLIENT_VERIFY-unset} subject=${SSL_PEER_CERT_SUBJECT-unset} hash=${SSL_PEER_CERT_HASH+set} dn=${SSL_CLIENT_S_DN-unset} cn=${SSL_CLIENT_S_DN_CN-unset}"';
 
-/** openssl s_client with this client certificate (or none): what the program printed. */
-async function connectWith(port: number, pair: { cert: string; key: string } | undefined) {
-  const r = await run(
-    "openssl",
-    [
-      "s_client",
-      "-quiet",
-      "-connect",
-      `127.0.0.1:${port}`,
-      "-CAfile",
-      pki.ca.cert,
-      ...(pair ? ["-cert", pair.cert, "-key", pair.key] : []),
-    ],
-    { input: "", timeoutMs: 20_000 },
-  );
-  return r.stdout;
-}
+/** What the program printed for a client with this certificate (or none). */
+const connectWith = (port: number, pair: { cert: string; key: string } | undefined) =>
+  answerWithCertificate(port, pki.ca.cert, pair);
 
 for (const [who, tcpserver] of [
   ["our tcpserver, tlsd in-process", ours("tcpserver")],
