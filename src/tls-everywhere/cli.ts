@@ -39,6 +39,7 @@ import {
 } from "./owner.ts";
 import type { ProcessId } from "./owner.ts";
 import { dryRun, removalScript } from "./rules.ts";
+import { chainCommand, portChainText } from "./chain.ts";
 import { acmeChallenge, acmeRoutes, validationPortWarning } from "./acme.ts";
 
 const NAME = "tls-everywhere";
@@ -79,8 +80,8 @@ async function certificates(o: EverywhereOptions, bin: string): Promise<Record<s
   return { CERTFILE: cert, KEYFILE: key };
 }
 
-/** tcpserver's arguments for chain `index` (-1: the main one) on `port`, every `tcpforward`
- * word in it transparent and marked (the chain's own connections, never diverted again). */
+/** tcpserver's arguments for chain `index` (-1: the main one) on `port`, each `tcpforward` to
+ * where the client asked transparent and marked (chain.ts). */
 function tcpserverArgs(
   o: EverywhereOptions,
   bin: string,
@@ -88,7 +89,6 @@ function tcpserverArgs(
   port: number,
   chain: string[],
 ) {
-  const forward = [join(bin, "tcpforward"), "--transparent", "--mark", String(o.mark + 1)];
   const metrics = chainMetrics(o, index);
   return [
     "-1vRHl0",
@@ -99,7 +99,7 @@ function tcpserverArgs(
     "--transparent",
     o.ipv6 ? "::" : "0",
     String(port),
-    ...chain.flatMap((word) => (word === "tcpforward" ? forward : [word])),
+    ...chainCommand(chain, join(bin, "tcpforward"), o.mark + 1),
   ];
 }
 
@@ -319,8 +319,8 @@ async function main(args: readonly string[]): Promise<number> {
       throw error;
     }
     writeStderr(`${NAME}: info: diverting tcp ports ${o.ports.join(",")} to :${o.listen}\n`);
-    for (const [i, { port }] of o.overrides.entries())
-      writeStderr(`${NAME}: info: diverting tcp port ${port} to :${chainPort(o, i)}\n`);
+    for (const i of o.overrides.keys())
+      writeStderr(`${NAME}: info: diverting ${portChainText(o, i)}\n`);
   }
   // The first chain to end (or the signal) ends them all.
   const first = ended === LISTENING ? await Promise.race(endings) : ended;

@@ -43,7 +43,8 @@ export interface EverywhereOptions {
 
 export interface PortChain {
   port: number;
-  /** What tcpserver runs for it; each `tcpforward` in it gets --transparent and the mark. */
+  /** What tcpserver runs for it, as given (chain.ts adds --transparent and the mark to each
+   * `tcpforward` to where the client asked). */
   chain: string[];
 }
 

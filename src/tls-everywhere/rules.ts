@@ -1,5 +1,6 @@
 // What tls-everywhere changes on the host, as text: the nftables table and the policy-routing
 // commands that install it and take it out again. Nothing here runs anything.
+import { portChainText, shellWord } from "./chain.ts";
 import { chainPort } from "./options.ts";
 import type { EverywhereOptions } from "./options.ts";
 
@@ -71,11 +72,22 @@ export function dryRun(o: EverywhereOptions): string {
     nftRuleset(o).trimEnd(),
     "EOF",
     ...routingCommands(o).map((c) => `ip ${c.join(" ")}`),
+    ...portChains(o),
     "",
     "# Undone on exit by (tls-everywhere --remove --dry-run prints them to run):",
     ...removalCommands(o).map((c) => `# ${c}`),
     "",
   ].join("\n");
+}
+
+/** The --port chains, as comments: what each runs (the main chain is always the same). */
+function portChains(o: EverywhereOptions): string[] {
+  if (o.overrides.length === 0) return [];
+  return [
+    "",
+    "# The --port chains, a tcpserver --transparent each, run as:",
+    ...o.overrides.map((_, i) => `# ${portChainText(o, i)}`),
+  ];
 }
 
 /** What --remove found in --state (host.ts's findLeftovers), as --remove --dry-run prints it. */
@@ -109,11 +121,6 @@ export function removalScript(o: EverywhereOptions, run?: RecordedRun): string {
     `rm -f -- ${shellWord(run.file)}`,
     "",
   ].join("\n");
-}
-
-/** `word` as sh reads it back: as it is when it is only safe characters, else single-quoted. */
-function shellWord(word: string): string {
-  return /^[A-Za-z0-9_./,:=+@%-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
 }
 
 function removalCommands(o: EverywhereOptions): string[] {

@@ -21,8 +21,21 @@ export interface Lab {
   sh(ns: string, command: string): string;
   /** Starts a long-running command in a namespace (stdout and stderr piped). */
   start(ns: string, file: string, args: readonly string[], env?: NodeJS.ProcessEnv): ChildProcess;
+  /** A third namespace behind the server's, on a link of its own (10.78.0.3, the server's end
+   * 10.78.0.1): another host the server reaches by routing, none of whose addresses is the
+   * server's own. Made on first use; removed with the others. */
+  far(): Far;
   /** Kills what runs in the namespaces and removes them. */
   destroy(): void;
+}
+
+export interface Far {
+  ns: string;
+  ip: string;
+  /** The server namespace's address on that link. */
+  serverIp: string;
+  /** Kills what runs in it and removes it, and the link with it. */
+  remove(): void;
 }
 
 export function makeLab(tag: string): Lab {
@@ -31,6 +44,8 @@ export function makeLab(tag: string): Lab {
   const server = `ucspi-${id}-s`;
   const vc = `vc${process.pid % 100000}`;
   const vs = `vs${process.pid % 100000}`;
+  const far = `ucspi-${id}-f`;
+  let made: Far | undefined;
   const ip = (...args: string[]) => execFileSync("ip", args, { stdio: ["ignore", "pipe", "pipe"] });
   const sh = (ns: string, command: string): string => {
     try {
@@ -44,21 +59,22 @@ export function makeLab(tag: string): Lab {
     }
   };
   const children: ChildProcess[] = [];
+  const removeNs = (ns: string) => {
+    try {
+      for (const pid of ip("netns", "pids", ns).toString().split("\n").filter(Boolean))
+        process.kill(Number(pid), "SIGKILL");
+    } catch {
+      // not there (yet, or any more)
+    }
+    try {
+      ip("netns", "del", ns);
+    } catch {
+      // not there
+    }
+  };
   const destroy = () => {
     for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
-    for (const ns of [client, server]) {
-      try {
-        for (const pid of ip("netns", "pids", ns).toString().split("\n").filter(Boolean))
-          process.kill(Number(pid), "SIGKILL");
-      } catch {
-        // not there (yet, or any more)
-      }
-      try {
-        ip("netns", "del", ns);
-      } catch {
-        // not there
-      }
-    }
+    for (const ns of [client, server, far]) removeNs(ns);
   };
   destroy();
   removeStale(tag);
@@ -75,6 +91,14 @@ export function makeLab(tag: string): Lab {
     run: (ns, file, args, input) =>
       run("ip", ["netns", "exec", ns, file, ...args], { input: input ?? "" }),
     sh,
+    far: () =>
+      (made ??= {
+        ...makeFar(ip, sh, server, far),
+        remove: () => {
+          removeNs(far);
+          made = undefined;
+        },
+      }),
     start: (ns, file, args, env) => {
       const child = spawn("ip", ["netns", "exec", ns, file, ...args], {
         stdio: ["ignore", "pipe", "pipe"],
@@ -94,6 +118,20 @@ export function makeLab(tag: string): Lab {
     `ip link set lo up; ip link set ${vs} up; ip addr add 10.77.0.1/24 dev ${vs}; ip -6 addr add fd77::1/64 dev ${vs} nodad`,
   );
   return lab;
+}
+
+function makeFar(
+  ip: (...args: string[]) => Buffer,
+  sh: (ns: string, command: string) => string,
+  server: string,
+  ns: string,
+): Omit<Far, "remove"> {
+  const [vf, vg] = [`vf${process.pid % 100000}`, `vg${process.pid % 100000}`];
+  ip("netns", "add", ns);
+  ip("link", "add", vf, "netns", ns, "type", "veth", "peer", "name", vg, "netns", server);
+  sh(ns, `ip link set lo up; ip link set ${vf} up; ip addr add 10.78.0.3/24 dev ${vf}`);
+  sh(server, `ip link set ${vg} up; ip addr add 10.78.0.1/24 dev ${vg}`);
+  return { ns, ip: "10.78.0.3", serverIp: "10.78.0.1" };
 }
 
 /** A long-running program of a test (started with Lab.start): what it says on stderr, kept,
@@ -136,7 +174,7 @@ function removeStale(tag: string): void {
     return;
   }
   for (const line of list.split("\n")) {
-    const m = new RegExp(`^(ucspi-${tag}(\\d+)-[cs])\\b`).exec(line);
+    const m = new RegExp(`^(ucspi-${tag}(\\d+)-[csf])\\b`).exec(line);
     if (!m?.[1] || alive(Number(m[2]))) continue;
     for (const pid of execFileSync("ip", ["netns", "pids", m[1]], { encoding: "latin1" })
       .split("\n")

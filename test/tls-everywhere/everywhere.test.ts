@@ -170,6 +170,19 @@ test("--dry-run prints the rules and the commands that undo them, and changes no
   assert.equal(hostState(), pristine);
 });
 
+test("--dry-run with --port chains says what each runs: a tcpforward to where the client asked, transparent and marked; one that names its destination, as written", async () => {
+  const r = await lab.run(lab.server, ours("tls-everywhere"), [
+    ...["--dry-run", "--ports", "8080", "--mark", "100"],
+    ...["--port", "25", "{", "starttls-wrapper", "-p", "smtp", "tcpforward", "10.0.0.5", "25", "}"],
+    ...["--port", "143", "{", "starttls-wrapper", "-p", "imap", "tcpforward", "}"],
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /^# tcp port 25 to :9000: starttls-wrapper -p smtp tcpforward 10\.0\.0\.5 25\n# tcp port 143 to :9001: starttls-wrapper -p imap tcpforward --transparent --mark 101\n/m,
+  );
+});
+
 test("--ports and --exclude given more than once add up, the first replacing the default", async () => {
   const r = await lab.run(lab.server, ours("tls-everywhere"), [
     ...["--dry-run", "--ports", "80", "--exclude", "2022", "--ports", "443,8000-8100"],
@@ -434,6 +447,75 @@ test("--port: a port with a chain of its own: STARTTLS for an SMTP daemon that h
     await tool.exited;
     await smtp.stop();
   }
+  assert.equal(hostState(), pristine);
+});
+
+/** What a server-first service at `host` `port` says, read to its end from the client
+ * namespace. */
+async function said(host: string, port: number): Promise<string> {
+  const r = await lab.run(lab.client, "python3", [
+    "-c",
+    `import socket, sys\ns = socket.create_connection(("${host}", ${port}), timeout=30)\nwhile True:\n    b = s.recv(65536)\n    if not b: break\n    sys.stdout.buffer.write(b)`,
+  ]);
+  return r.stdout;
+}
+
+test("--port chains whose tcpforward names its destination run it as written (they never reached another host: the mark routed them to lo): another host, plain, with --proxy, or transparent when it routes back through this one; a daemon at 127.0.0.1; one at this host's address, transparent with the mark; a UNIX socket; the start lines say what each chain runs", async () => {
+  const far = lab.far();
+  // The far host's replies to the clients come back through this one, as a mail host's behind.
+  lab.sh(far.ns, `ip route add default via ${far.serverIp}`);
+  const socket = join(pki.dir, "daemon.sock");
+  const mark = String(0x7e1 + 1);
+  // Each service says who it takes its client for, and ends.
+  const says = (tag: string) => ["sh", "-c", `echo "${tag} $TCPREMOTEIP"`];
+  const services = [
+    lab.start(far.ns, ours("tcpserver"), ["-RHl0", "0", "8081", ...says("far")]),
+    lab.start(far.ns, ours("tcpserver"), [
+      ...["--proxy", "--proxy-from", far.serverIp, "-RHl0", "0", "8082", ...says("far")],
+    ]),
+    // In the diverted range: the chain's own connections to them are never diverted again.
+    lab.start(lab.server, ours("tcpserver"), ["-RHl0", "127.0.0.1", "2085", ...says("local")]),
+    lab.start(lab.server, ours("tcpserver"), ["-RHl0", lab.serverIp, "2087", ...says("own")]),
+    lab.start(lab.server, "python3", [
+      "-c",
+      `import socket\ns = socket.socket(socket.AF_UNIX)\ns.bind("${socket}")\ns.listen()\nwhile True:\n    c, _ = s.accept()\n    c.sendall(b"unix\\n")\n    c.close()`,
+    ]),
+  ];
+  for (const service of services) watch(service);
+  const cases: [number, string[], string][] = [
+    [2080, ["tcpforward", far.ip, "8081"], `far ${far.serverIp}`],
+    [2082, ["tcpforward", "--proxy", far.ip, "8082"], `far ${lab.clientIp}`],
+    [2084, ["tcpforward", "--transparent", far.ip, "8081"], `far ${lab.clientIp}`],
+    [2086, ["tcpforward", "127.0.0.1", "2085"], "local 127.0.0.1"],
+    [
+      2088,
+      ["tcpforward", "--transparent", "--mark", mark, lab.serverIp, "2087"],
+      `own ${lab.clientIp}`,
+    ],
+    [2090, ["tcpforward", socket], "unix"],
+  ];
+  const tool = startTool(
+    cases.flatMap(([port, chain]) => ["--port", String(port), "{", ...chain, "}"]),
+  );
+  try {
+    await waitFor(() => (existsSync(socket) ? true : undefined));
+    await ready(tool, 1000, 1 + cases.length);
+    for (const [i, [port, chain]] of cases.entries()) {
+      const line = `tls-everywhere: info: diverting tcp port ${port} to :${LISTEN + 1 + i}: ${chain.join(" ")}\n`;
+      assert.ok(tool.log().includes(line), tool.log());
+    }
+    const answers = await Promise.all(cases.map(([port]) => said(lab.serverIp, port)));
+    assert.deepEqual(
+      answers,
+      cases.map(([, , answer]) => `${answer}\n`),
+      tool.log(),
+    );
+  } finally {
+    tool.child.kill("SIGTERM");
+    for (const service of services) service.kill();
+    far.remove();
+  }
+  assert.deepEqual(await tool.exited, { code: 0, signal: null }, tool.log());
   assert.equal(hostState(), pristine);
 });
 
