@@ -30,6 +30,7 @@ export function nftRuleset(o: EverywhereOptions, comment?: string): string {
     // An IPv6 link-local address is one per link: the chain's connection to the service from the
     // client's fe80:: address never gets its answer, and the client hangs. Never diverted.
     ...(o.ipv6 ? ["    ip6 daddr fe80::/10 return"] : []),
+    // Unreached behind the lo rule (marks come only via lo); issue 12's guard should that rule go.
     `    meta mark ${own} return`,
     `    tcp dport { ${chains.join(", ")} } return`,
     `    tcp flags & (fin | syn | rst | ack) != syn socket transparent 1 meta mark set ${diverted} accept`,
