@@ -22,9 +22,10 @@ export interface Pebble {
   root(): Promise<string>;
   /** What pebble logged so far. */
   log(): string;
-  /** pebble-challtestsrv's DNS server (ip:port): every name is 127.0.0.1 unless addA said. */
+  /** pebble-challtestsrv's DNS server (ip:port): every name is 127.0.0.1 (with `netns`, its
+   * resolveTo) unless addA said. With `netns`, on that namespace's 127.0.0.1. */
   dns: string;
-  /** Makes challtestsrv answer `host` with these IPv4 addresses. */
+  /** Makes challtestsrv answer `host` with these IPv4 addresses (pebble's validator goes there). */
   addA(host: string, addresses: string[]): Promise<void>;
   stop(): void;
 }
@@ -111,6 +112,27 @@ export async function startPebble(options: {
         res.on("end", () => resolve(res.statusCode === 200 ? body : undefined));
       }).on("error", () => resolve(undefined));
     });
+  /** POSTs to challtestsrv's management API, on 127.0.0.1: with `netns`, that namespace's, so
+   * from inside it, as fetch does. */
+  const post = (path: string, body: string) =>
+    new Promise<void>((resolve, reject) => {
+      const url = `http://127.0.0.1:${dnsManagement}${path}`;
+      if (ns) {
+        const curl = ["netns", "exec", ns.name, "curl", "-sSf", "--data-binary", body, url];
+        execFile("ip", curl, { encoding: "latin1" }, (error, _out, stderr) =>
+          error ? reject(new Error(`${path}: ${stderr.trim()}`)) : resolve(),
+        );
+        return;
+      }
+      const req = request(url, { method: "POST" }, (res) => {
+        res.resume();
+        res.on("end", () =>
+          res.statusCode === 200 ? resolve() : reject(new Error(`${path}: ${res.statusCode}`)),
+        );
+      });
+      req.on("error", reject);
+      req.end(body);
+    });
   const stop = () => {
     for (const child of children) child.kill("SIGKILL");
     rmSync(pki.dir, { recursive: true, force: true });
@@ -134,21 +156,7 @@ export async function startPebble(options: {
     },
     log: () => logged,
     dns: `127.0.0.1:${dns}`,
-    addA: (host, addresses) =>
-      new Promise<void>((resolve, reject) => {
-        const body = JSON.stringify({ host, addresses });
-        const req = request(
-          { host: "127.0.0.1", port: dnsManagement, path: "/add-a", method: "POST" },
-          (res) => {
-            res.resume();
-            res.on("end", () =>
-              res.statusCode === 200 ? resolve() : reject(new Error(`add-a: ${res.statusCode}`)),
-            );
-          },
-        );
-        req.on("error", reject);
-        req.end(body);
-      }),
+    addA: (host, addresses) => post("/add-a", JSON.stringify({ host, addresses })),
     stop,
   };
 }

@@ -246,3 +246,22 @@ test("ACME_* with the port the CA validates on not diverted: a warning naming it
     assert.equal(r.stderr, "", args.join(" "));
   }
 });
+
+test("the CA in its namespace: addA changes what its DNS answers there (its management API is on that namespace's loopback, not the test's)", async () => {
+  await pebble.addA("elsewhere.test", ["192.0.2.9"]);
+  // One A question to the CA's DNS, from inside its namespace: its first answer's address.
+  const ask = `import socket, sys
+q = bytes.fromhex("123401000001000000000000") + b"".join(bytes([len(p)]) + p.encode() for p in sys.argv[1].split(".")) + bytes.fromhex("000001000001")
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+host, port = sys.argv[2].split(":")
+s.sendto(q, (host, int(port)))
+r = s.recv(512)
+def skip(i):  # past a name: its labels, up to a 0 or a pointer
+    while r[i] and r[i] < 192: i += r[i] + 1
+    return i + (2 if r[i] else 1)
+i = skip(skip(12) + 4) + 10  # the question, then the answer's name, type, class, ttl, length
+print(".".join(map(str, r[i:i + 4])))`;
+  const r = await lab.run(lab.client, "python3", ["-c", ask, "elsewhere.test", pebble.dns]);
+  assert.equal(r.stdout, "192.0.2.9\n", r.stderr);
+});
