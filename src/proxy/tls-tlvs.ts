@@ -113,3 +113,27 @@ export function rdns(subject: string): [string, string][] {
   }
   return out;
 }
+
+/** What a PP2_TYPE_SSL value says, as another proxy (haproxy's send-proxy-v2-ssl, hitch, our
+ * tcpforward) wrote it: the client field, verify, and the sub-TLVs by type (bytes as a byte
+ * string). Undefined for a value too short to hold the first two; sub-TLVs are read up to the
+ * first that would run past the value's end. */
+export interface SslTlv {
+  client: number;
+  verify: number;
+  subs: Map<number, string>;
+}
+
+export function readSslTlv(value: Uint8Array): SslTlv | undefined {
+  if (value.length < 5) return undefined;
+  const bytes = Buffer.from(value.buffer, value.byteOffset, value.length);
+  const subs = new Map<number, string>();
+  for (let i = 5; i + 3 <= bytes.length;) {
+    const length = bytes.readUInt16BE(i + 1);
+    if (i + 3 + length > bytes.length) break;
+    const type = bytes[i] ?? 0;
+    if (!subs.has(type)) subs.set(type, bytes.toString("latin1", i + 3, i + 3 + length));
+    i += 3 + length;
+  }
+  return { client: bytes[0] ?? 0, verify: bytes.readUInt32BE(1), subs };
+}

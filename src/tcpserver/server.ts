@@ -36,6 +36,7 @@ import { Slots } from "./slots.ts";
 import { statusLabel } from "./status-label.ts";
 import type { ServerOptions } from "./options.ts";
 import { isTrusted, readProxyHeader, trustedProxies } from "./proxy-header.ts";
+import { withProxiedTls } from "./proxy-tls.ts";
 import { LONGEST_TIMER_MS } from "../ucspi/timers.ts";
 import type { ProxyHeader } from "../proxy/index.ts";
 
@@ -226,7 +227,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       dropped.inc(DROPPED_STOPPING);
       return finish(c, id, DROP_STATUS);
     }
-    const env = copyEnv(baseEnv);
+    let env = copyEnv(baseEnv);
     eachConnectionVar(
       {
         localIp: ends.localIp,
@@ -255,6 +256,8 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
       dropped.inc(DROPPED_RULES);
       return finish(c, id, DROP_STATUS);
     }
+    // What the proxy said of the client's TLS, before the rules' own variables.
+    if (c.proxy) env = withProxiedTls(env, c.proxy);
     for (const [name, value] of verdict.env) setVar(env, name, value);
     start(c, ends, env);
   }

@@ -44,7 +44,7 @@ function hexByte(c: string): string {
 
 /** One RDN's value alone (SSL_CLIENT_S_DN_CN...): as decoded, but for control characters as
  * `\HH`, so that a NUL cannot cut the name short and a newline cannot start a line. */
-function plainValue(value: string): string {
+export function plainValue(value: string): string {
   return value.replace(/[\x00-\x1f\x7f\\]/g, (c) => (c === "\\" ? "\\\\" : `\\${hexByte(c)}`));
 }
 

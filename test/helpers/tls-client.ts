@@ -61,11 +61,12 @@ export async function sClientSession(
 }
 
 /** openssl s_client to 127.0.0.1:port, verifying against caFile, with this client certificate
- * (or none) and nothing to say: what the program behind printed. */
+ * (or none), `extra` arguments and nothing to say: what the program behind printed. */
 export async function answerWithCertificate(
   port: number,
   caFile: string,
   pair: { cert: string; key: string } | undefined,
+  extra: readonly string[] = [],
 ): Promise<string> {
   const r = await run(
     "openssl",
@@ -77,6 +78,7 @@ export async function answerWithCertificate(
       "-CAfile",
       caFile,
       ...(pair ? ["-cert", pair.cert, "-key", pair.key] : []),
+      ...extra,
     ],
     { input: "", timeoutMs: 20_000 },
   );

@@ -6,7 +6,12 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { decodeProxyHeader, PP2_TYPE_SSL } from "../../src/proxy/index.ts";
 import { envProxyHeader } from "../../src/proxy/from-env.ts";
-import { firstCommonName, PP2_SUBTYPE_SSL_CN, tlsTlvs } from "../../src/proxy/tls-tlvs.ts";
+import {
+  firstCommonName,
+  PP2_SUBTYPE_SSL_CN,
+  readSslTlv,
+  tlsTlvs,
+} from "../../src/proxy/tls-tlvs.ts";
 import { s6Subject } from "../../src/tls/peer-env.ts";
 import { toBytes } from "../../src/ucspi/env.ts";
 
@@ -80,6 +85,29 @@ test("property: any session's TLVs make a header our decoder takes; TLS only wit
       const subs = subTlvs(ssl.value);
       if (!facts.SSL_PEER_CERT_HASH) assert.equal(subs.has(PP2_SUBTYPE_SSL_CN), false);
       if (facts.SSL_CIPHER) assert.equal(subs.get(0x23), facts.SSL_CIPHER);
+    }),
+  );
+});
+
+test("property: readSslTlv takes any bytes without throwing, and reads back what tlsTlvs wrote", () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+      const read = readSslTlv(bytes);
+      assert.equal(read === undefined, bytes.length < 5);
+      for (const value of read?.subs.values() ?? []) assert.ok(value.length <= bytes.length);
+    }),
+  );
+  fc.assert(
+    fc.property(session, (facts) => {
+      const env: Record<string, string> = {};
+      for (const [k, v] of Object.entries(facts)) if (v !== undefined) env[k] = v;
+      const ssl = tlsTlvs(env).find((t) => t.type === PP2_TYPE_SSL);
+      if (!ssl) return;
+      const read = readSslTlv(ssl.value);
+      assert.ok(read);
+      assert.equal(read.verify, facts.SSL_PEER_CERT_HASH ? 0 : 1);
+      if (facts.SSL_PROTOCOL) assert.equal(read.subs.get(0x21), facts.SSL_PROTOCOL);
+      if (facts.SSL_CIPHER) assert.equal(read.subs.get(0x23), facts.SSL_CIPHER);
     }),
   );
 });
