@@ -13,12 +13,12 @@ import {
   pemOf,
   selfSignedCertificate,
   validityFor,
-} from "../tls/certificates.ts";
-import type { Issuer, SubjectParams, Usage, Validity } from "../tls/certificates.ts";
-import { generateKey, keyFromPem, keyPem, sameKey } from "../tls/keys.ts";
-import type { SigningKey } from "../tls/keys.ts";
-import { NAME_CONSTRAINTS_OID, parseNameConstraints, permits } from "../tls/name-constraints.ts";
-import { parseAltNames } from "../tls/names.ts";
+} from "../x509/certificates.ts";
+import type { Issuer, SubjectParams, Usage, Validity } from "../x509/certificates.ts";
+import { generateKey, keyFromPem, keyPem, sameKey } from "../x509/keys.ts";
+import type { SigningKey } from "../x509/keys.ts";
+import { NAME_CONSTRAINTS_OID, parseNameConstraints, permits } from "../x509/name-constraints.ts";
+import { parseAltNames } from "../x509/names.ts";
 import { AtomicWriteError, writeFilesAtomic } from "../files/atomic-write.ts";
 import type { AtomicFile, FileSystem } from "../files/atomic-write.ts";
 import { FatalError } from "../ucspi/errors.ts";

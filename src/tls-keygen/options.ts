@@ -3,10 +3,10 @@
 // bad one is named.
 import { FatalError, UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../cli/getopt.ts";
-import { KEY_TYPES } from "../tls/keys.ts";
-import type { KeyType } from "../tls/keys.ts";
-import { parseAltNames, parseSubtrees, shown } from "../tls/names.ts";
-import type { AltName, Subtree } from "../tls/names.ts";
+import { KEY_TYPES } from "../x509/keys.ts";
+import type { KeyType } from "../x509/keys.ts";
+import { parseAltNames, parseSubtrees, shown } from "../x509/names.ts";
+import type { AltName, Subtree } from "../x509/names.ts";
 
 export const COMMANDS = ["self-signed", "ensure", "ca", "leaf", "csr", "ticket"] as const;
 export type Command = (typeof COMMANDS)[number];
