@@ -385,11 +385,11 @@ export class CertStore {
 }
 
 /** The CRLs of a PEM file, one each: OpenSSL reads only the first of a bundle given whole. A
- * file that holds none is a configuration error naming it. */
-function revocationLists(file: string): string[] {
+ * file that holds none is a configuration error naming it (tlsd's exit code unless told). */
+export function revocationLists(file: string, exitCode = EXIT_CONFIG): string[] {
   const lists = readOrFail(file, "revocation lists").toString("latin1").match(CRL_PEM) ?? [];
   if (lists.length === 0)
-    throw new FatalError(`unable to use revocation lists ${file}: no X509 CRL in it`, EXIT_CONFIG);
+    throw new FatalError(`unable to use revocation lists ${file}: no X509 CRL in it`, exitCode);
   return lists;
 }
 

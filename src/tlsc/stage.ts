@@ -5,7 +5,13 @@ import { hostname } from "node:os";
 import type { Duplex } from "node:stream";
 import type { Socket } from "node:net";
 import { connect, getCACertificates } from "node:tls";
-import { filePath, readOrFail, readTrustAnchors, trustAnchorsFrom } from "../tls/cert-store.ts";
+import {
+  filePath,
+  readOrFail,
+  readTrustAnchors,
+  revocationLists,
+  trustAnchorsFrom,
+} from "../tls/cert-store.ts";
 import { closePolicy } from "../tls/close-policy.ts";
 import { programEnv, tlsFacts } from "../tls/peer-env.ts";
 import { protocolOptions } from "../tls/protocol.ts";
@@ -50,6 +56,9 @@ export const tlscStage: Stage = {
       };
     }
     const ca = anchors ? readTrustAnchors(anchors) : defaultAnchors();
+    // Lists for the server's CAs: OpenSSL then checks every certificate of its chain.
+    const crlFile = env["CRLFILE"];
+    const crl = crlFile === undefined ? undefined : revocationLists(filePath(crlFile), 100);
     ctx.dropPrivileges(tlsIds(env));
     const policy = closePolicy(ctx.connection, options);
     const fatal = fatalPrefix("tlsc");
@@ -89,6 +98,7 @@ export const tlscStage: Stage = {
       rejectUnauthorized: false,
       checkServerIdentity: () => undefined,
       ca,
+      ...(crl ? { crl } : {}),
       ...(client ?? {}),
       ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
     });

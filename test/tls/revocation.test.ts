@@ -160,3 +160,38 @@ test("a CRLFILE with no list in it stops tlsd at start with one line; one set wi
     await s.stop();
   }
 });
+
+test("tlsc with CRLFILE: a server whose certificate its CA revoked is refused (exit 98, one line), the program never run; another is served", async () => {
+  const revokedServer = pki.withSubject("revoked-server", "/CN=localhost");
+  openssl(["ca", "-config", CONFIG, "-revoke", revokedServer.cert]);
+  const lists = join(pki.dir, "client-side-crl.pem");
+  publishList(lists);
+  const serve = (pair: { cert: string; key: string }) =>
+    startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "tlsd", "echo", "served"], {
+      env: { PATH, CERTFILE: pair.cert, KEYFILE: pair.key },
+    });
+  const client = (port: number) =>
+    run(
+      ours("tcpclient"),
+      ["-RH", "127.0.0.1", String(port), "tlsc", "-k", "localhost", "sh", "-c", "cat <&6"],
+      { env: { PATH, CAFILE: pki.ca.cert, CRLFILE: lists } },
+    );
+  const good = await serve(server);
+  const bad = await serve(revokedServer);
+  try {
+    const served = await client(good.port);
+    assert.deepEqual([served.code, served.stdout, served.stderr], [0, "served\n", ""]);
+    const refused = await client(bad.port);
+    assert.deepEqual(
+      [refused.code, refused.stdout, refused.stderr],
+      [
+        98,
+        "",
+        `tlsc: fatal: unable to verify the server certificate: certificate revoked (checked against CAFILE ${pki.ca.cert})\n`,
+      ],
+    );
+  } finally {
+    await good.stop();
+    await bad.stop();
+  }
+});
