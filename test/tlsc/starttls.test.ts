@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { CLIENT_SSL, writePacket } from "../../src/dialogue/mysql.ts";
 import { makePki } from "../helpers/certs.ts";
-import { imapServer, pop3Server, smtpServer } from "../helpers/mail-servers.ts";
+import { imapServer, lmtpServer, pop3Server, smtpServer } from "../helpers/mail-servers.ts";
 import type { MailServer } from "../helpers/mail-servers.ts";
 import { freePort } from "../helpers/interop.ts";
 import { manageSieveServer } from "../helpers/managesieve.ts";
@@ -645,6 +645,34 @@ test("imap: imap4d behind starttls-wrapper; the greeting without its plaintext c
     assert.match(r.texts[1] ?? "", /^\* CAPABILITY /);
     assert.doesNotMatch(r.texts[1] ?? "", /STARTTLS/);
     assert.match(r.texts[2] ?? "", /^b OK/m);
+  } finally {
+    await server.stop();
+    await mail.close();
+  }
+});
+
+test("lmtp: dovecot's lmtp behind starttls-wrapper: LHLO, STARTTLS, then a delivery over TLS", async () => {
+  const mail = await lmtpServer(scratch());
+  const server = await wrapped("lmtp", mail.argv, mail.env);
+  try {
+    const r = await client(server.port, "lmtp", [
+      ["", "^220 [^\\n]*\\n"],
+      ["LHLO client.test\r\n", "\\n250 [^\\n]*\\n"],
+      ["MAIL FROM:<sender@example.net>\r\n", "^250[^\\n]*\\n"],
+      [`RCPT TO:<${mail.address}>\r\n`, "^250[^\\n]*\\n"],
+      ["DATA\r\n", "^354[^\\n]*\\n"],
+      ["Subject: over LMTP and STARTTLS\r\n\r\nhello\r\n.\r\n", "^250[^\\n]*\\n"],
+      ["QUIT\r\n", "^221[^\\n]*\\n"],
+    ]);
+    assert.equal(r.code, 0, r.stderr + server.log() + mail.log());
+    assert.equal(r.ssl, "TLSv1.3");
+    // The program sees dovecot's greeting; over TLS no STARTTLS is offered again.
+    assert.match(r.texts[0] ?? "", /^220 mail\.test Dovecot/);
+    assert.match(r.texts[1] ?? "", /^250-mail\.test/);
+    assert.doesNotMatch(r.texts[1] ?? "", /STARTTLS/);
+    const [message] = mail.messages();
+    assert.match(message ?? "", /Subject: over LMTP and STARTTLS/);
+    assert.equal(mail.messages().length, 1);
   } finally {
     await server.stop();
     await mail.close();
