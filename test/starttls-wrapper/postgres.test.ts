@@ -13,7 +13,12 @@ import type { Postgres } from "../helpers/postgres.ts";
 import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
-import { lateFirstPacket, opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
+import {
+  CLIENT_PRELUDE,
+  lateFirstPacket,
+  opensslStartTls,
+  startWrapperPair,
+} from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
 
 const pki = makePki();
@@ -264,6 +269,53 @@ test("a CancelRequest of protocol 3.2 (PostgreSQL 18: a secret key of up to 256 
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+// The issue: a CancelRequest "on a plaintext connection or after SSLRequest" is passed through.
+// After the SSLRequest the wrapper never sees it (it is inside TLS): under -r, where a plaintext
+// one would be the only way in without TLS, a client whose every connection is TLS (as libpq 17's
+// encrypted cancel is) cancels a running query of its own. The query is seen running first, so
+// the cancel cannot come before it (a cancel to an idle backend is lost); a query not cancelled
+// ends (CommandComplete) in 30 s, and the client with it.
+test("-r: a CancelRequest after an SSLRequest, inside TLS, reaches the server and cancels the running pg_sleep(30): error 57014", async () => {
+  const script = `
+import ssl, subprocess
+def tls(sock):
+    sock.sendall(struct.pack("!II", 8, 80877103))
+    assert sock.recv(1) == b"S"
+    return ssl.create_default_context(cafile=sys.argv[2]).wrap_socket(sock, server_hostname="localhost")
+def until(kind):
+    while True:
+        k = read(1)
+        body = read(struct.unpack("!I", read(4))[0] - 4)
+        if k == kind:
+            return body
+        if k in (b"E", b"C"):
+            sys.exit(repr(k + body))
+s = tls(s)
+body = struct.pack("!I", 196608) + b"user\\0postgres\\0database\\0postgres\\0\\0"
+s.sendall(struct.pack("!I", len(body) + 4) + body)
+pid, key = struct.unpack("!II", until(b"K"))
+until(b"Z")
+s.sendall(b"Q" + struct.pack("!I", 24) + b"select pg_sleep(30)\\0")
+watch = "select count(*) from pg_stat_activity where state = 'active' and query = 'select pg_sleep(30)'"
+while subprocess.run(["psql", "host=127.0.0.1 port=${pgPort} user=postgres dbname=postgres", "-Atc", watch],
+        capture_output=True, text=True, check=True).stdout != "1\\n":
+    time.sleep(0.05)
+c = tls(socket.create_connection(("127.0.0.1", int(sys.argv[1]))))
+print(c.version())
+c.sendall(struct.pack("!IIII", 16, 80877102, pid, key))
+print(c.recv(1))
+fields = {f[:1]: f[1:].decode() for f in until(b"E").split(b"\\0") if f}
+print(fields[b"C"], fields[b"M"])
+`;
+  const argv = ["-c", CLIENT_PRELUDE + script, String(required.port), pki.ca.cert];
+  const r = await run("python3", argv, { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, r.stderr + required.log() + pg.log());
+  // The server closes a cancel connection without a word: the end over TLS.
+  assert.equal(r.stdout, "TLSv1.3\nb''\n57014 canceling statement due to user request\n");
+  assert.match(pg.log(), /ERROR: +canceling statement due to user request/);
+  assert.doesNotMatch(required.log(), /a CancelRequest/);
 });
 
 test("-t: a client that sends its start-up packet only after the pre-TLS limit: served in plaintext when opportunistic, as the line protocols' clients are (it used to be refused, status 100); -r closes", () =>
