@@ -5,7 +5,7 @@
 // group's article over TLS. leafnode 1.12 knows no CAPABILITIES (500): the wrapper answers it
 // before TLS with its own list (VERSION 2, READER, POST, STARTTLS); over TLS the question is leafnode's,
 // and STARTTLS is offered no more. A command pipelined behind STARTTLS is refused and never
-// reaches leafnode.
+// reaches leafnode; a STARTTLS after AUTHINFO, or inside TLS, is leafnode's to answer.
 //
 // leafnode reads /etc/news/leafnode/config and /var/spool/news, fixed at build time (no option
 // or variable moves them): each connection's leafnode runs in a mount namespace of its own
@@ -263,6 +263,53 @@ test("tcpclient + tlsc --starttls nntp: the program reads leafnode's greeting, s
       answers,
     );
     await server.waitForLog(/^tcpserver: end \d+ status 0$/);
+  } finally {
+    await server.stop();
+  }
+});
+
+/** A python3 client by hand, two sessions: AUTHINFO then STARTTLS in plaintext; STARTTLS, TLS,
+ * then STARTTLS again inside it. Each command's first answer line, and the TLS version. */
+const WRONG_TIME = `
+import json, socket, ssl, sys
+def session(commands, upgrade=False):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 20)
+    f = s.makefile("rb")
+    out = [f.readline().decode()[:4]]
+    if upgrade:
+        s.sendall(b"STARTTLS\\r\\n")
+        out.append(f.readline().decode())
+        s = ssl.create_default_context(cafile=sys.argv[2]).wrap_socket(s, server_hostname="localhost")
+        f = s.makefile("rb")
+        out.append(s.version())
+    for command in commands:
+        s.sendall(command.encode() + b"\\r\\n")
+        out.append(f.readline().decode())
+    return out
+print(json.dumps([
+    session(["AUTHINFO USER test", "STARTTLS", "GROUP local.test", "QUIT"]),
+    session(["STARTTLS", "GROUP local.test", "QUIT"], upgrade=True),
+]))
+`;
+
+// RFC 4642: no STARTTLS after AUTHINFO, nor once TLS is on; the server says 502 (or, as
+// leafnode 1.12, which knows neither command, 500). Ours is never the answer then: AUTHINFO ends
+// the snooping (opportunistic), and inside TLS the wrapper only relays.
+test("STARTTLS after AUTHINFO, and STARTTLS again inside TLS: leafnode's refusal, not our 382; the session goes on", async () => {
+  const server = await wrapped("wrong-time");
+  try {
+    const r = await run("python3", ["-c", WRONG_TIME, String(server.port), pki.ca.cert], {
+      env: { PATH },
+    });
+    assert.equal(r.code, 0, r.stderr + server.log());
+    const group = "211 2 1 2 local.test group selected\r\n";
+    const bye = "205 Always happy to serve!\r\n";
+    const unknown = "500 Unknown command\r\n";
+    assert.deepEqual(JSON.parse(r.stdout), [
+      ["200 ", unknown, unknown, group, bye],
+      ["200 ", "382 Continue with TLS negotiation\r\n", "TLSv1.3", unknown, group, bye],
+    ]);
+    await server.waitForLog(/^tcpserver: end \d+ status 0$/, 2);
   } finally {
     await server.stop();
   }
