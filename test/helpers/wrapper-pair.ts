@@ -58,7 +58,7 @@ export function opensslStartTls(port: number, protocol: string, ca: string, name
     [
       ...["s_client", "-brief", "-starttls", protocol, "-connect", `127.0.0.1:${port}`],
       ...["-CAfile", ca, "-verify_return_error", "-verify_hostname", name],
-      ...(protocol === "xmpp" ? ["-xmpphost", name] : []),
+      ...(protocol.startsWith("xmpp") ? ["-xmpphost", name] : []),
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );

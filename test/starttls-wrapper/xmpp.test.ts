@@ -49,7 +49,8 @@ after(async () => {
  * (<iq/> behind a newline behind <starttls/>), idle (reads to the stream's end), wait
  * (plain once a line comes on its stdin), eager (its SASL PLAIN in the same write as its
  * stream header), tls-dribble (its <starttls/> a byte at a time), again (an XML declaration
- * after its stream header, then <starttls/>). */
+ * after its stream header, then <starttls/>), tls-s2s (tls as a server: a jabber:server stream
+ * from remote.test, whose features it reads for dialback; no SASL). */
 const CLIENT = [
   "import socket, ssl, sys, base64, time",
   `HDR = b"<?xml version='1.0'?><stream:stream to='${DOMAIN}' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"`,
@@ -61,6 +62,9 @@ const CLIENT = [
   "        data += b",
   "    return data",
   "mode = sys.argv[2]",
+  "if mode == 'tls-s2s':",
+  "    HDR = HDR.replace(b\"xmlns='jabber:client'\", b\"from='remote.test' xmlns='jabber:server' xmlns:db='jabber:server:dialback'\")",
+  "DIALBACK = lambda f: 'dialback' if b\"<dialback xmlns='urn:xmpp:features:dialback'/>\" in f else 'no dialback'",
   "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), 10)",
   "if mode == 'eager':",
   "    s.sendall(HDR + b\"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>\" + base64.b64encode(b'\\0alice\\0secret') + b'</auth>')",
@@ -71,6 +75,7 @@ const CLIENT = [
   "f = until(s, b'</stream:features>')",
   "print('offered' if b'<starttls' in f else 'not offered', 'required' if b'<required/>' in f else '')",
   "if mode == 'probe': sys.exit(0 if f else 1)",
+  "if mode == 'tls-s2s': print(DIALBACK(f))",
   "STARTTLS = b\"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\"",
   "if mode.startswith('pipelined'):",
   "    s.sendall(STARTTLS + (b'\\n<iq/>' if mode == 'pipelined-ws' else b'<presence/>'))",
@@ -100,6 +105,9 @@ const CLIENT = [
   "    s.sendall(HDR)",
   "    f = until(s, b'</stream:features>')",
   "    print('inside:', 'starttls' if b'<starttls' in f else 'no starttls', 'PLAIN' if b'PLAIN' in f else '')",
+  "    if mode == 'tls-s2s':",
+  "        print('jabber:server' if b\"xmlns='jabber:server'\" in f else 'not jabber:server', DIALBACK(f))",
+  "        sys.exit(0)",
   "auth = base64.b64encode(b'\\0alice\\0secret')",
   "s.sendall(b\"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>\" + auth + b'</auth>')",
   "print(until(s, b'/>', b'</stream:stream>').decode()[:70])",
@@ -345,5 +353,41 @@ test("-r: elements the client sends behind its stream header to a server that se
     );
   } finally {
     await server.stop();
+  }
+});
+
+// RFC 6120's STARTTLS is the same between servers (jabber:server): the wrapper in front of
+// Prosody's s2s port (which has no certificate, so no TLS of its own) offers it beside Prosody's
+// dialback, and the stream restarted inside TLS is Prosody's s2s stream again.
+test("server-to-server: a jabber:server stream to Prosody's s2s port gets <starttls/> beside dialback, <proceed/>, and its stream restarted inside verified TLS reaches Prosody's s2s; openssl s_client -starttls xmpp-server too", async () => {
+  const s2s = await startProsody(DOMAIN, { s2s: true });
+  const pair = await startWrapperPair("xmpp", s2s.s2sPort, leaf);
+  try {
+    for (const [server, required] of [
+      [pair.opportunistic, ""],
+      [pair.required, "required"],
+    ] as const) {
+      const r = await client(server.port, "tls-s2s");
+      assert.equal(r.code, 0, r.stderr + server.log() + s2s.log());
+      assert.equal(
+        r.stdout,
+        [
+          `offered ${required}`,
+          "dialback",
+          "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+          "inside: no starttls ",
+          "jabber:server dialback",
+          "",
+        ].join("\n"),
+      );
+      await server.waitForLog(/^starttls-wrapper: info: 127\.0\.0\.1: STARTTLS$/);
+    }
+    const r = await opensslStartTls(pair.required.port, "xmpp-server", pki.ca.cert, DOMAIN);
+    assert.equal(r.code, 0, r.stderr + pair.required.log());
+    assert.match(r.stderr, /^Protocol version: TLSv1\.3$/m);
+    assert.match(r.stderr, /^Verification: OK$/m);
+  } finally {
+    await pair.stop();
+    await s2s.stop();
   }
 });
