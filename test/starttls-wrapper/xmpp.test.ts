@@ -3,7 +3,8 @@
 // wrapper's <starttls/> in the first features, gets <proceed/>, restarts its stream inside
 // TLS (verified), and authenticates with the server behind; a client that does not ask goes
 // through untouched, or is refused with a stream error (-r); bytes pipelined behind
-// <starttls/> are refused.
+// <starttls/> are refused. Also slixmpp (a real client library) logging in, and a
+// server-to-server stream to Prosody's s2s port.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { rmSync } from "node:fs";
@@ -389,5 +390,42 @@ test("server-to-server: a jabber:server stream to Prosody's s2s port gets <start
   } finally {
     await pair.stop();
     await s2s.stop();
+  }
+});
+
+/** slixmpp (Debian's python3-slixmpp), argv: port, CA: alice logs in, fetches her roster and
+ * says whether her stream is TLS, and which. slixmpp 1.8 takes STARTTLS when offered, but with
+ * none it logs in in plaintext (its force_starttls is stored and never read): hence the check. */
+const SLIXMPP = `
+import sys, slixmpp
+class Alice(slixmpp.ClientXMPP):
+    def __init__(self):
+        super().__init__("alice@${DOMAIN}/test", "secret")
+        self.ca_certs = sys.argv[2]
+        self.add_event_handler("session_start", self.start)
+        self.add_event_handler("failed_all_auth", lambda _: (print("auth failed"), self.disconnect()))
+    async def start(self, _):
+        await self.get_roster()
+        tls = self.transport.get_extra_info("ssl_object")
+        print(self.boundjid.bare, tls.version() if tls else "plaintext")
+        self.disconnect()
+alice = Alice()
+alice.connect(("127.0.0.1", int(sys.argv[1])))
+alice.process(forever=False)
+`;
+
+test("slixmpp through the wrapper (opportunistic and -r): STARTTLS, the certificate verified for the domain, SASL and a roster from Prosody behind", async () => {
+  const upgraded = /^starttls-wrapper: info: 127\.0\.0\.1: STARTTLS$/;
+  for (const server of [opportunistic, required]) {
+    const earlier = server.log().length;
+    const upgrades = server
+      .log()
+      .split("\n")
+      .filter((l) => upgraded.test(l)).length;
+    const r = await run("/usr/bin/python3", ["-c", SLIXMPP, String(server.port), pki.ca.cert]);
+    assert.equal(r.code, 0, r.stderr + server.log() + prosody.log());
+    assert.equal(r.stdout, `alice@${DOMAIN} TLSv1.3\n`, r.stderr);
+    await server.waitForLog(upgraded, upgrades + 1);
+    assert.doesNotMatch(server.log().slice(earlier), /starttls-wrapper: warning|tlsd: fatal/);
   }
 });
