@@ -110,13 +110,15 @@ test("A10: STARTTLS and NOOP in one write: refused with BYE and closed, no go-ah
   }
 });
 
+// The client does not half-close: with its end passed on while STARTTLS waits for the login's
+// reply (client-gone.test.ts), Dovecot drops a login still in progress on that end, unanswered,
+// and whether its reply beat the end was a race. LOGOUT ends the session from Dovecot's side.
 test("STARTTLS at the wrong time: after a plaintext login (opportunistic) it is Dovecot's, not ours: no go-ahead", async () => {
   const r = await run("python3", [
     "-c",
     RAW_CLIENT,
     String(port("opportunistic")),
     `AUTHENTICATE "PLAIN" "${PLAIN}"\\r\\nSTARTTLS\\r\\nLOGOUT\\r\\n`,
-    "end",
   ]);
   const lines = r.stdout.split("\r\n");
   assert.equal(lines[0], 'OK "Logged in."', r.stdout + r.stderr);
