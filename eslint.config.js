@@ -14,7 +14,7 @@ export default tseslint.config(
   },
   {
     files: ["src/**/*.ts"],
-    ignores: ["src/**/cli.ts", "src/cli/main.ts", "src/cli/main-stage.ts"],
+    ignores: ["src/**/cli.ts", "src/cli/main.ts", "src/cli/stdio.ts", "src/cli/main-stage.ts"],
     rules: {
       "no-restricted-properties": [
         "error",

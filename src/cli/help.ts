@@ -1,7 +1,7 @@
 // --help for every program of ours: what it does, its usage line and where its page is. djb's
 // programs know no --help (to them it is an unknown option, exit 100); an admin trying ours
 // gets this on stdout and exit 0, and every other unknown option is still djb's exit 100.
-import { writeSync } from "node:fs";
+import { writeStdout } from "./stdio.ts";
 
 const WHAT: Readonly<Record<string, string>> = {
   tcpserver: "accepts TCP connections and runs a program for each, the connection on fds 0/1",
@@ -38,7 +38,8 @@ export function helpText(name: string, usage: string | undefined, extensions?: s
   ].join("\n");
 }
 
-/** When `args` is just --help: prints the help on stdout and says so (the caller exits 0). */
+/** When `args` is just --help: prints the help on stdout and says so (the caller exits 0); a
+ * FatalError when stdout cannot take it. */
 export function helpAsked(
   name: string,
   args: readonly string[],
@@ -46,6 +47,6 @@ export function helpAsked(
   extensions?: string,
 ): boolean {
   if (args.length !== 1 || args[0] !== "--help") return false;
-  writeSync(1, helpText(name, usage, extensions));
+  writeStdout(helpText(name, usage, extensions));
   return true;
 }

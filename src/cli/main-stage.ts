@@ -22,10 +22,10 @@ export interface StageProgram {
  * connection is fds 0/1 or 6/7, and the process ends as the chain's last program ended. */
 export function runStageProgram(p: StageProgram): void {
   const args = process.argv.slice(2);
-  if (helpAsked(p.name, args, p.usage)) return;
   endOnUncaught(p.name);
   let connection: Connection | undefined;
   const main = async (): Promise<number> => {
+    if (helpAsked(p.name, args, p.usage)) return 0;
     p.check?.(args);
     const [{ runChain }, { stdioConnection }, stage] = await Promise.all([
       import("../ucspi/chain.ts"),

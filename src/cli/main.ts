@@ -15,13 +15,8 @@ const osConstants = constants;
 // kills us now.
 native().unblockSigusr1();
 
-/** The fds the launcher found closed and holds with /dev/null (launcher.c), taken out of the
- * environment here so that no program this one starts takes the list for its own. */
-export const fdsNotOpen: readonly number[] = (process.env["UCSPI_FD_NOT_OPEN"] ?? "")
-  .split(",")
-  .filter(Boolean)
-  .map(Number);
-delete process.env["UCSPI_FD_NOT_OPEN"];
+/** Where the fds the launcher found closed are listed (launcher.c), for every cli.ts. */
+export { fdsNotOpen } from "./stdio.ts";
 
 /** Writes `prog: fatal: message` (or the usage line) and returns the exit code. */
 export function reportError(

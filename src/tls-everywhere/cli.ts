@@ -13,6 +13,7 @@ import { dirname, join, resolve } from "node:path";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { helpAsked } from "../cli/help.ts";
 import { reportError, writeStderr } from "../cli/main.ts";
+import { writeStdout } from "../cli/stdio.ts";
 import { ourLauncher } from "../ucspi/programs.ts";
 import {
   InstallFailed,
@@ -220,7 +221,7 @@ async function main(args: readonly string[]): Promise<number> {
   if (o.dryRun && !o.remove) {
     // As the run would: IPv4 only where IPv6 is unavailable.
     await ipv4WithoutIpv6(o);
-    process.stdout.write(dryRun(o));
+    writeStdout(dryRun(o));
     return 0;
   }
   if (o.dryRun) {
@@ -233,7 +234,7 @@ async function main(args: readonly string[]): Promise<number> {
       strangers: pids(left.strangers),
       file: ownerRecordFile(resolve(o.stateDir)),
     };
-    process.stdout.write(removalScript(left?.made ?? o, run));
+    writeStdout(removalScript(left?.made ?? o, run));
     return 0;
   }
   if (o.remove) {

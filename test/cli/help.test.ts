@@ -1,7 +1,8 @@
 // --help on every program (issue 14): what it does, its usage and where its page is, on stdout,
 // exit 0; any other unknown option is still djb's usage error, exit 100.
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { ROOT, ours, run } from "../helpers/programs.ts";
@@ -28,6 +29,51 @@ for (const name of PROGRAMS) {
       assert.match(r.stdout, new RegExp(`\\nusage: ${name} `));
   });
 }
+
+/** `name args` with its stdout /dev/full, a pipe whose reader is gone, or closed: its stderr
+ * and exit code. */
+async function stdoutGone(name: string, args: string[], how: "full" | "pipe" | "closed") {
+  if (how === "closed")
+    return run("/bin/sh", ["-c", 'exec "$0" "$@" >&-', ours(name), ...args], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+  const full = how === "full" ? openSync("/dev/full", "w") : undefined;
+  const child = spawn(ours(name), args, { stdio: ["ignore", full ?? "pipe", "pipe"] });
+  if (full !== undefined) closeSync(full);
+  child.stdout?.destroy();
+  let stderr = "";
+  child.stderr?.on("data", (b: Buffer) => (stderr += b.toString("latin1")));
+  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+  return { code, stderr };
+}
+
+// Ours died with Node's stack trace (the stage programs, tls-everywhere --dry-run) or "fatal:
+// internal error: EPIPE: broken pipe, write"; with stdout closed --help went to the launcher's
+// /dev/null and exited 0, the text lost.
+for (const name of PROGRAMS) {
+  test(`${name} --help where stdout cannot take it: one line saying so, exit 111`, async () => {
+    for (const [how, cause] of [
+      ["full", "out of disk space"],
+      ["pipe", "broken pipe"],
+      ["closed", "file descriptor not open"],
+    ] as const) {
+      const r = await stdoutGone(name, ["--help"], how);
+      assert.deepEqual(
+        [r.code, r.stderr],
+        [111, `${name}: fatal: unable to write to stdout: ${cause}\n`],
+        how,
+      );
+    }
+  });
+}
+
+test("tls-everywhere --dry-run with stdout full: one line saying so, exit 111", async () => {
+  const r = await stdoutGone("tls-everywhere", ["--dry-run", "--ports=25"], "full");
+  assert.deepEqual(
+    [r.code, r.stderr],
+    [111, "tls-everywhere: fatal: unable to write to stdout: out of disk space\n"],
+  );
+});
 
 test("tcpserver and tcpclient: Debian's ucspi-tcp-ipv6 usage line as its own, then ours beyond it", async () => {
   const server = await run(ours("tcpserver"), ["--help"], { stdio: ["ignore", "pipe", "pipe"] });
