@@ -345,9 +345,10 @@ export class CertStore {
     const ca = this.config.ca;
     if (ca) files.push("dir" in ca ? ca.dir : ca.file);
     const caCerts = ca ? readTrustAnchors(ca) : undefined;
+    // Set but empty is set: a CRLFILE=$LIST whose $LIST is empty must not turn the checks off.
     const crlFile = this.config.crlFile;
-    if (crlFile) files.push(crlFile);
-    const crl = crlFile ? revocationLists(crlFile) : undefined;
+    if (crlFile !== undefined) files.push(crlFile);
+    const crl = crlFile !== undefined ? revocationLists(crlFile) : undefined;
     const stamps = stampOf(files);
     let context: SecureContext;
     const cert = readOrFail(pair.cert, "certificate");
@@ -372,7 +373,7 @@ export class CertStore {
       });
     } catch (error) {
       if (error instanceof FatalError) throw error;
-      if (crl && crlFile) checkRevocationLists(crl, crlFile);
+      if (crl && crlFile !== undefined) checkRevocationLists(crl, crlFile);
       throw new FatalError(
         `unable to use certificate ${pair.cert} with key ${pair.key}: ${causeText(error)}`,
         EXIT_CONFIG,

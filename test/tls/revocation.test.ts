@@ -141,7 +141,7 @@ test("a new list on disk is used for the next clients, without a restart", async
   }
 });
 
-test("a CRLFILE with no list in it stops tlsd at start with one line; one set without -Y or -y is named", async () => {
+test("a CRLFILE with no list in it, or empty, stops tlsd at start with one line; one set without -Y or -y is named", async () => {
   const bad = join(pki.dir, "not-a-crl.pem");
   writeFileSync(bad, "hello\n");
   const r = await run(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "tlsd", "-y", "cat"], {
@@ -149,6 +149,14 @@ test("a CRLFILE with no list in it stops tlsd at start with one line; one set wi
   });
   assert.notEqual(r.code, 0);
   assert.equal(r.stderr, `tlsd: fatal: unable to use revocation lists ${bad}: no X509 CRL in it\n`);
+  // Set but empty (CRLFILE=$LIST, $LIST unset by mistake): revocation was not checked, silently.
+  const empty = await run(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "tlsd", "-y", "cat"], {
+    env: { ...env, CRLFILE: "" },
+  });
+  assert.deepEqual(
+    [empty.code, empty.stderr],
+    [111, "tlsd: fatal: unable to read revocation lists : file does not exist\n"],
+  );
   const s = await startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "tlsd", "cat"], {
     env,
   });
