@@ -351,14 +351,7 @@ export class CertStore {
     const crl = crlFile !== undefined ? revocationLists(crlFile) : undefined;
     const stamps = stampOf(files);
     let context: SecureContext;
-    const cert = readOrFail(pair.cert, "certificate");
-    const key = readOrFail(pair.key, "key");
-    const problem = pairProblem(cert, key);
-    if (problem)
-      throw new FatalError(
-        `unable to use certificate ${pair.cert} with key ${pair.key}: ${problem}`,
-        EXIT_CONFIG,
-      );
+    const { cert, key } = readPair(pair);
     try {
       context = createSecureContext({
         cert,
@@ -386,11 +379,11 @@ export class CertStore {
 }
 
 /** The CRLs of a PEM file, one each: OpenSSL reads only the first of a bundle given whole. A
- * file that holds none is a configuration error naming it (tlsd's exit code unless told). */
-export function revocationLists(file: string, exitCode = EXIT_CONFIG): string[] {
+ * file that holds none is a configuration error naming it. */
+export function revocationLists(file: string): string[] {
   const lists = readOrFail(file, "revocation lists").toString("latin1").match(CRL_PEM) ?? [];
   if (lists.length === 0)
-    throw new FatalError(`unable to use revocation lists ${file}: no X509 CRL in it`, exitCode);
+    throw new FatalError(`unable to use revocation lists ${file}: no X509 CRL in it`, EXIT_CONFIG);
   return lists;
 }
 
@@ -434,6 +427,20 @@ export function readTrustAnchors(ca: TrustAnchors): Buffer[] {
   return "dir" in ca
     ? readAll(ca.dir).map((f) => readOrFail(f, "trust anchor"))
     : [readOrFail(ca.file, "trust anchors")];
+}
+
+/** A certificate and its key, read and checked: a FatalError naming both when they cannot go
+ * together (OpenSSL's own words would be "PEM routines::no start line"). */
+export function readPair(pair: Pair): { cert: Buffer; key: Buffer } {
+  const cert = readOrFail(pair.cert, "certificate");
+  const key = readOrFail(pair.key, "key");
+  const problem = pairProblem(cert, key);
+  if (problem)
+    throw new FatalError(
+      `unable to use certificate ${pair.cert} with key ${pair.key}: ${problem}`,
+      EXIT_CONFIG,
+    );
+  return { cert, key };
 }
 
 export function readOrFail(file: string, what: string): Buffer {

@@ -7,7 +7,7 @@ import type { Socket } from "node:net";
 import { connect, getCACertificates } from "node:tls";
 import {
   filePath,
-  readOrFail,
+  readPair,
   readTrustAnchors,
   revocationLists,
   trustAnchorsFrom,
@@ -50,15 +50,12 @@ export const tlscStage: Stage = {
       const key = env["KEYFILE"];
       if (cert === undefined || key === undefined)
         throw new FatalError(`${cert === undefined ? "CERTFILE" : "KEYFILE"} not set`, 100);
-      client = {
-        cert: readOrFail(filePath(cert), "certificate"),
-        key: readOrFail(filePath(key), "key"),
-      };
+      client = readPair({ cert: filePath(cert), key: filePath(key) });
     }
     const ca = anchors ? readTrustAnchors(anchors) : defaultAnchors();
     // Lists for the server's CAs: OpenSSL then checks every certificate of its chain.
     const crlFile = env["CRLFILE"];
-    const crl = crlFile === undefined ? undefined : revocationLists(filePath(crlFile), 100);
+    const crl = crlFile === undefined ? undefined : revocationLists(filePath(crlFile));
     ctx.dropPrivileges(tlsIds(env));
     const policy = closePolicy(ctx.connection, options);
     const fatal = fatalPrefix("tlsc");

@@ -264,6 +264,21 @@ test("usage and configuration errors", async () => {
   });
   assert.equal(noCert.code, 100);
   assert.equal(noCert.stderr, "tlsc: fatal: CERTFILE not set\n");
+  // A client pair that cannot serve was OpenSSL's words: "fatal: internal error:
+  // error:0480006C:PEM routines::no start line", exit 111. Now tlsd's line and status.
+  for (const [cert, key, problem] of [
+    [pki.ca.key, server.key, "the certificate file holds no PEM certificate"],
+    [server.cert, server.cert, "the key file holds a certificate, not a private key"],
+    [server.cert, pki.ca.key, "the key does not belong to the certificate"],
+  ] as const) {
+    const bad = await run("/bin/sh", ["-c", `exec 6<&0 7>&1; exec ${ours("tlsc")} -y true`], {
+      env: { PATH, CERTFILE: cert, KEYFILE: key },
+    });
+    assert.deepEqual(
+      [bad.code, bad.stderr],
+      [96, `tlsc: fatal: unable to use certificate ${cert} with key ${key}: ${problem}\n`],
+    );
+  }
 });
 
 test("--mod-ssl: the mod_ssl / ucspi-ssl variables about the server", async () => {
