@@ -422,12 +422,34 @@ function contextName(pair: Pair): string {
   return `${pair.cert}\0${pair.key}`;
 }
 
-/** Trust anchors: every file of CADIR (one certificate each), or the CAFILE bundle. */
+/** Trust anchors: every file of CADIR (one certificate each), or the CAFILE bundle. Node skips
+ * what it cannot read as a certificate, without a word: none at all, or one it cannot read, is
+ * a configuration error here, not every client's certificate refused as self-signed. */
 export function readTrustAnchors(ca: TrustAnchors): Buffer[] {
-  return "dir" in ca
-    ? readAll(ca.dir).map((f) => readOrFail(f, "trust anchor"))
-    : [readOrFail(ca.file, "trust anchors")];
+  const anchors =
+    "dir" in ca
+      ? readAll(ca.dir).map((f) => readOrFail(f, "trust anchor"))
+      : [readOrFail(ca.file, "trust anchors")];
+  const where = "dir" in ca ? `CADIR ${ca.dir}` : `CAFILE ${ca.file}`;
+  const blocks = anchors.flatMap((pem) => pem.toString("latin1").match(CERT_PEM) ?? []);
+  if (blocks.length === 0)
+    throw new FatalError(`unable to use trust anchors ${where}: no certificate in it`, EXIT_CONFIG);
+  blocks.forEach((block, i) => {
+    try {
+      new X509Certificate(block);
+    } catch {
+      const which = `certificate ${i + 1} of the ${blocks.length} in it`;
+      throw new FatalError(
+        `unable to use trust anchors ${where}: ${which} cannot be read`,
+        EXIT_CONFIG,
+      );
+    }
+  });
+  return anchors;
 }
+
+const CERT_PEM =
+  /-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----[^-]*-----END [A-Z0-9 ]*CERTIFICATE-----/g;
 
 /** A certificate and its key, read and checked: a FatalError naming both when they cannot go
  * together (OpenSSL's own words would be "PEM routines::no start line"). */

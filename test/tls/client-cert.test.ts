@@ -3,10 +3,11 @@
 // SSL_CLIENT_VERIFY says why not); -y refuses one that does not verify.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { rmSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
-import { BIN, djb, ours } from "../helpers/programs.ts";
+import { BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { answerWithCertificate } from "../helpers/tls-client.ts";
 
@@ -111,5 +112,27 @@ test("--mod-ssl: the serial as mod_ssl and openssl print it, the key and signatu
     );
   } finally {
     await s.stop();
+  }
+});
+
+// Node skips what it cannot read as a certificate, silently: tcpserver started, and every
+// client's certificate was refused as "self-signed" (tlsc: every server's).
+test("trust anchors with no certificate, or one that cannot be read: tlsd and tlsc stop at start, one line", async () => {
+  const damaged = join(pki.dir, "damaged-ca.pem");
+  writeFileSync(damaged, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+  const cases = [
+    [pki.ca.key, "no certificate in it"],
+    [damaged, "certificate 1 of the 1 in it cannot be read"],
+  ] as const;
+  for (const [file, problem] of cases) {
+    const env = { PATH, CERTFILE: server.cert, KEYFILE: server.key, CAFILE: file };
+    const d = await run(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "tlsd", "-y", "cat"], {
+      env,
+    });
+    const line = `fatal: unable to use trust anchors CAFILE ${file}: ${problem}\n`;
+    // tcpserver ends 111 for any refusal of its in-process tlsd but a usage one.
+    assert.deepEqual([d.code, d.stderr], [111, `tlsd: ${line}`]);
+    const c = await run("/bin/sh", ["-c", `exec 6<&0 7>&1; exec ${ours("tlsc")} true`], { env });
+    assert.deepEqual([c.code, c.stderr], [96, `tlsc: ${line}`]);
   }
 });
