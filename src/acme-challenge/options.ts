@@ -2,6 +2,7 @@
 import { optionNumber } from "../tls/options.ts";
 import { UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../cli/getopt.ts";
+import { secondsAsTimerMs } from "../ucspi/timers.ts";
 
 export const USAGE = "acme-challenge [ -v verbosity ] [ -t timeout ] [ prog... ]";
 
@@ -20,7 +21,7 @@ export function parseChallengeArgs(args: readonly string[]): ChallengeOptions {
     if (name === "q") o.verbosity = 0;
     else if (name === "v") o.verbosity = optionNumber(value, name);
     else if (name === "t") {
-      o.timeoutMs = optionNumber(value, name) * 1000;
+      o.timeoutMs = secondsAsTimerMs(optionNumber(value, name));
       if (o.timeoutMs <= 0) throw new UsageError("-t: must be more than 0");
     }
   }

@@ -3,6 +3,7 @@ import { toBytes } from "../ucspi/env.ts";
 import { scanUnsigned } from "./getopt.ts";
 import { parsePort } from "../ucspi/address.ts";
 import { UsageError } from "../ucspi/errors.ts";
+import { secondsAsTimerMs } from "../ucspi/timers.ts";
 
 export interface CommonTcpOptions {
   verbosity: 0 | 1 | 2;
@@ -48,7 +49,7 @@ export function applyCommonOption(o: CommonTcpOptions, name: string, value: stri
       o.localName = toBytes(value);
       return true;
     case "t":
-      o.identTimeoutMs = scanUnsigned(value) * 1000;
+      o.identTimeoutMs = secondsAsTimerMs(scanUnsigned(value));
       return true;
     case "r":
     case "R":

@@ -4,6 +4,7 @@ import type { Policy } from "../dialogue/types.ts";
 import { optionNumber } from "../tls/options.ts";
 import { UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../cli/getopt.ts";
+import { secondsAsTimerMs } from "../ucspi/timers.ts";
 
 export const USAGE =
   "starttls-wrapper [ -p smtp|lmtp|imap|pop3|nntp|sieve|postgres|ldap|mysql|xmpp ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
@@ -28,7 +29,7 @@ export interface WrapperOptions {
   program: string[];
 }
 
-const seconds = (value: string, name: string) => optionNumber(value, name) * 1000;
+const seconds = (value: string, name: string) => secondsAsTimerMs(optionNumber(value, name));
 
 export function parseWrapperArgs(args: readonly string[]): WrapperOptions {
   const { options, rest } = getopt(args, {

@@ -4,6 +4,7 @@ import { UsageError } from "../ucspi/errors.ts";
 import { getopt, scanUnsigned } from "../cli/getopt.ts";
 import { applyCommonOption, commonDefaults, hostPortProgram } from "../cli/tcp-options.ts";
 import type { CommonTcpOptions } from "../cli/tcp-options.ts";
+import { secondsAsTimerMs } from "../ucspi/timers.ts";
 
 /** Debian's ucspi-tcp-ipv6 usage line, letter for letter. */
 export const USAGE =
@@ -57,7 +58,7 @@ function parseTimeouts(text: string): [number, number] {
   const plus = text.indexOf("+");
   const first = scanUnsigned(text);
   const second = plus >= 0 ? scanUnsigned(text.slice(plus + 1)) : 0;
-  return [first * 1000, second * 1000];
+  return [secondsAsTimerMs(first), secondsAsTimerMs(second)];
 }
 
 /** djb's `scan_ulong(optarg,&u); portlocal = u;`: leading digits (none is 0), modulo 65536. */

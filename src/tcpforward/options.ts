@@ -4,6 +4,7 @@ import { parsePort } from "../ucspi/address.ts";
 import { UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../cli/getopt.ts";
 import { block } from "../cli/block.ts";
+import { secondsAsTimerMs } from "../ucspi/timers.ts";
 
 export const USAGE =
   "tcpforward [ -q ] [ -v verbosity ] [ -t timeout ] [ -i localip ] [ --transparent [ --source-ports low-high ] ] [ --proxy ] [ --mark mark ] [ --if-plain { prog... } ] [ host port | /path/of/socket ]";
@@ -72,7 +73,7 @@ export function parseForwardArgs(argv: readonly string[]): ForwardOptions {
         o.verbosity = optionNumber(value, name);
         break;
       case "t":
-        o.connectTimeoutMs = optionNumber(value, name) * 1000;
+        o.connectTimeoutMs = secondsAsTimerMs(optionNumber(value, name));
         if (o.connectTimeoutMs <= 0) throw new UsageError("-t: must be more than 0");
         timeoutGiven = true;
         break;

@@ -37,7 +37,7 @@ import { statusLabel } from "./status-label.ts";
 import type { ServerOptions } from "./options.ts";
 import { isTrusted, readProxyHeader, trustedProxies } from "./proxy-header.ts";
 import { withProxiedTls } from "./proxy-tls.ts";
-import { LONGEST_TIMER_MS } from "../ucspi/timers.ts";
+import { secondsAsTimerMs } from "../ucspi/timers.ts";
 import type { ProxyHeader } from "../proxy/index.ts";
 
 /** Connections that never get a process of their own (denied, dropped, served in-process) are
@@ -102,13 +102,10 @@ function bounded(
 ): Promise<void> {
   return new Promise((resolve) => {
     let grace: NodeJS.Timeout | undefined;
-    const bound = setTimeout(
-      () => {
-        atBound();
-        grace = setTimeout(done, END_GRACE_MS);
-      },
-      Math.min(seconds * 1000, LONGEST_TIMER_MS),
-    );
+    const bound = setTimeout(() => {
+      atBound();
+      grace = setTimeout(done, END_GRACE_MS);
+    }, secondsAsTimerMs(seconds));
     function done() {
       clearTimeout(bound);
       clearTimeout(grace);
