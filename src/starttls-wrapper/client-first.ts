@@ -6,7 +6,7 @@ import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { declines, refusals, upgrades } from "../metrics/catalog.ts";
 import { stripTlsConfig } from "../tls/peer-env.ts";
-import { connectionStream, exitStatus } from "../ucspi/chain.ts";
+import { connectionStream, exitStatus, releaseConnection } from "../ucspi/chain.ts";
 import { clientPrefix, copyEnv } from "../ucspi/env.ts";
 import { causeText } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
@@ -60,22 +60,18 @@ export function startServer(ctx: StageContext, options: WrapperOptions) {
   stripTlsConfig(env);
   const letGo = new AbortController();
   let spawned = false;
+  const serverSide: Connection = { fd: theirs };
   const done = ctx
-    .next(
-      options.program,
-      env,
-      { fd: theirs },
-      {
-        stop: letGo.signal,
-        onSpawn: () => {
-          // It has its own copy; ours would hide its end from us.
-          spawned = true;
-          native().close(theirs);
-        },
+    .next(options.program, env, serverSide, {
+      stop: letGo.signal,
+      onSpawn: () => {
+        // It has its own copy; ours would hide its end from us.
+        spawned = true;
+        native().close(theirs);
       },
-    )
+    })
     .finally(() => {
-      if (!spawned) native().close(theirs);
+      if (!spawned) releaseConnection(serverSide);
     });
   done.catch(() => undefined);
   return { server, done, letGo };

@@ -12,13 +12,13 @@ import { declines, refusals, upgrades } from "../metrics/catalog.ts";
 import type { ResumeRecord } from "../proxy/index.ts";
 import { noDelay } from "../tls/close-policy.ts";
 import { stripTlsConfig } from "../tls/peer-env.ts";
-import { connectionStream, exitStatus } from "../ucspi/chain.ts";
+import { connectionStream, exitStatus, releaseConnection } from "../ucspi/chain.ts";
 import { copyEnv, tcpVar } from "../ucspi/env.ts";
 import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { oneWay, relay } from "../stream/relay.ts";
 import { resetStream } from "../stream/reset.ts";
-import type { Stage, StageContext } from "../ucspi/stage.ts";
+import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
 import { failed, shown } from "./client-first.ts";
 import { connectService, handoverHeader, localHeader } from "./handover.ts";
 import { USAGE, parseWrapperArgs } from "./options.ts";
@@ -143,19 +143,15 @@ class Wrapper {
     // The plaintext server never needs a key, nor to know where one is.
     stripTlsConfig(env);
     let spawned = false;
-    const serverDone = this.ctx.next(
-      this.options.program,
-      env,
-      { fd: this.serverFd },
-      {
-        stop: this.letGo.signal,
-        onSpawn: () => {
-          // The server has its own copy; ours would hide its end from us.
-          spawned = true;
-          native().close(this.serverFd);
-        },
+    const serverSide: Connection = { fd: this.serverFd };
+    const serverDone = this.ctx.next(this.options.program, env, serverSide, {
+      stop: this.letGo.signal,
+      onSpawn: () => {
+        // The server has its own copy; ours would hide its end from us.
+        spawned = true;
+        native().close(this.serverFd);
       },
-    );
+    });
     this.listen();
     this.preTlsTimer = setTimeout(
       () => this.snooper.limit(`no STARTTLS within ${this.options.preTlsMs / 1000} s`),
@@ -172,7 +168,7 @@ class Wrapper {
       this.client.destroy();
       throw error;
     } finally {
-      if (!spawned) native().close(this.serverFd);
+      if (!spawned) releaseConnection(serverSide);
     }
     clearTimeout(this.preTlsTimer);
     // An upgrade that was not handed over (the client left, or pipelined, before the

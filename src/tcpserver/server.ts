@@ -3,7 +3,7 @@
 import { writeSync } from "node:fs";
 import { shownIp } from "../net/ip.ts";
 import { connectionVarNames, eachConnectionVar } from "../ucspi/address.ts";
-import { exitStatus, runChain } from "../ucspi/chain.ts";
+import { exitStatus, releaseConnection, runChain } from "../ucspi/chain.ts";
 import { refuseSharedPrivileges } from "../ucspi/privileges.ts";
 import { copyEnv, putVar, setVar, withNames } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
@@ -334,8 +334,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
 
   function releaseInProcess(connection: Connection) {
     inProcess--;
-    if (connection.stream) connection.stream.destroy();
-    else if (connection.fd !== undefined) native().close(connection.fd);
+    releaseConnection(connection);
   }
 
   function finish(c: Accepted, id: number, status: number, closeFd = true) {

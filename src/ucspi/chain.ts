@@ -384,6 +384,14 @@ async function spawnOnStream(
   return status;
 }
 
+/** Closes a connection handed to a program that ran in this process: through its stream when
+ * that program made one (the stream owns the fd then: closing the number under it makes
+ * libuv abort the process, or closes whatever fd took the number since), else its fd. */
+export function releaseConnection(connection: Connection): void {
+  if (connection.stream) connection.stream.destroy();
+  else if (connection.fd !== undefined) native().close(connection.fd);
+}
+
 /** The connection as a stream, made from its fd the first time a stage needs one. */
 export function connectionStream(connection: Connection): NonNullable<Connection["stream"]> {
   if (!connection.stream) {

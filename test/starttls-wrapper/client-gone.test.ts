@@ -13,8 +13,8 @@ import { connect as tlsConnect } from "node:tls";
 import { writePacket } from "../../src/dialogue/mysql.ts";
 import { makePki } from "../helpers/certs.ts";
 import { sslRequestPayload } from "../helpers/mysql-packets.ts";
-import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
-import { startServer } from "../helpers/server.ts";
+import { PATH_WITH_BIN, djb, ours, run } from "../helpers/programs.ts";
+import { startServer, talk } from "../helpers/server.ts";
 import { serverBehind } from "../helpers/servers-behind.ts";
 
 /** What each protocol's server says first (nothing: the client speaks first, or, for MySQL,
@@ -408,6 +408,33 @@ for (const [protocol, when, bytes] of BEFORE_RESET) {
       assert.doesNotMatch(log, /^tcpserver: end \d+ status 0$/m);
     } finally {
       await server.stop();
+    }
+  });
+}
+
+// The server ran in the wrapper's process (ucspi-demo, one of ours) and its connection was a
+// stream over the wrapper's socket pair; the wrapper then closed that fd's number itself, under
+// the live stream: libuv aborted the process (SIGABRT, no word), our tcpserver with every
+// connection it served, and the client had no 221. A client that sends QUIT and ends at once.
+for (const server of [ours("tcpserver"), djb("tcpserver")]) {
+  const who = server.startsWith("/usr") ? "djb's tcpserver" : "our tcpserver";
+  test(`${who}: QUIT and an end at once, to a server in the wrapper's process: its answer, status 0`, async () => {
+    const s = await startServer(
+      server,
+      ["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "ucspi-demo", "smtp"],
+      { env: WRAPPER_ENV },
+    );
+    try {
+      for (let i = 1; i <= 3; i++) {
+        assert.equal(
+          await talk(s.port, "QUIT\r\n"),
+          "220 ucspi-tls.demo ESMTP demo sink\r\n221 ucspi-tls.demo bye\r\n",
+        );
+        await s.waitForLog(/^tcpserver: end \d+ status \d+$/, i);
+      }
+      assert.doesNotMatch(s.log(), /status [1-9]/, s.log());
+    } finally {
+      assert.equal((await s.stop()).code, 0, s.log());
     }
   });
 }
