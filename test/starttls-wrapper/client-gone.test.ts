@@ -438,3 +438,28 @@ for (const server of [ours("tcpserver"), djb("tcpserver")]) {
     }
   });
 }
+
+// ucspi-demo (the server behind the wrapper in the recipes) said a client's reset in Node's
+// words: "ucspi-demo: fatal: internal error: read ECONNRESET" (or write ECONNRESET).
+test("ucspi-demo, a line service and an SMTP sink: a client that resets gets one line in our words", async () => {
+  for (const program of [["ucspi-demo"], ["ucspi-demo", "smtp"]]) {
+    const s = await startServer(ours("tcpserver"), ["-v", "-RHl0", "127.0.0.1", "0", ...program], {
+      env: WRAPPER_ENV,
+    });
+    try {
+      await goAway(s.port, "hello\r\n", "reset");
+      await s.waitForLog(/^tcpserver: end \d+ status \d+$/);
+      const said = s
+        .log()
+        .split("\n")
+        .filter((line) => line.startsWith("ucspi-demo: "));
+      assert.equal(said.length, 1, s.log());
+      assert.match(
+        said[0] ?? "",
+        /^ucspi-demo: fatal: 127\.0\.0\.1: the client's connection broke: (connection reset|broken pipe)$/,
+      );
+    } finally {
+      await s.stop();
+    }
+  }
+});
