@@ -49,6 +49,16 @@ export function count(what: keyof typeof FAMILIES, options: WrapperOptions): voi
   FAMILIES[what].inc({ protocol: options.protocol });
 }
 
+/** Why a session's server could not be run, by session: the paths that start it at once
+ * (MySQL, XMPP) see only its end, and would end as a session of ours, status 100, without a
+ * word; serverRan() makes that failure the session's, one line and 111, as on the line paths. */
+const notRun = new WeakMap<StageContext, unknown>();
+
+/** Throws what kept the session's server from running, if anything did. */
+export function serverRan(ctx: StageContext): void {
+  if (notRun.has(ctx)) throw notRun.get(ctx);
+}
+
 /** The plaintext server (prog) on a socket pair: our end, its status, and the signal that
  * lets it go (SIGTERM for a spawned one; an in-process stage sees our end close). */
 export function startServer(ctx: StageContext, options: WrapperOptions) {
@@ -73,7 +83,7 @@ export function startServer(ctx: StageContext, options: WrapperOptions) {
     .finally(() => {
       if (!spawned) releaseConnection(serverSide);
     });
-  done.catch(() => undefined);
+  done.catch((error: unknown) => notRun.set(ctx, error));
   return { server, done, letGo };
 }
 

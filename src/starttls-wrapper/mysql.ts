@@ -27,7 +27,16 @@ import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { causeText } from "../ucspi/errors.ts";
 import { relay } from "../stream/relay.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
-import { REFUSED, count, endWith, failures, logger, shown, startServer } from "./client-first.ts";
+import {
+  REFUSED,
+  count,
+  endWith,
+  failures,
+  logger,
+  serverRan,
+  shown,
+  startServer,
+} from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
 export async function runMysql(ctx: StageContext, options: WrapperOptions): Promise<number> {
@@ -151,8 +160,11 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
     }
     // A server that failed under it: its status, and its own line.
     if (serverFailed()) return end(serverStatus ?? exitStatus(111));
+    const status = await end(exitStatus(111));
+    // A server that could not be run broke it off: its failure is the one line.
+    serverRan(ctx);
     warn(`the connection phase broke off: ${causeText(error)}`);
-    return end(exitStatus(111));
+    return status;
   }
 }
 

@@ -19,7 +19,7 @@ import { native } from "../ucspi/native.ts";
 import { oneWay, relay } from "../stream/relay.ts";
 import { resetStream } from "../stream/reset.ts";
 import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
-import { failed, shown } from "./client-first.ts";
+import { failed, serverRan, shown } from "./client-first.ts";
 import { connectService, handoverHeader, localHeader } from "./handover.ts";
 import { USAGE, parseWrapperArgs } from "./options.ts";
 import type { WrapperOptions } from "./options.ts";
@@ -67,7 +67,9 @@ export const wrapperStage: Stage = {
     if (binary) {
       if (options.service)
         throw new UsageError(`-p ${options.protocol}: local mode only (no host and port)`, USAGE);
-      return (await binary())(ctx, options);
+      const status = await (await binary())(ctx, options);
+      serverRan(ctx);
+      return status;
     }
     const factory = DIALOGUES[options.protocol];
     if (!factory) throw new UsageError(`unknown protocol '${options.protocol}'`, USAGE);

@@ -516,3 +516,36 @@ test("imap -r: every capability list before TLS is the wrapper's (an untagged CA
     await server.stop();
   }
 });
+
+const CANNOT_RUN =
+  "starttls-wrapper: fatal: unable to run /nonexistent/server: file does not exist";
+
+// A server that cannot be run, on the paths that start it before the client has spoken (MySQL,
+// XMPP): its failure was swallowed, the session ended as one of ours (status 100) with no line
+// saying why, or (MySQL) a warning that the connection phase broke off. Now the line paths'
+// one line, and 111.
+test("mysql, xmpp: a server that cannot be run: one line saying so, status 111", async () => {
+  const env = { ...ENV, CERTFILE: pair.cert, KEYFILE: pair.key };
+  for (const protocol of ["mysql", "xmpp"]) {
+    const s = await startServer(
+      ours("tcpserver"),
+      ["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", protocol, "/nonexistent/server"],
+      { env },
+    );
+    try {
+      const client = connect(s.port, "127.0.0.1");
+      client.on("error", () => {});
+      client.resume();
+      await s.waitForLog(/^tcpserver: end /);
+      client.destroy();
+      const said = s
+        .log()
+        .split("\n")
+        .filter((l) => l.startsWith("starttls-wrapper: "));
+      assert.deepEqual(said, [CANNOT_RUN], protocol);
+      assert.match(s.log(), /^tcpserver: end \d+ status 28416$/m, protocol);
+    } finally {
+      await s.stop();
+    }
+  }
+});
