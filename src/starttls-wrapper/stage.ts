@@ -164,8 +164,10 @@ class Wrapper {
       // A server that was let go and does not end on SIGTERM gets SIGKILL from the chain.
       status = await serverDone;
     } catch (error) {
-      // The server could not be run: nothing more to do for this client.
+      // The server could not be run: nothing more to do for this client, and that is the one
+      // line (a client on two pipes sees the destroy as an AbortError, no failure of its own).
       clearTimeout(this.preTlsTimer);
+      this.snooper.phase = "closed";
       this.closeServer();
       this.client.destroy();
       throw error;

@@ -549,3 +549,21 @@ test("mysql, xmpp: a server that cannot be run: one line saying so, status 111",
     }
   }
 });
+
+// As a process of its own on two pipes, the line paths said a warning in Node's words after
+// that line: "warning: unknown: client connection failed: The operation was aborted" (their
+// own destroy of the client's stream, which Node's Duplex.from says as an AbortError).
+test("on two pipes, a server that cannot be run: that one line, nothing after it", async () => {
+  const env = { ...ENV, CERTFILE: pair.cert, KEYFILE: pair.key };
+  for (const protocol of ["smtp", "imap"]) {
+    const alone = await run(
+      "/bin/sh",
+      [
+        "-c",
+        `cat /dev/null | ${ours("starttls-wrapper")} -p ${protocol} /nonexistent/server | cat`,
+      ],
+      { env },
+    );
+    assert.equal(alone.stderr, `${CANNOT_RUN}\n`, protocol);
+  }
+});
