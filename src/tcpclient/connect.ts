@@ -2,6 +2,7 @@
 // address, then a second pass with the long one over the addresses that timed out. An address
 // that times out in the first pass is said once, after the second one (djb's warns only then).
 import { Socket } from "node:net";
+import { unknownZone } from "../ucspi/address.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 
 export interface ConnectPlan {
@@ -43,6 +44,9 @@ export async function connectInTurn(
 
 function connectOne(ip: string, plan: ConnectPlan, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
+    // Node would wait out the limit on a zone that names no interface, then say "timed out".
+    const zone = unknownZone(ip);
+    if (zone !== undefined) return reject(new Error(`no network interface ${zone}`));
     // Half-open, as a socket of its own would be under djb's tcpclient: the server's FIN ends
     // only what the chain reads (a TLS session made on it inherits this), and the program's
     // answer after it still goes out.

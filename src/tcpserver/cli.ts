@@ -4,8 +4,7 @@ import { spawn } from "node:child_process";
 import { isSea } from "node:sea";
 import type { ChildProcess } from "node:child_process";
 import { writeSync } from "node:fs";
-import { networkInterfaces } from "node:os";
-import { parsePort, parseServerHost, withInterface } from "../ucspi/address.ts";
+import { parsePort, parseServerHost, unknownZone, withInterface } from "../ucspi/address.ts";
 import { StageConfigError, prepareChain } from "../ucspi/chain.ts";
 import { hostAddresses } from "../net/dns.ts";
 import { helpAsked } from "../cli/help.ts";
@@ -234,14 +233,10 @@ async function bindAddress(options: ServerOptions): Promise<string> {
   const first = addresses.find((a) => !a.includes(":")) ?? addresses[0];
   if (first === undefined) throw new FatalError(`no IP address for ${options.host}`);
   const address = withInterface(first, options.interfaceName);
-  if (address !== first) checkInterface(options.interfaceName ?? "");
+  // -I names an interface of this host (a link-local address needs a real one).
+  const zone = address !== first ? unknownZone(address) : undefined;
+  if (zone !== undefined) throw new FatalError(`unable to bind: no network interface ${zone}`);
   return address;
-}
-
-/** -I names an interface of this host (a link-local address needs a real one). */
-function checkInterface(name: string): void {
-  if (/^[0-9]+$/.test(name) || name in networkInterfaces()) return;
-  throw new FatalError(`unable to bind: no network interface ${name}`);
 }
 
 function portNumber(text: string): number {

@@ -6,6 +6,7 @@
 
 import { readFileSync } from "node:fs";
 import { isIPv4, isIPv6 } from "node:net";
+import { networkInterfaces } from "node:os";
 import { isIPv4Mapped, isLinkLocal, mapIPv4, unmapIPv4 } from "../net/ip.ts";
 import { FatalError } from "./errors.ts";
 import { onReload } from "./reload.ts";
@@ -127,6 +128,14 @@ export function parsePort(text: string, services?: ReadonlyMap<string, number>):
 export function withInterface(ip: string, interfaceName: string | undefined): string {
   if (interfaceName === undefined || ip.includes("%") || !isLinkLocal(ip)) return ip;
   return `${ip}%${interfaceName}`;
+}
+
+/** The zone of `ip` when it names no interface of this host (a number is an interface's index,
+ * taken as it is): a link-local address means nothing there, and the kernel would wait. */
+export function unknownZone(ip: string): string | undefined {
+  const { zone } = splitZone(ip);
+  if (zone === undefined || /^[0-9]+$/.test(zone) || zone in networkInterfaces()) return undefined;
+  return zone;
 }
 
 function splitZone(ip: string): { ip: string; zone: string | undefined } {

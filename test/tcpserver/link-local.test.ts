@@ -79,10 +79,21 @@ test("without -I a link-local address names no interface: one fatal line, exit 1
   assert.match(client.stderr, /^tcpclient: unable to connect to fe80::78:1 port 1: /);
 });
 
-test("-I naming no interface of this host: one line, exit 111", async () => {
+test("-I or a %zone naming no interface of this host: one line, exit 111, at once", async () => {
   const r = await lab.run(lab.server, ours("tcpserver"), ["-I", "nosuch0", SERVER_LL, "0", "true"]);
   assert.equal(r.code, 111);
   assert.equal(r.stderr, "tcpserver: fatal: unable to bind: no network interface nosuch0\n");
+  // tcpclient waited out its connect limit (60 s) on such a zone, then said "timed out".
+  for (const args of [["-I", "nosuch0", SERVER_LL], [`${SERVER_LL}%nosuch0`]]) {
+    const c = await lab.run(lab.client, ours("tcpclient"), ["-RH", ...args, "1", "true"]);
+    assert.deepEqual(
+      [c.code, c.stderr],
+      [
+        111,
+        `tcpclient: unable to connect to ${SERVER_LL}%nosuch0 port 1: no network interface nosuch0\n`,
+      ],
+    );
+  }
   // An address that is not link-local does not need one: -I is ignored, as by Debian's.
   const s = await startServer(ours("tcpserver"), ["-RHl0", "-I", "nosuch0", "::1", "0", "true"], {
     wrap: ["ip", "netns", "exec", lab.server],
