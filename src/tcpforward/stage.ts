@@ -385,5 +385,6 @@ function connectService(to: Endpoint, from: string, o: ForwardOptions): Promise<
 /** The client's connection is reset rather than ended, where it is a socket of ours. */
 function resetClient(connection: Connection): void {
   if (connection.fd !== undefined) native().abortOnClose(connection.fd);
+  else if (connection.reset) connection.reset();
   else if (connection.stream) resetStream(connection.stream);
 }

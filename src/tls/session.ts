@@ -6,7 +6,8 @@ import { exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { causeText } from "../ucspi/errors.ts";
-import type { StageContext } from "../ucspi/stage.ts";
+import { native } from "../ucspi/native.ts";
+import type { Connection, StageContext } from "../ucspi/stage.ts";
 import { CLOSE_GRACE_MS, MISSING_CLOSE_NOTIFY } from "./close-policy.ts";
 import { HandshakeError, failureReason } from "./handshake-result.ts";
 import { closeNotifyFor } from "./options.ts";
@@ -198,7 +199,8 @@ export async function runOverSession(
   let peerGone = false;
   let status: number;
   try {
-    status = await ctx.next(program, env, { stream }, { onPeerGone: () => (peerGone = true) });
+    const next = { stream, ...resetOf(ctx.connection, tls) };
+    status = await ctx.next(program, env, next, { onPeerGone: () => (peerGone = true) });
   } catch (error) {
     // The program could not be run: the session ends here, at once.
     tls.destroy();
@@ -210,4 +212,18 @@ export async function runOverSession(
     fail(`connection lost before the program was done: ${lostCause(broken)}`);
   await goodbye(tls, !closeNotifyFor(closeNotify, tls.getProtocol()));
   return failed ? exitStatus(EXIT_TLS) : status;
+}
+
+/** The session's reset, for the stage after it: the socket under the session closes with a
+ * reset (SO_LINGER 0), rather than end as if all were well; none where no socket is known. */
+function resetOf(connection: Connection, tls: TLSSocket): Pick<Connection, "reset"> {
+  const fd = connection.fd;
+  if (fd === undefined) return {};
+  return {
+    reset: () => {
+      native().abortOnClose(fd);
+      tls.destroy();
+      connection.stream?.destroy();
+    },
+  };
 }

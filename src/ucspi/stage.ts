@@ -18,6 +18,9 @@ export interface Connection {
   stream?: Duplex;
   /** The PROXY header tcpserver --proxy read (real addresses, and our resume record TLV). */
   proxy?: ProxyHeader;
+  /** Cuts the connection with a TCP reset, where `stream` is a stage's own (a TLS session)
+   * over a socket that the stage knows: a relay passes its other side's reset on with it. */
+  reset?: () => void;
   /** More fds for a spawned program, each under its own number (3 and up), close-on-exec
    * cleared in the program: tlsd -n's SSLCTLFD, SSLREADFD and SSLWRITEFD. They are handed over
    * with the connection: runChain takes them off it, closes this process's copies as soon as
