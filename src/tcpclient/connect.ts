@@ -53,20 +53,27 @@ function connectOne(ip: string, plan: ConnectPlan, timeoutMs: number): Promise<S
     const socket = new Socket({ allowHalfOpen: true });
     // Paused before it connects, so that Node never starts reading the program's bytes.
     socket.pause();
-    const timer =
-      timeoutMs > 0
-        ? setTimeout(() => {
-            socket.destroy();
-            reject(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" }));
-          }, timeoutMs)
-        : undefined;
+    const timedOut = () => {
+      socket.destroy();
+      reject(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" }));
+    };
+    // A limit of 0 is djb's one look (his iopause with the deadline now): connected by this
+    // turn's poll (a loopback connection is), else timed out at once; never no limit.
+    const stopTimer = (() => {
+      if (timeoutMs > 0) {
+        const timer = setTimeout(timedOut, timeoutMs);
+        return () => clearTimeout(timer);
+      }
+      const look = setImmediate(timedOut);
+      return () => clearImmediate(look);
+    })();
     socket.once("error", (error) => {
-      clearTimeout(timer);
+      stopTimer();
       socket.destroy();
       reject(error);
     });
     socket.once("connect", () => {
-      clearTimeout(timer);
+      stopTimer();
       if (plan.noDelay) socket.setNoDelay(true);
       resolve(socket);
     });

@@ -200,10 +200,10 @@ async function unanswered(body: (port: number) => Promise<void>) {
   }
 }
 
-test("an address that times out in the first pass is said once, after the second, as djb's", async () => {
+test("an address that times out in the first pass is said once, after the second, as djb's; -T 0 is one look, not no limit", async () => {
   await unanswered(async (port) => {
     const timedOut = `tcpclient: unable to connect to 127.0.0.1 port ${port}: timed out\n`;
-    for (const timeouts of ["1+1", "1"]) {
+    for (const timeouts of ["1+1", "1", "0"]) {
       const argv = ["-RH", "-T", timeouts, "127.0.0.1", String(port), "true"];
       const a = await run(djb("tcpclient"), argv);
       const b = await run(ours("tcpclient"), argv);
@@ -386,4 +386,25 @@ test("-6 tells the connection in IPv6 form, and -I is taken, as Debian's ucspi-t
   const r = await run(ours("tcpclient"), ["-4", "-RH", "::1", "1", "true"]);
   assert.equal(r.code, 111);
   assert.equal(r.stderr, "tcpclient: fatal: no IP address for ::1\n");
+});
+
+test("-T 0 to a server that accepts: connected by the one look, as djb's (a loopback connection is made within connect)", async () => {
+  const s = await startServer(djb("tcpserver"), ["-RHl0", "127.0.0.1", "0", "echo", "hi"]);
+  try {
+    for (const client of [djb("tcpclient"), ours("tcpclient")]) {
+      const r = await run(client, [
+        "-RH",
+        "-T",
+        "0",
+        "127.0.0.1",
+        String(s.port),
+        "sh",
+        "-c",
+        "cat <&6",
+      ]);
+      assert.deepEqual([r.code, r.stdout, r.stderr], [0, "hi\n", ""], client);
+    }
+  } finally {
+    await s.stop();
+  }
 });
