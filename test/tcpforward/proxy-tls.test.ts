@@ -14,6 +14,7 @@ import { makePki } from "../helpers/certs.ts";
 import { manageSieveServer } from "../helpers/managesieve.ts";
 import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { answerWithCertificate } from "../helpers/tls-client.ts";
 
 const pki = makePki();
 const leaf = pki.server("localhost", ["localhost"]);
@@ -134,23 +135,9 @@ async function headerSeen(args: string[], client: string[]): Promise<Record<stri
     { env: tlsEnv },
   );
   try {
-    const r = await run(
-      "openssl",
-      [
-        "s_client",
-        "-quiet",
-        "-connect",
-        `127.0.0.1:${server.port}`,
-        "-servername",
-        "localhost",
-        "-CAfile",
-        pki.ca.cert,
-        "-verify_return_error",
-        ...client,
-      ],
-      { timeoutMs: 20_000, input: "" },
-    );
-    return JSON.parse(r.stdout) as Record<string, unknown>;
+    const extra = ["-servername", "localhost", "-verify_return_error", ...client];
+    const out = await answerWithCertificate(server.port, pki.ca.cert, undefined, extra);
+    return JSON.parse(out) as Record<string, unknown>;
   } finally {
     await server.stop();
     reader.kill();

@@ -15,6 +15,7 @@ import { programEnv } from "../../src/tls/peer-env.ts";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { answerWithCertificate } from "../helpers/tls-client.ts";
 
 x509.cryptoProvider.set(webcrypto);
 
@@ -180,24 +181,9 @@ for (const [who, tcpserver] of [
       { env: { PATH, CERTFILE: server.cert, KEYFILE: server.key, CAFILE: pki.ca.cert } },
     );
     try {
-      const r = await run(
-        "openssl",
-        [
-          "s_client",
-          "-quiet",
-          "-connect",
-          `127.0.0.1:${s.port}`,
-          "-CAfile",
-          pki.ca.cert,
-          "-cert",
-          evil.cert,
-          "-key",
-          evil.key,
-        ],
-        { input: "", timeoutMs: 20_000 },
-      );
+      const out = await answerWithCertificate(s.port, pki.ca.cert, evil);
       assert.equal(
-        r.stdout,
+        out,
         [
           hex("C=FR, O=Evil Org, CN=guest\u012c CN\u013droot"),
           hex("guest\u012c CN\u013droot"),
