@@ -7,7 +7,7 @@
 // (plaintext logins allowed under `disable_plaintext_auth`), lighttpd for https.
 import type { Env } from "../ucspi/env.ts";
 import type { ProxyTlv } from "./types.ts";
-import { PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_SSL } from "./v2.ts";
+import { PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_SSL, encodeTlvs } from "./v2.ts";
 
 export const PP2_CLIENT_SSL = 0x01;
 export const PP2_CLIENT_CERT_CONN = 0x02;
@@ -46,12 +46,14 @@ function sslValue(env: Readonly<Env>, version: string): Buffer {
   const head = Buffer.alloc(5);
   head[0] = client;
   head.writeUInt32BE(verified ? 0 : 1, 1);
-  const subs = fits(version) ? [subTlv(PP2_SUBTYPE_SSL_VERSION, version)] : [];
+  const subs: ProxyTlv[] = [];
+  if (fits(version)) subs.push({ type: PP2_SUBTYPE_SSL_VERSION, value: bytes(version) });
   const cn = verified ? firstCommonName(env["SSL_PEER_CERT_SUBJECT"] ?? "") : undefined;
-  if (fits(cn)) subs.push(subTlv(PP2_SUBTYPE_SSL_CN, cn));
+  if (fits(cn)) subs.push({ type: PP2_SUBTYPE_SSL_CN, value: bytes(cn) });
   const cipher = env["SSL_CIPHER"];
-  if (fits(cipher)) subs.push(subTlv(PP2_SUBTYPE_SSL_CIPHER, cipher));
-  return Buffer.concat([head, ...subs]);
+  if (fits(cipher)) subs.push({ type: PP2_SUBTYPE_SSL_CIPHER, value: bytes(cipher) });
+  // Sub-TLVs have the layout of a header's own TLVs.
+  return Buffer.concat([head, encodeTlvs(subs)]);
 }
 
 /** Whether a value is there and short enough to pass on. */
@@ -62,15 +64,6 @@ function fits(value: string | undefined): value is string {
 /** The environment's values are byte strings (UTF-8 bytes, one character each). */
 function bytes(value: string): Buffer {
   return Buffer.from(value, "latin1");
-}
-
-function subTlv(type: number, text: string): Buffer {
-  const value = bytes(text);
-  const out = Buffer.alloc(3 + value.length);
-  out[0] = type;
-  out.writeUInt16BE(value.length, 1);
-  value.copy(out, 3);
-  return out;
 }
 
 /** The first CN of a subject in tlsd's form (`C=.., O=.., CN=..`, RFC 4514 escapes: `\X`

@@ -152,6 +152,26 @@ export function decodeProxyV2(buf: Uint8Array, maxLength = V2_MAX_LENGTH): Proxy
   return { state: "ok", header, length: total };
 }
 
+/** Writes `tlvs` into `out` at `pos` (type, 16-bit length, value each); returns the bytes
+ * written. The caller has checked each TLV and made room. */
+function writeTlvs(out: Buffer, pos: number, tlvs: readonly ProxyTlv[]): number {
+  let at = pos;
+  for (const t of tlvs) {
+    out[at] = t.type;
+    out.writeUInt16BE(t.value.length, at + 1);
+    out.set(t.value, at + 3);
+    at += 3 + t.value.length;
+  }
+  return at - pos;
+}
+
+/** TLVs as bytes: the layout of a header's TLVs, and of PP2_TYPE_SSL's sub-TLVs inside one. */
+export function encodeTlvs(tlvs: readonly ProxyTlv[]): Buffer {
+  const out = Buffer.alloc(tlvs.reduce((n, t) => n + 3 + t.value.length, 0));
+  writeTlvs(out, 0, tlvs);
+  return out;
+}
+
 export interface EncodeV2Options {
   /** Append a PP2_TYPE_CRC32C TLV holding the checksum of the whole header. */
   crc32c?: boolean;
@@ -196,12 +216,7 @@ export function encodeProxyV2(h: ProxyHeaderInit, opts: EncodeV2Options = {}): B
     out.writeUInt16BE(a.destination.port, pos + 2 * size + 2);
     pos += addressLength;
   }
-  for (const t of tlvs) {
-    out[pos] = t.type;
-    out.writeUInt16BE(t.value.length, pos + 1);
-    out.set(t.value, pos + 3);
-    pos += 3 + t.value.length;
-  }
+  pos += writeTlvs(out, pos, tlvs);
   if (opts.crc32c) {
     out[pos] = PP2_TYPE_CRC32C;
     out.writeUInt16BE(4, pos + 1);
