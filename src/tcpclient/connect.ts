@@ -59,14 +59,12 @@ function connectOne(ip: string, plan: ConnectPlan, timeoutMs: number): Promise<S
     };
     // A limit of 0 is djb's one look (his iopause with the deadline now): connected by this
     // turn's poll (a loopback connection is), else timed out at once; never no limit.
-    const stopTimer = (() => {
-      if (timeoutMs > 0) {
-        const timer = setTimeout(timedOut, timeoutMs);
-        return () => clearTimeout(timer);
-      }
-      const look = setImmediate(timedOut);
-      return () => clearImmediate(look);
-    })();
+    const timer = timeoutMs > 0 ? setTimeout(timedOut, timeoutMs) : undefined;
+    const look = timer === undefined ? setImmediate(timedOut) : undefined;
+    const stopTimer = () => {
+      clearTimeout(timer);
+      clearImmediate(look);
+    };
     socket.once("error", (error) => {
       stopTimer();
       socket.destroy();
