@@ -255,6 +255,20 @@ test("usage and configuration errors", async () => {
   const noFds = await run(ours("tlsc"), ["-y", "true"], { env: { PATH } });
   assert.equal(noFds.code, 111);
   assert.equal(noFds.stderr, "tlsc: fatal: unable to use fd 6: file descriptor not open\n");
+  // A -6 that is not an option (the program's word, a name's value) does not move tlsc off
+  // fd 6. The launcher took it for one and left 6 free for Node: tlsc talked to Node's own
+  // descriptor and aborted (SIGABRT), found by the random command lines.
+  for (const args of [
+    ["-", "-6"],
+    ["-k", "-6", "true"],
+    ["--", "-6"],
+  ]) {
+    const notOption = await run(ours("tlsc"), args, { env: { PATH } });
+    assert.deepEqual(
+      [notOption.signal, notOption.code, notOption.stderr],
+      [null, 111, "tlsc: fatal: unable to use fd 6: file descriptor not open\n"],
+    );
+  }
   // Without fds 6/7 too, a command line it cannot take is told as such first.
   const usageNoFds = await run(ours("tlsc"), ["-X", "true"], { env: { PATH } });
   assert.equal(usageNoFds.code, 100);
