@@ -82,6 +82,13 @@ export const certificateExpiry = family({
   observed: true,
 });
 
+export const trustReads = family({
+  name: "tlsd_trust_reads_total",
+  help: "Reads of the trust anchors for client certificates (CAFILE or CADIR) and of CRLFILE: one at start, then one per change on disk and per reload, whatever the number of certificates.",
+  type: "counter",
+  labels: ["file"],
+});
+
 export const acmeOrders = family({
   name: "tlsd_acme_orders_total",
   help: "Certificate orders to the ACME CA: issued, failed, or not made (rate_limited by ACME_RATE).",

@@ -11,7 +11,8 @@ import type { Env } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { pairProblem } from "./pair-check.ts";
 import { protocolOptions } from "./protocol.ts";
-import { stampOf } from "./file-stamp.ts";
+import { StampedRead, stampOf } from "./file-stamp.ts";
+import { trustReads } from "../metrics/catalog.ts";
 import { TICKET_LIFETIME_S, TicketFile, shareTickets } from "./tickets.ts";
 
 /** Exit codes of s6-tlsd for what goes wrong with the configuration. */
@@ -127,12 +128,32 @@ export class CertStore {
   /** TICKETFILE's keys, when it is set; else this process's own. */
   private readonly tickets: TicketFile | undefined;
 
+  /** CADIR or CAFILE, and CRLFILE: read once for every pair, and again when they change. */
+  private readonly anchors: StampedRead<Buffer[]> | undefined;
+  private readonly crl: StampedRead<string[]> | undefined;
+
   /** Files are looked at again (one stat each) at most every `recheckMs`. TICKETFILE is read
    * now: a FatalError when it cannot serve. */
   constructor(config: StoreConfig, recheckMs = 1000) {
     this.config = config;
     this.recheckMs = recheckMs;
     this.tickets = config.ticketFile === undefined ? undefined : new TicketFile(config.ticketFile);
+    const ca = config.ca;
+    this.anchors =
+      ca &&
+      new StampedRead("dir" in ca ? ca.dir : ca.file, () => {
+        trustReads.inc({ file: "dir" in ca ? "CADIR" : "CAFILE" });
+        return readTrustAnchors(ca);
+      });
+    // Set but empty is set: a CRLFILE=$LIST whose $LIST is empty must not turn the checks off.
+    const crlFile = config.crlFile;
+    this.crl =
+      crlFile === undefined
+        ? undefined
+        : new StampedRead(crlFile, () => {
+            trustReads.inc({ file: "CRLFILE" });
+            return revocationLists(crlFile);
+          });
     this.sessionIdContext = createHash("sha256")
       .update(JSON.stringify([config.fallback, [...config.named], config.ca, config.liveDir]))
       .digest("hex")
@@ -247,6 +268,8 @@ export class CertStore {
     const problems: string[] = [];
     const tickets = this.tickets?.reload();
     if (tickets) problems.push(tickets);
+    this.anchors?.forget();
+    this.crl?.forget();
     this.liveStamp = "";
     try {
       this.rescanLive();
@@ -342,14 +365,9 @@ export class CertStore {
 
   private build(name: string, pair: Pair): SecureContext {
     const files = [pair.cert, pair.key];
-    const ca = this.config.ca;
-    if (ca) files.push("dir" in ca ? ca.dir : ca.file);
-    const caCerts = ca ? readTrustAnchors(ca) : undefined;
-    // Set but empty is set: a CRLFILE=$LIST whose $LIST is empty must not turn the checks off.
-    const crlFile = this.config.crlFile;
-    if (crlFile !== undefined) files.push(crlFile);
-    const crl = crlFile !== undefined ? revocationLists(crlFile) : undefined;
-    const stamps = stampOf(files);
+    const stamps = [stampOf(files)];
+    const caCerts = shared(this.anchors, files, stamps);
+    const crl = shared(this.crl, files, stamps);
     let context: SecureContext;
     const { cert, key } = readPair(pair);
     try {
@@ -366,16 +384,25 @@ export class CertStore {
       });
     } catch (error) {
       if (error instanceof FatalError) throw error;
-      if (crl && crlFile !== undefined) checkRevocationLists(crl, crlFile);
+      if (crl && this.crl) checkRevocationLists(crl, this.crl.file);
       throw new FatalError(
         `unable to use certificate ${pair.cert} with key ${pair.key}: ${causeText(error)}`,
         EXIT_CONFIG,
       );
     }
     shareTickets(context, this.tickets);
-    this.contexts.set(name, { context, cert, files, stamps });
+    this.contexts.set(name, { context, cert, files, stamps: stamps.join("|") });
     return context;
   }
+}
+
+/** What a shared read holds now; its file and stamp go with the context's own (recheck()). */
+function shared<T>(read: StampedRead<T> | undefined, files: string[], stamps: string[]) {
+  if (!read) return undefined;
+  const { value, stamp } = read.get();
+  files.push(read.file);
+  stamps.push(stamp);
+  return value;
 }
 
 /** The CRLs of a PEM file, one each: OpenSSL reads only the first of a bundle given whole. A

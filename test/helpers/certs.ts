@@ -29,7 +29,8 @@ function openssl(args: string[], cwd: string): void {
   execFileSync("openssl", args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
 }
 
-export function makePki(): TestPki {
+/** `caName`: the CA's CN, for a test with two CAs (OpenSSL finds an issuer by its name). */
+export function makePki(caName = "Test CA"): TestPki {
   const dir = mkdtempSync(join(tmpdir(), "ucspi-pki-"));
   const ca = { cert: join(dir, "ca.pem"), key: join(dir, "ca.key") };
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
@@ -45,7 +46,7 @@ export function makePki(): TestPki {
       "-days",
       "2",
       "-subj",
-      "/CN=Test CA",
+      `/CN=${caName}`,
       "-addext",
       "basicConstraints=critical,CA:TRUE",
       "-addext",
