@@ -3,7 +3,7 @@
 // answered here or passed on untouched, and tlsd in this process with prog behind TLS.
 import { writeSync } from "node:fs";
 import { Socket } from "node:net";
-import type { Duplex } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
 import { declines, refusals, upgrades } from "../metrics/catalog.ts";
 import { stripTlsConfig } from "../tls/peer-env.ts";
 import { connectionStream, exitStatus, releaseConnection } from "../ucspi/chain.ts";
@@ -11,6 +11,7 @@ import { clientPrefix, copyEnv } from "../ucspi/env.ts";
 import { causeText } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { drain, peekBytes } from "../stream/peek.ts";
+import { resetConnection } from "../stream/reset.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
 import type { WrapperOptions } from "./options.ts";
 
@@ -70,7 +71,10 @@ export function startServer(ctx: StageContext, options: WrapperOptions) {
   stripTlsConfig(env);
   const letGo = new AbortController();
   let spawned = false;
-  const serverSide: Connection = { fd: theirs };
+  // The stage behind (tcpforward) says through it that its service reset the connection: the
+  // socket pair has no reset of its own to carry that to us.
+  let reset = false;
+  const serverSide: Connection = { fd: theirs, reset: () => (reset = true) };
   const done = ctx
     .next(options.program, env, serverSide, {
       stop: letGo.signal,
@@ -84,7 +88,25 @@ export function startServer(ctx: StageContext, options: WrapperOptions) {
       if (!spawned) releaseConnection(serverSide);
     });
   done.catch((error: unknown) => notRun.set(ctx, error));
-  return { server, done, letGo };
+  return { server, done, letGo, wasReset: () => reset };
+}
+
+/** The client's connection is cut with a reset: the server's side was reset, and a relay
+ * passes that on as a reset, so that the client never takes a cut reply for a whole one. */
+export function resetClient(connection: Connection): void {
+  resetConnection(connection);
+  connection.stream?.destroy();
+}
+
+/** Once the server's output has ended, a reset of the server's side (`wasReset`) is passed on
+ * to the client as a reset. Set before a relay's own listeners, which would end the client's
+ * side as if all were well. */
+export function passReset(server: Readable, wasReset: () => boolean, client: Connection): void {
+  const ended = () => {
+    if (wasReset()) resetClient(client);
+  };
+  if (server.readableEnded) ended();
+  else server.once("end", ended);
 }
 
 /** tlsd takes the connection here, and runs prog behind TLS. */

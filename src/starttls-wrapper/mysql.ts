@@ -33,6 +33,8 @@ import {
   endWith,
   failures,
   logger,
+  passReset,
+  resetClient,
   serverRan,
   shown,
   startServer,
@@ -43,7 +45,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
   const { warn, info } = logger(ctx, options);
   const client = connectionStream(ctx.connection);
   client.on("error", () => {});
-  const { server, done: serverDone, letGo } = startServer(ctx, options);
+  const { server, done: serverDone, letGo, wasReset } = startServer(ctx, options);
   const failure = failures(client, server, warn);
   // The server's status as soon as it is out. An in-process server that failed (tcpforward,
   // whose service reset its connection) has it out, and has said why, before its end reaches
@@ -71,8 +73,11 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
     return end(REFUSED);
   };
   // Without TLS from here on: the server's status, unless a reset of the client ended it.
-  const plain = async () =>
-    failure.status(await pump(client, fromClient, server, fromServer, serverDone));
+  const plain = async () => {
+    // A reset of the server's side reaches the client as a reset.
+    passReset(server, wasReset, ctx.connection);
+    return failure.status(await pump(client, fromClient, server, fromServer, serverDone));
+  };
   // The client has chosen TLS: a limit that runs out from here on is not a pre-TLS one.
   let upgraded = false;
   try {
@@ -158,8 +163,11 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
       if (!upgraded) count("refusal", options);
       return end(REFUSED);
     }
-    // A server that failed under it: its status, and its own line.
-    if (serverFailed()) return end(serverStatus ?? exitStatus(111));
+    // A server that failed under it: its status, and its own line (a reset passed on).
+    if (serverFailed()) {
+      if (!upgraded && wasReset()) resetClient(ctx.connection);
+      return end(serverStatus ?? exitStatus(111));
+    }
     const status = await end(exitStatus(111));
     // A server that could not be run broke it off: its failure is the one line.
     serverRan(ctx);

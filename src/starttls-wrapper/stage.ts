@@ -19,7 +19,7 @@ import { native } from "../ucspi/native.ts";
 import { oneWay, relay } from "../stream/relay.ts";
 import { resetStream } from "../stream/reset.ts";
 import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
-import { failed, serverRan, shown } from "./client-first.ts";
+import { failed, passReset, resetClient, serverRan, shown } from "./client-first.ts";
 import { connectService, handoverHeader, localHeader } from "./handover.ts";
 import { USAGE, parseWrapperArgs } from "./options.ts";
 import type { WrapperOptions } from "./options.ts";
@@ -94,6 +94,9 @@ class Wrapper {
   private clientFailed = false;
   /** The server's output has ended: a session that ends after it ended with the server. */
   private serverOver = false;
+  /** The server's side was reset (the stage behind, tcpforward, said so): its end is passed on
+   * to the client as a reset. */
+  private serverReset = false;
   /** The client's bytes while an upgrade is pending: none may come before the go-ahead. */
   private early: Buffer[] | undefined;
   private readonly letGo = new AbortController();
@@ -145,7 +148,7 @@ class Wrapper {
     // The plaintext server never needs a key, nor to know where one is.
     stripTlsConfig(env);
     let spawned = false;
-    const serverSide: Connection = { fd: this.serverFd };
+    const serverSide: Connection = { fd: this.serverFd, reset: () => (this.serverReset = true) };
     const serverDone = this.ctx.next(this.options.program, env, serverSide, {
       stop: this.letGo.signal,
       onSpawn: () => {
@@ -184,7 +187,7 @@ class Wrapper {
     // before its last bytes are read (221 to QUIT, then exit): its output is read to the end.
     await this.serverOutputEnded;
     if (this.serverOut) await this.serverOut;
-    this.client.end();
+    if (!this.client.destroyed) this.client.end();
     await written(this.client);
     this.closeServer();
     return this.endedHere ? REFUSED : status;
@@ -221,7 +224,8 @@ class Wrapper {
       if (snooper.phase !== "snoop") return;
       snooper.phase = "closed";
       client.write(snooper.serverEnded());
-      client.end();
+      if (this.serverReset) resetClient(this.ctx.connection);
+      else client.end();
     });
   }
 
@@ -267,6 +271,7 @@ class Wrapper {
         clearTimeout(this.preTlsTimer);
         server.removeAllListeners("data");
         if (first.length > 0) client.write(first);
+        passReset(server, () => this.serverReset, this.ctx.connection);
         this.serverOut = oneWay(server, client);
       },
       // Held rather than paused: a paused stream would not tell the client's EOF.

@@ -27,6 +27,8 @@ import {
   endWith,
   failures,
   logger,
+  passReset,
+  resetClient,
   shown,
   startServer,
   tlsBehind,
@@ -39,7 +41,7 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
   const { warn, info } = logger(ctx, options);
   const client = connectionStream(ctx.connection);
   client.on("error", () => {});
-  const { server, done: serverDone, letGo } = startServer(ctx, options);
+  const { server, done: serverDone, letGo, wasReset } = startServer(ctx, options);
   const failure = failures(client, server, warn);
 
   // The client's end or close, also when it comes right after the decision (the same read):
@@ -171,6 +173,8 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     const serverGone = () => {
       if (decided) return;
       if (!featuresSent && serverText) client.write(Buffer.from(serverText, "latin1"));
+      // A reset of the server's side reaches the client as a reset, after what it said.
+      if (wasReset()) resetClient(ctx.connection);
       done("refused");
     };
     server.once("end", serverGone);
@@ -204,6 +208,7 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     return REFUSED;
   }
   info("no STARTTLS");
+  passReset(server, wasReset, ctx.connection);
   await relay(client, server);
   server.destroy();
   return failure.status(await serverDone);

@@ -24,7 +24,7 @@ import {
   ifPlainProbes,
 } from "../metrics/catalog.ts";
 import { relay } from "../stream/relay.ts";
-import { resetStream } from "../stream/reset.ts";
+import { resetConnection } from "../stream/reset.ts";
 import type { Feed } from "../stream/relay.ts";
 import { sharedReadSocket } from "../stream/shared-read.ts";
 import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
@@ -50,7 +50,7 @@ export const forwardStage: Stage = {
     ) {
       // The client is a connection this process made: without interception the address
       // "asked for" is tcpserver's own, and each connection would open another.
-      resetClient(ctx.connection);
+      resetConnection(ctx.connection);
       forwardConnects.inc(LOOP);
       throw new FatalError(
         `${who}a loop: this connection comes from tcpforward itself (run tcpserver --transparent or --redirected, or give a host and a port)`,
@@ -110,7 +110,7 @@ async function connectOrReset(
     forwardConnects.inc(CONNECTED);
     return fd;
   } catch (error) {
-    resetClient(ctx.connection);
+    resetConnection(ctx.connection);
     forwardConnects.inc(connectFailure(error));
     throw new FatalError(
       `${clientPrefix(ctx.env)}unable to connect to ${where(to)}: ${causeText(error)}`,
@@ -137,7 +137,7 @@ async function forward(
     if (o.proxy && connected === undefined) writeSync(service, serviceHeader(ctx.env));
     const broken =
       ctx.connection.fd !== undefined
-        ? await spliceRelay(ctx.connection.fd, service, to)
+        ? await spliceRelay(ctx.connection, ctx.connection.fd, service, to)
         : await streamRelay(ctx.connection, service, to);
     if (broken !== undefined) {
       forwardBroken.inc(broken.side === "client" ? BROKEN_CLIENT : BROKEN_SERVICE);
@@ -223,6 +223,7 @@ function ownEndpoint(fd: number): string | undefined {
 /** Both sockets are ours: the kernel moves the bytes (splice). The service's fd is closed
  * here; a failure resets the other side and is named. */
 async function spliceRelay(
+  connection: Connection,
   client: number,
   service: number,
   to: Endpoint,
@@ -231,7 +232,10 @@ async function spliceRelay(
   const [errno, side] = await new Promise<[number, number]>((resolve) =>
     n.relay(client, service, (e, s) => resolve([e, s])),
   );
-  if (errno !== 0) n.abortOnClose(side === 0 ? service : client);
+  // The client's side by its connection: a stage's socket pair (starttls-wrapper's) has a
+  // hook that passes the reset on, where its fd has none.
+  if (errno !== 0 && side === 0) n.abortOnClose(service);
+  else if (errno !== 0) resetConnection(connection);
   n.close(service);
   if (errno === 0) return undefined;
   const cause = causeText(errnoError(errno));
@@ -263,7 +267,7 @@ async function streamRelay(
   });
   service.once("error", (error) => {
     broken ??= serviceBroke(to, causeText(error));
-    resetClient(connection);
+    resetConnection(connection);
     client.destroy();
   });
   await relay(client, { source: service, sink: service, feed });
@@ -380,11 +384,4 @@ function connectService(to: Endpoint, from: string, o: ForwardOptions): Promise<
       reject(errnoError(-status));
     });
   });
-}
-
-/** The client's connection is reset rather than ended, where it is a socket of ours. */
-function resetClient(connection: Connection): void {
-  if (connection.fd !== undefined) native().abortOnClose(connection.fd);
-  else if (connection.reset) connection.reset();
-  else if (connection.stream) resetStream(connection.stream);
 }

@@ -19,7 +19,9 @@ export interface Connection {
   /** The PROXY header tcpserver --proxy read (real addresses, and our resume record TLV). */
   proxy?: ProxyHeader;
   /** Cuts the connection with a TCP reset, where `stream` is a stage's own (a TLS session)
-   * over a socket that the stage knows: a relay passes its other side's reset on with it. */
+   * over a socket that the stage knows, or `fd` one end of a stage's socket pair (which has no
+   * reset: starttls-wrapper's, which passes it on to its client): a relay passes its other
+   * side's reset on with it. */
   reset?: () => void;
   /** More fds for a spawned program, each under its own number (3 and up), close-on-exec
    * cleared in the program: tlsd -n's SSLCTLFD, SSLREADFD and SSLWRITEFD. They are handed over

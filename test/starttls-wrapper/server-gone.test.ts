@@ -1,8 +1,10 @@
 // The server's side resets its connection in the middle of a session: one line names it, the
 // session ends non-zero, and the client's TLS session is cut (no close_notify, so that its TLS
-// library reports an unexpected end, not a clean one). The MySQL path inside TLS ended such a
-// session with status 0 and a close_notify; a TLS service that reset the wrapper's hand-over
-// connection (remote mode) ended it with status 0, no line, and a FIN to the client.
+// library reports an unexpected end, not a clean one), or in plaintext its connection reset.
+// The MySQL path inside TLS ended such a session with status 0 and a close_notify; a TLS
+// service that reset the wrapper's hand-over connection (remote mode) ended it with status 0,
+// no line, and a FIN to the client; a daemon that reset its connection before TLS or in a
+// plaintext session had the client get a FIN, a clean end, for a cut reply.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -13,6 +15,7 @@ import { makePki } from "../helpers/certs.ts";
 import { greetingPayload } from "../helpers/mysql-packets.ts";
 import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import type { RunningServer } from "../helpers/server.ts";
 
 const pki = makePki();
 const pair = pki.server("localhost", ["localhost"]);
@@ -75,6 +78,21 @@ function daemon(args: string[]): Promise<{ port: number; child: ChildProcess }> 
 }
 
 const hex = (text: string) => Buffer.from(text, "latin1").toString("hex");
+
+/** The session's end: tcpforward's line naming the daemon's reset, the only one, and status
+ * 111. */
+async function tcpforwardsLine(server: RunningServer, port: number): Promise<void> {
+  await server.waitForLog(/^tcpserver: end \d+ status \d+$/, 1, 10_000);
+  const lines = server.log().match(/^(?!tcpserver: ).+$/gm) ?? [];
+  assert.deepEqual(
+    lines,
+    [
+      `tcpforward: fatal: 127.0.0.1: the connection to 127.0.0.1 port ${port} broke: connection reset`,
+    ],
+    server.log(),
+  );
+  assert.match(server.log(), /^tcpserver: end \d+ status 28416$/m);
+}
 
 /** A python3 TLS client that reads to the end of its session: prints "clean" (a close_notify),
  * "cut" (a FIN without one) or "reset" (python's TLS says an unexpected end for a reset too:
@@ -142,9 +160,9 @@ const MYSQL_OK = "0700000200000002000000";
 for (const [when, expected] of [
   ["login", "cut"],
   ["query", "cut"],
-  ["plain", "clean"],
+  ["plain", "reset"],
 ] as const) {
-  test(`mysql: a daemon behind tcpforward that resets its connection ${when === "login" ? "during the login inside TLS" : when === "query" ? "inside TLS, after the login" : "in plaintext, after the login"}: tcpforward's one line, status 111${expected === "cut" ? ", the client's TLS session cut (it was status 0 and a close_notify after the login, and a second line of the wrapper's during it)" : ""}`, async () => {
+  test(`mysql: a daemon behind tcpforward that resets its connection ${when === "login" ? "during the login inside TLS" : when === "query" ? "inside TLS, after the login" : "in plaintext, after the login"}: tcpforward's one line, status 111${expected === "cut" ? ", the client's TLS session cut (it was status 0 and a close_notify after the login, and a second line of the wrapper's during it)" : ", the client's connection reset (it was a FIN)"}`, async () => {
     const greeting = writePacket(0, greetingPayload(0x0200 | 0x8000 | 0x80000)).toString("hex");
     const behind = await daemon([greeting, MYSQL_OK, "plain"]);
     const server = await startServer(
@@ -161,16 +179,7 @@ for (const [when, expected] of [
       // Cut: a reset or a FIN, never a close_notify.
       if (expected === "cut") assert.match(r.stdout.trim(), /^(cut|reset)$/);
       else assert.equal(r.stdout.trim(), expected);
-      await server.waitForLog(/^tcpserver: end \d+ status \d+$/, 1, 10_000);
-      const lines = server.log().match(/^(?!tcpserver: ).*$/gm) ?? [];
-      assert.deepEqual(
-        lines.filter((l) => l !== ""),
-        [
-          `tcpforward: fatal: 127.0.0.1: the connection to 127.0.0.1 port ${behind.port} broke: connection reset`,
-        ],
-        server.log(),
-      );
-      assert.match(server.log(), /^tcpserver: end \d+ status 28416$/m);
+      await tcpforwardsLine(server, behind.port);
     } finally {
       await server.stop();
       behind.child.kill();
@@ -239,6 +248,101 @@ for (const when of ["handshake", "session"]) {
     } finally {
       await server.stop();
       service.child.kill();
+      behind.child.kill();
+    }
+  });
+}
+
+/** A plaintext client (argv 1: the port): for each pair of argv after it, it waits for the
+ * first (hex) to have come, then sends the second; then it reads to the end and prints
+ * "reset" (ConnectionResetError) or "clean" (an EOF). */
+const PLAIN_CLIENT = `
+import socket, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+got, steps = b'', [bytes.fromhex(a) for a in sys.argv[2:]]
+for wait, send in zip(steps[0::2], steps[1::2]):
+    while wait not in got:
+        d = s.recv(65536)
+        assert d, got
+        got += d
+    s.sendall(send)
+try:
+    while s.recv(65536): pass
+    print('clean')
+except ConnectionResetError:
+    print('reset')
+`;
+
+const SMTP_GREETING = hex("220 fake ESMTP\r\n");
+const XMPP_HEADER =
+  "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='example.test'>";
+/** A PostgreSQL StartupMessage (protocol 3.0, user app). */
+const STARTUP = (() => {
+  const body = Buffer.concat([Buffer.from([0, 3, 0, 0]), Buffer.from("user\0app\0\0", "latin1")]);
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(body.length + 4);
+  return Buffer.concat([length, body]).toString("hex");
+})();
+
+/** Plaintext sessions the daemon behind resets: the wrapper's arguments before tcpforward, the
+ * daemon's greeting and answer, and the client's steps (see PLAIN_CLIENT). The PostgreSQL path
+ * gives tcpforward the client's own connection: its reset was passed on already. */
+const PLAINTEXT: [string, string[], string, string, string[]][] = [
+  [
+    "smtp, remote mode, a command the wrapper follows (EHLO)",
+    ["127.0.0.1", "1"],
+    SMTP_GREETING,
+    "",
+    [SMTP_GREETING, hex("EHLO RESETME\r\n")],
+  ],
+  [
+    "smtp, remote mode, after the client declined TLS (MAIL)",
+    ["127.0.0.1", "1"],
+    SMTP_GREETING,
+    hex("250 ok\r\n"),
+    [SMTP_GREETING, hex("MAIL FROM:<RESETME>\r\n")],
+  ],
+  [
+    "smtp, local mode, after the client declined TLS (MAIL)",
+    [],
+    SMTP_GREETING,
+    hex("250 ok\r\n"),
+    [SMTP_GREETING, hex("MAIL FROM:<RESETME>\r\n")],
+  ],
+  ["postgres, a start-up without TLS", ["-p", "postgres"], "", "", ["", STARTUP + hex("RESETME")]],
+  [
+    "xmpp, after the client declined TLS (<auth>)",
+    ["-p", "xmpp"],
+    hex("<stream:stream><stream:features><mechanisms/></stream:features>"),
+    "",
+    [
+      "",
+      hex(XMPP_HEADER),
+      hex("</stream:features>"),
+      hex("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>RESETME</auth>"),
+    ],
+  ],
+];
+
+for (const [what, wrapperArgs, greeting, answer, steps] of PLAINTEXT) {
+  const was = what.startsWith("postgres") ? "" : " (it was a FIN, a clean end)";
+  test(`${what}: a daemon behind tcpforward that resets its connection has the client's reset too${was}, tcpforward's one line, status 111`, async () => {
+    const behind = await daemon([greeting, answer, "plain"]);
+    const server = await startServer(
+      ours("tcpserver"),
+      [
+        ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", ...wrapperArgs],
+        ...["tcpforward", "127.0.0.1", String(behind.port)],
+      ],
+      { env: ENV },
+    );
+    try {
+      const r = await run("python3", ["-c", PLAIN_CLIENT, String(server.port), ...steps]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), "reset", server.log());
+      await tcpforwardsLine(server, behind.port);
+    } finally {
+      await server.stop();
       behind.child.kill();
     }
   });
