@@ -88,7 +88,22 @@ export function startServer(ctx: StageContext, options: WrapperOptions) {
       if (!spawned) releaseConnection(serverSide);
     });
   done.catch((error: unknown) => notRun.set(ctx, error));
-  return { server, done, letGo, wasReset: () => reset };
+  // Its status as soon as it is out. An in-process server that failed (tcpforward, whose
+  // service reset its connection) has it out, and has said why, before its end reaches us:
+  // that end is its failure, not a clean end.
+  let status: number | undefined;
+  done.then(
+    (s) => (status = s),
+    () => undefined,
+  );
+  return {
+    server,
+    done,
+    letGo,
+    wasReset: () => reset,
+    /** The server's failed status, once it is out; undefined before, or when it ended well. */
+    failedStatus: () => (status === 0 ? undefined : status),
+  };
 }
 
 /** The client's connection is cut with a reset: the server's side was reset, and a relay

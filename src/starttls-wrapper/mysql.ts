@@ -45,17 +45,9 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
   const { warn, info } = logger(ctx, options);
   const client = connectionStream(ctx.connection);
   client.on("error", () => {});
-  const { server, done: serverDone, letGo, wasReset } = startServer(ctx, options);
+  const { server, done: serverDone, letGo, wasReset, failedStatus } = startServer(ctx, options);
   const failure = failures(client, server, warn);
-  // The server's status as soon as it is out. An in-process server that failed (tcpforward,
-  // whose service reset its connection) has it out, and has said why, before its end reaches
-  // us: that end is its failure, not a clean end.
-  let serverStatus: number | undefined;
-  serverDone.then(
-    (status) => (serverStatus = status),
-    () => undefined,
-  );
-  const serverFailed = () => serverStatus !== undefined && serverStatus !== 0;
+  const serverFailed = () => failedStatus() !== undefined;
   // The session is over: the server is let go as the other paths let theirs go, not awaited
   // until it leaves by itself (one that does not read its input would hold the slot).
   const end = async (status: number) => {
@@ -166,7 +158,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
     // A server that failed under it: its status, and its own line (a reset passed on).
     if (serverFailed()) {
       if (!upgraded && wasReset()) resetClient(ctx.connection);
-      return end(serverStatus ?? exitStatus(111));
+      return end(failedStatus() ?? exitStatus(111));
     }
     const status = await end(exitStatus(111));
     // A server that could not be run broke it off: its failure is the one line.

@@ -35,13 +35,14 @@ import {
 } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
-type Decision = "starttls" | "plain" | "refused";
+/** "server": the server's output ended before the decision. */
+type Decision = "starttls" | "plain" | "refused" | "server";
 
 export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promise<number> {
   const { warn, info } = logger(ctx, options);
   const client = connectionStream(ctx.connection);
   client.on("error", () => {});
-  const { server, done: serverDone, letGo, wasReset } = startServer(ctx, options);
+  const { server, done: serverDone, letGo, wasReset, failedStatus } = startServer(ctx, options);
   const failure = failures(client, server, warn);
 
   // The client's end or close, also when it comes right after the decision (the same read):
@@ -175,7 +176,7 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
       if (!featuresSent && serverText) client.write(Buffer.from(serverText, "latin1"));
       // A reset of the server's side reaches the client as a reset, after what it said.
       if (wasReset()) resetClient(ctx.connection);
-      done("refused");
+      done("server");
     };
     server.once("end", serverGone);
     server.once("close", serverGone);
@@ -199,13 +200,16 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     const left = Math.max(1, options.handshakeMs - (Date.now() - started));
     return tlsBehind(ctx, { ...options, handshakeMs: left }, { stream: client });
   }
-  if (decision === "refused") {
+  if (decision === "refused" || decision === "server") {
+    // Its status before it is let go: one that failed (tcpforward, whose service reset its
+    // connection) ended the session, and said why, as on every path: 111, not a refusal.
+    const failed = decision === "server" ? failedStatus() : undefined;
     await endWith(client);
     client.destroy();
     server.destroy();
     letGo.abort("let go");
     await serverDone.catch(() => undefined);
-    return REFUSED;
+    return failed ?? REFUSED;
   }
   info("no STARTTLS");
   passReset(server, wasReset, ctx.connection);

@@ -79,6 +79,18 @@ function daemon(args: string[]): Promise<{ port: number; child: ChildProcess }> 
 
 const hex = (text: string) => Buffer.from(text, "latin1").toString("hex");
 
+/** tcpserver running starttls-wrapper (`args`, then tcpforward to the daemon's `port`). */
+function wrapperBefore(args: string[], port: number): Promise<RunningServer> {
+  return startServer(
+    ours("tcpserver"),
+    [
+      ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", ...args],
+      ...["tcpforward", "127.0.0.1", String(port)],
+    ],
+    { env: ENV },
+  );
+}
+
 /** The session's end: tcpforward's line naming the daemon's reset, the only one, and status
  * 111. */
 async function tcpforwardsLine(server: RunningServer, port: number): Promise<void> {
@@ -165,14 +177,7 @@ for (const [when, expected] of [
   test(`mysql: a daemon behind tcpforward that resets its connection ${when === "login" ? "during the login inside TLS" : when === "query" ? "inside TLS, after the login" : "in plaintext, after the login"}: tcpforward's one line, status 111${expected === "cut" ? ", the client's TLS session cut (it was status 0 and a close_notify after the login, and a second line of the wrapper's during it)" : ", the client's connection reset (it was a FIN)"}`, async () => {
     const greeting = writePacket(0, greetingPayload(0x0200 | 0x8000 | 0x80000)).toString("hex");
     const behind = await daemon([greeting, MYSQL_OK, "plain"]);
-    const server = await startServer(
-      ours("tcpserver"),
-      [
-        ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", "mysql"],
-        ...["tcpforward", "127.0.0.1", String(behind.port)],
-      ],
-      { env: ENV },
-    );
+    const server = await wrapperBefore(["-p", "mysql"], behind.port);
     try {
       const r = await run("python3", ["-c", MYSQL_CLIENT, String(server.port), when]);
       assert.equal(r.code, 0, r.stderr);
@@ -225,14 +230,7 @@ for (const when of ["handshake", "session"]) {
         : ["", "", "proxy"],
     );
     const behind = await daemon([hex("220 fake ESMTP\r\n"), hex("250 ok\r\n"), "plain"]);
-    const server = await startServer(
-      ours("tcpserver"),
-      [
-        ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper"],
-        ...["127.0.0.1", String(service.port), "tcpforward", "127.0.0.1", String(behind.port)],
-      ],
-      { env: ENV },
-    );
+    const server = await wrapperBefore(["127.0.0.1", String(service.port)], behind.port);
     try {
       const r = await run("python3", ["-c", SMTP_CLIENT, String(server.port), when]);
       assert.equal(r.code, 0, r.stderr);
@@ -273,6 +271,8 @@ except ConnectionResetError:
     print('reset')
 `;
 
+/** What the client got before. */
+const FIN = " (it was a FIN, a clean end)";
 const SMTP_GREETING = hex("220 fake ESMTP\r\n");
 const XMPP_HEADER =
   "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='example.test'>";
@@ -285,15 +285,17 @@ const STARTUP = (() => {
 })();
 
 /** Plaintext sessions the daemon behind resets: the wrapper's arguments before tcpforward, the
- * daemon's greeting and answer, and the client's steps (see PLAIN_CLIENT). The PostgreSQL path
- * gives tcpforward the client's own connection: its reset was passed on already. */
-const PLAINTEXT: [string, string[], string, string, string[]][] = [
+ * daemon's greeting and answer, the client's steps (see PLAIN_CLIENT), and what it was. The
+ * PostgreSQL path gives tcpforward the client's own connection: its reset was passed on
+ * already. */
+const PLAINTEXT: [string, string[], string, string, string[], string][] = [
   [
     "smtp, remote mode, a command the wrapper follows (EHLO)",
     ["127.0.0.1", "1"],
     SMTP_GREETING,
     "",
     [SMTP_GREETING, hex("EHLO RESETME\r\n")],
+    FIN,
   ],
   [
     "smtp, remote mode, after the client declined TLS (MAIL)",
@@ -301,6 +303,7 @@ const PLAINTEXT: [string, string[], string, string, string[]][] = [
     SMTP_GREETING,
     hex("250 ok\r\n"),
     [SMTP_GREETING, hex("MAIL FROM:<RESETME>\r\n")],
+    FIN,
   ],
   [
     "smtp, local mode, after the client declined TLS (MAIL)",
@@ -308,8 +311,16 @@ const PLAINTEXT: [string, string[], string, string, string[]][] = [
     SMTP_GREETING,
     hex("250 ok\r\n"),
     [SMTP_GREETING, hex("MAIL FROM:<RESETME>\r\n")],
+    FIN,
   ],
-  ["postgres, a start-up without TLS", ["-p", "postgres"], "", "", ["", STARTUP + hex("RESETME")]],
+  [
+    "postgres, a start-up without TLS",
+    ["-p", "postgres"],
+    "",
+    "",
+    ["", STARTUP + hex("RESETME")],
+    "",
+  ],
   [
     "xmpp, after the client declined TLS (<auth>)",
     ["-p", "xmpp"],
@@ -321,21 +332,30 @@ const PLAINTEXT: [string, string[], string, string, string[]][] = [
       hex("</stream:features>"),
       hex("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>RESETME</auth>"),
     ],
+    FIN,
+  ],
+  [
+    "xmpp, before the STARTTLS decision, after the server's features",
+    ["-p", "xmpp"],
+    hex("<stream:stream><stream:features><mechanisms/></stream:features>"),
+    "",
+    ["", hex(XMPP_HEADER.replace("example.test", "RESETME"))],
+    " (it was status 100)",
+  ],
+  [
+    "xmpp, before the STARTTLS decision and the server's features",
+    ["-p", "xmpp"],
+    hex("<stream:stream>"),
+    "",
+    ["", hex(XMPP_HEADER.replace("example.test", "RESETME"))],
+    " (it was status 100)",
   ],
 ];
 
-for (const [what, wrapperArgs, greeting, answer, steps] of PLAINTEXT) {
-  const was = what.startsWith("postgres") ? "" : " (it was a FIN, a clean end)";
+for (const [what, wrapperArgs, greeting, answer, steps, was] of PLAINTEXT) {
   test(`${what}: a daemon behind tcpforward that resets its connection has the client's reset too${was}, tcpforward's one line, status 111`, async () => {
     const behind = await daemon([greeting, answer, "plain"]);
-    const server = await startServer(
-      ours("tcpserver"),
-      [
-        ...["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", ...wrapperArgs],
-        ...["tcpforward", "127.0.0.1", String(behind.port)],
-      ],
-      { env: ENV },
-    );
+    const server = await wrapperBefore(wrapperArgs, behind.port);
     try {
       const r = await run("python3", ["-c", PLAIN_CLIENT, String(server.port), ...steps]);
       assert.equal(r.code, 0, r.stderr);
