@@ -11,7 +11,7 @@ import type { Duplex } from "node:stream";
 import {
   MAX_LOOK,
   PROCEED,
-  advertiseStartTls,
+  FeaturesOffer,
   firstClientElement,
   policyViolation,
   whitespaceBefore,
@@ -49,7 +49,8 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
   // tlsd would then wait for bytes that never come, till its handshake limit.
   let clientGone = false;
   const decision = await new Promise<Decision>((decide) => {
-    let serverText = "";
+    // The server's output until its features have gone out.
+    const offer = new FeaturesOffer(options.policy === "require");
     let clientText = "";
     let featuresSent = false;
     const timer = setTimeout(
@@ -57,6 +58,9 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
       options.preTlsMs,
     );
     let decided = false;
+    const toClient = (text: string) => {
+      if (text) client.write(Buffer.from(text, "latin1"));
+    };
     const done = (d: Decision) => {
       if (decided) return;
       decided = true;
@@ -77,20 +81,19 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
         return done("refused");
       }
       info(`${why}: plaintext`);
-      if (!featuresSent && serverText) client.write(Buffer.from(serverText, "latin1"));
+      if (!featuresSent) toClient(offer.text());
       if (clientText) server.write(Buffer.from(clientText, "latin1"));
       count("decline", options);
       done("plain");
     };
     const fromServer = (chunk: Buffer) => {
       if (featuresSent) return void client.write(chunk);
-      serverText += chunk.toString("latin1");
-      const r = advertiseStartTls(serverText, options.policy === "require");
+      const r = offer.push(chunk.toString("latin1"));
       if (r.kind === "more") return;
       featuresSent = true;
       if (r.kind === "none") {
         // No features to add to (an old server, an error): the session as it is.
-        client.write(Buffer.from(serverText, "latin1"));
+        toClient(offer.text());
         if (clientText) server.write(Buffer.from(clientText, "latin1"));
         return done("plain");
       }
@@ -173,7 +176,7 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     // A server that ends before the decision: what it said goes out, and the session ends.
     const serverGone = () => {
       if (decided) return;
-      if (!featuresSent && serverText) client.write(Buffer.from(serverText, "latin1"));
+      if (!featuresSent) toClient(offer.text());
       // A reset of the server's side reaches the client as a reset, after what it said.
       if (wasReset()) resetClient(ctx.connection);
       done("server");

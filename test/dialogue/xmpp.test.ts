@@ -4,7 +4,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { TLS_NS, advertiseStartTls, firstClientElement } from "../../src/dialogue/xmpp.ts";
+import {
+  FeaturesOffer,
+  MAX_LOOK,
+  TLS_NS,
+  advertiseStartTls,
+  firstClientElement,
+} from "../../src/dialogue/xmpp.ts";
 
 const HEADER =
   "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='x' version='1.0' from='example.test'>";
@@ -44,6 +50,100 @@ test("any split of the server's output: 'more' until the features' opening tag i
       fc.boolean(),
       (text, req) => void advertiseStartTls(text, req),
     ),
+  );
+});
+
+/** What the wrapper sends for the server's `chunks`: once the verdict is in, the text with our
+ * offer (or as it is), then every later chunk as it comes; undefined while it is "more". */
+function output(chunks: readonly string[], required: boolean): string | undefined {
+  const offer = new FeaturesOffer(required);
+  for (const [i, chunk] of chunks.entries()) {
+    const r = offer.push(chunk);
+    if (r.kind !== "more")
+      return (r.kind === "done" ? r.text : offer.text()) + chunks.slice(i + 1).join("");
+  }
+  return undefined;
+}
+
+/** `text` cut at `cuts` (offsets, any order, repeats allowed). */
+function split(text: string, cuts: readonly number[]): string[] {
+  const at = [...new Set(cuts.map((c) => c % (text.length + 1)))].sort((a, b) => a - b);
+  return [0, ...at].map((from, i) => text.slice(from, at[i] ?? text.length));
+}
+
+// The output was read whole again at every chunk (quadratic for a server that dribbles its
+// features), and decided as soon as the features' opening tag was whole: a server's own offer
+// in the next chunk got a second one beside it.
+test("any split of the server's output, a byte at a time included, gives the same output as the output at once; a server's own offer in the next chunk is kept, with no second one", () => {
+  const own = `${HEADER}<stream:features><starttls xmlns='${TLS_NS}'/></stream:features>`;
+  const after = own.indexOf("<starttls");
+  for (const chunks of [
+    [own.slice(0, after), own.slice(after)],
+    [own.slice(0, after + 3), own.slice(after + 3)],
+    [...own],
+  ])
+    assert.equal(output(chunks, false), own, JSON.stringify(chunks.slice(0, 3)));
+  const mechanisms = `${HEADER}<stream:features a='>'>\n <mechanisms/></stream:features>`;
+  assert.equal(output([...mechanisms], true), output([mechanisms], true));
+  // Server output around a features' opening tag in its forms and near misses, what may follow
+  // it (an offer of the server's, near misses), and sometimes enough to pass the bound.
+  const junk = fc
+    .array(
+      fc.oneof(
+        {
+          weight: 20,
+          arbitrary: fc.constantFrom(
+            ..."<>/ \n\xa0'\"x",
+            "<stream:stream>",
+            "<starttls",
+            "<stream:features",
+          ),
+        },
+        {
+          weight: 1,
+          arbitrary: fc.constantFrom("y".repeat(MAX_LOOK / 2), "z".repeat(MAX_LOOK - 40)),
+        },
+      ),
+      { maxLength: 6 },
+    )
+    .map((pieces) => pieces.join(""));
+  const serverOutput = fc
+    .tuple(
+      junk,
+      fc.constantFrom(
+        "<stream:features>",
+        "<stream:features/>",
+        "<stream:features a='/>'>",
+        "<stream:features\n/>",
+        "<stream:featuresX>",
+        "<stream:features",
+        "",
+      ),
+      fc.constantFrom("", " ", "\n\t", "\xa0"),
+      fc.constantFrom(
+        `<starttls xmlns='${TLS_NS}'/>`,
+        "<starttls>",
+        "<starttls",
+        "<starttlsx/>",
+        "</stream:features>",
+        "<mechanisms/>",
+        "",
+      ),
+      junk,
+    )
+    .map((parts) => parts.join(""));
+  fc.assert(
+    fc.property(
+      serverOutput,
+      fc.array(fc.nat(), { maxLength: 12 }),
+      fc.boolean(),
+      (text, cuts, required) => {
+        const whole = output([text], required);
+        assert.equal(output(split(text, cuts), required), whole);
+        if (text.length < 2000) assert.equal(output([...text], required), whole);
+      },
+    ),
+    { numRuns: 500 },
   );
 });
 

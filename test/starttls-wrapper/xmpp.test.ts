@@ -51,7 +51,8 @@ after(async () => {
  * (plain once a line comes on its stdin), eager (its SASL PLAIN in the same write as its
  * stream header), tls-dribble (its <starttls/> a byte at a time), again (an XML declaration
  * after its stream header, then <starttls/>), tls-s2s (tls as a server: a jabber:server stream
- * from remote.test, whose features it reads for dialback; no SASL). */
+ * from remote.test, whose features it reads for dialback; no SASL), count (the number of
+ * <starttls> in the first features). */
 const CLIENT = [
   "import socket, ssl, sys, base64, time",
   `HDR = b"<?xml version='1.0'?><stream:stream to='${DOMAIN}' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"`,
@@ -76,6 +77,9 @@ const CLIENT = [
   "f = until(s, b'</stream:features>')",
   "print('offered' if b'<starttls' in f else 'not offered', 'required' if b'<required/>' in f else '')",
   "if mode == 'probe': sys.exit(0 if f else 1)",
+  "if mode == 'count':",
+  "    print(f.count(b'<starttls'))",
+  "    sys.exit(0)",
   "if mode == 'tls-s2s': print(DIALBACK(f))",
   "STARTTLS = b\"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\"",
   "if mode.startswith('pipelined'):",
@@ -121,6 +125,15 @@ function serve(args: string[]) {
   });
 }
 
+/** CLIENT's output for an upgrade, then SASL inside TLS (mode tls). */
+const TLS_FLOW = [
+  "offered ",
+  "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+  "inside: no starttls PLAIN",
+  "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+  "",
+].join("\n");
+
 function client(port: number, mode: string) {
   return run("python3", ["-c", CLIENT, String(port), mode, pki.ca.cert, DOMAIN]);
 }
@@ -130,17 +143,7 @@ test("STARTTLS offered by the wrapper, <proceed/>, the stream restarted inside v
   for (const mode of ["tls", "tls-newline", "tls-keepalive"]) {
     const r = await client(opportunistic.port, mode);
     assert.equal(r.code, 0, r.stderr + opportunistic.log());
-    assert.equal(
-      r.stdout,
-      [
-        "offered ",
-        "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
-        "inside: no starttls PLAIN",
-        "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
-        "",
-      ].join("\n"),
-      mode,
-    );
+    assert.equal(r.stdout, TLS_FLOW, mode);
   }
   await opportunistic.waitForLog(/^starttls-wrapper: info: 127\.0\.0\.1: STARTTLS$/, 3);
   assert.doesNotMatch(opportunistic.log().slice(earlier), /starttls-wrapper: warning|tlsd: fatal/);
@@ -171,6 +174,84 @@ test("a <starttls/> sent one byte at a time: <proceed/>, TLS and SASL as for one
     r.stdout,
     /<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'\/>\ninside: no starttls PLAIN\n<success/,
   );
+});
+
+/** A python3 relay to the XMPP server on port argv 1 (printed first: its own port) that writes
+ * the server's output a byte at a time (TCP_NODELAY) until its first features are through; or
+ * with argv 1 "own", a server that sends, a byte at a time, features with a STARTTLS offer of
+ * its own. */
+const DRIBBLER = `
+import socket, sys, threading, time
+OWN = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='x' from='${DOMAIN}' version='1.0'><stream:features><starttls xmlns='${TLS_NS}'><required/></starttls></stream:features>"
+def dribble(data, to):
+    for i in range(len(data)):
+        to.sendall(data[i:i + 1])
+        time.sleep(0.001)
+def pipe(a, b, slow):
+    seen = b''
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d: break
+            if slow and b'</stream:features>' not in seen:
+                seen += d
+                dribble(d, b)
+            else:
+                b.sendall(d)
+        b.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+def serve(c):
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if sys.argv[1] == 'own':
+        c.recv(65536)
+        dribble(OWN, c)
+        c.recv(65536)
+        c.close()
+        return
+    s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+    threading.Thread(target=pipe, args=(c, s, False), daemon=True).start()
+    pipe(s, c, True)
+l = socket.create_server(('127.0.0.1', 0))
+print(l.getsockname()[1], flush=True)
+while True:
+    threading.Thread(target=serve, args=(l.accept()[0],), daemon=True).start()
+`;
+
+/** DRIBBLER (argv 1: the server's port, or "own"), and its port. */
+async function dribbler(upstream: string) {
+  const child = spawn("python3", ["-c", DRIBBLER, upstream], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once("exit", (code) => reject(new Error(`dribbler exited: ${String(code)}`)));
+    child.stdout.once("data", (d: Buffer) => resolve(Number(String(d).trim())));
+  });
+  return { port, child };
+}
+
+// The server's output was read again whole at every chunk until its features were through
+// (quadratic for one that dribbles them), and the verdict came as soon as their opening tag
+// was whole: an offer of the server's own in a later chunk got a second one beside it.
+test("a server that writes its stream header and features a byte at a time: the offer, <proceed/>, TLS (its features dribbled again behind it) and SASL with Prosody; a server's own offer, dribbled, is kept alone (it got a second one)", async () => {
+  const slow = await dribbler(String(xmppPort));
+  const own = await dribbler("own");
+  const front = (port: number) =>
+    serve(["starttls-wrapper", "-p", "xmpp", "tcpforward", "127.0.0.1", String(port)]);
+  const [slowFront, ownFront] = [await front(slow.port), await front(own.port)];
+  try {
+    const r = await client(slowFront.port, "tls");
+    assert.equal(r.code, 0, r.stderr + slowFront.log());
+    assert.equal(r.stdout, TLS_FLOW);
+    const counted = await client(ownFront.port, "count");
+    assert.equal(counted.code, 0, counted.stderr);
+    assert.equal(counted.stdout, "offered required\n1\n", ownFront.log());
+  } finally {
+    await slowFront.stop();
+    await ownFront.stop();
+    slow.child.kill();
+    own.child.kill();
+  }
 });
 
 // An XML declaration and a stream header come once each; forwarding every further one read the
