@@ -3,7 +3,14 @@
 import { startEnv } from "../ucspi/env.ts";
 import { helpAsked } from "./help.ts";
 import { dropOwnPrivileges } from "../ucspi/privileges.ts";
-import { endOnUncaught, fdsNotOpen, passOnStatus, reportError, writeStderr } from "./main.ts";
+import {
+  endOnUncaught,
+  fdsNotOpen,
+  passOnStatus,
+  programArgs,
+  reportError,
+  writeStderr,
+} from "./main.ts";
 import type { Connection, Side, Stage } from "../ucspi/stage.ts";
 
 export interface StageProgram {
@@ -21,7 +28,7 @@ export interface StageProgram {
 /** Runs a stage as a program of its own (under a foreign tcpserver or tcpclient): its
  * connection is fds 0/1 or 6/7, and the process ends as the chain's last program ended. */
 export function runStageProgram(p: StageProgram): void {
-  const args = process.argv.slice(2);
+  const args = programArgs();
   endOnUncaught(p.name);
   let connection: Connection | undefined;
   const main = async (): Promise<number> => {
@@ -34,7 +41,7 @@ export function runStageProgram(p: StageProgram): void {
     ]);
     connection = stdioConnection(p.side, p.fds?.(args), fdsNotOpen);
     return stage.run({
-      argv: process.argv.slice(1),
+      argv: [process.argv[1] ?? "", ...args],
       env: startEnv(process.env),
       connection,
       side: p.side,

@@ -1,10 +1,11 @@
 // What every cli.ts shares: turn a thrown error into one stderr line and an exit code, and end
 // the process the way the program it ran ended.
-import { writeSync } from "node:fs";
+import { readFileSync, writeSync } from "node:fs";
 import { constants } from "node:os";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { ProgramNotFound } from "../ucspi/path-search.ts";
 import { native } from "../ucspi/native.ts";
+import { osFromBytes, shownOs } from "../ucspi/os-string.ts";
 
 const osConstants = constants;
 
@@ -17,6 +18,24 @@ native().unblockSigusr1();
 
 /** Where the fds the launcher found closed are listed (launcher.c), for every cli.ts. */
 export { fdsNotOpen } from "./stdio.ts";
+
+/** This program's arguments (process.argv from index 2) with their bytes: Node's own when each
+ * decoded as UTF-8, else each word read again from /proc/self/cmdline, which ends with them. */
+export function programArgs(): string[] {
+  const args = process.argv.slice(2);
+  if (!args.some((word) => word.includes("\ufffd"))) return args;
+  let words: string[];
+  try {
+    words = readFileSync("/proc/self/cmdline").toString("latin1").split("\0").slice(0, -1);
+  } catch {
+    return args;
+  }
+  const raw = words.slice(words.length - args.length).map(osFromBytes);
+  // The same words, but for the bytes Node could not decode: else not ours to take.
+  const same =
+    raw.length === args.length && raw.every((word, i) => !word.isWellFormed() || word === args[i]);
+  return same ? raw : args;
+}
 
 /** Writes `prog: fatal: message` (or the usage line) and returns the exit code. */
 export function reportError(
@@ -72,10 +91,11 @@ function signalName(signal: number): NodeJS.Signals {
   return (found?.[0] ?? "SIGTERM") as NodeJS.Signals;
 }
 
-/** One line to fd 2, written at once; a closed stderr loses the line, nothing more. */
+/** One line to fd 2, written at once; a closed stderr loses the line, nothing more. A byte of a
+ * name that is not UTF-8 is shown `\xff`. */
 export function writeStderr(line: string | Buffer): void {
   try {
-    writeSync(2, typeof line === "string" ? Buffer.from(line) : line);
+    writeSync(2, typeof line === "string" ? Buffer.from(shownOs(line)) : line);
   } catch {
     // stderr gone: nothing better to do with the line.
   }

@@ -26,6 +26,8 @@ int int_args(napi_env env, napi_callback_info info, size_t n, int32_t *out);
 char *get_string(napi_env env, napi_value v);
 /* A byte string (one JavaScript character per byte): environment entries. */
 char *get_bytes(napi_env env, napi_value v);
+/* A word of argv or a file name, as bytes (see ucspi_native.c). */
+char *get_os_string(napi_env env, napi_value v);
 /* A NULL-terminated char* array from a JS array of strings. */
 char **get_string_array(napi_env env, napi_value arr, char *(*get)(napi_env, napi_value));
 void free_string_array(char **a);

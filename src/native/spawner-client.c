@@ -240,8 +240,8 @@ static spawner_t *least_busy(void) {
  * (then the caller spawns the program itself). */
 static char *build_request(napi_env env, napi_value *args, uint32_t id, int *fds, int *nfds,
                            size_t *length) {
-  char *file = get_string(env, args[0]);
-  char **argv = get_string_array(env, args[1], get_string);
+  char *file = get_os_string(env, args[0]);
+  char **argv = get_string_array(env, args[1], get_os_string);
   char **envp = get_string_array(env, args[2], get_bytes);
   uint32_t npairs = 0;
   napi_get_array_length(env, args[3], &npairs);

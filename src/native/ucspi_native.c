@@ -102,6 +102,50 @@ char *get_bytes(napi_env env, napi_value v) {
   return s;
 }
 
+/* A word of argv or a file name as the bytes it stands for: UTF-8, but a lone surrogate
+ * U+DC80..U+DCFF is the byte it escapes (src/ucspi/os-string.ts); any other lone surrogate is
+ * U+FFFD, as Node writes it. */
+char *get_os_string(napi_env env, napi_value v) {
+  size_t len;
+  if (napi_get_value_string_utf16(env, v, NULL, 0, &len) != napi_ok) return NULL;
+  char16_t *u = malloc((len + 1) * sizeof(char16_t));
+  char *s = malloc(len * 3 + 1); /* at most 3 bytes per unit (4 for a pair of 2) */
+  if (!u || !s) {
+    free(u);
+    free(s);
+    return NULL;
+  }
+  napi_get_value_string_utf16(env, v, u, len + 1, &len);
+  char *o = s;
+  for (size_t i = 0; i < len; i++) {
+    uint32_t c = u[i];
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < len && u[i + 1] >= 0xdc00 && u[i + 1] <= 0xdfff)
+      c = 0x10000 + ((c - 0xd800) << 10) + (u[++i] - 0xdc00);
+    else if (c >= 0xdc80 && c <= 0xdcff) {
+      *o++ = (char)(c - 0xdc00);
+      continue;
+    } else if (c >= 0xd800 && c <= 0xdfff)
+      c = 0xfffd;
+    if (c < 0x80) *o++ = (char)c;
+    else if (c < 0x800) {
+      *o++ = (char)(0xc0 | c >> 6);
+      *o++ = (char)(0x80 | (c & 0x3f));
+    } else if (c < 0x10000) {
+      *o++ = (char)(0xe0 | c >> 12);
+      *o++ = (char)(0x80 | (c >> 6 & 0x3f));
+      *o++ = (char)(0x80 | (c & 0x3f));
+    } else {
+      *o++ = (char)(0xf0 | c >> 18);
+      *o++ = (char)(0x80 | (c >> 12 & 0x3f));
+      *o++ = (char)(0x80 | (c >> 6 & 0x3f));
+      *o++ = (char)(0x80 | (c & 0x3f));
+    }
+  }
+  *o = '\0';
+  free(u);
+  return s;
+}
+
 /* A NULL-terminated char* array from a JS array of strings. */
 char **get_string_array(napi_env env, napi_value arr, char *(*get)(napi_env, napi_value)) {
   uint32_t n;
@@ -216,8 +260,8 @@ static void spawn_args_free(spawn_args_t *s) {
 
 /* Reads (file, argv, envp, fdPairs, closeFrom) from args; 0, or an errno (nothing to free). */
 static int spawn_args_init(napi_env env, napi_value *args, spawn_args_t *s) {
-  s->file = get_string(env, args[0]);
-  s->argv = get_string_array(env, args[1], get_string);
+  s->file = get_os_string(env, args[0]);
+  s->argv = get_string_array(env, args[1], get_os_string);
   s->envp = get_string_array(env, args[2], get_bytes);
   uint32_t npairs = 0;
   napi_get_array_length(env, args[3], &npairs);
@@ -910,7 +954,7 @@ static napi_value connect_unix(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value args[1];
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
-  char *path = get_string(env, args[0]);
+  char *path = get_os_string(env, args[0]);
   struct sockaddr_un to = {.sun_family = AF_UNIX};
   if (!path || strlen(path) >= sizeof to.sun_path) {
     free(path);

@@ -8,7 +8,7 @@ import { helpAsked } from "../cli/help.ts";
 import { applyEnv, startEnv } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { identQuery } from "../net/ident.ts";
-import { passOnStatus, reportError, writeStderr } from "../cli/main.ts";
+import { passOnStatus, programArgs, reportError, writeStderr } from "../cli/main.ts";
 import { connectInTurn, socketFd } from "./connect.ts";
 import { USAGE, parseClientArgs } from "./options.ts";
 import type { ClientOptions } from "./options.ts";
@@ -28,8 +28,9 @@ const FORWARDED: NodeJS.Signals[] = [
 ];
 
 async function main(): Promise<number> {
-  if (helpAsked("tcpclient", process.argv.slice(2), USAGE)) return 0;
-  const options = parseClientArgs(process.argv.slice(2));
+  const args = programArgs();
+  if (helpAsked("tcpclient", args, USAGE)) return 0;
+  const options = parseClientArgs(args);
   const addresses = await addressesOf(options);
   const port = portNumber(options.port);
   const socket = await connectInTurn(

@@ -13,7 +13,7 @@ import {
 import { cdbMake } from "../rules/cdb.ts";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { helpAsked } from "../cli/help.ts";
-import { fdsNotOpen, reportError, writeStderr } from "../cli/main.ts";
+import { fdsNotOpen, programArgs, reportError, writeStderr } from "../cli/main.ts";
 import { RuleLineError, parseRuleLines } from "../rules/tcprules-parse.ts";
 
 const USAGE = "tcprules rules.cdb rules.tmp";
@@ -92,7 +92,7 @@ function removeQuietly(path: string): void {
   }
 }
 
-main(process.argv.slice(2)).then(
+main(programArgs()).then(
   (code) => {
     process.exitCode = code;
   },

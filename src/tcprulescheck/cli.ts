@@ -5,7 +5,7 @@ import { writeSync } from "node:fs";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { startEnv } from "../ucspi/env.ts";
 import { helpAsked } from "../cli/help.ts";
-import { reportError, writeStderr } from "../cli/main.ts";
+import { programArgs, reportError, writeStderr } from "../cli/main.ts";
 import { findRule, readRulesFile, ruleItems } from "../rules/rules.ts";
 import type { RuleMatch } from "../rules/rules.ts";
 
@@ -68,7 +68,7 @@ function writeOut(bytes: Buffer): void {
 }
 
 try {
-  process.exitCode = main(process.argv.slice(2));
+  process.exitCode = main(programArgs());
 } catch (error) {
   process.exitCode = reportError("tcprulescheck", error, writeStderr, USAGE);
 }

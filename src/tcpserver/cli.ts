@@ -11,7 +11,7 @@ import { helpAsked } from "../cli/help.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { startEnv, unsetVar } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
-import { endOnUncaught, reportError, writeStderr } from "../cli/main.ts";
+import { endOnUncaught, programArgs, reportError, writeStderr } from "../cli/main.ts";
 import { native } from "../ucspi/native.ts";
 import { setIds } from "../ucspi/privileges.ts";
 import { reloadAll } from "../ucspi/reload.ts";
@@ -36,7 +36,7 @@ const SOCK_DGRAM = 2;
 const STOP_SECONDS = 3;
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
+  const args = programArgs();
   if (helpAsked("tcpserver", args, USAGE, EXTENSIONS)) return;
   endOnUncaught("tcpserver");
   const options = parseServerArgs(args, process.env);

@@ -12,7 +12,7 @@ import { hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { helpAsked } from "../cli/help.ts";
-import { reportError, writeStderr } from "../cli/main.ts";
+import { programArgs, reportError, writeStderr } from "../cli/main.ts";
 import { writeStdout } from "../cli/stdio.ts";
 import { ourLauncher } from "../ucspi/programs.ts";
 import {
@@ -340,7 +340,7 @@ async function main(args: readonly string[]): Promise<number> {
   );
 }
 
-main(process.argv.slice(2)).then(
+main(programArgs()).then(
   (code) => {
     process.exitCode = code;
   },

@@ -1,7 +1,7 @@
 // tls-keygen: keys and certificates for the TLS programs (self-signed pairs, a small local CA
 // and the leaves it signs, requests for a public CA), written atomically, keys mode 0600; and
 // tlsd's session ticket key file, made and rotated.
-import { reportError, writeStderr } from "../cli/main.ts";
+import { programArgs, reportError, writeStderr } from "../cli/main.ts";
 import { helpAsked } from "../cli/help.ts";
 import { USAGE, parseKeygenArgs } from "./options.ts";
 
@@ -17,7 +17,7 @@ async function main(args: readonly string[]): Promise<number> {
   return runKeygen(options, { log: writeStderr, now: new Date() });
 }
 
-main(process.argv.slice(2)).then(
+main(programArgs()).then(
   (code) => {
     process.exitCode = code;
   },

@@ -12,6 +12,7 @@
 // an ident answer that is not UTF-8 must reach the program unchanged); the native spawn writes
 // them back byte for byte. Text that a stage needs as Unicode: Buffer.from(value, "latin1").
 import { readFileSync } from "node:fs";
+import { encodeOs } from "./os-string.ts";
 
 /** A variable whose value is undefined is unset: unsetVar leaves the object's shape as it was
  * (a `delete` would make it a hash table again), and envList skips it. */
@@ -53,9 +54,10 @@ export function setVar(env: Env, name: string, value: string): void {
   else env[name] = value;
 }
 
-/** A JavaScript string as a byte string (its UTF-8 bytes, one character each). */
+/** A JavaScript string as a byte string (its UTF-8 bytes, one character each; a byte that a
+ * command-line word escaped is that byte, src/ucspi/os-string.ts). */
 export function toBytes(text: string): string {
-  return Buffer.from(text, "utf8").toString("latin1");
+  return encodeOs(text).toString("latin1");
 }
 
 /** A copy that the next stage may change freely, in fast mode whatever `env` is in (a spread

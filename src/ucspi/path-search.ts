@@ -2,6 +2,7 @@
 // can be named the way djb names it (the last interesting errno wins, as in pathexec_run).
 import { accessSync, constants, statSync } from "node:fs";
 import { join } from "node:path";
+import { osFromBytes, osPath } from "./os-string.ts";
 import { onReload } from "./reload.ts";
 
 export class ProgramNotFound extends Error {
@@ -20,7 +21,8 @@ const found = new Map<string, { file: string; until: number }>();
 // SIGHUP: a program just installed or moved is searched for again at once.
 onReload(() => found.clear());
 
-/** The file that `execvp(name)` would run with this PATH. */
+/** The file that `execvp(name)` would run with this PATH (a byte string, as the environment
+ * holds it); the file as a command-line word is (src/ucspi/os-string.ts). */
 export function findProgram(name: string, path: string | undefined): string {
   if (name.includes("/")) return name;
   const key = `${path ?? ""}\0${name}`;
@@ -35,11 +37,11 @@ export function findProgram(name: string, path: string | undefined): string {
 
 function searchPath(name: string, path: string | undefined): string {
   let code = "ENOENT";
-  for (const dir of (path ?? "/bin:/usr/bin").split(":")) {
+  for (const dir of osFromBytes(path ?? "/bin:/usr/bin").split(":")) {
     const file = join(dir === "" ? "." : dir, name);
     try {
-      accessSync(file, constants.X_OK);
-      if (statSync(file).isFile()) return file;
+      accessSync(osPath(file), constants.X_OK);
+      if (statSync(osPath(file)).isFile()) return file;
       code = "EACCES";
     } catch (error) {
       const c = (error as { code?: string }).code;

@@ -2,6 +2,7 @@
 import { realpathSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { osPath } from "./os-string.ts";
 import { onReload } from "./reload.ts";
 import type { Stage } from "./stage.ts";
 
@@ -71,7 +72,7 @@ export function ourStage(file: string): Stage | Promise<Stage> | undefined {
 function stageName(file: string): string {
   let real: string;
   try {
-    real = realpathSync.native(file);
+    real = realpathSync.native(osPath(file));
   } catch {
     return "";
   }

@@ -1,0 +1,130 @@
+// Words of a command line that are not UTF-8 reach the program as they were given, as through
+// djb's programs: Node alone would hand it U+FFFD (ef bf bd) for each such byte. The programs
+// print the hex of the words they got (ARGV_HEX); the words are made bytes by WITH_BYTES.
+import assert from "node:assert/strict";
+import { connect } from "node:net";
+import { rmSync } from "node:fs";
+import { after, before, test } from "node:test";
+import fc from "fast-check";
+import { ARGV_HEX, WITH_BYTES, escaped } from "../helpers/bytes.ts";
+import { makePki } from "../helpers/certs.ts";
+import { PATH_WITH_BIN, TLSD_UNDER, ours, run } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+import type { RunningServer } from "../helpers/server.ts";
+import { tlsExchange } from "../helpers/tls-client.ts";
+import { decodeOs, encodeOs, osFromBytes, shownOs } from "../../src/ucspi/os-string.ts";
+import { toBytes } from "../../src/ucspi/env.ts";
+
+/** ff alone, é (valid UTF-8) between two letters, an encoded surrogate (not UTF-8), empty. */
+const WORDS = ["\\xff", "a\\xc3\\xa9b", "\\xed\\xa0\\x80", ""];
+const HEX = "ff 61c3a962 eda080 \n";
+const env = { ...process.env, PATH: PATH_WITH_BIN };
+
+function readAll(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = "";
+    const c = connect(port, "127.0.0.1");
+    c.setEncoding("latin1");
+    c.on("data", (d: string) => (got += d));
+    c.on("close", () => resolve(got));
+    c.on("error", reject);
+  });
+}
+
+test("tcpserver: the program it spawns gets the bytes of its words (in-process chain)", async () => {
+  const server = await startServer(
+    ours("tcpserver"),
+    ["127.0.0.1", "0", ...ARGV_HEX, "1", ...WORDS],
+    { env, wrap: WITH_BYTES },
+  );
+  try {
+    assert.equal(await readAll(server.port), HEX);
+  } finally {
+    await server.stop();
+  }
+});
+
+test("tcpserver: a program named with such a byte is named readably when it cannot run", async () => {
+  const server = await startServer(ours("tcpserver"), ["127.0.0.1", "0", "\\xffnone"], {
+    env,
+    wrap: WITH_BYTES,
+  });
+  try {
+    await readAll(server.port);
+    await server.waitForLog(/unable to run \\xffnone: file does not exist$/);
+  } finally {
+    await server.stop();
+  }
+});
+
+const pki = makePki();
+const pair = pki.server("localhost", ["localhost"]);
+after(() => rmSync(pki.dir, { recursive: true, force: true }));
+
+for (const [who, tcpserver] of TLSD_UNDER) {
+  test(`tlsd (${who}): the program it runs gets the bytes of its words`, async () => {
+    const server = await startServer(
+      tcpserver,
+      ["127.0.0.1", "0", ours("tlsd"), ...ARGV_HEX, "1", ...WORDS],
+      { env: { ...env, CERTFILE: pair.cert, KEYFILE: pair.key }, wrap: WITH_BYTES },
+    );
+    try {
+      assert.equal(await tlsExchange(server.port, pki.ca.cert), HEX);
+    } finally {
+      await server.stop();
+    }
+  });
+}
+
+let peer: RunningServer;
+before(async () => {
+  peer = await startServer(ours("tcpserver"), ["127.0.0.1", "0", "true"], { env });
+});
+after(() => peer.stop());
+
+/** What tcpclient's program printed of its words (to stdout: fd 1, not the connection). */
+async function underTcpclient(words: readonly string[]): Promise<string> {
+  const [python = "", ...head] = WITH_BYTES;
+  const args = [...head, ours("tcpclient"), "127.0.0.1", String(peer.port), ...ARGV_HEX, "1"];
+  const r = await run(python, [...args, ...words], { env });
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout;
+}
+
+test("tcpclient: the program it runs gets the bytes of its words", async () => {
+  assert.equal(await underTcpclient(WORDS), HEX);
+});
+
+const word = fc.uint8Array({ min: 1, maxLength: 12 }); // no NUL: argv cannot hold one
+test("tcpclient: any words, any bytes, reach its program unchanged (property)", async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(word, { minLength: 1, maxLength: 4 }), async (words) => {
+      const hex = words.map((w) => Buffer.from(w).toString("hex")).join(" ");
+      assert.equal(await underTcpclient(words.map(escaped)), `${hex}\n`);
+    }),
+    { numRuns: 15 },
+  );
+});
+
+test("the conversion: any bytes come back from their string exactly (property)", () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 40 }), (bytes) => {
+      const text = decodeOs(bytes);
+      assert.deepEqual(encodeOs(text), Buffer.from(bytes));
+      // Into the environment (byte strings) and back out as a file name: the same bytes.
+      assert.equal(toBytes(text), Buffer.from(bytes).toString("latin1"));
+      assert.equal(osFromBytes(toBytes(text)), text);
+      // Shown for a human: no lone surrogate left, so it is printable as UTF-8.
+      assert.ok(shownOs(text).isWellFormed());
+    }),
+    { numRuns: 2000 },
+  );
+  fc.assert(
+    fc.property(fc.string({ unit: "binary" }), (text) => {
+      // Valid UTF-8 is the very string Node would give.
+      const bytes = Buffer.from(text, "utf8");
+      assert.equal(decodeOs(bytes), bytes.toString("utf8"));
+    }),
+    { numRuns: 2000 },
+  );
+});
