@@ -4,6 +4,7 @@
 // them on reload() (tcpserver's SIGHUP).
 import { readFileSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { decodeOs, osFromBytes, osPath } from "../ucspi/os-string.ts";
 import { X509Certificate, createHash } from "node:crypto";
 import { createSecureContext } from "node:tls";
 import type { SecureContext } from "node:tls";
@@ -52,8 +53,10 @@ export function trustAnchorsFrom(env: Readonly<Env>): TrustAnchors | undefined {
   return undefined;
 }
 
-/** Env values are byte strings (src/ucspi/env.ts); file names as the system sees them. */
-export const filePath = (value: string) => Buffer.from(value, "latin1").toString();
+/** Env values are byte strings (src/ucspi/env.ts); a file name is kept as a command-line word
+ * is, a byte that is not UTF-8 escaped (src/ucspi/os-string.ts), and given to node:fs with
+ * osPath. */
+export const filePath = osFromBytes;
 const path = filePath;
 
 /** Reads the pairs and trust anchors named in env, as s6-tlsd does for its snilevel. */
@@ -189,7 +192,7 @@ export class CertStore {
     const expiries: Expiry[] = [];
     let entries: string[] = [];
     try {
-      entries = readdirSync(dir).filter((e) => !e.startsWith(".") && e !== "README");
+      entries = names(dir).filter((e) => !e.startsWith(".") && e !== "README");
     } catch (error) {
       const missing = (error as NodeJS.ErrnoException).code === "ENOENT";
       if (!(missing && this.config.liveDirMadeByOrders))
@@ -200,9 +203,9 @@ export class CertStore {
       try {
         // Resolved once: where NAME is a symlink to a version (tlsd's own orders), the key
         // and the chain are read from that one version even if NAME moves on meanwhile.
-        const real = realpathSync(join(dir, entry));
+        const real = decodeOs(realpathSync(osPath(join(dir, entry)), { encoding: "buffer" }));
         const pair = { cert: join(real, "fullchain.pem"), key: join(real, "privkey.pem") };
-        const certificate = new X509Certificate(readFileSync(pair.cert));
+        const certificate = new X509Certificate(readFileSync(osPath(pair.cert)));
         const san = certificate.subjectAltName ?? "";
         expiries.push({
           name: entry,
@@ -246,7 +249,7 @@ export class CertStore {
     const served = () => (loaded ? (loaded.notAfter ??= notAfterOf(loaded.cert)) : undefined);
     if (loaded && !loaded.stale) return served();
     try {
-      return notAfterOf(readFileSync(pair.cert));
+      return notAfterOf(readFileSync(osPath(pair.cert)));
     } catch {
       return served();
     }
@@ -494,7 +497,7 @@ export function readPair(pair: Pair): { cert: Buffer; key: Buffer } {
 
 export function readOrFail(file: string, what: string): Buffer {
   try {
-    return readFileSync(file);
+    return readFileSync(osPath(file));
   } catch (error) {
     throw new FatalError(`unable to read ${what} ${file}: ${causeText(error)}`, 111);
   }
@@ -502,11 +505,16 @@ export function readOrFail(file: string, what: string): Buffer {
 
 function readAll(dir: string): string[] {
   try {
-    return readdirSync(dir)
+    return names(dir)
       .filter((f) => !f.startsWith("."))
       .map((f) => join(dir, f))
-      .filter((f) => statSync(f).isFile());
+      .filter((f) => statSync(osPath(f)).isFile());
   } catch (error) {
     throw new FatalError(`unable to read CADIR ${dir}: ${causeText(error)}`, 111);
   }
+}
+
+/** The names in a directory, their bytes kept (Node's own strings make a bad byte U+FFFD). */
+function names(dir: string): string[] {
+  return readdirSync(osPath(dir), { encoding: "buffer" }).map(decodeOs);
 }

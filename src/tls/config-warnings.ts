@@ -4,6 +4,7 @@
 import { X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import type { StoreConfig } from "./cert-store.ts";
+import { osPath } from "../ucspi/os-string.ts";
 
 export function configWarnings(config: StoreConfig, now: Date): string[] {
   const out: string[] = [];
@@ -14,7 +15,7 @@ export function configWarnings(config: StoreConfig, now: Date): string[] {
   for (const [name, pair] of pairs) {
     let cert: X509Certificate;
     try {
-      cert = new X509Certificate(readFileSync(pair.cert));
+      cert = new X509Certificate(readFileSync(osPath(pair.cert)));
     } catch {
       continue; // Loading it says what is wrong.
     }
@@ -38,7 +39,7 @@ export function configWarnings(config: StoreConfig, now: Date): string[] {
  * when none may, or when the file cannot be looked at (loading it says what is wrong). */
 function readableByOthers(file: string): string | undefined {
   try {
-    const mode = statSync(file).mode;
+    const mode = statSync(osPath(file)).mode;
     if (mode & 0o044)
       return `can be read by ${mode & 0o004 ? "anyone" : "its group"} (mode ${(mode & 0o777).toString(8)}): chmod 600`;
   } catch {

@@ -7,6 +7,7 @@
 // browsers do) made every other connection a full handshake.
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { osPath } from "../ucspi/os-string.ts";
 import type { SecureContext } from "node:tls";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { stampOf } from "./file-stamp.ts";
@@ -180,7 +181,7 @@ export class TicketFile implements TicketSource {
       new FatalError(`unable to use ticket keys ${this.path}: ${why}`, 111);
     let bytes: Buffer;
     try {
-      bytes = readFileSync(this.path);
+      bytes = readFileSync(osPath(this.path));
     } catch (error) {
       throw fail(causeText(error));
     }
