@@ -19,6 +19,7 @@ import {
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { FatalError, causeText } from "../ucspi/errors.ts";
+import { osPath } from "../ucspi/os-string.ts";
 
 /** The system calls the writer makes; tests inject failures through it. */
 export interface FileSystem {
@@ -34,18 +35,18 @@ export interface FileSystem {
   fchown(fd: number, uid: number, gid: number): void;
 }
 
-/** The real one. */
+/** The real one: a name is a command-line word's bytes (osPath, src/ucspi/os-string.ts). */
 export const nodeFileSystem: FileSystem = {
-  open: (path, flags, mode) => openSync(path, flags, mode),
+  open: (path, flags, mode) => openSync(osPath(path), flags, mode),
   write: (fd, data, offset, length) => writeSync(fd, data, offset, length),
   fsync: (fd) => fsyncSync(fd),
   close: (fd) => closeSync(fd),
-  rename: (from, to) => renameSync(from, to),
-  link: (existing, path) => linkSync(existing, path),
-  unlink: (path) => unlinkSync(path),
+  rename: (from, to) => renameSync(osPath(from), osPath(to)),
+  link: (existing, path) => linkSync(osPath(existing), osPath(path)),
+  unlink: (path) => unlinkSync(osPath(path)),
   owner: (path) => {
     try {
-      const s = lstatSync(path);
+      const s = lstatSync(osPath(path));
       return { uid: s.uid, gid: s.gid };
     } catch (error) {
       if ((error as { code?: unknown }).code === "ENOENT") return undefined;

@@ -8,6 +8,7 @@
 // `2001:db8:`, `2001:`). For IPv4 addresses that is djb's rule unchanged.
 
 import { readFileSync, statSync } from "node:fs";
+import { osPath } from "../ucspi/os-string.ts";
 import { isIPv4 } from "node:net";
 import { ipv6Groups } from "../net/ip.ts";
 import { cdbFind } from "./cdb.ts";
@@ -116,12 +117,12 @@ const lastRead = new Map<string, { version: string; bytes: Buffer }>();
  * written over it): read again only when it changed, for a cdb of 200,000 rules is megabytes
  * and tcpserver -x asks for every connection. fs errors keep `code`. */
 export function readRulesFile(path: string): Buffer {
-  const s = statSync(path, { bigint: true });
+  const s = statSync(osPath(path), { bigint: true });
   // Any write changes ctime (nanoseconds), a replacement the inode.
   const version = `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
   const last = lastRead.get(path);
   if (last?.version === version) return last.bytes;
-  const bytes = readFileSync(path);
+  const bytes = readFileSync(osPath(path));
   lastRead.set(path, { version, bytes });
   return bytes;
 }

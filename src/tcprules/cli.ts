@@ -11,6 +11,7 @@ import {
   writeSync,
 } from "node:fs";
 import { cdbMake } from "../rules/cdb.ts";
+import { osPath } from "../ucspi/os-string.ts";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { helpAsked } from "../cli/help.ts";
 import { fdsNotOpen, programArgs, reportError, writeStderr } from "../cli/main.ts";
@@ -52,7 +53,7 @@ async function main(args: readonly string[]): Promise<number> {
   if (cdbPath === undefined || tmpPath === undefined) throw new UsageError("");
   let fd: number;
   try {
-    fd = openSync(tmpPath, "w", 0o644);
+    fd = openSync(osPath(tmpPath), "w", 0o644);
   } catch (error) {
     throw new FatalError(`unable to create ${tmpPath}: ${causeText(error)}`, 111, { cause: error });
   }
@@ -70,7 +71,7 @@ async function main(args: readonly string[]): Promise<number> {
       closeSync(fd);
     }
     try {
-      renameSync(tmpPath, cdbPath);
+      renameSync(osPath(tmpPath), osPath(cdbPath));
       moved = true;
     } catch (error) {
       const cause = causeText(error);
@@ -86,7 +87,7 @@ async function main(args: readonly string[]): Promise<number> {
 
 function removeQuietly(path: string): void {
   try {
-    unlinkSync(path);
+    unlinkSync(osPath(path));
   } catch {
     // Already gone, or not ours to remove.
   }

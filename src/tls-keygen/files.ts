@@ -4,6 +4,7 @@ import { lstatSync, readFileSync, realpathSync, statSync } from "node:fs";
 import type { Stats } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { FatalError, causeText } from "../ucspi/errors.ts";
+import { decodeOs, osPath } from "../ucspi/os-string.ts";
 
 /** Codes that mean the name given is wrong (exit 100), not that the system failed (111). */
 const BAD_NAME = new Set(["ENOENT", "ENOTDIR", "EISDIR", "ENAMETOOLONG", "ELOOP"]);
@@ -15,7 +16,7 @@ export function exists(path: string): boolean {
 
 function statOrFail(path: string): Stats | undefined {
   try {
-    return lstatSync(path, { throwIfNoEntry: false });
+    return lstatSync(osPath(path), { throwIfNoEntry: false });
   } catch (error) {
     throw new FatalError(`unable to stat ${path}: ${causeText(error)}`, codeOf(error));
   }
@@ -26,7 +27,7 @@ export function checkOutput(path: string, force: boolean): void {
   const dir = dirname(path);
   let dirStat;
   try {
-    dirStat = statSync(dir);
+    dirStat = statSync(osPath(dir));
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     const reason = code === "ENOENT" ? `directory ${dir} does not exist` : causeText(error);
@@ -48,7 +49,7 @@ function entryOf(path: string): string {
   const dir = dirname(path);
   let real: string;
   try {
-    real = realpathSync(dir); // as the kernel resolves it: `link/..` is link's parent
+    real = decodeOs(realpathSync(osPath(dir), { encoding: "buffer" })); // as the kernel resolves it: `link/..` is link's parent
   } catch {
     real = resolve(dir); // no such directory: checkOutput says so
   }
@@ -89,7 +90,7 @@ function sameFile(a: { path: string; what: string }, b: { path: string; what: st
 export function checkKept(path: string, advice: string): void {
   let target: Stats;
   try {
-    target = statSync(path);
+    target = statSync(osPath(path));
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     const reason = code === "ENOENT" ? "is a symbolic link to nothing" : causeText(error);
@@ -101,7 +102,7 @@ export function checkKept(path: string, advice: string): void {
 /** A file's bytes; `what` says what it should be ("CA certificate"). */
 export function readInput(path: string, what: string): Buffer {
   try {
-    return readFileSync(path);
+    return readFileSync(osPath(path));
   } catch (error) {
     throw new FatalError(`unable to read ${what} ${path}: ${causeText(error)}`, codeOf(error));
   }

@@ -3,7 +3,9 @@
 // print the hex of the words they got (ARGV_HEX); the words are made bytes by WITH_BYTES.
 import assert from "node:assert/strict";
 import { connect } from "node:net";
-import { rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import fc from "fast-check";
 import { ARGV_HEX, WITH_BYTES, escaped } from "../helpers/bytes.ts";
@@ -127,4 +129,62 @@ test("the conversion: any bytes come back from their string exactly (property)",
     }),
     { numRuns: 2000 },
   );
+});
+
+/** The names in dir, as hex of their bytes. */
+const namesIn = (dir: string) =>
+  readdirSync(dir, { encoding: "buffer" })
+    .map((name) => name.toString("hex"))
+    .sort();
+
+/** Runs a program of ours with its words made bytes (WITH_BYTES) in `cwd`. */
+async function ourWithBytes(cwd: string, words: readonly string[], input = "") {
+  const [python = "", ...head] = WITH_BYTES;
+  return run(python, [...head, ...words], { env, cwd, input });
+}
+
+test("tcprules, tcprulescheck and tcpserver -x: rules files named with a byte ff are those files", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-bytes-"));
+  try {
+    const rules = '127.0.0.1:allow,X="from rules"\n:deny\n';
+    const made = await ourWithBytes(dir, ["tcprules", "r\\xff.cdb", "r\\xff.tmp"], rules);
+    assert.equal(made.code, 0, made.stderr);
+    assert.deepEqual(namesIn(dir), ["72ff2e636462"]); // r\xff.cdb, and no temp file left
+    const [python = "", ...head] = WITH_BYTES;
+    const checked = await run(python, [...head, "tcprulescheck", "r\\xff.cdb"], {
+      env: { ...env, TCPREMOTEIP: "127.0.0.1" },
+      cwd: dir,
+    });
+    assert.match(checked.stdout, /^set environment variable X=from rules$/m, checked.stderr);
+    const server = await startServer(
+      ours("tcpserver"),
+      ["-x", "r\\xff.cdb", "127.0.0.1", "0", "sh", "-c", 'echo "$X"'],
+      { env, cwd: dir, wrap: WITH_BYTES },
+    );
+    try {
+      assert.equal(await readAll(server.port), "from rules\n");
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("tls-keygen: outputs named with a byte ff are written under those names", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-bytes-"));
+  try {
+    const pair = await ourWithBytes(dir, ["tls-keygen", "self-signed", "c\\xff", "k\\xff"]);
+    assert.equal(pair.code, 0, pair.stderr);
+    const tickets = await ourWithBytes(dir, ["tls-keygen", "ticket", "t\\xff"]);
+    assert.equal(tickets.code, 0, tickets.stderr);
+    // Rotated: the file is read again by its name.
+    const rotated = await ourWithBytes(dir, ["tls-keygen", "ticket", "t\\xff"]);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    assert.deepEqual(namesIn(dir), ["63ff", "6bff", "74ff"]);
+    const taken = await ourWithBytes(dir, ["tls-keygen", "self-signed", "c\\xff", "k\\xff"]);
+    assert.equal(taken.stderr, "tls-keygen: fatal: c\\xff exists: use --force to replace it\n");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
