@@ -35,8 +35,20 @@ const SOCK_DGRAM = 2;
 /** Without --drain, how long SIGTERM lets the connections served in this process go on. */
 const STOP_SECONDS = 3;
 
-async function main(): Promise<void> {
+/** Node gives a spawn's words as UTF-8 only: a --workers worker whose words hold a byte that is
+ * not (src/ucspi/os-string.ts) gets them here as JSON, which writes a lone surrogate `\udcff`. */
+const WORKER_ARGV = "UCSPI_WORKER_ARGV";
+
+/** Our words: a worker's from WORKER_ARGV when they were passed so. */
+function ourArgs(): string[] {
   const args = programArgs();
+  const passed = process.env[WORKER_ARGV];
+  if (passed === undefined || !args[0]?.startsWith("--worker=")) return args;
+  return JSON.parse(passed) as string[];
+}
+
+async function main(): Promise<void> {
+  const args = ourArgs();
   if (helpAsked("tcpserver", args, USAGE, EXTENSIONS)) return;
   endOnUncaught("tcpserver");
   const options = parseServerArgs(args, process.env);
@@ -69,6 +81,7 @@ async function main(): Promise<void> {
   // tls-everywhere's mark of its chain: this process's own (in its /proc/PID/environ, where
   // tls-everywhere looks), not its programs'. Its workers are started with it.
   unsetVar(env, OWNER_VARIABLE);
+  unsetVar(env, WORKER_ARGV);
   // A worker of a socket-activated tcpserver has no port of its own to bind (systemd's socket
   // has no SO_REUSEPORT): it accepts from that socket, its fd 3.
   const activated = socketActivated(env);
@@ -202,24 +215,21 @@ function startWorkers(
   const head = args.slice(0, args.length - program - 2);
   const tail = [options.host, String(port), ...options.program];
   for (let index = 1; index < options.workers; index++) {
+    const words = [
+      `--worker=${index}`,
+      ...(activated === undefined ? [] : ["--worker-shares-listener"]),
+      ...head,
+      ...tail,
+    ];
+    const bytes = !words.every((word) => word.isWellFormed());
     workers.push(
-      spawn(
-        process.execPath,
-        [
-          ...v8Flags,
-          process.argv[1] ?? "",
-          `--worker=${index}`,
-          ...(activated === undefined ? [] : ["--worker-shares-listener"]),
-          ...head,
-          ...tail,
-        ],
-        {
-          stdio:
-            activated === undefined
-              ? ["ignore", "ignore", "inherit", "ipc"]
-              : ["ignore", "ignore", "inherit", activated, "ipc"],
-        },
-      ),
+      spawn(process.execPath, [...v8Flags, process.argv[1] ?? "", ...words], {
+        ...(bytes ? { env: { ...process.env, [WORKER_ARGV]: JSON.stringify(words) } } : {}),
+        stdio:
+          activated === undefined
+            ? ["ignore", "ignore", "inherit", "ipc"]
+            : ["ignore", "ignore", "inherit", activated, "ipc"],
+      }),
     );
   }
   return workers;

@@ -59,6 +59,31 @@ test("tcpserver: a program named with such a byte is named readably when it cann
   }
 });
 
+test("tcpserver --workers 2: the programs a worker spawns get the bytes too", async () => {
+  // Which process spawned it (the grandparent: each worker spawns through its own
+  // ucspi-spawner), then the hex of its words.
+  const program =
+    "import os, sys\n" +
+    "worker = open('/proc/%d/stat' % os.getppid()).read().split()[3]\n" +
+    "os.write(1, (worker + ' ' + ' '.join(os.fsencode(w).hex() for w in sys.argv[1:]) + '\\n').encode())";
+  const server = await startServer(
+    ours("tcpserver"),
+    ["--workers", "2", "127.0.0.1", "0", "python3", "-c", program, ...WORDS],
+    { env, wrap: WITH_BYTES },
+  );
+  try {
+    const seen = new Set<string>();
+    for (let i = 0; i < 200 && seen.size < 2; i++) {
+      const [worker = "", ...words] = (await readAll(server.port)).split(" ");
+      assert.equal(words.join(" "), HEX);
+      seen.add(worker);
+    }
+    assert.equal(seen.size, 2, "both processes served");
+  } finally {
+    await server.stop();
+  }
+});
+
 const pki = makePki();
 const pair = pki.server("localhost", ["localhost"]);
 after(() => rmSync(pki.dir, { recursive: true, force: true }));
