@@ -163,7 +163,7 @@ const namesIn = (dir: string) =>
     .sort();
 
 /** Runs a program of ours with its words made bytes (WITH_BYTES) in `cwd`. */
-async function ourWithBytes(cwd: string, words: readonly string[], input = "") {
+async function ourWithBytes(cwd: string, words: readonly string[], input: string | Buffer = "") {
   const [python = "", ...head] = WITH_BYTES;
   return run(python, [...head, ...words], { env, cwd, input });
 }
@@ -171,7 +171,11 @@ async function ourWithBytes(cwd: string, words: readonly string[], input = "") {
 test("tcprules, tcprulescheck and tcpserver -x: rules files named with a byte ff are those files", async () => {
   const dir = mkdtempSync(join(tmpdir(), "ucspi-bytes-"));
   try {
-    const rules = '127.0.0.1:allow,X="from rules"\n:deny\n';
+    const rules = Buffer.concat([
+      Buffer.from("=h"),
+      Buffer.of(0xff),
+      Buffer.from(':allow,X="by host"\n127.0.0.1:allow,X="from rules"\n:deny\n'),
+    ]);
     const made = await ourWithBytes(dir, ["tcprules", "r\\xff.cdb", "r\\xff.tmp"], rules);
     assert.equal(made.code, 0, made.stderr);
     assert.deepEqual(namesIn(dir), ["72ff2e636462"]); // r\xff.cdb, and no temp file left
@@ -181,6 +185,10 @@ test("tcprules, tcprulescheck and tcpserver -x: rules files named with a byte ff
       cwd: dir,
     });
     assert.match(checked.stdout, /^set environment variable X=from rules$/m, checked.stderr);
+    // The environment's bytes are matched too (TCPREMOTEHOST with a byte ff).
+    const byHost = ["env", "TCPREMOTEHOST=h\\xff", "tcprulescheck", "r\\xff.cdb"];
+    const host = await ourWithBytes(dir, byHost);
+    assert.match(host.stdout, /^set environment variable X=by host$/m, host.stderr);
     const server = await startServer(
       ours("tcpserver"),
       ["-x", "r\\xff.cdb", "127.0.0.1", "0", "sh", "-c", 'echo "$X"'],
