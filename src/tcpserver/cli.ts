@@ -3,13 +3,14 @@
 import { spawn } from "node:child_process";
 import { isSea } from "node:sea";
 import type { ChildProcess } from "node:child_process";
+import { isUtf8 } from "node:buffer";
 import { writeSync } from "node:fs";
 import { parsePort, parseServerHost, unknownZone, withInterface } from "../ucspi/address.ts";
 import { StageConfigError, prepareChain } from "../ucspi/chain.ts";
 import { hostAddresses } from "../net/dns.ts";
 import { helpAsked } from "../cli/help.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
-import { startEnv, unsetVar } from "../ucspi/env.ts";
+import { copyEnv, startEnv, unsetVar } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import { endOnUncaught, programArgs, reportError, writeStderr } from "../cli/main.ts";
 import { native } from "../ucspi/native.ts";
@@ -35,20 +36,26 @@ const SOCK_DGRAM = 2;
 /** Without --drain, how long SIGTERM lets the connections served in this process go on. */
 const STOP_SECONDS = 3;
 
-/** Node gives a spawn's words as UTF-8 only: a --workers worker whose words hold a byte that is
- * not (src/ucspi/os-string.ts) gets them here as JSON, which writes a lone surrogate `\udcff`. */
-const WORKER_ARGV = "UCSPI_WORKER_ARGV";
+/** Node gives a spawn's words and environment as UTF-8 only: a --workers worker whose words or
+ * environment hold a byte that is not (src/ucspi/os-string.ts, env.ts) gets them here, as JSON
+ * (which writes a lone surrogate `\udcff`). */
+const WORKER_BYTES = "UCSPI_WORKER_BYTES";
 
-/** Our words: a worker's from WORKER_ARGV when they were passed so. */
-function ourArgs(): string[] {
-  const args = programArgs();
-  const passed = process.env[WORKER_ARGV];
-  if (passed === undefined || !args[0]?.startsWith("--worker=")) return args;
-  return JSON.parse(passed) as string[];
+interface WorkerBytes {
+  argv: string[];
+  env: Env;
+}
+
+/** A worker's words and environment as the first process passed them, if it did. */
+function workerBytes(args: readonly string[]): WorkerBytes | undefined {
+  const passed = process.env[WORKER_BYTES];
+  if (passed === undefined || !args[0]?.startsWith("--worker=")) return undefined;
+  return JSON.parse(passed) as WorkerBytes;
 }
 
 async function main(): Promise<void> {
-  const args = ourArgs();
+  const passed = workerBytes(programArgs());
+  const args = passed?.argv ?? programArgs();
   if (helpAsked("tcpserver", args, USAGE, EXTENSIONS)) return;
   endOnUncaught("tcpserver");
   const options = parseServerArgs(args, process.env);
@@ -77,11 +84,11 @@ async function main(): Promise<void> {
           );
     });
   if (options.metrics) metrics = await (await import("../metrics/prometheus.ts")).enableMetrics();
-  const env = startEnv(process.env);
+  const env = passed ? copyEnv(passed.env) : startEnv(process.env);
   // tls-everywhere's mark of its chain: this process's own (in its /proc/PID/environ, where
   // tls-everywhere looks), not its programs'. Its workers are started with it.
   unsetVar(env, OWNER_VARIABLE);
-  unsetVar(env, WORKER_ARGV);
+  unsetVar(env, WORKER_BYTES);
   // A worker of a socket-activated tcpserver has no port of its own to bind (systemd's socket
   // has no SO_REUSEPORT): it accepts from that socket, its fd 3.
   const activated = socketActivated(env);
@@ -103,7 +110,7 @@ async function main(): Promise<void> {
   }
   const [, boundPort, family] = native().localAddress(listenFd);
   const workers =
-    options.workerIndex === 0 ? startWorkers(args, options, boundPort, activated) : [];
+    options.workerIndex === 0 ? startWorkers(args, env, options, boundPort, activated) : [];
   hangUp.workers = workers;
   options.limit = workerLimit(options.limit, options.workers, options.workerIndex);
   if (options.printPort && options.workerIndex === 0) printPort(boundPort);
@@ -202,6 +209,7 @@ function exited(child: ChildProcess): Promise<void> {
  * given the socket systemd passed, as their fd 3. */
 function startWorkers(
   args: string[],
+  env: Readonly<Env>,
   options: ServerOptions,
   port: number,
   activated: number | undefined,
@@ -221,10 +229,11 @@ function startWorkers(
       ...head,
       ...tail,
     ];
-    const bytes = !words.every((word) => word.isWellFormed());
+    const passed: WorkerBytes = { argv: words, env };
+    const bytes = inUtf8(passed) ? {} : { [WORKER_BYTES]: JSON.stringify(passed) };
     workers.push(
       spawn(process.execPath, [...v8Flags, process.argv[1] ?? "", ...words], {
-        ...(bytes ? { env: { ...process.env, [WORKER_ARGV]: JSON.stringify(words) } } : {}),
+        env: { ...process.env, ...bytes },
         stdio:
           activated === undefined
             ? ["ignore", "ignore", "inherit", "ipc"]
@@ -233,6 +242,15 @@ function startWorkers(
     );
   }
   return workers;
+}
+
+/** Whether Node would pass these words and this environment (byte strings) unchanged. */
+function inUtf8(passed: WorkerBytes): boolean {
+  const values = Object.values(passed.env).filter((v) => v !== undefined);
+  return (
+    passed.argv.every((word) => word.isWellFormed()) &&
+    [...Object.keys(passed.env), ...values].every((bytes) => isUtf8(Buffer.from(bytes, "latin1")))
+  );
 }
 
 /** The address to listen on: `host`'s, an IPv4 one with -4, a link-local one on -I's

@@ -59,23 +59,24 @@ test("tcpserver: a program named with such a byte is named readably when it cann
   }
 });
 
-test("tcpserver --workers 2: the programs a worker spawns get the bytes too", async () => {
+test("tcpserver --workers 2: the programs a worker spawns get the bytes of words and environment too", async () => {
   // Which process spawned it (the grandparent: each worker spawns through its own
-  // ucspi-spawner), then the hex of its words.
+  // ucspi-spawner), the hex of $X, then the hex of its words.
   const program =
     "import os, sys\n" +
     "worker = open('/proc/%d/stat' % os.getppid()).read().split()[3]\n" +
-    "os.write(1, (worker + ' ' + ' '.join(os.fsencode(w).hex() for w in sys.argv[1:]) + '\\n').encode())";
+    "x = os.environb[b'X'].hex()\n" +
+    "os.write(1, (worker + ' ' + x + ' ' + ' '.join(os.fsencode(w).hex() for w in sys.argv[1:]) + '\\n').encode())";
   const server = await startServer(
     ours("tcpserver"),
     ["--workers", "2", "127.0.0.1", "0", "python3", "-c", program, ...WORDS],
-    { env, wrap: WITH_BYTES },
+    { env, wrap: [...WITH_BYTES, "env", "X=a\\xffb"] },
   );
   try {
     const seen = new Set<string>();
     for (let i = 0; i < 200 && seen.size < 2; i++) {
       const [worker = "", ...words] = (await readAll(server.port)).split(" ");
-      assert.equal(words.join(" "), HEX);
+      assert.equal(words.join(" "), `61ff62 ${HEX}`);
       seen.add(worker);
     }
     assert.equal(seen.size, 2, "both processes served");
