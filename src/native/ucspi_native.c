@@ -190,12 +190,19 @@ void js_callback_init(js_callback_t *cb, napi_env env, napi_value fn, const char
 }
 
 /* Calls it from a libuv callback; argv must have been made inside the caller's handle scope.
- * napi_make_callback wants an object as receiver: undefined fails with object_expected. */
+ * napi_make_callback wants an object as receiver: undefined fails with object_expected. A
+ * throw is Node's uncaught exception, as an event handler's: left pending in Node-API, it made
+ * every later call of ours into JavaScript fail, and the process went deaf (no accept, no exit
+ * of a child told) while it ran on. */
 void js_callback_call(js_callback_t *cb, size_t argc, napi_value *argv) {
-  napi_value fn, recv, result;
+  napi_value fn, recv, result, error;
+  bool pending = false;
   napi_get_reference_value(cb->env, cb->fn, &fn);
   napi_get_global(cb->env, &recv);
   napi_make_callback(cb->env, cb->context, recv, fn, argc, argv, &result);
+  if (napi_is_exception_pending(cb->env, &pending) == napi_ok && pending &&
+      napi_get_and_clear_last_exception(cb->env, &error) == napi_ok)
+    napi_fatal_exception(cb->env, error);
 }
 
 /* Calls it with numbers, in a handle scope of its own. */
