@@ -42,23 +42,64 @@ static int uses_fds_6_7(const char *name, int argc, char **argv) {
   return !(argc == 2 && strcmp(argv[1], "--help") == 0);
 }
 
+/* A word that tlsc could take for an fd (1 to 9 digits, as its optionNumber): the fd, or -1. */
+static long fd_word(const char *word) {
+  size_t n = strspn(word, "0123456789");
+  if (n == 0 || n > 9 || word[n] != '\0') return -1;
+  return strtol(word, NULL, 10);
+}
+
+/* Holds every fd that tlsc's -6/-7 (--read-fd/--write-fd) may name and that is closed, as 6
+ * and 7 are: by the time tlsc looks at it, Node has opened its own there (epoll, eventfd, its
+ * pipes), and tlsc talked to those (`tlsc -6 9 -7 9` aborted, `-6 15 -7 16` crashed). Not by
+ * tlsc's grammar (see uses_fds_6_7) but every word that could be such a value: the rest of a
+ * one-dash word after a 6 or 7 in it, or the next word when the 6 or 7 ends it, and the value
+ * of --read-fd/--write-fd. A placeholder for a word that was something else does no harm. An
+ * fd past the limit is left alone: Node cannot open one there either. */
+static int hold_named_fds(const char *name, int argc, char **argv, char *missing, size_t size) {
+  long limit = sysconf(_SC_OPEN_MAX);
+  for (int i = 1; i < argc; i++) {
+    const char *word = argv[i];
+    const char *next = i + 1 < argc ? argv[i + 1] : "";
+    long fds[16];
+    int count = 0;
+    if (strncmp(word, "--read-fd", 9) == 0 || strncmp(word, "--write-fd", 10) == 0) {
+      const char *eq = strchr(word, '=');
+      fds[count++] = fd_word(eq ? eq + 1 : next);
+    } else if (word[0] == '-' && word[1] != '-') {
+      for (const char *c = word + 1; *c && count < 16; c++)
+        if (*c == '6' || *c == '7') fds[count++] = fd_word(c[1] ? c + 1 : next);
+    }
+    for (int k = 0; k < count; k++)
+      if (fds[k] > 2 && (limit < 0 || fds[k] < limit) &&
+          hold(name, (int)fds[k], missing, size) < 0)
+        return -1;
+  }
+  return 0;
+}
+
 /* The fds a program uses must be there before Node starts: Node opens its own descriptors at
  * the lowest free numbers, and would take them if they were missing (tcprules would read an
  * event fd as its rules, a log line could go into a socket, tlsc would talk to itself). Each
- * of 0, 1 and 2, and a client program's 6 and 7, that is missing is held by /dev/null and
- * named in UCSPI_FD_NOT_OPEN (src/cli/main.ts), so that the program reads its command line
- * first (a usage error is told as such) and then says which fd is not open, if it needs it.
- * An inherited value is never taken for ours. */
+ * of 0, 1 and 2, and a client program's 6 and 7 (or the fds its command line names), that is
+ * missing is held by /dev/null and named in UCSPI_FD_NOT_OPEN (src/cli/main.ts), so that the
+ * program reads its command line first (a usage error is told as such) and then says which fd
+ * is not open, if it needs it. An inherited value is never taken for ours. */
 static int check_fds(const char *name, int argc, char **argv) {
-  char missing[16] = "";
+  /* Room for every fd named: ten characters each at most, with the comma. */
+  size_t size = 64 + 11 * 16 * (size_t)argc;
+  char *missing = calloc(size, 1);
+  if (!missing) return -1;
   unsetenv("UCSPI_FD_NOT_OPEN");
-  for (int fd = 0; fd <= 2; fd++)
-    if (hold(name, fd, missing, sizeof missing) < 0) return -1;
-  if (uses_fds_6_7(name, argc, argv))
-    for (int fd = 6; fd <= 7; fd++)
-      if (hold(name, fd, missing, sizeof missing) < 0) return -1;
-  if (missing[0]) setenv("UCSPI_FD_NOT_OPEN", missing, 1);
-  return 0;
+  int failed = 0;
+  for (int fd = 0; fd <= 2 && !failed; fd++) failed = hold(name, fd, missing, size) < 0;
+  if (!failed && uses_fds_6_7(name, argc, argv)) {
+    for (int fd = 6; fd <= 7 && !failed; fd++) failed = hold(name, fd, missing, size) < 0;
+    if (!failed) failed = hold_named_fds(name, argc, argv, missing, size) < 0;
+  }
+  if (!failed && missing[0]) setenv("UCSPI_FD_NOT_OPEN", missing, 1);
+  free(missing);
+  return failed ? -1 : 0;
 }
 
 /* tcpserver holds every connection of an in-process chain: V8's young generation, which

@@ -269,6 +269,37 @@ test("usage and configuration errors", async () => {
       [null, 111, "tlsc: fatal: unable to use fd 6: file descriptor not open\n"],
     );
   }
+  // An fd that -6/-7 (--read-fd/--write-fd) name and that is closed is said to be so. It was
+  // left free for Node, which opened its own there (epoll, eventfd, its pipes) before tlsc
+  // looked: `-6 9 -7 9` aborted (SIGABRT), `-6 15 -7 16` crashed (SIGSEGV), `-6 20 -7 20` said
+  // "internal error: open EEXIST", `-6 5 -7 5` sent its handshake into Node's pipe.
+  const named: [string[], number][] = [
+    [["-6", "15", "-7", "16"], 15],
+    [["-S69", "-7", "009"], 9],
+    [["--read-fd=12", "--write-fd", "13"], 12],
+    [["-7", "20", "--read-fd", "21"], 21],
+  ];
+  for (let fd = 3; fd <= 24; fd++) named.push([["-6", `${fd}`, "-7", `${fd}`], fd]);
+  for (const [args, fd] of named) {
+    const closed = await run(ours("tlsc"), [...args, "true"], { env: { PATH } });
+    assert.deepEqual(
+      [closed.signal, closed.code, closed.stderr],
+      [null, 111, `tlsc: fatal: unable to use fd ${fd}: file descriptor not open\n`],
+      args.join(" "),
+    );
+  }
+  // One that is open is tlsc's to use, not held (a file here, so refused as such).
+  const file = await run(
+    "/bin/sh",
+    ["-c", `exec 9</dev/null; exec ${ours("tlsc")} -6 9 -7 9 true`],
+    {
+      env: { PATH },
+    },
+  );
+  assert.deepEqual(
+    [file.code, file.stderr],
+    [111, "tlsc: fatal: unable to use fd 9: not a socket or a pipe\n"],
+  );
   // Without fds 6/7 too, a command line it cannot take is told as such first.
   const usageNoFds = await run(ours("tlsc"), ["-X", "true"], { env: { PATH } });
   assert.equal(usageNoFds.code, 100);
