@@ -92,8 +92,14 @@ async function main(): Promise<void> {
   // A worker of a socket-activated tcpserver has no port of its own to bind (systemd's socket
   // has no SO_REUSEPORT): it accepts from that socket, its fd 3.
   const activated = socketActivated(env);
+  // (Checked as systemd's is: given by hand, fd 3 was Node's own, and tcpserver said
+  // "internal error: Socket operation on non-socket".)
   const listenFd = options.workerSharesListener
-    ? ACTIVATED_FD
+    ? listeningSocket(
+        (why) =>
+          new FatalError(`unable to use the listening socket (--worker-shares-listener): ${why}`),
+        "",
+      )
     : (activated ?? listenOn(await bindAddress(options), portNumber(options.port), options));
   // Bound as the port is, before privileges go (a port below 1024, a socket under /run).
   if (metrics && options.metrics && options.workerIndex === 0) {
@@ -182,6 +188,15 @@ function socketActivated(env: Env): number | undefined {
     throw unusable(
       `${count} sockets, where tcpserver serves one: give the socket unit one Listen line`,
     );
+  return listeningSocket(
+    unusable,
+    " (Accept=yes passes each connection: tcpserver needs Accept=no)",
+  );
+}
+
+/** fd 3, when it is a listening TCP socket; else what `unusable` makes of what it is
+ * (`notListening`: what to add when it is a TCP socket that is not listening). */
+function listeningSocket(unusable: (why: string) => FatalError, notListening: string): number {
   let domain: number, type: number, listening: number;
   try {
     [domain, type, listening] = native().socketKind(ACTIVATED_FD);
@@ -194,9 +209,7 @@ function socketActivated(env: Env): number | undefined {
       `fd ${ACTIVATED_FD} is ${inet && type === SOCK_DGRAM ? "a UDP socket" : domain === AF_UNIX ? "a UNIX socket" : "not a TCP socket"}, not a listening TCP socket`,
     );
   if (listening !== 1)
-    throw unusable(
-      `fd ${ACTIVATED_FD} is a TCP socket that is not listening (Accept=yes passes each connection: tcpserver needs Accept=no)`,
-    );
+    throw unusable(`fd ${ACTIVATED_FD} is a TCP socket that is not listening${notListening}`);
   return ACTIVATED_FD;
 }
 

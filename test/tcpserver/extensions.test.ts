@@ -617,6 +617,38 @@ test("socket activation: an fd 3 that is a file, closed, or a TCP socket not lis
   }
 });
 
+test("--worker-shares-listener (a worker's option) given by hand with an fd 3 that is closed or a file is refused with one line, exit 111", async () => {
+  // Found by the random command lines: it said "internal error: Socket operation on
+  // non-socket" (its fd 3 was Node's own when closed).
+  for (const [args, setup] of [
+    [["--worker-shares-listener", "", "-v", ""], "os.closerange(3, 64)"],
+    [["--worker-shares-listener", "-RHl0", "0", "0", "/bin/true"], "os.closerange(3, 64)"],
+    [
+      ["--worker-shares-listener", "-RHl0", "0", "0", "/bin/true"],
+      "os.dup2(os.open('/etc/passwd', os.O_RDONLY), 3)",
+    ],
+  ] as const) {
+    const r = await run(
+      "python3",
+      [
+        "-c",
+        `import os, sys\n${setup}\nos.execv(sys.argv[1], sys.argv[1:])`,
+        ours("tcpserver"),
+      ].concat(args),
+      { env: SERVER_ENV },
+    );
+    assert.deepEqual(
+      [r.signal, r.code, r.stderr],
+      [
+        null,
+        111,
+        "tcpserver: fatal: unable to use the listening socket (--worker-shares-listener): fd 3: not a socket\n",
+      ],
+      args.join(" "),
+    );
+  }
+});
+
 test("socket activation with --workers 2 (systemd-socket-activate): the worker serves from systemd's socket too, so -c 2 serves two clients at once", async () => {
   const port = await freePort("tcp");
   const server = spawn(
