@@ -74,6 +74,19 @@ const TOKENS = [
   ...["0x10", "NaN", "127.0.0.1", "::1", "0.0.0.0", "localhost", "smtp", "mysql", "xmpp", "h2"],
   ...["cat", "true", "sh", "self-signed", "ensure", "ca", "key", "rules.cdb", "rules.tmp", "é"],
   ...["a:b", "x=y", "12:34", "\t", "%", "../up"],
+  // Every program's other options that take a value, in the next word and glued, and numbers
+  // of fds (tlsc's -6 and -7 take one): a word taken for a value, or a value taken for an
+  // option, is what parsers get wrong; and tlsc -6 9 -7 9 talked to Node's own fds (closed
+  // here, Node's by the time tlsc looked) and aborted.
+  ...["-I", "-i", "-f", "-66", "-69", "-70", "-k6", "-t0", "-p6", "2", "3", "5", "6", "7"],
+  ...["8", "9", "12", "15", "16", "20", "255", "-79", "-611", "-716", "--write-fd=16"],
+  ...["--ssh", "--http", "--prefix", "--sni-level", "--servername", "--read-fd", "--write-fd"],
+  ...["--read-fd=9", "--local-name", "--source-ports", "--proxy-from", "--log"],
+  ...["--per-ip-limit", "--worker", "--worker-shares-listener", "--redirected", "--protocol"],
+  ...["--require-tls", "--opportunistic", "--verbosity", "--pre-tls-timeout", "--max-record"],
+  ...["--max-commands", "--client-cert", "--verify-cert", "--mandatory-sni", "--delayed", "--cn"],
+  ...["--san", "--days", "--key-type", "--rsa-bits", "--permit", "--ca-cert", "--keep", "--force"],
+  ...["--reuse-key", "--workers=0", "--drain=", "--metrics=0", "--log=x", "--sni-level=9"],
 ];
 
 const argv = fc.array(fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength: 8 })), {
