@@ -294,6 +294,9 @@ async function destination(o: ForwardOptions, env: Readonly<Env>): Promise<Endpo
   if (o.host !== undefined && o.port !== undefined) {
     if (isIP(o.host)) return { ip: unmapIPv4(o.host), port: o.port };
     try {
+      // "" names no host (as in resolveHostAddresses): Node's lookup answers it with no
+      // address and a DeprecationWarning (DEP0118) of its own on stderr.
+      if (o.host === "") throw new Error("no name");
       return { ip: unmapIPv4((await lookup(o.host)).address), port: o.port };
     } catch {
       throw new FatalError(`unable to figure out IP address for ${o.host}`, 111);

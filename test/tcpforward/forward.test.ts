@@ -272,6 +272,21 @@ test("on its own without a destination: one line, exit 100; --help names the pag
   assert.match(help.stdout, /^tcpforward: connects the client to a TCP service/);
 });
 
+test("an empty host: the name that cannot be looked up, in one line of ours, exit 111", async () => {
+  // Found by the random command lines (tcpforward "" mysql): Node's lookup took "" and printed
+  // its own DeprecationWarning (DEP0118, "(node:PID) ...") after our line.
+  for (const port of ["mysql", "25"]) {
+    const r = await run(ours("tcpforward"), ["", port], {
+      env: { PATH: env.PATH ?? "" },
+      input: "",
+    });
+    assert.deepEqual(
+      [r.code, r.stderr],
+      [111, "tcpforward: fatal: unable to figure out IP address for \n"],
+    );
+  }
+});
+
 test("no interception and no destination: the connection back to tcpserver itself is seen as a loop, refused at once", async () => {
   const server = await startServer(ours("tcpserver"), ["-vRHl0", "127.0.0.1", "0", "tcpforward"], {
     env,
