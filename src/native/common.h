@@ -85,6 +85,12 @@ napi_value when_readable(napi_env env, napi_callback_info info);
 napi_value when_connected(napi_env env, napi_callback_info info);
 napi_value cancel_wait(napi_env env, napi_callback_info info);
 
+/* tls-engine.c: tlsContext, tlsServe, tlsRelay and tlsClose, the native TLS engine. */
+napi_value tls_context(napi_env env, napi_callback_info info);
+napi_value tls_serve(napi_env env, napi_callback_info info);
+napi_value tls_relay(napi_env env, napi_callback_info info);
+napi_value tls_close(napi_env env, napi_callback_info info);
+
 /* spawner-client.c: the ucspi-spawner helper process (see spawner.c). */
 napi_value start_spawner(napi_env env, napi_callback_info info);
 napi_value spawner_spawn(napi_env env, napi_callback_info info);

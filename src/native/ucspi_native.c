@@ -1089,6 +1089,10 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"abortOnClose", NULL, abort_on_close, NULL, NULL, NULL, napi_default, NULL},
       {"relay", NULL, relay_fds, NULL, NULL, NULL, napi_default, NULL},
       {"connectStatus", NULL, connect_status, NULL, NULL, NULL, napi_default, NULL},
+      {"tlsContext", NULL, tls_context, NULL, NULL, NULL, napi_default, NULL},
+      {"tlsServe", NULL, tls_serve, NULL, NULL, NULL, napi_default, NULL},
+      {"tlsRelay", NULL, tls_relay, NULL, NULL, NULL, napi_default, NULL},
+      {"tlsClose", NULL, tls_close, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

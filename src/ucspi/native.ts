@@ -120,8 +120,60 @@ export interface Native {
   relay(a: number, b: number, onDone: (errno: number, side: number) => void): void;
   /** SO_LINGER 0: closing fd then resets the connection instead of ending it. */
   abortOnClose(fd: number): void;
+  /** An OpenSSL server context (src/native/tls-engine.c) from a PEM certificate chain and key:
+   * TLS 1.2 and up, the server's preference, no renegotiation, tickets. Throws an Error in our
+   * words for a bad PEM or a key that does not match. */
+  tlsContext(certPem: Buffer, keyPem: Buffer, opts: TlsContextOptions): TlsContext;
+  /** The server side of a TLS session on a connected TCP socket, its handshake driven on this
+   * loop; see TlsCallbacks. The fd stays open (the caller closes it after onEnd). */
+  tlsServe(fd: number, context: TlsContext, callbacks: TlsCallbacks): TlsSession;
+  /** After onHandshake: relays the session's plaintext to and from plainFd (one end of a
+   * socketpair, left open), both ways, half-closes passed on, until both ends are done. */
+  tlsRelay(session: TlsSession, plainFd: number): void;
+  /** Ends the session now (a handshake timeout): onEnd(cause), before it returns unless it is
+   * called from one of the session's own callbacks. */
+  tlsClose(session: TlsSession, cause?: string): void;
   /** SIGUSR1 reaches the main thread again (Node's --disable-sigusr1 leaves it blocked). */
   unblockSigusr1(): void;
+}
+
+declare const tlsContextBrand: unique symbol;
+declare const tlsSessionBrand: unique symbol;
+/** An SSL_CTX, freed when the last session using it and this handle are gone. */
+export type TlsContext = { readonly [tlsContextBrand]: true };
+export type TlsSession = { readonly [tlsSessionBrand]: true };
+
+export interface TlsContextOptions {
+  /** TLS 1.2 suites (OpenSSL's list syntax); TLS 1.3's are OpenSSL's own. */
+  ciphers?: string;
+  /** Key exchange groups, the server's preference first. */
+  groups?: string;
+  /** The protocols offered, the server's preference first: no name in common with the
+   * client's list is a no_application_protocol alert, as with node:tls. */
+  alpn?: readonly string[];
+  sessionIdContext?: string;
+  /** Seconds a session (ticket) may be resumed. */
+  sessionTimeout?: number;
+}
+
+/** What the handshake settled. */
+export interface TlsFacts {
+  version: string;
+  cipher: string;
+  servername?: string;
+  alpn?: string;
+  peerCertificateDer?: Buffer;
+}
+
+export interface TlsCallbacks {
+  /** From the ClientHello, synchronously: a context to switch to, undefined for the default,
+   * null to refuse the name (an unrecognized_name alert; a throw's message is the cause). */
+  onHello?: (serverName: string | undefined) => TlsContext | null | undefined;
+  onHandshake: (facts: TlsFacts) => void;
+  /** Once: undefined when both directions ended cleanly, else what went wrong. */
+  onEnd: (cause: string | undefined) => void;
+  /** The plaintext side's end is a close_notify, then a FIN (-S, the default); false: a FIN. */
+  closeNotify?: boolean;
 }
 
 export const ACCEPT_NODELAY = 1;

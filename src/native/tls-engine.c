@@ -1,0 +1,727 @@
+/* The native TLS engine: the server side of a TLS session driven from C on Node's own loop,
+ * with the OpenSSL inside the node binary (the SSL_* symbols resolve to it; nothing is linked).
+ * JavaScript keeps the policy (which certificate, the environment, timeouts, logs); C does the
+ * handshake and the relay of the bytes, which node:tls did at about twice haproxy's CPU.
+ *
+ *   tlsContext(certPem, keyPem, opts)   an SSL_CTX as an external (SSL_CTX_free when collected)
+ *   tlsServe(fd, ctx, callbacks)        a session on a connected TCP socket: the handshake is
+ *       driven by the addon's epoll set (watch.c); onHello(name) is called from OpenSSL's
+ *       servername callback and returns a context to switch to, undefined to keep the default,
+ *       or null to refuse; onHandshake(facts) once it is done; onEnd(cause | undefined) once.
+ *   tlsRelay(session, plainFd)          TLS <-> plainFd (one end of a socketpair), both ways,
+ *       a bounded buffer per direction, half-closes passed on, a failure ends both at once.
+ *   tlsClose(session, cause)            ends it now (a handshake timeout): onEnd(cause).
+ *
+ * The fds stay open: the caller closes them after onEnd, as with relay.c. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <node_api.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common.h"
+
+/* One TLS record's worth of plaintext per direction: SSL_read gives at most that much. */
+#define TLS_BUF 16384
+#define NEED_IN 1
+#define NEED_OUT 2
+
+/* napi type tags, so that a context is never taken for a session or the other way round. */
+static const napi_type_tag CTX_TAG = {0x7c3e0a61b2d94f18ULL, 0x9a4f2c7e15d0b836ULL};
+static const napi_type_tag SESSION_TAG = {0x1f6b8e2d4c3a5970ULL, 0xe2c4a6b8d0f13579ULL};
+
+enum { S_HANDSHAKE, S_READY, S_RELAY, S_ENDED };
+
+typedef struct {
+  napi_env env;
+  SSL *ssl;
+  int fd, pfd;
+  int state;
+  int close_notify;     /* the program's end is a close_notify, then FIN (-S); else a FIN (-s) */
+  watch_t tcp, plain;   /* the two sockets in the addon's epoll set */
+  int quiet[2];         /* a side hung up with no error: out of the set until it is wanted */
+  int hs_need;          /* what SSL_do_handshake waits for */
+  int rd_need, wr_need; /* what SSL_read and SSL_write (or SSL_shutdown) wait for */
+  int pin, pout;        /* the plaintext side: read or write would block */
+  int in_step, again;   /* step() is running: a nested call only asks it to go round again */
+  char *abort_cause;    /* tlsClose's */
+  char *hello_cause;    /* the hello callback's refusal: the handshake's failure */
+  /* TLS -> plain */
+  char up[TLS_BUF];
+  int up_len, up_off, up_eof, up_done;
+  /* plain -> TLS */
+  char down[TLS_BUF];
+  int down_len, down_off, down_eof, down_done;
+  napi_ref on_hello; /* NULL when there is none: no JavaScript in the handshake */
+  js_callback_t on_handshake, on_end;
+  int refs; /* the JavaScript handle and the live session */
+  deferred_t freeing;
+} session_t;
+
+/* ---------------------------------------------------------------- contexts */
+
+static int alpn_index = -1;
+
+typedef struct {
+  unsigned char *wire; /* ALPN's wire format: length-prefixed names */
+  unsigned len;
+} alpn_t;
+
+static void alpn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                      void *argp) {
+  (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+  alpn_t *a = ptr;
+  if (!a) return;
+  free(a->wire);
+  free(a);
+}
+
+/* The server's preference, as node:tls: no name in common is a no_application_protocol alert. */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg) {
+  (void)arg;
+  alpn_t *a = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), alpn_index);
+  if (!a) return SSL_TLSEXT_ERR_NOACK;
+  unsigned char *chosen;
+  if (SSL_select_next_proto(&chosen, outlen, a->wire, a->len, in, inlen) !=
+      OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  *out = chosen;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+static int servername(SSL *ssl, int *alert, void *arg);
+
+static void ctx_finalize(napi_env env, void *data, void *hint) {
+  (void)env, (void)hint;
+  SSL_CTX_free(data); /* the sessions that use it hold their own references */
+}
+
+/* OpenSSL's reason for the latest error, or `otherwise`. */
+static const char *ssl_reason(const char *otherwise) {
+  const char *r = ERR_reason_error_string(ERR_peek_last_error());
+  return r ? r : otherwise;
+}
+
+static napi_value throw_tls(napi_env env, SSL_CTX *ctx, const char *what, int openssl) {
+  char message[256];
+  if (openssl)
+    snprintf(message, sizeof message, "%s: %s", what, ssl_reason("unknown error"));
+  else
+    snprintf(message, sizeof message, "%s", what);
+  ERR_clear_error();
+  if (ctx) SSL_CTX_free(ctx);
+  napi_throw_error(env, NULL, message);
+  return NULL;
+}
+
+/* A string property of opts, malloc'd; NULL when it is not there. */
+static char *opt_string(napi_env env, napi_value opts, const char *name) {
+  napi_value v;
+  napi_valuetype t;
+  if (napi_get_named_property(env, opts, name, &v) != napi_ok) return NULL;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_string) return NULL;
+  return get_string(env, v);
+}
+
+static int opt_buffer(napi_env env, napi_value v, void **data, size_t *len) {
+  bool is;
+  if (napi_is_buffer(env, v, &is) != napi_ok || !is) return -1;
+  return napi_get_buffer_info(env, v, data, len) == napi_ok ? 0 : -1;
+}
+
+/* The leaf and its chain from one PEM buffer; 0, or -1 with nothing loaded. */
+static int use_chain(SSL_CTX *ctx, void *pem, size_t len) {
+  BIO *bio = BIO_new_mem_buf(pem, (int)len);
+  if (!bio) return -1;
+  X509 *leaf = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL);
+  int ok = leaf && SSL_CTX_use_certificate(ctx, leaf) == 1;
+  X509_free(leaf);
+  X509 *ca;
+  while (ok && (ca = PEM_read_bio_X509(bio, NULL, NULL, NULL)))
+    if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
+      X509_free(ca);
+      ok = 0;
+    }
+  BIO_free(bio);
+  if (!ok) return -1;
+  ERR_clear_error(); /* the end of the chain is a "no start line" */
+  return 0;
+}
+
+static int use_key(SSL_CTX *ctx, void *pem, size_t len) {
+  BIO *bio = BIO_new_mem_buf(pem, (int)len);
+  if (!bio) return -1;
+  EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+  BIO_free(bio);
+  int ok = key && SSL_CTX_use_PrivateKey(ctx, key) == 1;
+  EVP_PKEY_free(key);
+  return ok ? 0 : -1;
+}
+
+/* ALPN's wire format from opts.alpn (an array of names): 0, or -1 for a bad list. */
+static int set_alpn(napi_env env, SSL_CTX *ctx, napi_value opts) {
+  napi_value list;
+  bool is;
+  if (napi_get_named_property(env, opts, "alpn", &list) != napi_ok) return 0;
+  if (napi_is_array(env, list, &is) != napi_ok || !is) return 0;
+  uint32_t n;
+  napi_get_array_length(env, list, &n);
+  if (n == 0) return 0;
+  alpn_t *a = calloc(1, sizeof *a);
+  if (!a || !(a->wire = malloc(n * 256))) {
+    free(a);
+    return -1;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value item;
+    napi_get_element(env, list, i, &item);
+    char *name = get_string(env, item);
+    size_t len = name ? strlen(name) : 0;
+    if (len == 0 || len > 255) {
+      free(name);
+      alpn_free(NULL, a, NULL, 0, 0, NULL);
+      return -1;
+    }
+    a->wire[a->len++] = (unsigned char)len;
+    memcpy(a->wire + a->len, name, len);
+    a->len += len;
+    free(name);
+  }
+  SSL_CTX_set_ex_data(ctx, alpn_index, a);
+  SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+  return 0;
+}
+
+napi_value tls_context(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value args[3];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  void *cert, *key;
+  size_t cert_len, key_len;
+  napi_valuetype t = napi_undefined;
+  if (argc == 3) napi_typeof(env, args[2], &t);
+  if (argc < 3 || opt_buffer(env, args[0], &cert, &cert_len) ||
+      opt_buffer(env, args[1], &key, &key_len) || t != napi_object) {
+    napi_throw_type_error(env, NULL, "tlsContext(certPem: Buffer, keyPem: Buffer, opts)");
+    return NULL;
+  }
+  if (alpn_index < 0)
+    alpn_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, alpn_free);
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx) return throw_tls(env, NULL, "cannot make a TLS context", 1);
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  /* src/tls/protocol.ts: the server's preference, no renegotiation. A bare FIN is an end of
+   * input as with node:tls (tlsd tells a close_notify from it by policy, not by failing). */
+  SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION |
+                               SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  /* Tickets only (as node:tls and tlsd): no session cache in the server. */
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  char *ciphers = opt_string(env, args[2], "ciphers");
+  char *groups = opt_string(env, args[2], "groups");
+  char *sid = opt_string(env, args[2], "sessionIdContext");
+  int bad_ciphers = ciphers && SSL_CTX_set_cipher_list(ctx, ciphers) != 1;
+  int bad_groups = groups && SSL_CTX_set1_groups_list(ctx, groups) != 1;
+  if (sid)
+    SSL_CTX_set_session_id_context(ctx, (unsigned char *)sid,
+                                   strlen(sid) > SSL_MAX_SID_CTX_LENGTH ? SSL_MAX_SID_CTX_LENGTH
+                                                                         : strlen(sid));
+  free(ciphers), free(groups), free(sid);
+  if (bad_ciphers) return throw_tls(env, ctx, "no usable TLS 1.2 cipher in the list", 0);
+  if (bad_groups) return throw_tls(env, ctx, "no usable group in the list", 0);
+  napi_value v;
+  int32_t timeout;
+  if (napi_get_named_property(env, args[2], "sessionTimeout", &v) == napi_ok &&
+      get_int(env, v, &timeout) == 0 && timeout > 0)
+    SSL_CTX_set_timeout(ctx, timeout);
+  if (set_alpn(env, ctx, args[2]) < 0)
+    return throw_tls(env, ctx, "an ALPN protocol name must be 1 to 255 bytes", 0);
+  if (use_chain(ctx, cert, cert_len) < 0)
+    return throw_tls(env, ctx, "cannot use the certificate (PEM)", 1);
+  if (use_key(ctx, key, key_len) < 0)
+    return throw_tls(env, ctx, "cannot use the private key (PEM)", 1);
+  if (SSL_CTX_check_private_key(ctx) != 1)
+    return throw_tls(env, ctx, "the private key does not match the certificate", 0);
+  SSL_CTX_set_tlsext_servername_callback(ctx, servername);
+  napi_value handle;
+  if (napi_create_external(env, ctx, ctx_finalize, NULL, &handle) != napi_ok) {
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  napi_type_tag_object(env, handle, &CTX_TAG);
+  return handle;
+}
+
+/* The pointer of an external made here with `tag`, else NULL. */
+static void *tagged(napi_env env, napi_value v, const napi_type_tag *tag) {
+  bool is = false;
+  void *data = NULL;
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external) return NULL;
+  if (napi_check_object_type_tag(env, v, tag, &is) != napi_ok || !is) return NULL;
+  napi_get_value_external(env, v, &data);
+  return data;
+}
+
+static SSL_CTX *ctx_of(napi_env env, napi_value v) { return tagged(env, v, &CTX_TAG); }
+
+/* ---------------------------------------------------------------- sessions */
+
+static void step(session_t *s);
+
+static void session_unref(void *arg) {
+  session_t *s = arg;
+  if (--s->refs > 0) return;
+  free(s->abort_cause);
+  free(s->hello_cause);
+  free(s);
+}
+
+static void session_finalize(napi_env env, void *data, void *hint) {
+  (void)env, (void)hint;
+  session_unref(data);
+}
+
+static void release_callbacks(void *arg) {
+  session_t *s = arg;
+  if (s->on_hello) napi_delete_reference(s->env, s->on_hello);
+  js_callback_free(&s->on_handshake);
+  js_callback_free(&s->on_end);
+  session_unref(s);
+}
+
+/* The end, once: out of the set, the plaintext side told at once on a failure, onEnd. */
+static void session_end(session_t *s, const char *cause) {
+  if (s->state == S_ENDED) return;
+  s->state = S_ENDED;
+  watch_change(&s->tcp, 0);
+  if (s->pfd >= 0) watch_change(&s->plain, 0);
+  watch_hold(-1);
+  if (cause && s->pfd >= 0) shutdown(s->pfd, SHUT_RDWR);
+  SSL_free(s->ssl);
+  s->ssl = NULL;
+  ERR_clear_error();
+  napi_handle_scope scope;
+  napi_open_handle_scope(s->env, &scope);
+  napi_value arg;
+  if (cause)
+    napi_create_string_utf8(s->env, cause, NAPI_AUTO_LENGTH, &arg);
+  else
+    napi_get_undefined(s->env, &arg);
+  js_callback_call(&s->on_end, 1, &arg);
+  napi_close_handle_scope(s->env, scope);
+  /* After the current pass: a later event of it may name this session's watches. */
+  watch_defer(&s->freeing, release_callbacks, s);
+}
+
+/* A failed SSL call's cause, in `phase`'s words; a failure of the socket's own is the client's
+ * once the handshake is done. */
+static void fail_ssl(session_t *s, int err, const char *phase) {
+  char cause[256];
+  if (err == SSL_ERROR_SSL)
+    snprintf(cause, sizeof cause, "%s: %s", phase, ssl_reason("protocol error"));
+  else if (err == SSL_ERROR_SYSCALL && errno != 0)
+    snprintf(cause, sizeof cause, "%s: %s", s->state == S_HANDSHAKE ? phase : "client",
+             strerror(errno));
+  else
+    snprintf(cause, sizeof cause, "%s: the client closed the connection", phase);
+  session_end(s, cause);
+}
+
+static void fail_errno(session_t *s, const char *side, int err) {
+  char cause[256];
+  snprintf(cause, sizeof cause, "%s: %s", side, strerror(err));
+  session_end(s, cause);
+}
+
+static napi_value facts_of(session_t *s) {
+  napi_env env = s->env;
+  napi_value facts, v;
+  napi_create_object(env, &facts);
+  napi_create_string_utf8(env, SSL_get_version(s->ssl), NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, facts, "version", v);
+  napi_create_string_utf8(env, SSL_CIPHER_get_name(SSL_get_current_cipher(s->ssl)),
+                          NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, facts, "cipher", v);
+  const char *name = SSL_get_servername(s->ssl, TLSEXT_NAMETYPE_host_name);
+  if (name) {
+    napi_create_string_latin1(env, name, NAPI_AUTO_LENGTH, &v);
+    napi_set_named_property(env, facts, "servername", v);
+  }
+  const unsigned char *alpn;
+  unsigned alpn_len;
+  SSL_get0_alpn_selected(s->ssl, &alpn, &alpn_len);
+  if (alpn_len > 0) {
+    napi_create_string_latin1(env, (const char *)alpn, alpn_len, &v);
+    napi_set_named_property(env, facts, "alpn", v);
+  }
+  X509 *peer = SSL_get1_peer_certificate(s->ssl);
+  if (peer) {
+    unsigned char *der = NULL;
+    int len = i2d_X509(peer, &der);
+    if (len > 0) {
+      napi_create_buffer_copy(env, (size_t)len, der, NULL, &v);
+      napi_set_named_property(env, facts, "peerCertificateDer", v);
+    }
+    OPENSSL_free(der);
+    X509_free(peer);
+  }
+  return facts;
+}
+
+/* OpenSSL's servername callback, called for every ClientHello (name or not): the policy picks
+ * the context. A throw or a null refuses the name (unrecognized_name); its words are the cause. */
+static int servername(SSL *ssl, int *alert, void *arg) {
+  (void)arg;
+  session_t *s = SSL_get_app_data(ssl);
+  if (!s || !s->on_hello) return SSL_TLSEXT_ERR_OK;
+  napi_env env = s->env;
+  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value fn, recv, argv[1], result;
+  napi_get_reference_value(env, s->on_hello, &fn);
+  napi_get_global(env, &recv);
+  if (name)
+    napi_create_string_latin1(env, name, NAPI_AUTO_LENGTH, &argv[0]);
+  else
+    napi_get_undefined(env, &argv[0]);
+  int rc = SSL_TLSEXT_ERR_OK;
+  char cause[256] = "";
+  if (napi_call_function(env, recv, fn, 1, argv, &result) != napi_ok) {
+    napi_value error, message;
+    char text[200] = "the server name callback failed";
+    size_t len;
+    if (napi_get_and_clear_last_exception(env, &error) == napi_ok &&
+        napi_coerce_to_string(env, error, &message) == napi_ok)
+      napi_get_value_string_utf8(env, message, text, sizeof text, &len);
+    snprintf(cause, sizeof cause, "TLS handshake failed: %s", text);
+  } else {
+    napi_valuetype t;
+    napi_typeof(env, result, &t);
+    SSL_CTX *ctx = t == napi_undefined ? NULL : ctx_of(env, result);
+    if (ctx)
+      SSL_set_SSL_CTX(ssl, ctx);
+    else if (t != napi_undefined)
+      snprintf(cause, sizeof cause, "TLS handshake failed: no certificate for %s",
+               name ? name : "(no server name)");
+  }
+  napi_close_handle_scope(env, scope);
+  if (cause[0]) {
+    free(s->hello_cause);
+    s->hello_cause = strdup(cause);
+    *alert = SSL_AD_UNRECOGNIZED_NAME;
+    rc = SSL_TLSEXT_ERR_ALERT_FATAL;
+  }
+  return rc;
+}
+
+static int need_of(int err) {
+  return err == SSL_ERROR_WANT_READ ? NEED_IN : err == SSL_ERROR_WANT_WRITE ? NEED_OUT : 0;
+}
+
+/* A plaintext-side call's outcome: 1 it moved bytes (or met the end), 0 it would block
+ * (*blocked set), -1 it failed (the session has ended). */
+static int plain_outcome(session_t *s, ssize_t n, int *blocked) {
+  if (n >= 0) return 1;
+  if (errno == EAGAIN || errno == EINTR) {
+    *blocked = 1;
+    return 0;
+  }
+  fail_errno(s, "plaintext side", errno);
+  return -1;
+}
+
+/* Moves what can move without blocking, both ways; -1 when it failed (the session ended). */
+static int pump(session_t *s) {
+  for (;;) {
+    int progress = 0, r, e;
+    ssize_t n;
+    /* TLS -> plain */
+    s->rd_need = 0;
+    if (!s->up_eof && s->up_len == 0) {
+      ERR_clear_error();
+      r = SSL_read(s->ssl, s->up, TLS_BUF);
+      if (r > 0) {
+        s->up_len = r;
+        s->up_off = 0;
+        progress = 1;
+      } else if ((e = SSL_get_error(s->ssl, r)) == SSL_ERROR_ZERO_RETURN) {
+        s->up_eof = 1; /* close_notify, or a bare FIN */
+        progress = 1;
+      } else if (!(s->rd_need = need_of(e))) {
+        fail_ssl(s, e, "TLS");
+        return -1;
+      }
+    }
+    s->pout = 0;
+    if (s->up_len > 0) {
+      n = send(s->pfd, s->up + s->up_off, (size_t)s->up_len, MSG_NOSIGNAL);
+      if ((r = plain_outcome(s, n, &s->pout)) < 0) return -1;
+      if (r > 0) {
+        s->up_off += (int)n;
+        s->up_len -= (int)n;
+        progress = 1;
+      }
+    }
+    if (s->up_eof && s->up_len == 0 && !s->up_done) {
+      shutdown(s->pfd, SHUT_WR);
+      s->up_done = 1;
+      progress = 1;
+    }
+    /* plain -> TLS */
+    s->pin = 0;
+    if (!s->down_eof && s->down_len == 0) {
+      n = recv(s->pfd, s->down, TLS_BUF, 0);
+      if ((r = plain_outcome(s, n, &s->pin)) < 0) return -1;
+      if (r > 0) {
+        s->down_len = (int)n;
+        s->down_off = 0;
+        s->down_eof = n == 0;
+        progress = 1;
+      }
+    }
+    s->wr_need = 0;
+    if (s->down_len > 0) {
+      ERR_clear_error();
+      r = SSL_write(s->ssl, s->down + s->down_off, s->down_len);
+      if (r > 0) {
+        s->down_off += r;
+        s->down_len -= r;
+        progress = 1;
+      } else if (!(s->wr_need = need_of(e = SSL_get_error(s->ssl, r)))) {
+        fail_ssl(s, e, "TLS");
+        return -1;
+      }
+    }
+    if (s->down_eof && s->down_len == 0 && !s->down_done) {
+      r = 1;
+      if (s->close_notify) {
+        ERR_clear_error();
+        r = SSL_shutdown(s->ssl); /* 0: sent, the client's is not here yet */
+        if (r < 0 && !(s->wr_need = need_of(e = SSL_get_error(s->ssl, r)))) {
+          fail_ssl(s, e, "TLS");
+          return -1;
+        }
+      }
+      if (r >= 0) {
+        shutdown(s->fd, SHUT_WR);
+        s->down_done = 1;
+        progress = 1;
+      }
+    }
+    if (!progress) return 0;
+  }
+}
+
+/* Each socket is in the set for what the session waits for, else for its errors alone (a reset
+ * while the other side is slow ends the session at once), unless it hung up cleanly. */
+static void update_watches(session_t *s) {
+  int tcp = s->hs_need | s->rd_need | s->wr_need;
+  uint32_t ev = (tcp & NEED_IN ? EPOLLIN : 0) | (tcp & NEED_OUT ? EPOLLOUT : 0);
+  watch_change(&s->tcp, ev ? ev : s->quiet[0] ? 0 : EPOLLERR);
+  if (s->state != S_RELAY) return;
+  ev = (s->pin ? EPOLLIN : 0) | (s->pout ? EPOLLOUT : 0);
+  watch_change(&s->plain, ev ? ev : s->quiet[1] ? 0 : EPOLLERR);
+}
+
+static void step(session_t *s) {
+  if (s->in_step) {
+    s->again = 1;
+    return;
+  }
+  s->in_step = 1;
+  do {
+    s->again = 0;
+    if (s->state == S_ENDED) break;
+    if (s->abort_cause) {
+      session_end(s, s->abort_cause);
+      break;
+    }
+    if (s->state == S_HANDSHAKE) {
+      ERR_clear_error();
+      int r = SSL_do_handshake(s->ssl);
+      if (s->abort_cause) { /* tlsClose from the hello callback */
+        session_end(s, s->abort_cause);
+        break;
+      }
+      if (r == 1) {
+        s->hs_need = 0;
+        s->state = S_READY;
+        napi_handle_scope scope;
+        napi_open_handle_scope(s->env, &scope);
+        napi_value facts = facts_of(s);
+        js_callback_call(&s->on_handshake, 1, &facts); /* it may call tlsRelay or tlsClose */
+        napi_close_handle_scope(s->env, scope);
+        s->again = 1;
+        continue;
+      }
+      int e = SSL_get_error(s->ssl, r);
+      if (!(s->hs_need = need_of(e))) {
+        if (s->hello_cause)
+          session_end(s, s->hello_cause);
+        else
+          fail_ssl(s, e, "TLS handshake failed");
+        break;
+      }
+    } else if (s->state == S_RELAY) {
+      if (pump(s) < 0) break;
+      if (s->up_done && s->down_done) {
+        session_end(s, NULL);
+        break;
+      }
+    }
+  } while (s->again);
+  s->in_step = 0;
+  if (s->state != S_ENDED) update_watches(s);
+}
+
+/* A socket's events: an error or a hang-up the session was not waiting for is looked at here
+ * (what it waits for meets it in its own calls). */
+static void session_event(watch_t *w, uint32_t events) {
+  session_t *s = w->owner;
+  if (s->state == S_ENDED) return;
+  if ((events & (EPOLLERR | EPOLLHUP)) && !(w->added & (EPOLLIN | EPOLLOUT))) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err) {
+      fail_errno(s, w->index == 0 ? "client" : "plaintext side", err);
+      return;
+    }
+    s->quiet[w->index] = 1;
+  }
+  step(s);
+}
+
+static session_t *session_of(napi_env env, napi_value v) {
+  return tagged(env, v, &SESSION_TAG);
+}
+
+static int callback_arg(napi_env env, napi_value obj, const char *name, napi_value *fn,
+                        int optional) {
+  napi_valuetype t = napi_undefined;
+  if (napi_get_named_property(env, obj, name, fn) == napi_ok) napi_typeof(env, *fn, &t);
+  if (t == napi_function) return 1;
+  if (optional && t == napi_undefined) return 0;
+  return -1;
+}
+
+napi_value tls_serve(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value args[3], hello, handshake, end, v;
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  int32_t fd;
+  if (argc < 3 || number_arg(env, args[0], &fd)) return NULL;
+  SSL_CTX *ctx = ctx_of(env, args[1]);
+  napi_valuetype t = napi_undefined;
+  napi_typeof(env, args[2], &t);
+  int has_hello = t == napi_object ? callback_arg(env, args[2], "onHello", &hello, 1) : -1;
+  if (!ctx || has_hello < 0 || callback_arg(env, args[2], "onHandshake", &handshake, 0) < 0 ||
+      callback_arg(env, args[2], "onEnd", &end, 0) < 0) {
+    napi_throw_type_error(env, NULL,
+                          "tlsServe(fd, context, { onHello?, onHandshake, onEnd, closeNotify? })");
+    return NULL;
+  }
+  if (watch_open(env) < 0) return throw_errno(env, errno, "epoll_create1");
+  session_t *s = calloc(1, sizeof *s);
+  if (!s || !(s->ssl = SSL_new(ctx))) {
+    free(s);
+    return throw_errno(env, ENOMEM, "tlsServe");
+  }
+  s->env = env;
+  s->fd = fd;
+  s->pfd = -1;
+  s->close_notify = 1;
+  bool b;
+  if (napi_get_named_property(env, args[2], "closeNotify", &v) == napi_ok &&
+      napi_get_value_bool(env, v, &b) == napi_ok)
+    s->close_notify = b;
+  int on = 1;
+  ioctl(fd, FIONBIO, &on);
+  /* Whole records go at once: with Nagle the one after the tickets waited for a delayed ACK. */
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  SSL_set_fd(s->ssl, fd);
+  SSL_set_accept_state(s->ssl);
+  SSL_set_app_data(s->ssl, s);
+  s->tcp = (watch_t){.fd = fd, .owner = s, .index = 0, .ready = session_event};
+  s->plain = (watch_t){.fd = -1, .owner = s, .index = 1, .ready = session_event};
+  /* The ClientHello is rarely there yet: wait for it rather than read EAGAIN first. */
+  s->hs_need = NEED_IN;
+  if (watch_change(&s->tcp, EPOLLIN) < 0) {
+    int e = errno;
+    SSL_free(s->ssl);
+    free(s);
+    return throw_errno(env, e, "epoll_ctl");
+  }
+  watch_hold(1);
+  if (has_hello) napi_create_reference(env, hello, 1, &s->on_hello);
+  js_callback_init(&s->on_handshake, env, handshake, "ucspi.tlsHandshake");
+  js_callback_init(&s->on_end, env, end, "ucspi.tlsEnd");
+  s->refs = 2;
+  napi_value handle;
+  napi_create_external(env, s, session_finalize, NULL, &handle);
+  napi_type_tag_object(env, handle, &SESSION_TAG);
+  return handle;
+}
+
+napi_value tls_relay(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  session_t *s = argc == 2 ? session_of(env, args[0]) : NULL;
+  int32_t pfd;
+  if (!s) {
+    napi_throw_type_error(env, NULL, "tlsRelay(session, plainFd)");
+    return NULL;
+  }
+  if (number_arg(env, args[1], &pfd)) return NULL;
+  if (s->state == S_ENDED) return NULL; /* onEnd has said why */
+  if (s->state != S_READY) {
+    napi_throw_error(env, NULL, "tlsRelay: the handshake is not done, or the relay has begun");
+    return NULL;
+  }
+  int on = 1;
+  ioctl(pfd, FIONBIO, &on);
+  s->pfd = pfd;
+  s->plain.fd = pfd;
+  s->state = S_RELAY;
+  if (watch_change(&s->plain, EPOLLERR) < 0) {
+    fail_errno(s, "plaintext side", errno);
+    return NULL;
+  }
+  step(s);
+  return NULL;
+}
+
+napi_value tls_close(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  session_t *s = argc >= 1 ? session_of(env, args[0]) : NULL;
+  if (!s) {
+    napi_throw_type_error(env, NULL, "tlsClose(session, cause?)");
+    return NULL;
+  }
+  if (s->state == S_ENDED) return NULL;
+  char *cause = argc == 2 ? get_string(env, args[1]) : NULL;
+  free(s->abort_cause);
+  s->abort_cause = cause ? cause : strdup("closed");
+  if (s->in_step) {
+    s->again = 1; /* from a callback of its own: step() ends it when it is back */
+    return NULL;
+  }
+  session_end(s, s->abort_cause);
+  return NULL;
+}
