@@ -301,6 +301,17 @@ static void release_callbacks(void *arg) {
   session_unref(s);
 }
 
+/* Calls a session's callback. A throw is Node's uncaught exception, as an event handler's: left
+ * pending, it would make every later call into JavaScript fail (onEnd never called). */
+static void session_call(session_t *s, js_callback_t *cb, napi_value arg) {
+  js_callback_call(cb, 1, &arg);
+  bool pending = false;
+  napi_value error;
+  if (napi_is_exception_pending(s->env, &pending) == napi_ok && pending &&
+      napi_get_and_clear_last_exception(s->env, &error) == napi_ok)
+    napi_fatal_exception(s->env, error);
+}
+
 /* The end, once: out of the set, the plaintext side told at once on a failure, onEnd. */
 static void session_end(session_t *s, const char *cause) {
   if (s->state == S_ENDED) return;
@@ -319,7 +330,7 @@ static void session_end(session_t *s, const char *cause) {
     napi_create_string_utf8(s->env, cause, NAPI_AUTO_LENGTH, &arg);
   else
     napi_get_undefined(s->env, &arg);
-  js_callback_call(&s->on_end, 1, &arg);
+  session_call(s, &s->on_end, arg);
   napi_close_handle_scope(s->env, scope);
   /* After the current pass: a later event of it may name this session's watches. */
   watch_defer(&s->freeing, release_callbacks, s);
@@ -562,7 +573,7 @@ static void step(session_t *s) {
         napi_handle_scope scope;
         napi_open_handle_scope(s->env, &scope);
         napi_value facts = facts_of(s);
-        js_callback_call(&s->on_handshake, 1, &facts); /* it may call tlsRelay or tlsClose */
+        session_call(s, &s->on_handshake, facts); /* it may call tlsRelay or tlsClose */
         napi_close_handle_scope(s->env, scope);
         s->again = 1;
         continue;

@@ -12,7 +12,7 @@ import { test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import type { ConnectionOptions, TLSSocket } from "node:tls";
 import { GROUPS, TLS12_CIPHERS } from "../../src/tls/protocol.ts";
-import { ACCEPT_NODELAY, native } from "../../src/ucspi/native.ts";
+import { ACCEPT_NODELAY, builtFile, native } from "../../src/ucspi/native.ts";
 import type { TlsContext, TlsFacts, TlsSession } from "../../src/ucspi/native.ts";
 import { makePki } from "../helpers/certs.ts";
 import type { Pair } from "../helpers/certs.ts";
@@ -430,4 +430,42 @@ test("tlsContext refuses a bad certificate, a bad key and a key that does not ma
   assert.throws(() => n.tlsContext(cert, readFileSync(pairB.key), {}), {
     message: /private key does not match the certificate|key values mismatch/,
   });
+});
+
+test("a throw in onHandshake is an uncaught exception, and the session still ends", async () => {
+  // In a process of its own: the test runner takes any uncaught exception for a failure.
+  const script = `
+    const n = require(process.argv[1]);
+    const fs = require("node:fs");
+    const tls = require("node:tls");
+    const ctx = n.tlsContext(fs.readFileSync(process.argv[2]), fs.readFileSync(process.argv[3]), {});
+    const listenFd = n.listen("127.0.0.1", 0, 8, false);
+    process.on("uncaughtException", (e) => console.log("uncaught", e.message));
+    const acceptor = n.accept(listenFd, 0, (fd) => {
+      const session = n.tlsServe(fd, ctx, {
+        onHandshake: () => {
+          setImmediate(() => n.tlsClose(session, "closed after the throw"));
+          throw new Error("boom");
+        },
+        onEnd: (cause) => {
+          console.log("end", cause);
+          n.close(fd);
+          acceptor.close();
+          n.close(listenFd);
+        },
+      });
+    });
+    const c = tls.connect({ port: n.localAddress(listenFd)[1], host: "127.0.0.1", ca: fs.readFileSync(process.argv[4]), servername: "a.test" });
+    c.on("error", () => {}).on("close", () => console.log("client closed")).resume();
+  `;
+  const child = spawn(
+    process.execPath,
+    ["-e", script, builtFile("ucspi_native.node"), pairA.cert, pairA.key, pki.ca.cert],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  let out = "";
+  child.stdout.setEncoding("utf8").on("data", (s: string) => (out += s));
+  const [code] = (await once(child, "exit")) as [number];
+  assert.equal(out, "uncaught boom\nend closed after the throw\nclient closed\n");
+  assert.equal(code, 0);
 });
