@@ -55,11 +55,12 @@ typedef struct {
   int in_step, again;   /* step() is running: a nested call only asks it to go round again */
   char *abort_cause;    /* tlsClose's */
   char *hello_cause;    /* the hello callback's refusal: the handshake's failure */
-  /* TLS -> plain */
-  char up[TLS_BUF];
+  /* TLS -> plain; the two buffers are one block, allocated by tlsRelay: a session in its
+   * handshake (or one that never gets that far) costs no more than its SSL. */
+  char *up;
   int up_len, up_off, up_eof, up_done;
   /* plain -> TLS */
-  char down[TLS_BUF];
+  char *down;
   int down_len, down_off, down_eof, down_done;
   napi_ref on_hello; /* NULL when there is none: no JavaScript in the handshake */
   js_callback_t on_handshake, on_end;
@@ -322,6 +323,8 @@ static void session_end(session_t *s, const char *cause) {
   if (cause && s->pfd >= 0) shutdown(s->pfd, SHUT_RDWR);
   SSL_free(s->ssl);
   s->ssl = NULL;
+  free(s->up);
+  s->up = s->down = NULL;
   ERR_clear_error();
   napi_handle_scope scope;
   napi_open_handle_scope(s->env, &scope);
@@ -703,6 +706,8 @@ napi_value tls_relay(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "tlsRelay: the handshake is not done, or the relay has begun");
     return NULL;
   }
+  if (!(s->up = malloc(2 * TLS_BUF))) return throw_errno(env, ENOMEM, "tlsRelay");
+  s->down = s->up + TLS_BUF;
   int on = 1;
   ioctl(pfd, FIONBIO, &on);
   s->pfd = pfd;
