@@ -7,7 +7,9 @@
  *   tlsServe(fd, ctx, callbacks)        a session on a connected TCP socket: the handshake is
  *       driven by the addon's epoll set (watch.c); onHello(name) is called from OpenSSL's
  *       servername callback and returns a context to switch to, undefined to keep the default,
- *       or null to refuse; onHandshake(facts) once it is done; onEnd(cause | undefined) once.
+ *       or null to refuse; onHandshake(facts) once it is done; onEnd(cause | undefined) once;
+ *       onPeerEnd(closeNotify) when the client's end is read: true ends the whole session (our
+ *       close_notify, and what the program still writes is dropped until it ends or tlsClose).
  *   tlsRelay(session, plainFd)          TLS <-> plainFd (one end of a socketpair), both ways,
  *       a bounded buffer per direction, half-closes passed on, a failure ends both at once.
  *   tlsClose(session, cause)            ends it now (a handshake timeout): onEnd(cause).
@@ -53,6 +55,10 @@ typedef struct {
   int rd_need, wr_need; /* what SSL_read and SSL_write (or SSL_shutdown) wait for */
   int pin, pout;        /* the plaintext side: read or write would block */
   int in_step, again;   /* step() is running: a nested call only asks it to go round again */
+  int peer_notify;      /* the client's close_notify came (a bare FIN reads the same in SSL_read) */
+  int discard;          /* onPeerEnd ended the session: what the program still writes is dropped */
+  int tls_closed;       /* our close_notify (or bare FIN) has gone out */
+  int up_drop;          /* the program has stopped reading: what the client sends is dropped */
   char *abort_cause;    /* tlsClose's */
   char *hello_cause;    /* the hello callback's refusal: the handshake's failure */
   /* TLS -> plain; the two buffers are one block, allocated by tlsRelay: a session in its
@@ -63,6 +69,7 @@ typedef struct {
   char *down;
   int down_len, down_off, down_eof, down_done;
   napi_ref on_hello; /* NULL when there is none: no JavaScript in the handshake */
+  napi_ref on_peer_end; /* NULL when there is none: the client's end is a half-close */
   js_callback_t on_handshake, on_end;
   int refs; /* the JavaScript handle and the live session */
   deferred_t freeing;
@@ -297,6 +304,7 @@ static void session_finalize(napi_env env, void *data, void *hint) {
 static void release_callbacks(void *arg) {
   session_t *s = arg;
   if (s->on_hello) napi_delete_reference(s->env, s->on_hello);
+  if (s->on_peer_end) napi_delete_reference(s->env, s->on_peer_end);
   js_callback_free(&s->on_handshake);
   js_callback_free(&s->on_end);
   session_unref(s);
@@ -368,6 +376,13 @@ static napi_value facts_of(session_t *s) {
   napi_create_string_utf8(env, SSL_CIPHER_get_name(SSL_get_current_cipher(s->ssl)),
                           NAPI_AUTO_LENGTH, &v);
   napi_set_named_property(env, facts, "cipher", v);
+  const char *group = SSL_get0_group_name(s->ssl);
+  if (group) {
+    napi_create_string_latin1(env, group, NAPI_AUTO_LENGTH, &v);
+    napi_set_named_property(env, facts, "group", v);
+  }
+  napi_get_boolean(env, SSL_session_reused(s->ssl) == 1, &v);
+  napi_set_named_property(env, facts, "resumed", v);
   const char *name = SSL_get_servername(s->ssl, TLSEXT_NAMETYPE_host_name);
   if (name) {
     napi_create_string_latin1(env, name, NAPI_AUTO_LENGTH, &v);
@@ -441,6 +456,41 @@ static int servername(SSL *ssl, int *alert, void *arg) {
   return rc;
 }
 
+/* Records a close_notify from the client: with SSL_OP_IGNORE_UNEXPECTED_EOF, SSL_read says the
+ * same of a bare FIN, and -J (and the TLS 1.2 rule) must tell them apart. */
+static void on_message(int write_p, int version, int content_type, const void *buf, size_t len,
+                       SSL *ssl, void *arg) {
+  (void)version, (void)arg;
+  const unsigned char *alert = buf;
+  if (write_p || content_type != SSL3_RT_ALERT || len < 2 || alert[1] != SSL_AD_CLOSE_NOTIFY)
+    return;
+  session_t *s = SSL_get_app_data(ssl);
+  if (s) s->peer_notify = 1;
+}
+
+/* onPeerEnd(closeNotify): the client's end has been read; true ends the whole session (the
+ * TLS 1.2 close_notify rule), and it may call tlsClose (-J). A throw is Node's uncaught
+ * exception, and the end a half-close. */
+static int peer_end(session_t *s) {
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value fn, recv, arg, result;
+  napi_get_reference_value(env, s->on_peer_end, &fn);
+  napi_get_global(env, &recv);
+  napi_get_boolean(env, s->peer_notify, &arg);
+  bool finish = false;
+  if (napi_call_function(env, recv, fn, 1, &arg, &result) == napi_ok)
+    napi_get_value_bool(env, result, &finish);
+  bool pending = false;
+  napi_value error;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+      napi_get_and_clear_last_exception(env, &error) == napi_ok)
+    napi_fatal_exception(env, error);
+  napi_close_handle_scope(env, scope);
+  return finish;
+}
+
 static int need_of(int err) {
   return err == SSL_ERROR_WANT_READ ? NEED_IN : err == SSL_ERROR_WANT_WRITE ? NEED_OUT : 0;
 }
@@ -468,12 +518,17 @@ static int pump(session_t *s) {
       ERR_clear_error();
       r = SSL_read(s->ssl, s->up, TLS_BUF);
       if (r > 0) {
-        s->up_len = r;
+        s->up_len = s->up_drop ? 0 : r;
         s->up_off = 0;
         progress = 1;
       } else if ((e = SSL_get_error(s->ssl, r)) == SSL_ERROR_ZERO_RETURN) {
         s->up_eof = 1; /* close_notify, or a bare FIN */
         progress = 1;
+        if (s->on_peer_end) {
+          int finish = peer_end(s);
+          if (s->abort_cause) return 0; /* tlsClose from it: step() ends the session */
+          s->discard = finish;
+        }
       } else if (!(s->rd_need = need_of(e))) {
         fail_ssl(s, e, "TLS");
         return -1;
@@ -482,8 +537,15 @@ static int pump(session_t *s) {
     s->pout = 0;
     if (s->up_len > 0) {
       n = send(s->pfd, s->up + s->up_off, (size_t)s->up_len, MSG_NOSIGNAL);
-      if ((r = plain_outcome(s, n, &s->pout)) < 0) return -1;
-      if (r > 0) {
+      if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+        /* The program is gone, or shut its reading side: its output, and our goodbye, still
+         * go out, as node:tls's session does when the program has ended. */
+        s->up_drop = 1;
+        s->up_len = 0;
+        progress = 1;
+      } else if ((r = plain_outcome(s, n, &s->pout)) < 0) {
+        return -1;
+      } else if (r > 0) {
         s->up_off += (int)n;
         s->up_len -= (int)n;
         progress = 1;
@@ -506,6 +568,7 @@ static int pump(session_t *s) {
         progress = 1;
       }
     }
+    if (s->discard) s->down_len = 0; /* the session is over: the program's words go nowhere */
     s->wr_need = 0;
     if (s->down_len > 0) {
       ERR_clear_error();
@@ -519,9 +582,9 @@ static int pump(session_t *s) {
         return -1;
       }
     }
-    if (s->down_eof && s->down_len == 0 && !s->down_done) {
+    if ((s->discard || (s->down_eof && s->down_len == 0)) && !s->tls_closed) {
       r = 1;
-      if (s->close_notify) {
+      if (s->close_notify || s->discard) {
         ERR_clear_error();
         r = SSL_shutdown(s->ssl); /* 0: sent, the client's is not here yet */
         if (r < 0 && !(s->wr_need = need_of(e = SSL_get_error(s->ssl, r)))) {
@@ -531,9 +594,13 @@ static int pump(session_t *s) {
       }
       if (r >= 0) {
         shutdown(s->fd, SHUT_WR);
-        s->down_done = 1;
+        s->tls_closed = 1;
         progress = 1;
       }
+    }
+    if (s->tls_closed && s->down_eof && !s->down_done) {
+      s->down_done = 1;
+      progress = 1;
     }
     if (!progress) return 0;
   }
@@ -642,10 +709,14 @@ napi_value tls_serve(napi_env env, napi_callback_info info) {
   napi_valuetype t = napi_undefined;
   napi_typeof(env, args[2], &t);
   int has_hello = t == napi_object ? callback_arg(env, args[2], "onHello", &hello, 1) : -1;
-  if (!ctx || has_hello < 0 || callback_arg(env, args[2], "onHandshake", &handshake, 0) < 0 ||
+  napi_value peer_end_fn;
+  int has_peer_end =
+      t == napi_object ? callback_arg(env, args[2], "onPeerEnd", &peer_end_fn, 1) : -1;
+  if (!ctx || has_hello < 0 || has_peer_end < 0 || callback_arg(env, args[2], "onHandshake", &handshake, 0) < 0 ||
       callback_arg(env, args[2], "onEnd", &end, 0) < 0) {
-    napi_throw_type_error(env, NULL,
-                          "tlsServe(fd, context, { onHello?, onHandshake, onEnd, closeNotify? })");
+    napi_throw_type_error(
+        env, NULL,
+        "tlsServe(fd, context, { onHello?, onHandshake, onEnd, onPeerEnd?, closeNotify? })");
     return NULL;
   }
   if (watch_open(env) < 0) return throw_errno(env, errno, "epoll_create1");
@@ -681,6 +752,10 @@ napi_value tls_serve(napi_env env, napi_callback_info info) {
   }
   watch_hold(1);
   if (has_hello) napi_create_reference(env, hello, 1, &s->on_hello);
+  if (has_peer_end) {
+    napi_create_reference(env, peer_end_fn, 1, &s->on_peer_end);
+    SSL_set_msg_callback(s->ssl, on_message);
+  }
   js_callback_init(&s->on_handshake, env, handshake, "ucspi.tlsHandshake");
   js_callback_init(&s->on_end, env, end, "ucspi.tlsEnd");
   s->refs = 2;

@@ -11,7 +11,9 @@ import type { SecureContext } from "node:tls";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { pairProblem } from "./pair-check.ts";
-import { protocolOptions } from "./protocol.ts";
+import { GROUPS, protocolOptions } from "./protocol.ts";
+import { native } from "../ucspi/native.ts";
+import type { TlsContext } from "../ucspi/native.ts";
 import { StampedRead, stampOf } from "./file-stamp.ts";
 import { trustReads } from "../metrics/catalog.ts";
 import { TICKET_LIFETIME_S, TicketFile, shareTickets } from "./tickets.ts";
@@ -108,6 +110,8 @@ export function storeConfig(env: Readonly<Env>, sniLevel: number, wantCa: boolea
 
 interface Loaded {
   context: SecureContext;
+  /** The native TLS engine's context for the same pair, when the store makes them. */
+  engine?: TlsContext;
   /** The certificate (chain) it was made with, and when its first one expires (read once,
    * when asked: expiries()). */
   cert: Buffer;
@@ -135,11 +139,20 @@ export class CertStore {
   private readonly anchors: StampedRead<Buffer[]> | undefined;
   private readonly crl: StampedRead<string[]> | undefined;
 
+  /** The native TLS engine's settings (tlsd --engine native): every pair gets an engine
+   * context too, with these ALPN protocols. */
+  private readonly engine: { alpn: readonly string[] | undefined } | undefined;
+
   /** Files are looked at again (one stat each) at most every `recheckMs`. TICKETFILE is read
    * now: a FatalError when it cannot serve. */
-  constructor(config: StoreConfig, recheckMs = 1000) {
+  constructor(
+    config: StoreConfig,
+    recheckMs = 1000,
+    engine?: { alpn: readonly string[] | undefined },
+  ) {
     this.config = config;
     this.recheckMs = recheckMs;
+    this.engine = engine;
     this.tickets = config.ticketFile === undefined ? undefined : new TicketFile(config.ticketFile);
     const ca = config.ca;
     this.anchors =
@@ -326,6 +339,23 @@ export class CertStore {
 
   /** The context for an SNI name (or none): exact, then `*.` + parent, then the default. */
   contextFor(servername: string | undefined): SecureContext | undefined {
+    return this.loadedFor(servername)?.context;
+  }
+
+  /** The same for the native TLS engine (a store made with its settings). */
+  engineContextFor(servername: string | undefined): TlsContext | undefined {
+    return this.loadedFor(servername)?.engine;
+  }
+
+  /** An engine context to begin a handshake with where there is no default pair (-k 2, CERTDIR
+   * alone): the client's name then picks the one that serves. */
+  engineStart(): TlsContext | undefined {
+    this.recheck();
+    const first = this.config.fallback ?? [...this.config.named.values(), ...this.live.values()][0];
+    return first && this.load(first).engine;
+  }
+
+  private loadedFor(servername: string | undefined): Loaded | undefined {
     this.recheck();
     const own = servername ? this.ownPairFor(servername.toLowerCase()) : undefined;
     if (own) return this.load(own);
@@ -348,10 +378,10 @@ export class CertStore {
   }
 
   /** One context per certificate and key, whichever names lead to it. */
-  private load(pair: Pair): SecureContext {
+  private load(pair: Pair): Loaded {
     const name = contextName(pair);
     const cached = this.contexts.get(name);
-    if (cached && !cached.stale) return cached.context;
+    if (cached && !cached.stale) return cached;
     if (cached) {
       // Mid-replacement (a new key beside the old certificate, say), keep serving the pair
       // that worked; the next look at the files tries again.
@@ -360,18 +390,19 @@ export class CertStore {
       } catch {
         cached.stale = false;
         cached.stamps = "";
-        return cached.context;
+        return cached;
       }
     }
     return this.build(name, pair);
   }
 
-  private build(name: string, pair: Pair): SecureContext {
+  private build(name: string, pair: Pair): Loaded {
     const files = [pair.cert, pair.key];
     const stamps = [stampOf(files)];
     const caCerts = shared(this.anchors, files, stamps);
     const crl = shared(this.crl, files, stamps);
     let context: SecureContext;
+    let engine: TlsContext | undefined;
     const { cert, key } = readPair(pair);
     try {
       context = createSecureContext({
@@ -385,6 +416,7 @@ export class CertStore {
         // chain needs its list, as for nginx's ssl_crl.
         ...(crl ? { crl } : {}),
       });
+      if (this.engine) engine = this.engineContext(cert, key);
     } catch (error) {
       if (error instanceof FatalError) throw error;
       if (crl && this.crl) checkRevocationLists(crl, this.crl.file);
@@ -394,8 +426,22 @@ export class CertStore {
       );
     }
     shareTickets(context, this.tickets);
-    this.contexts.set(name, { context, cert, files, stamps: stamps.join("|") });
-    return context;
+    const loaded: Loaded = { context, cert, files, stamps: stamps.join("|") };
+    if (engine) loaded.engine = engine;
+    this.contexts.set(name, loaded);
+    return loaded;
+  }
+
+  /** protocol.ts's settings, as the engine takes them (the TLS 1.2 suites, the groups). */
+  private engineContext(cert: Buffer, key: Buffer): TlsContext {
+    const alpn = this.engine?.alpn;
+    return native().tlsContext(cert, key, {
+      ciphers: protocolOptions(this.config.ciphers).ciphers,
+      groups: GROUPS,
+      sessionIdContext: this.sessionIdContext,
+      sessionTimeout: TICKET_LIFETIME_S,
+      ...(alpn ? { alpn } : {}),
+    });
   }
 }
 

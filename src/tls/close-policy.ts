@@ -69,7 +69,11 @@ export function endWasRead(stream: Duplex): boolean {
  * FIN that came right behind the close_notify is taken for a bare FIN: the session stays
  * half-open as before, the safe side (a reply that a half-closing peer waits for is never lost). */
 function transportOpen(fd: number | undefined, raw: Duplex): boolean {
-  if (fd === undefined) return !endWasRead(raw);
+  return fd === undefined ? !endWasRead(raw) : socketOpen(fd);
+}
+
+/** Whether the peer's end has not reached socket `fd` yet (a peek of one byte). */
+export function socketOpen(fd: number): boolean {
   try {
     return native().recv(fd, 1, false) !== null;
   } catch {

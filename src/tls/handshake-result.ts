@@ -51,8 +51,13 @@ export function failureReason(error: Error): FailureReason {
     if (/^no certificate for /.test(error.message)) return "no_certificate";
     return /^the client's server name/.test(error.message) ? "other" : "closed";
   }
-  const text = (openssl.reason ?? error.message).toLowerCase();
-  return REASONS.find(([pattern]) => pattern.test(text))?.[1] ?? "other";
+  return reasonOfText(openssl.reason ?? error.message) ?? "other";
+}
+
+/** The reason OpenSSL's words for a failure say ("wrong version number"...), if they say one. */
+export function reasonOfText(text: string): FailureReason | undefined {
+  const lower = text.toLowerCase();
+  return REASONS.find(([pattern]) => pattern.test(lower))?.[1];
 }
 
 /** IANA's TLS Supported Groups that OpenSSL may negotiate, by number. */
@@ -74,6 +79,24 @@ const GROUPS = new Map<number, string>([
   [0x11ec, "X25519MLKEM768"],
   [0x11ed, "SecP384r1MLKEM1024"],
 ]);
+
+/** OpenSSL's names of the groups (SSL_get0_group_name, the native engine's), lower-cased, as
+ * the IANA names above: the same labels whichever engine served. */
+const OPENSSL_GROUP_NAMES = new Map<string, string>([
+  ["x25519", "X25519"],
+  ["x448", "X448"],
+  ["secp256r1", "P-256"],
+  ["prime256v1", "P-256"],
+  ["secp384r1", "P-384"],
+  ["secp521r1", "P-521"],
+  ...[...GROUPS.values()].map((name): [string, string] => [name.toLowerCase(), name]),
+]);
+
+/** The label of a group that OpenSSL names (undefined: none). */
+export function groupLabel(name: string | undefined): string {
+  if (name === undefined) return "none";
+  return OPENSSL_GROUP_NAMES.get(name.toLowerCase()) ?? "other";
+}
 
 /** The key exchange group of an established session: IANA's name, "none" when it has none,
  * "other" for a number not in the list. For a resumed TLS 1.2 session (no key exchange), the

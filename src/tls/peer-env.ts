@@ -4,6 +4,7 @@ import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from "node:t
 import { tcpVar, toBytes } from "../ucspi/env.ts";
 import type { Env } from "../ucspi/env.ts";
 import type { CommonTlsOptions } from "./options.ts";
+import type { TlsFacts } from "../ucspi/native.ts";
 
 /** s6's subject form: the six RDNs it knows, in its order, with RFC 4514 escaping applied to
  * the decoded values (so no character of a certificate can pass for a separator). */
@@ -278,6 +279,7 @@ const TLS_CONFIG = new Set([
   "TICKETFILE",
   "TLS_UID",
   "TLS_GID",
+  "UCSPI_TLS_ENGINE",
 ]);
 
 /** The TLS configuration variables, which the program never sees unless -Z. */
@@ -309,6 +311,23 @@ export function tlsFacts(
   facts.push(["SSL_ALPN_PROTOCOL", (options.alpn && tls.alpnProtocol) || undefined]);
   if (options.modSsl) facts.push(...modSslEnv(tls, peer, peerTrusted));
   return facts;
+}
+
+/** What the program learns of a session of the native TLS engine (src/tlsd/native-session.ts):
+ * tlsFacts's s6 names and SSL_ALPN_PROTOCOL, from the facts its handshake told (no client
+ * certificate is asked for on that path). */
+export function engineFacts(
+  facts: TlsFacts,
+  options: Pick<CommonTlsOptions, "alpn">,
+): [string, string | undefined][] {
+  return [
+    ["SSL_PROTOCOL", facts.version],
+    ["SSL_CIPHER", facts.cipher],
+    ["SSL_TLS_SNI_SERVERNAME", facts.servername || undefined],
+    ["SSL_PEER_CERT_HASH", undefined],
+    ["SSL_PEER_CERT_SUBJECT", undefined],
+    ["SSL_ALPN_PROTOCOL", (options.alpn && facts.alpn) || undefined],
+  ];
 }
 
 /** The facts that are present, as UTF-8 (the environment holds bytes, and a certificate's

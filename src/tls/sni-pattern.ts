@@ -20,3 +20,11 @@ export function isSniPattern(text: string): boolean {
 export function isSniName(name: string): boolean {
   return name.length <= 253 && /^[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*$/.test(name);
 }
+
+/** Why tlsd refuses a client's name that is not a host name (isSniName). */
+export const BAD_SNI = "the client's server name (SNI) is not a host name";
+
+/** Why a client without a name gets no certificate where there is no default pair (-k 2,
+ * CERTDIR alone). */
+export const NO_DEFAULT_CERTIFICATE =
+  "the client sent no server name (SNI), and there is no default certificate (CERTFILE)";

@@ -13,6 +13,8 @@ import { connectionStream } from "../ucspi/chain.ts";
 import { peekStream } from "../stream/peek.ts";
 import { LONGEST_TIMER_MS } from "../ucspi/timers.ts";
 import type { Connection } from "../ucspi/stage.ts";
+import { causeText } from "../ucspi/errors.ts";
+import { native } from "../ucspi/native.ts";
 
 export type FirstBytes =
   /** A PROXY protocol header (v1 or v2). */
@@ -60,4 +62,33 @@ function closed(reason: string): FirstBytes {
 /** Enough bytes (true) or how many in all: the first decides, except inside a signature. */
 export function examine(bytes: Buffer): true | number {
   return moreForProxySignature(bytes) ?? true;
+}
+
+/** The same look for the native engine, which takes the socket as it is: a peek (MSG_PEEK)
+ * once bytes are there, waited for at most `limitMs` (0: no limit). A signature cut short in
+ * the first segment is left to the handshake, which calls it "wrong version number". */
+export function peekFirstBytes(fd: number, limitMs: number): Promise<FirstBytes> {
+  const n = native();
+  return new Promise((resolve) => {
+    const timer =
+      limitMs > 0
+        ? setTimeout(() => {
+            n.cancelWait(fd, wait);
+            resolve({ kind: "silent" });
+          }, limitMs)
+        : undefined;
+    const wait = n.whenReadable(fd, () => {
+      clearTimeout(timer);
+      let bytes: Buffer | null | undefined;
+      try {
+        bytes = n.recv(fd, PROXY_V2_SIGNATURE.length, false);
+      } catch (error) {
+        return resolve(closed(causeText(error)));
+      }
+      if (bytes === null) return resolve(closed("closed"));
+      const proxy =
+        bytes !== undefined && examine(bytes) === true && startsWithProxySignature(bytes);
+      resolve(proxy ? { kind: "proxy" } : { kind: "other" });
+    });
+  });
 }

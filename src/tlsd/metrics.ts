@@ -4,7 +4,13 @@ import type { TLSSocket } from "node:tls";
 import { certificateExpiry, handshakes } from "../metrics/catalog.ts";
 import type { Sample } from "../metrics/family.ts";
 import type { CertStore } from "../tls/cert-store.ts";
-import { HandshakeError, keyExchangeGroup, versionLabel } from "../tls/handshake-result.ts";
+import {
+  HandshakeError,
+  groupLabel,
+  keyExchangeGroup,
+  versionLabel,
+} from "../tls/handshake-result.ts";
+import type { TlsFacts } from "../ucspi/native.ts";
 
 /** A handshake that worked: its version, key exchange group, and whether it resumed. */
 export function handshakeDone(tls: TLSSocket): void {
@@ -14,6 +20,18 @@ export function handshakeDone(tls: TLSSocket): void {
     version: versionLabel(tls),
     group: keyExchangeGroup(tls),
     resumed: String(tls.isSessionReused()),
+  });
+}
+
+/** The same for a session of the native engine, from what its handshake told. */
+export function engineHandshakeDone(facts: TlsFacts): void {
+  if (!handshakes.enabled) return;
+  const version = facts.version;
+  handshakes.inc({
+    result: "ok",
+    version: version === "TLSv1.3" || version === "TLSv1.2" ? version : "other",
+    group: groupLabel(facts.group),
+    resumed: String(facts.resumed),
   });
 }
 

@@ -10,14 +10,27 @@ import {
 import type { CommonTlsOptions } from "../tls/options.ts";
 
 export const USAGE =
-  "tlsd [ -S | -s ] [ -J | -j ] [ -Y | -y ] [ -Z | -z ] [ -n ] [ -v verbosity ] [ -K timeout ] [ -k snilevel ] [ --alpn list ] [ --mod-ssl ] prog...";
+  "tlsd [ -S | -s ] [ -J | -j ] [ -Y | -y ] [ -Z | -z ] [ -n ] [ -v verbosity ] [ -K timeout ] [ -k snilevel ] [ --alpn list ] [ --mod-ssl ] [ --engine node|native ] prog...";
 
 export interface TlsdOptions extends CommonTlsOptions {
   clientCert: "none" | "optional" | "mandatory";
   /** -n: UCSPI-TLS delayed mode (src/tlsd/delayed.ts): TLS starts when the program asks. */
   delayed: boolean;
   sniLevel: number;
+  /** --engine: node:tls, or the native TLS engine (src/tlsd/native-session.ts); undefined:
+   * the environment's UCSPI_TLS_ENGINE, else node (see engineOf). */
+  engine: "node" | "native" | undefined;
   program: string[];
+}
+
+/** The TLS engine a connection gets: --engine, else UCSPI_TLS_ENGINE from tlsd's environment
+ * (for running a test suite or an experiment on the native engine without editing each
+ * command line), else node:tls. */
+export function engineOf(
+  options: Pick<TlsdOptions, "engine">,
+  env: Readonly<Record<string, string | undefined>>,
+): "node" | "native" {
+  return options.engine ?? (env["UCSPI_TLS_ENGINE"] === "native" ? "native" : "node");
 }
 
 export function parseTlsdArgs(args: readonly string[]): TlsdOptions {
@@ -32,6 +45,7 @@ export function parseTlsdArgs(args: readonly string[]): TlsdOptions {
       "sni-level=",
       "sni",
       "mandatory-sni",
+      "engine=",
     ],
   });
   const o: TlsdOptions = {
@@ -39,6 +53,7 @@ export function parseTlsdArgs(args: readonly string[]): TlsdOptions {
     clientCert: "none",
     delayed: false,
     sniLevel: 0,
+    engine: undefined,
     program: [],
   };
   for (const { name, value } of options) {
@@ -65,6 +80,11 @@ export function parseTlsdArgs(args: readonly string[]): TlsdOptions {
         break;
       case "mandatory-sni":
         o.sniLevel = 2;
+        break;
+      case "engine":
+        if (value !== "node" && value !== "native")
+          throw new UsageError(`--engine is node or native, not '${value}'`);
+        o.engine = value;
         break;
     }
   }

@@ -8,7 +8,7 @@ import { configWarnings } from "../tls/config-warnings.ts";
 import { closePolicy, endWasRead } from "../tls/close-policy.ts";
 import { peerCertificate, programEnv, tlsFacts } from "../tls/peer-env.ts";
 import { HandshakeError } from "../tls/handshake-result.ts";
-import { isSniName } from "../tls/sni-pattern.ts";
+import { BAD_SNI, NO_DEFAULT_CERTIFICATE, isSniName } from "../tls/sni-pattern.ts";
 import {
   EXIT_TLS,
   HANDSHAKE_TIMED_OUT,
@@ -29,12 +29,13 @@ import { findResumeRecord } from "../proxy/resume.ts";
 import type { ResumeRecord } from "../proxy/resume.ts";
 import type { NameOverride } from "./acme.ts";
 import { runDelayed } from "./delayed.ts";
-import { lookAtFirstBytes } from "./first-bytes.ts";
+import { lookAtFirstBytes, peekFirstBytes } from "./first-bytes.ts";
+import { connectionBlocker, engineBlocker, runNative } from "./native-session.ts";
 import type { FirstBytes } from "./first-bytes.ts";
 import { Suspects } from "./suspects.ts";
 import { handshakeDone, handshakeFailed, observeCertificates } from "./metrics.ts";
 import { checkResumeRecord, resumedStream } from "./resume.ts";
-import { USAGE, parseTlsdArgs } from "./options.ts";
+import { USAGE, engineOf, parseTlsdArgs } from "./options.ts";
 import type { TlsdOptions } from "./options.ts";
 import { stageOptions } from "../ucspi/stage-options.ts";
 
@@ -61,7 +62,10 @@ onReload((log) => {
 
 function storeFor(env: Readonly<Env>, options: TlsdOptions): CertStore {
   const config = storeConfig(env, options.sniLevel, options.clientCert !== "none");
+  // The native engine's contexts are made with the others, at start (keys may need root).
+  const engine = nativeWanted(options, env) ? { alpn: options.alpn } : undefined;
   const key = JSON.stringify([
+    engine,
     config.fallback,
     [...config.named],
     config.ca,
@@ -71,11 +75,16 @@ function storeFor(env: Readonly<Env>, options: TlsdOptions): CertStore {
   ]);
   let store = stores.get(key);
   if (!store) {
-    store = new CertStore(config);
+    store = new CertStore(config, undefined, engine);
     store.check();
     stores.set(key, store);
   }
   return store;
+}
+
+/** Whether the configuration asks for the native engine and it can serve it. */
+function nativeWanted(options: TlsdOptions, env: Readonly<Env>): boolean {
+  return engineOf(options, env) === "native" && engineBlocker(options, env) === undefined;
 }
 
 export const tlsdStage: Stage = {
@@ -105,6 +114,16 @@ export const tlsdStage: Stage = {
     // As s6-tlsd: the keys are loaded, nothing more needs root.
     ctx.dropPrivileges(tlsIds(ctx.env));
     const record = resumeRecordOf(ctx.connection);
+    // The native engine where it can (native-session.ts), else node:tls, and -v 2 says why.
+    const whyNot =
+      engineOf(options, ctx.env) === "native"
+        ? (engineBlocker(options, ctx.env) ?? connectionBlocker(ctx.connection, Boolean(record)))
+        : "";
+    const useEngine = whyNot === undefined;
+    if (whyNot !== "" && options.verbosity >= 2)
+      ctx.log(
+        `tlsd: info: ${whyNot ? `node:tls, not the native engine: ${whyNot}` : "native TLS engine"}\n`,
+      );
     if (options.delayed) {
       if (record) throw new FatalError("a resume record needs tlsd without -n", 100);
       if (ctx.env["ACME_DIRECTORY"] !== undefined)
@@ -123,7 +142,9 @@ export const tlsdStage: Stage = {
     let handshakeOptions = options;
     const started = Date.now();
     if (!acme && suspects.shouldLook(client, started)) {
-      const first = await lookAtFirstBytes(ctx.connection, options.handshakeTimeoutMs);
+      const first = useEngine
+        ? await peekFirstBytes(ctx.connection.fd as number, options.handshakeTimeoutMs)
+        : await lookAtFirstBytes(ctx.connection, options.handshakeTimeoutMs);
       if (first.kind === "proxy") suspects.notTls(client, Date.now());
       else suspects.cleared(client);
       if (first.kind !== "other") return refuseBeforeHandshake(ctx, fatal, options, first);
@@ -133,6 +154,12 @@ export const tlsdStage: Stage = {
         handshakeTimeoutMs: timeLeft(options.handshakeTimeoutMs, started),
       };
     }
+    const failed = (error: unknown) => {
+      handshakeFailed(error);
+      if (error instanceof HandshakeError && error.reason === "not_tls")
+        suspects.notTls(client, Date.now());
+    };
+    if (useEngine) return runNative(ctx, handshakeOptions, store, fatal, failed);
     let connection = ctx.connection;
     let override: NameOverride | undefined;
     if (onDemand && acme) {
@@ -159,11 +186,7 @@ export const tlsdStage: Stage = {
         checkServerName(tls);
         verdict = checkClientCertificate(tls, options);
       },
-      (error) => {
-        handshakeFailed(error);
-        if (error instanceof HandshakeError && error.reason === "not_tls")
-          suspects.notTls(client, Date.now());
-      },
+      failed,
     );
     if (refused !== undefined) return refused;
     handshakeDone(tls);
@@ -221,13 +244,8 @@ function refuseWith(
 function explainFailure(tls: TLSSocket, store: CertStore, error: HandshakeError): HandshakeError {
   if (store.config.fallback || tls.servername || error.reason !== "no_shared_algorithms")
     return error;
-  return new HandshakeError(
-    "TLS handshake failed: the client sent no server name (SNI), and there is no default certificate (CERTFILE)",
-    "no_certificate",
-  );
+  return new HandshakeError(`TLS handshake failed: ${NO_DEFAULT_CERTIFICATE}`, "no_certificate");
 }
-
-const BAD_SNI = "the client's server name (SNI) is not a host name";
 
 /** A server name that is not a host name (a control character, a space) never reaches the log
  * or SSL_TLS_SNI_SERVERNAME: the session ends, as in tls-sniff. Without an SNI callback, after

@@ -162,6 +162,9 @@ export interface TlsFacts {
   cipher: string;
   servername?: string;
   alpn?: string;
+  /** OpenSSL's name of the key exchange group ("X25519MLKEM768", "x25519", "secp256r1"). */
+  group?: string;
+  resumed: boolean;
   peerCertificateDer?: Buffer;
 }
 
@@ -172,6 +175,11 @@ export interface TlsCallbacks {
   onHandshake: (facts: TlsFacts) => void;
   /** Once: undefined when both directions ended cleanly, else what went wrong. */
   onEnd: (cause: string | undefined) => void;
+  /** The client's end has been read (`closeNotify`: it was a close_notify, not a bare FIN):
+   * true ends the whole session, our close_notify then FIN, and what the program still
+   * writes is dropped until it ends (or tlsClose); false passes it on as a half-close. It may
+   * call tlsClose. Without it every end is a half-close. */
+  onPeerEnd?: (closeNotify: boolean) => boolean;
   /** The plaintext side's end is a close_notify, then a FIN (-S, the default); false: a FIN. */
   closeNotify?: boolean;
 }

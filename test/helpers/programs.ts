@@ -31,6 +31,14 @@ export function debianIpv6(name: string): string {
   return path;
 }
 
+/** `env` with the test run's UCSPI_TLS_ENGINE, when it has one: the whole suite can run on
+ * tlsd's native TLS engine (UCSPI_TLS_ENGINE=native npm test) though most tests give our
+ * programs an environment of their own. */
+export function withTestEngine(env: NodeJS.ProcessEnv | undefined): NodeJS.ProcessEnv | undefined {
+  const engine = process.env["UCSPI_TLS_ENGINE"];
+  return env && engine !== undefined ? { UCSPI_TLS_ENGINE: engine, ...env } : env;
+}
+
 export interface RunResult {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -46,7 +54,11 @@ export function run(
 ): Promise<RunResult> {
   const { input, timeoutMs = 20_000, ...spawnOptions } = options;
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"], ...spawnOptions });
+    const child = spawn(file, args, {
+      stdio: ["pipe", "pipe", "pipe"],
+      ...spawnOptions,
+      env: withTestEngine(spawnOptions.env),
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout?.on("data", (b: Buffer) => out.push(b));

@@ -52,3 +52,36 @@ handshake()
 flush()
 `;
 }
+
+/** Python (after PY_BIO): read_to_end() reads what the peer sends until its end, and says how
+ * that came: "close_notify", "fin" (a bare FIN), or an OpenSSL error; send_close_notify() ends
+ * our side with a close_notify alone (no FIN). */
+export const READ_TO_END = `
+def send_close_notify():
+    try:
+        tls.unwrap()
+    except ssl.SSLWantReadError:
+        pass
+    flush()
+def read_to_end():
+    got, how = b"", None
+    while how is None:
+        try:
+            data = tls.read(65536)
+            if not data:
+                # Python reads a close_notify as b"" (or SSLZeroReturnError).
+                how = "close_notify"
+            got += data
+        except ssl.SSLWantReadError:
+            flush()
+            data = raw.recv(65536)
+            if data:
+                inc.write(data)
+            else:
+                how = "fin"
+        except ssl.SSLZeroReturnError:
+            how = "close_notify"
+        except ssl.SSLError as e:
+            how = "error: %s" % e.reason
+    return got, how
+`;

@@ -2,6 +2,7 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { connect } from "node:net";
+import { withTestEngine } from "./programs.ts";
 
 export interface RunningServer {
   port: number;
@@ -31,7 +32,7 @@ export function startServer(
   return new Promise((resolve, reject) => {
     const child = spawn(command, [...head, "-1", ...args], {
       stdio: ["ignore", "pipe", "pipe"],
-      env: options.env ?? process.env,
+      env: withTestEngine(options.env) ?? process.env,
       cwd: options.cwd,
     });
     running.add(child);

@@ -11,38 +11,12 @@ import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, ROOT, TLSD_UNDER, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
-import { PY_BIO, pyTlsServer } from "../helpers/py-bio.ts";
+import { PY_BIO, READ_TO_END, pyTlsServer } from "../helpers/py-bio.ts";
 
 const pki = makePki();
 after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const server = pki.server("localhost", ["localhost"]);
 const PATH = `${BIN}:/usr/bin:/bin`;
-
-/** Python (after PY_BIO): read_to_end() reads what the peer sends until its end, and says how
- * that came: "close_notify", "fin" (a bare FIN), or an OpenSSL error. */
-const READ_TO_END = `
-def read_to_end():
-    got, how = b"", None
-    while how is None:
-        try:
-            data = tls.read(65536)
-            if not data:
-                # Python reads a close_notify as b"" (or SSLZeroReturnError).
-                how = "close_notify"
-            got += data
-        except ssl.SSLWantReadError:
-            flush()
-            data = raw.recv(65536)
-            if data:
-                inc.write(data)
-            else:
-                how = "fin"
-        except ssl.SSLZeroReturnError:
-            how = "close_notify"
-        except ssl.SSLError as e:
-            how = "error: %s" % e.reason
-    return got, how
-`;
 
 /** A one-connection server in `version` that reads until the client's end, says how it came
  * ("close_notify" or "fin") on stdout, and answers "got N bytes" unless a TLS 1.2
@@ -153,11 +127,7 @@ for (const client of [ours("tcpclient"), djb("tcpclient")]) {
 // data after its close_notify in TLS 1.2).
 const CLOSE_AND_LISTEN = `${READ_TO_END}
 def close_and_listen():
-    try:
-        tls.unwrap()
-    except ssl.SSLWantReadError:
-        pass
-    flush()
+    send_close_notify()
     got, how = read_to_end()
     if how == "close_notify":
         rest = 0

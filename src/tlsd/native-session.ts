@@ -1,0 +1,221 @@
+// tlsd on the native TLS engine (src/native/tls-engine.c, docs/dev/native-tls.md): the
+// handshake and the relay of the bytes in C on this loop; the policy here, as the node:tls path
+// has it (stage.ts, src/tls/session.ts, close-policy.ts): the certificate by the same SNI
+// rules, -K, the TLS 1.2 close_notify rule and -J, the same log lines, variables and statuses.
+// The program gets one end of a socketpair as its connection `{fd}`.
+import { exitStatus, releaseConnection } from "../ucspi/chain.ts";
+import type { Env } from "../ucspi/env.ts";
+import { causeText } from "../ucspi/errors.ts";
+import { native } from "../ucspi/native.ts";
+import type { TlsContext, TlsFacts, TlsSession } from "../ucspi/native.ts";
+import type { Connection, StageContext } from "../ucspi/stage.ts";
+import type { CertStore } from "../tls/cert-store.ts";
+import { CLOSE_GRACE_MS, MISSING_CLOSE_NOTIFY, socketOpen } from "../tls/close-policy.ts";
+import { HandshakeError, reasonOfText } from "../tls/handshake-result.ts";
+import { engineFacts, programEnv } from "../tls/peer-env.ts";
+import { EXIT_TLS, HANDSHAKE_TIMED_OUT } from "../tls/session.ts";
+import { BAD_SNI, NO_DEFAULT_CERTIFICATE, isSniName } from "../tls/sni-pattern.ts";
+import { engineHandshakeDone } from "./metrics.ts";
+import type { TlsdOptions } from "./options.ts";
+
+/** Why no connection of this configuration can have the native engine (each then gets
+ * node:tls), or undefined: what phase 3 of docs/dev/native-tls.md is to bring. */
+export function engineBlocker(options: TlsdOptions, env: Readonly<Env>): string | undefined {
+  if (options.clientCert !== "none") return "client certificates (-Y, -y)";
+  if (options.delayed) return "-n";
+  if (options.modSsl) return "--mod-ssl";
+  if (env["TICKETFILE"] !== undefined) return "TICKETFILE";
+  if (env["ACME_DIRECTORY"] !== undefined) return "ACME_DIRECTORY";
+  return undefined;
+}
+
+/** Why this connection cannot (it is not a socket of tlsd's own, or it has a resume record). */
+export function connectionBlocker(connection: Connection, resumed: boolean): string | undefined {
+  if (connection.fd === undefined || connection.stream)
+    return "the connection is a stream (not a socket of its own)";
+  if (resumed) return "a resume record (tcpserver --proxy)";
+  return undefined;
+}
+
+/** The engine's words for a system error (strerror) as node:tls's path says them. */
+const SYSTEM_ERRORS: Record<string, string> = {
+  "Connection reset by peer": "ECONNRESET",
+  "Broken pipe": "EPIPE",
+  "Connection timed out": "ETIMEDOUT",
+};
+
+/** A handshake's failure, from the engine's cause: the log line of the node:tls path
+ * (session.ts's handshake) and its reason for the metrics. */
+function handshakeFailure(cause: string): HandshakeError {
+  if (cause === HANDSHAKE_TIMED_OUT) return new HandshakeError(cause, "timeout");
+  const text = cause.replace(/^TLS handshake failed: /, "");
+  if (text === "the client closed the connection")
+    return new HandshakeError("TLS handshake failed: connection closed", "closed");
+  const code = SYSTEM_ERRORS[text];
+  if (code) return new HandshakeError(`TLS handshake failed: ${causeText({ code })}`, "closed");
+  return new HandshakeError(`TLS handshake failed: ${text}`, reasonOfText(text) ?? "other");
+}
+
+/** The handshake, then the program over the session: the stage's status. `failed` is told of
+ * a handshake that failed (metrics, suspects). */
+export async function runNative(
+  ctx: StageContext,
+  options: TlsdOptions,
+  store: CertStore,
+  fatal: string,
+  failed: (error: HandshakeError) => void,
+): Promise<number> {
+  const n = native();
+  const fd = ctx.connection.fd as number;
+  const refuse = (error: HandshakeError) => {
+    failed(error);
+    if (options.verbosity >= 1) ctx.log(`${fatal}${error.message}\n`);
+    return exitStatus(EXIT_TLS);
+  };
+  const start = store.engineContextFor(undefined) ?? store.engineStart();
+  if (!start) return refuse(new HandshakeError(`TLS handshake failed: no certificate`, "other"));
+  const s = new EngineSession(fd, start, store, options);
+  const facts = await s.handshake;
+  if (!facts) return refuse(s.failure ?? handshakeFailure((await s.ended) ?? "closed"));
+  // Without a name to choose by there is no onHello: the name is looked at now (stage.ts).
+  const name = facts.servername;
+  if (!store.choosesByName() && name && !isSniName(name)) {
+    s.close(BAD_SNI);
+    await s.ended;
+    return refuse(new HandshakeError(BAD_SNI, "other"));
+  }
+  engineHandshakeDone(facts);
+  const env = programEnv(ctx.env, options, engineFacts(facts, options));
+  s.onFailure = (why) => ctx.log(`${fatal}${why}\n`);
+  const [ours, theirs] = n.socketPair();
+  n.tlsRelay(s.session, ours);
+  const next: Connection = {
+    fd: theirs,
+    reset: () => {
+      n.abortOnClose(fd);
+      s.close("reset");
+    },
+  };
+  let spawned = false;
+  let status: number;
+  try {
+    status = await ctx.next(options.program, env, next, {
+      // The program has its own copy; ours would hide its end from the engine.
+      onSpawn: () => {
+        spawned = true;
+        n.close(theirs);
+      },
+    });
+  } catch (error) {
+    s.close("the program could not be run");
+    throw error;
+  } finally {
+    if (!spawned) releaseConnection(next);
+    // The client gets CLOSE_GRACE_MS to end its side after ours (node:tls's goodbye); then
+    // the session ends, and the fds are closed (tcpserver closes the connection's).
+    const goodbye = setTimeout(() => s.close("goodbye"), CLOSE_GRACE_MS);
+    await s.ended;
+    clearTimeout(goodbye);
+    n.close(ours);
+  }
+  return s.failed ? exitStatus(EXIT_TLS) : status;
+}
+
+/** One session of the engine and what its callbacks told. */
+class EngineSession {
+  readonly session: TlsSession;
+  /** Its facts once the handshake is done; undefined when it failed. */
+  readonly handshake: Promise<TlsFacts | undefined>;
+  /** onEnd's cause. */
+  readonly ended: Promise<string | undefined>;
+  /** The handshake's failure as the SNI policy refused it (onHello). */
+  failure: HandshakeError | undefined;
+  /** A failure of the running session was logged: the status is 98. */
+  failed = false;
+  /** Logs a failure of the running session (set once the handshake is done). */
+  onFailure: (why: string) => void = () => {};
+  private facts: TlsFacts | undefined;
+  /** tlsClose was ours: its cause is no failure. */
+  private closedHere = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  private readonly fd: number;
+  private readonly store: CertStore;
+  private readonly options: TlsdOptions;
+
+  constructor(fd: number, start: TlsContext, store: CertStore, options: TlsdOptions) {
+    this.fd = fd;
+    this.store = store;
+    this.options = options;
+    let shaken: (facts: TlsFacts | undefined) => void = () => {};
+    let ended: (cause: string | undefined) => void = () => {};
+    this.handshake = new Promise((resolve) => (shaken = resolve));
+    this.ended = new Promise((resolve) => (ended = resolve));
+    this.session = native().tlsServe(fd, start, {
+      ...(store.choosesByName() && { onHello: (name) => this.hello(name) }),
+      closeNotify: options.closeNotify !== false,
+      onHandshake: (facts) => {
+        clearTimeout(this.timer);
+        this.facts = facts;
+        shaken(facts);
+      },
+      onPeerEnd: (closeNotify) => this.peerEnd(closeNotify),
+      onEnd: (cause) => {
+        clearTimeout(this.timer);
+        if (!this.facts) shaken(undefined);
+        else if (cause?.startsWith("TLS: ") && !this.closedHere)
+          this.fail(`TLS session failed: ${cause.slice(5)}`);
+        ended(cause);
+      },
+    });
+    const limit = options.handshakeTimeoutMs;
+    if (limit > 0) this.timer = setTimeout(() => this.close(HANDSHAKE_TIMED_OUT, false), limit);
+  }
+
+  /** Ends the session now; `clean`: its cause is not a failure of the session. */
+  close(cause: string, clean = true): void {
+    if (clean) this.closedHere = true;
+    native().tlsClose(this.session, cause);
+  }
+
+  private fail(why: string): void {
+    this.failed = true;
+    this.onFailure(why);
+  }
+
+  /** The context for the client's name, by the store's rules (stage.ts's SNICallback). */
+  private hello(name: string | undefined): TlsContext | undefined {
+    const refuse = (text: string, reason: "no_certificate" | "other") => {
+      this.failure = new HandshakeError(`TLS handshake failed: ${text}`, reason);
+      return new Error(text);
+    };
+    if (name === undefined) {
+      if (this.store.config.fallback) return undefined;
+      throw refuse(NO_DEFAULT_CERTIFICATE, "no_certificate");
+    }
+    if (!isSniName(name)) throw refuse(BAD_SNI, "other");
+    const context = this.store.engineContextFor(name);
+    if (!context) throw refuse(`no certificate for ${name}`, "no_certificate");
+    return context;
+  }
+
+  /** The client's end (close-policy.ts): -J makes one without close_notify fatal; in TLS 1.2 a
+   * close_notify ends the whole session, the program's writes dropped for CLOSE_GRACE_MS. */
+  private peerEnd(closeNotify: boolean): boolean {
+    if (!closeNotify && this.options.enforceCloseNotify) {
+      this.fail(MISSING_CLOSE_NOTIFY);
+      this.close(MISSING_CLOSE_NOTIFY);
+      return false;
+    }
+    // As close-policy.ts: without -J, a close_notify with the FIN right behind it is taken for
+    // a bare FIN (the safe side: a reply a half-closing client waits for is never lost).
+    const endsSession =
+      closeNotify &&
+      this.facts?.version !== "TLSv1.3" &&
+      (this.options.enforceCloseNotify || socketOpen(this.fd));
+    if (!endsSession) return false;
+    const cut = setTimeout(() => this.close("the program's grace is over"), CLOSE_GRACE_MS);
+    void this.ended.then(() => clearTimeout(cut));
+    return true;
+  }
+}

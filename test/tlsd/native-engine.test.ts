@@ -1,0 +1,283 @@
+// tlsd --engine native (src/tlsd/native-session.ts): the handshake and the relay in the addon,
+// the policy of the node:tls path, with real clients (python3's ssl, openssl s_client, curl):
+// the certificate by SNI, the environment, the log lines and statuses of a failed handshake,
+// -K, the half-closes, the TLS 1.2 close_notify rule, -J, and node:tls for what the engine
+// cannot do yet (-y), each said at -v 2.
+import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import { connect } from "node:net";
+import { after, test } from "node:test";
+import { makePki } from "../helpers/certs.ts";
+import { PY_BIO, READ_TO_END } from "../helpers/py-bio.ts";
+import { BIN, ours, run } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+import type { RunningServer } from "../helpers/server.ts";
+
+const pki = makePki();
+after(() => rmSync(pki.dir, { recursive: true, force: true }));
+const a = pki.server("a", ["a.test", "localhost"]);
+const b = pki.server("b", ["b.test"]);
+const wild = pki.server("wild", ["*.w.test"]);
+const env = {
+  PATH: `${BIN}:/usr/bin:/bin`,
+  CERTFILE: a.cert,
+  KEYFILE: a.key,
+  "CERTFILE:b.test": b.cert,
+  "KEYFILE:b.test": b.key,
+  "CERTFILE:*.w.test": wild.cert,
+  "KEYFILE:*.w.test": wild.key,
+};
+const STATUS_98 = 98 << 8;
+
+async function withTlsd(
+  flags: readonly string[],
+  program: readonly string[],
+  check: (s: RunningServer) => Promise<void>,
+) {
+  const s = await startServer(
+    ours("tcpserver"),
+    [
+      "-v",
+      "-RHl0",
+      "127.0.0.1",
+      "0",
+      "tlsd",
+      "--engine",
+      "native",
+      "-v",
+      "2",
+      ...flags,
+      ...program,
+    ],
+    { env },
+  );
+  try {
+    await check(s);
+  } finally {
+    await s.stop();
+  }
+}
+
+/** python3: a client for `name` in `version` with `alpn`, that sends a line, half-closes TCP
+ * (or sends close_notify alone, `notify`), and prints what it read and how that ended. */
+function pyClient(
+  port: number,
+  name: string,
+  options: { version?: "TLSv1_2" | "TLSv1_3"; alpn?: string[]; end?: "fin" | "notify" } = {},
+) {
+  const script = `${PY_BIO}${READ_TO_END}
+ctx = ssl.create_default_context(cafile=${JSON.stringify(pki.ca.cert)})
+${options.version ? `ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.${options.version}` : ""}
+${options.alpn ? `ctx.set_alpn_protocols(${JSON.stringify(options.alpn)})` : ""}
+raw = socket.create_connection(("127.0.0.1", ${port}))
+raw.settimeout(30)
+tls = ctx.wrap_bio(inc, out, server_hostname=${JSON.stringify(name)})
+handshake()
+tls.write(b"hello\\n")
+flush()
+if ${JSON.stringify(options.end ?? "fin")} == "fin":
+    raw.shutdown(socket.SHUT_WR)
+else:
+    send_close_notify()
+got, how = read_to_end()
+sys.stdout.write(got.decode() + "end: " + how + "\\n")
+`;
+  return run("python3", ["-c", script], { timeoutMs: 40_000 });
+}
+
+const SHOW_ENV = [
+  "sh",
+  "-c",
+  'read line; echo "got $line"; env | grep -E "^(SSL_|CERTFILE|UCSPI_TLS_ENGINE)" | sort',
+];
+
+test("the engine serves: SNI picks the pair (name, wildcard, default), the program's environment is node:tls's", async () => {
+  await withTlsd(["-k", "1", "--alpn", "h2,http/1.1"], SHOW_ENV, async (s) => {
+    const named = await pyClient(s.port, "b.test", { alpn: ["http/1.1"] });
+    assert.equal(named.stderr, "");
+    assert.equal(
+      named.stdout,
+      [
+        "got hello",
+        "SSL_ALPN_PROTOCOL=http/1.1",
+        "SSL_CIPHER=TLS_AES_256_GCM_SHA384",
+        "SSL_PROTOCOL=TLSv1.3",
+        "SSL_TLS_SNI_SERVERNAME=b.test",
+        "end: close_notify",
+        "",
+      ].join("\n"),
+    );
+    // The client checks the name against the certificate: each got its own.
+    const wildcard = await pyClient(s.port, "x.w.test", { version: "TLSv1_2" });
+    assert.match(wildcard.stdout, /^SSL_CIPHER=ECDHE-ECDSA-AES256-GCM-SHA384$/m);
+    assert.match(wildcard.stdout, /^SSL_PROTOCOL=TLSv1\.2$/m);
+    assert.match(wildcard.stdout, /^SSL_TLS_SNI_SERVERNAME=x\.w\.test$/m);
+    const fallback = await pyClient(s.port, "localhost");
+    assert.match(fallback.stdout, /^got hello$/m);
+    assert.doesNotMatch(fallback.stdout, /ALPN/);
+    await s.waitForLog(/^tcpserver: end /, 3);
+    assert.equal(s.log().match(/^tlsd: info: native TLS engine$/gm)?.length, 3);
+    assert.doesNotMatch(s.log(), /node:tls|fatal/);
+  });
+});
+
+test("curl over the engine: an HTTP exchange, and -k 2 refuses a name it has no pair for", async () => {
+  const http = [
+    "sh",
+    "-c",
+    'read request; printf "HTTP/1.0 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n"',
+  ];
+  await withTlsd(["-k", "2"], http, async (s) => {
+    const ok = await run("curl", [
+      ...["-sS", "--cacert", pki.ca.cert, "--resolve", `b.test:${s.port}:127.0.0.1`],
+      `https://b.test:${s.port}/`,
+    ]);
+    assert.equal(ok.stdout, "ok\n");
+    const refused = await run("curl", [
+      ...["-sS", "-k", "--resolve", `c.test:${s.port}:127.0.0.1`],
+      `https://c.test:${s.port}/`,
+    ]);
+    assert.notEqual(refused.code, 0);
+    await s.waitForLog(/^tcpserver: end /, 2);
+    assert.match(
+      s.log(),
+      /^tlsd: fatal: 127\.0\.0\.1: TLS handshake failed: no certificate for c\.test$/m,
+    );
+    assert.match(s.log(), new RegExp(`^tcpserver: end \\d+ status ${STATUS_98}$`, "m"));
+  });
+});
+
+test("a failed handshake: node:tls's line and status 98 (not TLS, TLS 1.1, a client that leaves)", async () => {
+  await withTlsd([], ["cat"], async (s) => {
+    await run("sh", [
+      "-c",
+      `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | python3 -c 'import socket,sys; c=socket.create_connection(("127.0.0.1", ${s.port})); c.sendall(sys.stdin.buffer.read()); c.recv(100)'`,
+    ]);
+    await run("openssl", ["s_client", "-tls1_1", "-connect", `127.0.0.1:${s.port}`], {
+      input: "",
+    });
+    const leaving = connect(s.port, "127.0.0.1");
+    leaving.on("connect", () => leaving.end());
+    await new Promise((resolve) => leaving.on("close", resolve));
+    await s.waitForLog(/^tcpserver: end /, 3);
+    const fatal = s.log().match(/^tlsd: fatal: .*$/gm);
+    assert.deepEqual(fatal, [
+      "tlsd: fatal: 127.0.0.1: TLS handshake failed: http request",
+      "tlsd: fatal: 127.0.0.1: TLS handshake failed: unsupported protocol",
+      "tlsd: fatal: 127.0.0.1: TLS handshake failed: connection closed",
+    ]);
+    assert.equal(s.log().match(new RegExp(`status ${STATUS_98}$`, "gm"))?.length, 3);
+  });
+});
+
+test("-K: a client that says nothing is cut off after the handshake timeout, status 98", async () => {
+  await withTlsd(["-K", "300"], ["cat"], async (s) => {
+    const silent = connect(s.port, "127.0.0.1");
+    silent.on("error", () => {});
+    await s.waitForLog(/^tcpserver: end /, 1);
+    assert.match(s.log(), /^tlsd: fatal: 127\.0\.0\.1: handshake timed out$/m);
+    assert.match(s.log(), new RegExp(`^tcpserver: end \\d+ status ${STATUS_98}$`, "m"));
+    silent.destroy();
+  });
+});
+
+const REPLY_AFTER_EOF = ["sh", "-c", "cat; echo reply-after-eof; exit 3"];
+
+test("half-closes: the client's FIN (1.2, 1.3) or close_notify (1.3) is the program's EOF; its reply still goes out, and its status is the connection's", async () => {
+  await withTlsd([], REPLY_AFTER_EOF, async (s) => {
+    for (const [version, end] of [
+      ["TLSv1_2", "fin"],
+      ["TLSv1_3", "fin"],
+      ["TLSv1_3", "notify"],
+    ] as const) {
+      const r = await pyClient(s.port, "localhost", { version, end });
+      assert.equal(r.stdout, "hello\nreply-after-eof\nend: close_notify\n", `${version} ${end}`);
+    }
+    await s.waitForLog(/^tcpserver: end /, 3);
+    assert.equal(s.log().match(new RegExp(`status ${3 << 8}$`, "gm"))?.length, 3);
+    assert.doesNotMatch(s.log(), /fatal/);
+  });
+});
+
+test("TLS 1.2: the client's close_notify ends the whole session; -s still answers it with one", async () => {
+  for (const flags of [[], ["-s"]]) {
+    await withTlsd(flags, REPLY_AFTER_EOF, async (s) => {
+      const r = await pyClient(s.port, "localhost", { version: "TLSv1_2", end: "notify" });
+      assert.equal(r.stdout, "hello\nend: close_notify\n");
+      await s.waitForLog(/^tcpserver: end /, 1);
+      assert.match(s.log(), new RegExp(`^tcpserver: end \\d+ status ${3 << 8}$`, "m"));
+      assert.doesNotMatch(s.log(), /fatal/);
+    });
+  }
+});
+
+test("-J: a client's FIN without close_notify is fatal (98), its close_notify is not", async () => {
+  await withTlsd(["-J"], REPLY_AFTER_EOF, async (s) => {
+    await pyClient(s.port, "localhost", { end: "fin" });
+    await s.waitForLog(/^tcpserver: end /, 1);
+    assert.match(
+      s.log(),
+      /^tlsd: fatal: 127\.0\.0\.1: remote closed connection without a close_notify$/m,
+    );
+    assert.match(s.log(), new RegExp(`^tcpserver: end \\d+ status ${STATUS_98}$`, "m"));
+    const r = await pyClient(s.port, "localhost", { end: "notify" });
+    assert.equal(r.stdout, "hello\nreply-after-eof\nend: close_notify\n");
+    await s.waitForLog(/^tcpserver: end /, 2);
+    assert.match(s.log(), new RegExp(`^tcpserver: end \\d+ status ${3 << 8}$`, "m"));
+  });
+});
+
+test("-y: node:tls serves (client certificates are not the engine's yet), and -v 2 says why", async () => {
+  const s = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-v", "-RHl0", "127.0.0.1", "0", "tlsd", "--engine", "native", "-v", "2", "-y"],
+      ...["sh", "-c", "echo $SSL_PEER_CERT_SUBJECT"],
+    ],
+    { env: { ...env, CAFILE: pki.ca.cert } },
+  );
+  try {
+    const client = pki.client("alice");
+    const r = await run("openssl", [
+      ...["s_client", "-quiet", "-connect", `127.0.0.1:${s.port}`, "-servername", "localhost"],
+      ...["-cert", client.cert, "-key", client.key],
+    ]);
+    assert.match(r.stdout, /CN=alice/);
+    await s.waitForLog(/^tcpserver: end /, 1);
+    assert.match(
+      s.log(),
+      /^tlsd: info: node:tls, not the native engine: client certificates \(-Y, -y\)$/m,
+    );
+  } finally {
+    await s.stop();
+  }
+});
+
+test("UCSPI_TLS_ENGINE=native in tlsd's environment chooses the engine; --engine node wins over it, and the program never sees it", async () => {
+  for (const [flags, line] of [
+    [[], "tlsd: info: native TLS engine"],
+    [["--engine", "node"], undefined],
+  ] as const) {
+    const s = await startServer(
+      ours("tcpserver"),
+      ["-v", "-RHl0", "127.0.0.1", "0", "tlsd", "-v", "2", ...flags, ...SHOW_ENV],
+      { env: { ...env, UCSPI_TLS_ENGINE: "native" } },
+    );
+    try {
+      const r = await pyClient(s.port, "localhost");
+      assert.match(r.stdout, /^got hello$/m);
+      assert.doesNotMatch(r.stdout, /UCSPI_TLS_ENGINE|CERTFILE/);
+      await s.waitForLog(/^tcpserver: end /, 1);
+      if (line) assert.ok(s.log().includes(`${line}\n`), s.log());
+      else assert.doesNotMatch(s.log(), /engine/);
+    } finally {
+      await s.stop();
+    }
+  }
+});
+
+test("--engine takes node or native, nothing else", async () => {
+  const r = await run(ours("tlsd"), ["--engine", "openssl", "cat"], { env });
+  assert.equal(r.code, 100);
+  assert.match(r.stderr, /^tlsd: --engine is node or native, not 'openssl'$/m);
+});
