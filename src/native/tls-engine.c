@@ -560,6 +560,13 @@ static int pump(session_t *s) {
     s->pin = 0;
     if (!s->down_eof && s->down_len == 0) {
       n = recv(s->pfd, s->down, TLS_BUF, 0);
+      if (n < 0 && errno == ECONNRESET) {
+        /* A socketpair has no reset: the program closed its end with bytes of ours unread
+         * (it answered without reading, `echo`). That is its end: a close_notify follows. */
+        n = 0;
+        s->up_drop = 1;
+        s->up_len = 0;
+      }
       if ((r = plain_outcome(s, n, &s->pin)) < 0) return -1;
       if (r > 0) {
         s->down_len = (int)n;

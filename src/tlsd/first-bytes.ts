@@ -65,30 +65,42 @@ export function examine(bytes: Buffer): true | number {
 }
 
 /** The same look for the native engine, which takes the socket as it is: a peek (MSG_PEEK)
- * once bytes are there, waited for at most `limitMs` (0: no limit). A signature cut short in
- * the first segment is left to the handshake, which calls it "wrong version number". */
+ * once bytes are there, waited for at most `limitMs` (0: no limit); a signature cut short is
+ * waited for whole (SO_RCVLOWAT), as the stream's look does. */
 export function peekFirstBytes(fd: number, limitMs: number): Promise<FirstBytes> {
   const n = native();
   return new Promise((resolve) => {
+    let wait = 0;
+    const done = (first: FirstBytes) => {
+      clearTimeout(timer);
+      n.rcvLowat(fd, 1);
+      resolve(first);
+    };
     const timer =
       limitMs > 0
         ? setTimeout(() => {
             n.cancelWait(fd, wait);
-            resolve({ kind: "silent" });
+            done({ kind: "silent" });
           }, limitMs)
         : undefined;
-    const wait = n.whenReadable(fd, () => {
-      clearTimeout(timer);
-      let bytes: Buffer | null | undefined;
-      try {
-        bytes = n.recv(fd, PROXY_V2_SIGNATURE.length, false);
-      } catch (error) {
-        return resolve(closed(causeText(error)));
-      }
-      if (bytes === null) return resolve(closed("closed"));
-      const proxy =
-        bytes !== undefined && examine(bytes) === true && startsWithProxySignature(bytes);
-      resolve(proxy ? { kind: "proxy" } : { kind: "other" });
-    });
+    const look = () => {
+      wait = n.whenReadable(fd, (status) => {
+        let bytes: Buffer | null | undefined;
+        try {
+          bytes = n.recv(fd, PROXY_V2_SIGNATURE.length, false);
+        } catch (error) {
+          return done(closed(causeText(error)));
+        }
+        if (bytes === null) return done(closed("closed"));
+        const more = bytes === undefined ? 1 : examine(bytes);
+        if (more !== true) {
+          if (status !== 0) return done(closed("closed"));
+          n.rcvLowat(fd, more);
+          return look();
+        }
+        done(startsWithProxySignature(bytes as Buffer) ? { kind: "proxy" } : { kind: "other" });
+      });
+    };
+    look();
   });
 }

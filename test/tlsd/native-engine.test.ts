@@ -281,3 +281,31 @@ test("--engine takes node or native, nothing else", async () => {
   assert.equal(r.code, 100);
   assert.match(r.stderr, /^tlsd: --engine is node or native, not 'openssl'$/m);
 });
+
+test("a program that answers without reading what the client sent: its output, then close_notify", async () => {
+  await withTlsd([], ["echo", "hi"], async (s) => {
+    for (let i = 0; i < 5; i++) {
+      const r = await pyClient(s.port, "localhost", { end: "notify" });
+      assert.equal(r.stdout, "hi\nend: close_notify\n");
+    }
+    await s.waitForLog(/^tcpserver: end /, 5);
+    assert.doesNotMatch(s.log(), /fatal/);
+  });
+});
+
+test("the look at a first connection's bytes: a PROXY header cut inside its signature is named", async () => {
+  await withTlsd([], ["cat"], async (s) => {
+    const c = connect(s.port, "127.0.0.1");
+    c.on("error", () => {});
+    await new Promise((resolve) => c.on("connect", resolve));
+    c.write("PRO");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    c.end("XY TCP4 192.0.2.7 127.0.0.1 5555 443\r\n");
+    await s.waitForLog(/^tcpserver: end /, 1);
+    assert.match(
+      s.log(),
+      /^tlsd: fatal: 127\.0\.0\.1: got a PROXY protocol header: run tcpserver with --proxy$/m,
+    );
+    c.destroy();
+  });
+});
