@@ -312,8 +312,8 @@ static void release_callbacks(void *arg) {
 
 /* Calls a session's callback. A throw is Node's uncaught exception, as an event handler's: left
  * pending, it would make every later call into JavaScript fail (onEnd never called). */
-static void session_call(session_t *s, js_callback_t *cb, napi_value arg) {
-  js_callback_call(cb, 1, &arg);
+static void session_call(session_t *s, js_callback_t *cb, size_t argc, napi_value *argv) {
+  js_callback_call(cb, argc, argv);
   bool pending = false;
   napi_value error;
   if (napi_is_exception_pending(s->env, &pending) == napi_ok && pending &&
@@ -321,14 +321,21 @@ static void session_call(session_t *s, js_callback_t *cb, napi_value arg) {
     napi_fatal_exception(s->env, error);
 }
 
-/* The end, once: out of the set, the plaintext side told at once on a failure, onEnd. */
+/* The end, once: out of the set, the plaintext side told at once on a failure (its EOF; what
+ * it writes after stays readable, for the caller to learn that it wrote on), onEnd. */
 static void session_end(session_t *s, const char *cause) {
   if (s->state == S_ENDED) return;
+  /* What the program wrote that the client will never get: in the engine's buffer, or still
+   * in the socketpair (node:tls's path calls that "connection lost before the program was
+   * done"). */
+  int queued = 0;
+  bool unsent = s->state == S_RELAY && ((s->down_len > 0 && !s->discard) ||
+                                        (ioctl(s->pfd, FIONREAD, &queued) == 0 && queued > 0));
   s->state = S_ENDED;
   watch_change(&s->tcp, 0);
   if (s->pfd >= 0) watch_change(&s->plain, 0);
   watch_hold(-1);
-  if (cause && s->pfd >= 0) shutdown(s->pfd, SHUT_RDWR);
+  if (cause && s->pfd >= 0) shutdown(s->pfd, SHUT_WR);
   SSL_free(s->ssl);
   s->ssl = NULL;
   free(s->up);
@@ -336,12 +343,13 @@ static void session_end(session_t *s, const char *cause) {
   ERR_clear_error();
   napi_handle_scope scope;
   napi_open_handle_scope(s->env, &scope);
-  napi_value arg;
+  napi_value args[2];
   if (cause)
-    napi_create_string_utf8(s->env, cause, NAPI_AUTO_LENGTH, &arg);
+    napi_create_string_utf8(s->env, cause, NAPI_AUTO_LENGTH, &args[0]);
   else
-    napi_get_undefined(s->env, &arg);
-  session_call(s, &s->on_end, arg);
+    napi_get_undefined(s->env, &args[0]);
+  napi_get_boolean(s->env, unsent, &args[1]);
+  session_call(s, &s->on_end, 2, args);
   napi_close_handle_scope(s->env, scope);
   /* After the current pass: a later event of it may name this session's watches. */
   watch_defer(&s->freeing, release_callbacks, s);
@@ -351,8 +359,11 @@ static void session_end(session_t *s, const char *cause) {
  * once the handshake is done. */
 static void fail_ssl(session_t *s, int err, const char *phase) {
   char cause[256];
+  /* The first error of the queue is the cause, as node:tls says it ("decryption failed or
+   * bad record mac"); the last is OpenSSL's summary ("record layer failure"). */
+  const char *first = ERR_reason_error_string(ERR_peek_error());
   if (err == SSL_ERROR_SSL)
-    snprintf(cause, sizeof cause, "%s: %s", phase, ssl_reason("protocol error"));
+    snprintf(cause, sizeof cause, "%s: %s", phase, first ? first : "protocol error");
   else if (err == SSL_ERROR_SYSCALL && errno != 0)
     snprintf(cause, sizeof cause, "%s: %s", s->state == S_HANDSHAKE ? phase : "client",
              strerror(errno));
@@ -650,7 +661,7 @@ static void step(session_t *s) {
         napi_handle_scope scope;
         napi_open_handle_scope(s->env, &scope);
         napi_value facts = facts_of(s);
-        session_call(s, &s->on_handshake, facts); /* it may call tlsRelay or tlsClose */
+        session_call(s, &s->on_handshake, 1, &facts); /* it may call tlsRelay or tlsClose */
         napi_close_handle_scope(s->env, scope);
         s->again = 1;
         continue;

@@ -44,17 +44,38 @@ const SYSTEM_ERRORS: Record<string, string> = {
   "Connection timed out": "ETIMEDOUT",
 };
 
+const CLIENT_CLOSED = "the client closed the connection";
+
+/** A system error in node:tls's path's words ("connection reset"); undefined for another. */
+function systemText(text: string): string | undefined {
+  const code = SYSTEM_ERRORS[text];
+  return code && causeText({ code });
+}
+
 /** A handshake's failure, from the engine's cause: the log line of the node:tls path
  * (session.ts's handshake) and its reason for the metrics. */
 function handshakeFailure(cause: string): HandshakeError {
   if (cause === HANDSHAKE_TIMED_OUT) return new HandshakeError(cause, "timeout");
   const text = cause.replace(/^TLS handshake failed: /, "");
-  if (text === "the client closed the connection")
+  if (text === CLIENT_CLOSED)
     return new HandshakeError("TLS handshake failed: connection closed", "closed");
-  const code = SYSTEM_ERRORS[text];
-  if (code) return new HandshakeError(`TLS handshake failed: ${causeText({ code })}`, "closed");
+  const system = systemText(text);
+  if (system) return new HandshakeError(`TLS handshake failed: ${system}`, "closed");
   return new HandshakeError(`TLS handshake failed: ${text}`, reasonOfText(text) ?? "other");
 }
+
+/** What a running session's end with `cause` was (session.ts's runOverSession): a TLS error
+ * (logged), the client lost (logged if the program has written, or writes, what it will never
+ * get), or neither. */
+function endOf(cause: string): { tls: string } | { lost: string } | undefined {
+  if (cause === `TLS: ${CLIENT_CLOSED}`) return { lost: "the peer closed it" };
+  if (cause.startsWith("TLS: ")) return { tls: `TLS session failed: ${cause.slice(5)}` };
+  if (!cause.startsWith("client: ")) return undefined;
+  const text = cause.slice(8);
+  return { lost: systemText(text) ?? text };
+}
+
+const LOST = "connection lost before the program was done";
 
 /** The handshake, then the program over the session: the stage's status. `failed` is told of
  * a handshake that failed (metrics, suspects). */
@@ -88,7 +109,7 @@ export async function runNative(
   const env = programEnv(ctx.env, options, engineFacts(facts, options));
   s.onFailure = (why) => ctx.log(`${fatal}${why}\n`);
   const [ours, theirs] = n.socketPair();
-  n.tlsRelay(s.session, ours);
+  s.relay(ours);
   const next: Connection = {
     fd: theirs,
     reset: () => {
@@ -116,7 +137,7 @@ export async function runNative(
     const goodbye = setTimeout(() => s.close("goodbye"), CLOSE_GRACE_MS);
     await s.ended;
     clearTimeout(goodbye);
-    n.close(ours);
+    s.closePlain();
   }
   return s.failed ? exitStatus(EXIT_TLS) : status;
 }
@@ -138,6 +159,8 @@ class EngineSession {
   /** tlsClose was ours: its cause is no failure. */
   private closedHere = false;
   private timer: NodeJS.Timeout | undefined;
+  private plain: number | undefined;
+  private plainWait: number | undefined;
 
   private readonly fd: number;
   private readonly store: CertStore;
@@ -160,11 +183,10 @@ class EngineSession {
         shaken(facts);
       },
       onPeerEnd: (closeNotify) => this.peerEnd(closeNotify),
-      onEnd: (cause) => {
+      onEnd: (cause, unsent) => {
         clearTimeout(this.timer);
         if (!this.facts) shaken(undefined);
-        else if (cause?.startsWith("TLS: ") && !this.closedHere)
-          this.fail(`TLS session failed: ${cause.slice(5)}`);
+        else if (cause) this.failedEnd(cause, unsent);
         ended(cause);
       },
     });
@@ -176,6 +198,45 @@ class EngineSession {
   close(cause: string, clean = true): void {
     if (clean) this.closedHere = true;
     native().tlsClose(this.session, cause);
+  }
+
+  /** The relay to the engine's end of the socketpair, `plain`. */
+  relay(plain: number): void {
+    this.plain = plain;
+    native().tlsRelay(this.session, plain);
+  }
+
+  /** Closes the engine's end of the socketpair (once): the program's next write fails. */
+  closePlain(): void {
+    const plain = this.plain;
+    if (plain === undefined) return;
+    this.plain = undefined;
+    if (this.plainWait !== undefined) native().cancelWait(plain, this.plainWait);
+    native().close(plain);
+  }
+
+  /** A session that ended with `cause` after its handshake: the program has read its EOF. A
+   * client lost while the program had nothing unsent is a failure only if it writes again
+   * before its end (node:tls's path learns it so: the program's write fails); else the
+   * program's end of the socketpair closes now, and its next write fails. */
+  private failedEnd(cause: string, unsent: boolean): void {
+    const end = this.closedHere ? undefined : endOf(cause);
+    if (end && "tls" in end) this.fail(end.tls);
+    if (end && "lost" in end && unsent) this.fail(`${LOST}: ${end.lost}`);
+    const plain = this.plain;
+    if (!end || !("lost" in end) || unsent || plain === undefined) return this.closePlain();
+    const n = native();
+    this.plainWait = n.whenReadable(plain, () => {
+      this.plainWait = undefined;
+      let wrote = false;
+      try {
+        wrote = Boolean(n.recv(plain, 1, false));
+      } catch {
+        // Gone as well.
+      }
+      if (wrote) this.fail(`${LOST}: ${end.lost}`);
+      this.closePlain();
+    });
   }
 
   private fail(why: string): void {

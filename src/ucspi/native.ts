@@ -173,8 +173,10 @@ export interface TlsCallbacks {
    * null to refuse the name (an unrecognized_name alert; a throw's message is the cause). */
   onHello?: (serverName: string | undefined) => TlsContext | null | undefined;
   onHandshake: (facts: TlsFacts) => void;
-  /** Once: undefined when both directions ended cleanly, else what went wrong. */
-  onEnd: (cause: string | undefined) => void;
+  /** Once: undefined when both directions ended cleanly, else what went wrong; `unsent`: the
+   * program had written bytes that will never reach the client (in the relay's buffer, or
+   * still in the socketpair). */
+  onEnd: (cause: string | undefined, unsent: boolean) => void;
   /** The client's end has been read (`closeNotify`: it was a close_notify, not a bare FIN):
    * true ends the whole session, our close_notify then FIN, and what the program still
    * writes is dropped until it ends (or tlsClose); false passes it on as a half-close. It may

@@ -4,8 +4,9 @@
 // -K, the half-closes, the TLS 1.2 close_notify rule, -J, and node:tls for what the engine
 // cannot do yet (-y), each said at -v 2.
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { connect } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { PY_BIO, READ_TO_END } from "../helpers/py-bio.ts";
@@ -307,5 +308,61 @@ test("the look at a first connection's bytes: a PROXY header cut inside its sign
       /^tlsd: fatal: 127\.0\.0\.1: got a PROXY protocol header: run tcpserver with --proxy$/m,
     );
     c.destroy();
+  });
+});
+
+test("a client that leaves while the program writes: one line, status 98, and the program learns it (EPIPE)", async () => {
+  for (let i = 0; i < 3; i++) {
+    await withTlsd([], ["sh", "-c", "yes; echo yes-ended >&2"], async (s) => {
+      const client = tlsConnect({
+        port: s.port,
+        host: "127.0.0.1",
+        ca: readFileSync(pki.ca.cert),
+        servername: "localhost",
+      });
+      client.on("error", () => {});
+      let got = 0;
+      await new Promise<void>((resolve) =>
+        client.on("data", (bytes: Buffer) => {
+          got += bytes.length;
+          if (got > 100_000) resolve();
+        }),
+      );
+      // Gone with bytes unread: the kernel resets the connection.
+      client.destroy();
+      await s.waitForLog(/^tcpserver: end /, 1);
+      assert.match(
+        s.log(),
+        /^tlsd: fatal: 127\.0\.0\.1: connection lost before the program was done: (connection reset|broken pipe)$/m,
+      );
+      assert.match(s.log(), /^yes-ended$/m);
+      assert.match(s.log(), new RegExp(`^tcpserver: end \\d+ status ${STATUS_98}$`, "m"));
+    });
+  }
+});
+
+test("a forged record after the handshake: OpenSSL's first reason (node:tls's words), status 98", async () => {
+  await withTlsd([], ["cat"], async (s) => {
+    const script = `${PY_BIO}
+ctx = ssl.create_default_context(cafile=${JSON.stringify(pki.ca.cert)})
+raw = socket.create_connection(("127.0.0.1", ${s.port}))
+raw.settimeout(30)
+tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+handshake()
+flush()
+forge()
+try:
+    while raw.recv(65536):
+        pass
+except ConnectionResetError:
+    pass
+`;
+    await run("python3", ["-c", script], { timeoutMs: 40_000 });
+    await s.waitForLog(/^tcpserver: end /, 1);
+    assert.match(
+      s.log(),
+      /^tlsd: fatal: 127\.0\.0\.1: TLS session failed: decryption failed or bad record mac$/m,
+    );
+    assert.match(s.log(), new RegExp(`^tcpserver: end \\d+ status ${STATUS_98}$`, "m"));
   });
 });
