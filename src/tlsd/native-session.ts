@@ -3,6 +3,7 @@
 // has it (stage.ts, src/tls/session.ts, close-policy.ts): the certificate by the same SNI
 // rules, -K, the TLS 1.2 close_notify rule and -J, the same log lines, variables and statuses.
 // The program gets one end of a socketpair as its connection `{fd}`.
+import { writeSync } from "node:fs";
 import { exitStatus, releaseConnection } from "../ucspi/chain.ts";
 import type { Env } from "../ucspi/env.ts";
 import { causeText } from "../ucspi/errors.ts";
@@ -76,6 +77,7 @@ function endOf(cause: string): { tls: string } | { lost: string } | undefined {
 }
 
 const LOST = "connection lost before the program was done";
+const RESET_BYTE = Buffer.of(0);
 
 /** The handshake, then the program over the session: the stage's status. `failed` is told of
  * a handshake that failed (metrics, suspects). */
@@ -109,7 +111,7 @@ export async function runNative(
   const env = programEnv(ctx.env, options, engineFacts(facts, options));
   s.onFailure = (why) => ctx.log(`${fatal}${why}\n`);
   const [ours, theirs] = n.socketPair();
-  s.relay(ours);
+  s.relay(ours, theirs);
   const next: Connection = {
     fd: theirs,
     reset: () => {
@@ -124,6 +126,7 @@ export async function runNative(
       // The program has its own copy; ours would hide its end from the engine.
       onSpawn: () => {
         spawned = true;
+        s.spawned();
         n.close(theirs);
       },
     });
@@ -161,6 +164,7 @@ class EngineSession {
   private timer: NodeJS.Timeout | undefined;
   private plain: number | undefined;
   private plainWait: number | undefined;
+  private program: number | undefined;
 
   private readonly fd: number;
   private readonly store: CertStore;
@@ -200,10 +204,17 @@ class EngineSession {
     native().tlsClose(this.session, cause);
   }
 
-  /** The relay to the engine's end of the socketpair, `plain`. */
-  relay(plain: number): void {
+  /** The relay to the engine's end of the socketpair, `plain`; `program` is the other end,
+   * ours as well while a stage of this process uses it (no program spawned on it). */
+  relay(plain: number, program: number): void {
     this.plain = plain;
+    this.program = program;
     native().tlsRelay(this.session, plain);
+  }
+
+  /** A program was spawned on the socketpair: its end is no longer this process's. */
+  spawned(): void {
+    this.program = undefined;
   }
 
   /** Closes the engine's end of the socketpair (once): the program's next write fails. */
@@ -222,6 +233,9 @@ class EngineSession {
   private failedEnd(cause: string, unsent: boolean): void {
     const end = this.closedHere ? undefined : endOf(cause);
     if (end && "tls" in end) this.fail(end.tls);
+    // A stage of this process (tcpforward) says the client's loss in its own words, as it
+    // learns it: a reset of the socketpair.
+    if (end && "lost" in end && this.program !== undefined) return this.resetPair();
     if (end && "lost" in end && unsent) this.fail(`${LOST}: ${end.lost}`);
     const plain = this.plain;
     if (!end || !("lost" in end) || unsent || plain === undefined) return this.closePlain();
@@ -237,6 +251,17 @@ class EngineSession {
       if (wrote) this.fail(`${LOST}: ${end.lost}`);
       this.closePlain();
     });
+  }
+
+  /** A socketpair has no reset of its own; one end closed with bytes unread in it is one for
+   * the other end (ECONNRESET): a byte sent from the program's end, then ours closed. */
+  private resetPair(): void {
+    try {
+      writeSync(this.program as number, RESET_BYTE);
+    } catch {
+      // Its buffer is full: there are unread bytes already.
+    }
+    this.closePlain();
   }
 
   private fail(why: string): void {

@@ -5,7 +5,7 @@
 // cannot do yet (-y), each said at -v 2.
 import assert from "node:assert/strict";
 import { readFileSync, rmSync } from "node:fs";
-import { connect } from "node:net";
+import { connect, createServer } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
@@ -365,4 +365,36 @@ except ConnectionResetError:
     );
     assert.match(s.log(), new RegExp(`^tcpserver: end \\d+ status ${STATUS_98}$`, "m"));
   });
+});
+
+test("tcpforward after the engine: a client's reset reaches the service's connection (tcpforward says so, the service's connection ends)", async () => {
+  const ends: string[] = [];
+  const service = createServer((socket) => {
+    socket.write("hello from the service\n");
+    socket.resume();
+    socket.on("error", () => ends.push("error"));
+    socket.on("close", () => ends.push("close"));
+  });
+  await new Promise<void>((resolve) => service.listen(0, "127.0.0.1", resolve));
+  const servicePort = String((service.address() as { port: number }).port);
+  try {
+    await withTlsd([], ["tcpforward", "127.0.0.1", servicePort], async (s) => {
+      const tcp = connect(s.port, "127.0.0.1");
+      const client = tlsConnect({
+        socket: tcp,
+        servername: "localhost",
+        ca: [readFileSync(pki.ca.cert)],
+      });
+      client.on("error", () => {});
+      await new Promise((resolve) => client.once("data", resolve));
+      tcp.resetAndDestroy();
+      await s.waitForLog(
+        /^tcpforward: fatal: 127\.0\.0\.1: the client's connection broke: connection reset$/,
+      );
+      await s.waitForLog(/^tcpserver: end /, 1);
+      while (!ends.includes("close")) await new Promise((resolve) => setTimeout(resolve, 20));
+    });
+  } finally {
+    service.close();
+  }
 });
