@@ -310,17 +310,6 @@ static void release_callbacks(void *arg) {
   session_unref(s);
 }
 
-/* Calls a session's callback. A throw is Node's uncaught exception, as an event handler's: left
- * pending, it would make every later call into JavaScript fail (onEnd never called). */
-static void session_call(session_t *s, js_callback_t *cb, size_t argc, napi_value *argv) {
-  js_callback_call(cb, argc, argv);
-  bool pending = false;
-  napi_value error;
-  if (napi_is_exception_pending(s->env, &pending) == napi_ok && pending &&
-      napi_get_and_clear_last_exception(s->env, &error) == napi_ok)
-    napi_fatal_exception(s->env, error);
-}
-
 /* The end, once: out of the set, the plaintext side told at once on a failure (its EOF; what
  * it writes after stays readable, for the caller to learn that it wrote on), onEnd. */
 static void session_end(session_t *s, const char *cause) {
@@ -349,7 +338,7 @@ static void session_end(session_t *s, const char *cause) {
   else
     napi_get_undefined(s->env, &args[0]);
   napi_get_boolean(s->env, unsent, &args[1]);
-  session_call(s, &s->on_end, 2, args);
+  js_callback_call(&s->on_end, 2, args);
   napi_close_handle_scope(s->env, scope);
   /* After the current pass: a later event of it may name this session's watches. */
   watch_defer(&s->freeing, release_callbacks, s);
@@ -661,7 +650,7 @@ static void step(session_t *s) {
         napi_handle_scope scope;
         napi_open_handle_scope(s->env, &scope);
         napi_value facts = facts_of(s);
-        session_call(s, &s->on_handshake, 1, &facts); /* it may call tlsRelay or tlsClose */
+        js_callback_call(&s->on_handshake, 1, &facts); /* it may call tlsRelay or tlsClose */
         napi_close_handle_scope(s->env, scope);
         s->again = 1;
         continue;
