@@ -8,6 +8,7 @@
 //              --transparent } (TLS: the service has none), as tls-everywhere runs it;
 //   ours-tlsd  client → :9443, `tcpserver tlsd tcpforward 10.77.0.1 8080` (no interception:
 //              what the TLS path costs without it);
+//   ours-tlsd-native  the same on :9444 with `tlsd --engine native` (docs/dev/native-tls.md);
 //   haproxy    client → service:8083 (TLS) or 8085 (plaintext), TPROXY → haproxy `bind ...
 //              transparent [ssl]` and `source 0.0.0.0 usesrc clientip` to the service on 8084.
 // Connections/s (plaintext, c=16), full TLS handshakes/s (ECDSA P-256, c=16) and 1 GiB down,
@@ -160,6 +161,15 @@ start(
   ["-RHl0", ...limits, lab.serverIp, "9443", "tlsd", "tcpforward", lab.serverIp, "8080"],
   env,
 );
+start(
+  "ours-tlsd-native",
+  join(bin, "tcpserver"),
+  [
+    ...["-RHl0", ...limits, lab.serverIp, "9444", "tlsd", "--engine", "native"],
+    ...["tcpforward", lab.serverIp, "8080"],
+  ],
+  env,
+);
 const haproxyConfig = join(tmp, "haproxy.cfg");
 writeFileSync(
   haproxyConfig,
@@ -282,6 +292,7 @@ const workloads = [
     ref: "ours-tlsd",
     runs: {
       "ours-tlsd": () => conn(9443, true),
+      "ours-tlsd-native": () => conn(9444, true),
       ours: () => conn(8081, true),
       haproxy: () => conn(8083, true),
     },
@@ -302,6 +313,7 @@ const workloads = [
     ref: "ours-tlsd",
     runs: {
       "ours-tlsd": () => bulk(9443, true),
+      "ours-tlsd-native": () => bulk(9444, true),
       ours: () => bulk(8081, true),
       haproxy: () => bulk(8083, true),
     },
