@@ -206,7 +206,14 @@ if (check) {
 } else {
   writeFileSync(readme, updated);
   mkdirSync(published, { recursive: true });
-  for (const f of readdirSync(published)) if (!used.has(f)) rmSync(join(published, f));
+  // Only what a table is made from is replaced: a file published by hand and linked from the
+  // README (the tlsfuzzer report) stays.
+  const madeHere = (f) =>
+    /^machine-\d{8}-\d{6}\.json$/.test(f) ||
+    Object.values(harness).some((part) => f.endsWith(`-${part.file}.jsonl`)) ||
+    Object.values(own).some((part) => part.pattern.test(f));
+  for (const f of readdirSync(published))
+    if (madeHere(f) && !used.has(f)) rmSync(join(published, f));
   for (const f of used)
     if (pathOf(f) !== join(published, f)) copyFileSync(pathOf(f), join(published, f));
   console.log(
