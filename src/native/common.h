@@ -42,6 +42,7 @@ typedef struct {
 void js_callback_init(js_callback_t *cb, napi_env env, napi_value fn, const char *name);
 /* Calls it from a libuv callback; argv must have been made inside the caller's handle scope. */
 void js_callback_call(js_callback_t *cb, size_t argc, napi_value *argv);
+void js_uncaught_if_thrown(napi_env env);
 /* Calls it with up to four numbers, in a handle scope of its own. */
 void js_callback_call_ints(js_callback_t *cb, size_t argc, const int32_t *values);
 void js_callback_free(js_callback_t *cb);

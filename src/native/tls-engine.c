@@ -482,11 +482,7 @@ static int peer_end(session_t *s) {
   bool finish = false;
   if (napi_call_function(env, recv, fn, 1, &arg, &result) == napi_ok)
     napi_get_value_bool(env, result, &finish);
-  bool pending = false;
-  napi_value error;
-  if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
-      napi_get_and_clear_last_exception(env, &error) == napi_ok)
-    napi_fatal_exception(env, error);
+  js_uncaught_if_thrown(env);
   napi_close_handle_scope(env, scope);
   return finish;
 }

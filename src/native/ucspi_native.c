@@ -195,14 +195,20 @@ void js_callback_init(js_callback_t *cb, napi_env env, napi_value fn, const char
  * every later call of ours into JavaScript fail, and the process went deaf (no accept, no exit
  * of a child told) while it ran on. */
 void js_callback_call(js_callback_t *cb, size_t argc, napi_value *argv) {
-  napi_value fn, recv, result, error;
-  bool pending = false;
+  napi_value fn, recv, result;
   napi_get_reference_value(cb->env, cb->fn, &fn);
   napi_get_global(cb->env, &recv);
   napi_make_callback(cb->env, cb->context, recv, fn, argc, argv, &result);
-  if (napi_is_exception_pending(cb->env, &pending) == napi_ok && pending &&
-      napi_get_and_clear_last_exception(cb->env, &error) == napi_ok)
-    napi_fatal_exception(cb->env, error);
+  js_uncaught_if_thrown(cb->env);
+}
+
+/* What a call into JavaScript threw, made Node's uncaught exception (see js_callback_call). */
+void js_uncaught_if_thrown(napi_env env) {
+  bool pending = false;
+  napi_value error;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+      napi_get_and_clear_last_exception(env, &error) == napi_ok)
+    napi_fatal_exception(env, error);
 }
 
 /* Calls it with numbers, in a handle scope of its own. */
