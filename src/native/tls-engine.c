@@ -12,7 +12,9 @@
  *       close_notify, and what the program still writes is dropped until it ends or tlsClose).
  *   tlsRelay(session, plainFd)          TLS <-> plainFd (one end of a socketpair), both ways,
  *       a bounded buffer per direction, half-closes passed on, a failure ends both at once.
- *   tlsClose(session, cause)            ends it now (a handshake timeout): onEnd(cause).
+ *   tlsClose(session, cause, afterPlain?) ends it now (a handshake timeout): onEnd(cause);
+ *                                       afterPlain: once what the plaintext side wrote is out
+ *                                       (a relay's peer reset), with no close_notify.
  *
  * The fds stay open: the caller closes them after onEnd, as with relay.c. */
 #include <errno.h>
@@ -60,6 +62,7 @@ typedef struct {
   int tls_closed;       /* our close_notify (or bare FIN) has gone out */
   int up_drop;          /* the program has stopped reading: what the client sends is dropped */
   char *abort_cause;    /* tlsClose's */
+  char *reset_cause;    /* tlsClose's with afterPlain: the session ends at the program's EOF */
   char *hello_cause;    /* the hello callback's refusal: the handshake's failure */
   /* TLS -> plain; the two buffers are one block, allocated by tlsRelay: a session in its
    * handshake (or one that never gets that far) costs no more than its SSL. */
@@ -292,6 +295,7 @@ static void session_unref(void *arg) {
   session_t *s = arg;
   if (--s->refs > 0) return;
   free(s->abort_cause);
+  free(s->reset_cause);
   free(s->hello_cause);
   free(s);
 }
@@ -572,6 +576,10 @@ static int pump(session_t *s) {
       }
     }
     if (s->discard) s->down_len = 0; /* the session is over: the program's words go nowhere */
+    if (s->reset_cause && s->down_eof && s->down_len == 0) {
+      session_end(s, s->reset_cause); /* what the program wrote is out; no goodbye */
+      return -1;
+    }
     s->wr_need = 0;
     if (s->down_len > 0) {
       ERR_clear_error();
@@ -800,16 +808,25 @@ napi_value tls_relay(napi_env env, napi_callback_info info) {
 }
 
 napi_value tls_close(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value args[2];
+  size_t argc = 3;
+  napi_value args[3];
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   session_t *s = argc >= 1 ? session_of(env, args[0]) : NULL;
   if (!s) {
-    napi_throw_type_error(env, NULL, "tlsClose(session, cause?)");
+    napi_throw_type_error(env, NULL, "tlsClose(session, cause?, afterPlain?)");
     return NULL;
   }
   if (s->state == S_ENDED) return NULL;
-  char *cause = argc == 2 ? get_string(env, args[1]) : NULL;
+  char *cause = argc >= 2 ? get_string(env, args[1]) : NULL;
+  bool after_plain = false;
+  if (argc == 3) napi_get_value_bool(env, args[2], &after_plain);
+  if (after_plain && s->state == S_RELAY && !s->down_eof) {
+    /* A relay's peer was reset: what the program side wrote before it still goes out. */
+    free(s->reset_cause);
+    s->reset_cause = cause ? cause : strdup("closed");
+    step(s);
+    return NULL;
+  }
   free(s->abort_cause);
   s->abort_cause = cause ? cause : strdup("closed");
   if (s->in_step) {

@@ -114,9 +114,10 @@ export async function runNative(
   s.relay(ours, theirs);
   const next: Connection = {
     fd: theirs,
+    // What the stage wrote before its peer's reset still reaches the client, then the reset.
     reset: () => {
       n.abortOnClose(fd);
-      s.close("reset");
+      s.close("reset", true, true);
     },
   };
   let spawned = false;
@@ -198,10 +199,11 @@ class EngineSession {
     if (limit > 0) this.timer = setTimeout(() => this.close(HANDSHAKE_TIMED_OUT, false), limit);
   }
 
-  /** Ends the session now; `clean`: its cause is not a failure of the session. */
-  close(cause: string, clean = true): void {
+  /** Ends the session now (`afterPlain`: once the program's words are out, see tlsClose);
+   * `clean`: its cause is not a failure of the session. */
+  close(cause: string, clean = true, afterPlain = false): void {
     if (clean) this.closedHere = true;
-    native().tlsClose(this.session, cause);
+    native().tlsClose(this.session, cause, afterPlain);
   }
 
   /** The relay to the engine's end of the socketpair, `plain`; `program` is the other end,

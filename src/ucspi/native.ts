@@ -131,8 +131,10 @@ export interface Native {
    * socketpair, left open), both ways, half-closes passed on, until both ends are done. */
   tlsRelay(session: TlsSession, plainFd: number): void;
   /** Ends the session now (a handshake timeout): onEnd(cause), before it returns unless it is
-   * called from one of the session's own callbacks. */
-  tlsClose(session: TlsSession, cause?: string): void;
+   * called from one of the session's own callbacks. `afterPlain`: once the relay has sent on
+   * what the plaintext side wrote before its EOF, and with no close_notify (a reset passed
+   * on: the stage behind lost its peer). */
+  tlsClose(session: TlsSession, cause?: string, afterPlain?: boolean): void;
   /** SIGUSR1 reaches the main thread again (Node's --disable-sigusr1 leaves it blocked). */
   unblockSigusr1(): void;
 }

@@ -317,6 +317,29 @@ test("the program's end is a close_notify then FIN (closeNotify), or a bare FIN"
   }
 });
 
+test("tlsClose after the plaintext side: what the program wrote before still goes out, then the end without close_notify", async () => {
+  let session: TlsSession | undefined;
+  const server = serve(context(pairA), {
+    started: (s) => (session = s),
+    // The stage behind lost its peer (a reset) right after its last words: both at once, in
+    // the same tick, so the engine has not read the words yet when it is told.
+    program: (plain) => {
+      plain.write("last words\n");
+      n.tlsClose(session as TlsSession, "reset", true);
+      plain.destroy();
+    },
+  });
+  try {
+    const [out, code] = await sClient(server.port, ["-tls1_3"]);
+    assert.equal(out, "last words\n");
+    // No close_notify: OpenSSL 3's s_client takes the end for a truncation.
+    assert.notEqual(code, 0);
+    assert.equal(await (await server.session(0)).ended, "reset");
+  } finally {
+    server.close();
+  }
+});
+
 test("a garbage ClientHello ends the session with a cause, and no fd is left open", async () => {
   const server = serve(context(pairA));
   try {
