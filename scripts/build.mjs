@@ -132,6 +132,7 @@ const sources = [
   "relay.c",
   "wait.c",
   "tls-engine.c",
+  "tls-verify.c",
 ].map((f) => join(nativeDir, f));
 const output = join(root, "build/ucspi_native.node");
 if (stale(output, [...sources, join(nativeDir, "common.h"), join(nativeDir, "glibc-signals.h")])) {

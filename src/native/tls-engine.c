@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "tls-verify.h"
 
 /* One TLS record's worth of plaintext per direction: SSL_read gives at most that much. */
 #define TLS_BUF 16384
@@ -264,6 +265,8 @@ napi_value tls_context(napi_env env, napi_callback_info info) {
     return throw_tls(env, ctx, "cannot use the private key (PEM)", 1);
   if (SSL_CTX_check_private_key(ctx) != 1)
     return throw_tls(env, ctx, "the private key does not match the certificate", 0);
+  const char *untrusted = tls_trust(env, ctx, args[2]);
+  if (untrusted) return throw_tls(env, ctx, untrusted, 1);
   SSL_CTX_set_tlsext_servername_callback(ctx, servername);
   napi_value handle;
   if (napi_create_external(env, ctx, ctx_finalize, NULL, &handle) != napi_ok) {
@@ -410,6 +413,7 @@ static napi_value facts_of(session_t *s) {
     OPENSSL_free(der);
     X509_free(peer);
   }
+  tls_verify_facts(env, s->ssl, facts);
   return facts;
 }
 
@@ -661,8 +665,11 @@ static void step(session_t *s) {
       }
       int e = SSL_get_error(s->ssl, r);
       if (!(s->hs_need = need_of(e))) {
+        char refused[256];
         if (s->hello_cause)
           session_end(s, s->hello_cause);
+        else if (tls_verify_refusal(s->ssl, refused, sizeof refused))
+          session_end(s, refused);
         else
           fail_ssl(s, e, "TLS handshake failed");
         break;
@@ -751,6 +758,7 @@ napi_value tls_serve(napi_env env, napi_callback_info info) {
   SSL_set_fd(s->ssl, fd);
   SSL_set_accept_state(s->ssl);
   SSL_set_app_data(s->ssl, s);
+  tls_verify_mode(env, s->ssl, args[2]);
   s->tcp = (watch_t){.fd = fd, .owner = s, .index = 0, .ready = session_event};
   s->plain = (watch_t){.fd = -1, .owner = s, .index = 1, .ready = session_event};
   /* The ClientHello is rarely there yet: wait for it rather than read EAGAIN first. */

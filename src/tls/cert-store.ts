@@ -416,7 +416,7 @@ export class CertStore {
         // chain needs its list, as for nginx's ssl_crl.
         ...(crl ? { crl } : {}),
       });
-      if (this.engine) engine = this.engineContext(cert, key);
+      if (this.engine) engine = this.engineContext(cert, key, caCerts, crl);
     } catch (error) {
       if (error instanceof FatalError) throw error;
       if (crl && this.crl) checkRevocationLists(crl, this.crl.file);
@@ -433,7 +433,12 @@ export class CertStore {
   }
 
   /** protocol.ts's settings, as the engine takes them (the TLS 1.2 suites, the groups). */
-  private engineContext(cert: Buffer, key: Buffer): TlsContext {
+  private engineContext(
+    cert: Buffer,
+    key: Buffer,
+    ca: Buffer[] | undefined,
+    crl: string[] | undefined,
+  ): TlsContext {
     const alpn = this.engine?.alpn;
     return native().tlsContext(cert, key, {
       ciphers: protocolOptions(this.config.ciphers).ciphers,
@@ -441,6 +446,8 @@ export class CertStore {
       sessionIdContext: this.sessionIdContext,
       sessionTimeout: TICKET_LIFETIME_S,
       ...(alpn ? { alpn } : {}),
+      ...(ca ? { ca } : {}),
+      ...(crl ? { crl } : {}),
     });
   }
 }

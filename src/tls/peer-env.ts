@@ -66,18 +66,25 @@ export function peerCertificate(socket: TLSSocket): PeerCertificate {
  * `peerTrusted`: the peer's certificate verified, so it may be told as an identity. */
 export function sessionEnv(socket: TLSSocket, peerTrusted = true): [string, string | undefined][] {
   const cipher = socket.getCipher();
-  const peer = peerCertificate(socket);
-  const hasPeer = peerTrusted && peer && Object.keys(peer).length > 0 && peer.raw !== undefined;
   const servername = (socket as TLSSocket & { servername?: string | false }).servername;
   return [
     ["SSL_PROTOCOL", socket.getProtocol() ?? "unknown"],
     ["SSL_CIPHER", cipher?.name ?? ""],
     ["SSL_TLS_SNI_SERVERNAME", servername ? servername : undefined],
+    ...identityEnv(peerTrusted ? peerCertificate(socket) : undefined),
+  ];
+}
+
+/** s6's identity of the peer (SSL_PEER_CERT_HASH, SSL_PEER_CERT_SUBJECT), from its
+ * certificate as Node decodes it; unset without one (`peer` undefined, or empty). */
+function identityEnv(peer: PeerCertificate | undefined): [string, string | undefined][] {
+  const has = peer && Object.keys(peer).length > 0 && peer.raw !== undefined;
+  return [
     [
       "SSL_PEER_CERT_HASH",
-      hasPeer ? `SHA256:${createHash("sha256").update(peer.raw).digest("hex")}` : undefined,
+      has ? `SHA256:${createHash("sha256").update(peer.raw).digest("hex")}` : undefined,
     ],
-    ["SSL_PEER_CERT_SUBJECT", hasPeer ? s6Subject(peer.subject) : undefined],
+    ["SSL_PEER_CERT_SUBJECT", has ? s6Subject(peer.subject) : undefined],
   ];
 }
 
@@ -314,20 +321,26 @@ export function tlsFacts(
 }
 
 /** What the program learns of a session of the native TLS engine (src/tlsd/native-session.ts):
- * tlsFacts's s6 names and SSL_ALPN_PROTOCOL, from the facts its handshake told (no client
- * certificate is asked for on that path). */
+ * tlsFacts's s6 names and SSL_ALPN_PROTOCOL, from the facts its handshake told; the client's
+ * certificate, decoded as node:tls decodes it, when it verified (`peerTrusted`). */
 export function engineFacts(
   facts: TlsFacts,
   options: Pick<CommonTlsOptions, "alpn">,
+  peerTrusted: boolean,
 ): [string, string | undefined][] {
+  const der = peerTrusted ? facts.peerCertificateDer : undefined;
   return [
     ["SSL_PROTOCOL", facts.version],
     ["SSL_CIPHER", facts.cipher],
     ["SSL_TLS_SNI_SERVERNAME", facts.servername || undefined],
-    ["SSL_PEER_CERT_HASH", undefined],
-    ["SSL_PEER_CERT_SUBJECT", undefined],
+    ...identityEnv(der && legacyCertificate(der)),
     ["SSL_ALPN_PROTOCOL", (options.alpn && facts.alpn) || undefined],
   ];
+}
+
+/** A certificate as getPeerCertificate() gives it, from its DER. */
+function legacyCertificate(der: Buffer): PeerCertificate {
+  return new X509Certificate(der).toLegacyObject();
 }
 
 /** The facts that are present, as UTF-8 (the environment holds bytes, and a certificate's

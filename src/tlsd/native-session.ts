@@ -22,7 +22,6 @@ import type { TlsdOptions } from "./options.ts";
 /** Why no connection of this configuration can have the native engine (each then gets
  * node:tls), or undefined: what phase 3 of docs/dev/native-tls.md is to bring. */
 export function engineBlocker(options: TlsdOptions, env: Readonly<Env>): string | undefined {
-  if (options.clientCert !== "none") return "client certificates (-Y, -y)";
   if (options.delayed) return "-n";
   if (options.modSsl) return "--mod-ssl";
   if (env["TICKETFILE"] !== undefined) return "TICKETFILE";
@@ -57,6 +56,9 @@ function systemText(text: string): string | undefined {
  * (session.ts's handshake) and its reason for the metrics. */
 function handshakeFailure(cause: string): HandshakeError {
   if (cause === HANDSHAKE_TIMED_OUT) return new HandshakeError(cause, "timeout");
+  // -y: the chain was refused in the handshake (tls-verify.c), in node:tls's path's words.
+  if (cause.startsWith("client certificate refused: "))
+    return new HandshakeError(cause, "client_certificate");
   const text = cause.replace(/^TLS handshake failed: /, "");
   if (text === CLIENT_CLOSED)
     return new HandshakeError("TLS handshake failed: connection closed", "closed");
@@ -108,7 +110,8 @@ export async function runNative(
     return refuse(new HandshakeError(BAD_SNI, "other"));
   }
   engineHandshakeDone(facts);
-  const env = programEnv(ctx.env, options, engineFacts(facts, options));
+  const verdict = clientVerdict(facts, options);
+  const env = programEnv(ctx.env, options, engineFacts(facts, options, verdict === "SUCCESS"));
   s.onFailure = (why) => ctx.log(`${fatal}${why}\n`);
   const [ours, theirs] = n.socketPair();
   s.relay(ours, theirs);
@@ -144,6 +147,13 @@ export async function runNative(
     s.closePlain();
   }
   return s.failed ? exitStatus(EXIT_TLS) : status;
+}
+
+/** The client certificate's verdict as stage.ts's checkClientCertificate gives it (mod_ssl's
+ * SSL_CLIENT_VERIFY): NONE, SUCCESS or FAILED:reason. -y's refusals ended the handshake. */
+function clientVerdict(facts: TlsFacts, options: TlsdOptions): string {
+  if (options.clientCert === "none" || !facts.peerCertificateDer) return "NONE";
+  return facts.verifyError === undefined ? "SUCCESS" : `FAILED:${facts.verifyError}`;
 }
 
 /** One session of the engine and what its callbacks told. */
@@ -182,6 +192,7 @@ class EngineSession {
     this.session = native().tlsServe(fd, start, {
       ...(store.choosesByName() && { onHello: (name) => this.hello(name) }),
       closeNotify: options.closeNotify !== false,
+      ...(options.clientCert !== "none" && { clientCert: options.clientCert }),
       onHandshake: (facts) => {
         clearTimeout(this.timer);
         this.facts = facts;

@@ -156,6 +156,12 @@ export interface TlsContextOptions {
   sessionIdContext?: string;
   /** Seconds a session (ticket) may be resumed. */
   sessionTimeout?: number;
+  /** Trust anchors for client certificates (PEM, one or more each), the only ones: a session
+   * that asks for a client certificate (TlsCallbacks.clientCert) verifies its chain in the
+   * handshake (src/native/tls-verify.c). */
+  ca?: readonly Buffer[];
+  /** Revocation lists (PEM, one CRL each) for ca's chains: every CA of a chain needs one. */
+  crl?: readonly string[];
 }
 
 /** What the handshake settled. */
@@ -168,6 +174,10 @@ export interface TlsFacts {
   group?: string;
   resumed: boolean;
   peerCertificateDer?: Buffer;
+  /** A client certificate was asked for and sent, and did not verify: OpenSSL's words. */
+  verifyError?: string;
+  /** One that verified: the issuers its verification found, the trust anchor last (DER). */
+  issuersDer?: Buffer[];
 }
 
 export interface TlsCallbacks {
@@ -186,6 +196,11 @@ export interface TlsCallbacks {
   onPeerEnd?: (closeNotify: boolean) => boolean;
   /** The plaintext side's end is a close_notify, then a FIN (-S, the default); false: a FIN. */
   closeNotify?: boolean;
+  /** Ask for a client certificate (the context has `ca`): "optional" takes any chain, or none
+   * (TlsFacts.verifyError says why one did not verify); "mandatory" ends the handshake with
+   * OpenSSL's alert for none (certificate_required) or one that does not verify (unknown_ca,
+   * certificate_revoked...), its cause "client certificate refused: REASON". */
+  clientCert?: "optional" | "mandatory";
 }
 
 export const ACCEPT_NODELAY = 1;

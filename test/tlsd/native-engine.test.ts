@@ -1,10 +1,12 @@
 // tlsd --engine native (src/tlsd/native-session.ts): the handshake and the relay in the addon,
 // the policy of the node:tls path, with real clients (python3's ssl, openssl s_client, curl):
 // the certificate by SNI, the environment, the log lines and statuses of a failed handshake,
-// -K, the half-closes, the TLS 1.2 close_notify rule, -J, and node:tls for what the engine
-// cannot do yet (-y), each said at -v 2.
+// -K, the half-closes, the TLS 1.2 close_notify rule, -J, client certificates (-Y, -y), and
+// node:tls for what the engine cannot do yet (-n), said at -v 2.
 import assert from "node:assert/strict";
-import { readFileSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { connect, createServer } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { after, test } from "node:test";
@@ -228,30 +230,134 @@ test("-J: a client's FIN without close_notify is fatal (98), its close_notify is
   });
 });
 
-test("-y: node:tls serves (client certificates are not the engine's yet), and -v 2 says why", async () => {
+// Client certificates (src/native/tls-verify.c): a trusted one, one of another CA, a
+// self-signed one, one revoked by CRLFILE, a UTF-8 subject, none.
+const trusted = pki.client("trusted");
+const stranger = pki.selfSigned("stranger");
+const utf8 = pki.withSubject("utf8", "/C=FR/O=Société Générale/CN=Jürgen Ünïcødé ✓");
+const otherPki = makePki("Other CA");
+after(() => rmSync(otherPki.dir, { recursive: true, force: true }));
+const foreign = otherPki.client("foreign");
+const revoked = pki.client("revoked");
+const CRL = revocationList(revoked.cert);
+type Pair = { cert: string; key: string } | undefined;
+
+/** The CA's list with `cert` revoked (openssl ca's database, as test/tls/revocation.test.ts). */
+function revocationList(cert: string): string {
+  const conf = join(pki.dir, "ca.cnf");
+  writeFileSync(join(pki.dir, "index.txt"), "");
+  writeFileSync(join(pki.dir, "crlnumber"), "01\n");
+  writeFileSync(
+    conf,
+    `[ca]\ndefault_ca = t\n[t]\ndatabase = ${pki.dir}/index.txt\ncrlnumber = ${pki.dir}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\ncertificate = ${pki.ca.cert}\nprivate_key = ${pki.ca.key}\n`,
+  );
+  const file = join(pki.dir, "crl.pem");
+  execFileSync("openssl", ["ca", "-config", conf, "-revoke", cert], { stdio: "ignore" });
+  execFileSync("openssl", ["ca", "-config", conf, "-gencrl", "-out", file], { stdio: "ignore" });
+  return file;
+}
+
+/** tlsd on `engine` with CAFILE and CRLFILE, asking for client certificates with `flags`. */
+async function withClientCerts(
+  engine: "node" | "native",
+  flags: readonly string[],
+  program: readonly string[],
+  check: (s: RunningServer) => Promise<void>,
+) {
   const s = await startServer(
     ours("tcpserver"),
-    [
-      ...["-v", "-RHl0", "127.0.0.1", "0", "tlsd", "--engine", "native", "-v", "2", "-y"],
-      ...["sh", "-c", "echo $SSL_PEER_CERT_SUBJECT"],
-    ],
-    { env: { ...env, CAFILE: pki.ca.cert } },
+    ["-v", "-RHl0", "127.0.0.1", "0", "tlsd", "--engine", engine, "-v", "2", ...flags, ...program],
+    { env: { ...env, CAFILE: pki.ca.cert, CRLFILE: CRL } },
   );
   try {
-    const client = pki.client("alice");
-    const r = await run("openssl", [
-      ...["s_client", "-quiet", "-connect", `127.0.0.1:${s.port}`, "-servername", "localhost"],
-      ...["-cert", client.cert, "-key", client.key],
-    ]);
-    assert.match(r.stdout, /CN=alice/);
-    await s.waitForLog(/^tcpserver: end /, 1);
-    assert.match(
-      s.log(),
-      /^tlsd: info: node:tls, not the native engine: client certificates \(-Y, -y\)$/m,
-    );
+    await check(s);
   } finally {
     await s.stop();
   }
+}
+
+/** openssl s_client in `version` with this certificate (or none): what the program printed,
+ * and s_client's stderr (an alert is named there). */
+const sClient = (port: number, pair: Pair, version = "-tls1_3") =>
+  run(
+    "openssl",
+    [
+      ...["s_client", version, "-quiet", "-connect", `127.0.0.1:${port}`],
+      ...["-servername", "localhost", "-CAfile", pki.ca.cert],
+      ...(pair ? ["-cert", pair.cert, "-key", pair.key] : []),
+    ],
+    { input: "" },
+  );
+
+const IDENTITY = ["sh", "-c", 'env | grep -E "^SSL_" | sort'];
+
+test("-y on the engine: a chain it refuses gets OpenSSL's alert in the handshake (unknown_ca, certificate_revoked, certificate_required), node:tls's line and status 98; a trusted one is served", async () => {
+  await withClientCerts("native", ["-y"], IDENTITY, async (s) => {
+    const lines: string[] = [];
+    for (const version of ["-tls1_3", "-tls1_2"]) {
+      const cases: [Pair, RegExp, string][] = [
+        [
+          foreign,
+          /alert unknown ca/,
+          "client certificate refused: unable to verify the first certificate",
+        ],
+        // Every error is looked at, the last one told, as node:tls does: this one has no CRL.
+        [stranger, /alert unknown ca/, "client certificate refused: unable to get certificate CRL"],
+        [revoked, /alert certificate revoked/, "client certificate refused: certificate revoked"],
+        [
+          undefined,
+          version === "-tls1_3" ? /alert certificate required/ : /alert handshake failure/,
+          "TLS handshake failed: peer did not return a certificate",
+        ],
+      ];
+      for (const [pair, alert, line] of cases) {
+        const r = await sClient(s.port, pair, version);
+        assert.equal(r.stdout, "", version);
+        assert.match(r.stderr, alert, version);
+        lines.push(`tlsd: fatal: 127.0.0.1: ${line}`);
+      }
+      const ok = await sClient(s.port, trusted, version);
+      assert.match(ok.stdout, /^SSL_PEER_CERT_SUBJECT=C=FR, O=Test Org, CN=trusted$/m);
+    }
+    await s.waitForLog(/^tcpserver: end /, 10);
+    assert.deepEqual(s.log().match(/^tlsd: fatal: .*$/gm), lines);
+    assert.equal(s.log().match(new RegExp(`status ${STATUS_98}$`, "gm"))?.length, 8);
+    assert.doesNotMatch(s.log(), /node:tls/);
+  });
+});
+
+test("-Y and -y on the engine: the program's environment is node:tls's, byte for byte (a UTF-8 subject, a chain that does not verify, none)", async () => {
+  const seen = new Map<string, string>();
+  for (const engine of ["node", "native"] as const) {
+    for (const flag of ["-Y", "-y"]) {
+      await withClientCerts(engine, [flag], IDENTITY, async (s) => {
+        const pairs =
+          flag === "-Y" ? [trusted, utf8, stranger, revoked, undefined] : [trusted, utf8];
+        for (const [i, pair] of pairs.entries()) {
+          const { stdout } = await sClient(s.port, pair);
+          const key = `${flag} ${i}`;
+          if (engine === "node") seen.set(key, stdout);
+          else assert.equal(stdout, seen.get(key), key);
+        }
+        await s.waitForLog(/^tcpserver: end /, pairs.length);
+        if (engine === "native") assert.doesNotMatch(s.log(), /node:tls, not the native engine/);
+      });
+    }
+  }
+  // The subject is UTF-8 in the environment (the run's output is read as latin1: bytes).
+  const subject = Buffer.from("C=FR, O=Société Générale, CN=Jürgen Ünïcødé ✓").toString("latin1");
+  assert.match(seen.get("-Y 1") ?? "", new RegExp(`^SSL_PEER_CERT_SUBJECT=${subject}$`, "m"));
+  assert.match(seen.get("-Y 1") ?? "", /^SSL_PEER_CERT_HASH=SHA256:[0-9a-f]{64}$/m);
+  for (const unknown of ["-Y 2", "-Y 3", "-Y 4"])
+    assert.doesNotMatch(seen.get(unknown) ?? "", /SSL_PEER_CERT/, unknown);
+});
+
+test("-n: node:tls serves (delayed mode is not the engine's yet), and -v 2 says why", async () => {
+  await withTlsd(["-n"], ["true"], async (s) => {
+    await sClient(s.port, undefined);
+    await s.waitForLog(/^tcpserver: end /, 1);
+    assert.match(s.log(), /^tlsd: info: node:tls, not the native engine: -n$/m);
+  });
 });
 
 test("UCSPI_TLS_ENGINE=native in tlsd's environment chooses the engine; --engine node wins over it, and the program never sees it", async () => {
