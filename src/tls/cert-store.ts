@@ -347,6 +347,13 @@ export class CertStore {
     return this.loadedFor(servername)?.engine;
   }
 
+  /** The certificate (PEM chain) an engine context of this store serves (--mod-ssl's own). */
+  engineCertificate(context: TlsContext): Buffer | undefined {
+    return this.engineCertificates.get(context);
+  }
+
+  private readonly engineCertificates = new WeakMap<TlsContext, Buffer>();
+
   /** An engine context to begin a handshake with where there is no default pair (-k 2, CERTDIR
    * alone): the client's name then picks the one that serves. */
   engineStart(): TlsContext | undefined {
@@ -427,7 +434,10 @@ export class CertStore {
     }
     shareTickets(context, this.tickets);
     const loaded: Loaded = { context, cert, files, stamps: stamps.join("|") };
-    if (engine) loaded.engine = engine;
+    if (engine) {
+      loaded.engine = engine;
+      this.engineCertificates.set(engine, cert);
+    }
     this.contexts.set(name, loaded);
     return loaded;
   }

@@ -193,24 +193,50 @@ export function modSslEnv(
   peer: "CLIENT" | "SERVER",
   peerTrusted = true,
 ): [string, string | undefined][] {
+  return modSslFacts(
+    {
+      cipher: socket.getCipher()?.name ?? "",
+      resumed: socket.isSessionReused(),
+      peerChain: () => socket.getPeerCertificate(true),
+      own: () => socket.getCertificate() as PeerCertificate | undefined,
+    },
+    peer,
+    peerTrusted,
+  );
+}
+
+/** What --mod-ssl tells of a session, whichever TLS engine ran it. */
+interface ModSslSession {
+  cipher: string;
+  resumed: boolean;
+  /** The peer's certificate with its issuers (getPeerCertificate(true)); read if told. */
+  peerChain: () => DetailedPeerCertificate | PeerCertificate | undefined;
+  /** Our own certificate (getCertificate()). */
+  own: () => PeerCertificate | undefined;
+}
+
+function modSslFacts(
+  session: ModSslSession,
+  peer: "CLIENT" | "SERVER",
+  peerTrusted: boolean,
+): [string, string | undefined][] {
   const own = peer === "CLIENT" ? "SERVER" : "CLIENT";
-  const cipher = socket.getCipher() as { name?: string; secretBits?: number } | undefined;
-  const bits = keyBits(cipher?.name ?? "");
+  const bits = keyBits(session.cipher);
   const out: [string, string | undefined][] = [
     ["SSL_VERSION_INTERFACE", "ucspi-tls"],
     ["SSL_VERSION_LIBRARY", `OpenSSL ${process.versions.openssl}`],
     ["SSL_CIPHER_EXPORT", "false"],
     ["SSL_CIPHER_USEKEYSIZE", String(bits)],
     ["SSL_CIPHER_ALGKEYSIZE", String(bits)],
-    ["SSL_SESSION_RESUMED", socket.isSessionReused() ? "Resumed" : "Initial"],
+    ["SSL_SESSION_RESUMED", session.resumed ? "Resumed" : "Initial"],
   ];
-  const told = peerTrusted ? certificateEnv(`SSL_${peer}`, socket.getPeerCertificate(true)) : [];
+  const told = peerTrusted ? certificateEnv(`SSL_${peer}`, session.peerChain()) : [];
   out.push(...told);
   // Unset the rest, so that no inherited value passes for the peer's.
   const names = new Set(told.map(([name]) => name));
   for (const name of certificateNames(`SSL_${peer}`))
     if (!names.has(name)) out.push([name, undefined]);
-  out.push(...certificateEnv(`SSL_${own}`, socket.getCertificate() as PeerCertificate | undefined));
+  out.push(...certificateEnv(`SSL_${own}`, session.own()));
   return out;
 }
 
@@ -321,26 +347,49 @@ export function tlsFacts(
 }
 
 /** What the program learns of a session of the native TLS engine (src/tlsd/native-session.ts):
- * tlsFacts's s6 names and SSL_ALPN_PROTOCOL, from the facts its handshake told; the client's
- * certificate, decoded as node:tls decodes it, when it verified (`peerTrusted`). */
+ * tlsFacts's, from the facts its handshake told; the client's certificate, decoded as node:tls
+ * decodes it, when it verified (`peerTrusted`); `own`: the certificate served (PEM). */
 export function engineFacts(
   facts: TlsFacts,
-  options: Pick<CommonTlsOptions, "alpn">,
+  options: Pick<CommonTlsOptions, "alpn" | "modSsl">,
   peerTrusted: boolean,
+  own: Buffer | undefined,
 ): [string, string | undefined][] {
   const der = peerTrusted ? facts.peerCertificateDer : undefined;
-  return [
+  const out: [string, string | undefined][] = [
     ["SSL_PROTOCOL", facts.version],
     ["SSL_CIPHER", facts.cipher],
     ["SSL_TLS_SNI_SERVERNAME", facts.servername || undefined],
     ...identityEnv(der && legacyCertificate(der)),
     ["SSL_ALPN_PROTOCOL", (options.alpn && facts.alpn) || undefined],
   ];
+  if (options.modSsl)
+    out.push(
+      ...modSslFacts(
+        {
+          cipher: facts.cipher,
+          resumed: facts.resumed,
+          peerChain: () => der && withIssuers(der, facts.issuersDer ?? []),
+          own: () => own && legacyCertificate(own),
+        },
+        "CLIENT",
+        peerTrusted,
+      ),
+    );
+  return out;
 }
 
-/** A certificate as getPeerCertificate() gives it, from its DER. */
-function legacyCertificate(der: Buffer): PeerCertificate {
-  return new X509Certificate(der).toLegacyObject();
+/** A certificate as getPeerCertificate() gives it, from its DER (or PEM: the first one). */
+function legacyCertificate(certificate: Buffer): PeerCertificate {
+  return new X509Certificate(certificate).toLegacyObject();
+}
+
+/** A certificate and the issuers its verification found, as getPeerCertificate(true) links
+ * them (issuerCertificate). */
+function withIssuers(der: Buffer, issuers: readonly Buffer[]): DetailedPeerCertificate {
+  const chain = [der, ...issuers].map((c) => legacyCertificate(c) as DetailedPeerCertificate);
+  chain.forEach((c, i) => (c.issuerCertificate = chain[i + 1] ?? c));
+  return chain[0] as DetailedPeerCertificate;
 }
 
 /** The facts that are present, as UTF-8 (the environment holds bytes, and a certificate's

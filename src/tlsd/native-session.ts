@@ -23,7 +23,6 @@ import type { TlsdOptions } from "./options.ts";
  * node:tls), or undefined: what phase 3 of docs/dev/native-tls.md is to bring. */
 export function engineBlocker(options: TlsdOptions, env: Readonly<Env>): string | undefined {
   if (options.delayed) return "-n";
-  if (options.modSsl) return "--mod-ssl";
   if (env["TICKETFILE"] !== undefined) return "TICKETFILE";
   if (env["ACME_DIRECTORY"] !== undefined) return "ACME_DIRECTORY";
   return undefined;
@@ -111,7 +110,10 @@ export async function runNative(
   }
   engineHandshakeDone(facts);
   const verdict = clientVerdict(facts, options);
-  const env = programEnv(ctx.env, options, engineFacts(facts, options, verdict === "SUCCESS"));
+  const own = options.modSsl ? store.engineCertificate(s.context) : undefined;
+  const told = engineFacts(facts, options, verdict === "SUCCESS", own);
+  if (options.modSsl) told.push(["SSL_CLIENT_VERIFY", verdict]);
+  const env = programEnv(ctx.env, options, told);
   s.onFailure = (why) => ctx.log(`${fatal}${why}\n`);
   const [ours, theirs] = n.socketPair();
   s.relay(ours, theirs);
@@ -167,6 +169,8 @@ class EngineSession {
   failure: HandshakeError | undefined;
   /** A failure of the running session was logged: the status is 98. */
   failed = false;
+  /** The context that serves it: the one it began with, or onHello's. */
+  context: TlsContext;
   /** Logs a failure of the running session (set once the handshake is done). */
   onFailure: (why: string) => void = () => {};
   private facts: TlsFacts | undefined;
@@ -185,6 +189,7 @@ class EngineSession {
     this.fd = fd;
     this.store = store;
     this.options = options;
+    this.context = start;
     let shaken: (facts: TlsFacts | undefined) => void = () => {};
     let ended: (cause: string | undefined) => void = () => {};
     this.handshake = new Promise((resolve) => (shaken = resolve));
@@ -295,6 +300,7 @@ class EngineSession {
     if (!isSniName(name)) throw refuse(BAD_SNI, "other");
     const context = this.store.engineContextFor(name);
     if (!context) throw refuse(`no certificate for ${name}`, "no_certificate");
+    this.context = context;
     return context;
   }
 

@@ -276,14 +276,14 @@ async function withClientCerts(
   }
 }
 
-/** openssl s_client in `version` with this certificate (or none): what the program printed,
- * and s_client's stderr (an alert is named there). */
-const sClient = (port: number, pair: Pair, version = "-tls1_3") =>
+/** openssl s_client in `version` for `name` with this certificate (or none): what the program
+ * printed, and s_client's stderr (an alert is named there). */
+const sClient = (port: number, pair: Pair, version = "-tls1_3", name = "localhost") =>
   run(
     "openssl",
     [
       ...["s_client", version, "-quiet", "-connect", `127.0.0.1:${port}`],
-      ...["-servername", "localhost", "-CAfile", pki.ca.cert],
+      ...["-servername", name, "-CAfile", pki.ca.cert],
       ...(pair ? ["-cert", pair.cert, "-key", pair.key] : []),
     ],
     { input: "" },
@@ -350,6 +350,49 @@ test("-Y and -y on the engine: the program's environment is node:tls's, byte for
   assert.match(seen.get("-Y 1") ?? "", /^SSL_PEER_CERT_HASH=SHA256:[0-9a-f]{64}$/m);
   for (const unknown of ["-Y 2", "-Y 3", "-Y 4"])
     assert.doesNotMatch(seen.get(unknown) ?? "", /SSL_PEER_CERT/, unknown);
+});
+
+test("--mod-ssl on the engine: SSL_CLIENT_* and SSL_SERVER_* are node:tls's, byte for byte (-Y, -y, the chain, a UTF-8 subject, the certificate SNI chose)", async () => {
+  // Whole values (the certificates' PEM), but the ports, which differ from run to run.
+  const program = [
+    "sh",
+    "-c",
+    "env -0 | grep -zE '^SSL' | grep -zvE '^SSL(REMOTE|LOCAL)PORT=' | sort -z | tr '\\0' '\\n'",
+  ];
+  const seen = new Map<string, string>();
+  for (const engine of ["node", "native"] as const) {
+    for (const flag of ["-Y", "-y"]) {
+      await withClientCerts(engine, [flag, "-k", "1", "--mod-ssl"], program, async (s) => {
+        const all: [Pair, string][] = [
+          [trusted, "localhost"],
+          [utf8, "b.test"],
+          [stranger, "localhost"],
+          [undefined, "b.test"],
+        ];
+        // -y refuses the last two (the test above).
+        const runs = flag === "-Y" ? all : all.slice(0, 2);
+        for (const [i, [pair, name]] of runs.entries()) {
+          const { stdout } = await sClient(s.port, pair, "-tls1_3", name);
+          const key = `${flag} ${i}`;
+          if (engine === "node") seen.set(key, stdout);
+          else assert.equal(stdout, seen.get(key), key);
+        }
+        await s.waitForLog(/^tcpserver: end /, runs.length);
+        if (engine === "native") assert.doesNotMatch(s.log(), /node:tls, not the native engine/);
+      });
+    }
+  }
+  const trustedOut = seen.get("-y 0") ?? "";
+  assert.match(trustedOut, /^SSL_CLIENT_VERIFY=SUCCESS$/m);
+  assert.match(trustedOut, /^SSL_CLIENT_S_DN=\/C=FR\/O=Test Org\/CN=trusted$/m);
+  assert.match(trustedOut, /^SSL_CLIENT_CERT_CHAIN_0=-----BEGIN CERTIFICATE-----$/m);
+  assert.match(trustedOut, /^SSL_SERVER_S_DN_CN=a\.test$/m);
+  const cn = Buffer.from("Jürgen Ünïcødé ✓").toString("latin1");
+  assert.match(seen.get("-y 1") ?? "", new RegExp(`^SSL_CLIENT_S_DN_CN=${cn}$`, "m"));
+  assert.match(seen.get("-y 1") ?? "", /^SSL_SERVER_S_DN_CN=b\.test$/m);
+  assert.match(seen.get("-Y 2") ?? "", /^SSL_CLIENT_VERIFY=FAILED:unable to get certificate CRL$/m);
+  assert.doesNotMatch(seen.get("-Y 2") ?? "", /^SSL_CLIENT_S_DN/m);
+  assert.match(seen.get("-Y 3") ?? "", /^SSL_CLIENT_VERIFY=NONE$/m);
 });
 
 test("-n: node:tls serves (delayed mode is not the engine's yet), and -v 2 says why", async () => {
