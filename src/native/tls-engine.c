@@ -53,7 +53,9 @@ typedef struct {
   int state;
   int close_notify;     /* the program's end is a close_notify, then FIN (-S); else a FIN (-s) */
   watch_t tcp, plain;   /* the two sockets in the addon's epoll set */
-  int quiet[2];         /* a side hung up with no error: out of the set until it is wanted */
+  int quiet[3];         /* a side hung up with no error: out of the set until it is wanted */
+  int wfd;              /* the plaintext side written to: pfd, or tlsRelay's second fd (tlsd -n) */
+  watch_t plain_out;    /* wfd in the set, when it is not pfd */
   int hs_need;          /* what SSL_do_handshake waits for */
   int rd_need, wr_need; /* what SSL_read and SSL_write (or SSL_shutdown) wait for */
   int pin, pout;        /* the plaintext side: read or write would block */
@@ -330,8 +332,9 @@ static void session_end(session_t *s, const char *cause) {
   s->state = S_ENDED;
   watch_change(&s->tcp, 0);
   if (s->pfd >= 0) watch_change(&s->plain, 0);
+  if (s->wfd != s->pfd) watch_change(&s->plain_out, 0);
   watch_hold(-1);
-  if (cause && s->pfd >= 0) shutdown(s->pfd, SHUT_WR);
+  if (cause && s->wfd >= 0) shutdown(s->wfd, SHUT_WR);
   SSL_free(s->ssl);
   s->ssl = NULL;
   free(s->up);
@@ -540,7 +543,7 @@ static int pump(session_t *s) {
     }
     s->pout = 0;
     if (s->up_len > 0) {
-      n = send(s->pfd, s->up + s->up_off, (size_t)s->up_len, MSG_NOSIGNAL);
+      n = send(s->wfd, s->up + s->up_off, (size_t)s->up_len, MSG_NOSIGNAL);
       if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
         /* The program is gone, or shut its reading side: its output, and our goodbye, still
          * go out, as node:tls's session does when the program has ended. */
@@ -556,7 +559,7 @@ static int pump(session_t *s) {
       }
     }
     if (s->up_eof && s->up_len == 0 && !s->up_done) {
-      shutdown(s->pfd, SHUT_WR);
+      shutdown(s->wfd, SHUT_WR);
       s->up_done = 1;
       progress = 1;
     }
@@ -628,8 +631,11 @@ static void update_watches(session_t *s) {
   uint32_t ev = (tcp & NEED_IN ? EPOLLIN : 0) | (tcp & NEED_OUT ? EPOLLOUT : 0);
   watch_change(&s->tcp, ev ? ev : s->quiet[0] ? 0 : EPOLLERR);
   if (s->state != S_RELAY) return;
-  ev = (s->pin ? EPOLLIN : 0) | (s->pout ? EPOLLOUT : 0);
+  uint32_t out = s->pout ? EPOLLOUT : 0;
+  int split = s->wfd != s->pfd;
+  ev = (s->pin ? EPOLLIN : 0) | (split ? 0 : out);
   watch_change(&s->plain, ev ? ev : s->quiet[1] ? 0 : EPOLLERR);
+  if (split) watch_change(&s->plain_out, out ? out : s->quiet[2] ? 0 : EPOLLERR);
 }
 
 static void step(session_t *s) {
@@ -745,7 +751,7 @@ napi_value tls_serve(napi_env env, napi_callback_info info) {
   }
   s->env = env;
   s->fd = fd;
-  s->pfd = -1;
+  s->pfd = s->wfd = -1;
   s->close_notify = 1;
   bool b;
   if (napi_get_named_property(env, args[2], "closeNotify", &v) == napi_ok &&
@@ -761,6 +767,7 @@ napi_value tls_serve(napi_env env, napi_callback_info info) {
   tls_verify_mode(env, s->ssl, args[2]);
   s->tcp = (watch_t){.fd = fd, .owner = s, .index = 0, .ready = session_event};
   s->plain = (watch_t){.fd = -1, .owner = s, .index = 1, .ready = session_event};
+  s->plain_out = (watch_t){.fd = -1, .owner = s, .index = 2, .ready = session_event};
   /* The ClientHello is rarely there yet: wait for it rather than read EAGAIN first. */
   s->hs_need = NEED_IN;
   if (watch_change(&s->tcp, EPOLLIN) < 0) {
@@ -785,16 +792,23 @@ napi_value tls_serve(napi_env env, napi_callback_info info) {
 }
 
 napi_value tls_relay(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value args[2];
+  size_t argc = 3;
+  napi_value args[3];
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
-  session_t *s = argc == 2 ? session_of(env, args[0]) : NULL;
-  int32_t pfd;
+  session_t *s = argc >= 2 ? session_of(env, args[0]) : NULL;
+  int32_t pfd, wfd;
   if (!s) {
-    napi_throw_type_error(env, NULL, "tlsRelay(session, plainFd)");
+    napi_throw_type_error(env, NULL, "tlsRelay(session, plainFd, writeFd?)");
     return NULL;
   }
   if (number_arg(env, args[1], &pfd)) return NULL;
+  /* tlsd -n: the program's two pairs, one read (plainFd), one written (writeFd). */
+  napi_valuetype t = napi_undefined;
+  if (argc == 3) napi_typeof(env, args[2], &t);
+  if (t == napi_undefined)
+    wfd = pfd;
+  else if (number_arg(env, args[2], &wfd))
+    return NULL;
   if (s->state == S_ENDED) return NULL; /* onEnd has said why */
   if (s->state != S_READY) {
     napi_throw_error(env, NULL, "tlsRelay: the handshake is not done, or the relay has begun");
@@ -804,10 +818,14 @@ napi_value tls_relay(napi_env env, napi_callback_info info) {
   s->down = s->up + TLS_BUF;
   int on = 1;
   ioctl(pfd, FIONBIO, &on);
+  ioctl(wfd, FIONBIO, &on);
   s->pfd = pfd;
   s->plain.fd = pfd;
+  s->wfd = wfd;
+  s->plain_out.fd = wfd;
   s->state = S_RELAY;
-  if (watch_change(&s->plain, EPOLLERR) < 0) {
+  if (watch_change(&s->plain, EPOLLERR) < 0 ||
+      (wfd != pfd && watch_change(&s->plain_out, EPOLLERR) < 0)) {
     fail_errno(s, "plaintext side", errno);
     return NULL;
   }

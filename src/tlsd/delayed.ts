@@ -34,6 +34,7 @@ import type { TlsdOptions } from "./options.ts";
 import { programEnv } from "../tls/peer-env.ts";
 import { checkClientCertificate, serverTls, sessionFacts } from "./stage.ts";
 import { handshakeDone, handshakeFailed } from "./metrics.ts";
+import { serveOnEngine } from "./delayed-native.ts";
 
 const START = 0x79; // y
 const START_AND_TELL = 0x59; // Y
@@ -51,6 +52,7 @@ export async function runDelayed(
   ctx: StageContext,
   options: TlsdOptions,
   store: CertStore,
+  useEngine: boolean,
 ): Promise<number> {
   if (ctx.connection.fd === undefined)
     throw new FatalError("delayed mode needs the connection as one socket on fds 0/1", 111);
@@ -78,6 +80,7 @@ export async function runDelayed(
     ctx,
     options,
     store,
+    useEngine,
     ours,
     exited.then(
       () => undefined,
@@ -96,6 +99,7 @@ async function serve(
   ctx: StageContext,
   options: TlsdOptions,
   store: CertStore,
+  useEngine: boolean,
   ours: OurEnds,
   exited: Promise<void>,
 ): Promise<void> {
@@ -123,6 +127,18 @@ async function serve(
       return giveUp();
     }
     if (command === START) ours.control.destroy();
+    if (useEngine) {
+      const control = ours.control;
+      const tell =
+        command === START_AND_TELL
+          ? (facts: [string, string | undefined][]) =>
+              control.end(replyBlock(facts), () => control.destroy())
+          : undefined;
+      const fds = { toProgram: ours.toProgram, fromProgram: ours.fromProgram };
+      const taken = () => (dataFdsOpen = false);
+      if (!(await serveOnEngine(ctx, options, store, fds, tell, exited, taken))) giveUp();
+      return;
+    }
     // Only now does tlsd read the socket: what is there is the peer's handshake.
     // -n takes neither -s nor -J: the program's end is a close_notify, a bare FIN is an end.
     // A TLS 1.2 close_notify from the peer ends the session, as without -n.

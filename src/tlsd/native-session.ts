@@ -21,8 +21,7 @@ import type { TlsdOptions } from "./options.ts";
 
 /** Why no connection of this configuration can have the native engine (each then gets
  * node:tls), or undefined: what phase 3 of docs/dev/native-tls.md is to bring. */
-export function engineBlocker(options: TlsdOptions, env: Readonly<Env>): string | undefined {
-  if (options.delayed) return "-n";
+export function engineBlocker(_options: TlsdOptions, env: Readonly<Env>): string | undefined {
   if (env["TICKETFILE"] !== undefined) return "TICKETFILE";
   if (env["ACME_DIRECTORY"] !== undefined) return "ACME_DIRECTORY";
   return undefined;
@@ -53,7 +52,7 @@ function systemText(text: string): string | undefined {
 
 /** A handshake's failure, from the engine's cause: the log line of the node:tls path
  * (session.ts's handshake) and its reason for the metrics. */
-function handshakeFailure(cause: string): HandshakeError {
+export function handshakeFailure(cause: string): HandshakeError {
   if (cause === HANDSHAKE_TIMED_OUT) return new HandshakeError(cause, "timeout");
   // -y: the chain was refused in the handshake (tls-verify.c), in node:tls's path's words.
   if (cause.startsWith("client certificate refused: "))
@@ -96,9 +95,8 @@ export async function runNative(
     if (options.verbosity >= 1) ctx.log(`${fatal}${error.message}\n`);
     return exitStatus(EXIT_TLS);
   };
-  const start = store.engineContextFor(undefined) ?? store.engineStart();
-  if (!start) return refuse(new HandshakeError(`TLS handshake failed: no certificate`, "other"));
-  const s = new EngineSession(fd, start, store, options);
+  const s = startSession(fd, store, options);
+  if (!s) return refuse(new HandshakeError(NO_CERTIFICATE, "other"));
   const facts = await s.handshake;
   if (!facts) return refuse(s.failure ?? handshakeFailure((await s.ended) ?? "closed"));
   // Without a name to choose by there is no onHello: the name is looked at now (stage.ts).
@@ -109,11 +107,7 @@ export async function runNative(
     return refuse(new HandshakeError(BAD_SNI, "other"));
   }
   engineHandshakeDone(facts);
-  const verdict = clientVerdict(facts, options);
-  const own = options.modSsl ? store.engineCertificate(s.context) : undefined;
-  const told = engineFacts(facts, options, verdict === "SUCCESS", own);
-  if (options.modSsl) told.push(["SSL_CLIENT_VERIFY", verdict]);
-  const env = programEnv(ctx.env, options, told);
+  const env = programEnv(ctx.env, options, engineSessionFacts(s, facts, store, options));
   s.onFailure = (why) => ctx.log(`${fatal}${why}\n`);
   const [ours, theirs] = n.socketPair();
   s.relay(ours, theirs);
@@ -151,6 +145,33 @@ export async function runNative(
   return s.failed ? exitStatus(EXIT_TLS) : status;
 }
 
+export const NO_CERTIFICATE = "TLS handshake failed: no certificate";
+
+/** A session of the engine on `fd` with the store's default context, or its first where there
+ * is none (the client's name picks); undefined when there is no certificate at all. */
+export function startSession(
+  fd: number,
+  store: CertStore,
+  options: TlsdOptions,
+): EngineSession | undefined {
+  const start = store.engineContextFor(undefined) ?? store.engineStart();
+  return start && new EngineSession(fd, start, store, options);
+}
+
+/** What the program learns of a session (stage.ts's sessionFacts, on the engine). */
+export function engineSessionFacts(
+  s: EngineSession,
+  facts: TlsFacts,
+  store: CertStore,
+  options: TlsdOptions,
+): [string, string | undefined][] {
+  const verdict = clientVerdict(facts, options);
+  const own = options.modSsl ? store.engineCertificate(s.context) : undefined;
+  const told = engineFacts(facts, options, verdict === "SUCCESS", own);
+  if (options.modSsl) told.push(["SSL_CLIENT_VERIFY", verdict]);
+  return told;
+}
+
 /** The client certificate's verdict as stage.ts's checkClientCertificate gives it (mod_ssl's
  * SSL_CLIENT_VERIFY): NONE, SUCCESS or FAILED:reason. -y's refusals ended the handshake. */
 function clientVerdict(facts: TlsFacts, options: TlsdOptions): string {
@@ -159,7 +180,7 @@ function clientVerdict(facts: TlsFacts, options: TlsdOptions): string {
 }
 
 /** One session of the engine and what its callbacks told. */
-class EngineSession {
+export class EngineSession {
   readonly session: TlsSession;
   /** Its facts once the handshake is done; undefined when it failed. */
   readonly handshake: Promise<TlsFacts | undefined>;
@@ -223,11 +244,12 @@ class EngineSession {
   }
 
   /** The relay to the engine's end of the socketpair, `plain`; `program` is the other end,
-   * ours as well while a stage of this process uses it (no program spawned on it). */
-  relay(plain: number, program: number): void {
+   * ours as well while a stage of this process uses it (no program spawned on it). With
+   * `write` (tlsd -n's two pairs), `plain` is only read, `write` only written. */
+  relay(plain: number, program: number | undefined, write?: number): void {
     this.plain = plain;
     this.program = program;
-    native().tlsRelay(this.session, plain);
+    native().tlsRelay(this.session, plain, write);
   }
 
   /** A program was spawned on the socketpair: its end is no longer this process's. */

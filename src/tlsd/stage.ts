@@ -128,7 +128,7 @@ export const tlsdStage: Stage = {
       if (record) throw new FatalError("a resume record needs tlsd without -n", 100);
       if (ctx.env["ACME_DIRECTORY"] !== undefined)
         throw new FatalError("ACME_DIRECTORY needs tlsd without -n", 100);
-      return runDelayed(ctx, options, store);
+      return runDelayed(ctx, options, store, useEngine);
     }
     const fatal = fatalPrefix("tlsd", ctx.env);
     const client = tcpVar(ctx.env, "REMOTEIP");

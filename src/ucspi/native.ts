@@ -128,8 +128,9 @@ export interface Native {
    * loop; see TlsCallbacks. The fd stays open (the caller closes it after onEnd). */
   tlsServe(fd: number, context: TlsContext, callbacks: TlsCallbacks): TlsSession;
   /** After onHandshake: relays the session's plaintext to and from plainFd (one end of a
-   * socketpair, left open), both ways, half-closes passed on, until both ends are done. */
-  tlsRelay(session: TlsSession, plainFd: number): void;
+   * socketpair, left open), both ways, half-closes passed on, until both ends are done. With
+   * writeFd (tlsd -n's two pairs), plainFd is only read and writeFd only written. */
+  tlsRelay(session: TlsSession, plainFd: number, writeFd?: number): void;
   /** Ends the session now (a handshake timeout): onEnd(cause), before it returns unless it is
    * called from one of the session's own callbacks. `afterPlain`: once the relay has sent on
    * what the plaintext side wrote before its EOF, and with no close_notify (a reset passed

@@ -1,8 +1,8 @@
 // tlsd --engine native (src/tlsd/native-session.ts): the handshake and the relay in the addon,
 // the policy of the node:tls path, with real clients (python3's ssl, openssl s_client, curl):
 // the certificate by SNI, the environment, the log lines and statuses of a failed handshake,
-// -K, the half-closes, the TLS 1.2 close_notify rule, -J, client certificates (-Y, -y), and
-// node:tls for what the engine cannot do yet (-n), said at -v 2.
+// -K, the half-closes, the TLS 1.2 close_notify rule, -J, client certificates (-Y, -y),
+// --mod-ssl, -n, and node:tls for what the engine cannot do yet (TICKETFILE), said at -v 2.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -395,12 +395,103 @@ test("--mod-ssl on the engine: SSL_CLIENT_* and SSL_SERVER_* are node:tls's, byt
   assert.match(seen.get("-Y 3") ?? "", /^SSL_CLIENT_VERIFY=NONE$/m);
 });
 
-test("-n: node:tls serves (delayed mode is not the engine's yet), and -v 2 says why", async () => {
-  await withTlsd(["-n"], ["true"], async (s) => {
+// -n: a program that says 220, takes STARTTLS, asks for TLS with `Y`, then writes the
+// session's block (sorted) and what it read through TLS.
+const STARTTLS_APP = `
+import os, sys
+ctl, rd, wr = (int(os.environ[n]) for n in ("SSLCTLFD", "SSLREADFD", "SSLWRITEFD"))
+def line(fd):
+    got = b""
+    while not got.endswith(b"\\n"):
+        b = os.read(fd, 1)
+        if not b: break
+        got += b
+    return got
+os.write(1, b"220 ready\\r\\n")
+line(0)
+os.write(1, b"220 go\\r\\n")
+os.write(ctl, b"Y")
+block = b""
+while not block.endswith(b"\\0\\0"):
+    b = os.read(ctl, 4096)
+    if not b: sys.exit(3)
+    block += b
+os.write(wr, b"\\n".join(sorted(block.rstrip(b"\\0").split(b"\\0"))) + b"\\ngot " + line(rd))
+`;
+
+/** python3: STARTTLS, then TLS with this certificate (or none): what it read, and how it ended
+ * (an alert by its name). */
+const startTlsClient = (port: number, pair: Pair) =>
+  run("python3", [
+    "-c",
+    `
+import socket, ssl, sys
+raw = socket.create_connection(("127.0.0.1", ${port}))
+raw.settimeout(30)
+def line():
+    got = b""
+    while not got.endswith(b"\\n"): got += raw.recv(1)
+line(); raw.sendall(b"STARTTLS\\r\\n"); line()
+ctx = ssl.create_default_context(cafile=${JSON.stringify(pki.ca.cert)})
+${pair ? `ctx.load_cert_chain(${JSON.stringify(pair.cert)}, ${JSON.stringify(pair.key)})` : ""}
+tls = ctx.wrap_socket(raw, server_hostname="localhost")
+tls.sendall(b"hello\\n")
+out, how = b"", "eof"
+while True:
+    try:
+        b = tls.recv(4096)
+    except ssl.SSLError as e:
+        how = e.reason
+        break
+    if not b: break
+    out += b
+sys.stdout.buffer.write(out + b"end: " + how.encode() + b"\\n")
+`,
+  ]);
+
+test("-n on the engine: STARTTLS, then the session's block (Y, -y) and TLS, as node:tls's; a refused client certificate gets its alert and the program goes on", async () => {
+  const got = new Map<string, string>();
+  for (const engine of ["node", "native"] as const) {
+    await withClientCerts(engine, ["-n", "-y"], ["python3", "-c", STARTTLS_APP], async (s) => {
+      const ok = await startTlsClient(s.port, utf8);
+      if (engine === "node") got.set("ok", ok.stdout);
+      else assert.equal(ok.stdout, got.get("ok"));
+      const refused = await startTlsClient(s.port, foreign);
+      got.set(engine, refused.stdout);
+      await s.waitForLog(/^tcpserver: end /, 2);
+      assert.match(
+        s.log(),
+        /^tlsd: warning: client certificate refused: unable to verify the first certificate$/m,
+      );
+      // The program's status is tlsd's: it found no block (3).
+      assert.match(s.log(), new RegExp(`^tcpserver: end \\d+ status ${3 << 8}$`, "m"));
+      const line = engine === "native" ? "native TLS engine" : undefined;
+      if (line) assert.match(s.log(), new RegExp(`^tlsd: info: ${line}$`, "m"));
+    });
+  }
+  const subject = Buffer.from("C=FR, O=Société Générale, CN=Jürgen Ünïcødé ✓").toString("latin1");
+  assert.match(got.get("ok") ?? "", new RegExp(`^SSL_PEER_CERT_SUBJECT=${subject}$`, "m"));
+  assert.match(got.get("ok") ?? "", /^got hello\nend: eof\n$/m);
+  // node:tls completes the handshake, then closes; the engine refuses in it.
+  assert.equal(got.get("node"), "end: eof\n");
+  assert.equal(got.get("native"), "end: TLSV1_ALERT_UNKNOWN_CA\n");
+});
+
+test("TICKETFILE: node:tls serves (its keys are not the engine's yet), and -v 2 says why", async () => {
+  const keys = join(pki.dir, "tickets");
+  writeFileSync(keys, `${Buffer.alloc(48, 7).toString("base64")}\n`);
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-v", "-RHl0", "127.0.0.1", "0", "tlsd", "--engine", "native", "-v", "2", "echo", "hi"],
+    { env: { ...env, TICKETFILE: keys } },
+  );
+  try {
     await sClient(s.port, undefined);
     await s.waitForLog(/^tcpserver: end /, 1);
-    assert.match(s.log(), /^tlsd: info: node:tls, not the native engine: -n$/m);
-  });
+    assert.match(s.log(), /^tlsd: info: node:tls, not the native engine: TICKETFILE$/m);
+  } finally {
+    await s.stop();
+  }
 });
 
 test("UCSPI_TLS_ENGINE=native in tlsd's environment chooses the engine; --engine node wins over it, and the program never sees it", async () => {
