@@ -133,6 +133,7 @@ const sources = [
   "wait.c",
   "tls-engine.c",
   "tls-verify.c",
+  "tls-engine-tickets.c",
 ].map((f) => join(nativeDir, f));
 const output = join(root, "build/ucspi_native.node");
 if (stale(output, [...sources, join(nativeDir, "common.h"), join(nativeDir, "glibc-signals.h")])) {

@@ -91,6 +91,14 @@ napi_value tls_context(napi_env env, napi_callback_info info);
 napi_value tls_serve(napi_env env, napi_callback_info info);
 napi_value tls_relay(napi_env env, napi_callback_info info);
 napi_value tls_close(napi_env env, napi_callback_info info);
+/* The pointer of an external made with napi type tag `tag`, else NULL. */
+void *tagged(napi_env env, napi_value v, const napi_type_tag *tag);
+/* tls-engine-tickets.c: tlsTicketKeys, tlsSetTicketKeys, and a context's opts.ticketKeys
+ * (0, or -1 when it is not a key set). */
+napi_value tls_ticket_keys(napi_env env, napi_callback_info info);
+napi_value tls_set_ticket_keys(napi_env env, napi_callback_info info);
+typedef struct ssl_ctx_st SSL_CTX;
+int tls_context_tickets(napi_env env, SSL_CTX *ctx, napi_value opts);
 
 /* spawner-client.c: the ucspi-spawner helper process (see spawner.c). */
 napi_value start_spawner(napi_env env, napi_callback_info info);

@@ -261,6 +261,8 @@ napi_value tls_context(napi_env env, napi_callback_info info) {
     SSL_CTX_set_timeout(ctx, timeout);
   if (set_alpn(env, ctx, args[2]) < 0)
     return throw_tls(env, ctx, "an ALPN protocol name must be 1 to 255 bytes", 0);
+  if (tls_context_tickets(env, ctx, args[2]) < 0)
+    return throw_tls(env, ctx, "ticketKeys is not a key set of tlsTicketKeys", 0);
   if (use_chain(ctx, cert, cert_len) < 0)
     return throw_tls(env, ctx, "cannot use the certificate (PEM)", 1);
   if (use_key(ctx, key, key_len) < 0)
@@ -280,7 +282,7 @@ napi_value tls_context(napi_env env, napi_callback_info info) {
 }
 
 /* The pointer of an external made here with `tag`, else NULL. */
-static void *tagged(napi_env env, napi_value v, const napi_type_tag *tag) {
+void *tagged(napi_env env, napi_value v, const napi_type_tag *tag) {
   bool is = false;
   void *data = NULL;
   napi_valuetype t;

@@ -16,7 +16,13 @@ import { native } from "../ucspi/native.ts";
 import type { TlsContext } from "../ucspi/native.ts";
 import { StampedRead, stampOf } from "./file-stamp.ts";
 import { trustReads } from "../metrics/catalog.ts";
-import { TICKET_LIFETIME_S, TicketFile, shareTickets } from "./tickets.ts";
+import {
+  TICKET_LIFETIME_S,
+  TicketFile,
+  engineTicketKeys,
+  processKeys,
+  shareTickets,
+} from "./tickets.ts";
 
 /** Exit codes of s6-tlsd for what goes wrong with the configuration. */
 export const EXIT_CONFIG = 96;
@@ -354,6 +360,12 @@ export class CertStore {
 
   private readonly engineCertificates = new WeakMap<TlsContext, Buffer>();
 
+  /** The engine's ticket keys brought up to date (a rotation, TICKETFILE read again): the
+   * contexts of this store take them from the next handshake on. */
+  engineTickets(): void {
+    engineTicketKeys(this.tickets ?? processKeys);
+  }
+
   /** An engine context to begin a handshake with where there is no default pair (-k 2, CERTDIR
    * alone): the client's name then picks the one that serves. */
   engineStart(): TlsContext | undefined {
@@ -455,6 +467,7 @@ export class CertStore {
       groups: GROUPS,
       sessionIdContext: this.sessionIdContext,
       sessionTimeout: TICKET_LIFETIME_S,
+      ticketKeys: engineTicketKeys(this.tickets ?? processKeys),
       ...(alpn ? { alpn } : {}),
       ...(ca ? { ca } : {}),
       ...(crl ? { crl } : {}),

@@ -10,6 +10,8 @@ import { readFileSync } from "node:fs";
 import { osPath } from "../ucspi/os-string.ts";
 import type { SecureContext } from "node:tls";
 import { FatalError, causeText } from "../ucspi/errors.ts";
+import { native } from "../ucspi/native.ts";
+import type { TlsTicketKeys } from "../ucspi/native.ts";
 import { stampOf } from "./file-stamp.ts";
 
 const ROTATE_MS = 60 * 60 * 1000;
@@ -65,7 +67,7 @@ export interface TicketSource {
 /** This process's keys as a TicketKeys, made again only when the key changes: the callback
  * runs at every handshake. */
 let processKeysNow: TicketKeys | undefined;
-const processKeys: TicketSource = {
+export const processKeys: TicketSource = {
   keys() {
     const key = currentKey();
     if (processKeysNow?.encrypt !== key)
@@ -99,6 +101,24 @@ export function shareTickets(context: SecureContext, source: TicketSource = proc
   native.enableTicketKeyCallback();
   native.onticketkeycallback = ticketKeyCallback(source);
 }
+
+/** The native TLS engine's key set for `source`'s keys (one per source, shared by the
+ * contexts of its store), given them again whenever they have changed (the hourly key, a
+ * TICKETFILE read again): called as each connection begins. The same keys in the same layout
+ * as node:tls's contexts take, so that either path resumes the other's tickets. */
+export function engineTicketKeys(source: TicketSource): TlsTicketKeys {
+  const keys = source.keys();
+  const held = engineKeySets.get(source);
+  if (held?.keys === keys) return held.set;
+  const bytes = Buffer.concat(keys.known.flatMap((k) => [k.name, k.hmac, k.aes]));
+  const encrypt = keys.known.indexOf(keys.encrypt);
+  if (held) native().tlsSetTicketKeys(held.set, bytes, encrypt);
+  const set = held?.set ?? native().tlsTicketKeys(bytes, encrypt);
+  engineKeySets.set(source, { set, keys });
+  return set;
+}
+
+const engineKeySets = new WeakMap<TicketSource, { set: TlsTicketKeys; keys: TicketKeys }>();
 
 /** The most a ticket key file may hold: far more than any rotation needs. */
 const MAX_FILE = 64 * 1024;

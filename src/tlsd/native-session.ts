@@ -22,7 +22,6 @@ import type { TlsdOptions } from "./options.ts";
 /** Why no connection of this configuration can have the native engine (each then gets
  * node:tls), or undefined: what phase 3 of docs/dev/native-tls.md is to bring. */
 export function engineBlocker(_options: TlsdOptions, env: Readonly<Env>): string | undefined {
-  if (env["TICKETFILE"] !== undefined) return "TICKETFILE";
   if (env["ACME_DIRECTORY"] !== undefined) return "ACME_DIRECTORY";
   return undefined;
 }
@@ -155,6 +154,7 @@ export function startSession(
   options: TlsdOptions,
 ): EngineSession | undefined {
   const start = store.engineContextFor(undefined) ?? store.engineStart();
+  store.engineTickets();
   return start && new EngineSession(fd, start, store, options);
 }
 

@@ -136,15 +136,23 @@ export interface Native {
    * what the plaintext side wrote before its EOF, and with no close_notify (a reset passed
    * on: the stage behind lost its peer). */
   tlsClose(session: TlsSession, cause?: string, afterPlain?: boolean): void;
+  /** A set of session ticket keys for tlsContext's ticketKeys (tls-engine-tickets.c): `keys`
+   * is 48 bytes a key (a 16-byte name, an HMAC-SHA256 secret, an AES-128 key: node:tls's
+   * layout), `encrypt` the index of the one that encrypts; every one decrypts. */
+  tlsTicketKeys(keys: Buffer, encrypt: number): TlsTicketKeys;
+  /** New keys for a set: every context made with it uses them from the next handshake on. */
+  tlsSetTicketKeys(set: TlsTicketKeys, keys: Buffer, encrypt: number): void;
   /** SIGUSR1 reaches the main thread again (Node's --disable-sigusr1 leaves it blocked). */
   unblockSigusr1(): void;
 }
 
 declare const tlsContextBrand: unique symbol;
 declare const tlsSessionBrand: unique symbol;
+declare const tlsTicketKeysBrand: unique symbol;
 /** An SSL_CTX, freed when the last session using it and this handle are gone. */
 export type TlsContext = { readonly [tlsContextBrand]: true };
 export type TlsSession = { readonly [tlsSessionBrand]: true };
+export type TlsTicketKeys = { readonly [tlsTicketKeysBrand]: true };
 
 export interface TlsContextOptions {
   /** TLS 1.2 suites (OpenSSL's list syntax); TLS 1.3's are OpenSSL's own. */
@@ -163,6 +171,8 @@ export interface TlsContextOptions {
   ca?: readonly Buffer[];
   /** Revocation lists (PEM, one CRL each) for ca's chains: every CA of a chain needs one. */
   crl?: readonly string[];
+  /** The keys of its tickets (tlsTicketKeys); else OpenSSL's, made for this context alone. */
+  ticketKeys?: TlsTicketKeys;
 }
 
 /** What the handshake settled. */
