@@ -134,6 +134,7 @@ const sources = [
   "tls-engine.c",
   "tls-verify.c",
   "tls-engine-tickets.c",
+  "tls-engine-hello.c",
 ].map((f) => join(nativeDir, f));
 const output = join(root, "build/ucspi_native.node");
 if (stale(output, [...sources, join(nativeDir, "common.h"), join(nativeDir, "glibc-signals.h")])) {

@@ -126,6 +126,8 @@ export class Issuer {
   private readonly config: AcmeConfig;
   /** Challenge certificates by name, while an order for that name is being validated. */
   private readonly challenges = new Map<string, SecureContext>();
+  /** The same as PEM (its key, then its certificate), for the native TLS engine's context. */
+  private readonly challengePems = new Map<string, Buffer>();
   private client: Promise<{ acme: Acme; client: Client }> | undefined;
 
   constructor(config: AcmeConfig) {
@@ -139,16 +141,24 @@ export class Issuer {
   challengeFor(name: string): SecureContext | undefined {
     const own = this.challenges.get(name);
     if (own) return own;
-    let pem: Buffer;
-    try {
-      pem = readFileSync(join(this.challengeDir, `${name}.pem`));
-    } catch {
-      return undefined;
-    }
+    const pem = this.challengePemFor(name);
+    if (!pem) return undefined;
     try {
       return createSecureContext({ key: pem, cert: pem });
     } catch {
       return undefined; // being replaced: the validator tries again
+    }
+  }
+
+  /** The challenge certificate for `name` as PEM, key then certificate: this process's, or
+   * one another tlsd wrote. */
+  challengePemFor(name: string): Buffer | undefined {
+    const own = this.challengePems.get(name);
+    if (own) return own;
+    try {
+      return readFileSync(join(this.challengeDir, `${name}.pem`));
+    } catch {
+      return undefined;
     }
   }
 
@@ -180,6 +190,7 @@ export class Issuer {
         }
         const [k, c] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
         this.challenges.set(name, createSecureContext({ key: k, cert: c }));
+        this.challengePems.set(name, Buffer.concat([k, c]));
         // On disk too, for a tlsd in another process (one per connection under djb's
         // tcpserver), which the validator's connection may well reach instead of this one.
         mkdirSync(this.challengeDir, { recursive: true, mode: 0o700 });
@@ -195,6 +206,7 @@ export class Issuer {
           return;
         }
         this.challenges.delete(name);
+        this.challengePems.delete(name);
         rmSync(join(this.challengeDir, `${name}.pem`), { force: true });
       },
     });

@@ -66,6 +66,11 @@ export class OnDemand {
     return this.issuer.challengeFor(name);
   }
 
+  /** The same as PEM (key, then certificate), for the native TLS engine. */
+  challengePemFor(name: string): Buffer | undefined {
+    return this.issuer.challengePemFor(name);
+  }
+
   /** Makes sure the cache holds a certificate for `name`, waiting ACME_WAIT at most (the name
    * policy's own checks included); `localIp` is the address its client connected to. */
   async obtain(name: string, localIp?: string): Promise<Outcome> {

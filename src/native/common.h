@@ -91,6 +91,11 @@ napi_value tls_context(napi_env env, napi_callback_info info);
 napi_value tls_serve(napi_env env, napi_callback_info info);
 napi_value tls_relay(napi_env env, napi_callback_info info);
 napi_value tls_close(napi_env env, napi_callback_info info);
+/* tls-engine.c's tlsResume; tls-engine-hello.c: onClientHello(serverName, alpn) called with
+ * what the ClientHello asks for; whether it holds the handshake. */
+napi_value tls_resume(napi_env env, napi_callback_info info);
+typedef struct ssl_st SSL;
+int hello_hold_ask(napi_env env, SSL *ssl, napi_ref on_client_hello);
 /* The pointer of an external made with napi type tag `tag`, else NULL. */
 void *tagged(napi_env env, napi_value v, const napi_type_tag *tag);
 /* tls-engine-tickets.c: tlsTicketKeys, tlsSetTicketKeys, and a context's opts.ticketKeys

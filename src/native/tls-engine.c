@@ -76,6 +76,8 @@ typedef struct {
   int down_len, down_off, down_eof, down_done;
   napi_ref on_hello; /* NULL when there is none: no JavaScript in the handshake */
   napi_ref on_peer_end; /* NULL when there is none: the client's end is a half-close */
+  napi_ref on_client_hello; /* NULL when there is none: no hold of the ClientHello */
+  int hello_hold;           /* 1: held until tlsResume; 2: asked, or resumed */
   js_callback_t on_handshake, on_end;
   int refs; /* the JavaScript handle and the live session */
   deferred_t freeing;
@@ -114,6 +116,7 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 }
 
 static int servername(SSL *ssl, int *alert, void *arg);
+static int client_hello(SSL *ssl, int *alert, void *arg);
 
 static void ctx_finalize(napi_env env, void *data, void *hint) {
   (void)env, (void)hint;
@@ -272,6 +275,7 @@ napi_value tls_context(napi_env env, napi_callback_info info) {
   const char *untrusted = tls_trust(env, ctx, args[2]);
   if (untrusted) return throw_tls(env, ctx, untrusted, 1);
   SSL_CTX_set_tlsext_servername_callback(ctx, servername);
+  SSL_CTX_set_client_hello_cb(ctx, client_hello, NULL);
   napi_value handle;
   if (napi_create_external(env, ctx, ctx_finalize, NULL, &handle) != napi_ok) {
     SSL_CTX_free(ctx);
@@ -316,6 +320,7 @@ static void release_callbacks(void *arg) {
   session_t *s = arg;
   if (s->on_hello) napi_delete_reference(s->env, s->on_hello);
   if (s->on_peer_end) napi_delete_reference(s->env, s->on_peer_end);
+  if (s->on_client_hello) napi_delete_reference(s->env, s->on_client_hello);
   js_callback_free(&s->on_handshake);
   js_callback_free(&s->on_end);
   session_unref(s);
@@ -467,6 +472,21 @@ static int servername(SSL *ssl, int *alert, void *arg) {
     rc = SSL_TLSEXT_ERR_ALERT_FATAL;
   }
   return rc;
+}
+
+/* OpenSSL's client-hello callback, before the servername one: onClientHello may hold the
+ * handshake (certificates on demand order one meanwhile) until tlsResume; OpenSSL calls this
+ * again then. */
+static int client_hello(SSL *ssl, int *alert, void *arg) {
+  (void)alert, (void)arg;
+  session_t *s = SSL_get_app_data(ssl);
+  if (!s || !s->on_client_hello || s->hello_hold == 2) return SSL_CLIENT_HELLO_SUCCESS;
+  if (s->hello_hold == 0 && !hello_hold_ask(s->env, ssl, s->on_client_hello)) {
+    s->hello_hold = 2;
+    return SSL_CLIENT_HELLO_SUCCESS;
+  }
+  s->hello_hold = 1;
+  return SSL_CLIENT_HELLO_RETRY;
 }
 
 /* Records a close_notify from the client: with SSL_OP_IGNORE_UNEXPECTED_EOF, SSL_read says the
@@ -672,6 +692,10 @@ static void step(session_t *s) {
         continue;
       }
       int e = SSL_get_error(s->ssl, r);
+      if (e == SSL_ERROR_WANT_CLIENT_HELLO_CB) { /* held: tlsResume goes on */
+        s->hs_need = 0;
+        break;
+      }
       if (!(s->hs_need = need_of(e))) {
         char refused[256];
         if (s->hello_cause)
@@ -738,11 +762,15 @@ napi_value tls_serve(napi_env env, napi_callback_info info) {
   napi_value peer_end_fn;
   int has_peer_end =
       t == napi_object ? callback_arg(env, args[2], "onPeerEnd", &peer_end_fn, 1) : -1;
-  if (!ctx || has_hello < 0 || has_peer_end < 0 || callback_arg(env, args[2], "onHandshake", &handshake, 0) < 0 ||
+  napi_value client_hello_fn;
+  int has_client_hello =
+      t == napi_object ? callback_arg(env, args[2], "onClientHello", &client_hello_fn, 1) : -1;
+  if (!ctx || has_hello < 0 || has_peer_end < 0 || has_client_hello < 0 || callback_arg(env, args[2], "onHandshake", &handshake, 0) < 0 ||
       callback_arg(env, args[2], "onEnd", &end, 0) < 0) {
     napi_throw_type_error(
         env, NULL,
-        "tlsServe(fd, context, { onHello?, onHandshake, onEnd, onPeerEnd?, closeNotify? })");
+        "tlsServe(fd, context, { onHello?, onClientHello?, onHandshake, onEnd, onPeerEnd?, "
+        "closeNotify? })");
     return NULL;
   }
   if (watch_open(env) < 0) return throw_errno(env, errno, "epoll_create1");
@@ -780,6 +808,7 @@ napi_value tls_serve(napi_env env, napi_callback_info info) {
   }
   watch_hold(1);
   if (has_hello) napi_create_reference(env, hello, 1, &s->on_hello);
+  if (has_client_hello) napi_create_reference(env, client_hello_fn, 1, &s->on_client_hello);
   if (has_peer_end) {
     napi_create_reference(env, peer_end_fn, 1, &s->on_peer_end);
     SSL_set_msg_callback(s->ssl, on_message);
@@ -862,5 +891,21 @@ napi_value tls_close(napi_env env, napi_callback_info info) {
     return NULL;
   }
   session_end(s, s->abort_cause);
+  return NULL;
+}
+
+/* tlsResume(session): the handshake that onClientHello held goes on. */
+napi_value tls_resume(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  CHECK(napi_get_cb_info(env, info, &argc, &arg, NULL, NULL));
+  session_t *s = argc == 1 ? session_of(env, arg) : NULL;
+  if (!s) {
+    napi_throw_type_error(env, NULL, "tlsResume(session)");
+    return NULL;
+  }
+  if (s->state != S_HANDSHAKE || s->hello_hold != 1) return NULL; /* ended, or not held */
+  s->hello_hold = 2;
+  step(s);
   return NULL;
 }

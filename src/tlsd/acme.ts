@@ -17,6 +17,9 @@ import { LONGEST_TIMER_MS } from "../ucspi/timers.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
 import { peek } from "../tls-sniff/peek.ts";
 import type { TlsdOptions } from "./options.ts";
+import type { HelloHold } from "./native-session.ts";
+import { native } from "../ucspi/native.ts";
+import type { TlsContext } from "../ucspi/native.ts";
 
 /** The ALPN protocol of tls-alpn-01 validation (RFC 8737). */
 const ACME_TLS = "acme-tls/1";
@@ -83,44 +86,98 @@ export async function beforeHandshake(
   if (verdict.kind === "proxy") return { connection, proxyHeader: true };
   // Not a hello (or none yet): the handshake itself fails it, as without ACME.
   if (verdict.kind !== "tls") return { connection };
-  const name = verdict.hello.serverName;
-  if (verdict.hello.alpn?.includes(ACME_TLS)) {
-    const challenge = name === undefined ? undefined : acme.challengeFor(name);
-    if (challenge && name !== undefined)
-      return {
-        connection,
-        status: await answerValidator(ctx, connection, challenge, name, options),
-      };
+  const { validator, ...decided } = await helloDecision(
+    ctx,
+    acme,
+    store,
+    verdict.hello.serverName,
+    verdict.hello.alpn ?? [],
+  );
+  const challenge = validator === undefined ? undefined : acme.challengeFor(validator);
+  if (validator !== undefined && !challenge) return { connection, refusal: noChallenge(validator) };
+  if (challenge && validator !== undefined)
+    return {
+      connection,
+      status: await answerValidator(ctx, connection, challenge, validator, options),
+    };
+  return { connection, ...decided };
+}
+
+/** What certificates on demand make of a ClientHello (either TLS engine): the CA's validator
+ * to answer with the challenge of `validator`, a client refused, a name whose certificate is
+ * overridden, or nothing; an order for the name is waited for first (ACME_WAIT). */
+export interface HelloDecision {
+  validator?: string;
+  refusal?: HandshakeError;
+  override?: NameOverride;
+}
+
+export async function helloDecision(
+  ctx: StageContext,
+  acme: OnDemand,
+  store: CertStore,
+  name: string | undefined,
+  alpn: readonly string[],
+): Promise<HelloDecision> {
+  if (alpn.includes(ACME_TLS)) {
+    if (name !== undefined && acme.challengeFor(name)) return { validator: name };
     // RFC 8737 section 6.2: acme-tls/1 carries no application data. Served as any client, this
     // one would get a program (a relay under tls-everywhere, which routes it here from any port)
     // and, for a name with no certificate yet, an order.
-    return {
-      connection,
-      refusal: new HandshakeError(
-        `TLS handshake failed: ALPN acme-tls/1 (tls-alpn-01 validation) and no challenge pending for ${name ?? "(no server name)"}`,
-        "other",
-      ),
-    };
+    return { refusal: noChallenge(name) };
   }
-  if (name === undefined) return { connection };
+  if (name === undefined) return {};
   // A renewed certificate is served from the next handshake on, not a recheck later.
   acme.servedBy(store);
   const localIp = tcpVar(ctx.env, "LOCALIP");
   const cached = store.hasCertificateFor(name);
   if (cached && !acme.expired(name)) {
     acme.renewIfDue(name, localIp);
-    return { connection };
+    return {};
   }
   const outcome = await acme.obtain(name, localIp);
-  if (outcome === "ready") return { connection };
+  if (outcome === "ready") return {};
   // What the store has for the name now has expired: never served, the default instead.
   if (outcome === "refused" || acme.config.fallbackToDefault)
-    return cached ? { connection, override: { name, certificate: "default" } } : { connection };
+    return cached ? { override: { name, certificate: "default" } } : {};
   if (outcome === "timeout")
     ctx.log(
       `tlsd: warning: acme: ${name}: no certificate after ${acme.config.waitMs} ms; refused\n`,
     );
-  return { connection, override: { name, certificate: "none" } };
+  return { override: { name, certificate: "none" } };
+}
+
+function noChallenge(name: string | undefined): HandshakeError {
+  return new HandshakeError(
+    `TLS handshake failed: ALPN acme-tls/1 (tls-alpn-01 validation) and no challenge pending for ${name ?? "(no server name)"}`,
+    "other",
+  );
+}
+
+/** The same on the native TLS engine (native-session.ts): the ClientHello held while an
+ * order runs; the validator answered with an engine context of the challenge. */
+export function engineHold(
+  ctx: StageContext,
+  acme: OnDemand,
+  store: CertStore,
+  options: TlsdOptions,
+): HelloHold {
+  return {
+    async hello(name, alpn) {
+      const { validator, ...decided } = await helloDecision(ctx, acme, store, name, alpn);
+      if (validator === undefined) return decided;
+      const pem = acme.challengePemFor(validator);
+      if (!pem) return { refusal: noChallenge(validator) };
+      let context: TlsContext | undefined;
+      try {
+        context = native().tlsContext(pem, pem, { alpn: [ACME_TLS] });
+      } catch {
+        // Being replaced: the validator tries again.
+      }
+      return { validator: { name: validator, context } };
+    },
+    validatorDone: (name, failure) => validatorDone(ctx, options, name, failure),
+  };
 }
 
 /** The tls-alpn-01 handshake: the challenge certificate, ALPN acme-tls/1, then the end (the
@@ -144,6 +201,16 @@ async function answerValidator(
     failure = (error as Error).message;
   }
   tls.destroy();
+  return validatorDone(ctx, options, name, failure);
+}
+
+/** The validator's handshake is over (`failure`: why it failed): logged; the status. */
+export function validatorDone(
+  ctx: StageContext,
+  options: TlsdOptions,
+  name: string,
+  failure: string | undefined,
+): number {
   if (failure && options.verbosity >= 1)
     ctx.log(`tlsd: warning: acme: tls-alpn-01 for ${name}: ${failure}\n`);
   else if (options.verbosity >= 2) ctx.log(`tlsd: info: acme: tls-alpn-01 for ${name}: answered\n`);

@@ -5,7 +5,6 @@
 // The program gets one end of a socketpair as its connection `{fd}`.
 import { writeSync } from "node:fs";
 import { exitStatus, releaseConnection } from "../ucspi/chain.ts";
-import type { Env } from "../ucspi/env.ts";
 import { causeText } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import type { TlsContext, TlsFacts, TlsSession } from "../ucspi/native.ts";
@@ -16,15 +15,9 @@ import { HandshakeError, reasonOfText } from "../tls/handshake-result.ts";
 import { engineFacts, programEnv } from "../tls/peer-env.ts";
 import { EXIT_TLS, HANDSHAKE_TIMED_OUT } from "../tls/session.ts";
 import { BAD_SNI, NO_DEFAULT_CERTIFICATE, isSniName } from "../tls/sni-pattern.ts";
+import type { NameOverride } from "./acme.ts";
 import { engineHandshakeDone } from "./metrics.ts";
 import type { TlsdOptions } from "./options.ts";
-
-/** Why no connection of this configuration can have the native engine (each then gets
- * node:tls), or undefined: what phase 3 of docs/dev/native-tls.md is to bring. */
-export function engineBlocker(_options: TlsdOptions, env: Readonly<Env>): string | undefined {
-  if (env["ACME_DIRECTORY"] !== undefined) return "ACME_DIRECTORY";
-  return undefined;
-}
 
 /** Why this connection cannot (it is not a socket of tlsd's own, or it has a resume record). */
 export function connectionBlocker(connection: Connection, resumed: boolean): string | undefined {
@@ -75,6 +68,26 @@ function endOf(cause: string): { tls: string } | { lost: string } | undefined {
   return { lost: systemText(text) ?? text };
 }
 
+/** What the policy made of a ClientHello it held (certificates on demand, acme.ts's
+ * engineHold): the client refused, its name's certificate overridden, or the CA's validator
+ * to answer with this context and no program. */
+export interface Held {
+  refusal?: HandshakeError;
+  override?: NameOverride;
+  validator?: { name: string; context: TlsContext | undefined };
+}
+
+/** A look at the ClientHello that takes its time. */
+export interface HelloHold {
+  /** Holds a ClientHello (its name and ALPN protocols) until the promise is settled. */
+  hello(name: string | undefined, alpn: readonly string[]): Promise<Held>;
+  /** The validator's handshake is over (`failure`: why it failed): logged; the status. */
+  validatorDone(name: string, failure: string | undefined): number;
+}
+
+/** How long the CA's validator has for its handshake when -K sets no limit (acme.ts's). */
+const VALIDATOR_MS = 10_000;
+
 const LOST = "connection lost before the program was done";
 const RESET_BYTE = Buffer.of(0);
 
@@ -86,6 +99,7 @@ export async function runNative(
   store: CertStore,
   fatal: string,
   failed: (error: HandshakeError) => void,
+  hold?: HelloHold,
 ): Promise<number> {
   const n = native();
   const fd = ctx.connection.fd as number;
@@ -94,9 +108,17 @@ export async function runNative(
     if (options.verbosity >= 1) ctx.log(`${fatal}${error.message}\n`);
     return exitStatus(EXIT_TLS);
   };
-  const s = startSession(fd, store, options);
+  const s = startSession(fd, store, options, hold);
   if (!s) return refuse(new HandshakeError(NO_CERTIFICATE, "other"));
   const facts = await s.handshake;
+  const validator = s.held?.validator;
+  if (validator) {
+    // The CA's validator closes at once: no program, no close_notify.
+    if (facts) s.close("answered");
+    const failure = facts ? undefined : handshakeFailure((await s.ended) ?? "closed").message;
+    await s.ended;
+    return hold?.validatorDone(validator.name, failure) ?? exitStatus(EXIT_TLS);
+  }
   if (!facts) return refuse(s.failure ?? handshakeFailure((await s.ended) ?? "closed"));
   // Without a name to choose by there is no onHello: the name is looked at now (stage.ts).
   const name = facts.servername;
@@ -152,10 +174,11 @@ export function startSession(
   fd: number,
   store: CertStore,
   options: TlsdOptions,
+  hold?: HelloHold,
 ): EngineSession | undefined {
   const start = store.engineContextFor(undefined) ?? store.engineStart();
   store.engineTickets();
-  return start && new EngineSession(fd, start, store, options);
+  return start && new EngineSession(fd, start, store, options, hold);
 }
 
 /** What the program learns of a session (stage.ts's sessionFacts, on the engine). */
@@ -188,6 +211,8 @@ export class EngineSession {
   readonly ended: Promise<string | undefined>;
   /** The handshake's failure as the SNI policy refused it (onHello). */
   failure: HandshakeError | undefined;
+  /** What the hold of the ClientHello decided, once it has. */
+  held: Held | undefined;
   /** A failure of the running session was logged: the status is 98. */
   failed = false;
   /** The context that serves it: the one it began with, or onHello's. */
@@ -206,7 +231,13 @@ export class EngineSession {
   private readonly store: CertStore;
   private readonly options: TlsdOptions;
 
-  constructor(fd: number, start: TlsContext, store: CertStore, options: TlsdOptions) {
+  constructor(
+    fd: number,
+    start: TlsContext,
+    store: CertStore,
+    options: TlsdOptions,
+    hold?: HelloHold,
+  ) {
     this.fd = fd;
     this.store = store;
     this.options = options;
@@ -216,7 +247,8 @@ export class EngineSession {
     this.handshake = new Promise((resolve) => (shaken = resolve));
     this.ended = new Promise((resolve) => (ended = resolve));
     this.session = native().tlsServe(fd, start, {
-      ...(store.choosesByName() && { onHello: (name) => this.hello(name) }),
+      ...((hold || store.choosesByName()) && { onHello: (name) => this.hello(name) }),
+      ...(hold && { onClientHello: (name, alpn) => this.hold(hold, name, alpn) }),
       closeNotify: options.closeNotify !== false,
       ...(options.clientCert !== "none" && { clientCert: options.clientCert }),
       onHandshake: (facts) => {
@@ -232,8 +264,38 @@ export class EngineSession {
         ended(cause);
       },
     });
-    const limit = options.handshakeTimeoutMs;
+    this.arm(options.handshakeTimeoutMs);
+  }
+
+  /** -K's timer, from now (0: none). */
+  private arm(limit: number): void {
+    clearTimeout(this.timer);
     if (limit > 0) this.timer = setTimeout(() => this.close(HANDSHAKE_TIMED_OUT, false), limit);
+  }
+
+  /** The ClientHello is held while `hold` decides (an order of certificates on demand): -K
+   * bounds the handshake again once it goes on, as node:tls's path orders before its handshake
+   * begins. */
+  private hold(hold: HelloHold, name: string | undefined, alpn: readonly string[]): boolean {
+    clearTimeout(this.timer);
+    // From an immediate: this call comes from the engine's poll, with no callback scope of
+    // Node's around it to run the promise reactions of a decision made at once.
+    setImmediate(() => {
+      hold.hello(name, alpn).then(
+        (held) => {
+          this.held = held;
+          if (held.refusal) {
+            this.failure = held.refusal;
+            return this.close(held.refusal.message, false);
+          }
+          const limit = this.options.handshakeTimeoutMs;
+          this.arm(held.validator ? limit || VALIDATOR_MS : limit);
+          native().tlsResume(this.session);
+        },
+        (error: unknown) => this.close(`TLS handshake failed: ${causeText(error)}`, false),
+      );
+    });
+    return true;
   }
 
   /** Ends the session now (`afterPlain`: once the program's words are out, see tlsClose);
@@ -315,12 +377,20 @@ export class EngineSession {
       this.failure = new HandshakeError(`TLS handshake failed: ${text}`, reason);
       return new Error(text);
     };
+    const held = this.held;
+    if (held?.validator) {
+      if (held.validator.context) return held.validator.context;
+      throw refuse(`no challenge for ${held.validator.name}`, "other");
+    }
     if (name === undefined) {
       if (this.store.config.fallback) return undefined;
       throw refuse(NO_DEFAULT_CERTIFICATE, "no_certificate");
     }
     if (!isSniName(name)) throw refuse(BAD_SNI, "other");
-    const context = this.store.engineContextFor(name);
+    const overridden = name.toLowerCase() === held?.override?.name;
+    if (overridden && held?.override?.certificate === "none")
+      throw refuse(`no certificate for ${name} yet`, "no_certificate");
+    const context = this.store.engineContextFor(overridden ? undefined : name);
     if (!context) throw refuse(`no certificate for ${name}`, "no_certificate");
     this.context = context;
     return context;

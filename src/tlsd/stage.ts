@@ -30,7 +30,7 @@ import type { ResumeRecord } from "../proxy/resume.ts";
 import type { NameOverride } from "./acme.ts";
 import { runDelayed } from "./delayed.ts";
 import { lookAtFirstBytes, peekFirstBytes } from "./first-bytes.ts";
-import { connectionBlocker, engineBlocker, runNative } from "./native-session.ts";
+import { connectionBlocker, runNative } from "./native-session.ts";
 import type { FirstBytes } from "./first-bytes.ts";
 import { Suspects } from "./suspects.ts";
 import { handshakeDone, handshakeFailed, observeCertificates } from "./metrics.ts";
@@ -84,7 +84,7 @@ function storeFor(env: Readonly<Env>, options: TlsdOptions): CertStore {
 
 /** Whether the configuration asks for the native engine and it can serve it. */
 function nativeWanted(options: TlsdOptions, env: Readonly<Env>): boolean {
-  return engineOf(options, env) === "native" && engineBlocker(options, env) === undefined;
+  return engineOf(options, env) === "native";
 }
 
 export const tlsdStage: Stage = {
@@ -117,7 +117,7 @@ export const tlsdStage: Stage = {
     // The native engine where it can (native-session.ts), else node:tls, and -v 2 says why.
     const whyNot =
       engineOf(options, ctx.env) === "native"
-        ? (engineBlocker(options, ctx.env) ?? connectionBlocker(ctx.connection, Boolean(record)))
+        ? connectionBlocker(ctx.connection, Boolean(record))
         : "";
     const useEngine = whyNot === undefined;
     if (whyNot !== "" && options.verbosity >= 2)
@@ -138,10 +138,11 @@ export const tlsdStage: Stage = {
     const acme = onDemand?.onDemandFor(ctx);
     // With certificates on demand, their peek at every ClientHello finds a PROXY header too,
     // and leaves the socket as it was: no look of ours, whose stream would take the client's
-    // end while an order runs, out of the TLS socket's sight.
+    // end while an order runs, out of the TLS socket's sight. The engine's look is a peek
+    // that leaves it as it was: it looks at every one then, as their peek does.
     let handshakeOptions = options;
     const started = Date.now();
-    if (!acme && suspects.shouldLook(client, started)) {
+    if (acme ? useEngine : suspects.shouldLook(client, started)) {
       const first = useEngine
         ? await peekFirstBytes(ctx.connection.fd as number, options.handshakeTimeoutMs)
         : await lookAtFirstBytes(ctx.connection, options.handshakeTimeoutMs);
@@ -159,7 +160,15 @@ export const tlsdStage: Stage = {
       if (error instanceof HandshakeError && error.reason === "not_tls")
         suspects.notTls(client, Date.now());
     };
-    if (useEngine) return runNative(ctx, handshakeOptions, store, fatal, failed);
+    if (useEngine)
+      return runNative(
+        ctx,
+        handshakeOptions,
+        store,
+        fatal,
+        failed,
+        acme && onDemand?.engineHold(ctx, acme, store, options),
+      );
     let connection = ctx.connection;
     let override: NameOverride | undefined;
     if (onDemand && acme) {

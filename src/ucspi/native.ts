@@ -136,6 +136,8 @@ export interface Native {
    * what the plaintext side wrote before its EOF, and with no close_notify (a reset passed
    * on: the stage behind lost its peer). */
   tlsClose(session: TlsSession, cause?: string, afterPlain?: boolean): void;
+  /** The handshake that onClientHello held goes on (nothing for one ended, or not held). */
+  tlsResume(session: TlsSession): void;
   /** A set of session ticket keys for tlsContext's ticketKeys (tls-engine-tickets.c): `keys`
    * is 48 bytes a key (a 16-byte name, an HMAC-SHA256 secret, an AES-128 key: node:tls's
    * layout), `encrypt` the index of the one that encrypts; every one decrypts. */
@@ -195,6 +197,10 @@ export interface TlsCallbacks {
   /** From the ClientHello, synchronously: a context to switch to, undefined for the default,
    * null to refuse the name (an unrecognized_name alert; a throw's message is the cause). */
   onHello?: (serverName: string | undefined) => TlsContext | null | undefined;
+  /** From the ClientHello, before onHello: its server name and ALPN protocols; true holds the
+   * handshake until tlsResume (or tlsClose), while the policy takes its time (an order of
+   * certificates on demand). A throw is Node's uncaught exception, and the handshake goes on. */
+  onClientHello?: (serverName: string | undefined, alpn: string[]) => boolean;
   onHandshake: (facts: TlsFacts) => void;
   /** Once: undefined when both directions ended cleanly, else what went wrong; `unsent`: the
    * program had written bytes that will never reach the client (in the relay's buffer, or

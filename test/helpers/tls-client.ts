@@ -84,3 +84,32 @@ export async function answerWithCertificate(
   );
   return r.stdout;
 }
+
+/** openssl s_client to 127.0.0.1:port asking for `name` and verifying against `caFile` a
+ * certificate for `verify` (a failure fails the run), with nothing to say; `showcerts` prints
+ * the chain. */
+export function sClientVerified(
+  port: number,
+  name: string,
+  caFile: string,
+  options: { verify?: string; showcerts?: boolean } = {},
+) {
+  return run(
+    "openssl",
+    [
+      "s_client",
+      "-connect",
+      `127.0.0.1:${port}`,
+      "-servername",
+      name,
+      "-CAfile",
+      caFile,
+      "-verify_hostname",
+      options.verify ?? name,
+      "-verify_return_error",
+      ...(options.showcerts ? ["-showcerts"] : []),
+      "-ign_eof",
+    ],
+    { input: "", timeoutMs: 30_000 },
+  );
+}

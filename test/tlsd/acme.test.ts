@@ -28,6 +28,7 @@ import type { Pebble } from "../helpers/pebble.ts";
 import { PATH_WITH_BIN, ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
+import { sClientVerified } from "../helpers/tls-client.ts";
 
 const pki = makePki();
 const fallback = pki.server("localhost", ["localhost", "127.0.0.1"]);
@@ -109,24 +110,7 @@ async function site(
 
 /** openssl s_client asking for `name`, verifying against `ca` (a failure fails the run). */
 async function sClient(port: number, name: string, ca: string) {
-  const r = await run(
-    "openssl",
-    [
-      "s_client",
-      "-connect",
-      `127.0.0.1:${port}`,
-      "-servername",
-      name,
-      "-CAfile",
-      ca,
-      "-verify_hostname",
-      name,
-      "-verify_return_error",
-      "-showcerts",
-      "-ign_eof",
-    ],
-    { input: "", timeoutMs: 30_000 },
-  );
+  const r = await sClientVerified(port, name, ca, { showcerts: true });
   const pem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(r.stdout)?.[0];
   return { ...r, leaf: pem ? new X509Certificate(pem) : undefined };
 }

@@ -477,23 +477,6 @@ test("-n on the engine: STARTTLS, then the session's block (Y, -y) and TLS, as n
   assert.equal(got.get("native"), "end: TLSV1_ALERT_UNKNOWN_CA\n");
 });
 
-test("TICKETFILE: node:tls serves (its keys are not the engine's yet), and -v 2 says why", async () => {
-  const keys = join(pki.dir, "tickets");
-  writeFileSync(keys, `${Buffer.alloc(48, 7).toString("base64")}\n`);
-  const s = await startServer(
-    ours("tcpserver"),
-    ["-v", "-RHl0", "127.0.0.1", "0", "tlsd", "--engine", "native", "-v", "2", "echo", "hi"],
-    { env: { ...env, TICKETFILE: keys } },
-  );
-  try {
-    await sClient(s.port, undefined);
-    await s.waitForLog(/^tcpserver: end /, 1);
-    assert.match(s.log(), /^tlsd: info: node:tls, not the native engine: TICKETFILE$/m);
-  } finally {
-    await s.stop();
-  }
-});
-
 test("UCSPI_TLS_ENGINE=native in tlsd's environment chooses the engine; --engine node wins over it, and the program never sees it", async () => {
   for (const [flags, line] of [
     [[], "tlsd: info: native TLS engine"],
