@@ -146,56 +146,69 @@ test("held connections: a release once none has begun for the delay, if the heap
   assert.equal(releases, 2);
 });
 
-test("a tcpserver holding TLS connections gives back the memory of the burst before them", async () => {
-  const pki = makePki();
-  const cert = pki.server("localhost", ["localhost"]);
-  const s = await startServer(
-    ours("tcpserver"),
-    ["-vRHl0", "127.0.0.1", "0", "tlsd", "/bin/sh", "-c", "echo hi; exec cat"],
-    { env: { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: cert.cert, KEYFILE: cert.key } },
-  );
-  const held: TLSSocket[] = [];
-  try {
-    const pid = s.child.pid;
-    assert.ok(pid);
-    const ca = readFileSync(pki.ca.cert);
-    const open = () =>
-      new Promise<TLSSocket>((resolve, reject) => {
-        const c = connect({ port: s.port, host: "127.0.0.1", servername: "localhost", ca: [ca] });
-        c.once("data", () => resolve(c));
-        c.once("error", reject);
-      });
-    // The burst: each connection opens, gets the program's line and closes.
-    for (let i = 0; i < HANDSHAKES; i += CONCURRENCY)
-      await Promise.all(
-        Array.from({ length: CONCURRENCY }, async () => {
-          const c = await open();
-          c.end();
-          await once(c, "close");
-        }),
-      );
-    // Then connections that stay.
-    for (let i = 0; i < 10; i++) held.push(await open());
-    await s.waitForLog(/^tcpserver: end /, HANDSHAKES);
-    const afterBurst = anonymousKiB(pid);
-    let now = afterBurst;
-    for (let i = 0; i < 60 && now > afterBurst * 0.8; i++) {
-      await tick(500);
-      now = anonymousKiB(pid);
-    }
-    assert.ok(
-      now <= afterBurst * 0.8,
-      `anonymous memory ${now} KiB, ${afterBurst} KiB right after the burst: nothing given back`,
+// On both of tlsd's TLS engines: the native engine's sessions keep their bytes in C and leave
+// little garbage in V8's heap, yet a burst of them leaves memory to give back all the same.
+for (const engine of ["node", "native"])
+  test(`a tcpserver holding TLS connections gives back the memory of the burst before them (tlsd --engine ${engine})`, async () => {
+    const pki = makePki();
+    const cert = pki.server("localhost", ["localhost"]);
+    const s = await startServer(
+      ours("tcpserver"),
+      [
+        "-vRHl0",
+        "127.0.0.1",
+        "0",
+        "tlsd",
+        "--engine",
+        engine,
+        "/bin/sh",
+        "-c",
+        "echo hi; exec cat",
+      ],
+      { env: { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: cert.cert, KEYFILE: cert.key } },
     );
-    // The held connections still work.
-    for (const c of held) {
-      c.write("ping\n");
-      const [echo] = (await once(c, "data")) as [Buffer];
-      assert.equal(echo.toString(), "ping\n");
+    const held: TLSSocket[] = [];
+    try {
+      const pid = s.child.pid;
+      assert.ok(pid);
+      const ca = readFileSync(pki.ca.cert);
+      const open = () =>
+        new Promise<TLSSocket>((resolve, reject) => {
+          const c = connect({ port: s.port, host: "127.0.0.1", servername: "localhost", ca: [ca] });
+          c.once("data", () => resolve(c));
+          c.once("error", reject);
+        });
+      // The burst: each connection opens, gets the program's line and closes.
+      for (let i = 0; i < HANDSHAKES; i += CONCURRENCY)
+        await Promise.all(
+          Array.from({ length: CONCURRENCY }, async () => {
+            const c = await open();
+            c.end();
+            await once(c, "close");
+          }),
+        );
+      // Then connections that stay.
+      for (let i = 0; i < 10; i++) held.push(await open());
+      await s.waitForLog(/^tcpserver: end /, HANDSHAKES);
+      const afterBurst = anonymousKiB(pid);
+      let now = afterBurst;
+      for (let i = 0; i < 60 && now > afterBurst * 0.8; i++) {
+        await tick(500);
+        now = anonymousKiB(pid);
+      }
+      assert.ok(
+        now <= afterBurst * 0.8,
+        `anonymous memory ${now} KiB, ${afterBurst} KiB right after the burst: nothing given back`,
+      );
+      // The held connections still work.
+      for (const c of held) {
+        c.write("ping\n");
+        const [echo] = (await once(c, "data")) as [Buffer];
+        assert.equal(echo.toString(), "ping\n");
+      }
+    } finally {
+      for (const c of held) c.destroy();
+      await s.stop();
+      rmSync(pki.dir, { recursive: true, force: true });
     }
-  } finally {
-    for (const c of held) c.destroy();
-    await s.stop();
-    rmSync(pki.dir, { recursive: true, force: true });
-  }
-});
+  });
