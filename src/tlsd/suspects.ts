@@ -11,7 +11,7 @@ const SUSPECT_MS = 10 * 60 * 1000;
 const MAX_SUSPECTS = 1024;
 
 export class Suspects {
-  /** Address → until when it is suspect (ms since the epoch), oldest entry first. */
+  /** Address -> until when it is suspect (ms since the epoch), oldest entry first. */
   private readonly until = new Map<string, number>();
   private first = true;
 
