@@ -67,8 +67,9 @@ typedef struct {
   char *abort_cause;    /* tlsClose's */
   char *reset_cause;    /* tlsClose's with afterPlain: the session ends at the program's EOF */
   char *hello_cause;    /* the hello callback's refusal: the handshake's failure */
-  /* TLS -> plain; the two buffers are one block, allocated by tlsRelay: a session in its
-   * handshake (or one that never gets that far) costs no more than its SSL. */
+  /* TLS -> plain; the two buffers are one block, allocated by pump() when the relay has work
+   * and freed when both are empty: a session in its handshake, or an idle one, costs no more
+   * than its SSL (whose own buffers SSL_MODE_RELEASE_BUFFERS frees). */
   char *up;
   int up_len, up_off, up_eof, up_done;
   /* plain -> TLS */
@@ -538,6 +539,11 @@ static int plain_outcome(session_t *s, ssize_t n, int *blocked) {
 
 /* Moves what can move without blocking, both ways; -1 when it failed (the session ended). */
 static int pump(session_t *s) {
+  if (!s->up && (s->up = malloc(2 * TLS_BUF))) s->down = s->up + TLS_BUF;
+  if (!s->up) {
+    fail_errno(s, "relay", ENOMEM);
+    return -1;
+  }
   for (;;) {
     int progress = 0, r, e;
     ssize_t n;
@@ -642,8 +648,13 @@ static int pump(session_t *s) {
       s->down_done = 1;
       progress = 1;
     }
-    if (!progress) return 0;
+    if (!progress) break;
   }
+  if (s->up_len == 0 && s->down_len == 0) { /* nothing held: idle, or blocked with none */
+    free(s->up);
+    s->up = s->down = NULL;
+  }
+  return 0;
 }
 
 /* Each socket is in the set for what the session waits for, else for its errors alone (a reset
@@ -845,8 +856,6 @@ napi_value tls_relay(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "tlsRelay: the handshake is not done, or the relay has begun");
     return NULL;
   }
-  if (!(s->up = malloc(2 * TLS_BUF))) return throw_errno(env, ENOMEM, "tlsRelay");
-  s->down = s->up + TLS_BUF;
   int on = 1;
   ioctl(pfd, FIONBIO, &on);
   ioctl(wfd, FIONBIO, &on);

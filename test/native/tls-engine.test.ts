@@ -240,7 +240,11 @@ test("TLS 1.1 is refused with a cause", async () => {
   }
 });
 
-test("64 MiB each way through the relay, the program side reading slowly", async () => {
+/** 64 MiB each way: the client sends its bytes and reads all, the program hashes what it reads
+ * slowly (every chunk waits for a timer) and sends its own; both arrive whole. With pings, that
+ * many exchanges come first, one by one, each after 200 ms in which nothing moves; the program's
+ * 64 MiB then goes when the client's first bytes come. */
+async function bothWays(pings: number): Promise<void> {
   const size = 64 << 20;
   const up = randomBytes(size);
   const down = randomBytes(size);
@@ -248,19 +252,41 @@ test("64 MiB each way through the relay, the program side reading slowly", async
   const server = serve(context(pairA), {
     program: (plain) => {
       const hash = createHash("sha256");
-      // Slowly: every chunk waits for a timer before the next is read.
-      plain.on("data", (chunk: Buffer) => {
+      const bulk = (chunk: Buffer) => {
         hash.update(chunk);
         plain.pause();
         setTimeout(() => plain.resume(), 1);
-      });
+      };
+      const start = () => {
+        plain.on("data", bulk);
+        plain.end(down);
+      };
+      let answered = 0;
+      const ping = (chunk: Buffer) => {
+        assert.equal(chunk.toString(), "ping");
+        plain.write("pong");
+        if (++answered < pings) return;
+        plain.off("data", ping);
+        plain.once("data", (first: Buffer) => {
+          start();
+          bulk(first);
+        });
+      };
+      if (pings > 0) plain.on("data", ping);
+      else start();
       programGot = once(plain, "end").then(() => hash.digest("hex"));
-      plain.end(down);
     },
   });
   try {
     const client = nodeClient(server.port);
     await once(client, "secureConnect");
+    for (let i = 0; i < pings; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      client.write("ping");
+      const [pong] = (await once(client, "data")) as [Buffer];
+      assert.equal(pong.toString(), "pong");
+    }
+    if (pings > 0) await new Promise((r) => setTimeout(r, 200));
     client.end(up);
     const got = await readAll(client);
     const served = await server.session(0);
@@ -270,7 +296,13 @@ test("64 MiB each way through the relay, the program side reading slowly", async
   } finally {
     server.close();
   }
-});
+}
+
+test("64 MiB each way through the relay, the program side reading slowly", () => bothWays(0));
+
+// Idle, nothing is in the relay's buffers, and it frees them: they come back when bytes do.
+test("a connection idle between exchanges relays 64 MiB each way when it is busy again", () =>
+  bothWays(3));
 
 function sha256(data: Buffer): string {
   return createHash("sha256").update(data).digest("hex");
