@@ -18,13 +18,14 @@
 // bench/hold.mjs (Node's TLS client, from 127.0.0.2) run on a private copy of the node binary:
 // on the same file it would share the binary's pages with our server, whose PSS then falls.
 // Servers (ECDSA P-256 certificate from bin/tls-keygen, the harness's default key type):
-//   ours     bin/tcpserver -R -H -l 0 -c 10000 -b 1024 127.0.0.1 PORT tlsd cat
+//   ours     bin/tcpserver -R -H -l 0 -c 10000 -b 1024 127.0.0.1 PORT tlsd --engine node cat
+//   ours-native  the same with tlsd --engine native (the TLS engine in our addon)
 //   stunnel  stunnel4 daemon, the harness's servers/stunnel.sh exec configuration (foreground,
 //            accept=, exec=/bin/cat, execArgs=cat, debug=3, its default protocol range)
 // The servers run without NODE_EXTRA_CA_CERTS (as bench/smtp.mjs: a daemon's environment does
 // not have it). Knobs: MEM_WARM_ROUNDS (3, at most 5), MEM_WARM_N (100, at most 1000),
 // MEM_WARM_HANDSHAKES (500, at most 5000), MEM_WARM_QUIET, MEM_WARM_LATER (seconds, at most
-// 60), MEM_WARM_SERVERS (ours,stunnel). The whole run is bounded by MEM_WARM_TIMEOUT (1200 s).
+// 60), MEM_WARM_SERVERS (ours,ours-native,stunnel). The whole run is bounded by MEM_WARM_TIMEOUT (1200 s).
 // Results: a markdown table on stdout and bench/results/mem-warm-STAMP.{json,md,log}.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
@@ -50,7 +51,7 @@ const W = bounded("MEM_WARM_HANDSHAKES", 500, 5000);
 const quiet = bounded("MEM_WARM_QUIET", 10, 60);
 const later = bounded("MEM_WARM_LATER", 10, 60);
 const timeout = bounded("MEM_WARM_TIMEOUT", 1200, 3600);
-const wanted = (process.env.MEM_WARM_SERVERS ?? "ours,stunnel").split(",");
+const wanted = (process.env.MEM_WARM_SERVERS ?? "ours,ours-native,stunnel").split(",");
 
 const out = join(root, "bench", "results");
 mkdirSync(out, { recursive: true });
@@ -296,17 +297,25 @@ const clientNode = join(tmp, "node-client");
 const cert = join(tmp, "cert.pem");
 const key = join(tmp, "key.pem");
 
+/** Our tcpserver + tlsd in-process, with tlsd's TLS engine `engine`. */
+function ours(name, engine) {
+  return async (port) => {
+    const env = { ...process.env, PATH: `${bin}:${process.env.PATH}` };
+    env.CERTFILE = cert;
+    env.KEYFILE = key;
+    delete env.NODE_EXTRA_CA_CERTS;
+    delete env.UCSPI_TLS_ENGINE;
+    const args = ["-R", "-H", "-l", "0", "-c", "10000", "-b", "1024", "127.0.0.1", port];
+    const tlsd = ["tlsd", "--engine", engine, "cat"];
+    return start(name, join(bin, "tcpserver"), [...args, ...tlsd], env);
+  };
+}
+
 const SERVERS = {
-  ours: {
-    label: "ours: tcpserver + tlsd (in-process)",
-    async start(port) {
-      const env = { ...process.env, PATH: `${bin}:${process.env.PATH}` };
-      env.CERTFILE = cert;
-      env.KEYFILE = key;
-      delete env.NODE_EXTRA_CA_CERTS;
-      const args = ["-R", "-H", "-l", "0", "-c", "10000", "-b", "1024", "127.0.0.1", port];
-      return start("ours", join(bin, "tcpserver"), [...args, "tlsd", "cat"], env);
-    },
+  ours: { label: "ours: tcpserver + tlsd (in-process)", start: ours("ours", "node") },
+  "ours-native": {
+    label: "ours: tcpserver + tlsd --engine native",
+    start: ours("ours-native", "native"),
   },
   stunnel: {
     label: "stunnel4 daemon, exec=/bin/cat",
@@ -528,16 +537,20 @@ try {
         `| ${f1(s.left_behind_pss_kb)} | ${s.tls?.protocol ?? "-"} ${s.tls?.cipher ?? ""} |`,
     );
   }
-  const ours = summary.find((s) => s.server === "ours");
   const ref = summary.find((s) => s.server === "stunnel");
-  if (ours && ref) {
+  for (const ours of summary.filter((s) => s.server.startsWith("ours"))) {
+    if (!ref) break;
     lines.push("");
     const ratio = (k) =>
-      `ours / stunnel = ${(ours[k] / ref[k]).toFixed(2)} (${f1(ours[k])} vs ${f1(ref[k])} KiB/conn` +
+      `${ours.server} / stunnel = ${(ours[k] / ref[k]).toFixed(2)} (${f1(ours[k])} vs ${f1(ref[k])} KiB/conn` +
       `; target <= stunnel: ${ours[k] <= ref[k] ? "met" : "NOT met"})`;
     lines.push(`- first hold: ${ratio("first_pss_kb_per_conn")}`);
     lines.push(`- warm: ${ratio("warm_pss_kb_per_conn")}`);
     lines.push(`- warm, conns ${N + 1}-${2 * N}: ${ratio("more_pss_kb_per_conn")}`);
+    const idle = ours.idle_pss_kb / 1024;
+    lines.push(
+      `- warm idle tree: ${f1(idle)} MiB (target <= 30: ${idle <= 30 ? "met" : "NOT met"})`,
+    );
   }
   const md = lines.join("\n") + "\n";
   console.log(md);

@@ -207,7 +207,8 @@ if (only("bulk")) {
   ]);
 }
 
-// 5. Memory per idle TLS connection (100 held, each with a `cat`).
+// 5. Memory per idle TLS connection (100 held, each with a `cat`), tlsd on node:tls and on the
+// native engine.
 if (only("mem")) {
   bench([
     "mem",
@@ -215,6 +216,8 @@ if (only("mem")) {
     "stunnel-exec,haproxy",
     "--tls",
     `ts-tcpserver+tlsd=${tlsd} $PROG`,
+    "--tls",
+    `ts-tcpserver+tlsd-native=${tlsd} --engine native $PROG`,
     "--ref",
     "stunnel-exec",
     "--tag",
