@@ -5,7 +5,6 @@
 // port asked for, from the client's own address), and takes out exactly what it installed
 // when it ends: SIGTERM, SIGINT, SIGHUP, or the chain's own end.
 import { spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { hostname } from "node:os";
@@ -15,6 +14,10 @@ import { helpAsked } from "../cli/help.ts";
 import { programArgs, reportError, writeStderr } from "../cli/main.ts";
 import { writeStdout } from "../cli/stdio.ts";
 import { ourLauncher } from "../ucspi/programs.ts";
+import { setVar, startEnv, toBytes } from "../ucspi/env.ts";
+import type { Env } from "../ucspi/env.ts";
+import { spawnWithBytes } from "../ucspi/spawn-bytes.ts";
+import type { BytesChild } from "../ucspi/spawn-bytes.ts";
 import {
   InstallFailed,
   checkLoopbackUp,
@@ -176,17 +179,16 @@ function mainChain(o: EverywhereOptions, bin: string): string[] {
   ]);
 }
 
-interface ChainEnd {
-  code: number | null;
-  signal: string | null;
-  error?: Error;
-}
-
-function chainEnding(chain: ChildProcess): Promise<ChainEnd> {
-  return new Promise((resolve) => {
-    chain.on("error", (error) => resolve({ code: null, signal: null, error }));
-    chain.on("exit", (code, signal) => resolve({ code, signal }));
-  });
+/** The chains' environment: ours as its bytes (a CERTFILE named with a byte that is not UTF-8
+ * reaches tlsd as it is), with the certificate made for it, our mark and our bin/ first. */
+function chainEnv(certEnv: Record<string, string>, owner: ProcessId, bin: string): Env {
+  const env = startEnv(process.env);
+  for (const [name, value] of Object.entries(certEnv)) setVar(env, name, toBytes(value));
+  // Each chain names us: found by the next start or --remove even if we die before the record
+  // names it.
+  setVar(env, OWNER_VARIABLE, ownerMark(owner));
+  setVar(env, "PATH", `${toBytes(bin)}:${env["PATH"] ?? "/usr/bin:/bin"}`);
+  return env;
 }
 
 const LISTENING = "listening";
@@ -195,11 +197,11 @@ const START_SECONDS = 60;
 
 /** Resolves once the chain says it listens: tcpserver -1 prints its port when bound and ready,
  * as djb's does. A chain that ends first never resolves this; its ending is raced instead. */
-function listening(chain: ChildProcess): Promise<void> {
+function listening(chain: BytesChild): Promise<void> {
   return new Promise((resolve) => {
     let said = "";
-    chain.stdout?.setEncoding("utf8");
-    chain.stdout?.on("data", (text: string) => {
+    chain.stdout.setEncoding("utf8");
+    chain.stdout.on("data", (text: string) => {
       said += text;
       if (said.includes("\n")) resolve();
     });
@@ -270,22 +272,13 @@ async function main(args: readonly string[]): Promise<number> {
   const record = (chains: ProcessId[]) =>
     writeOwnerRecord(o.stateDir, { owner, chains, args: recorded });
   createOwnerRecord(o.stateDir, { owner, chains: [], args: recorded });
-  const env = {
-    ...process.env,
-    ...certEnv,
-    // Each chain names us: found by the next start or --remove even if we die before the record
-    // names it.
-    [OWNER_VARIABLE]: ownerMark(owner),
-    PATH: `${bin}:${process.env["PATH"] ?? "/usr/bin:/bin"}`,
-  };
+  const env = chainEnv(certEnv, owner, bin);
   // The chains first, the rules once every chain listens: a rule that diverted a port to a
   // chain not yet listening would let its clients through to the service in plaintext.
   const chains = [
     mainChain(o, bin),
     ...o.overrides.map(({ chain }, i) => tcpserverArgs(o, bin, i, chainPort(o, i), chain)),
-  ].map((args) =>
-    spawn(join(bin, "tcpserver"), args, { stdio: ["ignore", "pipe", "inherit"], env }),
-  );
+  ].map((args) => spawnWithBytes(join(bin, "tcpserver"), args, env));
   try {
     record(chains.flatMap((chain) => processId(chain.pid ?? 0) ?? []));
   } catch (error) {
@@ -298,7 +291,7 @@ async function main(args: readonly string[]): Promise<number> {
     for (const chain of chains) chain.kill("SIGTERM");
   };
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, stop);
-  const endings = chains.map(chainEnding);
+  const endings = chains.map((chain) => chain.ended);
   let slow = false;
   const startBound = setTimeout(() => {
     slow = true;

@@ -20,6 +20,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { WITH_BYTES } from "../helpers/bytes.ts";
 import { makePki } from "../helpers/certs.ts";
 import type { Pair, TestPki } from "../helpers/certs.ts";
 import { makeLab, untilAnswers, watch } from "../helpers/netns.ts";
@@ -909,6 +910,43 @@ test("the owner's mark is the chains' own: a chain's program does not see it in 
   tool.child.kill("SIGKILL");
   await tool.exited;
   await removeUnrecorded(tool, chains);
+});
+
+test("the chains get the tool's environment and words byte for byte: a CERTFILE and KEYFILE named with a byte ff serve HTTPS, and a --port chain's program gets $X and a word with that byte", async () => {
+  // Node's spawn gave the chains U+FFFD (ef bf bd) for each such byte: tlsd found no
+  // certificate and the chain ended before it listened.
+  const named = (file: string) => {
+    copyFileSync(file, Buffer.concat([Buffer.from(file), Buffer.of(0xff)]));
+    return `${file}\\xff`;
+  };
+  const program =
+    "import os, sys\n" +
+    "os.write(1, (os.environb[b'X'].hex() + ' ' + ' '.join(os.fsencode(w).hex() for w in sys.argv[1:]) + '\\n').encode())";
+  const [python = "", ...head] = WITH_BYTES;
+  const tool = watch(
+    lab.start(
+      lab.server,
+      python,
+      [
+        ...head,
+        ...["env", "X=a\\xffb", `CERTFILE=${named(certificate.cert)}`],
+        `KEYFILE=${named(certificate.key)}`,
+        ours("tls-everywhere"),
+        ...[...OPTIONS, "--state", stateDir],
+        ...["--port", String(SMTP), "{", "python3", "-c", program, "\\xff", "}"],
+      ],
+      { ...process.env, PATH: PATH_WITH_BIN },
+    ),
+  );
+  try {
+    await ready(tool, 1000, 2, [LISTEN, LISTEN + 1]);
+    await fetchBoth("bytes");
+    assert.equal(await said(lab.serverIp, SMTP), "61ff62 ff\n");
+  } finally {
+    tool.child.kill("SIGTERM");
+    await tool.exited;
+  }
+  assert.equal(hostState(), pristine);
 });
 
 /** `tool`, killed with SIGKILL, and its record as it is when that comes before the chains are
