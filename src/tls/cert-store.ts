@@ -222,7 +222,10 @@ export class CertStore {
       try {
         // Resolved once: where NAME is a symlink to a version (tlsd's own orders), the key
         // and the chain are read from that one version even if NAME moves on meanwhile.
-        const real = decodeOs(realpathSync(osPath(join(dir, entry)), { encoding: "buffer" }));
+        // (.native: Node's own realpathSync reads a name's bytes as UTF-8, and finds nothing.)
+        const real = decodeOs(
+          realpathSync.native(osPath(join(dir, entry)), { encoding: "buffer" }),
+        );
         const pair = { cert: join(real, "fullchain.pem"), key: join(real, "privkey.pem") };
         const certificate = new X509Certificate(readFileSync(osPath(pair.cert)));
         const san = certificate.subjectAltName ?? "";

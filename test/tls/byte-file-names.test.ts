@@ -4,14 +4,14 @@
 // env(1) under WITH_BYTES; the client is openssl s_client with a certificate of the test CA.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { WITH_BYTES } from "../helpers/bytes.ts";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, TLSD_UNDER, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
-import { answerWithCertificate } from "../helpers/tls-client.ts";
+import { answerWithCertificate, tlsExchange } from "../helpers/tls-client.ts";
 
 const pki = makePki();
 after(() => rmSync(pki.dir, { recursive: true, force: true }));
@@ -93,4 +93,25 @@ test("tlsd: a CERTFILE with a byte ff that names nothing is named readably", asy
     r.stderr,
     `tlsd: fatal: unable to read certificate ${missing}: file does not exist\n`,
   );
+});
+
+test("tlsd: a CERTDIR named with a byte ff serves the certificates in it", async () => {
+  // Each NAME/ was resolved with Node's realpathSync, which took the name's bytes for UTF-8
+  // and found nothing: no certificate served.
+  const live = join(pki.dir, "live");
+  const dir = Buffer.concat([Buffer.from(live), Buffer.of(0xff), Buffer.from("/localhost")]);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(Buffer.concat([dir, Buffer.from("/fullchain.pem")]), readFileSync(server.cert));
+  writeFileSync(Buffer.concat([dir, Buffer.from("/privkey.pem")]), readFileSync(server.key), {
+    mode: 0o600,
+  });
+  const s = await startServer(ours("tcpserver"), ["127.0.0.1", "0", "tlsd", "echo", "hello"], {
+    env: {},
+    wrap: [...WITH_BYTES, "env", `PATH=${BIN}:/usr/bin:/bin`, `CERTDIR=${live}\\xff`],
+  });
+  try {
+    assert.equal(await tlsExchange(s.port, pki.ca.cert), "hello\n", s.log());
+  } finally {
+    await s.stop();
+  }
 });
