@@ -8,6 +8,7 @@ import { httpChallengeDir } from "../acme/config.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { clientPrefix } from "../ucspi/env.ts";
 import { FatalError, parseOrUsage } from "../ucspi/errors.ts";
+import { osFromBytes, osPath } from "../ucspi/os-string.ts";
 import { drain, peekBytes } from "../stream/peek.ts";
 import type { Connection, Stage } from "../ucspi/stage.ts";
 import { USAGE, parseChallengeArgs } from "./options.ts";
@@ -47,7 +48,7 @@ export const challengeStage: Stage = {
     // A HEAD is answered without a body: a client reads the headers as the whole answer (a
     // body after them would be taken for the start of the next one).
     const head = /^HEAD /.test(line);
-    const answer = token === undefined ? undefined : keyAuthorization(certDir, token);
+    const answer = token === undefined ? undefined : keyAuthorization(osFromBytes(certDir), token);
     if (answer !== undefined) {
       if (o.verbosity >= 2)
         ctx.log(`acme-challenge: info: ${clientPrefix(ctx.env)}answered ${token}\n`);
@@ -78,7 +79,7 @@ function firstLine(bytes: Buffer): string {
 /** The key authorization tlsd wrote for `token`, if it did. */
 function keyAuthorization(certDir: string, token: string): string | undefined {
   try {
-    return readFileSync(join(httpChallengeDir(certDir), token), "latin1");
+    return readFileSync(osPath(join(httpChallengeDir(certDir), token)), "latin1");
   } catch {
     return undefined;
   }

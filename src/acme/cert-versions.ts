@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { writeFilesAtomic } from "../files/atomic-write.ts";
+import { osPath } from "../ucspi/os-string.ts";
 
 const VERSIONS = ".versions";
 /** The current version and the one before it stay. */
@@ -22,10 +23,10 @@ export function installCertificate(
   now = Date.now(),
 ): void {
   const versions = join(cacheDir, VERSIONS);
-  mkdirSync(versions, { recursive: true, mode: 0o755 });
+  mkdirSync(osPath(versions), { recursive: true, mode: 0o755 });
   const version = `${name}.${now}.${randomBytes(4).toString("hex")}`;
   const dir = join(versions, version);
-  mkdirSync(dir, { mode: 0o755 });
+  mkdirSync(osPath(dir), { mode: 0o755 });
   writeFilesAtomic([
     { path: join(dir, "privkey.pem"), data: key, mode: 0o600 },
     { path: join(dir, "fullchain.pem"), data: chain, mode: 0o644 },
@@ -33,13 +34,13 @@ export function installCertificate(
   const link = join(cacheDir, name);
   // A directory of an older tlsd (or one made by hand) is moved aside once: a symlink cannot
   // be renamed over a directory.
-  if (isRealDirectory(link)) renameSync(link, join(versions, `${name}.${now}.old`));
+  if (isRealDirectory(link)) renameSync(osPath(link), osPath(join(versions, `${name}.${now}.old`)));
   const temp = join(cacheDir, `.${name}.${randomBytes(4).toString("hex")}.link`);
-  symlinkSync(join(VERSIONS, version), temp);
+  symlinkSync(join(VERSIONS, version), osPath(temp));
   try {
-    renameSync(temp, link);
+    renameSync(osPath(temp), osPath(link));
   } catch (error) {
-    rmSync(temp, { force: true });
+    rmSync(osPath(temp), { force: true });
     throw error;
   }
   prune(versions, name);
@@ -47,7 +48,7 @@ export function installCertificate(
 
 function isRealDirectory(path: string): boolean {
   try {
-    return lstatSync(path).isDirectory();
+    return lstatSync(osPath(path)).isDirectory();
   } catch {
     return false;
   }
@@ -56,10 +57,10 @@ function isRealDirectory(path: string): boolean {
 /** Removes `name`'s versions but the newest KEEP (by their time, then name). */
 function prune(versions: string, name: string): void {
   const pattern = new RegExp(`^${name.replace(/[.*]/g, "\\$&")}\\.(\\d+)\\.[0-9a-z]+$`);
-  const mine = readdirSync(versions)
+  const mine = readdirSync(osPath(versions))
     .map((entry) => ({ entry, time: Number(pattern.exec(entry)?.[1] ?? NaN) }))
     .filter((v) => !Number.isNaN(v.time))
     .sort((a, b) => b.time - a.time || (a.entry < b.entry ? 1 : -1));
   for (const { entry } of mine.slice(KEEP))
-    rmSync(join(versions, entry), { recursive: true, force: true });
+    rmSync(osPath(join(versions, entry)), { recursive: true, force: true });
 }

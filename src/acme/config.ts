@@ -6,7 +6,10 @@ import { join, resolve } from "node:path";
 import { isSniPattern } from "../tls/sni-pattern.ts";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError } from "../ucspi/errors.ts";
+import { osFromBytes } from "../ucspi/os-string.ts";
 
+/** File names here are kept as a command-line word is (src/ucspi/os-string.ts: from the
+ * environment's bytes, a byte that is not UTF-8 escaped), for node:fs through osPath. */
 export interface AcmeConfig {
   directoryUrl: string;
   /** certbot's live/ layout: NAME/fullchain.pem and NAME/privkey.pem; the account key in
@@ -46,7 +49,7 @@ export interface AcmeConfig {
 
 /** Where http-01 key authorizations are written, for acme-challenge to answer with: beside
  * .acme (which holds the account key and stays private), readable by a port-80 stage that runs
- * as another user. */
+ * as another user. certDir: a file name (osFromBytes), not the environment's bytes. */
 export function httpChallengeDir(certDir: string): string {
   return join(resolve(certDir), ".acme-http-01");
 }
@@ -83,7 +86,7 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     if (!isSniPattern(name) || !name.replace(/^\*\./, "").includes("."))
       throw new FatalError(`ACME_NAMES: not a host name or *.name: '${name}'`, EXIT_CONFIG);
   }
-  const cacheDir = resolve(certDir);
+  const cacheDir = resolve(osFromBytes(certDir));
   const challenge = env["ACME_CHALLENGE"] ?? "tls-alpn-01";
   if (challenge !== "tls-alpn-01" && challenge !== "http-01")
     throw new FatalError(`ACME_CHALLENGE: tls-alpn-01 or http-01, not '${challenge}'`, EXIT_CONFIG);
@@ -97,7 +100,7 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     ask,
     policyTtlMs: count(env, "ACME_POLICY_TTL", 600) * 1000,
     searchPath: env["PATH"] ?? "/usr/bin:/bin",
-    caFile: env["ACME_CAFILE"] ? resolve(env["ACME_CAFILE"]) : undefined,
+    caFile: env["ACME_CAFILE"] ? resolve(osFromBytes(env["ACME_CAFILE"])) : undefined,
     email: env["ACME_EMAIL"] || undefined,
     ordersPerHour: count(env, "ACME_RATE", 10),
     waitMs: count(env, "ACME_WAIT", 15_000),

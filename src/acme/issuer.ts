@@ -9,6 +9,7 @@ import { createSecureContext } from "node:tls";
 import { causeText } from "../ucspi/errors.ts";
 import type { SecureContext } from "node:tls";
 import { writeFileAtomic } from "../files/atomic-write.ts";
+import { osPath } from "../ucspi/os-string.ts";
 import { installCertificate } from "./cert-versions.ts";
 import type * as AcmeClient from "acme-client";
 import type { AcmeConfig } from "./config.ts";
@@ -156,7 +157,7 @@ export class Issuer {
     const own = this.challengePems.get(name);
     if (own) return own;
     try {
-      return readFileSync(join(this.challengeDir, `${name}.pem`));
+      return readFileSync(osPath(join(this.challengeDir, `${name}.pem`)));
     } catch {
       return undefined;
     }
@@ -181,7 +182,7 @@ export class Issuer {
         checkChallenge(name, authz, challenge);
         if (challenge.type === "http-01") {
           // For acme-challenge on port 80 (a process of its own, maybe another user's).
-          mkdirSync(this.config.httpDir, { recursive: true, mode: 0o755 });
+          mkdirSync(osPath(this.config.httpDir), { recursive: true, mode: 0o755 });
           writeFileAtomic(join(this.config.httpDir, challenge.token), keyAuthorization, {
             mode: 0o644,
             overwrite: true,
@@ -193,7 +194,7 @@ export class Issuer {
         this.challengePems.set(name, Buffer.concat([k, c]));
         // On disk too, for a tlsd in another process (one per connection under djb's
         // tcpserver), which the validator's connection may well reach instead of this one.
-        mkdirSync(this.challengeDir, { recursive: true, mode: 0o700 });
+        mkdirSync(osPath(this.challengeDir), { recursive: true, mode: 0o700 });
         writeFileAtomic(join(this.challengeDir, `${name}.pem`), Buffer.concat([k, c]), {
           mode: 0o600,
           overwrite: true,
@@ -202,12 +203,12 @@ export class Issuer {
       challengeRemoveFn: async (authz, challenge) => {
         checkChallenge(name, authz, challenge);
         if (challenge.type === "http-01") {
-          rmSync(join(this.config.httpDir, challenge.token), { force: true });
+          rmSync(osPath(join(this.config.httpDir, challenge.token)), { force: true });
           return;
         }
         this.challenges.delete(name);
         this.challengePems.delete(name);
-        rmSync(join(this.challengeDir, `${name}.pem`), { force: true });
+        rmSync(osPath(join(this.challengeDir, `${name}.pem`)), { force: true });
       },
     });
     checkIssued(name, key, chain);
@@ -221,7 +222,9 @@ export class Issuer {
       // Loaded with the first order: a tlsd that never orders does not pay for them.
       const [acme, { Agent }] = await Promise.all([import("acme-client"), import("node:https")]);
       if (this.config.caFile)
-        acme.axios.defaults.httpsAgent = new Agent({ ca: readFileSync(this.config.caFile) });
+        acme.axios.defaults.httpsAgent = new Agent({
+          ca: readFileSync(osPath(this.config.caFile)),
+        });
       boundRequests(acme);
       const settings = (
         acme.axios.defaults as {
@@ -253,17 +256,17 @@ export class Issuer {
   private async accountKey(acme: Acme): Promise<Buffer> {
     const file = this.config.accountKeyFile;
     try {
-      return readFileSync(file);
+      return readFileSync(osPath(file));
     } catch (error) {
       if ((error as { code?: string }).code !== "ENOENT") throw error;
     }
-    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    mkdirSync(osPath(dirname(file)), { recursive: true, mode: 0o700 });
     const key = await acme.crypto.createPrivateEcdsaKey();
     try {
       writeFileAtomic(file, key, { mode: 0o600 });
     } catch (error) {
       // Another tlsd made one meanwhile: use theirs.
-      if ((error as { code?: string }).code === "EEXIST") return readFileSync(file);
+      if ((error as { code?: string }).code === "EEXIST") return readFileSync(osPath(file));
       throw error;
     }
     return key;

@@ -24,6 +24,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../files/atomic-write.ts";
+import { osPath } from "../ucspi/os-string.ts";
 
 export type Claim =
   /** Ours to order; release() when done. */
@@ -59,13 +60,13 @@ export class Ledger {
   }
 
   claim(name: string): Claim {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    mkdirSync(osPath(this.dir), { recursive: true, mode: 0o700 });
     const lock = join(this.dir, name);
     const token = randomBytes(16).toString("hex");
     if (!this.lock(lock, token) && !(this.takeOver(lock) && this.lock(lock, token))) return "busy";
     const recent = this.recent();
     if (recent.length >= this.limit) {
-      rmSync(lock, { force: true });
+      rmSync(osPath(lock), { force: true });
       return "limited";
     }
     this.append(`${this.now()} ${name}\n`, recent);
@@ -78,7 +79,7 @@ export class Ledger {
     if (!this.owns(name)) return;
     const at = new Date(this.now());
     try {
-      utimesSync(join(this.dir, name), at, at);
+      utimesSync(osPath(join(this.dir, name)), at, at);
     } catch {
       // gone: taken over (we were too slow), nothing to keep fresh
     }
@@ -87,7 +88,7 @@ export class Ledger {
   /** Ends this process's claim of `name`; another's (one that took a stale claim of ours
    * over) is left alone. */
   release(name: string): void {
-    if (this.owns(name)) rmSync(join(this.dir, name), { force: true });
+    if (this.owns(name)) rmSync(osPath(join(this.dir, name)), { force: true });
     this.tokens.delete(name);
   }
 
@@ -95,7 +96,7 @@ export class Ledger {
    * before release(). */
   failed(name: string, cause: string): void {
     if (!this.owns(name)) return;
-    mkdirSync(this.failures, { recursive: true, mode: 0o700 });
+    mkdirSync(osPath(this.failures), { recursive: true, mode: 0o700 });
     writeFileAtomic(join(this.failures, name), `${cause.split("\n")[0] ?? ""}\n`, {
       mode: 0o600,
       overwrite: true,
@@ -107,7 +108,7 @@ export class Ledger {
     const file = join(this.failures, name);
     if (mtimeOf(file) < since) return undefined;
     try {
-      return readFileSync(file, "latin1").trim() || undefined;
+      return readFileSync(osPath(file), "latin1").trim() || undefined;
     } catch {
       return undefined;
     }
@@ -117,7 +118,7 @@ export class Ledger {
     const token = this.tokens.get(name);
     if (token === undefined) return false;
     try {
-      return readFileSync(join(this.dir, name), "latin1").trim() === token;
+      return readFileSync(osPath(join(this.dir, name)), "latin1").trim() === token;
     } catch {
       return false;
     }
@@ -129,28 +130,28 @@ export class Ledger {
   private takeOver(lock: string): boolean {
     let seen;
     try {
-      seen = statSync(lock);
+      seen = statSync(osPath(lock));
     } catch {
       return true; // released meanwhile
     }
     if (this.now() - seen.mtimeMs < STALE_MS) return false;
     const aside = `${lock}.stale.${randomBytes(4).toString("hex")}`;
     try {
-      renameSync(lock, aside);
+      renameSync(osPath(lock), osPath(aside));
     } catch {
       return false; // another took it over first
     }
-    const moved = statSync(aside);
+    const moved = statSync(osPath(aside));
     if (moved.ino !== seen.ino || moved.mtimeMs !== seen.mtimeMs) {
       try {
-        linkSync(aside, lock); // fails if yet another claim is there: that one stands
+        linkSync(osPath(aside), osPath(lock)); // fails if yet another claim is there: that one stands
       } catch {
         // nothing to put back
       }
-      rmSync(aside, { force: true });
+      rmSync(osPath(aside), { force: true });
       return false;
     }
-    rmSync(aside, { force: true });
+    rmSync(osPath(aside), { force: true });
     return true;
   }
 
@@ -162,7 +163,7 @@ export class Ledger {
 
   private lock(path: string, token: string): boolean {
     try {
-      const fd = openSync(path, "wx", 0o600);
+      const fd = openSync(osPath(path), "wx", 0o600);
       writeSync(fd, `${token}\n`);
       closeSync(fd);
       return true;
@@ -176,7 +177,7 @@ export class Ledger {
   private recent(): string[] {
     let text = "";
     try {
-      text = readFileSync(this.log, "latin1");
+      text = readFileSync(osPath(this.log), "latin1");
     } catch {
       return [];
     }
@@ -187,7 +188,7 @@ export class Ledger {
   private append(line: string, recent: string[]): void {
     let size = 0;
     try {
-      size = statSync(this.log).size;
+      size = statSync(osPath(this.log)).size;
     } catch {
       // no log yet
     }
@@ -198,7 +199,7 @@ export class Ledger {
       });
       return;
     }
-    const fd = openSync(this.log, "a", 0o600);
+    const fd = openSync(osPath(this.log), "a", 0o600);
     try {
       writeSync(fd, line);
     } finally {
@@ -210,7 +211,7 @@ export class Ledger {
 /** A file's mtime in ms; 0 when it is not there. */
 export function mtimeOf(path: string): number {
   try {
-    return statSync(path).mtimeMs;
+    return statSync(osPath(path)).mtimeMs;
   } catch {
     return 0;
   }

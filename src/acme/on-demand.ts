@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import type { SecureContext } from "node:tls";
 import { acmeOrders } from "../metrics/catalog.ts";
 import { causeText } from "../ucspi/errors.ts";
+import { osPath } from "../ucspi/os-string.ts";
 import type { AcmeConfig } from "./config.ts";
 import { Issuer } from "./issuer.ts";
 import { Ledger, REFRESH_MS, STALE_MS, mtimeOf } from "./ledger.ts";
@@ -125,7 +126,7 @@ export class OnDemand {
     if (times) return times;
     try {
       const cert = new X509Certificate(
-        readFileSync(join(this.config.cacheDir, name, "fullchain.pem")),
+        readFileSync(osPath(join(this.config.cacheDir, name, "fullchain.pem"))),
       );
       const from = Date.parse(cert.validFrom);
       const to = Date.parse(cert.validTo);

@@ -20,6 +20,7 @@ import { createServer as createHttpsServer, get as httpsGet } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { WITH_BYTES, escaped } from "../helpers/bytes.ts";
 import { makePki } from "../helpers/certs.ts";
 import { expiredPem } from "../helpers/expired-cert.ts";
 import { freePort } from "../helpers/interop.ts";
@@ -45,8 +46,15 @@ interface Site {
   stop(): Promise<void>;
 }
 
-/** A tcpserver running tlsd (default certificate: localhost) with CERTDIR `cache`. */
-function serveTlsd(server: string, port: number, cache: string, env: Record<string, string>) {
+/** A tcpserver running tlsd (default certificate: localhost) with CERTDIR `cache`; `wrap`
+ * runs it (WITH_BYTES and env(1), for variables that are not UTF-8). */
+function serveTlsd(
+  server: string,
+  port: number,
+  cache: string,
+  env: Record<string, string>,
+  wrap?: readonly string[],
+) {
   return startServer(server, ["-vRHl0", "127.0.0.1", String(port), "tlsd", "-v2", ...PROGRAM], {
     env: {
       ...process.env,
@@ -56,6 +64,7 @@ function serveTlsd(server: string, port: number, cache: string, env: Record<stri
       CERTDIR: cache,
       ...env,
     },
+    wrap,
   });
 }
 
@@ -792,6 +801,102 @@ test("a CERTDIR not there yet is made by the first order; without ACME, one that
     });
     assert.equal(r.code, 111);
     assert.equal(r.stderr, `tlsd: fatal: unable to read CERTDIR ${nowhere}: file does not exist\n`);
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
+});
+
+/** A name under `parent` ending in `bytes`: as node:fs takes it, and as WITH_BYTES writes it. */
+function byteNamed(parent: string, name: string, bytes: Buffer) {
+  const path = Buffer.concat([Buffer.from(join(parent, name)), bytes]);
+  return {
+    path,
+    word: `${join(parent, name)}${escaped(bytes)}`,
+    sub: (...p: string[]) => Buffer.concat([path, Buffer.from(`/${p.join("/")}`)]),
+  };
+}
+
+/** The entries of `dir` as hex (names that are not UTF-8 too), sorted. */
+const entriesHex = (dir: string) =>
+  readdirSync(dir, { encoding: "buffer" })
+    .map((e) => e.toString("hex"))
+    .sort();
+
+// The name as the environment has it, whether or not it is UTF-8: ff, and é (c3 a9) which
+// tlsd wrote to c3 83 c2 a9 (each byte taken for a character and written as UTF-8).
+for (const [what, bytes] of [
+  ["a byte ff", Buffer.of(0xff)],
+  ["é (UTF-8)", Buffer.of(0xc3, 0xa9)],
+] as const) {
+  test(`CERTDIR and ACME_CAFILE named with ${what}: the account, the order and the certificate go there, and it serves`, async () => {
+    const port = await freePort();
+    const pebble = await startPebble({ tlsPort: port });
+    const parent = mkdtempSync(join(tmpdir(), "ucspi-acme-bytes-"));
+    try {
+      const cache = byteNamed(parent, "live", bytes);
+      mkdirSync(cache.path);
+      const ca = byteNamed(parent, "ca.pem", bytes);
+      writeFileSync(ca.path, readFileSync(pebble.listenerCa));
+      const rootFile = join(parent, "root.pem");
+      writeFileSync(rootFile, await pebble.root());
+      const server = await serveTlsd(
+        ours("tcpserver"),
+        port,
+        "", // CERTDIR: env(1)'s
+        { ACME_DIRECTORY: pebble.directory, ACME_NAMES: "a.test" },
+        [...WITH_BYTES, "env", `CERTDIR=${cache.word}`, `ACME_CAFILE=${ca.word}`],
+      );
+      try {
+        const first = await sClient(port, "a.test", rootFile);
+        assert.equal(first.code, 0, first.stderr + server.log() + pebble.log());
+        assert.match(first.leaf?.subjectAltName ?? "", /DNS:a\.test/);
+        assert.equal(statSync(cache.sub("a.test", "privkey.pem")).mode & 0o777, 0o600);
+        assert.equal(statSync(cache.sub(".acme", "account.key")).mode & 0o777, 0o600);
+        assert.match(server.log(), /^tlsd: info: acme: a\.test: issued in \d+ ms$/m);
+      } finally {
+        await server.stop();
+      }
+      // Nothing written under any other name.
+      assert.deepEqual(
+        entriesHex(parent),
+        [ca.path, cache.path, Buffer.from(rootFile)]
+          .map((p) => p.subarray(parent.length + 1).toString("hex"))
+          .sort(),
+      );
+    } finally {
+      pebble.stop();
+      rmSync(parent, { recursive: true, force: true });
+    }
+  });
+}
+
+test("acme-challenge: a CERTDIR named with a byte ff, or with é (UTF-8), is where it reads the key authorizations", async () => {
+  const parent = mkdtempSync(join(tmpdir(), "ucspi-acme-bytes-"));
+  try {
+    for (const bytes of [Buffer.of(0xff), Buffer.of(0xc3, 0xa9)]) {
+      const cache = byteNamed(parent, "live", bytes);
+      mkdirSync(cache.sub(".acme-http-01"), { recursive: true });
+      writeFileSync(cache.sub(".acme-http-01", "tok-1"), "tok-1.thumbprint");
+      const web = await startServer(
+        ours("tcpserver"),
+        ["-RHl0", "127.0.0.1", "0", "acme-challenge"],
+        {
+          env: { ...process.env, PATH: PATH_WITH_BIN },
+          wrap: [...WITH_BYTES, "env", `CERTDIR=${cache.word}`],
+        },
+      );
+      try {
+        const hit = await run("curl", [
+          "-sS",
+          "-i",
+          `http://127.0.0.1:${web.port}/.well-known/acme-challenge/tok-1`,
+        ]);
+        assert.match(hit.stdout, /^HTTP\/1\.1 200 OK\r$/m, hit.stderr + web.log());
+        assert.match(hit.stdout, /\r\n\r\ntok-1\.thumbprint$/);
+      } finally {
+        await web.stop();
+      }
+    }
   } finally {
     rmSync(parent, { recursive: true, force: true });
   }
