@@ -24,3 +24,15 @@ export const ARGV_HEX = [
 export function escaped(bytes: Uint8Array): string {
   return [...bytes].map((b) => `\\x${b.toString(16).padStart(2, "0")}`).join("");
 }
+
+/** As ARGV_HEX, with the hex of $X before the words' (what it got of its environment too),
+ * the line begun with `prefix` (a greeting of the protocol it is run for). */
+export function envArgvHex(prefix = ""): string[] {
+  return [
+    "python3",
+    "-c",
+    "import os, sys\n" +
+      `line = ${JSON.stringify(prefix)} + ' '.join([os.environb.get(b'X', b'').hex()] + [os.fsencode(w).hex() for w in sys.argv[2:]])\n` +
+      "os.write(int(sys.argv[1]), (line + '\\r\\n').encode())",
+  ];
+}

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import fc from "fast-check";
-import { ARGV_HEX, WITH_BYTES, escaped } from "../helpers/bytes.ts";
+import { ARGV_HEX, WITH_BYTES, envArgvHex, escaped } from "../helpers/bytes.ts";
 import { makePki } from "../helpers/certs.ts";
 import { PATH_WITH_BIN, TLSD_UNDER, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
@@ -100,6 +100,82 @@ for (const [who, tcpserver] of TLSD_UNDER) {
       assert.equal(await tlsExchange(server.port, pki.ca.cert), HEX);
     } finally {
       await server.stop();
+    }
+  });
+}
+
+/** The first line a client reads from `port` (after sending a ClientHello, with `hello`), as
+ * hex: the program may end the connection with a reset after it. */
+async function firstLine(port: number, hello = false): Promise<string> {
+  const r = await run("python3", [
+    "-c",
+    [
+      "import socket, ssl, sys",
+      "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10)",
+      "if sys.argv[2] == 'hello':",
+      "    out = ssl.MemoryBIO()",
+      "    tls = ssl._create_unverified_context().wrap_bio(ssl.MemoryBIO(), out, server_hostname='x.test')",
+      "    try: tls.do_handshake()",
+      "    except ssl.SSLWantReadError: s.sendall(out.read())",
+      "got = b''",
+      "while b'\\n' not in got:",
+      "    more = s.recv(4096)",
+      "    if not more: break",
+      "    got += more",
+      "sys.stdout.write(got.hex())",
+    ].join("\n"),
+    String(port),
+    hello ? "hello" : "",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout;
+}
+
+/** What envArgvHex writes for $X=a\xffb and WORDS, after `prefix`. */
+const envAndWords = (prefix = "") =>
+  Buffer.from(`${prefix}61ff62 ${HEX.replace("\n", "\r\n")}`).toString("hex");
+
+for (const [who, tcpserver] of TLSD_UNDER) {
+  const under = who.replace("tlsd", "starttls-wrapper");
+  test(`starttls-wrapper (${under}): the server it runs gets the bytes of its words and environment`, async () => {
+    const server = await startServer(
+      tcpserver,
+      ["127.0.0.1", "0", ours("starttls-wrapper"), "-p", "smtp", ...envArgvHex("220 "), "1"].concat(
+        WORDS,
+      ),
+      {
+        env: { ...env, CERTFILE: pair.cert, KEYFILE: pair.key },
+        wrap: [...WITH_BYTES, "env", "X=a\\xffb"],
+      },
+    );
+    try {
+      // The server's greeting, as the wrapper passes it on.
+      assert.equal(await firstLine(server.port), envAndWords("220 "));
+    } finally {
+      await server.stop();
+    }
+  });
+}
+
+for (const [who, tcpserver] of TLSD_UNDER) {
+  const under = who.replace("tlsd", "tcpforward");
+  test(`tcpforward --if-plain (${under}): the program it runs for a TLS client of a plaintext service gets the bytes of its words and environment`, async () => {
+    const service = await startServer(ours("tcpserver"), ["127.0.0.1", "0", "echo", "220 plain"], {
+      env,
+    });
+    const server = await startServer(
+      tcpserver,
+      ["127.0.0.1", "0", ours("tcpforward"), "--if-plain", "{", ...envArgvHex(), "1"].concat(
+        WORDS,
+        ["}", "127.0.0.1", String(service.port)],
+      ),
+      { env, wrap: [...WITH_BYTES, "env", "X=a\\xffb"] },
+    );
+    try {
+      assert.equal(await firstLine(server.port, true), envAndWords());
+    } finally {
+      await server.stop();
+      await service.stop();
     }
   });
 }
