@@ -30,7 +30,7 @@ function answer(stream: Duplex, status: number, body: string, headOnly = false):
   const reason: Record<number, string> = { 200: "OK", 405: "Method Not Allowed", 431: "Too Large" };
   stream.write(
     `HTTP/1.1 ${status} ${reason[status] ?? ""}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n` +
+      `Content-Length: ${Buffer.byteLength(body, "latin1")}\r\nConnection: close\r\n\r\n` +
       (headOnly ? "" : body),
   );
 }
@@ -45,8 +45,8 @@ function readHead(stream: Duplex): Promise<string | undefined> {
       stream.pause();
       resolve(value);
     };
-    const onData = (chunk: Buffer) => {
-      text += chunk.toString("latin1");
+    const onData = (chunk: string) => {
+      text += chunk; // latin1 (stage.ts)
       const end = text.indexOf("\r\n\r\n");
       if (end >= 0) done(text.slice(0, end));
       else if (text.length > MAX_HEAD) done(text);

@@ -32,7 +32,7 @@ async function converse(
       if (line === ".") {
         say(`250 ok: ${data} bytes from ${whence}, thrown away (demo)`);
         data = undefined;
-      } else data += line.length + 2;
+      } else data += line.length + 2; // bytes: one character each (stage.ts)
       continue;
     }
     const verb = line.split(" ")[0]?.toUpperCase() ?? "";

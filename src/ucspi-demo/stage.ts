@@ -35,6 +35,11 @@ export const demoStage: Stage = {
 };
 
 async function session(stream: Duplex, argv: readonly string[], env: Readonly<Env>) {
+  // Bytes both ways, one character each (latin1): a client's line goes back as its bytes, and
+  // the environment's values (byte strings, src/ucspi/env.ts) are written as they are. As
+  // UTF-8, a byte ff came back as U+FFFD, and $'a\xffb' went out as a\xc3\xbfb.
+  stream.setEncoding("latin1");
+  stream.setDefaultEncoding("latin1");
   if (argv[1] === "smtp" || argv[1] === "http") {
     await (argv[1] === "smtp" ? smtpSink : httpPage)(stream, env);
     await new Promise<void>((resolve) => stream.end(resolve));

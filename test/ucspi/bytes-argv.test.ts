@@ -22,10 +22,12 @@ const WORDS = ["\\xff", "a\\xc3\\xa9b", "\\xed\\xa0\\x80", ""];
 const HEX = "ff 61c3a962 eda080 \n";
 const env = { ...process.env, PATH: PATH_WITH_BIN };
 
-function readAll(port: number): Promise<string> {
+/** All a client reads from `port` (one character per byte), having sent `send`. */
+function readAll(port: number, send = ""): Promise<string> {
   return new Promise((resolve, reject) => {
     let got = "";
     const c = connect(port, "127.0.0.1");
+    c.end(send, "latin1");
     c.setEncoding("latin1");
     c.on("data", (d: string) => (got += d));
     c.on("close", () => resolve(got));
@@ -179,6 +181,31 @@ for (const [who, tcpserver] of TLSD_UNDER) {
     }
   });
 }
+
+test("ucspi-demo: the client's bytes and the environment's go back as they are, in-process and as a process of its own", async () => {
+  // Each greeting or page names the client's address: the one that env(1) sets has a byte ff.
+  const answers = async (program: string[], send: string) => {
+    const server = await startServer(ours("tcpserver"), ["127.0.0.1", "0", ...program], {
+      env,
+      wrap: WITH_BYTES,
+    });
+    try {
+      return await readAll(server.port, send);
+    } finally {
+      await server.stop();
+    }
+  };
+  const own = ["env", "TCPREMOTEIP=a\\xffb", "ucspi-demo"];
+  assert.match(await answers(["ucspi-demo"], "x\xffy\r\nquit\r\n"), /\r\necho: x\xffy\r\n$/);
+  assert.match(await answers(own, "quit\r\n"), /^hello a\xffb port \d+;/);
+  const page = await answers([...own, "http"], "GET /\xe9 HTTP/1.0\r\n\r\n");
+  const [head = "", body = ""] = page.split("\r\n\r\n");
+  assert.match(body, /^hello from ucspi-tls: GET \/\xe9\nclient: a\xffb port \d+\n/);
+  assert.match(head, new RegExp(`^Content-Length: ${body.length}\r$`, "m"));
+  // The bytes of a mail's lines are counted: é is two.
+  const mail = await answers(["ucspi-demo", "smtp"], "DATA\r\n\xc3\xa9\r\n.\r\nQUIT\r\n");
+  assert.match(mail, /^250 ok: 4 bytes from 127\.0\.0\.1 in plaintext/m);
+});
 
 let peer: RunningServer;
 before(async () => {
