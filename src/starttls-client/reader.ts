@@ -118,11 +118,14 @@ export class ServerReader {
 
   /** Text up to and including the first tag that `ends` (see TagScanner), read as latin1, at
    * most `max` bytes. Each byte is looked at once: the whole text was matched again at every
-   * chunk, so a server sending one byte at a time held the CPU until the handshake limit. */
+   * chunk, so a server sending one byte at a time held the CPU until the handshake limit. Only
+   * the first `max` are: a tag that ended past them was taken when it came in the chunk that
+   * crossed the bound, and was "too long" when that chunk ended before it, so the verdict
+   * depended on how the bytes were cut. */
   async untilTag(ends: (tag: string) => boolean, max: number): Promise<string> {
     const tags = new TagScanner();
     for (;;) {
-      const bytes = this.buffer.peek();
+      const bytes = this.buffer.peek().subarray(0, max);
       for (let found = tags.next(bytes); found; found = tags.next(bytes))
         if (ends(found.tag)) return this.buffer.takeUpTo(found.end).toString("latin1");
       if (bytes.length >= max) throw new UpgradeError("protocol", "server reply too long");

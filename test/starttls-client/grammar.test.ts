@@ -4,11 +4,13 @@
 // what was encoded, asks for exactly the bytes missing, and never throws on any bytes. A
 // server's words quoted in a log line are one printable line, never an empty one.
 import assert from "node:assert/strict";
+import { Duplex } from "node:stream";
 import { test } from "node:test";
 import fc from "fast-check";
 import { integer, tlv } from "../../src/dialogue/ldap.ts";
 import { readLdapAnswer, startTlsRequest } from "../../src/starttls-client/binary.ts";
 import { capabilityAtoms, greetingWithoutCode } from "../../src/starttls-client/imap.ts";
+import { UpgradeError, upgrade } from "../../src/starttls-client/index.ts";
 import { quoted } from "../../src/starttls-client/reader.ts";
 import { TagScanner } from "../../src/dialogue/tags.ts";
 import {
@@ -246,5 +248,78 @@ test("XMPP: the streams prefix is the header's own, only when bound to the strea
         );
       },
     ),
+  );
+});
+
+/** What tlsc --starttls xmpp makes of a server that sends `chunks`, one at a time, each once
+ * the reader has taken the one before: "tls", or the failure's kind and words. */
+async function xmppVerdict(chunks: readonly Buffer[]): Promise<string> {
+  const server = new Duplex({ read() {}, write: (_chunk, _encoding, done) => done() });
+  const names = { local: "client.test", server: "example.test" };
+  const verdict = upgrade("xmpp", server, names, 0, false).then(
+    (r) => r.kind,
+    (error: unknown) =>
+      error instanceof UpgradeError ? `${error.kind}: ${error.message}` : String(error),
+  );
+  for (const chunk of chunks) {
+    server.push(chunk);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  server.push(null);
+  return verdict;
+}
+
+test("XMPP: tlsc's verdict on the server's stream is the same however its bytes are cut, the 64 KiB bound included", async () => {
+  const HEADER =
+    "<?xml version='1.0'?><stream:stream xmlns='jabber:client' " +
+    "xmlns:stream='http://etherx.jabber.org/streams' id='x' version='1.0'>";
+  // Elements before the features and inside them (some long enough to take the features'
+  // end past the bound), drawn by their index so that a counterexample names them short.
+  const PARTS = [
+    `<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`,
+    "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms>",
+    `<x a='${"p".repeat(30_000)}'/>`,
+    " ".repeat(20_000),
+  ];
+  // The server's answer to our <starttls/>; nothing follows it, as bytes after the go-ahead
+  // are refused as far as they have come when it is read (the check against injection).
+  const ANSWERS = [
+    "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+    "<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+    "</stream:stream>",
+    "",
+  ];
+  const parts = fc.array(fc.nat(PARTS.length - 1), { maxLength: 3 });
+  await fc.assert(
+    fc.asyncProperty(
+      fc.record({
+        before: parts,
+        selfClosing: fc.boolean(),
+        inside: parts,
+        closed: fc.boolean(),
+        answer: fc.nat(ANSWERS.length - 1),
+      }),
+      fc.array(fc.oneof(fc.integer({ min: 1, max: 16 }), fc.integer({ min: 1, max: 70_000 })), {
+        maxLength: 8,
+      }),
+      async (stream, cuts) => {
+        const join = (indices: number[]) => indices.map((i) => PARTS[i]).join("");
+        const features = stream.selfClosing
+          ? "<stream:features/>"
+          : `<stream:features>${join(stream.inside)}${stream.closed ? "</stream:features>" : ""}`;
+        const text = HEADER + join(stream.before) + features + (ANSWERS[stream.answer] ?? "");
+        const bytes = Buffer.from(text, "latin1");
+        const chunks: Buffer[] = [];
+        let at = 0;
+        for (const cut of cuts) {
+          if (at >= bytes.length) break;
+          chunks.push(bytes.subarray(at, at + cut));
+          at += cut;
+        }
+        if (at < bytes.length) chunks.push(bytes.subarray(at));
+        assert.equal(await xmppVerdict(chunks), await xmppVerdict([bytes]));
+      },
+    ),
+    { numRuns: 500 },
   );
 });

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createServer } from "node:net";
+import type { Server } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { CLIENT_SSL, writePacket } from "../../src/dialogue/mysql.ts";
@@ -66,6 +67,12 @@ async function client(
     ssl: first.replace(/^SSL_PROTOCOL=/, ""),
     texts: r.stdout === "" ? [] : (JSON.parse(texts) as string[]),
   };
+}
+
+/** A server of the test's own (node:net) listening on a port of 127.0.0.1: that port. */
+async function listening(server: Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return (server.address() as { port: number }).port;
 }
 
 /** A server under our tcpserver: `script` is sh, run per connection. */
@@ -350,6 +357,38 @@ test("xmpp: a server whose stream prefix is not 'stream': its features are read,
   }
 });
 
+// tlsc reads at most 64 KiB of the server's stream before its features end. The bound was
+// applied to the bytes as they happened to come: features ending past it were taken when the
+// read that crossed it held their end too (here: 60000 bytes, then the rest), and were "too
+// long" only when that read ended before it (a server that dribbled them).
+test("xmpp: features that end past 64 KiB are too long however they come, in two writes too", async () => {
+  const header =
+    "<?xml version='1.0'?><stream:stream xmlns='jabber:client' " +
+    "xmlns:stream='http://etherx.jabber.org/streams' id='x' version='1.0'><stream:features>";
+  const features = Buffer.from(
+    `${header}<x a='${"p".repeat(66_000)}'/><starttls ${XMPP_TLS}/></stream:features>`,
+  );
+  const server = createServer((socket) => {
+    socket.on("error", () => {});
+    let heard = "";
+    socket.on("data", (d: Buffer) => {
+      heard += d.toString("latin1");
+      if (heard.endsWith("streams'>")) {
+        socket.write(features.subarray(0, 60_000));
+        setTimeout(() => socket.write(features.subarray(60_000)), 200);
+      } else if (heard.includes("<starttls")) socket.end(`<proceed ${XMPP_TLS}/>`);
+    });
+  });
+  const port = await listening(server);
+  try {
+    const r = await client(port, "xmpp", [["", "x"]], ["-K", "20000"]);
+    assert.equal(r.code, 98, r.stderr);
+    assert.equal(r.stderr, "tlsc: fatal: STARTTLS (xmpp) failed: server reply too long\n");
+  } finally {
+    server.close();
+  }
+});
+
 /** Per connection: a stream with the prefix "s", <starttls/> offered, <proceed/>, then our
  * tlsd in its place, whose program says "over TLS". */
 const XMPP_PREFIXED_SERVER = `
@@ -398,9 +437,8 @@ test("smtp: a server that says go ahead and leaves in the same breath: the hands
       else if (text.endsWith("\r\n")) socket.write("250-fake\r\n250 STARTTLS\r\n");
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = await listening(server);
   try {
-    const port = (server.address() as { port: number }).port;
     const r = await client(port, "smtp", [["", "x"]], ["-K", "600000"]);
     assert.equal(r.code, 98, r.stderr);
     assert.equal(r.stdout, "");
@@ -420,9 +458,8 @@ test("postgres: a server that says 'S', then resets at the ClientHello: exit 98,
       else socket.resetAndDestroy();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = await listening(server);
   try {
-    const port = (server.address() as { port: number }).port;
     const r = await client(port, "postgres", [["", "x"]]);
     assert.equal(r.code, 98, r.stderr);
     assert.equal(r.stdout, "");
@@ -776,8 +813,7 @@ test("smtp: our EHLO name is one line of a host name or [address]: --local-name 
       socket.end("250 fake\r\n");
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = String((server.address() as { port: number }).port);
+  const port = String(await listening(server));
   try {
     const usage = await run(
       ours("tcpclient"),
