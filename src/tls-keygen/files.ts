@@ -49,7 +49,9 @@ function entryOf(path: string): string {
   const dir = dirname(path);
   let real: string;
   try {
-    real = decodeOs(realpathSync(osPath(dir), { encoding: "buffer" })); // as the kernel resolves it: `link/..` is link's parent
+    // As the kernel resolves it (`link/..` is link's parent), by its bytes: Node's own
+    // realpathSync read them as UTF-8, failed for a byte ff, and the name was taken unresolved.
+    real = decodeOs(realpathSync.native(osPath(dir), { encoding: "buffer" }));
   } catch {
     real = resolve(dir); // no such directory: checkOutput says so
   }

@@ -3,7 +3,7 @@
 // print the hex of the words they got (ARGV_HEX); the words are made bytes by WITH_BYTES.
 import assert from "node:assert/strict";
 import { connect } from "node:net";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -321,6 +321,24 @@ test("tls-keygen: outputs named with a byte ff are written under those names", a
     assert.deepEqual(namesIn(dir), ["63ff", "6bff", "74ff"]);
     const taken = await ourWithBytes(dir, ["tls-keygen", "self-signed", "c\\xff", "k\\xff"]);
     assert.equal(taken.stderr, "tls-keygen: fatal: c\\xff exists: use --force to replace it\n");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("tls-keygen: two names for one file through a directory named with a byte ff are refused", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-bytes-"));
+  try {
+    const sub = Buffer.concat([Buffer.from(join(dir, "s")), Buffer.of(0xff)]);
+    mkdirSync(sub);
+    symlinkSync(Buffer.from("s\xff", "latin1"), join(dir, "l"));
+    const r = await ourWithBytes(dir, ["tls-keygen", "self-signed", "s\\xff/n.pem", "l/n.pem"]);
+    assert.equal(r.code, 100, r.stderr);
+    assert.equal(
+      r.stderr,
+      "tls-keygen: fatal: certfile s\\xff/n.pem and keyfile l/n.pem are the same file\n",
+    );
+    assert.deepEqual(readdirSync(sub), []);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
