@@ -9,7 +9,6 @@
 //   and in ACME_NAME, as Caddy's on_demand_tls "ask", UCSPI-style.
 // Verdicts of the last two are kept ACME_POLICY_TTL seconds (yes and no alike), so a client
 // that repeats a name costs one lookup; the rate limit (ledger.ts) still bounds the orders.
-import { spawn } from "node:child_process";
 import { Resolver } from "node:dns/promises";
 import { isIP } from "node:net";
 import { networkInterfaces } from "node:os";
@@ -17,6 +16,9 @@ import { unmapIPv4 } from "../net/ip.ts";
 import type { AcmeConfig } from "./config.ts";
 import { sniMatches } from "../tls/sni-pattern.ts";
 import { causeText } from "../ucspi/errors.ts";
+import { osFromBytes } from "../ucspi/os-string.ts";
+import { findProgram } from "../ucspi/path-search.ts";
+import { spawnWithBytes } from "../ucspi/spawn-bytes.ts";
 
 /** How many verdicts are kept; the oldest goes first. */
 const MAX_VERDICTS = 4096;
@@ -81,24 +83,36 @@ export class NamePolicy {
     return here !== undefined;
   }
 
-  /** The ask program's answer: exit 0 is yes; anything else, or no answer in time, is no. */
-  private asked(program: string, name: string): Promise<boolean> {
-    return new Promise((resolve) => {
-      const child = spawn(program, [name], {
-        stdio: ["ignore", "ignore", "inherit"],
-        env: { PATH: this.config.searchPath, ACME_NAME: name },
-      });
-      const timer = setTimeout(() => child.kill("SIGKILL"), ASK_TIMEOUT_MS);
-      const answer = (yes: boolean, why: string) => {
-        clearTimeout(timer);
-        if (!yes) this.log(`tlsd: warning: acme: ${name}: not ordered: ACME_ASK ${why}\n`);
-        resolve(yes);
-      };
-      child.on("error", (error) => answer(false, `could not run: ${causeText(error)}`));
-      child.on("exit", (code, signal) =>
-        answer(code === 0, signal ? `ended by ${signal}` : `said no (exit ${String(code)})`),
-      );
-    });
+  /** The ask program's answer: exit 0 is yes; anything else, or no answer in time, is no.
+   * Its name, PATH and the name asked about go to it as their bytes (src/ucspi/spawn-bytes.ts):
+   * through Node's spawn, an ACME_ASK named with a byte that is not ASCII named another file. */
+  private async asked(program: string, name: string): Promise<boolean> {
+    const path = this.config.searchPath;
+    const say = (why: string) => {
+      this.log(`tlsd: warning: acme: ${name}: not ordered: ACME_ASK ${why}\n`);
+      return false;
+    };
+    let file: string;
+    try {
+      file = findProgram(osFromBytes(program), path);
+    } catch (error) {
+      return say(`could not run: ${causeText(error)}`);
+    }
+    const child = spawnWithBytes(
+      file,
+      [name],
+      { PATH: path, ACME_NAME: name },
+      {
+        argv0: osFromBytes(program),
+        discardStdout: true,
+      },
+    );
+    const timer = setTimeout(() => child.kill("SIGKILL"), ASK_TIMEOUT_MS);
+    const end = await child.ended;
+    clearTimeout(timer);
+    if (end.error) return say(`could not run: ${causeText(end.error)}`);
+    if (end.code === 0) return true;
+    return say(end.signal ? `ended by ${end.signal}` : `said no (exit ${String(end.code)})`);
   }
 }
 

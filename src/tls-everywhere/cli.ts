@@ -200,8 +200,8 @@ const START_SECONDS = 60;
 function listening(chain: BytesChild): Promise<void> {
   return new Promise((resolve) => {
     let said = "";
-    chain.stdout.setEncoding("utf8");
-    chain.stdout.on("data", (text: string) => {
+    chain.stdout?.setEncoding("utf8");
+    chain.stdout?.on("data", (text: string) => {
       said += text;
       if (said.includes("\n")) resolve();
     });

@@ -1,8 +1,8 @@
-// A long-running child started as the chains start their programs (posix_spawn in the native
-// addon), for a program that would otherwise use Node's spawn: Node passes a spawn's words and
-// environment as UTF-8 only, so a byte that is not UTF-8 (CERTFILE=$'c\xff.pem') reached the
-// child as U+FFFD. Here the words go as os-string.ts keeps them and the environment as byte
-// strings (env.ts): the child gets the very bytes.
+// A child started as the chains start their programs (posix_spawn in the native addon), for
+// one that Node's spawn would otherwise start (tls-everywhere's chains, tlsd's ACME_ASK):
+// Node passes a spawn's words and environment as UTF-8 only, so a byte that is not UTF-8
+// (CERTFILE=$'c\xff.pem') reached the child as U+FFFD. Here the words go as os-string.ts keeps
+// them and the environment as byte strings (env.ts): the child gets the very bytes.
 import { openSync, closeSync } from "node:fs";
 import { Socket } from "node:net";
 import { constants } from "node:os";
@@ -20,21 +20,30 @@ export interface ChildEnd {
 export interface BytesChild {
   /** undefined when it could not be run. */
   readonly pid: number | undefined;
-  /** Its fd 1 (fd 0 is /dev/null, fd 2 ours). */
-  readonly stdout: Socket;
+  /** Its fd 1, unless discarded (fd 0 is /dev/null, fd 2 ours). */
+  readonly stdout: Socket | undefined;
   readonly ended: Promise<ChildEnd>;
   /** Signals it until its end is known (never a process that took its pid since). */
   kill(signal: NodeJS.Signals): void;
 }
 
-/** Starts `file` with `args` (argv[0] is `file`) and `env`; a failure to run it is its end. */
+export interface SpawnOptions {
+  /** Its argv[0]; `file` by default. */
+  argv0?: string;
+  /** Its fd 1 goes to /dev/null. */
+  discardStdout?: boolean;
+}
+
+/** Starts `file` (a path, not searched for) with `args` and `env`; a failure to run it is its
+ * end. */
 export function spawnWithBytes(
   file: string,
   args: readonly string[],
   env: Readonly<Env>,
+  options: SpawnOptions = {},
 ): BytesChild {
-  const [ours, theirs] = native().socketPair();
-  const stdin = openSync("/dev/null", "r");
+  const devNull = openSync("/dev/null", "r+");
+  const [ours, theirs] = options.discardStdout ? [undefined, devNull] : native().socketPair();
   let done = false;
   let settle: (end: ChildEnd) => void = () => {};
   const ended = new Promise<ChildEnd>((resolve) => (settle = resolve));
@@ -42,9 +51,9 @@ export function spawnWithBytes(
   try {
     pid = native().spawn(
       file,
-      [file, ...args],
+      [options.argv0 ?? file, ...args],
       envList(env),
-      [stdin, 0, theirs, 1],
+      [devNull, 0, theirs, 1],
       3,
       (wstatus) => {
         done = true;
@@ -55,13 +64,14 @@ export function spawnWithBytes(
     done = true;
     settle({ code: null, signal: null, error: error as Error });
   } finally {
-    closeSync(stdin);
-    native().close(theirs);
+    closeSync(devNull);
+    if (theirs !== devNull) native().close(theirs);
   }
   const spawned = pid;
   return {
     pid: spawned,
-    stdout: new Socket({ fd: ours, readable: true, writable: false }),
+    stdout:
+      ours === undefined ? undefined : new Socket({ fd: ours, readable: true, writable: false }),
     ended,
     kill(signal) {
       if (!done && spawned !== undefined) native().kill(spawned, constants.signals[signal]);

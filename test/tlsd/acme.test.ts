@@ -83,21 +83,28 @@ async function tlsdWithCache(tcpserver: string, env: Record<string, string>) {
   };
 }
 
-/** pebble, and our tcpserver + tlsd on the port pebble validates on. */
+/** pebble, and our tcpserver + tlsd on the port pebble validates on; `wrap` as serveTlsd's. */
 async function site(
   env: Record<string, string>,
   validitySeconds?: number,
   tcpserver = ours("tcpserver"),
+  wrap?: readonly string[],
 ): Promise<Site> {
   const port = await freePort();
   const pebble = await startPebble({ tlsPort: port, validitySeconds });
   const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
-  const server = await serveTlsd(tcpserver, port, cache, {
-    ACME_DIRECTORY: pebble.directory,
-    ACME_CAFILE: pebble.listenerCa,
-    ACME_NAMES: "a.test b.test *.w.test",
-    ...env,
-  }).catch((error: unknown) => {
+  const server = await serveTlsd(
+    tcpserver,
+    port,
+    cache,
+    {
+      ACME_DIRECTORY: pebble.directory,
+      ACME_CAFILE: pebble.listenerCa,
+      ACME_NAMES: "a.test b.test *.w.test",
+      ...env,
+    },
+    wrap,
+  ).catch((error: unknown) => {
     pebble.stop();
     throw error;
   });
@@ -772,6 +779,28 @@ describe("name policies besides the list: ACME_RESOLVE and ACME_ASK", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+/** An ACME_ASK program that allows the names beginning with "yes". */
+const ASK_YES = '#!/bin/sh\ncase "$1" in yes*) exit 0 ;; esac\nexit 1\n';
+
+test("ACME_ASK named with a byte ff: that very program is asked (through Node's spawn it named another file, and every name was refused)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-ask-"));
+  const ask = join(dir, "ask");
+  writeFileSync(Buffer.concat([Buffer.from(ask), Buffer.of(0xff)]), ASK_YES, { mode: 0o755 });
+  const s = await site({ ACME_NAMES: "" }, undefined, ours("tcpserver"), [
+    ...WITH_BYTES,
+    "env",
+    `ACME_ASK=${ask}\\xff`,
+  ]);
+  try {
+    const yes = await sClient(s.port, "yes.test", s.rootFile);
+    assert.equal(yes.code, 0, yes.stderr + s.server.log());
+    assert.equal(orders(s, "yes.test"), 1);
+  } finally {
+    await s.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("a CERTDIR not there yet is made by the first order; without ACME, one that is not there is refused at start", async () => {
