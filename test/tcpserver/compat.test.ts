@@ -24,7 +24,11 @@ async function childOutput(server: string, args: string[], program: string[], in
   const s = await startServer(server, [...args, "127.0.0.1", "0", ...program], { env: SERVER_ENV });
   try {
     const out = await talk(s.port, input);
-    if (args.some((a) => /^-\w*v/.test(a))) await s.waitForLog(/ end /);
+    // The end line, and the count of children after it (its second 0/N) in a write of its own.
+    if (args.some((a) => /^-\w*v/.test(a))) {
+      await s.waitForLog(/ end /);
+      await s.waitForLog(/^tcpserver: status: 0\//, 2);
+    }
     return { out, log: s.log(), port: s.port };
   } finally {
     await s.stop();
