@@ -4,6 +4,8 @@
 // rules, -K, the TLS 1.2 close_notify rule and -J, the same log lines, variables and statuses.
 // The program gets one end of a socketpair as its connection `{fd}`.
 import { writeSync } from "node:fs";
+import { Socket } from "node:net";
+import type { ResumeRecord } from "../proxy/resume.ts";
 import { exitStatus, releaseConnection } from "../ucspi/chain.ts";
 import { causeText } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
@@ -17,13 +19,13 @@ import { EXIT_TLS, HANDSHAKE_TIMED_OUT } from "../tls/session.ts";
 import { BAD_SNI, NO_DEFAULT_CERTIFICATE, isSniName } from "../tls/sni-pattern.ts";
 import type { NameOverride } from "./acme.ts";
 import { engineHandshakeDone } from "./metrics.ts";
+import { resumedStream } from "./resume.ts";
 import type { TlsdOptions } from "./options.ts";
 
-/** Why this connection cannot (it is not a socket of tlsd's own, or it has a resume record). */
-export function connectionBlocker(connection: Connection, resumed: boolean): string | undefined {
+/** Why this connection cannot (it is not a socket of tlsd's own). */
+export function connectionBlocker(connection: Connection): string | undefined {
   if (connection.fd === undefined || connection.stream)
     return "the connection is a stream (not a socket of its own)";
-  if (resumed) return "a resume record (tcpserver --proxy)";
   return undefined;
 }
 
@@ -92,7 +94,8 @@ const LOST = "connection lost before the program was done";
 const RESET_BYTE = Buffer.of(0);
 
 /** The handshake, then the program over the session: the stage's status. `failed` is told of
- * a handshake that failed (metrics, suspects). */
+ * a handshake that failed (metrics, suspects). With a resume `record`, the program's bytes
+ * pass through resume.ts's stream (its greeting swallowed, the capability filter). */
 export async function runNative(
   ctx: StageContext,
   options: TlsdOptions,
@@ -100,6 +103,7 @@ export async function runNative(
   fatal: string,
   failed: (error: HandshakeError) => void,
   hold?: HelloHold,
+  record?: ResumeRecord,
 ): Promise<number> {
   const n = native();
   const fd = ctx.connection.fd as number;
@@ -132,14 +136,13 @@ export async function runNative(
   s.onFailure = (why) => ctx.log(`${fatal}${why}\n`);
   const [ours, theirs] = n.socketPair();
   s.relay(ours, theirs);
-  const next: Connection = {
-    fd: theirs,
-    // What the stage wrote before its peer's reset still reaches the client, then the reset.
-    reset: () => {
-      n.abortOnClose(fd);
-      s.close("reset", true, true);
-    },
+  // What the stage wrote before its peer's reset still reaches the client, then the reset.
+  const reset = () => {
+    n.abortOnClose(fd);
+    s.close("reset", true, true);
   };
+  const resumed = record && resumedPlain(theirs, record, s);
+  const next: Connection = resumed ? { stream: resumed.front, reset } : { fd: theirs, reset };
   let spawned = false;
   let status: number;
   try {
@@ -147,6 +150,7 @@ export async function runNative(
       // The program has its own copy; ours would hide its end from the engine.
       onSpawn: () => {
         spawned = true;
+        if (resumed) return;
         s.spawned();
         n.close(theirs);
       },
@@ -156,11 +160,14 @@ export async function runNative(
     throw error;
   } finally {
     if (!spawned) releaseConnection(next);
+    // Our end of the program's bytes ends once they are out: the engine's EOF.
+    resumed?.plain.end();
     // The client gets CLOSE_GRACE_MS to end its side after ours (node:tls's goodbye); then
     // the session ends, and the fds are closed (tcpserver closes the connection's).
     const goodbye = setTimeout(() => s.close("goodbye"), CLOSE_GRACE_MS);
     await s.ended;
     clearTimeout(goodbye);
+    resumed?.plain.destroy();
     s.closePlain();
   }
   return s.failed ? exitStatus(EXIT_TLS) : status;
@@ -200,6 +207,21 @@ export function engineSessionFacts(
 function clientVerdict(facts: TlsFacts, options: TlsdOptions): string {
   if (options.clientCert === "none" || !facts.peerCertificateDer) return "NONE";
   return facts.verifyError === undefined ? "SUCCESS" : `FAILED:${facts.verifyError}`;
+}
+
+/** The program's side of a resumed session: `theirs`, the socketpair's other end, as a
+ * stream of ours, with resume.ts's in front. The engine's session counts it as a program
+ * spawned on the socketpair: a client lost is the program's EOF, and a failure if it writes
+ * on. */
+function resumedPlain(theirs: number, record: ResumeRecord, s: EngineSession) {
+  s.spawned();
+  const plain = new Socket({ fd: theirs, readable: true, writable: true, allowHalfOpen: true });
+  // Its errors are the front's (the chain's relay hears them there).
+  plain.on("error", () => {});
+  const front = resumedStream(plain, record, (reason) =>
+    s.fail(`resumed ${record.protocol} session: ${reason}`),
+  );
+  return { plain, front };
 }
 
 /** One session of the engine and what its callbacks told. */
@@ -366,7 +388,7 @@ export class EngineSession {
     this.closePlain();
   }
 
-  private fail(why: string): void {
+  fail(why: string): void {
     this.failed = true;
     this.onFailure(why);
   }

@@ -117,7 +117,7 @@ export const tlsdStage: Stage = {
     // The native engine where it can (native-session.ts), else node:tls, and -v 2 says why.
     const whyNot =
       engineOf(options, ctx.env) === "native"
-        ? connectionBlocker(ctx.connection, Boolean(record))
+        ? connectionBlocker(ctx.connection)
         : "";
     const useEngine = whyNot === undefined;
     if (whyNot !== "" && options.verbosity >= 2)
@@ -168,6 +168,7 @@ export const tlsdStage: Stage = {
         fatal,
         failed,
         acme && onDemand?.engineHold(ctx, acme, store, options),
+        record,
       );
     let connection = ctx.connection;
     let override: NameOverride | undefined;

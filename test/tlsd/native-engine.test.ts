@@ -624,3 +624,93 @@ test("tcpforward after the engine: a client's reset reaches the service's connec
     service.close();
   }
 });
+
+/** A plaintext SMTP server that, like exim, offers STARTTLS itself, and says in its MAIL
+ * reply which client it sees. */
+const FAKE_SMTP = [
+  "python3",
+  "-c",
+  `import os, sys
+out = sys.stdout.buffer
+def say(s):
+    out.write(s.encode()); out.flush()
+say("220 fake ESMTP\\r\\n")
+data = False
+for raw in sys.stdin.buffer:
+    line = raw.decode("latin1").rstrip("\\r\\n")
+    if data:
+        if line == ".":
+            data = False
+            say("250 queued\\r\\n")
+        continue
+    verb = line.split(" ")[0].upper()
+    if verb == "EHLO":
+        say("250-fake\\r\\n250-STARTTLS\\r\\n250 8BITMIME\\r\\n")
+    elif verb == "MAIL":
+        say("250 from " + os.environ.get("TCPREMOTEIP", "?") + "\\r\\n")
+    elif verb == "DATA":
+        data = True
+        say("354 go\\r\\n")
+    elif verb == "QUIT":
+        say("221 bye\\r\\n")
+        break
+    else:
+        say("250 ok\\r\\n")
+`,
+];
+
+/** python3's smtplib through a STARTTLS session on `port`: what it learnt, as JSON. */
+async function smtplibSession(port: number) {
+  const script = `import json, smtplib, ssl
+ctx = ssl.create_default_context(cafile=${JSON.stringify(pki.ca.cert)})
+s = smtplib.SMTP("localhost", ${port}, local_hostname="client.test", timeout=20)
+s.ehlo()
+offered = s.has_extn("starttls")
+s.starttls(context=ctx)
+code, _ = s.ehlo()
+inside = s.has_extn("starttls")
+mail = s.mail("a@client.test")
+s.rcpt("b@example.test")
+sent = s.data("Subject: hi\\r\\n\\r\\nhello\\r\\n")
+s.quit()
+print(json.dumps({"offered": offered, "ehlo": code, "inside": inside, "mail": [mail[0], mail[1].decode()], "data": sent[0]}))
+`;
+  const r = await run("python3", ["-c", script], { timeoutMs: 40_000 });
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as Record<string, unknown>;
+}
+
+const RESUMED = { offered: true, ehlo: 250, inside: false, data: 250 };
+
+test("a resume record on the engine: starttls-wrapper hands python3's smtplib over, the fresh server's greeting is swallowed and its STARTTLS taken out", async () => {
+  const service = await startServer(
+    ours("tcpserver"),
+    ["-v", "--proxy", "-RHl0", "127.0.0.1", "0", "tlsd", "--engine", "native", "-v", "2"].concat(
+      FAKE_SMTP,
+    ),
+    { env },
+  );
+  try {
+    const wrapper = await startServer(
+      ours("tcpserver"),
+      ["-RHl0", "127.0.0.1", "0", "starttls-wrapper", "127.0.0.1", String(service.port)].concat(
+        FAKE_SMTP,
+      ),
+      { env },
+    );
+    try {
+      for (let i = 0; i < 3; i++)
+        assert.deepEqual(await smtplibSession(wrapper.port), {
+          ...RESUMED,
+          mail: [250, "from 127.0.0.1"],
+        });
+      await service.waitForLog(/^tcpserver: end /, 3);
+      assert.equal(service.log().match(/^tlsd: info: native TLS engine$/gm)?.length, 3);
+      assert.doesNotMatch(service.log(), /fatal|node:tls/);
+    } finally {
+      await wrapper.stop();
+    }
+  } finally {
+    await service.stop();
+  }
+});
