@@ -18,6 +18,7 @@ import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { oneWay, relay } from "../stream/relay.ts";
 import { resetStream } from "../stream/reset.ts";
+import { fdOfStream } from "../stream/fd-of-stream.ts";
 import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
 import { failed, passReset, resetClient, serverRan, shown } from "./client-first.ts";
 import { connectService, handoverHeader, localHeader } from "./handover.ts";
@@ -368,13 +369,23 @@ class Wrapper {
     return SERVER_FAILED;
   }
 
-  /** Local mode: our tlsd takes the client here, and runs a fresh server behind TLS. */
+  /** Local mode: our tlsd takes the client here, and runs a fresh server behind TLS. On the
+   * native engine it gets the client's socket itself, when nothing the client sent waits in
+   * our stream (nothing can follow the upgrade command, and the go-ahead stopped our reading;
+   * fd-of-stream.ts), else the stream. At -v 2 tlsd says which TLS it runs. */
   private async localTls(record: ResumeRecord): Promise<number> {
-    const { tlsdStage } = await import("../tlsd/stage.ts");
+    const { engineWanted, tlsdStage } = await import("../tlsd/stage.ts");
+    const verbose = this.options.verbosity >= 2 ? ["-v", "2"] : [];
+    const argv = ["tlsd", "-K", String(this.options.handshakeMs), ...verbose, "--"];
+    argv.push(...this.options.program);
+    const proxy = localHeader(record);
+    const fd = engineWanted(argv.slice(1), this.ctx.env)
+      ? fdOfStream(this.client, this.ctx.connection.fd)
+      : undefined;
     return tlsdStage.run({
       ...this.ctx,
-      argv: ["tlsd", "-K", String(this.options.handshakeMs), "--", ...this.options.program],
-      connection: { stream: this.client, proxy: localHeader(record) },
+      argv,
+      connection: fd === undefined ? { stream: this.client, proxy } : { fd, proxy },
     });
   }
 

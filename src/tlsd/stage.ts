@@ -82,6 +82,12 @@ function storeFor(env: Readonly<Env>, options: TlsdOptions): CertStore {
   return store;
 }
 
+/** Whether tlsd run with `argv` in `env` takes a connection that is a socket of its own to
+ * the native engine (starttls-wrapper's local mode then gives it the socket, not a stream). */
+export function engineWanted(argv: readonly string[], env: Readonly<Env>): boolean {
+  return nativeWanted(parseTlsdArgs([...argv]), env);
+}
+
 /** Whether the configuration asks for the native engine and it can serve it. */
 function nativeWanted(options: TlsdOptions, env: Readonly<Env>): boolean {
   return engineOf(options, env) === "native";

@@ -714,3 +714,40 @@ test("a resume record on the engine: starttls-wrapper hands python3's smtplib ov
     await service.stop();
   }
 });
+
+test("starttls-wrapper's local mode on the engine: the client's socket goes to it after the go-ahead (smtplib, swaks, openssl s_client), -v 2 says so", async () => {
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-v", "2"].concat(FAKE_SMTP),
+    { env: { ...env, UCSPI_TLS_ENGINE: "native" } },
+  );
+  try {
+    assert.deepEqual(await smtplibSession(s.port), {
+      ...RESUMED,
+      mail: [250, "from 127.0.0.1"],
+    });
+    const swaks = await run(
+      "swaks",
+      ["--server", `localhost:${s.port}`, "-tls", "--tls-ca-path", pki.ca.cert].concat([
+        "--to",
+        "b@example.test",
+        "--from",
+        "a@client.test",
+      ]),
+      { timeoutMs: 40_000 },
+    );
+    assert.equal(swaks.code, 0, swaks.stdout);
+    assert.match(swaks.stdout, /<~ {2}250 queued/);
+    const sClient = await run(
+      "openssl",
+      ["s_client", "-starttls", "smtp", "-connect", `127.0.0.1:${s.port}`, "-quiet"],
+      { input: "EHLO me\r\nQUIT\r\n", timeoutMs: 40_000 },
+    );
+    assert.equal(sClient.stdout, "250-fake\r\n250 8BITMIME\r\n221 bye\r\n");
+    await s.waitForLog(/^tcpserver: end /, 3);
+    assert.equal(s.log().match(/^tlsd: info: native TLS engine$/gm)?.length, 3);
+    assert.doesNotMatch(s.log(), /fatal|node:tls/);
+  } finally {
+    await s.stop();
+  }
+});
