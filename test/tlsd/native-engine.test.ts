@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { connect, createServer } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { after, test } from "node:test";
+import { encodeProxyV2, resumeTlv } from "../../src/proxy/index.ts";
 import { makePki } from "../helpers/certs.ts";
 import { PY_BIO, READ_TO_END } from "../helpers/py-bio.ts";
 import { BIN, ours, run } from "../helpers/programs.ts";
@@ -747,6 +748,56 @@ test("starttls-wrapper's local mode on the engine: the client's socket goes to i
     await s.waitForLog(/^tcpserver: end /, 3);
     assert.equal(s.log().match(/^tlsd: info: native TLS engine$/gm)?.length, 3);
     assert.doesNotMatch(s.log(), /fatal|node:tls/);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("a resumed session on the engine whose client leaves while the program writes: one line, status 98, the program learns it (EPIPE)", async () => {
+  const program = ["sh", "-c", "printf '220 hi\\r\\n'; yes; echo yes-ended >&2"];
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-v", "--proxy", "-RHl0", "127.0.0.1", "0", "tlsd", "--engine", "native", "-v", "2"].concat(
+      program,
+    ),
+    { env },
+  );
+  try {
+    const raw = connect(s.port, "127.0.0.1");
+    raw.on("error", () => {});
+    await new Promise((resolve) => raw.once("connect", resolve));
+    raw.write(
+      encodeProxyV2({
+        command: "proxy",
+        family: "tcp4",
+        source: { ip: "192.0.2.7", port: 40000 },
+        destination: { ip: "192.0.2.25", port: 25 },
+        tlvs: [resumeTlv({ protocol: "smtp", swallow: "greeting" })],
+      }),
+    );
+    const client = tlsConnect({
+      socket: raw,
+      servername: "localhost",
+      ca: readFileSync(pki.ca.cert),
+    });
+    client.on("error", () => {});
+    let got = "";
+    await new Promise<void>((resolve) =>
+      client.on("data", (bytes: Buffer) => {
+        got += bytes.length < 100 ? bytes.toString() : "";
+        if (got.length > 0 || bytes.length >= 100) resolve();
+      }),
+    );
+    assert.doesNotMatch(got, /220/);
+    client.destroy();
+    await s.waitForLog(/^tcpserver: end /, 1);
+    assert.match(
+      s.log(),
+      /^tlsd: fatal: 192\.0\.2\.7: connection lost before the program was done: (connection reset|broken pipe)$/m,
+    );
+    assert.match(s.log(), /^yes-ended$/m);
+    assert.match(s.log(), /^tlsd: info: native TLS engine$/m);
+    assert.match(s.log(), new RegExp(`^tcpserver: end \\d+ status ${STATUS_98}$`, "m"));
   } finally {
     await s.stop();
   }
