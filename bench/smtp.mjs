@@ -7,6 +7,8 @@
 //   starttls-remote  tcpserver starttls-wrapper 127.0.0.1 SVC sink   (the hand-over)
 //                    + tcpserver --proxy SVC tlsd sink
 //   starttls-local   tcpserver starttls-wrapper sink, CERTFILE/KEYFILE (TLS in the wrapper)
+//   ..., engine      the two STARTTLS rows again, tlsd on the native TLS engine
+//                    (UCSPI_TLS_ENGINE=native for the tcpserver that runs tlsd)
 // Beside them, when they are installed, the chains ours replaces, with the same backend, the
 // same certificate and key, and the same client:
 //   skarnet          s6-tcpserver s6-tcpserver-access -D -H -R -l 0 s6-ucspitlsd
@@ -269,23 +271,6 @@ try {
     const name = (what) => `${what}${suffix}`;
     const plain = await tcpserver(name("plain"), [...common, ...backend]);
     const implicit = await tcpserver(name("implicit"), [...common, "tlsd", ...backend], tls);
-    const svc = await tcpserver(
-      name("tls-service"),
-      ["--proxy", ...common, "tlsd", ...backend],
-      tls,
-    );
-    const remote = await tcpserver(name("starttls-remote"), [
-      ...common,
-      "starttls-wrapper",
-      "127.0.0.1",
-      String(svc.port),
-      ...backend,
-    ]);
-    const local = await tcpserver(
-      name("starttls-local"),
-      [...common, "starttls-wrapper", ...backend],
-      tls,
-    );
     configs.push(
       { name: name("plain"), variant, mode: "plain", port: plain.port, pids: [plain.pid] },
       {
@@ -295,21 +280,39 @@ try {
         port: implicit.port,
         pids: [implicit.pid],
       },
-      {
-        name: name("STARTTLS remote"),
-        variant,
-        mode: "starttls",
-        port: remote.port,
-        pids: [remote.pid, svc.pid],
-      },
-      {
-        name: name("STARTTLS local"),
-        variant,
-        mode: "starttls",
-        port: local.port,
-        pids: [local.pid],
-      },
     );
+    // The two STARTTLS chains, with tlsd on node:tls, then on the native TLS engine
+    // (UCSPI_TLS_ENGINE=native in the environment of the tcpserver that runs tlsd).
+    for (const engine of ["", ", engine"]) {
+      const tlsEnv = engine ? { ...tls, UCSPI_TLS_ENGINE: "native" } : tls;
+      const svc = await tcpserver(
+        name(`tls-service${engine}`),
+        ["--proxy", ...common, "tlsd", ...backend],
+        tlsEnv,
+      );
+      const remote = await tcpserver(name(`starttls-remote${engine}`), [
+        ...common,
+        "starttls-wrapper",
+        "127.0.0.1",
+        String(svc.port),
+        ...backend,
+      ]);
+      const local = await tcpserver(
+        name(`starttls-local${engine}`),
+        [...common, "starttls-wrapper", ...backend],
+        tlsEnv,
+      );
+      const starttls = { variant, mode: "starttls" };
+      configs.push(
+        {
+          name: name(`STARTTLS remote${engine}`),
+          ...starttls,
+          port: remote.port,
+          pids: [remote.pid, svc.pid],
+        },
+        { name: name(`STARTTLS local${engine}`), ...starttls, port: local.port, pids: [local.pid] },
+      );
+    }
   }
 
   // The chains ours replaces, once (as their docs run them), with the same backend and keys.
