@@ -121,10 +121,7 @@ export const tlsdStage: Stage = {
     ctx.dropPrivileges(tlsIds(ctx.env));
     const record = resumeRecordOf(ctx.connection);
     // The native engine where it can (native-session.ts), else node:tls, and -v 2 says why.
-    const whyNot =
-      engineOf(options, ctx.env) === "native"
-        ? connectionBlocker(ctx.connection)
-        : "";
+    const whyNot = engineOf(options, ctx.env) === "native" ? connectionBlocker(ctx.connection) : "";
     const useEngine = whyNot === undefined;
     if (whyNot !== "" && options.verbosity >= 2)
       ctx.log(
