@@ -18,7 +18,18 @@ export interface Target {
   connections: number;
   /** What each client did, by its port (a port may serve several clients in turn), for the
    * message when a connection does not end. */
-  said?: Map<number, string[]>;
+  said?: Map<number, Said[]>;
+}
+
+/** What a client is (`what`), and what it did and saw, in order (`steps`, filled as it goes). */
+export interface Said {
+  what: string;
+  steps: string[];
+}
+
+/** Files `said` under the client's local `port` in `target`'s record (if it keeps one). */
+export function fileSaid(target: Target, port: number, said: Said): void {
+  target.said?.set(port, [...(target.said.get(port) ?? []), said]);
 }
 
 export interface Outcome {
@@ -142,15 +153,53 @@ async function settled(target: Target): Promise<void> {
   );
 }
 
-/** The connections with an `ok` line and no `end` line, each with what its client did. */
+/** The connections with an `ok` line and no `end` line, each with what its client did, the
+ * log's lines from its `ok` line on (the stages' lines name no connection: the ones after it may
+ * be its own), the kernel's lines of its TCP connection and what the server runs. */
 function open({ server, said }: Target): string {
+  const log = server.log();
   const ok = new Map<string, number>();
-  for (const [, id = "", port = ""] of server.log().matchAll(/^tcpserver: ok (\d+) .*:(\d+)$/gm))
+  for (const [, id = "", port = ""] of log.matchAll(/^tcpserver: ok (\d+) .*:(\d+)$/gm))
     ok.set(id, Number(port));
-  for (const [, id = ""] of server.log().matchAll(/^tcpserver: end (\d+) /gm)) ok.delete(id);
+  for (const [, id = ""] of log.matchAll(/^tcpserver: end (\d+) /gm)) ok.delete(id);
+  const pid = server.child.pid as number;
+  const programs = programsOf(pid).map((c) => `${c.pid} ${c.comm} ${c.state}`);
+  const fds = ownFds(pid).filter((fd) => fd.includes("socket:"));
   return [...ok]
-    .map(([id, port]) => `${id} from port ${port}: ${said?.get(port)?.join(" or ") ?? "?"}`)
-    .join("; ");
+    .map(([id, port]) => {
+      const what = said?.get(port)?.map((s) => `${s.what}: ${s.steps.join(", ")}`);
+      return [
+        `${id} from port ${port}: ${what?.join(" or ") ?? "?"}`,
+        `  its TCP connection: ${tcpLines(port).join(" | ") || "none"}`,
+        `  log from its ok line on:\n${linesAfter(log, `tcpserver: ok ${id} `)}`,
+      ].join("\n");
+    })
+    .concat(`the server's programs: ${programs.join(", ") || "none"}`)
+    .concat(`the server's sockets: ${sockets(fds)}`)
+    .join("\n");
+}
+
+/** Up to 60 lines of `log` from the one that starts with `start` on, but the status lines and
+ * the other connections' first lines (their `ok` lines say as much). */
+function linesAfter(log: string, start: string): string {
+  const lines = log.split("\n");
+  return lines
+    .slice(lines.findIndex((l) => l.startsWith(start)))
+    .filter((l) => l && !/^tcpserver: (status:|pid \d+ from) /.test(l))
+    .slice(0, 60)
+    .map((l) => `    ${l}`)
+    .join("\n");
+}
+
+/** The kernel's TCP table lines with `port` at either end (state, queues, timers, inode). */
+function tcpLines(port: number): string[] {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")} `;
+  return ["tcp", "tcp6"].flatMap((t) =>
+    readFileSync(`/proc/net/${t}`, "latin1")
+      .split("\n")
+      .filter((l) => l.includes(hex))
+      .map((l) => l.trim().replace(/\s+/g, " ")),
+  );
 }
 
 /** An fd's open flags, from /proc/PID/fdinfo (-1 when it is gone). */
@@ -223,8 +272,7 @@ export async function talkRandomly(target: Target, t: RandomTalk): Promise<Outco
   const closed = new Promise<void>((resolve) => tcp.once("close", () => resolve()));
   const dialogue = async () => {
     await new Promise<void>((resolve) => tcp.once("connect", () => resolve()));
-    const port = tcp.localPort ?? 0;
-    target.said?.set(port, [...(target.said.get(port) ?? []), t.said]);
+    fileSaid(target, tcp.localPort ?? 0, { what: t.said, steps: [] });
     const out = t.prelude ? await t.prelude(tcp, seen) : tcp;
     for (const chunk of t.chunks) {
       if (out.destroyed) break;

@@ -16,8 +16,8 @@ import { after, before, test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import fc from "fast-check";
 import { makePki } from "../helpers/certs.ts";
-import { chaos } from "../helpers/chaos.ts";
-import type { Outcome, Plan, Target } from "../helpers/chaos.ts";
+import { chaos, fileSaid } from "../helpers/chaos.ts";
+import type { Outcome, Plan, Said, Target } from "../helpers/chaos.ts";
 import { PATH_WITH_BIN, ROOT, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 
@@ -79,11 +79,16 @@ after(() => {
 });
 
 /** One client of `kind` asking the service for `mode`; resolves when its connection is
- * closed, and fails if that takes more than 15 s (a hang). */
+ * closed, and fails if that takes more than 15 s (a hang). What it does and sees is filed in
+ * `target.said` as it goes, for the message when its session does not end. */
 function client(target: Target, kind: Kind, mode: Mode): Promise<Outcome> {
   target.connections++;
   return new Promise((resolve, reject) => {
     const tcp = connect(target.server.port, "127.0.0.1");
+    const said: Said = { what: `${kind}/${mode}`, steps: [] };
+    const since = Date.now();
+    const step = (what: string) => said.steps.push(`${what} at ${Date.now() - since} ms`);
+    tcp.once("connect", () => fileSaid(target, tcp.localPort ?? 0, said));
     const line = `${mode}\nhello\n`;
     let got = "";
     let error: string | undefined;
@@ -92,53 +97,69 @@ function client(target: Target, kind: Kind, mode: Mode): Promise<Outcome> {
       reject(new Error(`${kind}/${mode}: not over after 15 s (read ${JSON.stringify(got)})`));
     }, 15_000);
     const done = () => {
+      step("closed");
       clearTimeout(timer);
       resolve(error === undefined ? { got } : { got, error });
     };
-    const failed = (e: NodeJS.ErrnoException) => (error ??= e.code ?? e.message);
+    const failed = (e: NodeJS.ErrnoException) => {
+      step(`error ${e.code ?? e.message}`);
+      error ??= e.code ?? e.message;
+    };
     tcp.on("error", failed);
+    tcp.once("end", () => step("FIN read"));
     tcp.once("close", done);
     const reset = () => {
-      if (!tcp.destroyed) tcp.resetAndDestroy();
+      if (tcp.destroyed) return;
+      step("reset");
+      tcp.resetAndDestroy();
+    };
+    const write = (stream: Duplex, bytes: Buffer | string, end = false) => {
+      step(`wrote ${bytes.length} bytes${end ? " and FIN" : ""}`);
+      if (end) stream.end(bytes);
+      else stream.write(bytes);
     };
     if (kind === "plain" || kind === "plain-reset") {
       tcp.setEncoding("latin1");
       tcp.on("data", (d: string) => (got += d));
-      tcp.write(line);
-      if (kind === "plain") tcp.end();
-      else setTimeout(reset, 20);
+      write(tcp, line, kind === "plain");
+      if (kind === "plain-reset") setTimeout(reset, 20);
       return;
     }
     if (kind === "tls-handshake-reset") {
-      tcp.write(Buffer.from("16030100c8010000c40303", "hex"));
+      write(tcp, Buffer.from("16030100c8010000c40303", "hex"));
       setTimeout(reset, 20);
       return;
     }
     if (kind === "proxy-header") {
       const header = randomInt(2) === 0 ? PROXY_V1 : PROXY_V2;
-      tcp.write(header.subarray(0, 1 + randomInt(header.length)));
-      tcp.end();
+      step(`v${header === PROXY_V1 ? 1 : 2}`);
+      write(tcp, header.subarray(0, 1 + randomInt(header.length)), true);
       tcp.resume();
       return;
     }
     if (kind === "garbage") {
-      tcp.write(Buffer.concat([Buffer.from("160303", "hex"), randomBytes(200)]));
-      tcp.end();
+      write(tcp, Buffer.concat([Buffer.from("160303", "hex"), randomBytes(200)]), true);
       tcp.resume();
       return;
     }
     const tls = tlsConnect({ socket: tcp, servername: "localhost", ca: [ca] });
     tls.setEncoding("latin1");
     tls.on("error", failed);
+    tls.once("end", () => step("TLS end read"));
     tls.on("data", (d: string) => {
+      step(`read ${d.length} bytes`);
       got += d;
       if (kind === "tls-reset") reset();
     });
     tls.once("secureConnect", () => {
-      tls.write(line);
-      if (kind === "tls") tls.end();
+      step("handshake done");
+      write(tls, line, kind === "tls");
       if (kind === "tls-reset") setTimeout(reset, 20);
-      if (kind === "tls-abandoned") setImmediate(() => tcp.destroy());
+      if (kind === "tls-abandoned")
+        setImmediate(() => {
+          step("destroyed");
+          tcp.destroy();
+        });
     });
   });
 }
@@ -181,6 +202,7 @@ async function target(program: readonly string[], options: string[] = []): Promi
   return {
     server: await startServer(ours("tcpserver"), args, { env: serverEnv() }),
     connections: 0,
+    said: new Map(),
   };
 }
 
@@ -199,7 +221,7 @@ test("tlsd and a spawned program (a shell that answers like the service): random
     'IFS= read -r mode; case "$mode" in echo) printf "echo\\n"; exec cat;; reset) kill -9 $$;; esac',
   ];
   const kinds = KINDS.filter((k) => !k.startsWith("plain"));
-  const t = await target(["tlsd", ...program]);
+  const t = await target(["tlsd", "-v", "2", ...program]);
   await chaos(t, servicePlan(t, kinds, ["tls"]));
 });
 
