@@ -1,11 +1,12 @@
 // What every cli.ts shares: turn a thrown error into one stderr line and an exit code, and end
 // the process the way the program it ran ended.
-import { readFileSync, writeSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { constants } from "node:os";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { ProgramNotFound } from "../ucspi/path-search.ts";
 import { native } from "../ucspi/native.ts";
 import { osFromBytes, shownOs } from "../ucspi/os-string.ts";
+import { writeAll } from "./stdio.ts";
 
 const osConstants = constants;
 
@@ -91,11 +92,12 @@ function signalName(signal: number): NodeJS.Signals {
   return (found?.[0] ?? "SIGTERM") as NodeJS.Signals;
 }
 
-/** One line to fd 2, written at once; a closed stderr loses the line, nothing more. A byte of a
- * name that is not UTF-8 is shown `\xff`. */
+/** One line to fd 2, written whole at once (waiting while a log reader that falls behind has
+ * its pipe full); a closed stderr loses the line, nothing more. A byte of a name that is not
+ * UTF-8 is shown `\xff`. */
 export function writeStderr(line: string | Buffer): void {
   try {
-    writeSync(2, typeof line === "string" ? Buffer.from(shownOs(line)) : line);
+    writeAll(2, typeof line === "string" ? Buffer.from(shownOs(line)) : line);
   } catch {
     // stderr gone: nothing better to do with the line.
   }

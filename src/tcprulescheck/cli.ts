@@ -1,11 +1,11 @@
 // tcprulescheck rules.cdb: say what tcpserver -x rules.cdb would do with a client described by
 // TCPREMOTEIP (default 0.0.0.0), TCPREMOTEHOST and TCPREMOTEINFO, in djb's words; with
 // TCPLOCALPORT, as tcpserver --transparent or --redirected would (PORT/key first).
-import { writeSync } from "node:fs";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { startEnv } from "../ucspi/env.ts";
 import { helpAsked } from "../cli/help.ts";
 import { programArgs, reportError, writeStderr } from "../cli/main.ts";
+import { writeAll } from "../cli/stdio.ts";
 import { findRule, readRulesFile, ruleItems } from "../rules/rules.ts";
 import type { RuleMatch } from "../rules/rules.ts";
 
@@ -58,12 +58,10 @@ function portOf(text: string | undefined): number | undefined {
 
 /** All of `bytes` to stdout; like djb's buffer_flush, a failed write is not an error. */
 function writeOut(bytes: Buffer): void {
-  for (let done = 0; done < bytes.length;) {
-    try {
-      done += writeSync(1, bytes, done);
-    } catch (error) {
-      if ((error as { code?: unknown }).code !== "EAGAIN") return;
-    }
+  try {
+    writeAll(1, bytes);
+  } catch {
+    // stdout gone: nothing better to do with the bytes.
   }
 }
 

@@ -1,10 +1,12 @@
 // Limits, signals and churn: -c, SIGTERM, resets; no leaked fd, no zombie.
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { readdirSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import type { Socket } from "node:net";
 import { test } from "node:test";
-import { ours, djb } from "../helpers/programs.ts";
+import { makePki } from "../helpers/certs.ts";
+import { PATH_WITH_BIN, ours, djb } from "../helpers/programs.ts";
 import { programsOf, spawnersOf } from "../helpers/interop.ts";
 import { startServer, talk, waitFor } from "../helpers/server.ts";
 
@@ -109,6 +111,85 @@ test("a client that resets mid-stream: the server goes on serving", async () => 
     await s.waitForLog(/ end /, 2);
   } finally {
     await s.stop();
+  }
+});
+
+// A log reader that falls behind (multilog on a busy host): python3 holds tcpserver's stderr, a
+// socket pair as Node's own children get, with the least send buffer the kernel keeps (a few
+// lines), and reads it a chunk every 20 ms.
+const LAGGING_READER = `
+import socket, subprocess, sys, threading, time
+ours, theirs = socket.socketpair()
+theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+server = subprocess.Popen(sys.argv[1:], stderr=theirs)
+theirs.close()
+def read():
+    while data := ours.recv(65536):
+        sys.stderr.buffer.write(data)
+        sys.stderr.flush()
+        time.sleep(0.02)
+threading.Thread(target=read, daemon=True).start()
+sys.stdin.read()
+server.kill()
+`;
+
+test("a log reader that falls behind loses no line: tcpserver waits for it, as djb's does", async () => {
+  // tlsd in tcpserver's process: the first socket it destroys makes Node open fd 2 non-blocking.
+  const pki = makePki();
+  const pair = pki.server("localhost", ["localhost"]);
+  const reader = spawn(
+    "python3",
+    [
+      "-c",
+      LAGGING_READER,
+      ours("tcpserver"),
+      "-1",
+      "-v",
+      "-RHl0",
+      "-b",
+      "200",
+      "127.0.0.1",
+      "0",
+      "tlsd",
+      "true",
+    ],
+    {
+      stdio: ["pipe", "pipe", "pipe"],
+      env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: pair.cert, KEYFILE: pair.key },
+    },
+  );
+  let log = "";
+  reader.stderr.setEncoding("latin1");
+  reader.stderr.on("data", (s: string) => (log += s));
+  try {
+    const port = await new Promise<number>((resolve) =>
+      reader.stdout.once("data", (b: Buffer) => resolve(Number(b.toString().trim()))),
+    );
+    // Six lines each, a failed handshake's among them, all at once (-b 200: all in the backlog).
+    await Promise.all(
+      Array.from(
+        { length: 100 },
+        () =>
+          new Promise<void>((resolve) => {
+            const c = connect(port, "127.0.0.1", () => c.end("not TLS\r\n"));
+            c.on("error", () => {});
+            c.resume();
+            c.once("close", () => resolve());
+          }),
+      ),
+    );
+    const ends = () => log.match(/^tcpserver: end \d+ status 25088$/gm)?.length ?? 0;
+    await waitFor(
+      () => (ends() === 100 && /tcpserver: status: 0\/\d+\n$/.test(log) ? true : undefined),
+      15_000,
+      () => `${ends()} end lines of 100:\n${log.slice(-1000)}`,
+    );
+    assert.equal(log.match(/^tlsd: fatal: 127\.0\.0\.1: TLS handshake failed: /gm)?.length, 100);
+    assert.doesNotMatch(log, /^(?!tcpserver: |tlsd: fatal: ).+/m, "a line cut");
+  } finally {
+    reader.stdin.end();
+    await new Promise((resolve) => reader.once("close", resolve));
+    rmSync(pki.dir, { recursive: true, force: true });
   }
 });
 
