@@ -137,10 +137,16 @@ function sockets(fds: string[]): string {
     .join("; ");
 }
 
+// The programs the server runs write to its stderr too, and some write a line in pieces (GNU
+// cat's "cat: -: Connection reset by peer" is several writes): a tcpserver line, always one
+// write, may then follow a piece on the same line ("cat: -tcpserver: end 4194636 status 0"). Its
+// lines are sought anywhere in a line, never only at its start.
+const END = /tcpserver: end (\d+) /g;
+
 /** Every connection so far has its `end` line and the server is back to 0 connections. */
 async function settled(target: Target): Promise<void> {
   const { server, connections } = target;
-  const ends = () => server.log().match(/^tcpserver: end /gm)?.length ?? 0;
+  const ends = () => server.log().match(END)?.length ?? 0;
   await waitFor(
     () => (ends() >= connections ? true : undefined),
     20_000,
@@ -159,9 +165,9 @@ async function settled(target: Target): Promise<void> {
 function open({ server, said }: Target): string {
   const log = server.log();
   const ok = new Map<string, number>();
-  for (const [, id = "", port = ""] of log.matchAll(/^tcpserver: ok (\d+) .*:(\d+)$/gm))
+  for (const [, id = "", port = ""] of log.matchAll(/tcpserver: ok (\d+) .*:(\d+)$/gm))
     ok.set(id, Number(port));
-  for (const [, id = ""] of log.matchAll(/^tcpserver: end (\d+) /gm)) ok.delete(id);
+  for (const [, id = ""] of log.matchAll(END)) ok.delete(id);
   const pid = server.child.pid as number;
   const programs = programsOf(pid).map((c) => `${c.pid} ${c.comm} ${c.state}`);
   const fds = ownFds(pid).filter((fd) => fd.includes("socket:"));
@@ -179,12 +185,12 @@ function open({ server, said }: Target): string {
     .join("\n");
 }
 
-/** Up to 60 lines of `log` from the one that starts with `start` on, but the status lines and
- * the other connections' first lines (their `ok` lines say as much). */
+/** Up to 60 lines of `log` from the one that holds `start` on, but the status lines and the
+ * other connections' first lines (their `ok` lines say as much). */
 function linesAfter(log: string, start: string): string {
   const lines = log.split("\n");
   return lines
-    .slice(lines.findIndex((l) => l.startsWith(start)))
+    .slice(lines.findIndex((l) => l.includes(start)))
     .filter((l) => l && !/^tcpserver: (status:|pid \d+ from) /.test(l))
     .slice(0, 60)
     .map((l) => `    ${l}`)
