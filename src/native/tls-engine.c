@@ -224,13 +224,22 @@ napi_value tls_context(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value args[3];
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
-  void *cert, *key;
-  size_t cert_len, key_len;
-  napi_valuetype t = napi_undefined;
-  if (argc == 3) napi_typeof(env, args[2], &t);
-  if (argc < 3 || opt_buffer(env, args[0], &cert, &cert_len) ||
-      opt_buffer(env, args[1], &key, &key_len) || t != napi_object) {
-    napi_throw_type_error(env, NULL, "tlsContext(certPem: Buffer, keyPem: Buffer, opts)");
+  void *cert = NULL, *key = NULL;
+  size_t cert_len = 0, key_len = 0;
+  napi_valuetype t = napi_undefined, t0 = napi_undefined, t1 = napi_undefined;
+  if (argc == 3) {
+    napi_typeof(env, args[2], &t);
+    napi_typeof(env, args[0], &t0);
+    napi_typeof(env, args[1], &t1);
+  }
+  /* Both null: a context with no certificate, to begin a handshake whose certificate the
+   * client's name chooses (onHello switches; certificates on demand before the first). */
+  int bare = t0 == napi_null && t1 == napi_null;
+  if (argc < 3 || t != napi_object ||
+      (!bare && (opt_buffer(env, args[0], &cert, &cert_len) ||
+                 opt_buffer(env, args[1], &key, &key_len)))) {
+    napi_throw_type_error(env, NULL,
+                          "tlsContext(certPem: Buffer | null, keyPem: Buffer | null, opts)");
     return NULL;
   }
   if (alpn_index < 0)
@@ -267,11 +276,11 @@ napi_value tls_context(napi_env env, napi_callback_info info) {
     return throw_tls(env, ctx, "an ALPN protocol name must be 1 to 255 bytes", 0);
   if (tls_context_tickets(env, ctx, args[2]) < 0)
     return throw_tls(env, ctx, "ticketKeys is not a key set of tlsTicketKeys", 0);
-  if (use_chain(ctx, cert, cert_len) < 0)
+  if (!bare && use_chain(ctx, cert, cert_len) < 0)
     return throw_tls(env, ctx, "cannot use the certificate (PEM)", 1);
-  if (use_key(ctx, key, key_len) < 0)
+  if (!bare && use_key(ctx, key, key_len) < 0)
     return throw_tls(env, ctx, "cannot use the private key (PEM)", 1);
-  if (SSL_CTX_check_private_key(ctx) != 1)
+  if (!bare && SSL_CTX_check_private_key(ctx) != 1)
     return throw_tls(env, ctx, "the private key does not match the certificate", 0);
   const char *untrusted = tls_trust(env, ctx, args[2]);
   if (untrusted) return throw_tls(env, ctx, untrusted, 1);

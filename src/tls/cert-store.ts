@@ -363,6 +363,22 @@ export class CertStore {
 
   private readonly engineCertificates = new WeakMap<TlsContext, Buffer>();
 
+  /** A context with no certificate, for a handshake that begins before this store has any
+   * (certificates on demand, the first not ordered yet): the client's name then chooses, in
+   * onHello. Made again when the trust it carries changes. */
+  engineBare(): TlsContext | undefined {
+    if (!this.engine) return undefined;
+    const stamps: string[] = [];
+    const ca = shared(this.anchors, [], stamps);
+    const crl = shared(this.crl, [], stamps);
+    const key = stamps.join("|");
+    if (this.bare?.key !== key)
+      this.bare = { key, context: this.engineContext(null, null, ca, crl) };
+    return this.bare.context;
+  }
+
+  private bare: { key: string; context: TlsContext } | undefined;
+
   /** The engine's ticket keys brought up to date (a rotation, TICKETFILE read again): the
    * contexts of this store take them from the next handshake on. */
   engineTickets(): void {
@@ -459,8 +475,8 @@ export class CertStore {
 
   /** protocol.ts's settings, as the engine takes them (the TLS 1.2 suites, the groups). */
   private engineContext(
-    cert: Buffer,
-    key: Buffer,
+    cert: Buffer | null,
+    key: Buffer | null,
     ca: Buffer[] | undefined,
     crl: string[] | undefined,
   ): TlsContext {

@@ -183,7 +183,11 @@ export function startSession(
   options: TlsdOptions,
   hold?: HelloHold,
 ): EngineSession | undefined {
-  const start = store.engineContextFor(undefined) ?? store.engineStart();
+  // With certificates on demand there may be none yet: the held hello's name will choose.
+  const start =
+    store.engineContextFor(undefined) ??
+    store.engineStart() ??
+    (hold ? store.engineBare() : undefined);
   store.engineTickets();
   return start && new EngineSession(fd, start, store, options, hold);
 }

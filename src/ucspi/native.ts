@@ -122,8 +122,9 @@ export interface Native {
   abortOnClose(fd: number): void;
   /** An OpenSSL server context (src/native/tls-engine.c) from a PEM certificate chain and key:
    * TLS 1.2 and up, the server's preference, no renegotiation, tickets. Throws an Error in our
-   * words for a bad PEM or a key that does not match. */
-  tlsContext(certPem: Buffer, keyPem: Buffer, opts: TlsContextOptions): TlsContext;
+   * words for a bad PEM or a key that does not match. Both null: no certificate, a context to
+   * begin a handshake with whose certificate onHello chooses by the client's name. */
+  tlsContext(certPem: Buffer | null, keyPem: Buffer | null, opts: TlsContextOptions): TlsContext;
   /** The server side of a TLS session on a connected TCP socket, its handshake driven on this
    * loop; see TlsCallbacks. The fd stays open (the caller closes it after onEnd). */
   tlsServe(fd: number, context: TlsContext, callbacks: TlsCallbacks): TlsSession;

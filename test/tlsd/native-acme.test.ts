@@ -24,7 +24,19 @@ after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const ENGINE = /^tlsd: info: native TLS engine$/;
 
 /** tcpserver running tlsd --engine native (default certificate: localhost), CERTDIR `cache`. */
-function serveTlsd(port: number, cache: string, env: Record<string, string>, flags: string[] = []) {
+function serveTlsd(
+  port: number,
+  cache: string,
+  env: Record<string, string | undefined>,
+  flags: string[] = [],
+) {
+  const all: Record<string, string | undefined> = {
+    PATH: PATH_WITH_BIN,
+    CERTFILE: fallback.cert,
+    KEYFILE: fallback.key,
+    CERTDIR: cache,
+    ...env,
+  };
   return startServer(
     ours("tcpserver"),
     [
@@ -40,15 +52,8 @@ function serveTlsd(port: number, cache: string, env: Record<string, string>, fla
       "-c",
       'echo "hello $SSL_TLS_SNI_SERVERNAME"',
     ],
-    {
-      env: {
-        PATH: PATH_WITH_BIN,
-        CERTFILE: fallback.cert,
-        KEYFILE: fallback.key,
-        CERTDIR: cache,
-        ...env,
-      },
-    },
+    // An undefined value leaves the variable out (no default certificate).
+    { env: Object.fromEntries(Object.entries(all).filter(([, v]) => v !== undefined)) },
   );
 }
 
@@ -79,6 +84,34 @@ test("the engine holds the first ClientHello for a listed name while pebble issu
     assert.doesNotMatch(s.log(), /not the native engine|timed out/);
     // The three clients and at least one validator connection, each on the engine.
     await s.waitForLog(ENGINE, 4);
+  } finally {
+    await s.stop();
+    pebble.stop();
+    rmSync(cache, { recursive: true, force: true });
+  }
+});
+
+test("no certificate at all before the first order (CERTDIR empty, no CERTFILE, as tls-everywhere runs it): the held ClientHello's name chooses the new certificate; a name outside the list is refused with one line", async () => {
+  const port = await freePort();
+  const pebble = await startPebble({ tlsPort: port });
+  const cache = mkdtempSync(join(tmpdir(), "ucspi-native-acme-"));
+  const s = await serveTlsd(port, cache, {
+    ACME_DIRECTORY: pebble.directory,
+    ACME_CAFILE: pebble.listenerCa,
+    ACME_NAMES: "a.test",
+    CERTFILE: undefined,
+    KEYFILE: undefined,
+  });
+  try {
+    const root = join(cache, ".pebble-root.pem");
+    writeFileSync(root, await pebble.root());
+    const first = await sClient(port, "a.test", root);
+    assert.equal(first.code, 0, first.stderr + s.log());
+    assert.match(first.stdout, /^hello a\.test$/m);
+    const other = await sClient(port, "evil.test", root);
+    assert.notEqual(other.code, 0);
+    await s.waitForLog(/^tlsd: fatal: 127\.0\.0\.1: TLS handshake failed: .*evil\.test/);
+    assert.doesNotMatch(s.log(), /not the native engine|no certificate$/);
   } finally {
     await s.stop();
     pebble.stop();
