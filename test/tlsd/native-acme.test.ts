@@ -60,7 +60,12 @@ function serveTlsd(
 const sClient = (port: number, name: string, ca: string, verify = name) =>
   sClientVerified(port, name, ca, { verify });
 
-test("the engine holds the first ClientHello for a listed name while pebble issues, answers pebble's validator itself, then serves the new certificate; a name outside the list gets the default one", async () => {
+/** tlsd on the engine with pebble as its CA for a.test (env added): `body` gets the port, the
+ * server, and the file of pebble's root; everything is stopped and removed after. */
+async function withPebble(
+  env: Record<string, string | undefined>,
+  body: (port: number, s: Awaited<ReturnType<typeof serveTlsd>>, root: string) => Promise<void>,
+) {
   const port = await freePort();
   const pebble = await startPebble({ tlsPort: port });
   const cache = mkdtempSync(join(tmpdir(), "ucspi-native-acme-"));
@@ -68,10 +73,21 @@ test("the engine holds the first ClientHello for a listed name while pebble issu
     ACME_DIRECTORY: pebble.directory,
     ACME_CAFILE: pebble.listenerCa,
     ACME_NAMES: "a.test",
+    ...env,
   });
   try {
     const root = join(cache, ".pebble-root.pem");
     writeFileSync(root, await pebble.root());
+    await body(port, s, root);
+  } finally {
+    await s.stop();
+    pebble.stop();
+    rmSync(cache, { recursive: true, force: true });
+  }
+}
+
+test("the engine holds the first ClientHello for a listed name while pebble issues, answers pebble's validator itself, then serves the new certificate; a name outside the list gets the default one", async () => {
+  await withPebble({}, async (port, s, root) => {
     const first = await sClient(port, "a.test", root);
     assert.equal(first.code, 0, first.stderr + s.log());
     assert.match(first.stdout, /^hello a\.test$/m);
@@ -84,39 +100,25 @@ test("the engine holds the first ClientHello for a listed name while pebble issu
     assert.doesNotMatch(s.log(), /not the native engine|timed out/);
     // The three clients and at least one validator connection, each on the engine.
     await s.waitForLog(ENGINE, 4);
-  } finally {
-    await s.stop();
-    pebble.stop();
-    rmSync(cache, { recursive: true, force: true });
-  }
+  });
 });
 
 test("no certificate at all before the first order (CERTDIR empty, no CERTFILE, as tls-everywhere runs it): the held ClientHello's name chooses the new certificate; a name outside the list is refused with one line", async () => {
-  const port = await freePort();
-  const pebble = await startPebble({ tlsPort: port });
-  const cache = mkdtempSync(join(tmpdir(), "ucspi-native-acme-"));
-  const s = await serveTlsd(port, cache, {
-    ACME_DIRECTORY: pebble.directory,
-    ACME_CAFILE: pebble.listenerCa,
-    ACME_NAMES: "a.test",
-    CERTFILE: undefined,
-    KEYFILE: undefined,
-  });
-  try {
-    const root = join(cache, ".pebble-root.pem");
-    writeFileSync(root, await pebble.root());
-    const first = await sClient(port, "a.test", root);
-    assert.equal(first.code, 0, first.stderr + s.log());
-    assert.match(first.stdout, /^hello a\.test$/m);
-    const other = await sClient(port, "evil.test", root);
-    assert.notEqual(other.code, 0);
-    await s.waitForLog(/^tlsd: fatal: 127\.0\.0\.1: TLS handshake failed: .*evil\.test/);
-    assert.doesNotMatch(s.log(), /not the native engine|no certificate$/);
-  } finally {
-    await s.stop();
-    pebble.stop();
-    rmSync(cache, { recursive: true, force: true });
-  }
+  await withPebble(
+    {
+      CERTFILE: undefined,
+      KEYFILE: undefined,
+    },
+    async (port, s, root) => {
+      const first = await sClient(port, "a.test", root);
+      assert.equal(first.code, 0, first.stderr + s.log());
+      assert.match(first.stdout, /^hello a\.test$/m);
+      const other = await sClient(port, "evil.test", root);
+      assert.notEqual(other.code, 0);
+      await s.waitForLog(/^tlsd: fatal: 127\.0\.0\.1: TLS handshake failed: .*evil\.test/);
+      assert.doesNotMatch(s.log(), /not the native engine|no certificate$/);
+    },
+  );
 });
 
 test("a CA that never answers: the held ClientHello is refused after ACME_WAIT, with the node:tls path's lines, not cut by -K; other clients go on meanwhile", async () => {
