@@ -124,6 +124,13 @@ export function passReset(server: Readable, wasReset: () => boolean, client: Con
   else server.once("end", ended);
 }
 
+/** The command line of the wrapper's own tlsd: -K the wrapper's, and at -v 2 its -v 2 (which
+ * says whether the native engine or node:tls served the session). */
+export function tlsdArgv(options: WrapperOptions, program: readonly string[]): string[] {
+  const verbose = options.verbosity >= 2 ? ["-v", "2"] : [];
+  return ["tlsd", "-K", String(options.handshakeMs), ...verbose, "--", ...program];
+}
+
 /** tlsd takes the connection here, and runs prog behind TLS. */
 export async function tlsBehind(
   ctx: StageContext,
@@ -131,11 +138,7 @@ export async function tlsBehind(
   connection: Connection,
 ): Promise<number> {
   const { tlsdStage } = await import("../tlsd/stage.ts");
-  return tlsdStage.run({
-    ...ctx,
-    argv: ["tlsd", "-K", String(options.handshakeMs), "--", ...options.program],
-    connection,
-  });
+  return tlsdStage.run({ ...ctx, argv: tlsdArgv(options, options.program), connection });
 }
 
 /** The server gets the connection as it is: every byte still in it. */

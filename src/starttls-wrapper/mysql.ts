@@ -38,6 +38,7 @@ import {
   serverRan,
   shown,
   startServer,
+  tlsdArgv,
 } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
@@ -124,7 +125,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
     const { tlsdStage } = await import("../tlsd/stage.ts");
     const status = await tlsdStage.run({
       ...ctx,
-      argv: ["tlsd", "-K", String(options.handshakeMs), "--", "mysql"],
+      argv: tlsdArgv(options, ["mysql"]),
       connection: { stream: client },
       next: async (_argv, _env, inner: Connection) => {
         const innerStream = connectionStream(inner);

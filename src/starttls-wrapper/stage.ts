@@ -20,7 +20,7 @@ import { oneWay, relay } from "../stream/relay.ts";
 import { resetStream } from "../stream/reset.ts";
 import { fdOfStream } from "../stream/fd-of-stream.ts";
 import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
-import { failed, passReset, resetClient, serverRan, shown } from "./client-first.ts";
+import { failed, passReset, resetClient, serverRan, shown, tlsdArgv } from "./client-first.ts";
 import { connectService, handoverHeader, localHeader } from "./handover.ts";
 import { USAGE, parseWrapperArgs } from "./options.ts";
 import type { WrapperOptions } from "./options.ts";
@@ -375,9 +375,7 @@ class Wrapper {
    * fd-of-stream.ts), else the stream. At -v 2 tlsd says which TLS it runs. */
   private async localTls(record: ResumeRecord): Promise<number> {
     const { engineWanted, tlsdStage } = await import("../tlsd/stage.ts");
-    const verbose = this.options.verbosity >= 2 ? ["-v", "2"] : [];
-    const argv = ["tlsd", "-K", String(this.options.handshakeMs), ...verbose, "--"];
-    argv.push(...this.options.program);
+    const argv = tlsdArgv(this.options, this.options.program);
     const proxy = localHeader(record);
     const fd = engineWanted(argv.slice(1), this.ctx.env)
       ? fdOfStream(this.client, this.ctx.connection.fd)

@@ -753,6 +753,40 @@ test("starttls-wrapper's local mode on the engine: the client's socket goes to i
   }
 });
 
+test("starttls-wrapper -p postgres's local TLS runs on the engine too (it hands tlsd the connection as it got it), and -v 2 says so", async () => {
+  // The server behind is cat: what the client sends inside TLS comes back.
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-v", "-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-v", "2", "-p", "postgres", "cat"],
+    { env: { ...env, UCSPI_TLS_ENGINE: "native" } },
+  );
+  try {
+    const r = await run("python3", [
+      "-c",
+      `
+import socket, ssl, struct, sys
+raw = socket.create_connection(("127.0.0.1", ${s.port}))
+raw.settimeout(30)
+raw.sendall(struct.pack("!II", 8, 80877103))
+assert raw.recv(1) == b"S"
+ctx = ssl.create_default_context(cafile=${JSON.stringify(pki.ca.cert)})
+tls = ctx.wrap_socket(raw, server_hostname="a.test")
+startup = struct.pack("!I", 9) + b"hello"
+tls.sendall(startup)
+got = b""
+while len(got) < len(startup):
+    got += tls.recv(100)
+sys.stdout.write("echoed" if got == startup else repr(got))
+`,
+    ]);
+    assert.equal(r.stdout, "echoed", r.stderr + s.log());
+    await s.waitForLog(/^tlsd: info: native TLS engine$/);
+    assert.doesNotMatch(s.log(), /node:tls/);
+  } finally {
+    await s.stop();
+  }
+});
+
 test("a resumed session on the engine whose client leaves while the program writes: one line, status 98, the program learns it (EPIPE)", async () => {
   const program = ["sh", "-c", "printf '220 hi\\r\\n'; yes; echo yes-ended >&2"];
   const s = await startServer(
