@@ -22,6 +22,13 @@ process.on("exit", () => {
   for (const child of running) child.kill("SIGKILL");
 });
 
+/** The log with each of tcpserver's lines on a line of its own. A program shares tcpserver's
+ * stderr, and one that writes a line in pieces (`cat: -` then `: Connection reset by peer`) can
+ * have tcpserver's whole line land between them; no line of ours has `tcpserver: ` inside it. */
+function unglued(log: string): string {
+  return log.replace(/([^\n])(?=tcpserver: )/g, "$1\n");
+}
+
 export function startServer(
   file: string,
   args: readonly string[],
@@ -63,11 +70,13 @@ export function startServer(
       resolve({
         port: Number(m[1]),
         child,
-        log: () => stderr,
+        log: () => unglued(stderr),
         waitForLog: (pattern, count = 1, timeoutMs = 15_000) =>
           waitFor(
             () => {
-              const lines = stderr.split("\n").filter((l) => pattern.test(l));
+              const lines = unglued(stderr)
+                .split("\n")
+                .filter((l) => pattern.test(l));
               return lines.length >= count ? lines : undefined;
             },
             timeoutMs,

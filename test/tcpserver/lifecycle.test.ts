@@ -193,6 +193,28 @@ test("a log reader that falls behind loses no line: tcpserver waits for it, as d
   }
 });
 
+test("a program that leaves half a line on the shared stderr: a line of tcpserver's lands in it, and the tests' log reader still finds the end line (ours and djb's)", async () => {
+  // As `cat: -` then `: Connection reset by peer` from a cat whose client reset.
+  for (const server of [ours("tcpserver"), djb("tcpserver")]) {
+    const s = await startServer(server, [
+      "-v",
+      "-RHl0",
+      "127.0.0.1",
+      "0",
+      "sh",
+      "-c",
+      "printf 'cat: -' >&2",
+    ]);
+    try {
+      await talk(s.port, "");
+      await s.waitForLog(/^tcpserver: end \d+ status 0$/);
+      assert.match(s.log(), /^cat: -\ntcpserver: /m);
+    } finally {
+      await s.stop();
+    }
+  }
+});
+
 test("churn: thousands of connections, then no more fds and no more children than before", async () => {
   const s = await startServer(ours("tcpserver"), [
     "-c",
