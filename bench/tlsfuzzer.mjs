@@ -1,9 +1,10 @@
-// node bench/tlsfuzzer.mjs: tlsfuzzer's scripts against our `tcpserver tlsd` and stunnel's
-// daemon, side by side in one run: how many of each script's conversations each server passes.
+// node bench/tlsfuzzer.mjs: tlsfuzzer's scripts against our `tcpserver tlsd` (on node:tls and on
+// its native engine, `tlsd --engine native`) and stunnel's daemon, side by side in one run: how
+// many of each script's conversations each server passes.
 // Not a speed measure and not in `npm run bench` (tlsfuzzer is neither in Debian 12 nor on
 // this machine's PyPI mirror): point TLSFUZZER at a checkout of github.com/tlsfuzzer/tlsfuzzer
 // and TLSLITE at one of github.com/tlsfuzzer/tlslite-ng (python3-ecdsa from pip or apt).
-// Both servers: one RSA-2048 certificate (tlsfuzzer's scripts mostly expect RSA), each
+// All three servers: one RSA-2048 certificate (tlsfuzzer's scripts mostly expect RSA), each
 // connection running bench/tlsfuzzer-http (reads the request line, answers a short HTTP/1.0
 // response and ends), so a script's "GET / then close" conversations see the same program.
 // TLSFUZZER_ONLY=script.py,... runs those alone. Results: bench/results/tlsfuzzer-STAMP.md.
@@ -77,15 +78,20 @@ function freePort() {
 }
 
 const ourPort = await freePort();
+const nativePort = await freePort();
 const stunnelPort = await freePort();
-const ours = spawn(
-  join(root, "bin", "tcpserver"),
-  ["-RHl0", "-c", "100", "127.0.0.1", String(ourPort), "tlsd", http],
-  {
-    env: { PATH: `${join(root, "bin")}:/usr/bin:/bin`, CERTFILE: cert, KEYFILE: key },
-    stdio: "ignore",
-  },
-);
+/** `tcpserver tlsd` on port, with tlsd's extra options (the engine) before the program. */
+const tlsd = (port, options) =>
+  spawn(
+    join(root, "bin", "tcpserver"),
+    ["-RHl0", "-c", "100", "127.0.0.1", String(port), "tlsd", ...options, http],
+    {
+      env: { PATH: `${join(root, "bin")}:/usr/bin:/bin`, CERTFILE: cert, KEYFILE: key },
+      stdio: "ignore",
+    },
+  );
+const ours = tlsd(ourPort, []);
+const native = tlsd(nativePort, ["--engine", "native"]);
 const conf = join(tmp, "stunnel.conf");
 writeFileSync(
   conf,
@@ -113,14 +119,16 @@ function runScript([script, ...args], port) {
 const rows = [];
 try {
   for (const entry of SCRIPTS) {
-    const a = runScript(entry, ourPort);
-    const b = runScript(entry, stunnelPort);
-    const row = `| ${entry.join(" ")} | ${a.pass} / ${a.fail} | ${b.pass} / ${b.fail} |`;
+    const cells = [ourPort, nativePort, stunnelPort]
+      .map((port) => runScript(entry, port))
+      .map(({ pass, fail }) => `${pass} / ${fail}`);
+    const row = `| ${entry.join(" ")} | ${cells.join(" | ")} |`;
     process.stdout.write(`${row}\n`);
     rows.push(row);
   }
 } finally {
   ours.kill();
+  native.kill();
   stunnel.kill();
   rmSync(tmp, { recursive: true, force: true });
 }
@@ -129,5 +137,6 @@ mkdirSync(out, { recursive: true });
 const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").replace(/\..*/, "");
 writeFileSync(
   join(out, `tlsfuzzer-${stamp}.md`),
-  `| script | ours: pass / fail | stunnel: pass / fail |\n|---|---:|---:|\n${rows.join("\n")}\n`,
+  `| script | ours: pass / fail | ours, native engine: pass / fail | stunnel: pass / fail |\n` +
+    `|---|---:|---:|---:|\n${rows.join("\n")}\n`,
 );
