@@ -88,7 +88,8 @@ export function engineWanted(argv: readonly string[], env: Readonly<Env>): boole
   return nativeWanted(parseTlsdArgs([...argv]), env);
 }
 
-/** Whether the configuration asks for the native engine and it can serve it. */
+/** Whether the configuration asks for the native engine (a connection that is a stream still
+ * gets node:tls: connectionBlocker). */
 function nativeWanted(options: TlsdOptions, env: Readonly<Env>): boolean {
   return engineOf(options, env) === "native";
 }
@@ -121,7 +122,7 @@ export const tlsdStage: Stage = {
     ctx.dropPrivileges(tlsIds(ctx.env));
     const record = resumeRecordOf(ctx.connection);
     // The native engine where it can (native-session.ts), else node:tls, and -v 2 says why.
-    const whyNot = engineOf(options, ctx.env) === "native" ? connectionBlocker(ctx.connection) : "";
+    const whyNot = nativeWanted(options, ctx.env) ? connectionBlocker(ctx.connection) : "";
     const useEngine = whyNot === undefined;
     if (whyNot !== "" && options.verbosity >= 2)
       ctx.log(
