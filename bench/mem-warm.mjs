@@ -18,14 +18,15 @@
 // bench/hold.mjs (Node's TLS client, from 127.0.0.2) run on a private copy of the node binary:
 // on the same file it would share the binary's pages with our server, whose PSS then falls.
 // Servers (ECDSA P-256 certificate from bin/tls-keygen, the harness's default key type):
-//   ours     bin/tcpserver -R -H -l 0 -c 10000 -b 1024 127.0.0.1 PORT tlsd --engine node cat
-//   ours-native  the same with tlsd --engine native (the TLS engine in our addon)
+//   ours     bin/tcpserver -R -H -l 0 -c 10000 -b 1024 127.0.0.1 PORT tlsd --engine native cat
+//            (the TLS engine in our addon, tlsd's default)
+//   ours-node  the same with tlsd --engine node (node:tls)
 //   stunnel  stunnel4 daemon, the harness's servers/stunnel.sh exec configuration (foreground,
 //            accept=, exec=/bin/cat, execArgs=cat, debug=3, its default protocol range)
 // The servers run without NODE_EXTRA_CA_CERTS (as bench/smtp.mjs: a daemon's environment does
 // not have it). Knobs: MEM_WARM_ROUNDS (3, at most 5), MEM_WARM_N (100, at most 1000),
 // MEM_WARM_HANDSHAKES (500, at most 5000), MEM_WARM_QUIET, MEM_WARM_LATER (seconds, at most
-// 60), MEM_WARM_SERVERS (ours,ours-native,stunnel). The whole run is bounded by MEM_WARM_TIMEOUT (1200 s).
+// 60), MEM_WARM_SERVERS (ours,ours-node,stunnel). The whole run is bounded by MEM_WARM_TIMEOUT (1200 s).
 // Results: a markdown table on stdout and bench/results/mem-warm-STAMP.{json,md,log}.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
@@ -51,7 +52,7 @@ const W = bounded("MEM_WARM_HANDSHAKES", 500, 5000);
 const quiet = bounded("MEM_WARM_QUIET", 10, 60);
 const later = bounded("MEM_WARM_LATER", 10, 60);
 const timeout = bounded("MEM_WARM_TIMEOUT", 1200, 3600);
-const wanted = (process.env.MEM_WARM_SERVERS ?? "ours,ours-native,stunnel").split(",");
+const wanted = (process.env.MEM_WARM_SERVERS ?? "ours,ours-node,stunnel").split(",");
 
 const out = join(root, "bench", "results");
 mkdirSync(out, { recursive: true });
@@ -312,10 +313,10 @@ function ours(name, engine) {
 }
 
 const SERVERS = {
-  ours: { label: "ours: tcpserver + tlsd (in-process)", start: ours("ours", "node") },
-  "ours-native": {
-    label: "ours: tcpserver + tlsd --engine native",
-    start: ours("ours-native", "native"),
+  ours: { label: "ours: tcpserver + tlsd (in-process)", start: ours("ours", "native") },
+  "ours-node": {
+    label: "ours: tcpserver + tlsd --engine node",
+    start: ours("ours-node", "node"),
   },
   stunnel: {
     label: "stunnel4 daemon, exec=/bin/cat",

@@ -131,17 +131,17 @@ if (only("held"))
 // 3. TLS: full handshakes through our tcpserver + tlsd (in-process) beside haproxy and hitch
 // (each in front of djb's tcpserver running the same program), stunnel (its daemon, and one per
 // connection under djb's tcpserver), and our tlsd spawned per connection by djb's tcpserver
-// beside the harness's 40-line Node tlsd, and ours on the native TLS engine (--engine native);
-// ECDSA P-256 and RSA-2048, c=1 and c=16.
+// beside the harness's 40-line Node tlsd, and ours on node:tls (--engine node; the default is
+// the native TLS engine); ECDSA P-256 and RSA-2048, c=1 and c=16.
 const tlsd = `CERTFILE=$CERT KEYFILE=$KEY PATH=${bin}:$PATH exec ${bin}/tcpserver ${common} tlsd`;
 const tlsSpecs = [
   "--tls",
   `ts-tcpserver+tlsd=${tlsd} $PROG`,
   "--tls",
   `tcpserver+ts-tlsd=CERTFILE=$CERT KEYFILE=$KEY exec tcpserver ${common} ${bin}/tlsd $PROG`,
-  // The native TLS engine (docs/dev/native-tls.md), opt-in while its phases go on.
+  // node:tls, what tlsd ran on before the native engine (docs/dev/native-tls.md).
   "--tls",
-  `ts-tcpserver+tlsd-native=${tlsd} --engine native $PROG`,
+  `ts-tcpserver+tlsd-node=${tlsd} --engine node $PROG`,
 ];
 /** Full handshakes beside haproxy (the reference) and other anchors: both keys, c=1 and 16. */
 const handshakes = (anchors, specs, tag, extra = []) => [
@@ -207,8 +207,8 @@ if (only("bulk")) {
   ]);
 }
 
-// 5. Memory per idle TLS connection (100 held, each with a `cat`), tlsd on node:tls and on the
-// native engine.
+// 5. Memory per idle TLS connection (100 held, each with a `cat`), tlsd on the native engine
+// (its default) and on node:tls.
 if (only("mem")) {
   bench([
     "mem",
@@ -217,7 +217,7 @@ if (only("mem")) {
     "--tls",
     `ts-tcpserver+tlsd=${tlsd} $PROG`,
     "--tls",
-    `ts-tcpserver+tlsd-native=${tlsd} --engine native $PROG`,
+    `ts-tcpserver+tlsd-node=${tlsd} --engine node $PROG`,
     "--ref",
     "stunnel-exec",
     "--tag",

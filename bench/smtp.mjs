@@ -7,8 +7,9 @@
 //   starttls-remote  tcpserver starttls-wrapper 127.0.0.1 SVC sink   (the hand-over)
 //                    + tcpserver --proxy SVC tlsd sink
 //   starttls-local   tcpserver starttls-wrapper sink, CERTFILE/KEYFILE (TLS in the wrapper)
-//   ..., engine      the two STARTTLS rows again, tlsd on the native TLS engine
-//                    (UCSPI_TLS_ENGINE=native for the tcpserver that runs tlsd)
+//   ..., node:tls    the two STARTTLS rows again, tlsd on node:tls rather than its default,
+//                    the native TLS engine (UCSPI_TLS_ENGINE=node for the tcpserver that
+//                    runs tlsd)
 // Beside them, when they are installed, the chains ours replaces, with the same backend, the
 // same certificate and key, and the same client:
 //   skarnet          s6-tcpserver s6-tcpserver-access -D -H -R -l 0 s6-ucspitlsd
@@ -281,10 +282,10 @@ try {
         pids: [implicit.pid],
       },
     );
-    // The two STARTTLS chains, with tlsd on node:tls, then on the native TLS engine
-    // (UCSPI_TLS_ENGINE=native in the environment of the tcpserver that runs tlsd).
-    for (const engine of ["", ", engine"]) {
-      const tlsEnv = engine ? { ...tls, UCSPI_TLS_ENGINE: "native" } : tls;
+    // The two STARTTLS chains, with tlsd on its default, the native TLS engine, then on
+    // node:tls (UCSPI_TLS_ENGINE=node in the environment of the tcpserver that runs tlsd).
+    for (const engine of ["", ", node:tls"]) {
+      const tlsEnv = engine ? { ...tls, UCSPI_TLS_ENGINE: "node" } : tls;
       const svc = await tcpserver(
         name(`tls-service${engine}`),
         ["--proxy", ...common, "tlsd", ...backend],

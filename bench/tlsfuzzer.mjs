@@ -90,7 +90,7 @@ const tlsd = (port, options) =>
       stdio: "ignore",
     },
   );
-const ours = tlsd(ourPort, []);
+const ours = tlsd(ourPort, ["--engine", "node"]);
 const native = tlsd(nativePort, ["--engine", "native"]);
 const conf = join(tmp, "stunnel.conf");
 writeFileSync(

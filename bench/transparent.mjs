@@ -8,7 +8,8 @@
 //              --transparent } (TLS: the service has none), as tls-everywhere runs it;
 //   ours-tlsd  client → :9443, `tcpserver tlsd tcpforward 10.77.0.1 8080` (no interception:
 //              what the TLS path costs without it);
-//   ours-tlsd-native  the same on :9444 with `tlsd --engine native` (docs/dev/native-tls.md);
+//   ours-tlsd-node  the same on :9444 with `tlsd --engine node` (node:tls, not tlsd's default,
+//              the native TLS engine: docs/dev/native-tls.md);
 //   haproxy    client → service:8083 (TLS) or 8085 (plaintext), TPROXY → haproxy `bind ...
 //              transparent [ssl]` and `source 0.0.0.0 usesrc clientip` to the service on 8084.
 // Connections/s (plaintext, c=16), full TLS handshakes/s (ECDSA P-256, c=16) and 1 GiB down,
@@ -162,10 +163,10 @@ start(
   env,
 );
 start(
-  "ours-tlsd-native",
+  "ours-tlsd-node",
   join(bin, "tcpserver"),
   [
-    ...["-RHl0", ...limits, lab.serverIp, "9444", "tlsd", "--engine", "native"],
+    ...["-RHl0", ...limits, lab.serverIp, "9444", "tlsd", "--engine", "node"],
     ...["tcpforward", lab.serverIp, "8080"],
   ],
   env,
@@ -292,7 +293,7 @@ const workloads = [
     ref: "ours-tlsd",
     runs: {
       "ours-tlsd": () => conn(9443, true),
-      "ours-tlsd-native": () => conn(9444, true),
+      "ours-tlsd-node": () => conn(9444, true),
       ours: () => conn(8081, true),
       haproxy: () => conn(8083, true),
     },
@@ -313,7 +314,7 @@ const workloads = [
     ref: "ours-tlsd",
     runs: {
       "ours-tlsd": () => bulk(9443, true),
-      "ours-tlsd-native": () => bulk(9444, true),
+      "ours-tlsd-node": () => bulk(9444, true),
       ours: () => bulk(8081, true),
       haproxy: () => bulk(8083, true),
     },

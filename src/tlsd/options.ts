@@ -18,19 +18,38 @@ export interface TlsdOptions extends CommonTlsOptions {
   delayed: boolean;
   sniLevel: number;
   /** --engine: node:tls, or the native TLS engine (src/tlsd/native-session.ts); undefined:
-   * the environment's UCSPI_TLS_ENGINE, else node (see engineOf). */
+   * the environment's UCSPI_TLS_ENGINE, else native (see engineOf). */
   engine: "node" | "native" | undefined;
   program: string[];
 }
 
 /** The TLS engine a connection gets: --engine, else UCSPI_TLS_ENGINE from tlsd's environment
- * (for running a test suite or an experiment on the native engine without editing each
- * command line), else node:tls. */
+ * (for running a test suite on either engine without editing each command line), else the
+ * native engine. */
 export function engineOf(
   options: Pick<TlsdOptions, "engine">,
   env: Readonly<Record<string, string | undefined>>,
 ): "node" | "native" {
-  return options.engine ?? (env["UCSPI_TLS_ENGINE"] === "native" ? "native" : "node");
+  return options.engine ?? (env["UCSPI_TLS_ENGINE"] === "node" ? "node" : "native");
+}
+
+/** Whether the engine was named (--engine or UCSPI_TLS_ENGINE) rather than left to the
+ * default: only then does -v 2 say which engine served (the default would add a line to
+ * every -v 2 log). */
+export function engineNamed(
+  options: Pick<TlsdOptions, "engine">,
+  env: Readonly<Record<string, string | undefined>>,
+): boolean {
+  return options.engine !== undefined || env["UCSPI_TLS_ENGINE"] !== undefined;
+}
+
+/** A warning for a UCSPI_TLS_ENGINE that names no engine (it is then the default's). */
+export function engineVariableWarning(
+  env: Readonly<Record<string, string | undefined>>,
+): string | undefined {
+  const value = env["UCSPI_TLS_ENGINE"];
+  if (value === undefined || value === "node" || value === "native") return undefined;
+  return `UCSPI_TLS_ENGINE is node or native, not '${value}': the native engine serves`;
 }
 
 export function parseTlsdArgs(args: readonly string[]): TlsdOptions {

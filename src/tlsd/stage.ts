@@ -35,7 +35,7 @@ import type { FirstBytes } from "./first-bytes.ts";
 import { Suspects } from "./suspects.ts";
 import { handshakeDone, handshakeFailed, observeCertificates } from "./metrics.ts";
 import { checkResumeRecord, resumedStream } from "./resume.ts";
-import { USAGE, engineOf, parseTlsdArgs } from "./options.ts";
+import { USAGE, engineNamed, engineOf, engineVariableWarning, parseTlsdArgs } from "./options.ts";
 import type { TlsdOptions } from "./options.ts";
 import { stageOptions } from "../ucspi/stage-options.ts";
 
@@ -101,6 +101,8 @@ export const tlsdStage: Stage = {
     const options = parseOrUsage(USAGE, () => parseTlsdArgs([...argv]));
     const store = storeFor(env, options);
     for (const line of configWarnings(store.config, new Date())) warn(line);
+    const engineWarning = engineVariableWarning(env);
+    if (engineWarning) warn(engineWarning);
     if (env["CRLFILE"] !== undefined && options.clientCert === "none")
       warn("CRLFILE is set, but no client certificate is asked for (-Y or -y): it is not used");
     // A CERTFILE:name variable does not survive sh (a run script, a systemd ExecStart= with a
@@ -121,10 +123,11 @@ export const tlsdStage: Stage = {
     // As s6-tlsd: the keys are loaded, nothing more needs root.
     ctx.dropPrivileges(tlsIds(ctx.env));
     const record = resumeRecordOf(ctx.connection);
-    // The native engine where it can (native-session.ts), else node:tls, and -v 2 says why.
+    // The native engine where it can (native-session.ts), else node:tls; when the engine was
+    // named, -v 2 says which served and why.
     const whyNot = nativeWanted(options, ctx.env) ? connectionBlocker(ctx.connection) : "";
     const useEngine = whyNot === undefined;
-    if (whyNot !== "" && options.verbosity >= 2)
+    if (whyNot !== "" && options.verbosity >= 2 && engineNamed(options, ctx.env))
       ctx.log(
         `tlsd: info: ${whyNot ? `node:tls, not the native engine: ${whyNot}` : "native TLS engine"}\n`,
       );

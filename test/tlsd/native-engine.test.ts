@@ -504,6 +504,43 @@ test("UCSPI_TLS_ENGINE=native in tlsd's environment chooses the engine; --engine
   }
 });
 
+test("the engine serves by default, -v 2 says nothing of it; UCSPI_TLS_ENGINE=node or --engine node gives node:tls; another value is warned about at start", async () => {
+  // -y with a chain from another CA tells them apart: the engine refuses it in the handshake
+  // with OpenSSL's alert, node:tls after it, with none.
+  const cases: [string, readonly string[], string | undefined, boolean][] = [
+    ["default", [], undefined, true],
+    ["UCSPI_TLS_ENGINE=node", [], "node", false],
+    ["--engine node", ["--engine", "node"], undefined, false],
+    ["UCSPI_TLS_ENGINE=openssl", [], "openssl", true],
+  ];
+  for (const [name, flags, variable, native] of cases) {
+    const s = await startServer(
+      ours("tcpserver"),
+      ["-v", "-RHl0", "127.0.0.1", "0", "tlsd", "-v", "2", "-y", ...flags, ...IDENTITY],
+      // Named even when unset: the test run's own UCSPI_TLS_ENGINE must not reach this tlsd.
+      { env: { ...env, CAFILE: pki.ca.cert, UCSPI_TLS_ENGINE: variable } },
+    );
+    try {
+      const refused = await sClient(s.port, foreign);
+      assert.equal(refused.stdout, "", name);
+      if (native) assert.match(refused.stderr, /alert unknown ca/, name);
+      else assert.doesNotMatch(refused.stderr, /alert/, name);
+      const ok = await sClient(s.port, trusted);
+      assert.match(ok.stdout, /^SSL_PEER_CERT_SUBJECT=C=FR, O=Test Org, CN=trusted$/m, name);
+      await s.waitForLog(/^tcpserver: end /, 2);
+      const warning =
+        /^tlsd: warning: UCSPI_TLS_ENGINE is node or native, not 'openssl': the native engine serves$/m;
+      if (variable === "openssl") assert.match(s.log(), warning, name);
+      else assert.doesNotMatch(s.log(), /UCSPI_TLS_ENGINE/, name);
+      // Named (the variable's bad value too): -v 2 says which engine served; else no line.
+      if (variable === "openssl") assert.match(s.log(), /^tlsd: info: native TLS engine$/m, name);
+      else assert.doesNotMatch(s.log(), /^tlsd: info: .*engine/m, name);
+    } finally {
+      await s.stop();
+    }
+  }
+});
+
 test("--engine takes node or native, nothing else", async () => {
   const r = await run(ours("tlsd"), ["--engine", "openssl", "cat"], { env });
   assert.equal(r.code, 100);
