@@ -1,5 +1,5 @@
-// node bench/tlsfuzzer.mjs: tlsfuzzer's scripts against our `tcpserver tlsd` (on node:tls and on
-// its native engine, `tlsd --engine native`) and stunnel's daemon, side by side in one run: how
+// node bench/tlsfuzzer.mjs: tlsfuzzer's scripts against our `tcpserver tlsd` (on node:tls,
+// `tlsd --engine node`, and on its native engine, the default) and stunnel's daemon, side by side in one run: how
 // many of each script's conversations each server passes.
 // Not a speed measure and not in `npm run bench` (tlsfuzzer is neither in Debian 12 nor on
 // this machine's PyPI mirror): point TLSFUZZER at a checkout of github.com/tlsfuzzer/tlsfuzzer
@@ -137,6 +137,6 @@ mkdirSync(out, { recursive: true });
 const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").replace(/\..*/, "");
 writeFileSync(
   join(out, `tlsfuzzer-${stamp}.md`),
-  `| script | ours: pass / fail | ours, native engine: pass / fail | stunnel: pass / fail |\n` +
+  `| script | ours, node:tls: pass / fail | ours, native engine: pass / fail | stunnel: pass / fail |\n` +
     `|---|---:|---:|---:|\n${rows.join("\n")}\n`,
 );
