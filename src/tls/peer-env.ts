@@ -76,7 +76,8 @@ export function sessionEnv(socket: TLSSocket, peerTrusted = true): [string, stri
 }
 
 /** s6's identity of the peer (SSL_PEER_CERT_HASH, SSL_PEER_CERT_SUBJECT), from its
- * certificate as Node decodes it; unset without one (`peer` undefined, or empty). */
+ * certificate as Node decodes it; unset without one (`peer` undefined, or empty). The subject
+ * is unset, as s6-tlsd's is, when it has none of the six attributes. */
 function identityEnv(peer: PeerCertificate | undefined): [string, string | undefined][] {
   const has = peer && Object.keys(peer).length > 0 && peer.raw !== undefined;
   return [
@@ -84,7 +85,7 @@ function identityEnv(peer: PeerCertificate | undefined): [string, string | undef
       "SSL_PEER_CERT_HASH",
       has ? `SHA256:${createHash("sha256").update(peer.raw).digest("hex")}` : undefined,
     ],
-    ["SSL_PEER_CERT_SUBJECT", has ? s6Subject(peer.subject) : undefined],
+    ["SSL_PEER_CERT_SUBJECT", (has && s6Subject(peer.subject)) || undefined],
   ];
 }
 

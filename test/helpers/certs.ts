@@ -21,9 +21,15 @@ export interface TestPki {
   /** A leaf signed by the CA with this openssl `-subj` subject (UTF-8), for clients and for
    * the server name localhost; `file` names its files. */
   withSubject(file: string, subject: string): Pair;
+  /** The same, its subject given by these `openssl req` arguments (`-subj` with
+   * `-multivalue-rdn`, or `-config` with a distinguished_name section). */
+  withName(file: string, reqArgs: readonly string[]): Pair;
   /** A self-signed pair (CN=name), trusted by nobody. */
   selfSigned(name: string): Pair;
 }
+
+/** The extensions of a leaf that serves as a client, or as a server named localhost. */
+const EITHER_END = "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n";
 
 function openssl(args: string[], cwd: string): void {
   execFileSync("openssl", args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
@@ -62,15 +68,12 @@ export function makePki(caName = "Test CA"): TestPki {
     ],
     dir,
   );
-  const leaf = (name: string, subject: string, ext: string): Pair => {
+  const leaf = (name: string, reqArgs: readonly string[], ext: string): Pair => {
     const pair = { cert: join(dir, `${name}.pem`), key: join(dir, `${name}.key`) };
     const csr = join(dir, `${name}.csr`);
     const extFile = join(dir, `${name}.ext`);
     writeFileSync(extFile, ext);
-    openssl(
-      ["req", "-new", "-utf8", ...ec, "-keyout", pair.key, "-out", csr, "-subj", subject],
-      dir,
-    );
+    openssl(["req", "-new", "-utf8", ...ec, "-keyout", pair.key, "-out", csr, ...reqArgs], dir);
     openssl(
       [
         "x509",
@@ -99,13 +102,13 @@ export function makePki(caName = "Test CA"): TestPki {
     server: (name, sans) =>
       leaf(
         name,
-        `/CN=${sans[0] ?? name}`,
+        ["-subj", `/CN=${sans[0] ?? name}`],
         `subjectAltName=${sans.map((s) => (isIP(s) ? `IP:${s}` : `DNS:${s}`)).join(",")}\nextendedKeyUsage=serverAuth\n`,
       ),
     client: (cn) =>
-      leaf(`client-${cn}`, `/C=FR/O=Test Org/CN=${cn}`, "extendedKeyUsage=clientAuth\n"),
-    withSubject: (file, subject) =>
-      leaf(file, subject, "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n"),
+      leaf(`client-${cn}`, ["-subj", `/C=FR/O=Test Org/CN=${cn}`], "extendedKeyUsage=clientAuth\n"),
+    withSubject: (file, subject) => leaf(file, ["-subj", subject], EITHER_END),
+    withName: (file, reqArgs) => leaf(file, reqArgs, EITHER_END),
     selfSigned: (name) => {
       const pair = { cert: join(dir, `self-${name}.pem`), key: join(dir, `self-${name}.key`) };
       openssl(
