@@ -23,6 +23,8 @@ export interface Limits {
   helloMs?: number;
   /** The most bytes ever looked at. */
   maxBytes: number;
+  /** Ends the look early, as silent (whatever came stays where it was). */
+  stop?: AbortSignal;
 }
 
 export type Look =
@@ -87,6 +89,9 @@ function timers(
     );
   let timer = setTimeout(expired, startedLeftMs ?? limits.silenceMs);
   let deadline = performance.now() + (startedLeftMs ?? limits.silenceMs);
+  const stopped = () => settle({ kind: "silent" });
+  if (limits.stop?.aborted) queueMicrotask(stopped);
+  limits.stop?.addEventListener("abort", stopped, { once: true });
   return {
     /** Some bytes came, not enough: helloMs runs from here, if there is one. */
     started() {
@@ -103,6 +108,7 @@ function timers(
     },
     stop() {
       clearTimeout(timer);
+      limits.stop?.removeEventListener("abort", stopped);
     },
     get isStarted() {
       return started;

@@ -32,6 +32,14 @@ async function socketPair(): Promise<{ server: Socket; client: Socket; close: ()
   };
 }
 
+/** What the stream has left to read, to its end. */
+async function readToEnd(stream: Socket): Promise<string> {
+  let read = "";
+  stream.on("data", (chunk: Buffer) => (read += chunk.toString("latin1")));
+  await once(stream, "end");
+  return read;
+}
+
 const LIMITS = { silenceMs: 5000, helloMs: 5000, maxBytes: 64 };
 /** Wants 10 bytes. */
 const TEN = (bytes: Buffer) => (bytes.length >= 10 ? true : 10);
@@ -45,11 +53,7 @@ test("a stream: bytes come in two writes, all of them are looked at and stay to 
     assert.equal(look.kind, "done");
     assert.equal(connection.stream, server);
     client.end();
-    server.resume();
-    let read = "";
-    server.on("data", (chunk: Buffer) => (read += chunk.toString("latin1")));
-    await once(server, "end");
-    assert.equal(read, "1234567890abc");
+    assert.equal(await readToEnd(server), "1234567890abc");
   } finally {
     close();
   }
@@ -67,6 +71,22 @@ test("a stream whose client ends inside what is looked for: unfinished, and no e
     await new Promise((resolve) => setTimeout(resolve, 50));
     assert.deepEqual(errors, []);
     assert.equal(server.errored, null);
+  } finally {
+    close();
+  }
+});
+
+test("stop: a look stopped before it has what it needs ends as silent, and what came stays to be read", async () => {
+  const { server, client, close } = await socketPair();
+  try {
+    const stop = new AbortController();
+    client.write("12345");
+    const looking = peekBytes({ stream: server }, { ...LIMITS, stop: stop.signal }, TEN);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    stop.abort();
+    assert.deepEqual((await looking).look, { kind: "silent" });
+    client.end("67890");
+    assert.equal(await readToEnd(server), "1234567890");
   } finally {
     close();
   }
