@@ -10,6 +10,7 @@ import { connectionStream, exitStatus, releaseConnection } from "../ucspi/chain.
 import { clientPrefix, copyEnv } from "../ucspi/env.ts";
 import { causeText } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
+import { fdOfStream } from "../stream/fd-of-stream.ts";
 import { drain, peekBytes } from "../stream/peek.ts";
 import { resetConnection } from "../stream/reset.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
@@ -131,6 +132,18 @@ export function tlsdArgv(options: WrapperOptions, program: readonly string[]): s
   return ["tlsd", "-K", String(options.handshakeMs), ...verbose, "--", ...program];
 }
 
+/** The fd of the client's socket for the wrapper's own tlsd (`argv`), when tlsd takes that to
+ * the native engine and nothing the client sent waits in `client`: its reading stops here
+ * (fd-of-stream.ts). Else undefined, and tlsd gets the stream (node:tls). */
+export async function engineFd(
+  ctx: StageContext,
+  argv: readonly string[],
+  client: Duplex,
+): Promise<number | undefined> {
+  const { engineWanted } = await import("../tlsd/stage.ts");
+  return engineWanted(argv.slice(1), ctx.env) ? fdOfStream(client, ctx.connection.fd) : undefined;
+}
+
 /** tlsd takes the connection here, and runs prog behind TLS. */
 export async function tlsBehind(
   ctx: StageContext,
@@ -181,7 +194,7 @@ export function failed(error: unknown, who = "client"): string {
  * ended the session then. A failure after the server's end (a client that resets once it has
  * its last reply) ended nothing. */
 export function failures(client: Duplex, server: Duplex, warn: (what: string) => void) {
-  let serverOn = true;
+  let serverOn = !server.readableEnded;
   let failure: unknown;
   server.once("end", () => (serverOn = false));
   client.on("error", (error) => {

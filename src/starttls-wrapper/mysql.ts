@@ -25,51 +25,63 @@ import {
 import type { Packet } from "../dialogue/mysql.ts";
 import { connectionStream, exitStatus } from "../ucspi/chain.ts";
 import { causeText } from "../ucspi/errors.ts";
+import { peekBytes } from "../stream/peek.ts";
 import { relay } from "../stream/relay.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
 import {
   REFUSED,
   count,
   endWith,
+  failed,
   failures,
   logger,
   passReset,
+  refuse,
   resetClient,
+  send,
   serverRan,
   shown,
   startServer,
+  take,
   tlsdArgv,
 } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
 export async function runMysql(ctx: StageContext, options: WrapperOptions): Promise<number> {
   const { warn, info } = logger(ctx, options);
-  const client = connectionStream(ctx.connection);
-  client.on("error", () => {});
   const { server, done: serverDone, letGo, wasReset, failedStatus } = startServer(ctx, options);
-  const failure = failures(client, server, warn);
   const serverFailed = () => failedStatus() !== undefined;
+  // Until the client's choice its bytes are looked at (peek.ts), and only its answer to the
+  // greeting is taken: the ClientHello a client sends right behind its SSLRequest stays in the
+  // socket, which tlsd's native engine takes as it is (a stream would have read it already).
+  let connection = ctx.connection;
   // The session is over: the server is let go as the other paths let theirs go, not awaited
-  // until it leaves by itself (one that does not read its input would hold the slot).
+  // until it leaves by itself (one that does not read its input would hold the slot). A
+  // client that is still a bare fd is closed by the chain once this stage returns.
   const end = async (status: number) => {
-    client.destroy();
+    connection.stream?.destroy();
     server.destroy();
     letGo.abort("let go");
     await serverDone.catch(() => undefined);
     return status;
   };
   const fromServer = new PacketReader(server, options.preTlsMs);
-  const fromClient = new PacketReader(client, options.preTlsMs);
   // The client gone (`when`): an end is said at -v 2, a failed connection (a reset) warned.
-  const gone = (when: string) => {
-    if (!failure.warned(when)) info(`the client left ${when}`);
+  const gone = (reason: string, when: string) => {
+    if (reason === "closed") info(`the client left ${when}`);
+    else warn(`${failed(reason)} ${when}`);
     return end(REFUSED);
   };
-  // Without TLS from here on: the server's status, unless a reset of the client ended it.
-  const plain = async () => {
+  // Without TLS from here on (`first` to the client before the rest): the server's status,
+  // unless a reset of the client ended it.
+  const plain = async (first?: Buffer) => {
+    const client = connectionStream(connection);
+    client.on("error", () => {});
+    const failure = failures(client, server, warn);
+    if (first) client.write(first);
     // A reset of the server's side reaches the client as a reset.
     passReset(server, wasReset, ctx.connection);
-    return failure.status(await pump(client, fromClient, server, fromServer, serverDone));
+    return failure.status(await pump(client, server, fromServer, serverDone));
   };
   // The client has chosen TLS: a limit that runs out from here on is not a pre-TLS one.
   let upgraded = false;
@@ -79,59 +91,53 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
     // and lets the server go, as when the client leaves before its login.
     const greetingWait = fromServer.next("greeting from the server");
     greetingWait.catch(() => {});
-    const greeting = await Promise.race([greetingWait, fromClient.ended.then(() => undefined)]);
-    if (!greeting) return await gone("before the server's greeting");
+    const left = await leavesBefore(connection, greetingWait, options.preTlsMs);
+    connection = left.connection;
+    if (left.reason !== undefined) return await gone(left.reason, "before the server's greeting");
+    const greeting = await greetingWait;
     const advertised = advertiseTls(greeting.payload);
     if (!advertised) {
       // Not a greeting to change (an ERR such as "too many connections"): as it is.
-      client.write(writePacket(greeting.seq, greeting.payload));
-      return await plain();
+      return await plain(writePacket(greeting.seq, greeting.payload));
     }
-    client.write(writePacket(greeting.seq, advertised.payload));
+    const unsent = send(connection, writePacket(greeting.seq, advertised.payload));
+    if (unsent) return await gone(causeText(unsent), "before its login or SSLRequest");
     // A client that leaves here (its login or SSLRequest never comes) is not a failure of
     // this side: said as the other paths say it, with their status.
-    const answer = await fromClient.next("login or SSLRequest").catch((error: unknown) => {
-      if (fromClient.hasEnded) return undefined;
-      throw error;
-    });
-    if (!answer) return await gone("before its login or SSLRequest");
+    const looked = await nextPacket(connection, options.preTlsMs, "login or SSLRequest");
+    connection = looked.connection;
+    if ("gone" in looked) return await gone(looked.gone, "before its login or SSLRequest");
+    const answer = looked.packet;
     if (!clientAsksTls(answer.payload)) {
       if (options.policy === "require") {
         warn("a login without TLS: refused (-r)");
         count("refusal", options);
-        await endWith(
-          client,
-          writePacket(
-            answer.seq + 1,
-            errPacket(
-              3159,
-              "HY000",
-              "Connections using insecure transport are prohibited (TLS is required)",
-            ),
-          ),
+        const insecure = errPacket(
+          3159,
+          "HY000",
+          "Connections using insecure transport are prohibited (TLS is required)",
         );
+        await refuse(connection, writePacket(answer.seq + 1, insecure));
         return await end(REFUSED);
       }
       info("a login without TLS");
       count("decline", options);
-      server.write(writePacket(answer.seq, answer.payload));
+      // The login, only looked at, reaches the server as it is.
       return await plain();
     }
+    take(connection, looked.size);
     info("SSLRequest: TLS");
     count("upgrade", options);
     upgraded = true;
-    const early = fromClient.release();
-    if (early.length > 0) client.unshift(early);
     const { tlsdStage } = await import("../tlsd/stage.ts");
     const status = await tlsdStage.run({
       ...ctx,
       argv: tlsdArgv(options, ["mysql"]),
-      connection: { stream: client },
+      connection,
       next: async (_argv, _env, inner: Connection) => {
-        const innerStream = connectionStream(inner);
-        innerStream.on("error", () => {});
+        connectionStream(inner).on("error", () => {});
         return behindTls(
-          innerStream,
+          inner,
           { server, fromServer, done: serverDone, serverFailed },
           {
             warn,
@@ -169,17 +175,79 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
   }
 }
 
+/** Whether the client leaves (reason: its end, "closed", or how its connection failed) before
+ * `wait` is over, looked at without taking a byte: also a client that sent something first
+ * (its answer, early), as long as what it sent fits a packet. The connection from then on. */
+async function leavesBefore(
+  connection: Connection,
+  wait: Promise<unknown>,
+  limitMs: number,
+): Promise<{ reason?: string; connection: Connection }> {
+  const stop = new AbortController();
+  // Never enough: the look goes on until the client's end, the stop, or the bound.
+  const peeked = peekBytes(
+    connection,
+    { silenceMs: limitMs, maxBytes: MAX_PACKET + 4, stop: stop.signal },
+    (bytes) => bytes.length + 1,
+  );
+  const over = wait.then(
+    () => undefined,
+    () => undefined,
+  );
+  const reason = await Promise.race([
+    over,
+    peeked.then(({ look }) =>
+      look.kind === "closed" || (look.kind === "unfinished" && look.reason !== "timed out")
+        ? look.reason
+        : over,
+    ),
+  ]);
+  stop.abort();
+  return { reason, connection: (await peeked).connection };
+}
+
+/** The client's next packet, peeked whole (`size` bytes, which the caller takes or leaves in
+ * the connection), or why none came: the client left (`gone`), the limit ran out (Silent), or
+ * what came is no packet (an error). The connection from then on. */
+async function nextPacket(
+  connection: Connection,
+  limitMs: number,
+  what: string,
+): Promise<
+  | { packet: Packet; size: number; connection: Connection }
+  | { gone: string; connection: Connection }
+> {
+  const peeked = await peekBytes(
+    connection,
+    { silenceMs: limitMs, maxBytes: MAX_PACKET + 4 },
+    (bytes) => {
+      const r = readPacket(bytes);
+      return "need" in r ? r.need : true;
+    },
+  );
+  const { look } = peeked;
+  if (look.kind === "done") {
+    const r = readPacket(look.bytes);
+    if ("error" in r) throw new Error(r.error);
+    if ("need" in r) throw new Error("a packet cut short");
+    return { ...r, connection: peeked.connection };
+  }
+  if (look.kind === "closed" || (look.kind === "unfinished" && look.reason !== "timed out"))
+    return { gone: look.reason, connection: peeked.connection };
+  throw new Silent(`no ${what} within ${limitMs / 1000} s`);
+}
+
 /** Inside TLS: the connection phase with the sequence numbers moved by one, then the rest as
  * it is. A client that leaves before the phase is over (a scanner that only wanted the
  * handshake, say) ends the session as before its SSLRequest: one info line, status 100. */
 async function behindTls(
-  inner: Duplex,
+  session: Connection,
   behind: ServerSide,
   log: { warn: (what: string) => void; info: (what: string) => void },
 ): Promise<number> {
-  const fromInner = new PacketReader(inner, 30_000);
+  const fromInner = new PacketReader(connectionStream(session), 30_000);
   try {
-    return await connectionPhase(inner, fromInner, behind, log.warn);
+    return await connectionPhase(session, fromInner, behind, log.warn);
   } catch (error) {
     if (!fromInner.hasEnded) throw error;
     log.info("the client left inside TLS before its login was over");
@@ -197,11 +265,12 @@ interface ServerSide {
 }
 
 async function connectionPhase(
-  inner: Duplex,
+  session: Connection,
   fromInner: PacketReader,
   { server, fromServer, done, serverFailed }: ServerSide,
   warn: (what: string) => void,
 ): Promise<number> {
+  const inner = connectionStream(session);
   const response = await fromInner.next("login inside TLS");
   // Refused here, never relayed: `seq` is the client's numbering of the ERR.
   const refuseCleartext = async (why: string, seq: number) => {
@@ -252,10 +321,11 @@ async function connectionPhase(
   if (pending.length > 0) server.write(pending);
   const leftover = fromServer.release();
   if (leftover.length > 0) inner.write(leftover);
-  // A server that failed cuts the client's TLS session (no close_notify), as tcpforward cuts
-  // its own clients': not a clean end. Before the relay's own listeners, which would end it.
+  // A server that failed cuts the client's TLS session (no close_notify: a reset where tlsd
+  // knows the socket, the native engine's too), as tcpforward cuts its own clients': not a
+  // clean end. Before the relay's own listeners, which would end it.
   const cut = () => {
-    if (serverFailed()) inner.destroy();
+    if (serverFailed()) resetClient(session);
   };
   server.once("end", cut);
   server.once("error", cut);
@@ -264,16 +334,14 @@ async function connectionPhase(
   return done;
 }
 
-/** The rest of a session without TLS: both ways as it is. */
+/** The rest of a session without TLS: both ways as it is (the client's bytes are all still
+ * in its connection; the server's read beyond its packets go first). */
 async function pump(
   client: Duplex,
-  fromClient: PacketReader,
   server: Socket,
   fromServer: PacketReader,
   serverDone: Promise<number>,
 ): Promise<number> {
-  const toServer = fromClient.release();
-  if (toServer.length > 0) server.write(toServer);
   const toClient = fromServer.release();
   if (toClient.length > 0) client.write(toClient);
   await relay(client, server);
@@ -299,16 +367,12 @@ class PacketReader {
   };
   private readonly onEnd = () => {
     this.isEnded = true;
-    this.endedNow();
     this.wake?.();
   };
-  private endedNow: () => void = () => {};
   /** The stream has ended or closed. */
   get hasEnded(): boolean {
     return this.isEnded;
   }
-  /** Resolves when the stream has ended or closed. */
-  readonly ended = new Promise<void>((resolve) => (this.endedNow = resolve));
 
   constructor(stream: Readable, limitMs: number) {
     this.stream = stream;

@@ -18,9 +18,16 @@ import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { oneWay, relay } from "../stream/relay.ts";
 import { resetStream } from "../stream/reset.ts";
-import { fdOfStream } from "../stream/fd-of-stream.ts";
 import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
-import { failed, passReset, resetClient, serverRan, shown, tlsdArgv } from "./client-first.ts";
+import {
+  engineFd,
+  failed,
+  passReset,
+  resetClient,
+  serverRan,
+  shown,
+  tlsdArgv,
+} from "./client-first.ts";
 import { connectService, handoverHeader, localHeader } from "./handover.ts";
 import { USAGE, parseWrapperArgs } from "./options.ts";
 import type { WrapperOptions } from "./options.ts";
@@ -374,12 +381,10 @@ class Wrapper {
    * our stream (nothing can follow the upgrade command, and the go-ahead stopped our reading;
    * fd-of-stream.ts), else the stream. At -v 2 tlsd says which TLS it runs. */
   private async localTls(record: ResumeRecord): Promise<number> {
-    const { engineWanted, tlsdStage } = await import("../tlsd/stage.ts");
+    const { tlsdStage } = await import("../tlsd/stage.ts");
     const argv = tlsdArgv(this.options, this.options.program);
     const proxy = localHeader(record);
-    const fd = engineWanted(argv.slice(1), this.ctx.env)
-      ? fdOfStream(this.client, this.ctx.connection.fd)
-      : undefined;
+    const fd = await engineFd(this.ctx, argv, this.client);
     return tlsdStage.run({
       ...this.ctx,
       argv,

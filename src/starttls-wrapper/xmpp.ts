@@ -7,7 +7,6 @@
 // else goes to the server untouched (opportunistic), or ends the stream with a
 // policy-violation error (-r); so does a limit (-t, the bytes looked at) that runs out before
 // the decision. Bytes after <starttls/> before <proceed/> are refused.
-import type { Duplex } from "node:stream";
 import {
   MAX_LOOK,
   PROCEED,
@@ -17,21 +16,24 @@ import {
   whitespaceBefore,
 } from "../dialogue/xmpp.ts";
 import { TagScanner } from "../dialogue/tags.ts";
-import { peekStream } from "../stream/peek.ts";
+import { peekBytes } from "../stream/peek.ts";
 import { connectionStream } from "../ucspi/chain.ts";
 import { relay } from "../stream/relay.ts";
-import type { StageContext } from "../ucspi/stage.ts";
+import type { Connection, StageContext } from "../ucspi/stage.ts";
 import {
   REFUSED,
   count,
   endWith,
+  engineFd,
   failures,
   logger,
   passReset,
   resetClient,
   shown,
   startServer,
+  take,
   tlsBehind,
+  tlsdArgv,
 } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
 
@@ -189,19 +191,28 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     info("STARTTLS");
     count("upgrade", options);
     client.pause();
+    // For the native engine the client's reading stops before <proceed/>, so its ClientHello
+    // stays in the socket, which tlsd then takes itself; a client that sent something
+    // meanwhile (a keepalive) has its stream go to tlsd (node:tls).
+    const fd = await engineFd(ctx, tlsdArgv(options, options.program), client);
+    const connection: Connection = fd === undefined ? { stream: client } : { fd };
     client.write(PROCEED);
     server.destroy();
     letGo.abort("let go");
     await serverDone.catch(() => undefined);
     // The look at what comes first shares -K with the handshake, as tlsd's own look does.
     const started = Date.now();
-    if (clientGone || client.destroyed || !(await skipWhitespace(client, options.handshakeMs))) {
+    if (
+      clientGone ||
+      client.destroyed ||
+      !(await skipWhitespace(connection, options.handshakeMs))
+    ) {
       if (!failure.warned("after <starttls/>")) info("client left after <starttls/>");
       client.destroy();
       return REFUSED;
     }
     const left = Math.max(1, options.handshakeMs - (Date.now() - started));
-    return tlsBehind(ctx, { ...options, handshakeMs: left }, { stream: client });
+    return tlsBehind(ctx, { ...options, handshakeMs: left }, connection);
   }
   if (decision === "refused" || decision === "server") {
     // Its status before it is let go: one that failed (tcpforward, whose service reset its
@@ -223,17 +234,23 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
 
 /** Drops the whitespace that comes before the client's ClientHello (a newline after
  * <starttls/>, a keepalive sent before it read <proceed/>): legal between elements (RFC 6120
- * section 4.7), and no TLS. False when the client left meanwhile. */
-async function skipWhitespace(client: Duplex, limitMs: number): Promise<boolean> {
-  const look = await peekStream(client, { silenceMs: limitMs, maxBytes: MAX_LOOK }, (bytes) =>
-    whitespaceBefore(bytes) < bytes.length ? true : bytes.length + 1,
-  );
-  if (look.kind === "closed") return false;
-  if (look.kind === "unfinished") return look.reason === "timed out";
-  if (look.kind === "done") {
+ * section 4.7), and no TLS. Only the whitespace is taken, what follows stays where it was (in
+ * the socket, for the native engine). False when the client left meanwhile. */
+async function skipWhitespace(connection: Connection, limitMs: number): Promise<boolean> {
+  const deadline = Date.now() + limitMs;
+  // Whatever bytes are there, each time: a peek never waits for more (which a socket whose
+  // buffer fills with whitespace would answer with a stream of its own).
+  for (let skipped = 0; skipped < MAX_LOOK;) {
+    const silenceMs = deadline - Date.now();
+    if (silenceMs <= 0) return true;
+    const { look } = await peekBytes(connection, { silenceMs, maxBytes: MAX_LOOK }, () => true);
+    if (look.kind === "closed") return false;
+    if (look.kind !== "done") return true;
     const n = whitespaceBefore(look.bytes);
-    // Only whitespace, as far as it is looked at: tlsd's handshake fails on it, and says so.
-    if (n > 0 && n < look.bytes.length) client.read(n);
+    if (n > 0) take(connection, n);
+    if (n < look.bytes.length) return true;
+    skipped += n;
   }
+  // Only whitespace, as far as it is looked at: tlsd's handshake fails on it, and says so.
   return true;
 }

@@ -79,6 +79,47 @@ def read(n):
     return got
 `;
 
+/** Python's `Tls(raw, ca, name, first)`: TLS made by hand (memory BIOs) over the socket `raw`,
+ * the name verified, whose ClientHello goes out in one write behind the bytes `first` (an
+ * upgrade request, whitespace); then `sendall`, `recv` and `read` (exactly n bytes) as a
+ * socket's, and a client whose peer closes exits with "closed". */
+export const TLS_BY_HAND = `
+import ssl, sys
+class Tls:
+    def __init__(self, raw, ca, name, first=b""):
+        self.raw, self.first = raw, first
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        ctx = ssl.create_default_context(cafile=ca)
+        self.tls = ctx.wrap_bio(self.inc, self.out, server_hostname=name)
+        self.pump(self.tls.do_handshake)
+    def flush(self):
+        data, self.first = self.first + self.out.read(), b""
+        if data:
+            self.raw.sendall(data)
+    def pump(self, op):
+        while True:
+            try:
+                result = op()
+                self.flush()
+                return result
+            except ssl.SSLWantReadError:
+                self.flush()
+                data = self.raw.recv(65536)
+                if not data:
+                    sys.exit("closed")
+                self.inc.write(data)
+    def sendall(self, data):
+        self.tls.write(data)
+        self.flush()
+    def recv(self, n):
+        return self.pump(lambda: self.tls.read(n))
+    def read(self, n):
+        got = b""
+        while len(got) < n:
+            got += self.recv(n - len(got))
+        return got
+`;
+
 /** A python3 client (`script`, after CLIENT_PRELUDE) that waits past the wrapper pair's
  * pre-TLS limit of 1 s before its first packet: the opportunistic wrapper serves it in
  * plaintext (its output is `served`, and it logs an info line ending in `why: plaintext`); the

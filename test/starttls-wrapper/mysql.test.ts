@@ -17,6 +17,7 @@ import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 import {
   CLIENT_PRELUDE,
+  TLS_BY_HAND,
   lateFirstPacket,
   opensslStartTls,
   startWrapperPair,
@@ -111,6 +112,63 @@ test("openssl s_client -starttls mysql: the upgrade, the certificate verified, T
   assert.equal(r.code, 0, r.stderr + opportunistic.log());
   assert.match(r.stderr, /^Protocol version: TLSv1\.3$/m);
   assert.match(r.stderr, /^Verification: OK$/m);
+});
+
+test("on tlsd's native TLS engine, which -v 2 names: the mariadb client, and a python3 client whose ClientHello is in the same write as its SSLRequest (only the SSLRequest is taken: the engine gets the socket with the ClientHello unread in it)", async () => {
+  const env = {
+    ...process.env,
+    PATH: PATH_WITH_BIN,
+    CERTFILE: leaf.cert,
+    KEYFILE: leaf.key,
+    UCSPI_TLS_ENGINE: "native",
+  };
+  const server = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-vRHl0", "127.0.0.1", "0", "starttls-wrapper", "-v2", "-p", "mysql"],
+      ...["tcpforward", "127.0.0.1", String(dbPort)],
+    ],
+    { env },
+  );
+  try {
+    const r = await client(server.port, "app", "pw", true, "select 'on the engine'");
+    assert.equal(r.code, 0, r.stderr + server.log());
+    assert.match(r.stdout, /^on the engine$/m);
+    const hello = await run("python3", [
+      "-c",
+      CLIENT_PRELUDE +
+        TLS_BY_HAND +
+        `
+import hashlib
+def packet(seq, p):
+    return len(p).to_bytes(3, "little") + bytes([seq]) + p
+head = read(4)
+greeting = read(head[0] | head[1] << 8 | head[2] << 16)
+v = greeting.index(b"\\0", 1)
+salt = greeting[v + 5 : v + 13] + greeting[v + 32 : v + 44]
+# CLIENT_PROTOCOL_41, SECURE_CONNECTION, PLUGIN_AUTH, and SSL.
+flags = 0x0200 | 0x8000 | 0x80000 | 0x0800
+tls = Tls(s, sys.argv[2], "localhost", packet(1, struct.pack("<IIB23x", flags, 1 << 24, 45)))
+h1 = hashlib.sha1(b"pw").digest()
+h3 = hashlib.sha1(salt + hashlib.sha1(h1).digest()).digest()
+auth = bytes(a ^ b for a, b in zip(h1, h3))
+login = struct.pack("<IIB23x", flags, 1 << 24, 45)
+login += b"app\\0" + bytes([len(auth)]) + auth + b"mysql_native_password\\0"
+tls.sendall(packet(2, login))
+head = tls.read(4)
+answer = tls.read(head[0] | head[1] << 8 | head[2] << 16)
+print("OK" if answer[0] == 0 else answer[9:].decode("latin1"))
+`,
+      String(server.port),
+      pki.ca.cert,
+    ]);
+    assert.equal(hello.stdout, "OK\n", hello.stderr + server.log());
+    await server.waitForLog(/^tcpserver: end \d+ status \d+$/, 2);
+    assert.equal(server.log().match(/^tlsd: info: native TLS engine$/gm)?.length, 2, server.log());
+    assert.doesNotMatch(server.log(), /node:tls/);
+  } finally {
+    await server.stop();
+  }
 });
 
 /** A MySQL server behind the wrapper (python3, on its stdin and stdout) whose greeting names

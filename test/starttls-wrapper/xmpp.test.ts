@@ -18,7 +18,7 @@ import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { serverBehind } from "../helpers/servers-behind.ts";
 import type { RunningServer } from "../helpers/server.ts";
-import { opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
+import { TLS_BY_HAND, opensslStartTls, startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
 
 const DOMAIN = "example.test";
@@ -52,8 +52,10 @@ after(async () => {
  * stream header), tls-dribble (its <starttls/> a byte at a time), again (an XML declaration
  * after its stream header, then <starttls/>), tls-s2s (tls as a server: a jabber:server stream
  * from remote.test, whose features it reads for dialback; no SASL), count (the number of
- * <starttls> in the first features). */
+ * <starttls> in the first features), tls-spaced-hello (tls, with whitespace in the same write
+ * as its ClientHello). */
 const CLIENT = [
+  TLS_BY_HAND,
   "import socket, ssl, sys, base64, time",
   `HDR = b"<?xml version='1.0'?><stream:stream to='${DOMAIN}' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"`,
   "def until(s, *ends):",
@@ -106,7 +108,8 @@ const CLIENT = [
   "        time.sleep(0.2)",
   "        s.sendall(b' \\r\\n\\t ')",
   "    print(until(s, b'/>').decode())",
-  "    s = ssl.create_default_context(cafile=sys.argv[3]).wrap_socket(s, server_hostname=sys.argv[4])",
+  "    if mode == 'tls-spaced-hello': s = Tls(s, sys.argv[3], sys.argv[4], b'\\n ')",
+  "    else: s = ssl.create_default_context(cafile=sys.argv[3]).wrap_socket(s, server_hostname=sys.argv[4])",
   "    s.sendall(HDR)",
   "    f = until(s, b'</stream:features>')",
   "    print('inside:', 'starttls' if b'<starttls' in f else 'no starttls', 'PLAIN' if b'PLAIN' in f else '')",
@@ -118,10 +121,11 @@ const CLIENT = [
   "print(until(s, b'/>', b'</stream:stream>').decode()[:70])",
 ].join("\n");
 
-/** tcpserver on a free port of 127.0.0.1 running `args`, with the domain's certificate. */
-function serve(args: string[]) {
+/** tcpserver on a free port of 127.0.0.1 running `args`, with the domain's certificate (and
+ * `more` in its environment). */
+function serve(args: string[], more: NodeJS.ProcessEnv = {}) {
   return startServer(ours("tcpserver"), ["-vRHl0", "127.0.0.1", "0", ...args], {
-    env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key },
+    env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key, ...more },
   });
 }
 
@@ -508,5 +512,26 @@ test("slixmpp through the wrapper (opportunistic and -r): STARTTLS, the certific
     assert.equal(r.stdout, `alice@${DOMAIN} TLSv1.3\n`, r.stderr);
     await server.waitForLog(upgraded, upgrades + 1);
     assert.doesNotMatch(server.log().slice(earlier), /starttls-wrapper: warning|tlsd: fatal/);
+  }
+});
+
+test("on tlsd's native TLS engine, which -v 2 names: the client's reading stops before <proceed/>, and only the whitespace before its ClientHello is taken (also in the same write as the hello); slixmpp too", async () => {
+  const server = await serve(
+    ["starttls-wrapper", "-v2", "-p", "xmpp", "tcpforward", "127.0.0.1", String(xmppPort)],
+    { UCSPI_TLS_ENGINE: "native" },
+  );
+  try {
+    for (const mode of ["tls", "tls-newline", "tls-keepalive", "tls-spaced-hello"]) {
+      const r = await client(server.port, mode);
+      assert.equal(r.code, 0, r.stderr + server.log());
+      assert.equal(r.stdout, TLS_FLOW, mode);
+    }
+    const r = await run("/usr/bin/python3", ["-c", SLIXMPP, String(server.port), pki.ca.cert]);
+    assert.equal(r.stdout, `alice@${DOMAIN} TLSv1.3\n`, r.stderr + server.log());
+    await server.waitForLog(/^tcpserver: end \d+ status \d+$/, 5);
+    assert.equal(server.log().match(/^tlsd: info: native TLS engine$/gm)?.length, 5, server.log());
+    assert.doesNotMatch(server.log(), /node:tls|starttls-wrapper: warning|tlsd: fatal/);
+  } finally {
+    await server.stop();
   }
 });
