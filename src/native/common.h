@@ -90,6 +90,7 @@ napi_value cancel_wait(napi_env env, napi_callback_info info);
 napi_value tls_context(napi_env env, napi_callback_info info);
 napi_value tls_serve(napi_env env, napi_callback_info info);
 napi_value tls_relay(napi_env env, napi_callback_info info);
+napi_value tls_adopt(napi_env env, napi_callback_info info);
 napi_value tls_close(napi_env env, napi_callback_info info);
 /* tls-engine.c's tlsResume; tls-engine-hello.c: onClientHello(serverName, alpn) called with
  * what the ClientHello asks for; whether it holds the handshake. */

@@ -12,6 +12,8 @@
  *       close_notify, and what the program still writes is dropped until it ends or tlsClose).
  *   tlsRelay(session, plainFd)          TLS <-> plainFd (one end of a socketpair), both ways,
  *       a bounded buffer per direction, half-closes passed on, a failure ends both at once.
+ *   tlsAdopt(session, fd, staleFd)      the relay's plaintext side moves from the socketpair
+ *       to fd (the stage behind's own socket: tcpforward's service), one hop less.
  *   tlsClose(session, cause, afterPlain?) ends it now (a handshake timeout): onEnd(cause);
  *                                       afterPlain: once what the plaintext side wrote is out
  *                                       (a relay's peer reset), with no close_notify.
@@ -64,6 +66,10 @@ typedef struct {
   int discard;          /* onPeerEnd ended the session: what the program still writes is dropped */
   int tls_closed;       /* our close_notify (or bare FIN) has gone out */
   int up_drop;          /* the program has stopped reading: what the client sends is dropped */
+  int adopted;          /* tlsAdopt: the plaintext side is a service's socket, its errors a reset */
+  int plain_errno;      /* the adopted side's failure, told to onEnd */
+  char *carry;          /* tlsAdopt: what the socketpair held for its reader, sent first */
+  int carry_len, carry_off;
   char *abort_cause;    /* tlsClose's */
   char *reset_cause;    /* tlsClose's with afterPlain: the session ends at the program's EOF */
   char *hello_cause;    /* the hello callback's refusal: the handshake's failure */
@@ -318,6 +324,7 @@ static void session_unref(void *arg) {
   free(s->abort_cause);
   free(s->reset_cause);
   free(s->hello_cause);
+  free(s->carry);
   free(s);
 }
 
@@ -351,7 +358,8 @@ static void session_end(session_t *s, const char *cause) {
   if (s->pfd >= 0) watch_change(&s->plain, 0);
   if (s->wfd != s->pfd) watch_change(&s->plain_out, 0);
   watch_hold(-1);
-  if (cause && s->wfd >= 0) shutdown(s->wfd, SHUT_WR);
+  /* An adopted side is the stage's to end (a reset, for a client lost): no FIN first. */
+  if (cause && s->wfd >= 0 && !s->adopted) shutdown(s->wfd, SHUT_WR);
   SSL_free(s->ssl);
   s->ssl = NULL;
   free(s->up);
@@ -359,13 +367,14 @@ static void session_end(session_t *s, const char *cause) {
   ERR_clear_error();
   napi_handle_scope scope;
   napi_open_handle_scope(s->env, &scope);
-  napi_value args[2];
+  napi_value args[3];
   if (cause)
     napi_create_string_utf8(s->env, cause, NAPI_AUTO_LENGTH, &args[0]);
   else
     napi_get_undefined(s->env, &args[0]);
   napi_get_boolean(s->env, unsent, &args[1]);
-  js_callback_call(&s->on_end, 2, args);
+  napi_create_int32(s->env, s->plain_errno, &args[2]);
+  js_callback_call(&s->on_end, 3, args);
   napi_close_handle_scope(s->env, scope);
   /* After the current pass: a later event of it may name this session's watches. */
   watch_defer(&s->freeing, release_callbacks, s);
@@ -534,12 +543,33 @@ static int need_of(int err) {
   return err == SSL_ERROR_WANT_READ ? NEED_IN : err == SSL_ERROR_WANT_WRITE ? NEED_OUT : 0;
 }
 
+/* An adopted plaintext side failed (the service reset): as a relay's peer reset passed on
+ * (tlsClose's afterPlain), what it sent before still reaches the client, then the session ends,
+ * with no close_notify; nothing more goes to it. */
+static void plain_broke(session_t *s, int err) {
+  if (s->plain_errno) return;
+  char cause[256];
+  snprintf(cause, sizeof cause, "plaintext side: %s", strerror(err));
+  free(s->reset_cause);
+  s->reset_cause = strdup(cause);
+  s->plain_errno = err;
+  s->down_eof = 1;
+  s->up_drop = 1;
+  s->up_len = 0;
+  s->carry_len = 0;
+}
+
 /* A plaintext-side call's outcome: 1 it moved bytes (or met the end), 0 it would block
- * (*blocked set), -1 it failed (the session has ended). */
+ * (*blocked set) or the adopted side broke, -1 it failed (the session has ended). */
 static int plain_outcome(session_t *s, ssize_t n, int *blocked) {
   if (n >= 0) return 1;
   if (errno == EAGAIN || errno == EINTR) {
     *blocked = 1;
+    return 0;
+  }
+  if (s->adopted) {
+    plain_broke(s, errno);
+    s->again = 1;
     return 0;
   }
   fail_errno(s, "plaintext side", errno);
@@ -579,9 +609,18 @@ static int pump(session_t *s) {
       }
     }
     s->pout = 0;
-    if (s->up_len > 0) {
+    if (s->carry_len > 0) {
+      n = send(s->wfd, s->carry + s->carry_off, (size_t)s->carry_len, MSG_NOSIGNAL);
+      if ((r = plain_outcome(s, n, &s->pout)) < 0) return -1;
+      if (r > 0) {
+        s->carry_off += (int)n;
+        s->carry_len -= (int)n;
+        progress = 1;
+      }
+    }
+    if (s->up_len > 0 && s->carry_len == 0) {
       n = send(s->wfd, s->up + s->up_off, (size_t)s->up_len, MSG_NOSIGNAL);
-      if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+      if (n < 0 && !s->adopted && (errno == EPIPE || errno == ECONNRESET)) {
         /* The program is gone, or shut its reading side: its output, and our goodbye, still
          * go out, as node:tls's session does when the program has ended. */
         s->up_drop = 1;
@@ -595,7 +634,7 @@ static int pump(session_t *s) {
         progress = 1;
       }
     }
-    if (s->up_eof && s->up_len == 0 && !s->up_done) {
+    if (s->up_eof && s->up_len == 0 && s->carry_len == 0 && !s->up_done) {
       shutdown(s->wfd, SHUT_WR);
       s->up_done = 1;
       progress = 1;
@@ -604,7 +643,7 @@ static int pump(session_t *s) {
     s->pin = 0;
     if (!s->down_eof && s->down_len == 0) {
       n = recv(s->pfd, s->down, TLS_BUF, 0);
-      if (n < 0 && errno == ECONNRESET) {
+      if (n < 0 && errno == ECONNRESET && !s->adopted) {
         /* A socketpair has no reset: the program closed its end with bytes of ours unread
          * (it answered without reading, `echo`). That is its end: a close_notify follows. */
         n = 0;
@@ -747,11 +786,14 @@ static void session_event(watch_t *w, uint32_t events) {
     int err = 0;
     socklen_t len = sizeof err;
     getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err) {
+    if (err && w->index != 0 && s->adopted) {
+      plain_broke(s, err);
+    } else if (err) {
       fail_errno(s, w->index == 0 ? "client" : "plaintext side", err);
       return;
+    } else {
+      s->quiet[w->index] = 1;
     }
-    s->quiet[w->index] = 1;
   }
   step(s);
 }
@@ -877,6 +919,50 @@ napi_value tls_relay(napi_env env, napi_callback_info info) {
       (wfd != pfd && watch_change(&s->plain_out, EPOLLERR) < 0)) {
     fail_errno(s, "plaintext side", errno);
     return NULL;
+  }
+  step(s);
+  return NULL;
+}
+
+/* tlsAdopt(session, fd, staleFd): the relay's plaintext side moves from one end of the
+ * socketpair to fd, the stage behind's own socket (tcpforward's service), and the bytes take one
+ * hop less. What the engine wrote to the pair and its reader (staleFd, the other end) never read
+ * goes first; a client's end already passed on is passed on again, to fd. The caller closes
+ * both ends of the pair after; fd's failures are a reset of the service (plain_broke). */
+napi_value tls_adopt(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value args[3];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  session_t *s = argc == 3 ? session_of(env, args[0]) : NULL;
+  int32_t fd, stale;
+  if (!s || number_arg(env, args[1], &fd) || number_arg(env, args[2], &stale)) {
+    if (!s) napi_throw_type_error(env, NULL, "tlsAdopt(session, fd, staleFd)");
+    return NULL;
+  }
+  if (s->state == S_ENDED) return NULL; /* onEnd has said why */
+  if (s->state != S_RELAY || s->adopted || s->pfd != s->wfd) {
+    napi_throw_error(env, NULL, "tlsAdopt: no relay to one socket, or adopted already");
+    return NULL;
+  }
+  int queued = 0;
+  if (ioctl(stale, FIONREAD, &queued) == 0 && queued > 0 && (s->carry = malloc(queued))) {
+    while (s->carry_len < queued) {
+      ssize_t n = recv(stale, s->carry + s->carry_len, (size_t)(queued - s->carry_len),
+                       MSG_DONTWAIT);
+      if (n <= 0) break;
+      s->carry_len += (int)n;
+    }
+  }
+  watch_change(&s->plain, 0);
+  int on = 1;
+  ioctl(fd, FIONBIO, &on);
+  s->pfd = s->wfd = s->plain.fd = fd;
+  s->quiet[1] = 0;
+  s->adopted = 1;
+  s->up_done = 0; /* the client's end, if it came, goes to fd too */
+  if (watch_change(&s->plain, EPOLLERR) < 0) {
+    plain_broke(s, errno);
+    s->plain.fd = -1;
   }
   step(s);
   return NULL;

@@ -220,8 +220,9 @@ function ownEndpoint(fd: number): string | undefined {
   }
 }
 
-/** Both sockets are ours: the kernel moves the bytes (splice). The service's fd is closed
- * here; a failure resets the other side and is named. */
+/** Both sockets are ours: the kernel moves the bytes (splice), or the stage before relays its
+ * peer's bytes to the service's socket itself (tlsd's engine: Connection.relayTo, one hop
+ * less). The service's fd is closed here; a failure resets the other side and is named. */
 async function spliceRelay(
   connection: Connection,
   client: number,
@@ -229,9 +230,10 @@ async function spliceRelay(
   to: Endpoint,
 ): Promise<Broken | undefined> {
   const n = native();
-  const [errno, side] = await new Promise<[number, number]>((resolve) =>
-    n.relay(client, service, (e, s) => resolve([e, s])),
-  );
+  const [errno, side] = await (connection.relayTo?.(service) ??
+    new Promise<[number, number]>((resolve) =>
+      n.relay(client, service, (e, s) => resolve([e, s])),
+    ));
   // The client's side by its connection: a stage's socket pair (starttls-wrapper's) has a
   // hook that passes the reset on, where its fd has none.
   if (errno !== 0 && side === 0) n.abortOnClose(service);

@@ -2,9 +2,12 @@
 // handshake and the relay of the bytes in C on this loop; the policy here, as the node:tls path
 // has it (stage.ts, src/tls/session.ts, close-policy.ts): the certificate by the same SNI
 // rules, -K, the TLS 1.2 close_notify rule and -J, the same log lines, variables and statuses.
-// The program gets one end of a socketpair as its connection `{fd}`.
+// The program gets one end of a socketpair as its connection `{fd}`; a stage of this process
+// with a socket of its own for the bytes (tcpforward's service) can have the engine relay to it
+// instead (Connection.relayTo), the pair closed.
 import { writeSync } from "node:fs";
 import { Socket } from "node:net";
+import { constants } from "node:os";
 import type { ResumeRecord } from "../proxy/resume.ts";
 import { exitStatus, releaseConnection } from "../ucspi/chain.ts";
 import { causeText } from "../ucspi/errors.ts";
@@ -142,7 +145,9 @@ export async function runNative(
     s.close("reset", true, true);
   };
   const resumed = record && resumedPlain(theirs, record, s);
-  const next: Connection = resumed ? { stream: resumed.front, reset } : { fd: theirs, reset };
+  const next: Connection = resumed
+    ? { stream: resumed.front, reset }
+    : { fd: theirs, reset, relayTo: (socket) => s.adopt(socket) };
   let spawned = false;
   let status: number;
   try {
@@ -159,7 +164,7 @@ export async function runNative(
     s.close("the program could not be run");
     throw error;
   } finally {
-    if (!spawned) releaseConnection(next);
+    if (!spawned && !s.adopted) releaseConnection(next);
     // Our end of the program's bytes ends once they are out: the engine's EOF.
     resumed?.plain.end();
     // The client gets CLOSE_GRACE_MS to end its side after ours (node:tls's goodbye); then
@@ -241,6 +246,8 @@ export class EngineSession {
   held: Held | undefined;
   /** A failure of the running session was logged: the status is 98. */
   failed = false;
+  /** The next stage's socket took the socketpair's place (adopt). */
+  adopted = false;
   /** The context that serves it: the one it began with, or onHello's. */
   context: TlsContext;
   /** Logs a failure of the running session (set once the handshake is done). */
@@ -248,6 +255,10 @@ export class EngineSession {
   private facts: TlsFacts | undefined;
   /** tlsClose was ours: its cause is no failure. */
   private closedHere = false;
+  /** onEnd has come. */
+  private over = false;
+  /** The adopted socket's failure (its errno), from onEnd. */
+  private plainErrno = 0;
   private timer: NodeJS.Timeout | undefined;
   private plain: number | undefined;
   private plainWait: number | undefined;
@@ -283,8 +294,10 @@ export class EngineSession {
         shaken(facts);
       },
       onPeerEnd: (closeNotify) => this.peerEnd(closeNotify),
-      onEnd: (cause, unsent) => {
+      onEnd: (cause, unsent, plainErrno) => {
         clearTimeout(this.timer);
+        this.over = true;
+        this.plainErrno = plainErrno;
         if (!this.facts) shaken(undefined);
         else if (cause) this.failedEnd(cause, unsent);
         ended(cause);
@@ -340,6 +353,27 @@ export class EngineSession {
     native().tlsRelay(this.session, plain, write);
   }
 
+  /** Connection.relayTo: `socket`, the next stage's, takes the place of the socketpair, which
+   * is closed (unless the session is over: its end of the pair tells the stage, as before).
+   * Resolves as relay() does: a failure of `socket`'s is its side's (1); the client lost, or
+   * its TLS failed, is the client's side's, a reset, as the pair said it (resetPair). */
+  async adopt(socket: number): Promise<[number, number]> {
+    const plain = this.plain;
+    const program = this.program;
+    if (!this.over && plain !== undefined && program !== undefined) {
+      // Before tlsAdopt: an end it meets at once is not the pair's.
+      this.adopted = true;
+      this.plain = this.program = undefined;
+      native().tlsAdopt(this.session, socket, program);
+      native().close(plain);
+      native().close(program);
+    }
+    const cause = await this.ended;
+    if (this.plainErrno) return [this.plainErrno, 1];
+    if (cause === undefined || this.closedHere) return [0, 0];
+    return [constants.errno.ECONNRESET, 0];
+  }
+
   /** A program was spawned on the socketpair: its end is no longer this process's. */
   spawned(): void {
     this.program = undefined;
@@ -361,6 +395,8 @@ export class EngineSession {
   private failedEnd(cause: string, unsent: boolean): void {
     const end = this.closedHere ? undefined : endOf(cause);
     if (end && "tls" in end) this.fail(end.tls);
+    // The stage that took the plaintext side (adopt) says the client's loss in its words.
+    if (this.adopted) return;
     // A stage of this process (tcpforward) says the client's loss in its own words, as it
     // learns it: a reset of the socketpair.
     if (end && "lost" in end && this.program !== undefined) return this.resetPair();

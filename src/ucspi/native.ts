@@ -132,6 +132,11 @@ export interface Native {
    * socketpair, left open), both ways, half-closes passed on, until both ends are done. With
    * writeFd (tlsd -n's two pairs), plainFd is only read and writeFd only written. */
   tlsRelay(session: TlsSession, plainFd: number, writeFd?: number): void;
+  /** The relay's plaintext side moves from its socketpair end to `fd` (the next stage's own
+   * socket: tcpforward's service); what the pair held for `staleFd`, its other end, goes first.
+   * The caller closes both ends of the pair. `fd`'s failure is onEnd's `plainErrno`: what it
+   * sent before still reaches the client, then the session ends with no close_notify. */
+  tlsAdopt(session: TlsSession, fd: number, staleFd: number): void;
   /** Ends the session now (a handshake timeout): onEnd(cause), before it returns unless it is
    * called from one of the session's own callbacks. `afterPlain`: once the relay has sent on
    * what the plaintext side wrote before its EOF, and with no close_notify (a reset passed
@@ -206,7 +211,7 @@ export interface TlsCallbacks {
   /** Once: undefined when both directions ended cleanly, else what went wrong; `unsent`: the
    * program had written bytes that will never reach the client (in the relay's buffer, or
    * still in the socketpair). */
-  onEnd: (cause: string | undefined, unsent: boolean) => void;
+  onEnd: (cause: string | undefined, unsent: boolean, plainErrno: number) => void;
   /** The client's end has been read (`closeNotify`: it was a close_notify, not a bare FIN):
    * true ends the whole session, our close_notify then FIN, and what the program still
    * writes is dropped until it ends (or tlsClose); false passes it on as a half-close. It may

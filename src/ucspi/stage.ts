@@ -29,6 +29,13 @@ export interface Connection {
    * the program is spawned (or could not be), and never gives them to one of our stages run
    * in-process, which could not use them (closed before the stage runs). */
   extraFds?: number[];
+  /** Offered with `fd`, one end of a stage's socket pair, by a stage that relays the pair's
+   * other end itself (tlsd's native engine): the peer's bytes then go to and from `socket`, a
+   * stage's own (tcpforward's service), with no pair in between, both ways, half-closes passed
+   * on. `fd` is closed; resolves when both directions are done with the first failure's errno
+   * and side (0: the peer, 1: `socket`), or [0, 0], as `relay()` does; the caller closes
+   * `socket`. */
+  relayTo?: (socket: number) => Promise<[errno: number, side: number]>;
 }
 
 /** Which UCSPI side the connection is on: server programs use fds 0/1, clients fds 6/7. */

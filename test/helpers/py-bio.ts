@@ -85,3 +85,15 @@ def read_to_end():
             how = "error: %s" % e.reason
     return got, how
 `;
+
+/** Python (after PY_BIO): a client of 127.0.0.1's `port` for localhost that trusts `ca` (in
+ * `version` alone, if given), its handshake done; `tls` and `raw` (30 s a read) from there. */
+export function pyHandshakeTo(ca: string, port: number, version?: string): string {
+  return `ctx = ssl.create_default_context(cafile=${JSON.stringify(ca)})
+${version ? `ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.${version}` : ""}
+raw = socket.create_connection(("127.0.0.1", ${port}))
+raw.settimeout(30)
+tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+handshake()
+`;
+}

@@ -11,7 +11,7 @@ import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, ROOT, TLSD_UNDER, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
-import { PY_BIO, READ_TO_END, pyTlsServer } from "../helpers/py-bio.ts";
+import { PY_BIO, READ_TO_END, pyHandshakeTo, pyTlsServer } from "../helpers/py-bio.ts";
 
 const pki = makePki();
 after(() => rmSync(pki.dir, { recursive: true, force: true }));
@@ -140,13 +140,7 @@ def close_and_listen():
 /** A python3 client in `version` that sends a line, then its close_notify, then listens. */
 function closingClient(port: number, version: "TLSv1_2" | "TLSv1_3") {
   const script = `${PY_BIO}${CLOSE_AND_LISTEN}
-ctx = ssl.create_default_context(cafile=${JSON.stringify(pki.ca.cert)})
-ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.${version}
-raw = socket.create_connection(("127.0.0.1", ${port}))
-raw.settimeout(30)
-tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
-handshake()
-tls.write(b"hello\\n")
+${pyHandshakeTo(pki.ca.cert, port, version)}tls.write(b"hello\\n")
 flush()
 close_and_listen()
 `;
