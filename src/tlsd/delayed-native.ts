@@ -11,6 +11,7 @@ import {
   NO_CERTIFICATE,
   engineSessionFacts,
   handshakeFailure,
+  refuseBadName,
   startSession,
 } from "./native-session.ts";
 import type { TlsdOptions } from "./options.ts";
@@ -30,16 +31,17 @@ export async function serveOnEngine(
 ): Promise<boolean> {
   // As the node:tls path's -n: neither -s nor -J, the program's end is a close_notify.
   const sessionOptions = { ...options, closeNotify: true, enforceCloseNotify: false };
-  const s = startSession(ctx.connection.fd as number, store, sessionOptions);
-  const facts = s && (await s.handshake);
-  if (!s || !facts) {
-    const error = s
-      ? (s.failure ?? handshakeFailure((await s.ended) ?? "closed"))
-      : new HandshakeError(NO_CERTIFICATE, "other");
+  const refused = (error: HandshakeError) => {
     handshakeFailed(error);
     if (options.verbosity >= 1) ctx.log(`tlsd: warning: ${error.message}\n`);
     return false;
-  }
+  };
+  const s = startSession(ctx.connection.fd as number, store, sessionOptions);
+  if (!s) return refused(new HandshakeError(NO_CERTIFICATE, "other"));
+  const facts = await s.handshake;
+  if (!facts) return refused(s.failure ?? handshakeFailure((await s.ended) ?? "closed"));
+  const badName = await refuseBadName(s, store, facts);
+  if (badName) return refused(badName);
   engineHandshakeDone(facts);
   taken();
   tell?.(engineSessionFacts(s, facts, store, options));

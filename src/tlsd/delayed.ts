@@ -24,7 +24,7 @@
 import { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { CertStore } from "../tls/cert-store.ts";
-import { goodbye, handshake } from "../tls/session.ts";
+import { goodbye, handshakeOrStatus } from "../tls/session.ts";
 import { closePolicy } from "../tls/close-policy.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
@@ -32,7 +32,13 @@ import { relay } from "../stream/relay.ts";
 import type { StageContext } from "../ucspi/stage.ts";
 import type { TlsdOptions } from "./options.ts";
 import { programEnv } from "../tls/peer-env.ts";
-import { checkClientCertificate, serverTls, sessionFacts } from "./stage.ts";
+import {
+  checkClientCertificate,
+  checkServerName,
+  explainFailure,
+  serverTls,
+  sessionFacts,
+} from "./stage.ts";
 import { handshakeDone, handshakeFailed } from "./metrics.ts";
 import { serveOnEngine } from "./delayed-native.ts";
 
@@ -143,17 +149,23 @@ async function serve(
     // -n takes neither -s nor -J: the program's end is a close_notify, a bare FIN is an end.
     // A TLS 1.2 close_notify from the peer ends the session, as without -n.
     const policy = closePolicy(ctx.connection, { closeNotify: true, enforceCloseNotify: false });
-    tls = serverTls(policy.transport, store, options);
-    let verdict: string;
-    try {
-      await handshake(tls, "secure", options.handshakeTimeoutMs);
-      verdict = checkClientCertificate(tls, options);
-    } catch (error) {
-      handshakeFailed(error);
-      tls.destroy();
-      if (options.verbosity >= 1) ctx.log(`tlsd: warning: ${(error as Error).message}\n`);
-      return giveUp();
-    }
+    const session = serverTls(policy.transport, store, options);
+    tls = session;
+    // The immediate mode's checks and words (stage.ts), each failure a warning here.
+    let verdict = "NONE";
+    const refused = await handshakeOrStatus(
+      ctx,
+      "tlsd: warning: ",
+      session,
+      "secure",
+      { ...options, explain: (error) => explainFailure(session, store, error) },
+      () => {
+        checkServerName(session);
+        verdict = checkClientCertificate(session, options);
+      },
+      handshakeFailed,
+    );
+    if (refused !== undefined) return giveUp();
     handshakeDone(tls);
     if (command === START_AND_TELL) {
       const control = ours.control;

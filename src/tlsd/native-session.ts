@@ -127,13 +127,8 @@ export async function runNative(
     return hold?.validatorDone(validator.name, failure) ?? exitStatus(EXIT_TLS);
   }
   if (!facts) return refuse(s.failure ?? handshakeFailure((await s.ended) ?? "closed"));
-  // Without a name to choose by there is no onHello: the name is looked at now (stage.ts).
-  const name = facts.servername;
-  if (!store.choosesByName() && name && !isSniName(name)) {
-    s.close(BAD_SNI);
-    await s.ended;
-    return refuse(new HandshakeError(BAD_SNI, "other"));
-  }
+  const badName = await refuseBadName(s, store, facts);
+  if (badName) return refuse(badName);
   engineHandshakeDone(facts);
   const env = programEnv(ctx.env, options, engineSessionFacts(s, facts, store, options));
   s.onFailure = (why) => ctx.log(`${fatal}${why}\n`);
@@ -176,6 +171,20 @@ export async function runNative(
     s.closePlain();
   }
   return s.failed ? exitStatus(EXIT_TLS) : status;
+}
+
+/** A server name that is not a host name, after a handshake that had no onHello to refuse it
+ * (no name to choose by): the session is ended (stage.ts's checkServerName). */
+export async function refuseBadName(
+  s: EngineSession,
+  store: CertStore,
+  facts: TlsFacts,
+): Promise<HandshakeError | undefined> {
+  const name = facts.servername;
+  if (store.choosesByName() || !name || isSniName(name)) return undefined;
+  s.close(BAD_SNI);
+  await s.ended;
+  return new HandshakeError(BAD_SNI, "other");
 }
 
 export const NO_CERTIFICATE = "TLS handshake failed: no certificate";

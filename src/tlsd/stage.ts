@@ -258,7 +258,11 @@ function refuseWith(
 
 /** A client that sent no name, where there is no default pair (-k 2, CERTDIR alone): OpenSSL,
  * with no certificate to offer, says "no suitable signature algorithm"; this says why. */
-function explainFailure(tls: TLSSocket, store: CertStore, error: HandshakeError): HandshakeError {
+export function explainFailure(
+  tls: TLSSocket,
+  store: CertStore,
+  error: HandshakeError,
+): HandshakeError {
   if (store.config.fallback || tls.servername || error.reason !== "no_shared_algorithms")
     return error;
   return new HandshakeError(`TLS handshake failed: ${NO_DEFAULT_CERTIFICATE}`, "no_certificate");
@@ -267,7 +271,7 @@ function explainFailure(tls: TLSSocket, store: CertStore, error: HandshakeError)
 /** A server name that is not a host name (a control character, a space) never reaches the log
  * or SSL_TLS_SNI_SERVERNAME: the session ends, as in tls-sniff. Without an SNI callback, after
  * the handshake; with one, the callback refuses it first. */
-function checkServerName(tls: TLSSocket): void {
+export function checkServerName(tls: TLSSocket): void {
   const name = tls.servername;
   if (name && !isSniName(name)) throw new HandshakeError(BAD_SNI, "other");
 }
