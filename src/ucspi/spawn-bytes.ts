@@ -20,7 +20,7 @@ export interface ChildEnd {
 export interface BytesChild {
   /** undefined when it could not be run. */
   readonly pid: number | undefined;
-  /** Its fd 1, unless discarded (fd 0 is /dev/null, fd 2 ours). */
+  /** Its fd 1, unless discarded or it could not be run (fd 0 is /dev/null, fd 2 ours). */
   readonly stdout: Socket | undefined;
   readonly ended: Promise<ChildEnd>;
   /** Signals it until its end is known (never a process that took its pid since). */
@@ -43,12 +43,14 @@ export function spawnWithBytes(
   options: SpawnOptions = {},
 ): BytesChild {
   const devNull = openSync("/dev/null", "r+");
-  const [ours, theirs] = options.discardStdout ? [undefined, devNull] : native().socketPair();
+  let ours: number | undefined;
+  let theirs = devNull;
   let done = false;
   let settle: (end: ChildEnd) => void = () => {};
   const ended = new Promise<ChildEnd>((resolve) => (settle = resolve));
   let pid: number | undefined;
   try {
+    if (!options.discardStdout) [ours, theirs] = native().socketPair();
     pid = native().spawn(
       file,
       [options.argv0 ?? file, ...args],
@@ -61,6 +63,9 @@ export function spawnWithBytes(
       },
     );
   } catch (error) {
+    // No child writes to its end: ours is closed by the time its end is known, no stream of it.
+    if (ours !== undefined) native().close(ours);
+    ours = undefined;
     done = true;
     settle({ code: null, signal: null, error: error as Error });
   } finally {
