@@ -25,7 +25,7 @@ process.on("exit", () => {
 /** The log with each of tcpserver's lines on a line of its own. A program shares tcpserver's
  * stderr, and one that writes a line in pieces (`cat: -` then `: Connection reset by peer`) can
  * have tcpserver's whole line land between them; no line of ours has `tcpserver: ` inside it. */
-function unglued(log: string): string {
+export function unglued(log: string): string {
   return log.replace(/([^\n])(?=tcpserver: )/g, "$1\n");
 }
 

@@ -21,7 +21,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { descendantsOf, isListening } from "./interop.ts";
 import type { ProcInfo } from "./interop.ts";
 import { escapeRegExp } from "./normalize.ts";
-import { waitFor } from "./server.ts";
+import { unglued, waitFor } from "./server.ts";
 import { parseUnit, specifiers, splitWords } from "./units.ts";
 
 /** Where the package puts our programs, as the shipped run scripts and units name it. */
@@ -163,7 +163,8 @@ export function start(file: string, args: readonly string[], env?: NodeJS.Proces
     );
   });
   failed.catch(() => {});
-  return { child, output: () => output, failed };
+  // A supervisor's output mixes the service's programs with tcpserver: its lines, each whole.
+  return { child, output: () => unglued(output), failed };
 }
 
 /** Waits until something listens on `port`, or the supervisor's output says why not. */
