@@ -31,9 +31,10 @@ export function tlsExchange(
   });
 }
 
-/** One `openssl s_client` session to 127.0.0.1:port as "localhost", verifying against `caFile`,
- * that saves its session to `saveTo` and, with `resume`, starts from the one saved in `file`;
- * what it printed (`New, TLSv1.3` or `Reused, TLSv1.3`, and what the server sent). */
+/** One `openssl s_client` session to 127.0.0.1:port as "localhost" (`name`; false: no SNI),
+ * verifying against `caFile`, that saves its session to `saveTo` and, with `resume`, starts
+ * from the one saved in `file`; what it printed (`New, TLSv1.3` or `Reused, TLSv1.3`, and what
+ * the server sent). */
 export async function sClientSession(
   port: number,
   caFile: string,
@@ -41,6 +42,7 @@ export async function sClientSession(
   version: string,
   resume: boolean,
   saveTo = file,
+  name: string | false = "localhost",
 ): Promise<string> {
   const r = await run("openssl", [
     "s_client",
@@ -49,8 +51,7 @@ export async function sClientSession(
     "-verify_return_error",
     "-CAfile",
     caFile,
-    "-servername",
-    "localhost",
+    ...(name === false ? ["-noservername"] : ["-servername", name]),
     "-connect",
     `127.0.0.1:${port}`,
     ...(resume ? ["-sess_in", file] : []),
