@@ -148,6 +148,7 @@ const sources = [
   "tls-verify.c",
   "tls-engine-tickets.c",
   "tls-engine-hello.c",
+  "tls-engine-gather.c",
 ].map((f) => join(nativeDir, f));
 const output = join(root, "build/ucspi_native.node");
 if (stale(output, [...sources, join(nativeDir, "common.h"), join(nativeDir, "glibc-signals.h")])) {

@@ -105,6 +105,13 @@ napi_value tls_ticket_keys(napi_env env, napi_callback_info info);
 napi_value tls_set_ticket_keys(napi_env env, napi_callback_info info);
 typedef struct ssl_ctx_st SSL_CTX;
 int tls_context_tickets(napi_env env, SSL_CTX *ctx, napi_value opts);
+/* tls-engine-gather.c: the relay's records gathered into one write a pass. gather_on puts a
+ * buffer in front of the client's socket, gather_off takes it off once it is empty (both do
+ * nothing when they cannot yet); gather_flush: 0 all out (or no buffer), 1 the socket would
+ * block, -1 it failed (errno). */
+void gather_on(SSL *ssl);
+int gather_flush(SSL *ssl);
+void gather_off(SSL *ssl);
 
 /* spawner-client.c: the ucspi-spawner helper process (see spawner.c). */
 napi_value start_spawner(napi_env env, napi_callback_info info);

@@ -39,6 +39,8 @@
 
 /* One TLS record's worth of plaintext per direction: SSL_read gives at most that much. */
 #define TLS_BUF 16384
+/* The program's side is read 64 KiB at a time: four records, gathered into one write. */
+#define DOWN_BUF 65536
 #define NEED_IN 1
 #define NEED_OUT 2
 
@@ -65,6 +67,7 @@ typedef struct {
   int in_step, again;   /* step() is running: a nested call only asks it to go round again */
   int peer_notify;      /* the client's close_notify came (a bare FIN reads the same in SSL_read) */
   int discard;          /* onPeerEnd ended the session: what the program still writes is dropped */
+  int notify_sent;      /* SSL_shutdown has put our close_notify in the gathering buffer */
   int tls_closed;       /* our close_notify (or bare FIN) has gone out */
   int up_drop;          /* the program has stopped reading: what the client sends is dropped */
   int adopted;          /* tlsAdopt: the plaintext side is a service's socket, its errors a reset */
@@ -75,8 +78,9 @@ typedef struct {
   char *reset_cause;    /* tlsClose's with afterPlain: the session ends at the program's EOF */
   char *hello_cause;    /* the hello callback's refusal: the handshake's failure */
   /* TLS -> plain; the two buffers are one block, allocated by pump() when the relay has work
-   * and freed when both are empty: a session in its handshake, or an idle one, costs no more
-   * than its SSL (whose own buffers SSL_MODE_RELEASE_BUFFERS frees). */
+   * and freed when both are empty, with the buffer that gathers the records (gather_on,
+   * gather_off): a session in its handshake, or an idle one, costs no more than its SSL (whose
+   * own buffers SSL_MODE_RELEASE_BUFFERS frees). */
   char *up;
   int up_len, up_off, up_eof, up_done;
   /* plain -> TLS */
@@ -355,6 +359,9 @@ static void session_end(session_t *s, const char *cause) {
   bool unsent = s->state == S_RELAY && ((s->down_len > 0 && !s->discard) ||
                                         (ioctl(s->pfd, FIONREAD, &queued) == 0 && queued > 0));
   s->state = S_ENDED;
+  /* Records gathered and not out yet (an alert, or the program's before a tlsClose): one try,
+   * as they would have had without the buffer. */
+  if (s->ssl) gather_flush(s->ssl);
   watch_change(&s->tcp, 0);
   if (s->pfd >= 0) watch_change(&s->plain, 0);
   if (s->wfd != s->pfd) watch_change(&s->plain_out, 0);
@@ -577,15 +584,25 @@ static int plain_outcome(session_t *s, ssize_t n, int *blocked) {
   return -1;
 }
 
+/* The records gathered go out: 0 all out, 1 the rest waits for EPOLLOUT, -1 the session
+ * failed. */
+static int flush_gathered(session_t *s) {
+  int f = gather_flush(s->ssl);
+  if (f > 0) s->wr_need |= NEED_OUT;
+  if (f < 0) fail_errno(s, "client", errno);
+  return f;
+}
+
 /* Moves what can move without blocking, both ways; -1 when it failed (the session ended). */
 static int pump(session_t *s) {
-  if (!s->up && (s->up = malloc(2 * TLS_BUF))) s->down = s->up + TLS_BUF;
+  if (!s->up && (s->up = malloc(TLS_BUF + DOWN_BUF))) s->down = s->up + TLS_BUF;
   if (!s->up) {
     fail_errno(s, "relay", ENOMEM);
     return -1;
   }
+  gather_on(s->ssl);
   for (;;) {
-    int progress = 0, r, e;
+    int progress = 0, r, e, f = 0;
     ssize_t n;
     /* TLS -> plain */
     /* A download goes round this loop once a record: an SSL_read of a client that has sent
@@ -646,7 +663,7 @@ static int pump(session_t *s) {
     /* plain -> TLS */
     s->pin = 0;
     if (!s->down_eof && s->down_len == 0) {
-      n = recv(s->pfd, s->down, TLS_BUF, 0);
+      n = recv(s->pfd, s->down, DOWN_BUF, 0);
       if (n < 0 && errno == ECONNRESET && !s->adopted) {
         /* A socketpair has no reset: the program closed its end with bytes of ours unread
          * (it answered without reading, `echo`). That is its end: a close_notify follows. */
@@ -664,6 +681,7 @@ static int pump(session_t *s) {
     }
     if (s->discard) s->down_len = 0; /* the session is over: the program's words go nowhere */
     if (s->reset_cause && s->down_eof && s->down_len == 0) {
+      if ((f = flush_gathered(s)) != 0) return f; /* out first: on EPOLLOUT */
       session_end(s, s->reset_cause); /* what the program wrote is out; no goodbye */
       return -1;
     }
@@ -682,15 +700,19 @@ static int pump(session_t *s) {
     }
     if ((s->discard || (s->down_eof && s->down_len == 0)) && !s->tls_closed) {
       r = 1;
-      if (s->close_notify || s->discard) {
+      /* Once: a second SSL_shutdown would read the client's close_notify, or its data. */
+      if ((s->close_notify || s->discard) && !s->notify_sent) {
         ERR_clear_error();
         r = SSL_shutdown(s->ssl); /* 0: sent, the client's is not here yet */
         if (r < 0 && !(s->wr_need = need_of(e = SSL_get_error(s->ssl, r)))) {
           fail_ssl(s, e, "TLS");
           return -1;
         }
+        s->notify_sent = r >= 0;
       }
-      if (r >= 0) {
+      /* The FIN after the last record: what is gathered goes out first. */
+      if (r >= 0 && (f = flush_gathered(s)) < 0) return -1;
+      if (r >= 0 && f == 0) {
         shutdown(s->fd, SHUT_WR);
         s->tls_closed = 1;
         progress = 1;
@@ -702,9 +724,11 @@ static int pump(session_t *s) {
     }
     if (!progress) break;
   }
+  if (flush_gathered(s) < 0) return -1;
   if (s->up_len == 0 && s->down_len == 0) { /* nothing held: idle, or blocked with none */
     free(s->up);
     s->up = s->down = NULL;
+    gather_off(s->ssl); /* once its records are out: else at the pass after EPOLLOUT */
   }
   return 0;
 }

@@ -873,3 +873,55 @@ test("a resumed session on the engine whose client leaves while the program writ
     await s.stop();
   }
 });
+
+// Both ways, 8 MiB a round, each side slow to read (the other's writes wait on EPOLLOUT, with
+// records gathered and not out), then idle (the relay's buffers go), then a round again: every
+// byte, in order (sha256 of each).
+const BULK = 8 << 20;
+const SLOW_PROGRAM = `
+import hashlib, os, sys, time
+for seed in (1, 2):
+    h, left = hashlib.sha256(), ${BULK}
+    while left:
+        b = os.read(0, min(left, 65536))
+        if not b: sys.exit(1)
+        h.update(b)
+        left -= len(b)
+        time.sleep(0.002)
+    os.write(1, h.hexdigest().encode() + b"\\n")
+    data = memoryview(hashlib.shake_256(b"%d" % (100 + seed)).digest(${BULK}))
+    while data:
+        data = data[os.write(1, data):]
+`;
+const SLOW_CLIENT = (port: number) => `
+import hashlib, socket, ssl, time
+ctx = ssl.create_default_context(cafile=${JSON.stringify(pki.ca.cert)})
+raw = socket.create_connection(("127.0.0.1", ${port}))
+raw.settimeout(30)
+tls = ctx.wrap_socket(raw, server_hostname="localhost")
+for seed in (1, 2):
+    sent = hashlib.shake_256(b"%d" % seed).digest(${BULK})
+    tls.sendall(sent)
+    line = b""
+    while not line.endswith(b"\\n"): line += tls.recv(1)
+    h, left = hashlib.sha256(), ${BULK}
+    while left:
+        b = tls.recv(min(left, 16384))
+        if not b: break
+        h.update(b)
+        left -= len(b)
+        time.sleep(0.0005)
+    want = hashlib.sha256(hashlib.shake_256(b"%d" % (100 + seed)).digest(${BULK})).hexdigest()
+    print(seed, line.decode().strip() == hashlib.sha256(sent).hexdigest(), h.hexdigest() == want)
+    time.sleep(0.5)
+tls.unwrap()
+print("end")
+`;
+
+test("8 MiB each way twice, each side reading slowly, idle between: every byte through the engine, in order", async () => {
+  await withTlsd([], ["python3", "-c", SLOW_PROGRAM], async (s) => {
+    const r = await run("python3", ["-c", SLOW_CLIENT(s.port)], { timeoutMs: 60_000 });
+    assert.equal(r.stdout, "1 True True\n2 True True\nend\n", r.stderr);
+    await s.waitForLog(/^tcpserver: end \d+ status 0$/m);
+  });
+});
