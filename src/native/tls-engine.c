@@ -264,6 +264,10 @@ napi_value tls_context(napi_env env, napi_callback_info info) {
                                SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  /* One read(2) for what the socket holds, not a record's 5-byte header and then its body: half
+   * the reads per record. Safe here: pump() calls SSL_read again whenever its buffer is empty,
+   * and WANT_READ still means the socket must be read. */
+  SSL_CTX_set_read_ahead(ctx, 1);
   /* Tickets only (as node:tls and tlsd): no session cache in the server. */
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   char *ciphers = opt_string(env, args[2], "ciphers");
