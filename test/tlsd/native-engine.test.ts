@@ -890,14 +890,23 @@ for seed in (1, 2):
         time.sleep(0.002)
     os.write(1, h.hexdigest().encode() + b"\\n")
     data = memoryview(hashlib.shake_256(b"%d" % (100 + seed)).digest(${BULK}))
+    # In bursts: a pass of the engine ends with one, at times with the socket full and
+    # records gathered, and after the last nothing but EPOLLOUT wakes it.
     while data:
-        data = data[os.write(1, data):]
+        burst = data[:100000]
+        while burst:
+            burst = burst[os.write(1, burst):]
+        data = data[100000:]
+        time.sleep(0.001)
 `;
 const SLOW_CLIENT = (port: number) => `
 import hashlib, socket, ssl, time
 ctx = ssl.create_default_context(cafile=${JSON.stringify(pki.ca.cert)})
-raw = socket.create_connection(("127.0.0.1", ${port}))
+raw = socket.socket()
+# A small window: the engine's socket fills, and a pass ends with gathered records not out.
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 raw.settimeout(30)
+raw.connect(("127.0.0.1", ${port}))
 tls = ctx.wrap_socket(raw, server_hostname="localhost")
 for seed in (1, 2):
     sent = hashlib.shake_256(b"%d" % seed).digest(${BULK})
