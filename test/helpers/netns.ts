@@ -39,7 +39,9 @@ export interface Far {
 }
 
 export function makeLab(tag: string): Lab {
-  const id = `${tag}${process.pid}`;
+  // The dash keeps tags apart: "te" + 6667 and "te6" + 667 were one name, and removeStale of
+  // the second took the first's namespaces (the pid 667 gone) while its tests ran.
+  const id = `${tag}-${process.pid}`;
   const client = `ucspi-${id}-c`;
   const server = `ucspi-${id}-s`;
   const vc = `vc${process.pid % 100000}`;
@@ -174,7 +176,7 @@ function removeStale(tag: string): void {
     return;
   }
   for (const line of list.split("\n")) {
-    const m = new RegExp(`^(ucspi-${tag}(\\d+)-[csf])\\b`).exec(line);
+    const m = new RegExp(`^(ucspi-${tag}-(\\d+)-[csf])\\b`).exec(line);
     if (!m?.[1] || alive(Number(m[2]))) continue;
     for (const pid of execFileSync("ip", ["netns", "pids", m[1]], { encoding: "latin1" })
       .split("\n")
