@@ -24,6 +24,7 @@ import type { NameOverride } from "./acme.ts";
 import { engineHandshakeDone } from "./metrics.ts";
 import { resumedStream } from "./resume.ts";
 import type { TlsdOptions } from "./options.ts";
+import { shutAndDrain } from "./drain.ts";
 
 /** Why this connection cannot (it is not a socket of tlsd's own). */
 export function connectionBlocker(connection: Connection): string | undefined {
@@ -126,7 +127,11 @@ export async function runNative(
     await s.ended;
     return hold?.validatorDone(validator.name, failure) ?? exitStatus(EXIT_TLS);
   }
-  if (!facts) return refuse(s.failure ?? handshakeFailure((await s.ended) ?? "closed"));
+  if (!facts) {
+    const status = refuse(s.failure ?? handshakeFailure((await s.ended) ?? "closed"));
+    shutAndDrain(fd);
+    return status;
+  }
   const badName = await refuseBadName(s, store, facts);
   if (badName) return refuse(badName);
   engineHandshakeDone(facts);

@@ -327,6 +327,37 @@ test("-y on the engine: a chain it refuses gets OpenSSL's alert in the handshake
   });
 });
 
+test("-y on the engine: a TLS 1.3 client whose certificate is refused, and that writes only later, reads the alert, not a reset (the rest of its flight was read before the close)", async () => {
+  await withClientCerts("native", ["-y"], IDENTITY, async (s) => {
+    // Its handshake is over on its side at once; it writes after a pause, as a client that
+    // prepares its request would: by then the server has refused and closed.
+    const r = await run("python3", [
+      "-c",
+      `
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=${JSON.stringify(pki.ca.cert)})
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+ctx.load_cert_chain(${JSON.stringify(foreign.cert)}, ${JSON.stringify(foreign.key)})
+tls = ctx.wrap_socket(socket.create_connection(("127.0.0.1", ${s.port})), server_hostname="localhost")
+tls.settimeout(30)
+time.sleep(0.3)
+try:
+    tls.sendall(b"hello\\n")
+    while tls.recv(4096): pass
+    how = "eof"
+except ssl.SSLError as e:
+    how = e.reason or e.__class__.__name__
+except OSError as e:
+    how = e.__class__.__name__
+print("end:", how)
+`,
+    ]);
+    assert.equal(r.stdout, "end: TLSV1_ALERT_UNKNOWN_CA\n", r.stderr);
+    await s.waitForLog(/^tcpserver: end /, 1);
+    assert.match(s.log(), /^tlsd: fatal: 127\.0\.0\.1: client certificate refused: /m);
+  });
+});
+
 test("-Y and -y on the engine: the program's environment is node:tls's, byte for byte (a UTF-8 subject, a chain that does not verify, none)", async () => {
   const seen = new Map<string, string>();
   for (const engine of ["node", "native"] as const) {
