@@ -32,8 +32,8 @@ export function debianIpv6(name: string): string {
 }
 
 /** `env` with the test run's UCSPI_TLS_ENGINE, when it has one: the whole suite can run on
- * tlsd's native TLS engine (UCSPI_TLS_ENGINE=native npm test) though most tests give our
- * programs an environment of their own. */
+ * node:tls rather than tlsd's default engine (UCSPI_TLS_ENGINE=node npm test), though most
+ * tests give our programs an environment of their own. */
 export function withTestEngine(env: NodeJS.ProcessEnv | undefined): NodeJS.ProcessEnv | undefined {
   const engine = process.env["UCSPI_TLS_ENGINE"];
   return env && engine !== undefined ? { UCSPI_TLS_ENGINE: engine, ...env } : env;
