@@ -4,13 +4,16 @@
 // (the client declined TLS) ends the snooping in opportunistic mode and is refused with
 // [PRIVACYREQUIRED] in require mode. A literal is never parsed before TLS.
 import type { ClientVerdict, Dialogue, DialogueFactory, Expect, Policy } from "./types.ts";
+import { UpgradeSeen } from "./upgrade-seen.ts";
 import { literalVerdict, notBeforeTls, wordsOf } from "./verbs.ts";
 
 /** tag SP command [SP arguments]: the tag is any atom character but "+" (RFC 9051 §9). */
 const COMMAND = /^([^\s(){%*"\\\]+]+) ([A-Za-z]+)(?: (.*))?$/;
 
-/** Capability atoms with STARTTLS added (once) and, in require mode, plaintext logins off. */
-function capabilities(atoms: string[], policy: Policy): string[] {
+/** Capability atoms with STARTTLS added (once) and, in require mode, plaintext logins off;
+ * `seen` hears whether the server's own atoms had STARTTLS. */
+function capabilities(atoms: string[], policy: Policy, seen: UpgradeSeen): string[] {
+  seen.saw(atoms.some((a) => a.toUpperCase() === "STARTTLS"));
   let out = atoms.filter((a) => a.toUpperCase() !== "STARTTLS");
   if (policy === "require") {
     // No mechanism before TLS: each AUTHENTICATE would be refused ([PRIVACYREQUIRED]).
@@ -24,13 +27,14 @@ function capabilities(atoms: string[], policy: Policy): string[] {
 
 /** "* CAPABILITY a b c" lines and "[CAPABILITY a b c]" response codes (tagged or not) get the
  * atoms; other lines pass as they are. */
-function rewriteCapabilityLine(line: string, policy: Policy): string {
+function rewriteCapabilityLine(line: string, policy: Policy, seen: UpgradeSeen): string {
   const m = /^\* CAPABILITY[ \t]([^\r\n]*)(\r?\n)$/i.exec(line);
-  if (m) return `* CAPABILITY ${capabilities(wordsOf(m[1] ?? ""), policy).join(" ")}${m[2] ?? ""}`;
+  if (m)
+    return `* CAPABILITY ${capabilities(wordsOf(m[1] ?? ""), policy, seen).join(" ")}${m[2] ?? ""}`;
   return line.replace(
     /^([^ ]+ (?:OK|NO|BAD|BYE) \[CAPABILITY[ \t])([^\]]*)\]/i,
     (_all, head: string, atoms: string) =>
-      `${head}${capabilities(wordsOf(atoms), policy).join(" ")}]`,
+      `${head}${capabilities(wordsOf(atoms), policy, seen).join(" ")}]`,
   );
 }
 
@@ -53,7 +57,7 @@ export function withoutStartTls(line: string): string {
 /** The greeting: "* OK [CAPABILITY ...] text" gets the atoms; PREAUTH (the client would be
  * authenticated with no STARTTLS possible) ends the snooping, or the connection when TLS is
  * required; BYE ends the snooping. */
-function greeting(policy: Policy): Expect {
+function greeting(policy: Policy, seen: UpgradeSeen): Expect {
   return {
     ends: () => true,
     rewrite(lines) {
@@ -63,7 +67,7 @@ function greeting(policy: Policy): Expect {
       return line.replace(
         /^(\* OK \[CAPABILITY[ \t])([^\]]*)\]/i,
         (_all, head: string, atoms: string) =>
-          `${head}${capabilities(wordsOf(atoms), policy).join(" ")}]`,
+          `${head}${capabilities(wordsOf(atoms), policy, seen).join(" ")}]`,
       );
     },
     thenPump: (lines) => !/^\* OK\b/i.test(lines[0] ?? ""),
@@ -75,22 +79,24 @@ function greeting(policy: Policy): Expect {
  * may carry capabilities (an untagged CAPABILITY, a [CAPABILITY] code in its tagged line):
  * each gets the wrapper's atoms, so that no reply offers a mechanism, or lacks STARTTLS and
  * LOGINDISABLED, that the others do not. */
-function tagged(tag: string, policy: Policy): Expect {
+function tagged(tag: string, policy: Policy, seen: UpgradeSeen): Expect {
   return {
     ends: (line) => line.startsWith(`${tag} `),
     rewrite: (lines: readonly string[]) =>
-      lines.map((l) => rewriteCapabilityLine(l, policy)).join(""),
+      lines.map((l) => rewriteCapabilityLine(l, policy, seen)).join(""),
   };
 }
 
 export const imap: DialogueFactory = (policy) => {
   const refuse = (reply: string, command = ""): ClientVerdict =>
     notBeforeTls(policy, reply, command);
+  const seen = new UpgradeSeen();
   const dialogue: Dialogue = {
     protocol: "imap",
     policy,
     maxLine: 8192,
-    greeting: () => greeting(policy),
+    greeting: () => greeting(policy, seen),
+    serverUpgrade: () => seen.state,
     command(line) {
       const text = line.slice(0, -2);
       const m = COMMAND.exec(text);
@@ -115,11 +121,11 @@ export const imap: DialogueFactory = (policy) => {
             pipelined: `* BYE Command pipelined after STARTTLS\r\n`,
           };
         case "CAPABILITY":
-          return { kind: "forward", expect: tagged(tag, policy) };
+          return { kind: "forward", expect: tagged(tag, policy, seen) };
         case "NOOP":
         case "LOGOUT":
         case "ID":
-          return { kind: "forward", expect: tagged(tag, policy) };
+          return { kind: "forward", expect: tagged(tag, policy, seen) };
         case "LOGIN":
         case "AUTHENTICATE":
           return refuse(

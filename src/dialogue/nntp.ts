@@ -46,6 +46,8 @@ export const nntp: DialogueFactory = (policy) => {
     policy,
     maxLine: 512,
     greeting: () => greeting,
+    // No serverUpgrade: a server may list STARTTLS in one mode and not another (RFC 3977 5.3,
+    // RFC 4642 2.2), so a list seen in one mode says nothing of the next; the filter stays.
     command(line) {
       const { verb, hasArgs } = verbOf(line);
       switch (verb) {

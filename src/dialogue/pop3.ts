@@ -5,6 +5,7 @@
 import { capabilityList } from "./capability-list.ts";
 import type { Dialogue, DialogueFactory, Expect } from "./types.ts";
 import { ONE_LINE } from "./types.ts";
+import { UpgradeSeen } from "./upgrade-seen.ts";
 import { notBeforeTls, verbOf } from "./verbs.ts";
 
 /** The CAPA reply, with STLS; in require mode without USER and SASL, no use before TLS. A
@@ -31,11 +32,13 @@ const greeting: Expect = {
 
 export const pop3: DialogueFactory = (policy) => {
   const refuse = (reply: string, verb: string) => notBeforeTls(policy, reply, verb);
+  const seen = new UpgradeSeen();
   const dialogue: Dialogue = {
     protocol: "pop3",
     policy,
     maxLine: 255,
     greeting: () => greeting,
+    serverUpgrade: () => seen.state,
     command(line) {
       const { verb, hasArgs } = verbOf(line);
       switch (verb) {
@@ -48,7 +51,7 @@ export const pop3: DialogueFactory = (policy) => {
             pipelined: "-ERR Command pipelined after STLS\r\n",
           };
         case "CAPA":
-          return { kind: "forward", expect: capabilityList(CAPA, policy) };
+          return { kind: "forward", expect: capabilityList(CAPA, policy, seen) };
         case "QUIT":
           return { kind: "forward", expect: ONE_LINE };
         case "USER":

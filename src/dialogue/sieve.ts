@@ -5,6 +5,7 @@
 // literal is never parsed before TLS. Unlike the other protocols, the server sends its
 // capabilities again after STARTTLS: the fresh server's greeting behind TLS is kept.
 import type { ClientVerdict, Dialogue, DialogueFactory, Expect, Policy } from "./types.ts";
+import { UpgradeSeen } from "./upgrade-seen.ts";
 import { literalVerdict, notBeforeTls } from "./verbs.ts";
 
 /** A response line: OK, NO or BYE, alone or followed by a space. */
@@ -14,12 +15,13 @@ const isStartTls = (line: string) => /^"STARTTLS"\r?\n$/i.test(line);
 /** A capability list (the greeting, the CAPABILITY reply) up to its response line, with
  * "STARTTLS" added before that line (once); in require mode the SASL mechanisms emptied, no
  * use before TLS. A response other than OK is passed as it is. */
-function capabilityList(policy: Policy, thenPump: boolean): Expect {
+function capabilityList(policy: Policy, thenPump: boolean, seen: UpgradeSeen): Expect {
   return {
     ends: (line) => RESPONSE.test(line),
     rewrite(lines) {
       const end = lines[lines.length - 1] ?? "";
       if (!/^OK/i.test(end)) return lines.join("");
+      seen.saw(lines.some(isStartTls));
       const caps = lines
         .slice(0, -1)
         .filter((l) => !isStartTls(l))
@@ -35,12 +37,14 @@ const response: Expect = { ends: (line) => RESPONSE.test(line) };
 export const sieve: DialogueFactory = (policy) => {
   const refuse = (reply: string, verb: string): ClientVerdict =>
     notBeforeTls(policy, reply, verb.toUpperCase());
+  const seen = new UpgradeSeen();
   const dialogue: Dialogue = {
     protocol: "sieve",
     policy,
     maxLine: 8192,
     greetsAgainAfterTls: true,
-    greeting: () => capabilityList(policy, true),
+    greeting: () => capabilityList(policy, true, seen),
+    serverUpgrade: () => seen.state,
     command(line) {
       const text = line.slice(0, -2);
       const literal = literalVerdict(
@@ -61,7 +65,7 @@ export const sieve: DialogueFactory = (policy) => {
             pipelined: 'BYE "Command pipelined after STARTTLS."\r\n',
           };
         case "CAPABILITY":
-          return { kind: "forward", expect: capabilityList(policy, false) };
+          return { kind: "forward", expect: capabilityList(policy, false, seen) };
         case "NOOP":
         case "LOGOUT":
           return { kind: "forward", expect: response };

@@ -3,6 +3,7 @@
 // in require mode; in opportunistic mode the first HELO, MAIL, AUTH or other command ends
 // the snooping (skarnet's smtpd-starttls-proxy model: DATA, BDAT and AUTH are never parsed).
 import type { ClientVerdict, Dialogue, DialogueFactory, Expect, Policy } from "./types.ts";
+import { UpgradeSeen } from "./upgrade-seen.ts";
 import { notBeforeTls, verbOf, wordsOf } from "./verbs.ts";
 
 const CODE = /^[0-9]{3}/;
@@ -26,17 +27,20 @@ export const keyword = (line: string) =>
 const isAuth = (line: string) => /^AUTH([ \t=]|\r?\n|$)/i.test(textOf(line));
 
 /** The EHLO/LHLO reply with STARTTLS as its second line (never a duplicate); in require mode
- * without the AUTH lines, which are no use before TLS. */
-function helloReply(policy: Policy): Expect {
+ * without the AUTH lines, which are no use before TLS. `seen` hears whether the server's own
+ * list had STARTTLS. */
+function helloReply(policy: Policy, seen: UpgradeSeen): Expect {
   return {
     ends: reply.ends,
     rewrite(lines) {
       const first = lines[0];
       if (!first || !positive(lines)) return lines.join("");
       const code = first.slice(0, 3);
-      const kept = lines
-        .slice(1)
-        .filter((l) => keyword(l) !== "STARTTLS" && !(policy === "require" && isAuth(l)));
+      const rest = lines.slice(1);
+      seen.saw(rest.some((l) => keyword(l) === "STARTTLS"));
+      const kept = rest.filter(
+        (l) => keyword(l) !== "STARTTLS" && !(policy === "require" && isAuth(l)),
+      );
       return replyOf(code, [first, "STARTTLS\r\n", ...kept]);
     },
   };
@@ -66,16 +70,18 @@ function smtpFamily(protocol: "smtp" | "lmtp", hello: string): DialogueFactory {
           : "530 5.7.0 Must issue a STARTTLS command first\r\n",
         verb,
       );
+    const seen = new UpgradeSeen();
     const dialogue: Dialogue = {
       protocol,
       policy,
       maxLine: 2048,
       greeting: () => greeting,
+      serverUpgrade: () => seen.state,
       command(line) {
         const { verb, hasArgs } = verbOf(line);
         switch (verb) {
           case hello:
-            return { kind: "forward", expect: helloReply(policy) };
+            return { kind: "forward", expect: helloReply(policy, seen) };
           case "STARTTLS":
             if (hasArgs)
               return {

@@ -43,6 +43,10 @@ export interface Dialogue {
   /** The server greets again after STARTTLS (ManageSieve's capabilities): the fresh server's
    * greeting behind TLS is kept, not swallowed. */
   readonly greetsAgainAfterTls?: boolean;
+  /** Whether the server's own capability lists offered the upgrade: undefined until one was
+   * seen (the protocols that do not tell it say undefined always). False lets tlsd pass what a
+   * fresh server says after TLS as it is (the resume record's noUpgrade). */
+  serverUpgrade?(): boolean | undefined;
   /** How the server's greeting is read (it may be rewritten: IMAP's capability code). */
   greeting(): Expect;
   /** A complete client line (latin1, with its CRLF). */

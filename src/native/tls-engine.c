@@ -10,8 +10,9 @@
  *       or null to refuse; onHandshake(facts) once it is done; onEnd(cause | undefined) once;
  *       onPeerEnd(closeNotify) when the client's end is read: true ends the whole session (our
  *       close_notify, and what the program still writes is dropped until it ends or tlsClose).
- *   tlsRelay(session, plainFd)          TLS <-> plainFd (one end of a socketpair), both ways,
- *       a bounded buffer per direction, half-closes passed on, a failure ends both at once.
+ *   tlsRelay(session, plainFd, writeFd?, first?)  TLS <-> plainFd (one end of a socketpair),
+ *       both ways, a bounded buffer per direction, half-closes passed on, a failure ends both
+ *       at once; `first`, bytes of the program's read before, go to the client first.
  *   tlsAdopt(session, fd, staleFd)      the relay's plaintext side moves from the socketpair
  *       to fd (the stage behind's own socket: tcpforward's service), one hop less.
  *   tlsClose(session, cause, afterPlain?) ends it now (a handshake timeout): onEnd(cause);
@@ -918,19 +919,30 @@ napi_value tls_serve(napi_env env, napi_callback_info info) {
 }
 
 napi_value tls_relay(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value args[3];
+  size_t argc = 4;
+  napi_value args[4];
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
   session_t *s = argc >= 2 ? session_of(env, args[0]) : NULL;
   int32_t pfd, wfd;
   if (!s) {
-    napi_throw_type_error(env, NULL, "tlsRelay(session, plainFd, writeFd?)");
+    napi_throw_type_error(env, NULL, "tlsRelay(session, plainFd, writeFd?, first?)");
+    return NULL;
+  }
+  /* first: the program's bytes read before the relay (a resumed session's greeting, and what
+   * followed it): they go to the client before anything read from plainFd. */
+  void *first = NULL;
+  size_t first_len = 0;
+  bool is_buffer = false;
+  if (argc == 4) napi_is_buffer(env, args[3], &is_buffer);
+  if (is_buffer) CHECK(napi_get_buffer_info(env, args[3], &first, &first_len));
+  if (first_len > DOWN_BUF) {
+    napi_throw_range_error(env, NULL, "tlsRelay: first is longer than the relay's buffer");
     return NULL;
   }
   if (number_arg(env, args[1], &pfd)) return NULL;
   /* tlsd -n: the program's two pairs, one read (plainFd), one written (writeFd). */
   napi_valuetype t = napi_undefined;
-  if (argc == 3) napi_typeof(env, args[2], &t);
+  if (argc >= 3) napi_typeof(env, args[2], &t);
   if (t == napi_undefined)
     wfd = pfd;
   else if (number_arg(env, args[2], &wfd))
@@ -947,6 +959,16 @@ napi_value tls_relay(napi_env env, napi_callback_info info) {
   s->plain.fd = pfd;
   s->wfd = wfd;
   s->plain_out.fd = wfd;
+  if (first_len > 0) {
+    if (!s->up && (s->up = malloc(TLS_BUF + DOWN_BUF))) s->down = s->up + TLS_BUF;
+    if (!s->up) {
+      fail_errno(s, "relay", ENOMEM);
+      return NULL;
+    }
+    memcpy(s->down, first, first_len);
+    s->down_len = (int)first_len;
+    s->down_off = 0;
+  }
   s->state = S_RELAY;
   if (watch_change(&s->plain, EPOLLERR) < 0 ||
       (wfd != pfd && watch_change(&s->plain_out, EPOLLERR) < 0)) {

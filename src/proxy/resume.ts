@@ -3,7 +3,8 @@
 //
 // Layout (version 1), all lengths big-endian, nothing after the last field:
 //   0      version   0x01
-//   1      flags     0x01 swallow present, 0x02 data present; other bits must be 0
+//   1      flags     0x01 swallow present, 0x02 data present, 0x04 no upgrade (no field);
+//                    other bits must be 0
 //   2      P         protocol length, 1..32
 //   3      protocol  P bytes: lowercase name, [a-z0-9][a-z0-9.+-]* ("smtp", "imap", "pop3")
 //   ..     S, swallow  if flag 0x01: 16-bit length, then S bytes of UTF-8
@@ -16,6 +17,7 @@ export const RESUME_TLV_TYPE = 0xe0;
 export const RESUME_RECORD_VERSION = 1;
 const FLAG_SWALLOW = 0x01;
 const FLAG_DATA = 0x02;
+const FLAG_NO_UPGRADE = 0x04;
 const PROTOCOL_RE = /^[a-z0-9][a-z0-9.+-]{0,31}$/;
 /** The largest value a TLV can hold. */
 const MAX_VALUE = 0xffff;
@@ -27,6 +29,9 @@ export interface ResumeRecord {
   swallow?: string;
   /** Bytes the TLS side must replay to the application. */
   data?: Buffer;
+  /** The wrapper saw the server's capabilities, and no upgrade of its own among them: the TLS
+   * side need not take one out of what a fresh server says (after-tls.ts). */
+  noUpgrade?: true;
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -60,6 +65,7 @@ export function encodeResumeRecord(r: ResumeRecord): Buffer {
     if (!(r.data instanceof Uint8Array)) throw new ProxyFormatError("resume data is not bytes");
     field(r.data, FLAG_DATA, "data");
   }
+  if (r.noUpgrade) flags |= FLAG_NO_UPGRADE;
   const out = Buffer.concat(parts);
   out[1] = flags;
   if (out.length > MAX_VALUE) throw new ProxyFormatError("resume record longer than 65535");
@@ -72,7 +78,8 @@ export function decodeResumeRecord(value: Uint8Array): ResumeRecord {
   const version = u8(value, 0);
   if (version !== RESUME_RECORD_VERSION) throw malformed(`unsupported version ${version}`);
   const flags = u8(value, 1);
-  if (flags & ~(FLAG_SWALLOW | FLAG_DATA)) throw malformed(`unknown flags 0x${flags.toString(16)}`);
+  if (flags & ~(FLAG_SWALLOW | FLAG_DATA | FLAG_NO_UPGRADE))
+    throw malformed(`unknown flags 0x${flags.toString(16)}`);
   let pos = 2;
   const take = (length: number, name: string): Buffer => {
     if (pos + length > value.length) throw malformed(`${name} runs past the end`);
@@ -97,6 +104,7 @@ export function decodeResumeRecord(value: Uint8Array): ResumeRecord {
     }
   }
   if (flags & FLAG_DATA) record.data = take(lengthOf("data"), "data");
+  if (flags & FLAG_NO_UPGRADE) record.noUpgrade = true;
   if (pos !== value.length) throw malformed(`${value.length - pos} trailing bytes`);
   return record;
 }

@@ -309,6 +309,7 @@ class Wrapper {
     const record: ResumeRecord = {
       protocol: this.dialogue.protocol,
       ...(this.dialogue.greetsAgainAfterTls ? {} : { swallow: "greeting" }),
+      ...(this.dialogue.serverUpgrade?.() === false && { noUpgrade: true }),
     };
     const service = this.options.service;
     let tlsSide: Socket | undefined;

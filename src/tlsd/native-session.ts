@@ -22,6 +22,9 @@ import { EXIT_TLS, HANDSHAKE_TIMED_OUT } from "../tls/session.ts";
 import { BAD_SNI, NO_DEFAULT_CERTIFICATE, isSniName } from "../tls/sni-pattern.ts";
 import type { NameOverride } from "./acme.ts";
 import { engineHandshakeDone } from "./metrics.ts";
+import { capabilityFilter } from "../dialogue/after-tls.ts";
+import { readGreeting } from "./greeting-reader.ts";
+import type { GreetingRead } from "./greeting-reader.ts";
 import { resumedStream } from "./resume.ts";
 import type { TlsdOptions } from "./options.ts";
 import { shutAndDrain } from "./drain.ts";
@@ -138,20 +141,26 @@ export async function runNative(
   const env = programEnv(ctx.env, options, engineSessionFacts(s, facts, store, options));
   s.onFailure = (why) => ctx.log(`${fatal}${why}\n`);
   const [ours, theirs] = n.socketPair();
-  s.relay(ours, theirs);
+  // A resumed session whose program's words need no filter has the engine relay to the
+  // program directly, once its greeting is read here (greeting-reader.ts).
+  const direct = record !== undefined && directResume(record, options);
+  if (!direct) s.relay(ours, theirs);
   // What the stage wrote before its peer's reset still reaches the client, then the reset.
   const reset = () => {
     n.abortOnClose(fd);
     s.close("reset", true, true);
   };
-  const resumed = record && resumedPlain(theirs, record, s);
+  const resumed = record && !direct ? resumedPlain(theirs, record, s) : undefined;
   const next: Connection = resumed
     ? { stream: resumed.front, reset }
-    : { fd: theirs, reset, relayTo: (socket) => s.adopt(socket) };
+    : direct
+      ? { fd: theirs, reset }
+      : { fd: theirs, reset, relayTo: (socket) => s.adopt(socket) };
   let spawned = false;
   let status: number;
+  let greeted: Promise<void> | undefined;
   try {
-    status = await ctx.next(options.program, env, next, {
+    const running = ctx.next(options.program, env, next, {
       // The program has its own copy; ours would hide its end from the engine.
       onSpawn: () => {
         spawned = true;
@@ -160,6 +169,8 @@ export async function runNative(
         n.close(theirs);
       },
     });
+    if (direct) greeted = greetThenRelay(s, ours, record, () => (spawned ? undefined : theirs));
+    status = await running;
   } catch (error) {
     s.close("the program could not be run");
     throw error;
@@ -172,6 +183,8 @@ export async function runNative(
     const goodbye = setTimeout(() => s.close("goodbye"), CLOSE_GRACE_MS);
     await s.ended;
     clearTimeout(goodbye);
+    // The relay, if the greeting let it begin, owns `ours` (closePlain); else it was closed.
+    await greeted;
     resumed?.plain.destroy();
     s.closePlain();
   }
@@ -232,6 +245,41 @@ function clientVerdict(facts: TlsFacts, options: TlsdOptions): string {
   return facts.verifyError === undefined ? "SUCCESS" : `FAILED:${facts.verifyError}`;
 }
 
+/** Whether a resumed session can have the engine relay to its program directly: no bytes to
+ * replay, and nothing to take out of what the program says (its protocol has no capability
+ * filter, or the wrapper saw that the server offers no upgrade of its own and the program gets
+ * no TLS configuration, -Z, that could make it offer one). */
+function directResume(record: ResumeRecord, options: TlsdOptions): boolean {
+  if (record.data !== undefined && record.data.length > 0) return false;
+  return !capabilityFilter(record.protocol) || (record.noUpgrade === true && !options.keepEnv);
+}
+
+/** The direct path of a resumed session: the program's greeting read off `ours` (the
+ * socketpair's end), then the engine's relay to it. A greeting that cannot be resumed ends the
+ * session, as resume.ts's stream does; a session that ends first leaves it unread. Either way
+ * `ours` is closed, so that the program reads its EOF. */
+async function greetThenRelay(
+  s: EngineSession,
+  ours: number,
+  record: ResumeRecord,
+  program: () => number | undefined,
+): Promise<void> {
+  const read: GreetingRead =
+    record.swallow === "greeting"
+      ? await readGreeting(ours, record.protocol, s.ended)
+      : { kind: "relay" };
+  if (read.kind === "relay" && !s.over) return s.relay(ours, program(), undefined, read.first);
+  const n = native();
+  n.close(ours);
+  if (read.kind !== "fail" || s.over) return;
+  s.fail(`resumed ${record.protocol} session: ${read.reason}`);
+  // As on the stream path: our close_notify, and what the client still sends goes nowhere (a
+  // relay to a pair whose other end is closed).
+  const [dead, gone] = n.socketPair();
+  n.close(gone);
+  s.relay(dead, undefined);
+}
+
 /** The program's side of a resumed session: `theirs`, the socketpair's other end, as a
  * stream of ours, with resume.ts's in front. The engine's session counts it as a program
  * spawned on the socketpair: a client lost is the program's EOF, and a failure if it writes
@@ -270,7 +318,7 @@ export class EngineSession {
   /** tlsClose was ours: its cause is no failure. */
   private closedHere = false;
   /** onEnd has come. */
-  private over = false;
+  over = false;
   /** The adopted socket's failure (its errno), from onEnd. */
   private plainErrno = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -360,11 +408,12 @@ export class EngineSession {
 
   /** The relay to the engine's end of the socketpair, `plain`; `program` is the other end,
    * ours as well while a stage of this process uses it (no program spawned on it). With
-   * `write` (tlsd -n's two pairs), `plain` is only read, `write` only written. */
-  relay(plain: number, program: number | undefined, write?: number): void {
+   * `write` (tlsd -n's two pairs), `plain` is only read, `write` only written. `first`: what
+   * was read of `plain` before, for the client first. */
+  relay(plain: number, program: number | undefined, write?: number, first?: Buffer): void {
     this.plain = plain;
     this.program = program;
-    native().tlsRelay(this.session, plain, write);
+    native().tlsRelay(this.session, plain, write, first);
   }
 
   /** Connection.relayTo: `socket`, the next stage's, takes the place of the socketpair, which

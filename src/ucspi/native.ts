@@ -130,8 +130,9 @@ export interface Native {
   tlsServe(fd: number, context: TlsContext, callbacks: TlsCallbacks): TlsSession;
   /** After onHandshake: relays the session's plaintext to and from plainFd (one end of a
    * socketpair, left open), both ways, half-closes passed on, until both ends are done. With
-   * writeFd (tlsd -n's two pairs), plainFd is only read and writeFd only written. */
-  tlsRelay(session: TlsSession, plainFd: number, writeFd?: number): void;
+   * writeFd (tlsd -n's two pairs), plainFd is only read and writeFd only written. `first`
+   * (at most 64 KiB), bytes of the plaintext side read before, goes to the client first. */
+  tlsRelay(session: TlsSession, plainFd: number, writeFd?: number, first?: Buffer): void;
   /** The relay's plaintext side moves from its socketpair end to `fd` (the next stage's own
    * socket: tcpforward's service); what the pair held for `staleFd`, its other end, goes first.
    * The caller closes both ends of the pair. `fd`'s failure is onEnd's `plainErrno`: what it

@@ -35,7 +35,8 @@ function harness(protocol: string, policy: Policy = "opportunistic") {
     close: () => out.events.push("close"),
     warn: (what) => out.events.push(`warn ${what}`),
   };
-  const s = new Snooper(factory(policy), io, { maxRecord: 65536, maxCommands: 100 });
+  const dialogue = factory(policy);
+  const s = new Snooper(dialogue, io, { maxRecord: 65536, maxCommands: 100 });
   const b = (t: string) => Buffer.from(t, "latin1");
   return {
     out,
@@ -43,6 +44,7 @@ function harness(protocol: string, policy: Policy = "opportunistic") {
     server: (t: string) => s.server(b(t)),
     settle: (handed: boolean) => settle(handed),
     snooper: s,
+    dialogue,
   };
 }
 
@@ -64,6 +66,62 @@ test("smtp: STARTTLS goes right after the domain line, once, in one-line replies
     h.client("EHLO me\r\n");
     h.server(reply);
     assert.equal(h.out.client, `220 mx\r\n${expected}`);
+  }
+});
+
+test("whether the server's own lists offered the upgrade (the resume record's noUpgrade): unknown until a list, false, then true for good once one had it; NNTP never tells", () => {
+  // [protocol, greeting, [client line, server reply, what is known after it]...]
+  const cases: [string, string, [string, string, boolean | undefined][]][] = [
+    [
+      "smtp",
+      "220 mx\r\n",
+      [
+        ["EHLO me\r\n", "550 not now\r\n", undefined],
+        ["EHLO me\r\n", "250-mx\r\n250 PIPELINING\r\n", false],
+        ["EHLO me\r\n", "250-mx\r\n250-starttls\r\n250 PIPELINING\r\n", true],
+        ["EHLO me\r\n", "250 mx\r\n", true],
+      ],
+    ],
+    ["lmtp", "220 mx\r\n", [["LHLO me\r\n", "250-mx\r\n250 PIPELINING\r\n", false]]],
+    [
+      "imap",
+      "* OK IMAP4rev1 ready\r\n",
+      [
+        ["a1 NOOP\r\n", "a1 OK done\r\n", undefined],
+        ["a2 CAPABILITY\r\n", "* CAPABILITY IMAP4rev1 IDLE\r\na2 OK done\r\n", false],
+        ["a3 CAPABILITY\r\n", "* CAPABILITY IMAP4rev1 starttls\r\na3 OK done\r\n", true],
+      ],
+    ],
+    [
+      "imap",
+      "* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n",
+      [["a1 NOOP\r\n", "a1 OK\r\n", true]],
+    ],
+    [
+      "pop3",
+      "+OK ready\r\n",
+      [
+        ["CAPA\r\n", "-ERR what\r\n", false],
+        ["CAPA\r\n", "+OK list\r\nSTLS\r\nUSER\r\n.\r\n", true],
+      ],
+    ],
+    ["pop3", "+OK ready\r\n", [["CAPA\r\n", "+OK list\r\nUSER\r\n.\r\n", false]]],
+    [
+      "sieve",
+      '"IMPLEMENTATION" "x"\r\nOK\r\n',
+      [["CAPABILITY\r\n", '"IMPLEMENTATION" "x"\r\n"STARTTLS"\r\nOK\r\n', true]],
+    ],
+    ["sieve", '"IMPLEMENTATION" "x"\r\nOK\r\n', [["NOOP\r\n", "OK\r\n", false]]],
+    ["nntp", "200 ready\r\n", [["CAPABILITIES\r\n", "101 caps\r\nREADER\r\n.\r\n", undefined]]],
+  ];
+  for (const [protocol, greeting, steps] of cases) {
+    const h = harness(protocol);
+    h.server(greeting);
+    for (const [line, reply, known] of steps) {
+      h.client(line);
+      h.server(reply);
+      assert.equal(h.dialogue.serverUpgrade?.(), known, `${protocol} ${greeting} ${line} ${reply}`);
+    }
   }
 });
 

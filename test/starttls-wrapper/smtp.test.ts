@@ -14,9 +14,9 @@ import { Duplex } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
 import type { TLSSocket } from "node:tls";
 import { makePki } from "../helpers/certs.ts";
-import { freePort, programsOf } from "../helpers/interop.ts";
+import { freePort, openFds, programsOf } from "../helpers/interop.ts";
 import { BIN, ROOT, djb, ours, run } from "../helpers/programs.ts";
-import { startServer } from "../helpers/server.ts";
+import { startServer, waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
 const pki = makePki();
@@ -29,6 +29,9 @@ const cert = pki.server("localhost", ["localhost"]);
 const FAKE = join(ROOT, "test", "fixtures", "fake-smtp");
 const PATH = `${BIN}:/usr/bin:/bin`;
 let serial = 0;
+
+const sockets = (pid: number) =>
+  [...openFds(pid).values()].filter((t) => t.startsWith("socket:")).length;
 
 interface Pair {
   port: number;
@@ -395,6 +398,38 @@ for (const local of [false, true]) {
     }
   });
 }
+
+test("local mode: a server with no STARTTLS of its own needs no filter inside TLS, and the engine relays to it directly: a session holds 2 sockets in tcpserver (the client's, the pair's end), more through the filter", async () => {
+  for (const [fakeEnv, reply, direct] of [
+    [{}, "250-fake.example\r\n250-PIPELINING\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n", true],
+    [{ FAKE_STARTTLS: "1" }, "250-fake.example\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n", false],
+  ] as const) {
+    const p = await pair([], { local: true, fakeEnv });
+    try {
+      const pid = p.wrapper.child.pid as number;
+      const c = await greeted(p);
+      c.write("EHLO a\r\n");
+      await c.until(/^250 .*\r\n/m);
+      c.write("STARTTLS\r\n");
+      assert.equal(await c.until(/\r\n/), "220 2.0.0 Ready to start TLS\r\n");
+      await c.startTls();
+      c.write("EHLO a\r\n");
+      assert.equal(await c.until(/^250 .*\r\n/m), reply);
+      const during = sockets(pid);
+      c.write("QUIT\r\n");
+      assert.equal(await c.rest(), "221 fake.example bye\r\n");
+      await p.wrapper.waitForLog(/^tcpserver: end \d+ status 0$/);
+      await waitFor(() =>
+        /tcpserver: status: 0\/\d+\n$/.test(p.wrapper.log()) ? true : undefined,
+      );
+      const held = during - sockets(pid);
+      if (direct) assert.equal(held, 2, "sockets of a direct session");
+      else assert.ok(held > 2, `sockets of a filtered session: ${held}`);
+    } finally {
+      await p.stop();
+    }
+  }
+});
 
 test("a client that half-closes after QUIT gets the server's answer, then the end", async () => {
   const p = await pair();
