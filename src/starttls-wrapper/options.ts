@@ -7,9 +7,15 @@ import { getopt } from "../cli/getopt.ts";
 import { secondsAsTimerMs } from "../ucspi/timers.ts";
 
 export const USAGE =
-  "starttls-wrapper [ -p smtp|lmtp|imap|pop3|nntp|sieve|postgres|ldap|mysql|xmpp ] [ -o | -r ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
+  "starttls-wrapper [ -p smtp|lmtp|imap|pop3|nntp|sieve|postgres|ldap|mysql|xmpp ] [ -o | -r ] [ -k ] [ -v verbosity ] [ -t pretls ] [ -T connect ] [ -K handshake ] [ host port ] prog...";
 
 const BINARY = ["postgres", "ldap", "mysql", "xmpp"];
+
+/** The protocols whose server can go on behind TLS (-k): after the upgrade the client starts
+ * over with the same commands (EHLO, CAPABILITY, CAPA), and the server holds nothing from
+ * before that it must forget (RFC 3207 4.2, RFC 2595 3.1 and 4). ManageSieve's server must
+ * send its capabilities again after TLS, which a server that never saw the upgrade does not. */
+const KEEPS = ["smtp", "lmtp", "imap", "pop3"];
 
 export interface WrapperOptions {
   protocol: string;
@@ -24,6 +30,8 @@ export interface WrapperOptions {
   /** The most client bytes and commands followed before STARTTLS. */
   maxRecord: number;
   maxCommands: number;
+  /** Local mode: the plaintext server goes on behind TLS (no fresh one), where it can. */
+  keepServer: boolean;
   /** The TLS service to hand clients to; undefined: local mode (TLS in this process). */
   service: { host: string; port: number } | undefined;
   program: string[];
@@ -33,12 +41,13 @@ const seconds = (value: string, name: string) => secondsAsTimerMs(optionNumber(v
 
 export function parseWrapperArgs(args: readonly string[]): WrapperOptions {
   const { options, rest } = getopt(args, {
-    flags: "orq",
+    flags: "orqk",
     values: "pvtTK",
     long: [
       "protocol=",
       "opportunistic",
       "require-tls",
+      "keep-server",
       "verbosity=",
       "pre-tls-timeout=",
       "connect-timeout=",
@@ -56,6 +65,7 @@ export function parseWrapperArgs(args: readonly string[]): WrapperOptions {
     handshakeMs: 30_000,
     maxRecord: 64 * 1024,
     maxCommands: 100,
+    keepServer: false,
     service: undefined,
     program: [],
   };
@@ -80,6 +90,10 @@ export function parseWrapperArgs(args: readonly string[]): WrapperOptions {
         break;
       case "q":
         o.verbosity = 0;
+        break;
+      case "k":
+      case "keep-server":
+        o.keepServer = true;
         break;
       case "v":
       case "verbosity":
@@ -116,5 +130,8 @@ export function parseWrapperArgs(args: readonly string[]): WrapperOptions {
     o.program = rest;
   }
   if (o.program.length === 0) throw new UsageError("");
+  if (o.keepServer && o.service) throw new UsageError("-k: local mode only (no host and port)");
+  if (o.keepServer && !KEEPS.includes(o.protocol))
+    throw new UsageError(`-k: not for ${o.protocol} (${KEEPS.join(", ")} only)`);
   return o;
 }

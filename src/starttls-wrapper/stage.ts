@@ -17,6 +17,7 @@ import { copyEnv, tcpVar } from "../ucspi/env.ts";
 import { UsageError, parseOrUsage } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import { oneWay, relay } from "../stream/relay.ts";
+import { fdOfStream } from "../stream/fd-of-stream.ts";
 import { resetStream } from "../stream/reset.ts";
 import type { Connection, Stage, StageContext } from "../ucspi/stage.ts";
 import {
@@ -96,6 +97,10 @@ class Wrapper {
   private readonly server: Socket;
   private readonly toServer: Socket;
   private readonly serverFd: number;
+  /** Our end of the server's socket pair (the fd under `server`). */
+  private readonly serverOwnFd: number;
+  /** The server's end (its raw wait status), once it runs. */
+  private serverDone: Promise<number> | undefined;
   /** The client's EOF has come. */
   private clientEnded = false;
   /** The client's connection failed (a reset). */
@@ -132,6 +137,7 @@ class Wrapper {
     this.client = connectionStream(ctx.connection);
     const [ours, theirs] = native().socketPair();
     this.serverFd = theirs;
+    this.serverOwnFd = ours;
     this.server = new Socket({ fd: ours, readable: true, writable: false, allowHalfOpen: true });
     this.toServer = new Socket({
       fd: native().dup(ours),
@@ -157,14 +163,14 @@ class Wrapper {
     stripTlsConfig(env);
     let spawned = false;
     const serverSide: Connection = { fd: this.serverFd, reset: () => (this.serverReset = true) };
-    const serverDone = this.ctx.next(this.options.program, env, serverSide, {
+    const serverDone = (this.serverDone = this.ctx.next(this.options.program, env, serverSide, {
       stop: this.letGo.signal,
       onSpawn: () => {
         // The server has its own copy; ours would hide its end from us.
         spawned = true;
         native().close(this.serverFd);
       },
-    });
+    }));
     this.listen();
     this.preTlsTimer = setTimeout(
       () => this.snooper.limit(`no STARTTLS within ${this.options.preTlsMs / 1000} s`),
@@ -351,9 +357,18 @@ class Wrapper {
     this.early = undefined;
     // Until the relay or tlsd reads them (tlsd takes what was read already).
     if (!tlsSide) this.client.pause();
-    this.letServerGo();
-    this.info(service ? `STARTTLS, handed to ${service.host} port ${service.port}` : "STARTTLS");
-    this.handedOver = tlsSide ? this.relayTo(tlsSide) : this.localTls(record);
+    const kept = !tlsSide && this.keptServer();
+    if (!kept) this.letServerGo();
+    this.info(
+      service
+        ? `STARTTLS, handed to ${service.host} port ${service.port}`
+        : `STARTTLS${kept ? ", the same server behind TLS" : ""}`,
+    );
+    this.handedOver = tlsSide
+      ? this.relayTo(tlsSide)
+      : kept
+        ? this.sameServerTls()
+        : this.localTls(record);
     return true;
   }
 
@@ -393,6 +408,64 @@ class Wrapper {
     });
   }
 
+  /** -k: whether the server goes on behind TLS: it can when the wrapper saw its capabilities
+   * and no upgrade of its own in them (a server that offers STARTTLS itself gets a fresh one
+   * behind tlsd, whose filter hides it). What it says meanwhile waits in its stream. */
+  private keptServer(): boolean {
+    this.server.removeAllListeners("data");
+    this.server.pause();
+    return this.options.keepServer && this.dialogue.serverUpgrade?.() === false;
+  }
+
+  /** -k: our tlsd takes the client, and the server that answered it in plaintext goes on
+   * behind TLS: the engine relays to its pair directly (Connection.relayTo), node:tls through
+   * the wrapper's sockets. The server is told nothing of TLS. */
+  private async sameServerTls(): Promise<number> {
+    const { tlsdStage } = await import("../tlsd/stage.ts");
+    const argv = tlsdArgv(this.options, this.options.program);
+    const fd = await engineFd(this.ctx, argv, this.client);
+    try {
+      return await tlsdStage.run({
+        ...this.ctx,
+        argv,
+        connection: fd === undefined ? { stream: this.client } : { fd },
+        next: (_argv, _env, connection) => this.behindTls(connection),
+      });
+    } finally {
+      // A handshake that failed never got to behindTls.
+      this.releaseServer();
+    }
+  }
+
+  /** tlsd's next stage under -k: the running server, over `connection` (TLS), until both
+   * ends are done; its status. The engine takes the server's pair itself when nothing the
+   * server said waits in its stream (fd-of-stream.ts). */
+  private async behindTls(connection: Connection): Promise<number> {
+    const fd =
+      connection.relayTo && this.server.readableLength === 0
+        ? fdOfStream(this.server, this.serverOwnFd)
+        : undefined;
+    if (connection.relayTo && fd !== undefined) {
+      this.toServer.destroy();
+      await connection.relayTo(fd);
+    } else {
+      const tls = connectionStream(connection);
+      await Promise.allSettled([oneWay(tls, this.toServer), oneWay(this.server, tls)]);
+    }
+    this.releaseServer();
+    return (await this.serverDone) ?? exitStatus(0);
+  }
+
+  /** -k, the session over: the server reads its EOF (once), and one that does not end on it
+   * is stopped after a grace. */
+  private releaseServer(): void {
+    if (this.server.destroyed && this.toServer.destroyed) return;
+    this.closeServer();
+    const stop = setTimeout(() => this.letGo.abort(LET_GO), SERVER_GRACE_MS);
+    const ended = () => clearTimeout(stop);
+    void this.serverDone?.then(ended, ended);
+  }
+
   private warn(what: string): void {
     if (this.options.verbosity < 1) return;
     this.ctx.log(`starttls-wrapper: warning: ${this.peer()}: ${shown(what, 200)}\n`);
@@ -407,6 +480,9 @@ class Wrapper {
     return tcpVar(this.ctx.env, "REMOTEIP") ?? "unknown";
   }
 }
+
+/** -k: how long the server has to end on its EOF once the TLS session is over. */
+const SERVER_GRACE_MS = 5_000;
 
 /** Resolves once what was written to `stream` is out (or it broke), waiting at most
  * FLUSH_MS. */

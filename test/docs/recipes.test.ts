@@ -267,6 +267,8 @@ const RECIPES: Record<string, Spec> = {
   },
   "CERTFILE=/etc/ssl/mx.pem KEYFILE=/etc/ssl/mx.key tcpserver -R -H -l 0 0 25 starttls-wrapper qmail-smtpd":
     { serve: [{ client: smtpStarttls(25), expect: /250 8BITMIME/ }] },
+  "CERTFILE=/etc/ssl/mx.pem KEYFILE=/etc/ssl/mx.key tcpserver -R -H -l 0 0 25 starttls-wrapper -k qmail-smtpd":
+    { serve: [{ client: smtpStarttls(25), expect: /250 8BITMIME/ }] },
   "CERTFILE=mail.pem KEYFILE=mail.key tcpserver -R -H -l 0 0 143 starttls-wrapper -p imap -r imap4d --inetd":
     {
       serve: [

@@ -27,7 +27,7 @@ const CA = pki.ca.cert;
 const CLIENT_IP = "127.0.0.2";
 after(() => rmSync(pki.dir, { recursive: true, force: true }));
 
-type Mode = "remote" | "local";
+type Mode = "remote" | "local" | "local -k";
 type Protocol = "smtp" | "lmtp" | "imap" | "pop3";
 
 /** A mail server behind the wrapper, one way (remote or local), opportunistic and, where asked,
@@ -89,10 +89,11 @@ function wrapped(
         [
           ...["-v", "-RHl0", "127.0.0.1", "0"],
           ...["starttls-wrapper", "-v", "2", "-p", protocol, policy],
+          ...(mode === "local -k" ? ["-k"] : []),
           ...service,
           ...w.mail.argv,
         ],
-        { env: mode === "local" ? { ...env, ...tls } : env },
+        { env: mode === "remote" ? env : { ...env, ...tls } },
       );
       servers.push(s);
       names.push(`wrapper ${policy}`);
@@ -304,6 +305,17 @@ out["quit"] = p.quit().decode()
 print(json.dumps(out))
 `;
 
+/** swaks with STARTTLS (verifying the certificate) from CLIENT_IP: a message to the mail
+ * server behind `w`'s opportunistic wrapper, with `subj` as its subject. */
+function swaksTls(w: Wrapped, subj: string) {
+  return run("swaks", [
+    ...["--server", "127.0.0.1", "--port", String(w.port), "--local-interface", CLIENT_IP],
+    ...["--tls", "--tls-verify", "--tls-ca-path", CA, "--tls-sni", "localhost"],
+    ...["--helo", "swaks.test", "--from", "sender@swaks.test", "--to", w.mail.address],
+    ...["--header", `Subject: ${subj}`, "--body", "hello from swaks"],
+  ]);
+}
+
 for (const mode of ["remote", "local"] as const) {
   describe(`SMTP, exim4 -bs behind the wrapper (${mode})`, () => {
     const w = wrapped("smtp", (dir) => smtpServer(dir, { clientAddress: "env" }), mode, true);
@@ -311,12 +323,7 @@ for (const mode of ["remote", "local"] as const) {
     test("swaks --tls: STARTTLS advertised, mail delivered, Received names the real client", () =>
       withLogs(w, async () => {
         const subj = subject("swaks tls");
-        const r = await run("swaks", [
-          ...["--server", "127.0.0.1", "--port", String(w.port), "--local-interface", CLIENT_IP],
-          ...["--tls", "--tls-verify", "--tls-ca-path", CA, "--tls-sni", "localhost"],
-          ...["--helo", "swaks.test", "--from", "sender@swaks.test", "--to", w.mail.address],
-          ...["--header", `Subject: ${subj}`, "--body", "hello from swaks"],
-        ]);
+        const r = await swaksTls(w, subj);
         assert.equal(r.code, 0, r.stdout + r.stderr);
         assert.match(r.stdout, /^<- {2}220 mail\.test ESMTP Exim /m);
         assert.match(r.stdout, /^<- {2}250-STARTTLS\r?$/m);
@@ -716,3 +723,63 @@ for (const mode of ["remote", "local"] as const) {
       }));
   });
 }
+
+// -k: the plaintext server goes on behind TLS (one server a session, told nothing of TLS),
+// with the real servers, none of which has STARTTLS of its own here.
+describe("-k, local mode: the same server behind TLS", () => {
+  const smtp = wrapped(
+    "smtp",
+    (dir) => smtpServer(dir, { clientAddress: "env" }),
+    "local -k",
+    false,
+  );
+  const imap = wrapped("imap", imapServer, "local -k", false);
+  const pop3 = wrapped("pop3", (dir) => pop3Server(dir, { apop: true }), "local -k", false);
+  before(() => {
+    imap.mail.deposit("From: someone@example.org\nSubject: in the inbox\n\nhello\n");
+    pop3.mail.deposit("From: someone@example.org\nSubject: for pop\n\nhello\n");
+  });
+  const kept = (w: Wrapped) =>
+    assert.match(w.logs(), /starttls-wrapper: info: [^ ]+: STARTTLS, the same server behind TLS$/m);
+
+  test("exim4 -bs: swaks --tls delivers, exim answering its second EHLO inside TLS", () =>
+    withLogs(smtp, async () => {
+      const subj = subject("swaks -k");
+      const r = await swaksTls(smtp, subj);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /^<~ {2}250-mail\.test Hello swaks\.test \[127\.0\.0\.2\]/m);
+      assert.doesNotMatch(r.stdout, /^<~ .*STARTTLS/m);
+      assert.match(r.stdout, /^<~ {2}250 OK id=/m);
+      assertRealClient(
+        await delivered(smtp.mail, new RegExp(`^Subject: ${escapeRegExp(subj)}$`, "m")),
+        "swaks.test",
+      );
+      kept(smtp);
+    }));
+
+  test("GNU imap4d: imaplib starttls(), login, select", () =>
+    withLogs(imap, async () => {
+      const out = await python(IMAPLIB, [imap.port, imap.mail.user, imap.mail.password, CA, "tls"]);
+      assert.equal(out["starttls"], "OK");
+      const afterTls = out["after"] as string[];
+      assert.ok(
+        afterTls.includes("IMAP4REV1") && !afterTls.includes("STARTTLS"),
+        afterTls.join(" "),
+      );
+      assert.equal(out["login"], "OK");
+      assert.equal(out["exists"], 1);
+      assert.equal(out["logout"], "BYE");
+      kept(imap);
+    }));
+
+  test("GNU pop3d: poplib stls(), user/pass, stat", () =>
+    withLogs(pop3, async () => {
+      const out = await python(POPLIB, [pop3.port, pop3.mail.user, pop3.mail.password, CA, "tls"]);
+      assert.match(String(out["stls"]), /^\+OK/);
+      const afterTls = out["after"] as string[];
+      assert.ok(!afterTls.includes("STLS") && afterTls.includes("USER"), afterTls.join(" "));
+      assert.match(String(out["pass"]), /^\+OK/);
+      assert.equal((out["stat"] as number[])[0], 1);
+      kept(pop3);
+    }));
+});

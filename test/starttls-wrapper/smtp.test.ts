@@ -225,6 +225,17 @@ class Client {
   }
 }
 
+/** A client inside TLS after EHLO and STARTTLS, whatever the server's EHLO reply. */
+async function inTls(p: Pair): Promise<Client> {
+  const c = await greeted(p);
+  c.write("EHLO a\r\n");
+  await c.until(/^250 .*\r\n/m);
+  c.write("STARTTLS\r\n");
+  assert.equal(await c.until(/\r\n/), "220 2.0.0 Ready to start TLS\r\n");
+  await c.startTls();
+  return c;
+}
+
 const EHLO_REPLY =
   "250-fake.example\r\n250-STARTTLS\r\n250-PIPELINING\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n";
 
@@ -407,12 +418,7 @@ test("local mode: a server with no STARTTLS of its own needs no filter inside TL
     const p = await pair([], { local: true, fakeEnv });
     try {
       const pid = p.wrapper.child.pid as number;
-      const c = await greeted(p);
-      c.write("EHLO a\r\n");
-      await c.until(/^250 .*\r\n/m);
-      c.write("STARTTLS\r\n");
-      assert.equal(await c.until(/\r\n/), "220 2.0.0 Ready to start TLS\r\n");
-      await c.startTls();
+      const c = await inTls(p);
       c.write("EHLO a\r\n");
       assert.equal(await c.until(/^250 .*\r\n/m), reply);
       const during = sockets(pid);
@@ -428,6 +434,81 @@ test("local mode: a server with no STARTTLS of its own needs no filter inside TL
     } finally {
       await p.stop();
     }
+  }
+});
+
+test("-k, local mode: the server that answered in plaintext goes on behind TLS, one server a session, told nothing of TLS (on the engine and on node:tls); one with STARTTLS of its own gets a fresh server behind tlsd, as without -k", async () => {
+  const plainReply = "250-fake.example\r\n250-PIPELINING\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n";
+  for (const [fakeEnv, same] of [
+    [{ FAKE_WHO: "1" }, true],
+    [{ FAKE_WHO: "1", UCSPI_TLS_ENGINE: "node" }, true],
+    [{ FAKE_WHO: "1", FAKE_STARTTLS: "1" }, false],
+  ] as const) {
+    const p = await pair(["-k"], { local: true, fakeEnv });
+    try {
+      const c = await inTls(p);
+      c.write("EHLO b\r\n");
+      assert.equal(
+        await c.until(/^250 .*\r\n/m),
+        same ? plainReply : "250-fake.example\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n",
+      );
+      const during = sockets(p.wrapper.child.pid as number);
+      c.write("MAIL FROM:<a@example.org>\r\n");
+      assert.equal(await c.until(/\r\n/), "250 ok MAIL FROM:<a@example.org>\r\n");
+      c.write("QUIT\r\n");
+      assert.equal(await c.rest(), "221 fake.example bye\r\n");
+      await p.wrapper.waitForLog(/^tcpserver: end \d+ status 0$/);
+      // On the engine the session holds the client's socket and the server's pair, no more: the
+      // engine relays between them.
+      if (same && !("UCSPI_TLS_ENGINE" in fakeEnv)) {
+        await waitFor(() =>
+          /tcpserver: status: 0\/\d+\n$/.test(p.wrapper.log()) ? true : undefined,
+        );
+        assert.equal(during - sockets(p.wrapper.child.pid as number), 2, "sockets of a session");
+      }
+      // Each line: the server's pid, its SSL_PROTOCOL, the client, the command.
+      const lines = p
+        .plainLog()
+        .trim()
+        .split("\n")
+        .map((l) => l.split(" "));
+      const told = same ? "plain" : "TLSv1.3";
+      assert.deepEqual(
+        lines.map((l) => `${l[1]} ${l.slice(3).join(" ")}`),
+        ["plain EHLO a", `${told} EHLO b`, `${told} MAIL FROM:<a@example.org>`, `${told} QUIT`],
+        JSON.stringify(fakeEnv),
+      );
+      assert.equal(new Set(lines.map((l) => l[0])).size, same ? 1 : 2, JSON.stringify(fakeEnv));
+    } finally {
+      await p.stop();
+    }
+  }
+});
+
+test("-k: a client that resets inside TLS ends the session, and the server that went on is let go: no child left", async () => {
+  const p = await pair(["-k"], { local: true, fakeEnv: { FAKE_WHO: "1" } });
+  try {
+    const c = await upgraded(p);
+    c.write("EHLO b\r\n");
+    await c.until(/^250 .*\r\n/m);
+    c.destroy();
+    await p.wrapper.waitForLog(/^tcpserver: end \d+ status \d+$/);
+    await waitFor(() =>
+      programsOf(p.wrapper.child.pid as number).length === 0 ? true : undefined,
+    );
+  } finally {
+    await p.stop();
+  }
+});
+
+test("-k is refused with a TLS service (host port) and for a protocol whose server cannot go on", async () => {
+  for (const [args, why] of [
+    [["-k", "127.0.0.1", "465", "cat"], "-k: local mode only (no host and port)"],
+    [["-k", "-p", "sieve", "cat"], "-k: not for sieve (smtp, lmtp, imap, pop3 only)"],
+  ] as const) {
+    const r = await run(ours("starttls-wrapper"), [...args], { timeoutMs: 20_000 });
+    assert.equal(r.code, 100);
+    assert.equal(r.stderr.split("\n")[0], `starttls-wrapper: ${why}`);
   }
 });
 
