@@ -7,6 +7,8 @@
 //   starttls-remote  tcpserver starttls-wrapper 127.0.0.1 SVC sink   (the hand-over)
 //                    + tcpserver --proxy SVC tlsd sink
 //   starttls-local   tcpserver starttls-wrapper sink, CERTFILE/KEYFILE (TLS in the wrapper)
+//   starttls-local -k  the same with -k: the server that answered in plaintext goes on behind
+//                    TLS, one server a session (skarnet's model), not a fresh one
 //   ..., node:tls    the two STARTTLS rows again, tlsd on node:tls rather than its default,
 //                    the native TLS engine (UCSPI_TLS_ENGINE=node for the tcpserver that
 //                    runs tlsd)
@@ -314,6 +316,20 @@ try {
         { name: name(`STARTTLS local${engine}`), ...starttls, port: local.port, pids: [local.pid] },
       );
     }
+    // -k: the server that answered in plaintext goes on behind TLS (one server a session, as in
+    // skarnet's chain), on the default engine.
+    const keep = await tcpserver(
+      name("starttls-local-k"),
+      [...common, "starttls-wrapper", "-k", ...backend],
+      tls,
+    );
+    configs.push({
+      name: name("STARTTLS local -k"),
+      variant,
+      mode: "starttls",
+      port: keep.port,
+      pids: [keep.pid],
+    });
   }
 
   // The chains ours replaces, once (as their docs run them), with the same backend and keys.
