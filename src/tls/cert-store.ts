@@ -351,6 +351,28 @@ export class CertStore {
     return this.loadedFor(servername)?.context;
   }
 
+  /** The context a node:tls handshake begins on: the default pair's, else (-k 2, CERTDIR
+   * alone) one with no certificate, until the client's name picks one. OpenSSL keeps the
+   * first context's ticket keys, session id context and session lifetime for the whole
+   * handshake, and its suites, groups and options for the hello, whichever context the name
+   * picks: Node's own default context made every ticket under a key of its own (no session
+   * resumed) and took its own TLS 1.2 suites. */
+  startContext(): SecureContext {
+    const fallback = this.contextFor(undefined);
+    if (fallback) return fallback;
+    if (!this.start) {
+      this.start = createSecureContext({
+        ...protocolOptions(this.config.ciphers),
+        sessionIdContext: this.sessionIdContext,
+        sessionTimeout: TICKET_LIFETIME_S,
+      });
+      shareTickets(this.start, this.tickets);
+    }
+    return this.start;
+  }
+
+  private start: SecureContext | undefined;
+
   /** The same for the native TLS engine (a store made with its settings). */
   engineContextFor(servername: string | undefined): TlsContext | undefined {
     return this.loadedFor(servername)?.engine;

@@ -301,10 +301,10 @@ export function serverTls(
   // Without a name to choose by, no SNI callback: Node then pauses no handshake for a round
   // trip through JavaScript to learn that the default pair it has is the one.
   const byName = override !== undefined || store.choosesByName();
-  const fallback = store.contextFor(undefined);
+  const start = store.startContext();
   const tls = new TLSSocket(transport as Socket, {
     isServer: true,
-    secureContext: fallback,
+    secureContext: start,
     ...(byName && {
       SNICallback: (name: string, done: (error: Error | null, context?: SecureContext) => void) => {
         if (!isSniName(name)) return done(new Error(BAD_SNI));
@@ -320,15 +320,15 @@ export function serverTls(
     rejectUnauthorized: options.clientCert === "mandatory",
     ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
   });
-  if (fallback) acceptServerName(tls, fallback);
+  acceptServerName(tls, start);
   return tls;
 }
 
 /** OpenSSL keeps the client's name in a TLS 1.2 session, and tells it again when the session
  * resumes, only when a servername callback accepted it (the engine's always does). node:tls's
  * accepts when its handle has an SNI context, which the SNICallback sets only later, in the
- * certificate callback: the default one is set now (it reads the hello from the next tick), so
- * a resumed session tells SSL_TLS_SNI_SERVERNAME as a full one does. */
+ * certificate callback: the one the handshake begins on is set now (it reads the hello from
+ * the next tick), so a resumed session tells SSL_TLS_SNI_SERVERNAME as a full one does. */
 function acceptServerName(tls: TLSSocket, context: SecureContext): void {
   const handle = (tls as unknown as { _handle?: { sni_context?: unknown } })._handle;
   if (handle) handle.sni_context = context.context;

@@ -2,7 +2,7 @@
 // ticket key, so a client that kept its session resumes it on the next connection, with TLS
 // 1.3 and 1.2 alike; the program learns it (--mod-ssl: SSL_SESSION_RESUMED).
 import assert from "node:assert/strict";
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -52,6 +52,56 @@ for (const version of ["-tls1_3", "-tls1_2"]) {
       await s.stop();
     }
   });
+}
+
+// Where the client's name picks the certificate, and where there is no default pair (-k 2,
+// CERTDIR alone), sessions resume on both engines. OpenSSL takes the ticket keys and the
+// session id context from the context a handshake begins on, not the one the name picks:
+// node:tls began on a context of Node's own where there was no default pair, whose tickets
+// no other connection could read.
+const live = join(dir, "live");
+mkdirSync(join(live, "localhost"), { recursive: true });
+copyFileSync(server.cert, join(live, "localhost", "fullchain.pem"));
+copyFileSync(server.key, join(live, "localhost", "privkey.pem"));
+const named = { "CERTFILE:localhost": server.cert, "KEYFILE:localhost": server.key };
+const LEVELS: Record<string, { flags: string[]; env: Record<string, string | undefined> }> = {
+  "-k 0": { flags: ["-k", "0"], env: {} },
+  "-k 1, a named pair": { flags: ["-k", "1"], env: named },
+  "-k 2, named pairs only": {
+    flags: ["-k", "2"],
+    env: { ...named, CERTFILE: undefined, KEYFILE: undefined },
+  },
+  "CERTDIR alone": { flags: [], env: { CERTDIR: live, CERTFILE: undefined, KEYFILE: undefined } },
+};
+const told = ["/bin/sh", "-c", "env | grep -E '^SSL_(SESSION_RESUMED|TLS_SNI_SERVERNAME)='"];
+
+for (const engine of ["node", "native"]) {
+  for (const [level, { flags, env: more }] of Object.entries(LEVELS)) {
+    for (const version of ["-tls1_2", "-tls1_3"]) {
+      test(`--engine ${engine}, ${level}: a client resumes its session (${version}), and its program is told the name`, async () => {
+        const serverEnv = Object.fromEntries(
+          Object.entries({ ...env, ...more }).filter(([, v]) => v !== undefined),
+        );
+        const s = await startServer(
+          ours("tcpserver"),
+          ["-RHl0", "127.0.0.1", "0", "tlsd", "--mod-ssl", "--engine", engine, ...flags, ...told],
+          { env: serverEnv },
+        );
+        try {
+          const file = join(dir, `session-${engine}-${level.replace(/\W/g, "")}${version}`);
+          const first = await connect(s.port, file, version, false);
+          assert.match(first, /^New, TLSv1\.[23]/m);
+          assert.match(first, /^SSL_SESSION_RESUMED=Initial$/m);
+          const again = await connect(s.port, file, version, true);
+          assert.match(again, /^Reused, TLSv1\.[23]/m);
+          assert.match(again, /^SSL_SESSION_RESUMED=Resumed$/m);
+          assert.match(again, /^SSL_TLS_SNI_SERVERNAME=localhost$/m);
+        } finally {
+          await s.stop();
+        }
+      });
+    }
+  }
 }
 
 // A TLS 1.3 client that uses each ticket once (RFC 8446 C.4; browsers do) resumes with the
