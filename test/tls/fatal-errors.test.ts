@@ -238,6 +238,21 @@ for (const [who, tcpclient] of [
   });
 }
 
+/** The TLS 1.2 suite openssl s_client gets offering `ciphers` (and sending `name`, if any),
+ * or "none". */
+async function cipherOf(port: number, ciphers: string, name?: string): Promise<string> {
+  const r = await run(
+    "openssl",
+    ["s_client", "-tls1_2", "-cipher", ciphers, "-connect", `127.0.0.1:${port}`].concat(
+      name === undefined ? [] : ["-servername", name],
+    ),
+    { input: "", timeoutMs: 20_000 },
+  );
+  // A refused handshake prints "Cipher : 0000" (or "(NONE)").
+  const cipher = /^\s*Cipher\s*:\s*(\S+)/m.exec(r.stdout)?.[1] ?? "0000";
+  return /^(0000|\(NONE\))$/.test(cipher) ? "none" : cipher;
+}
+
 test("tlsd: the server's preference: ECDHE + AEAD with an RSA certificate in TLS 1.2, no static RSA unless CIPHERS says", async () => {
   const dir = pki.dir;
   const key = join(dir, "rsa.key");
@@ -257,16 +272,6 @@ test("tlsd: the server's preference: ECDHE + AEAD with an RSA certificate in TLS
     "-subj",
     "/CN=localhost",
   ]);
-  const cipherOf = async (port: number, ciphers: string) => {
-    const r = await run(
-      "openssl",
-      ["s_client", "-tls1_2", "-cipher", ciphers, "-connect", `127.0.0.1:${port}`],
-      { input: "", timeoutMs: 20_000 },
-    );
-    // A refused handshake prints "Cipher : 0000" (or "(NONE)").
-    const cipher = /^\s*Cipher\s*:\s*(\S+)/m.exec(r.stdout)?.[1] ?? "0000";
-    return /^(0000|\(NONE\))$/.test(cipher) ? "none" : cipher;
-  };
   const s = await startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "tlsd", "cat"], {
     env: { PATH, CERTFILE: cert, KEYFILE: key },
   });
@@ -290,6 +295,36 @@ test("tlsd: the server's preference: ECDHE + AEAD with an RSA certificate in TLS
     await legacy.stop();
   }
 });
+
+// Where there is no default pair (-k 2), node:tls began on a context of Node's own, whose
+// TLS 1.2 suites were Node's: a CBC suite was served.
+for (const engine of ["node", "native"]) {
+  test(`tlsd --engine ${engine} -k 2: the TLS 1.2 suites of a default pair, CBC refused unless CIPHERS says`, async () => {
+    const named = { "CERTFILE:localhost": server.cert, "KEYFILE:localhost": server.key };
+    const serve = (more: Record<string, string>) =>
+      startServer(
+        ours("tcpserver"),
+        ["-RHl0", "127.0.0.1", "0", "tlsd", "--engine", engine, "-k", "2", "cat"],
+        { env: { PATH, ...named, ...more } },
+      );
+    const suite = (port: number, ciphers: string) => cipherOf(port, ciphers, "localhost");
+    const cbc = "ECDHE-ECDSA-AES128-SHA";
+    const s = await serve({});
+    try {
+      const gcm = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384";
+      assert.equal(await suite(s.port, gcm), "ECDHE-ECDSA-AES256-GCM-SHA384", "the server's order");
+      assert.equal(await suite(s.port, cbc), "none", "CBC refused");
+    } finally {
+      await s.stop();
+    }
+    const legacy = await serve({ CIPHERS: `ECDHE-ECDSA-AES128-GCM-SHA256:${cbc}` });
+    try {
+      assert.equal(await suite(legacy.port, cbc), cbc, "CIPHERS widens it");
+    } finally {
+      await legacy.stop();
+    }
+  });
+}
 
 test("tlsd: the post-quantum hybrid wins when the client sends both key shares, X25519 first", async () => {
   const s = await startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "tlsd", "cat"], {
