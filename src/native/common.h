@@ -91,6 +91,7 @@ napi_value tls_context(napi_env env, napi_callback_info info);
 napi_value tls_serve(napi_env env, napi_callback_info info);
 napi_value tls_relay(napi_env env, napi_callback_info info);
 napi_value tls_adopt(napi_env env, napi_callback_info info);
+napi_value tls_pending(napi_env env, napi_callback_info info);
 napi_value tls_close(napi_env env, napi_callback_info info);
 /* tls-engine.c's tlsResume; tls-engine-hello.c: onClientHello(serverName, alpn) called with
  * what the ClientHello asks for; whether it holds the handshake. */
@@ -108,10 +109,11 @@ int tls_context_tickets(napi_env env, SSL_CTX *ctx, napi_value opts);
 /* tls-engine-gather.c: the relay's records gathered into one write a pass. gather_on puts a
  * buffer in front of the client's socket, gather_off takes it off once it is empty (both do
  * nothing when they cannot yet); gather_flush: 0 all out (or no buffer), 1 the socket would
- * block, -1 it failed (errno). */
+ * block, -1 it failed (errno); gather_pending: the bytes in it. */
 void gather_on(SSL *ssl);
 int gather_flush(SSL *ssl);
 void gather_off(SSL *ssl);
+long gather_pending(SSL *ssl);
 
 /* spawner-client.c: the ucspi-spawner helper process (see spawner.c). */
 napi_value start_spawner(napi_env env, napi_callback_info info);

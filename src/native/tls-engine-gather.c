@@ -47,3 +47,8 @@ void gather_off(SSL *ssl) {
   if (!buf || BIO_wpending(buf) > 0 || SSL_in_init(ssl)) return;
   SSL_set0_wbio(ssl, BIO_pop(buf)); /* the socket BIO, with the chain's reference; frees buf */
 }
+
+long gather_pending(SSL *ssl) {
+  BIO *buf = gather_of(ssl);
+  return buf ? (long)BIO_wpending(buf) : 0;
+}

@@ -13,6 +13,7 @@
  *   tlsRelay(session, plainFd, writeFd?, first?)  TLS <-> plainFd (one end of a socketpair),
  *       both ways, a bounded buffer per direction, half-closes passed on, a failure ends both
  *       at once; `first`, bytes of the program's read before, go to the client first.
+ *   tlsPending(session)                 the program's bytes still on their way to the client
  *   tlsAdopt(session, fd, staleFd)      the relay's plaintext side moves from the socketpair
  *       to fd (the stage behind's own socket: tcpforward's service), one hop less.
  *   tlsClose(session, cause, afterPlain?) ends it now (a handshake timeout): onEnd(cause);
@@ -977,6 +978,27 @@ napi_value tls_relay(napi_env env, napi_callback_info info) {
   }
   step(s);
   return NULL;
+}
+
+/* tlsPending(session): whether the program's bytes are still on their way to the client (in
+ * the relay's buffer, gathered, or waiting in the socket pair) and will go once the client
+ * reads: tlsd's goodbye, which follows the program's exit, waits for those rather than cut
+ * them off. False once the session is over, or when what it waits for is the program's side. */
+napi_value tls_pending(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg, out;
+  CHECK(napi_get_cb_info(env, info, &argc, &arg, NULL, NULL));
+  session_t *s = argc == 1 ? session_of(env, arg) : NULL;
+  if (!s) {
+    napi_throw_type_error(env, NULL, "tlsPending(session)");
+    return NULL;
+  }
+  int queued = 0;
+  bool pending = s->state == S_RELAY && !s->discard && !s->tls_closed &&
+                 (s->down_len > 0 || gather_pending(s->ssl) > 0 ||
+                  (ioctl(s->pfd, FIONREAD, &queued) == 0 && queued > 0));
+  CHECK(napi_get_boolean(env, pending, &out));
+  return out;
 }
 
 /* tlsAdopt(session, fd, staleFd): the relay's plaintext side moves from one end of the

@@ -1099,6 +1099,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"tlsServe", NULL, tls_serve, NULL, NULL, NULL, napi_default, NULL},
       {"tlsRelay", NULL, tls_relay, NULL, NULL, NULL, napi_default, NULL},
       {"tlsAdopt", NULL, tls_adopt, NULL, NULL, NULL, napi_default, NULL},
+      {"tlsPending", NULL, tls_pending, NULL, NULL, NULL, napi_default, NULL},
       {"tlsClose", NULL, tls_close, NULL, NULL, NULL, napi_default, NULL},
       {"tlsResume", NULL, tls_resume, NULL, NULL, NULL, napi_default, NULL},
       {"tlsTicketKeys", NULL, tls_ticket_keys, NULL, NULL, NULL, napi_default, NULL},

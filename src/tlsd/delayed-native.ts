@@ -2,7 +2,6 @@
 // TLS, the handshake on the connection in the addon, then the engine relays the session to and
 // from the program's two pairs (SSLREADFD's, SSLWRITEFD's) itself.
 import type { CertStore } from "../tls/cert-store.ts";
-import { CLOSE_GRACE_MS } from "../tls/close-policy.ts";
 import { HandshakeError } from "../tls/handshake-result.ts";
 import { native } from "../ucspi/native.ts";
 import type { StageContext } from "../ucspi/stage.ts";
@@ -49,9 +48,7 @@ export async function serveOnEngine(
   await exited;
   // Its output is all out once the engine has read its EOF (our close_notify then): the
   // client gets CLOSE_GRACE_MS to end its side, as in the immediate mode.
-  const goodbye = setTimeout(() => s.close("goodbye"), CLOSE_GRACE_MS);
-  await s.ended;
-  clearTimeout(goodbye);
+  await s.goodbye();
   s.closePlain();
   native().close(ends.toProgram);
   return true;

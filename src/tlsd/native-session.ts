@@ -180,9 +180,7 @@ export async function runNative(
     resumed?.plain.end();
     // The client gets CLOSE_GRACE_MS to end its side after ours (node:tls's goodbye); then
     // the session ends, and the fds are closed (tcpserver closes the connection's).
-    const goodbye = setTimeout(() => s.close("goodbye"), CLOSE_GRACE_MS);
-    await s.ended;
-    clearTimeout(goodbye);
+    await s.goodbye();
     // The relay, if the greeting let it begin, owns `ours` (closePlain); else it was closed.
     await greeted;
     resumed?.plain.destroy();
@@ -435,6 +433,20 @@ export class EngineSession {
     if (this.plainErrno) return [this.plainErrno, 1];
     if (cause === undefined || this.closedHere) return [0, 0];
     return [constants.errno.ECONNRESET, 0];
+  }
+
+  /** Our goodbye once the program is done (node:tls's): the client gets CLOSE_GRACE_MS to end
+   * its side; while the program's last bytes are still on their way to a client that reads
+   * slowly, the wait goes on (cut at the first grace, they were lost, our close_notify
+   * after them saying all was well). Resolves when the session is over. */
+  async goodbye(): Promise<void> {
+    const check = () => {
+      if (native().tlsPending(this.session)) timer = setTimeout(check, CLOSE_GRACE_MS);
+      else this.close("goodbye");
+    };
+    let timer = setTimeout(check, CLOSE_GRACE_MS);
+    await this.ended;
+    clearTimeout(timer);
   }
 
   /** A program was spawned on the socketpair: its end is no longer this process's. */

@@ -143,6 +143,10 @@ export interface Native {
    * what the plaintext side wrote before its EOF, and with no close_notify (a reset passed
    * on: the stage behind lost its peer). */
   tlsClose(session: TlsSession, cause?: string, afterPlain?: boolean): void;
+  /** Whether the program's bytes are still on their way to the client (the relay's buffer,
+   * the gathered records, the socket pair), waiting for it to read; false once the session is
+   * over or our end has gone out. */
+  tlsPending(session: TlsSession): boolean;
   /** The handshake that onClientHello held goes on (nothing for one ended, or not held). */
   tlsResume(session: TlsSession): void;
   /** A set of session ticket keys for tlsContext's ticketKeys (tls-engine-tickets.c): `keys`

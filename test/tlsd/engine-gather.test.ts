@@ -16,6 +16,19 @@ const a = pki.server("a", ["localhost"]);
 const BLOCK = 16384;
 const BULK_BLOCKS = 128; // 2 MiB first, read as it comes
 
+/** Python: reads tls to its end, onto got; end says how that came. */
+const READ_REST = `
+try:
+    while True:
+        data = tls.recv(65536)
+        if not data:
+            break
+        got += data
+    end = "close_notify"
+except Exception as e:
+    end = repr(e)
+`;
+
 // The program: "b" writes the bulk, "w N" N blocks more, "e" ends its output (it reads on, to
 // the client's end). After each it waits until tlsd has read all it wrote (SIOCOUTQ of its end
 // of the socket pair is 0) and says so in the progress file.
@@ -124,16 +137,7 @@ held = want - written
 print("gathered, not out:", "yes" if more == 1 and 0 < held <= RECORD else (more, held))
 ask(b"e\\n")
 settled(1 << 62)
-try:
-    while True:
-        data = tls.recv(65536)
-        if not data:
-            break
-        got += data
-    end = "close_notify"
-except Exception as e:
-    end = repr(e)
-want = hashlib.sha256(b"".join(block(i) for i in range(blocks))).hexdigest()
+${READ_REST}want = hashlib.sha256(b"".join(block(i) for i in range(blocks))).hexdigest()
 print("bytes:", len(got) == blocks * BLOCK, hashlib.sha256(got).hexdigest() == want, end)
 if end == "close_notify":
     tls.unwrap()
@@ -150,6 +154,65 @@ test("records gathered behind a full socket, then the program's end: all out on 
   try {
     const r = await run("python3", ["-c", CLIENT(s.port, progress)], { timeoutMs: 90_000 });
     assert.equal(r.stdout, "gathered, not out: yes\nbytes: True True close_notify\n", r.stderr);
+    await s.waitForLog(/^tcpserver: end \d+ status 0$/m);
+  } finally {
+    await s.stop();
+  }
+});
+
+// The program writes until its socket pair stays full (the client, with a small window, reads
+// nothing), says how much it wrote, and exits: its last bytes wait in the pair and the relay's
+// buffers past tlsd's goodbye grace (5 s from the program's exit). They were cut off there, and
+// our close_notify followed, so the client took a short stream for a whole one.
+const FILLER = (done: string) => `
+import fcntl, os, sys, time
+sys.stdin.readline()
+fcntl.fcntl(1, fcntl.F_SETFL, fcntl.fcntl(1, fcntl.F_GETFL) | os.O_NONBLOCK)
+n, stuck = 0, 0
+while stuck < 10:
+    try:
+        n += os.write(1, b"\\0" * 65536)
+        stuck = 0
+    except BlockingIOError:
+        stuck += 1
+        time.sleep(0.2)
+with open(${JSON.stringify(done)} + ".tmp", "w") as f:
+    f.write(str(n))
+os.rename(${JSON.stringify(done)} + ".tmp", ${JSON.stringify(done)})
+`;
+
+const SLOW_CLIENT = (port: number, done: string) => `
+import os, socket, ssl, time
+ctx = ssl.create_default_context(cafile=${JSON.stringify(pki.ca.cert)})
+raw = socket.socket()
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+raw.connect(("127.0.0.1", ${port}))
+tls = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
+tls.write(b"go\\n")
+for _ in range(6000):
+    if os.path.exists(${JSON.stringify(done)}):
+        break
+    time.sleep(0.01)
+else:
+    raise SystemExit("the program never stopped writing")
+written = int(open(${JSON.stringify(done)}).read())
+# Past the goodbye grace, counted from the program's exit.
+time.sleep(6)
+got = b""
+${READ_REST}print(len(got) == written, got.count(0) == len(got), end)
+`;
+
+test("a client that reads nothing for longer than the goodbye grace after the program's exit still gets every byte, then the close_notify", async () => {
+  const done = join(pki.dir, "written");
+  rmSync(done, { force: true });
+  const s = await startServer(
+    ours("tcpserver"),
+    [..."-v -RHl0 127.0.0.1 0 tlsd python3 -c".split(" "), FILLER(done)],
+    { env: { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: a.cert, KEYFILE: a.key } },
+  );
+  try {
+    const r = await run("python3", ["-c", SLOW_CLIENT(s.port, done)], { timeoutMs: 120_000 });
+    assert.equal(r.stdout, "True True close_notify\n", r.stderr);
     await s.waitForLog(/^tcpserver: end \d+ status 0$/m);
   } finally {
     await s.stop();
