@@ -9,7 +9,7 @@ import type { Duplex } from "node:stream";
 import { DIALOGUES } from "../dialogue/index.ts";
 import type { Dialogue } from "../dialogue/types.ts";
 import { declines, refusals, upgrades } from "../metrics/catalog.ts";
-import type { ResumeRecord } from "../proxy/index.ts";
+import type { ProxyHeader, ResumeRecord } from "../proxy/index.ts";
 import { noDelay } from "../tls/close-policy.ts";
 import { stripTlsConfig } from "../tls/peer-env.ts";
 import { connectionStream, exitStatus, releaseConnection } from "../ucspi/chain.ts";
@@ -27,6 +27,7 @@ import {
   resetClient,
   serverRan,
   shown,
+  tlsBehind,
   tlsdArgv,
 } from "./client-first.ts";
 import { connectService, handoverHeader, localHeader } from "./handover.ts";
@@ -392,20 +393,20 @@ class Wrapper {
     return SERVER_FAILED;
   }
 
-  /** Local mode: our tlsd takes the client here, and runs a fresh server behind TLS. On the
-   * native engine it gets the client's socket itself, when nothing the client sent waits in
-   * our stream (nothing can follow the upgrade command, and the go-ahead stopped our reading;
-   * fd-of-stream.ts), else the stream. At -v 2 tlsd says which TLS it runs. */
+  /** Local mode: our tlsd takes the client here, and runs a fresh server behind TLS. */
   private async localTls(record: ResumeRecord): Promise<number> {
-    const { tlsdStage } = await import("../tlsd/stage.ts");
+    return tlsBehind(this.ctx, this.options, await this.tlsdClient(localHeader(record)));
+  }
+
+  /** The client as local mode's tlsd gets it: on the native engine the client's socket
+   * itself, when nothing the client sent waits in our stream (nothing can follow the upgrade
+   * command, and the go-ahead stopped our reading; fd-of-stream.ts), else the stream. At -v 2
+   * tlsd says which TLS it runs. */
+  private async tlsdClient(proxy?: ProxyHeader): Promise<Connection> {
     const argv = tlsdArgv(this.options, this.options.program);
-    const proxy = localHeader(record);
     const fd = await engineFd(this.ctx, argv, this.client);
-    return tlsdStage.run({
-      ...this.ctx,
-      argv,
-      connection: fd === undefined ? { stream: this.client, proxy } : { fd, proxy },
-    });
+    const header = proxy && { proxy };
+    return fd === undefined ? { stream: this.client, ...header } : { fd, ...header };
   }
 
   /** -k: whether the server goes on behind TLS: it can when the wrapper saw its capabilities
@@ -421,16 +422,9 @@ class Wrapper {
    * behind TLS: the engine relays to its pair directly (Connection.relayTo), node:tls through
    * the wrapper's sockets. The server is told nothing of TLS. */
   private async sameServerTls(): Promise<number> {
-    const { tlsdStage } = await import("../tlsd/stage.ts");
-    const argv = tlsdArgv(this.options, this.options.program);
-    const fd = await engineFd(this.ctx, argv, this.client);
+    const next: StageContext["next"] = (_argv, _env, connection) => this.behindTls(connection);
     try {
-      return await tlsdStage.run({
-        ...this.ctx,
-        argv,
-        connection: fd === undefined ? { stream: this.client } : { fd },
-        next: (_argv, _env, connection) => this.behindTls(connection),
-      });
+      return await tlsBehind({ ...this.ctx, next }, this.options, await this.tlsdClient());
     } finally {
       // A handshake that failed never got to behindTls.
       this.releaseServer();
