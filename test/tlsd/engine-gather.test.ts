@@ -16,6 +16,28 @@ const a = pki.server("a", ["localhost"]);
 const BLOCK = 16384;
 const BULK_BLOCKS = 128; // 2 MiB first, read as it comes
 
+/** `tcpserver tlsd ...tlsdArgs` on a port of its own; the python3 script `client(port)`
+ * prints `expected` against it, and the session ends with status 0. */
+async function clientGets(
+  tlsdArgs: string[],
+  client: (port: number) => string,
+  expected: string,
+  timeoutMs: number,
+) {
+  const s = await startServer(
+    ours("tcpserver"),
+    [..."-v -RHl0 127.0.0.1 0 tlsd".split(" "), ...tlsdArgs],
+    { env: { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: a.cert, KEYFILE: a.key } },
+  );
+  try {
+    const r = await run("python3", ["-c", client(s.port)], { timeoutMs });
+    assert.equal(r.stdout, expected, r.stderr);
+    await s.waitForLog(/^tcpserver: end \d+ status 0$/m);
+  } finally {
+    await s.stop();
+  }
+}
+
 /** Python: reads tls to its end, onto got; end says how that came. */
 const READ_REST = `
 try:
@@ -146,18 +168,12 @@ if end == "close_notify":
 test("records gathered behind a full socket, then the program's end: all out on EPOLLOUT, then the close_notify and status 0", async () => {
   const progress = join(pki.dir, "progress");
   writeFileSync(progress, "");
-  const s = await startServer(
-    ours("tcpserver"),
-    [..."-v -RHl0 127.0.0.1 0 tlsd --engine native python3 -c".split(" "), PROGRAM, progress],
-    { env: { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: a.cert, KEYFILE: a.key } },
+  await clientGets(
+    ["--engine", "native", "python3", "-c", PROGRAM, progress],
+    (port) => CLIENT(port, progress),
+    "gathered, not out: yes\nbytes: True True close_notify\n",
+    90_000,
   );
-  try {
-    const r = await run("python3", ["-c", CLIENT(s.port, progress)], { timeoutMs: 90_000 });
-    assert.equal(r.stdout, "gathered, not out: yes\nbytes: True True close_notify\n", r.stderr);
-    await s.waitForLog(/^tcpserver: end \d+ status 0$/m);
-  } finally {
-    await s.stop();
-  }
 });
 
 // The program writes until its socket pair stays full (the client, with a small window, reads
@@ -205,16 +221,10 @@ ${READ_REST}print(len(got) == written, got.count(0) == len(got), end)
 test("a client that reads nothing for longer than the goodbye grace after the program's exit still gets every byte, then the close_notify", async () => {
   const done = join(pki.dir, "written");
   rmSync(done, { force: true });
-  const s = await startServer(
-    ours("tcpserver"),
-    [..."-v -RHl0 127.0.0.1 0 tlsd python3 -c".split(" "), FILLER(done)],
-    { env: { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: a.cert, KEYFILE: a.key } },
+  await clientGets(
+    ["python3", "-c", FILLER(done)],
+    (port) => SLOW_CLIENT(port, done),
+    "True True close_notify\n",
+    120_000,
   );
-  try {
-    const r = await run("python3", ["-c", SLOW_CLIENT(s.port, done)], { timeoutMs: 120_000 });
-    assert.equal(r.stdout, "True True close_notify\n", r.stderr);
-    await s.waitForLog(/^tcpserver: end \d+ status 0$/m);
-  } finally {
-    await s.stop();
-  }
 });
