@@ -19,6 +19,8 @@ export interface Scan {
   checks: string[];
   /** A STARTTLS protocol (-t), if any. */
   starttls?: string;
+  /** How long the scan may take (240 s unless said). */
+  timeoutMs?: number;
 }
 
 /** testssl.sh's `scan.checks` against 127.0.0.1:`port` (a file named `name` in `scan.dir`). */
@@ -37,7 +39,7 @@ export async function testssl(
       ...scan.checks,
       `127.0.0.1:${port}`,
     ],
-    { timeoutMs: 240_000 },
+    { timeoutMs: scan.timeoutMs ?? 240_000 },
   );
   // testssl.sh's status is the number of findings of some severity, not a failure.
   assert.equal(r.signal, null, `testssl.sh against ${name} did not end:\n${r.stdout}`);
@@ -56,14 +58,14 @@ const RANK: Record<string, number> = {
   WARN: 5,
   FATAL: 5,
 };
-export const rank = (f: Finding | undefined) => RANK[f?.severity ?? "FATAL"] ?? 5;
+const rank = (f: Finding | undefined) => RANK[f?.severity ?? "FATAL"] ?? 5;
 
 /** What a scan found, for a message. */
 export const summary = (scan: Map<string, Finding>) =>
   [...scan.values()].map((f) => `${f.severity} ${f.id}: ${f.finding}`).join("\n");
 
 /** Findings about the certificate or the host rather than the TLS layer (a test CA, no DNS). */
-export const notTheLayer = (id: string) => /^(cert|DNS_CAA|OCSP|service)/.test(id);
+const notTheLayer = (id: string) => /^(cert|DNS_CAA|OCSP|service)/.test(id);
 
 /** The findings worse than OK or INFO, the certificate's aside. */
 export const worseThanOk = (scan: Map<string, Finding>) =>

@@ -1,9 +1,10 @@
-// testssl.sh (Debian's) against tlsd and stunnel side by side, in one run: tlsd in-process under
-// our tcpserver with an ECDSA certificate, tlsd as a process of its own under djb's tcpserver
-// with an RSA one, and stunnel4 with its defaults and the ECDSA certificate. Protocols, cipher
-// lists, forward secrecy, the server's cipher order, renegotiation and every vulnerability
-// check: tlsd has no finding worse than OK or INFO (the certificates' own findings aside: a test
-// CA), and none worse than stunnel's for the same check.
+// testssl.sh (Debian's) against tlsd, in one run: tlsd in-process under our tcpserver with an
+// ECDSA certificate, and tlsd as a process of its own under djb's tcpserver with an RSA one.
+// Protocols, cipher lists, forward secrecy, the server's cipher order, renegotiation and every
+// vulnerability check: tlsd has no finding worse than OK or INFO (the certificates' own findings
+// aside: a test CA). That bar is stricter than stunnel's findings: stunnel4 with its defaults,
+// scanned the same way, has a LOW and a HIGH (docs/tlsd.md); a comparison with its scan, which
+// this test made once, could not fail where this one passes, so it costs no scan any more.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -11,10 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
-import { startStunnel } from "../helpers/interop.ts";
 import { BIN, djb, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
-import { notTheLayer, rank, summary, testssl, worseThanOk } from "../helpers/testssl.ts";
+import { summary, testssl, worseThanOk } from "../helpers/testssl.ts";
 
 const pki = makePki();
 const ecdsa = pki.server("localhost", ["localhost", "127.0.0.1"]);
@@ -75,12 +75,12 @@ const EXPECTED: Record<string, RegExp> = {
   RC4: /^not vulnerable/,
 };
 
-const scan = { dir, ca: pki.ca.cert, checks: ["-p", "-s", "-f", "-P", "-U"] };
+/** Two scans side by side, each a few thousand forks (-s and -U most): three took 148 s alone
+ * on a machine where fork is dear, and past 240 s there beside the rest of the suite. */
+const scan = { dir, ca: pki.ca.cert, checks: ["-p", "-s", "-f", "-P", "-U"], timeoutMs: 540_000 };
 
 test(
-  "testssl.sh: tlsd (in-process, and a process of its own under djb's tcpserver) has no finding worse than OK or INFO, and none worse than stunnel's",
-  // Three scans (-U forks for every probe): 148 s alone on a machine where fork is dear, past
-  // 240 s there beside the rest of the suite.
+  "testssl.sh: tlsd (in-process, and a process of its own under djb's tcpserver) has no finding worse than OK or INFO",
   { timeout: 600_000 },
   async () => {
     const rsa = rsaPair();
@@ -97,17 +97,10 @@ test(
       ["-RHl0", "127.0.0.1", "0", ours("tlsd"), "cat"],
       { env: { ...env, CERTFILE: rsa.cert, KEYFILE: rsa.key } },
     );
-    const stunnel = await startStunnel(dir, "stunnel", {
-      cert: ecdsa.cert,
-      key: ecdsa.key,
-      exec: "/bin/cat",
-      execArgs: "cat",
-    });
     try {
-      const [ecdsaScan, rsaScan, stunnelScan] = await Promise.all([
+      const [ecdsaScan, rsaScan] = await Promise.all([
         testssl("tlsd-ecdsa", inProcess.port, scan),
         testssl("tlsd-rsa-djb", underDjb.port, scan),
-        testssl("stunnel", stunnel.port, scan),
       ]);
       for (const [name, found] of [
         ["tlsd in-process (ECDSA)", ecdsaScan],
@@ -116,20 +109,10 @@ test(
         for (const [id, pattern] of Object.entries(EXPECTED))
           assert.match(found.get(id)?.finding ?? "(no such check)", pattern, `${name}: ${id}`);
         assert.deepEqual(worseThanOk(found), [], `${name}: worse than OK:\n${summary(found)}`);
-        // (A check that only stunnel's scan has is one of its findings, "cipher_order_" say.)
-        for (const [id, theirs] of stunnelScan)
-          if (!notTheLayer(id) && found.has(id))
-            assert.ok(rank(found.get(id)) <= rank(theirs), `${name}: ${id} worse than stunnel's`);
       }
-      // stunnel's scan was no shorter: the same checks (without a cipher order of its own, it
-      // has no per-protocol order to list).
-      for (const id of Object.keys(EXPECTED))
-        if (!id.startsWith("cipherorder_"))
-          assert.ok(stunnelScan.has(id), `stunnel: no ${id}:\n${summary(stunnelScan)}`);
     } finally {
       await inProcess.stop();
       await underDjb.stop();
-      await stunnel.stop();
     }
   },
 );

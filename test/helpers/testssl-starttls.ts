@@ -1,0 +1,83 @@
+// testssl.sh's own STARTTLS client (-t PROTOCOL: its dialogue over bash's /dev/tcp, then its
+// handshakes and openssl's) against starttls-wrapper in front of a plaintext server: the
+// upgrade is found and made, and what it finds of the TLS behind it (protocols, the server's
+// cipher order, renegotiation) is OK or INFO, as for tlsd alone. The protocols are split over
+// two test files (test/starttls-wrapper/testssl-*.test.ts): a scan is a minute of forks where
+// fork is dear, and two files run side by side where one would run eight scans in a row.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { makePki } from "./certs.ts";
+import { PATH_WITH_BIN, ours } from "./programs.ts";
+import { startServer } from "./server.ts";
+import { serverBehind } from "./servers-behind.ts";
+import { summary, testssl, worseThanOk } from "./testssl.ts";
+
+/** What a scan must say: the upgrade was made (a scan whose STARTTLS failed has no
+ * protocols), TLS 1.2 and 1.3 only, the server's order, no client renegotiation. */
+const EXPECTED: Record<string, RegExp> = {
+  service: /./,
+  SSLv3: /^not offered/,
+  TLS1: /^not offered/,
+  TLS1_1: /^not offered/,
+  TLS1_2: /^offered/,
+  TLS1_3: /^offered/,
+  cipher_order: /^server$/,
+  secure_client_renego: /^not vulnerable/,
+};
+
+/** A scan forks for every probe: on a machine where fork is dear one takes past a minute (87 s
+ * each, seen), as tlsd's own scan does (test/tlsd/testssl.test.ts). */
+const SCAN_TIMEOUT = { timeout: 240_000 };
+
+/** One test per protocol of testssl.sh 3.0.8's STARTTLS list (it has no sieve; its LDAP scan,
+ * even with --ssl-native, stops after the protocol checks). */
+export function starttlsScans(protocols: string[]): void {
+  const pki = makePki();
+  const pair = pki.server("localhost", ["localhost", "127.0.0.1"]);
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-testssl-starttls-"));
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(pki.dir, { recursive: true, force: true });
+  });
+
+  for (const protocol of protocols) {
+    test(
+      `testssl.sh -t ${protocol} through starttls-wrapper -p ${protocol}: the upgrade is made, and the TLS behind it has no finding worse than OK or INFO`,
+      SCAN_TIMEOUT,
+      async () => {
+        const server = await startServer(
+          ours("tcpserver"),
+          [
+            ...["-RHl0", "127.0.0.1", "0", "starttls-wrapper", "-p", protocol],
+            ...serverBehind(protocol, true),
+          ],
+          { env: { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: pair.cert, KEYFILE: pair.key } },
+        );
+        try {
+          const found = await testssl(protocol, server.port, {
+            dir,
+            ca: pki.ca.cert,
+            checks: [
+              ...["-p", "-P", "-R"],
+              ...(protocol === "xmpp" ? ["--xmpphost", "example.org"] : []),
+            ],
+            starttls: protocol,
+          });
+          for (const [id, pattern] of Object.entries(EXPECTED))
+            assert.match(
+              found.get(id)?.finding ?? "(no such check)",
+              pattern,
+              `${id}:\n${summary(found)}`,
+            );
+          assert.deepEqual(worseThanOk(found), [], summary(found));
+          assert.doesNotMatch(server.log(), /internal error/);
+        } finally {
+          await server.stop();
+        }
+      },
+    );
+  }
+}
