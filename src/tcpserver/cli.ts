@@ -1,5 +1,6 @@
 // tcpserver: argv and env → a listening socket and the accept loop. The only file of
-// tcpserver that touches process globals.
+// tcpserver that touches process globals (with no-turbofan.ts, which comes first).
+import "./no-turbofan.ts";
 import { spawn } from "node:child_process";
 import { isSea } from "node:sea";
 import type { ChildProcess } from "node:child_process";

