@@ -326,6 +326,47 @@ for (const engine of ["node", "native"]) {
   });
 }
 
+// The same start context (-k 2) holds the hello's groups and options: Node's own offered the
+// groups OpenSSL offers (P-521, the finite-field ones) and let a TLS 1.2 client renegotiate.
+for (const engine of ["node", "native"]) {
+  test(`tlsd --engine ${engine} -k 2: our groups only, and a TLS 1.2 client's renegotiation refused`, async () => {
+    const named = { "CERTFILE:localhost": server.cert, "KEYFILE:localhost": server.key };
+    const s = await startServer(
+      ours("tcpserver"),
+      ["-RHl0", "127.0.0.1", "0", "tlsd", "--engine", engine, "-k", "2", "cat"],
+      { env: { PATH, ...named } },
+    );
+    try {
+      const connect = ["-connect", `127.0.0.1:${s.port}`, "-servername", "localhost"];
+      const hello = (version: string, group: string) =>
+        run("openssl", ["s_client", version, "-groups", group, ...connect], {
+          input: "",
+          timeoutMs: 20_000,
+        });
+      for (const version of ["-tls1_3", "-tls1_2"]) {
+        // "New, TLSv1.3, Cipher is ...", or "New, (NONE), Cipher is (NONE)" when refused.
+        const agreed = await hello(version, "P-256");
+        assert.match(agreed.stdout, /Cipher is (?!\(NONE\))/, `${version} P-256`);
+        for (const group of ["P-521", "ffdhe2048"]) {
+          const r = await hello(version, group);
+          assert.match(r.stdout, /Cipher is \(NONE\)/, `${version} ${group}`);
+        }
+      }
+      // s_client renegotiates on a line "R"; the line after it would be echoed if the session
+      // went on.
+      const r = await run("openssl", ["s_client", "-tls1_2", ...connect, "-CAfile", pki.ca.cert], {
+        input: "R\nafter\n",
+        timeoutMs: 20_000,
+      });
+      assert.match(r.stdout + r.stderr, /RENEGOTIATING/);
+      assert.match(r.stdout + r.stderr, /no renegotiation|alert/i);
+      assert.doesNotMatch(r.stdout, /^after$/m, "no data after a refused renegotiation");
+    } finally {
+      await s.stop();
+    }
+  });
+}
+
 test("tlsd: the post-quantum hybrid wins when the client sends both key shares, X25519 first", async () => {
   const s = await startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "tlsd", "cat"], {
     env: env(),
