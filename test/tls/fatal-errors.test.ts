@@ -173,22 +173,25 @@ except OSError:
   }
 });
 
+/** openssl s_client (TLS 1.2, `connect`: where and by what name) asks for a renegotiation: it
+ * does on a line "R", and the line after it would be echoed if the session went on. */
+async function renegotiationRefused(connect: string[]): Promise<void> {
+  const r = await run("openssl", ["s_client", "-tls1_2", ...connect, "-CAfile", pki.ca.cert], {
+    input: "R\nafter\n",
+    timeoutMs: 20_000,
+  });
+  const all = r.stdout + r.stderr;
+  assert.match(all, /RENEGOTIATING/);
+  assert.match(all, /no renegotiation|alert/i);
+  assert.doesNotMatch(r.stdout, /^after$/m, "no data after a refused renegotiation");
+}
+
 test("tlsd: a TLS 1.2 client's renegotiation is refused; the session had one handshake", async () => {
   const s = await startServer(ours("tcpserver"), ["-v", "-RHl0", "127.0.0.1", "0", "tlsd", "cat"], {
     env: env(),
   });
   try {
-    // s_client renegotiates on a line "R"; the line after it would be echoed if the session
-    // went on.
-    const r = await run(
-      "openssl",
-      ["s_client", "-tls1_2", "-connect", `127.0.0.1:${s.port}`, "-CAfile", pki.ca.cert],
-      { input: "R\nafter\n", timeoutMs: 20_000 },
-    );
-    const all = r.stdout + r.stderr;
-    assert.match(all, /RENEGOTIATING/);
-    assert.match(all, /no renegotiation|alert/i);
-    assert.doesNotMatch(r.stdout, /^after$/m, "no data after a refused renegotiation");
+    await renegotiationRefused(["-connect", `127.0.0.1:${s.port}`]);
   } finally {
     await s.stop();
   }
@@ -352,15 +355,7 @@ for (const engine of ["node", "native"]) {
           assert.match(r.stdout, /Cipher is \(NONE\)/, `${version} ${group}`);
         }
       }
-      // s_client renegotiates on a line "R"; the line after it would be echoed if the session
-      // went on.
-      const r = await run("openssl", ["s_client", "-tls1_2", ...connect, "-CAfile", pki.ca.cert], {
-        input: "R\nafter\n",
-        timeoutMs: 20_000,
-      });
-      assert.match(r.stdout + r.stderr, /RENEGOTIATING/);
-      assert.match(r.stdout + r.stderr, /no renegotiation|alert/i);
-      assert.doesNotMatch(r.stdout, /^after$/m, "no data after a refused renegotiation");
+      await renegotiationRefused(connect);
     } finally {
       await s.stop();
     }
