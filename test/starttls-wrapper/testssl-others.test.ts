@@ -2,4 +2,4 @@
 // testssl-mail.test.ts).
 import { starttlsScans } from "../helpers/testssl-starttls.ts";
 
-starttlsScans(["nntp", "xmpp", "postgres", "mysql"]);
+starttlsScans(["nntp", "xmpp", "postgres", "mysql"], ["postgres"]);
