@@ -1,4 +1,4 @@
-// node bench/tables.mjs [--check] [--readme FILE] (npm run bench:tables): writes the README's performance tables
+// node bench/tables.mjs [--check] [--readme FILE] [--results DIR] (npm run bench:tables): writes the README's performance tables
 // from bench/results/, so that a figure in the docs is always one a run printed. README.md marks
 // each generated table as
 //   <!-- bench:NAME -->
@@ -21,7 +21,10 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const check = process.argv.includes("--check");
 const published = join(root, "bench", "published");
-const results = check ? published : join(root, "bench", "results");
+// --results DIR: results from there instead (the test gives it a run stopped part way).
+const resultsAt = process.argv.indexOf("--results");
+const results =
+  resultsAt > 0 ? process.argv[resultsAt + 1] : check ? published : join(root, "bench", "results");
 // --readme FILE: another copy of the README (the test checks that an edited figure fails).
 const readmeAt = process.argv.indexOf("--readme");
 const readme = readmeAt > 0 ? process.argv[readmeAt + 1] : join(root, "README.md");
@@ -96,16 +99,41 @@ function machineLine(stamp) {
   return `${m.cores} cores (${m.cpu}), Linux ${m.kernel}, ${m.node}, system ${m.systemOpenssl.split(" ").slice(0, 2).join(" ")}; \`node -e 0\` ${m.nodeStartMs} ms`;
 }
 
+const rowsOf = (file) =>
+  readFileSync(pathOf(file), "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+
+/** Where a harness run has a hole: a server with no row (not even a failed one) for a variant in
+ * a round, as a run stopped part way leaves; undefined when whole. A run stopped exactly
+ * between two rounds looks whole, with fewer rounds, and says so in its table's head. */
+function holeIn(rows) {
+  const rounds = Math.max(...rows.map((r) => r.round)) + 1;
+  for (const v of new Set(rows.map((r) => JSON.stringify(r.variant))))
+    for (const s of new Set(rows.map((r) => r.spec)))
+      for (let round = 0; round < rounds; round++)
+        if (!rows.some((r) => r.spec === s && r.round === round && JSON.stringify(r.variant) === v))
+          return `${s} has no row for ${v} in round ${round + 1}`;
+  return undefined;
+}
+
+/** The newest whole run of a harness part; each newer one with a hole is named on stderr. */
+function newestWhole(part) {
+  for (const file of files.filter((f) => f.endsWith(`-${part.file}.jsonl`)).reverse()) {
+    const hole = holeIn(rowsOf(file));
+    if (!hole) return file;
+    console.error(`bench tables: ${file} left out, a run stopped part way: ${hole}`);
+  }
+  return undefined;
+}
+
 function harnessTable(name, part) {
-  const file = files.filter((f) => f.endsWith(`-${part.file}.jsonl`)).at(-1);
+  const file = newestWhole(part);
   if (!file) return undefined;
   used.add(file);
   const stamp = file.slice(0, 15);
-  const rows = readFileSync(pathOf(file), "utf8")
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => JSON.parse(l))
-    .filter((r) => !r.error);
+  const rows = rowsOf(file).filter((r) => !r.error);
   const [rateKey, cpuKey] = part.keys ?? ["rate_per_s", "server_cpu_ms_per_conn"];
   const rounds = Math.max(...rows.map((r) => r.round)) + 1;
   const variants = [...new Set(rows.map((r) => JSON.stringify(r.variant)))];

@@ -2,7 +2,7 @@
 // bench/published/: a figure edited by hand, or a result replaced without regenerating, fails.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -32,6 +32,34 @@ test("a figure edited by hand in a generated table is caught and the table named
     const r = tables("--readme", join(dir, "README.md"));
     assert.equal(r.status, 1);
     assert.match(r.stderr, /^bench tables: README\.md differs from bench\/published in tls\n$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a harness run stopped part way is left out, named on stderr, and the newest whole one stands", () => {
+  const dir = mkdtempSync(join(tmpdir(), "ucspi-tables-"));
+  try {
+    const published = join(root, "bench", "published");
+    cpSync(published, dir, { recursive: true });
+    // A newer handshake run that stopped in its second round: every line of the published
+    // run's first round and the first of its second, with a later stamp.
+    const whole = readdirSync(published)
+      .filter((f) => f.endsWith("-tls-tls.jsonl"))
+      .at(-1);
+    assert.ok(whole, "a published handshake run");
+    const lines = readFileSync(join(published, whole), "utf8").split("\n").filter(Boolean);
+    const firstRound = lines.filter((l) => (JSON.parse(l) as { round: number }).round === 0);
+    const second = lines.find((l) => (JSON.parse(l) as { round: number }).round === 1);
+    assert.ok(second, "the published run has a second round");
+    const partial = "29991231-235959-tls-tls.jsonl";
+    writeFileSync(join(dir, partial), `${[...firstRound, second].join("\n")}\n`);
+    const r = tables("--results", dir);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /^bench tables: 29991231-235959-tls-tls\.jsonl left out, a run stopped part way: \S+ has no row for \{.*\} in round 2\n$/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
