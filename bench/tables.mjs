@@ -109,6 +109,7 @@ const rowsOf = (file) =>
  * a round, as a run stopped part way leaves; undefined when whole. A run stopped exactly
  * between two rounds looks whole, with fewer rounds, and says so in its table's head. */
 function holeIn(rows) {
+  if (!rows.length) return "no rows at all";
   const rounds = Math.max(...rows.map((r) => r.round)) + 1;
   for (const v of new Set(rows.map((r) => JSON.stringify(r.variant))))
     for (const s of new Set(rows.map((r) => r.spec)))
