@@ -119,22 +119,25 @@ function holeIn(rows) {
   return undefined;
 }
 
-/** The newest whole run of a harness part; each newer one with a hole is named on stderr. */
+/** The newest whole run of a harness part, and its rows; each newer one with a hole is named
+ * on stderr. */
 function newestWhole(part) {
   for (const file of files.filter((f) => f.endsWith(`-${part.file}.jsonl`)).reverse()) {
-    const hole = holeIn(rowsOf(file));
-    if (!hole) return file;
+    const rows = rowsOf(file);
+    const hole = holeIn(rows);
+    if (!hole) return { file, rows };
     console.error(`bench tables: ${file} left out, a run stopped part way: ${hole}`);
   }
   return undefined;
 }
 
 function harnessTable(name, part) {
-  const file = newestWhole(part);
-  if (!file) return undefined;
+  const whole = newestWhole(part);
+  if (!whole) return undefined;
+  const { file } = whole;
   used.add(file);
   const stamp = file.slice(0, 15);
-  const rows = rowsOf(file).filter((r) => !r.error);
+  const rows = whole.rows.filter((r) => !r.error);
   const [rateKey, cpuKey] = part.keys ?? ["rate_per_s", "server_cpu_ms_per_conn"];
   const rounds = Math.max(...rows.map((r) => r.round)) + 1;
   const variants = [...new Set(rows.map((r) => JSON.stringify(r.variant)))];
