@@ -3,6 +3,7 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { readFileSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
+import { createSocket } from "node:dgram";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
@@ -13,17 +14,39 @@ import { waitFor } from "./server.ts";
  * It is drawn below the kernel's ephemeral range (32768 and up), so no outgoing connection of
  * a test running beside this one takes it as its own port before the program binds it; port 0
  * hands out ports from that range, and a busy run once lost one that way. */
-export async function freePort(host = "127.0.0.1", from = 16_000, to = 32_000): Promise<number> {
+export function freePort(host = "127.0.0.1", from = 16_000, to = 32_000): Promise<number> {
+  return drawPort(from, to, (port) => {
+    const s = createServer();
+    return new Promise<boolean>((resolve) => {
+      s.once("error", () => resolve(false));
+      s.listen(port, host, () => s.close(() => resolve(true)));
+    });
+  });
+}
+
+/** A UDP port that was free a moment ago on `host`, drawn as freePort draws a TCP one. */
+export function freeUdpPort(host = "127.0.0.1", from = 16_000, to = 32_000): Promise<number> {
+  return drawPort(from, to, (port) => {
+    const s = createSocket(host.includes(":") ? "udp6" : "udp4");
+    return new Promise<boolean>((resolve) => {
+      s.once("error", () => {
+        s.close();
+        resolve(false);
+      });
+      s.bind(port, host, () => s.close(() => resolve(true)));
+    });
+  });
+}
+
+/** A port from..to that `bindable` could bind, never one handed out before in this process. */
+async function drawPort(
+  from: number,
+  to: number,
+  bindable: (port: number) => Promise<boolean>,
+): Promise<number> {
   for (let tries = 0; tries < 200; tries++) {
     const port = from + Math.floor(Math.random() * (to - from));
-    if (handedOut.has(port)) continue;
-    const s = createServer();
-    const bound = await new Promise<boolean>((resolve) => {
-      s.once("error", () => resolve(false));
-      s.listen(port, host, () => resolve(true));
-    });
-    if (!bound) continue;
-    await new Promise((resolve) => s.close(resolve));
+    if (handedOut.has(port) || !(await bindable(port))) continue;
     handedOut.add(port);
     return port;
   }

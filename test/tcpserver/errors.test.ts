@@ -5,6 +5,7 @@ import { closeSync, openSync } from "node:fs";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
+import { freePort } from "../helpers/interop.ts";
 import { debianIpv6, djb, ours, run } from "../helpers/programs.ts";
 import { startServer, talk } from "../helpers/server.ts";
 import { normalizeLog } from "../helpers/normalize.ts";
@@ -168,15 +169,6 @@ test("a program that cannot be run: warning, connection dropped, status 28416", 
   assert.match(logs[1] ?? "", /^tcpserver: end PID status 28416$/m);
   assert.equal(logs[1], logs[0]);
 });
-
-/** A port free a moment ago, for a server whose -1 line nobody reads. */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 // -1 where the port cannot be written: djb's goes on serving; ours ended with "internal error:
 // EPIPE" (or ENOSPC) and exit 111.

@@ -5,10 +5,11 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { readFileSync } from "node:fs";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import type { Socket } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { freePort, freeUdpPort } from "../helpers/interop.ts";
 import { ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { rulesText, scratch } from "../helpers/rules.ts";
 import { startServer, talk, waitFor } from "../helpers/server.ts";
@@ -461,27 +462,6 @@ test("socket activation for another pid (LISTEN_PID mismatch): host and port are
   }
 });
 
-/** A port free on 127.0.0.1 now (systemd-socket-activate takes no port 0). */
-function freePort(type: "tcp" | "udp"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    if (type === "udp") {
-      const probe = createSocket("udp4");
-      probe.once("error", reject);
-      probe.bind(0, "127.0.0.1", () => {
-        const { port } = probe.address();
-        probe.close(() => resolve(port));
-      });
-      return;
-    }
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
-
 /** Our tcpserver under systemd-socket-activate with `listen` (its -l, -d, --accept, --fdname
  * options). It runs the program at the first connection or datagram, which `poke` sends once
  * the sockets are bound; resolves with tcpserver's exit and its stderr. With --accept it forks
@@ -525,7 +505,7 @@ function pokeTcp(port: number): () => void {
 }
 
 test("socket activation (systemd-socket-activate): two sockets, a UDP one, a UNIX one, Accept=yes are refused at start with one line, exit 111", async () => {
-  const [a, b, udp] = [await freePort("tcp"), await freePort("tcp"), await freePort("udp")];
+  const [a, b, udp] = [await freePort(), await freePort(), await freeUdpPort()];
   const two = await underSystemd(
     ["-l", `127.0.0.1:${a}`, "-l", `127.0.0.1:${b}`, "--fdname=web:admin"],
     pokeTcp(a),
@@ -545,7 +525,7 @@ test("socket activation (systemd-socket-activate): two sockets, a UDP one, a UNI
     "tcpserver: fatal: unable to use the socket systemd passed (LISTEN_FDS): fd 3 is a UDP socket, not a listening TCP socket",
   );
   // Accept=yes: systemd accepts, and runs tcpserver on each connection.
-  const perConnection = await freePort("tcp");
+  const perConnection = await freePort();
   const accepted = await underSystemd(
     ["--accept", "-l", `127.0.0.1:${perConnection}`],
     pokeTcp(perConnection),
@@ -650,7 +630,7 @@ test("--worker-shares-listener (a worker's option) given by hand with an fd 3 th
 });
 
 test("socket activation with --workers 2 (systemd-socket-activate): the worker serves from systemd's socket too, so -c 2 serves two clients at once", async () => {
-  const port = await freePort("tcp");
+  const port = await freePort();
   const server = spawn(
     "systemd-socket-activate",
     ["-l", `127.0.0.1:${port}`, ours("tcpserver"), "-v", "-c2", "--workers", "2", "-RHl0"].concat([
