@@ -1,11 +1,12 @@
 // Our tcpclient beside djb's: same environment, messages and exit codes; and each one talking
 // to the other's tcpserver.
 import assert from "node:assert/strict";
-import { connect, createServer } from "node:net";
-import type { AddressInfo, Socket } from "node:net";
+import { connect } from "node:net";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 import { spawn, spawnSync } from "node:child_process";
+import { freePort } from "../helpers/interop.ts";
 import { ROOT, debianIpv6, djb, ours, run } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
 import { hidePortVars } from "../helpers/normalize.ts";
@@ -257,13 +258,7 @@ for (const client of [djb("tcpclient"), ours("tcpclient")]) {
 
 test("-p: digits modulo 65536 (70000 is 4464), no service names (smtp is any port), as djb's", async () => {
   await withServer(djb("tcpserver"), ["/bin/echo", "hi"], async (port) => {
-    const local = await new Promise<number>((resolve) => {
-      const probe = createServer();
-      probe.listen(0, "127.0.0.1", () => {
-        const { port: free } = probe.address() as AddressInfo;
-        probe.close(() => resolve(free));
-      });
-    });
+    const local = await freePort();
     const argv = (p: string) => [
       "-RH",
       "-p",
