@@ -5,18 +5,17 @@
 // error, is back to 0 connections, and no fd or child is left (test/helpers/chaos.ts). A whole
 // request for a known token is always answered with its key authorization.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import fc from "fast-check";
 import { HOW, chaos, cutInto, talkOf, talkRandomly } from "../helpers/chaos.ts";
 import type { Outcome, Plan, Target } from "../helpers/chaos.ts";
 import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
-const certDir = mkdtempSync(join(tmpdir(), "ucspi-acme-chaos-"));
-after(() => rmSync(certDir, { recursive: true, force: true }));
+const certDir = scratchDir("acme-chaos");
 
 const TOKEN = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA";
 const KEY_AUTHORIZATION = `${TOKEN}.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI`;

@@ -9,16 +9,15 @@
 // Real processes: our tcpserver and djb's, curl, a raw socket that sends the request,
 // half-closes and reads to the end.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { PATH_WITH_BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
-const certDir = mkdtempSync(join(tmpdir(), "ucspi-acme-head-"));
-after(() => rmSync(certDir, { recursive: true, force: true }));
+const certDir = scratchDir("acme-head");
 
 const TOKEN = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0";
 const KEY_AUTHORIZATION = `${TOKEN}.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI`;

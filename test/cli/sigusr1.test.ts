@@ -3,25 +3,21 @@
 // program (root, for a tcpserver that binds a low port, and for what runs under it). The
 // launcher starts Node with that answer turned off (src/native/launcher.c), so each program is
 // sent the signal once Node runs it, while it waits for its peer.
-import { test, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import type { ChildProcess, StdioOptions } from "node:child_process";
-import { mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import { createServer } from "node:net";
 import type { AddressInfo, Socket } from "node:net";
 import { makePki } from "../helpers/certs.ts";
 import { ours, PATH_WITH_BIN } from "../helpers/programs.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
 const pair = pki.server("localhost", ["localhost"]);
-const rulesDir = mkdtempSync(join(tmpdir(), "ucspi-sigusr1-"));
-after(() => {
-  rmSync(pki.dir, { recursive: true, force: true });
-  rmSync(rulesDir, { recursive: true, force: true });
-});
+const rulesDir = scratchDir("sigusr1");
 
 /** Node is running the program: the launcher has exec'd it, Node has taken its signals, and
  * SIGUSR1 is not blocked (as Node's --disable-sigusr1 leaves it until our code runs). */

@@ -2,21 +2,19 @@
 // dovecot's lmtp, GNU imap4d and pop3d) work as UCSPI programs under our tcpserver, with real
 // clients: python3's smtplib/imaplib/poplib, swaks and msmtp.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { test } from "node:test";
 import { imapServer, lmtpServer, pop3Server, smtpServer } from "../helpers/mail-servers.ts";
 import type { MailServer } from "../helpers/mail-servers.ts";
 import { ours, run } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 /** Runs `body` with `make`'s server under our tcpserver on 127.0.0.1; cleans up after. */
 async function withServer(
   make: (dir: string) => Promise<MailServer>,
   body: (server: MailServer, port: number) => Promise<void>,
 ): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-mail-"));
+  const dir = scratchDir("mail");
   const server = await make(dir);
   try {
     const s = await startServer(ours("tcpserver"), ["127.0.0.1", "0", ...server.argv], {
@@ -32,7 +30,6 @@ async function withServer(
     }
   } finally {
     await server.close();
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -121,34 +118,30 @@ const DIALOGUE =
   "DATA\r\nSubject: over a pipe\r\n\r\nhello\r\n.\r\nQUIT\r\n";
 
 test("exim4 -bs on a pipe: a local session, unless -oMa passes TCPREMOTEIP on", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-mail-"));
-  try {
-    const env = { ...process.env, TCPREMOTEIP: "192.0.2.7", TCPREMOTEPORT: "4567" };
-    const local = await smtpServer(dir);
-    const plain = await run(local.argv[0] ?? "", local.argv.slice(1), { input: DIALOGUE, env });
-    assert.equal(plain.code, 0, plain.stderr);
-    assert.match(plain.stdout, /^250 OK id=/m);
-    const first = await delivered(local, /^Subject: over a pipe$/m);
-    assert.match(
-      first,
-      /^Received: from root \(helo=client\.test\)\n\tby mail\.test with local-esmtp /m,
-    );
+  const dir = scratchDir("mail");
+  const env = { ...process.env, TCPREMOTEIP: "192.0.2.7", TCPREMOTEPORT: "4567" };
+  const local = await smtpServer(dir);
+  const plain = await run(local.argv[0] ?? "", local.argv.slice(1), { input: DIALOGUE, env });
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.match(plain.stdout, /^250 OK id=/m);
+  const first = await delivered(local, /^Subject: over a pipe$/m);
+  assert.match(
+    first,
+    /^Received: from root \(helo=client\.test\)\n\tby mail\.test with local-esmtp /m,
+  );
 
-    const fromEnv = await smtpServer(dir, { clientAddress: "env" });
-    const viaEnv = await run(fromEnv.argv[0] ?? "", fromEnv.argv.slice(1), {
-      input: DIALOGUE.replace("over a pipe", "with -oMa"),
-      env,
-    });
-    assert.equal(viaEnv.code, 0, viaEnv.stderr);
-    assert.match(viaEnv.stdout, /^250-mail\.test Hello client\.test \[192\.0\.2\.7\]/m);
-    const second = await delivered(fromEnv, /^Subject: with -oMa$/m);
-    assert.match(
-      second,
-      /^Received: from \[192\.0\.2\.7\] \(helo=client\.test\)\n\tby mail\.test with esmtp /m,
-    );
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const fromEnv = await smtpServer(dir, { clientAddress: "env" });
+  const viaEnv = await run(fromEnv.argv[0] ?? "", fromEnv.argv.slice(1), {
+    input: DIALOGUE.replace("over a pipe", "with -oMa"),
+    env,
+  });
+  assert.equal(viaEnv.code, 0, viaEnv.stderr);
+  assert.match(viaEnv.stdout, /^250-mail\.test Hello client\.test \[192\.0\.2\.7\]/m);
+  const second = await delivered(fromEnv, /^Subject: with -oMa$/m);
+  assert.match(
+    second,
+    /^Received: from \[192\.0\.2\.7\] \(helo=client\.test\)\n\tby mail\.test with esmtp /m,
+  );
 });
 
 const LMTPLIB = `

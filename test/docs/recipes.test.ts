@@ -15,9 +15,9 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync } from "node:fs";
-import { rmSync, writeFileSync } from "node:fs";
-import { hostname, tmpdir } from "node:os";
+import { chmodSync, copyFileSync, existsSync, mkdirSync } from "node:fs";
+import { writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, before, test } from "node:test";
 import { recipeBlocks } from "../helpers/recipes.ts";
@@ -28,6 +28,7 @@ import { LDAP_ADMIN } from "../helpers/slapd.ts";
 import type { Lab } from "../helpers/netns.ts";
 import { BIN, ROOT, run } from "../helpers/programs.ts";
 import type { RunResult } from "../helpers/programs.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 /** A client run in the namespace while a server of a recipe serves: its stdout must match.
  * `from: "outside"`: from the other end of the veth pair (another host, to which NAT and
@@ -840,7 +841,7 @@ const pageDirs = new Map<string, string>();
 before(async () => {
   lab = makeLab("rp");
   lab.sh(lab.server, "ip addr add 10.0.0.2/32 dev lo");
-  scratch = mkdtempSync(join(tmpdir(), "ucspi-recipes-"));
+  scratch = scratchDir("recipes");
   standins = join(scratch, "standins");
   mkdirSync(standins);
   for (const name of ["httpd", "h2d", "h2-server", "imapd", "myservice", "prog"])
@@ -875,7 +876,6 @@ before(async () => {
 after(async () => {
   for (const p of pebble) await p.stop();
   lab?.destroy();
-  if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
 /** Debian's pebble in the namespace, for the whole test: the CA of the ACME recipes (its

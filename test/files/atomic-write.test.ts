@@ -6,16 +6,14 @@ import { spawn } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   readdirSync,
   rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import fc from "fast-check";
 import {
   AtomicWriteError,
@@ -25,9 +23,9 @@ import {
 } from "../../src/files/atomic-write.ts";
 import type { FileSystem } from "../../src/files/atomic-write.ts";
 import { ROOT } from "../helpers/programs.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
-const base = mkdtempSync(join(tmpdir(), "atomic-write-"));
-after(() => rmSync(base, { recursive: true, force: true }));
+const base = scratchDir("atomic-write");
 let serial = 0;
 const freshDir = () => {
   const dir = join(base, String(serial++));

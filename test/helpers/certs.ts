@@ -1,10 +1,10 @@
 // Test certificates made with the real openssl: a CA, server certificates it signs (one per
 // name list), client certificates, and a self-signed one nobody trusts.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { isIP } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { scratchDir } from "./scratch.ts";
 
 export interface Pair {
   cert: string;
@@ -35,17 +35,9 @@ function openssl(args: string[], cwd: string): void {
   execFileSync("openssl", args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
 }
 
-// Every PKI's directory goes when the test file's process ends (--test-force-exit too, which
-// ends it with process.exit), whether or not the file removes it itself.
-const pkiDirs = new Set<string>();
-process.once("exit", () => {
-  for (const dir of pkiDirs) rmSync(dir, { recursive: true, force: true });
-});
-
 /** `caName`: the CA's CN, for a test with two CAs (OpenSSL finds an issuer by its name). */
 export function makePki(caName = "Test CA"): TestPki {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-pki-"));
-  pkiDirs.add(dir);
+  const dir = scratchDir("pki");
   const ca = { cert: join(dir, "ca.pem"), key: join(dir, "ca.key") };
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
   openssl(

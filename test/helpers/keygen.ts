@@ -1,25 +1,17 @@
 // Running bin/tls-keygen and the real openssl on what it writes, in a scratch directory.
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, createServer } from "node:tls";
 import { ours, run } from "./programs.ts";
 import type { RunResult } from "./programs.ts";
+import { scratchDir } from "./scratch.ts";
 
-/** A scratch directory, and `remove` for after(). */
-export function scratchDir(prefix: string): {
-  dir: string;
-  path: (name: string) => string;
-  remove: () => void;
-} {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  return {
-    dir,
-    path: (name) => join(dir, name),
-    remove: () => rmSync(dir, { recursive: true, force: true }),
-  };
+/** A scratch directory (see scratch.ts), and `path` for the files in it. */
+export function workDir(name: string): { dir: string; path: (file: string) => string } {
+  const dir = scratchDir(name);
+  return { dir, path: (file) => join(dir, file) };
 }
 
 /** bin/tls-keygen with these arguments, in `cwd`. */

@@ -3,12 +3,11 @@
 // (mysql_native_password) and ed/pw2 (ed25519); with or without TLS of its own; `args` are
 // more server options (--proxy-protocol-networks=..., say).
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Pair } from "./certs.ts";
 import { freePort } from "./interop.ts";
 import { waitFor } from "./server.ts";
+import { scratchDir } from "./scratch.ts";
 
 export interface MariaDb {
   port: number;
@@ -20,7 +19,7 @@ export interface MariaDb {
 export async function startMariaDb(
   options: { tls?: Pair; args?: string[] } = {},
 ): Promise<MariaDb> {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-mariadb-"));
+  const dir = scratchDir("mariadb");
   const data = join(dir, "data");
   const socket = join(dir, "sock");
   execFileSync(
@@ -77,7 +76,6 @@ export async function startMariaDb(
     stop: async () => {
       server.kill("SIGTERM");
       await exited;
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -6,7 +6,7 @@
 // validates: its validator reaches that host through the namespaces' link, as a real CA's does.
 import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { get } from "node:https";
 import { join } from "node:path";
@@ -135,7 +135,6 @@ export async function startPebble(options: {
     });
   const stop = () => {
     for (const child of children) child.kill("SIGKILL");
-    rmSync(pki.dir, { recursive: true, force: true });
   };
   const directory = `https://${host}:${acme}/dir`;
   const deadline = Date.now() + 15_000;

@@ -1,12 +1,12 @@
 // A real PostgreSQL 15 server (Debian's postgresql) for a test: its own data directory under
 // tmp, on a free port of 127.0.0.1 and a UNIX socket in that directory, trust authentication, with or without TLS of its own.
 import { execFileSync, spawn } from "node:child_process";
-import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chownSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Pair } from "./certs.ts";
 import { freePort } from "./interop.ts";
 import { waitFor } from "./server.ts";
+import { scratchDir } from "./scratch.ts";
 
 export const PG_BIN = "/usr/lib/postgresql/15/bin";
 
@@ -21,7 +21,7 @@ export interface Postgres {
 
 /** ssl: the server's certificate and key (ssl=on), else ssl=off. */
 export async function startPostgres(options: { ssl?: Pair } = {}): Promise<Postgres> {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-pg-"));
+  const dir = scratchDir("pg");
   const uid = Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }));
   const gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }));
   chownSync(dir, uid, gid);
@@ -72,7 +72,6 @@ export async function startPostgres(options: { ssl?: Pair } = {}): Promise<Postg
     stop: async () => {
       server.kill("SIGTERM");
       await exited;
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

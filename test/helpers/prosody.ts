@@ -3,12 +3,12 @@
 // certificate (STARTTLS of Prosody's own) or without (no TLS at all); with s2s, server-to-server
 // streams (jabber:server, dialback, encryption not required) on another free port.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Pair } from "./certs.ts";
 import { freePort } from "./interop.ts";
 import { untilAnswers } from "./server.ts";
+import { scratchDir } from "./scratch.ts";
 
 export interface Prosody {
   port: number;
@@ -22,7 +22,7 @@ export async function startProsody(
   domain: string,
   options: { tls?: Pair; s2s?: boolean } = {},
 ): Promise<Prosody> {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-xmpp-"));
+  const dir = scratchDir("xmpp");
   mkdirSync(join(dir, "data"));
   const port = await freePort();
   const s2sPort = options.s2s ? await freePort() : 0;
@@ -81,7 +81,6 @@ export async function startProsody(
     stop: async () => {
       prosody.kill("SIGTERM");
       await exited;
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

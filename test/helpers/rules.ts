@@ -1,6 +1,5 @@
 // Runs a tcprules (djb's or ours) on a rules text in a scratch folder and returns what it left.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "./programs.ts";
 
@@ -13,12 +12,6 @@ export interface Compiled {
   cdb: Buffer | undefined;
   /** Whether rules.tmp was left behind. */
   tmpLeft: boolean;
-}
-
-/** A fresh scratch folder and a function that removes it. */
-export function scratch(): { dir: string; remove: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-rules-"));
-  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** The rules of reference section 3.9, the file of the observed djb runs. */

@@ -3,12 +3,12 @@
 // 127.0.0.1, in the foreground logging each connection and operation; with or without TLS;
 // with `proxy`, also a listener that takes a PROXY header first (pldap://, slapd 2.5).
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Pair } from "./certs.ts";
 import { freePort } from "./interop.ts";
 import { run } from "./programs.ts";
+import { scratchDir } from "./scratch.ts";
 
 export const LDAP_ADMIN = "cn=admin,dc=example,dc=org";
 
@@ -23,7 +23,7 @@ export interface Slapd {
 
 /** tls: the server's certificate and key (StartTLS of slapd's own), else none. */
 export async function startSlapd(options: { tls?: Pair; proxy?: boolean } = {}): Promise<Slapd> {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-ldap-"));
+  const dir = scratchDir("ldap");
   mkdirSync(join(dir, "db"));
   const conf = join(dir, "slapd.conf");
   const tls = options.tls
@@ -72,7 +72,6 @@ export async function startSlapd(options: { tls?: Pair; proxy?: boolean } = {}):
     stop: async () => {
       slapd.kill("SIGTERM");
       await exited;
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

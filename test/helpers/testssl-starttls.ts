@@ -6,15 +6,13 @@
 // forks where fork is dear, and two files run side by side where one would run eight scans in a
 // row.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "./certs.ts";
 import { PATH_WITH_BIN, ours } from "./programs.ts";
 import { startServer } from "./server.ts";
 import { serverBehind } from "./servers-behind.ts";
 import { summary, testssl, worseThanOk } from "./testssl.ts";
+import { scratchDir } from "./scratch.ts";
 
 /** What every scan must say: the upgrade was made (a scan whose STARTTLS failed has no
  * protocols), and TLS 1.2 and 1.3 only. */
@@ -49,11 +47,7 @@ export function starttlsScans(protocols: string[], full: string[]): void {
   if (unknown.length) throw new Error(`full scans asked for protocols not scanned: ${unknown}`);
   const pki = makePki();
   const pair = pki.server("localhost", ["localhost", "127.0.0.1"]);
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-testssl-starttls-"));
-  after(() => {
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(pki.dir, { recursive: true, force: true });
-  });
+  const dir = scratchDir("testssl-starttls");
 
   for (const protocol of protocols) {
     const isFull = full.includes(protocol);

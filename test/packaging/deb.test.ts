@@ -10,7 +10,6 @@ import {
   existsSync,
   lstatSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   readdirSync,
   readlinkSync,
@@ -18,9 +17,8 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { SYSTEM_PATH, manPageWith, runInstalled, tlsThrough } from "../helpers/installed.ts";
 import { descendantsOf, freePort, isListening } from "../helpers/interop.ts";
@@ -48,8 +46,9 @@ import {
   uidOf,
 } from "../helpers/supervise.ts";
 import { tlsExchange } from "../helpers/tls-client.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
-const work = mkdtempSync(join(tmpdir(), "ucspi-deb-"));
+const work = scratchDir("deb");
 const root = join(work, "root");
 const lib = join(root, "usr/lib/ucspi-tls");
 const env = { ...process.env, PATH: SYSTEM_PATH };
@@ -114,8 +113,6 @@ before(() => {
   dpkg(["--install", djbDeb]);
   dpkg(["--install", deb]);
 });
-
-after(() => rmSync(work, { recursive: true, force: true }));
 
 test("the package's control data: name, version, library dependencies from dpkg-shlibdeps", () => {
   const fields = runInstalled("dpkg-deb", ["--field", deb], env, work).stdout;
@@ -364,7 +361,6 @@ test("runit: the shipped service directory, set up as an admin would, runs the i
     assert.match(log, /tcpserver: end \d+ status 0$/m);
   } finally {
     killTree(runsv.child, procs);
-    rmSync(pki.dir, { recursive: true, force: true });
   }
 });
 
@@ -410,7 +406,6 @@ test("systemd: the installed socket-activated unit's ExecStart under systemd-soc
     assert.deepEqual(runningInstalled(), []);
   } finally {
     killTree(activate.child, procs);
-    rmSync(pki.dir, { recursive: true, force: true });
   }
 });
 

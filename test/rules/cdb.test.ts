@@ -1,6 +1,6 @@
 // The cdb reader and writer: round trips, byte identity with djb's tcprules, and corrupt files.
 import assert from "node:assert/strict";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import fc from "fast-check";
 import {
   CdbFormatError,
@@ -12,10 +12,10 @@ import {
 } from "../../src/rules/cdb.ts";
 import type { CdbRecord } from "../../src/rules/cdb.ts";
 import { djb } from "../helpers/programs.ts";
-import { compile, scratch } from "../helpers/rules.ts";
+import { compile } from "../helpers/rules.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
-const work = scratch();
-after(work.remove);
+const work = scratchDir("cdb");
 
 const b = (text: string) => Buffer.from(text, "latin1");
 
@@ -95,7 +95,7 @@ test("cdbMake writes the same bytes as djb's tcprules for the same records", asy
           rows.flatMap(({ key, value }) => [key, b(`:allow,V="${value}"\n`)]),
         );
         const records = rows.map(({ key, value }) => ({ key, data: b(`+V=${value}\0`) }));
-        const compiled = await compile(djb("tcprules"), text, work.dir);
+        const compiled = await compile(djb("tcprules"), text, work);
         assert.equal(compiled.code, 0, compiled.stderr);
         assert.ok(compiled.cdb);
         assert.deepEqual(cdbMake(records), compiled.cdb);
@@ -113,7 +113,7 @@ test("cdbMake matches djb past 1000 records (djb keeps them in blocks of 1000)",
     lines.push(`${key}:allow,N="${i}"\n`);
     records.push({ key: b(key), data: b(`+N=${i}\0`) });
   }
-  const compiled = await compile(djb("tcprules"), b(lines.join("")), work.dir);
+  const compiled = await compile(djb("tcprules"), b(lines.join("")), work);
   assert.equal(compiled.code, 0, compiled.stderr);
   assert.ok(compiled.cdb);
   assert.deepEqual(cdbMake(records), compiled.cdb);

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import fc from "fast-check";
 import { cdbMake } from "../../src/rules/cdb.ts";
 import {
@@ -15,10 +15,9 @@ import {
 } from "../../src/rules/rules.ts";
 import type { RulesClient } from "../../src/rules/rules.ts";
 import { parseRuleLines } from "../../src/rules/tcprules-parse.ts";
-import { scratch } from "../helpers/rules.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
-const work = scratch();
-after(work.remove);
+const work = scratchDir("rules");
 
 const b = (text: string) => Buffer.from(text, "latin1");
 
@@ -210,13 +209,13 @@ test("lookupRules on a corrupt cdb throws CdbFormatError (djb: protocol error)",
 });
 
 test("readRulesFile: read afresh each time; errors keep their code", () => {
-  const path = join(work.dir, "rules.cdb");
+  const path = join(work, "rules.cdb");
   writeFileSync(path, rulesWith(["1.2.3.4"]));
   assert.equal(lookupRules(readRulesFile(path), { ip: "1.2.3.4" }).key, "1.2.3.4");
   writeFileSync(path, rulesWith(["1.2.3."]));
   assert.equal(lookupRules(readRulesFile(path), { ip: "1.2.3.4" }).key, "1.2.3.");
-  assert.throws(() => readRulesFile(join(work.dir, "missing.cdb")), { code: "ENOENT" });
-  assert.throws(() => readRulesFile(work.dir), { code: "EISDIR" });
+  assert.throws(() => readRulesFile(join(work, "missing.cdb")), { code: "ENOENT" });
+  assert.throws(() => readRulesFile(work), { code: "EISDIR" });
 });
 
 test("ruleKeys with the port the client asked for: every key for that port first, then djb's", () => {

@@ -1,16 +1,16 @@
 // The rules grammar, quirk by quirk, each case checked against djb's tcprules as well; then
 // random rules files: our cdb and djb's are the same bytes, or both refuse the same line.
 import assert from "node:assert/strict";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import fc from "fast-check";
 import { cdbMake, cdbRecords } from "../../src/rules/cdb.ts";
 import type { CdbRecord } from "../../src/rules/cdb.ts";
 import { RuleLineError, parseRuleLines } from "../../src/rules/tcprules-parse.ts";
 import { djb } from "../helpers/programs.ts";
-import { compile, scratch } from "../helpers/rules.ts";
+import { compile } from "../helpers/rules.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
-const work = scratch();
-after(work.remove);
+const work = scratchDir("tcprules-parse");
 
 const b = (text: string) => Buffer.from(text, "latin1");
 
@@ -177,7 +177,7 @@ for (const c of CASES) {
     const input = b(c.input);
     assert.deepEqual(parseOrError(input, false), expected(c.djb), "djb mode");
     assert.deepEqual(parseOrError(input, true), expected(c.ipv6 ?? c.djb), "default (ipv6) mode");
-    const real = await compile(djb("tcprules"), input, work.dir);
+    const real = await compile(djb("tcprules"), input, work);
     if (Array.isArray(c.djb)) {
       assert.equal(real.code, 0, real.stderr);
       assert.ok(real.cdb);
@@ -234,7 +234,7 @@ test("random rules files: our cdb is djb's byte for byte, or both refuse the sam
   let refused = 0;
   await fc.assert(
     fc.asyncProperty(rulesFile, async (input) => {
-      const real = await compile(djb("tcprules"), input, work.dir);
+      const real = await compile(djb("tcprules"), input, work);
       const strict = parseOrError(input, false);
       const ipv6 = parseOrError(input, true);
       if (real.code === 0) {

@@ -4,14 +4,12 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { test } from "node:test";
 import { freePort } from "../helpers/interop.ts";
 import { ROOT } from "../helpers/programs.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 /** Whether something accepts on the port. */
 function answers(port: number): Promise<boolean> {
@@ -36,7 +34,7 @@ async function until(port: number, want: boolean): Promise<boolean> {
 }
 
 test("the demo's servers end when what started it is killed (as npm, killed, leaves its script)", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-demo-"));
+  const dir = scratchDir("demo");
   const ports = [await freePort(), await freePort(), await freePort()];
   const [port, smtp, web] = ports.map(String) as [string, string, string];
   // The parent stands for npm: it runs the script and waits, and is then killed outright.
@@ -55,7 +53,6 @@ test("the demo's servers end when what started it is killed (as npm, killed, lea
       assert.equal(await until(p, false), false, `port ${p} still answers: ${log}`);
   } finally {
     parent.kill("SIGKILL");
-    rmSync(dir, { recursive: true, force: true });
   }
 });
 
@@ -63,7 +60,7 @@ test("the demo ends with its main server's status when that one cannot start", a
   const holder = createServer().listen(0, "127.0.0.1");
   await once(holder, "listening");
   const { port } = holder.address() as AddressInfo;
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-demo-"));
+  const dir = scratchDir("demo");
   try {
     const demo = spawn("sh", ["scripts/demo.sh"], {
       cwd: ROOT,
@@ -83,6 +80,5 @@ test("the demo ends with its main server's status when that one cannot start", a
     assert.match(log, /tcpserver: fatal: unable to bind: address already used/);
   } finally {
     holder.close();
-    rmSync(dir, { recursive: true, force: true });
   }
 });

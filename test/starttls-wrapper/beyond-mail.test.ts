@@ -4,21 +4,17 @@
 // upgraded in local mode and handed over in remote mode; inside TLS the fresh server's own
 // STARTTLS is not offered again; -r refuses everything but the short list with 483.
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, ROOT, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
-const dir = mkdtempSync(join(tmpdir(), "ucspi-nntp-"));
-after(() => {
-  rmSync(pki.dir, { recursive: true, force: true });
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = scratchDir("nntp");
 const cert = pki.server("localhost", ["localhost", "127.0.0.1"]);
 const FAKE = join(ROOT, "test", "fixtures", "fake-nntp");
 const PATH = `${BIN}:/usr/bin:/bin`;

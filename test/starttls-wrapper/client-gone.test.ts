@@ -7,8 +7,8 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import type { Socket } from "node:net";
-import { readFileSync, rmSync } from "node:fs";
-import { after, test } from "node:test";
+import { readFileSync } from "node:fs";
+import { test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import { writePacket } from "../../src/dialogue/mysql.ts";
 import { makePki } from "../helpers/certs.ts";
@@ -42,7 +42,6 @@ const WRAPPER_ENV = {
   CERTFILE: pair.cert,
   KEYFILE: pair.key,
 };
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 
 /** Connects, sends `bytes`, then ends or resets; resolves once its socket is closed. */
 function goAway(port: number, bytes: string, how: "end" | "reset"): Promise<void> {
@@ -177,7 +176,6 @@ test("xmpp: a client whose end comes with its <starttls/> (one read): the sessio
     assert.doesNotMatch(server.log(), /internal error/);
   } finally {
     await server.stop();
-    rmSync(pki.dir, { recursive: true, force: true });
   }
 });
 
@@ -275,7 +273,6 @@ test("mysql: a client that leaves inside TLS, right after the handshake or befor
     );
   } finally {
     await server.stop();
-    rmSync(pki.dir, { recursive: true, force: true });
   }
 });
 

@@ -3,24 +3,20 @@
 // bytes must not be kept), a server whose reply is past the wrapper's bounds (the client must
 // get an answer and the end, not a session that hangs while the reply piles up).
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import type { Socket } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
 import { GREETING, serverBehind } from "../helpers/servers-behind.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "ucspi-wrapper-hardening-"));
+const dir = scratchDir("wrapper-hardening");
 const pki = makePki();
 const pair = pki.server("localhost", ["localhost"]);
-after(() => {
-  rmSync(dir, { recursive: true, force: true });
-  rmSync(pki.dir, { recursive: true, force: true });
-});
 const ENV = { ...process.env, PATH: PATH_WITH_BIN };
 const FLOOD = 64 * 1024 * 1024;
 

@@ -6,8 +6,7 @@
 // choose their source address connect from 127.0.0.2, so the real client is told apart from the
 // wrapper's own connection to the TLS service (from 127.0.0.1).
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -19,13 +18,13 @@ import { PATH_WITH_BIN as PATH, ours, run } from "../helpers/programs.ts";
 import type { RunResult } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
 const cert = pki.server("localhost", ["localhost", "127.0.0.1"]);
 const CA = pki.ca.cert;
 /** Where the clients connect from: not the wrapper's address (127.0.0.1). */
 const CLIENT_IP = "127.0.0.2";
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 
 type Mode = "remote" | "local" | "local -k";
 type Protocol = "smtp" | "lmtp" | "imap" | "pop3";
@@ -69,7 +68,7 @@ function wrapped(
   };
   const tls = { CERTFILE: cert.cert, KEYFILE: cert.key };
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), `ucspi-wrap-${protocol}-`));
+    dir = scratchDir(`wrap-${protocol}`);
     w.mail = await make(dir);
     const env = { ...process.env, PATH, ...w.mail.env };
     let service: string[] = [];
@@ -105,26 +104,22 @@ function wrapped(
   after(async () => {
     for (const s of servers) await s.stop();
     await w.mail?.close();
-    try {
-      // A plaintext server the wrapper lets go (SIGTERM at STARTTLS) must be gone: GNU imap4d
-      // sometimes wedges in its SIGTERM handler (exit() blocked in freelocale on
-      // __libc_setlocale_lock, seen with gdb), and the chain then sends SIGKILL after a grace
-      // of 2 s. A leftover (killed here, our own, by pid) fails the suite.
-      const left = await waitFor(
-        () => {
-          const pids = leftovers(dir);
-          return pids.length === 0 ? pids : undefined;
-        },
-        5_000,
-        () => "",
-      ).catch(() => leftovers(dir));
-      if (left.length > 0) {
-        const what = left.map((pid) => `${pid}: ${cmdline(pid)}`).join("\n");
-        for (const pid of left) process.kill(pid, "SIGKILL");
-        assert.fail(`processes of this suite outlived their servers:\n${what}`);
-      }
-    } finally {
-      if (dir) rmSync(dir, { recursive: true, force: true });
+    // A plaintext server the wrapper lets go (SIGTERM at STARTTLS) must be gone: GNU imap4d
+    // sometimes wedges in its SIGTERM handler (exit() blocked in freelocale on
+    // __libc_setlocale_lock, seen with gdb), and the chain then sends SIGKILL after a grace
+    // of 2 s. A leftover (killed here, our own, by pid) fails the suite.
+    const left = await waitFor(
+      () => {
+        const pids = leftovers(dir);
+        return pids.length === 0 ? pids : undefined;
+      },
+      5_000,
+      () => "",
+    ).catch(() => leftovers(dir));
+    if (left.length > 0) {
+      const what = left.map((pid) => `${pid}: ${cmdline(pid)}`).join("\n");
+      for (const pid of left) process.kill(pid, "SIGKILL");
+      assert.fail(`processes of this suite outlived their servers:\n${what}`);
     }
   });
   return w;

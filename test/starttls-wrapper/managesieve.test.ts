@@ -4,8 +4,7 @@
 // classes of starttls-attacks.md that apply: a command pipelined after STARTTLS (A10), and
 // STARTTLS at the wrong time (after a plaintext login, the wrapper no longer answers it).
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
@@ -14,10 +13,11 @@ import type { ManageSieve } from "../helpers/managesieve.ts";
 import { run } from "../helpers/programs.ts";
 import { startWrapperPair } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
 const leaf = pki.server("localhost", ["localhost", "127.0.0.1"]);
-const dir = mkdtempSync(join(tmpdir(), "ucspi-sieve-"));
+const dir = scratchDir("sieve");
 const PLAIN = Buffer.from("\0test\0secret").toString("base64");
 let dovecot: ManageSieve;
 let wrappers: WrapperPair | undefined;
@@ -30,8 +30,6 @@ before(async () => {
 after(async () => {
   await wrappers?.stop();
   await dovecot.close();
-  rmSync(pki.dir, { recursive: true, force: true });
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const port = (policy: "opportunistic" | "required") => {

@@ -5,8 +5,7 @@
 // login without TLS goes through untouched, or gets MySQL's "insecure transport" error with -r.
 // With proxy_protocol_networks and tcpforward --proxy, MariaDB sees the client's own address.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
@@ -23,6 +22,7 @@ import {
   startWrapperPair,
 } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
 const leaf = pki.server("localhost", ["localhost", "127.0.0.1"]);
@@ -43,7 +43,6 @@ before(async () => {
 after(async () => {
   await wrappers?.stop();
   await db.stop();
-  rmSync(pki.dir, { recursive: true, force: true });
 });
 
 function client(port: number, user: string, password: string, tls: boolean, sql: string) {
@@ -207,56 +206,52 @@ const FAKE_MYSQL = [
 ].join("\n");
 
 test("a greeting that names mysql_clear_password or dialog (PAM): the client's login inside TLS is refused with ERROR 1045 and one line, never relayed (it carried the password to the server behind in clear); mysql_native_password, and sha256_password's request for the RSA key, go through", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-mysql-"));
+  const dir = scratchDir("mysql");
   const env = { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key };
-  try {
-    const plugins = ["mysql_clear_password", "dialog", "mysql_native_password", "sha256_password"];
-    for (const plugin of plugins) {
-      const got = join(dir, plugin);
-      const server = await startServer(
-        ours("tcpserver"),
-        [
-          ...["-vRHl0", "127.0.0.1", "0", "starttls-wrapper", "-v2", "-p", "mysql"],
-          ...["python3", "-c", FAKE_MYSQL, plugin, got],
-        ],
-        { env },
-      );
-      try {
-        const r = await client(server.port, "bob", "s3cret", true, "select 1");
-        await server.waitForLog(/^tcpserver: end \d+ status \d+$/);
-        if (plugin === "mysql_native_password") {
-          assert.equal(r.code, 0, r.stderr + server.log());
-          assert.match(readFileSync(got, "latin1"), /bob\0.*mysql_native_password\0/s);
-          continue;
-        }
-        if (plugin === "sha256_password") {
-          // The mariadb client's login asks for the server's RSA key (one byte, 1), no
-          // password: it reaches the server (a user of another plugin is switched to it).
-          assert.match(readFileSync(got, "latin1"), /bob\0\x01\x01sha256_password\0/);
-          assert.doesNotMatch(readFileSync(got, "latin1"), /s3cret/);
-          continue;
-        }
-        assert.notEqual(r.code, 0);
-        assert.match(
-          r.stderr,
-          new RegExp(
-            `ERROR 1045 \\(28000\\): starttls-wrapper: the login uses ${plugin}; the password would cross the link behind it in clear`,
-          ),
-        );
-        assert.equal(existsSync(got), false, "the server behind read a login");
-        assert.match(
-          server.log(),
-          new RegExp(
-            `^starttls-wrapper: warning: 127\\.0\\.0\\.1: refused: the login uses ${plugin}, and the server behind is reached without TLS\ntcpserver: end \\d+ status 25600$`,
-            "m",
-          ),
-        );
-      } finally {
-        await server.stop();
+  const plugins = ["mysql_clear_password", "dialog", "mysql_native_password", "sha256_password"];
+  for (const plugin of plugins) {
+    const got = join(dir, plugin);
+    const server = await startServer(
+      ours("tcpserver"),
+      [
+        ...["-vRHl0", "127.0.0.1", "0", "starttls-wrapper", "-v2", "-p", "mysql"],
+        ...["python3", "-c", FAKE_MYSQL, plugin, got],
+      ],
+      { env },
+    );
+    try {
+      const r = await client(server.port, "bob", "s3cret", true, "select 1");
+      await server.waitForLog(/^tcpserver: end \d+ status \d+$/);
+      if (plugin === "mysql_native_password") {
+        assert.equal(r.code, 0, r.stderr + server.log());
+        assert.match(readFileSync(got, "latin1"), /bob\0.*mysql_native_password\0/s);
+        continue;
       }
+      if (plugin === "sha256_password") {
+        // The mariadb client's login asks for the server's RSA key (one byte, 1), no
+        // password: it reaches the server (a user of another plugin is switched to it).
+        assert.match(readFileSync(got, "latin1"), /bob\0\x01\x01sha256_password\0/);
+        assert.doesNotMatch(readFileSync(got, "latin1"), /s3cret/);
+        continue;
+      }
+      assert.notEqual(r.code, 0);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `ERROR 1045 \\(28000\\): starttls-wrapper: the login uses ${plugin}; the password would cross the link behind it in clear`,
+        ),
+      );
+      assert.equal(existsSync(got), false, "the server behind read a login");
+      assert.match(
+        server.log(),
+        new RegExp(
+          `^starttls-wrapper: warning: 127\\.0\\.0\\.1: refused: the login uses ${plugin}, and the server behind is reached without TLS\ntcpserver: end \\d+ status 25600$`,
+          "m",
+        ),
+      );
+    } finally {
+      await server.stop();
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
 });
 
@@ -289,7 +284,7 @@ print("OK" if answer[0] == 0 else answer[9:].decode("latin1"))
   ));
 
 test("a login in plaintext pipelined behind the SSLRequest, in one write (the CVE-2021-23214 class): taken for the TLS handshake, which fails; the server behind never reads it", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-mysql-"));
+  const dir = scratchDir("mysql");
   const got = join(dir, "login");
   const env = { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: leaf.cert, KEYFILE: leaf.key };
   const server = await startServer(
@@ -334,7 +329,6 @@ print("alert" if out[:1] == b"\\x15" else "nothing" if not out else out.hex())
     assert.equal(existsSync(got), false, "the server behind read a login");
   } finally {
     await server.stop();
-    rmSync(dir, { recursive: true, force: true });
   }
 });
 

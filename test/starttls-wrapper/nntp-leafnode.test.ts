@@ -16,21 +16,17 @@
 // local-network check refuses ("502 Remote access denied.") without it. The group local.test
 // and its two articles are spool files written here (leafnode 1.12 has no local groups).
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
-const dir = mkdtempSync(join(tmpdir(), "ucspi-leafnode-"));
-after(() => {
-  rmSync(pki.dir, { recursive: true, force: true });
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = scratchDir("leafnode");
 const cert = pki.server("localhost", ["localhost", "127.0.0.1"]);
 // Debian's python3 (3.11, nntplib still there) and our programs first.
 const PATH = `${BIN}:/usr/bin:/bin`;

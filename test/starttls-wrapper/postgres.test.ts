@@ -3,8 +3,7 @@
 // sees a plaintext session; sslmode=disable goes through untouched, or is refused with -r;
 // a GSSENCRequest gets 'N'; bytes sent after an SSLRequest before its answer are refused.
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
@@ -20,6 +19,7 @@ import {
   startWrapperPair,
 } from "../helpers/wrapper-pair.ts";
 import type { WrapperPair } from "../helpers/wrapper-pair.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
 const leaf = pki.server("localhost", ["localhost", "127.0.0.1"]);
@@ -40,7 +40,6 @@ before(async () => {
 after(async () => {
   await wrappers?.stop();
   await pg.stop();
-  rmSync(pki.dir, { recursive: true, force: true });
 });
 
 /** psql through the wrapper: the rows of `sql`, or the failure. */
@@ -235,7 +234,7 @@ test("openssl s_client -starttls postgres: the upgrade, the certificate verified
 });
 
 test("a CancelRequest of protocol 3.2 (PostgreSQL 18: a secret key of up to 256 bytes) goes through to the server untouched, as one of 3.0 does (it was taken for malformed unless 16 bytes, and refused); one past 256 bytes is refused", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-pg-"));
+  const dir = scratchDir("pg");
   const got = join(dir, "got");
   const server = await startServer(
     ours("tcpserver"),
@@ -267,7 +266,6 @@ test("a CancelRequest of protocol 3.2 (PostgreSQL 18: a secret key of up to 256 
     assert.equal(readFileSync(got).length, 16 + 44 + 268);
   } finally {
     await server.stop();
-    rmSync(dir, { recursive: true, force: true });
   }
 });
 

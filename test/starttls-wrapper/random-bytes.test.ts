@@ -4,12 +4,11 @@
 // cut at random places, written with pauses, then ended, reset or dropped. Whatever a client
 // sends, its session ends when it goes: tcpserver goes on serving, logs no internal error, is
 // back to 0 connections, and no fd or child is left (test/helpers/chaos.ts).
-import { rmSync } from "node:fs";
 import { connect } from "node:net";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import fc from "fast-check";
 import { writePacket } from "../../src/dialogue/mysql.ts";
 import { escapeRegExp } from "../helpers/normalize.ts";
@@ -24,7 +23,6 @@ import type { RunningServer } from "../helpers/server.ts";
 
 const pki = makePki();
 const pair = pki.server("localhost", ["localhost", "127.0.0.1"]);
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 
 const text = (t: string) => Buffer.from(t, "latin1");
 const hex = (h: string) => Buffer.from(h, "hex");

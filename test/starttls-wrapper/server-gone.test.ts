@@ -8,8 +8,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { rmSync } from "node:fs";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { writePacket } from "../../src/dialogue/mysql.ts";
 import { makePki } from "../helpers/certs.ts";
 import { greetingPayload } from "../helpers/mysql-packets.ts";
@@ -20,7 +19,6 @@ import type { RunningServer } from "../helpers/server.ts";
 const pki = makePki();
 const pair = pki.server("localhost", ["localhost"]);
 const ENV = { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: pair.cert, KEYFILE: pair.key };
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 
 /** A python3 daemon on a port of its own (printed first): per connection, it skips a PROXY v2
  * header (argv 3 "proxy", "tls"), makes the TLS handshake after it ("tls": a TLS service),

@@ -4,12 +4,11 @@
 // both sides is test/fixtures/fake-smtp, which logs every command it receives, so "never
 // reaches either server" is checked on what each one actually got.
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
 import type { Socket } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { Duplex } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
 import type { TLSSocket } from "node:tls";
@@ -18,13 +17,10 @@ import { freePort, openFds, programsOf } from "../helpers/interop.ts";
 import { BIN, ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
-const dir = mkdtempSync(join(tmpdir(), "ucspi-wrapper-"));
-after(() => {
-  rmSync(pki.dir, { recursive: true, force: true });
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = scratchDir("wrapper");
 const cert = pki.server("localhost", ["localhost"]);
 const FAKE = join(ROOT, "test", "fixtures", "fake-smtp");
 const PATH = `${BIN}:/usr/bin:/bin`;

@@ -7,7 +7,6 @@
 // server-to-server stream to Prosody's s2s port.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { rmSync } from "node:fs";
 import { connect } from "node:net";
 import { after, before, test } from "node:test";
 import { TLS_NS } from "../../src/dialogue/xmpp.ts";
@@ -41,7 +40,6 @@ before(async () => {
 after(async () => {
   await wrappers?.stop();
   await prosody.stop();
-  rmSync(pki.dir, { recursive: true, force: true });
 });
 
 /** A python3 XMPP client by hand, argv: port, mode, CA, domain. mode: probe (features only),

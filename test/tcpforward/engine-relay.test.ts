@@ -5,10 +5,10 @@
 // forward.test.ts's "after tlsd" tests and native-engine.test.ts's run on this path.)
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import type { Server, Socket } from "node:net";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import { makePki } from "../helpers/certs.ts";
 import { openFds } from "../helpers/interop.ts";
@@ -18,7 +18,6 @@ import { startServer, waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const pair = pki.server("localhost", ["localhost", "127.0.0.1"]);
 const env = { ...process.env, PATH: PATH_WITH_BIN, CERTFILE: pair.cert, KEYFILE: pair.key };
 

@@ -5,9 +5,8 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Server, Socket } from "node:net";
 import { test } from "node:test";
@@ -16,6 +15,7 @@ import { makePki } from "../helpers/certs.ts";
 import { freePort, openFds } from "../helpers/interop.ts";
 import { PATH_WITH_BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer, talk, waitFor } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const env = { ...process.env, PATH: PATH_WITH_BIN };
 
@@ -108,7 +108,7 @@ test("both directions full at once: 24 MiB each way through an echo service whos
 });
 
 test("a service on a UNIX socket: both directions byte for byte, the half-close passed on, in-process and under djb's tcpserver; a socket that is not there: a reset and one line", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-forward-"));
+  const dir = scratchDir("forward");
   const path = join(dir, "service.sock");
   const service: Server = createServer({ allowHalfOpen: true }, (socket) => {
     let input = "";
@@ -152,7 +152,6 @@ test("a service on a UNIX socket: both directions byte for byte, the half-close 
     }
   } finally {
     service.close();
-    rmSync(dir, { recursive: true, force: true });
   }
 });
 
@@ -388,7 +387,7 @@ test("after tlsd, a service that resets mid-session: the client gets what came b
 });
 
 test("after tlsd, a client that resets mid-session, the service on a UNIX socket: the service's connection ends, one line, and tcpserver serves on (it used to die of it)", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-forward-"));
+  const dir = scratchDir("forward");
   const path = join(dir, "service.sock");
   const ends: string[] = [];
   const service = createServer((socket) => {
@@ -417,7 +416,6 @@ test("after tlsd, a client that resets mid-session, the service on a UNIX socket
   } finally {
     await server.stop();
     service.close();
-    rmSync(dir, { recursive: true, force: true });
   }
 });
 

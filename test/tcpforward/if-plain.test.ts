@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import type { Server } from "node:net";
-import { readFileSync, rmSync } from "node:fs";
-import { after, before, test } from "node:test";
+import { readFileSync } from "node:fs";
+import { before, test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import { makePki } from "../helpers/certs.ts";
 import type { Pair, TestPki } from "../helpers/certs.ts";
@@ -28,10 +28,6 @@ before(() => {
   ours_ = makePki();
   theirPair = theirs.server("localhost", ["localhost", "127.0.0.1"]);
   ourPair = ours_.server("localhost", ["localhost", "127.0.0.1"]);
-});
-
-after(() => {
-  for (const pki of [theirs, ours_]) rmSync(pki.dir, { recursive: true, force: true });
 });
 
 /** tcpserver → tcpforward --if-plain { tlsd tcpforward } to 127.0.0.1:port. */

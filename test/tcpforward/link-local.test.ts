@@ -3,8 +3,7 @@
 // connects from) mean something only on their interface. tcpserver names it in TCP6INTERFACE,
 // as ucspi-tcp-ipv6 does, and tcpforward connects and binds on it.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makeLab } from "../helpers/netns.ts";
@@ -12,6 +11,7 @@ import type { Lab } from "../helpers/netns.ts";
 import { PATH_WITH_BIN, ROOT, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const SERVER_LL = "fe80::77:1";
 const CLIENT_LL = "fe80::77:2";
@@ -54,7 +54,7 @@ function veth(ns: string): string {
 
 before(async () => {
   lab = makeLab("fwl");
-  dir = mkdtempSync(join(tmpdir(), "ucspi-fwl-"));
+  dir = scratchDir("fwl");
   writeFileSync(join(dir, "rules.nft"), RULES);
   serverIf = veth(lab.server);
   clientIf = veth(lab.client);
@@ -101,7 +101,6 @@ before(async () => {
 after(async () => {
   for (const server of servers) await server.stop();
   lab.destroy();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 /** The first line the service says to a client from CLIENT_LL to SERVER_LL port `port`. */

@@ -6,15 +6,13 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { manageSieveServer } from "../helpers/managesieve.ts";
 import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { answerWithCertificate } from "../helpers/tls-client.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
 const leaf = pki.server("localhost", ["localhost"]);
@@ -52,7 +50,7 @@ print(until(b"\\r\\n").decode().strip())
 }
 
 test("dovecot takes tlsd's session for a secured one: a plaintext login passes through `tlsd tcpforward --proxy`, and is refused through `tcpforward --proxy` alone", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "proxy-tls-"));
+  const dir = scratchDir("proxy-tls");
   const sieve = await manageSieveServer(dir, { haproxy: true });
   const withTls = await startServer(
     ours("tcpserver"),
@@ -77,7 +75,6 @@ test("dovecot takes tlsd's session for a secured one: a plaintext login passes t
     await withTls.stop();
     await plain.stop();
     await sieve.close();
-    rmSync(dir, { recursive: true, force: true });
   }
 });
 

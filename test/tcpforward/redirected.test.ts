@@ -3,8 +3,7 @@
 // asked for are the ones IPv4's NAT kept, not the listener's own. tcpforward then goes on to
 // that service rather than back to tcpserver (which it would take for a loop).
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makeLab } from "../helpers/netns.ts";
@@ -12,6 +11,7 @@ import type { Lab } from "../helpers/netns.ts";
 import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const ASKED = 8282; // REDIRECT to the tcpserver that names what was asked for
 const NAMER = 9997;
@@ -34,7 +34,7 @@ const servers: RunningServer[] = [];
 
 before(async () => {
   lab = makeLab("fwr");
-  dir = mkdtempSync(join(tmpdir(), "ucspi-fwr-"));
+  dir = scratchDir("fwr");
   writeFileSync(join(dir, "rules.nft"), RULES);
   lab.sh(lab.server, `nft -f ${join(dir, "rules.nft")}`);
   const env = { ...process.env, PATH: PATH_WITH_BIN };
@@ -57,7 +57,6 @@ before(async () => {
 after(async () => {
   for (const server of servers) await server.stop();
   lab.destroy();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 /** The first line the service at ip, port says to a client in the client namespace. */

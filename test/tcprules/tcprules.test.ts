@@ -12,16 +12,16 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { spawn } from "node:child_process";
 import type { StdioOptions } from "node:child_process";
 import { cdbFind } from "../../src/rules/cdb.ts";
 import { djb, ours, run } from "../helpers/programs.ts";
 import { waitFor } from "../helpers/server.ts";
-import { REFERENCE_LINES, rulesText, scratch } from "../helpers/rules.ts";
+import { REFERENCE_LINES, rulesText } from "../helpers/rules.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
-const work = scratch();
-after(work.remove);
+const work = scratchDir("tcprules");
 
 const b = (text: string) => Buffer.from(text, "latin1");
 
@@ -45,7 +45,7 @@ async function outcome(
   setup: (dir: string) => void = () => {},
   stdio?: StdioOptions,
 ): Promise<Outcome> {
-  const dir = join(work.dir, `run${folders++}`);
+  const dir = join(work, `run${folders++}`);
   mkdirSync(dir);
   setup(dir);
   const options = stdio ? { cwd: dir, stdio } : { cwd: dir, input };
@@ -131,7 +131,7 @@ test("a bad line: djb's message byte for byte, exit 100, no cdb; our rules.tmp i
 });
 
 test("a bad line leaves the old cdb untouched (atomic replace)", async () => {
-  const dir = join(work.dir, "atomic");
+  const dir = join(work, "atomic");
   mkdirSync(dir);
   const cdbPath = join(dir, "rules.cdb");
   const first = await run(ours("tcprules"), ARGS, { cwd: dir, input: b("1.2.3.4:deny\n") });
@@ -198,7 +198,7 @@ test("cannot move rules.tmp over rules.cdb: exit 111; ours removes rules.tmp", a
 });
 
 test("cannot read stdin (a directory): exit 111, unable to read input", async () => {
-  const fd = openSync(work.dir, "r");
+  const fd = openSync(work, "r");
   try {
     const stdio: StdioOptions = [fd, "pipe", "pipe"];
     const [theirs, mine] = await Promise.all([
@@ -218,7 +218,7 @@ test("cannot read stdin (a directory): exit 111, unable to read input", async ()
 test("the cdb gets the same permissions as djb's (0644 less the umask)", async () => {
   const [theirs, mine] = await Promise.all(
     [djb("tcprules"), ours("tcprules")].map(async (program) => {
-      const dir = join(work.dir, `mode${folders++}`);
+      const dir = join(work, `mode${folders++}`);
       mkdirSync(dir);
       await run(program, ARGS, { cwd: dir, input: REFERENCE });
       const mode = statSync(join(dir, "rules.cdb")).mode & 0o777;
@@ -233,7 +233,7 @@ test("the cdb gets the same permissions as djb's (0644 less the umask)", async (
 // with "unable to read input: interrupted system call"). djb's dies of it; ours, blocked in its
 // read, may finish first: either way, no inspector and no failure.
 test("SIGUSR1 while reading the rules: no inspector, no failed read", async () => {
-  const dir = join(work.dir, `run${folders++}`);
+  const dir = join(work, `run${folders++}`);
   mkdirSync(dir);
   const child = spawn(ours("tcprules"), ARGS, { cwd: dir, stdio: ["pipe", "ignore", "pipe"] });
   let stderr = "";

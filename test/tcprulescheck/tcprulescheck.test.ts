@@ -3,14 +3,14 @@
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import fc from "fast-check";
 import { cdbMake } from "../../src/rules/cdb.ts";
 import { djb, ours, run } from "../helpers/programs.ts";
-import { REFERENCE_LINES, rulesText, scratch } from "../helpers/rules.ts";
+import { REFERENCE_LINES, rulesText } from "../helpers/rules.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
-const work = scratch();
-after(work.remove);
+const work = scratchDir("tcprulescheck");
 
 const b = (text: string) => Buffer.from(text, "latin1");
 
@@ -49,8 +49,8 @@ let djbCdb = "";
 let ourCdb = "";
 
 before(async () => {
-  djbCdb = join(work.dir, "djb.cdb");
-  ourCdb = join(work.dir, "ours.cdb");
+  djbCdb = join(work, "djb.cdb");
+  ourCdb = join(work, "ours.cdb");
   for (const [program, path] of [
     [djb("tcprules"), djbCdb],
     [ours("tcprules"), ourCdb],
@@ -114,7 +114,7 @@ test("the report's exact shape: rule, variables, verdict; or default", async () 
     TCPREMOTEINFO: "bob",
   });
   assert.equal(deny.stdout, "rule bob@=mail.example.com:\ndeny connection\n");
-  const empty = join(work.dir, "empty-rules.cdb");
+  const empty = join(work, "empty-rules.cdb");
   writeFileSync(empty, cdbMake([]));
   const [theirs, mine] = await both([empty], { TCPREMOTEIP: "1.2.3.4" });
   assert.deepEqual(mine, { code: 0, stdout: "default:\nallow connection\n", stderr: "" });
@@ -122,7 +122,7 @@ test("the report's exact shape: rule, variables, verdict; or default", async () 
 });
 
 test("value items as djb prints them: variables up to a D, + without =, junk ignored", async () => {
-  const path = join(work.dir, "items.cdb");
+  const path = join(work, "items.cdb");
   const data = b("+A=1\0X junk\0\0+B\0D\0+C=never\0");
   writeFileSync(
     path,
@@ -150,7 +150,7 @@ test("unreadable rules: exit 111 with djb's cause text", async () => {
     ["short.cdb", good.subarray(0, 100)],
     ["cut.cdb", good.subarray(0, good.length - 9)],
   ];
-  for (const [name, bytes] of files) writeFileSync(join(work.dir, name), bytes);
+  for (const [name, bytes] of files) writeFileSync(join(work, name), bytes);
   const expected: [string, string][] = [
     ["missing.cdb", "file does not exist"],
     ["empty.cdb", "invalid argument"],
@@ -158,7 +158,7 @@ test("unreadable rules: exit 111 with djb's cause text", async () => {
     ["short.cdb", "protocol error"],
   ];
   for (const [name, cause] of expected) {
-    const path = join(work.dir, name);
+    const path = join(work, name);
     const [theirs, mine] = await both([path], { TCPREMOTEIP: "127.0.0.1" });
     assert.deepEqual(mine, {
       code: 111,
@@ -169,13 +169,13 @@ test("unreadable rules: exit 111 with djb's cause text", async () => {
   }
   // A file cut in its hash tables fails for some clients only, the same ones for both.
   for (const env of CLIENTS) {
-    const [theirs, mine] = await both([join(work.dir, "cut.cdb")], env);
+    const [theirs, mine] = await both([join(work, "cut.cdb")], env);
     assert.deepEqual(mine, theirs, JSON.stringify(env));
   }
 });
 
 test("a directory: ours says so (djb's crashes with SIGSEGV)", async () => {
-  const dir = join(work.dir, "a-dir");
+  const dir = join(work, "a-dir");
   mkdirSync(dir);
   const mine = await check(ours("tcprulescheck"), [dir], {});
   assert.deepEqual(mine, {
@@ -202,7 +202,7 @@ test("damaged cdbs: the same report or the same failure as djb's", async () => {
       async (edits, length, env) => {
         const bytes = Buffer.from(good.subarray(0, length));
         for (const { at, byte } of edits) if (at < bytes.length) bytes[at] = byte;
-        const path = join(work.dir, `damaged${n++}.cdb`);
+        const path = join(work, `damaged${n++}.cdb`);
         writeFileSync(path, bytes);
         const [theirs, mine] = await both([path], env);
         assert.deepEqual(mine, theirs);
@@ -213,7 +213,7 @@ test("damaged cdbs: the same report or the same failure as djb's", async () => {
 });
 
 test("TCPLOCALPORT: PORT/key rules first, as tcpserver --transparent tries them; djb's keys after", async () => {
-  const cdb = join(work.dir, "ports.cdb");
+  const cdb = join(work, "ports.cdb");
   const made = await run(ours("tcprules"), [cdb, `${cdb}.tmp`], {
     input: rulesText([
       "25/10.0.0.:allow,RELAY='yes'",

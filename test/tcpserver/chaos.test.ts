@@ -8,7 +8,7 @@
 // logs no internal error, every connection ends, and no fd or child is left.
 import assert from "node:assert/strict";
 import { randomBytes, randomInt } from "node:crypto";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { connect, createServer } from "node:net";
@@ -75,7 +75,6 @@ before(async () => {
 
 after(() => {
   service.close();
-  rmSync(pki.dir, { recursive: true, force: true });
 });
 
 /** One client of `kind` asking the service for `mode`; resolves when its connection is

@@ -8,12 +8,13 @@ import { readFileSync } from "node:fs";
 import { connect } from "node:net";
 import type { Socket } from "node:net";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { freePort, freeUdpPort } from "../helpers/interop.ts";
 import { ROOT, djb, ours, run } from "../helpers/programs.ts";
-import { rulesText, scratch } from "../helpers/rules.ts";
+import { rulesText } from "../helpers/rules.ts";
 import { startServer, talk, waitFor } from "../helpers/server.ts";
 import { logShape, session } from "../helpers/session.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const PRINT_ENV = join(ROOT, "test/fixtures/print-env");
 const PRINT_FDS = join(ROOT, "test/fixtures/print-fds");
@@ -21,11 +22,9 @@ const SOCKET_ACTIVATE = join(ROOT, "test/fixtures/socket-activate");
 const SERVER_ENV = { PATH: "/usr/bin:/bin" };
 
 let dir = "";
-let removeDir = () => {};
 before(() => {
-  ({ dir, remove: removeDir } = scratch());
+  dir = scratchDir("extensions");
 });
-after(() => removeDir());
 
 /** A connection that stays open; `first` resolves with the first line the server sends. */
 function hold(port: number, localAddress: string) {

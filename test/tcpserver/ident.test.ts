@@ -8,9 +8,10 @@ import { ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { hidePortVars } from "../helpers/normalize.ts";
 import { startIdentd } from "../helpers/identd.ts";
 import type { FakeIdentd } from "../helpers/identd.ts";
-import { rulesText, scratch } from "../helpers/rules.ts";
+import { rulesText } from "../helpers/rules.ts";
 import { logShape, session } from "../helpers/session.ts";
 import type { Client, Session } from "../helpers/session.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const PRINT_ENV = join(ROOT, "test/fixtures/print-env");
 const SERVER_ENV = { PATH: "/usr/bin:/bin" };
@@ -21,12 +22,11 @@ const NO_IDENTD_IP = "127.0.0.114";
 
 let identd: FakeIdentd;
 let dir = "";
-let removeDir = () => {};
 let cdb = "";
 
 before(async () => {
   identd = await startIdentd(CLIENT_IP);
-  ({ dir, remove: removeDir } = scratch());
+  dir = scratchDir("ident");
   cdb = join(dir, "rules.cdb");
   const lines = [
     `joe@${CLIENT_IP}:allow,X="ident"`,
@@ -41,7 +41,6 @@ before(async () => {
 
 after(async () => {
   await identd.close();
-  removeDir();
 });
 
 function env(out: string): Map<string, string> {

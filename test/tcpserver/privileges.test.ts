@@ -3,11 +3,11 @@
 import assert from "node:assert/strict";
 import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { djb, ours } from "../helpers/programs.ts";
-import { scratch } from "../helpers/rules.ts";
 import { hidePortVars } from "../helpers/normalize.ts";
 import { logShape, session } from "../helpers/session.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const ID_SCRIPT = [
   "/bin/sh",
@@ -17,11 +17,10 @@ const ID_SCRIPT = [
 ];
 
 let dir = "";
-let removeDir = () => {};
 const wrapped = { djb: "", ours: "" };
 
 before(() => {
-  ({ dir, remove: removeDir } = scratch());
+  dir = scratchDir("tcpserver-privileges");
   // Each tcpserver started with supplementary groups 4 and 27 besides root's 0, so that the
   // tests see which groups it keeps or drops.
   for (const who of ["djb", "ours"] as const) {
@@ -31,7 +30,6 @@ before(() => {
     chmodSync(wrapped[who], 0o755);
   }
 });
-after(() => removeDir());
 
 async function sideBySide(args: readonly string[], env: NodeJS.ProcessEnv) {
   const a = await session(wrapped.djb, args, "127.0.0.1", ID_SCRIPT, [{}], { env });

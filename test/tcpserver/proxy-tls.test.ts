@@ -5,9 +5,9 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { freePort, isListening } from "../helpers/interop.ts";
 import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
@@ -15,7 +15,6 @@ import { startServer, talk, waitFor } from "../helpers/server.ts";
 import { answerWithCertificate } from "../helpers/tls-client.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const site = pki.server("localhost", ["localhost"]);
 const client = pki.withSubject("zoe", "/O=Example/CN=Zoë");
 

@@ -2,14 +2,14 @@
 // sources; rules apply to the real client; not a byte of the application's stream is lost.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { connect } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { encodeProxyV2 } from "../../src/proxy/index.ts";
 import { ROOT, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const PROGRAM = [
   "/bin/sh",
@@ -83,41 +83,33 @@ test("a v2 header split across segments, IPv6 addresses, bytes right behind it",
 });
 
 test("rules apply to the real client, never to the proxy's address", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "proxy-rules-"));
+  const dir = scratchDir("proxy-rules");
+  const cdb = join(dir, "rules.cdb");
+  writeFileSync(
+    join(dir, "rules.txt"),
+    '192.0.2.7:allow,X="real"\n127.0.0.1:allow,X="proxy"\n:deny\n',
+  );
+  execFileSync(join(ROOT, "bin/tcprules"), [cdb, join(dir, "rules.tmp")], {
+    input: '192.0.2.7:allow,X="real"\n127.0.0.1:allow,X="proxy"\n:deny\n',
+  });
+  const s = await startServer(ours("tcpserver"), [
+    "--proxy",
+    "-v",
+    "-x",
+    cdb,
+    "-RHl0",
+    "127.0.0.1",
+    "0",
+    ...PROGRAM,
+  ]);
   try {
-    const cdb = join(dir, "rules.cdb");
-    writeFileSync(
-      join(dir, "rules.txt"),
-      '192.0.2.7:allow,X="real"\n127.0.0.1:allow,X="proxy"\n:deny\n',
-    );
-    execFileSync(join(ROOT, "bin/tcprules"), [cdb, join(dir, "rules.tmp")], {
-      input: '192.0.2.7:allow,X="real"\n127.0.0.1:allow,X="proxy"\n:deny\n',
-    });
-    const s = await startServer(ours("tcpserver"), [
-      "--proxy",
-      "-v",
-      "-x",
-      cdb,
-      "-RHl0",
-      "127.0.0.1",
-      "0",
-      ...PROGRAM,
-    ]);
-    try {
-      const allowed = await exchange(s.port, [
-        "PROXY TCP4 192.0.2.7 198.51.100.1 40000 25\r\nabcde",
-      ]);
-      assert.equal(allowed, "192.0.2.7 40000 198.51.100.1 25 TCP real\nabcde");
-      const denied = await exchange(s.port, [
-        "PROXY TCP4 192.0.2.8 198.51.100.1 40000 25\r\nabcde",
-      ]);
-      assert.equal(denied, "");
-      await s.waitForLog(/^tcpserver: deny \d+ 0:198\.51\.100\.1:25 :192\.0\.2\.8::40000$/);
-    } finally {
-      await s.stop();
-    }
+    const allowed = await exchange(s.port, ["PROXY TCP4 192.0.2.7 198.51.100.1 40000 25\r\nabcde"]);
+    assert.equal(allowed, "192.0.2.7 40000 198.51.100.1 25 TCP real\nabcde");
+    const denied = await exchange(s.port, ["PROXY TCP4 192.0.2.8 198.51.100.1 40000 25\r\nabcde"]);
+    assert.equal(denied, "");
+    await s.waitForLog(/^tcpserver: deny \d+ 0:198\.51\.100\.1:25 :192\.0\.2\.8::40000$/);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    await s.stop();
   }
 });
 

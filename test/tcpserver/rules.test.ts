@@ -2,16 +2,17 @@
 // tcpservers, from clients on different loopback addresses. Child environment, what the client
 // reads and the -v log must be the same (pids and ports aside).
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { hidePortVars } from "../helpers/normalize.ts";
-import { rulesText, scratch } from "../helpers/rules.ts";
+import { rulesText } from "../helpers/rules.ts";
 import { freePort } from "../helpers/interop.ts";
 import { startServer, talk } from "../helpers/server.ts";
 import { logShape, session } from "../helpers/session.ts";
 import type { Client, Session } from "../helpers/session.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const PRINT_ENV = join(ROOT, "test/fixtures/print-env");
 const SERVER_ENV = { PATH: "/usr/bin:/bin" };
@@ -48,12 +49,10 @@ const CLIENTS: Client[] = [
 ];
 
 let dir = "";
-let removeDir = () => {};
 
 before(() => {
-  ({ dir, remove: removeDir } = scratch());
+  dir = scratchDir("tcpserver-rules");
 });
-after(() => removeDir());
 
 let counter = 0;
 

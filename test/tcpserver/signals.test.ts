@@ -5,22 +5,21 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, utimesSync } from "node:fs";
 import { writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import type { Socket } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import type { TLSSocket } from "node:tls";
 import { spawnersOf } from "../helpers/interop.ts";
 import { PATH_WITH_BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer, talk } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "ucspi-signals-"));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDir("signals");
 
 function openssl(args: string[]): void {
   execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });

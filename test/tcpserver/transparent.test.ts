@@ -4,8 +4,7 @@
 // listener's own) and the client's own address and port; and -x rules keyed by the port asked
 // for (`PORT/key`, docs/tcpserver.md) deny one of those ports and allow another.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { makeLab } from "../helpers/netns.ts";
@@ -14,6 +13,7 @@ import { ours, run } from "../helpers/programs.ts";
 import { rulesText } from "../helpers/rules.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const LISTENER = 9999; // TPROXY's target
 const [ALLOWED, DENIED, UNKEYED] = [7001, 7002, 7003]; // the ports diverted to it
@@ -36,7 +36,7 @@ let server: RunningServer;
 
 before(async () => {
   lab = makeLab("tst");
-  dir = mkdtempSync(join(tmpdir(), "ucspi-tst-"));
+  dir = scratchDir("tst");
   writeFileSync(join(dir, "rules.nft"), RULES);
   lab.sh(
     lab.server,
@@ -72,7 +72,6 @@ before(async () => {
 after(async () => {
   await server?.stop();
   lab?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 /** What the listener's program says to a client from `source` port `sourcePort` (in the client

@@ -555,7 +555,6 @@ test("a service with TLS of its own keeps it: its clients get its own certificat
     tool.child.kill("SIGTERM");
     assert.deepEqual(await tool.exited, { code: 0, signal: null });
     service.kill();
-    rmSync(own.dir, { recursive: true, force: true });
   }
   assert.equal(hostState(), pristine);
 });

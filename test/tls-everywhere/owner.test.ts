@@ -3,10 +3,9 @@
 // record that is not one of ours is no record.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import fc from "fast-check";
 import {
   processId,
@@ -17,9 +16,9 @@ import {
   stopProcesses,
   writeOwnerRecord,
 } from "../../src/tls-everywhere/owner.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "owner-"));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDir("owner");
 
 test("the start time is read after the last ')', whatever the process's name holds", () => {
   const state = fc.constantFrom("R", "S", "D", "T", "I");

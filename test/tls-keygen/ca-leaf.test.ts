@@ -2,13 +2,12 @@
 // purpose, mutual TLS with Node, name constraints, a CA made by openssl, validity cut to the CA's.
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { readFileSync, rmSync } from "node:fs";
-import { after, before, test } from "node:test";
+import { readFileSync } from "node:fs";
+import { before, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
-import { certText, handshake, keygen, keygenOk, openssl, scratchDir } from "../helpers/keygen.ts";
+import { certText, handshake, keygen, keygenOk, openssl, workDir } from "../helpers/keygen.ts";
 
-const work = scratchDir("keygen-ca-");
-after(work.remove);
+const work = workDir("keygen-ca");
 const ca = { cert: work.path("ca.pem"), key: work.path("ca.key") };
 const rsaCa = { cert: work.path("rsa-ca.pem"), key: work.path("rsa-ca.key") };
 
@@ -115,31 +114,27 @@ test("an RSA CA signs ECDSA, Ed25519 and RSA leaves (sha256WithRSAEncryption)", 
 
 test("leaf signed by a CA that openssl made (its own subject encoding and key identifiers)", async () => {
   const pki = makePki();
-  try {
-    const leaf = work.path("openssl-ca-leaf.pem");
-    await keygenOk([
-      "leaf",
-      "-C",
-      pki.ca.cert,
-      "-K",
-      pki.ca.key,
-      "-d",
-      "1",
-      "-s",
-      "localhost",
-      leaf,
-      work.path("openssl-ca-leaf.key"),
-    ]);
-    assert.equal((await verify(pki.ca.cert, leaf, "sslserver")).out, `${leaf}: OK\n`);
-    const result = await handshake(
-      { cert: leaf, key: work.path("openssl-ca-leaf.key") },
-      pki.ca.cert,
-      "localhost",
-    );
-    assert.equal(result.authorized, true);
-  } finally {
-    rmSync(pki.dir, { recursive: true, force: true });
-  }
+  const leaf = work.path("openssl-ca-leaf.pem");
+  await keygenOk([
+    "leaf",
+    "-C",
+    pki.ca.cert,
+    "-K",
+    pki.ca.key,
+    "-d",
+    "1",
+    "-s",
+    "localhost",
+    leaf,
+    work.path("openssl-ca-leaf.key"),
+  ]);
+  assert.equal((await verify(pki.ca.cert, leaf, "sslserver")).out, `${leaf}: OK\n`);
+  const result = await handshake(
+    { cert: leaf, key: work.path("openssl-ca-leaf.key") },
+    pki.ca.cert,
+    "localhost",
+  );
+  assert.equal(result.authorized, true);
 });
 
 test("ca --permit: nameConstraints that openssl enforces; leaf refuses names outside them", async () => {

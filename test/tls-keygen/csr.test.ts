@@ -2,11 +2,10 @@
 // SAN extension; with a new key (0600) or the key already there (any PEM form openssl writes).
 import assert from "node:assert/strict";
 import { readFileSync, statSync } from "node:fs";
-import { after, test } from "node:test";
-import { keygen, keygenOk, openssl, scratchDir } from "../helpers/keygen.ts";
+import { test } from "node:test";
+import { keygen, keygenOk, openssl, workDir } from "../helpers/keygen.ts";
 
-const work = scratchDir("keygen-csr-");
-after(work.remove);
+const work = workDir("keygen-csr");
 const umask = process.umask();
 
 for (const type of ["ecdsa", "ed25519", "rsa"] as const) {

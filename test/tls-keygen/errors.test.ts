@@ -4,13 +4,12 @@
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { COMMANDS, USAGE, usageFor } from "../../src/tls-keygen/options.ts";
-import { keygen, keygenOk, openssl, scratchDir } from "../helpers/keygen.ts";
+import { keygen, keygenOk, openssl, workDir } from "../helpers/keygen.ts";
 import { ROOT } from "../helpers/programs.ts";
 
-const work = scratchDir("keygen-errors-");
-after(work.remove);
+const work = workDir("keygen-errors");
 
 before(async () => {
   writeFileSync(work.path("exists.pem"), "x\n");

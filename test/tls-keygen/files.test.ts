@@ -13,11 +13,10 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
-import { keygen, keygenOk, openssl, scratchDir } from "../helpers/keygen.ts";
+import { test } from "node:test";
+import { keygen, keygenOk, openssl, workDir } from "../helpers/keygen.ts";
 
-const work = scratchDir("keygen-files-");
-after(work.remove);
+const work = workDir("keygen-files");
 const umask = process.umask();
 let serial = 0;
 const freshDir = () => {

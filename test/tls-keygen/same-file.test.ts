@@ -4,11 +4,10 @@
 // and no key, both with exit 0. Now: exit 100, one line naming both, every file as it was.
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
-import { after, before, test } from "node:test";
-import { keygen, keygenOk, scratchDir } from "../helpers/keygen.ts";
+import { before, test } from "node:test";
+import { keygen, keygenOk, workDir } from "../helpers/keygen.ts";
 
-const work = scratchDir("keygen-same-file-");
-after(work.remove);
+const work = workDir("keygen-same-file");
 
 before(async () => {
   mkdirSync(work.path("sub"));

@@ -3,11 +3,10 @@
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
-import { after, test } from "node:test";
-import { certText, handshake, keygenOk, openssl, scratchDir } from "../helpers/keygen.ts";
+import { test } from "node:test";
+import { certText, handshake, keygenOk, openssl, workDir } from "../helpers/keygen.ts";
 
-const work = scratchDir("keygen-self-");
-after(work.remove);
+const work = workDir("keygen-self");
 const umask = process.umask();
 
 const ALGORITHMS = {

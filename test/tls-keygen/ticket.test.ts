@@ -3,19 +3,18 @@
 // tlsd would refuse is refused in one line that quotes none of it, and left as it was.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { symlinkSync, writeFileSync } from "node:fs";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import fc from "fast-check";
 import { parseTicketKeys } from "../../src/tls/tickets.ts";
 import { makePki } from "../helpers/certs.ts";
-import { keygen, scratchDir } from "../helpers/keygen.ts";
+import { keygen, workDir } from "../helpers/keygen.ts";
 import { BIN, djb } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { sClientSession } from "../helpers/tls-client.ts";
 
-const work = scratchDir("keygen-ticket-");
-after(work.remove);
+const work = workDir("keygen-ticket");
 
 /** The key lines of a ticket file, after checking that tlsd's parser takes it as it is: every
  * line a key, the line before the last the one that encrypts. */
@@ -194,7 +193,6 @@ test("property: any rotations with any count leave a file tlsd parses, the newes
 // one whose key the second rotation dropped.
 test("tlsd with TICKETFILE from tls-keygen ticket: a session resumes after one rotation, not after its key is dropped", async () => {
   const pki = makePki();
-  after(() => rmSync(pki.dir, { recursive: true, force: true }));
   const server = pki.server("localhost", ["localhost"]);
   await ticket("served");
   const s = await startServer(

@@ -5,22 +5,19 @@
 // process of its own).
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir, userInfo } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { userInfo } from "node:os";
 import { join } from "node:path";
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { PATH_WITH_BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
 const main = pki.server("localhost", ["localhost", "127.0.0.1"]);
-const dir = mkdtempSync(join(tmpdir(), "ucspi-sniff-ssh-"));
-after(() => {
-  rmSync(pki.dir, { recursive: true, force: true });
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = scratchDir("sniff-ssh");
 
 // sshd in inetd mode with a key pair of the test's own; it needs its privilege separation
 // directory, which its package makes at boot.

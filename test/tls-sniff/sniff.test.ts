@@ -9,8 +9,8 @@ import { connect } from "node:net";
 import type { Socket } from "node:net";
 import { Duplex } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
-import { readFileSync, rmSync } from "node:fs";
-import { after, describe, test } from "node:test";
+import { readFileSync } from "node:fs";
+import { describe, test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { PATH_WITH_BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
@@ -20,7 +20,6 @@ const pki = makePki();
 const main = pki.server("localhost", ["localhost", "127.0.0.1", "::1"]);
 const other = pki.server("other.test", ["other.test"]);
 const CA = pki.ca.cert;
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 
 const ENV = {
   ...process.env,

@@ -4,9 +4,9 @@
 // env(1) under WITH_BYTES; the client is openssl s_client with a certificate of the test CA.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { WITH_BYTES } from "../helpers/bytes.ts";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, TLSD_UNDER, ours, run } from "../helpers/programs.ts";
@@ -14,7 +14,6 @@ import { startServer } from "../helpers/server.ts";
 import { answerWithCertificate, tlsExchange } from "../helpers/tls-client.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const server = pki.server("localhost", ["localhost"]);
 const kept = pki.client("kept");
 const revoked = pki.client("revoked");

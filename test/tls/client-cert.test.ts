@@ -3,16 +3,15 @@
 // SSL_CLIENT_VERIFY says why not); -y refuses one that does not verify.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { rmSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { answerWithCertificate } from "../helpers/tls-client.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const PATH = `${BIN}:/usr/bin:/bin`;
 const server = pki.server("localhost", ["localhost"]);
 const trusted = pki.client("trusted");

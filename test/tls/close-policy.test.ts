@@ -5,16 +5,14 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, ROOT, TLSD_UNDER, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { PY_BIO, READ_TO_END, pyHandshakeTo, pyTlsServer } from "../helpers/py-bio.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const server = pki.server("localhost", ["localhost"]);
 const PATH = `${BIN}:/usr/bin:/bin`;
 

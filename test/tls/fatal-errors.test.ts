@@ -5,10 +5,9 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { connect as netConnect } from "node:net";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import { BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
@@ -20,10 +19,6 @@ import { parseTlscArgs } from "../../src/tlsc/options.ts";
 
 const pki = makePki();
 const other = makePki();
-after(() => {
-  rmSync(pki.dir, { recursive: true, force: true });
-  rmSync(other.dir, { recursive: true, force: true });
-});
 const server = pki.server("localhost", ["localhost", "127.0.0.1"]);
 const PATH = `${BIN}:/usr/bin:/bin`;
 const env = (extra: Record<string, string> = {}) => ({

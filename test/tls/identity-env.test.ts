@@ -5,8 +5,7 @@
 import "reflect-metadata";
 import assert from "node:assert/strict";
 import { X509Certificate, webcrypto } from "node:crypto";
-import { rmSync } from "node:fs";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import * as x509 from "@peculiar/x509";
 import fc from "fast-check";
 import { certificateEnv, s6Subject } from "../../src/tls/peer-env.ts";
@@ -20,7 +19,6 @@ import { answerWithCertificate } from "../helpers/tls-client.ts";
 x509.cryptoProvider.set(webcrypto);
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const PATH = `${BIN}:/usr/bin:/bin`;
 
 /** RFC 4514 read back: `type=value` pairs split at unescaped ", ", `\c` and `\HH` undone

@@ -3,14 +3,12 @@
 // the session has no value for is unset. A program written for mod_ssl that reads
 // SSL_CLIENT_S_DN_CN or SSL_CLIENT_VERIFY must never read a forged one.
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, TLSC_UNDER, TLSD_UNDER, ours, run } from "../helpers/programs.ts";
 import { startServer, talk } from "../helpers/server.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const PATH = `${BIN}:/usr/bin:/bin`;
 const server = pki.server("localhost", ["localhost", "127.0.0.1"]);
 

@@ -4,17 +4,16 @@
 // answer. In-process under our tcpserver/tcpclient and as processes of their own under djb's.
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { connect, createServer } from "node:tls";
 import type { TLSSocket } from "node:tls";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { BIN, TLSC_UNDER, TLSD_UNDER, run } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
 import { makePki } from "../helpers/certs.ts";
 import { descendantsOf } from "../helpers/interop.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const server = pki.server("localhost", ["localhost", "127.0.0.1"]);
 const PATH = `${BIN}:/usr/bin:/bin`;
 const LOST = /: fatal: (127\.0\.0\.1: )?connection lost before the program was done: \S/;

@@ -4,16 +4,15 @@
 // certificate is asked for is named. The CA and its lists are openssl's own (`openssl ca`).
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { renameSync, rmSync, writeFileSync } from "node:fs";
+import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { answerWithCertificate } from "../helpers/tls-client.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const PATH = `${BIN}:/usr/bin:/bin`;
 const server = pki.server("localhost", ["localhost"]);
 const kept = pki.client("kept");

@@ -4,16 +4,15 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { freePort, startStunnel } from "../helpers/interop.ts";
-import { keygenOk, scratchDir } from "../helpers/keygen.ts";
+import { keygenOk, workDir } from "../helpers/keygen.ts";
 import { BIN, ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
 
 const PATH = `${BIN}:/usr/bin:/bin`;
 const CLIENT_IO = `${ROOT}/test/fixtures/client-io`;
-const scratch = scratchDir("ucspi-tlsc-interop-");
-after(() => scratch.remove());
+const scratch = workDir("tlsc-interop");
 
 const ca = { cert: scratch.path("ca.pem"), key: scratch.path("ca.key") };
 const leaf = { cert: scratch.path("leaf.pem"), key: scratch.path("leaf.key") };

@@ -6,8 +6,6 @@
 // STARTTLS offered (a failure unless --plaintext-fallback), STARTTLS refused, bytes injected
 // after the go-ahead, IMAP PREAUTH. Every failure: exit 98, one line, the program never runs.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import type { Server } from "node:net";
 import { join } from "node:path";
@@ -26,24 +24,13 @@ import { LDAP_ADMIN, startSlapd } from "../helpers/slapd.ts";
 import { BIN, ROOT, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
 const leaf = pki.server("localhost", ["localhost", "127.0.0.1"]);
 const xmppLeaf = pki.server("example.test", ["example.test"]);
 const PATH = `${BIN}:/usr/bin:/bin`;
 const STEPS = join(ROOT, "test", "fixtures", "client-steps");
-const dirs: string[] = [];
-
-after(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-  rmSync(pki.dir, { recursive: true, force: true });
-});
-
-function scratch(): string {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-tlsc-starttls-"));
-  dirs.push(dir);
-  return dir;
-}
 
 /** Our tcpclient + tlsc --starttls to `port`, running the client-steps fixture. */
 async function client(
@@ -105,11 +92,11 @@ let exim: MailServer;
 let eximTls: RunningServer;
 let eximPlain: RunningServer;
 before(async () => {
-  exim = await smtpServer(scratch(), { tls: leaf });
+  exim = await smtpServer(scratchDir("tlsc-starttls"), { tls: leaf });
   eximTls = await startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", ...exim.argv], {
     env: { PATH },
   });
-  const plain = await smtpServer(scratch());
+  const plain = await smtpServer(scratchDir("tlsc-starttls"));
   eximPlain = await startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", ...plain.argv], {
     env: { PATH },
   });
@@ -635,7 +622,7 @@ const SIEVE_SESSION: [string, string][] = [
 ];
 
 test("sieve: Dovecot's own ManageSieve STARTTLS; SASL PLAIN and LISTSCRIPTS over TLS", async () => {
-  const dovecot = await manageSieveServer(scratch(), { tls: leaf });
+  const dovecot = await manageSieveServer(scratchDir("tlsc-starttls"), { tls: leaf });
   try {
     const r = await client(dovecot.port, "sieve", SIEVE_SESSION);
     assert.equal(r.code, 0, r.stderr + dovecot.log());
@@ -651,7 +638,7 @@ test("sieve: Dovecot's own ManageSieve STARTTLS; SASL PLAIN and LISTSCRIPTS over
 });
 
 test("sieve: a Dovecot without TLS behind starttls-wrapper (tcpforward); the same session", async () => {
-  const dovecot = await manageSieveServer(scratch());
+  const dovecot = await manageSieveServer(scratchDir("tlsc-starttls"));
   const server = await wrapped("sieve", ["tcpforward", "127.0.0.1", String(dovecot.port)]);
   try {
     const r = await client(server.port, "sieve", SIEVE_SESSION);
@@ -667,7 +654,7 @@ test("sieve: a Dovecot without TLS behind starttls-wrapper (tcpforward); the sam
 });
 
 test("imap: imap4d behind starttls-wrapper; the greeting without its plaintext capabilities", async () => {
-  const mail = await imapServer(scratch());
+  const mail = await imapServer(scratchDir("tlsc-starttls"));
   const server = await wrapped("imap", mail.argv, mail.env);
   try {
     const r = await client(server.port, "imap", [
@@ -689,7 +676,7 @@ test("imap: imap4d behind starttls-wrapper; the greeting without its plaintext c
 });
 
 test("lmtp: dovecot's lmtp behind starttls-wrapper: LHLO, STARTTLS, then a delivery over TLS", async () => {
-  const mail = await lmtpServer(scratch());
+  const mail = await lmtpServer(scratchDir("tlsc-starttls"));
   const server = await wrapped("lmtp", mail.argv, mail.env);
   try {
     const r = await client(server.port, "lmtp", [
@@ -717,7 +704,7 @@ test("lmtp: dovecot's lmtp behind starttls-wrapper: LHLO, STARTTLS, then a deliv
 });
 
 test("pop3: pop3d behind starttls-wrapper: STLS, then USER/PASS over TLS", async () => {
-  const mail = await pop3Server(scratch());
+  const mail = await pop3Server(scratchDir("tlsc-starttls"));
   mail.deposit("Subject: one\n\nbody\n");
   const server = await wrapped("pop3", mail.argv, mail.env);
   try {

@@ -3,15 +3,13 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { rmSync } from "node:fs";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
 import { makePki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const server = pki.server("localhost", ["localhost", "127.0.0.1"]);
 const PATH = `${BIN}:/usr/bin:/bin`;
 

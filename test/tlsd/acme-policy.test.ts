@@ -2,19 +2,11 @@
 // of a CERTDIR (one order per name at a time, at most N an hour).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import {
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  statSync,
-  utimesSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, readdirSync, statSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { Ledger, STALE_MS } from "../../src/acme/ledger.ts";
 import { nameAllowed } from "../../src/acme/name-policy.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 test("names: exact, or one label below a *.parent entry", () => {
   const list = ["example.org", "*.w.example.org"];
@@ -28,61 +20,49 @@ test("names: exact, or one label below a *.parent entry", () => {
 });
 
 test("ledger: one order per name at a time, at most N an hour, across processes' files", () => {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-ledger-"));
-  try {
-    let now = 1_000_000;
-    const clock = () => now;
-    // Two ledgers on one directory: two tlsd processes.
-    const a = new Ledger(dir, 2, clock);
-    const b = new Ledger(dir, 2, clock);
-    assert.equal(a.claim("x.test"), "claimed");
-    assert.equal(b.claim("x.test"), "busy");
-    assert.equal(b.ordering("x.test"), true);
-    a.release("x.test");
-    assert.equal(b.ordering("x.test"), false);
-    assert.equal(b.claim("y.test"), "claimed");
-    b.release("y.test");
-    // Two orders in this hour: a third is refused, and leaves no claim behind.
-    assert.equal(a.claim("z.test"), "limited");
-    assert.equal(a.ordering("z.test"), false);
-    now += 3_600_000 + 1;
-    assert.equal(a.claim("z.test"), "claimed");
-    assert.equal(statSync(join(dir, "orders.log")).mode & 0o777, 0o600);
-    assert.equal(readFileSync(join(dir, "orders.log"), "latin1").trim().split("\n").length, 3);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const dir = scratchDir("ledger");
+  let now = 1_000_000;
+  const clock = () => now;
+  // Two ledgers on one directory: two tlsd processes.
+  const a = new Ledger(dir, 2, clock);
+  const b = new Ledger(dir, 2, clock);
+  assert.equal(a.claim("x.test"), "claimed");
+  assert.equal(b.claim("x.test"), "busy");
+  assert.equal(b.ordering("x.test"), true);
+  a.release("x.test");
+  assert.equal(b.ordering("x.test"), false);
+  assert.equal(b.claim("y.test"), "claimed");
+  b.release("y.test");
+  // Two orders in this hour: a third is refused, and leaves no claim behind.
+  assert.equal(a.claim("z.test"), "limited");
+  assert.equal(a.ordering("z.test"), false);
+  now += 3_600_000 + 1;
+  assert.equal(a.claim("z.test"), "claimed");
+  assert.equal(statSync(join(dir, "orders.log")).mode & 0o777, 0o600);
+  assert.equal(readFileSync(join(dir, "orders.log"), "latin1").trim().split("\n").length, 3);
 });
 
 test("ledger: a claim left by a crashed process is taken over once stale", () => {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-ledger-"));
-  try {
-    const real = new Ledger(dir, 10);
-    assert.equal(real.claim("x.test"), "claimed");
-    // Seen from a clock past the stale limit, the claim (its file's mtime) is left over.
-    const later = new Ledger(dir, 10, () => Date.now() + STALE_MS + 1000);
-    assert.equal(later.ordering("x.test"), false);
-    assert.equal(later.claim("x.test"), "claimed");
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const dir = scratchDir("ledger");
+  const real = new Ledger(dir, 10);
+  assert.equal(real.claim("x.test"), "claimed");
+  // Seen from a clock past the stale limit, the claim (its file's mtime) is left over.
+  const later = new Ledger(dir, 10, () => Date.now() + STALE_MS + 1000);
+  assert.equal(later.ordering("x.test"), false);
+  assert.equal(later.claim("x.test"), "claimed");
 });
 
 /** Two tlsd processes' ledgers on one CERTDIR, a's claim of x.test made and aged past
  * STALE_MS (its order hangs, or its process died). */
 function agedClaim(run: (a: Ledger, b: Ledger, lock: string, dir: string) => void): void {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-ledger-"));
-  try {
-    const lock = join(dir, "orders", "x.test");
-    const a = new Ledger(dir, 10);
-    const b = new Ledger(dir, 10);
-    assert.equal(a.claim("x.test"), "claimed");
-    const old = new Date(Date.now() - STALE_MS - 60_000);
-    utimesSync(lock, old, old);
-    run(a, b, lock, dir);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const dir = scratchDir("ledger");
+  const lock = join(dir, "orders", "x.test");
+  const a = new Ledger(dir, 10);
+  const b = new Ledger(dir, 10);
+  assert.equal(a.claim("x.test"), "claimed");
+  const old = new Date(Date.now() - STALE_MS - 60_000);
+  utimesSync(lock, old, old);
+  run(a, b, lock, dir);
 }
 
 test("ledger: only the owner releases a claim; one taken over as stale stays the new owner's", () => {

@@ -6,7 +6,6 @@ import { X509Certificate } from "node:crypto";
 import {
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   readdirSync,
   rmSync,
@@ -17,7 +16,6 @@ import { connect } from "node:net";
 import { createServer as createHttpServer } from "node:http";
 import type { ServerResponse } from "node:http";
 import { createServer as createHttpsServer, get as httpsGet } from "node:https";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { WITH_BYTES, escaped } from "../helpers/bytes.ts";
@@ -30,10 +28,10 @@ import { PATH_WITH_BIN, ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 import { sClientVerified } from "../helpers/tls-client.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
 const fallback = pki.server("localhost", ["localhost", "127.0.0.1"]);
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 
 const PROGRAM = ["sh", "-c", 'echo "hello $SSL_TLS_SNI_SERVERNAME"; env | grep -c ^ACME_ || true'];
 
@@ -71,14 +69,13 @@ function serveTlsd(
 /** `tcpserver` running tlsd on a free port, with a CERTDIR of its own; stop() removes it. */
 async function tlsdWithCache(tcpserver: string, env: Record<string, string>) {
   const port = await freePort();
-  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+  const cache = scratchDir("acme");
   const server = await serveTlsd(tcpserver, port, cache, env);
   return {
     port,
     server,
     stop: async () => {
       await server.stop();
-      rmSync(cache, { recursive: true, force: true });
     },
   };
 }
@@ -92,7 +89,7 @@ async function site(
 ): Promise<Site> {
   const port = await freePort();
   const pebble = await startPebble({ tlsPort: port, validitySeconds });
-  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+  const cache = scratchDir("acme");
   const server = await serveTlsd(
     tcpserver,
     port,
@@ -119,7 +116,6 @@ async function site(
     stop: async () => {
       await server.stop();
       pebble.stop();
-      rmSync(cache, { recursive: true, force: true });
     },
   };
 }
@@ -254,7 +250,7 @@ test("ACME_RATE: an order past the limit is not made, and that handshake is refu
 test("jfe's one port: tls-sniff in front, plaintext to the web page, TLS with certificates on demand", async () => {
   const port = await freePort();
   const pebble = await startPebble({ tlsPort: port });
-  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+  const cache = scratchDir("acme");
   const server = await startServer(
     ours("tcpserver"),
     [
@@ -304,7 +300,6 @@ test("jfe's one port: tls-sniff in front, plaintext to the web page, TLS with ce
   } finally {
     await server.stop();
     pebble.stop();
-    rmSync(cache, { recursive: true, force: true });
   }
 });
 
@@ -354,7 +349,7 @@ test("an expired certificate in the cache is never served: a name the policy no 
   ];
   for (const env of cases) {
     const port = await freePort();
-    const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+    const cache = scratchDir("acme");
     mkdirSync(join(cache, "a.test"));
     writeFileSync(join(cache, "a.test", "fullchain.pem"), expired.cert);
     writeFileSync(join(cache, "a.test", "privkey.pem"), expired.key, { mode: 0o600 });
@@ -375,7 +370,6 @@ test("an expired certificate in the cache is never served: a name the policy no 
       assert.equal(new X509Certificate(pem).subject.trim(), "CN=localhost", server.log());
     } finally {
       await server.stop();
-      rmSync(cache, { recursive: true, force: true });
     }
   }
 });
@@ -480,7 +474,7 @@ for (const [how, cause] of [
     );
     await new Promise<void>((resolve) => front.listen(0, "127.0.0.1", resolve));
     const frontPort = (front.address() as { port: number }).port;
-    const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+    const cache = scratchDir("acme");
     const cas = join(cache, ".cas.pem");
     writeFileSync(
       cas,
@@ -514,7 +508,6 @@ for (const [how, cause] of [
       front.close();
       await server.stop();
       pebble.stop();
-      rmSync(cache, { recursive: true, force: true });
     }
   });
 }
@@ -541,7 +534,7 @@ for (const [kind, identifier, token, victim, cause] of [
       kind,
       token,
     ]);
-    const top = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+    const top = scratchDir("acme");
     const cache = join(top, "certs");
     mkdirSync(cache);
     // Where the CA's path leads, from CERTDIR/.acme-http-01 or CERTDIR/.acme/tls-alpn-01.
@@ -563,7 +556,6 @@ for (const [kind, identifier, token, victim, cause] of [
     } finally {
       await server.stop();
       await ca.stop();
-      rmSync(top, { recursive: true, force: true });
     }
   });
 }
@@ -576,7 +568,7 @@ test("a CA that issues a certificate for the name with another key: nothing inst
     "tok",
     other.cert,
   ]);
-  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+  const cache = scratchDir("acme");
   const port = await freePort();
   const server = await serveTlsd(ours("tcpserver"), port, cache, {
     ACME_DIRECTORY: `http://127.0.0.1:${ca.port}/dir`,
@@ -595,14 +587,13 @@ test("a CA that issues a certificate for the name with another key: nothing inst
   } finally {
     await server.stop();
     await ca.stop();
-    rmSync(cache, { recursive: true, force: true });
   }
 });
 
 test("certificates on demand: their peek names a PROXY header; a client that ends inside its ClientHello ends alone", async () => {
   const closed = await freePort();
   const port = await freePort();
-  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+  const cache = scratchDir("acme");
   const server = await serveTlsd(ours("tcpserver"), port, cache, {
     ACME_DIRECTORY: `https://127.0.0.1:${closed}/dir`,
     ACME_NAMES: "a.test",
@@ -627,12 +618,11 @@ test("certificates on demand: their peek names a PROXY header; a client that end
     assert.doesNotMatch(server.log(), /internal error/);
   } finally {
     await server.stop();
-    rmSync(cache, { recursive: true, force: true });
   }
 });
 
 test("http-01: acme-challenge on the port-80 stand-in answers, every other request reaches the web server", async () => {
-  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+  const cache = scratchDir("acme");
   const env = {
     ...process.env,
     PATH: PATH_WITH_BIN,
@@ -675,12 +665,11 @@ test("http-01: acme-challenge on the port-80 stand-in answers, every other reque
     await tls.stop();
     await web.stop();
     pebble.stop();
-    rmSync(cache, { recursive: true, force: true });
   }
 });
 
 test("acme-challenge alone: 404 for what is not a challenge; CERTDIR required", async () => {
-  const cache = mkdtempSync(join(tmpdir(), "ucspi-acme-"));
+  const cache = scratchDir("acme");
   const env = { ...process.env, PATH: PATH_WITH_BIN };
   const web = await startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "acme-challenge"], {
     env: { ...env, CERTDIR: cache },
@@ -699,7 +688,6 @@ test("acme-challenge alone: 404 for what is not a challenge; CERTDIR required", 
     assert.match(miss.stdout, /^HTTP\/1\.1 404 Not Found\r$/m);
   } finally {
     await web.stop();
-    rmSync(cache, { recursive: true, force: true });
   }
   const r = await run(ours("acme-challenge"), [], { env, input: "" });
   assert.equal(r.code, 100);
@@ -743,7 +731,7 @@ describe("name policies besides the list: ACME_RESOLVE and ACME_ASK", () => {
   });
 
   test("ACME_ASK: the site's own program says yes or no, asked once per name while its verdict is kept; one that cannot be run says no", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "ucspi-ask-"));
+    const dir = scratchDir("ask");
     const asked = join(dir, "asked");
     const ask = join(dir, "ask");
     writeFileSync(
@@ -776,7 +764,6 @@ describe("name policies besides the list: ACME_RESOLVE and ACME_ASK", () => {
       assert.equal(orders(s, "gone.test"), 0);
     } finally {
       await s.stop();
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
@@ -785,7 +772,7 @@ describe("name policies besides the list: ACME_RESOLVE and ACME_ASK", () => {
 const ASK_YES = '#!/bin/sh\ncase "$1" in yes*) exit 0 ;; esac\nexit 1\n';
 
 test("ACME_ASK named with a byte ff: that very program is asked (through Node's spawn it named another file, and every name was refused)", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-ask-"));
+  const dir = scratchDir("ask");
   const ask = join(dir, "ask");
   writeFileSync(Buffer.concat([Buffer.from(ask), Buffer.of(0xff)]), ASK_YES, { mode: 0o755 });
   const s = await site({ ACME_NAMES: "" }, undefined, ours("tcpserver"), [
@@ -799,40 +786,35 @@ test("ACME_ASK named with a byte ff: that very program is asked (through Node's 
     assert.equal(orders(s, "yes.test"), 1);
   } finally {
     await s.stop();
-    rmSync(dir, { recursive: true, force: true });
   }
 });
 
 test("a CERTDIR not there yet is made by the first order; without ACME, one that is not there is refused at start", async () => {
-  const parent = mkdtempSync(join(tmpdir(), "ucspi-acme-new-"));
+  const parent = scratchDir("acme-new");
+  const dir = join(parent, "tlsd", "live");
+  const s = await site({ CERTDIR: dir });
   try {
-    const dir = join(parent, "tlsd", "live");
-    const s = await site({ CERTDIR: dir });
-    try {
-      assert.equal(existsSync(dir), false);
-      const first = await sClient(s.port, "a.test", s.rootFile);
-      assert.equal(first.code, 0, first.stderr + s.server.log());
-      assert.match(first.leaf?.subjectAltName ?? "", /DNS:a\.test/);
-      assert.equal(statSync(join(dir, "a.test", "privkey.pem")).mode & 0o777, 0o600);
-    } finally {
-      await s.stop();
-    }
-    const nowhere = join(parent, "nowhere");
-    const r = await run(ours("tcpserver"), ["127.0.0.1", "0", "tlsd", "true"], {
-      env: {
-        ...process.env,
-        PATH: PATH_WITH_BIN,
-        CERTFILE: fallback.cert,
-        KEYFILE: fallback.key,
-        CERTDIR: nowhere,
-      },
-      input: "",
-    });
-    assert.equal(r.code, 111);
-    assert.equal(r.stderr, `tlsd: fatal: unable to read CERTDIR ${nowhere}: file does not exist\n`);
+    assert.equal(existsSync(dir), false);
+    const first = await sClient(s.port, "a.test", s.rootFile);
+    assert.equal(first.code, 0, first.stderr + s.server.log());
+    assert.match(first.leaf?.subjectAltName ?? "", /DNS:a\.test/);
+    assert.equal(statSync(join(dir, "a.test", "privkey.pem")).mode & 0o777, 0o600);
   } finally {
-    rmSync(parent, { recursive: true, force: true });
+    await s.stop();
   }
+  const nowhere = join(parent, "nowhere");
+  const r = await run(ours("tcpserver"), ["127.0.0.1", "0", "tlsd", "true"], {
+    env: {
+      ...process.env,
+      PATH: PATH_WITH_BIN,
+      CERTFILE: fallback.cert,
+      KEYFILE: fallback.key,
+      CERTDIR: nowhere,
+    },
+    input: "",
+  });
+  assert.equal(r.code, 111);
+  assert.equal(r.stderr, `tlsd: fatal: unable to read CERTDIR ${nowhere}: file does not exist\n`);
 });
 
 /** A name under `parent` ending in `bytes`: as node:fs takes it, and as WITH_BYTES writes it. */
@@ -860,7 +842,7 @@ for (const [what, bytes] of [
   test(`CERTDIR and ACME_CAFILE named with ${what}: the account, the order and the certificate go there, and it serves`, async () => {
     const port = await freePort();
     const pebble = await startPebble({ tlsPort: port });
-    const parent = mkdtempSync(join(tmpdir(), "ucspi-acme-bytes-"));
+    const parent = scratchDir("acme-bytes");
     try {
       const cache = byteNamed(parent, "live", bytes);
       mkdirSync(cache.path);
@@ -894,40 +876,35 @@ for (const [what, bytes] of [
       );
     } finally {
       pebble.stop();
-      rmSync(parent, { recursive: true, force: true });
     }
   });
 }
 
 test("acme-challenge: a CERTDIR named with a byte ff, or with é (UTF-8), is where it reads the key authorizations", async () => {
-  const parent = mkdtempSync(join(tmpdir(), "ucspi-acme-bytes-"));
-  try {
-    for (const bytes of [Buffer.of(0xff), Buffer.of(0xc3, 0xa9)]) {
-      const cache = byteNamed(parent, "live", bytes);
-      mkdirSync(cache.sub(".acme-http-01"), { recursive: true });
-      writeFileSync(cache.sub(".acme-http-01", "tok-1"), "tok-1.thumbprint");
-      const web = await startServer(
-        ours("tcpserver"),
-        ["-RHl0", "127.0.0.1", "0", "acme-challenge"],
-        {
-          env: { ...process.env, PATH: PATH_WITH_BIN },
-          wrap: [...WITH_BYTES, "env", `CERTDIR=${cache.word}`],
-        },
-      );
-      try {
-        const hit = await run("curl", [
-          "-sS",
-          "-i",
-          `http://127.0.0.1:${web.port}/.well-known/acme-challenge/tok-1`,
-        ]);
-        assert.match(hit.stdout, /^HTTP\/1\.1 200 OK\r$/m, hit.stderr + web.log());
-        assert.match(hit.stdout, /\r\n\r\ntok-1\.thumbprint$/);
-      } finally {
-        await web.stop();
-      }
+  const parent = scratchDir("acme-bytes");
+  for (const bytes of [Buffer.of(0xff), Buffer.of(0xc3, 0xa9)]) {
+    const cache = byteNamed(parent, "live", bytes);
+    mkdirSync(cache.sub(".acme-http-01"), { recursive: true });
+    writeFileSync(cache.sub(".acme-http-01", "tok-1"), "tok-1.thumbprint");
+    const web = await startServer(
+      ours("tcpserver"),
+      ["-RHl0", "127.0.0.1", "0", "acme-challenge"],
+      {
+        env: { ...process.env, PATH: PATH_WITH_BIN },
+        wrap: [...WITH_BYTES, "env", `CERTDIR=${cache.word}`],
+      },
+    );
+    try {
+      const hit = await run("curl", [
+        "-sS",
+        "-i",
+        `http://127.0.0.1:${web.port}/.well-known/acme-challenge/tok-1`,
+      ]);
+      assert.match(hit.stdout, /^HTTP\/1\.1 200 OK\r$/m, hit.stderr + web.log());
+      assert.match(hit.stdout, /\r\n\r\ntok-1\.thumbprint$/);
+    } finally {
+      await web.stop();
     }
-  } finally {
-    rmSync(parent, { recursive: true, force: true });
   }
 });
 

@@ -2,15 +2,14 @@
 // of its subjectAltName, picked up when a directory is added while the server runs.
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { makePki } from "../helpers/certs.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const PATH = `${BIN}:/usr/bin:/bin`;
 
 function install(live: string, dir: string, pair: { cert: string; key: string }) {

@@ -4,15 +4,14 @@
 // process of its own under djb's tcpserver.
 import assert from "node:assert/strict";
 import { createHash, X509Certificate } from "node:crypto";
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { startServer, talk } from "../helpers/server.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const server = pki.server("localhost", ["localhost", "127.0.0.1"]);
 const PATH = `${BIN}:/usr/bin:/bin`;
 const APP = join(ROOT, "test", "fixtures", "starttls-app");

@@ -5,13 +5,12 @@
 import assert from "node:assert/strict";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const a = pki.server("a", ["localhost"]);
 const BLOCK = 16384;
 const BULK_BLOCKS = 128; // 2 MiB first, read as it comes

@@ -4,17 +4,16 @@
 import assert from "node:assert/strict";
 import { createCipheriv, createHash, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { startStunnel } from "../helpers/interop.ts";
-import { keygenOk, scratchDir } from "../helpers/keygen.ts";
+import { keygenOk, workDir } from "../helpers/keygen.ts";
 import { BIN, ROOT, ours, run } from "../helpers/programs.ts";
 import { startServer, talk } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
 const PATH = `${BIN}:/usr/bin:/bin`;
 const CLIENT_IO = `${ROOT}/test/fixtures/client-io`;
-const scratch = scratchDir("ucspi-tlsd-interop-");
-after(() => scratch.remove());
+const scratch = workDir("tlsd-interop");
 
 // Made by our tls-keygen: a CA and a leaf for localhost, 127.0.0.1 and ::1 (the default names);
 // a leaf without ::1; a second CA that trusts nothing of ours; Ed25519 and RSA self-signed pairs.

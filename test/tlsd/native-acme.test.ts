@@ -4,22 +4,21 @@
 // engine; ACME_WAIT's timeout and a name the policy refuses as on the node:tls path; -K bounds
 // the handshake, not the order.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import type { Socket } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
 import { startPebble } from "../helpers/pebble.ts";
 import { PATH_WITH_BIN, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { sClientVerified } from "../helpers/tls-client.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
 const fallback = pki.server("localhost", ["localhost", "127.0.0.1"]);
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 
 const ENGINE = /^tlsd: info: native TLS engine$/;
 
@@ -68,7 +67,7 @@ async function withPebble(
 ) {
   const port = await freePort();
   const pebble = await startPebble({ tlsPort: port });
-  const cache = mkdtempSync(join(tmpdir(), "ucspi-native-acme-"));
+  const cache = scratchDir("native-acme");
   const s = await serveTlsd(port, cache, {
     ACME_DIRECTORY: pebble.directory,
     ACME_CAFILE: pebble.listenerCa,
@@ -82,7 +81,6 @@ async function withPebble(
   } finally {
     await s.stop();
     pebble.stop();
-    rmSync(cache, { recursive: true, force: true });
   }
 }
 
@@ -127,7 +125,7 @@ test("a CA that never answers: the held ClientHello is refused after ACME_WAIT, 
   await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
   const caPort = (silent.address() as { port: number }).port;
   const port = await freePort();
-  const cache = mkdtempSync(join(tmpdir(), "ucspi-native-acme-"));
+  const cache = scratchDir("native-acme");
   const s = await serveTlsd(
     port,
     cache,
@@ -159,6 +157,5 @@ test("a CA that never answers: the held ClientHello is refused after ACME_WAIT, 
     await s.stop();
     for (const socket of held) socket.destroy();
     silent.close();
-    rmSync(cache, { recursive: true, force: true });
   }
 });

@@ -5,11 +5,11 @@
 // --mod-ssl, -n, and node:tls for what the engine cannot do yet (TICKETFILE), said at -v 2.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, createServer } from "node:net";
 import { connect as tlsConnect } from "node:tls";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { encodeProxyV2, resumeTlv } from "../../src/proxy/index.ts";
 import { makePki } from "../helpers/certs.ts";
 import { PY_BIO, READ_TO_END } from "../helpers/py-bio.ts";
@@ -18,7 +18,6 @@ import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const a = pki.server("a", ["a.test", "localhost"]);
 const b = pki.server("b", ["b.test"]);
 const wild = pki.server("wild", ["*.w.test"]);
@@ -250,7 +249,6 @@ const trusted = pki.client("trusted");
 const stranger = pki.selfSigned("stranger");
 const utf8 = pki.withSubject("utf8", "/C=FR/O=Société Générale/CN=Jürgen Ünïcødé ✓");
 const otherPki = makePki("Other CA");
-after(() => rmSync(otherPki.dir, { recursive: true, force: true }));
 const foreign = otherPki.client("foreign");
 const revoked = pki.client("revoked");
 const CRL = revocationList(revoked.cert);

@@ -2,14 +2,12 @@
 // loading its keys, when it runs as root; inside our tcpserver, which serves every connection
 // from one process, a root server refuses rather than run the session as root.
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const server = pki.server("localhost", ["localhost"]);
 const root = process.geteuid?.() === 0;
 const self = `${process.geteuid?.()}\n${process.getegid?.()}\n`;

@@ -3,9 +3,9 @@
 // record; tlsd swallows the fresh program's greeting, so the client's first answer after the
 // handshake is the answer to its own command, and the program sees the real client.
 import assert from "node:assert/strict";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import { encodeProxyV2, resumeTlv } from "../../src/proxy/index.ts";
 import type { ResumeRecord } from "../../src/proxy/index.ts";
@@ -15,7 +15,6 @@ import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const server = pki.server("localhost", ["localhost"]);
 const env = { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: server.cert, KEYFILE: server.key };
 

@@ -4,18 +4,16 @@
 // only when a servername callback accepted it. Real clients: openssl s_client (-sess_out,
 // -sess_in).
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { sClientSession } from "../helpers/tls-client.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
-const dir = mkdtempSync(join(tmpdir(), "ucspi-resumed-sni-"));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDir("resumed-sni");
 const server = pki.server("localhost", ["localhost"]);
 const PROGRAM = ["/bin/sh", "-c", 'echo "sni=${SSL_TLS_SNI_SERVERNAME-unset}"'];
 const LEVELS = {

@@ -2,22 +2,18 @@
 // ticket key, so a client that kept its session resumes it on the next connection, with TLS
 // 1.3 and 1.2 alike; the program learns it (--mod-ssl: SSL_SESSION_RESUMED).
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { sClientSession } from "../helpers/tls-client.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
-const dir = mkdtempSync(join(tmpdir(), "ucspi-resume-"));
-after(() => {
-  rmSync(pki.dir, { recursive: true, force: true });
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = scratchDir("resume");
 const server = pki.server("localhost", ["localhost"]);
 const env = { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: server.cert, KEYFILE: server.key };
 const program = ["/bin/sh", "-c", "env | grep ^SSL_SESSION_RESUMED="];

@@ -3,16 +3,14 @@
 // program's SSL_TLS_SNI_SERVERNAME; and a client that sends no name where there is no default
 // certificate is told as that, not as OpenSSL's "no suitable signature algorithm".
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
 import { connect } from "node:tls";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
 import { BIN, TLSD_UNDER, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const PATH = `${BIN}:/usr/bin:/bin`;
 const server = pki.server("localhost", ["localhost"]);
 const PROGRAM = ["sh", "-c", 'echo "sni=$SSL_TLS_SNI_SERVERNAME"'];

@@ -4,23 +4,20 @@
 // certificate; the CAs and their lists are openssl's (`openssl ca`).
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import type { Pair, TestPki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
 import { BIN, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { answerWithCertificate } from "../helpers/tls-client.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const first = makePki();
 const second = makePki("Second Test CA");
-const dir = mkdtempSync(join(tmpdir(), "ucspi-shared-trust-"));
-after(() => {
-  for (const d of [first.dir, second.dir, dir]) rmSync(d, { recursive: true, force: true });
-});
+const dir = scratchDir("shared-trust");
 const PATH = `${BIN}:/usr/bin:/bin`;
 
 function openssl(args: string[]): void {

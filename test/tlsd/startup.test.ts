@@ -4,9 +4,9 @@
 // read still serves after -u/-g.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chmodSync, copyFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { expiredPem } from "../helpers/expired-cert.ts";
 import { BIN, ROOT, ours, run } from "../helpers/programs.ts";
@@ -14,7 +14,6 @@ import { startServer } from "../helpers/server.ts";
 import { tlsExchange } from "../helpers/tls-client.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const server = pki.server("localhost", ["localhost"]);
 const PATH = `${BIN}:/usr/bin:/bin`;
 

@@ -2,8 +2,8 @@
 // memory or process left behind), and djb's tcpserver spawning our tlsd as a process of its own
 // for each connection (every one served, nothing left running).
 import assert from "node:assert/strict";
-import { readFileSync, rmSync } from "node:fs";
-import { after, test } from "node:test";
+import { readFileSync } from "node:fs";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { descendantsOf, programsOf, openFds, pool, rssKiB, tlsFetch } from "../helpers/interop.ts";
 import { BIN, djb, ours } from "../helpers/programs.ts";
@@ -11,7 +11,6 @@ import { startServer, waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const server = pki.server("localhost", ["localhost", "127.0.0.1"]);
 const ca = readFileSync(pki.ca.cert);
 const PATH = `${BIN}:/usr/bin:/bin`;

@@ -8,22 +8,17 @@
 // this test made once, could not fail where this one passes, so it costs no scan any more.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, djb, ours } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { summary, testssl, worseThanOk } from "../helpers/testssl.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
 const ecdsa = pki.server("localhost", ["localhost", "127.0.0.1"]);
-const dir = mkdtempSync(join(tmpdir(), "ucspi-testssl-"));
-after(() => {
-  rmSync(dir, { recursive: true, force: true });
-  rmSync(pki.dir, { recursive: true, force: true });
-});
+const dir = scratchDir("testssl");
 
 /** A self-signed RSA 2048 pair for localhost (what ROBOT and RSA key transport are about). */
 function rsaPair(): { cert: string; key: string } {

@@ -2,18 +2,17 @@
 // as a process of its own under djb's tcpserver.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { X509Certificate } from "node:crypto";
 import { BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { makePki } from "../helpers/certs.ts";
 
 const pki = makePki();
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 const server = pki.server("localhost", ["localhost", "127.0.0.1"]);
 const PATH = `${BIN}:/usr/bin:/bin`;
 const ENV_DUMP = [

@@ -3,8 +3,7 @@
 // print the hex of the words they got (ARGV_HEX); the words are made bytes by WITH_BYTES.
 import assert from "node:assert/strict";
 import { connect } from "node:net";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import fc from "fast-check";
@@ -16,6 +15,7 @@ import type { RunningServer } from "../helpers/server.ts";
 import { tlsExchange } from "../helpers/tls-client.ts";
 import { decodeOs, encodeOs, osFromBytes, shownOs } from "../../src/ucspi/os-string.ts";
 import { toBytes } from "../../src/ucspi/env.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 /** ff alone, é (valid UTF-8) between two letters, an encoded surrogate (not UTF-8), empty. */
 const WORDS = ["\\xff", "a\\xc3\\xa9b", "\\xed\\xa0\\x80", ""];
@@ -89,7 +89,6 @@ test("tcpserver --workers 2: the programs a worker spawns get the bytes of words
 
 const pki = makePki();
 const pair = pki.server("localhost", ["localhost"]);
-after(() => rmSync(pki.dir, { recursive: true, force: true }));
 
 for (const [who, tcpserver] of TLSD_UNDER) {
   test(`tlsd (${who}): the program it runs gets the bytes of its words`, async () => {
@@ -273,73 +272,61 @@ async function ourWithBytes(cwd: string, words: readonly string[], input: string
 }
 
 test("tcprules, tcprulescheck and tcpserver -x: rules files named with a byte ff are those files", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-bytes-"));
+  const dir = scratchDir("bytes");
+  const rules = Buffer.concat([
+    Buffer.from("=h"),
+    Buffer.of(0xff),
+    Buffer.from(':allow,X="by host"\n127.0.0.1:allow,X="from rules"\n:deny\n'),
+  ]);
+  const made = await ourWithBytes(dir, ["tcprules", "r\\xff.cdb", "r\\xff.tmp"], rules);
+  assert.equal(made.code, 0, made.stderr);
+  assert.deepEqual(namesIn(dir), ["72ff2e636462"]); // r\xff.cdb, and no temp file left
+  const [python = "", ...head] = WITH_BYTES;
+  const checked = await run(python, [...head, "tcprulescheck", "r\\xff.cdb"], {
+    env: { ...env, TCPREMOTEIP: "127.0.0.1" },
+    cwd: dir,
+  });
+  assert.match(checked.stdout, /^set environment variable X=from rules$/m, checked.stderr);
+  // The environment's bytes are matched too (TCPREMOTEHOST with a byte ff).
+  const byHost = ["env", "TCPREMOTEHOST=h\\xff", "tcprulescheck", "r\\xff.cdb"];
+  const host = await ourWithBytes(dir, byHost);
+  assert.match(host.stdout, /^set environment variable X=by host$/m, host.stderr);
+  const server = await startServer(
+    ours("tcpserver"),
+    ["-x", "r\\xff.cdb", "127.0.0.1", "0", "sh", "-c", 'echo "$X"'],
+    { env, cwd: dir, wrap: WITH_BYTES },
+  );
   try {
-    const rules = Buffer.concat([
-      Buffer.from("=h"),
-      Buffer.of(0xff),
-      Buffer.from(':allow,X="by host"\n127.0.0.1:allow,X="from rules"\n:deny\n'),
-    ]);
-    const made = await ourWithBytes(dir, ["tcprules", "r\\xff.cdb", "r\\xff.tmp"], rules);
-    assert.equal(made.code, 0, made.stderr);
-    assert.deepEqual(namesIn(dir), ["72ff2e636462"]); // r\xff.cdb, and no temp file left
-    const [python = "", ...head] = WITH_BYTES;
-    const checked = await run(python, [...head, "tcprulescheck", "r\\xff.cdb"], {
-      env: { ...env, TCPREMOTEIP: "127.0.0.1" },
-      cwd: dir,
-    });
-    assert.match(checked.stdout, /^set environment variable X=from rules$/m, checked.stderr);
-    // The environment's bytes are matched too (TCPREMOTEHOST with a byte ff).
-    const byHost = ["env", "TCPREMOTEHOST=h\\xff", "tcprulescheck", "r\\xff.cdb"];
-    const host = await ourWithBytes(dir, byHost);
-    assert.match(host.stdout, /^set environment variable X=by host$/m, host.stderr);
-    const server = await startServer(
-      ours("tcpserver"),
-      ["-x", "r\\xff.cdb", "127.0.0.1", "0", "sh", "-c", 'echo "$X"'],
-      { env, cwd: dir, wrap: WITH_BYTES },
-    );
-    try {
-      assert.equal(await readAll(server.port), "from rules\n");
-    } finally {
-      await server.stop();
-    }
+    assert.equal(await readAll(server.port), "from rules\n");
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    await server.stop();
   }
 });
 
 test("tls-keygen: outputs named with a byte ff are written under those names", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-bytes-"));
-  try {
-    const pair = await ourWithBytes(dir, ["tls-keygen", "self-signed", "c\\xff", "k\\xff"]);
-    assert.equal(pair.code, 0, pair.stderr);
-    const tickets = await ourWithBytes(dir, ["tls-keygen", "ticket", "t\\xff"]);
-    assert.equal(tickets.code, 0, tickets.stderr);
-    // Rotated: the file is read again by its name.
-    const rotated = await ourWithBytes(dir, ["tls-keygen", "ticket", "t\\xff"]);
-    assert.equal(rotated.code, 0, rotated.stderr);
-    assert.deepEqual(namesIn(dir), ["63ff", "6bff", "74ff"]);
-    const taken = await ourWithBytes(dir, ["tls-keygen", "self-signed", "c\\xff", "k\\xff"]);
-    assert.equal(taken.stderr, "tls-keygen: fatal: c\\xff exists: use --force to replace it\n");
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const dir = scratchDir("bytes");
+  const pair = await ourWithBytes(dir, ["tls-keygen", "self-signed", "c\\xff", "k\\xff"]);
+  assert.equal(pair.code, 0, pair.stderr);
+  const tickets = await ourWithBytes(dir, ["tls-keygen", "ticket", "t\\xff"]);
+  assert.equal(tickets.code, 0, tickets.stderr);
+  // Rotated: the file is read again by its name.
+  const rotated = await ourWithBytes(dir, ["tls-keygen", "ticket", "t\\xff"]);
+  assert.equal(rotated.code, 0, rotated.stderr);
+  assert.deepEqual(namesIn(dir), ["63ff", "6bff", "74ff"]);
+  const taken = await ourWithBytes(dir, ["tls-keygen", "self-signed", "c\\xff", "k\\xff"]);
+  assert.equal(taken.stderr, "tls-keygen: fatal: c\\xff exists: use --force to replace it\n");
 });
 
 test("tls-keygen: two names for one file through a directory named with a byte ff are refused", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "ucspi-bytes-"));
-  try {
-    const sub = Buffer.concat([Buffer.from(join(dir, "s")), Buffer.of(0xff)]);
-    mkdirSync(sub);
-    symlinkSync(Buffer.from("s\xff", "latin1"), join(dir, "l"));
-    const r = await ourWithBytes(dir, ["tls-keygen", "self-signed", "s\\xff/n.pem", "l/n.pem"]);
-    assert.equal(r.code, 100, r.stderr);
-    assert.equal(
-      r.stderr,
-      "tls-keygen: fatal: certfile s\\xff/n.pem and keyfile l/n.pem are the same file\n",
-    );
-    assert.deepEqual(readdirSync(sub), []);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const dir = scratchDir("bytes");
+  const sub = Buffer.concat([Buffer.from(join(dir, "s")), Buffer.of(0xff)]);
+  mkdirSync(sub);
+  symlinkSync(Buffer.from("s\xff", "latin1"), join(dir, "l"));
+  const r = await ourWithBytes(dir, ["tls-keygen", "self-signed", "s\\xff/n.pem", "l/n.pem"]);
+  assert.equal(r.code, 100, r.stderr);
+  assert.equal(
+    r.stderr,
+    "tls-keygen: fatal: certfile s\\xff/n.pem and keyfile l/n.pem are the same file\n",
+  );
+  assert.deepEqual(readdirSync(sub), []);
 });

@@ -4,16 +4,13 @@
 // ("timed out") at once, and tcpclient -T and -t, tcpserver -t, acme-challenge -t (and
 // starttls-wrapper -t/-T, which reads its values as tcpforward does) wrote Node's warning.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { BIN, ours, run } from "../helpers/programs.ts";
 import { startServer, talk } from "../helpers/server.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
 // acme-challenge's CERTDIR: it answers no challenge here, every request goes to the program.
-const certDir = mkdtempSync(join(tmpdir(), "ucspi-limits-"));
-after(() => rmSync(certDir, { recursive: true, force: true }));
+const certDir = scratchDir("limits");
 const env = { PATH: `${BIN}:/usr/bin:/bin`, CERTDIR: certDir };
 const HUGE = "999999999";
 

@@ -7,22 +7,18 @@
 // a name in argv is never looked up outside, and nothing is written outside the scratch
 // directory. tls-everywhere runs with --dry-run first: it prints its rules or refuses.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import fc from "fast-check";
 import { makePki } from "../helpers/certs.ts";
 import { RUNTIME_WORDS } from "../helpers/normalize.ts";
 import { BIN, ours, run } from "../helpers/programs.ts";
+import { scratchDir } from "../helpers/scratch.ts";
 
-const scratch = mkdtempSync(join(tmpdir(), "ucspi-argv-"));
+const scratch = scratchDir("argv");
 const pki = makePki();
 const pair = pki.server("localhost", ["localhost"]);
-after(() => {
-  rmSync(scratch, { recursive: true, force: true });
-  rmSync(pki.dir, { recursive: true, force: true });
-});
 // On PATH: ours, and of the rest only what TOKENS names and ours may run (a word of TOKENS
 // such as "mysql" must not start a real client of the machine's).
 // cat and sh say their own failures in one line of a fixed form: what they would print
