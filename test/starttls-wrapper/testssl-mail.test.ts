@@ -1,4 +1,4 @@
-// testssl.sh -t against starttls-wrapper, the mail protocols (the rest: testssl-others.test.ts).
+// testssl.sh -t against starttls-wrapper, SMTP and IMAP (the rest: testssl-others.test.ts).
 import { starttlsScans } from "../helpers/testssl-starttls.ts";
 
-starttlsScans(["smtp", "lmtp", "pop3", "imap"], ["smtp"]);
+starttlsScans(["smtp", "imap"], ["smtp"]);

@@ -1,5 +1,5 @@
-// testssl.sh -t against starttls-wrapper, NNTP, XMPP, PostgreSQL and MySQL (the mail protocols:
+// testssl.sh -t against starttls-wrapper, XMPP, PostgreSQL and MySQL (SMTP and IMAP:
 // testssl-mail.test.ts).
 import { starttlsScans } from "../helpers/testssl-starttls.ts";
 
-starttlsScans(["nntp", "xmpp", "postgres", "mysql"], ["postgres"]);
+starttlsScans(["xmpp", "postgres", "mysql"], ["postgres"]);
