@@ -70,6 +70,8 @@ typedef struct deferred_s {
   void *arg;
   struct deferred_s *next;
 } deferred_t;
+/* Node's loop without libuv's idle-time metrics (a non-blocking epoll_pwait before each wait). */
+void loop_no_idle_metrics(napi_env env);
 /* Opens the set on first use: 0, or -1 with errno. */
 int watch_open(napi_env env);
 /* 0, or -1 with errno (from epoll_ctl). */

@@ -1106,5 +1106,6 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"tlsSetTicketKeys", NULL, tls_set_ticket_keys, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  loop_no_idle_metrics(env);
   return exports;
 }

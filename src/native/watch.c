@@ -39,6 +39,22 @@ static void set_ready(uv_poll_t *poll, int status, int events) {
   }
 }
 
+/* Node turns on libuv's idle-time metrics for its loop (performance.eventLoopUtilization), and
+ * with them every wait of the loop begins with an epoll_pwait that does not block; when it
+ * finds nothing, a second one blocks. That is a system call more at nearly every wake-up of a
+ * relay (about one in ten of a PostgreSQL query's through starttls-wrapper), and none of our
+ * programs asks for the loop's idle time. uv_loop_configure can set the flag but never clear
+ * it; it is the first member of the loop's internal fields in every libuv 1.x that has it
+ * (1.39 and later), so it is cleared there, and in no other libuv. */
+void loop_no_idle_metrics(napi_env env) {
+  uv_loop_t *loop;
+  unsigned int v = uv_version();
+  if (v < ((1u << 16) | (39u << 8)) || v >= (2u << 16)) return;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop || !loop->internal_fields) return;
+  unsigned int *flags = loop->internal_fields;
+  *flags &= ~(unsigned int)UV_METRICS_IDLE_TIME; /* uv_loop_configure sets it so */
+}
+
 int watch_open(napi_env env) {
   if (set_fd >= 0) return 0;
   uv_loop_t *loop;
