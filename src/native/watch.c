@@ -42,7 +42,7 @@ static void set_ready(uv_poll_t *poll, int status, int events) {
 /* Node turns on libuv's idle-time metrics for its loop (performance.eventLoopUtilization), and
  * with them every wait of the loop begins with an epoll_pwait that does not block; when it
  * finds nothing, a second one blocks. That is a system call more at nearly every wake-up of a
- * relay (about one in ten of a PostgreSQL query's through starttls-wrapper), and none of our
+ * relay (two of the ten a PostgreSQL query cost through starttls-wrapper at c=1), and none of our
  * programs asks for the loop's idle time. uv_loop_configure can set the flag but never clear
  * it; it is the first member of the loop's internal fields in every libuv 1.x that has it
  * (1.39 and later), so it is cleared there, and in no other libuv. */
