@@ -634,10 +634,11 @@ static int pump(session_t *s) {
     /* A download goes round this loop once a record: an SSL_read of a client that has sent
      * nothing would cost a read() that fails each time (a third of the system calls). */
     if (!s->tls_dry) s->rd_need = 0;
-    if (!s->up_eof && s->up_len == 0 && !s->tls_dry && s->tls_drained) {
+    int want_up = !s->up_eof && s->up_len == 0 && !s->tls_dry; /* room, and not waiting */
+    if (want_up && s->tls_drained) {
       s->rd_need = NEED_IN;
       s->tls_dry = 1;
-    } else if (!s->up_eof && s->up_len == 0 && !s->tls_dry) {
+    } else if (want_up) {
       ERR_clear_error();
       r = SSL_read(s->ssl, s->up, TLS_BUF);
       if (r > 0) {
@@ -692,9 +693,10 @@ static int pump(session_t *s) {
     }
     /* plain -> TLS */
     s->pin = 0;
-    if (!s->down_eof && s->down_len == 0 && s->plain_drained) {
+    int want_down = !s->down_eof && s->down_len == 0;
+    if (want_down && s->plain_drained) {
       s->pin = 1;
-    } else if (!s->down_eof && s->down_len == 0) {
+    } else if (want_down) {
       n = recv(s->pfd, s->down, DOWN_BUF, 0);
       if (n < 0 && errno == ECONNRESET && !s->adopted) {
         /* A socketpair has no reset: the program closed its end with bytes of ours unread
