@@ -47,6 +47,15 @@ export async function testssl(
   return new Map(findings.map((f) => [f.id, f]));
 }
 
+/** What a scan must say of the protocols offered: TLS 1.2 and 1.3, nothing older. */
+export const TLS12_AND_13: Record<string, RegExp> = {
+  SSLv3: /^not offered/,
+  TLS1: /^not offered/,
+  TLS1_1: /^not offered/,
+  TLS1_2: /^offered/,
+  TLS1_3: /^offered/,
+};
+
 const RANK: Record<string, number> = {
   DEBUG: 0,
   INFO: 0,
