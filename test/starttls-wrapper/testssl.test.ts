@@ -8,7 +8,7 @@
 // of the protocols alone (-p) would be mostly testssl.sh's own start-up, some 13 s of CPU
 // before its first connection where fork is dear (over a thousand forks of its bash, 650
 // programs run): every protocol's upgrade is made by real clients in the other tests (openssl
-// s_client -starttls for each of its protocols, slixmpp, psql, mariadb, ldapsearch,
+// s_client -starttls for each of ours that it knows, slixmpp, psql, mariadb, ldapsearch,
 // sieve-connect, swaks, ...).
 import assert from "node:assert/strict";
 import { test } from "node:test";
