@@ -1,10 +1,15 @@
 // strace as a test peer: the system calls a running server makes while a client works it.
+import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { makePki } from "./certs.ts";
+import { BIN, ours, run } from "./programs.ts";
+import { startServer } from "./server.ts";
 
 /** A TLS client (python3) that sends a line and reads its echo `exchanges` times through
  * 127.0.0.1:`port`, then prints "ok". */
-export const pingPong = (port: number, ca: string, exchanges: number) => `
+const pingPong = (port: number, ca: string, exchanges: number) => `
 import socket, ssl
 ctx = ssl.create_default_context(cafile=${JSON.stringify(ca)})
 with socket.create_connection(("127.0.0.1", ${port})) as raw:
@@ -22,7 +27,7 @@ print("ok")
 
 /** strace on every thread of `pid` with `filters` (-e arguments), into `file`; resolves once it
  * is attached, with a function that ends it and gives the lines it wrote. */
-export async function straceOf(
+async function straceOf(
   pid: number,
   filters: string[],
   file: string,
@@ -47,4 +52,24 @@ export async function straceOf(
     await new Promise((resolve) => strace.on("close", resolve));
     return readFileSync(file, "latin1").split("\n");
   };
+}
+
+/** What strace with `filters` wrote of our tcpserver running tlsd in-process with cat behind
+ * it, while a TLS client sends `exchanges` lines one by one and reads each echo (it must get
+ * them all back). */
+export async function traceTlsdEchoes(filters: string[], exchanges: number): Promise<string[]> {
+  const pki = makePki();
+  const pair = pki.server("localhost", ["localhost"]);
+  const s = await startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "tlsd", "cat"], {
+    env: { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: pair.cert, KEYFILE: pair.key },
+  });
+  try {
+    const stop = await straceOf(s.child.pid as number, filters, join(pki.dir, "trace.strace"));
+    const client = await run("python3", ["-c", pingPong(s.port, pki.ca.cert, exchanges)]);
+    const lines = await stop();
+    assert.equal(client.stdout, "ok\n", client.stderr);
+    return lines;
+  } finally {
+    await s.stop();
+  }
 }

@@ -70,12 +70,20 @@ const RANK: Record<string, number> = {
 const rank = (f: Finding | undefined) => RANK[f?.severity ?? "FATAL"] ?? 5;
 
 /** What a scan found, for a message. */
-export const summary = (scan: Map<string, Finding>) =>
+const summary = (scan: Map<string, Finding>) =>
   [...scan.values()].map((f) => `${f.severity} ${f.id}: ${f.finding}`).join("\n");
 
 /** Findings about the certificate or the host rather than the TLS layer (a test CA, no DNS). */
 const notTheLayer = (id: string) => /^(cert|DNS_CAA|OCSP|service)/.test(id);
 
 /** The findings worse than OK or INFO, the certificate's aside. */
-export const worseThanOk = (scan: Map<string, Finding>) =>
+const worseThanOk = (scan: Map<string, Finding>) =>
   [...scan.values()].filter((f) => !notTheLayer(f.id) && rank(f) > 0);
+
+/** Each check in `expected` is in the scan and says what its pattern wants (a scan cut short
+ * must not pass), and no finding is worse than OK or INFO, the certificate's aside. */
+export function assertScan(scan: Map<string, Finding>, expected: Record<string, RegExp>): void {
+  for (const [id, pattern] of Object.entries(expected))
+    assert.match(scan.get(id)?.finding ?? "(no such check)", pattern, `${id}:\n${summary(scan)}`);
+  assert.deepEqual(worseThanOk(scan), [], `worse than OK:\n${summary(scan)}`);
+}

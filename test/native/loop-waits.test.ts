@@ -4,15 +4,9 @@
 // (src/native/watch.c, loop_no_idle_metrics). strace counts tcpserver's waits over 200
 // ping-pongs through tlsd in-process: about two a ping-pong could not block before, none now.
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { test } from "node:test";
-import { makePki } from "../helpers/certs.ts";
-import { BIN, ours, run } from "../helpers/programs.ts";
-import { startServer } from "../helpers/server.ts";
-import { pingPong, straceOf } from "../helpers/strace.ts";
+import { traceTlsdEchoes } from "../helpers/strace.ts";
 
-const pki = makePki();
-const pair = pki.server("localhost", ["localhost"]);
 const EXCHANGES = 200;
 
 /** The timeout of each epoll_pwait strace wrote (its resumed half, for one it saw begin and end
@@ -24,23 +18,12 @@ const timeouts = (lines: string[]) =>
   });
 
 test("the event loop's waits block: 200 requests and answers through tlsd, and no epoll_pwait that cannot wait before each wait (libuv's idle-time metrics are off)", async () => {
-  const s = await startServer(ours("tcpserver"), ["-RHl0", "127.0.0.1", "0", "tlsd", "cat"], {
-    env: { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: pair.cert, KEYFILE: pair.key },
-  });
-  try {
-    const file = join(pki.dir, "waits.strace");
-    const stop = await straceOf(s.child.pid as number, ["trace=epoll_pwait"], file);
-    const client = await run("python3", ["-c", pingPong(s.port, pki.ca.cert, EXCHANGES)]);
-    const waits = timeouts(await stop());
-    assert.equal(client.stdout, "ok\n", client.stderr);
-    // Each ping-pong wakes the loop at least once: the trace saw them.
-    assert.ok(waits.length >= EXCHANGES, `${waits.length} waits traced`);
-    const nonBlocking = waits.filter((t) => t === 0).length;
-    assert.ok(
-      nonBlocking < EXCHANGES / 20,
-      `${nonBlocking} of ${waits.length} waits over ${EXCHANGES} exchanges had a timeout of 0`,
-    );
-  } finally {
-    await s.stop();
-  }
+  const waits = timeouts(await traceTlsdEchoes(["trace=epoll_pwait"], EXCHANGES));
+  // Each ping-pong wakes the loop at least once: the trace saw them.
+  assert.ok(waits.length >= EXCHANGES, `${waits.length} waits traced`);
+  const nonBlocking = waits.filter((t) => t === 0).length;
+  assert.ok(
+    nonBlocking < EXCHANGES / 20,
+    `${nonBlocking} of ${waits.length} waits over ${EXCHANGES} exchanges had a timeout of 0`,
+  );
 });
