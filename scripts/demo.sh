@@ -31,7 +31,8 @@ bin/tcpserver -v -R -H -l 0 127.0.0.1 "$port" tlsd ucspi-demo &
 main_pid=$!
 trap 'kill $smtp_pid $web_pid $main_pid 2>/dev/null || :' EXIT INT TERM
 # npm does not pass its own end on: killed, it would leave the demo running. The demo ends
-# with whatever started it, or when its main server does.
+# with whatever started it, or when its main server does. package.json's script execs this
+# one, so that its parent is npm itself: the `sh -c` npm starts outlives npm.
 parent=$PPID
 while kill -0 "$parent" 2>/dev/null && kill -0 "$main_pid" 2>/dev/null; do sleep 1; done
 # The main server ended by itself (a port in use, say): its status is the demo's.
