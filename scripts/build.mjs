@@ -210,7 +210,8 @@ for (const name of ["launcher", "spawner"]) {
 }
 
 // Man pages, section 1, from each program's page in docs/ (marked-man, ronn's header format):
-// build/man/NAME.1, for `man -l`, the Debian package and npm's "man" field.
+// build/man/NAME.1, for `man -l`, the Debian package and npm's "man" field. Tables become tagged
+// paragraphs and the Synopsis is filled (scripts/man-roff.mjs), so the pages read at 80 columns.
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 const { whatItDoes } = await import("../src/cli/help.ts");
 const manDir = join(root, "build", "man");
@@ -218,7 +219,8 @@ mkdirSync(manDir, { recursive: true });
 for (const name of Object.keys(pkg.bin)) {
   const page = join(root, "docs", `${name}.md`);
   const output = join(manDir, `${name}.1`);
-  if (!stale(output, [page, join(root, "src", "cli", "help.ts")])) continue;
+  const roffConfig = join(root, "scripts", "man-roff.mjs");
+  if (!stale(output, [page, roffConfig, join(root, "src", "cli", "help.ts")])) continue;
   // "# tlsd" becomes ronn's "# tlsd(1) -- what it does", which makes the NAME section.
   const markdown = readFileSync(page, "utf8").replace(
     /^# .*$/m,
@@ -226,10 +228,10 @@ for (const name of Object.keys(pkg.bin)) {
   );
   const roff = execFileSync(
     join(root, "node_modules", ".bin", "marked-man"),
-    ["--no-breaks", "--version", pkg.version, "--manual", "ucspi-tls"],
+    ["--no-breaks", "--version", pkg.version, "--manual", "ucspi-tls", "--config", roffConfig],
     { input: markdown, encoding: "utf8" },
   );
-  // The options tables are tbl(1) input: the first line tells man to run it.
+  // A blockquote is tbl(1) input (marked-man's): the first line tells man to run it.
   writeFileSync(output, roff.includes("\n.TS") ? `'\\" t\n${roff}` : roff);
 }
 

@@ -1,5 +1,8 @@
 // Man pages (issue 14): the build makes build/man/NAME.1 from each program's page in docs/,
-// and groff renders it with the NAME line man(1) and apropos read, and the page's sections.
+// and groff renders it with the NAME line man(1) and apropos read, and the page's sections;
+// and the page reads in an 80- or 72-column terminal (scripts/man-roff.mjs): no line is wider,
+// and each option of the Options table starts a line of its own, as man pages list them (the
+// tbl tables once overlapped: `-ks1i//-k-2andatory-sni`).
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,13 +14,55 @@ const PROGRAMS = Object.keys(
     .bin,
 );
 
+/** The page rendered as man does it for a terminal `width` columns wide, plain ASCII. */
+async function render(page: string, width?: number): Promise<string> {
+  // -t: a blockquote is tbl input; no hyphenation, no overstriking.
+  const lineLength = width === undefined ? [] : [`-rLL=${width}n`];
+  const r = await run("groff", ["-t", "-man", "-rHY=0", ...lineLength, "-Tascii", "-P-cbou", page]);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout;
+}
+
+/** A table row's cells, as test/docs/options.test.ts reads them. */
+function cells(row: string): string[] {
+  return row
+    .trim()
+    .replace(/^\||\|$/g, "")
+    .split(/(?<!\\)\|/)
+    .map((cell) => cell.trim().replace(/\\\|/g, "|"));
+}
+
+/** What each row of the page's options tables (first header `option`) starts its line with in
+ * the man page, code spans as plain text: `-K ms, --handshake-timeout`; and its default. */
+function optionRows(markdown: string): { tag: string; value: string }[] {
+  const lines = markdown.split("\n");
+  const found: { tag: string; value: string }[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const header = cells(lines[i] ?? "");
+    if (header[0] !== "option" || !/^\|[-| :]+\|$/.test(lines[i + 1]?.trim() ?? "")) continue;
+    const column = (row: string[], name: string) =>
+      (header.includes(name) ? (row[header.indexOf(name)] ?? "") : "").replace(/`/g, "");
+    for (i += 2; lines[i]?.startsWith("|"); i++) {
+      const row = cells(lines[i] ?? "");
+      const tag = [column(row, "option"), column(row, "long")].filter(Boolean).join(", ");
+      found.push({ tag, value: column(row, "default") });
+    }
+  }
+  return found;
+}
+
+/** The lines of the page's code blocks but the Synopsis' (which is filled): shown as written. */
+function verbatim(markdown: string): Set<string> {
+  const synopsis = /^## Synopsis\n[\s\S]*?(?=^## )/m;
+  const blocks = markdown.replace(synopsis, "").matchAll(/^\s*```.*\n([\s\S]*?)^\s*```$/gm);
+  return new Set([...blocks].flatMap((block) => (block[1] ?? "").split("\n").map((l) => l.trim())));
+}
+
 for (const name of PROGRAMS) {
   test(`man ${name}: rendered by groff, its NAME line and its page's sections`, async () => {
     const page = join(ROOT, "build", "man", `${name}.1`);
     assert.ok(existsSync(page), `${page} was built`);
-    // -t: the options tables are tbl input; plain ASCII, no hyphenation, no overstriking.
-    const r = await run("groff", ["-t", "-man", "-rHY=0", "-Tascii", "-P-cbou", page]);
-    assert.equal(r.code, 0, r.stderr);
+    const r = { stdout: await render(page) };
     const what = (await run(join(ROOT, "bin", name), ["--help"])).stdout.split("\n")[0] ?? "";
     const expected = what.replace(`${name}: `, `${name} - `);
     assert.ok(r.stdout.replace(/\s+/g, " ").includes(`NAME ${expected}`), r.stdout.slice(0, 400));
@@ -25,6 +70,34 @@ for (const name of PROGRAMS) {
     for (const heading of markdown.matchAll(/^## (.+)$/gm)) {
       const title = (heading[1] ?? "").replace(/`/g, "");
       assert.ok(r.stdout.includes(title), `section ${title}`);
+    }
+  });
+}
+
+for (const name of PROGRAMS) {
+  test(`man ${name} at 80 and 72 columns: no wider line, each option at the start of its own`, async () => {
+    const markdown = readFileSync(join(ROOT, "docs", `${name}.md`), "utf8");
+    const options = optionRows(markdown);
+    assert.ok(
+      options.length > 0 || !/^\| option \|/m.test(markdown),
+      "the options tables are read",
+    );
+    const asWritten = verbatim(markdown);
+    for (const width of [80, 72]) {
+      const text = await render(join(ROOT, "build", "man", `${name}.1`), width);
+      const lines = text.split("\n");
+      // An example's line is shown as written (the pager wraps it); all else is filled.
+      const wide = lines.filter((l) => l.length > width && !asWritten.has(l.trim()));
+      assert.deepEqual(wide, [], `${name} at ${width} columns: lines wider than ${width}`);
+      const flat = text.replace(/\s+/g, " ");
+      for (const { tag, value } of options) {
+        assert.ok(
+          lines.some((l) => l.trimStart() === tag || l.trimStart().startsWith(`${tag} `)),
+          `${name} at ${width} columns: no line starts with ${tag}`,
+        );
+        if (value !== "")
+          assert.ok(flat.includes(`${tag} (default: ${value})`), `${tag}'s default`);
+      }
     }
   });
 }
