@@ -63,7 +63,9 @@ function table(token) {
 function code(token) {
   if (this.parser.renderer.manSection !== "Synopsis") return false;
   const lines = token.text.replace(/\n\s+/g, " ").split("\n");
-  const out = [".PD 0", ".ad l"];
+  // Not hyphenated (a value's name, `verbosity`, is a word to type); then the man macros' own
+  // hyphenation again, which the tagged paragraphs are laid out with.
+  const out = [".PD 0", ".ad l", ".nh"];
   for (const line of lines) {
     const [name = "", ...words] = line.trim().split(/\s+/);
     const roff = words
@@ -78,7 +80,7 @@ function code(token) {
     out.push(`.TP ${name.length + 1}n`, `\\fB${name.replace(/-/g, "\\-")}\\fR`, `\\&${roff}`);
   }
   this.parser.renderer.jumps = true;
-  return `${out.join("\n")}\n.PD\n.ad\n`;
+  return `${out.join("\n")}\n.PD\n.ad\n.hy \\n[HY]\n`;
 }
 
 /** Notes the section a block is in (for `code`), then lets marked-man render the heading. */
