@@ -13,6 +13,7 @@
 //   bracket is not broken, a long one (`[ -p smtp|lmtp|...|xmpp ]`) may be after a `|`.
 // - A link to another page or a source file (`[tlsd](tlsd.md)`) is its text in italics, as a
 //   link within the page is, where marked-man printed the path and blank lines around it.
+// - A section's heading is in capitals (SYNOPSIS, OPTIONS), its code spans as they are.
 // - A code span is shown with its quotes (marked leaves them as &quot; and &#39;, which
 //   marked-man prints), and a long one may break after a comma.
 
@@ -83,10 +84,15 @@ function code(token) {
   return `${out.join("\n")}\n.PD\n.ad\n.hy \\n[HY]\n`;
 }
 
-/** Notes the section a block is in (for `code`), then lets marked-man render the heading. */
+/** A section's heading in capitals, as man pages have them (its code spans as written: an
+ * option's case is its meaning); and the section noted, for `code`. */
 function heading(token) {
-  if (token.depth === 2) this.parser.renderer.manSection = token.text.trim();
-  return false;
+  if (token.depth !== 2) return false;
+  this.parser.renderer.manSection = token.text.trim();
+  const upper = (t) =>
+    t.type === "text" ? { ...t, text: t.text.toUpperCase(), tokens: t.tokens?.map(upper) } : t;
+  this.parser.renderer.jumps = true;
+  return `.SH ${this.parser.parseInline(token.tokens.map(upper))}\n`;
 }
 
 /** A code span as marked-man renders it, with its quotes, and a place to break after each
