@@ -220,12 +220,22 @@ for (const name of Object.keys(pkg.bin)) {
   const page = join(root, "docs", `${name}.md`);
   const output = join(manDir, `${name}.1`);
   const roffConfig = join(root, "scripts", "man-roff.mjs");
-  if (!stale(output, [page, roffConfig, join(root, "src", "cli", "help.ts")])) continue;
-  // "# tlsd" becomes ronn's "# tlsd(1) -- what it does", which makes the NAME section.
-  const markdown = readFileSync(page, "utf8").replace(
-    /^# .*$/m,
-    `# ${name}(1) -- ${whatItDoes(name)}`,
-  );
+  const made = [
+    page,
+    roffConfig,
+    join(root, "scripts", "build.mjs"),
+    join(root, "src", "cli", "help.ts"),
+  ];
+  if (!stale(output, made)) continue;
+  // "# tlsd" becomes ronn's "# tlsd(1) -- what it does", which makes the NAME section. The
+  // page's opening paragraphs go to the head of its Description: under NAME, man pages have
+  // the one line.
+  const [, intro = "", rest = ""] =
+    /^# .*\n([\s\S]*?)^(## [\s\S]*)$/m.exec(readFileSync(page, "utf8")) ?? [];
+  const markdown = `# ${name}(1) -- ${whatItDoes(name)}\n\n${rest.replace(
+    /^## Description\n/m,
+    `## Description\n\n${intro.trim()}\n`,
+  )}`;
   const roff = execFileSync(
     join(root, "node_modules", ".bin", "marked-man"),
     ["--no-breaks", "--version", pkg.version, "--manual", "ucspi-tls", "--config", roffConfig],

@@ -65,7 +65,11 @@ for (const name of PROGRAMS) {
     const r = { stdout: await render(page) };
     const what = (await run(join(ROOT, "bin", name), ["--help"])).stdout.split("\n")[0] ?? "";
     const expected = what.replace(`${name}: `, `${name} - `);
-    assert.ok(r.stdout.replace(/\s+/g, " ").includes(`NAME ${expected}`), r.stdout.slice(0, 400));
+    // The one line, as man pages have it (the page's opening paragraphs head its Description).
+    assert.ok(
+      r.stdout.replace(/\s+/g, " ").includes(`NAME ${expected} SYNOPSIS`),
+      r.stdout.slice(0, 400),
+    );
     const markdown = readFileSync(join(ROOT, "docs", `${name}.md`), "utf8");
     // Each section heads a line, in capitals as man pages have them, but for its code spans
     // (an option's case is its meaning).
