@@ -16,6 +16,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { test } from "node:test";
+import { optionTables } from "../helpers/doc-tables.ts";
 import { ROOT, ours, run } from "../helpers/programs.ts";
 
 const PROGRAMS = Object.keys(
@@ -30,15 +31,6 @@ interface Documented {
   value: boolean;
   /** It takes a `{ prog... }` block. */
   block: boolean;
-}
-
-/** A table row's cells; `\|` (a `|` inside a cell) kept as `|`. */
-function cells(row: string): string[] {
-  return row
-    .trim()
-    .replace(/^\||\|$/g, "")
-    .split(/(?<!\\)\|/)
-    .map((cell) => cell.trim().replace(/\\\|/g, "|"));
 }
 
 /** The options a cell names, each in its own code span; other spans (`host port`, `prog...`)
@@ -65,18 +57,14 @@ function documented(name: string): Documented[] {
   const page = readFileSync(join(ROOT, "docs", `${name}.md`), "utf8");
   const section = /^## Options\n([\s\S]*?)(?=^## |(?![\s\S]))/m.exec(page)?.[1];
   assert.ok(section !== undefined, `docs/${name}.md has an Options section`);
-  const lines = section.split("\n");
   const found: Documented[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const header = cells(lines[i] ?? "");
-    if (header[0] !== "option" || !/^\|[-| :]+\|$/.test(lines[i + 1]?.trim() ?? "")) continue;
+  for (const { header, rows } of optionTables(section)) {
     const longColumn = header.indexOf("long");
-    for (i += 2; lines[i]?.startsWith("|"); i++) {
-      const row = cells(lines[i] ?? "");
+    for (const row of rows) {
       const short = optionsIn(row[0] ?? "");
       const long = longColumn < 0 ? [] : optionsIn(row[longColumn] ?? "");
       if (short.length > 0 && long.length > 0) {
-        assert.equal(long.length, short.length, `docs/${name}.md: each long name beside its own option in\n${lines[i]}`);
+        assert.equal(long.length, short.length, `docs/${name}.md: each long name beside its own option in\n${row.join(" | ")}`);
         long.forEach((form, k) => {
           form.value ||= short[k]?.value ?? false;
           form.block ||= short[k]?.block ?? false;

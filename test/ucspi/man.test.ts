@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { optionTables } from "../helpers/doc-tables.ts";
 import { ROOT, run } from "../helpers/programs.ts";
 
 const PROGRAMS = Object.keys(
@@ -23,32 +24,17 @@ async function render(page: string, width?: number): Promise<string> {
   return r.stdout;
 }
 
-/** A table row's cells, as test/docs/options.test.ts reads them. */
-function cells(row: string): string[] {
-  return row
-    .trim()
-    .replace(/^\||\|$/g, "")
-    .split(/(?<!\\)\|/)
-    .map((cell) => cell.trim().replace(/\\\|/g, "|"));
-}
-
 /** What each row of the page's options tables (first header `option`) starts its line with in
  * the man page, code spans as plain text: `-K ms, --handshake-timeout`; and its default. */
 function optionRows(markdown: string): { tag: string; value: string }[] {
-  const lines = markdown.split("\n");
-  const found: { tag: string; value: string }[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const header = cells(lines[i] ?? "");
-    if (header[0] !== "option" || !/^\|[-| :]+\|$/.test(lines[i + 1]?.trim() ?? "")) continue;
+  return optionTables(markdown).flatMap(({ header, rows }) => {
     const column = (row: string[], name: string) =>
       (header.includes(name) ? (row[header.indexOf(name)] ?? "") : "").replace(/`/g, "");
-    for (i += 2; lines[i]?.startsWith("|"); i++) {
-      const row = cells(lines[i] ?? "");
-      const tag = [column(row, "option"), column(row, "long")].filter(Boolean).join(", ");
-      found.push({ tag, value: column(row, "default") });
-    }
-  }
-  return found;
+    return rows.map((row) => ({
+      tag: [column(row, "option"), column(row, "long")].filter(Boolean).join(", "),
+      value: column(row, "default"),
+    }));
+  });
 }
 
 /** The lines of the page's code blocks but the Synopsis' (which is filled): shown as written. */
