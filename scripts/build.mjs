@@ -232,6 +232,7 @@ for (const name of Object.keys(pkg.bin)) {
   // the one line.
   const [, intro = "", rest = ""] =
     /^# .*\n([\s\S]*?)^(## [\s\S]*)$/m.exec(readFileSync(page, "utf8")) ?? [];
+  if (!/^## Description$/m.test(rest)) throw new Error(`docs/${name}.md: no "## Description"`);
   const markdown = `# ${name}(1) -- ${whatItDoes(name)}\n\n${rest.replace(
     /^## Description\n/m,
     `## Description\n\n${intro.trim()}\n`,
