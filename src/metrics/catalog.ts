@@ -82,6 +82,15 @@ export const certificateExpiry = family({
   observed: true,
 });
 
+export const ocspNextUpdate = family({
+  name: "tlsd_ocsp_next_update_timestamp_seconds",
+  help: "Until when each OCSP response tlsd staples is valid (its nextUpdate), in seconds since the epoch: none is stapled after.",
+  type: "gauge",
+  labels: ["file"],
+  aggregate: "min",
+  observed: true,
+});
+
 export const trustReads = family({
   name: "tlsd_trust_reads_total",
   help: "Reads of the trust anchors for client certificates (CAFILE or CADIR) and of CRLFILE: one at start, then one per change on disk and per reload, whatever the number of certificates.",

@@ -18,6 +18,8 @@ napi_value throw_errno(napi_env env, int err, const char *syscall);
 napi_value errno_value(napi_env env, int err, const char *syscall);
 
 int get_int(napi_env env, napi_value v, int32_t *out);
+/* A Buffer's bytes (not copied): 0, or -1 when v is not a Buffer. */
+int get_buffer(napi_env env, napi_value v, void **data, size_t *len);
 /* An argument that must be a number (an fd, a port): 0, or -1 with a TypeError thrown. */
 int number_arg(napi_env env, napi_value v, int32_t *out);
 /* The call's first n (at most 4) arguments, all numbers, into out: 0, or -1 with an exception
@@ -108,6 +110,10 @@ napi_value tls_ticket_keys(napi_env env, napi_callback_info info);
 napi_value tls_set_ticket_keys(napi_env env, napi_callback_info info);
 typedef struct ssl_ctx_st SSL_CTX;
 int tls_context_tickets(napi_env env, SSL_CTX *ctx, napi_value opts);
+/* tls-engine-ocsp.c: ocspCheck(der, chainPem); a context's opts.ocsp and opts.ocspUntil, the
+ * response it staples (0, or -1 when they are not a Buffer and a number). */
+napi_value ocsp_check(napi_env env, napi_callback_info info);
+int tls_context_ocsp(napi_env env, SSL_CTX *ctx, napi_value opts);
 /* tls-engine-gather.c: the relay's records gathered into one write a pass. gather_on puts a
  * buffer in front of the client's socket, gather_off takes it off once it is empty (both do
  * nothing when they cannot yet); gather_flush: 0 all out (or no buffer), 1 the socket would

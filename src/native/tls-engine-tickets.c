@@ -92,12 +92,10 @@ static int ticket_key(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPH
 /* keys (a Buffer of whole keys) and encrypt (an index into them) into k; -1 when they are not
  * that (a TypeError thrown). */
 static int keys_read(napi_env env, napi_value buffer, napi_value index, ticket_keys_t *k) {
-  bool is = false;
   void *data;
   size_t len;
   int32_t encrypt;
-  if (napi_is_buffer(env, buffer, &is) != napi_ok || !is ||
-      napi_get_buffer_info(env, buffer, &data, &len) != napi_ok || len == 0 ||
+  if (get_buffer(env, buffer, &data, &len) != 0 || len == 0 ||
       len % KEY_LEN != 0 || get_int(env, index, &encrypt) != 0 || encrypt < 0 ||
       (size_t)encrypt >= len / KEY_LEN) {
     napi_throw_type_error(env, NULL, "ticket keys: a Buffer of 48 bytes a key, and an index");

@@ -170,12 +170,6 @@ static char *opt_string(napi_env env, napi_value opts, const char *name) {
   return get_string(env, v);
 }
 
-static int opt_buffer(napi_env env, napi_value v, void **data, size_t *len) {
-  bool is;
-  if (napi_is_buffer(env, v, &is) != napi_ok || !is) return -1;
-  return napi_get_buffer_info(env, v, data, len) == napi_ok ? 0 : -1;
-}
-
 /* The leaf and its chain from one PEM buffer; 0, or -1 with nothing loaded. */
 static int use_chain(SSL_CTX *ctx, void *pem, size_t len) {
   BIO *bio = BIO_new_mem_buf(pem, (int)len);
@@ -255,8 +249,8 @@ napi_value tls_context(napi_env env, napi_callback_info info) {
    * client's name chooses (onHello switches; certificates on demand before the first). */
   int bare = t0 == napi_null && t1 == napi_null;
   if (argc < 3 || t != napi_object ||
-      (!bare && (opt_buffer(env, args[0], &cert, &cert_len) ||
-                 opt_buffer(env, args[1], &key, &key_len)))) {
+      (!bare && (get_buffer(env, args[0], &cert, &cert_len) ||
+                 get_buffer(env, args[1], &key, &key_len)))) {
     napi_throw_type_error(env, NULL,
                           "tlsContext(certPem: Buffer | null, keyPem: Buffer | null, opts)");
     return NULL;
@@ -299,6 +293,8 @@ napi_value tls_context(napi_env env, napi_callback_info info) {
     return throw_tls(env, ctx, "an ALPN protocol name must be 1 to 255 bytes", 0);
   if (tls_context_tickets(env, ctx, args[2]) < 0)
     return throw_tls(env, ctx, "ticketKeys is not a key set of tlsTicketKeys", 0);
+  if (tls_context_ocsp(env, ctx, args[2]) < 0)
+    return throw_tls(env, ctx, "ocsp must be a Buffer, with ocspUntil a number", 0);
   if (!bare && use_chain(ctx, cert, cert_len) < 0)
     return throw_tls(env, ctx, "cannot use the certificate (PEM)", 1);
   if (!bare && use_key(ctx, key, key_len) < 0)

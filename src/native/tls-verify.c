@@ -80,11 +80,8 @@ const char *tls_trust(napi_env env, SSL_CTX *ctx, napi_value opts) {
     napi_value item;
     void *data;
     size_t len;
-    bool buffer = false;
     napi_get_element(env, ca, i, &item);
-    if (napi_is_buffer(env, item, &buffer) != napi_ok || !buffer ||
-        napi_get_buffer_info(env, item, &data, &len) != napi_ok ||
-        add_anchors(ctx, store, data, len) < 0)
+    if (get_buffer(env, item, &data, &len) != 0 || add_anchors(ctx, store, data, len) < 0)
       return "cannot use the trust anchors (PEM)";
   }
   if (napi_get_named_property(env, opts, "crl", &crl) == napi_ok &&

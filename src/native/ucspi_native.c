@@ -68,6 +68,12 @@ int get_int(napi_env env, napi_value v, int32_t *out) {
   return napi_get_value_int32(env, v, out) == napi_ok ? 0 : -1;
 }
 
+int get_buffer(napi_env env, napi_value v, void **data, size_t *len) {
+  bool is = false;
+  if (napi_is_buffer(env, v, &is) != napi_ok || !is) return -1;
+  return napi_get_buffer_info(env, v, data, len) == napi_ok ? 0 : -1;
+}
+
 int number_arg(napi_env env, napi_value v, int32_t *out) {
   if (get_int(env, v, out) == 0) return 0;
   napi_throw_type_error(env, NULL, "a number was expected");
@@ -1104,6 +1110,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"tlsResume", NULL, tls_resume, NULL, NULL, NULL, napi_default, NULL},
       {"tlsTicketKeys", NULL, tls_ticket_keys, NULL, NULL, NULL, napi_default, NULL},
       {"tlsSetTicketKeys", NULL, tls_set_ticket_keys, NULL, NULL, NULL, napi_default, NULL},
+      {"ocspCheck", NULL, ocsp_check, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   loop_no_idle_metrics(env);

@@ -15,6 +15,8 @@ import { GROUPS, protocolOptions } from "./protocol.ts";
 import { native } from "../ucspi/native.ts";
 import type { TlsContext } from "../ucspi/native.ts";
 import { StampedRead, stampOf } from "./file-stamp.ts";
+import { ocspFileOf, stapleFrom, utcText } from "./ocsp-staple.ts";
+import type { Staple } from "./ocsp-staple.ts";
 import { trustReads } from "../metrics/catalog.ts";
 import {
   TICKET_LIFETIME_S,
@@ -126,6 +128,8 @@ interface Loaded {
   stamps: string;
   /** A file changed on disk since this context was made. */
   stale?: boolean;
+  /** The OCSP response its engine context staples, until when, and whether its end was said. */
+  staple?: { file: string; until: number; endSaid?: boolean };
 }
 
 /** Secure contexts for a configuration, rebuilt when one of their files changes. */
@@ -180,6 +184,16 @@ export class CertStore {
       .update(JSON.stringify([config.fallback, [...config.named], config.ca, config.liveDir]))
       .digest("hex")
       .slice(0, 32);
+  }
+
+  /** Lines about what serves, but not as configured (an OCSP response left out): for the
+   * stage to log, once each (takeNotices). */
+  private notices: string[] = [];
+
+  takeNotices(): string[] {
+    const out = this.notices;
+    this.notices = [];
+    return out;
   }
 
   private live = new Map<string, Pair>();
@@ -275,6 +289,15 @@ export class CertStore {
     } catch {
       return served();
     }
+  }
+
+  /** The OCSP responses stapled now, and until when (seconds since the epoch). */
+  staples(): { file: string; until: number }[] {
+    this.recheck();
+    const out: { file: string; until: number }[] = [];
+    for (const loaded of this.contexts.values())
+      if (loaded.staple) out.push({ file: loaded.staple.file, until: loaded.staple.until });
+    return out;
   }
 
   /** Whether a certificate of its own (not the default) serves `name`. */
@@ -428,6 +451,13 @@ export class CertStore {
     this.checkedAt = now;
     for (const loaded of this.contexts.values()) {
       if (stampOf(loaded.files) !== loaded.stamps) loaded.stale = true;
+      const staple = loaded.staple;
+      if (staple && !staple.endSaid && now / 1000 >= staple.until) {
+        staple.endSaid = true;
+        this.notices.push(
+          `OCSP response ${staple.file} expired at ${utcText(staple.until)}: no longer stapled (a newer one is read when the file changes)`,
+        );
+      }
     }
     this.tickets?.refresh();
     try {
@@ -457,13 +487,17 @@ export class CertStore {
   }
 
   private build(name: string, pair: Pair): Loaded {
-    const files = [pair.cert, pair.key];
+    const ocspFile = ocspFileOf(pair.cert);
+    const files = [pair.cert, pair.key, ocspFile];
     const stamps = [stampOf(files)];
     const caCerts = shared(this.anchors, files, stamps);
     const crl = shared(this.crl, files, stamps);
     let context: SecureContext;
     let engine: TlsContext | undefined;
     const { cert, key } = readPair(pair);
+    const { staple, problem } = this.engine
+      ? stapleFrom(ocspFile, cert)
+      : { staple: undefined, problem: onlyTheEngineStaples(ocspFile) };
     try {
       context = createSecureContext({
         cert,
@@ -476,7 +510,7 @@ export class CertStore {
         // chain needs its list, as for nginx's ssl_crl.
         ...(crl ? { crl } : {}),
       });
-      if (this.engine) engine = this.engineContext(cert, key, caCerts, crl);
+      if (this.engine) engine = this.engineContext(cert, key, caCerts, crl, staple);
     } catch (error) {
       if (error instanceof FatalError) throw error;
       if (crl && this.crl) checkRevocationLists(crl, this.crl.file);
@@ -486,7 +520,9 @@ export class CertStore {
       );
     }
     shareTickets(context, this.tickets);
+    if (problem) this.notices.push(problem);
     const loaded: Loaded = { context, cert, files, stamps: stamps.join("|") };
+    if (staple) loaded.staple = { file: ocspFile, until: staple.until };
     if (engine) {
       loaded.engine = engine;
       this.engineCertificates.set(engine, cert);
@@ -501,6 +537,7 @@ export class CertStore {
     key: Buffer | null,
     ca: Buffer[] | undefined,
     crl: string[] | undefined,
+    staple?: Staple,
   ): TlsContext {
     const alpn = this.engine?.alpn;
     return native().tlsContext(cert, key, {
@@ -512,8 +549,16 @@ export class CertStore {
       ...(alpn ? { alpn } : {}),
       ...(ca ? { ca } : {}),
       ...(crl ? { crl } : {}),
+      ...(staple ? { ocsp: staple.der, ocspUntil: staple.until } : {}),
     });
   }
+}
+
+/** node:tls (tlsd --engine node) staples nothing: a response there is said to be left out. */
+function onlyTheEngineStaples(file: string): string | undefined {
+  return stampOf([file]) === "-"
+    ? undefined
+    : `OCSP response ${file} is not stapled: only the native engine staples (tlsd --engine native, the default)`;
 }
 
 /** What a shared read holds now; its file and stamp go with the context's own (recheck()). */

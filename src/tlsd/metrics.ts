@@ -1,7 +1,7 @@
 // What tlsd counts for tcpserver --metrics (a no-op anywhere else): each handshake, and when
 // each certificate it serves expires.
 import type { TLSSocket } from "node:tls";
-import { certificateExpiry, handshakes } from "../metrics/catalog.ts";
+import { certificateExpiry, handshakes, ocspNextUpdate } from "../metrics/catalog.ts";
 import type { Sample } from "../metrics/family.ts";
 import type { CertStore } from "../tls/cert-store.ts";
 import {
@@ -44,6 +44,13 @@ export function handshakeFailed(error: unknown): void {
 /** Reads the certificates of `stores` at each scrape (one series per certificate, however
  * many stores serve it). */
 export function observeCertificates(stores: () => Iterable<CertStore>): void {
+  ocspNextUpdate.observe(() => {
+    const seen = new Map<string, Sample>();
+    for (const store of stores())
+      for (const { file, until } of store.staples())
+        seen.set(file, { labels: { file }, value: until });
+    return seen.values();
+  });
   certificateExpiry.observe(() => {
     const seen = new Map<string, Sample>();
     for (const store of stores())

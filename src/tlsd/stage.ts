@@ -57,6 +57,7 @@ onReload((log) => {
     for (const problem of store.reload())
       log(`tlsd: warning: ${problem}; the certificate and key loaded before still serve\n`);
     for (const line of configWarnings(store.config, new Date())) log(`tlsd: warning: ${line}\n`);
+    for (const line of store.takeNotices()) log(`tlsd: warning: ${line}\n`);
   }
 });
 
@@ -101,6 +102,7 @@ export const tlsdStage: Stage = {
     const options = parseOrUsage(USAGE, () => parseTlsdArgs([...argv]));
     const store = storeFor(env, options);
     for (const line of configWarnings(store.config, new Date())) warn(line);
+    for (const line of store.takeNotices()) warn(line);
     const engineWarning = engineVariableWarning(env);
     if (engineWarning) warn(engineWarning);
     if (env["CRLFILE"] !== undefined && options.clientCert === "none")
@@ -120,6 +122,8 @@ export const tlsdStage: Stage = {
   async run(ctx) {
     const options = stageOptions(ctx.argv, USAGE, parseTlsdArgs);
     const store = storeFor(ctx.env, options);
+    // What changed on disk since (an OCSP response that may not be stapled), said once.
+    for (const line of store.takeNotices()) ctx.log(`tlsd: warning: ${line}\n`);
     // As s6-tlsd: the keys are loaded, nothing more needs root.
     ctx.dropPrivileges(tlsIds(ctx.env));
     const record = resumeRecordOf(ctx.connection);

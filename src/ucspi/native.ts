@@ -155,6 +155,11 @@ export interface Native {
   tlsTicketKeys(keys: Buffer, encrypt: number): TlsTicketKeys;
   /** New keys for a set: every context made with it uses them from the next handshake on. */
   tlsSetTicketKeys(set: TlsTicketKeys, keys: Buffer, encrypt: number): void;
+  /** Whether an OCSP response (DER) may be stapled with a certificate chain (PEM, leaf
+   * first, its issuer after it): successful, signed by the issuer or a responder it certified,
+   * "good" for the leaf and valid now. Its validity (seconds since the epoch), or an Error
+   * whose message says why not, in our words (src/native/tls-engine-ocsp.c). */
+  ocspCheck(der: Buffer, chainPem: Buffer): { thisUpdate: number; nextUpdate: number };
   /** SIGUSR1 reaches the main thread again (Node's --disable-sigusr1 leaves it blocked). */
   unblockSigusr1(): void;
 }
@@ -186,6 +191,10 @@ export interface TlsContextOptions {
   crl?: readonly string[];
   /** The keys of its tickets (tlsTicketKeys); else OpenSSL's, made for this context alone. */
   ticketKeys?: TlsTicketKeys;
+  /** An OCSP response that ocspCheck accepted for this certificate, stapled for every client
+   * that asks until ocspUntil (its nextUpdate, seconds since the epoch); none after. */
+  ocsp?: Buffer;
+  ocspUntil?: number;
 }
 
 /** What the handshake settled. */

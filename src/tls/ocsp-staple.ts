@@ -1,0 +1,40 @@
+// OCSP stapling: the response for a certificate is the file beside its chain file, named as it
+// is with ".ocsp" after (haproxy's convention; `openssl ocsp -respout` writes one), in DER.
+// What may be stapled is the native engine's to say (ocspCheck): a response that may not is
+// left out, with one line saying why, and the certificate serves without it.
+import { readFileSync } from "node:fs";
+import { native } from "../ucspi/native.ts";
+import { causeText } from "../ucspi/errors.ts";
+import { osPath } from "../ucspi/os-string.ts";
+
+export function ocspFileOf(certFile: string): string {
+  return `${certFile}.ocsp`;
+}
+
+export interface Staple {
+  der: Buffer;
+  /** Its nextUpdate, seconds since the epoch: none is stapled after. */
+  until: number;
+}
+
+/** The response in `file` to staple with `chain` (PEM, the leaf first): none when there is no
+ * such file, or when it may not be stapled (then `problem` says why). */
+export function stapleFrom(file: string, chain: Buffer): { staple?: Staple; problem?: string } {
+  let der: Buffer;
+  try {
+    der = readFileSync(osPath(file));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return {};
+    return { problem: `unable to read OCSP response ${file}: ${causeText(error)}` };
+  }
+  try {
+    return { staple: { der, until: native().ocspCheck(der, chain).nextUpdate } };
+  } catch (error) {
+    return { problem: `OCSP response ${file} is not stapled: ${(error as Error).message}` };
+  }
+}
+
+/** "2026-12-06 23:00:00 UTC" for seconds since the epoch. */
+export function utcText(seconds: number): string {
+  return `${new Date(seconds * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC`;
+}

@@ -1,0 +1,366 @@
+// OCSP stapling: a response beside a certificate's chain file (CHAIN.ocsp, DER) is stapled by
+// tlsd's native engine when it may be (checked against the chain), read again when it changes,
+// and left out with one line saying why when it may not. Responses are made by openssl ocsp (a
+// real responder's code, offline) and python3-cryptography; clients are openssl s_client
+// -status and curl --cert-status (which verifies what is stapled).
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import fc from "fast-check";
+import { native } from "../../src/ucspi/native.ts";
+import { makePki } from "../helpers/certs.ts";
+import type { Pair } from "../helpers/certs.ts";
+import { freePort } from "../helpers/interop.ts";
+import { BIN, ROOT, TLSD_UNDER, ours, run } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+
+const pki = makePki();
+const PATH = `${BIN}:/usr/bin:/bin`;
+const HTTP = ["sh", "-c", 'printf "HTTP/1.0 200 OK\\r\\n\\r\\nstapled\\n"'];
+
+/** A leaf and its chain file (leaf, then the CA that issued it), as a server serves it. */
+function chained(name: string): Pair {
+  const leaf = pki.server(name, ["localhost", `${name}.test`]);
+  const chain = join(pki.dir, `${name}.chain.pem`);
+  writeFileSync(chain, Buffer.concat([readFileSync(leaf.cert), readFileSync(pki.ca.cert)]));
+  return { cert: chain, key: leaf.key };
+}
+
+/** openssl ocsp's answer for `leaf` (its chain file), the certificate valid or revoked: the
+ * request made as a client makes it, answered from an index as a CA's responder does. */
+function opensslResponse(leaf: Pair, status: "valid" | "revoked"): Buffer {
+  const dir = pki.dir;
+  const serial = execFileSync("openssl", ["x509", "-noout", "-serial", "-in", leaf.cert], {
+    encoding: "latin1",
+  })
+    .trim()
+    .replace(/^serial=/, "");
+  const stamp = (days: number) =>
+    new Date(Date.now() + days * 86_400_000)
+      .toISOString()
+      .replace(/[-:T]/g, "")
+      .slice(2, 14)
+      .concat("Z");
+  const index = join(dir, `${serial}.index`);
+  const revoked = status === "revoked" ? stamp(-1) : "";
+  writeFileSync(
+    index,
+    `${status === "revoked" ? "R" : "V"}\t${stamp(2)}\t${revoked}\t${serial}\tunknown\t/CN=x\n`,
+  );
+  const request = join(dir, `${serial}.req`);
+  const out = join(dir, `${serial}-${status}.der`);
+  const ca = pki.ca.cert;
+  const quiet = { stdio: ["ignore", "ignore", "pipe"] as ("ignore" | "pipe")[] };
+  execFileSync(
+    "openssl",
+    ["ocsp", "-issuer", ca, "-cert", leaf.cert, "-reqout", request, "-no_nonce"],
+    quiet,
+  );
+  execFileSync(
+    "openssl",
+    [
+      ...["ocsp", "-index", index, "-CA", ca, "-rsigner", ca, "-rkey", pki.ca.key],
+      ...["-reqin", request, "-respout", out, "-ndays", "1", "-resp_no_certs"],
+    ],
+    quiet,
+  );
+  return readFileSync(out);
+}
+
+/** python3-cryptography's response of this kind (test/fixtures/ocsp-response.py). */
+function pythonResponse(leaf: Pair, kind: string): Buffer {
+  const out = join(pki.dir, `py-${kind}-${Date.now()}.der`);
+  execFileSync(
+    "python3",
+    [join(ROOT, "test/fixtures/ocsp-response.py"), kind, pki.ca.cert, pki.ca.key, leaf.cert, out],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  return readFileSync(out);
+}
+
+/** Asks until `holds` says yes, for at most 15 s (the files are looked at once a second). */
+async function until(holds: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!(await holds())) {
+    if (Date.now() > deadline) throw new Error("the server never changed what it staples");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** As a cron job writes it: whole, by a rename. */
+function install(leaf: Pair, der: Buffer): void {
+  writeFileSync(`${leaf.cert}.ocsp.new`, der);
+  renameSync(`${leaf.cert}.ocsp.new`, `${leaf.cert}.ocsp`);
+}
+
+/** What openssl s_client -status saw stapled: the certificate's status, or "none". */
+async function stapled(port: number, name = "localhost", version = "-tls1_3"): Promise<string> {
+  const r = await run(
+    "openssl",
+    ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", name, "-status", version],
+    { input: "" },
+  );
+  if (/OCSP response: no response sent/.test(r.stdout)) return "none";
+  const status = /Cert Status: (\w+)/.exec(r.stdout)?.[1];
+  assert.ok(status, `s_client said neither: ${r.stdout.slice(0, 400)} ${r.stderr.slice(0, 400)}`);
+  return status;
+}
+
+function tlsdServer(
+  file: string,
+  tlsd: readonly string[],
+  env: NodeJS.ProcessEnv,
+  before: readonly string[] = [],
+) {
+  return startServer(file, [...before, "-RHl0", "127.0.0.1", "0", "tlsd", ...tlsd, ...HTTP], {
+    env: { PATH, ...env },
+  });
+}
+
+/** tcpserver --metrics's OCSP gauge: file → value. */
+async function ocspGauge(port: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(
+    /^tlsd_ocsp_next_update_timestamp_seconds\{file="([^"]*)"\} (\S+)$/gm,
+  ))
+    out.set(m[1] ?? "", Number(m[2]));
+  return out;
+}
+
+const good = chained("ocsp-good");
+install(good, opensslResponse(good, "valid"));
+
+for (const [how, file] of TLSD_UNDER) {
+  test(`${how}: a good response beside CERTFILE is stapled on TLS 1.3 and 1.2, and curl --cert-status takes it`, async () => {
+    const s = await tlsdServer(file, ["--engine", "native"], {
+      CERTFILE: good.cert,
+      KEYFILE: good.key,
+    });
+    try {
+      assert.equal(await stapled(s.port), "good");
+      assert.equal(await stapled(s.port, "localhost", "-tls1_2"), "good");
+      const curl = await run("curl", [
+        ...["-sS", "--cert-status", "--cacert", pki.ca.cert],
+        ...["--resolve", `localhost:${s.port}:127.0.0.1`, `https://localhost:${s.port}/`],
+      ]);
+      assert.equal(curl.stdout, "stapled\n", curl.stderr);
+      assert.doesNotMatch(s.log(), /OCSP|warning/);
+    } finally {
+      await s.stop();
+    }
+  });
+}
+
+test("no response file: nothing stapled, nothing said, and curl --cert-status refuses the server", async () => {
+  const plain = chained("ocsp-none");
+  const s = await tlsdServer(ours("tcpserver"), ["--engine", "native"], {
+    CERTFILE: plain.cert,
+    KEYFILE: plain.key,
+  });
+  try {
+    assert.equal(await stapled(s.port), "none");
+    const curl = await run("curl", [
+      ...["-sS", "--cert-status", "--cacert", pki.ca.cert],
+      ...["--resolve", `localhost:${s.port}:127.0.0.1`, `https://localhost:${s.port}/`],
+    ]);
+    assert.notEqual(curl.code, 0);
+    assert.match(curl.stderr, /OCSP/i);
+    assert.doesNotMatch(s.log(), /OCSP/);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("responses that may not be stapled are left out, each with one line naming its file and why; the certificates still serve", async () => {
+  const other = chained("ocsp-other");
+  const cases: [string, Pair, Buffer, RegExp][] = [];
+  const add = (name: string, der: (leaf: Pair) => Buffer, why: RegExp) => {
+    const leaf = chained(`ocsp-${name}`);
+    cases.push([name, leaf, der(leaf), why]);
+  };
+  add("revoked", (l) => opensslResponse(l, "revoked"), /says the certificate is revoked \(since /);
+  add("others", () => opensslResponse(other, "valid"), /holds no status for this certificate$/);
+  add(
+    "expired",
+    (l) => pythonResponse(l, "expired"),
+    /expired at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/,
+  );
+  add("endless", (l) => pythonResponse(l, "no-next-update"), /has no nextUpdate/);
+  add("forged", (l) => pythonResponse(l, "forged"), /signed by a certificate that may not answer/);
+  add(
+    "tampered",
+    (l) => {
+      const der = opensslResponse(l, "valid");
+      der[der.length - 2] = (der[der.length - 2] ?? 0) ^ 0x55; // inside the signature
+      return der;
+    },
+    /its signature does not verify$/,
+  );
+  add("junk", () => Buffer.from("not DER at all\n"), /not an OCSP response \(DER\)$/);
+  const env: NodeJS.ProcessEnv = { CERTFILE: good.cert, KEYFILE: good.key };
+  for (const [name, leaf, der] of cases) {
+    install(leaf, der);
+    env[`CERTFILE:${name}.test`] = leaf.cert;
+    env[`KEYFILE:${name}.test`] = leaf.key;
+  }
+  const s = await tlsdServer(ours("tcpserver"), ["-k", "1", "--engine", "native"], env);
+  try {
+    for (const [name, leaf, , why] of cases) {
+      const lines = s
+        .log()
+        .split("\n")
+        .filter((l) => l.includes(`${leaf.cert}.ocsp`));
+      assert.equal(lines.length, 1, `${name}: ${s.log()}`);
+      const [line = ""] = lines;
+      assert.ok(
+        line.startsWith(`tlsd: warning: OCSP response ${leaf.cert}.ocsp is not stapled: `),
+        line,
+      );
+      assert.match(line, why, name);
+      assert.equal(await stapled(s.port, `${name}.test`), "none", name);
+    }
+    // The default pair's good one is still stapled beside them.
+    assert.equal(await stapled(s.port, "nobody.test"), "good");
+  } finally {
+    await s.stop();
+  }
+});
+
+test("a response from a responder the issuer delegated, naming the certificate by SHA-256, is stapled; so is each name's own", async () => {
+  const delegated = chained("ocsp-delegated");
+  install(delegated, pythonResponse(delegated, "delegated"));
+  const s = await tlsdServer(ours("tcpserver"), ["-k", "1", "--engine", "native"], {
+    CERTFILE: good.cert,
+    KEYFILE: good.key,
+    "CERTFILE:ocsp-delegated.test": delegated.cert,
+    "KEYFILE:ocsp-delegated.test": delegated.key,
+  });
+  try {
+    assert.equal(await stapled(s.port, "ocsp-delegated.test"), "good");
+    const r = await run(
+      "openssl",
+      [
+        ...["s_client", "-connect", `127.0.0.1:${s.port}`, "-status"],
+        ...["-servername", "ocsp-delegated.test"],
+      ],
+      { input: "" },
+    );
+    assert.match(r.stdout, /Hash Algorithm: sha256/);
+    assert.match(r.stdout, /Subject: CN ?= ?Test OCSP responder/);
+    // The default pair's own, beside it.
+    assert.equal(await stapled(s.port, "nobody.test"), "good");
+    assert.doesNotMatch(
+      (
+        await run("openssl", ["s_client", "-connect", `127.0.0.1:${s.port}`, "-status"], {
+          input: "",
+        })
+      ).stdout,
+      /Test OCSP responder/,
+    );
+    assert.doesNotMatch(s.log(), /OCSP/);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("a response written while the server runs is stapled from the next look at the files, and --metrics says until when; a revoked one put in its place is not, and is said once", async () => {
+  const later = chained("ocsp-later");
+  const metrics = await freePort();
+  const s = await tlsdServer(
+    ours("tcpserver"),
+    ["--engine", "native"],
+    { CERTFILE: later.cert, KEYFILE: later.key },
+    ["--metrics", `127.0.0.1:${metrics}`],
+  );
+  try {
+    assert.equal(await stapled(s.port), "none");
+    assert.equal((await ocspGauge(metrics)).size, 0);
+    const response = opensslResponse(later, "valid");
+    install(later, response);
+    // tlsd looks at its files again at most once a second, when a client comes.
+    await until(async () => (await stapled(s.port)) === "good");
+    const { nextUpdate } = native().ocspCheck(response, readFileSync(later.cert));
+    assert.deepEqual([...(await ocspGauge(metrics))], [[`${later.cert}.ocsp`, nextUpdate]]);
+    install(later, opensslResponse(later, "revoked"));
+    await until(async () => (await stapled(s.port)) === "none");
+    assert.equal((await ocspGauge(metrics)).size, 0);
+    await stapled(s.port);
+    const said = s.log().match(/is not stapled: it says the certificate is revoked/g) ?? [];
+    assert.equal(said.length, 1, s.log());
+    assert.match(
+      s.log(),
+      /^tlsd: warning: OCSP response .*ocsp-later\.chain\.pem\.ocsp is not stapled/m,
+    );
+    rmSync(`${later.cert}.ocsp`);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("--engine node staples nothing, and says so once at start", async () => {
+  const s = await tlsdServer(ours("tcpserver"), ["--engine", "node"], {
+    CERTFILE: good.cert,
+    KEYFILE: good.key,
+  });
+  try {
+    assert.equal(await stapled(s.port), "none");
+    assert.equal(await stapled(s.port), "none");
+    const lines = s
+      .log()
+      .split("\n")
+      .filter((l) => /OCSP/.test(l));
+    assert.deepEqual(lines, [
+      `tlsd: warning: OCSP response ${good.cert}.ocsp is not stapled: only the native engine staples (tlsd --engine native, the default)`,
+    ]);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("ocspCheck reads any bytes without harm: a validity, or an Error in our words", () => {
+  const chain = readFileSync(good.cert);
+  const sound = readFileSync(`${good.cert}.ocsp`);
+  assert.ok(native().ocspCheck(sound, chain).nextUpdate > Date.now() / 1000);
+  const ours =
+    /^(not an OCSP response \(DER\)|the responder answered "[a-z]+", not a status|not a basic OCSP response|it holds no status for this certificate|its signer's certificate is neither in it nor in the chain|it is signed by a certificate that may not answer for the issuer|its signature does not verify|it says the certificate is revoked \(since .*\)|it says the responder does not know the certificate|it has no nextUpdate, so no end to its validity|it expired at .*|it is not valid before .*)$/;
+  const judged = (der: Buffer) => {
+    try {
+      const v = native().ocspCheck(der, chain);
+      assert.ok(v.nextUpdate >= v.thisUpdate);
+    } catch (error) {
+      assert.ok(error instanceof Error);
+      assert.match(error.message, ours);
+    }
+  };
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => judged(Buffer.from(bytes))),
+    { numRuns: 300 },
+  );
+  // The sound response with bytes changed, cut short, or grown.
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.nat(sound.length - 1), fc.integer({ min: 1, max: 255 })), {
+        maxLength: 4,
+      }),
+      fc.nat(sound.length),
+      fc.uint8Array({ maxLength: 8 }),
+      (flips, keep, extra) => {
+        const der = Buffer.from(sound);
+        for (const [at, x] of flips) der[at] = (der[at] ?? 0) ^ x;
+        judged(Buffer.concat([der.subarray(0, keep), extra]));
+      },
+    ),
+    { numRuns: 400 },
+  );
+  assert.throws(
+    () => native().ocspCheck(sound, Buffer.alloc(0)),
+    /^Error: no certificate in the chain$/,
+  );
+  assert.throws(
+    () => native().ocspCheck(sound, readFileSync(pki.ca.cert)),
+    /the certificate's issuer is not in its chain file/,
+  );
+});
