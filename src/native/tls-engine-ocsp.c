@@ -1,10 +1,16 @@
-/* OCSP stapling for the native TLS engine.
+/* OCSP for the native TLS engine: the responses it staples, and the requests tls-keygen ocsp
+ * sends for them.
  *
- * ocspCheck(der, chainPem) says whether an OCSP response may be stapled with a certificate
- * chain (leaf first): a successful basic response, with a status for the leaf (named by its
- * issuer, which must be in the chain), signed by that issuer or by a responder it certified for
- * OCSP, saying "good", and valid now. It returns { thisUpdate, nextUpdate } (seconds since the
- * epoch), or throws an Error whose message says, in our words, why not.
+ * ocspCheck(der, chainPem) reads an OCSP response for a certificate chain (leaf first): a
+ * successful basic response, with a status for the leaf (named by its issuer, which must be in
+ * the chain), signed by that issuer or by a responder it certified for OCSP, and valid now. It
+ * returns { status: "good" | "revoked" | "unknown", thisUpdate, nextUpdate, revokedAt? }
+ * (seconds since the epoch), or throws an Error whose message says, in our words, why the
+ * response is not one. Only a good one is stapled.
+ *
+ * ocspRequest(chainPem) makes the request for the chain's leaf (its id by SHA-1, as CAs'
+ * responders expect; no nonce, as responders that pre-sign ignore it) and gives the responder's
+ * URL the leaf names (its first), or "".
  *
  * A context made with opts.ocsp (that response) and opts.ocspUntil (its nextUpdate) gives it to
  * every client that asks (the status_request extension) until then; after that, none: the
@@ -125,6 +131,77 @@ static int may_answer(X509 *signer, X509 *issuer) {
          X509_verify(signer, X509_get0_pubkey(issuer)) == 1;
 }
 
+/* The chain's leaf and the issuer that follows it; NULL (and *cause) when either is missing. */
+static X509 *leaf_and_issuer(STACK_OF(X509) *chain, void *pem, size_t len, X509 **issuer,
+                             const char **cause) {
+  BIO *b = BIO_new_mem_buf(pem, (int)len);
+  X509 *x;
+  while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)))
+    if (!sk_X509_push(chain, x)) X509_free(x);
+  BIO_free(b);
+  *issuer = NULL;
+  if (sk_X509_num(chain) == 0) {
+    *cause = "no certificate in the chain";
+    return NULL;
+  }
+  X509 *leaf = sk_X509_value(chain, 0);
+  for (int i = 1; i < sk_X509_num(chain) && !*issuer; i++)
+    if (X509_check_issued(sk_X509_value(chain, i), leaf) == X509_V_OK)
+      *issuer = sk_X509_value(chain, i);
+  if (!*issuer) {
+    *cause = "the certificate's issuer is not in its chain file (a response names the "
+             "certificate by its issuer)";
+    return NULL;
+  }
+  return leaf;
+}
+
+napi_value ocsp_request(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg, result = NULL, v;
+  CHECK(napi_get_cb_info(env, info, &argc, &arg, NULL, NULL));
+  void *pem;
+  size_t pem_len;
+  if (argc < 1 || get_buffer(env, arg, &pem, &pem_len) != 0 || pem_len > INT_MAX) {
+    napi_throw_type_error(env, NULL, "ocspRequest(chainPem: Buffer)");
+    return NULL;
+  }
+  const char *cause = NULL;
+  STACK_OF(X509) *chain = sk_X509_new_null();
+  OCSP_REQUEST *req = OCSP_REQUEST_new();
+  STACK_OF(OPENSSL_STRING) *urls = NULL;
+  unsigned char *der = NULL;
+  X509 *issuer = NULL;
+  X509 *leaf = chain && req ? leaf_and_issuer(chain, pem, pem_len, &issuer, &cause) : NULL;
+  if (!chain || !req) cause = "out of memory";
+  if (leaf) {
+    OCSP_CERTID *id = OCSP_cert_to_id(NULL, leaf, issuer);
+    if (!id || !OCSP_request_add0_id(req, id)) {
+      OCSP_CERTID_free(id);
+      cause = "cannot make the request";
+    }
+  }
+  int len = cause ? 0 : i2d_OCSP_REQUEST(req, &der);
+  if (!cause && len <= 0) cause = "cannot make the request";
+  if (!cause && napi_create_object(env, &result) == napi_ok) {
+    void *copy;
+    if (napi_create_buffer_copy(env, (size_t)len, der, &copy, &v) == napi_ok)
+      napi_set_named_property(env, result, "der", v);
+    urls = X509_get1_ocsp(leaf);
+    const char *url =
+        urls && sk_OPENSSL_STRING_num(urls) > 0 ? sk_OPENSSL_STRING_value(urls, 0) : "";
+    if (napi_create_string_utf8(env, url, NAPI_AUTO_LENGTH, &v) == napi_ok)
+      napi_set_named_property(env, result, "url", v);
+  }
+  ERR_clear_error();
+  X509_email_free(urls);
+  OPENSSL_free(der);
+  OCSP_REQUEST_free(req);
+  sk_X509_pop_free(chain, X509_free);
+  if (cause) napi_throw_error(env, NULL, cause);
+  return result;
+}
+
 napi_value ocsp_check(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value args[2];
@@ -144,28 +221,12 @@ napi_value ocsp_check(napi_env env, napi_callback_info info) {
   OCSP_BASICRESP *bs = NULL;
   ASN1_GENERALIZEDTIME *rev = NULL, *thisupd = NULL, *nextupd = NULL;
   X509 *leaf = NULL, *issuer = NULL, *signer = NULL;
+  int status = -2;
   if (!chain || !none) {
     cause = "out of memory";
     goto out;
   }
-  BIO *b = BIO_new_mem_buf(pem, (int)pem_len);
-  X509 *x;
-  while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)))
-    if (!sk_X509_push(chain, x)) X509_free(x);
-  BIO_free(b);
-  if (sk_X509_num(chain) == 0) {
-    cause = "no certificate in the chain";
-    goto out;
-  }
-  leaf = sk_X509_value(chain, 0);
-  for (int i = 1; i < sk_X509_num(chain) && !issuer; i++)
-    if (X509_check_issued(sk_X509_value(chain, i), leaf) == X509_V_OK)
-      issuer = sk_X509_value(chain, i);
-  if (!issuer) {
-    cause = "the certificate's issuer is not in its chain file (a response names the "
-            "certificate by its issuer)";
-    goto out;
-  }
+  if (!(leaf = leaf_and_issuer(chain, pem, pem_len, &issuer, &cause))) goto out;
   const unsigned char *p = der;
   resp = d2i_OCSP_RESPONSE(NULL, &p, (long)der_len);
   if (!resp || p != (const unsigned char *)der + der_len) {
@@ -174,8 +235,14 @@ napi_value ocsp_check(napi_env env, napi_callback_info info) {
   }
   int rs = OCSP_response_status(resp);
   if (rs != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
-    snprintf(because, sizeof because, "the responder answered \"%s\", not a status",
-             OCSP_response_status_str(rs));
+    /* RFC 6960's names (tryLater, unauthorized, ...); a code it does not define by its number. */
+    const char *name = OCSP_response_status_str(rs);
+    if (strcmp(name, "(UNKNOWN)") == 0)
+      snprintf(because, sizeof because,
+               "the responder answered with code %d instead of the certificate's status", rs);
+    else
+      snprintf(because, sizeof because,
+               "the responder answered \"%s\" instead of the certificate's status", name);
     cause = because;
     goto out;
   }
@@ -183,7 +250,7 @@ napi_value ocsp_check(napi_env env, napi_callback_info info) {
     cause = "not a basic OCSP response";
     goto out;
   }
-  int status = status_of(bs, leaf, issuer, &rev, &thisupd, &nextupd);
+  status = status_of(bs, leaf, issuer, &rev, &thisupd, &nextupd);
   if (status == -2) {
     cause = "it holds no status for this certificate";
     goto out;
@@ -202,16 +269,6 @@ napi_value ocsp_check(napi_env env, napi_callback_info info) {
     goto out;
   }
   char when[64];
-  if (status == V_OCSP_CERTSTATUS_REVOKED) {
-    text_of(rev, when, sizeof when);
-    snprintf(because, sizeof because, "it says the certificate is revoked (since %s)", when);
-    cause = because;
-    goto out;
-  }
-  if (status != V_OCSP_CERTSTATUS_GOOD) {
-    cause = "it says the responder does not know the certificate";
-    goto out;
-  }
   if (!nextupd) {
     cause = "it has no nextUpdate, so no end to its validity";
     goto out;
@@ -229,13 +286,19 @@ napi_value ocsp_check(napi_env env, napi_callback_info info) {
 out:
   ERR_clear_error();
   napi_value result = NULL;
-  if (!cause) {
+  if (!cause && napi_create_object(env, &result) == napi_ok) {
     napi_value v;
-    if (napi_create_object(env, &result) == napi_ok &&
-        napi_create_double(env, (double)epoch_of(thisupd), &v) == napi_ok)
+    const char *word = status == V_OCSP_CERTSTATUS_GOOD      ? "good"
+                       : status == V_OCSP_CERTSTATUS_REVOKED ? "revoked"
+                                                             : "unknown";
+    if (napi_create_string_utf8(env, word, NAPI_AUTO_LENGTH, &v) == napi_ok)
+      napi_set_named_property(env, result, "status", v);
+    if (napi_create_double(env, (double)epoch_of(thisupd), &v) == napi_ok)
       napi_set_named_property(env, result, "thisUpdate", v);
-    if (result && napi_create_double(env, (double)epoch_of(nextupd), &v) == napi_ok)
+    if (napi_create_double(env, (double)epoch_of(nextupd), &v) == napi_ok)
       napi_set_named_property(env, result, "nextUpdate", v);
+    if (rev && napi_create_double(env, (double)epoch_of(rev), &v) == napi_ok)
+      napi_set_named_property(env, result, "revokedAt", v);
   }
   OCSP_BASICRESP_free(bs);
   OCSP_RESPONSE_free(resp);

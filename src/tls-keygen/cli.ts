@@ -1,6 +1,6 @@
 // tls-keygen: keys and certificates for the TLS programs (self-signed pairs, a small local CA
-// and the leaves it signs, requests for a public CA), written atomically, keys mode 0600; and
-// tlsd's session ticket key file, made and rotated.
+// and the leaves it signs, requests for a public CA), written atomically, keys mode 0600;
+// tlsd's session ticket key file, made and rotated; and the OCSP responses tlsd staples.
 import { programArgs, reportError, writeStderr } from "../cli/main.ts";
 import { helpAsked } from "../cli/help.ts";
 import { USAGE, parseKeygenArgs } from "./options.ts";
@@ -11,6 +11,10 @@ async function main(args: readonly string[]): Promise<number> {
   if (options.command === "ticket") {
     const { rotateTickets } = await import("./ticket.ts");
     return rotateTickets(options, writeStderr);
+  }
+  if (options.command === "ocsp") {
+    const { fetchOcsp } = await import("./ocsp.ts");
+    return fetchOcsp(options, writeStderr);
   }
   // The crypto and X.509 code loads only once the arguments are known to be good.
   const { runKeygen } = await import("./keygen.ts");

@@ -1,5 +1,5 @@
 // tls-keygen's command line: a command, then options (djb letters or long names), then the
-// file names (two; ticket's one). Every value is checked here, before any key is made, and a
+// file names (two; ticket's and ocsp's one). Every value is checked here, before any key is made, and a
 // bad one is named.
 import { FatalError, UsageError } from "../ucspi/errors.ts";
 import { getopt } from "../cli/getopt.ts";
@@ -8,10 +8,10 @@ import type { KeyType } from "../x509/keys.ts";
 import { parseAltNames, parseSubtrees, shown } from "../x509/names.ts";
 import type { AltName, Subtree } from "../x509/names.ts";
 
-export const COMMANDS = ["self-signed", "ensure", "ca", "leaf", "csr", "ticket"] as const;
+export const COMMANDS = ["self-signed", "ensure", "ca", "leaf", "csr", "ticket", "ocsp"] as const;
 export type Command = (typeof COMMANDS)[number];
 /** The commands that make a key and a certificate or request. */
-export type KeyCommand = Exclude<Command, "ticket">;
+export type KeyCommand = Exclude<Command, "ticket" | "ocsp">;
 
 const KEY = "[ -t ecdsa|ed25519|rsa ] [ -b bits ]";
 const EKU = "[ --server ] [ --client ]";
@@ -22,6 +22,7 @@ const USAGES: Record<Command, string> = {
   leaf: `tls-keygen leaf [ -fvr ] ${KEY} [ -d days ] [ -n cn ] [ -s names ] ${EKU} -C cacert -K cakey certfile keyfile`,
   csr: `tls-keygen csr [ -fvr ] ${KEY} [ -n cn ] [ -s names ] csrfile keyfile`,
   ticket: "tls-keygen ticket [ -v ] [ -k count ] ticketfile",
+  ocsp: "tls-keygen ocsp [ -v ] [ -u url ] chainfile",
 };
 
 /** The usage line for no command or an unknown one. */
@@ -65,6 +66,15 @@ export interface TicketOptions {
   verbose: boolean;
 }
 
+/** `ocsp`: the OCSP response for a chain's leaf, fetched and kept beside it for tlsd. */
+export interface OcspOptions {
+  command: "ocsp";
+  chainFile: string;
+  /** The responder, in place of the one the certificate names. */
+  url: string | undefined;
+  verbose: boolean;
+}
+
 /** The most keys `ticket` keeps: 1,000 lines of 65 bytes stay under tlsd's 64 KiB. */
 export const MAX_KEEP = 1000;
 
@@ -81,6 +91,7 @@ const LONG_OF: Record<string, string> = {
   C: "ca-cert",
   K: "ca-key",
   k: "keep",
+  u: "url",
 };
 
 const LONG = [
@@ -96,6 +107,7 @@ const LONG = [
   "ca-cert=",
   "ca-key=",
   "keep=",
+  "url=",
   "server",
   "client",
 ];
@@ -109,12 +121,15 @@ const ALLOWED: Record<Command, readonly string[]> = {
   leaf: [...COMMON, "force", "reuse-key", "days", "san", "server", "client", "ca-cert", "ca-key"],
   csr: [...COMMON, "force", "reuse-key", "san"],
   ticket: ["verbose", "keep"],
+  ocsp: ["verbose", "url"],
 };
 
 export const MAX_DAYS = 36500;
 
 /** argv after the program name → options; UsageError or FatalError (exit 100) when bad. */
-export function parseKeygenArgs(args: readonly string[]): KeygenOptions | TicketOptions {
+export function parseKeygenArgs(
+  args: readonly string[],
+): KeygenOptions | TicketOptions | OcspOptions {
   const [word, ...rest] = args;
   if (word === undefined || word === "") throw new UsageError("", USAGE);
   if (!(COMMANDS as readonly string[]).includes(word)) {
@@ -123,7 +138,7 @@ export function parseKeygenArgs(args: readonly string[]): KeygenOptions | Ticket
   const command = word as Command;
   const usage = USAGES[command];
   const parsed = withUsage(usage, () =>
-    getopt(rest, { flags: "fvr", values: "tbdnspCKk", long: LONG }),
+    getopt(rest, { flags: "fvr", values: "tbdnspCKku", long: LONG }),
   );
   const values = new Map<string, string[]>();
   for (const option of parsed.options) {
@@ -146,6 +161,8 @@ export function parseKeygenArgs(args: readonly string[]): KeygenOptions | Ticket
     );
     return { command, file: certFile, keep, verbose: has("verbose") };
   }
+  if (command === "ocsp")
+    return { command, chainFile: certFile, url: parseUrl(last("url")), verbose: has("verbose") };
   if (command === "leaf" && (!has("ca-cert") || !has("ca-key"))) {
     throw new UsageError("leaf needs -C cacert and -K cakey", usage);
   }
@@ -215,6 +232,7 @@ const FILE_NAMES: Partial<Record<Command, string[]>> = {
   ca: ["cacert", "cakey"],
   csr: ["csrfile", "keyfile"],
   ticket: ["ticketfile"],
+  ocsp: ["chainfile"],
 };
 
 function withUsage<T>(usage: string, parse: () => T): T {
@@ -243,6 +261,20 @@ function parseNumber(
   const n = /^[1-9][0-9]{0,8}$/.test(value) ? Number(value) : NaN;
   if (!ok(n)) throw new FatalError(`bad --${name} value ${shown(value)}: want ${want}`, 100);
   return n;
+}
+
+/** An OCSP responder: http (as RFC 6960's and CAs' are) or https. */
+function parseUrl(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== "http:" && url.protocol !== "https:"))
+    throw new FatalError(`bad --url value ${shown(value)}: want an http:// or https:// URL`, 100);
+  return url.href;
 }
 
 function parseCommonName(value: string | undefined): string | undefined {

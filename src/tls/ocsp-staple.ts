@@ -4,6 +4,7 @@
 // left out, with one line saying why, and the certificate serves without it.
 import { readFileSync } from "node:fs";
 import { native } from "../ucspi/native.ts";
+import type { OcspStatus } from "../ucspi/native.ts";
 import { causeText } from "../ucspi/errors.ts";
 import { osPath } from "../ucspi/os-string.ts";
 
@@ -27,11 +28,22 @@ export function stapleFrom(file: string, chain: Buffer): { staple?: Staple; prob
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return {};
     return { problem: `unable to read OCSP response ${file}: ${causeText(error)}` };
   }
+  let read: OcspStatus;
   try {
-    return { staple: { der, until: native().ocspCheck(der, chain).nextUpdate } };
+    read = native().ocspCheck(der, chain);
   } catch (error) {
     return { problem: `OCSP response ${file} is not stapled: ${(error as Error).message}` };
   }
+  if (read.status !== "good")
+    return { problem: `OCSP response ${file} is not stapled: ${statusText(read)}` };
+  return { staple: { der, until: read.nextUpdate } };
+}
+
+/** What a response that is not "good" says, in our words. */
+export function statusText(read: OcspStatus): string {
+  if (read.status === "revoked")
+    return `it says the certificate is revoked (since ${utcText(read.revokedAt ?? 0)})`;
+  return `it says the responder does not know the certificate`;
 }
 
 /** "2026-12-06 23:00:00 UTC" for seconds since the epoch. */

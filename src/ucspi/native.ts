@@ -155,13 +155,23 @@ export interface Native {
   tlsTicketKeys(keys: Buffer, encrypt: number): TlsTicketKeys;
   /** New keys for a set: every context made with it uses them from the next handshake on. */
   tlsSetTicketKeys(set: TlsTicketKeys, keys: Buffer, encrypt: number): void;
-  /** Whether an OCSP response (DER) may be stapled with a certificate chain (PEM, leaf
-   * first, its issuer after it): successful, signed by the issuer or a responder it certified,
-   * "good" for the leaf and valid now. Its validity (seconds since the epoch), or an Error
-   * whose message says why not, in our words (src/native/tls-engine-ocsp.c). */
-  ocspCheck(der: Buffer, chainPem: Buffer): { thisUpdate: number; nextUpdate: number };
+  /** An OCSP response (DER) read for a certificate chain (PEM, leaf first, its issuer after
+   * it): successful, signed by the issuer or a responder it certified, valid now, with a
+   * status for the leaf. That status and its times (seconds since the epoch), or an Error whose
+   * message says why it is not such a response, in our words (src/native/tls-engine-ocsp.c). */
+  ocspCheck(der: Buffer, chainPem: Buffer): OcspStatus;
+  /** The OCSP request (DER) for a chain's leaf, and the responder URL the leaf names ("" for
+   * none); an Error in our words for a chain without the leaf's issuer. */
+  ocspRequest(chainPem: Buffer): { der: Buffer; url: string };
   /** SIGUSR1 reaches the main thread again (Node's --disable-sigusr1 leaves it blocked). */
   unblockSigusr1(): void;
+}
+
+export interface OcspStatus {
+  status: "good" | "revoked" | "unknown";
+  thisUpdate: number;
+  nextUpdate: number;
+  revokedAt?: number;
 }
 
 declare const tlsContextBrand: unique symbol;

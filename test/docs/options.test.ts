@@ -221,10 +221,12 @@ const PROBES: Record<string, Probe | undefined> = {
         ? ["ca"]
         : ["-k", "--keep"].includes(option)
           ? ["ticket"]
-          : ["leaf"],
+          : ["-u", "--url"].includes(option)
+            ? ["ocsp"]
+            : ["leaf"],
     // No file names: they are checked once each option is known to go with the command.
     tail: [],
-    refusal: /^tls-keygen: missing (certfile and keyfile|cacert and cakey|ticketfile)\n$/,
+    refusal: /^tls-keygen: missing (certfile and keyfile|cacert and cakey|ticketfile|chainfile)\n$/,
     values: {
       "-t": "rsa",
       "--key-type": "rsa",
@@ -242,6 +244,8 @@ const PROBES: Record<string, Probe | undefined> = {
       "--ca-key": "ca.key",
       "-k": "3",
       "--keep": "3",
+      "-u": "http://ocsp.example/",
+      "--url": "http://ocsp.example/",
     },
   },
   "tls-everywhere": {

@@ -11,6 +11,7 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { native } from "../../src/ucspi/native.ts";
 import { makePki } from "../helpers/certs.ts";
+import { serialOf, writeOcspIndex } from "../helpers/ocsp.ts";
 import type { Pair } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
 import { BIN, ROOT, TLSD_UNDER, ours, run } from "../helpers/programs.ts";
@@ -32,23 +33,9 @@ function chained(name: string): Pair {
  * request made as a client makes it, answered from an index as a CA's responder does. */
 function opensslResponse(leaf: Pair, status: "valid" | "revoked"): Buffer {
   const dir = pki.dir;
-  const serial = execFileSync("openssl", ["x509", "-noout", "-serial", "-in", leaf.cert], {
-    encoding: "latin1",
-  })
-    .trim()
-    .replace(/^serial=/, "");
-  const stamp = (days: number) =>
-    new Date(Date.now() + days * 86_400_000)
-      .toISOString()
-      .replace(/[-:T]/g, "")
-      .slice(2, 14)
-      .concat("Z");
+  const serial = serialOf(leaf.cert);
   const index = join(dir, `${serial}.index`);
-  const revoked = status === "revoked" ? stamp(-1) : "";
-  writeFileSync(
-    index,
-    `${status === "revoked" ? "R" : "V"}\t${stamp(2)}\t${revoked}\t${serial}\tunknown\t/CN=x\n`,
-  );
+  writeOcspIndex(index, serial, status === "revoked" ? "R" : "V");
   const request = join(dir, `${serial}.req`);
   const out = join(dir, `${serial}-${status}.der`);
   const ca = pki.ca.cert;
@@ -203,8 +190,8 @@ test("responses that may not be stapled are left out, each with one line naming 
   const env: NodeJS.ProcessEnv = { CERTFILE: good.cert, KEYFILE: good.key };
   for (const [name, leaf, der] of cases) {
     install(leaf, der);
-    env[`CERTFILE:${name}.test`] = leaf.cert;
-    env[`KEYFILE:${name}.test`] = leaf.key;
+    env[`CERTFILE:ocsp-${name}.test`] = leaf.cert;
+    env[`KEYFILE:ocsp-${name}.test`] = leaf.key;
   }
   const s = await tlsdServer(ours("tcpserver"), ["-k", "1", "--engine", "native"], env);
   try {
@@ -220,7 +207,7 @@ test("responses that may not be stapled are left out, each with one line naming 
         line,
       );
       assert.match(line, why, name);
-      assert.equal(await stapled(s.port, `${name}.test`), "none", name);
+      assert.equal(await stapled(s.port, `ocsp-${name}.test`), "none", name);
     }
     // The default pair's good one is still stapled beside them.
     assert.equal(await stapled(s.port, "nobody.test"), "good");
@@ -325,11 +312,12 @@ test("ocspCheck reads any bytes without harm: a validity, or an Error in our wor
   const sound = readFileSync(`${good.cert}.ocsp`);
   assert.ok(native().ocspCheck(sound, chain).nextUpdate > Date.now() / 1000);
   const ours =
-    /^(not an OCSP response \(DER\)|the responder answered "[a-z]+", not a status|not a basic OCSP response|it holds no status for this certificate|its signer's certificate is neither in it nor in the chain|it is signed by a certificate that may not answer for the issuer|its signature does not verify|it says the certificate is revoked \(since .*\)|it says the responder does not know the certificate|it has no nextUpdate, so no end to its validity|it expired at .*|it is not valid before .*)$/;
+    /^(not an OCSP response \(DER\)|the responder answered ("[a-zA-Z]+"|with code -?\d+) instead of the certificate's status|not a basic OCSP response|it holds no status for this certificate|its signer's certificate is neither in it nor in the chain|it is signed by a certificate that may not answer for the issuer|its signature does not verify|it says the certificate is revoked \(since .*\)|it says the responder does not know the certificate|it has no nextUpdate, so no end to its validity|it expired at .*|it is not valid before .*)$/;
   const judged = (der: Buffer) => {
     try {
       const v = native().ocspCheck(der, chain);
       assert.ok(v.nextUpdate >= v.thisUpdate);
+      assert.ok(["good", "revoked", "unknown"].includes(v.status));
     } catch (error) {
       assert.ok(error instanceof Error);
       assert.match(error.message, ours);
@@ -354,6 +342,17 @@ test("ocspCheck reads any bytes without harm: a validity, or an Error in our wor
       },
     ),
     { numRuns: 400 },
+  );
+  // A response that is only a status: one RFC 6960 names, and one it does not (the fuzz met
+  // one, which OpenSSL calls "(UNKNOWN)").
+  const statusOnly = (code: number) => Buffer.from([0x30, 0x03, 0x0a, 0x01, code]);
+  assert.throws(
+    () => native().ocspCheck(statusOnly(3), chain),
+    /^Error: the responder answered "trylater" instead of the certificate's status$/,
+  );
+  assert.throws(
+    () => native().ocspCheck(statusOnly(4), chain),
+    /^Error: the responder answered with code 4 instead of the certificate's status$/,
   );
   assert.throws(
     () => native().ocspCheck(sound, Buffer.alloc(0)),

@@ -1,0 +1,249 @@
+// tls-keygen ocsp: the OCSP response for a chain's leaf, asked of a real responder (openssl ocsp
+// -port, from its own index) and written beside the chain file, where tlsd staples it. What is
+// not a response for this certificate leaves the file as it was.
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { test } from "node:test";
+import { native } from "../../src/ucspi/native.ts";
+import { makePki } from "../helpers/certs.ts";
+import { freePort } from "../helpers/interop.ts";
+import { serialOf, writeOcspIndex } from "../helpers/ocsp.ts";
+import { keygen } from "../helpers/keygen.ts";
+import { BIN, ours, run } from "../helpers/programs.ts";
+import { startServer } from "../helpers/server.ts";
+
+const pki = makePki();
+const quiet = { stdio: ["ignore", "ignore", "pipe"] as ("ignore" | "pipe")[] };
+
+/** A leaf whose authorityInfoAccess names a responder at `url` (none: ""), in a chain file
+ * with its CA after it; and its serial. */
+function leafChain(name: string, url: string): { chain: string; key: string; serial: string } {
+  const dir = pki.dir;
+  const key = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const cert = join(dir, `${name}.pem`);
+  const ext = join(dir, `${name}.ext`);
+  writeFileSync(
+    ext,
+    `subjectAltName=DNS:localhost\n${url ? `authorityInfoAccess=OCSP;URI:${url}\n` : ""}`,
+  );
+  execFileSync(
+    "openssl",
+    [
+      ...["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
+      ...["-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
+    ],
+    quiet,
+  );
+  execFileSync(
+    "openssl",
+    [
+      ...["x509", "-req", "-in", csr, "-CA", pki.ca.cert, "-CAkey", pki.ca.key],
+      ...["-CAcreateserial", "-days", "2", "-extfile", ext, "-out", cert],
+    ],
+    quiet,
+  );
+  const chain = join(dir, `${name}.chain.pem`);
+  writeFileSync(chain, Buffer.concat([readFileSync(cert), readFileSync(pki.ca.cert)]));
+  const serial = serialOf(cert);
+  return { chain, key, serial };
+}
+
+/** openssl ocsp as a CA runs it: answers on `port` from an index where `serial` is valid or
+ * revoked; stop() ends it. */
+async function responder(port: number, serial: string, status: "V" | "R") {
+  const index = join(pki.dir, `index-${port}.txt`);
+  writeOcspIndex(index, serial, status);
+  const child = spawn(
+    "openssl",
+    [
+      ...["ocsp", "-index", index, "-port", String(port), "-CA", pki.ca.cert],
+      ...["-rsigner", pki.ca.cert, "-rkey", pki.ca.key, "-ndays", "1", "-nrequest", "20"],
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  // It says so once it listens; a connection made to find out would hold it (one at a time).
+  await new Promise<void>((resolve, reject) => {
+    let said = "";
+    const timer = setTimeout(
+      () => reject(new Error(`openssl ocsp did not listen: ${said}`)),
+      10_000,
+    );
+    child.stderr.setEncoding("latin1");
+    child.stderr.on("data", (s: string) => {
+      said += s;
+      if (/waiting for OCSP client connections/.test(said)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  return { stop: () => child.kill() };
+}
+
+/** An HTTP server that answers every request with this status and body. */
+async function answering(status: number, body: Buffer) {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(status, { "content-type": "application/ocsp-response" });
+      res.end(body);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}/`, stop: () => server.close() };
+}
+
+test("fetches from the responder its certificate names, writes CHAIN.ocsp (mode 644), and tlsd staples it", async () => {
+  const port = await freePort();
+  const leaf = leafChain("fetched", `http://127.0.0.1:${port}/`);
+  const ca = await responder(port, leaf.serial, "V");
+  try {
+    const r = await keygen(["ocsp", "-v", leaf.chain]);
+    assert.equal(r.code, 0, r.stderr);
+    const file = `${leaf.chain}.ocsp`;
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^tls-keygen: info: wrote ${file}: good until \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC\\n$`,
+      ),
+    );
+    assert.equal(statSync(file).mode & 0o777, 0o644);
+    assert.equal(native().ocspCheck(readFileSync(file), readFileSync(leaf.chain)).status, "good");
+    const s = await startServer(
+      ours("tcpserver"),
+      ["-RHl0", "127.0.0.1", "0", "tlsd", "--engine", "native", "echo", "hi"],
+      { env: { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: leaf.chain, KEYFILE: leaf.key } },
+    );
+    try {
+      const c = await run(
+        "openssl",
+        ["s_client", "-connect", `127.0.0.1:${s.port}`, "-servername", "localhost", "-status"],
+        { input: "" },
+      );
+      assert.match(c.stdout, /Cert Status: good/);
+    } finally {
+      await s.stop();
+    }
+    // Asked again, the same answer replaces it, quietly.
+    assert.deepEqual(await keygen(["ocsp", leaf.chain]), {
+      code: 0,
+      signal: null,
+      stdout: "",
+      stderr: "",
+    });
+  } finally {
+    ca.stop();
+  }
+});
+
+test("a revoked answer is kept (tlsd then staples none), exit 100; what is no good response for the certificate leaves the file as it was, exit 111", async () => {
+  const leaf = leafChain("kept", "");
+  const other = leafChain("other", "");
+  const file = `${leaf.chain}.ocsp`;
+  const good = await freePort();
+  const valid = await responder(good, leaf.serial, "V");
+  const otherPort = await freePort();
+  const forOther = await responder(otherPort, other.serial, "V");
+  const bad = await freePort();
+  const revoked = await responder(bad, leaf.serial, "R");
+  try {
+    // No responder named: -u gives one.
+    const none = await keygen(["ocsp", leaf.chain]);
+    assert.equal(none.code, 100);
+    assert.equal(
+      none.stderr,
+      `tls-keygen: fatal: unable to ask about ${leaf.chain}: its certificate names no OCSP responder (-u names one)\n`,
+    );
+    assert.equal((await keygen(["ocsp", "-u", `http://127.0.0.1:${good}/`, leaf.chain])).code, 0);
+    const before = readFileSync(file);
+    const unchanged = async (args: string[], why: RegExp) => {
+      const r = await keygen(["ocsp", ...args, leaf.chain]);
+      assert.equal(r.code, 111, r.stderr);
+      assert.match(r.stderr, why);
+      assert.equal(r.stderr.split("\n").length, 2, r.stderr);
+      assert.deepEqual(readFileSync(file), before);
+    };
+    const closed = await freePort();
+    await unchanged(
+      ["-u", `http://127.0.0.1:${closed}/`],
+      /^tls-keygen: fatal: unable to ask http:\/\/127\.0\.0\.1:\d+\/: connection refused$/m,
+    );
+    const failing = await answering(500, Buffer.from("no"));
+    const junk = await answering(200, Buffer.from("not a response"));
+    try {
+      await unchanged(["-u", failing.url], /: it answered HTTP 500$/m);
+      await unchanged(
+        ["--url", junk.url],
+        /^tls-keygen: fatal: the answer of http:\S+ is not kept: not an OCSP response \(DER\) \(\S+\.ocsp left as it is\)$/m,
+      );
+    } finally {
+      failing.stop();
+      junk.stop();
+    }
+    // A responder that does not know it (openssl ocsp's index holds another certificate).
+    await unchanged(
+      ["-u", `http://127.0.0.1:${otherPort}/`],
+      /is not kept: it says the responder does not know the certificate \(/,
+    );
+    // Another certificate's good response, as a confused responder might send it.
+    assert.equal(
+      (await keygen(["ocsp", "-u", `http://127.0.0.1:${otherPort}/`, other.chain])).code,
+      0,
+    );
+    const others = await answering(200, readFileSync(`${other.chain}.ocsp`));
+    try {
+      await unchanged(
+        ["-u", others.url],
+        /is not kept: it holds no status for this certificate \(/,
+      );
+    } finally {
+      others.stop();
+    }
+    const r = await keygen(["ocsp", "-u", `http://127.0.0.1:${bad}/`, leaf.chain]);
+    assert.equal(r.code, 100);
+    assert.match(
+      r.stderr,
+      /^tls-keygen: fatal: http:\S+ answered for \S+: it says the certificate is revoked \(since .* UTC\)\. Kept in \S+\.ocsp: tlsd staples none\n$/,
+    );
+    assert.equal(
+      native().ocspCheck(readFileSync(file), readFileSync(leaf.chain)).status,
+      "revoked",
+    );
+  } finally {
+    valid.stop();
+    forOther.stop();
+    revoked.stop();
+  }
+});
+
+test("refused before asking: no issuer after the leaf, no chain file, a URL that is not http", async () => {
+  const leaf = leafChain("alone", "http://127.0.0.1:9/");
+  const alone = join(pki.dir, "alone.pem");
+  const r = await keygen(["ocsp", alone]);
+  assert.equal(r.code, 100);
+  assert.match(
+    r.stderr,
+    /unable to ask about \S+alone\.pem: the certificate's issuer is not in its chain file/,
+  );
+  const missing = await keygen(["ocsp", join(pki.dir, "nothing.pem")]);
+  assert.equal(missing.code, 100);
+  assert.match(
+    missing.stderr,
+    /^tls-keygen: fatal: unable to read certificate chain \S+nothing\.pem: /,
+  );
+  const ftp = await keygen(["ocsp", "-u", "ftp://ca.example/", leaf.chain]);
+  assert.equal(ftp.code, 100);
+  assert.equal(
+    ftp.stderr,
+    "tls-keygen: fatal: bad --url value ftp://ca.example/: want an http:// or https:// URL\n",
+  );
+  const usage = await keygen(["ocsp"]);
+  assert.equal(usage.code, 100);
+  assert.match(usage.stderr, /usage: tls-keygen ocsp \[ -v \] \[ -u url \] chainfile/);
+});
