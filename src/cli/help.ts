@@ -17,7 +17,8 @@ const WHAT: Readonly<Record<string, string>> = {
   tcpforward: "connects the client to a TCP service (by default where it asked to go) and relays",
   "tls-everywhere":
     "TLS for every TCP service of this host: TPROXY rules and the chain, in one command",
-  "tls-keygen": "keys, certificates and session ticket keys, written atomically, keys mode 0600",
+  "tls-keygen":
+    "keys, certificates, session ticket keys and OCSP responses, written atomically, keys mode 0600",
   "ucspi-demo": "a small demonstration program for the UCSPI tools",
 };
 
