@@ -14,8 +14,9 @@ export interface Pair {
 export interface TestPki {
   dir: string;
   ca: Pair;
-  /** A leaf signed by the CA for these SANs (DNS names or IP addresses). */
-  server(name: string, sans: string[]): Pair;
+  /** A leaf signed by the CA for these SANs (DNS names or IP addresses); `ext`: more
+   * extension lines, as openssl's -extfile reads them. */
+  server(name: string, sans: string[], ext?: string): Pair;
   /** A client certificate signed by the CA, subject CN=cn. */
   client(cn: string): Pair;
   /** A leaf signed by the CA with this openssl `-subj` subject (UTF-8), for clients and for
@@ -91,11 +92,11 @@ export function makePki(caName = "Test CA"): TestPki {
   return {
     dir,
     ca,
-    server: (name, sans) =>
+    server: (name, sans, ext = "") =>
       leaf(
         name,
         ["-subj", `/CN=${sans[0] ?? name}`],
-        `subjectAltName=${sans.map((s) => (isIP(s) ? `IP:${s}` : `DNS:${s}`)).join(",")}\nextendedKeyUsage=serverAuth\n`,
+        `subjectAltName=${sans.map((s) => (isIP(s) ? `IP:${s}` : `DNS:${s}`)).join(",")}\nextendedKeyUsage=serverAuth\n${ext}`,
       ),
     client: (cn) =>
       leaf(`client-${cn}`, ["-subj", `/C=FR/O=Test Org/CN=${cn}`], "extendedKeyUsage=clientAuth\n"),

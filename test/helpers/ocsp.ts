@@ -1,7 +1,8 @@
 // What openssl ocsp needs to answer as a CA's responder does: an index (one line per
 // certificate, by serial: valid or revoked) and the certificate's serial.
 import { execFileSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import type { Pair, TestPki } from "./certs.ts";
 
 /** openssl ca's index with one certificate, valid (V) or revoked (R) since yesterday. */
 export function writeOcspIndex(file: string, serial: string, status: "V" | "R"): void {
@@ -13,6 +14,14 @@ export function writeOcspIndex(file: string, serial: string, status: "V" | "R"):
       .concat("Z");
   const revoked = status === "R" ? stamp(-1) : "";
   writeFileSync(file, `${status}\t${stamp(2)}\t${revoked}\t${serial}\tunknown\t/CN=localhost\n`);
+}
+
+/** A leaf as a server serves it: its chain file (the leaf, then the CA that issued it, whose
+ * name and key identify the leaf in a response) and its key. */
+export function chained(pki: TestPki, leaf: Pair): Pair {
+  const chain = leaf.cert.replace(/\.pem$/, ".chain.pem");
+  writeFileSync(chain, Buffer.concat([readFileSync(leaf.cert), readFileSync(pki.ca.cert)]));
+  return { cert: chain, key: leaf.key };
 }
 
 /** A certificate's serial in hex, as the index names it. */

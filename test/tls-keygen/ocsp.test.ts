@@ -2,8 +2,8 @@
 // -port, from its own index) and written beside the chain file, where tlsd staples it. What is
 // not a response for this certificate leaves the file as it was.
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { readFileSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -11,46 +11,19 @@ import { test } from "node:test";
 import { native } from "../../src/ucspi/native.ts";
 import { makePki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
-import { serialOf, writeOcspIndex } from "../helpers/ocsp.ts";
+import { chained, serialOf, writeOcspIndex } from "../helpers/ocsp.ts";
 import { keygen } from "../helpers/keygen.ts";
 import { BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 
 const pki = makePki();
-const quiet = { stdio: ["ignore", "ignore", "pipe"] as ("ignore" | "pipe")[] };
 
-/** A leaf whose authorityInfoAccess names a responder at `url` (none: ""), in a chain file
- * with its CA after it; and its serial. */
+/** A leaf for localhost whose authorityInfoAccess names a responder at `url` (none: ""), in
+ * its chain file; and its serial. */
 function leafChain(name: string, url: string): { chain: string; key: string; serial: string } {
-  const dir = pki.dir;
-  const key = join(dir, `${name}.key`);
-  const csr = join(dir, `${name}.csr`);
-  const cert = join(dir, `${name}.pem`);
-  const ext = join(dir, `${name}.ext`);
-  writeFileSync(
-    ext,
-    `subjectAltName=DNS:localhost\n${url ? `authorityInfoAccess=OCSP;URI:${url}\n` : ""}`,
-  );
-  execFileSync(
-    "openssl",
-    [
-      ...["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
-      ...["-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
-    ],
-    quiet,
-  );
-  execFileSync(
-    "openssl",
-    [
-      ...["x509", "-req", "-in", csr, "-CA", pki.ca.cert, "-CAkey", pki.ca.key],
-      ...["-CAcreateserial", "-days", "2", "-extfile", ext, "-out", cert],
-    ],
-    quiet,
-  );
-  const chain = join(dir, `${name}.chain.pem`);
-  writeFileSync(chain, Buffer.concat([readFileSync(cert), readFileSync(pki.ca.cert)]));
-  const serial = serialOf(cert);
-  return { chain, key, serial };
+  const aia = url ? `authorityInfoAccess=OCSP;URI:${url}\n` : "";
+  const leaf = pki.server(name, ["localhost"], aia);
+  return { chain: chained(pki, leaf).cert, key: leaf.key, serial: serialOf(leaf.cert) };
 }
 
 /** openssl ocsp as a CA runs it: answers on `port` from an index where `serial` is valid or

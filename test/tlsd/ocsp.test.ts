@@ -11,7 +11,7 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { native } from "../../src/ucspi/native.ts";
 import { makePki } from "../helpers/certs.ts";
-import { serialOf, writeOcspIndex } from "../helpers/ocsp.ts";
+import { chained, serialOf, writeOcspIndex } from "../helpers/ocsp.ts";
 import type { Pair } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
 import { BIN, ROOT, TLSD_UNDER, ours, run } from "../helpers/programs.ts";
@@ -21,12 +21,9 @@ const pki = makePki();
 const PATH = `${BIN}:/usr/bin:/bin`;
 const HTTP = ["sh", "-c", 'printf "HTTP/1.0 200 OK\\r\\n\\r\\nstapled\\n"'];
 
-/** A leaf and its chain file (leaf, then the CA that issued it), as a server serves it. */
-function chained(name: string): Pair {
-  const leaf = pki.server(name, ["localhost", `${name}.test`]);
-  const chain = join(pki.dir, `${name}.chain.pem`);
-  writeFileSync(chain, Buffer.concat([readFileSync(leaf.cert), readFileSync(pki.ca.cert)]));
-  return { cert: chain, key: leaf.key };
+/** A leaf for localhost and NAME.test, in its chain file. */
+function chainedLeaf(name: string): Pair {
+  return chained(pki, pki.server(name, ["localhost", `${name}.test`]));
 }
 
 /** openssl ocsp's answer for `leaf` (its chain file), the certificate valid or revoked: the
@@ -117,7 +114,7 @@ async function ocspGauge(port: number): Promise<Map<string, number>> {
   return out;
 }
 
-const good = chained("ocsp-good");
+const good = chainedLeaf("ocsp-good");
 install(good, opensslResponse(good, "valid"));
 
 for (const [how, file] of TLSD_UNDER) {
@@ -142,7 +139,7 @@ for (const [how, file] of TLSD_UNDER) {
 }
 
 test("no response file: nothing stapled, nothing said, and curl --cert-status refuses the server", async () => {
-  const plain = chained("ocsp-none");
+  const plain = chainedLeaf("ocsp-none");
   const s = await tlsdServer(ours("tcpserver"), ["--engine", "native"], {
     CERTFILE: plain.cert,
     KEYFILE: plain.key,
@@ -162,10 +159,10 @@ test("no response file: nothing stapled, nothing said, and curl --cert-status re
 });
 
 test("responses that may not be stapled are left out, each with one line naming its file and why; the certificates still serve", async () => {
-  const other = chained("ocsp-other");
+  const other = chainedLeaf("ocsp-other");
   const cases: [string, Pair, Buffer, RegExp][] = [];
   const add = (name: string, der: (leaf: Pair) => Buffer, why: RegExp) => {
-    const leaf = chained(`ocsp-${name}`);
+    const leaf = chainedLeaf(`ocsp-${name}`);
     cases.push([name, leaf, der(leaf), why]);
   };
   add("revoked", (l) => opensslResponse(l, "revoked"), /says the certificate is revoked \(since /);
@@ -217,7 +214,7 @@ test("responses that may not be stapled are left out, each with one line naming 
 });
 
 test("a response from a responder the issuer delegated, naming the certificate by SHA-256, is stapled; so is each name's own", async () => {
-  const delegated = chained("ocsp-delegated");
+  const delegated = chainedLeaf("ocsp-delegated");
   install(delegated, pythonResponse(delegated, "delegated"));
   const s = await tlsdServer(ours("tcpserver"), ["-k", "1", "--engine", "native"], {
     CERTFILE: good.cert,
@@ -254,7 +251,7 @@ test("a response from a responder the issuer delegated, naming the certificate b
 });
 
 test("a response written while the server runs is stapled from the next look at the files, and --metrics says until when; a revoked one put in its place is not, and is said once", async () => {
-  const later = chained("ocsp-later");
+  const later = chainedLeaf("ocsp-later");
   const metrics = await freePort();
   const s = await tlsdServer(
     ours("tcpserver"),
