@@ -128,8 +128,9 @@ interface Loaded {
   stamps: string;
   /** A file changed on disk since this context was made. */
   stale?: boolean;
-  /** The OCSP response its engine context staples, until when, and whether its end was said. */
-  staple?: { file: string; until: number; endSaid?: boolean };
+  /** The OCSP response it staples, for which leaf (DER), until when, and whether its end was
+   * said. */
+  staple?: { file: string; der: Buffer; leaf: Buffer; until: number; endSaid?: boolean };
 }
 
 /** Secure contexts for a configuration, rebuilt when one of their files changes. */
@@ -298,6 +299,23 @@ export class CertStore {
     for (const loaded of this.contexts.values())
       if (loaded.staple) out.push({ file: loaded.staple.file, until: loaded.staple.until });
     return out;
+  }
+
+  /** Whether a certificate loaded now has a response to staple (node:tls then asks, stapleFor). */
+  stapling(): boolean {
+    for (const loaded of this.contexts.values()) if (loaded.staple) return true;
+    return false;
+  }
+
+  /** The response to staple with the certificate whose leaf is `leaf` (DER), if it has one that
+   * is still valid: what node:tls's OCSPRequest asks (the engine's contexts carry their own). */
+  stapleFor(leaf: Buffer): Buffer | undefined {
+    const now = Date.now() / 1000;
+    for (const loaded of this.contexts.values()) {
+      const staple = loaded.staple;
+      if (staple && now < staple.until && staple.leaf.equals(leaf)) return staple.der;
+    }
+    return undefined;
   }
 
   /** Whether a certificate of its own (not the default) serves `name`. */
@@ -495,9 +513,7 @@ export class CertStore {
     let context: SecureContext;
     let engine: TlsContext | undefined;
     const { cert, key } = readPair(pair);
-    const { staple, problem } = this.engine
-      ? stapleFrom(ocspFile, cert)
-      : { staple: undefined, problem: onlyTheEngineStaples(ocspFile) };
+    const { staple, problem } = stapleFrom(ocspFile, cert);
     try {
       context = createSecureContext({
         cert,
@@ -522,7 +538,10 @@ export class CertStore {
     shareTickets(context, this.tickets);
     if (problem) this.notices.push(problem);
     const loaded: Loaded = { context, cert, files, stamps: stamps.join("|") };
-    if (staple) loaded.staple = { file: ocspFile, until: staple.until };
+    if (staple) {
+      const leaf = new X509Certificate(cert).raw;
+      loaded.staple = { file: ocspFile, der: staple.der, leaf, until: staple.until };
+    }
     if (engine) {
       loaded.engine = engine;
       this.engineCertificates.set(engine, cert);
@@ -552,13 +571,6 @@ export class CertStore {
       ...(staple ? { ocsp: staple.der, ocspUntil: staple.until } : {}),
     });
   }
-}
-
-/** node:tls (tlsd --engine node) staples nothing: a response there is said to be left out. */
-function onlyTheEngineStaples(file: string): string | undefined {
-  return stampOf([file]) === "-"
-    ? undefined
-    : `OCSP response ${file} is not stapled: only the native engine staples (tlsd --engine native, the default)`;
 }
 
 /** What a shared read holds now; its file and stamp go with the context's own (recheck()). */

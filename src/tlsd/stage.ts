@@ -1,10 +1,11 @@
 // tlsd: TLS on the connection, plaintext to the program it runs, the session in its env.
-import type { Socket } from "node:net";
+import type { Server, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { TLSSocket } from "node:tls";
 import type { SecureContext } from "node:tls";
 import { CertStore, storeConfig } from "../tls/cert-store.ts";
 import { configWarnings } from "../tls/config-warnings.ts";
+import { staplerOf } from "../tls/node-stapling.ts";
 import { closePolicy, endWasRead } from "../tls/close-policy.ts";
 import { peerCertificate, programEnv, tlsFacts } from "../tls/peer-env.ts";
 import { HandshakeError } from "../tls/handshake-result.ts";
@@ -309,6 +310,9 @@ export function serverTls(
   const tls = new TLSSocket(transport as Socket, {
     isServer: true,
     secureContext: start,
+    // Where a name chooses, node:tls takes a turn through JavaScript anyway (the SNI callback),
+    // and a certificate loaded then may have a response; else only when the pair has one.
+    ...((byName || store.stapling()) && { server: staplerOf(store) as Server }),
     ...(byName && {
       SNICallback: (name: string, done: (error: Error | null, context?: SecureContext) => void) => {
         if (!isSniName(name)) return done(new Error(BAD_SNI));

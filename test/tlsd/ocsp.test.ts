@@ -1,8 +1,8 @@
 // OCSP stapling: a response beside a certificate's chain file (CHAIN.ocsp, DER) is stapled by
-// tlsd's native engine when it may be (checked against the chain), read again when it changes,
-// and left out with one line saying why when it may not. Responses are made by openssl ocsp (a
-// real responder's code, offline) and python3-cryptography; clients are openssl s_client
-// -status and curl --cert-status (which verifies what is stapled).
+// tlsd when it may be (checked against the chain), on the native engine and on node:tls, read
+// again when it changes, and left out with one line saying why when it may not. Responses are
+// made by openssl ocsp (a real responder's code, offline) and python3-cryptography; clients are
+// openssl s_client -status and curl --cert-status (which verifies what is stapled).
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -14,7 +14,7 @@ import { makePki } from "../helpers/certs.ts";
 import { chained, serialOf, writeOcspIndex } from "../helpers/ocsp.ts";
 import type { Pair } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
-import { BIN, ROOT, TLSD_UNDER, ours, run } from "../helpers/programs.ts";
+import { BIN, ROOT, TLSD_UNDER, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 
 const pki = makePki();
@@ -79,17 +79,31 @@ function install(leaf: Pair, der: Buffer): void {
   renameSync(`${leaf.cert}.ocsp.new`, `${leaf.cert}.ocsp`);
 }
 
-/** What openssl s_client -status saw stapled: the certificate's status, or "none". */
-async function stapled(port: number, name = "localhost", version = "-tls1_3"): Promise<string> {
+/** What openssl s_client -status printed of a handshake with the server. */
+async function statusReport(port: number, name: string, version: string): Promise<string> {
   const r = await run(
     "openssl",
     ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", name, "-status", version],
     { input: "" },
   );
-  if (/OCSP response: no response sent/.test(r.stdout)) return "none";
-  const status = /Cert Status: (\w+)/.exec(r.stdout)?.[1];
-  assert.ok(status, `s_client said neither: ${r.stdout.slice(0, 400)} ${r.stderr.slice(0, 400)}`);
+  return r.stdout + r.stderr;
+}
+
+/** What openssl s_client -status saw stapled: the certificate's status, or "none". */
+async function stapled(port: number, name = "localhost", version = "-tls1_3"): Promise<string> {
+  const report = await statusReport(port, name, version);
+  if (/OCSP response: no response sent/.test(report)) return "none";
+  const status = /Cert Status: (\w+)/.exec(report)?.[1];
+  assert.ok(status, `s_client said neither: ${report.slice(0, 800)}`);
   return status;
+}
+
+/** curl --cert-status's fetch of the page: it fails unless a good response is stapled. */
+function curlCertStatus(port: number) {
+  return run("curl", [
+    ...["-sS", "--cert-status", "--cacert", pki.ca.cert],
+    ...["--resolve", `localhost:${port}:127.0.0.1`, `https://localhost:${port}/`],
+  ]);
 }
 
 function tlsdServer(
@@ -146,10 +160,7 @@ test("no response file: nothing stapled, nothing said, and curl --cert-status re
   });
   try {
     assert.equal(await stapled(s.port), "none");
-    const curl = await run("curl", [
-      ...["-sS", "--cert-status", "--cacert", pki.ca.cert],
-      ...["--resolve", `localhost:${s.port}:127.0.0.1`, `https://localhost:${s.port}/`],
-    ]);
+    const curl = await curlCertStatus(s.port);
     assert.notEqual(curl.code, 0);
     assert.match(curl.stderr, /OCSP/i);
     assert.doesNotMatch(s.log(), /OCSP/);
@@ -224,16 +235,9 @@ test("a response from a responder the issuer delegated, naming the certificate b
   });
   try {
     assert.equal(await stapled(s.port, "ocsp-delegated.test"), "good");
-    const r = await run(
-      "openssl",
-      [
-        ...["s_client", "-connect", `127.0.0.1:${s.port}`, "-status"],
-        ...["-servername", "ocsp-delegated.test"],
-      ],
-      { input: "" },
-    );
-    assert.match(r.stdout, /Hash Algorithm: sha256/);
-    assert.match(r.stdout, /Subject: CN ?= ?Test OCSP responder/);
+    const report = await statusReport(s.port, "ocsp-delegated.test", "-tls1_3");
+    assert.match(report, /Hash Algorithm: sha256/);
+    assert.match(report, /Subject: CN ?= ?Test OCSP responder/);
     // The default pair's own, beside it.
     assert.equal(await stapled(s.port, "nobody.test"), "good");
     assert.doesNotMatch(
@@ -284,23 +288,88 @@ test("a response written while the server runs is stapled from the next look at 
   }
 });
 
-test("--engine node staples nothing, and says so once at start", async () => {
-  const s = await tlsdServer(ours("tcpserver"), ["--engine", "node"], {
+test("--engine node staples as the engine does: the default pair's response, and a name's own (a delegated responder's); a name without one gets none; nothing is said", async () => {
+  const delegated = chainedLeaf("ocsp-node-delegated");
+  install(delegated, pythonResponse(delegated, "delegated"));
+  const bare = chainedLeaf("ocsp-node-bare");
+  const s = await tlsdServer(ours("tcpserver"), ["-k", "1", "--engine", "node"], {
     CERTFILE: good.cert,
     KEYFILE: good.key,
+    "CERTFILE:ocsp-node-delegated.test": delegated.cert,
+    "KEYFILE:ocsp-node-delegated.test": delegated.key,
+    "CERTFILE:ocsp-node-bare.test": bare.cert,
+    "KEYFILE:ocsp-node-bare.test": bare.key,
   });
   try {
-    assert.equal(await stapled(s.port), "none");
-    assert.equal(await stapled(s.port), "none");
-    const lines = s
-      .log()
-      .split("\n")
-      .filter((l) => /OCSP/.test(l));
-    assert.deepEqual(lines, [
-      `tlsd: warning: OCSP response ${good.cert}.ocsp is not stapled: only the native engine staples (tlsd --engine native, the default)`,
-    ]);
+    assert.equal(await stapled(s.port), "good");
+    assert.equal(await stapled(s.port, "localhost", "-tls1_2"), "good");
+    assert.equal(await stapled(s.port, "ocsp-node-delegated.test"), "good");
+    const report = await statusReport(s.port, "ocsp-node-delegated.test", "-tls1_3");
+    assert.match(report, /Subject: CN ?= ?Test OCSP responder/);
+    assert.equal(await stapled(s.port, "ocsp-node-bare.test"), "none");
+    const curl = await curlCertStatus(s.port);
+    assert.equal(curl.stdout, "stapled\n", curl.stderr);
+    assert.doesNotMatch(s.log(), /OCSP|warning/);
   } finally {
     await s.stop();
+  }
+});
+
+test("tls-sniff | tlsd under djb's tcpserver (fd 0 a pipe, so node:tls serves): the response is stapled, and curl --cert-status takes it", async () => {
+  const s = await startServer(
+    djb("tcpserver"),
+    [
+      ...["-RHl0", "127.0.0.1", "0", "sh", "-c"],
+      `tls-sniff | exec tlsd -v2 --engine native sh -c 'printf "HTTP/1.0 200 OK\\r\\n\\r\\nstapled\\n"'`,
+    ],
+    { env: { PATH, CERTFILE: good.cert, KEYFILE: good.key } },
+  );
+  try {
+    assert.equal(await stapled(s.port), "good");
+    const curl = await curlCertStatus(s.port);
+    assert.equal(curl.stdout, "stapled\n", curl.stderr);
+    await s.waitForLog(/^tlsd: info: node:tls, not the native engine: /m);
+    assert.doesNotMatch(s.log(), /OCSP|warning/);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("a response is stapled until its nextUpdate and not after it, on either engine, and its end is said once", async () => {
+  const brief = chainedLeaf("ocsp-brief");
+  const servers = await Promise.all(
+    ["native", "node"].map((engine) =>
+      tlsdServer(ours("tcpserver"), ["--engine", engine], {
+        CERTFILE: brief.cert,
+        KEYFILE: brief.key,
+      }),
+    ),
+  );
+  try {
+    // Valid for 12 s from now: each server staples it from its next look at the files.
+    install(brief, pythonResponse(brief, "brief"));
+    const { nextUpdate } = native().ocspCheck(
+      readFileSync(`${brief.cert}.ocsp`),
+      readFileSync(brief.cert),
+    );
+    for (const s of servers) await until(async () => (await stapled(s.port)) === "good");
+    for (const s of servers) await until(async () => (await stapled(s.port)) === "none");
+    assert.ok(Date.now() / 1000 >= nextUpdate, "left out before its nextUpdate");
+    for (const s of servers) {
+      // Said at the store's next look at the files (at most once a second, when a client comes).
+      await until(
+        async () => (await stapled(s.port)) === "none" && /no longer stapled/.test(s.log()),
+      );
+      await stapled(s.port);
+      const said = s.log().match(/expired at .*: no longer stapled/g) ?? [];
+      assert.equal(said.length, 1, s.log());
+      assert.match(
+        s.log(),
+        /^tlsd: warning: OCSP response .*ocsp-brief\.chain\.pem\.ocsp expired at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: no longer stapled/m,
+      );
+    }
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
   }
 });
 
