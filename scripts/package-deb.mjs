@@ -174,7 +174,7 @@ if (existsSync(join(packaging, "systemd"))) {
   const units = join(tree, "usr", "lib", "systemd", "system");
   mkdirSync(units, { recursive: true });
   for (const unit of readdirSync(join(packaging, "systemd"))) {
-    if (/\.(service|socket)$/.test(unit))
+    if (/\.(service|socket|timer)$/.test(unit))
       copyFileSync(join(packaging, "systemd", unit), join(units, unit));
   }
 }
@@ -220,15 +220,27 @@ run("dpkg-deb", ["--root-owner-group", "-Zxz", "-z1", "--build", tree, deb]);
 rmSync(work, { recursive: true, force: true });
 process.stdout.write(`${deb}\n`);
 
-/** postinst, prerm and postrm for the units (none when there are none). */
+/** postinst, prerm and postrm for the units (none when there are none). A template unit
+ * (`name@.timer`) cannot be stopped by its own name: its instances are, by a pattern, timers
+ * before services so that none starts one meanwhile. */
 function maintainerScripts(unitNames) {
   if (!unitNames.length) return {};
-  const script = (when, body) =>
-    `#!/bin/sh\nset -e\nif ${when} && [ -d "$DPKG_ROOT/run/systemd/system" ]; then\n  ${body} >/dev/null || true\nfi\n`;
+  const script = (when, ...commands) =>
+    `#!/bin/sh\nset -e\nif ${when} && [ -d "$DPKG_ROOT/run/systemd/system" ]; then\n${commands
+      .map((c) => `  ${c} >/dev/null || true\n`)
+      .join("")}fi\n`;
   const reload = "systemctl --system daemon-reload";
+  const plain = unitNames.filter((u) => !u.includes("@."));
+  const templates = unitNames.filter((u) => u.includes("@."));
+  const instances = [
+    ...templates.filter((u) => u.endsWith(".timer")),
+    ...templates.filter((u) => !u.endsWith(".timer")),
+  ].map((u) => `'${u.replace("@.", "@*.")}'`);
+  const stop = [`deb-systemd-invoke stop ${plain.join(" ")}`];
+  if (instances.length) stop.push(`systemctl --system stop ${instances.join(" ")}`);
   return {
     postinst: script('[ "$1" = configure ]', reload),
-    prerm: script('[ "$1" = remove ]', `deb-systemd-invoke stop ${unitNames.join(" ")}`),
+    prerm: script('[ "$1" = remove ]', ...stop),
     postrm: script('{ [ "$1" = remove ] || [ "$1" = purge ]; }', reload),
   };
 }

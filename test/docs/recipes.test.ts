@@ -424,6 +424,11 @@ const RECIPES: Record<string, Spec> = {
     },
   "systemctl enable --now ucspi-tls-example.service": { skip: SUPERVISORS },
   "systemctl enable --now ucspi-tls-example-activated.socket": { skip: SUPERVISORS },
+  'systemctl enable --now "ucspi-tls-ocsp@$(systemd-escape --path /etc/ssl/site/fullchain.pem).timer"':
+    { skip: SUPERVISORS },
+  'systemctl enable --now "ucspi-tls-ticket@$(systemd-escape --path /etc/ucspi-tls/tickets).timer"':
+    { skip: SUPERVISORS },
+  "systemctl list-timers 'ucspi-tls-*'": { skip: SUPERVISORS },
   "cp -a /usr/share/doc/ucspi-tls/examples/service/runit/ucspi-tls-example /etc/sv/": { skip: SUPERVISORS },
   "ln -s /etc/sv/ucspi-tls-example /etc/service/": { skip: SUPERVISORS },
   "sv status ucspi-tls-example": { skip: SUPERVISORS },
@@ -566,6 +571,8 @@ const RECIPES: Record<string, Spec> = {
     once: true,
   },
   "tls-keygen leaf -C ca.pem -K ca.key --client -n alice alice.pem alice.key": { once: true },
+  'systemctl enable --now "ucspi-tls-ocsp@$(systemd-escape --path /etc/letsencrypt/live/example.org/fullchain.pem).timer"':
+    { skip: SUPERVISORS },
   "CAFILE=ca.pem CERTFILE=www.pem KEYFILE=www.key tcpserver -R -H 0 8443 tlsd -y ucspi-demo": {
     serve: [
       {

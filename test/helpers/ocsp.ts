@@ -1,7 +1,9 @@
 // What openssl ocsp needs to answer as a CA's responder does: an index (one line per
-// certificate, by serial: valid or revoked) and the certificate's serial.
-import { execFileSync } from "node:child_process";
+// certificate, by serial: valid or revoked) and the certificate's serial; and openssl ocsp
+// answering on a port, as a CA's responder does.
+import { execFileSync, spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Pair, TestPki } from "./certs.ts";
 
 /** openssl ca's index with one certificate, valid (V) or revoked (R) since yesterday. */
@@ -31,4 +33,53 @@ export function serialOf(certFile: string): string {
   })
     .trim()
     .replace(/^serial=/, "");
+}
+
+/** A leaf for localhost whose authorityInfoAccess names a responder at `url` (none: ""), in
+ * its chain file; and its serial. */
+export function leafChain(
+  pki: TestPki,
+  name: string,
+  url: string,
+): { chain: string; key: string; serial: string } {
+  const aia = url ? `authorityInfoAccess=OCSP;URI:${url}\n` : "";
+  const leaf = pki.server(name, ["localhost"], aia);
+  return { chain: chained(pki, leaf).cert, key: leaf.key, serial: serialOf(leaf.cert) };
+}
+
+/** openssl ocsp as a CA runs it: answers on `port` from an index where `serial` is valid or
+ * revoked; stop() ends it. */
+export async function ocspResponder(
+  pki: TestPki,
+  port: number,
+  serial: string,
+  status: "V" | "R",
+): Promise<{ stop: () => void }> {
+  const index = join(pki.dir, `index-${port}.txt`);
+  writeOcspIndex(index, serial, status);
+  const child = spawn(
+    "openssl",
+    [
+      ...["ocsp", "-index", index, "-port", String(port), "-CA", pki.ca.cert],
+      ...["-rsigner", pki.ca.cert, "-rkey", pki.ca.key, "-ndays", "1", "-nrequest", "20"],
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  // It says so once it listens; a connection made to find out would hold it (one at a time).
+  await new Promise<void>((resolve, reject) => {
+    let said = "";
+    const timer = setTimeout(
+      () => reject(new Error(`openssl ocsp did not listen: ${said}`)),
+      10_000,
+    );
+    child.stderr.setEncoding("latin1");
+    child.stderr.on("data", (s: string) => {
+      said += s;
+      if (/waiting for OCSP client connections/.test(said)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  return { stop: () => child.kill() };
 }

@@ -207,13 +207,15 @@ export interface ServiceRun {
  * $STATE_DIRECTORY), both in `top` (a directory nobody can enter), and under setpriv: DynamicUser= as nobody, NoNewPrivileges=,
  * CapabilityBoundingSet= and AmbientCapabilities=. The namespaces and filters (ProtectSystem=,
  * PrivateTmp=, RestrictAddressFamilies=, ...) need systemd itself and are not applied.
- * `sources`: the file to load for each LoadCredential= path of the unit.
+ * `sources`: the file to load for each LoadCredential= path of the unit; `instance`: a
+ * template's instance (%i, and %f the path it stands for).
  */
 export function serviceRun(
   unitFile: string,
   bin: string,
   top: string,
   sources: Record<string, string>,
+  instance?: string,
 ): ServiceRun {
   const unit = basename(unitFile);
   const service = parseUnit(unitFile).get("Service");
@@ -228,7 +230,7 @@ export function serviceRun(
   mkdirSync(creds, { mode: 0o500 });
   mkdirSync(stateRoot);
   const user = one("DynamicUser") === "yes" ? NOBODY : 0;
-  const map = { d: creds, S: stateRoot };
+  const map = { d: creds, S: stateRoot, i: instance };
   for (const value of service.get("LoadCredential") ?? []) {
     const [id = "", path = ""] = value.split(":");
     assert.ok(sources[path], `${unit}: LoadCredential=${value}: a path this test knows`);
@@ -250,15 +252,19 @@ export function serviceRun(
       env[word.slice(0, eq)] = specifiers(word.slice(eq + 1), map);
     }
   }
-  const path = env["PATH"] ?? "";
-  assert.ok(path.startsWith(`${SHIPPED_BIN}:`), `${unit}: PATH starts with ${SHIPPED_BIN}`);
-  env["PATH"] = replace(path, SHIPPED_BIN, bin);
   const exec = one("ExecStart");
   assert.ok(exec, `${unit}: ExecStart=`);
   assert.ok(!/[$]/.test(exec), `${unit}: no variables in ExecStart= (not emulated)`);
   const words = splitWords(exec).map((w) => specifiers(w, map));
-  assert.equal(words[0], `${SHIPPED_BIN}/tcpserver`, `${unit}: our tcpserver, by its full path`);
-  words[0] = join(bin, "tcpserver");
+  const program = words[0] ?? "";
+  assert.equal(program, join(SHIPPED_BIN, basename(program)), `${unit}: ours, by its full path`);
+  words[0] = join(bin, basename(program));
+  // tcpserver finds the programs it runs in its own process by name, on PATH.
+  const path = env["PATH"] ?? "";
+  if (path !== "" || basename(program) === "tcpserver") {
+    assert.ok(path.startsWith(`${SHIPPED_BIN}:`), `${unit}: PATH starts with ${SHIPPED_BIN}`);
+    env["PATH"] = replace(path, SHIPPED_BIN, bin);
+  }
   const priv = ["setpriv"];
   if (user !== 0) priv.push(`--reuid=${user}`, `--regid=${user}`, "--clear-groups");
   if (one("NoNewPrivileges") === "yes") priv.push("--no-new-privs");

@@ -34,12 +34,26 @@ export function splitWords(value: string): string[] {
   return words;
 }
 
-/** The specifiers the shipped units use: %d (credentials), %S (state root), %%. */
-export function specifiers(value: string, map: { d: string; S: string }): string {
+/** The specifiers the shipped units use: %d (credentials), %S (state root), %i and %f (a
+ * template's instance, and the path it stands for), %%. */
+export function specifiers(
+  value: string,
+  map: { d: string; S: string; i?: string | undefined },
+): string {
   return value.replace(/%(.)/g, (_, c: string) => {
     if (c === "d") return map.d;
     if (c === "S") return map.S;
+    if ((c === "i" || c === "f") && map.i !== undefined)
+      return c === "i" ? map.i : unescapedPath(map.i);
     if (c === "%") return "%";
     throw new Error(`specifier %${c} is not emulated by this test: ${value}`);
   });
+}
+
+/** systemd's %f: an instance made by `systemd-escape --path`, as the path it stands for. */
+function unescapedPath(instance: string): string {
+  const path = instance
+    .replace(/-/g, "/")
+    .replace(/\\x([0-9a-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  return `/${path}`;
 }

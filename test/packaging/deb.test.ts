@@ -174,7 +174,7 @@ test("the example units and service directories are shipped, run scripts executa
   }
 });
 
-test("the maintainer scripts: with systemd running in the root, units reloaded on install and removal, every example unit stopped before removal; without it, nothing", () => {
+test("the maintainer scripts: with systemd running in the root, units reloaded on install and removal, every example unit and every instance of the timers stopped before removal; without it, nothing", () => {
   const info = join(root, "var/lib/dpkg/info");
   const units = readdirSync(join(ROOT, "packaging/systemd")).sort();
   // systemctl and deb-systemd-invoke as the scripts find them on PATH: each says what it was
@@ -199,7 +199,19 @@ test("the maintainer scripts: with systemd running in the root, units reloaded o
     return existsSync(asked) ? readFileSync(asked, "utf8") : "";
   };
   assert.equal(calls("postinst", "configure", booted), "systemctl --system daemon-reload\n");
-  assert.equal(calls("prerm", "remove", booted), `deb-systemd-invoke stop ${units.join(" ")}\n`);
+  // The timers' templates by their instances, timers first; the rest by name.
+  const plain = units.filter((u) => !u.includes("@."));
+  assert.deepEqual(plain, [
+    "tls-everywhere.service",
+    "ucspi-tls-example-activated.service",
+    "ucspi-tls-example-activated.socket",
+    "ucspi-tls-example.service",
+  ]);
+  assert.equal(
+    calls("prerm", "remove", booted),
+    `deb-systemd-invoke stop ${plain.join(" ")}\n` +
+      "systemctl --system stop ucspi-tls-ocsp@*.timer ucspi-tls-ticket@*.timer ucspi-tls-ocsp@*.service ucspi-tls-ticket@*.service\n",
+  );
   assert.equal(calls("prerm", "upgrade", booted), "");
   assert.equal(calls("postrm", "remove", booted), "systemctl --system daemon-reload\n");
   assert.equal(calls("postrm", "purge", booted), "systemctl --system daemon-reload\n");

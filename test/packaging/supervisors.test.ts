@@ -2,8 +2,8 @@
 // service directories under runit's runsv, daemontools' svscan and s6-svscan, and the systemd
 // units checked by systemd-analyze verify and run as systemd would run them (ExecStart= with
 // the unit's Environment=, LoadCredential=, StateDirectory=, user, NoNewPrivileges= and
-// capabilities, the socket unit's ListenStream= bound by systemd-socket-activate). What the
-// test changes in the shipped files: /usr/lib/ucspi-tls/bin becomes this checkout's bin/, the
+// capabilities, the socket unit's ListenStream= bound by systemd-socket-activate, a timer's
+// instance as %f). What the test changes in the shipped files: /usr/lib/ucspi-tls/bin becomes this checkout's bin/, the
 // certificate paths a test certificate's, the port a free one, the log directory a scratch one;
 // every change is checked to hit, so a shipped file that moves away from it fails here.
 // Needs root (tcpserver drops to nobody as shipped) and the Debian packages runit, daemontools,
@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import {
   chmodSync,
+  chownSync,
   cpSync,
   existsSync,
   mkdirSync,
@@ -23,6 +24,7 @@ import {
 import { basename, join } from "node:path";
 import { connect } from "node:tls";
 import { before, test } from "node:test";
+import { native } from "../../src/ucspi/native.ts";
 import { makePki } from "../helpers/certs.ts";
 import type { Pair, TestPki } from "../helpers/certs.ts";
 import { descendantsOf, freePort, isListening, spawnersOf } from "../helpers/interop.ts";
@@ -52,6 +54,7 @@ import {
 import type { ServiceRun } from "../helpers/supervise.ts";
 import { parseUnit } from "../helpers/units.ts";
 import { scratchDir } from "../helpers/scratch.ts";
+import { leafChain, ocspResponder } from "../helpers/ocsp.ts";
 
 const PACKAGING = join(ROOT, "packaging");
 
@@ -344,11 +347,65 @@ test("s6: s6-svscan runs the service and its log; s6-svc -d and s6-svscanctl -t 
 
 const UNITS = join(PACKAGING, "systemd");
 
-/** What systemd would run for `unit` of packaging/systemd, with this checkout's bin/. */
-function checkoutRun(unit: string): ServiceRun {
+/** What systemd would run for `unit` of packaging/systemd, with this checkout's bin/ (and a
+ * template's instance). */
+function checkoutRun(unit: string, instance?: string): ServiceRun {
   const sources = { [SHIPPED_CERT]: site.cert, [SHIPPED_KEY]: site.key };
-  return serviceRun(join(UNITS, unit), BIN, scratch("systemd"), sources);
+  return serviceRun(join(UNITS, unit), BIN, scratch("systemd"), sources, instance);
 }
+
+/** A timer of packaging/systemd for a file, as an admin enables it (the instance is the file's
+ * path, escaped by systemd-escape): its calendar is one systemd reads and it is wanted by
+ * timers.target; what its service runs for that file, run as systemd would. */
+async function timerRun(template: string, file: string) {
+  const timer = parseUnit(join(UNITS, `${template}.timer`));
+  const calendar = timer.get("Timer")?.get("OnCalendar") ?? [];
+  assert.equal(calendar.length, 1, `${template}.timer: one OnCalendar=`);
+  const read = await run("systemd-analyze", ["calendar", ...calendar]);
+  assert.equal(read.code, 0, read.stderr);
+  assert.deepEqual(timer.get("Install")?.get("WantedBy"), ["timers.target"]);
+  const escaped = await run("systemd-escape", ["--path", file]);
+  assert.equal(escaped.code, 0, escaped.stderr);
+  const unit = checkoutRun(`${template}.service`, escaped.stdout.trim());
+  assert.equal(unit.argv.at(-1), file, "%f is the file's path");
+  return run(unit.argv[0] as string, unit.argv.slice(1), { env: unit.env });
+}
+
+test("systemd: ucspi-tls-ocsp@.timer for a chain file: its service, run as systemd would, fetches the response from the responder the certificate names and writes it beside the chain", async () => {
+  requireTools("systemd", ["systemd-analyze", "systemd-escape"]);
+  requireTools("util-linux", ["setpriv"]);
+  const port = await freePort();
+  // A path with a dash in it: escaped as \x2d in the instance.
+  const leaf = leafChain(pki, "timer-site", `http://127.0.0.1:${port}/`);
+  assert.match(leaf.chain, /-/);
+  const responder = await ocspResponder(pki, port, leaf.serial, "V");
+  try {
+    const r = await timerRun("ucspi-tls-ocsp@", leaf.chain);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^tls-keygen: info: wrote .*timer-site\.chain\.pem\.ocsp: good until /);
+    const response = readFileSync(`${leaf.chain}.ocsp`);
+    assert.equal(native().ocspCheck(response, readFileSync(leaf.chain)).status, "good");
+  } finally {
+    responder.stop();
+  }
+});
+
+test("systemd: ucspi-tls-ticket@.timer for a ticket file: its service, run as systemd would, makes the file and then rotates it, mode 0600, its owner kept", async () => {
+  requireTools("systemd", ["systemd-analyze", "systemd-escape"]);
+  requireTools("util-linux", ["setpriv"]);
+  const file = join(scratch("ticket-timer"), "ticket-keys");
+  const first = await timerRun("ucspi-tls-ticket@", file);
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(readFileSync(file, "latin1").trim().split("\n").length, 2);
+  // The user tlsd runs as owns it; the service, root with CAP_CHOWN, keeps that.
+  chownSync(file, NOBODY, NOBODY);
+  const second = await timerRun("ucspi-tls-ticket@", file);
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(second.stderr, /^tls-keygen: info: wrote 3 ticket keys to /);
+  const stat = statSync(file);
+  assert.deepEqual([stat.mode & 0o777, stat.uid, stat.gid], [0o600, NOBODY, NOBODY]);
+  assert.equal(readFileSync(file, "latin1").trim().split("\n").length, 3);
+});
 
 test("systemd-analyze verify: the units as shipped, and with this checkout's bin/", async () => {
   requireTools("systemd", ["systemd-analyze"]);
@@ -358,6 +415,10 @@ test("systemd-analyze verify: the units as shipped, and with this checkout's bin
     "ucspi-tls-example-activated.service",
     "ucspi-tls-example-activated.socket",
     "ucspi-tls-example.service",
+    "ucspi-tls-ocsp@.service",
+    "ucspi-tls-ocsp@.timer",
+    "ucspi-tls-ticket@.service",
+    "ucspi-tls-ticket@.timer",
   ]);
   // Documentation=man:...: the man pages the build made, where man looks for them.
   const top = scratch("verify");
@@ -372,13 +433,14 @@ test("systemd-analyze verify: the units as shipped, and with this checkout's bin
     assert.deepEqual([shipped.code, lines], [0, []]);
   } else {
     // The one complaint allowed where the package is not installed: the program a command
-    // of a service runs is missing (exit 1), once for each command.
+    // of a service runs is missing (exit 1), once for each command; a template is verified
+    // as its instance "i".
     const missing = (u: string) => {
       const service = parseUnit(join(UNITS, u)).get("Service");
       return ["ExecStart", "ExecStopPost"].flatMap((key) =>
         (service?.get(key) ?? []).map(
           (exec) =>
-            `${u}: Command ${exec.split(" ")[0]} is not executable: No such file or directory`,
+            `${u.replace("@.", "@i.")}: Command ${exec.split(" ")[0]} is not executable: No such file or directory`,
         ),
       );
     };

@@ -2,7 +2,6 @@
 // -port, from its own index) and written beside the chain file, where tlsd staples it. What is
 // not a response for this certificate leaves the file as it was.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { readFileSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -11,52 +10,12 @@ import { test } from "node:test";
 import { native } from "../../src/ucspi/native.ts";
 import { makePki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
-import { chained, serialOf, writeOcspIndex } from "../helpers/ocsp.ts";
+import { leafChain, ocspResponder } from "../helpers/ocsp.ts";
 import { keygen } from "../helpers/keygen.ts";
 import { BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 
 const pki = makePki();
-
-/** A leaf for localhost whose authorityInfoAccess names a responder at `url` (none: ""), in
- * its chain file; and its serial. */
-function leafChain(name: string, url: string): { chain: string; key: string; serial: string } {
-  const aia = url ? `authorityInfoAccess=OCSP;URI:${url}\n` : "";
-  const leaf = pki.server(name, ["localhost"], aia);
-  return { chain: chained(pki, leaf).cert, key: leaf.key, serial: serialOf(leaf.cert) };
-}
-
-/** openssl ocsp as a CA runs it: answers on `port` from an index where `serial` is valid or
- * revoked; stop() ends it. */
-async function responder(port: number, serial: string, status: "V" | "R") {
-  const index = join(pki.dir, `index-${port}.txt`);
-  writeOcspIndex(index, serial, status);
-  const child = spawn(
-    "openssl",
-    [
-      ...["ocsp", "-index", index, "-port", String(port), "-CA", pki.ca.cert],
-      ...["-rsigner", pki.ca.cert, "-rkey", pki.ca.key, "-ndays", "1", "-nrequest", "20"],
-    ],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  // It says so once it listens; a connection made to find out would hold it (one at a time).
-  await new Promise<void>((resolve, reject) => {
-    let said = "";
-    const timer = setTimeout(
-      () => reject(new Error(`openssl ocsp did not listen: ${said}`)),
-      10_000,
-    );
-    child.stderr.setEncoding("latin1");
-    child.stderr.on("data", (s: string) => {
-      said += s;
-      if (/waiting for OCSP client connections/.test(said)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-  return { stop: () => child.kill() };
-}
 
 /** An HTTP server that answers every request with this status and body. */
 async function answering(status: number, body: Buffer) {
@@ -74,8 +33,8 @@ async function answering(status: number, body: Buffer) {
 
 test("fetches from the responder its certificate names, writes CHAIN.ocsp (mode 644), and tlsd staples it", async () => {
   const port = await freePort();
-  const leaf = leafChain("fetched", `http://127.0.0.1:${port}/`);
-  const ca = await responder(port, leaf.serial, "V");
+  const leaf = leafChain(pki, "fetched", `http://127.0.0.1:${port}/`);
+  const ca = await ocspResponder(pki, port, leaf.serial, "V");
   try {
     const r = await keygen(["ocsp", "-v", leaf.chain]);
     assert.equal(r.code, 0, r.stderr);
@@ -116,15 +75,15 @@ test("fetches from the responder its certificate names, writes CHAIN.ocsp (mode 
 });
 
 test("a revoked answer is kept (tlsd then staples none), exit 100; what is no good response for the certificate leaves the file as it was, exit 111", async () => {
-  const leaf = leafChain("kept", "");
-  const other = leafChain("other", "");
+  const leaf = leafChain(pki, "kept", "");
+  const other = leafChain(pki, "other", "");
   const file = `${leaf.chain}.ocsp`;
   const good = await freePort();
-  const valid = await responder(good, leaf.serial, "V");
+  const valid = await ocspResponder(pki, good, leaf.serial, "V");
   const otherPort = await freePort();
-  const forOther = await responder(otherPort, other.serial, "V");
+  const forOther = await ocspResponder(pki, otherPort, other.serial, "V");
   const bad = await freePort();
-  const revoked = await responder(bad, leaf.serial, "R");
+  const revoked = await ocspResponder(pki, bad, leaf.serial, "R");
   try {
     // No responder named: -u gives one.
     const none = await keygen(["ocsp", leaf.chain]);
@@ -196,7 +155,7 @@ test("a revoked answer is kept (tlsd then staples none), exit 100; what is no go
 });
 
 test("refused before asking: no issuer after the leaf, no chain file, a URL that is not http", async () => {
-  const leaf = leafChain("alone", "http://127.0.0.1:9/");
+  const leaf = leafChain(pki, "alone", "http://127.0.0.1:9/");
   const alone = join(pki.dir, "alone.pem");
   const r = await keygen(["ocsp", alone]);
   assert.equal(r.code, 100);
