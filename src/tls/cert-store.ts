@@ -16,7 +16,7 @@ import { native } from "../ucspi/native.ts";
 import type { TlsContext } from "../ucspi/native.ts";
 import { StampedRead, stampOf } from "./file-stamp.ts";
 import { ocspFileOf, stapleFrom, utcText } from "./ocsp-staple.ts";
-import type { Staple } from "./ocsp-staple.ts";
+import type { Staple, StapleRead } from "./ocsp-staple.ts";
 import { trustReads } from "../metrics/catalog.ts";
 import {
   TICKET_LIFETIME_S,
@@ -353,7 +353,7 @@ export class CertStore {
         continue;
       }
       try {
-        this.build(name, pair);
+        this.build(name, pair, this.contexts.get(name));
       } catch (error) {
         problems.push(causeText(error));
       }
@@ -494,7 +494,7 @@ export class CertStore {
       // Mid-replacement (a new key beside the old certificate, say), keep serving the pair
       // that worked; the next look at the files tries again.
       try {
-        return this.build(name, pair);
+        return this.build(name, pair, cached);
       } catch {
         cached.stale = false;
         cached.stamps = "";
@@ -504,7 +504,8 @@ export class CertStore {
     return this.build(name, pair);
   }
 
-  private build(name: string, pair: Pair): Loaded {
+  /** `before`: the context this one replaces, whose response may go on being stapled. */
+  private build(name: string, pair: Pair, before?: Loaded): Loaded {
     const ocspFile = ocspFileOf(pair.cert);
     const files = [pair.cert, pair.key, ocspFile];
     const stamps = [stampOf(files)];
@@ -513,7 +514,7 @@ export class CertStore {
     let context: SecureContext;
     let engine: TlsContext | undefined;
     const { cert, key } = readPair(pair);
-    const { staple, problem } = stapleFrom(ocspFile, cert);
+    const { staple, problem } = keepGoodStaple(stapleFrom(ocspFile, cert), before, cert);
     try {
       context = createSecureContext({
         cert,
@@ -538,10 +539,8 @@ export class CertStore {
     shareTickets(context, this.tickets);
     if (problem) this.notices.push(problem);
     const loaded: Loaded = { context, cert, files, stamps: stamps.join("|") };
-    if (staple) {
-      const leaf = new X509Certificate(cert).raw;
-      loaded.staple = { file: ocspFile, der: staple.der, leaf, until: staple.until };
-    }
+    if (staple)
+      loaded.staple = { file: ocspFile, der: staple.der, leaf: leafOf(cert), until: staple.until };
     if (engine) {
       loaded.engine = engine;
       this.engineCertificates.set(engine, cert);
@@ -571,6 +570,25 @@ export class CertStore {
       ...(staple ? { ocsp: staple.der, ocspUntil: staple.until } : {}),
     });
   }
+}
+
+/** A response file that changed into one that may not be stapled, but does not say the
+ * certificate is revoked (junk, a responder's "tryLater", an older response), leaves the good
+ * one read before stapled until its end, as long as the certificate is the same: a failed
+ * fetch must not take stapling away while a valid response is at hand. */
+function keepGoodStaple(read: StapleRead, before: Loaded | undefined, cert: Buffer): StapleRead {
+  const kept = before?.staple;
+  if (read.staple || !read.problem || read.revoked || !kept) return read;
+  if (Date.now() / 1000 >= kept.until || !kept.leaf.equals(leafOf(cert))) return read;
+  return {
+    staple: { der: kept.der, until: kept.until },
+    problem: `${read.problem}; the response read before is stapled until ${utcText(kept.until)}`,
+  };
+}
+
+/** The first certificate of a PEM chain, in DER. */
+function leafOf(chain: Buffer): Buffer {
+  return new X509Certificate(chain).raw;
 }
 
 /** What a shared read holds now; its file and stamp go with the context's own (recheck()). */

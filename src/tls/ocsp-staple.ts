@@ -18,9 +18,16 @@ export interface Staple {
   until: number;
 }
 
+/** A response file read: what to staple, or why none (`revoked`: it says so). */
+export interface StapleRead {
+  staple?: Staple;
+  problem?: string;
+  revoked?: boolean;
+}
+
 /** The response in `file` to staple with `chain` (PEM, the leaf first): none when there is no
  * such file, or when it may not be stapled (then `problem` says why). */
-export function stapleFrom(file: string, chain: Buffer): { staple?: Staple; problem?: string } {
+export function stapleFrom(file: string, chain: Buffer): StapleRead {
   let der: Buffer;
   try {
     der = readFileSync(osPath(file));
@@ -35,7 +42,10 @@ export function stapleFrom(file: string, chain: Buffer): { staple?: Staple; prob
     return { problem: `OCSP response ${file} is not stapled: ${(error as Error).message}` };
   }
   if (read.status !== "good")
-    return { problem: `OCSP response ${file} is not stapled: ${statusText(read)}` };
+    return {
+      problem: `OCSP response ${file} is not stapled: ${statusText(read)}`,
+      revoked: read.status === "revoked",
+    };
   return { staple: { der, until: read.nextUpdate } };
 }
 

@@ -254,7 +254,7 @@ test("a response from a responder the issuer delegated, naming the certificate b
   }
 });
 
-test("a response written while the server runs is stapled from the next look at the files, and --metrics says until when; a revoked one put in its place is not, and is said once", async () => {
+test("a response written while the server runs is stapled from the next look at the files, and --metrics says until when; junk written over it leaves it stapled; a revoked one put in its place is not, and is said once", async () => {
   const later = chainedLeaf("ocsp-later");
   const metrics = await freePort();
   const s = await tlsdServer(
@@ -271,6 +271,17 @@ test("a response written while the server runs is stapled from the next look at 
     // tlsd looks at its files again at most once a second, when a client comes.
     await until(async () => (await stapled(s.port)) === "good");
     const { nextUpdate } = native().ocspCheck(response, readFileSync(later.cert));
+    assert.deepEqual([...(await ocspGauge(metrics))], [[`${later.cert}.ocsp`, nextUpdate]]);
+    // A fetch that went wrong (junk written over it) does not take the good one away.
+    install(later, Buffer.from("<html>503 Service Unavailable</html>\n"));
+    await until(
+      async () => (await stapled(s.port)) === "good" && /not an OCSP response/.test(s.log()),
+    );
+    assert.match(
+      s.log(),
+      /^tlsd: warning: OCSP response .*ocsp-later\.chain\.pem\.ocsp is not stapled: not an OCSP response \(DER\); the response read before is stapled until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/m,
+    );
+    assert.equal(await stapled(s.port), "good");
     assert.deepEqual([...(await ocspGauge(metrics))], [[`${later.cert}.ocsp`, nextUpdate]]);
     install(later, opensslResponse(later, "revoked"));
     await until(async () => (await stapled(s.port)) === "none");
