@@ -4,13 +4,17 @@
 // signature, one out of date, "unknown", which a CA's responder says of a certificate it has
 // just issued) leaves the file as it was: exit 111, try again later. One that says the
 // certificate is revoked is kept (tlsd then staples nothing, and says why), and is exit 100: a
-// good response kept instead would go on telling clients "good".
+// good response kept instead would go on telling clients "good". Given a directory (tlsd's
+// CERTDIR, certbot's live/), it does so for each NAME/fullchain.pem in it.
+import { statSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
+import { join } from "node:path";
 import { writeFileAtomic } from "../files/atomic-write.ts";
 import { ocspFileOf, statusText, utcText } from "../tls/ocsp-staple.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
+import { namesIn, osPath } from "../ucspi/os-string.ts";
 import type { OcspStatus } from "../ucspi/native.ts";
 import { checkOutput, readInput } from "./files.ts";
 import type { OcspOptions } from "./options.ts";
@@ -19,12 +23,63 @@ const TIMEOUT_MS = 30_000;
 /** Responses are a few KiB (more with the responder's certificates). */
 const MAX_RESPONSE = 64 * 1024;
 
-/** Fetches and writes the response; returns the exit code. */
+/** Fetches and writes the response (for each certificate of a directory); returns the exit
+ * code. */
 export async function fetchOcsp(
   options: OcspOptions,
   log: (line: string) => void,
 ): Promise<number> {
-  const { chainFile } = options;
+  const chains = certificatesIn(options.chainFile);
+  if (!chains) {
+    await fetchFor(options.chainFile, options, log);
+    return 0;
+  }
+  // tlsd's CERTDIR (certbot's live/): each NAME/fullchain.pem, one failure not stopping the
+  // others; the worst of them is the status: a revocation first, then what a retry may mend.
+  let status = 0;
+  for (const chain of chains) {
+    try {
+      await fetchFor(chain, options, log, true);
+    } catch (error) {
+      if (!(error instanceof FatalError)) throw error;
+      log(`tls-keygen: warning: ${error.message}\n`);
+      if (error.exitCode === 100 || status === 0) status = error.exitCode;
+    }
+  }
+  return status;
+}
+
+/** The chain files of a CERTDIR (NAME/fullchain.pem, as tlsd reads it), or undefined when
+ * `path` is not a directory. */
+function certificatesIn(path: string): string[] | undefined {
+  let entries: string[];
+  try {
+    if (!statSync(osPath(path)).isDirectory()) return undefined;
+    entries = namesIn(path);
+  } catch {
+    return undefined; // what reading it as a chain file says
+  }
+  return entries
+    .filter((name) => !name.startsWith(".") && name !== "README")
+    .sort()
+    .map((name) => join(path, name, "fullchain.pem"))
+    .filter((chain) => {
+      try {
+        return statSync(osPath(chain)).isFile();
+      } catch {
+        return false; // not a certificate directory
+      }
+    });
+}
+
+/** One chain file's response. `skipUnnamed`: a certificate that names no responder (and no
+ * -u) is passed over, said with -v only: in a directory, a CA without OCSP is no failure. */
+async function fetchFor(
+  chainFile: string,
+  options: OcspOptions,
+  log: (line: string) => void,
+  skipUnnamed = false,
+): Promise<void> {
   const file = ocspFileOf(chainFile);
   const chain = readInput(chainFile, "certificate chain");
   checkOutput(file, true);
@@ -35,6 +90,11 @@ export async function fetchOcsp(
     throw new FatalError(`unable to ask about ${chainFile}: ${(error as Error).message}`, 100);
   }
   const url = options.url ?? request.url;
+  if (!url && skipUnnamed) {
+    if (options.verbose)
+      log(`tls-keygen: info: passed over ${chainFile}: its certificate names no OCSP responder\n`);
+    return;
+  }
   if (!url)
     throw new FatalError(
       `unable to ask about ${chainFile}: its certificate names no OCSP responder (-u names one)`,
@@ -63,7 +123,6 @@ export async function fetchOcsp(
     );
   if (options.verbose)
     log(`tls-keygen: info: wrote ${file}: good until ${utcText(read.nextUpdate)}\n`);
-  return 0;
 }
 
 /** POSTs the request (RFC 6960 appendix A) and reads the answer, bounded in time and size.

@@ -22,7 +22,7 @@ const USAGES: Record<Command, string> = {
   leaf: `tls-keygen leaf [ -fvr ] ${KEY} [ -d days ] [ -n cn ] [ -s names ] ${EKU} -C cacert -K cakey certfile keyfile`,
   csr: `tls-keygen csr [ -fvr ] ${KEY} [ -n cn ] [ -s names ] csrfile keyfile`,
   ticket: "tls-keygen ticket [ -v ] [ -k count ] ticketfile",
-  ocsp: "tls-keygen ocsp [ -v ] [ -u url ] chainfile",
+  ocsp: "tls-keygen ocsp [ -v ] [ -u url ] chainfile|certdir",
 };
 
 /** The usage line for no command or an unknown one. */

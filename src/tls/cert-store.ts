@@ -2,9 +2,9 @@
 // the default pair, CERTFILE:name/KEYFILE:name per SNI name (with a one-label wildcard), and
 // CADIR/CAFILE for client certificates. Files are re-read when they change on disk, and all of
 // them on reload() (tcpserver's SIGHUP).
-import { readFileSync, readdirSync, realpathSync, statSync } from "node:fs";
+import { readFileSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { decodeOs, osFromBytes, osPath } from "../ucspi/os-string.ts";
+import { decodeOs, namesIn, osFromBytes, osPath } from "../ucspi/os-string.ts";
 import { X509Certificate, createHash } from "node:crypto";
 import { createSecureContext } from "node:tls";
 import type { SecureContext } from "node:tls";
@@ -226,7 +226,7 @@ export class CertStore {
     const expiries: Expiry[] = [];
     let entries: string[] = [];
     try {
-      entries = names(dir).filter((e) => !e.startsWith(".") && e !== "README");
+      entries = namesIn(dir).filter((e) => !e.startsWith(".") && e !== "README");
     } catch (error) {
       const missing = (error as NodeJS.ErrnoException).code === "ENOENT";
       if (!(missing && this.config.liveDirMadeByOrders))
@@ -697,16 +697,11 @@ export function readOrFail(file: string, what: string): Buffer {
 
 function readAll(dir: string): string[] {
   try {
-    return names(dir)
+    return namesIn(dir)
       .filter((f) => !f.startsWith("."))
       .map((f) => join(dir, f))
       .filter((f) => statSync(osPath(f)).isFile());
   } catch (error) {
     throw new FatalError(`unable to read CADIR ${dir}: ${causeText(error)}`, 111);
   }
-}
-
-/** The names in a directory, their bytes kept (Node's own strings make a bad byte U+FFFD). */
-function names(dir: string): string[] {
-  return readdirSync(osPath(dir), { encoding: "buffer" }).map(decodeOs);
 }

@@ -8,6 +8,8 @@
 // goes on as before; the bytes come back where they leave us: at a spawn (the native addon
 // encodes argv so, src/native/ucspi_native.c), at a file name (osPath) and in the environment,
 // whose values are byte strings (toBytes, src/ucspi/env.ts).
+import { readdirSync } from "node:fs";
+
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** The bytes as a string: UTF-8, each byte of no valid sequence escaped (U+DC80 + byte). */
@@ -92,4 +94,9 @@ export function shownOs(text: string): string {
   return text.replace(/(?<![\ud800-\udbff])[\udc80-\udcff]/g, (c) => {
     return `\\x${(c.charCodeAt(0) - 0xdc00).toString(16).padStart(2, "0")}`;
   });
+}
+
+/** The names in a directory, their bytes kept (Node's own strings make a bad byte U+FFFD). */
+export function namesIn(dir: string): string[] {
+  return readdirSync(osPath(dir), { encoding: "buffer" }).map(decodeOs);
 }

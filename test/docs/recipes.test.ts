@@ -571,7 +571,7 @@ const RECIPES: Record<string, Spec> = {
     once: true,
   },
   "tls-keygen leaf -C ca.pem -K ca.key --client -n alice alice.pem alice.key": { once: true },
-  'systemctl enable --now "ucspi-tls-ocsp@$(systemd-escape --path /etc/letsencrypt/live/example.org/fullchain.pem).timer"':
+  'systemctl enable --now "ucspi-tls-ocsp@$(systemd-escape --path /var/lib/ucspi-tls).timer"':
     { skip: SUPERVISORS },
   "CAFILE=ca.pem CERTFILE=www.pem KEYFILE=www.key tcpserver -R -H 0 8443 tlsd -y ucspi-demo": {
     serve: [

@@ -2,7 +2,15 @@
 // -port, from its own index) and written beside the chain file, where tlsd staples it. What is
 // not a response for this certificate leaves the file as it was.
 import assert from "node:assert/strict";
-import { readFileSync, statSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -178,4 +186,73 @@ test("refused before asking: no issuer after the leaf, no chain file, a URL that
   const usage = await keygen(["ocsp"]);
   assert.equal(usage.code, 100);
   assert.match(usage.stderr, /usage: tls-keygen ocsp \[ -v \] \[ -u url \] chainfile/);
+});
+
+test("given a CERTDIR: each NAME/fullchain.pem's response, a failure not stopping the others, a certificate that names no responder passed over; the worst outcome is the status", async () => {
+  const [goodPort, revokedPort, downPort] = [await freePort(), await freePort(), await freePort()];
+  const dir = join(pki.dir, "certdir");
+  /** NAME/fullchain.pem in the directory, as tlsd's CERTDIR and certbot's live/ have it. */
+  const inDir = (name: string, url: string) => {
+    const leaf = leafChain(pki, `dir-${name}`, url);
+    mkdirSync(join(dir, name), { recursive: true });
+    const chain = join(dir, name, "fullchain.pem");
+    copyFileSync(leaf.chain, chain);
+    return { chain, serial: leaf.serial };
+  };
+  const good = inDir("good.example", `http://127.0.0.1:${goodPort}/`);
+  const unnamed = inDir("unnamed.example", "");
+  const revoked = inDir("revoked.example", `http://127.0.0.1:${revokedPort}/`);
+  const down = inDir("down.example", `http://127.0.0.1:${downPort}/`);
+  // What tlsd passes over is passed over here too.
+  inDir(".hidden", "");
+  writeFileSync(join(dir, "README"), "certbot's\n");
+  const goodCa = await ocspResponder(pki, goodPort, good.serial, "V");
+  const revokedCa = await ocspResponder(pki, revokedPort, revoked.serial, "R");
+  try {
+    const r = await keygen(["ocsp", "-v", dir]);
+    assert.equal(r.code, 100, r.stderr);
+    const lines = r.stderr.split("\n").filter(Boolean);
+    assert.equal(lines.length, 4, r.stderr);
+    assert.match(
+      lines[0] ?? "",
+      /^tls-keygen: warning: unable to ask http:\/\/127\.0\.0\.1:\d+\/: /,
+    );
+    assert.match(
+      lines[1] ?? "",
+      /^tls-keygen: info: wrote .*\/good\.example\/fullchain\.pem\.ocsp: good until /,
+    );
+    assert.match(
+      lines[2] ?? "",
+      /^tls-keygen: warning: http:\/\/127\.0\.0\.1:\d+\/ answered for .*\/revoked\.example\/fullchain\.pem: it says the certificate is revoked/,
+    );
+    assert.equal(
+      lines[3],
+      `tls-keygen: info: passed over ${unnamed.chain}: its certificate names no OCSP responder`,
+    );
+    const status = (chain: string) =>
+      native().ocspCheck(readFileSync(`${chain}.ocsp`), readFileSync(chain)).status;
+    assert.equal(status(good.chain), "good");
+    assert.equal(status(revoked.chain), "revoked");
+    for (const none of [unnamed.chain, down.chain, join(dir, ".hidden/fullchain.pem")])
+      assert.equal(existsSync(`${none}.ocsp`), false, none);
+    // Without the revoked one, the responder that is down is the worst: 111, for a retry; the
+    // good response is written again, quietly without -v.
+    rmSync(join(dir, "revoked.example"), { recursive: true });
+    const retry = await keygen(["ocsp", dir]);
+    assert.equal(retry.code, 111, retry.stderr);
+    assert.match(
+      retry.stderr,
+      /^tls-keygen: warning: unable to ask http:\/\/127\.0\.0\.1:\d+\/: [^\n]*\n$/,
+    );
+    rmSync(join(dir, "down.example"), { recursive: true });
+    assert.deepEqual(await keygen(["ocsp", dir]), {
+      code: 0,
+      signal: null,
+      stdout: "",
+      stderr: "",
+    });
+  } finally {
+    goodCa.stop();
+    revokedCa.stop();
+  }
 });
