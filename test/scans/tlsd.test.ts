@@ -14,6 +14,11 @@
 // serves from the same engine and the same cipher list (its TLS 1.2 suites are the ECDSA
 // halves of the pairs); tlsd as a process of its own, spawned per connection by djb's
 // tcpserver, is the same stage (test/tlsd/stress.test.ts and tlsd.test.ts run it so).
+//
+// The two scans (this one and the wrapper's) are in test/scans/, not beside the programs' other
+// tests: node --test starts files in the order of their names, and these, among the longest of
+// the suite, started last under test/tlsd/ and test/starttls-wrapper/ and ran on alone at its
+// end.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";

@@ -1,7 +1,7 @@
 // testssl.sh's own STARTTLS client (-t PROTOCOL: its dialogue over bash's /dev/tcp, then its
 // handshakes and openssl's) against starttls-wrapper in front of a plaintext server: the
 // upgrade is found and made, and what it finds of the TLS behind it (protocols, the server's
-// cipher order, renegotiation) is OK or INFO, as for tlsd alone (test/tlsd/testssl.test.ts).
+// cipher order, renegotiation) is OK or INFO, as for tlsd alone (test/scans/tlsd.test.ts).
 //
 // Two dialogues, one of each family: SMTP (server-first lines) and PostgreSQL (binary, the
 // client first). What comes after the upgrade is the same TLS stage for every protocol. A scan
