@@ -236,7 +236,8 @@ function maintainerScripts(unitNames) {
     ...templates.filter((u) => u.endsWith(".timer")),
     ...templates.filter((u) => !u.endsWith(".timer")),
   ].map((u) => `'${u.replace("@.", "@*.")}'`);
-  const stop = [`deb-systemd-invoke stop ${plain.join(" ")}`];
+  const stop = [];
+  if (plain.length) stop.push(`deb-systemd-invoke stop ${plain.join(" ")}`);
   if (instances.length) stop.push(`systemctl --system stop ${instances.join(" ")}`);
   return {
     postinst: script('[ "$1" = configure ]', reload),

@@ -110,10 +110,12 @@ napi_value tls_ticket_keys(napi_env env, napi_callback_info info);
 napi_value tls_set_ticket_keys(napi_env env, napi_callback_info info);
 typedef struct ssl_ctx_st SSL_CTX;
 int tls_context_tickets(napi_env env, SSL_CTX *ctx, napi_value opts);
-/* tls-engine-ocsp.c: ocspCheck(der, chainPem), ocspRequest(chainPem); a context's opts.ocsp and opts.ocspUntil, the
- * response it staples (0, or -1 when they are not a Buffer and a number). */
+/* tls-engine-ocsp.c: ocspCheck(der, chainPem), ocspRequest(chainPem), ocspMustStaple(chainPem);
+ * a context's opts.ocsp and opts.ocspUntil, the response it staples (0, or -1 when they are not
+ * a Buffer and a number). */
 napi_value ocsp_check(napi_env env, napi_callback_info info);
 napi_value ocsp_request(napi_env env, napi_callback_info info);
+napi_value ocsp_must_staple(napi_env env, napi_callback_info info);
 int tls_context_ocsp(napi_env env, SSL_CTX *ctx, napi_value opts);
 /* tls-engine-gather.c: the relay's records gathered into one write a pass. gather_on puts a
  * buffer in front of the client's socket, gather_off takes it off once it is empty (both do

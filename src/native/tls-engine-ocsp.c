@@ -12,6 +12,10 @@
  * responders expect; no nonce, as responders that pre-sign ignore it) and gives the responder's
  * URL the leaf names (its first), or "".
  *
+ * ocspMustStaple(chainPem) says whether the chain's leaf carries the TLS Feature extension
+ * (RFC 7633) with status_request: "must staple", which clients that honour it enforce by
+ * refusing a handshake that brings no response.
+ *
  * A context made with opts.ocsp (that response) and opts.ocspUntil (its nextUpdate) gives it to
  * every client that asks (the status_request extension) until then; after that, none: the
  * client asks the CA itself, as it would without stapling. */
@@ -156,16 +160,25 @@ static X509 *leaf_and_issuer(STACK_OF(X509) *chain, void *pem, size_t len, X509 
   return leaf;
 }
 
-napi_value ocsp_request(napi_env env, napi_callback_info info) {
+/* The one argument of a call that takes a chain (PEM): -1 (a TypeError thrown, naming `usage`)
+ * when it is not a Buffer OpenSSL can read whole. */
+static int chain_arg(napi_env env, napi_callback_info info, const char *usage, void **pem,
+                     size_t *len) {
   size_t argc = 1;
-  napi_value arg, result = NULL, v;
-  CHECK(napi_get_cb_info(env, info, &argc, &arg, NULL, NULL));
+  napi_value arg;
+  if (napi_get_cb_info(env, info, &argc, &arg, NULL, NULL) != napi_ok || argc < 1 ||
+      get_buffer(env, arg, pem, len) != 0 || *len > INT_MAX) {
+    napi_throw_type_error(env, NULL, usage);
+    return -1;
+  }
+  return 0;
+}
+
+napi_value ocsp_request(napi_env env, napi_callback_info info) {
+  napi_value result = NULL, v;
   void *pem;
   size_t pem_len;
-  if (argc < 1 || get_buffer(env, arg, &pem, &pem_len) != 0 || pem_len > INT_MAX) {
-    napi_throw_type_error(env, NULL, "ocspRequest(chainPem: Buffer)");
-    return NULL;
-  }
+  if (chain_arg(env, info, "ocspRequest(chainPem: Buffer)", &pem, &pem_len) != 0) return NULL;
   const char *cause = NULL;
   STACK_OF(X509) *chain = sk_X509_new_null();
   OCSP_REQUEST *req = OCSP_REQUEST_new();
@@ -305,5 +318,30 @@ out:
   X509_STORE_free(none);
   sk_X509_pop_free(chain, X509_free);
   if (cause) napi_throw_error(env, NULL, cause);
+  return result;
+}
+
+/* TLS Feature values (RFC 7633, the TLS extension numbers) that ask for a stapled response. */
+#define FEATURE_STATUS_REQUEST 5
+#define FEATURE_STATUS_REQUEST_V2 17
+
+napi_value ocsp_must_staple(napi_env env, napi_callback_info info) {
+  napi_value result;
+  void *pem;
+  size_t pem_len;
+  if (chain_arg(env, info, "ocspMustStaple(chainPem: Buffer)", &pem, &pem_len) != 0) return NULL;
+  int must = 0;
+  BIO *b = BIO_new_mem_buf(pem, (int)pem_len);
+  X509 *leaf = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+  TLS_FEATURE *features = leaf ? X509_get_ext_d2i(leaf, NID_tlsfeature, NULL, NULL) : NULL;
+  for (int i = 0; features && i < sk_ASN1_INTEGER_num(features); i++) {
+    long feature = ASN1_INTEGER_get(sk_ASN1_INTEGER_value(features, i));
+    if (feature == FEATURE_STATUS_REQUEST || feature == FEATURE_STATUS_REQUEST_V2) must = 1;
+  }
+  sk_ASN1_INTEGER_pop_free(features, ASN1_INTEGER_free);
+  X509_free(leaf);
+  BIO_free(b);
+  ERR_clear_error();
+  CHECK(napi_get_boolean(env, must, &result));
   return result;
 }

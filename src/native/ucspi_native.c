@@ -1112,6 +1112,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"tlsSetTicketKeys", NULL, tls_set_ticket_keys, NULL, NULL, NULL, napi_default, NULL},
       {"ocspCheck", NULL, ocsp_check, NULL, NULL, NULL, napi_default, NULL},
       {"ocspRequest", NULL, ocsp_request, NULL, NULL, NULL, napi_default, NULL},
+      {"ocspMustStaple", NULL, ocsp_must_staple, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   loop_no_idle_metrics(env);

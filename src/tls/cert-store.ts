@@ -15,7 +15,7 @@ import { GROUPS, protocolOptions } from "./protocol.ts";
 import { native } from "../ucspi/native.ts";
 import type { TlsContext } from "../ucspi/native.ts";
 import { StampedRead, stampOf } from "./file-stamp.ts";
-import { ocspFileOf, stapleFrom, utcText } from "./ocsp-staple.ts";
+import { MUST_STAPLE, mustStapleUnmet, ocspFileOf, stapleFrom, utcText } from "./ocsp-staple.ts";
 import type { Staple, StapleRead } from "./ocsp-staple.ts";
 import { trustReads } from "../metrics/catalog.ts";
 import {
@@ -130,7 +130,15 @@ interface Loaded {
   stale?: boolean;
   /** The OCSP response it staples, for which leaf (DER), until when, and whether its end was
    * said. */
-  staple?: { file: string; der: Buffer; leaf: Buffer; until: number; endSaid?: boolean };
+  staple?: {
+    file: string;
+    der: Buffer;
+    leaf: Buffer;
+    until: number;
+    /** Its certificate must be served with one (TLS Feature status_request). */
+    mustStaple: boolean;
+    endSaid?: boolean;
+  };
 }
 
 /** Secure contexts for a configuration, rebuilt when one of their files changes. */
@@ -473,7 +481,7 @@ export class CertStore {
       if (staple && !staple.endSaid && now / 1000 >= staple.until) {
         staple.endSaid = true;
         this.notices.push(
-          `OCSP response ${staple.file} expired at ${utcText(staple.until)}: no longer stapled (a newer one is read when the file changes)`,
+          `OCSP response ${staple.file} expired at ${utcText(staple.until)}: no longer stapled (a newer one is read when the file changes)${staple.mustStaple ? `; ${MUST_STAPLE}` : ""}`,
         );
       }
     }
@@ -538,9 +546,13 @@ export class CertStore {
     }
     shareTickets(context, this.tickets);
     if (problem) this.notices.push(problem);
+    const mustStaple = native().ocspMustStaple(cert);
+    if (mustStaple && !staple) this.notices.push(mustStapleUnmet(pair.cert, ocspFile));
     const loaded: Loaded = { context, cert, files, stamps: stamps.join("|") };
-    if (staple)
-      loaded.staple = { file: ocspFile, der: staple.der, leaf: leafOf(cert), until: staple.until };
+    if (staple) {
+      const leaf = leafOf(cert);
+      loaded.staple = { file: ocspFile, der: staple.der, leaf, until: staple.until, mustStaple };
+    }
     if (engine) {
       loaded.engine = engine;
       this.engineCertificates.set(engine, cert);

@@ -49,6 +49,16 @@ export function stapleFrom(file: string, chain: Buffer): StapleRead {
   return { staple: { der, until: read.nextUpdate } };
 }
 
+/** What a "must staple" certificate (its TLS Feature extension asks for status_request, RFC
+ * 7633) served without its response costs. */
+export const MUST_STAPLE =
+  "its certificate must be served with one (TLS Feature status_request): clients that enforce that refuse the handshake";
+
+/** The line for a "must staple" certificate that has no response to staple. */
+export function mustStapleUnmet(certFile: string, file: string): string {
+  return `certificate ${certFile} must be served with its OCSP response (TLS Feature status_request), and none is stapled (${file}): clients that enforce that refuse the handshake`;
+}
+
 /** What a response that is not "good" says, in our words. */
 export function statusText(read: OcspStatus): string {
   if (read.status === "revoked")

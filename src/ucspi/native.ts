@@ -163,6 +163,9 @@ export interface Native {
   /** The OCSP request (DER) for a chain's leaf, and the responder URL the leaf names ("" for
    * none); an Error in our words for a chain without the leaf's issuer. */
   ocspRequest(chainPem: Buffer): { der: Buffer; url: string };
+  /** Whether the chain's leaf (PEM, first) must be served with its OCSP response: its TLS
+   * Feature extension (RFC 7633) asks for status_request. */
+  ocspMustStaple(chainPem: Buffer): boolean;
   /** SIGUSR1 reaches the main thread again (Node's --disable-sigusr1 leaves it blocked). */
   unblockSigusr1(): void;
 }

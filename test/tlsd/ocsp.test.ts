@@ -22,9 +22,12 @@ const PATH = `${BIN}:/usr/bin:/bin`;
 const HTTP = ["sh", "-c", 'printf "HTTP/1.0 200 OK\\r\\n\\r\\nstapled\\n"'];
 
 /** A leaf for localhost and NAME.test, in its chain file. */
-function chainedLeaf(name: string): Pair {
-  return chained(pki, pki.server(name, ["localhost", `${name}.test`]));
+function chainedLeaf(name: string, ext?: string): Pair {
+  return chained(pki, pki.server(name, ["localhost", `${name}.test`], ext));
 }
+
+/** RFC 7633's "must staple": the TLS Feature extension with status_request. */
+const MUST_STAPLE = "tlsfeature=status_request\n";
 
 /** openssl ocsp's answer for `leaf` (its chain file), the certificate valid or revoked: the
  * request made as a client makes it, answered from an index as a CA's responder does. */
@@ -346,8 +349,11 @@ test("tls-sniff | tlsd under djb's tcpserver (fd 0 a pipe, so node:tls serves): 
   }
 });
 
-test("a response is stapled until its nextUpdate and not after it, on either engine, and its end is said once", async () => {
-  const brief = chainedLeaf("ocsp-brief");
+test("a response is stapled until its nextUpdate and not after it, on either engine, and its end is said once; a must-staple certificate says what its absence costs", async () => {
+  // Must staple (RFC 7633): clients that enforce it refuse a handshake without the response.
+  const brief = chainedLeaf("ocsp-brief", MUST_STAPLE);
+  assert.equal(native().ocspMustStaple(readFileSync(brief.cert)), true);
+  assert.equal(native().ocspMustStaple(readFileSync(good.cert)), false);
   const servers = await Promise.all(
     ["native", "node"].map((engine) =>
       tlsdServer(ours("tcpserver"), ["--engine", engine], {
@@ -356,7 +362,16 @@ test("a response is stapled until its nextUpdate and not after it, on either eng
       }),
     ),
   );
+  const unmet = (s: { log: () => string }) =>
+    s
+      .log()
+      .split("\n")
+      .filter((l) => l.includes("must be served with its OCSP response"));
   try {
+    for (const s of servers)
+      assert.deepEqual(unmet(s), [
+        `tlsd: warning: certificate ${brief.cert} must be served with its OCSP response (TLS Feature status_request), and none is stapled (${brief.cert}.ocsp): clients that enforce that refuse the handshake`,
+      ]);
     // Valid for 12 s from now: each server staples it from its next look at the files.
     install(brief, pythonResponse(brief, "brief"));
     const { nextUpdate } = native().ocspCheck(
@@ -376,8 +391,10 @@ test("a response is stapled until its nextUpdate and not after it, on either eng
       assert.equal(said.length, 1, s.log());
       assert.match(
         s.log(),
-        /^tlsd: warning: OCSP response .*ocsp-brief\.chain\.pem\.ocsp expired at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: no longer stapled/m,
+        /^tlsd: warning: OCSP response .*ocsp-brief\.chain\.pem\.ocsp expired at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: no longer stapled \(a newer one is read when the file changes\); its certificate must be served with one \(TLS Feature status_request\): clients that enforce that refuse the handshake$/m,
       );
+      // The response read while it was valid: nothing more said of its absence meanwhile.
+      assert.equal(unmet(s).length, 1, s.log());
     }
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
@@ -438,5 +455,33 @@ test("ocspCheck reads any bytes without harm: a validity, or an Error in our wor
   assert.throws(
     () => native().ocspCheck(sound, readFileSync(pki.ca.cert)),
     /the certificate's issuer is not in its chain file/,
+  );
+});
+
+test("ocspMustStaple reads any bytes without harm: a leaf with status_request or status_request_v2 in its TLS Feature must staple, anything else is false", () => {
+  const must = readFileSync(chainedLeaf("ocsp-must", MUST_STAPLE).cert);
+  const v2 = readFileSync(chainedLeaf("ocsp-must-v2", "tlsfeature=status_request_v2\n").cert);
+  assert.equal(native().ocspMustStaple(must), true);
+  assert.equal(native().ocspMustStaple(v2), true);
+  assert.equal(native().ocspMustStaple(readFileSync(good.cert)), false);
+  assert.equal(native().ocspMustStaple(Buffer.alloc(0)), false);
+  const judged = (pem: Buffer) => assert.equal(typeof native().ocspMustStaple(pem), "boolean");
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => judged(Buffer.from(bytes))),
+    { numRuns: 300 },
+  );
+  // The must-staple chain with characters of its base64 changed, or cut short.
+  const base64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.nat(must.length - 1), fc.nat(base64.length - 1)), { maxLength: 6 }),
+      fc.nat(must.length),
+      (flips, keep) => {
+        const pem = Buffer.from(must);
+        for (const [at, c] of flips) if (pem[at] !== 0x0a) pem[at] = base64.charCodeAt(c);
+        judged(pem.subarray(0, keep));
+      },
+    ),
+    { numRuns: 300 },
   );
 });
