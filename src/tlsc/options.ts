@@ -13,7 +13,7 @@ import { quoted } from "../starttls-client/reader.ts";
 import { isHelloName } from "../starttls-client/text-replies.ts";
 
 export const USAGE =
-  "tlsc [ -S | -s ] [ -J | -j ] [ -Y | -y ] [ -Z | -z ] [ -v verbosity ] [ -K timeout ] [ -k servername ] [ -6 rfd ] [ -7 wfd ] [ --no-verify-cert ] [ --alpn list ] [ --mod-ssl ] [ --starttls protocol [ --plaintext-fallback ] [ --local-name name ] ] prog...";
+  "tlsc [ -S | -s ] [ -J | -j ] [ -Y | -y ] [ -Z | -z ] [ -v verbosity ] [ -K timeout ] [ -k servername ] [ -6 rfd ] [ -7 wfd ] [ --no-verify-cert ] [ --cert-status ] [ --alpn list ] [ --mod-ssl ] [ --starttls protocol [ --plaintext-fallback ] [ --local-name name ] ] prog...";
 
 export interface TlscOptions extends CommonTlsOptions {
   sendClientCert: boolean;
@@ -21,6 +21,8 @@ export interface TlscOptions extends CommonTlsOptions {
   readFd: number;
   writeFd: number;
   verify: boolean;
+  /** --cert-status: a good OCSP response for the server's certificate must be stapled. */
+  certStatus: boolean;
   /** --starttls: the protocol whose upgrade comes before the handshake. */
   starttls: string | undefined;
   plaintextFallback: boolean;
@@ -38,6 +40,7 @@ export function parseTlscArgs(args: readonly string[]): TlscOptions {
       "no-client-cert",
       "verify-cert",
       "no-verify-cert",
+      "cert-status",
       "servername=",
       "read-fd=",
       "write-fd=",
@@ -54,6 +57,7 @@ export function parseTlscArgs(args: readonly string[]): TlscOptions {
     readFd: 6,
     writeFd: 7,
     verify: true,
+    certStatus: false,
     starttls: undefined,
     plaintextFallback: false,
     localName: undefined,
@@ -75,6 +79,9 @@ export function parseTlscArgs(args: readonly string[]): TlscOptions {
         break;
       case "no-verify-cert":
         o.verify = false;
+        break;
+      case "cert-status":
+        o.certStatus = true;
         break;
       case "k":
       case "servername":
@@ -107,6 +114,10 @@ export function parseTlscArgs(args: readonly string[]): TlscOptions {
   }
   if (o.readFd < 3 || o.writeFd < 3)
     throw new UsageError("the network fds (-6, -7) must be 3 or more");
+  // The response's signer is checked against the server's issuer: a chain taken unverified
+  // would let any server vouch for itself.
+  if (o.certStatus && !o.verify)
+    throw new UsageError("--cert-status cannot go with --no-verify-cert");
   if ((o.plaintextFallback || o.localName !== undefined) && o.starttls === undefined)
     throw new UsageError("--plaintext-fallback and --local-name go with --starttls");
   if (o.plaintextFallback && o.starttls === "xmpp")

@@ -32,7 +32,7 @@ import { tlsIds } from "../ucspi/privileges.ts";
 import type { Stage, StageContext } from "../ucspi/stage.ts";
 import { USAGE, parseTlscArgs } from "./options.ts";
 import type { TlscOptions } from "./options.ts";
-import { verifyServer } from "./verify.ts";
+import { verifyServer, verifyStapled } from "./verify.ts";
 import { stageOptions } from "../ucspi/stage-options.ts";
 
 export const tlscStage: Stage = {
@@ -98,11 +98,17 @@ export const tlscStage: Stage = {
       ...(crl ? { crl } : {}),
       ...(client ?? {}),
       ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
+      ...(options.certStatus ? { requestOCSP: true } : {}),
     });
+    // Said by Node during the handshake (null when the server sent none), checked with the rest.
+    let stapled: Buffer | null | undefined;
+    if (options.certStatus)
+      tls.once("OCSPResponse", (response: Buffer | null) => (stapled = response));
     const verifiedName = serverName ?? address ?? "";
     const bound = { ...options, handshakeTimeoutMs: timeLeft(options.handshakeTimeoutMs, started) };
     const refused = await handshakeOrStatus(ctx, fatal, tls, "secureConnect", bound, () => {
       if (options.verify) verifyServer(tls, verifiedName, anchors);
+      if (options.certStatus) verifyStapled(tls, stapled);
     });
     if (refused !== undefined) return refused;
     const next = programEnv(env, options, tlsFacts(tls, options, "SERVER"));

@@ -1,8 +1,11 @@
 // tlsc's check of the server's certificate, done after the handshake in our own words: Node's
 // messages name its own fixes (`--use-system-ca`) and hide the name that did not match.
-import type { PeerCertificate, TLSSocket } from "node:tls";
+import { X509Certificate } from "node:crypto";
+import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from "node:tls";
 import { checkServerIdentity } from "node:tls";
 import type { TrustAnchors } from "../tls/cert-store.ts";
+import { statusText } from "../tls/ocsp-staple.ts";
+import { native } from "../ucspi/native.ts";
 
 /** OpenSSL's words for the chain errors a server's certificate meets in practice (Node reports
  * only the code); any other code is spelled out from its name. */
@@ -57,4 +60,28 @@ export function verifyServer(
   const cert = tls.getPeerCertificate();
   if (checkServerIdentity(name, cert))
     throw new Error(`the server certificate is not for ${name}: it is for ${namesOf(cert)}`);
+}
+
+/**
+ * --cert-status: throws, in our words, unless the server stapled a good OCSP response for its
+ * certificate, valid now, signed by the certificate's issuer (as verified: the trust store
+ * completes a chain the server sent short) or by a responder that issuer certified. The same
+ * check as tlsd's before it staples (ocspCheck).
+ */
+export function verifyStapled(tls: TLSSocket, response: Buffer | null | undefined): void {
+  if (!response || response.length === 0)
+    throw new Error("the server stapled no OCSP response (--cert-status)");
+  const leaf = tls.getPeerCertificate(true);
+  const issuer: DetailedPeerCertificate | undefined = leaf.issuerCertificate;
+  const chain = [leaf, ...(issuer && issuer !== leaf ? [issuer] : [])]
+    .map((c) => new X509Certificate(c.raw).toString())
+    .join("");
+  let read;
+  try {
+    read = native().ocspCheck(response, Buffer.from(chain));
+  } catch (error) {
+    throw new Error(`the server's stapled OCSP response is refused: ${(error as Error).message}`);
+  }
+  if (read.status !== "good")
+    throw new Error(`the server's stapled OCSP response is refused: ${statusText(read)}`);
 }

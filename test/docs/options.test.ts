@@ -180,6 +180,9 @@ const PROBES: Record<string, Probe | undefined> = {
   },
   tlsd: { tail: [], refusal: NO_PROGRAM, values: { "--alpn": "h2", "--engine": "node" } },
   tlsc: {
+    // --cert-status is refused beside --no-verify-cert, which the page lists before it: a run
+    // of its own.
+    head: (option) => (option === "--cert-status" ? ["--verify-cert"] : []),
     tail: [],
     refusal: NO_PROGRAM,
     values: {

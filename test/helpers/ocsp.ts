@@ -83,3 +83,30 @@ export async function ocspResponder(
   });
   return { stop: () => child.kill() };
 }
+
+/** openssl ocsp's answer for `leaf` (its chain file), the certificate valid or revoked: the
+ * request made as a client makes it, answered from an index as a CA's responder does. */
+export function opensslResponse(pki: TestPki, leaf: Pair, status: "valid" | "revoked"): Buffer {
+  const dir = pki.dir;
+  const serial = serialOf(leaf.cert);
+  const index = join(dir, `${serial}.index`);
+  writeOcspIndex(index, serial, status === "revoked" ? "R" : "V");
+  const request = join(dir, `${serial}.req`);
+  const out = join(dir, `${serial}-${status}.der`);
+  const ca = pki.ca.cert;
+  const quiet = { stdio: ["ignore", "ignore", "pipe"] as ("ignore" | "pipe")[] };
+  execFileSync(
+    "openssl",
+    ["ocsp", "-issuer", ca, "-cert", leaf.cert, "-reqout", request, "-no_nonce"],
+    quiet,
+  );
+  execFileSync(
+    "openssl",
+    [
+      ...["ocsp", "-index", index, "-CA", ca, "-rsigner", ca, "-rkey", pki.ca.key],
+      ...["-reqin", request, "-respout", out, "-ndays", "1", "-resp_no_certs"],
+    ],
+    quiet,
+  );
+  return readFileSync(out);
+}

@@ -3,12 +3,12 @@
 // tlsd on ::1, verified by its IP SAN. Certificates made by our tls-keygen.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
 import { before, test } from "node:test";
-import { freePort, startStunnel } from "../helpers/interop.ts";
+import { startStunnel } from "../helpers/interop.ts";
 import { keygenOk, workDir } from "../helpers/keygen.ts";
 import { BIN, ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
+import { sServer as sServerOf } from "../helpers/s-server.ts";
 
 const PATH = `${BIN}:/usr/bin:/bin`;
 const CLIENT_IO = `${ROOT}/test/fixtures/client-io`;
@@ -161,35 +161,8 @@ test("IPv6: tcpclient + tlsc to ::1 without -k verify the IP SAN ::1 (and refuse
   }
 });
 
-/** openssl s_server -rev for one connection, with these extra arguments. */
-async function sServer(extra: readonly string[]): Promise<{ port: number; child: ChildProcess }> {
-  const port = await freePort();
-  const child = spawn(
-    "openssl",
-    [
-      "s_server",
-      "-accept",
-      `127.0.0.1:${port}`,
-      "-cert",
-      leaf.cert,
-      "-key",
-      leaf.key,
-      "-rev",
-      "-naccept",
-      "1",
-      ...extra,
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let out = "";
-  child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
-  await waitFor(
-    () => (/ACCEPT/.test(out) ? true : undefined),
-    10_000,
-    () => `s_server: ${out}`,
-  );
-  return { port, child };
-}
+/** openssl s_server -rev for one connection, serving `leaf`, with these extra arguments. */
+const sServer = (extra: readonly string[]) => sServerOf(leaf.cert, leaf.key, extra);
 
 test("ALPN: tlsc --alpn against openssl s_server -alpn exports the protocol the server chose", async () => {
   for (const [serverList, clientList, expected] of [

@@ -1,48 +1,15 @@
 // tlsc with real peers: openssl s_server, our tcpserver + tlsd; under our tcpclient (in-process)
 // and djb's (a process of its own). Verification is on by default and never falls back.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
 import { test } from "node:test";
 import { BIN, djb, ours, run } from "../helpers/programs.ts";
-import { startServer, waitFor } from "../helpers/server.ts";
+import { startServer } from "../helpers/server.ts";
+import { sServer } from "../helpers/s-server.ts";
 import { makePki } from "../helpers/certs.ts";
-import { freePort } from "../helpers/interop.ts";
 
 const pki = makePki();
 const server = pki.server("localhost", ["localhost", "127.0.0.1"]);
 const PATH = `${BIN}:/usr/bin:/bin`;
-
-/** openssl s_server with -rev (it answers each line reversed), for one connection. */
-async function sServer(cert: string, key: string): Promise<{ port: number; child: ChildProcess }> {
-  const port = await freePort();
-  const child = spawn(
-    "openssl",
-    [
-      "s_server",
-      "-accept",
-      `127.0.0.1:${port}`,
-      "-cert",
-      cert,
-      "-key",
-      key,
-      "-rev",
-      "-naccept",
-      "1",
-    ],
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let out = "";
-  child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
-  await waitFor(
-    () => (/ACCEPT/.test(out) ? true : undefined),
-    10_000,
-    () => `s_server: ${out}`,
-  );
-  return { port, child };
-}
 
 const SCRIPT =
   'echo "$SSL_PROTOCOL $SSL_TLS_SNI_SERVERNAME ${CAFILE-nocafile}"; echo hello >&7; head -c 6 <&6';

@@ -11,7 +11,7 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { native } from "../../src/ucspi/native.ts";
 import { makePki } from "../helpers/certs.ts";
-import { chained, serialOf, writeOcspIndex } from "../helpers/ocsp.ts";
+import { chained, opensslResponse } from "../helpers/ocsp.ts";
 import type { Pair } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
 import { BIN, ROOT, TLSD_UNDER, djb, ours, run } from "../helpers/programs.ts";
@@ -28,33 +28,6 @@ function chainedLeaf(name: string, ext?: string): Pair {
 
 /** RFC 7633's "must staple": the TLS Feature extension with status_request. */
 const MUST_STAPLE = "tlsfeature=status_request\n";
-
-/** openssl ocsp's answer for `leaf` (its chain file), the certificate valid or revoked: the
- * request made as a client makes it, answered from an index as a CA's responder does. */
-function opensslResponse(leaf: Pair, status: "valid" | "revoked"): Buffer {
-  const dir = pki.dir;
-  const serial = serialOf(leaf.cert);
-  const index = join(dir, `${serial}.index`);
-  writeOcspIndex(index, serial, status === "revoked" ? "R" : "V");
-  const request = join(dir, `${serial}.req`);
-  const out = join(dir, `${serial}-${status}.der`);
-  const ca = pki.ca.cert;
-  const quiet = { stdio: ["ignore", "ignore", "pipe"] as ("ignore" | "pipe")[] };
-  execFileSync(
-    "openssl",
-    ["ocsp", "-issuer", ca, "-cert", leaf.cert, "-reqout", request, "-no_nonce"],
-    quiet,
-  );
-  execFileSync(
-    "openssl",
-    [
-      ...["ocsp", "-index", index, "-CA", ca, "-rsigner", ca, "-rkey", pki.ca.key],
-      ...["-reqin", request, "-respout", out, "-ndays", "1", "-resp_no_certs"],
-    ],
-    quiet,
-  );
-  return readFileSync(out);
-}
 
 /** python3-cryptography's response of this kind (test/fixtures/ocsp-response.py). */
 function pythonResponse(leaf: Pair, kind: string): Buffer {
@@ -132,7 +105,7 @@ async function ocspGauge(port: number): Promise<Map<string, number>> {
 }
 
 const good = chainedLeaf("ocsp-good");
-install(good, opensslResponse(good, "valid"));
+install(good, opensslResponse(pki, good, "valid"));
 
 for (const [how, file] of TLSD_UNDER) {
   test(`${how}: a good response beside CERTFILE is stapled on TLS 1.3 and 1.2, and curl --cert-status takes it`, async () => {
@@ -179,8 +152,16 @@ test("responses that may not be stapled are left out, each with one line naming 
     const leaf = chainedLeaf(`ocsp-${name}`);
     cases.push([name, leaf, der(leaf), why]);
   };
-  add("revoked", (l) => opensslResponse(l, "revoked"), /says the certificate is revoked \(since /);
-  add("others", () => opensslResponse(other, "valid"), /holds no status for this certificate$/);
+  add(
+    "revoked",
+    (l) => opensslResponse(pki, l, "revoked"),
+    /says the certificate is revoked \(since /,
+  );
+  add(
+    "others",
+    () => opensslResponse(pki, other, "valid"),
+    /holds no status for this certificate$/,
+  );
   add(
     "expired",
     (l) => pythonResponse(l, "expired"),
@@ -191,7 +172,7 @@ test("responses that may not be stapled are left out, each with one line naming 
   add(
     "tampered",
     (l) => {
-      const der = opensslResponse(l, "valid");
+      const der = opensslResponse(pki, l, "valid");
       der[der.length - 2] = (der[der.length - 2] ?? 0) ^ 0x55; // inside the signature
       return der;
     },
@@ -269,7 +250,7 @@ test("a response written while the server runs is stapled from the next look at 
   try {
     assert.equal(await stapled(s.port), "none");
     assert.equal((await ocspGauge(metrics)).size, 0);
-    const response = opensslResponse(later, "valid");
+    const response = opensslResponse(pki, later, "valid");
     install(later, response);
     // tlsd looks at its files again at most once a second, when a client comes.
     await until(async () => (await stapled(s.port)) === "good");
@@ -286,7 +267,7 @@ test("a response written while the server runs is stapled from the next look at 
     );
     assert.equal(await stapled(s.port), "good");
     assert.deepEqual([...(await ocspGauge(metrics))], [[`${later.cert}.ocsp`, nextUpdate]]);
-    install(later, opensslResponse(later, "revoked"));
+    install(later, opensslResponse(pki, later, "revoked"));
     await until(async () => (await stapled(s.port)) === "none");
     assert.equal((await ocspGauge(metrics)).size, 0);
     await stapled(s.port);
