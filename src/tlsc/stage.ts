@@ -98,17 +98,19 @@ export const tlscStage: Stage = {
       ...(crl ? { crl } : {}),
       ...(client ?? {}),
       ...(options.alpn ? { ALPNProtocols: options.alpn } : {}),
-      ...(options.certStatus ? { requestOCSP: true } : {}),
+      // A verifying client asks for the server's OCSP response: a must-staple certificate
+      // needs it, and a revocation it tells is not passed over (verifyStapled).
+      ...(options.verify ? { requestOCSP: true } : {}),
     });
     // Said by Node during the handshake (null when the server sent none), checked with the rest.
     let stapled: Buffer | null | undefined;
-    if (options.certStatus)
-      tls.once("OCSPResponse", (response: Buffer | null) => (stapled = response));
+    if (options.verify) tls.once("OCSPResponse", (response: Buffer | null) => (stapled = response));
     const verifiedName = serverName ?? address ?? "";
     const bound = { ...options, handshakeTimeoutMs: timeLeft(options.handshakeTimeoutMs, started) };
     const refused = await handshakeOrStatus(ctx, fatal, tls, "secureConnect", bound, () => {
-      if (options.verify) verifyServer(tls, verifiedName, anchors);
-      if (options.certStatus) verifyStapled(tls, stapled);
+      if (!options.verify) return;
+      verifyServer(tls, verifiedName, anchors);
+      verifyStapled(tls, stapled, options.certStatus);
     });
     if (refused !== undefined) return refused;
     const next = programEnv(env, options, tlsFacts(tls, options, "SERVER"));

@@ -63,25 +63,45 @@ export function verifyServer(
 }
 
 /**
- * --cert-status: throws, in our words, unless the server stapled a good OCSP response for its
- * certificate, valid now, signed by the certificate's issuer (as verified: the trust store
- * completes a chain the server sent short) or by a responder that issuer certified. The same
- * check as tlsd's before it staples (ocspCheck).
+ * The server's stapled OCSP response, checked after the chain and the name (a verified issuer
+ * to check it against), as tlsd checks one before it staples it (ocspCheck): valid now, for
+ * the certificate, signed by its issuer (as verified: the trust store completes a chain the
+ * server sent short) or by a responder that issuer certified. Throws, in our words:
+ * - with `required` (--cert-status), unless it is such a response saying `good`;
+ * - for a certificate that must be stapled (its TLS Feature extension asks for
+ *   status_request, RFC 7633), the same: the server promised one;
+ * - otherwise only when it is such a response saying `revoked`: the CA's own word, which no
+ *   client should pass over once it has it. A response that is no good is ignored then, as
+ *   there was none.
  */
-export function verifyStapled(tls: TLSSocket, response: Buffer | null | undefined): void {
-  if (!response || response.length === 0)
-    throw new Error("the server stapled no OCSP response (--cert-status)");
+export function verifyStapled(
+  tls: TLSSocket,
+  response: Buffer | null | undefined,
+  required: boolean,
+): void {
   const leaf = tls.getPeerCertificate(true);
   const issuer: DetailedPeerCertificate | undefined = leaf.issuerCertificate;
-  const chain = [leaf, ...(issuer && issuer !== leaf ? [issuer] : [])]
-    .map((c) => new X509Certificate(c.raw).toString())
-    .join("");
+  const chain = Buffer.from(
+    [leaf, ...(issuer && issuer !== leaf ? [issuer] : [])]
+      .map((c) => new X509Certificate(c.raw).toString())
+      .join(""),
+  );
+  const why = required
+    ? " (--cert-status)"
+    : native().ocspMustStaple(chain)
+      ? ", and its certificate must be served with one (TLS Feature status_request)"
+      : undefined;
+  if (!response || response.length === 0) {
+    if (why !== undefined) throw new Error(`the server stapled no OCSP response${why}`);
+    return;
+  }
   let read;
   try {
-    read = native().ocspCheck(response, Buffer.from(chain));
+    read = native().ocspCheck(response, chain);
   } catch (error) {
+    if (why === undefined) return;
     throw new Error(`the server's stapled OCSP response is refused: ${(error as Error).message}`);
   }
-  if (read.status !== "good")
-    throw new Error(`the server's stapled OCSP response is refused: ${statusText(read)}`);
+  if (read.status === "good" || (why === undefined && read.status !== "revoked")) return;
+  throw new Error(`the server's stapled OCSP response is refused: ${statusText(read)}`);
 }

@@ -1,7 +1,9 @@
-// tlsc --cert-status: the server must staple a good OCSP response for its certificate, or the
-// session ends before the program runs (exit 98, one line). Servers: our tcpserver + tlsd
-// (which staples only good responses), and openssl s_server -status_file, which staples any
-// file it is given (revoked, another certificate's). Responses from openssl ocsp, offline.
+// tlsc and the server's stapled OCSP response: with --cert-status a good one must come, or the
+// session ends before the program runs (exit 98, one line); without it, a response that says
+// revoked still ends it, and so does a must-staple certificate served without a good one.
+// Servers: our tcpserver + tlsd (which staples only good responses), and openssl s_server
+// -status_file, which staples any file it is given (revoked, another certificate's). Responses
+// from openssl ocsp, offline.
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { test } from "node:test";
@@ -70,7 +72,7 @@ test("a chain sent short (the leaf alone): the issuer from CAFILE checks the res
   }
 });
 
-test("no response, a revoked one, another certificate's, a tryLater: the session ends before the program runs, exit 98, one line naming why; without --cert-status, none is asked for", async () => {
+test("--cert-status: no response, a revoked one, another certificate's, a tryLater: the session ends before the program runs, exit 98, one line naming why", async () => {
   const cases: [string, string[], RegExp][] = [
     ["none", [], /^tlsc: fatal: the server stapled no OCSP response \(--cert-status\)$/],
     [
@@ -101,13 +103,62 @@ test("no response, a revoked one, another certificate's, a tryLater: the session
       s.child.kill();
     }
   }
-  // tlsc's default asks for no response, so a revoked one is never seen.
-  const s = await sServer(chain.cert, chain.key, ["-status_file", responseFile("r2", revoked)]);
-  try {
-    const r = await client(ours("tcpclient"), s.port);
-    assert.deepEqual([r.code, r.stdout, r.stderr], [0, "hello\n", ""]);
-  } finally {
-    s.child.kill();
+});
+
+test("without --cert-status: a stapled response that says revoked still ends the session; one that is no good is passed over, as none; --no-verify-cert asks for none", async () => {
+  const revokedFile = responseFile("revoked-default", revoked);
+  const runs: [string, string[], string[], number, RegExp][] = [
+    [
+      "revoked",
+      ["-status_file", revokedFile],
+      [],
+      98,
+      /^tlsc: fatal: the server's stapled OCSP response is refused: it says the certificate is revoked \(since [^)]*\)\n$/,
+    ],
+    ["other", ["-status_file", responseFile("other-default", other)], [], 0, /^$/],
+    ["none", [], [], 0, /^$/],
+    ["revoked, unverified", ["-status_file", revokedFile], ["--no-verify-cert"], 0, /^$/],
+  ];
+  for (const [name, extra, more, code, stderr] of runs) {
+    const s = await sServer(chain.cert, chain.key, extra);
+    try {
+      const r = await client(ours("tcpclient"), s.port, more);
+      assert.equal(r.code, code, `${name}: ${r.stderr}`);
+      assert.match(r.stderr, stderr, name);
+      assert.equal(r.stdout, code === 0 ? "hello\n" : "", name);
+    } finally {
+      s.child.kill();
+    }
+  }
+});
+
+test("a must-staple certificate (TLS Feature status_request): served without a good response, the session ends even without --cert-status; with one, it runs", async () => {
+  const must = chained(pki, pki.server("must", ["localhost"], "tlsfeature=status_request\n"));
+  const mustGood = responseFile("must-good", opensslResponse(pki, must, "valid"));
+  const runs: [string, string[], number, RegExp][] = [
+    [
+      "none",
+      [],
+      98,
+      /^tlsc: fatal: the server stapled no OCSP response, and its certificate must be served with one \(TLS Feature status_request\)\n$/,
+    ],
+    [
+      "another certificate's",
+      ["-status_file", responseFile("must-other", good)],
+      98,
+      /^tlsc: fatal: the server's stapled OCSP response is refused: it holds no status for this certificate\n$/,
+    ],
+    ["good", ["-status_file", mustGood], 0, /^$/],
+  ];
+  for (const [name, extra, code, stderr] of runs) {
+    const s = await sServer(must.cert, must.key, extra);
+    try {
+      const r = await client(ours("tcpclient"), s.port);
+      assert.equal(r.code, code, `${name}: ${r.stderr}`);
+      assert.match(r.stderr, stderr, name);
+    } finally {
+      s.child.kill();
+    }
   }
 });
 
