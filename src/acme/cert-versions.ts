@@ -9,6 +9,7 @@ import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync } fr
 import { join } from "node:path";
 import { writeFilesAtomic } from "../files/atomic-write.ts";
 import { osPath } from "../ucspi/os-string.ts";
+import { CHAIN_FILE, KEY_FILE } from "../tls/cert-dir.ts";
 
 const VERSIONS = ".versions";
 /** The current version and the one before it stay. */
@@ -28,8 +29,8 @@ export function installCertificate(
   const dir = join(versions, version);
   mkdirSync(osPath(dir), { mode: 0o755 });
   writeFilesAtomic([
-    { path: join(dir, "privkey.pem"), data: key, mode: 0o600 },
-    { path: join(dir, "fullchain.pem"), data: chain, mode: 0o644 },
+    { path: join(dir, KEY_FILE), data: key, mode: 0o600 },
+    { path: join(dir, CHAIN_FILE), data: chain, mode: 0o644 },
   ]);
   const link = join(cacheDir, name);
   // A directory of an older tlsd (or one made by hand) is moved aside once: a symlink cannot

@@ -9,6 +9,7 @@ import type { SecureContext } from "node:tls";
 import { acmeOrders } from "../metrics/catalog.ts";
 import { causeText } from "../ucspi/errors.ts";
 import { osPath } from "../ucspi/os-string.ts";
+import { CHAIN_FILE } from "../tls/cert-dir.ts";
 import type { AcmeConfig } from "./config.ts";
 import { Issuer } from "./issuer.ts";
 import { Ledger, REFRESH_MS, STALE_MS, mtimeOf } from "./ledger.ts";
@@ -126,7 +127,7 @@ export class OnDemand {
     if (times) return times;
     try {
       const cert = new X509Certificate(
-        readFileSync(osPath(join(this.config.cacheDir, name, "fullchain.pem"))),
+        readFileSync(osPath(join(this.config.cacheDir, name, CHAIN_FILE))),
       );
       const from = Date.parse(cert.validFrom);
       const to = Date.parse(cert.validTo);
@@ -199,7 +200,7 @@ export class OnDemand {
    * this one's client was refused without a cause). */
   private otherOrder(name: string): Promise<void> {
     this.log(`tlsd: info: acme: ${name}: being ordered by another tlsd; waiting for it\n`);
-    const file = join(this.config.cacheDir, name, "fullchain.pem");
+    const file = join(this.config.cacheDir, name, CHAIN_FILE);
     const before = mtimeOf(file);
     const started = Date.now();
     return new Promise((resolve, reject) => {

@@ -14,7 +14,8 @@ import { writeFileAtomic } from "../files/atomic-write.ts";
 import { ocspFileOf, statusText, utcText } from "../tls/ocsp-staple.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
-import { namesIn, osPath } from "../ucspi/os-string.ts";
+import { osPath } from "../ucspi/os-string.ts";
+import { CHAIN_FILE, certificateNames } from "../tls/cert-dir.ts";
 import type { OcspStatus } from "../ucspi/native.ts";
 import { checkOutput, readInput } from "./files.ts";
 import type { OcspOptions } from "./options.ts";
@@ -55,14 +56,12 @@ function certificatesIn(path: string): string[] | undefined {
   let entries: string[];
   try {
     if (!statSync(osPath(path)).isDirectory()) return undefined;
-    entries = namesIn(path);
+    entries = certificateNames(path);
   } catch {
     return undefined; // what reading it as a chain file says
   }
   return entries
-    .filter((name) => !name.startsWith(".") && name !== "README")
-    .sort()
-    .map((name) => join(path, name, "fullchain.pem"))
+    .map((name) => join(path, name, CHAIN_FILE))
     .filter((chain) => {
       try {
         return statSync(osPath(chain)).isFile();

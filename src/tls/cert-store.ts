@@ -15,6 +15,7 @@ import { GROUPS, protocolOptions } from "./protocol.ts";
 import { native } from "../ucspi/native.ts";
 import type { TlsContext } from "../ucspi/native.ts";
 import { StampedRead, stampOf } from "./file-stamp.ts";
+import { CHAIN_FILE, KEY_FILE, certificateNames } from "./cert-dir.ts";
 import { MUST_STAPLE, mustStapleUnmet, ocspFileOf, stapleFrom, utcText } from "./ocsp-staple.ts";
 import type { Staple, StapleRead } from "./ocsp-staple.ts";
 import { trustReads } from "../metrics/catalog.ts";
@@ -234,13 +235,13 @@ export class CertStore {
     const expiries: Expiry[] = [];
     let entries: string[] = [];
     try {
-      entries = namesIn(dir).filter((e) => !e.startsWith(".") && e !== "README");
+      entries = certificateNames(dir);
     } catch (error) {
       const missing = (error as NodeJS.ErrnoException).code === "ENOENT";
       if (!(missing && this.config.liveDirMadeByOrders))
         throw new FatalError(`unable to read CERTDIR ${dir}: ${causeText(error)}`, 111);
     }
-    for (const entry of entries.sort()) {
+    for (const entry of entries) {
       let names = [entry.toLowerCase()];
       try {
         // Resolved once: where NAME is a symlink to a version (tlsd's own orders), the key
@@ -249,12 +250,12 @@ export class CertStore {
         const real = decodeOs(
           realpathSync.native(osPath(join(dir, entry)), { encoding: "buffer" }),
         );
-        const pair = { cert: join(real, "fullchain.pem"), key: join(real, "privkey.pem") };
+        const pair = { cert: join(real, CHAIN_FILE), key: join(real, KEY_FILE) };
         const certificate = new X509Certificate(readFileSync(osPath(pair.cert)));
         const san = certificate.subjectAltName ?? "";
         expiries.push({
           name: entry,
-          file: join(dir, entry, "fullchain.pem"),
+          file: join(dir, entry, CHAIN_FILE),
           notAfter: epochSeconds(certificate),
         });
         names = names.concat(
