@@ -45,6 +45,8 @@ export interface AcmeConfig {
    * 80, from the key authorizations written to httpDir). */
   challenge: "tls-alpn-01" | "http-01";
   httpDir: string;
+  /** ACME_PROFILE: the certificate profile asked for (draft-aaron-acme-profiles), if any. */
+  profile: string | undefined;
 }
 
 /** Where http-01 key authorizations are written, for acme-challenge to answer with: beside
@@ -86,6 +88,9 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     if (!isSniPattern(name) || !name.replace(/^\*\./, "").includes("."))
       throw new FatalError(`ACME_NAMES: not a host name or *.name: '${name}'`, EXIT_CONFIG);
   }
+  const profile = env["ACME_PROFILE"] || undefined;
+  if (profile !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(profile))
+    throw new FatalError(`ACME_PROFILE: a profile's name, not '${profile}'`, EXIT_CONFIG);
   const cacheDir = resolve(osFromBytes(certDir));
   const challenge = env["ACME_CHALLENGE"] ?? "tls-alpn-01";
   if (challenge !== "tls-alpn-01" && challenge !== "http-01")
@@ -108,6 +113,7 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     renewBeforeMs: env["ACME_RENEW_BEFORE"] ? count(env, "ACME_RENEW_BEFORE", 0) * 1000 : undefined,
     challenge,
     httpDir: httpChallengeDir(cacheDir),
+    profile,
   };
 }
 

@@ -13,6 +13,8 @@ import { osPath } from "../ucspi/os-string.ts";
 import { installCertificate } from "./cert-versions.ts";
 import type * as AcmeClient from "acme-client";
 import type { AcmeConfig } from "./config.ts";
+import { certificateId, nextAsk, parseRenewalInfo, retryAfterSeconds } from "./renewal-info.ts";
+import type { RenewalWindow } from "./renewal-info.ts";
 
 type Acme = typeof AcmeClient;
 type Client = InstanceType<Acme["Client"]>;
@@ -35,14 +37,6 @@ const CA_MAX_ANSWER = 1024 * 1024;
  * fails and the next client's orders anew (within ACME_RATE). */
 const MAX_RETRY_AFTER_S = 10;
 
-/** Retry-After in seconds: a number of seconds or an HTTP date; 0 for none or no sense. */
-function retryAfterSeconds(value: unknown): number {
-  if (typeof value !== "string") return 0;
-  if (/^\s*\d+\s*$/.test(value)) return Number(value);
-  const when = Date.parse(value);
-  return Number.isNaN(when) ? 0 : Math.max(0, Math.ceil((when - Date.now()) / 1000));
-}
-
 let bounded = false;
 
 /** Each request to the CA gets CA_TIMEOUT_MS and CA_MAX_ANSWER. acme-client's handler of failed requests ends
@@ -58,13 +52,16 @@ function boundRequests(acme: Acme): void {
       const failed = error as {
         response?: unknown;
         code?: string;
-        config?: { retryAttempt?: number };
+        config?: { retryAttempt?: number; retryValidateStatus?: (status?: number) => boolean };
       };
       if (failed.response !== undefined) {
         // acme-client would wait as long as the CA asks, the name's order (and its lock) with
         // it: a day for `Retry-After: 86400`, and at once for a wait past setTimeout's range.
+        // (Every answer comes this way, acme-client's validation after ours: one it takes, such
+        // as ARI's with its Retry-After for the next question, is not a wait.)
         const answer = failed.response as { status?: number; headers?: Record<string, unknown> };
-        const wait = retryAfterSeconds(answer.headers?.["retry-after"]);
+        if (failed.config?.retryValidateStatus?.(answer.status)) return Promise.reject(error);
+        const wait = retryAfterSeconds(answer.headers?.["retry-after"], Date.now()) ?? 0;
         if (wait > MAX_RETRY_AFTER_S)
           return Promise.reject(
             new Error(`the CA asks to wait ${wait} s before trying again (HTTP ${answer.status})`),
@@ -123,6 +120,39 @@ function checkIssued(name: string, key: Buffer | string, chain: string): void {
     throw new Error(`the CA's certificate is not for ${name}`);
 }
 
+/** How long the CA's directory read for renewalInfo and profiles is kept. */
+const DIRECTORY_MS = 3_600_000;
+
+interface Directory {
+  renewalInfo?: unknown;
+  meta?: { profiles?: unknown };
+}
+
+export interface RenewalInfo {
+  certificateId: string;
+  window: RenewalWindow;
+  /** When to ask again (the CA's Retry-After, bounded). */
+  askAgainAt: number;
+}
+
+/** The client, its new orders carrying `fields` too (ACME profiles, ARI's replaces), for its
+ * auto(), which makes the order itself from the CSR's names alone. A CA that refuses the
+ * order with `replaces` (the certificate was replaced already: RFC 9773's alreadyReplaced) is
+ * asked once more without it. */
+function withOrderFields(client: Client, fields: Record<string, string>): Client {
+  if (Object.keys(fields).length === 0) return client;
+  const { replaces, ...rest } = fields;
+  const order = (data: object) => client.createOrder({ ...data, ...rest } as never);
+  return Object.create(client, {
+    createOrder: {
+      value: (data: object) =>
+        replaces === undefined
+          ? order(data)
+          : client.createOrder({ ...data, ...rest, replaces } as never).catch(() => order(data)),
+    },
+  }) as Client;
+}
+
 export class Issuer {
   private readonly config: AcmeConfig;
   /** Challenge certificates by name, while an order for that name is being validated. */
@@ -130,6 +160,8 @@ export class Issuer {
   /** The same as PEM (its key, then its certificate), for the native TLS engine's context. */
   private readonly challengePems = new Map<string, Buffer>();
   private client: Promise<{ acme: Acme; client: Client }> | undefined;
+  private acme: Promise<Acme> | undefined;
+  private directoryRead: { at: number; directory: Directory } | undefined;
 
   constructor(config: AcmeConfig) {
     this.config = config;
@@ -164,14 +196,19 @@ export class Issuer {
   }
 
   /** Orders a certificate for `name` and writes it to the cache (NAME/privkey.pem, 0600, and
-   * NAME/fullchain.pem, switched as one: cert-versions.ts); resolves once both are in place. */
-  async issue(name: string): Promise<void> {
+   * NAME/fullchain.pem, switched as one: cert-versions.ts); resolves once both are in place.
+   * replaces: the ARI identifier of the certificate it renews. */
+  async issue(name: string, replaces?: string): Promise<void> {
     const { acme, client } = await this.ready();
+    if (this.config.profile) await this.checkProfile(this.config.profile);
     const [key, csr] = await acme.crypto.createCsr(
       { commonName: name, altNames: [name] },
       await acme.crypto.createPrivateEcdsaKey(),
     );
-    const chain = await client.auto({
+    const chain = await withOrderFields(client, {
+      ...(this.config.profile ? { profile: this.config.profile } : {}),
+      ...(replaces ? { replaces } : {}),
+    }).auto({
       csr,
       termsOfServiceAgreed: true,
       challengePriority: [this.config.challenge],
@@ -219,7 +256,36 @@ export class Issuer {
    * account, and the CA refuses the second). */
   private ready(): Promise<{ acme: Acme; client: Client }> {
     this.client ??= (async () => {
-      // Loaded with the first order: a tlsd that never orders does not pay for them.
+      const acme = await this.module();
+      const { key, made } = await this.accountKey(acme);
+      const client = new acme.Client({
+        directoryUrl: this.config.directoryUrl,
+        accountKey: key,
+        backoffMin: 250,
+        backoffMax: 5000,
+      });
+      const contact = this.config.email ? { contact: [`mailto:${this.config.email}`] } : {};
+      const register = () => client.createAccount({ termsOfServiceAgreed: true, ...contact });
+      if (made) await register();
+      else {
+        // The key's account, looked up (a restarted tlsd, another of the CERTDIR): acme-client
+        // would send the CA an update of nothing but termsOfServiceAgreed, which a CA may
+        // refuse ("use POST-as-GET"), and every order of that tlsd failed. A CA that does not
+        // know the key (another ACME_DIRECTORY) gets the account made.
+        await client.createAccount({ onlyReturnExisting: true }).catch(register);
+        if (this.config.email) await client.updateAccount(contact);
+      }
+      return { acme, client };
+    })();
+    // A failure (the CA down, say) is not remembered: the next order tries again.
+    this.client.catch(() => (this.client = undefined));
+    return this.client;
+  }
+
+  /** acme-client, its requests bounded and trusting ACME_CAFILE: loaded with the first order
+   * or question to the CA, so that a tlsd that never asks does not pay for it. */
+  private module(): Promise<Acme> {
+    this.acme ??= (async () => {
       const [acme, { Agent }] = await Promise.all([import("acme-client"), import("node:https")]);
       if (this.config.caFile)
         acme.axios.defaults.httpsAgent = new Agent({
@@ -235,28 +301,72 @@ export class Issuer {
         settings.retryMaxAttempts = RETRIES;
         settings.retryDefaultDelay = RETRY_DELAY_S;
       }
-      const client = new acme.Client({
-        directoryUrl: this.config.directoryUrl,
-        accountKey: await this.accountKey(acme),
-        backoffMin: 250,
-        backoffMax: 5000,
-      });
-      await client.createAccount({
-        termsOfServiceAgreed: true,
-        ...(this.config.email ? { contact: [`mailto:${this.config.email}`] } : {}),
-      });
-      return { acme, client };
+      return acme;
     })();
-    // A failure (the CA down, say) is not remembered: the next order tries again.
-    this.client.catch(() => (this.client = undefined));
-    return this.client;
+    return this.acme;
   }
 
-  /** The account key from the cache, made (0600, atomically) the first time. */
-  private async accountKey(acme: Acme): Promise<Buffer> {
+  /** The CA's directory, read again after DIRECTORY_MS (acme-client keeps its own copy for
+   * the orders). */
+  private async directory(): Promise<Directory> {
+    const now = Date.now();
+    if (this.directoryRead && now - this.directoryRead.at < DIRECTORY_MS)
+      return this.directoryRead.directory;
+    const acme = await this.module();
+    const answer = await acme.axios.get<unknown>(this.config.directoryUrl, {
+      responseType: "json",
+      validateStatus: (status) => status === 200,
+    });
+    if (typeof answer.data !== "object" || answer.data === null)
+      throw new Error("the CA's directory is not JSON");
+    const directory = answer.data as Directory;
+    this.directoryRead = { at: now, directory };
+    return directory;
+  }
+
+  /** What the CA says of renewing the certificate `chainPem` starts with (RFC 9773):
+   * undefined when its directory has no renewalInfo. */
+  async renewalInfo(chainPem: string): Promise<RenewalInfo | undefined> {
+    const base = (await this.directory()).renewalInfo;
+    if (typeof base !== "string" || !/^https?:\/\//.test(base)) return undefined;
+    const { authorityKeyId, parseCertificate } = await import("../x509/certificates.ts");
+    const leaf = parseCertificate(chainPem);
+    const aki = leaf && authorityKeyId(leaf);
+    if (!leaf || !aki) throw new Error("the certificate names no authority key identifier");
+    const id = certificateId(aki, leaf.serialNumber);
+    const acme = await this.module();
+    const answer = await acme.axios.get<ArrayBuffer>(`${base.replace(/\/$/, "")}/${id}`, {
+      responseType: "arraybuffer",
+      validateStatus: () => true,
+    });
+    if (answer.status !== 200)
+      throw new Error(`the CA answered its renewalInfo with HTTP ${answer.status}`);
+    const now = Date.now();
+    return {
+      certificateId: id,
+      window: parseRenewalInfo(new Uint8Array(answer.data)),
+      askAgainAt: nextAsk(answer.headers["retry-after"], now),
+    };
+  }
+
+  /** ACME_PROFILE is one the CA offers (its directory's meta.profiles), or the order fails:
+   * a CA that knows none would issue its default without a word. */
+  private async checkProfile(profile: string): Promise<void> {
+    const offered = (await this.directory()).meta?.profiles;
+    const names = typeof offered === "object" && offered !== null ? Object.keys(offered) : [];
+    if (names.includes(profile)) return;
+    throw new Error(
+      names.length === 0
+        ? `ACME_PROFILE ${profile}: the CA offers no profiles`
+        : `ACME_PROFILE ${profile}: the CA offers ${names.join(", ")}`,
+    );
+  }
+
+  /** The account key from the cache, made (0600, atomically) the first time: `made` then. */
+  private async accountKey(acme: Acme): Promise<{ key: Buffer; made: boolean }> {
     const file = this.config.accountKeyFile;
     try {
-      return readFileSync(osPath(file));
+      return { key: readFileSync(osPath(file)), made: false };
     } catch (error) {
       if ((error as { code?: string }).code !== "ENOENT") throw error;
     }
@@ -266,9 +376,10 @@ export class Issuer {
       writeFileAtomic(file, key, { mode: 0o600 });
     } catch (error) {
       // Another tlsd made one meanwhile: use theirs.
-      if ((error as { code?: string }).code === "EEXIST") return readFileSync(osPath(file));
+      if ((error as { code?: string }).code === "EEXIST")
+        return { key: readFileSync(osPath(file)), made: false };
       throw error;
     }
-    return key;
+    return { key, made: true };
   }
 }

@@ -14,6 +14,9 @@ import type { AcmeConfig } from "./config.ts";
 import { Issuer } from "./issuer.ts";
 import { Ledger, REFRESH_MS, STALE_MS, mtimeOf } from "./ledger.ts";
 import { NamePolicy } from "./name-policy.ts";
+import { renewalMoment } from "./renewal-info.ts";
+import { RenewalRecords } from "./renewal-records.ts";
+import type { RenewalRecord } from "./renewal-records.ts";
 
 export type Outcome =
   /** The certificate is in the cache now. */
@@ -34,6 +37,23 @@ const RATE_LIMITED = { result: "rate_limited" };
 const OTHER_POLL_MS = 200;
 /** After a failed renewal (or for a file that is not ours), the next look waits this long. */
 const RETRY_MS = 60_000;
+/** After a failed question for a renewal window, the next waits this long; a CA without ARI
+ * is asked again after NO_ARI_MS (its directory may have it by then). */
+const ASK_AGAIN_MS = 3_600_000;
+const NO_ARI_MS = 24 * 3_600_000;
+
+interface Times {
+  renewAt: number;
+  /** renewAt from the certificate's own dates (a third of its lifetime, or ACME_RENEW_BEFORE). */
+  ownRenewAt: number;
+  expiresAt: number;
+  /** Its serial (hex), for the CA's renewal window kept on disk. */
+  serial?: string;
+  /** When to ask the CA for its renewal window (again). */
+  askAt: number;
+  /** Its ARI identifier, once the CA was asked: the order that renews it replaces it. */
+  certificateId?: string;
+}
 
 export class OnDemand {
   readonly config: AcmeConfig;
@@ -43,7 +63,11 @@ export class OnDemand {
   private readonly policy: NamePolicy;
   private readonly inflight = new Map<string, Promise<void>>();
   /** Each cached certificate's renewal and expiry times, once its file has been read. */
-  private readonly times = new Map<string, { renewAt: number; expiresAt: number }>();
+  private readonly times = new Map<string, Times>();
+  /** What the CA said of renewing each certificate (ARI), shared by every tlsd of the cache. */
+  private readonly renewals: RenewalRecords;
+  /** Names whose renewal information is being asked for. */
+  private readonly asking = new Set<string>();
   /** When a failed renewal may be tried again. */
   private readonly retryAt = new Map<string, number>();
 
@@ -54,6 +78,7 @@ export class OnDemand {
     this.ledger = new Ledger(dirname(config.accountKeyFile), config.ordersPerHour);
     this.log = log;
     this.policy = new NamePolicy(config, log);
+    this.renewals = new RenewalRecords(join(dirname(config.accountKeyFile), "renewal"));
   }
 
   /** Stores that serve this cache: each re-reads it as soon as a certificate is written. */
@@ -101,28 +126,104 @@ export class OnDemand {
     return Date.now() >= this.timesOf(name).expiresAt;
   }
 
-  /** Renews `name`'s cached certificate in the background when it is near its end, if the
-   * name policy still allows it. */
+  /** Renews `name`'s cached certificate in the background when it is near its end (or when
+   * the CA's renewal window says), if the name policy still allows it. */
   renewIfDue(name: string, localIp?: string): void {
     const now = Date.now();
     if (this.inflight.has(name)) return;
-    if (now < (this.retryAt.get(name) ?? 0) || now < this.timesOf(name).renewAt) return;
+    const times = this.timesOf(name);
+    this.askRenewalInfo(name, times, localIp);
+    if (now < (this.retryAt.get(name) ?? 0) || now < times.renewAt) return;
     // Until it works, the old certificate serves; a failed renewal is tried again later.
     this.retryAt.set(name, now + RETRY_MS);
     void this.policy.allows(name, localIp).then((allowed) => {
       if (!allowed || this.inflight.has(name)) return;
-      const expires = new Date(this.timesOf(name).expiresAt).toISOString();
+      const expires = new Date(times.expiresAt).toISOString();
       this.log(`tlsd: info: acme: renewing ${name} (expires ${expires})\n`);
-      this.order(name).catch(() => {
+      this.order(name, times.certificateId).catch(() => {
         // logged by order()
       });
     });
   }
 
+  /** Asks the CA when `name`'s certificate should be renewed (ARI, RFC 9773), in the
+   * background, when the last answer (this tlsd's or another's) says it is time to ask again;
+   * renews if the answer makes it due. Without an answer the certificate's own dates decide. */
+  private askRenewalInfo(name: string, times: Times, localIp?: string): void {
+    const now = Date.now();
+    if (times.serial === undefined || now < times.askAt || this.asking.has(name)) return;
+    this.asking.add(name);
+    const current = () => this.times.get(name) === times;
+    const keep = (record: RenewalRecord) => {
+      if (!current()) return;
+      Object.assign(times, this.withRecord(times, record));
+      try {
+        this.renewals.write(name, record);
+      } catch (error) {
+        this.log(
+          `tlsd: warning: acme: ${name}: unable to keep the CA's renewal window: ${causeText(error)}\n`,
+        );
+      }
+    };
+    const serial = times.serial;
+    void (async () => {
+      const pem = readFileSync(osPath(join(this.config.cacheDir, name, CHAIN_FILE)), "latin1");
+      return this.issuer.renewalInfo(pem);
+    })()
+      .then(
+        (info) => {
+          if (!info) return keep({ serial, askAt: Date.now() + NO_ARI_MS });
+          const { window } = info;
+          const before = this.renewals.read(name);
+          const same =
+            before?.serial === serial && before.start === window.start && before.end === window.end;
+          const moment =
+            same && before.moment !== undefined
+              ? before.moment
+              : renewalMoment(window, Math.random());
+          if (!same && current()) {
+            const at = (t: number) => new Date(t).toISOString();
+            const why = window.explanationUrl ? ` (the CA explains: ${window.explanationUrl})` : "";
+            this.log(
+              `tlsd: info: acme: ${name}: the CA's renewal window is ${at(window.start)} to ${at(window.end)}; renewing at ${at(moment)}${why}\n`,
+            );
+          }
+          keep({
+            serial,
+            askAt: info.askAgainAt,
+            certificateId: info.certificateId,
+            start: window.start,
+            end: window.end,
+            moment,
+          });
+          if (current() && Date.now() >= times.renewAt) this.renewIfDue(name, localIp);
+        },
+        (error: unknown) => {
+          this.log(
+            `tlsd: warning: acme: ${name}: no renewal window from the CA: ${causeText(error)}\n`,
+          );
+          keep({ serial, askAt: Date.now() + ASK_AGAIN_MS });
+        },
+      )
+      .finally(() => this.asking.delete(name));
+  }
+
+  /** `times` with what the CA said of renewing it: a moment in its window replaces the third
+   * of the lifetime left; ACME_RENEW_BEFORE, when set, still renews no later than it says. */
+  private withRecord(times: Times, record: RenewalRecord): Times {
+    const renewAt =
+      record.moment === undefined
+        ? times.ownRenewAt
+        : this.config.renewBeforeMs === undefined
+          ? record.moment
+          : Math.min(record.moment, times.ownRenewAt);
+    return { ...times, renewAt, askAt: record.askAt, certificateId: record.certificateId };
+  }
+
   /** When `name`'s cached certificate is due for renewal and when it expires, read from its
-   * file once per certificate (then only compared, per handshake); never, for a certificate
-   * that is not in the cache (a CERTFILE:name pair, say). */
-  private timesOf(name: string): { renewAt: number; expiresAt: number } {
+   * file once per certificate (then only compared, per handshake), with what the CA said of
+   * it; never, for a certificate that is not in the cache (a CERTFILE:name pair, say). */
+  private timesOf(name: string): Times {
     let times = this.times.get(name);
     if (times) return times;
     try {
@@ -131,9 +232,12 @@ export class OnDemand {
       );
       const from = Date.parse(cert.validFrom);
       const to = Date.parse(cert.validTo);
-      times = { renewAt: to - (this.config.renewBeforeMs ?? (to - from) / 3), expiresAt: to };
+      const own = to - (this.config.renewBeforeMs ?? (to - from) / 3);
+      times = { renewAt: own, ownRenewAt: own, expiresAt: to, serial: cert.serialNumber, askAt: 0 };
+      const record = this.renewals.read(name);
+      if (record && record.serial === times.serial) times = this.withRecord(times, record);
     } catch {
-      times = { renewAt: Infinity, expiresAt: Infinity };
+      times = { renewAt: Infinity, ownRenewAt: Infinity, expiresAt: Infinity, askAt: Infinity };
     }
     this.times.set(name, times);
     return times;
@@ -149,7 +253,7 @@ export class OnDemand {
 
   /** One order per name at a time (across every tlsd of this CERTDIR), within the rate
    * limit; logs how it went. */
-  private order(name: string): Promise<void> {
+  private order(name: string, replaces?: string): Promise<void> {
     let running = this.inflight.get(name);
     if (running) return running;
     const claim = this.ledger.claim(name);
@@ -160,21 +264,21 @@ export class OnDemand {
       );
       return Promise.reject(new Error("rate limit"));
     }
-    running = claim === "busy" ? this.otherOrder(name) : this.ownOrder(name);
+    running = claim === "busy" ? this.otherOrder(name) : this.ownOrder(name, replaces);
     const forget = () => this.inflight.delete(name);
     running.then(forget, forget);
     this.inflight.set(name, running);
     return running;
   }
 
-  private ownOrder(name: string): Promise<void> {
+  private ownOrder(name: string, replaces?: string): Promise<void> {
     const started = Date.now();
     // The claim stays fresh while the order runs: another tlsd takes over only a dead one's.
     const keepFresh = setInterval(() => this.ledger.refresh(name), REFRESH_MS);
     keepFresh.unref();
     this.log(`tlsd: info: acme: ordering a certificate for ${name}\n`);
     return this.issuer
-      .issue(name)
+      .issue(name, replaces)
       .then(
         () => {
           acmeOrders.inc(ISSUED);

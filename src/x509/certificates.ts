@@ -139,6 +139,11 @@ export function parseCertificate(pem: string): x509.X509Certificate | undefined 
   }
 }
 
+/** The authority key identifier's keyIdentifier (hex), if the certificate has one. */
+export function authorityKeyId(certificate: x509.X509Certificate): string | undefined {
+  return certificate.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId || undefined;
+}
+
 /** True when basicConstraints says CA:TRUE. */
 export function isCaCertificate(certificate: x509.X509Certificate): boolean {
   return certificate.getExtension(x509.BasicConstraintsExtension)?.ca === true;

@@ -19,6 +19,7 @@ import { createServer as createHttpsServer, get as httpsGet } from "node:https";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { WITH_BYTES, escaped } from "../helpers/bytes.ts";
+import { serveAcmeTlsd } from "../helpers/acme-tlsd.ts";
 import { makePki } from "../helpers/certs.ts";
 import { expiredPem } from "../helpers/expired-cert.ts";
 import { freePort } from "../helpers/interop.ts";
@@ -33,8 +34,6 @@ import { scratchDir } from "../helpers/scratch.ts";
 const pki = makePki();
 const fallback = pki.server("localhost", ["localhost", "127.0.0.1"]);
 
-const PROGRAM = ["sh", "-c", 'echo "hello $SSL_TLS_SNI_SERVERNAME"; env | grep -c ^ACME_ || true'];
-
 interface Site {
   pebble: Pebble;
   server: RunningServer;
@@ -46,25 +45,13 @@ interface Site {
 
 /** A tcpserver running tlsd (default certificate: localhost) with CERTDIR `cache`; `wrap`
  * runs it (WITH_BYTES and env(1), for variables that are not UTF-8). */
-function serveTlsd(
+const serveTlsd = (
   server: string,
   port: number,
   cache: string,
   env: Record<string, string>,
   wrap?: readonly string[],
-) {
-  return startServer(server, ["-vRHl0", "127.0.0.1", String(port), "tlsd", "-v2", ...PROGRAM], {
-    env: {
-      ...process.env,
-      PATH: PATH_WITH_BIN,
-      CERTFILE: fallback.cert,
-      KEYFILE: fallback.key,
-      CERTDIR: cache,
-      ...env,
-    },
-    wrap,
-  });
-}
+) => serveAcmeTlsd(server, port, cache, env, { fallback, wrap });
 
 /** `tcpserver` running tlsd on a free port, with a CERTDIR of its own; stop() removes it. */
 async function tlsdWithCache(tcpserver: string, env: Record<string, string>) {
@@ -931,6 +918,10 @@ test("configuration errors: one line, exit 100", async () => {
     [
       { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_CHALLENGE: "dns-01" },
       /ACME_CHALLENGE: tls-alpn-01 or http-01/,
+    ],
+    [
+      { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_PROFILE: "short lived" },
+      /ACME_PROFILE: a profile's name, not 'short lived'/,
     ],
   ] as const) {
     const r = await run(ours("tlsd"), ["true"], { env: { ...base, ...env }, input: "" });
