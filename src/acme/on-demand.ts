@@ -152,7 +152,7 @@ export class OnDemand {
   private askRenewalInfo(name: string, times: Times, localIp?: string): void {
     const now = Date.now();
     if (times.serial === undefined || now < times.askAt || this.asking.has(name)) return;
-    this.asking.add(name);
+    const serial = times.serial;
     const current = () => this.times.get(name) === times;
     const keep = (record: RenewalRecord) => {
       if (!current()) return;
@@ -165,7 +165,16 @@ export class OnDemand {
         );
       }
     };
-    const serial = times.serial;
+    // Another tlsd of the CERTDIR (a worker, a tlsd per connection) may have asked meanwhile;
+    // and while this one asks, the others wait an hour, also if this one ends first (its
+    // session over) with nothing to write.
+    const kept = this.renewals.read(name);
+    if (kept?.serial === serial && now < kept.askAt) {
+      Object.assign(times, this.withRecord(times, kept));
+      return;
+    }
+    this.asking.add(name);
+    keep({ ...(kept?.serial === serial ? kept : { serial }), askAt: now + ASK_AGAIN_MS });
     void (async () => {
       const pem = readFileSync(osPath(join(this.config.cacheDir, name, CHAIN_FILE)), "latin1");
       return this.issuer.renewalInfo(pem);
@@ -202,7 +211,11 @@ export class OnDemand {
           this.log(
             `tlsd: warning: acme: ${name}: no renewal window from the CA: ${causeText(error)}\n`,
           );
-          keep({ serial, askAt: Date.now() + ASK_AGAIN_MS });
+          // A window the CA gave before still holds.
+          keep({
+            ...(kept?.serial === serial ? kept : { serial }),
+            askAt: Date.now() + ASK_AGAIN_MS,
+          });
         },
       )
       .finally(() => this.asking.delete(name));

@@ -287,13 +287,16 @@ test("ARI: a window ahead is kept in CERTDIR (the moment chosen in it, when to a
     await handshake(s);
     await s.server.waitForLog(/^tlsd: info: acme: a\.test: the CA's renewal window/);
     const recordFile = join(s.cache, ".acme", "renewal", "a.test");
+    // Written once the answer is in (before it, a record of the question alone).
     let record: Record<string, number | string> | undefined;
-    for (let i = 0; i < 100 && record === undefined; i++) {
+    for (let i = 0; i < 100 && record?.["certificateId"] === undefined; i++) {
       try {
         record = JSON.parse(readFileSync(recordFile, "utf8")) as Record<string, number | string>;
       } catch {
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        // not there yet
       }
+      if (record?.["certificateId"] === undefined)
+        await new Promise((resolve) => setTimeout(resolve, 100));
     }
     assert.ok(record, "the window is kept");
     assert.equal(record["serial"], first.serial);
@@ -389,5 +392,55 @@ test("a restarted tlsd orders with the account its key already has, with ACME_EM
     } finally {
       await s.stop();
     }
+  }
+});
+
+test("ARI: a question that fails later keeps the window the CA gave before, and is asked again in an hour", async () => {
+  let fails = false;
+  const s = await site({
+    renewalInfo: () =>
+      fails
+        ? { status: 404, body: "{}" }
+        : { status: 200, body: window(30 * 86_400_000, 32 * 86_400_000) },
+  });
+  try {
+    const first = await handshake(s);
+    await handshake(s);
+    const recordFile = join(s.cache, ".acme", "renewal", "a.test");
+    const read = () => {
+      try {
+        return JSON.parse(readFileSync(recordFile, "utf8")) as Record<string, number | string>;
+      } catch {
+        return undefined;
+      }
+    };
+    const until = async (ok: (r: Record<string, number | string>) => boolean) => {
+      for (let i = 0; i < 100; i++) {
+        const r = read();
+        if (r && ok(r)) return r;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.fail(`the record never became what was waited for: ${JSON.stringify(read())}`);
+    };
+    const answered = await until((r) => r["certificateId"] !== undefined);
+    // Time to ask again, for the next tlsd of the CERTDIR; the CA fails this time.
+    fails = true;
+    writeFileSync(recordFile, JSON.stringify({ ...answered, askAt: Date.now() - 1000 }));
+    await s.restart();
+    await handshake(s);
+    const [line] = await s.server.waitForLog(/^tlsd: warning: acme: a\.test: no renewal window/);
+    assert.equal(
+      line,
+      "tlsd: warning: acme: a.test: no renewal window from the CA: the CA answered its renewalInfo with HTTP 404",
+    );
+    const after = await until((r) => Number(r["askAt"]) > Date.now() + 3_000_000);
+    assert.deepEqual(
+      [after["certificateId"], after["start"], after["end"], after["moment"]],
+      [ariId(first.pem), answered["start"], answered["end"], answered["moment"]],
+    );
+    assert.equal(s.front.asked.length, 2);
+    assert.equal(s.front.orders.length, 1);
+  } finally {
+    await s.stop();
   }
 });
