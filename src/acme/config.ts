@@ -47,6 +47,9 @@ export interface AcmeConfig {
   httpDir: string;
   /** ACME_PROFILE: the certificate profile asked for (draft-aaron-acme-profiles), if any. */
   profile: string | undefined;
+  /** External account binding (RFC 8555 §7.3.4), for a CA that wants one at registration:
+   * ACME_EAB_KID, and the file its MAC key is read from (ACME_EAB_KEYFILE, an OS path). */
+  eab: { kid: string; keyFile: string } | undefined;
 }
 
 /** Where http-01 key authorizations are written, for acme-challenge to answer with: beside
@@ -91,6 +94,12 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
   const profile = env["ACME_PROFILE"] || undefined;
   if (profile !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(profile))
     throw new FatalError(`ACME_PROFILE: a profile's name, not '${profile}'`, EXIT_CONFIG);
+  const eabKid = env["ACME_EAB_KID"] || undefined;
+  const eabKeyFile = env["ACME_EAB_KEYFILE"] || undefined;
+  if ((eabKid === undefined) !== (eabKeyFile === undefined))
+    throw new FatalError("ACME_EAB_KID and ACME_EAB_KEYFILE go together", EXIT_CONFIG);
+  if (eabKid !== undefined && !/^[\x21-\x7e]{1,256}$/.test(eabKid))
+    throw new FatalError(`ACME_EAB_KID: a key id, not '${eabKid}'`, EXIT_CONFIG);
   const cacheDir = resolve(osFromBytes(certDir));
   const challenge = env["ACME_CHALLENGE"] ?? "tls-alpn-01";
   if (challenge !== "tls-alpn-01" && challenge !== "http-01")
@@ -114,6 +123,8 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     challenge,
     httpDir: httpChallengeDir(cacheDir),
     profile,
+    eab:
+      eabKid && eabKeyFile ? { kid: eabKid, keyFile: resolve(osFromBytes(eabKeyFile)) } : undefined,
   };
 }
 

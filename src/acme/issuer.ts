@@ -263,6 +263,10 @@ export class Issuer {
         accountKey: key,
         backoffMin: 250,
         backoffMax: 5000,
+        // Sent only when the account is registered, not when it is looked up.
+        ...(this.config.eab
+          ? { externalAccountBinding: this.accountBinding(this.config.eab) }
+          : {}),
       });
       const contact = this.config.email ? { contact: [`mailto:${this.config.email}`] } : {};
       const register = () => client.createAccount({ termsOfServiceAgreed: true, ...contact });
@@ -360,6 +364,21 @@ export class Issuer {
         ? `ACME_PROFILE ${profile}: the CA offers no profiles`
         : `ACME_PROFILE ${profile}: the CA offers ${names.join(", ")}`,
     );
+  }
+
+  /** The external account binding, its MAC key read from its file (base64url, as CAs give
+   * it; surrounding white space ignored). Neither the key nor a byte of the file is ever in a
+   * message. */
+  private accountBinding(eab: { kid: string; keyFile: string }): { kid: string; hmacKey: string } {
+    let text: string;
+    try {
+      text = readFileSync(osPath(eab.keyFile), "latin1").trim();
+    } catch (error) {
+      throw new Error(`unable to read ACME_EAB_KEYFILE ${eab.keyFile}: ${causeText(error)}`);
+    }
+    if (!/^[A-Za-z0-9_-]{16,}={0,2}$/.test(text) && !/^[A-Za-z0-9+/]{16,}={0,2}$/.test(text))
+      throw new Error(`ACME_EAB_KEYFILE ${eab.keyFile} holds no base64url MAC key`);
+    return { kid: eab.kid, hmacKey: text };
   }
 
   /** The account key from the cache, made (0600, atomically) the first time: `made` then. */

@@ -35,6 +35,8 @@ export async function startPebble(options: {
   /** Where it validates http-01 (the port-80 stand-in); default: a port nobody listens on. */
   httpPort?: number;
   validitySeconds?: number;
+  /** External account binding required, with these MAC keys (base64url) by key id. */
+  eab?: Record<string, string>;
   /** Runs in this namespace, its ACME listener on `listen` there (the other listeners on its
    * 127.0.0.1, fetched from inside it), every name resolving to `resolveTo`. */
   netns?: { name: string; listen: string; resolveTo: string };
@@ -58,7 +60,8 @@ export async function startPebble(options: {
         httpPort: options.httpPort ?? http,
         tlsPort: options.tlsPort,
         ocspResponderURL: "",
-        externalAccountBindingRequired: false,
+        externalAccountBindingRequired: options.eab !== undefined,
+        ...(options.eab ? { externalAccountMACKeys: options.eab } : {}),
         ...(options.validitySeconds ? { certificateValidityPeriod: options.validitySeconds } : {}),
       },
     }),

@@ -923,6 +923,14 @@ test("configuration errors: one line, exit 100", async () => {
       { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_PROFILE: "short lived" },
       /ACME_PROFILE: a profile's name, not 'short lived'/,
     ],
+    [
+      { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_EAB_KID: "kid-1" },
+      /ACME_EAB_KID and ACME_EAB_KEYFILE go together/,
+    ],
+    [
+      { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_EAB_KEYFILE: "/tmp/eab.key" },
+      /ACME_EAB_KID and ACME_EAB_KEYFILE go together/,
+    ],
   ] as const) {
     const r = await run(ours("tlsd"), ["true"], { env: { ...base, ...env }, input: "" });
     assert.equal(r.code, 100, r.stderr);

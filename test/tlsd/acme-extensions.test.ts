@@ -1,11 +1,13 @@
-// ACME Renewal Information (RFC 9773) and certificate profiles, against Debian's pebble (2.4,
-// which has neither) behind a front of the test's: an HTTPS reverse proxy that passes every
-// request to pebble as it came (its Host kept, so pebble's URLs and its JWS checks name the
-// front), adds `renewalInfo` and `meta.profiles` to the directory, answers the renewalInfo
-// resource as the test says, and reads the payload of each new order.
+// ACME beyond RFC 8555's core, against Debian's pebble (2.4): renewal information (ARI, RFC
+// 9773), certificate profiles, external account binding, and the account a restarted tlsd
+// finds. Pebble 2.4 has neither ARI nor profiles, so it runs behind a front of the test's: an
+// HTTPS reverse proxy that passes every request to pebble as it came (its Host kept, so
+// pebble's URLs and its JWS checks name the front), adds `renewalInfo` and `meta.profiles` to
+// the directory, answers the renewalInfo resource as the test says, and reads the payload of
+// each new account and order.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { X509Certificate } from "node:crypto";
+import { X509Certificate, randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer as createHttpsServer, request as httpsRequest } from "node:https";
@@ -153,9 +155,10 @@ interface Site {
 async function site(
   front: Parameters<typeof startFront>[1],
   env: Record<string, string> = {},
+  eab?: Record<string, string>,
 ): Promise<Site> {
   const port = await freePort();
-  const pebble = await startPebble({ tlsPort: port });
+  const pebble = await startPebble({ tlsPort: port, eab });
   const f = await startFront(pebble, front);
   const cache = scratchDir("ari");
   const cas = join(cache, ".cas.pem");
@@ -442,5 +445,64 @@ test("ARI: a question that fails later keeps the window the CA gave before, and 
     assert.equal(s.front.orders.length, 1);
   } finally {
     await s.stop();
+  }
+});
+
+test("ACME_EAB_KID and ACME_EAB_KEYFILE: the account is registered with the CA's external account binding; without one, or with another key, or a file that holds none, the order fails (one line, no key in it)", async () => {
+  const dir = scratchDir("eab");
+  const mac = randomBytes(32).toString("base64url");
+  const keyFile = join(dir, "eab.key");
+  writeFileSync(keyFile, `${mac}\n`, { mode: 0o600 });
+  const s = await site({}, { ACME_EAB_KID: "kid-1", ACME_EAB_KEYFILE: keyFile }, { "kid-1": mac });
+  try {
+    await handshake(s);
+    assert.equal(s.front.accounts.length, 1);
+    const binding = s.front.accounts[0]?.["externalAccountBinding"] as { protected: string };
+    const header = JSON.parse(Buffer.from(binding.protected, "base64url").toString());
+    assert.equal(header.kid, "kid-1");
+    assert.equal(header.alg, "HS256");
+  } finally {
+    await s.stop();
+  }
+  const otherKey = join(dir, "other.key");
+  writeFileSync(otherKey, randomBytes(32).toString("base64url"), { mode: 0o600 });
+  const junk = join(dir, "junk.key");
+  writeFileSync(junk, "not a key\n", { mode: 0o600 });
+  for (const [env, cause] of [
+    [
+      {},
+      /^tlsd: warning: acme: a\.test: order failed: ACME server policy requires newAccount requests must include a value for the 'externalAccountBinding' field$/,
+    ],
+    [
+      { ACME_EAB_KID: "kid-1", ACME_EAB_KEYFILE: otherKey },
+      /^tlsd: warning: acme: a\.test: order failed: external account binding JWS verification error: /,
+    ],
+    [
+      { ACME_EAB_KID: "kid-1", ACME_EAB_KEYFILE: junk },
+      new RegExp(
+        `^tlsd: warning: acme: a\\.test: order failed: ACME_EAB_KEYFILE ${junk} holds no base64url MAC key$`,
+      ),
+    ],
+    [
+      { ACME_EAB_KID: "kid-1", ACME_EAB_KEYFILE: join(dir, "none.key") },
+      new RegExp(
+        `^tlsd: warning: acme: a\\.test: order failed: unable to read ACME_EAB_KEYFILE ${join(dir, "none.key")}: file does not exist$`,
+      ),
+    ],
+  ] as const) {
+    const refused = await site({}, { ...env, ACME_WAIT: "5000" }, { "kid-1": mac });
+    try {
+      const r = await sClientVerified(refused.port, "a.test", refused.rootFile);
+      assert.notEqual(r.code, 0);
+      const [line] = await refused.server.waitForLog(
+        /^tlsd: warning: acme: a\.test: order failed: /,
+      );
+      assert.match(line ?? "", cause);
+      assert.equal(refused.front.orders.length, 0);
+      assert.ok(!refused.server.log().includes(mac), refused.server.log());
+      assert.ok(!refused.server.log().includes(readFileSync(otherKey, "latin1")));
+    } finally {
+      await refused.stop();
+    }
   }
 });
