@@ -47,6 +47,8 @@ export interface AcmeConfig {
   httpDir: string;
   /** ACME_PROFILE: the certificate profile asked for (draft-aaron-acme-profiles), if any. */
   profile: string | undefined;
+  /** ACME_KEY_TYPE: the kind of key each certificate gets (the account's is P-256). */
+  keyType: AcmeKeyType;
   /** External account binding (RFC 8555 §7.3.4), for a CA that wants one at registration:
    * ACME_EAB_KID, and the file its MAC key is read from (ACME_EAB_KEYFILE, an OS path). */
   eab: { kid: string; keyFile: string } | undefined;
@@ -60,6 +62,11 @@ export function httpChallengeDir(certDir: string): string {
 }
 
 const EXIT_CONFIG = 100;
+
+/** The keys a certificate on demand may have (Caddy's names): ECDSA on P-256 (the default)
+ * or P-384, or RSA of 2048, 3072 or 4096 bits for clients that know no ECDSA. */
+export const ACME_KEY_TYPES = ["p256", "p384", "rsa2048", "rsa3072", "rsa4096"] as const;
+export type AcmeKeyType = (typeof ACME_KEY_TYPES)[number];
 
 export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
   const directoryUrl = env["ACME_DIRECTORY"];
@@ -94,6 +101,12 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
   const profile = env["ACME_PROFILE"] || undefined;
   if (profile !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(profile))
     throw new FatalError(`ACME_PROFILE: a profile's name, not '${profile}'`, EXIT_CONFIG);
+  const keyType = (env["ACME_KEY_TYPE"] || "p256") as AcmeKeyType;
+  if (!ACME_KEY_TYPES.includes(keyType))
+    throw new FatalError(
+      `ACME_KEY_TYPE: ${ACME_KEY_TYPES.join(", ")}, not '${keyType}'`,
+      EXIT_CONFIG,
+    );
   const eabKid = env["ACME_EAB_KID"] || undefined;
   const eabKeyFile = env["ACME_EAB_KEYFILE"] || undefined;
   if ((eabKid === undefined) !== (eabKeyFile === undefined))
@@ -123,6 +136,7 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     challenge,
     httpDir: httpChallengeDir(cacheDir),
     profile,
+    keyType,
     eab:
       eabKid && eabKeyFile ? { kid: eabKid, keyFile: resolve(osFromBytes(eabKeyFile)) } : undefined,
   };

@@ -12,7 +12,7 @@ import { writeFileAtomic } from "../files/atomic-write.ts";
 import { osPath } from "../ucspi/os-string.ts";
 import { installCertificate } from "./cert-versions.ts";
 import type * as AcmeClient from "acme-client";
-import type { AcmeConfig } from "./config.ts";
+import type { AcmeConfig, AcmeKeyType } from "./config.ts";
 import { certificateId, nextAsk, parseRenewalInfo, retryAfterSeconds } from "./renewal-info.ts";
 import type { RenewalWindow } from "./renewal-info.ts";
 
@@ -120,6 +120,13 @@ function checkIssued(name: string, key: Buffer | string, chain: string): void {
     throw new Error(`the CA's certificate is not for ${name}`);
 }
 
+/** A new key of ACME_KEY_TYPE's kind, PEM. */
+function certificateKey(acme: Acme, type: AcmeKeyType): Promise<Buffer> {
+  if (type === "p384") return acme.crypto.createPrivateEcdsaKey("P-384");
+  if (type.startsWith("rsa")) return acme.crypto.createPrivateRsaKey(Number(type.slice(3)));
+  return acme.crypto.createPrivateEcdsaKey("P-256");
+}
+
 /** How long the CA's directory read for renewalInfo and profiles is kept. */
 const DIRECTORY_MS = 3_600_000;
 
@@ -203,7 +210,7 @@ export class Issuer {
     if (this.config.profile) await this.checkProfile(this.config.profile);
     const [key, csr] = await acme.crypto.createCsr(
       { commonName: name, altNames: [name] },
-      await acme.crypto.createPrivateEcdsaKey(),
+      await certificateKey(acme, this.config.keyType),
     );
     const chain = await withOrderFields(client, {
       ...(this.config.profile ? { profile: this.config.profile } : {}),

@@ -506,3 +506,26 @@ test("ACME_EAB_KID and ACME_EAB_KEYFILE: the account is registered with the CA's
     }
   }
 });
+
+test("ACME_KEY_TYPE: the certificate's key is of the kind asked for (ECDSA P-256 unless said)", async () => {
+  for (const [type, kind, detail] of [
+    [undefined, "ec", { namedCurve: "prime256v1" }],
+    ["p384", "ec", { namedCurve: "secp384r1" }],
+    ["rsa2048", "rsa", { modulusLength: 2048 }],
+  ] as const) {
+    const s = await site({}, type ? { ACME_KEY_TYPE: type } : {});
+    try {
+      const { pem } = await handshake(s);
+      const key = new X509Certificate(pem).publicKey;
+      assert.equal(key.asymmetricKeyType, kind, type);
+      assert.deepEqual(
+        Object.fromEntries(
+          Object.keys(detail).map((k) => [k, key.asymmetricKeyDetails?.[k as keyof typeof detail]]),
+        ),
+        detail,
+      );
+    } finally {
+      await s.stop();
+    }
+  }
+});

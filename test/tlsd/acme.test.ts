@@ -924,6 +924,10 @@ test("configuration errors: one line, exit 100", async () => {
       /ACME_PROFILE: a profile's name, not 'short lived'/,
     ],
     [
+      { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_KEY_TYPE: "ed25519" },
+      /ACME_KEY_TYPE: p256, p384, rsa2048, rsa3072, rsa4096, not 'ed25519'/,
+    ],
+    [
       { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_EAB_KID: "kid-1" },
       /ACME_EAB_KID and ACME_EAB_KEYFILE go together/,
     ],
