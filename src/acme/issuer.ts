@@ -326,8 +326,9 @@ export class Issuer {
     const acme = await this.module();
     const answer = await acme.axios.get<unknown>(this.config.directoryUrl, {
       responseType: "json",
-      validateStatus: (status) => status === 200,
+      validateStatus: () => true,
     });
+    if (answer.status !== 200) throw new Error(`the CA's directory answered HTTP ${answer.status}`);
     if (typeof answer.data !== "object" || answer.data === null)
       throw new Error("the CA's directory is not JSON");
     const directory = answer.data as Directory;
@@ -336,7 +337,7 @@ export class Issuer {
   }
 
   /** What the CA says of renewing the certificate `chainPem` starts with (RFC 9773):
-   * undefined when its directory has no renewalInfo. */
+   * undefined when its directory has no renewalInfo, or it does not know the certificate. */
   async renewalInfo(chainPem: string): Promise<RenewalInfo | undefined> {
     const base = (await this.directory()).renewalInfo;
     if (typeof base !== "string" || !/^https?:\/\//.test(base)) return undefined;
@@ -350,6 +351,8 @@ export class Issuer {
       responseType: "arraybuffer",
       validateStatus: () => true,
     });
+    // Not one of its certificates (a hand-placed one of another CA's, say): nothing to ask.
+    if (answer.status === 404) return undefined;
     if (answer.status !== 200)
       throw new Error(`the CA answered its renewalInfo with HTTP ${answer.status}`);
     const now = Date.now();

@@ -38,7 +38,7 @@ const OTHER_POLL_MS = 200;
 /** After a failed renewal (or for a file that is not ours), the next look waits this long. */
 const RETRY_MS = 60_000;
 /** After a failed question for a renewal window, the next waits this long; a CA without ARI
- * is asked again after NO_ARI_MS (its directory may have it by then). */
+ * (or that does not know the certificate) is asked again after NO_ARI_MS. */
 const ASK_AGAIN_MS = 3_600_000;
 const NO_ARI_MS = 24 * 3_600_000;
 

@@ -329,7 +329,7 @@ test("ARI: a window ahead is kept in CERTDIR (the moment chosen in it, when to a
 });
 
 for (const [what, answer, cause] of [
-  ["answers 404", { status: 404, body: "{}" }, "the CA answered its renewalInfo with HTTP 404"],
+  ["answers 400", { status: 400, body: "{}" }, "the CA answered its renewalInfo with HTTP 400"],
   ["answers what is not JSON", { status: 200, body: "<html>" }, "the answer is not JSON"],
   [
     "answers a window that ends before it starts",
@@ -403,7 +403,7 @@ test("ARI: a question that fails later keeps the window the CA gave before, and 
   const s = await site({
     renewalInfo: () =>
       fails
-        ? { status: 404, body: "{}" }
+        ? { status: 400, body: "{}" }
         : { status: 200, body: window(30 * 86_400_000, 32 * 86_400_000) },
   });
   try {
@@ -434,7 +434,7 @@ test("ARI: a question that fails later keeps the window the CA gave before, and 
     const [line] = await s.server.waitForLog(/^tlsd: warning: acme: a\.test: no renewal window/);
     assert.equal(
       line,
-      "tlsd: warning: acme: a.test: no renewal window from the CA: the CA answered its renewalInfo with HTTP 404",
+      "tlsd: warning: acme: a.test: no renewal window from the CA: the CA answered its renewalInfo with HTTP 400",
     );
     const after = await until((r) => Number(r["askAt"]) > Date.now() + 3_000_000);
     assert.deepEqual(
@@ -527,5 +527,31 @@ test("ACME_KEY_TYPE: the certificate's key is of the kind asked for (ECDSA P-256
     } finally {
       await s.stop();
     }
+  }
+});
+
+test("ARI: a CA that does not know the certificate (404: not one of its own) is asked again in a day, and nothing is said", async () => {
+  const s = await site({ renewalInfo: () => ({ status: 404, body: "{}" }) });
+  try {
+    const first = await handshake(s);
+    await handshake(s);
+    const recordFile = join(s.cache, ".acme", "renewal", "a.test");
+    let record: Record<string, number | string> | undefined;
+    for (let i = 0; i < 100; i++) {
+      try {
+        record = JSON.parse(readFileSync(recordFile, "utf8")) as Record<string, number | string>;
+      } catch {
+        record = undefined;
+      }
+      if (record && Number(record["askAt"]) > Date.now() + 23 * 3_600_000) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.deepEqual(Object.keys(record ?? {}).sort(), ["askAt", "serial"]);
+    assert.equal(record?.["serial"], first.serial);
+    assert.ok(Number(record?.["askAt"]) > Date.now() + 23 * 3_600_000, JSON.stringify(record));
+    assert.equal(s.front.asked.length, 1);
+    assert.doesNotMatch(s.server.log(), /renewal window/);
+  } finally {
+    await s.stop();
   }
 });
