@@ -27,7 +27,7 @@ export interface AcmeConfig {
   ask: string | undefined;
   /** How long the verdicts of ACME_RESOLVE and ACME_ASK are kept (ms). */
   policyTtlMs: number;
-  /** PATH, for the ask program. */
+  /** PATH, for the ask and hook programs. */
   searchPath: string;
   /** Trust anchors for the ACME server's own HTTPS (a private CA); else the system's. */
   caFile: string | undefined;
@@ -47,6 +47,8 @@ export interface AcmeConfig {
   httpDir: string;
   /** ACME_PROFILE: the certificate profile asked for (draft-aaron-acme-profiles), if any. */
   profile: string | undefined;
+  /** ACME_HOOK: a program run after each certificate is installed (certbot's deploy hook). */
+  hook: string | undefined;
   /** ACME_KEY_TYPE: the kind of key each certificate gets (the account's is P-256). */
   keyType: AcmeKeyType;
   /** External account binding (RFC 8555 §7.3.4), for a CA that wants one at registration:
@@ -136,6 +138,7 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     challenge,
     httpDir: httpChallengeDir(cacheDir),
     profile,
+    hook: env["ACME_HOOK"] || undefined,
     keyType,
     eab:
       eabKid && eabKeyFile ? { kid: eabKid, keyFile: resolve(osFromBytes(eabKeyFile)) } : undefined,

@@ -206,7 +206,22 @@ export class Issuer {
    * NAME/fullchain.pem, switched as one: cert-versions.ts); resolves once both are in place.
    * replaces: the ARI identifier of the certificate it renews. */
   async issue(name: string, replaces?: string): Promise<void> {
-    const { acme, client } = await this.ready();
+    const ready = this.ready();
+    try {
+      await this.order(await ready, name, replaces);
+    } catch (error) {
+      // The account may be what failed (a private CA reset forgets its accounts): the next
+      // order looks it up again, and registers it where the CA no longer knows it.
+      if (this.client === ready) this.client = undefined;
+      throw error;
+    }
+  }
+
+  private async order(
+    { acme, client }: { acme: Acme; client: Client },
+    name: string,
+    replaces: string | undefined,
+  ): Promise<void> {
     if (this.config.profile) await this.checkProfile(this.config.profile);
     const [key, csr] = await acme.crypto.createCsr(
       { commonName: name, altNames: [name] },

@@ -15,10 +15,7 @@ import { networkInterfaces } from "node:os";
 import { unmapIPv4 } from "../net/ip.ts";
 import type { AcmeConfig } from "./config.ts";
 import { sniMatches } from "../tls/sni-pattern.ts";
-import { causeText } from "../ucspi/errors.ts";
-import { osFromBytes } from "../ucspi/os-string.ts";
-import { findProgram } from "../ucspi/path-search.ts";
-import { spawnWithBytes } from "../ucspi/spawn-bytes.ts";
+import { endText, runSiteProgram } from "./site-program.ts";
 
 /** How many verdicts are kept; the oldest goes first. */
 const MAX_VERDICTS = 4096;
@@ -83,36 +80,13 @@ export class NamePolicy {
     return here !== undefined;
   }
 
-  /** The ask program's answer: exit 0 is yes; anything else, or no answer in time, is no.
-   * Its name, PATH and the name asked about go to it as their bytes (src/ucspi/spawn-bytes.ts):
-   * through Node's spawn, an ACME_ASK named with a byte that is not ASCII named another file. */
+  /** The ask program's answer: exit 0 is yes; anything else, or no answer in time, is no. */
   private async asked(program: string, name: string): Promise<boolean> {
-    const path = this.config.searchPath;
-    const say = (why: string) => {
-      this.log(`tlsd: warning: acme: ${name}: not ordered: ACME_ASK ${why}\n`);
-      return false;
-    };
-    let file: string;
-    try {
-      file = findProgram(osFromBytes(program), path);
-    } catch (error) {
-      return say(`could not run: ${causeText(error)}`);
-    }
-    const child = spawnWithBytes(
-      file,
-      [name],
-      { PATH: path, ACME_NAME: name },
-      {
-        argv0: osFromBytes(program),
-        discardStdout: true,
-      },
-    );
-    const timer = setTimeout(() => child.kill("SIGKILL"), ASK_TIMEOUT_MS);
-    const end = await child.ended;
-    clearTimeout(timer);
-    if (end.error) return say(`could not run: ${causeText(end.error)}`);
-    if (end.code === 0) return true;
-    return say(end.signal ? `ended by ${end.signal}` : `said no (exit ${String(end.code)})`);
+    const end = await runSiteProgram(program, name, this.config.searchPath, ASK_TIMEOUT_MS);
+    if (end.ran && end.code === 0) return true;
+    const why = end.ran && !end.signal ? `said no (${endText(end)})` : endText(end);
+    this.log(`tlsd: warning: acme: ${name}: not ordered: ACME_ASK ${why}\n`);
+    return false;
   }
 }
 

@@ -9,13 +9,15 @@ import type { SecureContext } from "node:tls";
 import { acmeOrders } from "../metrics/catalog.ts";
 import { causeText } from "../ucspi/errors.ts";
 import { osPath } from "../ucspi/os-string.ts";
-import { CHAIN_FILE } from "../tls/cert-dir.ts";
+import { CHAIN_FILE, KEY_FILE } from "../tls/cert-dir.ts";
+import { toBytes } from "../ucspi/env.ts";
 import type { AcmeConfig } from "./config.ts";
 import { Issuer } from "./issuer.ts";
 import { Ledger, REFRESH_MS, STALE_MS, mtimeOf } from "./ledger.ts";
 import { NamePolicy } from "./name-policy.ts";
 import { renewalMoment } from "./renewal-info.ts";
 import { RenewalRecords } from "./renewal-records.ts";
+import { endText, runSiteProgram } from "./site-program.ts";
 import type { RenewalRecord } from "./renewal-records.ts";
 
 export type Outcome =
@@ -41,6 +43,8 @@ const RETRY_MS = 60_000;
  * (or that does not know the certificate) is asked again after NO_ARI_MS. */
 const ASK_AGAIN_MS = 3_600_000;
 const NO_ARI_MS = 24 * 3_600_000;
+/** How long ACME_HOOK may run before it is killed. */
+const HOOK_TIMEOUT_MS = 60_000;
 
 interface Times {
   renewAt: number;
@@ -264,6 +268,18 @@ export class OnDemand {
     for (const store of this.stores) store.refresh();
   }
 
+  /** ACME_HOOK, after `name`'s new certificate is in place: with its files' paths, for a
+   * daemon of the site's that serves it too (a reload); in the background, its end logged. */
+  private async runHook(hook: string, name: string): Promise<void> {
+    const dir = join(this.config.cacheDir, name);
+    const end = await runSiteProgram(hook, name, this.config.searchPath, HOOK_TIMEOUT_MS, {
+      ACME_CERTFILE: toBytes(join(dir, CHAIN_FILE)),
+      ACME_KEYFILE: toBytes(join(dir, KEY_FILE)),
+    });
+    if (end.ran && end.code === 0) this.log(`tlsd: info: acme: ${name}: ACME_HOOK ran\n`);
+    else this.log(`tlsd: warning: acme: ${name}: ACME_HOOK failed: ${endText(end)}\n`);
+  }
+
   /** One order per name at a time (across every tlsd of this CERTDIR), within the rate
    * limit; logs how it went. */
   private order(name: string, replaces?: string): Promise<void> {
@@ -297,6 +313,7 @@ export class OnDemand {
           acmeOrders.inc(ISSUED);
           this.log(`tlsd: info: acme: ${name}: issued in ${Date.now() - started} ms\n`);
           this.written(name);
+          if (this.config.hook) void this.runHook(this.config.hook, name);
         },
         (error: unknown) => {
           acmeOrders.inc(FAILED);

@@ -1,6 +1,6 @@
 // ACME beyond RFC 8555's core, against Debian's pebble (2.4): renewal information (ARI, RFC
-// 9773), certificate profiles, external account binding, and the account a restarted tlsd
-// finds. Pebble 2.4 has neither ARI nor profiles, so it runs behind a front of the test's: an
+// 9773), certificate profiles, external account binding, key types, the site's hook after each
+// certificate, and the account a restarted tlsd finds. Pebble 2.4 has neither ARI nor profiles, so it runs behind a front of the test's: an
 // HTTPS reverse proxy that passes every request to pebble as it came (its Host kept, so
 // pebble's URLs and its JWS checks name the front), adds `renewalInfo` and `meta.profiles` to
 // the directory, answers the renewalInfo resource as the test says, and reads the payload of
@@ -42,6 +42,8 @@ interface Front {
   /** The payloads of the new accounts (with termsOfServiceAgreed: a registration, not a
    * look-up). */
   accounts: Array<Record<string, unknown>>;
+  /** Passes what follows to another pebble (whose paths are the same). */
+  retarget(other: Pebble): void;
   close(): void;
 }
 
@@ -49,8 +51,8 @@ async function startFront(
   pebble: Pebble,
   options: { renewalInfo?: (id: string) => Answer; profiles?: Record<string, string> },
 ): Promise<Front> {
-  const pebbleUrl = new URL(pebble.directory);
-  const ca = readFileSync(pebble.listenerCa);
+  let pebbleUrl = new URL(pebble.directory);
+  let ca = readFileSync(pebble.listenerCa);
   const asked: string[] = [];
   const orders: Array<Record<string, unknown>> = [];
   const accounts: Array<Record<string, unknown>> = [];
@@ -135,6 +137,10 @@ async function startFront(
     asked,
     orders,
     accounts,
+    retarget: (other: Pebble) => {
+      pebbleUrl = new URL(other.directory);
+      ca = readFileSync(other.listenerCa);
+    },
     close: () => server.close(),
   };
 }
@@ -147,6 +153,9 @@ interface Site {
   rootFile: string;
   /** A new tcpserver and tlsd in place of the first, on the same CERTDIR. */
   restart(): Promise<void>;
+  /** A new pebble in place of the first behind the same front: a CA reset, which knows no
+   * account and has a root of its own. */
+  resetCa(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -158,7 +167,7 @@ async function site(
   eab?: Record<string, string>,
 ): Promise<Site> {
   const port = await freePort();
-  const pebble = await startPebble({ tlsPort: port, eab });
+  let pebble = await startPebble({ tlsPort: port, eab });
   const f = await startFront(pebble, front);
   const cache = scratchDir("ari");
   const cas = join(cache, ".cas.pem");
@@ -198,6 +207,13 @@ async function site(
     restart: async () => {
       await server.stop();
       server = await tlsd();
+    },
+    resetCa: async () => {
+      const fresh = await startPebble({ tlsPort: port, eab });
+      f.retarget(fresh);
+      pebble.stop();
+      pebble = fresh;
+      writeFileSync(rootFile, await pebble.root());
     },
     stop: async () => {
       await server.stop();
@@ -551,6 +567,71 @@ test("ARI: a CA that does not know the certificate (404: not one of its own) is 
     assert.ok(Number(record?.["askAt"]) > Date.now() + 23 * 3_600_000, JSON.stringify(record));
     assert.equal(s.front.asked.length, 1);
     assert.doesNotMatch(s.server.log(), /renewal window/);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("ACME_HOOK: run after each certificate is installed (the first, then a renewal), with the name and the files' paths and nothing of tlsd's environment; one that fails or cannot be run is one line, and the certificate serves", async () => {
+  const dir = scratchDir("hook");
+  const calls = join(dir, "calls");
+  const hook = join(dir, "hook");
+  writeFileSync(
+    hook,
+    `#!/bin/sh\necho "$# $1 $ACME_NAME $ACME_CERTFILE $ACME_KEYFILE" >> ${calls}\nenv >> ${calls}.env\n`,
+    { mode: 0o755 },
+  );
+  const s = await site(
+    { renewalInfo: () => ({ status: 200, body: window(-7_200_000, -3_600_000) }) },
+    { ACME_HOOK: hook },
+  );
+  try {
+    await handshake(s);
+    await s.server.waitForLog(/^tlsd: info: acme: a\.test: ACME_HOOK ran$/);
+    // The window is past: the second handshake renews.
+    await handshake(s);
+    await s.server.waitForLog(/^tlsd: info: acme: a\.test: ACME_HOOK ran$/, 2, 30_000);
+    const renewed = await handshake(s);
+    const live = join(s.cache, "a.test");
+    const line = `1 a.test a.test ${live}/fullchain.pem ${live}/privkey.pem`;
+    assert.deepEqual(readFileSync(calls, "utf8").trim().split("\n"), [line, line]);
+    const installed = new X509Certificate(readFileSync(join(live, "fullchain.pem")));
+    assert.equal(installed.serialNumber, renewed.serial);
+    const env = readFileSync(`${calls}.env`, "utf8");
+    assert.doesNotMatch(env, /^(CERTFILE|KEYFILE|CERTDIR|ACME_DIRECTORY|ACME_HOOK)=/m);
+  } finally {
+    await s.stop();
+  }
+  const failing = join(dir, "failing");
+  writeFileSync(failing, "#!/bin/sh\nexit 3\n", { mode: 0o755 });
+  for (const [program, cause] of [
+    [failing, "exit 3"],
+    [join(dir, "none"), "could not run: file does not exist"],
+  ] as const) {
+    const f = await site({}, { ACME_HOOK: program });
+    try {
+      await handshake(f);
+      const [line] = await f.server.waitForLog(/^tlsd: warning: acme: a\.test: ACME_HOOK failed: /);
+      assert.equal(line, `tlsd: warning: acme: a.test: ACME_HOOK failed: ${cause}`);
+      await handshake(f);
+    } finally {
+      await f.stop();
+    }
+  }
+});
+
+test("a CA that forgot the account (a private CA reset): the order that finds out fails in one line, and the next one registers the account again and is issued", async () => {
+  const s = await site({}, { ACME_NAMES: "a.test b.test" });
+  try {
+    await handshake(s);
+    await s.resetCa();
+    const refused = await sClientVerified(s.port, "b.test", s.rootFile);
+    assert.notEqual(refused.code, 0);
+    await s.server.waitForLog(/^tlsd: warning: acme: b\.test: order failed: /);
+    const served = await sClientVerified(s.port, "b.test", s.rootFile);
+    assert.equal(served.code, 0, served.stderr + s.server.log());
+    // Registered at each CA: the first, then the one reset.
+    assert.equal(s.front.accounts.length, 2, JSON.stringify(s.front.accounts));
   } finally {
     await s.stop();
   }

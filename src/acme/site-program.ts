@@ -1,0 +1,53 @@
+// A program of the site's own, run about one name: ACME_ASK (may this name be ordered?) and
+// ACME_HOOK (a certificate was installed for it). UCSPI-style: the name is its argument and
+// in ACME_NAME; its environment holds only that, PATH and what the caller adds; stdin is
+// /dev/null, its stdout is dropped, its stderr is tlsd's. Its name, PATH and the name go to it
+// as their bytes (src/ucspi/spawn-bytes.ts): through Node's spawn, a program named with a byte
+// that is not ASCII named another file.
+import { causeText } from "../ucspi/errors.ts";
+import { osFromBytes } from "../ucspi/os-string.ts";
+import { findProgram } from "../ucspi/path-search.ts";
+import { spawnWithBytes } from "../ucspi/spawn-bytes.ts";
+
+export type SiteProgramEnd =
+  | { ran: true; code: number | null; signal: string | null }
+  /** It could not be run, or did not end within its time (then it was killed): why. */
+  | { ran: false; why: string };
+
+/** Runs `program` (found on `searchPath`) about `name`, killing it after `timeoutMs`. */
+export async function runSiteProgram(
+  program: string,
+  name: string,
+  searchPath: string,
+  timeoutMs: number,
+  env: Record<string, string> = {},
+): Promise<SiteProgramEnd> {
+  let file: string;
+  try {
+    file = findProgram(osFromBytes(program), searchPath);
+  } catch (error) {
+    return { ran: false, why: `could not run: ${causeText(error)}` };
+  }
+  const child = spawnWithBytes(
+    file,
+    [name],
+    { ...env, PATH: searchPath, ACME_NAME: name },
+    { argv0: osFromBytes(program), discardStdout: true },
+  );
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    child.kill("SIGKILL");
+  }, timeoutMs);
+  const end = await child.ended;
+  clearTimeout(timer);
+  if (end.error) return { ran: false, why: `could not run: ${causeText(end.error)}` };
+  if (late) return { ran: false, why: `did not end in ${timeoutMs / 1000} s: killed` };
+  return { ran: true, code: end.code, signal: end.signal };
+}
+
+/** How a run ended, for a line: "exit 3", "ended by SIGTERM", or why it did not run. */
+export function endText(end: SiteProgramEnd): string {
+  if (!end.ran) return end.why;
+  return end.signal ? `ended by ${end.signal}` : `exit ${String(end.code)}`;
+}
