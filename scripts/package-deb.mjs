@@ -133,6 +133,8 @@ if (sea) {
   copyFileSync(join(nodePackage, "LICENSE"), join(doc, "LICENSE.node"));
   rmSync(nodePackage, { recursive: true });
   rmSync(join(lib, "dist"), { recursive: true });
+  // The bundles' compile cache goes with them: the single executable has its own.
+  rmSync(join(lib, "build", "compile-cache"), { recursive: true, force: true });
 } else {
   // Node's C headers (67 MB) build addons; ours is built already. Debug symbols go too.
   for (const extra of ["include", "share", "CHANGELOG.md", "README.md"]) {

@@ -30,6 +30,25 @@ for (const name of PROGRAMS) {
   });
 }
 
+test("every program starts from V8's compile cache of its bundle, which the build made (the launcher preloads dist/compile-cache.cjs)", async () => {
+  for (const name of PROGRAMS) {
+    // Node's own account of the cache (its debug output, on stderr).
+    const r = await run(ours(name), ["--help"], {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, NODE_DEBUG_NATIVE: "COMPILE_CACHE" },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(`V8 code cache for CommonJS ${escaped(`${ROOT}/dist/${name}.cjs`)} was accepted`),
+      r.stderr,
+    );
+  }
+});
+
+/** `text` as a regular expression matching itself. */
+const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
 /** `name args` with its stdout /dev/full, a pipe whose reader is gone, or closed: its stderr
  * and exit code. */
 async function stdoutGone(name: string, args: string[], how: "full" | "pipe" | "closed") {
