@@ -1,24 +1,20 @@
 // Certificates on demand: the first handshake for an allowed name that has no certificate yet
 // waits (a bounded time) while one is ordered; every other connection goes on meanwhile, and
 // connections for the same name share the one order. Certificates are renewed in the
-// background when a handshake finds one near its end.
-import { X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
+// background when a handshake finds one due (renewal-schedule.ts: near its end, or when the
+// CA's renewal window says), and ACME_HOOK runs after each one installed.
 import { dirname, join } from "node:path";
 import type { SecureContext } from "node:tls";
 import { acmeOrders } from "../metrics/catalog.ts";
 import { causeText } from "../ucspi/errors.ts";
-import { osPath } from "../ucspi/os-string.ts";
 import { CHAIN_FILE, KEY_FILE } from "../tls/cert-dir.ts";
 import { toBytes } from "../ucspi/env.ts";
 import type { AcmeConfig } from "./config.ts";
 import { Issuer } from "./issuer.ts";
 import { Ledger, REFRESH_MS, STALE_MS, mtimeOf } from "./ledger.ts";
 import { NamePolicy } from "./name-policy.ts";
-import { renewalMoment } from "./renewal-info.ts";
-import { RenewalRecords } from "./renewal-records.ts";
+import { RenewalSchedule } from "./renewal-schedule.ts";
 import { endText, runSiteProgram } from "./site-program.ts";
-import type { RenewalRecord } from "./renewal-records.ts";
 
 export type Outcome =
   /** The certificate is in the cache now. */
@@ -39,25 +35,8 @@ const RATE_LIMITED = { result: "rate_limited" };
 const OTHER_POLL_MS = 200;
 /** After a failed renewal (or for a file that is not ours), the next look waits this long. */
 const RETRY_MS = 60_000;
-/** After a failed question for a renewal window, the next waits this long; a CA without ARI
- * (or that does not know the certificate) is asked again after NO_ARI_MS. */
-const ASK_AGAIN_MS = 3_600_000;
-const NO_ARI_MS = 24 * 3_600_000;
 /** How long ACME_HOOK may run before it is killed. */
 const HOOK_TIMEOUT_MS = 60_000;
-
-interface Times {
-  renewAt: number;
-  /** renewAt from the certificate's own dates (a third of its lifetime, or ACME_RENEW_BEFORE). */
-  ownRenewAt: number;
-  expiresAt: number;
-  /** Its serial (hex), for the CA's renewal window kept on disk. */
-  serial?: string;
-  /** When to ask the CA for its renewal window (again). */
-  askAt: number;
-  /** Its ARI identifier, once the CA was asked: the order that renews it replaces it. */
-  certificateId?: string;
-}
 
 export class OnDemand {
   readonly config: AcmeConfig;
@@ -66,12 +45,8 @@ export class OnDemand {
   private readonly log: (line: string) => void;
   private readonly policy: NamePolicy;
   private readonly inflight = new Map<string, Promise<void>>();
-  /** Each cached certificate's renewal and expiry times, once its file has been read. */
-  private readonly times = new Map<string, Times>();
-  /** What the CA said of renewing each certificate (ARI), shared by every tlsd of the cache. */
-  private readonly renewals: RenewalRecords;
-  /** Names whose renewal information is being asked for. */
-  private readonly asking = new Set<string>();
+  /** When each cached certificate is due for renewal and expires (the CA's window too). */
+  private readonly schedule: RenewalSchedule;
   /** When a failed renewal may be tried again. */
   private readonly retryAt = new Map<string, number>();
 
@@ -82,7 +57,9 @@ export class OnDemand {
     this.ledger = new Ledger(dirname(config.accountKeyFile), config.ordersPerHour);
     this.log = log;
     this.policy = new NamePolicy(config, log);
-    this.renewals = new RenewalRecords(join(dirname(config.accountKeyFile), "renewal"));
+    this.schedule = new RenewalSchedule(config, this.issuer, log, (name, localIp) =>
+      this.renewIfDue(name, localIp),
+    );
   }
 
   /** Stores that serve this cache: each re-reads it as soon as a certificate is written. */
@@ -127,7 +104,7 @@ export class OnDemand {
    * policy still allows it: obtain() asks). A certificate not from the cache never expires
    * here. */
   expired(name: string): boolean {
-    return Date.now() >= this.timesOf(name).expiresAt;
+    return Date.now() >= this.schedule.timesOf(name).expiresAt;
   }
 
   /** Renews `name`'s cached certificate in the background when it is near its end (or when
@@ -135,8 +112,8 @@ export class OnDemand {
   renewIfDue(name: string, localIp?: string): void {
     const now = Date.now();
     if (this.inflight.has(name)) return;
-    const times = this.timesOf(name);
-    this.askRenewalInfo(name, times, localIp);
+    const times = this.schedule.timesOf(name);
+    this.schedule.askCa(name, localIp);
     if (now < (this.retryAt.get(name) ?? 0) || now < times.renewAt) return;
     // Until it works, the old certificate serves; a failed renewal is tried again later.
     this.retryAt.set(name, now + RETRY_MS);
@@ -150,120 +127,10 @@ export class OnDemand {
     });
   }
 
-  /** Asks the CA when `name`'s certificate should be renewed (ARI, RFC 9773), in the
-   * background, when the last answer (this tlsd's or another's) says it is time to ask again;
-   * renews if the answer makes it due. Without an answer the certificate's own dates decide. */
-  private askRenewalInfo(name: string, times: Times, localIp?: string): void {
-    const now = Date.now();
-    if (times.serial === undefined || now < times.askAt || this.asking.has(name)) return;
-    const serial = times.serial;
-    const current = () => this.times.get(name) === times;
-    const keep = (record: RenewalRecord) => {
-      if (!current()) return;
-      Object.assign(times, this.withRecord(times, record));
-      try {
-        this.renewals.write(name, record);
-      } catch (error) {
-        this.log(
-          `tlsd: warning: acme: ${name}: unable to keep the CA's renewal window: ${causeText(error)}\n`,
-        );
-      }
-    };
-    // Another tlsd of the CERTDIR (a worker, a tlsd per connection) may have asked meanwhile;
-    // and while this one asks, the others wait an hour, also if this one ends first (its
-    // session over) with nothing to write.
-    const kept = this.renewals.read(name);
-    if (kept?.serial === serial && now < kept.askAt) {
-      Object.assign(times, this.withRecord(times, kept));
-      return;
-    }
-    this.asking.add(name);
-    keep({ ...(kept?.serial === serial ? kept : { serial }), askAt: now + ASK_AGAIN_MS });
-    void (async () => {
-      const pem = readFileSync(osPath(join(this.config.cacheDir, name, CHAIN_FILE)), "latin1");
-      return this.issuer.renewalInfo(pem);
-    })()
-      .then(
-        (info) => {
-          if (!info) return keep({ serial, askAt: Date.now() + NO_ARI_MS });
-          const { window } = info;
-          const before = this.renewals.read(name);
-          const same =
-            before?.serial === serial && before.start === window.start && before.end === window.end;
-          const moment =
-            same && before.moment !== undefined
-              ? before.moment
-              : renewalMoment(window, Math.random());
-          if (!same && current()) {
-            const at = (t: number) => new Date(t).toISOString();
-            const why = window.explanationUrl ? ` (the CA explains: ${window.explanationUrl})` : "";
-            this.log(
-              `tlsd: info: acme: ${name}: the CA's renewal window is ${at(window.start)} to ${at(window.end)}; renewing at ${at(moment)}${why}\n`,
-            );
-          }
-          keep({
-            serial,
-            askAt: info.askAgainAt,
-            certificateId: info.certificateId,
-            start: window.start,
-            end: window.end,
-            moment,
-          });
-          if (current() && Date.now() >= times.renewAt) this.renewIfDue(name, localIp);
-        },
-        (error: unknown) => {
-          this.log(
-            `tlsd: warning: acme: ${name}: no renewal window from the CA: ${causeText(error)}\n`,
-          );
-          // A window the CA gave before still holds.
-          keep({
-            ...(kept?.serial === serial ? kept : { serial }),
-            askAt: Date.now() + ASK_AGAIN_MS,
-          });
-        },
-      )
-      .finally(() => this.asking.delete(name));
-  }
-
-  /** `times` with what the CA said of renewing it: a moment in its window replaces the third
-   * of the lifetime left; ACME_RENEW_BEFORE, when set, still renews no later than it says. */
-  private withRecord(times: Times, record: RenewalRecord): Times {
-    const renewAt =
-      record.moment === undefined
-        ? times.ownRenewAt
-        : this.config.renewBeforeMs === undefined
-          ? record.moment
-          : Math.min(record.moment, times.ownRenewAt);
-    return { ...times, renewAt, askAt: record.askAt, certificateId: record.certificateId };
-  }
-
-  /** When `name`'s cached certificate is due for renewal and when it expires, read from its
-   * file once per certificate (then only compared, per handshake), with what the CA said of
-   * it; never, for a certificate that is not in the cache (a CERTFILE:name pair, say). */
-  private timesOf(name: string): Times {
-    let times = this.times.get(name);
-    if (times) return times;
-    try {
-      const cert = new X509Certificate(
-        readFileSync(osPath(join(this.config.cacheDir, name, CHAIN_FILE))),
-      );
-      const from = Date.parse(cert.validFrom);
-      const to = Date.parse(cert.validTo);
-      const own = to - (this.config.renewBeforeMs ?? (to - from) / 3);
-      times = { renewAt: own, ownRenewAt: own, expiresAt: to, serial: cert.serialNumber, askAt: 0 };
-      const record = this.renewals.read(name);
-      if (record && record.serial === times.serial) times = this.withRecord(times, record);
-    } catch {
-      times = { renewAt: Infinity, ownRenewAt: Infinity, expiresAt: Infinity, askAt: Infinity };
-    }
-    this.times.set(name, times);
-    return times;
-  }
-
   /** A new certificate for `name` is in the cache: its times are read again, and the stores
    * that serve the cache re-read it now. */
   private written(name: string): void {
-    this.times.delete(name);
+    this.schedule.forget(name);
     this.retryAt.delete(name);
     for (const store of this.stores) store.refresh();
   }
