@@ -85,9 +85,9 @@ for (const p of programs) {
 
 // V8's compile cache for the bundles (the launcher preloads dist/compile-cache.cjs, which turns
 // it on before the program's bundle is compiled): compiling a 1.2-1.5 MB bundle was about a
-// third of a program's start (tlsd --help: 117 ms of CPU, 34 ms less with the cache), paid by
-// every tlsd that djb's tcpserver starts per connection, and by each of the suite's thousands
-// of program starts. Portable (paths relative to the cache), in build/compile-cache/, filled
+// third of a program's own start (tlsd --help: 11-21 ms of CPU less with the cache, of
+// 113-139; docs/install.md), paid by every tlsd that djb's tcpserver starts per connection,
+// and by each of the suite's thousands of program starts. Portable (paths relative to the cache), in build/compile-cache/, filled
 // below once the launcher is built; Node checks each entry against its script and V8's flags.
 writeFileSync(
   join(root, "dist", "compile-cache.cjs"),
