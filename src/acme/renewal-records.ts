@@ -27,8 +27,9 @@ export class RenewalRecords {
     this.dir = dir;
   }
 
-  /** The record of `name`, or undefined when there is none or it cannot be read as one. */
-  read(name: string): RenewalRecord | undefined {
+  /** The record of `name`'s certificate whose serial is `serial`, or undefined when there is
+   * none, it cannot be read as one, or it is another certificate's. */
+  read(name: string, serial: string): RenewalRecord | undefined {
     let record: unknown;
     try {
       record = JSON.parse(readFileSync(osPath(join(this.dir, name)), "utf8"));
@@ -36,10 +37,10 @@ export class RenewalRecords {
       return undefined;
     }
     const r = record as Record<string, unknown> | null;
-    if (typeof r?.["serial"] !== "string" || !isTime(r["askAt"])) return undefined;
+    if (r?.["serial"] !== serial || !isTime(r["askAt"])) return undefined;
     const window = ["start", "end", "moment"].every((k) => isTime(r[k]));
     return {
-      serial: r["serial"],
+      serial,
       askAt: r["askAt"],
       ...(window && typeof r["certificateId"] === "string"
         ? {

@@ -86,13 +86,13 @@ export class RenewalSchedule {
     // Another tlsd of the CERTDIR (a worker, a tlsd per connection) may have asked meanwhile;
     // and while this one asks, the others wait an hour, also if this one ends first (its
     // session over) with nothing to write.
-    const kept = this.renewals.read(name);
-    if (kept?.serial === serial && now < kept.askAt) {
+    const kept = this.renewals.read(name, serial);
+    if (kept && now < kept.askAt) {
       Object.assign(times, this.withRecord(times, kept));
       return;
     }
     this.asking.add(name);
-    keep({ ...(kept?.serial === serial ? kept : { serial }), askAt: now + ASK_AGAIN_MS });
+    keep({ ...(kept ?? { serial }), askAt: now + ASK_AGAIN_MS });
     void (async () => {
       const pem = readFileSync(osPath(join(this.config.cacheDir, name, CHAIN_FILE)), "latin1");
       return this.issuer.renewalInfo(pem);
@@ -101,13 +101,10 @@ export class RenewalSchedule {
         (info) => {
           if (!info) return keep({ serial, askAt: Date.now() + NO_ARI_MS });
           const { window } = info;
-          const before = this.renewals.read(name);
-          const same =
-            before?.serial === serial && before.start === window.start && before.end === window.end;
+          // The window this tlsd (or another) was given before: its moment stays.
+          const same = kept?.start === window.start && kept.end === window.end;
           const moment =
-            same && before.moment !== undefined
-              ? before.moment
-              : renewalMoment(window, Math.random());
+            same && kept.moment !== undefined ? kept.moment : renewalMoment(window, Math.random());
           if (!same && current()) {
             const at = (t: number) => new Date(t).toISOString();
             const why = window.explanationUrl ? ` (the CA explains: ${window.explanationUrl})` : "";
@@ -130,10 +127,7 @@ export class RenewalSchedule {
             `tlsd: warning: acme: ${name}: no renewal window from the CA: ${causeText(error)}\n`,
           );
           // A window the CA gave before still holds.
-          keep({
-            ...(kept?.serial === serial ? kept : { serial }),
-            askAt: Date.now() + ASK_AGAIN_MS,
-          });
+          keep({ ...(kept ?? { serial }), askAt: Date.now() + ASK_AGAIN_MS });
         },
       )
       .finally(() => this.asking.delete(name));
@@ -165,8 +159,8 @@ export class RenewalSchedule {
       const to = Date.parse(cert.validTo);
       const own = to - (this.config.renewBeforeMs ?? (to - from) / 3);
       times = { renewAt: own, ownRenewAt: own, expiresAt: to, serial: cert.serialNumber, askAt: 0 };
-      const record = this.renewals.read(name);
-      if (record && record.serial === times.serial) times = this.withRecord(times, record);
+      const record = this.renewals.read(name, cert.serialNumber);
+      if (record) times = this.withRecord(times, record);
     } catch {
       times = { renewAt: Infinity, ownRenewAt: Infinity, expiresAt: Infinity, askAt: Infinity };
     }

@@ -223,6 +223,29 @@ async function site(
   };
 }
 
+type RenewalRecord = Record<string, number | string>;
+
+/** Where the site's tlsd keeps what the CA said of renewing a.test's certificate. */
+const recordFileOf = (s: Site) => join(s.cache, ".acme", "renewal", "a.test");
+
+/** That record, once `ok` holds of it: it is written in the background, after the question
+ * (10 s at most, or the test fails). */
+async function recordWhen(s: Site, ok: (r: RenewalRecord) => boolean): Promise<RenewalRecord> {
+  const read = () => {
+    try {
+      return JSON.parse(readFileSync(recordFileOf(s), "utf8")) as RenewalRecord;
+    } catch {
+      return undefined; // not there yet
+    }
+  };
+  for (let i = 0; i < 100; i++) {
+    const r = read();
+    if (r && ok(r)) return r;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail(`the record never became what was waited for: ${JSON.stringify(read())}`);
+}
+
 /** openssl s_client for a.test, verifying against pebble's root; the leaf it was served. */
 async function handshake(s: Site) {
   const r = await sClientVerified(s.port, "a.test", s.rootFile, { showcerts: true });
@@ -305,18 +328,9 @@ test("ARI: a window ahead is kept in CERTDIR (the moment chosen in it, when to a
     const before = Date.now();
     await handshake(s);
     await s.server.waitForLog(/^tlsd: info: acme: a\.test: the CA's renewal window/);
-    const recordFile = join(s.cache, ".acme", "renewal", "a.test");
+    const recordFile = recordFileOf(s);
     // Written once the answer is in (before it, a record of the question alone).
-    let record: Record<string, number | string> | undefined;
-    for (let i = 0; i < 100 && record?.["certificateId"] === undefined; i++) {
-      try {
-        record = JSON.parse(readFileSync(recordFile, "utf8")) as Record<string, number | string>;
-      } catch {
-        // not there yet
-      }
-      if (record?.["certificateId"] === undefined)
-        await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    const record = await recordWhen(s, (r) => r["certificateId"] !== undefined);
     assert.ok(record, "the window is kept");
     assert.equal(record["serial"], first.serial);
     assert.equal(record["certificateId"], ariId(first.pem));
@@ -425,23 +439,8 @@ test("ARI: a question that fails later keeps the window the CA gave before, and 
   try {
     const first = await handshake(s);
     await handshake(s);
-    const recordFile = join(s.cache, ".acme", "renewal", "a.test");
-    const read = () => {
-      try {
-        return JSON.parse(readFileSync(recordFile, "utf8")) as Record<string, number | string>;
-      } catch {
-        return undefined;
-      }
-    };
-    const until = async (ok: (r: Record<string, number | string>) => boolean) => {
-      for (let i = 0; i < 100; i++) {
-        const r = read();
-        if (r && ok(r)) return r;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      assert.fail(`the record never became what was waited for: ${JSON.stringify(read())}`);
-    };
-    const answered = await until((r) => r["certificateId"] !== undefined);
+    const recordFile = recordFileOf(s);
+    const answered = await recordWhen(s, (r) => r["certificateId"] !== undefined);
     // Time to ask again, for the next tlsd of the CERTDIR; the CA fails this time.
     fails = true;
     writeFileSync(recordFile, JSON.stringify({ ...answered, askAt: Date.now() - 1000 }));
@@ -452,7 +451,7 @@ test("ARI: a question that fails later keeps the window the CA gave before, and 
       line,
       "tlsd: warning: acme: a.test: no renewal window from the CA: the CA answered its renewalInfo with HTTP 400",
     );
-    const after = await until((r) => Number(r["askAt"]) > Date.now() + 3_000_000);
+    const after = await recordWhen(s, (r) => Number(r["askAt"]) > Date.now() + 3_000_000);
     assert.deepEqual(
       [after["certificateId"], after["start"], after["end"], after["moment"]],
       [ariId(first.pem), answered["start"], answered["end"], answered["moment"]],
@@ -551,20 +550,10 @@ test("ARI: a CA that does not know the certificate (404: not one of its own) is 
   try {
     const first = await handshake(s);
     await handshake(s);
-    const recordFile = join(s.cache, ".acme", "renewal", "a.test");
-    let record: Record<string, number | string> | undefined;
-    for (let i = 0; i < 100; i++) {
-      try {
-        record = JSON.parse(readFileSync(recordFile, "utf8")) as Record<string, number | string>;
-      } catch {
-        record = undefined;
-      }
-      if (record && Number(record["askAt"]) > Date.now() + 23 * 3_600_000) break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    assert.deepEqual(Object.keys(record ?? {}).sort(), ["askAt", "serial"]);
-    assert.equal(record?.["serial"], first.serial);
-    assert.ok(Number(record?.["askAt"]) > Date.now() + 23 * 3_600_000, JSON.stringify(record));
+    const record = await recordWhen(s, (r) => Number(r["askAt"]) > Date.now() + 23 * 3_600_000);
+    assert.deepEqual(Object.keys(record).sort(), ["askAt", "serial"]);
+    assert.equal(record["serial"], first.serial);
+    assert.ok(Number(record["askAt"]) > Date.now() + 23 * 3_600_000, JSON.stringify(record));
     assert.equal(s.front.asked.length, 1);
     assert.doesNotMatch(s.server.log(), /renewal window/);
   } finally {
