@@ -5,6 +5,7 @@ import { spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { escapeRegExp } from "../helpers/normalize.ts";
 import { ROOT, ours, run } from "../helpers/programs.ts";
 
 // Every program the package installs, so that a new one cannot go without.
@@ -40,14 +41,13 @@ test("every program starts from V8's compile cache of its bundle, which the buil
     assert.equal(r.code, 0, r.stderr);
     assert.match(
       r.stderr,
-      new RegExp(`V8 code cache for CommonJS ${escaped(`${ROOT}/dist/${name}.cjs`)} was accepted`),
+      new RegExp(
+        `V8 code cache for CommonJS ${escapeRegExp(`${ROOT}/dist/${name}.cjs`)} was accepted`,
+      ),
       r.stderr,
     );
   }
 });
-
-/** `text` as a regular expression matching itself. */
-const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 /** `name args` with its stdout /dev/full, a pipe whose reader is gone, or closed: its stderr
  * and exit code. */
