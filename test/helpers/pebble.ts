@@ -30,7 +30,8 @@ export interface Pebble {
   stop(): void;
 }
 
-export async function startPebble(options: {
+/** What startPebble takes. */
+export interface PebbleOptions {
   tlsPort: number;
   /** Where it validates http-01 (the port-80 stand-in); default: a port nobody listens on. */
   httpPort?: number;
@@ -40,7 +41,25 @@ export async function startPebble(options: {
   /** Runs in this namespace, its ACME listener on `listen` there (the other listeners on its
    * 127.0.0.1, fetched from inside it), every name resolving to `resolveTo`. */
   netns?: { name: string; listen: string; resolveTo: string };
-}): Promise<Pebble> {
+}
+
+/** A port freePort() found free was taken by another program before pebble bound it. */
+class PortTaken extends Error {}
+
+/** pebble on free ports. They are free when chosen, but another test's program may bind one
+ * before pebble does: pebble then ends ("address already in use"), and it is started again on
+ * new ports, three times at most. */
+export async function startPebble(options: PebbleOptions): Promise<Pebble> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startPebbleOnce(options);
+    } catch (error) {
+      if (!(error instanceof PortTaken) || attempt === 3) throw error;
+    }
+  }
+}
+
+async function startPebbleOnce(options: PebbleOptions): Promise<Pebble> {
   const pki = makePki();
   const ns = options.netns;
   const host = ns?.listen ?? "127.0.0.1";
@@ -142,6 +161,10 @@ export async function startPebble(options: {
   const directory = `https://${host}:${acme}/dir`;
   const deadline = Date.now() + 15_000;
   while ((await fetch(directory)) === undefined) {
+    if (/address already in use/.test(logged)) {
+      stop();
+      throw new PortTaken(`pebble did not start:\n${logged}`);
+    }
     if (Date.now() > deadline) {
       stop();
       throw new Error(`pebble did not start:\n${logged}`);
