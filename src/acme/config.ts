@@ -41,10 +41,13 @@ export interface AcmeConfig {
   /** Renew when less than this much of a certificate's life is left (ms); undefined: a third
    * of its lifetime (30 days of Let's Encrypt's 90). */
   renewBeforeMs: number | undefined;
-  /** tls-alpn-01 (tlsd answers on its own port) or http-01 (acme-challenge answers on port
-   * 80, from the key authorizations written to httpDir). */
-  challenge: "tls-alpn-01" | "http-01";
+  /** tls-alpn-01 (tlsd answers on its own port), http-01 (acme-challenge answers on port
+   * 80, from the key authorizations written to httpDir) or dns-01 (dnsHook publishes the
+   * TXT record). */
+  challenge: AcmeChallenge;
   httpDir: string;
+  /** ACME_DNS_HOOK: the program that publishes and removes dns-01 records (set with dns-01). */
+  dnsHook: string | undefined;
   /** ACME_PROFILE: the certificate profile asked for (draft-aaron-acme-profiles), if any. */
   profile: string | undefined;
   /** ACME_HOOK: a program run after each certificate is installed (certbot's deploy hook). */
@@ -64,6 +67,16 @@ export function httpChallengeDir(certDir: string): string {
 }
 
 const EXIT_CONFIG = 100;
+
+export const ACME_CHALLENGES = ["tls-alpn-01", "http-01", "dns-01"] as const;
+export type AcmeChallenge = (typeof ACME_CHALLENGES)[number];
+
+/** The challenge tlsd answers: ACME_CHALLENGE's, dns-01 when only ACME_DNS_HOOK is set,
+ * tls-alpn-01 by default; undefined for a value that is none of them. */
+export function challengeNamed(env: Readonly<Env>): AcmeChallenge | undefined {
+  const named = env["ACME_CHALLENGE"] || (env["ACME_DNS_HOOK"] ? "dns-01" : "tls-alpn-01");
+  return ACME_CHALLENGES.find((kind) => kind === named);
+}
 
 /** The keys a certificate on demand may have (Caddy's names): ECDSA on P-256 (the default)
  * or P-384, or RSA of 2048, 3072 or 4096 bits for clients that know no ECDSA. */
@@ -116,9 +129,23 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
   if (eabKid !== undefined && !/^[\x21-\x7e]{1,256}$/.test(eabKid))
     throw new FatalError(`ACME_EAB_KID: a key id, not '${eabKid}'`, EXIT_CONFIG);
   const cacheDir = resolve(osFromBytes(certDir));
-  const challenge = env["ACME_CHALLENGE"] ?? "tls-alpn-01";
-  if (challenge !== "tls-alpn-01" && challenge !== "http-01")
-    throw new FatalError(`ACME_CHALLENGE: tls-alpn-01 or http-01, not '${challenge}'`, EXIT_CONFIG);
+  const challenge = challengeNamed(env);
+  if (challenge === undefined)
+    throw new FatalError(
+      `ACME_CHALLENGE: ${ACME_CHALLENGES.join(", ")}, not '${env["ACME_CHALLENGE"] ?? ""}'`,
+      EXIT_CONFIG,
+    );
+  const dnsHook = env["ACME_DNS_HOOK"] || undefined;
+  if (challenge === "dns-01" && dnsHook === undefined)
+    throw new FatalError(
+      "ACME_CHALLENGE=dns-01 needs ACME_DNS_HOOK (the program that publishes the TXT record)",
+      EXIT_CONFIG,
+    );
+  if (challenge !== "dns-01" && dnsHook !== undefined)
+    throw new FatalError(
+      `ACME_DNS_HOOK is for dns-01, not ACME_CHALLENGE=${challenge}`,
+      EXIT_CONFIG,
+    );
   return {
     directoryUrl,
     cacheDir,
@@ -137,6 +164,7 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     renewBeforeMs: env["ACME_RENEW_BEFORE"] ? count(env, "ACME_RENEW_BEFORE", 0) * 1000 : undefined,
     challenge,
     httpDir: httpChallengeDir(cacheDir),
+    dnsHook,
     profile,
     hook: env["ACME_HOOK"] || undefined,
     keyType,

@@ -1,16 +1,14 @@
-// Orders certificates from an ACME CA (RFC 8555) with acme-client, answering tls-alpn-01
-// (RFC 8737) on tlsd's own port: the CA's validator connects with ALPN "acme-tls/1" and the
-// name as SNI, and tlsd shows it the challenge certificate that `challenges` holds meanwhile;
-// or http-01, answered on port 80 by acme-challenge from the file written here.
+// Orders certificates from an ACME CA (RFC 8555) with acme-client, the challenges answered as
+// challenges.ts says (tls-alpn-01 on tlsd's own port, http-01 on port 80 by acme-challenge,
+// dns-01 by the site's ACME_DNS_HOOK), and asks the CA when to renew them (ARI).
 import { X509Certificate, createPrivateKey } from "node:crypto";
-import { mkdirSync, readFileSync, rmSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { createSecureContext } from "node:tls";
+import { mkdirSync, readFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { causeText } from "../ucspi/errors.ts";
-import type { SecureContext } from "node:tls";
 import { writeFileAtomic } from "../files/atomic-write.ts";
 import { osPath } from "../ucspi/os-string.ts";
 import { installCertificate } from "./cert-versions.ts";
+import { Challenges } from "./challenges.ts";
 import type * as AcmeClient from "acme-client";
 import type { AcmeConfig, AcmeKeyType } from "./config.ts";
 import { certificateId, nextAsk, parseRenewalInfo, retryAfterSeconds } from "./renewal-info.ts";
@@ -87,23 +85,6 @@ function boundRequests(acme: Acme): void {
   });
 }
 
-/**
- * What the CA says goes into file names (an http-01 token; the authorization's name, for
- * tls-alpn-01), which it once did as it was: a CA (or whoever answers for an http:// directory)
- * could write the key authorization over any file tlsd may write, and remove it. The
- * authorization must be for the name ordered, the token base64url (RFC 8555 §8.1).
- */
-function checkChallenge(
-  name: string,
-  authz: { identifier: { value: string } },
-  challenge: { type: string; token?: string },
-): void {
-  if (authz.identifier.value.toLowerCase() !== name)
-    throw new Error(`the CA's authorization is not for ${name}`);
-  if (challenge.type === "http-01" && !/^[A-Za-z0-9_-]+$/.test(challenge.token ?? ""))
-    throw new Error("the CA sent a challenge token that is not base64url");
-}
-
 /** The certificate the CA issued is for `name` and goes with our key: one that does not (a
  * broken or hostile CA's) was installed over what served, and every handshake for the name
  * then failed on it until its own renewal time. */
@@ -162,44 +143,16 @@ function withOrderFields(client: Client, fields: Record<string, string>): Client
 
 export class Issuer {
   private readonly config: AcmeConfig;
-  /** Challenge certificates by name, while an order for that name is being validated. */
-  private readonly challenges = new Map<string, SecureContext>();
-  /** The same as PEM (its key, then its certificate), for the native TLS engine's context. */
-  private readonly challengePems = new Map<string, Buffer>();
+  /** The answers to the CA's challenges while its orders are validated. */
+  readonly challenges: Challenges;
   private client: Promise<{ acme: Acme; client: Client }> | undefined;
   private acme: Promise<Acme> | undefined;
   private directoryRead: { at: number; directory: Directory } | undefined;
 
-  constructor(config: AcmeConfig) {
+  /** log: complete lines for stderr, as OnDemand's. */
+  constructor(config: AcmeConfig, log: (line: string) => void) {
     this.config = config;
-    this.challengeDir = join(config.cacheDir, ".acme", "tls-alpn-01");
-  }
-
-  private readonly challengeDir: string;
-
-  /** The challenge certificate for `name`: this process's, or one another tlsd wrote. */
-  challengeFor(name: string): SecureContext | undefined {
-    const own = this.challenges.get(name);
-    if (own) return own;
-    const pem = this.challengePemFor(name);
-    if (!pem) return undefined;
-    try {
-      return createSecureContext({ key: pem, cert: pem });
-    } catch {
-      return undefined; // being replaced: the validator tries again
-    }
-  }
-
-  /** The challenge certificate for `name` as PEM, key then certificate: this process's, or
-   * one another tlsd wrote. */
-  challengePemFor(name: string): Buffer | undefined {
-    const own = this.challengePems.get(name);
-    if (own) return own;
-    try {
-      return readFileSync(osPath(join(this.challengeDir, `${name}.pem`)));
-    } catch {
-      return undefined;
-    }
+    this.challenges = new Challenges(config, log);
   }
 
   /** Orders a certificate for `name` and writes it to the cache (NAME/privkey.pem, 0600, and
@@ -237,38 +190,10 @@ export class Issuer {
       // acme-client would check the challenge itself first, through the system's DNS to port
       // 443; the CA's own check is the one that counts.
       skipChallengeVerification: true,
-      challengeCreateFn: async (authz, challenge, keyAuthorization) => {
-        checkChallenge(name, authz, challenge);
-        if (challenge.type === "http-01") {
-          // For acme-challenge on port 80 (a process of its own, maybe another user's).
-          mkdirSync(osPath(this.config.httpDir), { recursive: true, mode: 0o755 });
-          writeFileAtomic(join(this.config.httpDir, challenge.token), keyAuthorization, {
-            mode: 0o644,
-            overwrite: true,
-          });
-          return;
-        }
-        const [k, c] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
-        this.challenges.set(name, createSecureContext({ key: k, cert: c }));
-        this.challengePems.set(name, Buffer.concat([k, c]));
-        // On disk too, for a tlsd in another process (one per connection under djb's
-        // tcpserver), which the validator's connection may well reach instead of this one.
-        mkdirSync(osPath(this.challengeDir), { recursive: true, mode: 0o700 });
-        writeFileAtomic(join(this.challengeDir, `${name}.pem`), Buffer.concat([k, c]), {
-          mode: 0o600,
-          overwrite: true,
-        });
-      },
-      challengeRemoveFn: async (authz, challenge) => {
-        checkChallenge(name, authz, challenge);
-        if (challenge.type === "http-01") {
-          rmSync(osPath(join(this.config.httpDir, challenge.token)), { force: true });
-          return;
-        }
-        this.challenges.delete(name);
-        this.challengePems.delete(name);
-        rmSync(osPath(join(this.challengeDir, `${name}.pem`)), { force: true });
-      },
+      challengeCreateFn: (authz, challenge, keyAuthorization) =>
+        this.challenges.present(acme.crypto, { name, authz, challenge, keyAuthorization }),
+      challengeRemoveFn: (authz, challenge, keyAuthorization) =>
+        this.challenges.remove({ name, authz, challenge, keyAuthorization }),
     });
     checkIssued(name, key, chain);
     installCertificate(this.config.cacheDir, name, key, chain);

@@ -53,7 +53,7 @@ export class OnDemand {
   /** log: complete lines for stderr (`tlsd: ...`), as a stage's ctx.log. */
   constructor(config: AcmeConfig, log: (line: string) => void) {
     this.config = config;
-    this.issuer = new Issuer(config);
+    this.issuer = new Issuer(config, log);
     this.ledger = new Ledger(dirname(config.accountKeyFile), config.ordersPerHour);
     this.log = log;
     this.policy = new NamePolicy(config, log);
@@ -71,12 +71,12 @@ export class OnDemand {
 
   /** The tls-alpn-01 certificate to show the CA's validator for `name`, while one is wanted. */
   challengeFor(name: string): SecureContext | undefined {
-    return this.issuer.challengeFor(name);
+    return this.issuer.challenges.certificateFor(name);
   }
 
   /** The same as PEM (key, then certificate), for the native TLS engine. */
   challengePemFor(name: string): Buffer | undefined {
-    return this.issuer.challengePemFor(name);
+    return this.issuer.challenges.pemFor(name);
   }
 
   /** Makes sure the cache holds a certificate for `name`, waiting ACME_WAIT at most (the name
@@ -140,8 +140,10 @@ export class OnDemand {
   private async runHook(hook: string, name: string): Promise<void> {
     const dir = join(this.config.cacheDir, name);
     const end = await runSiteProgram(hook, name, this.config.searchPath, HOOK_TIMEOUT_MS, {
-      ACME_CERTFILE: toBytes(join(dir, CHAIN_FILE)),
-      ACME_KEYFILE: toBytes(join(dir, KEY_FILE)),
+      env: {
+        ACME_CERTFILE: toBytes(join(dir, CHAIN_FILE)),
+        ACME_KEYFILE: toBytes(join(dir, KEY_FILE)),
+      },
     });
     if (end.ran && end.code === 0) this.log(`tlsd: info: acme: ${name}: ACME_HOOK ran\n`);
     else this.log(`tlsd: warning: acme: ${name}: ACME_HOOK failed: ${endText(end)}\n`);

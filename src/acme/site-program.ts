@@ -1,5 +1,6 @@
-// A program of the site's own, run about one name: ACME_ASK (may this name be ordered?) and
-// ACME_HOOK (a certificate was installed for it). UCSPI-style: the name is its argument and
+// A program of the site's own, run about one name: ACME_ASK (may this name be ordered?),
+// ACME_HOOK (a certificate was installed for it) and ACME_DNS_HOOK (publish or remove its
+// dns-01 record). UCSPI-style: the name is its argument (unless the caller gives others) and
 // in ACME_NAME; its environment holds only that, PATH and what the caller adds; stdin is
 // /dev/null, its stdout is dropped, its stderr is tlsd's. Its name, PATH and the name go to it
 // as their bytes (src/ucspi/spawn-bytes.ts): through Node's spawn, a program named with a byte
@@ -14,13 +15,14 @@ export type SiteProgramEnd =
   /** It could not be run, or did not end within its time (then it was killed): why. */
   | { ran: false; why: string };
 
-/** Runs `program` (found on `searchPath`) about `name`, killing it after `timeoutMs`. */
+/** Runs `program` (found on `searchPath`) about `name`, killing it after `timeoutMs`; `args`
+ * in place of the name as its arguments, `env` beside ACME_NAME and PATH. */
 export async function runSiteProgram(
   program: string,
   name: string,
   searchPath: string,
   timeoutMs: number,
-  env: Record<string, string> = {},
+  { env = {}, args = [name] }: { env?: Record<string, string>; args?: string[] } = {},
 ): Promise<SiteProgramEnd> {
   let file: string;
   try {
@@ -30,7 +32,7 @@ export async function runSiteProgram(
   }
   const child = spawnWithBytes(
     file,
-    [name],
+    args,
     { ...env, PATH: searchPath, ACME_NAME: name },
     { argv0: osFromBytes(program), discardStdout: true },
   );

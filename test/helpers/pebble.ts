@@ -25,6 +25,9 @@ export interface Pebble {
   /** pebble-challtestsrv's DNS server (ip:port): every name is 127.0.0.1 (with `netns`, its
    * resolveTo) unless addA said. With `netns`, on that namespace's 127.0.0.1. */
   dns: string;
+  /** challtestsrv's management API (http://127.0.0.1:PORT), for a dns-01 hook's set-txt and
+   * clear-txt; with `netns`, inside that namespace. */
+  dnsManagement: string;
   /** Makes challtestsrv answer `host` with these IPv4 addresses (pebble's validator goes there). */
   addA(host: string, addresses: string[]): Promise<void>;
   stop(): void;
@@ -181,6 +184,7 @@ async function startPebbleOnce(options: PebbleOptions): Promise<Pebble> {
     },
     log: () => logged,
     dns: `127.0.0.1:${dns}`,
+    dnsManagement: `http://127.0.0.1:${dnsManagement}`,
     addA: (host, addresses) => post("/add-a", JSON.stringify({ host, addresses })),
     stop,
   };

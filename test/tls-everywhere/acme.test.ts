@@ -218,7 +218,7 @@ test("a TLS service of its own on 443: the CA's validator reaches tlsd, not it; 
   }
 });
 
-test("ACME_* with the port the CA validates on not diverted: a warning naming it, --dry-run too; none when it is", async () => {
+test("ACME_* with the port the CA validates on not diverted: a warning naming it, --dry-run too; none when it is, nor for dns-01", async () => {
   const dryRun = (args: string[], env: NodeJS.ProcessEnv) =>
     run(ours("tls-everywhere"), ["--dry-run", ...args], {
       env: { ...process.env, PATH: PATH_WITH_BIN, ACME_DIRECTORY: pebble.directory, ...env },
@@ -240,6 +240,9 @@ test("ACME_* with the port the CA validates on not diverted: a warning naming it
     [["--ports", "443"], {}],
     [["--ports", "8080", "--port", "443", "{", "tlsd", "tcpforward", "}"], {}],
     [["--ports", "1-100"], { ACME_CHALLENGE: "http-01" }],
+    // dns-01's validator asks the zone's DNS servers, no port of this host.
+    [["--ports", "8080"], { ACME_DNS_HOOK: "/bin/true" }],
+    [["--ports", "8080"], { ACME_CHALLENGE: "dns-01", ACME_DNS_HOOK: "/bin/true" }],
   ] as const) {
     const r = await dryRun([...args], env);
     assert.equal(r.code, 0, r.stderr);

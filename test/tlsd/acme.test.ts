@@ -19,29 +19,21 @@ import { createServer as createHttpsServer, get as httpsGet } from "node:https";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { WITH_BYTES, escaped } from "../helpers/bytes.ts";
-import { serveAcmeTlsd } from "../helpers/acme-tlsd.ts";
+import { acmeSite, serveAcmeTlsd } from "../helpers/acme-tlsd.ts";
+import type { AcmeSite } from "../helpers/acme-tlsd.ts";
 import { makePki } from "../helpers/certs.ts";
 import { expiredPem } from "../helpers/expired-cert.ts";
 import { freePort } from "../helpers/interop.ts";
 import { startPebble } from "../helpers/pebble.ts";
-import type { Pebble } from "../helpers/pebble.ts";
 import { PATH_WITH_BIN, ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
-import type { RunningServer } from "../helpers/server.ts";
 import { sClientVerified } from "../helpers/tls-client.ts";
 import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
 const fallback = pki.server("localhost", ["localhost", "127.0.0.1"]);
 
-interface Site {
-  pebble: Pebble;
-  server: RunningServer;
-  port: number;
-  cache: string;
-  rootFile: string;
-  stop(): Promise<void>;
-}
+type Site = AcmeSite;
 
 /** A tcpserver running tlsd (default certificate: localhost) with CERTDIR `cache`; `wrap`
  * runs it (WITH_BYTES and env(1), for variables that are not UTF-8). */
@@ -68,44 +60,17 @@ async function tlsdWithCache(tcpserver: string, env: Record<string, string>) {
 }
 
 /** pebble, and our tcpserver + tlsd on the port pebble validates on; `wrap` as serveTlsd's. */
-async function site(
+const site = (
   env: Record<string, string>,
   validitySeconds?: number,
   tcpserver = ours("tcpserver"),
   wrap?: readonly string[],
-): Promise<Site> {
-  const port = await freePort();
-  const pebble = await startPebble({ tlsPort: port, validitySeconds });
-  const cache = scratchDir("acme");
-  const server = await serveTlsd(
+): Promise<Site> =>
+  acmeSite(
     tcpserver,
-    port,
-    cache,
-    {
-      ACME_DIRECTORY: pebble.directory,
-      ACME_CAFILE: pebble.listenerCa,
-      ACME_NAMES: "a.test b.test *.w.test",
-      ...env,
-    },
-    wrap,
-  ).catch((error: unknown) => {
-    pebble.stop();
-    throw error;
-  });
-  const rootFile = join(cache, ".pebble-root.pem");
-  writeFileSync(rootFile, await pebble.root());
-  return {
-    pebble,
-    server,
-    port,
-    cache,
-    rootFile,
-    stop: async () => {
-      await server.stop();
-      pebble.stop();
-    },
-  };
-}
+    { ACME_NAMES: "a.test b.test *.w.test", ...env },
+    { fallback, validitySeconds, wrap },
+  );
 
 /** openssl s_client asking for `name`, verifying against `ca` (a failure fails the run). */
 async function sClient(port: number, name: string, ca: string) {
@@ -547,6 +512,34 @@ for (const [kind, identifier, token, victim, cause] of [
   });
 }
 
+test("a CA that offers no challenge of ACME_CHALLENGE's kind (dns-01 only, where http-01 is asked for): nothing is written, the order fails, one line", async () => {
+  const ca = await startServer(join(ROOT, "test", "fixtures", "hostile-acme-ca"), [
+    "a.test",
+    "dns-01",
+    "tok",
+  ]);
+  const cache = scratchDir("acme");
+  const port = await freePort();
+  const server = await serveTlsd(ours("tcpserver"), port, cache, {
+    ACME_DIRECTORY: `http://127.0.0.1:${ca.port}/dir`,
+    ACME_NAMES: "a.test",
+    ACME_CHALLENGE: "http-01",
+  });
+  try {
+    const r = await sClient(port, "a.test", fallback.cert);
+    assert.notEqual(r.code, 0);
+    const [line] = await server.waitForLog(/^tlsd: warning: acme: a\.test: order failed: /);
+    assert.equal(
+      line,
+      "tlsd: warning: acme: a.test: order failed: the CA offers no http-01 challenge for a.test",
+    );
+    assert.equal(existsSync(join(cache, ".acme-http-01")), false);
+  } finally {
+    await server.stop();
+    await ca.stop();
+  }
+});
+
 test("a CA that issues a certificate for the name with another key: nothing installed, the order fails, one line", async () => {
   const other = pki.server("a.test", ["a.test"]);
   const ca = await startServer(join(ROOT, "test", "fixtures", "hostile-acme-ca"), [
@@ -916,8 +909,16 @@ test("configuration errors: one line, exit 100", async () => {
     [{ CERTDIR: "/tmp", ACME_NAMES: "a.test bad_name!" }, /ACME_NAMES: not a host name/],
     [{ CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_WAIT: "soon" }, /ACME_WAIT needs a number/],
     [
+      { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_CHALLENGE: "dns-02" },
+      /ACME_CHALLENGE: tls-alpn-01, http-01, dns-01, not 'dns-02'/,
+    ],
+    [
       { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_CHALLENGE: "dns-01" },
-      /ACME_CHALLENGE: tls-alpn-01 or http-01/,
+      /ACME_CHALLENGE=dns-01 needs ACME_DNS_HOOK \(the program that publishes the TXT record\)/,
+    ],
+    [
+      { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_CHALLENGE: "http-01", ACME_DNS_HOOK: "hook" },
+      /ACME_DNS_HOOK is for dns-01, not ACME_CHALLENGE=http-01/,
     ],
     [
       { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_PROFILE: "short lived" },

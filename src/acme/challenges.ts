@@ -1,0 +1,154 @@
+// The answers to the CA's challenges (ACME_CHALLENGE), set up before the CA validates a name
+// and taken down after:
+// - tls-alpn-01 (RFC 8737): a challenge certificate that tlsd shows the validator on its own
+//   port, held here and written to CERTDIR/.acme/tls-alpn-01/ for the other tlsds there;
+// - http-01: the key authorization written to CERTDIR/.acme-http-01/TOKEN, which
+//   acme-challenge serves on port 80;
+// - dns-01: the TXT record _acme-challenge.NAME, which ACME_DNS_HOOK publishes and removes
+//   (lego's exec provider's arguments, so that a script written for it serves as it is).
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { createSecureContext } from "node:tls";
+import type { SecureContext } from "node:tls";
+import type * as AcmeClient from "acme-client";
+import { writeFileAtomic } from "../files/atomic-write.ts";
+import { osPath } from "../ucspi/os-string.ts";
+import type { AcmeConfig } from "./config.ts";
+import { endText, runSiteProgram } from "./site-program.ts";
+
+type Crypto = (typeof AcmeClient)["crypto"];
+
+/** One challenge of an order for `name`, as acme-client hands it over; keyAuthorization is
+ * acme-client's, which for dns-01 is the TXT record's value already. */
+export interface Challenge {
+  name: string;
+  authz: Parameters<Crypto["createAlpnCertificate"]>[0];
+  challenge: { type: string; token?: string };
+  keyAuthorization: string;
+}
+
+/** How long ACME_DNS_HOOK may take to publish a record (a DNS provider's API, and its wait
+ * for the record to reach every server of the zone), or to remove it, before it is killed. */
+export const DNS_HOOK_TIMEOUT_MS = 180_000;
+
+/**
+ * What the CA says goes into file names and a program's arguments (an http-01 token; the
+ * authorization's name), which it once did as it was: a CA (or whoever answers for an http://
+ * directory) could write the key authorization over any file tlsd may write, and remove it.
+ * The authorization must be for the name ordered, the token base64url (RFC 8555 §8.1), and the
+ * challenge of the kind ACME_CHALLENGE names.
+ */
+function checkChallenge(wanted: string, { name, authz, challenge }: Challenge): void {
+  // acme-client takes another kind when the CA offers none of ours: ours would not answer it.
+  if (challenge.type !== wanted)
+    throw new Error(`the CA offers no ${wanted} challenge for ${name}`);
+  if (authz.identifier.value.toLowerCase() !== name)
+    throw new Error(`the CA's authorization is not for ${name}`);
+  if (challenge.type === "http-01" && !/^[A-Za-z0-9_-]+$/.test(challenge.token ?? ""))
+    throw new Error("the CA sent a challenge token that is not base64url");
+}
+
+export class Challenges {
+  private readonly config: AcmeConfig;
+  private readonly log: (line: string) => void;
+  /** Challenge certificates by name, while an order for that name is being validated. */
+  private readonly certificates = new Map<string, SecureContext>();
+  /** The same as PEM (its key, then its certificate), for the native TLS engine's context. */
+  private readonly pems = new Map<string, Buffer>();
+  private readonly alpnDir: string;
+
+  constructor(config: AcmeConfig, log: (line: string) => void) {
+    this.config = config;
+    this.log = log;
+    this.alpnDir = join(config.cacheDir, ".acme", "tls-alpn-01");
+  }
+
+  /** The tls-alpn-01 certificate for `name`: this process's, or one another tlsd wrote. */
+  certificateFor(name: string): SecureContext | undefined {
+    const own = this.certificates.get(name);
+    if (own) return own;
+    const pem = this.pemFor(name);
+    if (!pem) return undefined;
+    try {
+      return createSecureContext({ key: pem, cert: pem });
+    } catch {
+      return undefined; // being replaced: the validator tries again
+    }
+  }
+
+  /** The same as PEM, key then certificate. */
+  pemFor(name: string): Buffer | undefined {
+    const own = this.pems.get(name);
+    if (own) return own;
+    try {
+      return readFileSync(osPath(join(this.alpnDir, `${name}.pem`)));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Sets up the answer to the challenge; resolves once the CA may validate. */
+  async present(crypto: Crypto, asked: Challenge): Promise<void> {
+    checkChallenge(this.config.challenge, asked);
+    const { name, authz, challenge, keyAuthorization } = asked;
+    if (challenge.type === "dns-01") {
+      const why = await this.runDnsHook("present", name, keyAuthorization);
+      if (why !== undefined) throw new Error(`ACME_DNS_HOOK did not publish the record: ${why}`);
+      return;
+    }
+    if (challenge.type === "http-01") {
+      // For acme-challenge on port 80 (a process of its own, maybe another user's).
+      mkdirSync(osPath(this.config.httpDir), { recursive: true, mode: 0o755 });
+      writeFileAtomic(join(this.config.httpDir, challenge.token ?? ""), keyAuthorization, {
+        mode: 0o644,
+        overwrite: true,
+      });
+      return;
+    }
+    const [k, c] = await crypto.createAlpnCertificate(authz, keyAuthorization);
+    this.certificates.set(name, createSecureContext({ key: k, cert: c }));
+    this.pems.set(name, Buffer.concat([k, c]));
+    // On disk too, for a tlsd in another process (one per connection under djb's tcpserver),
+    // which the validator's connection may well reach instead of this one.
+    mkdirSync(osPath(this.alpnDir), { recursive: true, mode: 0o700 });
+    writeFileAtomic(join(this.alpnDir, `${name}.pem`), Buffer.concat([k, c]), {
+      mode: 0o600,
+      overwrite: true,
+    });
+  }
+
+  /** Takes the answer down, validated or not. A record ACME_DNS_HOOK could not remove is
+   * said (it would stay in the zone); the order's own outcome stands. */
+  async remove(asked: Challenge): Promise<void> {
+    checkChallenge(this.config.challenge, asked);
+    const { name, challenge, keyAuthorization } = asked;
+    if (challenge.type === "dns-01") {
+      const why = await this.runDnsHook("cleanup", name, keyAuthorization);
+      if (why !== undefined)
+        this.log(`tlsd: warning: acme: ${name}: ACME_DNS_HOOK did not remove the record: ${why}\n`);
+      return;
+    }
+    if (challenge.type === "http-01") {
+      rmSync(osPath(join(this.config.httpDir, challenge.token ?? "")), { force: true });
+      return;
+    }
+    this.certificates.delete(name);
+    this.pems.delete(name);
+    rmSync(osPath(join(this.alpnDir, `${name}.pem`)), { force: true });
+  }
+
+  /** ACME_DNS_HOOK present|cleanup _acme-challenge.NAME. VALUE: undefined when it exited 0,
+   * else how it ended. */
+  private async runDnsHook(
+    action: "present" | "cleanup",
+    name: string,
+    value: string,
+  ): Promise<string | undefined> {
+    const hook = this.config.dnsHook;
+    if (hook === undefined) return "ACME_DNS_HOOK is not set";
+    const end = await runSiteProgram(hook, name, this.config.searchPath, DNS_HOOK_TIMEOUT_MS, {
+      args: [action, `_acme-challenge.${name}.`, value],
+    });
+    return end.ran && end.code === 0 ? undefined : endText(end);
+  }
+}

@@ -1,0 +1,125 @@
+// dns-01 (ACME_CHALLENGE=dns-01, ACME_DNS_HOOK) against Debian's pebble, whose validator asks
+// pebble-challtestsrv for the TXT record: the site's hook publishes it there through
+// challtestsrv's management API, as a real one would through its DNS provider's. Pebble's
+// tls-alpn-01 port is one where nothing listens, so a certificate can only come by dns-01.
+import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { Resolver } from "node:dns/promises";
+import { join } from "node:path";
+import { test } from "node:test";
+import { acmeSite } from "../helpers/acme-tlsd.ts";
+import { makePki } from "../helpers/certs.ts";
+import type { Pebble } from "../helpers/pebble.ts";
+import { ours } from "../helpers/programs.ts";
+import { scratchDir } from "../helpers/scratch.ts";
+import { sClientVerified } from "../helpers/tls-client.ts";
+
+const pki = makePki();
+const fallback = pki.server("localhost", ["localhost", "127.0.0.1"]);
+
+/** A hook in lego's exec form: each call's arguments and ACME_NAME go to `calls`; present
+ * sets the TXT record at challtestsrv, cleanup clears it; `exits` overrides an action's exit. */
+function dnsHook(dir: string, pebble: Pebble, exits: { present?: number; cleanup?: number } = {}) {
+  const calls = join(dir, "calls");
+  const hook = join(dir, "dns-hook");
+  writeFileSync(
+    hook,
+    [
+      "#!/bin/sh",
+      `echo "$# $1 $2 $3 $ACME_NAME" >> ${calls}`,
+      'case "$1" in',
+      `present) curl -sSf --data-binary "{\\"host\\":\\"$2\\",\\"value\\":\\"$3\\"}" ${pebble.dnsManagement}/set-txt || exit 9; exit ${exits.present ?? 0} ;;`,
+      `cleanup) curl -sSf --data-binary "{\\"host\\":\\"$2\\"}" ${pebble.dnsManagement}/clear-txt || exit 9; exit ${exits.cleanup ?? 0} ;;`,
+      "esac",
+      "exit 7",
+      "",
+    ].join("\n"),
+    { mode: 0o755 },
+  );
+  return { hook, calls: () => (existsSync(calls) ? readFileSync(calls, "utf8") : "") };
+}
+
+/** pebble (its tls-alpn-01 port a dead one), and our tcpserver + tlsd ordering by dns-01. */
+async function site(exits: { present?: number; cleanup?: number } = {}, env = {}) {
+  const dir = scratchDir("acme-dns");
+  let calls = () => "";
+  const s = await acmeSite(
+    ours("tcpserver"),
+    (pebble) => {
+      const hook = dnsHook(dir, pebble, exits);
+      calls = hook.calls;
+      return { ACME_NAMES: "a.test", ACME_DNS_HOOK: hook.hook, ...env };
+    },
+    { fallback, deadTlsPort: true },
+  );
+  return { ...s, calls };
+}
+
+/** The TXT records challtestsrv serves for `host` now (none: empty). */
+async function txt(pebble: Pebble, host: string): Promise<string[]> {
+  const resolver = new Resolver({ timeout: 2_000, tries: 1 });
+  resolver.setServers([pebble.dns]);
+  return (await resolver.resolveTxt(host).catch(() => [])).map((chunks) => chunks.join(""));
+}
+
+test("dns-01: ACME_DNS_HOOK publishes the TXT record (lego's exec arguments), the CA validates it, the certificate serves, and the record is removed", async () => {
+  const s = await site();
+  try {
+    const r = await sClientVerified(s.port, "a.test", s.rootFile, { showcerts: true });
+    assert.equal(r.code, 0, r.stderr + s.server.log());
+    assert.match(r.stdout, /^hello a\.test$/m);
+    const installed = new X509Certificate(readFileSync(join(s.cache, "a.test", "fullchain.pem")));
+    assert.equal(installed.checkHost("a.test"), "a.test");
+    await s.server.waitForLog(/^tlsd: info: acme: a\.test: issued in \d+ ms$/);
+    const [present, cleanup, ...more] = s.calls().trim().split("\n");
+    assert.deepEqual(more, []);
+    // The value is base64url of a SHA-256 digest (RFC 8555 section 8.4): 43 characters.
+    const value = /^3 present _acme-challenge\.a\.test\. ([A-Za-z0-9_-]{43}) a\.test$/.exec(
+      present ?? "",
+    )?.[1];
+    assert.ok(value, s.calls());
+    assert.equal(cleanup, `3 cleanup _acme-challenge.a.test. ${value} a.test`);
+    assert.deepEqual(await txt(s.pebble, "_acme-challenge.a.test"), []);
+    // Nothing of the other kinds was set up.
+    assert.equal(existsSync(join(s.cache, ".acme", "tls-alpn-01")), false);
+    assert.equal(existsSync(join(s.cache, ".acme-http-01")), false);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("dns-01: a hook that fails to publish fails the order in one line (the handshake gets the default certificate with ACME_FALLBACK=default), and cleanup still runs", async () => {
+  const s = await site({ present: 4 }, { ACME_FALLBACK: "default", ACME_WAIT: "30000" });
+  try {
+    // The default certificate (localhost's), after the failed order.
+    const r = await sClientVerified(s.port, "a.test", pki.ca.cert, { verify: "localhost" });
+    assert.equal(r.code, 0, r.stderr + s.server.log());
+    const [line] = await s.server.waitForLog(/^tlsd: warning: acme: a\.test: order failed: /);
+    assert.equal(
+      line,
+      "tlsd: warning: acme: a.test: order failed: ACME_DNS_HOOK did not publish the record: exit 4",
+    );
+    assert.match(s.calls(), /^3 cleanup _acme-challenge\.a\.test\. /m);
+    assert.equal(existsSync(join(s.cache, "a.test")), false);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("dns-01: a hook that cannot remove the record is one warning; the certificate is installed and serves", async () => {
+  const s = await site({ cleanup: 5 });
+  try {
+    const r = await sClientVerified(s.port, "a.test", s.rootFile);
+    assert.equal(r.code, 0, r.stderr + s.server.log());
+    const [line] = await s.server.waitForLog(/^tlsd: warning: acme: a\.test: ACME_DNS_HOOK /);
+    assert.equal(
+      line,
+      "tlsd: warning: acme: a.test: ACME_DNS_HOOK did not remove the record: exit 5",
+    );
+    await s.server.waitForLog(/^tlsd: info: acme: a\.test: issued in \d+ ms$/);
+    assert.doesNotMatch(s.server.log(), /order failed/);
+  } finally {
+    await s.stop();
+  }
+});
