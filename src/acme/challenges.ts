@@ -42,7 +42,8 @@ function checkChallenge(wanted: string, { name, authz, challenge }: Challenge): 
   // acme-client takes another kind when the CA offers none of ours: ours would not answer it.
   if (challenge.type !== wanted)
     throw new Error(`the CA offers no ${wanted} challenge for ${name}`);
-  if (authz.identifier.value.toLowerCase() !== name)
+  // A wildcard's authorization is for the name below the `*.` (RFC 8555 section 7.1.4).
+  if (authz.identifier.value.toLowerCase() !== name.replace(/^\*\./, ""))
     throw new Error(`the CA's authorization is not for ${name}`);
   if (challenge.type === "http-01" && !/^[A-Za-z0-9_-]+$/.test(challenge.token ?? ""))
     throw new Error("the CA sent a challenge token that is not base64url");
@@ -147,7 +148,7 @@ export class Challenges {
     const hook = this.config.dnsHook;
     if (hook === undefined) return "ACME_DNS_HOOK is not set";
     const end = await runSiteProgram(hook, name, this.config.searchPath, DNS_HOOK_TIMEOUT_MS, {
-      args: [action, `_acme-challenge.${name}.`, value],
+      args: [action, `_acme-challenge.${name.replace(/^\*\./, "")}.`, value],
     });
     return end.ran && end.code === 0 ? undefined : endText(end);
   }

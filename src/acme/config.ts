@@ -48,6 +48,9 @@ export interface AcmeConfig {
   httpDir: string;
   /** ACME_DNS_HOOK: the program that publishes and removes dns-01 records (set with dns-01). */
   dnsHook: string | undefined;
+  /** ACME_WILDCARD: a name that a `*.parent` entry of ACME_NAMES allows is served by one
+   * certificate for `*.parent` (dns-01 only). */
+  wildcard: boolean;
   /** ACME_PROFILE: the certificate profile asked for (draft-aaron-acme-profiles), if any. */
   profile: string | undefined;
   /** ACME_HOOK: a program run after each certificate is installed (certbot's deploy hook). */
@@ -146,6 +149,14 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
       `ACME_DNS_HOOK is for dns-01, not ACME_CHALLENGE=${challenge}`,
       EXIT_CONFIG,
     );
+  const wildcard = flag(env, "ACME_WILDCARD");
+  if (wildcard && challenge !== "dns-01")
+    throw new FatalError(
+      "ACME_WILDCARD needs dns-01 (ACME_DNS_HOOK): a CA validates a wildcard name by DNS only",
+      EXIT_CONFIG,
+    );
+  if (wildcard && !names.some((name) => name.startsWith("*.")))
+    throw new FatalError("ACME_WILDCARD needs a *.name in ACME_NAMES", EXIT_CONFIG);
   return {
     directoryUrl,
     cacheDir,
@@ -165,6 +176,7 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     challenge,
     httpDir: httpChallengeDir(cacheDir),
     dnsHook,
+    wildcard,
     profile,
     hook: env["ACME_HOOK"] || undefined,
     keyType,

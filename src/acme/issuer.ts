@@ -97,8 +97,10 @@ function checkIssued(name: string, key: Buffer | string, chain: string): void {
   }
   if (!leaf.checkPrivateKey(createPrivateKey(key)))
     throw new Error("the CA's certificate does not go with the key ordered");
-  if (leaf.checkHost(name, { wildcards: false }) === undefined)
-    throw new Error(`the CA's certificate is not for ${name}`);
+  const issuedFor = name.startsWith("*.")
+    ? (leaf.subjectAltName ?? "").split(", ").includes(`DNS:${name}`)
+    : leaf.checkHost(name, { wildcards: false }) !== undefined;
+  if (!issuedFor) throw new Error(`the CA's certificate is not for ${name}`);
 }
 
 /** A new key of ACME_KEY_TYPE's kind, PEM. */

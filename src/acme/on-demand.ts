@@ -3,12 +3,15 @@
 // connections for the same name share the one order. Certificates are renewed in the
 // background when a handshake finds one due (renewal-schedule.ts: near its end, or when the
 // CA's renewal window says), and ACME_HOOK runs after each one installed.
+import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { SecureContext } from "node:tls";
 import { acmeOrders } from "../metrics/catalog.ts";
 import { causeText } from "../ucspi/errors.ts";
 import { CHAIN_FILE, KEY_FILE } from "../tls/cert-dir.ts";
 import { toBytes } from "../ucspi/env.ts";
+import { osPath } from "../ucspi/os-string.ts";
+import { sniMatches } from "../tls/sni-pattern.ts";
 import type { AcmeConfig } from "./config.ts";
 import { Issuer } from "./issuer.ts";
 import { Ledger, REFRESH_MS, STALE_MS, mtimeOf } from "./ledger.ts";
@@ -83,7 +86,7 @@ export class OnDemand {
    * policy's own checks included); `localIp` is the address its client connected to. */
   async obtain(name: string, localIp?: string): Promise<Outcome> {
     if (!(await this.policy.allows(name, localIp))) return "refused";
-    const order = this.order(name);
+    const order = this.order(this.certificateName(name));
     let timer: NodeJS.Timeout | undefined;
     const waited = new Promise<Outcome>((resolve) => {
       timer = setTimeout(() => resolve("timeout"), this.config.waitMs);
@@ -104,24 +107,37 @@ export class OnDemand {
    * policy still allows it: obtain() asks). A certificate not from the cache never expires
    * here. */
   expired(name: string): boolean {
-    return Date.now() >= this.schedule.timesOf(name).expiresAt;
+    return Date.now() >= this.schedule.timesOf(this.certificateName(name)).expiresAt;
+  }
+
+  /** The certificate of the cache that serves `name` (the client's): its own, or with
+   * ACME_WILDCARD `*.parent` for a name that such an entry of ACME_NAMES allows (one order for
+   * every name below parent, and none of them in the CA's certificate transparency logs),
+   * unless the name is on the list itself or has a certificate of its own already. */
+  certificateName(name: string): string {
+    if (!this.config.wildcard || this.config.names.includes(name)) return name;
+    const pattern = this.config.names.find((p) => p.startsWith("*.") && sniMatches(p, name));
+    if (pattern === undefined || pattern === name) return name;
+    return existsSync(osPath(join(this.config.cacheDir, name))) ? name : pattern;
   }
 
   /** Renews `name`'s cached certificate in the background when it is near its end (or when
    * the CA's renewal window says), if the name policy still allows it. */
   renewIfDue(name: string, localIp?: string): void {
     const now = Date.now();
-    if (this.inflight.has(name)) return;
-    const times = this.schedule.timesOf(name);
-    this.schedule.askCa(name, localIp);
-    if (now < (this.retryAt.get(name) ?? 0) || now < times.renewAt) return;
+    const subject = this.certificateName(name);
+    if (this.inflight.has(subject)) return;
+    const times = this.schedule.timesOf(subject);
+    this.schedule.askCa(subject, localIp, name);
+    if (now < (this.retryAt.get(subject) ?? 0) || now < times.renewAt) return;
     // Until it works, the old certificate serves; a failed renewal is tried again later.
-    this.retryAt.set(name, now + RETRY_MS);
+    this.retryAt.set(subject, now + RETRY_MS);
+    // The policy is asked of the client's name: a wildcard one is not a name of DNS's.
     void this.policy.allows(name, localIp).then((allowed) => {
-      if (!allowed || this.inflight.has(name)) return;
+      if (!allowed || this.inflight.has(subject)) return;
       const expires = new Date(times.expiresAt).toISOString();
-      this.log(`tlsd: info: acme: renewing ${name} (expires ${expires})\n`);
-      this.order(name, times.certificateId).catch(() => {
+      this.log(`tlsd: info: acme: renewing ${subject} (expires ${expires})\n`);
+      this.order(subject, times.certificateId).catch(() => {
         // logged by order()
       });
     });

@@ -65,8 +65,9 @@ export class RenewalSchedule {
 
   /** Asks the CA when `name`'s certificate should be renewed (ARI, RFC 9773), in the
    * background, when the last answer (this tlsd's or another's) says it is time to ask again;
-   * renews if the answer makes it due. Without an answer the certificate's own dates decide. */
-  askCa(name: string, localIp?: string): void {
+   * renews if the answer makes it due (for `forName`, the client's name that a wildcard
+   * certificate serves). Without an answer the certificate's own dates decide. */
+  askCa(name: string, localIp?: string, forName = name): void {
     const times = this.timesOf(name);
     const now = Date.now();
     if (times.serial === undefined || now < times.askAt || this.asking.has(name)) return;
@@ -120,7 +121,7 @@ export class RenewalSchedule {
             end: window.end,
             moment,
           });
-          if (current() && Date.now() >= times.renewAt) this.due(name, localIp);
+          if (current() && Date.now() >= times.renewAt) this.due(forName, localIp);
         },
         (error: unknown) => {
           this.log(

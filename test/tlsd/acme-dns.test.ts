@@ -41,7 +41,11 @@ function dnsHook(dir: string, pebble: Pebble, exits: { present?: number; cleanup
 }
 
 /** pebble (its tls-alpn-01 port a dead one), and our tcpserver + tlsd ordering by dns-01. */
-async function site(exits: { present?: number; cleanup?: number } = {}, env = {}) {
+async function site(
+  exits: { present?: number; cleanup?: number } = {},
+  env = {},
+  validitySeconds?: number,
+) {
   const dir = scratchDir("acme-dns");
   let calls = () => "";
   const s = await acmeSite(
@@ -51,7 +55,7 @@ async function site(exits: { present?: number; cleanup?: number } = {}, env = {}
       calls = hook.calls;
       return { ACME_NAMES: "a.test", ACME_DNS_HOOK: hook.hook, ...env };
     },
-    { fallback, deadTlsPort: true },
+    { fallback, deadTlsPort: true, validitySeconds },
   );
   return { ...s, calls };
 }
@@ -119,6 +123,65 @@ test("dns-01: a hook that cannot remove the record is one warning; the certifica
     );
     await s.server.waitForLog(/^tlsd: info: acme: a\.test: issued in \d+ ms$/);
     assert.doesNotMatch(s.server.log(), /order failed/);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("ACME_WILDCARD: the first name below *.w.test orders one certificate for *.w.test (by dns-01, CERTDIR/*.w.test), which then serves every name below it with no order more; a name on the list itself gets its own", async () => {
+  const s = await site({}, { ACME_NAMES: "*.w.test a.test", ACME_WILDCARD: "yes" });
+  try {
+    const ordered = () =>
+      s.server
+        .log()
+        .split("\n")
+        .filter((l) => l.startsWith("tlsd: info: acme: ordering a certificate for "));
+    for (const name of ["x.w.test", "y.w.test", "z.w.test"]) {
+      const r = await sClientVerified(s.port, name, s.rootFile, { showcerts: true });
+      assert.equal(r.code, 0, r.stderr + s.server.log());
+      assert.match(r.stdout, new RegExp(`^hello ${name.replace(/\./g, "\\.")}$`, "m"));
+    }
+    assert.deepEqual(ordered(), ["tlsd: info: acme: ordering a certificate for *.w.test"]);
+    const leaf = new X509Certificate(readFileSync(join(s.cache, "*.w.test", "fullchain.pem")));
+    assert.equal(leaf.subjectAltName, "DNS:*.w.test");
+    // The record is the name below the wildcard's; ACME_NAME is the certificate's.
+    assert.match(
+      s.calls(),
+      /^3 present _acme-challenge\.w\.test\. [A-Za-z0-9_-]{43} \*\.w\.test$/m,
+    );
+    const own = await sClientVerified(s.port, "a.test", s.rootFile);
+    assert.equal(own.code, 0, own.stderr + s.server.log());
+    assert.deepEqual(ordered(), [
+      "tlsd: info: acme: ordering a certificate for *.w.test",
+      "tlsd: info: acme: ordering a certificate for a.test",
+    ]);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("ACME_WILDCARD: a client's name below *.w.test renews the wildcard certificate when it is due, and no name of its own is ordered", async () => {
+  // Certificates live 8 s, and renewal is due 8 s before the end: at once.
+  const s = await site(
+    {},
+    { ACME_NAMES: "*.w.test", ACME_WILDCARD: "yes", ACME_RENEW_BEFORE: "8" },
+    8,
+  );
+  try {
+    const first = await sClientVerified(s.port, "x.w.test", s.rootFile, { showcerts: true });
+    assert.equal(first.code, 0, first.stderr + s.server.log());
+    const during = await sClientVerified(s.port, "y.w.test", s.rootFile);
+    assert.equal(during.code, 0, during.stderr + s.server.log());
+    await s.server.waitForLog(/^tlsd: info: acme: \*\.w\.test: issued in \d+ ms$/, 2, 30_000);
+    assert.match(s.server.log(), /^tlsd: info: acme: renewing \*\.w\.test \(expires /m);
+    assert.doesNotMatch(s.server.log(), /ordering a certificate for [xy]\.w\.test/);
+    const after = await sClientVerified(s.port, "z.w.test", s.rootFile, { showcerts: true });
+    assert.equal(after.code, 0, after.stderr + s.server.log());
+    const leaf = (out: string) =>
+      new X509Certificate(
+        /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(out)?.[0] ?? "",
+      );
+    assert.notEqual(leaf(after.stdout).serialNumber, leaf(first.stdout).serialNumber);
   } finally {
     await s.stop();
   }

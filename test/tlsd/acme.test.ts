@@ -921,6 +921,14 @@ test("configuration errors: one line, exit 100", async () => {
       /ACME_DNS_HOOK is for dns-01, not ACME_CHALLENGE=http-01/,
     ],
     [
+      { CERTDIR: "/tmp", ACME_NAMES: "*.w.test", ACME_WILDCARD: "yes" },
+      /ACME_WILDCARD needs dns-01 \(ACME_DNS_HOOK\): a CA validates a wildcard name by DNS only/,
+    ],
+    [
+      { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_WILDCARD: "yes", ACME_DNS_HOOK: "hook" },
+      /ACME_WILDCARD needs a \*\.name in ACME_NAMES/,
+    ],
+    [
       { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_PROFILE: "short lived" },
       /ACME_PROFILE: a profile's name, not 'short lived'/,
     ],
