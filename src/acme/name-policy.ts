@@ -57,7 +57,10 @@ export class NamePolicy {
   }
 
   private async decide(name: string, localIp: string | undefined): Promise<boolean> {
-    if (this.config.resolve && !(await this.pointsHere(name, localIp))) return false;
+    // A wildcard certificate's own name (its renewal by tls-keygen renew) resolves nowhere;
+    // its clients' names were checked when they came.
+    const wildcard = name.startsWith("*.");
+    if (this.config.resolve && !wildcard && !(await this.pointsHere(name, localIp))) return false;
     if (this.config.ask !== undefined && !(await this.asked(this.config.ask, name))) return false;
     return true;
   }

@@ -19,6 +19,15 @@ import { NamePolicy } from "./name-policy.ts";
 import { RenewalSchedule } from "./renewal-schedule.ts";
 import { endText, runSiteProgram } from "./site-program.ts";
 
+/** How a renewal went: "failed" and "refused" (by the name policy) are logged. */
+export type Renewal = "renewed" | "failed" | "refused" | "not due";
+
+const outcomeOf = (order: Promise<void>): Promise<Renewal> =>
+  order.then(
+    () => "renewed",
+    () => "failed",
+  );
+
 export type Outcome =
   /** The certificate is in the cache now. */
   | "ready"
@@ -60,9 +69,9 @@ export class OnDemand {
     this.ledger = new Ledger(dirname(config.accountKeyFile), config.ordersPerHour);
     this.log = log;
     this.policy = new NamePolicy(config, log);
-    this.schedule = new RenewalSchedule(config, this.issuer, log, (name, localIp) =>
-      this.renewIfDue(name, localIp),
-    );
+    this.schedule = new RenewalSchedule(config, this.issuer, log, (name, localIp) => {
+      void this.renewIfDue(name, localIp);
+    });
   }
 
   /** Stores that serve this cache: each re-reads it as soon as a certificate is written. */
@@ -122,25 +131,46 @@ export class OnDemand {
   }
 
   /** Renews `name`'s cached certificate in the background when it is near its end (or when
-   * the CA's renewal window says), if the name policy still allows it. */
-  renewIfDue(name: string, localIp?: string): void {
+   * the CA's renewal window says), if the name policy still allows it; resolves with how that
+   * went (a handshake does not wait for it). */
+  renewIfDue(name: string, localIp?: string): Promise<Renewal> {
     const now = Date.now();
     const subject = this.certificateName(name);
-    if (this.inflight.has(subject)) return;
+    const running = this.inflight.get(subject);
+    if (running) return outcomeOf(running);
     const times = this.schedule.timesOf(subject);
     this.schedule.askCa(subject, localIp, name);
-    if (now < (this.retryAt.get(subject) ?? 0) || now < times.renewAt) return;
+    if (now < (this.retryAt.get(subject) ?? 0) || now < times.renewAt)
+      return Promise.resolve("not due");
     // Until it works, the old certificate serves; a failed renewal is tried again later.
     this.retryAt.set(subject, now + RETRY_MS);
     // The policy is asked of the client's name: a wildcard one is not a name of DNS's.
-    void this.policy.allows(name, localIp).then((allowed) => {
-      if (!allowed || this.inflight.has(subject)) return;
+    return this.policy.allows(name, localIp).then((allowed) => {
+      if (!allowed) return "refused";
+      const other = this.inflight.get(subject);
+      if (other) return outcomeOf(other);
       const expires = new Date(times.expiresAt).toISOString();
       this.log(`tlsd: info: acme: renewing ${subject} (expires ${expires})\n`);
-      this.order(subject, times.certificateId).catch(() => {
-        // logged by order()
-      });
+      return outcomeOf(this.order(subject, times.certificateId));
     });
+  }
+
+  /** Renews each of `names` (certificates of the cache) that is due, one after another, the
+   * CA's renewal window asked first where it has one: tls-keygen renew, for a cache whose
+   * certificates no handshake may come to before their end. */
+  async renewDue(names: readonly string[]): Promise<Map<string, Renewal>> {
+    const outcomes = new Map<string, Renewal>();
+    for (const name of names) {
+      await this.schedule.ask(name);
+      outcomes.set(name, await this.renewIfDue(name));
+    }
+    return outcomes;
+  }
+
+  /** When `name`'s certificate is due for renewal (ms since the epoch; Infinity: never, not
+   * a certificate). */
+  renewalTime(name: string): number {
+    return this.schedule.timesOf(this.certificateName(name)).renewAt;
   }
 
   /** A new certificate for `name` is in the cache: its times are read again, and the stores

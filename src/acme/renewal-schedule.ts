@@ -68,9 +68,17 @@ export class RenewalSchedule {
    * renews if the answer makes it due (for `forName`, the client's name that a wildcard
    * certificate serves). Without an answer the certificate's own dates decide. */
   askCa(name: string, localIp?: string, forName = name): void {
+    void this.ask(name).then((due) => {
+      if (due) this.due(forName, localIp);
+    });
+  }
+
+  /** The same question, resolved once it is answered (or not asked: not time yet, or asked
+   * already): whether the answer made the certificate due. */
+  async ask(name: string): Promise<boolean> {
     const times = this.timesOf(name);
     const now = Date.now();
-    if (times.serial === undefined || now < times.askAt || this.asking.has(name)) return;
+    if (times.serial === undefined || now < times.askAt || this.asking.has(name)) return false;
     const serial = times.serial;
     const current = () => this.times.get(name) === times;
     const keep = (record: RenewalRecord) => {
@@ -90,17 +98,20 @@ export class RenewalSchedule {
     const kept = this.renewals.read(name, serial);
     if (kept && now < kept.askAt) {
       Object.assign(times, this.withRecord(times, kept));
-      return;
+      return false;
     }
     this.asking.add(name);
     keep({ ...(kept ?? { serial }), askAt: now + ASK_AGAIN_MS });
-    void (async () => {
+    return (async () => {
       const pem = readFileSync(osPath(join(this.config.cacheDir, name, CHAIN_FILE)), "latin1");
       return this.issuer.renewalInfo(pem);
     })()
       .then(
         (info) => {
-          if (!info) return keep({ serial, askAt: Date.now() + NO_ARI_MS });
+          if (!info) {
+            keep({ serial, askAt: Date.now() + NO_ARI_MS });
+            return false;
+          }
           const { window } = info;
           // The window this tlsd (or another) was given before: its moment stays.
           const same = kept?.start === window.start && kept.end === window.end;
@@ -121,7 +132,7 @@ export class RenewalSchedule {
             end: window.end,
             moment,
           });
-          if (current() && Date.now() >= times.renewAt) this.due(forName, localIp);
+          return current() && Date.now() >= times.renewAt;
         },
         (error: unknown) => {
           this.log(
@@ -129,6 +140,7 @@ export class RenewalSchedule {
           );
           // A window the CA gave before still holds.
           keep({ ...(kept ?? { serial }), askAt: Date.now() + ASK_AGAIN_MS });
+          return false;
         },
       )
       .finally(() => this.asking.delete(name));

@@ -1,6 +1,7 @@
 // tls-keygen: keys and certificates for the TLS programs (self-signed pairs, a small local CA
 // and the leaves it signs, requests for a public CA), written atomically, keys mode 0600;
-// tlsd's session ticket key file, made and rotated; and the OCSP responses tlsd staples.
+// tlsd's session ticket key file, made and rotated; the OCSP responses tlsd staples; and the
+// renewal of tlsd's certificates on demand that are due.
 import { programArgs, reportError, writeStderr } from "../cli/main.ts";
 import { helpAsked } from "../cli/help.ts";
 import { USAGE, parseKeygenArgs } from "./options.ts";
@@ -15,6 +16,10 @@ async function main(args: readonly string[]): Promise<number> {
   if (options.command === "ocsp") {
     const { fetchOcsp } = await import("./ocsp.ts");
     return fetchOcsp(options, writeStderr);
+  }
+  if (options.command === "renew") {
+    const { renewCertDir } = await import("./renew.ts");
+    return renewCertDir(options, process.env, writeStderr);
   }
   // The crypto and X.509 code loads only once the arguments are known to be good.
   const { runKeygen } = await import("./keygen.ts");

@@ -8,10 +8,19 @@ import type { KeyType } from "../x509/keys.ts";
 import { parseAltNames, parseSubtrees, shown } from "../x509/names.ts";
 import type { AltName, Subtree } from "../x509/names.ts";
 
-export const COMMANDS = ["self-signed", "ensure", "ca", "leaf", "csr", "ticket", "ocsp"] as const;
+export const COMMANDS = [
+  "self-signed",
+  "ensure",
+  "ca",
+  "leaf",
+  "csr",
+  "ticket",
+  "ocsp",
+  "renew",
+] as const;
 export type Command = (typeof COMMANDS)[number];
 /** The commands that make a key and a certificate or request. */
-export type KeyCommand = Exclude<Command, "ticket" | "ocsp">;
+export type KeyCommand = Exclude<Command, "ticket" | "ocsp" | "renew">;
 
 const KEY = "[ -t ecdsa|ed25519|rsa ] [ -b bits ]";
 const EKU = "[ --server ] [ --client ]";
@@ -23,6 +32,7 @@ const USAGES: Record<Command, string> = {
   csr: `tls-keygen csr [ -fvr ] ${KEY} [ -n cn ] [ -s names ] csrfile keyfile`,
   ticket: "tls-keygen ticket [ -v ] [ -k count ] ticketfile",
   ocsp: "tls-keygen ocsp [ -v ] [ -u url ] chainfile|certdir",
+  renew: "tls-keygen renew [ -v ] certdir",
 };
 
 /** The usage line for no command or an unknown one. */
@@ -75,6 +85,14 @@ export interface OcspOptions {
   verbose: boolean;
 }
 
+/** `renew`: the certificates of tlsd's CERTDIR that are due, renewed from its ACME CA (the
+ * ACME_* settings tlsd reads, from the environment). */
+export interface RenewOptions {
+  command: "renew";
+  certDir: string;
+  verbose: boolean;
+}
+
 /** The most keys `ticket` keeps: 1,000 lines of 65 bytes stay under tlsd's 64 KiB. */
 export const MAX_KEEP = 1000;
 
@@ -122,6 +140,7 @@ const ALLOWED: Record<Command, readonly string[]> = {
   csr: [...COMMON, "force", "reuse-key", "san"],
   ticket: ["verbose", "keep"],
   ocsp: ["verbose", "url"],
+  renew: ["verbose"],
 };
 
 export const MAX_DAYS = 36500;
@@ -129,7 +148,7 @@ export const MAX_DAYS = 36500;
 /** argv after the program name → options; UsageError or FatalError (exit 100) when bad. */
 export function parseKeygenArgs(
   args: readonly string[],
-): KeygenOptions | TicketOptions | OcspOptions {
+): KeygenOptions | TicketOptions | OcspOptions | RenewOptions {
   const [word, ...rest] = args;
   if (word === undefined || word === "") throw new UsageError("", USAGE);
   if (!(COMMANDS as readonly string[]).includes(word)) {
@@ -163,6 +182,7 @@ export function parseKeygenArgs(
   }
   if (command === "ocsp")
     return { command, chainFile: certFile, url: parseUrl(last("url")), verbose: has("verbose") };
+  if (command === "renew") return { command, certDir: certFile, verbose: has("verbose") };
   if (command === "leaf" && (!has("ca-cert") || !has("ca-key"))) {
     throw new UsageError("leaf needs -C cacert and -K cakey", usage);
   }
@@ -233,6 +253,7 @@ const FILE_NAMES: Partial<Record<Command, string[]>> = {
   csr: ["csrfile", "keyfile"],
   ticket: ["ticketfile"],
   ocsp: ["chainfile"],
+  renew: ["certdir"],
 };
 
 function withUsage<T>(usage: string, parse: () => T): T {

@@ -132,7 +132,7 @@ export async function helloDecision(
   const localIp = tcpVar(ctx.env, "LOCALIP");
   const cached = store.hasCertificateFor(name);
   if (cached && !acme.expired(name)) {
-    acme.renewIfDue(name, localIp);
+    void acme.renewIfDue(name, localIp);
     return {};
   }
   const outcome = await acme.obtain(name, localIp);
