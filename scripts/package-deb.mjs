@@ -223,8 +223,8 @@ rmSync(work, { recursive: true, force: true });
 process.stdout.write(`${deb}\n`);
 
 /** postinst, prerm and postrm for the units (none when there are none). A template unit
- * (`name@.timer`) cannot be stopped by its own name: its instances are, by a pattern, timers
- * before services so that none starts one meanwhile. */
+ * (`name@.timer`) cannot be stopped by its own name: its instances are, by a pattern; timers
+ * before services, for templates and the rest alike, so that none starts one meanwhile. */
 function maintainerScripts(unitNames) {
   if (!unitNames.length) return {};
   const script = (when, ...commands) =>
@@ -233,6 +233,8 @@ function maintainerScripts(unitNames) {
       .join("")}fi\n`;
   const reload = "systemctl --system daemon-reload";
   const plain = unitNames.filter((u) => !u.includes("@."));
+  // Timers first, so that none starts its service once that is stopped.
+  plain.sort((a, b) => Number(b.endsWith(".timer")) - Number(a.endsWith(".timer")));
   const templates = unitNames.filter((u) => u.includes("@."));
   const instances = [
     ...templates.filter((u) => u.endsWith(".timer")),

@@ -429,6 +429,7 @@ const RECIPES: Record<string, Spec> = {
   'systemctl enable --now "ucspi-tls-ticket@$(systemd-escape --path /etc/ucspi-tls/tickets).timer"':
     { skip: SUPERVISORS },
   "systemctl list-timers 'ucspi-tls-*'": { skip: SUPERVISORS },
+  "systemctl enable --now ucspi-tls-renew.timer": { skip: SUPERVISORS },
   "cp -a /usr/share/doc/ucspi-tls/examples/service/runit/ucspi-tls-example /etc/sv/": { skip: SUPERVISORS },
   "ln -s /etc/sv/ucspi-tls-example /etc/service/": { skip: SUPERVISORS },
   "sv status ucspi-tls-example": { skip: SUPERVISORS },

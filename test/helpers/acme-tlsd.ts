@@ -58,6 +58,8 @@ export async function acmeSite(
     validitySeconds?: number;
     wrap?: readonly string[];
     deadTlsPort?: boolean;
+    /** CERTDIR, in place of a scratch directory of its own. */
+    cache?: string;
   },
 ): Promise<AcmeSite> {
   const port = await freePort();
@@ -65,7 +67,7 @@ export async function acmeSite(
     tlsPort: options.deadTlsPort ? await freePort() : port,
     validitySeconds: options.validitySeconds,
   });
-  const cache = scratchDir("acme");
+  const cache = options.cache ?? scratchDir("acme");
   const server = await serveAcmeTlsd(
     tcpserver,
     port,

@@ -3,7 +3,7 @@
 // (test/packaging/deb.test.ts): starting and stopping supervisors, looking at what they left
 // running, and the command and environment systemd would give a service unit.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import {
   accessSync,
@@ -228,7 +228,7 @@ export function serviceRun(
   const creds = join(top, "credentials");
   const stateRoot = join(top, "state");
   mkdirSync(creds, { mode: 0o500 });
-  mkdirSync(stateRoot);
+  mkdirSync(stateRoot, { recursive: true });
   const user = one("DynamicUser") === "yes" ? NOBODY : 0;
   const map = { d: creds, S: stateRoot, i: instance };
   for (const value of service.get("LoadCredential") ?? []) {
@@ -242,7 +242,8 @@ export function serviceRun(
   const env: Record<string, string> = { CREDENTIALS_DIRECTORY: creds };
   for (const name of one("StateDirectory")?.split(/\s+/) ?? []) {
     mkdirSync(join(stateRoot, name), { recursive: true });
-    chownSync(join(stateRoot, name), user, user);
+    // systemd gives a dynamic user what is in it already, too.
+    execFileSync("chown", ["-R", `${user}:${user}`, join(stateRoot, name)]);
     env["STATE_DIRECTORY"] = join(stateRoot, name);
   }
   for (const value of service.get("Environment") ?? []) {
@@ -250,6 +251,22 @@ export function serviceRun(
       const eq = word.indexOf("=");
       assert.ok(eq > 0, `${unit}: Environment=${value}`);
       env[word.slice(0, eq)] = specifiers(word.slice(eq + 1), map);
+    }
+  }
+  // EnvironmentFile= (after Environment=, whose values it overrides): the test's file for the
+  // path, or nothing for an optional one ("-") the test gives none for.
+  for (const value of service.get("EnvironmentFile") ?? []) {
+    const path = value.replace(/^-/, "");
+    const source = sources[path];
+    assert.ok(
+      source || value.startsWith("-"),
+      `${unit}: EnvironmentFile=${value}: a path this test knows`,
+    );
+    if (!source) continue;
+    for (const line of readFileSync(source, "utf8").split("\n")) {
+      const eq = line.indexOf("=");
+      if (line.startsWith("#") || eq <= 0) continue;
+      env[line.slice(0, eq)] = line.slice(eq + 1);
     }
   }
   const exec = one("ExecStart");

@@ -206,10 +206,12 @@ test("the maintainer scripts: with systemd running in the root, units reloaded o
     "ucspi-tls-example-activated.service",
     "ucspi-tls-example-activated.socket",
     "ucspi-tls-example.service",
+    "ucspi-tls-renew.service",
+    "ucspi-tls-renew.timer",
   ]);
   assert.equal(
     calls("prerm", "remove", booted),
-    `deb-systemd-invoke stop ${plain.join(" ")}\n` +
+    "deb-systemd-invoke stop ucspi-tls-renew.timer tls-everywhere.service ucspi-tls-example-activated.service ucspi-tls-example-activated.socket ucspi-tls-example.service ucspi-tls-renew.service\n" +
       "systemctl --system stop ucspi-tls-ocsp@*.timer ucspi-tls-ticket@*.timer ucspi-tls-ocsp@*.service ucspi-tls-ticket@*.service\n",
   );
   assert.equal(calls("prerm", "upgrade", booted), "");

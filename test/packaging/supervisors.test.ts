@@ -9,14 +9,17 @@
 // Needs root (tcpserver drops to nobody as shipped) and the Debian packages runit, daemontools,
 // s6, systemd, openssl, procps and util-linux (setpriv).
 import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
 import {
   chmodSync,
   chownSync,
+  copyFileSync,
   cpSync,
   existsSync,
   mkdirSync,
   readFileSync,
   readdirSync,
+  realpathSync,
   statSync,
   symlinkSync,
   writeFileSync,
@@ -29,7 +32,9 @@ import { makePki } from "../helpers/certs.ts";
 import type { Pair, TestPki } from "../helpers/certs.ts";
 import { descendantsOf, freePort, isListening, spawnersOf } from "../helpers/interop.ts";
 import type { ProcInfo } from "../helpers/interop.ts";
-import { BIN, ROOT, run } from "../helpers/programs.ts";
+import { BIN, ROOT, ours, run } from "../helpers/programs.ts";
+import { acmeSite } from "../helpers/acme-tlsd.ts";
+import { sClientVerified } from "../helpers/tls-client.ts";
 import { waitFor } from "../helpers/server.ts";
 import {
   NOBODY,
@@ -407,6 +412,64 @@ test("systemd: ucspi-tls-ticket@.timer for a ticket file: its service, run as sy
   assert.equal(readFileSync(file, "latin1").trim().split("\n").length, 3);
 });
 
+test("systemd: ucspi-tls-renew.service, run as systemd would (the example service's user and state directory, /etc/default/ucspi-tls-acme), renews the due certificate that service's tlsd ordered, while that tlsd answers the CA", async () => {
+  requireTools("systemd", ["systemd-analyze"]);
+  requireTools("util-linux", ["setpriv"]);
+  const timer = parseUnit(join(UNITS, "ucspi-tls-renew.timer"));
+  const read = await run("systemd-analyze", [
+    "calendar",
+    ...(timer.get("Timer")?.get("OnCalendar") ?? []),
+  ]);
+  assert.equal(read.code, 0, read.stderr);
+  assert.deepEqual(timer.get("Install")?.get("WantedBy"), ["timers.target"]);
+  const top = scratch("renew");
+  // The example service's CERTDIR: %S/ucspi-tls.
+  const certDir = join(top, "state", "ucspi-tls");
+  mkdirSync(certDir, { recursive: true });
+  // Certificates live 60 s; renewal is due 60 s before the end, so at once.
+  const s = await acmeSite(
+    ours("tcpserver"),
+    { ACME_NAMES: "a.test", ACME_RENEW_BEFORE: "60" },
+    {
+      fallback: site,
+      validitySeconds: 60,
+      cache: certDir,
+    },
+  );
+  try {
+    const first = await sClientVerified(s.port, "a.test", s.rootFile);
+    assert.equal(first.code, 0, first.stderr + s.server.log());
+    const serialOf = () =>
+      new X509Certificate(readFileSync(join(certDir, "a.test", "fullchain.pem"))).serialNumber;
+    const before = serialOf();
+    // The CA's own HTTPS anchor, where the service's user can read it.
+    const caFile = join(top, "acme-ca.pem");
+    copyFileSync(s.pebble.listenerCa, caFile);
+    chmodSync(caFile, 0o644);
+    const settings = join(top, "ucspi-tls-acme");
+    writeFileSync(
+      settings,
+      `# tlsd's, and the timer's\nACME_DIRECTORY=${s.pebble.directory}\nACME_CAFILE=${caFile}\nACME_NAMES=a.test\nACME_RENEW_BEFORE=60\n`,
+    );
+    const unit = serviceRun(join(UNITS, "ucspi-tls-renew.service"), BIN, top, {
+      "/etc/default/ucspi-tls-acme": settings,
+    });
+    const r = await run(unit.argv[0] as string, unit.argv.slice(1), {
+      env: unit.env,
+      timeoutMs: 60_000,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^tls-keygen: info: acme: a\.test: issued in \d+ ms$/m);
+    assert.notEqual(serialOf(), before);
+    // Written as the service's user: the service reads it after a restart as that user too.
+    const key = realpathSync(join(certDir, "a.test", "privkey.pem"));
+    const stat = statSync(key);
+    assert.deepEqual([stat.uid, stat.mode & 0o777], [NOBODY, 0o600]);
+  } finally {
+    await s.stop();
+  }
+});
+
 test("systemd-analyze verify: the units as shipped, and with this checkout's bin/", async () => {
   requireTools("systemd", ["systemd-analyze"]);
   const units = readdirSync(UNITS).sort();
@@ -417,6 +480,8 @@ test("systemd-analyze verify: the units as shipped, and with this checkout's bin
     "ucspi-tls-example.service",
     "ucspi-tls-ocsp@.service",
     "ucspi-tls-ocsp@.timer",
+    "ucspi-tls-renew.service",
+    "ucspi-tls-renew.timer",
     "ucspi-tls-ticket@.service",
     "ucspi-tls-ticket@.timer",
   ]);
