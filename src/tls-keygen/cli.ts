@@ -18,8 +18,11 @@ async function main(args: readonly string[]): Promise<number> {
     return fetchOcsp(options, writeStderr);
   }
   if (options.command === "renew") {
-    const { renewCertDir } = await import("./renew.ts");
-    return renewCertDir(options, process.env, writeStderr);
+    const [{ renewCertDir }, { dropOwnPrivileges }] = await Promise.all([
+      import("./renew.ts"),
+      import("../ucspi/privileges.ts"),
+    ]);
+    return renewCertDir(options, process.env, writeStderr, dropOwnPrivileges);
   }
   // The crypto and X.509 code loads only once the arguments are known to be good.
   const { runKeygen } = await import("./keygen.ts");

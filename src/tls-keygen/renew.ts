@@ -4,6 +4,7 @@
 // name twice). For a timer: a certificate that no client asks for while it is due would
 // otherwise expire, and a tlsd per connection (djb's tcpserver) renews only while its session
 // lasts. The settings are tlsd's ACME_* variables; CERTDIR is the argument.
+import { statSync } from "node:fs";
 import { acmeConfig } from "../acme/config.ts";
 import { nameAllowed } from "../acme/name-policy.ts";
 import { OnDemand } from "../acme/on-demand.ts";
@@ -12,6 +13,8 @@ import { certificateNames } from "../tls/cert-dir.ts";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { toBytes } from "../ucspi/env.ts";
+import { osPath } from "../ucspi/os-string.ts";
+import type { DropPrivileges } from "../ucspi/privileges.ts";
 import type { RenewOptions } from "./options.ts";
 
 /** Renews what is due; 0 when nothing failed, 111 when an order failed (the timer's next run
@@ -20,6 +23,7 @@ export async function renewCertDir(
   options: RenewOptions,
   env: Readonly<Env>,
   log: (line: string) => void,
+  drop: DropPrivileges,
 ): Promise<number> {
   if (!env["ACME_DIRECTORY"])
     throw new FatalError(
@@ -28,6 +32,14 @@ export async function renewCertDir(
     );
   const config = acmeConfig({ ...env, CERTDIR: toBytes(options.certDir) });
   if (!config) throw new FatalError("renew needs ACME_DIRECTORY", 100);
+  // Run as root (cron's, a timer's), it writes as the owner of the CERTDIR, the user tlsd
+  // serves it as: a key of root's, mode 0600, would end every handshake for its name.
+  const owner = ownerOf(config.cacheDir);
+  if (owner && owner.uid !== 0) {
+    drop(owner);
+    if (options.verbose)
+      log(`tls-keygen: info: renewing as uid ${owner.uid}, gid ${owner.gid}: CERTDIR's owner\n`);
+  }
   let names: string[];
   try {
     names = certificateNames(config.cacheDir);
@@ -47,6 +59,15 @@ export async function renewCertDir(
     if (line && options.verbose) log(line);
   }
   return status;
+}
+
+function ownerOf(dir: string): { uid: number; gid: number } | undefined {
+  try {
+    const { uid, gid } = statSync(osPath(dir));
+    return { uid, gid };
+  } catch {
+    return undefined; // said when it is read
+  }
 }
 
 /** -v's line for a certificate that was not due (an order says how it went itself). */

@@ -1,10 +1,12 @@
 // tls-keygen renew CERTDIR against Debian's pebble: the certificates a tlsd ordered on demand
 // are renewed when due without a handshake for them, as tlsd would (the same ACME_* settings),
 // while that tlsd serves the CERTDIR and answers the CA's tls-alpn-01 for the renewing process
-// (from the challenge certificate it writes to CERTDIR/.acme/tls-alpn-01/).
+// (from the challenge certificate it writes to CERTDIR/.acme/tls-alpn-01/). Run as root, it
+// writes as the CERTDIR's owner.
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { chmodSync, copyFileSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { acmeSite } from "../helpers/acme-tlsd.ts";
@@ -13,6 +15,7 @@ import { makePki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
 import { ours, run } from "../helpers/programs.ts";
 import { scratchDir } from "../helpers/scratch.ts";
+import { NOBODY } from "../helpers/supervise.ts";
 import { sClientVerified } from "../helpers/tls-client.ts";
 
 const pki = makePki();
@@ -27,7 +30,8 @@ function renew(s: AcmeSite, env: Record<string, string>, args = ["-v"]) {
     env: {
       PATH: process.env["PATH"] ?? "/usr/bin:/bin",
       ACME_DIRECTORY: s.pebble.directory,
-      ACME_CAFILE: s.pebble.listenerCa,
+      // Where CERTDIR's owner can read it (renew runs as that user).
+      ACME_CAFILE: join(s.cache, ".acme-ca.pem"),
       ACME_NAMES: "a.test b.test",
       ...env,
     },
@@ -36,7 +40,7 @@ function renew(s: AcmeSite, env: Record<string, string>, args = ["-v"]) {
   });
 }
 
-test("tls-keygen renew: a due certificate is renewed with no handshake for it (the site's tlsd answers the CA), one not due is left with -v's line, a name no longer on ACME_NAMES is named; exit 0", async () => {
+test("tls-keygen renew: a due certificate is renewed with no handshake for it (the site's tlsd answers the CA) and written as CERTDIR's owner, one not due is left with -v's line, a name no longer on ACME_NAMES is named; exit 0", async () => {
   // Pebble's certificates live 60 s here.
   const s = await acmeSite(
     ours("tcpserver"),
@@ -52,10 +56,21 @@ test("tls-keygen renew: a due certificate is renewed with no handshake for it (t
       assert.equal(r.code, 0, r.stderr + s.server.log());
     }
     const before = { a: serial(s, "a.test"), b: serial(s, "b.test") };
+    // The CERTDIR of a tlsd that runs as nobody: renew, run as root, writes as that user.
+    copyFileSync(s.pebble.listenerCa, join(s.cache, ".acme-ca.pem"));
+    chmodSync(join(s.cache, ".acme-ca.pem"), 0o644);
+    execFileSync("chown", ["-R", `${NOBODY}:${NOBODY}`, s.cache]);
     // Not due: a third of 60 s left is 20 s from the end.
     const idle = await renew(s, {});
     assert.equal(idle.code, 0, idle.stderr);
     assert.match(idle.stderr, /^tls-keygen: info: acme: a\.test: not due before \d{4}-\d\d-\d\dT/m);
+    assert.match(
+      idle.stderr,
+      new RegExp(
+        `^tls-keygen: info: renewing as uid ${NOBODY}, gid ${NOBODY}: CERTDIR's owner$`,
+        "m",
+      ),
+    );
     assert.equal(serial(s, "a.test"), before.a);
     // Due at once when renewal is 60 s before the end; b.test is off the list now.
     const r = await renew(s, { ACME_RENEW_BEFORE: "60", ACME_NAMES: "a.test" }, []);
@@ -69,6 +84,8 @@ test("tls-keygen renew: a due certificate is renewed with no handshake for it (t
     ]);
     assert.notEqual(serial(s, "a.test"), before.a);
     assert.equal(serial(s, "b.test"), before.b);
+    const key = statSync(realpathSync(join(s.cache, "a.test", "privkey.pem")));
+    assert.deepEqual([key.uid, key.gid, key.mode & 0o777], [NOBODY, NOBODY, 0o600]);
     // The site serves the new one once it looks at CERTDIR again (within a second).
     let servedSerial = "";
     for (let i = 0; i < 40 && servedSerial !== serial(s, "a.test"); i++) {
