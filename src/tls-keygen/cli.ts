@@ -18,11 +18,13 @@ async function main(args: readonly string[]): Promise<number> {
     return fetchOcsp(options, writeStderr);
   }
   if (options.command === "renew") {
-    const [{ renewCertDir }, { dropOwnPrivileges }] = await Promise.all([
+    const [{ renewCertDir }, { dropOwnPrivileges }, { startEnv }] = await Promise.all([
       import("./renew.ts"),
       import("../ucspi/privileges.ts"),
+      import("../ucspi/env.ts"),
     ]);
-    return renewCertDir(options, process.env, writeStderr, dropOwnPrivileges);
+    // tlsd's ACME_* as tlsd reads them: byte strings (a path that is not UTF-8 included).
+    return renewCertDir(options, startEnv(process.env), writeStderr, dropOwnPrivileges);
   }
   // The crypto and X.509 code loads only once the arguments are known to be good.
   const { runKeygen } = await import("./keygen.ts");
