@@ -6,8 +6,10 @@
 //   acme-challenge serves on port 80;
 // - dns-01: the TXT record _acme-challenge.NAME, which ACME_DNS_HOOK publishes and removes
 //   (lego's exec provider's arguments, so that a script written for it serves as it is).
+import { Resolver } from "node:dns/promises";
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { createSecureContext } from "node:tls";
 import type { SecureContext } from "node:tls";
 import type * as AcmeClient from "acme-client";
@@ -47,6 +49,11 @@ function checkChallenge(wanted: string, { name, authz, challenge }: Challenge): 
     throw new Error(`the CA's authorization is not for ${name}`);
   if (challenge.type === "http-01" && !/^[A-Za-z0-9_-]+$/.test(challenge.token ?? ""))
     throw new Error("the CA sent a challenge token that is not base64url");
+}
+
+/** dns-01's record for `name`, with the root's dot (lego's form): a wildcard's is its base's. */
+function recordName(name: string): string {
+  return `_acme-challenge.${name.replace(/^\*\./, "")}.`;
 }
 
 export class Challenges {
@@ -95,6 +102,7 @@ export class Challenges {
     if (challenge.type === "dns-01") {
       const why = await this.runDnsHook("present", name, keyAuthorization);
       if (why !== undefined) throw new Error(`ACME_DNS_HOOK did not publish the record: ${why}`);
+      if (this.config.dnsWaitMs > 0) await this.seen(recordName(name), keyAuthorization);
       return;
     }
     if (challenge.type === "http-01") {
@@ -138,6 +146,25 @@ export class Challenges {
     rmSync(osPath(join(this.alpnDir, `${name}.pem`)), { force: true });
   }
 
+  /** ACME_DNS_WAIT: resolves once the TXT record `record` holds `value` at ACME_RESOLVER (else
+   * at the system's resolver), asked every second; the CA asked before that fails the order
+   * and counts against its limits. */
+  private async seen(record: string, value: string): Promise<void> {
+    const resolver = new Resolver({ timeout: 2_000, tries: 1 });
+    if (this.config.resolver) resolver.setServers([this.config.resolver]);
+    const server = this.config.resolver ?? "the system's resolver";
+    const deadline = Date.now() + this.config.dnsWaitMs;
+    for (;;) {
+      const found = await resolver.resolveTxt(record.slice(0, -1)).catch(() => []);
+      if (found.some((chunks) => chunks.join("") === value)) return;
+      if (Date.now() >= deadline)
+        throw new Error(
+          `ACME_DNS_WAIT: ${server} did not have the record ${record} in ${this.config.dnsWaitMs / 1000} s`,
+        );
+      await sleep(1_000);
+    }
+  }
+
   /** ACME_DNS_HOOK present|cleanup _acme-challenge.NAME. VALUE: undefined when it exited 0,
    * else how it ended. */
   private async runDnsHook(
@@ -148,7 +175,7 @@ export class Challenges {
     const hook = this.config.dnsHook;
     if (hook === undefined) return "ACME_DNS_HOOK is not set";
     const end = await runSiteProgram(hook, name, this.config.searchPath, DNS_HOOK_TIMEOUT_MS, {
-      args: [action, `_acme-challenge.${name.replace(/^\*\./, "")}.`, value],
+      args: [action, recordName(name), value],
     });
     return end.ran && end.code === 0 ? undefined : endText(end);
   }

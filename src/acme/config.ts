@@ -48,6 +48,9 @@ export interface AcmeConfig {
   httpDir: string;
   /** ACME_DNS_HOOK: the program that publishes and removes dns-01 records (set with dns-01). */
   dnsHook: string | undefined;
+  /** ACME_DNS_WAIT: how long to wait, after ACME_DNS_HOOK published a record, for it to be
+   * seen (at ACME_RESOLVER, else the system's) before the CA is told (ms); 0: not asked. */
+  dnsWaitMs: number;
   /** ACME_WILDCARD: a name that a `*.parent` entry of ACME_NAMES allows is served by one
    * certificate for `*.parent` (dns-01 only). */
   wildcard: boolean;
@@ -149,6 +152,12 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
       `ACME_DNS_HOOK is for dns-01, not ACME_CHALLENGE=${challenge}`,
       EXIT_CONFIG,
     );
+  const dnsWaitMs = count(env, "ACME_DNS_WAIT", 0) * 1000;
+  if (dnsWaitMs > 0 && challenge !== "dns-01")
+    throw new FatalError(
+      `ACME_DNS_WAIT is for dns-01, not ACME_CHALLENGE=${challenge}`,
+      EXIT_CONFIG,
+    );
   const wildcard = flag(env, "ACME_WILDCARD");
   if (wildcard && challenge !== "dns-01")
     throw new FatalError(
@@ -176,6 +185,7 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     challenge,
     httpDir: httpChallengeDir(cacheDir),
     dnsHook,
+    dnsWaitMs,
     wildcard,
     profile,
     hook: env["ACME_HOOK"] || undefined,

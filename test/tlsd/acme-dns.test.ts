@@ -18,9 +18,25 @@ import { sClientVerified } from "../helpers/tls-client.ts";
 const pki = makePki();
 const fallback = pki.server("localhost", ["localhost", "127.0.0.1"]);
 
+/** How the test's hook behaves: an action's exit status; `publish` "late" sets the record two
+ * seconds after present has exited (a DNS provider whose API answers before its servers
+ * have it), "never" not at all. */
+interface HookBehaviour {
+  present?: number;
+  cleanup?: number;
+  publish?: "late" | "never";
+}
+
 /** A hook in lego's exec form: each call's arguments and ACME_NAME go to `calls`; present
- * sets the TXT record at challtestsrv, cleanup clears it; `exits` overrides an action's exit. */
-function dnsHook(dir: string, pebble: Pebble, exits: { present?: number; cleanup?: number } = {}) {
+ * sets the TXT record at challtestsrv, cleanup clears it. */
+function dnsHook(dir: string, pebble: Pebble, exits: HookBehaviour = {}) {
+  const set = `curl -sSf --data-binary "{\\"host\\":\\"$2\\",\\"value\\":\\"$3\\"}" ${pebble.dnsManagement}/set-txt`;
+  const publish =
+    exits.publish === "never"
+      ? "true"
+      : exits.publish === "late"
+        ? `(sleep 2; ${set}) >/dev/null 2>&1 & true`
+        : `${set} || exit 9`;
   const calls = join(dir, "calls");
   const hook = join(dir, "dns-hook");
   writeFileSync(
@@ -29,7 +45,7 @@ function dnsHook(dir: string, pebble: Pebble, exits: { present?: number; cleanup
       "#!/bin/sh",
       `echo "$# $1 $2 $3 $ACME_NAME" >> ${calls}`,
       'case "$1" in',
-      `present) curl -sSf --data-binary "{\\"host\\":\\"$2\\",\\"value\\":\\"$3\\"}" ${pebble.dnsManagement}/set-txt || exit 9; exit ${exits.present ?? 0} ;;`,
+      `present) ${publish}; exit ${exits.present ?? 0} ;;`,
       `cleanup) curl -sSf --data-binary "{\\"host\\":\\"$2\\"}" ${pebble.dnsManagement}/clear-txt || exit 9; exit ${exits.cleanup ?? 0} ;;`,
       "esac",
       "exit 7",
@@ -42,9 +58,10 @@ function dnsHook(dir: string, pebble: Pebble, exits: { present?: number; cleanup
 
 /** pebble (its tls-alpn-01 port a dead one), and our tcpserver + tlsd ordering by dns-01. */
 async function site(
-  exits: { present?: number; cleanup?: number } = {},
+  exits: HookBehaviour = {},
   env = {},
   validitySeconds?: number,
+  more: (pebble: Pebble) => Record<string, string> = () => ({}),
 ) {
   const dir = scratchDir("acme-dns");
   let calls = () => "";
@@ -53,7 +70,7 @@ async function site(
     (pebble) => {
       const hook = dnsHook(dir, pebble, exits);
       calls = hook.calls;
-      return { ACME_NAMES: "a.test", ACME_DNS_HOOK: hook.hook, ...env };
+      return { ACME_NAMES: "a.test", ACME_DNS_HOOK: hook.hook, ...env, ...more(pebble) };
     },
     { fallback, deadTlsPort: true, validitySeconds },
   );
@@ -184,5 +201,39 @@ test("ACME_WILDCARD: a client's name below *.w.test renews the wildcard certific
     assert.notEqual(leaf(after.stdout).serialNumber, leaf(first.stdout).serialNumber);
   } finally {
     await s.stop();
+  }
+});
+
+test("ACME_DNS_WAIT: a record published after the hook has exited (a provider slower than its API) is waited for at ACME_RESOLVER before the CA is told; one never published fails the order in one line when the wait runs out", async () => {
+  const late = await site({ publish: "late" }, {}, undefined, (pebble) => ({
+    ACME_DNS_WAIT: "30",
+    ACME_RESOLVER: pebble.dns,
+  }));
+  try {
+    const r = await sClientVerified(late.port, "a.test", late.rootFile);
+    assert.equal(r.code, 0, r.stderr + late.server.log());
+    await late.server.waitForLog(/^tlsd: info: acme: a\.test: issued in \d+ ms$/);
+  } finally {
+    await late.stop();
+  }
+  const never = await site(
+    { publish: "never" },
+    { ACME_FALLBACK: "default" },
+    undefined,
+    (pebble) => ({
+      ACME_DNS_WAIT: "2",
+      ACME_RESOLVER: pebble.dns,
+    }),
+  );
+  try {
+    const r = await sClientVerified(never.port, "a.test", pki.ca.cert, { verify: "localhost" });
+    assert.equal(r.code, 0, r.stderr + never.server.log());
+    const [line] = await never.server.waitForLog(/^tlsd: warning: acme: a\.test: order failed: /);
+    assert.equal(
+      line,
+      `tlsd: warning: acme: a.test: order failed: ACME_DNS_WAIT: ${never.pebble.dns} did not have the record _acme-challenge.a.test. in 2 s`,
+    );
+  } finally {
+    await never.stop();
   }
 });

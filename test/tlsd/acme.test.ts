@@ -921,6 +921,10 @@ test("configuration errors: one line, exit 100", async () => {
       /ACME_DNS_HOOK is for dns-01, not ACME_CHALLENGE=http-01/,
     ],
     [
+      { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_DNS_WAIT: "30" },
+      /ACME_DNS_WAIT is for dns-01, not ACME_CHALLENGE=tls-alpn-01/,
+    ],
+    [
       { CERTDIR: "/tmp", ACME_NAMES: "*.w.test", ACME_WILDCARD: "yes" },
       /ACME_WILDCARD needs dns-01 \(ACME_DNS_HOOK\): a CA validates a wildcard name by DNS only/,
     ],
