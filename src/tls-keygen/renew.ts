@@ -25,13 +25,14 @@ export async function renewCertDir(
   log: (line: string) => void,
   drop: DropPrivileges,
 ): Promise<number> {
-  if (!env["ACME_DIRECTORY"])
+  const config = env["ACME_DIRECTORY"]
+    ? acmeConfig({ ...env, CERTDIR: toBytes(options.certDir) })
+    : undefined;
+  if (!config)
     throw new FatalError(
       "renew needs ACME_DIRECTORY and the other ACME_* settings of the tlsd that serves the CERTDIR",
       100,
     );
-  const config = acmeConfig({ ...env, CERTDIR: toBytes(options.certDir) });
-  if (!config) throw new FatalError("renew needs ACME_DIRECTORY", 100);
   // Run as root (cron's, a timer's), it writes as the owner of the CERTDIR, the user tlsd
   // serves it as: a key of root's, mode 0600, would end every handshake for its name.
   const owner = ownerOf(config.cacheDir);

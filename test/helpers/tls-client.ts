@@ -86,6 +86,11 @@ export async function answerWithCertificate(
   return r.stdout;
 }
 
+/** The first certificate in openssl s_client's output (PEM): the leaf the server sent. */
+export function servedPem(stdout: string): string | undefined {
+  return /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(stdout)?.[0];
+}
+
 /** openssl s_client to 127.0.0.1:port asking for `name` and verifying against `caFile` a
  * certificate for `verify` (a failure fails the run), with nothing to say; `showcerts` prints
  * the chain. */

@@ -16,7 +16,7 @@ import { freePort } from "../helpers/interop.ts";
 import { ours, run } from "../helpers/programs.ts";
 import { scratchDir } from "../helpers/scratch.ts";
 import { NOBODY } from "../helpers/supervise.ts";
-import { sClientVerified } from "../helpers/tls-client.ts";
+import { sClientVerified, servedPem } from "../helpers/tls-client.ts";
 
 const pki = makePki();
 const fallback = pki.server("localhost", ["localhost", "127.0.0.1"]);
@@ -92,10 +92,7 @@ test("tls-keygen renew: a due certificate is renewed with no handshake for it (t
       if (i > 0) await new Promise((resolve) => setTimeout(resolve, 250));
       const served = await sClientVerified(s.port, "a.test", s.rootFile, { showcerts: true });
       assert.equal(served.code, 0, served.stderr);
-      const pem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(
-        served.stdout,
-      );
-      servedSerial = new X509Certificate(pem?.[0] ?? "").serialNumber;
+      servedSerial = new X509Certificate(servedPem(served.stdout) ?? "").serialNumber;
     }
     assert.equal(servedSerial, serial(s, "a.test"));
     // A CA that cannot be reached: the order fails in one line, exit 111, nothing replaced.

@@ -13,7 +13,7 @@ import { makePki } from "../helpers/certs.ts";
 import type { Pebble } from "../helpers/pebble.ts";
 import { ours } from "../helpers/programs.ts";
 import { scratchDir } from "../helpers/scratch.ts";
-import { sClientVerified } from "../helpers/tls-client.ts";
+import { sClientVerified, servedPem } from "../helpers/tls-client.ts";
 
 const pki = makePki();
 const fallback = pki.server("localhost", ["localhost", "127.0.0.1"]);
@@ -194,10 +194,7 @@ test("ACME_WILDCARD: a client's name below *.w.test renews the wildcard certific
     assert.doesNotMatch(s.server.log(), /ordering a certificate for [xy]\.w\.test/);
     const after = await sClientVerified(s.port, "z.w.test", s.rootFile, { showcerts: true });
     assert.equal(after.code, 0, after.stderr + s.server.log());
-    const leaf = (out: string) =>
-      new X509Certificate(
-        /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(out)?.[0] ?? "",
-      );
+    const leaf = (out: string) => new X509Certificate(servedPem(out) ?? "");
     assert.notEqual(leaf(after.stdout).serialNumber, leaf(first.stdout).serialNumber);
   } finally {
     await s.stop();

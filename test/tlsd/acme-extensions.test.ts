@@ -20,7 +20,7 @@ import { startPebble } from "../helpers/pebble.ts";
 import type { Pebble } from "../helpers/pebble.ts";
 import { ours } from "../helpers/programs.ts";
 import type { RunningServer } from "../helpers/server.ts";
-import { sClientVerified } from "../helpers/tls-client.ts";
+import { sClientVerified, servedPem } from "../helpers/tls-client.ts";
 import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
@@ -250,7 +250,7 @@ async function recordWhen(s: Site, ok: (r: RenewalRecord) => boolean): Promise<R
 async function handshake(s: Site) {
   const r = await sClientVerified(s.port, "a.test", s.rootFile, { showcerts: true });
   assert.equal(r.code, 0, r.stderr + s.server.log());
-  const pem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(r.stdout)?.[0];
+  const pem = servedPem(r.stdout);
   assert.ok(pem, r.stdout);
   return { pem, serial: new X509Certificate(pem).serialNumber };
 }

@@ -27,7 +27,7 @@ import { freePort } from "../helpers/interop.ts";
 import { startPebble } from "../helpers/pebble.ts";
 import { PATH_WITH_BIN, ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
-import { sClientVerified } from "../helpers/tls-client.ts";
+import { sClientVerified, servedPem } from "../helpers/tls-client.ts";
 import { scratchDir } from "../helpers/scratch.ts";
 
 const pki = makePki();
@@ -75,7 +75,7 @@ const site = (
 /** openssl s_client asking for `name`, verifying against `ca` (a failure fails the run). */
 async function sClient(port: number, name: string, ca: string) {
   const r = await sClientVerified(port, name, ca, { showcerts: true });
-  const pem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(r.stdout)?.[0];
+  const pem = servedPem(r.stdout);
   return { ...r, leaf: pem ? new X509Certificate(pem) : undefined };
 }
 
@@ -315,9 +315,7 @@ test("an expired certificate in the cache is never served: a name the policy no 
         ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", "a.test", "-showcerts"],
         { input: "", timeoutMs: 30_000 },
       );
-      const pem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(
-        r.stdout,
-      )?.[0];
+      const pem = servedPem(r.stdout);
       assert.ok(pem, r.stderr + server.log());
       assert.equal(new X509Certificate(pem).subject.trim(), "CN=localhost", server.log());
     } finally {

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { servedPem } from "../helpers/tls-client.ts";
 import { makePki } from "../helpers/certs.ts";
 
 const pki = makePki();
@@ -27,7 +28,7 @@ async function served(port: number, name: string): Promise<string | undefined> {
     ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", name],
     { input: "" },
   );
-  const pem = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(r.stdout)?.[0];
+  const pem = servedPem(r.stdout);
   return pem ? new X509Certificate(pem).serialNumber : undefined;
 }
 

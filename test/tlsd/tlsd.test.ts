@@ -10,6 +10,7 @@ import { test } from "node:test";
 import { X509Certificate } from "node:crypto";
 import { BIN, djb, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { servedPem } from "../helpers/tls-client.ts";
 import { makePki } from "../helpers/certs.ts";
 
 const pki = makePki();
@@ -210,8 +211,7 @@ test("certificates by SNI: exact name, one-label wildcard, default; -k 2 refuses
           ["s_client", "-connect", `127.0.0.1:${s.port}`, "-servername", sni, "-showcerts"],
           { input: "" },
         );
-        const shown =
-          /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(r.stdout)?.[0] ?? "";
+        const shown = servedPem(r.stdout) ?? "";
         assert.equal(
           new X509Certificate(shown).subject.trim(),
           subjectOf(cert),
@@ -425,8 +425,7 @@ test("a certificate replaced on disk is used for new connections; running ones g
       ["s_client", "-connect", `127.0.0.1:${s.port}`, "-servername", "localhost"],
       { input: "" },
     );
-    const shown =
-      /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(r.stdout)?.[0] ?? "";
+    const shown = servedPem(r.stdout) ?? "";
     return new X509Certificate(shown).serialNumber;
   };
   try {
