@@ -56,6 +56,20 @@ function recordName(name: string): string {
   return `_acme-challenge.${name.replace(/^\*\./, "")}.`;
 }
 
+/** One challenge among those of every order under way: its kind and key authorization are
+ * the CA's for that name and no other. */
+function challengeKey({ name, challenge, keyAuthorization }: Challenge): string {
+  return `${name}\0${challenge.type}\0${keyAuthorization}`;
+}
+
+/** A challenge of Challenges.presented: its set-up (it may still run), and its taking down
+ * once asked for. */
+interface Presented {
+  asked: Challenge;
+  setUp: Promise<void>;
+  takenDown?: Promise<void>;
+}
+
 export class Challenges {
   private readonly config: AcmeConfig;
   private readonly log: (line: string) => void;
@@ -64,6 +78,12 @@ export class Challenges {
   /** The same as PEM (its key, then its certificate), for the native TLS engine's context. */
   private readonly pems = new Map<string, Buffer>();
   private readonly alpnDir: string;
+  /** Every challenge being set up, set up, or being taken down, by challengeKey: what stop()
+   * takes down. One that failed its checks is never in it, so remove() leaves alone what such
+   * a challenge names. */
+  private readonly presented = new Map<string, Presented>();
+  /** Aborted by stop(): a hook still publishing a record is ended, and no other starts. */
+  private readonly stopping = new AbortController();
 
   constructor(config: AcmeConfig, log: (line: string) => void) {
     this.config = config;
@@ -98,9 +118,44 @@ export class Challenges {
   /** Sets up the answer to the challenge; resolves once the CA may validate. */
   async present(crypto: Crypto, asked: Challenge): Promise<void> {
     checkChallenge(this.config.challenge, asked);
+    if (this.stopping.signal.aborted) throw new Error("stopped");
+    // Kept from its start: what stop() finds half set up is taken down too, once its set-up
+    // has ended.
+    const setUp = this.setUp(crypto, asked);
+    this.presented.set(challengeKey(asked), { asked, setUp });
+    await setUp;
+  }
+
+  /** Takes the answer down, validated or not. A record ACME_DNS_HOOK could not remove is
+   * said (it would stay in the zone); the order's own outcome stands. */
+  remove(asked: Challenge): Promise<void> {
+    const key = challengeKey(asked);
+    const entry = this.presented.get(key);
+    // Not set up: it failed its checks.
+    if (!entry) return Promise.resolve();
+    // Once, whether its order or stop() asks first; the other waits for the same.
+    entry.takenDown ??= this.takeDown(asked).finally(() => this.presented.delete(key));
+    return entry.takenDown;
+  }
+
+  /** The process is stopping (SIGTERM) with orders still running: a hook still publishing is
+   * ended, and every challenge set up is taken down now, as its order would have after the
+   * CA's answer; resolves when all are. Those orders fail. */
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    const entries = [...this.presented.values()];
+    await Promise.all(
+      entries.map(async ({ asked, setUp }) => {
+        await setUp.catch(() => undefined);
+        await this.remove(asked);
+      }),
+    );
+  }
+
+  private async setUp(crypto: Crypto, asked: Challenge): Promise<void> {
     const { name, authz, challenge, keyAuthorization } = asked;
     if (challenge.type === "dns-01") {
-      const why = await this.runDnsHook("present", name, keyAuthorization);
+      const why = await this.runDnsHook("present", name, keyAuthorization, this.stopping.signal);
       if (why !== undefined) throw new Error(`ACME_DNS_HOOK did not publish the record: ${why}`);
       if (this.config.dnsWaitMs > 0) await this.seen(recordName(name), keyAuthorization);
       return;
@@ -126,11 +181,7 @@ export class Challenges {
     });
   }
 
-  /** Takes the answer down, validated or not. A record ACME_DNS_HOOK could not remove is
-   * said (it would stay in the zone); the order's own outcome stands. */
-  async remove(asked: Challenge): Promise<void> {
-    checkChallenge(this.config.challenge, asked);
-    const { name, challenge, keyAuthorization } = asked;
+  private async takeDown({ name, challenge, keyAuthorization }: Challenge): Promise<void> {
     if (challenge.type === "dns-01") {
       const why = await this.runDnsHook("cleanup", name, keyAuthorization);
       if (why !== undefined)
@@ -171,11 +222,13 @@ export class Challenges {
     action: "present" | "cleanup",
     name: string,
     value: string,
+    stop?: AbortSignal,
   ): Promise<string | undefined> {
     const hook = this.config.dnsHook;
     if (hook === undefined) return "ACME_DNS_HOOK is not set";
     const end = await runSiteProgram(hook, name, this.config.searchPath, DNS_HOOK_TIMEOUT_MS, {
       args: [action, recordName(name), value],
+      ...(stop ? { stop } : {}),
     });
     return end.ran && end.code === 0 ? undefined : endText(end);
   }

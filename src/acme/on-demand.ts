@@ -11,6 +11,7 @@ import { causeText } from "../ucspi/errors.ts";
 import { CHAIN_FILE, KEY_FILE } from "../tls/cert-dir.ts";
 import { toBytes } from "../ucspi/env.ts";
 import { osPath } from "../ucspi/os-string.ts";
+import { onStop } from "../ucspi/stop.ts";
 import { sniMatches } from "../tls/sni-pattern.ts";
 import type { AcmeConfig } from "./config.ts";
 import { Issuer } from "./issuer.ts";
@@ -220,6 +221,18 @@ export class OnDemand {
     // The claim stays fresh while the order runs: another tlsd takes over only a dead one's.
     const keepFresh = setInterval(() => this.ledger.refresh(name), REFRESH_MS);
     keepFresh.unref();
+    // Stopped meanwhile (SIGTERM): the claim is let go, or every tlsd of the CERTDIR would
+    // wait for it to go stale, and the challenge taken down, or its record would stay in the
+    // zone.
+    let abandoned = false;
+    const unhook = onStop(async () => {
+      abandoned = true;
+      clearInterval(keepFresh);
+      this.log(`tlsd: warning: acme: ${name}: order abandoned: stopped\n`);
+      this.ledger.failed(name, "the tlsd that ordered it was stopped");
+      this.ledger.release(name);
+      await this.issuer.challenges.stop();
+    });
     this.log(`tlsd: info: acme: ordering a certificate for ${name}\n`);
     return this.issuer
       .issue(name, replaces)
@@ -233,12 +246,14 @@ export class OnDemand {
         (error: unknown) => {
           acmeOrders.inc(FAILED);
           const cause = causeText(error);
-          this.log(`tlsd: warning: acme: ${name}: order failed: ${cause}\n`);
+          // Abandoned, it failed for that, which is said.
+          if (!abandoned) this.log(`tlsd: warning: acme: ${name}: order failed: ${cause}\n`);
           this.ledger.failed(name, cause);
           throw error;
         },
       )
       .finally(() => {
+        unhook();
         clearInterval(keepFresh);
         this.ledger.release(name);
       });

@@ -15,14 +15,19 @@ export type SiteProgramEnd =
   /** It could not be run, or did not end within its time (then it was killed): why. */
   | { ran: false; why: string };
 
-/** Runs `program` (found on `searchPath`) about `name`, killing it after `timeoutMs`; `args`
- * in place of the name as its arguments, `env` beside ACME_NAME and PATH. */
+/** Runs `program` (found on `searchPath`) about `name`, killing it after `timeoutMs`, or with
+ * SIGTERM when `stop` aborts; `args` in place of the name as its arguments, `env` beside
+ * ACME_NAME and PATH. */
 export async function runSiteProgram(
   program: string,
   name: string,
   searchPath: string,
   timeoutMs: number,
-  { env = {}, args = [name] }: { env?: Record<string, string>; args?: string[] } = {},
+  {
+    env = {},
+    args = [name],
+    stop,
+  }: { env?: Record<string, string>; args?: string[]; stop?: AbortSignal } = {},
 ): Promise<SiteProgramEnd> {
   let file: string;
   try {
@@ -41,10 +46,14 @@ export async function runSiteProgram(
     late = true;
     child.kill("SIGKILL");
   }, timeoutMs);
+  const stopped = () => child.kill("SIGTERM");
+  stop?.addEventListener("abort", stopped);
   const end = await child.ended;
   clearTimeout(timer);
+  stop?.removeEventListener("abort", stopped);
   if (end.error) return { ran: false, why: `could not run: ${causeText(end.error)}` };
   if (late) return { ran: false, why: `did not end in ${timeoutMs / 1000} s: killed` };
+  if (stop?.aborted) return { ran: false, why: "stopped" };
   return { ran: true, code: end.code, signal: end.signal };
 }
 

@@ -9,6 +9,7 @@ import {
   passOnStatus,
   programArgs,
   reportError,
+  stopOnTerm,
   writeStderr,
 } from "./main.ts";
 import type { Connection, Side, Stage } from "../ucspi/stage.ts";
@@ -30,6 +31,7 @@ export interface StageProgram {
 export function runStageProgram(p: StageProgram): void {
   const args = programArgs();
   endOnUncaught(p.name);
+  stopOnTerm();
   let connection: Connection | undefined;
   const main = async (): Promise<number> => {
     if (helpAsked(p.name, args, p.usage)) return 0;

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { constants } from "node:os";
 import { FatalError, UsageError, causeText } from "../ucspi/errors.ts";
 import { ProgramNotFound } from "../ucspi/path-search.ts";
+import { STOP_HOOKS_MS, stopAll } from "../ucspi/stop.ts";
 import { native } from "../ucspi/native.ts";
 import { osFromBytes, shownOs } from "../ucspi/os-string.ts";
 import { writeAll } from "./stdio.ts";
@@ -71,6 +72,15 @@ export function reportError(
 export function endOnUncaught(program: string): void {
   process.on("uncaughtException", (error) => {
     process.exit(reportError(program, error, writeStderr));
+  });
+}
+
+/** SIGTERM to a program of its own (a stage under a foreign tcpserver, tls-keygen renew): what
+ * src/ucspi/stop.ts holds is taken down first, for a bounded time, and then the process ends
+ * by the signal, as it would have without this handler. */
+export function stopOnTerm(): void {
+  process.once("SIGTERM", () => {
+    void stopAll(STOP_HOOKS_MS).then(() => process.kill(process.pid, "SIGTERM"));
   });
 }
 

@@ -17,6 +17,7 @@ import { endOnUncaught, programArgs, reportError, writeStderr } from "../cli/mai
 import { native } from "../ucspi/native.ts";
 import { setIds } from "../ucspi/privileges.ts";
 import { reloadAll } from "../ucspi/reload.ts";
+import { STOP_HOOKS_MS, stopAll } from "../ucspi/stop.ts";
 import { jsonLog, textLog } from "./log.ts";
 import type { ServerLog } from "./log.ts";
 import { EXTENSIONS, USAGE, parseServerArgs, workerLimit } from "./options.ts";
@@ -152,10 +153,10 @@ async function main(): Promise<void> {
       drain === undefined
         ? server.close(STOP_SECONDS)
         : Promise.all([server.drain(drain), ...workers.map(exited)]);
-    stopped.then(
-      () => process.exit(0),
-      () => process.exit(0),
-    );
+    // Then what the chain set up outside this process is taken down (an order's dns-01
+    // record, its claim on the name: src/ucspi/stop.ts).
+    const end = () => stopAll(STOP_HOOKS_MS).then(() => process.exit(0));
+    stopped.then(end, end);
   });
   // A worker goes when the first process goes, whatever killed it.
   if (options.workerIndex > 0) process.on("disconnect", () => process.kill(process.pid, "SIGTERM"));

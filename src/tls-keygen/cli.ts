@@ -2,7 +2,7 @@
 // and the leaves it signs, requests for a public CA), written atomically, keys mode 0600;
 // tlsd's session ticket key file, made and rotated; the OCSP responses tlsd staples; and the
 // renewal of tlsd's certificates on demand that are due.
-import { programArgs, reportError, writeStderr } from "../cli/main.ts";
+import { programArgs, reportError, stopOnTerm, writeStderr } from "../cli/main.ts";
 import { helpAsked } from "../cli/help.ts";
 import { USAGE, parseKeygenArgs } from "./options.ts";
 
@@ -23,6 +23,8 @@ async function main(args: readonly string[]): Promise<number> {
       import("../ucspi/privileges.ts"),
       import("../ucspi/env.ts"),
     ]);
+    // Stopped mid-order (a timer's unit stopped), what the order set up is taken down.
+    stopOnTerm();
     // tlsd's ACME_* as tlsd reads them: byte strings (a path that is not UTF-8 included).
     return renewCertDir(options, startEnv(process.env), writeStderr, dropOwnPrivileges);
   }

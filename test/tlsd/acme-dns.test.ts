@@ -3,15 +3,19 @@
 // challtestsrv's management API, as a real one would through its DNS provider's. Pebble's
 // tls-alpn-01 port is one where nothing listens, so a certificate can only come by dns-01.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { Resolver } from "node:dns/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { acmeSite } from "../helpers/acme-tlsd.ts";
+import { acmeSite, serveAcmeTlsd } from "../helpers/acme-tlsd.ts";
 import { makePki } from "../helpers/certs.ts";
 import type { Pebble } from "../helpers/pebble.ts";
-import { ours } from "../helpers/programs.ts";
+import { childrenOf, freePort } from "../helpers/interop.ts";
+import { PATH_WITH_BIN, djb, ours } from "../helpers/programs.ts";
+import { waitFor } from "../helpers/server.ts";
+import type { RunningServer } from "../helpers/server.ts";
 import { scratchDir } from "../helpers/scratch.ts";
 import { sClientVerified, servedPem } from "../helpers/tls-client.ts";
 
@@ -25,6 +29,9 @@ interface HookBehaviour {
   present?: number;
   cleanup?: number;
   publish?: "late" | "never";
+  /** While this file is there, present publishes and then stays (a provider's slow wait), its
+   * pid in `hold`.pid: an order that stays under way. */
+  hold?: string;
 }
 
 /** A hook in lego's exec form: each call's arguments and ACME_NAME go to `calls`; present
@@ -45,7 +52,7 @@ function dnsHook(dir: string, pebble: Pebble, exits: HookBehaviour = {}) {
       "#!/bin/sh",
       `echo "$# $1 $2 $3 $ACME_NAME" >> ${calls}`,
       'case "$1" in',
-      `present) ${publish}; exit ${exits.present ?? 0} ;;`,
+      `present) ${publish}; ${exits.hold ? `[ -e ${exits.hold} ] && echo $$ > ${exits.hold}.pid && exec sleep 60;` : ""} exit ${exits.present ?? 0} ;;`,
       `cleanup) curl -sSf --data-binary "{\\"host\\":\\"$2\\"}" ${pebble.dnsManagement}/clear-txt || exit 9; exit ${exits.cleanup ?? 0} ;;`,
       "esac",
       "exit 7",
@@ -56,25 +63,31 @@ function dnsHook(dir: string, pebble: Pebble, exits: HookBehaviour = {}) {
   return { hook, calls: () => (existsSync(calls) ? readFileSync(calls, "utf8") : "") };
 }
 
-/** pebble (its tls-alpn-01 port a dead one), and our tcpserver + tlsd ordering by dns-01. */
+/** pebble (its tls-alpn-01 port a dead one), and `tcpserver` (ours unless said) + tlsd
+ * ordering by dns-01; `env` is tlsd's ACME settings. */
 async function site(
   exits: HookBehaviour = {},
   env = {},
   validitySeconds?: number,
   more: (pebble: Pebble) => Record<string, string> = () => ({}),
+  tcpserver = ours("tcpserver"),
 ) {
   const dir = scratchDir("acme-dns");
   let calls = () => "";
+  let acme: Record<string, string> = {};
   const s = await acmeSite(
-    ours("tcpserver"),
+    tcpserver,
     (pebble) => {
       const hook = dnsHook(dir, pebble, exits);
       calls = hook.calls;
-      return { ACME_NAMES: "a.test", ACME_DNS_HOOK: hook.hook, ...env, ...more(pebble) };
+      acme = { ACME_NAMES: "a.test", ACME_DNS_HOOK: hook.hook, ...env, ...more(pebble) };
+      return acme;
     },
     { fallback, deadTlsPort: true, validitySeconds },
   );
-  return { ...s, calls };
+  // Every ACME setting of its tlsd, for another tlsd or tls-keygen renew of the same site.
+  const acmeEnv = { ...acme, ACME_DIRECTORY: s.pebble.directory, ACME_CAFILE: s.pebble.listenerCa };
+  return { ...s, calls, acmeEnv };
 }
 
 /** The TXT records challtestsrv serves for `host` now (none: empty). */
@@ -232,5 +245,121 @@ test("ACME_DNS_WAIT: a record published after the hook has exited (a provider sl
     );
   } finally {
     await never.stop();
+  }
+});
+
+/** A site whose hook stays in present (an order under way) until `hold` is removed. */
+async function heldSite(tcpserver = ours("tcpserver"), validitySeconds?: number) {
+  const hold = join(scratchDir("acme-stop"), "hold");
+  writeFileSync(hold, "");
+  const s = await site({ hold }, { ACME_WAIT: "60000" }, validitySeconds, undefined, tcpserver);
+  return { ...s, hold };
+}
+
+/** Waits for the held hook's present (its record published, then it stays): its pid and the
+ * record's value. */
+async function presentHeld(s: Awaited<ReturnType<typeof heldSite>>, log = () => s.server.log()) {
+  const pid = await waitFor(
+    () => (existsSync(`${s.hold}.pid`) ? Number(readFileSync(`${s.hold}.pid`, "utf8")) : undefined),
+    15_000,
+    () => `present never ran: ${s.calls()}${log()}`,
+  );
+  // The last present's: the held one.
+  const presents = [
+    ...s.calls().matchAll(/^3 present _acme-challenge\.a\.test\. (\S+) a\.test$/gm),
+  ];
+  const value = presents.at(-1)?.[1] ?? "";
+  assert.deepEqual(await txt(s.pebble, "_acme-challenge.a.test"), [value]);
+  return { pid, value };
+}
+
+/** What a stop mid-order must leave: the held hook ended, its record removed by cleanup, the
+ * claim on the name let go (with why for the tlsds that waited on it), and one line. */
+async function assertTakenDown(
+  s: Awaited<ReturnType<typeof heldSite>>,
+  pid: number,
+  value: string,
+  log: string,
+) {
+  assert.throws(() => process.kill(pid, 0), { code: "ESRCH" });
+  assert.match(
+    s.calls(),
+    new RegExp(`^3 cleanup _acme-challenge\\.a\\.test\\. ${value} a\\.test$`, "m"),
+  );
+  assert.deepEqual(await txt(s.pebble, "_acme-challenge.a.test"), []);
+  assert.deepEqual(readdirSync(join(s.cache, ".acme", "orders")), []);
+  assert.equal(
+    readFileSync(join(s.cache, ".acme", "failures", "a.test"), "utf8"),
+    "the tlsd that ordered it was stopped\n",
+  );
+  assert.match(log, /^(tlsd|tls-keygen): warning: acme: a\.test: order abandoned: stopped$/m);
+  assert.doesNotMatch(log, /order failed/);
+}
+
+test("stopped mid-order (SIGTERM to our tcpserver): the hook still publishing is ended, the record taken down, the claim on the name let go; the next tcpserver of the CERTDIR orders it at once", async () => {
+  const s = await heldSite();
+  let next: RunningServer | undefined;
+  try {
+    const waiting = sClientVerified(s.port, "a.test", s.rootFile);
+    const { pid, value } = await presentHeld(s);
+    const end = await s.server.stop();
+    assert.equal(end.code, 0, s.server.log());
+    assert.notEqual((await waiting).code, 0);
+    await assertTakenDown(s, pid, value, s.server.log());
+    // Before, the claim stayed fresh for ten minutes, and this tcpserver's clients waited on it.
+    rmSync(s.hold);
+    next = await serveAcmeTlsd(ours("tcpserver"), await freePort(), s.cache, s.acmeEnv, {
+      fallback,
+    });
+    const r = await sClientVerified(next.port, "a.test", s.rootFile);
+    assert.equal(r.code, 0, r.stderr + next.log());
+    assert.doesNotMatch(next.log(), /being ordered by another tlsd/);
+  } finally {
+    await next?.stop();
+    await s.stop();
+  }
+});
+
+test("stopped mid-order (SIGTERM to a tlsd of djb's tcpserver, as a supervisor's stop of the whole group sends it): the same, and the tlsd ends by the signal", async () => {
+  const s = await heldSite(djb("tcpserver"));
+  try {
+    const waiting = sClientVerified(s.port, "a.test", s.rootFile);
+    const { pid, value } = await presentHeld(s);
+    const tcpserver = s.server.child.pid ?? 0;
+    const [tlsd, ...others] = childrenOf(tcpserver);
+    assert.ok(tlsd && others.length === 0, JSON.stringify(childrenOf(tcpserver)));
+    process.kill(tlsd.pid, "SIGTERM");
+    assert.notEqual((await waiting).code, 0);
+    // djb's tcpserver -v says how its child ended: by signal 15, as without the handler.
+    await s.server.waitForLog(new RegExp(`^tcpserver: end ${tlsd.pid} status 15$`));
+    await assertTakenDown(s, pid, value, s.server.log());
+  } finally {
+    await s.stop();
+  }
+});
+
+test("tls-keygen renew stopped mid-order (a timer's unit stopped): the same, and it ends by the signal", async () => {
+  // Certificates live an hour here, and are due an hour before their end: at once.
+  const s = await heldSite(ours("tcpserver"), 3600);
+  try {
+    rmSync(s.hold);
+    const first = await sClientVerified(s.port, "a.test", s.rootFile);
+    assert.equal(first.code, 0, first.stderr + s.server.log());
+    writeFileSync(s.hold, "");
+    const renew = spawn(ours("tls-keygen"), ["renew", s.cache], {
+      env: { ...process.env, PATH: PATH_WITH_BIN, ...s.acmeEnv, ACME_RENEW_BEFORE: "3600" },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let log = "";
+    renew.stderr.setEncoding("utf8").on("data", (t: string) => (log += t));
+    const ended = new Promise<NodeJS.Signals | null>((resolve) =>
+      renew.on("exit", (_code, signal) => resolve(signal)),
+    );
+    const { pid, value } = await presentHeld(s, () => log);
+    renew.kill("SIGTERM");
+    assert.equal(await ended, "SIGTERM", log);
+    await assertTakenDown(s, pid, value, log);
+  } finally {
+    await s.stop();
   }
 });
