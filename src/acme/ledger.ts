@@ -4,7 +4,10 @@
 //   orders/NAME   created exclusively (O_EXCL) while NAME is being ordered: one order per name
 //                 at a time. It holds its owner's token: only the owner releases it, and the
 //                 owner touches it while its order runs (refresh), so that one older than
-//                 STALE_MS was left by a crashed process and is taken over (CertMagic's way);
+//                 STALE_MS was left by a crashed process and is taken over (CertMagic's way).
+//                 It also names its owner's process (pid, start time, boot and pid namespace),
+//                 so that a tlsd beside it sees at once that the owner is gone (SIGKILL, a
+//                 crash) and takes over then, not ten minutes later;
 //   failures/NAME why the last order of NAME failed, written by its owner before it releases
 //                 its claim: the tlsds that waited on that order say the cause too;
 //   orders.log    "time name" per order, appended (one short write: atomic with O_APPEND);
@@ -22,8 +25,9 @@ import {
   utimesSync,
   writeSync,
 } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { writeFileAtomic } from "../files/atomic-write.ts";
+import { ownProcessId, ownUid, pidScope, stillRuns } from "../proc/process-id.ts";
 import { osPath } from "../ucspi/os-string.ts";
 
 export type Claim =
@@ -50,6 +54,9 @@ export class Ledger {
   private readonly now: () => number;
   /** The tokens of this process's claims, by name. */
   private readonly tokens = new Map<string, string>();
+  /** What a claim says of its owner after the token: this process, and where its pid counts. */
+  private readonly owner: string;
+  private readonly scope: string | undefined;
 
   constructor(acmeDir: string, ordersPerHour: number, now: () => number = Date.now) {
     this.dir = join(acmeDir, "orders");
@@ -57,6 +64,9 @@ export class Ledger {
     this.log = join(acmeDir, "orders.log");
     this.limit = ordersPerHour;
     this.now = now;
+    this.scope = pidScope();
+    const self = ownProcessId();
+    this.owner = self && this.scope ? ` ${self.pid} ${self.since} ${this.scope}` : "";
   }
 
   claim(name: string): Claim {
@@ -118,10 +128,30 @@ export class Ledger {
     const token = this.tokens.get(name);
     if (token === undefined) return false;
     try {
-      return readFileSync(osPath(join(this.dir, name)), "latin1").trim() === token;
+      return readFileSync(osPath(join(this.dir, name)), "latin1").split(/\s/)[0] === token;
     } catch {
       return false;
     }
+  }
+
+  /** Whether the process that claimed `name` is known to have gone without releasing it
+   * (killed outright, crashed). Only a claim made on this boot, in this pid namespace, by this
+   * user (or looked at by root) can say so: /proc hides no process of theirs. */
+  ownerGone(name: string): boolean {
+    const lock = osPath(join(this.dir, name));
+    let text;
+    let uid;
+    try {
+      text = readFileSync(lock, "latin1");
+      uid = statSync(lock).uid;
+    } catch {
+      return false;
+    }
+    const [, pid, since, scope] = text.trim().split(" ");
+    const me = ownUid();
+    if (!this.scope || scope !== this.scope || !pid || !since) return false;
+    if (me === undefined || (me !== 0 && uid !== me)) return false;
+    return !stillRuns({ pid: Number(pid), since });
   }
 
   /** Removes a stale claim, once, whoever else tries at the same moment: it is renamed aside
@@ -134,7 +164,7 @@ export class Ledger {
     } catch {
       return true; // released meanwhile
     }
-    if (this.now() - seen.mtimeMs < STALE_MS) return false;
+    if (this.now() - seen.mtimeMs < STALE_MS && !this.ownerGone(basename(lock))) return false;
     const aside = `${lock}.stale.${randomBytes(4).toString("hex")}`;
     try {
       renameSync(osPath(lock), osPath(aside));
@@ -158,13 +188,13 @@ export class Ledger {
   /** Whether some tlsd (maybe this one) is ordering `name` now. */
   ordering(name: string): boolean {
     const at = mtimeOf(join(this.dir, name));
-    return at > 0 && this.now() - at < STALE_MS;
+    return at > 0 && this.now() - at < STALE_MS && !this.ownerGone(name);
   }
 
   private lock(path: string, token: string): boolean {
     try {
       const fd = openSync(osPath(path), "wx", 0o600);
-      writeSync(fd, `${token}\n`);
+      writeSync(fd, `${token}${this.owner}\n`);
       closeSync(fd);
       return true;
     } catch (error) {

@@ -267,11 +267,22 @@ export class OnDemand {
     const file = join(this.config.cacheDir, name, CHAIN_FILE);
     const before = mtimeOf(file);
     const started = Date.now();
+    let saidGone = false;
     return new Promise((resolve, reject) => {
       const look = () => {
         if (mtimeOf(file) > before) {
           this.written(name);
           return resolve();
+        }
+        // Its tlsd was killed outright, or crashed: the order is this one's now (or that of
+        // another tlsd that saw it first, which is then waited for in turn).
+        if (this.ledger.ownerGone(name)) {
+          if (!saidGone)
+            this.log(`tlsd: warning: acme: ${name}: the tlsd that was ordering it is gone\n`);
+          saidGone = true;
+          const claim = this.ledger.claim(name);
+          if (claim === "claimed") return resolve(this.ownOrder(name));
+          if (claim === "limited") return reject(new Error("rate limit"));
         }
         if (!this.ledger.ordering(name) || Date.now() - started > STALE_MS) {
           const cause = this.ledger.failure(name, started);

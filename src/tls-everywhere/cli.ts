@@ -36,12 +36,12 @@ import {
   createOwnerRecord,
   ownerMark,
   ownerRecordFile,
-  processId,
   removeOwnerRecord,
   tableComment,
   writeOwnerRecord,
 } from "./owner.ts";
-import type { ProcessId } from "./owner.ts";
+import { processId } from "../proc/process-id.ts";
+import type { ProcessId } from "../proc/process-id.ts";
 import { dryRun, removalScript } from "./rules.ts";
 import { chainCommand, portChainText } from "./chain.ts";
 import { acmeChallenge, acmeRoutes, validationPortWarning } from "./acme.ts";

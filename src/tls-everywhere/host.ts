@@ -15,11 +15,10 @@ import {
   readOwnerRecord,
   removeOwnerRecord,
   runningElsewhere,
-  sameProcess,
-  stillRuns,
   stopProcesses,
 } from "./owner.ts";
-import type { ProcessId } from "./owner.ts";
+import { sameProcess, stillRuns } from "../proc/process-id.ts";
+import type { ProcessId } from "../proc/process-id.ts";
 import { TABLE, nftRuleset, routingCommands, undoCommand } from "./rules.ts";
 
 /** Runs a command; its first line of complaint, or undefined when it worked. */

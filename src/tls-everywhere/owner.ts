@@ -8,14 +8,10 @@ import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { AtomicWriteError, writeFileAtomic } from "../files/atomic-write.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { ourLauncher } from "../ucspi/programs.ts";
+import { processId, sameProcess, stillRuns } from "../proc/process-id.ts";
+import type { ProcessId } from "../proc/process-id.ts";
 import { OWNER_VARIABLE } from "./mark.ts";
 import { parseEverywhereArgs } from "./options.ts";
-
-/** One process: its pid and its start time (clock ticks after boot, /proc/PID/stat). */
-export interface ProcessId {
-  pid: number;
-  since: string;
-}
 
 export interface OwnerRecord {
   owner: ProcessId;
@@ -29,34 +25,6 @@ const FILE = "running.json";
 /** Where the record of the tls-everywhere with this --state is kept. */
 export function ownerRecordFile(stateDir: string): string {
   return join(stateDir, FILE);
-}
-
-/** The process `pid` now, or undefined when there is none, it has ended (a zombie not yet
- * reaped), or /proc cannot tell. */
-export function processId(pid: number): ProcessId | undefined {
-  let stat;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, "latin1");
-  } catch {
-    return undefined;
-  }
-  const since = startTimeOf(stat);
-  return since === undefined ? undefined : { pid, since };
-}
-
-/** A running process's start time from its /proc/PID/stat line; undefined when it has ended. */
-export function startTimeOf(stat: string): string | undefined {
-  // The name in parentheses may hold spaces and parentheses: the fields follow the last ")".
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const [state, since] = [fields[0], fields[19]];
-  if (state === "Z" || state === "X" || !since || !/^[0-9]+$/.test(since)) return undefined;
-  return since;
-}
-
-/** Whether the very process the record names still runs. */
-export function stillRuns(id: ProcessId): boolean {
-  const now = processId(id.pid);
-  return now !== undefined && sameProcess(now, id);
 }
 
 const DISTRUST = "its record cannot be trusted";
@@ -322,10 +290,6 @@ export function removeOwnerRecord(stateDir: string, owner?: ProcessId): void {
   const now = owner && readOwnerRecord(stateDir)?.owner;
   if (owner && !(now && sameProcess(now, owner))) return;
   rmSync(ownerRecordFile(stateDir), { force: true });
-}
-
-export function sameProcess(a: ProcessId, b: ProcessId): boolean {
-  return a.pid === b.pid && a.since === b.since;
 }
 
 /** Sends SIGTERM to each process still running, waits up to `graceMs` for them to end, then

@@ -7,12 +7,10 @@ import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
+import { processId, startTimeOf, stillRuns } from "../../src/proc/process-id.ts";
 import {
-  processId,
   readOwnerRecord,
   removeOwnerRecord,
-  startTimeOf,
-  stillRuns,
   stopProcesses,
   writeOwnerRecord,
 } from "../../src/tls-everywhere/owner.ts";

@@ -363,3 +363,43 @@ test("tls-keygen renew stopped mid-order (a timer's unit stopped): the same, and
     await s.stop();
   }
 });
+
+/** The process among `tcpserver`'s children that `pid` descends from. */
+function childAbove(tcpserver: number, pid: number): number {
+  let at = pid;
+  for (let i = 0; i < 64; i++) {
+    const stat = readFileSync(`/proc/${at}/stat`, "latin1");
+    const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (parent === tcpserver) return at;
+    at = parent;
+  }
+  throw new Error(`${pid} does not descend from ${tcpserver}`);
+}
+
+test("killed outright mid-order (SIGKILL to a tlsd of djb's tcpserver): the tlsd that waited on its order sees at once that it is gone, orders the name itself, and its client gets the certificate", async () => {
+  const s = await heldSite(djb("tcpserver"));
+  let held = 0;
+  try {
+    const first = sClientVerified(s.port, "a.test", s.rootFile);
+    held = (await presentHeld(s)).pid;
+    const waiting = sClientVerified(s.port, "a.test", s.rootFile);
+    await s.server.waitForLog(
+      /^tlsd: info: acme: a\.test: being ordered by another tlsd; waiting for it$/,
+    );
+    rmSync(s.hold);
+    process.kill(childAbove(s.server.child.pid ?? 0, held), "SIGKILL");
+    assert.notEqual((await first).code, 0);
+    const r = await waiting;
+    assert.equal(r.code, 0, r.stderr + s.server.log());
+    assert.match(
+      s.server.log(),
+      /^tlsd: warning: acme: a\.test: the tlsd that was ordering it is gone$/m,
+    );
+    await s.server.waitForLog(/^tlsd: info: acme: a\.test: issued in \d+ ms$/);
+    // Before, the claim stayed fresh for ten minutes after its owner was killed.
+    assert.deepEqual(readdirSync(join(s.cache, ".acme", "orders")), []);
+  } finally {
+    if (held) spawn("kill", ["-KILL", String(held)], { stdio: "ignore" });
+    await s.stop();
+  }
+});

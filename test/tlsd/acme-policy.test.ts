@@ -2,10 +2,21 @@
 // of a CERTDIR (one order per name at a time, at most N an hour).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { existsSync, readFileSync, readdirSync, statSync, utimesSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { Ledger, STALE_MS } from "../../src/acme/ledger.ts";
 import { nameAllowed } from "../../src/acme/name-policy.ts";
+import { pidScope, processId } from "../../src/proc/process-id.ts";
 import { scratchDir } from "../helpers/scratch.ts";
 
 test("names: exact, or one label below a *.parent entry", () => {
@@ -88,4 +99,45 @@ test("ledger: a claim its owner refreshes is never taken over, however long the 
     a.release("x.test");
     assert.equal(existsSync(lock), false);
   });
+});
+
+test("ledger: a claim names its owner's process, and one whose owner is gone (killed outright, crashed) is taken over at once; a live owner's, another boot's or pid namespace's, or one that names no process, only once stale", async () => {
+  const dir = scratchDir("ledger");
+  const a = new Ledger(dir, 10);
+  assert.equal(a.claim("own.test"), "claimed");
+  const [, pid, since, scope] = readFileSync(join(dir, "orders", "own.test"), "latin1")
+    .trim()
+    .split(" ");
+  assert.deepEqual(
+    { pid: Number(pid), since, scope },
+    {
+      ...processId(process.pid),
+      scope: pidScope(),
+    },
+  );
+  assert.equal(a.ownerGone("own.test"), false);
+
+  const owner = spawn("sleep", ["30"]);
+  const id = processId(owner.pid ?? 0);
+  assert.ok(id);
+  const claim = (name: string, text: string) => {
+    mkdirSync(join(dir, "orders"), { recursive: true });
+    writeFileSync(join(dir, "orders", name), text);
+  };
+  claim("gone.test", `token ${id.pid} ${id.since} ${pidScope() ?? ""}\n`);
+  claim("elsewhere.test", `token ${id.pid} ${id.since} 0-other-boot/4026531836\n`);
+  claim("unnamed.test", "token\n");
+  const b = new Ledger(dir, 10);
+  assert.equal(b.ownerGone("gone.test"), false);
+  assert.equal(b.ordering("gone.test"), true);
+  assert.equal(b.claim("gone.test"), "busy");
+  owner.kill("SIGKILL");
+  await once(owner, "exit");
+  assert.equal(b.ownerGone("gone.test"), true);
+  assert.equal(b.ordering("gone.test"), false);
+  assert.equal(b.claim("gone.test"), "claimed");
+  for (const name of ["elsewhere.test", "unnamed.test"]) {
+    assert.equal(b.ownerGone(name), false, name);
+    assert.equal(b.claim(name), "busy", name);
+  }
 });
