@@ -14,6 +14,7 @@ import { createSecureContext } from "node:tls";
 import type { SecureContext } from "node:tls";
 import type * as AcmeClient from "acme-client";
 import { writeFileAtomic } from "../files/atomic-write.ts";
+import { canonicalAddress } from "../net/ip.ts";
 import { osPath } from "../ucspi/os-string.ts";
 import type { AcmeConfig } from "./config.ts";
 import { endText, runSiteProgram } from "./site-program.ts";
@@ -44,8 +45,10 @@ function checkChallenge(wanted: string, { name, authz, challenge }: Challenge): 
   // acme-client takes another kind when the CA offers none of ours: ours would not answer it.
   if (challenge.type !== wanted)
     throw new Error(`the CA offers no ${wanted} challenge for ${name}`);
-  // A wildcard's authorization is for the name below the `*.` (RFC 8555 section 7.1.4).
-  if (authz.identifier.value.toLowerCase() !== name.replace(/^\*\./, ""))
+  // A wildcard's authorization is for the name below the `*.` (RFC 8555 section 7.1.4); an
+  // address's may be spelt otherwise (IPv6).
+  const value = authz.identifier.value;
+  if ((canonicalAddress(value) ?? value.toLowerCase()) !== name.replace(/^\*\./, ""))
     throw new Error(`the CA's authorization is not for ${name}`);
   if (challenge.type === "http-01" && !/^[A-Za-z0-9_-]+$/.test(challenge.token ?? ""))
     throw new Error("the CA sent a challenge token that is not base64url");

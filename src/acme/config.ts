@@ -2,7 +2,9 @@
 // tlsd's). Off unless ACME_DIRECTORY is set; then CERTDIR (the cache, certbot's layout) and
 // ACME_NAMES (which names may be asked for: never "any name a client sends") are required.
 import { Resolver } from "node:dns";
+import { isIP } from "node:net";
 import { join, resolve } from "node:path";
+import { canonicalAddress } from "../net/ip.ts";
 import { isSniPattern } from "../tls/sni-pattern.ts";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError } from "../ucspi/errors.ts";
@@ -97,10 +99,12 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
   const certDir = env["CERTDIR"];
   if (!certDir)
     throw new FatalError("ACME_DIRECTORY needs CERTDIR (where certificates go)", EXIT_CONFIG);
+  // An address (RFC 8738: a certificate for it, for the clients that send no name) in one
+  // spelling, the one its CERTDIR entry and TCPLOCALIP have.
   const names = (env["ACME_NAMES"] ?? "")
     .split(/[\s,]+/)
     .filter(Boolean)
-    .map((n) => n.toLowerCase());
+    .map((n) => canonicalAddress(n) ?? n.toLowerCase());
   const resolveNames = flag(env, "ACME_RESOLVE");
   const ask = env["ACME_ASK"] || undefined;
   if (names.length === 0 && !resolveNames && ask === undefined)
@@ -116,8 +120,12 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     );
   for (const name of names) {
     // A CA issues for fully qualified names only: a dot below any `*.`.
+    if (isIP(name)) continue;
     if (!isSniPattern(name) || !name.replace(/^\*\./, "").includes("."))
-      throw new FatalError(`ACME_NAMES: not a host name or *.name: '${name}'`, EXIT_CONFIG);
+      throw new FatalError(
+        `ACME_NAMES: not a host name, *.name or IP address: '${name}'`,
+        EXIT_CONFIG,
+      );
   }
   const profile = env["ACME_PROFILE"] || undefined;
   if (profile !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(profile))
@@ -150,6 +158,12 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
   if (challenge !== "dns-01" && dnsHook !== undefined)
     throw new FatalError(
       `ACME_DNS_HOOK is for dns-01, not ACME_CHALLENGE=${challenge}`,
+      EXIT_CONFIG,
+    );
+  const address = names.find((name) => isIP(name));
+  if (address !== undefined && challenge === "dns-01")
+    throw new FatalError(
+      `ACME_NAMES: an IP address (${address}) is validated by http-01 or tls-alpn-01, not dns-01`,
       EXIT_CONFIG,
     );
   const dnsWaitMs = count(env, "ACME_DNS_WAIT", 0) * 1000;

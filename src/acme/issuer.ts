@@ -1,6 +1,7 @@
 // Orders certificates from an ACME CA (RFC 8555) with acme-client, the challenges answered as
 // challenges.ts says (tls-alpn-01 on tlsd's own port, http-01 on port 80 by acme-challenge,
 // dns-01 by the site's ACME_DNS_HOOK), and asks the CA when to renew them (ARI).
+import { isIP } from "node:net";
 import { X509Certificate, createPrivateKey } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
@@ -97,9 +98,11 @@ function checkIssued(name: string, key: Buffer | string, chain: string): void {
   }
   if (!leaf.checkPrivateKey(createPrivateKey(key)))
     throw new Error("the CA's certificate does not go with the key ordered");
-  const issuedFor = name.startsWith("*.")
-    ? (leaf.subjectAltName ?? "").split(", ").includes(`DNS:${name}`)
-    : leaf.checkHost(name, { wildcards: false }) !== undefined;
+  const issuedFor = isIP(name)
+    ? leaf.checkIP(name) !== undefined
+    : name.startsWith("*.")
+      ? (leaf.subjectAltName ?? "").split(", ").includes(`DNS:${name}`)
+      : leaf.checkHost(name, { wildcards: false }) !== undefined;
   if (!issuedFor) throw new Error(`the CA's certificate is not for ${name}`);
 }
 
@@ -125,20 +128,26 @@ export interface RenewalInfo {
   askAgainAt: number;
 }
 
-/** The client, its new orders carrying `fields` too (ACME profiles, ARI's replaces), for its
- * auto(), which makes the order itself from the CSR's names alone. A CA that refuses the
- * order with `replaces` (the certificate was replaced already: RFC 9773's alreadyReplaced) is
- * asked once more without it. */
+/** The client, its new orders carrying `fields` too (ACME profiles, ARI's replaces) and an
+ * address named as one (RFC 8738), for its auto(), which makes the order itself from the CSR's
+ * names alone, each as a DNS name. A CA that refuses the order with `replaces` (the
+ * certificate was replaced already: RFC 9773's alreadyReplaced) is asked once more without it. */
 function withOrderFields(client: Client, fields: Record<string, string>): Client {
-  if (Object.keys(fields).length === 0) return client;
   const { replaces, ...rest } = fields;
-  const order = (data: object) => client.createOrder({ ...data, ...rest } as never);
+  const shaped = (data: { identifiers?: { type: string; value: string }[] }) => ({
+    ...data,
+    ...(data.identifiers && {
+      identifiers: data.identifiers.map((id) => (isIP(id.value) ? { ...id, type: "ip" } : id)),
+    }),
+    ...rest,
+  });
+  const order = (data: object) => client.createOrder(shaped(data) as never);
   return Object.create(client, {
     createOrder: {
       value: (data: object) =>
         replaces === undefined
           ? order(data)
-          : client.createOrder({ ...data, ...rest, replaces } as never).catch(() => order(data)),
+          : client.createOrder({ ...shaped(data), replaces } as never).catch(() => order(data)),
     },
   }) as Client;
 }
@@ -178,8 +187,9 @@ export class Issuer {
     replaces: string | undefined,
   ): Promise<void> {
     if (this.config.profile) await this.checkProfile(this.config.profile);
+    // An address goes in the subject alternative names only (as a CA issues it).
     const [key, csr] = await acme.crypto.createCsr(
-      { commonName: name, altNames: [name] },
+      isIP(name) ? { altNames: [name] } : { commonName: name, altNames: [name] },
       await certificateKey(acme, this.config.keyType),
     );
     const chain = await withOrderFields(client, {

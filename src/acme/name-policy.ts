@@ -41,6 +41,9 @@ export class NamePolicy {
   allows(name: string, localIp?: string): Promise<boolean> {
     const { names, resolve, ask } = this.config;
     if (names.length > 0 && !nameAllowed(names, name)) return Promise.resolve(false);
+    // An address's certificate is ordered only where ACME_NAMES names it: the one a client
+    // connected to is this host's by construction, and ACME_RESOLVE has nothing to check.
+    if (isIP(name) && names.length === 0) return Promise.resolve(false);
     if (!resolve && ask === undefined) return Promise.resolve(true);
     const key = resolve ? `${name} ${localIp ?? ""}` : name;
     const now = Date.now();
@@ -58,9 +61,9 @@ export class NamePolicy {
 
   private async decide(name: string, localIp: string | undefined): Promise<boolean> {
     // A wildcard certificate's own name (its renewal by tls-keygen renew) resolves nowhere;
-    // its clients' names were checked when they came.
-    const wildcard = name.startsWith("*.");
-    if (this.config.resolve && !wildcard && !(await this.pointsHere(name, localIp))) return false;
+    // its clients' names were checked when they came. An address is its own.
+    const named = !name.startsWith("*.") && !isIP(name);
+    if (this.config.resolve && named && !(await this.pointsHere(name, localIp))) return false;
     if (this.config.ask !== undefined && !(await this.asked(this.config.ask, name))) return false;
     return true;
   }
@@ -104,5 +107,7 @@ function localAddresses(localIp: string | undefined): Set<string> {
 
 /** A name on the list: exactly, or one label below a `*.parent` entry. */
 export function nameAllowed(patterns: readonly string[], name: string): boolean {
+  // An address only as itself: `*.0.0.1` is no pattern for 127.0.0.1.
+  if (isIP(name)) return patterns.includes(name);
   return patterns.some((pattern) => sniMatches(pattern, name));
 }

@@ -241,3 +241,42 @@ export function shownIp(ip: string, v6Form: boolean): string {
 export function mapIPv4(ip: string): string {
   return `::ffff:${ip}`;
 }
+
+/** An address in one spelling: IPv4 dotted, IPv6 as formatIPv6 writes it, an IPv4-mapped one
+ * as IPv4; undefined when `text` is not an address. */
+export function canonicalAddress(text: string): string | undefined {
+  const v4 = parseIPv4(text);
+  if (v4) return formatIPv4(v4);
+  const v6 = parseIPv6(text);
+  return v6 ? unmapIPv4(formatIPv6(v6)) : undefined;
+}
+
+/** The reverse-DNS name of an address, as RFC 8738 names it in tls-alpn-01 (`4.3.2.1.in-addr.arpa`,
+ * 32 nibbles then `ip6.arpa`), with no root dot. */
+export function arpaName(address: string): string | undefined {
+  const v4 = parseIPv4(address);
+  if (v4) return `${[...v4].reverse().join(".")}.in-addr.arpa`;
+  const v6 = parseIPv6(address);
+  if (!v6) return undefined;
+  const nibbles = [...v6].flatMap((b) => [b >> 4, b & 15]).reverse();
+  return `${nibbles.map((n) => n.toString(16)).join(".")}.ip6.arpa`;
+}
+
+/** The address a reverse-DNS name stands for (canonicalAddress's spelling); undefined for any
+ * other name. Case is not significant; a root dot is allowed. */
+export function addressOfArpaName(name: string): string | undefined {
+  const labels = name.toLowerCase().replace(/\.$/, "").split(".");
+  const zone = labels.splice(-2).join(".");
+  if (zone === "in-addr.arpa" && labels.length === 4) {
+    if (!labels.every((l) => /^(0|[1-9][0-9]{0,2})$/.test(l) && Number(l) <= 255)) return undefined;
+    return labels.reverse().join(".");
+  }
+  if (zone === "ip6.arpa" && labels.length === 32) {
+    if (!labels.every((l) => /^[0-9a-f]$/.test(l))) return undefined;
+    const bytes = new Uint8Array(16);
+    const hex = labels.reverse();
+    for (let i = 0; i < 16; i++) bytes[i] = parseInt(`${hex[2 * i]}${hex[2 * i + 1]}`, 16);
+    return unmapIPv4(formatIPv6(bytes));
+  }
+  return undefined;
+}

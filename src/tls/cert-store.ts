@@ -2,6 +2,7 @@
 // the default pair, CERTFILE:name/KEYFILE:name per SNI name (with a one-label wildcard), and
 // CADIR/CAFILE for client certificates. Files are re-read when they change on disk, and all of
 // them on reload() (tcpserver's SIGHUP).
+import { isIP } from "node:net";
 import { readFileSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { decodeOs, namesIn, osFromBytes, osPath } from "../ucspi/os-string.ts";
@@ -380,7 +381,8 @@ export class CertStore {
   /** The pair for an SNI name: exact, then `*.` + parent. */
   private ownPairFor(name: string): Pair | undefined {
     const exact = this.pairFor(name);
-    if (exact) return exact;
+    // An address (an on-demand certificate's, RFC 8738) is matched by no `*.` entry.
+    if (exact || isIP(name)) return exact;
     const dot = name.indexOf(".");
     const parent = name.slice(dot + 1);
     return dot > 0 && parent.includes(".") ? this.pairFor(`*.${parent}`) : undefined;

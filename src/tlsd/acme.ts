@@ -16,6 +16,7 @@ import { onReload } from "../ucspi/reload.ts";
 import { LONGEST_TIMER_MS } from "../ucspi/timers.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
 import { peek } from "../tls-sniff/peek.ts";
+import { addressOfArpaName, canonicalAddress } from "../net/ip.ts";
 import type { TlsdOptions } from "./options.ts";
 import type { HelloHold } from "./native-session.ts";
 import { native } from "../ucspi/native.ts";
@@ -72,6 +73,8 @@ export interface Prepared {
   proxyHeader?: boolean;
   /** Refused before any handshake, and why. */
   refusal?: HandshakeError;
+  /** A client with no name, served the certificate of this address (HelloDecision's). */
+  unnamed?: string;
 }
 
 export async function beforeHandshake(
@@ -110,6 +113,9 @@ export interface HelloDecision {
   validator?: string;
   refusal?: HandshakeError;
   override?: NameOverride;
+  /** The client sent no name, and is served the certificate of the address it connected to
+   * (ACME_NAMES lists it: RFC 8738). */
+  unnamed?: string;
 }
 
 export async function helloDecision(
@@ -120,16 +126,38 @@ export async function helloDecision(
   alpn: readonly string[],
 ): Promise<HelloDecision> {
   if (alpn.includes(ACME_TLS)) {
-    if (name !== undefined && acme.challengeFor(name)) return { validator: name };
+    // An address's validator names it by its reverse-DNS name (RFC 8738 section 6).
+    const validated = name === undefined ? undefined : (addressOfArpaName(name) ?? name);
+    if (validated !== undefined && acme.challengeFor(validated)) return { validator: validated };
     // RFC 8737 section 6.2: acme-tls/1 carries no application data. Served as any client, this
     // one would get a program (a relay under tls-everywhere, which routes it here from any port)
     // and, for a name with no certificate yet, an order.
     return { refusal: noChallenge(name) };
   }
-  if (name === undefined) return {};
+  const localIp = tcpVar(ctx.env, "LOCALIP");
+  if (name === undefined) {
+    // No name: the address the client asked for has a certificate where ACME_NAMES lists it.
+    const address = localIp === undefined ? undefined : canonicalAddress(localIp);
+    if (address === undefined || !acme.config.names.includes(address)) return {};
+    const decided = await certificateFor(ctx, acme, store, address, localIp);
+    if (decided.override?.certificate === "none")
+      return { refusal: new HandshakeError(`no certificate for ${address} yet`, "no_certificate") };
+    return decided.override ? {} : { unnamed: address };
+  }
+  return certificateFor(ctx, acme, store, name, localIp);
+}
+
+/** The cache's certificate for `name` (a client's, or the address of one that sent none), in
+ * date; else ordered now, the client waiting; else what it gets in its place. */
+async function certificateFor(
+  ctx: StageContext,
+  acme: OnDemand,
+  store: CertStore,
+  name: string,
+  localIp: string | undefined,
+): Promise<HelloDecision> {
   // A renewed certificate is served from the next handshake on, not a recheck later.
   acme.servedBy(store);
-  const localIp = tcpVar(ctx.env, "LOCALIP");
   const cached = store.hasCertificateFor(name);
   if (cached && !acme.expired(name)) {
     void acme.renewIfDue(name, localIp);

@@ -83,6 +83,8 @@ function endOf(cause: string): { tls: string } | { lost: string } | undefined {
 export interface Held {
   refusal?: HandshakeError;
   override?: NameOverride;
+  /** A client with no name gets this name's certificate (an address's: RFC 8738). */
+  unnamed?: string;
   validator?: { name: string; context: TlsContext | undefined };
 }
 
@@ -520,6 +522,8 @@ export class EngineSession {
       throw refuse(`no challenge for ${held.validator.name}`, "other");
     }
     if (name === undefined) {
+      const own = held?.unnamed && this.store.engineContextFor(held.unnamed);
+      if (own) return (this.context = own);
       if (this.store.config.fallback) return undefined;
       throw refuse(NO_DEFAULT_CERTIFICATE, "no_certificate");
     }

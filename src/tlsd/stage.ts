@@ -184,19 +184,20 @@ export const tlsdStage: Stage = {
       );
     let connection = ctx.connection;
     let override: NameOverride | undefined;
+    let unnamed: string | undefined;
     if (onDemand && acme) {
       const prepared = await onDemand.beforeHandshake(ctx, acme, store, options);
       if (prepared.status !== undefined) return prepared.status;
       if (prepared.proxyHeader)
         return refuseBeforeHandshake(ctx, fatal, options, { kind: "proxy" });
       if (prepared.refusal) return refuseWith(ctx, fatal, options, prepared.refusal);
-      ({ connection, override } = prepared);
+      ({ connection, override, unnamed } = prepared);
     }
     const policy = closePolicy(connection, options);
     // A client whose end was read before us (a wrapper waited for its server after STARTTLS):
     // its handshake fails now, not at -K.
     const peerEnded = connection.stream !== undefined && endWasRead(connection.stream);
-    const tls = serverTls(policy.transport, store, options, override);
+    const tls = serverTls(policy.transport, store, options, override, unnamed);
     let verdict = "NONE";
     const refused = await handshakeOrStatus(
       ctx,
@@ -296,17 +297,19 @@ function resumeRecordOf(connection: Connection): ResumeRecord | undefined {
 
 /** The server side of a TLS session on `transport`, with the certificates of `store`;
  * `override`: a name that gets no certificate at all (its on-demand order is not done), or the
- * default one (the store's has expired). */
+ * default one (the store's has expired); `unnamed`: the name whose certificate a client that
+ * sends none gets (an address's: RFC 8738), in place of the default one. */
 export function serverTls(
   transport: Duplex,
   store: CertStore,
   options: TlsdOptions,
   override?: NameOverride,
+  unnamed?: string,
 ): TLSSocket {
   // Without a name to choose by, no SNI callback: Node then pauses no handshake for a round
   // trip through JavaScript to learn that the default pair it has is the one.
   const byName = override !== undefined || store.choosesByName();
-  const start = store.startContext();
+  const start = (unnamed && store.contextFor(unnamed)) || store.startContext();
   const tls = new TLSSocket(transport as Socket, {
     isServer: true,
     secureContext: start,

@@ -939,6 +939,14 @@ test("configuration errors: one line, exit 100", async () => {
       /ACME_KEY_TYPE: p256, p384, rsa2048, rsa3072, rsa4096, not 'ed25519'/,
     ],
     [
+      { CERTDIR: "/tmp", ACME_NAMES: "a.test 2001:DB8::7", ACME_DNS_HOOK: "hook" },
+      /ACME_NAMES: an IP address \(2001:db8::7\) is validated by http-01 or tls-alpn-01, not dns-01/,
+    ],
+    [
+      { CERTDIR: "/tmp", ACME_NAMES: "a.test 2001:db8::zz" },
+      /ACME_NAMES: not a host name, \*\.name or IP address: '2001:db8::zz'/,
+    ],
+    [
       { CERTDIR: "/tmp", ACME_NAMES: "a.test", ACME_EAB_KID: "kid-1" },
       /ACME_EAB_KID and ACME_EAB_KEYFILE go together/,
     ],
