@@ -47,6 +47,16 @@ export function installCertificate(
   prune(versions, name);
 }
 
+/** Takes `name`'s certificate out of the cache (it was revoked): every tlsd stops serving it
+ * at its next look at the directory, and orders a new one for the next client. Its versions
+ * stay until the next install prunes them. */
+export function withdrawCertificate(cacheDir: string, name: string, now = Date.now()): void {
+  const link = join(cacheDir, name);
+  if (isRealDirectory(link))
+    renameSync(osPath(link), osPath(join(cacheDir, VERSIONS, `${name}.${now}.old`)));
+  else rmSync(osPath(link), { force: true });
+}
+
 function isRealDirectory(path: string): boolean {
   try {
     return lstatSync(osPath(path)).isDirectory();

@@ -152,6 +152,17 @@ function withOrderFields(client: Client, fields: Record<string, string>): Client
   }) as Client;
 }
 
+/** The part of acme-client's API a revocation signed with the certificate's key needs: its
+ * client signs with the account's URL, which such a request has none of. */
+interface RevocationApi {
+  apiResourceRequest(
+    resource: "revokeCert",
+    payload: { certificate: string; reason: number },
+    validStatusCodes: number[],
+    options: { includeJwsKid: boolean },
+  ): Promise<unknown>;
+}
+
 export class Issuer {
   private readonly config: AcmeConfig;
   /** The answers to the CA's challenges while its orders are validated. */
@@ -209,6 +220,26 @@ export class Issuer {
     });
     checkIssued(name, key, chain);
     installCertificate(this.config.cacheDir, name, key, chain);
+  }
+
+  /** Revokes the certificate `chain` starts with (RFC 8555 section 7.6), for RFC 5280's
+   * `reason`; with `certificateKey` the request is signed by that key, the certificate's own
+   * (a CA takes keyCompromise only so), else by the account that ordered it. */
+  async revoke(chain: string, reason: number, certificateKey?: Buffer): Promise<void> {
+    const certificate = new X509Certificate(chain).raw.toString("base64url");
+    if (!certificateKey) {
+      const { client } = await this.ready();
+      await client.revokeCertificate(chain, { reason });
+      return;
+    }
+    const acme = await this.module();
+    const byKey = new acme.Client({
+      directoryUrl: this.config.directoryUrl,
+      accountKey: certificateKey,
+    }) as unknown as { api: RevocationApi };
+    await byKey.api.apiResourceRequest("revokeCert", { certificate, reason }, [200], {
+      includeJwsKid: false,
+    });
   }
 
   /** The client with its account, made once (two first orders at once would both register an

@@ -28,6 +28,14 @@ async function main(args: readonly string[]): Promise<number> {
     // tlsd's ACME_* as tlsd reads them: byte strings (a path that is not UTF-8 included).
     return renewCertDir(options, startEnv(process.env), writeStderr, dropOwnPrivileges);
   }
+  if (options.command === "revoke") {
+    const [{ revokeCertificate }, { dropOwnPrivileges }, { startEnv }] = await Promise.all([
+      import("./revoke.ts"),
+      import("../ucspi/privileges.ts"),
+      import("../ucspi/env.ts"),
+    ]);
+    return revokeCertificate(options, startEnv(process.env), writeStderr, dropOwnPrivileges);
+  }
   // The crypto and X.509 code loads only once the arguments are known to be good.
   const { runKeygen } = await import("./keygen.ts");
   return runKeygen(options, { log: writeStderr, now: new Date() });

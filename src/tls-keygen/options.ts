@@ -17,10 +17,11 @@ export const COMMANDS = [
   "ticket",
   "ocsp",
   "renew",
+  "revoke",
 ] as const;
 export type Command = (typeof COMMANDS)[number];
 /** The commands that make a key and a certificate or request. */
-export type KeyCommand = Exclude<Command, "ticket" | "ocsp" | "renew">;
+export type KeyCommand = Exclude<Command, "ticket" | "ocsp" | "renew" | "revoke">;
 
 const KEY = "[ -t ecdsa|ed25519|rsa ] [ -b bits ]";
 const EKU = "[ --server ] [ --client ]";
@@ -33,6 +34,7 @@ const USAGES: Record<Command, string> = {
   ticket: "tls-keygen ticket [ -v ] [ -k count ] ticketfile",
   ocsp: "tls-keygen ocsp [ -v ] [ -u url ] chainfile|certdir",
   renew: "tls-keygen renew [ -v ] certdir",
+  revoke: "tls-keygen revoke [ -R reason ] certdir name",
 };
 
 /** The usage line for no command or an unknown one. */
@@ -93,6 +95,25 @@ export interface RenewOptions {
   verbose: boolean;
 }
 
+/** `revoke`: the certificate of `name` in tlsd's CERTDIR, revoked at its ACME CA and taken out
+ * of service (the ACME_* settings tlsd reads, from the environment). */
+export interface RevokeOptions {
+  command: "revoke";
+  certDir: string;
+  name: string;
+  /** RFC 5280's reason code; keyCompromise (1) is asked for with the certificate's own key. */
+  reason: number;
+}
+
+/** The reasons a CA takes from a subscriber (RFC 5280 section 5.3.1; Let's Encrypt's list). */
+export const REVOCATION_REASONS: Record<string, number> = {
+  unspecified: 0,
+  keyCompromise: 1,
+  affiliationChanged: 3,
+  superseded: 4,
+  cessationOfOperation: 5,
+};
+
 /** The most keys `ticket` keeps: 1,000 lines of 65 bytes stay under tlsd's 64 KiB. */
 export const MAX_KEEP = 1000;
 
@@ -110,6 +131,7 @@ const LONG_OF: Record<string, string> = {
   K: "ca-key",
   k: "keep",
   u: "url",
+  R: "reason",
 };
 
 const LONG = [
@@ -126,6 +148,7 @@ const LONG = [
   "ca-key=",
   "keep=",
   "url=",
+  "reason=",
   "server",
   "client",
 ];
@@ -141,6 +164,7 @@ const ALLOWED: Record<Command, readonly string[]> = {
   ticket: ["verbose", "keep"],
   ocsp: ["verbose", "url"],
   renew: ["verbose"],
+  revoke: ["reason"],
 };
 
 export const MAX_DAYS = 36500;
@@ -148,7 +172,7 @@ export const MAX_DAYS = 36500;
 /** argv after the program name → options; UsageError or FatalError (exit 100) when bad. */
 export function parseKeygenArgs(
   args: readonly string[],
-): KeygenOptions | TicketOptions | OcspOptions | RenewOptions {
+): KeygenOptions | TicketOptions | OcspOptions | RenewOptions | RevokeOptions {
   const [word, ...rest] = args;
   if (word === undefined || word === "") throw new UsageError("", USAGE);
   if (!(COMMANDS as readonly string[]).includes(word)) {
@@ -157,7 +181,7 @@ export function parseKeygenArgs(
   const command = word as Command;
   const usage = USAGES[command];
   const parsed = withUsage(usage, () =>
-    getopt(rest, { flags: "fvr", values: "tbdnspCKku", long: LONG }),
+    getopt(rest, { flags: "fvr", values: "tbdnspCKkuR", long: LONG }),
   );
   const values = new Map<string, string[]>();
   for (const option of parsed.options) {
@@ -183,6 +207,8 @@ export function parseKeygenArgs(
   if (command === "ocsp")
     return { command, chainFile: certFile, url: parseUrl(last("url")), verbose: has("verbose") };
   if (command === "renew") return { command, certDir: certFile, verbose: has("verbose") };
+  if (command === "revoke")
+    return { command, certDir: certFile, name: keyFile, reason: parseReason(last("reason")) };
   if (command === "leaf" && (!has("ca-cert") || !has("ca-key"))) {
     throw new UsageError("leaf needs -C cacert and -K cakey", usage);
   }
@@ -254,6 +280,7 @@ const FILE_NAMES: Partial<Record<Command, string[]>> = {
   ticket: ["ticketfile"],
   ocsp: ["chainfile"],
   renew: ["certdir"],
+  revoke: ["certdir", "name"],
 };
 
 function withUsage<T>(usage: string, parse: () => T): T {
@@ -307,4 +334,15 @@ function parseCommonName(value: string | undefined): string | undefined {
     throw new FatalError(`bad --cn value ${shown(value)}: has a control character`, 100);
   }
   return value;
+}
+
+function parseReason(value: string | undefined): number {
+  if (value === undefined) return 0;
+  const code = Object.hasOwn(REVOCATION_REASONS, value) ? REVOCATION_REASONS[value] : undefined;
+  if (code === undefined)
+    throw new FatalError(
+      `--reason: ${Object.keys(REVOCATION_REASONS).join(", ")}, not ${shown(value)}`,
+      100,
+    );
+  return code;
 }

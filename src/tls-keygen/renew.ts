@@ -4,18 +4,15 @@
 // name twice). For a timer: a certificate that no client asks for while it is due would
 // otherwise expire, and a tlsd per connection (djb's tcpserver) renews only while its session
 // lasts. The settings are tlsd's ACME_* variables; CERTDIR is the argument.
-import { statSync } from "node:fs";
-import { acmeConfig } from "../acme/config.ts";
 import { nameAllowed } from "../acme/name-policy.ts";
 import { OnDemand } from "../acme/on-demand.ts";
 import type { Renewal } from "../acme/on-demand.ts";
 import { certificateNames } from "../tls/cert-dir.ts";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
-import { toBytes } from "../ucspi/env.ts";
-import { osPath } from "../ucspi/os-string.ts";
 import type { DropPrivileges } from "../ucspi/privileges.ts";
 import type { RenewOptions } from "./options.ts";
+import { certDirAcme } from "./certdir-acme.ts";
 
 /** Renews what is due; 0 when nothing failed, 111 when an order failed (the timer's next run
  * tries again), 100 for a configuration tlsd would refuse. */
@@ -25,22 +22,7 @@ export async function renewCertDir(
   log: (line: string) => void,
   drop: DropPrivileges,
 ): Promise<number> {
-  const config = env["ACME_DIRECTORY"]
-    ? acmeConfig({ ...env, CERTDIR: toBytes(options.certDir) })
-    : undefined;
-  if (!config)
-    throw new FatalError(
-      "renew needs ACME_DIRECTORY and the other ACME_* settings of the tlsd that serves the CERTDIR",
-      100,
-    );
-  // Run as root (cron's, a timer's), it writes as the owner of the CERTDIR, the user tlsd
-  // serves it as: a key of root's, mode 0600, would end every handshake for its name.
-  const owner = ownerOf(config.cacheDir);
-  if (owner && owner.uid !== 0) {
-    drop(owner);
-    if (options.verbose)
-      log(`tls-keygen: info: renewing as uid ${owner.uid}, gid ${owner.gid}: CERTDIR's owner\n`);
-  }
+  const config = certDirAcme("renew", options.certDir, env, log, drop, options.verbose);
   let names: string[];
   try {
     names = certificateNames(config.cacheDir);
@@ -60,15 +42,6 @@ export async function renewCertDir(
     if (line && options.verbose) log(line);
   }
   return status;
-}
-
-function ownerOf(dir: string): { uid: number; gid: number } | undefined {
-  try {
-    const { uid, gid } = statSync(osPath(dir));
-    return { uid, gid };
-  } catch {
-    return undefined; // said when it is read
-  }
 }
 
 /** -v's line for a certificate that was not due (an order says how it went itself). */

@@ -226,10 +226,13 @@ const PROBES: Record<string, Probe | undefined> = {
           ? ["ticket"]
           : ["-u", "--url"].includes(option)
             ? ["ocsp"]
-            : ["leaf"],
+            : ["-R", "--reason"].includes(option)
+              ? ["revoke"]
+              : ["leaf"],
     // No file names: they are checked once each option is known to go with the command.
     tail: [],
-    refusal: /^tls-keygen: missing (certfile and keyfile|cacert and cakey|ticketfile|chainfile)\n$/,
+    refusal:
+      /^tls-keygen: missing (certfile and keyfile|cacert and cakey|ticketfile|chainfile|certdir and name)\n$/,
     values: {
       "-t": "rsa",
       "--key-type": "rsa",
@@ -249,6 +252,8 @@ const PROBES: Record<string, Probe | undefined> = {
       "--keep": "3",
       "-u": "http://ocsp.example/",
       "--url": "http://ocsp.example/",
+      "-R": "keyCompromise",
+      "--reason": "superseded",
     },
   },
   "tls-everywhere": {

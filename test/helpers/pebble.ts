@@ -28,6 +28,9 @@ export interface Pebble {
   /** challtestsrv's management API (http://127.0.0.1:PORT), for a dns-01 hook's set-txt and
    * clear-txt; with `netns`, inside that namespace. */
   dnsManagement: string;
+  /** What pebble says of the certificate with this serial (hex): "Valid" or "Revoked" (its
+   * management API's Status), with a revoked one's reason code. */
+  certificateStatus(serial: string): Promise<{ status: string; reason?: number }>;
   /** Makes challtestsrv answer `host` with these IPv4 addresses (pebble's validator goes there). */
   addA(host: string, addresses: string[]): Promise<void>;
   stop(): void;
@@ -181,6 +184,12 @@ async function startPebbleOnce(options: PebbleOptions): Promise<Pebble> {
       const root = await fetch(`https://127.0.0.1:${management}/roots/0`);
       if (!root) throw new Error("pebble gave no root");
       return root;
+    },
+    certificateStatus: async (serial) => {
+      const answer = await fetch(`https://127.0.0.1:${management}/cert-status-by-serial/${serial}`);
+      if (!answer) throw new Error(`pebble knows no certificate ${serial}`);
+      const { Status, Reason } = JSON.parse(answer) as { Status: string; Reason?: number };
+      return { status: Status, ...(Reason === undefined ? {} : { reason: Reason }) };
     },
     log: () => logged,
     dns: `127.0.0.1:${dns}`,
