@@ -14,7 +14,7 @@ import { scratchDir } from "./scratch.ts";
  * program was given (none: they are tlsd's, not the program's). */
 const PROGRAM = ["sh", "-c", 'echo "hello $SSL_TLS_SNI_SERVERNAME"; env | grep -c ^ACME_ || true'];
 
-/** `server` (a tcpserver) on `port` running tlsd -v2 with the default certificate `fallback`
+/** `server` (a tcpserver) on `port` (of 127.0.0.1, or `host`) running tlsd -v2 with the default certificate `fallback`
  * and CERTDIR `cache`, `env` added; `wrap` runs it (WITH_BYTES and env(1), for variables that
  * are not UTF-8). */
 export function serveAcmeTlsd(
@@ -22,9 +22,10 @@ export function serveAcmeTlsd(
   port: number,
   cache: string,
   env: Record<string, string>,
-  options: { fallback: { cert: string; key: string }; wrap?: readonly string[] },
+  options: { fallback: { cert: string; key: string }; wrap?: readonly string[]; host?: string },
 ) {
-  return startServer(server, ["-vRHl0", "127.0.0.1", String(port), "tlsd", "-v2", ...PROGRAM], {
+  const host = options.host ?? "127.0.0.1";
+  return startServer(server, ["-vRHl0", host, String(port), "tlsd", "-v2", ...PROGRAM], {
     env: {
       ...process.env,
       PATH: PATH_WITH_BIN,

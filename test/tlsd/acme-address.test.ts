@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
-import { acmeSite } from "../helpers/acme-tlsd.ts";
+import { acmeSite, serveAcmeTlsd } from "../helpers/acme-tlsd.ts";
 import { makePki } from "../helpers/certs.ts";
 import { ours, run } from "../helpers/programs.ts";
 import { sClientVerified, servedPem } from "../helpers/tls-client.ts";
@@ -17,15 +17,15 @@ import { addressOfArpaName, arpaName, canonicalAddress } from "../../src/net/ip.
 const pki = makePki();
 const fallback = pki.server("localhost", ["localhost", "127.0.0.1"]);
 
-/** openssl s_client to 127.0.0.1:port with no server name, verifying against `ca` a
- * certificate for the address 127.0.0.1, or for `host` (a failure fails the run): the leaf
- * served. */
-async function noName(port: number, ca: string, host?: string) {
+/** openssl s_client to `address`:port (127.0.0.1 unless said) with no server name, verifying
+ * against `ca` a certificate for that address, or for `host` (a failure fails the run): the
+ * leaf served. */
+async function noName(port: number, ca: string, host?: string, address = "127.0.0.1") {
   const r = await run(
     "openssl",
     [
-      ...["s_client", "-connect", `127.0.0.1:${port}`, "-noservername", "-CAfile", ca],
-      ...(host ? ["-verify_hostname", host] : ["-verify_ip", "127.0.0.1"]),
+      ...["s_client", "-connect", `[${address}]:${port}`, "-noservername", "-CAfile", ca],
+      ...(host ? ["-verify_hostname", host] : ["-verify_ip", address]),
       ...["-verify_return_error", "-showcerts", "-ign_eof"],
     ],
     { input: "", timeoutMs: 30_000 },
@@ -67,6 +67,32 @@ for (const engine of ["native", "node"]) {
     }
   });
 }
+
+test("IPv6: a client with no server name to [::1] gets the certificate of ::1 (an address ACME_NAMES names in another spelling), validated at [::1] under its ip6.arpa name", async () => {
+  const s = await acmeSite(ours("tcpserver"), { ACME_NAMES: "a.test 0:0::1" }, { fallback });
+  // The CA validates ::1 on the same port of [::1]: a tcpserver there, of the same CERTDIR.
+  const v6 = await serveAcmeTlsd(
+    ours("tcpserver"),
+    s.port,
+    s.cache,
+    {
+      ACME_DIRECTORY: s.pebble.directory,
+      ACME_CAFILE: s.pebble.listenerCa,
+      ACME_NAMES: "a.test 0:0::1",
+    },
+    { fallback, host: "::1" },
+  );
+  try {
+    const r = await noName(s.port, s.rootFile, undefined, "::1");
+    assert.equal(r.code, 0, r.stderr + v6.log());
+    assert.equal(r.leaf?.checkIP("::1"), "::1");
+    assert.ok(existsSync(join(s.cache, "::1", "fullchain.pem")));
+    await v6.waitForLog(/^tlsd: info: acme: tls-alpn-01 for ::1: answered$/);
+  } finally {
+    await v6.stop();
+    await s.stop();
+  }
+});
 
 test("an address ACME_NAMES does not list is never ordered: a client with no name gets the default certificate, and so does one whose ACME_ASK says yes to anything", async () => {
   const s = await acmeSite(ours("tcpserver"), { ACME_NAMES: "a.test" }, { fallback });
