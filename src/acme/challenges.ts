@@ -200,20 +200,30 @@ export class Challenges {
     rmSync(osPath(join(this.alpnDir, `${name}.pem`)), { force: true });
   }
 
-  /** ACME_DNS_WAIT: resolves once the TXT record `record` holds `value` at ACME_RESOLVER (else
-   * at the system's resolver), asked every second; the CA asked before that fails the order
-   * and counts against its limits. */
+  /** ACME_DNS_WAIT: resolves once the TXT record `record` holds `value` at every server of
+   * ACME_RESOLVER (the zone's own, named there: the CA may ask any of them), else at the
+   * system's resolver, each asked every second until it has it; the CA asked before that fails
+   * the order and counts against its limits. */
   private async seen(record: string, value: string): Promise<void> {
-    const resolver = new Resolver({ timeout: 2_000, tries: 1 });
-    if (this.config.resolver) resolver.setServers([this.config.resolver]);
-    const server = this.config.resolver ?? "the system's resolver";
+    const servers = this.config.resolvers.length > 0 ? this.config.resolvers : [undefined];
+    let lacking = servers.map((server) => {
+      const resolver = new Resolver({ timeout: 2_000, tries: 1 });
+      if (server !== undefined) resolver.setServers([server]);
+      return { server: server ?? "the system's resolver", resolver };
+    });
     const deadline = Date.now() + this.config.dnsWaitMs;
     for (;;) {
-      const found = await resolver.resolveTxt(record.slice(0, -1)).catch(() => []);
-      if (found.some((chunks) => chunks.join("") === value)) return;
+      const has = await Promise.all(
+        lacking.map(async ({ resolver }) => {
+          const found = await resolver.resolveTxt(record.slice(0, -1)).catch(() => []);
+          return found.some((chunks) => chunks.join("") === value);
+        }),
+      );
+      lacking = lacking.filter((_, i) => !has[i]);
+      if (lacking.length === 0) return;
       if (Date.now() >= deadline)
         throw new Error(
-          `ACME_DNS_WAIT: ${server} did not have the record ${record} in ${this.config.dnsWaitMs / 1000} s`,
+          `ACME_DNS_WAIT: ${lacking.map((l) => l.server).join(", ")} did not have the record ${record} in ${this.config.dnsWaitMs / 1000} s`,
         );
       await sleep(1_000);
     }

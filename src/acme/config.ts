@@ -23,8 +23,9 @@ export interface AcmeConfig {
   names: string[];
   /** ACME_RESOLVE: a name must resolve to an address of this host. */
   resolve: boolean;
-  /** ACME_RESOLVER: the DNS server (ip or ip:port) asked for it; undefined: the system's. */
-  resolver: string | undefined;
+  /** ACME_RESOLVER: the DNS servers (ip or ip:port) asked for it, and for ACME_DNS_WAIT's
+   * record (each of them); empty: the system's resolver. */
+  resolvers: string[];
   /** ACME_ASK: the program that says yes (exit 0) or no for a name. */
   ask: string | undefined;
   /** How long the verdicts of ACME_RESOLVE and ACME_ASK are kept (ms). */
@@ -112,10 +113,11 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
       "ACME_DIRECTORY needs a name policy: ACME_NAMES (the names that may be ordered), ACME_RESOLVE or ACME_ASK",
       EXIT_CONFIG,
     );
-  const resolver = env["ACME_RESOLVER"] || undefined;
-  if (resolver !== undefined && !validResolver(resolver))
+  const resolvers = (env["ACME_RESOLVER"] ?? "").split(/[\s,]+/).filter(Boolean);
+  const badResolver = resolvers.find((server) => !validResolver(server));
+  if (badResolver !== undefined)
     throw new FatalError(
-      `ACME_RESOLVER: an IP address (and :port), not '${resolver}'`,
+      `ACME_RESOLVER: IP addresses (and :port), not '${badResolver}'`,
       EXIT_CONFIG,
     );
   for (const name of names) {
@@ -186,7 +188,7 @@ export function acmeConfig(env: Readonly<Env>): AcmeConfig | undefined {
     accountKeyFile: join(cacheDir, ".acme", "account.key"),
     names,
     resolve: resolveNames,
-    resolver,
+    resolvers,
     ask,
     policyTtlMs: count(env, "ACME_POLICY_TTL", 600) * 1000,
     searchPath: env["PATH"] ?? "/usr/bin:/bin",

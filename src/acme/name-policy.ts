@@ -24,7 +24,7 @@ const ASK_TIMEOUT_MS = 5_000;
 
 export type PolicyConfig = Pick<
   AcmeConfig,
-  "names" | "resolve" | "resolver" | "ask" | "policyTtlMs" | "searchPath"
+  "names" | "resolve" | "resolvers" | "ask" | "policyTtlMs" | "searchPath"
 >;
 
 export class NamePolicy {
@@ -71,7 +71,7 @@ export class NamePolicy {
   /** Whether one of the name's addresses is one this host takes connections on. */
   private async pointsHere(name: string, localIp: string | undefined): Promise<boolean> {
     const resolver = new Resolver({ timeout: 3_000, tries: 2 });
-    if (this.config.resolver) resolver.setServers([this.config.resolver]);
+    if (this.config.resolvers.length > 0) resolver.setServers(this.config.resolvers);
     const found = await Promise.all([
       resolver.resolve4(name).catch(() => [] as string[]),
       resolver.resolve6(name).catch(() => [] as string[]),

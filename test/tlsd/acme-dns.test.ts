@@ -29,6 +29,9 @@ interface HookBehaviour {
   present?: number;
   cleanup?: number;
   publish?: "late" | "never";
+  /** Another DNS server's management API (challtestsrv's), where present also publishes the
+   * record, two seconds after it has exited. */
+  also?: string;
   /** While this file is there, present publishes and then stays (a provider's slow wait), its
    * pid in `hold`.pid: an order that stays under way. */
   hold?: string;
@@ -38,12 +41,13 @@ interface HookBehaviour {
  * sets the TXT record at challtestsrv, cleanup clears it. */
 function dnsHook(dir: string, pebble: Pebble, exits: HookBehaviour = {}) {
   const set = `curl -sSf --data-binary "{\\"host\\":\\"$2\\",\\"value\\":\\"$3\\"}" ${pebble.dnsManagement}/set-txt`;
+  const setAlso = exits.also ? set.replace(pebble.dnsManagement, exits.also) : "true";
   const publish =
     exits.publish === "never"
       ? "true"
       : exits.publish === "late"
         ? `(sleep 2; ${set}) >/dev/null 2>&1 & true`
-        : `${set} || exit 9`;
+        : `${set} || exit 9; (sleep 2; ${setAlso}) >/dev/null 2>&1 & true`;
   const calls = join(dir, "calls");
   const hook = join(dir, "dns-hook");
   writeFileSync(
@@ -401,5 +405,63 @@ test("killed outright mid-order (SIGKILL to a tlsd of djb's tcpserver): the tlsd
   } finally {
     if (held) spawn("kill", ["-KILL", String(held)], { stdio: "ignore" });
     await s.stop();
+  }
+});
+
+/** A second DNS server for the zone: pebble-challtestsrv on free ports, answering only what its
+ * management API is told. */
+async function secondDns() {
+  const [dns, management] = await Promise.all([freePort(), freePort()]);
+  const child = spawn(
+    "pebble-challtestsrv",
+    [
+      ...["-dns01", `127.0.0.1:${dns}`, "-management", `127.0.0.1:${management}`],
+      ...["-http01", "", "-https01", "", "-tlsalpn01", "", "-defaultIPv6", ""],
+    ],
+    { stdio: "ignore" },
+  );
+  const resolver = new Resolver({ timeout: 500, tries: 1 });
+  resolver.setServers([`127.0.0.1:${dns}`]);
+  // Answering: an A record of any name (its default address).
+  for (let i = 0; i < 50 && (await resolver.resolve4("up.test").catch(() => [])).length === 0; i++)
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  return {
+    server: `127.0.0.1:${dns}`,
+    management: `http://127.0.0.1:${management}`,
+    stop: () => child.kill("SIGKILL"),
+  };
+}
+
+test("ACME_DNS_WAIT with two servers in ACME_RESOLVER (the zone's two): the CA is told once each has the record; one that never has it fails the order, the line naming that one alone", async () => {
+  const other = await secondDns();
+  try {
+    const both = await site({ also: other.management }, {}, undefined, (pebble) => ({
+      ACME_DNS_WAIT: "30",
+      ACME_RESOLVER: `${pebble.dns} ${other.server}`,
+    }));
+    try {
+      const r = await sClientVerified(both.port, "a.test", both.rootFile);
+      assert.equal(r.code, 0, r.stderr + both.server.log());
+      await both.server.waitForLog(/^tlsd: info: acme: a\.test: issued in \d+ ms$/);
+    } finally {
+      await both.stop();
+    }
+    const one = await site({}, { ACME_FALLBACK: "default" }, undefined, (pebble) => ({
+      ACME_DNS_WAIT: "2",
+      ACME_RESOLVER: `${pebble.dns},${other.server}`,
+    }));
+    try {
+      const r = await sClientVerified(one.port, "a.test", pki.ca.cert, { verify: "localhost" });
+      assert.equal(r.code, 0, r.stderr + one.server.log());
+      const [line] = await one.server.waitForLog(/^tlsd: warning: acme: a\.test: order failed: /);
+      assert.equal(
+        line,
+        `tlsd: warning: acme: a.test: order failed: ACME_DNS_WAIT: ${other.server} did not have the record _acme-challenge.a.test. in 2 s`,
+      );
+    } finally {
+      await one.stop();
+    }
+  } finally {
+    other.stop();
   }
 });

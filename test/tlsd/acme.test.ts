@@ -900,8 +900,8 @@ test("configuration errors: one line, exit 100", async () => {
     ],
     [{ CERTDIR: "/tmp", ACME_RESOLVE: "maybe" }, /ACME_RESOLVE: yes or no, not 'maybe'/],
     [
-      { CERTDIR: "/tmp", ACME_RESOLVE: "yes", ACME_RESOLVER: "dns.example" },
-      /ACME_RESOLVER: an IP address \(and :port\), not 'dns\.example'/,
+      { CERTDIR: "/tmp", ACME_RESOLVE: "yes", ACME_RESOLVER: "127.0.0.1:53,dns.example" },
+      /ACME_RESOLVER: IP addresses \(and :port\), not 'dns\.example'/,
     ],
     [{ ACME_NAMES: "a.test" }, /ACME_DIRECTORY needs CERTDIR/],
     [{ CERTDIR: "/tmp", ACME_NAMES: "a.test bad_name!" }, /ACME_NAMES: not a host name/],
