@@ -4,13 +4,17 @@
 // reverse-DNS name, which tlsd answers for it. A client with a name is served as before.
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
 import { acmeSite, serveAcmeTlsd } from "../helpers/acme-tlsd.ts";
 import { makePki } from "../helpers/certs.ts";
-import { ours, run } from "../helpers/programs.ts";
+import { freePort } from "../helpers/interop.ts";
+import { startPebble } from "../helpers/pebble.ts";
+import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
+import { scratchDir } from "../helpers/scratch.ts";
+import { startServer } from "../helpers/server.ts";
 import { sClientVerified, servedPem } from "../helpers/tls-client.ts";
 import { addressOfArpaName, arpaName, canonicalAddress } from "../../src/net/ip.ts";
 
@@ -91,6 +95,49 @@ test("IPv6: a client with no server name to [::1] gets the certificate of ::1 (a
   } finally {
     await v6.stop();
     await s.stop();
+  }
+});
+
+test("http-01: an address's certificate validated on the port-80 stand-in (acme-challenge); tls-keygen renew renews it as it renews a name's", async () => {
+  const cache = scratchDir("acme-address");
+  const web = await startServer(
+    ours("tcpserver"),
+    ["-vRHl0", "127.0.0.1", "0", "acme-challenge", "-v2", "ucspi-demo", "http"],
+    { env: { ...process.env, PATH: PATH_WITH_BIN, CERTDIR: cache } },
+  );
+  // Certificates live an hour, and are due an hour before their end: at once, for renew.
+  const pebble = await startPebble({
+    tlsPort: await freePort(),
+    httpPort: web.port,
+    validitySeconds: 3600,
+  });
+  const acme = {
+    ACME_DIRECTORY: pebble.directory,
+    ACME_CAFILE: pebble.listenerCa,
+    ACME_NAMES: "127.0.0.1",
+    ACME_CHALLENGE: "http-01",
+  };
+  const tls = await serveAcmeTlsd(ours("tcpserver"), 0, cache, acme, { fallback });
+  try {
+    const rootFile = join(cache, ".pebble-root.pem");
+    writeFileSync(rootFile, await pebble.root());
+    const first = await noName(tls.port, rootFile);
+    assert.equal(first.code, 0, first.stderr + tls.log() + web.log());
+    assert.equal(first.leaf?.checkIP("127.0.0.1"), "127.0.0.1");
+    await web.waitForLog(/^acme-challenge: info: 127\.0\.0\.1: answered [A-Za-z0-9_-]+$/);
+    const renewed = await run(ours("tls-keygen"), ["renew", cache], {
+      env: { ...process.env, PATH: PATH_WITH_BIN, ...acme, ACME_RENEW_BEFORE: "3600" },
+      input: "",
+    });
+    assert.equal(renewed.code, 0, renewed.stderr);
+    assert.match(renewed.stderr, /^tls-keygen: info: acme: 127\.0\.0\.1: issued in \d+ ms$/m);
+    const now = new X509Certificate(readFileSync(join(cache, "127.0.0.1", "fullchain.pem")));
+    assert.notEqual(now.serialNumber, first.leaf?.serialNumber);
+    assert.equal(now.checkIP("127.0.0.1"), "127.0.0.1");
+  } finally {
+    await tls.stop();
+    await web.stop();
+    pebble.stop();
   }
 });
 
