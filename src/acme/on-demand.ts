@@ -280,7 +280,12 @@ export class OnDemand {
           if (!saidGone)
             this.log(`tlsd: warning: acme: ${name}: the tlsd that was ordering it is gone\n`);
           saidGone = true;
-          const claim = this.ledger.claim(name);
+          let claim;
+          try {
+            claim = this.ledger.claim(name);
+          } catch (error) {
+            return reject(error instanceof Error ? error : new Error(String(error)));
+          }
           if (claim === "claimed") return resolve(this.ownOrder(name));
           if (claim === "limited") return reject(new Error("rate limit"));
         }
