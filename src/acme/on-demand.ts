@@ -48,6 +48,10 @@ const RATE_LIMITED = { result: "rate_limited" };
 const OTHER_POLL_MS = 200;
 /** After a failed renewal (or for a file that is not ours), the next look waits this long. */
 const RETRY_MS = 60_000;
+/** How many certificates tls-keygen renew renews at once: a CERTDIR of hundreds due together
+ * (a CA's incident, its renewal window moved for all) takes minutes, not their orders in a row;
+ * ACME_RATE still bounds them. */
+const RENEW_AT_ONCE = 4;
 /** How long ACME_HOOK may run before it is killed. */
 const HOOK_TIMEOUT_MS = 60_000;
 
@@ -156,16 +160,21 @@ export class OnDemand {
     });
   }
 
-  /** Renews each of `names` (certificates of the cache) that is due, one after another, the
-   * CA's renewal window asked first where it has one: tls-keygen renew, for a cache whose
-   * certificates no handshake may come to before their end. */
+  /** Renews each of `names` (certificates of the cache) that is due, RENEW_AT_ONCE at a time,
+   * the CA's renewal window asked first where it has one: tls-keygen renew, for a cache whose
+   * certificates no handshake may come to before their end. The outcomes are in `names`' order. */
   async renewDue(names: readonly string[]): Promise<Map<string, Renewal>> {
-    const outcomes = new Map<string, Renewal>();
-    for (const name of names) {
-      await this.schedule.ask(name);
-      outcomes.set(name, await this.renewIfDue(name));
-    }
-    return outcomes;
+    const outcomes: Renewal[] = [];
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < names.length; i = next++) {
+        const name = names[i] ?? "";
+        await this.schedule.ask(name);
+        outcomes[i] = await this.renewIfDue(name);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(RENEW_AT_ONCE, names.length) }, worker));
+    return new Map(names.map((name, i) => [name, outcomes[i] ?? "failed"]));
   }
 
   /** When `name`'s certificate is due for renewal (ms since the epoch; Infinity: never, not

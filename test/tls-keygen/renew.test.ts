@@ -144,3 +144,38 @@ test("tls-keygen renew: without ACME_DIRECTORY, with a configuration tlsd refuse
     assert.equal(r.stderr, line);
   }
 });
+
+test("tls-keygen renew: six certificates due at once are all renewed (four orders at a time), each its own, exit 0", async () => {
+  const names = ["a.test", "b.test", "c.test", "d.test", "e.test", "f.test"];
+  const s = await acmeSite(
+    ours("tcpserver"),
+    { ACME_NAMES: names.join(" "), ACME_RATE: "20" },
+    { fallback, validitySeconds: 60 },
+  );
+  try {
+    for (const name of names) {
+      const r = await sClientVerified(s.port, name, s.rootFile);
+      assert.equal(r.code, 0, r.stderr + s.server.log());
+    }
+    const before = names.map((name) => serial(s, name));
+    copyFileSync(s.pebble.listenerCa, join(s.cache, ".acme-ca.pem"));
+    const r = await renew(
+      s,
+      { ACME_RENEW_BEFORE: "60", ACME_NAMES: names.join(" "), ACME_RATE: "20" },
+      [],
+    );
+    assert.equal(r.code, 0, r.stderr);
+    for (const [i, name] of names.entries()) {
+      assert.match(
+        r.stderr,
+        new RegExp(`^tls-keygen: info: acme: ${name.replace(".", "\\.")}: issued in \\d+ ms$`, "m"),
+      );
+      const now = new X509Certificate(readFileSync(join(s.cache, name, "fullchain.pem")));
+      assert.notEqual(now.serialNumber, before[i], name);
+      assert.equal(now.checkHost(name), name);
+    }
+    assert.equal(r.stderr.trim().split("\n").length, 3 * names.length, r.stderr);
+  } finally {
+    await s.stop();
+  }
+});
