@@ -224,7 +224,8 @@ export class Issuer {
 
   /** Revokes the certificate `chain` starts with (RFC 8555 section 7.6), for RFC 5280's
    * `reason`; with `certificateKey` the request is signed by that key, the certificate's own
-   * (a CA takes keyCompromise only so), else by the account that ordered it. */
+   * (for keyCompromise: only that proves it, and Let's Encrypt then blocks the key), else by
+   * the account that ordered it. */
   async revoke(chain: string, reason: number, certificateKey?: Buffer): Promise<void> {
     const certificate = new X509Certificate(chain).raw.toString("base64url");
     if (!certificateKey) {
