@@ -7,7 +7,9 @@ import { join } from "node:path";
 import { X509Certificate } from "node:crypto";
 import { withdrawCertificate } from "../acme/cert-versions.ts";
 import { Issuer } from "../acme/issuer.ts";
+import { isIP } from "node:net";
 import { canonicalAddress } from "../net/ip.ts";
+import { isSniPattern } from "../tls/sni-pattern.ts";
 import { CHAIN_FILE, KEY_FILE } from "../tls/cert-dir.ts";
 import type { Env } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
@@ -29,6 +31,9 @@ export async function revokeCertificate(
 ): Promise<number> {
   const config = certDirAcme("revoke", options.certDir, env, log, drop, false);
   const name = canonicalAddress(options.name) ?? options.name.toLowerCase();
+  // A CERTDIR entry's name, never a path out of it.
+  if (!isIP(name) && !isSniPattern(name))
+    throw new FatalError(`not a host name, *.name or IP address: '${options.name}'`, 100);
   const dir = join(config.cacheDir, name);
   let chain: string;
   let leaf: X509Certificate;

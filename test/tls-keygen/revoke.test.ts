@@ -98,6 +98,12 @@ test("tls-keygen revoke: a name with no certificate, one the CA refuses (not one
     );
     assert.equal(refused.stderr.split("\n").length, 2, refused.stderr);
     assert.equal(existsSync(join(s.cache, "b.test", "fullchain.pem")), true);
+    const path = await revoke(s, "../b.test");
+    assert.equal(path.code, 100);
+    assert.equal(
+      path.stderr,
+      "tls-keygen: fatal: not a host name, *.name or IP address: '../b.test'\n",
+    );
     const reason = await revoke(s, "b.test", ["--reason", "toString"]);
     assert.equal(reason.code, 100);
     assert.equal(
