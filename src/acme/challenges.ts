@@ -18,6 +18,7 @@ import { canonicalAddress } from "../net/ip.ts";
 import { osPath } from "../ucspi/os-string.ts";
 import type { AcmeConfig } from "./config.ts";
 import { endText, runSiteProgram } from "./site-program.ts";
+import { zoneServers } from "./zone-servers.ts";
 
 type Crypto = (typeof AcmeClient)["crypto"];
 
@@ -201,11 +202,13 @@ export class Challenges {
   }
 
   /** ACME_DNS_WAIT: resolves once the TXT record `record` holds `value` at every server of
-   * ACME_RESOLVER (the zone's own, named there: the CA may ask any of them), else at the
-   * system's resolver, each asked every second until it has it; the CA asked before that fails
-   * the order and counts against its limits. */
+   * its zone (zone-servers.ts), or where those cannot be found at every server of
+   * ACME_RESOLVER (else at the system's resolver), each asked every second until it has it;
+   * the CA asked before that fails the order and counts against its limits. */
   private async seen(record: string, value: string): Promise<void> {
-    const servers = this.config.resolvers.length > 0 ? this.config.resolvers : [undefined];
+    const { resolvers } = this.config;
+    const servers =
+      (await zoneServers(record, resolvers)) ?? (resolvers.length > 0 ? resolvers : [undefined]);
     let lacking = servers.map((server) => {
       const resolver = new Resolver({ timeout: 2_000, tries: 1 });
       if (server !== undefined) resolver.setServers([server]);

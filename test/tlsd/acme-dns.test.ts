@@ -12,7 +12,8 @@ import { test } from "node:test";
 import { acmeSite, serveAcmeTlsd } from "../helpers/acme-tlsd.ts";
 import { makePki } from "../helpers/certs.ts";
 import type { Pebble } from "../helpers/pebble.ts";
-import { childrenOf, freePort } from "../helpers/interop.ts";
+import { serveZone } from "../helpers/dns-zone.ts";
+import { childrenOf, freePort, freeUdpPort } from "../helpers/interop.ts";
 import { PATH_WITH_BIN, djb, ours } from "../helpers/programs.ts";
 import { waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
@@ -32,6 +33,9 @@ interface HookBehaviour {
   /** Another DNS server's management API (challtestsrv's), where present also publishes the
    * record, two seconds after it has exited. */
   also?: string;
+  /** Files a test's DNS servers read the record from (dns-zone.ts): present writes the value
+   * to `now` at once, and to `late` two seconds after it has exited. */
+  zoneFiles?: { now: string; late?: string };
   /** While this file is there, present publishes and then stays (a provider's slow wait), its
    * pid in `hold`.pid: an order that stays under way. */
   hold?: string;
@@ -41,13 +45,18 @@ interface HookBehaviour {
  * sets the TXT record at challtestsrv, cleanup clears it. */
 function dnsHook(dir: string, pebble: Pebble, exits: HookBehaviour = {}) {
   const set = `curl -sSf --data-binary "{\\"host\\":\\"$2\\",\\"value\\":\\"$3\\"}" ${pebble.dnsManagement}/set-txt`;
-  const setAlso = exits.also ? set.replace(pebble.dnsManagement, exits.also) : "true";
+  const zone = exits.zoneFiles;
+  const setAlso = [
+    exits.also ? set.replace(pebble.dnsManagement, exits.also) : "true",
+    ...(zone?.late ? [`echo "$3" > ${zone.late}`] : []),
+  ].join("; ");
+  const setNow = zone ? `${set} && echo "$3" > ${zone.now}` : set;
   const publish =
     exits.publish === "never"
       ? "true"
       : exits.publish === "late"
         ? `(sleep 2; ${set}) >/dev/null 2>&1 & true`
-        : `${set} || exit 9; (sleep 2; ${setAlso}) >/dev/null 2>&1 & true`;
+        : `${setNow} || exit 9; (sleep 2; ${setAlso}) >/dev/null 2>&1 & true`;
   const calls = join(dir, "calls");
   const hook = join(dir, "dns-hook");
   writeFileSync(
@@ -218,38 +227,50 @@ test("ACME_WILDCARD: a client's name below *.w.test renews the wildcard certific
   }
 });
 
-test("ACME_DNS_WAIT: a record published after the hook has exited (a provider slower than its API) is waited for at ACME_RESOLVER before the CA is told; one never published fails the order in one line when the wait runs out", async () => {
-  const late = await site({ publish: "late" }, {}, undefined, (pebble) => ({
-    ACME_DNS_WAIT: "30",
-    ACME_RESOLVER: pebble.dns,
-  }));
+type Site = Awaited<ReturnType<typeof site>>;
+
+/** ACME_DNS_WAIT let the order through: the client gets the certificate. Stops the site. */
+async function orderedAfterWait(s: Site): Promise<void> {
   try {
-    const r = await sClientVerified(late.port, "a.test", late.rootFile);
-    assert.equal(r.code, 0, r.stderr + late.server.log());
-    await late.server.waitForLog(/^tlsd: info: acme: a\.test: issued in \d+ ms$/);
+    const r = await sClientVerified(s.port, "a.test", s.rootFile);
+    assert.equal(r.code, 0, r.stderr + s.server.log());
+    await s.server.waitForLog(/^tlsd: info: acme: a\.test: issued in \d+ ms$/);
   } finally {
-    await late.stop();
+    await s.stop();
   }
+}
+
+/** ACME_DNS_WAIT (`seconds`) ran out: the client gets the default certificate (the site has
+ * ACME_FALLBACK=default), and the order's one line names the servers that lacked the record.
+ * Stops the site. */
+async function waitRanOut(s: Site, lacking: string, seconds: number): Promise<void> {
+  try {
+    const r = await sClientVerified(s.port, "a.test", pki.ca.cert, { verify: "localhost" });
+    assert.equal(r.code, 0, r.stderr + s.server.log());
+    const [line] = await s.server.waitForLog(/^tlsd: warning: acme: a\.test: order failed: /);
+    assert.equal(
+      line,
+      `tlsd: warning: acme: a.test: order failed: ACME_DNS_WAIT: ${lacking} did not have the record _acme-challenge.a.test. in ${seconds} s`,
+    );
+  } finally {
+    await s.stop();
+  }
+}
+
+test("ACME_DNS_WAIT: a record published after the hook has exited (a provider slower than its API) is waited for at ACME_RESOLVER before the CA is told; one never published fails the order in one line when the wait runs out", async () => {
+  await orderedAfterWait(
+    await site({ publish: "late" }, {}, undefined, (pebble) => ({
+      ACME_DNS_WAIT: "30",
+      ACME_RESOLVER: pebble.dns,
+    })),
+  );
   const never = await site(
     { publish: "never" },
     { ACME_FALLBACK: "default" },
     undefined,
-    (pebble) => ({
-      ACME_DNS_WAIT: "2",
-      ACME_RESOLVER: pebble.dns,
-    }),
+    (pebble) => ({ ACME_DNS_WAIT: "2", ACME_RESOLVER: pebble.dns }),
   );
-  try {
-    const r = await sClientVerified(never.port, "a.test", pki.ca.cert, { verify: "localhost" });
-    assert.equal(r.code, 0, r.stderr + never.server.log());
-    const [line] = await never.server.waitForLog(/^tlsd: warning: acme: a\.test: order failed: /);
-    assert.equal(
-      line,
-      `tlsd: warning: acme: a.test: order failed: ACME_DNS_WAIT: ${never.pebble.dns} did not have the record _acme-challenge.a.test. in 2 s`,
-    );
-  } finally {
-    await never.stop();
-  }
+  await waitRanOut(never, never.pebble.dns, 2);
 });
 
 /** A site whose hook stays in present (an order under way) until `hold` is removed. */
@@ -432,36 +453,59 @@ async function secondDns() {
   };
 }
 
-test("ACME_DNS_WAIT with two servers in ACME_RESOLVER (the zone's two): the CA is told once each has the record; one that never has it fails the order, the line naming that one alone", async () => {
+test("ACME_DNS_WAIT where the zone's servers cannot be found (challtestsrv answers no SOA): each server of ACME_RESOLVER is asked, and the CA told once each has the record; one that never has it fails the order, the line naming that one alone", async () => {
   const other = await secondDns();
   try {
-    const both = await site({ also: other.management }, {}, undefined, (pebble) => ({
-      ACME_DNS_WAIT: "30",
-      ACME_RESOLVER: `${pebble.dns} ${other.server}`,
-    }));
-    try {
-      const r = await sClientVerified(both.port, "a.test", both.rootFile);
-      assert.equal(r.code, 0, r.stderr + both.server.log());
-      await both.server.waitForLog(/^tlsd: info: acme: a\.test: issued in \d+ ms$/);
-    } finally {
-      await both.stop();
-    }
+    await orderedAfterWait(
+      await site({ also: other.management }, {}, undefined, (pebble) => ({
+        ACME_DNS_WAIT: "30",
+        ACME_RESOLVER: `${pebble.dns} ${other.server}`,
+      })),
+    );
     const one = await site({}, { ACME_FALLBACK: "default" }, undefined, (pebble) => ({
       ACME_DNS_WAIT: "2",
       ACME_RESOLVER: `${pebble.dns},${other.server}`,
     }));
-    try {
-      const r = await sClientVerified(one.port, "a.test", pki.ca.cert, { verify: "localhost" });
-      assert.equal(r.code, 0, r.stderr + one.server.log());
-      const [line] = await one.server.waitForLog(/^tlsd: warning: acme: a\.test: order failed: /);
-      assert.equal(
-        line,
-        `tlsd: warning: acme: a.test: order failed: ACME_DNS_WAIT: ${other.server} did not have the record _acme-challenge.a.test. in 2 s`,
-      );
-    } finally {
-      await one.stop();
-    }
+    await waitRanOut(one, other.server, 2);
   } finally {
     other.stop();
+  }
+});
+
+test("ACME_DNS_WAIT finds the zone's own servers (its SOA, its NS and their addresses, through ACME_RESOLVER) and tells the CA once each has the record; one that never has it fails the order, the line naming that server", async () => {
+  const dir = scratchDir("acme-zone");
+  const file = (ns: string) => join(dir, `${ns}.txt`);
+  const txtOf = (ns: string) => (name: string) =>
+    name === "_acme-challenge.a.test" && existsSync(file(ns))
+      ? [readFileSync(file(ns), "latin1").trim()]
+      : [];
+  // The resolver knows the zone and its servers, not the record: asked for it, the wait would
+  // never end.
+  const port = await freeUdpPort();
+  const servers = [
+    await serveZone("127.0.0.1", port, {
+      soa: ["a.test"],
+      ns: { "a.test": ["ns1.a.test", "ns2.a.test"] },
+      a: { "ns1.a.test": ["127.0.0.2"], "ns2.a.test": ["127.0.0.3"] },
+    }),
+    await serveZone("127.0.0.2", 53, { soa: ["a.test"], txt: txtOf("ns1") }),
+    await serveZone("127.0.0.3", 53, { soa: ["a.test"], txt: txtOf("ns2") }),
+  ];
+  try {
+    await orderedAfterWait(
+      await site(
+        { zoneFiles: { now: file("ns1"), late: file("ns2") } },
+        { ACME_DNS_WAIT: "30", ACME_RESOLVER: `127.0.0.1:${port}` },
+      ),
+    );
+    rmSync(file("ns1"));
+    rmSync(file("ns2"));
+    const one = await site(
+      { zoneFiles: { now: file("ns1") } },
+      { ACME_FALLBACK: "default", ACME_DNS_WAIT: "2", ACME_RESOLVER: `127.0.0.1:${port}` },
+    );
+    await waitRanOut(one, "127.0.0.3", 2);
+  } finally {
+    for (const server of servers) server.stop();
   }
 });
