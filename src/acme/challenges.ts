@@ -82,6 +82,9 @@ export class Challenges {
   /** The same as PEM (its key, then its certificate), for the native TLS engine's context. */
   private readonly pems = new Map<string, Buffer>();
   private readonly alpnDir: string;
+  /** CERTDIR/.acme/dns-01/NAME: the value of a dns-01 record published for NAME and not yet
+   * removed, for the next order of NAME to remove if its tlsd was killed outright. */
+  private readonly dnsDir: string;
   /** Every challenge being set up, set up, or being taken down, by challengeKey: what stop()
    * takes down. One that failed its checks is never in it, so remove() leaves alone what such
    * a challenge names. */
@@ -93,6 +96,7 @@ export class Challenges {
     this.config = config;
     this.log = log;
     this.alpnDir = join(config.cacheDir, ".acme", "tls-alpn-01");
+    this.dnsDir = join(config.cacheDir, ".acme", "dns-01");
   }
 
   /** The tls-alpn-01 certificate for `name`: this process's, or one another tlsd wrote. */
@@ -142,6 +146,28 @@ export class Challenges {
     return entry.takenDown;
   }
 
+  /** Before an order of `name` (its claim held, so no other tlsd has one under way): a dns-01
+   * record that an order of a tlsd killed outright published, and never removed, is removed
+   * now, once (a warning if the hook fails: it would stay in the zone). */
+  async sweep(name: string): Promise<void> {
+    const file = join(this.dnsDir, name);
+    let value: string;
+    try {
+      value = readFileSync(osPath(file), "latin1").trim();
+    } catch {
+      return; // none left
+    }
+    if (this.config.dnsHook !== undefined && value !== "") {
+      const why = await this.runDnsHook("cleanup", name, value);
+      this.log(
+        why === undefined
+          ? `tlsd: info: acme: ${name}: removed the record an order killed before its end left\n`
+          : `tlsd: warning: acme: ${name}: ACME_DNS_HOOK did not remove the record an order killed before its end left: ${why}\n`,
+      );
+    }
+    rmSync(osPath(file), { force: true });
+  }
+
   /** The process is stopping (SIGTERM) with orders still running: a hook still publishing is
    * ended, and every challenge set up is taken down now, as its order would have after the
    * CA's answer; resolves when all are. Those orders fail. */
@@ -159,6 +185,12 @@ export class Challenges {
   private async setUp(crypto: Crypto, asked: Challenge): Promise<void> {
     const { name, authz, challenge, keyAuthorization } = asked;
     if (challenge.type === "dns-01") {
+      // Written first: a tlsd killed while its hook publishes leaves what to remove.
+      mkdirSync(osPath(this.dnsDir), { recursive: true, mode: 0o700 });
+      writeFileAtomic(join(this.dnsDir, name), `${keyAuthorization}\n`, {
+        mode: 0o600,
+        overwrite: true,
+      });
       const why = await this.runDnsHook("present", name, keyAuthorization, this.stopping.signal);
       if (why !== undefined) throw new Error(`ACME_DNS_HOOK did not publish the record: ${why}`);
       if (this.config.dnsWaitMs > 0) await this.seen(recordName(name), keyAuthorization);
@@ -190,6 +222,7 @@ export class Challenges {
       const why = await this.runDnsHook("cleanup", name, keyAuthorization);
       if (why !== undefined)
         this.log(`tlsd: warning: acme: ${name}: ACME_DNS_HOOK did not remove the record: ${why}\n`);
+      rmSync(osPath(join(this.dnsDir, name)), { force: true });
       return;
     }
     if (challenge.type === "http-01") {

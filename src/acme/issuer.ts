@@ -181,6 +181,7 @@ export class Issuer {
    * NAME/fullchain.pem, switched as one: cert-versions.ts); resolves once both are in place.
    * replaces: the ARI identifier of the certificate it renews. */
   async issue(name: string, replaces?: string): Promise<void> {
+    await this.challenges.sweep(name);
     const ready = this.ready();
     try {
       await this.order(await ready, name, replaces);

@@ -401,12 +401,13 @@ function childAbove(tcpserver: number, pid: number): number {
   throw new Error(`${pid} does not descend from ${tcpserver}`);
 }
 
-test("killed outright mid-order (SIGKILL to a tlsd of djb's tcpserver): the tlsd that waited on its order sees at once that it is gone, orders the name itself, and its client gets the certificate", async () => {
+test("killed outright mid-order (SIGKILL to a tlsd of djb's tcpserver): the tlsd that waited on its order sees at once that it is gone, removes the record the killed order published, orders the name itself, and its client gets the certificate", async () => {
   const s = await heldSite(djb("tcpserver"));
   let held = 0;
   try {
     const first = sClientVerified(s.port, "a.test", s.rootFile);
-    held = (await presentHeld(s)).pid;
+    const killed = await presentHeld(s);
+    held = killed.pid;
     const waiting = sClientVerified(s.port, "a.test", s.rootFile);
     await s.server.waitForLog(
       /^tlsd: info: acme: a\.test: being ordered by another tlsd; waiting for it$/,
@@ -423,6 +424,19 @@ test("killed outright mid-order (SIGKILL to a tlsd of djb's tcpserver): the tlsd
     await s.server.waitForLog(/^tlsd: info: acme: a\.test: issued in \d+ ms$/);
     // Before, the claim stayed fresh for ten minutes after its owner was killed.
     assert.deepEqual(readdirSync(join(s.cache, ".acme", "orders")), []);
+    // The record the killed order published was removed before the new order began.
+    const calls = s.calls().trim().split("\n");
+    const cleanup = `3 cleanup _acme-challenge.a.test. ${killed.value} a.test`;
+    assert.ok(calls.indexOf(cleanup) > 0, s.calls());
+    assert.ok(
+      calls.indexOf(cleanup) < calls.findLastIndex((c) => c.includes(" present ")),
+      s.calls(),
+    );
+    assert.match(
+      s.server.log(),
+      /^tlsd: info: acme: a\.test: removed the record an order killed before its end left$/m,
+    );
+    assert.deepEqual(readdirSync(join(s.cache, ".acme", "dns-01")), []);
   } finally {
     if (held) spawn("kill", ["-KILL", String(held)], { stdio: "ignore" });
     await s.stop();
