@@ -23,8 +23,9 @@ export interface AcmeConfig {
   names: string[];
   /** ACME_RESOLVE: a name must resolve to an address of this host. */
   resolve: boolean;
-  /** ACME_RESOLVER: the DNS servers (ip or ip:port) asked for it, and for ACME_DNS_WAIT's
-   * record (each of them); empty: the system's resolver. */
+  /** ACME_RESOLVER: the DNS servers (ip or ip:port) asked for it, and through which
+   * ACME_DNS_WAIT finds the zone's servers (each of them is asked for the record itself where
+   * those cannot be found); empty: the system's resolver. */
   resolvers: string[];
   /** ACME_ASK: the program that says yes (exit 0) or no for a name. */
   ask: string | undefined;
