@@ -240,8 +240,10 @@ export class Challenges {
    * the CA asked before that fails the order and counts against its limits. */
   private async seen(record: string, value: string): Promise<void> {
     const { resolvers } = this.config;
-    const servers =
-      (await zoneServers(record, resolvers)) ?? (resolvers.length > 0 ? resolvers : [undefined]);
+    const zone = await zoneServers(record, resolvers);
+    const servers = zone?.servers ?? (resolvers.length > 0 ? resolvers : [undefined]);
+    // Where a CNAME sends the record, its zone's servers have it under that name.
+    const at = zone?.name ?? record.slice(0, -1);
     let lacking = servers.map((server) => {
       const resolver = new Resolver({ timeout: 2_000, tries: 1 });
       if (server !== undefined) resolver.setServers([server]);
@@ -251,7 +253,7 @@ export class Challenges {
     for (;;) {
       const has = await Promise.all(
         lacking.map(async ({ resolver }) => {
-          const found = await resolver.resolveTxt(record.slice(0, -1)).catch(() => []);
+          const found = await resolver.resolveTxt(at).catch(() => []);
           return found.some((chunks) => chunks.join("") === value);
         }),
       );

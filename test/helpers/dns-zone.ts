@@ -1,16 +1,18 @@
 // A small DNS server over UDP for tests that need what pebble-challtestsrv does not answer
-// (SOA and NS: a zone with name servers of its own): it answers A, NS, SOA and TXT queries
+// (SOA, NS, CNAME: a zone with name servers of its own): it answers A, NS, SOA and TXT queries
 // from the records it is given, authoritatively, NXDOMAIN for a name it has nothing at or
 // below, and NODATA for one it has other records at or below. TXT records come from a function,
 // asked at each query, so that a test's hook can publish them (in files) while it runs.
 import { createSocket } from "node:dgram";
 import type { RemoteInfo } from "node:dgram";
 
-const TYPES = { A: 1, NS: 2, SOA: 6, TXT: 16 } as const;
+const TYPES = { A: 1, NS: 2, CNAME: 5, SOA: 6, TXT: 16 } as const;
 
 export interface ZoneRecords {
   a?: Record<string, string[]>;
   ns?: Record<string, string[]>;
+  /** A name that is an alias: every query for it is answered with its CNAME alone. */
+  cname?: Record<string, string>;
   /** Zone apexes: each gets an SOA. */
   soa?: string[];
   txt?: (name: string) => string[];
@@ -45,8 +47,10 @@ function respond(query: Buffer, records: ZoneRecords): Buffer | undefined {
   const questionEnd = at + 5;
   if (questionEnd > query.length) return undefined;
   const name = labels.join(".").toLowerCase();
-  const type = query.readUInt16BE(at + 1);
-  const answers = rdataFor(name, type, records);
+  const asked = query.readUInt16BE(at + 1);
+  const alias = records.cname?.[name];
+  const type = alias === undefined ? asked : TYPES.CNAME;
+  const answers = alias === undefined ? rdataFor(name, type, records) : [encodeName(alias)];
   const known = [
     ...Object.keys(records.a ?? {}),
     ...Object.keys(records.ns ?? {}),

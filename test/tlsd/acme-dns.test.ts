@@ -486,21 +486,30 @@ test("ACME_DNS_WAIT where the zone's servers cannot be found (challtestsrv answe
   }
 });
 
-test("ACME_DNS_WAIT finds the zone's own servers (its SOA, its NS and their addresses, through ACME_RESOLVER) and tells the CA once each has the record; one that never has it fails the order, the line naming that server", async () => {
+test("ACME_DNS_WAIT finds the zone's own servers (a CNAME followed, its SOA, its NS and their addresses, through ACME_RESOLVER) and tells the CA once each has the record; one that never has it fails the order, the line naming that server", async () => {
   const dir = scratchDir("acme-zone");
   const file = (ns: string) => join(dir, `${ns}.txt`);
+  // The record's name, and where a CNAME sends it (acme-dns's way).
+  const recordNames = ["_acme-challenge.a.test", "a.acme.test"];
   const txtOf = (ns: string) => (name: string) =>
-    name === "_acme-challenge.a.test" && existsSync(file(ns))
+    recordNames.includes(name) && existsSync(file(ns))
       ? [readFileSync(file(ns), "latin1").trim()]
       : [];
   // The resolver knows the zone and its servers, not the record: asked for it, the wait would
   // never end.
-  const port = await freeUdpPort();
+  const [port, aliasPort] = [await freeUdpPort(), await freeUdpPort()];
   const servers = [
     await serveZone("127.0.0.1", port, {
       soa: ["a.test"],
       ns: { "a.test": ["ns1.a.test", "ns2.a.test"] },
       a: { "ns1.a.test": ["127.0.0.2"], "ns2.a.test": ["127.0.0.3"] },
+    }),
+    // Another view: the record's name a CNAME into the zone acme.test, served by 127.0.0.3.
+    await serveZone("127.0.0.1", aliasPort, {
+      cname: { "_acme-challenge.a.test": "a.acme.test" },
+      soa: ["acme.test"],
+      ns: { "acme.test": ["ns.acme.test"] },
+      a: { "ns.acme.test": ["127.0.0.3"] },
     }),
     await serveZone("127.0.0.2", 53, { soa: ["a.test"], txt: txtOf("ns1") }),
     await serveZone("127.0.0.3", 53, { soa: ["a.test"], txt: txtOf("ns2") }),
@@ -519,6 +528,15 @@ test("ACME_DNS_WAIT finds the zone's own servers (its SOA, its NS and their addr
       { ACME_FALLBACK: "default", ACME_DNS_WAIT: "2", ACME_RESOLVER: `127.0.0.1:${port}` },
     );
     await waitRanOut(one, "127.0.0.3", 2);
+    // Followed through the CNAME: the record is looked for under the name it points to, at
+    // that zone's server, which has it at once.
+    rmSync(file("ns1"));
+    await orderedAfterWait(
+      await site(
+        { zoneFiles: { now: file("ns2") } },
+        { ACME_DNS_WAIT: "10", ACME_RESOLVER: `127.0.0.1:${aliasPort}` },
+      ),
+    );
   } finally {
     for (const server of servers) server.stop();
   }
