@@ -137,6 +137,21 @@ test("tls-alpn-01: the CA's validator, on port 443 where nothing listens, reache
   }
 });
 
+test("a client that connects by address (https://10.77.0.1:8080/, no name sent): a certificate for the address it asked for, validated at that address's 443 under its reverse-DNS name, which curl verifies for the address; the service sees the client", async () => {
+  const tool = await onDemand("address", lab.serverIp);
+  try {
+    const r = await lab.run(lab.client, "curl", [
+      ...["-sS", "--max-time", "30", "-o", "/dev/null", "-w", "%{http_code}"],
+      ...["--cacert", rootFile, `https://${lab.serverIp}:${HTTP}/?by-address`],
+    ]);
+    assert.equal(r.stdout, "200", `${r.stderr}\n${tool.log()}`);
+    assert.match(await served("by-address"), CLIENT);
+    assert.equal(orders(tool, lab.serverIp), 1, tool.log());
+  } finally {
+    await stop(tool);
+  }
+});
+
 test("a client offering acme-tls/1 with no challenge pending: refused before any handshake, no program run, no order", async () => {
   const tool = await onDemand("nochallenge", "site.test other.test");
   try {
