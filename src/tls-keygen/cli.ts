@@ -4,6 +4,7 @@
 // renewal of tlsd's certificates on demand that are due.
 import { programArgs, reportError, stopOnTerm, writeStderr } from "../cli/main.ts";
 import { helpAsked } from "../cli/help.ts";
+import { FatalError, causeText } from "../ucspi/errors.ts";
 import { USAGE, parseKeygenArgs } from "./options.ts";
 
 async function main(args: readonly string[]): Promise<number> {
@@ -27,6 +28,21 @@ async function main(args: readonly string[]): Promise<number> {
     stopOnTerm();
     // tlsd's ACME_* as tlsd reads them: byte strings (a path that is not UTF-8 included).
     return renewCertDir(options, startEnv(process.env), writeStderr, dropOwnPrivileges);
+  }
+  if (options.command === "list") {
+    const [{ listCertDir }, { startEnv }, { writeAll }] = await Promise.all([
+      import("./list.ts"),
+      import("../ucspi/env.ts"),
+      import("../cli/stdio.ts"),
+    ]);
+    const out = (line: string) => {
+      try {
+        writeAll(1, Buffer.from(line));
+      } catch (error) {
+        throw new FatalError(`unable to write the list: ${causeText(error)}`, 111);
+      }
+    };
+    return listCertDir(options, startEnv(process.env), out, writeStderr);
   }
   if (options.command === "revoke") {
     const [{ revokeCertificate }, { dropOwnPrivileges }, { startEnv }] = await Promise.all([

@@ -18,10 +18,11 @@ export const COMMANDS = [
   "ocsp",
   "renew",
   "revoke",
+  "list",
 ] as const;
 export type Command = (typeof COMMANDS)[number];
 /** The commands that make a key and a certificate or request. */
-export type KeyCommand = Exclude<Command, "ticket" | "ocsp" | "renew" | "revoke">;
+export type KeyCommand = Exclude<Command, "ticket" | "ocsp" | "renew" | "revoke" | "list">;
 
 const KEY = "[ -t ecdsa|ed25519|rsa ] [ -b bits ]";
 const EKU = "[ --server ] [ --client ]";
@@ -35,6 +36,7 @@ const USAGES: Record<Command, string> = {
   ocsp: "tls-keygen ocsp [ -v ] [ -u url ] chainfile|certdir",
   renew: "tls-keygen renew [ -v ] certdir",
   revoke: "tls-keygen revoke [ -R reason ] certdir name",
+  list: "tls-keygen list certdir",
 };
 
 /** The usage line for no command or an unknown one. */
@@ -105,6 +107,12 @@ export interface RevokeOptions {
   reason: number;
 }
 
+/** `list`: what tlsd's CERTDIR holds, a line per certificate. */
+export interface ListOptions {
+  command: "list";
+  certDir: string;
+}
+
 /** The reasons a CA takes from a subscriber (RFC 5280 section 5.3.1; Let's Encrypt's list). */
 export const REVOCATION_REASONS: Record<string, number> = {
   unspecified: 0,
@@ -165,6 +173,7 @@ const ALLOWED: Record<Command, readonly string[]> = {
   ocsp: ["verbose", "url"],
   renew: ["verbose"],
   revoke: ["reason"],
+  list: [],
 };
 
 export const MAX_DAYS = 36500;
@@ -172,7 +181,7 @@ export const MAX_DAYS = 36500;
 /** argv after the program name → options; UsageError or FatalError (exit 100) when bad. */
 export function parseKeygenArgs(
   args: readonly string[],
-): KeygenOptions | TicketOptions | OcspOptions | RenewOptions | RevokeOptions {
+): KeygenOptions | TicketOptions | OcspOptions | RenewOptions | RevokeOptions | ListOptions {
   const [word, ...rest] = args;
   if (word === undefined || word === "") throw new UsageError("", USAGE);
   if (!(COMMANDS as readonly string[]).includes(word)) {
@@ -207,6 +216,7 @@ export function parseKeygenArgs(
   if (command === "ocsp")
     return { command, chainFile: certFile, url: parseUrl(last("url")), verbose: has("verbose") };
   if (command === "renew") return { command, certDir: certFile, verbose: has("verbose") };
+  if (command === "list") return { command, certDir: certFile };
   if (command === "revoke")
     return { command, certDir: certFile, name: keyFile, reason: parseReason(last("reason")) };
   if (command === "leaf" && (!has("ca-cert") || !has("ca-key"))) {
@@ -281,6 +291,7 @@ const FILE_NAMES: Partial<Record<Command, string[]>> = {
   ocsp: ["chainfile"],
   renew: ["certdir"],
   revoke: ["certdir", "name"],
+  list: ["certdir"],
 };
 
 function withUsage<T>(usage: string, parse: () => T): T {
