@@ -10,6 +10,17 @@ import { FatalError } from "../ucspi/errors.ts";
 import { osPath } from "../ucspi/os-string.ts";
 import type { DropPrivileges } from "../ucspi/privileges.ts";
 
+/** tlsd's ACME configuration for `certDir`, from its ACME_* settings; undefined without
+ * ACME_DIRECTORY, exit 100 with settings tlsd would refuse. */
+export function certDirConfig(certDir: string, env: Readonly<Env>): AcmeConfig | undefined {
+  return env["ACME_DIRECTORY"] ? acmeConfig({ ...env, CERTDIR: toBytes(certDir) }) : undefined;
+}
+
+/** OnDemand's and the issuer's lines, which are tlsd's, in tls-keygen's name. */
+export function inOurName(log: (line: string) => void): (line: string) => void {
+  return (line) => log(line.replace(/^tlsd: /, "tls-keygen: "));
+}
+
 /** The ACME configuration of `certDir`, its owner's ids taken on (said with `verbose`); exit
  * 100 without ACME_DIRECTORY or with settings tlsd would refuse. */
 export function certDirAcme(
@@ -20,9 +31,7 @@ export function certDirAcme(
   drop: DropPrivileges,
   verbose: boolean,
 ): AcmeConfig {
-  const config = env["ACME_DIRECTORY"]
-    ? acmeConfig({ ...env, CERTDIR: toBytes(certDir) })
-    : undefined;
+  const config = certDirConfig(certDir, env);
   if (!config)
     throw new FatalError(
       `${command} needs ACME_DIRECTORY and the other ACME_* settings of the tlsd that serves the CERTDIR`,

@@ -5,14 +5,13 @@
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { acmeConfig } from "../acme/config.ts";
 import { Ledger, mtimeOf } from "../acme/ledger.ts";
 import { OnDemand } from "../acme/on-demand.ts";
 import { CHAIN_FILE, certificateNames } from "../tls/cert-dir.ts";
 import type { Env } from "../ucspi/env.ts";
-import { toBytes } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { osPath } from "../ucspi/os-string.ts";
+import { certDirConfig } from "./certdir-acme.ts";
 import type { ListOptions } from "./options.ts";
 
 /** Writes the lines; 0, or 111 when a certificate (or the CERTDIR) cannot be read. */
@@ -29,9 +28,7 @@ export function listCertDir(
     throw new FatalError(`unable to read CERTDIR ${options.certDir}: ${causeText(error)}`, 111);
   }
   // The renewal times are tlsd's, which its ACME_* settings decide; without them, none.
-  const config = env["ACME_DIRECTORY"]
-    ? acmeConfig({ ...env, CERTDIR: toBytes(options.certDir) })
-    : undefined;
+  const config = certDirConfig(options.certDir, env);
   const acme = config ? new OnDemand(config, () => undefined) : undefined;
   const ledger = new Ledger(join(options.certDir, ".acme"), Infinity);
   let status = 0;

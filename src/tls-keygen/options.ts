@@ -103,8 +103,8 @@ export interface RevokeOptions {
   command: "revoke";
   certDir: string;
   name: string;
-  /** RFC 5280's reason code; keyCompromise (1) is asked for with the certificate's own key. */
-  reason: number;
+  /** A name of REVOCATION_REASONS; keyCompromise is asked for with the certificate's own key. */
+  reason: string;
 }
 
 /** `list`: what tlsd's CERTDIR holds, a line per certificate. */
@@ -347,13 +347,12 @@ function parseCommonName(value: string | undefined): string | undefined {
   return value;
 }
 
-function parseReason(value: string | undefined): number {
-  if (value === undefined) return 0;
-  const code = Object.hasOwn(REVOCATION_REASONS, value) ? REVOCATION_REASONS[value] : undefined;
-  if (code === undefined)
+function parseReason(value: string | undefined): string {
+  if (value === undefined) return "unspecified";
+  if (!Object.hasOwn(REVOCATION_REASONS, value))
     throw new FatalError(
       `--reason: ${Object.keys(REVOCATION_REASONS).join(", ")}, not ${shown(value)}`,
       100,
     );
-  return code;
+  return value;
 }

@@ -12,7 +12,7 @@ import type { Env } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import type { DropPrivileges } from "../ucspi/privileges.ts";
 import type { RenewOptions } from "./options.ts";
-import { certDirAcme } from "./certdir-acme.ts";
+import { certDirAcme, inOurName } from "./certdir-acme.ts";
 
 /** Renews what is due; 0 when nothing failed, 111 when an order failed (the timer's next run
  * tries again), 100 for a configuration tlsd would refuse. */
@@ -30,7 +30,7 @@ export async function renewCertDir(
     throw new FatalError(`unable to read CERTDIR ${options.certDir}: ${causeText(error)}`, 111);
   }
   // OnDemand's lines are tlsd's; here they are ours.
-  const acme = new OnDemand(config, (line) => log(line.replace(/^tlsd: /, "tls-keygen: ")));
+  const acme = new OnDemand(config, inOurName(log));
   const outcomes = await acme.renewDue(names);
   let status = 0;
   for (const [name, outcome] of outcomes) {

@@ -15,11 +15,9 @@ import type { Env } from "../ucspi/env.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
 import { osPath } from "../ucspi/os-string.ts";
 import type { DropPrivileges } from "../ucspi/privileges.ts";
-import { certDirAcme } from "./certdir-acme.ts";
+import { certDirAcme, inOurName } from "./certdir-acme.ts";
 import { REVOCATION_REASONS } from "./options.ts";
 import type { RevokeOptions } from "./options.ts";
-
-const KEY_COMPROMISE = 1;
 
 /** Revokes and withdraws; 0, or 111 when the certificate cannot be read or the CA refused
  * (nothing is withdrawn then), 100 for a configuration tlsd would refuse. */
@@ -48,25 +46,25 @@ export async function revokeCertificate(
   }
   // keyCompromise is proved with the key itself; read now, before anything is asked.
   let key: Buffer | undefined;
-  if (options.reason === KEY_COMPROMISE) {
+  if (options.reason === "keyCompromise") {
     try {
       key = readFileSync(osPath(join(dir, KEY_FILE)));
     } catch (error) {
       throw new FatalError(`unable to read ${name}'s key: ${causeText(error)}`, 111);
     }
   }
-  const reason = Object.keys(REVOCATION_REASONS).find(
-    (r) => REVOCATION_REASONS[r] === options.reason,
-  );
-  const lines = (line: string) => log(line.replace(/^tlsd: /, "tls-keygen: "));
   try {
-    await new Issuer(config, lines).revoke(chain, options.reason, key);
+    await new Issuer(config, inOurName(log)).revoke(
+      chain,
+      REVOCATION_REASONS[options.reason] ?? 0,
+      key,
+    );
   } catch (error) {
     throw new FatalError(`the CA did not revoke ${name}'s certificate: ${causeText(error)}`, 111);
   }
   withdrawCertificate(config.cacheDir, name);
   log(
-    `tls-keygen: info: acme: ${name}: certificate ${leaf.serialNumber.toLowerCase()} revoked (${reason ?? options.reason}) and taken out of ${options.certDir}: the next client orders a new one\n`,
+    `tls-keygen: info: acme: ${name}: certificate ${leaf.serialNumber.toLowerCase()} revoked (${options.reason}) and taken out of ${options.certDir}: the next client orders a new one\n`,
   );
   return 0;
 }
