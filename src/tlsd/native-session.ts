@@ -170,6 +170,7 @@ export async function runNative(
         s.spawned();
         n.close(theirs);
       },
+      onSpawning: () => s.spawning(),
     });
     if (direct) greeted = greetThenRelay(s, ours, record, () => (spawned ? undefined : theirs));
     status = await running;
@@ -325,6 +326,8 @@ export class EngineSession {
   private plain: number | undefined;
   private plainWait: number | undefined;
   private program: number | undefined;
+  /** `program` is (to be) a spawned program's end, not a stage's of this process. */
+  private forProgram = false;
 
   private readonly fd: number;
   private readonly store: CertStore;
@@ -451,8 +454,15 @@ export class EngineSession {
     clearTimeout(timer);
   }
 
+  /** A program is being spawned on the socketpair: its end is the program's, though still
+   * open here until spawned(). */
+  spawning(): void {
+    this.forProgram = true;
+  }
+
   /** A program was spawned on the socketpair: its end is no longer this process's. */
   spawned(): void {
+    this.forProgram = true;
     this.program = undefined;
   }
 
@@ -476,33 +486,41 @@ export class EngineSession {
     if (this.adopted) return;
     // A stage of this process (tcpforward) says the client's loss in its own words, as it
     // learns it: a reset of the socketpair.
-    if (end && "lost" in end && this.program !== undefined) return this.resetPair();
+    if (end && "lost" in end && this.program !== undefined && !this.forProgram)
+      return this.resetPair();
     if (end && "lost" in end && unsent) this.fail(`${LOST}: ${end.lost}`);
     const plain = this.plain;
     if (!end || !("lost" in end) || unsent || plain === undefined) return this.closePlain();
-    const n = native();
-    this.plainWait = n.whenReadable(plain, () => {
+    this.plainWait = native().whenReadable(plain, () => {
       this.plainWait = undefined;
-      let wrote = false;
-      try {
-        wrote = Boolean(n.recv(plain, 1, false));
-      } catch {
-        // Gone as well.
-      }
-      if (wrote) this.fail(`${LOST}: ${end.lost}`);
+      if (this.unread()) this.fail(`${LOST}: ${end.lost}`);
       this.closePlain();
     });
   }
 
   /** A socketpair has no reset of its own; one end closed with bytes unread in it is one for
-   * the other end (ECONNRESET): a byte sent from the program's end, then ours closed. */
+   * the other end (ECONNRESET): a byte sent from the program's end where none is unread (the
+   * pair empty, so the write cannot block: the end may be a blocking one), then ours closed. */
   private resetPair(): void {
-    try {
-      writeSync(this.program as number, RESET_BYTE);
-    } catch {
-      // Its buffer is full: there are unread bytes already.
+    if (!this.unread()) {
+      try {
+        writeSync(this.program as number, RESET_BYTE);
+      } catch {
+        // Its end is closed: nothing to tell.
+      }
     }
     this.closePlain();
+  }
+
+  /** Whether the program wrote bytes that are still in the socketpair. */
+  private unread(): boolean {
+    if (this.plain === undefined) return false;
+    try {
+      return Boolean(native().recv(this.plain, 1, false));
+    } catch {
+      // Gone as well.
+      return false;
+    }
   }
 
   fail(why: string): void {

@@ -179,7 +179,7 @@ async function runStage(
         // A stop for this chain (tcpserver --drain's bound) ends what its stages spawn too.
         stop: eitherSignal(options.stop, hooks?.stop),
         onSpawn: hooks?.onSpawn,
-        onSpawning: undefined,
+        onSpawning: hooks?.onSpawning,
         onPeerGone: hooks?.onPeerGone,
       }),
   };

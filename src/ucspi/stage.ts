@@ -47,6 +47,9 @@ export interface NextHooks {
   stop?: AbortSignal;
   /** Called with the pid once the program is spawned (not for a stage run in this process). */
   onSpawn?: (pid: number) => void;
+  /** Called before next() returns when a program is being spawned off the event loop (under
+   * tcpserver): it may run, and write, before onSpawn comes. */
+  onSpawning?: () => void;
   /** Called when the connection refuses what a program spawned on a stream still writes (the
    * peer is gone): the chain has closed the program's socket, so it learns at its next write
    * (EPIPE), and the stage says so. A stage run in this process says it in its own words. */

@@ -631,12 +631,13 @@ test("a client that leaves while the program writes: one line, status 98, and th
       });
       client.on("error", () => {});
       let got = 0;
-      await new Promise<void>((resolve) =>
+      await new Promise<void>((resolve, reject) => {
         client.on("data", (bytes: Buffer) => {
           got += bytes.length;
           if (got > 100_000) resolve();
-        }),
-      );
+        });
+        client.on("close", () => reject(new Error(`closed after ${got} bytes:\n${s.log()}`)));
+      });
       // Gone with bytes unread: the kernel resets the connection.
       client.destroy();
       await s.waitForLog(/^tcpserver: end /, 1);
