@@ -15,6 +15,10 @@ export interface RunningServer {
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/** How long stop() waits for a server's end after SIGTERM: tcpserver's own bounds (3 s for
+ * what runs in-process, 10 s for an ACME order's taking down) and then some. */
+const STOP_BOUND_MS = 30_000;
+
 /** Servers still running: a test that timed out (the runner then exits without its cleanup)
  * must not leave one behind, holding ports and spawning for clients of later runs. */
 const running = new Set<ChildProcess>();
@@ -84,7 +88,18 @@ export function startServer(
           ),
         stop: async () => {
           if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-          return exited;
+          // One that does not end (its loop stuck) is killed, and the test fails with its log
+          // rather than timing out with nothing said.
+          let timer: NodeJS.Timeout | undefined;
+          const stuck = new Promise<"stuck">((res) => {
+            timer = setTimeout(() => res("stuck"), STOP_BOUND_MS);
+          });
+          const end = await Promise.race([exited, stuck]);
+          clearTimeout(timer);
+          if (end !== "stuck") return end;
+          child.kill("SIGKILL");
+          await exited;
+          throw new Error(`server still ran ${STOP_BOUND_MS / 1000} s after SIGTERM:\n${stderr}`);
         },
       });
     });
