@@ -7,7 +7,7 @@
 //                 STALE_MS was left by a crashed process and is taken over (CertMagic's way).
 //                 It also names its owner's process (pid, start time, boot and pid namespace),
 //                 so that a tlsd beside it sees at once that the owner is gone (SIGKILL, a
-//                 crash) and takes over then, not ten minutes later;
+//                 crash) and takes over then, not STALE_MS later;
 //   failures/NAME why the last order of NAME failed, written by its owner before it releases
 //                 its claim: the tlsds that waited on that order say the cause too;
 //   orders.log    "time name" per order, appended (one short write: atomic with O_APPEND);
@@ -39,10 +39,12 @@ export type Claim =
   | "limited";
 
 const HOUR_MS = 3_600_000;
-/** A claim older than this was left by a process that died while ordering (its owner touches
- * it every REFRESH_MS while the order runs). */
-export const STALE_MS = 10 * 60_000;
-export const REFRESH_MS = STALE_MS / 4;
+/** A claim older than this was left by a process that died while ordering: its owner touches
+ * it every REFRESH_MS while the order runs. Three minutes, for the tlsds of other hosts that
+ * share the CERTDIR (where the owner's pid says nothing): six touches missed, room for NFS's
+ * attribute cache (60 s at most by default) and for clocks a little apart. */
+export const STALE_MS = 3 * 60_000;
+export const REFRESH_MS = 30_000;
 /** The log is rewritten with the last hour only once it grows past this. */
 const LOG_TRIM_BYTES = 64 * 1024;
 

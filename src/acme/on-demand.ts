@@ -15,7 +15,7 @@ import { onStop } from "../ucspi/stop.ts";
 import { sniMatches } from "../tls/sni-pattern.ts";
 import type { AcmeConfig } from "./config.ts";
 import { Issuer } from "./issuer.ts";
-import { Ledger, REFRESH_MS, STALE_MS, mtimeOf } from "./ledger.ts";
+import { Ledger, REFRESH_MS, mtimeOf } from "./ledger.ts";
 import { NamePolicy } from "./name-policy.ts";
 import { RenewalSchedule } from "./renewal-schedule.ts";
 import { endText, runSiteProgram } from "./site-program.ts";
@@ -46,6 +46,10 @@ const RATE_LIMITED = { result: "rate_limited" };
 
 /** How often a tlsd waiting for another's order looks for its certificate. */
 const OTHER_POLL_MS = 200;
+/** How long it follows an order whose claim stays fresh: the order's own steps are bounded
+ * (10 s a request to the CA, ACME_DNS_HOOK's 180 s, ACME_DNS_WAIT), so this only stops a wait
+ * on an owner that keeps its claim and never ends. */
+const FOLLOW_MS = 10 * 60_000;
 /** After a failed renewal (or for a file that is not ours), the next look waits this long. */
 const RETRY_MS = 60_000;
 /** How many certificates tls-keygen renew renews at once: a CERTDIR of hundreds due together
@@ -298,7 +302,7 @@ export class OnDemand {
           if (claim === "claimed") return resolve(this.ownOrder(name));
           if (claim === "limited") return reject(new Error("rate limit"));
         }
-        if (!this.ledger.ordering(name) || Date.now() - started > STALE_MS) {
+        if (!this.ledger.ordering(name) || Date.now() - started > FOLLOW_MS) {
           const cause = this.ledger.failure(name, started);
           const why = cause
             ? `the other tlsd's order failed: ${cause}`
