@@ -263,7 +263,8 @@ static char *build_request(napi_env env, napi_value *args, uint32_t id, int *fds
     napi_get_element(env, args[3], i + 1, &b);
     get_int(env, a, &from);
     get_int(env, b, &to);
-    make_blocking(from);
+    /* A socket on both 0 and 1 is one open file: made blocking once. */
+    if (*nfds == 0 || fds[*nfds - 1] != from) make_blocking(from);
     fds[(*nfds)++] = from;
     memcpy(p, &to, sizeof to);
     p += sizeof to;

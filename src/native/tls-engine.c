@@ -984,7 +984,7 @@ napi_value tls_relay(napi_env env, napi_callback_info info) {
   }
   int on = 1;
   ioctl(pfd, FIONBIO, &on);
-  ioctl(wfd, FIONBIO, &on);
+  if (wfd != pfd) ioctl(wfd, FIONBIO, &on);
   s->pfd = pfd;
   s->plain.fd = pfd;
   s->wfd = wfd;

@@ -300,6 +300,7 @@ static int spawn_args_init(napi_env env, napi_value *args, spawn_args_t *s) {
   int highest_target = -1;
   int targets[64];
   int ntargets = 0;
+  int32_t last_from = -1;
   for (uint32_t i = 0; i + 1 < npairs && ntargets < 64; i += 2) {
     napi_value a, b;
     int32_t from, to;
@@ -307,7 +308,9 @@ static int spawn_args_init(napi_env env, napi_value *args, spawn_args_t *s) {
     napi_get_element(env, args[3], i + 1, &b);
     get_int(env, a, &from);
     get_int(env, b, &to);
-    make_blocking(from);
+    /* A socket on both 0 and 1 is one open file: made blocking once. */
+    if (from != last_from) make_blocking(from);
+    last_from = from;
     posix_spawn_file_actions_adddup2(fa, from, to);
     targets[ntargets++] = to;
     if (to > highest_target) highest_target = to;
