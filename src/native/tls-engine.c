@@ -1000,6 +1000,9 @@ napi_value tls_relay(napi_env env, napi_callback_info info) {
     s->down_off = 0;
   }
   s->state = S_RELAY;
+  /* Nothing to read there yet (a program is not even spawned): epoll says when there is, which
+   * saves a recv that fails on every connection. */
+  s->plain_drained = 1;
   if (watch_change(&s->plain, EPOLLERR) < 0 ||
       (wfd != pfd && watch_change(&s->plain_out, EPOLLERR) < 0)) {
     fail_errno(s, "plaintext side", errno);
