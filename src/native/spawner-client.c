@@ -20,6 +20,7 @@ enum { SPAWN = 1, KILL = 2, SPAWNED = 1, EXITED = 2 };
 enum { CONTROL = 3, MAX_FDS = 64, BUCKETS = 1024, MAX_SPAWNERS = 8 };
 /* Big enough for a burst of requests; a request that does not fit is spawned here instead. */
 #define SEND_BUFFER (4 << 20)
+#define REPLIES_AT_ONCE 16
 
 struct request {
   uint32_t type, id;
@@ -144,17 +145,38 @@ static void spawner_ready(uv_poll_t *poll, int status, int events) {
   (void)events;
   napi_handle_scope scope;
   napi_open_handle_scope(sp->env, &scope);
-  for (;;) {
-    struct reply r;
-    ssize_t n = recv(sp->fd, &r, sizeof r, MSG_DONTWAIT);
-    if (n == (ssize_t)sizeof r) {
-      handle_reply(sp, &r);
-      if (lost(sp)) break; /* a callback's spawn found it gone */
-      continue;
+  /* The replies waiting, up to REPLIES_AT_ONCE in one call: a batch that is not full was all
+   * there was, so no call is made only to meet EAGAIN (the poll is level-triggered, and says
+   * so again for replies that came meanwhile). */
+  struct reply r[REPLIES_AT_ONCE];
+  struct iovec iov[REPLIES_AT_ONCE];
+  struct mmsghdr msgs[REPLIES_AT_ONCE];
+  for (int done = 0; !done;) {
+    memset(msgs, 0, sizeof msgs);
+    for (int i = 0; i < REPLIES_AT_ONCE; i++) {
+      iov[i] = (struct iovec){&r[i], sizeof r[i]};
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
-    lose(sp);
-    break;
+    int got = recvmmsg(sp->fd, msgs, REPLIES_AT_ONCE, MSG_DONTWAIT, NULL);
+    if (got < 0) {
+      if (errno != EAGAIN && errno != EINTR) lose(sp);
+      break;
+    }
+    done = got < REPLIES_AT_ONCE;
+    for (int i = 0; i < got; i++) {
+      /* Anything but a whole reply is its end (EOF: a message of no bytes). */
+      if (msgs[i].msg_len != sizeof r[i]) {
+        lose(sp);
+        done = 1;
+        break;
+      }
+      handle_reply(sp, &r[i]);
+      if (lost(sp)) { /* a callback's spawn found it gone */
+        done = 1;
+        break;
+      }
+    }
   }
   napi_close_handle_scope(sp->env, scope);
 }
