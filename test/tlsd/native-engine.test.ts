@@ -14,7 +14,9 @@ import { encodeProxyV2, resumeTlv } from "../../src/proxy/index.ts";
 import { makePki } from "../helpers/certs.ts";
 import { PY_BIO, READ_TO_END } from "../helpers/py-bio.ts";
 import { BIN, ours, run } from "../helpers/programs.ts";
-import { startServer } from "../helpers/server.ts";
+import { spawnersOf } from "../helpers/interop.ts";
+import { startServer, waitFor } from "../helpers/server.ts";
+import { tlsExchange } from "../helpers/tls-client.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
 const pki = makePki();
@@ -651,6 +653,62 @@ test("a client that leaves while the program writes: one line, status 98, and th
   }
 });
 
+/** A TLS client on a TCP socket of its own, which the test can reset (resetAndDestroy). */
+function resettableClient(port: number) {
+  const tcp = connect(port, "127.0.0.1");
+  const client = tlsConnect({
+    socket: tcp,
+    servername: "localhost",
+    ca: [readFileSync(pki.ca.cert)],
+  });
+  client.on("error", () => {});
+  return { tcp, client };
+}
+
+/** Whether a spawn request waits, unread, at one of `spawners`: its socket's Recv-Q (ss). */
+function requestWaiting(spawners: readonly number[]): boolean {
+  const sockets = execFileSync("ss", ["-xpn"], { encoding: "latin1" }).split("\n");
+  return sockets.some(
+    (line) =>
+      spawners.some((pid) => line.includes(`pid=${pid},`)) && Number(line.split(/\s+/)[2]) > 0,
+  );
+}
+
+test("a client lost before the spawner has said that the program runs: still a program's loss (one line, status 98), and tcpserver goes on", async () => {
+  await withTlsd([], ["sh", "-c", "echo late; echo again"], async (s) => {
+    const pid = s.child.pid ?? 0;
+    // A first connection starts the spawners (they start on tcpserver's first spawn).
+    assert.equal(await tlsExchange(s.port, pki.ca.cert), "late\nagain\n");
+    await s.waitForLog(/^tcpserver: end /, 1);
+    const spawners = spawnersOf(pid);
+    assert.ok(spawners.length > 0, "tcpserver has its spawners");
+    // Stopped, they leave the next spawn request unanswered: the program runs only later, and
+    // the client is gone (a reset) before the session learns that it was spawned.
+    for (const spawner of spawners) process.kill(spawner, "SIGSTOP");
+    try {
+      const { tcp, client } = resettableClient(s.port);
+      await new Promise((resolve) => client.once("secureConnect", resolve));
+      // Once the spawn request waits at a spawner, unread.
+      await waitFor(
+        () => (requestWaiting(spawners) ? true : undefined),
+        15_000,
+        () => `no spawn request reached the stopped spawners:\n${s.log()}`,
+      );
+      tcp.resetAndDestroy();
+    } finally {
+      for (const spawner of spawners) process.kill(spawner, "SIGCONT");
+    }
+    await s.waitForLog(/^tcpserver: end /, 2);
+    assert.match(
+      s.log(),
+      /^tlsd: fatal: 127\.0\.0\.1: connection lost before the program was done: connection reset$/m,
+    );
+    assert.match(s.log(), new RegExp(`^tcpserver: end \\d+ status ${STATUS_98}$`, "m"));
+    // Its loop was never stuck: it serves the next client.
+    assert.equal(await tlsExchange(s.port, pki.ca.cert), "late\nagain\n");
+  });
+});
+
 test("a forged record after the handshake: OpenSSL's first reason (node:tls's words), status 98", async () => {
   await withTlsd([], ["cat"], async (s) => {
     const script = `${PY_BIO}
@@ -689,13 +747,7 @@ test("tcpforward after the engine: a client's reset reaches the service's connec
   const servicePort = String((service.address() as { port: number }).port);
   try {
     await withTlsd([], ["tcpforward", "127.0.0.1", servicePort], async (s) => {
-      const tcp = connect(s.port, "127.0.0.1");
-      const client = tlsConnect({
-        socket: tcp,
-        servername: "localhost",
-        ca: [readFileSync(pki.ca.cert)],
-      });
-      client.on("error", () => {});
+      const { tcp, client } = resettableClient(s.port);
       await new Promise((resolve) => client.once("data", resolve));
       tcp.resetAndDestroy();
       await s.waitForLog(
