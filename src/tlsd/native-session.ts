@@ -328,6 +328,9 @@ export class EngineSession {
   private program: number | undefined;
   /** `program` is (to be) a spawned program's end, not a stage's of this process. */
   private forProgram = false;
+  /** How the client was lost while the program had nothing unsent (failedEnd): a failure if
+   * the program writes before its end. */
+  private lostWhileQuiet: string | undefined;
 
   private readonly fd: number;
   private readonly store: CertStore;
@@ -470,6 +473,11 @@ export class EngineSession {
   closePlain(): void {
     const plain = this.plain;
     if (plain === undefined) return;
+    // The client was lost while the program had nothing unsent: what it wrote since, up to
+    // now (its end, if it came before the pair said it was readable), is its failure.
+    const lost = this.lostWhileQuiet;
+    this.lostWhileQuiet = undefined;
+    if (lost !== undefined && this.unread()) this.fail(`${LOST}: ${lost}`);
     this.plain = undefined;
     if (this.plainWait !== undefined) native().cancelWait(plain, this.plainWait);
     native().close(plain);
@@ -491,9 +499,9 @@ export class EngineSession {
     if (end && "lost" in end && unsent) this.fail(`${LOST}: ${end.lost}`);
     const plain = this.plain;
     if (!end || !("lost" in end) || unsent || plain === undefined) return this.closePlain();
+    this.lostWhileQuiet = end.lost;
     this.plainWait = native().whenReadable(plain, () => {
       this.plainWait = undefined;
-      if (this.unread()) this.fail(`${LOST}: ${end.lost}`);
       this.closePlain();
     });
   }
