@@ -308,8 +308,8 @@ async function assertTakenDown(
   value: string,
   log: string,
 ) {
-  // Ended (its sleep had 60 s to go): looked for until it is gone, as its pid was seen once
-  // (CI, stop 46's run) a moment after tcpserver's exit.
+  // Ended (its sleep had 60 s to go): looked for until it is gone, as its pid answered once
+  // (a fresh-clone run of .ci/run) just after tcpserver's exit.
   await waitFor(
     () => {
       try {
