@@ -21,6 +21,10 @@ export function startsWithProxySignature(bytes: Uint8Array): boolean {
   );
 }
 
+// Byte by byte: the signatures are a few bytes, and this runs on every connection tls-sniff
+// and acme-challenge look at, where a subarray and a compare cost more than the bytes.
 function isPrefixOf(prefix: Uint8Array, bytes: Uint8Array): boolean {
-  return Buffer.compare(prefix, bytes.subarray(0, prefix.length)) === 0;
+  if (bytes.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (prefix[i] !== bytes[i]) return false;
+  return true;
 }

@@ -44,7 +44,6 @@ export const forwardStage: Stage = {
 
   async run(ctx) {
     const o = stageOptions(ctx.argv, USAGE, parseForwardArgs);
-    const who = clientPrefix(ctx.env);
     if (
       ownConnections.has(endpointKey(tcpVar(ctx.env, "REMOTEIP"), tcpVar(ctx.env, "REMOTEPORT")))
     ) {
@@ -53,7 +52,7 @@ export const forwardStage: Stage = {
       resetConnection(ctx.connection);
       forwardConnects.inc(LOOP);
       throw new FatalError(
-        `${who}a loop: this connection comes from tcpforward itself (run tcpserver --transparent or --redirected, or give a host and a port)`,
+        `${clientPrefix(ctx.env)}a loop: this connection comes from tcpforward itself (run tcpserver --transparent or --redirected, or give a host and a port)`,
         111,
       );
     }
@@ -78,8 +77,8 @@ export const forwardStage: Stage = {
         if (probed.asked && o.verbosity >= (probed.changed ? 1 : 2))
           ctx.log(
             probed.tls
-              ? `tcpforward: info: ${who}${where(to)} speaks TLS itself: its TLS clients go to it as they are (for ${VERDICT_SECONDS} s)\n`
-              : `tcpforward: info: ${who}${where(to)} does not speak TLS (${probed.why}): its TLS clients go to ${o.ifPlain[0] ?? ""} (for ${VERDICT_SECONDS} s)\n`,
+              ? `tcpforward: info: ${clientPrefix(ctx.env)}${where(to)} speaks TLS itself: its TLS clients go to it as they are (for ${VERDICT_SECONDS} s)\n`
+              : `tcpforward: info: ${clientPrefix(ctx.env)}${where(to)} does not speak TLS (${probed.why}): its TLS clients go to ${o.ifPlain[0] ?? ""} (for ${VERDICT_SECONDS} s)\n`,
           );
         if (!probed.tls) return await ctx.next(o.ifPlain, ctx.env, probed.connection);
         return await forward(
@@ -127,9 +126,9 @@ async function forward(
   from: string,
   connected?: number,
 ): Promise<number> {
-  const who = clientPrefix(ctx.env);
   const service = connected ?? (await connectOrReset(ctx, o, to, from));
-  if (o.verbosity >= 2) ctx.log(`tcpforward: info: ${who}connected to ${where(to)}\n`);
+  if (o.verbosity >= 2)
+    ctx.log(`tcpforward: info: ${clientPrefix(ctx.env)}connected to ${where(to)}\n`);
   const own = o.host === undefined && o.socket === undefined ? ownEndpoint(service) : undefined;
   if (own) ownConnections.add(own);
   try {
@@ -141,7 +140,7 @@ async function forward(
         : await streamRelay(ctx.connection, service, to);
     if (broken !== undefined) {
       forwardBroken.inc(broken.side === "client" ? BROKEN_CLIENT : BROKEN_SERVICE);
-      throw new FatalError(`${who}${broken.text}`, 111);
+      throw new FatalError(`${clientPrefix(ctx.env)}${broken.text}`, 111);
     }
     return exitStatus(0);
   } finally {

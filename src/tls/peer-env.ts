@@ -284,6 +284,8 @@ const SESSION_VARIABLES: readonly string[] = [
   ...certificateNames("SSL_SERVER"),
   ...sslAddressFacts({}).map(([name]) => name),
 ];
+/** The same, to look names up in; every one starts with SSL (SSL_*, SSLLOCALIP...). */
+const SESSION_NAMES: ReadonlySet<string> = new Set(SESSION_VARIABLES);
 
 /** The program's environment: `env` without the TLS configuration (unless -Z), with `facts`
  * (the session), and with --mod-ssl ucspi-ssl's address set, which the TCP variables give.
@@ -397,7 +399,11 @@ function withIssuers(der: Buffer, issuers: readonly Buffer[]): DetailedPeerCerti
  * names are Unicode), and the absent ones that env has, as unset (see Env). */
 function factChanges(env: Readonly<Env>, facts: readonly [string, string | undefined][]): Env {
   const changes: Env = {};
-  for (const name of SESSION_VARIABLES) if (env[name] !== undefined) changes[name] = undefined;
+  // By env's own names (a few dozen, rarely one of ours), not by the hundred of ours: a look-up
+  // of each in env cost about 5 µs a handshake.
+  for (const name in env)
+    if (name.startsWith("SSL") && SESSION_NAMES.has(name) && env[name] !== undefined)
+      changes[name] = undefined;
   for (const [name, value] of facts) {
     if (value !== undefined) changes[name] = toBytes(value);
     else if (env[name] !== undefined) changes[name] = undefined;

@@ -101,10 +101,16 @@ export function envList(env: Readonly<Env>): string[] {
   return list;
 }
 
+/** The full names by the short one, made once: a name put together on each call is a new
+ * string to hash for every lookup, several times a connection. */
+const TCP_NAMES = new Map<string, readonly [string, string]>();
+
 /** One of the connection's variables by the name after TCP (`REMOTEIP`...): the TCP6* one
  * for an IPv6 connection (PROTO=TCP6), as Debian's ucspi-tcp-ipv6 sets them. */
 export function tcpVar(env: Readonly<Env>, name: string): string | undefined {
-  return env[`${env["PROTO"] === "TCP6" ? "TCP6" : "TCP"}${name}`];
+  let names = TCP_NAMES.get(name);
+  if (!names) TCP_NAMES.set(name, (names = [`TCP${name}`, `TCP6${name}`]));
+  return env[names[env["PROTO"] === "TCP6" ? 1 : 0]];
 }
 
 /** The client's address as the start of a log line (`1.2.3.4: `), or nothing without one. */

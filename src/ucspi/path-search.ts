@@ -17,21 +17,32 @@ export class ProgramNotFound extends Error {
  * same few programs thousands of times a second, and each search is two system calls per
  * directory tried; a program installed or removed is seen within this time all the same. */
 const FOUND_MS = 1000;
-const found = new Map<string, { file: string; until: number }>();
+/** By PATH (none: execvp's default), then by name: PATH is the same string on every
+ * connection, whose hash V8 keeps, where one key of both would be a new string to hash each
+ * time (a PATH is 100 bytes and more). */
+const found = new Map<string | undefined, Map<string, { file: string; until: number }>>();
+let foundCount = 0;
 // SIGHUP: a program just installed or moved is searched for again at once.
-onReload(() => found.clear());
+onReload(() => forget());
+
+function forget(): void {
+  found.clear();
+  foundCount = 0;
+}
 
 /** The file that `execvp(name)` would run with this PATH (a byte string, as the environment
  * holds it); the file as a command-line word is (src/ucspi/os-string.ts). */
 export function findProgram(name: string, path: string | undefined): string {
   if (name.includes("/")) return name;
-  const key = `${path ?? ""}\0${name}`;
   const now = Date.now();
-  const known = found.get(key);
+  const known = found.get(path)?.get(name);
   if (known && now < known.until) return known.file;
   const file = searchPath(name, path);
-  if (found.size > 1000) found.clear();
-  found.set(key, { file, until: now + FOUND_MS });
+  if (foundCount > 1000) forget();
+  let names = found.get(path);
+  if (!names) found.set(path, (names = new Map()));
+  if (!names.has(name)) foundCount++;
+  names.set(name, { file, until: now + FOUND_MS });
   return file;
 }
 
