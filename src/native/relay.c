@@ -1,6 +1,6 @@
 /* The splice relay: relay(a, b, onDone) moves the bytes of two sockets to each other in the
- * kernel (splice through a pipe per direction: no copy to user space, no JavaScript per chunk)
- * until both directions have ended. An end of input is passed on as a half-close (shutdown
+ * kernel (splice through a pipe per direction: no copy to user space, no JavaScript per chunk;
+ * small reads are copied, below) until both directions have ended. An end of input is passed on as a half-close (shutdown
  * SHUT_WR); a failure ends both directions at once. onDone(errno, side) once: errno 0 when both
  * ended normally, else the first failure's errno and the side it came from (0: a, 1: b). The fds
  * stay open (the caller closes them); they are non-blocking from here on.
@@ -20,6 +20,10 @@
 #include "common.h"
 
 #define RELAY_CHUNK (1 << 20)
+/* A direction moves its first bytes by copy (recv and send): for the few bytes of a request or
+ * an answer that is cheaper than splice, which puts them in a page of the pipe on the way. A
+ * read that fills the buffer says a transfer is big: that direction splices from then on. */
+#define COPY_MAX (16 << 10)
 #define WANT_READ 1
 #define WANT_WRITE 2
 
@@ -31,6 +35,8 @@ typedef struct {
   size_t pending; /* in the pipe */
   int eof;        /* from has ended */
   int done;       /* the end was passed on */
+  int bulk;       /* a read filled the copy buffer: splice from here on */
+  size_t capacity; /* of the pipe */
 } direction_t;
 
 struct relay_s {
@@ -45,26 +51,35 @@ struct relay_s {
 /* Empty pipes of finished relays, kept for the next ones: a pipe pair and its 1 MiB size cost
  * five system calls, which a short connection would otherwise pay each time. */
 #define PIPE_POOL 64
-static int pipe_pool[PIPE_POOL][2];
+static struct {
+  int fd[2];
+  size_t capacity;
+} pipe_pool[PIPE_POOL];
 static int pipe_pooled;
 
-static int pipe_take(int p[2]) {
+/* A pipe and what it holds: 1 MiB, or less where the kernel keeps it smaller (a user over
+ * pipe-user-pages-soft gets two pages). */
+static int pipe_take(int p[2], size_t *capacity) {
   if (pipe_pooled > 0) {
     pipe_pooled--;
-    p[0] = pipe_pool[pipe_pooled][0];
-    p[1] = pipe_pool[pipe_pooled][1];
+    p[0] = pipe_pool[pipe_pooled].fd[0];
+    p[1] = pipe_pool[pipe_pooled].fd[1];
+    *capacity = pipe_pool[pipe_pooled].capacity;
     return 0;
   }
   if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) return -1;
-  fcntl(p[1], F_SETPIPE_SZ, RELAY_CHUNK);
+  int size = fcntl(p[1], F_SETPIPE_SZ, RELAY_CHUNK);
+  if (size < 0) size = fcntl(p[1], F_GETPIPE_SZ);
+  *capacity = size > 0 ? (size_t)size : 4096;
   return 0;
 }
 
 /* Back to the pool when it is empty (a relay that ended well), else closed. */
-static void pipe_give(int p[2], size_t pending) {
+static void pipe_give(int p[2], size_t capacity, size_t pending) {
   if (pending == 0 && pipe_pooled < PIPE_POOL) {
-    pipe_pool[pipe_pooled][0] = p[0];
-    pipe_pool[pipe_pooled][1] = p[1];
+    pipe_pool[pipe_pooled].fd[0] = p[0];
+    pipe_pool[pipe_pooled].fd[1] = p[1];
+    pipe_pool[pipe_pooled].capacity = capacity;
     pipe_pooled++;
     return;
   }
@@ -98,7 +113,7 @@ static void relay_finish(relay_t *r) {
   r->finished = 1;
   for (int i = 0; i < 2; i++) {
     watch_change(&r->side[i], 0);
-    pipe_give(r->dir[i].pipe, r->failed ? 1 : r->dir[i].pending);
+    pipe_give(r->dir[i].pipe, r->dir[i].capacity, r->failed ? 1 : r->dir[i].pending);
   }
   watch_hold(-1);
   int32_t outcome[2] = {r->failed, r->failed_side};
@@ -114,7 +129,39 @@ static int relay_move(relay_t *r, int d, int hup, int *side) {
   direction_t *x = &r->dir[d];
   for (;;) {
     int progress = 0, drained = 0;
-    if (!x->eof && x->pending < RELAY_CHUNK) {
+    if (!x->eof && x->pending == 0 && !x->bulk) {
+      char buf[COPY_MAX];
+      /* No more than the pipe holds: a send that comes up short leaves its rest there. */
+      size_t most = x->capacity < sizeof buf ? x->capacity : sizeof buf;
+      ssize_t n = recv(x->from, buf, most, MSG_DONTWAIT);
+      if (n > 0) {
+        progress = 1;
+        drained = (size_t)n < most;
+        x->bulk = !drained;
+        ssize_t sent = send(x->to, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (sent < 0 && errno != EAGAIN && errno != EINTR) {
+          *side = 1 - d;
+          return -1;
+        }
+        if (sent < 0) sent = 0;
+        /* What the writer did not take waits in the (empty) pipe, as spliced bytes do. */
+        if (sent < n) {
+          ssize_t kept = write(x->pipe[1], buf + sent, (size_t)(n - sent));
+          if (kept != n - sent) {
+            if (kept >= 0) errno = EIO;
+            *side = d;
+            return -1;
+          }
+          x->pending = (size_t)kept;
+        }
+      } else if (n == 0) {
+        x->eof = 1;
+        progress = 1;
+      } else if (errno != EAGAIN && errno != EINTR) {
+        *side = d;
+        return -1;
+      }
+    } else if (!x->eof && x->pending < RELAY_CHUNK) {
       size_t room = RELAY_CHUNK - x->pending;
       ssize_t n = splice(x->from, NULL, x->pipe[1], NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
@@ -190,9 +237,9 @@ napi_value relay_fds(napi_env env, napi_callback_info info) {
   r->fd[0] = a;
   r->fd[1] = b;
   for (int d = 0; d < 2; d++) {
-    if (pipe_take(r->dir[d].pipe) < 0) {
+    if (pipe_take(r->dir[d].pipe, &r->dir[d].capacity) < 0) {
       int e = errno;
-      if (d == 1) pipe_give(r->dir[0].pipe, 0);
+      if (d == 1) pipe_give(r->dir[0].pipe, r->dir[0].capacity, 0);
       free(r);
       return throw_errno(env, e, "pipe2");
     }
