@@ -6,6 +6,7 @@ import { TLSSocket } from "node:tls";
 import type { SecureContext } from "node:tls";
 import type { Socket } from "node:net";
 import { acmeConfig } from "../acme/config.ts";
+import { nameAllowed } from "../acme/name-policy.ts";
 import { OnDemand } from "../acme/on-demand.ts";
 import type { CertStore } from "../tls/cert-store.ts";
 import { HandshakeError } from "../tls/handshake-result.ts";
@@ -138,7 +139,7 @@ export async function helloDecision(
   if (name === undefined) {
     // No name: the address the client asked for has a certificate where ACME_NAMES lists it.
     const address = localIp === undefined ? undefined : canonicalAddress(localIp);
-    if (address === undefined || !acme.config.names.includes(address)) return {};
+    if (address === undefined || !nameAllowed(acme.config.names, address)) return {};
     const decided = await certificateFor(ctx, acme, store, address, localIp);
     if (decided.override?.certificate === "none")
       return { refusal: new HandshakeError(`no certificate for ${address} yet`, "no_certificate") };
