@@ -1,9 +1,10 @@
 /* The splice relay: relay(a, b, onDone) moves the bytes of two sockets to each other in the
  * kernel (splice through a pipe per direction: no copy to user space, no JavaScript per chunk;
- * small reads are copied, below) until both directions have ended. An end of input is passed on as a half-close (shutdown
- * SHUT_WR); a failure ends both directions at once. onDone(errno, side) once: errno 0 when both
- * ended normally, else the first failure's errno and the side it came from (0: a, 1: b). The fds
- * stay open (the caller closes them); they are non-blocking from here on.
+ * small reads are copied, see COPY_MAX) until both directions have ended. An end of input is
+ * passed on as a half-close (shutdown SHUT_WR); a failure ends both directions at once.
+ * onDone(errno, side) once: errno 0 when both ended normally, else the first failure's errno and
+ * the side it came from (0: a, 1: b). The fds stay open (the caller closes them); they are
+ * non-blocking from here on.
  *
  * The sockets are watched in the addon's own epoll set (watch.c): a short connection costs four
  * epoll_ctl calls (two adds, two removals), and a change only when a direction waits for its
@@ -36,7 +37,7 @@ typedef struct {
   int eof;        /* from has ended */
   int done;       /* the end was passed on */
   int bulk;       /* a read filled the copy buffer: splice from here on */
-  size_t capacity; /* of the pipe */
+  size_t capacity; /* the pipe's */
 } direction_t;
 
 struct relay_s {
