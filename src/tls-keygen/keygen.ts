@@ -88,19 +88,37 @@ async function ensure(options: KeygenOptions, context: KeygenContext): Promise<n
       100,
     );
   }
-  for (const path of [certFile, keyFile]) checkOutput(path, false);
+  try {
+    for (const path of [certFile, keyFile]) checkOutput(path, false);
+  } catch (error) {
+    // A file of the pair appeared since it was looked for: another ensure's, as below.
+    if (!(exists(certFile) || exists(keyFile))) throw error;
+    return keepTheirs(options, context, error);
+  }
   const plan = planFor(options, context);
   const key = await obtainKey(options);
   const pem = await makePem(options, plan, key);
   try {
     write(options, key, pem, context, false);
   } catch (error) {
-    // Another ensure made the pair first: wait for it to finish, then keep its pair.
     if (!(error instanceof AtomicWriteError) || error.code !== "EEXIST") throw error;
-    for (let i = 0; i < 40 && !(exists(certFile) && exists(keyFile)); i++) await sleep(50);
-    if (!(exists(certFile) && exists(keyFile))) throw error;
-    if (options.verbose) context.log(`tls-keygen: info: kept ${certFile} and ${keyFile}\n`);
+    return keepTheirs(options, context, error);
   }
+  return 0;
+}
+
+/** Another ensure made the pair first: waits for it to finish, then keeps its pair; `error`
+ * (ours) if it never does. */
+async function keepTheirs(
+  options: KeygenOptions,
+  context: KeygenContext,
+  error: unknown,
+): Promise<number> {
+  const { certFile, keyFile } = options;
+  for (let i = 0; i < 40 && !(exists(certFile) && exists(keyFile)); i++) await sleep(50);
+  if (!(exists(certFile) && exists(keyFile))) throw error;
+  for (const path of [certFile, keyFile]) checkKept(path, "remove it, or make a new pair");
+  if (options.verbose) context.log(`tls-keygen: info: kept ${certFile} and ${keyFile}\n`);
   return 0;
 }
 
