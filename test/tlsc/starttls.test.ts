@@ -568,24 +568,38 @@ test("xmpp: Prosody's own STARTTLS (encryption required); SASL PLAIN over the ne
 });
 
 /** The mariadb client, unpatched and without TLS (--skip-ssl), reaching tlsc's fds 6/7 through
- * a socat on a loopback port of its own: the program behind tlsc --starttls mysql. */
-function mariadbBehindTlsc(dbPort: number, localPort: number, user: string, password: string) {
-  const script = [
-    `socat TCP-LISTEN:${localPort},bind=127.0.0.1 'FD:6!!FD:7' &`,
-    `until ss -Hltn 'sport = :${localPort}' | grep -q .; do sleep 0.05; done`,
-    `mariadb --no-defaults --protocol=tcp -h 127.0.0.1 -P ${localPort} -u ${user} -p${password} --skip-ssl -N -e "SHOW SESSION STATUS LIKE 'Ssl_version'; SELECT CURRENT_USER()"`,
-    "status=$?",
-    "wait",
-    "exit $status",
-  ].join("\n");
-  return run(
-    ours("tcpclient"),
-    [
-      ...["-RHl0", "127.0.0.1", String(dbPort), "tlsc", "--starttls", "mysql", "-k", "localhost"],
-      ...["sh", "-c", script],
-    ],
-    { env: { PATH, CAFILE: pki.ca.cert } },
-  );
+ * a socat on a loopback port of its own: the program behind tlsc --starttls mysql. Every step
+ * is bounded: a socat that could not listen (the port taken since it was drawn: exit 97, and
+ * another port is tried), a listener that is someone else's, a client that never gets in. */
+async function mariadbBehindTlsc(dbPort: number, user: string, password: string) {
+  for (let attempt = 1; ; attempt++) {
+    const localPort = await freePort();
+    const script = [
+      `socat TCP-LISTEN:${localPort},bind=127.0.0.1 'FD:6!!FD:7' &`,
+      "listener=$!",
+      "i=0",
+      `until ss -Hltnp 'sport = :${localPort}' | grep -q "pid=$listener,"; do`,
+      `  kill -0 $listener 2>/dev/null || { echo "socat: no listener on ${localPort}" >&2; exit 97; }`,
+      `  i=$((i + 1)); [ $i -lt 200 ] || { kill $listener; echo "socat: not listening on ${localPort}" >&2; exit 97; }`,
+      "  sleep 0.05",
+      "done",
+      `timeout 20 mariadb --no-defaults --protocol=tcp --connect-timeout=10 -h 127.0.0.1 -P ${localPort} -u ${user} -p${password} --skip-ssl -N -e "SHOW SESSION STATUS LIKE 'Ssl_version'; SELECT CURRENT_USER()"`,
+      "status=$?",
+      // socat ends with its one connection; one that never came is ended here.
+      '[ "$status" -eq 0 ] || kill $listener 2>/dev/null',
+      "wait",
+      "exit $status",
+    ].join("\n");
+    const r = await run(
+      ours("tcpclient"),
+      [
+        ...["-RHl0", "127.0.0.1", String(dbPort), "tlsc", "--starttls", "mysql", "-k", "localhost"],
+        ...["sh", "-c", script],
+      ],
+      { env: { PATH, CAFILE: pki.ca.cert }, timeoutMs: 40_000 },
+    );
+    if (r.code !== 97 || attempt === 3) return r;
+  }
 }
 
 test("mysql: MariaDB's own TLS; the unpatched mariadb client logs in through the moved sequence numbers", async () => {
@@ -595,7 +609,7 @@ test("mysql: MariaDB's own TLS; the unpatched mariadb client logs in through the
       ["app", "pw"],
       ["ed", "pw2"],
     ] as const) {
-      const r = await mariadbBehindTlsc(db.port, await freePort(), user, password);
+      const r = await mariadbBehindTlsc(db.port, user, password);
       assert.equal(r.code, 0, r.stderr);
       // The server's own session is TLS; the client, behind tlsc, never asked for it.
       assert.equal(r.stdout, `Ssl_version\tTLSv1.3\n${user}@%\n`);
@@ -605,7 +619,7 @@ test("mysql: MariaDB's own TLS; the unpatched mariadb client logs in through the
   }
   const plain = await startMariaDb();
   try {
-    const r = await mariadbBehindTlsc(plain.port, await freePort(), "app", "pw");
+    const r = await mariadbBehindTlsc(plain.port, "app", "pw");
     assert.equal(r.code, 98);
     assert.equal(r.stderr, "tlsc: fatal: STARTTLS (mysql) failed: server does not offer TLS\n");
   } finally {
