@@ -18,6 +18,7 @@ import { PATH_WITH_BIN, djb, ours } from "../helpers/programs.ts";
 import { waitFor } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 import { scratchDir } from "../helpers/scratch.ts";
+import { alive } from "../helpers/supervise.ts";
 import { sClientVerified, servedPem } from "../helpers/tls-client.ts";
 
 const pki = makePki();
@@ -309,16 +310,10 @@ async function assertTakenDown(
   log: string,
 ) {
   // Ended (its sleep had 60 s to go): looked for until it is gone, as its pid answered once
-  // (a fresh-clone run of .ci/run) just after tcpserver's exit.
+  // (a fresh-clone run of .ci/run) just after tcpserver's exit; a zombie not yet reaped has
+  // ended too.
   await waitFor(
-    () => {
-      try {
-        process.kill(pid, 0);
-        return undefined;
-      } catch {
-        return true;
-      }
-    },
+    () => (alive(pid) ? undefined : true),
     15_000,
     () => `the held hook (pid ${pid}) still runs`,
   );
