@@ -44,7 +44,7 @@ const HOUR_MS = 3_600_000;
  * share the CERTDIR (where the owner's pid says nothing): six touches missed, room for NFS's
  * attribute cache (60 s at most by default) and for clocks a little apart. */
 export const STALE_MS = 3 * 60_000;
-export const REFRESH_MS = 30_000;
+export const REFRESH_MS = STALE_MS / 6;
 /** The log is rewritten with the last hour only once it grows past this. */
 const LOG_TRIM_BYTES = 64 * 1024;
 
