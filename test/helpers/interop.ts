@@ -8,7 +8,12 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import type { ConnectionOptions } from "node:tls";
+import { childrenOf } from "./procs.ts";
+import type { ProcInfo } from "./procs.ts";
 import { waitFor } from "./server.ts";
+
+export { childrenOf, descendantsOf } from "./procs.ts";
+export type { ProcInfo } from "./procs.ts";
 
 /** A port that was free a moment ago on `host` (for programs that cannot listen on port 0).
  * It is drawn below the kernel's ephemeral range (32768 and up), so no outgoing connection of
@@ -124,38 +129,6 @@ export async function startStunnel(
   return { port, child, log: () => log, stop };
 }
 
-export interface ProcInfo {
-  pid: number;
-  /** R, S, D, Z (zombie), ... */
-  state: string;
-  comm: string;
-}
-
-/** The processes whose parent is `pid` (zombies included), from /proc/N/stat. */
-export function childrenOf(pid: number): ProcInfo[] {
-  const found: ProcInfo[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "latin1");
-    } catch {
-      continue; // gone meanwhile
-    }
-    // pid (comm) state ppid ...; comm may hold spaces and parentheses.
-    const close = stat.lastIndexOf(")");
-    const [state, ppid] = stat.slice(close + 2).split(" ");
-    if (Number(ppid) === pid) {
-      found.push({
-        pid: Number(entry),
-        state: state ?? "?",
-        comm: stat.slice(stat.indexOf("(") + 1, close),
-      });
-    }
-  }
-  return found;
-}
-
 /** The programs a server runs: its children and those of its ucspi-spawner (which tcpserver
  * starts on its first spawn, and which is not one of them). Zombies included. */
 export function programsOf(pid: number): ProcInfo[] {
@@ -172,19 +145,6 @@ export function spawnersOf(pid: number): number[] {
   return childrenOf(pid)
     .filter((c) => c.comm === "ucspi-spawner")
     .map((c) => c.pid);
-}
-
-/** Every descendant of `pid` (children, their children, ...). */
-export function descendantsOf(pid: number): ProcInfo[] {
-  const all: ProcInfo[] = [];
-  const queue = [pid];
-  for (let i = 0; i < queue.length && i < 10_000; i++) {
-    for (const child of childrenOf(queue[i] as number)) {
-      all.push(child);
-      queue.push(child.pid);
-    }
-  }
-  return all;
 }
 
 /** The open file descriptors of `pid`: fd number → what readlink shows (socket:[N], a path). */

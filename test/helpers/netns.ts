@@ -5,6 +5,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { run } from "./programs.ts";
+import { alive } from "./procs.ts";
 import { waitFor } from "./server.ts";
 import type { RunResult } from "./programs.ts";
 
@@ -183,14 +184,5 @@ function removeStale(tag: string): void {
       .filter(Boolean))
       process.kill(Number(pid), "SIGKILL");
     execFileSync("ip", ["netns", "del", m[1]]);
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }

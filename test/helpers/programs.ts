@@ -4,6 +4,7 @@ import type { SpawnOptions } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { killTree } from "./procs.ts";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const BIN = join(ROOT, "bin");
@@ -63,18 +64,30 @@ export function run(
     const err: Buffer[] = [];
     child.stdout?.on("data", (b: Buffer) => out.push(b));
     child.stderr?.on("data", (b: Buffer) => err.push(b));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    let overran = false;
+    // At the bound, the child and everything below it: a grandchild that holds stdout or
+    // stderr (a script's client) would keep "close" from coming. One that left the tree
+    // (a daemon, reparented) still can, so its pipes are let go a moment later.
+    const timer = setTimeout(() => {
+      overran = true;
+      killTree(child);
+      setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+      }, 2_000).unref();
+    }, timeoutMs);
     child.on("error", (e) => {
       clearTimeout(timer);
       reject(e);
     });
     child.on("close", (code, signal) => {
       clearTimeout(timer);
+      const said = Buffer.concat(err).toString("latin1");
       resolve({
         code,
         signal,
         stdout: Buffer.concat(out).toString("latin1"),
-        stderr: Buffer.concat(err).toString("latin1"),
+        stderr: overran ? `${said}\n[run: ${file} killed after ${timeoutMs} ms]\n` : said,
       });
     });
     if (child.stdin) {

@@ -18,11 +18,14 @@ import {
 } from "node:fs";
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { descendantsOf, isListening } from "./interop.ts";
-import type { ProcInfo } from "./interop.ts";
+import { isListening } from "./interop.ts";
+import { alive } from "./procs.ts";
+import type { ProcInfo } from "./procs.ts";
 import { escapeRegExp } from "./normalize.ts";
 import { unglued, waitFor } from "./server.ts";
 import { parseUnit, specifiers, splitWords } from "./units.ts";
+
+export { alive, killTree } from "./procs.ts";
 
 /** Where the package puts our programs, as the shipped run scripts and units name it. */
 export const SHIPPED_BIN = "/usr/lib/ucspi-tls/bin";
@@ -66,16 +69,6 @@ export function cmdline(pid: number): string {
     return readFileSync(`/proc/${pid}/cmdline`, "latin1").replace(/\0/g, " ").trim();
   } catch {
     return "";
-  }
-}
-
-/** Whether a process is there and not a zombie. */
-export function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
   }
 }
 
@@ -129,22 +122,6 @@ export function exited(
       resolve({ code, signal });
     });
   });
-}
-
-/** After a failed test: SIGKILL for a child that is still there, everything below it, and the
- * processes seen below it before (`known`) that are still there. */
-export function killTree(child: ChildProcess, known: readonly ProcInfo[] = []): void {
-  const running = child.exitCode === null && child.signalCode === null && child.pid !== undefined;
-  const below = running ? descendantsOf(child.pid as number) : [];
-  for (const p of [...below, ...known]) {
-    if (!alive(p.pid)) continue;
-    try {
-      process.kill(p.pid, "SIGKILL");
-    } catch {
-      // gone meanwhile
-    }
-  }
-  if (running) child.kill("SIGKILL");
 }
 
 /** Starts a long-running command, its stderr and stdout collected. */
