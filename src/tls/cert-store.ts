@@ -71,6 +71,38 @@ export function trustAnchorsFrom(env: Readonly<Env>): TrustAnchors | undefined {
 export const filePath = osFromBytes;
 const path = filePath;
 
+/** The variables storeConfig reads by name; it also reads every CERTFILE:name and KEYFILE:name
+ * at snilevel 1 and 2. */
+const CONFIG_NAMES = [
+  "CERTFILE",
+  "KEYFILE",
+  "CERTDIR",
+  "CADIR",
+  "CAFILE",
+  "ACME_DIRECTORY",
+  "TICKETFILE",
+  "CRLFILE",
+  "CIPHERS",
+];
+
+/** What storeConfig reads of env, as one string: equal strings make equal configurations, so a
+ * connection finds its store by it without making the configuration again (a dozen objects and
+ * a JSON text per handshake). */
+export function storeConfigInput(env: Readonly<Env>, sniLevel: number): string {
+  let input = "";
+  for (const name of CONFIG_NAMES) input += variableInput(name, env[name]);
+  if (sniLevel >= 1)
+    for (const name in env)
+      if (name.startsWith("KEYFILE:") || name.startsWith("CERTFILE:"))
+        input += variableInput(name, env[name]);
+  return input;
+}
+
+// A value has no NUL (the environment is C strings): unset and empty stay apart.
+function variableInput(name: string, value: string | undefined): string {
+  return value === undefined ? `${name}\0` : `${name}=${value}\0`;
+}
+
 /** Reads the pairs and trust anchors named in env, as s6-tlsd does for its snilevel. */
 export function storeConfig(env: Readonly<Env>, sniLevel: number, wantCa: boolean): StoreConfig {
   const named = new Map<string, Pair>();

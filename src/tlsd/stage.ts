@@ -3,7 +3,7 @@ import type { Server, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { TLSSocket } from "node:tls";
 import type { SecureContext } from "node:tls";
-import { CertStore, storeConfig } from "../tls/cert-store.ts";
+import { CertStore, storeConfig, storeConfigInput } from "../tls/cert-store.ts";
 import { configWarnings } from "../tls/config-warnings.ts";
 import { staplerOf } from "../tls/node-stapling.ts";
 import { closePolicy, endWasRead } from "../tls/close-policy.ts";
@@ -62,7 +62,24 @@ onReload((log) => {
   }
 });
 
+// Each tlsd argv's stores by what their configuration is made of (storeConfigInput): the look-up
+// a connection makes.
+const storesByInput = new WeakMap<TlsdOptions, Map<string, CertStore>>();
+
 function storeFor(env: Readonly<Env>, options: TlsdOptions): CertStore {
+  let known = storesByInput.get(options);
+  if (!known) storesByInput.set(options, (known = new Map()));
+  const input = `${env["UCSPI_TLS_ENGINE"]}\0${storeConfigInput(env, options.sniLevel)}`;
+  let store = known.get(input);
+  if (!store) {
+    store = storeByConfig(env, options);
+    // Bounded: rules could give every client other values (the stores stay in `stores`).
+    if (known.size < 1000) known.set(input, store);
+  }
+  return store;
+}
+
+function storeByConfig(env: Readonly<Env>, options: TlsdOptions): CertStore {
   const config = storeConfig(env, options.sniLevel, options.clientCert !== "none");
   // The native engine's contexts are made with the others, at start (keys may need root).
   const engine = nativeWanted(options, env) ? { alpn: options.alpn } : undefined;

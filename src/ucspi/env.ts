@@ -54,10 +54,13 @@ export function setVar(env: Env, name: string, value: string): void {
   else env[name] = value;
 }
 
+const ASCII = /^[\x00-\x7f]*$/;
+
 /** A JavaScript string as a byte string (its UTF-8 bytes, one character each; a byte that a
  * command-line word escaped is that byte, src/ucspi/os-string.ts). */
 export function toBytes(text: string): string {
-  return encodeOs(text).toString("latin1");
+  // ASCII is its own bytes: most values (a session's facts, each handshake) need no Buffer.
+  return ASCII.test(text) ? text : encodeOs(text).toString("latin1");
 }
 
 /** A copy that the next stage may change freely, in fast mode whatever `env` is in (a spread
