@@ -7,7 +7,7 @@
 // - dns-01: the TXT record _acme-challenge.NAME, which ACME_DNS_HOOK publishes and removes
 //   (lego's exec provider's arguments, so that a script written for it serves as it is).
 import { Resolver } from "node:dns/promises";
-import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createSecureContext } from "node:tls";
@@ -35,6 +35,18 @@ export interface Challenge {
  * for the record to reach every server of the zone), or to remove it, before it is killed. */
 export const DNS_HOOK_TIMEOUT_MS = 180_000;
 
+/** An http-01 token as RFC 8555 section 8.1 has it (base64url): safe as a file name. */
+const TOKEN = /^[A-Za-z0-9_-]+$/;
+
+/** What a record of a challenge set up and not taken down holds, trimmed; undefined: none. */
+function leftBehind(file: string): string | undefined {
+  try {
+    return readFileSync(osPath(file), "latin1").trim();
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * What the CA says goes into file names and a program's arguments (an http-01 token; the
  * authorization's name), which it once did as it was: a CA (or whoever answers for an http://
@@ -51,7 +63,7 @@ function checkChallenge(wanted: string, { name, authz, challenge }: Challenge): 
   const value = authz.identifier.value;
   if ((canonicalAddress(value) ?? value.toLowerCase()) !== name.replace(/^\*\./, ""))
     throw new Error(`the CA's authorization is not for ${name}`);
-  if (challenge.type === "http-01" && !/^[A-Za-z0-9_-]+$/.test(challenge.token ?? ""))
+  if (challenge.type === "http-01" && !TOKEN.test(challenge.token ?? ""))
     throw new Error("the CA sent a challenge token that is not base64url");
 }
 
@@ -85,6 +97,9 @@ export class Challenges {
   /** CERTDIR/.acme/dns-01/NAME: the value of a dns-01 record published for NAME and not yet
    * removed, for the next order of NAME to remove if its tlsd was killed outright. */
   private readonly dnsDir: string;
+  /** CERTDIR/.acme/http-01/NAME: the token of an http-01 answer written for NAME and not yet
+   * removed, for the same (acme-challenge would serve it for ever, and the folder grow). */
+  private readonly httpRecords: string;
   /** Every challenge being set up, set up, or being taken down, by challengeKey: what stop()
    * takes down. One that failed its checks is never in it, so remove() leaves alone what such
    * a challenge names. */
@@ -97,6 +112,7 @@ export class Challenges {
     this.log = log;
     this.alpnDir = join(config.cacheDir, ".acme", "tls-alpn-01");
     this.dnsDir = join(config.cacheDir, ".acme", "dns-01");
+    this.httpRecords = join(config.cacheDir, ".acme", "http-01");
   }
 
   /** The tls-alpn-01 certificate for `name`: this process's, or one another tlsd wrote. */
@@ -146,17 +162,19 @@ export class Challenges {
     return entry.takenDown;
   }
 
-  /** Before an order of `name` (its claim held, so no other tlsd has one under way): a dns-01
-   * record that an order of a tlsd killed outright published, and never removed, is removed
-   * now, once (a warning if the hook fails: it would stay in the zone). */
+  /** Before an order of `name` (its claim held, so no other tlsd has one under way): what an
+   * order of a tlsd killed outright set up for it, and never took down, is taken down now,
+   * once: a dns-01 record (a warning if the hook fails: it would stay in the zone), an http-01
+   * answer in CERTDIR/.acme-http-01, a tls-alpn-01 certificate. */
   async sweep(name: string): Promise<void> {
-    const file = join(this.dnsDir, name);
-    let value: string;
-    try {
-      value = readFileSync(osPath(file), "latin1").trim();
-    } catch {
-      return; // none left
-    }
+    await this.sweepDns(name);
+    this.sweepHttp(name);
+    this.sweepAlpn(name);
+  }
+
+  private async sweepDns(name: string): Promise<void> {
+    const value = leftBehind(join(this.dnsDir, name));
+    if (value === undefined) return;
     if (this.config.dnsHook !== undefined && value !== "") {
       const why = await this.runDnsHook("cleanup", name, value);
       this.log(
@@ -165,7 +183,29 @@ export class Challenges {
           : `tlsd: warning: acme: ${name}: ACME_DNS_HOOK did not remove the record an order killed before its end left: ${why}\n`,
       );
     }
-    rmSync(osPath(file), { force: true });
+    rmSync(osPath(join(this.dnsDir, name)), { force: true });
+  }
+
+  private sweepHttp(name: string): void {
+    const token = leftBehind(join(this.httpRecords, name));
+    if (token === undefined) return;
+    // Our own file, but a name in a path all the same: a token as the CA may send one.
+    if (TOKEN.test(token)) {
+      rmSync(osPath(join(this.config.httpDir, token)), { force: true });
+      this.log(
+        `tlsd: info: acme: ${name}: removed the http-01 answer an order killed before its end left\n`,
+      );
+    }
+    rmSync(osPath(join(this.httpRecords, name)), { force: true });
+  }
+
+  private sweepAlpn(name: string): void {
+    const file = osPath(join(this.alpnDir, `${name}.pem`));
+    if (!existsSync(file)) return;
+    rmSync(file, { force: true });
+    this.log(
+      `tlsd: info: acme: ${name}: removed the tls-alpn-01 certificate an order killed before its end left\n`,
+    );
   }
 
   /** The process is stopping (SIGTERM) with orders still running: a hook still publishing is
@@ -197,6 +237,12 @@ export class Challenges {
       return;
     }
     if (challenge.type === "http-01") {
+      // Written first, as dns-01's: a tlsd killed before its order's end leaves what to remove.
+      mkdirSync(osPath(this.httpRecords), { recursive: true, mode: 0o700 });
+      writeFileAtomic(join(this.httpRecords, name), `${challenge.token ?? ""}\n`, {
+        mode: 0o600,
+        overwrite: true,
+      });
       // For acme-challenge on port 80 (a process of its own, maybe another user's).
       mkdirSync(osPath(this.config.httpDir), { recursive: true, mode: 0o755 });
       writeFileAtomic(join(this.config.httpDir, challenge.token ?? ""), keyAuthorization, {
@@ -227,6 +273,7 @@ export class Challenges {
     }
     if (challenge.type === "http-01") {
       rmSync(osPath(join(this.config.httpDir, challenge.token ?? "")), { force: true });
+      rmSync(osPath(join(this.httpRecords, name)), { force: true });
       return;
     }
     this.certificates.delete(name);
