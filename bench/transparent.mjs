@@ -6,6 +6,8 @@
 //   ours       client → service:8081, TPROXY → tcpserver --transparent, tls-sniff, tcpforward
 //              --transparent (plaintext) or tls-sniff, tcpforward --if-plain { tlsd, tcpforward
 //              --transparent } (TLS: the service has none), as tls-everywhere runs it;
+//   ours-2w    the same as ours on service:8086 (TPROXY → :9997), with tcpserver --workers 2:
+//              two processes on the port, as haproxy runs two threads here;
 //   ours-tlsd  client → :9443, `tcpserver tlsd tcpforward 10.77.0.1 8080` (no interception:
 //              what the TLS path costs without it);
 //   ours-tlsd-node  the same on :9444 with `tlsd --engine node` (node:tls, not tlsd's default,
@@ -66,7 +68,7 @@ writeFileSync(
   service,
   `import { createServer } from "node:net";
 const chunk = Buffer.alloc(1 << 20);
-for (const port of [8080, 8081, 8084])
+for (const port of [8080, 8081, 8084, 8086])
   createServer((s) => {
     s.once("data", (b) => {
       if (!b.toString().startsWith("bulk")) return s.end("hi\\n");
@@ -92,6 +94,7 @@ writeFileSync(
     iifname "lo" return
     tcp flags & (fin | syn | rst | ack) != syn socket transparent 1 meta mark set 1 accept
     fib daddr type local tcp dport 8081 tproxy ip to :9999 meta mark set 1 accept
+    fib daddr type local tcp dport 8086 tproxy ip to :9997 meta mark set 1 accept
     fib daddr type local tcp dport 8083 tproxy ip to :9996 meta mark set 1 accept
     fib daddr type local tcp dport 8085 tproxy ip to :9995 meta mark set 1 accept
   }
@@ -132,30 +135,35 @@ const limits = [
   "1024",
   ...(process.env.BENCH_WORKERS ? ["--workers", process.env.BENCH_WORKERS] : []),
 ];
-start(
-  "ours",
-  join(bin, "tcpserver"),
-  [
-    process.env.BENCH_LOGS ? "-vRHl0" : "-RHl0",
-    ...limits,
-    "--transparent",
-    "0",
-    "9999",
-    "tls-sniff",
-    ...(process.env.BENCH_LOGS ? ["-v2"] : []),
-    "--plain",
-    "{",
-    ...forward,
-    "}",
-    ...forward,
-    "--if-plain",
-    "{",
-    "tlsd",
-    ...forward,
-    "}",
-  ],
-  env,
-);
+/** The chain as tls-everywhere runs it, on `port`; `workers`: tcpserver --workers. */
+const ours = (name, port, workers) =>
+  start(
+    name,
+    join(bin, "tcpserver"),
+    [
+      process.env.BENCH_LOGS ? "-vRHl0" : "-RHl0",
+      ...limits,
+      ...(workers ? ["--workers", String(workers)] : []),
+      "--transparent",
+      "0",
+      String(port),
+      "tls-sniff",
+      ...(process.env.BENCH_LOGS ? ["-v2"] : []),
+      "--plain",
+      "{",
+      ...forward,
+      "}",
+      ...forward,
+      "--if-plain",
+      "{",
+      "tlsd",
+      ...forward,
+      "}",
+    ],
+    env,
+  );
+ours("ours", 9999);
+ours("ours-2w", 9997, 2);
 start(
   "ours-tlsd",
   join(bin, "tcpserver"),
@@ -252,6 +260,8 @@ for (const [port, tls] of [
   [8080, false],
   [8081, false],
   [8081, true],
+  [8086, false],
+  [8086, true],
   [9443, true],
   [8083, true],
   [8085, false],
@@ -284,6 +294,7 @@ const workloads = [
     runs: {
       direct: () => conn(8080, false),
       ours: () => conn(8081, false),
+      "ours-2w": () => conn(8086, false),
       haproxy: () => conn(8085, false),
     },
   },
@@ -295,6 +306,7 @@ const workloads = [
       "ours-tlsd": () => conn(9443, true),
       "ours-tlsd-node": () => conn(9444, true),
       ours: () => conn(8081, true),
+      "ours-2w": () => conn(8086, true),
       haproxy: () => conn(8083, true),
     },
   },
