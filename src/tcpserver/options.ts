@@ -6,6 +6,7 @@ import { toBytes } from "../ucspi/env.ts";
 import { getopt, scanUnsigned } from "../cli/getopt.ts";
 import { applyCommonOption, commonDefaults, hostPortProgram } from "../cli/tcp-options.ts";
 import type { CommonTcpOptions } from "../cli/tcp-options.ts";
+import { AUTO_WORKERS, autoWorkers } from "../cli/workers.ts";
 
 /** Debian's ucspi-tcp-ipv6 usage line, letter for letter. */
 export const USAGE =
@@ -100,6 +101,7 @@ export function parseServerArgs(
     port: "",
     program: [],
   };
+  let workersAuto = false;
   for (const { name, value } of options) {
     if (applyCommonOption(o, name, value)) continue;
     switch (name) {
@@ -171,7 +173,8 @@ export function parseServerArgs(
         o.logFormat = value;
         break;
       case "workers":
-        o.workers = positive(value, name);
+        workersAuto = value === AUTO_WORKERS;
+        if (!workersAuto) o.workers = positive(value, name);
         break;
       case "worker":
         o.workerIndex = positive(value, name);
@@ -189,6 +192,7 @@ export function parseServerArgs(
         break;
     }
   }
+  if (workersAuto) o.workers = autoWorkers(o.limit);
   // A worker with no connection of its own would still listen, and the kernel would hand it
   // its share of clients, never to be accepted.
   if (o.workers > o.limit)

@@ -4,6 +4,7 @@ import { addressText, parseMetricsAddress } from "../metrics/address.ts";
 import type { MetricsAddress } from "../metrics/address.ts";
 import { block } from "../cli/block.ts";
 import { getopt } from "../cli/getopt.ts";
+import { AUTO_WORKERS, autoWorkers } from "../cli/workers.ts";
 
 export const USAGE =
   "tls-everywhere [ --dry-run ] [ --remove ] [ --ports list ] [ --exclude list ] [ --listen port ] [ --mark n ] [ --table n ] [ --silence ms ] [ --limit n ] [ --workers n ] [ --state dir ] [ --ipv4-only ] [ --metrics address ] [ --port port { prog... } ]...";
@@ -64,7 +65,10 @@ const LONG = [
   "metrics=",
 ];
 
-type NumberField = "listen" | "mark" | "table" | "silenceMs" | "limit" | "workers";
+type NumberField = "listen" | "mark" | "table" | "silenceMs" | "limit";
+
+/** --workers at most (auto too). */
+const MOST_WORKERS = 64;
 
 /** The numeric options: the field each sets, and its bounds. */
 const NUMBERS: Record<string, [NumberField, number, number] | undefined> = {
@@ -73,7 +77,6 @@ const NUMBERS: Record<string, [NumberField, number, number] | undefined> = {
   table: ["table", 1, 0xfffffeff],
   silence: ["silenceMs", 1, 60_000],
   limit: ["limit", 1, 1_000_000],
-  workers: ["workers", 1, 64],
 };
 
 /** Routing tables of the kernel's own (0, unspec, is below --table's bounds): routes of ours in
@@ -126,6 +129,7 @@ export function parseEverywhereArgs(argv: readonly string[]): EverywhereOptions 
   };
   let ports: PortList | undefined;
   let exclude: PortList | undefined;
+  let workersAuto = false;
   for (const { name, value } of options) {
     switch (name) {
       case "dry-run":
@@ -153,12 +157,17 @@ export function parseEverywhereArgs(argv: readonly string[]): EverywhereOptions 
       case "metrics":
         o.metrics = parseMetricsAddress(value);
         break;
+      case "workers":
+        workersAuto = value === AUTO_WORKERS;
+        if (!workersAuto) o.workers = number(value, name, 1, MOST_WORKERS);
+        break;
       default: {
         const spec = NUMBERS[name];
         if (spec) o[spec[0]] = number(value, name, spec[1], spec[2]);
       }
     }
   }
+  if (workersAuto) o.workers = autoWorkers(Math.min(MOST_WORKERS, o.limit));
   // tcpserver's own rule, checked here so that --dry-run says it too and no chain starts for it.
   if (o.workers > o.limit)
     throw new UsageError(

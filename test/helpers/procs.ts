@@ -48,6 +48,15 @@ export function descendantsOf(pid: number): ProcInfo[] {
   return all;
 }
 
+/** The command line of a process ("" once it is gone). */
+export function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "latin1").replace(/\0/g, " ").trim();
+  } catch {
+    return "";
+  }
+}
+
 /** Whether a process is there and not a zombie. */
 export function alive(pid: number): boolean {
   try {

@@ -19,13 +19,13 @@ import {
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isListening } from "./interop.ts";
-import { alive } from "./procs.ts";
+import { alive, cmdline } from "./procs.ts";
 import type { ProcInfo } from "./procs.ts";
 import { escapeRegExp } from "./normalize.ts";
 import { unglued, waitFor } from "./server.ts";
 import { parseUnit, specifiers, splitWords } from "./units.ts";
 
-export { alive, killTree } from "./procs.ts";
+export { alive, cmdline, killTree } from "./procs.ts";
 
 /** Where the package puts our programs, as the shipped run scripts and units name it. */
 export const SHIPPED_BIN = "/usr/lib/ucspi-tls/bin";
@@ -61,15 +61,6 @@ export function replace(text: string, from: string | RegExp, to: string): string
 
 export function rewrite(file: string, edit: (text: string) => string): void {
   writeFileSync(file, edit(readFileSync(file, "utf8")));
-}
-
-/** The command line of a process ("" once it is gone). */
-export function cmdline(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "latin1").replace(/\0/g, " ").trim();
-  } catch {
-    return "";
-  }
 }
 
 /** The real uid of a process, from /proc/N/status. */

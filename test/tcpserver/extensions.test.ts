@@ -7,9 +7,11 @@ import { createSocket } from "node:dgram";
 import { readFileSync } from "node:fs";
 import { connect } from "node:net";
 import type { Socket } from "node:net";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { before, test } from "node:test";
 import { freePort, freeUdpPort } from "../helpers/interop.ts";
+import { alive, childrenOf, cmdline } from "../helpers/procs.ts";
 import { ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { rulesText } from "../helpers/rules.ts";
 import { startServer, talk, waitFor } from "../helpers/server.ts";
@@ -56,16 +58,6 @@ function hold(port: number, localAddress: string) {
     },
     destroy: () => socket.destroy(),
   };
-}
-
-/** Whether the process is alive (a zombie is not). */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-  } catch {
-    return false;
-  }
 }
 
 // ---- -C: per-IP limit -----------------------------------------------------------------------
@@ -340,6 +332,26 @@ test("--workers 2: two processes accept on one port; SIGTERM to the first stops 
     );
   }
   await assert.rejects(talk(s.port), /ECONNREFUSED/);
+});
+
+test("--workers auto: one process per CPU this one may run on, the first and its workers", async () => {
+  const s = await startServer(
+    ours("tcpserver"),
+    ["-c", "1000", "--workers", "auto", "-RHl0", "127.0.0.1", "0", "true"],
+    { env: SERVER_ENV },
+  );
+  try {
+    const workers = () =>
+      childrenOf(s.child.pid ?? 0).filter((c) => /(^| )--worker=\d+ /.test(cmdline(c.pid)));
+    const wanted = availableParallelism() - 1;
+    await waitFor(
+      () => (workers().length === wanted ? true : undefined),
+      15_000,
+      () => `${workers().length} workers, not ${wanted}`,
+    );
+  } finally {
+    assert.deepEqual(await s.stop(), { code: 0, signal: null });
+  }
 });
 
 test("-c 3 --workers 2: limits 2 and 1, never more than 3 children at once", async () => {
