@@ -189,8 +189,16 @@ export class Ledger {
 
   /** Whether some tlsd (maybe this one) is ordering `name` now. */
   ordering(name: string): boolean {
+    return this.orderState(name) === "ordering";
+  }
+
+  /** One look at the claim of `name`: held by a process that runs ("ordering"), by one known to
+   * have gone without releasing it ("gone"), or none that counts (released, stale). One look,
+   * so that an owner killed between two looks is not taken for one that released its claim. */
+  orderState(name: string): "ordering" | "gone" | "none" {
+    if (this.ownerGone(name)) return "gone";
     const at = mtimeOf(join(this.dir, name));
-    return at > 0 && this.now() - at < STALE_MS && !this.ownerGone(name);
+    return at > 0 && this.now() - at < STALE_MS ? "ordering" : "none";
   }
 
   private lock(path: string, token: string): boolean {

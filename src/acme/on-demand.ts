@@ -287,9 +287,10 @@ export class OnDemand {
           this.written(name);
           return resolve();
         }
+        const state = this.ledger.orderState(name);
         // Its tlsd was killed outright, or crashed: the order is this one's now (or that of
         // another tlsd that saw it first, which is then waited for in turn).
-        if (this.ledger.ownerGone(name)) {
+        if (state === "gone") {
           if (!saidGone)
             this.log(`tlsd: warning: acme: ${name}: the tlsd that was ordering it is gone\n`);
           saidGone = true;
@@ -302,7 +303,7 @@ export class OnDemand {
           if (claim === "claimed") return resolve(this.ownOrder(name));
           if (claim === "limited") return reject(new Error("rate limit"));
         }
-        if (!this.ledger.ordering(name) || Date.now() - started > FOLLOW_MS) {
+        if (state === "none" || Date.now() - started > FOLLOW_MS) {
           const cause = this.ledger.failure(name, started);
           const why = cause
             ? `the other tlsd's order failed: ${cause}`

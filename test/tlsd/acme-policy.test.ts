@@ -130,11 +130,15 @@ test("ledger: a claim names its owner's process, and one whose owner is gone (ki
   const b = new Ledger(dir, 10);
   assert.equal(b.ownerGone("gone.test"), false);
   assert.equal(b.ordering("gone.test"), true);
+  assert.equal(b.orderState("gone.test"), "ordering");
   assert.equal(b.claim("gone.test"), "busy");
   owner.kill("SIGKILL");
   await once(owner, "exit");
   assert.equal(b.ownerGone("gone.test"), true);
   assert.equal(b.ordering("gone.test"), false);
+  // One look says which: a waiter takes the order over, never taking it for a release.
+  assert.equal(b.orderState("gone.test"), "gone");
+  assert.equal(b.orderState("never.test"), "none");
   assert.equal(b.claim("gone.test"), "claimed");
   for (const name of ["elsewhere.test", "unnamed.test"]) {
     assert.equal(b.ownerGone(name), false, name);
