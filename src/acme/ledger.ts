@@ -192,9 +192,10 @@ export class Ledger {
     return this.orderState(name) === "ordering";
   }
 
-  /** One look at the claim of `name`: held by a process that runs ("ordering"), by one known to
-   * have gone without releasing it ("gone"), or none that counts (released, stale). One look,
-   * so that an owner killed between two looks is not taken for one that released its claim. */
+  /** One look at the claim of `name`: a fresh one whose owner is not known to be gone
+   * ("ordering"), one whose owner is known to have gone without releasing it ("gone"), or none
+   * that counts (released, stale). One look, so that an owner killed between two looks is not
+   * taken for one that released its claim. */
   orderState(name: string): "ordering" | "gone" | "none" {
     if (this.ownerGone(name)) return "gone";
     const at = mtimeOf(join(this.dir, name));

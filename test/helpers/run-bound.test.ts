@@ -9,8 +9,8 @@ import { run } from "./programs.ts";
 test("a grandchild that holds stdout is killed with its parent at the bound", async () => {
   // The shell waits for its sleep, which has the shell's stdout: close comes only when both end.
   const r = await run("sh", ["-c", "sleep 300 & echo $!; wait"], { timeoutMs: 500 });
-  // The shell may see its sleep killed first and exit on its own (137), before its SIGKILL.
-  assert.ok(r.signal === "SIGKILL" || r.code === 137, `exit ${r.code}, signal ${r.signal}`);
+  // How the shell ends is not asked: killed, or (when its sleep is killed first) ended by its
+  // `wait`, which then returns 0 (fresh-clone runs had both).
   assert.match(r.stderr, /\[run: sh killed after 500 ms\]/);
   const sleeper = Number(r.stdout.trim());
   assert.ok(sleeper > 1, r.stdout);
