@@ -6,7 +6,7 @@
 // choose their source address connect from 127.0.0.2, so the real client is told apart from the
 // wrapper's own connection to the TLS service (from 127.0.0.1).
 import assert from "node:assert/strict";
-import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -14,6 +14,7 @@ import { makePki } from "../helpers/certs.ts";
 import { imapServer, lmtpServer, pop3Server, smtpServer } from "../helpers/mail-servers.ts";
 import type { MailServer } from "../helpers/mail-servers.ts";
 import { escapeRegExp } from "../helpers/normalize.ts";
+import { cmdline } from "../helpers/procs.ts";
 import { PATH_WITH_BIN as PATH, ours, run } from "../helpers/programs.ts";
 import type { RunResult } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
@@ -123,15 +124,6 @@ function wrapped(
     }
   });
   return w;
-}
-
-/** The command line of process `pid` ("" once it is gone). */
-function cmdline(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "latin1").replace(/\0/g, " ").trim();
-  } catch {
-    return "";
-  }
 }
 
 /** Processes still running a program with a file under `dir` (a mail server of the suite). */
