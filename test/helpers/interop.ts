@@ -2,7 +2,16 @@
 // and processes as /proc shows them (children, zombies included; open fds; resident memory).
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { readFileSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { createSocket } from "node:dgram";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -43,7 +52,12 @@ export function freeUdpPort(host = "127.0.0.1", from = 16_000, to = 32_000): Pro
   });
 }
 
-/** A port from..to that `bindable` could bind, never one handed out before in this process. */
+/** A port from..to that `bindable` could bind, never one handed out before in this test run.
+ * The runner runs test files side by side, each in a process of its own: a port handed out to
+ * one is reserved for the whole run by a file created exclusively in a directory named after the
+ * runner (this process's parent), so another file never draws it. A port a test keeps closed on
+ * purpose (a CA or a service that must refuse) was once drawn by a file running beside it, whose
+ * server then answered the connection with a reset. */
 async function drawPort(
   from: number,
   to: number,
@@ -51,13 +65,26 @@ async function drawPort(
 ): Promise<number> {
   for (let tries = 0; tries < 200; tries++) {
     const port = from + Math.floor(Math.random() * (to - from));
-    if (handedOut.has(port) || !(await bindable(port))) continue;
+    if (handedOut.has(port) || !(await bindable(port)) || !reserve(port)) continue;
     handedOut.add(port);
     return port;
   }
   throw new Error(`no free port from ${from} to ${to} in 200 tries`);
 }
 const handedOut = new Set<number>();
+const reservations = join(tmpdir(), "ucspi-tls-test-ports", String(process.ppid));
+
+/** Whether this process is the first of the run to take `port`. */
+function reserve(port: number): boolean {
+  mkdirSync(reservations, { recursive: true });
+  try {
+    closeSync(openSync(join(reservations, String(port)), "wx"));
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw e;
+  }
+}
 
 /** Whether some socket listens on TCP `port` (any address, IPv4 or IPv6), per /proc/net. */
 export function isListening(port: number): boolean {
