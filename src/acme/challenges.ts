@@ -173,7 +173,8 @@ export class Challenges {
   }
 
   private async sweepDns(name: string): Promise<void> {
-    const value = leftBehind(join(this.dnsDir, name));
+    const record = join(this.dnsDir, name);
+    const value = leftBehind(record);
     if (value === undefined) return;
     if (this.config.dnsHook !== undefined && value !== "") {
       const why = await this.runDnsHook("cleanup", name, value);
@@ -183,11 +184,12 @@ export class Challenges {
           : `tlsd: warning: acme: ${name}: ACME_DNS_HOOK did not remove the record an order killed before its end left: ${why}\n`,
       );
     }
-    rmSync(osPath(join(this.dnsDir, name)), { force: true });
+    rmSync(osPath(record), { force: true });
   }
 
   private sweepHttp(name: string): void {
-    const token = leftBehind(join(this.httpRecords, name));
+    const record = join(this.httpRecords, name);
+    const token = leftBehind(record);
     if (token === undefined) return;
     // Our own file, but a name in a path all the same: a token as the CA may send one.
     if (TOKEN.test(token)) {
@@ -196,7 +198,7 @@ export class Challenges {
         `tlsd: info: acme: ${name}: removed the http-01 answer an order killed before its end left\n`,
       );
     }
-    rmSync(osPath(join(this.httpRecords, name)), { force: true });
+    rmSync(osPath(record), { force: true });
   }
 
   private sweepAlpn(name: string): void {
