@@ -169,6 +169,7 @@ const sources = [
   "tls-engine-hello.c",
   "tls-engine-gather.c",
   "tls-engine-ocsp.c",
+  "offload.c",
 ].map((f) => join(nativeDir, f));
 const output = join(root, "build/ucspi_native.node");
 if (stale(output, [...sources, join(nativeDir, "common.h"), join(nativeDir, "glibc-signals.h")])) {

@@ -73,6 +73,14 @@ export const handshakes = family({
   labels: ["result", "reason", "version", "group", "resumed"],
 });
 
+export const handshakeSteps = family({
+  name: "tlsd_handshake_steps_total",
+  help: "Steps of TLS handshakes on tlsd's native engine, by where they ran: on the event loop, or on a handshake thread while other handshakes waited.",
+  type: "counter",
+  labels: ["on"],
+  observed: true,
+});
+
 export const certificateExpiry = family({
   name: "tlsd_certificate_expiry_timestamp_seconds",
   help: "When each certificate tlsd serves expires (notAfter), in seconds since the epoch.",

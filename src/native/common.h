@@ -100,6 +100,7 @@ napi_value tls_close(napi_env env, napi_callback_info info);
 /* tls-engine.c's tlsResume; tls-engine-hello.c: onClientHello(serverName, alpn) called with
  * what the ClientHello asks for; whether it holds the handshake. */
 napi_value tls_resume(napi_env env, napi_callback_info info);
+napi_value tls_handshake_steps(napi_env env, napi_callback_info info);
 typedef struct ssl_st SSL;
 int hello_hold_ask(napi_env env, SSL *ssl, napi_ref on_client_hello);
 /* The pointer of an external made with napi type tag `tag`, else NULL. */
@@ -125,6 +126,19 @@ void gather_on(SSL *ssl);
 int gather_flush(SSL *ssl);
 void gather_off(SSL *ssl);
 long gather_pending(SSL *ssl);
+
+/* offload.c: work on a pool thread of our own, its done back on the loop thread. A job is
+ * embedded in what it works on; work must not call Node-API. */
+typedef struct offload_job_s offload_job_t;
+struct offload_job_s {
+  void (*work)(offload_job_t *job); /* on a pool thread */
+  void (*done)(offload_job_t *job); /* then on the loop thread */
+  offload_job_t *next;
+};
+/* Whether a job submitted now finds a thread free: 0 on a single core, where the pool has none
+ * (the pool starts on the first ask). */
+int offload_room(napi_env env);
+void offload_submit(offload_job_t *job);
 
 /* spawner-client.c: the ucspi-spawner helper process (see spawner.c). */
 napi_value start_spawner(napi_env env, napi_callback_info info);

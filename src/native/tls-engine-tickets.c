@@ -8,8 +8,9 @@
  *                                         again): every context made with it takes them now
  *   tlsContext's opts.ticketKeys          the set whose keys the context's tickets use
  *
- * A set is shared by the contexts of a store and the JavaScript handle, counted; all on the
- * thread of the JavaScript that made it. */
+ * A set is shared by the contexts of a store and the JavaScript handle, counted on the thread
+ * of the JavaScript that made it. Its keys are read by handshakes on the engine's pool threads
+ * too (offload.c), so a rotation swaps them under a lock. */
 #include <errno.h>
 #include <node_api.h>
 #include <openssl/core_names.h>
@@ -35,6 +36,7 @@ typedef struct {
 
 static int keys_index = -1;
 static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t keys_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void keys_unref(ticket_keys_t *k) {
   if (!k || --k->refs > 0) return;
@@ -66,10 +68,8 @@ static int mac_init(EVP_MAC_CTX *mac, const unsigned char *secret) {
 
 /* OpenSSL's ticket key callback: 1 to encrypt under the key of the moment; to decrypt, 2 (the
  * client gets a new ticket, as node:tls's path renews one) or 0 for a name no key has. */
-static int ticket_key(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *cipher,
-                      EVP_MAC_CTX *mac, int enc) {
-  ticket_keys_t *k = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), keys_index);
-  if (!k) return 0;
+static int ticket_key_locked(ticket_keys_t *k, unsigned char *name, unsigned char *iv,
+                             EVP_CIPHER_CTX *cipher, EVP_MAC_CTX *mac, int enc) {
   if (enc) {
     const unsigned char *key = k->keys + (size_t)k->encrypt * KEY_LEN;
     memcpy(name, key, NAME_LEN);
@@ -87,6 +87,16 @@ static int ticket_key(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPH
     return 2;
   }
   return 0;
+}
+
+static int ticket_key(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *cipher,
+                      EVP_MAC_CTX *mac, int enc) {
+  ticket_keys_t *k = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), keys_index);
+  if (!k) return 0;
+  pthread_mutex_lock(&keys_lock);
+  int rc = ticket_key_locked(k, name, iv, cipher, mac, enc);
+  pthread_mutex_unlock(&keys_lock);
+  return rc;
 }
 
 /* keys (a Buffer of whole keys) and encrypt (an index into them) into k; -1 when they are not
@@ -107,11 +117,15 @@ static int keys_read(napi_env env, napi_value buffer, napi_value index, ticket_k
     return -1;
   }
   memcpy(copy, data, len);
-  if (k->keys) OPENSSL_cleanse(k->keys, (size_t)k->count * KEY_LEN);
-  free(k->keys);
+  pthread_mutex_lock(&keys_lock);
+  unsigned char *old = k->keys;
+  size_t old_len = (size_t)k->count * KEY_LEN;
   k->keys = copy;
   k->count = (int)(len / KEY_LEN);
   k->encrypt = encrypt;
+  pthread_mutex_unlock(&keys_lock);
+  if (old) OPENSSL_cleanse(old, old_len);
+  free(old);
   return 0;
 }
 

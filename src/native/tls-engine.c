@@ -28,6 +28,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +102,19 @@ typedef struct {
   js_callback_t on_handshake, on_end;
   int refs; /* the JavaScript handle and the live session */
   deferred_t freeing;
+  /* A handshake step on a pool thread (offload.c): the session is the thread's until its done,
+   * which hands over SSL_do_handshake's outcome, with the errno and the first error of the
+   * queue, both of that thread. */
+  offload_job_t job;
+  int offloaded, hs_taken;
+  int hs_r, hs_e, hs_errno;
+  unsigned long hs_err;
 } session_t;
+
+/* Sessions in their handshake: a step moves to a pool thread only when the loop has another. */
+static int handshaking;
+/* Handshake steps taken on the loop thread and on a pool thread (tlsHandshakeSteps). */
+static double steps_on_loop, steps_on_pool;
 
 /* ---------------------------------------------------------------- contexts */
 
@@ -360,6 +373,7 @@ static void release_callbacks(void *arg) {
  * it writes after stays readable, for the caller to learn that it wrote on), onEnd. */
 static void session_end(session_t *s, const char *cause) {
   if (s->state == S_ENDED) return;
+  if (s->state == S_HANDSHAKE) handshaking--;
   /* What the program wrote that the client will never get: in the engine's buffer, or still
    * in the socketpair (node:tls's path calls that "connection lost before the program was
    * done"). */
@@ -402,7 +416,7 @@ static void fail_ssl(session_t *s, int err, const char *phase) {
   char cause[256];
   /* The first error of the queue is the cause, as node:tls says it ("decryption failed or
    * bad record mac"); the last is OpenSSL's summary ("record layer failure"). */
-  const char *first = ERR_reason_error_string(ERR_peek_error());
+  const char *first = ERR_reason_error_string(s->hs_err ? s->hs_err : ERR_peek_error());
   if (err == SSL_ERROR_SSL)
     snprintf(cause, sizeof cause, "%s: %s", phase, first ? first : "protocol error");
   else if (err == SSL_ERROR_SYSCALL && errno != 0)
@@ -778,7 +792,35 @@ static void update_watches(session_t *s) {
   if (split) watch_change(&s->plain_out, out ? out : s->quiet[2] ? 0 : EPOLLERR);
 }
 
+/* On a pool thread: one SSL_do_handshake, and what the loop thread needs to read of it. */
+static void handshake_work(offload_job_t *job) {
+  session_t *s = (session_t *)((char *)job - offsetof(session_t, job));
+  ERR_clear_error();
+  errno = 0;
+  s->hs_r = SSL_do_handshake(s->ssl);
+  s->hs_e = SSL_get_error(s->ssl, s->hs_r);
+  s->hs_errno = errno;
+  s->hs_err = ERR_peek_error();
+  ERR_clear_error();
+}
+
+static void handshake_done(offload_job_t *job) {
+  session_t *s = (session_t *)((char *)job - offsetof(session_t, job));
+  s->offloaded = 0;
+  s->hs_taken = 1;
+  steps_on_pool++;
+  step(s);
+}
+
+/* Whether this handshake step goes to a pool thread: not while the loop has no other session
+ * in its handshake (one client at a time gains nothing from the hand-over), and never for a
+ * session whose handshake calls JavaScript (the SNI policy, certificates on demand). */
+static int hand_over(session_t *s) {
+  return handshaking > 1 && !s->on_hello && !s->on_client_hello && offload_room(s->env);
+}
+
 static void step(session_t *s) {
+  if (s->offloaded) return; /* its done steps it */
   if (s->in_step) {
     s->again = 1;
     return;
@@ -792,15 +834,35 @@ static void step(session_t *s) {
       break;
     }
     if (s->state == S_HANDSHAKE) {
-      ERR_clear_error();
-      int r = SSL_do_handshake(s->ssl);
-      if (s->abort_cause) { /* tlsClose from the hello callback */
+      int r, e;
+      if (s->hs_taken) {
+        s->hs_taken = 0;
+        r = s->hs_r, e = s->hs_e;
+        errno = s->hs_errno;
+      } else if (hand_over(s)) {
+        s->offloaded = 1;
+        s->hs_need = 0;
+        watch_change(&s->tcp, 0); /* the thread's until it is done */
+        s->job = (offload_job_t){.work = handshake_work, .done = handshake_done};
+        offload_submit(&s->job);
+        s->in_step = 0;
+        return;
+      } else {
+        ERR_clear_error();
+        s->hs_err = 0;
+        steps_on_loop++;
+        r = SSL_do_handshake(s->ssl);
+        e = SSL_get_error(s->ssl, r);
+      }
+      if (s->abort_cause) { /* tlsClose from the hello callback, or while on a thread */
         session_end(s, s->abort_cause);
         break;
       }
       if (r == 1) {
         s->hs_need = 0;
+        s->hs_err = 0;
         s->state = S_READY;
+        handshaking--;
         napi_handle_scope scope;
         napi_open_handle_scope(s->env, &scope);
         napi_value facts = facts_of(s);
@@ -809,7 +871,6 @@ static void step(session_t *s) {
         s->again = 1;
         continue;
       }
-      int e = SSL_get_error(s->ssl, r);
       if (e == SSL_ERROR_WANT_CLIENT_HELLO_CB) { /* held: tlsResume goes on */
         s->hs_need = 0;
         break;
@@ -933,6 +994,7 @@ napi_value tls_serve(napi_env env, napi_callback_info info) {
     return throw_errno(env, e, "epoll_ctl");
   }
   watch_hold(1);
+  handshaking++;
   if (has_hello) napi_create_reference(env, hello, 1, &s->on_hello);
   if (has_client_hello) napi_create_reference(env, client_hello_fn, 1, &s->on_client_hello);
   if (has_peer_end) {
@@ -1100,12 +1162,26 @@ napi_value tls_close(napi_env env, napi_callback_info info) {
   }
   free(s->abort_cause);
   s->abort_cause = cause ? cause : strdup("closed");
-  if (s->in_step) {
-    s->again = 1; /* from a callback of its own: step() ends it when it is back */
+  if (s->in_step || s->offloaded) {
+    /* From a callback of its own, or in a step on a pool thread: step() ends it when it is
+     * back. */
+    s->again = 1;
     return NULL;
   }
   session_end(s, s->abort_cause);
   return NULL;
+}
+
+/* tlsHandshakeSteps(): [on the loop thread, on a pool thread], since the process started. */
+napi_value tls_handshake_steps(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value list, v;
+  napi_create_array_with_length(env, 2, &list);
+  napi_create_double(env, steps_on_loop, &v);
+  napi_set_element(env, list, 0, v);
+  napi_create_double(env, steps_on_pool, &v);
+  napi_set_element(env, list, 1, v);
+  return list;
 }
 
 /* tlsResume(session): the handshake that onClientHello held goes on. */

@@ -1,7 +1,12 @@
-// What tlsd counts for tcpserver --metrics (a no-op anywhere else): each handshake, and when
-// each certificate it serves expires.
+// What tlsd counts for tcpserver --metrics (a no-op anywhere else): each handshake, where the
+// native engine took its steps, and when each certificate it serves expires.
 import type { TLSSocket } from "node:tls";
-import { certificateExpiry, handshakes, ocspNextUpdate } from "../metrics/catalog.ts";
+import {
+  certificateExpiry,
+  handshakeSteps,
+  handshakes,
+  ocspNextUpdate,
+} from "../metrics/catalog.ts";
 import type { Sample } from "../metrics/family.ts";
 import type { CertStore } from "../tls/cert-store.ts";
 import {
@@ -10,6 +15,7 @@ import {
   keyExchangeGroup,
   versionLabel,
 } from "../tls/handshake-result.ts";
+import { native } from "../ucspi/native.ts";
 import type { TlsFacts } from "../ucspi/native.ts";
 
 /** A handshake that worked: its version, key exchange group, and whether it resumed. */
@@ -39,6 +45,17 @@ export function engineHandshakeDone(facts: TlsFacts): void {
 export function handshakeFailed(error: unknown): void {
   const reason = error instanceof HandshakeError ? error.reason : "client_certificate";
   handshakes.inc({ result: "failed", reason });
+}
+
+/** Reads the engine's handshake steps at each scrape: on the loop, and on a handshake thread. */
+export function observeHandshakeSteps(): void {
+  handshakeSteps.observe(() => {
+    const [loop, pool] = native().tlsHandshakeSteps();
+    return [
+      { labels: { on: "loop" }, value: loop },
+      { labels: { on: "thread" }, value: pool },
+    ];
+  });
 }
 
 /** Reads the certificates of `stores` at each scrape (one series per certificate, however

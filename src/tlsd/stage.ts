@@ -34,7 +34,12 @@ import { lookAtFirstBytes, peekFirstBytes } from "./first-bytes.ts";
 import { connectionBlocker, runNative } from "./native-session.ts";
 import type { FirstBytes } from "./first-bytes.ts";
 import { Suspects } from "./suspects.ts";
-import { handshakeDone, handshakeFailed, observeCertificates } from "./metrics.ts";
+import {
+  handshakeDone,
+  handshakeFailed,
+  observeCertificates,
+  observeHandshakeSteps,
+} from "./metrics.ts";
 import { checkResumeRecord, resumedStream } from "./resume.ts";
 import { USAGE, engineNamed, engineOf, engineVariableWarning, parseTlsdArgs } from "./options.ts";
 import type { TlsdOptions } from "./options.ts";
@@ -50,6 +55,7 @@ const suspects = new Suspects();
 
 // tcpserver --metrics: when each certificate of every store expires, read at each scrape.
 observeCertificates(() => stores.values());
+observeHandshakeSteps();
 
 // tcpserver's SIGHUP: every store reads its files again now (running sessions keep the
 // context they were made with), and says again what start-up said about them.

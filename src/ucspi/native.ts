@@ -149,6 +149,9 @@ export interface Native {
   tlsPending(session: TlsSession): boolean;
   /** The handshake that onClientHello held goes on (nothing for one ended, or not held). */
   tlsResume(session: TlsSession): void;
+  /** Handshake steps the engine has taken since the process started: [on the loop thread, on
+   * a handshake thread]. A step goes to a thread while other handshakes wait on the loop. */
+  tlsHandshakeSteps(): [number, number];
   /** A set of session ticket keys for tlsContext's ticketKeys (tls-engine-tickets.c): `keys`
    * is 48 bytes a key (a 16-byte name, an HMAC-SHA256 secret, an AES-128 key: node:tls's
    * layout), `encrypt` the index of the one that encrypts; every one decrypts. */

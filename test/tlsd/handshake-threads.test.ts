@@ -1,0 +1,153 @@
+// The native engine's handshake threads (src/native/offload.c): a client alone has its handshake
+// on the event loop; while another client is in its handshake, a step goes to a thread of its
+// own. A step taken there ends as one on the loop would: the reply, the failure's line and
+// status (OpenSSL's reason read on the thread), and resumption (the ticket keys read there).
+// Where the steps ran is tcpserver --metrics' tlsd_handshake_steps_total.
+import assert from "node:assert/strict";
+import { get } from "node:http";
+import { connect } from "node:net";
+import type { Socket } from "node:net";
+import { availableParallelism } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { makePki } from "../helpers/certs.ts";
+import { freePort } from "../helpers/interop.ts";
+import { BIN, ours, run } from "../helpers/programs.ts";
+import { scratchDir } from "../helpers/scratch.ts";
+import { startServer } from "../helpers/server.ts";
+import type { RunningServer } from "../helpers/server.ts";
+import { sClientSession, tlsExchange } from "../helpers/tls-client.ts";
+
+const pki = makePki();
+const cert = pki.server("localhost", ["localhost"]);
+const dir = scratchDir("handshake-threads");
+const env = { PATH: `${BIN}:/usr/bin:/bin`, CERTFILE: cert.cert, KEYFILE: cert.key };
+const REPLY = ["echo", "hello"];
+const STATUS_98 = 98 << 8;
+/** The engine keeps no thread on a single core: every step is on the loop there. */
+const THREADS = availableParallelism() > 1;
+
+interface Steps {
+  loop: number;
+  thread: number;
+}
+
+/** tlsd_handshake_steps_total, by where the steps ran. */
+function steps(metricsPort: number): Promise<Steps> {
+  return new Promise((resolve, reject) => {
+    get({ host: "127.0.0.1", port: metricsPort, path: "/metrics" }, (response) => {
+      let body = "";
+      response.setEncoding("utf8");
+      response.on("data", (chunk: string) => (body += chunk));
+      response.on("end", () => {
+        const on = (where: string) =>
+          Number(
+            new RegExp(`^tlsd_handshake_steps_total\\{on="${where}"\\} (\\d+)$`, "m").exec(
+              body,
+            )?.[1] ?? NaN,
+          );
+        resolve({ loop: on("loop"), thread: on("thread") });
+      });
+    }).on("error", reject);
+  });
+}
+
+/** Polls the scrape until `check` holds of it (a bounded wait). */
+async function stepsWhen(metricsPort: number, check: (s: Steps) => boolean): Promise<Steps> {
+  for (let tries = 0; tries < 500; tries++) {
+    const s = await steps(metricsPort);
+    if (check(s)) return s;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`tlsd_handshake_steps_total: ${JSON.stringify(await steps(metricsPort))}`);
+}
+
+/** A client in its handshake for as long as the test needs: a TLS record's header and no more
+ * of it, once the engine has read that much (a step on the loop, the only handshake then). */
+async function holdHandshake(s: RunningServer, metricsPort: number): Promise<Socket> {
+  const before = await steps(metricsPort);
+  const holder = connect(s.port, "127.0.0.1");
+  holder.on("error", () => {});
+  await new Promise((resolve) => holder.once("connect", resolve));
+  holder.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]));
+  await stepsWhen(metricsPort, (now) => now.loop > before.loop);
+  return holder;
+}
+
+test("handshakes on the loop alone, on a thread beside another client's: the same replies, failure lines and resumption", async () => {
+  const metricsPort = await freePort();
+  const s = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-v", "-RHl0", "--metrics", `127.0.0.1:${metricsPort}`, "127.0.0.1", "0"],
+      ...["tlsd", "--engine", "native", ...REPLY],
+    ],
+    { env },
+  );
+  let ends = 0;
+  const ended = () => s.waitForLog(/^tcpserver: end /, ++ends);
+  try {
+    // One client at a time: every step on the loop.
+    for (let i = 0; i < 3; i++) {
+      assert.equal(await tlsExchange(s.port, pki.ca.cert), "hello\n");
+      await ended();
+    }
+    const alone = await steps(metricsPort);
+    assert.equal(alone.thread, 0, JSON.stringify(alone));
+    assert.ok(alone.loop >= 6, JSON.stringify(alone)); // a ClientHello and a Finished each
+
+    // A client held in its handshake: from now on the others' steps go to a thread.
+    const holder = await holdHandshake(s, metricsPort);
+    const held = await steps(metricsPort);
+    for (let i = 0; i < 3; i++) {
+      assert.equal(await tlsExchange(s.port, pki.ca.cert), "hello\n");
+      await ended();
+    }
+    // A TLS 1.1 client and an HTTP request: the failures read on the thread.
+    await run("openssl", ["s_client", "-tls1_1", "-connect", `127.0.0.1:${s.port}`], {
+      input: "",
+    });
+    await ended();
+    await run("sh", [
+      "-c",
+      `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | python3 -c 'import socket,sys; c=socket.create_connection(("127.0.0.1", ${s.port})); c.sendall(sys.stdin.buffer.read()); c.recv(100)'`,
+    ]);
+    await ended();
+    // Resumption, TLS 1.3 and 1.2: the ticket made on a thread, and opened on one.
+    for (const version of ["-tls1_3", "-tls1_2"]) {
+      const file = join(dir, `session${version}.pem`);
+      const first = await sClientSession(s.port, pki.ca.cert, file, version, false);
+      assert.match(first, /^New, TLSv1\.[23]/m, first);
+      await ended();
+      const again = await sClientSession(s.port, pki.ca.cert, file, version, true);
+      assert.match(again, /^Reused, TLSv1\.[23]/m, again);
+      await ended();
+    }
+    const after = await steps(metricsPort);
+    if (THREADS) {
+      assert.equal(after.loop, held.loop, JSON.stringify({ held, after }));
+      // A step or more for each of the 3 + 4 handshakes that worked and the 2 that failed.
+      assert.ok(after.thread >= 9, JSON.stringify({ held, after }));
+    } else {
+      assert.equal(after.thread, 0, JSON.stringify(after));
+      assert.ok(after.loop >= held.loop + 9, JSON.stringify({ held, after }));
+    }
+    const fatal = s.log().match(/^tlsd: fatal: .*$/gm);
+    assert.deepEqual(fatal, [
+      "tlsd: fatal: 127.0.0.1: TLS handshake failed: unsupported protocol",
+      "tlsd: fatal: 127.0.0.1: TLS handshake failed: http request",
+    ]);
+    assert.equal(s.log().match(new RegExp(`status ${STATUS_98}$`, "gm"))?.length, 2);
+
+    // The held client leaves: its handshake fails as any other's.
+    holder.destroy();
+    await ended();
+    assert.match(
+      s.log(),
+      /^tlsd: fatal: 127\.0\.0\.1: TLS handshake failed: connection closed$/m,
+      s.log(),
+    );
+  } finally {
+    await s.stop();
+  }
+});
