@@ -103,6 +103,9 @@ napi_value tls_resume(napi_env env, napi_callback_info info);
 napi_value tls_handshake_steps(napi_env env, napi_callback_info info);
 typedef struct ssl_st SSL;
 int hello_hold_ask(napi_env env, SSL *ssl, napi_ref on_client_hello);
+/* Inside the client-hello callback: the ClientHello's server name as OpenSSL will take it (1;
+ * not NUL-terminated), none (0), or one that OpenSSL's parse must judge (-1). */
+int hello_server_name(SSL *ssl, const char **name, size_t *name_len);
 /* The pointer of an external made with napi type tag `tag`, else NULL. */
 void *tagged(napi_env env, napi_value v, const napi_type_tag *tag);
 /* tls-engine-tickets.c: tlsTicketKeys, tlsSetTicketKeys, and a context's opts.ticketKeys

@@ -1,9 +1,12 @@
 /* What a ClientHello asks for, read by the native TLS engine's client-hello callback for
  * onClientHello(serverName, alpn) (tls-engine.c): the policy (certificates on demand) may hold
- * the handshake there while it orders a certificate, and tlsResume goes on with it. */
+ * the handshake there while it orders a certificate, and tlsResume goes on with it. And the
+ * server name as OpenSSL would take it, for onHello asked there rather than in the servername
+ * callback (a handshake whose rest goes to a thread). */
 #include <node_api.h>
 #include <openssl/ssl.h>
 #include <openssl/tls1.h>
+#include <string.h>
 
 #include "common.h"
 
@@ -20,6 +23,21 @@ static napi_value hello_name(napi_env env, SSL *ssl) {
   if (name_len == 0 || name_len > len - 5) return v;
   napi_create_string_latin1(env, (const char *)p + 5, name_len, &v);
   return v;
+}
+
+int hello_server_name(SSL *ssl, const char **name, size_t *name_len) {
+  const unsigned char *p;
+  size_t len;
+  *name = NULL, *name_len = 0;
+  if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len)) return 0;
+  /* OpenSSL's own parse: one entry filling the list, which fills the extension; a host name of
+   * 1 to 255 bytes with no zero byte. Anything else is left to it (and to its alert). */
+  if (len < 5 || ((size_t)p[0] << 8 | p[1]) != len - 2 || p[2] != TLSEXT_NAMETYPE_host_name)
+    return -1;
+  size_t n = (size_t)p[3] << 8 | p[4];
+  if (n != len - 5 || n == 0 || n > TLSEXT_MAXLEN_host_name || memchr(p + 5, 0, n)) return -1;
+  *name = (const char *)p + 5, *name_len = n;
+  return 1;
 }
 
 /* The protocols of the ALPN extension, in the client's order: an array, empty for none. */

@@ -107,6 +107,9 @@ typedef struct {
    * queue, both of that thread. */
   offload_job_t job;
   int offloaded, hs_taken;
+  /* onHello asked in the client-hello callback, so that the rest can go to a thread: 1 wanted,
+   * 2 asked (the servername callback has nothing left to do). */
+  int hello_early;
   int hs_r, hs_e, hs_errno;
   unsigned long hs_err;
 } session_t;
@@ -478,22 +481,20 @@ static napi_value facts_of(session_t *s) {
 
 /* OpenSSL's servername callback, called for every ClientHello (name or not): the policy picks
  * the context. A throw or a null refuses the name (unrecognized_name); its words are the cause. */
-static int servername(SSL *ssl, int *alert, void *arg) {
-  (void)arg;
-  session_t *s = SSL_get_app_data(ssl);
-  if (!s || !s->on_hello) return SSL_TLSEXT_ERR_OK;
+/* onHello(name): 0, with the context it chose in place; -1 when it refused the name (its
+ * words are the handshake's failure). */
+static int ask_hello(session_t *s, const char *name, size_t name_len) {
+  SSL *ssl = s->ssl;
   napi_env env = s->env;
-  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
   napi_value fn, recv, argv[1], result;
   napi_get_reference_value(env, s->on_hello, &fn);
   napi_get_global(env, &recv);
   if (name)
-    napi_create_string_latin1(env, name, NAPI_AUTO_LENGTH, &argv[0]);
+    napi_create_string_latin1(env, name, name_len, &argv[0]);
   else
     napi_get_undefined(env, &argv[0]);
-  int rc = SSL_TLSEXT_ERR_OK;
   char cause[256] = "";
   if (napi_call_function(env, recv, fn, 1, argv, &result) != napi_ok) {
     napi_value error, message;
@@ -510,32 +511,57 @@ static int servername(SSL *ssl, int *alert, void *arg) {
     if (ctx)
       SSL_set_SSL_CTX(ssl, ctx);
     else if (t != napi_undefined)
-      snprintf(cause, sizeof cause, "TLS handshake failed: no certificate for %s",
-               name ? name : "(no server name)");
+      snprintf(cause, sizeof cause, "TLS handshake failed: no certificate for %.*s",
+               name ? (int)name_len : 16, name ? name : "(no server name)");
   }
   napi_close_handle_scope(env, scope);
-  if (cause[0]) {
-    free(s->hello_cause);
-    s->hello_cause = strdup(cause);
-    *alert = SSL_AD_UNRECOGNIZED_NAME;
-    rc = SSL_TLSEXT_ERR_ALERT_FATAL;
-  }
-  return rc;
+  if (!cause[0]) return 0;
+  free(s->hello_cause);
+  s->hello_cause = strdup(cause);
+  return -1;
+}
+
+static int servername(SSL *ssl, int *alert, void *arg) {
+  (void)arg;
+  session_t *s = SSL_get_app_data(ssl);
+  if (!s || !s->on_hello || s->hello_early == 2) return SSL_TLSEXT_ERR_OK;
+  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (ask_hello(s, name, name ? strlen(name) : 0) == 0) return SSL_TLSEXT_ERR_OK;
+  *alert = SSL_AD_UNRECOGNIZED_NAME;
+  return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 /* OpenSSL's client-hello callback, before the servername one: onClientHello may hold the
  * handshake (certificates on demand order one meanwhile) until tlsResume; OpenSSL calls this
  * again then. */
 static int client_hello(SSL *ssl, int *alert, void *arg) {
-  (void)alert, (void)arg;
+  (void)arg;
   session_t *s = SSL_get_app_data(ssl);
-  if (!s || !s->on_client_hello || s->hello_hold == 2) return SSL_CLIENT_HELLO_SUCCESS;
-  if (s->hello_hold == 0 && !hello_hold_ask(s->env, ssl, s->on_client_hello)) {
+  if (!s) return SSL_CLIENT_HELLO_SUCCESS;
+  if (s->on_client_hello && s->hello_hold != 2) {
+    if (s->hello_hold == 1 || hello_hold_ask(s->env, ssl, s->on_client_hello)) {
+      s->hello_hold = 1;
+      return SSL_CLIENT_HELLO_RETRY;
+    }
     s->hello_hold = 2;
-    return SSL_CLIENT_HELLO_SUCCESS;
   }
-  s->hello_hold = 1;
-  return SSL_CLIENT_HELLO_RETRY;
+  if (s->hello_early == 1) {
+    /* The policy now, on the loop; the rest of the step on a thread, after this retry. */
+    const char *name;
+    size_t len;
+    int found = hello_server_name(ssl, &name, &len);
+    if (found < 0) { /* OpenSSL judges it, and the servername callback asks as always */
+      s->hello_early = 0;
+      return SSL_CLIENT_HELLO_SUCCESS;
+    }
+    s->hello_early = 2;
+    if (ask_hello(s, found ? name : NULL, len) < 0) {
+      *alert = SSL_AD_UNRECOGNIZED_NAME;
+      return SSL_CLIENT_HELLO_ERROR;
+    }
+    return SSL_CLIENT_HELLO_RETRY;
+  }
+  return SSL_CLIENT_HELLO_SUCCESS;
 }
 
 /* Records a close_notify from the client: with SSL_OP_IGNORE_UNEXPECTED_EOF, SSL_read says the
@@ -813,10 +839,14 @@ static void handshake_done(offload_job_t *job) {
 }
 
 /* Whether this handshake step goes to a pool thread: not while the loop has no other session
- * in its handshake (one client at a time gains nothing from the hand-over), and never for a
- * session whose handshake calls JavaScript (the SNI policy, certificates on demand). */
+ * in its handshake (one client at a time gains nothing from the hand-over), nor when the
+ * threads have enough waiting. A session whose handshake asks the policy (onClientHello,
+ * onHello) asks it on the loop first, in the client-hello callback (hello_early). */
 static int hand_over(session_t *s) {
-  return handshaking > 1 && !s->on_hello && !s->on_client_hello && offload_room(s->env);
+  if (handshaking < 2 || !offload_room(s->env)) return 0;
+  if (!s->on_hello || s->hello_early == 2) return 1;
+  s->hello_early = 1; /* this step on the loop, up to the ClientHello's policy */
+  return 0;
 }
 
 static void step(session_t *s) {
@@ -869,6 +899,10 @@ static void step(session_t *s) {
         js_callback_call(&s->on_handshake, 1, &facts); /* it may call tlsRelay or tlsClose */
         napi_close_handle_scope(s->env, scope);
         s->again = 1;
+        continue;
+      }
+      if (e == SSL_ERROR_WANT_CLIENT_HELLO_CB && s->hello_early == 2) {
+        s->again = 1; /* the policy has chosen: the rest of the step, on a thread if it can */
         continue;
       }
       if (e == SSL_ERROR_WANT_CLIENT_HELLO_CB) { /* held: tlsResume goes on */
