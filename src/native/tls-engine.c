@@ -479,10 +479,8 @@ static napi_value facts_of(session_t *s) {
   return facts;
 }
 
-/* OpenSSL's servername callback, called for every ClientHello (name or not): the policy picks
- * the context. A throw or a null refuses the name (unrecognized_name); its words are the cause. */
-/* onHello(name): 0, with the context it chose in place; -1 when it refused the name (its
- * words are the handshake's failure). */
+/* onHello(name), the policy, picks the context: 0, with the one it chose in place; -1 when it
+ * refused the name by a throw or a null (its words are the handshake's failure). */
 static int ask_hello(session_t *s, const char *name, size_t name_len) {
   SSL *ssl = s->ssl;
   napi_env env = s->env;
@@ -510,9 +508,11 @@ static int ask_hello(session_t *s, const char *name, size_t name_len) {
     SSL_CTX *ctx = t == napi_undefined ? NULL : ctx_of(env, result);
     if (ctx)
       SSL_set_SSL_CTX(ssl, ctx);
-    else if (t != napi_undefined)
+    else if (t != napi_undefined && name)
       snprintf(cause, sizeof cause, "TLS handshake failed: no certificate for %.*s",
-               name ? (int)name_len : 16, name ? name : "(no server name)");
+               (int)name_len, name);
+    else if (t != napi_undefined)
+      snprintf(cause, sizeof cause, "TLS handshake failed: no certificate for (no server name)");
   }
   napi_close_handle_scope(env, scope);
   if (!cause[0]) return 0;
@@ -521,6 +521,9 @@ static int ask_hello(session_t *s, const char *name, size_t name_len) {
   return -1;
 }
 
+/* OpenSSL's servername callback, called for every ClientHello (name or not), unless the
+ * client-hello callback has asked the policy already (hello_early). A refusal is an
+ * unrecognized_name alert. */
 static int servername(SSL *ssl, int *alert, void *arg) {
   (void)arg;
   session_t *s = SSL_get_app_data(ssl);
@@ -533,7 +536,9 @@ static int servername(SSL *ssl, int *alert, void *arg) {
 
 /* OpenSSL's client-hello callback, before the servername one: onClientHello may hold the
  * handshake (certificates on demand order one meanwhile) until tlsResume; OpenSSL calls this
- * again then. */
+ * again then. With hello_early, onHello is asked here too and the step retried, so that its
+ * rest (the servername callback with nothing left to ask, the key exchange, the signature)
+ * can go to a thread. */
 static int client_hello(SSL *ssl, int *alert, void *arg) {
   (void)arg;
   session_t *s = SSL_get_app_data(ssl);
@@ -555,7 +560,7 @@ static int client_hello(SSL *ssl, int *alert, void *arg) {
       return SSL_CLIENT_HELLO_SUCCESS;
     }
     s->hello_early = 2;
-    if (ask_hello(s, found ? name : NULL, len) < 0) {
+    if (s->on_hello && ask_hello(s, found ? name : NULL, len) < 0) {
       *alert = SSL_AD_UNRECOGNIZED_NAME;
       return SSL_CLIENT_HELLO_ERROR;
     }
@@ -844,7 +849,7 @@ static void handshake_done(offload_job_t *job) {
  * onHello) asks it on the loop first, in the client-hello callback (hello_early). */
 static int hand_over(session_t *s) {
   if (handshaking < 2 || !offload_room(s->env)) return 0;
-  if (!s->on_hello || s->hello_early == 2) return 1;
+  if ((!s->on_hello && !s->on_client_hello) || s->hello_early == 2) return 1;
   s->hello_early = 1; /* this step on the loop, up to the ClientHello's policy */
   return 0;
 }
