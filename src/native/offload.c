@@ -125,7 +125,7 @@ static void start(napi_env env) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 256 * 1024);
+  pthread_attr_setstacksize(&attr, 1024 * 1024); /* address space: pages only as used */
   for (int i = 0; i < want; i++) {
     pthread_t t;
     if (pthread_create(&t, &attr, pool_thread, NULL) == 0) threads++;

@@ -1,11 +1,13 @@
 // The native engine's handshake threads (src/native/offload.c): a client alone has its handshake
 // on the event loop; while another client is in its handshake, a step goes to a thread of its
-// own. A step taken there ends as one on the loop would: the reply, the failure's line and
-// status (OpenSSL's reason read on the thread), and resumption (the ticket keys read there).
+// own. A step taken there ends as one on the loop would: the reply, the hybrid post-quantum key
+// exchange, the failure's line and status (OpenSSL's reason read on the thread), and
+// resumption (the ticket keys read there).
 // A certificate chosen by name: the policy is asked on the loop, the rest goes to a thread; a
 // server name OpenSSL must judge (a zero byte in it) is left to OpenSSL, as on the loop.
 // Where the steps ran is tcpserver --metrics' tlsd_handshake_steps_total.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { get } from "node:http";
 import { connect, createServer } from "node:net";
 import type { AddressInfo, Socket } from "node:net";
@@ -37,23 +39,44 @@ interface Steps {
   thread: number;
 }
 
-/** tlsd_handshake_steps_total, by where the steps ran. */
-function steps(metricsPort: number): Promise<Steps> {
+/** The scrape of tcpserver --metrics. */
+function scrapeText(metricsPort: number): Promise<string> {
   return new Promise((resolve, reject) => {
     get({ host: "127.0.0.1", port: metricsPort, path: "/metrics" }, (response) => {
       let body = "";
       response.setEncoding("utf8");
       response.on("data", (chunk: string) => (body += chunk));
-      response.on("end", () => {
-        const on = (where: string) =>
-          Number(
-            new RegExp(`^tlsd_handshake_steps_total\\{on="${where}"\\} (\\d+)$`, "m").exec(
-              body,
-            )?.[1] ?? NaN,
-          );
-        resolve({ loop: on("loop"), thread: on("thread") });
-      });
+      response.on("end", () => resolve(body));
     }).on("error", reject);
+  });
+}
+
+/** tlsd_handshake_steps_total, by where the steps ran. */
+async function steps(metricsPort: number): Promise<Steps> {
+  const body = await scrapeText(metricsPort);
+  const on = (where: string) =>
+    Number(
+      new RegExp(`^tlsd_handshake_steps_total\\{on="${where}"\\} (\\d+)$`, "m").exec(body)?.[1] ??
+        NaN,
+    );
+  return { loop: on("loop"), thread: on("thread") };
+}
+
+/** node:tls's client offering the hybrid post-quantum group alone: what the program said. */
+function pqExchange(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = tlsConnect({
+      port,
+      host: "127.0.0.1",
+      servername: "localhost",
+      ca: [readFileSync(pki.ca.cert)],
+      ecdhCurve: "X25519MLKEM768",
+    });
+    let got = "";
+    c.setEncoding("latin1");
+    c.on("data", (d: string) => (got += d));
+    c.once("close", () => resolve(got));
+    c.once("error", reject);
   });
 }
 
@@ -108,6 +131,19 @@ test("handshakes on the loop alone, on a thread beside another client's: the sam
       assert.equal(await tlsExchange(s.port, pki.ca.cert), "hello\n");
       await ended();
     }
+    // Post-quantum: the hybrid group's key exchange on the thread.
+    const hybrid = async () =>
+      Number(
+        /^tlsd_handshakes_total\{[^}]*group="X25519MLKEM768"[^}]*\} (\d+)$/m.exec(
+          await scrapeText(metricsPort),
+        )?.[1] ?? 0,
+      );
+    const hybridBefore = await hybrid();
+    const threadBefore = (await steps(metricsPort)).thread;
+    assert.equal(await pqExchange(s.port), "hello\n");
+    await ended();
+    assert.equal(await hybrid(), hybridBefore + 1);
+    if (THREADS) assert.ok((await steps(metricsPort)).thread > threadBefore);
     // A TLS 1.1 client and an HTTP request: the failures read on the thread.
     await run("openssl", ["s_client", "-tls1_1", "-connect", `127.0.0.1:${s.port}`], {
       input: "",
@@ -131,11 +167,11 @@ test("handshakes on the loop alone, on a thread beside another client's: the sam
     const after = await steps(metricsPort);
     if (THREADS) {
       assert.equal(after.loop, held.loop, JSON.stringify({ held, after }));
-      // A step or more for each of the 3 + 4 handshakes that worked and the 2 that failed.
-      assert.ok(after.thread >= 9, JSON.stringify({ held, after }));
+      // A step or more for each of the 4 + 4 handshakes that worked and the 2 that failed.
+      assert.ok(after.thread >= 10, JSON.stringify({ held, after }));
     } else {
       assert.equal(after.thread, 0, JSON.stringify(after));
-      assert.ok(after.loop >= held.loop + 9, JSON.stringify({ held, after }));
+      assert.ok(after.loop >= held.loop + 10, JSON.stringify({ held, after }));
     }
     const fatal = s.log().match(/^tlsd: fatal: .*$/gm);
     assert.deepEqual(fatal, [
