@@ -17,8 +17,6 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { get } from "node:http";
-import type { RequestOptions } from "node:http";
 import { connect, createServer } from "node:net";
 import type { AddressInfo, Server, Socket } from "node:net";
 import { join } from "node:path";
@@ -33,6 +31,7 @@ import { startPebble } from "../helpers/pebble.ts";
 import { BIN, ROOT, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import { scratchDir } from "../helpers/scratch.ts";
+import { scrape, value } from "../helpers/scrape.ts";
 
 const pki = makePki();
 const cert = pki.server("localhost", ["localhost"]);
@@ -53,50 +52,6 @@ before(async () => {
   });
   assert.equal(r.code, 0, r.stderr);
 });
-
-interface Scrape {
-  status: number;
-  contentType: string;
-  body: string;
-}
-
-/** GET /metrics (or `path`) over TCP or a UNIX socket. */
-function scrape(where: { port: number } | { socketPath: string }, path = "/metrics") {
-  const options: RequestOptions =
-    "port" in where ? { host: "127.0.0.1", port: where.port, path } : { ...where, path };
-  return new Promise<Scrape>((resolve, reject) => {
-    get(options, (response) => {
-      let body = "";
-      response.setEncoding("utf8");
-      response.on("data", (chunk: string) => (body += chunk));
-      response.on("end", () =>
-        resolve({
-          status: response.statusCode ?? 0,
-          contentType: response.headers["content-type"] ?? "",
-          body,
-        }),
-      );
-    }).on("error", reject);
-  });
-}
-
-/** The value of the series `name{labels}` (exactly those labels), or undefined. */
-function value(
-  text: string,
-  name: string,
-  labels: Record<string, string> = {},
-): number | undefined {
-  const wanted = JSON.stringify(Object.entries(labels).sort());
-  for (const line of text.split("\n")) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const found = [...(m[2] ?? "").matchAll(/([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"/g)].map(
-      ([, key, v]) => [key, v],
-    );
-    if (JSON.stringify(found.sort()) === wanted) return Number(m[3]);
-  }
-  return undefined;
-}
 
 /** promtool's verdict on a whole scrape: format and naming conventions. */
 async function promtool(text: string): Promise<void> {

@@ -8,7 +8,6 @@
 // Where the steps ran is tcpserver --metrics' tlsd_handshake_steps_total.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { get } from "node:http";
 import { connect, createServer } from "node:net";
 import type { AddressInfo, Socket } from "node:net";
 import { availableParallelism } from "node:os";
@@ -19,6 +18,7 @@ import { makePki } from "../helpers/certs.ts";
 import { freePort } from "../helpers/interop.ts";
 import { BIN, ours, run } from "../helpers/programs.ts";
 import { scratchDir } from "../helpers/scratch.ts";
+import { scrape, value } from "../helpers/scrape.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
 import { sClientSession, sClientVerified, tlsExchange } from "../helpers/tls-client.ts";
@@ -39,26 +39,10 @@ interface Steps {
   thread: number;
 }
 
-/** The scrape of tcpserver --metrics. */
-function scrapeText(metricsPort: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    get({ host: "127.0.0.1", port: metricsPort, path: "/metrics" }, (response) => {
-      let body = "";
-      response.setEncoding("utf8");
-      response.on("data", (chunk: string) => (body += chunk));
-      response.on("end", () => resolve(body));
-    }).on("error", reject);
-  });
-}
-
 /** tlsd_handshake_steps_total, by where the steps ran. */
 async function steps(metricsPort: number): Promise<Steps> {
-  const body = await scrapeText(metricsPort);
-  const on = (where: string) =>
-    Number(
-      new RegExp(`^tlsd_handshake_steps_total\\{on="${where}"\\} (\\d+)$`, "m").exec(body)?.[1] ??
-        NaN,
-    );
+  const { body } = await scrape({ port: metricsPort });
+  const on = (where: string) => value(body, "tlsd_handshake_steps_total", { on: where }) ?? NaN;
   return { loop: on("loop"), thread: on("thread") };
 }
 
@@ -133,11 +117,12 @@ test("handshakes on the loop alone, on a thread beside another client's: the sam
     }
     // Post-quantum: the hybrid group's key exchange on the thread.
     const hybrid = async () =>
-      Number(
-        /^tlsd_handshakes_total\{[^}]*group="X25519MLKEM768"[^}]*\} (\d+)$/m.exec(
-          await scrapeText(metricsPort),
-        )?.[1] ?? 0,
-      );
+      value((await scrape({ port: metricsPort })).body, "tlsd_handshakes_total", {
+        result: "ok",
+        version: "TLSv1.3",
+        group: "X25519MLKEM768",
+        resumed: "false",
+      }) ?? 0;
     const hybridBefore = await hybrid();
     const threadBefore = (await steps(metricsPort)).thread;
     assert.equal(await pqExchange(s.port), "hello\n");
