@@ -101,6 +101,7 @@ napi_value tls_close(napi_env env, napi_callback_info info);
  * what the ClientHello asks for; whether it holds the handshake. */
 napi_value tls_resume(napi_env env, napi_callback_info info);
 napi_value tls_handshake_steps(napi_env env, napi_callback_info info);
+napi_value tls_share_cores(napi_env env, napi_callback_info info);
 typedef struct ssl_st SSL;
 int hello_hold_ask(napi_env env, SSL *ssl, napi_ref on_client_hello);
 /* Inside the client-hello callback: the ClientHello's server name as OpenSSL will take it (1;
@@ -142,6 +143,8 @@ struct offload_job_s {
  * (the pool starts on the first ask). */
 int offload_room(napi_env env);
 void offload_submit(offload_job_t *job);
+/* How many processes share the cores (tcpserver --workers), before the pool starts. */
+void offload_share(int processes);
 
 /* spawner-client.c: the ucspi-spawner helper process (see spawner.c). */
 napi_value start_spawner(napi_env env, napi_callback_info info);

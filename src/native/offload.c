@@ -37,6 +37,7 @@ static pthread_mutex_t running = PTHREAD_MUTEX_INITIALIZER;
 static offload_job_t *queue_head, *queue_tail; /* waiting for a thread */
 static offload_job_t *done_head, *done_tail;   /* finished, waiting for the loop */
 static int threads = -1;                       /* -1: not started yet; 0: none (one core) */
+static int sharing = 1;                        /* processes that share the cores (--workers) */
 static int outstanding;                        /* submitted and not yet done: loop thread only */
 static int done_fd = -1;
 static watch_t done_watch;
@@ -96,11 +97,13 @@ static void finished(watch_t *w, uint32_t events) {
 
 static void hold_at_exit(void) { pthread_mutex_lock(&running); }
 
-/* The cores this process may run on, less the loop's own; at most MAX_THREADS. */
+/* This process's share of the cores it may run on, less the loop's own; at most MAX_THREADS.
+ * Processes of tcpserver --workers split the cores: with as many as there are cores, each
+ * keeps its handshakes on its own loop. */
 static int pool_size(void) {
   cpu_set_t set;
   int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-  int n = cores - 1;
+  int n = cores / sharing - 1;
   return n < 0 ? 0 : n > MAX_THREADS ? MAX_THREADS : n;
 }
 
@@ -132,6 +135,10 @@ static void start(napi_env env) {
   }
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void offload_share(int processes) {
+  if (threads < 0 && processes > 0) sharing = processes;
 }
 
 int offload_room(napi_env env) {

@@ -1223,6 +1223,15 @@ napi_value tls_handshake_steps(napi_env env, napi_callback_info info) {
   return list;
 }
 
+/* tlsShareCores(processes): the engine's handshake threads take this process's share of the
+ * cores (tcpserver --workers); before the first handshake. */
+napi_value tls_share_cores(napi_env env, napi_callback_info info) {
+  int32_t processes;
+  if (int_args(env, info, 1, &processes) < 0) return NULL;
+  offload_share(processes);
+  return NULL;
+}
+
 /* tlsResume(session): the handshake that onClientHello held goes on. */
 napi_value tls_resume(napi_env env, napi_callback_info info) {
   size_t argc = 1;

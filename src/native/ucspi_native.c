@@ -1112,6 +1112,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"tlsClose", NULL, tls_close, NULL, NULL, NULL, napi_default, NULL},
       {"tlsResume", NULL, tls_resume, NULL, NULL, NULL, napi_default, NULL},
       {"tlsHandshakeSteps", NULL, tls_handshake_steps, NULL, NULL, NULL, napi_default, NULL},
+      {"tlsShareCores", NULL, tls_share_cores, NULL, NULL, NULL, napi_default, NULL},
       {"tlsTicketKeys", NULL, tls_ticket_keys, NULL, NULL, NULL, napi_default, NULL},
       {"tlsSetTicketKeys", NULL, tls_set_ticket_keys, NULL, NULL, NULL, napi_default, NULL},
       {"ocspCheck", NULL, ocsp_check, NULL, NULL, NULL, napi_default, NULL},

@@ -61,6 +61,8 @@ async function main(): Promise<void> {
   if (helpAsked("tcpserver", args, USAGE, EXTENSIONS)) return;
   endOnUncaught("tcpserver");
   const options = parseServerArgs(args, process.env);
+  // --workers: each process's handshake threads take its share of the cores.
+  native().tlsShareCores(options.workers);
   // SIGHUP from the start (djb's tcpserver dies of it): one that comes while we load our
   // stages must not end the server. Workers get it as a message: a signal could reach one
   // that has not installed its handler yet, and kill it.

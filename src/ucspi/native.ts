@@ -152,6 +152,9 @@ export interface Native {
   /** Handshake steps the engine has taken since the process started: [on the loop thread, on
    * a handshake thread]. A step goes to a thread while other handshakes wait on the loop. */
   tlsHandshakeSteps(): [number, number];
+  /** The handshake threads take this process's share of the cores: `processes` share them
+   * (tcpserver --workers). Before the first handshake; none on a single core's share. */
+  tlsShareCores(processes: number): void;
   /** A set of session ticket keys for tlsContext's ticketKeys (tls-engine-tickets.c): `keys`
    * is 48 bytes a key (a 16-byte name, an HMAC-SHA256 secret, an AES-128 key: node:tls's
    * layout), `encrypt` the index of the one that encrypts; every one decrypts. */

@@ -4,7 +4,8 @@
 // exchange, the failure's line and status (OpenSSL's reason read on the thread), and
 // resumption (the ticket keys read there).
 // A certificate chosen by name: the policy is asked on the loop, the rest goes to a thread; a
-// server name OpenSSL must judge (a zero byte in it) is left to OpenSSL, as on the loop.
+// server name OpenSSL must judge (a zero byte in it) is left to OpenSSL, as on the loop. Under
+// tcpserver --workers the processes split the cores, and a process's share may leave no thread.
 // Where the steps ran is tcpserver --metrics' tlsd_handshake_steps_total.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -33,6 +34,8 @@ const REPLY = ["echo", "hello"];
 const STATUS_98 = 98 << 8;
 /** The engine keeps no thread on a single core: every step is on the loop there. */
 const THREADS = availableParallelism() > 1;
+/** Under --workers 2 each process takes half the cores, less its loop's. */
+const THREADS_OF_TWO = Math.floor(availableParallelism() / 2) - 1 > 0;
 
 interface Steps {
   loop: number;
@@ -256,6 +259,42 @@ test("a certificate chosen by name: the SNI policy on the loop, the rest on a th
     ]);
     holder.destroy();
     await ended();
+  } finally {
+    await s.stop();
+  }
+});
+
+test("tcpserver --workers 2: each process takes half the cores for its handshake threads (none of its own on 2 cores)", async () => {
+  const metricsPort = await freePort();
+  const s = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-v", "-RHl0", "--workers", "2", "--metrics", `127.0.0.1:${metricsPort}`],
+      ...["127.0.0.1", "0", "tlsd", "--engine", "native", ...REPLY],
+    ],
+    { env },
+  );
+  let ends = 0;
+  const ended = () => s.waitForLog(/^tcpserver: end /, ++ends);
+  try {
+    const holders: Socket[] = [];
+    // A client held in its handshake in each process (the kernel spreads the connections).
+    for (let i = 0; i < 8; i++) {
+      const holder = connect(s.port, "127.0.0.1");
+      holder.on("error", () => {});
+      await new Promise((resolve) => holder.once("connect", resolve));
+      holder.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]));
+      holders.push(holder);
+    }
+    await stepsWhen(metricsPort, (now) => now.loop + now.thread >= 8);
+    for (let i = 0; i < 6; i++) {
+      assert.equal(await tlsExchange(s.port, pki.ca.cert), "hello\n");
+      await ended();
+    }
+    const after = await steps(metricsPort);
+    if (!THREADS_OF_TWO) assert.equal(after.thread, 0, JSON.stringify(after));
+    assert.ok(after.loop + after.thread >= 8 + 6, JSON.stringify(after));
+    for (const holder of holders) holder.destroy();
   } finally {
     await s.stop();
   }
