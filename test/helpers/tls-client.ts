@@ -4,11 +4,12 @@ import { connect } from "node:tls";
 import { run } from "./programs.ts";
 
 /** Sends `send` once the handshake is done, ends its side once `enough(got)` holds (never by
- * default), and resolves with all it read when the connection closes. */
+ * default), and resolves with all it read when the connection closes; `ecdhCurve` limits the
+ * key exchange groups it offers. */
 export function tlsExchange(
   port: number,
   caFile: string,
-  options: { send?: string; enough?: (got: string) => boolean } = {},
+  options: { send?: string; enough?: (got: string) => boolean; ecdhCurve?: string } = {},
 ): Promise<string> {
   return new Promise((resolve, reject) => {
     const c = connect({
@@ -16,6 +17,7 @@ export function tlsExchange(
       host: "127.0.0.1",
       servername: "localhost",
       ca: [readFileSync(caFile)],
+      ...(options.ecdhCurve !== undefined && { ecdhCurve: options.ecdhCurve }),
     });
     let got = "";
     c.setEncoding("latin1");

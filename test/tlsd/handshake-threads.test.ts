@@ -8,7 +8,6 @@
 // tcpserver --workers the processes split the cores, and a process's share may leave no thread.
 // Where the steps ran is tcpserver --metrics' tlsd_handshake_steps_total.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import type { AddressInfo, Socket } from "node:net";
 import { availableParallelism } from "node:os";
@@ -49,24 +48,6 @@ async function steps(metricsPort: number): Promise<Steps> {
   return { loop: on("loop"), thread: on("thread") };
 }
 
-/** node:tls's client offering the hybrid post-quantum group alone: what the program said. */
-function pqExchange(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const c = tlsConnect({
-      port,
-      host: "127.0.0.1",
-      servername: "localhost",
-      ca: [readFileSync(pki.ca.cert)],
-      ecdhCurve: "X25519MLKEM768",
-    });
-    let got = "";
-    c.setEncoding("latin1");
-    c.on("data", (d: string) => (got += d));
-    c.once("close", () => resolve(got));
-    c.once("error", reject);
-  });
-}
-
 /** Polls the scrape until `check` holds of it (a bounded wait). */
 async function stepsWhen(metricsPort: number, check: (s: Steps) => boolean): Promise<Steps> {
   for (let tries = 0; tries < 500; tries++) {
@@ -77,14 +58,20 @@ async function stepsWhen(metricsPort: number, check: (s: Steps) => boolean): Pro
   throw new Error(`tlsd_handshake_steps_total: ${JSON.stringify(await steps(metricsPort))}`);
 }
 
-/** A client in its handshake for as long as the test needs: a TLS record's header and no more
- * of it, once the engine has read that much (a step on the loop, the only handshake then). */
-async function holdHandshake(s: RunningServer, metricsPort: number): Promise<Socket> {
-  const before = await steps(metricsPort);
-  const holder = connect(s.port, "127.0.0.1");
+/** A client that stays in its handshake: a TLS record's header and no more of it. */
+async function handshakeHeld(port: number): Promise<Socket> {
+  const holder = connect(port, "127.0.0.1");
   holder.on("error", () => {});
   await new Promise((resolve) => holder.once("connect", resolve));
   holder.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]));
+  return holder;
+}
+
+/** A client in its handshake for as long as the test needs, once the engine has read its
+ * header (a step on the loop, the only handshake then). */
+async function holdHandshake(s: RunningServer, metricsPort: number): Promise<Socket> {
+  const before = await steps(metricsPort);
+  const holder = await handshakeHeld(s.port);
   await stepsWhen(metricsPort, (now) => now.loop > before.loop);
   return holder;
 }
@@ -128,7 +115,8 @@ test("handshakes on the loop alone, on a thread beside another client's: the sam
       }) ?? 0;
     const hybridBefore = await hybrid();
     const threadBefore = (await steps(metricsPort)).thread;
-    assert.equal(await pqExchange(s.port), "hello\n");
+    const pq = await tlsExchange(s.port, pki.ca.cert, { ecdhCurve: "X25519MLKEM768" });
+    assert.equal(pq, "hello\n");
     await ended();
     assert.equal(await hybrid(), hybridBefore + 1);
     if (THREADS) assert.ok((await steps(metricsPort)).thread > threadBefore);
@@ -279,13 +267,7 @@ test("tcpserver --workers 2: each process takes half the cores for its handshake
   try {
     const holders: Socket[] = [];
     // A client held in its handshake in each process (the kernel spreads the connections).
-    for (let i = 0; i < 8; i++) {
-      const holder = connect(s.port, "127.0.0.1");
-      holder.on("error", () => {});
-      await new Promise((resolve) => holder.once("connect", resolve));
-      holder.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]));
-      holders.push(holder);
-    }
+    for (let i = 0; i < 8; i++) holders.push(await handshakeHeld(s.port));
     await stepsWhen(metricsPort, (now) => now.loop + now.thread >= 8);
     for (let i = 0; i < 6; i++) {
       assert.equal(await tlsExchange(s.port, pki.ca.cert), "hello\n");
