@@ -6,6 +6,7 @@
 // A certificate chosen by name: the policy is asked on the loop, the rest goes to a thread; a
 // server name OpenSSL must judge (a zero byte in it) is left to OpenSSL, as on the loop. Under
 // tcpserver --workers the processes split the cores, and a process's share may leave no thread.
+// -K's bound, reached while a step is on a thread, ends the handshake once the step is back.
 // Where the steps ran is tcpserver --metrics' tlsd_handshake_steps_total.
 import assert from "node:assert/strict";
 import { connect, createServer } from "node:net";
@@ -198,6 +199,8 @@ function sendHello(port: number, hello: Buffer): Promise<void> {
     const c = connect(port, "127.0.0.1", () => c.write(hello));
     c.on("data", () => {});
     c.on("error", () => {});
+    // Bounded: a server that never ends it fails the test's assertions, not the run's time.
+    c.setTimeout(10_000, () => c.destroy());
     c.once("close", () => resolve());
   });
 }
@@ -277,6 +280,57 @@ test("tcpserver --workers 2: each process takes half the cores for its handshake
     if (!THREADS_OF_TWO) assert.equal(after.thread, 0, JSON.stringify(after));
     assert.ok(after.loop + after.thread >= 8 + 6, JSON.stringify(after));
     for (const holder of holders) holder.destroy();
+  } finally {
+    await s.stop();
+  }
+});
+
+test("-K ends a handshake whose step is on a thread once the step is back: the timeout's line and status, nothing left behind", async () => {
+  // An RSA-4096 key: the ClientHello's step signs for about 4 ms, twice -K's bound, so the
+  // timers of clients that arrive together fire while their steps are on the thread. The
+  // clients send their ClientHello and never their Finished: -K ends every one.
+  const key = join(dir, "rsa4096.key");
+  const crt = join(dir, "rsa4096.crt");
+  await run("openssl", [
+    ...["req", "-x509", "-newkey", "rsa:4096", "-nodes", "-keyout", key, "-out", crt],
+    ...["-subj", "/CN=localhost", "-days", "1"],
+  ]);
+  const hello = await capturedHello("localhost");
+  const metricsPort = await freePort();
+  const s = await startServer(
+    ours("tcpserver"),
+    [
+      ...["-v", "-RHl0", "--metrics", `127.0.0.1:${metricsPort}`, "127.0.0.1", "0"],
+      ...["tlsd", "--engine", "native", "-K", "2", ...REPLY],
+    ],
+    { env: { ...env, CERTFILE: crt, KEYFILE: key } },
+  );
+  const CLIENTS = 12;
+  try {
+    let ends = 0;
+    // Rounds of clients arriving together, until one of their steps was on a thread.
+    for (let round = 0; round < 5; round++) {
+      await Promise.all(Array.from({ length: CLIENTS }, () => sendHello(s.port, hello)));
+      ends += CLIENTS;
+      await s.waitForLog(/^tcpserver: end /, ends);
+      if (!THREADS || (await steps(metricsPort)).thread > 0) break;
+    }
+    const after = await steps(metricsPort);
+    if (THREADS) assert.ok(after.thread > 0, JSON.stringify(after));
+    else assert.equal(after.thread, 0, JSON.stringify(after));
+    // Every handshake ended by -K, in the loop's words and status.
+    const fatal = s.log().match(/^tlsd: fatal: .*$/gm) ?? [];
+    assert.equal(fatal.length, ends, s.log());
+    for (const line of fatal) assert.equal(line, "tlsd: fatal: 127.0.0.1: handshake timed out");
+    assert.equal(s.log().match(new RegExp(`status ${STATUS_98}$`, "gm"))?.length, ends);
+    // Nothing is left in the process: no connection, and each timeout counted once.
+    const { body } = await scrape({ port: metricsPort });
+    assert.equal(value(body, "tcpserver_connections_active"), 0, body);
+    assert.equal(
+      value(body, "tlsd_handshakes_total", { result: "failed", reason: "timeout" }),
+      ends,
+      body,
+    );
   } finally {
     await s.stop();
   }
