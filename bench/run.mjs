@@ -20,6 +20,8 @@
 //      (bench/metrics.mjs).
 //  3b. pq: the TLS handshakes of 3. with a client that offers X25519MLKEM768 (bench/pq-loadgen.mjs);
 //  3c. workers: `tcpserver --workers 1` against `--workers 2` (tlsd, full handshakes).
+//  13. split: where a connection's CPU goes, process by process, ours beside djb's tcpserver and
+//      haproxy, with the client's latencies (bench/split.mjs).
 // Results go to bench/results/; `node bench/tables.mjs` (npm run bench:tables) writes the
 // README's performance tables from them.
 import { execFileSync, spawnSync } from "node:child_process";
@@ -47,6 +49,7 @@ const harnessParts = [
   "metrics",
   "pq",
   "workers",
+  "split",
 ];
 if (harnessParts.some(only)) {
   if (!existsSync(join(harness, "bench.py"))) {
@@ -370,6 +373,20 @@ if (only("metrics")) {
   const r = spawnSync(process.execPath, [join(root, "bench", "metrics.mjs")], {
     stdio: "inherit",
     env: { ...process.env, BENCH_ROUNDS: process.env.BENCH_METRICS_ROUNDS ?? "3" },
+  });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+// 13. Where a connection's CPU goes, process by process, ours against djb's tcpserver (plain)
+// and haproxy in front of it (TLS), c=1 and c=16 (bench/split.mjs). BENCH_SPLIT_ROUNDS (3).
+if (only("split")) {
+  const r = spawnSync(process.execPath, [join(root, "bench", "split.mjs")], {
+    stdio: "inherit",
+    env: {
+      ...process.env,
+      BENCH_ROUNDS: process.env.BENCH_SPLIT_ROUNDS ?? "3",
+      SPLIT_MARKDOWN: join(out, `split-${stamp}.md`),
+    },
   });
   if (r.status !== 0) process.exit(r.status ?? 1);
 }

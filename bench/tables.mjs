@@ -72,6 +72,7 @@ const own = {
   "smtp-qmail": { pattern: /^smtp-(\d{8}-\d{6})\.md$/, with: "bin/qmail-smtpd)" },
   postgres: { pattern: /^postgres-(\d{8}-\d{6})\.md$/ },
   transparent: { pattern: /^(\d{8}-\d{6})-transparent\.md$/ },
+  split: { pattern: /^split-(\d{8}-\d{6})\.md$/ },
 };
 
 // Writing, a part with no new result keeps the one published before.
