@@ -38,6 +38,7 @@ import { dirname, join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
+import { freePort } from "./ports.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = join(root, "bin");
@@ -179,15 +180,6 @@ async function settle(pid, { expectProcs = 0, atMost, maxS = 10 } = {}) {
     if ((stable >= 3 && count) || Date.now() > end) return m;
     await sleep(250);
   }
-}
-
-async function freePort() {
-  const s = createServer().listen(0, "127.0.0.1");
-  await once(s, "listening");
-  const { port } = s.address();
-  s.close();
-  await once(s, "close");
-  return port;
 }
 
 /** A free port below the kernel's ephemeral range (32768 and up here), for hold.mjs to say it

@@ -10,11 +10,11 @@
 // TLSFUZZER_ONLY=script.py,... runs those alone. Results: bench/results/tlsfuzzer-STAMP.md.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
+import { freePort } from "./ports.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const fuzzer = process.env.TLSFUZZER;
@@ -67,15 +67,6 @@ spawnSync(
     stdio: "inherit",
   },
 );
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const ourPort = await freePort();
 const nativePort = await freePort();
