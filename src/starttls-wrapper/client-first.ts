@@ -15,6 +15,7 @@ import { drain, peekBytes } from "../stream/peek.ts";
 import { resetConnection } from "../stream/reset.ts";
 import type { Connection, StageContext } from "../ucspi/stage.ts";
 import type { WrapperOptions } from "./options.ts";
+import { Stopper } from "../ucspi/stop-signal.ts";
 
 /** The status of a connection refused here (bad input, as tls-sniff's). */
 export const REFUSED = exitStatus(100);
@@ -70,7 +71,7 @@ export function startServer(ctx: StageContext, options: WrapperOptions) {
   const env = copyEnv(ctx.env);
   // The plaintext server never needs a key, nor to know where one is.
   stripTlsConfig(env);
-  const letGo = new AbortController();
+  const letGo = new Stopper();
   let spawned = false;
   // The stage behind (tcpforward) says through it that its service reset the connection: the
   // socket pair has no reset of its own to carry that to us.
@@ -78,7 +79,7 @@ export function startServer(ctx: StageContext, options: WrapperOptions) {
   const serverSide: Connection = { fd: theirs, reset: () => (reset = true) };
   const done = ctx
     .next(options.program, env, serverSide, {
-      stop: letGo.signal,
+      stop: letGo,
       onSpawn: () => {
         // It has its own copy; ours would hide its end from us.
         spawned = true;

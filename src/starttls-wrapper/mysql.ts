@@ -46,6 +46,7 @@ import {
   tlsdArgv,
 } from "./client-first.ts";
 import type { WrapperOptions } from "./options.ts";
+import { Stopper } from "../ucspi/stop-signal.ts";
 
 export async function runMysql(ctx: StageContext, options: WrapperOptions): Promise<number> {
   const { warn, info } = logger(ctx, options);
@@ -61,7 +62,7 @@ export async function runMysql(ctx: StageContext, options: WrapperOptions): Prom
   const end = async (status: number) => {
     connection.stream?.destroy();
     server.destroy();
-    letGo.abort("let go");
+    letGo.stop();
     await serverDone.catch(() => undefined);
     return status;
   };
@@ -183,11 +184,11 @@ async function leavesBefore(
   wait: Promise<unknown>,
   limitMs: number,
 ): Promise<{ reason?: string; connection: Connection }> {
-  const stop = new AbortController();
+  const stop = new Stopper();
   // Never enough: the look goes on until the client's end, the stop, or the bound.
   const peeked = peekBytes(
     connection,
-    { silenceMs: limitMs, maxBytes: MAX_PACKET + 4, stop: stop.signal },
+    { silenceMs: limitMs, maxBytes: MAX_PACKET + 4, stop },
     (bytes) => bytes.length + 1,
   );
   const over = wait.then(
@@ -202,7 +203,7 @@ async function leavesBefore(
         : over,
     ),
   ]);
-  stop.abort();
+  stop.stop();
   return { reason, connection: (await peeked).connection };
 }
 

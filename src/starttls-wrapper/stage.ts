@@ -36,6 +36,7 @@ import type { WrapperOptions } from "./options.ts";
 import { Snooper } from "./snoop.ts";
 import type { SnoopIo, StarttlsVerdict } from "./snoop.ts";
 import { stageOptions } from "../ucspi/stage-options.ts";
+import { Stopper } from "../ucspi/stop-signal.ts";
 
 /** The status of a session the wrapper ended (as the binary paths': client-first.ts). */
 const REFUSED = exitStatus(100);
@@ -43,8 +44,6 @@ const REFUSED = exitStatus(100);
 const SERVER_FAILED = exitStatus(111);
 /** How long the client's last bytes may take to go out before the connection is closed. */
 const FLUSH_MS = 30_000;
-/** The abort reason: a constant, so that no DOMException (with its stack) is made each time. */
-const LET_GO = "let go";
 
 type BinaryRun = (ctx: StageContext, options: WrapperOptions) => Promise<number>;
 
@@ -113,7 +112,7 @@ class Wrapper {
   private serverReset = false;
   /** The client's bytes while an upgrade is pending: none may come before the go-ahead. */
   private early: Buffer[] | undefined;
-  private readonly letGo = new AbortController();
+  private readonly letGo = new Stopper();
   private readonly snooper: Snooper;
   /** The server's output once it goes to the client as it comes (pump). */
   private serverOut: Promise<unknown> | undefined;
@@ -165,7 +164,7 @@ class Wrapper {
     let spawned = false;
     const serverSide: Connection = { fd: this.serverFd, reset: () => (this.serverReset = true) };
     const serverDone = (this.serverDone = this.ctx.next(this.options.program, env, serverSide, {
-      stop: this.letGo.signal,
+      stop: this.letGo,
       onSpawn: () => {
         // The server has its own copy; ours would hide its end from us.
         spawned = true;
@@ -263,7 +262,7 @@ class Wrapper {
   private letServerGo(): void {
     this.server.removeAllListeners("data");
     this.closeServer();
-    this.letGo.abort(LET_GO);
+    this.letGo.stop();
   }
 
   private io(): SnoopIo {
@@ -455,7 +454,7 @@ class Wrapper {
   private releaseServer(): void {
     if (this.server.destroyed && this.toServer.destroyed) return;
     this.closeServer();
-    const stop = setTimeout(() => this.letGo.abort(LET_GO), SERVER_GRACE_MS);
+    const stop = setTimeout(() => this.letGo.stop(), SERVER_GRACE_MS);
     const ended = () => clearTimeout(stop);
     void this.serverDone?.then(ended, ended);
   }

@@ -198,7 +198,7 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     const connection: Connection = fd === undefined ? { stream: client } : { fd };
     client.write(PROCEED);
     server.destroy();
-    letGo.abort("let go");
+    letGo.stop();
     await serverDone.catch(() => undefined);
     // The look at what comes first shares -K with the handshake, as tlsd's own look does.
     const started = Date.now();
@@ -221,7 +221,7 @@ export async function runXmpp(ctx: StageContext, options: WrapperOptions): Promi
     await endWith(client);
     client.destroy();
     server.destroy();
-    letGo.abort("let go");
+    letGo.stop();
     await serverDone.catch(() => undefined);
     return failed ?? REFUSED;
   }

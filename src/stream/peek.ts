@@ -11,6 +11,7 @@ import { connectionStream } from "../ucspi/chain.ts";
 import { causeText } from "../ucspi/errors.ts";
 import { native } from "../ucspi/native.ts";
 import type { Connection } from "../ucspi/stage.ts";
+import type { StopSignal } from "../ucspi/stop-signal.ts";
 
 /** What the caller makes of the bytes so far: enough (true), or how many it needs in all. */
 export type Examine = (bytes: Buffer) => true | number;
@@ -24,7 +25,7 @@ export interface Limits {
   /** The most bytes ever looked at. */
   maxBytes: number;
   /** Ends the look early, as silent (whatever came stays where it was). */
-  stop?: AbortSignal;
+  stop?: StopSignal;
 }
 
 export type Look =
@@ -90,8 +91,8 @@ function timers(
   let timer = setTimeout(expired, startedLeftMs ?? limits.silenceMs);
   let deadline = performance.now() + (startedLeftMs ?? limits.silenceMs);
   const stopped = () => settle({ kind: "silent" });
-  if (limits.stop?.aborted) queueMicrotask(stopped);
-  limits.stop?.addEventListener("abort", stopped, { once: true });
+  if (limits.stop?.stopped) queueMicrotask(stopped);
+  const unhear = limits.stop?.onStop(stopped);
   return {
     /** Some bytes came, not enough: helloMs runs from here, if there is one. */
     started() {
@@ -108,7 +109,7 @@ function timers(
     },
     stop() {
       clearTimeout(timer);
-      limits.stop?.removeEventListener("abort", stopped);
+      unhear?.();
     },
     get isStarted() {
       return started;

@@ -5,10 +5,11 @@
 // (a relay, a handshake) ends too.
 import { native } from "../ucspi/native.ts";
 import type { Connection } from "../ucspi/stage.ts";
+import { Stopper } from "../ucspi/stop-signal.ts";
 
 export interface Served {
   /** Given to runChain as its stop: aborting it ends whatever the chain spawned. */
-  readonly stop: AbortController;
+  readonly stop: Stopper;
   /** The connection as runChain got it (a stage that makes a stream of it puts it here). */
   readonly connection: Connection;
   /** The program runs on the socket itself: this process holds no copy of it any more. */
@@ -21,7 +22,7 @@ export class Running {
   ended = false;
 
   add(connection: Connection): Served {
-    const served: Served = { stop: new AbortController(), connection, spawned: false };
+    const served: Served = { stop: new Stopper(), connection, spawned: false };
     this.served.add(served);
     return served;
   }
@@ -44,7 +45,7 @@ export class Running {
 }
 
 function end(served: Served): void {
-  served.stop.abort();
+  served.stop.stop();
   if (served.spawned) return;
   const { stream, fd } = served.connection;
   if (stream) {

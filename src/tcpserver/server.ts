@@ -295,7 +295,7 @@ export function serve(listenFd: number, deps: ServerDeps): Server {
           spawning = true;
         },
         onRunFailure: () => spawnFailures.inc(),
-        stop: served.stop.signal,
+        stop: served.stop,
       });
     } catch (error) {
       chain = Promise.reject(error);

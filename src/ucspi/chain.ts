@@ -13,6 +13,8 @@ import { sharedReadSocket } from "../stream/shared-read.ts";
 import { spawnOffLoop } from "./spawner.ts";
 import type { Feed } from "../stream/relay.ts";
 import type { Connection, Side, Stage, StageContext } from "./stage.ts";
+import { eitherStop } from "./stop-signal.ts";
+import type { StopSignal } from "./stop-signal.ts";
 
 export interface ChainOptions {
   side: Side;
@@ -38,7 +40,7 @@ export interface ChainOptions {
   onRunFailure?: () => void;
   /** When it aborts, a spawned program that still runs gets SIGTERM, as does one that a stage
    * run in this process spawned. */
-  stop?: AbortSignal;
+  stop?: StopSignal;
 }
 
 const SIGTERM = 15;
@@ -177,7 +179,7 @@ async function runStage(
         ...options,
         closeOthers: true,
         // A stop for this chain (tcpserver --drain's bound) ends what its stages spawn too.
-        stop: eitherSignal(options.stop, hooks?.stop),
+        stop: eitherStop(options.stop, hooks?.stop),
         onSpawn: hooks?.onSpawn,
         onSpawning: hooks?.onSpawning,
         onPeerGone: hooks?.onPeerGone,
@@ -188,11 +190,6 @@ async function runStage(
   } catch (error) {
     return exitStatus(reportError(argv[0] ?? "", error, options.log));
   }
-}
-
-/** Aborts when either does; no new signal when there is only one. */
-function eitherSignal(a?: AbortSignal, b?: AbortSignal): AbortSignal | undefined {
-  return a && b ? AbortSignal.any([a, b]) : (a ?? b);
 }
 
 function spawnOnConnection(
@@ -215,6 +212,7 @@ function spawnOnConnection(
     // Until its exit is reported the child is not reaped, so its pid is still its own. One
     // that does not end on SIGTERM (wedged in its exit handlers, say) gets SIGKILL.
     let killer: NodeJS.Timeout | undefined;
+    let unhear: (() => void) | undefined;
     function terminate() {
       if (exited) return;
       native().kill(pid, SIGTERM);
@@ -225,13 +223,13 @@ function spawnOnConnection(
     const exit = (status: number) => {
       exited = true;
       clearTimeout(killer);
-      stop?.removeEventListener("abort", terminate);
+      unhear?.();
       onExit(status);
     };
     const started = (spawnedPid: number) => {
       pid = spawnedPid;
-      if (stop?.aborted) terminate();
-      else stop?.addEventListener("abort", terminate, { once: true });
+      if (stop?.stopped) terminate();
+      else unhear = stop?.onStop(terminate);
       options.onSpawn?.(pid);
     };
     // posix_spawn's errno (a path that names nothing, not executable...), named as djb does.
@@ -291,7 +289,7 @@ function spawnOnConnection(
   const separate = options.side === "client";
   // Not when this side ended the connection (tcpserver --drain's bound): no peer left then.
   const peerGone = () => {
-    if (!options.stop?.aborted) options.onPeerGone?.();
+    if (!options.stop?.stopped) options.onPeerGone?.();
   };
   return spawnOnStream(connection, spawnOnce, separate, peerGone).catch((error: unknown) => {
     // Failed before spawning (no socketpair): the extra fds are still ours to close.

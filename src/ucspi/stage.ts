@@ -7,6 +7,7 @@ import type { Duplex } from "node:stream";
 import type { Env } from "./env.ts";
 import type { DropPrivileges } from "./privileges.ts";
 import type { ProxyHeader } from "../proxy/index.ts";
+import type { StopSignal } from "./stop-signal.ts";
 
 /** The network side of a stage: a raw socket fd (server fds 0/1, client 6/7), a stream, or both. */
 export interface Connection {
@@ -44,7 +45,7 @@ export type Side = "server" | "client";
 export interface NextHooks {
   /** Aborting it ends the program the chain spawned (SIGTERM): a stage that is done with it
    * (starttls-wrapper, once the client is handed over) says so. */
-  stop?: AbortSignal;
+  stop?: StopSignal;
   /** Called with the pid once the program is spawned (not for a stage run in this process). */
   onSpawn?: (pid: number) => void;
   /** Called before next() returns when a program is being spawned off the event loop (under

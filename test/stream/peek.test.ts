@@ -10,6 +10,7 @@ import type { Socket } from "node:net";
 import { PassThrough } from "node:stream";
 import { test } from "node:test";
 import { peekBytes, peekStream } from "../../src/stream/peek.ts";
+import { Stopper } from "../../src/ucspi/stop-signal.ts";
 
 /** The server's end of a fresh loopback connection, and the client's. */
 async function socketPair(): Promise<{ server: Socket; client: Socket; close: () => void }> {
@@ -79,11 +80,11 @@ test("a stream whose client ends inside what is looked for: unfinished, and no e
 test("stop: a look stopped before it has what it needs ends as silent, and what came stays to be read", async () => {
   const { server, client, close } = await socketPair();
   try {
-    const stop = new AbortController();
+    const stop = new Stopper();
     client.write("12345");
-    const looking = peekBytes({ stream: server }, { ...LIMITS, stop: stop.signal }, TEN);
+    const looking = peekBytes({ stream: server }, { ...LIMITS, stop }, TEN);
     await new Promise((resolve) => setTimeout(resolve, 20));
-    stop.abort();
+    stop.stop();
     assert.deepEqual((await looking).look, { kind: "silent" });
     client.end("67890");
     assert.equal(await readToEnd(server), "1234567890");
