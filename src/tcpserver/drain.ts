@@ -8,7 +8,7 @@ import type { Connection } from "../ucspi/stage.ts";
 import { Stopper } from "../ucspi/stop-signal.ts";
 
 export interface Served {
-  /** Given to runChain as its stop: aborting it ends whatever the chain spawned. */
+  /** Given to runChain as its stop: stopping it ends whatever the chain spawned. */
   readonly stop: Stopper;
   /** The connection as runChain got it (a stage that makes a stream of it puts it here). */
   readonly connection: Connection;

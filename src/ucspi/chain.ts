@@ -38,7 +38,7 @@ export interface ChainOptions {
   /** Called when a program, this one or one a stage runs later in the chain, cannot be run
    * (tcpserver --metrics counts it). */
   onRunFailure?: () => void;
-  /** When it aborts, a spawned program that still runs gets SIGTERM, as does one that a stage
+  /** When it stops, a spawned program that still runs gets SIGTERM, as does one that a stage
    * run in this process spawned. */
   stop?: StopSignal;
 }

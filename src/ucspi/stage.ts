@@ -43,7 +43,7 @@ export interface Connection {
 export type Side = "server" | "client";
 
 export interface NextHooks {
-  /** Aborting it ends the program the chain spawned (SIGTERM): a stage that is done with it
+  /** Its stop ends the program the chain spawned (SIGTERM): a stage that is done with it
    * (starttls-wrapper, once the client is handed over) says so. */
   stop?: StopSignal;
   /** Called with the pid once the program is spawned (not for a stage run in this process). */
