@@ -1,7 +1,8 @@
 /* The server's side of ucspi-spawner (spawner.c): starts a few of them, sends each program to
  * run with its fds (SCM_RIGHTS) to the least busy one, and turns their replies into the same
  * onSpawned/onExit callbacks that spawnAsync makes. A spawner does one posix_spawn at a time
- * (about 0.6 ms), so one per core keeps a burst of connections from queueing behind it.
+ * (about 0.6 ms), so one or two per core (src/ucspi/spawner.ts) keep a burst of connections
+ * from queueing behind it.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -8,6 +8,7 @@ import { isUtf8 } from "node:buffer";
 import { writeSync } from "node:fs";
 import { parsePort, parseServerHost, unknownZone, withInterface } from "../ucspi/address.ts";
 import { StageConfigError, prepareChain } from "../ucspi/chain.ts";
+import { spawnersForProgramsOnly } from "../ucspi/spawner.ts";
 import { hostAddresses } from "../net/dns.ts";
 import { helpAsked } from "../cli/help.ts";
 import { FatalError, causeText } from "../ucspi/errors.ts";
@@ -112,7 +113,9 @@ async function main(): Promise<void> {
   }
   // Our stage's configuration, checked and loaded before accepting and before privileges go.
   try {
-    await prepareChain(options.program, env, writeStderr);
+    // Programs only, no stage of ours: more spawners (see spawnersForProgramsOnly).
+    if (!(await prepareChain(options.program, env, writeStderr)))
+      spawnersForProgramsOnly(options.workers);
   } catch (error) {
     if (!(error instanceof StageConfigError)) throw error;
     const code = reportError(error.stage, error.cause, writeStderr);

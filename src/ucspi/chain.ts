@@ -107,20 +107,21 @@ function startChain(
 /**
  * tcpserver's start: when the program is one of our stages that has a prepare step, runs it
  * (see Stage.prepare), and so on for each command line the stage may run next (its
- * chainsAfter). Its failures are thrown, named after the stage (StageConfigError).
+ * chainsAfter). Its failures are thrown, named after the stage (StageConfigError). Resolves
+ * with whether the program is one of our stages.
  */
 export async function prepareChain(
   argv: readonly string[],
   env: Readonly<Env>,
   log: (line: string) => void,
-): Promise<void> {
+): Promise<boolean> {
   let stage: Stage | undefined;
   try {
     stage = await ourStage(findProgram(argv[0] ?? "", env["PATH"]));
   } catch {
-    return; // Not found now: each connection says so, as djb's tcpserver does.
+    return false; // Not found now: each connection says so, as djb's tcpserver does.
   }
-  if (!stage) return;
+  if (!stage) return false;
   const name = (argv[0] ?? "").slice((argv[0] ?? "").lastIndexOf("/") + 1);
   let after: readonly (readonly string[])[];
   try {
@@ -130,6 +131,7 @@ export async function prepareChain(
     throw new StageConfigError(name, error);
   }
   for (const chain of after) if (chain.length > 0) await prepareChain(chain, env, log);
+  return true;
 }
 
 /** A stage's configuration refused at start-up: `stage` names it in the log line. */
