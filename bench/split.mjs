@@ -8,8 +8,7 @@
 // programs' (the spawning process's reaped children). The client's latencies (medians) say
 // where the time goes: the handshake, its end to the first byte, the first byte to the end.
 // BENCH_ROUNDS (default 3) rounds; SPLIT_MARKDOWN=FILE writes the table there.
-import { spawn } from "node:child_process";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -38,9 +37,10 @@ const cells = [
 
 /** utime, stime and the reaped children's time of a process (or a thread), in clock ticks. */
 function times(path) {
-  const fields = readFileSync(path, "utf8")
-    .slice(readFileSync(path, "utf8").lastIndexOf(")") + 2)
-    .split(" ");
+  // After the command's name, which may hold spaces and parentheses: read once, so that the
+  // fields are those of one reading.
+  const stat = readFileSync(path, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return {
     user: Number(fields[11]),
     sys: Number(fields[12]),
@@ -215,13 +215,12 @@ try {
       const rs = results[i][kind];
       const m = (key) => median(rs.map((r) => r[key]));
       const us = (key) => String(Math.round(m(key)));
-      const parts = ["loop", "threads", "spawning", "programs"].map((k) => m(k));
-      const dash = (key, v) =>
-        (kind !== "ours" && key === "threads") || (kind === "djb" && key === "spawning")
-          ? "-"
-          : String(Math.round(v));
+      // Other threads are ours only; djb's tcpserver serving alone spawns in its own process.
+      const threads = kind === "ours" ? us("threads") : "-";
+      const spawning = kind === "djb" ? "-" : us("spawning");
+      const total = ["loop", "threads", "spawning", "programs"].reduce((sum, k) => sum + m(k), 0);
       lines.push(
-        `| ${cell.name}${cell.tls ? " ECDSA" : ""} c=${cell.c} | ${name[kind]} | ${Math.round(m("rate"))} | ${us("loop")} (${us("loopUser")}) | ${dash("threads", parts[1])} | ${dash("spawning", parts[2])} | ${us("programs")} | ${Math.round(parts.reduce((a, b) => a + b, 0))} | ${cell.tls ? m("hs").toFixed(2) : "-"} / ${m("fb").toFixed(2)} / ${m("total").toFixed(2)} |`,
+        `| ${cell.name}${cell.tls ? " ECDSA" : ""} c=${cell.c} | ${name[kind]} | ${Math.round(m("rate"))} | ${us("loop")} (${us("loopUser")}) | ${threads} | ${spawning} | ${us("programs")} | ${Math.round(total)} | ${cell.tls ? m("hs").toFixed(2) : "-"} / ${m("fb").toFixed(2)} / ${m("total").toFixed(2)} |`,
       );
     }
   lines.push(
