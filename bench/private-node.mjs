@@ -1,0 +1,73 @@
+// The bench's own Node processes on a copy of the node binary, not on the one our servers run.
+// PSS splits a page between the processes that map it, and a bare Node 24 maps about 33 MiB of
+// its binary: a bench script on the servers' binary took half of those pages off our server's
+// PSS (2026-12-07: a warm idle `tcpserver tlsd` 59 MiB alone, 40.6 beside one idle node on the
+// same file; `npm run bench` had two, run.mjs and mem-warm.mjs). stunnel and haproxy share
+// their pages with no process of the bench.
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const COPY = "UCSPI_BENCH_NODE_COPY";
+const PREFIX = "ucspi-bench-node-";
+// The process that made the copy (execve keeps its pid): only it removes the copy.
+const OWNER = "UCSPI_BENCH_NODE_OWNER";
+
+/** Replaces this process with the same script on a private copy of its node binary (removed
+ * when that process exits); on the copy already, does nothing. Children started with
+ * process.execPath then run on the copy too. */
+export function onPrivateNode() {
+  const copy = process.env[COPY];
+  if (copy) {
+    if (process.env[OWNER] === String(process.pid))
+      process.on("exit", () => rmSync(join(copy, ".."), { recursive: true, force: true }));
+    return;
+  }
+  removeStaleCopies();
+  const dir = mkdtempSync(join(tmpdir(), `${PREFIX}${process.pid}-`));
+  const node = join(dir, "node");
+  copyFileSync(process.execPath, node);
+  chmodSync(node, 0o755);
+  const args = [node, ...process.execArgv, ...process.argv.slice(1)];
+  process.execve(node, args, { ...process.env, [COPY]: node, [OWNER]: String(process.pid) });
+}
+
+/** The processes other than this one that map `binary` (the servers' node, before any server
+ * runs), each as "PID (command)": npm, for one, when it runs on that node (node_modules/.bin
+ * in PATH). Matched by inode, whatever path or link they opened it by. */
+export function otherMappers(binary) {
+  const inode = String(statSync(binary).ino);
+  const found = [];
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    let maps;
+    try {
+      maps = readFileSync(`/proc/${pid}/maps`, "latin1");
+    } catch {
+      continue; // gone, or not ours to read
+    }
+    if (!maps.split("\n").some((line) => line.split(/\s+/)[4] === inode)) continue;
+    const command = readFileSync(`/proc/${pid}/cmdline`, "latin1").replaceAll("\0", " ").trim();
+    found.push(`${pid} (${command.slice(0, 60)})`);
+  }
+  return found;
+}
+
+/** Copies whose bench was killed (no exit handler ran): their owner's pid is gone. */
+function removeStaleCopies() {
+  for (const name of readdirSync(tmpdir())) {
+    const pid = name.startsWith(PREFIX) ? parseInt(name.slice(PREFIX.length), 10) : 0;
+    if (!pid || alive(pid)) continue;
+    rmSync(join(tmpdir(), name), { recursive: true, force: true });
+  }
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return error.code === "EPERM";
+  }
+}
