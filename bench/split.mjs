@@ -147,6 +147,10 @@ function load(port, cell, n) {
       String(n),
       "-c",
       String(cell.c),
+      // loadgen's own bound is 10 s, which ended runs early where fork is dear (about 200
+      // spawns a second); 80 s, with its I/O grace, stays inside this call's 120 s.
+      "-t",
+      "80",
       ...(cell.tls ? ["--tls"] : []),
     ],
     { encoding: "utf8", timeout: 120_000 },
