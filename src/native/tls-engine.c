@@ -284,7 +284,9 @@ napi_value tls_context(napi_env env, napi_callback_info info) {
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   /* One read(2) for what the socket holds, not a record's 5-byte header and then its body: half
    * the reads per record. Safe here: pump() calls SSL_read again whenever its buffer is empty,
-   * and WANT_READ still means the socket must be read. */
+   * and WANT_READ still means the socket must be read. OpenSSL 3 applies it from the
+   * application level on only (its record layer ignores it before): a handshake still reads
+   * header and body apart (SSL_set_read_ahead on the session changes nothing, tried). */
   SSL_CTX_set_read_ahead(ctx, 1);
   /* Tickets only (as node:tls and tlsd): no session cache in the server. */
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
