@@ -441,7 +441,7 @@ for (const sig of ["SIGINT", "SIGTERM"])
 
 try {
   // Before any server runs: another program on our servers' node binary lowers their PSS.
-  for (const other of otherMappers(node))
+  for (const other of otherMappers())
     say(`warning: pid ${other} runs our servers' node binary: their PSS falls`);
   const names = wanted.filter((w) => SERVERS[w]);
   if (!names.length) throw new Error(`no known server in MEM_WARM_SERVERS (${wanted})`);

