@@ -35,7 +35,10 @@ export function onPrivateNode() {
       process.on("exit", () => rmSync(join(copy, ".."), { recursive: true, force: true }));
     return;
   }
-  if (statSync(process.execPath).ino !== statSync(serversNode).ino) return;
+  // Without node_modules' node the servers run on the node in PATH (ucspi-launch): nothing
+  // to tell apart then.
+  const servers = inodeOf(serversNode);
+  if (servers === undefined || inodeOf(process.execPath) !== servers) return;
   removeStaleCopies();
   const dir = mkdtempSync(join(tmpdir(), `${PREFIX}${process.pid}-`));
   const node = join(dir, "node");
@@ -49,19 +52,20 @@ export function onPrivateNode() {
  * runs), each as "PID (command)": npm, for one, when it runs on that node (node_modules/.bin
  * in PATH). Matched by inode, whatever path or link they opened it by. */
 export function otherMappers() {
-  const inode = String(statSync(serversNode).ino);
+  const servers = inodeOf(serversNode);
+  if (servers === undefined) return [];
+  const inode = String(servers);
   const found = [];
   for (const pid of readdirSync("/proc")) {
     if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
-    let maps;
     try {
-      maps = readFileSync(`/proc/${pid}/maps`, "latin1");
+      const maps = readFileSync(`/proc/${pid}/maps`, "latin1");
+      if (!maps.split("\n").some((line) => line.split(/\s+/)[4] === inode)) continue;
+      const command = readFileSync(`/proc/${pid}/cmdline`, "latin1").replaceAll("\0", " ");
+      found.push(`${pid} (${command.trim().slice(0, 60)})`);
     } catch {
-      continue; // gone, or not ours to read
+      // Gone, or not ours to read.
     }
-    if (!maps.split("\n").some((line) => line.split(/\s+/)[4] === inode)) continue;
-    const command = readFileSync(`/proc/${pid}/cmdline`, "latin1").replaceAll("\0", " ").trim();
-    found.push(`${pid} (${command.slice(0, 60)})`);
   }
   return found;
 }
@@ -81,5 +85,13 @@ function alive(pid) {
     return true;
   } catch (error) {
     return error.code === "EPERM";
+  }
+}
+
+function inodeOf(path) {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
   }
 }
