@@ -97,3 +97,18 @@ tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
 handshake()
 `;
 }
+
+/** Python, after `ctx = ...` at the top level: tells a FIN without close_notify from a clean
+ * end (SSLEOFError), whatever the Python. Debian's python3 (3.11.2) sets
+ * OP_IGNORE_UNEXPECTED_EOF on every context, so such a FIN reads as a clean end there, and
+ * without it says ssl.SSLError, not SSLEOFError (pyenv's 3.11.7 does neither). */
+export const PY_STRICT_EOF = `ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+_ssl_read = ssl.SSLSocket.read
+def _strict_read(self, *args):
+    try:
+        return _ssl_read(self, *args)
+    except ssl.SSLError as e:
+        if isinstance(e, ssl.SSLEOFError) or e.reason != "UNEXPECTED_EOF_WHILE_READING":
+            raise
+        raise ssl.SSLEOFError(*e.args) from e
+ssl.SSLSocket.read = _strict_read`;

@@ -15,6 +15,7 @@ import { greetingPayload } from "../helpers/mysql-packets.ts";
 import { PATH_WITH_BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
+import { PY_STRICT_EOF } from "../helpers/py-bio.ts";
 
 const pki = makePki();
 const pair = pki.server("localhost", ["localhost"]);
@@ -153,6 +154,7 @@ if sys.argv[2] == 'plain':
     sys.exit(0)
 s.sendall(pkt(1, head(flags | 0x0800)))
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+${PY_STRICT_EOF}
 ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
 s = ctx.wrap_socket(s, suppress_ragged_eofs=False)
 if sys.argv[2] == 'login':
@@ -203,6 +205,7 @@ while f.readline()[3:4] == b'-': pass
 s.sendall(b'STARTTLS\\r\\n')
 assert f.readline().startswith(b'220 ')
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+${PY_STRICT_EOF}
 ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
 try:
     s = ctx.wrap_socket(s, suppress_ragged_eofs=False)

@@ -202,10 +202,12 @@ for (const [who, server] of SERVERS) {
         assert.match(big.stdout, /^tls: TLSv1\.3 /m);
         assert.match(big.stdout, /^alpn offered: x000p+,.*,http\/1\.1$/m);
         await s.waitForLog(/ end \d+ status 0$/);
-        // 261 names: 65570 bytes, over the 65536 that tls-sniff looks at.
+        // 261 names: over the 65536 bytes that tls-sniff looks at (65570 from pyenv's Python,
+        // 65600 from Debian's, whose hello has more in it).
         const over = await bigHello(s.port, 261);
         assert.notEqual(over.code, 0);
-        assert.match(over.stderr, /^hello bytes 65570$/m);
+        const bytes = Number(/^hello bytes (\d+)$/m.exec(over.stderr)?.[1]);
+        assert.ok(bytes > 65536 && bytes < 65536 + 1024, over.stderr);
         await s.waitForLog(
           /^tls-sniff: warning: 127\.0\.0\.1: refused: malformed ClientHello: ClientHello over 65536 bytes, the most looked at$/,
         );

@@ -9,6 +9,7 @@ import { keygenOk, workDir } from "../helpers/keygen.ts";
 import { BIN, ROOT, djb, ours, run } from "../helpers/programs.ts";
 import { startServer, waitFor } from "../helpers/server.ts";
 import { sServer as sServerOf } from "../helpers/s-server.ts";
+import { PY_STRICT_EOF } from "../helpers/py-bio.ts";
 
 const PATH = `${BIN}:/usr/bin:/bin`;
 const CLIENT_IO = `${ROOT}/test/fixtures/client-io`;
@@ -291,6 +292,7 @@ test("a program that exits without reading the server's data: its output and clo
   const script = `
 import socket, ssl, sys
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+${PY_STRICT_EOF}
 ctx.load_cert_chain(${JSON.stringify(leaf.cert)}, ${JSON.stringify(leaf.key)})
 ls = socket.socket()
 ls.bind(("127.0.0.1", 0))

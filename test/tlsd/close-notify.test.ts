@@ -7,6 +7,7 @@ import { makePki } from "../helpers/certs.ts";
 import { BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
+import { PY_STRICT_EOF } from "../helpers/py-bio.ts";
 
 const pki = makePki();
 const server = pki.server("localhost", ["localhost"]);
@@ -18,6 +19,7 @@ function client(port: number, input: string, end: "notify" | "fin") {
   const script = `
 import socket, ssl, sys
 ctx = ssl.create_default_context(cafile=${JSON.stringify(pki.ca.cert)})
+${PY_STRICT_EOF}
 s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", ${port})),
                     server_hostname="localhost", suppress_ragged_eofs=False)
 s.sendall(${JSON.stringify(input)}.encode())

@@ -9,6 +9,7 @@ import { test } from "node:test";
 import { makePki } from "../helpers/certs.ts";
 import { BIN, ours, run } from "../helpers/programs.ts";
 import { startServer } from "../helpers/server.ts";
+import { PY_STRICT_EOF } from "../helpers/py-bio.ts";
 
 const pki = makePki();
 const a = pki.server("a", ["localhost"]);
@@ -97,6 +98,7 @@ BLOCK, BULK_BLOCKS, RECORD = ${BLOCK}, ${BULK_BLOCKS}, ${BLOCK} + 22
 def block(i):
     return hashlib.shake_256(b"%d" % i).digest(BLOCK)
 ctx = ssl.create_default_context(cafile=${JSON.stringify(pki.ca.cert)})
+${PY_STRICT_EOF}
 ctx.minimum_version = ssl.TLSVersion.TLSv1_3
 raw = socket.socket()
 raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -199,6 +201,7 @@ os.rename(${JSON.stringify(done)} + ".tmp", ${JSON.stringify(done)})
 const SLOW_CLIENT = (port: number, done: string) => `
 import os, socket, ssl, time
 ctx = ssl.create_default_context(cafile=${JSON.stringify(pki.ca.cert)})
+${PY_STRICT_EOF}
 raw = socket.socket()
 raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 raw.connect(("127.0.0.1", ${port}))

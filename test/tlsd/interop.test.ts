@@ -10,6 +10,7 @@ import { keygenOk, workDir } from "../helpers/keygen.ts";
 import { BIN, ROOT, ours, run } from "../helpers/programs.ts";
 import { startServer, talk } from "../helpers/server.ts";
 import type { RunningServer } from "../helpers/server.ts";
+import { PY_STRICT_EOF } from "../helpers/py-bio.ts";
 
 const PATH = `${BIN}:/usr/bin:/bin`;
 const CLIENT_IO = `${ROOT}/test/fixtures/client-io`;
@@ -178,6 +179,7 @@ function pythonClient(port: number, cafile: string) {
   const script = `
 import hashlib, socket, ssl, sys
 ctx = ssl.create_default_context(cafile=${JSON.stringify(cafile)})
+${PY_STRICT_EOF}
 ctx.check_hostname = True
 raw = socket.create_connection(("127.0.0.1", ${port}))
 s = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
@@ -335,6 +337,7 @@ test("a program that exits without reading all its input: its output and close_n
     const script = `
 import socket, ssl
 ctx = ssl.create_default_context(cafile=${JSON.stringify(ca.cert)})
+${PY_STRICT_EOF}
 for i in range(10):
     raw = socket.create_connection(("127.0.0.1", ${s.port}))
     s = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
@@ -393,6 +396,7 @@ for (const version of ["TLSv1_3", "TLSv1_2"])
       const script = `
 import hashlib, socket, ssl
 ctx = ssl.create_default_context(cafile=${JSON.stringify(ca.cert)})
+${PY_STRICT_EOF}
 ctx.maximum_version = ssl.TLSVersion.${version}
 raw = socket.create_connection(("127.0.0.1", ${s.port}))
 s = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
