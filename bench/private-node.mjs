@@ -4,13 +4,20 @@
 // PSS (2026-12-07: a warm idle `tcpserver tlsd` 59 MiB alone, 40.6 beside one idle node on the
 // same file; `npm run bench` had two, run.mjs and mem-warm.mjs). stunnel and haproxy share
 // their pages with no process of the bench.
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
-import { statSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** The node our servers run on (build/ucspi-launch's). */
+/** The Node 24 our servers run on (build/ucspi-launch's), which the bench's scripts name too. */
 export const serversNode = join(
   dirname(fileURLToPath(import.meta.url)),
   "..",
@@ -48,10 +55,15 @@ export function onPrivateNode() {
   process.execve(node, args, { ...process.env, [COPY]: node, [OWNER]: String(process.pid) });
 }
 
-/** The processes other than this one that map the servers' node (asked before any server
- * runs), each as "PID (command)": npm, for one, when it runs on that node (node_modules/.bin
- * in PATH). Matched by inode, whatever path or link they opened it by. */
-export function otherMappers() {
+/** A warning for each process other than this one that maps the servers' node (asked before
+ * any server runs): npm, for one, when it runs on that node (node_modules/.bin in PATH). */
+export function sharingWarnings() {
+  return otherMappers().map((p) => `pid ${p} runs our servers' node binary: their PSS falls`);
+}
+
+/** Those processes, each as "PID (command)", matched by inode, whatever path or link they
+ * opened the binary by. */
+function otherMappers() {
   const servers = inodeOf(serversNode);
   if (servers === undefined) return [];
   const inode = String(servers);

